@@ -1,0 +1,46 @@
+# The two set-up commands of README.md: `make run` (the sandbox) and `make test` (the suite).
+# Each creates .venv itself and installs what it needs; nothing has to be installed by hand.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint unit integration e2e bench system-deps clean
+
+$(BIN)/python:
+	scripts/bootstrap-venv "$(PYTHON)" "$(VENV)"
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[sandbox]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+system-deps:
+	scripts/install-system-deps
+
+## make run: start the sandbox (a private systemd + journald + Caddy, the agent, the dashboard)
+run: $(VENV)/.installed-run
+	$(BIN)/pockestrator up
+
+## make test: lint, type-check, then every suite (unit, integration, e2e, benchmarks' smoke)
+test: $(VENV)/.installed-test system-deps lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check pockestrator tests
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-test
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.installed-test
+	$(BIN)/pytest tests/integration
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache test-artifacts

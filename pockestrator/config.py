@@ -123,8 +123,17 @@ class AgentConfig(BaseModel):
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
         return value
 
-    @field_validator("base_dir", "systemd_dir", "caddy_config", "spec_dir", "database",
-                     "caddy_sites_dir", "release_cache_dir", "journal_dir", "archive_dir")
+    @field_validator(
+        "base_dir",
+        "systemd_dir",
+        "caddy_config",
+        "spec_dir",
+        "database",
+        "caddy_sites_dir",
+        "release_cache_dir",
+        "journal_dir",
+        "archive_dir",
+    )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
@@ -150,9 +159,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return overrides
 
 
-def load_config(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> AgentConfig:
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:
     """Read ``path`` (YAML mapping; optional) and apply environment overrides.
 
     Raises ``ConfigError`` naming every bad key, so that the operator fixes all at once.

@@ -160,10 +160,19 @@ class PrivateSystemd:
                 env.pop(inherited, None)
             with (paths.root / "manager.log").open("ab") as log:
                 self._shell = await asyncio.create_subprocess_exec(
-                    "unshare", "-m", "--propagation", "private",
-                    "sh", "-c", _NAMESPACE_SCRIPT, "pockestrator-namespace",
-                    str(paths.root), str(notify_path),
-                    str(JOURNALD_BINARY), str(SYSTEMD_BINARY), self.cgroup_name,
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    _NAMESPACE_SCRIPT,
+                    "pockestrator-namespace",
+                    str(paths.root),
+                    str(notify_path),
+                    str(JOURNALD_BINARY),
+                    str(SYSTEMD_BINARY),
+                    self.cgroup_name,
                     env=env,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,

@@ -143,8 +143,12 @@ class Sandbox:
         layout = self.layout
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.root.chmod(0o755)
-        for folder in (layout.services_dir, layout.caddy_sites_dir, layout.release_cache_dir,
-                       layout.database.parent):
+        for folder in (
+            layout.services_dir,
+            layout.caddy_sites_dir,
+            layout.release_cache_dir,
+            layout.database.parent,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         layout.services_dir.chmod(0o755)
         await self.systemd.start()
@@ -201,4 +205,3 @@ class Sandbox:
         }
         settings.update(overrides)
         return AgentConfig.model_validate(settings)
-

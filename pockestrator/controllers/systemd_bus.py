@@ -102,12 +102,12 @@ def unescape_unit_path(path: str) -> str | None:
     """The unit name of a unit object path, or None for other paths."""
     if not path.startswith(UNIT_PATH_PREFIX):
         return None
-    escaped = path[len(UNIT_PATH_PREFIX):]
+    escaped = path[len(UNIT_PATH_PREFIX) :]
     raw = bytearray()
     index = 0
     while index < len(escaped):
-        if escaped[index] == "_" and _is_hex(escaped[index + 1:index + 3]):
-            raw.append(int(escaped[index + 1:index + 3], 16))
+        if escaped[index] == "_" and _is_hex(escaped[index + 1 : index + 3]):
+            raw.append(int(escaped[index + 1 : index + 3], 16))
             index += 3
         else:
             raw.extend(escaped[index].encode())
@@ -197,7 +197,8 @@ class SystemdBus:
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body else reply.error_name
             error_class = (
-                NoSuchUnit if reply.error_name == "org.freedesktop.systemd1.NoSuchUnit"
+                NoSuchUnit
+                if reply.error_name == "org.freedesktop.systemd1.NoSuchUnit"
                 else SystemdError
             )
             raise error_class(f"{member}: {text}", reply.error_name)
@@ -220,8 +221,11 @@ class SystemdBus:
 
     async def _add_match(self, rule: str) -> None:
         await self.call(
-            "AddMatch", "s", [rule],
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            "AddMatch",
+            "s",
+            [rule],
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus",
         )
 

@@ -40,9 +40,10 @@ async def test_unit_started_over_dbus_has_a_real_main_pid_and_memory(sandbox: Sa
     assert status.cpu_usage_nsec is None or status.cpu_usage_nsec < 2**63
 
     await sandbox.bus.stop_unit("sleeper.service")
-    assert not Path(f"/proc/{status.main_pid}").exists() or (
-        await sandbox.bus.unit_status("sleeper.service")
-    ).active_state != "active"
+    assert (
+        not Path(f"/proc/{status.main_pid}").exists()
+        or (await sandbox.bus.unit_status("sleeper.service")).active_state != "active"
+    )
 
 
 async def test_unit_stdout_reaches_the_journal(sandbox: Sandbox) -> None:
@@ -58,9 +59,18 @@ async def test_unit_stdout_reaches_the_journal(sandbox: Sandbox) -> None:
 
     async def marker_in_journal() -> bool:
         shown = subprocess.run(
-            ["journalctl", "-D", str(sandbox.systemd.paths.journal_dir), "--no-pager",
-             "-o", "cat", "SYSLOG_IDENTIFIER=talker"],
-            capture_output=True, text=True, check=False,
+            [
+                "journalctl",
+                "-D",
+                str(sandbox.systemd.paths.journal_dir),
+                "--no-pager",
+                "-o",
+                "cat",
+                "SYSLOG_IDENTIFIER=talker",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return marker in shown.stdout
 
@@ -75,8 +85,7 @@ async def test_pocketbase_unit_answers_health_through_caddy(sandbox: Sandbox) ->
     write_unit(
         sandbox,
         "probe-pocketbase.service",
-        "[Service]\n"
-        f"ExecStart={pocketbase} serve --http=127.0.0.1:{port} --dir={data}\n",
+        f"[Service]\nExecStart={pocketbase} serve --http=127.0.0.1:{port} --dir={data}\n",
     )
     (sandbox.layout.caddy_sites_dir / "probe.caddy").write_text(
         f"http://probe.example.test {{\n\treverse_proxy 127.0.0.1:{port}\n}}\n"
@@ -117,8 +126,9 @@ async def test_mirror_zip_matches_its_checksums(
             exe = Path(handle.name)
             try:
                 exe.chmod(0o755)
-                shown = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
-                                       check=True)
+                shown = subprocess.run(
+                    [str(exe), "--version"], capture_output=True, text=True, check=True
+                )
             finally:
                 exe.unlink()
             assert version in shown.stdout

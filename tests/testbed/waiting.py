@@ -13,9 +13,12 @@ async def http_get(url: str, host: str | None = None, timeout: float = 2.0) -> t
     """Status and body of one GET ((0, "") when nothing answers); ``host`` sets Host."""
     headers = {"Host": host} if host else {}
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response,
+        ):
             return response.status, await response.text()
     except (aiohttp.ClientError, TimeoutError):
         return 0, ""

@@ -1,0 +1,98 @@
+"""Stable error codes and the shape every validation problem takes: field, message, code.
+
+Codes are part of the public contract (the REST API returns them, scripts match on them),
+so they are an enum whose values never change meaning. Where the reference API names a code
+(``DUPLICATE_PROJECT_NAME``, ``PROJECT_NAME_EXISTS``, ``PORT_IN_USE``,
+``VERSION_NOT_LATEST``, ...), that code is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # Shape of the input.
+    FIELD_REQUIRED = "FIELD_REQUIRED"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    INVALID_TYPE = "INVALID_TYPE"
+    INVALID_VALUE = "INVALID_VALUE"
+    VALUE_TOO_LONG = "VALUE_TOO_LONG"
+    INVALID_CHARACTERS = "INVALID_CHARACTERS"
+
+    # project_name.
+    NAME_TOO_LONG = "NAME_TOO_LONG"
+    NAME_MUST_START_WITH_LETTER = "NAME_MUST_START_WITH_LETTER"
+    NAME_ENDS_WITH_HYPHEN = "NAME_ENDS_WITH_HYPHEN"
+    RESERVED_NAME = "RESERVED_NAME"
+    DUPLICATE_PROJECT_NAME = "DUPLICATE_PROJECT_NAME"
+    PROJECT_NAME_EXISTS = "PROJECT_NAME_EXISTS"
+
+    # port.
+    PORT_OUT_OF_RANGE = "PORT_OUT_OF_RANGE"
+    PORT_RESERVED = "PORT_RESERVED"
+    PORT_IN_USE = "PORT_IN_USE"
+
+    # domain.
+    INVALID_DOMAIN = "INVALID_DOMAIN"
+    DOMAIN_TOO_LONG = "DOMAIN_TOO_LONG"
+    DOMAIN_IN_USE = "DOMAIN_IN_USE"
+    DOMAIN_UNREACHABLE = "DOMAIN_UNREACHABLE"
+
+    # pocketbase_version.
+    INVALID_VERSION = "INVALID_VERSION"
+    VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
+    VERSION_NOT_LATEST = "VERSION_NOT_LATEST"
+    VERSION_CHECK_UNAVAILABLE = "VERSION_CHECK_UNAVAILABLE"
+
+    # env, resources, flags, superuser.
+    INVALID_ENV_NAME = "INVALID_ENV_NAME"
+    INVALID_ENV_VALUE = "INVALID_ENV_VALUE"
+    INVALID_MEMORY_LIMIT = "INVALID_MEMORY_LIMIT"
+    INVALID_CPU_QUOTA = "INVALID_CPU_QUOTA"
+    FLAG_NOT_ALLOWED = "FLAG_NOT_ALLOWED"
+    INVALID_FLAG_VALUE = "INVALID_FLAG_VALUE"
+    INVALID_EMAIL = "INVALID_EMAIL"
+    INVALID_PATH = "INVALID_PATH"
+
+    # Spec files.
+    YAML_SYNTAX = "YAML_SYNTAX"
+    NOT_A_MAPPING = "NOT_A_MAPPING"
+    FILE_UNREADABLE = "FILE_UNREADABLE"
+
+    # Ownership between sources.
+    OWNED_BY_FILE = "OWNED_BY_FILE"
+    OWNED_BY_OTHER_SOURCE = "OWNED_BY_OTHER_SOURCE"
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field. ``line`` is set for spec files when known."""
+
+    field: str
+    message: str
+    code: ErrorCode
+    file: str | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        data = {key: value for key, value in asdict(self).items() if value is not None}
+        data["code"] = str(self.code)
+        return data
+
+    def __str__(self) -> str:
+        where = (
+            f"{self.file}:{self.line}: "
+            if self.file and self.line
+            else (f"{self.file}: " if self.file else "")
+        )
+        return f"{where}{self.field}: {self.message} [{self.code}]"
+
+
+class SpecInvalid(ValueError):
+    """A spec failed validation; ``issues`` lists every problem found, not just the first."""
+
+    def __init__(self, issues: list[FieldIssue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(str(issue) for issue in issues))

@@ -1,0 +1,186 @@
+"""Checks of a spec against the world: other services, the host's ports, the release index.
+
+``parse_spec`` (in ``specs.model``) answers "is this a well-formed spec"; this module
+answers "can it be deployed here, now": the name, port and domain are not taken by another
+service, the port is not the agent's own and nothing on the host listens on it, and the
+version exists (with a warning when it is not the latest). The release index is a
+protocol so that ``specs`` does not depend on ``controllers``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pockestrator.specs.errors import ErrorCode, FieldIssue
+from pockestrator.specs.grammar import is_prerelease, version_key
+from pockestrator.specs.model import ServiceSpec
+
+
+class ReleaseIndexUnavailable(Exception):
+    """The release index could not be reached and nothing is cached."""
+
+
+class ReleaseIndex(Protocol):
+    """Which PocketBase versions exist, and which is the latest (implemented by controllers)."""
+
+    async def versions(self) -> Sequence[str]: ...
+
+
+def latest_stable(versions: Iterable[str]) -> str | None:
+    """The highest version that is not a pre-release (compared as versions)."""
+    stable = [version for version in versions if not is_prerelease(version)]
+    return max(stable, key=version_key) if stable else None
+
+
+@dataclass
+class ValidationReport:
+    """The reference API's validation answer: errors, warnings and named checks."""
+
+    errors: list[FieldIssue] = field(default_factory=list)
+    warnings: list[FieldIssue] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an existing service holds: its name, port, domain and owning source."""
+
+    name: str
+    port: int
+    domain: str
+    owner: str
+
+
+def port_is_bound(port: int, host: str = "127.0.0.1") -> bool:
+    """True when some process on this host listens on ``port`` (a real bind attempt)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a port in TIME_WAIT is free for a listener; only a listener blocks.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+async def validate_in_context(
+    spec: ServiceSpec,
+    *,
+    claims: Iterable[Claim],
+    agent_port: int | None,
+    release_index: ReleaseIndex | None,
+    replacing: str | None = None,
+    name_taken_code: ErrorCode = ErrorCode.PROJECT_NAME_EXISTS,
+    check_host_port: bool = True,
+) -> ValidationReport:
+    """Errors and warnings for deploying ``spec`` next to the services in ``claims``.
+
+    ``replacing`` names the service this spec updates: its own claims do not conflict, and
+    its port is not probed on the host (its own instance listens there).
+    """
+    report = ValidationReport()
+    others = [claim for claim in claims if claim.name != replacing]
+    own = next((claim for claim in claims if claim.name == replacing), None)
+
+    name_free = replacing == spec.project_name or all(
+        claim.name != spec.project_name for claim in others
+    )
+    if not name_free:
+        report.errors.append(
+            FieldIssue(
+                "project_name",
+                f"Project name '{spec.project_name}' already exists",
+                name_taken_code,
+            )
+        )
+
+    port_free = True
+    if agent_port is not None and spec.port == agent_port:
+        port_free = False
+        report.errors.append(
+            FieldIssue(
+                "port", f"Port {spec.port} is the agent's own API port", ErrorCode.PORT_RESERVED
+            )
+        )
+    elif holder := next((claim for claim in others if claim.port == spec.port), None):
+        port_free = False
+        report.errors.append(
+            FieldIssue(
+                "port",
+                f"Port {spec.port} is already in use by service '{holder.name}'",
+                ErrorCode.PORT_IN_USE,
+            )
+        )
+    elif check_host_port and (own is None or own.port != spec.port) and port_is_bound(spec.port):
+        port_free = False
+        report.errors.append(
+            FieldIssue(
+                "port",
+                f"Port {spec.port} is already in use by another process on this host",
+                ErrorCode.PORT_IN_USE,
+            )
+        )
+
+    if holder := next((claim for claim in others if claim.domain == spec.domain), None):
+        report.errors.append(
+            FieldIssue(
+                "domain",
+                f"Domain {spec.domain} is already used by service '{holder.name}'",
+                ErrorCode.DOMAIN_IN_USE,
+            )
+        )
+
+    report.checks.update(
+        project_name_available=name_free,
+        port_available=port_free,
+        domain_valid=True,
+    )
+    report.checks["version_exists"] = await _check_version(spec, release_index, report)
+    return report
+
+
+async def _check_version(
+    spec: ServiceSpec, release_index: ReleaseIndex | None, report: ValidationReport
+) -> bool:
+    if release_index is None:
+        return True
+    try:
+        versions = list(await release_index.versions())
+    except ReleaseIndexUnavailable as exc:
+        report.warnings.append(
+            FieldIssue(
+                "pocketbase_version",
+                f"Cannot check the version now: {exc}",
+                ErrorCode.VERSION_CHECK_UNAVAILABLE,
+            )
+        )
+        return True
+    if spec.pocketbase_version not in versions:
+        report.errors.append(
+            FieldIssue(
+                "pocketbase_version",
+                f"Version {spec.pocketbase_version} does not exist",
+                ErrorCode.VERSION_NOT_FOUND,
+            )
+        )
+        return False
+    latest = latest_stable(versions)
+    if latest is not None and version_key(spec.pocketbase_version) < version_key(latest):
+        report.warnings.append(
+            FieldIssue(
+                "pocketbase_version",
+                f"Version {spec.pocketbase_version} is not the latest ({latest})",
+                ErrorCode.VERSION_NOT_LATEST,
+            )
+        )
+    return True

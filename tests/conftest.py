@@ -1,7 +1,7 @@
 """Fixtures shared by every suite: the test bed (real systemd, journald, Caddy, PocketBase).
 
-Tests marked ``testbed`` (every test under ``tests/integration``, ``tests/e2e`` and
-``tests/benchmarks``) need root and ``unshare``; where the machine cannot host a test bed
+Tests that use the test bed (the ``sandbox`` or ``testbed_base`` fixtures; they get the
+``testbed`` mark) need root and ``unshare``; where the machine cannot host a test bed
 they are skipped with the exact reason. Each module gets its own sandbox (a private systemd
 manager, journald and Caddy in a folder under ``TESTBED_BASE``), and tearing it down must
 leave no process behind: the fixture fails the module's last test otherwise.
@@ -28,13 +28,13 @@ from tests.testbed.mirror import (
 
 # Not under /tmp or /var/tmp: PrivateTmp= in the instances' units would hide it.
 TESTBED_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))
-TESTBED_DIRS = ("integration", "e2e", "benchmarks")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the test bed, and skip them (with why) where there is none."""
     reason = unavailable_reason()
     for item in items:
-        if any(f"tests/{name}/" in str(item.path) for name in TESTBED_DIRS):
+        if "testbed_base" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.testbed)
         if reason and item.get_closest_marker("testbed"):
             item.add_marker(pytest.mark.skip(reason=f"no test bed on this machine: {reason}"))

@@ -60,10 +60,12 @@ class ErrorCode(StrEnum):
     YAML_SYNTAX = "YAML_SYNTAX"
     NOT_A_MAPPING = "NOT_A_MAPPING"
     FILE_UNREADABLE = "FILE_UNREADABLE"
+    DUPLICATE_KEY = "DUPLICATE_KEY"
 
     # Ownership between sources.
     OWNED_BY_FILE = "OWNED_BY_FILE"
     OWNED_BY_OTHER_SOURCE = "OWNED_BY_OTHER_SOURCE"
+    DELETION_PENDING = "DELETION_PENDING"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,334 @@
+"""The YAML spec directory: GitOps-style desired state, one or more services per file.
+
+``parse_spec_file`` is pure: text in, good specs and located issues out (file, line, field,
+code). ``SpecDirectory`` keeps the store in step with a directory: a startup scan, then
+watchfiles (inotify) events, non-recursive, over ``*.yaml``/``*.yml``. It is
+level-triggered: whatever the event (created, modified, renamed over, deleted), the file's
+current content is read again, so editors that save by rename and partial writes converge
+to the right state as soon as the file is whole.
+
+A file is applied all or nothing. While it is broken (YAML syntax, unknown key, bad value,
+a name another file or the API already holds), none of its documents are applied, so
+services it defined keep their last good spec until it is fixed or removed; other files are
+never affected. Removing a file removes its services (their data is archived, not lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import watchfiles
+import yaml
+
+from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
+from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.store import Store, file_owner, owner_file
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 1024 * 1024
+# Events are delivered after `step` ms without further changes, at most `debounce` ms late.
+WATCH_STEP_MS = 20
+WATCH_DEBOUNCE_MS = 80
+
+log = structlog.get_logger("pockestrator.specs")
+
+
+def is_spec_file_name(name: str) -> bool:
+    """``*.yaml``/``*.yml``, not hidden (editor swap and temp files start with a dot)."""
+    return not name.startswith(".") and name.endswith(SPEC_SUFFIXES)
+
+
+@dataclass
+class ParsedFile:
+    """The good specs of one file and the problems found in it."""
+
+    path: str
+    specs: list[ServiceSpec] = field(default_factory=list)
+    issues: list[FieldIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key, by its path, for pointing errors at lines."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, str(key_node.value))
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key))
+    return lines
+
+
+def _duplicate_keys(node: yaml.Node, prefix: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """Keys that appear twice in one mapping: PyYAML would silently keep the last."""
+    found: list[tuple[str, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                found.append((".".join((*prefix, key)), key_node.start_mark.line + 1))
+            seen.add(key)
+            found.extend(_duplicate_keys(value_node, (*prefix, key)))
+    return found
+
+
+def _line_for(field_path: str, lines: dict[tuple[str, ...], int], document_line: int) -> int:
+    parts = tuple(field_path.split("."))
+    while parts:
+        if parts in lines:
+            return lines[parts]
+        parts = parts[:-1]
+    return document_line
+
+
+def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
+    """Every document of one spec file, validated; issues carry file, line, field, code."""
+    parsed = ParsedFile(path)
+    names: dict[str, int] = {}
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            document_line = node.start_mark.line + 1
+            data: Any = loader.construct_document(node)
+            if data is None:
+                continue  # an empty document, e.g. a trailing `---`
+            for key, line in _duplicate_keys(node):
+                parsed.issues.append(
+                    FieldIssue(
+                        key, f"key '{key}' appears twice", ErrorCode.DUPLICATE_KEY, path, line
+                    )
+                )
+            lines = _key_lines(node)
+            try:
+                spec = parse_spec(data, default_domain)
+            except SpecInvalid as exc:
+                for issue in exc.issues:
+                    line = _line_for(issue.field, lines, document_line)
+                    parsed.issues.append(
+                        FieldIssue(issue.field, issue.message, issue.code, path, line)
+                    )
+                continue
+            if spec.project_name in names:
+                parsed.issues.append(
+                    FieldIssue(
+                        "project_name",
+                        f"'{spec.project_name}' is defined twice in this file "
+                        f"(first at line {names[spec.project_name]})",
+                        ErrorCode.DUPLICATE_PROJECT_NAME,
+                        path,
+                        lines.get(("project_name",), document_line),
+                    )
+                )
+                continue
+            names[spec.project_name] = lines.get(("project_name",), document_line)
+            parsed.specs.append(spec)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        error_line: int | None = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        parsed.issues.append(
+            FieldIssue(
+                "<file>", f"YAML syntax error: {problem}", ErrorCode.YAML_SYNTAX, path, error_line
+            )
+        )
+    finally:
+        loader.dispose()
+    return parsed
+
+
+def read_spec_file(path: Path, default_domain: str) -> ParsedFile:
+    """Parse ``path`` from disk; an unreadable or oversized file is one issue."""
+    name = str(path)
+    try:
+        if not path.is_file():
+            raise OSError("not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return ParsedFile(
+                name,
+                issues=[
+                    FieldIssue(
+                        "<file>",
+                        f"spec file is larger than {MAX_FILE_BYTES} bytes",
+                        ErrorCode.FILE_UNREADABLE,
+                        name,
+                    )
+                ],
+            )
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return ParsedFile(
+            name,
+            issues=[
+                FieldIssue(
+                    "<file>", f"cannot read spec file: {exc}", ErrorCode.FILE_UNREADABLE, name
+                )
+            ],
+        )
+    return parse_spec_file(name, text, default_domain)
+
+
+class SpecDirectory:
+    """Keeps the store's file-owned services equal to the spec files of one directory.
+
+    ``on_change`` receives the names whose desired state may have changed (the agent
+    enqueues them). ``issues`` is the current problem list per file, also kept in the store.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        store: Store,
+        default_domain: str,
+        on_change: Callable[[set[str]], None] = lambda names: None,
+    ) -> None:
+        self.directory = directory
+        self.store = store
+        self.default_domain = default_domain
+        self.on_change = on_change
+        self.issues: dict[str, list[FieldIssue]] = {}
+        self._ready = asyncio.Event()
+
+    def spec_files(self) -> list[Path]:
+        try:
+            entries = sorted(self.directory.iterdir())
+        except FileNotFoundError:
+            return []
+        return [entry for entry in entries if is_spec_file_name(entry.name)]
+
+    def _known_files(self) -> set[str]:
+        """Files the store has services of, or has problems recorded for."""
+        known = {
+            source
+            for claim in self.store.claims()
+            if (source := owner_file(claim.owner)) is not None
+            and Path(source).parent == self.directory
+        }
+        known.update(
+            path for path in self.store.file_issues() if Path(path).parent == self.directory
+        )
+        return known
+
+    def scan(self) -> set[str]:
+        """Bring every file of the directory (and every vanished one) into the store."""
+        paths = {str(path) for path in self.spec_files()} | self._known_files()
+        return self.sync_paths(sorted(paths))
+
+    def sync_paths(self, paths: Iterable[str]) -> set[str]:
+        """Re-read ``paths`` (level-triggered), then retry files that lost a name conflict."""
+        changed: set[str] = set()
+        for path in paths:
+            changed |= self._sync_file(path)
+        if changed:
+            changed |= self._retry_conflicts()
+            self.on_change(changed)
+        return changed
+
+    def retry_conflicts(self) -> set[str]:
+        """Re-read files that lost a name to another source (call when one is freed)."""
+        changed = self._retry_conflicts()
+        if changed:
+            self.on_change(changed)
+        return changed
+
+    def _retry_conflicts(self) -> set[str]:
+        changed: set[str] = set()
+        for path in sorted(self.issues):
+            if any(issue.code in _CONFLICT_CODES for issue in self.issues[path]):
+                changed |= self._sync_file(path)
+        return changed
+
+    def _sync_file(self, path: str) -> set[str]:
+        before = self._names_owned_by(path)
+        file_path = Path(path)
+        if file_path.exists() and is_spec_file_name(file_path.name):
+            parsed = read_spec_file(file_path, self.default_domain)
+        else:
+            parsed = ParsedFile(path)  # removed: its services go (data archived)
+        issues = list(parsed.issues)
+        if parsed.ok:
+            conflicts = self.store.sync_file(path, parsed.specs)
+            for name, issue in conflicts.items():
+                code = issue.code
+                if code is ErrorCode.OWNED_BY_FILE:
+                    code = ErrorCode.DUPLICATE_PROJECT_NAME
+                issues.append(FieldIssue(issue.field, issue.message, code, path))
+                log.warning("spec conflict", file=path, service=name, code=str(code))
+        else:
+            log.warning(
+                "spec file is broken; its services keep their last good spec",
+                file=path,
+                issues=[str(issue) for issue in issues],
+            )
+        if issues:
+            self.issues[path] = issues
+        else:
+            self.issues.pop(path, None)
+        self.store.set_file_issues(path, issues)
+        after = self._names_owned_by(path)
+        return before | after | {spec.project_name for spec in parsed.specs}
+
+    def _names_owned_by(self, path: str) -> set[str]:
+        owner = file_owner(path)
+        return {claim.name for claim in self.store.claims() if claim.owner == owner}
+
+    async def run(self) -> None:
+        """Watch the directory and follow its changes until cancelled.
+
+        The inotify watch is installed before the first scan, so a file written in between
+        is seen by one or the other; ``wait_ready`` returns once both are done.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stop = asyncio.Event()
+        watch = watchfiles.awatch(
+            self.directory,
+            watch_filter=lambda _change, name: is_spec_file_name(Path(name).name),
+            debounce=WATCH_DEBOUNCE_MS,
+            step=WATCH_STEP_MS,
+            recursive=False,
+            stop_event=stop,
+        )
+        pending: asyncio.Future[set[tuple[watchfiles.Change, str]]] = asyncio.ensure_future(
+            anext(watch)
+        )
+        try:
+            # One turn of the loop runs the generator up to its first wait, by which time
+            # watchfiles has created its inotify watch.
+            await asyncio.sleep(0)
+            self.scan()
+            self._ready.set()
+            while True:
+                changes = await pending
+                self.sync_paths(sorted({path for _change, path in changes}))
+                pending = asyncio.ensure_future(anext(watch))
+        finally:
+            pending.cancel()
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await pending
+            with contextlib.suppress(Exception):
+                await watch.aclose()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+
+_CONFLICT_CODES = {
+    ErrorCode.DUPLICATE_PROJECT_NAME,
+    ErrorCode.OWNED_BY_OTHER_SOURCE,
+    ErrorCode.PORT_IN_USE,
+    ErrorCode.DOMAIN_IN_USE,
+    ErrorCode.DELETION_PENDING,
+}

@@ -1,0 +1,193 @@
+"""The YAML spec directory, watched for real (inotify), measured through its public interface.
+
+Each test writes, edits, breaks, fixes and deletes real files and waits for the source's
+``on_change`` callback (no sleeps), then reads the desired state from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.store import Store
+from pockestrator.specs.yamldir import SpecDirectory, parse_spec_file
+
+GOOD = """\
+project_name: {name}
+port: {port}
+pocketbase_version: "0.29.0"
+"""
+
+
+class Watched:
+    """A running SpecDirectory plus a queue of the change notifications it sent."""
+
+    def __init__(self, directory: Path, store: Store) -> None:
+        self.directory = directory
+        self.store = store
+        self.notifications: asyncio.Queue[set[str]] = asyncio.Queue()
+        self.source = SpecDirectory(directory, store, "example.test", self.notifications.put_nowait)
+
+    async def next_change(self, timeout: float = 5.0) -> set[str]:
+        return await asyncio.wait_for(self.notifications.get(), timeout)
+
+    async def until(self, predicate: object, timeout: float = 5.0) -> None:
+        """Wait for notifications until ``predicate()`` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():  # type: ignore[operator]
+            await asyncio.wait_for(self.notifications.get(), max(0.01, deadline - loop.time()))
+
+    def specs(self) -> dict[str, int]:
+        return {record.name: record.spec.port for record in self.store.list_services()[0]}
+
+    def issues(self, name: str) -> list[tuple[str, ErrorCode, int | None]]:
+        path = str(self.directory / name)
+        return [(i.field, i.code, i.line) for i in self.store.file_issues().get(path, [])]
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
+    directory = tmp_path / "specs"
+    directory.mkdir()
+    (directory / "before.yaml").write_text(GOOD.format(name="before", port=9100))
+    state = Watched(directory, Store(tmp_path / "db.sqlite"))
+    task = asyncio.create_task(state.source.run())
+    await asyncio.wait_for(state.source.wait_ready(), 5)
+    assert await state.next_change() == {"before"}  # the startup scan's own notification
+    yield state
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_startup_scan_picks_up_existing_files(watched: Watched) -> None:
+    assert watched.specs() == {"before": 9100}
+
+
+async def test_a_dropped_file_is_picked_up_quickly(watched: Watched) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (watched.directory / "new.yaml").write_text(GOOD.format(name="new", port=9101))
+    assert await watched.next_change() == {"new"}
+    elapsed = loop.time() - started
+    assert watched.specs()["new"] == 9101
+    # The debounce is set to react within 100 ms; allow a loaded machine some slack.
+    assert elapsed < 1.0, f"took {elapsed:.3f}s"
+
+
+async def test_editing_a_file_changes_the_spec(watched: Watched) -> None:
+    (watched.directory / "before.yaml").write_text(GOOD.format(name="before", port=9150))
+    await watched.until(lambda: watched.specs().get("before") == 9150)
+
+
+async def test_a_file_with_several_documents_defines_several_services(watched: Watched) -> None:
+    (watched.directory / "multi.yml").write_text(
+        GOOD.format(name="alpha", port=9102) + "---\n" + GOOD.format(name="beta", port=9103)
+    )
+    await watched.until(lambda: {"alpha", "beta"} <= watched.specs().keys())
+
+
+async def test_a_broken_file_keeps_its_last_good_spec_and_reports_the_line(
+    watched: Watched,
+) -> None:
+    path = watched.directory / "before.yaml"
+    path.write_text(GOOD.format(name="before", port=9100) + "colour: blue\n")
+    await watched.until(lambda: watched.issues("before.yaml"))
+    assert watched.issues("before.yaml") == [("colour", ErrorCode.UNKNOWN_FIELD, 4)]
+    assert watched.specs() == {"before": 9100}
+
+    path.write_text("project_name: before\nport: [unclosed\n")
+    await watched.until(
+        lambda: [c for _, c, _ in watched.issues("before.yaml")] == [ErrorCode.YAML_SYNTAX]
+    )
+    assert watched.specs() == {"before": 9100}
+
+    path.write_text(GOOD.format(name="before", port=9160))
+    await watched.until(lambda: watched.specs().get("before") == 9160)
+    assert watched.issues("before.yaml") == []
+
+
+async def test_a_broken_file_never_affects_other_files(watched: Watched) -> None:
+    (watched.directory / "bad.yaml").write_text("project_name: Bad Name\nport: 80\n")
+    (watched.directory / "good.yaml").write_text(GOOD.format(name="good", port=9104))
+    await watched.until(lambda: "good" in watched.specs() and watched.issues("bad.yaml"))
+    codes = {(field, code) for field, code, _ in watched.issues("bad.yaml")}
+    assert ("project_name", ErrorCode.INVALID_CHARACTERS) in codes
+    assert ("port", ErrorCode.PORT_OUT_OF_RANGE) in codes
+    assert ("pocketbase_version", ErrorCode.FIELD_REQUIRED) in codes
+    assert watched.specs() == {"before": 9100, "good": 9104}
+
+
+async def test_a_name_already_defined_in_another_file_is_refused_on_the_newcomer(
+    watched: Watched,
+) -> None:
+    (watched.directory / "copy.yaml").write_text(GOOD.format(name="before", port=9105))
+    await watched.until(lambda: watched.issues("copy.yaml"))
+    assert watched.issues("copy.yaml")[0][1] is ErrorCode.DUPLICATE_PROJECT_NAME
+    assert watched.specs() == {"before": 9100}
+    record = watched.store.get_service("before")
+    assert record is not None and record.source_file == str(watched.directory / "before.yaml")
+
+    # When the first file goes, the newcomer gets the name.
+    (watched.directory / "before.yaml").unlink()
+    await watched.until(lambda: watched.specs() == {"before": 9105})
+    assert watched.issues("copy.yaml") == []
+
+
+async def test_deleting_a_file_removes_its_services_and_archives_their_data(
+    watched: Watched,
+) -> None:
+    (watched.directory / "before.yaml").unlink()
+    await watched.until(lambda: "before" not in watched.specs())
+    deletion = watched.store.pending_deletion("before")
+    assert deletion is not None and deletion.purge is False
+
+
+async def test_an_editor_saving_by_rename_is_followed(watched: Watched) -> None:
+    temporary = watched.directory / ".before.yaml.swp"
+    temporary.write_text(GOOD.format(name="before", port=9170))
+    os.replace(temporary, watched.directory / "before.yaml")
+    await watched.until(lambda: watched.specs().get("before") == 9170)
+
+
+async def test_a_partial_write_converges_once_the_file_is_whole(watched: Watched) -> None:
+    path = watched.directory / "slow.yaml"
+    text = GOOD.format(name="slow", port=9106)
+    with path.open("w") as handle:
+        handle.write(text[:20])
+        handle.flush()
+        await asyncio.sleep(0.3)  # an editor pausing mid-write: the half file is seen
+        handle.write(text[20:])
+    await watched.until(lambda: watched.specs().get("slow") == 9106)
+    assert watched.issues("slow.yaml") == []
+
+
+async def test_files_that_are_not_specs_are_ignored(watched: Watched) -> None:
+    (watched.directory / "notes.txt").write_text("project_name: nope\n")
+    (watched.directory / ".hidden.yaml").write_text(GOOD.format(name="hidden", port=9107))
+    (watched.directory / "real.yaml").write_text(GOOD.format(name="real", port=9108))
+    await watched.until(lambda: "real" in watched.specs())
+    assert "nope" not in watched.specs() and "hidden" not in watched.specs()
+
+
+def test_parse_reports_duplicate_keys_and_duplicate_names_with_lines() -> None:
+    text = (
+        "project_name: one\nport: 9001\nport: 9002\npocketbase_version: '0.29.0'\n"
+        "---\n" + GOOD.format(name="one", port=9003)
+    )
+    parsed = parse_spec_file("/specs/x.yaml", text, "example.test")
+    assert [(i.field, i.code, i.line) for i in parsed.issues] == [
+        ("port", ErrorCode.DUPLICATE_KEY, 3),
+        ("project_name", ErrorCode.DUPLICATE_PROJECT_NAME, 6),
+    ]
+
+
+def test_parse_rejects_a_document_that_is_not_a_mapping() -> None:
+    parsed = parse_spec_file("/specs/x.yaml", "- just\n- a list\n", "example.test")
+    assert [i.code for i in parsed.issues] == [ErrorCode.NOT_A_MAPPING]

@@ -1,0 +1,312 @@
+"""The SQLite store: uniqueness enforced by the database, ownership, status, events, secrets."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.store import (
+    API_OWNER,
+    MIGRATIONS,
+    Conflict,
+    NotFound,
+    Store,
+    file_owner,
+)
+
+
+def spec(name: str, port: int, **extra: object) -> ServiceSpec:
+    return parse_spec(
+        {"project_name": name, "port": port, "pocketbase_version": "0.29.0", **extra},
+        "example.test",
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state" / "pockestrator.db")
+
+
+class TestSchema:
+    def test_a_new_database_is_migrated_to_the_latest_version(self, store: Store) -> None:
+        assert store.schema_version == len(MIGRATIONS)
+
+    def test_reopening_does_not_migrate_again(self, store: Store) -> None:
+        store.create_service(spec("keep", 9001))
+        store.close()
+        again = Store(store.path)
+        assert again.schema_version == len(MIGRATIONS)
+        assert again.get_service("keep") is not None
+
+    def test_a_newer_schema_is_refused_rather_than_damaged(self, tmp_path: Path) -> None:
+        path = tmp_path / "future.db"
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+        with pytest.raises(Exception, match="newer than this agent"):
+            Store(path)
+
+    def test_the_database_file_is_private(self, store: Store) -> None:
+        assert store.path.stat().st_mode & 0o777 == 0o600
+
+    def test_events_cannot_be_rewritten(self, store: Store) -> None:
+        event = store.add_event("a", "created", "made")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._db.execute("UPDATE events SET message = 'x' WHERE id = ?", (event.id,))
+
+
+class TestUniqueness:
+    def test_a_second_service_with_the_same_name_is_a_duplicate(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        with pytest.raises(Conflict) as caught:
+            store.create_service(spec("app", 9002, domain="elsewhere.example.test"))
+        assert [(i.field, i.code) for i in caught.value.issues] == [
+            ("project_name", ErrorCode.DUPLICATE_PROJECT_NAME)
+        ]
+
+    def test_every_taken_claim_is_reported_at_once(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        with pytest.raises(Conflict) as caught:
+            store.create_service(spec("app", 9001))
+        assert {(i.field, i.code) for i in caught.value.issues} == {
+            ("project_name", ErrorCode.DUPLICATE_PROJECT_NAME),
+            ("port", ErrorCode.PORT_IN_USE),
+            ("domain", ErrorCode.DOMAIN_IN_USE),
+        }
+
+    def test_a_taken_port_is_in_use(self, store: Store) -> None:
+        store.create_service(spec("one", 9001))
+        with pytest.raises(Conflict) as caught:
+            store.create_service(spec("two", 9001))
+        assert caught.value.issues[0].code is ErrorCode.PORT_IN_USE
+        assert caught.value.issues[0].field == "port"
+
+    def test_a_taken_domain_is_in_use(self, store: Store) -> None:
+        store.create_service(spec("one", 9001, domain="shared.example.test"))
+        with pytest.raises(Conflict) as caught:
+            store.create_service(spec("two", 9002, domain="shared.example.test"))
+        assert caught.value.issues[0].code is ErrorCode.DOMAIN_IN_USE
+
+    def test_changing_a_port_to_a_taken_one_is_refused_and_keeps_the_old_spec(
+        self, store: Store
+    ) -> None:
+        store.create_service(spec("one", 9001))
+        store.create_service(spec("two", 9002))
+        with pytest.raises(Conflict):
+            store.replace_spec("two", spec("two", 9001), API_OWNER)
+        record = store.get_service("two")
+        assert record is not None and record.spec.port == 9002
+
+    def test_fifty_concurrent_creates_leave_exactly_one_winner_per_name_and_port(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "race.db"
+        Store(path).close()
+        # 50 writers on separate connections: 10 names, each claimed 5 times, and every
+        # port claimed twice (by two different names).
+        attempts = [(f"svc{i % 10}", 9000 + (i % 25)) for i in range(50)]
+        barrier = threading.Barrier(len(attempts))
+        outcomes: list[tuple[str, int, str]] = []
+        lock = threading.Lock()
+
+        def create(name: str, port: int) -> None:
+            store = Store(path)
+            barrier.wait()
+            try:
+                store.create_service(spec(name, port))
+                result = "won"
+            except Conflict as exc:
+                result = exc.issues[0].code.value
+            finally:
+                store.close()
+            with lock:
+                outcomes.append((name, port, result))
+
+        threads = [threading.Thread(target=create, args=a) for a in attempts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        final = Store(path)
+        services = {s.name: s.spec.port for s in final.list_services()[0]}
+        winners = [(n, p) for n, p, result in outcomes if result == "won"]
+        assert len(winners) == len(services)
+        assert sorted(winners) == sorted(services.items())
+        assert len(set(services.values())) == len(services), "a port was given out twice"
+        assert len(services) <= 10
+        losers = {result for _, _, result in outcomes if result != "won"}
+        assert losers <= {"DUPLICATE_PROJECT_NAME", "PORT_IN_USE", "DOMAIN_IN_USE"}
+
+
+class TestOwnership:
+    def test_a_file_cannot_take_a_name_the_api_holds(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        conflicts = store.sync_file("/specs/a.yaml", [spec("app", 9005)])
+        assert conflicts["app"].code is ErrorCode.OWNED_BY_OTHER_SOURCE
+        record = store.get_service("app")
+        assert record is not None and record.owner == API_OWNER and record.spec.port == 9001
+
+    def test_the_api_cannot_change_a_file_owned_service(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        with pytest.raises(Conflict) as caught:
+            store.replace_spec("app", spec("app", 9002), API_OWNER)
+        assert caught.value.issues[0].code is ErrorCode.OWNED_BY_FILE
+        assert "/specs/a.yaml" in caught.value.issues[0].message
+        with pytest.raises(Conflict):
+            store.delete_service("app", owner=API_OWNER)
+
+    def test_a_file_sync_removes_what_the_file_no_longer_holds(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("one", 9001), spec("two", 9002)])
+        store.sync_file("/specs/a.yaml", [spec("one", 9001)])
+        assert store.service_names() == ["one"]
+        deletion = store.pending_deletion("two")
+        assert deletion is not None and deletion.purge is False
+
+    def test_a_name_being_deleted_cannot_be_created_again_until_the_host_is_clean(
+        self, store: Store
+    ) -> None:
+        store.create_service(spec("app", 9001))
+        store.delete_service("app", purge=True)
+        with pytest.raises(Conflict) as caught:
+            store.create_service(spec("app", 9001))
+        assert caught.value.issues[0].code is ErrorCode.DELETION_PENDING
+        store.finish_deletion("app")
+        store.create_service(spec("app", 9001))
+
+    def test_a_spec_moved_to_another_file_carries_on_without_a_deletion(self, store: Store) -> None:
+        created = store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        assert created == {}
+        first = store.get_service("app")
+        store.sync_file("/specs/a.yaml", [])
+        assert store.sync_file("/specs/b.yaml", [spec("app", 9001)]) == {}
+        moved = store.get_service("app")
+        assert moved is not None and first is not None
+        assert moved.source_file == "/specs/b.yaml"
+        assert store.pending_deletion("app") is None
+
+    def test_a_purged_service_is_not_adopted_by_a_file(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        store.delete_service("app", purge=True)
+        conflicts = store.sync_file("/specs/b.yaml", [spec("app", 9001)])
+        assert conflicts["app"].code is ErrorCode.DELETION_PENDING
+
+    def test_stop_on_a_file_service_is_an_override_that_a_file_change_replaces(
+        self, store: Store
+    ) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        record = store.set_desired_state("app", "stopped")
+        assert record.run_override == "stopped" and record.desired_state == "stopped"
+        # The same file content keeps the override...
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        record = store.get_service("app")
+        assert record is not None and record.desired_state == "stopped"
+        # ...a new desired_state in the file is newer intent.
+        store.sync_file("/specs/a.yaml", [spec("app", 9001, desired_state="stopped")])
+        store.sync_file("/specs/a.yaml", [spec("app", 9001, desired_state="running")])
+        record = store.get_service("app")
+        assert record is not None and record.run_override is None
+        assert record.desired_state == "running"
+
+    def test_stop_on_an_api_service_changes_its_spec(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        record = store.set_desired_state("app", "stopped")
+        assert record.spec.desired_state == "stopped" and record.run_override is None
+        assert record.generation == 2
+
+    def test_services_are_found_by_id_or_name(self, store: Store) -> None:
+        created = store.create_service(spec("app", 9001))
+        by_id = store.get_service(created.id)
+        assert by_id is not None and by_id.name == "app"
+        assert len(created.id) == 12
+        with pytest.raises(NotFound):
+            store.delete_service("nope")
+
+
+class TestListing:
+    def test_filters_and_pages_report_the_total(self, store: Store) -> None:
+        for index in range(7):
+            store.create_service(spec(f"svc{index}", 9000 + index))
+        store.update_status("svc3", state="active")
+        store.update_status("svc4", state="active")
+        page, total = store.list_services(limit=3, offset=2)
+        assert total == 7 and [r.name for r in page] == ["svc2", "svc3", "svc4"]
+        active, total_active = store.list_services(state="active")
+        assert total_active == 2 and [r.name for r in active] == ["svc3", "svc4"]
+        deploying, _ = store.list_services(state="deploying")
+        assert len(deploying) == 5
+        by_domain, _ = store.list_services(domain="svc1.example.test")
+        assert [r.name for r in by_domain] == ["svc1"]
+
+
+class TestStatusAndEvents:
+    def test_status_fields_round_trip(self, store: Store) -> None:
+        status = store.update_status(
+            "app", state="active", pid=42, config_match=True, memory_bytes=1024
+        )
+        assert (status.state, status.pid, status.config_match, status.memory_bytes) == (
+            "active",
+            42,
+            True,
+            1024,
+        )
+        with pytest.raises(ValueError, match="unknown status fields"):
+            store.update_status("app", bogus=1)
+        with pytest.raises(ValueError, match="invalid state"):
+            store.update_status("app", state="exploded")
+
+    def test_events_list_newest_first_and_page_back(self, store: Store) -> None:
+        ids = [store.add_event("app", "step", f"n{i}", {"i": i}).id for i in range(5)]
+        store.add_event("other", "step", "elsewhere")
+        newest = store.list_events("app", limit=2)
+        assert [e.message for e in newest] == ["n4", "n3"]
+        older = store.list_events("app", limit=10, before=ids[3])
+        assert [e.details["i"] for e in older] == [2, 1, 0]
+
+    def test_a_superuser_password_can_be_taken_once(self, store: Store) -> None:
+        store.put_superuser_password("app", "s3cret")
+        assert store.take_superuser_password("app") == "s3cret"
+        assert store.take_superuser_password("app") is None
+
+
+class TestTokensAndAdmins:
+    def test_a_token_is_shown_once_and_stored_only_as_a_hash(self, store: Store) -> None:
+        plaintext, record = store.create_token("ci")
+        assert plaintext.startswith("pks_") and len(plaintext) > 40
+        raw = store.path.read_bytes() + Path(str(store.path) + "-wal").read_bytes()
+        assert plaintext.encode() not in raw
+        found = store.authenticate_token(plaintext)
+        assert found is not None and found.id == record.id and found.last_used_at is not None
+        assert store.authenticate_token(plaintext[:-1] + "x") is None
+        assert store.authenticate_token("Bearer nonsense") is None
+
+    def test_a_revoked_token_no_longer_authenticates(self, store: Store) -> None:
+        plaintext, record = store.create_token("ci")
+        assert store.revoke_token(record.id)
+        assert store.authenticate_token(plaintext) is None
+        assert not store.revoke_token(record.id)
+
+    def test_sessions_expire(self, store: Store) -> None:
+        admin = store.create_admin("root@example.test", "hash")
+        live, _ = store.create_session(admin.id, timedelta(minutes=5))
+        dead, _ = store.create_session(admin.id, timedelta(seconds=-1))
+        assert store.authenticate_session(live) is not None
+        assert store.authenticate_session(dead) is None
+        store.revoke_session(live)
+        assert store.authenticate_session(live) is None
+
+    def test_login_failures_count_up_and_reset(self, store: Store) -> None:
+        admin = store.create_admin("root@example.test", "hash")
+        assert store.record_login_failure(admin.id) == 1
+        assert store.record_login_failure(admin.id) == 2
+        store.reset_login_failures(admin.id)
+        again = store.get_admin("ROOT@example.test")
+        assert again is not None and again.failed_logins == 0
+
+    def test_file_owner_names_the_file(self) -> None:
+        assert file_owner("/etc/pockestrator/specs/a.yaml") == "file:/etc/pockestrator/specs/a.yaml"

@@ -74,6 +74,8 @@ MIGRATIONS: tuple[str, ...] = (
         cpu_usage_nsec INTEGER,
         restarts INTEGER,
         deployed_version TEXT,
+        failed_version TEXT,
+        cpu_percent REAL,
         last_health_check TEXT,
         health_ok INTEGER,
         health_failures INTEGER NOT NULL DEFAULT 0,
@@ -224,6 +226,8 @@ class ServiceStatus:
     cpu_usage_nsec: int | None = None
     restarts: int | None = None
     deployed_version: str | None = None
+    failed_version: str | None = None
+    cpu_percent: float | None = None
     last_health_check: datetime | None = None
     health_ok: bool | None = None
     health_failures: int = 0
@@ -978,6 +982,8 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         cpu_usage_nsec=row["cpu_usage_nsec"],
         restarts=row["restarts"],
         deployed_version=row["deployed_version"],
+        failed_version=row["failed_version"],
+        cpu_percent=row["cpu_percent"],
         last_health_check=parse_iso(row["last_health_check"]),
         health_ok=flag(row["health_ok"]),
         health_failures=int(row["health_failures"] or 0),

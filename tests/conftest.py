@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
-from pockestrator.agent.sandbox import Sandbox
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig
 from tests.testbed.mirror import (
     OLDER_VERSION,
     ReleaseMirror,
@@ -90,3 +92,28 @@ async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
         shutil.rmtree(root, ignore_errors=True)
     if leftovers:
         pytest.fail(f"the test bed left processes behind: {leftovers}")
+
+
+@pytest.fixture(scope="module")
+async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
+    """An agent configuration for the module's sandbox, with releases from the mirror."""
+    return sandbox.agent_config(
+        release_source="mirror",
+        release_base_url=release_mirror.base_url,
+        release_index_url=release_mirror.index_url,
+        listen_port=free_port(),
+        health_interval=1.0,
+        health_failures_before_restart=2,
+        upgrade_health_deadline=8.0,
+    )
+
+
+@pytest.fixture(scope="module")
+async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
+    """A running agent (with its API) on the module's sandbox."""
+    running = Agent(agent_config, api_factory=api_factory())
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -30,7 +30,7 @@ Outcome = TypeVar("Outcome")
 
 
 @dataclass
-class _Barrier(Generic[Request, Outcome]):
+class Barrier(Generic[Request, Outcome]):
     """Waiters parked for one global operation, with what each contributes."""
 
     name: str
@@ -48,7 +48,7 @@ class WaveCoordinator:
         self._ready_work = ready_work
         self._active = 0
         self._parked = 0
-        self._barriers: list[_Barrier[object, object]] = []
+        self._barriers: list[Barrier[object, object]] = []
         self._firing = False
         self._scheduled = False
 
@@ -56,9 +56,9 @@ class WaveCoordinator:
         self,
         name: str,
         run: Callable[[Mapping[str, Request]], Awaitable[Mapping[str, Outcome]]],
-    ) -> _Barrier[Request, Outcome]:
+    ) -> Barrier[Request, Outcome]:
         """Register a global operation; barriers fire in registration order."""
-        barrier: _Barrier[Request, Outcome] = _Barrier(name, run)
+        barrier: Barrier[Request, Outcome] = Barrier(name, run)
         self._barriers.append(barrier)  # type: ignore[arg-type]
         return barrier
 
@@ -72,9 +72,7 @@ class WaveCoordinator:
             self._active -= 1
             self._maybe_fire()
 
-    async def park(
-        self, barrier: _Barrier[Request, Outcome], key: str, request: Request
-    ) -> Outcome:
+    async def park(self, barrier: Barrier[Request, Outcome], key: str, request: Request) -> Outcome:
         """Contribute ``request`` for ``key`` and wait until the barrier fires."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         previous = barrier.waiting.get(key)

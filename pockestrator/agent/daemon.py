@@ -1,0 +1,413 @@
+"""The agent process: lifecycle of every part, the workers, and the sources of work.
+
+Start-up is a sequence of explicit steps and shutdown runs them backwards (as aiohttp's
+runner does): store, D-Bus, controllers, queue and workers, the sources of keys (spec
+directory, D-Bus unit signals, file events in the unit and Caddy site directories, the
+periodic resync, health probes), the API; then ``READY=1``. Every source only adds names
+to the work queue; the workers call ``reconcile(name)``.
+
+Graceful shutdown (SIGTERM, SIGINT): no new keys are handed out, the reconciles in flight
+finish (bounded by ``shutdown_grace``), then everything closes in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+import watchfiles
+
+from pockestrator import __version__
+from pockestrator.agent.health import HealthProber
+from pockestrator.agent.notify import Notifier
+from pockestrator.agent.reconciler import Reconciler, TerminalError
+from pockestrator.agent.waves import WaveCoordinator
+from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.config import AgentConfig, ConfigError, load_config
+from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.systemd import SystemdUnits
+from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.specs.grammar import GrammarError, check_project_name
+from pockestrator.specs.model import UNIT_SUFFIX, unit_name
+from pockestrator.specs.store import Store, utc_now
+from pockestrator.specs.yamldir import SpecDirectory
+
+log = structlog.get_logger("pockestrator.agent")
+
+# Settings a SIGHUP can change in place; the others need a restart of the agent.
+RELOADABLE = frozenset(
+    {
+        "resync_interval",
+        "health_interval",
+        "health_timeout",
+        "health_failures_before_restart",
+        "upgrade_health_deadline",
+        "release_index_ttl",
+        "download_timeout",
+        "allowed_hosts",
+    }
+)
+
+
+def service_name_of(file_name: str) -> str | None:
+    """The service a unit file or site snippet belongs to, if the name is one of ours."""
+    for suffix in (UNIT_SUFFIX, SNIPPET_SUFFIX):
+        if file_name.endswith(suffix) and not file_name.startswith("."):
+            try:
+                return check_project_name(file_name[: -len(suffix)])
+            except GrammarError:
+                return None
+    return None
+
+
+class Agent:
+    """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        config_path: Path | None = None,
+        api_factory: Callable[[Agent], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
+        self.started_at = utc_now()
+        self.api_factory = api_factory
+        self._api_runner: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: dict[int, tuple[str, float]] = {}
+        self._started_runs: defaultdict[str, int] = defaultdict(int)
+        self._finished_runs: defaultdict[str, int] = defaultdict(int)
+        self._run_waiters: defaultdict[str, list[tuple[int, asyncio.Future[None]]]] = defaultdict(
+            list
+        )
+        self._stopped = asyncio.Event()
+        self.reconciles = 0
+
+    # -- the parts, available after start ----------------------------------------------
+
+    store: Store
+    bus: SystemdBus
+    units: SystemdUnits
+    sites: CaddySites
+    releases: ReleaseCache
+    dirs: ServiceDirs
+    session: aiohttp.ClientSession
+    coordinator: WaveCoordinator
+    reconciler: Reconciler
+    spec_directory: SpecDirectory
+    health: HealthProber
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        config = self.config
+        self.store = Store(config.database)
+        self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
+        self.units = SystemdUnits(config, self.bus)
+        self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
+        self.releases = ReleaseCache(config)
+        self.dirs = ServiceDirs(config, self.releases.store)
+        self.session = aiohttp.ClientSession()
+        self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
+        self.reconciler = Reconciler(
+            config,
+            self.store,
+            self.bus,
+            self.units,
+            self.sites,
+            self.releases,
+            self.dirs,
+            self.coordinator,
+            self.session,
+        )
+        self.spec_directory = SpecDirectory(
+            config.spec_dir, self.store, config.default_domain, self.enqueue_many
+        )
+        self.health = HealthProber(
+            self.store,
+            self.enqueue,
+            config.health_interval,
+            config.health_timeout,
+            config.health_failures_before_restart,
+        )
+        self.bus.watch_units(self._on_unit_signal)
+        self._workers = [
+            asyncio.create_task(self._worker(index), name=f"worker-{index}")
+            for index in range(config.workers)
+        ]
+        self._spawn(self.spec_directory.run(), "spec-directory")
+        await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
+        self._spawn(self._watch_host_files(), "host-files")
+        self._spawn(self._resync_forever(), "resync")
+        self._spawn(self.health.run(self.session), "health")
+        self._spawn(self.notifier.watchdog(self._making_progress), "watchdog")
+        self._spawn(self._status_forever(), "status")
+        self.enqueue_many(self.known_names())
+        if self.api_factory is not None:
+            self._api_runner = await self.api_factory(self)
+        self.notifier.ready()
+        log.info(
+            "agent started",
+            version=__version__,
+            services=len(self.store.service_names()),
+            workers=config.workers,
+            manager=config.systemd_manager,
+        )
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed", task=name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Finish the reconciles in flight (up to ``grace`` seconds), then close everything."""
+        self.notifier.stopping()
+        self.queue.shutdown()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+            self._api_runner = None
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._workers:
+            _done, pending = await asyncio.wait(self._workers, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        self._tasks, self._workers = [], []
+        await self.releases.close()
+        await self.session.close()
+        await self.bus.close()
+        self.store.close()
+        self._stopped.set()
+        log.info("agent stopped")
+
+    # -- work --------------------------------------------------------------------------
+
+    def enqueue(self, name: str) -> None:
+        self.queue.add(name)
+
+    def enqueue_many(self, names: set[str] | list[str]) -> None:
+        for name in sorted(names):
+            self.queue.add(name)
+
+    def known_names(self) -> set[str]:
+        """Every name the host or the store knows: specs, our units and sites, deletions."""
+        names = set(self.store.service_names())
+        names.update(self.units.managed_names())
+        names.update(self.sites.list_sites())
+        names.update(deletion.name for deletion in self.store.pending_deletions())
+        return names
+
+    def queue_depth(self) -> int:
+        return len(self.queue)
+
+    def _work_is_waiting(self) -> bool:
+        return len(self.queue) > 0 and len(self._busy) < len(self._workers)
+
+    async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                name = await self.queue.get()
+            except ShutDown:
+                return
+            self._busy[index] = (name, loop.time())
+            self._started_runs[name] += 1
+            run = self._started_runs[name]
+            try:
+                result = await self.reconciler.reconcile(name)
+            except TerminalError as exc:
+                self.queue.forget(name)
+                log.error("reconcile failed for good", service=name, error=str(exc))
+                self._record_failure(name, str(exc))
+            except Exception as exc:
+                delay = self.queue.add_rate_limited(name)
+                log.warning(
+                    "reconcile failed; will retry",
+                    service=name,
+                    error=str(exc),
+                    retry_in=round(delay, 2),
+                    exc_info=not isinstance(exc, OSError),
+                )
+                self._record_failure(name, str(exc))
+            else:
+                self.queue.forget(name)
+                if result.requeue_after is not None:
+                    self.queue.add_after(name, result.requeue_after)
+            finally:
+                self.reconciles += 1
+                del self._busy[index]
+                self.queue.done(name)
+                self._finished(name, run)
+                self.coordinator.nudge()
+
+    def _record_failure(self, name: str, message: str) -> None:
+        if self.store.get_service(name) is not None:
+            self.store.update_status(name, state="error", last_error=message[:2000])
+
+    def _finished(self, name: str, run: int) -> None:
+        self._finished_runs[name] = max(self._finished_runs[name], run)
+        waiters = self._run_waiters.get(name, [])
+        remaining = []
+        for threshold, future in waiters:
+            if run > threshold:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                remaining.append((threshold, future))
+        if remaining:
+            self._run_waiters[name] = remaining
+        else:
+            self._run_waiters.pop(name, None)
+
+    async def wait_reconciled(self, name: str, timeout: float) -> bool:
+        """Enqueue ``name`` and wait until a reconcile that started after now has finished."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._run_waiters[name].append((self._started_runs[name], future))
+        self.enqueue(name)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def restart_service(self, name: str) -> None:
+        await self.bus.restart_unit(unit_name(name))
+        self.store.add_event(name, "restarted", "restarted on request")
+        self.enqueue(name)
+
+    def _making_progress(self) -> bool:
+        loop = asyncio.get_running_loop()
+        stuck_after = self.config.download_timeout + self.config.upgrade_health_deadline + 120.0
+        return all(loop.time() - since < stuck_after for _name, since in self._busy.values())
+
+    # -- sources of keys ---------------------------------------------------------------
+
+    def _on_unit_signal(self, unit: str) -> None:
+        if unit.endswith(UNIT_SUFFIX) and (name := service_name_of(unit)) is not None:
+            self.queue.add(name)
+
+    async def _watch_host_files(self) -> None:
+        """Edits, deletions and new files in the unit and site directories are drift."""
+        folders = [self.config.systemd_dir, self.config.caddy_sites_dir]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        async for changes in watchfiles.awatch(
+            *folders,
+            watch_filter=lambda _change, path: service_name_of(Path(path).name) is not None,
+            debounce=200,
+            step=20,
+            recursive=False,
+        ):
+            for _change, path in changes:
+                name = service_name_of(Path(path).name)
+                if name is not None:
+                    self.queue.add(name)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            self.enqueue_many(self.known_names())
+
+    async def _status_forever(self) -> None:
+        """Keep systemd's STATUS= line current (every few seconds, cheap)."""
+        while True:
+            self.notifier.status(self.summary())
+            await asyncio.sleep(5.0)
+
+    def summary(self) -> str:
+        states: dict[str, int] = defaultdict(int)
+        for status in self.store.all_statuses().values():
+            states[status.state] += 1
+        parts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        return f"{sum(states.values())} services ({parts or 'none'}); queue {len(self.queue)}"
+
+    # -- signals -----------------------------------------------------------------------
+
+    def reload_config(self) -> None:
+        """SIGHUP: re-read the configuration; apply what can change while running."""
+        self.notifier.reloading()
+        try:
+            fresh = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("configuration reload refused; keeping the running one", error=str(exc))
+        else:
+            changed = {
+                key
+                for key in type(fresh).model_fields
+                if getattr(fresh, key) != getattr(self.config, key)
+            }
+            applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
+            self.config = self.config.model_copy(update=applied)
+            self.reconciler.config = self.config
+            self.health.interval = self.config.health_interval
+            self.health.timeout = self.config.health_timeout
+            self.health.failures_before_restart = self.config.health_failures_before_restart
+            if changed - RELOADABLE:
+                log.warning(
+                    "these settings need an agent restart", keys=sorted(changed - RELOADABLE)
+                )
+            log.info("configuration reloaded", applied=sorted(applied))
+            self.enqueue_many(self.known_names())
+        self.notifier.ready()
+
+    async def run_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT; SIGHUP re-reads the configuration."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+
+async def run_agent(config_path: Path | None) -> int:
+    """``pockestrator agent``: run until signalled; exit status for the CLI."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("invalid configuration", error=str(exc))
+        return 1
+    agent = Agent(config, config_path=config_path, api_factory=api_factory())
+    await agent.start()
+    try:
+        await agent.run_until_signalled()
+    finally:
+        await agent.stop()
+    return 0
+
+
+def api_factory() -> Callable[[Agent], Awaitable[Any]] | None:
+    """The REST API's start function (the API is being built; None until it exists)."""
+    return None

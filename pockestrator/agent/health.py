@@ -1,0 +1,169 @@
+"""Health of PocketBase instances: ``GET /api/health`` on loopback, and CPU from /proc.
+
+Two users: the reconciler waits for a freshly started instance to answer (a bounded wait
+with growing intervals; PocketBase has no readiness notification), and the ``HealthProber``
+probes every instance that should run on an interval with jitter, records the result in
+its status and re-queues a service whose probes fail, so that the reconciler restarts it
+after ``health_failures_before_restart`` failures. Probes of many services are spread over
+the interval rather than fired all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from pockestrator.specs.store import Store, utc_now
+
+log = structlog.get_logger("pockestrator.health")
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+async def probe(session: aiohttp.ClientSession, port: int, timeout: float) -> bool:
+    """True when PocketBase on ``port`` answers its health endpoint with 200."""
+    try:
+        async with session.get(
+            f"http://127.0.0.1:{port}/api/health",
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def wait_healthy(
+    session: aiohttp.ClientSession,
+    port: int,
+    deadline: float,
+    gave_up: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Probe until healthy or ``deadline`` (loop time), sooner at first: 5 ms doubling to 250."""
+    loop = asyncio.get_running_loop()
+    pause = 0.005
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        if await probe(session, port, min(2.0, max(0.05, remaining))):
+            return True
+        if gave_up():
+            return False
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        pause = min(pause * 2, 0.25)
+
+
+@dataclass
+class CpuSample:
+    pid: int
+    ticks: int
+    at: float
+
+
+def process_cpu_ticks(pid: int) -> int | None:
+    """utime + stime of ``pid`` in clock ticks, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CpuMeter:
+    """CPU percent of one core per process, from two /proc samples (no CPU accounting here)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, CpuSample] = {}
+
+    def sample(self, name: str, pid: int | None, now: float) -> float | None:
+        if pid is None:
+            self._last.pop(name, None)
+            return None
+        ticks = process_cpu_ticks(pid)
+        if ticks is None:
+            return None
+        previous = self._last.get(name)
+        self._last[name] = CpuSample(pid, ticks, now)
+        if previous is None or previous.pid != pid or now <= previous.at:
+            return None
+        return round(100.0 * (ticks - previous.ticks) / _CLOCK_TICKS / (now - previous.at), 1)
+
+
+class HealthProber:
+    """Probes running instances on an interval; failures re-queue the service."""
+
+    def __init__(
+        self,
+        store: Store,
+        enqueue: Callable[[str], None],
+        interval: float,
+        timeout: float,
+        failures_before_restart: int,
+    ) -> None:
+        self.store = store
+        self.enqueue = enqueue
+        self.interval = interval
+        self.timeout = timeout
+        self.failures_before_restart = failures_before_restart
+        self.cpu = CpuMeter()
+        self.rounds = 0
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.probe_all(session)
+            self.rounds += 1
+            jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
+            await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
+
+    async def probe_all(self, session: aiohttp.ClientSession) -> None:
+        records, _total = self.store.list_services()
+        running = [r for r in records if r.desired_state == "running"]
+        if not running:
+            return
+        # Spread the probes over a fraction of the interval instead of a burst.
+        spacing = min(0.05, self.interval / 4 / len(running))
+        tasks = []
+        for index, record in enumerate(running):
+            tasks.append(
+                asyncio.create_task(
+                    self._probe_one(session, record.name, record.spec.port, index * spacing)
+                )
+            )
+        await asyncio.gather(*tasks)
+
+    async def _probe_one(
+        self, session: aiohttp.ClientSession, name: str, port: int, delay: float
+    ) -> None:
+        await asyncio.sleep(delay)
+        status = self.store.get_status(name)
+        if status is None or status.state not in ("active", "error"):
+            return  # deploying or stopped: the reconciler is in charge
+        healthy = await probe(session, port, self.timeout)
+        loop = asyncio.get_running_loop()
+        changes: dict[str, object] = {
+            "last_health_check": utc_now(),
+            "health_ok": healthy,
+            "cpu_percent": self.cpu.sample(name, status.pid, loop.time()),
+        }
+        if healthy:
+            changes["health_failures"] = 0
+            if status.state == "error" and status.last_error and "health" in status.last_error:
+                self.enqueue(name)
+        else:
+            failures = status.health_failures + 1
+            changes["health_failures"] = failures
+            log.warning("health probe failed", service=name, failures=failures)
+            if failures >= self.failures_before_restart:
+                self.enqueue(name)
+        self.store.update_status(name, **changes)

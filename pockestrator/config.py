@@ -104,7 +104,8 @@ class AgentConfig(BaseModel):
     download_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
     # The reconciler.
-    workers: int = Field(default=4, ge=1, le=64)
+    # A wave (one daemon-reload, one Caddy reload) holds at most this many services.
+    workers: int = Field(default=64, ge=1, le=256)
     resync_interval: float = Field(default=60.0, gt=0)
     health_interval: float = Field(default=10.0, gt=0)
     health_timeout: float = Field(default=2.0, gt=0)

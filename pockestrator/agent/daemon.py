@@ -31,17 +31,27 @@ from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.config import AgentConfig, ConfigError, load_config
-from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
-from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddyError, CaddySites
+from pockestrator.controllers.releases import ReleaseCache, ReleaseError
+from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store, utc_now
 from pockestrator.specs.yamldir import SpecDirectory
 
 log = structlog.get_logger("pockestrator.agent")
+
+# Failures of the outside world, logged without a traceback (it would say nothing more).
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    SystemdError,
+    ReleaseError,
+    ServiceDirError,
+    CaddyError,
+    TimeoutError,
+)
 
 # Settings a SIGHUP can change in place; the others need a restart of the agent.
 RELOADABLE = frozenset(

@@ -255,6 +255,10 @@ class Reconciler:
                         {"failures": status.health_failures},
                     )
                     actions.add("restarted (health)")
+            elif current.active_state == "deactivating":
+                # Someone is stopping it; starting now would cancel their job. Look again
+                # once it settles (its PropertiesChanged also brings us back).
+                return Result(requeue_after=0.5)
             else:
                 if status.state in ("active", "deploying") and status.deployed_version:
                     self._drift(
@@ -364,18 +368,26 @@ class Reconciler:
     async def _ensure_superuser(
         self, record: ServiceRecord, spec: ServiceSpec, actions: Actions
     ) -> None:
+        """Create the first superuser once, with the password the API already showed, if any.
+
+        A password generated here (a file-owned spec) is kept in the store until the API
+        shows it once; it never reaches a log or an event.
+        """
         name = record.name
-        created = await self.dirs.ensure_superuser(spec)
+        provided = self.store.peek_superuser_password(name)
+        created = await self.dirs.ensure_superuser(spec, password=provided)
         if created is None:
             return
+        if provided is not None:
+            self.store.take_superuser_password(name)
+        elif created.password is not None:
+            self.store.put_superuser_password(name, created.password)
         self.store.add_event(
             name,
             "superuser_created",
             f"first superuser {created.email} created",
-            {"email": created.email, "password_generated": created.password is not None},
+            {"email": created.email, "password": "given" if provided else "generated"},
         )
-        if created.password is not None:
-            self.store.put_superuser_password(name, created.password)
         actions.add("first superuser created")
 
     # -- upgrades ----------------------------------------------------------------------

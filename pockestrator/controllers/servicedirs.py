@@ -679,11 +679,14 @@ class ServiceDirs:
             else []
         )
 
-    async def ensure_superuser(self, spec: ServiceSpec) -> SuperuserCreated | None:
+    async def ensure_superuser(
+        self, spec: ServiceSpec, password: str | None = None
+    ) -> SuperuserCreated | None:
         """Create the spec's first superuser once; None when there is none or it exists.
 
-        The password comes from ``superuser_password_file`` or is generated; a generated
-        one is in the result, which is the only place it ever appears.
+        The password is ``password`` when the caller has one (the API generates it so it
+        can show it at creation), else read from ``superuser_password_file``, else
+        generated; a generated one is in the result, the only place it ever appears.
         """
         email = spec.superuser_email
         if email is None:
@@ -700,7 +703,9 @@ class ServiceDirs:
             for needed in (BINARY_NAME, DATA_DIR):
                 if _lstat_at(service_fd, needed) is None:
                     raise ServiceDirError(f"{path / needed} is missing; apply the directory first")
-        if spec.superuser_password_file is not None:
+        if password is not None:
+            generated = False
+        elif spec.superuser_password_file is not None:
             password = read_password_file(Path(spec.superuser_password_file))
             generated = False
         else:

@@ -1,0 +1,307 @@
+"""The agent converges a real host: spec files in, PocketBase through Caddy out, drift repaired.
+
+One agent (in this process) runs on the module's sandbox; every test talks to it only
+through the spec folder and the host (files, systemd over D-Bus, Caddy), and reads its
+answers from the store's status and event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pockestrator.agent.daemon import Agent
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.specs.model import unit_name
+from pockestrator.specs.store import ServiceStatus
+from tests.testbed.mirror import ReleaseMirror
+from tests.testbed.waiting import pocketbase_health, wait_for_pocketbase, wait_until
+
+
+def write_spec(agent: Agent, name: str, port: int, version: str, **extra: str) -> Path:
+    lines = [f"project_name: {name}", f"port: {port}", f'pocketbase_version: "{version}"']
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    path = agent.config.spec_dir / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def status_becomes(
+    agent: Agent, name: str, check: Callable[[ServiceStatus], bool], timeout: float = 20
+) -> ServiceStatus:
+    async def holds() -> bool:
+        status = agent.store.get_status(name)
+        return status is not None and check(status)
+
+    assert await wait_until(holds, timeout, interval=0.05), agent.store.get_status(name)
+    status = agent.store.get_status(name)
+    assert status is not None
+    return status
+
+
+def event_kinds(agent: Agent, name: str) -> list[str]:
+    return [event.kind for event in agent.store.list_events(name, limit=200)]
+
+
+async def test_a_spec_file_becomes_a_pocketbase_behind_caddy(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "first", free_port(), pocketbase_versions[1])
+    assert await wait_for_pocketbase(sandbox.caddy_url, "first.localhost", timeout=30)
+    status = await status_becomes(agent, "first", lambda s: s.state == "active")
+    assert status.config_match is True
+    assert status.pid is not None and Path(f"/proc/{status.pid}").exists()
+    assert status.deployed_version == pocketbase_versions[1]
+    assert status.systemd_config_hash and status.caddy_config_hash
+
+
+async def test_a_second_reconcile_with_nothing_changed_writes_nothing(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "steady", free_port(), pocketbase_versions[1])
+    await status_becomes(agent, "steady", lambda s: s.state == "active")
+    unit_file = agent.units.path("steady")
+    before = (unit_file.stat().st_mtime_ns, agent.sites.snippet_path("steady").stat().st_mtime_ns)
+    events_before = agent.store.count_events("steady")
+    reloads_before = agent.coordinator.fired("daemon-reload")
+    caddy_before = agent.sites.reload_count
+    restarts_before = (await agent.bus.unit_status(unit_name("steady"))).n_restarts
+
+    assert await agent.wait_reconciled("steady", timeout=20)
+
+    after = (unit_file.stat().st_mtime_ns, agent.sites.snippet_path("steady").stat().st_mtime_ns)
+    assert after == before
+    assert agent.store.count_events("steady") == events_before
+    assert agent.coordinator.fired("daemon-reload") == reloads_before
+    assert agent.sites.reload_count == caddy_before
+    assert (await agent.bus.unit_status(unit_name("steady"))).n_restarts == restarts_before
+
+
+async def test_editing_the_spec_moves_the_service_to_its_new_port_and_domain(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "moving", free_port(), pocketbase_versions[1])
+    await status_becomes(agent, "moving", lambda s: s.state == "active")
+    new_port = free_port()
+    write_spec(agent, "moving", new_port, pocketbase_versions[1], domain="moved.example.test")
+    assert await wait_for_pocketbase(sandbox.caddy_url, "moved.example.test", timeout=30)
+    assert await wait_until(
+        lambda: _not(pocketbase_health(sandbox.caddy_url, "moving.localhost")), 10
+    )
+    assert await pocketbase_health(f"http://127.0.0.1:{new_port}")
+
+
+async def _not(check: object) -> bool:
+    return not await check  # type: ignore[misc]
+
+
+async def test_deleting_the_file_removes_unit_and_site_and_archives_the_data(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    path = write_spec(agent, "doomed", free_port(), pocketbase_versions[1])
+    await status_becomes(agent, "doomed", lambda s: s.state == "active")
+    marker = agent.config.base_dir / "doomed" / "pb_data" / "keep-me.txt"
+    marker.write_text("precious")
+    path.unlink()
+
+    async def gone() -> bool:
+        return agent.store.get_status("doomed") is None and not agent.units.path("doomed").exists()
+
+    assert await wait_until(gone, 20, interval=0.05)
+    assert not agent.sites.snippet_path("doomed").exists()
+    assert not (agent.config.base_dir / "doomed").exists()
+    archived = list(agent.config.archive_path.glob("doomed-*/pb_data/keep-me.txt"))
+    assert [p.read_text() for p in archived] == ["precious"]
+    assert (await agent.bus.unit_status(unit_name("doomed"))).load_state == "not-found"
+    assert "deleted" in event_kinds(agent, "doomed")
+
+
+async def test_a_hand_edited_unit_is_repaired_and_recorded(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "edited", free_port(), pocketbase_versions[1])
+    status = await status_becomes(agent, "edited", lambda s: s.state == "active")
+    unit_file = agent.units.path("edited")
+    good = unit_file.read_text()
+    unit_file.write_text(good.replace("Restart=always", "Restart=no"))
+
+    assert await wait_until(lambda: _equals(unit_file.read_text, good), 10, interval=0.05)
+    events = agent.store.list_events("edited", limit=50)
+    drift = [e for e in events if e.kind == "drift_repaired" and e.details["what"] == "unit file"]
+    assert drift, [e.kind for e in events]
+    assert drift[0].details["after_hash"] == status.systemd_config_hash
+    assert drift[0].details["before_hash"] != status.systemd_config_hash
+    await status_becomes(agent, "edited", lambda s: s.state == "active" and bool(s.config_match))
+
+
+async def _equals(read: Callable[[], str], expected: str) -> bool:
+    return read() == expected
+
+
+async def test_a_hand_edited_caddy_site_is_repaired_and_recorded(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "sited", free_port(), pocketbase_versions[1])
+    await status_becomes(agent, "sited", lambda s: s.state == "active")
+    snippet = agent.sites.snippet_path("sited")
+    good = snippet.read_text()
+    snippet.write_text(good.replace("sited.localhost", "hijacked.localhost"))
+
+    assert await wait_until(lambda: _equals(snippet.read_text, good), 10, interval=0.05)
+    assert await wait_for_pocketbase(sandbox.caddy_url, "sited.localhost", timeout=10)
+    kinds = [
+        e.details.get("what")
+        for e in agent.store.list_events("sited")
+        if e.kind == "drift_repaired"
+    ]
+    assert "caddy site" in kinds
+
+
+async def test_a_unit_stopped_by_hand_is_started_again(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    port = free_port()
+    write_spec(agent, "stubborn", port, pocketbase_versions[1])
+    await status_becomes(agent, "stubborn", lambda s: s.state == "active")
+    await sandbox.bus.stop_unit(unit_name("stubborn"))  # an operator, over D-Bus
+
+    assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=15)
+    found = [e for e in agent.store.list_events("stubborn") if e.kind == "drift_repaired"]
+    assert any(e.details["what"] == "run state" for e in found)
+
+
+async def test_a_crash_is_restarted_by_systemd_and_shows_in_status(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    port = free_port()
+    write_spec(agent, "crashy", port, pocketbase_versions[1])
+    status = await status_becomes(agent, "crashy", lambda s: s.state == "active")
+    assert status.pid is not None
+    os.kill(status.pid, signal.SIGKILL)
+
+    after = await status_becomes(
+        agent,
+        "crashy",
+        lambda s: s.pid not in (None, status.pid) and (s.restarts or 0) >= 1,
+        timeout=20,
+    )
+    assert after.state in ("active", "deploying")
+    assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=15)
+
+
+async def test_a_stopped_desired_state_stops_the_unit(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    port = free_port()
+    write_spec(agent, "sleepy", port, pocketbase_versions[1])
+    await status_becomes(agent, "sleepy", lambda s: s.state == "active")
+    write_spec(agent, "sleepy", port, pocketbase_versions[1], desired_state="stopped")
+    await status_becomes(agent, "sleepy", lambda s: s.state == "inactive")
+    assert not await pocketbase_health(f"http://127.0.0.1:{port}")
+
+
+async def test_a_version_change_upgrades_and_keeps_the_data(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    older, newer = pocketbase_versions
+    port = free_port()
+    write_spec(agent, "upgrader", port, older)
+    await status_becomes(agent, "upgrader", lambda s: s.state == "active")
+    marker = agent.config.base_dir / "upgrader" / "pb_data" / "keep-me.txt"
+    marker.write_text("data")
+
+    write_spec(agent, "upgrader", port, newer)
+    status = await status_becomes(
+        agent, "upgrader", lambda s: s.deployed_version == newer and s.state == "active", 40
+    )
+    assert status.failed_version is None
+    assert marker.read_text() == "data"
+    assert "upgraded" in event_kinds(agent, "upgrader")
+    version_line = [
+        line
+        for line in agent.units.path("upgrader").read_text().splitlines()
+        if line.startswith("X-Pockestrator-Version=")
+    ]
+    assert version_line == [f"X-Pockestrator-Version={newer}"]
+
+
+async def test_a_failed_upgrade_is_rolled_back(
+    agent: Agent, release_mirror: ReleaseMirror, pocketbase_versions: tuple[str, str]
+) -> None:
+    older, _newer = pocketbase_versions
+    # A real executable that exits at once: it can never pass a health check.
+    release_mirror.add_release("0.99.0", Path("/bin/false").read_bytes())
+    port = free_port()
+    write_spec(agent, "rollback", port, older)
+    await status_becomes(agent, "rollback", lambda s: s.state == "active")
+    marker = agent.config.base_dir / "rollback" / "pb_data" / "keep-me.txt"
+    marker.write_text("data")
+
+    write_spec(agent, "rollback", port, "0.99.0")
+    status = await status_becomes(agent, "rollback", lambda s: s.failed_version == "0.99.0", 60)
+    assert status.deployed_version == older
+    assert status.last_error and "rolled back" in status.last_error
+    assert "upgrade_rolled_back" in event_kinds(agent, "rollback")
+    assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
+    assert marker.read_text() == "data"
+    # It stays on the old version: the failed one is not retried until the spec changes.
+    assert await agent.wait_reconciled("rollback", timeout=30)
+    again = agent.store.get_status("rollback")
+    assert again is not None and again.deployed_version == older
+
+
+@pytest.mark.parametrize("count", [8])
+async def test_a_burst_of_specs_shares_one_daemon_reload_and_one_caddy_reload(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str], count: int
+) -> None:
+    reloads = agent.coordinator.fired("daemon-reload")
+    caddy_reloads = agent.sites.reload_count
+    names = [f"burst{index}" for index in range(count)]
+    for name in names:
+        target = agent.config.spec_dir / f".{name}.tmp"
+        target.write_text(
+            f"project_name: {name}\nport: {free_port()}\n"
+            f'pocketbase_version: "{pocketbase_versions[1]}"\n'
+        )
+    for name in names:  # all appear in one directory event batch
+        os.replace(agent.config.spec_dir / f".{name}.tmp", agent.config.spec_dir / f"{name}.yaml")
+    for name in names:
+        await status_becomes(agent, name, lambda s: s.state == "active", 60)
+    assert agent.coordinator.fired("daemon-reload") - reloads == 1
+    assert agent.sites.reload_count - caddy_reloads == 1
+    results = await asyncio.gather(
+        *(pocketbase_health(sandbox.caddy_url, f"{name}.localhost") for name in names)
+    )
+    assert all(results)
+
+
+async def test_the_first_superuser_is_created_once_with_a_password_shown_once(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    import aiohttp
+
+    write_spec(
+        agent, "admined", free_port(), pocketbase_versions[1], superuser_email="owner@example.test"
+    )
+    await status_becomes(agent, "admined", lambda s: s.state == "active")
+    assert "superuser_created" in event_kinds(agent, "admined")
+    password = agent.store.take_superuser_password("admined")
+    assert password and agent.store.take_superuser_password("admined") is None
+    for event in agent.store.list_events("admined"):
+        assert password not in event.message and password not in str(event.details)
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sandbox.caddy_url}/api/collections/_superusers/auth-with-password",
+            headers={"Host": "admined.localhost"},
+            json={"identity": "owner@example.test", "password": password},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert (await response.json())["token"]

@@ -1,0 +1,232 @@
+"""The agent as systemd runs it: a ``Type=notify`` unit with a watchdog, signals, crashes.
+
+The agent runs as a unit of the sandbox's own systemd manager (``python -m pockestrator
+agent --config FILE``), managing its sibling units over the same bus; the tests act on it
+only as systemd and an operator would (jobs, signals, spec files) and read the results from
+systemd, the host and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.specs.store import Store
+from tests.testbed.waiting import pocketbase_health, wait_until
+
+AGENT_UNIT = "pockestrator-agent.service"
+
+
+def agent_unit(config_file: Path, watchdog_seconds: int = 3) -> str:
+    return (
+        "[Unit]\n"
+        "Description=Pockestrator agent (test bed)\n"
+        "[Service]\n"
+        "Type=notify\n"
+        "NotifyAccess=main\n"
+        f"WatchdogSec={watchdog_seconds}\n"
+        f"ExecStart={sys.executable} -m pockestrator agent --config {config_file}\n"
+        "ExecReload=/bin/kill -HUP $MAINPID\n"
+        "Restart=on-failure\n"
+        "RestartSec=200ms\n"
+        "SyslogIdentifier=pockestrator-agent\n"
+        "Environment=PYTHONUNBUFFERED=1\n"
+    )
+
+
+class AgentUnit:
+    def __init__(self, sandbox: Sandbox, config: AgentConfig, config_file: Path) -> None:
+        self.sandbox = sandbox
+        self.config = config
+        self.config_file = config_file
+        bus = sandbox.bus
+        assert bus is not None
+        self.bus: SystemdBus = bus
+
+    def write_config(self, **changes: object) -> None:
+        data = self.config.model_copy(update=changes).model_dump(mode="json", exclude_none=True)
+        self.config_file.write_text(yaml.safe_dump(data))
+
+    async def main_pid(self) -> int:
+        status = await self.bus.unit_status(AGENT_UNIT)
+        assert status.main_pid is not None, status
+        return status.main_pid
+
+    def journal(self) -> str:
+        return subprocess.run(
+            [
+                "journalctl",
+                "-D",
+                str(self.sandbox.systemd.paths.journal_dir),
+                "--no-pager",
+                "-o",
+                "cat",
+                "SYSLOG_IDENTIFIER=pockestrator-agent",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    def store(self) -> Store:
+        return Store(self.config.database)
+
+
+@pytest.fixture(scope="module")
+async def agent_unit_running(
+    agent_config: AgentConfig, sandbox: Sandbox
+) -> AsyncIterator[AgentUnit]:
+    config_file = sandbox.layout.root / "agent.yaml"
+    handle = AgentUnit(sandbox, agent_config, config_file)
+    handle.write_config()
+    (sandbox.systemd.paths.unit_dir / AGENT_UNIT).write_text(agent_unit(config_file))
+    await handle.bus.daemon_reload()
+    await handle.bus.start_unit(AGENT_UNIT)  # returns once the agent sent READY=1
+    yield handle
+    await handle.bus.stop_unit(AGENT_UNIT)
+
+
+async def test_the_agent_reports_ready_and_a_status_line(agent_unit_running: AgentUnit) -> None:
+    unit = agent_unit_running
+    status = await unit.bus.unit_status(AGENT_UNIT)
+    assert (status.active_state, status.sub_state) == ("active", "running")
+    properties = await unit.bus.unit_properties(AGENT_UNIT)
+    assert "services" in str(properties.get("StatusText", "")) or await wait_until(
+        lambda: _status_text_mentions(unit, "services"), 10
+    )
+    assert properties["WatchdogUSec"] == 3_000_000
+
+
+async def _status_text_mentions(unit: AgentUnit, word: str) -> bool:
+    return word in str((await unit.bus.unit_properties(AGENT_UNIT)).get("StatusText", ""))
+
+
+async def test_a_hung_agent_is_killed_by_the_watchdog_and_restarted(
+    agent_unit_running: AgentUnit,
+) -> None:
+    unit = agent_unit_running
+    hung = await unit.main_pid()
+    restarts = (await unit.bus.unit_status(AGENT_UNIT)).n_restarts or 0
+    results_seen: set[str] = set()
+    os.kill(hung, signal.SIGSTOP)  # the process is alive but makes no progress
+
+    async def restarted() -> bool:
+        status = await unit.bus.unit_status(AGENT_UNIT)
+        results_seen.add(status.result or "")
+        return (status.n_restarts or 0) > restarts and status.active_state == "active"
+
+    assert await wait_until(restarted, 20, interval=0.01)
+    assert await unit.main_pid() != hung
+    # Between the kill and the restart systemd records why the unit failed.
+    assert "watchdog" in results_seen, results_seen
+
+
+async def test_sighup_rereads_the_configuration(agent_unit_running: AgentUnit) -> None:
+    unit = agent_unit_running
+    pid = await unit.main_pid()
+    unit.write_config(health_interval=7.5)
+    await unit.bus.reload_unit(AGENT_UNIT)
+
+    async def reloaded() -> bool:
+        return "configuration reloaded" in unit.journal()
+
+    assert await wait_until(reloaded, 10, interval=0.1)
+    assert await unit.main_pid() == pid, "a reload must not restart the agent"
+    assert "health_interval" in unit.journal()
+
+
+async def test_a_broken_configuration_on_sighup_keeps_the_running_one(
+    agent_unit_running: AgentUnit,
+) -> None:
+    unit = agent_unit_running
+    pid = await unit.main_pid()
+    unit.config_file.write_text("workers: many\n")
+    await unit.bus.reload_unit(AGENT_UNIT)
+
+    async def refused() -> bool:
+        return "configuration reload refused" in unit.journal()
+
+    assert await wait_until(refused, 10, interval=0.1)
+    assert await unit.main_pid() == pid
+    assert (await unit.bus.unit_status(AGENT_UNIT)).active_state == "active"
+    unit.write_config()
+
+
+async def test_killed_mid_deployment_the_agent_converges_with_no_duplicate_or_orphan(
+    agent_unit_running: AgentUnit, pocketbase_versions: tuple[str, str]
+) -> None:
+    unit = agent_unit_running
+    names = [f"herd{index:02d}" for index in range(20)]
+    spec_dir = unit.config.spec_dir
+    for name in names:
+        (spec_dir / f"{name}.yaml").write_text(
+            f"project_name: {name}\nport: {free_port()}\n"
+            f'pocketbase_version: "{pocketbase_versions[1]}"\n'
+        )
+
+    async def some_units_written() -> bool:
+        return len(list(unit.config.systemd_dir.glob("herd*-pocketbase.service"))) >= 3
+
+    assert await wait_until(some_units_written, 20, interval=0.005)
+    victim = await unit.main_pid()
+    os.kill(victim, signal.SIGKILL)
+
+    async def all_healthy() -> bool:
+        checks = await asyncio.gather(
+            *(pocketbase_health(unit.sandbox.caddy_url, f"{name}.localhost") for name in names)
+        )
+        return all(checks)
+
+    assert await wait_until(all_healthy, 90, interval=0.2)
+    assert await unit.main_pid() != victim
+
+    unit_files = sorted(p.name for p in unit.config.systemd_dir.glob("herd*-pocketbase.service"))
+    assert unit_files == [f"{name}-pocketbase.service" for name in names]
+    sites = sorted(p.name for p in unit.config.caddy_sites_dir.glob("herd*.caddy"))
+    assert sites == [f"{name}.caddy" for name in names]
+    loaded = await unit.bus.list_unit_names(["herd*-pocketbase.service"])
+    assert loaded == unit_files, "an orphan or duplicate unit is loaded"
+    store = unit.store()
+    try:
+
+        async def statuses_settled() -> bool:
+            found = [store.get_status(name) for name in names]
+            return all(s is not None and s.state == "active" and s.pid for s in found)
+
+        assert await wait_until(statuses_settled, 30, interval=0.2)
+        pids = {name: status.pid for name in names if (status := store.get_status(name))}
+        ports = [
+            record.spec.port
+            for record in store.list_services()[0]
+            if record.name.startswith("herd")
+        ]
+    finally:
+        store.close()
+    assert len(ports) == len(set(ports)) == 20
+    assert len(set(pids.values())) == 20
+    for name, pid in pids.items():
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        assert f"/{name}-pocketbase.service" in cgroup, "status names another unit's process"
+
+
+async def test_sigterm_stops_the_agent_cleanly(agent_unit_running: AgentUnit) -> None:
+    unit = agent_unit_running
+    await unit.bus.stop_unit(AGENT_UNIT)
+    status = await unit.bus.unit_status(AGENT_UNIT)
+    assert status.active_state == "inactive"
+    assert status.result == "success" and status.exec_main_status == 0
+    assert "agent stopped" in unit.journal()
+    # The instances it manages keep running without it.
+    assert await pocketbase_health(unit.sandbox.caddy_url, "herd00.localhost")
+    await unit.bus.start_unit(AGENT_UNIT)

@@ -209,27 +209,8 @@ class Reconciler:
             await self.coordinator.park(self._reload, name, None)
             actions.add("daemon-reload")
 
-        # Caddy site.
-        desired_site = render_site(record.spec, tls=self.config.caddy_tls)
-        site_hash = sha256_text(desired_site)
-        site_on_disk = self.sites.snippet_hash(name)
-        caddy_error: str | None = None
-        if site_on_disk != site_hash:
-            if status.caddy_config_hash and site_on_disk != status.caddy_config_hash:
-                self._drift(
-                    name,
-                    "caddy site",
-                    site_on_disk,
-                    site_hash,
-                    "hand-edited" if site_on_disk else "deleted",
-                    "rewrote the site snippet, caddy reload",
-                )
-            outcome = await self.coordinator.park(self._caddy, name, desired_site)
-            if outcome.ok:
-                actions.add("caddy site applied")
-            else:
-                caddy_error = outcome.error or "Caddy refused the site"
-
+        # Enable and start before the Caddy wave: PocketBase boots while Caddy reloads.
+        deferred = False
         current = await self._unit_status(name)
         if current is None:
             raise RuntimeError(f"systemd does not know {unit} after writing it")
@@ -258,7 +239,7 @@ class Reconciler:
             elif current.active_state == "deactivating":
                 # Someone is stopping it; starting now would cancel their job. Look again
                 # once it settles (its PropertiesChanged also brings us back).
-                return Result(requeue_after=0.5)
+                deferred = True
             else:
                 if status.state in ("active", "deploying") and status.deployed_version:
                     self._drift(
@@ -276,6 +257,29 @@ class Reconciler:
             await self.bus.stop_unit(unit)
             actions.add("stopped")
 
+        # Caddy site.
+        desired_site = render_site(record.spec, tls=self.config.caddy_tls)
+        site_hash = sha256_text(desired_site)
+        site_on_disk = self.sites.snippet_hash(name)
+        caddy_error: str | None = None
+        if site_on_disk != site_hash:
+            if status.caddy_config_hash and site_on_disk != status.caddy_config_hash:
+                self._drift(
+                    name,
+                    "caddy site",
+                    site_on_disk,
+                    site_hash,
+                    "hand-edited" if site_on_disk else "deleted",
+                    "rewrote the site snippet, caddy reload",
+                )
+            outcome = await self.coordinator.park(self._caddy, name, desired_site)
+            if outcome.ok:
+                actions.add("caddy site applied")
+            else:
+                caddy_error = outcome.error or "Caddy refused the site"
+
+        if deferred:
+            return Result(requeue_after=0.5)
         return await self._finish(
             record, spec, actions, desired_hash, site_hash, caddy_error, health_deadline
         )

@@ -33,7 +33,7 @@ from pockestrator.specs.store import Store, file_owner, owner_file
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
 # Events are delivered after `step` ms without further changes, at most `debounce` ms late.
-WATCH_STEP_MS = 20
+WATCH_STEP_MS = 10
 WATCH_DEBOUNCE_MS = 80
 
 log = structlog.get_logger("pockestrator.specs")

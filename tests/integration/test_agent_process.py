@@ -11,90 +11,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.systemd_bus import SystemdBus
-from pockestrator.specs.store import Store
+from tests.testbed.agent_unit import AGENT_UNIT, AgentUnit
 from tests.testbed.waiting import pocketbase_health, wait_until
-
-AGENT_UNIT = "pockestrator-agent.service"
-
-
-def agent_unit(config_file: Path, watchdog_seconds: int = 3) -> str:
-    return (
-        "[Unit]\n"
-        "Description=Pockestrator agent (test bed)\n"
-        "[Service]\n"
-        "Type=notify\n"
-        "NotifyAccess=main\n"
-        f"WatchdogSec={watchdog_seconds}\n"
-        f"ExecStart={sys.executable} -m pockestrator agent --config {config_file}\n"
-        "ExecReload=/bin/kill -HUP $MAINPID\n"
-        "Restart=on-failure\n"
-        "RestartSec=200ms\n"
-        "SyslogIdentifier=pockestrator-agent\n"
-        "Environment=PYTHONUNBUFFERED=1\n"
-    )
-
-
-class AgentUnit:
-    def __init__(self, sandbox: Sandbox, config: AgentConfig, config_file: Path) -> None:
-        self.sandbox = sandbox
-        self.config = config
-        self.config_file = config_file
-        bus = sandbox.bus
-        assert bus is not None
-        self.bus: SystemdBus = bus
-
-    def write_config(self, **changes: object) -> None:
-        data = self.config.model_copy(update=changes).model_dump(mode="json", exclude_none=True)
-        self.config_file.write_text(yaml.safe_dump(data))
-
-    async def main_pid(self) -> int:
-        status = await self.bus.unit_status(AGENT_UNIT)
-        assert status.main_pid is not None, status
-        return status.main_pid
-
-    def journal(self) -> str:
-        return subprocess.run(
-            [
-                "journalctl",
-                "-D",
-                str(self.sandbox.systemd.paths.journal_dir),
-                "--no-pager",
-                "-o",
-                "cat",
-                "SYSLOG_IDENTIFIER=pockestrator-agent",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-
-    def store(self) -> Store:
-        return Store(self.config.database)
 
 
 @pytest.fixture(scope="module")
 async def agent_unit_running(
     agent_config: AgentConfig, sandbox: Sandbox
 ) -> AsyncIterator[AgentUnit]:
-    config_file = sandbox.layout.root / "agent.yaml"
-    handle = AgentUnit(sandbox, agent_config, config_file)
-    handle.write_config()
-    (sandbox.systemd.paths.unit_dir / AGENT_UNIT).write_text(agent_unit(config_file))
-    await handle.bus.daemon_reload()
-    await handle.bus.start_unit(AGENT_UNIT)  # returns once the agent sent READY=1
+    handle = AgentUnit(sandbox, agent_config)
+    await handle.start()  # returns once the agent sent READY=1
     yield handle
-    await handle.bus.stop_unit(AGENT_UNIT)
+    await handle.stop()
 
 
 async def test_the_agent_reports_ready_and_a_status_line(agent_unit_running: AgentUnit) -> None:

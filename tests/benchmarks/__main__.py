@@ -1,0 +1,29 @@
+"""``python -m tests.benchmarks [--quick]``: run the benchmarks, print and save the figures."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from tests.benchmarks.bench import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="3 runs, burst 10, idle 5 s")
+    parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.burst, args.idle = 3, 10, 5.0
+    report = asyncio.run(run(args.runs, args.burst, args.idle))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.as_json() + "\n")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

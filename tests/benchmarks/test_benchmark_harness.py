@@ -1,0 +1,36 @@
+"""The benchmark harness itself runs end to end (tiny sizes; no timing is asserted here).
+
+Timing targets are checked by reading `make bench` output, not by tests: a timed test
+would fail on a busy machine for reasons that say nothing about the code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.benchmarks.bench import run
+
+
+async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
+    report = await run(runs=1, burst=3, idle_seconds=1.0)
+    figures = report.figures
+    for key in (
+        "single: floor median (s)",
+        "single: agent median (s)",
+        "burst 3: floor (s)",
+        "burst 3: agent (s)",
+        "repair unit file: median (s) [<=1]",
+        "repair site snippet: median (s) [<=1]",
+    ):
+        assert figures[key] > 0, key
+    assert (
+        figures["single: ratio agent/floor [<=1.5]"]
+        == round(figures["single: agent median (s)"] / figures["single: floor median (s)"], 4)
+        or abs(
+            figures["single: ratio agent/floor [<=1.5]"]
+            - figures["single: agent median (s)"] / figures["single: floor median (s)"]
+        )
+        < 0.01
+    )
+    assert figures["idle 1s: services"] == 4  # 1 single + 3 burst
+    assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024

@@ -1,0 +1,174 @@
+"""The systemd controller against a real manager: apply, jobs, observation, signals, drift."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.releases import seed_from_installed
+from pockestrator.controllers.systemd import SystemdUnits, UnsafeValue, render_unit
+from pockestrator.controllers.systemd_bus import JobFailed, SystemdBus
+from pockestrator.specs.model import ServiceSpec, parse_spec
+from tests.testbed.mirror import installed_version
+from tests.testbed.waiting import wait_for_pocketbase, wait_until
+
+
+@pytest.fixture(scope="module")
+async def units(sandbox: Sandbox) -> AsyncIterator[SystemdUnits]:
+    config = sandbox.agent_config()
+    seed_from_installed(config.release_cache_dir)
+    bus = await SystemdBus.connect("user", sandbox.systemd.paths.bus_address)
+    yield SystemdUnits(config, bus)
+    await bus.close()
+
+
+def prepare(config: AgentConfig, name: str) -> ServiceSpec:
+    """A spec and its service directory with the binary (what servicedirs would do)."""
+    version = installed_version()
+    spec = parse_spec(
+        {"project_name": name, "port": free_port(), "pocketbase_version": version}, "localhost"
+    )
+    directory = config.base_dir / name
+    (directory / "pb_data").mkdir(parents=True)
+    os.link(config.release_cache_dir / version / "pocketbase", directory / "pocketbase")
+    for path in (directory, directory / "pb_data"):
+        shutil.chown(path, "nobody", "nogroup")
+    return spec
+
+
+async def apply(units: SystemdUnits, spec: ServiceSpec) -> None:
+    assert units.write(spec.project_name, render_unit(spec, units.settings))
+    await units.bus.daemon_reload()
+    await units.bus.enable_unit_files([spec.unit_name])
+    await units.bus.start_unit(spec.unit_name)
+
+
+async def test_an_applied_unit_runs_pocketbase_reachable_through_caddy(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "through")
+    await apply(units, spec)
+    (sandbox.layout.caddy_sites_dir / "through.caddy").write_text(
+        f"http://through.localhost {{\n\treverse_proxy 127.0.0.1:{spec.port}\n}}\n"
+    )
+    await units.bus.reload_unit("caddy.service")
+    assert await wait_for_pocketbase(sandbox.caddy_url, "through.localhost")
+    observed = await units.observe("through")
+    assert observed.managed and observed.status is not None
+    assert observed.status.unit_file_state == "enabled"
+    assert observed.status.main_pid is not None
+    # Runs as the unprivileged instance user, not root.
+    owner = Path(f"/proc/{observed.status.main_pid}").stat().st_uid
+    assert owner == 65534
+
+
+async def test_stop_start_and_restart_change_the_real_state(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "cycled")
+    await apply(units, spec)
+    bus, unit = units.bus, spec.unit_name
+    first = (await bus.unit_status(unit)).main_pid
+    await bus.restart_unit(unit)
+    second = (await bus.unit_status(unit)).main_pid
+    assert first and second and first != second
+    await bus.stop_unit(unit)
+    stopped = await bus.unit_status(unit)
+    assert stopped.active_state == "inactive" and stopped.main_pid is None
+    await bus.start_unit(unit)
+    assert (await bus.unit_status(unit)).active_state == "active"
+
+
+async def test_a_failing_start_reports_the_units_own_reason(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "broken")
+    (sandbox.agent_config().base_dir / "broken" / "pocketbase").unlink()
+    units.write("broken", render_unit(spec, units.settings).replace("Type=simple", "Type=exec"))
+    await units.bus.daemon_reload()
+    with pytest.raises(JobFailed) as caught:
+        await units.bus.start_unit(spec.unit_name)
+    assert caught.value.result == "failed"
+    assert "ExecMainStatus=" in str(caught.value) and "Result=exit-code" in str(caught.value)
+
+
+async def test_a_hand_edited_unit_is_seen_by_its_hash_and_need_daemon_reload(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "edited")
+    await apply(units, spec)
+    clean = await units.observe("edited")
+    path = units.path("edited")
+    path.write_text(path.read_text().replace("RestartSec=2s", "RestartSec=9s"))
+    edited = await units.observe("edited")
+    assert edited.file_hash != clean.file_hash
+    assert edited.status is not None and edited.status.need_daemon_reload
+
+
+async def test_state_changes_arrive_as_signals_not_polls(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "signalled")
+    await apply(units, spec)
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    unwatch = units.bus.watch_units(seen.put_nowait)
+    try:
+        await units.bus.stop_unit(spec.unit_name)
+        names = set()
+        while spec.unit_name not in names:
+            names.add(await asyncio.wait_for(seen.get(), 5))
+    finally:
+        unwatch()
+
+
+async def test_foreign_unit_files_are_never_touched(units: SystemdUnits, sandbox: Sandbox) -> None:
+    foreign = units.path("foreign")
+    foreign.write_text("[Service]\nExecStart=/bin/true\n")
+    with pytest.raises(UnsafeValue):
+        units.write(
+            "foreign", render_unit(prepare(sandbox.agent_config(), "foreign"), units.settings)
+        )
+    assert not units.remove_file("foreign")
+    assert foreign.read_text() == "[Service]\nExecStart=/bin/true\n"
+    assert "foreign" not in units.managed_names()
+
+
+async def test_systemd_analyze_accepts_the_rendered_unit(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "verified")
+    path = units.path("verified")
+    # An ordinary system user, as in production (the test bed's `nobody` draws a warning).
+    settings = dataclasses.replace(units.settings, user="daemon", group="daemon")
+    units.write("verified", render_unit(spec, settings))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--user", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **sandbox.systemd.paths.environment()},
+    )
+    problems = [line for line in result.stderr.splitlines() if "verified-pocketbase" in line]
+    assert problems == [] and result.returncode == 0, result.stderr
+
+
+async def test_the_manager_reports_memory_of_a_running_instance(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    spec = prepare(sandbox.agent_config(), "measured")
+    await apply(units, spec)
+
+    async def memory_known() -> bool:
+        status = await units.bus.unit_status(spec.unit_name)
+        return (status.memory_current or 0) > 1024 * 1024
+
+    assert await wait_until(memory_known, 5)

@@ -54,7 +54,8 @@ class AgentConfig(BaseModel):
     )
     default_domain: str = Field(
         default="localhost",
-        description="A service without a domain gets <project_name>.<default_domain>.",
+        description="A service without a domain gets <project_name>.<default_domain>; "
+        "stored normalised (lowercase ASCII), at most 202 characters once encoded.",
     )
 
     # Desired-state sources.
@@ -123,6 +124,41 @@ class AgentConfig(BaseModel):
         except ValueError as exc:
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
         return value
+
+    @field_validator("default_domain")
+    @classmethod
+    def _default_domain_makes_hostnames(cls, value: str) -> str:
+        """Refuse at start-up a default domain that no derived domain could pass.
+
+        The hostname rules live in ``specs.grammar`` alone; copying them here would let the
+        two drift. The imports are local, so that importing ``config`` still loads nothing
+        of ``specs``, and the exception to the layering stays this one call into two leaf
+        modules of pure functions (``grammar`` imports only ``errors``), never into
+        anything that could import ``config`` back.
+        """
+        from pockestrator.specs import grammar
+        from pockestrator.specs.errors import ErrorCode
+
+        if value.strip(".") == "":
+            raise ValueError("must not be empty")
+        # The longest project name under this domain must still be a valid hostname, so
+        # that no service's derived domain is refused for its name's length alone.
+        longest = "a" * grammar.NAME_MAX
+        try:
+            derived = grammar.normalize_domain(f"{longest}.{value}")
+        except grammar.GrammarError as exc:
+            limit = grammar.DOMAIN_MAX - grammar.NAME_MAX - 1
+            extra = (
+                f" (<project_name>.<default_domain> must fit {grammar.DOMAIN_MAX} "
+                f"characters for names of up to {grammar.NAME_MAX}, so at most {limit} here)"
+                if exc.code is ErrorCode.DOMAIN_TOO_LONG
+                else ""
+            )
+            raise ValueError(
+                f"{value[:60]!r} cannot make hostnames <project_name>.<default_domain>: "
+                f"{exc.message}{extra}"
+            ) from None
+        return derived[len(longest) + 1 :]
 
     @field_validator(
         "base_dir",

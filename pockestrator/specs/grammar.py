@@ -5,7 +5,8 @@ Each check takes untrusted input and returns the normalised value or raises
 Caddy or DNS would accept: a value that passes here cannot change the structure of a
 rendered file (no newline, brace, quote, ``#``, ``{$``, comma, space or ``%`` reaches one),
 cannot name a path outside its folder, and reads the same to a human as to the machine
-(ASCII only where a look-alike could deceive).
+(ASCII only where a look-alike could deceive; no Unicode line break or bidirectional
+override in text that people read).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ ENV_NAME_MAX = 128
 ENV_VALUE_MAX = 4096
 EMAIL_MAX = 254
 MEMORY_MIN_BYTES = 16 * 1024 * 1024
+# systemd parses MemoryMax= into a uint64 and ignores the whole directive (no limit at all)
+# when the value does not fit; 2^63 - 1 keeps well inside that and inside the kernel's
+# page counters, and is far beyond any real host.
+MEMORY_MAX_BYTES = 2**63 - 1
+# The dynamic loader's variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, LD_DEBUG_OUTPUT,
+# ...) load code into the instance or write files as it; PocketBase needs none of them.
+RESERVED_ENV_PREFIX = "LD_"
 
 _NAME_CHARS = re.compile(r"[a-z0-9-]+", re.ASCII)
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
@@ -43,10 +51,22 @@ _MEMORY = re.compile(r"(?:([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity)", re.AS
 _CPU_QUOTA = re.compile(r"([1-9][0-9]{0,4})%", re.ASCII)
 _ORIGIN = re.compile(
     r"\*|https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-    r"(?::[0-9]{1,5})?",
+    r"(?::([0-9]{1,5}))?",
     re.ASCII,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Every Unicode control character (category Cc: C0, DEL and C1, which includes U+0085 NEXT
+# LINE and U+009B, the 8-bit escape sequence introducer) and the line and paragraph
+# separators (Zl, Zp). Unicode's stability policy fixes the Cc set, so a literal class is
+# exact. Any of these can end a line in a unit file, a log line, JSON or a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): they
+# reorder what a human sees without changing the text ("Trojan Source"). The marks
+# U+200E/U+200F only set the direction of neutral characters and stay allowed.
+_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+_BIDI_MESSAGE = (
+    "must not contain bidirectional override or isolate characters "
+    "(U+202A-U+202E, U+2066-U+2069): they make text display differently from what it is"
+)
 
 
 class GrammarError(ValueError):
@@ -89,7 +109,13 @@ def check_project_name(value: str) -> str:
 
 
 def normalize_domain(value: str) -> str:
-    """IDNA (UTS 46) normalised, lowercase, ASCII hostname; at most 253 characters."""
+    """IDNA (UTS 46) normalised, lowercase, ASCII hostname of two or more labels.
+
+    The length is checked on the encoded form, label by label, before the name as a whole
+    is judged, so an overlong name is ``DOMAIN_TOO_LONG`` whatever the idna library's own
+    limits. A single label is refused: Caddy reads a bare word at the start of a site
+    block as a directive (``import {``), and a real site name has a dot.
+    """
     candidate = value.strip()
     if candidate != value or _CONTROL.search(value) or any(c.isspace() for c in value):
         raise GrammarError(
@@ -104,21 +130,35 @@ def normalize_domain(value: str) -> str:
             ErrorCode.DOMAIN_TOO_LONG, f"domain must be at most {DOMAIN_MAX} characters"
         )
     try:
-        ascii_form = idna.encode(candidate, uts46=True, std3_rules=True).decode("ascii")
+        # Mapping first (fullwidth letters, the ideographic full stop, case), then each
+        # label on its own: the same steps as idna.encode, minus its length verdict.
+        mapped = idna.uts46_remap(candidate, std3_rules=True)
+        labels = mapped.split(".")
+        if "" in labels:
+            raise GrammarError(ErrorCode.INVALID_DOMAIN, "domain has an empty label ('..')")
+        encoded = [idna.alabel(label).decode("ascii").lower() for label in labels]
     except idna.IDNAError as exc:
         raise GrammarError(ErrorCode.INVALID_DOMAIN, f"not a valid hostname: {exc}") from exc
-    ascii_form = ascii_form.lower()
+    ascii_form = ".".join(encoded)
     if len(ascii_form) > DOMAIN_MAX:
         raise GrammarError(
-            ErrorCode.DOMAIN_TOO_LONG, f"domain must be at most {DOMAIN_MAX} characters"
+            ErrorCode.DOMAIN_TOO_LONG,
+            f"domain must be at most {DOMAIN_MAX} characters once encoded "
+            f"(this one has {len(ascii_form)})",
         )
-    for label in ascii_form.split("."):
+    for label in encoded:
         if not _LABEL.fullmatch(label):
             raise GrammarError(
                 ErrorCode.INVALID_DOMAIN,
                 f"label '{label}' must be 1-63 characters of a-z, 0-9 and '-', "
                 "not starting or ending with '-'",
             )
+    if len(encoded) < 2:
+        raise GrammarError(
+            ErrorCode.INVALID_DOMAIN,
+            f"'{ascii_form}' is a single label; a hostname needs a dot, "
+            "e.g. app.example.com or app.localhost",
+        )
     if ascii_form.replace(".", "").isdigit():
         raise GrammarError(ErrorCode.INVALID_DOMAIN, "domain must be a hostname, not an IP address")
     return ascii_form
@@ -134,15 +174,32 @@ def check_version(value: str) -> str:
     return value
 
 
-def version_key(value: str) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
+_LETTERS_NUMBER = re.compile(r"([A-Za-z]+)([0-9]+)", re.ASCII)
+PreReleasePart = tuple[int, int] | tuple[int, str] | tuple[int, str, int, str]
+
+
+def _pre_release_part(part: str) -> PreReleasePart:
+    """Numbers numerically; ``rc12`` as ("rc", 12), so rc12 > rc2; other text as text.
+
+    PocketBase tags pre-releases ``v0.23.0-rc12`` (no dot before the number), which plain
+    semver would order as text, putting rc12 before rc2. The part itself breaks ties, so
+    that ``rc02`` and ``rc2`` are never equal.
+    """
+    if part.isdigit():
+        return (0, int(part))
+    match = _LETTERS_NUMBER.fullmatch(part)
+    if match is not None:
+        return (1, match.group(1), int(match.group(2)), part)
+    return (1, part)
+
+
+def version_key(value: str) -> tuple[int, int, int, int, tuple[PreReleasePart, ...]]:
     """Sort key comparing versions as versions: 0.10.0 > 0.9.0, 1.0.0 > 1.0.0-rc1."""
     match = _VERSION.fullmatch(value)
     if match is None:
         raise GrammarError(ErrorCode.INVALID_VERSION, f"not a version: {value!r}")
     major, minor, patch, pre = match.groups()
-    pre_parts = tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in (pre or "").split(".") if part
-    )
+    pre_parts = tuple(_pre_release_part(part) for part in (pre or "").split(".") if part)
     return int(major), int(minor), int(patch), 0 if pre else 1, pre_parts
 
 
@@ -156,6 +213,12 @@ def check_env_name(value: str) -> str:
             ErrorCode.INVALID_ENV_NAME,
             f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*",
         )
+    if value.startswith(RESERVED_ENV_PREFIX):
+        raise GrammarError(
+            ErrorCode.RESERVED_ENV_NAME,
+            f"{value} is reserved: variables starting with {RESERVED_ENV_PREFIX} steer the "
+            "dynamic loader (they could load code into the instance)",
+        )
     return value
 
 
@@ -166,8 +229,11 @@ def check_env_value(value: str) -> str:
         )
     if _CONTROL.search(value):
         raise GrammarError(
-            ErrorCode.INVALID_ENV_VALUE, "value must not contain newlines or control characters"
+            ErrorCode.INVALID_ENV_VALUE,
+            "value must not contain newlines, line separators or other control characters",
         )
+    if _BIDI_CONTROL.search(value):
+        raise GrammarError(ErrorCode.INVALID_ENV_VALUE, _BIDI_MESSAGE)
     return value
 
 
@@ -193,6 +259,12 @@ def memory_limit_bytes(value: str) -> int | None:
             ErrorCode.INVALID_MEMORY_LIMIT,
             "memory limit must be at least 16M: PocketBase cannot start with less",
         )
+    if size > MEMORY_MAX_BYTES:
+        raise GrammarError(
+            ErrorCode.INVALID_MEMORY_LIMIT,
+            "memory limit must be below 8388608T (2^63 bytes), or systemd would silently "
+            "apply no limit; write 'infinity' for no limit",
+        )
     return size
 
 
@@ -213,22 +285,41 @@ def check_email(value: str) -> str:
 
 
 def check_origin(value: str) -> str:
-    if not _ORIGIN.fullmatch(value):
+    match = _ORIGIN.fullmatch(value)
+    if match is None:
         raise GrammarError(
             ErrorCode.INVALID_FLAG_VALUE,
             f"origin {value[:60]!r} must be '*' or http(s)://host[:port]",
+        )
+    port = match.group(1)
+    if port is not None and (port.startswith("0") or int(port) > 65535):
+        raise GrammarError(
+            ErrorCode.INVALID_FLAG_VALUE,
+            f"origin {value[:60]!r} has port {port}; a port is 1 to 65535, "
+            "without leading zeros (browsers send it that way)",
         )
     return value
 
 
 def has_control_characters(value: str) -> bool:
+    """Any Unicode control character or line/paragraph separator (Cc, Zl, Zp)."""
     return _CONTROL.search(value) is not None
 
 
+def has_bidi_controls(value: str) -> bool:
+    """Any bidirectional embedding, override or isolate (U+202A-U+202E, U+2066-U+2069)."""
+    return _BIDI_CONTROL.search(value) is not None
+
+
 def check_free_text(value: str, maximum: int) -> str:
-    """Text shown to humans only (descriptions): one line, printable, bounded."""
+    """Text shown to humans only (descriptions): one line, printable, bounded, not disguised."""
     if len(value) > maximum:
         raise GrammarError(ErrorCode.VALUE_TOO_LONG, f"must be at most {maximum} characters")
     if _CONTROL.search(value):
-        raise GrammarError(ErrorCode.INVALID_CHARACTERS, "must not contain control characters")
+        raise GrammarError(
+            ErrorCode.INVALID_CHARACTERS,
+            "must be one line: no newlines, line separators or other control characters",
+        )
+    if _BIDI_CONTROL.search(value):
+        raise GrammarError(ErrorCode.INVALID_CHARACTERS, _BIDI_MESSAGE)
     return value

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pockestrator.config import AgentConfig
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import (
     PocketBaseFlags,
@@ -169,11 +170,6 @@ class TestTheDefaultDomain:
     def test_a_bad_given_domain_is_reported_on_domain(self) -> None:
         assert only_issue(spec_with(domain="{evil}.com")) == ("domain", ErrorCode.INVALID_DOMAIN)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="parse_spec drops every 'domain' issue when the domain was omitted, so a "
-        "derived domain that is itself invalid raises SpecInvalid with no issue at all",
-    )
     @pytest.mark.parametrize(
         ("default_domain", "code"),
         [
@@ -185,6 +181,65 @@ class TestTheDefaultDomain:
         self, default_domain: str, code: ErrorCode
     ) -> None:
         assert issues_of(MINIMAL, default_domain=default_domain) == [("domain", code)]
+
+    def test_the_derived_domain_issue_names_default_domain_and_comes_with_the_others(
+        self,
+    ) -> None:
+        with pytest.raises(SpecInvalid) as caught:
+            parsed(spec_with(port=80, domain=None), default_domain="bad domain")
+        issues = {issue.field: issue for issue in caught.value.issues}
+        assert set(issues) == {"port", "domain"}
+        assert issues["domain"].code is ErrorCode.INVALID_DOMAIN
+        assert "default_domain" in issues["domain"].message
+        assert "'app.bad domain'" in issues["domain"].message
+
+    def test_a_derived_domain_is_quoted_short_and_on_one_line_in_its_message(self) -> None:
+        with pytest.raises(SpecInvalid) as caught:
+            parsed(MINIMAL, default_domain="x\n" + "d" * 2000)
+        [issue] = caught.value.issues
+        assert "\n" not in issue.message
+        assert len(issue.message) < 400
+
+
+class TestTheAgentsDefaultDomain:
+    @pytest.mark.parametrize(
+        ("configured", "stored"),
+        [
+            ("localhost", "localhost"),
+            ("Example.COM.", "example.com"),
+            ("b\u00fccher.example", "xn--bcher-kva.example"),
+        ],
+    )
+    def test_a_default_domain_is_stored_normalised(self, configured: str, stored: str) -> None:
+        assert AgentConfig(default_domain=configured).default_domain == stored
+
+    def test_every_name_fits_under_the_longest_allowed_default_domain(self) -> None:
+        longest = ".".join(["d" * 50] * 3 + ["d" * 49])
+        assert len(longest) == 202
+        config = AgentConfig(default_domain=longest)
+        assert len(parsed(spec_with(project_name="a" * 50), config.default_domain).domain) == 253
+
+    @pytest.mark.parametrize(
+        ("configured", "words"),
+        [
+            ("", "empty"),
+            (".", "empty"),
+            ("bad domain", "spaces"),
+            ("{$HOST}", "not a valid hostname"),
+            (".example.com", "empty label"),
+            (".".join(["d" * 50] * 4), "at most 202"),
+            ("d" * 2000, "253"),
+        ],
+        ids=["empty", "dot", "space", "placeholder", "leading-dot", "203", "2000"],
+    )
+    def test_the_agent_refuses_a_default_domain_that_cannot_make_hostnames(
+        self, configured: str, words: str
+    ) -> None:
+        with pytest.raises(ValidationError) as caught:
+            AgentConfig(default_domain=configured)
+        [error] = caught.value.errors()
+        assert error["loc"] == ("default_domain",)
+        assert words in error["msg"]
 
 
 # --- the shape of the document ----------------------------------------------------------------
@@ -305,16 +360,15 @@ class TestProjectNameField:
     def test_a_name_that_is_not_text_is_a_wrong_type(self, value: Any) -> None:
         assert only_issue(spec_with(project_name=value)) == ("project_name", ErrorCode.INVALID_TYPE)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a null name (YAML 'project_name:' with nothing after it) is INVALID_TYPE "
-        "'must be a string', while an empty string is FIELD_REQUIRED",
-    )
     def test_a_null_name_is_a_missing_name(self) -> None:
         assert only_issue(spec_with(project_name=None)) == (
             "project_name",
             ErrorCode.FIELD_REQUIRED,
         )
+
+    def test_a_name_written_as_yaml_null_is_a_missing_name(self) -> None:
+        document = yaml.safe_load("project_name:\nport: 8080\npocketbase_version: 0.29.0\n")
+        assert only_issue(document) == ("project_name", ErrorCode.FIELD_REQUIRED)
 
 
 class TestPortField:
@@ -348,13 +402,20 @@ class TestPortField:
     def test_a_port_that_is_not_a_whole_number_is_a_wrong_type(self, port: Any) -> None:
         assert only_issue(spec_with(port=port)) == ("port", ErrorCode.INVALID_TYPE)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a port written as more than five digits is INVALID_TYPE 'port must be an "
-        "integer', while the same number unquoted is PORT_OUT_OF_RANGE",
-    )
     def test_a_long_port_written_as_text_is_out_of_range(self) -> None:
         assert only_issue(spec_with(port="123456")) == ("port", ErrorCode.PORT_OUT_OF_RANGE)
+
+    @pytest.mark.parametrize("digits", [10, 4301, 1_000_000], ids=repr)
+    def test_any_number_of_digits_is_a_number_out_of_range_without_a_crash(
+        self, digits: int
+    ) -> None:
+        assert only_issue(spec_with(port="9" * digits)) == ("port", ErrorCode.PORT_OUT_OF_RANGE)
+
+    @pytest.mark.parametrize(("text", "port"), [("08080", 8080), ("0" * 1000 + "8080", 8080)])
+    def test_leading_zeros_in_a_port_written_as_text_do_not_count(
+        self, text: str, port: int
+    ) -> None:
+        assert parsed(spec_with(port=text)).port == port
 
 
 class TestVersionAndDomainFields:
@@ -441,16 +502,39 @@ class TestEnvField:
         [(field, _code)] = issues_of(spec_with(env={"BIG": 10**5000}))
         assert field == "env.BIG"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Python refuses int->str beyond 4300 digits; the ValueError surfaces as "
-        "INVALID_TYPE with Python's own message instead of INVALID_ENV_VALUE",
-    )
     def test_a_number_too_long_to_write_out_is_an_invalid_env_value(self) -> None:
         assert only_issue(spec_with(env={"BIG": 10**5000})) == (
             "env.BIG",
             ErrorCode.INVALID_ENV_VALUE,
         )
+
+    def test_numbers_of_up_to_4096_characters_are_written_out(self) -> None:
+        assert parsed(spec_with(env={"N": 10**4095})).env["N"] == "1" + "0" * 4095
+        for number in (10**4096, -(10**4095), 10**4200):
+            assert only_issue(spec_with(env={"N": number})) == (
+                "env.N",
+                ErrorCode.INVALID_ENV_VALUE,
+            )
+
+    @pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"])
+    def test_the_dynamic_loaders_variables_are_reserved_names(self, name: str) -> None:
+        assert only_issue(spec_with(env={name: "/tmp/x.so"})) == (
+            f"env.{name}",
+            ErrorCode.RESERVED_ENV_NAME,
+        )
+
+    @pytest.mark.parametrize(
+        "value", ["a\x85b", "a\u2028b", "x\u202etxt.exe"], ids=["nel", "ls", "rlo"]
+    )
+    def test_unicode_line_breaks_and_bidi_overrides_are_invalid_values(self, value: str) -> None:
+        assert only_issue(spec_with(env={"KEY": value})) == ("env.KEY", ErrorCode.INVALID_ENV_VALUE)
+
+    def test_a_hundred_variables_pass_and_more_are_too_many(self) -> None:
+        hundred = {f"V{number}": "x" for number in range(100)}
+        assert len(parsed(spec_with(env=hundred)).env) == 100
+        more = {**hundred, "V100": "x"}
+        [(field, code)] = issues_of(spec_with(env=more))
+        assert (field, code) == ("env", ErrorCode.VALUE_TOO_LONG)
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -493,12 +577,6 @@ class TestResourcesField:
         spec = parsed(spec_with(resources={"memory_max": "infinity", "cpu_quota": "150%"}))
         assert spec.resources == Resources(memory_max="infinity", cpu_quota="150%")
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_FIELD_CODES maps every other error under 'resources' to INVALID_VALUE and "
-        "under 'flags' to INVALID_FLAG_VALUE, so a section that is not a mapping is not "
-        "reported as INVALID_TYPE",
-    )
     @pytest.mark.parametrize(
         ("section", "value"),
         [("resources", "512M"), ("resources", None), ("flags", "dev"), ("flags", ["dev"])],
@@ -508,6 +586,12 @@ class TestResourcesField:
         self, section: str, value: Any
     ) -> None:
         assert only_issue(spec_with(**{section: value})) == (section, ErrorCode.INVALID_TYPE)
+
+    @pytest.mark.parametrize("section", ["resources", "flags"])
+    def test_an_empty_section_means_the_defaults(self, section: str) -> None:
+        assert getattr(parsed(spec_with(**{section: {}})), section) == getattr(
+            parsed(MINIMAL), section
+        )
 
 
 # --- flags ------------------------------------------------------------------------------------
@@ -592,11 +676,62 @@ class TestFlagsField:
             ErrorCode.INVALID_ENV_NAME,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="ge/le bounds of flags hit the generic mapping first, so they are "
-        "INVALID_VALUE while every other bad flag value is INVALID_FLAG_VALUE",
+    def test_an_empty_list_of_origins_is_an_invalid_flag_value(self) -> None:
+        with pytest.raises(SpecInvalid) as caught:
+            parsed(spec_with(flags={"origins": []}))
+        [issue] = caught.value.issues
+        assert (issue.field, issue.code) == ("flags.origins", ErrorCode.INVALID_FLAG_VALUE)
+        assert "at least one" in issue.message
+
+    def test_fifty_origins_pass_and_more_are_too_many(self) -> None:
+        fifty = [f"https://site{number}.example.com" for number in range(50)]
+        assert len(parsed(spec_with(flags={"origins": fifty})).flags.origins or ()) == 50
+        more = [*fifty, "https://one-more.example.com"]
+        assert only_issue(spec_with(flags={"origins": more})) == (
+            "flags.origins",
+            ErrorCode.VALUE_TOO_LONG,
+        )
+
+    def test_a_null_origins_flag_is_left_out(self) -> None:
+        assert parsed(spec_with(flags={"origins": None})).flags.as_arguments() == []
+
+    @pytest.mark.parametrize(
+        ("flags", "arguments"),
+        [
+            ({"query_timeout": 1}, ["--queryTimeout=1"]),
+            ({"query_timeout": 3600}, ["--queryTimeout=3600"]),
+            ({"query_timeout": "60"}, ["--queryTimeout=60"]),
+            ({"hooks_pool": 1000}, ["--hooksPool=1000"]),
+        ],
+        ids=["timeout-1", "timeout-3600", "timeout-text", "pool-1000"],
     )
+    def test_numeric_flags_at_their_bounds_or_written_as_digits_pass(
+        self, flags: dict[str, Any], arguments: list[str]
+    ) -> None:
+        assert parsed(spec_with(flags=flags)).flags.as_arguments() == arguments
+
+    @pytest.mark.parametrize(
+        "value",
+        [30.0, "3e1", " 30", None, "9" * 100_000],
+        ids=["float", "e", "space", "null", "huge"],
+    )
+    def test_a_numeric_flag_that_is_not_a_whole_number_in_range_is_refused(
+        self, value: Any
+    ) -> None:
+        if value is None:
+            assert parsed(spec_with(flags={"query_timeout": value})).flags.query_timeout is None
+            return
+        assert only_issue(spec_with(flags={"query_timeout": value})) == (
+            "flags.query_timeout",
+            ErrorCode.INVALID_FLAG_VALUE,
+        )
+
+    def test_the_loader_variables_are_reserved_for_the_encryption_flag_too(self) -> None:
+        assert only_issue(spec_with(flags={"encryption_env": "LD_PRELOAD"})) == (
+            "flags.encryption_env",
+            ErrorCode.RESERVED_ENV_NAME,
+        )
+
     @pytest.mark.parametrize(
         "flags",
         [{"query_timeout": 0}, {"query_timeout": 3601}, {"hooks_pool": 0}, {"hooks_pool": 1001}],
@@ -611,11 +746,6 @@ class TestFlagsField:
             ErrorCode.INVALID_FLAG_VALUE,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="numeric flags are lax pydantic ints, so true is accepted as 1 (port: true "
-        "is refused)",
-    )
     @pytest.mark.parametrize("flag", ["query_timeout", "hooks_pool"])
     def test_a_boolean_for_a_numeric_flag_is_an_invalid_flag_value(self, flag: str) -> None:
         assert only_issue(spec_with(flags={flag: True})) == (
@@ -671,10 +801,6 @@ class TestSuperuserFields:
             ErrorCode.INVALID_PATH,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the path validator reports every non-string as INVALID_PATH",
-    )
     @pytest.mark.parametrize("value", [5, ["/run/secrets/pw"], {"path": "/x"}], ids=repr)
     def test_a_password_file_that_is_not_text_is_a_wrong_type(self, value: Any) -> None:
         assert only_issue(spec_with(superuser_password_file=value)) == (
@@ -682,16 +808,53 @@ class TestSuperuserFields:
             ErrorCode.INVALID_TYPE,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="has_control_characters is ASCII only, so C1 controls such as U+0085 pass",
-    )
     @pytest.mark.parametrize("path", ["/run/a\x85b", "/run/a\x9bb"], ids=["nel", "csi"])
     def test_a_path_with_a_c1_control_character_is_an_invalid_path(self, path: str) -> None:
         assert only_issue(spec_with(superuser_password_file=path)) == (
             "superuser_password_file",
             ErrorCode.INVALID_PATH,
         )
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            pytest.param("/run/a\u2028b", id="line-separator"),
+            pytest.param("/run/secrets/\u202ewp.txt", id="right-to-left-override"),
+            pytest.param("/run/\u2066pw\u2069", id="isolate"),
+        ],
+    )
+    def test_a_path_with_a_line_separator_or_bidi_override_is_an_invalid_path(
+        self, path: str
+    ) -> None:
+        assert only_issue(spec_with(superuser_password_file=path)) == (
+            "superuser_password_file",
+            ErrorCode.INVALID_PATH,
+        )
+
+    @pytest.mark.parametrize(
+        ("path", "words"),
+        [
+            ("/proc/self/environ", "/proc"),
+            ("/proc", "/proc"),
+            ("/sys/kernel/notes", "/sys"),
+            ("/dev/stdin", "/dev"),
+            ("//dev/zero", "/dev"),
+            ("/run/secrets/", "name a file"),
+            ("/", "name a file"),
+        ],
+    )
+    def test_kernel_and_device_files_and_folders_are_not_password_files(
+        self, path: str, words: str
+    ) -> None:
+        with pytest.raises(SpecInvalid) as caught:
+            parsed(spec_with(superuser_password_file=path))
+        [issue] = caught.value.issues
+        assert (issue.field, issue.code) == ("superuser_password_file", ErrorCode.INVALID_PATH)
+        assert words in issue.message
+
+    @pytest.mark.parametrize("path", ["/procfs/pw", "/run/proc/pw", "/srv/dev/pw", "/devices"])
+    def test_names_that_only_start_like_proc_sys_or_dev_are_fine(self, path: str) -> None:
+        assert parsed(spec_with(superuser_password_file=path)).superuser_password_file == path
 
 
 # --- description, created_by, desired_state, extra_dirs ---------------------------------------
@@ -728,15 +891,21 @@ class TestOneLineTextFields:
             ErrorCode.VALUE_TOO_LONG,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="check_free_text only refuses ASCII controls: U+0085 (NEL), U+2028 and "
-        "U+2029 break the 'one line' rule in logs, JSON consumers and the dashboard",
-    )
     @pytest.mark.parametrize("field", ["description", "created_by"])
     @pytest.mark.parametrize("text", ["a\x85b", "a\u2028b", "a\u2029b"], ids=["nel", "ls", "ps"])
     def test_unicode_line_breaks_are_invalid_characters(self, field: str, text: str) -> None:
         assert only_issue(spec_with(**{field: text})) == (field, ErrorCode.INVALID_CHARACTERS)
+
+    @pytest.mark.parametrize("field", ["description", "created_by"])
+    @pytest.mark.parametrize("text", ["admin\u202emoc.live", "\u2067x\u2069"], ids=["rlo", "rli"])
+    def test_bidi_overrides_that_disguise_text_are_invalid_characters(
+        self, field: str, text: str
+    ) -> None:
+        assert only_issue(spec_with(**{field: text})) == (field, ErrorCode.INVALID_CHARACTERS)
+
+    def test_right_to_left_text_is_fine(self) -> None:
+        text = "\u05de\u05e2\u05e8\u05db\u05ea \u200fCRM"
+        assert parsed(spec_with(description=text)).description == text
 
 
 class TestDesiredStateAndExtraDirs:
@@ -808,7 +977,8 @@ class TestTheShapeOfAnIssue:
 NAME_GRAMMAR = re.compile(r"[a-z][a-z0-9-]*", re.ASCII)
 DOMAIN_CHARACTERS = re.compile(r"[a-z0-9.-]+", re.ASCII)
 ENV_NAME_GRAMMAR = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
-ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Unicode controls, line and paragraph separators, bidirectional overrides and isolates.
+UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 json_scalars = st.one_of(
     st.none(),
@@ -825,7 +995,9 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-hostile_text = st.text(alphabet="az09-._{}$#,'\"\n\r\t\x00\x85\u2028\u0430\uff41AZ=/ ")
+hostile_text = st.text(
+    alphabet="az09-._{}$#,'\"\n\r\t\x00\x85\x9b\u2028\u202e\u2066\u0430\uff41AZ=/ "
+)
 env_names = st.one_of(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), st.text(max_size=8))
 # Per field: values near its grammar, so that both sides of every rule are reached.
 near_values: dict[str, st.SearchStrategy[Any]] = {
@@ -871,12 +1043,13 @@ def spec_like_documents(draw: st.DrawFn) -> dict[str, Any]:
 def assert_within_grammar(spec: ServiceSpec) -> None:
     assert NAME_GRAMMAR.fullmatch(spec.project_name) and len(spec.project_name) <= 50
     assert DOMAIN_CHARACTERS.fullmatch(spec.domain) and len(spec.domain) <= 253
+    assert "." in spec.domain
     assert 1024 <= spec.port <= 65535
     for name, value in spec.env.items():
         assert ENV_NAME_GRAMMAR.fullmatch(name)
-        assert not ASCII_CONTROL.search(value)
+        assert not UNSAFE_CHARACTERS.search(value)
     for text in (spec.description, spec.created_by, spec.superuser_password_file or ""):
-        assert not ASCII_CONTROL.search(text)
+        assert not UNSAFE_CHARACTERS.search(text)
 
 
 class TestParsingArbitraryInput:
@@ -947,6 +1120,7 @@ REFERENCE_CODES = [
     "VERSION_NOT_LATEST",
     "VERSION_CHECK_UNAVAILABLE",
     "INVALID_ENV_NAME",
+    "RESERVED_ENV_NAME",
     "INVALID_ENV_VALUE",
     "INVALID_MEMORY_LIMIT",
     "INVALID_CPU_QUOTA",

@@ -760,14 +760,31 @@ class ServiceDirs:
 
 
 def read_password_file(path: Path) -> str:
-    """The first line of a password file; errors name the file, never its content."""
+    """The first line of a password file; errors name the file, never its content.
+
+    The agent runs as root and the path comes from a spec, so the file must be one a
+    careful operator made for the purpose: a regular file (no FIFO can block us, no
+    symlink can redirect us), owned by root, readable by nobody else. That also refuses
+    system files such as /etc/shadow (mode 0640).
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise SuperuserError(f"password file {path} is not a regular file")
-            raw = handle.read(PASSWORD_FILE_MAX_BYTES + 1)
+        fd = os.open(path, flags)
     except OSError as exc:
         raise SuperuserError(f"cannot read password file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SuperuserError(f"password file {path} is not a regular file")
+        if info.st_uid != 0 or info.st_mode & 0o077:
+            raise SuperuserError(
+                f"password file {path} must be owned by root with mode 0600 or 0400"
+            )
+        raw = os.read(fd, PASSWORD_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise SuperuserError(f"cannot read password file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > PASSWORD_FILE_MAX_BYTES:
         raise SuperuserError(f"password file {path} is larger than {PASSWORD_FILE_MAX_BYTES} bytes")
     try:

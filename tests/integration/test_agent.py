@@ -236,23 +236,26 @@ async def test_a_failed_upgrade_is_rolled_back(
     older, _newer = pocketbase_versions
     # A real executable that exits at once: it can never pass a health check.
     release_mirror.add_release("0.99.0", Path("/bin/false").read_bytes())
-    port = free_port()
-    write_spec(agent, "rollback", port, older)
-    await status_becomes(agent, "rollback", lambda s: s.state == "active")
-    marker = agent.config.base_dir / "rollback" / "pb_data" / "keep-me.txt"
-    marker.write_text("data")
+    try:
+        port = free_port()
+        write_spec(agent, "rollback", port, older)
+        await status_becomes(agent, "rollback", lambda s: s.state == "active")
+        marker = agent.config.base_dir / "rollback" / "pb_data" / "keep-me.txt"
+        marker.write_text("data")
 
-    write_spec(agent, "rollback", port, "0.99.0")
-    status = await status_becomes(agent, "rollback", lambda s: s.failed_version == "0.99.0", 60)
-    assert status.deployed_version == older
-    assert status.last_error and "rolled back" in status.last_error
-    assert "upgrade_rolled_back" in event_kinds(agent, "rollback")
-    assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
-    assert marker.read_text() == "data"
-    # It stays on the old version: the failed one is not retried until the spec changes.
-    assert await agent.wait_reconciled("rollback", timeout=30)
-    again = agent.store.get_status("rollback")
-    assert again is not None and again.deployed_version == older
+        write_spec(agent, "rollback", port, "0.99.0")
+        status = await status_becomes(agent, "rollback", lambda s: s.failed_version == "0.99.0", 60)
+        assert status.deployed_version == older
+        assert status.last_error and "rolled back" in status.last_error
+        assert "upgrade_rolled_back" in event_kinds(agent, "rollback")
+        assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
+        assert marker.read_text() == "data"
+        # It stays on the old version: the failed one is not retried until the spec changes.
+        assert await agent.wait_reconciled("rollback", timeout=30)
+        again = agent.store.get_status("rollback")
+        assert again is not None and again.deployed_version == older
+    finally:
+        del release_mirror.releases["0.99.0"]  # the mirror is shared by the session
 
 
 @pytest.mark.parametrize("count", [8])

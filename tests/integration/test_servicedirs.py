@@ -31,6 +31,7 @@ from pockestrator.controllers.servicedirs import (
     ServiceDirs,
     SuperuserError,
     UnsafePath,
+    read_password_file,
 )
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed.mirror import ReleaseMirror
@@ -378,6 +379,7 @@ async def test_rejected_password_never_appears_in_the_error_or_the_logs(
     password = "Qz7-short"[:6]  # PocketBase wants at least 8 characters
     secret = bed.sandbox.layout.root / "short-password"
     secret.write_text(password + "\n")
+    secret.chmod(0o600)
     spec = make_spec(
         "shortpw", bed.newer, superuser_email="x@example.com", superuser_password_file=str(secret)
     )
@@ -410,6 +412,7 @@ async def test_password_echoed_by_a_failing_tool_is_redacted_from_the_error(
     password = "Echo-Me-If-You-Dare-1234"
     secret = bed.sandbox.layout.root / "echo-password"
     secret.write_text(password)
+    secret.chmod(0o600)
     dirs = ServiceDirs(bed.config, ReleaseStore(cache))
     spec = make_spec(
         "echoer", "7.7.7", superuser_email="e@example.com", superuser_password_file=str(secret)
@@ -532,3 +535,27 @@ async def test_restore_accepts_only_this_services_backups(bed: Bed, outside: Pat
 
     assert snapshot(outside) == before
     await bed.dirs.restore_data("restorer", mine)
+
+
+@pytest.mark.parametrize("kind", ["world-readable", "group-readable", "symlink", "fifo"])
+def test_a_password_file_must_be_a_private_regular_file(tmp_path: Path, kind: str) -> None:
+    secret = tmp_path / "password"
+    if kind == "fifo":
+        os.mkfifo(secret, 0o600)  # would block a naive open() forever
+    elif kind == "symlink":
+        target = tmp_path / "real"
+        target.write_text("pw\n")
+        target.chmod(0o600)
+        secret.symlink_to(target)
+    else:
+        secret.write_text("pw\n")
+        secret.chmod(0o644 if kind == "world-readable" else 0o640)
+    with pytest.raises(SuperuserError):
+        read_password_file(secret)
+
+
+def test_a_private_password_file_is_read(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-value\nignored second line\n")
+    secret.chmod(0o600)
+    assert read_password_file(secret) == "s3cret-value"

@@ -150,7 +150,11 @@ class Agent:
             self.session,
         )
         self.spec_directory = SpecDirectory(
-            config.spec_dir, self.store, config.default_domain, self.enqueue_many
+            config.spec_dir,
+            self.store,
+            config.default_domain,
+            self.enqueue_many,
+            agent_port=config.listen_port,
         )
         self.health = HealthProber(
             self.store,
@@ -342,8 +346,11 @@ class Agent:
                     self.queue.add(name)
 
     async def _resync_forever(self) -> None:
+        """Every resync_interval: re-read the spec files (a held-back spec may fit now)
+        and reconcile every name, catching what no event reported."""
         while True:
             await asyncio.sleep(self.config.resync_interval)
+            self.spec_directory.scan()
             self.enqueue_many(self.known_names())
 
     async def _status_forever(self) -> None:
@@ -419,5 +426,7 @@ async def run_agent(config_path: Path | None) -> int:
 
 
 def api_factory() -> Callable[[Agent], Awaitable[Any]] | None:
-    """The REST API's start function (the API is being built; None until it exists)."""
-    return None
+    """The REST API's start function (``pockestrator.api.server.start_api``)."""
+    from pockestrator.api.server import start_api
+
+    return start_api

@@ -73,6 +73,21 @@ def port_is_bound(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def validate_port_on_host(spec: ServiceSpec, agent_port: int | None) -> FieldIssue | None:
+    """The port problem of a new or moved service, from the host's point of view."""
+    if agent_port is not None and spec.port == agent_port:
+        return FieldIssue(
+            "port", f"Port {spec.port} is the agent's own API port", ErrorCode.PORT_RESERVED
+        )
+    if port_is_bound(spec.port):
+        return FieldIssue(
+            "port",
+            f"Port {spec.port} is already in use by another process on this host",
+            ErrorCode.PORT_IN_USE,
+        )
+    return None
+
+
 async def validate_in_context(
     spec: ServiceSpec,
     *,
@@ -104,32 +119,21 @@ async def validate_in_context(
             )
         )
 
-    port_free = True
+    holder = next((claim for claim in others if claim.port == spec.port), None)
+    port_issue: FieldIssue | None = None
     if agent_port is not None and spec.port == agent_port:
-        port_free = False
-        report.errors.append(
-            FieldIssue(
-                "port", f"Port {spec.port} is the agent's own API port", ErrorCode.PORT_RESERVED
-            )
+        port_issue = validate_port_on_host(spec, agent_port)  # PORT_RESERVED, no probe
+    elif holder is not None:
+        port_issue = FieldIssue(
+            "port",
+            f"Port {spec.port} is already in use by service '{holder.name}'",
+            ErrorCode.PORT_IN_USE,
         )
-    elif holder := next((claim for claim in others if claim.port == spec.port), None):
-        port_free = False
-        report.errors.append(
-            FieldIssue(
-                "port",
-                f"Port {spec.port} is already in use by service '{holder.name}'",
-                ErrorCode.PORT_IN_USE,
-            )
-        )
-    elif check_host_port and (own is None or own.port != spec.port) and port_is_bound(spec.port):
-        port_free = False
-        report.errors.append(
-            FieldIssue(
-                "port",
-                f"Port {spec.port} is already in use by another process on this host",
-                ErrorCode.PORT_IN_USE,
-            )
-        )
+    elif check_host_port and not (own is not None and own.port == spec.port):
+        port_issue = validate_port_on_host(spec, None)  # its own instance is not a conflict
+    if port_issue is not None:
+        report.errors.append(port_issue)
+    port_free = port_issue is None
 
     if holder := next((claim for claim in others if claim.domain == spec.domain), None):
         report.errors.append(

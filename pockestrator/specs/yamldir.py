@@ -29,6 +29,7 @@ import yaml
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Store, file_owner, owner_file
+from pockestrator.specs.validation import validate_port_on_host
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
@@ -193,11 +194,13 @@ class SpecDirectory:
         store: Store,
         default_domain: str,
         on_change: Callable[[set[str]], None] = lambda names: None,
+        agent_port: int | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
         self.default_domain = default_domain
         self.on_change = on_change
+        self.agent_port = agent_port
         self.issues: dict[str, list[FieldIssue]] = {}
         self._ready = asyncio.Event()
 
@@ -259,7 +262,9 @@ class SpecDirectory:
             parsed = ParsedFile(path)  # removed: its services go (data archived)
         issues = list(parsed.issues)
         if parsed.ok:
-            conflicts = self.store.sync_file(path, parsed.specs)
+            specs, port_issues = self._held_back_by_host_ports(path, parsed.specs)
+            issues += port_issues
+            conflicts = self.store.sync_file(path, specs)
             for name, issue in conflicts.items():
                 code = issue.code
                 if code is ErrorCode.OWNED_BY_FILE:
@@ -279,6 +284,30 @@ class SpecDirectory:
         self.store.set_file_issues(path, issues)
         after = self._names_owned_by(path)
         return before | after | {spec.project_name for spec in parsed.specs}
+
+    def _held_back_by_host_ports(
+        self, path: str, specs: list[ServiceSpec]
+    ) -> tuple[list[ServiceSpec], list[FieldIssue]]:
+        """Specs whose new port is the agent's own or held by another process on the host.
+
+        Such a spec is not applied: a service this file already had keeps its last good
+        spec, a new one waits (the periodic rescan retries once the port is free).
+        """
+        kept: list[ServiceSpec] = []
+        issues: list[FieldIssue] = []
+        for spec in specs:
+            existing = self.store.get_service(spec.project_name)
+            if existing is not None and existing.spec.port == spec.port:
+                kept.append(spec)
+                continue
+            report = validate_port_on_host(spec, self.agent_port)
+            if report is None:
+                kept.append(spec)
+                continue
+            issues.append(FieldIssue(report.field, report.message, report.code, path))
+            if existing is not None and existing.owner == file_owner(path):
+                kept.append(existing.spec)
+        return kept, issues
 
     def _names_owned_by(self, path: str) -> set[str]:
         owner = file_owner(path)

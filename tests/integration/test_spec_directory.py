@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -191,3 +192,35 @@ def test_parse_reports_duplicate_keys_and_duplicate_names_with_lines() -> None:
 def test_parse_rejects_a_document_that_is_not_a_mapping() -> None:
     parsed = parse_spec_file("/specs/x.yaml", "- just\n- a list\n", "example.test")
     assert [i.code for i in parsed.issues] == [ErrorCode.NOT_A_MAPPING]
+
+
+async def test_a_port_held_by_another_process_is_refused_until_it_is_free(
+    watched: Watched,
+) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        (watched.directory / "squatted.yaml").write_text(GOOD.format(name="squatted", port=port))
+        await watched.until(lambda: watched.issues("squatted.yaml"))
+        assert [(f, c) for f, c, _ in watched.issues("squatted.yaml")] == [
+            ("port", ErrorCode.PORT_IN_USE)
+        ]
+        assert "squatted" not in watched.specs()
+    finally:
+        listener.close()
+    watched.source.scan()  # what the agent's periodic resync does
+    await watched.until(lambda: watched.specs().get("squatted") == port)
+    assert watched.issues("squatted.yaml") == []
+
+
+async def test_the_agents_own_port_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "own"
+    directory.mkdir()
+    (directory / "a.yaml").write_text(GOOD.format(name="greedy", port=8091))
+    store = Store(tmp_path / "own.db")
+    source = SpecDirectory(directory, store, "example.test", agent_port=8091)
+    source.scan()
+    assert [i.code for i in source.issues[str(directory / "a.yaml")]] == [ErrorCode.PORT_RESERVED]
+    assert store.service_names() == []

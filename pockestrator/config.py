@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,9 @@ ENV_PREFIX = "POCKESTRATOR_"
 # Directives that fail with 226/NAMESPACE inside a private user manager without its own
 # user namespace (the sandbox and the testbed), but work on ordinary hosts.
 SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs")
+
+
+_RENDERABLE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -175,6 +179,17 @@ class AgentConfig(BaseModel):
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
             raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("base_dir", "systemd_dir", "caddy_sites_dir")
+    @classmethod
+    def _paths_fit_in_rendered_files(cls, value: Path) -> Path:
+        # These reach unit files and the Caddy import line unquoted.
+        if not _RENDERABLE_PATH.fullmatch(str(value)):
+            raise ValueError(
+                "must use only letters, digits and . _ / + @ - (it is written into unit "
+                "files and the Caddyfile)"
+            )
         return value
 
     @property

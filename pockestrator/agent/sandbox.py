@@ -113,6 +113,16 @@ class SandboxLayout:
         return self.root / "systemd"
 
 
+def _check_traversable(root: Path) -> None:
+    """Instances run as an unprivileged user: every folder above ``root`` must let it pass."""
+    for folder in [root, *root.parents]:
+        if not folder.stat().st_mode & 0o001:
+            raise PrivateSystemdError(
+                f"{folder} is mode {folder.stat().st_mode & 0o777:04o}: the unprivileged "
+                f"instances could not reach {root}; use a folder others may traverse (o+x)"
+            )
+
+
 class Sandbox:
     """A private systemd manager with journald and Caddy, and the agent config that fits it."""
 
@@ -143,6 +153,7 @@ class Sandbox:
         layout = self.layout
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.root.chmod(0o755)
+        _check_traversable(layout.root)
         for folder in (
             layout.services_dir,
             layout.caddy_sites_dir,

@@ -9,6 +9,7 @@ leave no process behind: the fixture fails the module's last test otherwise.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -44,22 +45,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _end_stale_testbeds() -> None:
     """End what a crashed earlier run left under TESTBED_BASE, then remove its folders."""
-    if not TESTBED_BASE.is_dir():
-        return
     for stale in TESTBED_BASE.iterdir():
+        if stale.name == SESSIONS_LOCK:
+            continue
         for root in (stale, stale / "systemd"):
             PrivateSystemd(root).kill_leftovers()
         shutil.rmtree(stale, ignore_errors=True)
 
 
+SESSIONS_LOCK = ".sessions.lock"
+
+
 @pytest.fixture(scope="session")
 def testbed_base() -> Iterator[Path]:
+    """The folder of every test bed; stale ones are ended when no other session is running.
+
+    Each session holds a shared lock on the folder for its whole life; only a session that
+    can take the lock exclusively (nobody else is running) cleans up after crashed runs,
+    so concurrent sessions never pull a live test bed from under each other.
+    """
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"no test bed on this machine: {reason}")
     TESTBED_BASE.mkdir(parents=True, exist_ok=True)
-    _end_stale_testbeds()
-    yield TESTBED_BASE
+    with (TESTBED_BASE / SESSIONS_LOCK).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another session is running: its test beds are alive
+        else:
+            _end_stale_testbeds()
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield TESTBED_BASE
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,187 @@
+"""Instance logs: the last entries as JSON, or a live stream as server-sent events.
+
+``follow=true`` answers ``text/event-stream``: first the last ``lines`` entries, then each
+new one as it reaches the journal, one ``log`` event per entry whose ``id`` is the journal
+cursor. A browser's EventSource that reconnects sends it back in ``Last-Event-ID`` and the
+stream resumes after that entry, so nothing is lost or repeated. A comment line every
+``KEEPALIVE_SECONDS`` keeps proxies from closing an idle stream and tells us when the client
+has gone (aiohttp does not cancel a handler on disconnect). Streams are counted and capped,
+and the agent's shutdown ends them all (it stops their journalctl, so each stream closes
+properly rather than being cut).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from pockestrator.api.errors import ApiCode, ApiError, Problem, validation_failed
+from pockestrator.api.inputs import parse_query
+from pockestrator.api.models import (
+    LOG_LINES_MAX,
+    ErrorResponse,
+    LogsQuery,
+    LogsResponse,
+)
+from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
+from pockestrator.api.service_routes import find_service
+from pockestrator.api.views import log_entry_view
+from pockestrator.controllers.journal import (
+    JournalError,
+    JournalQuery,
+    JournalUnavailable,
+    LogEntry,
+    is_cursor,
+)
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.store import utc_now
+
+KEEPALIVE_SECONDS = 15.0
+MAX_STREAMS = 32
+RECONNECT_MILLISECONDS = 3000
+
+
+def parse_since(text: str) -> datetime:
+    """ISO 8601 (``Z`` or an offset; none means UTC); raises ``ValueError``."""
+    cleaned = text.strip()
+    if not cleaned or len(cleaned) > 64:
+        raise ValueError("empty or too long")
+    if cleaned[-1] in "zZ":
+        cleaned = cleaned[:-1] + "+00:00"
+    moment = datetime.fromisoformat(cleaned)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment.year < 1971:
+        raise ValueError("before the journal's time")
+    return moment.astimezone(UTC)
+
+
+def sse_event(entry: LogEntry) -> bytes:
+    """One server-sent event: ``id`` (cursor), ``event: log`` and the entry as JSON."""
+    payload = json.dumps(log_entry_view(entry).model_dump(mode="json"), separators=(",", ":"))
+    lines = []
+    if entry.cursor:
+        lines.append(f"id: {entry.cursor}")
+    lines += ["event: log", f"data: {payload}", "", ""]
+    return "\n".join(lines).encode()
+
+
+def _journal_failure(exc: JournalError) -> ApiError:
+    if isinstance(exc, JournalUnavailable):
+        return ApiError(503, ApiCode.JOURNAL_UNAVAILABLE, f"Logs are unavailable: {exc}")
+    return ApiError(502, ApiCode.JOURNAL_UNAVAILABLE, f"Reading the journal failed: {exc}")
+
+
+async def service_logs(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, LogsQuery)
+    lines = min(query.lines, LOG_LINES_MAX)
+    since = None
+    if query.since is not None:
+        try:
+            since = parse_since(query.since)
+        except ValueError:
+            raise validation_failed(
+                [
+                    Problem(
+                        "since",
+                        "must be an ISO 8601 date and time, e.g. 2025-07-31T19:30:00Z",
+                        ErrorCode.INVALID_VALUE,
+                    )
+                ]
+            ) from None
+    cursor = request.headers.get("Last-Event-ID") if query.follow else None
+    if cursor is not None and not is_cursor(cursor):
+        raise validation_failed(
+            [Problem("Last-Event-ID", "not a journal cursor", ErrorCode.INVALID_VALUE)]
+        )
+    if cursor is not None:
+        lines = LOG_LINES_MAX  # resuming: everything after the cursor, not just the last few
+    journal_query = JournalQuery(
+        project_name=record.name, lines=lines, since=since, after_cursor=cursor
+    )
+    if query.follow:
+        return await _stream(request, journal_query)
+    try:
+        entries = await request.app[JOURNAL].read(journal_query)
+    except JournalError as exc:
+        raise _journal_failure(exc) from None
+    now = utc_now()
+    views = [log_entry_view(entry) for entry in entries]
+    return answer(
+        LogsResponse(
+            service_id=record.id,
+            project_name=record.name,
+            lines=lines,
+            logs=views,
+            log_lines=[view.line for view in views],
+            total_lines=len(views),
+            timestamp=now,
+            retrieved_at=now,
+        )
+    )
+
+
+async def _stream(request: web.Request, query: JournalQuery) -> web.StreamResponse:
+    streams = request.app[STREAMS]
+    if len(streams) >= MAX_STREAMS:
+        raise ApiError(
+            503,
+            ApiCode.TOO_MANY_STREAMS,
+            f"At most {MAX_STREAMS} log streams at once; try again later",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        async with request.app[JOURNAL].follow(query) as follower:
+            streams.add(follower)
+            try:
+                response = web.StreamResponse(
+                    headers={
+                        "Content-Type": "text/event-stream",
+                        "Cache-Control": "no-cache, no-store",
+                        "X-Accel-Buffering": "no",
+                    }
+                )
+                await response.prepare(request)
+                # Past prepare() nothing can become a JSON error: the stream just ends. It
+                # ends when the client goes (a write fails) or journalctl does (shutdown).
+                with contextlib.suppress(ConnectionError, EOFError):
+                    await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
+                    while True:
+                        entry = await follower.next(KEEPALIVE_SECONDS)
+                        if entry is None:
+                            await response.write(b": keepalive\n\n")
+                        else:
+                            await response.write(sse_event(entry))
+                return response
+            finally:
+                streams.discard(follower)
+    except JournalError as exc:  # only journalctl's start can raise it
+        raise _journal_failure(exc) from None
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/services/{id}/logs",
+        service_logs,
+        "getServiceLogs",
+        "The service's logs from the journal (or a live stream with follow=true)",
+        {
+            200: LogsResponse,
+            400: ErrorResponse,
+            401: ErrorResponse,
+            403: ErrorResponse,
+            404: ErrorResponse,
+            502: ErrorResponse,
+            503: ErrorResponse,
+        },
+        "services",
+        query=LogsQuery,
+        streams=True,
+    ),
+]

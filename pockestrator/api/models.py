@@ -1,0 +1,718 @@
+"""The API's request and response bodies as pydantic models; the OpenAPI document is built
+from these same classes (``api.openapi``), so what is documented is what is sent.
+
+Responses answer with the union of the reference's two variants of each endpoint, so that
+a client written against either works: e.g. a service comes back both as ``data`` (variant
+one) and as ``service`` (variant two). Every response model forbids extra fields, so the
+document is exact and a handler cannot send an undocumented field by accident.
+
+Request bodies are checked twice. The spec's own parser (``specs.model.parse_spec``) gives
+the precise codes (``NAME_MUST_START_WITH_LETTER``, ``INVALID_DOMAIN``, ...); the strict
+models here add what the API promises beyond YAML: JSON types as documented (a port is a
+number, not the string "8080"), no unknown fields. The patterns in them are never stricter
+than the grammar, so anything they refuse the server refuses too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from pockestrator.specs.errors import ErrorCode
+
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+VERSION_PATTERN = (
+    r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})"
+    r"(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?$"
+)
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+MEMORY_PATTERN = r"^([0-9]{1,15}[KMGT]?|[0-9]{1,3}%|infinity)$"
+CPU_PATTERN = r"^[1-9][0-9]{0,4}%$"
+ORIGIN_PATTERN = (
+    r"^(\*|https?://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    r"(:[0-9]{1,5})?)$"
+)
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+LIST_LIMIT_MAX = 500
+LOG_LINES_MAX = 10_000
+
+ServiceState = Literal["deploying", "active", "inactive", "error"]
+RunState = Literal["running", "stopped"]
+ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+_CLOSED = ConfigDict(extra="forbid")
+
+
+# -- query parameters: strings on the wire, parsed strictly ------------------------------
+
+
+def _query_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        return int(value)
+    raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be a whole number")
+
+
+def _query_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be true or false")
+
+
+QueryInt = Annotated[int, BeforeValidator(_query_int)]
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+
+
+class ServiceListQuery(BaseModel):
+    model_config = _CLOSED
+
+    status: ServiceState | None = Field(default=None, description="Only services in this state.")
+    domain: str | None = Field(default=None, description="Only the service with this domain.")
+    limit: QueryInt = Field(
+        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+    )
+    offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
+
+
+class CreateQuery(BaseModel):
+    model_config = _CLOSED
+
+    wait: QueryBool = Field(
+        default=False,
+        description="Answer after the first reconcile of the new service (bounded).",
+    )
+
+
+class PatchQuery(CreateQuery):
+    pass
+
+
+class DeleteQuery(BaseModel):
+    model_config = _CLOSED
+
+    purge: QueryBool = Field(
+        default=False, description="Remove the data instead of archiving it (the default)."
+    )
+    wait: QueryBool = Field(
+        default=True, description="Answer after the host has been cleaned up (bounded)."
+    )
+
+
+class LogsQuery(BaseModel):
+    model_config = _CLOSED
+
+    lines: QueryInt = Field(
+        default=100,
+        ge=1,
+        description=f"How many of the latest entries; values above {LOG_LINES_MAX} count as that.",
+    )
+    since: str | None = Field(
+        default=None,
+        description="Only entries at or after this moment (ISO 8601, e.g. 2025-07-31T19:30:00Z;"
+        " without a zone, UTC).",
+        examples=["2025-07-31T19:30:00Z"],
+    )
+    follow: QueryBool = Field(
+        default=False,
+        description="Keep the response open and stream new entries as server-sent events"
+        " (text/event-stream); each event's id is a journal cursor, honoured in Last-Event-ID.",
+    )
+
+
+class EventsQuery(BaseModel):
+    model_config = _CLOSED
+
+    limit: QueryInt = Field(
+        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+    )
+    before: QueryInt | None = Field(
+        default=None, ge=1, description="Only events older than this event id (paging back)."
+    )
+
+
+# -- request bodies ----------------------------------------------------------------------
+
+EnvName = Annotated[str, Field(max_length=128, pattern=ENV_NAME_PATTERN)]
+EnvValue = Annotated[str, Field(max_length=4096, pattern=NO_CONTROL)]
+_ENV_VALUE_SCHEMA = {"type": "string", "maxLength": 4096, "pattern": NO_CONTROL}
+
+
+def _env_schema(nullable_values: bool) -> Any:
+    """Every key must match (``propertyNames``), not only the ones that happen to."""
+
+    def rewrite(schema: dict[str, Any]) -> None:
+        branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") == "object"]
+        for branch in branches:
+            branch.pop("patternProperties", None)
+            branch["propertyNames"] = {"maxLength": 128, "pattern": ENV_NAME_PATTERN}
+            value: dict[str, Any] = dict(_ENV_VALUE_SCHEMA)
+            if nullable_values:
+                value = {"anyOf": [value, {"type": "null"}]}
+            branch["additionalProperties"] = value
+
+    return rewrite
+
+
+OriginText = Annotated[str, Field(pattern=ORIGIN_PATTERN)]
+
+
+class ResourcesBody(BaseModel):
+    """systemd limits, in systemd's syntax."""
+
+    model_config = _STRICT
+
+    memory_max: str | None = Field(default=None, pattern=MEMORY_PATTERN, examples=["512M"])
+    cpu_quota: str | None = Field(default=None, pattern=CPU_PATTERN, examples=["50%"])
+
+
+class FlagsBody(BaseModel):
+    """The allowed extra ``pocketbase serve`` flags."""
+
+    model_config = _STRICT
+
+    origins: list[OriginText] | None = None
+    encryption_env: EnvName | None = None
+    dev: bool | None = None
+    query_timeout: int | None = Field(default=None, ge=1, le=3600)
+    hooks_watch: bool | None = None
+    hooks_pool: int | None = Field(default=None, ge=1, le=1000)
+    index_fallback: bool | None = None
+
+
+class ServiceCreateBody(BaseModel):
+    """A new service. ``domain`` defaults to ``<project_name>.<default_domain>``."""
+
+    model_config = _STRICT
+
+    project_name: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=NAME_PATTERN,
+        description="Lowercase letters, digits and '-'; starts with a letter.",
+        examples=["my-app"],
+    )
+    port: int = Field(ge=1024, le=65535, examples=[8080])
+    pocketbase_version: str = Field(max_length=64, pattern=VERSION_PATTERN, examples=["0.29.0"])
+    domain: str | None = Field(default=None, examples=["my-app.example.com"])
+    description: str = Field(default="", max_length=500, pattern=NO_CONTROL)
+    superuser_email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=EMAIL_PATTERN,
+        description="Create this first superuser with a generated password, returned once.",
+    )
+    created_by: str = Field(
+        default="",
+        max_length=254,
+        pattern=NO_CONTROL,
+        description="Defaults to the caller (token name or admin e-mail).",
+    )
+    desired_state: RunState = "running"
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        json_schema_extra=_env_schema(False),
+        examples=[{"GOMEMLIMIT": "400MiB"}],
+    )
+    resources: ResourcesBody = Field(default_factory=ResourcesBody)
+    flags: FlagsBody = Field(default_factory=FlagsBody)
+    extra_dirs: list[ExtraDir] = Field(default_factory=list)
+
+
+class ServicePatchBody(BaseModel):
+    """A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``
+    resets a field to its default (and removes an ``env`` entry)."""
+
+    model_config = _STRICT
+
+    project_name: str | None = Field(
+        default=None, max_length=50, description="May be given, but must not change."
+    )
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    pocketbase_version: str | None = Field(
+        default=None, max_length=64, pattern=VERSION_PATTERN, description="An upgrade."
+    )
+    domain: str | None = None
+    description: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL)
+    superuser_email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
+    desired_state: RunState | None = None
+    env: dict[EnvName, EnvValue | None] | None = Field(
+        default=None,
+        json_schema_extra=_env_schema(True),
+        description="Entries to set; null removes one.",
+    )
+    resources: ResourcesBody | None = None
+    flags: FlagsBody | None = None
+    extra_dirs: list[ExtraDir] | None = None
+
+
+class ControlBody(BaseModel):
+    model_config = _STRICT
+
+    action: Literal["start", "stop", "restart"]
+
+
+class TokenCreateBody(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL, examples=["ci"])
+
+
+class LoginBody(BaseModel):
+    model_config = _STRICT
+
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+class Issue(BaseModel):
+    model_config = _CLOSED
+
+    field: str
+    message: str
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    """Both reference variants of an error: ``errors`` (list) and ``error`` + ``details``."""
+
+    model_config = _CLOSED
+
+    id: str = ""
+    status: Literal["error"] = "error"
+    message: str
+    error: str
+    code: str
+    errors: list[Issue]
+    details: dict[str, list[str]]
+
+
+class ResourcesView(BaseModel):
+    model_config = _CLOSED
+
+    memory_max: str | None
+    cpu_quota: str | None
+
+
+class FlagsView(BaseModel):
+    model_config = _CLOSED
+
+    origins: list[str] | None
+    encryption_env: str | None
+    dev: bool | None
+    query_timeout: int | None
+    hooks_watch: bool | None
+    hooks_pool: int | None
+    index_fallback: bool | None
+
+
+class Service(BaseModel):
+    """A service: the reference's fields, then what this agent knows besides."""
+
+    model_config = _CLOSED
+
+    id: str
+    project_name: str
+    port: int
+    pocketbase_version: str
+    domain: str
+    status: ServiceState
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    description: str
+    systemd_config_hash: str | None = Field(description="12-hex prefix of the unit's SHA-256.")
+    caddy_config_hash: str | None = Field(description="12-hex prefix of the site's SHA-256.")
+    last_health_check: datetime | None
+    url: str
+    service_name: str = Field(description="The systemd unit.")
+    desired_state: RunState
+    source: Literal["api", "file"]
+    source_file: str | None = Field(description="The spec file that owns the service.")
+    deployed_version: str | None
+    health_ok: bool | None
+    last_error: str | None
+    superuser_email: str | None
+    env: dict[str, str]
+    resources: ResourcesView
+    flags: FlagsView
+    extra_dirs: list[str]
+    generation: int
+
+
+class RuntimeStatus(BaseModel):
+    model_config = _CLOSED
+
+    is_running: bool
+    systemd_status: str = Field(description="systemd's ActiveState, or 'unknown'.")
+    sub_state: str | None
+    caddy_status: str = Field(description="configured, missing, drifted or error.")
+    config_match: bool | None = Field(description="Unit and site on disk are what was rendered.")
+    last_checked: datetime
+    error_message: str | None
+
+
+class UnitRef(BaseModel):
+    model_config = _CLOSED
+
+    service_name: str
+    status: str
+
+
+class SiteRef(BaseModel):
+    model_config = _CLOSED
+
+    domain: str
+    status: str
+
+
+class ServiceDetail(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    status: Literal["success"] = "success"
+    message: str
+    data: Service
+    service: Service
+    runtime_status: RuntimeStatus
+
+
+class ServiceWritten(BaseModel):
+    """Answer to a create or an update."""
+
+    model_config = _CLOSED
+
+    id: str
+    status: Literal["success"] = "success"
+    message: str
+    data: Service
+    service: Service
+    systemd: UnitRef
+    caddy: SiteRef
+    warnings: list[Issue]
+    reconciled: bool = Field(description="A reconcile finished before the answer (wait=true).")
+    superuser_password: str | None = Field(
+        default=None,
+        description="The generated first superuser's password. Shown once, never again.",
+    )
+
+
+class ServiceList(BaseModel):
+    model_config = _CLOSED
+
+    services: list[Service]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeletedService(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    project_name: str
+    status: Literal["deleted", "deleting"]
+
+
+class ServiceDeleted(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    status: Literal["success"] = "success"
+    message: str
+    service: DeletedService
+    systemd: UnitRef
+    caddy: SiteRef
+    purge: bool
+    removed: bool = Field(description="The host no longer has the service's unit and site.")
+    archived_to: str | None = Field(description="Where the data went (not when purged).")
+
+
+class ControlledService(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    project_name: str
+    status: ServiceState
+
+
+class ControlSystemd(BaseModel):
+    model_config = _CLOSED
+
+    status: str
+    sub_state: str | None
+    message: str
+
+
+class ControlResult(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    status: Literal["success"] = "success"
+    message: str
+    action: Literal["start", "stop", "restart"]
+    service: ControlledService
+    systemd: ControlSystemd
+    desired_state: RunState
+    reconciled: bool
+
+
+class ServiceStatusResponse(BaseModel):
+    model_config = _CLOSED
+
+    service_id: str
+    project_name: str
+    is_running: bool
+    systemd_status: str
+    sub_state: str | None
+    caddy_status: str
+    config_match: bool | None
+    last_checked: datetime
+    error_message: str | None
+    pid: int | None
+    memory_usage: str | None = Field(examples=["45.2MB"])
+    memory_bytes: int | None
+    cpu_usage: str | None = Field(examples=["2.1%"])
+    cpu_percent: float | None
+    restarts: int | None
+    active_since: datetime | None
+    state: ServiceState
+    desired_state: RunState
+    health_ok: bool | None
+    last_health_check: datetime | None
+    deployed_version: str | None
+
+
+class LogEntryView(BaseModel):
+    model_config = _CLOSED
+
+    timestamp: datetime
+    level: str
+    message: str
+    source: str
+    line: str = Field(description="The entry as one plain line (the first variant's form).")
+    cursor: str | None
+    pid: int | None
+
+
+class LogsResponse(BaseModel):
+    """Variant two's entries in ``logs``, variant one's plain lines in ``log_lines``."""
+
+    model_config = _CLOSED
+
+    service_id: str
+    project_name: str
+    lines: int = Field(description="How many entries were asked for.")
+    logs: list[LogEntryView]
+    log_lines: list[str]
+    total_lines: int
+    timestamp: datetime
+    retrieved_at: datetime
+
+
+class EventView(BaseModel):
+    model_config = _CLOSED
+
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    details: dict[str, Any]
+
+
+class EventList(BaseModel):
+    model_config = _CLOSED
+
+    service_id: str
+    project_name: str
+    events: list[EventView]
+    total: int
+    next_before: int | None = Field(description="Pass as `before` for the next, older page.")
+
+
+class ValidationChecks(BaseModel):
+    model_config = _CLOSED
+
+    project_name_available: bool
+    port_available: bool
+    domain_valid: bool
+    version_exists: bool
+    domain_reachable: bool | None = Field(
+        description="The domain resolves to this host (None: not checked)."
+    )
+
+
+class ServiceValidation(BaseModel):
+    """200 when valid, 400 when not; the 400 also carries the error union's fields."""
+
+    model_config = _CLOSED
+
+    valid: bool
+    errors: list[Issue]
+    warnings: list[Issue]
+    checks: ValidationChecks
+    status: Literal["success", "error"]
+    message: str
+    error: str | None = None
+    code: str | None = None
+    details: dict[str, list[str]] | None = None
+
+
+class ConfigView(BaseModel):
+    model_config = _CLOSED
+
+    base_dir: str
+    systemd_dir: str
+    caddy_config: str
+    default_domain: str
+    caddy_sites_dir: str
+    spec_dir: str
+    systemd_manager: Literal["system", "user"]
+    release_source: str
+    listen: str
+
+
+class SystemInfo(BaseModel):
+    model_config = _CLOSED
+
+    version: str
+    uptime: str = Field(examples=["2h30m15s"])
+    uptime_seconds: float
+    started_at: datetime
+    config: ConfigView
+    services: int
+    queue_depth: int
+
+
+class HealthChecks(BaseModel):
+    model_config = _CLOSED
+
+    systemd: bool
+    caddy: bool
+    permissions: bool
+    dbus: bool
+    systemd_dir_writable: bool
+    base_dir_writable: bool
+    caddy_sites_dir_writable: bool
+    caddyfile_writable: bool
+    database_writable: bool
+    caddy_binary: bool
+    caddy_running: bool
+    journalctl: bool
+
+
+class HealthReport(BaseModel):
+    model_config = _CLOSED
+
+    healthy: bool
+    checks: HealthChecks
+    errors: list[Issue]
+    warnings: list[Issue]
+
+
+class RequiredTools(BaseModel):
+    model_config = _CLOSED
+
+    systemctl: bool
+    journalctl: bool
+    caddy: bool
+
+
+class SystemChecks(BaseModel):
+    model_config = _CLOSED
+
+    systemd_available: bool
+    systemd_writable: bool
+    caddy_available: bool
+    caddy_writable: bool
+    base_directory_writable: bool
+    caddy_running: bool
+    required_tools: RequiredTools
+
+
+class SystemValidation(BaseModel):
+    model_config = _CLOSED
+
+    is_valid: bool
+    errors: list[Issue]
+    warnings: list[Issue]
+    checks: SystemChecks
+
+
+class TokenView(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    revoked: bool
+
+
+class TokenList(BaseModel):
+    model_config = _CLOSED
+
+    tokens: list[TokenView]
+    total: int
+
+
+class TokenCreated(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    name: str
+    token: str = Field(description="The token itself: shown once, stored only as a hash.")
+    created_at: datetime
+    message: str
+
+
+class TokenRevoked(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    revoked: bool
+    message: str
+
+
+class AdminView(BaseModel):
+    model_config = _CLOSED
+
+    id: str
+    email: str
+
+
+class LoginResponse(BaseModel):
+    model_config = _CLOSED
+
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (the scheme name)
+    expires_at: datetime
+    expires_in: int
+    admin: AdminView
+
+
+class LogoutResponse(BaseModel):
+    model_config = _CLOSED
+
+    revoked: bool
+    message: str
+
+
+class Liveness(BaseModel):
+    model_config = _CLOSED
+
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,192 @@
+"""The OpenAPI 3.1 document, generated from the route table and its pydantic models.
+
+Every operation lists each status code it can answer with that code's body schema, query
+parameters come from the operation's query model, and request bodies from its body model,
+so a fuzzer (the test suite runs schemathesis against this document) can hold the server to
+it exactly. Response schemas use pydantic's serialization mode, request schemas its
+validation mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from pockestrator.api.routing import Operation
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+# The contract's version, not the agent's: the document is public and reveals nothing.
+DOCUMENT_VERSION = "1.0.0"
+_PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
+
+_PATH_DESCRIPTIONS = {
+    "id": "A service's id or project name (services), or a token's id (tokens).",
+}
+_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer realm, with error=invalid_token when a token was refused.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+_TAGS = [
+    {"name": "system", "description": "The agent and its host."},
+    {"name": "services", "description": "PocketBase services: desired state and runtime."},
+    {"name": "validation", "description": "Pre-flight checks."},
+    {"name": "access", "description": "API tokens and admin sessions."},
+]
+
+
+def _models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
+    for operation in operations:
+        for models in operation.responses.values():
+            for model in models if isinstance(models, tuple) else (models,):
+                wanted[(model, "serialization")] = None
+        if operation.body is not None:
+            wanted[(operation.body, "validation")] = None
+        if operation.query is not None:
+            wanted[(operation.query, "validation")] = None
+    return list(wanted)
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is present or absent, never null: drop ``null`` from ``anyOf``."""
+    if "default" in schema and schema["default"] is None:
+        schema = {key: value for key, value in schema.items() if key != "default"}
+    options = schema.get("anyOf")
+    if not isinstance(options, list):
+        return schema
+    kept = [option for option in options if option.get("type") != "null"]
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if len(kept) == 1:
+        return {**rest, **kept[0]}
+    return {**rest, "anyOf": kept}
+
+
+def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    properties = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field in model.model_fields.items():
+        property_schema = _without_null(dict(properties[name]))
+        property_schema.pop("title", None)
+        description = property_schema.pop("description", None) or field.description
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": property_schema,
+        }
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _response(
+    operation: Operation,
+    status: int,
+    schemas: list[dict[str, Any]],
+) -> dict[str, Any]:
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if operation.streams and status == 200:
+        content["text/event-stream"] = {
+            "schema": {"type": "string"},
+            "description": "With follow=true: one `log` event per entry (data: the entry as"
+            " JSON, id: its journal cursor) and `: keepalive` comments.",
+        }
+    response: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": content}
+    headers = dict(_HEADERS.get(status, {})) if not operation.public or status != 401 else {}
+    for name, description in operation.response_headers.get(status, {}).items():
+        headers[name] = {"description": description, "required": True, "schema": {"type": "string"}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The whole document for ``operations``."""
+    key_map, definitions = models_json_schema(_models(operations), ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = definitions.get("$defs", {})
+
+    def ref(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+        return dict(key_map[(model, mode)])
+
+    def resolved(model: type[BaseModel]) -> dict[str, Any]:
+        reference = key_map[(model, "validation")]["$ref"]
+        return dict(schemas[reference.rsplit("/", 1)[1]])
+
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in operations:
+        item: dict[str, Any] = {
+            "operationId": operation.operation_id,
+            "summary": operation.summary,
+            "tags": [operation.tag],
+        }
+        if operation.description:
+            item["description"] = operation.description
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+                "description": _PATH_DESCRIPTIONS.get(name, name),
+            }
+            for name in _PATH_PARAMETER.findall(operation.path)
+        ]
+        if operation.query is not None:
+            parameters += _query_parameters(operation.query, resolved(operation.query))
+        if parameters:
+            item["parameters"] = parameters
+        if operation.body is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {
+                    media_type: {"schema": ref(operation.body, "validation")}
+                    for media_type in operation.body_types
+                },
+            }
+        responses = {}
+        for status, models in sorted(operation.responses.items()):
+            listed = models if isinstance(models, tuple) else (models,)
+            responses[str(status)] = _response(
+                operation, status, [ref(model, "serialization") for model in listed]
+            )
+        item["responses"] = responses
+        if operation.public:
+            item["security"] = []
+        paths.setdefault(operation.url, {})[operation.method.lower()] = item
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Pockestrator API",
+            "version": DOCUMENT_VERSION,
+            "description": "Runs many PocketBase instances on one host. Every endpoint but"
+            " /healthz and /auth/login needs `Authorization: Bearer <token>`.",
+        },
+        "tags": _TAGS,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (pks_...) or a dashboard session (pkss_...).",
+                }
+            },
+        },
+        "security": [{"bearerAuth": []}],
+    }

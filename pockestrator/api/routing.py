@@ -1,0 +1,84 @@
+"""The route table's shape: each operation declares its models once, and both the aiohttp
+router and the OpenAPI document are built from that declaration (so they cannot disagree).
+
+Also the typed application keys, and the small helpers every handler uses to reach the
+agent, the caller and to answer with a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from pockestrator.api.auth import PasswordChecks, Principal
+from pockestrator.api.context import AgentContext
+from pockestrator.controllers.journal import JournalReader, LogFollower
+
+PREFIX = "/api/pockestrator"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# One model, or several a body may match (documented as anyOf).
+ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
+
+AGENT = web.AppKey("agent", AgentContext)
+PASSWORDS = web.AppKey("passwords", PasswordChecks)
+JOURNAL = web.AppKey("journal", JournalReader)
+STREAMS: web.AppKey[set[LogFollower]] = web.AppKey("streams")
+# Typed request storage where aiohttp has it (3.13+), a plain key before.
+PRINCIPAL: Any = (
+    web.RequestKey("principal", Principal)
+    if hasattr(web, "RequestKey")
+    else "pockestrator.principal"
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path, with what it takes and what it answers per status code.
+
+    ``responses`` maps a status code to the model of its JSON body; ``streams`` marks a
+    200 that may also be ``text/event-stream``. ``public`` operations need no token.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    responses: dict[int, ResponseModels]
+    tag: str
+    description: str = ""
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_types: tuple[str, ...] = ("application/json",)
+    public: bool = False
+    streams: bool = False
+    response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return PREFIX + self.path
+
+
+def agent_of(request: web.Request) -> AgentContext:
+    return request.app[AGENT]
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get(PRINCIPAL)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("no principal on an authenticated route")
+    return principal
+
+
+def answer(model: BaseModel, status: int = 200, *, drop_none: tuple[str, ...] = ()) -> web.Response:
+    """A JSON response of ``model`` (which has already validated itself)."""
+    body = model.model_dump(mode="json")
+    for key in drop_none:
+        if body.get(key) is None:
+            body.pop(key, None)
+    return web.json_response(body, status=status)

@@ -1,0 +1,343 @@
+"""Instance logs from journald: ``journalctl -o json`` as a subprocess (an argument list).
+
+Which entries belong to a service: rendered units set ``SyslogIdentifier=<name>-pocketbase``,
+and journald inside the sandbox cannot attribute output to units by cgroup (see
+docs/architecture.md), so the identifier is the match that works everywhere. On a real host
+the unit match (``_SYSTEMD_UNIT=``, or ``_SYSTEMD_USER_UNIT=`` under a user manager) also
+catches lines a process of the unit logs under another identifier, and systemd's own lines
+about the unit (``UNIT=`` from PID 1) say when it started, stopped or crashed. journalctl
+ANDs matches of different fields and ORs only matches of the same field, so the terms are
+joined with ``+`` (a disjunction); written side by side they would ask for entries that
+carry all of them, which in the sandbox is none.
+
+``read`` returns the last entries (bounded in count, bytes and time); ``follow`` keeps one
+``journalctl -f`` running for as long as its caller reads, and always ends the process.
+The REST API turns entries into its log shape and the follow stream into server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.model import unit_name
+
+MAX_LINES = 10_000
+MESSAGE_MAX = 16 * 1024
+OUTPUT_MAX_BYTES = 32 * 1024 * 1024
+LINE_LIMIT = 1024 * 1024
+OUTPUT_FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_PID")
+LEVELS = ("EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
+# journald cursors: "s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>".
+_CURSOR = re.compile(r"[A-Za-z0-9=;_-]{1,512}", re.ASCII)
+
+ManagerKind = Literal["system", "user"]
+
+
+class JournalError(Exception):
+    """journalctl could not be run or failed; the message says why."""
+
+
+class JournalUnavailable(JournalError):
+    """There is no journalctl on this host."""
+
+
+def is_cursor(text: str) -> bool:
+    """True for text shaped like a journald cursor (it becomes one argument, never more)."""
+    return _CURSOR.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One journal entry of an instance, in the API's terms."""
+
+    timestamp: datetime
+    level: str
+    message: str
+    source: str
+    cursor: str | None = None
+    pid: int | None = None
+
+    def as_line(self) -> str:
+        """The plain text form: ``2025-07-31 19:30:15 [INFO] message``."""
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} [{self.level}] {self.message}"
+
+
+@dataclass(frozen=True)
+class JournalQuery:
+    """Which entries of one service: the last ``lines``, optionally since a moment or cursor."""
+
+    project_name: str
+    lines: int = 100
+    since: datetime | None = None
+    after_cursor: str | None = None
+    follow: bool = False
+
+
+def syslog_identifier(project_name: str) -> str:
+    return f"{project_name}-pocketbase"
+
+
+def journal_matches(project_name: str, manager: ManagerKind) -> list[str]:
+    """The match terms for one service, joined with ``+`` (OR) as journalctl expects."""
+    name = check_project_name(project_name)
+    unit = unit_name(name)
+    terms = [[f"SYSLOG_IDENTIFIER={syslog_identifier(name)}"]]
+    if manager == "system":
+        terms.append([f"_SYSTEMD_UNIT={unit}"])
+        terms.append([f"UNIT={unit}", "_PID=1"])  # what PID 1 says about the unit
+    else:
+        terms.append([f"_SYSTEMD_USER_UNIT={unit}"])
+    arguments: list[str] = []
+    for term in terms:
+        if arguments:
+            arguments.append("+")
+        arguments.extend(term)
+    return arguments
+
+
+def journalctl_arguments(
+    query: JournalQuery,
+    *,
+    journal_dir: Path | None,
+    manager: ManagerKind,
+    binary: str = "journalctl",
+) -> list[str]:
+    """The full argument list for ``query`` (pure; the subprocess gets exactly this list)."""
+    if not 0 <= query.lines <= MAX_LINES:
+        raise ValueError(f"lines must be between 0 and {MAX_LINES}")
+    arguments = [
+        binary,
+        "--no-pager",
+        "--quiet",
+        "--all",
+        "--output=json",
+        "--output-fields=" + ",".join(OUTPUT_FIELDS),
+        f"--lines={query.lines}",
+    ]
+    if journal_dir is not None:
+        arguments.append(f"--directory={journal_dir}")
+    if query.since is not None:
+        since = query.since if query.since.tzinfo else query.since.replace(tzinfo=UTC)
+        # "@<seconds since the epoch>" is unambiguous whatever the host's time zone.
+        arguments.append(f"--since=@{since.timestamp():.6f}")
+    if query.after_cursor is not None:
+        if not is_cursor(query.after_cursor):
+            raise ValueError("not a journal cursor")
+        arguments.append(f"--after-cursor={query.after_cursor}")
+    if query.follow:
+        arguments.append("--follow")
+    arguments.extend(journal_matches(query.project_name, manager))
+    return arguments
+
+
+def _text(value: Any) -> str:
+    """A journal field as text: journalctl writes non-UTF-8 values as arrays of bytes."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, int) and 0 <= item < 256 for item in value):
+        return bytes(value).decode("utf-8", errors="replace")
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _level(priority: Any) -> str:
+    try:
+        number = int(_text(priority))
+    except ValueError:
+        return "INFO"
+    return LEVELS[number] if 0 <= number < len(LEVELS) else "INFO"
+
+
+def parse_entry(line: str | bytes, project_name: str) -> LogEntry | None:
+    """One line of ``journalctl -o json`` as a ``LogEntry``; None for anything else."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        micros = int(_text(data.get("__REALTIME_TIMESTAMP")))
+        timestamp = datetime.fromtimestamp(micros / 1_000_000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    message = _text(data.get("MESSAGE"))
+    if len(message) > MESSAGE_MAX:
+        message = message[:MESSAGE_MAX] + " …[truncated]"
+    identifier = _text(data.get("SYSLOG_IDENTIFIER")) or _text(data.get("_COMM"))
+    source = "pocketbase" if identifier == syslog_identifier(project_name) else identifier
+    cursor = _text(data.get("__CURSOR")) or None
+    try:
+        pid: int | None = int(_text(data.get("_PID")))
+    except ValueError:
+        pid = None
+    return LogEntry(
+        timestamp=timestamp,
+        level=_level(data.get("PRIORITY")),
+        message=message,
+        source=source or "unknown",
+        cursor=cursor if cursor and is_cursor(cursor) else None,
+        pid=pid,
+    )
+
+
+class JournalReader:
+    """Runs journalctl for services' logs; every run has a timeout and ends its process."""
+
+    def __init__(
+        self,
+        journal_dir: Path | None,
+        manager: ManagerKind,
+        *,
+        binary: str = "journalctl",
+        timeout: float = 15.0,
+    ) -> None:
+        self.journal_dir = journal_dir
+        self.manager = manager
+        self.binary = binary
+        self.timeout = timeout
+
+    def available(self) -> bool:
+        return shutil.which(self.binary) is not None
+
+    def arguments(self, query: JournalQuery) -> list[str]:
+        return journalctl_arguments(
+            query, journal_dir=self.journal_dir, manager=self.manager, binary=self.binary
+        )
+
+    async def _spawn(self, arguments: Sequence[str]) -> asyncio.subprocess.Process:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *arguments,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=LINE_LIMIT,
+            )
+        except FileNotFoundError as exc:
+            raise JournalUnavailable(f"{self.binary} is not installed") from exc
+        except OSError as exc:
+            raise JournalError(f"cannot run {self.binary}: {exc}") from exc
+
+    async def read(self, query: JournalQuery) -> list[LogEntry]:
+        """The last ``query.lines`` entries, oldest first (bounded output and time)."""
+        if query.follow:
+            raise ValueError("use follow() for a follow query")
+        process = await self._spawn(self.arguments(query))
+        assert process.stdout is not None and process.stderr is not None
+        entries: list[LogEntry] = []
+        consumed = 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                while consumed < OUTPUT_MAX_BYTES:
+                    try:
+                        line = await process.stdout.readline()
+                    except ValueError:  # one line over LINE_LIMIT: skip the rest of it
+                        continue
+                    if not line:
+                        break
+                    consumed += len(line)
+                    entry = parse_entry(line, query.project_name)
+                    if entry is not None:
+                        entries.append(entry)
+                error = await process.stderr.read(64 * 1024)
+                code = await process.wait() if consumed < OUTPUT_MAX_BYTES else 0
+        except TimeoutError as exc:
+            raise JournalError(f"{self.binary} did not answer within {self.timeout:g}s") from exc
+        finally:
+            await _end(process)
+        if code != 0 and not entries:
+            text = error.decode(errors="replace").strip()
+            raise JournalError(f"{self.binary} failed (exit {code}): {text[:500]}")
+        return entries
+
+    def follow(self, query: JournalQuery) -> LogFollower:
+        """A running ``journalctl --follow`` for ``query``; use as an async context manager."""
+        follow_query = query if query.follow else _with_follow(query)
+        return LogFollower(self, follow_query)
+
+
+def _with_follow(query: JournalQuery) -> JournalQuery:
+    return JournalQuery(
+        project_name=query.project_name,
+        lines=query.lines,
+        since=query.since,
+        after_cursor=query.after_cursor,
+        follow=True,
+    )
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Terminate (then kill) a journalctl that is still running, and reap it."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 2.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+class LogFollower:
+    """New entries of one service as they arrive; the process ends with the context."""
+
+    def __init__(self, reader: JournalReader, query: JournalQuery) -> None:
+        self.reader = reader
+        self.query = query
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> LogFollower:
+        self._process = await self.reader._spawn(self.reader.arguments(self.query))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._process is not None:
+            await _end(self._process)
+            self._process = None
+
+    def stop(self) -> None:
+        """Ask journalctl to end (e.g. at shutdown): ``next`` then raises ``EOFError``."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+
+    async def next(self, timeout: float) -> LogEntry | None:
+        """The next entry, or None when none arrived within ``timeout`` seconds.
+
+        Raises ``EOFError`` when journalctl has ended (it should not while following).
+        """
+        process = self._process
+        if process is None or process.stdout is None:
+            raise RuntimeError("the follower is not running")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                # A cancelled readline leaves a partial line in the buffer for the next call.
+                line = await asyncio.wait_for(process.stdout.readline(), remaining)
+            except TimeoutError:
+                return None
+            except ValueError:
+                continue
+            if not line:
+                raise EOFError(f"{self.reader.binary} ended (exit {await process.wait()})")
+            entry = parse_entry(line, self.query.project_name)
+            if entry is not None:
+                return entry

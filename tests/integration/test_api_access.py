@@ -1,0 +1,348 @@
+"""Who may call the API, and how it answers what it does not serve: tokens, sessions,
+login throttling, the Host and Origin checks, 401/404/405/413 as JSON, on a real agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pockestrator.agent.daemon import Agent
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.auth import create_admin
+from pockestrator.api.openapi import build_openapi
+from pockestrator.api.server import STATIC_DIR, all_operations
+from pockestrator.config import AgentConfig
+from tests.testbed.mirror import ReleaseMirror
+
+EXTRA_HOST = "pockestrator.example.test"
+ADMIN_EMAIL = "root@example.test"
+ADMIN_PASSWORD = "a long and careful password"
+
+
+@pytest.fixture(scope="module")
+async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
+    """The shared configuration, plus one extra Host name the API must answer to."""
+    return sandbox.agent_config(
+        release_source="mirror",
+        release_base_url=release_mirror.base_url,
+        release_index_url=release_mirror.index_url,
+        listen_port=free_port(),
+        allowed_hosts=(EXTRA_HOST,),
+    )
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+
+class Client:
+    def __init__(self, session: aiohttp.ClientSession, agent: Agent) -> None:
+        self.session = session
+        self.origin = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
+        self.root = self.origin + "/api/pockestrator"
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        absolute: bool = False,
+    ) -> Reply:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        url = (self.origin if absolute else self.root) + path
+        async with self.session.request(method, url, data=data, headers=sent) as response:
+            text = await response.text()
+            try:
+                decoded: Any = json.loads(text)
+            except ValueError:
+                decoded = text
+            return Reply(response.status, decoded, response.headers)
+
+
+@pytest.fixture(scope="module")
+async def client(agent: Agent) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession() as session:
+        yield Client(session, agent)
+
+
+@pytest.fixture(scope="module")
+def token(agent: Agent) -> str:
+    """A token made by the store itself, as `pockestrator up` and the CLI make them."""
+    plaintext, _record = agent.store.create_token("bootstrap")
+    return plaintext
+
+
+@pytest.fixture(scope="module")
+def admin(agent: Agent) -> str:
+    create_admin(agent.store, ADMIN_EMAIL, ADMIN_PASSWORD)
+    return ADMIN_EMAIL
+
+
+def concrete(path: str) -> str:
+    return path.replace("/api/pockestrator", "").replace("{id}", "something")
+
+
+PROTECTED = [
+    (method.upper(), path)
+    for path, item in build_openapi(all_operations())["paths"].items()
+    for method, operation in item.items()
+    if operation.get("security") != []
+]
+
+
+def assert_error(reply: Reply, status: int, code: str) -> None:
+    assert reply.status == status, reply.body
+    assert isinstance(reply.body, dict), reply.body
+    assert reply.body["code"] == code
+    assert reply.body["status"] == "error"
+    assert reply.body["errors"] and reply.body["details"]
+    assert "Traceback" not in json.dumps(reply.body)
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+async def test_every_protected_endpoint_answers_401_json_without_a_valid_token(
+    client: Client, token: str, method: str, path: str
+) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer pks_not-a-real-token"},
+        {"Authorization": "Bearer pkss_not-a-real-session"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": token},
+    ):
+        reply = await client.call(method, concrete(path), headers=headers, body={})
+        assert_error(reply, 401, "UNAUTHORIZED")
+        assert reply.headers["WWW-Authenticate"].startswith('Bearer realm="pockestrator"')
+
+
+async def test_a_store_created_token_works_and_records_its_use(
+    client: Client, token: str, agent: Agent
+) -> None:
+    reply = await client.call("GET", "/system/info", token=token)
+    assert reply.status == 200
+    used = [t for t in agent.store.list_tokens() if t.name == "bootstrap"]
+    assert used and used[0].last_used_at is not None
+
+
+async def test_tokens_are_created_listed_and_revoked(client: Client, token: str) -> None:
+    created = await client.call("POST", "/tokens", token=token, body={"name": "ci"})
+    assert created.status == 201
+    new_token = created.body["token"]
+    assert new_token.startswith("pks_") and created.body["name"] == "ci"
+    assert (await client.call("GET", "/services", token=new_token)).status == 200
+
+    listed = await client.call("GET", "/tokens", token=token)
+    assert listed.status == 200
+    assert listed.body["total"] == len(listed.body["tokens"])
+    entry = next(t for t in listed.body["tokens"] if t["id"] == created.body["id"])
+    assert entry["name"] == "ci" and entry["revoked"] is False
+    assert entry["last_used_at"] is not None
+    assert new_token not in json.dumps(listed.body)
+
+    revoked = await client.call("DELETE", f"/tokens/{created.body['id']}", token=token)
+    assert revoked.status == 200 and revoked.body["revoked"] is True
+    assert_error(await client.call("GET", "/services", token=new_token), 401, "UNAUTHORIZED")
+    again = await client.call("DELETE", f"/tokens/{created.body['id']}", token=token)
+    assert again.status == 200 and again.body["message"] == "Token was already revoked"
+    assert_error(await client.call("DELETE", "/tokens/nope", token=token), 404, "TOKEN_NOT_FOUND")
+    for body, code in (
+        ({}, "FIELD_REQUIRED"),
+        ({"name": ""}, "INVALID_VALUE"),
+        ({"name": "a\nb"}, "INVALID_VALUE"),
+        ({"name": 5}, "INVALID_TYPE"),
+    ):
+        reply = await client.call("POST", "/tokens", token=token, body=body)
+        assert reply.status == 400 and reply.body["errors"][0]["code"] == code, body
+
+
+async def test_an_admin_logs_in_for_an_expiring_session_and_logs_out(
+    client: Client, admin: str, token: str
+) -> None:
+    login = await client.call(
+        "POST", "/auth/login", body={"email": admin.upper(), "password": ADMIN_PASSWORD}
+    )
+    assert login.status == 200, login.body
+    session = login.body["token"]
+    assert session.startswith("pkss_") and login.body["token_type"] == "Bearer"
+    assert login.body["expires_in"] == 12 * 3600
+    assert login.body["admin"]["email"] == admin
+    assert (await client.call("GET", "/services", token=session)).status == 200
+
+    out = await client.call("POST", "/auth/logout", token=session)
+    assert out.status == 200 and out.body["revoked"] is True
+    assert_error(await client.call("GET", "/services", token=session), 401, "UNAUTHORIZED")
+    not_session = await client.call("POST", "/auth/logout", token=token)
+    assert_error(not_session, 400, "NOT_A_SESSION")
+
+
+async def test_failed_logins_are_throttled_per_account_with_growing_delays(
+    client: Client, admin: str, agent: Agent
+) -> None:
+    wrong = {"email": admin, "password": "wrong password"}
+    right = {"email": admin, "password": ADMIN_PASSWORD}
+    assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
+    # Locked for 2**1 * 100 ms: even the right password is not checked meanwhile.
+    locked = await client.call("POST", "/auth/login", body=right)
+    assert_error(locked, 429, "LOGIN_THROTTLED")
+    assert locked.headers["Retry-After"] == "1"
+    await asyncio.sleep(0.25)
+    assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
+    stored = agent.store.get_admin(admin)
+    assert stored is not None and stored.failed_logins == 2
+    await asyncio.sleep(0.2)
+    assert (await client.call("POST", "/auth/login", body=right)).status == 429  # 400 ms now
+    await asyncio.sleep(0.3)
+    assert (await client.call("POST", "/auth/login", body=right)).status == 200
+    stored = agent.store.get_admin(admin)
+    assert stored is not None and stored.failed_logins == 0
+
+
+async def test_an_unknown_account_gets_the_same_answer_as_a_wrong_password(
+    client: Client, admin: str
+) -> None:
+    unknown = await client.call(
+        "POST", "/auth/login", body={"email": "nobody@example.test", "password": "whatever"}
+    )
+    assert_error(unknown, 401, "INVALID_CREDENTIALS")
+    await asyncio.sleep(0.5)
+    wrong = await client.call("POST", "/auth/login", body={"email": admin, "password": "nope"})
+    assert wrong.body["message"] == unknown.body["message"]
+    for body in (
+        {},
+        {"email": admin},
+        {"email": admin, "password": ""},
+        {"email": 1, "password": 2},
+    ):
+        assert (await client.call("POST", "/auth/login", body=body)).status == 400
+
+
+async def test_requests_for_another_host_name_are_refused(client: Client, token: str) -> None:
+    for host in ("evil.example", "127.0.0.1.evil.example:8091", "localhost.evil.example"):
+        reply = await client.call("GET", "/system/info", token=token, headers={"Host": host})
+        assert_error(reply, 400, "HOST_NOT_ALLOWED")
+    for host in (EXTRA_HOST, "localhost", "127.0.0.1"):
+        reply = await client.call("GET", "/system/info", token=token, headers={"Host": host})
+        assert reply.status == 200, host
+    liveness = await client.call("GET", "/healthz", headers={"Host": "evil.example"}, absolute=True)
+    assert liveness.status == 400
+
+
+async def test_browser_requests_from_another_origin_are_refused(client: Client, token: str) -> None:
+    own = client.origin
+    for origin in ("http://evil.example", "null", own.replace("127.0.0.1", "localhost")):
+        reply = await client.call(
+            "POST", "/tokens", token=token, body={"name": "x"}, headers={"Origin": origin}
+        )
+        assert_error(reply, 403, "ORIGIN_NOT_ALLOWED")
+        assert "Access-Control-Allow-Origin" not in reply.headers
+    cross = await client.call(
+        "GET", "/services", token=token, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert_error(cross, 403, "ORIGIN_NOT_ALLOWED")
+    same = await client.call("GET", "/services", token=token, headers={"Origin": own})
+    assert same.status == 200
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+async def test_undocumented_methods_get_405_json_with_allow(
+    client: Client, token: str, method: str, path: str
+) -> None:
+    documented = {m.upper() for m in build_openapi(all_operations())["paths"][path]}
+    for other in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - documented):
+        reply = await client.call(other, concrete(path), token=token)
+        assert_error(reply, 405, "METHOD_NOT_ALLOWED")
+        assert set(reply.headers["Allow"].split(",")) == documented
+
+
+async def test_unknown_query_parameters_are_refused_not_ignored(client: Client, token: str) -> None:
+    for path in ("/services?limt=5", "/system/info?verbose=1", "/tokens?x=&y="):
+        reply = await client.call("GET", path, token=token)
+        assert_error(
+            reply,
+            400,
+            "UNKNOWN_FIELD" if "limt" in path or "verbose" in path else "VALIDATION_FAILED",
+        )
+        assert {e["code"] for e in reply.body["errors"]} == {"UNKNOWN_FIELD"}
+    assert (await client.call("GET", "/services?limit=5", token=token)).status == 200
+
+
+async def test_unknown_routes_get_404_json(client: Client, token: str) -> None:
+    for path in ("/nope", "/services/a/b/c", "/services/"):
+        assert_error(await client.call("GET", path, token=token), 404, "NOT_FOUND")
+    assert_error(await client.call("GET", "/nope", absolute=True), 404, "NOT_FOUND")
+
+
+async def test_bodies_over_the_limit_get_413_even_with_a_lying_length(
+    client: Client, token: str, agent: Agent
+) -> None:
+    size = agent.config.max_body_bytes + 1
+    reply = await client.call(
+        "POST",
+        "/tokens",
+        token=token,
+        raw=b"x" * size,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(reply, 413, "PAYLOAD_TOO_LARGE")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(size // 65536 + 1):
+            yield b" " * 65536
+
+    async with client.session.post(
+        client.root + "/validate/service",
+        data=chunks(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 413
+        assert (await response.json())["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_liveness_needs_no_token_and_reveals_nothing(client: Client) -> None:
+    for path, absolute in (("/healthz", True), ("/healthz", False)):
+        reply = await client.call("GET", path, absolute=absolute)
+        assert reply.status == 200
+        assert reply.body == {"status": "ok"}
+
+
+async def test_the_openapi_document_is_served_as_generated(client: Client) -> None:
+    reply = await client.call("GET", "/openapi.json")
+    assert reply.status == 200
+    assert reply.body == json.loads(json.dumps(build_openapi(all_operations())))
+
+
+async def test_the_dashboard_hook_serves_index_html_when_it_is_installed(client: Client) -> None:
+    reply = await client.call("GET", "/", absolute=True)
+    if (STATIC_DIR / "index.html").is_file():
+        assert reply.status == 200 and "<html" in reply.body.lower()
+    else:
+        assert_error(reply, 404, "NOT_FOUND")
+        assert reply.body["message"] == "The dashboard is not installed"
+
+
+async def test_responses_carry_defensive_headers(client: Client, token: str) -> None:
+    reply = await client.call("GET", "/services", token=token)
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    assert reply.headers["Cache-Control"] == "no-store"

@@ -276,10 +276,12 @@ async def create_service(request: web.Request) -> web.StreamResponse:
         agent.store.put_superuser_password(name, password)
     try:
         record = agent.store.create_service(spec, owner=API_OWNER)
-    except Conflict as exc:
+    except BaseException as exc:
         if password is not None:
-            agent.store.take_superuser_password(name)
-        raise conflict_error(exc) from None
+            agent.store.take_superuser_password(name)  # no service, no password left behind
+        if isinstance(exc, Conflict):
+            raise conflict_error(exc) from None
+        raise
     agent.enqueue(name)
     log.info(
         "service created",
@@ -343,12 +345,14 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         agent.store.put_superuser_password(record.name, password)
     try:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
-    except NotFound:
-        raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
-    except Conflict as exc:
+    except BaseException as exc:
         if password is not None:
             agent.store.take_superuser_password(record.name)
-        raise conflict_error(exc) from None
+        if isinstance(exc, NotFound):
+            raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
+        if isinstance(exc, Conflict):
+            raise conflict_error(exc) from None
+        raise
     agent.enqueue(record.name)
     log.info(
         "service updated",

@@ -12,12 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.auth import create_admin
 from pockestrator.api.openapi import build_openapi
-from pockestrator.api.server import STATIC_DIR, all_operations
+from pockestrator.api.routing import Operation
+from pockestrator.api.server import STATIC_DIR, all_operations, build_app
 from pockestrator.config import AgentConfig
 from tests.testbed.mirror import ReleaseMirror
 
@@ -339,6 +341,35 @@ async def test_the_dashboard_hook_serves_index_html_when_it_is_installed(client:
     else:
         assert_error(reply, 404, "NOT_FOUND")
         assert reply.body["message"] == "The dashboard is not installed"
+
+
+async def test_an_unexpected_failure_is_a_500_json_without_a_trace(
+    agent: Agent, token: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("something inside broke: /secret/path")
+
+    extra = Operation("GET", "/broken", broken, "broken", "test only", {}, "system")
+    runner = web.AppRunner(build_app(agent, [*all_operations(), extra]))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{port}/api/pockestrator/broken",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            assert response.status == 500
+            body = await response.json()
+    finally:
+        await runner.cleanup()
+    assert body["code"] == "INTERNAL_ERROR"
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    logged = capfd.readouterr()
+    assert "something inside broke" in logged.out + logged.err
 
 
 async def test_responses_carry_defensive_headers(client: Client, token: str) -> None:

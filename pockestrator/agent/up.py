@@ -23,6 +23,7 @@ import structlog
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.private_systemd import PrivateSystemdError, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.auth import create_admin
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import seed_from_installed
@@ -63,8 +64,6 @@ def _port_or_free(preferred: int) -> int:
 
 def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:
     """A fresh API token for this run, and the sandbox admin's password (made once)."""
-    from argon2 import PasswordHasher
-
     store = Store(config.database)
     try:
         token, _record = store.create_token("pockestrator up")
@@ -72,7 +71,7 @@ def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:
         created = False
         if store.get_admin(ADMIN_EMAIL) is None:
             password = secrets.token_urlsafe(12)
-            store.create_admin(ADMIN_EMAIL, PasswordHasher().hash(password))
+            create_admin(store, ADMIN_EMAIL, password)
             write_atomic(password_file, password + "\n", mode=0o600)
             created = True
         else:

@@ -308,3 +308,23 @@ async def test_the_first_superuser_is_created_once_with_a_password_shown_once(
     ):
         assert response.status == 200, await response.text()
         assert (await response.json())["token"]
+
+
+async def test_an_instance_failing_its_health_probes_is_restarted(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    port = free_port()
+    write_spec(agent, "frozen", port, pocketbase_versions[1])
+    status = await status_becomes(agent, "frozen", lambda s: s.state == "active")
+    assert status.pid is not None
+    os.kill(status.pid, signal.SIGSTOP)  # alive for systemd, silent for HTTP
+
+    after = await status_becomes(
+        agent, "frozen", lambda s: s.pid not in (None, status.pid) and s.state == "active", 40
+    )
+    assert after.health_failures == 0
+    restarts = [e for e in agent.store.list_events("frozen") if e.kind == "restarted"]
+    assert (
+        restarts and restarts[0].details["failures"] >= agent.config.health_failures_before_restart
+    )
+    assert await pocketbase_health(f"http://127.0.0.1:{port}")

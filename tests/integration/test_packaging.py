@@ -1,0 +1,477 @@
+"""The Debian package and the unit as files: built, read, verified and installed for real.
+
+``packaging/build-deb`` runs once per module (a wheel build and pip downloads, cached in
+``.cache/pip``). The package is read with ``dpkg-deb``; the unit is checked with
+``systemd-analyze verify`` and ``security``; the sysusers and tmpfiles entries are applied
+to a scratch root with ``--root``. Then the package is installed, reinstalled, removed and
+purged with the host's own dpkg inside a throwaway root: an overlay of this machine's root
+file system whose writes land in a test folder, in a private mount namespace, so that the
+maintainer scripts run exactly as on a Debian host (Debian's python3 builds the virtual
+environment) and the host is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pockestrator import __version__
+from pockestrator.config import AgentConfig, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_DEB = REPO / "packaging" / "build-deb"
+UNIT_FILE = REPO / "systemd" / "pockestrator.service"
+PACKAGED_CONFIG = REPO / "packaging" / "config.yaml"
+OPERATIONS = REPO / "docs" / "operations.md"
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+EXEC_START = "/opt/pockestrator/venv/bin/pockestrator"
+WANTED_BY = "/etc/systemd/system/multi-user.target.wants/pockestrator.service"
+
+# Where each shipped file lands, and the file of this repository it must be.
+SHIPPED = {
+    "usr/lib/systemd/system/pockestrator.service": UNIT_FILE,
+    "usr/share/polkit-1/rules.d/50-pockestrator.rules": REPO / "packaging/50-pockestrator.rules",
+    "usr/lib/sysusers.d/pockestrator.conf": REPO / "packaging/sysusers.conf",
+    "usr/lib/tmpfiles.d/pockestrator.conf": REPO / "packaging/tmpfiles.conf",
+    "etc/pockestrator/config.yaml": PACKAGED_CONFIG,
+    "usr/share/doc/pockestrator/operations.md": OPERATIONS,
+}
+
+
+def run(
+    *argv: str | Path, check: bool = True, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(arg) for arg in argv], capture_output=True, text=True, check=False, **kwargs
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"{argv} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def missing_tools(*tools: str) -> str | None:
+    absent = [tool for tool in tools if shutil.which(tool) is None]
+    return f"needs {', '.join(absent)}" if absent else None
+
+
+def namespace_reason() -> str | None:
+    """Why this machine cannot build private mount namespaces, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root for a private mount namespace"
+    return missing_tools("unshare", "mount", "chroot")
+
+
+# -- the unit as a file -----------------------------------------------------------------
+
+
+def test_the_unit_passes_systemd_analyze_verify() -> None:
+    """``verify`` needs ExecStart to exist: a private tmpfs on /opt provides it."""
+    reason = namespace_reason() or missing_tools("systemd-analyze")
+    if reason:
+        pytest.skip(reason)
+    script = (
+        'mount -t tmpfs tmpfs /opt && mkdir -p "${1%/*}" && ln -s "$2" "$1" && '
+        'exec systemd-analyze verify "$3"'
+    )
+    entry_point = Path(sys.executable).parent / "pockestrator"
+    done = run(
+        "unshare", "-m", "--propagation", "private", "sh", "-c", script, "verify",
+        EXEC_START, entry_point, UNIT_FILE, check=False, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr
+
+
+def test_the_units_exposure_score_is_the_one_documented() -> None:
+    if reason := missing_tools("systemd-analyze"):
+        pytest.skip(reason)
+    done = run("systemd-analyze", "security", "--offline=true", UNIT_FILE, "--no-pager")
+    measured = re.search(
+        r"Overall exposure level for pockestrator\.service: ([0-9.]+)", done.stdout
+    )
+    assert measured, done.stdout
+    documented = re.search(r"exposure level \*\*([0-9.]+)", OPERATIONS.read_text())
+    assert documented, "docs/operations.md states the score as 'exposure level **N.N'"
+    assert measured.group(1) == documented.group(1)
+    assert float(measured.group(1)) < 3.0  # systemd's "OK" band starts below 5.0
+
+
+# -- sysusers, tmpfiles and the default config -----------------------------------------
+
+
+def test_sysusers_entries_create_both_users_without_a_login_shell(tmp_path: Path) -> None:
+    if reason := missing_tools("systemd-sysusers"):
+        pytest.skip(reason)
+    (tmp_path / "etc").mkdir()
+    run("systemd-sysusers", f"--root={tmp_path}", REPO / "packaging/sysusers.conf")
+    users = {
+        line.split(":")[0]: line.split(":")
+        for line in (tmp_path / "etc/passwd").read_text().splitlines()
+    }
+    assert users["pocketbase"][6] == users["pockestrator"][6] == "/usr/sbin/nologin"
+    assert users["pocketbase"][5] == "/var/lib/pockestrator/services"
+    assert int(users["pocketbase"][2]) < 1000 and int(users["pockestrator"][2]) < 1000
+    assert users["pocketbase"][2] != users["pockestrator"][2]
+
+
+def test_tmpfiles_entries_create_the_folders_with_their_modes(tmp_path: Path) -> None:
+    if reason := missing_tools("systemd-tmpfiles"):
+        pytest.skip(reason)
+    run("systemd-tmpfiles", f"--root={tmp_path}", "--create", REPO / "packaging/tmpfiles.conf")
+    expected = [
+        "var/lib/pockestrator",
+        "var/lib/pockestrator/services",
+        "var/lib/pockestrator/releases",
+        "var/cache/pockestrator",
+        "etc/pockestrator/specs",
+        "etc/caddy/pockestrator.d",
+    ]
+    for folder in expected:
+        info = (tmp_path / folder).lstat()
+        assert stat.S_ISDIR(info.st_mode), folder
+        assert stat.S_IMODE(info.st_mode) == 0o755, folder
+        assert (info.st_uid, info.st_gid) == (0, 0), folder
+
+
+def test_the_packaged_config_documents_every_key_with_its_default() -> None:
+    text = PACKAGED_CONFIG.read_text()
+    commented = "\n".join(
+        line[2:]
+        for line in text.splitlines()
+        if re.match(r"# [a-z_]+: ", line) and not line.startswith("# Default: ")
+    )
+    documented = yaml.safe_load(commented)
+    defaults = AgentConfig().model_dump(mode="json")
+    assert set(documented) | {"release_cache_dir"} == set(defaults)
+    for key, value in documented.items():
+        assert value == defaults[key], key
+    # The only key the file sets, and why: the release cache shares a mount with base_dir
+    # under ProtectSystem=strict, so that service binaries can be hard links into it.
+    loaded = load_config(PACKAGED_CONFIG, environ={})
+    assert loaded.model_dump(exclude={"release_cache_dir"}) == AgentConfig().model_dump(
+        exclude={"release_cache_dir"}
+    )
+    assert (
+        loaded.release_cache_dir.parent == loaded.base_dir.parent == Path("/var/lib/pockestrator")
+    )
+
+
+def test_the_polkit_rule_names_only_the_agent_user_instances_and_caddy() -> None:
+    rule = (REPO / "packaging/50-pockestrator.rules").read_text()
+    code = "\n".join(line for line in rule.splitlines() if not line.lstrip().startswith("//"))
+    assert re.findall(r'action\.id === "([^"]+)"', code) == [
+        "org.freedesktop.systemd1.manage-units",
+        "org.freedesktop.systemd1.reload-daemon",
+        "org.freedesktop.systemd1.manage-unit-files",
+    ]
+    assert "subject.user !== AGENT_USER" in code and 'AGENT_USER = "pockestrator"' in code
+    pattern = re.search(r"INSTANCE_UNIT = /(.+)/;", code)
+    assert pattern
+    instance_unit = re.compile(pattern.group(1).replace("\\.", r"\."))
+    assert instance_unit.fullmatch("notes-pocketbase.service")
+    assert instance_unit.fullmatch("a-b-c9-pocketbase.service")
+    for other in ("caddy.service", "sshd.service", "x-pocketbase.service.d", "-pocketbase.service",
+                  "Notes-pocketbase.service", "a-pocketbase.service/../sshd.service"):  # fmt: skip
+        assert not instance_unit.fullmatch(other), other
+
+
+# -- the package ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltPackage:
+    deb: Path
+    data: Path  # the package's files, unpacked
+    control: Path  # DEBIAN/: control, conffiles, md5sums, maintainer scripts
+
+    def field(self, name: str) -> str:
+        return run("dpkg-deb", "--field", self.deb, name).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> BuiltPackage:
+    if reason := missing_tools("dpkg-deb", "dpkg"):
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("deb")
+    environment = {**os.environ, "PYTHON": sys.executable, "DEB_REVISION": "1"}
+    environment.pop("PYTHON_VERSIONS", None)
+    built = run(BUILD_DEB, out / "dist", env=environment, timeout=900)
+    deb = Path(built.stdout.strip().splitlines()[-1])
+    assert deb.parent == out / "dist" and deb.exists()
+    run("dpkg-deb", "--extract", deb, out / "data")
+    run("dpkg-deb", "--control", deb, out / "control")
+    return BuiltPackage(deb, out / "data", out / "control")
+
+
+def test_the_package_takes_its_version_from_the_python_package(package: BuiltPackage) -> None:
+    arch = run("dpkg", "--print-architecture").stdout.strip()
+    assert package.field("Package") == "pockestrator"
+    assert package.field("Version") == f"{__version__}-1"
+    assert package.field("Architecture") == arch
+    assert package.deb.name == f"pockestrator_{__version__}-1_{arch}.deb"
+
+
+def test_the_package_depends_on_debians_python_venv_systemd_and_recommends_caddy(
+    package: BuiltPackage,
+) -> None:
+    depends = [part.strip() for part in package.field("Depends").split(",")]
+    assert "python3 (>= 3.11)" in depends
+    assert "python3 (<< 3.14)" in depends  # the newest CPython whose wheels are inside
+    assert {"python3-venv", "systemd"} <= set(depends)
+    assert package.field("Recommends") == "caddy"
+
+
+def test_the_package_ships_the_unit_rule_entries_and_config_of_this_repository(
+    package: BuiltPackage,
+) -> None:
+    listing = run("dpkg-deb", "--contents", package.deb).stdout
+    for destination, source in SHIPPED.items():
+        assert f" ./{destination}\n" in listing + "\n", destination
+        assert (package.data / destination).read_bytes() == source.read_bytes(), destination
+        mode = (package.data / destination).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o644, destination
+    # Every member belongs to root, whoever built the package.
+    owners = {line.split()[1] for line in listing.splitlines()}
+    assert owners == {"root/root"}
+    assert os.readlink(package.data / "usr/bin/pockestrator") == EXEC_START
+
+
+def test_the_config_is_the_only_conffile(package: BuiltPackage) -> None:
+    assert (package.control / "conffiles").read_text().split() == ["/etc/pockestrator/config.yaml"]
+
+
+def test_md5sums_cover_every_shipped_file(package: BuiltPackage) -> None:
+    listed = {}
+    for line in (package.control / "md5sums").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name] = digest
+    files = {
+        str(path.relative_to(package.data))
+        for path in package.data.rglob("*")
+        if path.is_file() and not path.is_symlink()
+    }
+    assert set(listed) == files
+    checked = run("md5sum", "--check", "--quiet", package.control / "md5sums", cwd=package.data)
+    assert checked.returncode == 0
+
+
+def test_the_maintainer_scripts_are_executable_posix_shell_with_the_version_filled_in(
+    package: BuiltPackage,
+) -> None:
+    for script in ("postinst", "prerm", "postrm"):
+        path = package.control / script
+        assert path.stat().st_mode & 0o111 == 0o111, script
+        text = path.read_text()
+        assert text.startswith("#!/bin/sh\n"), script
+        assert not re.search(r"@[A-Z_]+@", text), f"{script}: a placeholder is left"
+        run("sh", "-n", path)  # dash on Debian
+        if shutil.which("bash"):
+            run("bash", "--posix", "-n", path)
+    postinst = (package.control / "postinst").read_text()
+    assert f"VERSION={__version__}-1\n" in postinst
+    assert "/usr/bin/python3 -m venv" in postinst and "--no-index" in postinst
+
+
+def test_the_wheels_install_offline_for_every_supported_python(
+    package: BuiltPackage, tmp_path: Path
+) -> None:
+    """A complete, pinned set: pip resolves every target from the package's folder alone."""
+    wheels = package.data / "opt/pockestrator/wheels"
+    assert (wheels / "requirements.txt").read_text().split() == [f"pockestrator=={__version__}"]
+    pins = (wheels / "constraints.txt").read_text().split()
+    assert all(re.fullmatch(r"[A-Za-z0-9_.]+==[A-Za-z0-9_.+!]+", pin) for pin in pins), pins
+    machine = os.uname().machine
+    for version in PYTHON_VERSIONS:
+        run(
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-index",
+            "--isolated", "--find-links", wheels, "--only-binary=:all:",
+            "--python-version", version, "--implementation", "cp",
+            "--abi", f"cp{version.replace('.', '')}",
+            "--platform", f"manylinux_2_28_{machine}", "--platform", f"manylinux2014_{machine}",
+            "--platform", f"manylinux_2_17_{machine}", "--platform", f"manylinux1_{machine}",
+            "--platform", f"manylinux_2_5_{machine}", "--platform", f"manylinux_2_26_{machine}",
+            "--constraint", wheels / "constraints.txt",
+            "--dest", tmp_path / version, "--requirement", wheels / "requirements.txt",
+        )  # fmt: skip
+        got = {path.name.split("-")[0].lower() for path in (tmp_path / version).glob("*.whl")}
+        assert {"pockestrator", "aiohttp", "pydantic_core", "dbus_fast", "sdnotify"} <= got
+
+
+# -- installed for real, in a throwaway root ----------------------------------------------
+
+# Runs one command chrooted into an overlay of / whose upper layer is "$1/upper": the
+# changes persist there between calls and nowhere else. $2 is the folder holding the .deb,
+# bound at /mnt/pockestrator-test; the rest is the command.
+_THROWAWAY_ROOT = r"""
+set -e
+layer="$1"; debs="$2"; shift 2
+merged="$layer/merged"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$layer/upper,workdir=$layer/work" "$merged"
+mount -t proc proc "$merged/proc"
+mount --rbind /dev "$merged/dev"
+mount -t tmpfs tmpfs "$merged/run"
+mount -t tmpfs tmpfs "$merged/tmp"
+mkdir -p "$merged/mnt/pockestrator-test"
+mount --bind "$debs" "$merged/mnt/pockestrator-test"
+exec chroot "$merged" "$@"
+"""
+
+
+@dataclass(frozen=True)
+class ThrowawayRoot:
+    layer: Path
+    debs: Path
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        environment = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "DEBIAN_FRONTEND": "noninteractive",
+        }
+        return run(
+            "unshare", "-m", "--propagation", "private", "sh", "-c", _THROWAWAY_ROOT,
+            "throwaway-root", self.layer, self.debs, *argv,
+            check=check, env=environment, timeout=600,
+        )  # fmt: skip
+
+    def path(self, inside: str) -> str:
+        """``stat`` of a path inside the root: ``<octal mode> <user> <group> <type>``."""
+        done = self.run("stat", "-c", "%a %U %G %F", inside, check=False)
+        return done.stdout.strip() if done.returncode == 0 else "absent"
+
+
+def _dependencies_missing() -> list[str]:
+    wanted = ["python3", "python3-venv", "systemd", "init-system-helpers", "util-linux"]
+    done = subprocess.run(
+        ["dpkg-query", "--show", "--showformat", "${Package} ${db:Status-Status}\n", *wanted],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    installed = {
+        line.split()[0] for line in done.stdout.splitlines() if line.endswith(" installed")
+    }
+    return [name for name in wanted if name not in installed]
+
+
+@pytest.fixture(scope="module")
+def throwaway_root(
+    package: BuiltPackage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThrowawayRoot]:
+    reason = namespace_reason() or missing_tools("dpkg-query")
+    if reason is None and "overlay" not in Path("/proc/filesystems").read_text():
+        reason = "needs overlayfs"
+    if reason is None and (absent := _dependencies_missing()):
+        reason = f"the host lacks the package's dependencies: {', '.join(absent)}"
+    if reason:
+        pytest.skip(f"no throwaway root: {reason}")
+    layer = tmp_path_factory.mktemp("root")
+    for folder in ("upper", "work", "merged"):
+        (layer / folder).mkdir()
+    yield ThrowawayRoot(layer, package.deb.parent)
+    shutil.rmtree(layer, ignore_errors=True)
+
+
+def _deb_inside(package: BuiltPackage) -> str:
+    return f"/mnt/pockestrator-test/{package.deb.name}"
+
+
+def test_installing_creates_users_folders_and_a_venv_of_debians_python_and_enables_the_unit(
+    throwaway_root: ThrowawayRoot, package: BuiltPackage
+) -> None:
+    root = throwaway_root
+    installed = root.run("dpkg", "--install", _deb_inside(package))
+    assert "installed and enabled, not started" in installed.stdout
+    for user in ("pocketbase", "pockestrator"):
+        entry = root.run("getent", "passwd", user).stdout.strip().split(":")
+        assert entry[6] == "/usr/sbin/nologin", entry
+    assert root.path("/var/lib/pockestrator/services") == "755 root root directory"
+    assert root.path("/etc/caddy/pockestrator.d") == "755 root root directory"
+    version = root.run(EXEC_START, "--version").stdout.strip()
+    assert version == f"pockestrator {__version__}"
+    base = root.run(
+        f"{EXEC_START.rsplit('/', 1)[0]}/python", "-c", "import sys; print(sys.base_prefix)"
+    )
+    assert base.stdout.strip() == "/usr", "the environment must be built on Debian's python3"
+    assert root.run("readlink", WANTED_BY).stdout.strip().endswith("/pockestrator.service")
+    root.run("dpkg", "--verify", "pockestrator")  # every shipped file matches its md5sum
+    verified = root.run(
+        "systemd-analyze", "verify", "/usr/lib/systemd/system/pockestrator.service", check=False
+    )
+    assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
+
+
+def test_an_upgrade_switches_to_a_new_venv_and_keeps_the_operators_choices(
+    throwaway_root: ThrowawayRoot, package: BuiltPackage
+) -> None:
+    root = throwaway_root
+    before = root.run("readlink", "/opt/pockestrator/venv").stdout.strip()
+    assert before.startswith(f"venv-{__version__}-1-"), before
+    root.run("sh", "-c", "echo '# edited by the operator' >> /etc/pockestrator/config.yaml")
+    root.run("systemctl", "disable", "pockestrator.service")
+    root.run("dpkg", "--install", _deb_inside(package))  # an upgrade to the same version
+    assert root.path(WANTED_BY) == "absent", "the operator disabled it; upgrades keep that"
+    after = root.run("readlink", "/opt/pockestrator/venv").stdout.strip()
+    assert after != before
+    assert root.run("ls", "/opt/pockestrator").stdout.split() == sorted(["venv", after, "wheels"])
+    assert root.run(EXEC_START, "--version").returncode == 0
+    config = root.run("cat", "/etc/pockestrator/config.yaml").stdout
+    assert config.endswith("# edited by the operator\n")
+
+
+def test_removing_keeps_config_state_and_service_data_and_drops_the_venv(
+    throwaway_root: ThrowawayRoot,
+) -> None:
+    root = throwaway_root
+    root.run(
+        "sh", "-c",
+        "echo db > /var/lib/pockestrator/pockestrator.db && "
+        "mkdir -p /var/lib/pockestrator/services/notes/pb_data && "
+        "echo data > /var/lib/pockestrator/services/notes/pb_data/data.db",
+    )  # fmt: skip
+    root.run("systemctl", "enable", "pockestrator.service")
+    root.run("dpkg", "--remove", "pockestrator")
+    assert root.path("/opt/pockestrator") == "absent"
+    assert root.path("/usr/lib/systemd/system/pockestrator.service") == "absent"
+    assert root.path(WANTED_BY) == "absent"
+    assert root.path("/etc/pockestrator/config.yaml").endswith("regular file")
+    assert root.path("/var/lib/pockestrator/pockestrator.db").endswith("regular file")
+    assert root.path("/var/lib/pockestrator/services/notes/pb_data/data.db").endswith(
+        "regular file"
+    )
+
+
+def test_installing_again_after_removal_enables_the_unit_as_a_first_installation_does(
+    throwaway_root: ThrowawayRoot, package: BuiltPackage
+) -> None:
+    root = throwaway_root
+    root.run("dpkg", "--install", _deb_inside(package))
+    assert root.run("readlink", WANTED_BY).stdout.strip().endswith("/pockestrator.service")
+    config = root.run("cat", "/etc/pockestrator/config.yaml").stdout
+    assert config.endswith("# edited by the operator\n"), "removal keeps the conffile"
+
+
+def test_purging_removes_the_agents_state_but_never_the_services_data(
+    throwaway_root: ThrowawayRoot,
+) -> None:
+    root = throwaway_root
+    root.run("dpkg", "--purge", "pockestrator")  # from installed: remove, then purge
+    assert root.path(WANTED_BY) == "absent"
+    for gone in ("/etc/pockestrator", "/var/lib/pockestrator/pockestrator.db",
+                 "/var/lib/pockestrator/releases", "/var/cache/pockestrator"):  # fmt: skip
+        assert root.path(gone) == "absent", gone
+    data = "/var/lib/pockestrator/services/notes/pb_data/data.db"
+    assert root.run("cat", data).stdout == "data\n"
+    assert root.run("getent", "passwd", "pocketbase").returncode == 0
+    status = root.run("dpkg-query", "--show", "pockestrator", check=False)
+    assert status.returncode != 0  # dpkg has forgotten the package

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.auth import create_admin
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd_bus import SystemdBus
 from pockestrator.specs.model import unit_name
@@ -312,6 +313,29 @@ async def test_the_hardened_agent_reads_instance_logs_from_the_journal(
         return any("Server started" in line for line in await pocketbase_lines())
 
     assert await wait_until(logged, 10, interval=0.2), await pocketbase_lines()
+
+
+async def test_an_admin_logs_in_with_argon2_under_memory_deny_write_execute(
+    installed: InstalledAgent,
+) -> None:
+    """Password checks run argon2 (cffi) inside the agent, where W+X mappings are refused."""
+    email, password = "operator@example.test", "a long enough password"
+    store = Store(installed.config.database)
+    try:
+        create_admin(store, email, password)
+    finally:
+        store.close()
+    api = f"http://127.0.0.1:{installed.config.listen_port}/api/pockestrator"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{api}/auth/login", json={"email": email, "password": password}
+        ) as response:
+            assert response.status == 200, await response.text()
+            token = (await response.json())["token"]
+        async with session.get(
+            f"{api}/services", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 200, await response.text()
 
 
 async def test_reload_rereads_the_configuration_without_restarting_the_agent(

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration e2e bench system-deps clean
+.PHONY: run test lint unit integration e2e bench deb system-deps clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv "$(PYTHON)" "$(VENV)"
@@ -42,6 +42,10 @@ integration: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
+
+## make deb: build dist/pockestrator_<version>_<arch>.deb (see docs/operations.md)
+deb: $(BIN)/python
+	PYTHON=$(BIN)/python packaging/build-deb dist
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache test-artifacts

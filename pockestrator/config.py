@@ -103,7 +103,9 @@ class AgentConfig(BaseModel):
     release_source: Literal["github", "mirror", "pypi"] = "github"
     release_base_url: str = "https://github.com/pocketbase/pocketbase/releases/download"
     release_index_url: str = "https://api.github.com/repos/pocketbase/pocketbase/releases"
-    release_cache_dir: Path = Field(default=Path("/var/cache/pockestrator/releases"))
+    # Beside base_dir on purpose: services hard-link their binary from the cache, and a hard
+    # link cannot cross the separate mounts a hardened unit gives each writable folder.
+    release_cache_dir: Path = Field(default=Path("/var/lib/pockestrator/releases"))
     release_index_ttl: float = Field(default=3600.0, ge=0)
     download_timeout: float = Field(default=120.0, gt=0)
     download_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)

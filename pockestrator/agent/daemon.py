@@ -79,6 +79,10 @@ def service_name_of(file_name: str) -> str | None:
     return None
 
 
+class AgentStartError(Exception):
+    """The agent cannot start here; the message says what to fix."""
+
+
 class Agent:
     """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal."""
 
@@ -130,6 +134,13 @@ class Agent:
 
     async def start(self) -> None:
         config = self.config
+        for folder, key in ((config.spec_dir, "spec_dir"), (config.database.parent, "database")):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise AgentStartError(
+                    f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
+                ) from exc
         self.store = Store(config.database)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
@@ -320,7 +331,12 @@ class Agent:
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()
         stuck_after = self.config.download_timeout + self.config.upgrade_health_deadline + 120.0
-        return all(loop.time() - since < stuck_after for _name, since in self._busy.values())
+        stuck = sorted(
+            name for name, since in self._busy.values() if loop.time() - since > stuck_after
+        )
+        if stuck:
+            log.error("a reconcile is stuck; withholding the watchdog ping", services=stuck)
+        return not stuck
 
     # -- sources of keys ---------------------------------------------------------------
 
@@ -417,7 +433,11 @@ async def run_agent(config_path: Path | None) -> int:
         log.error("invalid configuration", error=str(exc))
         return 1
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
-    await agent.start()
+    try:
+        await agent.start()
+    except (AgentStartError, SystemdError, OSError) as exc:
+        log.error("the agent cannot start", error=str(exc))
+        return 1
     try:
         await agent.run_until_signalled()
     finally:

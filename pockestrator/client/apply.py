@@ -1,0 +1,315 @@
+"""``apply``: make the agent's services match spec files, like ``kubectl apply``.
+
+A spec whose project name the agent does not know is created (``POST /services``); one it
+knows is changed with a JSON merge patch (``PATCH /services/{name}``) of the fields that
+differ, and left alone when none do. The file is the whole truth for every field it can
+hold, with two exceptions that are applied only when the file writes them down:
+``desired_state`` (so that ``pockestrator stop`` is not undone by the next apply of a file
+that never mentioned it) and ``superuser_email`` (a one-time action, not a lasting
+property). ``created_by`` cannot be changed through the API and is only sent on create.
+
+With ``--wait``, the writes go out together (a few threads, each request answered by the
+agent after the reconcile it triggers, so the agent batches them into one wave), then the
+services are watched until each is ``active`` (``inactive`` when it should be stopped) or
+the timeout passes. The agent has no change feed to subscribe to, so the watch re-reads
+the service list at a fixed, modest interval; it ends the moment everything is ready.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pockestrator.client.http import WAITING_TIMEOUT, ApiClient, ApiError, ClientError, service_path
+from pockestrator.client.progress import Item, Progress
+
+if TYPE_CHECKING:  # the spec parser is loaded only by the commands that read files
+    from pockestrator.client.specfiles import Document
+
+ONLY_WHEN_GIVEN = ("desired_state", "superuser_email")
+SCALARS = ("port", "pocketbase_version", "domain", "description", "superuser_email")
+POLL_INTERVAL = 1.0
+TICK = 0.25
+WRITERS = 8
+LIST_PAGE = 500
+
+Action = Literal["create", "configure", "unchanged"]
+
+
+def create_body(doc: Document) -> dict[str, Any]:
+    """The ``POST /services`` body of a spec (``domain`` already filled by the parser)."""
+    body = doc.spec.model_dump(mode="json", exclude={"superuser_password_file"})
+    if not body.get("created_by"):
+        body.pop("created_by", None)  # the agent fills in the caller
+    if body.get("superuser_email") is None:
+        body.pop("superuser_email", None)
+    return body
+
+
+def _env_patch(want: Mapping[str, str], have: Mapping[str, Any]) -> dict[str, str | None]:
+    """Merge patch of ``env``: changed and new entries, and null for each one to remove."""
+    patch: dict[str, str | None] = {k: v for k, v in want.items() if have.get(k) != v}
+    patch.update({k: None for k in have if k not in want})
+    return patch
+
+
+def patch_body(doc: Document, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes ``current`` (the API's view of a service) match ``doc``;
+    empty when nothing differs."""
+    want = create_body(doc)
+    patch: dict[str, Any] = {}
+    for key in SCALARS:
+        if key in ONLY_WHEN_GIVEN and key not in doc.keys:
+            continue
+        if want.get(key) != current.get(key):
+            patch[key] = want.get(key)
+    if "desired_state" in doc.keys and want["desired_state"] != current.get("desired_state"):
+        patch["desired_state"] = want["desired_state"]
+    env = _env_patch(want["env"], current.get("env") or {})
+    if env:
+        patch["env"] = env
+    for section in ("resources", "flags"):
+        have = current.get(section) or {}
+        if any(have.get(key) != value for key, value in want[section].items()):
+            patch[section] = want[section]  # every key: null resets the ones left out
+    if sorted(want["extra_dirs"]) != sorted(current.get("extra_dirs") or []):
+        patch["extra_dirs"] = want["extra_dirs"]
+    return patch
+
+
+def target_state(desired_state: str) -> str:
+    return "inactive" if desired_state == "stopped" else "active"
+
+
+@dataclass
+class Outcome:
+    """What happened to one spec; ``status`` is the agent's state of the service."""
+
+    name: str
+    action: Action
+    body: dict[str, Any] = field(repr=False)
+    desired_state: str = "running"
+    changed: list[str] = field(default_factory=list)
+    done: bool = False
+    dry_run: bool = False
+    status: str | None = None
+    last_error: str | None = None
+    error: ClientError | None = None
+    superuser_password: str | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def ready(self) -> bool:
+        return not self.failed and self.status == target_state(self.desired_state)
+
+    @property
+    def verb(self) -> str:
+        """What was done, what would be (dry run), or what is still under way."""
+        if self.failed:
+            return "failed"
+        if self.action == "unchanged":
+            return "unchanged"
+        past, conditional, ongoing = {
+            "create": ("created", "would create", "creating"),
+            "configure": ("configured", "would configure", "configuring"),
+        }[self.action]
+        if self.done:
+            return past
+        return conditional if self.dry_run else ongoing
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "project_name": self.name,
+            "action": self.verb,
+            "changed": self.changed,
+            "status": self.status,
+            "desired_state": self.desired_state,
+            "ready": self.ready,
+            "last_error": self.last_error,
+            "error": None,
+        }
+        if isinstance(self.error, ApiError):
+            data["error"] = {
+                "status": self.error.status,
+                "code": self.error.code,
+                "message": self.error.message,
+                "errors": [vars(issue) for issue in self.error.issues],
+            }
+        elif self.error is not None:
+            data["error"] = {"message": str(self.error)}
+        if self.superuser_password is not None:
+            data["superuser_password"] = self.superuser_password
+        return data
+
+
+def list_services(client: ApiClient) -> list[dict[str, Any]]:
+    """Every service, page by page."""
+    services: list[dict[str, Any]] = []
+    while True:
+        body = client.call(
+            "GET", "/services", query={"limit": LIST_PAGE, "offset": len(services)}
+        ).body
+        page = list(body.get("services") or [])
+        services += page
+        if not page or len(services) >= int(body.get("total", 0)):
+            return services
+
+
+def plan(docs: Sequence[Document], existing: Mapping[str, Mapping[str, Any]]) -> list[Outcome]:
+    """Create, configure (with the fields that differ) or leave alone, per document."""
+    outcomes = []
+    for doc in docs:
+        name = doc.spec.project_name
+        current = existing.get(name)
+        if current is None:
+            body = create_body(doc)
+            outcomes.append(Outcome(name, "create", body, body["desired_state"]))
+            continue
+        patch = patch_body(doc, current)
+        desired = patch.get("desired_state", current.get("desired_state", "running"))
+        outcome = Outcome(
+            name,
+            "configure" if patch else "unchanged",
+            patch,
+            str(desired),
+            changed=sorted(patch),
+            status=current.get("status"),
+            last_error=current.get("last_error"),
+        )
+        outcomes.append(outcome)
+    return outcomes
+
+
+def write(client: ApiClient, outcome: Outcome, wait: bool) -> None:
+    """Send one create or patch; the outcome records the answer or the failure."""
+    try:
+        if outcome.action == "create":
+            reply = client.call(
+                "POST",
+                "/services",
+                query={"wait": wait},
+                body=outcome.body,
+                timeout=WAITING_TIMEOUT,
+            )
+        else:
+            reply = client.call(
+                "PATCH",
+                service_path(outcome.name),
+                query={"wait": wait},
+                body=outcome.body,
+                timeout=WAITING_TIMEOUT,
+            )
+    except ClientError as exc:
+        outcome.error = exc
+        return
+    service = reply.body.get("service") or {}
+    outcome.done = True
+    outcome.status = service.get("status")
+    outcome.desired_state = str(service.get("desired_state", outcome.desired_state))
+    outcome.last_error = service.get("last_error")
+    outcome.superuser_password = reply.body.get("superuser_password")
+
+
+def dry_run_check(client: ApiClient, outcome: Outcome) -> None:
+    """A create is checked by the agent without storing anything (``/validate/service``)."""
+    if outcome.action != "create":
+        return
+    try:
+        client.call("POST", "/validate/service", body=outcome.body, timeout=WAITING_TIMEOUT)
+    except ClientError as exc:
+        outcome.error = exc
+
+
+def write_all(client: ApiClient, outcomes: Sequence[Outcome]) -> None:
+    """One after the other, each answered at once (no wait)."""
+    for outcome in outcomes:
+        if outcome.action != "unchanged":
+            write(client, outcome, wait=False)
+
+
+def _start_writers(client: ApiClient, outcomes: Sequence[Outcome]) -> queue.Queue[Outcome]:
+    """Send the writes from daemon threads (so Ctrl-C is never held up by one)."""
+    jobs: queue.Queue[Outcome] = queue.Queue()
+    finished: queue.Queue[Outcome] = queue.Queue()
+    for outcome in outcomes:
+        jobs.put(outcome)
+
+    def work() -> None:
+        while True:
+            try:
+                outcome = jobs.get_nowait()
+            except queue.Empty:
+                return
+            write(client, outcome, wait=True)
+            finished.put(outcome)
+
+    for _ in range(min(WRITERS, len(outcomes))):
+        threading.Thread(target=work, name="pockestrator-apply", daemon=True).start()
+    return finished
+
+
+def _item(outcome: Outcome, writing: set[str]) -> Item:
+    if outcome.name in writing:
+        return Item(outcome.name, "applying", False)
+    state = outcome.status or "unknown"
+    detail = (outcome.last_error or "") if state == "error" else ""
+    return Item(outcome.name, state, outcome.ready, detail)
+
+
+def write_and_wait(
+    client: ApiClient,
+    outcomes: Sequence[Outcome],
+    timeout: float,
+    progress: Progress,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Write, then watch until every applied service is ready; False at the timeout."""
+    deadline = clock() + timeout
+    to_write = [o for o in outcomes if o.action != "unchanged"]
+    writing = {o.name for o in to_write}
+    finished = _start_writers(client, to_write)
+    watched = [o for o in outcomes if not o.failed]
+    last_poll = float("-inf")
+    try:
+        while True:
+            watched = [o for o in watched if not o.failed]
+            if clock() - last_poll >= POLL_INTERVAL and any(
+                not o.ready and o.name not in writing for o in watched
+            ):
+                last_poll = clock()
+                _refresh(client, [o for o in watched if o.name not in writing])
+            progress.update([_item(o, writing) for o in watched])
+            if not writing and all(o.ready for o in watched):
+                return True
+            if clock() >= deadline:
+                return False
+            # Wakes as soon as a write is answered, else after a tick (the spinner, polls).
+            try:
+                done = finished.get(timeout=max(0.0, min(TICK, deadline - clock())))
+                writing.discard(done.name)
+            except queue.Empty:
+                pass
+    finally:
+        progress.close()
+
+
+def _refresh(client: ApiClient, outcomes: Sequence[Outcome]) -> None:
+    """The agent's current state of each service (one list, not one request each)."""
+    try:
+        current = {s.get("project_name"): s for s in list_services(client)}
+    except ClientError:
+        return  # a blip while watching is not a failure of the apply; the next poll retries
+    for outcome in outcomes:
+        service = current.get(outcome.name)
+        if service is None:
+            continue
+        outcome.status = service.get("status")
+        outcome.desired_state = str(service.get("desired_state", outcome.desired_state))
+        outcome.last_error = service.get("last_error")

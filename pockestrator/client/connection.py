@@ -1,0 +1,115 @@
+"""Which agent to talk to and with which token, in the documented order.
+
+URL: ``--url``, then ``POCKESTRATOR_URL``, then the local default the agent and
+``pockestrator up`` listen on. Token: ``--token``, then ``POCKESTRATOR_TOKEN``, then the
+token file that ``pockestrator up`` and ``pockestrator token create --save`` write. Each
+answer remembers where it came from, so that an error (an unreachable agent, a 401) can
+say which setting to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_URL = "http://127.0.0.1:8091"
+URL_ENV = "POCKESTRATOR_URL"
+TOKEN_ENV = "POCKESTRATOR_TOKEN"  # noqa: S105 - a variable's name, not a secret
+API_PREFIX = "/api/pockestrator"
+TOKEN_MAX = 512
+
+
+class SettingError(ValueError):
+    """A URL or token given by the user cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The agent's origin (``http://host:port``, no path) and where that came from."""
+
+    url: str
+    source: str
+
+    @property
+    def api(self) -> str:
+        return self.url + API_PREFIX
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The bearer token (None when none was found) and a phrase saying where it came from."""
+
+    token: str | None = field(repr=False)
+    source: str
+
+
+def token_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``up`` and ``token create --save`` keep the CLI's token (mode 0600).
+
+    ``$XDG_CONFIG_HOME/pockestrator/token``, by default ``~/.config/pockestrator/token``;
+    the same place ``agent.up.token_file`` writes to.
+    """
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pockestrator" / "token"
+
+
+def normalize_url(text: str, source: str) -> str:
+    """``http(s)://host[:port]`` with no trailing slash; a pasted ``.../api/pockestrator``
+    (the API root the docs show) is accepted and trimmed to the origin."""
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingError(
+            f"{source}: {text!r} is not an http:// or https:// URL of an agent (e.g. {DEFAULT_URL})"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingError(f"{source}: {text!r} must be only scheme, host and port")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise SettingError(f"{source}: {text!r} has an invalid port") from None
+    path = parts.path.rstrip("/")
+    if path.endswith(API_PREFIX):
+        path = path[: -len(API_PREFIX)]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def resolve_url(flag: str | None, environ: Mapping[str, str]) -> Endpoint:
+    if flag:
+        return Endpoint(normalize_url(flag, "--url"), "--url")
+    from_env = environ.get(URL_ENV, "").strip()
+    if from_env:
+        return Endpoint(normalize_url(from_env, URL_ENV), URL_ENV)
+    return Endpoint(DEFAULT_URL, f"the default (no --url, {URL_ENV} unset)")
+
+
+def _checked_token(text: str, source: str) -> str:
+    token = text.strip()
+    if len(token) > TOKEN_MAX or any(not (33 <= ord(c) <= 126) for c in token):
+        raise SettingError(f"{source}: not a token (one line of printable ASCII expected)")
+    return token
+
+
+def resolve_token(flag: str | None, environ: Mapping[str, str], file: Path) -> Credentials:
+    """The first token found; an unreadable file is not fatal, its reason is kept."""
+    if flag:
+        return Credentials(_checked_token(flag, "--token"), "--token")
+    from_env = environ.get(TOKEN_ENV, "").strip()
+    if from_env:
+        return Credentials(_checked_token(from_env, TOKEN_ENV), TOKEN_ENV)
+    unset = f"--token not given, {TOKEN_ENV} unset"
+    try:
+        first_line = file.read_text(encoding="utf-8").strip().splitlines()[:1]
+    except FileNotFoundError:
+        return Credentials(None, f"{unset}, no token file at {file}")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return Credentials(None, f"{unset}, token file {file} unreadable: {reason}")
+    if not first_line or not first_line[0].strip():
+        return Credentials(None, f"{unset}, token file {file} is empty")
+    source = f"the token file {file}"
+    return Credentials(_checked_token(first_line[0], source), source)

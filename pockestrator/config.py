@@ -199,6 +199,15 @@ class AgentConfig(BaseModel):
         return self.archive_dir or self.base_dir / ".archive"
 
 
+def client_file(name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """A file the CLI reads and ``pockestrator up``/``token create --save`` write:
+    ``$XDG_CONFIG_HOME/pockestrator/<name>`` (by default ``~/.config/pockestrator/<name>``).
+    ``token`` holds an API token (mode 0600), ``url`` the address of a running sandbox."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pockestrator" / name
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``POCKESTRATOR_<KEY>`` for every field; tuples are comma-separated."""
     overrides: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
@@ -28,6 +29,9 @@ from tests.testbed.mirror import (
     installed_version,
     pocketbase_binary,
 )
+
+# As the product configures it: plain tracebacks (rich's would show locals, maybe secrets).
+configure_logging("info", json=False)
 
 # Not under /tmp or /var/tmp: PrivateTmp= in the instances' units would hide it.
 TESTBED_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))

@@ -348,6 +348,7 @@ class Reconciler:
             cpu_usage_nsec=final.cpu_usage_nsec,
             restarts=final.n_restarts,
             deployed_version=spec.pocketbase_version,
+            observed_generation=record.generation,
             last_error=error,
             **(
                 {"last_health_check": utc_now(), "health_ok": healthy}

@@ -11,7 +11,6 @@ Data stays in the state folder for the next run.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import sys
@@ -24,7 +23,7 @@ from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.private_systemd import PrivateSystemdError, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.auth import create_admin
-from pockestrator.config import AgentConfig
+from pockestrator.config import AgentConfig, client_file
 from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.specs.store import Store
@@ -36,9 +35,8 @@ ADMIN_EMAIL = "admin@pockestrator.local"
 
 
 def token_file() -> Path:
-    """Where `up` and `token create` leave a token for the CLI (root-only)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "pockestrator" / "token"
+    """Where `up` and `token create --save` leave a token for the CLI (root-only)."""
+    return client_file("token")
 
 
 @dataclass(frozen=True)
@@ -138,11 +136,14 @@ async def run_up(options: UpOptions) -> int:
         token, password, _created = _credentials(config, sandbox.layout.root)
         agent = Agent(config, api_factory=api_factory())
         await agent.start()
+        url_file = client_file("url")
+        write_atomic(url_file, f"http://{config.listen_host}:{config.listen_port}\n")
         try:
             print(_banner(config, sandbox, token, password), flush=True)
             await stop.wait()
             print("Stopping: the agent, every instance, Caddy, journald, systemd...", flush=True)
         finally:
+            url_file.unlink(missing_ok=True)  # the CLI must not find a sandbox that is gone
             await agent.stop()
     finally:
         await sandbox.stop()

@@ -350,7 +350,11 @@ class Service(BaseModel):
     resources: ResourcesView
     flags: FlagsView
     extra_dirs: list[str]
-    generation: int
+    generation: int = Field(description="Counts changes to the spec.")
+    observed_generation: int | None = Field(
+        description="The generation the last finished reconcile acted on; when it equals "
+        "generation, status describes the current spec."
+    )
 
 
 class RuntimeStatus(BaseModel):
@@ -595,6 +599,10 @@ class SystemInfo(BaseModel):
     config: ConfigView
     services: int
     queue_depth: int
+    public_port: int | None = Field(
+        description="The port Caddy serves the instances' domains on (the Caddyfile's"
+        " http_port, or https_port with TLS); null when it is the scheme's default.",
+    )
 
 
 class HealthChecks(BaseModel):

@@ -89,6 +89,7 @@ def service_view(
         ),
         extra_dirs=list(spec.extra_dirs),
         generation=record.generation,
+        observed_generation=status.observed_generation if status else None,
     )
 
 

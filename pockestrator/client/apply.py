@@ -98,6 +98,9 @@ class Outcome:
     dry_run: bool = False
     status: str | None = None
     last_error: str | None = None
+    # With both known, `status` describes the applied spec only once they are equal.
+    generation: int | None = None
+    observed_generation: int | None = None
     error: ClientError | None = None
     superuser_password: str | None = field(default=None, repr=False)
 
@@ -107,7 +110,20 @@ class Outcome:
 
     @property
     def ready(self) -> bool:
-        return not self.failed and self.status == target_state(self.desired_state)
+        caught_up = (
+            self.generation is None
+            or self.observed_generation is None
+            or self.observed_generation >= self.generation
+        )
+        return not self.failed and caught_up and self.status == target_state(self.desired_state)
+
+    def observe(self, service: dict[str, Any]) -> None:
+        """Take the agent's current view of the service."""
+        self.status = service.get("status")
+        self.desired_state = str(service.get("desired_state", self.desired_state))
+        self.last_error = service.get("last_error")
+        self.generation = service.get("generation", self.generation)
+        self.observed_generation = service.get("observed_generation")
 
     @property
     def verb(self) -> str:
@@ -209,11 +225,8 @@ def write(client: ApiClient, outcome: Outcome, wait: bool) -> None:
     except ClientError as exc:
         outcome.error = exc
         return
-    service = reply.body.get("service") or {}
     outcome.done = True
-    outcome.status = service.get("status")
-    outcome.desired_state = str(service.get("desired_state", outcome.desired_state))
-    outcome.last_error = service.get("last_error")
+    outcome.observe(reply.body.get("service") or {})
     outcome.superuser_password = reply.body.get("superuser_password")
 
 
@@ -310,6 +323,4 @@ def _refresh(client: ApiClient, outcomes: Sequence[Outcome]) -> None:
         service = current.get(outcome.name)
         if service is None:
             continue
-        outcome.status = service.get("status")
-        outcome.desired_state = str(service.get("desired_state", outcome.desired_state))
-        outcome.last_error = service.get("last_error")
+        outcome.observe(service)

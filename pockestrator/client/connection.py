@@ -9,11 +9,12 @@ say which setting to fix.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from pockestrator.config import client_file
 
 DEFAULT_URL = "http://127.0.0.1:8091"
 URL_ENV = "POCKESTRATOR_URL"
@@ -47,14 +48,13 @@ class Credentials:
 
 
 def token_file(environ: Mapping[str, str] | None = None) -> Path:
-    """Where ``up`` and ``token create --save`` keep the CLI's token (mode 0600).
+    """Where ``up`` and ``token create --save`` keep the CLI's token (mode 0600)."""
+    return client_file("token", environ)
 
-    ``$XDG_CONFIG_HOME/pockestrator/token``, by default ``~/.config/pockestrator/token``;
-    the same place ``agent.up.token_file`` writes to.
-    """
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "pockestrator" / "token"
+
+def url_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where a running ``pockestrator up`` says its address (it may not be the default)."""
+    return client_file("url", environ)
 
 
 def normalize_url(text: str, source: str) -> str:
@@ -84,6 +84,13 @@ def resolve_url(flag: str | None, environ: Mapping[str, str]) -> Endpoint:
     from_env = environ.get(URL_ENV, "").strip()
     if from_env:
         return Endpoint(normalize_url(from_env, URL_ENV), URL_ENV)
+    sandbox = url_file(environ)
+    try:
+        written = sandbox.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        written = ""
+    if written:
+        return Endpoint(normalize_url(written, str(sandbox)), f"{sandbox} (pockestrator up)")
     return Endpoint(DEFAULT_URL, f"the default (no --url, {URL_ENV} unset)")
 
 

@@ -123,7 +123,8 @@ def superuser_command(
     PocketBase takes the password only as an argument, so it is visible in ``/proc`` to the
     host's other users for the fraction of a second the command runs.
     """
-    command = [str(binary), "superuser", "upsert", email, password, f"--dir={data_dir}"]
+    # "--" ends the options: a password may start with "-" (token_urlsafe's alphabet has it).
+    command = [str(binary), "superuser", "upsert", f"--dir={data_dir}", "--", email, password]
     if owner is None:
         return command
     setpriv = shutil.which(SETPRIV) or f"/usr/bin/{SETPRIV}"

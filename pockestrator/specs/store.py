@@ -76,6 +76,7 @@ MIGRATIONS: tuple[str, ...] = (
         deployed_version TEXT,
         failed_version TEXT,
         cpu_percent REAL,
+        observed_generation INTEGER,
         last_health_check TEXT,
         health_ok INTEGER,
         health_failures INTEGER NOT NULL DEFAULT 0,
@@ -228,6 +229,8 @@ class ServiceStatus:
     deployed_version: str | None = None
     failed_version: str | None = None
     cpu_percent: float | None = None
+    # The spec generation the last finished reconcile acted on (compare with the record's).
+    observed_generation: int | None = None
     last_health_check: datetime | None = None
     health_ok: bool | None = None
     health_failures: int = 0
@@ -984,6 +987,7 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         deployed_version=row["deployed_version"],
         failed_version=row["failed_version"],
         cpu_percent=row["cpu_percent"],
+        observed_generation=row["observed_generation"],
         last_health_check=parse_iso(row["last_health_check"]),
         health_ok=flag(row["health_ok"]),
         health_failures=int(row["health_failures"] or 0),

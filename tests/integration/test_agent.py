@@ -58,6 +58,8 @@ async def test_a_spec_file_becomes_a_pocketbase_behind_caddy(
     assert status.pid is not None and Path(f"/proc/{status.pid}").exists()
     assert status.deployed_version == pocketbase_versions[1]
     assert status.systemd_config_hash and status.caddy_config_hash
+    record = agent.store.get_service("first")
+    assert record is not None and status.observed_generation == record.generation
 
 
 async def test_a_second_reconcile_with_nothing_changed_writes_nothing(
@@ -89,6 +91,7 @@ async def test_editing_the_spec_moves_the_service_to_its_new_port_and_domain(
     await status_becomes(agent, "moving", lambda s: s.state == "active")
     new_port = free_port()
     write_spec(agent, "moving", new_port, pocketbase_versions[1], domain="moved.example.test")
+    await status_becomes(agent, "moving", lambda s: s.observed_generation == 2)
     assert await wait_for_pocketbase(sandbox.caddy_url, "moved.example.test", timeout=30)
     assert await wait_until(
         lambda: _not(pocketbase_health(sandbox.caddy_url, "moving.localhost")), 10

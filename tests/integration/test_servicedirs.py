@@ -349,6 +349,23 @@ async def test_first_superuser_is_created_once_and_logs_in_to_pocketbase(bed: Be
         await bed.sandbox.bus.stop_unit(unit)
 
 
+async def test_a_password_that_starts_with_a_dash_is_not_read_as_an_option(bed: Bed) -> None:
+    # token_urlsafe's alphabet has "-": a generated password can look like a flag.
+    spec = make_spec("dashed", bed.newer, superuser_email="dash@example.com")
+    await bed.dirs.apply(spec)
+
+    created = await bed.dirs.ensure_superuser(spec, password="-eDashFirst-1234567890")
+
+    assert created is not None
+    url, unit = await run_pocketbase(bed, "dashed")
+    try:
+        status, body = await login(url, "dash@example.com", "-eDashFirst-1234567890")
+        assert status == 200 and "token" in body
+    finally:
+        assert bed.sandbox.bus is not None
+        await bed.sandbox.bus.stop_unit(unit)
+
+
 async def test_superuser_password_can_come_from_a_file(bed: Bed) -> None:
     secret = bed.sandbox.layout.root / "admin-password"
     secret.write_text("correct-horse-battery-staple\n")
@@ -423,7 +440,8 @@ async def test_password_echoed_by_a_failing_tool_is_redacted_from_the_error(
         await dirs.ensure_superuser(spec)
 
     message = str(raised.value)
-    assert "args: superuser upsert e@example.com [redacted] --dir=" in message
+    assert "args: superuser upsert --dir=" in message
+    assert "-- e@example.com [redacted]" in message
     assert f"\n{NOBODY}" in message  # it ran as the instance user
     assert password not in message
     captured = capsys.readouterr()

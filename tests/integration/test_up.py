@@ -77,6 +77,8 @@ async def test_up_serves_a_dropped_spec_and_ctrl_c_leaves_nothing_behind(
         token_file = state / "config" / "pockestrator" / "token"
         assert token_file.read_text().strip() in banner
         assert token_file.stat().st_mode & 0o077 == 0
+        url_file = state / "config" / "pockestrator" / "url"
+        assert url_file.read_text().strip() == f"http://127.0.0.1:{api_port}"
 
         started = time.perf_counter()
         version = installed_version()
@@ -93,6 +95,7 @@ async def test_up_serves_a_dropped_spec_and_ctrl_c_leaves_nothing_behind(
         rest = await output.rest()
     assert process.returncode == 0, rest
     assert "nothing left running" in rest
+    assert not (state / "config" / "pockestrator" / "url").exists()
     manager = PrivateSystemd(state / "sandbox" / "systemd")
     assert manager.leftover_pids() == []
     assert not await pocketbase_health(f"http://127.0.0.1:{caddy_port}", "blog.localhost")

@@ -411,3 +411,18 @@ def test_admin_create_refuses_a_database_that_does_not_exist(
     assert main(["admin", "create", "a@b.example", "--database", str(missing)]) == 1
     assert f"no agent database at {missing}" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_a_running_sandboxs_address_comes_after_the_flag_and_the_variable(
+    tmp_path: Path,
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    written = tmp_path / "pockestrator" / "url"
+    written.parent.mkdir()
+    written.write_text("http://127.0.0.1:18091\n")
+    found = resolve_url(None, env)
+    assert found.url == "http://127.0.0.1:18091" and "pockestrator up" in found.source
+    assert resolve_url(None, {**env, "POCKESTRATOR_URL": "http://e:1"}).url == "http://e:1"
+    assert resolve_url("http://f:2", env).url == "http://f:2"
+    written.unlink()
+    assert resolve_url(None, env).url == DEFAULT_URL

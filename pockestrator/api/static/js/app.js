@@ -1,0 +1,194 @@
+// The dashboard's entry: hash routes to views, the session guard, the header, the banner.
+//
+// Each view module exports `title` and `show(root, view)`; `view` carries the route's
+// params and query, and helpers whose work ends when the user leaves the view (polling
+// timers, log streams): `view.every(ms, fn)`, `view.onLeave(fn)`, `view.active`.
+
+import { clearSession, get, getSession, post, whenUnauthorized } from './api.js';
+import { h, mount, setText } from './render.js';
+import { forgetSystemInfo, navigate, notify, showHostHealth } from './shell.js';
+import * as create from './views/create.js';
+import * as detail from './views/detail.js';
+import * as login from './views/login.js';
+import * as logs from './views/logs.js';
+import * as services from './views/services.js';
+import * as system from './views/system.js';
+
+const ROUTES = [
+  [/^\/login$/, login, null],
+  [/^\/system$/, system, 'system'],
+  [/^\/services\/new$/, create, 'new'],
+  [/^\/services\/([^/]+)\/logs$/, logs, 'services'],
+  [/^\/services\/([^/]+)$/, detail, 'services'],
+  [/^\/(?:services)?$/, services, 'services'],
+];
+const HEALTH_EVERY_MS = 30000;
+
+const main = document.getElementById('main');
+const header = document.querySelector('header.top');
+let current = null;
+let healthTimer = null;
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/services';
+  const [path, search = ''] = raw.split('?');
+  return { path, query: new URLSearchParams(search) };
+}
+
+function safeDecode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+function leave() {
+  if (current === null) return;
+  current.active = false;
+  for (const fn of current.cleanups.splice(0)) {
+    try {
+      fn();
+    } catch (error) {
+      console.error(error);
+    }
+  }
+  current = null;
+}
+
+function makeView(params, query) {
+  const view = {
+    params,
+    query,
+    active: true,
+    cleanups: [],
+    onLeave(fn) {
+      view.cleanups.push(fn);
+    },
+    /**
+     * Run `fn` now and every `ms` until the view is left; runs never overlap, a failed run
+     * is reported and the next one still comes (the agent may be back by then).
+     */
+    every(ms, fn) {
+      let timer = null;
+      const tick = async () => {
+        if (!view.active) return;
+        try {
+          if (!document.hidden) await fn();
+        } catch (error) {
+          if (view.active) notify(`Could not refresh: ${error.message}`, 'error');
+        }
+        if (view.active) timer = setTimeout(tick, ms);
+      };
+      view.onLeave(() => clearTimeout(timer));
+      return tick();
+    },
+  };
+  return view;
+}
+
+async function route() {
+  leave();
+  const { path, query } = parseHash();
+  const session = getSession();
+  const match = ROUTES.map(([pattern, module, nav]) => [path.match(pattern), module, nav]).find(
+    ([found]) => found,
+  );
+  if (!session && (!match || match[1] !== login)) {
+    const next = path === '/login' ? '' : `?next=${encodeURIComponent(path)}`;
+    location.replace(`#/login${next}`);
+    return;
+  }
+  showChrome(session);
+  const [found, module, nav] = match ?? [null, null, null];
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    if (link.dataset.nav === nav) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const root = h('div', { class: 'view' });
+  mount(main, root);
+  if (!module) {
+    document.title = 'Not found · Pockestrator';
+    mount(
+      root,
+      h('h1', {}, 'Page not found'),
+      h('p', {}, h('a', { href: '#/services' }, 'Back to the services')),
+    );
+    focusHeading(root);
+    return;
+  }
+  const view = makeView(found.slice(1).map(safeDecode), query);
+  current = view;
+  document.title = `${module.title} · Pockestrator`;
+  try {
+    await module.show(root, view);
+  } catch (error) {
+    if (!view.active) return;
+    mount(
+      root,
+      h('h1', {}, module.title),
+      h('p', { class: 'alert error', role: 'alert' }, error.message),
+    );
+  }
+  if (view.active) focusHeading(root);
+}
+
+/** After a route change, move focus to the page's heading so screen readers announce it. */
+function focusHeading(root) {
+  const heading = root.querySelector('h1');
+  if (heading && !root.contains(document.activeElement)) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus({ preventScroll: true });
+  }
+}
+
+function showChrome(session) {
+  header.hidden = !session;
+  setText(document.getElementById('who'), session?.email ?? '');
+  if (session && healthTimer === null) {
+    checkHost();
+    healthTimer = setInterval(checkHost, HEALTH_EVERY_MS);
+  }
+  if (!session) {
+    clearInterval(healthTimer);
+    healthTimer = null;
+    showHostHealth(null);
+  }
+}
+
+/** Ask the agent about its host now and then, so the banner tells when it is not ready. */
+async function checkHost() {
+  let report = null;
+  try {
+    report = await get('/system/health');
+  } catch (error) {
+    report = error.body?.checks ? error.body : null; // 503 carries the report
+  }
+  showHostHealth(getSession() ? report : null);
+}
+
+function signedOut(message) {
+  clearSession();
+  forgetSystemInfo();
+  navigate('#/login');
+  if (message) notify(message, 'error');
+}
+
+document.getElementById('sign-out').addEventListener('click', async () => {
+  try {
+    await post('/auth/logout');
+  } catch {
+    // The session may already be gone; signing out still ends it for this tab.
+  }
+  if (getSession()) signedOut();
+  notify('Signed out.');
+});
+
+whenUnauthorized(() => {
+  if (getSession()) signedOut('Your session has ended; please sign in again.');
+});
+window.addEventListener('hashchange', route);
+window.addEventListener('unhandledrejection', (event) => {
+  notify(event.reason?.message ?? String(event.reason), 'error');
+});
+route();

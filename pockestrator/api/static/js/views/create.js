@@ -1,0 +1,318 @@
+// Create a service: a form with the spec's fields, checked by POST /validate/service as
+// the user types (debounced; each error or warning next to its field, once the field has
+// been touched), then POST /services and the deployment (views/deployment.js).
+
+import { ApiError, get, post } from '../api.js';
+import { compareVersions } from '../format.js';
+import { field, fieldMessage, h, mount, setText } from '../render.js';
+import { systemInfo } from '../shell.js';
+import { showDeployment } from './deployment.js';
+
+export const title = 'New service';
+const VALIDATE_AFTER_MS = 350;
+
+/** The form, group by group: [spec field, label, hint]; 'env' is the variables editor. */
+const GROUPS = [
+  [
+    'Service',
+    [
+      [
+        'project_name',
+        'Project name',
+        'Lowercase letters, digits and "-", starting with a letter.',
+      ],
+      ['port', 'Port', 'The local port PocketBase listens on (1024–65535); Caddy proxies to it.'],
+      ['pocketbase_version', 'PocketBase version'],
+      ['domain', 'Domain (optional)'],
+      ['description', 'Description (optional)'],
+    ],
+  ],
+  [
+    'Access',
+    [
+      [
+        'superuser_email',
+        'First superuser e-mail (optional)',
+        'A superuser is created with a generated password, shown once after creation.',
+      ],
+    ],
+  ],
+  ['Environment variables (optional)', 'env'],
+  [
+    'Limits and state',
+    [
+      ['resources.memory_max', 'Memory limit (optional)', 'systemd MemoryMax=, e.g. 512M.'],
+      [
+        'resources.cpu_quota',
+        'CPU quota (optional)',
+        'systemd CPUQuota=, e.g. 50% (100% is one core).',
+      ],
+      ['desired_state', 'After creation'],
+    ],
+  ],
+];
+const TEXT_FIELDS = ['project_name', 'pocketbase_version', 'domain', 'superuser_email'];
+
+export async function show(root, view) {
+  const [info, list] = await Promise.all([
+    systemInfo().catch(() => null),
+    get('/services?limit=500').catch(() => ({ services: [] })),
+  ]);
+  const known = knownVersions(list.services);
+  const ports = list.services.map((service) => service.port);
+  const input = (props = {}) =>
+    h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', ...props });
+  const controls = {
+    project_name: input({ maxlength: 50, required: true }),
+    port: input({ inputmode: 'numeric', required: true, value: suggestPort(ports) }),
+    pocketbase_version: input({ list: 'known-versions', required: true, value: known[0] ?? '' }),
+    domain: input({ inputmode: 'url' }),
+    description: h('textarea', { rows: 2, maxlength: 500 }),
+    superuser_email: input({ type: 'email' }),
+    'resources.memory_max': input(),
+    'resources.cpu_quota': input(),
+    desired_state: h(
+      'select',
+      {},
+      h('option', { value: 'running' }, 'Running'),
+      h('option', { value: 'stopped' }, 'Stopped'),
+    ),
+  };
+  const hints = {
+    pocketbase_version: known.length
+      ? `Versions in use here: ${known.join(', ')}. Any released version works.`
+      : 'A released version, e.g. 0.29.0; the agent checks that it exists.',
+    domain: `Default: <project name>.${info?.config.default_domain ?? '<default domain>'}`,
+  };
+  const fields = {};
+  const env = envEditor();
+  const general = h('div', { class: 'alert error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit' }, 'Create service');
+  const status = h('p', { class: 'muted', 'aria-live': 'polite' });
+  const form = h(
+    'form',
+    { class: 'card', novalidate: true, onsubmit: create, oninput: changed, onchange: changed },
+    general,
+    GROUPS.map(([legend, entries]) =>
+      entries === 'env'
+        ? env.element
+        : h(
+            'fieldset',
+            {},
+            h('legend', {}, legend),
+            entries.map(([name, label, hint]) => {
+              fields[name] = field({
+                name,
+                label,
+                control: controls[name],
+                hint: hints[name] ?? hint,
+              });
+              return fields[name];
+            }),
+          ),
+    ),
+    h('div', { class: 'actions' }, submit, status),
+  );
+  mount(
+    root,
+    h('h1', {}, 'New service'),
+    h(
+      'datalist',
+      { id: 'known-versions' },
+      known.map((version) => h('option', { value: version })),
+    ),
+    form,
+  );
+
+  // Problems show for the fields the user has been at (prefilled ones count), all on submit.
+  const touched = new Set(Object.keys(controls).filter((name) => controls[name].value));
+  touched.delete('desired_state');
+  let submitted = false;
+  let timer = null;
+  let sequence = 0;
+  view.onLeave(() => clearTimeout(timer));
+
+  function body() {
+    const text = (name) => controls[name].value.trim();
+    const spec = { desired_state: controls.desired_state.value };
+    for (const name of TEXT_FIELDS) if (text(name)) spec[name] = text(name);
+    // A port that is not a number goes as typed, so that the API says what is wrong.
+    if (text('port'))
+      spec.port = /^\d{1,6}$/.test(text('port')) ? Number(text('port')) : text('port');
+    if (controls.description.value) spec.description = controls.description.value;
+    const variables = env.value();
+    if (Object.keys(variables).length) spec.env = variables;
+    const resources = {};
+    for (const key of ['memory_max', 'cpu_quota']) {
+      if (text(`resources.${key}`)) resources[key] = text(`resources.${key}`);
+    }
+    if (Object.keys(resources).length) spec.resources = resources;
+    return spec;
+  }
+
+  function changed(event) {
+    const wrapper = event.target.closest('[data-field]');
+    if (wrapper) touched.add(wrapper.dataset.field);
+    clearTimeout(timer);
+    timer = setTimeout(validate, VALIDATE_AFTER_MS);
+  }
+
+  async function validate() {
+    const mine = ++sequence;
+    let result;
+    try {
+      result = await post('/validate/service', body());
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 400 || !error.body?.errors) {
+        if (mine === sequence) setText(status, `Could not check the spec: ${error.message}`);
+        return;
+      }
+      result = error.body; // 400: the spec has errors, listed like warnings
+    }
+    if (mine !== sequence || !view.active) return; // an answer to an older edit
+    setText(status, '');
+    showProblems(result.errors, result.warnings ?? []);
+  }
+
+  /** Which field shows a problem: 'resources.memory_max', 'env.FOO' -> 'env', ... */
+  function owner(problem) {
+    const path = problem.field;
+    if (fields[path]) return path;
+    const head = path.split('.')[0];
+    if (head === 'env') return 'env';
+    const nested = path.split('.').slice(0, 2).join('.');
+    if (fields[nested]) return nested;
+    return fields[head] ? head : null;
+  }
+
+  /** Each problem next to its field; errors that no field shows go to the top. */
+  function showProblems(errors, warnings) {
+    const placed = new Set();
+    for (const name of [...Object.keys(fields), 'env']) {
+      const error = errors.find((problem) => owner(problem) === name);
+      const warning = warnings.find((problem) => owner(problem) === name);
+      if (error) placed.add(error);
+      const shown = submitted || touched.has(name) ? (error ?? warning ?? null) : null;
+      const kind = error ? 'error' : 'warning';
+      if (name === 'env') env.message(shown, kind);
+      else fieldMessage(fields[name], shown, kind);
+    }
+    const rest = submitted ? errors.filter((problem) => !placed.has(problem)) : [];
+    general.hidden = rest.length === 0;
+    mount(
+      general,
+      rest.length
+        ? h(
+            'ul',
+            {},
+            rest.map((p) => h('li', {}, `${p.field}: ${p.message}`)),
+          )
+        : null,
+    );
+  }
+
+  async function create(event) {
+    event.preventDefault();
+    submitted = true;
+    clearTimeout(timer);
+    sequence += 1; // answers to validations still in flight no longer matter
+    submit.disabled = true;
+    setText(status, 'Creating…');
+    let created;
+    try {
+      created = await post('/services', body());
+    } catch (error) {
+      submit.disabled = false;
+      setText(status, '');
+      if (error instanceof ApiError && error.errors.length) {
+        showProblems(error.errors, []);
+        form.querySelector('[aria-invalid="true"]')?.focus();
+      } else {
+        general.hidden = false;
+        mount(general, h('p', {}, `The service was not created: ${error.message}`));
+      }
+      return;
+    }
+    await showDeployment(root, view, created, info);
+  }
+}
+
+/** Rows of NAME = value; `value()` gives the env object, `message()` shows a problem. */
+function envEditor() {
+  const rows = h('div', { class: 'env-rows' });
+  const note = h('p', { class: 'message', id: 'env-message', 'aria-live': 'polite' });
+  const add = h('button', { type: 'button', class: 'secondary' }, 'Add variable');
+  const element = h(
+    'fieldset',
+    { class: 'env', 'data-field': 'env', 'aria-describedby': 'env-message' },
+    h('legend', {}, 'Environment variables (optional)'),
+    rows,
+    note,
+    add,
+  );
+  const text = (className, label, placeholder) =>
+    h(
+      'label',
+      {},
+      h('span', { class: 'visually-hidden' }, label),
+      h('input', {
+        type: 'text',
+        class: className,
+        placeholder,
+        autocomplete: 'off',
+        spellcheck: 'false',
+      }),
+    );
+  add.addEventListener('click', () => {
+    const index = rows.children.length + 1;
+    const remove = h(
+      'button',
+      { type: 'button', class: 'secondary icon', 'aria-label': `Remove variable ${index}` },
+      '×',
+    );
+    const row = h(
+      'div',
+      { class: 'env-row' },
+      text('env-name', `Variable ${index} name`, 'NAME'),
+      text('env-value', `Variable ${index} value`, 'value'),
+      remove,
+    );
+    remove.addEventListener('click', () => {
+      row.remove();
+      add.focus();
+      element.dispatchEvent(new Event('input', { bubbles: true })); // validate again
+    });
+    rows.append(row);
+    row.querySelector('input').focus();
+  });
+  return {
+    element,
+    value() {
+      const env = {};
+      for (const row of rows.children) {
+        const name = row.querySelector('.env-name').value.trim();
+        if (name) env[name] = row.querySelector('.env-value').value;
+      }
+      return env;
+    },
+    message(problem, kind) {
+      setText(note, problem ? `${problem.field}: ${problem.message}` : '');
+      note.className = problem ? `message ${kind}` : 'message';
+    },
+  };
+}
+
+/** The port after the highest in use (the API says if it is taken); none for the first. */
+function suggestPort(ports) {
+  const next = Math.max(...ports) + 1;
+  return ports.length && next <= 65535 ? next : '';
+}
+
+function knownVersions(services) {
+  const versions = new Set();
+  for (const service of services) {
+    versions.add(service.pocketbase_version);
+    if (service.deployed_version) versions.add(service.deployed_version);
+  }
+  return [...versions].sort(compareVersions);
+}

@@ -1,0 +1,370 @@
+// One service: runtime status, drift (config_match and the rendered hashes), events,
+// start/stop/restart, a version change (an upgrade through PATCH) and deletion.
+// A service owned by a spec file shows its file; what the API refuses for it (spec
+// changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
+
+import { ApiError, del, get, patch, post, servicePath } from '../api.js';
+import { bytes, instanceUrl, since, when } from '../format.js';
+import {
+  badge,
+  button,
+  card,
+  field,
+  fieldMessage,
+  h,
+  mount,
+  setText,
+  updateBadge,
+} from '../render.js';
+import { navigate, notify, systemInfo } from '../shell.js';
+import { deleteDialog } from './delete-dialog.js';
+
+export const title = 'Service';
+const REFRESH_MS = 3000;
+
+// Each row: [term, what to show from {service, runtime, status, link}] (null shows '—').
+const RUNTIME = [
+  [
+    'systemd state',
+    ({ status: s }) => `${s.systemd_status}${s.sub_state ? ` (${s.sub_state})` : ''}`,
+  ],
+  ['Main PID', ({ status }) => status.pid],
+  ['Memory', ({ status }) => bytes(status.memory_bytes)],
+  ['CPU', ({ status }) => status.cpu_usage],
+  ['Restarts', ({ status }) => status.restarts],
+  [
+    'Active since',
+    ({ status: s }) => s.active_since && `${when(s.active_since)} (${since(s.active_since)})`,
+  ],
+  ['Health check', ({ status }) => healthText(status)],
+  ['Desired state', ({ status }) => status.desired_state],
+  ['Deployed version', ({ status }) => status.deployed_version],
+  ['Last error', ({ status }) => status.error_message ?? 'none'],
+];
+const DRIFT = [
+  ['Config match', ({ runtime }) => driftText(runtime.config_match)],
+  ['systemd config hash', ({ service }) => service.systemd_config_hash],
+  ['Caddy config hash', ({ service }) => service.caddy_config_hash],
+  ['Caddy site', ({ runtime }) => runtime.caddy_status],
+  ['Checked', ({ runtime }) => when(runtime.last_checked)],
+];
+const SPEC = [
+  [
+    'Domain',
+    ({ service, link }) =>
+      h('a', { href: link, target: '_blank', rel: 'noopener noreferrer' }, service.domain),
+  ],
+  ['Port', ({ service }) => service.port],
+  ['PocketBase version', ({ service }) => service.pocketbase_version],
+  ['systemd unit', ({ service }) => service.service_name],
+  ['Description', ({ service }) => service.description || null],
+  ['First superuser', ({ service }) => service.superuser_email],
+  [
+    'Environment',
+    ({ service }) =>
+      Object.entries(service.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') || null,
+  ],
+  ['Limits', ({ service }) => limitsText(service.resources)],
+  [
+    'Defined by',
+    ({ service: s }) =>
+      s.source === 'file' ? `spec file ${s.source_file}` : `the API (${s.created_by})`,
+  ],
+  ['Created', ({ service }) => when(service.created_at)],
+  ['Updated', ({ service: s }) => `${when(s.updated_at)} (generation ${s.generation})`],
+];
+
+export async function show(root, view) {
+  const [key] = view.params;
+  const info = await systemInfo().catch(() => null);
+  let detail;
+  try {
+    detail = await get(servicePath(key));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    mount(
+      root,
+      h('h1', {}, 'No such service'),
+      h('p', {}, `There is no service “${key}”. `, h('a', { href: '#/services' }, 'All services')),
+    );
+    return;
+  }
+  const { project_name: name, id, source, source_file: sourceFile } = detail.service;
+  const fileOwned = source === 'file';
+  const owned = fileOwned ? { disabled: true, 'aria-describedby': 'owned-note' } : {};
+  document.title = `${name} · Pockestrator`;
+
+  const rows = [];
+  const list = (table) =>
+    h(
+      'dl',
+      { class: 'details' },
+      table.map(([term, value]) => {
+        const dd = h('dd', { 'data-term': term });
+        rows.push([dd, value]);
+        return h('div', {}, h('dt', {}, term), dd);
+      }),
+    );
+  const state = badge(detail.service.status);
+  const controls = {
+    start: button('Start', () => control('start')),
+    stop: button('Stop', () => control('stop'), { class: 'secondary' }),
+    restart: button('Restart', () => control('restart'), { class: 'secondary' }),
+  };
+  const adminLink = h(
+    'a',
+    { class: 'button secondary', target: '_blank', rel: 'noopener noreferrer' },
+    'Open admin UI',
+  );
+  const message = h('p', { class: 'muted', role: 'status' });
+  const versionInput = h('input', {
+    type: 'text',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    required: true,
+    ...owned,
+  });
+  const versionField = field({
+    name: 'pocketbase_version',
+    label: 'New PocketBase version',
+    control: versionInput,
+    hint: 'The data is backed up first; a version that does not become healthy is rolled back.',
+  });
+  const upgradeButton = h(
+    'button',
+    { type: 'submit', class: 'secondary', ...owned },
+    'Change version',
+  );
+  const events = h('ol', { class: 'events', 'aria-label': 'Events, newest first' });
+  const dialog = deleteDialog(name, info, remove);
+  const deleteButton = button('Delete service…', () => dialog.showModal(), {
+    class: 'danger',
+    ...owned,
+  });
+  const logsLink = h(
+    'a',
+    { class: 'button secondary', href: `#/services/${encodeURIComponent(name)}/logs` },
+    'Logs',
+  );
+
+  mount(
+    root,
+    h('p', { class: 'crumbs' }, h('a', { href: '#/services' }, 'Services'), ' / ', name),
+    h('div', { class: 'title-row' }, h('h1', {}, name, ' ', state)),
+    fileOwned
+      ? h(
+          'p',
+          { class: 'alert info', id: 'owned-note' },
+          'Defined in the spec file ',
+          h('code', { class: 'source-file' }, sourceFile),
+          '. Change or delete it there; start, stop and restart work here.',
+        )
+      : null,
+    h(
+      'div',
+      { class: 'toolbar actions', role: 'group', 'aria-label': 'Service actions' },
+      Object.values(controls),
+      adminLink,
+      logsLink,
+    ),
+    message,
+    h(
+      'div',
+      { class: 'grid' },
+      card('Runtime', {}, list(RUNTIME)),
+      card(
+        'Drift',
+        {},
+        h(
+          'p',
+          { class: 'muted' },
+          'Whether the unit file and Caddy site on disk are what the agent rendered.',
+        ),
+        list(DRIFT),
+      ),
+      card('Spec', {}, list(SPEC)),
+      card(
+        'Change version',
+        {},
+        fileOwned ? h('p', { class: 'muted' }, 'Change the version in the spec file.') : null,
+        h('form', { novalidate: true, onsubmit: upgrade }, versionField, upgradeButton),
+      ),
+      card('Events', { class: 'card wide' }, events),
+      card(
+        'Delete',
+        { class: 'card danger-zone' },
+        h(
+          'p',
+          { class: 'muted' },
+          'Stops the instance and removes its unit and Caddy site; its data is archived or purged, as you choose.',
+        ),
+        fileOwned
+          ? h(
+              'p',
+              { class: 'muted' },
+              'A service from a spec file is deleted by removing its file.',
+            )
+          : null,
+        deleteButton,
+      ),
+    ),
+    dialog,
+  );
+
+  let busy = false;
+  let gone = false;
+  let current = null;
+
+  async function refresh() {
+    if (gone) return;
+    let status, history;
+    try {
+      [detail, status, history] = await Promise.all([
+        get(servicePath(id)),
+        get(servicePath(id, '/status')),
+        get(servicePath(id, '/events?limit=30')),
+      ]);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 404) throw error;
+      gone = true;
+      setText(message, 'This service no longer exists.');
+      for (const control of root.querySelectorAll('button')) control.disabled = true;
+      return;
+    }
+    if (!view.active) return;
+    const link = instanceUrl(detail.service, info?.public_port);
+    current = { service: detail.service, runtime: detail.runtime_status, status, link };
+    render(history.events);
+  }
+
+  function render(eventList) {
+    const { service, runtime } = current;
+    updateBadge(state, service.status);
+    for (const [dd, value] of rows) showValue(dd, value(current));
+    const match = runtime.config_match;
+    root.querySelector('dd[data-term="Config match"]').className =
+      match === false ? 'bad' : match ? 'ok' : '';
+    adminLink.href = `${current.link}_/`;
+    versionInput.placeholder = service.pocketbase_version;
+    renderEvents(eventList);
+    updateControls();
+  }
+
+  function renderEvents(list) {
+    const newest = String(list[0]?.id ?? 0);
+    if (events.dataset.newest === newest) return;
+    events.dataset.newest = newest;
+    mount(
+      events,
+      list.length === 0 ? h('li', { class: 'muted' }, 'No events yet.') : null,
+      list.map((event) =>
+        h(
+          'li',
+          { class: `event event-${event.kind}` },
+          h('time', { datetime: event.at }, when(event.at)),
+          h('span', { class: 'kind' }, event.kind.replaceAll('_', ' ')),
+          h('span', { class: 'event-message' }, event.message),
+        ),
+      ),
+    );
+  }
+
+  /** Start when it is not (wanted) running, stop when it is; nothing while one is under way. */
+  function updateControls() {
+    const wanted = current?.service.desired_state;
+    const running = current?.status.is_running ?? false;
+    controls.start.disabled = busy || gone || (wanted === 'running' && running);
+    controls.stop.disabled = busy || gone || (wanted === 'stopped' && !running);
+    controls.restart.disabled = busy || gone;
+  }
+
+  async function control(action) {
+    busy = true;
+    updateControls();
+    setText(
+      message,
+      `${{ start: 'Starting', stop: 'Stopping', restart: 'Restarting' }[action]} ${name}…`,
+    );
+    try {
+      setText(message, (await post(servicePath(id, '/control'), { action })).message);
+    } catch (error) {
+      setText(message, `Could not ${action} ${name}: ${error.message}`);
+    } finally {
+      busy = false;
+      if (view.active) await refresh();
+    }
+  }
+
+  async function upgrade(event) {
+    event.preventDefault();
+    const version = versionInput.value.trim();
+    if (!version) {
+      fieldMessage(versionField, { message: 'Enter the version to change to.' });
+      versionInput.focus();
+      return;
+    }
+    upgradeButton.disabled = true;
+    try {
+      const result = await patch(servicePath(id), { pocketbase_version: version });
+      versionInput.value = '';
+      fieldMessage(versionField, result.warnings?.[0] ?? null, 'warning');
+      notify(`Changing ${name} to PocketBase ${version}; the events show the upgrade.`);
+      await refresh();
+    } catch (error) {
+      const problem = error.errors?.find((p) => p.field === 'pocketbase_version');
+      fieldMessage(versionField, problem ?? { message: error.message });
+      versionInput.focus();
+    } finally {
+      upgradeButton.disabled = fileOwned;
+    }
+  }
+
+  async function remove(purge) {
+    setText(message, `Deleting ${name}…`);
+    gone = true; // the service is leaving the store: no refresh should look for it now
+    deleteButton.disabled = true;
+    updateControls();
+    try {
+      const result = await del(servicePath(id, purge ? '?purge=true' : ''));
+      const data = purge
+        ? 'its data purged'
+        : `its data archived to ${result.archived_to ?? 'the archive'}`;
+      notify(result.removed ? `Deleted ${name}; ${data}.` : result.message);
+      navigate('#/services');
+    } catch (error) {
+      gone = false;
+      deleteButton.disabled = false;
+      setText(message, `Could not delete ${name}: ${error.message}`);
+      await refresh();
+    }
+  }
+
+  await view.every(REFRESH_MS, refresh);
+}
+
+/** Text, or an element (replaced only when it would look different). */
+function showValue(dd, value) {
+  if (!(value instanceof Node)) {
+    setText(dd, value ?? '—');
+  } else if (dd.firstChild?.outerHTML !== value.outerHTML) {
+    mount(dd, value);
+  }
+}
+
+function healthText(status) {
+  if (!status.is_running) return 'not running';
+  if (status.health_ok === null) return 'not checked yet';
+  return `${status.health_ok ? 'healthy' : 'failing'} (checked ${since(status.last_health_check)})`;
+}
+
+function driftText(match) {
+  if (match === null) return 'not rendered yet';
+  return match ? 'Match' : 'Drift: the host differs from the render';
+}
+
+function limitsText({ memory_max: memory, cpu_quota: cpu }) {
+  const limits = [memory && `memory ${memory}`, cpu && `CPU ${cpu}`].filter(Boolean);
+  return limits.join(', ') || 'none';
+}

@@ -40,6 +40,9 @@ unit: $(VENV)/.installed-test
 integration: $(VENV)/.installed-test
 	$(BIN)/pytest tests/integration
 
+e2e: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest tests/e2e
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
 

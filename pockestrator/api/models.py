@@ -589,6 +589,19 @@ class ConfigView(BaseModel):
     listen: str
 
 
+class ReleaseList(BaseModel):
+    model_config = _CLOSED
+
+    versions: list[str] = Field(
+        description="PocketBase versions that can be deployed, newest first (the release "
+        "index's, plus any in the local cache)."
+    )
+    latest: str | None = Field(description="The newest version that is not a pre-release.")
+    source: str = Field(description="Where versions come from: github, mirror or pypi.")
+    available: bool = Field(description="False when the release index could not be read.")
+    error: str | None = Field(description="Why the index could not be read, when it could not.")
+
+
 class SystemInfo(BaseModel):
     model_config = _CLOSED
 

@@ -19,6 +19,7 @@ from pockestrator.api.models import (
     HealthChecks,
     HealthReport,
     Liveness,
+    ReleaseList,
     RequiredTools,
     SystemChecks,
     SystemInfo,
@@ -29,6 +30,7 @@ from pockestrator.api.views import issue_view
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
 from pockestrator.specs.store import utc_now
+from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 
 OPENAPI = web.AppKey("openapi", dict)
 CADDYFILE_READ_MAX = 1024 * 1024
@@ -91,6 +93,25 @@ async def system_info(request: web.Request) -> web.StreamResponse:
             services=len(agent.store.service_names()),
             queue_depth=agent.queue_depth(),
             public_port=_caddyfile_port(config),
+        )
+    )
+
+
+async def releases(request: web.Request) -> web.StreamResponse:
+    """What the version field of a new service can offer (cached by the index's TTL)."""
+    agent = agent_of(request)
+    error: str | None = None
+    try:
+        versions = list(await agent.releases.versions())
+    except ReleaseIndexUnavailable as exc:
+        versions, error = [], str(exc)
+    return answer(
+        ReleaseList(
+            versions=versions,
+            latest=latest_stable(versions),
+            source=agent.config.release_source,
+            available=error is None,
+            error=error,
         )
     )
 
@@ -163,6 +184,18 @@ OPERATIONS = [
         "Version, uptime and configuration of the agent",
         {200: SystemInfo, **_COMMON},
         "system",
+    ),
+    Operation(
+        "GET",
+        "/releases",
+        releases,
+        "listReleases",
+        "PocketBase versions that can be deployed, newest first, and the latest",
+        {200: ReleaseList, **_COMMON},
+        "system",
+        description="From the configured release index (cached for release_index_ttl), "
+        "merged with the versions in the local cache; when the index cannot be read, "
+        "available is false and versions lists the cache.",
     ),
     Operation(
         "GET",

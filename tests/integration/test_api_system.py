@@ -175,3 +175,42 @@ async def test_a_name_resolves_here_only_when_it_points_at_this_host() -> None:
     assert not is_local_address("192.0.2.1")  # TEST-NET-1: never on a host
     assert not is_local_address("0.0.0.0")
     assert not is_local_address("not an address")
+
+
+async def test_releases_lists_deployable_versions_newest_first(
+    client: Client, pocketbase_versions: tuple[str, str]
+) -> None:
+    older, newer = pocketbase_versions
+    status, body = await client.get("/releases")
+    assert status == 200
+    assert body["available"] is True and body["error"] is None
+    assert body["source"] == "mirror"
+    assert body["latest"] == newer
+    assert body["versions"].index(newer) < body["versions"].index(older)
+
+
+async def test_releases_fall_back_to_the_cache_when_the_index_is_unreachable(
+    client: Client, agent: Agent
+) -> None:
+    from pockestrator.controllers.releases import ReleaseCache, seed_from_installed
+
+    unreachable = agent.config.model_copy(
+        update={
+            "release_index_url": "http://127.0.0.1:9/none",
+            "release_index_ttl": 0,
+            "release_cache_dir": agent.config.base_dir.parent / "empty-release-cache",
+        }
+    )
+    saved = agent.releases
+    agent.releases = ReleaseCache(unreachable)  # type: ignore[misc]
+    try:
+        status, nothing = await client.get("/releases")
+        seeded = seed_from_installed(unreachable.release_cache_dir)
+        _, cached = await client.get("/releases")
+    finally:
+        await agent.releases.close()
+        agent.releases = saved  # type: ignore[misc]
+    assert status == 200
+    assert nothing["available"] is False and nothing["versions"] == []
+    assert "127.0.0.1:9" in nothing["error"]
+    assert cached["versions"] == [seeded] and cached["latest"] == seeded

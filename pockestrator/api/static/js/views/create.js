@@ -54,18 +54,23 @@ const GROUPS = [
 const TEXT_FIELDS = ['project_name', 'pocketbase_version', 'domain', 'superuser_email'];
 
 export async function show(root, view) {
-  const [info, list] = await Promise.all([
+  const [info, list, releases] = await Promise.all([
     systemInfo().catch(() => null),
     get('/services?limit=500').catch(() => ({ services: [] })),
+    get('/releases').catch(() => ({ versions: [], latest: null })),
   ]);
-  const known = knownVersions(list.services);
+  const known = knownVersions(list.services, releases.versions);
   const ports = list.services.map((service) => service.port);
   const input = (props = {}) =>
     h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', ...props });
   const controls = {
     project_name: input({ maxlength: 50, required: true }),
     port: input({ inputmode: 'numeric', required: true, value: suggestPort(ports) }),
-    pocketbase_version: input({ list: 'known-versions', required: true, value: known[0] ?? '' }),
+    pocketbase_version: input({
+      list: 'known-versions',
+      required: true,
+      value: releases.latest ?? known[0] ?? '',
+    }),
     domain: input({ inputmode: 'url' }),
     description: h('textarea', { rows: 2, maxlength: 500 }),
     superuser_email: input({ type: 'email' }),
@@ -79,8 +84,8 @@ export async function show(root, view) {
     ),
   };
   const hints = {
-    pocketbase_version: known.length
-      ? `Versions in use here: ${known.join(', ')}. Any released version works.`
+    pocketbase_version: releases.latest
+      ? `The latest is ${releases.latest}; the list offers every version the agent can deploy.`
       : 'A released version, e.g. 0.29.0; the agent checks that it exists.',
     domain: `Default: <project name>.${info?.config.default_domain ?? '<default domain>'}`,
   };
@@ -308,8 +313,8 @@ function suggestPort(ports) {
   return ports.length && next <= 65535 ? next : '';
 }
 
-function knownVersions(services) {
-  const versions = new Set();
+function knownVersions(services, released = []) {
+  const versions = new Set(released);
   for (const service of services) {
     versions.add(service.pocketbase_version);
     if (service.deployed_version) versions.add(service.deployed_version);

@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-import watchfiles
 
 from pockestrator import __version__
 from pockestrator.agent.health import HealthProber
@@ -36,6 +35,7 @@ from pockestrator.controllers.releases import ReleaseCache, ReleaseError
 from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store, utc_now
@@ -349,17 +349,21 @@ class Agent:
         folders = [self.config.systemd_dir, self.config.caddy_sites_dir]
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-        async for changes in watchfiles.awatch(
-            *folders,
-            watch_filter=lambda _change, path: service_name_of(Path(path).name) is not None,
-            debounce=200,
-            step=20,
-            recursive=False,
-        ):
-            for _change, path in changes:
-                name = service_name_of(Path(path).name)
-                if name is not None:
-                    self.queue.add(name)
+        # Drift only needs repairing within a second; our own writes are batched too.
+        watcher = DirectoryWatcher(
+            folders, lambda name: service_name_of(name) is not None, quiet=0.05, max_delay=0.3
+        )
+        watcher.start()
+        try:
+            async for batch in watcher.batches():
+                if batch is None:  # overflow: look at everything
+                    self.enqueue_many(self.known_names())
+                    continue
+                for path in batch:
+                    if (name := service_name_of(path.name)) is not None:
+                        self.queue.add(name)
+        finally:
+            watcher.close()
 
     async def _resync_forever(self) -> None:
         """Every resync_interval: re-read the spec files (a held-back spec may fit now)

@@ -1,8 +1,8 @@
 """The YAML spec directory: GitOps-style desired state, one or more services per file.
 
 ``parse_spec_file`` is pure: text in, good specs and located issues out (file, line, field,
-code). ``SpecDirectory`` keeps the store in step with a directory: a startup scan, then
-watchfiles (inotify) events, non-recursive, over ``*.yaml``/``*.yml``. It is
+code). ``SpecDirectory`` keeps the store in step with a directory: a startup scan, then inotify
+events (``pockestrator.dirwatch``), non-recursive, over ``*.yaml``/``*.yml``. It is
 level-triggered: whatever the event (created, modified, renamed over, deleted), the file's
 current content is read again, so editors that save by rename and partial writes converge
 to the right state as soon as the file is whole.
@@ -16,16 +16,15 @@ never affected. Removing a file removes its services (their data is archived, no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
-import watchfiles
 import yaml
 
+from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Store, file_owner, owner_file
@@ -33,9 +32,10 @@ from pockestrator.specs.validation import validate_port_on_host
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
-# Events are delivered after `step` ms without further changes, at most `debounce` ms late.
-WATCH_STEP_MS = 10
-WATCH_DEBOUNCE_MS = 80
+# A change is handled once the folder has been quiet for WATCH_QUIET seconds, and at most
+# WATCH_MAX_DELAY after it happened (the spec folder promises to react within 100 ms).
+WATCH_QUIET = 0.02
+WATCH_MAX_DELAY = 0.08
 
 log = structlog.get_logger("pockestrator.specs")
 
@@ -203,6 +203,8 @@ class SpecDirectory:
         self.agent_port = agent_port
         self.issues: dict[str, list[FieldIssue]] = {}
         self._ready = asyncio.Event()
+        # Parsed files by (inode, size, mtime): the periodic rescan re-reads only edits.
+        self._parsed: dict[str, tuple[tuple[int, int, int], ParsedFile]] = {}
 
     def spec_files(self) -> list[Path]:
         try:
@@ -227,15 +229,21 @@ class SpecDirectory:
     def scan(self) -> set[str]:
         """Bring every file of the directory (and every vanished one) into the store."""
         paths = {str(path) for path in self.spec_files()} | self._known_files()
-        return self.sync_paths(sorted(paths))
+        return self.sync_paths(sorted(paths), reuse_parsed=True)
 
-    def sync_paths(self, paths: Iterable[str]) -> set[str]:
-        """Re-read ``paths`` (level-triggered), then retry files that lost a name conflict."""
+    def sync_paths(self, paths: Iterable[str], *, reuse_parsed: bool = False) -> set[str]:
+        """Re-read ``paths`` (level-triggered), then retry files that lost a name conflict.
+
+        ``on_change`` gets the names whose desired state changed (possibly none, when only
+        a file's problems changed): a rescan of unchanged files costs no reconcile.
+        """
+        issues_before = {path: list(found) for path, found in self.issues.items()}
         changed: set[str] = set()
         for path in paths:
-            changed |= self._sync_file(path)
+            changed |= self._sync_file(path, reuse_parsed)
         if changed:
             changed |= self._retry_conflicts()
+        if changed or self.issues != issues_before:
             self.on_change(changed)
         return changed
 
@@ -250,16 +258,13 @@ class SpecDirectory:
         changed: set[str] = set()
         for path in sorted(self.issues):
             if any(issue.code in _CONFLICT_CODES for issue in self.issues[path]):
-                changed |= self._sync_file(path)
+                changed |= self._sync_file(path, reuse_parsed=True)
         return changed
 
-    def _sync_file(self, path: str) -> set[str]:
-        before = self._names_owned_by(path)
-        file_path = Path(path)
-        if file_path.exists() and is_spec_file_name(file_path.name):
-            parsed = read_spec_file(file_path, self.default_domain)
-        else:
-            parsed = ParsedFile(path)  # removed: its services go (data archived)
+    def _sync_file(self, path: str, reuse_parsed: bool = False) -> set[str]:
+        """Apply one file; the names whose desired state changed (created, edited, gone)."""
+        before = self.store.owned_generations(file_owner(path))
+        parsed = self._parse(Path(path), reuse_parsed)
         issues = list(parsed.issues)
         if parsed.ok:
             specs, port_issues = self._held_back_by_host_ports(path, parsed.specs)
@@ -282,8 +287,29 @@ class SpecDirectory:
         else:
             self.issues.pop(path, None)
         self.store.set_file_issues(path, issues)
-        after = self._names_owned_by(path)
-        return before | after | {spec.project_name for spec in parsed.specs}
+        after = self.store.owned_generations(file_owner(path))
+        return {
+            name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+        }
+
+    def _parse(self, path: Path, reuse_parsed: bool) -> ParsedFile:
+        """The file's specs and issues; with ``reuse_parsed`` (the periodic rescan) parsed
+        again only when its inode, size or mtime changed. An inotify event always re-reads:
+        two same-size writes within the file system's mtime granularity look unchanged."""
+        try:
+            info = path.stat()
+        except OSError:
+            info = None
+        if info is None or not is_spec_file_name(path.name):
+            self._parsed.pop(str(path), None)
+            return ParsedFile(str(path))  # removed: its services go (data archived)
+        key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = self._parsed.get(str(path))
+        if reuse_parsed and cached is not None and cached[0] == key:
+            return cached[1]
+        parsed = read_spec_file(path, self.default_domain)
+        self._parsed[str(path)] = (key, parsed)
+        return parsed
 
     def _held_back_by_host_ports(
         self, path: str, specs: list[ServiceSpec]
@@ -309,10 +335,6 @@ class SpecDirectory:
                 kept.append(existing.spec)
         return kept, issues
 
-    def _names_owned_by(self, path: str) -> set[str]:
-        owner = file_owner(path)
-        return {claim.name for claim in self.store.claims() if claim.owner == owner}
-
     async def run(self) -> None:
         """Watch the directory and follow its changes until cancelled.
 
@@ -320,35 +342,20 @@ class SpecDirectory:
         is seen by one or the other; ``wait_ready`` returns once both are done.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        stop = asyncio.Event()
-        watch = watchfiles.awatch(
-            self.directory,
-            watch_filter=lambda _change, name: is_spec_file_name(Path(name).name),
-            debounce=WATCH_DEBOUNCE_MS,
-            step=WATCH_STEP_MS,
-            recursive=False,
-            stop_event=stop,
+        watcher = DirectoryWatcher(
+            [self.directory], is_spec_file_name, quiet=WATCH_QUIET, max_delay=WATCH_MAX_DELAY
         )
-        pending: asyncio.Future[set[tuple[watchfiles.Change, str]]] = asyncio.ensure_future(
-            anext(watch)
-        )
+        watcher.start()
         try:
-            # One turn of the loop runs the generator up to its first wait, by which time
-            # watchfiles has created its inotify watch.
-            await asyncio.sleep(0)
             self.scan()
             self._ready.set()
-            while True:
-                changes = await pending
-                self.sync_paths(sorted({path for _change, path in changes}))
-                pending = asyncio.ensure_future(anext(watch))
+            async for batch in watcher.batches():
+                if batch is None:  # the kernel's queue overflowed: anything may have changed
+                    self.scan()
+                else:
+                    self.sync_paths(sorted(str(path) for path in batch))
         finally:
-            pending.cancel()
-            stop.set()
-            with contextlib.suppress(BaseException):
-                await pending
-            with contextlib.suppress(Exception):
-                await watch.aclose()
+            watcher.close()
 
     async def wait_ready(self) -> None:
         await self._ready.wait()

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from pockestrator.specs.store import Store, utc_now
+from pockestrator.specs.store import ServiceStatus, Store, utc_now
 
 log = structlog.get_logger("pockestrator.health")
 
@@ -47,9 +47,11 @@ async def wait_healthy(
     deadline: float,
     gave_up: Callable[[], bool] = lambda: False,
 ) -> bool:
-    """Probe until healthy or ``deadline`` (loop time), sooner at first: 5 ms doubling to 250."""
+    """Probe until healthy or ``deadline`` (loop time): 20 ms, doubling to 250 ms between
+    probes (PocketBase needs about 100 ms to boot; a burst of instances needs CPU more than
+    questions)."""
     loop = asyncio.get_running_loop()
-    pause = 0.005
+    pause = 0.02
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -127,28 +129,41 @@ class HealthProber:
             await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
 
     async def probe_all(self, session: aiohttp.ClientSession) -> None:
-        records, _total = self.store.list_services()
-        running = [r for r in records if r.desired_state == "running"]
+        ports = self.store.running_ports()
+        statuses = self.store.all_statuses()
+        running = [
+            (name, port, status)
+            for name, port in sorted(ports.items())
+            if (status := statuses.get(name)) is not None
+            and status.state in ("active", "error")  # deploying or stopped: the reconciler's
+        ]
         if not running:
             return
-        # Spread the probes over a fraction of the interval instead of a burst.
+        # Spread the probes over a fraction of the interval instead of a burst, and record
+        # the whole round in one transaction.
         spacing = min(0.05, self.interval / 4 / len(running))
-        tasks = []
-        for index, record in enumerate(running):
-            tasks.append(
-                asyncio.create_task(
-                    self._probe_one(session, record.name, record.spec.port, index * spacing)
-                )
+        results = await asyncio.gather(
+            *(
+                self._probe_one(session, name, port, status, index * spacing)
+                for index, (name, port, status) in enumerate(running)
             )
-        await asyncio.gather(*tasks)
+        )
+        self.store.update_statuses({name: changes for name, changes, _again in results})
+        # Only now: the reconciler must see the failure count that asked for it.
+        for name, _changes, again in results:
+            if again:
+                self.enqueue(name)
 
     async def _probe_one(
-        self, session: aiohttp.ClientSession, name: str, port: int, delay: float
-    ) -> None:
+        self,
+        session: aiohttp.ClientSession,
+        name: str,
+        port: int,
+        status: ServiceStatus,
+        delay: float,
+    ) -> tuple[str, dict[str, object], bool]:
+        """Probe one instance: the status changes to record, and whether to reconcile it."""
         await asyncio.sleep(delay)
-        status = self.store.get_status(name)
-        if status is None or status.state not in ("active", "error"):
-            return  # deploying or stopped: the reconciler is in charge
         healthy = await probe(session, port, self.timeout)
         loop = asyncio.get_running_loop()
         changes: dict[str, object] = {
@@ -158,12 +173,12 @@ class HealthProber:
         }
         if healthy:
             changes["health_failures"] = 0
-            if status.state == "error" and status.last_error and "health" in status.last_error:
-                self.enqueue(name)
+            again = bool(
+                status.state == "error" and status.last_error and "health" in status.last_error
+            )
         else:
             failures = status.health_failures + 1
             changes["health_failures"] = failures
             log.warning("health probe failed", service=name, failures=failures)
-            if failures >= self.failures_before_restart:
-                self.enqueue(name)
-        self.store.update_status(name, **changes)
+            again = failures >= self.failures_before_restart
+        return name, changes, again

@@ -46,6 +46,8 @@ from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store, utc_no
 log = structlog.get_logger("pockestrator.reconciler")
 
 HEALTH_WAIT_SECONDS = 15.0
+# Up to this many new or changed units in a wave, instances start before Caddy reloads.
+SMALL_WAVE = 4
 RUNNING_STATES = ("active", "activating", "reloading")
 
 
@@ -97,9 +99,7 @@ class Reconciler:
         self.dirs = dirs
         self.coordinator = coordinator
         self.session = session
-        self._reload: Barrier[None, None] = coordinator.barrier(
-            "daemon-reload", self._daemon_reload
-        )
+        self._reload: Barrier[None, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
@@ -107,11 +107,12 @@ class Reconciler:
 
     # -- wave operations ---------------------------------------------------------------
 
-    async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, None]:
+    async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
+        """One daemon-reload for the wave; each reconcile learns how large the wave is."""
         await self.bus.daemon_reload()
         self.daemon_reloads += 1
         log.info("daemon-reload", services=len(requests))
-        return dict.fromkeys(requests)
+        return dict.fromkeys(requests, len(requests))
 
     async def _caddy_wave(self, requests: Mapping[str, str | None]) -> dict[str, SiteOutcome]:
         result = await self.sites.apply(requests)
@@ -206,83 +207,120 @@ class Reconciler:
                     "systemd had not reloaded the file",
                     "daemon-reload",
                 )
-            await self.coordinator.park(self._reload, name, None)
+            wave_size = await self.coordinator.park(self._reload, name, None)
             actions.add("daemon-reload")
+        else:
+            wave_size = 1
 
-        # Enable and start before the Caddy wave: PocketBase boots while Caddy reloads.
-        deferred = False
-        current = await self._unit_status(name)
+        # Unchanged since `before` unless a daemon-reload happened in between.
+        current = await self._unit_status(name) if needs_reload or before is None else before
         if current is None:
             raise RuntimeError(f"systemd does not know {unit} after writing it")
         if current.unit_file_state not in ("enabled", "enabled-runtime", "linked"):
             await self.bus.enable_unit_files([unit])
             actions.add("enabled")
-
         if spec.superuser_email:
             await self._ensure_superuser(record, spec, actions)
 
-        if record.desired_state == "running":
-            if current.active_state in ("active", "reloading") and unit_changed:
-                await self.bus.restart_unit(unit)
-                actions.add("restarted (configuration changed)")
-            elif current.active_state in ("active", "reloading", "activating"):
-                if status.health_failures >= self.config.health_failures_before_restart:
-                    await self.bus.restart_unit(unit)
-                    self.store.update_status(name, health_failures=0)
-                    self.store.add_event(
-                        name,
-                        "restarted",
-                        "restarted after failed health probes",
-                        {"failures": status.health_failures},
-                    )
-                    actions.add("restarted (health)")
-            elif current.active_state == "deactivating":
-                # Someone is stopping it; starting now would cancel their job. Look again
-                # once it settles (its PropertiesChanged also brings us back).
-                deferred = True
-            else:
-                if status.state in ("active", "deploying") and status.deployed_version:
-                    self._drift(
-                        name,
-                        "run state",
-                        current.active_state,
-                        "active",
-                        f"unit was {current.active_state}/{current.sub_state}",
-                        "started the unit",
-                    )
-                await self.bus.reset_failed_unit(unit)
-                await self.bus.start_unit(unit)
-                actions.add("started")
-        elif current.active_state in RUNNING_STATES:
-            await self.bus.stop_unit(unit)
-            actions.add("stopped")
-
-        # Caddy site.
-        desired_site = render_site(record.spec, tls=self.config.caddy_tls)
-        site_hash = sha256_text(desired_site)
-        site_on_disk = self.sites.snippet_hash(name)
-        caddy_error: str | None = None
-        if site_on_disk != site_hash:
-            if status.caddy_config_hash and site_on_disk != status.caddy_config_hash:
-                self._drift(
-                    name,
-                    "caddy site",
-                    site_on_disk,
-                    site_hash,
-                    "hand-edited" if site_on_disk else "deleted",
-                    "rewrote the site snippet, caddy reload",
-                )
-            outcome = await self.coordinator.park(self._caddy, name, desired_site)
-            if outcome.ok:
-                actions.add("caddy site applied")
-            else:
-                caddy_error = outcome.error or "Caddy refused the site"
-
+        # A small wave starts its instances first, so PocketBase boots while Caddy reloads;
+        # a large one reloads Caddy first, or the instances' boot would starve it of CPU.
+        if wave_size <= SMALL_WAVE:
+            deferred = await self._converge_run_state(
+                record, status, current, unit_changed, actions
+            )
+            site_hash, caddy_error = await self._converge_site(record, status, actions)
+        else:
+            site_hash, caddy_error = await self._converge_site(record, status, actions)
+            deferred = await self._converge_run_state(
+                record, status, current, unit_changed, actions
+            )
         if deferred:
             return Result(requeue_after=0.5)
         return await self._finish(
-            record, spec, actions, desired_hash, site_hash, caddy_error, health_deadline
+            record,
+            spec,
+            actions,
+            desired_hash,
+            site_hash,
+            caddy_error,
+            health_deadline,
+            unchanged=current if not actions else None,
+            status_before=status,
         )
+
+    async def _converge_run_state(
+        self,
+        record: ServiceRecord,
+        status: ServiceStatus,
+        current: UnitStatus,
+        unit_changed: bool,
+        actions: Actions,
+    ) -> bool:
+        """Start, stop or restart the unit as the desired state asks; True: look again soon."""
+        name = record.name
+        unit = unit_name(name)
+        if record.desired_state != "running":
+            if current.active_state in RUNNING_STATES:
+                await self.bus.stop_unit(unit)
+                actions.add("stopped")
+            return False
+        if current.active_state in ("active", "reloading") and unit_changed:
+            await self.bus.restart_unit(unit)
+            actions.add("restarted (configuration changed)")
+        elif current.active_state in ("active", "reloading", "activating"):
+            if status.health_failures >= self.config.health_failures_before_restart:
+                await self.bus.restart_unit(unit)
+                self.store.update_status(name, health_failures=0)
+                self.store.add_event(
+                    name,
+                    "restarted",
+                    "restarted after failed health probes",
+                    {"failures": status.health_failures},
+                )
+                actions.add("restarted (health)")
+        elif current.active_state == "deactivating":
+            # Someone is stopping it; starting now would cancel their job. Look again once
+            # it settles (its PropertiesChanged also brings us back).
+            return True
+        else:
+            if status.state in ("active", "deploying") and status.deployed_version:
+                self._drift(
+                    name,
+                    "run state",
+                    current.active_state,
+                    "active",
+                    f"unit was {current.active_state}/{current.sub_state}",
+                    "started the unit",
+                )
+            await self.bus.reset_failed_unit(unit)
+            await self.bus.start_unit(unit)
+            actions.add("started")
+        return False
+
+    async def _converge_site(
+        self, record: ServiceRecord, status: ServiceStatus, actions: Actions
+    ) -> tuple[str, str | None]:
+        """Make the Caddy snippet the rendered one (in this wave): its hash, Caddy's error."""
+        name = record.name
+        desired_site = render_site(record.spec, tls=self.config.caddy_tls)
+        site_hash = sha256_text(desired_site)
+        site_on_disk = self.sites.snippet_hash(name)
+        if site_on_disk == site_hash:
+            return site_hash, None
+        if status.caddy_config_hash and site_on_disk != status.caddy_config_hash:
+            self._drift(
+                name,
+                "caddy site",
+                site_on_disk,
+                site_hash,
+                "hand-edited" if site_on_disk else "deleted",
+                "rewrote the site snippet, caddy reload",
+            )
+        outcome = await self.coordinator.park(self._caddy, name, desired_site)
+        if outcome.ok:
+            actions.add("caddy site applied")
+            return site_hash, None
+        return site_hash, outcome.error or "Caddy refused the site"
 
     async def _finish(
         self,
@@ -293,14 +331,31 @@ class Reconciler:
         site_hash: str,
         caddy_error: str | None,
         health_deadline: float,
+        unchanged: UnitStatus | None = None,
+        status_before: ServiceStatus | None = None,
     ) -> Result:
+        """Wait for health when something changed, observe, and record the status.
+
+        ``unchanged`` is the unit's status when this reconcile did nothing: it is still
+        current, and a running instance that was healthy is left to the health prober (a
+        resync of many idle services costs no probe and no second D-Bus round trip).
+        """
         name = record.name
-        healthy: bool | None = None
-        if record.desired_state == "running":
+        probed: bool | None = None  # None: no probe this time
+        steady = (
+            unchanged is not None
+            and status_before is not None
+            and status_before.state == "active"
+            and status_before.health_ok is True
+            and unchanged.active_state == "active"
+        )
+        if record.desired_state == "running" and not steady:
             loop = asyncio.get_running_loop()
-            healthy = await wait_healthy(self.session, spec.port, loop.time() + health_deadline)
-        final = await self._unit_status(name)
+            probed = await wait_healthy(self.session, spec.port, loop.time() + health_deadline)
+        # Read again after a health wait: the unit may have moved on (a restart, a crash).
+        final = unchanged if steady and unchanged is not None else await self._unit_status(name)
         assert final is not None
+        healthy = probed if probed is not None else steady  # steady: as the prober last saw it
         disk_site = self.sites.snippet_hash(name)
         unit_on_disk = self.units.read(name)
         config_match = (
@@ -350,11 +405,7 @@ class Reconciler:
             deployed_version=spec.pocketbase_version,
             observed_generation=record.generation,
             last_error=error,
-            **(
-                {"last_health_check": utc_now(), "health_ok": healthy}
-                if healthy is not None
-                else {}
-            ),
+            **({"last_health_check": utc_now(), "health_ok": probed} if probed is not None else {}),
         )
         if actions:
             self.store.add_event(

@@ -20,7 +20,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -634,6 +634,20 @@ class Store:
         )
         return [_record(row) for row in page], total
 
+    def running_ports(self) -> dict[str, int]:
+        """Name -> port of every service whose desired state is running (for health probes;
+        read straight from the columns, without parsing every spec)."""
+        rows = self._read(
+            "SELECT name, port FROM services WHERE COALESCE(run_override, "
+            "json_extract(spec, '$.desired_state')) = 'running'"
+        )
+        return {row["name"]: int(row["port"]) for row in rows}
+
+    def owned_generations(self, owner: str) -> dict[str, int]:
+        """Name -> generation of every service ``owner`` holds (to tell what a sync changed)."""
+        rows = self._read("SELECT name, generation FROM services WHERE owner = ?", (owner,))
+        return {row["name"]: int(row["generation"]) for row in rows}
+
     def service_names(self) -> list[str]:
         return [row[0] for row in self._read("SELECT name FROM services ORDER BY name")]
 
@@ -661,6 +675,17 @@ class Store:
 
     def update_status(self, name: str, **changes: Any) -> ServiceStatus:
         """Set some status fields of ``name`` (creating the row); returns the new status."""
+        with self._write() as db:
+            self._upsert_status(db, name, changes)
+            return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+
+    def update_statuses(self, changes_by_name: Mapping[str, Mapping[str, Any]]) -> None:
+        """``update_status`` for many services in one transaction (a round of probes)."""
+        with self._write() as db:
+            for name, changes in changes_by_name.items():
+                self._upsert_status(db, name, changes)
+
+    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - set(STATUS_FIELDS)
         if unknown:
             raise ValueError(f"unknown status fields: {sorted(unknown)}")
@@ -672,14 +697,12 @@ class Store:
         encoded.setdefault("state", "deploying")  # only for a new row
         columns = ", ".join(encoded)
         placeholders = ", ".join("?" for _ in encoded)
-        with self._write() as db:
-            db.execute(
-                # Column names come from STATUS_FIELDS (checked above), never from input.
-                f"INSERT INTO status (name, {columns}) VALUES (?, {placeholders}) "  # noqa: S608
-                f"ON CONFLICT(name) DO UPDATE SET {updates}",
-                (name, *encoded.values()),
-            )
-            return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+        db.execute(
+            # Column names come from STATUS_FIELDS (checked above), never from input.
+            f"INSERT INTO status (name, {columns}) VALUES (?, {placeholders}) "  # noqa: S608
+            f"ON CONFLICT(name) DO UPDATE SET {updates}",
+            (name, *encoded.values()),
+        )
 
     # -- events ------------------------------------------------------------------------
 

@@ -25,5 +25,5 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
         assert figures[key] > 0, key
     ratio = figures["single: agent median (s)"] / figures["single: floor median (s)"]
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
-    assert figures["idle 1s: services"] == 4  # 1 single + 3 burst
+    assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024

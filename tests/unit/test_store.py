@@ -310,3 +310,11 @@ class TestTokensAndAdmins:
 
     def test_file_owner_names_the_file(self) -> None:
         assert file_owner("/etc/pockestrator/specs/a.yaml") == "file:/etc/pockestrator/specs/a.yaml"
+
+
+def test_running_ports_follow_the_desired_state_and_its_override(store: Store) -> None:
+    store.create_service(spec("api-run", 9001))
+    store.create_service(spec("api-stop", 9002, desired_state="stopped"))
+    store.sync_file("/specs/a.yaml", [spec("file-run", 9003), spec("file-held", 9004)])
+    store.set_desired_state("file-held", "stopped")
+    assert store.running_ports() == {"api-run": 9001, "file-run": 9003}

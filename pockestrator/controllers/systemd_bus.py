@@ -178,8 +178,10 @@ class SystemdBus:
         path: str = MANAGER_PATH,
         interface: str = MANAGER_INTERFACE,
         destination: str = DESTINATION,
+        timeout: float | None = None,
     ) -> list[Any]:
-        """One method call with the client's timeout; D-Bus errors become ``SystemdError``."""
+        """One method call, bounded by ``timeout`` (default: the client's); D-Bus errors
+        become ``SystemdError``."""
         message = Message(
             destination=destination,
             path=path,
@@ -188,10 +190,11 @@ class SystemdBus:
             signature=signature,
             body=list(body),
         )
+        limit = self.timeout if timeout is None else timeout
         try:
-            reply = await asyncio.wait_for(self._bus.call(message), self.timeout)
+            reply = await asyncio.wait_for(self._bus.call(message), limit)
         except TimeoutError as exc:
-            raise SystemdError(f"{member} timed out after {self.timeout}s") from exc
+            raise SystemdError(f"{member} timed out after {limit}s") from exc
         except (OSError, EOFError) as exc:
             raise SystemdError(f"{member}: D-Bus connection lost: {exc}") from exc
         if reply.message_type == MessageType.ERROR:
@@ -264,11 +267,8 @@ class SystemdBus:
     async def daemon_reload(self) -> None:
         """Re-read every unit file. A wave of unit changes shares one of these."""
         # Reload blocks the manager while it re-reads; allow more than an ordinary call.
-        saved, self.timeout = self.timeout, max(self.timeout, 60.0)
-        try:
-            await self.call("Reload")
-        finally:
-            self.timeout = saved
+        # Passed per call: the client's own timeout is shared by concurrent callers.
+        await self.call("Reload", timeout=max(self.timeout, 60.0))
 
     async def enable_unit_files(self, names: Iterable[str]) -> None:
         names = list(names)

@@ -130,6 +130,15 @@ async def test_state_changes_arrive_as_signals_not_polls(
         unwatch()
 
 
+async def test_overlapping_daemon_reloads_leave_the_client_timeout_as_it_was(
+    units: SystemdUnits,
+) -> None:
+    bus = units.bus
+    ordinary = bus.timeout
+    await asyncio.gather(bus.daemon_reload(), bus.daemon_reload())
+    assert bus.timeout == ordinary
+
+
 async def test_foreign_unit_files_are_never_touched(units: SystemdUnits, sandbox: Sandbox) -> None:
     foreign = units.path("foreign")
     foreign.write_text("[Service]\nExecStart=/bin/true\n")

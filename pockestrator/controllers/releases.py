@@ -640,6 +640,8 @@ class ReleaseSource(Protocol):
     """Where binaries and the list of versions come from."""
 
     kind: str
+    # Seconds one download may take (``download_timeout``); the agent's SIGHUP changes it.
+    timeout: float
 
     async def fetch(self, version: str, staging: Path) -> FetchedBinary:
         """Put the verified binary of ``version`` at ``staging/pocketbase``."""
@@ -991,6 +993,12 @@ class ReleaseCache:
             with contextlib.suppress(BaseException):
                 await task
         await self.source.close()
+
+    def reconfigure(self, config: AgentConfig) -> None:
+        """Take the settings a SIGHUP may change (``release_index_ttl``,
+        ``download_timeout``); the source and the cache folder stay as they are."""
+        self.config = config
+        self.source.timeout = config.download_timeout
 
     def cached(self, version: str) -> Path | None:
         """The cached binary of ``version``, without fetching."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
@@ -331,3 +332,27 @@ async def test_an_instance_failing_its_health_probes_is_restarted(
         restarts and restarts[0].details["failures"] >= agent.config.health_failures_before_restart
     )
     assert await pocketbase_health(f"http://127.0.0.1:{port}")
+
+
+async def test_a_configuration_reload_reaches_the_release_cache(
+    agent: Agent, tmp_path: Path
+) -> None:
+    """What SIGHUP does: the (reload) keys of config.yaml take effect where they are used."""
+    original = agent.config
+    config_file = tmp_path / "config.yaml"
+
+    def reload_with(**changes: object) -> None:
+        data = original.model_copy(update=changes).model_dump(mode="json", exclude_none=True)
+        config_file.write_text(yaml.safe_dump(data))
+        agent.reload_config()
+
+    agent.config_path = config_file
+    try:
+        reload_with(release_index_ttl=7.0, download_timeout=33.0)
+        assert agent.releases.config.release_index_ttl == 7.0
+        assert agent.releases.source.timeout == 33.0
+    finally:
+        reload_with()
+        agent.config_path = None
+    assert agent.releases.config.release_index_ttl == original.release_index_ttl
+    assert agent.releases.source.timeout == original.download_timeout

@@ -107,10 +107,13 @@ async def login(request: web.Request) -> web.StreamResponse:
                 headers={"Retry-After": retry_after_header(wait)},
             )
     passwords = request.app[PASSWORDS]
+    # The attempt counts as a failure until the password proves right, recorded before the
+    # slow check: attempts sent together then meet the lock instead of all being checked
+    # before the first failure is written.
+    failures = store.record_login_failure(admin.id) if admin is not None else 0
     ok = await passwords.verify(admin.password_hash if admin else None, credentials.password)
     if admin is None or not ok:
         if admin is not None:
-            failures = store.record_login_failure(admin.id)
             log.warning("login failed", admin_id=admin.id, failures=failures)
         raise _bad_credentials()
     store.reset_login_failures(admin.id)

@@ -220,6 +220,24 @@ async def test_failed_logins_are_throttled_per_account_with_growing_delays(
     assert stored is not None and stored.failed_logins == 0
 
 
+async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
+    client: Client, agent: Agent
+) -> None:
+    email = "racer@example.test"
+    create_admin(agent.store, email, ADMIN_PASSWORD)
+    wrong = {"email": email, "password": "wrong password"}
+    replies = await asyncio.gather(
+        *(client.call("POST", "/auth/login", body=wrong) for _ in range(8))
+    )
+    statuses = sorted(reply.status for reply in replies)
+    checked = statuses.count(401)
+    # One guess is checked; the rest arrive while the account is locked (a slow machine
+    # may let a second one through after the first lock of 200 ms).
+    assert 1 <= checked <= 2 and statuses.count(429) == 8 - checked, statuses
+    stored = agent.store.get_admin(email)
+    assert stored is not None and stored.failed_logins == checked
+
+
 async def test_an_unknown_account_gets_the_same_answer_as_a_wrong_password(
     client: Client, admin: str
 ) -> None:

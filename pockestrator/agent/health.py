@@ -117,14 +117,12 @@ class HealthProber:
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
         self.cpu = CpuMeter()
-        self.rounds = 0
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             await self.probe_all(session)
-            self.rounds += 1
             jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
             await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
 

@@ -103,14 +103,12 @@ class Reconciler:
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
-        self.daemon_reloads = 0
 
     # -- wave operations ---------------------------------------------------------------
 
     async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
         """One daemon-reload for the wave; each reconcile learns how large the wave is."""
         await self.bus.daemon_reload()
-        self.daemon_reloads += 1
         log.info("daemon-reload", services=len(requests))
         return dict.fromkeys(requests, len(requests))
 

@@ -173,7 +173,3 @@ class WorkQueue:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down

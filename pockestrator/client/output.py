@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 Format = Literal["table", "json", "yaml"]
-FORMATS: tuple[Format, ...] = ("table", "json", "yaml")
 MISSING = "-"
 
 # C0 controls except tab, DEL, C1 controls, and the bidirectional overrides that can make

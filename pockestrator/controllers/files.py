@@ -14,8 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-HASH_PREFIX_LENGTH = 12
-
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -27,10 +25,6 @@ def sha256_file(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def short_hash(full: str | None) -> str | None:
-    return full[:HASH_PREFIX_LENGTH] if full else None
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:

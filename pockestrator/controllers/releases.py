@@ -476,10 +476,6 @@ class ReleaseStore:
         record = self.record(version)
         return record.path if record else None
 
-    def sha256(self, version: str) -> str | None:
-        record = self.record(version)
-        return record.sha256 if record else None
-
     def versions(self) -> list[str]:
         """Complete cached versions, newest first."""
         try:

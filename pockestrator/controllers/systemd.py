@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.files import remove_file, sha256_file, sha256_text, write_atomic
+from pockestrator.controllers.files import remove_file, sha256_text, write_atomic
 from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, ServiceSpec, unit_name
@@ -259,9 +259,6 @@ class SystemdUnits:
             managed=text is not None and is_managed(text),
             status=status,
         )
-
-    def file_hash(self, name: str) -> str | None:
-        return sha256_file(self.path(name))
 
 
 def is_managed(text: str) -> bool:

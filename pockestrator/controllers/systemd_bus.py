@@ -86,18 +86,6 @@ class UnitStatus:
         return self.active_state in ("active", "reloading", "activating")
 
 
-def escape_unit_name(name: str) -> str:
-    """systemd's object path escaping: every byte outside [A-Za-z0-9] becomes ``_xx``."""
-    out = []
-    for index, byte in enumerate(name.encode()):
-        char = chr(byte)
-        if char.isascii() and char.isalnum() and not (index == 0 and char.isdigit()):
-            out.append(char)
-        else:
-            out.append(f"_{byte:02x}")
-    return "".join(out)
-
-
 def unescape_unit_path(path: str) -> str | None:
     """The unit name of a unit object path, or None for other paths."""
     if not path.startswith(UNIT_PATH_PREFIX):

@@ -29,7 +29,6 @@ from pockestrator.specs.grammar import GrammarError
 UNIT_SUFFIX = "-pocketbase.service"
 DESCRIPTION_MAX = 500
 CREATED_BY_MAX = 254
-OPTIONAL_DIRS = ("pb_hooks", "pb_migrations", "pb_public")
 ENV_ENTRIES_MAX = 100
 ORIGINS_MAX = 50
 PATH_MAX = 4096

@@ -877,9 +877,6 @@ class Store:
         rows = self._read("SELECT * FROM admins WHERE email = ?", (email,))
         return _admin(rows[0]) if rows else None
 
-    def count_admins(self) -> int:
-        return int(self._read("SELECT count(*) FROM admins")[0][0])
-
     def record_login_failure(self, admin_id: str) -> int:
         with self._write() as db:
             db.execute(

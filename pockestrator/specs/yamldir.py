@@ -247,14 +247,9 @@ class SpecDirectory:
             self.on_change(changed)
         return changed
 
-    def retry_conflicts(self) -> set[str]:
-        """Re-read files that lost a name to another source (call when one is freed)."""
-        changed = self._retry_conflicts()
-        if changed:
-            self.on_change(changed)
-        return changed
-
     def _retry_conflicts(self) -> set[str]:
+        """Re-read files that lost a name, port or domain to another source (it may be free
+        now)."""
         changed: set[str] = set()
         for path in sorted(self.issues):
             if any(issue.code in _CONFLICT_CODES for issue in self.issues[path]):

@@ -18,7 +18,7 @@ import yaml
 
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
-from pockestrator.specs.yamldir import MAX_FILE_BYTES, is_spec_file_name, parse_spec_file
+from pockestrator.specs.yamldir import is_spec_file_name, parse_spec_file, read_spec_text
 
 
 @dataclass(frozen=True)
@@ -95,25 +95,6 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[Path], list[FieldIssue]
     return found, issues
 
 
-def _read_text(path: Path) -> str | FieldIssue:
-    name = str(path)
-    try:
-        if not path.is_file():
-            raise OSError("not a regular file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return FieldIssue(
-                "<file>",
-                f"spec file is larger than {MAX_FILE_BYTES} bytes",
-                ErrorCode.FILE_UNREADABLE,
-                name,
-            )
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return FieldIssue(
-            "<file>", f"cannot read spec file: {exc}", ErrorCode.FILE_UNREADABLE, name
-        )
-
-
 def _top_level_lines(text: str) -> list[dict[str, int]]:
     """For every non-empty document, its top-level keys and their 1-based lines."""
     documents = []
@@ -130,7 +111,7 @@ def _top_level_lines(text: str) -> list[dict[str, int]]:
 
 def read_file(path: Path, default_domain: str) -> FileReport:
     """One file: its good specs (only when it has no issue at all) and its issues."""
-    text = _read_text(path)
+    text = read_spec_text(path)
     if isinstance(text, FieldIssue):
         return FileReport(str(path), issues=[text])
     parsed = parse_spec_file(str(path), text, default_domain)

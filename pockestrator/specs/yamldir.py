@@ -150,35 +150,32 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
     return parsed
 
 
-def read_spec_file(path: Path, default_domain: str) -> ParsedFile:
-    """Parse ``path`` from disk; an unreadable or oversized file is one issue."""
+def read_spec_text(path: Path) -> str | FieldIssue:
+    """The text of a spec file, or the one issue that it is unreadable or oversized."""
     name = str(path)
     try:
         if not path.is_file():
             raise OSError("not a regular file")
         if path.stat().st_size > MAX_FILE_BYTES:
-            return ParsedFile(
+            return FieldIssue(
+                "<file>",
+                f"spec file is larger than {MAX_FILE_BYTES} bytes",
+                ErrorCode.FILE_UNREADABLE,
                 name,
-                issues=[
-                    FieldIssue(
-                        "<file>",
-                        f"spec file is larger than {MAX_FILE_BYTES} bytes",
-                        ErrorCode.FILE_UNREADABLE,
-                        name,
-                    )
-                ],
             )
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return ParsedFile(
-            name,
-            issues=[
-                FieldIssue(
-                    "<file>", f"cannot read spec file: {exc}", ErrorCode.FILE_UNREADABLE, name
-                )
-            ],
+        return FieldIssue(
+            "<file>", f"cannot read spec file: {exc}", ErrorCode.FILE_UNREADABLE, name
         )
-    return parse_spec_file(name, text, default_domain)
+
+
+def read_spec_file(path: Path, default_domain: str) -> ParsedFile:
+    """Parse ``path`` from disk; an unreadable or oversized file is one issue."""
+    text = read_spec_text(path)
+    if isinstance(text, FieldIssue):
+        return ParsedFile(str(path), issues=[text])
+    return parse_spec_file(str(path), text, default_domain)
 
 
 class SpecDirectory:

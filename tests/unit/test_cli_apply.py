@@ -177,3 +177,19 @@ def test_an_empty_folder_is_a_problem_not_a_silent_success(tmp_path: Path) -> No
     spec_set = load_spec_set([tmp_path], "localhost")
     assert not spec_set.ok
     assert [str(i.code) for i in spec_set.issues] == ["FILE_UNREADABLE"]
+
+
+def test_a_file_the_agent_cannot_read_is_one_problem_as_the_agent_reports_it(
+    tmp_path: Path,
+) -> None:
+    from pockestrator.specs.yamldir import MAX_FILE_BYTES, read_spec_file
+
+    oversized = tmp_path / "big.yaml"
+    oversized.write_text(MINIMAL + "#" * MAX_FILE_BYTES)
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes(MINIMAL.encode() + b"description: caf\xe9\n")
+    for path, words in ((oversized, "larger than"), (binary, "cannot read spec file")):
+        report = read_file(path, "localhost")
+        assert [(i.file, str(i.code)) for i in report.issues] == [(str(path), "FILE_UNREADABLE")]
+        assert words in report.issues[0].message and report.documents == []
+        assert read_spec_file(path, "localhost").issues == report.issues

@@ -33,8 +33,14 @@ async def test_unit_started_over_dbus_has_a_real_main_pid_and_memory(sandbox: Sa
     status = await sandbox.bus.unit_status("sleeper.service")
     assert status.active_state == "active"
     assert status.main_pid is not None
-    cmdline = Path(f"/proc/{status.main_pid}/cmdline").read_bytes().split(b"\0")
-    assert cmdline[:2] == [b"/bin/sleep", b"300"]
+    main_pid = status.main_pid
+
+    async def execed() -> bool:
+        # A Type=simple start job ends at fork; until exec the child is systemd's "(sleep)".
+        cmdline = Path(f"/proc/{main_pid}/cmdline").read_bytes().split(b"\0")
+        return cmdline[:2] == [b"/bin/sleep", b"300"]
+
+    assert await wait_until(execed, timeout=5, interval=0.005)
     assert status.memory_current is not None and status.memory_current > 0
     # No CPU accounting on this kind of host: reported as unknown, never as 2^64-1.
     assert status.cpu_usage_nsec is None or status.cpu_usage_nsec < 2**63

@@ -7,7 +7,7 @@ periodic resync, health probes), the API; then ``READY=1``. Every source only ad
 to the work queue; the workers call ``reconcile(name)``.
 
 Graceful shutdown (SIGTERM, SIGINT): no new keys are handed out, the reconciles in flight
-finish (bounded by ``shutdown_grace``), then everything closes in reverse order.
+finish (bounded by ``stop``'s ``grace``), then everything closes in reverse order.
 """
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ retried with backoff, or raises ``TerminalError`` when retrying cannot help (the
 kept in the service's status).
 
 The order for a service that should exist: binary of the version (cache), service
-directory, unit file, one daemon-reload per wave, Caddy site (one validation and reload per
-wave), enablement, first superuser, run state, then health and status. A version change is
-an upgrade: the data is backed up while stopped, and a new version that is not healthy
-within the deadline is rolled back. A name with no spec but with our marker on the host
-(a unit file, a site snippet, a pending deletion) is garbage-collected: unit and site
-removed, data archived (or purged when the deletion asked for it).
+directory, unit file, one daemon-reload per wave, enablement, first superuser, then run state
+and Caddy site (one validation and reload per wave; the unit starts first in a wave of up to
+``SMALL_WAVE`` services, Caddy goes first in a larger one), then health and status. A
+version change is an upgrade: the data is backed up while stopped, and a new version that
+is not healthy within the deadline is rolled back. A name with no spec but with our marker
+on the host (a unit file, a site snippet, a pending deletion) is garbage-collected: unit and
+site removed, data archived (or purged when the deletion asked for it).
 """
 
 from __future__ import annotations

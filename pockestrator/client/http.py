@@ -74,7 +74,6 @@ class ApiError(ClientError):
 
     def describe(self) -> str:
         head = f"{self.message} ({self.status} {self.code})"
-        # One problem repeats the message; several are listed one per line.
         # One problem that repeats the message, or says less than it (a 404's "id: not
         # found"), adds nothing; field problems of a rejected request are each worth a line.
         if len(self.issues) == 1 and (self.issues[0].message == self.message or self.status != 400):

@@ -680,10 +680,15 @@ class Store:
             return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
 
     def update_statuses(self, changes_by_name: Mapping[str, Mapping[str, Any]]) -> None:
-        """``update_status`` for many services in one transaction (a round of probes)."""
+        """``update_status`` for many services in one transaction (a round of probes).
+
+        A service deleted while its probe ran is skipped: a status row written after
+        ``finish_deletion`` would outlive it and greet a new service of the same name.
+        """
         with self._write() as db:
             for name, changes in changes_by_name.items():
-                self._upsert_status(db, name, changes)
+                if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
+                    self._upsert_status(db, name, changes)
 
     def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - set(STATUS_FIELDS)

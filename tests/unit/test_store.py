@@ -318,3 +318,16 @@ def test_running_ports_follow_the_desired_state_and_its_override(store: Store) -
     store.sync_file("/specs/a.yaml", [spec("file-run", 9003), spec("file-held", 9004)])
     store.set_desired_state("file-held", "stopped")
     assert store.running_ports() == {"api-run": 9001, "file-run": 9003}
+
+
+def test_a_probe_round_does_not_bring_back_the_status_of_a_deleted_service(
+    store: Store,
+) -> None:
+    store.create_service(spec("gone", 9001))
+    store.create_service(spec("kept", 9002))
+    store.delete_service("gone")
+    store.finish_deletion("gone")
+    store.update_statuses({"gone": {"health_ok": False}, "kept": {"health_ok": True}})
+    assert store.get_status("gone") is None
+    kept = store.get_status("kept")
+    assert kept is not None and kept.health_ok is True

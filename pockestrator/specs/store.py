@@ -601,8 +601,11 @@ class Store:
             return self._record_by_name(db, name)
 
     def get_service(self, key: str) -> ServiceRecord | None:
-        """By project name or by id."""
-        rows = self._read("SELECT * FROM services WHERE name = ? OR id = ? LIMIT 1", (key, key))
+        """By project name or by id; a name wins (a name may look like another's id)."""
+        rows = self._read(
+            "SELECT * FROM services WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
+            (key, key, key),
+        )
         return _record(rows[0]) if rows else None
 
     def _record_by_name(self, db: sqlite3.Connection, name: str) -> ServiceRecord:

@@ -227,6 +227,16 @@ class TestOwnership:
         with pytest.raises(NotFound):
             store.delete_service("nope")
 
+    def test_a_name_that_is_another_services_id_finds_the_named_service(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        # An id is 12 hex digits, so a project name can spell one (made so here).
+        store._db.execute("UPDATE services SET id = 'abcdef123456' WHERE name = 'app'")
+        named = store.create_service(spec("abcdef123456", 9002))
+        found = store.get_service("abcdef123456")
+        assert found is not None and found.id == named.id
+        by_id = store.get_service(named.id)
+        assert by_id is not None and by_id.name == "abcdef123456"
+
 
 class TestListing:
     def test_filters_and_pages_report_the_total(self, store: Store) -> None:

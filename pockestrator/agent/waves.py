@@ -11,6 +11,12 @@ Waiting for "every active reconcile is parked" cannot deadlock: being parked at 
 counts, and each firing runs the first registered barrier that has waiters (daemon-reload
 before Caddy) and releases its waiters at once; the next barrier fires when everybody has
 parked again, so the reconciles released by the first can join it.
+
+It could stall, though: a reconcile that stays active without parking (a download, the
+health wait of an instance that never comes up) and re-queues itself (its own unit's
+signals) would hold every other service's wave for as long as that goes on. So a wave also
+fires ``max_wait`` seconds after its first reconcile parked, settled or not; a burst that
+settles sooner is still one wave.
 """
 
 from __future__ import annotations
@@ -42,15 +48,20 @@ class Barrier(Generic[Request, Outcome]):
 class WaveCoordinator:
     """Counts active reconciles and fires barriers when the wave has settled."""
 
-    def __init__(self, ready_work: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, ready_work: Callable[[], bool] = lambda: False, max_wait: float = 5.0
+    ) -> None:
         # `ready_work` says whether more keys are ready for an idle worker: if so, wait for
         # them to join rather than fire a half wave.
         self._ready_work = ready_work
+        self.max_wait = max_wait
         self._active = 0
         self._parked = 0
         self._barriers: list[Barrier[object, object]] = []
         self._firing = False
         self._scheduled = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def barrier(
         self,
@@ -80,6 +91,7 @@ class WaveCoordinator:
             previous[1].cancel()
         barrier.waiting[key] = (request, future)
         self._parked += 1
+        self._arm_deadline()
         try:
             self._maybe_fire()
             return await future
@@ -115,9 +127,29 @@ class WaveCoordinator:
         self._scheduled = False
         if self._firing or not self._settled():
             return
+        self._begin_firing()
+
+    def _begin_firing(self) -> None:
         self._firing = True
-        task = asyncio.get_running_loop().create_task(self._fire())
-        task.add_done_callback(lambda _task: None)
+        self._task = asyncio.get_running_loop().create_task(self._fire())
+
+    def _arm_deadline(self) -> None:
+        """Start the clock of the wave at its first waiter (see the module docstring)."""
+        if self._deadline is None:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.max_wait, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        if self._firing or not any(b.waiting for b in self._barriers):
+            return  # a firing in progress re-arms the clock for whoever still waits
+        log.info(
+            "wave fired without waiting for every reconcile",
+            active=self._active,
+            parked=self._parked,
+            after=self.max_wait,
+        )
+        self._begin_firing()
 
     async def _fire(self) -> None:
         """Run the first barrier that has waiters; later ones fire once all park again."""
@@ -140,4 +172,9 @@ class WaveCoordinator:
                         future.set_result(outcomes[key])
         finally:
             self._firing = False
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            if any(b.waiting for b in self._barriers):
+                self._arm_deadline()
             self._maybe_fire()

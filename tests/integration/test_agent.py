@@ -334,6 +334,27 @@ async def test_an_instance_failing_its_health_probes_is_restarted(
     assert await pocketbase_health(f"http://127.0.0.1:{port}")
 
 
+async def test_an_instance_that_never_comes_up_does_not_hold_back_other_services(
+    agent: Agent, release_mirror: ReleaseMirror, pocketbase_versions: tuple[str, str]
+) -> None:
+    # A real executable that exits at once: its unit crash-loops, each of its reconciles
+    # waits out the health deadline, and its own unit's signals queue it again meanwhile.
+    release_mirror.add_release("0.98.0", Path("/bin/false").read_bytes())
+    hopeless = write_spec(agent, "hopeless", free_port(), "0.98.0")
+    try:
+
+        async def waiting_for_health() -> bool:
+            return agent.sites.snippet_path("hopeless").exists()
+
+        assert await wait_until(waiting_for_health, 20)
+        write_spec(agent, "bystander", free_port(), pocketbase_versions[1])
+        status = await status_becomes(agent, "bystander", lambda s: s.state == "active", 40)
+        assert status.config_match is True
+    finally:
+        hopeless.unlink()
+        del release_mirror.releases["0.98.0"]  # the mirror is shared by the session
+
+
 async def test_a_configuration_reload_reaches_the_release_cache(
     agent: Agent, tmp_path: Path
 ) -> None:

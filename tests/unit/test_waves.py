@@ -104,3 +104,29 @@ async def test_later_waves_fire_again() -> None:
     await asyncio.gather(reconcile("second"), reconcile("third"))
     assert reload.calls == [{"first"}, {"second", "third"}]
     assert coordinator.fired("daemon-reload") == 2
+
+
+async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline() -> None:
+    coordinator = WaveCoordinator(max_wait=0.2)
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+    stuck = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        async with coordinator.participant():  # e.g. waiting for an instance that never starts
+            await stuck.wait()
+
+    async def needs_reload() -> str:
+        async with coordinator.participant():
+            return await coordinator.park(barrier, "a", "unit")
+
+    holder = asyncio.create_task(busy_elsewhere())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcome = await asyncio.wait_for(needs_reload(), 2)
+    waited = loop.time() - started
+    stuck.set()
+    await holder
+    assert outcome == "done:unit" and reload.calls == [{"a"}]
+    assert 0.15 <= waited < 1.0, waited

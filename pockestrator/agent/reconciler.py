@@ -464,16 +464,22 @@ class Reconciler:
         backup = await self.dirs.backup_data(name)
         actions = Actions([f"stopped for upgrade, pb_data backed up to {backup}"])
         new_spec = record.spec.model_copy(update={"pocketbase_version": new})
-        result = await self._apply(
-            record,
-            new_spec,
-            status,
-            actions,
-            await self._unit_status(name),
-            health_deadline=self.config.upgrade_health_deadline,
-        )
+        # A step that raises (say the new binary's `superuser upsert`) is a failed upgrade
+        # too: retried as it is, each attempt would stop the service and back it up again.
+        failure: str | None = None
+        try:
+            result = await self._apply(
+                record,
+                new_spec,
+                status,
+                actions,
+                await self._unit_status(name),
+                health_deadline=self.config.upgrade_health_deadline,
+            )
+        except Exception as exc:
+            failure, result = f"upgrading to PocketBase {new} failed: {exc}", Result()
         after = self.store.get_status(name)
-        if after is not None and after.state == "active":
+        if failure is None and after is not None and after.state == "active":
             self.store.update_status(name, failed_version=None)
             self.store.add_event(
                 name,
@@ -484,7 +490,9 @@ class Reconciler:
             return result
 
         reason = (
-            f"PocketBase {new} did not pass its health check within "
+            f"{failure}; rolled back to {old}"
+            if failure is not None
+            else f"PocketBase {new} did not pass its health check within "
             f"{self.config.upgrade_health_deadline:g}s; rolled back to {old}"
         )
         log.warning("upgrade failed, rolling back", service=name, to=old)

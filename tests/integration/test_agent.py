@@ -262,6 +262,30 @@ async def test_a_failed_upgrade_is_rolled_back(
         del release_mirror.releases["0.99.0"]  # the mirror is shared by the session
 
 
+async def test_an_upgrade_step_that_raises_is_rolled_back_once_not_retried_while_down(
+    agent: Agent, release_mirror: ReleaseMirror, pocketbase_versions: tuple[str, str]
+) -> None:
+    older, _newer = pocketbase_versions
+    # An executable that exits 1: with a new superuser in the same edit, the upgrade fails
+    # at `superuser upsert`, before any health check.
+    release_mirror.add_release("0.97.0", Path("/bin/false").read_bytes())
+    try:
+        port = free_port()
+        write_spec(agent, "stepper", port, older)
+        await status_becomes(agent, "stepper", lambda s: s.state == "active")
+        write_spec(agent, "stepper", port, "0.97.0", superuser_email="owner@example.test")
+        status = await status_becomes(agent, "stepper", lambda s: s.failed_version == "0.97.0", 60)
+        assert status.deployed_version == older
+        assert status.last_error and "superuser upsert" in status.last_error
+        assert "rolled back" in status.last_error
+        assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
+        assert await agent.wait_reconciled("stepper", timeout=30)
+        backups = agent.config.base_dir / ".backups" / "stepper"
+        assert len(list(backups.glob("pb_data-2*"))) == 1  # one upgrade, one backup
+    finally:
+        del release_mirror.releases["0.97.0"]  # the mirror is shared by the session
+
+
 @pytest.mark.parametrize("count", [8])
 async def test_a_burst_of_specs_shares_one_daemon_reload_and_one_caddy_reload(
     agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str], count: int

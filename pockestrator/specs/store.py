@@ -372,7 +372,6 @@ class Store:
     def create_service(self, spec: ServiceSpec, owner: str = API_OWNER) -> ServiceRecord:
         """Insert a new service; a taken name, port or domain raises ``Conflict``."""
         now = iso(utc_now())
-        service_id = secrets.token_hex(6)
         with self._write() as db:
             if db.execute(
                 "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
@@ -390,23 +389,9 @@ class Store:
             if taken:
                 raise Conflict(taken)
             try:
-                db.execute(
-                    "INSERT INTO services (id, name, port, domain, owner, spec, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        service_id,
-                        spec.project_name,
-                        spec.port,
-                        spec.domain,
-                        owner,
-                        spec.model_dump_json(),
-                        now,
-                        now,
-                    ),
-                )
+                self._insert_service(db, spec, owner, now)
             except sqlite3.IntegrityError as exc:
                 raise _conflict_from(exc, spec) from None
-            self._ensure_status_row(db, spec.project_name, now)
         record = self.get_service(spec.project_name)
         assert record is not None
         return record
@@ -483,21 +468,7 @@ class Store:
                     if name in owned:
                         self._update_file_spec(db, owned[name], spec, now)
                     else:
-                        db.execute(
-                            "INSERT INTO services (id, name, port, domain, owner, spec, "
-                            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                secrets.token_hex(6),
-                                name,
-                                spec.port,
-                                spec.domain,
-                                owner,
-                                spec.model_dump_json(),
-                                now,
-                                now,
-                            ),
-                        )
-                        self._ensure_status_row(db, name, now)
+                        self._insert_service(db, spec, owner, now)
                 except sqlite3.IntegrityError as exc:
                     db.execute("ROLLBACK TO upsert")
                     issue = _conflict_from(exc, spec).issues[0]
@@ -507,6 +478,26 @@ class Store:
                 finally:
                     db.execute("RELEASE upsert")
         return conflicts
+
+    def _insert_service(
+        self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str | None
+    ) -> None:
+        """A new row with a fresh id, and its status row (raises ``IntegrityError``)."""
+        db.execute(
+            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                secrets.token_hex(6),
+                spec.project_name,
+                spec.port,
+                spec.domain,
+                owner,
+                spec.model_dump_json(),
+                now,
+                now,
+            ),
+        )
+        self._ensure_status_row(db, spec.project_name, now)
 
     def _update_file_spec(
         self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str | None
@@ -554,15 +545,11 @@ class Store:
         rows = self._read("SELECT * FROM deletions WHERE name = ?", (name,))
         if not rows:
             return None
-        row = rows[0]
-        return Deletion(
-            row["name"], row["service_id"], bool(row["purge"]), _dt(row["requested_at"])
-        )
+        return _deletion(rows[0])
 
     def pending_deletions(self) -> list[Deletion]:
         return [
-            Deletion(row["name"], row["service_id"], bool(row["purge"]), _dt(row["requested_at"]))
-            for row in self._read("SELECT * FROM deletions ORDER BY requested_at")
+            _deletion(row) for row in self._read("SELECT * FROM deletions ORDER BY requested_at")
         ]
 
     def finish_deletion(self, name: str) -> None:
@@ -985,6 +972,10 @@ def _record(row: sqlite3.Row) -> ServiceRecord:
         updated_at=_dt(row["updated_at"]),
         generation=int(row["generation"]),
     )
+
+
+def _deletion(row: sqlite3.Row) -> Deletion:
+    return Deletion(row["name"], row["service_id"], bool(row["purge"]), _dt(row["requested_at"]))
 
 
 def _encode_status_value(value: Any) -> Any:

@@ -40,7 +40,7 @@ from pockestrator.controllers.systemd import (
     render_unit,
     unit_body_hash,
 )
-from pockestrator.controllers.systemd_bus import SystemdBus, UnitStatus
+from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.specs.model import ServiceSpec, unit_name
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store, utc_now
 
@@ -559,7 +559,12 @@ class Reconciler:
     # -- helpers -----------------------------------------------------------------------
 
     async def _unit_status(self, name: str) -> UnitStatus | None:
-        return (await self.units.observe(name)).status
+        """systemd's view of the unit alone (``units.observe`` would also read and hash the
+        file, which every caller here reads itself when it needs it)."""
+        try:
+            return await self.bus.unit_status(unit_name(name))
+        except NoSuchUnit:
+            return None
 
     def _drift(
         self, name: str, what: str, before: str | None, after: str | None, found: str, action: str

@@ -7,10 +7,12 @@ level-triggered: whatever the event (created, modified, renamed over, deleted), 
 current content is read again, so editors that save by rename and partial writes converge
 to the right state as soon as the file is whole.
 
-A file is applied all or nothing. While it is broken (YAML syntax, unknown key, bad value,
-a name another file or the API already holds), none of its documents are applied, so
+A file is applied all or nothing. While it is broken (YAML syntax, a duplicate key, an
+unknown key, a bad value, a name given twice in it), none of its documents are applied, so
 services it defined keep their last good spec until it is fixed or removed; other files are
-never affected. Removing a file removes its services (their data is archived, not lost).
+never affected. A document whose name, port or domain another source holds (or whose port a
+process on the host holds) is the exception: only that document waits, the rest of the file
+applies. Removing a file removes its services (their data is archived, not lost).
 """
 
 from __future__ import annotations

@@ -133,6 +133,14 @@ class Agent:
         await self.stop()
 
     async def start(self) -> None:
+        """Start every part in order; if one fails, whatever started is stopped again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(grace=5.0)
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         for folder, key in ((config.spec_dir, "spec_dir"), (config.database.parent, "database")):
             try:
@@ -179,13 +187,13 @@ class Agent:
             asyncio.create_task(self._worker(index), name=f"worker-{index}")
             for index in range(config.workers)
         ]
-        self._spawn(self.spec_directory.run(), "spec-directory")
+        self._spawn(self.spec_directory.run, "spec-directory")
         await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
-        self._spawn(self._watch_host_files(), "host-files")
-        self._spawn(self._resync_forever(), "resync")
-        self._spawn(self.health.run(self.session), "health")
-        self._spawn(self.notifier.watchdog(self._making_progress), "watchdog")
-        self._spawn(self._status_forever(), "status")
+        self._spawn(self._watch_host_files, "host-files")
+        self._spawn(self._resync_forever, "resync")
+        self._spawn(lambda: self.health.run(self.session), "health")
+        self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
+        self._spawn(self._status_forever, "status")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)
@@ -198,21 +206,36 @@ class Agent:
             manager=config.systemd_manager,
         )
 
-    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coroutine
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task failed", task=name)
+    def _spawn(self, loop_factory: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run a background loop for the agent's life; if it fails it starts again.
 
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        One error (a full disk under SQLite, say) must not end the health probes or the
+        resync for good while the workers keep the watchdog fed.
+        """
+
+        async def supervised() -> None:
+            pause = 1.0
+            while True:
+                try:
+                    await loop_factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "background loop failed; restarting it", task=name, retry_in=pause
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 60.0)
+
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
 
     async def stop(self, grace: float = 30.0) -> None:
         """Finish the reconciles in flight (up to ``grace`` seconds), then close everything."""
         self.notifier.stopping()
         self.queue.shutdown()
+        if self._stopped.is_set():
+            return
         if self._api_runner is not None:
             await self._api_runner.cleanup()
             self._api_runner = None
@@ -226,10 +249,15 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
-        await self.releases.close()
-        await self.session.close()
-        await self.bus.close()
-        self.store.close()
+        # After a start that failed half-way, only what exists is closed.
+        if hasattr(self, "releases"):
+            await self.releases.close()
+        if hasattr(self, "session"):
+            await self.session.close()
+        if hasattr(self, "bus"):
+            await self.bus.close()
+        if hasattr(self, "store"):
+            self.store.close()
         self._stopped.set()
         log.info("agent stopped")
 
@@ -341,7 +369,10 @@ class Agent:
     # -- sources of keys ---------------------------------------------------------------
 
     def _on_unit_signal(self, unit: str) -> None:
-        if unit.endswith(UNIT_SUFFIX) and (name := service_name_of(unit)) is not None:
+        name = service_name_of(unit) if unit.endswith(UNIT_SUFFIX) else None
+        # A service backing off after a failure waits for its retry: its own failed attempt
+        # changes its unit, and an immediate re-add would defeat the backoff.
+        if name is not None and not self.queue.failures(name):
             self.queue.add(name)
 
     async def _watch_host_files(self) -> None:

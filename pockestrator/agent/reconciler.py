@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -31,7 +32,7 @@ from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites, SiteOutcome, render_site
-from pockestrator.controllers.files import sha256_text
+from pockestrator.controllers.files import sha256_text, write_atomic
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import (
@@ -215,9 +216,14 @@ class Reconciler:
         current = await self._unit_status(name) if needs_reload or before is None else before
         if current is None:
             raise RuntimeError(f"systemd does not know {unit} after writing it")
-        if current.unit_file_state not in ("enabled", "enabled-runtime", "linked"):
+        # Enabled exactly when it should run, so that a boot does not start a stopped one.
+        enabled = current.unit_file_state in ("enabled", "enabled-runtime", "linked")
+        if record.desired_state == "running" and not enabled:
             await self.bus.enable_unit_files([unit])
             actions.add("enabled")
+        elif record.desired_state == "stopped" and current.unit_file_state == "enabled":
+            await self.bus.disable_unit_files([unit])
+            actions.add("disabled")
         if spec.superuser_email:
             await self._ensure_superuser(record, spec, actions)
 
@@ -425,25 +431,41 @@ class Reconciler:
     ) -> None:
         """Create the first superuser once, with the password the API already showed, if any.
 
-        A password generated here (a file-owned spec) is kept in the store until the API
-        shows it once; it never reaches a log or an event.
+        A password generated here (a spec file asked for a superuser without a password
+        file) goes to a root-only file whose path the event names: the operator who wrote
+        the spec reads it there. It never reaches a log, an event or the store.
         """
         name = record.name
         provided = self.store.peek_superuser_password(name)
         created = await self.dirs.ensure_superuser(spec, password=provided)
         if created is None:
             return
+        detail: dict[str, str] = {"email": created.email}
         if provided is not None:
             self.store.take_superuser_password(name)
+            detail["source"] = "the API (shown once at creation)"
         elif created.password is not None:
-            self.store.put_superuser_password(name, created.password)
+            path = self.generated_password_path(name)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            write_atomic(path, created.password + "\n", mode=0o600)
+            detail["password_file"] = str(path)
         self.store.add_event(
             name,
             "superuser_created",
-            f"first superuser {created.email} created",
-            {"email": created.email, "password": "given" if provided else "generated"},
+            f"first superuser {created.email} created"
+            + (
+                f"; its generated password is in {detail['password_file']}"
+                if "password_file" in detail
+                else ""
+            ),
+            detail,
         )
         actions.add("first superuser created")
+
+    def generated_password_path(self, name: str) -> Path:
+        """Where a superuser password generated for a spec file is left (root only)."""
+        return self.config.database.parent / "superuser-passwords" / name
 
     # -- upgrades ----------------------------------------------------------------------
 

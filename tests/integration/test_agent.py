@@ -207,6 +207,9 @@ async def test_a_stopped_desired_state_stops_the_unit(
     write_spec(agent, "sleepy", port, pocketbase_versions[1], desired_state="stopped")
     await status_becomes(agent, "sleepy", lambda s: s.state == "inactive")
     assert not await pocketbase_health(f"http://127.0.0.1:{port}")
+    # Disabled too: a reboot must not start what should stay stopped.
+    unit = await agent.bus.unit_status(unit_name("sleepy"))
+    assert unit.unit_file_state == "disabled"
 
 
 async def test_a_version_change_upgrades_and_keeps_the_data(
@@ -321,9 +324,15 @@ async def test_the_first_superuser_is_created_once_with_a_password_shown_once(
     )
     await status_becomes(agent, "admined", lambda s: s.state == "active")
     assert "superuser_created" in event_kinds(agent, "admined")
-    password = agent.store.take_superuser_password("admined")
-    assert password and agent.store.take_superuser_password("admined") is None
-    for event in agent.store.list_events("admined"):
+    # Generated for a spec file: left in a root-only file the event names, nowhere else.
+    password_file = agent.reconciler.generated_password_path("admined")
+    password = password_file.read_text().strip()
+    assert password and password_file.stat().st_mode & 0o077 == 0
+    assert password_file.parent.stat().st_mode & 0o077 == 0
+    assert agent.store.peek_superuser_password("admined") is None
+    events = agent.store.list_events("admined")
+    assert any(str(password_file) in event.message for event in events)
+    for event in events:
         assert password not in event.message and password not in str(event.details)
 
     async with (

@@ -25,7 +25,8 @@ ENV_PREFIX = "POCKESTRATOR_"
 SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs")
 
 
-_RENDERABLE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
+# Paths written unquoted into unit files and the Caddyfile (the controllers check with it too).
+RENDERABLE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -189,7 +190,7 @@ class AgentConfig(BaseModel):
     @classmethod
     def _paths_fit_in_rendered_files(cls, value: Path) -> Path:
         # These reach unit files and the Caddy import line unquoted.
-        if not _RENDERABLE_PATH.fullmatch(str(value)):
+        if not RENDERABLE_PATH.fullmatch(str(value)):
             raise ValueError(
                 "must use only letters, digits and . _ / + @ - (it is written into unit "
                 "files and the Caddyfile)"

@@ -103,15 +103,34 @@ class DirectoryWatcher:
         self._fd = fd
         try:
             for folder in self.directories:
-                wd = _libc.inotify_add_watch(fd, os.fsencode(folder), WATCHED_EVENTS)
-                if wd < 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, f"cannot watch {folder}: {os.strerror(code)}")
-                self._folders[wd] = folder
+                self._watch(folder)
             asyncio.get_running_loop().add_reader(fd, self._read)
         except BaseException:
             self.close()
             raise
+
+    def _watch(self, folder: Path) -> None:
+        wd = _libc.inotify_add_watch(self._fd, os.fsencode(folder), WATCHED_EVENTS)
+        if wd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"cannot watch {folder}: {os.strerror(code)}")
+        self._folders[wd] = folder
+
+    def ensure_watches(self) -> list[Path]:
+        """Watch again every folder that was removed and has come back; the ones still
+        missing. (Adding a watch that exists is a no-op for the kernel.)"""
+        if self._fd < 0:
+            return list(self.directories)
+        missing = []
+        watched = set(self._folders.values())
+        for folder in self.directories:
+            if folder in watched:
+                continue
+            try:
+                self._watch(folder)
+            except OSError:
+                missing.append(folder)
+        return missing
 
     def close(self) -> None:
         if self._fd < 0:
@@ -143,6 +162,8 @@ class DirectoryWatcher:
                 return
             raise
         for wd, mask, name in parse_events(data):
+            if mask & IN_IGNORED:  # the kernel dropped this watch (its folder went away)
+                self._folders.pop(wd, None)
             if mask & _LOST:
                 self._lost = True
             elif name and self.accept(name) and wd in self._folders:
@@ -166,6 +187,7 @@ class DirectoryWatcher:
         if self._lost:
             self._lost = False
             self._pending.clear()
+            self.ensure_watches()
             self._batches.put_nowait(None)
         elif self._pending:
             batch, self._pending = self._pending, set()

@@ -109,6 +109,7 @@ class Agent:
             list
         )
         self._stopped = asyncio.Event()
+        self._host_watcher: DirectoryWatcher | None = None
         self.reconciles = 0
 
     # -- the parts, available after start ----------------------------------------------
@@ -385,6 +386,7 @@ class Agent:
             folders, lambda name: service_name_of(name) is not None, quiet=0.05, max_delay=0.3
         )
         watcher.start()
+        self._host_watcher = watcher
         try:
             async for batch in watcher.batches():
                 if batch is None:  # overflow: look at everything
@@ -402,6 +404,8 @@ class Agent:
         while True:
             await asyncio.sleep(self.config.resync_interval)
             self.spec_directory.scan()
+            if self._host_watcher is not None:
+                self._host_watcher.ensure_watches()  # a unit or site folder re-created
             self.enqueue_many(self.known_names())
 
     async def _status_forever(self) -> None:

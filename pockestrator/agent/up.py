@@ -27,6 +27,7 @@ from pockestrator.config import AgentConfig, client_file
 from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.specs.store import Store
+from pockestrator.specs.validation import port_is_bound
 
 log = structlog.get_logger("pockestrator.up")
 
@@ -49,15 +50,7 @@ class UpOptions:
 
 def _port_or_free(preferred: int) -> int:
     """``preferred`` when nothing listens on it, otherwise one the kernel picks."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", preferred))
-        except OSError:
-            return free_port()
-    return preferred
+    return free_port() if port_is_bound(preferred) else preferred
 
 
 def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import aiohttp
 
-from pockestrator.config import AgentConfig
+from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.files import remove_file, sha256_file, write_atomic
 from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
 from pockestrator.specs import grammar
@@ -60,7 +60,6 @@ ERROR_TEXT_MAX = 2000
 MAX_NAMED_ROUNDS = 8
 
 # A folder path that can stand unquoted in a Caddyfile token (the import line).
-_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*", re.ASCII)
 _FILE_IN_ERROR = re.compile(r"([^\s:'\"\[\]()]+\.caddy):\d+")
 _AMBIGUOUS_SITE = re.compile(r"ambiguous site definition: (\S+)")
 
@@ -367,7 +366,7 @@ class CaddySites:
         *,
         command_timeout: float = 30.0,
     ) -> None:
-        if not _PLAIN_PATH.fullmatch(str(config.caddy_sites_dir)):
+        if not RENDERABLE_PATH.fullmatch(str(config.caddy_sites_dir)):
             raise ValueError(
                 f"caddy_sites_dir {str(config.caddy_sites_dir)!r} must be an absolute path of "
                 "letters, digits and . _ + @ - only, to stand unquoted in the import line"

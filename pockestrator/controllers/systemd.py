@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pockestrator.config import AgentConfig
+from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.files import remove_file, sha256_text, write_atomic
 from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.specs.grammar import check_project_name
@@ -56,7 +56,6 @@ HARDENING: tuple[tuple[str, str], ...] = (
 HARDENING_NAMES = frozenset(name for name, _value in HARDENING)
 
 # Paths that reach a unit file: no whitespace, quotes, '%' (specifiers) or control chars.
-_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
 _SAFE_SOURCE = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
 
 
@@ -92,7 +91,7 @@ class UnitSettings:
 
 def _safe_path(path: Path) -> str:
     text = str(path)
-    if not _SAFE_PATH.fullmatch(text) or "/../" in f"{text}/" or "/./" in f"{text}/":
+    if not RENDERABLE_PATH.fullmatch(text) or "/../" in f"{text}/" or "/./" in f"{text}/":
         raise UnsafeValue(f"path {text!r} cannot be written into a unit file")
     return text
 

@@ -142,7 +142,11 @@ class SystemdBus:
         except (OSError, TimeoutError) as exc:
             raise SystemdError(f"cannot connect to the {manager} bus: {exc}") from exc
         client = cls(bus, timeout)
-        await client._subscribe()
+        try:
+            await client._subscribe()
+        except BaseException:
+            bus.disconnect()  # not left open behind a failed connect
+            raise
         return client
 
     @property

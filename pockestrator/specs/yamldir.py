@@ -204,6 +204,7 @@ class SpecDirectory:
         self._ready = asyncio.Event()
         # Parsed files by (inode, size, mtime): the periodic rescan re-reads only edits.
         self._parsed: dict[str, tuple[tuple[int, int, int], ParsedFile]] = {}
+        self._watcher: DirectoryWatcher | None = None
 
     def spec_files(self) -> list[Path]:
         try:
@@ -227,6 +228,11 @@ class SpecDirectory:
 
     def scan(self) -> set[str]:
         """Bring every file of the directory (and every vanished one) into the store."""
+        if self._watcher is not None and self._watcher.ensure_watches():
+            log.warning(
+                "the spec directory is missing; watching it again once it is back",
+                directory=str(self.directory),
+            )
         paths = {str(path) for path in self.spec_files()} | self._known_files()
         return self.sync_paths(sorted(paths), reuse_parsed=True)
 
@@ -340,6 +346,7 @@ class SpecDirectory:
             [self.directory], is_spec_file_name, quiet=WATCH_QUIET, max_delay=WATCH_MAX_DELAY
         )
         watcher.start()
+        self._watcher = watcher
         try:
             self.scan()
             self._ready.set()
@@ -349,6 +356,7 @@ class SpecDirectory:
                 else:
                     self.sync_paths(sorted(str(path) for path in batch))
         finally:
+            self._watcher = None
             watcher.close()
 
     async def wait_ready(self) -> None:

@@ -87,3 +87,16 @@ def test_raw_events_are_parsed_including_an_overflow() -> None:
 async def test_watching_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="cannot watch"):
         DirectoryWatcher([tmp_path / "missing"], yaml_only).start()
+
+
+async def test_a_folder_that_comes_back_is_watched_again(tmp_path: Path) -> None:
+    watched = tmp_path / "specs"
+    watched.mkdir()
+    async with DirectoryWatcher([watched], yaml_only) as watcher:
+        watched.rmdir()
+        assert await next_batch(watcher) is None
+        assert watcher.ensure_watches() == [watched]  # still gone
+        watched.mkdir()
+        assert watcher.ensure_watches() == []
+        (watched / "back.yaml").write_text("x")
+        assert await next_batch(watcher) == {watched / "back.yaml"}

@@ -31,6 +31,20 @@ EXIT_INTERRUPTED = 130
 SERVICE_STATES = ("active", "inactive", "error", "deploying")
 
 
+def add_spec_paths(command: argparse.ArgumentParser) -> None:
+    """``-f FILE|DIR`` (repeatable), shared by ``apply`` and ``validate``."""
+    command.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        type=Path,
+        required=True,
+        metavar="FILE|DIR",
+        help="a spec file, or a folder of *.yaml/*.yml files (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pockestrator",
@@ -177,16 +191,7 @@ def _add_client_commands(
         description="Create the services the agent does not know, patch the ones that differ, "
         "leave the rest. Every file is checked first; if any has a problem, nothing is applied.",
     )
-    apply.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="append",
-        type=Path,
-        required=True,
-        metavar="FILE|DIR",
-        help="a spec file, or a folder of *.yaml/*.yml files (repeatable)",
-    )
+    add_spec_paths(apply)
     apply.add_argument(
         "--wait", action="store_true", help="wait until every applied service is ready"
     )
@@ -261,16 +266,7 @@ def _add_client_commands(
         description="Parse spec files exactly as the agent does and print every problem with "
         "file:line, field and code. Exit code 1 when there is any.",
     )
-    validate.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="append",
-        type=Path,
-        required=True,
-        metavar="FILE|DIR",
-        help="a spec file, or a folder of *.yaml/*.yml files (repeatable)",
-    )
+    add_spec_paths(validate)
     validate.add_argument(
         "--config", type=Path, help="take default_domain from this agent configuration"
     )

@@ -24,6 +24,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.caddy import CaddySites, render_site, site_address
 from pockestrator.controllers.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
+from tests.testbed.journal import journal_text
 from tests.testbed.waiting import http_get, pocketbase_health, wait_for_pocketbase, wait_until
 
 PB_UNIT = "caddytest-pocketbase.service"
@@ -68,22 +69,9 @@ def served_hosts(config: Any) -> set[str]:
 
 def caddy_loads(sandbox: Sandbox) -> int:
     """How many configs the running Caddy has loaded (its own journal entries)."""
-    shown = subprocess.run(
-        [
-            "journalctl",
-            "-D",
-            str(sandbox.systemd.paths.journal_dir),
-            "--no-pager",
-            "-o",
-            "cat",
-            "SYSLOG_IDENTIFIER=caddy",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    text = journal_text(sandbox, "caddy")
     count = 0
-    for line in shown.stdout.splitlines():
+    for line in text.splitlines():
         if line.startswith("{"):
             entry = json.loads(line)
             if entry.get("logger") == "admin.api" and entry.get("msg") == "load complete":

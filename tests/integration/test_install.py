@@ -37,6 +37,7 @@ from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd_bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
+from tests.testbed.journal import journal_text
 from tests.testbed.waiting import http_get, wait_for_pocketbase, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,20 +91,7 @@ class InstalledAgent:
     unit_file: Path
 
     def journal(self) -> str:
-        return subprocess.run(
-            [
-                "journalctl",
-                "-D",
-                str(self.sandbox.systemd.paths.journal_dir),
-                "--no-pager",
-                "-o",
-                "cat",
-                "SYSLOG_IDENTIFIER=pockestrator",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
+        return journal_text(self.sandbox, "pockestrator")
 
     async def main_pid(self) -> int:
         status = await self.bus.unit_status(UNIT)

@@ -16,6 +16,7 @@ import aiohttp
 from pockestrator.agent.private_systemd import PrivateSystemd
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.systemd_bus import SystemdBus
+from tests.testbed.journal import journal_text
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_for_pocketbase, wait_until
 
@@ -64,21 +65,7 @@ async def test_unit_stdout_reaches_the_journal(sandbox: Sandbox) -> None:
     await sandbox.bus.start_unit("talker.service")
 
     async def marker_in_journal() -> bool:
-        shown = subprocess.run(
-            [
-                "journalctl",
-                "-D",
-                str(sandbox.systemd.paths.journal_dir),
-                "--no-pager",
-                "-o",
-                "cat",
-                "SYSLOG_IDENTIFIER=talker",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return marker in shown.stdout
+        return marker in journal_text(sandbox, "talker")
 
     assert await wait_until(marker_in_journal, timeout=5)
 

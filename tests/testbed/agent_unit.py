@@ -6,7 +6,6 @@ own process (CPU and memory are its own), started by systemd, reporting READY=1.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.systemd_bus import SystemdBus
 from pockestrator.specs.store import Store
+from tests.testbed.journal import journal_text
 
 AGENT_UNIT = "pockestrator-agent.service"
 
@@ -57,20 +57,7 @@ class AgentUnit:
         return status.main_pid
 
     def journal(self) -> str:
-        return subprocess.run(
-            [
-                "journalctl",
-                "-D",
-                str(self.sandbox.systemd.paths.journal_dir),
-                "--no-pager",
-                "-o",
-                "cat",
-                "SYSLOG_IDENTIFIER=pockestrator-agent",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
+        return journal_text(self.sandbox, "pockestrator-agent")
 
     def store(self) -> Store:
         return Store(self.config.database)

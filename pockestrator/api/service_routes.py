@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -74,7 +74,7 @@ from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdError
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError, has_control_characters, normalize_domain
 from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name
-from pockestrator.specs.store import API_OWNER, Conflict, NotFound, ServiceRecord
+from pockestrator.specs.store import API_OWNER, Conflict, NotFound, ServiceRecord, Store
 from pockestrator.specs.validation import ReleaseIndexUnavailable, validate_in_context
 
 log = structlog.get_logger("pockestrator.api")
@@ -190,6 +190,21 @@ def new_password() -> str:
     return secrets.token_urlsafe(SUPERUSER_PASSWORD_BYTES)
 
 
+@contextlib.contextmanager
+def handed_password(store: Store, name: str, wanted: bool) -> Iterator[str | None]:
+    """A new superuser password left in the store for the reconciler, while a spec write
+    runs; taken back if the write fails (no service, no password left behind)."""
+    password = new_password() if wanted else None
+    if password is not None:
+        store.put_superuser_password(name, password)
+    try:
+        yield password
+    except BaseException:
+        if password is not None:
+            store.take_superuser_password(name)
+        raise
+
+
 async def written_answer(
     request: web.Request,
     record: ServiceRecord,
@@ -271,17 +286,11 @@ async def create_service(request: web.Request) -> web.StreamResponse:
                 )
             ]
         )
-    password = new_password() if spec.superuser_email else None
-    if password is not None:
-        agent.store.put_superuser_password(name, password)
     try:
-        record = agent.store.create_service(spec, owner=API_OWNER)
-    except BaseException as exc:
-        if password is not None:
-            agent.store.take_superuser_password(name)  # no service, no password left behind
-        if isinstance(exc, Conflict):
-            raise conflict_error(exc) from None
-        raise
+        with handed_password(agent.store, name, bool(spec.superuser_email)) as password:
+            record = agent.store.create_service(spec, owner=API_OWNER)
+    except Conflict as exc:
+        raise conflict_error(exc) from None
     agent.enqueue(name)
     log.info(
         "service created",
@@ -340,19 +349,13 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     if errors:
         raise validation_failed([Problem.of(issue) for issue in errors])
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
-    password = new_password() if new_email else None
-    if password is not None:
-        agent.store.put_superuser_password(record.name, password)
     try:
-        updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
-    except BaseException as exc:
-        if password is not None:
-            agent.store.take_superuser_password(record.name)
-        if isinstance(exc, NotFound):
-            raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
-        if isinstance(exc, Conflict):
-            raise conflict_error(exc) from None
-        raise
+        with handed_password(agent.store, record.name, new_email) as password:
+            updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
+    except NotFound:
+        raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
+    except Conflict as exc:
+        raise conflict_error(exc) from None
     agent.enqueue(record.name)
     log.info(
         "service updated",

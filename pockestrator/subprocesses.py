@@ -83,7 +83,8 @@ async def run_bounded(
 
     Raises ``OSError`` when the program cannot be started and ``ProcessTimedOut`` when it
     does not finish within ``timeout`` seconds. With ``merge_stderr`` both streams land in
-    ``stdout`` in the order they were written (``stderr`` is then empty).
+    ``stdout`` in the order they were written (``stderr`` is then empty). Errors name the
+    program, never its arguments: those may hold a password (``superuser upsert``).
     """
     if isinstance(arguments, str) or not arguments:
         raise ValueError("run_bounded takes a non-empty argument list, never a command line")

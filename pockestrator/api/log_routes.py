@@ -29,7 +29,7 @@ from pockestrator.api.models import (
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes import find_service
 from pockestrator.api.views import log_entry_view
-from pockestrator.controllers.journal import (
+from pockestrator.journal import (
     JournalError,
     JournalQuery,
     JournalUnavailable,

@@ -25,9 +25,9 @@ from pockestrator.api.models import (
     TokenView,
 )
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.journal import LogEntry
 from pockestrator.controllers.systemd import unit_body_hash
 from pockestrator.controllers.systemd_bus import UnitStatus
+from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import (

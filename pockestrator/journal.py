@@ -13,6 +13,10 @@ carry all of them, which in the sandbox is none.
 ``read`` returns the last entries (bounded in count, bytes and time); ``follow`` keeps one
 ``journalctl -f`` running for as long as its caller reads, and always ends the process.
 The REST API turns entries into its log shape and the follow stream into server-sent events.
+
+This module sits beside ``controllers``, not in it: reading logs observes the host and
+manages nothing, and the API reads logs without importing any controller. Its runs go
+through ``pockestrator.subprocesses``, like every other short-lived program the agent runs.
 """
 
 from __future__ import annotations

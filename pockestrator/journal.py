@@ -34,11 +34,14 @@ from typing import Any, Literal
 
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import unit_name
+from pockestrator.subprocesses import ProcessTimedOut, end_process, run_bounded
 
 MAX_LINES = 10_000
 MESSAGE_MAX = 16 * 1024
 OUTPUT_MAX_BYTES = 32 * 1024 * 1024
 LINE_LIMIT = 1024 * 1024
+# A follower's journalctl gets SIGTERM and this long to exit before SIGKILL.
+FOLLOWER_STOP_GRACE = 2.0
 OUTPUT_FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_PID")
 LEVELS = ("EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 # journald cursors: "s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>".
@@ -238,31 +241,26 @@ class JournalReader:
         """The last ``query.lines`` entries, oldest first (bounded output and time)."""
         if query.follow:
             raise ValueError("use follow() for a follow query")
-        process = await self._spawn(self.arguments(query))
-        assert process.stdout is not None and process.stderr is not None
-        entries: list[LogEntry] = []
-        consumed = 0
         try:
-            async with asyncio.timeout(self.timeout):
-                while consumed < OUTPUT_MAX_BYTES:
-                    try:
-                        line = await process.stdout.readline()
-                    except ValueError:  # one line over LINE_LIMIT: skip the rest of it
-                        continue
-                    if not line:
-                        break
-                    consumed += len(line)
-                    entry = parse_entry(line, query.project_name)
-                    if entry is not None:
-                        entries.append(entry)
-                error = await process.stderr.read(64 * 1024)
-                code = await process.wait() if consumed < OUTPUT_MAX_BYTES else 0
-        except TimeoutError as exc:
+            result = await run_bounded(
+                self.arguments(query), timeout=self.timeout, output_limit=OUTPUT_MAX_BYTES
+            )
+        except ProcessTimedOut as exc:
             raise JournalError(f"{self.binary} did not answer within {self.timeout:g}s") from exc
-        finally:
-            await _end(process)
+        except FileNotFoundError as exc:
+            raise JournalUnavailable(f"{self.binary} is not installed") from exc
+        except OSError as exc:
+            raise JournalError(f"cannot run {self.binary}: {exc}") from exc
+        entries = [
+            entry
+            for line in result.stdout.split(b"\n")
+            # A line past LINE_LIMIT is skipped, as the follower's line reader skips it.
+            if len(line) < LINE_LIMIT and (entry := parse_entry(line, query.project_name))
+        ]
+        # Output cut at OUTPUT_MAX_BYTES: journalctl was stopped, what came is the answer.
+        code = 0 if result.truncated else result.returncode
         if code != 0 and not entries:
-            text = error.decode(errors="replace").strip()
+            text = result.stderr_text.strip()
             raise JournalError(f"{self.binary} failed (exit {code}): {text[:500]}")
         return entries
 
@@ -282,19 +280,6 @@ def _with_follow(query: JournalQuery) -> JournalQuery:
     )
 
 
-async def _end(process: asyncio.subprocess.Process) -> None:
-    """Terminate (then kill) a journalctl that is still running, and reap it."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 2.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
 class LogFollower:
     """New entries of one service as they arrive; the process ends with the context."""
 
@@ -309,7 +294,7 @@ class LogFollower:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._process is not None:
-            await _end(self._process)
+            await end_process(self._process, grace=FOLLOWER_STOP_GRACE)
             self._process = None
 
     def stop(self) -> None:

@@ -39,7 +39,6 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -47,6 +46,7 @@ import structlog
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.files import fsync_directory, write_atomic
 from pockestrator.controllers.releases import BINARY_NAME, CachedRelease, ReleaseStore
+from pockestrator.controllers.stamped_paths import unique_stamped_path, utc_stamp
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
@@ -106,11 +106,6 @@ def resolve_instance_owner(user: str, group: str | None = None) -> InstanceOwner
         except KeyError:
             raise ServiceDirError(f"instance group '{group}' does not exist on this host") from None
     return InstanceOwner(user, group, account.pw_uid, gid)
-
-
-def utc_stamp(now: datetime | None = None) -> str:
-    """A sortable, path-safe UTC timestamp: ``20250102T030405Z``."""
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def redact(text: str, secret: str) -> str:
@@ -576,13 +571,7 @@ class ServiceDirs:
 
     def _archive_target(self, name: str) -> Path:
         self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stamp = utc_stamp()
-        candidate = self.archive_dir / f"{name}-{stamp}"
-        counter = 1
-        while os.path.lexists(candidate):
-            candidate = self.archive_dir / f"{name}-{stamp}-{counter}"
-            counter += 1
-        return candidate
+        return unique_stamped_path(self.archive_dir, name)
 
     # Backups for upgrades ----------------------------------------------------------------
 
@@ -607,12 +596,7 @@ class ServiceDirs:
             data_info = _lstat_at(service_fd, DATA_DIR)
             if data_info is None or not stat.S_ISDIR(data_info.st_mode):
                 raise UnsafePath(f"{path / DATA_DIR} is missing, a symlink or not a directory")
-        stamp = utc_stamp()
-        target = folder / f"{DATA_DIR}-{stamp}"
-        counter = 1
-        while os.path.lexists(target):
-            target = folder / f"{DATA_DIR}-{stamp}-{counter}"
-            counter += 1
+        target = unique_stamped_path(folder, DATA_DIR)
         partial = folder / f".{target.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         try:
@@ -641,7 +625,7 @@ class ServiceDirs:
         if not stat.S_ISDIR(os.lstat(resolved).st_mode):
             raise UnsafePath(f"{backup} is not a directory")
         incoming = f".{DATA_DIR}.restore-{secrets.token_hex(4)}"
-        displaced = folder / f"{DATA_DIR}-replaced-{utc_stamp()}-{secrets.token_hex(3)}"
+        displaced = unique_stamped_path(folder, f"{DATA_DIR}-replaced")
         with self._service_fd(name) as opened:
             if opened is None:
                 raise ServiceDirError(f"{path} does not exist; nothing to restore into")

@@ -132,7 +132,9 @@ async def end_process(process: asyncio.subprocess.Process, *, grace: float = 0.0
     """End ``process`` if it still runs and reap it; its exit status (negative: a signal).
 
     With ``grace`` it gets ``SIGTERM`` and that many seconds to exit before ``SIGKILL``.
+    Whatever it still prints is dropped: our ends of its pipes are closed first.
     """
+    _close_pipes(process)
     if process.returncode is None and grace > 0:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
@@ -142,3 +144,20 @@ async def end_process(process: asyncio.subprocess.Process, *, grace: float = 0.0
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     return await process.wait()
+
+
+def _close_pipes(process: asyncio.subprocess.Process) -> None:
+    """Close our ends of the child's pipes, so that ``wait()`` can see it exit.
+
+    asyncio's ``Process.wait()`` returns only once every pipe of the child has reached EOF
+    (Python 3.11). A pipe nobody reads any more stops being polled when its buffer fills,
+    and a grandchild may hold one open: either way a killed child would never be seen to
+    exit. asyncio has no public handle on the pipes of a ``Process``, hence ``_transport``.
+    """
+    transport = getattr(process, "_transport", None)
+    if not isinstance(transport, asyncio.SubprocessTransport):
+        return
+    for fd in (0, 1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        if pipe is not None:
+            pipe.close()

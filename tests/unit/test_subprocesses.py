@@ -143,6 +143,20 @@ async def test_end_process_kills_a_program_that_ignores_sigterm() -> None:
     assert is_reaped(process.pid)
 
 
+async def test_end_process_reaps_a_child_whose_full_pipe_nobody_reads() -> None:
+    code = "import sys, time; sys.stdout.write('x' * 1_000_000); sys.stdout.flush(); time.sleep(60)"
+    process = await asyncio.create_subprocess_exec(*python(code), stdout=asyncio.subprocess.PIPE)
+    # Nobody reads: asyncio's buffer fills and it stops polling the pipe, which then never
+    # reports EOF, and Process.wait() waits for that EOF as well as for the exit.
+    stdout_pipe = process._transport.get_pipe_transport(1)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 20
+    while stdout_pipe.is_reading():
+        assert time.monotonic() < deadline, "asyncio never paused the pipe"
+        await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(end_process(process), 20) == -signal.SIGKILL
+    assert is_reaped(process.pid)
+
+
 async def test_end_process_returns_the_status_of_a_program_that_already_exited() -> None:
     process = await asyncio.create_subprocess_exec("sh", "-c", "exit 7")
     await process.wait()

@@ -62,7 +62,8 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.files import fsync_directory, write_atomic
+from pockestrator.controllers.files import fsync_directory, sha256_stream, write_atomic
+from pockestrator.controllers.hashed_copy import CopyTooLarge, copy_hashing
 from pockestrator.specs.grammar import GrammarError, check_version, is_prerelease, version_key
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
@@ -354,25 +355,16 @@ def copy_binary(
 
     The byte count is enforced on what is actually read, not on what a header claims.
     """
-    hashers = {name: hashlib.new(name) for name in {"sha256", *algorithms}}
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    written = 0
-    head = b""
-    with os.fdopen(os.open(destination, flags, 0o700), "wb") as out:
-        while chunk := source.read(CHUNK_BYTES):
-            written += len(chunk)
-            if written > max_bytes:
-                raise UnsafeArchive(f"the binary is larger than {max_bytes} bytes")
-            if len(head) < len(ELF_MAGIC):
-                head += chunk[: len(ELF_MAGIC) - len(head)]
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if head != ELF_MAGIC:
+    try:
+        copied = copy_hashing(
+            source, destination, mode=0o700, max_bytes=max_bytes, algorithms=algorithms
+        )
+    except CopyTooLarge:
+        raise UnsafeArchive(f"the binary is larger than {max_bytes} bytes") from None
+    if not copied.head.startswith(ELF_MAGIC):
+        destination.unlink()
         raise UnsafeArchive("the binary is not a Linux executable (no ELF header)")
-    return {name: hasher.digest() for name, hasher in hashers.items()}
+    return copied.digests
 
 
 _ARCHIVE_ERRORS = (
@@ -499,11 +491,8 @@ class ReleaseStore:
         record = self.record(version)
         if record is None:
             return False
-        hasher = hashlib.sha256()
         with open(record.path, "rb") as handle:
-            while chunk := handle.read(1024 * 1024):
-                hasher.update(chunk)
-        return hmac.compare_digest(hasher.hexdigest(), record.sha256)
+            return hmac.compare_digest(sha256_stream(handle), record.sha256)
 
     def new_staging(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o755)

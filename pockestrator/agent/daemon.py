@@ -34,7 +34,7 @@ from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddyError, CaddySite
 from pockestrator.controllers.releases import ReleaseCache, ReleaseError
 from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name

@@ -13,7 +13,7 @@ from typing import Protocol
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites
 from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.store import Store
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import Problem
-from pockestrator.controllers.systemd_bus import (
+from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
     PROPERTIES_INTERFACE,

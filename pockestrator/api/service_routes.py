@@ -70,7 +70,7 @@ from pockestrator.api.views import (
     runtime_view,
     service_view,
 )
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdError
+from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdError
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError, has_control_characters, normalize_domain
 from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name

@@ -26,7 +26,7 @@ from pockestrator.api.models import (
 )
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.systemd import unit_body_hash
-from pockestrator.controllers.systemd_bus import UnitStatus
+from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name

@@ -20,7 +20,7 @@ Validation runs on the real files, so between the write and the restore of a fai
 Caddy that restarted in that window would refuse it and keep failing until the restore.
 That window is the only time the folder differs from a validated state.
 
-The systemd side (``ReloadUnit``) goes through ``controllers.systemd_bus``; writing goes
+The systemd side (``ReloadUnit``) goes through ``controllers.systemd.bus``; writing goes
 through ``controllers.files``; deciding *what* each site should be is the reconciler's job.
 """
 
@@ -40,7 +40,7 @@ import aiohttp
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.files import remove_file, sha256_file, write_atomic
-from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError

@@ -28,7 +28,7 @@ from pockestrator.api.models import (
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.views import issue_view
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import caddyfile_tokens
+from pockestrator.controllers.caddy.caddyfile import caddyfile_tokens
 from pockestrator.specs.store import utc_now
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 

@@ -8,13 +8,15 @@ go through ``copy_hashing``:
 
 - the destination is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: an existing file or
   symlink at that name is refused (``FileExistsError``), never opened;
-- every byte read is hashed with each algorithm asked for (SHA-256 always), and
-  ``max_bytes`` bounds what is actually read, whatever an archive header claimed;
+- every byte read is hashed with each algorithm asked for (SHA-256 by default; none for
+  a backup's data files, which have nothing to be checked against), and ``max_bytes``
+  bounds what is actually read, whatever an archive header claimed;
 - mode (and owner, when given) are set on the descriptor, then the file is fsynced; on
   any failure the half-written file is removed again.
 
 Callers copy to a private or temporary name and rename it into place (``servicedirs``) or
-rename the whole staging folder (``releases``), so a reader only ever sees whole files.
+rename the whole staging folder (``releases``, a backup's ``.partial`` folder), so a
+reader only ever sees whole files.
 Neighbours: ``files`` (atomic writes of rendered text, content hashes).
 """
 
@@ -52,6 +54,7 @@ class HashedCopy:
 
     @property
     def sha256(self) -> str:
+        """The SHA-256 as hex (``KeyError`` when it was not asked for)."""
         return self.digests["sha256"].hex()
 
 
@@ -70,7 +73,7 @@ def copy_hashing(
     Raises ``FileExistsError`` when anything has that name, ``CopyTooLarge`` past
     ``max_bytes``; the file then does not exist (or is the one that was there).
     """
-    hashers = {name: hashlib.new(name) for name in {"sha256", *algorithms}}
+    hashers = {name: hashlib.new(name) for name in algorithms}
     fd = os.open(destination, _NEW_FILE, 0o600, dir_fd=dir_fd)
     size = 0
     head = b""

@@ -271,20 +271,9 @@ def _copy_tree(source: Path, destination: Path) -> None:
                 continue
             elif stat.S_ISREG(entry_info.st_mode):
                 source_fd = os.open(origin, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with (
-                    os.fdopen(source_fd, "rb") as reader,
-                    os.fdopen(
-                        os.open(
-                            target,
-                            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                            0o600,
-                        ),
-                        "wb",
-                    ) as writer,
-                ):
-                    shutil.copyfileobj(reader, writer, 1024 * 1024)
-                    writer.flush()
-                    os.fsync(writer.fileno())
+                with os.fdopen(source_fd, "rb") as reader:
+                    # Data, not a binary: nothing to verify, so no digest is computed.
+                    copy_hashing(reader, target, mode=0o600, algorithms=())
             else:
                 continue  # sockets, FIFOs and devices are not data
             _copy_metadata(target, entry_info)

@@ -23,7 +23,7 @@ DATA = bytes(range(256)) * (COPY_CHUNK // 256 + 300)
 
 def test_the_copy_holds_the_bytes_size_digests_and_head_of_the_source(tmp_path: Path) -> None:
     target = tmp_path / "copy"
-    copied = copy_hashing(io.BytesIO(DATA), target, algorithms=("sha512",), mode=0o640)
+    copied = copy_hashing(io.BytesIO(DATA), target, algorithms=("sha256", "sha512"), mode=0o640)
     assert copied == HashedCopy(
         size=len(DATA),
         digests={"sha256": hashlib.sha256(DATA).digest(), "sha512": hashlib.sha512(DATA).digest()},
@@ -32,6 +32,12 @@ def test_the_copy_holds_the_bytes_size_digests_and_head_of_the_source(tmp_path: 
     assert copied.sha256 == hashlib.sha256(DATA).hexdigest()
     assert target.read_bytes() == DATA
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_without_algorithms_the_bytes_are_copied_and_nothing_is_hashed(tmp_path: Path) -> None:
+    copied = copy_hashing(io.BytesIO(DATA), tmp_path / "copy", algorithms=())
+    assert copied == HashedCopy(size=len(DATA), digests={}, head=DATA[:64])
+    assert (tmp_path / "copy").read_bytes() == DATA
 
 
 def test_an_empty_source_gives_an_empty_file_with_the_empty_digest(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def copy_binary(
     """
     try:
         copied = copy_hashing(
-            source, destination, mode=0o700, max_bytes=max_bytes, algorithms=algorithms
+            source, destination, mode=0o700, max_bytes=max_bytes, algorithms={"sha256", *algorithms}
         )
     except CopyTooLarge:
         raise UnsafeArchive(f"the binary is larger than {max_bytes} bytes") from None

@@ -27,7 +27,7 @@ import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -266,18 +266,8 @@ class JournalReader:
 
     def follow(self, query: JournalQuery) -> LogFollower:
         """A running ``journalctl --follow`` for ``query``; use as an async context manager."""
-        follow_query = query if query.follow else _with_follow(query)
+        follow_query = query if query.follow else replace(query, follow=True)
         return LogFollower(self, follow_query)
-
-
-def _with_follow(query: JournalQuery) -> JournalQuery:
-    return JournalQuery(
-        project_name=query.project_name,
-        lines=query.lines,
-        since=query.since,
-        after_cursor=query.after_cursor,
-        follow=True,
-    )
 
 
 class LogFollower:

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pockestrator.api.auth import SESSION_TTL, locked_for, needs_rehash, retry_after_header
-from pockestrator.api.errors import ApiCode, ApiError, Problem, not_found
+from pockestrator.api.errors import ApiError, Problem, not_found
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models import (
     AdminView,
@@ -34,6 +34,7 @@ from pockestrator.api.routing import (
     principal_of,
 )
 from pockestrator.api.views import token_view
+from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import utc_now
 
 log = structlog.get_logger("pockestrator.api")
@@ -67,7 +68,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     token_id = request.match_info["id"]
     existing = agent.store.get_token(token_id)
     if existing is None:
-        raise not_found("Token", token_id, ApiCode.TOKEN_NOT_FOUND)
+        raise not_found("Token", token_id, ErrorCode.TOKEN_NOT_FOUND)
     newly = agent.store.revoke_token(token_id)
     log.info("api token revoked", token_id=token_id, by=principal_of(request).name)
     return answer(
@@ -83,9 +84,9 @@ def _bad_credentials() -> ApiError:
     message = "Invalid e-mail or password"
     return ApiError(
         401,
-        ApiCode.INVALID_CREDENTIALS,
+        ErrorCode.INVALID_CREDENTIALS,
         message,
-        [Problem("password", message, ApiCode.INVALID_CREDENTIALS)],
+        [Problem("password", message, ErrorCode.INVALID_CREDENTIALS)],
     )
 
 
@@ -101,9 +102,9 @@ async def login(request: web.Request) -> web.StreamResponse:
             message = "Too many failed logins for this account; try again later"
             raise ApiError(
                 429,
-                ApiCode.LOGIN_THROTTLED,
+                ErrorCode.LOGIN_THROTTLED,
                 message,
-                [Problem("email", message, ApiCode.LOGIN_THROTTLED)],
+                [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
                 headers={"Retry-After": retry_after_header(wait)},
             )
     passwords = request.app[PASSWORDS]
@@ -137,9 +138,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         message = "This is an API token, not a session; revoke it with DELETE /tokens/{id}"
         raise ApiError(
             400,
-            ApiCode.NOT_A_SESSION,
+            ErrorCode.NOT_A_SESSION,
             message,
-            [Problem("Authorization", message, ApiCode.NOT_A_SESSION)],
+            [Problem("Authorization", message, ErrorCode.NOT_A_SESSION)],
         )
     agent_of(request).store.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))

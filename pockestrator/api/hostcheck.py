@@ -26,6 +26,7 @@ from pockestrator.controllers.systemd_bus import (
     MANAGER_PATH,
     PROPERTIES_INTERFACE,
 )
+from pockestrator.specs.errors import ErrorCode
 
 CHECK_TIMEOUT = 5.0
 
@@ -163,12 +164,12 @@ async def check_host(agent: AgentContext) -> HostReport:
         },
     )
     if dbus_problem:
-        report.errors.append(Problem("system", dbus_problem, "SYSTEMD_UNAVAILABLE"))
+        report.errors.append(Problem("system", dbus_problem, ErrorCode.SYSTEMD_UNAVAILABLE))
     for key, code in (
-        ("systemd_dir", "SYSTEMD_DIR_NOT_WRITABLE"),
-        ("base_dir", "BASE_DIR_NOT_WRITABLE"),
-        ("caddy_sites_dir", "CADDY_SITES_DIR_NOT_WRITABLE"),
-        ("database", "DATABASE_NOT_WRITABLE"),
+        ("systemd_dir", ErrorCode.SYSTEMD_DIR_NOT_WRITABLE),
+        ("base_dir", ErrorCode.BASE_DIR_NOT_WRITABLE),
+        ("caddy_sites_dir", ErrorCode.CADDY_SITES_DIR_NOT_WRITABLE),
+        ("database", ErrorCode.DATABASE_NOT_WRITABLE),
     ):
         reason = files[key]
         if reason:
@@ -178,7 +179,7 @@ async def check_host(agent: AgentContext) -> HostReport:
             Problem(
                 "system",
                 f"Caddy is not installed or not in PATH ({config.caddy_binary})",
-                "MISSING_CADDY",
+                ErrorCode.MISSING_CADDY,
             )
         )
     if files["caddyfile"]:
@@ -186,20 +187,20 @@ async def check_host(agent: AgentContext) -> HostReport:
             Problem(
                 "system",
                 f"Cannot write to Caddyfile: {files['caddyfile']}",
-                "CADDYFILE_NOT_WRITABLE",
+                ErrorCode.CADDYFILE_NOT_WRITABLE,
             )
         )
     if not caddy_running:
         where = config.caddy_admin_url if config.caddy_reload == "admin" else config.caddy_unit
         report.errors.append(
-            Problem("system", f"Caddy is not running ({where})", "CADDY_NOT_RUNNING")
+            Problem("system", f"Caddy is not running ({where})", ErrorCode.CADDY_NOT_RUNNING)
         )
     if not report.tools["journalctl"]:
         report.warnings.append(
             Problem(
                 "system",
                 "journalctl is not installed; instance logs are unavailable",
-                "MISSING_JOURNALCTL",
+                ErrorCode.MISSING_JOURNALCTL,
             )
         )
     return report

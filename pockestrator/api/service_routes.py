@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pockestrator.api.context import AgentContext
-from pockestrator.api.errors import ApiCode, ApiError, Problem, not_found, validation_failed
+from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import (
     merge_patch,
@@ -109,7 +109,7 @@ class _ReleaseIndex:
 def find_service(agent: AgentContext, key: str) -> ServiceRecord:
     record = agent.store.get_service(key)
     if record is None:
-        raise not_found("Service", key, ApiCode.SERVICE_NOT_FOUND)
+        raise not_found("Service", key, ErrorCode.SERVICE_NOT_FOUND)
     return record
 
 
@@ -353,7 +353,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         with handed_password(agent.store, record.name, new_email) as password:
             updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
     except NotFound:
-        raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
+        raise not_found("Service", record.name, ErrorCode.SERVICE_NOT_FOUND) from None
     except Conflict as exc:
         raise conflict_error(exc) from None
     agent.enqueue(record.name)
@@ -383,7 +383,7 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     try:
         agent.store.delete_service(name, purge=query.purge, owner=API_OWNER)
     except NotFound:
-        raise not_found("Service", name, ApiCode.SERVICE_NOT_FOUND) from None
+        raise not_found("Service", name, ErrorCode.SERVICE_NOT_FOUND) from None
     except Conflict as exc:
         raise conflict_error(exc) from None
     log.info("service deleted", service=name, purge=query.purge, by=principal_of(request).name)
@@ -439,11 +439,11 @@ async def control_service(request: web.Request) -> web.StreamResponse:
         else:
             agent.store.set_desired_state(name, "stopped" if action == "stop" else "running")
     except NotFound:
-        raise not_found("Service", name, ApiCode.SERVICE_NOT_FOUND) from None
+        raise not_found("Service", name, ErrorCode.SERVICE_NOT_FOUND) from None
     except SystemdError as exc:
         raise ApiError(
             502,
-            ApiCode.CONTROL_FAILED,
+            ErrorCode.CONTROL_FAILED,
             f"systemd could not {action} {unit_name(name)}: {exc}",
             service_id=record.id,
         ) from None
@@ -457,7 +457,7 @@ async def control_service(request: web.Request) -> web.StreamResponse:
         reason = runtime.error_message(status) or f"the unit is {runtime.systemd_status}"
         raise ApiError(
             502,
-            ApiCode.CONTROL_FAILED,
+            ErrorCode.CONTROL_FAILED,
             f"Service did not {action}: {reason}",
             service_id=record.id,
         )

@@ -30,9 +30,9 @@ from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.config import AgentConfig, ConfigError, load_config
-from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddyError, CaddySites
-from pockestrator.controllers.releases import ReleaseCache, ReleaseError
-from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
+from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
 from pockestrator.dirwatch import DirectoryWatcher
@@ -42,16 +42,6 @@ from pockestrator.specs.store import Store, utc_now
 from pockestrator.specs.yamldir import SpecDirectory
 
 log = structlog.get_logger("pockestrator.agent")
-
-# Failures of the outside world, logged without a traceback (it would say nothing more).
-EXPECTED_FAILURES: tuple[type[Exception], ...] = (
-    OSError,
-    SystemdError,
-    ReleaseError,
-    ServiceDirError,
-    CaddyError,
-    TimeoutError,
-)
 
 # Settings a SIGHUP can change in place; the others need a restart of the agent.
 RELOADABLE = frozenset(
@@ -110,7 +100,6 @@ class Agent:
         )
         self._stopped = asyncio.Event()
         self._host_watcher: DirectoryWatcher | None = None
-        self.reconciles = 0
 
     # -- the parts, available after start ----------------------------------------------
 
@@ -316,7 +305,6 @@ class Agent:
                 if result.requeue_after is not None:
                     self.queue.add_after(name, result.requeue_after)
             finally:
-                self.reconciles += 1
                 del self._busy[index]
                 self.queue.done(name)
                 self._finished(name, run)

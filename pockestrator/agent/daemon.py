@@ -1,10 +1,11 @@
 """The agent process: lifecycle of every part, the workers, and the sources of work.
 
 Start-up is a sequence of explicit steps and shutdown runs them backwards (as aiohttp's
-runner does): store, D-Bus, controllers, queue and workers, the sources of keys (spec
-directory, D-Bus unit signals, file events in the unit and Caddy site directories, the
-periodic resync, health probes), the API; then ``READY=1``. Every source only adds names
-to the work queue; the workers call ``reconcile(name)``.
+runner does): the database (its specs and account stores), D-Bus, controllers, queue and
+workers, the sources of keys (spec directory, D-Bus unit signals, file events in the unit
+and Caddy site directories, the periodic resync, health probes), the API; then
+``READY=1``. Every source only adds names to the work queue; the workers call
+``reconcile(name)``.
 
 Graceful shutdown (SIGTERM, SIGINT): no new keys are handed out, the reconciles in flight
 finish (bounded by ``stop``'s ``grace``), then everything closes in reverse order.
@@ -24,6 +25,7 @@ import aiohttp
 import structlog
 
 from pockestrator import __version__
+from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
@@ -35,6 +37,7 @@ from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.database import Database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
@@ -103,7 +106,9 @@ class Agent:
 
     # -- the parts, available after start ----------------------------------------------
 
+    database: Database
     store: Store
+    accounts: AccountStore
     bus: SystemdBus
     units: SystemdUnits
     sites: CaddySites
@@ -139,7 +144,9 @@ class Agent:
                 raise AgentStartError(
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
-        self.store = Store(config.database)
+        self.database = Database(config.database)
+        self.store = Store(self.database)
+        self.accounts = AccountStore(self.database)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
@@ -246,8 +253,8 @@ class Agent:
             await self.session.close()
         if hasattr(self, "bus"):
             await self.bus.close()
-        if hasattr(self, "store"):
-            self.store.close()
+        if hasattr(self, "database"):
+            self.database.close()
         self._stopped.set()
         log.info("agent stopped")
 

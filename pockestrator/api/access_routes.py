@@ -1,8 +1,9 @@
 """API tokens and dashboard sessions: create, list and revoke tokens; log in and out.
 
-The policy (hashing, throttling, token shapes) lives in ``api.auth``; these handlers only
-apply it to requests. A login never says whether the e-mail exists: an unknown account and
-a wrong password get the same answer in about the same time.
+The policy (hashing, throttling, token shapes) lives in ``pockestrator.accounts`` and
+``api.auth``; these handlers only apply it to requests. A login never says whether the
+e-mail exists: an unknown account and a wrong password get the same answer in about the
+same time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from pockestrator.api.auth import SESSION_TTL, locked_for, needs_rehash, retry_after_header
+from pockestrator.accounts.passwords import needs_rehash
+from pockestrator.api.auth import SESSION_TTL, retry_after_header
 from pockestrator.api.errors import ApiError, Problem, not_found
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models import (
@@ -35,13 +37,12 @@ from pockestrator.api.routing import (
 )
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import utc_now
 
 log = structlog.get_logger("pockestrator.api")
 
 
 async def list_tokens(request: web.Request) -> web.StreamResponse:
-    tokens = agent_of(request).store.list_tokens()
+    tokens = agent_of(request).accounts.list_tokens()
     return answer(TokenList(tokens=[token_view(token) for token in tokens], total=len(tokens)))
 
 
@@ -49,7 +50,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     body = await read_json(request, limit=agent.config.max_body_bytes)
     name = validate_model(TokenCreateBody, body).name
-    plaintext, record = agent.store.create_token(name)
+    plaintext, record = agent.accounts.create_token(name)
     log.info("api token created", token_id=record.id, name=name, by=principal_of(request).name)
     return answer(
         TokenCreated(
@@ -66,10 +67,10 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     token_id = request.match_info["id"]
-    existing = agent.store.get_token(token_id)
+    existing = agent.accounts.get_token(token_id)
     if existing is None:
         raise not_found("Token", token_id, ErrorCode.TOKEN_NOT_FOUND)
-    newly = agent.store.revoke_token(token_id)
+    newly = agent.accounts.revoke_token(token_id)
     log.info("api token revoked", token_id=token_id, by=principal_of(request).name)
     return answer(
         TokenRevoked(
@@ -94,10 +95,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     body = await read_json(request, limit=agent.config.max_body_bytes)
     credentials = validate_model(LoginBody, body)
-    store = agent.store
-    admin = store.get_admin(credentials.email)
+    accounts = agent.accounts
+    admin = accounts.get_admin(credentials.email)
     if admin is not None:
-        wait = locked_for(admin.failed_logins, admin.last_failed_at, utc_now())
+        wait = accounts.login_locked_for(admin)
         if wait > 0:
             message = "Too many failed logins for this account; try again later"
             raise ApiError(
@@ -111,16 +112,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     # The attempt counts as a failure until the password proves right, recorded before the
     # slow check: attempts sent together then meet the lock instead of all being checked
     # before the first failure is written.
-    failures = store.record_login_failure(admin.id) if admin is not None else 0
+    failures = accounts.record_login_failure(admin.id) if admin is not None else 0
     ok = await passwords.verify(admin.password_hash if admin else None, credentials.password)
     if admin is None or not ok:
         if admin is not None:
             log.warning("login failed", admin_id=admin.id, failures=failures)
         raise _bad_credentials()
-    store.reset_login_failures(admin.id)
+    accounts.reset_login_failures(admin.id)
     if needs_rehash(admin.password_hash):
-        store.set_admin_password(admin.email, await passwords.hash(credentials.password))
-    token, expires = store.create_session(admin.id, SESSION_TTL)
+        accounts.set_admin_password(admin.email, await passwords.hash(credentials.password))
+    token, expires = accounts.create_session(admin.id, SESSION_TTL)
     log.info("admin logged in", admin_id=admin.id)
     return answer(
         LoginResponse(
@@ -142,7 +143,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
             message,
             [Problem("Authorization", message, ErrorCode.NOT_A_SESSION)],
         )
-    agent_of(request).store.revoke_session(principal.bearer)
+    agent_of(request).accounts.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))
 
 

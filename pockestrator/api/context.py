@@ -2,7 +2,8 @@
 
 The agent starts the API and hands it an object with this shape; the API never drives
 systemd jobs or writes host files itself. Writes go to the store and become reconciles
-(``enqueue``); reads come from the store, systemd (``bus``) and the journal.
+(``enqueue``); reads come from the store, systemd (``bus``) and the journal. Callers are
+authenticated against the account store (``accounts``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites
 from pockestrator.controllers.releases import ReleaseCache
@@ -23,6 +25,9 @@ class AgentContext(Protocol):
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def accounts(self) -> AccountStore: ...
 
     @property
     def bus(self) -> SystemdBus: ...

@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import access_routes, log_routes, service_routes, system_routes
 from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
@@ -43,7 +44,6 @@ from pockestrator.api.routing import (
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
 from pockestrator.controllers.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import SESSION_PREFIX, TOKEN_PREFIX
 
 log = structlog.get_logger("pockestrator.api")
 
@@ -157,11 +157,11 @@ def authenticate(agent: AgentContext, header: str | None) -> Principal:
             "Send an API token as 'Authorization: Bearer <token>'", offered=header is not None
         )
     if token.startswith(SESSION_PREFIX):
-        admin = agent.store.authenticate_session(token)
+        admin = agent.accounts.authenticate_session(token)
         if admin is not None:
             return Principal("session", admin.id, admin.email, token)
     elif token.startswith(TOKEN_PREFIX):
-        record = agent.store.authenticate_token(token)
+        record = agent.accounts.authenticate_token(token)
         if record is not None:
             return Principal("token", record.id, record.name, token)
     raise _unauthorized("The token is invalid, expired or revoked", offered=True)

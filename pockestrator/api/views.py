@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pockestrator.accounts.store import TokenRecord
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import Problem
 from pockestrator.api.formatting import short_hash
@@ -30,13 +31,7 @@ from pockestrator.controllers.systemd import unit_body_hash
 from pockestrator.controllers.systemd_bus import UnitStatus
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import (
-    Event,
-    ServiceRecord,
-    ServiceStatus,
-    TokenRecord,
-    utc_now,
-)
+from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus, utc_now
 
 UNIT_QUERY_TIMEOUT = 5.0
 

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from pockestrator.accounts import create_admin
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.api.auth import create_admin
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import Operation
 from pockestrator.api.server import STATIC_DIR, all_operations, build_app
@@ -90,13 +90,13 @@ async def client(agent: Agent) -> AsyncIterator[Client]:
 @pytest.fixture(scope="module")
 def token(agent: Agent) -> str:
     """A token made by the store itself, as `pockestrator up` and the CLI make them."""
-    plaintext, _record = agent.store.create_token("bootstrap")
+    plaintext, _record = agent.accounts.create_token("bootstrap")
     return plaintext
 
 
 @pytest.fixture(scope="module")
 def admin(agent: Agent) -> str:
-    create_admin(agent.store, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_admin(agent.accounts, ADMIN_EMAIL, ADMIN_PASSWORD)
     return ADMIN_EMAIL
 
 
@@ -143,7 +143,7 @@ async def test_a_store_created_token_works_and_records_its_use(
 ) -> None:
     reply = await client.call("GET", "/system/info", token=token)
     assert reply.status == 200
-    used = [t for t in agent.store.list_tokens() if t.name == "bootstrap"]
+    used = [t for t in agent.accounts.list_tokens() if t.name == "bootstrap"]
     assert used and used[0].last_used_at is not None
 
 
@@ -210,13 +210,13 @@ async def test_failed_logins_are_throttled_per_account_with_growing_delays(
     assert locked.headers["Retry-After"] == "1"
     await asyncio.sleep(0.25)
     assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
-    stored = agent.store.get_admin(admin)
+    stored = agent.accounts.get_admin(admin)
     assert stored is not None and stored.failed_logins == 2
     await asyncio.sleep(0.2)
     assert (await client.call("POST", "/auth/login", body=right)).status == 429  # 400 ms now
     await asyncio.sleep(0.3)
     assert (await client.call("POST", "/auth/login", body=right)).status == 200
-    stored = agent.store.get_admin(admin)
+    stored = agent.accounts.get_admin(admin)
     assert stored is not None and stored.failed_logins == 0
 
 
@@ -224,7 +224,7 @@ async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
     client: Client, agent: Agent
 ) -> None:
     email = "racer@example.test"
-    create_admin(agent.store, email, ADMIN_PASSWORD)
+    create_admin(agent.accounts, email, ADMIN_PASSWORD)
     wrong = {"email": email, "password": "wrong password"}
     replies = await asyncio.gather(
         *(client.call("POST", "/auth/login", body=wrong) for _ in range(8))
@@ -234,7 +234,7 @@ async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
     # One guess is checked; the rest arrive while the account is locked (a slow machine
     # may let a second one through after the first lock of 200 ms).
     assert 1 <= checked <= 2 and statuses.count(429) == 8 - checked, statuses
-    stored = agent.store.get_admin(email)
+    stored = agent.accounts.get_admin(email)
     assert stored is not None and stored.failed_logins == checked
 
 

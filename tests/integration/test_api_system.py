@@ -34,7 +34,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 async def client(agent: Agent) -> AsyncIterator[Client]:
-    token, _record = agent.store.create_token("system tests")
+    token, _record = agent.accounts.create_token("system tests")
     async with aiohttp.ClientSession() as session:
         yield Client(session, agent, token)
 

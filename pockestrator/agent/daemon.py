@@ -31,6 +31,7 @@ from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.releases import ReleaseCache
@@ -77,7 +78,10 @@ class AgentStartError(Exception):
 
 
 class Agent:
-    """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal."""
+    """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal.
+
+    ``clock`` is the stores' time: their timestamps, login lock-outs, session expiry.
+    """
 
     def __init__(
         self,
@@ -85,9 +89,11 @@ class Agent:
         *,
         config_path: Path | None = None,
         api_factory: Callable[[Agent], Awaitable[Any]] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.clock = clock
         self.notifier = Notifier()
         self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
         self.started_at = utc_now()
@@ -145,8 +151,8 @@ class Agent:
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
         self.database = Database(config.database)
-        self.store = Store(self.database)
-        self.accounts = AccountStore(self.database)
+        self.store = Store(self.database, clock=self.clock)
+        self.accounts = AccountStore(self.database, clock=self.clock)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)

@@ -74,7 +74,14 @@ from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdError
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError, has_control_characters, normalize_domain
 from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name
-from pockestrator.specs.store import API_OWNER, Conflict, NotFound, ServiceRecord, Store
+from pockestrator.specs.store import (
+    API_OWNER,
+    Conflict,
+    NameTakenCode,
+    NotFound,
+    ServiceRecord,
+    Store,
+)
 from pockestrator.specs.validation import ReleaseIndexUnavailable, validate_in_context
 
 log = structlog.get_logger("pockestrator.api")
@@ -166,17 +173,23 @@ async def context_problems(
     agent: AgentContext,
     spec: ServiceSpec,
     *,
-    replacing: str | None,
-    name_taken_code: ErrorCode,
+    replacing: ServiceRecord | None,
+    name_code: NameTakenCode,
 ) -> tuple[list[FieldIssue], list[FieldIssue], dict[str, bool]]:
-    """Errors, warnings and checks of ``spec`` against the other services and the host."""
+    """Errors, warnings and checks of ``spec`` against the other services and the host.
+
+    Which claims are taken is the store's answer, the same the write would get; the write
+    itself still refuses them (``Conflict``) should another request take one meanwhile.
+    """
+    taken = agent.store.claims_taken(
+        spec, replacing=replacing.name if replacing else None, name_code=name_code
+    )
     report = await validate_in_context(
         spec,
-        claims=agent.store.claims(),
+        taken=taken,
         agent_port=agent.config.listen_port,
         release_index=_ReleaseIndex(agent),
-        replacing=replacing,
-        name_taken_code=name_taken_code,
+        own_port=replacing.spec.port if replacing else None,
     )
     return report.errors, report.warnings, report.checks
 
@@ -272,20 +285,11 @@ async def create_service(request: web.Request) -> web.StreamResponse:
         data["created_by"] = caller_label(request)
     spec = checked_spec(data, agent.config.default_domain, ServiceCreateBody, body)
     errors, warnings, _checks = await context_problems(
-        agent, spec, replacing=None, name_taken_code=ErrorCode.DUPLICATE_PROJECT_NAME
+        agent, spec, replacing=None, name_code=ErrorCode.DUPLICATE_PROJECT_NAME
     )
     if errors:
         raise validation_failed([Problem.of(issue) for issue in errors])
     name = spec.project_name
-    # No await from here to create_service: nothing else can claim the name in between.
-    if agent.store.get_service(name) is not None:
-        raise validation_failed(
-            [
-                Problem(
-                    "project_name", "Project name already exists", ErrorCode.DUPLICATE_PROJECT_NAME
-                )
-            ]
-        )
     try:
         with handed_password(agent.store, name, bool(spec.superuser_email)) as password:
             record = agent.store.create_service(spec, owner=API_OWNER)
@@ -344,7 +348,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     merged["project_name"] = record.name
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     errors, warnings, _checks = await context_problems(
-        agent, spec, replacing=record.name, name_taken_code=ErrorCode.DUPLICATE_PROJECT_NAME
+        agent, spec, replacing=record, name_code=ErrorCode.DUPLICATE_PROJECT_NAME
     )
     if errors:
         raise validation_failed([Problem.of(issue) for issue in errors])
@@ -562,7 +566,7 @@ async def validate_service(request: web.Request) -> web.StreamResponse:
             raise
         return _validation_answer(exc.problems, [], _checks_for(exc.problems))
     errors, warnings, checks = await context_problems(
-        agent, spec, replacing=None, name_taken_code=ErrorCode.PROJECT_NAME_EXISTS
+        agent, spec, replacing=None, name_code=ErrorCode.PROJECT_NAME_EXISTS
     )
     reachable = await resolves_here(spec.domain)
     if not reachable:

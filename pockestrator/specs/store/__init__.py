@@ -5,8 +5,8 @@ the API writes), next to its status and events. ``Store`` is the one interface t
 the API and the spec directory use; it is assembled from one class per job, each in its
 own module with its own SQL:
 
-- ``services``: desired services, ownership between sources, uniqueness of name, port
-  and domain, deletions until done;
+- ``services``: desired services, ownership between sources, deletions until done;
+- ``claims``: uniqueness of name, port and domain, the one place that decides it;
 - ``status``: what the reconciler and the health prober last observed;
 - ``events``: the append-only history of each service;
 - ``handoff``: one-time superuser passwords from the API to the reconciler;
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.database import Database
+from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
@@ -53,6 +54,7 @@ __all__ = [
     "Conflict",
     "Deletion",
     "Event",
+    "NameTakenCode",
     "NotFound",
     "ServiceRecord",
     "ServiceStatus",
@@ -64,7 +66,7 @@ __all__ = [
 ]
 
 
-class Store(Services, Statuses, Events, SuperuserPasswords, FileIssues):
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

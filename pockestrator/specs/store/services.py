@@ -3,8 +3,7 @@
 ``owner`` says where a service comes from (``api`` or ``file:<path>``) and only that source
 may change or delete it: the API gets ``OWNED_BY_FILE`` for a file's service, a file gets
 ``OWNED_BY_OTHER_SOURCE`` for a name the API holds. A name, port or domain held by another
-service is refused: SQLite's UNIQUE constraints guarantee it, ``_claims_taken`` reports
-every one at once before a write.
+service is refused by ``claims.taken_claims``, called inside the same write transaction.
 
 A deleted service leaves a row in ``deletions`` until the reconciler has removed it from the
 host (``finish_deletion``); the row records whether its data is archived or purged, and
@@ -23,6 +22,7 @@ from pockestrator.database import parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.claims import taken_claims
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -34,46 +34,6 @@ from pockestrator.specs.store.records import (
     owner_file,
 )
 from pockestrator.specs.store.status import insert_first_status
-from pockestrator.specs.validation import Claim
-
-_CONSTRAINT_FIELDS = {
-    "services.name": (
-        "project_name",
-        ErrorCode.DUPLICATE_PROJECT_NAME,
-        "Project name already exists",
-    ),
-    "services.port": ("port", ErrorCode.PORT_IN_USE, "Port is already in use by another service"),
-    "services.domain": (
-        "domain",
-        ErrorCode.DOMAIN_IN_USE,
-        "Domain is already used by another service",
-    ),
-}
-
-
-def _claims_taken(
-    db: sqlite3.Connection, spec: ServiceSpec, exclude: str | None = None
-) -> list[FieldIssue]:
-    """Every one of name, port and domain that another service holds (all, not the first)."""
-    issues = []
-    for column, (field_name, code, message) in _CONSTRAINT_FIELDS.items():
-        value = getattr(spec, field_name)
-        row = db.execute(
-            f"SELECT name FROM services WHERE {column.split('.')[1]} = ? AND name IS NOT ?",  # noqa: S608
-            (value, exclude),
-        ).fetchone()
-        if row is not None:
-            issues.append(FieldIssue(field_name, f"{message}: {value}", code))
-    return issues
-
-
-def _conflict_from(error: sqlite3.IntegrityError, spec: ServiceSpec) -> Conflict:
-    text = str(error)
-    for column, (field_name, code, message) in _CONSTRAINT_FIELDS.items():
-        if column in text:
-            value = getattr(spec, field_name)
-            return Conflict([FieldIssue(field_name, f"{message}: {value}", code)])
-    raise error
 
 
 class Services(StorePart):
@@ -93,13 +53,10 @@ class Services(StorePart):
                         )
                     ]
                 )
-            taken = _claims_taken(db, spec)
+            taken = taken_claims(db, spec)
             if taken:
                 raise Conflict(taken)
-            try:
-                self._insert_service(db, spec, owner, self._now())
-            except sqlite3.IntegrityError as exc:
-                raise _conflict_from(exc, spec) from None
+            self._insert_service(db, spec, owner, self._now())
             return _record_by_name(db, spec.project_name)
 
     def replace_spec(self, name: str, spec: ServiceSpec, owner: str) -> ServiceRecord:
@@ -120,28 +77,25 @@ class Services(StorePart):
                 raise Conflict([_ownership_issue(name, row["owner"])])
             if row["spec"] == spec.model_dump_json():
                 return _record_by_name(db, name)
-            taken = _claims_taken(db, spec, exclude=name)
+            taken = taken_claims(db, spec, replacing=name)
             if taken:
                 raise Conflict(taken)
-            try:
-                db.execute(
-                    "UPDATE services SET port = ?, domain = ?, spec = ?, updated_at = ?, "
-                    "generation = generation + 1 WHERE name = ?",
-                    (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise _conflict_from(exc, spec) from None
+            db.execute(
+                "UPDATE services SET port = ?, domain = ?, spec = ?, updated_at = ?, "
+                "generation = generation + 1 WHERE name = ?",
+                (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
+            )
             return _record_by_name(db, name)
 
-    def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, FieldIssue]:
+    def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, list[FieldIssue]]:
         """Make the services owned by spec file ``path`` exactly ``specs``.
 
         Services of this file that are no longer in it are deleted (data archived). A spec
-        whose name, port or domain another source holds is not applied; its conflict is
-        returned by name, and the service that holds it is untouched.
+        whose name, port or domain another source holds is not applied; its conflicts are
+        returned by name, and the service that holds the claim is untouched.
         """
         owner = file_owner(path)
-        conflicts: dict[str, FieldIssue] = {}
+        conflicts: dict[str, list[FieldIssue]] = {}
         wanted = {spec.project_name: spec for spec in specs}
         now = self._now()
         with self._database.write() as db:
@@ -153,42 +107,41 @@ class Services(StorePart):
                 self._delete_row(db, owned[name], purge=False, now=now)
             for name, spec in wanted.items():
                 holder = db.execute("SELECT owner FROM services WHERE name = ?", (name,)).fetchone()
-                if holder is not None and holder["owner"] != owner:
-                    conflicts[name] = _ownership_issue(name, holder["owner"], newcomer=path)
+                ours = holder is not None and holder["owner"] == owner
+                if holder is not None and not ours and owner_file(holder["owner"]) is None:
+                    conflicts[name] = [_ownership_issue(name, holder["owner"], newcomer=path)]
                     continue
-                deletion = db.execute(
-                    "SELECT owner, purge FROM deletions WHERE name = ?", (name,)
-                ).fetchone()
-                if deletion is not None and _moved_between_files(deletion):
-                    # A spec moved from one file to another: the service carries on.
-                    db.execute("DELETE FROM deletions WHERE name = ?", (name,))
-                elif deletion is not None:
-                    conflicts[name] = FieldIssue(
-                        "project_name",
-                        f"Service '{name}' is still being deleted; it will be created after",
-                        ErrorCode.DELETION_PENDING,
-                    )
-                    continue
-                db.execute("SAVEPOINT upsert")
-                try:
-                    if name in owned:
-                        self._update_file_spec(db, owned[name], spec, now)
-                    else:
-                        self._insert_service(db, spec, owner, now)
-                except sqlite3.IntegrityError as exc:
-                    db.execute("ROLLBACK TO upsert")
-                    issue = _conflict_from(exc, spec).issues[0]
-                    conflicts[name] = FieldIssue(
-                        issue.field, f"{issue.message} (claimed by another source)", issue.code
-                    )
-                finally:
-                    db.execute("RELEASE upsert")
+                if holder is None or ours:
+                    deletion = db.execute(
+                        "SELECT owner, purge FROM deletions WHERE name = ?", (name,)
+                    ).fetchone()
+                    if deletion is not None and _moved_between_files(deletion):
+                        # A spec moved from one file to another: the service carries on.
+                        db.execute("DELETE FROM deletions WHERE name = ?", (name,))
+                    elif deletion is not None:
+                        conflicts[name] = [
+                            FieldIssue(
+                                "project_name",
+                                f"Service '{name}' is still being deleted; it will be created "
+                                "after",
+                                ErrorCode.DELETION_PENDING,
+                            )
+                        ]
+                        continue
+                # Another file holding the name is a taken claim like a port or a domain.
+                taken = taken_claims(db, spec, replacing=name if ours else None)
+                if taken:
+                    conflicts[name] = taken
+                elif ours:
+                    self._update_file_spec(db, owned[name], spec, now)
+                else:
+                    self._insert_service(db, spec, owner, now)
         return conflicts
 
     def _insert_service(
         self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str
     ) -> None:
-        """A new row with a fresh id, and its status row (raises ``IntegrityError``)."""
+        """A new row with a fresh id, and its status row."""
         db.execute(
             "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -346,11 +299,13 @@ class Services(StorePart):
     def service_names(self) -> list[str]:
         return [row[0] for row in self._database.read("SELECT name FROM services ORDER BY name")]
 
-    def claims(self) -> list[Claim]:
-        return [
-            Claim(row["name"], row["port"], row["domain"], row["owner"])
-            for row in self._database.read("SELECT name, port, domain, owner FROM services")
-        ]
+    def source_files(self) -> set[str]:
+        """Every spec file that owns at least one service."""
+        rows = self._database.read(
+            "SELECT DISTINCT owner FROM services WHERE substr(owner, 1, ?) = ?",
+            (len(FILE_OWNER_PREFIX), FILE_OWNER_PREFIX),
+        )
+        return {path for row in rows if (path := owner_file(row["owner"])) is not None}
 
 
 def _moved_between_files(deletion: sqlite3.Row) -> bool:

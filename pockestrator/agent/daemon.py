@@ -31,7 +31,7 @@ from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
-from pockestrator.clock import SYSTEM_CLOCK, Clock
+from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.releases import ReleaseCache
@@ -42,7 +42,7 @@ from pockestrator.database import Database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
-from pockestrator.specs.store import Store, utc_now
+from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
 
 log = structlog.get_logger("pockestrator.agent")

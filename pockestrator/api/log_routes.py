@@ -29,6 +29,7 @@ from pockestrator.api.models import (
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes import find_service
 from pockestrator.api.views import log_entry_view
+from pockestrator.clock import utc_now
 from pockestrator.controllers.journal import (
     JournalError,
     JournalQuery,
@@ -37,7 +38,6 @@ from pockestrator.controllers.journal import (
     is_cursor,
 )
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import utc_now
 
 KEEPALIVE_SECONDS = 15.0
 MAX_STREAMS = 32

@@ -27,9 +27,9 @@ from pockestrator.api.models import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.views import issue_view
+from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.specs.store import utc_now
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 
 OPENAPI = web.AppKey("openapi", dict)

@@ -25,13 +25,14 @@ from pockestrator.api.models import (
     Service,
     TokenView,
 )
+from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.journal import LogEntry
 from pockestrator.controllers.systemd import unit_body_hash
 from pockestrator.controllers.systemd_bus import UnitStatus
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus, utc_now
+from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
 
 UNIT_QUERY_TIMEOUT = 5.0
 

@@ -62,7 +62,7 @@ __all__ = [
     "StoreError",
     "file_owner",
     "owner_file",
-    "utc_now",  # from pockestrator.clock; the agent's modules still import it from here
+    "utc_now",  # from pockestrator.clock; agent/reconciler.py still imports it from here
 ]
 
 

@@ -438,7 +438,7 @@ class Agent:
             }
             applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
             self.config = self.config.model_copy(update=applied)
-            self.reconciler.config = self.config
+            self.reconciler.reconfigure(self.config)
             self.releases.reconfigure(self.config)
             self.health.interval = self.config.health_interval
             self.health.timeout = self.config.health_timeout

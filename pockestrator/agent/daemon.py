@@ -25,16 +25,18 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.agent.health import HealthProber
+from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.api.context import ControlFailed
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddyError, CaddySites
 from pockestrator.controllers.releases import ReleaseCache, ReleaseError
 from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
@@ -125,6 +127,7 @@ class Agent:
     reconciler: Reconciler
     spec_directory: SpecDirectory
     health: HealthProber
+    host: AgentHostView
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -157,6 +160,9 @@ class Agent:
         self.releases = ReleaseCache(config)
         self.dirs = ServiceDirs(config, self.releases.store)
         self.session = aiohttp.ClientSession()
+        self.host = AgentHostView(
+            lambda: self.config, self.bus, self.units, self.sites, self.releases
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config,
@@ -353,9 +359,17 @@ class Agent:
         return True
 
     async def restart_service(self, name: str) -> None:
-        await self.bus.restart_unit(unit_name(name))
+        """A one-off restart on request; a unit systemd does not know yet is left to the
+        reconcile that creates it."""
+        try:
+            await self.bus.restart_unit(unit_name(name))
+        except NoSuchUnit:
+            return
+        except SystemdError as exc:
+            raise ControlFailed(str(exc)) from exc
+        finally:
+            self.enqueue(name)
         self.store.add_event(name, "restarted", "restarted on request")
-        self.enqueue(name)
 
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()

@@ -178,7 +178,7 @@ class RestartUnit(Step):
     failures: int = 0
 
     def describe(self) -> str:
-        return f"restarted ({'health' if self.reason == 'health' else self.reason})"
+        return f"restarted ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -403,10 +403,10 @@ def _converge(
             )
         prepare.append(DaemonReload())
 
-    unit_file_state = unit.unit_file_state if unit is not None else ""
-    if desired.should_run and unit_file_state not in ENABLED_STATES:
+    enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
+    if desired.should_run and not enabled:
         prepare.append(EnableUnit())
-    elif not desired.should_run and unit_file_state == "enabled":
+    elif not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
         prepare.append(DisableUnit())
 
     email = desired.spec.superuser_email
@@ -454,11 +454,12 @@ def _run_steps(
     stopped_by_agent: bool,
 ) -> tuple[tuple[Step, ...], float | None, list[Drift]]:
     """Start, stop or restart as the desired state asks: (steps, defer, drift)."""
-    active = unit.active_state if unit is not None else "inactive"
-    if stopped_by_agent:
+    if stopped_by_agent or unit is None:
         # The plan itself stops the unit first (an upgrade) or the reconciler just did (a
-        # rollback): start it again, which is no repair of anything.
+        # rollback): starting it again repairs nothing. A unit systemd does not know at
+        # all has never run here.
         return ((StartUnit(),) if desired.should_run else ()), None, []
+    active = unit.active_state
     if not desired.should_run:
         return ((StopUnit(),) if active in RUNNING_STATES else ()), None, []
     if active in ("active", "reloading") and unit_changed:
@@ -472,7 +473,7 @@ def _run_steps(
         # settles (its PropertiesChanged also brings us back).
         return (), DEACTIVATING_REQUEUE, []
     drift = []
-    if status.state in ("active", "deploying") and status.deployed_version and unit is not None:
+    if status.state in ("active", "deploying") and status.deployed_version:
         drift.append(
             Drift(
                 "run state",

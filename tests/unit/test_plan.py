@@ -22,15 +22,26 @@ from pockestrator.agent.plan import (
     DEPLOYING_REQUEUE,
     BackupData,
     CreateSuperuser,
+    DaemonReload,
     Desired,
+    DisableUnit,
+    Drift,
+    EnableUnit,
+    EnsureRelease,
     Observed,
     Plan,
     Policy,
+    PrepareDirectory,
     RemoveData,
+    RemoveSite,
+    RemoveUnitFile,
     RestartUnit,
     Settled,
+    StartUnit,
     StopUnit,
     Upgrade,
+    WriteSite,
+    WriteUnit,
     conclude,
     deployed_version,
     plan_removal,
@@ -323,6 +334,30 @@ ROWS = [
         probe=15.0,
     ),
     Row(
+        "a unit that went down while its service was deploying is started as a repair",
+        both(on_unit(active_state="inactive", sub_state="dead"), on_status(state="deploying")),
+        run=["StartUnit"],
+        drift=[("run state", "unit was inactive/dead")],
+        probe=15.0,
+    ),
+    Row(
+        "an upgrade repairs a hand-edited site on its way",
+        both(upgrade_pending, setting(site_hash=EDITED)),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        route=["WriteSite"],
+        drift=[("caddy site", "hand-edited")],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
         "an inactive unit of a service in error is started without a drift event",
         both(on_unit(active_state="inactive"), on_status(state="error")),
         run=["StartUnit"],
@@ -535,6 +570,32 @@ ROWS = [
         probe=15.0,
     ),
     Row(
+        "a unit systemd does not know at all is enabled and started",
+        setting(unit=None),
+        prepare=["EnableUnit"],
+        run=["StartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a stopped service whose unit systemd does not know needs nothing",
+        setting(unit=None, desired_state="stopped"),
+    ),
+    Row(
+        "the recorded version wins over the unit file's when they disagree",
+        both(upgrade_pending, setting(file_version=NEW)),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
         "a rollback starts the old version again without drift and without a new upgrade",
         both(
             upgrade_pending,
@@ -569,6 +630,19 @@ def test_plan_table(row: Row) -> None:
     assert plan.defer == row.defer
     assert plan.upgrade == row.upgrade
     assert bool(plan) == bool(row.prepare or row.run or row.route)
+    assert plan.name == "app" and not plan.removal
+    desired = desired_of(scenario)
+    for step in plan.steps:
+        if isinstance(step, WriteUnit):
+            assert step.text == desired.unit_text
+        if isinstance(step, WriteSite):
+            assert step.text == desired.site_text
+    assert plan.status == {
+        "systemd_config_hash": UNIT_HASH,
+        "caddy_config_hash": SITE_HASH,
+        "deployed_version": NEW,
+        "observed_generation": 2,
+    }
 
 
 def test_drift_events_carry_the_hash_found_and_the_hash_written() -> None:
@@ -587,6 +661,117 @@ def test_drift_events_carry_the_hash_found_and_the_hash_written() -> None:
         "before_hash": None,
         "after_hash": SITE_HASH,
     }
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (
+            setting(file_hash=EDITED),
+            Drift(
+                "unit file",
+                "hand-edited",
+                "rewrote the unit file, daemon-reload",
+                EDITED,
+                UNIT_HASH,
+            ),
+        ),
+        (
+            on_unit(need_daemon_reload=True),
+            Drift(
+                "unit file",
+                "systemd had not reloaded the file",
+                "daemon-reload",
+                UNIT_HASH,
+                UNIT_HASH,
+            ),
+        ),
+        (
+            on_unit(active_state="failed", sub_state="failed"),
+            Drift("run state", "unit was failed/failed", "started the unit", "failed", "active"),
+        ),
+        (
+            setting(site_hash=EDITED),
+            Drift(
+                "caddy site",
+                "hand-edited",
+                "rewrote the site snippet, caddy reload",
+                EDITED,
+                SITE_HASH,
+            ),
+        ),
+    ],
+    ids=["unit file edited", "unit file not reloaded", "run state", "caddy site edited"],
+)
+def test_each_kind_of_drift_says_what_was_found_and_done(
+    mutation: Callable[[Scenario], None], expected: Drift
+) -> None:
+    scenario = converged()
+    mutation(scenario)
+    assert plan_for(scenario).drift == (expected,)
+
+
+def test_a_plan_is_no_rollback_unless_the_reconciler_says_so() -> None:
+    scenario = converged()
+    upgrade_pending(scenario)
+    plan = plan_service(desired_of(scenario), scenario.status, observed_of(scenario), POLICY)
+    assert plan.upgrade == Upgrade(OLD, NEW)
+
+
+def test_every_step_says_what_it_did_in_the_event_log() -> None:
+    steps = [
+        EnsureRelease(OLD),
+        PrepareDirectory(),
+        WriteUnit("x"),
+        DaemonReload(),
+        EnableUnit(),
+        DisableUnit(),
+        CreateSuperuser("o@example.test"),
+        StartUnit(),
+        StopUnit(),
+        StopUnit("upgrade"),
+        StopUnit("removal"),
+        RestartUnit("configuration changed"),
+        RestartUnit("health", 3),
+        WriteSite("x"),
+        RemoveSite(),
+        RemoveUnitFile(),
+        BackupData(),
+        RemoveData(purge=False),
+        RemoveData(purge=True),
+    ]
+    assert [step.describe() for step in steps] == [
+        f"PocketBase {OLD} cached",
+        "service directory prepared",
+        "unit file written",
+        "daemon-reload",
+        "enabled",
+        "disabled",
+        "first superuser created",
+        "started",
+        "stopped",
+        "stopped for upgrade",
+        "stopped",
+        "restarted (configuration changed)",
+        "restarted (health)",
+        "caddy site applied",
+        "caddy site removed",
+        "unit file removed",
+        "pb_data backed up",
+        "data archived",
+        "data purged",
+    ]
+    assert Plan("app", prepare=(StartUnit(),), run=(StopUnit(),)).describe() == [
+        "started",
+        "stopped",
+    ]
+
+
+def test_a_spec_change_restarts_for_the_configuration_not_for_health() -> None:
+    scenario = converged()
+    spec_changed(scenario)
+    on_status(health_failures=9)(scenario)
+    assert plan_for(scenario).run == (RestartUnit("configuration changed"),)
 
 
 def test_a_health_restart_names_how_many_probes_failed() -> None:
@@ -704,11 +889,17 @@ def test_a_foreign_unit_of_that_name_is_never_stopped_disabled_or_removed() -> N
 
 
 def test_removing_a_running_service_stops_disables_removes_and_archives() -> None:
-    plan = removal(deletion(), unit=unit_status())
-    assert kinds(plan.prepare) == ["StopUnit", "DisableUnit", "RemoveUnitFile", "DaemonReload"]
-    assert kinds(plan.route) == ["RemoveSite"]
-    assert plan.finish == (RemoveData(purge=False),)
-    assert plan.removal
+    assert removal(deletion(), unit=unit_status()) == Plan(
+        name="app",
+        prepare=(StopUnit("removal"), DisableUnit(), RemoveUnitFile(), DaemonReload()),
+        route=(RemoveSite(),),
+        finish=(RemoveData(purge=False),),
+        removal=True,
+    )
+
+
+def test_an_empty_removal_is_still_a_removal_plan_of_that_name() -> None:
+    assert removal(None, file=False, site=False) == Plan(name="app", removal=True)
 
 
 def test_removing_a_stopped_disabled_service_only_removes_its_files() -> None:
@@ -775,13 +966,21 @@ def settle(
 
 
 def test_a_healthy_instance_is_active_with_its_unit_s_figures() -> None:
-    changes = settle()
-    assert changes["state"] == "active" and changes["last_error"] is None
-    assert (changes["pid"], changes["memory_bytes"], changes["restarts"]) == (4242, 30_000_000, 0)
-    assert changes["config_match"] is True and changes["caddy_status"] == "configured"
-    assert changes["deployed_version"] == NEW
-    assert changes["health_ok"] is True
-    assert changes["last_health_check"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert settle(unit=unit_status(cpu_usage_nsec=7)) == {
+        "deployed_version": NEW,
+        "state": "active",
+        "config_match": True,
+        "caddy_status": "configured",
+        "active_state": "active",
+        "sub_state": "running",
+        "pid": 4242,
+        "memory_bytes": 30_000_000,
+        "cpu_usage_nsec": 7,
+        "restarts": 0,
+        "last_error": None,
+        "health_ok": True,
+        "last_health_check": datetime(2026, 1, 1, tzinfo=UTC),
+    }
 
 
 def test_an_unprobed_steady_instance_keeps_its_health_verdict_and_records_no_probe() -> None:
@@ -804,7 +1003,8 @@ def test_a_refused_site_is_an_error_that_quotes_caddy() -> None:
 
 def test_a_stopped_service_is_inactive_once_its_unit_is_down_and_deploying_until_then() -> None:
     down = unit_status(active_state="inactive", sub_state="dead")
-    assert settle(desired_state="stopped", unit=down, healthy=None)["state"] == "inactive"
+    stopped = settle(desired_state="stopped", unit=down, healthy=None)
+    assert (stopped["state"], stopped["last_error"]) == ("inactive", None)
     assert settle(desired_state="stopped", healthy=None)["state"] == "deploying"
 
 

@@ -27,17 +27,19 @@ import structlog
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.health import HealthProber
+from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import Database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -125,6 +127,7 @@ class Agent:
     reconciler: Reconciler
     spec_directory: SpecDirectory
     health: HealthProber
+    host: AgentHostView
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -159,6 +162,9 @@ class Agent:
         self.releases = ReleaseCache(config)
         self.dirs = ServiceDirs(config, self.releases.store)
         self.session = aiohttp.ClientSession()
+        self.host = AgentHostView(
+            lambda: self.config, self.bus, self.units, self.sites, self.releases
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config,
@@ -354,9 +360,17 @@ class Agent:
         return True
 
     async def restart_service(self, name: str) -> None:
-        await self.bus.restart_unit(unit_name(name))
+        """A one-off restart on request; a unit systemd does not know yet is left to the
+        reconcile that creates it."""
+        try:
+            await self.bus.restart_unit(unit_name(name))
+        except NoSuchUnit:
+            return
+        except SystemdError as exc:
+            raise ControlFailed(str(exc)) from exc
+        finally:
+            self.enqueue(name)
         self.store.add_event(name, "restarted", "restarted on request")
-        self.enqueue(name)
 
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -439,7 +453,7 @@ class Agent:
             }
             applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
             self.config = self.config.model_copy(update=applied)
-            self.reconciler.config = self.config
+            self.reconciler.reconfigure(self.config)
             self.releases.reconfigure(self.config)
             self.health.interval = self.config.health_interval
             self.health.timeout = self.config.health_timeout

@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from pockestrator.api.context import AgentContext
+from pockestrator.api.context import AgentContext, ControlFailed
 from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import (
@@ -66,11 +66,9 @@ from pockestrator.api.routing import Operation, ResponseModels, agent_of, answer
 from pockestrator.api.views import (
     event_view,
     issue_view,
-    observe_runtime,
     runtime_view,
     service_view,
 )
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdError
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError, has_control_characters, normalize_domain
 from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name
@@ -103,7 +101,7 @@ class _ReleaseIndex:
 
     async def versions(self) -> Sequence[str]:
         try:
-            return await self.agent.releases.versions()
+            return await self.agent.host.versions()
         except ReleaseIndexUnavailable:
             raise
         except Exception as exc:  # the index is best effort; its failure is not the caller's
@@ -235,7 +233,7 @@ async def written_answer(
     service_status = agent.store.get_status(name)
     view = service_view(current, service_status, agent.config)
     if reconciled:
-        runtime = await observe_runtime(agent, name, service_status)
+        runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status
     else:
         unit_state, site_state = "pending", "pending"
@@ -319,7 +317,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
     view = service_view(record, status, agent.config)
-    runtime = await observe_runtime(agent, record.name, status)
+    runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(
             id=record.id,
@@ -437,14 +435,12 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     name = record.name
     try:
         if action == "restart" and record.desired_state == "running":
-            # A unit not created yet is started by the reconcile waited for below.
-            with contextlib.suppress(NoSuchUnit):
-                await agent.restart_service(name)
+            await agent.restart_service(name)
         else:
             agent.store.set_desired_state(name, "stopped" if action == "stop" else "running")
     except NotFound:
         raise not_found("Service", name, ErrorCode.SERVICE_NOT_FOUND) from None
-    except SystemdError as exc:
+    except ControlFailed as exc:
         raise ApiError(
             502,
             ErrorCode.CONTROL_FAILED,
@@ -455,7 +451,7 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS)
     current = agent.store.get_service(name) or record
     status = agent.store.get_status(name)
-    runtime = await observe_runtime(agent, name, status)
+    runtime = await agent.host.runtime(name, status)
     succeeded = runtime.is_running != (action == "stop")
     if reconciled and not succeeded:
         reason = runtime.error_message(status) or f"the unit is {runtime.systemd_status}"
@@ -492,9 +488,9 @@ async def service_status(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    runtime = await observe_runtime(agent, record.name, status)
+    runtime = await agent.host.runtime(record.name, status)
     unit = runtime.unit
-    memory = unit.memory_current if unit is not None and unit.is_running else None
+    memory = unit.memory_bytes if unit is not None and unit.is_running else None
     cpu = status.cpu_percent if status is not None and runtime.is_running else None
     return answer(
         ServiceStatusResponse(
@@ -512,7 +508,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             memory_bytes=memory,
             cpu_usage=human_percent(cpu),
             cpu_percent=cpu,
-            restarts=unit.n_restarts if unit else None,
+            restarts=unit.restarts if unit else None,
             active_since=runtime.active_since,
             state=status.state if status else "deploying",
             desired_state=record.desired_state,

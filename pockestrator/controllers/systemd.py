@@ -26,6 +26,7 @@ from pockestrator.specs.model import UNIT_SUFFIX, ServiceSpec, unit_name
 
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
+VERSION_KEY = "X-Pockestrator-Version="
 BINARY_NAME = "pocketbase"
 
 # Hardening that PocketBase runs under. Some of these fail inside a private user manager
@@ -151,7 +152,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         "StartLimitBurst=5",
         MARKER,
         f"X-Pockestrator-Service={name}",
-        f"X-Pockestrator-Version={spec.pocketbase_version}",
+        f"{VERSION_KEY}{spec.pocketbase_version}",
         f"X-Pockestrator-Source={source}",
         "",
         "[Service]",
@@ -188,13 +189,30 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
 
 @dataclass(frozen=True)
 class UnitObservation:
-    """The unit file on disk and what systemd reports about the unit."""
+    """The unit file on disk and what systemd reports about the unit.
+
+    ``file_hash`` is the body hash (``unit_body_hash``), the one a rendered unit carries;
+    ``version`` is the PocketBase version the file says it runs.
+    """
 
     name: str
     file_exists: bool
     file_hash: str | None
     managed: bool
     status: UnitStatus | None
+    version: str | None = None
+
+    @classmethod
+    def of_text(cls, name: str, text: str | None, status: UnitStatus | None) -> UnitObservation:
+        """The observation of a unit file's text (None: no file) and systemd's answer."""
+        return cls(
+            name=name,
+            file_exists=text is not None,
+            file_hash=unit_body_hash(text) if text is not None else None,
+            managed=text is not None and is_managed(text),
+            status=status,
+            version=unit_version(text) if text is not None else None,
+        )
 
 
 class SystemdUnits:
@@ -246,19 +264,22 @@ class SystemdUnits:
         return names
 
     async def observe(self, name: str) -> UnitObservation:
+        """The unit file (read from disk) and systemd's view of the unit, now."""
         text = self.read(name)
         try:
             status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
         except NoSuchUnit:
             status = None
-        return UnitObservation(
-            name=name,
-            file_exists=text is not None,
-            file_hash=unit_body_hash(text) if text is not None else None,
-            managed=text is not None and is_managed(text),
-            status=status,
-        )
+        return UnitObservation.of_text(name, text, status)
 
 
 def is_managed(text: str) -> bool:
     return any(line.strip() == MARKER for line in text.splitlines())
+
+
+def unit_version(text: str) -> str | None:
+    """The PocketBase version a unit file says it runs (``X-Pockestrator-Version=``)."""
+    for line in text.splitlines():
+        if line.startswith(VERSION_KEY):
+            return line[len(VERSION_KEY) :].strip() or None
+    return None

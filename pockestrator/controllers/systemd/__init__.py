@@ -23,12 +23,14 @@ from pockestrator.controllers.systemd.render import (
     HARDENING_NAMES,
     HASH_KEY,
     MARKER,
+    VERSION_KEY,
     UnitSettings,
     UnsafeValue,
     describe_source,
     is_managed,
     render_unit,
     unit_body_hash,
+    unit_version,
 )
 from pockestrator.controllers.systemd.units import SystemdUnits, UnitObservation
 
@@ -37,6 +39,7 @@ __all__ = [
     "HARDENING_NAMES",
     "HASH_KEY",
     "MARKER",
+    "VERSION_KEY",
     "JobFailed",
     "ManagerKind",
     "NoSuchUnit",
@@ -51,4 +54,5 @@ __all__ = [
     "is_managed",
     "render_unit",
     "unit_body_hash",
+    "unit_version",
 ]

@@ -26,6 +26,7 @@ from pockestrator.specs.model import ServiceSpec
 
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
+VERSION_KEY = "X-Pockestrator-Version="
 
 # Hardening that PocketBase runs under. Some of these fail inside a private user manager
 # without its own user namespace (see config.SANDBOX_UNSUPPORTED_HARDENING); the agent's
@@ -150,7 +151,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         "StartLimitBurst=5",
         MARKER,
         f"X-Pockestrator-Service={name}",
-        f"X-Pockestrator-Version={spec.pocketbase_version}",
+        f"{VERSION_KEY}{spec.pocketbase_version}",
         f"X-Pockestrator-Source={source}",
         "",
         "[Service]",
@@ -187,3 +188,11 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
 
 def is_managed(text: str) -> bool:
     return any(line.strip() == MARKER for line in text.splitlines())
+
+
+def unit_version(text: str) -> str | None:
+    """The PocketBase version a unit file says it runs (``X-Pockestrator-Version=``)."""
+    for line in text.splitlines():
+        if line.startswith(VERSION_KEY):
+            return line[len(VERSION_KEY) :].strip() or None
+    return None

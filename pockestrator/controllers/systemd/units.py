@@ -25,6 +25,7 @@ from pockestrator.controllers.systemd.render import (
     UnsafeValue,
     is_managed,
     unit_body_hash,
+    unit_version,
 )
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
@@ -32,13 +33,30 @@ from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 
 @dataclass(frozen=True)
 class UnitObservation:
-    """The unit file on disk and what systemd reports about the unit."""
+    """The unit file on disk and what systemd reports about the unit.
+
+    ``file_hash`` is the body hash (``unit_body_hash``), the one a rendered unit carries;
+    ``version`` is the PocketBase version the file says it runs.
+    """
 
     name: str
     file_exists: bool
     file_hash: str | None
     managed: bool
     status: UnitStatus | None
+    version: str | None = None
+
+    @classmethod
+    def of_text(cls, name: str, text: str | None, status: UnitStatus | None) -> UnitObservation:
+        """The observation of a unit file's text (None: no file) and systemd's answer."""
+        return cls(
+            name=name,
+            file_exists=text is not None,
+            file_hash=unit_body_hash(text) if text is not None else None,
+            managed=text is not None and is_managed(text),
+            status=status,
+            version=unit_version(text) if text is not None else None,
+        )
 
 
 class SystemdUnits:
@@ -90,15 +108,10 @@ class SystemdUnits:
         return names
 
     async def observe(self, name: str) -> UnitObservation:
+        """The unit file (read from disk) and systemd's view of the unit, now."""
         text = self.read(name)
         try:
             status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
         except NoSuchUnit:
             status = None
-        return UnitObservation(
-            name=name,
-            file_exists=text is not None,
-            file_hash=unit_body_hash(text) if text is not None else None,
-            managed=text is not None and is_managed(text),
-            status=status,
-        )
+        return UnitObservation.of_text(name, text, status)

@@ -50,7 +50,7 @@ from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 

@@ -39,7 +39,7 @@ from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import Database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name

@@ -26,7 +26,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites, caddyfile_tokens
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.systemd import SystemdUnits, UnitObservation
-from pockestrator.controllers.systemd_bus import (
+from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
     PROPERTIES_INTERFACE,

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pockestrator.controllers.servicedirs import ServiceDirState
 from pockestrator.controllers.systemd import UnitObservation
-from pockestrator.controllers.systemd_bus import UnitStatus
+from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus
 

@@ -60,7 +60,7 @@ from pockestrator.controllers.systemd import (
     render_unit,
     unit_body_hash,
 )
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
+from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store

@@ -30,7 +30,7 @@ from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answ
 from pockestrator.api.service_routes import find_service
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
-from pockestrator.controllers.journal import (
+from pockestrator.journal import (
     JournalError,
     JournalQuery,
     JournalUnavailable,

@@ -42,7 +42,7 @@ from pockestrator.api.routing import (
     Operation,
 )
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
-from pockestrator.controllers.journal import JournalReader
+from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
 
 log = structlog.get_logger("pockestrator.api")

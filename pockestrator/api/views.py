@@ -21,7 +21,7 @@ from pockestrator.api.models import (
     TokenView,
 )
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.journal import LogEntry
+from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus

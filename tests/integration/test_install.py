@@ -34,7 +34,7 @@ import yaml
 from pockestrator.accounts import AccountStore, create_admin
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 from tests.testbed.journal import journal_text

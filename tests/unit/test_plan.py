@@ -52,7 +52,7 @@ from pockestrator.agent.plan import (
 )
 from pockestrator.controllers.servicedirs import ServiceDirState
 from pockestrator.controllers.systemd import UnitObservation
-from pockestrator.controllers.systemd_bus import UnitStatus
+from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus
 

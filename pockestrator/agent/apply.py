@@ -22,35 +22,17 @@ from pathlib import Path
 
 import structlog
 
+from pockestrator.agent import steps
+from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan import (
-    BackupData,
-    CreateSuperuser,
-    DaemonReload,
     Desired,
-    DisableUnit,
-    EnableUnit,
-    EnsureRelease,
     Plan,
-    PrepareDirectory,
-    RemoveData,
-    RemoveSite,
-    RemoveUnitFile,
-    RestartUnit,
-    StartUnit,
-    Step,
-    StopUnit,
-    WriteSite,
-    WriteUnit,
     run_first,
 )
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import CaddySites, SiteOutcome
+from pockestrator.controllers.caddy import SiteOutcome
 from pockestrator.controllers.files import write_atomic
-from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.servicedirs import ServiceDirs
-from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 
@@ -78,20 +60,12 @@ class StepRunner:
         self,
         config: AgentConfig,
         store: Store,
-        bus: SystemdBus,
-        units: SystemdUnits,
-        sites: CaddySites,
-        releases: ReleaseCache,
-        dirs: ServiceDirs,
+        controllers: Controllers,
         coordinator: WaveCoordinator,
     ) -> None:
         self.config = config
         self.store = store
-        self.bus = bus
-        self.units = units
-        self.sites = sites
-        self.releases = releases
-        self.dirs = dirs
+        self.controllers = controllers
         self.coordinator = coordinator
         # Registration order is firing order: daemon-reload before Caddy.
         self._reload: Barrier[None, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
@@ -103,12 +77,12 @@ class StepRunner:
 
     async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
         """One daemon-reload for the wave; each reconcile learns how large the wave is."""
-        await self.bus.daemon_reload()
+        await self.controllers.bus.daemon_reload()
         log.info("daemon-reload", services=len(requests))
         return dict.fromkeys(requests, len(requests))
 
     async def _caddy_wave(self, requests: Mapping[str, str | None]) -> dict[str, SiteOutcome]:
-        result = await self.sites.apply(requests)
+        result = await self.controllers.sites.apply(requests)
         log.info(
             "caddy wave",
             services=len(requests),
@@ -141,41 +115,43 @@ class StepRunner:
         for step in plan.finish:
             await self._do(name, desired, step, applied)
 
-    async def _do(self, name: str, desired: Desired | None, step: Step, applied: Applied) -> None:
+    async def _do(
+        self, name: str, desired: Desired | None, step: steps.Step, applied: Applied
+    ) -> None:
         unit = unit_name(name)
         match step:
-            case EnsureRelease(version=version):
-                await self.releases.ensure(version)
-            case PrepareDirectory():
+            case steps.EnsureRelease(version=version):
+                await self.controllers.releases.ensure(version)
+            case steps.PrepareDirectory():
                 assert desired is not None
-                changes = await self.dirs.apply(desired.spec)
+                changes = await self.controllers.dirs.apply(desired.spec)
                 for change in changes.changes:
                     applied.add(change)
-            case WriteUnit(text=text):
-                if self.units.write(name, text):
+            case steps.WriteUnit(text=text):
+                if self.controllers.units.write(name, text):
                     applied.add(step.describe())
-            case DaemonReload():
+            case steps.DaemonReload():
                 applied.wave_size = await self.coordinator.park(self._reload, name, None)
                 applied.add(step.describe())
-            case EnableUnit():
-                await self.bus.enable_unit_files([unit])
+            case steps.EnableUnit():
+                await self.controllers.bus.enable_unit_files([unit])
                 applied.add(step.describe())
-            case DisableUnit():
-                await self.bus.disable_unit_files([unit])
+            case steps.DisableUnit():
+                await self.controllers.bus.disable_unit_files([unit])
                 applied.add(step.describe())
-            case CreateSuperuser():
+            case steps.CreateSuperuser():
                 assert desired is not None
                 if await self._create_superuser(desired):
                     applied.add(step.describe())
-            case StartUnit():
-                await self.bus.reset_failed_unit(unit)
-                await self.bus.start_unit(unit)
+            case steps.StartUnit():
+                await self.controllers.bus.reset_failed_unit(unit)
+                await self.controllers.bus.start_unit(unit)
                 applied.add(step.describe())
-            case StopUnit():
-                await self.bus.stop_unit(unit)
+            case steps.StopUnit():
+                await self.controllers.bus.stop_unit(unit)
                 applied.add(step.describe())
-            case RestartUnit(reason=reason, failures=failures):
-                await self.bus.restart_unit(unit)
+            case steps.RestartUnit(reason=reason, failures=failures):
+                await self.controllers.bus.restart_unit(unit)
                 if reason == "health":
                     self.store.update_status(name, health_failures=0)
                     self.store.add_event(
@@ -185,25 +161,25 @@ class StepRunner:
                         {"failures": failures},
                     )
                 applied.add(step.describe())
-            case WriteSite(text=text):
+            case steps.WriteSite(text=text):
                 outcome = await self.coordinator.park(self._caddy, name, text)
                 if outcome.ok:
                     applied.add(step.describe())
                 else:
                     applied.caddy_error = outcome.error or "Caddy refused the site"
-            case RemoveSite():
+            case steps.RemoveSite():
                 outcome = await self.coordinator.park(self._caddy, name, None)
                 if not outcome.ok:
                     raise RuntimeError(f"removing the Caddy site failed: {outcome.error}")
                 applied.add(step.describe())
-            case RemoveUnitFile():
-                if self.units.remove_file(name):
+            case steps.RemoveUnitFile():
+                if self.controllers.units.remove_file(name):
                     applied.add(step.describe())
-            case BackupData():
-                applied.backup = await self.dirs.backup_data(name)
+            case steps.BackupData():
+                applied.backup = await self.controllers.dirs.backup_data(name)
                 applied.add(f"pb_data backed up to {applied.backup}")
-            case RemoveData(purge=purge):
-                removed = await self.dirs.delete(name, purge=purge)
+            case steps.RemoveData(purge=purge):
+                removed = await self.controllers.dirs.delete(name, purge=purge)
                 if removed.archived_to is not None:
                     applied.archived_to = removed.archived_to
                     applied.add(f"data archived to {removed.archived_to}")
@@ -223,7 +199,7 @@ class StepRunner:
         """
         name = desired.name
         provided = self.store.peek_superuser_password(name)
-        created = await self.dirs.ensure_superuser(desired.spec, password=provided)
+        created = await self.controllers.dirs.ensure_superuser(desired.spec, password=provided)
         if created is None:
             return False
         detail: dict[str, str] = {"email": created.email}

@@ -26,6 +26,7 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
@@ -162,20 +163,11 @@ class Agent:
         self.releases = ReleaseCache(config)
         self.dirs = ServiceDirs(config, self.releases.store)
         self.session = aiohttp.ClientSession()
-        self.host = AgentHostView(
-            lambda: self.config, self.bus, self.units, self.sites, self.releases
-        )
+        controllers = Controllers(self.bus, self.units, self.sites, self.releases, self.dirs)
+        self.host = AgentHostView(lambda: self.config, controllers)
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
-            config,
-            self.store,
-            self.bus,
-            self.units,
-            self.sites,
-            self.releases,
-            self.dirs,
-            self.coordinator,
-            self.session,
+            config, self.store, controllers, self.coordinator, self.session
         )
         self.spec_directory = SpecDirectory(
             config.spec_dir,

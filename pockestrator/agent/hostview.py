@@ -20,17 +20,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pockestrator.agent.controllers import Controllers
 from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import CaddySites, caddyfile_tokens
-from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.systemd import SystemdUnits, UnitObservation
+from pockestrator.controllers.caddy import caddyfile_tokens
+from pockestrator.controllers.systemd import UnitObservation
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
     PROPERTIES_INTERFACE,
-    SystemdBus,
     UnitStatus,
 )
 from pockestrator.specs.store import ServiceStatus
@@ -45,19 +44,12 @@ class AgentHostView:
     ``config`` is asked each time: a SIGHUP replaces the agent's configuration.
     """
 
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        bus: SystemdBus,
-        units: SystemdUnits,
-        sites: CaddySites,
-        releases: ReleaseCache,
-    ) -> None:
+    def __init__(self, config: Callable[[], AgentConfig], controllers: Controllers) -> None:
         self._config = config
-        self.bus = bus
-        self.units = units
-        self.sites = sites
-        self.releases = releases
+        self.bus = controllers.bus
+        self.units = controllers.units
+        self.sites = controllers.sites
+        self.releases = controllers.releases
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
         unit: UnitState | None = None

@@ -33,6 +33,7 @@ import aiohttp
 import structlog
 
 from pockestrator.agent.apply import Applied, StepRunner
+from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.plan import (
     Desired,
@@ -49,18 +50,15 @@ from pockestrator.agent.plan import (
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import CaddySites, render_site
+from pockestrator.controllers.caddy import render_site
 from pockestrator.controllers.files import sha256_text
-from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import (
-    SystemdUnits,
     UnitObservation,
     UnsafeValue,
     render_unit,
     unit_body_hash,
 )
-from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitStatus
+from pockestrator.controllers.systemd.bus import NoSuchUnit, UnitStatus
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
@@ -86,24 +84,16 @@ class Reconciler:
         self,
         config: AgentConfig,
         store: Store,
-        bus: SystemdBus,
-        units: SystemdUnits,
-        sites: CaddySites,
-        releases: ReleaseCache,
-        dirs: ServiceDirs,
+        controllers: Controllers,
         coordinator: WaveCoordinator,
         session: aiohttp.ClientSession,
     ) -> None:
         self.config = config
         self.store = store
-        self.bus = bus
-        self.units = units
-        self.sites = sites
-        self.releases = releases
-        self.dirs = dirs
+        self.controllers = controllers
         self.coordinator = coordinator
         self.session = session
-        self.steps = StepRunner(config, store, bus, units, sites, releases, dirs, coordinator)
+        self.steps = StepRunner(config, store, controllers, coordinator)
 
     @property
     def policy(self) -> Policy:
@@ -137,7 +127,7 @@ class Reconciler:
         version = target_version(record.spec, status)
         desired = self.desired(record, version)
         try:
-            await self.releases.ensure(version)
+            await self.controllers.releases.ensure(version)
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
@@ -157,7 +147,7 @@ class Reconciler:
         if version != spec.pocketbase_version:
             spec = spec.model_copy(update={"pocketbase_version": version})
         try:
-            unit_text = render_unit(spec, self.units.settings, record.owner)
+            unit_text = render_unit(spec, self.controllers.units.settings, record.owner)
             site_text = render_site(spec, tls=self.config.caddy_tls)
         except (UnsafeValue, GrammarError) as exc:
             raise TerminalError(f"the spec cannot be rendered: {exc}") from exc
@@ -174,16 +164,17 @@ class Reconciler:
 
     async def observe(self, desired: Desired) -> Observed:
         """The unit (file and systemd), the site snippet and the folder of ``desired``."""
-        unit = await self.units.observe(desired.name)
+        unit = await self.controllers.units.observe(desired.name)
         if unit.file_exists and not unit.managed:
+            path = self.controllers.units.path(desired.name)
             raise TerminalError(
-                f"{self.units.path(desired.name)} exists and is not managed by Pockestrator; "
+                f"{path} exists and is not managed by Pockestrator; "
                 "remove it or choose another project name"
             )
         return Observed(
             unit=unit,
-            site_hash=self.sites.snippet_hash(desired.name),
-            dirs=await self.dirs.observe(desired.spec),
+            site_hash=self.controllers.sites.snippet_hash(desired.name),
+            dirs=await self.controllers.dirs.observe(desired.spec),
         )
 
     async def _settle(
@@ -214,11 +205,11 @@ class Reconciler:
             unit_file_hash, site_hash = observed.unit.file_hash, observed.site_hash
         else:
             # Read again after the steps and a health wait: the unit may have moved on.
-            after = await self.units.observe(desired.name)
+            after = await self.controllers.units.observe(desired.name)
             if after.status is None:
                 raise RuntimeError(f"systemd does not know {unit_name(desired.name)}")
             unit, unit_file_hash = after.status, after.file_hash
-            site_hash = self.sites.snippet_hash(desired.name)
+            site_hash = self.controllers.sites.snippet_hash(desired.name)
         return Settled(
             unit=unit,
             unit_file_hash=unit_file_hash,
@@ -296,8 +287,8 @@ class Reconciler:
         Returns where the new version's data went (kept beside the backups).
         """
         name = record.name
-        await self.bus.stop_unit(unit_name(name))
-        displaced = await self.dirs.restore_data(name, backup)
+        await self.controllers.bus.stop_unit(unit_name(name))
+        displaced = await self.controllers.dirs.restore_data(name, backup)
         desired = self.desired(record, old)
         observed = await self.observe(desired)
         plan = plan_service(
@@ -337,15 +328,15 @@ class Reconciler:
 
     async def _observe_removal(self, name: str) -> Observed:
         """The unit file, systemd's view only if the file is ours, and the site snippet."""
-        text = self.units.read(name)
+        text = self.controllers.units.read(name)
         unit = UnitObservation.of_text(name, text, status=None)
         if unit.managed:
             try:
-                status = await self.bus.unit_status(unit_name(name))
+                status = await self.controllers.bus.unit_status(unit_name(name))
             except NoSuchUnit:
                 status = None
             unit = UnitObservation.of_text(name, text, status=status)
-        return Observed(unit=unit, site_hash=self.sites.snippet_hash(name))
+        return Observed(unit=unit, site_hash=self.controllers.sites.snippet_hash(name))
 
     # -- records -----------------------------------------------------------------------
 

@@ -1,0 +1,26 @@
+"""The controllers of one host, wired once at start-up and shared by everyone who needs them.
+
+The reconciler observes through them, the step runner acts through them and the API's host
+view reads through them; one value carries them so that the three are built from the same
+parts and none of them lists the others' constructor arguments again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pockestrator.controllers.caddy import CaddySites
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
+
+
+@dataclass(frozen=True)
+class Controllers:
+    """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders."""
+
+    bus: SystemdBus
+    units: SystemdUnits
+    sites: CaddySites
+    releases: ReleaseCache
+    dirs: ServiceDirs

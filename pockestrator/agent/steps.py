@@ -1,0 +1,161 @@
+"""The vocabulary of a plan: each step one thing to do to the host, and drift found on it.
+
+Steps are small frozen values, so plans compare, print and test as data; ``describe`` is the
+line a step leaves in the service's event log. ``agent.plan`` decides which steps a
+reconcile needs; ``agent.apply`` maps each one to a controller call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do to the host; ``describe`` is the line the event log gets."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EnsureRelease(Step):
+    """Have another version's binary cached (an upgrade's way back) before anything stops."""
+
+    version: str
+
+    def describe(self) -> str:
+        return f"PocketBase {self.version} cached"
+
+
+@dataclass(frozen=True)
+class PrepareDirectory(Step):
+    """Create or repair the service folder and link the version's binary into it."""
+
+    def describe(self) -> str:
+        return "service directory prepared"
+
+
+@dataclass(frozen=True)
+class WriteUnit(Step):
+    text: str
+
+    def describe(self) -> str:
+        return "unit file written"
+
+
+@dataclass(frozen=True)
+class DaemonReload(Step):
+    """One daemon-reload for the whole wave; its size orders the run and route groups."""
+
+    def describe(self) -> str:
+        return "daemon-reload"
+
+
+@dataclass(frozen=True)
+class EnableUnit(Step):
+    def describe(self) -> str:
+        return "enabled"
+
+
+@dataclass(frozen=True)
+class DisableUnit(Step):
+    def describe(self) -> str:
+        return "disabled"
+
+
+@dataclass(frozen=True)
+class CreateSuperuser(Step):
+    email: str
+
+    def describe(self) -> str:
+        return "first superuser created"
+
+
+@dataclass(frozen=True)
+class StartUnit(Step):
+    """Clear a failed state and start the unit."""
+
+    def describe(self) -> str:
+        return "started"
+
+
+@dataclass(frozen=True)
+class StopUnit(Step):
+    reason: Literal["desired state", "upgrade", "removal"] = "desired state"
+
+    def describe(self) -> str:
+        return "stopped" if self.reason != "upgrade" else "stopped for upgrade"
+
+
+@dataclass(frozen=True)
+class RestartUnit(Step):
+    """``configuration changed``: a new unit file; ``health``: the probes kept failing."""
+
+    reason: Literal["configuration changed", "health"]
+    failures: int = 0
+
+    def describe(self) -> str:
+        return f"restarted ({self.reason})"
+
+
+@dataclass(frozen=True)
+class WriteSite(Step):
+    text: str
+
+    def describe(self) -> str:
+        return "caddy site applied"
+
+
+@dataclass(frozen=True)
+class RemoveSite(Step):
+    def describe(self) -> str:
+        return "caddy site removed"
+
+
+@dataclass(frozen=True)
+class RemoveUnitFile(Step):
+    def describe(self) -> str:
+        return "unit file removed"
+
+
+@dataclass(frozen=True)
+class BackupData(Step):
+    """Copy ``pb_data`` aside (the unit is stopped) so that a failed upgrade can go back."""
+
+    def describe(self) -> str:
+        return "pb_data backed up"
+
+
+@dataclass(frozen=True)
+class RemoveData(Step):
+    """Archive the service folder, or delete it when the deletion asked for a purge."""
+
+    purge: bool
+
+    def describe(self) -> str:
+        return "data purged" if self.purge else "data archived"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Something on the host that differs from what the agent last made it."""
+
+    what: Literal["unit file", "caddy site", "run state"]
+    found: str
+    action: str
+    before_hash: str | None
+    after_hash: str | None
+
+    def message(self) -> str:
+        return f"{self.what}: {self.found}; {self.action}"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "found": self.found,
+            "action": self.action,
+            "before_hash": self.before_hash,
+            "after_hash": self.after_hash,
+        }

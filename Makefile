@@ -33,6 +33,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pockestrator tests
 	$(BIN)/ruff format --check pockestrator tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed-test
 	$(BIN)/pytest tests/unit

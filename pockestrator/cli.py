@@ -410,7 +410,7 @@ def _default_domain(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def _save_token(token: str) -> Path:
     """Write the CLI's token file atomically, readable by its owner only."""
     from pockestrator.client.connection import token_file
-    from pockestrator.controllers.files import write_atomic
+    from pockestrator.files import write_atomic
 
     path = token_file()
     write_atomic(path, token + "\n", mode=0o600)

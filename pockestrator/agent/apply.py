@@ -32,7 +32,7 @@ from pockestrator.agent.plan import (
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
-from pockestrator.controllers.files import write_atomic
+from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 

@@ -51,7 +51,6 @@ from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import render_site
-from pockestrator.controllers.files import sha256_text
 from pockestrator.controllers.systemd import (
     UnitObservation,
     UnsafeValue,
@@ -59,6 +58,7 @@ from pockestrator.controllers.systemd import (
     unit_body_hash,
 )
 from pockestrator.controllers.systemd.bus import NoSuchUnit, UnitStatus
+from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store

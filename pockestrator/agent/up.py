@@ -25,8 +25,8 @@ from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.private_systemd import PrivateSystemdError, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig, client_file
-from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import seed_from_installed
+from pockestrator.files import write_atomic
 from pockestrator.specs.validation import port_is_bound
 
 log = structlog.get_logger("pockestrator.up")

@@ -7,11 +7,13 @@
 
 Each offers a pure render (where there is text to render), an ``observe`` that changes
 nothing, and the apply steps; deciding which steps to take is the reconciler's
-(``agent``). Mechanics several of them share live beside them, once each: ``files``
-(atomic writes, content hashes), ``hashed_copy`` (copying a binary while hashing it),
-``stamped_paths`` (unique timestamped names) and ``service_layout`` (the names in a
-service folder). Short-lived programs run through ``pockestrator.subprocesses``.
+(``agent``). Mechanics several of them share live beside them, once each:
+``hashed_copy`` (copying a binary while hashing it), ``stamped_paths`` (unique timestamped
+names) and ``service_layout`` (the names in a service folder). Atomic writes and content
+hashes are ``pockestrator.files`` (the CLI writes its token file with them too), and
+short-lived programs run through ``pockestrator.subprocesses``.
 
-Controllers may import ``specs``, ``config`` and ``subprocesses``, never ``agent`` or
-``api`` (docs/architecture.md).
+Controllers may import ``specs`` and the base modules (``config``, ``files``,
+``subprocesses``), never ``agent`` or ``api``: ``make lint`` holds them to it
+(import-linter, docs/architecture.md).
 """

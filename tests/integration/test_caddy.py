@@ -22,7 +22,7 @@ import pytest
 
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.caddy import CaddySites, render_site, site_address
-from pockestrator.controllers.files import sha256_text
+from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed.journal import journal_text
 from tests.testbed.waiting import http_get, pocketbase_health, wait_for_pocketbase, wait_until

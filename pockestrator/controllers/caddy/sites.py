@@ -28,8 +28,8 @@ from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
-from pockestrator.controllers.files import sha256_file
 from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
+from pockestrator.files import sha256_file
 from pockestrator.specs import grammar
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded

@@ -34,7 +34,7 @@ from pockestrator.controllers.caddy.errors import (
     files_in_error,
 )
 from pockestrator.controllers.caddy.render import with_import
-from pockestrator.controllers.files import remove_file, write_atomic
+from pockestrator.files import remove_file, write_atomic
 from pockestrator.specs.grammar import GrammarError
 
 # Rounds in which Caddy's error names an offender, before falling back to bisection.

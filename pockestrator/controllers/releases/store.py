@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pockestrator.controllers.files import fsync_directory, sha256_stream, write_atomic
 from pockestrator.controllers.releases.archives import BINARY_MAX_BYTES, UnsafeArchive, copy_binary
 from pockestrator.controllers.service_layout import BINARY_NAME
+from pockestrator.files import fsync_directory, sha256_stream, write_atomic
 from pockestrator.specs.grammar import GrammarError, check_version, version_key
 
 META_NAME = "release.json"

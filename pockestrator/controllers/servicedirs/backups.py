@@ -21,12 +21,12 @@ from pathlib import Path
 
 import structlog
 
-from pockestrator.controllers.files import fsync_directory
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
 from pockestrator.controllers.servicedirs.fds import copy_tree, lstat_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.stamped_paths import unique_stamped_path
+from pockestrator.files import fsync_directory
 
 log = structlog.get_logger("pockestrator.servicedirs")
 

@@ -31,7 +31,6 @@ from pathlib import Path
 import structlog
 
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.files import sha256_stream
 from pockestrator.controllers.hashed_copy import copy_hashing
 from pockestrator.controllers.releases import CachedRelease, ReleaseStore
 from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
@@ -46,6 +45,7 @@ from pockestrator.controllers.servicedirs.superuser import (
     ensure_superuser,
     superusers_done,
 )
+from pockestrator.files import sha256_stream
 from pockestrator.specs.model import ServiceSpec
 
 BINARY_MODE = 0o755

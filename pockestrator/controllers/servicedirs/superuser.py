@@ -25,13 +25,13 @@ from pathlib import Path
 
 import structlog
 
-from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
 from pockestrator.controllers.servicedirs.errors import ServiceDirError
 from pockestrator.controllers.servicedirs.fds import lstat_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.servicedirs.owner import InstanceOwner
 from pockestrator.controllers.stamped_paths import utc_stamp
+from pockestrator.files import write_atomic
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
-from pockestrator.controllers.files import sha256_text
 from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
+from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import ServiceSpec
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.files import remove_file, write_atomic
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitStatus
 from pockestrator.controllers.systemd.render import (
     UnitSettings,
@@ -27,6 +26,7 @@ from pockestrator.controllers.systemd.render import (
     unit_body_hash,
     unit_version,
 )
+from pockestrator.files import remove_file, write_atomic
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 

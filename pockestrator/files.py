@@ -5,8 +5,9 @@ file in the same directory, is fsynced, renamed over the target and the director
 fsynced. The hash of a rendered text is the identity used for drift detection
 (``systemd_config_hash``, ``caddy_config_hash``); the API shows a 12-hex prefix.
 
-Neighbours: ``hashed_copy`` (copying a binary while hashing it), ``stamped_paths``
-(unique timestamped names for archives and backups).
+A base module: the controllers, the agent and the CLI (its token file) write through it.
+Neighbours in ``controllers``: ``hashed_copy`` (copying a binary while hashing it),
+``stamped_paths`` (unique timestamped names for archives and backups).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ folder goes through directory file descriptors opened with ``O_NOFOLLOW``, so a 
 planted as the folder, as ``pb_data`` or as the binary is refused or replaced, never
 followed. Nothing outside ``base_dir`` and the archive folder is touched.
 
-- ``fds``: directory descriptors, ``copy_tree``; ``folders``: where a folder is, opening it;
+- ``fds``: directory descriptors, ``copy_tree_at``; ``folders``: where a folder is, opening it;
 - ``dirs``: ``ServiceDirs``, ``observe`` and ``apply`` (the one object the agent holds);
 - ``archive``: deleting (archived as ``<archive>/<name>-<UTC stamp>``, or purged);
 - ``backups``: ``pb_data`` backed up before an upgrade, restored on rollback;

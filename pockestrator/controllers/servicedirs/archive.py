@@ -5,7 +5,7 @@ the archive folder (copied and removed when that is on another file system), und
 unique timestamped name (``stamped_paths``). A purge removes the tree with
 ``shutil.rmtree``, and only where that is safe against symlink attacks.
 
-Neighbours: ``folders`` (where the folder is), ``fds.copy_tree`` (the cross-device copy).
+Neighbours: ``folders`` (where the folder is), ``fds.copy_tree_at`` (the cross-device copy).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
-from pockestrator.controllers.servicedirs.fds import copy_tree
+from pockestrator.controllers.servicedirs.fds import copy_tree_at, opened_dir
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.stamped_paths import unique_stamped_path
 from pockestrator.files import fsync_directory
@@ -61,8 +61,9 @@ def delete_folder(folders: ServiceFolders, name: str, *, purge: bool) -> DeleteR
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        copy_tree(path, destination)
-        shutil.rmtree(path)
+        with opened_dir(folders.base_dir) as base_fd, opened_dir(folders.archive_dir) as archive:
+            copy_tree_at(base_fd, name, archive, destination.name)
+            shutil.rmtree(name, dir_fd=base_fd)
     fsync_directory(folders.base_dir)
     fsync_directory(folders.archive_dir)
     log.info("service directory archived", service=name, archived_to=str(destination))

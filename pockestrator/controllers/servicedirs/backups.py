@@ -7,7 +7,7 @@ the new version is not healthy, ``restore_data`` copies the backup back in and s
 for the current ``pb_data`` with renames; the data it displaces is kept as
 ``pb_data-replaced-<UTC stamp>`` beside the backups, for the operator to look at.
 
-Neighbours: ``folders`` (where things are), ``fds`` (``copy_tree``, descriptors),
+Neighbours: ``folders`` (where things are), ``fds`` (``copy_tree_at``, descriptors),
 ``stamped_paths`` (the names).
 """
 
@@ -23,7 +23,7 @@ import structlog
 
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
-from pockestrator.controllers.servicedirs.fds import copy_tree, lstat_at
+from pockestrator.controllers.servicedirs.fds import copy_tree_at, lstat_at, opened_dir
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.stamped_paths import unique_stamped_path
 from pockestrator.files import fsync_directory
@@ -51,15 +51,16 @@ def backup_data(folders: ServiceFolders, name: str) -> Path:
         data_info = lstat_at(service_fd, DATA_DIR)
         if data_info is None or not stat.S_ISDIR(data_info.st_mode):
             raise UnsafePath(f"{path / DATA_DIR} is missing, a symlink or not a directory")
-    target = unique_stamped_path(folder, DATA_DIR)
-    partial = folder / f".{target.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        copy_tree(path / DATA_DIR, partial)
-        os.rename(partial, target)
-    except BaseException:
+        target = unique_stamped_path(folder, DATA_DIR)
+        partial = folder / f".{target.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        raise
+        try:
+            with opened_dir(folder) as backups_fd:
+                copy_tree_at(service_fd, DATA_DIR, backups_fd, partial.name)
+            os.rename(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     fsync_directory(folder)
     log.info("service data backed up", service=name, backup=str(target))
     return target
@@ -84,7 +85,8 @@ def restore_data(folders: ServiceFolders, name: str, backup: Path) -> Path:
         if opened is None:
             raise ServiceDirError(f"{path} does not exist; nothing to restore into")
         service_fd, _ = opened
-        copy_tree(resolved, path / incoming)
+        with opened_dir(folder) as backups_fd:
+            copy_tree_at(backups_fd, resolved.name, service_fd, incoming)
         try:
             current = lstat_at(service_fd, DATA_DIR)
             if current is not None:
@@ -93,7 +95,7 @@ def restore_data(folders: ServiceFolders, name: str, backup: Path) -> Path:
                 os.rename(DATA_DIR, displaced, src_dir_fd=service_fd)
             os.rename(incoming, DATA_DIR, src_dir_fd=service_fd, dst_dir_fd=service_fd)
         except BaseException:
-            shutil.rmtree(path / incoming, ignore_errors=True)
+            shutil.rmtree(incoming, dir_fd=service_fd, ignore_errors=True)
             raise
         os.fsync(service_fd)
     log.info("service data restored", service=name, backup=str(resolved))

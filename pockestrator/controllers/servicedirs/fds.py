@@ -4,9 +4,9 @@ The agent runs as root and the instance user owns every service folder, so anyth
 there may have been planted. Work inside a service folder therefore goes through
 directory file descriptors: ``open_dir_at`` opens with ``O_NOFOLLOW | O_DIRECTORY`` (a
 symlink planted as ``pb_data`` is refused, ``UnsafePath``), ``lstat_at`` and
-``mkdir_at`` act on one name in one directory. ``copy_tree`` copies ``pb_data`` for
-backups and archives: owners, modes and times kept, symlinks copied as symlinks (never
-followed), sockets and devices left out, every file a new one (``hashed_copy``).
+``mkdir_at`` act on one name in one directory. ``copy_tree_at`` copies ``pb_data`` for
+backups and archives the same way, one descriptor per folder, so root never follows a
+path inside an instance's folder, even while the instance changes it under the copy.
 
 Neighbours: ``folders`` opens a service folder with these; ``dirs``, ``backups`` and
 ``superuser`` work inside it.
@@ -14,9 +14,11 @@ Neighbours: ``folders`` opens a service folder with these; ``dirs``, ``backups``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from pockestrator.controllers.hashed_copy import copy_hashing
@@ -68,36 +70,80 @@ def mkdir_at(parent_fd: int, name: str, mode: int) -> bool:
     return True
 
 
-def copy_tree(source: Path, destination: Path) -> None:
-    """Copy a tree with owners, modes and times; symlinks are copied, never followed."""
-    info = os.lstat(source)
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePath(f"{source} is not a directory")
-    os.mkdir(destination, 0o700)
-    with os.scandir(source) as entries:
-        for entry in entries:
-            origin = Path(entry.path)
-            target = destination / entry.name
-            entry_info = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(entry_info.st_mode):
-                os.symlink(os.readlink(origin), target)
-            elif stat.S_ISDIR(entry_info.st_mode):
-                copy_tree(origin, target)
-                continue
-            elif stat.S_ISREG(entry_info.st_mode):
-                source_fd = os.open(origin, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with os.fdopen(source_fd, "rb") as reader:
-                    # Data, not a binary: nothing to verify, so no digest is computed.
-                    copy_hashing(reader, target, mode=0o600, algorithms=())
-            else:
-                continue  # sockets, FIFOs and devices are not data
-            copy_metadata(target, entry_info)
-    copy_metadata(destination, info)
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-def copy_metadata(path: Path, info: os.stat_result) -> None:
-    """Owner, mode and times of ``info`` onto ``path`` (a symlink keeps its own mode)."""
-    os.chown(path, info.st_uid, info.st_gid, follow_symlinks=False)
-    if not stat.S_ISLNK(info.st_mode):
-        os.chmod(path, stat.S_IMODE(info.st_mode))
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+def copy_tree_at(source_dir: int, source: str, target_dir: int, target: str) -> None:
+    """Copy the tree ``source`` (in ``source_dir``) to a new ``target`` (in ``target_dir``).
+
+    Every name is opened relative to its parent's descriptor with ``O_NOFOLLOW``, so no
+    component is ever resolved through a symlink, whatever the tree's owner swaps while
+    the copy runs: a directory replaced by a symlink is refused (``UnsafePath``), a file
+    replaced by a FIFO cannot block (``O_NONBLOCK``) and is refused unless it is still a
+    regular file. Owners, modes and times are kept, symlinks are copied as symlinks
+    (never followed), sockets, FIFOs and devices are left out, every file is a new one
+    (``hashed_copy``), and the target is created root-only (0700) until its own mode is
+    set at the end.
+    """
+    with _open_tree(source_dir, source) as src:
+        info = os.fstat(src)
+        os.mkdir(target, 0o700, dir_fd=target_dir)
+        with _open_tree(target_dir, target) as dst:
+            for name in os.listdir(src):
+                entry = lstat_at(src, name)
+                if entry is None:
+                    continue  # gone since the listing
+                if stat.S_ISDIR(entry.st_mode):
+                    copy_tree_at(src, name, dst, name)
+                elif stat.S_ISLNK(entry.st_mode):
+                    os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                    _keep_times(dst, name, entry)
+                    os.chown(name, entry.st_uid, entry.st_gid, dir_fd=dst, follow_symlinks=False)
+                elif stat.S_ISREG(entry.st_mode):
+                    _copy_file_at(src, name, dst, entry)
+            os.fchown(dst, info.st_uid, info.st_gid)
+            os.fchmod(dst, stat.S_IMODE(info.st_mode))
+            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _open_tree(parent: int, name: str) -> DirFd:
+    try:
+        return DirFd(os.open(name, DIR_FLAGS, dir_fd=parent))
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePath(f"{name!r} became a symlink or stopped being a folder") from None
+        raise
+
+
+def _copy_file_at(src: int, name: str, dst: int, entry: os.stat_result) -> None:
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=src)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{name!r} became a symlink while it was copied") from None
+        raise
+    with os.fdopen(fd, "rb") as reader:
+        now = os.fstat(reader.fileno())
+        if not stat.S_ISREG(now.st_mode):
+            raise UnsafePath(f"{name!r} stopped being a regular file while it was copied")
+        # Data, not a binary: nothing to verify, so no digest is computed.
+        copy_hashing(
+            reader,
+            name,
+            dir_fd=dst,
+            mode=stat.S_IMODE(now.st_mode),
+            algorithms=(),
+            owner=(now.st_uid, now.st_gid),
+        )
+    _keep_times(dst, name, now)
+
+
+def _keep_times(directory: int, name: str, info: os.stat_result) -> None:
+    os.utime(name, ns=(info.st_atime_ns, info.st_mtime_ns), dir_fd=directory, follow_symlinks=False)
+
+
+@contextlib.contextmanager
+def opened_dir(path: Path) -> Iterator[int]:
+    """A root-owned folder of the agent's own (backups, the archive), opened as a descriptor."""
+    with DirFd(os.open(path, DIR_FLAGS)) as fd:
+        yield fd

@@ -136,7 +136,8 @@ class SystemdBus:
         cls, manager: ManagerKind = "system", address: str | None = None, timeout: float = 10.0
     ) -> SystemdBus:
         bus_type = BusType.SYSTEM if manager == "system" else BusType.SESSION
-        bus = MessageBus(bus_address=address, bus_type=bus_type)
+        # File descriptors travel too: a transient unit's output is a pipe of ours.
+        bus = MessageBus(bus_address=address, bus_type=bus_type, negotiate_unix_fd=True)
         try:
             await asyncio.wait_for(bus.connect(), timeout)
         except (OSError, TimeoutError) as exc:
@@ -171,6 +172,7 @@ class SystemdBus:
         interface: str = MANAGER_INTERFACE,
         destination: str = DESTINATION,
         timeout: float | None = None,
+        unix_fds: Sequence[int] = (),
     ) -> list[Any]:
         """One method call, bounded by ``timeout`` (default: the client's); D-Bus errors
         become ``SystemdError``."""
@@ -181,6 +183,7 @@ class SystemdBus:
             member=member,
             signature=signature,
             body=list(body),
+            unix_fds=list(unix_fds),
         )
         limit = self.timeout if timeout is None else timeout
         try:
@@ -302,19 +305,46 @@ class SystemdBus:
         """Queue a job with mode ``replace`` and wait for its ``JobRemoved`` result."""
         await self._subscribe()
         (job_path,) = await self.call(member, "ss", [name, "replace"])
-        result = self._finished_jobs.pop(job_path, None)
-        if result is None:
-            waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self._job_waiters[job_path] = waiter
-            try:
-                result = await asyncio.wait_for(waiter, timeout or max(self.timeout, 90.0))
-            except TimeoutError as exc:
-                raise SystemdError(f"{member} {name}: job {job_path} did not finish") from exc
-            finally:
-                self._job_waiters.pop(job_path, None)
+        result = await self._job_result(job_path, f"{member} {name}", timeout)
         if result != "done":
             action = member.removesuffix("Unit").lower()
             raise JobFailed(name, action, result, await self._failure_detail(name))
+
+    async def start_transient_unit(
+        self,
+        name: str,
+        properties: Sequence[tuple[str, Variant]],
+        timeout: float,
+        unix_fds: Sequence[int] = (),
+    ) -> str:
+        """Create and start a transient unit; the job's result (``done``, ``failed``, ...).
+
+        A ``Type=oneshot`` unit's start job ends when its process has exited, so for those
+        the result says how the run went. Mode ``fail``: never replace a unit's job.
+        ``unix_fds`` are the descriptors that ``h`` properties index (their output, say).
+        """
+        await self._subscribe()
+        (job_path,) = await self.call(
+            "StartTransientUnit",
+            "ssa(sv)a(sa(sv))",
+            [name, "fail", list(properties), []],
+            unix_fds=unix_fds,
+        )
+        return await self._job_result(job_path, f"StartTransientUnit {name}", timeout)
+
+    async def _job_result(self, job_path: str, what: str, timeout: float | None) -> str:
+        """Wait for ``JobRemoved`` of ``job_path`` (it may have come already)."""
+        result = self._finished_jobs.pop(job_path, None)
+        if result is not None:
+            return result
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._job_waiters[job_path] = waiter
+        try:
+            return await asyncio.wait_for(waiter, timeout or max(self.timeout, 90.0))
+        except TimeoutError as exc:
+            raise SystemdError(f"{what}: job {job_path} did not finish") from exc
+        finally:
+            self._job_waiters.pop(job_path, None)
 
     async def _failure_detail(self, name: str) -> str:
         try:

@@ -1,0 +1,163 @@
+"""The box every instance runs in, written once for both of systemd's spellings.
+
+An instance is hostile: it runs its owner's JavaScript and migrations. Its service unit and
+every one-off command of its binary (a transient unit: the first superuser's bootstrap, a
+migration, a dry boot) must run as the same identity under the same restrictions, so one
+table says what they are. Each ``Directive`` is one ``[Service]`` line of a unit file and
+the D-Bus property that sets the same on a transient unit (``StartTransientUnit``).
+
+The identity is a dynamic user of its own per instance (``DynamicUser=yes``, ``User=`` a
+name derived from the service's), whose only writable place is its state directory
+(``StateDirectory=``, mode 0700): instances cannot read, signal or even see each other
+(``ProtectProc=invisible``), and root's own files are read-only to them. The rest follows
+systemd's hardening guidance as far as PocketBase tolerates it (``systemd-analyze
+security`` scores a rendered unit in docs/security.md). Some directives cannot work inside
+a private user manager without its own user namespace (the sandbox and the test bed); the
+agent's ``hardening_disabled`` setting leaves those out, of the unit and of the transient
+units alike.
+
+Neighbours: ``render`` writes these lines into the unit; ``transient`` passes the
+properties to systemd; ``specs.grammar`` has checked every value that reaches here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dbus_fast import Variant
+
+from pockestrator.specs.grammar import check_project_name
+
+USER_PREFIX = "pb-"
+# systemd accepts user names of at most 31 characters.
+USER_NAME_MAX = 31
+STATE_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One setting: ``key=text`` in a unit file, ``key`` of D-Bus type ``signature``."""
+
+    key: str
+    text: str
+    signature: str
+    value: Any
+
+    @property
+    def line(self) -> str:
+        return f"{self.key}={self.text}"
+
+    def as_property(self) -> tuple[str, Variant]:
+        return self.key, Variant(self.signature, self.value)
+
+
+def _flag(key: str) -> Directive:
+    return Directive(key, "yes", "b", True)
+
+
+def _address(family: socket.AddressFamily, address: str, prefix: int) -> tuple[int, bytes, int]:
+    return int(family), socket.inet_pton(family, address), prefix
+
+
+# In the order they appear in a unit file.
+HARDENING: tuple[Directive, ...] = (
+    _flag("NoNewPrivileges"),
+    _flag("PrivateTmp"),
+    _flag("PrivateDevices"),
+    _flag("PrivateMounts"),
+    _flag("PrivateIPC"),
+    _flag("PrivateUsers"),
+    Directive("ProtectSystem", "strict", "s", "strict"),
+    Directive("ProtectHome", "yes", "s", "yes"),
+    _flag("ProtectKernelTunables"),
+    _flag("ProtectKernelModules"),
+    _flag("ProtectKernelLogs"),
+    _flag("ProtectControlGroups"),
+    _flag("ProtectClock"),
+    _flag("ProtectHostname"),
+    Directive("ProtectProc", "invisible", "s", "invisible"),
+    Directive("ProcSubset", "pid", "s", "pid"),
+    Directive(
+        "RestrictAddressFamilies",
+        "AF_INET AF_INET6 AF_UNIX",
+        "(bas)",
+        (True, ["AF_INET", "AF_INET6", "AF_UNIX"]),
+    ),
+    # The bitmask of namespace types it may create: none.
+    Directive("RestrictNamespaces", "yes", "t", 0),
+    _flag("RestrictRealtime"),
+    _flag("RestrictSUIDSGID"),
+    _flag("RemoveIPC"),
+    _flag("LockPersonality"),
+    _flag("MemoryDenyWriteExecute"),
+    Directive("SystemCallFilter", "@system-service", "(bas)", (True, ["@system-service"])),
+    Directive("SystemCallArchitectures", "native", "as", ["native"]),
+    Directive("CapabilityBoundingSet", "", "t", 0),
+    Directive("AmbientCapabilities", "", "t", 0),
+    Directive("KeyringMode", "private", "s", "private"),
+    Directive("DevicePolicy", "closed", "s", "closed"),
+    Directive("UMask", "0077", "u", 0o077),
+    Directive(
+        "IPAddressDeny",
+        "any",
+        "a(iayu)",
+        [_address(socket.AF_INET, "0.0.0.0", 0), _address(socket.AF_INET6, "::", 0)],
+    ),
+    Directive(
+        "IPAddressAllow",
+        "localhost",
+        "a(iayu)",
+        [_address(socket.AF_INET, "127.0.0.0", 8), _address(socket.AF_INET6, "::1", 128)],
+    ),
+)
+HARDENING_NAMES = frozenset(directive.key for directive in HARDENING)
+
+
+def instance_user(name: str) -> str:
+    """The dynamic user of a service: ``pb-<name>``, shortened with a hash past 31 chars.
+
+    Names are unique, and a shortened one keeps a digest of the whole name, so two
+    services never share a user.
+    """
+    check_project_name(name)
+    user = USER_PREFIX + name
+    if len(user) <= USER_NAME_MAX:
+        return user
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    keep = USER_NAME_MAX - len(USER_PREFIX) - len(digest) - 1
+    return f"{USER_PREFIX}{name[:keep].rstrip('-')}-{digest}"
+
+
+def identity(name: str, state_directories: Sequence[str]) -> tuple[Directive, ...]:
+    """Who the instance runs as and where it may write: its own dynamic user and state."""
+    paths = list(state_directories)
+    return (
+        _flag("DynamicUser"),
+        Directive("User", instance_user(name), "s", instance_user(name)),
+        Directive("StateDirectory", " ".join(paths), "as", paths),
+        Directive("StateDirectoryMode", f"{STATE_MODE:04o}", "u", STATE_MODE),
+    )
+
+
+def hardening(disabled: Iterable[str]) -> tuple[Directive, ...]:
+    """The hardening directives minus those the host cannot run (``hardening_disabled``)."""
+    left_out = frozenset(disabled)
+    return tuple(directive for directive in HARDENING if directive.key not in left_out)
+
+
+def sandbox(name: str, state_directories: Sequence[str], disabled: Iterable[str]) -> tuple[
+    Directive, ...
+]:
+    """Identity, then hardening: everything an instance's processes run under."""
+    return (*identity(name, state_directories), *hardening(disabled))
+
+
+def state_directory(base_dir: Path, state_root: Path, name: str) -> str:
+    """``StateDirectory=`` of a service: its folder relative to systemd's state root."""
+    relative = base_dir.relative_to(state_root) / check_project_name(name)
+    return str(relative)

@@ -46,14 +46,14 @@ class PasswordChecks:
 
     def __init__(self, concurrency: int = HASH_CONCURRENCY) -> None:
         self._slots = asyncio.Semaphore(concurrency)
-        self._dummy_hash: str | None = None
+        # Made now, once, so that no unknown account, not even the first, pays for it.
+        self._dummy_hash = hash_password("no such account")
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """``verify_password`` off the loop; an unknown account costs the same time."""
+        """``verify_password`` off the loop; an unknown account (None) costs the same
+        check, against a hash of the same parameters, and is never right."""
         async with self._slots:
             if password_hash is None:
-                if self._dummy_hash is None:
-                    self._dummy_hash = await asyncio.to_thread(hash_password, "no such account")
                 await asyncio.to_thread(verify_password, self._dummy_hash, password)
                 return False
             return await asyncio.to_thread(verify_password, password_hash, password)

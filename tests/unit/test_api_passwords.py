@@ -18,6 +18,7 @@ from pockestrator.accounts import (
     needs_rehash,
     verify_password,
 )
+from pockestrator.api import auth
 from pockestrator.api.auth import PasswordChecks, bearer_token, retry_after_header
 from pockestrator.specs.grammar import GrammarError
 
@@ -43,6 +44,31 @@ async def test_checks_in_threads_verify_and_refuse_unknown_accounts() -> None:
     assert await checks.verify(hashed, "a long enough password")
     assert not await checks.verify(hashed, "wrong")
     assert not await checks.verify(None, "a long enough password")
+
+
+async def test_an_unknown_account_costs_one_check_of_the_same_parameters_from_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = PasswordChecks()
+    known = await checks.hash("a long enough password")
+    hashed: list[str] = []
+    checked: list[str] = []
+
+    def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return hash_password(password)
+
+    def counting_verify(password_hash: str, password: str) -> bool:
+        checked.append(password_hash)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(auth, "hash_password", counting_hash)
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    assert not await checks.verify(None, "a guess")  # the first unknown account
+    assert not await checks.verify(known, "a guess")
+    assert hashed == []  # nothing more than the one check, not even the first time
+    parameters = [password_hash.split("$")[1:4] for password_hash in checked]
+    assert parameters == [["argon2id", "v=19", "m=65536,t=3,p=4"]] * 2
 
 
 def test_admins_are_created_with_a_checked_email_and_a_hashed_password(tmp_path: Path) -> None:

@@ -17,8 +17,11 @@ all the memory.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -77,3 +80,61 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not _BEARER.fullmatch(token):
         return None
     return token
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str], trusted_proxies: tuple[str, ...]
+) -> str:
+    """The address a login counts under: the TCP peer, unless it is a trusted proxy.
+
+    From a trusted proxy, ``X-Forwarded-For`` is read from the right (each proxy appends
+    the address it was reached from) past every trusted proxy: the first address that is
+    not one is the client. Anything to its left was written by the client and proves
+    nothing; an entry that is no address ends the walk at the proxy that passed it on.
+    An IPv6 client counts by its /64, the block one host is usually given; an IPv4 client
+    reached over IPv6 (``::ffff:a.b.c.d``) by its IPv4 address. A peer that is no IP
+    address (none, on a Unix socket) counts as ``local``.
+    """
+    address = _ip(peer)
+    if address is None:
+        return "local"
+    networks = _networks(trusted_proxies)
+    if _within(address, networks):
+        hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+        for hop in reversed(hops):
+            parsed = _ip(hop)
+            if parsed is None:
+                break
+            address = parsed
+            if not _within(parsed, networks):
+                break
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted_proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """The configured networks, parsed once (``AgentConfig`` has checked them)."""
+    return tuple(ipaddress.ip_network(entry) for entry in trusted_proxies)
+
+
+def _within(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[IPNetwork, ...]
+) -> bool:
+    return any(address in network for network in networks)

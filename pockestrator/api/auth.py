@@ -7,11 +7,13 @@ Two kinds of bearer token, both kept in the account store only as SHA-256 hashes
 - Sessions (``pkss_...``) for the dashboard: ``POST /auth/login`` with an admin's e-mail
   and password returns one that expires after ``SESSION_TTL``.
 
-Failed logins are throttled per account (``accounts.throttle``): a locked account is
-answered 429 with ``Retry-After`` and its password is not even checked; the server never
-sleeps on a request. Hashing (Argon2id, ``accounts.passwords``) runs in worker threads, at
-most ``HASH_CONCURRENCY`` at a time, so a burst of logins cannot pin the event loop or take
-all the memory.
+Failed logins are throttled per e-mail and client address, and per client address
+(``accounts.throttle``): a refused attempt is answered 429 with ``Retry-After`` and its
+password is not even checked; the server never sleeps on a request. The client address
+is the TCP peer (``client_address``), or what a configured trusted proxy says it is.
+Hashing (Argon2id, ``accounts.passwords``) runs in worker threads, at most
+``HASH_CONCURRENCY`` at a time, so a burst of logins cannot pin the event loop or take all
+the memory.
 """
 
 from __future__ import annotations

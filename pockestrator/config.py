@@ -75,6 +75,12 @@ class AgentConfig(BaseModel):
         description="Extra Host header names the API answers to besides loopback names.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses or networks of the reverse proxies in front of the API (the "
+        "Caddy that publishes it): from these, the client is read from X-Forwarded-For. The "
+        "login throttle counts failures by client address; empty means the TCP peer is it.",
+    )
 
     # systemd.
     systemd_manager: Literal["system", "user"] = "system"
@@ -133,6 +139,28 @@ class AgentConfig(BaseModel):
         except ValueError as exc:
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Refuse what would let any client choose the address it is counted under: a typo
+        trusted silently, or a network that is every address."""
+        networks = []
+        for entry in value:
+            try:
+                network = ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{entry[:60]!r} is not an IP address or network such as 127.0.0.1, ::1 "
+                    "or 10.0.0.0/8 (with no host bits set)"
+                ) from None
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"{entry[:60]!r} trusts every address: any client could then name "
+                    "the address its failed logins count under"
+                )
+            networks.append(str(network))
+        return tuple(networks)
 
     @field_validator("default_domain")
     @classmethod

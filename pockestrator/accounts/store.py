@@ -5,9 +5,10 @@ specs store, in the same database file (``pockestrator.database``: one connectio
 discipline, one migration history). Secrets are never stored: a token or session is
 random, handed out once, and kept only as its SHA-256 (a lookup by hash, compared in
 constant time all the same); admin passwords arrive here already hashed (Argon2id,
-``accounts.passwords``). Every timestamp, a session's expiry and a failed login's time
-come from the store's ``Clock``, and so the lock-out is judged by that clock too
-(``login_locked_for``).
+``accounts.passwords``). Every timestamp and a session's expiry come from the store's
+``Clock``, and so does the time of the login throttle the store carries
+(``login_throttle``, ``accounts.throttle``): it is kept in memory, not here, because it
+counts e-mails no account has and client addresses, alike.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pockestrator.accounts.throttle import locked_for
+from pockestrator.accounts.throttle import LoginThrottle
 from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.database import Database, iso, parse_iso, parse_stored_time
 
@@ -43,6 +44,9 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class AdminRecord:
+    """An admin account. ``failed_logins`` and ``last_failed_at`` are the per-account
+    count of older agents, still in the table; no login counts there any more."""
+
     id: str
     email: str
     password_hash: str
@@ -67,6 +71,7 @@ class AccountStore:
         self._database = database if isinstance(database, Database) else Database(database)
         self._clock = clock
         self.path = self._database.path
+        self.login_throttle = LoginThrottle(clock)
 
     def close(self) -> None:
         if self._owns_database:
@@ -156,31 +161,6 @@ class AccountStore:
         """By e-mail, compared without case."""
         rows = self._database.read("SELECT * FROM admins WHERE email = ?", (email,))
         return _admin(rows[0]) if rows else None
-
-    def record_login_failure(self, admin_id: str) -> int:
-        """Count one more failed login, now; returns the count."""
-        with self._database.write() as db:
-            db.execute(
-                "UPDATE admins SET failed_logins = failed_logins + 1, last_failed_at = ? "
-                "WHERE id = ?",
-                (self._now(), admin_id),
-            )
-            row = db.execute(
-                "SELECT failed_logins FROM admins WHERE id = ?", (admin_id,)
-            ).fetchone()
-        return int(row[0]) if row else 0
-
-    def reset_login_failures(self, admin_id: str) -> None:
-        with self._database.write() as db:
-            db.execute(
-                "UPDATE admins SET failed_logins = 0, last_failed_at = NULL WHERE id = ?",
-                (admin_id,),
-            )
-
-    def login_locked_for(self, admin: AdminRecord) -> float:
-        """Seconds until ``admin`` may try a login again (0: now), judged by the clock that
-        stamped the failures."""
-        return locked_for(admin.failed_logins, admin.last_failed_at, self._clock.now())
 
     # -- dashboard sessions ------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 The policy (hashing, throttling, token shapes) lives in ``pockestrator.accounts`` and
 ``api.auth``; these handlers only apply it to requests. A login never says whether the
-e-mail exists: an unknown account and a wrong password get the same answer in about the
-same time.
+e-mail exists: the throttle decides before the account is looked up and counts every
+e-mail alike, and an unknown account costs the same password check, so an unknown e-mail
+and a wrong password get the same answers (status, body, headers) in about the same time,
+whatever came before.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pockestrator.accounts.passwords import needs_rehash
-from pockestrator.api.auth import SESSION_TTL, retry_after_header
+from pockestrator.accounts.throttle import (
+    ADDRESS_BURST,
+    ADDRESS_REFILL_SECONDS,
+    THROTTLE_CAP_SECONDS,
+)
+from pockestrator.api.auth import SESSION_TTL, client_address, retry_after_header
 from pockestrator.api.errors import ApiError, Problem, not_found
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models import (
@@ -91,38 +98,55 @@ def _bad_credentials() -> ApiError:
     )
 
 
+def _throttled(wait: float) -> ApiError:
+    message = "Too many failed logins from this address; try again later"
+    return ApiError(
+        429,
+        ErrorCode.LOGIN_THROTTLED,
+        message,
+        [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
+        headers={"Retry-After": retry_after_header(wait)},
+    )
+
+
+def _peer(request: web.Request) -> str | None:
+    """The TCP peer's address itself (not ``request.remote``, which a clone may replace)."""
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peername, tuple) and peername and isinstance(peername[0], str):
+        return peername[0]
+    return None
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
+    address = client_address(
+        _peer(request),
+        request.headers.getall("X-Forwarded-For", []),
+        agent.config.trusted_proxies,
+    )
     body = await read_json(request, limit=agent.config.max_body_bytes)
     credentials = validate_model(LoginBody, body)
     accounts = agent.accounts
+    throttle = accounts.login_throttle
+    # Decided and counted as a failure before the account is looked up (so it cannot
+    # depend on it) and before the slow check (so guesses sent together meet the lock).
+    wait = throttle.admit(credentials.email, address)
+    if wait > 0:
+        raise _throttled(wait)
     admin = accounts.get_admin(credentials.email)
-    if admin is not None:
-        wait = accounts.login_locked_for(admin)
-        if wait > 0:
-            message = "Too many failed logins for this account; try again later"
-            raise ApiError(
-                429,
-                ErrorCode.LOGIN_THROTTLED,
-                message,
-                [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
-                headers={"Retry-After": retry_after_header(wait)},
-            )
     passwords = request.app[PASSWORDS]
-    # The attempt counts as a failure until the password proves right, recorded before the
-    # slow check: attempts sent together then meet the lock instead of all being checked
-    # before the first failure is written.
-    failures = accounts.record_login_failure(admin.id) if admin is not None else 0
     ok = await passwords.verify(admin.password_hash if admin else None, credentials.password)
     if admin is None or not ok:
-        if admin is not None:
-            log.warning("login failed", admin_id=admin.id, failures=failures)
+        log.warning(
+            "login failed", address=address, admin_id=admin.id if admin is not None else None
+        )
         raise _bad_credentials()
-    accounts.reset_login_failures(admin.id)
+    throttle.succeeded(credentials.email, address)
     if needs_rehash(admin.password_hash):
         accounts.set_admin_password(admin.email, await passwords.hash(credentials.password))
     token, expires = accounts.create_session(admin.id, SESSION_TTL)
-    log.info("admin logged in", admin_id=admin.id)
+    log.info("admin logged in", admin_id=admin.id, address=address)
     return answer(
         LoginResponse(
             token=token,
@@ -146,6 +170,17 @@ async def logout(request: web.Request) -> web.StreamResponse:
     agent_of(request).accounts.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))
 
+
+_LOGIN_RULE = (
+    "Failed logins are throttled by client address (the TCP peer, or the X-Forwarded-For of"
+    " a configured trusted proxy), alike whether an account has the e-mail or not: after n"
+    " failures in a row an e-mail is refused from that address for 2^n x 100 ms (at most"
+    f" {THROTTLE_CAP_SECONDS:g} s), and an address, whatever the e-mails, may fail"
+    f" {ADDRESS_BURST} times and then once more every {ADDRESS_REFILL_SECONDS:g} s. A"
+    " refused attempt is answered 429 with Retry-After and its password is not checked; a"
+    " success forgets its e-mail's failures at its address. An unknown e-mail and a wrong"
+    " password get the same 401."
+)
 
 _COMMON: dict[int, ResponseModels] = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse}
 _BODY: dict[int, ResponseModels] = {413: ErrorResponse, 415: ErrorResponse}
@@ -194,11 +229,12 @@ OPERATIONS = [
         "Log in as an admin: an expiring bearer token for the dashboard",
         {**_responses(200, LoginResponse, 429), **_BODY},
         "access",
-        description="Failed logins lock the account for 2^failures x 100 ms (capped at five"
-        " minutes); while locked the answer is 429 with Retry-After.",
+        description=_LOGIN_RULE,
         body=LoginBody,
         public=True,
-        response_headers={429: {"Retry-After": "Seconds until the account accepts a login."}},
+        response_headers={
+            429: {"Retry-After": "Whole seconds (rounded up) until this address may try again."}
+        },
     ),
     Operation(
         "POST",

@@ -7,18 +7,23 @@ Two kinds of bearer token, both kept in the account store only as SHA-256 hashes
 - Sessions (``pkss_...``) for the dashboard: ``POST /auth/login`` with an admin's e-mail
   and password returns one that expires after ``SESSION_TTL``.
 
-Failed logins are throttled per account (``accounts.throttle``): a locked account is
-answered 429 with ``Retry-After`` and its password is not even checked; the server never
-sleeps on a request. Hashing (Argon2id, ``accounts.passwords``) runs in worker threads, at
-most ``HASH_CONCURRENCY`` at a time, so a burst of logins cannot pin the event loop or take
-all the memory.
+Failed logins are throttled per e-mail and client address, and per client address
+(``accounts.throttle``): a refused attempt is answered 429 with ``Retry-After`` and its
+password is not even checked; the server never sleeps on a request. The client address
+is the TCP peer (``client_address``), or what a configured trusted proxy says it is.
+Hashing (Argon2id, ``accounts.passwords``) runs in worker threads, at most
+``HASH_CONCURRENCY`` at a time, so a burst of logins cannot pin the event loop or take all
+the memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -46,14 +51,14 @@ class PasswordChecks:
 
     def __init__(self, concurrency: int = HASH_CONCURRENCY) -> None:
         self._slots = asyncio.Semaphore(concurrency)
-        self._dummy_hash: str | None = None
+        # Made now, once, so that no unknown account, not even the first, pays for it.
+        self._dummy_hash = hash_password("no such account")
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """``verify_password`` off the loop; an unknown account costs the same time."""
+        """``verify_password`` off the loop; an unknown account (None) costs the same
+        check, against a hash of the same parameters, and is never right."""
         async with self._slots:
             if password_hash is None:
-                if self._dummy_hash is None:
-                    self._dummy_hash = await asyncio.to_thread(hash_password, "no such account")
                 await asyncio.to_thread(verify_password, self._dummy_hash, password)
                 return False
             return await asyncio.to_thread(verify_password, password_hash, password)
@@ -77,3 +82,61 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not _BEARER.fullmatch(token):
         return None
     return token
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str], trusted_proxies: tuple[str, ...]
+) -> str:
+    """The address a login counts under: the TCP peer, unless it is a trusted proxy.
+
+    From a trusted proxy, ``X-Forwarded-For`` is read from the right (each proxy appends
+    the address it was reached from) past every trusted proxy: the first address that is
+    not one is the client. Anything to its left was written by the client and proves
+    nothing; an entry that is no address ends the walk at the proxy that passed it on.
+    An IPv6 client counts by its /64, the block one host is usually given; an IPv4 client
+    reached over IPv6 (``::ffff:a.b.c.d``) by its IPv4 address. A peer that is no IP
+    address (none, on a Unix socket) counts as ``local``.
+    """
+    address = _ip(peer)
+    if address is None:
+        return "local"
+    networks = _networks(trusted_proxies)
+    if _within(address, networks):
+        hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+        for hop in reversed(hops):
+            parsed = _ip(hop)
+            if parsed is None:
+                break
+            address = parsed
+            if not _within(parsed, networks):
+                break
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted_proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """The configured networks, parsed once (``AgentConfig`` has checked them)."""
+    return tuple(ipaddress.ip_network(entry) for entry in trusted_proxies)
+
+
+def _within(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[IPNetwork, ...]
+) -> bool:
+    return any(address in network for network in networks)

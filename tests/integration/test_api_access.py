@@ -3,14 +3,19 @@ login throttling, the Host and Origin checks, 401/404/405/413 as JSON, on a real
 
 The module's agent keeps the time of a ``FakeClock``: lock-outs and sessions expire when a
 test advances it, never because the machine was slow (an Argon2 check that outlasted a
-200 ms lock once turned a 429 into a 200).
+200 ms lock once turned a 429 into a 200). Logins are throttled by client address, so the
+login tests connect from addresses of their own (all of 127/8 is this machine): one
+test's failures never lock another's attempts, and an attacker and an admin are two
+addresses, as they are in the world.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +74,11 @@ class Reply:
 
 
 class Client:
-    def __init__(self, session: aiohttp.ClientSession, agent: Agent) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, agent: Agent, port: int | None = None
+    ) -> None:
         self.session = session
-        self.origin = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
+        self.origin = f"http://{agent.config.listen_host}:{port or agent.config.listen_port}"
         self.root = self.origin + "/api/pockestrator"
 
     async def call(
@@ -106,6 +113,37 @@ class Client:
 async def client(agent: Agent) -> AsyncIterator[Client]:
     async with aiohttp.ClientSession() as session:
         yield Client(session, agent)
+
+
+# Client addresses for the login tests: every one of 127/8 is this machine, and a test
+# that takes fresh ones meets no failure another test left behind.
+_ADDRESSES = (f"127.0.{n // 200 + 1}.{n % 200 + 2}" for n in itertools.count())
+
+
+def fresh_address() -> str:
+    """A client address no other test in this module has used."""
+    return next(_ADDRESSES)
+
+
+@asynccontextmanager
+async def client_at(agent: Agent, address: str, port: int | None = None) -> AsyncIterator[Client]:
+    """A client whose connections come from ``address`` (its TCP peer, as the API sees it)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield Client(session, agent, port)
+
+
+async def log_in(
+    client: Client, email: str, password: str, headers: dict[str, str] | None = None
+) -> Reply:
+    body = {"email": email, "password": password}
+    return await client.call("POST", "/auth/login", body=body, headers=headers)
+
+
+def seen(reply: Reply) -> tuple[int, Any, dict[str, str]]:
+    """Everything a client can tell from an answer but its time: status, body, headers."""
+    headers = {name: value for name, value in reply.headers.items() if name != "Date"}
+    return reply.status, reply.body, headers
 
 
 @pytest.fixture(scope="module")
@@ -219,66 +257,246 @@ async def test_an_admin_logs_in_for_an_expiring_session_and_logs_out(
     assert_error(not_session, 400, "NOT_A_SESSION")
 
 
-async def test_failed_logins_are_throttled_per_account_with_growing_delays(
-    client: Client, admin: str, agent: Agent, clock: FakeClock
+async def test_failed_logins_of_an_email_at_an_address_lock_it_for_growing_delays(
+    agent: Agent, admin: str, clock: FakeClock
 ) -> None:
     wrong = {"email": admin, "password": "wrong password"}
     right = {"email": admin, "password": ADMIN_PASSWORD}
-    assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
-    # Locked for 2**1 * 100 ms: even the right password is not checked meanwhile, however
-    # long the first attempt's password check took.
-    locked = await client.call("POST", "/auth/login", body=right)
-    assert_error(locked, 429, "LOGIN_THROTTLED")
-    assert locked.headers["Retry-After"] == "1"
-    clock.advance(0.199)
-    assert (await client.call("POST", "/auth/login", body=right)).status == 429
-    clock.advance(0.051)
-    assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
-    stored = agent.accounts.get_admin(admin)
-    assert stored is not None and stored.failed_logins == 2
-    clock.advance(0.2)
-    assert (await client.call("POST", "/auth/login", body=right)).status == 429  # 400 ms now
-    clock.advance(0.2)
-    assert (await client.call("POST", "/auth/login", body=right)).status == 200
-    stored = agent.accounts.get_admin(admin)
-    assert stored is not None and stored.failed_logins == 0
+    async with client_at(agent, fresh_address()) as client:
+        failed = await client.call("POST", "/auth/login", body=wrong)
+        assert_error(failed, 401, "INVALID_CREDENTIALS")
+        # Locked for 2**1 * 100 ms: even the right password is not checked meanwhile,
+        # however long the first attempt's password check took.
+        locked = await client.call("POST", "/auth/login", body=right)
+        assert_error(locked, 429, "LOGIN_THROTTLED")
+        assert locked.headers["Retry-After"] == "1"
+        clock.advance(0.199)
+        assert (await client.call("POST", "/auth/login", body=right)).status == 429
+        clock.advance(0.001)
+        failed = await client.call("POST", "/auth/login", body=wrong)
+        assert_error(failed, 401, "INVALID_CREDENTIALS")
+        clock.advance(0.2)
+        assert (await client.call("POST", "/auth/login", body=right)).status == 429  # 400 ms
+        clock.advance(0.2)
+        assert (await client.call("POST", "/auth/login", body=right)).status == 200
+        # The success forgot the failures: a typo now costs 200 ms again.
+        assert_error(
+            await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS"
+        )
+        clock.advance(0.2)
+        assert (await client.call("POST", "/auth/login", body=right)).status == 200
 
 
 async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
-    client: Client, agent: Agent
+    agent: Agent, clock: FakeClock
 ) -> None:
     email = "racer@example.test"
     create_admin(agent.accounts, email, ADMIN_PASSWORD)
     wrong = {"email": email, "password": "wrong password"}
-    replies = await asyncio.gather(
-        *(client.call("POST", "/auth/login", body=wrong) for _ in range(8))
-    )
-    statuses = sorted(reply.status for reply in replies)
-    # One guess is checked; the rest arrive while the account is locked, and the lock
-    # lasts until the clock moves, however slow the machine.
-    assert statuses == [401] + [429] * 7
-    stored = agent.accounts.get_admin(email)
-    assert stored is not None and stored.failed_logins == 1
+    async with client_at(agent, fresh_address()) as client:
+        replies = await asyncio.gather(
+            *(client.call("POST", "/auth/login", body=wrong) for _ in range(8))
+        )
+        # One guess is checked; the rest arrive while the e-mail is locked at this address,
+        # and the lock lasts until the clock moves, however slow the machine.
+        assert sorted(reply.status for reply in replies) == [401] + [429] * 7
+        # Only that one counted: the next failure locks for 2**2 * 100 ms, not 2**9.
+        clock.advance(0.2)
+        assert (await client.call("POST", "/auth/login", body=wrong)).status == 401
+        clock.advance(0.4)
+        right = {"email": email, "password": ADMIN_PASSWORD}
+        assert (await client.call("POST", "/auth/login", body=right)).status == 200
 
 
 async def test_an_unknown_account_gets_the_same_answer_as_a_wrong_password(
-    client: Client, admin: str, clock: FakeClock
+    agent: Agent, admin: str
 ) -> None:
-    unknown = await client.call(
-        "POST", "/auth/login", body={"email": "nobody@example.test", "password": "whatever"}
-    )
-    assert_error(unknown, 401, "INVALID_CREDENTIALS")
-    clock.advance(THROTTLE_CAP_SECONDS)  # whatever lock an earlier test left has passed
-    wrong = await client.call("POST", "/auth/login", body={"email": admin, "password": "nope"})
-    assert_error(wrong, 401, "INVALID_CREDENTIALS")
-    assert wrong.body["message"] == unknown.body["message"]
-    for body in (
-        {},
-        {"email": admin},
-        {"email": admin, "password": ""},
-        {"email": 1, "password": 2},
+    async with (
+        client_at(agent, fresh_address()) as first,
+        client_at(agent, fresh_address()) as second,
     ):
-        assert (await client.call("POST", "/auth/login", body=body)).status == 400
+        unknown = await log_in(first, "nobody@example.test", "whatever")
+        wrong = await log_in(second, admin, "nope")
+        assert_error(unknown, 401, "INVALID_CREDENTIALS")
+        assert seen(wrong) == seen(unknown)
+        for body in (
+            {},
+            {"email": admin},
+            {"email": admin, "password": ""},
+            {"email": 1, "password": 2},
+        ):
+            assert (await first.call("POST", "/auth/login", body=body)).status == 400
+
+
+# -- login throttling: per (e-mail, client address) and per client address -------------
+
+WRONG = "not the password at all"
+
+
+async def test_two_quick_bad_logins_do_not_tell_a_known_account_from_an_unknown_one(
+    agent: Agent, admin: str
+) -> None:
+    async with (
+        client_at(agent, fresh_address()) as known,
+        client_at(agent, fresh_address()) as unknown,
+    ):
+        for_known = [seen(await log_in(known, admin, WRONG)) for _ in range(2)]
+        for_unknown = [seen(await log_in(unknown, "nobody@example.test", WRONG)) for _ in range(2)]
+    assert for_known == for_unknown
+    assert [status for status, _body, _headers in for_known] == [401, 429]
+    assert for_known[1][2]["Retry-After"] == "1"
+
+
+# Attempts at e-mails "a" and "b" from one address: how far the clock moves after each,
+# and the answer (status, Retry-After) the rule gives, whichever e-mail has an account.
+ATTEMPTS = [
+    ("a", 0, 401, None), ("b", 0, 401, None),
+    ("a", 0, 429, "1"), ("b", 0.25, 429, "1"),  # each e-mail locked for 200 ms
+    ("a", 0, 401, None), ("b", 0, 401, None),
+    ("a", 0.5, 429, "1"),  # 400 ms now
+    ("a", 0, 401, None), ("b", 1, 401, None),
+    ("b", 0, 401, None), ("a", 2, 401, None),
+    ("a", 0, 401, None), ("b", 4, 401, None),  # the address's tenth failure, 3.75 s in
+    ("a", 8, 429, "293"), ("b", 0, 429, "285"),  # the address waits for its bucket
+    ("a", 16, 429, "285"), ("b", 0, 429, "269"),
+    ("a", 32, 429, "269"), ("b", 0, 429, "237"),
+    ("a", 0, 429, "237"), ("b", 64, 429, "237"),
+    ("a", 0, 429, "173"), ("b", 300, 429, "173"),
+    ("a", 0, 401, None),  # the bucket has room for one more 300 s after it filled
+    ("b", 0, 429, "173"),
+]  # fmt: skip
+
+
+async def test_any_sequence_of_bad_logins_is_answered_alike_whichever_email_exists(
+    agent: Agent, admin: str, clock: FakeClock
+) -> None:
+    """The same attempts from two addresses, the known account "a" at one and "b" at the
+    other, in lockstep: every answer must match, lock-outs and Retry-After included."""
+    roles = ({"a": admin, "b": "ghost-1@example.test"}, {"a": "ghost-2@example.test", "b": admin})
+    async with (
+        client_at(agent, fresh_address()) as first,
+        client_at(agent, fresh_address()) as second,
+    ):
+        for step, (who, advance, status, retry_after) in enumerate(ATTEMPTS):
+            one = seen(await log_in(first, roles[0][who], WRONG))
+            other = seen(await log_in(second, roles[1][who], WRONG))
+            assert one == other, step
+            assert (one[0], one[2].get("Retry-After")) == (status, retry_after), step
+            clock.advance(advance)
+
+
+async def test_an_attacker_failing_every_300_seconds_does_not_lock_the_admin_out_elsewhere(
+    agent: Agent, admin: str, clock: FakeClock
+) -> None:
+    async with (
+        client_at(agent, fresh_address()) as attacker,
+        client_at(agent, fresh_address()) as owner,
+    ):
+        for _round in range(14):
+            assert_error(await log_in(attacker, admin, WRONG), 401, "INVALID_CREDENTIALS")
+            locked = await log_in(attacker, admin, ADMIN_PASSWORD)
+            assert_error(locked, 429, "LOGIN_THROTTLED")  # even the right password, there
+            signed_in = await log_in(owner, admin, ADMIN_PASSWORD)
+            assert signed_in.status == 200, signed_in.body
+            clock.advance(THROTTLE_CAP_SECONDS)
+        # By now the attacker's address waits the whole cap after each failure.
+        assert_error(await log_in(attacker, admin, WRONG), 401, "INVALID_CREDENTIALS")
+        assert (await log_in(attacker, admin, WRONG)).headers["Retry-After"] == "300"
+        assert (await log_in(owner, admin, ADMIN_PASSWORD)).status == 200
+
+
+async def test_one_address_trying_many_emails_is_throttled_as_a_whole(
+    agent: Agent, clock: FakeClock
+) -> None:
+    sprayed = [f"spray-{n}@example.test" for n in range(11)]
+    async with (
+        client_at(agent, fresh_address()) as sprayer,
+        client_at(agent, fresh_address()) as bystander,
+    ):
+        for email in sprayed[:10]:
+            assert_error(await log_in(sprayer, email, WRONG), 401, "INVALID_CREDENTIALS")
+        locked = await log_in(sprayer, sprayed[10], WRONG)
+        assert_error(locked, 429, "LOGIN_THROTTLED")
+        assert locked.headers["Retry-After"] == "300"
+        # Another address is not concerned, even for the same e-mails.
+        assert_error(await log_in(bystander, sprayed[0], WRONG), 401, "INVALID_CREDENTIALS")
+        clock.advance(THROTTLE_CAP_SECONDS - 1)
+        assert (await log_in(sprayer, sprayed[10], WRONG)).headers["Retry-After"] == "1"
+        clock.advance(1)
+        # One more failure every five minutes, and no more.
+        assert_error(await log_in(sprayer, sprayed[10], WRONG), 401, "INVALID_CREDENTIALS")
+        again = await log_in(sprayer, "spray-new@example.test", WRONG)
+        assert_error(again, 429, "LOGIN_THROTTLED")
+        assert again.headers["Retry-After"] == "300"
+
+
+async def test_guesses_at_many_emails_sent_together_meet_the_address_lock(agent: Agent) -> None:
+    async with client_at(agent, fresh_address()) as sprayer:
+        replies = await asyncio.gather(
+            *(log_in(sprayer, f"burst-{n}@example.test", WRONG) for n in range(14))
+        )
+    assert sorted(reply.status for reply in replies) == [401] * 10 + [429] * 4
+
+
+async def test_x_forwarded_for_is_not_believed_from_an_untrusted_peer(
+    agent: Agent, admin: str
+) -> None:
+    victim = fresh_address()
+    async with client_at(agent, fresh_address()) as attacker, client_at(agent, victim) as owner:
+        forged = {"X-Forwarded-For": victim}
+        for _ in range(12):
+            await log_in(attacker, admin, WRONG, headers=forged)
+        signed_in = await log_in(owner, admin, ADMIN_PASSWORD)
+        assert signed_in.status == 200, signed_in.body
+
+
+class BehindAProxy:
+    """The module's agent as an API sees it, but configured with a trusted proxy."""
+
+    def __init__(self, agent: Agent, config: AgentConfig) -> None:
+        self._agent = agent
+        self.config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._agent, name)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_counts_on_its_own(
+    agent: Agent, admin: str
+) -> None:
+    proxy = fresh_address()
+    config = agent.config.model_copy(update={"trusted_proxies": (f"{proxy}/32",)})
+    runner = web.AppRunner(build_app(BehindAProxy(agent, config)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    attacker = {"X-Forwarded-For": "203.0.113.66"}
+    owner = {"X-Forwarded-For": "198.51.100.1"}
+    try:
+        async with (
+            client_at(agent, proxy, port) as through_proxy,
+            client_at(agent, fresh_address(), port) as direct,
+        ):
+            for n in range(10):
+                failed = await log_in(through_proxy, f"spray-{n}@example.test", WRONG, attacker)
+                assert_error(failed, 401, "INVALID_CREDENTIALS")
+            locked = await log_in(through_proxy, admin, ADMIN_PASSWORD, attacker)
+            assert_error(locked, 429, "LOGIN_THROTTLED")
+            # What the client wrote left of the proxy's own entry does not change who it is.
+            forged = {"X-Forwarded-For": "198.51.100.1, 203.0.113.66"}
+            assert (await log_in(through_proxy, admin, ADMIN_PASSWORD, forged)).status == 429
+            # The owner, through the same proxy, is another client.
+            signed_in = await log_in(through_proxy, admin, ADMIN_PASSWORD, owner)
+            assert signed_in.status == 200, signed_in.body
+            # The proxy itself, without the header, is a client of its own.
+            assert_error(await log_in(through_proxy, admin, WRONG), 401, "INVALID_CREDENTIALS")
+            # A peer that is not the proxy cannot name itself the owner.
+            for _ in range(12):
+                await log_in(direct, admin, WRONG, owner)
+            signed_in = await log_in(through_proxy, admin, ADMIN_PASSWORD, owner)
+            assert signed_in.status == 200, signed_in.body
+    finally:
+        await runner.cleanup()
 
 
 async def test_requests_for_another_host_name_are_refused(client: Client, token: str) -> None:

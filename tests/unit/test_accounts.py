@@ -1,4 +1,5 @@
-"""The account store: API tokens, admins and dashboard sessions, with time from a clock."""
+"""The account store: API tokens, admins and dashboard sessions, with time from a clock;
+and the login throttle it carries, per e-mail and client address and per client address."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from pathlib import Path
 import pytest
 
 from pockestrator.accounts.store import AccountStore, AdminExists
+from pockestrator.accounts.throttle import (
+    ADDRESS_BURST,
+    ADDRESS_REFILL_SECONDS,
+    THROTTLE_CAP_SECONDS,
+    THROTTLE_FORGET_SECONDS,
+    LoginThrottle,
+)
 from pockestrator.clock import FAKE_EPOCH, FakeClock
 from pockestrator.database import Database
 from pockestrator.specs.model import parse_spec
@@ -78,54 +86,173 @@ class TestAdmins:
         assert found == created
         assert found.created_at == FAKE_EPOCH and found.failed_logins == 0
 
-    def test_login_failures_count_up_with_their_time_and_reset(
-        self, accounts: AccountStore, clock: FakeClock
-    ) -> None:
-        admin = accounts.create_admin("root@example.test", "hash")
-        assert accounts.record_login_failure(admin.id) == 1
-        clock.advance(2)
-        assert accounts.record_login_failure(admin.id) == 2
-        failed = accounts.get_admin(admin.email)
-        assert failed is not None and failed.failed_logins == 2
-        assert failed.last_failed_at == FAKE_EPOCH + timedelta(seconds=2)
-        accounts.reset_login_failures(admin.id)
-        again = accounts.get_admin(admin.email)
-        assert again is not None and (again.failed_logins, again.last_failed_at) == (0, None)
-
-    def test_a_new_password_hash_also_clears_the_failures(self, accounts: AccountStore) -> None:
+    def test_a_new_password_hash_replaces_the_old_one(self, accounts: AccountStore) -> None:
         admin = accounts.create_admin("root@example.test", "old hash")
-        accounts.record_login_failure(admin.id)
         assert accounts.set_admin_password("root@example.test", "new hash") is True
         assert accounts.set_admin_password("nobody@example.test", "new hash") is False
         changed = accounts.get_admin(admin.email)
-        assert changed is not None
-        assert (changed.password_hash, changed.failed_logins) == ("new hash", 0)
+        assert changed is not None and changed.password_hash == "new hash"
 
 
-class TestThrottling:
-    def test_each_failure_locks_the_account_twice_as_long_by_the_stores_clock(
+EMAIL = "root@example.test"
+HERE, THERE = "203.0.113.7", "198.51.100.9"
+
+
+@pytest.fixture
+def throttle(clock: FakeClock) -> LoginThrottle:
+    return LoginThrottle(clock)
+
+
+def fail_in_a_row(
+    throttle: LoginThrottle, clock: FakeClock, times: int, email: str = EMAIL, at: str = HERE
+) -> None:
+    """``times`` failures of ``email`` at ``at``, each as soon as the throttle lets it in."""
+    for _ in range(times):
+        wait = throttle.admit(email, at)
+        if wait:
+            clock.advance(wait)
+            assert throttle.admit(email, at) == 0.0
+
+
+class TestLoginThrottle:
+    def test_each_failure_doubles_how_long_its_email_is_refused_at_its_address(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 0.2
+        clock.advance(0.15)
+        assert throttle.admit(EMAIL, HERE) == 0.05
+        clock.advance(0.05)
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 0.4
+        clock.advance(0.399999)
+        assert throttle.admit(EMAIL, HERE) == 0.000001
+        clock.advance(0.000001)
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 0.8
+
+    def test_refused_attempts_count_for_nothing(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        for _ in range(50):
+            assert throttle.admit(EMAIL, HERE) == 0.2
+        clock.advance(0.2)
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 0.4  # the second failure, not the 52nd
+
+    def test_an_email_is_one_whatever_its_case_and_whether_an_account_has_it(
+        self, throttle: LoginThrottle
+    ) -> None:
+        # The throttle never asks the store: "no account" cannot change its answer.
+        assert throttle.admit("Root@Example.TEST", HERE) == 0.0
+        assert throttle.admit("root@example.test", HERE) == 0.2
+        assert throttle.admit("other@example.test", HERE) == 0.0
+
+    def test_failures_at_one_address_leave_the_same_email_free_at_another(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        fail_in_a_row(throttle, clock, 12, at=HERE)
+        assert throttle.admit(EMAIL, HERE) == THROTTLE_CAP_SECONDS
+        assert throttle.admit(EMAIL, THERE) == 0.0
+
+    def test_an_attacker_failing_every_five_minutes_stays_locked_and_alone(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        for _ in range(30):
+            assert throttle.admit(EMAIL, HERE) == 0.0
+            assert throttle.admit(EMAIL, THERE) == 0.0  # the owner, elsewhere
+            throttle.succeeded(EMAIL, THERE)
+            clock.advance(THROTTLE_CAP_SECONDS)
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == THROTTLE_CAP_SECONDS
+
+    def test_an_address_may_fail_ten_times_then_once_every_five_minutes_whatever_the_emails(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        assert ADDRESS_BURST == 10 and ADDRESS_REFILL_SECONDS == 300
+        for n in range(10):
+            assert throttle.admit(f"user-{n}@example.test", HERE) == 0.0
+        assert throttle.admit("user-10@example.test", HERE) == 300
+        assert throttle.admit("user-10@example.test", THERE) == 0.0
+        clock.advance(299.5)
+        assert throttle.admit("user-10@example.test", HERE) == 0.5
+        clock.advance(0.5)
+        assert throttle.admit("user-10@example.test", HERE) == 0.0
+        assert throttle.admit("user-11@example.test", HERE) == 300
+        clock.advance(3 * 300)
+        for n in range(12, 15):
+            assert throttle.admit(f"user-{n}@example.test", HERE) == 0.0
+        assert throttle.admit("user-15@example.test", HERE) == 300
+
+    def test_a_success_forgets_the_failures_of_its_email_at_its_address(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        fail_in_a_row(throttle, clock, 3, at=HERE)
+        fail_in_a_row(throttle, clock, 3, at=THERE)
+        clock.advance(0.8)
+        assert throttle.admit(EMAIL, HERE) == 0.0  # the right password, this time
+        throttle.succeeded(EMAIL, HERE)
+        assert throttle.admit(EMAIL, HERE) == 0.0  # a typo: counted from one again
+        assert throttle.admit(EMAIL, HERE) == 0.2
+        assert throttle.admit(EMAIL, THERE) == 0.0  # still its fourth there
+        assert throttle.admit(EMAIL, THERE) == 1.6
+
+    def test_a_success_gives_its_address_the_failure_back(self, throttle: LoginThrottle) -> None:
+        for n in range(9):
+            assert throttle.admit(f"user-{n}@example.test", HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 0.0  # the tenth, until it proves right
+        throttle.succeeded(EMAIL, HERE)
+        assert throttle.admit("user-9@example.test", HERE) == 0.0  # so this is the tenth
+        assert throttle.admit("user-10@example.test", HERE) == 300
+
+    def test_a_success_leaves_other_failures_of_its_address_alone(
+        self, throttle: LoginThrottle
+    ) -> None:
+        for n in range(9):
+            assert throttle.admit(f"user-{n}@example.test", HERE) == 0.0
+        assert throttle.admit("user-0@example.test", HERE) == 0.2
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        throttle.succeeded(EMAIL, HERE)
+        assert throttle.admit("user-0@example.test", HERE) == 0.2
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit("user-9@example.test", HERE) == 300
+
+    def test_forgetting_never_ends_a_lock_early(self) -> None:
+        longest_lock = max(THROTTLE_CAP_SECONDS, ADDRESS_BURST * ADDRESS_REFILL_SECONDS)
+        assert longest_lock <= THROTTLE_FORGET_SECONDS
+
+    def test_failures_are_forgotten_an_hour_after_the_last_one_not_before(
+        self, throttle: LoginThrottle, clock: FakeClock
+    ) -> None:
+        fail_in_a_row(throttle, clock, 8, at=HERE)
+        clock.advance(THROTTLE_FORGET_SECONDS - 0.000001)
+        assert throttle.admit(EMAIL, HERE) == 0.0
+        assert throttle.admit(EMAIL, HERE) == 51.2  # after the ninth failure in a row
+        fail_in_a_row(throttle, clock, 8, at=THERE)
+        clock.advance(THROTTLE_FORGET_SECONDS)
+        assert throttle.admit(EMAIL, THERE) == 0.0
+        assert len(throttle) == 2  # this attempt's: the old ones went as it was decided
+        assert throttle.admit(EMAIL, THERE) == 0.2  # after the first, again
+
+    def test_many_addresses_do_not_grow_the_state_past_its_bound(self, clock: FakeClock) -> None:
+        throttle = LoginThrottle(clock, max_entries=100)
+        for n in range(1000):
+            assert throttle.admit(f"user-{n}@example.test", f"10.0.{n // 250}.{n % 250}") == 0
+        assert len(throttle) == 200
+        # The entries whose last failure is oldest went first; the newest are kept.
+        assert throttle.admit("user-999@example.test", "10.0.3.249") == 0.2
+        assert throttle.admit("user-0@example.test", "10.0.0.0") == 0.0
+
+
+class TestThrottlingInTheStore:
+    def test_the_store_throttles_logins_by_its_clock(
         self, accounts: AccountStore, clock: FakeClock
     ) -> None:
-        admin = accounts.create_admin("root@example.test", "hash")
-
-        def locked() -> float:
-            current = accounts.get_admin(admin.email)
-            assert current is not None
-            return accounts.login_locked_for(current)
-
-        assert locked() == 0.0
-        accounts.record_login_failure(admin.id)
-        assert locked() == 0.2
-        clock.advance(0.15)
-        assert locked() == pytest.approx(0.05)
-        clock.advance(0.05)
-        assert locked() == 0.0
-        accounts.record_login_failure(admin.id)
-        assert locked() == 0.4
-        clock.advance(0.399999)
-        assert locked() == pytest.approx(0.000001)
-        clock.advance(0.000001)
-        assert locked() == 0.0
+        assert accounts.login_throttle.admit(EMAIL, HERE) == 0.0
+        assert accounts.login_throttle.admit(EMAIL, HERE) == 0.2
+        clock.advance(0.2)
+        assert accounts.login_throttle.admit(EMAIL, HERE) == 0.0
 
 
 class TestSessions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,12 @@ from pockestrator.accounts import (
     AdminExists,
     create_admin,
     hash_password,
-    locked_for,
     lockout_seconds,
     needs_rehash,
     verify_password,
 )
+from pockestrator.accounts.throttle import bucket_locked_for, locked_for
+from pockestrator.api import auth
 from pockestrator.api.auth import PasswordChecks, bearer_token, retry_after_header
 from pockestrator.specs.grammar import GrammarError
 
@@ -45,6 +45,31 @@ async def test_checks_in_threads_verify_and_refuse_unknown_accounts() -> None:
     assert not await checks.verify(None, "a long enough password")
 
 
+async def test_an_unknown_account_costs_one_check_of_the_same_parameters_from_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = PasswordChecks()
+    known = await checks.hash("a long enough password")
+    hashed: list[str] = []
+    checked: list[str] = []
+
+    def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return hash_password(password)
+
+    def counting_verify(password_hash: str, password: str) -> bool:
+        checked.append(password_hash)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(auth, "hash_password", counting_hash)
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    assert not await checks.verify(None, "a guess")  # the first unknown account
+    assert not await checks.verify(known, "a guess")
+    assert hashed == []  # nothing more than the one check, not even the first time
+    parameters = [password_hash.split("$")[1:4] for password_hash in checked]
+    assert parameters == [["argon2id", "v=19", "m=65536,t=3,p=4"]] * 2
+
+
 def test_admins_are_created_with_a_checked_email_and_a_hashed_password(tmp_path: Path) -> None:
     accounts = AccountStore(tmp_path / "state.db")
     try:
@@ -69,13 +94,20 @@ def test_lockouts_double_with_each_failure_up_to_a_cap() -> None:
     assert lockout_seconds(10**6) == THROTTLE_CAP_SECONDS
 
 
-def test_an_account_is_locked_only_until_its_delay_has_passed() -> None:
-    failed = datetime(2025, 7, 31, 12, 0, tzinfo=UTC)
-    assert locked_for(3, failed, failed) == pytest.approx(0.8)
-    assert locked_for(3, failed, failed + timedelta(seconds=0.5)) == pytest.approx(0.3)
-    assert locked_for(3, failed, failed + timedelta(seconds=1)) == 0
+def test_an_email_is_refused_at_an_address_only_until_its_delay_has_passed() -> None:
+    failed = 5_000_000  # microseconds of the monotonic clock
+    assert locked_for(3, failed, failed) == 800_000
+    assert locked_for(3, failed, failed + 500_000) == 300_000
+    assert locked_for(3, failed, failed + 1_000_000) == 0
     assert locked_for(0, failed, failed) == 0
-    assert locked_for(3, None, failed) == 0
+
+
+def test_an_address_has_room_for_a_failure_while_at_most_nine_refills_are_owed() -> None:
+    now, refill = 7_000_000, 300_000_000
+    assert bucket_locked_for(now, now) == 0
+    assert bucket_locked_for(now + 9 * refill, now) == 0
+    assert bucket_locked_for(now + 10 * refill, now) == refill
+    assert bucket_locked_for(now + 10 * refill, now + refill - 1) == 1
 
 
 @pytest.mark.parametrize(("seconds", "header"), [(0.2, "1"), (1.0, "1"), (1.01, "2"), (0, "1")])

@@ -156,14 +156,16 @@ async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline
             await stuck.wait()
 
     holder = asyncio.create_task(busy_elsewhere())
-    await asyncio.sleep(0)
-    assert looptime == 0
-    outcome = await within_never(reconcile_parking_once(coordinator, barrier, "a"))
-    assert outcome == "done:unit" and reload.calls == [{"a"}]
-    assert reload.times == [0.2]  # fired by the deadline, not earlier, not later
-    assert looptime == 0.201  # the operation itself took 1 ms
-    stuck.set()
-    await holder
+    try:
+        await asyncio.sleep(0)
+        assert looptime == 0
+        outcome = await within_never(reconcile_parking_once(coordinator, barrier, "a"))
+        assert outcome == "done:unit" and reload.calls == [{"a"}]
+        assert reload.times == [0.2]  # fired by the deadline, not earlier, not later
+        assert looptime == 0.201  # the operation itself took 1 ms
+    finally:
+        stuck.set()
+        await holder
 
 
 async def test_reconciles_woken_in_the_same_loop_turn_share_one_wave() -> None:
@@ -229,9 +231,13 @@ async def test_a_waiter_at_a_later_barrier_still_fires_after_the_deadline_of_the
     holder = asyncio.create_task(busy())
     site = asyncio.create_task(parks_at(caddy_barrier, "site", 0.0))
     unit = asyncio.create_task(parks_at(reload_barrier, "unit", 1.0))
-    assert await within_never(unit) == 5.5  # deadline at 5 s, the reload took 0.5 s
-    assert await within_never(site) == 11.0  # deadline again 5 s after that wave, + 0.5 s
-    assert reload.times == [5.0] and caddy.times == [10.5]
-    assert (reload.calls, caddy.calls) == ([{"unit"}], [{"site"}])
-    stuck.set()
-    await holder
+    try:
+        assert await within_never(unit) == 5.5  # deadline at 5 s, the reload took 0.5 s
+        assert await within_never(site) == 11.0  # deadline again 5 s after that wave, + 0.5 s
+        assert reload.times == [5.0] and caddy.times == [10.5]
+        assert (reload.calls, caddy.calls) == ([{"unit"}], [{"site"}])
+    finally:
+        stuck.set()
+        for task in (site, unit):
+            task.cancel()
+        await asyncio.gather(holder, site, unit, return_exceptions=True)

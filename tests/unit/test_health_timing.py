@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -94,8 +94,10 @@ class HealthServers:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.db")
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "state.db")
+    yield opened
+    opened.close()
 
 
 def add_running_service(store: Store, name: str, port: int) -> None:

@@ -463,8 +463,22 @@ async def test_logs_come_from_the_journal_with_lines_and_since(
     stamps = [entry["timestamp"] for entry in body["logs"]]
     assert stamps == sorted(stamps)
 
-    last = await api.call("GET", "/services/alpha/logs", params={"lines": "1"})
-    assert [entry["cursor"] for entry in last.body["logs"]] == [body["logs"][-1]["cursor"]]
+    # lines=1 is the newest entry. The instance may still be logging (the tests before this
+    # one restart it): compare with a read of 200 lines made before it and again after it
+    # that found the same entries, so that nothing arrived in between.
+    async def newest_between_two_equal_reads() -> bool:
+        nonlocal newest, around
+        before = await api.call("GET", "/services/alpha/logs", params={"lines": "200"})
+        last = await api.call("GET", "/services/alpha/logs", params={"lines": "1"})
+        after = await api.call("GET", "/services/alpha/logs", params={"lines": "200"})
+        newest = [entry["cursor"] for entry in last.body["logs"]]
+        around = [entry["cursor"] for entry in after.body["logs"]]
+        return [entry["cursor"] for entry in before.body["logs"]] == around
+
+    newest: list[str] = []
+    around: list[str] = []
+    assert await wait_until(newest_between_two_equal_reads, timeout=20, interval=0.2)
+    assert newest == around[-1:]
     later = await api.call("GET", "/services/alpha/logs", params={"since": "2999-01-01T00:00:00Z"})
     assert later.status == 200 and later.body["logs"] == []
     since = body["logs"][-1]["timestamp"]

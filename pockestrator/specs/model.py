@@ -108,18 +108,14 @@ class PocketBaseFlags(BaseModel):
         return value
 
     def as_arguments(self) -> list[str]:
-        """``--name=value`` arguments in a fixed order (deterministic rendering)."""
-        names = {
-            "origins": "--origins",
-            "encryption_env": "--encryptionEnv",
-            "dev": "--dev",
-            "query_timeout": "--queryTimeout",
-            "hooks_watch": "--hooksWatch",
-            "hooks_pool": "--hooksPool",
-            "index_fallback": "--indexFallback",
-        }
+        """``--name=value`` arguments in the order of the fields (deterministic rendering).
+
+        A field's flag is its name in PocketBase's camelCase (``query_timeout`` is
+        ``--queryTimeout``), so a new flag is one new field.
+        """
         arguments = []
-        for field, flag in names.items():
+        for field in type(self).model_fields:
+            flag = flag_name(field)
             value = getattr(self, field)
             if value is None:
                 continue
@@ -130,6 +126,12 @@ class PocketBaseFlags(BaseModel):
             else:
                 arguments.append(f"{flag}={value}")
         return arguments
+
+
+def flag_name(field: str) -> str:
+    """``query_timeout`` -> ``--queryTimeout``: the flag a field of PocketBaseFlags sets."""
+    first, *rest = field.split("_")
+    return "--" + first + "".join(part.capitalize() for part in rest)
 
 
 class ServiceSpec(BaseModel):

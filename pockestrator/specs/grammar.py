@@ -78,7 +78,7 @@ _BIDI_MESSAGE = (
     "(U+202A-U+202E, U+2066-U+2069): they make text display differently from what it is"
 )
 
-# The patterns JSON Schema states (see ``Pattern``); each sits next to the check it serves.
+# The patterns JSON Schema states (see ``Pattern``), one for each check below that has one.
 # What a project name's rules 3 to 5 say (characters, first letter, last character); the
 # other rules (no "--" in third and fourth place, reserved names) need look-arounds, so
 # the pattern is looser than ``check_project_name``, never stricter.

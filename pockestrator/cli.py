@@ -443,11 +443,11 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _admin_create(args: argparse.Namespace, console: Console) -> int:
-    """The first admin's bootstrap: straight into the agent's database through the store."""
-    from pockestrator.api.auth import create_admin
+    """The first admin's bootstrap: straight into the agent's database, its account store."""
+    from pockestrator.accounts.passwords import create_admin
+    from pockestrator.accounts.store import AccountStore, AdminExists
     from pockestrator.client.http import ClientError
     from pockestrator.config import ConfigError, load_config
-    from pockestrator.specs.store import Conflict, Store
 
     if args.database is not None:
         database, source = args.database.absolute(), "--database"
@@ -463,15 +463,15 @@ def _admin_create(args: argparse.Namespace, console: Console) -> int:
             "it creates it, or pass the agent's --config or --database"
         )
     password = _read_password(args)
-    store = Store(database)
+    accounts = AccountStore(database)
     try:
-        admin = create_admin(store, args.email, password)
-    except Conflict:
+        admin = create_admin(accounts, args.email, password)
+    except AdminExists:
         raise ClientError(f"an admin with the e-mail {args.email} already exists") from None
     except ValueError as exc:
         raise ClientError(f"{args.email}: {exc}") from None
     finally:
-        store.close()
+        accounts.close()
     data = {"id": admin.id, "email": admin.email, "database": str(database)}
     console.show(data, lambda: f"created admin {admin.email} (id {admin.id}) in {database}")
     return 0

@@ -1,10 +1,11 @@
 """The agent process: lifecycle of every part, the workers, and the sources of work.
 
 Start-up is a sequence of explicit steps and shutdown runs them backwards (as aiohttp's
-runner does): store, D-Bus, controllers, queue and workers, the sources of keys (spec
-directory, D-Bus unit signals, file events in the unit and Caddy site directories, the
-periodic resync, health probes), the API; then ``READY=1``. Every source only adds names
-to the work queue; the workers call ``reconcile(name)``.
+runner does): the database (its specs and account stores), D-Bus, controllers, queue and
+workers, the sources of keys (spec directory, D-Bus unit signals, file events in the unit
+and Caddy site directories, the periodic resync, health probes), the API; then
+``READY=1``. Every source only adds names to the work queue; the workers call
+``reconcile(name)``.
 
 Graceful shutdown (SIGTERM, SIGINT): no new keys are handed out, the reconciles in flight
 finish (bounded by ``stop``'s ``grace``), then everything closes in reverse order.
@@ -24,34 +25,29 @@ import aiohttp
 import structlog
 
 from pockestrator import __version__
+from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.health import HealthProber
+from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.api.context import ControlFailed
+from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
-from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddyError, CaddySites
-from pockestrator.controllers.releases import ReleaseCache, ReleaseError
-from pockestrator.controllers.servicedirs import ServiceDirError, ServiceDirs
+from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd_bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
+from pockestrator.database import Database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
-from pockestrator.specs.store import Store, utc_now
+from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
 
 log = structlog.get_logger("pockestrator.agent")
-
-# Failures of the outside world, logged without a traceback (it would say nothing more).
-EXPECTED_FAILURES: tuple[type[Exception], ...] = (
-    OSError,
-    SystemdError,
-    ReleaseError,
-    ServiceDirError,
-    CaddyError,
-    TimeoutError,
-)
 
 # Settings a SIGHUP can change in place; the others need a restart of the agent.
 RELOADABLE = frozenset(
@@ -84,7 +80,10 @@ class AgentStartError(Exception):
 
 
 class Agent:
-    """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal."""
+    """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal.
+
+    ``clock`` is the stores' time: their timestamps, login lock-outs, session expiry.
+    """
 
     def __init__(
         self,
@@ -92,9 +91,11 @@ class Agent:
         *,
         config_path: Path | None = None,
         api_factory: Callable[[Agent], Awaitable[Any]] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.clock = clock
         self.notifier = Notifier()
         self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
         self.started_at = utc_now()
@@ -110,11 +111,12 @@ class Agent:
         )
         self._stopped = asyncio.Event()
         self._host_watcher: DirectoryWatcher | None = None
-        self.reconciles = 0
 
     # -- the parts, available after start ----------------------------------------------
 
+    database: Database
     store: Store
+    accounts: AccountStore
     bus: SystemdBus
     units: SystemdUnits
     sites: CaddySites
@@ -125,6 +127,7 @@ class Agent:
     reconciler: Reconciler
     spec_directory: SpecDirectory
     health: HealthProber
+    host: AgentHostView
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -150,13 +153,18 @@ class Agent:
                 raise AgentStartError(
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
-        self.store = Store(config.database)
+        self.database = Database(config.database)
+        self.store = Store(self.database, clock=self.clock)
+        self.accounts = AccountStore(self.database, clock=self.clock)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
         self.releases = ReleaseCache(config)
         self.dirs = ServiceDirs(config, self.releases.store)
         self.session = aiohttp.ClientSession()
+        self.host = AgentHostView(
+            lambda: self.config, self.bus, self.units, self.sites, self.releases
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config,
@@ -257,8 +265,8 @@ class Agent:
             await self.session.close()
         if hasattr(self, "bus"):
             await self.bus.close()
-        if hasattr(self, "store"):
-            self.store.close()
+        if hasattr(self, "database"):
+            self.database.close()
         self._stopped.set()
         log.info("agent stopped")
 
@@ -316,7 +324,6 @@ class Agent:
                 if result.requeue_after is not None:
                     self.queue.add_after(name, result.requeue_after)
             finally:
-                self.reconciles += 1
                 del self._busy[index]
                 self.queue.done(name)
                 self._finished(name, run)
@@ -353,9 +360,17 @@ class Agent:
         return True
 
     async def restart_service(self, name: str) -> None:
-        await self.bus.restart_unit(unit_name(name))
+        """A one-off restart on request; a unit systemd does not know yet is left to the
+        reconcile that creates it."""
+        try:
+            await self.bus.restart_unit(unit_name(name))
+        except NoSuchUnit:
+            return
+        except SystemdError as exc:
+            raise ControlFailed(str(exc)) from exc
+        finally:
+            self.enqueue(name)
         self.store.add_event(name, "restarted", "restarted on request")
-        self.enqueue(name)
 
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -438,7 +453,7 @@ class Agent:
             }
             applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
             self.config = self.config.model_copy(update=applied)
-            self.reconciler.config = self.config
+            self.reconciler.reconfigure(self.config)
             self.releases.reconfigure(self.config)
             self.health.interval = self.config.health_interval
             self.health.timeout = self.config.health_timeout

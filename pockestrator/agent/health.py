@@ -20,7 +20,8 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from pockestrator.specs.store import ServiceStatus, Store, utc_now
+from pockestrator.clock import utc_now
+from pockestrator.specs.store import ServiceStatus, Store
 
 log = structlog.get_logger("pockestrator.health")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pockestrator.agent.private_systemd import PrivateSystemd, PrivateSystemdError
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)

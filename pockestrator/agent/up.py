@@ -19,14 +19,14 @@ from pathlib import Path
 
 import structlog
 
+from pockestrator.accounts.passwords import create_admin
+from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.private_systemd import PrivateSystemdError, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.api.auth import create_admin
 from pockestrator.config import AgentConfig, client_file
 from pockestrator.controllers.files import write_atomic
 from pockestrator.controllers.releases import seed_from_installed
-from pockestrator.specs.store import Store
 from pockestrator.specs.validation import port_is_bound
 
 log = structlog.get_logger("pockestrator.up")
@@ -55,14 +55,14 @@ def _port_or_free(preferred: int) -> int:
 
 def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:
     """A fresh API token for this run, and the sandbox admin's password (made once)."""
-    store = Store(config.database)
+    accounts = AccountStore(config.database)
     try:
-        token, _record = store.create_token("pockestrator up")
+        token, _record = accounts.create_token("pockestrator up")
         password_file = state_dir / "admin-password"
         created = False
-        if store.get_admin(ADMIN_EMAIL) is None:
+        if accounts.get_admin(ADMIN_EMAIL) is None:
             password = secrets.token_urlsafe(12)
-            create_admin(store, ADMIN_EMAIL, password)
+            create_admin(accounts, ADMIN_EMAIL, password)
             write_atomic(password_file, password + "\n", mode=0o600)
             created = True
         else:
@@ -72,7 +72,7 @@ def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:
                 else f"(see {password_file})"
             )
     finally:
-        store.close()
+        accounts.close()
     write_atomic(token_file(), token + "\n", mode=0o600)
     return token, password, created
 

@@ -1,8 +1,9 @@
 """API tokens and dashboard sessions: create, list and revoke tokens; log in and out.
 
-The policy (hashing, throttling, token shapes) lives in ``api.auth``; these handlers only
-apply it to requests. A login never says whether the e-mail exists: an unknown account and
-a wrong password get the same answer in about the same time.
+The policy (hashing, throttling, token shapes) lives in ``pockestrator.accounts`` and
+``api.auth``; these handlers only apply it to requests. A login never says whether the
+e-mail exists: an unknown account and a wrong password get the same answer in about the
+same time.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from pockestrator.api.auth import SESSION_TTL, locked_for, needs_rehash, retry_after_header
-from pockestrator.api.errors import ApiCode, ApiError, Problem, not_found
+from pockestrator.accounts.passwords import needs_rehash
+from pockestrator.api.auth import SESSION_TTL, retry_after_header
+from pockestrator.api.errors import ApiError, Problem, not_found
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models import (
     AdminView,
@@ -34,13 +36,13 @@ from pockestrator.api.routing import (
     principal_of,
 )
 from pockestrator.api.views import token_view
-from pockestrator.specs.store import utc_now
+from pockestrator.specs.errors import ErrorCode
 
 log = structlog.get_logger("pockestrator.api")
 
 
 async def list_tokens(request: web.Request) -> web.StreamResponse:
-    tokens = agent_of(request).store.list_tokens()
+    tokens = agent_of(request).accounts.list_tokens()
     return answer(TokenList(tokens=[token_view(token) for token in tokens], total=len(tokens)))
 
 
@@ -48,7 +50,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     body = await read_json(request, limit=agent.config.max_body_bytes)
     name = validate_model(TokenCreateBody, body).name
-    plaintext, record = agent.store.create_token(name)
+    plaintext, record = agent.accounts.create_token(name)
     log.info("api token created", token_id=record.id, name=name, by=principal_of(request).name)
     return answer(
         TokenCreated(
@@ -65,10 +67,10 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     token_id = request.match_info["id"]
-    existing = agent.store.get_token(token_id)
+    existing = agent.accounts.get_token(token_id)
     if existing is None:
-        raise not_found("Token", token_id, ApiCode.TOKEN_NOT_FOUND)
-    newly = agent.store.revoke_token(token_id)
+        raise not_found("Token", token_id, ErrorCode.TOKEN_NOT_FOUND)
+    newly = agent.accounts.revoke_token(token_id)
     log.info("api token revoked", token_id=token_id, by=principal_of(request).name)
     return answer(
         TokenRevoked(
@@ -83,9 +85,9 @@ def _bad_credentials() -> ApiError:
     message = "Invalid e-mail or password"
     return ApiError(
         401,
-        ApiCode.INVALID_CREDENTIALS,
+        ErrorCode.INVALID_CREDENTIALS,
         message,
-        [Problem("password", message, ApiCode.INVALID_CREDENTIALS)],
+        [Problem("password", message, ErrorCode.INVALID_CREDENTIALS)],
     )
 
 
@@ -93,33 +95,33 @@ async def login(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     body = await read_json(request, limit=agent.config.max_body_bytes)
     credentials = validate_model(LoginBody, body)
-    store = agent.store
-    admin = store.get_admin(credentials.email)
+    accounts = agent.accounts
+    admin = accounts.get_admin(credentials.email)
     if admin is not None:
-        wait = locked_for(admin.failed_logins, admin.last_failed_at, utc_now())
+        wait = accounts.login_locked_for(admin)
         if wait > 0:
             message = "Too many failed logins for this account; try again later"
             raise ApiError(
                 429,
-                ApiCode.LOGIN_THROTTLED,
+                ErrorCode.LOGIN_THROTTLED,
                 message,
-                [Problem("email", message, ApiCode.LOGIN_THROTTLED)],
+                [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
                 headers={"Retry-After": retry_after_header(wait)},
             )
     passwords = request.app[PASSWORDS]
     # The attempt counts as a failure until the password proves right, recorded before the
     # slow check: attempts sent together then meet the lock instead of all being checked
     # before the first failure is written.
-    failures = store.record_login_failure(admin.id) if admin is not None else 0
+    failures = accounts.record_login_failure(admin.id) if admin is not None else 0
     ok = await passwords.verify(admin.password_hash if admin else None, credentials.password)
     if admin is None or not ok:
         if admin is not None:
             log.warning("login failed", admin_id=admin.id, failures=failures)
         raise _bad_credentials()
-    store.reset_login_failures(admin.id)
+    accounts.reset_login_failures(admin.id)
     if needs_rehash(admin.password_hash):
-        store.set_admin_password(admin.email, await passwords.hash(credentials.password))
-    token, expires = store.create_session(admin.id, SESSION_TTL)
+        accounts.set_admin_password(admin.email, await passwords.hash(credentials.password))
+    token, expires = accounts.create_session(admin.id, SESSION_TTL)
     log.info("admin logged in", admin_id=admin.id)
     return answer(
         LoginResponse(
@@ -137,11 +139,11 @@ async def logout(request: web.Request) -> web.StreamResponse:
         message = "This is an API token, not a session; revoke it with DELETE /tokens/{id}"
         raise ApiError(
             400,
-            ApiCode.NOT_A_SESSION,
+            ErrorCode.NOT_A_SESSION,
             message,
-            [Problem("Authorization", message, ApiCode.NOT_A_SESSION)],
+            [Problem("Authorization", message, ErrorCode.NOT_A_SESSION)],
         )
-    agent_of(request).store.revoke_session(principal.bearer)
+    agent_of(request).accounts.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))
 
 

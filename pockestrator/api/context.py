@@ -1,20 +1,118 @@
-"""What the REST API may use of the running agent: a narrow, typed interface.
+"""What the REST API may use of the running agent: a narrow, typed interface, read-only on the host.
 
-The agent starts the API and hands it an object with this shape; the API never drives
-systemd jobs or writes host files itself. Writes go to the store and become reconciles
-(``enqueue``); reads come from the store, systemd (``bus``) and the journal.
+The agent starts the API and hands it an object with this shape. Writes go to the store and
+become reconciles (``enqueue``); the only action on the host is the one-off restart the agent
+offers. Everything the API shows about the host comes through ``HostView``, which the agent
+implements with the same controller observations the reconciler uses
+(``agent.hostview``): so the API imports no controller, never speaks D-Bus and never reads
+a rendered file itself, and its answers cannot disagree with what the reconciler sees.
+
+The types here are the API's own read model of the host, in its terms: what systemd says
+about a unit (``UnitState``), what the host shows for a service (``ServiceRuntime``), and
+the raw facts of a host check (``HostFacts``), which ``api.hostcheck`` turns into the
+reference's errors and warnings.
+Callers are authenticated against the account store (``accounts``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import CaddySites
-from pockestrator.controllers.releases import ReleaseCache
-from pockestrator.controllers.systemd_bus import SystemdBus
-from pockestrator.specs.store import Store
+from pockestrator.specs.store import ServiceStatus, Store
+
+RUNNING_STATES = ("active", "reloading", "activating")
+
+
+class ControlFailed(Exception):
+    """systemd refused or failed a control action; the message says why."""
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """What systemd says about a service's unit right now (None: unknown)."""
+
+    exists: bool
+    active_state: str
+    sub_state: str
+    main_pid: int | None
+    memory_bytes: int | None
+    restarts: int | None
+    active_since: datetime | None
+    need_daemon_reload: bool
+
+    @property
+    def is_running(self) -> bool:
+        return self.active_state in RUNNING_STATES
+
+
+@dataclass(frozen=True)
+class ServiceRuntime:
+    """What the host shows for one service now: the unit, the site, whether files match."""
+
+    unit: UnitState | None
+    unit_error: str | None
+    caddy_status: str
+    config_match: bool | None
+    checked_at: datetime
+
+    @property
+    def is_running(self) -> bool:
+        return self.unit is not None and self.unit.is_running
+
+    @property
+    def systemd_status(self) -> str:
+        if self.unit is None:
+            return "unknown"
+        if not self.unit.exists:
+            return "not-found"
+        return self.unit.active_state or "unknown"
+
+    @property
+    def active_since(self) -> datetime | None:
+        return self.unit.active_since if self.unit is not None and self.unit.is_running else None
+
+    def error_message(self, status: ServiceStatus | None) -> str | None:
+        if status is not None and status.last_error:
+            return status.last_error
+        return self.unit_error
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a host check found, checked for real: each ``*_problem`` is None when fine."""
+
+    systemd_version: str | None
+    systemd_problem: str | None
+    directory_problems: dict[str, str | None]  # systemd_dir, base_dir, caddy_sites_dir, database
+    caddyfile_problem: str | None
+    caddy_binary: bool
+    caddy_running: bool
+    tools: dict[str, bool] = field(default_factory=dict)
+
+
+class HostView(Protocol):
+    """The host as the reconciler observes it, read-only."""
+
+    async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
+        """The unit and site of ``name`` now, compared with what was last rendered."""
+        ...
+
+    async def facts(self) -> HostFacts:
+        """Every host check, run now."""
+        ...
+
+    def public_port(self) -> int | None:
+        """The port Caddy serves the instances on, when not the scheme's default."""
+        ...
+
+    async def versions(self) -> Sequence[str]:
+        """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
+        ...
 
 
 class AgentContext(Protocol):
@@ -25,13 +123,10 @@ class AgentContext(Protocol):
     def store(self) -> Store: ...
 
     @property
-    def bus(self) -> SystemdBus: ...
+    def accounts(self) -> AccountStore: ...
 
     @property
-    def sites(self) -> CaddySites: ...
-
-    @property
-    def releases(self) -> ReleaseCache: ...
+    def host(self) -> HostView: ...
 
     @property
     def started_at(self) -> datetime:
@@ -46,7 +141,8 @@ class AgentContext(Protocol):
         ...
 
     async def restart_service(self, name: str) -> None:
-        """A one-off restart (the desired state stays ``running``)."""
+        """A one-off restart (the desired state stays ``running``); a unit systemd does not
+        know yet is left to the reconcile. Raises ``ControlFailed``."""
 
     def queue_depth(self) -> int:
         """Keys waiting to be reconciled now."""

@@ -2,43 +2,18 @@
 
 The reference shows two error bodies: ``{id, status: "error", message, errors: [{field,
 message, code}]}`` and ``{error, details: {field: [messages]}}``. Clients of either must
-work, so every error carries both, plus one top-level ``code`` for scripts. Handlers raise
+work, so every error carries both, plus one top-level ``code`` for scripts. Every code is
+an ``ErrorCode`` (one enum for spec problems and the API's own errors). Handlers raise
 ``ApiError``; the error middleware turns it (and aiohttp's own 404/405/413) into a response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
 
 from aiohttp import web
 
-from pockestrator.specs.errors import FieldIssue
-
-
-class ApiCode(StrEnum):
-    """Codes of the API's own errors (field-level spec codes come from ``ErrorCode``)."""
-
-    VALIDATION_FAILED = "VALIDATION_FAILED"
-    INVALID_JSON = "INVALID_JSON"
-    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
-    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
-    UNAUTHORIZED = "UNAUTHORIZED"
-    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
-    HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
-    NOT_FOUND = "NOT_FOUND"
-    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
-    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"  # noqa: S105 (an error code)
-    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-    LOGIN_THROTTLED = "LOGIN_THROTTLED"
-    NOT_A_SESSION = "NOT_A_SESSION"
-    CONTROL_FAILED = "CONTROL_FAILED"
-    SYSTEMD_ERROR = "SYSTEMD_ERROR"
-    JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
-    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
-    INTERNAL_ERROR = "INTERNAL_ERROR"
-    HTTP_ERROR = "HTTP_ERROR"
+from pockestrator.specs.errors import ErrorCode, FieldIssue
 
 
 class Problem:
@@ -46,20 +21,20 @@ class Problem:
 
     __slots__ = ("code", "field", "message")
 
-    def __init__(self, field: str, message: str, code: str) -> None:
+    def __init__(self, field: str, message: str, code: ErrorCode) -> None:
         self.field = field
         self.message = message
         self.code = code
 
     @classmethod
     def of(cls, issue: FieldIssue) -> Problem:
-        return cls(issue.field, issue.message, str(issue.code))
+        return cls(issue.field, issue.message, issue.code)
 
     def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message, "code": self.code}
+        return {"field": self.field, "message": self.message, "code": str(self.code)}
 
     def __repr__(self) -> str:
-        return f"Problem({self.field!r}, {self.message!r}, {self.code!r})"
+        return f"Problem({self.field!r}, {self.message!r}, {str(self.code)!r})"
 
 
 def details_of(problems: Iterable[Problem]) -> dict[str, list[str]]:
@@ -72,7 +47,7 @@ def details_of(problems: Iterable[Problem]) -> dict[str, list[str]]:
 
 def error_body(
     message: str,
-    code: str,
+    code: ErrorCode,
     problems: Iterable[Problem] = (),
     *,
     summary: str | None = None,
@@ -87,7 +62,7 @@ def error_body(
         "status": "error",
         "message": message,
         "error": summary or message,
-        "code": code,
+        "code": str(code),
         "errors": [problem.as_dict() for problem in listed],
         "details": details_of(listed),
     }
@@ -99,7 +74,7 @@ class ApiError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         problems: Iterable[Problem] = (),
         *,
@@ -138,14 +113,14 @@ def validation_failed(problems: Iterable[Problem], *, status: int = 400) -> ApiE
     listed = list(problems)
     return ApiError(
         status,
-        listed[0].code if len(listed) == 1 else ApiCode.VALIDATION_FAILED,
+        listed[0].code if len(listed) == 1 else ErrorCode.VALIDATION_FAILED,
         "Validation failed",
         listed,
         summary="Validation failed",
     )
 
 
-def not_found(kind: str, key: str, code: str) -> ApiError:
+def not_found(kind: str, key: str, code: ErrorCode) -> ApiError:
     return ApiError(
         404, code, f"{kind} '{key[:100]}' not found", [Problem("id", "not found", code)]
     )

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from pockestrator.api.errors import ApiCode, ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import issues_from_validation_error
 
@@ -76,14 +76,14 @@ def parse_json(raw: bytes) -> Any:
         if isinstance(exc, json.JSONDecodeError):
             message += f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         raise ApiError(
-            400, ApiCode.INVALID_JSON, message, [Problem("body", message, ApiCode.INVALID_JSON)]
+            400, ErrorCode.INVALID_JSON, message, [Problem("body", message, ErrorCode.INVALID_JSON)]
         ) from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise ApiError(
             400,
-            ApiCode.INVALID_JSON,
+            ErrorCode.INVALID_JSON,
             f"The body is nested deeper than {MAX_DEPTH} levels",
-            [Problem("body", "nested too deeply", ApiCode.INVALID_JSON)],
+            [Problem("body", "nested too deeply", ErrorCode.INVALID_JSON)],
         )
     return value
 
@@ -94,13 +94,13 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
     if media_type not in JSON_TYPES:
         raise ApiError(
             415,
-            ApiCode.UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             "Send the body as application/json",
             [
                 Problem(
                     "Content-Type",
                     f"'{media_type[:100]}' is not accepted",
-                    ApiCode.UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                 )
             ],
         )
@@ -116,7 +116,10 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
 def too_large(limit: int) -> ApiError:
     message = f"The body is larger than {limit} bytes"
     return ApiError(
-        413, ApiCode.PAYLOAD_TOO_LARGE, message, [Problem("body", message, "PAYLOAD_TOO_LARGE")]
+        413,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        message,
+        [Problem("body", message, ErrorCode.PAYLOAD_TOO_LARGE)],
     )
 
 
@@ -125,7 +128,7 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[Problem]:
     problems = []
     kinds = [error["type"] for error in exc.errors(include_url=False)]
     for issue, kind in zip(issues_from_validation_error(exc, prefix), kinds, strict=True):
-        code = str(issue.code)
+        code = issue.code
         if kind in ("string_pattern_mismatch", "string_too_short", "dict_type", "list_type"):
             code = ErrorCode.INVALID_VALUE if kind != "dict_type" else ErrorCode.INVALID_TYPE
         problems.append(Problem(issue.field, issue.message, code))

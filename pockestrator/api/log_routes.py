@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from pockestrator.api.errors import ApiCode, ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models import (
     LOG_LINES_MAX,
@@ -29,7 +29,8 @@ from pockestrator.api.models import (
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes import find_service
 from pockestrator.api.views import log_entry_view
-from pockestrator.controllers.journal import (
+from pockestrator.clock import utc_now
+from pockestrator.journal import (
     JournalError,
     JournalQuery,
     JournalUnavailable,
@@ -37,7 +38,6 @@ from pockestrator.controllers.journal import (
     is_cursor,
 )
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import utc_now
 
 KEEPALIVE_SECONDS = 15.0
 MAX_STREAMS = 32
@@ -71,8 +71,8 @@ def sse_event(entry: LogEntry) -> bytes:
 
 def _journal_failure(exc: JournalError) -> ApiError:
     if isinstance(exc, JournalUnavailable):
-        return ApiError(503, ApiCode.JOURNAL_UNAVAILABLE, f"Logs are unavailable: {exc}")
-    return ApiError(502, ApiCode.JOURNAL_UNAVAILABLE, f"Reading the journal failed: {exc}")
+        return ApiError(503, ErrorCode.JOURNAL_UNAVAILABLE, f"Logs are unavailable: {exc}")
+    return ApiError(502, ErrorCode.JOURNAL_UNAVAILABLE, f"Reading the journal failed: {exc}")
 
 
 async def service_logs(request: web.Request) -> web.StreamResponse:
@@ -131,7 +131,7 @@ async def _stream(request: web.Request, query: JournalQuery) -> web.StreamRespon
     if len(streams) >= MAX_STREAMS:
         raise ApiError(
             503,
-            ApiCode.TOO_MANY_STREAMS,
+            ErrorCode.TOO_MANY_STREAMS,
             f"At most {MAX_STREAMS} log streams at once; try again later",
             headers={"Retry-After": "5"},
         )

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
-from pockestrator.controllers.journal import JournalReader, LogFollower
+from pockestrator.journal import JournalReader, LogFollower
 
 PREFIX = "/api/pockestrator"
 

@@ -24,10 +24,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import access_routes, log_routes, service_routes, system_routes
 from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
-from pockestrator.api.errors import ApiCode, ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
@@ -41,9 +42,8 @@ from pockestrator.api.routing import (
     Operation,
 )
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
-from pockestrator.controllers.journal import JournalReader
+from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import SESSION_PREFIX, TOKEN_PREFIX
 
 log = structlog.get_logger("pockestrator.api")
 
@@ -74,18 +74,18 @@ def all_operations() -> list[Operation]:
 def _http_error(exc: web.HTTPException) -> web.Response:
     headers = {}
     if exc.status == 404:
-        code, message = ApiCode.NOT_FOUND, "No such endpoint"
+        code, message = ErrorCode.NOT_FOUND, "No such endpoint"
     elif exc.status == 405:
         allowed = exc.headers.get("Allow", "")
         code, message = (
-            ApiCode.METHOD_NOT_ALLOWED,
+            ErrorCode.METHOD_NOT_ALLOWED,
             f"Method not allowed; use {allowed or 'another'}",
         )
         headers["Allow"] = allowed
     elif exc.status == 413:
-        code, message = ApiCode.PAYLOAD_TOO_LARGE, "The body is too large"
+        code, message = ErrorCode.PAYLOAD_TOO_LARGE, "The body is too large"
     else:
-        code, message = ApiCode.HTTP_ERROR, exc.reason
+        code, message = ErrorCode.HTTP_ERROR, exc.reason
     return ApiError(exc.status, code, message, headers=headers).response()
 
 
@@ -104,7 +104,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
         return ApiError(
-            500, ApiCode.INTERNAL_ERROR, "Internal error; the agent's log has the details"
+            500, ErrorCode.INTERNAL_ERROR, "Internal error; the agent's log has the details"
         ).response()
 
 
@@ -115,7 +115,10 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not host_allowed(host, config.listen_host, config.allowed_hosts):
         message = "This Host is not served here; add it to allowed_hosts if it should be"
         raise ApiError(
-            400, ApiCode.HOST_NOT_ALLOWED, message, [Problem("Host", message, "HOST_NOT_ALLOWED")]
+            400,
+            ErrorCode.HOST_NOT_ALLOWED,
+            message,
+            [Problem("Host", message, ErrorCode.HOST_NOT_ALLOWED)],
         )
     origin = request.headers.get("Origin")
     cross_site = request.headers.get("Sec-Fetch-Site") == "cross-site"
@@ -125,9 +128,9 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = "Cross-origin requests are not accepted"
         raise ApiError(
             403,
-            ApiCode.ORIGIN_NOT_ALLOWED,
+            ErrorCode.ORIGIN_NOT_ALLOWED,
             message,
-            [Problem("Origin", message, ApiCode.ORIGIN_NOT_ALLOWED)],
+            [Problem("Origin", message, ErrorCode.ORIGIN_NOT_ALLOWED)],
         )
     return await handler(request)
 
@@ -138,9 +141,9 @@ def _unauthorized(message: str, *, offered: bool) -> ApiError:
         challenge += ', error="invalid_token"'
     return ApiError(
         401,
-        ApiCode.UNAUTHORIZED,
+        ErrorCode.UNAUTHORIZED,
         message,
-        [Problem("Authorization", message, ApiCode.UNAUTHORIZED)],
+        [Problem("Authorization", message, ErrorCode.UNAUTHORIZED)],
         summary="Unauthorized",
         headers={"WWW-Authenticate": challenge},
     )
@@ -154,11 +157,11 @@ def authenticate(agent: AgentContext, header: str | None) -> Principal:
             "Send an API token as 'Authorization: Bearer <token>'", offered=header is not None
         )
     if token.startswith(SESSION_PREFIX):
-        admin = agent.store.authenticate_session(token)
+        admin = agent.accounts.authenticate_session(token)
         if admin is not None:
             return Principal("session", admin.id, admin.email, token)
     elif token.startswith(TOKEN_PREFIX):
-        record = agent.store.authenticate_token(token)
+        record = agent.accounts.authenticate_token(token)
         if record is not None:
             return Principal("token", record.id, record.name, token)
     raise _unauthorized("The token is invalid, expired or revoked", offered=True)
@@ -201,7 +204,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     """``api/static/index.html`` when the dashboard is installed."""
     index = STATIC_DIR / "index.html"
     if not index.is_file():
-        raise ApiError(404, ApiCode.NOT_FOUND, "The dashboard is not installed")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "The dashboard is not installed")
     return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
 

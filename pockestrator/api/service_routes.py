@@ -25,8 +25,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from pockestrator.api.context import AgentContext
-from pockestrator.api.errors import ApiCode, ApiError, Problem, not_found, validation_failed
+from pockestrator.api.context import AgentContext, ControlFailed
+from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import (
     merge_patch,
@@ -66,15 +66,20 @@ from pockestrator.api.routing import Operation, ResponseModels, agent_of, answer
 from pockestrator.api.views import (
     event_view,
     issue_view,
-    observe_runtime,
     runtime_view,
     service_view,
 )
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdError
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError, has_control_characters, normalize_domain
 from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name
-from pockestrator.specs.store import API_OWNER, Conflict, NotFound, ServiceRecord, Store
+from pockestrator.specs.store import (
+    API_OWNER,
+    Conflict,
+    NameTakenCode,
+    NotFound,
+    ServiceRecord,
+    Store,
+)
 from pockestrator.specs.validation import ReleaseIndexUnavailable, validate_in_context
 
 log = structlog.get_logger("pockestrator.api")
@@ -96,7 +101,7 @@ class _ReleaseIndex:
 
     async def versions(self) -> Sequence[str]:
         try:
-            return await self.agent.releases.versions()
+            return await self.agent.host.versions()
         except ReleaseIndexUnavailable:
             raise
         except Exception as exc:  # the index is best effort; its failure is not the caller's
@@ -109,7 +114,7 @@ class _ReleaseIndex:
 def find_service(agent: AgentContext, key: str) -> ServiceRecord:
     record = agent.store.get_service(key)
     if record is None:
-        raise not_found("Service", key, ApiCode.SERVICE_NOT_FOUND)
+        raise not_found("Service", key, ErrorCode.SERVICE_NOT_FOUND)
     return record
 
 
@@ -166,17 +171,23 @@ async def context_problems(
     agent: AgentContext,
     spec: ServiceSpec,
     *,
-    replacing: str | None,
-    name_taken_code: ErrorCode,
+    replacing: ServiceRecord | None,
+    name_code: NameTakenCode,
 ) -> tuple[list[FieldIssue], list[FieldIssue], dict[str, bool]]:
-    """Errors, warnings and checks of ``spec`` against the other services and the host."""
+    """Errors, warnings and checks of ``spec`` against the other services and the host.
+
+    Which claims are taken is the store's answer, the same the write would get; the write
+    itself still refuses them (``Conflict``) should another request take one meanwhile.
+    """
+    taken = agent.store.claims_taken(
+        spec, replacing=replacing.name if replacing else None, name_code=name_code
+    )
     report = await validate_in_context(
         spec,
-        claims=agent.store.claims(),
+        taken=taken,
         agent_port=agent.config.listen_port,
         release_index=_ReleaseIndex(agent),
-        replacing=replacing,
-        name_taken_code=name_taken_code,
+        own_port=replacing.spec.port if replacing else None,
     )
     return report.errors, report.warnings, report.checks
 
@@ -222,7 +233,7 @@ async def written_answer(
     service_status = agent.store.get_status(name)
     view = service_view(current, service_status, agent.config)
     if reconciled:
-        runtime = await observe_runtime(agent, name, service_status)
+        runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status
     else:
         unit_state, site_state = "pending", "pending"
@@ -272,20 +283,11 @@ async def create_service(request: web.Request) -> web.StreamResponse:
         data["created_by"] = caller_label(request)
     spec = checked_spec(data, agent.config.default_domain, ServiceCreateBody, body)
     errors, warnings, _checks = await context_problems(
-        agent, spec, replacing=None, name_taken_code=ErrorCode.DUPLICATE_PROJECT_NAME
+        agent, spec, replacing=None, name_code=ErrorCode.DUPLICATE_PROJECT_NAME
     )
     if errors:
         raise validation_failed([Problem.of(issue) for issue in errors])
     name = spec.project_name
-    # No await from here to create_service: nothing else can claim the name in between.
-    if agent.store.get_service(name) is not None:
-        raise validation_failed(
-            [
-                Problem(
-                    "project_name", "Project name already exists", ErrorCode.DUPLICATE_PROJECT_NAME
-                )
-            ]
-        )
     try:
         with handed_password(agent.store, name, bool(spec.superuser_email)) as password:
             record = agent.store.create_service(spec, owner=API_OWNER)
@@ -315,7 +317,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
     view = service_view(record, status, agent.config)
-    runtime = await observe_runtime(agent, record.name, status)
+    runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(
             id=record.id,
@@ -344,7 +346,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     merged["project_name"] = record.name
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     errors, warnings, _checks = await context_problems(
-        agent, spec, replacing=record.name, name_taken_code=ErrorCode.DUPLICATE_PROJECT_NAME
+        agent, spec, replacing=record, name_code=ErrorCode.DUPLICATE_PROJECT_NAME
     )
     if errors:
         raise validation_failed([Problem.of(issue) for issue in errors])
@@ -353,7 +355,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         with handed_password(agent.store, record.name, new_email) as password:
             updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
     except NotFound:
-        raise not_found("Service", record.name, ApiCode.SERVICE_NOT_FOUND) from None
+        raise not_found("Service", record.name, ErrorCode.SERVICE_NOT_FOUND) from None
     except Conflict as exc:
         raise conflict_error(exc) from None
     agent.enqueue(record.name)
@@ -383,7 +385,7 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     try:
         agent.store.delete_service(name, purge=query.purge, owner=API_OWNER)
     except NotFound:
-        raise not_found("Service", name, ApiCode.SERVICE_NOT_FOUND) from None
+        raise not_found("Service", name, ErrorCode.SERVICE_NOT_FOUND) from None
     except Conflict as exc:
         raise conflict_error(exc) from None
     log.info("service deleted", service=name, purge=query.purge, by=principal_of(request).name)
@@ -433,17 +435,15 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     name = record.name
     try:
         if action == "restart" and record.desired_state == "running":
-            # A unit not created yet is started by the reconcile waited for below.
-            with contextlib.suppress(NoSuchUnit):
-                await agent.restart_service(name)
+            await agent.restart_service(name)
         else:
             agent.store.set_desired_state(name, "stopped" if action == "stop" else "running")
     except NotFound:
-        raise not_found("Service", name, ApiCode.SERVICE_NOT_FOUND) from None
-    except SystemdError as exc:
+        raise not_found("Service", name, ErrorCode.SERVICE_NOT_FOUND) from None
+    except ControlFailed as exc:
         raise ApiError(
             502,
-            ApiCode.CONTROL_FAILED,
+            ErrorCode.CONTROL_FAILED,
             f"systemd could not {action} {unit_name(name)}: {exc}",
             service_id=record.id,
         ) from None
@@ -451,13 +451,13 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS)
     current = agent.store.get_service(name) or record
     status = agent.store.get_status(name)
-    runtime = await observe_runtime(agent, name, status)
+    runtime = await agent.host.runtime(name, status)
     succeeded = runtime.is_running != (action == "stop")
     if reconciled and not succeeded:
         reason = runtime.error_message(status) or f"the unit is {runtime.systemd_status}"
         raise ApiError(
             502,
-            ApiCode.CONTROL_FAILED,
+            ErrorCode.CONTROL_FAILED,
             f"Service did not {action}: {reason}",
             service_id=record.id,
         )
@@ -488,9 +488,9 @@ async def service_status(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    runtime = await observe_runtime(agent, record.name, status)
+    runtime = await agent.host.runtime(record.name, status)
     unit = runtime.unit
-    memory = unit.memory_current if unit is not None and unit.is_running else None
+    memory = unit.memory_bytes if unit is not None and unit.is_running else None
     cpu = status.cpu_percent if status is not None and runtime.is_running else None
     return answer(
         ServiceStatusResponse(
@@ -508,7 +508,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             memory_bytes=memory,
             cpu_usage=human_percent(cpu),
             cpu_percent=cpu,
-            restarts=unit.n_restarts if unit else None,
+            restarts=unit.restarts if unit else None,
             active_since=runtime.active_since,
             state=status.state if status else "deploying",
             desired_state=record.desired_state,
@@ -562,7 +562,7 @@ async def validate_service(request: web.Request) -> web.StreamResponse:
             raise
         return _validation_answer(exc.problems, [], _checks_for(exc.problems))
     errors, warnings, checks = await context_problems(
-        agent, spec, replacing=None, name_taken_code=ErrorCode.PROJECT_NAME_EXISTS
+        agent, spec, replacing=None, name_code=ErrorCode.PROJECT_NAME_EXISTS
     )
     reachable = await resolves_here(spec.domain)
     if not reachable:

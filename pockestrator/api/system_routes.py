@@ -1,9 +1,10 @@
 """The agent and its host: version and uptime, health (200 or 503), system validation,
 an unauthenticated liveness probe that reveals nothing, and the OpenAPI document.
 
-``/system/info`` also says on which port Caddy serves the instances (``public_port``), read
-from the main Caddyfile's global options: the dashboard needs it to link to an instance
-when Caddy does not listen on the scheme's default port (the sandbox's HTTP port).
+``/system/info`` also says on which port Caddy serves the instances (``public_port``, from the
+host view, which reads the main Caddyfile's global options): the dashboard needs it to link
+to an instance when Caddy does not listen on the scheme's default port (the sandbox's HTTP
+port).
 """
 
 from __future__ import annotations
@@ -27,46 +28,10 @@ from pockestrator.api.models import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.views import issue_view
-from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.specs.store import utc_now
+from pockestrator.clock import utc_now
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
 
 OPENAPI = web.AppKey("openapi", dict)
-CADDYFILE_READ_MAX = 1024 * 1024
-
-
-def public_port(caddyfile: str, *, tls: bool) -> int | None:
-    """The port sites are served on, from the global options block (``http_port``, or
-    ``https_port`` with TLS); None when it is the scheme's default, so links need no port.
-    """
-    tokens = caddyfile_tokens(caddyfile)
-    if not tokens or tokens[0][0] != "{":
-        return None  # no global options block: Caddy's defaults
-    wanted, default = ("https_port", 443) if tls else ("http_port", 80)
-    depth = 0
-    for index, (word, line) in enumerate(tokens):
-        if word == "{":
-            depth += 1
-        elif word == "}":
-            depth -= 1
-            if depth == 0:
-                break
-        elif depth == 1 and word == wanted and index + 1 < len(tokens):
-            value, value_line = tokens[index + 1]
-            if value_line == line and value.isascii() and value.isdigit() and len(value) <= 5:
-                port = int(value)
-                return port if 0 < port < 65536 and port != default else None
-    return None
-
-
-def _caddyfile_port(config: AgentConfig) -> int | None:
-    try:
-        with config.caddy_config.open("rb") as file:
-            text = file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    return public_port(text, tls=config.caddy_tls)
 
 
 async def system_info(request: web.Request) -> web.StreamResponse:
@@ -92,7 +57,7 @@ async def system_info(request: web.Request) -> web.StreamResponse:
             ),
             services=len(agent.store.service_names()),
             queue_depth=agent.queue_depth(),
-            public_port=_caddyfile_port(config),
+            public_port=agent.host.public_port(),
         )
     )
 
@@ -102,7 +67,7 @@ async def releases(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     error: str | None = None
     try:
-        versions = list(await agent.releases.versions())
+        versions = list(await agent.host.versions())
     except ReleaseIndexUnavailable as exc:
         versions, error = [], str(exc)
     return answer(

@@ -4,6 +4,9 @@ A half-written unit or Caddy file must never be visible: each write goes to a te
 file in the same directory, is fsynced, renamed over the target and the directory is
 fsynced. The hash of a rendered text is the identity used for drift detection
 (``systemd_config_hash``, ``caddy_config_hash``); the API shows a 12-hex prefix.
+
+Neighbours: ``hashed_copy`` (copying a binary while hashing it), ``stamped_paths``
+(unique timestamped names for archives and backups).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
+
+HASH_CHUNK = 1024 * 1024
 
 
 def sha256_text(text: str) -> str:
@@ -22,9 +28,18 @@ def sha256_text(text: str) -> str:
 def sha256_file(path: Path) -> str | None:
     """The file's SHA-256, or None when it does not exist or cannot be read."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as handle:
+            return sha256_stream(handle)
     except OSError:
         return None
+
+
+def sha256_stream(reader: IO[bytes]) -> str:
+    """The SHA-256 of everything left in ``reader``, read in chunks (binaries are ~35 MB)."""
+    hasher = hashlib.sha256()
+    while chunk := reader.read(HASH_CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:

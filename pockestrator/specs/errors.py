@@ -1,9 +1,10 @@
 """Stable error codes and the shape every validation problem takes: field, message, code.
 
 Codes are part of the public contract (the REST API returns them, scripts match on them),
-so they are an enum whose values never change meaning. Where the reference API names a code
-(``DUPLICATE_PROJECT_NAME``, ``PROJECT_NAME_EXISTS``, ``PORT_IN_USE``,
-``VERSION_NOT_LATEST``, ...), that code is used.
+so they are one enum, used everywhere a code is given (spec validation, spec files, the
+API's own errors, the host checks), whose values never change meaning. Where the reference
+API names a code (``DUPLICATE_PROJECT_NAME``, ``PROJECT_NAME_EXISTS``, ``PORT_IN_USE``,
+``VERSION_NOT_LATEST``, ``SYSTEMD_DIR_NOT_WRITABLE``, ...), that code is used.
 """
 
 from __future__ import annotations
@@ -67,6 +68,38 @@ class ErrorCode(StrEnum):
     OWNED_BY_FILE = "OWNED_BY_FILE"
     OWNED_BY_OTHER_SOURCE = "OWNED_BY_OTHER_SOURCE"
     DELETION_PENDING = "DELETION_PENDING"
+
+    # The API's own errors: the request as a whole, access, and operations that failed.
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    INVALID_JSON = "INVALID_JSON"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
+    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"  # noqa: S105 (an error code)
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    LOGIN_THROTTLED = "LOGIN_THROTTLED"
+    NOT_A_SESSION = "NOT_A_SESSION"
+    CONTROL_FAILED = "CONTROL_FAILED"
+    JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    HTTP_ERROR = "HTTP_ERROR"
+
+    # The host checks (system health, validate system).
+    SYSTEMD_UNAVAILABLE = "SYSTEMD_UNAVAILABLE"
+    SYSTEMD_DIR_NOT_WRITABLE = "SYSTEMD_DIR_NOT_WRITABLE"
+    BASE_DIR_NOT_WRITABLE = "BASE_DIR_NOT_WRITABLE"
+    CADDY_SITES_DIR_NOT_WRITABLE = "CADDY_SITES_DIR_NOT_WRITABLE"
+    DATABASE_NOT_WRITABLE = "DATABASE_NOT_WRITABLE"
+    MISSING_CADDY = "MISSING_CADDY"
+    CADDYFILE_NOT_WRITABLE = "CADDYFILE_NOT_WRITABLE"
+    CADDY_NOT_RUNNING = "CADDY_NOT_RUNNING"
+    MISSING_JOURNALCTL = "MISSING_JOURNALCTL"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 ``parse_spec`` (in ``specs.model``) answers "is this a well-formed spec"; this module
 answers "can it be deployed here, now": the name, port and domain are not taken by another
 service, the port is not the agent's own and nothing on the host listens on it, and the
-version exists (with a warning when it is not the latest). The release index is a
-protocol so that ``specs`` does not depend on ``controllers``.
+version exists (with a warning when it is not the latest). Which claims other services
+hold is the store's to say (``Store.claims_taken``, the one place uniqueness is decided);
+this module folds its answer into the report next to the host's and the index's. The
+release index is a protocol so that ``specs`` does not depend on ``controllers``.
 """
 
 from __future__ import annotations
@@ -49,16 +51,6 @@ class ValidationReport:
         return not self.errors
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What an existing service holds: its name, port, domain and owning source."""
-
-    name: str
-    port: int
-    domain: str
-    owner: str
-
-
 def port_is_bound(port: int, host: str = "127.0.0.1") -> bool:
     """True when some process on this host listens on ``port`` (a real bind attempt)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -91,62 +83,34 @@ def validate_port_on_host(spec: ServiceSpec, agent_port: int | None) -> FieldIss
 async def validate_in_context(
     spec: ServiceSpec,
     *,
-    claims: Iterable[Claim],
+    taken: Sequence[FieldIssue],
     agent_port: int | None,
     release_index: ReleaseIndex | None,
-    replacing: str | None = None,
-    name_taken_code: ErrorCode = ErrorCode.PROJECT_NAME_EXISTS,
+    own_port: int | None = None,
     check_host_port: bool = True,
 ) -> ValidationReport:
-    """Errors and warnings for deploying ``spec`` next to the services in ``claims``.
+    """Errors and warnings for deploying ``spec``, given the claims other services hold.
 
-    ``replacing`` names the service this spec updates: its own claims do not conflict, and
-    its port is not probed on the host (its own instance listens there).
+    ``taken`` is the store's list of those claims (``Store.claims_taken``), reported as
+    they are, except that the agent's own port outranks another service's (one port
+    problem, ``PORT_RESERVED``). ``own_port`` is the port of the service this spec
+    replaces: its own instance listens there, so keeping it is not probed on the host.
     """
     report = ValidationReport()
-    others = [claim for claim in claims if claim.name != replacing]
-    own = next((claim for claim in claims if claim.name == replacing), None)
+    held = {issue.field: issue for issue in taken}
 
-    name_free = replacing == spec.project_name or all(
-        claim.name != spec.project_name for claim in others
-    )
-    if not name_free:
-        report.errors.append(
-            FieldIssue(
-                "project_name",
-                f"Project name '{spec.project_name}' already exists",
-                name_taken_code,
-            )
-        )
-
-    holder = next((claim for claim in others if claim.port == spec.port), None)
-    port_issue: FieldIssue | None = None
+    port_issue = held.get("port")
     if agent_port is not None and spec.port == agent_port:
         port_issue = validate_port_on_host(spec, agent_port)  # PORT_RESERVED, no probe
-    elif holder is not None:
-        port_issue = FieldIssue(
-            "port",
-            f"Port {spec.port} is already in use by service '{holder.name}'",
-            ErrorCode.PORT_IN_USE,
-        )
-    elif check_host_port and not (own is not None and own.port == spec.port):
-        port_issue = validate_port_on_host(spec, None)  # its own instance is not a conflict
-    if port_issue is not None:
-        report.errors.append(port_issue)
-    port_free = port_issue is None
-
-    if holder := next((claim for claim in others if claim.domain == spec.domain), None):
-        report.errors.append(
-            FieldIssue(
-                "domain",
-                f"Domain {spec.domain} is already used by service '{holder.name}'",
-                ErrorCode.DOMAIN_IN_USE,
-            )
-        )
+    elif port_issue is None and check_host_port and spec.port != own_port:
+        port_issue = validate_port_on_host(spec, None)
+    for issue in (held.get("project_name"), port_issue, held.get("domain")):
+        if issue is not None:
+            report.errors.append(issue)
 
     report.checks.update(
-        project_name_available=name_free,
-        port_available=port_free,
+        project_name_available="project_name" not in held,
+        port_available=port_issue is None,
         domain_valid=True,
     )
     report.checks["version_exists"] = await _check_version(spec, release_index, report)

@@ -29,7 +29,7 @@ import yaml
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
-from pockestrator.specs.store import Store, file_owner, owner_file
+from pockestrator.specs.store import Store, file_owner
 from pockestrator.specs.validation import validate_port_on_host
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -216,10 +216,7 @@ class SpecDirectory:
     def _known_files(self) -> set[str]:
         """Files the store has services of, or has problems recorded for."""
         known = {
-            source
-            for claim in self.store.claims()
-            if (source := owner_file(claim.owner)) is not None
-            and Path(source).parent == self.directory
+            source for source in self.store.source_files() if Path(source).parent == self.directory
         }
         known.update(
             path for path in self.store.file_issues() if Path(path).parent == self.directory
@@ -270,12 +267,11 @@ class SpecDirectory:
             specs, port_issues = self._held_back_by_host_ports(path, parsed.specs)
             issues += port_issues
             conflicts = self.store.sync_file(path, specs)
-            for name, issue in conflicts.items():
-                code = issue.code
-                if code is ErrorCode.OWNED_BY_FILE:
-                    code = ErrorCode.DUPLICATE_PROJECT_NAME
-                issues.append(FieldIssue(issue.field, issue.message, code, path))
-                log.warning("spec conflict", file=path, service=name, code=str(code))
+            for name, taken in conflicts.items():
+                issues += [FieldIssue(i.field, i.message, i.code, path) for i in taken]
+                log.warning(
+                    "spec conflict", file=path, service=name, codes=[str(i.code) for i in taken]
+                )
         else:
             log.warning(
                 "spec file is broken; its services keep their last good spec",

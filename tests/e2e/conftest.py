@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from pockestrator.accounts import create_admin
 from pockestrator.agent.daemon import Agent
-from pockestrator.api.auth import create_admin
 from tests.e2e.browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -57,7 +57,7 @@ async def browser() -> AsyncIterator[Any]:
 def admin(agent: Agent) -> Admin:
     """A dashboard admin in the agent's store, as `pockestrator up` creates one."""
     account = Admin("admin@e2e.example", secrets.token_urlsafe(16))
-    create_admin(agent.store, account.email, account.password)
+    create_admin(agent.accounts, account.email, account.password)
     return account
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pockestrator.accounts import lockout_seconds
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox, free_port
-from pockestrator.api.auth import lockout_seconds
 from tests.e2e.browser import PHONE, Dashboard
 from tests.testbed.waiting import wait_until
 
@@ -59,7 +59,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(agent: Agent) -> AsyncIterator[Api]:
-    token, _record = agent.store.create_token("e2e tests")
+    token, _record = agent.accounts.create_token("e2e tests")
     root = f"http://127.0.0.1:{agent.config.listen_port}/api/pockestrator"
     async with aiohttp.ClientSession() as session:
         yield Api(session, root, token)

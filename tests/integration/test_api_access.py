@@ -1,5 +1,9 @@
 """Who may call the API, and how it answers what it does not serve: tokens, sessions,
 login throttling, the Host and Origin checks, 401/404/405/413 as JSON, on a real agent.
+
+The module's agent keeps the time of a ``FakeClock``: lock-outs and sessions expire when a
+test advances it, never because the machine was slow (an Argon2 check that outlasted a
+200 ms lock once turned a 429 into a 200).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pockestrator.agent.daemon import Agent
+from pockestrator.accounts import THROTTLE_CAP_SECONDS, create_admin
+from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.api.auth import create_admin
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import Operation
 from pockestrator.api.server import STATIC_DIR, all_operations, build_app
+from pockestrator.clock import FakeClock
 from pockestrator.config import AgentConfig
 from tests.testbed.mirror import ReleaseMirror
 
@@ -38,6 +43,22 @@ async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> Agent
         listen_port=free_port(),
         allowed_hosts=(EXTRA_HOST,),
     )
+
+
+@pytest.fixture(scope="module")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+async def agent(agent_config: AgentConfig, clock: FakeClock) -> AsyncIterator[Agent]:
+    """The shared running agent, on the module's fake clock."""
+    running = Agent(agent_config, api_factory=api_factory(), clock=clock)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @dataclass
@@ -90,13 +111,13 @@ async def client(agent: Agent) -> AsyncIterator[Client]:
 @pytest.fixture(scope="module")
 def token(agent: Agent) -> str:
     """A token made by the store itself, as `pockestrator up` and the CLI make them."""
-    plaintext, _record = agent.store.create_token("bootstrap")
+    plaintext, _record = agent.accounts.create_token("bootstrap")
     return plaintext
 
 
 @pytest.fixture(scope="module")
 def admin(agent: Agent) -> str:
-    create_admin(agent.store, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_admin(agent.accounts, ADMIN_EMAIL, ADMIN_PASSWORD)
     return ADMIN_EMAIL
 
 
@@ -143,7 +164,7 @@ async def test_a_store_created_token_works_and_records_its_use(
 ) -> None:
     reply = await client.call("GET", "/system/info", token=token)
     assert reply.status == 200
-    used = [t for t in agent.store.list_tokens() if t.name == "bootstrap"]
+    used = [t for t in agent.accounts.list_tokens() if t.name == "bootstrap"]
     assert used and used[0].last_used_at is not None
 
 
@@ -199,24 +220,27 @@ async def test_an_admin_logs_in_for_an_expiring_session_and_logs_out(
 
 
 async def test_failed_logins_are_throttled_per_account_with_growing_delays(
-    client: Client, admin: str, agent: Agent
+    client: Client, admin: str, agent: Agent, clock: FakeClock
 ) -> None:
     wrong = {"email": admin, "password": "wrong password"}
     right = {"email": admin, "password": ADMIN_PASSWORD}
     assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
-    # Locked for 2**1 * 100 ms: even the right password is not checked meanwhile.
+    # Locked for 2**1 * 100 ms: even the right password is not checked meanwhile, however
+    # long the first attempt's password check took.
     locked = await client.call("POST", "/auth/login", body=right)
     assert_error(locked, 429, "LOGIN_THROTTLED")
     assert locked.headers["Retry-After"] == "1"
-    await asyncio.sleep(0.25)
+    clock.advance(0.199)
+    assert (await client.call("POST", "/auth/login", body=right)).status == 429
+    clock.advance(0.051)
     assert_error(await client.call("POST", "/auth/login", body=wrong), 401, "INVALID_CREDENTIALS")
-    stored = agent.store.get_admin(admin)
+    stored = agent.accounts.get_admin(admin)
     assert stored is not None and stored.failed_logins == 2
-    await asyncio.sleep(0.2)
+    clock.advance(0.2)
     assert (await client.call("POST", "/auth/login", body=right)).status == 429  # 400 ms now
-    await asyncio.sleep(0.3)
+    clock.advance(0.2)
     assert (await client.call("POST", "/auth/login", body=right)).status == 200
-    stored = agent.store.get_admin(admin)
+    stored = agent.accounts.get_admin(admin)
     assert stored is not None and stored.failed_logins == 0
 
 
@@ -224,29 +248,29 @@ async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
     client: Client, agent: Agent
 ) -> None:
     email = "racer@example.test"
-    create_admin(agent.store, email, ADMIN_PASSWORD)
+    create_admin(agent.accounts, email, ADMIN_PASSWORD)
     wrong = {"email": email, "password": "wrong password"}
     replies = await asyncio.gather(
         *(client.call("POST", "/auth/login", body=wrong) for _ in range(8))
     )
     statuses = sorted(reply.status for reply in replies)
-    checked = statuses.count(401)
-    # One guess is checked; the rest arrive while the account is locked (a slow machine
-    # may let a second one through after the first lock of 200 ms).
-    assert 1 <= checked <= 2 and statuses.count(429) == 8 - checked, statuses
-    stored = agent.store.get_admin(email)
-    assert stored is not None and stored.failed_logins == checked
+    # One guess is checked; the rest arrive while the account is locked, and the lock
+    # lasts until the clock moves, however slow the machine.
+    assert statuses == [401] + [429] * 7
+    stored = agent.accounts.get_admin(email)
+    assert stored is not None and stored.failed_logins == 1
 
 
 async def test_an_unknown_account_gets_the_same_answer_as_a_wrong_password(
-    client: Client, admin: str
+    client: Client, admin: str, clock: FakeClock
 ) -> None:
     unknown = await client.call(
         "POST", "/auth/login", body={"email": "nobody@example.test", "password": "whatever"}
     )
     assert_error(unknown, 401, "INVALID_CREDENTIALS")
-    await asyncio.sleep(0.5)
+    clock.advance(THROTTLE_CAP_SECONDS)  # whatever lock an earlier test left has passed
     wrong = await client.call("POST", "/auth/login", body={"email": admin, "password": "nope"})
+    assert_error(wrong, 401, "INVALID_CREDENTIALS")
     assert wrong.body["message"] == unknown.body["message"]
     for body in (
         {},

@@ -62,7 +62,7 @@ class Target:
 
 @pytest.fixture(scope="module")
 async def target(agent: Agent, pocketbase_versions: tuple[str, str]) -> AsyncIterator[Target]:
-    token, _record = agent.store.create_token("schemathesis")
+    token, _record = agent.accounts.create_token("schemathesis")
     base_url = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as session:

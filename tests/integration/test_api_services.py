@@ -82,7 +82,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(agent: Agent) -> AsyncIterator[Api]:
-    token, _record = agent.store.create_token("integration tests")
+    token, _record = agent.accounts.create_token("integration tests")
     config = agent.config
     async with aiohttp.ClientSession() as session:
         yield Api(

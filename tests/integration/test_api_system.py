@@ -34,7 +34,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 async def client(agent: Agent) -> AsyncIterator[Client]:
-    token, _record = agent.store.create_token("system tests")
+    token, _record = agent.accounts.create_token("system tests")
     async with aiohttp.ClientSession() as session:
         yield Client(session, agent, token)
 
@@ -201,15 +201,15 @@ async def test_releases_fall_back_to_the_cache_when_the_index_is_unreachable(
             "release_cache_dir": agent.config.base_dir.parent / "empty-release-cache",
         }
     )
-    saved = agent.releases
-    agent.releases = ReleaseCache(unreachable)  # type: ignore[misc]
+    saved = agent.host.releases
+    agent.host.releases = ReleaseCache(unreachable)  # what the API's host view answers from
     try:
         status, nothing = await client.get("/releases")
         seeded = seed_from_installed(unreachable.release_cache_dir)
         _, cached = await client.get("/releases")
     finally:
-        await agent.releases.close()
-        agent.releases = saved  # type: ignore[misc]
+        await agent.host.releases.close()
+        agent.host.releases = saved
     assert status == 200
     assert nothing["available"] is False and nothing["versions"] == []
     assert "127.0.0.1:9" in nothing["error"]

@@ -99,7 +99,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cli(agent: Agent, api_url: str, home: Path) -> Cli:
-    token, _record = agent.store.create_token("cli-test")
+    token, _record = agent.accounts.create_token("cli-test")
     env = clean_environment(
         POCKESTRATOR_URL=api_url,
         POCKESTRATOR_TOKEN=token,

@@ -31,10 +31,10 @@ import aiohttp
 import pytest
 import yaml
 
+from pockestrator.accounts import AccountStore, create_admin
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.api.auth import create_admin
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 from tests.testbed.journal import journal_text
@@ -278,11 +278,11 @@ async def test_the_hardened_agent_reads_instance_logs_from_the_journal(
     installed: InstalledAgent,
 ) -> None:
     """journalctl runs as the agent's child, under its seccomp filter and ProcSubset=pid."""
-    store = Store(installed.config.database)
+    accounts = AccountStore(installed.config.database)
     try:
-        token, _record = store.create_token("test_install")
+        token, _record = accounts.create_token("test_install")
     finally:
-        store.close()
+        accounts.close()
     url = (
         f"http://127.0.0.1:{installed.config.listen_port}"
         f"/api/pockestrator/services/{SERVICE}/logs?lines=50"
@@ -308,11 +308,11 @@ async def test_an_admin_logs_in_with_argon2_under_memory_deny_write_execute(
 ) -> None:
     """Password checks run argon2 (cffi) inside the agent, where W+X mappings are refused."""
     email, password = "operator@example.test", "a long enough password"
-    store = Store(installed.config.database)
+    accounts = AccountStore(installed.config.database)
     try:
-        create_admin(store, email, password)
+        create_admin(accounts, email, password)
     finally:
-        store.close()
+        accounts.close()
     api = f"http://127.0.0.1:{installed.config.listen_port}/api/pockestrator"
     async with aiohttp.ClientSession() as session:
         async with session.post(

@@ -16,7 +16,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import SystemdUnits, UnsafeValue, render_unit
-from pockestrator.controllers.systemd_bus import JobFailed, SystemdBus
+from pockestrator.controllers.systemd.bus import JobFailed, SystemdBus
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_for_pocketbase, wait_until

@@ -15,7 +15,7 @@ import aiohttp
 
 from pockestrator.agent.private_systemd import PrivateSystemd
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from tests.testbed.journal import journal_text
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_for_pocketbase, wait_until

@@ -13,7 +13,7 @@ import yaml
 
 from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.systemd_bus import SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.store import Store
 from tests.testbed.journal import journal_text
 

@@ -17,6 +17,7 @@ from pockestrator.api.models import (
     ServicePatchBody,
 )
 from pockestrator.api.service_routes import checked_spec
+from pockestrator.specs.errors import ErrorCode
 
 
 def codes(exc: ApiError) -> dict[str, str]:
@@ -164,9 +165,9 @@ def test_patches_are_checked_against_their_own_shape() -> None:
 
 def test_errors_carry_both_reference_shapes() -> None:
     problems = [
-        Problem("port", "Port 8080 is already in use", "PORT_IN_USE"),
-        Problem("port", "Port must be free", "PORT_IN_USE"),
-        Problem("project_name", "Project name already exists", "DUPLICATE_PROJECT_NAME"),
+        Problem("port", "Port 8080 is already in use", ErrorCode.PORT_IN_USE),
+        Problem("port", "Port must be free", ErrorCode.PORT_IN_USE),
+        Problem("project_name", "Project name already exists", ErrorCode.DUPLICATE_PROJECT_NAME),
     ]
     body = validation_failed(problems).body()
     assert body["status"] == "error" and body["id"] == ""
@@ -180,7 +181,7 @@ def test_errors_carry_both_reference_shapes() -> None:
 
 
 def test_an_error_without_field_problems_still_lists_one() -> None:
-    body = error_body("No such endpoint", "NOT_FOUND")
+    body = error_body("No such endpoint", ErrorCode.NOT_FOUND)
     assert body["errors"] == [
         {"field": "request", "message": "No such endpoint", "code": "NOT_FOUND"}
     ]

@@ -1,4 +1,4 @@
-"""Admin passwords (Argon2id), login throttling and bearer token parsing."""
+"""Admin passwords (Argon2id), the login throttle's policy and bearer token parsing."""
 
 from __future__ import annotations
 
@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from pockestrator.api.auth import (
+from pockestrator.accounts import (
     THROTTLE_CAP_SECONDS,
-    PasswordChecks,
-    bearer_token,
+    AccountStore,
+    AdminExists,
     create_admin,
     hash_password,
     locked_for,
     lockout_seconds,
     needs_rehash,
-    retry_after_header,
     verify_password,
 )
+from pockestrator.api.auth import PasswordChecks, bearer_token, retry_after_header
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.store import Store
 
 
 def test_passwords_are_hashed_with_argon2id_and_verified() -> None:
@@ -47,16 +46,18 @@ async def test_checks_in_threads_verify_and_refuse_unknown_accounts() -> None:
 
 
 def test_admins_are_created_with_a_checked_email_and_a_hashed_password(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db")
+    accounts = AccountStore(tmp_path / "state.db")
     try:
-        admin = create_admin(store, "root@example.com", "a long enough password")
+        admin = create_admin(accounts, "root@example.com", "a long enough password")
         assert verify_password(admin.password_hash, "a long enough password")
-        with pytest.raises(ValueError):
-            create_admin(store, "short@example.com", "short")
+        with pytest.raises(ValueError, match="12 to 1024 characters"):
+            create_admin(accounts, "short@example.com", "short")
         with pytest.raises(GrammarError):
-            create_admin(store, "not an email", "a long enough password")
+            create_admin(accounts, "not an email", "a long enough password")
+        with pytest.raises(AdminExists):
+            create_admin(accounts, "ROOT@example.com", "another long password")
     finally:
-        store.close()
+        accounts.close()
 
 
 def test_lockouts_double_with_each_failure_up_to_a_cap() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pockestrator.agent.hostview import public_port
 from pockestrator.agent.sandbox import render_sandbox_caddyfile
-from pockestrator.api.system_routes import public_port
 
 
 def test_the_sandbox_caddyfile_gives_its_http_port() -> None:

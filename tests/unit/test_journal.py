@@ -1,4 +1,4 @@
-"""journalctl arguments and journal entries: pure parts of controllers/journal.py.
+"""journalctl arguments and journal entries: pure parts of pockestrator/journal.py.
 
 The real journal is read in tests/integration/test_api_services.py; here are the argument
 lists (what reaches the subprocess, element by element) and the parsing of its JSON lines.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pockestrator.controllers.journal import (
+from pockestrator.journal import (
     MAX_LINES,
     MESSAGE_MAX,
     JournalQuery,

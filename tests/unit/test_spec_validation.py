@@ -1,25 +1,28 @@
 """``validate_in_context``: can a well-formed spec be deployed here, now?
 
 The checks against other services (name, port, domain), the agent's own port, the host's
-real listeners and the release index. Ports are probed for real: these tests bind real
-listening sockets on the loopback interface and never pretend one is taken. The release
-index is a tiny in-test class with a fixed list of versions, implementing the
-``ReleaseIndex`` protocol exactly as a controller would.
+real listeners and the release index. Other services are real rows of a real store, whose
+``claims_taken`` says what they hold, as the API asks it. Ports are probed for real: these
+tests bind real listening sockets on the loopback interface and never pretend one is
+taken. The release index is a tiny in-test class with a fixed list of versions,
+implementing the ``ReleaseIndex`` protocol exactly as a controller would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.store import NameTakenCode, Store
 from pockestrator.specs.validation import (
-    Claim,
     ReleaseIndex,
     ReleaseIndexUnavailable,
     ValidationReport,
@@ -68,27 +71,40 @@ def spec(**changes: Any) -> ServiceSpec:
     return parse_spec(data, DEFAULT_DOMAIN)
 
 
-def claim(name: str, port: int, domain: str | None = None, owner: str = "api") -> Claim:
-    return Claim(name, port, domain or f"{name}.{DEFAULT_DOMAIN}", owner)
+def claim(name: str, port: int, domain: str | None = None) -> ServiceSpec:
+    """An existing service: what it holds is its name, port and domain."""
+    return spec(project_name=name, port=port, **({"domain": domain} if domain else {}))
 
 
 async def validate(
     candidate: ServiceSpec,
-    claims: Sequence[Claim] = (),
+    claims: Sequence[ServiceSpec] = (),
     *,
     agent_port: int | None = AGENT_PORT,
     release_index: ReleaseIndex | None = None,
     check_host_port: bool = False,
-    **options: Any,
+    replacing: str | None = None,
+    name_code: NameTakenCode = ErrorCode.PROJECT_NAME_EXISTS,
 ) -> ValidationReport:
-    """Validation with the host probe off unless a test asks for it (ports here are fake)."""
+    """Validation next to the services ``claims``, in a store of their own, as the API runs
+    it (``replacing`` names the service updated); the host probe is off unless a test asks
+    for it (ports here are made up)."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "pockestrator.db")
+        try:
+            for existing in claims:
+                store.create_service(existing)
+            taken = store.claims_taken(candidate, replacing=replacing, name_code=name_code)
+            current = store.get_service(replacing) if replacing else None
+        finally:
+            store.close()
     return await validate_in_context(
         candidate,
-        claims=claims,
+        taken=taken,
         agent_port=agent_port,
         release_index=release_index,
+        own_port=current.spec.port if current else None,
         check_host_port=check_host_port,
-        **options,
     )
 
 
@@ -155,7 +171,7 @@ class TestTheNameMustBeFree:
         report = await validate(
             spec(),
             [claim("app", 9000, "other.example.test")],
-            name_taken_code=ErrorCode.DUPLICATE_PROJECT_NAME,
+            name_code=ErrorCode.DUPLICATE_PROJECT_NAME,
         )
         assert problems(report.errors) == [("project_name", ErrorCode.DUPLICATE_PROJECT_NAME)]
 
@@ -190,6 +206,11 @@ class TestThePortMustBeFree:
             spec(port=8081), [claim("app", 8080), claim("blog", 8081)], replacing="app"
         )
         assert problems(report.errors) == [("port", ErrorCode.PORT_IN_USE)]
+
+    async def test_the_agents_port_outranks_another_service_on_it(self) -> None:
+        report = await validate(spec(port=AGENT_PORT), [claim("blog", AGENT_PORT)])
+        assert problems(report.errors) == [("port", ErrorCode.PORT_RESERVED)]
+        assert report.checks["port_available"] is False
 
     async def test_the_agents_port_is_reported_once_even_when_it_is_listening(self) -> None:
         with listening() as agent_port:

@@ -1,19 +1,18 @@
-"""The SQLite store: uniqueness enforced by the database, ownership, status, events, secrets."""
+"""The specs store: uniqueness enforced by the database, ownership, status, events, secrets."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from pockestrator.specs.errors import ErrorCode
+from pockestrator.database import MIGRATIONS
+from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import (
     API_OWNER,
-    MIGRATIONS,
     Conflict,
     NotFound,
     Store,
@@ -26,6 +25,15 @@ def spec(name: str, port: int, **extra: object) -> ServiceSpec:
         {"project_name": name, "port": port, "pocketbase_version": "0.29.0", **extra},
         "example.test",
     )
+
+
+def execute_elsewhere(path: Path, sql: str, *parameters: object) -> None:
+    """One statement on a connection of its own, as another process would write."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute(sql, parameters)
+    finally:
+        other.close()
 
 
 @pytest.fixture
@@ -44,20 +52,10 @@ class TestSchema:
         assert again.schema_version == len(MIGRATIONS)
         assert again.get_service("keep") is not None
 
-    def test_a_newer_schema_is_refused_rather_than_damaged(self, tmp_path: Path) -> None:
-        path = tmp_path / "future.db"
-        with sqlite3.connect(path) as db:
-            db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-        with pytest.raises(Exception, match="newer than this agent"):
-            Store(path)
-
-    def test_the_database_file_is_private(self, store: Store) -> None:
-        assert store.path.stat().st_mode & 0o777 == 0o600
-
     def test_events_cannot_be_rewritten(self, store: Store) -> None:
         event = store.add_event("a", "created", "made")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute("UPDATE events SET message = 'x' WHERE id = ?", (event.id,))
+            execute_elsewhere(store.path, "UPDATE events SET message = 'x' WHERE id = ?", event.id)
 
 
 class TestUniqueness:
@@ -144,11 +142,154 @@ class TestUniqueness:
         assert losers <= {"DUPLICATE_PROJECT_NAME", "PORT_IN_USE", "DOMAIN_IN_USE"}
 
 
+class TestClaimsTaken:
+    """``claims_taken``: the one place that says which name, port and domain are taken."""
+
+    def test_a_spec_that_collides_with_nothing_takes_nothing(self, store: Store) -> None:
+        store.create_service(spec("blog", 9001))
+        assert store.claims_taken(spec("shop", 9002)) == []
+
+    @pytest.mark.parametrize(
+        ("candidate", "expected"),
+        [
+            (
+                spec("blog", 9002, domain="other.example.test"),
+                FieldIssue(
+                    "project_name",
+                    "Project name 'blog' already exists (created through the API)",
+                    ErrorCode.DUPLICATE_PROJECT_NAME,
+                ),
+            ),
+            (
+                spec("shop", 9001),
+                FieldIssue(
+                    "port", "Port 9001 is already in use by service 'blog'", ErrorCode.PORT_IN_USE
+                ),
+            ),
+            (
+                spec("shop", 9002, domain="blog.example.test"),
+                FieldIssue(
+                    "domain",
+                    "Domain blog.example.test is already used by service 'blog'",
+                    ErrorCode.DOMAIN_IN_USE,
+                ),
+            ),
+        ],
+        ids=["name", "port", "domain"],
+    )
+    def test_each_kind_of_claim_has_one_message_and_the_references_code(
+        self, store: Store, candidate: ServiceSpec, expected: FieldIssue
+    ) -> None:
+        store.create_service(spec("blog", 9001))
+        assert store.claims_taken(candidate) == [expected]
+
+    def test_every_claim_taken_is_listed_at_once_in_name_port_domain_order(
+        self, store: Store
+    ) -> None:
+        store.create_service(spec("app", 9001, domain="app.elsewhere.test"))
+        store.create_service(spec("shop", 9002, domain="shop.example.test"))
+        store.create_service(spec("blog", 9003, domain="app.example.test"))
+        assert store.claims_taken(spec("app", 9002)) == [
+            FieldIssue(
+                "project_name",
+                "Project name 'app' already exists (created through the API)",
+                ErrorCode.DUPLICATE_PROJECT_NAME,
+            ),
+            FieldIssue(
+                "port", "Port 9002 is already in use by service 'shop'", ErrorCode.PORT_IN_USE
+            ),
+            FieldIssue(
+                "domain",
+                "Domain app.example.test is already used by service 'blog'",
+                ErrorCode.DOMAIN_IN_USE,
+            ),
+        ]
+
+    def test_the_validate_endpoint_gets_its_own_code_for_a_taken_name(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        [issue] = store.claims_taken(
+            spec("app", 9002, domain="x.example.test"), name_code=ErrorCode.PROJECT_NAME_EXISTS
+        )
+        assert (issue.field, issue.code) == ("project_name", ErrorCode.PROJECT_NAME_EXISTS)
+
+    def test_a_name_a_spec_file_holds_says_which_file(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        [issue] = store.claims_taken(spec("app", 9002, domain="x.example.test"))
+        assert issue.message == "Project name 'app' already exists (in spec file /specs/a.yaml)"
+
+    def test_a_service_being_replaced_is_not_in_its_own_way(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        store.create_service(spec("blog", 9002))
+        assert store.claims_taken(spec("app", 9001), replacing="app") == []
+        moved = store.claims_taken(spec("app", 9002, domain="blog.example.test"), replacing="app")
+        assert [(i.field, i.code) for i in moved] == [
+            ("port", ErrorCode.PORT_IN_USE),
+            ("domain", ErrorCode.DOMAIN_IN_USE),
+        ]
+
+    def test_a_write_is_refused_with_exactly_what_claims_taken_lists(self, store: Store) -> None:
+        store.create_service(spec("app", 9001))
+        store.create_service(spec("blog", 9002))
+        newcomer = spec("app", 9002)
+        with pytest.raises(Conflict) as created:
+            store.create_service(newcomer)
+        assert created.value.issues == store.claims_taken(newcomer)
+        moved = spec("app", 9002, domain="blog.example.test")
+        with pytest.raises(Conflict) as replaced:
+            store.replace_spec("app", moved, API_OWNER)
+        assert replaced.value.issues == store.claims_taken(moved, replacing="app")
+        assert len(replaced.value.issues) == 2
+
+    def test_a_spec_file_hears_of_every_claim_another_source_holds(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        store.create_service(spec("blog", 9002))
+        conflicts = store.sync_file(
+            "/specs/b.yaml", [spec("app", 9002, domain="blog.example.test"), spec("new", 9003)]
+        )
+        assert conflicts == {
+            "app": [
+                FieldIssue(
+                    "project_name",
+                    "Project name 'app' already exists (in spec file /specs/a.yaml)",
+                    ErrorCode.DUPLICATE_PROJECT_NAME,
+                ),
+                FieldIssue(
+                    "port", "Port 9002 is already in use by service 'blog'", ErrorCode.PORT_IN_USE
+                ),
+                FieldIssue(
+                    "domain",
+                    "Domain blog.example.test is already used by service 'blog'",
+                    ErrorCode.DOMAIN_IN_USE,
+                ),
+            ]
+        }
+        # Only the document in conflict waits; the holders are untouched.
+        assert store.service_names() == ["app", "blog", "new"]
+        holder = store.get_service("app")
+        assert holder is not None and holder.source_file == "/specs/a.yaml"
+
+    def test_a_spec_file_changing_its_own_service_is_not_in_its_own_way(self, store: Store) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        assert store.sync_file("/specs/a.yaml", [spec("app", 9001, description="new")]) == {}
+        record = store.get_service("app")
+        assert record is not None and record.generation == 2
+
+    def test_a_spec_file_moving_onto_a_taken_port_keeps_its_last_good_spec(
+        self, store: Store
+    ) -> None:
+        store.sync_file("/specs/a.yaml", [spec("app", 9001)])
+        store.create_service(spec("blog", 9002))
+        conflicts = store.sync_file("/specs/a.yaml", [spec("app", 9002)])
+        assert [(i.field, i.code) for i in conflicts["app"]] == [("port", ErrorCode.PORT_IN_USE)]
+        record = store.get_service("app")
+        assert record is not None and (record.spec.port, record.generation) == (9001, 1)
+
+
 class TestOwnership:
     def test_a_file_cannot_take_a_name_the_api_holds(self, store: Store) -> None:
         store.create_service(spec("app", 9001))
         conflicts = store.sync_file("/specs/a.yaml", [spec("app", 9005)])
-        assert conflicts["app"].code is ErrorCode.OWNED_BY_OTHER_SOURCE
+        assert [issue.code for issue in conflicts["app"]] == [ErrorCode.OWNED_BY_OTHER_SOURCE]
         record = store.get_service("app")
         assert record is not None and record.owner == API_OWNER and record.spec.port == 9001
 
@@ -194,7 +335,7 @@ class TestOwnership:
         store.sync_file("/specs/a.yaml", [spec("app", 9001)])
         store.delete_service("app", purge=True)
         conflicts = store.sync_file("/specs/b.yaml", [spec("app", 9001)])
-        assert conflicts["app"].code is ErrorCode.DELETION_PENDING
+        assert [issue.code for issue in conflicts["app"]] == [ErrorCode.DELETION_PENDING]
 
     def test_stop_on_a_file_service_is_an_override_that_a_file_change_replaces(
         self, store: Store
@@ -230,7 +371,7 @@ class TestOwnership:
     def test_a_name_that_is_another_services_id_finds_the_named_service(self, store: Store) -> None:
         store.create_service(spec("app", 9001))
         # An id is 12 hex digits, so a project name can spell one (made so here).
-        store._db.execute("UPDATE services SET id = 'abcdef123456' WHERE name = 'app'")
+        execute_elsewhere(store.path, "UPDATE services SET id = 'abcdef123456' WHERE name = 'app'")
         named = store.create_service(spec("abcdef123456", 9002))
         found = store.get_service("abcdef123456")
         assert found is not None and found.id == named.id
@@ -284,42 +425,8 @@ class TestStatusAndEvents:
         assert store.take_superuser_password("app") is None
 
 
-class TestTokensAndAdmins:
-    def test_a_token_is_shown_once_and_stored_only_as_a_hash(self, store: Store) -> None:
-        plaintext, record = store.create_token("ci")
-        assert plaintext.startswith("pks_") and len(plaintext) > 40
-        raw = store.path.read_bytes() + Path(str(store.path) + "-wal").read_bytes()
-        assert plaintext.encode() not in raw
-        found = store.authenticate_token(plaintext)
-        assert found is not None and found.id == record.id and found.last_used_at is not None
-        assert store.authenticate_token(plaintext[:-1] + "x") is None
-        assert store.authenticate_token("Bearer nonsense") is None
-
-    def test_a_revoked_token_no_longer_authenticates(self, store: Store) -> None:
-        plaintext, record = store.create_token("ci")
-        assert store.revoke_token(record.id)
-        assert store.authenticate_token(plaintext) is None
-        assert not store.revoke_token(record.id)
-
-    def test_sessions_expire(self, store: Store) -> None:
-        admin = store.create_admin("root@example.test", "hash")
-        live, _ = store.create_session(admin.id, timedelta(minutes=5))
-        dead, _ = store.create_session(admin.id, timedelta(seconds=-1))
-        assert store.authenticate_session(live) is not None
-        assert store.authenticate_session(dead) is None
-        store.revoke_session(live)
-        assert store.authenticate_session(live) is None
-
-    def test_login_failures_count_up_and_reset(self, store: Store) -> None:
-        admin = store.create_admin("root@example.test", "hash")
-        assert store.record_login_failure(admin.id) == 1
-        assert store.record_login_failure(admin.id) == 2
-        store.reset_login_failures(admin.id)
-        again = store.get_admin("ROOT@example.test")
-        assert again is not None and again.failed_logins == 0
-
-    def test_file_owner_names_the_file(self) -> None:
-        assert file_owner("/etc/pockestrator/specs/a.yaml") == "file:/etc/pockestrator/specs/a.yaml"
+def test_file_owner_names_the_file() -> None:
+    assert file_owner("/etc/pockestrator/specs/a.yaml") == "file:/etc/pockestrator/specs/a.yaml"
 
 
 def test_running_ports_follow_the_desired_state_and_its_override(store: Store) -> None:

@@ -13,6 +13,10 @@ carry all of them, which in the sandbox is none.
 ``read`` returns the last entries (bounded in count, bytes and time); ``follow`` keeps one
 ``journalctl -f`` running for as long as its caller reads, and always ends the process.
 The REST API turns entries into its log shape and the follow stream into server-sent events.
+
+This module sits beside ``controllers``, not in it: reading logs observes the host and
+manages nothing, and the API reads logs without importing any controller. Its runs go
+through ``pockestrator.subprocesses``, like every other short-lived program the agent runs.
 """
 
 from __future__ import annotations
@@ -23,18 +27,21 @@ import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import unit_name
+from pockestrator.subprocesses import ProcessTimedOut, end_process, run_bounded
 
 MAX_LINES = 10_000
 MESSAGE_MAX = 16 * 1024
 OUTPUT_MAX_BYTES = 32 * 1024 * 1024
 LINE_LIMIT = 1024 * 1024
+# A follower's journalctl gets SIGTERM and this long to exit before SIGKILL.
+FOLLOWER_STOP_GRACE = 2.0
 OUTPUT_FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_PID")
 LEVELS = ("EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 # journald cursors: "s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>".
@@ -234,61 +241,33 @@ class JournalReader:
         """The last ``query.lines`` entries, oldest first (bounded output and time)."""
         if query.follow:
             raise ValueError("use follow() for a follow query")
-        process = await self._spawn(self.arguments(query))
-        assert process.stdout is not None and process.stderr is not None
-        entries: list[LogEntry] = []
-        consumed = 0
         try:
-            async with asyncio.timeout(self.timeout):
-                while consumed < OUTPUT_MAX_BYTES:
-                    try:
-                        line = await process.stdout.readline()
-                    except ValueError:  # one line over LINE_LIMIT: skip the rest of it
-                        continue
-                    if not line:
-                        break
-                    consumed += len(line)
-                    entry = parse_entry(line, query.project_name)
-                    if entry is not None:
-                        entries.append(entry)
-                error = await process.stderr.read(64 * 1024)
-                code = await process.wait() if consumed < OUTPUT_MAX_BYTES else 0
-        except TimeoutError as exc:
+            result = await run_bounded(
+                self.arguments(query), timeout=self.timeout, output_limit=OUTPUT_MAX_BYTES
+            )
+        except ProcessTimedOut as exc:
             raise JournalError(f"{self.binary} did not answer within {self.timeout:g}s") from exc
-        finally:
-            await _end(process)
+        except FileNotFoundError as exc:
+            raise JournalUnavailable(f"{self.binary} is not installed") from exc
+        except OSError as exc:
+            raise JournalError(f"cannot run {self.binary}: {exc}") from exc
+        entries = [
+            entry
+            for line in result.stdout.split(b"\n")
+            # A line past LINE_LIMIT is skipped, as the follower's line reader skips it.
+            if len(line) < LINE_LIMIT and (entry := parse_entry(line, query.project_name))
+        ]
+        # Output cut at OUTPUT_MAX_BYTES: journalctl was stopped, what came is the answer.
+        code = 0 if result.truncated else result.returncode
         if code != 0 and not entries:
-            text = error.decode(errors="replace").strip()
+            text = result.stderr_text.strip()
             raise JournalError(f"{self.binary} failed (exit {code}): {text[:500]}")
         return entries
 
     def follow(self, query: JournalQuery) -> LogFollower:
         """A running ``journalctl --follow`` for ``query``; use as an async context manager."""
-        follow_query = query if query.follow else _with_follow(query)
+        follow_query = query if query.follow else replace(query, follow=True)
         return LogFollower(self, follow_query)
-
-
-def _with_follow(query: JournalQuery) -> JournalQuery:
-    return JournalQuery(
-        project_name=query.project_name,
-        lines=query.lines,
-        since=query.since,
-        after_cursor=query.after_cursor,
-        follow=True,
-    )
-
-
-async def _end(process: asyncio.subprocess.Process) -> None:
-    """Terminate (then kill) a journalctl that is still running, and reap it."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 2.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
 
 
 class LogFollower:
@@ -305,7 +284,7 @@ class LogFollower:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._process is not None:
-            await _end(self._process)
+            await end_process(self._process, grace=FOLLOWER_STOP_GRACE)
             self._process = None
 
     def stop(self) -> None:

@@ -7,8 +7,8 @@ their ``JobRemoved`` signal, and a failed job is reported with the unit's own re
 (``Result``, ``ExecMainStatus``). ``watch_units`` turns ``PropertiesChanged`` signals into
 callbacks with unit names, so the agent learns about state changes without polling.
 
-Rendering unit files and deciding what to do lives in ``controllers.systemd``; this module
-only speaks the protocol.
+This module only speaks the protocol. Neighbours: ``render`` (the unit text), ``units``
+(unit files and ``observe``); deciding what to do is the reconciler's (``agent``).
 """
 
 from __future__ import annotations

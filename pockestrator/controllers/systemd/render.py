@@ -1,15 +1,15 @@
-"""systemd units for PocketBase services: a pure renderer, and observe/apply over D-Bus.
+"""The unit file of a PocketBase service, rendered from its spec: pure and deterministic.
 
-``render_unit`` turns a spec into unit text, deterministically, following PocketBase's
-production guidance (``serve --http=127.0.0.1:<port> --dir=<dir>/pb_data``,
-``Restart=always``) with hardening that PocketBase tolerates. The unit marks itself as ours
-(``X-Pockestrator-Managed=yes`` and a header comment; systemd ignores ``X-`` keys) and
-carries the hash of its own body, so drift is visible in the file itself.
+``render_unit`` follows PocketBase's production guidance (``serve
+--http=127.0.0.1:<port> --dir=<dir>/pb_data``, ``Restart=always``) with hardening that
+PocketBase tolerates. The unit marks itself as ours (``X-Pockestrator-Managed=yes`` and a
+header comment; systemd ignores ``X-`` keys) and carries the hash of its own body
+(``unit_body_hash``), so drift is visible in the file itself. Every value that reaches the
+file is checked again here (a spec built with ``model_construct`` skips validation), so
+no spec can add a line, a specifier or a second argument to it.
 
-``SystemdUnits`` reads and writes unit files (atomically) and asks systemd, through
-``SystemdBus``, to enable, start, stop and report on them. It never touches a unit file
-without our marker. The daemon-reload that a changed file needs is not issued here: the
-agent batches one per wave of changes.
+Neighbours: ``units`` writes what this renders and observes the result; ``bus`` speaks
+to systemd.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
-from pockestrator.controllers.files import remove_file, sha256_text, write_atomic
-from pockestrator.controllers.systemd_bus import NoSuchUnit, SystemdBus, UnitStatus
+from pockestrator.controllers.files import sha256_text
+from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
 from pockestrator.specs.grammar import check_project_name
-from pockestrator.specs.model import UNIT_SUFFIX, ServiceSpec, unit_name
+from pockestrator.specs.model import ServiceSpec
 
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
-BINARY_NAME = "pocketbase"
+VERSION_KEY = "X-Pockestrator-Version="
 
 # Hardening that PocketBase runs under. Some of these fail inside a private user manager
 # without its own user namespace (see config.SANDBOX_UNSUPPORTED_HARDENING); the agent's
@@ -125,7 +125,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         f"{directory}/{BINARY_NAME}",
         "serve",
         f"--http=127.0.0.1:{int(spec.port)}",
-        f"--dir={directory}/pb_data",
+        f"--dir={directory}/{DATA_DIR}",
     ]
     flag_for_dir = {
         "pb_hooks": "--hooksDir",
@@ -151,7 +151,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         "StartLimitBurst=5",
         MARKER,
         f"X-Pockestrator-Service={name}",
-        f"X-Pockestrator-Version={spec.pocketbase_version}",
+        f"{VERSION_KEY}{spec.pocketbase_version}",
         f"X-Pockestrator-Source={source}",
         "",
         "[Service]",
@@ -186,79 +186,13 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
     return body.replace(MARKER + "\n", f"{MARKER}\n{HASH_KEY}{digest}\n", 1)
 
 
-@dataclass(frozen=True)
-class UnitObservation:
-    """The unit file on disk and what systemd reports about the unit."""
-
-    name: str
-    file_exists: bool
-    file_hash: str | None
-    managed: bool
-    status: UnitStatus | None
-
-
-class SystemdUnits:
-    """Unit files in ``config.systemd_dir`` and their units in the configured manager."""
-
-    def __init__(self, config: AgentConfig, bus: SystemdBus) -> None:
-        self.directory = config.systemd_dir
-        self.bus = bus
-        self.settings = UnitSettings.from_config(config)
-
-    def path(self, name: str) -> Path:
-        return self.directory / unit_name(check_project_name(name))
-
-    def read(self, name: str) -> str | None:
-        try:
-            return self.path(name).read_text(encoding="utf-8")
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None
-
-    def write(self, name: str, text: str) -> bool:
-        """Write the unit file if it differs; True when it changed. Refuses foreign files."""
-        path = self.path(name)
-        current = self.read(name)
-        if current == text:
-            return False
-        if path.exists() and not is_managed(current or ""):
-            raise UnsafeValue(f"{path} exists and is not managed by Pockestrator; not touching it")
-        write_atomic(path, text, mode=0o644)
-        return True
-
-    def remove_file(self, name: str) -> bool:
-        """Delete the unit file, only when it carries our marker."""
-        path = self.path(name)
-        current = self.read(name)
-        if current is None or not is_managed(current):
-            return False
-        return remove_file(path)
-
-    def managed_names(self) -> list[str]:
-        """Service names of every unit file here that carries our marker."""
-        names = []
-        for path in sorted(self.directory.glob(f"*{UNIT_SUFFIX}")):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if is_managed(text):
-                names.append(path.name[: -len(UNIT_SUFFIX)])
-        return names
-
-    async def observe(self, name: str) -> UnitObservation:
-        text = self.read(name)
-        try:
-            status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
-        except NoSuchUnit:
-            status = None
-        return UnitObservation(
-            name=name,
-            file_exists=text is not None,
-            file_hash=unit_body_hash(text) if text is not None else None,
-            managed=text is not None and is_managed(text),
-            status=status,
-        )
-
-
 def is_managed(text: str) -> bool:
     return any(line.strip() == MARKER for line in text.splitlines())
+
+
+def unit_version(text: str) -> str | None:
+    """The PocketBase version a unit file says it runs (``X-Pockestrator-Version=``)."""
+    for line in text.splitlines():
+        if line.startswith(VERSION_KEY):
+            return line[len(VERSION_KEY) :].strip() or None
+    return None

@@ -1,0 +1,254 @@
+"""Carrying out a plan: each step of ``agent.plan`` becomes one call to a controller.
+
+``StepRunner.run`` takes a ``Plan`` and does exactly its steps, in its order: the drift
+events first (what was found, before it is repaired), then ``prepare``, then ``run`` and
+``route`` in the order the daemon-reload wave's size gives, then ``finish``. The global
+steps (daemon-reload, the Caddy site) park at the wave coordinator's barriers, so a burst
+of reconciles shares one daemon-reload and one Caddy validation and reload.
+
+What the steps did is collected in an ``Applied`` that the caller owns, so that after a
+step raises, the caller still knows how far the plan got (an upgrade whose data was backed
+up can be rolled back; one that failed before cannot and is retried).
+
+Deciding what to do is ``agent.plan``'s job; this module never looks at the host to decide
+anything, and never records status: the reconciler does, from a fresh observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from pockestrator.agent.plan import (
+    BackupData,
+    CreateSuperuser,
+    DaemonReload,
+    Desired,
+    DisableUnit,
+    EnableUnit,
+    EnsureRelease,
+    Plan,
+    PrepareDirectory,
+    RemoveData,
+    RemoveSite,
+    RemoveUnitFile,
+    RestartUnit,
+    StartUnit,
+    Step,
+    StopUnit,
+    WriteSite,
+    WriteUnit,
+    run_first,
+)
+from pockestrator.agent.waves import Barrier, WaveCoordinator
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.caddy import CaddySites, SiteOutcome
+from pockestrator.controllers.files import write_atomic
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.systemd import SystemdUnits
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.specs.model import unit_name
+from pockestrator.specs.store import Store
+
+log = structlog.get_logger("pockestrator.reconciler")
+
+
+@dataclass
+class Applied:
+    """What a plan's steps did so far: lines for the event log, and what they produced."""
+
+    actions: list[str] = field(default_factory=list)
+    wave_size: int = 1
+    caddy_error: str | None = None
+    backup: Path | None = None
+    archived_to: Path | None = None
+
+    def add(self, action: str) -> None:
+        self.actions.append(action)
+
+
+class StepRunner:
+    """Does a plan's steps through the controllers; global steps go through the waves."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: Store,
+        bus: SystemdBus,
+        units: SystemdUnits,
+        sites: CaddySites,
+        releases: ReleaseCache,
+        dirs: ServiceDirs,
+        coordinator: WaveCoordinator,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.bus = bus
+        self.units = units
+        self.sites = sites
+        self.releases = releases
+        self.dirs = dirs
+        self.coordinator = coordinator
+        # Registration order is firing order: daemon-reload before Caddy.
+        self._reload: Barrier[None, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
+        self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
+            "caddy", self._caddy_wave
+        )
+
+    # -- wave operations ---------------------------------------------------------------
+
+    async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
+        """One daemon-reload for the wave; each reconcile learns how large the wave is."""
+        await self.bus.daemon_reload()
+        log.info("daemon-reload", services=len(requests))
+        return dict.fromkeys(requests, len(requests))
+
+    async def _caddy_wave(self, requests: Mapping[str, str | None]) -> dict[str, SiteOutcome]:
+        result = await self.sites.apply(requests)
+        log.info(
+            "caddy wave",
+            services=len(requests),
+            validations=result.validations,
+            reloaded=result.reloaded,
+            refused=sorted(result.errors),
+        )
+        return result.sites
+
+    # -- running a plan ----------------------------------------------------------------
+
+    async def run(self, desired: Desired | None, plan: Plan, applied: Applied) -> None:
+        """Record the plan's drift, then do its steps in order; raises when a step fails."""
+        name = plan.name
+        for drift in plan.drift:
+            self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
+            log.warning(
+                "drift repaired",
+                service=name,
+                what=drift.what,
+                found=drift.found,
+                action=drift.action,
+            )
+        for step in plan.prepare:
+            await self._do(name, desired, step, applied)
+        groups = (plan.run, plan.route) if run_first(applied.wave_size) else (plan.route, plan.run)
+        for group in groups:
+            for step in group:
+                await self._do(name, desired, step, applied)
+        for step in plan.finish:
+            await self._do(name, desired, step, applied)
+
+    async def _do(self, name: str, desired: Desired | None, step: Step, applied: Applied) -> None:
+        unit = unit_name(name)
+        match step:
+            case EnsureRelease(version=version):
+                await self.releases.ensure(version)
+            case PrepareDirectory():
+                assert desired is not None
+                changes = await self.dirs.apply(desired.spec)
+                for change in changes.changes:
+                    applied.add(change)
+            case WriteUnit(text=text):
+                if self.units.write(name, text):
+                    applied.add(step.describe())
+            case DaemonReload():
+                applied.wave_size = await self.coordinator.park(self._reload, name, None)
+                applied.add(step.describe())
+            case EnableUnit():
+                await self.bus.enable_unit_files([unit])
+                applied.add(step.describe())
+            case DisableUnit():
+                await self.bus.disable_unit_files([unit])
+                applied.add(step.describe())
+            case CreateSuperuser():
+                assert desired is not None
+                if await self._create_superuser(desired):
+                    applied.add(step.describe())
+            case StartUnit():
+                await self.bus.reset_failed_unit(unit)
+                await self.bus.start_unit(unit)
+                applied.add(step.describe())
+            case StopUnit():
+                await self.bus.stop_unit(unit)
+                applied.add(step.describe())
+            case RestartUnit(reason=reason, failures=failures):
+                await self.bus.restart_unit(unit)
+                if reason == "health":
+                    self.store.update_status(name, health_failures=0)
+                    self.store.add_event(
+                        name,
+                        "restarted",
+                        "restarted after failed health probes",
+                        {"failures": failures},
+                    )
+                applied.add(step.describe())
+            case WriteSite(text=text):
+                outcome = await self.coordinator.park(self._caddy, name, text)
+                if outcome.ok:
+                    applied.add(step.describe())
+                else:
+                    applied.caddy_error = outcome.error or "Caddy refused the site"
+            case RemoveSite():
+                outcome = await self.coordinator.park(self._caddy, name, None)
+                if not outcome.ok:
+                    raise RuntimeError(f"removing the Caddy site failed: {outcome.error}")
+                applied.add(step.describe())
+            case RemoveUnitFile():
+                if self.units.remove_file(name):
+                    applied.add(step.describe())
+            case BackupData():
+                applied.backup = await self.dirs.backup_data(name)
+                applied.add(f"pb_data backed up to {applied.backup}")
+            case RemoveData(purge=purge):
+                removed = await self.dirs.delete(name, purge=purge)
+                if removed.archived_to is not None:
+                    applied.archived_to = removed.archived_to
+                    applied.add(f"data archived to {removed.archived_to}")
+                elif removed.purged:
+                    applied.add("data purged")
+            case _:
+                raise TypeError(f"no way to carry out {step!r}")
+
+    # -- the first superuser -----------------------------------------------------------
+
+    async def _create_superuser(self, desired: Desired) -> bool:
+        """Create the first superuser once, with the password the API already showed, if any.
+
+        A password generated here (a spec file asked for a superuser without a password
+        file) goes to a root-only file whose path the event names: the operator who wrote
+        the spec reads it there. It never reaches a log, an event or the store.
+        """
+        name = desired.name
+        provided = self.store.peek_superuser_password(name)
+        created = await self.dirs.ensure_superuser(desired.spec, password=provided)
+        if created is None:
+            return False
+        detail: dict[str, str] = {"email": created.email}
+        if provided is not None:
+            self.store.take_superuser_password(name)
+            detail["source"] = "the API (shown once at creation)"
+        elif created.password is not None:
+            path = self.generated_password_path(name)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            write_atomic(path, created.password + "\n", mode=0o600)
+            detail["password_file"] = str(path)
+        self.store.add_event(
+            name,
+            "superuser_created",
+            f"first superuser {created.email} created"
+            + (
+                f"; its generated password is in {detail['password_file']}"
+                if "password_file" in detail
+                else ""
+            ),
+            detail,
+        )
+        return True
+
+    def generated_password_path(self, name: str) -> Path:
+        """Where a superuser password generated for a spec file is left (root only)."""
+        return self.config.database.parent / "superuser-passwords" / name

@@ -1,0 +1,261 @@
+"""The read-only host view the REST API gets: the reconciler's observations, in the API's terms.
+
+``api.context.HostView`` is what the API may know about the host; this is the agent's side
+of it. A service's runtime comes from the same ``SystemdUnits.observe`` the reconciler
+plans from, and the site snippet's hash likewise, compared with the hashes the reconciler
+last recorded, so "config_match" means what the host holds at this moment. Host checks are
+real: a file is created (and removed) in each folder the agent writes, systemd is asked
+over D-Bus for its version, Caddy's binary is looked up and Caddy asked whether it runs.
+Every question to systemd or Caddy is bounded in time and answers "unknown" (with the
+reason) rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
+from pockestrator.clock import utc_now
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.caddy import CaddySites, caddyfile_tokens
+from pockestrator.controllers.releases import ReleaseCache
+from pockestrator.controllers.systemd import SystemdUnits, UnitObservation
+from pockestrator.controllers.systemd.bus import (
+    MANAGER_INTERFACE,
+    MANAGER_PATH,
+    PROPERTIES_INTERFACE,
+    SystemdBus,
+    UnitStatus,
+)
+from pockestrator.specs.store import ServiceStatus
+
+QUERY_TIMEOUT = 5.0
+CADDYFILE_READ_MAX = 1024 * 1024
+
+
+class AgentHostView:
+    """``api.context.HostView`` over the agent's controllers.
+
+    ``config`` is asked each time: a SIGHUP replaces the agent's configuration.
+    """
+
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        bus: SystemdBus,
+        units: SystemdUnits,
+        sites: CaddySites,
+        releases: ReleaseCache,
+    ) -> None:
+        self._config = config
+        self.bus = bus
+        self.units = units
+        self.sites = sites
+        self.releases = releases
+
+    async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
+        unit: UnitState | None = None
+        unit_error: str | None = None
+        unit_file_hash: str | None = None
+        try:
+            observed = await asyncio.wait_for(self.units.observe(name), QUERY_TIMEOUT)
+        except Exception as exc:  # systemd's answer is unknown; say why instead of failing
+            unit_error = f"systemd did not answer: {exc}"
+            unit_file_hash = UnitObservation.of_text(name, self.units.read(name), None).file_hash
+        else:
+            unit_file_hash = observed.file_hash
+            unit = unit_state(observed.status) if observed.status is not None else None
+        snippet = self._snippet_hash(name)
+        config_match: bool | None = None
+        if status is not None and status.systemd_config_hash and status.caddy_config_hash:
+            config_match = (
+                unit_file_hash == status.systemd_config_hash
+                and snippet == status.caddy_config_hash
+                and not (unit is not None and unit.need_daemon_reload)
+            )
+        return ServiceRuntime(
+            unit=unit,
+            unit_error=unit_error,
+            caddy_status=caddy_status(status, snippet),
+            config_match=config_match,
+            checked_at=utc_now(),
+        )
+
+    def _snippet_hash(self, name: str) -> str | None:
+        try:
+            return self.sites.snippet_hash(name)
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def config(self) -> AgentConfig:
+        return self._config()
+
+    async def facts(self) -> HostFacts:
+        config = self.config
+        directories = asyncio.create_task(asyncio.to_thread(self._directory_problems))
+        version, systemd_problem = await self._systemd_version()
+        caddy_running = await self._caddy_running()
+        problems = await directories
+        caddy_binary = find_executable(config.caddy_binary)
+        return HostFacts(
+            systemd_version=version,
+            systemd_problem=systemd_problem,
+            directory_problems={key: problems[key] for key in problems if key != "caddyfile"},
+            caddyfile_problem=problems["caddyfile"],
+            caddy_binary=caddy_binary,
+            caddy_running=caddy_running,
+            tools={
+                "systemctl": find_executable("systemctl"),
+                "journalctl": find_executable("journalctl"),
+                "caddy": caddy_binary,
+            },
+        )
+
+    def _directory_problems(self) -> dict[str, str | None]:
+        config = self.config
+        return {
+            "systemd_dir": probe_directory(config.systemd_dir),
+            "base_dir": probe_directory(config.base_dir),
+            "caddy_sites_dir": probe_directory(config.caddy_sites_dir),
+            "database": probe_directory(config.database.parent),
+            "caddyfile": probe_file(config.caddy_config),
+        }
+
+    async def _systemd_version(self) -> tuple[str | None, str | None]:
+        """(version, None) when systemd answers over D-Bus, else (None, why not)."""
+        if not self.bus.connected:
+            return None, "the D-Bus connection to systemd is closed"
+        try:
+            reply = await asyncio.wait_for(
+                self.bus.call(
+                    "Get",
+                    "ss",
+                    [MANAGER_INTERFACE, "Version"],
+                    path=MANAGER_PATH,
+                    interface=PROPERTIES_INTERFACE,
+                ),
+                QUERY_TIMEOUT,
+            )
+        except Exception as exc:  # any failure means "not reachable"; the text says why
+            return None, f"systemd does not answer over D-Bus: {exc}"
+        value = getattr(reply[0], "value", reply[0]) if reply else None
+        return str(value) if value is not None else "unknown", None
+
+    async def _caddy_running(self) -> bool:
+        try:
+            return await asyncio.wait_for(self.sites.caddy_running(), QUERY_TIMEOUT)
+        except Exception:  # not running, not reachable or timed out all mean "no"
+            return False
+
+    def public_port(self) -> int | None:
+        try:
+            with self.config.caddy_config.open("rb") as file:
+                text = file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        return public_port(text, tls=self.config.caddy_tls)
+
+    async def versions(self) -> Sequence[str]:
+        return await self.releases.versions()
+
+
+def unit_state(status: UnitStatus) -> UnitState:
+    """systemd's answer in the API's terms."""
+    since = status.active_enter_timestamp_usec
+    return UnitState(
+        exists=status.exists,
+        active_state=status.active_state,
+        sub_state=status.sub_state,
+        main_pid=status.main_pid,
+        memory_bytes=status.memory_current,
+        restarts=status.n_restarts,
+        active_since=datetime.fromtimestamp(since / 1_000_000, UTC) if since else None,
+        need_daemon_reload=status.need_daemon_reload,
+    )
+
+
+def caddy_status(status: ServiceStatus | None, on_disk: str | None) -> str:
+    """configured, pending, missing, drifted or error: the snippet against the last render."""
+    if status is not None and status.caddy_status == "error":
+        return "error"
+    if status is None or status.caddy_config_hash is None:
+        return "pending" if on_disk is None else "configured"
+    if on_disk is None:
+        return "missing"
+    return "configured" if on_disk == status.caddy_config_hash else "drifted"
+
+
+def public_port(caddyfile: str, *, tls: bool) -> int | None:
+    """The port sites are served on, from the global options block (``http_port``, or
+    ``https_port`` with TLS); None when it is the scheme's default, so links need no port.
+    """
+    tokens = caddyfile_tokens(caddyfile)
+    if not tokens or tokens[0][0] != "{":
+        return None  # no global options block: Caddy's defaults
+    wanted, default = ("https_port", 443) if tls else ("http_port", 80)
+    depth = 0
+    for index, (word, line) in enumerate(tokens):
+        if word == "{":
+            depth += 1
+        elif word == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif depth == 1 and word == wanted and index + 1 < len(tokens):
+            value, value_line = tokens[index + 1]
+            if value_line == line and value.isascii() and value.isdigit() and len(value) <= 5:
+                port = int(value)
+                return port if 0 < port < 65536 and port != default else None
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    current = path
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def probe_directory(path: Path) -> str | None:
+    """None when a file can be created in ``path`` (or where it would be created).
+
+    Creating one proves it, where ``os.access`` answers yes to root on a read-only mount
+    or under ``ProtectSystem=`` on the agent's own unit.
+    """
+    target = path if path.is_dir() else _existing_ancestor(path)
+    if not target.is_dir():
+        return f"{target} is not a directory"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".pockestrator-probe-", dir=target)
+    except OSError as exc:
+        return f"cannot write to {target}: {exc.strerror or exc}"
+    os.close(handle)
+    os.unlink(name)
+    return None
+
+
+def probe_file(path: Path) -> str | None:
+    """None when ``path`` exists and opens for writing (nothing is written)."""
+    if not path.is_file():
+        return f"{path} does not exist"
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        return f"cannot write to {path}: {exc.strerror or exc}"
+    return None
+
+
+def find_executable(name: str) -> bool:
+    """An absolute (or relative) path must be an executable file; a bare name is on PATH."""
+    if "/" in name:
+        candidate = Path(name)
+        return candidate.is_file() and os.access(candidate, os.X_OK)
+    return shutil.which(name) is not None

@@ -1,0 +1,618 @@
+"""The decision of one reconcile, as a value: what should change on the host, and why.
+
+After kubelet's ``computePodActions``: from the desired service (its spec, rendered), its last
+status and a fresh observation of the host, ``plan_service`` returns a ``Plan``: the steps
+that converge the host, the drift it found (what differs from what the agent itself last
+wrote), and what the status will say once the steps are done. ``plan_removal`` does the same
+for a name that has no spec any more. Nothing here does I/O; ``agent.reconciler`` observes,
+calls these, and carries the steps out (``agent.apply``). So every decision the reconciler
+makes has a row in ``tests/unit/test_plan.py`` that runs in milliseconds, and a plan can be
+logged, compared and tested before anything changes (Terraform's plan and apply).
+
+A plan's steps come in four groups. ``prepare`` (folder, binary, unit file, daemon-reload,
+enablement, first superuser) always runs first; ``run`` (start, stop, restart) and ``route``
+(the Caddy site) follow in the order ``run_first`` gives for the size of the daemon-reload
+wave: in a small wave instances start while Caddy reloads, in a large one Caddy goes first
+so that the instances' boots do not starve its validation of CPU. ``finish`` (a removal's
+data) comes last.
+
+An upgrade is a plan too: it stops the service itself (no drift: the stop is its own),
+backs the data up, converges on the new version and gates on health with the longer
+upgrade deadline. If that fails, the reconciler restores the data and plans again with the
+failed version recorded, which pins the target to the version that ran before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pockestrator.controllers.servicedirs import ServiceDirState
+from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.store import Deletion, ServiceStatus
+
+# Up to this many units in a daemon-reload wave, instances start before Caddy reloads.
+SMALL_WAVE = 4
+RUNNING_STATES = ("active", "activating", "reloading")
+ENABLED_STATES = ("enabled", "enabled-runtime", "linked")
+# Look again this soon at a unit someone else is stopping, and at one still coming up.
+DEACTIVATING_REQUEUE = 0.5
+DEPLOYING_REQUEUE = 1.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The agent's settings that shape decisions (from ``AgentConfig``)."""
+
+    health_failures_before_restart: int = 3
+    health_deadline: float = 15.0
+    upgrade_health_deadline: float = 30.0
+    resync_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A service that should exist, rendered for the version it should run."""
+
+    spec: ServiceSpec  # pocketbase_version is the target (a rolled-back one stays pinned)
+    requested_version: str  # what the stored spec asks for
+    desired_state: str  # "running" or "stopped": an API start/stop override applied
+    generation: int
+    unit_text: str
+    unit_hash: str
+    site_text: str
+    site_hash: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.project_name
+
+    @property
+    def should_run(self) -> bool:
+        return self.desired_state == "running"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the host holds for one service right now (see ``agent.reconciler.observe``)."""
+
+    unit: UnitObservation
+    site_hash: str | None
+    dirs: ServiceDirState | None = None  # None: not looked at (a removal)
+
+    @property
+    def systemd(self) -> UnitStatus | None:
+        return self.unit.status
+
+
+# -- steps -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do to the host; ``describe`` is the line the event log gets."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EnsureRelease(Step):
+    """Have another version's binary cached (an upgrade's way back) before anything stops."""
+
+    version: str
+
+    def describe(self) -> str:
+        return f"PocketBase {self.version} cached"
+
+
+@dataclass(frozen=True)
+class PrepareDirectory(Step):
+    """Create or repair the service folder and link the version's binary into it."""
+
+    def describe(self) -> str:
+        return "service directory prepared"
+
+
+@dataclass(frozen=True)
+class WriteUnit(Step):
+    text: str
+
+    def describe(self) -> str:
+        return "unit file written"
+
+
+@dataclass(frozen=True)
+class DaemonReload(Step):
+    """One daemon-reload for the whole wave; its size orders the run and route groups."""
+
+    def describe(self) -> str:
+        return "daemon-reload"
+
+
+@dataclass(frozen=True)
+class EnableUnit(Step):
+    def describe(self) -> str:
+        return "enabled"
+
+
+@dataclass(frozen=True)
+class DisableUnit(Step):
+    def describe(self) -> str:
+        return "disabled"
+
+
+@dataclass(frozen=True)
+class CreateSuperuser(Step):
+    email: str
+
+    def describe(self) -> str:
+        return "first superuser created"
+
+
+@dataclass(frozen=True)
+class StartUnit(Step):
+    """Clear a failed state and start the unit."""
+
+    def describe(self) -> str:
+        return "started"
+
+
+@dataclass(frozen=True)
+class StopUnit(Step):
+    reason: Literal["desired state", "upgrade", "removal"] = "desired state"
+
+    def describe(self) -> str:
+        return "stopped" if self.reason != "upgrade" else "stopped for upgrade"
+
+
+@dataclass(frozen=True)
+class RestartUnit(Step):
+    """``configuration changed``: a new unit file; ``health``: the probes kept failing."""
+
+    reason: Literal["configuration changed", "health"]
+    failures: int = 0
+
+    def describe(self) -> str:
+        return f"restarted ({self.reason})"
+
+
+@dataclass(frozen=True)
+class WriteSite(Step):
+    text: str
+
+    def describe(self) -> str:
+        return "caddy site applied"
+
+
+@dataclass(frozen=True)
+class RemoveSite(Step):
+    def describe(self) -> str:
+        return "caddy site removed"
+
+
+@dataclass(frozen=True)
+class RemoveUnitFile(Step):
+    def describe(self) -> str:
+        return "unit file removed"
+
+
+@dataclass(frozen=True)
+class BackupData(Step):
+    """Copy ``pb_data`` aside (the unit is stopped) so that a failed upgrade can go back."""
+
+    def describe(self) -> str:
+        return "pb_data backed up"
+
+
+@dataclass(frozen=True)
+class RemoveData(Step):
+    """Archive the service folder, or delete it when the deletion asked for a purge."""
+
+    purge: bool
+
+    def describe(self) -> str:
+        return "data purged" if self.purge else "data archived"
+
+
+# -- what a plan says besides its steps --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Something on the host that differs from what the agent last made it."""
+
+    what: Literal["unit file", "caddy site", "run state"]
+    found: str
+    action: str
+    before_hash: str | None
+    after_hash: str | None
+
+    def message(self) -> str:
+        return f"{self.what}: {self.found}; {self.action}"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "found": self.found,
+            "action": self.action,
+            "before_hash": self.before_hash,
+            "after_hash": self.after_hash,
+        }
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A plan that changes the running version: where it comes from and goes to."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of one reconcile and what it found; empty when the host is converged.
+
+    ``probe_deadline``: after the steps, wait up to so many seconds for ``/api/health``
+    (None: do not probe; a steady service is left to the health prober). ``defer``: do
+    nothing more now and look again after so many seconds (someone else's job is running).
+    ``status`` holds the status fields the plan settles whatever the outcome of the health
+    wait; ``conclude`` adds the rest after it.
+    """
+
+    name: str
+    prepare: tuple[Step, ...] = ()
+    run: tuple[Step, ...] = ()
+    route: tuple[Step, ...] = ()
+    finish: tuple[Step, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    status: Mapping[str, Any] = field(default_factory=dict)
+    probe_deadline: float | None = None
+    defer: float | None = None
+    upgrade: Upgrade | None = None
+    removal: bool = False
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.prepare + self.run + self.route + self.finish
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    def describe(self) -> list[str]:
+        return [step.describe() for step in self.steps]
+
+
+def run_first(wave_size: int) -> bool:
+    """Whether the run group goes before the route group in a wave of ``wave_size``."""
+    return wave_size <= SMALL_WAVE
+
+
+# -- deciding ----------------------------------------------------------------------------
+
+
+def target_version(spec: ServiceSpec, status: ServiceStatus | None) -> str:
+    """The version to run: the spec's, unless that one was rolled back (then the old one).
+
+    A version that failed its upgrade is not tried again until the spec names another.
+    """
+    if (
+        status is not None
+        and status.failed_version == spec.pocketbase_version
+        and status.deployed_version
+    ):
+        return status.deployed_version
+    return spec.pocketbase_version
+
+
+def deployed_version(status: ServiceStatus | None, observed: Observed) -> str | None:
+    """What runs now: as last recorded, else as the unit file on disk says."""
+    if status is not None and status.deployed_version:
+        return status.deployed_version
+    return observed.unit.version
+
+
+def plan_service(
+    desired: Desired,
+    status: ServiceStatus | None,
+    observed: Observed,
+    policy: Policy,
+    *,
+    rolling_back: bool = False,
+) -> Plan:
+    """Everything that must change for ``desired`` to hold on the host.
+
+    ``rolling_back``: the reconciler has just stopped the unit and put the old data back
+    after a failed upgrade; starting it again is the agent's own doing, not drift.
+    """
+    previous = status or ServiceStatus(desired.name)
+    running = deployed_version(status, observed)
+    unit = observed.systemd
+    if (
+        not rolling_back
+        and running is not None
+        and running != desired.spec.pocketbase_version
+        and unit is not None
+        and unit.exists
+        and desired.should_run
+    ):
+        return _upgrade(desired, previous, observed, policy, running)
+    return _converge(desired, previous, observed, policy, stopped_by_agent=rolling_back)
+
+
+def _upgrade(
+    desired: Desired, status: ServiceStatus, observed: Observed, policy: Policy, old: str
+) -> Plan:
+    converge = _converge(desired, status, observed, policy, stopped_by_agent=True)
+    return Plan(
+        name=desired.name,
+        prepare=(EnsureRelease(old), StopUnit("upgrade"), BackupData(), *converge.prepare),
+        run=converge.run,
+        route=converge.route,
+        drift=converge.drift,
+        status=converge.status,
+        probe_deadline=policy.upgrade_health_deadline,
+        upgrade=Upgrade(old=old, new=desired.spec.pocketbase_version),
+    )
+
+
+def _converge(
+    desired: Desired,
+    status: ServiceStatus,
+    observed: Observed,
+    policy: Policy,
+    *,
+    stopped_by_agent: bool,
+) -> Plan:
+    drift: list[Drift] = []
+    prepare: list[Step] = []
+    dirs = observed.dirs
+    if dirs is None or not dirs.converged:
+        prepare.append(PrepareDirectory())
+
+    unit_file = observed.unit
+    unit_changed = unit_file.file_hash != desired.unit_hash
+    if unit_changed:
+        prepare.append(WriteUnit(desired.unit_text))
+        if status.systemd_config_hash and unit_file.file_hash != status.systemd_config_hash:
+            drift.append(
+                Drift(
+                    "unit file",
+                    "hand-edited" if unit_file.file_exists else "deleted",
+                    "rewrote the unit file, daemon-reload",
+                    unit_file.file_hash,
+                    desired.unit_hash,
+                )
+            )
+    unit = observed.systemd
+    stale = unit is not None and unit.need_daemon_reload
+    if unit_changed or stale:
+        if not unit_changed:
+            drift.append(
+                Drift(
+                    "unit file",
+                    "systemd had not reloaded the file",
+                    "daemon-reload",
+                    desired.unit_hash,
+                    desired.unit_hash,
+                )
+            )
+        prepare.append(DaemonReload())
+
+    enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
+    if desired.should_run and not enabled:
+        prepare.append(EnableUnit())
+    elif not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
+        prepare.append(DisableUnit())
+
+    email = desired.spec.superuser_email
+    if email is not None and (dirs is None or not dirs.exists or dirs.superuser_done is False):
+        prepare.append(CreateSuperuser(email))
+
+    run, defer, run_drift = _run_steps(
+        desired, status, unit, policy, unit_changed, stopped_by_agent
+    )
+    drift += run_drift
+    route, route_drift = _route_steps(desired, status, observed.site_hash)
+    drift += route_drift
+
+    steps_planned = bool(prepare or run or route)
+    steady = (
+        not steps_planned
+        and status.state == "active"
+        and status.health_ok is True
+        and unit is not None
+        and unit.active_state == "active"
+    )
+    return Plan(
+        name=desired.name,
+        prepare=tuple(prepare),
+        run=run,
+        route=route,
+        drift=tuple(drift),
+        status={
+            "systemd_config_hash": desired.unit_hash,
+            "caddy_config_hash": desired.site_hash,
+            "deployed_version": desired.spec.pocketbase_version,
+            "observed_generation": desired.generation,
+        },
+        probe_deadline=policy.health_deadline if desired.should_run and not steady else None,
+        defer=defer,
+    )
+
+
+def _run_steps(
+    desired: Desired,
+    status: ServiceStatus,
+    unit: UnitStatus | None,
+    policy: Policy,
+    unit_changed: bool,
+    stopped_by_agent: bool,
+) -> tuple[tuple[Step, ...], float | None, list[Drift]]:
+    """Start, stop or restart as the desired state asks: (steps, defer, drift)."""
+    if stopped_by_agent or unit is None:
+        # The plan itself stops the unit first (an upgrade) or the reconciler just did (a
+        # rollback): starting it again repairs nothing. A unit systemd does not know at
+        # all has never run here.
+        return ((StartUnit(),) if desired.should_run else ()), None, []
+    active = unit.active_state
+    if not desired.should_run:
+        return ((StopUnit(),) if active in RUNNING_STATES else ()), None, []
+    if active in ("active", "reloading") and unit_changed:
+        return (RestartUnit("configuration changed"),), None, []
+    if active in RUNNING_STATES:
+        if status.health_failures >= policy.health_failures_before_restart:
+            return (RestartUnit("health", status.health_failures),), None, []
+        return (), None, []
+    if active == "deactivating":
+        # Someone is stopping it; starting now would cancel their job. Look again once it
+        # settles (its PropertiesChanged also brings us back).
+        return (), DEACTIVATING_REQUEUE, []
+    drift = []
+    if status.state in ("active", "deploying") and status.deployed_version:
+        drift.append(
+            Drift(
+                "run state",
+                f"unit was {unit.active_state}/{unit.sub_state}",
+                "started the unit",
+                unit.active_state,
+                "active",
+            )
+        )
+    return (StartUnit(),), None, drift
+
+
+def _route_steps(
+    desired: Desired, status: ServiceStatus, site_hash: str | None
+) -> tuple[tuple[Step, ...], list[Drift]]:
+    """The site snippet, rewritten when it is not the rendered one."""
+    if site_hash == desired.site_hash:
+        return (), []
+    drift = []
+    if status.caddy_config_hash and site_hash != status.caddy_config_hash:
+        drift.append(
+            Drift(
+                "caddy site",
+                "hand-edited" if site_hash else "deleted",
+                "rewrote the site snippet, caddy reload",
+                site_hash,
+                desired.site_hash,
+            )
+        )
+    return (WriteSite(desired.site_text),), drift
+
+
+def plan_removal(name: str, deletion: Deletion | None, observed: Observed) -> Plan:
+    """Take a service off the host: what of ours is there goes; a foreign unit stays.
+
+    Our unit is the one whose file carries our marker; without it, a unit of that name
+    belongs to someone else and is neither stopped nor disabled. The data is archived
+    unless the deletion asked for a purge. Nothing at all to do (no tombstone, nothing of
+    ours) is an empty plan.
+    """
+    ours = observed.unit.file_exists and observed.unit.managed
+    has_site = observed.site_hash is not None
+    if deletion is None and not ours and not has_site:
+        return Plan(name=name, removal=True)
+    prepare: list[Step] = []
+    unit = observed.systemd if ours else None
+    if unit is not None and unit.active_state in RUNNING_STATES:
+        prepare.append(StopUnit("removal"))
+    if unit is not None and unit.unit_file_state in ("enabled", "enabled-runtime"):
+        prepare.append(DisableUnit())
+    if ours:
+        prepare += [RemoveUnitFile(), DaemonReload()]
+    return Plan(
+        name=name,
+        prepare=tuple(prepare),
+        route=(RemoveSite(),) if has_site else (),
+        finish=(RemoveData(purge=bool(deletion and deletion.purge)),),
+        removal=True,
+    )
+
+
+# -- after the steps ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the host shows once a plan's steps are done (or, for an empty plan, before)."""
+
+    unit: UnitStatus
+    unit_file_hash: str | None
+    site_hash: str | None
+    healthy: bool | None  # None: not probed this time
+    checked_at: datetime | None = None  # when it was probed
+    caddy_error: str | None = None
+
+
+def conclude(
+    desired: Desired,
+    plan: Plan,
+    settled: Settled,
+    previous: ServiceStatus | None,
+) -> dict[str, Any]:
+    """The status to record after ``plan``'s steps, from what the host then shows.
+
+    A steady service (empty plan, last seen active and healthy) keeps its last health
+    verdict: probing it is the health prober's job, not every resync's.
+    """
+    unit = settled.unit
+    healthy = settled.healthy
+    if healthy is None:
+        healthy = previous is not None and previous.health_ok is True
+    state: str
+    error: str | None
+    if settled.caddy_error:
+        state, error = "error", f"Caddy refused the site: {settled.caddy_error}"
+    elif not desired.should_run:
+        state = "inactive" if unit.active_state not in RUNNING_STATES else "deploying"
+        error = None
+    elif healthy:
+        state, error = "active", None
+    elif unit.active_state == "failed":
+        state = "error"
+        error = f"unit failed: Result={unit.result}, ExecMainStatus={unit.exec_main_status}"
+    else:
+        state, error = "deploying", None
+    if (
+        error is None
+        and previous is not None
+        and previous.failed_version
+        and previous.failed_version == desired.requested_version
+    ):
+        error = previous.last_error  # keep telling why the upgrade did not happen
+    changes: dict[str, Any] = {
+        **plan.status,
+        "state": state,
+        "config_match": (
+            settled.unit_file_hash == desired.unit_hash
+            and settled.site_hash == desired.site_hash
+            and not unit.need_daemon_reload
+        ),
+        "caddy_status": "configured" if settled.site_hash == desired.site_hash else "error",
+        "active_state": unit.active_state,
+        "sub_state": unit.sub_state,
+        "pid": unit.main_pid,
+        "memory_bytes": unit.memory_current,
+        "cpu_usage_nsec": unit.cpu_usage_nsec,
+        "restarts": unit.n_restarts,
+        "last_error": error,
+    }
+    if settled.healthy is not None:
+        changes["health_ok"] = settled.healthy
+        changes["last_health_check"] = settled.checked_at
+    return changes
+
+
+def requeue_after(state: str, caddy_error: str | None, policy: Policy) -> float | None:
+    """When to look again: a refused site at the next resync, a deploying one soon."""
+    if caddy_error:
+        return policy.resync_interval
+    if state == "deploying":
+        return DEPLOYING_REQUEUE
+    return None

@@ -1,0 +1,214 @@
+"""The folder of Caddy site snippets: ``CaddySites`` observes it and applies waves to it.
+
+``CaddySites`` owns one folder (``caddy_sites_dir``) with ``<project_name>.caddy`` files,
+which the main Caddyfile pulls in with one absolute ``import <dir>/*.caddy`` line.
+``observe`` reports the snippets' hashes, whether the import line is there and whether
+Caddy runs; ``apply`` takes a *wave* (every site change the reconciler has gathered) and
+makes it live with one validation and one reload (``wave``). Caddy itself runs through
+``pockestrator.subprocesses`` (an argument list with a deadline), and reloads go through
+systemd (``ReloadUnit`` over ``controllers.systemd.bus``) or Caddy's admin API, as
+``caddy_reload`` says.
+
+Neighbours: ``render`` (what a snippet should say), ``wave`` (how a wave is settled),
+``errors`` (Caddy's error text); deciding *what* each site should be is the reconciler's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from pockestrator.config import RENDERABLE_PATH, AgentConfig
+from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
+from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
+from pockestrator.controllers.caddy.wave import Wave, WaveResult
+from pockestrator.controllers.files import sha256_file
+from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
+from pockestrator.specs import grammar
+from pockestrator.specs.grammar import GrammarError
+from pockestrator.subprocesses import ProcessTimedOut, run_bounded
+
+# ``caddy adapt`` prints the whole JSON config: 37 KB for 100 sites (measured), so this bound
+# is far past any host's, and a Caddy that prints more is stopped rather than believed.
+CADDY_OUTPUT_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CaddyObservation:
+    """What is on disk and whether Caddy runs. ``snippets`` maps name -> SHA-256 or None."""
+
+    snippets: dict[str, str | None] = field(default_factory=dict)
+    import_present: bool = False
+    caddy_running: bool = False
+
+
+class CaddySites:
+    """Observe and apply the snippet folder; one validation and one reload per wave.
+
+    ``validation_count`` and ``reload_count`` count real ``caddy validate`` runs and
+    reloads over the object's life, for status pages and tests.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        bus: SystemdBus | None = None,
+        *,
+        command_timeout: float = 30.0,
+    ) -> None:
+        if not RENDERABLE_PATH.fullmatch(str(config.caddy_sites_dir)):
+            raise ValueError(
+                f"caddy_sites_dir {str(config.caddy_sites_dir)!r} must be an absolute path of "
+                "letters, digits and . _ + @ - only, to stand unquoted in the import line"
+            )
+        if config.caddy_reload == "systemd" and bus is None:
+            raise ValueError("caddy_reload 'systemd' needs a SystemdBus")
+        self.config = config
+        self.bus = bus
+        self.command_timeout = command_timeout
+        self.sites_dir = config.caddy_sites_dir
+        self.main_file = config.caddy_config
+        self.validation_count = 0
+        self.reload_count = 0
+        self._lock = asyncio.Lock()
+
+    # -- paths and observation ---------------------------------------------------------
+
+    def snippet_path(self, project_name: str) -> Path:
+        """The snippet of a service; refuses any name or link that would leave the folder."""
+        path = self.sites_dir / snippet_file_name(project_name)
+        if path.resolve().parent != self.sites_dir.resolve():
+            raise ValueError(f"{path} does not stay inside {self.sites_dir}")
+        return path
+
+    def snippet_hash(self, project_name: str) -> str | None:
+        return sha256_file(self.snippet_path(project_name))
+
+    def list_sites(self) -> list[str]:
+        """Project names of the snippets on disk; other files in the folder are ignored."""
+        try:
+            entries = sorted(self.sites_dir.iterdir())
+        except FileNotFoundError:
+            return []
+        names = []
+        for entry in entries:
+            if entry.name.endswith(SNIPPET_SUFFIX):
+                with contextlib.suppress(GrammarError):
+                    names.append(grammar.check_project_name(entry.name[: -len(SNIPPET_SUFFIX)]))
+        return names
+
+    def import_present(self) -> bool:
+        try:
+            content = self.main_file.read_bytes()
+        except FileNotFoundError:
+            return False
+        return has_import(content.decode("utf-8", errors="replace"), self.sites_dir)
+
+    async def caddy_running(self) -> bool:
+        """systemd mode: the unit's ActiveState; admin mode: the admin API answers."""
+        if self.config.caddy_reload == "admin":
+            status, body = await self._admin_request("GET", "/config/")
+            # Only the admin API answers with JSON; a site port answers 200 to anything.
+            try:
+                return status == 200 and isinstance(json.loads(body), dict | None)
+            except ValueError:
+                return False
+        assert self.bus is not None
+        unit = await self.bus.unit_status(self.config.caddy_unit)
+        return unit.active_state in ("active", "reloading")
+
+    async def observe(self, names: Iterable[str] | None = None) -> CaddyObservation:
+        """Snippet hashes (every snippet on disk when ``names`` is None), import, Caddy."""
+        chosen = self.list_sites() if names is None else list(names)
+        return CaddyObservation(
+            snippets={name: self.snippet_hash(name) for name in chosen},
+            import_present=self.import_present(),
+            caddy_running=await self.caddy_running(),
+        )
+
+    # -- apply -------------------------------------------------------------------------
+
+    async def apply(self, wave: Mapping[str, str | None]) -> WaveResult:
+        """Make the snippets of ``wave`` (name -> text, None = remove) live, all or per site.
+
+        Unchanged snippets cost nothing: no validation, no reload. Otherwise the changed
+        ones are written, the whole config is validated once and Caddy is reloaded once.
+        Snippets Caddy refuses are put back as they were and reported with Caddy's text.
+        """
+        async with self._lock:
+            wave_run = Wave(self, wave)
+            try:
+                return await wave_run.run()
+            except BaseException:
+                wave_run.restore_everything()
+                raise
+
+    async def validate(self) -> str | None:
+        """One ``caddy validate`` of the main Caddyfile; None when valid, else Caddy's text."""
+        self.validation_count += 1
+        code, out, err = await self._caddy("validate", "--config", str(self.main_file))
+        return None if code == 0 else caddy_error_text(out, err)
+
+    async def reload(self) -> None:
+        """Make the running Caddy load the files on disk; raises ``CaddyError`` on refusal."""
+        self.reload_count += 1
+        if self.config.caddy_reload == "admin":
+            code, out, err = await self._caddy("adapt", "--config", str(self.main_file))
+            if code != 0:
+                raise CaddyError(f"caddy adapt failed: {caddy_error_text(out, err)}")
+            status, body = await self._admin_request("POST", "/load", out.encode())
+            if status != 200:
+                raise CaddyError(
+                    f"Caddy refused the new config (HTTP {status}): {body.strip()[:1000]}"
+                )
+            return
+        assert self.bus is not None
+        try:
+            await self.bus.reload_unit(self.config.caddy_unit)
+        except SystemdError as exc:
+            raise CaddyError(
+                f"reloading {self.config.caddy_unit} failed: {exc} "
+                f"(Caddy's reason is in the journal of {self.config.caddy_unit})"
+            ) from exc
+
+    async def _caddy(self, command: str, *arguments: str) -> tuple[int, str, str]:
+        """Run the Caddy binary with an argument list (never a shell) and a timeout."""
+        try:
+            result = await run_bounded(
+                [self.config.caddy_binary, command, *arguments, "--adapter", "caddyfile"],
+                timeout=self.command_timeout,
+                output_limit=CADDY_OUTPUT_MAX_BYTES,
+            )
+        except ProcessTimedOut as exc:
+            raise CaddyError(
+                f"caddy {command} did not finish within {self.command_timeout}s"
+            ) from exc
+        except OSError as exc:
+            raise CaddyError(f"cannot run {self.config.caddy_binary}: {exc}") from exc
+        if result.truncated:
+            raise CaddyError(
+                f"caddy {command} printed more than {CADDY_OUTPUT_MAX_BYTES} bytes; stopped it"
+            )
+        return result.returncode, result.stdout_text, result.stderr_text
+
+    async def _admin_request(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, str]:
+        """One admin API call; (0, reason) when nothing answers."""
+        url = self.config.caddy_admin_url.rstrip("/") + path
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        timeout = aiohttp.ClientTimeout(total=self.command_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(method, url, data=body, headers=headers) as response,
+            ):
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return 0, f"admin API at {self.config.caddy_admin_url} unreachable: {exc}"

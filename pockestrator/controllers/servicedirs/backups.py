@@ -1,0 +1,100 @@
+"""Backups of ``pb_data`` for upgrades, and their restore on rollback.
+
+Before an upgrade the reconciler stops the service and ``backup_data`` copies its
+``pb_data`` to ``<base_dir>/.backups/<name>/pb_data-<UTC stamp>`` (root-only): into a
+``.partial`` folder first, renamed when complete, so a backup that exists is whole. When
+the new version is not healthy, ``restore_data`` copies the backup back in and swaps it
+for the current ``pb_data`` with renames; the data it displaces is kept as
+``pb_data-replaced-<UTC stamp>`` beside the backups, for the operator to look at.
+
+Neighbours: ``folders`` (where things are), ``fds`` (``copy_tree``, descriptors),
+``stamped_paths`` (the names).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+import structlog
+
+from pockestrator.controllers.files import fsync_directory
+from pockestrator.controllers.service_layout import DATA_DIR
+from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
+from pockestrator.controllers.servicedirs.fds import copy_tree, lstat_at
+from pockestrator.controllers.servicedirs.folders import ServiceFolders
+from pockestrator.controllers.stamped_paths import unique_stamped_path
+
+log = structlog.get_logger("pockestrator.servicedirs")
+
+
+def backups_for(folders: ServiceFolders, name: str) -> Path:
+    """``<base_dir>/.backups/<name>/``, created root-only (0700) if needed."""
+    folders.path_for(name)
+    folder = folders.backups_dir / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folders.backups_dir, 0o700)
+    return folder
+
+
+def backup_data(folders: ServiceFolders, name: str) -> Path:
+    """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
+    path = folders.path_for(name)
+    folder = backups_for(folders, name)
+    with folders.open_service(name) as opened:
+        if opened is None:
+            raise ServiceDirError(f"{path} does not exist; nothing to back up")
+        service_fd, _ = opened
+        data_info = lstat_at(service_fd, DATA_DIR)
+        if data_info is None or not stat.S_ISDIR(data_info.st_mode):
+            raise UnsafePath(f"{path / DATA_DIR} is missing, a symlink or not a directory")
+    target = unique_stamped_path(folder, DATA_DIR)
+    partial = folder / f".{target.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        copy_tree(path / DATA_DIR, partial)
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    fsync_directory(folder)
+    log.info("service data backed up", service=name, backup=str(target))
+    return target
+
+
+def restore_data(folders: ServiceFolders, name: str, backup: Path) -> Path:
+    """Put a backup of ``pb_data`` back; where the data it replaced went (beside the backups).
+
+    The service must be stopped. Only a backup of this service, in its own backups
+    folder, is accepted.
+    """
+    path = folders.path_for(name)
+    folder = backups_for(folders, name)
+    resolved = backup.resolve()
+    if resolved.parent != folder or not resolved.name.startswith(f"{DATA_DIR}-"):
+        raise UnsafePath(f"{backup} is not a backup of {name} in {folder}")
+    if not stat.S_ISDIR(os.lstat(resolved).st_mode):
+        raise UnsafePath(f"{backup} is not a directory")
+    incoming = f".{DATA_DIR}.restore-{secrets.token_hex(4)}"
+    displaced = unique_stamped_path(folder, f"{DATA_DIR}-replaced")
+    with folders.open_service(name) as opened:
+        if opened is None:
+            raise ServiceDirError(f"{path} does not exist; nothing to restore into")
+        service_fd, _ = opened
+        copy_tree(resolved, path / incoming)
+        try:
+            current = lstat_at(service_fd, DATA_DIR)
+            if current is not None:
+                if not stat.S_ISDIR(current.st_mode):
+                    raise UnsafePath(f"{path / DATA_DIR} is a symlink or not a directory")
+                os.rename(DATA_DIR, displaced, src_dir_fd=service_fd)
+            os.rename(incoming, DATA_DIR, src_dir_fd=service_fd, dst_dir_fd=service_fd)
+        except BaseException:
+            shutil.rmtree(path / incoming, ignore_errors=True)
+            raise
+        os.fsync(service_fd)
+    log.info("service data restored", service=name, backup=str(resolved))
+    return displaced

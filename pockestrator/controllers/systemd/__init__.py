@@ -1,0 +1,58 @@
+"""systemd for PocketBase services: the unit text, the unit files, and the D-Bus protocol.
+
+- ``render``: ``render_unit(spec, settings)``, pure; the marker and the body hash that make
+  a unit file ours and its drift visible.
+- ``units``: ``SystemdUnits``, the unit files in ``systemd_dir`` (written only when ours)
+  and ``observe(name) -> UnitObservation``.
+- ``bus``: ``SystemdBus``, systemd's manager over D-Bus (jobs awaited to their end, unit
+  properties, ``PropertiesChanged`` watches); never ``systemctl``.
+
+The names below are re-exported so that callers can import from the package.
+"""
+
+from pockestrator.controllers.systemd.bus import (
+    JobFailed,
+    ManagerKind,
+    NoSuchUnit,
+    SystemdBus,
+    SystemdError,
+    UnitStatus,
+)
+from pockestrator.controllers.systemd.render import (
+    HARDENING,
+    HARDENING_NAMES,
+    HASH_KEY,
+    MARKER,
+    VERSION_KEY,
+    UnitSettings,
+    UnsafeValue,
+    describe_source,
+    is_managed,
+    render_unit,
+    unit_body_hash,
+    unit_version,
+)
+from pockestrator.controllers.systemd.units import SystemdUnits, UnitObservation
+
+__all__ = [
+    "HARDENING",
+    "HARDENING_NAMES",
+    "HASH_KEY",
+    "MARKER",
+    "VERSION_KEY",
+    "JobFailed",
+    "ManagerKind",
+    "NoSuchUnit",
+    "SystemdBus",
+    "SystemdError",
+    "SystemdUnits",
+    "UnitObservation",
+    "UnitSettings",
+    "UnitStatus",
+    "UnsafeValue",
+    "describe_source",
+    "is_managed",
+    "render_unit",
+    "unit_body_hash",
+    "unit_version",
+]

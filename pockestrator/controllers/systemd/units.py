@@ -1,0 +1,117 @@
+"""Unit files in ``systemd_dir`` and what systemd says about them: ``SystemdUnits``.
+
+``write`` and ``remove_file`` change a unit file only when it carries our marker
+(``render.is_managed``), atomically (``controllers.files``); ``managed_names`` lists the
+services that have one; ``observe`` reports the file (present, its body hash, ours or not)
+and the unit's status from the manager in one ``UnitObservation``.
+
+What this does not do: start, stop, enable or daemon-reload. Those are single D-Bus calls
+the reconciler makes through ``bus.SystemdBus`` (daemon-reloads batched per wave by
+``agent.waves``), because when to make them is the reconciler's decision.
+
+Neighbours: ``render`` (the text and the marker), ``bus`` (the protocol).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.files import remove_file, write_atomic
+from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitStatus
+from pockestrator.controllers.systemd.render import (
+    UnitSettings,
+    UnsafeValue,
+    is_managed,
+    unit_body_hash,
+    unit_version,
+)
+from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.model import UNIT_SUFFIX, unit_name
+
+
+@dataclass(frozen=True)
+class UnitObservation:
+    """The unit file on disk and what systemd reports about the unit.
+
+    ``file_hash`` is the body hash (``unit_body_hash``), the one a rendered unit carries;
+    ``version`` is the PocketBase version the file says it runs.
+    """
+
+    name: str
+    file_exists: bool
+    file_hash: str | None
+    managed: bool
+    status: UnitStatus | None
+    version: str | None = None
+
+    @classmethod
+    def of_text(cls, name: str, text: str | None, status: UnitStatus | None) -> UnitObservation:
+        """The observation of a unit file's text (None: no file) and systemd's answer."""
+        return cls(
+            name=name,
+            file_exists=text is not None,
+            file_hash=unit_body_hash(text) if text is not None else None,
+            managed=text is not None and is_managed(text),
+            status=status,
+            version=unit_version(text) if text is not None else None,
+        )
+
+
+class SystemdUnits:
+    """Unit files in ``config.systemd_dir`` and their units in the configured manager."""
+
+    def __init__(self, config: AgentConfig, bus: SystemdBus) -> None:
+        self.directory = config.systemd_dir
+        self.bus = bus
+        self.settings = UnitSettings.from_config(config)
+
+    def path(self, name: str) -> Path:
+        return self.directory / unit_name(check_project_name(name))
+
+    def read(self, name: str) -> str | None:
+        try:
+            return self.path(name).read_text(encoding="utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+
+    def write(self, name: str, text: str) -> bool:
+        """Write the unit file if it differs; True when it changed. Refuses foreign files."""
+        path = self.path(name)
+        current = self.read(name)
+        if current == text:
+            return False
+        if path.exists() and not is_managed(current or ""):
+            raise UnsafeValue(f"{path} exists and is not managed by Pockestrator; not touching it")
+        write_atomic(path, text, mode=0o644)
+        return True
+
+    def remove_file(self, name: str) -> bool:
+        """Delete the unit file, only when it carries our marker."""
+        path = self.path(name)
+        current = self.read(name)
+        if current is None or not is_managed(current):
+            return False
+        return remove_file(path)
+
+    def managed_names(self) -> list[str]:
+        """Service names of every unit file here that carries our marker."""
+        names = []
+        for path in sorted(self.directory.glob(f"*{UNIT_SUFFIX}")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if is_managed(text):
+                names.append(path.name[: -len(UNIT_SUFFIX)])
+        return names
+
+    async def observe(self, name: str) -> UnitObservation:
+        """The unit file (read from disk) and systemd's view of the unit, now."""
+        text = self.read(name)
+        try:
+            status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
+        except NoSuchUnit:
+            status = None
+        return UnitObservation.of_text(name, text, status)

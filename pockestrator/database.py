@@ -1,0 +1,225 @@
+"""The agent's one SQLite file: how it is opened, written and migrated.
+
+Two stores live in it: ``specs.store`` (desired services, their status and events) and
+``accounts`` (API tokens, admins, dashboard sessions). They share this file, this
+connection discipline and one migration history, so a database made by any earlier agent
+opens without loss whichever store opens it first.
+
+Why SQLite (stdlib ``sqlite3``): one file, transactional, and it enforces uniqueness itself
+(UNIQUE constraints). WAL lets readers run beside the one writer; every write runs in
+``BEGIN IMMEDIATE``, which takes the write lock before the first read, so a check and the
+write it guards see the same state and two writers never deadlock upgrading a read lock;
+the busy timeout makes a second writer (another process, e.g. ``pockestrator admin
+create``) wait instead of failing. The schema version is ``PRAGMA user_version``: migration
+``n`` of ``MIGRATIONS`` brings a database from version ``n - 1`` to ``n``, and a database
+newer than this agent is refused rather than damaged.
+
+Timestamps are stored as ISO 8601 text in UTC with a ``Z`` (``iso``), as the reference API
+shows them. The SQL of each store stays in its own modules; a PostgreSQL backend would bring
+its own connection and history behind the same store interfaces.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE services (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        port INTEGER NOT NULL UNIQUE,
+        domain TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        run_override TEXT CHECK (run_override IN ('running', 'stopped')),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX services_by_owner ON services(owner);
+    CREATE TABLE deletions (
+        name TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        purge INTEGER NOT NULL,
+        requested_at TEXT NOT NULL
+    );
+    CREATE TABLE status (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('deploying', 'active', 'inactive', 'error')),
+        systemd_config_hash TEXT,
+        caddy_config_hash TEXT,
+        config_match INTEGER,
+        caddy_status TEXT,
+        active_state TEXT,
+        sub_state TEXT,
+        pid INTEGER,
+        memory_bytes INTEGER,
+        cpu_usage_nsec INTEGER,
+        restarts INTEGER,
+        deployed_version TEXT,
+        failed_version TEXT,
+        cpu_percent REAL,
+        observed_generation INTEGER,
+        last_health_check TEXT,
+        health_ok INTEGER,
+        health_failures INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_service ON events(service, id);
+    CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE admins (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        last_failed_at TEXT
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        admin_id TEXT NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE superuser_passwords (
+        name TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE file_issues (
+        path TEXT PRIMARY KEY,
+        issues TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer agent; opening it here could damage it."""
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, as the reference API shows timestamps."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def parse_stored_time(text: str) -> datetime:
+    """A NOT NULL timestamp column."""
+    value = parse_iso(text)
+    assert value is not None
+    return value
+
+
+class Database:
+    """One connection to the file; safe to share between threads (calls are serialised)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        path.chmod(0o600)
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads only (each statement sees the latest commit)."""
+        with self._lock:
+            yield self._db
+
+    def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of one query, outside any write transaction."""
+        with self.reading() as db:
+            return list(db.execute(sql, parameters).fetchall())
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.read("PRAGMA user_version")[0][0])
+
+    def _migrate(self) -> None:
+        with self.write() as db:
+            current = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if current > len(MIGRATIONS):
+                raise SchemaTooNew(
+                    f"{self.path} has schema version {current}, newer than this agent "
+                    f"({len(MIGRATIONS)}); upgrade the agent"
+                )
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={version}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their inner semicolons)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

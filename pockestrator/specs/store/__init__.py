@@ -1,0 +1,89 @@
+"""The specs store: desired services and what the agent observed of them, in SQLite.
+
+Every desired service lives here whatever its source (the spec directory syncs files in,
+the API writes), next to its status and events. ``Store`` is the one interface the agent,
+the API and the spec directory use; it is assembled from one class per job, each in its
+own module with its own SQL:
+
+- ``services``: desired services, ownership between sources, deletions until done;
+- ``claims``: uniqueness of name, port and domain, the one place that decides it;
+- ``status``: what the reconciler and the health prober last observed;
+- ``events``: the append-only history of each service;
+- ``handoff``: one-time superuser passwords from the API to the reconciler;
+- ``file_issues``: the current problems of each spec file.
+
+Records and errors are in ``records``. The file, its connection discipline (WAL,
+``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
+shared with the account store (``pockestrator.accounts``), which is not desired state and
+lives apart. Timestamps come from the ``Clock`` the store is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
+from pockestrator.database import Database
+from pockestrator.specs.store.claims import Claims, NameTakenCode
+from pockestrator.specs.store.events import Events
+from pockestrator.specs.store.file_issues import FileIssues
+from pockestrator.specs.store.handoff import SuperuserPasswords
+from pockestrator.specs.store.records import (
+    API_OWNER,
+    FILE_OWNER_PREFIX,
+    STATUS_FIELDS,
+    STATUS_STATES,
+    Conflict,
+    Deletion,
+    Event,
+    NotFound,
+    ServiceRecord,
+    ServiceStatus,
+    StoreError,
+    file_owner,
+    owner_file,
+)
+from pockestrator.specs.store.services import Services
+from pockestrator.specs.store.status import Statuses
+
+__all__ = [
+    "API_OWNER",
+    "FILE_OWNER_PREFIX",
+    "STATUS_FIELDS",
+    "STATUS_STATES",
+    "Conflict",
+    "Deletion",
+    "Event",
+    "NameTakenCode",
+    "NotFound",
+    "ServiceRecord",
+    "ServiceStatus",
+    "Store",
+    "StoreError",
+    "file_owner",
+    "owner_file",
+    "utc_now",  # from pockestrator.clock; agent/reconciler.py still imports it from here
+]
+
+
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues):
+    """The specs store on one database; safe to share between threads.
+
+    Given a path it opens (and on ``close`` closes) the database itself; given an open
+    ``Database`` it shares it (with the account store, in the agent) and leaves closing it
+    to whoever opened it.
+    """
+
+    def __init__(self, database: Database | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._owns_database = not isinstance(database, Database)
+        self._database = database if isinstance(database, Database) else Database(database)
+        self._clock = clock
+        self.path = self._database.path
+
+    @property
+    def schema_version(self) -> int:
+        return self._database.schema_version
+
+    def close(self) -> None:
+        if self._owns_database:
+            self._database.close()

@@ -1,0 +1,24 @@
+"""What every part of the specs store shares: the database and the clock.
+
+``Store`` is assembled from one class per job (services, status, events, ...); each of them
+derives from ``StorePart``, so that all of them write through the same ``Database`` (one
+connection, ``BEGIN IMMEDIATE``) and stamp rows with the same ``Clock``.
+"""
+
+from __future__ import annotations
+
+from pockestrator.clock import Clock
+from pockestrator.database import Database, iso
+
+
+class StorePart:
+    """The attributes the parts of ``Store`` rely on (set by ``Store.__init__``)."""
+
+    _database: Database
+    _clock: Clock
+
+    def _now(self) -> str:
+        """The clock's now as stored (never None, unlike ``iso`` of an optional)."""
+        stamp = iso(self._clock.now())
+        assert stamp is not None
+        return stamp

@@ -1,0 +1,351 @@
+"""Desired services: one row per service whatever its source, and deletions until done.
+
+``owner`` says where a service comes from (``api`` or ``file:<path>``) and only that source
+may change or delete it: the API gets ``OWNED_BY_FILE`` for a file's service, a file gets
+``OWNED_BY_OTHER_SOURCE`` for a name the API holds. A name, port or domain held by another
+service is refused by ``claims.taken_claims``, called inside the same write transaction.
+
+A deleted service leaves a row in ``deletions`` until the reconciler has removed it from the
+host (``finish_deletion``); the row records whether its data is archived or purged, and
+keeps the name from being created again meanwhile. A spec dropped by one file and picked up
+by another (a move between files) carries on without a deletion. Each change of a spec
+increments ``generation``, which the reconciler's status echoes back when it has acted on it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+
+from pockestrator.database import parse_stored_time
+from pockestrator.specs.errors import ErrorCode, FieldIssue
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.claims import taken_claims
+from pockestrator.specs.store.records import (
+    API_OWNER,
+    FILE_OWNER_PREFIX,
+    Conflict,
+    Deletion,
+    NotFound,
+    ServiceRecord,
+    file_owner,
+    owner_file,
+)
+from pockestrator.specs.store.status import insert_first_status
+
+
+class Services(StorePart):
+    def create_service(self, spec: ServiceSpec, owner: str = API_OWNER) -> ServiceRecord:
+        """Insert a new service; a taken name, port or domain raises ``Conflict`` (all of
+        them at once)."""
+        with self._database.write() as db:
+            if db.execute(
+                "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
+            ).fetchone():
+                raise Conflict(
+                    [
+                        FieldIssue(
+                            "project_name",
+                            f"Service '{spec.project_name}' is still being deleted; try again soon",
+                            ErrorCode.DELETION_PENDING,
+                        )
+                    ]
+                )
+            taken = taken_claims(db, spec)
+            if taken:
+                raise Conflict(taken)
+            self._insert_service(db, spec, owner, self._now())
+            return _record_by_name(db, spec.project_name)
+
+    def replace_spec(self, name: str, spec: ServiceSpec, owner: str) -> ServiceRecord:
+        """Replace the spec of ``name`` (owned by ``owner``); the name itself cannot change."""
+        if spec.project_name != name:
+            raise Conflict(
+                [
+                    FieldIssue(
+                        "project_name", "project_name cannot be changed", ErrorCode.INVALID_VALUE
+                    )
+                ]
+            )
+        with self._database.write() as db:
+            row = db.execute("SELECT owner, spec FROM services WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(name)
+            if row["owner"] != owner:
+                raise Conflict([_ownership_issue(name, row["owner"])])
+            if row["spec"] == spec.model_dump_json():
+                return _record_by_name(db, name)
+            taken = taken_claims(db, spec, replacing=name)
+            if taken:
+                raise Conflict(taken)
+            db.execute(
+                "UPDATE services SET port = ?, domain = ?, spec = ?, updated_at = ?, "
+                "generation = generation + 1 WHERE name = ?",
+                (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
+            )
+            return _record_by_name(db, name)
+
+    def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, list[FieldIssue]]:
+        """Make the services owned by spec file ``path`` exactly ``specs``.
+
+        Services of this file that are no longer in it are deleted (data archived). A spec
+        whose name, port or domain another source holds is not applied; its conflicts are
+        returned by name, and the service that holds the claim is untouched.
+        """
+        owner = file_owner(path)
+        conflicts: dict[str, list[FieldIssue]] = {}
+        wanted = {spec.project_name: spec for spec in specs}
+        now = self._now()
+        with self._database.write() as db:
+            owned = {
+                row["name"]: row
+                for row in db.execute("SELECT * FROM services WHERE owner = ?", (owner,))
+            }
+            for name in owned.keys() - wanted.keys():
+                self._delete_row(db, owned[name], purge=False, now=now)
+            for name, spec in wanted.items():
+                holder = db.execute("SELECT owner FROM services WHERE name = ?", (name,)).fetchone()
+                ours = holder is not None and holder["owner"] == owner
+                if holder is not None and not ours and owner_file(holder["owner"]) is None:
+                    conflicts[name] = [_ownership_issue(name, holder["owner"], newcomer=path)]
+                    continue
+                if holder is None or ours:
+                    deletion = db.execute(
+                        "SELECT owner, purge FROM deletions WHERE name = ?", (name,)
+                    ).fetchone()
+                    if deletion is not None and _moved_between_files(deletion):
+                        # A spec moved from one file to another: the service carries on.
+                        db.execute("DELETE FROM deletions WHERE name = ?", (name,))
+                    elif deletion is not None:
+                        conflicts[name] = [
+                            FieldIssue(
+                                "project_name",
+                                f"Service '{name}' is still being deleted; it will be created "
+                                "after",
+                                ErrorCode.DELETION_PENDING,
+                            )
+                        ]
+                        continue
+                # Another file holding the name is a taken claim like a port or a domain.
+                taken = taken_claims(db, spec, replacing=name if ours else None)
+                if taken:
+                    conflicts[name] = taken
+                elif ours:
+                    self._update_file_spec(db, owned[name], spec, now)
+                else:
+                    self._insert_service(db, spec, owner, now)
+        return conflicts
+
+    def _insert_service(
+        self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str
+    ) -> None:
+        """A new row with a fresh id, and its status row."""
+        db.execute(
+            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                secrets.token_hex(6),
+                spec.project_name,
+                spec.port,
+                spec.domain,
+                owner,
+                spec.model_dump_json(),
+                now,
+                now,
+            ),
+        )
+        insert_first_status(db, spec.project_name, now)
+
+    def _update_file_spec(
+        self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str
+    ) -> None:
+        encoded = spec.model_dump_json()
+        if row["spec"] == encoded:
+            return
+        previous = ServiceSpec.model_validate_json(row["spec"])
+        # A new desired_state in the file is newer intent than an API start/stop override.
+        override = row["run_override"]
+        if previous.desired_state != spec.desired_state:
+            override = None
+        db.execute(
+            "UPDATE services SET port = ?, domain = ?, spec = ?, run_override = ?, "
+            "updated_at = ?, generation = generation + 1 WHERE name = ?",
+            (spec.port, spec.domain, encoded, override, now, row["name"]),
+        )
+
+    def delete_service(
+        self, name: str, *, purge: bool = False, owner: str | None = None
+    ) -> ServiceRecord:
+        """Remove ``name`` from the desired state; its host parts go at the next reconcile."""
+        with self._database.write() as db:
+            row = db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(name)
+            if owner is not None and row["owner"] != owner:
+                raise Conflict([_ownership_issue(name, row["owner"])])
+            record = _record(row)
+            self._delete_row(db, row, purge=purge, now=self._now())
+            return record
+
+    def _delete_row(
+        self, db: sqlite3.Connection, row: sqlite3.Row, *, purge: bool, now: str
+    ) -> None:
+        db.execute("DELETE FROM services WHERE name = ?", (row["name"],))
+        db.execute(
+            "INSERT INTO deletions (name, service_id, owner, purge, requested_at) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET purge = max(purge, excluded.purge)",
+            (row["name"], row["id"], row["owner"], int(purge), now),
+        )
+
+    def pending_deletion(self, name: str) -> Deletion | None:
+        rows = self._database.read("SELECT * FROM deletions WHERE name = ?", (name,))
+        if not rows:
+            return None
+        return _deletion(rows[0])
+
+    def pending_deletions(self) -> list[Deletion]:
+        return [
+            _deletion(row)
+            for row in self._database.read("SELECT * FROM deletions ORDER BY requested_at")
+        ]
+
+    def finish_deletion(self, name: str) -> None:
+        """The host no longer has ``name``: forget its tombstone, status and secrets."""
+        with self._database.write() as db:
+            db.execute("DELETE FROM deletions WHERE name = ?", (name,))
+            if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone() is None:
+                db.execute("DELETE FROM status WHERE name = ?", (name,))
+                db.execute("DELETE FROM superuser_passwords WHERE name = ?", (name,))
+
+    def set_desired_state(self, name: str, state: str) -> ServiceRecord:
+        """Record start/stop intent: in the spec for API services, as an override for files."""
+        if state not in ("running", "stopped"):
+            raise ValueError(state)
+        with self._database.write() as db:
+            row = db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(name)
+            now = self._now()
+            if row["owner"] == API_OWNER:
+                spec = ServiceSpec.model_validate_json(row["spec"]).model_copy(
+                    update={"desired_state": state}
+                )
+                db.execute(
+                    "UPDATE services SET spec = ?, run_override = NULL, updated_at = ?, "
+                    "generation = generation + 1 WHERE name = ?",
+                    (spec.model_dump_json(), now, name),
+                )
+            else:
+                spec = ServiceSpec.model_validate_json(row["spec"])
+                override = None if spec.desired_state == state else state
+                db.execute(
+                    "UPDATE services SET run_override = ?, updated_at = ? WHERE name = ?",
+                    (override, now, name),
+                )
+            return _record_by_name(db, name)
+
+    def get_service(self, key: str) -> ServiceRecord | None:
+        """By project name or by id; a name wins (a name may look like another's id)."""
+        rows = self._database.read(
+            "SELECT * FROM services WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
+            (key, key, key),
+        )
+        return _record(rows[0]) if rows else None
+
+    def list_services(
+        self,
+        *,
+        state: str | None = None,
+        domain: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[ServiceRecord], int]:
+        """A page of services in name order, filtered by status state and domain, and the total."""
+        where, parameters = [], []
+        if state is not None:
+            where.append("COALESCE(status.state, 'deploying') = ?")
+            parameters.append(state)
+        if domain is not None:
+            where.append("services.domain = ?")
+            parameters.append(domain)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        base = f"FROM services LEFT JOIN status ON status.name = services.name {clause}"
+        total = int(self._database.read(f"SELECT count(*) {base}", parameters)[0][0])
+        page = self._database.read(
+            f"SELECT services.* {base} ORDER BY services.name LIMIT ? OFFSET ?",
+            [*parameters, -1 if limit is None else limit, offset],
+        )
+        return [_record(row) for row in page], total
+
+    def running_ports(self) -> dict[str, int]:
+        """Name -> port of every service whose desired state is running (for health probes;
+        read straight from the columns, without parsing every spec)."""
+        rows = self._database.read(
+            "SELECT name, port FROM services WHERE COALESCE(run_override, "
+            "json_extract(spec, '$.desired_state')) = 'running'"
+        )
+        return {row["name"]: int(row["port"]) for row in rows}
+
+    def owned_generations(self, owner: str) -> dict[str, int]:
+        """Name -> generation of every service ``owner`` holds (to tell what a sync changed)."""
+        rows = self._database.read(
+            "SELECT name, generation FROM services WHERE owner = ?", (owner,)
+        )
+        return {row["name"]: int(row["generation"]) for row in rows}
+
+    def service_names(self) -> list[str]:
+        return [row[0] for row in self._database.read("SELECT name FROM services ORDER BY name")]
+
+    def source_files(self) -> set[str]:
+        """Every spec file that owns at least one service."""
+        rows = self._database.read(
+            "SELECT DISTINCT owner FROM services WHERE substr(owner, 1, ?) = ?",
+            (len(FILE_OWNER_PREFIX), FILE_OWNER_PREFIX),
+        )
+        return {path for row in rows if (path := owner_file(row["owner"])) is not None}
+
+
+def _moved_between_files(deletion: sqlite3.Row) -> bool:
+    """A file dropped the service without asking for a purge: another file may adopt it."""
+    return str(deletion["owner"]).startswith(FILE_OWNER_PREFIX) and not deletion["purge"]
+
+
+def _ownership_issue(name: str, holder: str, newcomer: str | None = None) -> FieldIssue:
+    holder_file = owner_file(holder)
+    if holder_file is not None:
+        return FieldIssue(
+            "project_name",
+            f"Service '{name}' is defined in spec file {holder_file}; change it there",
+            ErrorCode.OWNED_BY_FILE,
+        )
+    where = f" ({newcomer})" if newcomer else ""
+    return FieldIssue(
+        "project_name",
+        f"Service '{name}' already exists, created through the API{where}",
+        ErrorCode.OWNED_BY_OTHER_SOURCE,
+    )
+
+
+def _record_by_name(db: sqlite3.Connection, name: str) -> ServiceRecord:
+    return _record(db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone())
+
+
+def _record(row: sqlite3.Row) -> ServiceRecord:
+    return ServiceRecord(
+        id=row["id"],
+        spec=ServiceSpec.model_validate_json(row["spec"]),
+        owner=row["owner"],
+        run_override=row["run_override"],
+        created_at=parse_stored_time(row["created_at"]),
+        updated_at=parse_stored_time(row["updated_at"]),
+        generation=int(row["generation"]),
+    )
+
+
+def _deletion(row: sqlite3.Row) -> Deletion:
+    return Deletion(
+        row["name"], row["service_id"], bool(row["purge"]), parse_stored_time(row["requested_at"])
+    )

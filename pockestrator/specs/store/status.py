@@ -1,0 +1,111 @@
+"""Observed status: what the reconciler and the health prober last saw of each service.
+
+Status is kept per name, not per service row, so that it survives a spec being replaced
+(and a spec moving between files). A row is written with the service (``deploying``) and
+removed by ``finish_deletion`` once the host is clean; a probe round never brings back the
+row of a service deleted meanwhile. Callers set fields by name (``update_status(name,
+pid=42)``), checked against ``STATUS_FIELDS``, so a typo fails loudly instead of being
+stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pockestrator.database import iso, parse_iso
+from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
+
+
+def insert_first_status(db: sqlite3.Connection, name: str, now: str) -> None:
+    """The ``deploying`` row of a new service (an existing row, kept by name, stays)."""
+    db.execute(
+        "INSERT INTO status (name, state, updated_at) VALUES (?, 'deploying', ?) "
+        "ON CONFLICT(name) DO NOTHING",
+        (name, now),
+    )
+
+
+class Statuses(StorePart):
+    def get_status(self, name: str) -> ServiceStatus | None:
+        rows = self._database.read("SELECT * FROM status WHERE name = ?", (name,))
+        return _status(rows[0]) if rows else None
+
+    def all_statuses(self) -> dict[str, ServiceStatus]:
+        return {row["name"]: _status(row) for row in self._database.read("SELECT * FROM status")}
+
+    def update_status(self, name: str, **changes: Any) -> ServiceStatus:
+        """Set some status fields of ``name`` (creating the row); returns the new status."""
+        with self._database.write() as db:
+            self._upsert_status(db, name, changes)
+            return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+
+    def update_statuses(self, changes_by_name: Mapping[str, Mapping[str, Any]]) -> None:
+        """``update_status`` for many services in one transaction (a round of probes).
+
+        A service deleted while its probe ran is skipped: a status row written after
+        ``finish_deletion`` would outlive it and greet a new service of the same name.
+        """
+        with self._database.write() as db:
+            for name, changes in changes_by_name.items():
+                if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
+                    self._upsert_status(db, name, changes)
+
+    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - set(STATUS_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown status fields: {sorted(unknown)}")
+        if "state" in changes and changes["state"] not in STATUS_STATES:
+            raise ValueError(f"invalid state {changes['state']!r}")
+        encoded = {key: _encode(value) for key, value in changes.items()}
+        encoded["updated_at"] = self._now()
+        updates = ", ".join(f"{column} = excluded.{column}" for column in encoded)
+        encoded.setdefault("state", "deploying")  # only for a new row
+        columns = ", ".join(encoded)
+        placeholders = ", ".join("?" for _ in encoded)
+        db.execute(
+            # Column names come from STATUS_FIELDS (checked above), never from input.
+            f"INSERT INTO status (name, {columns}) VALUES (?, {placeholders}) "  # noqa: S608
+            f"ON CONFLICT(name) DO UPDATE SET {updates}",
+            (name, *encoded.values()),
+        )
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _status(row: sqlite3.Row) -> ServiceStatus:
+    def flag(value: Any) -> bool | None:
+        return None if value is None else bool(value)
+
+    return ServiceStatus(
+        name=row["name"],
+        state=row["state"],
+        systemd_config_hash=row["systemd_config_hash"],
+        caddy_config_hash=row["caddy_config_hash"],
+        config_match=flag(row["config_match"]),
+        caddy_status=row["caddy_status"],
+        active_state=row["active_state"],
+        sub_state=row["sub_state"],
+        pid=row["pid"],
+        memory_bytes=row["memory_bytes"],
+        cpu_usage_nsec=row["cpu_usage_nsec"],
+        restarts=row["restarts"],
+        deployed_version=row["deployed_version"],
+        failed_version=row["failed_version"],
+        cpu_percent=row["cpu_percent"],
+        observed_generation=row["observed_generation"],
+        last_health_check=parse_iso(row["last_health_check"]),
+        health_ok=flag(row["health_ok"]),
+        health_failures=int(row["health_failures"] or 0),
+        last_error=row["last_error"],
+        updated_at=parse_iso(row["updated_at"]),
+    )

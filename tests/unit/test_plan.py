@@ -1,0 +1,1065 @@
+"""Every decision of a reconcile, as table rows: a scenario, a change to it, the plan expected.
+
+After kubelet's ``TestComputePodActions``: the base scenario is a converged, healthy, running
+service; each row changes what is desired, what the status says or what the host shows, and
+names the steps (by kind, in their groups), the drift and the waits the plan must contain.
+No root, no systemd: these run in milliseconds, and the test bed then proves the steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pockestrator.agent.plan import (
+    DEACTIVATING_REQUEUE,
+    DEPLOYING_REQUEUE,
+    BackupData,
+    CreateSuperuser,
+    DaemonReload,
+    Desired,
+    DisableUnit,
+    Drift,
+    EnableUnit,
+    EnsureRelease,
+    Observed,
+    Plan,
+    Policy,
+    PrepareDirectory,
+    RemoveData,
+    RemoveSite,
+    RemoveUnitFile,
+    RestartUnit,
+    Settled,
+    StartUnit,
+    StopUnit,
+    Upgrade,
+    WriteSite,
+    WriteUnit,
+    conclude,
+    deployed_version,
+    plan_removal,
+    plan_service,
+    requeue_after,
+    run_first,
+    target_version,
+)
+from pockestrator.controllers.servicedirs import ServiceDirState
+from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.store import Deletion, ServiceStatus
+
+OLD, NEW = "0.39.11", "0.40.6"
+POLICY = Policy(
+    health_failures_before_restart=3,
+    health_deadline=15.0,
+    upgrade_health_deadline=30.0,
+    resync_interval=60.0,
+)
+UNIT_HASH, SITE_HASH = "u" * 64, "s" * 64
+OLD_UNIT_HASH, OLD_SITE_HASH, EDITED = "o" * 64, "p" * 64, "e" * 64
+
+
+@dataclass
+class Scenario:
+    """One reconcile's inputs, mutable while a row sets it up."""
+
+    spec: dict[str, Any] = field(default_factory=dict)
+    desired_state: str = "running"
+    status: ServiceStatus | None = None
+    unit: UnitStatus | None = None
+    file_hash: str | None = UNIT_HASH
+    file_managed: bool = True
+    file_version: str | None = NEW
+    site_hash: str | None = SITE_HASH
+    dirs: ServiceDirState | None = None
+    rolling_back: bool = False
+
+
+def converged() -> Scenario:
+    """A running, healthy service whose host holds exactly the rendered files."""
+    return Scenario(
+        status=ServiceStatus(
+            "app",
+            state="active",
+            systemd_config_hash=UNIT_HASH,
+            caddy_config_hash=SITE_HASH,
+            deployed_version=NEW,
+            health_ok=True,
+            observed_generation=1,
+        ),
+        unit=unit_status(),
+        dirs=ServiceDirState(
+            Path("/srv/app"),
+            exists=True,
+            owner_ok=True,
+            mode_ok=True,
+            binary_present=True,
+            binary_matches=True,
+        ),
+    )
+
+
+def unit_status(**changes: Any) -> UnitStatus:
+    base = UnitStatus(
+        name="app-pocketbase.service",
+        load_state="loaded",
+        active_state="active",
+        sub_state="running",
+        unit_file_state="enabled",
+        main_pid=4242,
+        n_restarts=0,
+        exec_main_status=0,
+        result="success",
+        memory_current=30_000_000,
+        cpu_usage_nsec=None,
+        need_daemon_reload=False,
+        fragment_path="/etc/systemd/system/app-pocketbase.service",
+        active_enter_timestamp_usec=1,
+    )
+    return replace(base, **changes)
+
+
+def desired_of(scenario: Scenario) -> Desired:
+    values = {"project_name": "app", "port": 8100, "pocketbase_version": NEW, "domain": "app.test"}
+    values.update(scenario.spec)
+    spec = ServiceSpec.model_validate(values)
+    return Desired(
+        spec=spec,
+        requested_version=spec.pocketbase_version,
+        desired_state=scenario.desired_state,
+        generation=2,
+        unit_text="[Unit]\n",
+        unit_hash=UNIT_HASH,
+        site_text="site {}\n",
+        site_hash=SITE_HASH,
+    )
+
+
+def observed_of(scenario: Scenario) -> Observed:
+    return Observed(
+        unit=UnitObservation(
+            name="app",
+            file_exists=scenario.file_hash is not None,
+            file_hash=scenario.file_hash,
+            managed=scenario.file_managed,
+            status=scenario.unit,
+            version=scenario.file_version if scenario.file_hash is not None else None,
+        ),
+        site_hash=scenario.site_hash,
+        dirs=scenario.dirs,
+    )
+
+
+def plan_for(scenario: Scenario) -> Plan:
+    return plan_service(
+        desired_of(scenario),
+        scenario.status,
+        observed_of(scenario),
+        POLICY,
+        rolling_back=scenario.rolling_back,
+    )
+
+
+def kinds(steps: tuple[object, ...]) -> list[str]:
+    return [type(step).__name__ for step in steps]
+
+
+# -- mutations of the converged scenario -------------------------------------------------
+
+
+def on_status(**changes: Any) -> Callable[[Scenario], None]:
+    def mutate(s: Scenario) -> None:
+        assert s.status is not None
+        s.status = replace(s.status, **changes)
+
+    return mutate
+
+
+def on_unit(**changes: Any) -> Callable[[Scenario], None]:
+    def mutate(s: Scenario) -> None:
+        assert s.unit is not None
+        s.unit = replace(s.unit, **changes)
+
+    return mutate
+
+
+def on_dirs(**changes: Any) -> Callable[[Scenario], None]:
+    def mutate(s: Scenario) -> None:
+        assert s.dirs is not None
+        s.dirs = replace(s.dirs, **changes)
+
+    return mutate
+
+
+def setting(**changes: Any) -> Callable[[Scenario], None]:
+    def mutate(s: Scenario) -> None:
+        for key, value in changes.items():
+            setattr(s, key, value)
+
+    return mutate
+
+
+def spec_changed(s: Scenario) -> None:
+    """The spec changed since the last reconcile: the agent's own files are now old."""
+    s.file_hash = OLD_UNIT_HASH
+    assert s.status is not None
+    s.status = replace(s.status, systemd_config_hash=OLD_UNIT_HASH)
+
+
+def brand_new(s: Scenario) -> None:
+    s.status = None
+    s.unit = unit_status(
+        load_state="not-found",
+        active_state="inactive",
+        sub_state="dead",
+        unit_file_state="",
+        main_pid=None,
+    )
+    s.file_hash = None
+    s.site_hash = None
+    s.dirs = ServiceDirState(Path("/srv/app"), exists=False)
+
+
+def upgrade_pending(s: Scenario) -> None:
+    """The spec asks for NEW; OLD runs, from files the agent rendered for OLD."""
+    assert s.status is not None
+    s.status = replace(s.status, deployed_version=OLD, systemd_config_hash=OLD_UNIT_HASH)
+    s.file_hash, s.file_version = OLD_UNIT_HASH, OLD
+    assert s.dirs is not None
+    s.dirs = replace(s.dirs, binary_matches=False)
+
+
+def both(*mutations: Callable[[Scenario], None]) -> Callable[[Scenario], None]:
+    def mutate(s: Scenario) -> None:
+        for mutation in mutations:
+            mutation(s)
+
+    return mutate
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    mutate: Callable[[Scenario], None]
+    prepare: list[str] = field(default_factory=list)
+    run: list[str] = field(default_factory=list)
+    route: list[str] = field(default_factory=list)
+    drift: list[tuple[str, str]] = field(default_factory=list)  # (what, found)
+    probe: float | None = None
+    defer: float | None = None
+    upgrade: Upgrade | None = None
+
+
+ROWS = [
+    Row("a converged healthy service needs nothing and no probe", lambda s: None),
+    Row(
+        "a converged service whose last probe failed is probed again",
+        on_status(health_ok=False),
+        probe=15.0,
+    ),
+    Row(
+        "a converged service still deploying is probed",
+        on_status(state="deploying", health_ok=None),
+        probe=15.0,
+    ),
+    Row(
+        "a converged service last seen in error is probed",
+        on_status(state="error"),
+        probe=15.0,
+    ),
+    Row(
+        "a brand-new service gets its folder, unit, reload, enablement, start and site",
+        brand_new,
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "EnableUnit"],
+        run=["StartUnit"],
+        route=["WriteSite"],
+        probe=15.0,
+    ),
+    Row(
+        "a brand-new stopped service is written but neither enabled nor started",
+        both(brand_new, setting(desired_state="stopped")),
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        route=["WriteSite"],
+    ),
+    Row(
+        "a spec change rewrites the unit and restarts the running instance, without drift",
+        spec_changed,
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a hand-edited unit file is rewritten and recorded as drift",
+        setting(file_hash=EDITED),
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        drift=[("unit file", "hand-edited")],
+        probe=15.0,
+    ),
+    Row(
+        "a deleted unit file is rewritten and recorded as drift",
+        setting(file_hash=None),
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        drift=[("unit file", "deleted")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit file systemd has not reloaded gets a daemon-reload and a drift event",
+        on_unit(need_daemon_reload=True),
+        prepare=["DaemonReload"],
+        drift=[("unit file", "systemd had not reloaded the file")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit stopped by hand is started again and recorded as drift",
+        on_unit(active_state="inactive", sub_state="dead"),
+        run=["StartUnit"],
+        drift=[("run state", "unit was inactive/dead")],
+        probe=15.0,
+    ),
+    Row(
+        "a failed unit is started again and recorded as drift",
+        on_unit(active_state="failed", sub_state="failed"),
+        run=["StartUnit"],
+        drift=[("run state", "unit was failed/failed")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit that went down while its service was deploying is started as a repair",
+        both(on_unit(active_state="inactive", sub_state="dead"), on_status(state="deploying")),
+        run=["StartUnit"],
+        drift=[("run state", "unit was inactive/dead")],
+        probe=15.0,
+    ),
+    Row(
+        "an upgrade repairs a hand-edited site on its way",
+        both(upgrade_pending, setting(site_hash=EDITED)),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        route=["WriteSite"],
+        drift=[("caddy site", "hand-edited")],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
+        "an inactive unit of a service in error is started without a drift event",
+        both(on_unit(active_state="inactive"), on_status(state="error")),
+        run=["StartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a service never deployed is started without a drift event",
+        both(on_unit(active_state="inactive"), on_status(state="deploying", deployed_version=None)),
+        run=["StartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a unit someone is stopping is left to finish and looked at again soon",
+        on_unit(active_state="deactivating"),
+        defer=DEACTIVATING_REQUEUE,
+        probe=15.0,
+    ),
+    Row(
+        "an activating unit is not started a second time",
+        on_unit(active_state="activating"),
+        probe=15.0,
+    ),
+    Row(
+        "a reloading unit with a changed unit file is restarted",
+        both(spec_changed, on_unit(active_state="reloading")),
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "an activating unit with a changed unit file is not restarted while it comes up",
+        both(spec_changed, on_unit(active_state="activating")),
+        prepare=["WriteUnit", "DaemonReload"],
+        probe=15.0,
+    ),
+    Row(
+        "an instance that failed as many probes as the threshold is restarted",
+        on_status(health_failures=3),
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "an instance one probe short of the threshold is not restarted",
+        on_status(health_failures=2),
+    ),
+    Row(
+        "an activating instance past the threshold is restarted too",
+        both(on_status(health_failures=5), on_unit(active_state="activating")),
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a stopped desired state stops and disables a running unit",
+        setting(desired_state="stopped"),
+        prepare=["DisableUnit"],
+        run=["StopUnit"],
+    ),
+    Row(
+        "a stopped desired state stops an activating unit",
+        both(setting(desired_state="stopped"), on_unit(active_state="activating")),
+        prepare=["DisableUnit"],
+        run=["StopUnit"],
+    ),
+    Row(
+        "a stopped, disabled unit of a stopped service needs nothing",
+        both(
+            setting(desired_state="stopped"),
+            on_unit(active_state="inactive", unit_file_state="disabled"),
+        ),
+    ),
+    Row(
+        "a stopped but still enabled unit is disabled",
+        both(setting(desired_state="stopped"), on_unit(active_state="inactive")),
+        prepare=["DisableUnit"],
+    ),
+    Row(
+        "a runtime-enabled unit of a stopped service is left as it is",
+        both(
+            setting(desired_state="stopped"),
+            on_unit(active_state="inactive", unit_file_state="enabled-runtime"),
+        ),
+    ),
+    Row(
+        "a disabled unit that should run is enabled",
+        on_unit(unit_file_state="disabled"),
+        prepare=["EnableUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a runtime-enabled unit that should run counts as enabled",
+        on_unit(unit_file_state="enabled-runtime"),
+    ),
+    Row("a linked unit that should run counts as enabled", on_unit(unit_file_state="linked")),
+    Row(
+        "a hand-edited site is rewritten and recorded as drift",
+        setting(site_hash=EDITED),
+        route=["WriteSite"],
+        drift=[("caddy site", "hand-edited")],
+        probe=15.0,
+    ),
+    Row(
+        "a deleted site is rewritten and recorded as drift",
+        setting(site_hash=None),
+        route=["WriteSite"],
+        drift=[("caddy site", "deleted")],
+        probe=15.0,
+    ),
+    Row(
+        "a site the spec changed is rewritten without drift",
+        both(setting(site_hash=OLD_SITE_HASH), on_status(caddy_config_hash=OLD_SITE_HASH)),
+        route=["WriteSite"],
+        probe=15.0,
+    ),
+    Row(
+        "a missing site of a service never routed is written without drift",
+        both(setting(site_hash=None), on_status(caddy_config_hash=None)),
+        route=["WriteSite"],
+        probe=15.0,
+    ),
+    Row(
+        "a folder that is not what it should be is prepared again",
+        on_dirs(binary_matches=False),
+        prepare=["PrepareDirectory"],
+        probe=15.0,
+    ),
+    Row(
+        "a folder with a wrong owner is prepared again",
+        on_dirs(owner_ok=False),
+        prepare=["PrepareDirectory"],
+        probe=15.0,
+    ),
+    Row(
+        "a first superuser not created yet is created",
+        both(setting(spec={"superuser_email": "o@example.test"}), on_dirs(superuser_done=False)),
+        prepare=["CreateSuperuser"],
+        probe=15.0,
+    ),
+    Row(
+        "a first superuser already created is not created again",
+        both(setting(spec={"superuser_email": "o@example.test"}), on_dirs(superuser_done=True)),
+    ),
+    Row(
+        "a new service's first superuser is created after its folder is made",
+        both(brand_new, setting(spec={"superuser_email": "o@example.test"})),
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "EnableUnit", "CreateSuperuser"],
+        run=["StartUnit"],
+        route=["WriteSite"],
+        probe=15.0,
+    ),
+    Row(
+        "a version change of a running service is an upgrade: stop, backup, converge, start",
+        upgrade_pending,
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
+        "an upgrade of a stopped-by-hand unit records no run-state drift for its own start",
+        both(upgrade_pending, on_unit(active_state="inactive")),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
+        "an upgrade takes the version from the unit file when the status has none",
+        both(upgrade_pending, on_status(deployed_version=None)),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
+        "a version change of a stopped service is no upgrade, only new files",
+        both(upgrade_pending, setting(desired_state="stopped")),
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "DisableUnit"],
+        run=["StopUnit"],
+    ),
+    Row(
+        "a version change of a unit systemd lost is no upgrade, and its start is a repair",
+        both(
+            upgrade_pending,
+            on_unit(load_state="not-found", active_state="inactive", sub_state="dead"),
+        ),
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        run=["StartUnit"],
+        drift=[("run state", "unit was inactive/dead")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit systemd does not know at all is enabled and started",
+        setting(unit=None),
+        prepare=["EnableUnit"],
+        run=["StartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a stopped service whose unit systemd does not know needs nothing",
+        setting(unit=None, desired_state="stopped"),
+    ),
+    Row(
+        "the recorded version wins over the unit file's when they disagree",
+        both(upgrade_pending, setting(file_version=NEW)),
+        prepare=[
+            "EnsureRelease",
+            "StopUnit",
+            "BackupData",
+            "PrepareDirectory",
+            "WriteUnit",
+            "DaemonReload",
+        ],
+        run=["StartUnit"],
+        probe=30.0,
+        upgrade=Upgrade(OLD, NEW),
+    ),
+    Row(
+        "a rollback starts the old version again without drift and without a new upgrade",
+        both(
+            upgrade_pending,
+            on_unit(active_state="inactive"),
+            setting(rolling_back=True),
+        ),
+        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        run=["StartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a rollback of a service that should be stopped leaves it stopped",
+        both(
+            setting(rolling_back=True, desired_state="stopped"),
+            on_unit(active_state="inactive", unit_file_state="disabled"),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_plan_table(row: Row) -> None:
+    scenario = converged()
+    row.mutate(scenario)
+    plan = plan_for(scenario)
+    assert kinds(plan.prepare) == row.prepare
+    assert kinds(plan.run) == row.run
+    assert kinds(plan.route) == row.route
+    assert plan.finish == ()
+    assert [(d.what, d.found) for d in plan.drift] == row.drift
+    assert plan.probe_deadline == row.probe
+    assert plan.defer == row.defer
+    assert plan.upgrade == row.upgrade
+    assert bool(plan) == bool(row.prepare or row.run or row.route)
+    assert plan.name == "app" and not plan.removal
+    desired = desired_of(scenario)
+    for step in plan.steps:
+        if isinstance(step, WriteUnit):
+            assert step.text == desired.unit_text
+        if isinstance(step, WriteSite):
+            assert step.text == desired.site_text
+    assert plan.status == {
+        "systemd_config_hash": UNIT_HASH,
+        "caddy_config_hash": SITE_HASH,
+        "deployed_version": NEW,
+        "observed_generation": 2,
+    }
+
+
+def test_drift_events_carry_the_hash_found_and_the_hash_written() -> None:
+    scenario = converged()
+    scenario.file_hash, scenario.site_hash = EDITED, None
+    drift = {d.what: d for d in plan_for(scenario).drift}
+    assert (drift["unit file"].before_hash, drift["unit file"].after_hash) == (EDITED, UNIT_HASH)
+    assert (drift["caddy site"].before_hash, drift["caddy site"].after_hash) == (None, SITE_HASH)
+    assert drift["unit file"].message() == (
+        "unit file: hand-edited; rewrote the unit file, daemon-reload"
+    )
+    assert drift["caddy site"].details() == {
+        "what": "caddy site",
+        "found": "deleted",
+        "action": "rewrote the site snippet, caddy reload",
+        "before_hash": None,
+        "after_hash": SITE_HASH,
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (
+            setting(file_hash=EDITED),
+            Drift(
+                "unit file",
+                "hand-edited",
+                "rewrote the unit file, daemon-reload",
+                EDITED,
+                UNIT_HASH,
+            ),
+        ),
+        (
+            on_unit(need_daemon_reload=True),
+            Drift(
+                "unit file",
+                "systemd had not reloaded the file",
+                "daemon-reload",
+                UNIT_HASH,
+                UNIT_HASH,
+            ),
+        ),
+        (
+            on_unit(active_state="failed", sub_state="failed"),
+            Drift("run state", "unit was failed/failed", "started the unit", "failed", "active"),
+        ),
+        (
+            setting(site_hash=EDITED),
+            Drift(
+                "caddy site",
+                "hand-edited",
+                "rewrote the site snippet, caddy reload",
+                EDITED,
+                SITE_HASH,
+            ),
+        ),
+    ],
+    ids=["unit file edited", "unit file not reloaded", "run state", "caddy site edited"],
+)
+def test_each_kind_of_drift_says_what_was_found_and_done(
+    mutation: Callable[[Scenario], None], expected: Drift
+) -> None:
+    scenario = converged()
+    mutation(scenario)
+    assert plan_for(scenario).drift == (expected,)
+
+
+def test_a_plan_is_no_rollback_unless_the_reconciler_says_so() -> None:
+    scenario = converged()
+    upgrade_pending(scenario)
+    plan = plan_service(desired_of(scenario), scenario.status, observed_of(scenario), POLICY)
+    assert plan.upgrade == Upgrade(OLD, NEW)
+
+
+def test_every_step_says_what_it_did_in_the_event_log() -> None:
+    steps = [
+        EnsureRelease(OLD),
+        PrepareDirectory(),
+        WriteUnit("x"),
+        DaemonReload(),
+        EnableUnit(),
+        DisableUnit(),
+        CreateSuperuser("o@example.test"),
+        StartUnit(),
+        StopUnit(),
+        StopUnit("upgrade"),
+        StopUnit("removal"),
+        RestartUnit("configuration changed"),
+        RestartUnit("health", 3),
+        WriteSite("x"),
+        RemoveSite(),
+        RemoveUnitFile(),
+        BackupData(),
+        RemoveData(purge=False),
+        RemoveData(purge=True),
+    ]
+    assert [step.describe() for step in steps] == [
+        f"PocketBase {OLD} cached",
+        "service directory prepared",
+        "unit file written",
+        "daemon-reload",
+        "enabled",
+        "disabled",
+        "first superuser created",
+        "started",
+        "stopped",
+        "stopped for upgrade",
+        "stopped",
+        "restarted (configuration changed)",
+        "restarted (health)",
+        "caddy site applied",
+        "caddy site removed",
+        "unit file removed",
+        "pb_data backed up",
+        "data archived",
+        "data purged",
+    ]
+    assert Plan("app", prepare=(StartUnit(),), run=(StopUnit(),)).describe() == [
+        "started",
+        "stopped",
+    ]
+
+
+def test_a_spec_change_restarts_for_the_configuration_not_for_health() -> None:
+    scenario = converged()
+    spec_changed(scenario)
+    on_status(health_failures=9)(scenario)
+    assert plan_for(scenario).run == (RestartUnit("configuration changed"),)
+
+
+def test_a_health_restart_names_how_many_probes_failed() -> None:
+    scenario = converged()
+    on_status(health_failures=4)(scenario)
+    assert plan_for(scenario).run == (RestartUnit("health", 4),)
+
+
+def test_an_upgrade_stops_the_unit_itself_and_keeps_the_old_release_for_the_way_back() -> None:
+    scenario = converged()
+    upgrade_pending(scenario)
+    plan = plan_for(scenario)
+    assert plan.prepare[0].describe() == f"PocketBase {OLD} cached"
+    assert plan.prepare[1] == StopUnit("upgrade")
+    assert plan.prepare[2] == BackupData()
+    assert plan.drift == ()
+
+
+def test_a_plan_settles_the_hashes_version_and_generation_it_applies() -> None:
+    scenario = converged()
+    spec_changed(scenario)
+    assert plan_for(scenario).status == {
+        "systemd_config_hash": UNIT_HASH,
+        "caddy_config_hash": SITE_HASH,
+        "deployed_version": NEW,
+        "observed_generation": 2,
+    }
+
+
+def test_a_first_superuser_step_names_the_e_mail() -> None:
+    scenario = converged()
+    setting(spec={"superuser_email": "o@example.test"})(scenario)
+    on_dirs(superuser_done=False)(scenario)
+    assert plan_for(scenario).prepare == (CreateSuperuser("o@example.test"),)
+
+
+# -- versions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failed", "deployed", "expected"),
+    [
+        (None, OLD, NEW),
+        (NEW, OLD, OLD),
+        (NEW, None, NEW),
+        ("0.41.0", OLD, NEW),
+    ],
+    ids=[
+        "the spec's version when nothing failed",
+        "the old version when the spec's one was rolled back",
+        "the spec's version when a failed one never ran before",
+        "the spec's version when another version failed",
+    ],
+)
+def test_target_version(failed: str | None, deployed: str | None, expected: str) -> None:
+    spec = ServiceSpec.model_validate(
+        {"project_name": "app", "port": 8100, "pocketbase_version": NEW, "domain": "app.test"}
+    )
+    status = ServiceStatus("app", failed_version=failed, deployed_version=deployed)
+    assert target_version(spec, status) == expected
+
+
+def test_target_version_without_a_status_is_the_spec_s() -> None:
+    spec = ServiceSpec.model_validate(
+        {"project_name": "app", "port": 8100, "pocketbase_version": NEW, "domain": "app.test"}
+    )
+    assert target_version(spec, None) == NEW
+
+
+def test_the_deployed_version_is_the_status_s_else_the_unit_file_s() -> None:
+    scenario = converged()
+    scenario.file_version = OLD
+    observed = observed_of(scenario)
+    assert deployed_version(ServiceStatus("app", deployed_version=NEW), observed) == NEW
+    assert deployed_version(ServiceStatus("app"), observed) == OLD
+    assert deployed_version(None, observed) == OLD
+
+
+# -- removal ------------------------------------------------------------------------------
+
+
+def removal(
+    deletion: Deletion | None,
+    *,
+    managed: bool = True,
+    file: bool = True,
+    unit: UnitStatus | None = None,
+    site: bool = True,
+) -> Plan:
+    observed = Observed(
+        unit=UnitObservation(
+            name="app",
+            file_exists=file,
+            file_hash=UNIT_HASH if file else None,
+            managed=managed and file,
+            status=unit,
+        ),
+        site_hash=SITE_HASH if site else None,
+    )
+    return plan_removal("app", deletion, observed)
+
+
+def deletion(purge: bool = False) -> Deletion:
+    return Deletion("app", "abc123", purge, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_name_with_nothing_of_ours_and_no_tombstone_needs_no_removal() -> None:
+    plan = removal(None, file=False, site=False)
+    assert plan.steps == () and not plan
+
+
+def test_a_foreign_unit_of_that_name_is_never_stopped_disabled_or_removed() -> None:
+    plan = removal(None, managed=False, unit=unit_status(), site=False)
+    assert plan.steps == ()
+
+
+def test_removing_a_running_service_stops_disables_removes_and_archives() -> None:
+    assert removal(deletion(), unit=unit_status()) == Plan(
+        name="app",
+        prepare=(StopUnit("removal"), DisableUnit(), RemoveUnitFile(), DaemonReload()),
+        route=(RemoveSite(),),
+        finish=(RemoveData(purge=False),),
+        removal=True,
+    )
+
+
+def test_an_empty_removal_is_still_a_removal_plan_of_that_name() -> None:
+    assert removal(None, file=False, site=False) == Plan(name="app", removal=True)
+
+
+def test_removing_a_stopped_disabled_service_only_removes_its_files() -> None:
+    plan = removal(
+        deletion(), unit=unit_status(active_state="inactive", unit_file_state="disabled")
+    )
+    assert kinds(plan.prepare) == ["RemoveUnitFile", "DaemonReload"]
+
+
+def test_removing_a_runtime_enabled_unit_disables_it_but_a_linked_one_is_not_disabled() -> None:
+    runtime = removal(deletion(), unit=unit_status(unit_file_state="enabled-runtime"))
+    linked = removal(deletion(), unit=unit_status(unit_file_state="linked"))
+    assert "DisableUnit" in kinds(runtime.prepare)
+    assert "DisableUnit" not in kinds(linked.prepare)
+
+
+def test_a_purge_deletes_the_data_instead_of_archiving_it() -> None:
+    assert removal(deletion(purge=True), unit=unit_status()).finish == (RemoveData(purge=True),)
+
+
+def test_a_tombstone_with_nothing_on_the_host_still_archives_what_the_folder_holds() -> None:
+    plan = removal(deletion(), file=False, site=False)
+    assert plan.prepare == () and plan.route == ()
+    assert plan.finish == (RemoveData(purge=False),)
+
+
+def test_a_leftover_site_without_a_unit_is_removed() -> None:
+    plan = removal(None, file=False, site=True)
+    assert kinds(plan.route) == ["RemoveSite"]
+
+
+def test_a_site_beside_a_foreign_unit_is_removed_but_the_unit_left_alone() -> None:
+    plan = removal(None, managed=False, unit=unit_status(), site=True)
+    assert plan.prepare == ()
+    assert kinds(plan.route) == ["RemoveSite"]
+
+
+# -- after the steps ------------------------------------------------------------------------
+
+
+def settle(
+    *,
+    unit: UnitStatus | None = None,
+    healthy: bool | None = True,
+    site: str | None = SITE_HASH,
+    unit_file: str | None = UNIT_HASH,
+    caddy_error: str | None = None,
+    desired_state: str = "running",
+    previous: ServiceStatus | None = None,
+) -> dict[str, Any]:
+    scenario = converged()
+    scenario.desired_state = desired_state
+    desired = desired_of(scenario)
+    plan = Plan(name="app", status={"deployed_version": NEW})
+    settled = Settled(
+        unit=unit or unit_status(),
+        unit_file_hash=unit_file,
+        site_hash=site,
+        healthy=healthy,
+        checked_at=datetime(2026, 1, 1, tzinfo=UTC) if healthy is not None else None,
+        caddy_error=caddy_error,
+    )
+    return conclude(desired, plan, settled, previous)
+
+
+def test_a_healthy_instance_is_active_with_its_unit_s_figures() -> None:
+    assert settle(unit=unit_status(cpu_usage_nsec=7)) == {
+        "deployed_version": NEW,
+        "state": "active",
+        "config_match": True,
+        "caddy_status": "configured",
+        "active_state": "active",
+        "sub_state": "running",
+        "pid": 4242,
+        "memory_bytes": 30_000_000,
+        "cpu_usage_nsec": 7,
+        "restarts": 0,
+        "last_error": None,
+        "health_ok": True,
+        "last_health_check": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+
+
+def test_an_unprobed_steady_instance_keeps_its_health_verdict_and_records_no_probe() -> None:
+    changes = settle(healthy=None, previous=ServiceStatus("app", state="active", health_ok=True))
+    assert changes["state"] == "active"
+    assert "health_ok" not in changes and "last_health_check" not in changes
+
+
+def test_an_unprobed_instance_never_seen_healthy_is_still_deploying() -> None:
+    assert settle(healthy=None, previous=ServiceStatus("app", health_ok=None))["state"] == (
+        "deploying"
+    )
+
+
+def test_a_refused_site_is_an_error_that_quotes_caddy() -> None:
+    changes = settle(caddy_error="ambiguous site definition: x.test")
+    assert changes["state"] == "error"
+    assert changes["last_error"] == "Caddy refused the site: ambiguous site definition: x.test"
+
+
+def test_a_stopped_service_is_inactive_once_its_unit_is_down_and_deploying_until_then() -> None:
+    down = unit_status(active_state="inactive", sub_state="dead")
+    stopped = settle(desired_state="stopped", unit=down, healthy=None)
+    assert (stopped["state"], stopped["last_error"]) == ("inactive", None)
+    assert settle(desired_state="stopped", healthy=None)["state"] == "deploying"
+
+
+def test_an_unhealthy_failed_unit_is_an_error_with_systemd_s_reason() -> None:
+    failed = unit_status(active_state="failed", result="exit-code", exec_main_status=1)
+    changes = settle(unit=failed, healthy=False)
+    assert changes["state"] == "error"
+    assert changes["last_error"] == "unit failed: Result=exit-code, ExecMainStatus=1"
+    assert changes["health_ok"] is False
+
+
+def test_an_unhealthy_running_unit_is_still_deploying() -> None:
+    assert settle(healthy=False)["state"] == "deploying"
+
+
+def test_a_rolled_back_version_keeps_its_reason_in_the_status() -> None:
+    previous = ServiceStatus("app", failed_version=NEW, last_error="PocketBase 0.40.6 ...")
+    assert settle(previous=previous)["last_error"] == "PocketBase 0.40.6 ..."
+    other = ServiceStatus("app", failed_version="0.41.0", last_error="old news")
+    assert settle(previous=other)["last_error"] is None
+
+
+@pytest.mark.parametrize(
+    ("site", "unit_file", "need_reload", "match", "caddy"),
+    [
+        (SITE_HASH, UNIT_HASH, False, True, "configured"),
+        (EDITED, UNIT_HASH, False, False, "error"),
+        (SITE_HASH, EDITED, False, False, "configured"),
+        (SITE_HASH, UNIT_HASH, True, False, "configured"),
+    ],
+    ids=["all as rendered", "site differs", "unit file differs", "reload pending"],
+)
+def test_config_match_needs_both_files_as_rendered_and_nothing_to_reload(
+    site: str, unit_file: str, need_reload: bool, match: bool, caddy: str
+) -> None:
+    changes = settle(
+        site=site, unit_file=unit_file, unit=unit_status(need_daemon_reload=need_reload)
+    )
+    assert (changes["config_match"], changes["caddy_status"]) == (match, caddy)
+
+
+@pytest.mark.parametrize(
+    ("state", "caddy_error", "expected"),
+    [("active", None, None), ("deploying", None, DEPLOYING_REQUEUE), ("error", "x", 60.0)],
+    ids=["active: no requeue", "deploying: soon", "refused site: at the next resync"],
+)
+def test_requeue_after(state: str, caddy_error: str | None, expected: float | None) -> None:
+    assert requeue_after(state, caddy_error, POLICY) == expected
+
+
+def test_small_waves_start_instances_before_caddy_and_large_ones_after() -> None:
+    assert [run_first(size) for size in (1, 4, 5, 64)] == [True, True, False, False]
+
+
+def test_every_row_is_a_distinct_scenario() -> None:
+    ids = [row.id for row in ROWS]
+    assert len(ids) == len(set(ids)) >= 40
+    assert dataclasses.is_dataclass(ROWS[0])

@@ -5,6 +5,9 @@ Tests that use the test bed (the ``sandbox`` or ``testbed_base`` fixtures; they 
 they are skipped with the exact reason. Each module gets its own sandbox (a private systemd
 manager, journald and Caddy in a folder under ``TESTBED_BASE``), and tearing it down must
 leave no process behind: the fixture fails the module's last test otherwise.
+
+No test may leave an asyncio task of its own pending (``no_asyncio_task_left_behind``, as
+kopf does; how a task is known to be the test's is in tests/asyncio_tasks.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
+from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
 from tests.testbed.mirror import (
     OLDER_VERSION,
     ReleaseMirror,
@@ -45,6 +49,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.testbed)
         if reason and item.get_closest_marker("testbed"):
             item.add_marker(pytest.mark.skip(reason=f"no test bed on this machine: {reason}"))
+
+
+@pytest.fixture(autouse=True)
+def no_asyncio_task_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a task of its own still pending once it and its
+    function-scoped fixtures are done (this fixture is set up first, so torn down last)."""
+    marker = request.node.get_closest_marker("asyncio")
+    if marker is not None:
+        # The runner of the test's loop, set up before this fixture so that it is torn down
+        # after the check below (a runner cancels whatever is left when it closes its loop).
+        scope = marker.kwargs.get("loop_scope") or request.config.getini(
+            "asyncio_default_test_loop_scope"
+        )
+        record_task_owners(request.getfixturevalue(f"_{scope}_scoped_runner").get_loop())
+    test = request.node.nodeid
+    with owned_by(test):
+        yield
+    left = pending_tasks_of(test)
+    if left:
+        pytest.fail(f"the test left {len(left)} asyncio task(s) pending: {', '.join(left)}")
 
 
 def _end_stale_testbeds() -> None:

@@ -6,48 +6,35 @@ a client written against either works: e.g. a service comes back both as ``data`
 one) and as ``service`` (variant two). Every response model forbids extra fields, so the
 document is exact and a handler cannot send an undocumented field by accident.
 
-Request bodies are checked twice. The spec's own parser (``specs.model.parse_spec``) gives
-the precise codes (``NAME_MUST_START_WITH_LETTER``, ``INVALID_DOMAIN``, ...); the strict
-models here add what the API promises beyond YAML: JSON types as documented (a port is a
-number, not the string "8080"), no unknown fields. The patterns in them are never stricter
-than the grammar, so anything they refuse the server refuses too.
+The service bodies (create, patch) and the spec's part of the ``Service`` view are not
+written here: they are derived from ``ServiceSpec``'s fields (``api.spec_shapes``), so a
+new spec field reaches them, and the document, without an edit here. Request bodies are
+checked twice: the spec's own parser (``specs.model.parse_spec``) gives the precise codes
+(``NAME_MUST_START_WITH_LETTER``, ``INVALID_DOMAIN``, ...); the strict derived bodies add
+what the API promises beyond YAML: JSON types as documented (a port is a number, not the
+string "8080"), no unknown fields.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from pockestrator.api.spec_shapes import STRICT, VIEW, request_body, spec_view
 from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.grammar import NO_ASCII_CONTROLS
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.values import DesiredState
 
-NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
-VERSION_PATTERN = (
-    r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})"
-    r"(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?$"
-)
-ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-MEMORY_PATTERN = r"^([0-9]{1,15}[KMGT]?|[0-9]{1,3}%|infinity)$"
-CPU_PATTERN = r"^[1-9][0-9]{0,4}%$"
-ORIGIN_PATTERN = (
-    r"^(\*|https?://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-    r"(:[0-9]{1,5})?)$"
-)
-EMAIL_PATTERN = (
-    r"^[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
 LIST_LIMIT_MAX = 500
 LOG_LINES_MAX = 10_000
 
 ServiceState = Literal["deploying", "active", "inactive", "error"]
-RunState = Literal["running", "stopped"]
-ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
+RunState = DesiredState
 
-_STRICT = ConfigDict(extra="forbid", strict=True)
 _CLOSED = ConfigDict(extra="forbid")
 
 
@@ -143,133 +130,37 @@ class EventsQuery(BaseModel):
 
 # -- request bodies ----------------------------------------------------------------------
 
-EnvName = Annotated[str, Field(max_length=128, pattern=ENV_NAME_PATTERN)]
-EnvValue = Annotated[str, Field(max_length=4096, pattern=NO_CONTROL)]
-_ENV_VALUE_SCHEMA = {"type": "string", "maxLength": 4096, "pattern": NO_CONTROL}
-
-
-def _env_schema(nullable_values: bool) -> Any:
-    """Every key must match (``propertyNames``), not only the ones that happen to."""
-
-    def rewrite(schema: dict[str, Any]) -> None:
-        branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") == "object"]
-        for branch in branches:
-            branch.pop("patternProperties", None)
-            branch["propertyNames"] = {"maxLength": 128, "pattern": ENV_NAME_PATTERN}
-            value: dict[str, Any] = dict(_ENV_VALUE_SCHEMA)
-            if nullable_values:
-                value = {"anyOf": [value, {"type": "null"}]}
-            branch["additionalProperties"] = value
-
-    return rewrite
-
-
-OriginText = Annotated[str, Field(pattern=ORIGIN_PATTERN)]
-
-
-class ResourcesBody(BaseModel):
-    """systemd limits, in systemd's syntax."""
-
-    model_config = _STRICT
-
-    memory_max: str | None = Field(default=None, pattern=MEMORY_PATTERN, examples=["512M"])
-    cpu_quota: str | None = Field(default=None, pattern=CPU_PATTERN, examples=["50%"])
-
-
-class FlagsBody(BaseModel):
-    """The allowed extra ``pocketbase serve`` flags."""
-
-    model_config = _STRICT
-
-    origins: list[OriginText] | None = None
-    encryption_env: EnvName | None = None
-    dev: bool | None = None
-    query_timeout: int | None = Field(default=None, ge=1, le=3600)
-    hooks_watch: bool | None = None
-    hooks_pool: int | None = Field(default=None, ge=1, le=1000)
-    index_fallback: bool | None = None
-
-
-class ServiceCreateBody(BaseModel):
-    """A new service. ``domain`` defaults to ``<project_name>.<default_domain>``."""
-
-    model_config = _STRICT
-
-    project_name: str = Field(
-        min_length=1,
-        max_length=50,
-        pattern=NAME_PATTERN,
-        description="Lowercase letters, digits and '-'; starts with a letter.",
-        examples=["my-app"],
-    )
-    port: int = Field(ge=1024, le=65535, examples=[8080])
-    pocketbase_version: str = Field(max_length=64, pattern=VERSION_PATTERN, examples=["0.29.0"])
-    domain: str | None = Field(default=None, examples=["my-app.example.com"])
-    description: str = Field(default="", max_length=500, pattern=NO_CONTROL)
-    superuser_email: str | None = Field(
-        default=None,
-        max_length=254,
-        pattern=EMAIL_PATTERN,
-        description="Create this first superuser with a generated password, returned once.",
-    )
-    created_by: str = Field(
-        default="",
-        max_length=254,
-        pattern=NO_CONTROL,
-        description="Defaults to the caller (token name or admin e-mail).",
-    )
-    desired_state: RunState = "running"
-    env: dict[EnvName, EnvValue] = Field(
-        default_factory=dict,
-        json_schema_extra=_env_schema(False),
-        examples=[{"GOMEMLIMIT": "400MiB"}],
-    )
-    resources: ResourcesBody = Field(default_factory=ResourcesBody)
-    flags: FlagsBody = Field(default_factory=FlagsBody)
-    extra_dirs: list[ExtraDir] = Field(default_factory=list)
-
-
-class ServicePatchBody(BaseModel):
-    """A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``
-    resets a field to its default (and removes an ``env`` entry)."""
-
-    model_config = _STRICT
-
-    project_name: str | None = Field(
-        default=None, max_length=50, description="May be given, but must not change."
-    )
-    port: int | None = Field(default=None, ge=1024, le=65535)
-    pocketbase_version: str | None = Field(
-        default=None, max_length=64, pattern=VERSION_PATTERN, description="An upgrade."
-    )
-    domain: str | None = None
-    description: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL)
-    superuser_email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
-    desired_state: RunState | None = None
-    env: dict[EnvName, EnvValue | None] | None = Field(
-        default=None,
-        json_schema_extra=_env_schema(True),
-        description="Entries to set; null removes one.",
-    )
-    resources: ResourcesBody | None = None
-    flags: FlagsBody | None = None
-    extra_dirs: list[ExtraDir] | None = None
+ServiceCreateBody = request_body(
+    ServiceSpec,
+    "create",
+    "ServiceCreateBody",
+    "A new service. ``domain`` defaults to ``<project_name>.<default_domain>``; "
+    "``created_by`` to the caller (token name or admin e-mail).",
+)
+ServicePatchBody = request_body(
+    ServiceSpec,
+    "patch",
+    "ServicePatchBody",
+    "A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``"
+    " resets a field to its default (and removes an ``env`` entry). ``project_name`` may be"
+    " given, but must not change; ``created_by`` cannot be changed.",
+)
 
 
 class ControlBody(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
 
     action: Literal["start", "stop", "restart"]
 
 
 class TokenCreateBody(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
 
-    name: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL, examples=["ci"])
+    name: str = Field(min_length=1, max_length=100, pattern=NO_ASCII_CONTROLS.json, examples=["ci"])
 
 
 class LoginBody(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
 
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
@@ -300,56 +191,38 @@ class ErrorResponse(BaseModel):
     details: dict[str, list[str]]
 
 
-class ResourcesView(BaseModel):
-    model_config = _CLOSED
-
-    memory_max: str | None
-    cpu_quota: str | None
-
-
-class FlagsView(BaseModel):
-    model_config = _CLOSED
-
-    origins: list[str] | None
-    encryption_env: str | None
-    dev: bool | None
-    query_timeout: int | None
-    hooks_watch: bool | None
-    hooks_pool: int | None
-    index_fallback: bool | None
-
-
-class Service(BaseModel):
-    """A service: the reference's fields, then what this agent knows besides."""
-
-    model_config = _CLOSED
+class _ServiceId(BaseModel):
+    model_config = VIEW
 
     id: str
-    project_name: str
-    port: int
-    pocketbase_version: str
-    domain: str
+
+
+# mypy cannot follow a class made at run time; to it the spec's part is the id alone.
+if TYPE_CHECKING:
+    _ServiceSpecView = _ServiceId
+else:
+    _ServiceSpecView = spec_view(ServiceSpec, _ServiceId, "ServiceSpecView")
+
+
+class Service(_ServiceSpecView):
+    """A service: its id and its spec's fields (``desired_state`` with any start/stop
+    override), then what this agent knows besides."""
+
+    model_config = VIEW
+
     status: ServiceState
-    created_by: str
     created_at: datetime
     updated_at: datetime
-    description: str
     systemd_config_hash: str | None = Field(description="12-hex prefix of the unit's SHA-256.")
     caddy_config_hash: str | None = Field(description="12-hex prefix of the site's SHA-256.")
     last_health_check: datetime | None
     url: str
     service_name: str = Field(description="The systemd unit.")
-    desired_state: RunState
     source: Literal["api", "file"]
     source_file: str | None = Field(description="The spec file that owns the service.")
     deployed_version: str | None
     health_ok: bool | None
     last_error: str | None
-    superuser_email: str | None
-    env: dict[str, str]
-    resources: ResourcesView
-    flags: FlagsView
-    extra_dirs: list[str]
     generation: int = Field(description="Counts changes to the spec.")
     observed_generation: int | None = Field(
         description="The generation the last finished reconcile acted on; when it equals "

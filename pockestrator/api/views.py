@@ -12,10 +12,8 @@ from pockestrator.api.errors import Problem
 from pockestrator.api.formatting import short_hash
 from pockestrator.api.models import (
     EventView,
-    FlagsView,
     Issue,
     LogEntryView,
-    ResourcesView,
     RuntimeStatus,
     Service,
     TokenView,
@@ -34,48 +32,31 @@ def issue_view(problem: Problem | FieldIssue) -> Issue:
 def service_view(
     record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig
 ) -> Service:
+    """The spec's fields as they are (the view takes those the API shows), then the
+    record's and the status's."""
     spec = record.spec
-    flags = spec.flags
     scheme = "https" if config.caddy_tls else "http"
-    return Service(
-        id=record.id,
-        project_name=spec.project_name,
-        port=spec.port,
-        pocketbase_version=spec.pocketbase_version,
-        domain=spec.domain,
-        status=status.state if status is not None else "deploying",
-        created_by=spec.created_by,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        description=spec.description,
-        systemd_config_hash=short_hash(status.systemd_config_hash if status else None),
-        caddy_config_hash=short_hash(status.caddy_config_hash if status else None),
-        last_health_check=status.last_health_check if status else None,
-        url=f"{scheme}://{spec.domain}",
-        service_name=unit_name(spec.project_name),
-        desired_state=record.desired_state,
-        source="file" if record.source_file else "api",
-        source_file=record.source_file,
-        deployed_version=status.deployed_version if status else None,
-        health_ok=status.health_ok if status else None,
-        last_error=status.last_error if status else None,
-        superuser_email=spec.superuser_email,
-        env=dict(spec.env),
-        resources=ResourcesView(
-            memory_max=spec.resources.memory_max, cpu_quota=spec.resources.cpu_quota
-        ),
-        flags=FlagsView(
-            origins=list(flags.origins) if flags.origins is not None else None,
-            encryption_env=flags.encryption_env,
-            dev=flags.dev,
-            query_timeout=flags.query_timeout,
-            hooks_watch=flags.hooks_watch,
-            hooks_pool=flags.hooks_pool,
-            index_fallback=flags.index_fallback,
-        ),
-        extra_dirs=list(spec.extra_dirs),
-        generation=record.generation,
-        observed_generation=status.observed_generation if status else None,
+    return Service.model_validate(
+        {
+            **spec.model_dump(mode="json"),
+            "id": record.id,
+            "desired_state": record.desired_state,
+            "status": status.state if status is not None else "deploying",
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),
+            "caddy_config_hash": short_hash(status.caddy_config_hash if status else None),
+            "last_health_check": status.last_health_check if status else None,
+            "url": f"{scheme}://{spec.domain}",
+            "service_name": unit_name(spec.project_name),
+            "source": "file" if record.source_file else "api",
+            "source_file": record.source_file,
+            "deployed_version": status.deployed_version if status else None,
+            "health_ok": status.health_ok if status else None,
+            "last_error": status.last_error if status else None,
+            "generation": record.generation,
+            "observed_generation": status.observed_generation if status else None,
+        }
     )
 
 

@@ -35,38 +35,78 @@ MEMORY_MAX_BYTES = 2**63 - 1
 # ...) load code into the instance or write files as it; PocketBase needs none of them.
 RESERVED_ENV_PREFIX = "LD_"
 
-_NAME_CHARS = re.compile(r"[a-z0-9-]+", re.ASCII)
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
-_VERSION = re.compile(
-    r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})(?:-([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*))?",
-    re.ASCII,
-)
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
-_EMAIL = re.compile(
-    r"[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+",
-    re.ASCII,
-)
-_MEMORY = re.compile(r"(?:([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity)", re.ASCII)
-_CPU_QUOTA = re.compile(r"([1-9][0-9]{0,4})%", re.ASCII)
-_ORIGIN = re.compile(
-    r"\*|https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-    r"(?::([0-9]{1,5}))?",
-    re.ASCII,
-)
+
+class Pattern:
+    """One regular expression, written once, for the grammar's check and for JSON Schema.
+
+    ``regex`` is the compiled check; ``json`` is the same text anchored as JSON Schema's
+    ``pattern`` wants it (``^(?:...)$``: a JSON Schema pattern matches anywhere, a check
+    here matches the whole value). The API's strict bodies and the OpenAPI document state
+    ``json`` (through the spec's types), so what clients are told is what is checked.
+    Keep the text within what ECMA-262, Python's ``re`` and pydantic's Rust regex read
+    alike: classes, groups, counted repeats and four-digit Unicode escapes; no
+    look-arounds, no back-references.
+    """
+
+    __slots__ = ("json", "regex", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.regex = re.compile(text, re.ASCII)
+        self.json = f"^(?:{text})$"
+
+    def fullmatch(self, value: str) -> re.Match[str] | None:
+        return self.regex.fullmatch(value)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r})"
+
+
 # Every Unicode control character (category Cc: C0, DEL and C1, which includes U+0085 NEXT
 # LINE and U+009B, the 8-bit escape sequence introducer) and the line and paragraph
 # separators (Zl, Zp). Unicode's stability policy fixes the Cc set, so a literal class is
 # exact. Any of these can end a line in a unit file, a log line, JSON or a terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 # Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): they
 # reorder what a human sees without changing the text ("Trojan Source"). The marks
 # U+200E/U+200F only set the direction of neutral characters and stay allowed.
-_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+_BIDI_CLASS = r"\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
+_BIDI_CONTROL = re.compile(f"[{_BIDI_CLASS}]")
 _BIDI_MESSAGE = (
     "must not contain bidirectional override or isolate characters "
     "(U+202A-U+202E, U+2066-U+2069): they make text display differently from what it is"
 )
+
+# The patterns JSON Schema states (see ``Pattern``), one for each check below that has one.
+# What a project name's rules 3 to 5 say (characters, first letter, last character); the
+# other rules (no "--" in third and fourth place, reserved names) need look-arounds, so
+# the pattern is looser than ``check_project_name``, never stricter.
+PROJECT_NAME = Pattern(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
+VERSION = Pattern(
+    r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})"
+    r"(?:-([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*))?"
+)
+ENV_NAME = Pattern(r"[A-Z_][A-Z0-9_]*")
+EMAIL = Pattern(
+    r"[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+MEMORY_LIMIT = Pattern(r"([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity")
+CPU_QUOTA = Pattern(r"([1-9][0-9]{0,4})%")
+ORIGIN = Pattern(
+    r"\*|https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    r"(?::([0-9]{1,5}))?"
+)
+# Text people read (descriptions, env values): no control character, line separator or
+# bidirectional override, which is what ``check_free_text`` and ``check_env_value`` refuse.
+ONE_LINE = Pattern(f"[^{_CONTROL_CLASS}{_BIDI_CLASS}]*")
+# Labels the API takes outside a spec (token names): no ASCII control character. Looser
+# than ONE_LINE, as the token API has always been.
+NO_ASCII_CONTROLS = Pattern(r"[^\x00-\x1f\x7f]*")
+
+_NAME_CHARS = re.compile(r"[a-z0-9-]+", re.ASCII)
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 
 
 class GrammarError(ValueError):
@@ -166,7 +206,7 @@ def normalize_domain(value: str) -> str:
 
 def check_version(value: str) -> str:
     """``X.Y.Z`` with an optional pre-release (``0.23.0-rc12``); no leading ``v``."""
-    if len(value) > VERSION_MAX or not _VERSION.fullmatch(value):
+    if len(value) > VERSION_MAX or not VERSION.fullmatch(value):
         raise GrammarError(
             ErrorCode.INVALID_VERSION,
             "version must look like 0.29.0 (optionally with a pre-release, e.g. 0.23.0-rc1)",
@@ -195,7 +235,7 @@ def _pre_release_part(part: str) -> PreReleasePart:
 
 def version_key(value: str) -> tuple[int, int, int, int, tuple[PreReleasePart, ...]]:
     """Sort key comparing versions as versions: 0.10.0 > 0.9.0, 1.0.0 > 1.0.0-rc1."""
-    match = _VERSION.fullmatch(value)
+    match = VERSION.fullmatch(value)
     if match is None:
         raise GrammarError(ErrorCode.INVALID_VERSION, f"not a version: {value!r}")
     major, minor, patch, pre = match.groups()
@@ -208,7 +248,7 @@ def is_prerelease(value: str) -> bool:
 
 
 def check_env_name(value: str) -> str:
-    if len(value) > ENV_NAME_MAX or not _ENV_NAME.fullmatch(value):
+    if len(value) > ENV_NAME_MAX or not ENV_NAME.fullmatch(value):
         raise GrammarError(
             ErrorCode.INVALID_ENV_NAME,
             f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*",
@@ -239,7 +279,7 @@ def check_env_value(value: str) -> str:
 
 def memory_limit_bytes(value: str) -> int | None:
     """Bytes of a systemd ``MemoryMax=`` value; None for ``infinity`` or a percentage."""
-    match = _MEMORY.fullmatch(value)
+    match = MEMORY_LIMIT.fullmatch(value)
     if match is None:
         raise GrammarError(
             ErrorCode.INVALID_MEMORY_LIMIT,
@@ -269,7 +309,7 @@ def memory_limit_bytes(value: str) -> int | None:
 
 
 def check_cpu_quota(value: str) -> str:
-    match = _CPU_QUOTA.fullmatch(value)
+    match = CPU_QUOTA.fullmatch(value)
     if match is None or int(match.group(1)) > 10000:
         raise GrammarError(
             ErrorCode.INVALID_CPU_QUOTA,
@@ -279,13 +319,13 @@ def check_cpu_quota(value: str) -> str:
 
 
 def check_email(value: str) -> str:
-    if len(value) > EMAIL_MAX or not _EMAIL.fullmatch(value):
+    if len(value) > EMAIL_MAX or not EMAIL.fullmatch(value):
         raise GrammarError(ErrorCode.INVALID_EMAIL, "not a valid e-mail address")
     return value
 
 
 def check_origin(value: str) -> str:
-    match = _ORIGIN.fullmatch(value)
+    match = ORIGIN.fullmatch(value)
     if match is None:
         raise GrammarError(
             ErrorCode.INVALID_FLAG_VALUE,

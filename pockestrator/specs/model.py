@@ -2,29 +2,46 @@
 
 Parsing goes through ``parse_spec``, which fills the domain from the agent's
 ``default_domain`` when it is omitted and turns every pydantic error into a ``FieldIssue``
-with a stable code. Field-level grammar lives in ``specs.grammar``; checks that need the
-world (is the port free, does the version exist, is the name taken) live in
+with a stable code. The value types (a lenient parser each, over the constraints JSON
+Schema can state) live in ``specs.values``, their grammar in ``specs.grammar``; checks
+that need the world (is the port free, does the version exist, is the name taken) live in
 ``specs.validation``.
+
+The API's create and patch bodies, its ``Service`` view and the OpenAPI document are
+derived from the fields declared here (``api.spec_shapes``), so a new field is declared
+once, with its type, default and description; ``InApi`` says where the API leaves it out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.values import (
+    FILE_ONLY,
+    CpuQuota,
+    Derived,
+    DesiredState,
+    Domain,
+    Email,
+    EnvName,
+    EnvValue,
+    ExtraDir,
+    HooksPool,
+    InApi,
+    MemoryLimit,
+    Origin,
+    Port,
+    ProjectName,
+    QueryTimeout,
+    Version,
+)
 
 UNIT_SUFFIX = "-pocketbase.service"
 DESCRIPTION_MAX = 500
@@ -35,130 +52,6 @@ PATH_MAX = 4096
 # Kernel and device file systems: never a password file, and reading some of them as root
 # (the agent reads the file) has effects or discloses host state.
 PSEUDO_FILE_SYSTEMS = ("proc", "sys", "dev")
-# Every bounded whole number of a spec fits in six digits; longer digit strings are out of
-# range without being converted (int() of a megabyte of digits is slow).
-_NUMBER_DIGITS_MAX = 6
-_OUT_OF_EVERY_RANGE: int = 10**_NUMBER_DIGITS_MAX
-
-
-def _grammar(check: Any) -> Any:
-    """Wrap a grammar check as a pydantic validator that keeps the stable code."""
-
-    def validate(value: Any) -> Any:
-        if not isinstance(value, str):
-            raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be a string")
-        try:
-            return check(value)
-        except GrammarError as exc:
-            raise PydanticCustomError(str(exc.code), exc.message) from None
-
-    return validate
-
-
-def _whole_number(value: Any) -> int | None:
-    """An int, or text of ASCII digits read as one (YAML users quote numbers); else None.
-
-    Booleans are not numbers here, although Python says so. Digit strings of any length are
-    numbers; one with more than six significant digits stands as a number beyond every
-    range of a spec, without being converted.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        significant = value.lstrip("0")
-        if len(significant) > _NUMBER_DIGITS_MAX:
-            return _OUT_OF_EVERY_RANGE
-        return int(significant or "0")
-    return None
-
-
-def _port(value: Any) -> Any:
-    port = _whole_number(value)
-    if port is None:
-        raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "port must be an integer")
-    if not 1024 <= port <= 65535:
-        raise PydanticCustomError(
-            str(ErrorCode.PORT_OUT_OF_RANGE), "port must be between 1024 and 65535"
-        )
-    return port
-
-
-def _project_name(value: Any) -> Any:
-    # YAML's `project_name:` with nothing after it is null: as missing as "".
-    if value is None:
-        raise PydanticCustomError(str(ErrorCode.FIELD_REQUIRED), "project name is required")
-    return _grammar(grammar.check_project_name)(value)
-
-
-def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
-
-    def validate(value: Any) -> Any:
-        number = _whole_number(value)
-        if number is None:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE),
-                f"{flag} must be a whole number (not true/false, a fraction or a word)",
-            )
-        if not low <= number <= high:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE), f"{flag} must be from {low} to {high}{unit}"
-            )
-        return number
-
-    return validate
-
-
-ProjectName = Annotated[str, BeforeValidator(_project_name)]
-Port = Annotated[int, BeforeValidator(_port)]
-Domain = Annotated[str, BeforeValidator(_grammar(grammar.normalize_domain))]
-Version = Annotated[str, BeforeValidator(_grammar(grammar.check_version))]
-Email = Annotated[str, BeforeValidator(_grammar(grammar.check_email))]
-EnvName = Annotated[str, BeforeValidator(_grammar(grammar.check_env_name))]
-
-
-_ENV_NUMBER_LIMIT: int = 10**grammar.ENV_VALUE_MAX
-
-
-def _env_value(value: Any) -> Any:
-    # YAML users write `GOMAXPROCS: 2`; the environment only knows strings.
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif isinstance(value, int):
-        # Checked before str(): Python refuses to write out more than 4300 digits.
-        if abs(value) >= _ENV_NUMBER_LIMIT:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_ENV_VALUE),
-                f"value must be at most {grammar.ENV_VALUE_MAX} characters "
-                "(this number has more digits)",
-            )
-        value = str(value)
-    elif isinstance(value, float):
-        value = str(value)
-    return _grammar(grammar.check_env_value)(value)
-
-
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
-Origin = Annotated[str, BeforeValidator(_grammar(grammar.check_origin))]
-
-
-def _memory(value: str) -> str:
-    grammar.memory_limit_bytes(value)
-    return value
-
-
-MemoryLimit = Annotated[str, BeforeValidator(_grammar(_memory))]
-CpuQuota = Annotated[str, BeforeValidator(_grammar(grammar.check_cpu_quota))]
-# The Field bounds describe the flags in the JSON schema; the validators, which run first,
-# enforce them with the flag's own code.
-QueryTimeout = Annotated[
-    int, Field(ge=1, le=3600), BeforeValidator(_flag_number("query_timeout", 1, 3600, " seconds"))
-]
-HooksPool = Annotated[
-    int, Field(ge=1, le=1000), BeforeValidator(_flag_number("hooks_pool", 1, 1000))
-]
 
 
 class Resources(BaseModel):
@@ -166,8 +59,14 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    memory_max: MemoryLimit | None = Field(default=None, examples=["512M"])
-    cpu_quota: CpuQuota | None = Field(default=None, examples=["50%"])
+    memory_max: MemoryLimit | None = Field(
+        default=None,
+        description="MemoryMax=: bytes with K, M, G or T (at least 16M), a percentage or infinity.",
+        examples=["512M"],
+    )
+    cpu_quota: CpuQuota | None = Field(
+        default=None, description="CPUQuota=: 1% to 10000% (100% is one core).", examples=["50%"]
+    )
 
 
 class PocketBaseFlags(BaseModel):
@@ -209,18 +108,14 @@ class PocketBaseFlags(BaseModel):
         return value
 
     def as_arguments(self) -> list[str]:
-        """``--name=value`` arguments in a fixed order (deterministic rendering)."""
-        names = {
-            "origins": "--origins",
-            "encryption_env": "--encryptionEnv",
-            "dev": "--dev",
-            "query_timeout": "--queryTimeout",
-            "hooks_watch": "--hooksWatch",
-            "hooks_pool": "--hooksPool",
-            "index_fallback": "--indexFallback",
-        }
+        """``--name=value`` arguments in the order of the fields (deterministic rendering).
+
+        A field's flag is its name in PocketBase's camelCase (``query_timeout`` is
+        ``--queryTimeout``), so a new flag is one new field.
+        """
         arguments = []
-        for field, flag in names.items():
+        for field in type(self).model_fields:
+            flag = flag_name(field)
             value = getattr(self, field)
             if value is None:
                 continue
@@ -231,6 +126,12 @@ class PocketBaseFlags(BaseModel):
             else:
                 arguments.append(f"{flag}={value}")
         return arguments
+
+
+def flag_name(field: str) -> str:
+    """``query_timeout`` -> ``--queryTimeout``: the flag a field of PocketBaseFlags sets."""
+    first, *rest = field.split("_")
+    return "--" + first + "".join(part.capitalize() for part in rest)
 
 
 class ServiceSpec(BaseModel):
@@ -245,32 +146,49 @@ class ServiceSpec(BaseModel):
     port: Port = Field(
         description="Loopback port PocketBase listens on (1024-65535).", examples=[8080]
     )
-    pocketbase_version: Version = Field(examples=["0.29.0"])
-    domain: Domain = Field(
+    pocketbase_version: Version = Field(
+        description="The PocketBase release to run; changing it is an upgrade.",
+        examples=["0.29.0"],
+    )
+    domain: Annotated[Domain, Derived()] = Field(
         description="Hostname Caddy serves; defaults to <project_name>.<default_domain>.",
         examples=["my-app.example.com"],
     )
-    description: str = Field(default="", max_length=DESCRIPTION_MAX)
-    superuser_email: Email | None = Field(
-        default=None, description="Create this first superuser once, with a generated password."
+    description: str = Field(
+        default="",
+        max_length=DESCRIPTION_MAX,
+        pattern=grammar.ONE_LINE.json,
+        description="A note for humans: one line.",
     )
-    superuser_password_file: str | None = Field(
+    superuser_email: Email | None = Field(
+        default=None,
+        description="Create this first superuser once; a generated password is shown once"
+        " (in the API's answer, or in a root-only file for a spec file).",
+    )
+    superuser_password_file: Annotated[str | None, FILE_ONLY] = Field(
         default=None,
         description="Absolute path of a file holding the superuser password "
         "(instead of generating one).",
     )
-    created_by: str = Field(default="", max_length=CREATED_BY_MAX)
-    desired_state: Literal["running", "stopped"] = Field(
+    created_by: Annotated[str, InApi(patch=False)] = Field(
+        default="",
+        max_length=CREATED_BY_MAX,
+        pattern=grammar.ONE_LINE.json,
+        description="Who asked for the service; the API fills in the caller (token name or"
+        " admin e-mail).",
+    )
+    desired_state: DesiredState = Field(
         default="running", description="Whether the instance should run."
     )
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict,
         max_length=ENV_ENTRIES_MAX,
         description="Environment of the instance, e.g. GOMEMLIMIT.",
+        examples=[{"GOMEMLIMIT": "400MiB"}],
     )
     resources: Resources = Field(default_factory=Resources)
     flags: PocketBaseFlags = Field(default_factory=PocketBaseFlags)
-    extra_dirs: tuple[Literal["pb_hooks", "pb_migrations", "pb_public"], ...] = Field(
+    extra_dirs: tuple[ExtraDir, ...] = Field(
         default=(), description="Optional folders to create and pass to PocketBase."
     )
 

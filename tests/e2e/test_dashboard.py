@@ -465,11 +465,18 @@ async def test_the_page_watch_reports_errors_and_unexpected_answers_but_not_expe
           return answer.status;
         }"""
     )
-    await page.wait_for_timeout(200)  # the timer's exception and the console messages
+    expected = ("no-such-service", "missing.js", "something broke", "uncaught in a timer")
+
+    async def all_reported() -> bool:
+        # The timer's exception and the console messages reach the watch asynchronously.
+        return all(any(e in problem for problem in dashboard.watch.problems) for e in expected)
+
+    reported = await wait_until(all_reported, timeout=10)
     problems = list(dashboard.watch.problems)
     dashboard.watch.problems.clear()  # seen; the teardown check is what is under test here
-    for expected in ("no-such-service", "missing.js", "something broke", "uncaught in a timer"):
-        assert any(expected in problem for problem in problems), (expected, problems)
+    # Each one is reported; how many lines Chromium gives one of them varies (a 404 of a
+    # static file is a console error, sometimes an aborted request as well).
+    assert reported, (expected, problems)
     assert validation == 400  # expected while typing: not a problem
     assert not any("validate/service" in problem for problem in problems)
 

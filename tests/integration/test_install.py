@@ -2,7 +2,7 @@
 
 The unit file is installed unchanged into the test bed's systemd manager, with one drop-in
 (``pockestrator.service.d/testbed.conf``) holding only what a private user manager needs:
-the agent's ExecStart (this checkout's virtual environment and a sandbox config), the
+the agent's ExecStart (a copy of this checkout's runtime and a sandbox config), the
 sandbox's counterparts of the folders a host gives the agent write access to, no
 CacheDirectory= (a user manager would put it under the host's ~/.cache) and the three
 directives that fail with 226/NAMESPACE there. Everything else, Type=notify, the watchdog,
@@ -14,6 +14,9 @@ The sandbox is laid out as the package lays out a host, one writable folder per 
 ``state/`` plays /var/lib/pockestrator (database, services, the release cache as the
 packaged config.yaml places it), ``caddy/`` plays /etc/caddy, the manager's unit folder
 plays /etc/systemd/system, and the spec folder is read-only like /etc/pockestrator.
+``runtime/`` plays /opt/pockestrator: what the unit runs is copied there
+(tests/testbed/runtime_copy.py), so that ``PrivateTmp=`` cannot hide it when the clone is
+under /tmp.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import configparser
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
 from tests.testbed.journal import journal_text
+from tests.testbed.runtime_copy import install_runtime
 from tests.testbed.waiting import http_get, wait_for_pocketbase, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,13 +68,13 @@ def unit_entries(text: str) -> list[tuple[str, str, str]]:
     return entries
 
 
-def render_testbed_drop_in(config_file: Path, writable: Sequence[Path]) -> str:
+def render_testbed_drop_in(python: Path, config_file: Path, writable: Sequence[Path]) -> str:
     """The only differences between the test bed and a host installed from the package."""
     lines = [
         "# The test bed's differences from a real host (tests/integration/test_install.py).",
         "[Service]",
         "ExecStart=",
-        f"ExecStart={sys.executable} -m pockestrator agent --config {config_file}",
+        f"ExecStart={python} -m pockestrator agent --config {config_file}",
         # The sandbox's counterparts of StateDirectory=, /etc/caddy and /etc/systemd/system.
         "ReadWritePaths=" + " ".join(str(path) for path in writable),
         # A user manager resolves CacheDirectory= to ~/.cache: keep the host's home clean.
@@ -118,7 +121,10 @@ async def installed(sandbox: Sandbox, agent_config: AgentConfig) -> AsyncIterato
     assert sandbox.bus is not None
     root = sandbox.layout.root
     state_dir = root / "state"
-    config = packaged_layout(agent_config, state_dir)
+    runtime = install_runtime(root / "runtime", Path(agent_config.caddy_binary))
+    config = packaged_layout(agent_config, state_dir).model_copy(
+        update={"caddy_binary": str(runtime.caddy)}
+    )
     # What systemd-tmpfiles creates on a host: the agent cannot create it, /etc is read-only.
     config.spec_dir.mkdir(parents=True, exist_ok=True)
     config_file = root / "pockestrator.yaml"
@@ -131,7 +137,9 @@ async def installed(sandbox: Sandbox, agent_config: AgentConfig) -> AsyncIterato
     drop_in = unit_dir / f"{UNIT}.d" / DROP_IN
     drop_in.parent.mkdir(exist_ok=True)
     writable = [state_dir, sandbox.layout.caddy_dir, unit_dir]
-    drop_in.write_text(render_testbed_drop_in(config_file, writable), encoding="utf-8")
+    drop_in.write_text(
+        render_testbed_drop_in(runtime.python, config_file, writable), encoding="utf-8"
+    )
     await sandbox.bus.daemon_reload()
     handle = InstalledAgent(sandbox, sandbox.bus, config, drop_in, unit_file)
     try:

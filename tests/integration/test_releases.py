@@ -36,6 +36,7 @@ from pockestrator.controllers.releases import (
 from pockestrator.specs.grammar import GrammarError, version_key
 from pockestrator.specs.validation import ReleaseIndexUnavailable
 from tests.testbed.mirror import ReleaseMirror, installed_version, machine_arch
+from tests.testbed.waiting import wait_until
 
 # The module's own broken releases (never on the session mirror).
 CORRUPT, WRONG_SUM, TRAVERSAL, SYMLINK, NOT_ELF, BAD_SUMS = (
@@ -172,10 +173,18 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_download(
     release_mirror: ReleaseMirror, pocketbase_versions: tuple[str, str], cache_dir: Path
 ) -> None:
     older, _ = pocketbase_versions
+    zip_path = f"/releases/download/v{older}/{release_mirror.zip_name(older)}"
+    zips = release_mirror.requests[zip_path]
     async with ReleaseCache(mirror_config(release_mirror, cache_dir)) as releases:
         impatient = asyncio.create_task(releases.ensure(older))
         patient = asyncio.create_task(releases.ensure(older))
-        await asyncio.sleep(0.01)
+
+        async def download_started() -> bool:
+            return release_mirror.requests[zip_path] > zips
+
+        # Both wait on the one download once it has reached the mirror (unzipping it takes
+        # far longer than this wait's 1 ms steps), not after a guess at how long that takes.
+        assert await wait_until(download_started, timeout=30, interval=0.001)
         impatient.cancel()
         path = await patient
     assert impatient.cancelled()

@@ -119,9 +119,11 @@ async def test_a_broken_file_never_affects_other_files(watched: Watched) -> None
     (watched.directory / "good.yaml").write_text(GOOD.format(name="good", port=9104))
     await watched.until(lambda: "good" in watched.specs() and watched.issues("bad.yaml"))
     codes = {(field, code) for field, code, _ in watched.issues("bad.yaml")}
-    assert ("project_name", ErrorCode.INVALID_CHARACTERS) in codes
-    assert ("port", ErrorCode.PORT_OUT_OF_RANGE) in codes
-    assert ("pocketbase_version", ErrorCode.FIELD_REQUIRED) in codes
+    assert codes == {
+        ("project_name", ErrorCode.INVALID_CHARACTERS),
+        ("port", ErrorCode.PORT_OUT_OF_RANGE),
+        ("pocketbase_version", ErrorCode.FIELD_REQUIRED),
+    }
     assert watched.specs() == {"before": 9100, "good": 9104}
 
 

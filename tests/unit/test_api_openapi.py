@@ -6,19 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pockestrator.api.models import (
-    CPU_PATTERN,
-    EMAIL_PATTERN,
-    ENV_NAME_PATTERN,
-    MEMORY_PATTERN,
-    NAME_PATTERN,
-    ORIGIN_PATTERN,
-    VERSION_PATTERN,
-)
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import PREFIX
 from pockestrator.api.server import all_operations
@@ -110,8 +102,59 @@ def test_schemathesis_loads_every_operation() -> None:
     assert len(operations) == len(all_operations())
 
 
-def matches(pattern: str, value: str) -> bool:
-    return re.search(pattern, value) is not None
+def documented(schema: str, *path: str) -> dict[str, Any]:
+    """The schema of a property of a component (``"env", "additionalProperties"``), with a
+    nullable one's non-null branch."""
+    node: dict[str, Any] = DOCUMENT["components"]["schemas"][schema]
+    for step in path:
+        node = node["properties"][step] if "properties" in node else node[step]
+        branches = [b for b in node.get("anyOf", [node]) if b.get("type") != "null"]
+        node = resolve(branches[0]["$ref"]) if "$ref" in branches[0] else branches[0]
+    return node
+
+
+# Where each pattern of the grammar is documented: in every body and view that has it.
+DOCUMENTED_PATTERNS = [
+    (schema, path, pattern)
+    for schema in ("ServiceCreateBody", "ServicePatchBody", "Service")
+    for path, pattern in [
+        (("project_name",), grammar.PROJECT_NAME),
+        (("pocketbase_version",), grammar.VERSION),
+        (("superuser_email",), grammar.EMAIL),
+        (("description",), grammar.ONE_LINE),
+        (("env", "propertyNames"), grammar.ENV_NAME),
+        (("env", "additionalProperties"), grammar.ONE_LINE),
+        (("resources", "memory_max"), grammar.MEMORY_LIMIT),
+        (("resources", "cpu_quota"), grammar.CPU_QUOTA),
+        (("flags", "origins", "items"), grammar.ORIGIN),
+        (("flags", "encryption_env"), grammar.ENV_NAME),
+    ]
+] + [
+    ("ServiceCreateBody", ("created_by",), grammar.ONE_LINE),
+    ("Service", ("created_by",), grammar.ONE_LINE),
+    ("TokenCreateBody", ("name",), grammar.NO_ASCII_CONTROLS),
+]
+
+
+@pytest.mark.parametrize(("schema", "path", "pattern"), DOCUMENTED_PATTERNS)
+def test_the_document_states_the_grammars_own_pattern(
+    schema: str, path: tuple[str, ...], pattern: grammar.Pattern
+) -> None:
+    assert documented(schema, *path)["pattern"] == pattern.json
+
+
+def test_a_documented_pattern_is_the_grammars_text_anchored_whole() -> None:
+    assert grammar.CPU_QUOTA.json == "^(?:([1-9][0-9]{0,4})%)$"
+    assert re.search(grammar.MEMORY_LIMIT.json, "512M") is not None
+    # The alternatives are anchored together: neither end may carry anything else.
+    assert re.search(grammar.MEMORY_LIMIT.json, "x512M") is None
+    assert re.search(grammar.MEMORY_LIMIT.json, "infinityx") is None
+
+
+def matches(pattern: grammar.Pattern, value: str) -> bool:
+    """As JSON Schema reads the documented pattern (fullmatch: in Python, unlike ECMA-262,
+    ``$`` also matches before a final newline)."""
+    return re.fullmatch(pattern.json, value) is not None
 
 
 # What the grammar accepts must match the documented pattern: otherwise the fuzzer's
@@ -127,7 +170,7 @@ def test_every_project_name_the_grammar_accepts_matches_the_documented_pattern(n
         grammar.check_project_name(name)
     except grammar.GrammarError:
         return
-    assert matches(NAME_PATTERN, name)
+    assert matches(grammar.PROJECT_NAME, name)
 
 
 @settings(max_examples=300, deadline=None)
@@ -137,9 +180,9 @@ def test_every_version_the_grammar_accepts_matches_the_documented_pattern(versio
     try:
         grammar.check_version(version)
     except grammar.GrammarError:
-        assert not matches(VERSION_PATTERN, version)
+        assert not matches(grammar.VERSION, version)
         return
-    assert matches(VERSION_PATTERN, version)
+    assert matches(grammar.VERSION, version)
 
 
 @settings(max_examples=300, deadline=None)
@@ -149,7 +192,7 @@ def test_every_email_the_grammar_accepts_matches_the_documented_pattern(email: s
         grammar.check_email(email)
     except grammar.GrammarError:
         return
-    assert matches(EMAIL_PATTERN, email)
+    assert matches(grammar.EMAIL, email)
 
 
 @settings(max_examples=300, deadline=None)
@@ -164,7 +207,7 @@ def test_every_memory_limit_the_grammar_accepts_matches_the_documented_pattern(
         grammar.memory_limit_bytes(value)
     except grammar.GrammarError:
         return
-    assert matches(MEMORY_PATTERN, value)
+    assert matches(grammar.MEMORY_LIMIT, value)
 
 
 @settings(max_examples=200, deadline=None)
@@ -176,7 +219,7 @@ def test_every_cpu_quota_the_grammar_accepts_matches_the_documented_pattern(valu
         grammar.check_cpu_quota(value)
     except grammar.GrammarError:
         return
-    assert matches(CPU_PATTERN, value)
+    assert matches(grammar.CPU_QUOTA, value)
 
 
 @settings(max_examples=200, deadline=None)
@@ -186,7 +229,7 @@ def test_every_env_name_the_grammar_accepts_matches_the_documented_pattern(name:
         grammar.check_env_name(name)
     except grammar.GrammarError:
         return
-    assert matches(ENV_NAME_PATTERN, name)
+    assert matches(grammar.ENV_NAME, name)
 
 
 @settings(max_examples=200, deadline=None)
@@ -196,4 +239,28 @@ def test_every_origin_the_grammar_accepts_matches_the_documented_pattern(origin:
         grammar.check_origin(origin)
     except grammar.GrammarError:
         return
-    assert matches(ORIGIN_PATTERN, origin)
+    assert matches(grammar.ORIGIN, origin)
+
+
+ONE_LINE_ALPHABET = st.sampled_from(
+    [
+        *"ab ",
+        *"\x00\n\x1f\x7f\x85\x9f\xa0",  # C0, DEL, C1, and a no-break space that is fine
+        *"\u2028\u2029",  # line and paragraph separators
+        *"\u200e\u202a\u202e\u2066\u2069\u206a",  # a direction mark, bidi controls, a neighbour
+        "\U0001f600",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=ONE_LINE_ALPHABET, max_size=12))
+@example("\u200f")
+def test_the_one_line_pattern_says_exactly_what_text_and_env_checks_refuse(text: str) -> None:
+    try:
+        grammar.check_free_text(text, 500)
+        grammar.check_env_value(text)
+    except grammar.GrammarError:
+        assert not matches(grammar.ONE_LINE, text)
+        return
+    assert matches(grammar.ONE_LINE, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ def yaml_only(name: str) -> bool:
 
 
 async def next_batch(watcher: DirectoryWatcher, timeout: float = 2.0) -> set[Path] | None:
-    return await asyncio.wait_for(anext(watcher.batches()), timeout)
+    # Closed here, not by the garbage collector: asyncio would close an abandoned generator
+    # in a task of its own, after the test.
+    async with aclosing(watcher.batches()) as batches:
+        return await asyncio.wait_for(anext(batches), timeout)
 
 
 async def test_writes_renames_and_deletes_are_reported_by_name(tmp_path: Path) -> None:

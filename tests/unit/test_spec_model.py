@@ -28,6 +28,7 @@ from pockestrator.specs.model import (
     PocketBaseFlags,
     Resources,
     ServiceSpec,
+    flag_name,
     parse_spec,
     unit_name,
 )
@@ -622,6 +623,11 @@ class TestFlagsField:
             "--indexFallback=false",
         ]
 
+    def test_a_flags_name_is_its_field_in_camel_case(self) -> None:
+        assert flag_name("dev") == "--dev"
+        assert flag_name("query_timeout") == "--queryTimeout"
+        assert flag_name("a_b_c") == "--aBC"
+
     @pytest.mark.parametrize(
         "flag",
         ["http", "https", "dir", "hooksDir", "publicDir", "automigrate", "encryptionEnv", "x"],
@@ -1157,6 +1163,12 @@ class TestTheSpecReference:
         for model in (ServiceSpec, Resources, PocketBaseFlags):
             for name in model.model_fields:
                 assert f"`{name}`" in text, f"{model.__name__}.{name} is not documented"
+
+    def test_the_reference_table_of_flags_names_the_flag_each_field_sets(self) -> None:
+        rows = re.findall(
+            r"^\| `([a-z_]+)` \| `(--[A-Za-z]+)` \|", REFERENCE.read_text(encoding="utf-8"), re.M
+        )
+        assert rows == [(field, flag_name(field)) for field in PocketBaseFlags.model_fields]
 
     @pytest.mark.parametrize("code", REFERENCE_CODES)
     def test_the_reference_explains_every_code(self, code: str) -> None:

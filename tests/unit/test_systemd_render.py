@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,11 @@ from pockestrator.controllers.systemd import (
     unit_body_hash,
 )
 from pockestrator.specs.errors import SpecInvalid
+from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec, parse_spec
+from tests.unit import golden_files
 
-GOLDEN = Path(__file__).parent / "golden" / "systemd"
+GOLDEN = golden_files.GOLDEN / "systemd"
 SETTINGS = UnitSettings(
     base_dir=Path("/var/lib/pockestrator/services"),
     user="pocketbase",
@@ -39,10 +41,7 @@ def spec(**fields: object) -> ServiceSpec:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("POCKESTRATOR_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs; POCKESTRATOR_UPDATE_GOLDEN=1 rewrites it"
+    golden_files.check_golden(GOLDEN / name, text)
 
 
 def test_the_minimal_unit_matches_its_golden_file() -> None:
@@ -122,16 +121,62 @@ def test_hostile_values_never_reach_a_unit(fields: dict[str, object]) -> None:
 
 def test_a_spec_that_skipped_validation_is_still_refused() -> None:
     sneaky = ServiceSpec.model_construct(**{**spec().model_dump(), "project_name": "x\nUser=root"})
-    with pytest.raises(Exception):  # noqa: B017 - GrammarError or UnsafeValue, both refuse
+    with pytest.raises(GrammarError, match="project name may contain only lowercase letters"):
         render_unit(sneaky, SETTINGS)
+
+
+@pytest.mark.parametrize("character", [" ", "\t", '"', "'", "\\", "%", ";"])
+def test_an_argument_that_would_split_quote_or_expand_in_execstart_is_refused(
+    character: str,
+) -> None:
+    # The model refuses such an origin; a spec that skipped validation (model_copy with
+    # update= validates nothing) must still not reach ExecStart=, where a space splits an
+    # argument, quotes and backslashes are systemd's own syntax and '%' is a specifier.
+    valid = spec()
+    origin = f"https://a.example{character}--dev"
+    flags = valid.flags.model_copy(update={"origins": (origin,)})
+    sneaky = valid.model_copy(update={"flags": flags})
+    with pytest.raises(UnsafeValue, match="cannot be written into a unit file") as refused:
+        render_unit(sneaky, SETTINGS)
+    assert str(refused.value) == (
+        f"argument {f'--origins={origin}'!r} cannot be written into a unit file"
+    )
 
 
 def test_an_unsafe_base_dir_is_refused() -> None:
     settings = UnitSettings(
         base_dir=Path("/srv/my services"), user="pocketbase", group=None, wanted_by="x.target"
     )
-    with pytest.raises(UnsafeValue):
+    with pytest.raises(UnsafeValue, match="path '/srv/my services/my-app' cannot be written"):
         render_unit(spec(), settings)
+
+
+@pytest.mark.parametrize("base_dir", ["/srv/../etc", "/srv/..", "/../srv"])
+def test_a_base_dir_that_climbs_out_with_dot_dot_is_refused(base_dir: str) -> None:
+    # Every character is allowed in a path; only the '..' step makes it leave the folder.
+    settings = dataclasses.replace(SETTINGS, base_dir=Path(base_dir))
+    with pytest.raises(UnsafeValue, match=r"path '.*' cannot be written into a unit file"):
+        render_unit(spec(), settings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Unit]\n# X-Pockestrator-Managed=yes\n",
+        "[Unit]\n;X-Pockestrator-Managed=yes\n",
+        "[Unit]\nX-Pockestrator-Managed=yes-but-not-ours\n",
+        "[Unit]\nX-Pockestrator-Managed=yesterday\n",
+        "[Unit]\nDescription=copied X-Pockestrator-Managed=yes\n",
+        "[Unit]\nX-Pockestrator-Managed=no\n",
+    ],
+)
+def test_a_commented_out_suffixed_or_embedded_marker_is_not_ours(text: str) -> None:
+    assert not is_managed(text)
+
+
+def test_the_marker_on_a_line_of_its_own_is_ours_whatever_the_surrounding_space() -> None:
+    assert is_managed("[Unit]\nX-Pockestrator-Managed=yes\n")
+    assert is_managed("[Unit]\r\n  X-Pockestrator-Managed=yes  \r\n")
 
 
 def test_the_source_is_shown_only_when_it_is_a_plain_file_name() -> None:

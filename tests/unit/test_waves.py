@@ -1,21 +1,57 @@
-"""The wave coordinator fires each global operation once per wave of reconciles."""
+"""The wave coordinator fires each global operation once per wave of reconciles.
+
+The coordinator takes its time from the event loop (the ``max_wait`` deadline), so these
+tests run on a loop of their own with fake time (looptime): a 5 s deadline passes at once
+and fires at exactly 5 s of loop time. Waits that would hang are bounded in loop time
+(``NEVER``), so a broken coordinator fails in milliseconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
 
-from pockestrator.agent.waves import WaveCoordinator
+import pytest
+from looptime import LoopTimeProxy
+
+from pockestrator.agent.waves import Barrier, WaveCoordinator
+
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
+
+# Loop seconds after which an outcome that should have come is taken as never coming.
+NEVER = 600.0
+
+T = TypeVar("T")
+
+
+async def within_never(awaitable: Awaitable[T]) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, NEVER)
+    except TimeoutError:
+        pytest.fail(f"still waiting after {NEVER} s of loop time")
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """A global operation that records each batch and the loop time it ran at."""
+
+    def __init__(self, takes: float = 0.001) -> None:
+        self.takes = takes
         self.calls: list[set[str]] = []
+        self.times: list[float] = []
 
     async def __call__(self, requests: Mapping[str, str]) -> dict[str, str]:
         self.calls.append(set(requests))
-        await asyncio.sleep(0.001)
+        self.times.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(self.takes)
         return {key: f"done:{value}" for key, value in requests.items()}
+
+
+async def reconcile_parking_once(
+    coordinator: WaveCoordinator, barrier: Barrier[str, str], name: str
+) -> str:
+    async with coordinator.participant():
+        return await coordinator.park(barrier, name, "unit")
 
 
 async def test_fifty_reconciles_share_one_reload_and_one_caddy_wave() -> None:
@@ -32,13 +68,16 @@ async def test_fifty_reconciles_share_one_reload_and_one_caddy_wave() -> None:
             second = await coordinator.park(caddy_barrier, name, "site")
             return first, second
 
-    results = await asyncio.gather(*(reconcile(f"s{i}") for i in range(50)))
-    assert len(reload.calls) == 1 and len(reload.calls[0]) == 50
-    assert len(caddy.calls) == 1 and len(caddy.calls[0]) == 50
-    assert set(results) == {("done:unit", "done:site")}
+    results = await within_never(asyncio.gather(*(reconcile(f"s{i}") for i in range(50))))
+    everyone = {f"s{i}" for i in range(50)}
+    assert reload.calls == [everyone]
+    assert caddy.calls == [everyone]
+    assert results == [("done:unit", "done:site")] * 50
 
 
-async def test_a_reconcile_that_needs_nothing_global_does_not_hold_the_wave() -> None:
+async def test_a_reconcile_that_needs_nothing_global_does_not_hold_the_wave(
+    looptime: LoopTimeProxy,
+) -> None:
     coordinator = WaveCoordinator()
     reload = Recorder()
     barrier = coordinator.barrier("daemon-reload", reload)
@@ -47,12 +86,11 @@ async def test_a_reconcile_that_needs_nothing_global_does_not_hold_the_wave() ->
         async with coordinator.participant():
             await asyncio.sleep(0.01)
 
-    async def needs_reload() -> str:
-        async with coordinator.participant():
-            return await coordinator.park(barrier, "a", "unit")
-
-    outcome, _ = await asyncio.wait_for(asyncio.gather(needs_reload(), quiet()), 2)
+    outcome, _ = await within_never(
+        asyncio.gather(reconcile_parking_once(coordinator, barrier, "a"), quiet())
+    )
     assert outcome == "done:unit" and reload.calls == [{"a"}]
+    assert reload.times == [0.01]  # as soon as the quiet one finished, not at the deadline
 
 
 async def test_ready_work_delays_the_wave_until_it_has_joined() -> None:
@@ -61,16 +99,12 @@ async def test_ready_work_delays_the_wave_until_it_has_joined() -> None:
     reload = Recorder()
     barrier = coordinator.barrier("daemon-reload", reload)
 
-    async def reconcile(name: str) -> str:
-        async with coordinator.participant():
-            return await coordinator.park(barrier, name, "unit")
-
-    early = asyncio.create_task(reconcile("early"))
+    early = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "early"))
     await asyncio.sleep(0.02)
     assert reload.calls == [], "fired while more work was ready to start"
     pending.clear()
-    late = asyncio.create_task(reconcile("late"))
-    await asyncio.wait_for(asyncio.gather(early, late), 2)
+    late = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "late"))
+    await within_never(asyncio.gather(early, late))
     assert reload.calls == [{"early", "late"}]
 
 
@@ -82,12 +116,14 @@ async def test_a_failed_operation_fails_every_waiter() -> None:
 
     barrier = coordinator.barrier("daemon-reload", broken)
 
-    async def reconcile(name: str) -> str:
-        async with coordinator.participant():
-            return await coordinator.park(barrier, name, "unit")
-
-    results = await asyncio.gather(reconcile("a"), reconcile("b"), return_exceptions=True)
-    assert [str(r) for r in results] == ["reload failed", "reload failed"]
+    results = await within_never(
+        asyncio.gather(
+            reconcile_parking_once(coordinator, barrier, "a"),
+            reconcile_parking_once(coordinator, barrier, "b"),
+            return_exceptions=True,
+        )
+    )
+    assert [(type(r), str(r)) for r in results] == [(RuntimeError, "reload failed")] * 2
     assert coordinator.fired("daemon-reload") == 1
 
 
@@ -96,17 +132,20 @@ async def test_later_waves_fire_again() -> None:
     reload = Recorder()
     barrier = coordinator.barrier("daemon-reload", reload)
 
-    async def reconcile(name: str) -> str:
-        async with coordinator.participant():
-            return await coordinator.park(barrier, name, "unit")
-
-    await reconcile("first")
-    await asyncio.gather(reconcile("second"), reconcile("third"))
+    await within_never(reconcile_parking_once(coordinator, barrier, "first"))
+    await within_never(
+        asyncio.gather(
+            reconcile_parking_once(coordinator, barrier, "second"),
+            reconcile_parking_once(coordinator, barrier, "third"),
+        )
+    )
     assert reload.calls == [{"first"}, {"second", "third"}]
     assert coordinator.fired("daemon-reload") == 2
 
 
-async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline() -> None:
+async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline(
+    looptime: LoopTimeProxy,
+) -> None:
     coordinator = WaveCoordinator(max_wait=0.2)
     reload = Recorder()
     barrier = coordinator.barrier("daemon-reload", reload)
@@ -116,17 +155,89 @@ async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline
         async with coordinator.participant():  # e.g. waiting for an instance that never starts
             await stuck.wait()
 
-    async def needs_reload() -> str:
-        async with coordinator.participant():
-            return await coordinator.park(barrier, "a", "unit")
-
     holder = asyncio.create_task(busy_elsewhere())
+    try:
+        await asyncio.sleep(0)
+        assert looptime == 0
+        outcome = await within_never(reconcile_parking_once(coordinator, barrier, "a"))
+        assert outcome == "done:unit" and reload.calls == [{"a"}]
+        assert reload.times == [0.2]  # fired by the deadline, not earlier, not later
+        assert looptime == 0.201  # the operation itself took 1 ms
+    finally:
+        stuck.set()
+        await holder
+
+
+async def test_reconciles_woken_in_the_same_loop_turn_share_one_wave() -> None:
+    # `early` parks while `late` has started but not parked yet: for a moment every active
+    # reconcile but one is parked. The coordinator fires a loop turn later, after checking
+    # again, so `late`, parking in the next turn, is in the same wave.
+    coordinator = WaveCoordinator()
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+
+    async def late() -> str:
+        async with coordinator.participant():
+            await asyncio.sleep(0)  # one loop turn of work before it parks
+            return await coordinator.park(barrier, "late", "unit")
+
+    results = await within_never(
+        asyncio.gather(reconcile_parking_once(coordinator, barrier, "early"), late())
+    )
+    assert results == ["done:unit", "done:unit"]
+    assert reload.calls == [{"early", "late"}]
+
+
+async def test_a_second_park_of_the_same_key_cancels_the_first_waiter() -> None:
+    coordinator = WaveCoordinator()
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+
+    async def park_unit(request: str) -> str:
+        async with coordinator.participant():
+            return await coordinator.park(barrier, "a", request)
+
+    first = asyncio.create_task(park_unit("old unit"))
     await asyncio.sleep(0)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    outcome = await asyncio.wait_for(needs_reload(), 2)
-    waited = loop.time() - started
-    stuck.set()
-    await holder
-    assert outcome == "done:unit" and reload.calls == [{"a"}]
-    assert 0.15 <= waited < 1.0, waited
+    second = asyncio.create_task(park_unit("new unit"))
+    results = await within_never(asyncio.gather(first, second, return_exceptions=True))
+    assert isinstance(results[0], asyncio.CancelledError), results
+    assert results[1] == "done:new unit"
+    assert reload.calls == [{"a"}]
+
+
+async def test_a_waiter_at_a_later_barrier_still_fires_after_the_deadline_of_the_next_wave(
+    looptime: LoopTimeProxy,
+) -> None:
+    # `busy` never parks. `site` parks at the Caddy barrier, `unit` at the reload barrier:
+    # the deadline fires the reload (the first barrier with waiters) and must be armed again
+    # for `site`, still parked, which nobody else will wake.
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload, caddy = Recorder(takes=0.5), Recorder(takes=0.5)
+    reload_barrier = coordinator.barrier("daemon-reload", reload)
+    caddy_barrier = coordinator.barrier("caddy", caddy)
+    stuck = asyncio.Event()
+
+    async def busy() -> None:
+        async with coordinator.participant():
+            await stuck.wait()
+
+    async def parks_at(barrier: Barrier[str, str], name: str, after: float) -> float:
+        async with coordinator.participant():
+            await asyncio.sleep(after)
+            await coordinator.park(barrier, name, "x")
+            return float(looptime)
+
+    holder = asyncio.create_task(busy())
+    site = asyncio.create_task(parks_at(caddy_barrier, "site", 0.0))
+    unit = asyncio.create_task(parks_at(reload_barrier, "unit", 1.0))
+    try:
+        assert await within_never(unit) == 5.5  # deadline at 5 s, the reload took 0.5 s
+        assert await within_never(site) == 11.0  # deadline again 5 s after that wave, + 0.5 s
+        assert reload.times == [5.0] and caddy.times == [10.5]
+        assert (reload.calls, caddy.calls) == ([{"unit"}], [{"site"}])
+    finally:
+        stuck.set()
+        for task in (site, unit):
+            task.cancel()
+        await asyncio.gather(holder, site, unit, return_exceptions=True)

@@ -1,12 +1,33 @@
-"""Each invariant of the work queue, tested on its own (see agent/workqueue.py)."""
+"""Each invariant of the work queue, tested on its own (see agent/workqueue.py).
+
+The queue takes its time from the event loop, so these tests run on a loop of their own
+with fake time (looptime): a delay of 10 s passes at once, and a key due after 0.05 s is
+handed out at exactly 0.05 s of loop time, however loaded the machine is. A wait that
+would hang is bounded by ``asyncio.wait_for`` in loop time too (``NEVER``), so a broken
+queue fails in milliseconds instead of at the suite's timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from looptime import LoopTimeProxy
 
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
+
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
+
+# Loop seconds after which a key that should have come is taken as never coming.
+NEVER = 600.0
+
+
+async def next_key(queue: WorkQueue) -> str:
+    """The next key handed out, or a failure when none comes within ``NEVER``."""
+    try:
+        return await asyncio.wait_for(queue.get(), NEVER)
+    except TimeoutError:
+        pytest.fail(f"no key was handed out within {NEVER} s of loop time")
 
 
 async def drain(queue: WorkQueue) -> list[str]:
@@ -58,22 +79,58 @@ async def test_a_key_not_added_during_processing_does_not_run_again() -> None:
     assert len(queue) == 0
 
 
-async def test_delayed_adds_only_move_a_key_earlier() -> None:
+async def test_delayed_adds_only_move_a_key_earlier(looptime: LoopTimeProxy) -> None:
     queue = WorkQueue()
-    loop = asyncio.get_running_loop()
+    assert looptime == 0
     queue.add_after("a", 0.05)
     queue.add_after("a", 10.0)  # later: ignored
-    assert queue.waiting_later()["a"] == pytest.approx(loop.time() + 0.05, abs=0.02)
-    started = loop.time()
-    assert await asyncio.wait_for(queue.get(), 2) == "a"
-    assert loop.time() - started < 1.0
+    assert queue.waiting_later() == {"a": 0.05}
+    assert await next_key(queue) == "a"
+    assert looptime == 0.05
     queue.done("a")
 
     queue.add_after("b", 10.0)
     queue.add_after("b", 0.02)  # earlier: wins
-    assert await asyncio.wait_for(queue.get(), 2) == "b"
+    assert await next_key(queue) == "b"
+    assert looptime == 0.07
     queue.done("b")
     assert queue.waiting_later() == {}
+
+
+async def test_each_delayed_key_comes_at_its_own_time_after_the_first_has_fired(
+    looptime: LoopTimeProxy,
+) -> None:
+    # One loop timer serves the whole heap: after it fires for the earliest key it must be
+    # armed again for the next, or retries and requeue_after are lost.
+    queue = WorkQueue()
+    queue.add_after("late", 2.0)
+    queue.add_after("early", 1.0)
+    queue.add_after("latest", 3.5)
+    handed_out = []
+    for _ in range(3):
+        key = await next_key(queue)
+        handed_out.append((key, float(looptime)))
+        queue.done(key)
+    assert handed_out == [("early", 1.0), ("late", 2.0), ("latest", 3.5)]
+    assert queue.waiting_later() == {}
+
+
+async def test_a_second_failure_is_retried_after_its_own_backoff(
+    looptime: LoopTimeProxy,
+) -> None:
+    queue = WorkQueue(base_delay=0.5, max_delay=60.0)
+    assert queue.add_rate_limited("a") == 0.5
+    assert queue.add_rate_limited("b") == 0.5
+    assert queue.add_rate_limited("b") == 1.0  # b's second failure: its pending retry stays
+    retried = []
+    for _ in range(2):
+        key = await next_key(queue)
+        retried.append((key, float(looptime)))
+        queue.done(key)
+    assert retried == [("a", 0.5), ("b", 0.5)]
+    assert queue.add_rate_limited("b") == 2.0
+    assert await next_key(queue) == "b"
+    assert looptime == 2.5
 
 
 async def test_an_immediate_add_supersedes_a_pending_delay() -> None:
@@ -104,6 +161,30 @@ async def test_shutdown_wakes_waiting_workers() -> None:
             await asyncio.wait_for(worker, 1)
     queue.add("late")
     assert len(queue) == 0
+
+
+async def test_keys_queued_before_shutdown_are_not_handed_out_after_it() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    assert len(queue) == 2
+    queue.shutdown()
+    for _ in range(2):
+        with pytest.raises(ShutDown):
+            await asyncio.wait_for(queue.get(), NEVER)
+    assert queue.processing == frozenset()
+
+
+async def test_delayed_keys_do_not_come_after_shutdown(looptime: LoopTimeProxy) -> None:
+    queue = WorkQueue()
+    queue.add_after("a", 1.0)
+    queue.shutdown()
+    queue.add_after("b", 1.0)
+    await asyncio.sleep(5.0)
+    assert looptime == 5.0
+    assert len(queue) == 0
+    with pytest.raises(ShutDown):
+        await asyncio.wait_for(queue.get(), NEVER)
 
 
 async def test_a_cancelled_worker_does_not_swallow_a_key() -> None:

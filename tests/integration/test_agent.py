@@ -18,8 +18,8 @@ import yaml
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.files import sha256_text
 from pockestrator.controllers.systemd import unit_body_hash
+from pockestrator.files import sha256_text
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceStatus
 from tests.testbed.mirror import ReleaseMirror

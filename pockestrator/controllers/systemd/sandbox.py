@@ -150,9 +150,9 @@ def hardening(disabled: Iterable[str]) -> tuple[Directive, ...]:
     return tuple(directive for directive in HARDENING if directive.key not in left_out)
 
 
-def sandbox(name: str, state_directories: Sequence[str], disabled: Iterable[str]) -> tuple[
-    Directive, ...
-]:
+def sandbox(
+    name: str, state_directories: Sequence[str], disabled: Iterable[str]
+) -> tuple[Directive, ...]:
     """Identity, then hardening: everything an instance's processes run under."""
     return (*identity(name, state_directories), *hardening(disabled))
 

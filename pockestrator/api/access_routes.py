@@ -21,7 +21,7 @@ from pockestrator.accounts.throttle import (
     THROTTLE_CAP_SECONDS,
 )
 from pockestrator.api.auth import SESSION_TTL, client_address, retry_after_header
-from pockestrator.api.errors import ApiError, Problem, not_found
+from pockestrator.api.errors import ApiError, field_error, not_found
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models import (
     AdminView,
@@ -89,22 +89,15 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
 
 
 def _bad_credentials() -> ApiError:
-    message = "Invalid e-mail or password"
-    return ApiError(
-        401,
-        ErrorCode.INVALID_CREDENTIALS,
-        message,
-        [Problem("password", message, ErrorCode.INVALID_CREDENTIALS)],
-    )
+    return field_error(401, ErrorCode.INVALID_CREDENTIALS, "password", "Invalid e-mail or password")
 
 
 def _throttled(wait: float) -> ApiError:
-    message = "Too many failed logins from this address; try again later"
-    return ApiError(
+    return field_error(
         429,
         ErrorCode.LOGIN_THROTTLED,
-        message,
-        [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
+        "email",
+        "Too many failed logins from this address; try again later",
         headers={"Retry-After": retry_after_header(wait)},
     )
 
@@ -160,12 +153,11 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     principal = principal_of(request)
     if principal.kind != "session":
-        message = "This is an API token, not a session; revoke it with DELETE /tokens/{id}"
-        raise ApiError(
+        raise field_error(
             400,
             ErrorCode.NOT_A_SESSION,
-            message,
-            [Problem("Authorization", message, ErrorCode.NOT_A_SESSION)],
+            "Authorization",
+            "This is an API token, not a session; revoke it with DELETE /tokens/{id}",
         )
     agent_of(request).accounts.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from pockestrator.api.errors import ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import issues_from_validation_error
 
@@ -75,9 +75,7 @@ def parse_json(raw: bytes) -> Any:
         message = "The body is not valid JSON"
         if isinstance(exc, json.JSONDecodeError):
             message += f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        raise ApiError(
-            400, ErrorCode.INVALID_JSON, message, [Problem("body", message, ErrorCode.INVALID_JSON)]
-        ) from None
+        raise field_error(400, ErrorCode.INVALID_JSON, "body", message) from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise ApiError(
             400,
@@ -114,12 +112,8 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
 
 
 def too_large(limit: int) -> ApiError:
-    message = f"The body is larger than {limit} bytes"
-    return ApiError(
-        413,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        message,
-        [Problem("body", message, ErrorCode.PAYLOAD_TOO_LARGE)],
+    return field_error(
+        413, ErrorCode.PAYLOAD_TOO_LARGE, "body", f"The body is larger than {limit} bytes"
     )
 
 

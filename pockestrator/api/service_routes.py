@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pockestrator.api.context import AgentContext, ControlFailed
-from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
+from pockestrator.api.errors import ApiError, Problem, field_error, not_found, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import (
     merge_patch,
@@ -120,15 +120,12 @@ def find_service(agent: AgentContext, key: str) -> ServiceRecord:
 
 def refuse_file_owned(record: ServiceRecord) -> None:
     if record.source_file is not None:
-        message = (
-            f"Service '{record.name}' is defined in spec file {record.source_file}; "
-            "change or delete it there"
-        )
-        raise ApiError(
+        raise field_error(
             409,
             ErrorCode.OWNED_BY_FILE,
-            message,
-            [Problem("project_name", message, ErrorCode.OWNED_BY_FILE)],
+            "project_name",
+            f"Service '{record.name}' is defined in spec file {record.source_file}; "
+            "change or delete it there",
             service_id=record.id,
         )
 

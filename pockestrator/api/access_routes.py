@@ -23,17 +23,16 @@ from pockestrator.accounts.throttle import (
 from pockestrator.api.auth import SESSION_TTL, client_address, retry_after_header
 from pockestrator.api.errors import ApiError, field_error, not_found
 from pockestrator.api.inputs import read_json, validate_model
-from pockestrator.api.models import (
+from pockestrator.api.models.access import (
     AdminView,
-    ErrorResponse,
-    LoginBody,
     LoginResponse,
     LogoutResponse,
-    TokenCreateBody,
     TokenCreated,
     TokenList,
     TokenRevoked,
 )
+from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.requests import LoginBody, TokenCreateBody
 from pockestrator.api.routing import (
     PASSWORDS,
     Operation,

@@ -20,12 +20,9 @@ from aiohttp import web
 
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models import (
-    LOG_LINES_MAX,
-    ErrorResponse,
-    LogsQuery,
-    LogsResponse,
-)
+from pockestrator.api.models.logs import LogsResponse
+from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes import find_service
 from pockestrator.api.views import log_entry_view

@@ -35,25 +35,27 @@ from pockestrator.api.inputs import (
     shape_problems,
     validate_model,
 )
-from pockestrator.api.models import (
+from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.requests import (
     LIST_LIMIT_MAX,
     ControlBody,
-    ControlledService,
-    ControlResult,
-    ControlSystemd,
     CreateQuery,
-    DeletedService,
     DeleteQuery,
-    ErrorResponse,
-    EventList,
     EventsQuery,
     PatchQuery,
     ServiceCreateBody,
+    ServiceListQuery,
+    ServicePatchBody,
+)
+from pockestrator.api.models.services import (
+    ControlledService,
+    ControlResult,
+    ControlSystemd,
+    DeletedService,
+    EventList,
     ServiceDeleted,
     ServiceDetail,
     ServiceList,
-    ServiceListQuery,
-    ServicePatchBody,
     ServiceStatusResponse,
     ServiceValidation,
     ServiceWritten,

@@ -14,9 +14,9 @@ from aiohttp import web
 from pockestrator import __version__
 from pockestrator.api.formatting import go_duration
 from pockestrator.api.hostcheck import check_host
-from pockestrator.api.models import (
+from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.system import (
     ConfigView,
-    ErrorResponse,
     HealthChecks,
     HealthReport,
     Liveness,

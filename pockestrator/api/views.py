@@ -10,14 +10,10 @@ from pockestrator.accounts.store import TokenRecord
 from pockestrator.api.context import ServiceRuntime
 from pockestrator.api.errors import Problem
 from pockestrator.api.formatting import short_hash
-from pockestrator.api.models import (
-    EventView,
-    Issue,
-    LogEntryView,
-    RuntimeStatus,
-    Service,
-    TokenView,
-)
+from pockestrator.api.models.access import TokenView
+from pockestrator.api.models.logs import LogEntryView
+from pockestrator.api.models.problems import Issue
+from pockestrator.api.models.services import EventView, RuntimeStatus, Service
 from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue

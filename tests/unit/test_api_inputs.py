@@ -8,7 +8,7 @@ import pytest
 
 from pockestrator.api.errors import ApiError, Problem, error_body, field_error, validation_failed
 from pockestrator.api.inputs import merge_patch, parse_json, validate_model
-from pockestrator.api.models import (
+from pockestrator.api.models.requests import (
     ControlBody,
     DeleteQuery,
     LogsQuery,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel
 
 from pockestrator.accounts.passwords import needs_rehash
 from pockestrator.accounts.throttle import (
@@ -31,14 +30,15 @@ from pockestrator.api.models.access import (
     TokenList,
     TokenRevoked,
 )
-from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.api.models.requests import LoginBody, TokenCreateBody
 from pockestrator.api.routing import (
+    BODY_ERRORS,
     PASSWORDS,
+    REQUEST_ERRORS,
     Operation,
-    ResponseModels,
     agent_of,
     answer,
+    error_responses,
     principal_of,
 )
 from pockestrator.api.views import token_view
@@ -173,15 +173,6 @@ _LOGIN_RULE = (
     " password get the same 401."
 )
 
-_COMMON: dict[int, ResponseModels] = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse}
-_BODY: dict[int, ResponseModels] = {413: ErrorResponse, 415: ErrorResponse}
-
-
-def _responses(ok: int, model: type[BaseModel], *extra: int) -> dict[int, ResponseModels]:
-    responses: dict[int, ResponseModels] = {ok: model, **_COMMON}
-    responses.update({code: ErrorResponse for code in extra})
-    return responses
-
 
 OPERATIONS = [
     Operation(
@@ -190,7 +181,7 @@ OPERATIONS = [
         list_tokens,
         "listTokens",
         "List API tokens (never their secrets)",
-        _responses(200, TokenList),
+        {200: TokenList, **REQUEST_ERRORS},
         "access",
     ),
     Operation(
@@ -199,7 +190,7 @@ OPERATIONS = [
         create_token,
         "createToken",
         "Create an API token; the token is in this answer only",
-        {**_responses(201, TokenCreated), **_BODY},
+        {201: TokenCreated, **REQUEST_ERRORS, **BODY_ERRORS},
         "access",
         body=TokenCreateBody,
     ),
@@ -209,7 +200,7 @@ OPERATIONS = [
         revoke_token,
         "revokeToken",
         "Revoke an API token",
-        _responses(200, TokenRevoked, 404),
+        {200: TokenRevoked, **REQUEST_ERRORS, **error_responses(404)},
         "access",
     ),
     Operation(
@@ -218,7 +209,7 @@ OPERATIONS = [
         login,
         "login",
         "Log in as an admin: an expiring bearer token for the dashboard",
-        {**_responses(200, LoginResponse, 429), **_BODY},
+        {200: LoginResponse, **REQUEST_ERRORS, **error_responses(429), **BODY_ERRORS},
         "access",
         description=_LOGIN_RULE,
         body=LoginBody,
@@ -233,7 +224,7 @@ OPERATIONS = [
         logout,
         "logout",
         "End the dashboard session of the bearer token",
-        _responses(200, LogoutResponse),
+        {200: LogoutResponse, **REQUEST_ERRORS},
         "access",
     ),
 ]

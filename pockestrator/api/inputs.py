@@ -129,16 +129,23 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[Problem]:
     return problems
 
 
+def not_an_object(field: str = "body") -> ApiError:
+    """400 ``NOT_A_MAPPING``: ``field`` (the body, unless said) is not a JSON object."""
+    return validation_failed([Problem(field, "must be a JSON object", ErrorCode.NOT_A_MAPPING)])
+
+
+async def read_json_object(request: web.Request, *, limit: int) -> Mapping[str, Any]:
+    """The request's JSON body (``read_json``), which must be an object."""
+    body = await read_json(request, limit=limit)
+    if not isinstance(body, Mapping):
+        raise not_an_object()
+    return body
+
+
 def validate_model(model: type[Model], data: Any, *, prefix: str = "") -> Model:
     """``data`` as ``model``; 400 with every problem otherwise."""
     if not isinstance(data, Mapping):
-        raise validation_failed(
-            [
-                Problem(
-                    prefix.rstrip(".") or "body", "must be a JSON object", ErrorCode.NOT_A_MAPPING
-                )
-            ]
-        )
+        raise not_an_object(prefix.rstrip(".") or "body")
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:

@@ -21,10 +21,16 @@ from aiohttp import web
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogsResponse
-from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
-from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
-from pockestrator.api.service_routes import find_service
+from pockestrator.api.routing import (
+    JOURNAL,
+    STREAMS,
+    Operation,
+    agent_of,
+    answer,
+    error_responses,
+)
+from pockestrator.api.service_routes.checks import ONE_SERVICE_ERRORS, find_service
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -168,15 +174,7 @@ OPERATIONS = [
         service_logs,
         "getServiceLogs",
         "The service's logs from the journal (or a live stream with follow=true)",
-        {
-            200: LogsResponse,
-            400: ErrorResponse,
-            401: ErrorResponse,
-            403: ErrorResponse,
-            404: ErrorResponse,
-            502: ErrorResponse,
-            503: ErrorResponse,
-        },
+        {200: LogsResponse, **ONE_SERVICE_ERRORS, **error_responses(502, 503)},
         "services",
         query=LogsQuery,
         streams=True,

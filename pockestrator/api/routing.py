@@ -1,8 +1,9 @@
 """The route table's shape: each operation declares its models once, and both the aiohttp
 router and the OpenAPI document are built from that declaration (so they cannot disagree).
 
-Also the typed application keys, and the small helpers every handler uses to reach the
-agent, the caller and to answer with a model.
+Also the typed application keys, the error answers most operations share
+(``REQUEST_ERRORS``, ``BODY_ERRORS``, ``error_responses``), and the small helpers every
+handler uses to reach the agent, the caller and to answer with a model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
+from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.journal import JournalReader, LogFollower
 
 PREFIX = "/api/pockestrator"
@@ -23,6 +25,18 @@ PREFIX = "/api/pockestrator"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # One model, or several a body may match (documented as anyOf).
 ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseModels]:
+    """The error body (``ErrorResponse``) for each of ``statuses``."""
+    return {status: ErrorResponse for status in statuses}
+
+
+# What every operation behind the token may answer: 400 (a query parameter it does not
+# know, a Host not served here), 401 (no valid token), 403 (a cross-origin request).
+REQUEST_ERRORS = error_responses(400, 401, 403)
+# What an operation that reads a body may answer besides: too large, not JSON.
+BODY_ERRORS = error_responses(413, 415)
 
 AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)

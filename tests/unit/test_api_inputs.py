@@ -16,7 +16,7 @@ from pockestrator.api.models.requests import (
     ServiceListQuery,
     ServicePatchBody,
 )
-from pockestrator.api.service_routes import checked_spec
+from pockestrator.api.service_routes.checks import checked_spec
 from pockestrator.specs.errors import ErrorCode
 
 

@@ -32,13 +32,10 @@ from pockestrator.api.models.access import (
 )
 from pockestrator.api.models.requests import LoginBody, TokenCreateBody
 from pockestrator.api.routing import (
-    BODY_ERRORS,
     PASSWORDS,
-    REQUEST_ERRORS,
     Operation,
     agent_of,
     answer,
-    error_responses,
     principal_of,
 )
 from pockestrator.api.views import token_view
@@ -181,7 +178,7 @@ OPERATIONS = [
         list_tokens,
         "listTokens",
         "List API tokens (never their secrets)",
-        {200: TokenList, **REQUEST_ERRORS},
+        {200: TokenList},
         "access",
     ),
     Operation(
@@ -190,7 +187,7 @@ OPERATIONS = [
         create_token,
         "createToken",
         "Create an API token; the token is in this answer only",
-        {201: TokenCreated, **REQUEST_ERRORS, **BODY_ERRORS},
+        {201: TokenCreated},
         "access",
         body=TokenCreateBody,
     ),
@@ -200,8 +197,9 @@ OPERATIONS = [
         revoke_token,
         "revokeToken",
         "Revoke an API token",
-        {200: TokenRevoked, **REQUEST_ERRORS, **error_responses(404)},
+        {200: TokenRevoked},
         "access",
+        errors=(404,),
     ),
     Operation(
         "POST",
@@ -209,8 +207,9 @@ OPERATIONS = [
         login,
         "login",
         "Log in as an admin: an expiring bearer token for the dashboard",
-        {200: LoginResponse, **REQUEST_ERRORS, **error_responses(429), **BODY_ERRORS},
+        {200: LoginResponse},
         "access",
+        errors=(401, 429),
         description=_LOGIN_RULE,
         body=LoginBody,
         public=True,
@@ -224,7 +223,7 @@ OPERATIONS = [
         logout,
         "logout",
         "End the dashboard session of the bearer token",
-        {200: LogoutResponse, **REQUEST_ERRORS},
+        {200: LogoutResponse},
         "access",
     ),
 ]

@@ -28,9 +28,8 @@ from pockestrator.api.routing import (
     Operation,
     agent_of,
     answer,
-    error_responses,
 )
-from pockestrator.api.service_routes.checks import ONE_SERVICE_ERRORS, find_service
+from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -174,8 +173,9 @@ OPERATIONS = [
         service_logs,
         "getServiceLogs",
         "The service's logs from the journal (or a live stream with follow=true)",
-        {200: LogsResponse, **ONE_SERVICE_ERRORS, **error_responses(502, 503)},
+        {200: LogsResponse},
         "services",
+        errors=(404, 502, 503),
         query=LogsQuery,
         streams=True,
     ),

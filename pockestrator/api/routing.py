@@ -1,9 +1,8 @@
 """The route table's shape: each operation declares its models once, and both the aiohttp
 router and the OpenAPI document are built from that declaration (so they cannot disagree).
 
-Also the typed application keys, the error answers most operations share
-(``REQUEST_ERRORS``, ``BODY_ERRORS``, ``error_responses``), and the small helpers every
-handler uses to reach the agent, the caller and to answer with a model.
+Also the typed application keys, and the small helpers every handler uses to reach the
+agent, the caller and to answer with a model.
 """
 
 from __future__ import annotations
@@ -27,17 +26,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
 
 
-def error_responses(*statuses: int) -> dict[int, ResponseModels]:
-    """The error body (``ErrorResponse``) for each of ``statuses``."""
-    return {status: ErrorResponse for status in statuses}
-
-
-# What every operation behind the token may answer: 400 (a query parameter it does not
-# know, a Host not served here), 401 (no valid token), 403 (a cross-origin request).
-REQUEST_ERRORS = error_responses(400, 401, 403)
-# What an operation that reads a body may answer besides: too large, not JSON.
-BODY_ERRORS = error_responses(413, 415)
-
 AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)
 JOURNAL = web.AppKey("journal", JournalReader)
@@ -54,8 +42,10 @@ PRINCIPAL: Any = (
 class Operation:
     """One method on one path, with what it takes and what it answers per status code.
 
-    ``responses`` maps a status code to the model of its JSON body; ``streams`` marks a
-    200 that may also be ``text/event-stream``. ``public`` operations need no token.
+    ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
+    the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
+    what the server answers around every handler. ``streams`` marks a 200 that may also be
+    ``text/event-stream``. ``public`` operations need no token.
     """
 
     method: str
@@ -72,10 +62,27 @@ class Operation:
     public: bool = False
     streams: bool = False
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
         return PREFIX + self.path
+
+    def answers(self) -> dict[int, ResponseModels]:
+        """Every status this operation can answer, with the model of its body.
+
+        Its own ``responses`` and ``errors``, and the errors the server answers around the
+        handler, from the same facts the server acts on: 400 and 403 for any request (the
+        Host and Origin guards, a query parameter the operation does not know), 401 unless
+        ``public`` (no valid token), 413 and 415 when it reads a ``body`` (too large, not
+        JSON). A status in ``responses`` keeps its own model (a 400 that is also a result).
+        """
+        statuses = [400, 403, *self.errors]
+        if not self.public:
+            statuses.append(401)
+        if self.body is not None:
+            statuses += [413, 415]
+        return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
 
 
 def agent_of(request: web.Request) -> AgentContext:

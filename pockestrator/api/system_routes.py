@@ -25,7 +25,7 @@ from pockestrator.api.models.system import (
     SystemInfo,
     SystemValidation,
 )
-from pockestrator.api.routing import REQUEST_ERRORS, Operation, agent_of, answer, error_responses
+from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.views import issue_view
 from pockestrator.clock import utc_now
 from pockestrator.specs.validation import ReleaseIndexUnavailable, latest_stable
@@ -144,7 +144,7 @@ OPERATIONS = [
         system_info,
         "getSystemInfo",
         "Version, uptime and configuration of the agent",
-        {200: SystemInfo, **REQUEST_ERRORS},
+        {200: SystemInfo},
         "system",
     ),
     Operation(
@@ -153,7 +153,7 @@ OPERATIONS = [
         releases,
         "listReleases",
         "PocketBase versions that can be deployed, newest first, and the latest",
-        {200: ReleaseList, **REQUEST_ERRORS},
+        {200: ReleaseList},
         "system",
         description="From the configured release index (cached for release_index_ttl), "
         "merged with the versions in the local cache; when the index cannot be read, "
@@ -165,7 +165,7 @@ OPERATIONS = [
         system_health,
         "getSystemHealth",
         "Host health: 200 when healthy, 503 with the reasons when not",
-        {200: HealthReport, 503: HealthReport, **REQUEST_ERRORS},
+        {200: HealthReport, 503: HealthReport},
         "system",
         description="Checked for real: systemd answers over D-Bus, the unit, service, site and"
         " database directories accept a new file, the Caddy binary is there and Caddy runs.",
@@ -176,7 +176,7 @@ OPERATIONS = [
         validate_system,
         "validateSystem",
         "System prerequisites and permissions",
-        {200: SystemValidation, **REQUEST_ERRORS},
+        {200: SystemValidation},
         "validation",
     ),
     Operation(
@@ -185,7 +185,7 @@ OPERATIONS = [
         liveness,
         "liveness",
         "Liveness probe (no authentication; reveals nothing)",
-        {200: Liveness, **error_responses(400, 403)},
+        {200: Liveness},
         "system",
         public=True,
     ),

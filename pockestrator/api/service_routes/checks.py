@@ -1,6 +1,5 @@
-"""What every service operation checks before it acts: the service a request names (404,
-``ONE_SERVICE_ERRORS`` documents it), and a spec that is valid alone and beside the other
-services and the host.
+"""What every service operation checks before it acts: the service a request names (404),
+and a spec that is valid alone and beside the other services and the host.
 
 A spec goes through ``parse_spec`` first, for the grammar's precise codes, then through the
 strict body the operation documents (``api.spec_shapes``: JSON types, no unknown fields);
@@ -19,7 +18,6 @@ from pydantic import BaseModel
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
 from pockestrator.api.inputs import shape_problems
-from pockestrator.api.routing import REQUEST_ERRORS, error_responses
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import NameTakenCode, ServiceRecord
@@ -29,10 +27,6 @@ from pockestrator.specs.validation import ReleaseIndexUnavailable, validate_in_c
 def service_not_found(key: str) -> ApiError:
     """404 ``SERVICE_NOT_FOUND`` for the id or name ``key``."""
     return not_found("Service", key, ErrorCode.SERVICE_NOT_FOUND)
-
-
-# What an operation on one service (``/services/{id}...``) may answer besides its own.
-ONE_SERVICE_ERRORS = {**REQUEST_ERRORS, **error_responses(404)}
 
 
 def find_service(agent: AgentContext, key: str) -> ServiceRecord:

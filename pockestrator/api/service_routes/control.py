@@ -17,16 +17,8 @@ from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.models.services import ControlledService, ControlResult, ControlSystemd
-from pockestrator.api.routing import (
-    BODY_ERRORS,
-    Operation,
-    agent_of,
-    answer,
-    error_responses,
-    principal_of,
-)
+from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import (
-    ONE_SERVICE_ERRORS,
     find_service,
     service_not_found,
 )
@@ -108,14 +100,9 @@ OPERATIONS = [
         control_service,
         "controlService",
         "Start, stop or restart a service",
-        {
-            200: ControlResult,
-            202: ControlResult,
-            **ONE_SERVICE_ERRORS,
-            **error_responses(502),
-            **BODY_ERRORS,
-        },
+        {200: ControlResult, 202: ControlResult},
         "services",
+        errors=(404, 502),
         description="start and stop record the desired run state and answer after the"
         " reconcile that applies it (202 if it takes longer than a minute); restart is a"
         " one-off restart. Works for file-owned services too.",

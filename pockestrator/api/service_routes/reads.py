@@ -19,8 +19,8 @@ from pockestrator.api.models.services import (
     ServiceList,
     ServiceStatusResponse,
 )
-from pockestrator.api.routing import REQUEST_ERRORS, Operation, agent_of, answer
-from pockestrator.api.service_routes.checks import ONE_SERVICE_ERRORS, find_service
+from pockestrator.api.routing import Operation, agent_of, answer
+from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import event_view, runtime_view, service_view
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 
@@ -119,7 +119,7 @@ OPERATIONS = [
         list_services,
         "listServices",
         "List managed services",
-        {200: ServiceList, **REQUEST_ERRORS},
+        {200: ServiceList},
         "services",
         query=ServiceListQuery,
     ),
@@ -129,8 +129,9 @@ OPERATIONS = [
         get_service,
         "getService",
         "A service, by id or project name, with its runtime status",
-        {200: ServiceDetail, **ONE_SERVICE_ERRORS},
+        {200: ServiceDetail},
         "services",
+        errors=(404,),
     ),
     Operation(
         "GET",
@@ -138,8 +139,9 @@ OPERATIONS = [
         service_status,
         "getServiceStatus",
         "Real-time status: systemd state, PID, memory, CPU, config match, Caddy",
-        {200: ServiceStatusResponse, **ONE_SERVICE_ERRORS},
+        {200: ServiceStatusResponse},
         "services",
+        errors=(404,),
     ),
     Operation(
         "GET",
@@ -147,8 +149,9 @@ OPERATIONS = [
         service_events,
         "listServiceEvents",
         "The service's event log, newest first",
-        {200: EventList, **ONE_SERVICE_ERRORS},
+        {200: EventList},
         "services",
+        errors=(404,),
         query=EventsQuery,
     ),
 ]

@@ -19,7 +19,7 @@ from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.api.models.requests import ServiceCreateBody
 from pockestrator.api.models.services import ServiceValidation, ValidationChecks
 from pockestrator.api.reachability import resolves_here
-from pockestrator.api.routing import BODY_ERRORS, Operation, agent_of, answer, error_responses
+from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import checked_spec, context_problems
 from pockestrator.api.views import issue_view
 from pockestrator.specs.errors import ErrorCode, FieldIssue
@@ -110,12 +110,7 @@ OPERATIONS = [
         validate_service,
         "validateService",
         "Validate a service configuration before creating it",
-        {
-            200: ServiceValidation,
-            400: (ServiceValidation, ErrorResponse),
-            **error_responses(401, 403),
-            **BODY_ERRORS,
-        },
+        {200: ServiceValidation, 400: (ServiceValidation, ErrorResponse)},
         "validation",
         body=ServiceCreateBody,
     ),

@@ -38,16 +38,12 @@ from pockestrator.api.models.services import (
     UnitRef,
 )
 from pockestrator.api.routing import (
-    BODY_ERRORS,
-    REQUEST_ERRORS,
     Operation,
     agent_of,
     answer,
-    error_responses,
     principal_of,
 )
 from pockestrator.api.service_routes.checks import (
-    ONE_SERVICE_ERRORS,
     checked_spec,
     context_problems,
     find_service,
@@ -293,8 +289,9 @@ OPERATIONS = [
         create_service,
         "createService",
         "Create and deploy a PocketBase service",
-        {201: ServiceWritten, **REQUEST_ERRORS, **error_responses(409), **BODY_ERRORS},
+        {201: ServiceWritten},
         "services",
+        errors=(409,),
         description="Validates the spec against the other services and the host (400 with"
         " every problem), stores it and queues its reconcile. With superuser_email, the"
         " generated password is in this answer only.",
@@ -307,8 +304,9 @@ OPERATIONS = [
         update_service,
         "updateService",
         "Change a service's spec (JSON merge patch)",
-        {200: ServiceWritten, **ONE_SERVICE_ERRORS, **error_responses(409), **BODY_ERRORS},
+        {200: ServiceWritten},
         "services",
+        errors=(404, 409),
         description="Version upgrades, domain, env, limits, flags, desired state. Services"
         " owned by a spec file answer 409 OWNED_BY_FILE.",
         query=PatchQuery,
@@ -321,8 +319,9 @@ OPERATIONS = [
         delete_service,
         "deleteService",
         "Delete a service (data archived unless purge=true)",
-        {200: ServiceDeleted, **ONE_SERVICE_ERRORS, **error_responses(409)},
+        {200: ServiceDeleted},
         "services",
+        errors=(404, 409),
         query=DeleteQuery,
     ),
 ]

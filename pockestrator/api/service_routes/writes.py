@@ -134,6 +134,16 @@ def handed_password(store: Store, name: str, wanted: bool) -> Iterator[str | Non
         raise
 
 
+@contextlib.contextmanager
+def spec_write(agent: AgentContext, name: str, *, new_password: bool) -> Iterator[str | None]:
+    """Around one write of ``name``'s spec: a new superuser password handed over first when
+    wanted (``handed_password``), the store's refusals as the API's (``store_refusals``),
+    and once the write succeeded, its reconcile queued."""
+    with store_refusals(name), handed_password(agent.store, name, new_password) as password:
+        yield password
+    agent.enqueue(name)
+
+
 async def written_answer(
     request: web.Request,
     record: ServiceRecord,
@@ -179,12 +189,8 @@ async def create_service(request: web.Request) -> web.StreamResponse:
     spec = checked_spec(data, agent.config.default_domain, ServiceCreateBody, body)
     warnings = await writable_warnings(agent, spec, replacing=None)
     name = spec.project_name
-    with (
-        store_refusals(name),
-        handed_password(agent.store, name, bool(spec.superuser_email)) as password,
-    ):
+    with spec_write(agent, name, new_password=bool(spec.superuser_email)) as password:
         record = agent.store.create_service(spec, owner=API_OWNER)
-    agent.enqueue(name)
     log.info(
         "service created",
         service=name,
@@ -219,12 +225,8 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     warnings = await writable_warnings(agent, spec, replacing=record)
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
-    with (
-        store_refusals(record.name),
-        handed_password(agent.store, record.name, new_email) as password,
-    ):
+    with spec_write(agent, record.name, new_password=new_email) as password:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
-    agent.enqueue(record.name)
     log.info(
         "service updated",
         service=record.name,

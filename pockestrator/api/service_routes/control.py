@@ -23,6 +23,7 @@ from pockestrator.api.service_routes.checks import (
     service_not_found,
 )
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
+from pockestrator.api.views import service_state
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import NotFound
@@ -79,11 +80,11 @@ async def control_service(request: web.Request) -> web.StreamResponse:
             service=ControlledService(
                 id=record.id,
                 project_name=name,
-                status=status.state if status else "deploying",
+                status=service_state(status),
             ),
             systemd=ControlSystemd(
                 status=runtime.systemd_status,
-                sub_state=runtime.unit.sub_state if runtime.unit else None,
+                sub_state=runtime.sub_state,
                 message=message,
             ),
             desired_state=current.desired_state,

@@ -21,7 +21,7 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.views import event_view, runtime_view, service_view
+from pockestrator.api.views import event_view, runtime_view, service_state, service_view
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 
 
@@ -74,7 +74,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             project_name=record.name,
             is_running=runtime.is_running,
             systemd_status=runtime.systemd_status,
-            sub_state=unit.sub_state if unit else None,
+            sub_state=runtime.sub_state,
             caddy_status=runtime.caddy_status,
             config_match=runtime.config_match,
             last_checked=runtime.checked_at,
@@ -86,7 +86,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             cpu_percent=cpu,
             restarts=unit.restarts if unit else None,
             active_since=runtime.active_since,
-            state=status.state if status else "deploying",
+            state=service_state(status),
             desired_state=record.desired_state,
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,

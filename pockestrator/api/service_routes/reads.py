@@ -72,13 +72,8 @@ async def service_status(request: web.Request) -> web.StreamResponse:
         ServiceStatusResponse(
             service_id=record.id,
             project_name=record.name,
-            is_running=runtime.is_running,
-            systemd_status=runtime.systemd_status,
-            sub_state=runtime.sub_state,
-            caddy_status=runtime.caddy_status,
-            config_match=runtime.config_match,
-            last_checked=runtime.checked_at,
-            error_message=runtime.error_message(status),
+            # The runtime status a service's answer carries, here flattened.
+            **runtime_view(runtime, status).model_dump(),
             pid=unit.main_pid if unit is not None and unit.is_running else None,
             memory_usage=human_bytes(memory),
             memory_bytes=memory,

@@ -31,13 +31,7 @@ from pockestrator.api.models.access import (
     TokenRevoked,
 )
 from pockestrator.api.models.requests import LoginBody, TokenCreateBody
-from pockestrator.api.routing import (
-    PASSWORDS,
-    Operation,
-    agent_of,
-    answer,
-    principal_of,
-)
+from pockestrator.api.routing import PASSWORDS, Operation, agent_of, answer, principal_of
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
 

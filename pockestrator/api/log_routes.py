@@ -22,13 +22,7 @@ from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogsResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
-from pockestrator.api.routing import (
-    JOURNAL,
-    STREAMS,
-    Operation,
-    agent_of,
-    answer,
-)
+from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now

@@ -25,7 +25,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # One model, or several a body may match (documented as anyOf).
 ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
 
-
 AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)
 JOURNAL = web.AppKey("journal", JournalReader)

@@ -18,10 +18,7 @@ from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.models.services import ControlledService, ControlResult, ControlSystemd
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
-from pockestrator.api.service_routes.checks import (
-    find_service,
-    service_not_found,
-)
+from pockestrator.api.service_routes.checks import find_service, service_not_found
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.api.views import service_state
 from pockestrator.specs.errors import ErrorCode

@@ -37,12 +37,7 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import (
-    Operation,
-    agent_of,
-    answer,
-    principal_of,
-)
+from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -135,11 +130,11 @@ def handed_password(store: Store, name: str, wanted: bool) -> Iterator[str | Non
 
 
 @contextlib.contextmanager
-def spec_write(agent: AgentContext, name: str, *, new_password: bool) -> Iterator[str | None]:
+def spec_write(agent: AgentContext, name: str, *, wants_password: bool) -> Iterator[str | None]:
     """Around one write of ``name``'s spec: a new superuser password handed over first when
     wanted (``handed_password``), the store's refusals as the API's (``store_refusals``),
     and once the write succeeded, its reconcile queued."""
-    with store_refusals(name), handed_password(agent.store, name, new_password) as password:
+    with store_refusals(name), handed_password(agent.store, name, wants_password) as password:
         yield password
     agent.enqueue(name)
 
@@ -189,7 +184,7 @@ async def create_service(request: web.Request) -> web.StreamResponse:
     spec = checked_spec(data, agent.config.default_domain, ServiceCreateBody, body)
     warnings = await writable_warnings(agent, spec, replacing=None)
     name = spec.project_name
-    with spec_write(agent, name, new_password=bool(spec.superuser_email)) as password:
+    with spec_write(agent, name, wants_password=bool(spec.superuser_email)) as password:
         record = agent.store.create_service(spec, owner=API_OWNER)
     log.info(
         "service created",
@@ -225,7 +220,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     warnings = await writable_warnings(agent, spec, replacing=record)
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
-    with spec_write(agent, record.name, new_password=new_email) as password:
+    with spec_write(agent, record.name, wants_password=new_email) as password:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
     log.info(
         "service updated",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel
 
 from pockestrator.accounts.passwords import needs_rehash
 from pockestrator.accounts.throttle import (
@@ -21,27 +20,18 @@ from pockestrator.accounts.throttle import (
     THROTTLE_CAP_SECONDS,
 )
 from pockestrator.api.auth import SESSION_TTL, client_address, retry_after_header
-from pockestrator.api.errors import ApiError, Problem, not_found
+from pockestrator.api.errors import ApiError, field_error, not_found
 from pockestrator.api.inputs import read_json, validate_model
-from pockestrator.api.models import (
+from pockestrator.api.models.access import (
     AdminView,
-    ErrorResponse,
-    LoginBody,
     LoginResponse,
     LogoutResponse,
-    TokenCreateBody,
     TokenCreated,
     TokenList,
     TokenRevoked,
 )
-from pockestrator.api.routing import (
-    PASSWORDS,
-    Operation,
-    ResponseModels,
-    agent_of,
-    answer,
-    principal_of,
-)
+from pockestrator.api.models.requests import LoginBody, TokenCreateBody
+from pockestrator.api.routing import PASSWORDS, Operation, agent_of, answer, principal_of
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
 
@@ -89,22 +79,15 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
 
 
 def _bad_credentials() -> ApiError:
-    message = "Invalid e-mail or password"
-    return ApiError(
-        401,
-        ErrorCode.INVALID_CREDENTIALS,
-        message,
-        [Problem("password", message, ErrorCode.INVALID_CREDENTIALS)],
-    )
+    return field_error(401, ErrorCode.INVALID_CREDENTIALS, "password", "Invalid e-mail or password")
 
 
 def _throttled(wait: float) -> ApiError:
-    message = "Too many failed logins from this address; try again later"
-    return ApiError(
+    return field_error(
         429,
         ErrorCode.LOGIN_THROTTLED,
-        message,
-        [Problem("email", message, ErrorCode.LOGIN_THROTTLED)],
+        "email",
+        "Too many failed logins from this address; try again later",
         headers={"Retry-After": retry_after_header(wait)},
     )
 
@@ -160,12 +143,11 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     principal = principal_of(request)
     if principal.kind != "session":
-        message = "This is an API token, not a session; revoke it with DELETE /tokens/{id}"
-        raise ApiError(
+        raise field_error(
             400,
             ErrorCode.NOT_A_SESSION,
-            message,
-            [Problem("Authorization", message, ErrorCode.NOT_A_SESSION)],
+            "Authorization",
+            "This is an API token, not a session; revoke it with DELETE /tokens/{id}",
         )
     agent_of(request).accounts.revoke_session(principal.bearer)
     return answer(LogoutResponse(revoked=True, message="Logged out"))
@@ -182,15 +164,6 @@ _LOGIN_RULE = (
     " password get the same 401."
 )
 
-_COMMON: dict[int, ResponseModels] = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse}
-_BODY: dict[int, ResponseModels] = {413: ErrorResponse, 415: ErrorResponse}
-
-
-def _responses(ok: int, model: type[BaseModel], *extra: int) -> dict[int, ResponseModels]:
-    responses: dict[int, ResponseModels] = {ok: model, **_COMMON}
-    responses.update({code: ErrorResponse for code in extra})
-    return responses
-
 
 OPERATIONS = [
     Operation(
@@ -199,7 +172,7 @@ OPERATIONS = [
         list_tokens,
         "listTokens",
         "List API tokens (never their secrets)",
-        _responses(200, TokenList),
+        {200: TokenList},
         "access",
     ),
     Operation(
@@ -208,7 +181,7 @@ OPERATIONS = [
         create_token,
         "createToken",
         "Create an API token; the token is in this answer only",
-        {**_responses(201, TokenCreated), **_BODY},
+        {201: TokenCreated},
         "access",
         body=TokenCreateBody,
     ),
@@ -218,8 +191,9 @@ OPERATIONS = [
         revoke_token,
         "revokeToken",
         "Revoke an API token",
-        _responses(200, TokenRevoked, 404),
+        {200: TokenRevoked},
         "access",
+        errors=(404,),
     ),
     Operation(
         "POST",
@@ -227,8 +201,9 @@ OPERATIONS = [
         login,
         "login",
         "Log in as an admin: an expiring bearer token for the dashboard",
-        {**_responses(200, LoginResponse, 429), **_BODY},
+        {200: LoginResponse},
         "access",
+        errors=(401, 429),
         description=_LOGIN_RULE,
         body=LoginBody,
         public=True,
@@ -242,7 +217,7 @@ OPERATIONS = [
         logout,
         "logout",
         "End the dashboard session of the bearer token",
-        _responses(200, LogoutResponse),
+        {200: LogoutResponse},
         "access",
     ),
 ]

@@ -73,6 +73,10 @@ class ServiceRuntime:
         return self.unit.active_state or "unknown"
 
     @property
+    def sub_state(self) -> str | None:
+        return self.unit.sub_state if self.unit is not None else None
+
+    @property
     def active_since(self) -> datetime | None:
         return self.unit.active_since if self.unit is not None and self.unit.is_running else None
 

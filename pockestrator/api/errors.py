@@ -4,7 +4,9 @@ The reference shows two error bodies: ``{id, status: "error", message, errors: [
 message, code}]}`` and ``{error, details: {field: [messages]}}``. Clients of either must
 work, so every error carries both, plus one top-level ``code`` for scripts. Every code is
 an ``ErrorCode`` (one enum for spec problems and the API's own errors). Handlers raise
-``ApiError``; the error middleware turns it (and aiohttp's own 404/405/413) into a response.
+``ApiError`` (``field_error`` when the error is about one field, ``validation_failed`` for
+every problem of a body, ``not_found``); the error middleware in ``api.server`` turns it (and
+aiohttp's own 404/405/413) into a response.
 """
 
 from __future__ import annotations
@@ -106,6 +108,29 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def field_error(
+    status: int,
+    code: ErrorCode,
+    field: str,
+    message: str,
+    *,
+    summary: str | None = None,
+    service_id: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> ApiError:
+    """An error that is about one field (a header, a body field): its one problem names
+    that field and says what the error says."""
+    return ApiError(
+        status,
+        code,
+        message,
+        [Problem(field, message, code)],
+        summary=summary,
+        service_id=service_id,
+        headers=headers,
+    )
 
 
 def validation_failed(problems: Iterable[Problem], *, status: int = 400) -> ApiError:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from pockestrator.api.errors import ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import issues_from_validation_error
 
@@ -75,9 +75,7 @@ def parse_json(raw: bytes) -> Any:
         message = "The body is not valid JSON"
         if isinstance(exc, json.JSONDecodeError):
             message += f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        raise ApiError(
-            400, ErrorCode.INVALID_JSON, message, [Problem("body", message, ErrorCode.INVALID_JSON)]
-        ) from None
+        raise field_error(400, ErrorCode.INVALID_JSON, "body", message) from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise ApiError(
             400,
@@ -114,12 +112,8 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
 
 
 def too_large(limit: int) -> ApiError:
-    message = f"The body is larger than {limit} bytes"
-    return ApiError(
-        413,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        message,
-        [Problem("body", message, ErrorCode.PAYLOAD_TOO_LARGE)],
+    return field_error(
+        413, ErrorCode.PAYLOAD_TOO_LARGE, "body", f"The body is larger than {limit} bytes"
     )
 
 
@@ -135,16 +129,23 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[Problem]:
     return problems
 
 
+def not_an_object(field: str = "body") -> ApiError:
+    """400 ``NOT_A_MAPPING``: ``field`` (the body, unless said) is not a JSON object."""
+    return validation_failed([Problem(field, "must be a JSON object", ErrorCode.NOT_A_MAPPING)])
+
+
+async def read_json_object(request: web.Request, *, limit: int) -> Mapping[str, Any]:
+    """The request's JSON body (``read_json``), which must be an object."""
+    body = await read_json(request, limit=limit)
+    if not isinstance(body, Mapping):
+        raise not_an_object()
+    return body
+
+
 def validate_model(model: type[Model], data: Any, *, prefix: str = "") -> Model:
     """``data`` as ``model``; 400 with every problem otherwise."""
     if not isinstance(data, Mapping):
-        raise validation_failed(
-            [
-                Problem(
-                    prefix.rstrip(".") or "body", "must be a JSON object", ErrorCode.NOT_A_MAPPING
-                )
-            ]
-        )
+        raise not_an_object(prefix.rstrip(".") or "body")
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:

@@ -20,14 +20,10 @@ from aiohttp import web
 
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models import (
-    LOG_LINES_MAX,
-    ErrorResponse,
-    LogsQuery,
-    LogsResponse,
-)
+from pockestrator.api.models.logs import LogsResponse
+from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
-from pockestrator.api.service_routes import find_service
+from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -171,16 +167,9 @@ OPERATIONS = [
         service_logs,
         "getServiceLogs",
         "The service's logs from the journal (or a live stream with follow=true)",
-        {
-            200: LogsResponse,
-            400: ErrorResponse,
-            401: ErrorResponse,
-            403: ErrorResponse,
-            404: ErrorResponse,
-            502: ErrorResponse,
-            503: ErrorResponse,
-        },
+        {200: LogsResponse},
         "services",
+        errors=(404, 502, 503),
         query=LogsQuery,
         streams=True,
     ),

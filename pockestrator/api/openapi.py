@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document, generated from the route table and its pydantic models.
 
-Every operation lists each status code it can answer with that code's body schema, query
+Every operation lists each status code it can answer (``Operation.answers``: its own and
+those the server adds around every handler) with that code's body schema, query
 parameters come from the operation's query model, and request bodies from its body model,
 so a fuzzer (the test suite runs schemathesis against this document) can hold the server to
 it exactly. Response schemas use pydantic's serialization mode, request schemas its
@@ -48,7 +49,7 @@ _TAGS = [
 def _models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
     for operation in operations:
-        for models in operation.responses.values():
+        for models in operation.answers().values():
             for model in models if isinstance(models, tuple) else (models,):
                 wanted[(model, "serialization")] = None
         if operation.body is not None:
@@ -158,7 +159,7 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                 },
             }
         responses = {}
-        for status, models in sorted(operation.responses.items()):
+        for status, models in sorted(operation.answers().items()):
             listed = models if isinstance(models, tuple) else (models,)
             responses[str(status)] = _response(
                 operation, status, [ref(model, "serialization") for model in listed]

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
+from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.journal import JournalReader, LogFollower
 
 PREFIX = "/api/pockestrator"
@@ -40,8 +41,10 @@ PRINCIPAL: Any = (
 class Operation:
     """One method on one path, with what it takes and what it answers per status code.
 
-    ``responses`` maps a status code to the model of its JSON body; ``streams`` marks a
-    200 that may also be ``text/event-stream``. ``public`` operations need no token.
+    ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
+    the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
+    what the server answers around every handler. ``streams`` marks a 200 that may also be
+    ``text/event-stream``. ``public`` operations need no token.
     """
 
     method: str
@@ -58,10 +61,27 @@ class Operation:
     public: bool = False
     streams: bool = False
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
         return PREFIX + self.path
+
+    def answers(self) -> dict[int, ResponseModels]:
+        """Every status this operation can answer, with the model of its body.
+
+        Its own ``responses`` and ``errors``, and the errors the server answers around the
+        handler, from the same facts the server acts on: 400 and 403 for any request (the
+        Host and Origin guards, a query parameter the operation does not know), 401 unless
+        ``public`` (no valid token), 413 and 415 when it reads a ``body`` (too large, not
+        JSON). A status in ``responses`` keeps its own model (a 400 that is also a result).
+        """
+        statuses = [400, 403, *self.errors]
+        if not self.public:
+            statuses.append(401)
+        if self.body is not None:
+            statuses += [413, 415]
+        return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
 
 
 def agent_of(request: web.Request) -> AgentContext:

@@ -28,7 +28,7 @@ from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import access_routes, log_routes, service_routes, system_routes
 from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
-from pockestrator.api.errors import ApiError, Problem, validation_failed
+from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
@@ -113,24 +113,19 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     config = request.app[AGENT].config
     host = request.headers.get("Host")
     if not host_allowed(host, config.listen_host, config.allowed_hosts):
-        message = "This Host is not served here; add it to allowed_hosts if it should be"
-        raise ApiError(
+        raise field_error(
             400,
             ErrorCode.HOST_NOT_ALLOWED,
-            message,
-            [Problem("Host", message, ErrorCode.HOST_NOT_ALLOWED)],
+            "Host",
+            "This Host is not served here; add it to allowed_hosts if it should be",
         )
     origin = request.headers.get("Origin")
     cross_site = request.headers.get("Sec-Fetch-Site") == "cross-site"
     if (origin is not None and not origin_allowed(origin, host)) or (
         cross_site and request.path.startswith(PREFIX)
     ):
-        message = "Cross-origin requests are not accepted"
-        raise ApiError(
-            403,
-            ErrorCode.ORIGIN_NOT_ALLOWED,
-            message,
-            [Problem("Origin", message, ErrorCode.ORIGIN_NOT_ALLOWED)],
+        raise field_error(
+            403, ErrorCode.ORIGIN_NOT_ALLOWED, "Origin", "Cross-origin requests are not accepted"
         )
     return await handler(request)
 
@@ -139,11 +134,11 @@ def _unauthorized(message: str, *, offered: bool) -> ApiError:
     challenge = 'Bearer realm="pockestrator"'
     if offered:
         challenge += ', error="invalid_token"'
-    return ApiError(
+    return field_error(
         401,
         ErrorCode.UNAUTHORIZED,
+        "Authorization",
         message,
-        [Problem("Authorization", message, ErrorCode.UNAUTHORIZED)],
         summary="Unauthorized",
         headers={"WWW-Authenticate": challenge},
     )

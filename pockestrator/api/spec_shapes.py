@@ -21,7 +21,7 @@ with no edit here:
 ``InApi`` marks leave a field out of a shape. Sections (nested models such as
 ``resources``) get a model per shape, named after their field: ``ResourcesBody``,
 ``ResourcesPatch``, ``ResourcesView``. Request bodies are checked after ``parse_spec``
-(``service_routes.checked_spec``), which reports a field's grammar code first.
+(``service_routes.checks.checked_spec``), which reports a field's grammar code first.
 """
 
 from __future__ import annotations

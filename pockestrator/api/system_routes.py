@@ -14,9 +14,8 @@ from aiohttp import web
 from pockestrator import __version__
 from pockestrator.api.formatting import go_duration
 from pockestrator.api.hostcheck import check_host
-from pockestrator.api.models import (
+from pockestrator.api.models.system import (
     ConfigView,
-    ErrorResponse,
     HealthChecks,
     HealthReport,
     Liveness,
@@ -138,8 +137,6 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[OPENAPI])
 
 
-_COMMON = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse}
-
 OPERATIONS = [
     Operation(
         "GET",
@@ -147,7 +144,7 @@ OPERATIONS = [
         system_info,
         "getSystemInfo",
         "Version, uptime and configuration of the agent",
-        {200: SystemInfo, **_COMMON},
+        {200: SystemInfo},
         "system",
     ),
     Operation(
@@ -156,7 +153,7 @@ OPERATIONS = [
         releases,
         "listReleases",
         "PocketBase versions that can be deployed, newest first, and the latest",
-        {200: ReleaseList, **_COMMON},
+        {200: ReleaseList},
         "system",
         description="From the configured release index (cached for release_index_ttl), "
         "merged with the versions in the local cache; when the index cannot be read, "
@@ -168,7 +165,7 @@ OPERATIONS = [
         system_health,
         "getSystemHealth",
         "Host health: 200 when healthy, 503 with the reasons when not",
-        {200: HealthReport, 503: HealthReport, **_COMMON},
+        {200: HealthReport, 503: HealthReport},
         "system",
         description="Checked for real: systemd answers over D-Bus, the unit, service, site and"
         " database directories accept a new file, the Caddy binary is there and Caddy runs.",
@@ -179,7 +176,7 @@ OPERATIONS = [
         validate_system,
         "validateSystem",
         "System prerequisites and permissions",
-        {200: SystemValidation, **_COMMON},
+        {200: SystemValidation},
         "validation",
     ),
     Operation(
@@ -188,7 +185,7 @@ OPERATIONS = [
         liveness,
         "liveness",
         "Liveness probe (no authentication; reveals nothing)",
-        {200: Liveness, 400: ErrorResponse, 403: ErrorResponse},
+        {200: Liveness},
         "system",
         public=True,
     ),

@@ -10,19 +10,20 @@ from pockestrator.accounts.store import TokenRecord
 from pockestrator.api.context import ServiceRuntime
 from pockestrator.api.errors import Problem
 from pockestrator.api.formatting import short_hash
-from pockestrator.api.models import (
-    EventView,
-    Issue,
-    LogEntryView,
-    RuntimeStatus,
-    Service,
-    TokenView,
-)
+from pockestrator.api.models.access import TokenView
+from pockestrator.api.models.logs import LogEntryView
+from pockestrator.api.models.problems import Issue
+from pockestrator.api.models.services import EventView, RuntimeStatus, Service
 from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
+
+
+def service_state(status: ServiceStatus | None) -> str:
+    """The state the service's status records; ``deploying`` until it has a status."""
+    return status.state if status is not None else "deploying"
 
 
 def issue_view(problem: Problem | FieldIssue) -> Issue:
@@ -41,7 +42,7 @@ def service_view(
             **spec.model_dump(mode="json"),
             "id": record.id,
             "desired_state": record.desired_state,
-            "status": status.state if status is not None else "deploying",
+            "status": service_state(status),
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),
@@ -64,7 +65,7 @@ def runtime_view(runtime: ServiceRuntime, status: ServiceStatus | None) -> Runti
     return RuntimeStatus(
         is_running=runtime.is_running,
         systemd_status=runtime.systemd_status,
-        sub_state=runtime.unit.sub_state if runtime.unit else None,
+        sub_state=runtime.sub_state,
         caddy_status=runtime.caddy_status,
         config_match=runtime.config_match,
         last_checked=runtime.checked_at,

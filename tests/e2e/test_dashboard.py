@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pockestrator.accounts import lockout_seconds
+from pockestrator.accounts import ADDRESS_BURST, lockout_seconds
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox, free_port
 from tests.e2e.browser import PHONE, Dashboard
@@ -127,6 +127,34 @@ async def test_signing_in_keeps_the_session_in_the_tab_and_signing_out_ends_it(
             api.root + "/system/info", headers={"Authorization": f"Bearer {session['token']}"}
         )
         assert response.status == 401
+
+
+async def test_a_sign_in_refused_for_the_address_says_so_and_not_that_the_account_is_locked(
+    dashboard: Dashboard, agent: Agent
+) -> None:
+    # The address rule: failures of any e-mails from one address use up its tries (each
+    # comes back only after ADDRESS_REFILL_SECONDS), then even the right password is refused.
+    page = dashboard.page
+    dashboard.watch.expect(429, "/auth/login")
+    throttle, address = agent.accounts.login_throttle, "127.0.0.1"
+    await dashboard.open("/services")
+    await page.get_by_label("E-mail").fill(dashboard.admin.email)
+    await page.get_by_label("Password").fill(dashboard.admin.password)
+    guesses = [f"guess-{number}@e2e.example" for number in range(ADDRESS_BURST)]
+    counted = [email for email in guesses if throttle.admit(email, address) == 0.0]
+    try:
+        assert throttle.admit(dashboard.admin.email, address) > 0
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("alert")).to_have_text(
+            "Too many failed sign-ins from this network address; try again later."
+        )
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        await dashboard.shot("address-throttled")
+    finally:
+        for email in counted:  # each takes its failure back: the address has its tries again
+            throttle.succeeded(email, address)
+    assert throttle.admit(dashboard.admin.email, address) == 0.0
+    throttle.succeeded(dashboard.admin.email, address)
 
 
 # -- the whole life of a service ---------------------------------------------------------

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
@@ -364,6 +365,12 @@ async def test_status_shows_the_real_pid_memory_cpu_and_configuration(
     assert status["caddy_status"] == "configured" and status["config_match"] is True
     assert status["desired_state"] == "running" and status["deployed_version"]
     assert status["service_id"] == alpha["id"] and status["project_name"] == "alpha"
+    # The runtime part comes right after the service's names, in the documented order.
+    assert list(status)[:9] == [
+        "service_id",
+        "project_name",
+        *RuntimeStatus.model_fields,
+    ]
 
     async def cpu_known() -> bool:
         current = (await api.call("GET", "/services/alpha/status")).body

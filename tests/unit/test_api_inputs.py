@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from pockestrator.api.errors import ApiError, Problem, error_body, validation_failed
+from pockestrator.api.errors import ApiError, Problem, error_body, field_error, validation_failed
 from pockestrator.api.inputs import merge_patch, parse_json, validate_model
-from pockestrator.api.models import (
+from pockestrator.api.models.requests import (
     ControlBody,
     DeleteQuery,
     LogsQuery,
@@ -16,7 +16,7 @@ from pockestrator.api.models import (
     ServiceListQuery,
     ServicePatchBody,
 )
-from pockestrator.api.service_routes import checked_spec
+from pockestrator.api.service_routes.checks import checked_spec
 from pockestrator.specs.errors import ErrorCode
 
 
@@ -186,3 +186,21 @@ def test_an_error_without_field_problems_still_lists_one() -> None:
         {"field": "request", "message": "No such endpoint", "code": "NOT_FOUND"}
     ]
     assert body["details"] == {"request": ["No such endpoint"]}
+
+
+def test_an_error_about_one_field_names_that_field_in_both_shapes() -> None:
+    error = field_error(
+        409, ErrorCode.OWNED_BY_FILE, "project_name", "Owned by a file", service_id="abc"
+    )
+    assert (error.status, error.headers) == (409, {})
+    assert error.body() == {
+        "id": "abc",
+        "status": "error",
+        "message": "Owned by a file",
+        "error": "Owned by a file",
+        "code": "OWNED_BY_FILE",
+        "errors": [
+            {"field": "project_name", "message": "Owned by a file", "code": "OWNED_BY_FILE"}
+        ],
+        "details": {"project_name": ["Owned by a file"]},
+    }

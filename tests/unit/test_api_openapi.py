@@ -11,8 +11,11 @@ import schemathesis
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.requests import LoginBody
+from pockestrator.api.models.system import Liveness
 from pockestrator.api.openapi import build_openapi
-from pockestrator.api.routing import PREFIX
+from pockestrator.api.routing import PREFIX, Operation
 from pockestrator.api.server import all_operations
 from pockestrator.specs import grammar
 
@@ -71,6 +74,30 @@ def test_only_liveness_and_login_are_public_and_the_rest_document_401() -> None:
                 assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
     assert public == {("get", PREFIX + "/healthz"), ("post", PREFIX + "/auth/login")}
     assert DOCUMENT["security"] == [{"bearerAuth": []}]
+
+
+async def _never(request: Any) -> Any:
+    raise AssertionError("not called")
+
+
+def test_the_errors_the_server_adds_around_a_handler_follow_from_the_operation() -> None:
+    private_with_body = Operation(
+        "POST", "/x", _never, "x", "s", {201: Liveness}, "t", body=LoginBody, errors=(409,)
+    )
+    public_without_body = Operation(
+        "GET", "/y", _never, "y", "s", {200: Liveness}, "t", public=True
+    )
+    assert private_with_body.answers() == {
+        201: Liveness,
+        **dict.fromkeys((400, 401, 403, 409, 413, 415), ErrorResponse),
+    }
+    assert public_without_body.answers() == {200: Liveness, 400: ErrorResponse, 403: ErrorResponse}
+
+
+def test_a_status_the_operation_documents_itself_keeps_its_own_model() -> None:
+    both = (Liveness, ErrorResponse)
+    operation = Operation("GET", "/z", _never, "z", "s", {200: Liveness, 400: both}, "t")
+    assert operation.answers()[400] == both
 
 
 def test_every_response_has_a_json_schema_and_every_reference_resolves() -> None:

@@ -12,7 +12,8 @@ import pytest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pockestrator.api.inputs import shape_problems
-from pockestrator.api.models import Service, ServiceCreateBody, ServicePatchBody
+from pockestrator.api.models.requests import ServiceCreateBody, ServicePatchBody
+from pockestrator.api.models.services import Service
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import Operation
 from pockestrator.api.spec_shapes import VIEW, in_shape, request_body, spec_view

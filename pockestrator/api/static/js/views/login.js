@@ -72,7 +72,9 @@ export async function show(root, view) {
 function loginProblem(error) {
   if (!(error instanceof ApiError)) return `The agent did not answer: ${error.message}`;
   if (error.status === 401) return 'Wrong e-mail or password.';
+  // Both throttle rules count failures from the client's address: of this e-mail there,
+  // or of any e-mail (the API's description of POST /auth/login says how long each lasts).
   if (error.status === 429)
-    return 'Too many failed attempts for this account; wait a moment and try again.';
+    return 'Too many failed sign-ins from this network address; try again later.';
   return error.message;
 }

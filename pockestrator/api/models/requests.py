@@ -1,0 +1,142 @@
+"""What clients send: query parameters and request bodies (``api.models`` has the overview).
+
+Query parameters are strings on the wire and are parsed strictly here (``QueryInt``,
+``QueryBool``): ``?limit=5`` is a number, ``?limit=5.0`` is refused. The bodies are strict
+(JSON types as documented, no unknown fields); the service bodies are derived from
+``ServiceSpec`` (``api.spec_shapes.request_body``). ``api.inputs`` reads the request into
+these models and turns what they refuse into the API's 400.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
+
+from pockestrator.api.models import ClosedModel, ServiceState
+from pockestrator.api.spec_shapes import STRICT, request_body
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.grammar import NO_ASCII_CONTROLS
+from pockestrator.specs.model import ServiceSpec
+
+LIST_LIMIT_MAX = 500
+LOG_LINES_MAX = 10_000
+
+
+# -- query parameters: strings on the wire, parsed strictly ------------------------------
+
+
+def _query_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        return int(value)
+    raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be a whole number")
+
+
+def _query_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be true or false")
+
+
+QueryInt = Annotated[int, BeforeValidator(_query_int)]
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+
+
+class ServiceListQuery(ClosedModel):
+    status: ServiceState | None = Field(default=None, description="Only services in this state.")
+    domain: str | None = Field(default=None, description="Only the service with this domain.")
+    limit: QueryInt = Field(
+        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+    )
+    offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
+
+
+class CreateQuery(ClosedModel):
+    wait: QueryBool = Field(
+        default=False,
+        description="Answer after the first reconcile of the new service (bounded).",
+    )
+
+
+class PatchQuery(CreateQuery):
+    pass
+
+
+class DeleteQuery(ClosedModel):
+    purge: QueryBool = Field(
+        default=False, description="Remove the data instead of archiving it (the default)."
+    )
+    wait: QueryBool = Field(
+        default=True, description="Answer after the host has been cleaned up (bounded)."
+    )
+
+
+class LogsQuery(ClosedModel):
+    lines: QueryInt = Field(
+        default=100,
+        ge=1,
+        description=f"How many of the latest entries; values above {LOG_LINES_MAX} count as that.",
+    )
+    since: str | None = Field(
+        default=None,
+        description="Only entries at or after this moment (ISO 8601, e.g. 2025-07-31T19:30:00Z;"
+        " without a zone, UTC).",
+        examples=["2025-07-31T19:30:00Z"],
+    )
+    follow: QueryBool = Field(
+        default=False,
+        description="Keep the response open and stream new entries as server-sent events"
+        " (text/event-stream); each event's id is a journal cursor, honoured in Last-Event-ID.",
+    )
+
+
+class EventsQuery(ClosedModel):
+    limit: QueryInt = Field(
+        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+    )
+    before: QueryInt | None = Field(
+        default=None, ge=1, description="Only events older than this event id (paging back)."
+    )
+
+
+# -- request bodies ----------------------------------------------------------------------
+
+ServiceCreateBody = request_body(
+    ServiceSpec,
+    "create",
+    "ServiceCreateBody",
+    "A new service. ``domain`` defaults to ``<project_name>.<default_domain>``; "
+    "``created_by`` to the caller (token name or admin e-mail).",
+)
+ServicePatchBody = request_body(
+    ServiceSpec,
+    "patch",
+    "ServicePatchBody",
+    "A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``"
+    " resets a field to its default (and removes an ``env`` entry). ``project_name`` may be"
+    " given, but must not change; ``created_by`` cannot be changed.",
+)
+
+
+class ControlBody(BaseModel):
+    model_config = STRICT
+
+    action: Literal["start", "stop", "restart"]
+
+
+class TokenCreateBody(BaseModel):
+    model_config = STRICT
+
+    name: str = Field(min_length=1, max_length=100, pattern=NO_ASCII_CONTROLS.json, examples=["ci"])
+
+
+class LoginBody(BaseModel):
+    model_config = STRICT
+
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)

@@ -1,0 +1,109 @@
+"""Start, stop and restart a service: the one operation that works for file-owned services.
+
+Start and stop are intent: the desired run state is recorded (``store.set_desired_state``),
+then the answer waits for the reconcile that acts on it (``writes.WAIT_SECONDS`` at most;
+202 when it takes longer) and reports what systemd then shows, or 502 when the unit did not
+follow. Restart of a running service is the one-off restart the agent offers
+(``AgentContext.restart_service``); the desired state stays ``running``.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from pockestrator.api.context import ControlFailed
+from pockestrator.api.errors import ApiError
+from pockestrator.api.inputs import read_json, validate_model
+from pockestrator.api.models.requests import ControlBody
+from pockestrator.api.models.services import ControlledService, ControlResult, ControlSystemd
+from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.service_routes.checks import find_service, service_not_found
+from pockestrator.api.service_routes.writes import WAIT_SECONDS
+from pockestrator.api.views import service_state
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.model import unit_name
+from pockestrator.specs.store import NotFound
+
+log = structlog.get_logger("pockestrator.api")
+
+_DONE_MESSAGES = {
+    "start": "Service started successfully",
+    "stop": "Service stopped successfully",
+    "restart": "Service restarted successfully",
+}
+
+
+async def control_service(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    body = await read_json(request, limit=agent.config.max_body_bytes)
+    action = validate_model(ControlBody, body).action
+    name = record.name
+    try:
+        if action == "restart" and record.desired_state == "running":
+            await agent.restart_service(name)
+        else:
+            agent.store.set_desired_state(name, "stopped" if action == "stop" else "running")
+    except NotFound:
+        raise service_not_found(name) from None
+    except ControlFailed as exc:
+        raise ApiError(
+            502,
+            ErrorCode.CONTROL_FAILED,
+            f"systemd could not {action} {unit_name(name)}: {exc}",
+            service_id=record.id,
+        ) from None
+    log.info("service control", service=name, action=action, by=principal_of(request).name)
+    reconciled = await agent.wait_reconciled(name, WAIT_SECONDS)
+    current = agent.store.get_service(name) or record
+    status = agent.store.get_status(name)
+    runtime = await agent.host.runtime(name, status)
+    succeeded = runtime.is_running != (action == "stop")
+    if reconciled and not succeeded:
+        reason = runtime.error_message(status) or f"the unit is {runtime.systemd_status}"
+        raise ApiError(
+            502,
+            ErrorCode.CONTROL_FAILED,
+            f"Service did not {action}: {reason}",
+            service_id=record.id,
+        )
+    message = _DONE_MESSAGES[action] if reconciled else f"Service {action} is still in progress"
+    return answer(
+        ControlResult(
+            id=record.id,
+            message=message,
+            action=action,
+            service=ControlledService(
+                id=record.id,
+                project_name=name,
+                status=service_state(status),
+            ),
+            systemd=ControlSystemd(
+                status=runtime.systemd_status,
+                sub_state=runtime.sub_state,
+                message=message,
+            ),
+            desired_state=current.desired_state,
+            reconciled=reconciled,
+        ),
+        200 if reconciled else 202,
+    )
+
+
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/services/{id}/control",
+        control_service,
+        "controlService",
+        "Start, stop or restart a service",
+        {200: ControlResult, 202: ControlResult},
+        "services",
+        errors=(404, 502),
+        description="start and stop record the desired run state and answer after the"
+        " reconcile that applies it (202 if it takes longer than a minute); restart is a"
+        " one-off restart. Works for file-owned services too.",
+        body=ControlBody,
+    ),
+]

@@ -1,0 +1,152 @@
+"""Reading services: the list (filtered, paged), one service with its runtime status, the
+status alone (systemd, memory, CPU, Caddy, health), and the service's event log.
+
+The spec and status come from the store; what the host shows now comes from the agent's
+host view (``api.context.HostView``), the same observations the reconciler makes.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pockestrator.api.errors import Problem, validation_failed
+from pockestrator.api.formatting import human_bytes, human_percent
+from pockestrator.api.inputs import parse_query
+from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
+from pockestrator.api.models.services import (
+    EventList,
+    ServiceDetail,
+    ServiceList,
+    ServiceStatusResponse,
+)
+from pockestrator.api.routing import Operation, agent_of, answer
+from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.views import event_view, runtime_view, service_state, service_view
+from pockestrator.specs.grammar import GrammarError, normalize_domain
+
+
+async def list_services(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    query = parse_query(request, ServiceListQuery)
+    domain = None
+    if query.domain is not None:
+        try:
+            domain = normalize_domain(query.domain)
+        except GrammarError as exc:
+            raise validation_failed([Problem("domain", exc.message, exc.code)]) from None
+    limit = min(query.limit, LIST_LIMIT_MAX)
+    records, total = agent.store.list_services(
+        state=query.status, domain=domain, limit=limit, offset=query.offset
+    )
+    statuses = agent.store.all_statuses()
+    services = [service_view(r, statuses.get(r.name), agent.config) for r in records]
+    return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
+
+
+async def get_service(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    status = agent.store.get_status(record.name)
+    view = service_view(record, status, agent.config)
+    runtime = await agent.host.runtime(record.name, status)
+    return answer(
+        ServiceDetail(
+            id=record.id,
+            message="Service retrieved successfully",
+            data=view,
+            service=view,
+            runtime_status=runtime_view(runtime, status),
+        )
+    )
+
+
+async def service_status(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    status = agent.store.get_status(record.name)
+    runtime = await agent.host.runtime(record.name, status)
+    unit = runtime.unit
+    memory = unit.memory_bytes if unit is not None and unit.is_running else None
+    cpu = status.cpu_percent if status is not None and runtime.is_running else None
+    return answer(
+        ServiceStatusResponse(
+            service_id=record.id,
+            project_name=record.name,
+            # The runtime status a service's answer carries, here flattened.
+            **runtime_view(runtime, status).model_dump(),
+            pid=unit.main_pid if unit is not None and unit.is_running else None,
+            memory_usage=human_bytes(memory),
+            memory_bytes=memory,
+            cpu_usage=human_percent(cpu),
+            cpu_percent=cpu,
+            restarts=unit.restarts if unit else None,
+            active_since=runtime.active_since,
+            state=service_state(status),
+            desired_state=record.desired_state,
+            health_ok=status.health_ok if status else None,
+            last_health_check=status.last_health_check if status else None,
+            deployed_version=status.deployed_version if status else None,
+        )
+    )
+
+
+async def service_events(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, EventsQuery)
+    limit = min(query.limit, LIST_LIMIT_MAX)
+    events = agent.store.list_events(record.name, limit=limit, before=query.before)
+    return answer(
+        EventList(
+            service_id=record.id,
+            project_name=record.name,
+            events=[event_view(event) for event in events],
+            total=agent.store.count_events(record.name),
+            next_before=events[-1].id if len(events) == limit else None,
+        )
+    )
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/services",
+        list_services,
+        "listServices",
+        "List managed services",
+        {200: ServiceList},
+        "services",
+        query=ServiceListQuery,
+    ),
+    Operation(
+        "GET",
+        "/services/{id}",
+        get_service,
+        "getService",
+        "A service, by id or project name, with its runtime status",
+        {200: ServiceDetail},
+        "services",
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/services/{id}/status",
+        service_status,
+        "getServiceStatus",
+        "Real-time status: systemd state, PID, memory, CPU, config match, Caddy",
+        {200: ServiceStatusResponse},
+        "services",
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/services/{id}/events",
+        service_events,
+        "listServiceEvents",
+        "The service's event log, newest first",
+        {200: EventList},
+        "services",
+        errors=(404,),
+        query=EventsQuery,
+    ),
+]

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration e2e bench deb system-deps clean
+.PHONY: run test lint unit integration e2e bench mutants deb system-deps clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv "$(PYTHON)" "$(VENV)"
@@ -47,9 +47,16 @@ e2e: $(VENV)/.installed-test system-deps
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
 
+## make mutants: mutation testing of the pure modules (not in `make test`); survivors that
+## cannot be killed are explained in tests/mutants.md
+mutants: $(VENV)/.installed-test
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutants $(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 ## make deb: build dist/pockestrator_<version>_<arch>.deb (see docs/operations.md)
 deb: $(BIN)/python
 	PYTHON=$(BIN)/python packaging/build-deb dist
 
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .import_linter_cache mutants test-artifacts

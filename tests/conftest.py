@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.logs import configure_logging
@@ -33,6 +34,18 @@ from tests.testbed.mirror import (
     installed_version,
     pocketbase_binary,
 )
+
+# `make mutants` runs the unit tests once per mutant in one process: the same property
+# tests are called again (hypothesis would object to the new executors), and each run must
+# draw the same examples, or a mutant's verdict would depend on luck.
+settings.register_profile(
+    "mutants",
+    derandomize=True,
+    max_examples=50,
+    suppress_health_check=[HealthCheck.differing_executors, HealthCheck.too_slow],
+    database=None,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # As the product configures it: plain tracebacks (rich's would show locals, maybe secrets).
 configure_logging("info", json=False)

@@ -18,6 +18,7 @@ from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import PREFIX, Operation
 from pockestrator.api.server import all_operations
 from pockestrator.specs import grammar
+from tests.examples import examples
 
 DOCUMENT = build_openapi(all_operations())
 
@@ -188,7 +189,7 @@ def matches(pattern: grammar.Pattern, value: str) -> bool:
 # "schema-invalid" data would be accepted by the server, and clients would be told lies.
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.from_regex(r"[a-z][a-z0-9-]{0,49}", fullmatch=True))
 @example("a" * 50)
 @example("a-b")
@@ -200,7 +201,7 @@ def test_every_project_name_the_grammar_accepts_matches_the_documented_pattern(n
     assert matches(grammar.PROJECT_NAME, name)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.from_regex(r"[0-9]{1,7}\.[0-9]{1,7}\.[0-9]{1,7}(-[0-9A-Za-z.]{1,10})?", fullmatch=True))
 @example("999999.0.0-rc.1")
 def test_every_version_the_grammar_accepts_matches_the_documented_pattern(version: str) -> None:
@@ -212,7 +213,7 @@ def test_every_version_the_grammar_accepts_matches_the_documented_pattern(versio
     assert matches(grammar.VERSION, version)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet="abcXYZ09._%+-@!#$&'*/=?^`{|}~", min_size=3, max_size=40))
 def test_every_email_the_grammar_accepts_matches_the_documented_pattern(email: str) -> None:
     try:
@@ -222,7 +223,7 @@ def test_every_email_the_grammar_accepts_matches_the_documented_pattern(email: s
     assert matches(grammar.EMAIL, email)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet="0123456789KMGTinfty%x", min_size=1, max_size=18))
 @example("999999999999999T")
 @example("100%")
@@ -237,7 +238,7 @@ def test_every_memory_limit_the_grammar_accepts_matches_the_documented_pattern(
     assert matches(grammar.MEMORY_LIMIT, value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.from_regex(r"[0-9]{1,6}%", fullmatch=True))
 @example("10000%")
 @example("1%")
@@ -249,7 +250,7 @@ def test_every_cpu_quota_the_grammar_accepts_matches_the_documented_pattern(valu
     assert matches(grammar.CPU_QUOTA, value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(alphabet="AZaz09_-", min_size=1, max_size=12))
 def test_every_env_name_the_grammar_accepts_matches_the_documented_pattern(name: str) -> None:
     try:
@@ -259,7 +260,7 @@ def test_every_env_name_the_grammar_accepts_matches_the_documented_pattern(name:
     assert matches(grammar.ENV_NAME, name)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.from_regex(r"(\*|https?://[a-z0-9.-]{1,20}(:[0-9]{1,5})?)", fullmatch=True))
 def test_every_origin_the_grammar_accepts_matches_the_documented_pattern(origin: str) -> None:
     try:
@@ -280,7 +281,7 @@ ONE_LINE_ALPHABET = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet=ONE_LINE_ALPHABET, max_size=12))
 @example("\u200f")
 def test_the_one_line_pattern_says_exactly_what_text_and_env_checks_refuse(text: str) -> None:

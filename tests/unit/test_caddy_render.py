@@ -30,8 +30,10 @@ from pockestrator.controllers.caddy import (
     snippet_file_name,
     with_import,
 )
+from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec
+from tests.examples import examples, health_checks
 from tests.unit.golden_files import GOLDEN as GOLDEN_ROOT
 from tests.unit.golden_files import check_golden
 
@@ -232,19 +234,50 @@ def test_lookalike_domains_reach_the_file_only_as_ascii(
     assert top_level_blocks(text) == [[rendered_domain]]
 
 
-def test_spec_that_skipped_validation_is_refused_by_the_renderer() -> None:
-    valid = spec()
-    for bad in (
-        {"domain": "evil.com {\n}\nother.com"},
-        {"domain": "Example.com"},
-        {"project_name": "x\n}"},
-        {"port": "8090 {"},
-        {"port": 80},
-        {"port": True},
-    ):
-        forged = ServiceSpec.model_construct(**{**valid.model_dump(), **bad})
-        with pytest.raises(GrammarError):
-            render_site(forged, tls=False)
+@pytest.mark.parametrize(
+    ("bad", "code", "message"),
+    [
+        (
+            {"domain": "evil.com {\n}\nother.com"},
+            ErrorCode.INVALID_DOMAIN,
+            "domain must not contain spaces or control characters",
+        ),
+        (
+            {"domain": "Example.com"},
+            ErrorCode.INVALID_DOMAIN,
+            "domain is not in its normalised ASCII form",
+        ),
+        (
+            {"project_name": "x\n}"},
+            ErrorCode.INVALID_CHARACTERS,
+            "project name may contain only lowercase letters a-z, digits and '-'",
+        ),
+        ({"port": "8090 {"}, ErrorCode.PORT_OUT_OF_RANGE, "port must be 1024-65535"),
+        ({"port": 1023}, ErrorCode.PORT_OUT_OF_RANGE, "port must be 1024-65535"),
+        ({"port": 65536}, ErrorCode.PORT_OUT_OF_RANGE, "port must be 1024-65535"),
+        ({"port": True}, ErrorCode.PORT_OUT_OF_RANGE, "port must be 1024-65535"),
+    ],
+    ids=["a second site", "uppercase", "a brace in the name", "text", "1023", "65536", "True"],
+)
+def test_spec_that_skipped_validation_is_refused_by_the_renderer(
+    bad: dict[str, Any], code: ErrorCode, message: str
+) -> None:
+    forged = ServiceSpec.model_construct(**{**spec().model_dump(), **bad})
+    with pytest.raises(GrammarError) as refused:
+        render_site(forged, tls=False)
+    assert (refused.value.code, refused.value.message) == (code, message)
+
+
+@pytest.mark.parametrize("port", [1024, 65535])
+def test_the_lowest_and_highest_ports_reach_the_site(port: int) -> None:
+    forged = ServiceSpec.model_construct(**{**spec().model_dump(), "port": port})
+    assert f"reverse_proxy 127.0.0.1:{port} {{" in render_site(forged, tls=False)
+
+
+def test_a_single_label_address_with_tls_is_written_with_its_scheme() -> None:
+    # The grammar refuses single labels; the address function still never writes one bare.
+    assert site_address("intranet", tls=True) == "https://intranet"
+    assert site_address("intra.net", tls=True) == "intra.net"
 
 
 HOSTILE_ALPHABET = st.sampled_from(
@@ -265,7 +298,11 @@ HOSTILE_ALPHABET = st.sampled_from(
 hostile_text = st.lists(HOSTILE_ALPHABET, max_size=24).map("".join) | st.text(max_size=40)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(600),
+    deadline=None,
+    suppress_health_check=health_checks(HealthCheck.too_slow),
+)
 @given(
     name=hostile_text | st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True),
     domain=hostile_text | st.from_regex(r"[a-z0-9-]{1,12}(\.[a-z0-9-]{1,12}){0,3}", fullmatch=True),
@@ -350,6 +387,12 @@ def test_commented_or_different_imports_do_not_count() -> None:
         "import pockestrator.d/*.caddy\n",
     ):
         assert not has_import(absent, SITES)
+
+
+def test_a_caddyfile_that_is_not_utf8_still_gets_its_import_line() -> None:
+    broken = b"{\n\t# caf\xe9 (latin-1)\n}\n"
+    result = with_import(broken, SITES)
+    assert result == broken + f"import {SITES}/*.caddy\n".encode()
 
 
 def test_adding_the_import_twice_adds_it_once() -> None:

@@ -32,6 +32,7 @@ from pockestrator.specs.model import (
     parse_spec,
     unit_name,
 )
+from tests.examples import examples, health_checks
 
 DEFAULT_DOMAIN = "example.test"
 MINIMAL: dict[str, Any] = {"project_name": "app", "port": 8080, "pocketbase_version": "0.29.0"}
@@ -1059,7 +1060,7 @@ def assert_within_grammar(spec: ServiceSpec) -> None:
 
 
 class TestParsingArbitraryInput:
-    @settings(max_examples=300)
+    @settings(max_examples=examples(300), suppress_health_check=health_checks())
     @given(
         name=st.from_regex(r"[a-z][a-z0-9-]{0,55}", fullmatch=True) | st.text() | hostile_text,
         domain=st.none()
@@ -1082,7 +1083,7 @@ class TestParsingArbitraryInput:
         if domain is None:
             assert spec.domain == f"{name}.{DEFAULT_DOMAIN}"
 
-    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(300), suppress_health_check=health_checks(HealthCheck.too_slow))
     @given(st.one_of(json_values, spec_like_documents()))
     def test_parse_spec_returns_a_spec_or_raises_spec_invalid_with_located_issues(
         self, document: Any

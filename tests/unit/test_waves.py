@@ -73,6 +73,8 @@ async def test_fifty_reconciles_share_one_reload_and_one_caddy_wave() -> None:
     assert reload.calls == [everyone]
     assert caddy.calls == [everyone]
     assert results == [("done:unit", "done:site")] * 50
+    # Each wave fired as soon as everybody had parked, long before its deadline.
+    assert reload.times[0] < 0.01 and caddy.times[0] < 0.02
 
 
 async def test_a_reconcile_that_needs_nothing_global_does_not_hold_the_wave(
@@ -241,3 +243,101 @@ async def test_a_waiter_at_a_later_barrier_still_fires_after_the_deadline_of_the
         for task in (site, unit):
             task.cancel()
         await asyncio.gather(holder, site, unit, return_exceptions=True)
+
+
+async def test_the_default_deadline_is_five_seconds(looptime: LoopTimeProxy) -> None:
+    coordinator = WaveCoordinator()
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+    stuck = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        async with coordinator.participant():
+            await stuck.wait()
+
+    holder = asyncio.create_task(busy_elsewhere())
+    await asyncio.sleep(0)
+    try:
+        assert await within_never(reconcile_parking_once(coordinator, barrier, "a")) == "done:unit"
+    finally:
+        stuck.set()
+        await holder
+    assert reload.times == [5.0]
+
+
+async def test_a_waiter_that_parks_while_its_barrier_runs_waits_for_the_next_run() -> None:
+    coordinator = WaveCoordinator()
+    running: list[str] = []
+    overlapped = False
+
+    async def slow(requests: Mapping[str, str]) -> dict[str, str]:
+        nonlocal overlapped
+        overlapped |= bool(running)
+        running.append("run")
+        await asyncio.sleep(1.0)
+        running.pop()
+        return {key: "done" for key in requests}
+
+    barrier = coordinator.barrier("daemon-reload", slow)
+    first = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "first"))
+    await asyncio.sleep(0.5)  # the first run is under way
+    second = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "second"))
+    assert await within_never(asyncio.gather(first, second)) == ["done", "done"]
+    assert not overlapped, "two runs of one global operation overlapped"
+    assert coordinator.fired("daemon-reload") == 2
+
+
+async def test_a_deadline_that_passes_while_a_wave_runs_starts_no_second_run(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator = WaveCoordinator(max_wait=1.0)
+    starts: list[float] = []
+
+    async def slow(requests: Mapping[str, str]) -> dict[str, str]:
+        starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(3.0)
+        return {key: "done" for key in requests}
+
+    barrier = coordinator.barrier("daemon-reload", slow)
+    stuck = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        async with coordinator.participant():
+            await stuck.wait()
+
+    holder = asyncio.create_task(busy_elsewhere())
+    await asyncio.sleep(0)
+    first = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "first"))
+    await asyncio.sleep(1.5)  # first run started at 1.0 (deadline) and runs until 4.0
+    second = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "second"))
+    try:
+        assert await within_never(asyncio.gather(first, second)) == ["done", "done"]
+    finally:
+        stuck.set()
+        await holder
+    assert starts == [1.0, 5.0]  # the second waits out its own deadline after the first
+
+
+async def test_a_parked_reconcile_that_is_cancelled_leaves_nothing_waiting() -> None:
+    coordinator = WaveCoordinator()
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+    stuck = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        async with coordinator.participant():
+            await stuck.wait()
+
+    holder = asyncio.create_task(busy_elsewhere())
+    await asyncio.sleep(0)
+    parked = asyncio.create_task(reconcile_parking_once(coordinator, barrier, "gone"))
+    await asyncio.sleep(0.1)
+    assert set(barrier.waiting) == {"gone"}
+    parked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await parked
+    assert barrier.waiting == {}
+    stuck.set()
+    await holder
+    await asyncio.sleep(10.0)  # past any deadline: nobody is left to fire for
+    assert reload.calls == []

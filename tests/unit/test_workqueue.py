@@ -228,3 +228,37 @@ async def test_bounded_workers_process_every_key_once_with_no_overlap() -> None:
     await asyncio.gather(*workers)
     assert not overlap
     assert sorted(set(seen)) == sorted(f"k{index}" for index in range(20))
+
+
+async def test_a_delay_of_zero_or_less_is_an_immediate_add() -> None:
+    queue = WorkQueue()
+    queue.add_after("now", 0)
+    queue.add_after("before", -1.0)
+    assert len(queue) == 2  # ready in this very loop turn, no timer in between
+    assert queue.waiting_later() == {}
+    assert await drain(queue) == ["now", "before"]
+
+
+async def test_a_key_superseded_at_the_head_of_the_delays_does_not_stop_the_next_one(
+    looptime: LoopTimeProxy,
+) -> None:
+    queue = WorkQueue()
+    queue.add_after("a", 1.0)
+    queue.add("a")  # the delayed entry for "a", first in line, is now stale
+    queue.add_after("b", 5.0)
+    assert await drain(queue) == ["a"]
+    assert await next_key(queue) == "b"
+    assert looptime == 5.0
+
+
+async def test_forgetting_a_key_that_never_failed_is_harmless() -> None:
+    queue = WorkQueue()
+    queue.forget("never-failed")
+    assert queue.failures("never-failed") == 0
+
+
+async def test_the_default_backoff_starts_at_50_ms_and_stops_at_60_s() -> None:
+    queue = WorkQueue()
+    delays = [queue.add_rate_limited("a") for _ in range(12)]
+    assert delays[:3] == [0.05, 0.1, 0.2]
+    assert delays[-1] == 60.0 and max(delays) == 60.0

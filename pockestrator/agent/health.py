@@ -26,20 +26,39 @@ from pockestrator.specs.store import ServiceStatus, Store
 log = structlog.get_logger("pockestrator.health")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
+HEALTH_BODY_MAX = 4096
 
 
 async def probe(session: aiohttp.ClientSession, port: int, timeout: float) -> bool:
-    """True when PocketBase on ``port`` answers its health endpoint with 200."""
+    """True when PocketBase on ``port`` answers its health endpoint with 200.
+
+    At most ``HEALTH_BODY_MAX`` bytes of the answer are read; a longer one is not healthy,
+    and the connection is dropped rather than drained.
+    """
     try:
         async with session.get(
             f"http://127.0.0.1:{port}/api/health",
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
-            await response.read()
-            return response.status == 200
+            whole = await _read_at_most(response.content, HEALTH_BODY_MAX)
+            if not whole:
+                response.close()
+            return response.status == 200 and whole
     except (aiohttp.ClientError, TimeoutError, OSError):
         return False
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bool:
+    """Read the body up to ``limit`` bytes; True when it ended within them."""
+    received = 0
+    while received <= limit:
+        chunk = await stream.read(limit + 1 - received)
+        if not chunk:
+            return True
+        received += len(chunk)
+    return False
 
 
 async def wait_healthy(

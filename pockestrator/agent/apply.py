@@ -122,11 +122,14 @@ class StepRunner:
         match step:
             case steps.EnsureRelease(version=version):
                 await self.controllers.releases.ensure(version)
-            case steps.PrepareDirectory():
-                assert desired is not None
-                changes = await self.controllers.dirs.apply(desired.spec)
-                for change in changes.changes:
+            case steps.MigrateFolder(superusers=superusers):
+                for change in await self.controllers.dirs.migrate_legacy(name):
                     applied.add(change)
+                if superusers:
+                    self._add_superusers(name, superusers)
+            case steps.WriteEnvironment(text=text):
+                if self.controllers.units.write_environment(name, text):
+                    applied.add(step.describe())
             case steps.WriteUnit(text=text):
                 if self.controllers.units.write(name, text):
                     applied.add(step.describe())
@@ -139,10 +142,10 @@ class StepRunner:
             case steps.DisableUnit():
                 await self.controllers.bus.disable_unit_files([unit])
                 applied.add(step.describe())
-            case steps.CreateSuperuser():
+            case steps.CreateSuperuser(email=email):
                 assert desired is not None
-                if await self._create_superuser(desired):
-                    applied.add(step.describe())
+                await self._create_superuser(desired, email)
+                applied.add(step.describe())
             case steps.StartUnit():
                 await self.controllers.bus.reset_failed_unit(unit)
                 await self.controllers.bus.start_unit(unit)
@@ -190,18 +193,18 @@ class StepRunner:
 
     # -- the first superuser -----------------------------------------------------------
 
-    async def _create_superuser(self, desired: Desired) -> bool:
-        """Create the first superuser once, with the password the API already showed, if any.
+    async def _create_superuser(self, desired: Desired, email: str) -> None:
+        """Create the first superuser, with the password the API already showed, if any.
 
         A password generated here (a spec file asked for a superuser without a password
         file) goes to a root-only file whose path the event names: the operator who wrote
-        the spec reads it there. It never reaches a log, an event or the store.
+        the spec reads it there. It never reaches a log, an event or the store. Once made,
+        the e-mail joins the status's ``superusers``, so it is made once.
         """
         name = desired.name
         provided = self.store.peek_superuser_password(name)
-        created = await self.controllers.dirs.ensure_superuser(desired.spec, password=provided)
-        if created is None:
-            return False
+        created = await self.controllers.dirs.ensure_superuser(desired.spec, email, provided)
+        self._add_superusers(name, (created.email,))
         detail: dict[str, str] = {"email": created.email}
         if provided is not None:
             self.store.take_superuser_password(name)
@@ -223,7 +226,11 @@ class StepRunner:
             ),
             detail,
         )
-        return True
+
+    def _add_superusers(self, name: str, emails: tuple[str, ...]) -> None:
+        status = self.store.get_status(name)
+        known = status.superusers if status is not None else ()
+        self.store.update_status(name, superusers=tuple(sorted({*known, *emails})))
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""

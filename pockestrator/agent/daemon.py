@@ -161,7 +161,7 @@ class Agent:
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
         self.releases = ReleaseCache(config)
-        self.dirs = ServiceDirs(config, self.releases.store)
+        self.dirs = ServiceDirs(config, self.bus)
         self.session = aiohttp.ClientSession()
         controllers = Controllers(self.bus, self.units, self.sites, self.releases, self.dirs)
         self.host = AgentHostView(lambda: self.config, controllers)

@@ -59,7 +59,7 @@ class AgentHostView:
             observed = await asyncio.wait_for(self.units.observe(name), QUERY_TIMEOUT)
         except Exception as exc:  # systemd's answer is unknown; say why instead of failing
             unit_error = f"systemd did not answer: {exc}"
-            unit_file_hash = UnitObservation.of_text(name, self.units.read(name), None).file_hash
+            unit_file_hash = self.units.observe_files(name).file_hash
         else:
             unit_file_hash = observed.file_hash
             unit = unit_state(observed.status) if observed.status is not None else None

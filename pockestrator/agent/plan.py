@@ -25,7 +25,7 @@ failed version recorded, which pins the target to the version that ran before.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from pockestrator.agent.steps import (
     Drift,
     EnableUnit,
     EnsureRelease,
-    PrepareDirectory,
+    MigrateFolder,
     RemoveData,
     RemoveSite,
     RemoveUnitFile,
@@ -45,6 +45,7 @@ from pockestrator.agent.steps import (
     StartUnit,
     Step,
     StopUnit,
+    WriteEnvironment,
     WriteSite,
     WriteUnit,
 )
@@ -85,6 +86,8 @@ class Desired:
     unit_hash: str
     site_text: str
     site_hash: str
+    environment_text: str | None = None  # the environment file; None: the spec has none
+    environment_hash: str | None = None
 
     @property
     def name(self) -> str:
@@ -193,7 +196,8 @@ def plan_service(
     """Everything that must change for ``desired`` to hold on the host.
 
     ``rolling_back``: the reconciler has just stopped the unit and put the old data back
-    after a failed upgrade; starting it again is the agent's own doing, not drift.
+    after a failed upgrade; the files the attempt wrote and the stop are the agent's own
+    doing, so starting the old version again reports no drift.
     """
     previous = status or ServiceStatus(desired.name)
     running = deployed_version(status, observed)
@@ -207,7 +211,11 @@ def plan_service(
         and desired.should_run
     ):
         return _upgrade(desired, previous, observed, policy, running)
-    return _converge(desired, previous, observed, policy, stopped_by_agent=rolling_back)
+    plan = _converge(desired, previous, observed, policy, stopped_by_agent=rolling_back)
+    if rolling_back:
+        # What differs now is what the failed attempt itself wrote: nothing to report.
+        return replace(plan, drift=())
+    return plan
 
 
 def _upgrade(
@@ -237,10 +245,24 @@ def _converge(
     drift: list[Drift] = []
     prepare: list[Step] = []
     dirs = observed.dirs
-    if dirs is None or not dirs.converged:
-        prepare.append(PrepareDirectory())
+    if dirs is not None and dirs.legacy:
+        prepare.append(MigrateFolder(dirs.legacy_superusers))
 
     unit_file = observed.unit
+    environment_changed = unit_file.environment_file_hash != desired.environment_hash
+    if environment_changed:
+        prepare.append(WriteEnvironment(desired.environment_text))
+        recorded = unit_file.environment_hash  # what the unit on disk was rendered with
+        if status.systemd_config_hash and unit_file.environment_file_hash != recorded:
+            drift.append(
+                Drift(
+                    "environment file",
+                    "hand-edited" if unit_file.environment_file_hash else "deleted",
+                    "rewrote the environment file",
+                    unit_file.environment_file_hash,
+                    desired.environment_hash,
+                )
+            )
     unit_changed = unit_file.file_hash != desired.unit_hash
     if unit_changed:
         prepare.append(WriteUnit(desired.unit_text))
@@ -276,11 +298,12 @@ def _converge(
         prepare.append(DisableUnit())
 
     email = desired.spec.superuser_email
-    if email is not None and (dirs is None or not dirs.exists or dirs.superuser_done is False):
+    created = {*status.superusers, *(dirs.legacy_superusers if dirs is not None else ())}
+    if email is not None and email not in created:
         prepare.append(CreateSuperuser(email))
 
     run, defer, run_drift = _run_steps(
-        desired, status, unit, policy, unit_changed, stopped_by_agent
+        desired, status, unit, policy, unit_changed or environment_changed, stopped_by_agent
     )
     drift += run_drift
     route, route_drift = _route_steps(desired, status, observed.site_hash)
@@ -316,7 +339,7 @@ def _run_steps(
     status: ServiceStatus,
     unit: UnitStatus | None,
     policy: Policy,
-    unit_changed: bool,
+    config_changed: bool,
     stopped_by_agent: bool,
 ) -> tuple[tuple[Step, ...], float | None, list[Drift]]:
     """Start, stop or restart as the desired state asks: (steps, defer, drift)."""
@@ -328,7 +351,7 @@ def _run_steps(
     active = unit.active_state
     if not desired.should_run:
         return ((StopUnit(),) if active in RUNNING_STATES else ()), None, []
-    if active in ("active", "reloading") and unit_changed:
+    if active in ("active", "reloading") and config_changed:
         return (RestartUnit("configuration changed"),), None, []
     if active in RUNNING_STATES:
         if status.health_failures >= policy.health_failures_before_restart:
@@ -382,7 +405,8 @@ def plan_removal(name: str, deletion: Deletion | None, observed: Observed) -> Pl
     """
     ours = observed.unit.file_exists and observed.unit.managed
     has_site = observed.site_hash is not None
-    if deletion is None and not ours and not has_site:
+    has_environment = observed.unit.environment_file_hash is not None
+    if deletion is None and not ours and not has_site and not has_environment:
         return Plan(name=name, removal=True)
     prepare: list[Step] = []
     unit = observed.systemd if ours else None
@@ -392,6 +416,8 @@ def plan_removal(name: str, deletion: Deletion | None, observed: Observed) -> Pl
         prepare.append(DisableUnit())
     if ours:
         prepare += [RemoveUnitFile(), DaemonReload()]
+    if observed.unit.environment_file_hash is not None:
+        prepare.append(WriteEnvironment(None))
     return Plan(
         name=name,
         prepare=tuple(prepare),
@@ -411,6 +437,7 @@ class Settled:
     unit: UnitStatus
     unit_file_hash: str | None
     site_hash: str | None
+    environment_file_hash: str | None
     healthy: bool | None  # None: not probed this time
     checked_at: datetime | None = None  # when it was probed
     caddy_error: str | None = None
@@ -457,6 +484,7 @@ def conclude(
         "state": state,
         "config_match": (
             settled.unit_file_hash == desired.unit_hash
+            and settled.environment_file_hash == desired.environment_hash
             and settled.site_hash == desired.site_hash
             and not unit.need_daemon_reload
         ),

@@ -52,12 +52,12 @@ from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import render_site
 from pockestrator.controllers.systemd import (
-    UnitObservation,
     UnsafeValue,
+    render_environment,
     render_unit,
     unit_body_hash,
 )
-from pockestrator.controllers.systemd.bus import NoSuchUnit, UnitStatus
+from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import unit_name
@@ -148,6 +148,7 @@ class Reconciler:
             spec = spec.model_copy(update={"pocketbase_version": version})
         try:
             unit_text = render_unit(spec, self.controllers.units.settings, record.owner)
+            environment = render_environment(spec)
             site_text = render_site(spec, tls=self.config.caddy_tls)
         except (UnsafeValue, GrammarError) as exc:
             raise TerminalError(f"the spec cannot be rendered: {exc}") from exc
@@ -160,6 +161,8 @@ class Reconciler:
             unit_hash=unit_body_hash(unit_text),
             site_text=site_text,
             site_hash=sha256_text(site_text),
+            environment_text=environment,
+            environment_hash=sha256_text(environment) if environment is not None else None,
         )
 
     async def observe(self, desired: Desired) -> Observed:
@@ -203,16 +206,19 @@ class Reconciler:
         if not plan and healthy is None and observed.systemd is not None:
             unit: UnitStatus = observed.systemd
             unit_file_hash, site_hash = observed.unit.file_hash, observed.site_hash
+            environment_hash = observed.unit.environment_file_hash
         else:
             # Read again after the steps and a health wait: the unit may have moved on.
             after = await self.controllers.units.observe(desired.name)
             if after.status is None:
                 raise RuntimeError(f"systemd does not know {unit_name(desired.name)}")
             unit, unit_file_hash = after.status, after.file_hash
+            environment_hash = after.environment_file_hash
             site_hash = self.controllers.sites.snippet_hash(desired.name)
         return Settled(
             unit=unit,
             unit_file_hash=unit_file_hash,
+            environment_file_hash=environment_hash,
             site_hash=site_hash,
             healthy=healthy,
             checked_at=checked_at,
@@ -328,14 +334,9 @@ class Reconciler:
 
     async def _observe_removal(self, name: str) -> Observed:
         """The unit file, systemd's view only if the file is ours, and the site snippet."""
-        text = self.controllers.units.read(name)
-        unit = UnitObservation.of_text(name, text, status=None)
+        unit = self.controllers.units.observe_files(name)
         if unit.managed:
-            try:
-                status = await self.controllers.bus.unit_status(unit_name(name))
-            except NoSuchUnit:
-                status = None
-            unit = UnitObservation.of_text(name, text, status=status)
+            unit = await self.controllers.units.observe(name)
         return Observed(unit=unit, site_hash=self.controllers.sites.snippet_hash(name))
 
     # -- records -----------------------------------------------------------------------

@@ -12,13 +12,19 @@ units would hide their binaries and data.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pockestrator.agent.private_systemd import PrivateSystemd, PrivateSystemdError
+from pockestrator.agent.private_systemd import (
+    PrivateSystemd,
+    PrivateSystemdError,
+    PrivateSystemdPaths,
+)
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
 
@@ -85,7 +91,17 @@ class SandboxLayout:
     root: Path
 
     @property
+    def state_home(self) -> Path:
+        """The private manager's state root: instances' state directories live below it."""
+        return PrivateSystemdPaths(self.systemd_root).state_home
+
+    @property
     def services_dir(self) -> Path:
+        return self.state_home / "services"
+
+    @property
+    def legacy_services_dir(self) -> Path:
+        """Where sandboxes kept service folders before each instance had a user of its own."""
         return self.root / "services"
 
     @property
@@ -111,6 +127,21 @@ class SandboxLayout:
     @property
     def systemd_root(self) -> Path:
         return self.root / "systemd"
+
+
+def _adopt_legacy_services(layout: SandboxLayout) -> None:
+    """Move the service folders of a sandbox made by an earlier version to where the
+    private manager's state directories are; the agent then hands each to its instance's
+    own user (a legacy folder, ``controllers.servicedirs``). Nothing is overwritten."""
+    old = layout.legacy_services_dir
+    if not old.is_dir() or old.is_symlink():
+        return
+    for entry in sorted(old.iterdir()):
+        target = layout.services_dir / entry.name
+        if entry.is_dir() and not entry.is_symlink() and not os.path.lexists(target):
+            os.rename(entry, target)
+    with contextlib.suppress(OSError):
+        old.rmdir()  # only once empty
 
 
 def _check_traversable(root: Path) -> None:
@@ -162,6 +193,7 @@ class Sandbox:
         ):
             folder.mkdir(parents=True, exist_ok=True)
         layout.services_dir.chmod(0o755)
+        _adopt_legacy_services(layout)
         await self.systemd.start()
         try:
             layout.caddyfile.write_text(
@@ -210,8 +242,7 @@ class Sandbox:
             "dbus_address": self.systemd.paths.bus_address,
             "journal_dir": self.systemd.paths.journal_dir,
             "release_cache_dir": layout.release_cache_dir,
-            "instance_user": "nobody",
-            "instance_group": "nogroup",
+            "state_directory_root": layout.state_home,
             "hardening_disabled": SANDBOX_UNSUPPORTED_HARDENING,
         }
         settings.update(overrides)

@@ -30,11 +30,25 @@ class EnsureRelease(Step):
 
 
 @dataclass(frozen=True)
-class PrepareDirectory(Step):
-    """Create or repair the service folder and link the version's binary into it."""
+class MigrateFolder(Step):
+    """Clean up a folder an earlier agent made (its binary, its marker file), keeping the
+    superusers that marker names; systemd moves the folder to the instance's own dynamic
+    user at the next start."""
+
+    superusers: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return "service directory prepared"
+        return "service folder from an earlier agent cleaned up"
+
+
+@dataclass(frozen=True)
+class WriteEnvironment(Step):
+    """Write the instance's root-only environment file (None: remove it)."""
+
+    text: str | None
+
+    def describe(self) -> str:
+        return "environment file written" if self.text is not None else "environment file removed"
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,7 @@ class RemoveData(Step):
 class Drift:
     """Something on the host that differs from what the agent last made it."""
 
-    what: Literal["unit file", "caddy site", "run state"]
+    what: Literal["unit file", "environment file", "caddy site", "run state"]
     found: str
     action: str
     before_hash: str | None

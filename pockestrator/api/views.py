@@ -57,6 +57,7 @@ def service_view(
             "last_error": status.last_error if status else None,
             "generation": record.generation,
             "observed_generation": status.observed_generation if status else None,
+            "secret_env_names": sorted(spec.secret_env),
         }
     )
 

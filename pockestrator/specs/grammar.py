@@ -11,6 +11,7 @@ override in text that people read).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import idna
@@ -92,6 +93,8 @@ EMAIL = Pattern(
     r"[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
+# An IPv4 or IPv6 address or network, or "any"; ``check_egress`` holds the exact rules.
+EGRESS = Pattern(r"any|[0-9A-Fa-f:.]{2,39}(?:/[0-9]{1,3})?")
 MEMORY_LIMIT = Pattern(r"([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity")
 CPU_QUOTA = Pattern(r"([1-9][0-9]{0,4})%")
 ORIGIN = Pattern(
@@ -315,6 +318,30 @@ def check_cpu_quota(value: str) -> str:
             ErrorCode.INVALID_CPU_QUOTA,
             "CPU quota must be a percentage from 1% to 10000% (100% = one core)",
         )
+    return value
+
+
+def check_egress(value: str) -> str:
+    """``any``, or one IPv4/IPv6 address or network, written the way Python and systemd
+    write it (so that a spec compares equal to what the unit says): ``192.0.2.10``,
+    ``10.0.0.0/8``, ``2001:db8::/32``. Host names are refused: systemd filters by address."""
+    if value == "any":
+        return value
+    try:
+        network = ipaddress.ip_network(value, strict=True) if EGRESS.fullmatch(value) else None
+    except ValueError:
+        network = None
+    if network is None:
+        raise GrammarError(
+            ErrorCode.INVALID_EGRESS,
+            f"{value[:60]!r} must be 'any' or an IP address or network such as 192.0.2.10 "
+            "or 10.0.0.0/8 (with no host bits set); host names cannot be filtered",
+        )
+    canonical = str(network) if "/" in value else str(network.network_address)
+    if canonical != value:
+        raise GrammarError(ErrorCode.INVALID_EGRESS, f"write {value[:60]!r} as {canonical}")
+    if network.prefixlen == 0:
+        raise GrammarError(ErrorCode.INVALID_EGRESS, "write 'any' to allow every address")
     return value
 
 

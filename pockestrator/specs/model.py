@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from pockestrator.specs import grammar
@@ -29,6 +36,7 @@ from pockestrator.specs.values import (
     Derived,
     DesiredState,
     Domain,
+    Egress,
     Email,
     EnvName,
     EnvValue,
@@ -47,6 +55,7 @@ UNIT_SUFFIX = "-pocketbase.service"
 DESCRIPTION_MAX = 500
 CREATED_BY_MAX = 254
 ENV_ENTRIES_MAX = 100
+EGRESS_ENTRIES_MAX = 32
 ORIGINS_MAX = 50
 PATH_MAX = 4096
 # Kernel and device file systems: never a password file, and reading some of them as root
@@ -186,10 +195,26 @@ class ServiceSpec(BaseModel):
         description="Environment of the instance, e.g. GOMEMLIMIT.",
         examples=[{"GOMEMLIMIT": "400MiB"}],
     )
+    secret_env: Annotated[dict[EnvName, EnvValue], InApi(view=False)] = Field(
+        default_factory=dict,
+        max_length=ENV_ENTRIES_MAX,
+        description="Environment that is secret, such as the --encryptionEnv key: written "
+        "like env to the instance's root-only environment file, never shown by the API "
+        "(its view lists the names only).",
+        examples=[{"PB_ENCRYPTION_KEY": "32 random characters"}],
+    )
     resources: Resources = Field(default_factory=Resources)
     flags: PocketBaseFlags = Field(default_factory=PocketBaseFlags)
     extra_dirs: tuple[ExtraDir, ...] = Field(
         default=(), description="Optional folders to create and pass to PocketBase."
+    )
+    egress: tuple[Egress, ...] = Field(
+        default=(),
+        max_length=EGRESS_ENTRIES_MAX,
+        description="Where the instance may connect beyond loopback: IP addresses or"
+        " networks (an SMTP relay, an S3 endpoint, the DNS resolver), or 'any'. None by"
+        " default: everything else is dropped.",
+        examples=[["192.0.2.25", "10.0.0.0/8"]],
     )
 
     @field_validator("description", "created_by", mode="before")
@@ -216,7 +241,7 @@ class ServiceSpec(BaseModel):
             raise PydanticCustomError(str(ErrorCode.INVALID_PATH), problem)
         return value
 
-    @field_validator("env", mode="before")
+    @field_validator("env", "secret_env", mode="before")
     @classmethod
     def _not_too_many_variables(cls, value: Any) -> Any:
         if isinstance(value, Mapping) and len(value) > ENV_ENTRIES_MAX:
@@ -225,10 +250,31 @@ class ServiceSpec(BaseModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _each_variable_once(self) -> ServiceSpec:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_ENV_NAME),
+                f"{', '.join(both)} given in both env and secret_env; give each variable once",
+            )
+        return self
+
     @field_validator("extra_dirs")
     @classmethod
     def _unique_dirs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(sorted(set(value)))
+
+    @field_validator("egress")
+    @classmethod
+    def _any_alone_and_each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "any" in value and len(value) > 1:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_EGRESS), "'any' allows every address; give it alone"
+            )
+        if len(set(value)) != len(value):
+            raise PydanticCustomError(str(ErrorCode.INVALID_EGRESS), "each address or network once")
+        return value
 
     @property
     def unit_name(self) -> str:

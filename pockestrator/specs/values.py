@@ -148,6 +148,11 @@ EnvName = Annotated[
     Field(max_length=grammar.ENV_NAME_MAX, pattern=grammar.ENV_NAME.json),
     BeforeValidator(_grammar(grammar.check_env_name)),
 ]
+Egress = Annotated[
+    str,
+    Field(max_length=43, pattern=grammar.EGRESS.json),
+    BeforeValidator(_grammar(grammar.check_egress)),
+]
 DesiredState = Literal["running", "stopped"]
 ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
 

@@ -185,7 +185,9 @@ async def test_a_first_time_user_creates_a_service_opens_it_watches_logs_control
     await dashboard.shot("deployed")
     assert await unit_state(agent, name) == "active"
     unit = (agent.config.systemd_dir / f"{name}-pocketbase.service").read_text()
-    assert "GOMEMLIMIT=200MiB" in unit and "MemoryMax=256M" in unit
+    environment = (agent.config.environment_path / f"{name}.env").read_text()
+    assert "MemoryMax=256M" in unit and "GOMEMLIMIT" not in unit  # variables: root-only file
+    assert 'GOMEMLIMIT="200MiB"' in environment.splitlines()
 
     # The domain link reaches the instance through Caddy: PocketBase's admin UI, signed in
     # with the password the page showed.

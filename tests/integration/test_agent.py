@@ -322,7 +322,7 @@ async def test_an_upgrade_step_that_raises_is_rolled_back_once_not_retried_while
         write_spec(agent, "stepper", port, "0.97.0", superuser_email="owner@example.test")
         status = await status_becomes(agent, "stepper", lambda s: s.failed_version == "0.97.0", 60)
         assert status.deployed_version == older
-        assert status.last_error and "superuser upsert" in status.last_error
+        assert status.last_error and "creating superuser owner@example.test" in status.last_error
         assert "rolled back" in status.last_error
         assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
         assert await agent.wait_reconciled("stepper", timeout=30)

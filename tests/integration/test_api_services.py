@@ -659,7 +659,15 @@ async def test_a_patch_changes_the_spec_and_the_running_instance(
     assert service["description"] == "changed"
     assert service["port"] == alpha["port"] and service["generation"] > alpha["generation"]
     unit_text = (agent.config.systemd_dir / "alpha-pocketbase.service").read_text()
-    assert 'Environment="POCKESTRATOR_TEST=patched"' in unit_text
+    assert "patched" not in unit_text  # the unit is world-readable: no value goes there
+    environment = agent.config.environment_path / "alpha.env"
+    assert 'POCKESTRATOR_TEST="patched"' in environment.read_text().splitlines()
+    info = environment.stat()
+    assert (info.st_uid, info.st_mode & 0o777, environment.parent.stat().st_mode & 0o777) == (
+        0,
+        0o600,
+        0o700,
+    )
     pid = (await wait_running(api, "alpha"))["pid"]
     assert proc_environ(pid)["POCKESTRATOR_TEST"] == "patched"
 
@@ -669,6 +677,7 @@ async def test_a_patch_changes_the_spec_and_the_running_instance(
     assert removed.status == 200 and removed.body["service"]["env"] == {}
     pid = (await wait_running(api, "alpha"))["pid"]
     assert "POCKESTRATOR_TEST" not in proc_environ(pid)
+    assert not environment.exists()  # no variable left: no file either
 
 
 async def test_a_version_upgrade_is_a_patch(

@@ -1,10 +1,11 @@
-"""Service directories on the test bed: real owners, real binaries, a real first superuser.
+"""Service folders on the test bed: systemd's state directories, real owners, a real superuser.
 
-The cache holds two real PocketBase versions (the installed one seeded, the older one
-downloaded from the session's mirror); the service folders live in the module's sandbox,
-owned by ``nobody:nogroup`` as the sandbox configures. The superuser is checked the way a
-person would: PocketBase runs as a unit of the sandbox's systemd, as the instance user, and
-the password logs in through its HTTP API.
+Every folder here is made the way production makes it: by the test bed's systemd, for the
+instance's dynamic user, when something runs in the instance's box (``run_in_box``, a
+transient unit with exactly the rendered unit's identity and hardening). The superuser is
+checked the way a person would: the service's rendered unit runs PocketBase, and the
+password logs in through its HTTP API. Folders an earlier agent made (plain folders with a
+hard-linked binary and a marker file) are built by hand, as that agent left them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,28 +26,34 @@ import pytest
 
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.releases import ReleaseCache, ReleaseStore, seed_from_installed
+from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.servicedirs import (
+    Place,
     ServiceDirError,
     ServiceDirs,
     SuperuserError,
     UnsafePath,
     read_password_file,
 )
+from pockestrator.controllers.servicedirs.dirs import LEGACY_MARKER
+from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
+from pockestrator.controllers.systemd.render import render_environment, render_unit
+from pockestrator.controllers.systemd.transient import TransientRun
 from pockestrator.specs.model import ServiceSpec
-from tests.testbed.mirror import ReleaseMirror
+from tests.testbed import boxes
 from tests.testbed.waiting import wait_for_pocketbase
 
 NOBODY, NOGROUP = 65534, 65534
+DYNAMIC_UIDS = range(61184, 65520)  # systemd's range for DynamicUser=
 
 
 @dataclass(frozen=True)
 class Bed:
     sandbox: Sandbox
     config: AgentConfig
+    bus: SystemdBus
     dirs: ServiceDirs
-    older: str
-    newer: str
+    version: str
 
     @property
     def base(self) -> Path:
@@ -54,19 +61,12 @@ class Bed:
 
 
 @pytest.fixture(scope="module")
-async def bed(
-    sandbox: Sandbox, release_mirror: ReleaseMirror, pocketbase_versions: tuple[str, str]
-) -> AsyncIterator[Bed]:
-    older, newer = pocketbase_versions
-    config = sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-    )
-    assert seed_from_installed(config.release_cache_dir) == newer
-    async with ReleaseCache(config) as releases:
-        await releases.ensure(older)
-        yield Bed(sandbox, config, ServiceDirs(config, releases.store), older, newer)
+async def bed(sandbox: Sandbox) -> AsyncIterator[Bed]:
+    config = sandbox.agent_config()
+    version = seed_from_installed(config.release_cache_dir)
+    assert version is not None
+    assert sandbox.bus is not None
+    yield Bed(sandbox, config, sandbox.bus, ServiceDirs(config, sandbox.bus), version)
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def make_spec(name: str, version: str, **fields: object) -> ServiceSpec:
     return ServiceSpec.model_validate(
         {
             "project_name": name,
-            "port": 20000,
+            "port": free_port(),
             "pocketbase_version": version,
             "domain": f"{name}.localhost",
             **fields,
@@ -105,210 +105,272 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
     return found
 
 
-def pocketbase_version_of(binary: Path) -> str:
-    return subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
+async def run_in_box(bed: Bed, spec: ServiceSpec, script: str) -> TransientRun:
+    """``sh -c script`` as the instance: its dynamic user, its state directory, its box."""
+    return await boxes.run_in_box(bed.bus, bed.dirs.settings, spec, script)
 
 
-# Creation, idempotence, versions, drift -----------------------------------------------
+async def make_folder(bed: Bed, spec: ServiceSpec, record: str = "user data") -> Path:
+    """The service's folder as systemd makes it, with ``pb_data/record.txt`` in it."""
+    run = await run_in_box(bed, spec, f"mkdir -p pb_data && printf '{record}' > pb_data/record.txt")
+    assert run.ok, run.output
+    return bed.base / spec.project_name
 
 
-async def test_service_directory_is_created_for_the_instance_user_with_the_binary_linked(
+def make_legacy_folder(bed: Bed, name: str, emails: list[str]) -> Path:
+    """A folder as an earlier agent left it: plain, ``nobody``'s, binary and marker inside."""
+    folder = bed.base / name
+    (folder / "pb_data").mkdir(parents=True)
+    (folder / "pb_data" / "record.txt").write_text("kept across the move")
+    shutil.copy2(bed.config.release_cache_dir / bed.version / "pocketbase", folder / "pocketbase")
+    (folder / LEGACY_MARKER).write_text(json.dumps({"emails": emails}))
+    for path in (folder, folder / "pb_data", folder / "pb_data" / "record.txt"):
+        os.chown(path, NOBODY, NOGROUP)
+    return folder
+
+
+# Where the folder is: systemd's private tree ---------------------------------------------
+
+
+async def test_systemd_makes_the_folder_private_to_the_instances_dynamic_user(bed: Bed) -> None:
+    spec = make_spec("alpha", bed.version, extra_dirs=["pb_hooks", "pb_public"])
+    assert (await bed.dirs.observe(spec)).place is Place.NONE
+
+    folder = await make_folder(bed, spec)
+
+    state = await bed.dirs.observe(spec)
+    assert state.place is Place.PRIVATE and state.path == folder and not state.legacy
+    private = bed.dirs.folders.private_path("alpha")
+    assert folder.is_symlink() and folder.resolve() == private
+    assert owner_mode(private.parent.parent)[::2] == (0, 0o700)  # only root passes here
+    uid, gid, mode = owner_mode(private)
+    assert uid in DYNAMIC_UIDS and gid == uid and mode == 0o700
+    for extra in ("pb_hooks", "pb_public"):
+        assert owner_mode(private / extra) == (uid, gid, 0o700)
+    assert owner_mode(private / "pb_data" / "record.txt")[:2] == (uid, gid)
+
+
+async def test_two_services_get_two_users_and_cannot_read_each_other(bed: Bed) -> None:
+    first, second = make_spec("first", bed.version), make_spec("second", bed.version)
+    await make_folder(bed, first, "first-secret")
+    await make_folder(bed, second)
+
+    record = f"{bed.base}/first/pb_data/record.txt"
+    peek = await run_in_box(bed, second, f"cat {record}")
+    write = await run_in_box(bed, second, f"echo pwned > {record}")
+
+    assert not peek.ok and "first-secret" not in peek.output
+    assert not write.ok
+    assert (bed.dirs.folders.private_path("first") / "pb_data/record.txt").read_text() == (
+        "first-secret"
+    )
+    uids = {owner_mode(bed.dirs.folders.private_path(n))[0] for n in ("first", "second")}
+    assert len(uids) == 2
+
+
+async def test_a_symlink_planted_where_the_folder_would_be_is_not_a_folder(
+    bed: Bed, outside: Path
+) -> None:
+    before = snapshot(outside)
+    (bed.base / "planted").symlink_to(outside)
+    spec = make_spec("planted", bed.version)
+
+    assert (await bed.dirs.observe(spec)).place is Place.NONE
+    with pytest.raises(ServiceDirError, match="does not exist"):
+        await bed.dirs.backup_data("planted")
+    assert not (await bed.dirs.delete("planted")).existed
+
+    assert snapshot(outside) == before
+    assert not (bed.base / "planted").exists()  # the link went, its target did not
+
+
+# A folder an earlier agent made ---------------------------------------------------------
+
+
+async def test_a_legacy_folder_is_cleaned_then_moved_into_systemds_care(bed: Bed) -> None:
+    folder = make_legacy_folder(bed, "legacy", ["first@example.com", "second@example.com"])
+    spec = make_spec("legacy", bed.version)
+
+    state = await bed.dirs.observe(spec)
+    assert state.place is Place.LEGACY and state.legacy
+    assert state.legacy_superusers == ("first@example.com", "second@example.com")
+
+    changes = await bed.dirs.migrate_legacy("legacy")
+
+    assert changes == [
+        f"removed {folder / 'pocketbase'} (left by an earlier agent)",
+        f"removed {folder / LEGACY_MARKER} (left by an earlier agent)",
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == ["pb_data"]
+    assert await bed.dirs.migrate_legacy("legacy") == []
+
+    await make_folder(bed, spec, "written after the move")
+
+    private = bed.dirs.folders.private_path("legacy")
+    assert (await bed.dirs.observe(spec)).place is Place.PRIVATE and folder.is_symlink()
+    uid = owner_mode(private)[0]
+    assert uid in DYNAMIC_UIDS
+    assert {owner_mode(p)[0] for p in private.rglob("*")} == {uid}  # systemd chowned it all
+    assert sorted(p.name for p in (private / "pb_data").iterdir()) == ["record.txt"]
+
+
+@pytest.mark.parametrize("planted", ["fifo", "symlink", "huge", "not-a-list", "directory"])
+async def test_a_legacy_marker_the_instance_replaced_is_read_as_no_superusers(
+    bed: Bed, outside: Path, planted: str
+) -> None:
+    name = f"marker-{planted}"
+    folder = make_legacy_folder(bed, name, ["owner@example.com"])
+    marker = folder / LEGACY_MARKER
+    marker.unlink()
+    secret = outside / "secret.json"
+    secret.write_text(json.dumps({"emails": ["root-only@example.com"]}))
+    secret.chmod(0o600)
+    match planted:
+        case "fifo":
+            os.mkfifo(marker)  # a naive open() would wait forever for a writer
+        case "symlink":
+            marker.symlink_to(secret)
+        case "huge":
+            marker.write_text(json.dumps({"emails": ["x@example.com"] * 20_000}))
+        case "not-a-list":
+            marker.write_text(json.dumps({"emails": "owner@example.com"}))
+        case "directory":
+            marker.mkdir()
+    before = snapshot(outside)
+    started = time.monotonic()
+
+    state = await bed.dirs.observe(make_spec(name, bed.version))
+
+    assert time.monotonic() - started < 5
+    assert state.place is Place.LEGACY and state.legacy_superusers == ()
+    await bed.dirs.migrate_legacy(name)
+    assert snapshot(outside) == before
+    await bed.dirs.delete(name, purge=True)
+
+
+async def test_a_directory_where_the_legacy_binary_was_is_the_instances_and_stays(
     bed: Bed,
 ) -> None:
-    spec = make_spec("alpha", bed.newer, extra_dirs=["pb_hooks", "pb_public"])
-    assert not (await bed.dirs.observe(spec)).exists
-
-    result = await bed.dirs.apply(spec)
-
-    folder = bed.base / "alpha"
-    assert result.changed and f"created {folder}" in result.changes
-    for path in (folder, folder / "pb_data", folder / "pb_hooks", folder / "pb_public"):
-        assert owner_mode(path) == (NOBODY, NOGROUP, 0o750), path
-    assert not (folder / "pb_migrations").exists()
-    binary = folder / "pocketbase"
-    cached = bed.config.release_cache_dir / bed.newer / "pocketbase"
-    assert owner_mode(binary) == (0, 0, 0o755)
-    assert os.stat(binary).st_ino == os.stat(cached).st_ino  # a hard link, not a copy
-    assert f"version {bed.newer}" in pocketbase_version_of(binary)
-    state = await bed.dirs.observe(spec)
-    assert state.converged and state.problems() == []
-
-
-async def test_second_apply_with_nothing_changed_changes_nothing(bed: Bed) -> None:
-    spec = make_spec("idem", bed.newer, extra_dirs=["pb_migrations"])
-    assert (await bed.dirs.apply(spec)).changed
-    before = snapshot(bed.base / "idem")
-
-    again = await bed.dirs.apply(spec)
-
-    assert not again.changed and again.changes == ()
-    assert snapshot(bed.base / "idem") == before
-
-
-async def test_version_change_swaps_the_binary_in_one_step(bed: Bed) -> None:
-    folder = bed.base / "upgrade"
-    await bed.dirs.apply(make_spec("upgrade", bed.older))
-    assert f"version {bed.older}" in pocketbase_version_of(folder / "pocketbase")
-    spec = make_spec("upgrade", bed.newer)
-    assert not (await bed.dirs.observe(spec)).binary_matches
-
-    result = await bed.dirs.apply(spec)
-
-    assert result.changes == (
-        f"PocketBase {bed.newer} linked to {folder / 'pocketbase'} (replacing a different file)",
-    )
-    assert f"version {bed.newer}" in pocketbase_version_of(folder / "pocketbase")
-    older_cached = bed.config.release_cache_dir / bed.older / "pocketbase"
-    assert f"version {bed.older}" in pocketbase_version_of(older_cached)
-    assert sorted(p.name for p in folder.iterdir()) == ["pb_data", "pocketbase"]
-
-
-async def test_drift_is_observed_and_repaired_with_every_change_reported(bed: Bed) -> None:
-    spec = make_spec("drift", bed.newer, extra_dirs=["pb_hooks"])
-    folder = bed.base / "drift"
-    await bed.dirs.apply(spec)
-    folder.chmod(0o777)
-    os.chown(folder / "pb_data", 0, 0)
-    (folder / "pb_hooks").rmdir()
+    folder = make_legacy_folder(bed, "bindir", [])
     (folder / "pocketbase").unlink()
-    (folder / "pocketbase").write_bytes(b"\x7fELF not the real thing")
+    (folder / "pocketbase").mkdir()
+    (folder / "pocketbase" / "notes.txt").write_text("mine")
 
-    state = await bed.dirs.observe(spec)
-    assert not state.converged
-    assert not state.mode_ok and state.owner_ok
-    assert state.drifted_dirs == ("pb_data",) and state.missing_dirs == ("pb_hooks",)
-    assert state.binary_present and not state.binary_matches
+    changes = await bed.dirs.migrate_legacy("bindir")
 
-    result = await bed.dirs.apply(spec)
-
-    assert result.changes == (
-        f"mode of {folder} set to 750 (was 777)",
-        f"owner of {folder / 'pb_data'} set to nobody:nogroup (was 0:0)",
-        f"created {folder / 'pb_hooks'}",
-        f"PocketBase {bed.newer} linked to {folder / 'pocketbase'} (replacing a different file)",
-    )
-    assert (await bed.dirs.observe(spec)).converged
-
-
-async def test_binary_is_copied_and_checked_by_hash_across_file_systems(bed: Bed) -> None:
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(bed.base).st_dev:
-        pytest.skip("needs a cache on another file system than base_dir (/dev/shm)")
-    cache_root = Path(tempfile.mkdtemp(prefix="pockestrator-cache-", dir=shm))
-    try:
-        store = ReleaseStore(cache_root)
-        source = bed.config.release_cache_dir / bed.newer / "pocketbase"
-        store.install_file(bed.newer, source, source="test", origin=str(source))
-        dirs = ServiceDirs(bed.config, store)
-        spec = make_spec("copied", bed.newer)
-        folder = bed.base / "copied"
-
-        result = await dirs.apply(spec)
-
-        assert f"PocketBase {bed.newer} copied to {folder / 'pocketbase'}" in result.changes
-        binary = folder / "pocketbase"
-        assert owner_mode(binary) == (0, 0, 0o755)
-        assert os.stat(binary).st_dev != os.stat(cache_root).st_dev
-        assert (await dirs.observe(spec)).converged
-        # Same size, same owner and mode, one byte different: only the hash can tell.
-        data = bytearray(binary.read_bytes())
-        data[-1] ^= 0xFF
-        binary.write_bytes(bytes(data))
-        assert not (await dirs.observe(spec)).binary_matches
-        assert (await dirs.apply(spec)).changed
-        assert (await dirs.observe(spec)).converged
-    finally:
-        shutil.rmtree(cache_root, ignore_errors=True)
-
-
-async def test_apply_refuses_a_version_that_is_not_cached(bed: Bed) -> None:
-    with pytest.raises(ServiceDirError, match=r"0\.1\.0 is not in the release cache"):
-        await bed.dirs.apply(make_spec("uncached", "0.1.0"))
-    assert not (bed.base / "uncached").exists()
+    assert changes == [f"removed {folder / LEGACY_MARKER} (left by an earlier agent)"]
+    assert (folder / "pocketbase" / "notes.txt").read_text() == "mine"
 
 
 # Delete, archive, backups -------------------------------------------------------------
 
 
-async def test_delete_archives_the_folder_by_default(bed: Bed) -> None:
-    spec = make_spec("archived", bed.newer)
-    await bed.dirs.apply(spec)
-    data = bed.base / "archived" / "pb_data" / "data.txt"
-    data.write_text("user data")
+async def test_delete_archives_the_private_folder_and_removes_systemds_link(bed: Bed) -> None:
+    spec = make_spec("archived", bed.version)
+    await make_folder(bed, spec)
+    uid = owner_mode(bed.dirs.folders.private_path("archived"))[0]
 
     result = await bed.dirs.delete("archived")
 
     assert result.existed and not result.purged and result.archived_to is not None
     assert result.archived_to.parent == bed.config.archive_path
+    assert owner_mode(bed.config.archive_path)[::2] == (0, 0o700)
     assert re.fullmatch(r"archived-\d{8}T\d{6}Z(-\d+)?", result.archived_to.name)
-    assert (result.archived_to / "pb_data" / "data.txt").read_text() == "user data"
-    assert owner_mode(result.archived_to / "pb_data") == (NOBODY, NOGROUP, 0o750)
-    assert not (bed.base / "archived").exists()
+    assert (result.archived_to / "pb_data" / "record.txt").read_text() == "user data"
+    assert owner_mode(result.archived_to / "pb_data")[0] == uid
+    assert not os.path.lexists(bed.base / "archived")
+    assert not bed.dirs.folders.private_path("archived").exists()
     assert not (await bed.dirs.delete("archived")).existed
 
 
 async def test_purge_removes_the_folder_without_archiving(bed: Bed) -> None:
-    await bed.dirs.apply(make_spec("purged", bed.newer))
+    await make_folder(bed, make_spec("purged", bed.version))
     archive = bed.config.archive_path
     before = sorted(archive.iterdir()) if archive.exists() else []
 
     result = await bed.dirs.delete("purged", purge=True)
 
     assert result.existed and result.purged and result.archived_to is None
-    assert not (bed.base / "purged").exists()
+    assert not os.path.lexists(bed.base / "purged")
+    assert not bed.dirs.folders.private_path("purged").exists()
     assert (sorted(archive.iterdir()) if archive.exists() else []) == before
 
 
+async def test_a_legacy_folder_is_archived_from_where_it_is(bed: Bed) -> None:
+    make_legacy_folder(bed, "oldarch", [])
+
+    result = await bed.dirs.delete("oldarch")
+
+    assert result.archived_to is not None
+    assert (result.archived_to / "pb_data" / "record.txt").read_text() == "kept across the move"
+    assert not os.path.lexists(bed.base / "oldarch")
+
+
 async def test_backup_of_pb_data_restores_the_data_and_its_owner(bed: Bed) -> None:
-    await bed.dirs.apply(make_spec("backed", bed.newer))
-    data_dir = bed.base / "backed" / "pb_data"
-    (data_dir / "storage").mkdir()
-    record = data_dir / "storage" / "record.txt"
-    record.write_text("before upgrade")
-    for path in (data_dir / "storage", record):
-        os.chown(path, NOBODY, NOGROUP)
+    spec = make_spec("backed", bed.version)
+    await make_folder(bed, spec, "before upgrade")
+    private = bed.dirs.folders.private_path("backed")
+    uid = owner_mode(private)[0]
 
     backup = await bed.dirs.backup_data("backed")
 
     assert backup.parent == bed.base / ".backups" / "backed"
-    assert owner_mode(bed.base / ".backups")[2] == 0o700
-    record.write_text("after a failed upgrade")
-    (data_dir / "new.db").write_text("migrated")
+    assert owner_mode(bed.base / ".backups")[::2] == (0, 0o700)
+    assert owner_mode(backup / "record.txt")[0] == uid
+    changed = await run_in_box(
+        bed, spec, "printf 'after a failed upgrade' > pb_data/record.txt; echo x > pb_data/new.db"
+    )
+    assert changed.ok, changed.output
 
     displaced = await bed.dirs.restore_data("backed", backup)
 
+    record = private / "pb_data" / "record.txt"
     assert record.read_text() == "before upgrade"
-    assert not (data_dir / "new.db").exists()
-    assert owner_mode(record)[:2] == (NOBODY, NOGROUP)
-    assert owner_mode(data_dir) == (NOBODY, NOGROUP, 0o750)
-    assert (displaced / "new.db").read_text() == "migrated"
-    assert (backup / "storage" / "record.txt").read_text() == "before upgrade"
-    assert sorted(p.name for p in (bed.base / "backed").iterdir()) == ["pb_data", "pocketbase"]
+    assert not (private / "pb_data" / "new.db").exists()
+    assert owner_mode(record)[0] == uid and owner_mode(private / "pb_data")[0] == uid
+    assert (displaced / "new.db").read_text() == "x\n"
+    assert displaced.parent == backup.parent
+    assert (backup / "record.txt").read_text() == "before upgrade"
+    assert sorted(p.name for p in private.iterdir()) == ["pb_data"]
+    after = await run_in_box(bed, spec, "cat pb_data/record.txt && echo ok >> pb_data/record.txt")
+    assert after.ok and after.output == "before upgrade"  # and the instance can write to it
+
+
+async def test_an_interrupted_backup_never_looks_finished(bed: Bed) -> None:
+    await make_folder(bed, make_spec("partial", bed.version))
+    folder = bed.base / ".backups" / "partial"
+    folder.mkdir(parents=True, exist_ok=True)
+    leftover = folder / ".pb_data-20260101T000000Z.partial"
+    leftover.mkdir()
+
+    backup = await bed.dirs.backup_data("partial")
+
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".partial")] == [leftover.name]
+    assert backup.name.startswith("pb_data-") and not backup.name.endswith(".partial")
+    with pytest.raises(UnsafePath):
+        await bed.dirs.restore_data("partial", leftover)
 
 
 # The first superuser ------------------------------------------------------------------
 
 
-async def run_pocketbase(bed: Bed, name: str) -> tuple[str, str]:
-    """Start the service's PocketBase as a unit of the sandbox, as the instance user."""
-    port = free_port()
-    folder = bed.base / name
-    unit = f"{name}-pocketbase.service"
-    (bed.sandbox.systemd.paths.unit_dir / unit).write_text(
-        "[Service]\n"
-        "User=nobody\n"
-        "Group=nogroup\n"
-        f"ExecStart={folder}/pocketbase serve --http=127.0.0.1:{port} --dir={folder}/pb_data\n"
-    )
-    assert bed.sandbox.bus is not None
-    await bed.sandbox.bus.daemon_reload()
-    await bed.sandbox.bus.start_unit(unit)
-    url = f"http://127.0.0.1:{port}"
+async def run_service(bed: Bed, spec: ServiceSpec) -> str:
+    """Start the service's own rendered unit; its base URL once PocketBase answers."""
+    units = SystemdUnits(bed.config, bed.bus)
+    units.write(spec.project_name, render_unit(spec, bed.dirs.settings))
+    units.write_environment(spec.project_name, render_environment(spec))
+    await bed.bus.daemon_reload()
+    await bed.bus.start_unit(spec.unit_name)
+    url = f"http://127.0.0.1:{spec.port}"
     assert await wait_for_pocketbase(url)
-    return url, unit
+    return url
 
 
-async def login(url: str, email: str, password: str) -> tuple[int, dict[str, object]]:
+async def stop_service(bed: Bed, spec: ServiceSpec) -> None:
+    await bed.bus.stop_unit(spec.unit_name)
+
+
+async def login(url: str, email: str, password: str) -> int:
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -317,132 +379,139 @@ async def login(url: str, email: str, password: str) -> tuple[int, dict[str, obj
             timeout=aiohttp.ClientTimeout(total=5),
         ) as response,
     ):
-        return response.status, await response.json()
+        body = await response.json()
+        assert response.status != 200 or isinstance(body.get("token"), str)
+        return response.status
 
 
-async def test_first_superuser_is_created_once_and_logs_in_to_pocketbase(bed: Bed) -> None:
-    spec = make_spec("admins", bed.newer, superuser_email="owner@example.com")
-    await bed.dirs.apply(spec)
-    assert (await bed.dirs.observe(spec)).superuser_done is False
+async def test_a_generated_superuser_password_logs_in_to_the_running_instance(bed: Bed) -> None:
+    spec = make_spec("admins", bed.version)
 
-    created = await bed.dirs.ensure_superuser(spec)
+    created = await bed.dirs.ensure_superuser(spec, "owner@example.com")
 
-    assert created is not None and created.email == "owner@example.com"
+    assert created.email == "owner@example.com"
     assert created.password is not None and len(created.password) >= 30
     assert created.password not in repr(created)
-    assert await bed.dirs.ensure_superuser(spec) is None  # once, and the password only once
-    assert (await bed.dirs.observe(spec)).superuser_done is True
-    data_dir = bed.base / "admins" / "pb_data"
-    created_files = list(data_dir.rglob("*"))
-    assert created_files, "pocketbase superuser upsert created the database"
-    assert {owner_mode(path)[:2] for path in created_files} == {(NOBODY, NOGROUP)}
-    assert not (await bed.dirs.apply(spec)).changed
-
-    url, unit = await run_pocketbase(bed, "admins")
+    private = bed.dirs.folders.private_path("admins")
+    uid = owner_mode(private)[0]
+    assert uid in DYNAMIC_UIDS
+    assert {owner_mode(p)[0] for p in (private / "pb_data").rglob("*")} == {uid}
+    assert list((bed.config.database.parent / "bootstrap").iterdir()) == []
+    assert not any(bed.dirs.settings.environment_dir.glob("*bootstrap*"))
+    url = await run_service(bed, spec)
     try:
-        status, body = await login(url, "owner@example.com", created.password)
-        assert status == 200 and isinstance(body.get("token"), str)
-        status, _ = await login(url, "owner@example.com", created.password + "x")
-        assert status == 400
+        assert await login(url, "owner@example.com", created.password) == 200
+        assert await login(url, "owner@example.com", created.password + "x") == 400
     finally:
-        assert bed.sandbox.bus is not None
-        await bed.sandbox.bus.stop_unit(unit)
+        await stop_service(bed, spec)
 
 
-async def test_a_password_that_starts_with_a_dash_is_not_read_as_an_option(bed: Bed) -> None:
-    # token_urlsafe's alphabet has "-": a generated password can look like a flag.
-    spec = make_spec("dashed", bed.newer, superuser_email="dash@example.com")
-    await bed.dirs.apply(spec)
+async def test_asking_again_updates_the_password_instead_of_failing(bed: Bed) -> None:
+    spec = make_spec("rotate", bed.version)
+    await bed.dirs.ensure_superuser(spec, "ops@example.com", "first-password-123")
 
-    created = await bed.dirs.ensure_superuser(spec, password="-eDashFirst-1234567890")
+    again = await bed.dirs.ensure_superuser(spec, "ops@example.com", "second-password-456")
 
-    assert created is not None
-    url, unit = await run_pocketbase(bed, "dashed")
+    assert again.password is None  # the caller's own password is never echoed back
+    url = await run_service(bed, spec)
     try:
-        status, body = await login(url, "dash@example.com", "-eDashFirst-1234567890")
-        assert status == 200 and "token" in body
+        assert await login(url, "ops@example.com", "second-password-456") == 200
+        assert await login(url, "ops@example.com", "first-password-123") == 400
     finally:
-        assert bed.sandbox.bus is not None
-        await bed.sandbox.bus.stop_unit(unit)
+        await stop_service(bed, spec)
 
 
 async def test_superuser_password_can_come_from_a_file(bed: Bed) -> None:
     secret = bed.sandbox.layout.root / "admin-password"
     secret.write_text("correct-horse-battery-staple\n")
     secret.chmod(0o600)
-    spec = make_spec(
-        "filed",
-        bed.newer,
-        superuser_email="ops@example.com",
-        superuser_password_file=str(secret),
-    )
-    await bed.dirs.apply(spec)
+    spec = make_spec("filed", bed.version, superuser_password_file=str(secret))
 
-    created = await bed.dirs.ensure_superuser(spec)
+    created = await bed.dirs.ensure_superuser(spec, "ops@example.com")
 
-    assert created is not None and created.password is None
-    url, unit = await run_pocketbase(bed, "filed")
+    assert created.password is None
+    url = await run_service(bed, spec)
     try:
-        status, body = await login(url, "ops@example.com", "correct-horse-battery-staple")
-        assert status == 200 and "token" in body
+        assert await login(url, "ops@example.com", "correct-horse-battery-staple") == 200
     finally:
-        assert bed.sandbox.bus is not None
-        await bed.sandbox.bus.stop_unit(unit)
+        await stop_service(bed, spec)
 
 
-async def test_rejected_password_never_appears_in_the_error_or_the_logs(
+async def test_the_owners_hooks_and_migrations_do_not_run_with_the_bootstrap(bed: Bed) -> None:
+    spec = make_spec("hooked", bed.version, extra_dirs=["pb_hooks", "pb_migrations"])
+    await make_folder(bed, spec)
+    planted = await run_in_box(
+        bed,
+        spec,
+        'echo \'$os.writeFile("pb_data/hook-ran", "x", 0o644)\' > pb_hooks/spy.pb.js && '
+        'echo \'migrate((app) => { $os.writeFile("pb_data/migration-ran", "x", 0o644) })\' '
+        "> pb_migrations/1_spy.js",
+    )
+    assert planted.ok, planted.output
+
+    await bed.dirs.ensure_superuser(spec, "a@example.com", "a-good-password-1")
+
+    data = bed.dirs.folders.private_path("hooked") / "pb_data"
+    assert (data / "data.db").exists()
+    assert not (data / "hook-ran").exists() and not (data / "migration-ran").exists()
+    await run_service(bed, spec)  # the spies work: the instance's own start runs them
+    try:
+        assert (data / "hook-ran").exists() and (data / "migration-ran").exists()
+    finally:
+        await stop_service(bed, spec)
+
+
+async def test_a_password_that_starts_with_a_dash_is_not_read_as_an_option(bed: Bed) -> None:
+    # token_urlsafe's alphabet has "-": a generated password can look like a flag.
+    spec = make_spec("dashed", bed.version)
+
+    await bed.dirs.ensure_superuser(spec, "dash@example.com", "-eDashFirst-1234567890")
+
+    url = await run_service(bed, spec)
+    try:
+        assert await login(url, "dash@example.com", "-eDashFirst-1234567890") == 200
+    finally:
+        await stop_service(bed, spec)
+
+
+async def test_a_rejected_password_never_appears_in_the_error_or_the_logs(
     bed: Bed, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    password = "Qz7-short"[:6]  # PocketBase wants at least 8 characters
-    secret = bed.sandbox.layout.root / "short-password"
-    secret.write_text(password + "\n")
-    secret.chmod(0o600)
-    spec = make_spec(
-        "shortpw", bed.newer, superuser_email="x@example.com", superuser_password_file=str(secret)
-    )
-    await bed.dirs.apply(spec)
+    password = "Qz7sh"  # PocketBase wants at least 8 characters
+    spec = make_spec("shortpw", bed.version)
 
     with pytest.raises(SuperuserError, match="failed") as raised:
-        await bed.dirs.ensure_superuser(spec)
+        await bed.dirs.ensure_superuser(spec, "x@example.com", password)
 
     assert password not in str(raised.value) and password not in repr(raised.value)
     assert raised.value.__cause__ is None and raised.value.__context__ is None
     captured = capsys.readouterr()
     assert password not in captured.out + captured.err + caplog.text
-    assert (await bed.dirs.observe(spec)).superuser_done is False
 
 
-async def test_password_echoed_by_a_failing_tool_is_redacted_from_the_error(
+async def test_the_password_never_reaches_an_argument_and_is_redacted_from_output(
     bed: Bed, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A stand-in binary that prints its arguments, as a verbose tool might, and fails.
+    # A stand-in binary that prints its arguments and its environment, and fails.
     cache = Path(tempfile.mkdtemp(prefix="echo-cache-", dir=bed.sandbox.layout.root))
-    version_dir = cache / "7.7.7"
-    version_dir.mkdir()
-    script = version_dir / "pocketbase"
-    script.write_text('#!/bin/sh\necho "args: $*" >&2\nid -u\nexit 3\n')
+    cache.chmod(0o755)
+    (cache / "7.7.7").mkdir(mode=0o755)
+    script = cache / "7.7.7" / "pocketbase"
+    script.write_text('#!/bin/sh\necho "args: $*"\necho "uid: $(id -u)"\nenv | grep ^PB_\nexit 3\n')
     script.chmod(0o755)
-    digest = subprocess.run(["sha256sum", str(script)], capture_output=True, text=True)
-    (version_dir / "release.json").write_text(
-        json.dumps({"version": "7.7.7", "sha256": digest.stdout.split()[0]})
-    )
     password = "Echo-Me-If-You-Dare-1234"
-    secret = bed.sandbox.layout.root / "echo-password"
-    secret.write_text(password)
-    secret.chmod(0o600)
-    dirs = ServiceDirs(bed.config, ReleaseStore(cache))
-    spec = make_spec(
-        "echoer", "7.7.7", superuser_email="e@example.com", superuser_password_file=str(secret)
-    )
-    await dirs.apply(spec)
+    dirs = ServiceDirs(bed.config.model_copy(update={"release_cache_dir": cache}), bed.bus)
 
     with pytest.raises(SuperuserError) as raised:
-        await dirs.ensure_superuser(spec)
+        await dirs.ensure_superuser(make_spec("echoer", "7.7.7"), "e@example.com", password)
 
     message = str(raised.value)
-    assert "args: superuser upsert --dir=" in message
-    assert "-- e@example.com [redacted]" in message
-    assert f"\n{NOBODY}" in message  # it ran as the instance user
+    arguments = re.search(r"args: (.*)", message)
+    assert arguments and "migrate up --dir=" in arguments[1] and "--hooksDir=" in arguments[1]
+    assert "e@example.com" not in arguments[1]
+    assert "PB_BOOTSTRAP_PASSWORD=[redacted]" in message
+    uid = re.search(r"uid: (\d+)", message)
+    assert uid and int(uid[1]) in DYNAMIC_UIDS
     assert password not in message
     captured = capsys.readouterr()
     assert password not in captured.out + captured.err
@@ -462,74 +531,37 @@ async def test_names_that_are_not_service_names_are_refused_everywhere(bed: Bed,
         await bed.dirs.delete(name, purge=True)
     with pytest.raises(UnsafePath):
         await bed.dirs.backup_data(name)
+    with pytest.raises(UnsafePath):
+        await bed.dirs.migrate_legacy(name)
 
 
-async def test_symlink_planted_as_the_service_folder_is_never_followed(
+async def test_a_symlink_the_instance_plants_as_pb_data_is_refused_and_never_followed(
     bed: Bed, outside: Path
 ) -> None:
-    before = snapshot(outside)
-    (bed.base / "planted").symlink_to(outside)
-    spec = make_spec("planted", bed.newer)
-
-    for attempt in (
-        bed.dirs.apply(spec),
-        bed.dirs.observe(spec),
-        bed.dirs.delete("planted"),
-        bed.dirs.delete("planted", purge=True),
-        bed.dirs.backup_data("planted"),
-        bed.dirs.ensure_superuser(make_spec("planted", bed.newer, superuser_email="a@b.example")),
-    ):
-        with pytest.raises(UnsafePath):
-            await attempt
-
-    assert snapshot(outside) == before
-    assert (bed.base / "planted").is_symlink()
-
-
-async def test_symlink_planted_as_pb_data_is_refused_and_its_target_untouched(
-    bed: Bed, outside: Path
-) -> None:
-    spec = make_spec("dataplant", bed.newer)
-    await bed.dirs.apply(spec)
-    data_dir = bed.base / "dataplant" / "pb_data"
-    data_dir.rmdir()
-    data_dir.symlink_to(outside)
+    spec = make_spec("dataplant", bed.version)
+    await make_folder(bed, spec)
+    backup = await bed.dirs.backup_data("dataplant")
+    planted = await run_in_box(bed, spec, f"rm -rf pb_data && ln -s {outside} pb_data")
+    assert planted.ok, planted.output
     before = snapshot(outside)
 
-    with pytest.raises(UnsafePath, match="pb_data"):
-        await bed.dirs.apply(spec)
-    with pytest.raises(UnsafePath, match="pb_data"):
-        await bed.dirs.observe(spec)
     with pytest.raises(UnsafePath, match="pb_data"):
         await bed.dirs.backup_data("dataplant")
+    with pytest.raises(UnsafePath, match="pb_data"):
+        await bed.dirs.restore_data("dataplant", backup)
 
     assert snapshot(outside) == before
     await bed.dirs.delete("dataplant", purge=True)
     assert snapshot(outside) == before
 
 
-async def test_symlink_planted_as_the_binary_is_replaced_not_written_through(
-    bed: Bed, outside: Path
-) -> None:
-    spec = make_spec("binplant", bed.newer)
-    await bed.dirs.apply(spec)
-    binary = bed.base / "binplant" / "pocketbase"
-    binary.unlink()
-    binary.symlink_to(outside / "precious")
-    before = snapshot(outside)
-
-    result = await bed.dirs.apply(spec)
-
-    assert result.changed and not binary.is_symlink()
-    assert f"version {bed.newer}" in pocketbase_version_of(binary)
-    assert snapshot(outside) == before
-
-
 async def test_links_inside_pb_data_are_copied_as_links_and_never_followed(
     bed: Bed, outside: Path
 ) -> None:
-    await bed.dirs.apply(make_spec("linky", bed.newer))
-    (bed.base / "linky" / "pb_data" / "escape").symlink_to(outside / "precious")
+    spec = make_spec("linky", bed.version)
+    await make_folder(bed, spec)
+    planted = await run_in_box(bed, spec, f"ln -s {outside}/precious pb_data/escape")
+    assert planted.ok, planted.output
     before = snapshot(outside)
 
     backup = await bed.dirs.backup_data("linky")
@@ -541,8 +573,8 @@ async def test_links_inside_pb_data_are_copied_as_links_and_never_followed(
 
 
 async def test_restore_accepts_only_this_services_backups(bed: Bed, outside: Path) -> None:
-    await bed.dirs.apply(make_spec("restorer", bed.newer))
-    await bed.dirs.apply(make_spec("other", bed.newer))
+    await make_folder(bed, make_spec("restorer", bed.version))
+    await make_folder(bed, make_spec("other", bed.version))
     others = await bed.dirs.backup_data("other")
     mine = await bed.dirs.backup_data("restorer")
     before = snapshot(outside)

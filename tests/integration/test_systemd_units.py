@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +19,9 @@ from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
 
+# systemd allocates dynamic users from this range (DYNAMIC_UID_MIN..MAX in its build).
+DYNAMIC_USERS = range(61184, 65520)
+
 
 @pytest.fixture(scope="module")
 async def units(sandbox: Sandbox) -> AsyncIterator[SystemdUnits]:
@@ -31,18 +32,16 @@ async def units(sandbox: Sandbox) -> AsyncIterator[SystemdUnits]:
     await bus.close()
 
 
-def prepare(config: AgentConfig, name: str) -> ServiceSpec:
-    """A spec and its service directory with the binary (what servicedirs would do)."""
-    version = installed_version()
-    spec = parse_spec(
-        {"project_name": name, "port": free_port(), "pocketbase_version": version}, "localhost"
+def prepare(config: AgentConfig, name: str, version: str | None = None) -> ServiceSpec:
+    """A spec of the cached version: systemd makes the folder, the cache has the binary."""
+    return parse_spec(
+        {
+            "project_name": name,
+            "port": free_port(),
+            "pocketbase_version": version or installed_version(),
+        },
+        "localhost",
     )
-    directory = config.base_dir / name
-    (directory / "pb_data").mkdir(parents=True)
-    os.link(config.release_cache_dir / version / "pocketbase", directory / "pocketbase")
-    for path in (directory, directory / "pb_data"):
-        shutil.chown(path, "nobody", "nogroup")
-    return spec
 
 
 async def apply(units: SystemdUnits, spec: ServiceSpec) -> None:
@@ -66,9 +65,13 @@ async def test_an_applied_unit_runs_pocketbase_reachable_through_caddy(
     assert observed.managed and observed.status is not None
     assert observed.status.unit_file_state == "enabled"
     assert observed.status.main_pid is not None
-    # Runs as the unprivileged instance user, not root.
+    # Runs as a dynamic user of its own, and only that user may enter its folder.
     owner = Path(f"/proc/{observed.status.main_pid}").stat().st_uid
-    assert owner == 65534
+    assert DYNAMIC_USERS.start <= owner < DYNAMIC_USERS.stop, owner
+    folder = sandbox.layout.state_home / "private" / "services" / "through"
+    info = folder.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (owner, 0o700)
+    assert (sandbox.agent_config().base_dir / "through").resolve() == folder
 
 
 async def test_stop_start_and_restart_change_the_real_state(
@@ -91,14 +94,13 @@ async def test_stop_start_and_restart_change_the_real_state(
 async def test_a_failing_start_reports_the_units_own_reason(
     units: SystemdUnits, sandbox: Sandbox
 ) -> None:
-    spec = prepare(sandbox.agent_config(), "broken")
-    (sandbox.agent_config().base_dir / "broken" / "pocketbase").unlink()
+    spec = prepare(sandbox.agent_config(), "broken", version="0.0.1")  # not in the cache
     units.write("broken", render_unit(spec, units.settings).replace("Type=simple", "Type=exec"))
     await units.bus.daemon_reload()
     with pytest.raises(JobFailed) as caught:
         await units.bus.start_unit(spec.unit_name)
     assert caught.value.result == "failed"
-    assert "ExecMainStatus=" in str(caught.value) and "Result=exit-code" in str(caught.value)
+    assert "ExecMainStatus=203" in str(caught.value) and "Result=exit-code" in str(caught.value)
 
 
 async def test_a_hand_edited_unit_is_seen_by_its_hash_and_need_daemon_reload(
@@ -156,9 +158,7 @@ async def test_systemd_analyze_accepts_the_rendered_unit(
 ) -> None:
     spec = prepare(sandbox.agent_config(), "verified")
     path = units.path("verified")
-    # An ordinary system user, as in production (the test bed's `nobody` draws a warning).
-    settings = dataclasses.replace(units.settings, user="daemon", group="daemon")
-    units.write("verified", render_unit(spec, settings))
+    units.write("verified", render_unit(spec, units.settings))
     result = subprocess.run(
         ["systemd-analyze", "verify", "--user", str(path)],
         capture_output=True,

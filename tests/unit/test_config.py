@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pockestrator.config import AgentConfig, ConfigError, load_config
 
@@ -17,7 +18,9 @@ def test_defaults_bind_the_api_to_loopback_on_8091() -> None:
 
 def test_a_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("default_domain: example.com\nworkers: 8\nbase_dir: /srv/pb\n")
+    path.write_text(
+        "default_domain: example.com\nworkers: 8\nbase_dir: /srv/pb\nstate_directory_root: /srv\n"
+    )
     config = load_config(path, environ={"POCKESTRATOR_WORKERS": "16"})
     assert config.default_domain == "example.com"
     assert config.workers == 16
@@ -60,7 +63,8 @@ def test_an_environment_value_is_validated_like_the_file() -> None:
 
 
 def test_the_archive_defaults_to_a_folder_of_the_base_dir() -> None:
-    assert AgentConfig(base_dir=Path("/srv/pb")).archive_path == Path("/srv/pb/.archive")
+    config = AgentConfig(base_dir=Path("/srv/pb"), state_directory_root=Path("/srv"))
+    assert config.archive_path == Path("/srv/pb/.archive")
 
 
 @pytest.mark.parametrize("key", ["base_dir", "systemd_dir", "caddy_sites_dir"])
@@ -69,3 +73,19 @@ def test_paths_written_into_rendered_files_must_be_plain(key: str, value: str) -
     with pytest.raises(ConfigError) as caught:
         load_config(None, environ={f"POCKESTRATOR_{key.upper()}": value})
     assert caught.value.problems[0][0] == key
+
+
+def test_base_dir_must_lie_under_the_state_directory_root() -> None:
+    with pytest.raises(ValidationError, match="must be inside state_directory_root /var/lib"):
+        AgentConfig(base_dir=Path("/srv/pb"))
+    with pytest.raises(ValidationError, match="not it or its private/ folder"):
+        AgentConfig(base_dir=Path("/var/lib/private/pb"))
+    with pytest.raises(ValidationError, match="not it or its private/ folder"):
+        AgentConfig(base_dir=Path("/var/lib"))
+
+
+def test_the_environment_files_default_to_a_folder_beside_the_database() -> None:
+    config = AgentConfig(database=Path("/var/lib/pockestrator/p.db"))
+    assert config.environment_path == Path("/var/lib/pockestrator/environment")
+    other = AgentConfig(environment_dir=Path("/etc/pockestrator/environment"))
+    assert other.environment_path == Path("/etc/pockestrator/environment")

@@ -200,13 +200,12 @@ def schema_of(path: Path) -> list[tuple[str, str, str]]:
         db.close()
 
 
-def test_the_migration_history_still_makes_schema_version_1_as_it_shipped(
-    tmp_path: Path,
-) -> None:
+def test_a_version_1_database_migrated_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
     version_1_database(tmp_path / "old.db")
+    Database(tmp_path / "old.db").close()
     Database(tmp_path / "new.db").close()
-    assert schema_of(tmp_path / "new.db") == schema_of(tmp_path / "old.db")
-    assert len(MIGRATIONS) == 1
+    assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
+    assert len(MIGRATIONS) == 2
 
 
 def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: Path) -> None:
@@ -214,7 +213,7 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
     version_1_database(path)
     store = Store(path)
     try:
-        assert store.schema_version == 1
+        assert store.schema_version == 2
         record = store.get_service("blog")
         assert record is not None
         assert (record.id, record.spec, record.source_file, record.generation) == (
@@ -231,6 +230,7 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
             True,
             "0.29.0",
         )
+        assert status.superusers == ()  # version 2 knows none the old agent created
         [event] = store.list_events("blog")
         assert (event.kind, event.message, event.details) == (
             "created",
@@ -268,16 +268,17 @@ def test_a_version_1_database_opens_in_the_account_store_with_every_account(
         accounts.close()
 
 
-def test_reopening_migrates_nothing_and_loses_nothing(tmp_path: Path) -> None:
+def test_reopening_migrates_nothing_more_and_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "pockestrator.db"
     version_1_database(path)
-    before = schema_of(path)
+    Database(path).close()
+    migrated = schema_of(path)
     for _ in range(2):
         Database(path).close()
-    assert schema_of(path) == before
+    assert schema_of(path) == migrated
     store = Store(path)
     try:
-        assert store.schema_version == 1 and store.service_names() == ["blog"]
+        assert store.schema_version == 2 and store.service_names() == ["blog"]
     finally:
         store.close()
 

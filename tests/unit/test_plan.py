@@ -42,17 +42,18 @@ from pockestrator.agent.steps import (
     Drift,
     EnableUnit,
     EnsureRelease,
-    PrepareDirectory,
+    MigrateFolder,
     RemoveData,
     RemoveSite,
     RemoveUnitFile,
     RestartUnit,
     StartUnit,
     StopUnit,
+    WriteEnvironment,
     WriteSite,
     WriteUnit,
 )
-from pockestrator.controllers.servicedirs import ServiceDirState
+from pockestrator.controllers.servicedirs import Place, ServiceDirState
 from pockestrator.controllers.systemd import UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.specs.model import ServiceSpec
@@ -67,6 +68,7 @@ POLICY = Policy(
 )
 UNIT_HASH, SITE_HASH = "u" * 64, "s" * 64
 OLD_UNIT_HASH, OLD_SITE_HASH, EDITED = "o" * 64, "p" * 64, "e" * 64
+ENV_HASH, OLD_ENV_HASH = "v" * 64, "w" * 64
 
 
 @dataclass
@@ -83,6 +85,9 @@ class Scenario:
     site_hash: str | None = SITE_HASH
     dirs: ServiceDirState | None = None
     rolling_back: bool = False
+    environment: str | None = None  # the hash of the environment file the spec renders
+    environment_file: str | None = None  # the hash of the one on disk
+    unit_environment: str | None = None  # the hash the unit file on disk was rendered with
 
 
 def converged() -> Scenario:
@@ -98,14 +103,7 @@ def converged() -> Scenario:
             observed_generation=1,
         ),
         unit=unit_status(),
-        dirs=ServiceDirState(
-            Path("/srv/app"),
-            exists=True,
-            owner_ok=True,
-            mode_ok=True,
-            binary_present=True,
-            binary_matches=True,
-        ),
+        dirs=ServiceDirState(Path("/srv/app"), Place.PRIVATE),
     )
 
 
@@ -142,6 +140,8 @@ def desired_of(scenario: Scenario) -> Desired:
         unit_hash=UNIT_HASH,
         site_text="site {}\n",
         site_hash=SITE_HASH,
+        environment_text='A="1"\n' if scenario.environment is not None else None,
+        environment_hash=scenario.environment,
     )
 
 
@@ -154,6 +154,8 @@ def observed_of(scenario: Scenario) -> Observed:
             managed=scenario.file_managed,
             status=scenario.unit,
             version=scenario.file_version if scenario.file_hash is not None else None,
+            environment_hash=scenario.unit_environment,
+            environment_file_hash=scenario.environment_file,
         ),
         site_hash=scenario.site_hash,
         dirs=scenario.dirs,
@@ -227,7 +229,7 @@ def brand_new(s: Scenario) -> None:
     )
     s.file_hash = None
     s.site_hash = None
-    s.dirs = ServiceDirState(Path("/srv/app"), exists=False)
+    s.dirs = ServiceDirState(Path("/srv/app"), Place.NONE)
 
 
 def upgrade_pending(s: Scenario) -> None:
@@ -235,8 +237,6 @@ def upgrade_pending(s: Scenario) -> None:
     assert s.status is not None
     s.status = replace(s.status, deployed_version=OLD, systemd_config_hash=OLD_UNIT_HASH)
     s.file_hash, s.file_version = OLD_UNIT_HASH, OLD
-    assert s.dirs is not None
-    s.dirs = replace(s.dirs, binary_matches=False)
 
 
 def both(*mutations: Callable[[Scenario], None]) -> Callable[[Scenario], None]:
@@ -280,7 +280,7 @@ ROWS = [
     Row(
         "a brand-new service gets its folder, unit, reload, enablement, start and site",
         brand_new,
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "EnableUnit"],
+        prepare=["WriteUnit", "DaemonReload", "EnableUnit"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -288,7 +288,7 @@ ROWS = [
     Row(
         "a brand-new stopped service is written but neither enabled nor started",
         both(brand_new, setting(desired_state="stopped")),
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "DaemonReload"],
         route=["WriteSite"],
     ),
     Row(
@@ -349,7 +349,6 @@ ROWS = [
             "EnsureRelease",
             "StopUnit",
             "BackupData",
-            "PrepareDirectory",
             "WriteUnit",
             "DaemonReload",
         ],
@@ -480,31 +479,91 @@ ROWS = [
         probe=15.0,
     ),
     Row(
-        "a folder that is not what it should be is prepared again",
-        on_dirs(binary_matches=False),
-        prepare=["PrepareDirectory"],
-        probe=15.0,
-    ),
-    Row(
-        "a folder with a wrong owner is prepared again",
-        on_dirs(owner_ok=False),
-        prepare=["PrepareDirectory"],
+        "a folder an earlier agent made is cleaned up for systemd to take over",
+        both(setting(dirs=ServiceDirState(Path("/srv/app"), Place.LEGACY)), spec_changed),
+        prepare=["MigrateFolder", "WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
         probe=15.0,
     ),
     Row(
         "a first superuser not created yet is created",
-        both(setting(spec={"superuser_email": "o@example.test"}), on_dirs(superuser_done=False)),
+        setting(spec={"superuser_email": "o@example.test"}),
         prepare=["CreateSuperuser"],
         probe=15.0,
     ),
     Row(
         "a first superuser already created is not created again",
-        both(setting(spec={"superuser_email": "o@example.test"}), on_dirs(superuser_done=True)),
+        both(
+            setting(spec={"superuser_email": "o@example.test"}),
+            on_status(superusers=("o@example.test",)),
+        ),
+    ),
+    Row(
+        "a first superuser an earlier agent created is not created again",
+        both(
+            setting(spec={"superuser_email": "o@example.test"}),
+            setting(dirs=ServiceDirState(Path("/srv/app"), Place.LEGACY, ("o@example.test",))),
+        ),
+        prepare=["MigrateFolder"],
+        probe=15.0,
+    ),
+    Row(
+        "a new superuser e-mail is created beside the ones made before",
+        both(
+            setting(spec={"superuser_email": "new@example.test"}),
+            on_status(superusers=("old@example.test",)),
+        ),
+        prepare=["CreateSuperuser"],
+        probe=15.0,
+    ),
+    Row(
+        "a hand-edited environment file is rewritten, recorded and the instance restarted",
+        setting(environment=ENV_HASH, environment_file=EDITED, unit_environment=ENV_HASH),
+        prepare=["WriteEnvironment"],
+        run=["RestartUnit"],
+        drift=[("environment file", "hand-edited")],
+        probe=15.0,
+    ),
+    Row(
+        "a deleted environment file is written again and recorded",
+        setting(environment=ENV_HASH, environment_file=None, unit_environment=ENV_HASH),
+        prepare=["WriteEnvironment"],
+        run=["RestartUnit"],
+        drift=[("environment file", "deleted")],
+        probe=15.0,
+    ),
+    Row(
+        "an environment the spec changed is written with the unit, without drift",
+        both(
+            spec_changed,
+            setting(
+                environment=ENV_HASH,
+                environment_file=OLD_ENV_HASH,
+                unit_environment=OLD_ENV_HASH,
+            ),
+        ),
+        prepare=["WriteEnvironment", "WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "an environment the spec dropped is removed with the unit's change",
+        both(
+            spec_changed,
+            setting(environment=None, environment_file=OLD_ENV_HASH, unit_environment=OLD_ENV_HASH),
+        ),
+        prepare=["WriteEnvironment", "WriteUnit", "DaemonReload"],
+        run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a converged environment file needs nothing",
+        setting(environment=ENV_HASH, environment_file=ENV_HASH, unit_environment=ENV_HASH),
     ),
     Row(
         "a new service's first superuser is created after its folder is made",
         both(brand_new, setting(spec={"superuser_email": "o@example.test"})),
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "EnableUnit", "CreateSuperuser"],
+        prepare=["WriteUnit", "DaemonReload", "EnableUnit", "CreateSuperuser"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -516,7 +575,6 @@ ROWS = [
             "EnsureRelease",
             "StopUnit",
             "BackupData",
-            "PrepareDirectory",
             "WriteUnit",
             "DaemonReload",
         ],
@@ -531,7 +589,6 @@ ROWS = [
             "EnsureRelease",
             "StopUnit",
             "BackupData",
-            "PrepareDirectory",
             "WriteUnit",
             "DaemonReload",
         ],
@@ -546,7 +603,6 @@ ROWS = [
             "EnsureRelease",
             "StopUnit",
             "BackupData",
-            "PrepareDirectory",
             "WriteUnit",
             "DaemonReload",
         ],
@@ -557,7 +613,7 @@ ROWS = [
     Row(
         "a version change of a stopped service is no upgrade, only new files",
         both(upgrade_pending, setting(desired_state="stopped")),
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload", "DisableUnit"],
+        prepare=["WriteUnit", "DaemonReload", "DisableUnit"],
         run=["StopUnit"],
     ),
     Row(
@@ -566,7 +622,7 @@ ROWS = [
             upgrade_pending,
             on_unit(load_state="not-found", active_state="inactive", sub_state="dead"),
         ),
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "DaemonReload"],
         run=["StartUnit"],
         drift=[("run state", "unit was inactive/dead")],
         probe=15.0,
@@ -589,7 +645,6 @@ ROWS = [
             "EnsureRelease",
             "StopUnit",
             "BackupData",
-            "PrepareDirectory",
             "WriteUnit",
             "DaemonReload",
         ],
@@ -604,7 +659,7 @@ ROWS = [
             on_unit(active_state="inactive"),
             setting(rolling_back=True),
         ),
-        prepare=["PrepareDirectory", "WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "DaemonReload"],
         run=["StartUnit"],
         probe=15.0,
     ),
@@ -723,7 +778,9 @@ def test_a_plan_is_no_rollback_unless_the_reconciler_says_so() -> None:
 def test_every_step_says_what_it_did_in_the_event_log() -> None:
     steps = [
         EnsureRelease(OLD),
-        PrepareDirectory(),
+        MigrateFolder(),
+        WriteEnvironment("A=1\n"),
+        WriteEnvironment(None),
         WriteUnit("x"),
         DaemonReload(),
         EnableUnit(),
@@ -744,7 +801,9 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
     ]
     assert [step.describe() for step in steps] == [
         f"PocketBase {OLD} cached",
-        "service directory prepared",
+        "service folder from an earlier agent cleaned up",
+        "environment file written",
+        "environment file removed",
         "unit file written",
         "daemon-reload",
         "enabled",
@@ -806,7 +865,6 @@ def test_a_plan_settles_the_hashes_version_and_generation_it_applies() -> None:
 def test_a_first_superuser_step_names_the_e_mail() -> None:
     scenario = converged()
     setting(spec={"superuser_email": "o@example.test"})(scenario)
-    on_dirs(superuser_done=False)(scenario)
     assert plan_for(scenario).prepare == (CreateSuperuser("o@example.test"),)
 
 
@@ -951,14 +1009,18 @@ def settle(
     caddy_error: str | None = None,
     desired_state: str = "running",
     previous: ServiceStatus | None = None,
+    environment: str | None = None,
+    environment_file: str | None = None,
 ) -> dict[str, Any]:
     scenario = converged()
     scenario.desired_state = desired_state
+    scenario.environment = environment
     desired = desired_of(scenario)
     plan = Plan(name="app", status={"deployed_version": NEW})
     settled = Settled(
         unit=unit or unit_status(),
         unit_file_hash=unit_file,
+        environment_file_hash=environment_file,
         site_hash=site,
         healthy=healthy,
         checked_at=datetime(2026, 1, 1, tzinfo=UTC) if healthy is not None else None,
@@ -1027,6 +1089,35 @@ def test_a_rolled_back_version_keeps_its_reason_in_the_status() -> None:
     assert settle(previous=previous)["last_error"] == "PocketBase 0.40.6 ..."
     other = ServiceStatus("app", failed_version="0.41.0", last_error="old news")
     assert settle(previous=other)["last_error"] is None
+
+
+def test_config_match_needs_the_environment_file_as_rendered_too() -> None:
+    assert settle(environment=ENV_HASH, environment_file=ENV_HASH)["config_match"] is True
+    assert settle(environment=ENV_HASH, environment_file=EDITED)["config_match"] is False
+    assert settle(environment=None, environment_file=EDITED)["config_match"] is False
+
+
+def test_removal_takes_the_environment_file_away_too() -> None:
+    observed = Observed(
+        unit=UnitObservation(
+            name="app",
+            file_exists=False,
+            file_hash=None,
+            managed=False,
+            status=None,
+            environment_file_hash=ENV_HASH,
+        ),
+        site_hash=None,
+    )
+    plan = plan_removal("app", None, observed)
+    assert plan.prepare == (WriteEnvironment(None),)
+    assert plan.finish == (RemoveData(purge=False),)
+
+
+def test_a_legacy_folder_hands_its_superusers_to_the_status() -> None:
+    scenario = converged()
+    scenario.dirs = ServiceDirState(Path("/srv/app"), Place.LEGACY, ("a@example.test",))
+    assert plan_for(scenario).prepare == (MigrateFolder(("a@example.test",)),)
 
 
 @pytest.mark.parametrize(

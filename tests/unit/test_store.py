@@ -448,3 +448,17 @@ def test_a_probe_round_does_not_bring_back_the_status_of_a_deleted_service(
     assert store.get_status("gone") is None
     kept = store.get_status("kept")
     assert kept is not None and kept.health_ok is True
+
+
+def test_the_first_superusers_created_are_kept_in_the_status(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    try:
+        store.update_status("blog", superusers=("a@example.test", "b@example.test"))
+        status = store.get_status("blog")
+        assert status is not None and status.superusers == ("a@example.test", "b@example.test")
+        assert store.update_status("blog", state="active").superusers == (
+            "a@example.test",
+            "b@example.test",
+        )
+    finally:
+        store.close()

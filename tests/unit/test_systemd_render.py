@@ -13,10 +13,13 @@ from pockestrator.controllers.systemd import (
     UnitSettings,
     UnsafeValue,
     describe_source,
+    instance_user,
     is_managed,
+    render_environment,
     render_unit,
     unit_body_hash,
 )
+from pockestrator.files import sha256_text
 from pockestrator.specs.errors import SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec, parse_spec
@@ -25,8 +28,9 @@ from tests.unit import golden_files
 GOLDEN = golden_files.GOLDEN / "systemd"
 SETTINGS = UnitSettings(
     base_dir=Path("/var/lib/pockestrator/services"),
-    user="pocketbase",
-    group="pocketbase",
+    state_root=Path("/var/lib"),
+    release_dir=Path("/var/lib/pockestrator/releases"),
+    environment_dir=Path("/var/lib/pockestrator/environment"),
     wanted_by="multi-user.target",
 )
 
@@ -51,6 +55,7 @@ def test_the_minimal_unit_matches_its_golden_file() -> None:
 def test_a_full_unit_matches_its_golden_file() -> None:
     full = spec(
         env={"GOMEMLIMIT": "200MiB", "QUOTED": 'say "hi" 100% \\ok'},
+        secret_env={"PB_ENCRYPTION_KEY": "k" * 32},
         resources={"memory_max": "512M", "cpu_quota": "50%"},
         flags={"origins": ["https://app.example.com"], "query_timeout": 60, "dev": False},
         extra_dirs=["pb_public", "pb_hooks"],
@@ -59,10 +64,8 @@ def test_a_full_unit_matches_its_golden_file() -> None:
 
 
 def test_the_sandbox_settings_leave_out_the_directives_that_fail_there() -> None:
-    settings = UnitSettings(
-        base_dir=Path("/var/lib/sandbox/services"),
-        user="nobody",
-        group="nogroup",
+    settings = dataclasses.replace(
+        SETTINGS,
         wanted_by="default.target",
         hardening_disabled=frozenset({"ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs"}),
     )
@@ -90,12 +93,85 @@ def test_every_hardening_directive_is_rendered_by_default() -> None:
     text = render_unit(spec(), SETTINGS)
     for name in HARDENING_NAMES:
         assert f"\n{name}=" in text, name
-    assert "ReadWritePaths=/var/lib/pockestrator/services/my-app\n" in text
 
 
-def test_percent_quotes_and_backslashes_in_env_values_are_escaped() -> None:
-    text = render_unit(spec(env={"X": 'a"b%c\\d'}), SETTINGS)
-    assert 'Environment="X=a\\"b%%c\\\\d"' in text
+def test_the_instance_runs_as_its_own_dynamic_user_in_its_own_state_directory() -> None:
+    lines = render_unit(spec(extra_dirs=["pb_hooks"]), SETTINGS).splitlines()
+    assert "DynamicUser=yes" in lines and "User=pb-my-app" in lines
+    assert (
+        "StateDirectory=pockestrator/services/my-app pockestrator/services/my-app/pb_hooks" in lines
+    )
+    assert "StateDirectoryMode=0700" in lines and "UMask=0077" in lines
+    assert "WorkingDirectory=/var/lib/pockestrator/services/my-app" in lines
+    [exec_start] = [line for line in lines if line.startswith("ExecStart=")]
+    assert exec_start.startswith(
+        "ExecStart=/var/lib/pockestrator/releases/0.29.0/pocketbase serve "
+    )
+
+
+def test_a_long_name_gets_a_user_name_systemd_accepts_and_no_other_service_has() -> None:
+    long_name = "a" + "b" * 40
+    other = "a" + "b" * 39 + "c"
+    users = [instance_user(long_name), instance_user(other)]
+    assert all(len(user) <= 31 and user.startswith("pb-ab") for user in users)
+    assert users[0] != users[1]
+    assert instance_user("short") == "pb-short"
+
+
+def test_the_environment_is_in_its_root_only_file_and_only_its_hash_in_the_unit() -> None:
+    secret = "s3cr3t-value-that-must-not-leak"
+    service = spec(env={"PLAIN": "plain-value-shown"}, secret_env={"KEY": secret})
+    text = render_unit(service, SETTINGS)
+    environment = render_environment(service)
+    assert environment is not None
+    assert secret not in text and "plain-value-shown" not in text
+    assert "EnvironmentFile=/var/lib/pockestrator/environment/my-app.env" in text.splitlines()
+    assert f"X-Pockestrator-Environment={sha256_text(environment)}" in text.splitlines()
+    assert environment.splitlines()[1:] == [
+        'KEY="s3cr3t-value-that-must-not-leak"',
+        'PLAIN="plain-value-shown"',
+    ]
+
+
+def test_a_spec_without_environment_has_no_environment_file() -> None:
+    text = render_unit(spec(), SETTINGS)
+    assert render_environment(spec()) is None
+    assert "EnvironmentFile=" not in text and "X-Pockestrator-Environment=" not in text
+
+
+def test_quotes_backslashes_dollars_and_backticks_are_escaped_in_the_environment_file() -> None:
+    environment = render_environment(spec(env={"X": 'a"b%c\\d$e`f'}))
+    assert environment is not None
+    assert environment.splitlines()[1] == 'X="a\\"b%c\\\\d\\$e\\`f"'
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"env": {"X": "1\nExecStart=/bin/sh"}}, "value must not contain newlines"),
+        ({"secret_env": {"Y\nUser": "root"}}, "must match"),
+    ],
+)
+def test_an_environment_that_skipped_validation_is_refused(
+    changes: dict[str, object], message: str
+) -> None:
+    sneaky = ServiceSpec.model_construct(**{**spec().model_dump(), **changes})
+    with pytest.raises(GrammarError, match=message):
+        render_environment(sneaky)
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"memory_max": "1G\nUser=root", "cpu_quota": None},
+        {"memory_max": None, "cpu_quota": "50% x"},
+    ],
+)
+def test_limits_that_skipped_validation_are_refused(resources: dict[str, object]) -> None:
+    forged = spec().resources.model_copy(update=resources)
+    sneaky = spec().model_copy(update={"resources": forged})
+    with pytest.raises(UnsafeValue, match="cannot be written into a unit file"):
+        render_unit(sneaky, SETTINGS)
 
 
 @pytest.mark.parametrize(
@@ -144,8 +220,8 @@ def test_an_argument_that_would_split_quote_or_expand_in_execstart_is_refused(
 
 
 def test_an_unsafe_base_dir_is_refused() -> None:
-    settings = UnitSettings(
-        base_dir=Path("/srv/my services"), user="pocketbase", group=None, wanted_by="x.target"
+    settings = dataclasses.replace(
+        SETTINGS, base_dir=Path("/srv/my services"), state_root=Path("/srv")
     )
     with pytest.raises(UnsafeValue, match="path '/srv/my services/my-app' cannot be written"):
         render_unit(spec(), settings)
@@ -154,7 +230,7 @@ def test_an_unsafe_base_dir_is_refused() -> None:
 @pytest.mark.parametrize("base_dir", ["/srv/../etc", "/srv/..", "/../srv"])
 def test_a_base_dir_that_climbs_out_with_dot_dot_is_refused(base_dir: str) -> None:
     # Every character is allowed in a path; only the '..' step makes it leave the folder.
-    settings = dataclasses.replace(SETTINGS, base_dir=Path(base_dir))
+    settings = dataclasses.replace(SETTINGS, base_dir=Path(base_dir), state_root=Path("/"))
     with pytest.raises(UnsafeValue, match=r"path '.*' cannot be written into a unit file"):
         render_unit(spec(), settings)
 

@@ -57,6 +57,9 @@ class Service(_ServiceSpecView):
         description="The generation the last finished reconcile acted on; when it equals "
         "generation, status describes the current spec."
     )
+    secret_env_names: list[str] = Field(
+        description="The names of the secret_env variables; their values are never shown."
+    )
 
 
 class RuntimeStatus(ClosedModel):

@@ -1,50 +1,44 @@
-"""Service directories: ``<base_dir>/<name>/`` with its data, its binary and its first superuser.
+"""Service folders: each instance's state directory, as the agent reaches into it.
 
-Each service gets a folder owned by the instance user (mode 0750) holding ``pb_data``, the
-optional ``pb_hooks``, ``pb_migrations`` and ``pb_public``, and ``pocketbase``, the cached
-binary of the spec's version. The instance user owns these folders, so the agent (root)
-treats everything inside them as hostile: names are checked against the grammar, every
-path is resolved and must stay directly under ``base_dir``, and work inside a service
-folder goes through directory file descriptors opened with ``O_NOFOLLOW``, so a symlink
-planted as the folder, as ``pb_data`` or as the binary is refused or replaced, never
-followed. Nothing outside ``base_dir`` and the archive folder is touched.
+systemd makes and owns every instance's folder (its dynamic user's state directory, kept in
+a 0700 ``private/`` tree); the instance owns what is inside, so the agent (root) treats all
+of it as hostile: names are checked against the grammar, and work inside a folder goes
+through directory descriptors opened with ``O_NOFOLLOW``, so nothing planted there is ever
+followed. Nothing outside the service folders, the backups and the archive is touched.
 
-- ``fds``: directory descriptors, ``copy_tree_at``; ``folders``: where a folder is, opening it;
-- ``dirs``: ``ServiceDirs``, ``observe`` and ``apply`` (the one object the agent holds);
+- ``folders``: where a folder is (private, legacy or none), opening it;
+- ``fds``: directory descriptors, ``copy_tree_at``;
+- ``dirs``: ``ServiceDirs``, the one object the agent holds (``observe``, legacy clean-up);
 - ``archive``: deleting (archived as ``<archive>/<name>-<UTC stamp>``, or purged);
 - ``backups``: ``pb_data`` backed up before an upgrade, restored on rollback;
-- ``superuser``: the first superuser, created once with ``pocketbase superuser upsert``;
-- ``owner``: the instance account; ``errors``: ``ServiceDirError`` and ``UnsafePath``.
+- ``superuser``: a superuser created by the instance's binary in the instance's own box;
+- ``errors``: ``ServiceDirError`` and ``UnsafePath``.
 
-Neighbours: ``releases`` fills the cache the binary is linked from; the systemd controller
-renders units whose ``ExecStart`` runs ``<dir>/pocketbase``. The names below are
+Neighbours: ``controllers.systemd`` (the box and the transient units). The names below are
 re-exported so that callers can import from the package.
 """
 
 from pockestrator.controllers.servicedirs.archive import DeleteResult
-from pockestrator.controllers.servicedirs.dirs import DirChanges, ServiceDirs, ServiceDirState
+from pockestrator.controllers.servicedirs.dirs import ServiceDirs, ServiceDirState
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
-from pockestrator.controllers.servicedirs.owner import InstanceOwner, resolve_instance_owner
+from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
 from pockestrator.controllers.servicedirs.superuser import (
     SuperuserCreated,
     SuperuserError,
     read_password_file,
     redact,
-    superuser_command,
 )
 
 __all__ = [
     "DeleteResult",
-    "DirChanges",
-    "InstanceOwner",
+    "Place",
     "ServiceDirError",
     "ServiceDirState",
     "ServiceDirs",
+    "ServiceFolders",
     "SuperuserCreated",
     "SuperuserError",
     "UnsafePath",
     "read_password_file",
     "redact",
-    "resolve_instance_owner",
-    "superuser_command",
 ]

@@ -2,14 +2,16 @@
 
 A deleted service's data is kept unless a purge is asked for: the folder is renamed into
 the archive folder (copied and removed when that is on another file system), under a
-unique timestamped name (``stamped_paths``). A purge removes the tree with
-``shutil.rmtree``, and only where that is safe against symlink attacks.
+unique timestamped name (``stamped_paths``), relative to descriptors of both parents. A
+purge removes the tree with ``shutil.rmtree`` through a descriptor, and only where that is
+safe against symlink attacks.
 
 Neighbours: ``folders`` (where the folder is), ``fds.copy_tree_at`` (the cross-device copy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -19,9 +21,9 @@ from pathlib import Path
 
 import structlog
 
-from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
+from pockestrator.controllers.servicedirs.errors import ServiceDirError
 from pockestrator.controllers.servicedirs.fds import copy_tree_at, opened_dir
-from pockestrator.controllers.servicedirs.folders import ServiceFolders
+from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
 from pockestrator.controllers.stamped_paths import unique_stamped_path
 from pockestrator.files import fsync_directory
 
@@ -39,32 +41,47 @@ class DeleteResult:
 
 
 def delete_folder(folders: ServiceFolders, name: str, *, purge: bool) -> DeleteResult:
-    """Archive the folder as ``<archive>/<name>-<UTC stamp>``; remove it only on purge."""
+    """Archive the folder as ``<archive>/<name>-<UTC stamp>``; remove it only on purge.
+
+    The data is where ``folders.place`` finds it (systemd's private tree, or a legacy
+    folder); the link systemd made at ``<base_dir>/<name>`` goes with it.
+    """
     path = folders.path_for(name)
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
+    place = folders.place(name)
+    if place is Place.NONE:
+        _remove_link(folders, name)
         return DeleteResult(path, existed=False)
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePath(f"{path} is a symlink or not a directory; refusing to delete it")
+    parent = folders.private_dir if place is Place.PRIVATE else folders.base_dir
     if purge:
         if not shutil.rmtree.avoids_symlink_attacks:
             raise ServiceDirError("this platform cannot remove a tree safely; archive instead")
-        shutil.rmtree(path)
-        fsync_directory(folders.base_dir)
+        with opened_dir(parent) as parent_fd:
+            shutil.rmtree(name, dir_fd=parent_fd)
+        fsync_directory(parent)
+        _remove_link(folders, name)
         log.info("service directory purged", service=name, path=str(path))
         return DeleteResult(path, existed=True, purged=True)
     folders.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     destination = unique_stamped_path(folders.archive_dir, name)
-    try:
-        os.rename(path, destination)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        with opened_dir(folders.base_dir) as base_fd, opened_dir(folders.archive_dir) as archive:
-            copy_tree_at(base_fd, name, archive, destination.name)
-            shutil.rmtree(name, dir_fd=base_fd)
-    fsync_directory(folders.base_dir)
+    with opened_dir(parent) as parent_fd, opened_dir(folders.archive_dir) as archive_fd:
+        try:
+            os.rename(name, destination.name, src_dir_fd=parent_fd, dst_dir_fd=archive_fd)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            copy_tree_at(parent_fd, name, archive_fd, destination.name)
+            shutil.rmtree(name, dir_fd=parent_fd)
+    fsync_directory(parent)
     fsync_directory(folders.archive_dir)
+    _remove_link(folders, name)
     log.info("service directory archived", service=name, archived_to=str(destination))
     return DeleteResult(path, existed=True, archived_to=destination)
+
+
+def _remove_link(folders: ServiceFolders, name: str) -> None:
+    """The symlink systemd made at ``<base_dir>/<name>`` (only a symlink is removed)."""
+    path = folders.path_for(name)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            path.unlink()
+            fsync_directory(folders.base_dir)

@@ -44,10 +44,9 @@ def backup_data(folders: ServiceFolders, name: str) -> Path:
     """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
     path = folders.path_for(name)
     folder = backups_for(folders, name)
-    with folders.open_service(name) as opened:
-        if opened is None:
+    with folders.open_service(name) as service_fd:
+        if service_fd is None:
             raise ServiceDirError(f"{path} does not exist; nothing to back up")
-        service_fd, _ = opened
         data_info = lstat_at(service_fd, DATA_DIR)
         if data_info is None or not stat.S_ISDIR(data_info.st_mode):
             raise UnsafePath(f"{path / DATA_DIR} is missing, a symlink or not a directory")
@@ -81,10 +80,9 @@ def restore_data(folders: ServiceFolders, name: str, backup: Path) -> Path:
         raise UnsafePath(f"{backup} is not a directory")
     incoming = f".{DATA_DIR}.restore-{secrets.token_hex(4)}"
     displaced = unique_stamped_path(folder, f"{DATA_DIR}-replaced")
-    with folders.open_service(name) as opened:
-        if opened is None:
+    with folders.open_service(name) as service_fd:
+        if service_fd is None:
             raise ServiceDirError(f"{path} does not exist; nothing to restore into")
-        service_fd, _ = opened
         with opened_dir(folder) as backups_fd:
             copy_tree_at(backups_fd, resolved.name, service_fd, incoming)
         try:
@@ -98,5 +96,10 @@ def restore_data(folders: ServiceFolders, name: str, backup: Path) -> Path:
             shutil.rmtree(incoming, dir_fd=service_fd, ignore_errors=True)
             raise
         os.fsync(service_fd)
+        restored = lstat_at(service_fd, DATA_DIR)
+        if restored is None or not stat.S_ISDIR(restored.st_mode):
+            # The instance swapped the copy for something else under us (nothing was
+            # followed): the restore did not happen, and must not be reported as done.
+            raise UnsafePath(f"{path / DATA_DIR} was replaced while it was restored")
     log.info("service data restored", service=name, backup=str(resolved))
     return displaced

@@ -1,77 +1,103 @@
-"""Where service folders are, and how one is opened: ``ServiceFolders``.
+"""Where a service's folder is, and how one is opened: ``ServiceFolders``.
 
-``path_for(name)`` is ``<base_dir>/<name>`` only for a name of the grammar that resolves
-to exactly that path directly under ``base_dir``; ``open_service(name)`` opens it as a
-directory descriptor without following a symlink (creating it, mode 0750, when asked).
-The archive folder (``archive_path``) and the root-only backups
-(``<base_dir>/.backups/<name>/``) are found here too.
+Every instance's folder is a systemd state directory of its own dynamic user
+(``StateDirectory=``): systemd keeps it at ``<state root>/private/<base_dir part>/<name>``
+(a 0700 tree only root can enter) and links ``<base_dir>/<name>`` to it, which is the path
+the instance itself sees. A folder made by an earlier agent is a plain directory at
+``<base_dir>/<name>`` until the instance's first start under its new unit, when systemd
+moves it into ``private/`` and gives it to the dynamic user; ``place`` tells the three
+cases apart (``private``, ``legacy``, none).
 
-Neighbours: ``fds`` (the descriptor primitives); ``dirs``, ``archive``, ``backups`` and
-``superuser`` all reach a service folder through this.
+``open_service(name)`` opens the folder where the data is, as a directory descriptor:
+the parents are root's own, and the folder itself is opened with ``O_NOFOLLOW``, so a
+symlink planted in its place is refused, never followed. The archive folder
+(``archive_path``) and the root-only backups (``<base_dir>/.backups/<name>/``) are found
+here too.
+
+Neighbours: ``fds`` (the descriptor primitives); ``dirs``, ``archive`` and ``backups``
+reach a service folder through this.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs.errors import UnsafePath
-from pockestrator.controllers.servicedirs.fds import (
-    DIR_FLAGS,
-    DirFd,
-    lstat_at,
-    mkdir_at,
-    open_dir_at,
-)
+from pockestrator.controllers.servicedirs.fds import DIR_FLAGS, DirFd, lstat_at, open_dir_at
 from pockestrator.specs.grammar import GrammarError, check_project_name
 
-DIR_MODE = 0o750
 BACKUPS_DIR = ".backups"
+
+
+class Place(StrEnum):
+    """Where a service's data is."""
+
+    PRIVATE = "private"  # systemd's state directory of the instance's dynamic user
+    LEGACY = "legacy"  # a plain folder made by an earlier agent, not yet moved by systemd
+    NONE = "none"
 
 
 class ServiceFolders:
     """The folders of services under ``base_dir``, their archive and their backups."""
 
     def __init__(self, config: AgentConfig) -> None:
-        self.base_dir = config.base_dir.resolve()
-        self.archive_dir = config.archive_path.resolve()
+        self.base_dir = config.base_dir
+        self.private_dir = (
+            config.state_directory_root
+            / "private"
+            / config.base_dir.relative_to(config.state_directory_root)
+        )
+        self.archive_dir = config.archive_path
         self.backups_dir = self.base_dir / BACKUPS_DIR
 
     def path_for(self, name: str) -> Path:
-        """``<base_dir>/<name>`` after checking the name and that it resolves to itself."""
-        try:
-            check_project_name(name)
-        except GrammarError as exc:
-            raise UnsafePath(f"{name[:60]!r} is not a service name: {exc.message}") from None
-        path = self.base_dir / name
-        resolved = path.resolve()
-        if resolved != path or resolved.parent != self.base_dir:
-            raise UnsafePath(f"{path} resolves to {resolved}, not a folder of {self.base_dir}")
-        return path
+        """``<base_dir>/<name>``: where the instance sees its folder (a name of the grammar)."""
+        return self.base_dir / _checked(name)
 
-    def _open_base(self, create: bool) -> DirFd | None:
-        if create:
-            self.base_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
-        try:
-            return DirFd(os.open(self.base_dir, DIR_FLAGS))
-        except FileNotFoundError:
-            return None
+    def private_path(self, name: str) -> Path:
+        """Where systemd keeps the folder of ``name``'s dynamic user."""
+        return self.private_dir / _checked(name)
+
+    def place(self, name: str) -> Place:
+        """Where the data of ``name`` is now (nothing is followed to find out)."""
+        if _is_dir(self.private_path(name)):
+            return Place.PRIVATE
+        if _is_dir(self.path_for(name)):
+            return Place.LEGACY
+        return Place.NONE
 
     @contextlib.contextmanager
-    def open_service(self, name: str, *, create: bool = False) -> Iterator[tuple[int, bool] | None]:
-        """The service folder's descriptor and whether it was just created (None: absent)."""
-        path = self.path_for(name)
-        base = self._open_base(create)
-        if base is None:
+    def open_service(self, name: str) -> Iterator[int | None]:
+        """The descriptor of the folder where ``name``'s data is (None: it has none)."""
+        place = self.place(name)
+        if place is Place.NONE:
             yield None
             return
-        with base as base_fd:
-            created = create and mkdir_at(base_fd, name, DIR_MODE)
-            if not create and lstat_at(base_fd, name) is None:
-                yield None
+        parent = self.private_dir if place is Place.PRIVATE else self.base_dir
+        with DirFd(os.open(parent, DIR_FLAGS)) as parent_fd:
+            if lstat_at(parent_fd, name) is None:
+                yield None  # gone since we looked
                 return
-            with open_dir_at(base_fd, name, path) as service_fd:
-                yield service_fd, created
+            with open_dir_at(parent_fd, name, parent / name) as service_fd:
+                yield service_fd
+
+
+def _checked(name: str) -> str:
+    try:
+        return check_project_name(name)
+    except GrammarError as exc:
+        raise UnsafePath(f"{name[:60]!r} is not a service name: {exc.message}") from None
+
+
+def _is_dir(path: Path) -> bool:
+    """A real directory at ``path`` (a symlink, even to one, is not)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False

@@ -1,57 +1,85 @@
-"""The first superuser of a service, created once with ``pocketbase superuser upsert``.
+"""A superuser of a service, created in the instance's own box by the instance's own binary.
 
-The upsert runs as the instance user (through ``setpriv``) so that the files it writes
-in ``pb_data`` keep their owner, through ``pockestrator.subprocesses`` (an argument list,
-a deadline). A marker file in the service folder (``.pockestrator-superuser``) records
-which emails were created, so it happens once per email. The password is the caller's
-(the API generates one to show at creation), or the first line of
-``superuser_password_file`` (which must be a root-owned regular file no one else can
-read), or generated; a generated one is returned once and never logged, raised or
-recorded (``redact`` keeps it out of error messages).
+PocketBase loads its owner's JavaScript for any command it runs, and takes a superuser's
+password only as a command-line argument (``superuser upsert EMAIL PASSWORD``), which every
+local user could read in ``/proc``. So the agent runs neither: it starts a transient unit
+(``controllers.systemd.transient``) with exactly the instance's identity and hardening (its
+dynamic user, its state directory, ``render``'s box), running ``pocketbase migrate up`` with
+a migrations folder of the agent's holding one small JavaScript migration, and an empty
+hooks folder, so the owner's hooks and migrations do not run. The migration creates or
+updates the superuser from two environment variables, which reach the process from a
+root-only environment file (``EnvironmentFile=``, read by systemd before it drops
+privileges): the password is never an argument, never in a unit's text, never in a file the
+instance can read after the run. Both the migration folder and the environment file are
+removed afterwards. Each run's migration has a name of its own, because PocketBase applies a
+migration of one name only once.
 
-Neighbours: ``folders`` (where the folder is), ``owner`` (who runs the upsert).
+The password is the caller's (the API generates one to show at creation), or the first line
+of ``superuser_password_file`` (a root-owned regular file no one else can read), or
+generated; a generated one is returned once and never logged, raised or recorded
+(``redact`` keeps it out of error messages). Which superusers were created is kept by the
+reconciler in the service's status, not in the instance's folder.
+
+Neighbours: ``dirs`` (``ServiceDirs.ensure_superuser``), ``controllers.systemd`` (the box).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from dbus_fast import Variant
 
-from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
+from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.errors import ServiceDirError
-from pockestrator.controllers.servicedirs.fds import lstat_at
-from pockestrator.controllers.servicedirs.folders import ServiceFolders
-from pockestrator.controllers.servicedirs.owner import InstanceOwner
-from pockestrator.controllers.stamped_paths import utc_stamp
+from pockestrator.controllers.systemd import SystemdBus, UnitSettings
+from pockestrator.controllers.systemd.render import quote_environment_value
+from pockestrator.controllers.systemd.transient import run_transient
 from pockestrator.files import write_atomic
+from pockestrator.specs.grammar import check_email
 from pockestrator.specs.model import ServiceSpec
-from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
-SUPERUSER_MARKER = ".pockestrator-superuser"
 SUPERUSER_TIMEOUT = 60.0
-# The upsert prints a line or two; whatever prints a megabyte is not PocketBase's upsert.
-SUPERUSER_OUTPUT_MAX_BYTES = 1024 * 1024
 PASSWORD_FILE_MAX_BYTES = 4096
-SETPRIV = "setpriv"
+EMAIL_VARIABLE = "PB_BOOTSTRAP_EMAIL"
+PASSWORD_VARIABLE = "PB_BOOTSTRAP_PASSWORD"  # noqa: S105 (the variable's name)
+
+# Creates or updates one superuser from the environment; never reads anything else.
+BOOTSTRAP_MIGRATION = f"""/// Written by Pockestrator for one run of `migrate up`, then removed.
+migrate((app) => {{
+  const email = $os.getenv("{EMAIL_VARIABLE}")
+  const password = $os.getenv("{PASSWORD_VARIABLE}")
+  if (!email || !password) {{
+    throw new Error("the superuser's e-mail or password did not arrive")
+  }}
+  let record
+  try {{
+    record = app.findAuthRecordByEmail("_superusers", email)
+  }} catch (_) {{
+    record = new Record(app.findCollectionByNameOrId("_superusers"))
+  }}
+  record.setEmail(email)
+  record.setPassword(password)
+  app.save(record)
+}}, (app) => {{}})
+"""
 
 log = structlog.get_logger("pockestrator.servicedirs")
 
 
 class SuperuserError(ServiceDirError):
-    """The first superuser could not be created (the message never holds the password)."""
+    """The superuser could not be created (the message never holds the password)."""
 
 
 @dataclass(frozen=True)
 class SuperuserCreated:
-    """The first superuser was created; ``password`` only when generated (shown once)."""
+    """The superuser was created; ``password`` only when generated (shown once)."""
 
     email: str
     password: str | None = field(default=None, repr=False)
@@ -62,27 +90,100 @@ def redact(text: str, secret: str) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
 
-def superuser_command(
-    binary: Path, data_dir: Path, email: str, password: str, owner: InstanceOwner | None
-) -> list[str]:
-    """The argument list of ``pocketbase superuser upsert``, as ``owner`` when given.
+def bootstrap_unit(name: str) -> str:
+    return f"pockestrator-bootstrap-{name}.service"
 
-    PocketBase takes the password only as an argument, so it is visible in ``/proc`` to the
-    host's other users for the fraction of a second the command runs.
-    """
-    # "--" ends the options: a password may start with "-" (token_urlsafe's alphabet has it).
-    command = [str(binary), "superuser", "upsert", f"--dir={data_dir}", "--", email, password]
-    if owner is None:
-        return command
-    setpriv = shutil.which(SETPRIV) or f"/usr/bin/{SETPRIV}"
-    return [
-        setpriv,
-        f"--reuid={owner.uid}",
-        f"--regid={owner.gid}",
-        "--init-groups",
-        "--",
-        *command,
-    ]
+
+async def ensure_superuser(
+    bus: SystemdBus,
+    settings: UnitSettings,
+    spec: ServiceSpec,
+    email: str,
+    password: str | None,
+    *,
+    bootstrap_dir: Path,
+) -> SuperuserCreated:
+    """Create or update the superuser ``email`` of ``spec``'s instance (see the module)."""
+    check_email(email)
+    if password is not None:
+        generated = False
+    elif spec.superuser_password_file is not None:
+        password = read_password_file(Path(spec.superuser_password_file))
+        generated = False
+    else:
+        password = secrets.token_urlsafe(24)
+        generated = True
+    await run_bootstrap(bus, settings, spec, email, password, bootstrap_dir=bootstrap_dir)
+    log.info("superuser created", service=spec.project_name, email=email, generated=generated)
+    return SuperuserCreated(email, password if generated else None)
+
+
+async def run_bootstrap(
+    bus: SystemdBus,
+    settings: UnitSettings,
+    spec: ServiceSpec,
+    email: str,
+    password: str,
+    *,
+    bootstrap_dir: Path,
+    timeout: float = SUPERUSER_TIMEOUT,
+) -> None:
+    """One ``migrate up`` run of the bootstrap migration in the instance's box."""
+    name = spec.project_name
+    token = secrets.token_hex(6)
+    run_dir = bootstrap_dir / f"{name}-{token}"
+    secrets_file = settings.environment_dir / f".{name}-{token}.bootstrap.env"
+    try:
+        migrations = _prepare_run(run_dir, token)
+        secrets_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(
+            secrets_file,
+            f"{EMAIL_VARIABLE}={quote_environment_value(email)}\n"
+            f"{PASSWORD_VARIABLE}={quote_environment_value(password)}\n",
+            mode=0o600,
+        )
+        environment_files = [(str(secrets_file), False)]
+        instance_environment = settings.environment_file(name)
+        if instance_environment.exists():
+            # The instance's own variables, e.g. the --encryptionEnv key of its settings.
+            environment_files.insert(0, (str(instance_environment), False))
+        folder = settings.service_dir(name)
+        arguments = [
+            str(settings.binary(spec.pocketbase_version)),
+            "migrate",
+            "up",
+            f"--dir={folder}/{DATA_DIR}",
+            f"--migrationsDir={migrations}",
+            f"--hooksDir={run_dir / 'hooks'}",
+        ]
+        if spec.flags.encryption_env is not None:
+            arguments.append(f"--encryptionEnv={spec.flags.encryption_env}")
+        properties = [
+            *(directive.as_property() for directive in settings.box(spec)),
+            ("WorkingDirectory", Variant("s", str(folder))),
+            ("EnvironmentFiles", Variant("a(sb)", environment_files)),
+        ]
+        run = await run_transient(bus, bootstrap_unit(name), arguments, properties, timeout=timeout)
+    finally:
+        secrets_file.unlink(missing_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if not run.ok:
+        text = redact(run.output, password).strip()
+        raise SuperuserError(
+            f"creating superuser {email} in {name} failed ({run.result}, exit status "
+            f"{run.exit_status}): {text[-500:]}"
+        )
+
+
+def _prepare_run(run_dir: Path, token: str) -> Path:
+    """The run's folders (readable by the instance's user) and its one migration."""
+    migrations = run_dir / "migrations"
+    for folder in (run_dir.parent, run_dir, migrations, run_dir / "hooks"):
+        folder.mkdir(mode=0o755, exist_ok=True)
+        folder.chmod(0o755)
+    name = f"{int(time.time())}_pockestrator_superuser_{token}.js"
+    write_atomic(migrations / name, BOOTSTRAP_MIGRATION, mode=0o644)
+    return migrations
 
 
 def read_password_file(path: Path) -> str:
@@ -124,101 +225,3 @@ def read_password_file(path: Path) -> str:
             "without control characters"
         )
     return password
-
-
-def superusers_done(service_fd: int) -> list[str]:
-    """The emails the marker file says were created (empty when it is absent or odd)."""
-    try:
-        fd = os.open(
-            SUPERUSER_MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=service_fd
-        )
-    except OSError:
-        return []
-    try:
-        data = json.loads(os.read(fd, 64 * 1024))
-    except ValueError:
-        return []
-    finally:
-        os.close(fd)
-    emails = data.get("emails") if isinstance(data, dict) else None
-    return [email for email in emails if isinstance(email, str)] if isinstance(emails, list) else []
-
-
-async def ensure_superuser(
-    folders: ServiceFolders,
-    resolve_owner: Callable[[], InstanceOwner],
-    spec: ServiceSpec,
-    password: str | None = None,
-) -> SuperuserCreated | None:
-    """Create the spec's first superuser once; None when there is none or it exists.
-
-    The password is ``password`` when the caller has one (the API generates it so it
-    can show it at creation), else read from ``superuser_password_file``, else
-    generated; a generated one is in the result, the only place it ever appears.
-    ``resolve_owner`` is asked for the instance account only when the upsert runs.
-    """
-    email = spec.superuser_email
-    if email is None:
-        return None
-    name = spec.project_name
-    path = folders.path_for(name)
-    with folders.open_service(name) as opened:
-        if opened is None:
-            raise ServiceDirError(f"{path} does not exist; apply the service directory first")
-        service_fd, _ = opened
-        done = superusers_done(service_fd)
-        if email in done:
-            return None
-        for needed in (BINARY_NAME, DATA_DIR):
-            if lstat_at(service_fd, needed) is None:
-                raise ServiceDirError(f"{path / needed} is missing; apply the directory first")
-    if password is not None:
-        generated = False
-    elif spec.superuser_password_file is not None:
-        password = read_password_file(Path(spec.superuser_password_file))
-        generated = False
-    else:
-        password = secrets.token_urlsafe(24)
-        generated = True
-    await _run_upsert(path, email, password, resolve_owner())
-    write_atomic(
-        path / SUPERUSER_MARKER,
-        json.dumps({"emails": [*done, email], "at": utc_stamp()}) + "\n",
-        mode=0o644,
-    )
-    log.info("first superuser created", service=name, email=email, generated=generated)
-    return SuperuserCreated(email, password if generated else None)
-
-
-async def _run_upsert(path: Path, email: str, password: str, owner: InstanceOwner) -> None:
-    as_owner = None if os.geteuid() == owner.uid else owner
-    command = superuser_command(path / BINARY_NAME, path / DATA_DIR, email, password, as_owner)
-    environment = {"PATH": "/usr/bin:/bin", "HOME": str(path), "LANG": "C.UTF-8"}
-    try:
-        result = await run_bounded(
-            command,
-            timeout=SUPERUSER_TIMEOUT,
-            output_limit=SUPERUSER_OUTPUT_MAX_BYTES,
-            cwd=path,
-            env=environment,
-            merge_stderr=True,
-        )
-    except ProcessTimedOut:
-        raise SuperuserError(
-            f"pocketbase superuser upsert for {email} timed out after {SUPERUSER_TIMEOUT:g} s"
-        ) from None
-    except OSError as exc:
-        raise SuperuserError(
-            f"cannot run {Path(command[0]).name} for {email}: {exc.strerror}"
-        ) from None
-    if result.truncated:
-        raise SuperuserError(
-            f"pocketbase superuser upsert for {email} printed more than "
-            f"{SUPERUSER_OUTPUT_MAX_BYTES} bytes; stopped it"
-        )
-    if result.returncode != 0:
-        text = redact(result.stdout_text, password).strip()
-        raise SuperuserError(
-            f"pocketbase superuser upsert for {email} failed "
-            f"(exit status {result.returncode}): {text[-500:]}"
-        )

@@ -1,59 +1,52 @@
 """The unit file of a PocketBase service, rendered from its spec: pure and deterministic.
 
 ``render_unit`` follows PocketBase's production guidance (``serve
---http=127.0.0.1:<port> --dir=<dir>/pb_data``, ``Restart=always``) with hardening that
-PocketBase tolerates. The unit marks itself as ours (``X-Pockestrator-Managed=yes`` and a
-header comment; systemd ignores ``X-`` keys) and carries the hash of its own body
-(``unit_body_hash``), so drift is visible in the file itself. Every value that reaches the
-file is checked again here (a spec built with ``model_construct`` skips validation), so
-no spec can add a line, a specifier or a second argument to it.
+--http=127.0.0.1:<port> --dir=<dir>/pb_data``, ``Restart=always``) and runs the instance in
+its own box (``sandbox``): a dynamic user of its own, its folder a state directory only that
+user can enter, and the hardening PocketBase tolerates. It runs the release cache's binary
+itself (root-owned, read-only to every instance). The environment does not appear in the
+unit text, which every local user can read: it goes to a root-only file
+(``render_environment``, ``EnvironmentFile=``) whose hash the unit carries, so a change of
+the environment is a change of the unit.
 
-Neighbours: ``units`` writes what this renders and observes the result; ``bus`` speaks
-to systemd.
+The unit marks itself as ours (``X-Pockestrator-Managed=yes`` and a header comment; systemd
+ignores ``X-`` keys) and carries the hash of its own body (``unit_body_hash``), so drift is
+visible in the file itself. Every value that reaches the file is checked again here (a spec
+built with ``model_construct`` skips validation), so no spec can add a line, a specifier or
+a second argument to it.
+
+Neighbours: ``units`` writes what this renders and observes the result; ``sandbox`` is the
+box; ``bus`` speaks to systemd.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
+from pockestrator.controllers.systemd.sandbox import Directive, sandbox, state_directory
 from pockestrator.files import sha256_text
-from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.grammar import (
+    GrammarError,
+    check_cpu_quota,
+    check_env_name,
+    check_env_value,
+    check_project_name,
+    check_version,
+    memory_limit_bytes,
+)
 from pockestrator.specs.model import ServiceSpec
 
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
 VERSION_KEY = "X-Pockestrator-Version="
-
-# Hardening that PocketBase runs under. Some of these fail inside a private user manager
-# without its own user namespace (see config.SANDBOX_UNSUPPORTED_HARDENING); the agent's
-# `hardening_disabled` setting leaves those out there.
-HARDENING: tuple[tuple[str, str], ...] = (
-    ("NoNewPrivileges", "yes"),
-    ("PrivateTmp", "yes"),
-    ("PrivateDevices", "yes"),
-    ("ProtectSystem", "strict"),
-    ("ProtectHome", "yes"),
-    ("ProtectKernelTunables", "yes"),
-    ("ProtectKernelModules", "yes"),
-    ("ProtectKernelLogs", "yes"),
-    ("ProtectControlGroups", "yes"),
-    ("ProtectClock", "yes"),
-    ("ProtectHostname", "yes"),
-    ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
-    ("RestrictNamespaces", "yes"),
-    ("RestrictRealtime", "yes"),
-    ("RestrictSUIDSGID", "yes"),
-    ("LockPersonality", "yes"),
-    ("MemoryDenyWriteExecute", "yes"),
-    ("SystemCallFilter", "@system-service"),
-    ("SystemCallArchitectures", "native"),
-    ("CapabilityBoundingSet", ""),
-)
-HARDENING_NAMES = frozenset(name for name, _value in HARDENING)
+ENVIRONMENT_KEY = "X-Pockestrator-Environment="
+# What systemd's parser unescapes inside a double-quoted value of an environment file.
+_ENV_ESCAPED = frozenset('\\"`$')
 
 # Paths that reach a unit file: no whitespace, quotes, '%' (specifiers) or control chars.
 _SAFE_SOURCE = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
@@ -68,8 +61,9 @@ class UnitSettings:
     """Host-wide choices that shape every unit (from ``AgentConfig``)."""
 
     base_dir: Path
-    user: str
-    group: str | None
+    state_root: Path
+    release_dir: Path
+    environment_dir: Path
     wanted_by: str
     hardening_disabled: frozenset[str] = frozenset()
 
@@ -77,8 +71,9 @@ class UnitSettings:
     def from_config(cls, config: AgentConfig) -> UnitSettings:
         return cls(
             base_dir=config.base_dir,
-            user=config.instance_user,
-            group=config.instance_group,
+            state_root=config.state_directory_root,
+            release_dir=config.release_cache_dir,
+            environment_dir=config.environment_path,
             wanted_by="multi-user.target"
             if config.systemd_manager == "system"
             else "default.target",
@@ -86,7 +81,28 @@ class UnitSettings:
         )
 
     def service_dir(self, name: str) -> Path:
+        """Where the instance sees its folder (systemd links it to the private copy)."""
         return self.base_dir / check_project_name(name)
+
+    def state_directories(self, spec: ServiceSpec) -> list[str]:
+        """``StateDirectory=``: the service's folder and its optional app folders."""
+        folder = state_directory(self.base_dir, self.state_root, spec.project_name)
+        return [folder, *(f"{folder}/{extra}" for extra in spec.extra_dirs)]
+
+    def box(self, spec: ServiceSpec) -> tuple[Directive, ...]:
+        """Everything ``spec``'s processes run under: its identity, hardening and egress."""
+        return sandbox(
+            spec.project_name,
+            self.state_directories(spec),
+            self.hardening_disabled,
+            spec.egress,
+        )
+
+    def environment_file(self, name: str) -> Path:
+        return self.environment_dir / f"{check_project_name(name)}.env"
+
+    def binary(self, version: str) -> Path:
+        return self.release_dir / check_version(version) / BINARY_NAME
 
 
 def _safe_path(path: Path) -> str:
@@ -96,10 +112,29 @@ def _safe_path(path: Path) -> str:
     return text
 
 
-def _quote_environment(name: str, value: str) -> str:
-    """``Environment="NAME=value"`` with systemd's C-style quoting and '%' escaped."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return f'Environment="{name}={escaped}"'
+def render_environment(spec: ServiceSpec) -> str | None:
+    """The instance's ``EnvironmentFile=``: every variable, quoted; None when it has none.
+
+    Names and values pass their grammar again (no control character, no line break can
+    reach the file). Values are double-quoted with ``\\``, ``"``, `` ` `` and ``$``
+    escaped, the characters systemd's parser unescapes there, so the instance gets exactly
+    the text of the spec; systemd expands no specifier in an environment file.
+    """
+    variables = {**spec.env, **spec.secret_env}
+    if not variables:
+        return None
+    lines = ["# Written by Pockestrator; the unit carries this file's hash."]
+    for key in sorted(variables):
+        lines.append(f"{check_env_name(key)}={quote_environment_value(variables[key])}")
+    return "\n".join(lines) + "\n"
+
+
+def quote_environment_value(value: str) -> str:
+    """A value as an environment file takes it: double-quoted, its specials escaped."""
+    escaped = "".join(
+        "\\" + char if char in _ENV_ESCAPED else char for char in check_env_value(value)
+    )
+    return f'"{escaped}"'
 
 
 def describe_source(owner: str) -> str:
@@ -117,14 +152,13 @@ def unit_body_hash(text: str) -> str:
 
 
 def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -> str:
-    """The unit file text for ``spec``: deterministic, hardened, marked and self-hashed."""
+    """The unit file text for ``spec``: deterministic, boxed, marked and self-hashed."""
     name = check_project_name(spec.project_name)
-    service_dir = settings.service_dir(name)
-    directory = _safe_path(service_dir)
+    directory = _safe_path(settings.service_dir(name))
     arguments = [
-        f"{directory}/{BINARY_NAME}",
+        _safe_path(settings.binary(spec.pocketbase_version)),
         "serve",
-        f"--http=127.0.0.1:{int(spec.port)}",
+        f"--http=127.0.0.1:{_port(spec.port)}",
         f"--dir={directory}/{DATA_DIR}",
     ]
     flag_for_dir = {
@@ -138,6 +172,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         if any(c.isspace() or c in "\"'\\%;" for c in argument):
             raise UnsafeValue(f"argument {argument!r} cannot be written into a unit file")
     source = describe_source(owner)
+    environment = render_environment(spec)
 
     unit = [
         f"# Managed by Pockestrator for service '{name}' (source: {source}).",
@@ -153,37 +188,52 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         f"X-Pockestrator-Service={name}",
         f"{VERSION_KEY}{spec.pocketbase_version}",
         f"X-Pockestrator-Source={source}",
+    ]
+    if environment is not None:
+        unit.append(f"{ENVIRONMENT_KEY}{sha256_text(environment)}")
+    unit += [
         "",
         "[Service]",
         "Type=simple",
-        f"User={settings.user}",
-    ]
-    if settings.group:
-        unit.append(f"Group={settings.group}")
-    unit += [
-        f"WorkingDirectory={directory}",
         f"ExecStart={' '.join(arguments)}",
+        f"WorkingDirectory={directory}",
         f"SyslogIdentifier={name}-pocketbase",
         "Restart=always",
         "RestartSec=2s",
         "TimeoutStopSec=20s",
         "LimitNOFILE=4096",
     ]
-    unit += [_quote_environment(key, spec.env[key]) for key in sorted(spec.env)]
+    if environment is not None:
+        unit.append(f"EnvironmentFile={_safe_path(settings.environment_file(name))}")
     if spec.resources.memory_max:
-        unit.append(f"MemoryMax={spec.resources.memory_max}")
+        unit.append(f"MemoryMax={_checked(check_memory_limit, spec.resources.memory_max)}")
     if spec.resources.cpu_quota:
-        unit.append(f"CPUQuota={spec.resources.cpu_quota}")
-    for directive, value in HARDENING:
-        if directive in settings.hardening_disabled:
-            continue
-        unit.append(f"{directive}={value}")
-        if directive == "ProtectSystem":
-            unit.append(f"ReadWritePaths={directory}")
+        unit.append(f"CPUQuota={_checked(check_cpu_quota, spec.resources.cpu_quota)}")
+    unit += [directive.line for directive in settings.box(spec)]
     unit += ["", "[Install]", f"WantedBy={settings.wanted_by}", ""]
     body = "\n".join(unit)
     digest = sha256_text(body)
     return body.replace(MARKER + "\n", f"{MARKER}\n{HASH_KEY}{digest}\n", 1)
+
+
+def _port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+        raise UnsafeValue(f"port {port!r} cannot be written into a unit file")
+    return port
+
+
+def check_memory_limit(value: str) -> str:
+    memory_limit_bytes(value)
+    return value
+
+
+def _checked(check: Callable[[str], object], value: str) -> str:
+    """``value`` once its grammar accepts it (a spec may have skipped validation)."""
+    try:
+        check(value)
+    except GrammarError as exc:
+        raise UnsafeValue(f"{value!r} cannot be written into a unit file: {exc.message}") from None
+    return value
 
 
 def is_managed(text: str) -> bool:
@@ -195,4 +245,12 @@ def unit_version(text: str) -> str | None:
     for line in text.splitlines():
         if line.startswith(VERSION_KEY):
             return line[len(VERSION_KEY) :].strip() or None
+    return None
+
+
+def unit_environment_hash(text: str) -> str | None:
+    """The hash of the environment file a unit file was rendered with (None: it has none)."""
+    for line in text.splitlines():
+        if line.startswith(ENVIRONMENT_KEY):
+            return line[len(ENVIRONMENT_KEY) :].strip() or None
     return None

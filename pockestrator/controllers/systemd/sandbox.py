@@ -23,6 +23,7 @@ properties to systemd; ``specs.grammar`` has checked every value that reaches he
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,14 @@ def _flag(key: str) -> Directive:
     return Directive(key, "yes", "b", True)
 
 
-def _address(family: socket.AddressFamily, address: str, prefix: int) -> tuple[int, bytes, int]:
-    return int(family), socket.inet_pton(family, address), prefix
+def _networks(networks: Iterable[str]) -> list[tuple[int, bytes, int]]:
+    """Networks as D-Bus's ``a(iayu)``: (address family, address bytes, prefix length)."""
+    value = []
+    for network in networks:
+        parsed = ipaddress.ip_network(network)
+        family = socket.AF_INET if parsed.version == 4 else socket.AF_INET6
+        value.append((int(family), parsed.network_address.packed, parsed.prefixlen))
+    return value
 
 
 # In the order they appear in a unit file.
@@ -106,16 +113,28 @@ HARDENING: tuple[Directive, ...] = (
         "IPAddressDeny",
         "any",
         "a(iayu)",
-        [_address(socket.AF_INET, "0.0.0.0", 0), _address(socket.AF_INET6, "::", 0)],
-    ),
-    Directive(
-        "IPAddressAllow",
-        "localhost",
-        "a(iayu)",
-        [_address(socket.AF_INET, "127.0.0.0", 8), _address(socket.AF_INET6, "::1", 128)],
+        _networks(("0.0.0.0/0", "::/0")),
     ),
 )
-HARDENING_NAMES = frozenset(directive.key for directive in HARDENING)
+# Loopback is always allowed (Caddy reaches the instance there); a spec's ``egress`` adds
+# addresses and networks, or ``any`` (``egress_allow``).
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+HARDENING_NAMES = frozenset({*(directive.key for directive in HARDENING), "IPAddressAllow"})
+
+
+def egress_allow(egress: Sequence[str]) -> Directive:
+    """``IPAddressAllow=``: loopback, and what the spec's ``egress`` opens.
+
+    Each entry has passed ``specs.grammar.check_egress`` (``any``, or an address or network
+    in canonical form); ``IPAddressDeny=any`` drops everything else.
+    """
+    if "any" in egress:
+        networks = ["0.0.0.0/0", "::/0"]
+        text = "any"
+    else:
+        networks = [*LOOPBACK, *egress]
+        text = " ".join(["localhost", *egress])
+    return Directive("IPAddressAllow", text, "a(iayu)", _networks(networks))
 
 
 def instance_user(name: str) -> str:
@@ -144,17 +163,21 @@ def identity(name: str, state_directories: Sequence[str]) -> tuple[Directive, ..
     )
 
 
-def hardening(disabled: Iterable[str]) -> tuple[Directive, ...]:
+def hardening(disabled: Iterable[str], egress: Sequence[str] = ()) -> tuple[Directive, ...]:
     """The hardening directives minus those the host cannot run (``hardening_disabled``)."""
     left_out = frozenset(disabled)
-    return tuple(directive for directive in HARDENING if directive.key not in left_out)
+    chosen = (*HARDENING, egress_allow(egress))
+    return tuple(directive for directive in chosen if directive.key not in left_out)
 
 
 def sandbox(
-    name: str, state_directories: Sequence[str], disabled: Iterable[str]
+    name: str,
+    state_directories: Sequence[str],
+    disabled: Iterable[str],
+    egress: Sequence[str] = (),
 ) -> tuple[Directive, ...]:
     """Identity, then hardening: everything an instance's processes run under."""
-    return (*identity(name, state_directories), *hardening(disabled))
+    return (*identity(name, state_directories), *hardening(disabled, egress))
 
 
 def state_directory(base_dir: Path, state_root: Path, name: str) -> str:

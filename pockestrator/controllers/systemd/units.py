@@ -1,9 +1,11 @@
 """Unit files in ``systemd_dir`` and what systemd says about them: ``SystemdUnits``.
 
 ``write`` and ``remove_file`` change a unit file only when it carries our marker
-(``render.is_managed``), atomically (``controllers.files``); ``managed_names`` lists the
-services that have one; ``observe`` reports the file (present, its body hash, ours or not)
-and the unit's status from the manager in one ``UnitObservation``.
+(``render.is_managed``), atomically (``pockestrator.files``); ``write_environment`` keeps the
+instance's environment file (root-only: 0600 in a 0700 folder, read by systemd before it
+drops privileges); ``managed_names`` lists the services that have a unit; ``observe``
+reports the files (present, their hashes, ours or not) and the unit's status from the
+manager in one ``UnitObservation``.
 
 What this does not do: start, stop, enable or daemon-reload. Those are single D-Bus calls
 the reconciler makes through ``bus.SystemdBus`` (daemon-reloads batched per wave by
@@ -24,9 +26,10 @@ from pockestrator.controllers.systemd.render import (
     UnsafeValue,
     is_managed,
     unit_body_hash,
+    unit_environment_hash,
     unit_version,
 )
-from pockestrator.files import remove_file, write_atomic
+from pockestrator.files import remove_file, sha256_file, sha256_text, write_atomic
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 
@@ -36,7 +39,9 @@ class UnitObservation:
     """The unit file on disk and what systemd reports about the unit.
 
     ``file_hash`` is the body hash (``unit_body_hash``), the one a rendered unit carries;
-    ``version`` is the PocketBase version the file says it runs.
+    ``version`` is the PocketBase version the file says it runs; ``environment_hash`` the
+    hash of the environment file it was rendered with, and ``environment_file_hash`` the
+    hash of the one on disk (None: none there).
     """
 
     name: str
@@ -45,9 +50,17 @@ class UnitObservation:
     managed: bool
     status: UnitStatus | None
     version: str | None = None
+    environment_hash: str | None = None
+    environment_file_hash: str | None = None
 
     @classmethod
-    def of_text(cls, name: str, text: str | None, status: UnitStatus | None) -> UnitObservation:
+    def of_text(
+        cls,
+        name: str,
+        text: str | None,
+        status: UnitStatus | None,
+        environment_file_hash: str | None = None,
+    ) -> UnitObservation:
         """The observation of a unit file's text (None: no file) and systemd's answer."""
         return cls(
             name=name,
@@ -56,6 +69,8 @@ class UnitObservation:
             managed=text is not None and is_managed(text),
             status=status,
             version=unit_version(text) if text is not None else None,
+            environment_hash=unit_environment_hash(text) if text is not None else None,
+            environment_file_hash=environment_file_hash,
         )
 
 
@@ -87,6 +102,21 @@ class SystemdUnits:
         write_atomic(path, text, mode=0o644)
         return True
 
+    def environment_path(self, name: str) -> Path:
+        return self.settings.environment_file(name)
+
+    def write_environment(self, name: str, text: str | None) -> bool:
+        """Make the environment file ``text`` (None: no file); True when it changed."""
+        path = self.environment_path(name)
+        if text is None:
+            return remove_file(path)
+        if sha256_file(path) == sha256_text(text):
+            return False
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        write_atomic(path, text, mode=0o600)
+        return True
+
     def remove_file(self, name: str) -> bool:
         """Delete the unit file, only when it carries our marker."""
         path = self.path(name)
@@ -107,11 +137,15 @@ class SystemdUnits:
                 names.append(path.name[: -len(UNIT_SUFFIX)])
         return names
 
+    def observe_files(self, name: str, status: UnitStatus | None = None) -> UnitObservation:
+        """The unit file and the environment file on disk (with ``status`` if known)."""
+        environment = sha256_file(self.environment_path(name))
+        return UnitObservation.of_text(name, self.read(name), status, environment)
+
     async def observe(self, name: str) -> UnitObservation:
-        """The unit file (read from disk) and systemd's view of the unit, now."""
-        text = self.read(name)
+        """The unit's files (read from disk) and systemd's view of the unit, now."""
         try:
             status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
         except NoSuchUnit:
             status = None
-        return UnitObservation.of_text(name, text, status)
+        return self.observe_files(name, status)

@@ -103,6 +103,8 @@ class ServiceStatus:
     health_ok: bool | None = None
     health_failures: int = 0
     last_error: str | None = None
+    # E-mails of the first superusers the agent has created in the instance.
+    superusers: tuple[str, ...] = ()
     updated_at: datetime | None = None
 
 

@@ -10,6 +10,7 @@ stored.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
@@ -79,6 +80,8 @@ def _encode(value: Any) -> Any:
         return iso(value)
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, tuple | list):
+        return json.dumps(list(value))
     return value
 
 
@@ -107,5 +110,6 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         health_ok=flag(row["health_ok"]),
         health_failures=int(row["health_failures"] or 0),
         last_error=row["last_error"],
+        superusers=tuple(json.loads(row["superusers"])),
         updated_at=parse_iso(row["updated_at"]),
     )

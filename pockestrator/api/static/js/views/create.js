@@ -47,6 +47,11 @@ const GROUPS = [
         'CPU quota (optional)',
         'systemd CPUQuota=, e.g. 50% (100% is one core).',
       ],
+      [
+        'egress',
+        'Outbound addresses (optional)',
+        'IP addresses or networks the instance may connect to beyond loopback (an SMTP relay, S3), separated by spaces, or "any". None by default.',
+      ],
       ['desired_state', 'After creation'],
     ],
   ],
@@ -76,6 +81,7 @@ export async function show(root, view) {
     superuser_email: input({ type: 'email' }),
     'resources.memory_max': input(),
     'resources.cpu_quota': input(),
+    egress: input(),
     desired_state: h(
       'select',
       {},
@@ -152,6 +158,8 @@ export async function show(root, view) {
       if (text(`resources.${key}`)) resources[key] = text(`resources.${key}`);
     }
     if (Object.keys(resources).length) spec.resources = resources;
+    const egress = text('egress').split(/[\s,]+/).filter(Boolean);
+    if (egress.length) spec.egress = egress;
     return spec;
   }
 

@@ -66,7 +66,15 @@ const SPEC = [
         .map(([k, v]) => `${k}=${v}`)
         .join('\n') || null,
   ],
+  [
+    'Secret variables',
+    ({ service }) => (service.secret_env_names ?? []).join(', ') || null,
+  ],
   ['Limits', ({ service }) => limitsText(service.resources)],
+  [
+    'Outbound addresses',
+    ({ service }) => (service.egress?.length ? service.egress.join(' ') : 'loopback only'),
+  ],
   [
     'Defined by',
     ({ service: s }) =>

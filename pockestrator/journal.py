@@ -1,14 +1,16 @@
 """Instance logs from journald: ``journalctl -o json`` as a subprocess (an argument list).
 
-Which entries belong to a service: rendered units set ``SyslogIdentifier=<name>-pocketbase``,
-and journald inside the sandbox cannot attribute output to units by cgroup (see
-docs/architecture.md), so the identifier is the match that works everywhere. On a real host
-the unit match (``_SYSTEMD_UNIT=``, or ``_SYSTEMD_USER_UNIT=`` under a user manager) also
-catches lines a process of the unit logs under another identifier, and systemd's own lines
-about the unit (``UNIT=`` from PID 1) say when it started, stopped or crashed. journalctl
-ANDs matches of different fields and ORs only matches of the same field, so the terms are
-joined with ``+`` (a disjunction); written side by side they would ask for entries that
-carry all of them, which in the sandbox is none.
+Which entries belong to a service is decided only by fields journald sets itself, which no
+process can forge (an instance is hostile; any local process may log under any
+``SYSLOG_IDENTIFIER``): under the system manager the unit (``_SYSTEMD_UNIT=``) and what
+PID 1 says about it (``UNIT=`` with ``_PID=1``: started, stopped, crashed); under a user
+manager ``_SYSTEMD_USER_UNIT=``. journald derives those from the writer's cgroup, and where
+its path parser cannot (the sandbox runs its user manager in a cgroup subtree of its own),
+the cgroup itself is matched: ``_SYSTEMD_CGROUP=`` with the unit's cgroup, computed from the
+manager's own (``UnitScope``, which the agent asks systemd for). journalctl ANDs matches of
+different fields and ORs only matches of the same field, so the terms are joined with
+``+`` (a disjunction); written side by side they would ask for entries that carry all of
+them. What the sandbox cannot attribute is in docs/security.md.
 
 ``read`` returns the last entries (bounded in count, bytes and time); ``follow`` keeps one
 ``journalctl -f`` running for as long as its caller reads, and always ends the process.
@@ -26,7 +28,7 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +48,37 @@ OUTPUT_FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_PID")
 LEVELS = ("EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 # journald cursors: "s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>".
 _CURSOR = re.compile(r"[A-Za-z0-9=;_-]{1,512}", re.ASCII)
+# A cgroup path as systemd names them (it becomes one argument, never more).
+_CGROUP = re.compile(r"(/[A-Za-z0-9_.@:-]+)*", re.ASCII)
+CGROUP_MAX = 1024
+# Where a manager puts services that name no Slice= (rendered units name none).
+DEFAULT_SLICE = {"system": "system.slice", "user": "app.slice"}
 
 ManagerKind = Literal["system", "user"]
+
+
+@dataclass(frozen=True)
+class UnitScope:
+    """The manager whose units' logs are read, and its own cgroup when systemd said it.
+
+    ``cgroup`` is ``Manager.ControlGroup``: empty for the system manager (the root),
+    ``/user.slice/.../user@1000.service`` or the sandbox's subtree for a user manager.
+    """
+
+    manager: ManagerKind
+    cgroup: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cgroup is not None and (
+            len(self.cgroup) > CGROUP_MAX or not _CGROUP.fullmatch(self.cgroup.rstrip("/"))
+        ):
+            raise ValueError(f"{self.cgroup[:80]!r} is not a cgroup path")
+
+    def unit_cgroup(self, unit: str) -> str | None:
+        """The cgroup journald records for processes of ``unit`` (None: not known)."""
+        if self.cgroup is None:
+            return None
+        return f"{self.cgroup.rstrip('/')}/{DEFAULT_SLICE[self.manager]}/{unit}"
 
 
 class JournalError(Exception):
@@ -94,16 +125,22 @@ def syslog_identifier(project_name: str) -> str:
     return f"{project_name}-pocketbase"
 
 
-def journal_matches(project_name: str, manager: ManagerKind) -> list[str]:
-    """The match terms for one service, joined with ``+`` (OR) as journalctl expects."""
+def journal_matches(project_name: str, scope: UnitScope) -> list[str]:
+    """The match terms for one service, joined with ``+`` (OR) as journalctl expects.
+
+    Only trusted fields (set by journald, never by the writer) are matched; see the module.
+    """
     name = check_project_name(project_name)
     unit = unit_name(name)
-    terms = [[f"SYSLOG_IDENTIFIER={syslog_identifier(name)}"]]
-    if manager == "system":
+    terms: list[list[str]] = []
+    if scope.manager == "system":
         terms.append([f"_SYSTEMD_UNIT={unit}"])
         terms.append([f"UNIT={unit}", "_PID=1"])  # what PID 1 says about the unit
     else:
         terms.append([f"_SYSTEMD_USER_UNIT={unit}"])
+    cgroup = scope.unit_cgroup(unit)
+    if cgroup is not None:
+        terms.append([f"_SYSTEMD_CGROUP={cgroup}"])
     arguments: list[str] = []
     for term in terms:
         if arguments:
@@ -116,7 +153,7 @@ def journalctl_arguments(
     query: JournalQuery,
     *,
     journal_dir: Path | None,
-    manager: ManagerKind,
+    scope: UnitScope,
     binary: str = "journalctl",
 ) -> list[str]:
     """The full argument list for ``query`` (pure; the subprocess gets exactly this list)."""
@@ -143,7 +180,7 @@ def journalctl_arguments(
         arguments.append(f"--after-cursor={query.after_cursor}")
     if query.follow:
         arguments.append("--follow")
-    arguments.extend(journal_matches(query.project_name, manager))
+    arguments.extend(journal_matches(query.project_name, scope))
     return arguments
 
 
@@ -205,22 +242,22 @@ class JournalReader:
     def __init__(
         self,
         journal_dir: Path | None,
-        manager: ManagerKind,
+        scope: Callable[[], Awaitable[UnitScope]],
         *,
         binary: str = "journalctl",
         timeout: float = 15.0,
     ) -> None:
         self.journal_dir = journal_dir
-        self.manager = manager
+        self.scope = scope
         self.binary = binary
         self.timeout = timeout
 
     def available(self) -> bool:
         return shutil.which(self.binary) is not None
 
-    def arguments(self, query: JournalQuery) -> list[str]:
+    async def arguments(self, query: JournalQuery) -> list[str]:
         return journalctl_arguments(
-            query, journal_dir=self.journal_dir, manager=self.manager, binary=self.binary
+            query, journal_dir=self.journal_dir, scope=await self.scope(), binary=self.binary
         )
 
     async def _spawn(self, arguments: Sequence[str]) -> asyncio.subprocess.Process:
@@ -243,7 +280,7 @@ class JournalReader:
             raise ValueError("use follow() for a follow query")
         try:
             result = await run_bounded(
-                self.arguments(query), timeout=self.timeout, output_limit=OUTPUT_MAX_BYTES
+                await self.arguments(query), timeout=self.timeout, output_limit=OUTPUT_MAX_BYTES
             )
         except ProcessTimedOut as exc:
             raise JournalError(f"{self.binary} did not answer within {self.timeout:g}s") from exc
@@ -279,7 +316,7 @@ class LogFollower:
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> LogFollower:
-        self._process = await self.reader._spawn(self.reader.arguments(self.query))
+        self._process = await self.reader._spawn(await self.reader.arguments(self.query))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -20,19 +20,23 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from pockestrator.agent.controllers import Controllers
 from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.controllers.systemd import UnitObservation
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
     PROPERTIES_INTERFACE,
     UnitStatus,
 )
+from pockestrator.journal import UnitScope
 from pockestrator.specs.store import ServiceStatus
+
+log = structlog.get_logger("pockestrator.hostview")
 
 QUERY_TIMEOUT = 5.0
 CADDYFILE_READ_MAX = 1024 * 1024
@@ -50,6 +54,7 @@ class AgentHostView:
         self.units = controllers.units
         self.sites = controllers.sites
         self.releases = controllers.releases
+        self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
         unit: UnitState | None = None
@@ -156,6 +161,28 @@ class AgentHostView:
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
+
+    async def journal_scope(self) -> UnitScope:
+        """The manager's cgroup is asked once; until systemd answers, none is known."""
+        manager = self.config.systemd_manager
+        if self._manager_cgroup is None and self.bus.connected:
+            try:
+                reply = await asyncio.wait_for(
+                    self.bus.call(
+                        "Get",
+                        "ss",
+                        [MANAGER_INTERFACE, "ControlGroup"],
+                        path=MANAGER_PATH,
+                        interface=PROPERTIES_INTERFACE,
+                    ),
+                    QUERY_TIMEOUT,
+                )
+                cgroup = str(getattr(reply[0], "value", reply[0]))
+                UnitScope(manager, cgroup)  # a path, or ValueError
+                self._manager_cgroup = cgroup
+            except Exception as exc:  # unknown: logs are matched by the unit fields alone
+                log.warning("systemd did not say its cgroup", error=str(exc)[:200])
+        return UnitScope(manager, self._manager_cgroup)
 
 
 def unit_state(status: UnitStatus) -> UnitState:

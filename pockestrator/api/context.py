@@ -23,6 +23,7 @@ from typing import Protocol
 
 from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
+from pockestrator.journal import UnitScope
 from pockestrator.specs.store import ServiceStatus, Store
 
 RUNNING_STATES = ("active", "reloading", "activating")
@@ -116,6 +117,10 @@ class HostView(Protocol):
 
     async def versions(self) -> Sequence[str]:
         """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
+        ...
+
+    async def journal_scope(self) -> UnitScope:
+        """The manager of the instances' units and its cgroup, to attribute their logs."""
         ...
 
 

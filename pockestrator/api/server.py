@@ -224,7 +224,7 @@ def build_app(
     operations = list(operations if operations is not None else all_operations())
     app[AGENT] = agent
     app[PASSWORDS] = PasswordChecks()
-    app[JOURNAL] = JournalReader(config.journal_dir, config.systemd_manager)
+    app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = set()
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()

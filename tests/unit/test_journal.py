@@ -17,6 +17,7 @@ from pockestrator.journal import (
     MESSAGE_MAX,
     JournalQuery,
     LogEntry,
+    UnitScope,
     is_cursor,
     journal_matches,
     journalctl_arguments,
@@ -31,34 +32,55 @@ CURSOR = (
 
 
 def arguments(query: JournalQuery, **kwargs: object) -> list[str]:
-    options: dict[str, object] = {"journal_dir": None, "manager": "system"}
+    options: dict[str, object] = {"journal_dir": None, "scope": UnitScope("system", "")}
     options.update(kwargs)
     return journalctl_arguments(query, **options)  # type: ignore[arg-type]
 
 
 def test_matches_are_joined_with_plus_so_journalctl_ors_them() -> None:
-    assert journal_matches("app", "system") == [
-        "SYSLOG_IDENTIFIER=app-pocketbase",
-        "+",
+    assert journal_matches("app", UnitScope("system", "")) == [
         "_SYSTEMD_UNIT=app-pocketbase.service",
         "+",
         "UNIT=app-pocketbase.service",
         "_PID=1",
-    ]
-
-
-def test_a_user_manager_matches_the_user_unit_field() -> None:
-    assert journal_matches("app", "user") == [
-        "SYSLOG_IDENTIFIER=app-pocketbase",
         "+",
-        "_SYSTEMD_USER_UNIT=app-pocketbase.service",
+        "_SYSTEMD_CGROUP=/system.slice/app-pocketbase.service",
     ]
+
+
+def test_a_user_manager_matches_the_user_unit_and_its_cgroup_under_the_managers() -> None:
+    assert journal_matches("app", UnitScope("user", "/pockestrator-8ee5b3728efd")) == [
+        "_SYSTEMD_USER_UNIT=app-pocketbase.service",
+        "+",
+        "_SYSTEMD_CGROUP=/pockestrator-8ee5b3728efd/app.slice/app-pocketbase.service",
+    ]
+
+
+@pytest.mark.parametrize("manager", ["system", "user"])
+def test_only_fields_journald_sets_itself_are_matched(manager: str) -> None:
+    # SYSLOG_IDENTIFIER, UNIT= alone, and the like can be written by any local process.
+    for cgroup in (None, "", "/user.slice/user-1000.slice/user@1000.service"):
+        matches = journal_matches("app", UnitScope(manager, cgroup))  # type: ignore[arg-type]
+        fields = {term.split("=", 1)[0] for term in matches if term != "+"}
+        assert fields <= {"_SYSTEMD_UNIT", "_SYSTEMD_USER_UNIT", "_SYSTEMD_CGROUP", "UNIT", "_PID"}
+        assert ("UNIT" in fields) == (manager == "system") and ("UNIT" in fields) <= (
+            "_PID=1" in matches
+        )
+        assert ("_SYSTEMD_CGROUP" in fields) == (cgroup is not None)
+
+
+@pytest.mark.parametrize(
+    "cgroup", ["relative", "/a b", "/x\n", "/--all /y", "/a;b", "/" + "x" * 1100]
+)
+def test_a_cgroup_that_is_not_a_path_is_refused(cgroup: str) -> None:
+    with pytest.raises(ValueError, match="not a cgroup path"):
+        UnitScope("user", cgroup)
 
 
 @pytest.mark.parametrize("name", ["a b", "--all", "app;rm", "App", "x" * 60, "app\n"])
 def test_a_name_outside_the_grammar_never_becomes_an_argument(name: str) -> None:
     with pytest.raises(GrammarError):
-        journal_matches(name, "system")
+        journal_matches(name, UnitScope("system", ""))
 
 
 def test_the_sandbox_reads_its_own_journal_directory(tmp_path: Path) -> None:

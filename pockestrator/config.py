@@ -128,7 +128,11 @@ class AgentConfig(BaseModel):
     caddy_unit: str = Field(default="caddy.service", pattern=r"^[A-Za-z0-9:_.@-]+\.service$")
     caddy_binary: str = "caddy"
     caddy_reload: Literal["systemd", "admin"] = "systemd"
-    caddy_admin_url: str = "http://127.0.0.1:2019"
+    caddy_admin_url: str = Field(
+        default="http://127.0.0.1:2019",
+        description="Caddy's admin API for caddy_reload=admin: http://127.0.0.1:PORT, or "
+        "unix//PATH for a socket (which instances cannot reach; docs/security.md).",
+    )
     caddy_tls: bool = Field(
         default=True, description="False renders http:// site addresses (no certificates)."
     )
@@ -164,6 +168,18 @@ class AgentConfig(BaseModel):
             ipaddress.ip_address(value)
         except ValueError as exc:
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
+        return value
+
+    @field_validator("caddy_admin_url")
+    @classmethod
+    def _caddy_admin_is_a_url_or_a_socket(cls, value: str) -> str:
+        if value.startswith("unix/"):
+            socket = value.removeprefix("unix/")
+            if not RENDERABLE_PATH.fullmatch(socket):
+                raise ValueError("a socket is unix//absolute/path (letters, digits, ._/+@-)")
+            return value
+        if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", value):
+            raise ValueError("must be http://HOST:PORT or unix//PATH")
         return value
 
     @field_validator("trusted_proxies")
@@ -283,6 +299,11 @@ class AgentConfig(BaseModel):
     def archive_path(self) -> Path:
         return self.archive_dir or self.base_dir / ".archive"
 
+    @property
+    def environment_path(self) -> Path:
+        """The root-only folder of the instances' environment files."""
+        return self.environment_dir or self.database.parent / "environment"
+
 
 def client_file(name: str, environ: Mapping[str, str] | None = None) -> Path:
     """A file the CLI reads and ``pockestrator up``/``token create --save`` write:
@@ -305,11 +326,6 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             overrides[name] = raw
     return overrides
-
-    @property
-    def environment_path(self) -> Path:
-        """The root-only folder of the instances' environment files."""
-        return self.environment_dir or self.database.parent / "environment"
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:

@@ -27,6 +27,7 @@ from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
+from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -102,6 +103,7 @@ class AgentHostView:
         problems = await directories
         caddy_binary = find_executable(config.caddy_binary)
         return HostFacts(
+            caddy_admin_exposed=self._caddy_admin_exposed(),
             systemd_version=version,
             systemd_problem=systemd_problem,
             directory_problems={key: problems[key] for key in problems if key != "caddyfile"},
@@ -151,13 +153,23 @@ class AgentHostView:
         except Exception:  # not running, not reachable or timed out all mean "no"
             return False
 
-    def public_port(self) -> int | None:
+    def _main_caddyfile(self) -> str | None:
         try:
             with self.config.caddy_config.open("rb") as file:
-                text = file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
+                return file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
         except OSError:
             return None
-        return public_port(text, tls=self.config.caddy_tls)
+
+    def _caddy_admin_exposed(self) -> str | None:
+        text = self._main_caddyfile()
+        if text is None:
+            return None
+        address = admin_address(text)
+        return address if admin_reachable_by_instances(address) else None
+
+    def public_port(self) -> int | None:
+        text = self._main_caddyfile()
+        return None if text is None else public_port(text, tls=self.config.caddy_tls)
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()

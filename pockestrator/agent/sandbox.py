@@ -1,7 +1,8 @@
 """The sandbox: a whole Pockestrator host inside one folder, for `pockestrator up` and tests.
 
 ``Sandbox`` boots a private systemd user manager and journald (``PrivateSystemd``), runs
-Caddy as a unit of it (HTTP only, admin API and HTTP port on loopback), and describes the
+Caddy as a unit of it (HTTP only on loopback; its admin API on a root-only unix socket, which
+no instance can reach, see docs/security.md), and describes the
 folder layout as an ``AgentConfig`` whose every path points inside the sandbox. The
 integration tests use exactly this code, so the product's "embedded default" is what CI
 exercises.
@@ -48,12 +49,12 @@ def find_tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
-def render_sandbox_caddyfile(admin_port: int, http_port: int, sites_dir: Path) -> str:
-    """The sandbox's main Caddyfile: HTTP only, loopback admin, one import for all sites."""
+def render_sandbox_caddyfile(admin_socket: Path, http_port: int, sites_dir: Path) -> str:
+    """The sandbox's main Caddyfile: HTTP only, admin on a 0600 socket, one import for all."""
     return (
         "# Written by `pockestrator up`: the sandbox's Caddy, HTTP only.\n"
         "{\n"
-        f"\tadmin 127.0.0.1:{admin_port}\n"
+        f'\tadmin "unix/{admin_socket}|0600"\n'
         "\tauto_https off\n"
         f"\thttp_port {http_port}\n"
         "\tpersist_config off\n"
@@ -167,7 +168,7 @@ class Sandbox:
         self.layout = SandboxLayout(root)
         self.systemd = PrivateSystemd(self.layout.systemd_root)
         self.caddy_http_port = caddy_http_port or free_port()
-        self.caddy_admin_port = free_port()
+        self.caddy_admin_socket = self.layout.caddy_dir / "admin.sock"
         self.bus: SystemdBus | None = None
 
     async def __aenter__(self) -> Sandbox:
@@ -198,7 +199,7 @@ class Sandbox:
         try:
             layout.caddyfile.write_text(
                 render_sandbox_caddyfile(
-                    self.caddy_admin_port, self.caddy_http_port, layout.caddy_sites_dir
+                    self.caddy_admin_socket, self.caddy_http_port, layout.caddy_sites_dir
                 )
             )
             unit = self.systemd.paths.unit_dir / CADDY_UNIT
@@ -233,7 +234,7 @@ class Sandbox:
             "caddy_sites_dir": layout.caddy_sites_dir,
             "caddy_unit": CADDY_UNIT,
             "caddy_binary": str(find_tool("caddy") or "caddy"),
-            "caddy_admin_url": f"http://127.0.0.1:{self.caddy_admin_port}",
+            "caddy_admin_url": f"unix/{self.caddy_admin_socket}",
             "caddy_tls": False,
             "default_domain": "localhost",
             "database": layout.database,

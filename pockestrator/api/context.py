@@ -98,6 +98,8 @@ class HostFacts:
     caddy_binary: bool
     caddy_running: bool
     tools: dict[str, bool] = field(default_factory=dict)
+    # Caddy's admin address when on TCP, where every instance can reach it (else None).
+    caddy_admin_exposed: str | None = None
 
 
 class HostView(Protocol):

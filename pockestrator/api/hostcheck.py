@@ -101,6 +101,17 @@ def judge(facts: HostFacts, config: AgentConfig) -> HostReport:
         report.errors.append(
             Problem("system", f"Caddy is not running ({where})", ErrorCode.CADDY_NOT_RUNNING)
         )
+    if facts.caddy_admin_exposed is not None:
+        report.warnings.append(
+            Problem(
+                "system",
+                f"Caddy's admin API listens on {facts.caddy_admin_exposed}, which every "
+                "instance can reach to replace Caddy's whole configuration; put it on a "
+                'root-only socket: admin "unix//run/caddy/admin.sock|0600" in the global '
+                "options of the Caddyfile",
+                ErrorCode.CADDY_ADMIN_EXPOSED,
+            )
+        )
     if not report.tools.get("journalctl", False):
         report.warnings.append(
             Problem(

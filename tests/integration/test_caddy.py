@@ -50,10 +50,14 @@ def controller(sandbox: Sandbox, **overrides: Any) -> CaddySites:
     return CaddySites(sandbox.agent_config(**overrides), sandbox.bus)
 
 
+def admin_session(sandbox: Sandbox) -> aiohttp.ClientSession:
+    """A client of the sandbox Caddy's admin API, on its unix socket (URLs: http://caddy/...)."""
+    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(str(sandbox.caddy_admin_socket)))
+
+
 async def running_config(sandbox: Sandbox) -> Any:
     """What the running Caddy serves, from its admin API."""
-    url = f"http://127.0.0.1:{sandbox.caddy_admin_port}/config/"
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
+    async with admin_session(sandbox) as session, session.get("http://caddy/config/") as response:
         assert response.status == 200
         return await response.json()
 
@@ -90,8 +94,8 @@ async def caddy_loads(sandbox: Sandbox) -> int:
     the journal (a bounded wait for that entry, not a fixed pause) the count is exact.
     """
     marker = f"journal-marker-{secrets.token_hex(8)}"
-    url = f"http://127.0.0.1:{sandbox.caddy_admin_port}/id/{marker}"
-    async with aiohttp.ClientSession() as session, session.delete(url) as response:
+    url = f"http://caddy/id/{marker}"
+    async with admin_session(sandbox) as session, session.delete(url) as response:
         assert response.status == 404, await response.text()
     journal = ""
 

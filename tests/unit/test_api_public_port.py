@@ -11,7 +11,7 @@ from pockestrator.agent.sandbox import render_sandbox_caddyfile
 
 
 def test_the_sandbox_caddyfile_gives_its_http_port() -> None:
-    text = render_sandbox_caddyfile(2999, 8180, Path("/srv/sites"))
+    text = render_sandbox_caddyfile(Path("/srv/caddy/admin.sock"), 8180, Path("/srv/sites"))
     assert public_port(text, tls=False) == 8180
 
 

@@ -200,15 +200,21 @@ class CaddySites:
     async def _admin_request(
         self, method: str, path: str, body: bytes | None = None
     ) -> tuple[int, str]:
-        """One admin API call; (0, reason) when nothing answers."""
-        url = self.config.caddy_admin_url.rstrip("/") + path
+        """One admin API call, over TCP or a unix socket; (0, reason) when nothing answers."""
+        address = self.config.caddy_admin_url
+        connector: aiohttp.BaseConnector | None = None
+        if address.startswith("unix/"):
+            connector = aiohttp.UnixConnector(path=address.removeprefix("unix/"))
+            url = "http://localhost" + path  # Caddy takes any Host on its socket
+        else:
+            url = address.rstrip("/") + path
         headers = {"Content-Type": "application/json"} if body is not None else {}
         timeout = aiohttp.ClientTimeout(total=self.command_timeout)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
                 session.request(method, url, data=body, headers=headers) as response,
             ):
                 return response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return 0, f"admin API at {self.config.caddy_admin_url} unreachable: {exc}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return 0, f"admin API at {address} unreachable: {exc}"

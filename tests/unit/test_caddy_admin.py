@@ -1,0 +1,95 @@
+"""Where Caddy's admin API listens, read from the main Caddyfile, and whether instances can
+reach it: on TCP every local process can, and could replace Caddy's whole configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pockestrator.api.context import HostFacts
+from pockestrator.api.hostcheck import judge
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.caddy.caddyfile import (
+    DEFAULT_ADMIN_ADDRESS,
+    admin_address,
+    admin_reachable_by_instances,
+)
+
+
+@pytest.mark.parametrize(
+    ("caddyfile", "address"),
+    [
+        ("", DEFAULT_ADMIN_ADDRESS),
+        ("example.com {\n\trespond hi\n}\n", DEFAULT_ADMIN_ADDRESS),
+        ("{\n\temail ops@example.com\n}\n", DEFAULT_ADMIN_ADDRESS),
+        ("{\n\tadmin off\n}\n", "off"),
+        ("{\n\tadmin 127.0.0.1:2999\n}\n", "127.0.0.1:2999"),
+        ('{\n\tadmin "unix//run/caddy/admin.sock|0600"\n}\n', "unix//run/caddy/admin.sock|0600"),
+        ("# comment\n{\n\tadmin unix//run/a.sock {\n\t\torigins x\n\t}\n}\n", "unix//run/a.sock"),
+        ("{\n\tadmin {\n\t\torigins x\n\t}\n}\n", DEFAULT_ADMIN_ADDRESS),
+        ("{\n\tdebug\n}\nexample.com {\n\tadmin 1.2.3.4:1\n}\n", DEFAULT_ADMIN_ADDRESS),
+        ("{\n\tservers {\n\t\tadmin x:1\n\t}\n}\n", DEFAULT_ADMIN_ADDRESS),
+        ("{\n\tlog admin\n}\n", DEFAULT_ADMIN_ADDRESS),
+    ],
+)
+def test_the_admin_address_is_read_from_the_global_options_only(
+    caddyfile: str, address: str
+) -> None:
+    assert admin_address(caddyfile) == address
+
+
+@pytest.mark.parametrize(
+    ("address", "reachable"),
+    [
+        ("localhost:2019", True),
+        ("127.0.0.1:2999", True),
+        ("[::1]:2019", True),
+        ("off", False),
+        ("unix//run/caddy/admin.sock|0600", False),
+        ("unix//run/caddy/admin.sock", False),
+    ],
+)
+def test_only_a_tcp_admin_endpoint_is_reachable_by_instances(address: str, reachable: bool) -> None:
+    assert admin_reachable_by_instances(address) is reachable
+
+
+def facts(exposed: str | None) -> HostFacts:
+    return HostFacts(
+        systemd_version="252",
+        systemd_problem=None,
+        directory_problems=dict.fromkeys(
+            ("systemd_dir", "base_dir", "caddy_sites_dir", "database")
+        ),
+        caddyfile_problem=None,
+        caddy_binary=True,
+        caddy_running=True,
+        tools={"journalctl": True},
+        caddy_admin_exposed=exposed,
+    )
+
+
+def test_an_exposed_admin_api_is_a_warning_that_says_how_to_close_it() -> None:
+    config = AgentConfig(base_dir=Path("/var/lib/pockestrator/services"))
+    report = judge(facts("localhost:2019"), config)
+    [warning] = [w for w in report.warnings if w.code == "CADDY_ADMIN_EXPOSED"]
+    assert "localhost:2019" in warning.message and "unix//run/caddy/admin.sock|0600" in (
+        warning.message
+    )
+    assert not judge(facts(None), config).warnings
+
+
+@pytest.mark.parametrize(
+    "url", ["unix//run/caddy/admin.sock", "http://127.0.0.1:2019", "http://[::1]:2019/"]
+)
+def test_the_agent_reaches_the_admin_api_by_url_or_socket(url: str) -> None:
+    assert AgentConfig(caddy_admin_url=url).caddy_admin_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["unix/relative.sock", "unix//run/a b.sock", "ftp://x", "http://a b", "localhost:2019"]
+)
+def test_an_admin_url_that_is_neither_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="caddy_admin_url"):
+        AgentConfig(caddy_admin_url=url)

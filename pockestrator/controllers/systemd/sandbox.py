@@ -89,11 +89,10 @@ HARDENING: tuple[Directive, ...] = (
     _flag("ProtectHostname"),
     Directive("ProtectProc", "invisible", "s", "invisible"),
     Directive("ProcSubset", "pid", "s", "pid"),
+    # IP only: no unix socket of the host (the system bus, Caddy's admin socket, journald)
+    # can even be opened. systemd connects the output to the journal before the exec.
     Directive(
-        "RestrictAddressFamilies",
-        "AF_INET AF_INET6 AF_UNIX",
-        "(bas)",
-        (True, ["AF_INET", "AF_INET6", "AF_UNIX"]),
+        "RestrictAddressFamilies", "AF_INET AF_INET6", "(bas)", (True, ["AF_INET", "AF_INET6"])
     ),
     # The bitmask of namespace types it may create: none.
     Directive("RestrictNamespaces", "yes", "t", 0),
@@ -103,6 +102,15 @@ HARDENING: tuple[Directive, ...] = (
     _flag("LockPersonality"),
     _flag("MemoryDenyWriteExecute"),
     Directive("SystemCallFilter", "@system-service", "(bas)", (True, ["@system-service"])),
+    # Of those, nothing only root needs (chown, setuid, ...) and no scheduling or resource
+    # changes; Go raises its open-file limit at start and takes EPERM quietly.
+    Directive(
+        "SystemCallFilter",
+        "~@privileged @resources",
+        "(bas)",
+        (False, ["@privileged", "@resources"]),
+    ),
+    Directive("SystemCallErrorNumber", "EPERM", "i", 1),
     Directive("SystemCallArchitectures", "native", "as", ["native"]),
     Directive("CapabilityBoundingSet", "", "t", 0),
     Directive("AmbientCapabilities", "", "t", 0),

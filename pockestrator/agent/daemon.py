@@ -182,6 +182,7 @@ class Agent:
             config.health_interval,
             config.health_timeout,
             config.health_failures_before_restart,
+            boot_grace=self.reconciler.policy.health_deadline,
         )
         self.bus.watch_units(self._on_unit_signal)
         self._workers = [
@@ -354,14 +355,20 @@ class Agent:
     async def restart_service(self, name: str) -> None:
         """A one-off restart on request; a unit systemd does not know yet is left to the
         reconcile that creates it."""
+        unit = unit_name(name)
         try:
-            await self.bus.restart_unit(unit_name(name))
+            # An operator's restart is not a crash: systemd's start limit (a crash loop's
+            # brake) is reset first, or a few quick restarts would fail with
+            # start-limit-hit. The new process's boot is not held against it either.
+            await self.bus.reset_failed_unit(unit)
+            await self.bus.restart_unit(unit)
         except NoSuchUnit:
             return
         except SystemdError as exc:
             raise ControlFailed(str(exc)) from exc
         finally:
             self.enqueue(name)
+        self.store.update_status(name, health_failures=0)
         self.store.add_event(name, "restarted", "restarted on request")
 
     def _making_progress(self) -> bool:

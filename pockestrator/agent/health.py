@@ -91,6 +91,16 @@ class CpuSample:
     at: float
 
 
+def process_age(pid: int) -> float | None:
+    """Seconds since ``pid`` started (its ``starttime`` against the uptime); None: gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / _CLOCK_TICKS)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def process_cpu_ticks(pid: int) -> int | None:
     """utime + stime of ``pid`` in clock ticks, or None when it is gone."""
     try:
@@ -130,12 +140,14 @@ class HealthProber:
         interval: float,
         timeout: float,
         failures_before_restart: int,
+        boot_grace: float = 15.0,
     ) -> None:
         self.store = store
         self.enqueue = enqueue
         self.interval = interval
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
+        self.boot_grace = boot_grace
         self.cpu = CpuMeter()
 
     async def run(self, session: aiohttp.ClientSession) -> None:
@@ -194,9 +206,24 @@ class HealthProber:
             again = bool(
                 status.state == "error" and status.last_error and "health" in status.last_error
             )
+        elif self._booting(status):
+            again = False  # its boot is the reconciler's to wait for, not a failure
         else:
             failures = status.health_failures + 1
             changes["health_failures"] = failures
             log.warning("health probe failed", service=name, failures=failures)
             again = failures >= self.failures_before_restart
         return name, changes, again
+
+    def _booting(self, status: ServiceStatus) -> bool:
+        """Whether the instance probed is a process still in its first ``boot_grace``.
+
+        Just after a restart (an operator's, or systemd's after a crash) the recorded PID
+        is the old, gone one until the reconcile that the restart's signal started records
+        the new one: a probe then reached a process younger than any grace, so it counts
+        as booting too. Without a known PID the failure counts.
+        """
+        if status.pid is None:
+            return False
+        age = process_age(status.pid)
+        return age is None or age < self.boot_grace

@@ -61,6 +61,7 @@ RUNNING_STATES = ("active", "activating", "reloading")
 ENABLED_STATES = ("enabled", "enabled-runtime", "linked")
 # Look again this soon at a unit someone else is stopping, and at one still coming up.
 DEACTIVATING_REQUEUE = 0.5
+JOB_REQUEUE = 2.0
 DEPLOYING_REQUEUE = 1.0
 
 
@@ -303,7 +304,12 @@ def _converge(
         prepare.append(CreateSuperuser(email))
 
     run, defer, run_drift = _run_steps(
-        desired, status, unit, policy, unit_changed or environment_changed, stopped_by_agent
+        desired,
+        status,
+        unit,
+        policy,
+        unit_changed or environment_changed,
+        stopped_by_agent,
     )
     drift += run_drift
     route, route_drift = _route_steps(desired, status, observed.site_hash)
@@ -348,6 +354,10 @@ def _run_steps(
         # rollback): starting it again repairs nothing. A unit systemd does not know at
         # all has never run here.
         return ((StartUnit(),) if desired.should_run else ()), None, []
+    if unit.job_pending:
+        # Someone's job (an operator's restart, in its stop half) is under way: what the
+        # unit shows now is not where it is going. Its end signals us back.
+        return (), JOB_REQUEUE, []
     active = unit.active_state
     if not desired.should_run:
         return ((StopUnit(),) if active in RUNNING_STATES else ()), None, []

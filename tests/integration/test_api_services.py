@@ -429,6 +429,25 @@ async def test_restart_gives_the_instance_a_new_process(api: Api, alpha: dict[st
     assert await restarted_events() == restarts + 1
 
 
+async def test_quick_restarts_by_an_operator_never_meet_systemds_start_limit(
+    api: Api, newer: str, agent: Agent
+) -> None:
+    # systemd refuses a sixth start within StartLimitIntervalSec (start-limit-hit): a brake
+    # for crash loops, not for an operator who restarts a service a few times in a row.
+    await create(api, newer, "restless")
+    await wait_running(api, "restless")
+    answers = []
+    for _ in range(8):
+        reply = await api.call("POST", "/services/restless/control", {"action": "restart"})
+        answers.append(reply.status)
+    assert answers == [200] * 8
+    status = await wait_running(api, "restless")
+    assert status["state"] == "active"
+    kinds = [event.kind for event in agent.store.list_events("restless", limit=100)]
+    assert "drift_repaired" not in kinds  # the agent never had to start it again itself
+    await api.call("DELETE", "/services/restless", params={"purge": "true"})
+
+
 @pytest.mark.parametrize(
     ("body", "field", "code"),
     [

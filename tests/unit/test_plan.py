@@ -20,6 +20,7 @@ import pytest
 from pockestrator.agent.plan import (
     DEACTIVATING_REQUEUE,
     DEPLOYING_REQUEUE,
+    JOB_REQUEUE,
     Desired,
     Observed,
     Plan,
@@ -398,6 +399,12 @@ ROWS = [
         "an instance that failed as many probes as the threshold is restarted",
         on_status(health_failures=3),
         run=["RestartUnit"],
+        probe=15.0,
+    ),
+    Row(
+        "a unit with someone else's job under way is left to it and looked at again",
+        both(on_status(health_failures=9), on_unit(active_state="inactive", job_pending=True)),
+        defer=JOB_REQUEUE,
         probe=15.0,
     ),
     Row(

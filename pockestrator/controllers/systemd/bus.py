@@ -76,6 +76,8 @@ class UnitStatus:
     need_daemon_reload: bool
     fragment_path: str | None
     active_enter_timestamp_usec: int | None
+    # A job of someone else's (an operator's restart, a start at boot) is queued or running.
+    job_pending: bool = False
 
     @property
     def exists(self) -> bool:
@@ -386,4 +388,12 @@ class SystemdBus:
             active_enter_timestamp_usec=_optional_uint(
                 props.get("ActiveEnterTimestamp"), zero_is_unset=True
             ),
+            job_pending=_job_pending(props.get("Job")),
         )
+
+
+def _job_pending(job: Any) -> bool:
+    """The unit's ``Job`` property, ``(id, path)``: id 0 when no job is queued."""
+    if isinstance(job, (list, tuple)) and job:
+        return isinstance(job[0], int) and job[0] != 0
+    return False

@@ -14,7 +14,6 @@ import json
 import re
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,68 +26,14 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
+from tests.testbed.api_client import JSON_TYPE, Api, api_for, create, wait_running
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-JSON_TYPE = "application/json"
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: Any
-
-    def codes(self) -> dict[str, str]:
-        return {item["field"]: item["code"] for item in self.body["errors"]}
-
-
-class Api:
-    """A client of the agent's API with one token."""
-
-    def __init__(self, session: aiohttp.ClientSession, root: str, token: str) -> None:
-        self.session = session
-        self.root = root
-        self.token = token
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        raw: bytes | None = None,
-        content_type: str = JSON_TYPE,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        if data is not None:
-            sent["Content-Type"] = content_type
-        async with self.session.request(
-            method,
-            self.root + path,
-            data=data,
-            params=params,
-            headers=sent,
-            timeout=aiohttp.ClientTimeout(total=120),
-        ) as response:
-            text = await response.text()
-            try:
-                decoded: Any = json.loads(text)
-            except ValueError:
-                decoded = text
-            return Reply(response.status, decoded, response.headers)
 
 
 @pytest.fixture(scope="module")
 async def api(agent: Agent) -> AsyncIterator[Api]:
-    token, _record = agent.accounts.create_token("integration tests")
-    config = agent.config
-    async with aiohttp.ClientSession() as session:
-        yield Api(
-            session, f"http://{config.listen_host}:{config.listen_port}/api/pockestrator", token
-        )
+    async with api_for(agent) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +44,6 @@ def newer(pocketbase_versions: tuple[str, str]) -> str:
 @pytest.fixture(scope="module")
 def older(pocketbase_versions: tuple[str, str]) -> str:
     return pocketbase_versions[0]
-
-
-async def create(api: Api, version: str, name: str, **fields: Any) -> dict[str, Any]:
-    body = {"project_name": name, "port": free_port(), "pocketbase_version": version, **fields}
-    reply = await api.call("POST", "/services", body, params={"wait": "true"})
-    assert reply.status == 201, reply.body
-    assert reply.body["reconciled"] is True
-    return dict(reply.body)
-
-
-async def wait_running(api: Api, name: str, timeout: float = 30.0) -> dict[str, Any]:
-    latest: dict[str, Any] = {}
-
-    async def running() -> bool:
-        reply = await api.call("GET", f"/services/{name}/status")
-        latest.update(reply.body)
-        return reply.status == 200 and reply.body["is_running"] and reply.body["state"] == "active"
-
-    assert await wait_until(running, timeout, 0.1), latest
-    return latest
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from pockestrator.specs.backups import BackupPolicy
+
 ENV_PREFIX = "POCKESTRATOR_"
 
 # Directives that fail with 226/NAMESPACE inside a private user manager without its own
@@ -160,6 +162,20 @@ class AgentConfig(BaseModel):
     archive_dir: Path | None = Field(
         default=None, description="Where deleted services' data goes; default <base_dir>/.archive."
     )
+    backups: BackupPolicy = Field(
+        default_factory=lambda: BackupPolicy(schedule="0 3 * * *", verify="30 4 * * 0"),
+        description="The backup policy of services whose spec names none.",
+    )
+    snapshots_dir: Path | None = Field(
+        default=None,
+        description="Root-only folder of the services' snapshots; default <base_dir>/.snapshots.",
+    )
+    instance_python: Path = Field(
+        default=Path("/usr/bin/python3"),
+        description="The Python that runs the agent's small programs inside an instance's "
+        "box (the online copy of its databases): instances must be able to execute it, so "
+        "not one under /root.",
+    )
 
     @field_validator("listen_host")
     @classmethod
@@ -251,6 +267,8 @@ class AgentConfig(BaseModel):
         "archive_dir",
         "state_directory_root",
         "environment_dir",
+        "snapshots_dir",
+        "instance_python",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
@@ -266,6 +284,7 @@ class AgentConfig(BaseModel):
         "state_directory_root",
         "environment_dir",
         "database",
+        "instance_python",
     )
     @classmethod
     def _paths_fit_in_rendered_files(cls, value: Path | None) -> Path | None:
@@ -298,6 +317,10 @@ class AgentConfig(BaseModel):
     @property
     def archive_path(self) -> Path:
         return self.archive_dir or self.base_dir / ".archive"
+
+    @property
+    def snapshots_path(self) -> Path:
+        return self.snapshots_dir or self.base_dir / ".snapshots"
 
     @property
     def environment_path(self) -> Path:

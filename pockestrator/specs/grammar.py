@@ -15,6 +15,7 @@ import ipaddress
 import re
 
 import idna
+from croniter import croniter
 
 from pockestrator.specs.errors import ErrorCode
 
@@ -342,6 +343,42 @@ def check_egress(value: str) -> str:
         raise GrammarError(ErrorCode.INVALID_EGRESS, f"write {value[:60]!r} as {canonical}")
     if network.prefixlen == 0:
         raise GrammarError(ErrorCode.INVALID_EGRESS, "write 'any' to allow every address")
+    return value
+
+
+# A snapshot's id: the UTC second it was taken, with -1, -2 ... for two in one second.
+SNAPSHOT_ID = Pattern(r"[0-9]{8}T[0-9]{6}Z(?:-[0-9]{1,4})?")
+
+
+def check_snapshot_id(value: str) -> str:
+    if not SNAPSHOT_ID.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_VALUE,
+            f"{value[:40]!r} is not a backup id (the UTC second it was taken: 20261202T031500Z)",
+        )
+    return value
+
+
+SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
+
+
+def check_schedule(value: str) -> str:
+    """A five-field cron expression (minute hour day month weekday, UTC) or a macro.
+
+    Six and seven fields (seconds, years) are refused: a snapshot a second is not a
+    schedule. croniter (a maintained library, not a parser of ours) judges the fields.
+    """
+    fields = value.split()
+    valid = value == value.strip() and (
+        (len(fields) == 1 and value in SCHEDULE_MACROS)
+        or (len(fields) == 5 and len(value) <= 100 and croniter.is_valid(value))
+    )
+    if not valid:
+        raise GrammarError(
+            ErrorCode.INVALID_SCHEDULE,
+            f"{value[:60]!r} is not a schedule: five cron fields such as '0 3 * * *' "
+            "(minute hour day month weekday, UTC) or @hourly, @daily, @weekly, @monthly",
+        )
     return value
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pockestrator.specs import grammar
+from pockestrator.specs.backups import BackupPolicy
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.values import (
@@ -207,6 +208,11 @@ class ServiceSpec(BaseModel):
     flags: PocketBaseFlags = Field(default_factory=PocketBaseFlags)
     extra_dirs: tuple[ExtraDir, ...] = Field(
         default=(), description="Optional folders to create and pass to PocketBase."
+    )
+    backups: BackupPolicy | None = Field(
+        default=None,
+        description="When snapshots are taken and verified and which are kept; null: the "
+        "agent's default policy (its configuration's backups).",
     )
     egress: tuple[Egress, ...] = Field(
         default=(),

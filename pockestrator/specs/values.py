@@ -31,7 +31,7 @@ _NUMBER_DIGITS_MAX = 6
 _OUT_OF_EVERY_RANGE: int = 10**_NUMBER_DIGITS_MAX
 
 
-def _grammar(check: Any) -> Any:
+def grammar_validator(check: Any) -> Any:
     """Wrap a grammar check as a pydantic validator that keeps the stable code."""
 
     def validate(value: Any) -> Any:
@@ -79,7 +79,7 @@ def _project_name(value: Any) -> Any:
     # YAML's `project_name:` with nothing after it is null: as missing as "".
     if value is None:
         raise PydanticCustomError(str(ErrorCode.FIELD_REQUIRED), "project name is required")
-    return _grammar(grammar.check_project_name)(value)
+    return grammar_validator(grammar.check_project_name)(value)
 
 
 def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
@@ -132,26 +132,26 @@ ProjectName = Annotated[
     BeforeValidator(_project_name),
 ]
 Port = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_port)]
-Domain = Annotated[str, BeforeValidator(_grammar(grammar.normalize_domain))]
+Domain = Annotated[str, BeforeValidator(grammar_validator(grammar.normalize_domain))]
 Version = Annotated[
     str,
     Field(max_length=grammar.VERSION_MAX, pattern=grammar.VERSION.json),
-    BeforeValidator(_grammar(grammar.check_version)),
+    BeforeValidator(grammar_validator(grammar.check_version)),
 ]
 Email = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
-    BeforeValidator(_grammar(grammar.check_email)),
+    BeforeValidator(grammar_validator(grammar.check_email)),
 ]
 EnvName = Annotated[
     str,
     Field(max_length=grammar.ENV_NAME_MAX, pattern=grammar.ENV_NAME.json),
-    BeforeValidator(_grammar(grammar.check_env_name)),
+    BeforeValidator(grammar_validator(grammar.check_env_name)),
 ]
 Egress = Annotated[
     str,
     Field(max_length=43, pattern=grammar.EGRESS.json),
-    BeforeValidator(_grammar(grammar.check_egress)),
+    BeforeValidator(grammar_validator(grammar.check_egress)),
 ]
 DesiredState = Literal["running", "stopped"]
 ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
@@ -175,7 +175,7 @@ def _env_value(value: Any) -> Any:
         value = str(value)
     elif isinstance(value, float):
         value = str(value)
-    return _grammar(grammar.check_env_value)(value)
+    return grammar_validator(grammar.check_env_value)(value)
 
 
 EnvValue = Annotated[
@@ -184,7 +184,9 @@ EnvValue = Annotated[
     BeforeValidator(_env_value),
 ]
 Origin = Annotated[
-    str, Field(pattern=grammar.ORIGIN.json), BeforeValidator(_grammar(grammar.check_origin))
+    str,
+    Field(pattern=grammar.ORIGIN.json),
+    BeforeValidator(grammar_validator(grammar.check_origin)),
 ]
 
 
@@ -194,10 +196,12 @@ def _memory(value: str) -> str:
 
 
 MemoryLimit = Annotated[
-    str, Field(pattern=grammar.MEMORY_LIMIT.json), BeforeValidator(_grammar(_memory))
+    str, Field(pattern=grammar.MEMORY_LIMIT.json), BeforeValidator(grammar_validator(_memory))
 ]
 CpuQuota = Annotated[
-    str, Field(pattern=grammar.CPU_QUOTA.json), BeforeValidator(_grammar(grammar.check_cpu_quota))
+    str,
+    Field(pattern=grammar.CPU_QUOTA.json),
+    BeforeValidator(grammar_validator(grammar.check_cpu_quota)),
 ]
 # The validators enforce the bounds with the flag's own code, before the Field's own check.
 QueryTimeout = Annotated[

@@ -73,7 +73,14 @@ def mkdir_at(parent_fd: int, name: str, mode: int) -> bool:
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-def copy_tree_at(source_dir: int, source: str, target_dir: int, target: str) -> None:
+def copy_tree_at(
+    source_dir: int,
+    source: str,
+    target_dir: int,
+    target: str,
+    *,
+    owner: tuple[int, int] | None = None,
+) -> None:
     """Copy the tree ``source`` (in ``source_dir``) to a new ``target`` (in ``target_dir``).
 
     Every name is opened relative to its parent's descriptor with ``O_NOFOLLOW``, so no
@@ -83,7 +90,8 @@ def copy_tree_at(source_dir: int, source: str, target_dir: int, target: str) -> 
     regular file. Owners, modes and times are kept, symlinks are copied as symlinks
     (never followed), sockets, FIFOs and devices are left out, every file is a new one
     (``hashed_copy``), and the target is created root-only (0700) until its own mode is
-    set at the end.
+    set at the end. With ``owner`` every copy belongs to that uid and gid instead (a
+    snapshot put back into a folder whose user is not the one that made it).
     """
     with _open_tree(source_dir, source) as src:
         info = os.fstat(src)
@@ -94,14 +102,15 @@ def copy_tree_at(source_dir: int, source: str, target_dir: int, target: str) -> 
                 if entry is None:
                     continue  # gone since the listing
                 if stat.S_ISDIR(entry.st_mode):
-                    copy_tree_at(src, name, dst, name)
+                    copy_tree_at(src, name, dst, name, owner=owner)
                 elif stat.S_ISLNK(entry.st_mode):
                     os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
                     _keep_times(dst, name, entry)
-                    os.chown(name, entry.st_uid, entry.st_gid, dir_fd=dst, follow_symlinks=False)
+                    uid, gid = owner or (entry.st_uid, entry.st_gid)
+                    os.chown(name, uid, gid, dir_fd=dst, follow_symlinks=False)
                 elif stat.S_ISREG(entry.st_mode):
-                    _copy_file_at(src, name, dst, entry)
-            os.fchown(dst, info.st_uid, info.st_gid)
+                    _copy_file_at(src, name, dst, entry, owner)
+            os.fchown(dst, *(owner or (info.st_uid, info.st_gid)))
             os.fchmod(dst, stat.S_IMODE(info.st_mode))
             os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
 
@@ -115,7 +124,9 @@ def _open_tree(parent: int, name: str) -> DirFd:
         raise
 
 
-def _copy_file_at(src: int, name: str, dst: int, entry: os.stat_result) -> None:
+def _copy_file_at(
+    src: int, name: str, dst: int, entry: os.stat_result, owner: tuple[int, int] | None
+) -> None:
     try:
         fd = os.open(name, _FILE_FLAGS, dir_fd=src)
     except OSError as exc:
@@ -133,7 +144,7 @@ def _copy_file_at(src: int, name: str, dst: int, entry: os.stat_result) -> None:
             dir_fd=dst,
             mode=stat.S_IMODE(now.st_mode),
             algorithms=(),
-            owner=(now.st_uid, now.st_gid),
+            owner=owner or (now.st_uid, now.st_gid),
         )
     _keep_times(dst, name, now)
 

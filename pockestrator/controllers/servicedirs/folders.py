@@ -48,6 +48,7 @@ class ServiceFolders:
 
     def __init__(self, config: AgentConfig) -> None:
         self.base_dir = config.base_dir
+        self.state_root = config.state_directory_root
         self.private_dir = (
             config.state_directory_root
             / "private"
@@ -63,6 +64,10 @@ class ServiceFolders:
     def private_path(self, name: str) -> Path:
         """Where systemd keeps the folder of ``name``'s dynamic user."""
         return self.private_dir / _checked(name)
+
+    def prepare_private_tree(self) -> None:
+        """The folders down to ``private_dir``, for a state directory made here."""
+        make_private_tree(self.state_root, self.private_dir)
 
     def place(self, name: str) -> Place:
         """Where the data of ``name`` is now (nothing is followed to find out)."""
@@ -86,6 +91,15 @@ class ServiceFolders:
                 return
             with open_dir_at(parent_fd, name, parent / name) as service_fd:
                 yield service_fd
+
+
+def make_private_tree(state_root: Path, folder: Path) -> None:
+    """systemd's ``private/`` (0700) and the folders from it down to ``folder``, as systemd
+    makes them, for a state directory made before its first start (a seed, a copy)."""
+    top = state_root / "private"
+    top.mkdir(mode=0o700, exist_ok=True)
+    top.chmod(0o700)
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
 def _checked(name: str) -> str:

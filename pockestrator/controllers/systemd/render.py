@@ -28,7 +28,12 @@ from pathlib import Path
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
-from pockestrator.controllers.systemd.sandbox import Directive, sandbox, state_directory
+from pockestrator.controllers.systemd.sandbox import (
+    Directive,
+    sandbox,
+    scratch_sandbox,
+    state_directory,
+)
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import (
     GrammarError,
@@ -97,6 +102,12 @@ class UnitSettings:
             self.hardening_disabled,
             spec.egress,
         )
+
+    def scratch_box(self, token: str) -> tuple[str, tuple[Directive, ...]]:
+        """A throwaway folder's ``StateDirectory=`` (``<base_dir>/.scratch-<token>``) and
+        the box it is used in (``sandbox.scratch_sandbox``)."""
+        relative = str(self.base_dir.relative_to(self.state_root) / f".scratch-{token}")
+        return relative, scratch_sandbox(token, relative, self.hardening_disabled)
 
     def environment_file(self, name: str) -> Path:
         return self.environment_dir / f"{check_project_name(name)}.env"

@@ -160,12 +160,18 @@ def instance_user(name: str) -> str:
     return f"{USER_PREFIX}{name[:keep].rstrip('-')}-{digest}"
 
 
-def identity(name: str, state_directories: Sequence[str]) -> tuple[Directive, ...]:
+def scratch_user(token: str) -> str:
+    """A dynamic user for a throwaway copy (a snapshot's trial boot): no service's, as
+    the ``_`` that no project name has says."""
+    return f"pb_scratch-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+
+
+def identity(user: str, state_directories: Sequence[str]) -> tuple[Directive, ...]:
     """Who the instance runs as and where it may write: its own dynamic user and state."""
     paths = list(state_directories)
     return (
         _flag("DynamicUser"),
-        Directive("User", instance_user(name), "s", instance_user(name)),
+        Directive("User", user, "s", user),
         Directive("StateDirectory", " ".join(paths), "as", paths),
         Directive("StateDirectoryMode", f"{STATE_MODE:04o}", "u", STATE_MODE),
     )
@@ -185,7 +191,17 @@ def sandbox(
     egress: Sequence[str] = (),
 ) -> tuple[Directive, ...]:
     """Identity, then hardening: everything an instance's processes run under."""
-    return (*identity(name, state_directories), *hardening(disabled, egress))
+    return (*identity(instance_user(name), state_directories), *hardening(disabled, egress))
+
+
+def scratch_sandbox(
+    token: str, state_directory: str, disabled: Iterable[str]
+) -> tuple[Directive, ...]:
+    """The box of a throwaway copy: a user of its own, its one folder, loopback only."""
+    return (
+        *identity(scratch_user(token), [state_directory]),
+        *hardening(disabled),
+    )
 
 
 def state_directory(base_dir: Path, state_root: Path, name: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from dbus_fast import Variant
 
-from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import JobFailed, NoSuchUnit, SystemdBus, SystemdError
 
 OUTPUT_MAX = 64 * 1024
 EOF_WAIT = 5.0
@@ -129,3 +129,39 @@ async def _read_bounded(fd: int) -> tuple[str, bool]:
         loop.remove_reader(fd)
         os.close(fd)
     return kept.decode("utf-8", "replace"), truncated
+
+
+async def start_transient_service(
+    bus: SystemdBus,
+    unit: str,
+    argv: Sequence[str],
+    properties: Sequence[tuple[str, Variant]],
+    *,
+    timeout: float,
+) -> None:
+    """Start ``argv`` as a long-running transient service; return once it has started.
+
+    For a dry boot: the caller probes it, then ``stop_transient_service``. Its output goes to
+    the journal like any unit's. ``JobFailed`` when systemd could not start it.
+    """
+    if not argv or not os.path.isabs(argv[0]):
+        raise ValueError("a transient command needs an absolute program path")
+    await bus.reset_failed_unit(unit)
+    own = [
+        ("Description", Variant("s", f"Pockestrator: {os.path.basename(argv[0])} {argv[1]}")),
+        ("Type", Variant("s", "exec")),
+        ("ExecStart", Variant("a(sasb)", [(argv[0], list(argv), False)])),
+        ("StandardInput", Variant("s", "null")),
+        ("TimeoutStartUSec", Variant("t", int(timeout * 1_000_000))),
+    ]
+    job = await bus.start_transient_unit(unit, [*own, *properties], timeout + 30.0)
+    if job != "done":
+        result, status = await _why(bus, unit, job)
+        raise JobFailed(unit, "start", result, f"exit status {status}")
+
+
+async def stop_transient_service(bus: SystemdBus, unit: str) -> None:
+    """Stop it (systemd then unloads it); nothing of it stays loaded."""
+    with contextlib.suppress(NoSuchUnit):
+        await bus.stop_unit(unit)
+    await bus.reset_failed_unit(unit)

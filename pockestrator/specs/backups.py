@@ -1,0 +1,52 @@
+"""A service's backup policy: when snapshots are taken, which are kept, when one is verified.
+
+``BackupPolicy`` is the spec's ``backups`` section and, with the same shape, the agent's
+default for services that name none (``AgentConfig.backups``). Schedules are cron
+expressions in UTC (``specs.grammar.check_schedule``); ``keep`` is the retention of
+``controllers.snapshots.retention``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from pockestrator.specs import grammar
+from pockestrator.specs.values import grammar_validator
+
+KEEP_MAX = 1000
+
+Schedule = Annotated[
+    str,
+    Field(max_length=100, examples=["0 3 * * *"]),
+    BeforeValidator(grammar_validator(grammar.check_schedule)),
+]
+
+
+class KeepPolicy(BaseModel):
+    """How many snapshots each rule keeps (restic's --keep-last/daily/weekly/monthly)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    last: int = Field(default=7, ge=0, le=KEEP_MAX, description="The newest so many.")
+    daily: int = Field(default=7, ge=0, le=KEEP_MAX, description="The newest of each day.")
+    weekly: int = Field(default=4, ge=0, le=KEEP_MAX, description="The newest of each week.")
+    monthly: int = Field(default=6, ge=0, le=KEEP_MAX, description="The newest of each month.")
+
+
+class BackupPolicy(BaseModel):
+    """When to snapshot and verify (UTC cron; null: never on a schedule), what to keep."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schedule: Schedule | None = Field(
+        default=None,
+        description="When to take a snapshot, e.g. '0 3 * * *'; null: only on request.",
+    )
+    keep: KeepPolicy = Field(default_factory=KeepPolicy)
+    verify: Schedule | None = Field(
+        default=None,
+        description="When to verify the newest snapshot (restore it, check it, boot it), "
+        "e.g. '30 4 * * 0'; null: only on request.",
+    )

@@ -126,6 +126,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE status ADD COLUMN superusers TEXT NOT NULL DEFAULT '[]';
     """,
+    # 3: operations asked of a service's reconciles (a snapshot, a verification, a
+    # restore, a snapshot's deletion), in order, with their outcome.
+    """
+    CREATE TABLE operations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('snapshot', 'verify', 'restore', 'delete')),
+        argument TEXT,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
+    """,
 )
 
 

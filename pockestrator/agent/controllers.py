@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pockestrator.controllers.caddy import CaddySites
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
 
 
@@ -24,3 +25,4 @@ class Controllers:
     sites: CaddySites
     releases: ReleaseCache
     dirs: ServiceDirs
+    snapshots: Snapshots

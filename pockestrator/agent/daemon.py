@@ -39,6 +39,7 @@ from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
+from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import Database
@@ -123,6 +124,7 @@ class Agent:
     sites: CaddySites
     releases: ReleaseCache
     dirs: ServiceDirs
+    snapshots: Snapshots
     session: aiohttp.ClientSession
     coordinator: WaveCoordinator
     reconciler: Reconciler
@@ -163,11 +165,14 @@ class Agent:
         self.releases = ReleaseCache(config)
         self.dirs = ServiceDirs(config, self.bus)
         self.session = aiohttp.ClientSession()
-        controllers = Controllers(self.bus, self.units, self.sites, self.releases, self.dirs)
+        self.snapshots = Snapshots(config, self.bus)
+        controllers = Controllers(
+            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots
+        )
         self.host = AgentHostView(lambda: self.config, controllers)
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
-            config, self.store, controllers, self.coordinator, self.session
+            config, self.store, controllers, self.coordinator, self.session, self.clock
         )
         self.spec_directory = SpecDirectory(
             config.spec_dir,

@@ -33,6 +33,7 @@ import aiohttp
 import structlog
 
 from pockestrator.agent.apply import Applied, StepRunner
+from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.plan import (
@@ -48,7 +49,7 @@ from pockestrator.agent.plan import (
     target_version,
 )
 from pockestrator.agent.waves import WaveCoordinator
-from pockestrator.clock import utc_now
+from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import render_site
 from pockestrator.controllers.systemd import (
@@ -87,6 +88,7 @@ class Reconciler:
         controllers: Controllers,
         coordinator: WaveCoordinator,
         session: aiohttp.ClientSession,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.store = store
@@ -94,6 +96,7 @@ class Reconciler:
         self.coordinator = coordinator
         self.session = session
         self.steps = StepRunner(config, store, controllers, coordinator)
+        self.backups = BackupRunner(lambda: self.config, store, controllers, session, clock)
 
     @property
     def policy(self) -> Policy:
@@ -139,7 +142,10 @@ class Reconciler:
         await self.steps.run(desired, plan, applied)
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
-        return await self._settle(desired, plan, observed, applied)
+        result = await self._settle(desired, plan, observed, applied)
+        folder = await self.controllers.dirs.observe(desired.spec)
+        later = await self.backups.run(record, has_data=folder.exists)
+        return Result(soonest(result.requeue_after, later))
 
     def desired(self, record: ServiceRecord, version: str) -> Desired:
         """The stored spec at ``version``, rendered; a spec that cannot be is terminal."""
@@ -354,3 +360,9 @@ class Reconciler:
     def _record_error(self, name: str, message: str) -> None:
         self.store.update_status(name, state="error", last_error=message)
         self.store.add_event(name, "error", message)
+
+
+def soonest(*delays: float | None) -> float | None:
+    """The shortest of the delays that are set (None when none is)."""
+    chosen = [delay for delay in delays if delay is not None]
+    return min(chosen) if chosen else None

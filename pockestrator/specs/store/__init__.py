@@ -28,6 +28,7 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
+from pockestrator.specs.store.operations import Operation, OperationKind, Operations
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -56,6 +57,8 @@ __all__ = [
     "Event",
     "NameTakenCode",
     "NotFound",
+    "Operation",
+    "OperationKind",
     "ServiceRecord",
     "ServiceStatus",
     "Store",
@@ -66,7 +69,7 @@ __all__ = [
 ]
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues):
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

@@ -1,0 +1,131 @@
+"""A service's backup work, decided: snapshots, pruning, verification, restores (pure).
+
+After a reconcile has converged a service, the reconciler asks ``plan_backups`` what backup
+work is due, with what it observed (the service's snapshots, its pending operations) and
+the time. Operations someone asked for come first, oldest first, one per reconcile (the
+next reconcile takes the next); then a scheduled snapshot when a fire time of the policy's
+``schedule`` has passed since the last scheduled one, with the pruning the retention asks
+for; then a verification of the newest snapshot when the ``verify`` schedule says so. The
+plan also says when to look again: the next fire time of either schedule, so the agent
+sleeps until then instead of polling.
+
+Neighbours: ``agent.backups`` does the steps; ``controllers.snapshots`` holds the rules
+(retention, schedules) and the snapshots themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pockestrator.controllers.snapshots.manifest import Kind
+from pockestrator.controllers.snapshots.schedule import is_due, next_due
+from pockestrator.specs.backups import BackupPolicy, KeepPolicy
+from pockestrator.specs.store import Operation
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What the plan needs to know of one snapshot."""
+
+    snapshot_id: str
+    kind: Kind
+    created_at: datetime
+    verified_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TakeSnapshot:
+    kind: Kind
+    operation: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind} snapshot taken"
+
+
+@dataclass(frozen=True)
+class PruneSnapshots:
+    keep: KeepPolicy
+
+    def describe(self) -> str:
+        return "old snapshots pruned"
+
+
+@dataclass(frozen=True)
+class VerifySnapshot:
+    snapshot_id: str | None  # None: the newest
+    operation: int | None = None
+
+    def describe(self) -> str:
+        return f"snapshot {self.snapshot_id or '(newest)'} verified"
+
+
+@dataclass(frozen=True)
+class RestoreSnapshot:
+    snapshot_id: str
+    operation: int
+
+    def describe(self) -> str:
+        return f"snapshot {self.snapshot_id} restored"
+
+
+@dataclass(frozen=True)
+class DeleteSnapshot:
+    snapshot_id: str
+    operation: int
+
+    def describe(self) -> str:
+        return f"snapshot {self.snapshot_id} deleted"
+
+
+BackupStep = TakeSnapshot | PruneSnapshots | VerifySnapshot | RestoreSnapshot | DeleteSnapshot
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    steps: tuple[BackupStep, ...] = ()
+    look_again_at: datetime | None = None
+
+
+def plan_backups(
+    policy: BackupPolicy,
+    snapshots: Sequence[SnapshotSummary],
+    pending: Sequence[Operation],
+    *,
+    has_data: bool,
+    since: datetime,
+    now: datetime,
+) -> BackupPlan:
+    """The backup steps due now for one service, and when to look again (see the module)."""
+    if pending:
+        first = pending[0]
+        step: BackupStep
+        match first.kind:
+            case "snapshot":
+                step = TakeSnapshot("manual", first.id)
+            case "verify":
+                step = VerifySnapshot(first.argument, first.id)
+            case "restore":
+                step = RestoreSnapshot(first.argument or "", first.id)
+            case "delete":
+                step = DeleteSnapshot(first.argument or "", first.id)
+        return BackupPlan((step,), now if len(pending) > 1 else _next(policy, now))
+    steps: list[BackupStep] = []
+    scheduled = [s for s in snapshots if s.kind == "scheduled"]
+    last_scheduled = max((s.created_at for s in scheduled), default=None)
+    if has_data and policy.schedule and is_due(policy.schedule, last_scheduled, since, now):
+        steps += [TakeSnapshot("scheduled"), PruneSnapshots(policy.keep)]
+    elif snapshots and policy.verify:
+        last_verified = max((s.verified_at for s in snapshots if s.verified_at), default=None)
+        newest = max(s.created_at for s in snapshots)
+        if is_due(policy.verify, last_verified, newest, now):
+            steps.append(VerifySnapshot(None))
+    return BackupPlan(tuple(steps), _next(policy, now))
+
+
+def _next(policy: BackupPolicy, now: datetime) -> datetime | None:
+    times = [
+        next_due(expression, now) for expression in (policy.schedule, policy.verify) if expression
+    ]
+    return min(times, default=None)

@@ -1,0 +1,250 @@
+"""A converged service's backup work, done: the steps ``agent.backup_plan`` decides.
+
+The reconciler calls ``BackupRunner.run`` at the end of a reconcile that converged the
+service (never during an upgrade or a removal), in the same per-service turn, so nothing
+else changes the service's folder or unit meanwhile. Each step's outcome is an event, and
+an operation someone asked for is finished with its result (``done``) or its reason
+(``failed``); a failed scheduled snapshot is an event and waits for the next fire time. The
+answer is when to look again, which the reconciler turns into the service's requeue.
+
+A restore is the one step that touches the running instance: a safety snapshot first, then
+stop, the snapshot swapped in, start, and a health gate; when the instance does not come up
+healthy, the safety snapshot goes back the same way and the operation fails saying why.
+
+Neighbours: ``agent.backup_plan`` (what), ``controllers.snapshots`` (how), the reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from pockestrator.agent.backup_plan import (
+    BackupStep,
+    DeleteSnapshot,
+    PruneSnapshots,
+    RestoreSnapshot,
+    SnapshotSummary,
+    TakeSnapshot,
+    VerifySnapshot,
+    plan_backups,
+)
+from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.health import wait_healthy
+from pockestrator.clock import Clock
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.snapshots import Snapshot
+from pockestrator.controllers.systemd.bus import SystemdError
+from pockestrator.specs.grammar import version_key
+from pockestrator.specs.model import unit_name
+from pockestrator.specs.store import ServiceRecord, Store
+
+log = structlog.get_logger("pockestrator.backups")
+
+
+class RestoreFailed(Exception):
+    pass
+
+
+class BackupRunner:
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        store: Store,
+        controllers: Controllers,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self.store = store
+        self.controllers = controllers
+        self.snapshots = controllers.snapshots
+        self.session = session
+        self.clock = clock
+
+    async def run(self, record: ServiceRecord, *, has_data: bool) -> float | None:
+        """Do what is due for ``record``; seconds until something else will be."""
+        name = record.name
+        left = await self.snapshots.clean(name)
+        if left:
+            log.info("interrupted snapshot removed", service=name, removed=left)
+        found = await self.snapshots.observe(name)
+        now = self.clock.now()
+        plan = plan_backups(
+            record.spec.backups or self._config().backups,
+            [summary(snapshot) for snapshot in found],
+            self.store.pending_operations(name),
+            has_data=has_data,
+            since=record.created_at,
+            now=now,
+        )
+        for step in plan.steps:
+            await self._do(record, step)
+        if plan.look_again_at is None:
+            return None
+        return max(0.0, (plan.look_again_at - self.clock.now()).total_seconds())
+
+    async def _do(self, record: ServiceRecord, step: BackupStep) -> None:
+        name = record.name
+        match step:
+            case TakeSnapshot(kind=kind, operation=operation):
+                try:
+                    snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
+                except Exception as exc:  # any failure: recorded, the service goes on
+                    self._failed(name, operation, "snapshot_failed", f"{kind} snapshot failed", exc)
+                    return
+                details = snapshot_details(snapshot)
+                self.store.add_event(
+                    name, "snapshot_taken", f"{kind} snapshot {snapshot.snapshot_id}", details
+                )
+                self._finish(operation, "done", details)
+            case PruneSnapshots(keep=keep):
+                pruned = await self.snapshots.prune(name, keep)
+                if pruned:
+                    self.store.add_event(
+                        name,
+                        "snapshots_pruned",
+                        f"{len(pruned)} snapshot(s) past the retention deleted",
+                        {"snapshots": pruned},
+                    )
+            case VerifySnapshot(snapshot_id=snapshot_id, operation=operation):
+                await self._verify(record, snapshot_id, operation)
+            case RestoreSnapshot(snapshot_id=snapshot_id, operation=operation):
+                await self._restore(record, snapshot_id, operation)
+            case DeleteSnapshot(snapshot_id=snapshot_id, operation=operation):
+                try:
+                    await self.snapshots.delete(name, snapshot_id)
+                except Exception as exc:  # recorded; nothing else changes
+                    self._failed(name, operation, "snapshot_delete_failed", "delete failed", exc)
+                    return
+                self.store.add_event(
+                    name,
+                    "snapshot_deleted",
+                    f"snapshot {snapshot_id} deleted",
+                    {"snapshot": snapshot_id},
+                )
+                self._finish(operation, "done", {"snapshot": snapshot_id})
+
+    async def _verify(
+        self, record: ServiceRecord, snapshot_id: str | None, operation: int | None
+    ) -> None:
+        name = record.name
+        try:
+            snapshot = await asyncio.to_thread(self.snapshots.get, name, snapshot_id)
+            if snapshot.manifest.pocketbase_version:
+                await self.controllers.releases.ensure(snapshot.manifest.pocketbase_version)
+            checked, verification = await self.snapshots.verify(
+                name, snapshot.snapshot_id, self.clock.now(), self._healthy
+            )
+        except Exception as exc:  # recorded, the service goes on
+            self._failed(name, operation, "snapshot_verify_failed", "verification failed", exc)
+            return
+        details = {
+            "snapshot": checked.snapshot_id,
+            "ok": verification.ok,
+            "detail": verification.detail,
+        }
+        if verification.ok:
+            self.store.add_event(
+                name, "snapshot_verified", f"snapshot {checked.snapshot_id} verified", details
+            )
+            self._finish(operation, "done", details)
+        else:
+            self.store.add_event(
+                name,
+                "snapshot_verify_failed",
+                f"snapshot {checked.snapshot_id} failed verification: {verification.detail}",
+                details,
+            )
+            self._finish(operation, "failed", {**details, "error": verification.detail})
+
+    async def _healthy(self, port: int, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        return await wait_healthy(self.session, port, loop.time() + deadline)
+
+    async def _restore(self, record: ServiceRecord, snapshot_id: str, operation: int) -> None:
+        name = record.name
+        try:
+            snapshot = await asyncio.to_thread(self.snapshots.get, name, snapshot_id)
+            wanted = snapshot.manifest.pocketbase_version
+            running = record.spec.pocketbase_version
+            if wanted and version_key(wanted) > version_key(running):
+                raise RestoreFailed(
+                    f"snapshot {snapshot_id} was taken with PocketBase {wanted}, newer than "
+                    f"{running}: its data may carry migrations {running} does not know; "
+                    "change the service's version first"
+                )
+            details = await self._swap_in(record, snapshot)
+        except Exception as exc:  # recorded in the operation and the events
+            self._failed(name, operation, "restore_failed", f"restore of {snapshot_id} failed", exc)
+            return
+        self.store.add_event(name, "snapshot_restored", f"snapshot {snapshot_id} restored", details)
+        self._finish(operation, "done", details)
+
+    async def _swap_in(self, record: ServiceRecord, snapshot: Snapshot) -> dict[str, Any]:
+        name = record.name
+        safety = await self.snapshots.take(record.spec, "safety", self.clock.now())
+        unit = unit_name(name)
+        await self.controllers.bus.stop_unit(unit)
+        replaced = await self.snapshots.restore(name, snapshot)
+        details: dict[str, Any] = {
+            "snapshot": snapshot.snapshot_id,
+            "safety_snapshot": safety.snapshot_id,
+            "replaced_data": str(replaced),
+        }
+        if record.desired_state != "running":
+            return details
+        if await self._started_healthy(unit, record.spec.port):
+            return details
+        await self.controllers.bus.stop_unit(unit)
+        await self.snapshots.restore(name, safety)
+        back = await self._started_healthy(unit, record.spec.port)
+        raise RestoreFailed(
+            f"PocketBase did not come up healthy on snapshot {snapshot.snapshot_id}; the data "
+            f"from before (safety snapshot {safety.snapshot_id}) is back"
+            + ("" if back else ", but it did not come up healthy either")
+        )
+
+    async def _started_healthy(self, unit: str, port: int) -> bool:
+        try:
+            await self.controllers.bus.reset_failed_unit(unit)
+            await self.controllers.bus.start_unit(unit)
+        except SystemdError:
+            return False
+        return await self._healthy(port, self._config().upgrade_health_deadline)
+
+    def _failed(
+        self, name: str, operation: int | None, kind: str, what: str, exc: Exception
+    ) -> None:
+        reason = str(exc)[:2000] or type(exc).__name__
+        log.warning(what, service=name, error=reason)
+        self.store.add_event(name, kind, f"{what}: {reason}", {"error": reason})
+        self._finish(operation, "failed", {"error": reason})
+
+    def _finish(self, operation: int | None, outcome: str, result: dict[str, Any]) -> None:
+        if operation is not None:
+            self.store.finish_operation(operation, outcome, result)  # type: ignore[arg-type]
+
+
+def summary(snapshot: Snapshot) -> SnapshotSummary:
+    verification = snapshot.verification
+    return SnapshotSummary(
+        snapshot.snapshot_id,
+        snapshot.manifest.kind,
+        snapshot.manifest.created_at,
+        verification.at if verification is not None and verification.ok else None,
+    )
+
+
+def snapshot_details(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "snapshot": snapshot.snapshot_id,
+        "kind": snapshot.manifest.kind,
+        "bytes": snapshot.manifest.size,
+        "files": len(snapshot.manifest.files),
+        "pocketbase_version": snapshot.manifest.pocketbase_version,
+    }

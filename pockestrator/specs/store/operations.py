@@ -1,0 +1,107 @@
+"""Operations asked of a service: a snapshot, a verification, a restore, a deletion.
+
+An operation is a request the service's reconciles fulfil, in order, one at a time: the
+API records it (``request_operation``) and queues the service; the reconciler sees the
+oldest pending one (``pending_operations``), does it, and records how it ended
+(``finish_operation``: ``done`` with a result, or ``failed`` with the reason). The row
+stays as a receipt the API answers from. A restart of the agent finds what was pending
+still pending, and what had finished finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pockestrator.database import parse_iso, parse_stored_time
+from pockestrator.specs.store.base import StorePart
+
+OperationKind = Literal["snapshot", "verify", "restore", "delete"]
+Outcome = Literal["done", "failed"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: int
+    service: str
+    kind: OperationKind
+    argument: str | None
+    requested_at: datetime
+    requested_by: str
+    finished_at: datetime | None = None
+    outcome: Outcome | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        return self.finished_at is None
+
+
+def _operation(row: Any) -> Operation:
+    return Operation(
+        id=row["id"],
+        service=row["service"],
+        kind=row["kind"],
+        argument=row["argument"],
+        requested_at=parse_stored_time(row["requested_at"]),
+        requested_by=row["requested_by"],
+        finished_at=parse_iso(row["finished_at"]),
+        outcome=row["outcome"],
+        result=json.loads(row["result"]),
+    )
+
+
+class Operations(StorePart):
+    def request_operation(
+        self, service: str, kind: OperationKind, argument: str | None, by: str
+    ) -> Operation:
+        now = self._now()
+        with self._database.write() as db:
+            cursor = db.execute(
+                "INSERT INTO operations (service, kind, argument, requested_at, requested_by)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (service, kind, argument, now, by),
+            )
+            operation_id = int(cursor.lastrowid or 0)
+        found = self.get_operation(operation_id)
+        assert found is not None
+        return found
+
+    def get_operation(self, operation_id: int) -> Operation | None:
+        rows = self._database.read("SELECT * FROM operations WHERE id = ?", (operation_id,))
+        return _operation(rows[0]) if rows else None
+
+    def pending_operations(self, service: str) -> list[Operation]:
+        """Oldest first."""
+        rows = self._database.read(
+            "SELECT * FROM operations WHERE service = ? AND finished_at IS NULL ORDER BY id",
+            (service,),
+        )
+        return [_operation(row) for row in rows]
+
+    def finish_operation(
+        self, operation_id: int, outcome: Outcome, result: dict[str, Any]
+    ) -> Operation | None:
+        """Record the end (once: a finished operation is not finished again)."""
+        with self._database.write() as db:
+            db.execute(
+                "UPDATE operations SET finished_at = ?, outcome = ?, result = ?"
+                " WHERE id = ? AND finished_at IS NULL",
+                (
+                    self._now(),
+                    outcome,
+                    json.dumps(result, sort_keys=True, default=str),
+                    operation_id,
+                ),
+            )
+        return self.get_operation(operation_id)
+
+    def list_operations(self, service: str, *, limit: int = 50) -> list[Operation]:
+        """Newest first."""
+        rows = self._database.read(
+            "SELECT * FROM operations WHERE service = ? ORDER BY id DESC LIMIT ?",
+            (service, limit),
+        )
+        return [_operation(row) for row in rows]

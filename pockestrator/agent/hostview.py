@@ -23,11 +23,19 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent.controllers import Controllers
-from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
+from pockestrator.api.context import (
+    BackupFile,
+    BackupInfo,
+    HostFacts,
+    ServiceRuntime,
+    UnitState,
+)
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
 from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
+from pockestrator.controllers.snapshots import Snapshot, SnapshotError
+from pockestrator.controllers.snapshots.manifest import ManifestError
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -55,6 +63,7 @@ class AgentHostView:
         self.units = controllers.units
         self.sites = controllers.sites
         self.releases = controllers.releases
+        self.snapshots = controllers.snapshots
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -174,6 +183,16 @@ class AgentHostView:
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
 
+    async def backups(self, name: str) -> Sequence[BackupInfo]:
+        return [backup_info(s) for s in await self.snapshots.observe(name)]
+
+    async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
+        try:
+            snapshot = await asyncio.to_thread(self.snapshots.get, name, backup_id)
+        except (SnapshotError, ManifestError):
+            return None
+        return backup_info(snapshot, with_files=True)
+
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""
         manager = self.config.systemd_manager
@@ -195,6 +214,27 @@ class AgentHostView:
             except Exception as exc:  # unknown: logs are matched by the unit fields alone
                 log.warning("systemd did not say its cgroup", error=str(exc)[:200])
         return UnitScope(manager, self._manager_cgroup)
+
+
+def backup_info(snapshot: Snapshot, *, with_files: bool = False) -> BackupInfo:
+    """A snapshot in the API's terms."""
+    manifest = snapshot.manifest
+    verification = snapshot.verification
+    return BackupInfo(
+        backup_id=snapshot.snapshot_id,
+        kind=manifest.kind,
+        created_at=manifest.created_at,
+        size_bytes=manifest.size,
+        file_count=len(manifest.files),
+        pocketbase_version=manifest.pocketbase_version,
+        verified_at=verification.at if verification else None,
+        verified_ok=verification.ok if verification else None,
+        verification_detail=verification.detail if verification else None,
+        files=tuple(BackupFile(f.path, f.size, f.sha256) for f in manifest.files)
+        if with_files
+        else (),
+        path=snapshot.path,
+    )
 
 
 def unit_state(status: UnitStatus) -> UnitState:

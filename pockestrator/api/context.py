@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from pockestrator.accounts.store import AccountStore
@@ -102,6 +103,30 @@ class HostFacts:
     caddy_admin_exposed: str | None = None
 
 
+@dataclass(frozen=True)
+class BackupFile:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One snapshot of a service, as the API shows it (``files`` only when asked)."""
+
+    backup_id: str
+    kind: str
+    created_at: datetime
+    size_bytes: int
+    file_count: int
+    pocketbase_version: str | None
+    verified_at: datetime | None = None
+    verified_ok: bool | None = None
+    verification_detail: str | None = None
+    files: tuple[BackupFile, ...] = ()
+    path: Path | None = None  # the snapshot's folder, for a download; never shown
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -119,6 +144,14 @@ class HostView(Protocol):
 
     async def versions(self) -> Sequence[str]:
         """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
+        ...
+
+    async def backups(self, name: str) -> Sequence[BackupInfo]:
+        """The complete snapshots of ``name``, newest first."""
+        ...
+
+    async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
+        """One snapshot with its files; None when ``name`` has no such snapshot."""
         ...
 
     async def journal_scope(self) -> UnitScope:

@@ -43,6 +43,7 @@ _TAGS = [
     {"name": "services", "description": "PocketBase services: desired state and runtime."},
     {"name": "validation", "description": "Pre-flight checks."},
     {"name": "access", "description": "API tokens and admin sessions."},
+    {"name": "backups", "description": "Snapshots of a service: take, verify, restore."},
 ]
 
 
@@ -164,7 +165,12 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
             responses[str(status)] = _response(
                 operation, status, [ref(model, "serialization") for model in listed]
             )
-        item["responses"] = responses
+        for status, media_type in operation.binary.items():
+            responses[str(status)] = {
+                "description": HTTPStatus(status).phrase,
+                "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        item["responses"] = dict(sorted(responses.items()))
         if operation.public:
             item["security"] = []
         paths.setdefault(operation.url, {})[operation.method.lower()] = item

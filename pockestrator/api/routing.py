@@ -44,7 +44,8 @@ class Operation:
     ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
     the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
     what the server answers around every handler. ``streams`` marks a 200 that may also be
-    ``text/event-stream``. ``public`` operations need no token.
+    ``text/event-stream``. ``public`` operations need no token. ``binary`` statuses answer
+    a file of the given media type instead of JSON.
     """
 
     method: str
@@ -62,6 +63,8 @@ class Operation:
     streams: bool = False
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
+    # Statuses whose body is not JSON but a file of this media type (a backup's tar).
+    binary: dict[int, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

@@ -25,7 +25,13 @@ import structlog
 from aiohttp import web
 
 from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
-from pockestrator.api import access_routes, log_routes, service_routes, system_routes
+from pockestrator.api import (
+    access_routes,
+    backup_routes,
+    log_routes,
+    service_routes,
+    system_routes,
+)
 from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
@@ -65,6 +71,7 @@ def all_operations() -> list[Operation]:
         *service_routes.OPERATIONS,
         *log_routes.OPERATIONS,
         *access_routes.OPERATIONS,
+        *backup_routes.OPERATIONS,
     ]
 
 

@@ -106,7 +106,13 @@ def test_every_response_has_a_json_schema_and_every_reference_resolves() -> None
         for operation in item.values():
             for status, response in operation["responses"].items():
                 assert 200 <= int(status) < 600
-                assert "application/json" in response["content"]
+                content = response["content"]
+                files = [
+                    media
+                    for media, body in content.items()
+                    if body["schema"].get("format") == "binary"
+                ]
+                assert "application/json" in content or files == list(content)
     for reference in all_refs(DOCUMENT):
         assert resolve(reference)
 
@@ -115,6 +121,14 @@ def test_response_bodies_are_closed_so_no_undocumented_field_slips_out() -> None
     for name, schema in DOCUMENT["components"]["schemas"].items():
         if schema.get("type") == "object" and "properties" in schema:
             assert schema.get("additionalProperties") is False, name
+
+
+def test_a_backup_download_is_documented_as_a_tar_file() -> None:
+    download = DOCUMENT["paths"][PREFIX + "/services/{id}/backups/{backup_id}/download"]["get"]
+    assert download["responses"]["200"]["content"] == {
+        "application/x-tar": {"schema": {"type": "string", "format": "binary"}}
+    }
+    assert "application/json" in download["responses"]["404"]["content"]
 
 
 def test_the_log_stream_is_documented_as_server_sent_events() -> None:

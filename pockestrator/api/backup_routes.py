@@ -1,0 +1,367 @@
+"""Backups of a service: list, take, inspect, verify, restore, delete, download.
+
+A backup is a snapshot (docs/backups.md): a consistent online copy of the databases, the
+uploaded files and the app folders, with a manifest of every file's SHA-256. Taking,
+verifying, restoring and deleting one are *operations* of the service: the API records the
+request and queues the service; the reconcile that converges it does the work, in the
+service's own turn, so nothing else changes the service meanwhile. With ``wait`` (the
+default) the answer comes when the operation has finished (200/201; a failure is 502
+``OPERATION_FAILED`` with the reason), or 202 with the operation to follow at
+``GET /services/{id}/operations/{operation_id}`` when it takes longer.
+
+Reading (the list, one backup, a download) goes through the host view, never a controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+from pockestrator.api.context import AgentContext, BackupInfo
+from pockestrator.api.errors import ApiError, Problem, validation_failed
+from pockestrator.api.inputs import parse_query
+from pockestrator.api.models.backups import (
+    BackupDetail,
+    BackupFileView,
+    BackupList,
+    BackupView,
+    OperationAnswer,
+    OperationQuery,
+    OperationView,
+)
+from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.writes import WAIT_SECONDS
+from pockestrator.clock import utc_now
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.grammar import GrammarError, check_snapshot_id
+from pockestrator.specs.store import Operation as StoredOperation
+from pockestrator.specs.store import OperationKind, ServiceRecord
+
+_CHUNK = 256 * 1024
+
+
+def backup_view(info: BackupInfo) -> BackupView:
+    age = max(0, int((utc_now() - info.created_at).total_seconds()))
+    return BackupView(
+        id=info.backup_id,
+        kind=info.kind,
+        created_at=info.created_at,
+        age_seconds=age,
+        size_bytes=info.size_bytes,
+        file_count=info.file_count,
+        pocketbase_version=info.pocketbase_version,
+        verified_at=info.verified_at,
+        verified=info.verified_ok,
+        verification_detail=info.verification_detail,
+    )
+
+
+def operation_view(operation: StoredOperation) -> OperationView:
+    state = "pending" if operation.pending else operation.outcome or "failed"
+    error = operation.result.get("error") if operation.outcome == "failed" else None
+    return OperationView(
+        id=operation.id,
+        kind=operation.kind,
+        backup_id=operation.argument or operation.result.get("snapshot"),
+        state=state,
+        requested_at=operation.requested_at,
+        requested_by=operation.requested_by,
+        finished_at=operation.finished_at,
+        result=operation.result,
+        error=str(error) if error is not None else None,
+    )
+
+
+def _backup_id(request: web.Request) -> str:
+    value = request.match_info["backup_id"]
+    try:
+        return check_snapshot_id(value)
+    except GrammarError as exc:
+        raise validation_failed([Problem("backup_id", exc.message, exc.code)]) from None
+
+
+async def _existing(agent: AgentContext, record: ServiceRecord, backup_id: str) -> BackupInfo:
+    info = await agent.host.backup(record.name, backup_id)
+    if info is None:
+        raise ApiError(
+            404,
+            ErrorCode.BACKUP_NOT_FOUND,
+            f"{record.name} has no backup {backup_id}",
+            service_id=record.id,
+        )
+    return info
+
+
+async def list_backups(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    backups = [backup_view(info) for info in await agent.host.backups(record.name)]
+    return answer(
+        BackupList(
+            service_id=record.id,
+            project_name=record.name,
+            policy=record.spec.backups or agent.config.backups,
+            backups=backups,
+            total=len(backups),
+            total_bytes=sum(b.size_bytes for b in backups),
+        )
+    )
+
+
+async def get_backup(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    info = await _existing(agent, record, _backup_id(request))
+    view = backup_view(info)
+    files = [BackupFileView(path=f.path, size_bytes=f.size, sha256=f.sha256) for f in info.files]
+    return answer(BackupDetail(**view.model_dump(), files=files))
+
+
+async def _operate(
+    request: web.Request,
+    kind: OperationKind,
+    backup_id: str | None,
+    created: int = 200,
+) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, OperationQuery)
+    if backup_id is not None:
+        await _existing(agent, record, backup_id)
+    operation = agent.store.request_operation(
+        record.name, kind, backup_id, principal_of(request).name
+    )
+    agent.enqueue(record.name)
+    if query.wait:
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+        while operation.pending and asyncio.get_running_loop().time() < deadline:
+            remaining = deadline - asyncio.get_running_loop().time()
+            await agent.wait_reconciled(record.name, remaining)
+            operation = agent.store.get_operation(operation.id) or operation
+    return await _operation_answer(agent, record, operation, created)
+
+
+async def _operation_answer(
+    agent: AgentContext, record: ServiceRecord, operation: StoredOperation, created: int = 200
+) -> web.StreamResponse:
+    view = operation_view(operation)
+    backup = None
+    if operation.kind == "snapshot" and view.backup_id and operation.outcome == "done":
+        info = await agent.host.backup(record.name, view.backup_id)
+        backup = backup_view(info) if info is not None else None
+    body = OperationAnswer(
+        service_id=record.id, project_name=record.name, operation=view, backup=backup
+    )
+    if view.state == "failed":
+        raise ApiError(
+            502,
+            ErrorCode.OPERATION_FAILED,
+            f"{operation.kind} of {record.name} failed (operation {operation.id}): {view.error}",
+            service_id=record.id,
+        )
+    return answer(body, created if view.state == "done" else 202)
+
+
+async def create_backup(request: web.Request) -> web.StreamResponse:
+    return await _operate(request, "snapshot", None, created=201)
+
+
+async def verify_backup(request: web.Request) -> web.StreamResponse:
+    return await _operate(request, "verify", _backup_id(request))
+
+
+async def restore_backup(request: web.Request) -> web.StreamResponse:
+    return await _operate(request, "restore", _backup_id(request))
+
+
+async def delete_backup(request: web.Request) -> web.StreamResponse:
+    return await _operate(request, "delete", _backup_id(request))
+
+
+async def get_operation(request: web.Request) -> web.StreamResponse:
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    text = request.match_info["operation_id"]
+    operation = agent.store.get_operation(int(text)) if text.isdigit() and len(text) < 19 else None
+    if operation is None or operation.service != record.name:
+        raise ApiError(
+            404,
+            ErrorCode.OPERATION_NOT_FOUND,
+            f"{record.name} has no operation {text[:40]}",
+            service_id=record.id,
+        )
+    return await _operation_answer(agent, record, operation)
+
+
+async def download_backup(request: web.Request) -> web.StreamResponse:
+    """The snapshot as an uncompressed tar, streamed: its manifest and every file."""
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["id"])
+    info = await _existing(agent, record, _backup_id(request))
+    assert info.path is not None
+    top = f"{record.name}-{info.backup_id}"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-tar",
+            "Content-Disposition": f'attachment; filename="{top}.tar"',
+        }
+    )
+    await response.prepare(request)
+    with _tar_chunks(info.path, top) as chunks:
+        while (chunk := await asyncio.to_thread(chunks.get)) is not None:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+class _ChunkWriter:
+    """A file object for ``tarfile`` that hands what is written to a bounded queue."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None], stop: threading.Event) -> None:
+        self.chunks = chunks
+        self.stop = stop
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        if self.stop.is_set():
+            raise BrokenPipeError("the client went away")
+        self.buffer += data
+        if len(self.buffer) >= _CHUNK:
+            self.chunks.put(bytes(self.buffer))
+            self.buffer.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.chunks.put(bytes(self.buffer))
+            self.buffer.clear()
+
+
+@contextlib.contextmanager
+def _tar_chunks(folder: Path, top: str) -> Iterator[queue.Queue[bytes | None]]:
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def produce() -> None:
+        writer = _ChunkWriter(chunks, stop)
+        try:
+            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file() and not path.is_symlink():
+                        tar.add(path, arcname=f"{top}/{path.relative_to(folder).as_posix()}")
+            writer.flush()
+        except BrokenPipeError:
+            pass
+        finally:
+            chunks.put(None)
+
+    thread = threading.Thread(target=produce, name="backup download", daemon=True)
+    thread.start()
+    try:
+        yield chunks
+    finally:
+        stop.set()
+        while thread.is_alive():  # let it see the stop, never leave it blocked on put
+            with contextlib.suppress(queue.Empty):
+                chunks.get_nowait()
+            thread.join(0.05)
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/services/{id}/backups",
+        list_backups,
+        "listBackups",
+        "A service's backups, newest first, and the policy in force",
+        {200: BackupList},
+        "backups",
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/services/{id}/backups",
+        create_backup,
+        "createBackup",
+        "Take a backup now (an online snapshot; writers are not held back)",
+        {201: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+    ),
+    Operation(
+        "GET",
+        "/services/{id}/backups/{backup_id}",
+        get_backup,
+        "getBackup",
+        "One backup with every file's size and SHA-256",
+        {200: BackupDetail},
+        "backups",
+        errors=(404,),
+    ),
+    Operation(
+        "DELETE",
+        "/services/{id}/backups/{backup_id}",
+        delete_backup,
+        "deleteBackup",
+        "Delete a backup",
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+    ),
+    Operation(
+        "POST",
+        "/services/{id}/backups/{backup_id}/verify",
+        verify_backup,
+        "verifyBackup",
+        "Verify a backup: its files, SQLite's integrity_check and a boot of it",
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+    ),
+    Operation(
+        "POST",
+        "/services/{id}/backups/{backup_id}/restore",
+        restore_backup,
+        "restoreBackup",
+        "Restore a backup in place (a safety backup first; the data replaced is kept)",
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+        description="Takes a safety backup, stops the instance, swaps the backup's data and"
+        " app folders in, starts it and waits for its health; when it does not come up"
+        " healthy the safety backup goes back and the answer is 502 with the reason.",
+    ),
+    Operation(
+        "GET",
+        "/services/{id}/backups/{backup_id}/download",
+        download_backup,
+        "downloadBackup",
+        "A backup as a tar archive (its manifest and every file)",
+        {},
+        "backups",
+        errors=(404,),
+        binary={200: "application/x-tar"},
+    ),
+    Operation(
+        "GET",
+        "/services/{id}/operations/{operation_id}",
+        get_operation,
+        "getOperation",
+        "An operation asked of a service, and how it ended",
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+    ),
+]

@@ -1,0 +1,76 @@
+"""What the backup operations answer (``api.backup_routes``): backups and operations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pockestrator.api.models import ClosedModel
+from pockestrator.api.models.requests import QueryBool
+from pockestrator.specs.backups import BackupPolicy
+
+
+class BackupFileView(ClosedModel):
+    path: str
+    size_bytes: int
+    sha256: str
+
+
+class BackupView(ClosedModel):
+    """One snapshot: a consistent copy of the databases, the files and the app folders."""
+
+    id: str = Field(description="The UTC second it was taken, e.g. 20261202T031500Z.")
+    kind: Literal["scheduled", "manual", "safety", "upgrade", "import"]
+    created_at: datetime
+    age_seconds: int = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    file_count: int = Field(ge=0)
+    pocketbase_version: str | None
+    verified_at: datetime | None = Field(description="When it was last verified.")
+    verified: bool | None = Field(description="Whether that verification passed.")
+    verification_detail: str | None
+
+
+class BackupDetail(BackupView):
+    files: list[BackupFileView]
+
+
+class BackupList(ClosedModel):
+    service_id: str
+    project_name: str
+    policy: BackupPolicy = Field(description="The policy in force: the spec's or the agent's.")
+    backups: list[BackupView]
+    total: int
+    total_bytes: int
+
+
+class OperationView(ClosedModel):
+    """Something asked of a service's reconciles, and how it ended."""
+
+    id: int
+    kind: Literal["snapshot", "verify", "restore", "delete"]
+    backup_id: str | None
+    state: Literal["pending", "done", "failed"]
+    requested_at: datetime
+    requested_by: str
+    finished_at: datetime | None
+    result: dict[str, Any]
+    error: str | None
+
+
+class OperationAnswer(ClosedModel):
+    """An operation, and for a snapshot that was taken, the backup it made."""
+
+    service_id: str
+    project_name: str
+    operation: OperationView
+    backup: BackupView | None = None
+
+
+class OperationQuery(ClosedModel):
+    wait: QueryBool = Field(
+        default=True,
+        description="Answer when the operation has finished (bounded; 202 while it runs).",
+    )

@@ -126,6 +126,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE status ADD COLUMN superusers TEXT NOT NULL DEFAULT '[]';
     """,
+    # 3: PocketBase's own settings: a keyed hash of what the agent last applied (secrets
+    # included, so it reveals none), when it last looked, and at which process.
+    """
+    ALTER TABLE status ADD COLUMN settings_hash TEXT;
+    ALTER TABLE status ADD COLUMN settings_checked_at TEXT;
+    ALTER TABLE status ADD COLUMN settings_pid INTEGER;
+    """,
 )
 
 

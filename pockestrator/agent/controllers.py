@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pockestrator.controllers.caddy import CaddySites
+from pockestrator.controllers.pbsettings import InstanceSettings
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
@@ -17,10 +18,12 @@ from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
 
 @dataclass(frozen=True)
 class Controllers:
-    """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders."""
+    """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders,
+    and PocketBase's own settings in each instance."""
 
     bus: SystemdBus
     units: SystemdUnits
     sites: CaddySites
     releases: ReleaseCache
     dirs: ServiceDirs
+    pbsettings: InstanceSettings

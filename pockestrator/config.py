@@ -159,6 +159,10 @@ class AgentConfig(BaseModel):
     health_timeout: float = Field(default=2.0, gt=0)
     health_failures_before_restart: int = Field(default=3, ge=1)
     upgrade_health_deadline: float = Field(default=30.0, gt=0)
+    # PocketBase's own settings: a change made in the admin UI is only seen when the agent
+    # reads them, at a resync at least this long after it last did (and after every spec
+    # change or new process at once). 300 s: one request per instance every five minutes.
+    settings_check_interval: float = Field(default=300.0, ge=0)
     archive_dir: Path | None = Field(
         default=None, description="Where deleted services' data goes; default <base_dir>/.archive."
     )

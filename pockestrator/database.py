@@ -142,6 +142,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
     """,
+    # 4: PocketBase's own settings: a keyed hash of what the agent last applied (secrets
+    # included, so it reveals none), when it last looked, and at which process.
+    """
+    ALTER TABLE status ADD COLUMN settings_hash TEXT;
+    ALTER TABLE status ADD COLUMN settings_checked_at TEXT;
+    ALTER TABLE status ADD COLUMN settings_pid INTEGER;
+    """,
 )
 
 

@@ -32,6 +32,7 @@ from pockestrator.agent.plan import (
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
+from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
@@ -146,6 +147,14 @@ class StepRunner:
                 assert desired is not None
                 await self._create_superuser(desired, email)
                 applied.add(step.describe())
+            case steps.CreateAgentSuperuser():
+                assert desired is not None
+                await self.controllers.pbsettings.create_login(desired.spec)
+                applied.add(step.describe())
+            case steps.ApplySettings(fields=fields):
+                assert desired is not None
+                await self._apply_settings(desired, fields)
+                applied.add(step.describe())
             case steps.StartUnit():
                 await self.controllers.bus.reset_failed_unit(unit)
                 await self.controllers.bus.start_unit(unit)
@@ -190,6 +199,23 @@ class StepRunner:
                     applied.add("data purged")
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
+
+    # -- PocketBase's own settings -----------------------------------------------------
+
+    async def _apply_settings(self, desired: Desired, fields: tuple[str, ...]) -> None:
+        """Send ``fields`` (and their sections' secrets), then read back that PocketBase
+        kept them: an owner's hook may refuse or change a setting silently."""
+        wanted = desired.settings
+        assert wanted is not None
+        control = self.controllers.pbsettings
+        secrets = control.secret_values(desired.name, wanted, self.store.read_secret)
+        after = await control.apply(desired.spec, patch_for(wanted, fields, secrets))
+        lost = [field for field in differing(wanted, after) if field in fields]
+        if lost:
+            raise SettingsError(
+                f"PocketBase did not keep {', '.join(lost)} (a hook of the instance may "
+                "change its settings)"
+            )
 
     # -- the first superuser -----------------------------------------------------------
 

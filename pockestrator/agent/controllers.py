@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pockestrator.controllers.caddy import CaddySites
+from pockestrator.controllers.pbsettings import InstanceSettings
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
@@ -18,7 +19,8 @@ from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
 
 @dataclass(frozen=True)
 class Controllers:
-    """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders."""
+    """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders,
+    and PocketBase's own settings in each instance."""
 
     bus: SystemdBus
     units: SystemdUnits
@@ -26,3 +28,4 @@ class Controllers:
     releases: ReleaseCache
     dirs: ServiceDirs
     snapshots: Snapshots
+    pbsettings: InstanceSettings

@@ -37,6 +37,8 @@ from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
+from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
 from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
@@ -59,6 +61,7 @@ RELOADABLE = frozenset(
         "health_timeout",
         "health_failures_before_restart",
         "upgrade_health_deadline",
+        "settings_check_interval",
         "release_index_ttl",
         "download_timeout",
         "allowed_hosts",
@@ -166,8 +169,9 @@ class Agent:
         self.dirs = ServiceDirs(config, self.bus)
         self.session = aiohttp.ClientSession()
         self.snapshots = Snapshots(config, self.bus)
+        pbsettings = InstanceSettings(config, PocketBaseApi(self.session, CALL_TIMEOUT), self.dirs)
         controllers = Controllers(
-            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots
+            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots, pbsettings
         )
         self.host = AgentHostView(lambda: self.config, controllers)
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)

@@ -20,6 +20,11 @@ An upgrade is a plan too: it stops the service itself (no drift: the stop is its
 backs the data up, converges on the new version and gates on health with the longer
 upgrade deadline. If that fails, the reconciler restores the data and plans again with the
 failed version recorded, which pins the target to the version that ran before.
+
+PocketBase's own settings are planned once the instance is healthy, by ``plan_settings``
+(with ``settings_due`` deciding whether to look at all): they live behind the instance's
+API, so they can be observed only once it answers, and their drift is found only by
+looking, at most every ``settings_interval``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from datetime import datetime
 from typing import Any
 
 from pockestrator.agent.steps import (
+    ApplySettings,
     BackupData,
+    CreateAgentSuperuser,
     CreateSuperuser,
     DaemonReload,
     DisableUnit,
@@ -49,6 +56,7 @@ from pockestrator.agent.steps import (
     WriteSite,
     WriteUnit,
 )
+from pockestrator.controllers.pbsettings import DesiredSettings, SettingsObservation, differing
 from pockestrator.controllers.servicedirs import ServiceDirState
 from pockestrator.controllers.systemd import UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
@@ -73,6 +81,7 @@ class Policy:
     health_deadline: float = 15.0
     upgrade_health_deadline: float = 30.0
     resync_interval: float = 60.0
+    settings_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class Desired:
     site_hash: str
     environment_text: str | None = None  # the environment file; None: the spec has none
     environment_hash: str | None = None
+    settings: DesiredSettings | None = None  # PocketBase's own; None: not managed
 
     @property
     def name(self) -> str:
@@ -451,6 +461,7 @@ class Settled:
     healthy: bool | None  # None: not probed this time
     checked_at: datetime | None = None  # when it was probed
     caddy_error: str | None = None
+    settings_error: str | None = None  # PocketBase's settings could not be applied
 
 
 def conclude(
@@ -475,6 +486,8 @@ def conclude(
     elif not desired.should_run:
         state = "inactive" if unit.active_state not in RUNNING_STATES else "deploying"
         error = None
+    elif healthy and settled.settings_error:
+        state, error = "error", settings_error_text(settled.settings_error)
     elif healthy:
         state, error = "active", None
     elif unit.active_state == "failed":
@@ -513,10 +526,81 @@ def conclude(
     return changes
 
 
-def requeue_after(state: str, caddy_error: str | None, policy: Policy) -> float | None:
-    """When to look again: a refused site at the next resync, a deploying one soon."""
-    if caddy_error:
+def requeue_after(state: str, refusal: str | None, policy: Policy) -> float | None:
+    """When to look again: after a refusal (Caddy's of the site, PocketBase's of its
+    settings) at the next resync, a deploying service soon."""
+    if refusal:
         return policy.resync_interval
     if state == "deploying":
         return DEPLOYING_REQUEUE
     return None
+
+
+# -- PocketBase's own settings, once the instance is up ----------------------------------
+
+
+def settings_error_text(reason: str) -> str:
+    """The status's ``last_error`` when an instance's settings could not be applied."""
+    return f"PocketBase settings not applied: {reason}"
+
+
+def settings_due(
+    fingerprint: str,
+    status: ServiceStatus | None,
+    pid: int | None,
+    now: datetime,
+    interval: float,
+) -> bool:
+    """Whether to read an instance's settings now.
+
+    At once when the desired settings are not the ones last applied (a new spec, a new
+    secret, never applied) and when the process is not the one last read (a restart may
+    have run the owner's migrations, a rollback brought old data back); otherwise once
+    ``interval`` has passed since the last read: changes made in the admin UI send no
+    signal, so they are found by looking, at the resyncs that come after it.
+    """
+    if status is None or status.settings_hash != fingerprint:
+        return True
+    if pid is None or status.settings_pid != pid:
+        return True
+    checked = status.settings_checked_at
+    return checked is None or (now - checked).total_seconds() >= interval
+
+
+def plan_settings(
+    name: str,
+    desired: DesiredSettings,
+    fingerprint: str,
+    observed: SettingsObservation,
+    status: ServiceStatus | None,
+) -> Plan:
+    """What to do to an instance's settings; the status records ``fingerprint`` after.
+
+    Without a login the agent makes its superuser first (and looks again). Desired
+    settings other than the last applied ones are all sent, unless PocketBase has them
+    already and no secret goes with them. When they are the last applied ones, what
+    PocketBase shows differently was changed outside the agent: drift, repaired by sending
+    those fields again (with their sections' secrets). Secrets themselves cannot be
+    compared: PocketBase never shows them.
+    """
+    if not observed.signed_in:
+        return Plan(name=name, prepare=(CreateAgentSuperuser(),))
+    recorded = {"settings_hash": fingerprint}
+    found = differing(desired, observed.values)
+    applied_before = status is not None and status.settings_hash == fingerprint
+    if not applied_before:
+        if not found and not desired.secrets:
+            return Plan(name=name, status=recorded)
+        return Plan(name=name, prepare=(ApplySettings(desired.fields),), status=recorded)
+    if not found:
+        return Plan(name=name, status=recorded)
+    drift = Drift(
+        "pocketbase settings",
+        f"{', '.join(found)} changed outside the agent",
+        "restored through PocketBase's API",
+        None,
+        None,
+    )
+    return Plan(
+        name=name, prepare=(ApplySettings(found, repair=True),), drift=(drift,), status=recorded
+    )

@@ -17,7 +17,9 @@ One reconcile, in this file's order:
 4. plan (``agent.plan``, pure): steps, drift and the status they lead to;
 5. apply (``agent.apply``): the steps, global ones batched in waves;
 6. settle: wait for ``/api/health`` when the plan says so, look at the unit again, and
-   record the status (``plan.conclude``).
+   record the status (``plan.conclude``);
+7. once the instance is healthy, and when it is due (``plan.settings_due``), PocketBase's
+   own settings: observe them through its API, plan (``plan.plan_settings``), apply.
 An upgrade whose new version fails (a step raises after the data was backed up, or health
 does not come within the deadline) is rolled back: the data is restored and the old version
 planned and applied again. A name with no spec is planned for removal.
@@ -26,8 +28,9 @@ planned and applied again. A name with no spec is planned for removal.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -36,6 +39,7 @@ from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.hostview import CADDYFILE_READ_MAX, public_port
 from pockestrator.agent.plan import (
     Desired,
     Observed,
@@ -45,13 +49,18 @@ from pockestrator.agent.plan import (
     conclude,
     plan_removal,
     plan_service,
+    plan_settings,
     requeue_after,
+    settings_due,
+    settings_error_text,
     target_version,
 )
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.pbsettings import SettingsError, desired_settings
+from pockestrator.controllers.servicedirs import ServiceDirError
 from pockestrator.controllers.systemd import (
     UnsafeValue,
     render_environment,
@@ -61,7 +70,7 @@ from pockestrator.controllers.systemd import (
 from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import unit_name
+from pockestrator.specs.model import ServiceSpec, unit_name
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
 
 log = structlog.get_logger("pockestrator.reconciler")
@@ -104,6 +113,7 @@ class Reconciler:
             health_failures_before_restart=self.config.health_failures_before_restart,
             upgrade_health_deadline=self.config.upgrade_health_deadline,
             resync_interval=self.config.resync_interval,
+            settings_interval=self.config.settings_check_interval,
         )
 
     def reconfigure(self, config: AgentConfig) -> None:
@@ -169,7 +179,20 @@ class Reconciler:
             site_hash=sha256_text(site_text),
             environment_text=environment,
             environment_hash=sha256_text(environment) if environment is not None else None,
+            settings=desired_settings(spec.settings, self.service_url(spec)),
         )
+
+    def service_url(self, spec: ServiceSpec) -> str:
+        """The service's public URL: scheme, domain and Caddy's port when not the default
+        (PocketBase's default ``app_url``); the one place the agent computes it."""
+        try:
+            with self.config.caddy_config.open("rb") as file:
+                caddyfile = file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
+        except OSError:
+            caddyfile = ""
+        port = public_port(caddyfile, tls=self.config.caddy_tls)
+        scheme = "https" if self.config.caddy_tls else "http"
+        return f"{scheme}://{spec.domain}" + (f":{port}" if port is not None else "")
 
     async def observe(self, desired: Desired) -> Observed:
         """The unit (file and systemd), the site snippet and the folder of ``desired``."""
@@ -192,10 +215,13 @@ class Reconciler:
         """Wait for health if the plan says so, look at the unit again, record the status."""
         name = desired.name
         settled = await self._look_after(desired, plan, observed, applied)
-        changes = conclude(desired, plan, settled, self.store.get_status(name))
-        self.store.update_status(name, **changes)
+        previous = self.store.get_status(name)
+        settled, settings_changes = await self._configure(desired, settled, previous, applied)
+        changes = conclude(desired, plan, settled, previous)
+        self.store.update_status(name, **changes, **settings_changes)
         self._record_actions(name, applied, changes["state"])
-        return Result(requeue_after(changes["state"], settled.caddy_error, self.policy))
+        refusal = settled.caddy_error or settled.settings_error
+        return Result(requeue_after(changes["state"], refusal, self.policy))
 
     async def _look_after(
         self, desired: Desired, plan: Plan, observed: Observed, applied: Applied
@@ -230,6 +256,57 @@ class Reconciler:
             checked_at=checked_at,
             caddy_error=applied.caddy_error,
         )
+
+    # -- PocketBase's own settings -----------------------------------------------------
+
+    async def _configure(
+        self,
+        desired: Desired,
+        settled: Settled,
+        previous: ServiceStatus | None,
+        applied: Applied,
+    ) -> tuple[Settled, dict[str, Any]]:
+        """Converge the instance's own settings, once it is up and healthy, when due.
+
+        Its own observe, plan and apply (``plan_settings``), through PocketBase's API; the
+        first plan may only make the agent's superuser, then it looks again. What fails is
+        ``settled.settings_error`` (the status says why, the next resync tries again); the
+        status changes it returns record what was applied, when and to which process.
+        """
+        wanted = desired.settings
+        healthy = settled.healthy
+        if healthy is None:
+            healthy = previous is not None and previous.health_ok is True
+        if (
+            wanted is None
+            or not desired.should_run
+            or not healthy
+            or settled.caddy_error
+            or settled.unit.active_state != "active"
+        ):
+            return settled, {}
+        name, pid = desired.name, settled.unit.main_pid
+        control = self.controllers.pbsettings
+        now = utc_now()
+        try:
+            secrets = control.secret_values(name, wanted, self.store.read_secret)
+            fingerprint = control.fingerprint(wanted, secrets)
+            if not settings_due(fingerprint, previous, pid, now, self.policy.settings_interval):
+                return settled, {}
+            for _attempt in range(2):
+                observed = await control.observe(desired.spec)
+                plan = plan_settings(name, wanted, fingerprint, observed, previous)
+                await self.steps.run(desired, plan, applied)
+                if observed.signed_in:
+                    break
+            else:
+                raise SettingsError("PocketBase refused the superuser the agent just made")
+        except (SettingsError, ServiceDirError) as exc:
+            log.warning("pocketbase settings not applied", service=name, error=str(exc))
+            if previous is None or previous.last_error != settings_error_text(str(exc)):
+                self.store.add_event(name, "settings_failed", str(exc))  # once per reason
+            return replace(settled, settings_error=str(exc)), {"settings_hash": None}
+        return settled, {**plan.status, "settings_checked_at": now, "settings_pid": pid}
 
     # -- upgrades ----------------------------------------------------------------------
 
@@ -266,7 +343,9 @@ class Reconciler:
         else:
             changes = conclude(desired, plan, settled, status)
             if changes["state"] == "active":
-                self.store.update_status(name, **changes, failed_version=None)
+                settled, settings_changes = await self._configure(desired, settled, status, applied)
+                changes = conclude(desired, plan, settled, status)
+                self.store.update_status(name, **changes, **settings_changes, failed_version=None)
                 self._record_actions(name, applied, changes["state"])
                 self.store.add_event(
                     name,
@@ -335,6 +414,7 @@ class Reconciler:
             },
         )
         self.store.finish_deletion(name)
+        self.controllers.pbsettings.forget(name)
         log.info("garbage-collected", service=name, actions=applied.actions)
         return Result()
 

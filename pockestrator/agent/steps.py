@@ -153,10 +153,31 @@ class RemoveData(Step):
 
 
 @dataclass(frozen=True)
+class CreateAgentSuperuser(Step):
+    """Make the agent's own superuser in the instance (a new password), to reach its
+    settings through its API."""
+
+    def describe(self) -> str:
+        return "the agent's superuser created in PocketBase"
+
+
+@dataclass(frozen=True)
+class ApplySettings(Step):
+    """Send these declared settings (a repair: those found changed) and read them back."""
+
+    fields: tuple[str, ...]
+    repair: bool = False
+
+    def describe(self) -> str:
+        done = "restored" if self.repair else "applied"
+        return f"PocketBase settings {done}: {', '.join(self.fields)}"
+
+
+@dataclass(frozen=True)
 class Drift:
     """Something on the host that differs from what the agent last made it."""
 
-    what: Literal["unit file", "environment file", "caddy site", "run state"]
+    what: Literal["unit file", "environment file", "caddy site", "run state", "pocketbase settings"]
     found: str
     action: str
     before_hash: str | None

@@ -31,6 +31,7 @@ from pockestrator.specs import grammar
 from pockestrator.specs.backups import BackupPolicy
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.pocketbase_settings import PocketBaseSettings
 from pockestrator.specs.values import (
     FILE_ONLY,
     CpuQuota,
@@ -58,10 +59,6 @@ CREATED_BY_MAX = 254
 ENV_ENTRIES_MAX = 100
 EGRESS_ENTRIES_MAX = 32
 ORIGINS_MAX = 50
-PATH_MAX = 4096
-# Kernel and device file systems: never a password file, and reading some of them as root
-# (the agent reads the file) has effects or discloses host state.
-PSEUDO_FILE_SYSTEMS = ("proc", "sys", "dev")
 
 
 class Resources(BaseModel):
@@ -222,6 +219,12 @@ class ServiceSpec(BaseModel):
         " default: everything else is dropped.",
         examples=[["192.0.2.25", "10.0.0.0/8"]],
     )
+    # PocketBase's own settings (specs.pocketbase_settings), applied through its API.
+    settings: PocketBaseSettings = Field(
+        default_factory=PocketBaseSettings,
+        description="PocketBase's own settings (its admin UI's), applied through its API;"
+        " only what is declared is enforced, plus app_url and trusted_proxy by default.",
+    )
 
     @field_validator("description", "created_by", mode="before")
     @classmethod
@@ -242,7 +245,7 @@ class ServiceSpec(BaseModel):
             raise PydanticCustomError(
                 str(ErrorCode.INVALID_TYPE), "must be text: the absolute path of a file"
             )
-        problem = _password_file_problem(value)
+        problem = grammar.secret_file_problem(value)
         if problem is not None:
             raise PydanticCustomError(str(ErrorCode.INVALID_PATH), problem)
         return value
@@ -285,29 +288,6 @@ class ServiceSpec(BaseModel):
     @property
     def unit_name(self) -> str:
         return unit_name(self.project_name)
-
-
-def _password_file_problem(path: str) -> str | None:
-    """Why ``path`` cannot be the password file, or None.
-
-    Only the shape is checked here; whether the file is a regular file that only root can
-    read is a question for the moment it is read.
-    """
-    if not path.startswith("/"):
-        return "must be an absolute path (starting with '/')"
-    if len(path) > PATH_MAX:
-        return f"must be at most {PATH_MAX} characters"
-    if grammar.has_control_characters(path) or grammar.has_bidi_controls(path):
-        return "must not contain control, line-separator or bidirectional formatting characters"
-    parts = path.split("/")
-    if any(part in ("..", ".") for part in parts):
-        return "must not have '.' or '..' components"
-    if parts[-1] == "":
-        return "must name a file: it must not end with '/'"
-    top = next(part for part in parts if part)
-    if top in PSEUDO_FILE_SYSTEMS:
-        return f"must not be under /{top}: kernel and device files are not password files"
-    return None
 
 
 def unit_name(project_name: str) -> str:

@@ -210,3 +210,279 @@ QueryTimeout = Annotated[
 HooksPool = Annotated[
     int, Field(ge=1, le=1000), BeforeValidator(_flag_number("hooks_pool", 1, 1000))
 ]
+
+
+# -- PocketBase's own settings (``specs.pocketbase_settings``) ------------------------------
+# Each value refuses with the code of its section (INVALID_SMTP for every bad SMTP value),
+# naming the field in its message; the field path says exactly where.
+
+
+def _checked(code: ErrorCode, check: Any) -> Any:
+    """A text value checked by ``check(value)``, which raises ``GrammarError``; a value
+    that is not text is refused with ``code`` too."""
+
+    def validate(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise PydanticCustomError(str(code), "must be text")
+        try:
+            return check(value)
+        except GrammarError as exc:
+            raise PydanticCustomError(str(exc.code), exc.message) from None
+
+    return validate
+
+
+def _bounded_number(code: ErrorCode, what: str, low: int, high: int, unit: str = "") -> Any:
+    """A whole number from ``low`` to ``high``; every bad value is refused with ``code``."""
+
+    def validate(value: Any) -> Any:
+        number = _whole_number(value)
+        if number is None:
+            raise PydanticCustomError(
+                str(code), f"{what} must be a whole number (not true/false, a fraction or a word)"
+            )
+        if not low <= number <= high:
+            raise PydanticCustomError(str(code), f"{what} must be from {low} to {high}{unit}")
+        return number
+
+    return validate
+
+
+def _signed_number(code: ErrorCode, what: str, low: int, high: int) -> Any:
+    """Like ``_bounded_number``, for a range that starts below zero (log levels)."""
+    positive = _bounded_number(code, what, 0, high)
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value < 0:
+            return value
+        if isinstance(value, str) and value.startswith("-") and value[1:].isdigit():
+            number = -int(value[1:]) if len(value) <= 8 else low - 1
+            if low <= number <= high:
+                return number
+        return positive(value)
+
+    return validate
+
+
+def _text(code: ErrorCode, what: str, maximum: int) -> Any:
+    def check(value: str) -> str:
+        if not value:
+            raise GrammarError(code, f"{what} must not be empty")
+        if len(value) > maximum:
+            raise GrammarError(code, f"{what} must be at most {maximum} characters")
+        if grammar.has_control_characters(value) or grammar.has_bidi_controls(value):
+            raise GrammarError(
+                code, f"{what} must be one line without control or bidirectional characters"
+            )
+        return value
+
+    return _checked(code, check)
+
+
+def _setting_pattern(code: ErrorCode, pattern: grammar.Pattern, message: str) -> Any:
+    return _checked(code, lambda value: grammar.check_pattern(value, pattern, code, message))
+
+
+SETTING_TEXT_MAX = 255
+AppName = Annotated[
+    str,
+    Field(min_length=1, max_length=SETTING_TEXT_MAX, pattern=grammar.ONE_LINE.json),
+    BeforeValidator(_text(ErrorCode.INVALID_APP_NAME, "app_name", SETTING_TEXT_MAX)),
+]
+AppUrl = Annotated[
+    str,
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    BeforeValidator(
+        _checked(
+            ErrorCode.INVALID_APP_URL,
+            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_APP_URL, "app_url"),
+        )
+    ),
+]
+HeaderName = Annotated[
+    str,
+    Field(pattern=grammar.HEADER_NAME.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_TRUSTED_PROXY,
+            grammar.HEADER_NAME,
+            "a header name is 1 to 64 letters, digits and '-', starting with a letter "
+            "(e.g. X-Forwarded-For)",
+        )
+    ),
+]
+RateLimitLabel = Annotated[
+    str,
+    Field(max_length=grammar.RATE_LIMIT_LABEL_MAX, pattern=grammar.RATE_LIMIT_LABEL.json),
+    BeforeValidator(
+        _checked(
+            ErrorCode.INVALID_RATE_LIMIT,
+            lambda value: grammar.check_pattern(
+                value if len(value) <= grammar.RATE_LIMIT_LABEL_MAX else "\n",
+                grammar.RATE_LIMIT_LABEL,
+                ErrorCode.INVALID_RATE_LIMIT,
+                "label must be a tag (signup), collection:action (users:auth), *:action, "
+                "a path (/api/) or a method and a path (POST /api/batch), at most "
+                f"{grammar.RATE_LIMIT_LABEL_MAX} characters",
+            ),
+        )
+    ),
+]
+RateLimitAudience = Literal["", "@guest", "@auth"]
+RateLimitCount = Annotated[
+    int,
+    Field(ge=1, le=1_000_000),
+    BeforeValidator(_bounded_number(ErrorCode.INVALID_RATE_LIMIT, "max_requests", 1, 1_000_000)),
+]
+RateLimitSeconds = Annotated[
+    int,
+    Field(ge=1, le=86_400),
+    BeforeValidator(
+        _bounded_number(ErrorCode.INVALID_RATE_LIMIT, "duration", 1, 86_400, " seconds")
+    ),
+]
+SmtpHost = Annotated[
+    str,
+    Field(max_length=grammar.HOSTNAME_MAX, pattern=grammar.HOSTNAME.json),
+    BeforeValidator(
+        _checked(
+            ErrorCode.INVALID_SMTP,
+            lambda value: grammar.check_hostname(value, ErrorCode.INVALID_SMTP, "host"),
+        )
+    ),
+]
+SmtpPort = Annotated[
+    int,
+    Field(ge=1, le=65535),
+    BeforeValidator(_bounded_number(ErrorCode.INVALID_SMTP, "port", 1, 65535)),
+]
+SmtpText = Annotated[
+    str,
+    Field(min_length=1, max_length=SETTING_TEXT_MAX, pattern=grammar.ONE_LINE.json),
+    BeforeValidator(_text(ErrorCode.INVALID_SMTP, "the value", SETTING_TEXT_MAX)),
+]
+SmtpAuthMethod = Literal["PLAIN", "LOGIN"]
+
+
+def _sender_address(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError(str(ErrorCode.INVALID_SMTP), "must be text")
+    try:
+        return grammar.check_email(value)
+    except GrammarError:
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_SMTP), "sender_address is not a valid e-mail address"
+        ) from None
+
+
+SenderAddress = Annotated[
+    str,
+    Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    BeforeValidator(_sender_address),
+]
+S3Bucket = Annotated[
+    str,
+    Field(pattern=grammar.S3_BUCKET.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_S3,
+            grammar.S3_BUCKET,
+            "bucket must be 3 to 63 lowercase letters, digits, '.' and '-', starting and "
+            "ending with a letter or digit",
+        )
+    ),
+]
+S3Region = Annotated[
+    str,
+    Field(pattern=grammar.S3_REGION.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_S3,
+            grammar.S3_REGION,
+            "region must be 1 to 64 letters, digits, '_' and '-' (e.g. us-east-1)",
+        )
+    ),
+]
+S3Endpoint = Annotated[
+    str,
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    BeforeValidator(
+        _checked(
+            ErrorCode.INVALID_S3,
+            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_S3, "endpoint"),
+        )
+    ),
+]
+S3AccessKey = Annotated[
+    str,
+    Field(pattern=grammar.S3_ACCESS_KEY.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_S3,
+            grammar.S3_ACCESS_KEY,
+            "access_key must be 1 to 256 letters, digits and + / = . _ ~ -",
+        )
+    ),
+]
+LOG_DAYS_MAX = 36_500
+LogDays = Annotated[
+    int,
+    Field(ge=0, le=LOG_DAYS_MAX),
+    BeforeValidator(_bounded_number(ErrorCode.INVALID_LOGS, "max_days", 0, LOG_DAYS_MAX, " days")),
+]
+# PocketBase's levels are slog's: -4 debug, 0 info, 4 warn, 8 error.
+LogLevel = Annotated[
+    int,
+    Field(ge=-4, le=8),
+    BeforeValidator(_signed_number(ErrorCode.INVALID_LOGS, "min_level", -4, 8)),
+]
+BatchRequests = Annotated[
+    int,
+    Field(ge=1, le=10_000),
+    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "max_requests", 1, 10_000)),
+]
+BatchSeconds = Annotated[
+    int,
+    Field(ge=1, le=3600),
+    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "timeout", 1, 3600, " seconds")),
+]
+
+
+def _secret_file(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_SECRET), "file must be text: an absolute path"
+        )
+    problem = grammar.secret_file_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(str(ErrorCode.INVALID_SECRET), f"file {problem}")
+    return value
+
+
+SecretFile = Annotated[str, Field(max_length=grammar.PATH_MAX), BeforeValidator(_secret_file)]
+CredentialName = Annotated[
+    str,
+    Field(pattern=grammar.CREDENTIAL_NAME.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_SECRET,
+            grammar.CREDENTIAL_NAME,
+            "credential must be a credential's name: 1 to 128 letters, digits, '_', '.' and "
+            "'-', not starting with '.' or '-'",
+        )
+    ),
+]
+SecretText = Annotated[
+    str,
+    Field(min_length=1, max_length=grammar.SECRET_MAX, pattern=grammar.ONE_LINE.json),
+    BeforeValidator(_checked(ErrorCode.INVALID_SECRET, grammar.check_secret_text)),
+]
+# A version tag of a secret the store keeps for the API (``specs.store.secrets``).
+STORED_TAG = grammar.Pattern(r"[0-9a-f]{16}")
+StoredSecretId = Annotated[
+    str,
+    Field(pattern=STORED_TAG.json),
+    BeforeValidator(
+        _setting_pattern(ErrorCode.INVALID_SECRET, STORED_TAG, "stored must be 16 hex digits")
+    ),
+]

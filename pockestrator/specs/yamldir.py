@@ -29,6 +29,7 @@ import yaml
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.pocketbase_settings import spec_file_secret_issues
 from pockestrator.specs.store import Store, file_owner
 from pockestrator.specs.validation import validate_port_on_host
 
@@ -117,8 +118,12 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
             lines = _key_lines(node)
             try:
                 spec = parse_spec(data, default_domain)
+                # A file says where a secret is, never what it is.
+                problems = spec_file_secret_issues(spec.settings, "settings.")
             except SpecInvalid as exc:
-                for issue in exc.issues:
+                problems = exc.issues
+            if problems:
+                for issue in problems:
                     line = _line_for(issue.field, lines, document_line)
                     parsed.issues.append(
                         FieldIssue(issue.field, issue.message, issue.code, path, line)

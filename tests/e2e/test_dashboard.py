@@ -407,6 +407,80 @@ async def test_changing_the_version_upgrades_the_instance(
     assert f"X-Pockestrator-Version={newer}" in unit
 
 
+# -- PocketBase's own settings --------------------------------------------------------------
+
+
+async def _pocketbase_settings(
+    sandbox: Sandbox, domain: str, email: str, password: str
+) -> dict[str, Any]:
+    """What the instance itself says its settings are (through Caddy, as its superuser)."""
+    base = f"http://127.0.0.1:{sandbox.caddy_http_port}"
+    async with aiohttp.ClientSession(headers={"Host": domain}) as session:
+        async with session.post(
+            f"{base}/api/collections/_superusers/auth-with-password",
+            json={"identity": email, "password": password},
+        ) as response:
+            token = (await response.json())["token"]
+        async with session.get(
+            f"{base}/api/settings", headers={"Authorization": token}
+        ) as response:
+            return dict(await response.json())
+
+
+async def test_settings_are_set_on_creation_and_edited_on_the_page_with_secrets_write_only(
+    dashboard: Dashboard, api: Api, sandbox: Sandbox, newer: str
+) -> None:
+    page = dashboard.page
+    secret = "dashboard-smtp-secret-0451"
+    await dashboard.sign_in("/services/new")
+    await page.get_by_label("Project name").fill("mailroom")
+    await page.get_by_label("Port", exact=True).fill(str(free_port()))
+    await page.get_by_label("PocketBase version").fill(newer)
+    await page.get_by_label("First superuser e-mail (optional)").fill("owner@mailroom.example")
+    await page.get_by_label("App name").fill("Mailroom")
+    await page.get_by_label("SMTP host").fill("127.0.0.1")
+    await page.get_by_label("SMTP port").fill("2525")
+    await page.get_by_label("SMTP password").fill(secret)
+    await dashboard.shot("settings-form")
+    await page.get_by_role("button", name="Create service").click()
+    password = await page.get_by_test_id("superuser-password").text_content()
+    assert password
+    await expect(page.locator(".outcome")).to_contain_text(
+        "mailroom is up and running", timeout=DEPLOY_TIMEOUT_MS
+    )
+    _status, answer = await api.call("GET", "/services/mailroom")
+    declared = answer["service"]["settings"]
+    assert declared["app_name"] == "Mailroom" and declared["smtp"]["password"] == {}
+
+    # The page shows what is declared, says a password is set and never shows it.
+    await dashboard.go("/services/mailroom")
+    await expect(page.locator('dd[data-term="App name"]')).to_have_text("Mailroom")
+    await expect(page.locator('dd[data-term="Mail (SMTP)"]')).to_contain_text("password set")
+    await page.get_by_text("Edit settings").click()
+    await expect(page.get_by_label("SMTP password", exact=True)).to_have_value("")
+    assert secret not in await page.content()
+    await dashboard.shot("settings-shown")
+
+    # An edit goes to the spec and from there into PocketBase; the password stays set.
+    await page.get_by_label("App name").fill("Mailroom 2")
+    await page.get_by_role("button", name="Save settings").click()
+    await expect(page.locator('dd[data-term="App name"]')).to_have_text(
+        "Mailroom 2", timeout=UI_TIMEOUT_MS
+    )
+    _status, answer = await api.call("GET", "/services/mailroom")
+    assert answer["service"]["settings"]["smtp"]["password"] == {}
+
+    async def pocketbase_has_it() -> bool:
+        settings = await _pocketbase_settings(
+            sandbox, "mailroom.localhost", "owner@mailroom.example", password
+        )
+        return bool(settings["meta"]["appName"] == "Mailroom 2")
+
+    assert await wait_until(pocketbase_has_it, 30, 0.3)
+    assert secret not in await page.content()
+    await dashboard.shot("settings-saved")
+
+
 # -- logs ----------------------------------------------------------------------------------
 
 

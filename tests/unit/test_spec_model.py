@@ -32,11 +32,33 @@ from pockestrator.specs.model import (
     parse_spec,
     unit_name,
 )
+from pockestrator.specs.pocketbase_settings import (
+    S3,
+    Batch,
+    Logs,
+    PocketBaseSettings,
+    RateLimitRule,
+    RateLimits,
+    Secret,
+    Smtp,
+    TrustedProxy,
+)
 from tests.examples import examples, health_checks
 
 DEFAULT_DOMAIN = "example.test"
 MINIMAL: dict[str, Any] = {"project_name": "app", "port": 8080, "pocketbase_version": "0.29.0"}
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "spec-reference.md"
+SETTINGS_SECTIONS = (
+    PocketBaseSettings,
+    TrustedProxy,
+    RateLimits,
+    RateLimitRule,
+    Smtp,
+    S3,
+    Logs,
+    Batch,
+    Secret,
+)
 
 
 def spec_with(**changes: Any) -> dict[str, Any]:
@@ -1142,6 +1164,16 @@ REFERENCE_CODES = [
     "OWNED_BY_FILE",
     "OWNED_BY_OTHER_SOURCE",
     "DELETION_PENDING",
+    "INVALID_APP_NAME",
+    "INVALID_APP_URL",
+    "INVALID_TRUSTED_PROXY",
+    "INVALID_RATE_LIMIT",
+    "INVALID_SMTP",
+    "INVALID_S3",
+    "INVALID_LOGS",
+    "INVALID_BATCH",
+    "INVALID_SECRET",
+    "SECRET_NOT_ALLOWED_HERE",
 ]
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -1161,7 +1193,7 @@ class TestTheSpecReference:
 
     def test_the_reference_names_every_field(self) -> None:
         text = REFERENCE.read_text(encoding="utf-8")
-        for model in (ServiceSpec, Resources, PocketBaseFlags):
+        for model in (ServiceSpec, Resources, PocketBaseFlags, *SETTINGS_SECTIONS):
             for name in model.model_fields:
                 assert f"`{name}`" in text, f"{model.__name__}.{name} is not documented"
 

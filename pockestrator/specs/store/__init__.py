@@ -10,6 +10,7 @@ own module with its own SQL:
 - ``status``: what the reconciler and the health prober last observed;
 - ``events``: the append-only history of each service;
 - ``handoff``: one-time superuser passwords from the API to the reconciler;
+- ``secrets``: secret values given through the API, in root-only files beside the database;
 - ``file_issues``: the current problems of each spec file.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
@@ -44,6 +45,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.secrets import SecretFiles, SecretMissing
 from pockestrator.specs.store.services import Services
 from pockestrator.specs.store.status import Statuses
 
@@ -59,6 +61,7 @@ __all__ = [
     "NotFound",
     "Operation",
     "OperationKind",
+    "SecretMissing",
     "ServiceRecord",
     "ServiceStatus",
     "Store",
@@ -67,6 +70,10 @@ __all__ = [
     "owner_file",
     "utc_now",  # from pockestrator.clock; agent/reconciler.py still imports it from here
 ]
+
+
+# Beside the database file: the root-only folder of secret values (``secrets``).
+SECRETS_FOLDER = "secrets"
 
 
 class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations):
@@ -82,10 +89,15 @@ class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, 
         self._database = database if isinstance(database, Database) else Database(database)
         self._clock = clock
         self.path = self._database.path
+        self._secrets = SecretFiles(self.path.parent / SECRETS_FOLDER)
 
     @property
     def schema_version(self) -> int:
         return self._database.schema_version
+
+    def read_secret(self, name: str, path: str, tag: str) -> str:
+        """The value the API gave for ``name``'s secret ``settings.<path>`` (tag ``tag``)."""
+        return self._secrets.read(name, path, tag)
 
     def close(self) -> None:
         if self._owns_database:

@@ -7,8 +7,13 @@ connection, ``BEGIN IMMEDIATE``) and stamp rows with the same ``Clock``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pockestrator.clock import Clock
 from pockestrator.database import Database, iso
+
+if TYPE_CHECKING:
+    from pockestrator.specs.store.secrets import SecretFiles
 
 
 class StorePart:
@@ -16,6 +21,7 @@ class StorePart:
 
     _database: Database
     _clock: Clock
+    _secrets: SecretFiles
 
     def _now(self) -> str:
         """The clock's now as stored (never None, unlike ``iso`` of an optional)."""

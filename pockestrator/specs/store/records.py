@@ -105,6 +105,11 @@ class ServiceStatus:
     last_error: str | None = None
     # E-mails of the first superusers the agent has created in the instance.
     superusers: tuple[str, ...] = ()
+    # PocketBase's settings: the keyed hash of the last applied (and verified) desired
+    # settings, when the agent last read them, and the process it read them from.
+    settings_hash: str | None = None
+    settings_checked_at: datetime | None = None
+    settings_pid: int | None = None
     updated_at: datetime | None = None
 
 

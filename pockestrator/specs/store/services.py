@@ -14,13 +14,15 @@ increments ``generation``, which the reconciler's status echoes back when it has
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pockestrator.database import parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import taken_claims
 from pockestrator.specs.store.records import (
@@ -37,10 +39,23 @@ from pockestrator.specs.store.status import insert_first_status
 
 
 class Services(StorePart):
+    @contextlib.contextmanager
+    def _secrets_kept(self, spec: ServiceSpec) -> Iterator[ServiceSpec]:
+        """``spec`` with its secret values kept in files (``secrets``) for one write: the
+        files are removed if the write fails, and those it replaced once it succeeded."""
+        kept, written = self._secrets.keep(spec)
+        try:
+            yield kept
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        self._secrets.prune(kept)
+
     def create_service(self, spec: ServiceSpec, owner: str = API_OWNER) -> ServiceRecord:
         """Insert a new service; a taken name, port or domain raises ``Conflict`` (all of
         them at once)."""
-        with self._database.write() as db:
+        with self._secrets_kept(spec) as spec, self._database.write() as db:
             if db.execute(
                 "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
             ).fetchone():
@@ -69,7 +84,7 @@ class Services(StorePart):
                     )
                 ]
             )
-        with self._database.write() as db:
+        with self._secrets_kept(spec) as spec, self._database.write() as db:
             row = db.execute("SELECT owner, spec FROM services WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise NotFound(name)
@@ -142,6 +157,7 @@ class Services(StorePart):
         self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str
     ) -> None:
         """A new row with a fresh id, and its status row."""
+        _no_secret_values(spec)
         db.execute(
             "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -161,6 +177,7 @@ class Services(StorePart):
     def _update_file_spec(
         self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str
     ) -> None:
+        _no_secret_values(spec)
         encoded = spec.model_dump_json()
         if row["spec"] == encoded:
             return
@@ -216,9 +233,12 @@ class Services(StorePart):
         """The host no longer has ``name``: forget its tombstone, status and secrets."""
         with self._database.write() as db:
             db.execute("DELETE FROM deletions WHERE name = ?", (name,))
-            if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone() is None:
+            gone = db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone() is None
+            if gone:
                 db.execute("DELETE FROM status WHERE name = ?", (name,))
                 db.execute("DELETE FROM superuser_passwords WHERE name = ?", (name,))
+        if gone:
+            self._secrets.forget(name)
 
     def set_desired_state(self, name: str, state: str) -> ServiceRecord:
         """Record start/stop intent: in the spec for API services, as an override for files."""
@@ -306,6 +326,13 @@ class Services(StorePart):
             (len(FILE_OWNER_PREFIX), FILE_OWNER_PREFIX),
         )
         return {path for row in rows if (path := owner_file(row["owner"])) is not None}
+
+
+def _no_secret_values(spec: ServiceSpec) -> None:
+    """A row never holds a secret's value: only ``_secrets_kept`` turns one into a tag,
+    and spec files cannot hold one (``specs.yamldir`` refuses it)."""
+    if any(secret.value is not None for secret in secret_sources(spec.settings).values()):
+        raise ValueError(f"{spec.project_name}: a secret value must be kept before it is stored")
 
 
 def _moved_between_files(deletion: sqlite3.Row) -> bool:

@@ -111,5 +111,8 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         health_failures=int(row["health_failures"] or 0),
         last_error=row["last_error"],
         superusers=tuple(json.loads(row["superusers"])),
+        settings_hash=row["settings_hash"],
+        settings_checked_at=parse_iso(row["settings_checked_at"]),
+        settings_pid=row["settings_pid"],
         updated_at=parse_iso(row["updated_at"]),
     )

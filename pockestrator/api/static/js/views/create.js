@@ -1,12 +1,14 @@
 // Create a service: a form with the spec's fields, checked by POST /validate/service as
 // the user types (debounced; each error or warning next to its field, once the field has
-// been touched), then POST /services and the deployment (views/deployment.js).
+// been touched), then POST /services and the deployment (views/deployment.js). PocketBase's
+// own settings are a fieldset of their own (views/settings.js).
 
 import { ApiError, get, post } from '../api.js';
 import { compareVersions } from '../format.js';
 import { field, fieldMessage, h, mount, setText } from '../render.js';
 import { systemInfo } from '../shell.js';
 import { showDeployment } from './deployment.js';
+import { settingsEditor } from './settings.js';
 
 export const title = 'New service';
 const VALIDATE_AFTER_MS = 350;
@@ -55,6 +57,7 @@ const GROUPS = [
       ['desired_state', 'After creation'],
     ],
   ],
+  ['PocketBase settings (optional)', 'settings'],
 ];
 const TEXT_FIELDS = ['project_name', 'pocketbase_version', 'domain', 'superuser_email'];
 
@@ -97,6 +100,8 @@ export async function show(root, view) {
   };
   const fields = {};
   const env = envEditor();
+  const settings = settingsEditor();
+  Object.assign(fields, settings.fields);
   const general = h('div', { class: 'alert error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit' }, 'Create service');
   const status = h('p', { class: 'muted', 'aria-live': 'polite' });
@@ -105,8 +110,8 @@ export async function show(root, view) {
     { class: 'card', novalidate: true, onsubmit: create, oninput: changed, onchange: changed },
     general,
     GROUPS.map(([legend, entries]) =>
-      entries === 'env'
-        ? env.element
+      entries === 'env' || entries === 'settings'
+        ? { env, settings }[entries].element
         : h(
             'fieldset',
             {},
@@ -160,6 +165,8 @@ export async function show(root, view) {
     if (Object.keys(resources).length) spec.resources = resources;
     const egress = text('egress').split(/[\s,]+/).filter(Boolean);
     if (egress.length) spec.egress = egress;
+    const declared = settings.value();
+    if (Object.keys(declared).length) spec.settings = declared;
     return spec;
   }
 
@@ -187,15 +194,16 @@ export async function show(root, view) {
     showProblems(result.errors, result.warnings ?? []);
   }
 
-  /** Which field shows a problem: 'resources.memory_max', 'env.FOO' -> 'env', ... */
+  /** Which field shows a problem: the nearest field on its path ('env.FOO' -> 'env',
+   * 'settings.smtp.password.value' -> 'settings.smtp.password'), or none. */
   function owner(problem) {
-    const path = problem.field;
-    if (fields[path]) return path;
-    const head = path.split('.')[0];
-    if (head === 'env') return 'env';
-    const nested = path.split('.').slice(0, 2).join('.');
-    if (fields[nested]) return nested;
-    return fields[head] ? head : null;
+    const parts = problem.field.split('.');
+    if (parts[0] === 'env') return 'env';
+    for (let length = parts.length; length > 0; length -= 1) {
+      const path = parts.slice(0, length).join('.');
+      if (fields[path]) return path;
+    }
+    return null;
   }
 
   /** Each problem next to its field; errors that no field shows go to the top. */

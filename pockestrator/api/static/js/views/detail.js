@@ -1,5 +1,6 @@
 // One service: runtime status, drift (config_match and the rendered hashes), events,
-// start/stop/restart, a version change (an upgrade through PATCH) and deletion.
+// start/stop/restart, a version change (an upgrade through PATCH), PocketBase's own
+// settings (shown, and edited through PATCH; secrets write-only) and deletion.
 // A service owned by a spec file shows its file; what the API refuses for it (spec
 // changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
 
@@ -18,6 +19,7 @@ import {
 } from '../render.js';
 import { navigate, notify, systemInfo } from '../shell.js';
 import { deleteDialog } from './delete-dialog.js';
+import { settingsEditor, settingsRows } from './settings.js';
 
 export const title = 'Service';
 const REFRESH_MS = 3000;
@@ -145,6 +147,16 @@ export async function show(root, view) {
     { type: 'submit', class: 'secondary', ...owned },
     'Change version',
   );
+  const settingsList = h('dl', { class: 'details settings-list' });
+  let settings = settingsEditor(detail.service.settings, owned);
+  const settingsForm = h('form', { novalidate: true, onsubmit: saveSettings });
+  const settingsButton = h(
+    'button',
+    { type: 'submit', class: 'secondary', ...owned },
+    'Save settings',
+  );
+  const settingsMessage = h('p', { class: 'message', role: 'status' });
+  mount(settingsForm, settings.element, settingsMessage, settingsButton);
   const events = h('ol', { class: 'events', 'aria-label': 'Events, newest first' });
   const dialog = deleteDialog(name, info, remove);
   const deleteButton = button('Delete service…', () => dialog.showModal(), {
@@ -198,6 +210,24 @@ export async function show(root, view) {
         {},
         fileOwned ? h('p', { class: 'muted' }, 'Change the version in the spec file.') : null,
         h('form', { novalidate: true, onsubmit: upgrade }, versionField, upgradeButton),
+      ),
+      card(
+        'PocketBase settings',
+        { class: 'card wide' },
+        h(
+          'p',
+          { class: 'muted' },
+          'What the agent keeps set in PocketBase (a change made in its admin UI is set back); the rest is PocketBase’s.',
+        ),
+        settingsList,
+        fileOwned
+          ? h('p', { class: 'muted' }, 'Change the settings in the spec file.')
+          : h(
+              'details',
+              {},
+              h('summary', {}, 'Edit settings'),
+              settingsForm,
+            ),
       ),
       card('Events', { class: 'card wide' }, events),
       card(
@@ -256,8 +286,56 @@ export async function show(root, view) {
       match === false ? 'bad' : match ? 'ok' : '';
     adminLink.href = `${current.link}_/`;
     versionInput.placeholder = service.pocketbase_version;
+    renderSettings(service.settings);
     renderEvents(eventList);
     updateControls();
+  }
+
+  function renderSettings(declared) {
+    const shown = JSON.stringify(declared);
+    if (settingsList.dataset.shown === shown) return;
+    settingsList.dataset.shown = shown;
+    mount(
+      settingsList,
+      settingsRows(declared).map(([term, text]) =>
+        h('div', {}, h('dt', {}, term), h('dd', { 'data-term': term }, text)),
+      ),
+    );
+  }
+
+  async function saveSettings(event) {
+    event.preventDefault();
+    const body = settings.patch();
+    for (const wrapper of Object.values(settings.fields)) fieldMessage(wrapper, null);
+    if (Object.keys(body).length === 0) {
+      setText(settingsMessage, 'Nothing to change.');
+      return;
+    }
+    settingsButton.disabled = true;
+    setText(settingsMessage, 'Saving…');
+    try {
+      const result = await patch(servicePath(id), { settings: body });
+      // The form starts again from what is now declared (secret boxes empty).
+      settings = settingsEditor(result.service.settings);
+      mount(settingsForm, settings.element, settingsMessage, settingsButton);
+      setText(settingsMessage, 'Saved; the agent applies them to PocketBase.');
+      notify(`Settings of ${name} saved; the events show when PocketBase has them.`);
+      await refresh();
+    } catch (error) {
+      setText(settingsMessage, '');
+      const placed = [];
+      for (const problem of error.errors ?? []) {
+        const path = Object.keys(settings.fields)
+          .filter((key) => problem.field === key || problem.field.startsWith(`${key}.`))
+          .sort((a, b) => b.length - a.length)[0];
+        if (path) fieldMessage(settings.fields[path], problem);
+        else placed.push(`${problem.field}: ${problem.message}`);
+      }
+      if (placed.length || !error.errors?.length)
+        setText(settingsMessage, `Not saved: ${placed.join('; ') || error.message}`);
+    } finally {
+      settingsButton.disabled = fileOwned;
+    }
   }
 
   function renderEvents(list) {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
-from pockestrator.database import Database
+from pockestrator.database import Database, StoreUnusable
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
@@ -164,7 +165,9 @@ class Agent:
         self.dirs = ServiceDirs(config, self.bus)
         self.session = aiohttp.ClientSession()
         controllers = Controllers(self.bus, self.units, self.sites, self.releases, self.dirs)
-        self.host = AgentHostView(lambda: self.config, controllers)
+        self.host = AgentHostView(
+            lambda: self.config, controllers, database_full=lambda: self.database.full
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config, self.store, controllers, self.coordinator, self.session
@@ -323,8 +326,13 @@ class Agent:
                 self.coordinator.nudge()
 
     def _record_failure(self, name: str, message: str) -> None:
-        if self.store.get_service(name) is not None:
-            self.store.update_status(name, state="error", last_error=message[:2000])
+        """Put a failed reconcile's reason in the status, if the store takes it: a store
+        that cannot be written (a full disk) must not end the worker with it."""
+        try:
+            if self.store.get_service(name) is not None:
+                self.store.update_status(name, state="error", last_error=message[:2000])
+        except sqlite3.Error as exc:
+            log.error("the failure cannot be recorded", service=name, error=str(exc))
 
     def _finished(self, name: str, run: int) -> None:
         self._finished_runs[name] = max(self._finished_runs[name], run)
@@ -489,7 +497,7 @@ async def run_agent(config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
     try:
         await agent.start()
-    except (AgentStartError, SystemdError, OSError) as exc:
+    except (AgentStartError, StoreUnusable, SystemdError, OSError) as exc:
         log.error("the agent cannot start", error=str(exc))
         return 1
     try:

@@ -16,6 +16,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pockestrator.agent.plan import (
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
+from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
@@ -98,7 +100,10 @@ class StepRunner:
         """Record the plan's drift, then do its steps in order; raises when a step fails."""
         name = plan.name
         for drift in plan.drift:
-            self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
+            # On a full disk the event is lost but the log line below says the same: the
+            # repair must not wait for space (the status write after it fails, and retries).
+            with contextlib.suppress(DatabaseFull):
+                self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
             log.warning(
                 "drift repaired",
                 service=name,

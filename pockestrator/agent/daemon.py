@@ -188,6 +188,8 @@ class Agent:
             boot_grace=self.reconciler.policy.health_deadline,
         )
         self.bus.watch_units(self._on_unit_signal)
+        # Signals sent while the bus was gone are lost: look at everything again.
+        self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
         self._workers = [
             asyncio.create_task(self._worker(index), name=f"worker-{index}")
             for index in range(config.workers)

@@ -196,6 +196,7 @@ class Agent:
         ]
         self._spawn(self.spec_directory.run, "spec-directory")
         await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
+        self._spawn(self._load_caddy_sites, "caddy-sites")
         self._spawn(self._watch_host_files, "host-files")
         self._spawn(self._resync_forever, "resync")
         self._spawn(lambda: self.health.run(self.session), "health")
@@ -399,6 +400,16 @@ class Agent:
         # changes its unit, and an immediate re-add would defeat the backoff.
         if name is not None and not self.queue.failures(name):
             self.queue.add(name)
+
+    async def _load_caddy_sites(self) -> None:
+        """Once at start: the running Caddy may lack a site an earlier agent wrote (killed
+        before its reload); a failed reload is retried by ``_spawn``."""
+        error = await self.sites.load_what_is_on_disk()
+        if error is not None:
+            log.error(
+                "the Caddy sites on disk do not validate; Caddy keeps what it runs",
+                error=error[:2000],
+            )
 
     async def _watch_host_files(self) -> None:
         """Edits, deletions and new files in the unit and site directories are drift."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import random
 
-from pockestrator.agent.sandbox import Sandbox
+from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox
 from pockestrator.config import AgentConfig
 from tests.faults.killpoints import run_kill_points
+from tests.testbed.api_client import api_for, create, wait_running
+from tests.testbed.waiting import pocketbase_health, wait_until
 
 POINTS = 4
 
@@ -30,3 +33,25 @@ async def test_the_host_converges_with_nothing_lost_after_kills_at_random_points
     assert summary["not_converged"] == [], summary
     assert figures.lost == [], f"seed {seed}: {figures.lost}"
     assert figures.final_problems == [], f"seed {seed}: {figures.final_problems}"
+
+
+async def test_a_site_written_but_never_loaded_by_a_killed_agent_is_served_after_restart(
+    sandbox: Sandbox, agent_config: AgentConfig, pocketbase_versions: tuple[str, str]
+) -> None:
+    """The state a kill between writing a snippet and reloading Caddy leaves: the file
+    matches the spec (so no plan changes it) and Caddy runs without it."""
+    async with Agent(agent_config, api_factory=api_factory()) as agent, api_for(agent) as api:
+        await create(api, pocketbase_versions[1], "halfway")
+        await wait_running(api, "halfway")
+    snippet = agent_config.caddy_sites_dir / "halfway.caddy"
+    text = snippet.read_text()
+    snippet.unlink()
+    assert sandbox.bus is not None
+    await sandbox.bus.reload_unit(CADDY_UNIT)
+    assert not await pocketbase_health(sandbox.caddy_url, "halfway.localhost")
+    snippet.write_text(text)  # as the killed agent left it: written, never loaded
+
+    async with Agent(agent_config, api_factory=api_factory()):
+        assert await wait_until(
+            lambda: pocketbase_health(sandbox.caddy_url, "halfway.localhost"), 15, interval=0.1
+        ), "the restarted agent left Caddy without a site whose file is on disk"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import random
 import shutil
@@ -21,8 +22,19 @@ from tests.benchmarks.bench import BENCH_BASE, machine_description
 from tests.faults.killpoints import run_kill_points
 from tests.testbed.mirror import OLDER_VERSION, ReleaseMirror, installed_version, pocketbase_binary
 
+SESSIONS_LOCK = ".sessions.lock"  # tests/conftest.py's
+
 
 async def run(points: int, seed: int) -> dict[str, Any]:
+    BENCH_BASE.mkdir(parents=True, exist_ok=True)
+    # Held shared for the whole run, as every pytest session holds it: a session that
+    # finds the lock free ends every test bed under the folder as a crashed run's.
+    with (BENCH_BASE / SESSIONS_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        return await _run(points, seed)
+
+
+async def _run(points: int, seed: int) -> dict[str, Any]:
     versions = (OLDER_VERSION, installed_version())
     mirror = ReleaseMirror()
     for version in versions:

@@ -553,41 +553,9 @@ async def run_kill_points(
             try:
                 await run.kill_point(index)
             except Exception:
-                import subprocess
-
-                print(
-                    subprocess.run(
-                        [
-                            "journalctl",
-                            "-D",
-                            str(sandbox.systemd.paths.journal_dir),
-                            "--no-pager",
-                            "-n",
-                            "400",
-                        ],
-                        capture_output=True,
-                        text=True,
-                    ).stdout[-60000:]
-                )
-                from pockestrator.controllers.systemd.bus import SystemdBus as _B
-
-                b = await _B.connect("user", sandbox.systemd.paths.bus_address)
-                pr = await b.unit_properties("dbus.service")
-                print(
-                    "DBUS",
-                    {
-                        k: pr.get(k)
-                        for k in (
-                            "ActiveState",
-                            "MainPID",
-                            "NRestarts",
-                            "ActiveEnterTimestamp",
-                            "ExecMainStatus",
-                            "Result",
-                        )
-                    },
-                )
-                await b.close()
+                # What the agent said last is what a replay with the seed needs first.
+                log(f"kill point {index} failed (seed {seed}); the agent's journal:")
+                log(run.unit.journal()[-20000:])
                 raise
         return await run.finish()
     finally:

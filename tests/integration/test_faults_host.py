@@ -67,9 +67,7 @@ async def _stopped_by_hand_is_started_again(sandbox: Sandbox, name: str) -> None
         return status.sub_state == "running" and status.main_pid not in (None, before)
 
     assert await wait_until(running_again, 20, interval=0.05), "no signal reached the agent"
-    assert await wait_until(
-        lambda: pocketbase_health(sandbox.caddy_url, f"{name}.localhost"), 15
-    )
+    assert await wait_until(lambda: pocketbase_health(sandbox.caddy_url, f"{name}.localhost"), 15)
 
 
 async def _spec_file_converges(agent: Agent, sandbox: Sandbox, name: str, version: str) -> None:

@@ -17,7 +17,8 @@ instances themselves, never from the agent's own opinion:
   folders, superuser bootstrap leftovers), and the store passes SQLite's integrity check
   (a release download cut short leaves a ``.staging-*`` folder, which nothing reads as a
   version and the cache sweeps after an hour: counted, not a failure);
-- every write the API acknowledged is there (or, for a delete, gone), and every record
+- every write the API acknowledged is there (or, for a delete, gone; one the kill cut off
+  before its answer may or may not have happened, and either is right), and every record
   written into an instance's ``pb_data`` reads back: through PocketBase while it runs, from
   the archived ``data.db`` once the service is deleted.
 """
@@ -268,6 +269,8 @@ class KillRun:
         point.acknowledged = bool(done) and reply is not None and reply.status < 300
         if reply is not None and reply.status < 300:
             self._acknowledge(operation, name)
+        elif operation == "delete":
+            self.must_exist.discard(name)  # killed before its answer: it may have happened
         point.restart_seconds = await self._wait_restarted(victim) - killed_at
         converged_at = await self.converge(self.converge_timeout, point)
         point.converge_seconds = (converged_at or time.monotonic()) - killed_at

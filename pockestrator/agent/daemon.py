@@ -187,6 +187,10 @@ class Agent:
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
         )
+        # Before any worker runs a bootstrap of its own: a killed agent's are nobody's.
+        swept = await self.dirs.sweep_bootstrap_leftovers()
+        if swept:
+            log.warning("removed what a stopped agent's superuser runs left", removed=swept)
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))

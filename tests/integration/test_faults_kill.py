@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import random
 
+from dbus_fast import Variant
+
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.servicedirs.superuser import bootstrap_unit
 from tests.faults.killpoints import run_kill_points
 from tests.testbed.api_client import api_for, create, wait_running
 from tests.testbed.waiting import pocketbase_health, wait_until
@@ -55,3 +58,27 @@ async def test_a_site_written_but_never_loaded_by_a_killed_agent_is_served_after
         assert await wait_until(
             lambda: pocketbase_health(sandbox.caddy_url, "halfway.localhost"), 15, interval=0.1
         ), "the restarted agent left Caddy without a site whose file is on disk"
+
+
+async def test_a_killed_agents_superuser_run_is_stopped_and_its_files_removed_at_start(
+    sandbox: Sandbox, agent_config: AgentConfig
+) -> None:
+    """What a kill during a superuser bootstrap leaves: its transient unit still running,
+    its migration folder, and its environment file, which holds the password."""
+    assert sandbox.bus is not None
+    unit = bootstrap_unit("orphan")
+    sleeper = ["/bin/sleep", "300"]
+    await sandbox.bus.start_transient_unit(
+        unit, [("ExecStart", Variant("a(sasb)", [(sleeper[0], sleeper, False)]))], 10.0
+    )
+    secrets = agent_config.environment_path / ".orphan-0123456789ab.bootstrap.env"
+    secrets.parent.mkdir(parents=True, exist_ok=True)
+    secrets.write_text("PB_BOOTSTRAP_EMAIL=a@orphan.test\nPB_BOOTSTRAP_PASSWORD=hunter22\n")
+    run_dir = agent_config.database.parent / "bootstrap" / "orphan-0123456789ab"
+    (run_dir / "migrations").mkdir(parents=True)
+    (run_dir / "migrations" / "1_pockestrator_superuser_0123456789ab.js").write_text("//")
+
+    async with Agent(agent_config, api_factory=api_factory()):
+        assert (await sandbox.bus.unit_status(unit)).active_state in ("inactive", "failed")
+        assert not secrets.exists()
+        assert not run_dir.exists()

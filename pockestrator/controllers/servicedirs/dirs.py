@@ -32,7 +32,11 @@ from pockestrator.controllers.service_layout import BINARY_NAME
 from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
 from pockestrator.controllers.servicedirs.backups import backup_data, restore_data
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
-from pockestrator.controllers.servicedirs.superuser import SuperuserCreated, ensure_superuser
+from pockestrator.controllers.servicedirs.superuser import (
+    SuperuserCreated,
+    ensure_superuser,
+    sweep_bootstrap_leftovers,
+)
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.specs.model import ServiceSpec
 
@@ -126,6 +130,14 @@ class ServiceDirs:
         """
         return await asyncio.to_thread(restore_data, self.folders, name, backup)
 
+    async def sweep_bootstrap_leftovers(self) -> list[str]:
+        """What a killed agent's superuser runs left (``superuser.sweep_bootstrap_leftovers``)."""
+        return await sweep_bootstrap_leftovers(self.bus, self.settings, self._bootstrap_dir)
+
+    @property
+    def _bootstrap_dir(self) -> Path:
+        return self.config.database.parent / "bootstrap"
+
     async def ensure_superuser(
         self, spec: ServiceSpec, email: str, password: str | None = None
     ) -> SuperuserCreated:
@@ -141,7 +153,7 @@ class ServiceDirs:
             spec,
             email,
             password,
-            bootstrap_dir=self.config.database.parent / "bootstrap",
+            bootstrap_dir=self._bootstrap_dir,
         )
 
 

@@ -30,7 +30,11 @@ import structlog
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME
 from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
-from pockestrator.controllers.servicedirs.backups import backup_data, restore_data
+from pockestrator.controllers.servicedirs.backups import (
+    backup_data,
+    remove_partial_backups,
+    restore_data,
+)
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
 from pockestrator.controllers.servicedirs.superuser import (
     SuperuserCreated,
@@ -133,6 +137,11 @@ class ServiceDirs:
     async def sweep_bootstrap_leftovers(self) -> list[str]:
         """What a killed agent's superuser runs left (``superuser.sweep_bootstrap_leftovers``)."""
         return await sweep_bootstrap_leftovers(self.bus, self.settings, self._bootstrap_dir)
+
+    async def sweep_partial_backups(self) -> list[str]:
+        """The unfinished backups killed upgrades left (``backups.remove_partial_backups``)."""
+        removed = await asyncio.to_thread(remove_partial_backups, self.folders)
+        return [str(path) for path in removed]
 
     @property
     def _bootstrap_dir(self) -> Path:

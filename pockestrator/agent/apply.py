@@ -239,4 +239,7 @@ class StepRunner:
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""
-        return self.config.database.parent / "superuser-passwords" / name
+        return self.generated_passwords_dir() / name
+
+    def generated_passwords_dir(self) -> Path:
+        return self.config.database.parent / "superuser-passwords"

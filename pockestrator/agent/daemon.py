@@ -44,6 +44,7 @@ from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import Database, StoreUnusable
 from pockestrator.dirwatch import DirectoryWatcher
+from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
@@ -187,10 +188,13 @@ class Agent:
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
         )
-        # Before any worker runs a bootstrap of its own: a killed agent's are nobody's.
+        # Before any worker runs a bootstrap or a backup of its own: what a killed agent
+        # left of its own is nobody's.
         swept = await self.dirs.sweep_bootstrap_leftovers()
+        swept += await self.dirs.sweep_partial_backups()
+        swept += self._sweep_temporary_files()
         if swept:
-            log.warning("removed what a stopped agent's superuser runs left", removed=swept)
+            log.warning("removed what a stopped agent left unfinished", removed=swept)
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
@@ -404,6 +408,21 @@ class Agent:
         # changes its unit, and an immediate re-add would defeat the backoff.
         if name is not None and not self.queue.failures(name):
             self.queue.add(name)
+
+    def _sweep_temporary_files(self) -> list[str]:
+        """The temporary files of atomic writes a killed agent left, in every folder it
+        writes: of its own names only (the unit folder is shared)."""
+        config = self.config
+        places = (
+            (config.systemd_dir, f"*{UNIT_SUFFIX}"),
+            (config.environment_path, "*.env"),
+            (config.caddy_sites_dir, f"*{SNIPPET_SUFFIX}"),
+            (self.sites.main_file.parent, self.sites.main_file.name),
+            (self.reconciler.steps.generated_passwords_dir(), "*"),
+        )
+        return [
+            str(path) for folder, names in places for path in remove_temporary_files(folder, names)
+        ]
 
     async def _load_caddy_sites(self) -> None:
         """Once at start: the running Caddy may lack a site an earlier agent wrote (killed

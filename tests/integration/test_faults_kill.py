@@ -82,3 +82,41 @@ async def test_a_killed_agents_superuser_run_is_stopped_and_its_files_removed_at
         assert (await sandbox.bus.unit_status(unit)).active_state in ("inactive", "failed")
         assert not secrets.exists()
         assert not run_dir.exists()
+
+
+async def test_a_backup_cut_short_by_a_kill_is_removed_at_start_and_finished_ones_kept(
+    agent_config: AgentConfig,
+) -> None:
+    """An upgrade killed while it copied ``pb_data`` leaves the ``.partial`` copy."""
+    backups = agent_config.base_dir / ".backups" / "halfcopied"
+    partial = backups / ".pb_data-20261202T040631Z.partial"
+    finished = backups / "pb_data-20261201T120000Z"
+    for folder in (partial, finished):
+        folder.mkdir(parents=True)
+        (folder / "data.db").write_bytes(b"SQLite format 3\0")
+
+    async with Agent(agent_config, api_factory=api_factory()):
+        assert not partial.exists()
+        assert (finished / "data.db").read_bytes() == b"SQLite format 3\0"
+
+
+async def test_temporary_files_of_killed_atomic_writes_are_removed_at_start_others_kept(
+    agent_config: AgentConfig,
+) -> None:
+    """A kill between write_atomic's write and its rename, in each folder the agent writes;
+    the unit folder is shared on a real host, so another program's file stays."""
+    ours = [
+        agent_config.systemd_dir / ".gone-pocketbase.service.a1b2c3d4.tmp",
+        agent_config.environment_path / ".gone.env.a1b2c3d4.tmp",
+        agent_config.caddy_sites_dir / ".gone.caddy.a1b2c3d4.tmp",
+        agent_config.caddy_config.parent / f".{agent_config.caddy_config.name}.a1b2c3d4.tmp",
+    ]
+    foreign = agent_config.systemd_dir / ".nginx.service.a1b2c3d4.tmp"
+    for path in [*ours, foreign]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+
+    async with Agent(agent_config, api_factory=api_factory()):
+        assert [path for path in ours if path.exists()] == []
+        assert foreign.read_text() == "half"
+    foreign.unlink()

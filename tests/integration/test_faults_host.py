@@ -5,7 +5,9 @@
   afterwards converges.
 - The bus daemon killed (the agent's D-Bus connection drops for real): the agent connects
   again and subscribes again by itself, the same agent object, no restart of its own.
-- Caddy killed with SIGKILL: systemd starts it again and every site is served again.
+- Caddy killed with SIGKILL: systemd starts it again and every site is served again; on a
+  real host that is the package's drop-in (``packaging/caddy-restart.conf``), since Caddy's
+  own unit has no ``Restart=``: the last test applies it over a unit that does not restart.
 
 The module's agent resyncs and probes health only every 10 minutes, so that what repairs
 a hand-stopped instance here can only be systemd's signal.
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +32,7 @@ from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_until
 
 SLOW = 600.0  # no resync, no health probe within a test
+CADDY_DROP_IN = Path(__file__).resolve().parents[2] / "packaging" / "caddy-restart.conf"
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +119,16 @@ async def test_when_the_bus_drops_the_agent_connects_again_and_specs_converge(
     await _spec_file_converges(agent, sandbox, "afterdrop", pocketbase_versions[1])
 
 
-async def test_caddy_killed_is_started_again_and_serves_every_site(
-    agent: Agent, sandbox: Sandbox
-) -> None:
-    bus = _bus(sandbox)
-    sites = sorted(p.stem for p in agent.config.caddy_sites_dir.glob("*.caddy"))
-    assert {"steady", "afterreexec", "afterdrop"} <= set(sites)
+async def _kill_caddy(bus: SystemdBus) -> int:
     caddy = (await bus.unit_status(CADDY_UNIT)).main_pid
     assert caddy is not None
     os.kill(caddy, signal.SIGKILL)
+    return caddy
+
+
+async def _caddy_serves_every_site_again(agent: Agent, sandbox: Sandbox, killed: int) -> None:
+    sites = sorted(p.stem for p in agent.config.caddy_sites_dir.glob("*.caddy"))
+    assert {"steady", "afterreexec", "afterdrop"} <= set(sites)
 
     async def every_site_served() -> bool:
         answers = await asyncio.gather(
@@ -132,5 +137,43 @@ async def test_caddy_killed_is_started_again_and_serves_every_site(
         return all(answers)
 
     assert await wait_until(every_site_served, 30, interval=0.1)
-    status = await bus.unit_status(CADDY_UNIT)
-    assert status.main_pid != caddy and status.sub_state == "running"
+    status = await _bus(sandbox).unit_status(CADDY_UNIT)
+    assert status.main_pid != killed and status.sub_state == "running"
+
+
+async def test_caddy_killed_is_started_again_and_serves_every_site(
+    agent: Agent, sandbox: Sandbox
+) -> None:
+    killed = await _kill_caddy(_bus(sandbox))
+    await _caddy_serves_every_site_again(agent, sandbox, killed)
+
+
+async def test_the_packaged_drop_in_starts_a_killed_caddy_whose_own_unit_would_not(
+    agent: Agent, sandbox: Sandbox
+) -> None:
+    bus = _bus(sandbox)
+    drop_ins = sandbox.systemd.paths.unit_dir / f"{CADDY_UNIT}.d"
+    drop_ins.mkdir()
+    try:
+        # Caddy's own unit, as upstream ships it: no Restart=, so a killed Caddy stays down.
+        (drop_ins / "00-as-caddys-own-unit.conf").write_text("[Service]\nRestart=no\n")
+        await bus.daemon_reload()
+        await _kill_caddy(bus)
+
+        async def caddy_down() -> bool:
+            return (await bus.unit_status(CADDY_UNIT)).active_state == "failed"
+
+        assert await wait_until(caddy_down, 15, interval=0.05)
+        await bus.start_unit(CADDY_UNIT)
+
+        (drop_ins / "pockestrator.conf").write_bytes(CADDY_DROP_IN.read_bytes())
+        await bus.daemon_reload()
+        killed = await _kill_caddy(bus)
+        await _caddy_serves_every_site_again(agent, sandbox, killed)
+    finally:
+        for drop_in in drop_ins.iterdir():
+            drop_in.unlink()
+        drop_ins.rmdir()
+        await bus.daemon_reload()
+        if (await bus.unit_status(CADDY_UNIT)).active_state != "active":
+            await bus.start_unit(CADDY_UNIT)

@@ -51,7 +51,10 @@ async def store_copy(
 
 
 def host_snapshot(config: AgentConfig) -> dict[str, tuple[int, int, str]]:
-    """Every file the agent manages (mode, size, content hash), symlinks not followed."""
+    """Every file the agent manages (mode, size, content hash), symlinks not followed.
+
+    Inside a ``pb_data`` only names and modes: the running instance writes its own
+    databases (its WAL, its logs) whenever it likes, and that is not the agent."""
     snapshot: dict[str, tuple[int, int, str]] = {}
     folders = (
         config.systemd_dir,
@@ -66,6 +69,9 @@ def host_snapshot(config: AgentConfig) -> dict[str, tuple[int, int, str]]:
             for entry in [*dirs, *files]:
                 path = Path(top) / entry
                 info = path.lstat()
+                if "pb_data" in path.relative_to(folder).parts:
+                    snapshot[str(path)] = (info.st_mode, 0, "")
+                    continue
                 digest = ""
                 if path.is_file() and not path.is_symlink():
                     digest = hashlib.sha256(path.read_bytes()).hexdigest()

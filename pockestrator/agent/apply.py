@@ -16,6 +16,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
 from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
+from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
@@ -99,7 +101,10 @@ class StepRunner:
         """Record the plan's drift, then do its steps in order; raises when a step fails."""
         name = plan.name
         for drift in plan.drift:
-            self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
+            # On a full disk the event is lost but the log line below says the same: the
+            # repair must not wait for space (the status write after it fails, and retries).
+            with contextlib.suppress(DatabaseFull):
+                self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
             log.warning(
                 "drift repaired",
                 service=name,
@@ -260,4 +265,7 @@ class StepRunner:
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""
-        return self.config.database.parent / "superuser-passwords" / name
+        return self.generated_passwords_dir() / name
+
+    def generated_passwords_dir(self) -> Path:
+        return self.config.database.parent / "superuser-passwords"

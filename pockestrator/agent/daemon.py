@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,8 +45,9 @@ from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
-from pockestrator.database import Database
+from pockestrator.database import Database, StoreUnusable
 from pockestrator.dirwatch import DirectoryWatcher
+from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
@@ -173,7 +175,9 @@ class Agent:
         controllers = Controllers(
             self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots, pbsettings
         )
-        self.host = AgentHostView(lambda: self.config, controllers)
+        self.host = AgentHostView(
+            lambda: self.config, controllers, database_full=lambda: self.database.full
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config, self.store, controllers, self.coordinator, self.session, self.clock
@@ -193,13 +197,23 @@ class Agent:
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
         )
+        # Before any worker runs a bootstrap or a backup of its own: what a killed agent
+        # left of its own is nobody's.
+        swept = await self.dirs.sweep_bootstrap_leftovers()
+        swept += await self.dirs.sweep_partial_backups()
+        swept += self._sweep_temporary_files()
+        if swept:
+            log.warning("removed what a stopped agent left unfinished", removed=swept)
         self.bus.watch_units(self._on_unit_signal)
+        # Signals sent while the bus was gone are lost: look at everything again.
+        self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
         self._workers = [
             asyncio.create_task(self._worker(index), name=f"worker-{index}")
             for index in range(config.workers)
         ]
         self._spawn(self.spec_directory.run, "spec-directory")
         await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
+        self._spawn(self._load_caddy_sites, "caddy-sites")
         self._spawn(self._watch_host_files, "host-files")
         self._spawn(self._resync_forever, "resync")
         self._spawn(lambda: self.health.run(self.session), "health")
@@ -332,8 +346,13 @@ class Agent:
                 self.coordinator.nudge()
 
     def _record_failure(self, name: str, message: str) -> None:
-        if self.store.get_service(name) is not None:
-            self.store.update_status(name, state="error", last_error=message[:2000])
+        """Put a failed reconcile's reason in the status, if the store takes it: a store
+        that cannot be written (a full disk) must not end the worker with it."""
+        try:
+            if self.store.get_service(name) is not None:
+                self.store.update_status(name, state="error", last_error=message[:2000])
+        except sqlite3.Error as exc:
+            log.error("the failure cannot be recorded", service=name, error=str(exc))
 
     def _finished(self, name: str, run: int) -> None:
         self._finished_runs[name] = max(self._finished_runs[name], run)
@@ -398,6 +417,31 @@ class Agent:
         # changes its unit, and an immediate re-add would defeat the backoff.
         if name is not None and not self.queue.failures(name):
             self.queue.add(name)
+
+    def _sweep_temporary_files(self) -> list[str]:
+        """The temporary files of atomic writes a killed agent left, in every folder it
+        writes: of its own names only (the unit folder is shared)."""
+        config = self.config
+        places = (
+            (config.systemd_dir, f"*{UNIT_SUFFIX}"),
+            (config.environment_path, "*.env"),
+            (config.caddy_sites_dir, f"*{SNIPPET_SUFFIX}"),
+            (self.sites.main_file.parent, self.sites.main_file.name),
+            (self.reconciler.steps.generated_passwords_dir(), "*"),
+        )
+        return [
+            str(path) for folder, names in places for path in remove_temporary_files(folder, names)
+        ]
+
+    async def _load_caddy_sites(self) -> None:
+        """Once at start: the running Caddy may lack a site an earlier agent wrote (killed
+        before its reload); a failed reload is retried by ``_spawn``."""
+        error = await self.sites.load_what_is_on_disk()
+        if error is not None:
+            log.error(
+                "the Caddy sites on disk do not validate; Caddy keeps what it runs",
+                error=error[:2000],
+            )
 
     async def _watch_host_files(self) -> None:
         """Edits, deletions and new files in the unit and site directories are drift."""
@@ -498,7 +542,7 @@ async def run_agent(config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
     try:
         await agent.start()
-    except (AgentStartError, SystemdError, OSError) as exc:
+    except (AgentStartError, StoreUnusable, SystemdError, OSError) as exc:
         log.error("the agent cannot start", error=str(exc))
         return 1
     try:

@@ -57,8 +57,14 @@ class AgentHostView:
     ``config`` is asked each time: a SIGHUP replaces the agent's configuration.
     """
 
-    def __init__(self, config: Callable[[], AgentConfig], controllers: Controllers) -> None:
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        controllers: Controllers,
+        database_full: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._config = config
+        self._database_full = database_full
         self.bus = controllers.bus
         self.units = controllers.units
         self.sites = controllers.sites
@@ -117,6 +123,7 @@ class AgentHostView:
             systemd_problem=systemd_problem,
             directory_problems={key: problems[key] for key in problems if key != "caddyfile"},
             caddyfile_problem=problems["caddyfile"],
+            database_full=self._database_full() or no_space_left(config.database.parent),
             caddy_binary=caddy_binary,
             caddy_running=caddy_running,
             tools={
@@ -304,6 +311,16 @@ def probe_directory(path: Path) -> str | None:
     os.close(handle)
     os.unlink(name)
     return None
+
+
+def no_space_left(path: Path) -> bool:
+    """The file system of ``path`` has not one block free (root's reserve included): an
+    empty probe file can still be made there, but SQLite cannot grow its files."""
+    try:
+        stats = os.statvfs(_existing_ancestor(path))
+    except OSError:
+        return False
+    return stats.f_blocks > 0 and stats.f_bfree == 0
 
 
 def probe_file(path: Path) -> str | None:

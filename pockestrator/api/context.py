@@ -101,6 +101,8 @@ class HostFacts:
     tools: dict[str, bool] = field(default_factory=dict)
     # Caddy's admin address when on TCP, where every instance can reach it (else None).
     caddy_admin_exposed: str | None = None
+    # The database's folder has no space left (or its last write failed for want of it).
+    database_full: bool = False
 
 
 @dataclass(frozen=True)

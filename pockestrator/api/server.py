@@ -48,6 +48,7 @@ from pockestrator.api.routing import (
     Operation,
 )
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
+from pockestrator.database import DatabaseFull
 from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
 
@@ -108,6 +109,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _http_error(exc)
     except asyncio.CancelledError:
         raise
+    except DatabaseFull as exc:
+        log.error("request refused: the database is full", path=request.path, error=str(exc))
+        return ApiError(
+            507,
+            ErrorCode.DATABASE_FULL,
+            f"{exc}; nothing was changed. Free space there and try again",
+        ).response()
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
         return ApiError(

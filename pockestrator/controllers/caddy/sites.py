@@ -149,6 +149,23 @@ class CaddySites:
                 wave_run.restore_everything()
                 raise
 
+    async def load_what_is_on_disk(self) -> str | None:
+        """Make the running Caddy load the snippets on disk (once, when the agent starts).
+
+        An agent killed between writing a snippet and reloading Caddy leaves a file that
+        already matches its spec, so no later plan touches it, while Caddy runs without
+        it. Which snippets the running Caddy has loaded cannot be asked, so a new agent
+        validates the files on disk and reloads once. Returns Caddy's text when they do
+        not validate (Caddy is then left running as it is), else None.
+        """
+        async with self._lock:
+            if not self.list_sites() or not await self.caddy_running():
+                return None  # nothing of ours, or Caddy reads the files when it starts
+            error = await self.validate()
+            if error is None:
+                await self.reload()
+            return error
+
     async def validate(self) -> str | None:
         """One ``caddy validate`` of the main Caddyfile; None when valid, else Caddy's text."""
         self.validation_count += 1

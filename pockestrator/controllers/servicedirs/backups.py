@@ -2,7 +2,9 @@
 
 Before an upgrade the reconciler stops the service and ``backup_data`` copies its
 ``pb_data`` to ``<base_dir>/.backups/<name>/pb_data-<UTC stamp>`` (root-only): into a
-``.partial`` folder first, renamed when complete, so a backup that exists is whole. When
+``.partial`` folder first, renamed when complete, so a backup that exists is whole (an
+agent killed during the copy leaves the ``.partial``; the next one removes it when it
+starts, ``remove_partial_backups``). When
 the new version is not healthy, ``restore_data`` copies the backup back in and swaps it
 for the current ``pb_data`` with renames; the data it displaces is kept as
 ``pb_data-replaced-<UTC stamp>`` beside the backups, for the operator to look at.
@@ -40,6 +42,27 @@ def backups_for(folders: ServiceFolders, name: str) -> Path:
     return folder
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_partial_backups(folders: ServiceFolders) -> list[Path]:
+    """Remove the unfinished copies killed backups left; the ones removed.
+
+    For when the agent starts, before any backup of its own runs: each is a full copy of
+    a ``pb_data`` cut short, which nothing reads and nothing else would ever remove.
+    """
+    removed: list[Path] = []
+    if not folders.backups_dir.is_dir():
+        return removed
+    for folder in sorted(folders.backups_dir.iterdir()):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for partial in sorted(folder.glob(f".*{PARTIAL_SUFFIX}")):
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial)
+    return removed
+
+
 def backup_data(folders: ServiceFolders, name: str) -> Path:
     """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
     path = folders.path_for(name)
@@ -51,7 +74,7 @@ def backup_data(folders: ServiceFolders, name: str) -> Path:
         if data_info is None or not stat.S_ISDIR(data_info.st_mode):
             raise UnsafePath(f"{path / DATA_DIR} is missing, a symlink or not a directory")
         target = unique_stamped_path(folder, DATA_DIR)
-        partial = folder / f".{target.name}.partial"
+        partial = folder / f".{target.name}{PARTIAL_SUFFIX}"
         shutil.rmtree(partial, ignore_errors=True)
         try:
             with opened_dir(folder) as backups_fd:

@@ -30,9 +30,17 @@ import structlog
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME
 from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
-from pockestrator.controllers.servicedirs.backups import backup_data, restore_data
+from pockestrator.controllers.servicedirs.backups import (
+    backup_data,
+    remove_partial_backups,
+    restore_data,
+)
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
-from pockestrator.controllers.servicedirs.superuser import SuperuserCreated, ensure_superuser
+from pockestrator.controllers.servicedirs.superuser import (
+    SuperuserCreated,
+    ensure_superuser,
+    sweep_bootstrap_leftovers,
+)
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.specs.model import ServiceSpec
 
@@ -126,6 +134,19 @@ class ServiceDirs:
         """
         return await asyncio.to_thread(restore_data, self.folders, name, backup)
 
+    async def sweep_bootstrap_leftovers(self) -> list[str]:
+        """What a killed agent's superuser runs left (``superuser.sweep_bootstrap_leftovers``)."""
+        return await sweep_bootstrap_leftovers(self.bus, self.settings, self._bootstrap_dir)
+
+    async def sweep_partial_backups(self) -> list[str]:
+        """The unfinished backups killed upgrades left (``backups.remove_partial_backups``)."""
+        removed = await asyncio.to_thread(remove_partial_backups, self.folders)
+        return [str(path) for path in removed]
+
+    @property
+    def _bootstrap_dir(self) -> Path:
+        return self.config.database.parent / "bootstrap"
+
     async def ensure_superuser(
         self, spec: ServiceSpec, email: str, password: str | None = None
     ) -> SuperuserCreated:
@@ -141,7 +162,7 @@ class ServiceDirs:
             spec,
             email,
             password,
-            bootstrap_dir=self.config.database.parent / "bootstrap",
+            bootstrap_dir=self._bootstrap_dir,
         )
 
 

@@ -475,7 +475,7 @@ class KillRun:
                 name = path.name
                 if name.endswith(".tmp") or ".partial" in name or name.endswith(".bootstrap.env"):
                     found.append(f"left behind: {path}")
-        bootstrap = config.database.parent / "bootstrap"
+        bootstrap = config.base_dir / ".bootstrap"
         if bootstrap.is_dir():
             found += [f"left behind: {path}" for path in bootstrap.iterdir()]
         return found

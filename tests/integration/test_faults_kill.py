@@ -74,7 +74,7 @@ async def test_a_killed_agents_superuser_run_is_stopped_and_its_files_removed_at
     secrets = agent_config.environment_path / ".orphan-0123456789ab.bootstrap.env"
     secrets.parent.mkdir(parents=True, exist_ok=True)
     secrets.write_text("PB_BOOTSTRAP_EMAIL=a@orphan.test\nPB_BOOTSTRAP_PASSWORD=hunter22\n")
-    run_dir = agent_config.database.parent / "bootstrap" / "orphan-0123456789ab"
+    run_dir = agent_config.base_dir / ".bootstrap" / "orphan-0123456789ab"
     (run_dir / "migrations").mkdir(parents=True)
     (run_dir / "migrations" / "1_pockestrator_superuser_0123456789ab.js").write_text("//")
 

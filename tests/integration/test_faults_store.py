@@ -200,7 +200,15 @@ async def full_disk_agent(
     with small_tmpfs(sandbox.layout.root / "small-state") as folder:
         database = folder / "pockestrator.db"
         shutil.copyfile(store_copy, database)
-        config = agent_config.model_copy(update={"database": database, "workers": 2})
+        # The instances' environment files stay where the test bed's manager sees them: it
+        # runs in a mount namespace of its own, which a tmpfs mounted now never reaches.
+        config = agent_config.model_copy(
+            update={
+                "database": database,
+                "workers": 2,
+                "environment_dir": agent_config.environment_path,
+            }
+        )
         async with Agent(config, api_factory=api_factory()) as agent:
             yield agent, folder
 

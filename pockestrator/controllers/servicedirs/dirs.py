@@ -145,7 +145,7 @@ class ServiceDirs:
 
     @property
     def _bootstrap_dir(self) -> Path:
-        return self.config.database.parent / "bootstrap"
+        return self.config.base_dir / ".bootstrap"
 
     async def ensure_superuser(
         self, spec: ServiceSpec, email: str, password: str | None = None

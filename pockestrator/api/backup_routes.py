@@ -61,6 +61,7 @@ def backup_view(info: BackupInfo) -> BackupView:
         verified_at=info.verified_at,
         verified=info.verified_ok,
         verification_detail=info.verification_detail,
+        locations=list(info.locations),
     )
 
 
@@ -206,7 +207,14 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     info = await _existing(agent, record, _backup_id(request))
-    assert info.path is not None
+    if info.path is None:
+        raise ApiError(
+            404,
+            ErrorCode.BACKUP_NOT_FOUND,
+            f"backup {info.backup_id} of {record.name} is only on {', '.join(info.locations)}: "
+            "verifying or restoring it brings it back here first",
+            service_id=record.id,
+        )
     top = f"{record.name}-{info.backup_id}"
     response = web.StreamResponse(
         headers={

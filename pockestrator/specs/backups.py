@@ -3,7 +3,8 @@
 ``BackupPolicy`` is the spec's ``backups`` section and, with the same shape, the agent's
 default for services that name none (``AgentConfig.backups``). Schedules are cron
 expressions in UTC (``specs.grammar.check_schedule``); ``keep`` is the retention of
-``controllers.snapshots.retention``.
+``controllers.snapshots.retention``; ``targets`` names the agent's off-site targets
+(``AgentConfig.backup_targets``) that every snapshot is uploaded to.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pockestrator.specs import grammar
 from pockestrator.specs.values import grammar_validator
 
 KEEP_MAX = 1000
+
+TargetName = Annotated[
+    str,
+    Field(max_length=32, examples=["offsite"]),
+    BeforeValidator(grammar_validator(grammar.check_target_name)),
+]
+TARGETS_MAX = 8
 
 Schedule = Annotated[
     str,
@@ -49,4 +57,11 @@ class BackupPolicy(BaseModel):
         default=None,
         description="When to verify the newest snapshot (restore it, check it, boot it), "
         "e.g. '30 4 * * 0'; null: only on request.",
+    )
+    targets: tuple[TargetName, ...] = Field(
+        default=(),
+        max_length=TARGETS_MAX,
+        description="Where each snapshot is copied besides the local snapshot folder: names "
+        "of the agent's backup_targets (e.g. ['offsite']); each upload is verified "
+        "against the manifest's SHA-256s. Empty: the local folder only.",
     )

@@ -31,6 +31,11 @@ class BackupView(ClosedModel):
     verified_at: datetime | None = Field(description="When it was last verified.")
     verified: bool | None = Field(description="Whether that verification passed.")
     verification_detail: str | None
+    locations: list[str] = Field(
+        default_factory=lambda: ["local"],
+        description="Where a whole copy is: 'local' (the snapshot folder) and the names of "
+        "the off-site targets holding a verified one.",
+    )
 
 
 class BackupDetail(BackupView):

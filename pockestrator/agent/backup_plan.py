@@ -9,7 +9,10 @@ for; then a verification of the newest snapshot when the ``verify`` schedule say
 policy's off-site ``targets`` get the newest snapshot each of them lacks, one a reconcile
 (a snapshot just taken, manual or scheduled, goes in the same turn; a target that was down
 catches up one snapshot per resync), and after a scheduled snapshot each target is pruned
-by the same retention. The
+by the same retention. A policy with ``replication`` keeps Litestream running for a
+running service that has data (``Replicate``, every reconcile: it is idempotent), and a
+service that no longer should replicate is stopped (``StopReplicating``). A snapshot asked
+for with a point in time (the operation's argument) is a ``replica`` snapshot. The
 plan also says when to look again: the next fire time of either schedule, so the agent
 sleeps until then instead of polling.
 
@@ -25,7 +28,7 @@ from datetime import datetime
 
 from pockestrator.controllers.snapshots.manifest import Kind
 from pockestrator.controllers.snapshots.schedule import is_due, next_due
-from pockestrator.specs.backups import BackupPolicy, KeepPolicy
+from pockestrator.specs.backups import BackupPolicy, KeepPolicy, ReplicationPolicy
 from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.store import Operation
 
@@ -45,6 +48,7 @@ class SnapshotSummary:
 class TakeSnapshot:
     kind: Kind
     operation: int | None = None
+    at: datetime | None = None  # kind "replica": data.db as the replica had it then
 
     def describe(self) -> str:
         return f"{self.kind} snapshot taken"
@@ -86,6 +90,20 @@ class PruneRemote:
 
 
 @dataclass(frozen=True)
+class Replicate:
+    policy: ReplicationPolicy
+
+    def describe(self) -> str:
+        return f"data.db replicated to {self.policy.target}"
+
+
+@dataclass(frozen=True)
+class StopReplicating:
+    def describe(self) -> str:
+        return "replication stopped"
+
+
+@dataclass(frozen=True)
 class RestoreSnapshot:
     snapshot_id: str
     operation: int
@@ -111,6 +129,8 @@ BackupStep = (
     | DeleteSnapshot
     | UploadSnapshot
     | PruneRemote
+    | Replicate
+    | StopReplicating
 )
 
 
@@ -128,12 +148,35 @@ def plan_backups(
     has_data: bool,
     since: datetime,
     now: datetime,
+    running: bool = True,
+    replicating: bool = False,
 ) -> BackupPlan:
     """The backup steps due now for one service, and when to look again (see the module)."""
+    plan = _plan(policy, snapshots, pending, has_data=has_data, since=since, now=now)
+    replication: list[BackupStep] = []
+    if policy.replication is not None and running and has_data:
+        replication = [Replicate(policy.replication)]
+    elif replicating:
+        replication = [StopReplicating()]
+    return BackupPlan((*replication, *plan.steps), plan.look_again_at)
+
+
+def _plan(
+    policy: BackupPolicy,
+    snapshots: Sequence[SnapshotSummary],
+    pending: Sequence[Operation],
+    *,
+    has_data: bool,
+    since: datetime,
+    now: datetime,
+) -> BackupPlan:
     if pending:
         first = pending[0]
         steps: list[BackupStep]
         match first.kind:
+            case "snapshot" if first.argument:
+                at = datetime.fromisoformat(first.argument)
+                steps = [TakeSnapshot("replica", first.id, at), *_uploads_of_newest(policy)]
             case "snapshot":
                 steps = [TakeSnapshot("manual", first.id), *_uploads_of_newest(policy)]
             case "verify":

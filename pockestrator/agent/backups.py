@@ -28,8 +28,10 @@ from pockestrator.agent.backup_plan import (
     DeleteSnapshot,
     PruneRemote,
     PruneSnapshots,
+    Replicate,
     RestoreSnapshot,
     SnapshotSummary,
+    StopReplicating,
     TakeSnapshot,
     UploadSnapshot,
     VerifySnapshot,
@@ -83,6 +85,8 @@ class BackupRunner:
             has_data=has_data,
             since=record.created_at,
             now=now,
+            running=record.desired_state == "running",
+            replicating=await self.snapshots.replication.running(name),
         )
         for step in plan.steps:
             await self._do(record, step)
@@ -93,9 +97,33 @@ class BackupRunner:
     async def _do(self, record: ServiceRecord, step: BackupStep) -> None:
         name = record.name
         match step:
-            case TakeSnapshot(kind=kind, operation=operation):
+            case Replicate(policy=policy):
                 try:
-                    snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
+                    started = await self.snapshots.replicate(record.spec, policy)
+                except Exception as exc:  # recorded; the next reconcile tries again
+                    self._failed(name, None, "replication_failed", "replication failed", exc)
+                    return
+                if started:
+                    self.store.add_event(
+                        name,
+                        "replication_started",
+                        f"data.db replicated to {policy.target}",
+                        {"target": policy.target, "sync_seconds": policy.sync_seconds},
+                    )
+            case StopReplicating():
+                await self.snapshots.stop_replicating(name)
+                self.store.add_event(name, "replication_stopped", "replication stopped", {})
+            case TakeSnapshot(kind=kind, operation=operation, at=at):
+                try:
+                    replication = (record.spec.backups or self._config().backups).replication
+                    if at is not None and replication is not None:
+                        snapshot = await self.snapshots.take_at(
+                            record.spec, replication, at, self.clock.now()
+                        )
+                    elif at is not None:
+                        raise SnapshotError(f"{name} does not replicate: no point in time")
+                    else:
+                        snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
                 except Exception as exc:  # any failure: recorded, the service goes on
                     self._failed(name, operation, "snapshot_failed", f"{kind} snapshot failed", exc)
                     return

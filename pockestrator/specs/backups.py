@@ -43,6 +43,23 @@ class KeepPolicy(BaseModel):
     monthly: int = Field(default=6, ge=0, le=KEEP_MAX, description="The newest of each month.")
 
 
+class ReplicationPolicy(BaseModel):
+    """Continuous replication of data.db to an off-site target (Litestream's WAL shipping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: TargetName = Field(description="The agent's backup target the WAL goes to.")
+    sync_seconds: int = Field(
+        default=1, ge=1, le=3600, description="How often new WAL frames are shipped."
+    )
+    retention_hours: int = Field(
+        default=72,
+        ge=1,
+        le=24 * 366,
+        description="How far back a point-in-time restore can go.",
+    )
+
+
 class BackupPolicy(BaseModel):
     """When to snapshot and verify (UTC cron; null: never on a schedule), what to keep."""
 
@@ -64,4 +81,9 @@ class BackupPolicy(BaseModel):
         description="Where each snapshot is copied besides the local snapshot folder: names "
         "of the agent's backup_targets (e.g. ['offsite']); each upload is verified "
         "against the manifest's SHA-256s. Empty: the local folder only.",
+    )
+    replication: ReplicationPolicy | None = Field(
+        default=None,
+        description="Continuous replication of data.db to a target, for point-in-time "
+        "restores to the second; null: none.",
     )

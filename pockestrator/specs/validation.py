@@ -126,7 +126,20 @@ def unknown_targets(spec: ServiceSpec, known: Collection[str]) -> list[FieldIssu
     if spec.backups is None:
         return []
     offered = ", ".join(sorted([LOCAL_TARGET, *known]))
-    return [
+    replication = spec.backups.replication
+    unknown_replica = (
+        [
+            FieldIssue(
+                "backups.replication.target",
+                f"No backup target {replication.target!r} on this agent to replicate to "
+                f"(its backup_targets: {', '.join(sorted(known)) or 'none'})",
+                ErrorCode.UNKNOWN_TARGET,
+            )
+        ]
+        if replication is not None and replication.target not in known
+        else []
+    )
+    return unknown_replica + [
         FieldIssue(
             f"backups.targets.{index}",
             f"No backup target {name!r} on this agent (its backup_targets: {offered})",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.clock import utc_now
-from pockestrator.config import AgentConfig
+from pockestrator.config import AgentConfig, S3Target
 from pockestrator.controllers.servicedirs.fds import lstat_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.snapshots.folder import (
@@ -32,6 +33,7 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotFolder,
     Verification,
 )
+from pockestrator.controllers.snapshots.litestream import Replication
 from pockestrator.controllers.snapshots.manifest import Kind, Manifest
 from pockestrator.controllers.snapshots.restore import place_snapshot, seed
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
@@ -39,8 +41,8 @@ from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
 from pockestrator.controllers.snapshots.verify import Healthy, verify_snapshot
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
-from pockestrator.specs.backups import KeepPolicy
-from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
+from pockestrator.specs.model import ServiceSpec, unit_name
 
 log = structlog.get_logger("pockestrator.snapshots")
 
@@ -59,6 +61,13 @@ class Snapshots:
         self.targets = {
             name: S3Store(name, target) for name, target in config.backup_targets.items()
         }
+        self.target_settings = dict(config.backup_targets)
+        self.replication = Replication(
+            bus,
+            config.database.parent / "replication",
+            config.litestream_binary or _beside_python("litestream"),
+            frozenset(config.hardening_disabled),
+        )
         self.folders = ServiceFolders(config)
         self.settings = UnitSettings.from_config(config)
         self.bus = bus
@@ -215,3 +224,59 @@ class Snapshots:
             await asyncio.to_thread(store.delete, name, snapshot_id)
             deleted.append(target)
         return deleted
+
+    def _replica_target(self, policy: ReplicationPolicy) -> S3Target:
+        target = self.target_settings.get(policy.target)
+        if target is None:
+            raise TargetError(f"no backup target {policy.target!r} to replicate to")
+        return target
+
+    async def replicate(self, spec: ServiceSpec, policy: ReplicationPolicy) -> bool:
+        """Litestream running for ``spec`` (see ``litestream``); True when (re)started."""
+        name = spec.project_name
+        return await self.replication.ensure(
+            name,
+            self.folders.private_path(name),
+            unit_name(name),
+            self._replica_target(policy),
+            policy,
+        )
+
+    async def stop_replicating(self, name: str) -> None:
+        await self.replication.stop(name)
+
+    async def take_at(
+        self, spec: ServiceSpec, policy: ReplicationPolicy, at: datetime, now: datetime
+    ) -> Snapshot:
+        """A snapshot whose data.db is the replica's as of ``at`` (kind ``replica``)."""
+        target = self._replica_target(policy)
+        name = spec.project_name
+
+        async def from_replica(data_dir: Path) -> None:
+            out = data_dir.parent / ".replica"
+            out.mkdir(mode=0o700)
+            try:
+                await self.replication.restore_to(name, target, policy, at, out)
+                await asyncio.to_thread(os.replace, out / "data.db", data_dir / "data.db")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, out, True)
+
+        return await take_snapshot(
+            self.bus,
+            self.settings,
+            self.folders,
+            self.folder,
+            spec,
+            kind="replica",
+            now=now,
+            python=self.python,
+            data_from=from_replica,
+        )
+
+
+def _beside_python(name: str) -> Path | None:
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None

@@ -8,18 +8,21 @@ import pytest
 
 from pockestrator.agent.backup_plan import (
     BackupPlan,
+    BackupStep,
     DeleteSnapshot,
     PruneRemote,
     PruneSnapshots,
+    Replicate,
     RestoreSnapshot,
     SnapshotSummary,
+    StopReplicating,
     TakeSnapshot,
     UploadSnapshot,
     VerifySnapshot,
     plan_backups,
     remote_targets,
 )
-from pockestrator.specs.backups import BackupPolicy, KeepPolicy
+from pockestrator.specs.backups import BackupPolicy, KeepPolicy, ReplicationPolicy
 from pockestrator.specs.store import Operation
 
 NOW = datetime(2026, 12, 2, 3, 15, tzinfo=UTC)
@@ -167,3 +170,43 @@ def test_local_is_no_remote_target_and_each_target_counts_once() -> None:
     assert plan([snap(TODAY_3AM)], policy=policy).steps == (
         UploadSnapshot(snap(TODAY_3AM).snapshot_id, "offsite"),
     )
+
+
+REPLICATED = BackupPolicy(replication=ReplicationPolicy(target="offsite"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "running", "has_data", "replicating", "first"),
+    [
+        (REPLICATED, True, True, False, Replicate(ReplicationPolicy(target="offsite"))),
+        (REPLICATED, True, True, True, Replicate(ReplicationPolicy(target="offsite"))),
+        (REPLICATED, False, True, True, StopReplicating()),
+        (REPLICATED, True, False, False, None),
+        (BackupPolicy(), True, True, True, StopReplicating()),
+        (BackupPolicy(), True, True, False, None),
+    ],
+)
+def test_replication_runs_exactly_while_a_replicating_service_runs_with_data(
+    policy: BackupPolicy,
+    running: bool,
+    has_data: bool,
+    replicating: bool,
+    first: BackupStep | None,
+) -> None:
+    steps = plan_backups(
+        policy,
+        [],
+        [],
+        has_data=has_data,
+        since=CREATED,
+        now=NOW,
+        running=running,
+        replicating=replicating,
+    ).steps
+    assert (steps[0] if steps else None) == first
+
+
+def test_a_snapshot_asked_for_at_a_second_is_a_replica_snapshot_of_that_second() -> None:
+    asked = operation(9, "snapshot", "2026-12-02T03:10:14+00:00")
+    steps = plan([], [asked], policy=BackupPolicy()).steps
+    assert steps == (TakeSnapshot("replica", 9, datetime(2026, 12, 2, 3, 10, 14, tzinfo=UTC)),)

@@ -83,3 +83,15 @@ def test_a_bad_target_is_refused_naming_the_key(targets: dict[str, Any], key: st
     with pytest.raises(ConfigError) as raised:
         load_config(None, {"POCKESTRATOR_BACKUP_TARGETS": json.dumps(targets)})
     assert any(key in where for where, _message in raised.value.problems), raised.value.problems
+
+
+def test_replication_names_a_target_the_agent_has_and_keeps_its_bounds() -> None:
+    parsed = parse_spec(spec(replication={"target": "cold"}), "localhost")
+    [issue] = unknown_targets(parsed, {"offsite"})
+    assert (issue.field, issue.code) == ("backups.replication.target", ErrorCode.UNKNOWN_TARGET)
+    assert issues(spec(replication={"target": "offsite", "sync_seconds": 0})) == [
+        ("backups.replication.sync_seconds", ErrorCode.INVALID_VALUE)
+    ]
+    assert issues(spec(replication={"target": "Off"})) == [
+        ("backups.replication.target", ErrorCode.INVALID_TARGET_NAME)
+    ]

@@ -3,11 +3,14 @@
 The service's policy replicates data.db to an S3 target (``rclone serve s3``); the agent
 runs Litestream in its own box, bound to the instance's unit. Records written before the
 chosen second come back, records written after it do not, compared through PocketBase's API.
+The chosen second is taken once Litestream has shipped the earlier records: a restore to
+a second returns what was *shipped* by then (up to one sync interval behind the writes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,7 +84,17 @@ async def test_a_restore_to_a_chosen_second_brings_back_the_records_of_that_seco
         for number in range(10):
             await client.add(f"before {number}")
         before = await records(client)
-        await asyncio.sleep(1.2)
+        written = time.time()
+
+        def shipped() -> bool:  # an LTX file uploaded after the last "before" write
+            level0 = s3_server.data / s3_server.bucket / "pockestrator/ledger/replica/data.db"
+            return any(path.stat().st_mtime > written for path in level0.rglob("*.ltx"))
+
+        async def shipped_yet() -> bool:
+            return await asyncio.to_thread(shipped)
+
+        assert await wait_until(shipped_yet, timeout=60, interval=0.1)
+        await asyncio.sleep(1.0)
         chosen = datetime.now(UTC).replace(microsecond=0)
         await asyncio.sleep(
             max(0.0, (chosen + timedelta(seconds=1.5) - datetime.now(UTC)).total_seconds())

@@ -2,14 +2,14 @@
 
 A service on a sandbox replicates to ``rclone serve s3`` (the agent's own Litestream unit,
 ``sync_seconds`` 1). Writers insert records through PocketBase's API at a steady rate, each
-record's commit time noted when the API answers. Once a second a *restore* of the replica
-is made from the bucket (``litestream restore``, latest) and the newest record in it is
-looked up: the lag of that sample is the restore's start minus the commit time of that
-newest record, so it is what a restore at that moment would lose (the RPO), an upper
-bound that includes Litestream's sync interval and the upload. The floor, measured in the
-same run, is the same loop with a Litestream on the host replicating a plain SQLite file
-written directly (no PocketBase, no box, no agent): the ratio is what the service's path
-adds.
+record's commit time noted when the API answers. About once a second (at a random phase,
+0.5 to 1.5 s apart) a *restore* of the replica is made from the bucket (``litestream
+restore``, latest) and the newest record in it is looked up: the lag of that sample is
+the restore's start minus the commit time of that newest record, so it is what a restore
+at that moment would lose (the RPO), an upper bound that includes Litestream's sync
+interval and the upload. The floor, measured in the same run, is the same loop with a
+Litestream on the host replicating a plain SQLite file written directly (no PocketBase,
+no box, no agent): the ratio is what the service's path adds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import sqlite3
 import statistics
@@ -96,7 +97,9 @@ async def sample_lags(
         found = await restore()
         if found is not None and found in committed:
             lags.append(started - committed[found])
-        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        # A random phase: samples locked to Litestream's 1 s sync would all see one lag.
+        pause = random.uniform(0.5, 1.5)
+        await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
     return lags
 
 
@@ -147,7 +150,7 @@ def summary(lags: list[float]) -> dict[str, float]:
 async def floor(s3: S3Server, rate: float, seconds: float, work: Path) -> dict[str, Any]:
     """A host Litestream on a plain SQLite file written directly: the same loop."""
     database = work / "floor.db"
-    db = sqlite3.connect(database, isolation_level=None)
+    db = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE notes (title TEXT)")
     target = s3.target(prefix="floor/")
@@ -170,8 +173,8 @@ async def floor(s3: S3Server, rate: float, seconds: float, work: Path) -> dict[s
     )
     committed: dict[int, float] = {}
 
-    async def add(number: int) -> None:
-        db.execute("INSERT INTO notes VALUES (?)", (f"w {number}",))
+    async def add(number: int) -> None:  # in a thread, as the service's writes are elsewhere
+        await asyncio.to_thread(db.execute, "INSERT INTO notes VALUES (?)", (f"w {number}",))
 
     async def restore() -> int | None:
         out = work / "floor-restored.db"

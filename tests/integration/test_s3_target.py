@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
 from pockestrator.controllers.snapshots.folder import Snapshot
 from pockestrator.controllers.snapshots.manifest import FileEntry, build_manifest
@@ -190,3 +191,13 @@ async def test_an_upload_killed_half_way_is_never_listed_and_the_next_one_resume
     assert resumed.resumed_files >= 1
     assert resumed.bytes_sent < snapshot.manifest.size
     assert [m.snapshot_id for m in target.list("epsilon")] == ["20261202T040000Z"]
+
+
+def test_a_target_nobody_answers_on_is_an_error_naming_it_not_a_hang(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    closed = free_port()
+    target = store(s3_server, endpoint=f"http://127.0.0.1:{closed}")
+    with pytest.raises(TargetError, match="target offsite") as raised:
+        target.list("alpha")
+    assert s3_server.secret not in str(raised.value)

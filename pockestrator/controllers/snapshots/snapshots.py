@@ -45,6 +45,8 @@ from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
 from pockestrator.specs.model import ServiceSpec, unit_name
 
 log = structlog.get_logger("pockestrator.snapshots")
+# A listing (an API answer) does not wait longer than this for a target that is down.
+REMOTE_LIST_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,12 @@ class Snapshots:
         found = []
         for target, store in self.targets.items():
             try:
-                manifests = await asyncio.to_thread(store.list, name)
-            except SnapshotError as exc:
-                log.warning("target not listed", target=target, service=name, error=str(exc))
+                manifests = await asyncio.wait_for(
+                    asyncio.to_thread(store.list, name), REMOTE_LIST_TIMEOUT
+                )
+            except (SnapshotError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer in {REMOTE_LIST_TIMEOUT:g} s"
+                log.warning("target not listed", target=target, service=name, error=reason)
                 continue
             found += [RemoteSnapshot(target, manifest) for manifest in manifests]
         return found

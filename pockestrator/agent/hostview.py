@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
 from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
-from pockestrator.controllers.snapshots.manifest import ManifestError
+from pockestrator.controllers.snapshots.manifest import Manifest, ManifestError
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -43,6 +44,7 @@ from pockestrator.controllers.systemd.bus import (
     UnitStatus,
 )
 from pockestrator.journal import UnitScope
+from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.store import ServiceStatus
 
 log = structlog.get_logger("pockestrator.hostview")
@@ -195,13 +197,34 @@ class AgentHostView:
         return await self.releases.versions()
 
     async def backups(self, name: str) -> Sequence[BackupInfo]:
-        return [backup_info(s) for s in await self.snapshots.observe(name)]
+        """The local snapshots and those only the off-site targets hold, newest first."""
+        local = [backup_info(s) for s in await self.snapshots.observe(name)]
+        remote: dict[str, tuple[Manifest, list[str]]] = {}
+        for found in await self.snapshots.remote(name):
+            held = remote.setdefault(found.manifest.snapshot_id, (found.manifest, []))
+            held[1].append(found.target)
+        merged = []
+        for info in local:
+            targets = remote.pop(info.backup_id, (None, []))[1]
+            extra = sorted(set(targets) - set(info.locations))
+            merged.append(replace(info, locations=(*info.locations, *extra)))
+        merged += [remote_info(m, tuple(sorted(t))) for m, t in remote.values()]
+        merged.sort(key=lambda info: (info.created_at, info.backup_id), reverse=True)
+        return merged
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         try:
             snapshot = await asyncio.to_thread(self.snapshots.get, name, backup_id)
         except (SnapshotError, ManifestError):
-            return None
+            held = [
+                found
+                for found in await self.snapshots.remote(name)
+                if found.manifest.snapshot_id == backup_id
+            ]
+            if not held:
+                return None
+            targets = tuple(sorted(found.target for found in held))
+            return remote_info(held[0].manifest, targets, with_files=True)
         return backup_info(snapshot, with_files=True)
 
     async def journal_scope(self) -> UnitScope:
@@ -235,6 +258,25 @@ def backup_info(snapshot: Snapshot, *, with_files: bool = False) -> BackupInfo:
         if with_files
         else (),
         path=snapshot.path,
+        locations=(LOCAL_TARGET, *sorted(snapshot.uploaded)),
+    )
+
+
+def remote_info(
+    manifest: Manifest, targets: tuple[str, ...], *, with_files: bool = False
+) -> BackupInfo:
+    """A snapshot only off-site targets hold (a restore brings it back first)."""
+    return BackupInfo(
+        backup_id=manifest.snapshot_id,
+        kind=manifest.kind,
+        created_at=manifest.created_at,
+        size_bytes=manifest.size,
+        file_count=len(manifest.files),
+        pocketbase_version=manifest.pocketbase_version,
+        files=tuple(BackupFile(f.path, f.size, f.sha256) for f in manifest.files)
+        if with_files
+        else (),
+        locations=targets,
     )
 
 

@@ -20,6 +20,7 @@ import queue
 import tarfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from pockestrator.api.models.backups import (
     BackupFileView,
     BackupList,
     BackupView,
+    CreateBackupQuery,
     OperationAnswer,
     OperationQuery,
     OperationView,
@@ -61,6 +63,7 @@ def backup_view(info: BackupInfo) -> BackupView:
         verified_at=info.verified_at,
         verified=info.verified_ok,
         verification_detail=info.verification_detail,
+        locations=list(info.locations),
     )
 
 
@@ -70,7 +73,9 @@ def operation_view(operation: StoredOperation) -> OperationView:
     return OperationView(
         id=operation.id,
         kind=operation.kind,
-        backup_id=operation.argument or operation.result.get("snapshot"),
+        backup_id=operation.result.get("snapshot")
+        if operation.kind == "snapshot"
+        else operation.argument or operation.result.get("snapshot"),
         state=state,
         requested_at=operation.requested_at,
         requested_by=operation.requested_by,
@@ -133,11 +138,14 @@ async def _operate(
 ) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
-    query = parse_query(request, OperationQuery)
+    query = parse_query(request, CreateBackupQuery if kind == "snapshot" else OperationQuery)
+    argument = backup_id
     if backup_id is not None:
         await _existing(agent, record, backup_id)
+    elif isinstance(query, CreateBackupQuery) and query.at is not None:
+        argument = _point_in_time(agent, record, query.at)
     operation = agent.store.request_operation(
-        record.name, kind, backup_id, principal_of(request).name
+        record.name, kind, argument, principal_of(request).name
     )
     agent.enqueue(record.name)
     if query.wait:
@@ -147,6 +155,26 @@ async def _operate(
             await agent.wait_reconciled(record.name, remaining)
             operation = agent.store.get_operation(operation.id) or operation
     return await _operation_answer(agent, record, operation, created)
+
+
+def _point_in_time(agent: AgentContext, record: ServiceRecord, at: datetime) -> str:
+    """``at`` as the operation's argument (UTC, to the second), for a service that replicates."""
+    policy = record.spec.backups or agent.config.backups
+    if policy.replication is None:
+        raise validation_failed(
+            [
+                Problem(
+                    "at",
+                    f"{record.name} does not replicate (backups.replication)",
+                    ErrorCode.INVALID_VALUE,
+                )
+            ]
+        )
+    if at > utc_now():
+        raise validation_failed(
+            [Problem("at", "a point in time in the future", ErrorCode.INVALID_VALUE)]
+        )
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _operation_answer(
@@ -206,7 +234,14 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     info = await _existing(agent, record, _backup_id(request))
-    assert info.path is not None
+    if info.path is None:
+        raise ApiError(
+            404,
+            ErrorCode.BACKUP_NOT_FOUND,
+            f"backup {info.backup_id} of {record.name} is only on {', '.join(info.locations)}: "
+            "verifying or restoring it brings it back here first",
+            service_id=record.id,
+        )
     top = f"{record.name}-{info.backup_id}"
     response = web.StreamResponse(
         headers={
@@ -294,8 +329,8 @@ OPERATIONS = [
         "Take a backup now (an online snapshot; writers are not held back)",
         {201: OperationAnswer, 202: OperationAnswer},
         "backups",
-        errors=(404, 502),
-        query=OperationQuery,
+        errors=(400, 404, 502),
+        query=CreateBackupQuery,
     ),
     Operation(
         "GET",

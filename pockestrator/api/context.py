@@ -127,6 +127,7 @@ class BackupInfo:
     verification_detail: str | None = None
     files: tuple[BackupFile, ...] = ()
     path: Path | None = None  # the snapshot's folder, for a download; never shown
+    locations: tuple[str, ...] = ("local",)  # "local" and the targets that hold it
 
 
 class HostView(Protocol):

@@ -59,6 +59,8 @@ class ErrorCode(StrEnum):
     INVALID_PATH = "INVALID_PATH"
     INVALID_EGRESS = "INVALID_EGRESS"
     INVALID_SCHEDULE = "INVALID_SCHEDULE"
+    INVALID_TARGET_NAME = "INVALID_TARGET_NAME"
+    UNKNOWN_TARGET = "UNKNOWN_TARGET"
 
     # settings: PocketBase's own settings, one code per section, and their secrets.
     INVALID_APP_NAME = "INVALID_APP_NAME"

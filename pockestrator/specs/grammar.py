@@ -359,6 +359,21 @@ def check_snapshot_id(value: str) -> str:
     return value
 
 
+# A backup target's name (the agent's ``backup_targets``); "local" is the snapshot folder.
+TARGET_NAME = Pattern(r"[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?")
+LOCAL_TARGET = "local"
+
+
+def check_target_name(value: str) -> str:
+    if not TARGET_NAME.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_TARGET_NAME,
+            f"{value[:40]!r} is not a backup target's name: lowercase letters, digits and "
+            "'-', starting with a letter, at most 32 characters",
+        )
+    return value
+
+
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pockestrator.specs.errors import ErrorCode, FieldIssue
-from pockestrator.specs.grammar import is_prerelease, version_key
+from pockestrator.specs.grammar import LOCAL_TARGET, is_prerelease, version_key
 from pockestrator.specs.model import ServiceSpec
 
 
@@ -88,6 +88,7 @@ async def validate_in_context(
     release_index: ReleaseIndex | None,
     own_port: int | None = None,
     check_host_port: bool = True,
+    backup_targets: Collection[str] | None = None,
 ) -> ValidationReport:
     """Errors and warnings for deploying ``spec``, given the claims other services hold.
 
@@ -95,6 +96,7 @@ async def validate_in_context(
     they are, except that the agent's own port outranks another service's (one port
     problem, ``PORT_RESERVED``). ``own_port`` is the port of the service this spec
     replaces: its own instance listens there, so keeping it is not probed on the host.
+    ``backup_targets`` are the agent's off-site targets, which the policy may name.
     """
     report = ValidationReport()
     held = {issue.field: issue for issue in taken}
@@ -114,7 +116,38 @@ async def validate_in_context(
         domain_valid=True,
     )
     report.checks["version_exists"] = await _check_version(spec, release_index, report)
+    if backup_targets is not None:
+        report.errors += unknown_targets(spec, backup_targets)
     return report
+
+
+def unknown_targets(spec: ServiceSpec, known: Collection[str]) -> list[FieldIssue]:
+    """The policy's targets that are neither "local" nor one of the agent's."""
+    if spec.backups is None:
+        return []
+    offered = ", ".join(sorted([LOCAL_TARGET, *known]))
+    replication = spec.backups.replication
+    unknown_replica = (
+        [
+            FieldIssue(
+                "backups.replication.target",
+                f"No backup target {replication.target!r} on this agent to replicate to "
+                f"(its backup_targets: {', '.join(sorted(known)) or 'none'})",
+                ErrorCode.UNKNOWN_TARGET,
+            )
+        ]
+        if replication is not None and replication.target not in known
+        else []
+    )
+    return unknown_replica + [
+        FieldIssue(
+            f"backups.targets.{index}",
+            f"No backup target {name!r} on this agent (its backup_targets: {offered})",
+            ErrorCode.UNKNOWN_TARGET,
+        )
+        for index, name in enumerate(spec.backups.targets)
+        if name != LOCAL_TARGET and name not in known
+    ]
 
 
 async def _check_version(

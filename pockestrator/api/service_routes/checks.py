@@ -100,5 +100,6 @@ async def context_problems(
         agent_port=agent.config.listen_port,
         release_index=_ReleaseIndex(agent),
         own_port=replacing.spec.port if replacing else None,
+        backup_targets=agent.config.backup_targets.keys(),
     )
     return report.errors, report.warnings, report.checks

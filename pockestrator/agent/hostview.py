@@ -24,6 +24,7 @@ import structlog
 
 from pockestrator.agent.controllers import Controllers
 from pockestrator.api.context import (
+    ArchiveInfo,
     BackupFile,
     BackupInfo,
     HostFacts,
@@ -64,6 +65,7 @@ class AgentHostView:
         self.sites = controllers.sites
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
+        self.dirs = controllers.dirs
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -192,6 +194,12 @@ class AgentHostView:
         except (SnapshotError, ManifestError):
             return None
         return backup_info(snapshot, with_files=True)
+
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        return [
+            ArchiveInfo(a.archive_id, a.service, a.archived_at, a.size_bytes)
+            for a in await self.dirs.archives()
+        ]
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""

@@ -26,7 +26,7 @@ from pockestrator.controllers.snapshots.folder import (
     Verification,
 )
 from pockestrator.controllers.snapshots.manifest import Kind
-from pockestrator.controllers.snapshots.restore import place_snapshot, seed
+from pockestrator.controllers.snapshots.restore import place_snapshot, seed, seed_from
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
 from pockestrator.controllers.snapshots.verify import Healthy, verify_snapshot
@@ -115,3 +115,7 @@ class Snapshots:
 
     async def seed(self, name: str, snapshot: Snapshot) -> Path:
         return await asyncio.to_thread(seed, self.folders, snapshot, name)
+
+    async def seed_from(self, name: str, source: Path, label: str) -> Path:
+        """Seed ``name`` from a folder holding ``pb_data`` (an unpacked import)."""
+        return await asyncio.to_thread(seed_from, self.folders, source, name, label)

@@ -10,7 +10,9 @@ own module with its own SQL:
 - ``status``: what the reconciler and the health prober last observed;
 - ``events``: the append-only history of each service;
 - ``handoff``: one-time superuser passwords from the API to the reconciler;
-- ``file_issues``: the current problems of each spec file.
+- ``file_issues``: the current problems of each spec file;
+- ``operations``: snapshots, verifications, restores asked of a service;
+- ``seeds``: where a new service's first data comes from (a clone, an import).
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -44,6 +46,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.seeds import Seed, Seeds, SeedSource
 from pockestrator.specs.store.services import Services
 from pockestrator.specs.store.status import Statuses
 
@@ -59,6 +62,8 @@ __all__ = [
     "NotFound",
     "Operation",
     "OperationKind",
+    "Seed",
+    "SeedSource",
     "ServiceRecord",
     "ServiceStatus",
     "Store",
@@ -69,7 +74,7 @@ __all__ = [
 ]
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations):
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

@@ -127,6 +127,16 @@ class BackupInfo:
     path: Path | None = None  # the snapshot's folder, for a download; never shown
 
 
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A deleted service's archived folder, as the API shows it."""
+
+    archive_id: str
+    service: str
+    archived_at: datetime
+    size_bytes: int
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -152,6 +162,10 @@ class HostView(Protocol):
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         """One snapshot with its files; None when ``name`` has no such snapshot."""
+        ...
+
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        """The deleted services' archived folders, newest first, with disk use."""
         ...
 
     async def journal_scope(self) -> UnitScope:

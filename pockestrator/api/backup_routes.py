@@ -33,6 +33,7 @@ from pockestrator.api.models.backups import (
     BackupList,
     BackupView,
     OperationAnswer,
+    OperationFollowQuery,
     OperationQuery,
     OperationView,
 )
@@ -141,12 +142,20 @@ async def _operate(
     )
     agent.enqueue(record.name)
     if query.wait:
-        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-        while operation.pending and asyncio.get_running_loop().time() < deadline:
-            remaining = deadline - asyncio.get_running_loop().time()
-            await agent.wait_reconciled(record.name, remaining)
-            operation = agent.store.get_operation(operation.id) or operation
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation, created)
+
+
+async def _until_finished(
+    agent: AgentContext, record: ServiceRecord, operation: StoredOperation
+) -> StoredOperation:
+    """The operation once finished, or as it is after ``WAIT_SECONDS``."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while operation.pending and asyncio.get_running_loop().time() < deadline:
+        remaining = deadline - asyncio.get_running_loop().time()
+        await agent.wait_reconciled(record.name, remaining)
+        operation = agent.store.get_operation(operation.id) or operation
+    return operation
 
 
 async def _operation_answer(
@@ -198,6 +207,8 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
             f"{record.name} has no operation {text[:40]}",
             service_id=record.id,
         )
+    if parse_query(request, OperationFollowQuery).wait:
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation)
 
 
@@ -363,5 +374,6 @@ OPERATIONS = [
         {200: OperationAnswer, 202: OperationAnswer},
         "backups",
         errors=(404, 502),
+        query=OperationFollowQuery,
     ),
 ]

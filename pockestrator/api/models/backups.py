@@ -74,3 +74,10 @@ class OperationQuery(ClosedModel):
         default=True,
         description="Answer when the operation has finished (bounded; 202 while it runs).",
     )
+
+
+class OperationFollowQuery(ClosedModel):
+    wait: QueryBool = Field(
+        default=False,
+        description="Answer when the operation has finished (at most a minute; then 202).",
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -160,7 +161,9 @@ def admin(agent: Agent) -> str:
 
 
 def concrete(path: str) -> str:
-    return path.replace("/api/pockestrator", "").replace("{id}", "something")
+    """A path of the document with its parameters filled in (any value: auth comes first)."""
+    path = path.replace("/api/pockestrator", "").replace("{id}", "something")
+    return re.sub(r"\{[a-z_]+\}", "20261202T031500Z", path)
 
 
 PROTECTED = [

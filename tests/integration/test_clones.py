@@ -328,3 +328,30 @@ async def test_archives_past_the_retention_are_removed_without_polling(
     finally:
         agent.config = kept
         agent.archive_keeper.wake()
+
+
+async def test_a_clone_whose_data_cannot_be_had_is_never_started_empty(
+    api: Api, version: str, agent: Agent
+) -> None:
+    await create(api, version, "barren", desired_state="stopped")  # no folder: no snapshot
+
+    reply = await api.call(
+        "POST",
+        "/services/barren/clone",
+        {"project_name": "stillborn", "port": free_port()},
+        params={"wait": "true"},
+    )
+
+    assert reply.status == 201, reply.body
+
+    async def failed() -> bool:
+        status = (await api.call("GET", "/services/stillborn/status")).body
+        return bool(status["state"] == "error")
+
+    assert await wait_until(failed, 30)
+    status = (await api.call("GET", "/services/stillborn/status")).body
+    assert "seeding from a live copy of barren failed" in status["error_message"]
+    assert not status["is_running"]
+    assert not ServiceFolders(agent.config).private_path("stillborn").exists()
+    events = await api.call("GET", "/services/stillborn/events", params={"limit": "20"})
+    assert "seed_failed" in [e["kind"] for e in events.body["events"]]

@@ -11,6 +11,7 @@ Neighbours: ``agent.backups`` (when each is called), the modules of this package
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 from datetime import datetime
@@ -62,16 +63,24 @@ class Snapshots:
         return removed
 
     async def take(self, spec: ServiceSpec, kind: Kind, now: datetime) -> Snapshot:
-        return await take_snapshot(
-            self.bus,
-            self.settings,
-            self.folders,
-            self.folder,
-            spec,
-            kind=kind,
-            now=now,
-            python=self.python,
-        )
+        try:
+            return await take_snapshot(
+                self.bus,
+                self.settings,
+                self.folders,
+                self.folder,
+                spec,
+                kind=kind,
+                now=now,
+                python=self.python,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise SnapshotError(
+                f"the snapshot folder {self.folder.root} is full (no space left on the device);"
+                " nothing was kept: free some space or prune old snapshots"
+            ) from exc
 
     async def prune(self, name: str, keep: KeepPolicy) -> list[str]:
         """Delete what the retention does not keep; the ids deleted."""

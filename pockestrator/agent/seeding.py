@@ -114,7 +114,9 @@ class Seeder:
             case "import":
                 assert source.path is not None
                 staged = Path(source.path)
-                unpacked = self._unpack_dir(staged)
+                if staged.parent != self.config.imports_path or staged.is_symlink():
+                    raise SeedFailed(f"{staged} is not an upload staged by the API")
+                unpacked = self._unpack_dir()
                 limits = Limits(max_bytes=self.config.import_max_bytes)
                 try:
                     members = await asyncio.to_thread(
@@ -132,7 +134,7 @@ class Seeder:
                 await self.controllers.dirs.restore_archive(source.archive, name)
                 return {"archive": source.archive}
 
-    def _unpack_dir(self, staged: Path) -> Path:
+    def _unpack_dir(self) -> Path:
         folder = self.config.imports_path / f".unpacked-{secrets.token_hex(6)}"
         folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
@@ -141,4 +143,6 @@ class Seeder:
     def _cleanup(self, seed: Seed) -> None:
         """The staged archive of an import goes once its seed has ended, either way."""
         if seed.source.kind == "import" and seed.source.path:
-            Path(seed.source.path).unlink(missing_ok=True)
+            staged = Path(seed.source.path)
+            if staged.parent == self.config.imports_path:
+                staged.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,10 @@ async def _create(
     *,
     message: str,
     wait: bool,
+    before_answer: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Response:
+    """Store the service with its seed and queue it; ``before_answer`` runs before the
+    answer waits for the first reconcile (a live clone waits for its source's backup)."""
     agent = agent_of(request)
     warnings = await writable_warnings(agent, spec, replacing=None)
     with store_refusals(spec.project_name):
@@ -90,6 +94,8 @@ async def _create(
         )
     agent.enqueue(spec.project_name)
     log.info("service created from data", service=spec.project_name, seed=seed.describe())
+    if wait and before_answer is not None:
+        await before_answer()
     return await written_answer(
         request, record, message=message, status=201, warnings=warnings, wait=wait, password=None
     )
@@ -131,23 +137,13 @@ async def clone_service(request: web.Request) -> web.StreamResponse:
     )
     agent.enqueue(source.name)
     seed = SeedSource("live", service=source.name, operation=operation.id)
-    if query.wait:
-        created = await _create(request, spec, seed, message="", wait=False)
-        await _wait_operation(agent, source.name, operation.id)
-        del created
-        record = agent.store.get_service(spec.project_name)
-        assert record is not None
-        return await written_answer(
-            request,
-            record,
-            message=f"Service cloned live from {source.name}",
-            status=201,
-            warnings=[],
-            wait=True,
-            password=None,
-        )
     return await _create(
-        request, spec, seed, message=f"Service cloned live from {source.name}", wait=False
+        request,
+        spec,
+        seed,
+        message=f"Service cloned live from {source.name}",
+        wait=query.wait,
+        before_answer=lambda: _wait_operation(agent, source.name, operation.id),
     )
 
 

@@ -14,6 +14,8 @@ One reconcile, in this file's order:
    was rolled back, rendered (unit file, Caddy site);
 2. the binary of that version in the release cache (``ReleaseCache.ensure``);
 3. observe: the unit file and systemd's view of the unit, the site snippet, the folder;
+   a new service whose desired state names its first data (a clone, an import, an
+   undelete: ``agent.seeding``) has it put in its folder now, before anything can start it;
 4. plan (``agent.plan``, pure): steps, drift and the status they lead to;
 5. apply (``agent.apply``): the steps, global ones batched in waves;
 6. settle: wait for ``/api/health`` when the plan says so, look at the unit again, and

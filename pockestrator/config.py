@@ -219,6 +219,16 @@ class AgentConfig(BaseModel):
         default_factory=lambda: BackupPolicy(schedule="0 3 * * *", verify="30 4 * * 0"),
         description="The backup policy of services whose spec names none.",
     )
+    archive_keep_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a deleted service's archived folder is kept (0: for ever).",
+    )
+    import_max_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="The largest archive an import accepts, compressed and unpacked.",
+    )
     snapshots_dir: Path | None = Field(
         default=None,
         description="Root-only folder of the services' snapshots; default <base_dir>/.snapshots.",
@@ -410,6 +420,11 @@ class AgentConfig(BaseModel):
     @property
     def snapshots_path(self) -> Path:
         return self.snapshots_dir or self.base_dir / ".snapshots"
+
+    @property
+    def imports_path(self) -> Path:
+        """Root-only staging folder of uploaded archives until their service is seeded."""
+        return self.snapshots_path / ".imports"
 
     @property
     def environment_path(self) -> Path:

@@ -149,6 +149,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE status ADD COLUMN settings_checked_at TEXT;
     ALTER TABLE status ADD COLUMN settings_pid INTEGER;
     """,
+    # 5: where a new service's first data comes from (a snapshot, a live copy of another
+    # service, an imported archive, an archived folder), and how seeding it ended.
+    """
+    CREATE TABLE seeds (
+        service TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 )
 
 

@@ -69,6 +69,7 @@ class BackupRunner:
         self.snapshots = controllers.snapshots
         self.session = session
         self.clock = clock
+        self.wake: Callable[[str], None] | None = None
 
     async def run(self, record: ServiceRecord, *, has_data: bool) -> float | None:
         """Do what is due for ``record``; seconds until something else will be."""
@@ -306,6 +307,9 @@ class BackupRunner:
     def _finish(self, operation: int | None, outcome: str, result: dict[str, Any]) -> None:
         if operation is not None:
             self.store.finish_operation(operation, outcome, result)  # type: ignore[arg-type]
+            if self.wake is not None:
+                for waiting in self.store.seeds_waiting_for(operation):
+                    self.wake(waiting)  # a live clone of this service
 
 
 def summary(snapshot: Snapshot) -> SnapshotSummary:

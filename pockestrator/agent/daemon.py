@@ -27,6 +27,7 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.hostview import AgentHostView
@@ -67,6 +68,8 @@ RELOADABLE = frozenset(
         "release_index_ttl",
         "download_timeout",
         "allowed_hosts",
+        "archive_keep_days",
+        "import_max_bytes",
     }
 )
 
@@ -136,6 +139,7 @@ class Agent:
     spec_directory: SpecDirectory
     health: HealthProber
     host: AgentHostView
+    archive_keeper: ArchiveKeeper
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -182,6 +186,9 @@ class Agent:
         self.reconciler = Reconciler(
             config, self.store, controllers, self.coordinator, self.session, self.clock
         )
+        self.reconciler.wake = self.enqueue
+        self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
+        self.reconciler.archived = self.archive_keeper.wake
         self.spec_directory = SpecDirectory(
             config.spec_dir,
             self.store,
@@ -219,6 +226,7 @@ class Agent:
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
+        self._spawn(self.archive_keeper.run, "archive-retention")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)
@@ -506,6 +514,7 @@ class Agent:
             applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
             self.config = self.config.model_copy(update=applied)
             self.reconciler.reconfigure(self.config)
+            self.archive_keeper.wake()
             self.releases.reconfigure(self.config)
             self.health.interval = self.config.health_interval
             self.health.timeout = self.config.health_timeout

@@ -25,6 +25,7 @@ import structlog
 
 from pockestrator.agent.controllers import Controllers
 from pockestrator.api.context import (
+    ArchiveInfo,
     BackupFile,
     BackupInfo,
     HostFacts,
@@ -72,6 +73,7 @@ class AgentHostView:
         self.sites = controllers.sites
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
+        self.dirs = controllers.dirs
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -226,6 +228,12 @@ class AgentHostView:
             targets = tuple(sorted(found.target for found in held))
             return remote_info(held[0].manifest, targets, with_files=True)
         return backup_info(snapshot, with_files=True)
+
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        return [
+            ArchiveInfo(a.archive_id, a.service, a.archived_at, a.size_bytes)
+            for a in await self.dirs.archives()
+        ]
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""

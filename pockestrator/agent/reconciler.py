@@ -14,6 +14,8 @@ One reconcile, in this file's order:
    was rolled back, rendered (unit file, Caddy site);
 2. the binary of that version in the release cache (``ReleaseCache.ensure``);
 3. observe: the unit file and systemd's view of the unit, the site snippet, the folder;
+   a new service whose desired state names its first data (a clone, an import, an
+   undelete: ``agent.seeding``) has it put in its folder now, before anything can start it;
 4. plan (``agent.plan``, pure): steps, drift and the status they lead to;
 5. apply (``agent.apply``): the steps, global ones batched in waves;
 6. settle: wait for ``/api/health`` when the plan says so, look at the unit again, and
@@ -28,9 +30,10 @@ planned and applied again. A name with no spec is planned for removal.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
@@ -55,6 +58,7 @@ from pockestrator.agent.plan import (
     settings_error_text,
     target_version,
 )
+from pockestrator.agent.seeding import Seeder, SeedFailed
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig
@@ -106,6 +110,17 @@ class Reconciler:
         self.session = session
         self.steps = StepRunner(config, store, controllers, coordinator)
         self.backups = BackupRunner(lambda: self.config, store, controllers, session, clock)
+        self.seeder = Seeder(config, store, controllers)
+        self.archived: Callable[[], None] | None = None  # told when a folder is archived
+
+    @property
+    def wake(self) -> Callable[[str], None] | None:
+        """How another service is queued (a clone waiting on its source's snapshot)."""
+        return self.backups.wake
+
+    @wake.setter
+    def wake(self, wake: Callable[[str], None] | None) -> None:
+        self.backups.wake = wake
 
     @property
     def policy(self) -> Policy:
@@ -120,6 +135,7 @@ class Reconciler:
         """Take the settings a SIGHUP changed (the policy is read from them each time)."""
         self.config = config
         self.steps.config = config
+        self.seeder.config = config
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""
@@ -145,6 +161,11 @@ class Reconciler:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
         observed = await self.observe(desired)
+        seeding = await self._seed(record, observed)
+        if seeding == "waiting":
+            return Result()  # woken when what the seed waits for has happened
+        if seeding == "seeded":
+            observed = await self.observe(desired)
         plan = plan_service(desired, status, observed, self.policy)
         if plan.upgrade is not None:
             return await self._upgrade(record, desired, status, observed, plan)
@@ -156,6 +177,32 @@ class Reconciler:
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
         return Result(soonest(result.requeue_after, later))
+
+    async def _seed(
+        self, record: ServiceRecord, observed: Observed
+    ) -> Literal["none", "seeded", "waiting"]:
+        """A new service's first data in place before anything starts it (``agent.seeding``):
+        nothing to seed, seeded now, or waiting for something first. A failed seed is
+        terminal: the service is not started on an empty folder instead."""
+        seed = self.store.get_seed(record.name)
+        if seed is None or seed.outcome == "done":
+            return "none"
+        has_folder = observed.dirs is not None and observed.dirs.exists
+        if has_folder:
+            if seed.pending:  # it landed before an interruption
+                self.store.finish_seed(record.name, "done", {"note": "the folder was there"})
+            return "none"
+        if not seed.pending:
+            error = seed.result.get("error", "no reason given")
+            raise TerminalError(f"seeding from {seed.source.describe()} failed: {error}")
+        try:
+            waiting = await self.seeder.seed(record, seed)
+        except SeedFailed as exc:
+            raise TerminalError(str(exc)) from exc
+        if waiting is not None:
+            self.store.update_status(record.name, state="deploying", last_error=None)
+            return "waiting"
+        return "seeded"
 
     def desired(self, record: ServiceRecord, version: str) -> Desired:
         """The stored spec at ``version``, rendered; a spec that cannot be is terminal."""
@@ -415,6 +462,8 @@ class Reconciler:
         )
         self.store.finish_deletion(name)
         self.controllers.pbsettings.forget(name)
+        if applied.archived_to is not None and self.archived is not None:
+            self.archived()
         log.info("garbage-collected", service=name, actions=applied.actions)
         return Result()
 

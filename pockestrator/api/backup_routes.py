@@ -35,6 +35,7 @@ from pockestrator.api.models.backups import (
     BackupView,
     CreateBackupQuery,
     OperationAnswer,
+    OperationFollowQuery,
     OperationQuery,
     OperationView,
 )
@@ -149,11 +150,7 @@ async def _operate(
     )
     agent.enqueue(record.name)
     if query.wait:
-        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-        while operation.pending and asyncio.get_running_loop().time() < deadline:
-            remaining = deadline - asyncio.get_running_loop().time()
-            await agent.wait_reconciled(record.name, remaining)
-            operation = agent.store.get_operation(operation.id) or operation
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation, created)
 
 
@@ -175,6 +172,18 @@ def _point_in_time(agent: AgentContext, record: ServiceRecord, at: datetime) -> 
             [Problem("at", "a point in time in the future", ErrorCode.INVALID_VALUE)]
         )
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _until_finished(
+    agent: AgentContext, record: ServiceRecord, operation: StoredOperation
+) -> StoredOperation:
+    """The operation once finished, or as it is after ``WAIT_SECONDS``."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while operation.pending and asyncio.get_running_loop().time() < deadline:
+        remaining = deadline - asyncio.get_running_loop().time()
+        await agent.wait_reconciled(record.name, remaining)
+        operation = agent.store.get_operation(operation.id) or operation
+    return operation
 
 
 async def _operation_answer(
@@ -226,6 +235,8 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
             f"{record.name} has no operation {text[:40]}",
             service_id=record.id,
         )
+    if parse_query(request, OperationFollowQuery).wait:
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation)
 
 
@@ -398,5 +409,6 @@ OPERATIONS = [
         {200: OperationAnswer, 202: OperationAnswer},
         "backups",
         errors=(404, 502),
+        query=OperationFollowQuery,
     ),
 ]

@@ -130,6 +130,16 @@ class BackupInfo:
     locations: tuple[str, ...] = ("local",)  # "local" and the targets that hold it
 
 
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A deleted service's archived folder, as the API shows it."""
+
+    archive_id: str
+    service: str
+    archived_at: datetime
+    size_bytes: int
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -155,6 +165,10 @@ class HostView(Protocol):
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         """One snapshot with its files; None when ``name`` has no such snapshot."""
+        ...
+
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        """The deleted services' archived folders, newest first, with disk use."""
         ...
 
     async def journal_scope(self) -> UnitScope:

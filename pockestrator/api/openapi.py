@@ -159,6 +159,14 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                     for media_type in operation.body_types
                 },
             }
+        elif operation.body_types != ("application/json",):  # a file as the body
+            item["requestBody"] = {
+                "required": True,
+                "content": {
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in operation.body_types
+                },
+            }
         responses = {}
         for status, models in sorted(operation.answers().items()):
             listed = models if isinstance(models, tuple) else (models,)

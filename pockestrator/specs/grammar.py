@@ -374,6 +374,21 @@ def check_target_name(value: str) -> str:
     return value
 
 
+ARCHIVE_ID = Pattern(
+    r"(?P<service>[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)(?:-[0-9]{1,4})?"
+)
+
+
+def check_archive_id(value: str) -> str:
+    """The name of a deleted service's archived folder: ``<name>-<UTC stamp>[-n]``."""
+    if not ARCHIVE_ID.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_VALUE,
+            f"{value[:80]!r} is not an archive id (<name>-<UTC second>: blog-20261202T031500Z)",
+        )
+    return value
+
+
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
 
 

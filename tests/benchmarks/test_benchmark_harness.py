@@ -27,3 +27,24 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
     assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024
+
+
+async def test_the_backup_benchmark_measures_both_backups_and_a_restore(
+    testbed_base: Path,
+) -> None:
+    from tests.benchmarks.backups import run as run_backups
+
+    report = await run_backups(megabytes=4, rate=100.0, window=1.0)
+    figures = report.figures
+    for key in (
+        "ours: backup seconds",
+        "pocketbase: backup seconds",
+        "ours: writes in window",
+        "pocketbase: writer max ms",
+        "restore seconds (safety snapshot + swap + start + health)",
+    ):
+        assert figures[key] > 0, key
+    assert figures["data.db MB"] >= 3
+    assert figures["writer errors"] == 0
+    ratio = figures["ours: writer max ms"] / figures["pocketbase: writer max ms"]
+    assert abs(figures["max stall ratio ours/pocketbase [<=0.1]"] - ratio) < 0.01

@@ -88,3 +88,10 @@ class CreateBackupQuery(OperationQuery):
         "that replicates: the backup's data.db is the replica's as of then (the uploaded "
         "files and auxiliary.db are today's). Restore it to go back to that second.",
     )
+
+
+class OperationFollowQuery(ClosedModel):
+    wait: QueryBool = Field(
+        default=False,
+        description="Answer when the operation has finished (at most a minute; then 202).",
+    )

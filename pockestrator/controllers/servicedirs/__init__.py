@@ -18,7 +18,11 @@ Neighbours: ``controllers.systemd`` (the box and the transient units). The names
 re-exported so that callers can import from the package.
 """
 
-from pockestrator.controllers.servicedirs.archive import DeleteResult
+from pockestrator.controllers.servicedirs.archive import (
+    ArchivedFolder,
+    DeleteResult,
+    expired_archives,
+)
 from pockestrator.controllers.servicedirs.dirs import ServiceDirs, ServiceDirState
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
@@ -30,6 +34,7 @@ from pockestrator.controllers.servicedirs.superuser import (
 )
 
 __all__ = [
+    "ArchivedFolder",
     "DeleteResult",
     "Place",
     "ServiceDirError",
@@ -39,6 +44,7 @@ __all__ = [
     "SuperuserCreated",
     "SuperuserError",
     "UnsafePath",
+    "expired_archives",
     "read_password_file",
     "redact",
 ]

@@ -29,7 +29,14 @@ import structlog
 
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME
-from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
+from pockestrator.controllers.servicedirs.archive import (
+    ArchivedFolder,
+    DeleteResult,
+    delete_folder,
+    list_archives,
+    remove_archive,
+    restore_archive,
+)
 from pockestrator.controllers.servicedirs.backups import (
     backup_data,
     remove_partial_backups,
@@ -122,6 +129,17 @@ class ServiceDirs:
     async def delete(self, name: str, *, purge: bool = False) -> DeleteResult:
         """Archive the folder as ``<archive>/<name>-<UTC stamp>``; remove it only on purge."""
         return await asyncio.to_thread(delete_folder, self.folders, name, purge=purge)
+
+    async def archives(self) -> list[ArchivedFolder]:
+        """The deleted services' archived folders, newest first, with disk use."""
+        return await asyncio.to_thread(list_archives, self.folders)
+
+    async def restore_archive(self, archive_id: str, name: str) -> Path:
+        """An archived folder back as the folder of ``name`` (which has none)."""
+        return await asyncio.to_thread(restore_archive, self.folders, archive_id, name)
+
+    async def remove_archive(self, archive_id: str) -> None:
+        await asyncio.to_thread(remove_archive, self.folders, archive_id)
 
     async def backup_data(self, name: str) -> Path:
         """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""

@@ -14,6 +14,7 @@ Neighbours: ``agent.backups`` (when each is called), the modules of this package
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import sys
@@ -35,7 +36,7 @@ from pockestrator.controllers.snapshots.folder import (
 )
 from pockestrator.controllers.snapshots.litestream import Replication
 from pockestrator.controllers.snapshots.manifest import Kind, Manifest
-from pockestrator.controllers.snapshots.restore import place_snapshot, seed
+from pockestrator.controllers.snapshots.restore import place_snapshot, seed, seed_from
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
@@ -94,16 +95,24 @@ class Snapshots:
         return removed
 
     async def take(self, spec: ServiceSpec, kind: Kind, now: datetime) -> Snapshot:
-        return await take_snapshot(
-            self.bus,
-            self.settings,
-            self.folders,
-            self.folder,
-            spec,
-            kind=kind,
-            now=now,
-            python=self.python,
-        )
+        try:
+            return await take_snapshot(
+                self.bus,
+                self.settings,
+                self.folders,
+                self.folder,
+                spec,
+                kind=kind,
+                now=now,
+                python=self.python,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise SnapshotError(
+                f"the snapshot folder {self.folder.root} is full (no space left on the device);"
+                " nothing was kept: free some space or prune old snapshots"
+            ) from exc
 
     async def prune(self, name: str, keep: KeepPolicy) -> list[str]:
         """Delete what the retention does not keep; the ids deleted."""
@@ -147,6 +156,10 @@ class Snapshots:
 
     async def seed(self, name: str, snapshot: Snapshot) -> Path:
         return await asyncio.to_thread(seed, self.folders, snapshot, name)
+
+    async def seed_from(self, name: str, source: Path, label: str) -> Path:
+        """Seed ``name`` from a folder holding ``pb_data`` (an unpacked import)."""
+        return await asyncio.to_thread(seed_from, self.folders, source, name, label)
 
     def target(self, name: str) -> S3Store:
         store = self.targets.get(name)

@@ -11,7 +11,9 @@ own module with its own SQL:
 - ``events``: the append-only history of each service;
 - ``handoff``: one-time superuser passwords from the API to the reconciler;
 - ``secrets``: secret values given through the API, in root-only files beside the database;
-- ``file_issues``: the current problems of each spec file.
+- ``file_issues``: the current problems of each spec file;
+- ``operations``: snapshots, verifications, restores asked of a service;
+- ``seeds``: where a new service's first data comes from (a clone, an import).
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -46,6 +48,7 @@ from pockestrator.specs.store.records import (
     owner_file,
 )
 from pockestrator.specs.store.secrets import SecretFiles, SecretMissing
+from pockestrator.specs.store.seeds import Seed, Seeds, SeedSource
 from pockestrator.specs.store.services import Services
 from pockestrator.specs.store.status import Statuses
 
@@ -62,6 +65,8 @@ __all__ = [
     "Operation",
     "OperationKind",
     "SecretMissing",
+    "Seed",
+    "SeedSource",
     "ServiceRecord",
     "ServiceStatus",
     "Store",
@@ -76,7 +81,7 @@ __all__ = [
 SECRETS_FOLDER = "secrets"
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations):
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

@@ -35,6 +35,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
 
 
@@ -52,9 +53,16 @@ class Services(StorePart):
             raise
         self._secrets.prune(kept)
 
-    def create_service(self, spec: ServiceSpec, owner: str = API_OWNER) -> ServiceRecord:
-        """Insert a new service; a taken name, port or domain raises ``Conflict`` (all of
-        them at once)."""
+    def create_service(
+        self,
+        spec: ServiceSpec,
+        owner: str = API_OWNER,
+        *,
+        seed: SeedSource | None = None,
+        by: str = "",
+    ) -> ServiceRecord:
+        """Insert a new service, with where its first data comes from (``seed``); a taken
+        name, port or domain raises ``Conflict`` (all of them at once)."""
         with self._secrets_kept(spec) as spec, self._database.write() as db:
             if db.execute(
                 "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
@@ -71,7 +79,9 @@ class Services(StorePart):
             taken = taken_claims(db, spec)
             if taken:
                 raise Conflict(taken)
-            self._insert_service(db, spec, owner, self._now())
+            now = self._now()
+            self._insert_service(db, spec, owner, now)
+            write_seed(db, spec.project_name, seed, by or owner, now)
             return _record_by_name(db, spec.project_name)
 
     def replace_spec(self, name: str, spec: ServiceSpec, owner: str) -> ServiceRecord:
@@ -237,6 +247,7 @@ class Services(StorePart):
             if gone:
                 db.execute("DELETE FROM status WHERE name = ?", (name,))
                 db.execute("DELETE FROM superuser_passwords WHERE name = ?", (name,))
+                db.execute("DELETE FROM seeds WHERE service = ?", (name,))
         if gone:
             self._secrets.forget(name)
 

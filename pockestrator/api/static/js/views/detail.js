@@ -168,6 +168,11 @@ export async function show(root, view) {
     { class: 'button secondary', href: `#/services/${encodeURIComponent(name)}/logs` },
     'Logs',
   );
+  const backupsLink = h(
+    'a',
+    { class: 'button secondary', href: `#/services/${encodeURIComponent(name)}/backups` },
+    'Backups',
+  );
 
   mount(
     root,
@@ -188,6 +193,7 @@ export async function show(root, view) {
       Object.values(controls),
       adminLink,
       logsLink,
+      backupsLink,
     ),
     message,
     h(

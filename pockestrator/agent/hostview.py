@@ -26,8 +26,11 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
+from pockestrator.controllers.caddy.caddyfile import (
+    admin_address,
+    admin_reachable_by_instances,
+    public_ports,
+)
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -35,6 +38,11 @@ from pockestrator.controllers.systemd.bus import (
     UnitStatus,
 )
 from pockestrator.journal import UnitScope
+from pockestrator.specs.public_url import (
+    HTTP_DEFAULT_PORT,
+    HTTPS_DEFAULT_PORT,
+    PublicPorts,
+)
 from pockestrator.specs.store import ServiceStatus
 
 log = structlog.get_logger("pockestrator.hostview")
@@ -167,9 +175,12 @@ class AgentHostView:
         address = admin_address(text)
         return address if admin_reachable_by_instances(address) else None
 
-    def public_port(self) -> int | None:
+    def public_ports(self) -> PublicPorts:
         text = self._main_caddyfile()
-        return None if text is None else public_port(text, tls=self.config.caddy_tls)
+        return PublicPorts() if text is None else public_ports(text)
+
+    def public_port(self) -> int | None:
+        return public_port(self.public_ports(), https=bool(self.config.caddy_tls))
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
@@ -223,28 +234,11 @@ def caddy_status(status: ServiceStatus | None, on_disk: str | None) -> str:
     return "configured" if on_disk == status.caddy_config_hash else "drifted"
 
 
-def public_port(caddyfile: str, *, tls: bool) -> int | None:
-    """The port sites are served on, from the global options block (``http_port``, or
-    ``https_port`` with TLS); None when it is the scheme's default, so links need no port.
-    """
-    tokens = caddyfile_tokens(caddyfile)
-    if not tokens or tokens[0][0] != "{":
-        return None  # no global options block: Caddy's defaults
-    wanted, default = ("https_port", 443) if tls else ("http_port", 80)
-    depth = 0
-    for index, (word, line) in enumerate(tokens):
-        if word == "{":
-            depth += 1
-        elif word == "}":
-            depth -= 1
-            if depth == 0:
-                break
-        elif depth == 1 and word == wanted and index + 1 < len(tokens):
-            value, value_line = tokens[index + 1]
-            if value_line == line and value.isascii() and value.isdigit() and len(value) <= 5:
-                port = int(value)
-                return port if 0 < port < 65536 and port != default else None
-    return None
+def public_port(ports: PublicPorts, *, https: bool) -> int | None:
+    """The port the agent's scheme serves sites on (``https_port`` with TLS, else
+    ``http_port``); None when it is the scheme's default, so links need no port."""
+    port, default = (ports.https, HTTPS_DEFAULT_PORT) if https else (ports.http, HTTP_DEFAULT_PORT)
+    return None if port == default else port
 
 
 def _existing_ancestor(path: Path) -> Path:

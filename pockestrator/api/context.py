@@ -24,6 +24,7 @@ from typing import Protocol
 from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
 from pockestrator.journal import UnitScope
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceStatus, Store
 
 RUNNING_STATES = ("active", "reloading", "activating")
@@ -115,6 +116,10 @@ class HostView(Protocol):
 
     def public_port(self) -> int | None:
         """The port Caddy serves the instances on, when not the scheme's default."""
+        ...
+
+    def public_ports(self) -> PublicPorts:
+        """Caddy's HTTP and HTTPS ports, for the services' URLs (``specs.public_url``)."""
         ...
 
     async def versions(self) -> Sequence[str]:

@@ -18,6 +18,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
+from pockestrator.specs.public_url import PublicPorts, service_url
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
 
 
@@ -31,12 +32,11 @@ def issue_view(problem: Problem | FieldIssue) -> Issue:
 
 
 def service_view(
-    record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig
+    record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig, ports: PublicPorts
 ) -> Service:
     """The spec's fields as they are (the view takes those the API shows), then the
-    record's and the status's."""
+    record's and the status's; ``ports`` are Caddy's, for the URL."""
     spec = record.spec
-    scheme = "https" if config.caddy_tls else "http"
     return Service.model_validate(
         {
             **spec.model_dump(mode="json"),
@@ -48,7 +48,7 @@ def service_view(
             "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),
             "caddy_config_hash": short_hash(status.caddy_config_hash if status else None),
             "last_health_check": status.last_health_check if status else None,
-            "url": f"{scheme}://{spec.domain}",
+            "url": service_url(spec, config, ports),
             "service_name": unit_name(spec.project_name),
             "source": "file" if record.source_file else "api",
             "source_file": record.source_file,

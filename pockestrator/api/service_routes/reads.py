@@ -39,7 +39,8 @@ async def list_services(request: web.Request) -> web.StreamResponse:
         state=query.status, domain=domain, limit=limit, offset=query.offset
     )
     statuses = agent.store.all_statuses()
-    services = [service_view(r, statuses.get(r.name), agent.config) for r in records]
+    ports = agent.host.public_ports()
+    services = [service_view(r, statuses.get(r.name), agent.config, ports) for r in records]
     return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
 
 
@@ -47,7 +48,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    view = service_view(record, status, agent.config)
+    view = service_view(record, status, agent.config, agent.host.public_ports())
     runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(

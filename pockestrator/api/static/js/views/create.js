@@ -246,7 +246,7 @@ export async function show(root, view) {
       }
       return;
     }
-    await showDeployment(root, view, created, info);
+    await showDeployment(root, view, created);
   }
 }
 

@@ -242,7 +242,7 @@ export async function show(root, view) {
       return;
     }
     if (!view.active) return;
-    const link = instanceUrl(detail.service, info?.public_port);
+    const link = instanceUrl(detail.service);
     current = { service: detail.service, runtime: detail.runtime_status, status, link };
     render(history.events);
   }

@@ -235,7 +235,7 @@ class Sandbox:
             "caddy_unit": CADDY_UNIT,
             "caddy_binary": str(find_tool("caddy") or "caddy"),
             "caddy_admin_url": f"unix/{self.caddy_admin_socket}",
-            "caddy_tls": False,
+            "caddy_tls": "off",
             "default_domain": "localhost",
             "database": layout.database,
             "spec_dir": layout.root / "specs",

@@ -6,7 +6,8 @@ it) and PocketBase's own ``app_url`` default (the links in its e-mails). It live
 ``specs`` because both the agent and the API may import it, and neither may compute it
 differently.
 
-The scheme is ``https`` unless TLS is off for the service (the agent's ``caddy_tls``);
+The scheme is ``https`` unless TLS is off for the service (its ``tls.mode``, else the
+agent's ``caddy_tls``);
 the port is Caddy's ``https_port`` or ``http_port`` from the main Caddyfile's global
 options (``PublicPorts``, read by ``controllers.caddy.caddyfile.public_ports``), written
 only when it is not the scheme's default, so ``https://app.example.com`` stays as short as
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pockestrator.config import AgentConfig
+from pockestrator.config import AgentConfig, TlsMode
 from pockestrator.specs.model import ServiceSpec
 
 HTTP_DEFAULT_PORT = 80
@@ -33,9 +34,14 @@ class PublicPorts:
     https: int = HTTPS_DEFAULT_PORT
 
 
+def tls_mode(spec: ServiceSpec, default: TlsMode) -> TlsMode:
+    """How ``spec``'s domains get certificates: its own ``tls.mode``, else the agent's."""
+    return spec.tls.mode or default
+
+
 def uses_https(spec: ServiceSpec, config: AgentConfig) -> bool:
     """Whether Caddy serves ``spec`` over HTTPS (with a certificate) rather than plain HTTP."""
-    return bool(config.caddy_tls)
+    return tls_mode(spec, config.caddy_tls) != "off"
 
 
 def public_url(domain: str, *, https: bool, ports: PublicPorts) -> str:

@@ -107,6 +107,7 @@ async def validate_in_context(
     for issue in (held.get("project_name"), port_issue, held.get("domain")):
         if issue is not None:
             report.errors.append(issue)
+    report.errors += [issue for issue in taken if issue.field.startswith("proxy.aliases.")]
 
     report.checks.update(
         project_name_available="project_name" not in held,

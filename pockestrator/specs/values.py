@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from pockestrator.config import TLS_MODES, TlsMode
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
@@ -82,23 +83,28 @@ def _project_name(value: Any) -> Any:
     return _grammar(grammar.check_project_name)(value)
 
 
-def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+def _bounded_number(
+    field: str, low: int, high: int, unit: str = "", code: ErrorCode = ErrorCode.INVALID_FLAG_VALUE
+) -> Any:
+    """A whole number: every bad value, wrong kind or out of bounds, gets the field's code."""
 
     def validate(value: Any) -> Any:
         number = _whole_number(value)
         if number is None:
             raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE),
-                f"{flag} must be a whole number (not true/false, a fraction or a word)",
+                str(code),
+                f"{field} must be a whole number (not true/false, a fraction or a word)",
             )
         if not low <= number <= high:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE), f"{flag} must be from {low} to {high}{unit}"
-            )
+            raise PydanticCustomError(str(code), f"{field} must be from {low} to {high}{unit}")
         return number
 
     return validate
+
+
+def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
+    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+    return _bounded_number(flag, low, high, unit)
 
 
 @dataclass(frozen=True)
@@ -206,3 +212,46 @@ QueryTimeout = Annotated[
 HooksPool = Annotated[
     int, Field(ge=1, le=1000), BeforeValidator(_flag_number("hooks_pool", 1, 1000))
 ]
+
+
+# -- proxy and tls: how Caddy serves a service ------------------------------------------
+
+HOLD_REQUESTS_MAX = 120
+
+
+def _body_size(value: Any) -> Any:
+    # YAML users may write a plain number of bytes.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value) if 0 < value < 10**10 else "0"
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_BODY_SIZE), "max_body_size must be a size such as 10MB"
+        )
+    return _grammar(grammar.check_body_size)(value)
+
+
+def _tls_mode(value: Any) -> Any:
+    if value not in TLS_MODES:
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_TLS_MODE),
+            "tls mode must be auto (ACME), internal (Caddy's local CA) or off (plain HTTP); "
+            "leave it out for the agent's caddy_tls",
+        )
+    return value
+
+
+BodySize = Annotated[
+    str,
+    Field(max_length=16, pattern=grammar.BODY_SIZE.json),
+    BeforeValidator(_body_size),
+]
+HoldSeconds = Annotated[
+    int,
+    Field(ge=0, le=HOLD_REQUESTS_MAX),
+    BeforeValidator(
+        _bounded_number(
+            "hold_requests", 0, HOLD_REQUESTS_MAX, " seconds", ErrorCode.INVALID_HOLD_REQUESTS
+        )
+    ),
+]
+SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]

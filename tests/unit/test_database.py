@@ -205,7 +205,7 @@ def test_a_version_1_database_migrated_has_the_schema_of_a_new_one(tmp_path: Pat
     Database(tmp_path / "old.db").close()
     Database(tmp_path / "new.db").close()
     assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
-    assert len(MIGRATIONS) == 2
+    assert len(MIGRATIONS) == 3
 
 
 def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: Path) -> None:
@@ -213,7 +213,7 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
     version_1_database(path)
     store = Store(path)
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         record = store.get_service("blog")
         assert record is not None
         assert (record.id, record.spec, record.source_file, record.generation) == (
@@ -231,6 +231,10 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
             "0.29.0",
         )
         assert status.superusers == ()  # version 2 knows none the old agent created
+        assert status.certificate_not_after is None  # version 3: none seen yet
+        # Version 3: the domain it held is a claim in the table of every service's domains.
+        newcomer = SPEC.model_copy(update={"project_name": "x", "port": 9999})
+        assert [issue.code for issue in store.claims_taken(newcomer)] == [ErrorCode.DOMAIN_IN_USE]
         [event] = store.list_events("blog")
         assert (event.kind, event.message, event.details) == (
             "created",
@@ -278,7 +282,7 @@ def test_reopening_migrates_nothing_more_and_loses_nothing(tmp_path: Path) -> No
     assert schema_of(path) == migrated
     store = Store(path)
     try:
-        assert store.schema_version == 2 and store.service_names() == ["blog"]
+        assert store.schema_version == 3 and store.service_names() == ["blog"]
     finally:
         store.close()
 

@@ -105,6 +105,12 @@ class ServiceStatus:
     last_error: str | None = None
     # E-mails of the first superusers the agent has created in the instance.
     superusers: tuple[str, ...] = ()
+    # The certificate Caddy serves for the domain (TLS services): its validity, its
+    # issuer's name, and when Caddy was last asked (controllers.caddy.certificates).
+    certificate_not_before: datetime | None = None
+    certificate_not_after: datetime | None = None
+    certificate_issuer: str | None = None
+    certificate_checked_at: datetime | None = None
     updated_at: datetime | None = None
 
 

@@ -111,5 +111,9 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         health_failures=int(row["health_failures"] or 0),
         last_error=row["last_error"],
         superusers=tuple(json.loads(row["superusers"])),
+        certificate_not_before=parse_iso(row["certificate_not_before"]),
+        certificate_not_after=parse_iso(row["certificate_not_after"]),
+        certificate_issuer=row["certificate_issuer"],
+        certificate_checked_at=parse_iso(row["certificate_checked_at"]),
         updated_at=parse_iso(row["updated_at"]),
     )

@@ -16,13 +16,14 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.plan import newest_backups
 from pockestrator.api.context import HostFacts, ServiceRuntime, UnitState
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
@@ -63,6 +64,7 @@ class AgentHostView:
         self.units = controllers.units
         self.sites = controllers.sites
         self.releases = controllers.releases
+        self.dirs = controllers.dirs
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -184,6 +186,10 @@ class AgentHostView:
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        newest = newest_backups(await self.dirs.backups(name))
+        return {version: backup.taken_at for version, backup in newest.items()}
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""

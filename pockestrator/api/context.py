@@ -16,7 +16,7 @@ Callers are authenticated against the account store (``accounts``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -124,6 +124,11 @@ class HostView(Protocol):
 
     async def versions(self) -> Sequence[str]:
         """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
+        ...
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        """When the newest backup of each version's data of ``name`` was taken (the
+        backups a downgrade can restore)."""
         ...
 
     async def journal_scope(self) -> UnitScope:

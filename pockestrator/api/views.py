@@ -13,7 +13,7 @@ from pockestrator.api.formatting import short_hash
 from pockestrator.api.models.access import TokenView
 from pockestrator.api.models.logs import LogEntryView
 from pockestrator.api.models.problems import Issue
-from pockestrator.api.models.services import EventView, RuntimeStatus, Service
+from pockestrator.api.models.services import CertificateView, EventView, RuntimeStatus, Service
 from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
@@ -58,7 +58,22 @@ def service_view(
             "generation": record.generation,
             "observed_generation": status.observed_generation if status else None,
             "secret_env_names": sorted(spec.secret_env),
+            "certificate": certificate_view(status),
         }
+    )
+
+
+def certificate_view(status: ServiceStatus | None) -> CertificateView | None:
+    """The certificate the reconciler last saw Caddy serve; None before it first asked."""
+    if status is None or status.certificate_checked_at is None:
+        return None
+    before, after = status.certificate_not_before, status.certificate_not_after
+    return CertificateView(
+        not_before=before,
+        not_after=after,
+        renews_after=after - (after - before) / 3 if before and after else None,
+        issuer=status.certificate_issuer,
+        checked_at=status.certificate_checked_at,
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.specs.model import parse_spec
@@ -144,7 +144,7 @@ class Floor:
             shutil.chown(directory / "pb_data", "nobody", "nogroup")
             (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
             (self.config.caddy_sites_dir / f"{spec.project_name}.caddy").write_text(
-                render_site(spec, tls=False)
+                render_site(spec, SiteSettings(tls="off"))
             )
         await bus.daemon_reload()
         await bus.reload_unit("caddy.service")

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import CaddySites, render_site, site_address
+from pockestrator.controllers.caddy import CaddySites, SiteSettings, render_site, site_address
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed.journal import journal_text
@@ -43,7 +43,7 @@ def make_spec(name: str, port: int, domain: str | None = None) -> ServiceSpec:
 
 
 def site(name: str, port: int) -> str:
-    return render_site(make_spec(name, port), tls=False)
+    return render_site(make_spec(name, port), SiteSettings(tls="off"))
 
 
 def controller(sandbox: Sandbox, **overrides: Any) -> CaddySites:
@@ -606,7 +606,8 @@ async def test_caddy_reads_any_accepted_domain_as_exactly_one_site(
 ) -> None:
     service = make_spec("edge", 8090, domain)
     caddyfile = tmp_path / "Caddyfile"
-    caddyfile.write_text("{\n\tadmin off\n}\n" + render_site(service, tls=tls))
+    text = render_site(service, SiteSettings(tls="auto" if tls else "off"))
+    caddyfile.write_text("{\n\tadmin off\n}\n" + text)
     binary = sandbox.agent_config().caddy_binary
 
     adapted = subprocess.run(

@@ -21,7 +21,13 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.views import event_view, runtime_view, service_state, service_view
+from pockestrator.api.views import (
+    certificate_view,
+    event_view,
+    runtime_view,
+    service_state,
+    service_view,
+)
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 
 
@@ -87,6 +93,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,
             deployed_version=status.deployed_version if status else None,
+            certificate=certificate_view(status),
         )
     )
 

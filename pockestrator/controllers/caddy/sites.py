@@ -26,6 +26,7 @@ import aiohttp
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.caddy.caddyfile import public_ports
+from pockestrator.controllers.caddy.certificates import Certificate, served_certificate
 from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
@@ -41,6 +42,8 @@ from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 CADDY_OUTPUT_MAX_BYTES = 64 * 1024 * 1024
 # The main Caddyfile is the operator's; its global options are at its top.
 MAIN_CADDYFILE_READ_MAX = 1024 * 1024
+# A handshake with Caddy on loopback takes milliseconds; one that hangs says "none".
+CERTIFICATE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ class CaddySites:
         except OSError:
             return PublicPorts()
         return public_ports(text)
+
+    async def served_certificate(self, domain: str) -> Certificate | None:
+        """The certificate Caddy serves for ``domain`` on its HTTPS port (on loopback)."""
+        return await served_certificate(
+            domain, self.public_ports().https, timeout=CERTIFICATE_TIMEOUT
+        )
 
     def import_present(self) -> bool:
         try:

@@ -30,7 +30,12 @@ import structlog
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME
 from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
-from pockestrator.controllers.servicedirs.backups import backup_data, restore_data
+from pockestrator.controllers.servicedirs.backups import (
+    DataBackup,
+    backup_data,
+    list_backups,
+    restore_data,
+)
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
 from pockestrator.controllers.servicedirs.superuser import SuperuserCreated, ensure_superuser
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
@@ -51,6 +56,8 @@ class ServiceDirState:
     path: Path
     place: Place
     legacy_superusers: tuple[str, ...] = ()
+    # The versioned backups of pb_data, newest first (a downgrade restores one of them).
+    backups: tuple[DataBackup, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -85,7 +92,13 @@ class ServiceDirs:
             with self.folders.open_service(name) as service_fd:
                 if service_fd is not None:
                     legacy = _marker_emails(service_fd)
-        return ServiceDirState(self.path_for(name), place, legacy)
+        return ServiceDirState(
+            self.path_for(name), place, legacy, tuple(list_backups(self.folders, name))
+        )
+
+    async def backups(self, name: str) -> list[DataBackup]:
+        """The versioned backups of ``name``'s data, newest first."""
+        return await asyncio.to_thread(list_backups, self.folders, name)
 
     async def migrate_legacy(self, name: str) -> list[str]:
         """Take out what an earlier agent left in the folder; what was done, line by line."""
@@ -115,9 +128,10 @@ class ServiceDirs:
         """Archive the folder as ``<archive>/<name>-<UTC stamp>``; remove it only on purge."""
         return await asyncio.to_thread(delete_folder, self.folders, name, purge=purge)
 
-    async def backup_data(self, name: str) -> Path:
-        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
-        return await asyncio.to_thread(backup_data, self.folders, name)
+    async def backup_data(self, name: str, version: str | None = None) -> Path:
+        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup
+        named by the ``version`` that wrote the data."""
+        return await asyncio.to_thread(backup_data, self.folders, name, version)
 
     async def restore_data(self, name: str, backup: Path) -> Path:
         """Put a backup of ``pb_data`` back; the data it replaces is kept beside the backups.

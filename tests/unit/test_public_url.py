@@ -31,6 +31,16 @@ def test_the_sandbox_caddyfile_gives_its_http_port() -> None:
     assert public_ports(text).http == 8180
 
 
+def test_the_sandbox_caddyfile_with_tls_gives_both_ports_and_keeps_the_host_trust_store() -> None:
+    text = render_sandbox_caddyfile(
+        Path("/srv/caddy/admin.sock"), 8180, Path("/srv/sites"), https_port=8543
+    )
+    assert public_ports(text) == PublicPorts(http=8180, https=8543)
+    assert "skip_install_trust" in text and "auto_https off" not in text
+    plain = render_sandbox_caddyfile(Path("/srv/caddy/admin.sock"), 8180, Path("/srv/sites"))
+    assert "auto_https off" in plain and "https_port" not in plain
+
+
 def test_both_ports_are_read_from_the_global_options() -> None:
     text = "{\n\thttp_port 8080\n\thttps_port 8443\n}\n"
     assert public_ports(text) == PublicPorts(http=8080, https=8443)

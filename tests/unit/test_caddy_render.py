@@ -482,10 +482,24 @@ def test_redirected_aliases_get_a_block_of_their_own_pointing_at_the_service_url
     moved = spec(proxy={"aliases": ["www.my-app.example.com"], "redirect_aliases": True})
     on_8443 = SiteSettings(tls="auto", ports=PublicPorts(http=8080, https=8443))
     text = render_site(moved, on_8443)
-    assert top_level_blocks(text) == [["my-app.example.com"], ["www.my-app.example.com"]]
+    assert top_level_blocks(text)[:2] == [["my-app.example.com"], ["www.my-app.example.com"]]
     assert "\tredir https://my-app.example.com:8443{uri} 301\n" in text
     http_text = render_site(moved, SiteSettings(tls="off", ports=PublicPorts(http=8080)))
     assert "\tredir http://my-app.example.com:8080{uri} 301\n" in http_text
+
+
+def test_plain_http_goes_to_https_on_caddys_own_https_port_when_it_is_not_443() -> None:
+    served = spec(proxy={"aliases": ["www.my-app.example.com"]})
+    on_8443 = SiteSettings(tls="internal", ports=PublicPorts(http=8080, https=8443))
+    text = render_site(served, on_8443)
+    assert top_level_blocks(text)[-1] == [
+        "http://my-app.example.com,",
+        "http://www.my-app.example.com",
+    ]
+    assert text.endswith("\tredir https://{host}:8443{uri} 308\n}\n")
+    # On 443 Caddy's automatic redirect is the same, and without TLS there is none.
+    assert "308" not in render_site(served, TLS)
+    assert "308" not in render_site(served, SiteSettings(tls="off", ports=on_8443.ports))
 
 
 def test_redirect_aliases_without_aliases_is_the_plain_site() -> None:

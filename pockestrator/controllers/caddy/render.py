@@ -22,7 +22,8 @@ What a site does, from PocketBase's production guidance and issue 13:
   whatever the client sent (Caddy trusts no incoming ``X-Forwarded-For`` unless the main
   Caddyfile names ``trusted_proxies``), so PocketBase can trust either header one hop in;
 - with TLS: Caddy's own certificate management (ACME, or its local CA with ``internal``),
-  HSTS, and Caddy's automatic redirect of plain HTTP to HTTPS.
+  HSTS, and a redirect of plain HTTP to HTTPS (Caddy's automatic one on port 443; a block
+  of its own when Caddy's ``https_port`` is another, which Caddy's would leave out).
 
 The catch-all (``render_catch_all``, the file ``_catch-all.caddy``, which no project name
 can clash with) answers every domain no service has with 404 and a short text, where Caddy
@@ -48,7 +49,12 @@ from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import DEFAULT_MAX_BODY_SIZE, ServiceSpec
-from pockestrator.specs.public_url import PublicPorts, public_url, tls_mode
+from pockestrator.specs.public_url import (
+    HTTPS_DEFAULT_PORT,
+    PublicPorts,
+    public_url,
+    tls_mode,
+)
 from pockestrator.specs.values import HOLD_REQUESTS_MAX
 
 # The default body limit: PocketBase's production guidance puts one in front of it. 10MB
@@ -191,6 +197,11 @@ def render_site(spec: ServiceSpec, settings: SiteSettings, *, running: bool = Tr
     if proxy.redirect_aliases and aliases:
         target = public_url(domain, https=https, ports=settings.ports)
         lines += _block(addresses(aliases), [*security, f"redir {target}{{uri}} 301"])
+    if https and settings.ports.https != HTTPS_DEFAULT_PORT:
+        # Caddy's own redirect leaves out an https_port of its global options (it assumes
+        # 443 is forwarded there); the service URL has it, and so must the redirect.
+        to_https = f"redir https://{{host}}:{settings.ports.https}{{uri}} 308"
+        lines += _block([site_address(each, tls=False) for each in [domain, *aliases]], [to_https])
     return "\n".join(lines) + "\n"
 
 

@@ -53,7 +53,7 @@ from pockestrator.agent.steps import (
 )
 from pockestrator.controllers.caddy import CATCH_ALL
 from pockestrator.controllers.servicedirs import DataBackup, ServiceDirState
-from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import version_key
@@ -73,6 +73,19 @@ DEPLOYING_REQUEUE = 1.0
 # loop. The agent keeps that brake (it does not start the unit again by itself) and says so.
 START_LIMIT_HIT = "start-limit-hit"
 CRASH_LOOP = "crash loop"
+
+
+def gave_up(unit: UnitStatus) -> bool:
+    """Whether systemd stopped restarting the unit: a crash loop.
+
+    systemd says ``start-limit-hit`` only when the result was still a success; a process
+    that kept exiting keeps its ``exit-code`` and lands in ``failed`` once its restarts
+    reach the start limit (an instance's unit restarts always, so nothing else leaves it
+    failed after restarts).
+    """
+    if unit.active_state != "failed":
+        return False
+    return unit.result == START_LIMIT_HIT or (unit.n_restarts or 0) >= START_LIMIT_BURST
 
 
 @dataclass(frozen=True)
@@ -433,7 +446,7 @@ def _run_steps(
         # Someone is stopping it; starting now would cancel their job. Look again once it
         # settles (its PropertiesChanged also brings us back).
         return (), DEACTIVATING_REQUEUE, []
-    if active == "failed" and unit.result == START_LIMIT_HIT and not config_changed:
+    if gave_up(unit) and not config_changed:
         # A crash loop: systemd gave up after StartLimitBurst starts. Starting it again
         # (reset-failed clears the limit) would defeat that brake; the status says why it
         # is down until the spec changes or an operator starts or restarts it.
@@ -626,10 +639,11 @@ def certificate_check_due(
 
 def failure_message(unit: UnitStatus) -> str:
     """Why a failed unit is down, in the words the status shows; a crash loop says so."""
-    if unit.result == START_LIMIT_HIT:
+    if gave_up(unit):
         return (
             f"{CRASH_LOOP}: PocketBase kept exiting (last exit status "
-            f"{unit.exec_main_status}) and systemd stopped restarting it (start limit hit). "
+            f"{unit.exec_main_status}) and systemd stopped restarting it after "
+            f"{unit.n_restarts or START_LIMIT_BURST} restarts (its start limit). "
             "Fix the cause (see its logs), then start or restart the service"
         )
     return f"unit failed: Result={unit.result}, ExecMainStatus={unit.exec_main_status}"

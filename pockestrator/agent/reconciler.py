@@ -325,6 +325,7 @@ class Reconciler:
         assert plan.upgrade is not None
         name, old, new = record.name, plan.upgrade.old, plan.upgrade.new
         kind = "downgrade" if plan.upgrade.downgrade else "upgrade"
+        doing = kind[:-1] + "ing"  # upgrading, downgrading
         self.store.update_status(name, state="deploying")
         restoring = (
             f", restoring the data backed up before the upgrade from {new} ({plan.upgrade.restore})"
@@ -334,7 +335,7 @@ class Reconciler:
         self.store.add_event(
             name,
             f"{kind}_started",
-            f"{kind}ing PocketBase {old} -> {new}{restoring}",
+            f"{doing} PocketBase {old} -> {new}{restoring}",
             {"from": old, "to": new, "restores": str(plan.upgrade.restore or "")},
         )
         applied = Applied()
@@ -349,7 +350,7 @@ class Reconciler:
         except Exception as exc:
             if applied.backup is None:
                 raise
-            failure = f"{kind}ing to PocketBase {new} failed: {exc}"
+            failure = f"{doing} to PocketBase {new} failed: {exc}"
         else:
             changes = conclude(desired, plan, settled, status)
             if changes["state"] == "active":

@@ -62,7 +62,7 @@ from pockestrator.agent.steps import (
     WriteUnit,
 )
 from pockestrator.controllers.servicedirs import DataBackup, Place, ServiceDirState
-from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
@@ -1291,28 +1291,59 @@ def test_a_refused_downgrade_is_the_error_of_a_service_that_keeps_running() -> N
 # -- crash loops --------------------------------------------------------------------------
 
 GAVE_UP = {"active_state": "failed", "sub_state": "failed", "result": "start-limit-hit"}
+# What systemd 252 shows for a process that kept exiting: its result stays exit-code
+# (start-limit-hit is only set over a success) and NRestarts reached StartLimitBurst.
+RESTARTED_OUT = {
+    "active_state": "failed",
+    "sub_state": "failed",
+    "result": "exit-code",
+    "n_restarts": START_LIMIT_BURST,
+}
+GAVE_UP_SHAPES = pytest.mark.parametrize(
+    "gave_up", [GAVE_UP, RESTARTED_OUT], ids=["start-limit-hit", "restarted out"]
+)
 
 
-def test_a_unit_systemd_gave_up_on_is_not_started_again_by_the_agent() -> None:
+@GAVE_UP_SHAPES
+def test_a_unit_systemd_gave_up_on_is_not_started_again_by_the_agent(
+    gave_up: dict[str, Any],
+) -> None:
     scenario = converged()
-    on_unit(**GAVE_UP, exec_main_status=1)(scenario)
+    on_unit(**gave_up, exec_main_status=1)(scenario)
     plan = plan_for(scenario)
     assert plan.run == () and plan.drift == ()
 
 
-def test_a_crash_looping_unit_is_started_again_when_its_configuration_changes() -> None:
+def test_a_unit_that_failed_without_restarting_out_is_started_again() -> None:
     scenario = converged()
-    spec_changed(scenario)
-    on_unit(**GAVE_UP)(scenario)
+    on_unit(**{**RESTARTED_OUT, "n_restarts": START_LIMIT_BURST - 1})(scenario)
     assert kinds(plan_for(scenario).run) == ["StartUnit"]
 
 
-def test_a_crash_loop_is_reported_as_such() -> None:
-    changes = settle(unit=unit_status(**GAVE_UP, exec_main_status=2), healthy=False)
+@GAVE_UP_SHAPES
+def test_a_crash_looping_unit_is_started_again_when_its_configuration_changes(
+    gave_up: dict[str, Any],
+) -> None:
+    scenario = converged()
+    spec_changed(scenario)
+    on_unit(**gave_up)(scenario)
+    assert kinds(plan_for(scenario).run) == ["StartUnit"]
+
+
+@GAVE_UP_SHAPES
+def test_a_crash_loop_is_reported_as_such(gave_up: dict[str, Any]) -> None:
+    changes = settle(unit=unit_status(**gave_up, exec_main_status=2), healthy=False)
     assert changes["state"] == "error"
     assert changes["last_error"].startswith("crash loop: PocketBase kept exiting")
     assert "last exit status 2" in changes["last_error"]
+    assert f"after {START_LIMIT_BURST} restarts" in changes["last_error"]
     assert "start or restart the service" in changes["last_error"]
+
+
+def test_a_unit_failed_once_is_an_error_but_no_crash_loop() -> None:
+    once = unit_status(**{**RESTARTED_OUT, "n_restarts": 1}, exec_main_status=2)
+    changes = settle(unit=once, healthy=False)
+    assert changes["last_error"] == "unit failed: Result=exit-code, ExecMainStatus=2"
 
 
 def test_an_instance_systemd_is_about_to_restart_is_an_error_with_its_exit_status() -> None:

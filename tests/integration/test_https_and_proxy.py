@@ -196,6 +196,10 @@ async def test_an_unknown_host_gets_404_and_a_text_over_http_and_https(
         "GET", "gone.localhost", "/api/health", server_name="shop.localhost"
     )
     assert (status, body) == (404, "No service has this domain.")
+    # A name with no certificate at all is refused in the handshake: no certificate is
+    # made for whatever name a client asks.
+    with pytest.raises(aiohttp.ClientError):
+        await through.https("GET", "gone.localhost", "/api/health")
 
 
 async def test_a_deleted_service_is_answered_by_the_catch_all_not_an_empty_200(

@@ -83,7 +83,10 @@ async def steady_client(
     started = time.perf_counter()
     while not action.done():
         requests.append(asyncio.ensure_future(one()))
-        await asyncio.sleep(REQUEST_INTERVAL)
+        # On a schedule rather than a fixed pause, so the loop's own delays do not lower
+        # the rate (the n-th request goes at n intervals after the start).
+        due = started + len(requests) * REQUEST_INTERVAL
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
     await asyncio.gather(*requests)
     window.seconds = time.perf_counter() - started
     await action  # its exception, if any
@@ -228,11 +231,13 @@ def describe(figures: RestartFigures, add: Callable[[str, float], None]) -> None
     add("steady client: floor median latency (ms)", 1000 * floor_median)
     add("steady client: floor p99 latency (ms)", 1000 * floor_p99)
     add("steady client: floor 5xx", steady.failures)
+    add("steady client: floor requests per second", len(steady.statuses) / steady.seconds)
     for label, window in (
         (f"{figures.restart_count} restarts", figures.restarts),
         (f"{figures.upgrade_count} upgrades", figures.upgrades),
     ):
         add(f"{label}: requests", len(window.statuses))
+        add(f"{label}: requests per second", len(window.statuses) / window.seconds)
         add(f"{label}: 5xx or no answer [0]", window.failures)
         add(f"{label}: p99 latency (ms)", 1000 * window.quantile(0.99))
         add(f"{label}: max latency (ms)", 1000 * max(window.latencies))

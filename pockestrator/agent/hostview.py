@@ -182,7 +182,7 @@ class AgentHostView:
         return PublicPorts() if text is None else public_ports(text)
 
     def public_port(self) -> int | None:
-        return public_port(self.public_ports(), https=bool(self.config.caddy_tls))
+        return public_port(self.public_ports(), https=self.config.caddy_tls != "off")
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()

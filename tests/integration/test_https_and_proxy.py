@@ -149,6 +149,12 @@ async def test_an_instance_is_reached_over_https_by_a_client_trusting_only_caddy
             )
 
 
+async def test_system_info_gives_the_https_port_the_links_need(api: Api, sandbox: Sandbox) -> None:
+    reply = await api.call("GET", "/system/info")
+    assert reply.status == 200, reply.body
+    assert reply.body["public_port"] == sandbox.caddy_https_port
+
+
 async def test_plain_http_is_redirected_to_https_on_caddys_https_port(
     shop: dict[str, Any], through: Through, sandbox: Sandbox
 ) -> None:

@@ -37,6 +37,15 @@ SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "Protec
 
 # Paths written unquoted into unit files and the Caddyfile (the controllers check with it too).
 RENDERABLE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
+# An ACME directory as it is written unquoted into a site's tls block: https, a host name
+# or address with an optional port, and a path of safe characters.
+ACME_DIRECTORY = re.compile(
+    r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?",
+    re.ASCII,
+)
+
+TlsMode = Literal["auto", "internal", "off"]
+TLS_MODES: tuple[TlsMode, ...] = ("auto", "internal", "off")
 
 
 class ConfigError(Exception):
@@ -184,8 +193,29 @@ class AgentConfig(BaseModel):
         description="Caddy's admin API for caddy_reload=admin: http://127.0.0.1:PORT, or "
         "unix//PATH for a socket (which instances cannot reach; docs/security.md).",
     )
-    caddy_tls: bool = Field(
-        default=True, description="False renders http:// site addresses (no certificates)."
+    caddy_tls: TlsMode = Field(
+        default="auto",
+        description="How sites get certificates: auto (ACME: Let's Encrypt or acme_ca, "
+        "renewed by Caddy), internal (Caddy's own local CA, for private networks and tests) "
+        "or off (plain http:// addresses, e.g. behind a TLS proxy). true and false, from "
+        "earlier versions, mean auto and off. A service's spec may choose another (tls.mode).",
+    )
+    acme_email: str | None = Field(
+        default=None,
+        description="The ACME account's e-mail (expiry warnings from the CA); default: the "
+        "main Caddyfile's global email option, if any.",
+    )
+    acme_ca: str | None = Field(
+        default=None,
+        description="The ACME directory certificates come from, e.g. Let's Encrypt's staging "
+        "https://acme-staging-v02.api.letsencrypt.org/directory; default: Caddy's (Let's "
+        "Encrypt, then ZeroSSL).",
+    )
+    caddy_catch_all: bool = Field(
+        default=True,
+        description="Write a site that answers every domain no service has with 404 and a "
+        "short text (instead of Caddy's empty 200); false where the main Caddyfile has a "
+        "catch-all of its own.",
     )
 
     # PocketBase releases.
@@ -273,6 +303,42 @@ class AgentConfig(BaseModel):
                 grammar.check_target_name(name)
             except grammar.GrammarError as exc:
                 raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("caddy_tls", mode="before")
+    @classmethod
+    def _tls_mode_or_an_earlier_boolean(cls, value: Any) -> Any:
+        """``caddy_tls: true/false`` (and their environment spellings) from earlier versions."""
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+            return "auto"
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
+            return "off"
+        return value
+
+    @field_validator("acme_email")
+    @classmethod
+    def _acme_email_is_an_address(cls, value: str | None) -> str | None:
+        """It is written into every site's tls line: the e-mail grammar of specs, which
+        admits nothing that could end the line or open a block."""
+        from pockestrator.specs import grammar
+
+        if value is None:
+            return value
+        try:
+            return grammar.check_email(value)
+        except grammar.GrammarError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("acme_ca")
+    @classmethod
+    def _acme_ca_is_an_https_url(cls, value: str | None) -> str | None:
+        if value is not None and not ACME_DIRECTORY.fullmatch(value):
+            raise ValueError(
+                "must be the https:// URL of an ACME directory (letters, digits and "
+                "._~/- in its path), e.g. https://acme-staging-v02.api.letsencrypt.org/directory"
+            )
         return value
 
     @field_validator("listen_host")

@@ -162,6 +162,20 @@ MIGRATIONS: tuple[str, ...] = (
         result TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 6: every domain a service answers to (its domain and its proxy aliases), unique
+    # across services; and the certificate Caddy serves for the domain, when it has one.
+    """
+    CREATE TABLE service_domains (
+        domain TEXT PRIMARY KEY,
+        name TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE
+    );
+    CREATE INDEX service_domains_by_name ON service_domains(name);
+    INSERT INTO service_domains (domain, name) SELECT domain, name FROM services;
+    ALTER TABLE status ADD COLUMN certificate_not_before TEXT;
+    ALTER TABLE status ADD COLUMN certificate_not_after TEXT;
+    ALTER TABLE status ADD COLUMN certificate_issuer TEXT;
+    ALTER TABLE status ADD COLUMN certificate_checked_at TEXT;
+    """,
 )
 
 

@@ -49,6 +49,7 @@ class Applied:
     actions: list[str] = field(default_factory=list)
     wave_size: int = 1
     caddy_error: str | None = None
+    site_written: bool = False
     backup: Path | None = None
     archived_to: Path | None = None
 
@@ -181,6 +182,7 @@ class StepRunner:
             case steps.WriteSite(text=text):
                 outcome = await self.coordinator.park(self._caddy, name, text)
                 if outcome.ok:
+                    applied.site_written = True
                     applied.add(step.describe())
                 else:
                     applied.caddy_error = outcome.error or "Caddy refused the site"
@@ -192,9 +194,14 @@ class StepRunner:
             case steps.RemoveUnitFile():
                 if self.controllers.units.remove_file(name):
                     applied.add(step.describe())
-            case steps.BackupData():
-                applied.backup = await self.controllers.dirs.backup_data(name)
+            case steps.BackupData(version=version):
+                applied.backup = await self.controllers.dirs.backup_data(name, version)
                 applied.add(f"pb_data backed up to {applied.backup}")
+            case steps.RestoreData(backup=backup):
+                displaced = await self.controllers.dirs.restore_data(name, backup)
+                applied.add(
+                    f"pb_data restored from {backup}; the data it replaced is in {displaced}"
+                )
             case steps.RemoveData(purge=purge):
                 removed = await self.controllers.dirs.delete(name, purge=purge)
                 if removed.archived_to is not None:

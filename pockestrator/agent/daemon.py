@@ -38,7 +38,7 @@ from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
-from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.caddy import CATCH_ALL, SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
 from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
 from pockestrator.controllers.releases import ReleaseCache
@@ -72,6 +72,14 @@ RELOADABLE = frozenset(
         "import_max_bytes",
     }
 )
+
+
+def work_key_of(file_name: str) -> str | None:
+    """The work-queue key a file in the unit or site folder stands for: its service's
+    name, or ``CATCH_ALL`` for the catch-all site; None for anything else."""
+    if file_name == CATCH_ALL + SNIPPET_SUFFIX:
+        return CATCH_ALL
+    return service_name_of(file_name)
 
 
 def service_name_of(file_name: str) -> str | None:
@@ -304,11 +312,13 @@ class Agent:
             self.queue.add(name)
 
     def known_names(self) -> set[str]:
-        """Every name the host or the store knows: specs, our units and sites, deletions."""
+        """Every key to reconcile: every name the host or the store knows (specs, our units
+        and sites, deletions), and the catch-all site's."""
         names = set(self.store.service_names())
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
         names.update(deletion.name for deletion in self.store.pending_deletions())
+        names.add(CATCH_ALL)
         return names
 
     def queue_depth(self) -> int:
@@ -458,7 +468,7 @@ class Agent:
             folder.mkdir(parents=True, exist_ok=True)
         # Drift only needs repairing within a second; our own writes are batched too.
         watcher = DirectoryWatcher(
-            folders, lambda name: service_name_of(name) is not None, quiet=0.05, max_delay=0.3
+            folders, lambda name: work_key_of(name) is not None, quiet=0.05, max_delay=0.3
         )
         watcher.start()
         self._host_watcher = watcher
@@ -468,7 +478,7 @@ class Agent:
                     self.enqueue_many(self.known_names())
                     continue
                 for path in batch:
-                    if (name := service_name_of(path.name)) is not None:
+                    if (name := work_key_of(path.name)) is not None:
                         self.queue.add(name)
         finally:
             watcher.close()

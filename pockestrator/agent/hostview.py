@@ -16,7 +16,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.plan import newest_backups
 from pockestrator.api.context import (
     ArchiveInfo,
     BackupFile,
@@ -34,8 +35,11 @@ from pockestrator.api.context import (
 )
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
+from pockestrator.controllers.caddy.caddyfile import (
+    admin_address,
+    admin_reachable_by_instances,
+    public_ports,
+)
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.manifest import Manifest, ManifestError
 from pockestrator.controllers.systemd.bus import (
@@ -46,6 +50,11 @@ from pockestrator.controllers.systemd.bus import (
 )
 from pockestrator.journal import UnitScope
 from pockestrator.specs.grammar import LOCAL_TARGET
+from pockestrator.specs.public_url import (
+    HTTP_DEFAULT_PORT,
+    HTTPS_DEFAULT_PORT,
+    PublicPorts,
+)
 from pockestrator.specs.store import ServiceStatus
 
 log = structlog.get_logger("pockestrator.hostview")
@@ -191,9 +200,12 @@ class AgentHostView:
         address = admin_address(text)
         return address if admin_reachable_by_instances(address) else None
 
-    def public_port(self) -> int | None:
+    def public_ports(self) -> PublicPorts:
         text = self._main_caddyfile()
-        return None if text is None else public_port(text, tls=self.config.caddy_tls)
+        return PublicPorts() if text is None else public_ports(text)
+
+    def public_port(self) -> int | None:
+        return public_port(self.public_ports(), https=self.config.caddy_tls != "off")
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
@@ -234,6 +246,10 @@ class AgentHostView:
             ArchiveInfo(a.archive_id, a.service, a.archived_at, a.size_bytes)
             for a in await self.dirs.archives()
         ]
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        newest = newest_backups(await self.dirs.backups(name))
+        return {version: backup.taken_at for version, backup in newest.items()}
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""
@@ -314,28 +330,11 @@ def caddy_status(status: ServiceStatus | None, on_disk: str | None) -> str:
     return "configured" if on_disk == status.caddy_config_hash else "drifted"
 
 
-def public_port(caddyfile: str, *, tls: bool) -> int | None:
-    """The port sites are served on, from the global options block (``http_port``, or
-    ``https_port`` with TLS); None when it is the scheme's default, so links need no port.
-    """
-    tokens = caddyfile_tokens(caddyfile)
-    if not tokens or tokens[0][0] != "{":
-        return None  # no global options block: Caddy's defaults
-    wanted, default = ("https_port", 443) if tls else ("http_port", 80)
-    depth = 0
-    for index, (word, line) in enumerate(tokens):
-        if word == "{":
-            depth += 1
-        elif word == "}":
-            depth -= 1
-            if depth == 0:
-                break
-        elif depth == 1 and word == wanted and index + 1 < len(tokens):
-            value, value_line = tokens[index + 1]
-            if value_line == line and value.isascii() and value.isdigit() and len(value) <= 5:
-                port = int(value)
-                return port if 0 < port < 65536 and port != default else None
-    return None
+def public_port(ports: PublicPorts, *, https: bool) -> int | None:
+    """The port the agent's scheme serves sites on (``https_port`` with TLS, else
+    ``http_port``); None when it is the scheme's default, so links need no port."""
+    port, default = (ports.https, HTTPS_DEFAULT_PORT) if https else (ports.http, HTTP_DEFAULT_PORT)
+    return None if port == default else port
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -16,7 +16,7 @@ Callers are authenticated against the account store (``accounts``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Protocol
 from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
 from pockestrator.journal import UnitScope
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceStatus, Store
 
 RUNNING_STATES = ("active", "reloading", "activating")
@@ -155,6 +156,10 @@ class HostView(Protocol):
         """The port Caddy serves the instances on, when not the scheme's default."""
         ...
 
+    def public_ports(self) -> PublicPorts:
+        """Caddy's HTTP and HTTPS ports, for the services' URLs (``specs.public_url``)."""
+        ...
+
     async def versions(self) -> Sequence[str]:
         """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
         ...
@@ -169,6 +174,11 @@ class HostView(Protocol):
 
     async def archives(self) -> Sequence[ArchiveInfo]:
         """The deleted services' archived folders, newest first, with disk use."""
+        ...
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        """When the newest backup of each version's data of ``name`` was taken (the
+        backups a downgrade can restore)."""
         ...
 
     async def journal_scope(self) -> UnitScope:

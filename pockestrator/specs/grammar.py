@@ -36,6 +36,21 @@ MEMORY_MAX_BYTES = 2**63 - 1
 # The dynamic loader's variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, LD_DEBUG_OUTPUT,
 # ...) load code into the instance or write files as it; PocketBase needs none of them.
 RESERVED_ENV_PREFIX = "LD_"
+# Caddy's request body limit: below 1 KB not even a login form fits; above 1 GiB one HTTP
+# request is the wrong tool (PocketBase spools a multipart upload to its temporary folder
+# before its own per-field limit applies; large files go to S3 storage).
+BODY_SIZE_MIN_BYTES = 1000
+BODY_SIZE_MAX_BYTES = 1024**3
+_BODY_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
 
 
 class Pattern:
@@ -98,6 +113,9 @@ EMAIL = Pattern(
 EGRESS = Pattern(r"any|[0-9A-Fa-f:.]{2,39}(?:/[0-9]{1,3})?")
 MEMORY_LIMIT = Pattern(r"([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity")
 CPU_QUOTA = Pattern(r"([1-9][0-9]{0,4})%")
+# A request body limit as Caddy reads it (go-humanize): bytes, or a number with an SI
+# (KB = 1000) or binary (KiB = 1024) unit.
+BODY_SIZE = Pattern(r"([1-9][0-9]{0,9})(B|KB|MB|GB|KiB|MiB|GiB)?")
 ORIGIN = Pattern(
     r"\*|https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
     r"(?::([0-9]{1,5}))?"
@@ -310,6 +328,31 @@ def memory_limit_bytes(value: str) -> int | None:
             "apply no limit; write 'infinity' for no limit",
         )
     return size
+
+
+def body_size_bytes(value: str) -> int:
+    """Bytes of a request body limit (``10MB`` is 10,000,000, ``10MiB`` 10,485,760, as
+    Caddy reads them), within 1 KB and 1 GiB."""
+    match = BODY_SIZE.fullmatch(value)
+    if match is None:
+        raise GrammarError(
+            ErrorCode.INVALID_BODY_SIZE,
+            "max_body_size must be a number with an optional unit B, KB, MB, GB (powers of "
+            "1000) or KiB, MiB, GiB (powers of 1024), e.g. 10MB or 50MiB",
+        )
+    number, unit = match.groups()
+    size = int(number) * _BODY_SIZE_UNITS[unit or ""]
+    if not BODY_SIZE_MIN_BYTES <= size <= BODY_SIZE_MAX_BYTES:
+        raise GrammarError(
+            ErrorCode.INVALID_BODY_SIZE,
+            f"max_body_size must be from 1KB to 1GiB (this is {size} bytes)",
+        )
+    return size
+
+
+def check_body_size(value: str) -> str:
+    body_size_bytes(value)
+    return value
 
 
 def check_cpu_quota(value: str) -> str:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from pockestrator.config import TLS_MODES, TlsMode
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
@@ -82,23 +83,28 @@ def _project_name(value: Any) -> Any:
     return grammar_validator(grammar.check_project_name)(value)
 
 
-def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+def _bounded_number(
+    field: str, low: int, high: int, unit: str = "", code: ErrorCode = ErrorCode.INVALID_FLAG_VALUE
+) -> Any:
+    """A whole number: every bad value, wrong kind or out of bounds, gets the field's code."""
 
     def validate(value: Any) -> Any:
         number = _whole_number(value)
         if number is None:
             raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE),
-                f"{flag} must be a whole number (not true/false, a fraction or a word)",
+                str(code),
+                f"{field} must be a whole number (not true/false, a fraction or a word)",
             )
         if not low <= number <= high:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE), f"{flag} must be from {low} to {high}{unit}"
-            )
+            raise PydanticCustomError(str(code), f"{field} must be from {low} to {high}{unit}")
         return number
 
     return validate
+
+
+def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
+    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+    return _bounded_number(flag, low, high, unit)
 
 
 @dataclass(frozen=True)
@@ -232,25 +238,9 @@ def _checked(code: ErrorCode, check: Any) -> Any:
     return validate
 
 
-def _bounded_number(code: ErrorCode, what: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole number from ``low`` to ``high``; every bad value is refused with ``code``."""
-
-    def validate(value: Any) -> Any:
-        number = _whole_number(value)
-        if number is None:
-            raise PydanticCustomError(
-                str(code), f"{what} must be a whole number (not true/false, a fraction or a word)"
-            )
-        if not low <= number <= high:
-            raise PydanticCustomError(str(code), f"{what} must be from {low} to {high}{unit}")
-        return number
-
-    return validate
-
-
 def _signed_number(code: ErrorCode, what: str, low: int, high: int) -> Any:
     """Like ``_bounded_number``, for a range that starts below zero (log levels)."""
-    positive = _bounded_number(code, what, 0, high)
+    positive = _bounded_number(what, 0, high, "", code)
 
     def validate(value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and low <= value < 0:
@@ -332,13 +322,15 @@ RateLimitAudience = Literal["", "@guest", "@auth"]
 RateLimitCount = Annotated[
     int,
     Field(ge=1, le=1_000_000),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_RATE_LIMIT, "max_requests", 1, 1_000_000)),
+    BeforeValidator(
+        _bounded_number("max_requests", 1, 1_000_000, "", ErrorCode.INVALID_RATE_LIMIT)
+    ),
 ]
 RateLimitSeconds = Annotated[
     int,
     Field(ge=1, le=86_400),
     BeforeValidator(
-        _bounded_number(ErrorCode.INVALID_RATE_LIMIT, "duration", 1, 86_400, " seconds")
+        _bounded_number("duration", 1, 86_400, " seconds", ErrorCode.INVALID_RATE_LIMIT)
     ),
 ]
 SmtpHost = Annotated[
@@ -354,7 +346,7 @@ SmtpHost = Annotated[
 SmtpPort = Annotated[
     int,
     Field(ge=1, le=65535),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_SMTP, "port", 1, 65535)),
+    BeforeValidator(_bounded_number("port", 1, 65535, "", ErrorCode.INVALID_SMTP)),
 ]
 SmtpText = Annotated[
     str,
@@ -428,7 +420,7 @@ LOG_DAYS_MAX = 36_500
 LogDays = Annotated[
     int,
     Field(ge=0, le=LOG_DAYS_MAX),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_LOGS, "max_days", 0, LOG_DAYS_MAX, " days")),
+    BeforeValidator(_bounded_number("max_days", 0, LOG_DAYS_MAX, " days", ErrorCode.INVALID_LOGS)),
 ]
 # PocketBase's levels are slog's: -4 debug, 0 info, 4 warn, 8 error.
 LogLevel = Annotated[
@@ -439,12 +431,12 @@ LogLevel = Annotated[
 BatchRequests = Annotated[
     int,
     Field(ge=1, le=10_000),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "max_requests", 1, 10_000)),
+    BeforeValidator(_bounded_number("max_requests", 1, 10_000, "", ErrorCode.INVALID_BATCH)),
 ]
 BatchSeconds = Annotated[
     int,
     Field(ge=1, le=3600),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "timeout", 1, 3600, " seconds")),
+    BeforeValidator(_bounded_number("timeout", 1, 3600, " seconds", ErrorCode.INVALID_BATCH)),
 ]
 
 
@@ -486,3 +478,46 @@ StoredSecretId = Annotated[
         _setting_pattern(ErrorCode.INVALID_SECRET, STORED_TAG, "stored must be 16 hex digits")
     ),
 ]
+
+
+# -- proxy and tls: how Caddy serves a service ------------------------------------------
+
+HOLD_REQUESTS_MAX = 120
+
+
+def _body_size(value: Any) -> Any:
+    # YAML users may write a plain number of bytes.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value) if 0 < value < 10**10 else "0"
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_BODY_SIZE), "max_body_size must be a size such as 10MB"
+        )
+    return grammar_validator(grammar.check_body_size)(value)
+
+
+def _tls_mode(value: Any) -> Any:
+    if value not in TLS_MODES:
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_TLS_MODE),
+            "tls mode must be auto (ACME), internal (Caddy's local CA) or off (plain HTTP); "
+            "leave it out for the agent's caddy_tls",
+        )
+    return value
+
+
+BodySize = Annotated[
+    str,
+    Field(max_length=16, pattern=grammar.BODY_SIZE.json),
+    BeforeValidator(_body_size),
+]
+HoldSeconds = Annotated[
+    int,
+    Field(ge=0, le=HOLD_REQUESTS_MAX),
+    BeforeValidator(
+        _bounded_number(
+            "hold_requests", 0, HOLD_REQUESTS_MAX, " seconds", ErrorCode.INVALID_HOLD_REQUESTS
+        )
+    ),
+]
+SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]

@@ -13,7 +13,9 @@ Figures (the issue's targets in brackets):
 - 50 spec files at once -> all 200 through Caddy [ratio <= 1.3];
 - a hand-edited unit file / site snippet -> repaired: median [<= 1 s];
 - 50 services idle: the agent's CPU (percent of one core) and RSS over the window
-  [<= 1 %, <= 80 MB].
+  [<= 1 %, <= 80 MB];
+- a steady client through Caddy during 10 restarts and 3 upgrades: 5xx [0] and the
+  latency added over the same client's floor (``restarts``).
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ from pathlib import Path
 import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.specs.model import parse_spec
+from tests.benchmarks.restarts import RestartFigures
+from tests.benchmarks.restarts import describe as describe_restarts
+from tests.benchmarks.restarts import measure as restarts_and_upgrades
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
@@ -144,7 +149,7 @@ class Floor:
             shutil.chown(directory / "pb_data", "nobody", "nogroup")
             (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
             (self.config.caddy_sites_dir / f"{spec.project_name}.caddy").write_text(
-                render_site(spec, tls=False)
+                render_site(spec, SiteSettings(tls="off"))
             )
         await bus.daemon_reload()
         await bus.reload_unit("caddy.service")
@@ -208,10 +213,36 @@ async def in_sandbox(body: Callable[[Sandbox], Awaitable[None]]) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def run(runs: int = 10, burst: int = 50, idle_seconds: float = 60.0) -> Report:
-    version = installed_version()
+async def run(
+    runs: int = 10,
+    burst: int = 50,
+    idle_seconds: float = 60.0,
+    *,
+    restarts: int = 10,
+    upgrades: int = 3,
+    only: str = "all",
+) -> Report:
+    """Every figure (``only="all"``), or those of deploys (``"deploy"``) or of the steady
+    client through restarts and upgrades (``"restarts"``)."""
     report = Report(machine=machine_description())
-    print(f"machine: {report.machine}; runs={runs} burst={burst} idle={idle_seconds}s", flush=True)
+    print(f"machine: {report.machine}", flush=True)
+    if only in ("all", "deploy"):
+        await run_deploys(report, runs, burst, idle_seconds)
+    if only in ("all", "restarts"):
+        print(f"steady client ({restarts} restarts, {upgrades} upgrades):", flush=True)
+        measured: list[RestartFigures] = []
+
+        async def client(sandbox: Sandbox) -> None:
+            measured.append(await restarts_and_upgrades(sandbox, restarts, upgrades))
+
+        await in_sandbox(client)
+        describe_restarts(measured[0], report.add)
+    return report
+
+
+async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float) -> None:
+    version = installed_version()
+    print(f"deploys: runs={runs} burst={burst} idle={idle_seconds}s", flush=True)
     floor_single: list[float] = []
     floor_burst: list[float] = []
 
@@ -298,4 +329,3 @@ async def run(runs: int = 10, burst: int = 50, idle_seconds: float = 60.0) -> Re
     report.add(f"idle {idle_seconds:g}s: services", idle["services"])
     report.add(f"idle {idle_seconds:g}s: agent CPU % of one core [<=1]", idle["cpu_percent"])
     report.add(f"idle {idle_seconds:g}s: agent RSS MB [<=80]", idle["rss_mb"])
-    return report

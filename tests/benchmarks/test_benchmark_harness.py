@@ -12,7 +12,7 @@ from tests.benchmarks.bench import run
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
-    report = await run(runs=1, burst=3, idle_seconds=1.0)
+    report = await run(runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1)
     figures = report.figures
     for key in (
         "single: floor median (s)",
@@ -27,6 +27,10 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
     assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024
+    # The steady client: every request counted, the 5xx among them (no target here).
+    assert figures["1 restarts: requests"] > 0 and figures["1 upgrades: requests"] > 0
+    assert 0 <= figures["1 restarts: 5xx or no answer [0]"] <= figures["1 restarts: requests"]
+    assert figures["1 upgrades: max latency (ms)"] >= figures["1 upgrades: p99 latency (ms)"] > 0
 
 
 async def test_the_backup_benchmark_measures_both_backups_and_a_restore(

@@ -481,6 +481,85 @@ async def test_settings_are_set_on_creation_and_edited_on_the_page_with_secrets_
     await dashboard.shot("settings-saved")
 
 
+async def test_a_refused_downgrade_offers_to_restore_the_backup_and_then_does(
+    dashboard: Dashboard, agent: Agent, api: Api, older: str, newer: str
+) -> None:
+    await api.create("rewound", older)
+    status, answer = await api.call(
+        "PATCH", "/services/rewound?wait=true", {"pocketbase_version": newer}
+    )
+    assert status == 200, answer
+    page = dashboard.page
+    dashboard.watch.expect(400, "/services/")  # the refused downgrade, on purpose
+    await dashboard.sign_in("/services/rewound")
+    deployed = page.locator('dd[data-term="Deployed version"]')
+    await expect(deployed).to_have_text(newer, timeout=DEPLOY_TIMEOUT_MS)
+    allow = page.get_by_label("Allow the downgrade", exact=False)
+    await expect(allow).to_be_hidden()
+
+    await page.get_by_label("New PocketBase version").fill(older)
+    await page.get_by_role("button", name="Change version").click()
+    await expect(page.get_by_text("set allow_downgrade to restore the backup")).to_be_visible()
+    await allow.check()
+    await page.get_by_label("New PocketBase version").fill(older)
+    await page.get_by_role("button", name="Change version").click()
+
+    await expect(deployed).to_have_text(older, timeout=DEPLOY_TIMEOUT_MS)
+    await expect(page.locator(".events")).to_contain_text(
+        f"downgrading PocketBase {newer} -> {older}"
+    )
+    await dashboard.shot("downgraded")
+
+
+# -- proxy and HTTPS -------------------------------------------------------------------------
+
+
+async def test_proxy_options_are_chosen_at_creation_and_edited_on_the_detail_page(
+    dashboard: Dashboard, agent: Agent, api: Api, newer: str
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in("/services/new")
+    await page.get_by_label("Project name").fill("proxied")
+    await page.get_by_label("Port", exact=True).fill(str(free_port()))
+    await page.get_by_label("PocketBase version").fill(newer)
+    await page.get_by_label("More domains").fill("www-proxied.localhost")
+    await page.get_by_label("Largest request body").fill("3MB")
+    await page.get_by_role("button", name="Create service").click()
+    await expect(page.locator(".outcome")).to_contain_text(
+        "proxied is up and running", timeout=DEPLOY_TIMEOUT_MS
+    )
+    _status, detail = await api.call("GET", "/services/proxied")
+    proxy = detail["service"]["proxy"]
+    assert proxy["aliases"] == ["www-proxied.localhost"] and proxy["max_body_size"] == "3MB"
+
+    dashboard.watch.expect(400, "/services/")  # the refused hold, on purpose
+    await dashboard.go("/services/proxied")
+    row = page.locator('dd[data-term="Proxy"]')
+    await expect(row).to_contain_text("body up to 3MB")
+    await expect(row).to_contain_text("www-proxied.localhost (served)")
+    await expect(page.locator('dd[data-term="HTTPS"]')).to_contain_text("plain HTTP")
+    await expect(page.locator('dd[data-term="Certificate"]')).to_have_text("none (plain HTTP)")
+    hold = page.get_by_label("Hold requests while restarting (seconds)")
+    await expect(hold).to_have_value("10")
+    await hold.fill("5")
+    await page.get_by_label("Redirect them to the main domain (301)").check()
+    await page.get_by_role("button", name="Save").click()
+    await expect(row).to_contain_text("requests held 5 s", timeout=UI_TIMEOUT_MS)
+    await expect(row).to_contain_text("(redirected)")
+    site = agent.config.caddy_sites_dir / "proxied.caddy"
+
+    async def rewritten() -> bool:
+        return site.exists() and "lb_try_duration 5s" in site.read_text()
+
+    assert await wait_until(rewritten, 30)
+    assert "redir http://proxied.localhost" in site.read_text()
+
+    await hold.fill("900")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_text("hold_requests must be")).to_be_visible()
+    await dashboard.shot("proxy-options")
+
+
 # -- logs ----------------------------------------------------------------------------------
 
 

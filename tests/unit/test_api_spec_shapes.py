@@ -21,6 +21,7 @@ from pockestrator.api.views import service_view
 from pockestrator.config import AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.model import PocketBaseFlags, Resources, ServiceSpec, parse_spec
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.values import InApi
 
@@ -217,7 +218,7 @@ def test_the_view_of_a_record_is_the_spec_as_stored_with_the_desired_state_it_en
     record = ServiceRecord("5e1f0c9a2b7d", spec, "file:/specs/a.yaml", "running", AT, AT, 2)
     status = ServiceStatus("my-app", "active", "a" * 64, "b" * 64, observed_generation=2)
     config = AgentConfig.model_validate({"caddy_tls": False})
-    shown = service_view(record, status, config).model_dump(mode="json")
+    shown = service_view(record, status, config, PublicPorts(http=8080)).model_dump(mode="json")
     stored = spec.model_dump(mode="json", exclude={"superuser_password_file", "secret_env"})
     assert {key: shown[key] for key in stored} == {**stored, "desired_state": "running"}
     assert list(shown) == list(Service.model_fields)
@@ -230,7 +231,7 @@ def test_the_view_of_a_record_is_the_spec_as_stored_with_the_desired_state_it_en
     )
     assert (shown["systemd_config_hash"], shown["url"]) == (
         "aaaaaaaaaaaa",
-        "http://my-app.example.com",
+        "http://my-app.example.com:8080",
     )
 
 

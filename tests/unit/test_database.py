@@ -205,7 +205,7 @@ def test_a_version_1_database_migrated_has_the_schema_of_a_new_one(tmp_path: Pat
     Database(tmp_path / "old.db").close()
     Database(tmp_path / "new.db").close()
     assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
-    assert len(MIGRATIONS) == 5
+    assert len(MIGRATIONS) == 6
 
 
 def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: Path) -> None:
@@ -231,12 +231,16 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
             "0.29.0",
         )
         assert status.superusers == ()  # version 2 knows none the old agent created
-        # Version 3: no PocketBase settings applied yet, so the next look applies them.
+        # No PocketBase settings applied yet, so the next look applies them.
         assert (status.settings_hash, status.settings_checked_at, status.settings_pid) == (
             None,
             None,
             None,
         )
+        assert status.certificate_not_after is None  # none seen yet
+        # The domain it held is a claim in the table of every service's domains.
+        newcomer = SPEC.model_copy(update={"project_name": "x", "port": 9999})
+        assert [issue.code for issue in store.claims_taken(newcomer)] == [ErrorCode.DOMAIN_IN_USE]
         [event] = store.list_events("blog")
         assert (event.kind, event.message, event.details) == (
             "created",

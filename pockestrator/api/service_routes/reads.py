@@ -21,7 +21,13 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.views import event_view, runtime_view, service_state, service_view
+from pockestrator.api.views import (
+    certificate_view,
+    event_view,
+    runtime_view,
+    service_state,
+    service_view,
+)
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 
 
@@ -39,7 +45,8 @@ async def list_services(request: web.Request) -> web.StreamResponse:
         state=query.status, domain=domain, limit=limit, offset=query.offset
     )
     statuses = agent.store.all_statuses()
-    services = [service_view(r, statuses.get(r.name), agent.config) for r in records]
+    ports = agent.host.public_ports()
+    services = [service_view(r, statuses.get(r.name), agent.config, ports) for r in records]
     return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
 
 
@@ -47,7 +54,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    view = service_view(record, status, agent.config)
+    view = service_view(record, status, agent.config, agent.host.public_ports())
     runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(
@@ -86,6 +93,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,
             deployed_version=status.deployed_version if status else None,
+            certificate=certificate_view(status),
         )
     )
 

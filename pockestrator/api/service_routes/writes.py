@@ -154,7 +154,7 @@ async def written_answer(
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS) if wait else False
     current = agent.store.get_service(name) or record
     service_status = agent.store.get_status(name)
-    view = service_view(current, service_status, agent.config)
+    view = service_view(current, service_status, agent.config, agent.host.public_ports())
     if reconciled:
         runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status

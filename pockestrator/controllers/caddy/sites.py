@@ -25,6 +25,8 @@ from pathlib import Path
 import aiohttp
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
+from pockestrator.controllers.caddy.caddyfile import public_ports
+from pockestrator.controllers.caddy.certificates import Certificate, served_certificate
 from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
@@ -32,11 +34,16 @@ from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
 from pockestrator.files import sha256_file
 from pockestrator.specs import grammar
 from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 # ``caddy adapt`` prints the whole JSON config: 37 KB for 100 sites (measured), so this bound
 # is far past any host's, and a Caddy that prints more is stopped rather than believed.
 CADDY_OUTPUT_MAX_BYTES = 64 * 1024 * 1024
+# The main Caddyfile is the operator's; its global options are at its top.
+MAIN_CADDYFILE_READ_MAX = 1024 * 1024
+# A handshake with Caddy on loopback takes milliseconds; one that hangs says "none".
+CERTIFICATE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,22 @@ class CaddySites:
                 with contextlib.suppress(GrammarError):
                     names.append(grammar.check_project_name(entry.name[: -len(SNIPPET_SUFFIX)]))
         return names
+
+    def public_ports(self) -> PublicPorts:
+        """Caddy's HTTP and HTTPS ports from the main Caddyfile's global options, for the
+        services' URLs (``specs.public_url.service_url``); Caddy's defaults if unreadable."""
+        try:
+            with self.main_file.open("rb") as file:
+                text = file.read(MAIN_CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
+        except OSError:
+            return PublicPorts()
+        return public_ports(text)
+
+    async def served_certificate(self, domain: str) -> Certificate | None:
+        """The certificate Caddy serves for ``domain`` on its HTTPS port (on loopback)."""
+        return await served_certificate(
+            domain, self.public_ports().https, timeout=CERTIFICATE_TIMEOUT
+        )
 
     def import_present(self) -> bool:
         try:

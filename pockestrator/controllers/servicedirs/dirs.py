@@ -38,7 +38,9 @@ from pockestrator.controllers.servicedirs.archive import (
     restore_archive,
 )
 from pockestrator.controllers.servicedirs.backups import (
+    DataBackup,
     backup_data,
+    list_backups,
     remove_partial_backups,
     restore_data,
 )
@@ -66,6 +68,8 @@ class ServiceDirState:
     path: Path
     place: Place
     legacy_superusers: tuple[str, ...] = ()
+    # The versioned backups of pb_data, newest first (a downgrade restores one of them).
+    backups: tuple[DataBackup, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -100,7 +104,13 @@ class ServiceDirs:
             with self.folders.open_service(name) as service_fd:
                 if service_fd is not None:
                     legacy = _marker_emails(service_fd)
-        return ServiceDirState(self.path_for(name), place, legacy)
+        return ServiceDirState(
+            self.path_for(name), place, legacy, tuple(list_backups(self.folders, name))
+        )
+
+    async def backups(self, name: str) -> list[DataBackup]:
+        """The versioned backups of ``name``'s data, newest first."""
+        return await asyncio.to_thread(list_backups, self.folders, name)
 
     async def migrate_legacy(self, name: str) -> list[str]:
         """Take out what an earlier agent left in the folder; what was done, line by line."""
@@ -141,9 +151,10 @@ class ServiceDirs:
     async def remove_archive(self, archive_id: str) -> None:
         await asyncio.to_thread(remove_archive, self.folders, archive_id)
 
-    async def backup_data(self, name: str) -> Path:
-        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
-        return await asyncio.to_thread(backup_data, self.folders, name)
+    async def backup_data(self, name: str, version: str | None = None) -> Path:
+        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup
+        named by the ``version`` that wrote the data."""
+        return await asyncio.to_thread(backup_data, self.folders, name, version)
 
     async def restore_data(self, name: str, backup: Path) -> Path:
         """Put a backup of ``pb_data`` back; the data it replaces is kept beside the backups.

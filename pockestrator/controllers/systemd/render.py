@@ -49,6 +49,9 @@ from pockestrator.specs.model import ServiceSpec
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
 VERSION_KEY = "X-Pockestrator-Version="
+# systemd stops restarting an instance after this many starts in a minute: a crash loop
+# (agent.plan.gave_up reads it back from NRestarts).
+START_LIMIT_BURST = 5
 ENVIRONMENT_KEY = "X-Pockestrator-Environment="
 # What systemd's parser unescapes inside a double-quoted value of an environment file.
 _ENV_ESCAPED = frozenset('\\"`$')
@@ -194,7 +197,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         "After=network-online.target",
         "Wants=network-online.target",
         "StartLimitIntervalSec=60",
-        "StartLimitBurst=5",
+        f"StartLimitBurst={START_LIMIT_BURST}",
         MARKER,
         f"X-Pockestrator-Service={name}",
         f"{VERSION_KEY}{spec.pocketbase_version}",

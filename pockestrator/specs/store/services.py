@@ -3,7 +3,8 @@
 ``owner`` says where a service comes from (``api`` or ``file:<path>``) and only that source
 may change or delete it: the API gets ``OWNED_BY_FILE`` for a file's service, a file gets
 ``OWNED_BY_OTHER_SOURCE`` for a name the API holds. A name, port or domain held by another
-service is refused by ``claims.taken_claims``, called inside the same write transaction.
+service is refused by ``claims.taken_claims``, called inside the same write transaction
+(and ``claims.claim_domains`` records the domains a written spec answers to).
 
 A deleted service leaves a row in ``deletions`` until the reconciler has removed it from the
 host (``finish_deletion``); the row records whether its data is archived or purged, and
@@ -24,7 +25,7 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
-from pockestrator.specs.store.claims import taken_claims
+from pockestrator.specs.store.claims import claim_domains, taken_claims
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -110,6 +111,7 @@ class Services(StorePart):
                 "generation = generation + 1 WHERE name = ?",
                 (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
             )
+            claim_domains(db, spec)
             return _record_by_name(db, name)
 
     def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, list[FieldIssue]]:
@@ -182,6 +184,7 @@ class Services(StorePart):
                 now,
             ),
         )
+        claim_domains(db, spec)
         insert_first_status(db, spec.project_name, now)
 
     def _update_file_spec(
@@ -201,6 +204,7 @@ class Services(StorePart):
             "updated_at = ?, generation = generation + 1 WHERE name = ?",
             (spec.port, spec.domain, encoded, override, now, row["name"]),
         )
+        claim_domains(db, spec)
 
     def delete_service(
         self, name: str, *, purge: bool = False, owner: str | None = None

@@ -5,7 +5,6 @@
 import { get, servicePath } from '../api.js';
 import { badge, h, mount, setText, syncChildren, updateBadge } from '../render.js';
 import { bytes, instanceUrl } from '../format.js';
-import { systemInfo } from '../shell.js';
 
 export const title = 'Services';
 const REFRESH_MS = 3000;
@@ -32,7 +31,6 @@ export async function show(root, view) {
   const empty = h('p', { class: 'empty', hidden: true });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages', hidden: true });
   const problem = h('p', { class: 'alert error', role: 'alert', hidden: true });
-  const info = await systemInfo().catch(() => null);
 
   mount(
     root,
@@ -100,13 +98,7 @@ export async function show(root, view) {
     );
     if (!view.active || mine !== latest) return;
     const items = list.services.map((service, index) => ({ service, runtime: statuses[index] }));
-    syncChildren(
-      rows,
-      items,
-      (item) => item.service.id,
-      createRow,
-      (row, item) => updateRow(row, item, info),
-    );
+    syncChildren(rows, items, (item) => item.service.id, createRow, updateRow);
     const shown = list.services.length;
     const label = STATUSES.find(([value]) => value === status)?.[1].toLowerCase() ?? status;
     const kind = `${status ? `${label} ` : ''}service${list.total === 1 ? '' : 's'}`;
@@ -178,13 +170,13 @@ function createRow(item) {
   );
 }
 
-function updateRow(row, { service, runtime }, info) {
+function updateRow(row, { service, runtime }) {
   const name = row.querySelector('a.name');
   name.href = `#/services/${encodeURIComponent(service.project_name)}`;
   setText(name, service.project_name);
   setText(row.querySelector('.source'), service.source === 'file' ? ' (spec file)' : '');
   const domain = row.querySelector('td[data-label="Domain"] a');
-  domain.href = instanceUrl(service, info?.public_port);
+  domain.href = instanceUrl(service);
   setText(domain, service.domain);
   setText(row.querySelector('.port'), service.port);
   const deployed = service.deployed_version;

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from pockestrator.specs.backups import BackupPolicy
+from pockestrator.specs.grammar import TlsMode
 
 ENV_PREFIX = "POCKESTRATOR_"
 
@@ -43,9 +44,6 @@ ACME_DIRECTORY = re.compile(
     r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?",
     re.ASCII,
 )
-
-TlsMode = Literal["auto", "internal", "off"]
-TLS_MODES: tuple[TlsMode, ...] = ("auto", "internal", "off")
 
 
 class ConfigError(Exception):

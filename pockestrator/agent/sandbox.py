@@ -27,8 +27,9 @@ from pockestrator.agent.private_systemd import (
     PrivateSystemdError,
     PrivateSystemdPaths,
 )
-from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig, TlsMode
+from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.specs.grammar import TlsMode
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 import idna
 from croniter import croniter
 
 from pockestrator.specs.errors import ErrorCode
+
+# How Caddy serves a site: ACME certificates, its own local CA, or plain HTTP.
+TlsMode = Literal["auto", "internal", "off"]
+TLS_MODES: tuple[TlsMode, ...] = ("auto", "internal", "off")
 
 RESERVED_NAMES = frozenset(
     {"admin", "api", "www", "mail", "ftp", "root", "system", "caddy", "systemd", "pockestrator"}

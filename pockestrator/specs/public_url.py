@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pockestrator.config import AgentConfig, TlsMode
+from pockestrator.config import AgentConfig
+from pockestrator.specs.grammar import TlsMode
 from pockestrator.specs.model import ServiceSpec
 
 HTTP_DEFAULT_PORT = 80

@@ -19,10 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from pockestrator.config import TLS_MODES, TlsMode
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
 
 PORT_MIN = 1024
 PORT_MAX = 65535

@@ -44,10 +44,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pockestrator.config import ACME_DIRECTORY, TLS_MODES, AgentConfig, TlsMode
+from pockestrator.config import ACME_DIRECTORY, AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
 from pockestrator.specs.model import DEFAULT_MAX_BODY_SIZE, ServiceSpec
 from pockestrator.specs.public_url import (
     HTTPS_DEFAULT_PORT,

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration e2e bench mutants deb system-deps clean
+.PHONY: run test lint unit integration e2e bench load conformance mutants deb system-deps clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv "$(PYTHON)" "$(VENV)"
@@ -46,6 +46,11 @@ e2e: $(VENV)/.installed-test system-deps
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
+
+## make conformance: schemathesis at 200 examples per operation, every phase and check,
+## against a live agent on the test bed (reports in test-artifacts/conformance/)
+conformance: $(VENV)/.installed-test
+	$(BIN)/python -m tests.conformance
 
 ## make mutants: mutation testing of the pure modules (not in `make test`); survivors that
 ## cannot be killed are explained in tests/mutants.md

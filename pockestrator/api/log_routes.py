@@ -21,7 +21,7 @@ from aiohttp import web
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogsResponse
-from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
+from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import log_entry_view
@@ -41,18 +41,27 @@ RECONNECT_MILLISECONDS = 3000
 
 
 def parse_since(text: str) -> datetime:
-    """ISO 8601 (``Z`` or an offset; none means UTC); raises ``ValueError``."""
-    cleaned = text.strip()
-    if not cleaned or len(cleaned) > 64:
-        raise ValueError("empty or too long")
-    if cleaned[-1] in "zZ":
-        cleaned = cleaned[:-1] + "+00:00"
+    """``since`` as a UTC moment; raises ``ValueError`` for text outside its grammar.
+
+    The grammar is the one the document states (``SINCE``), so that a client is told
+    exactly what is taken. A moment past the end of the calendar once converted to UTC
+    (9999-12-31T23:00-05:00) is the latest one there is: it matches no entry.
+    """
+    match = SINCE.fullmatch(text)
+    if match is None:
+        raise ValueError("not a moment in the documented grammar")
+    cleaned = text[:-1] + "+00:00" if text[-1] in "zZ" else text
+    whole, dot, rest = cleaned.partition(".")
+    if dot:  # Python reads at most microseconds; the rest of a fraction changes nothing here
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        cleaned = f"{whole}.{rest[: min(digits, 6)]}{rest[digits:]}"
     moment = datetime.fromisoformat(cleaned)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if moment.year < 1971:
-        raise ValueError("before the journal's time")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def sse_event(entry: LogEntry) -> bytes:
@@ -85,7 +94,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
                 [
                     Problem(
                         "since",
-                        "must be an ISO 8601 date and time, e.g. 2025-07-31T19:30:00Z",
+                        "must be an ISO 8601 date (from 1971) and time, e.g. 2025-07-31T19:30:00Z",
                         ErrorCode.INVALID_VALUE,
                     )
                 ]

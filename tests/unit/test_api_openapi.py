@@ -152,9 +152,9 @@ DOCUMENTED_PATTERNS = [
         (("description",), grammar.ONE_LINE),
         (("env", "propertyNames"), grammar.ENV_NAME),
         (("env", "additionalProperties"), grammar.ONE_LINE),
-        (("resources", "memory_max"), grammar.MEMORY_LIMIT),
-        (("resources", "cpu_quota"), grammar.CPU_QUOTA),
-        (("flags", "origins", "items"), grammar.ORIGIN),
+        (("resources", "memory_max"), grammar.MEMORY_LIMIT_STATED),
+        (("resources", "cpu_quota"), grammar.CPU_QUOTA_STATED),
+        (("flags", "origins", "items"), grammar.ORIGIN_STATED),
         (("flags", "encryption_env"), grammar.ENV_NAME),
     ]
 ] + [

@@ -169,8 +169,9 @@ ServicePatchBody = request_body(
     "patch",
     "ServicePatchBody",
     "A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``"
-    " resets a field to its default (and removes an ``env`` entry). ``project_name`` may be"
-    " given, but must not change; ``created_by`` cannot be changed.",
+    " resets a field to its default (and removes an ``env`` entry); ``port`` and"
+    " ``pocketbase_version`` have none and cannot be null. ``project_name`` may be given,"
+    " but must not change; ``created_by`` cannot be changed.",
 )
 
 

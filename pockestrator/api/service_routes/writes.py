@@ -210,8 +210,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     refuse_file_owned(record)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
-    renamed = body.get("project_name")
-    if renamed is not None and renamed != record.name:
+    if "project_name" in body and body["project_name"] != record.name:
         raise validation_failed(
             [Problem("project_name", "project_name cannot be changed", ErrorCode.INVALID_VALUE)]
         )

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models.logs import LogsResponse
+from pockestrator.api.models.logs import LogEntryView, LogsResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
@@ -180,6 +180,6 @@ OPERATIONS = [
         "services",
         errors=(404, 502, 503),
         query=LogsQuery,
-        streams=True,
+        events=(("log", LogEntryView),),
     ),
 ]

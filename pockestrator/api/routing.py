@@ -38,13 +38,35 @@ PRINCIPAL: Any = (
 
 
 @dataclass(frozen=True)
+class Link:
+    """From a 2xx answer to the operation ``operation_id``, whose path parameters come
+    from the answer's fields: ``{"id": "id"}`` puts the answer's ``id`` in ``{id}``."""
+
+    name: str
+    operation_id: str
+    parameters: dict[str, str]
+    status: int = 200
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "operationId": self.operation_id,
+            "parameters": {
+                name: f"$response.body#/{source}" for name, source in self.parameters.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
 class Operation:
     """One method on one path, with what it takes and what it answers per status code.
 
     ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
     the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
-    what the server answers around every handler. ``streams`` marks a 200 that may also be
-    ``text/event-stream``. ``public`` operations need no token.
+    what the server answers around every handler. ``events`` marks a 200 that may be a
+    ``text/event-stream`` instead: each event's name with the model of its JSON ``data``.
+    ``links`` say which operation a 2xx answer leads to, and with which of its fields
+    (OpenAPI links: a client, or a fuzzer, follows them). ``public`` operations need no
+    token; ``sessions_only`` ones take a dashboard session, not an API token.
     """
 
     method: str
@@ -59,9 +81,11 @@ class Operation:
     body: type[BaseModel] | None = None
     body_types: tuple[str, ...] = ("application/json",)
     public: bool = False
-    streams: bool = False
+    sessions_only: bool = False
+    events: tuple[tuple[str, type[BaseModel]], ...] = ()
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
+    links: tuple[Link, ...] = ()
 
     @property
     def url(self) -> str:

@@ -37,7 +37,7 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -278,6 +278,20 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     )
 
 
+def service_links(status: int) -> tuple[Link, ...]:
+    """What a client can do with the service a write answers with, by its ``id``."""
+    follow = [
+        ("GetTheService", "getService"),
+        ("ChangeTheService", "updateService"),
+        ("ReadItsStatus", "getServiceStatus"),
+        ("ReadItsEvents", "listServiceEvents"),
+        ("ReadItsLogs", "getServiceLogs"),
+        ("ControlTheService", "controlService"),
+        ("DeleteTheService", "deleteService"),
+    ]
+    return tuple(Link(name, target, {"id": "id"}, status=status) for name, target in follow)
+
+
 OPERATIONS = [
     Operation(
         "POST",
@@ -293,6 +307,7 @@ OPERATIONS = [
         " generated password is in this answer only.",
         query=CreateQuery,
         body=ServiceCreateBody,
+        links=service_links(201),
     ),
     Operation(
         "PATCH",
@@ -308,6 +323,7 @@ OPERATIONS = [
         query=PatchQuery,
         body=ServicePatchBody,
         body_types=("application/json", "application/merge-patch+json"),
+        links=service_links(200),
     ),
     Operation(
         "DELETE",

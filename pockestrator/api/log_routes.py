@@ -24,6 +24,7 @@ from pockestrator.api.models.logs import LogEntryView, LogsResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.streams import StreamsFull
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -31,13 +32,14 @@ from pockestrator.journal import (
     JournalQuery,
     JournalUnavailable,
     LogEntry,
+    LogFollower,
     is_cursor,
 )
 from pockestrator.specs.errors import ErrorCode
 
 KEEPALIVE_SECONDS = 15.0
-MAX_STREAMS = 32
 RECONNECT_MILLISECONDS = 3000
+RETRY_AFTER_SECONDS = 5
 
 
 def parse_since(text: str) -> datetime:
@@ -133,40 +135,42 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
 
 async def _stream(request: web.Request, query: JournalQuery) -> web.StreamResponse:
     streams = request.app[STREAMS]
-    if len(streams) >= MAX_STREAMS:
+    try:
+        with streams.slot() as slot:
+            async with request.app[JOURNAL].follow(query) as follower:
+                slot.attach(follower)
+                return await _send_events(request, follower)
+    except StreamsFull:
         raise ApiError(
             503,
             ErrorCode.TOO_MANY_STREAMS,
-            f"At most {MAX_STREAMS} log streams at once; try again later",
-            headers={"Retry-After": "5"},
-        )
-    try:
-        async with request.app[JOURNAL].follow(query) as follower:
-            streams.add(follower)
-            try:
-                response = web.StreamResponse(
-                    headers={
-                        "Content-Type": "text/event-stream",
-                        "Cache-Control": "no-cache, no-store",
-                        "X-Accel-Buffering": "no",
-                    }
-                )
-                await response.prepare(request)
-                # Past prepare() nothing can become a JSON error: the stream just ends. It
-                # ends when the client goes (a write fails) or journalctl does (shutdown).
-                with contextlib.suppress(ConnectionError, EOFError):
-                    await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
-                    while True:
-                        entry = await follower.next(KEEPALIVE_SECONDS)
-                        if entry is None:
-                            await response.write(b": keepalive\n\n")
-                        else:
-                            await response.write(sse_event(entry))
-                return response
-            finally:
-                streams.discard(follower)
+            f"At most {streams.limit} log streams at once; try again later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     except JournalError as exc:  # only journalctl's start can raise it
         raise _journal_failure(exc) from None
+
+
+async def _send_events(request: web.Request, follower: LogFollower) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
+    # the client goes (the handler is cancelled, or a write fails) or journalctl does.
+    with contextlib.suppress(ConnectionError, EOFError):
+        await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
+        while True:
+            entry = await follower.next(KEEPALIVE_SECONDS)
+            if entry is None:
+                await response.write(b": keepalive\n\n")
+            else:
+                await response.write(sse_event(entry))
+    return response
 
 
 OPERATIONS = [

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
 from pockestrator.api.models.problems import ErrorResponse
-from pockestrator.journal import JournalReader, LogFollower
+from pockestrator.api.streams import LogStreams
+from pockestrator.journal import JournalReader
 
 PREFIX = "/api/pockestrator"
 
@@ -28,7 +29,7 @@ ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
 AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)
 JOURNAL = web.AppKey("journal", JournalReader)
-STREAMS: web.AppKey[set[LogFollower]] = web.AppKey("streams")
+STREAMS = web.AppKey("streams", LogStreams)
 # Typed request storage where aiohttp has it (3.13+), a plain key before.
 PRINCIPAL: Any = (
     web.RequestKey("principal", Principal)

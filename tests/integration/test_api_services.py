@@ -23,6 +23,7 @@ from aiohttp import web
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.log_routes import KEEPALIVE_SECONDS
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
@@ -552,7 +553,7 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
             headers={"Authorization": f"Bearer {api.token}"},
         ) as stream:
             await asyncio.wait_for(read_events(stream, 2), 30)
-            assert len(app[STREAMS]) == 1
+            assert app[STREAMS].open == 1
             assert len(journalctl_followers(agent, 2)) == 1
             started = loop.time()
             await runner.cleanup()
@@ -560,8 +561,67 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
             assert loop.time() - started < 3
     finally:
         await runner.cleanup()
-    assert app[STREAMS] == set()
+    assert app[STREAMS].open == 0
     assert journalctl_followers(agent, 2) == []
+
+
+async def open_stream(api: Api, lines: int) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+    """One follow request (left open when it streams): status, error body, response."""
+    response = await api.session.get(
+        api.root + "/services/alpha/logs",
+        params={"follow": "true", "lines": str(lines)},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    if response.status != 200:
+        body = await response.json()
+        response.release()
+        return response.status, body, response
+    return 200, {}, response
+
+
+async def test_streams_arriving_together_never_pass_the_cap(
+    api: Api, alpha: dict[str, Any], agent: Agent
+) -> None:
+    """Every slot is claimed before its journalctl starts: a burst of requests past the cap
+    gets exactly the cap's streams and journalctl processes, and 503s for the rest."""
+    cap = agent.config.max_log_streams
+    opened = await asyncio.gather(*(open_stream(api, 3) for _ in range(cap + 8)))
+    try:
+        streaming = [response for status, _body, response in opened if status == 200]
+        refused = [(status, body, r) for status, body, r in opened if status != 200]
+        assert len(streaming) == cap
+        assert {status for status, _body, _r in refused} == {503}
+        assert {body["code"] for _status, body, _r in refused} == {"TOO_MANY_STREAMS"}
+        assert all(r.headers["Retry-After"] == "5" for _status, _body, r in refused)
+        assert len(journalctl_followers(agent, 3)) == cap
+    finally:
+        for _status, _body, response in opened:
+            response.close()
+
+    async def all_ended() -> bool:
+        return journalctl_followers(agent, 3) == []
+
+    assert await wait_until(all_ended, 10, interval=0.05)
+    status, _body, again = await open_stream(api, 3)
+    again.close()
+    assert status == 200
+
+
+async def test_a_stream_ends_with_its_client_not_at_its_next_keepalive(
+    api: Api, alpha: dict[str, Any], agent: Agent
+) -> None:
+    """The handler is cancelled when the client goes, so its journalctl ends and its slot
+    is free again long before a keepalive write would have found the client gone."""
+    status, _body, stream = await open_stream(api, 4)
+    assert status == 200
+    await asyncio.wait_for(read_events(stream, 1), 30)
+    assert len(journalctl_followers(agent, 4)) == 1
+    stream.close()
+
+    async def ended() -> bool:
+        return journalctl_followers(agent, 4) == []
+
+    assert await wait_until(ended, KEEPALIVE_SECONDS / 3, interval=0.05)
 
 
 async def test_events_tell_what_happened_newest_first_with_paging(

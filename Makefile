@@ -47,6 +47,10 @@ e2e: $(VENV)/.installed-test system-deps
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
 
+## make load: the API under load (100 clients, 60 s) and 200 log followers, on the test bed
+load: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.load
+
 ## make conformance: schemathesis at 200 examples per operation, every phase and check,
 ## against a live agent on the test bed (reports in test-artifacts/conformance/)
 conformance: $(VENV)/.installed-test

@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -32,16 +33,24 @@ from tests.testbed.live_agent import LiveAgent, live_agent
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "fuzzer@pockestrator.test"
 TARGETS = ("fuzzed", "patched")
+SESSIONS = 2000
+SESSION_TTL = timedelta(hours=6)
 
 
-async def prepare(live: LiveAgent) -> dict[str, object]:
+async def prepare(live: LiveAgent, output: Path) -> dict[str, object]:
     """An admin for sessions, the services to fuzz on; the run's facts for the hooks."""
     password = secrets.token_urlsafe(18)
     accounts = AccountStore(live.config.database)
     try:
-        create_admin(accounts, ADMIN_EMAIL, password)
+        admin = create_admin(accounts, ADMIN_EMAIL, password)
+        # Sessions for the logout operation, made here: a login per logout would meet the
+        # login throttle, which the fuzzer's own failed logins set off (a 429 is right).
+        sessions = [accounts.create_session(admin.id, SESSION_TTL)[0] for _ in range(SESSIONS)]
     finally:
         accounts.close()
+    sessions_file = output / "sessions.json"
+    sessions_file.touch(mode=0o600)
+    sessions_file.write_text(json.dumps(sessions))
     headers = {"Authorization": f"Bearer {live.token}"}
     async with aiohttp.ClientSession(headers=headers) as session:
         for name in TARGETS:
@@ -59,6 +68,7 @@ async def prepare(live: LiveAgent) -> dict[str, object]:
         "token_id": live.token_id,
         "admin_email": ADMIN_EMAIL,
         "admin_password": password,
+        "sessions_file": str(sessions_file),
         "versions": list(live.versions),
     }
 
@@ -111,7 +121,7 @@ def schemathesis_command(live: LiveAgent, args: argparse.Namespace, config: Path
 
 async def run(args: argparse.Namespace) -> int:
     async with live_agent("conformance") as live:
-        facts = await prepare(live)
+        facts = await prepare(live, args.output)
         config = write_config(args.output / "schemathesis.toml", args)
         command = schemathesis_command(live, args, config)
         environment = {

@@ -224,12 +224,13 @@ async def mixed(live: LiveAgent, report: Report, clients: int, seconds: float) -
 @dataclass
 class Followers:
     opened: int = 0
+    ended_early: int = 0  # streams the agent ended while their client still read
     refused: Counter[str] = field(default_factory=Counter)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 async def _read_forever(response: aiohttp.ClientResponse) -> None:
-    with contextlib.suppress(aiohttp.ClientError, asyncio.CancelledError):
+    with contextlib.suppress(aiohttp.ClientError):  # a cancel is the client going: it stays
         async for _chunk in response.content.iter_any():
             pass
 
@@ -255,6 +256,7 @@ async def open_follower(client: Client, followers: Followers) -> None:
     async def follow() -> None:
         try:
             await _read_forever(response)
+            followers.ended_early += 1  # not cancelled: the stream ended by itself
         finally:
             response.close()
 
@@ -347,6 +349,7 @@ async def follower_run(live: LiveAgent, report: Report, followers_wanted: int) -
             report.add(f"{prefix}: streams opened", followers.opened)
             report.add(f"{prefix}: streams refused", sum(followers.refused.values()))
             report.add(f"{prefix}: journalctl processes", len(pids))
+            report.add(f"{prefix}: streams ended by the agent [0]", followers.ended_early)
             report.add(
                 f"{prefix}: journalctl PSS total (MiB)",
                 sum(proportional_kib(p) for p in pids) / 1024,
@@ -397,9 +400,10 @@ async def run(
     """The mixed run, then the followers run once per cap (None: the agent's default)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}; clients={clients} seconds={seconds:g}", flush=True)
-    print("mixed:", flush=True)
-    async with fresh_agent() as live:
-        await mixed(live, report, clients, seconds)
+    if clients:
+        print("mixed:", flush=True)
+        async with fresh_agent() as live:
+            await mixed(live, report, clients, seconds)
     for cap in caps:
         print(f"followers (cap {cap or 'default'}):", flush=True)
         async with fresh_agent(**({"max_log_streams": cap} if cap else {})) as live:
@@ -409,7 +413,7 @@ async def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=100, help="0: no mixed run")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--followers", type=int, default=200)
     parser.add_argument(

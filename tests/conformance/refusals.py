@@ -36,6 +36,8 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         ("updateService", "project_name", ErrorCode.INVALID_VALUE),
         # secret_env: "A name is given in env or here, not in both".
         (None, "<spec>", ErrorCode.INVALID_ENV_NAME),
+        # logout's security is sessionAuth: "an API token is refused there".
+        ("logout", "Authorization", ErrorCode.NOT_A_SESSION),
     }
 )
 # 4xx answers that do not refuse a request's content: credentials, a missing or busy

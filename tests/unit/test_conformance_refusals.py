@@ -28,6 +28,13 @@ def refusal(*problems: tuple[str, str]) -> dict[str, Any]:
         ("createService", 400, refusal(("port", "PORT_RESERVED")), []),
         ("updateService", 400, refusal(("project_name", "INVALID_VALUE")), []),
         ("createService", 400, refusal(("<spec>", "INVALID_ENV_NAME")), []),
+        ("logout", 400, refusal(("Authorization", "NOT_A_SESSION")), []),
+        (
+            "listTokens",
+            400,
+            refusal(("Authorization", "NOT_A_SESSION")),
+            ["Authorization: NOT_A_SESSION"],
+        ),
         ("getService", 404, {"code": "SERVICE_NOT_FOUND"}, []),
         ("listServices", 401, {"code": "UNAUTHORIZED"}, []),
         ("login", 429, {"code": "TOO_MANY_ATTEMPTS"}, []),

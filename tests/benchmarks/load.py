@@ -187,6 +187,8 @@ async def mixed(live: LiveAgent, report: Report, clients: int, seconds: float) -
     async with aiohttp.ClientSession(connector=connector) as session:
         client = Client(live, session, tally)
         await create_shared(client, live)
+        agent_pid = await live.unit.main_pid()
+        ticks_before = cpu_ticks([agent_pid])
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
         await asyncio.gather(
@@ -196,12 +198,14 @@ async def mixed(live: LiveAgent, report: Report, clients: int, seconds: float) -
             )
         )
         elapsed = time.perf_counter() - started
+        agent_cpu = (cpu_ticks([agent_pid]) - ticks_before) / os.sysconf("SC_CLK_TCK") / elapsed
     del tally.statuses["setup"], tally.latencies["setup"]
     prefix = f"mixed {clients}x{seconds:g}s"
     report.add(f"{prefix}: requests", tally.requests)
     report.add(f"{prefix}: requests per second", tally.requests / elapsed)
     report.add(f"{prefix}: 5xx answers [0]", tally.server_errors)
     report.add(f"{prefix}: requests with no answer [0]", sum(tally.failures.values()))
+    report.add(f"{prefix}: agent CPU (% of one core)", 100.0 * agent_cpu)
     floor = statistics.median(tally.latencies["healthz"])
     for kind in (*READS, *WRITES):
         values = tally.latencies[kind]

@@ -583,7 +583,10 @@ async def test_streams_arriving_together_never_pass_the_cap(
     api: Api, alpha: dict[str, Any], agent: Agent
 ) -> None:
     """Every slot is claimed before its journalctl starts: a burst of requests past the cap
-    gets exactly the cap's streams and journalctl processes, and 503s for the rest."""
+    gets exactly the cap's streams, never more journalctl processes, and 503s for the rest.
+
+    (Fewer journalctl may be left: one that finds no inotify instance free on the host,
+    shared by every process of root, reverts to a plain read and ends its stream.)"""
     cap = agent.config.max_log_streams
     opened = await asyncio.gather(*(open_stream(api, 3) for _ in range(cap + 8)))
     try:
@@ -593,7 +596,7 @@ async def test_streams_arriving_together_never_pass_the_cap(
         assert {status for status, _body, _r in refused} == {503}
         assert {body["code"] for _status, body, _r in refused} == {"TOO_MANY_STREAMS"}
         assert all(r.headers["Retry-After"] == "5" for _status, _body, r in refused)
-        assert len(journalctl_followers(agent, 3)) == cap
+        assert len(journalctl_followers(agent, 3)) <= cap
     finally:
         for _status, _body, response in opened:
             response.close()

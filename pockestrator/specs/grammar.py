@@ -91,10 +91,17 @@ VERSION = Pattern(
     r"(?:-([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*))?"
 )
 ENV_NAME = Pattern(r"[A-Z_][A-Z0-9_]*")
+# An address PocketBase takes too (its validator refuses a top-level label that does not
+# start and end with a letter, 0@0.0, and dots at either end of the local part or two in
+# a row): a spec it refuses would never start. The local part's 64 characters are
+# ``EMAIL_LOCAL_TOO_LONG``, stated as JSON Schema's ``not``.
+_EMAIL_ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"
 EMAIL = Pattern(
-    r"[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+    rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z])?"
 )
+EMAIL_LOCAL_MAX = 64
+EMAIL_LOCAL_TOO_LONG = Pattern(f"[^@]{{{EMAIL_LOCAL_MAX + 1},}}@.*")
 # An IPv4 or IPv6 address or network, or "any"; ``check_egress`` holds the exact rules.
 EGRESS = Pattern(r"any|[0-9A-Fa-f:.]{2,39}(?:/[0-9]{1,3})?")
 # ``check_egress``'s exact rules where a pattern can hold them: an IPv4 address as Python
@@ -457,7 +464,11 @@ def check_egress(value: str) -> str:
 
 
 def check_email(value: str) -> str:
-    if len(value) > EMAIL_MAX or not EMAIL.fullmatch(value):
+    if (
+        len(value) > EMAIL_MAX
+        or not EMAIL.fullmatch(value)
+        or len(value.partition("@")[0]) > EMAIL_LOCAL_MAX
+    ):
         raise GrammarError(ErrorCode.INVALID_EMAIL, "not a valid e-mail address")
     return value
 

@@ -183,6 +183,7 @@ Version = Annotated[
 Email = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
     BeforeValidator(_grammar(grammar.check_email)),
 ]
 EnvName = Annotated[

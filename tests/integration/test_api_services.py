@@ -565,6 +565,13 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
     assert journalctl_followers(agent, 2) == []
 
 
+def open_streams(agent: Agent) -> int:
+    """Slots the agent's API has taken now (streams running or starting)."""
+    runner = agent._api_runner
+    assert runner is not None and runner.app is not None
+    return runner.app[STREAMS].open
+
+
 async def open_stream(api: Api, lines: int) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
     """One follow request (left open when it streams): status, error body, response."""
     response = await api.session.get(
@@ -588,11 +595,16 @@ async def test_streams_arriving_together_never_pass_the_cap(
     (Fewer journalctl may be left: one that finds no inotify instance free on the host,
     shared by every process of root, reverts to a plain read and ends its stream.)"""
     cap = agent.config.max_log_streams
+
+    async def no_stream_left() -> bool:  # an earlier test's stream may still be ending
+        return open_streams(agent) == 0
+
+    assert await wait_until(no_stream_left, 10, interval=0.05)
     opened = await asyncio.gather(*(open_stream(api, 3) for _ in range(cap + 8)))
     try:
         streaming = [response for status, _body, response in opened if status == 200]
         refused = [(status, body, r) for status, body, r in opened if status != 200]
-        assert len(streaming) == cap
+        assert len(streaming) == cap, [(s, b.get("code"), b.get("message")) for s, b, _r in refused]
         assert {status for status, _body, _r in refused} == {503}
         assert {body["code"] for _status, body, _r in refused} == {"TOO_MANY_STREAMS"}
         assert all(r.headers["Retry-After"] == "5" for _status, _body, r in refused)

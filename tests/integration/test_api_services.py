@@ -613,8 +613,8 @@ async def test_streams_arriving_together_never_pass_the_cap(
         for _status, _body, response in opened:
             response.close()
 
-    async def all_ended() -> bool:
-        return journalctl_followers(agent, 3) == []
+    async def all_ended() -> bool:  # each slot is free once its journalctl has ended
+        return journalctl_followers(agent, 3) == [] and open_streams(agent) == 0
 
     assert await wait_until(all_ended, 10, interval=0.05)
     status, _body, again = await open_stream(api, 3)

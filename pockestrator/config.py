@@ -140,6 +140,13 @@ class AgentConfig(BaseModel):
         description="Extra Host header names the API answers to besides loopback names.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_log_streams: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Log streams (logs?follow=true) open at once; each is one journalctl"
+        " process. Past it the API answers 503 TOO_MANY_STREAMS (docs/reliability.md).",
+    )
     trusted_proxies: tuple[str, ...] = Field(
         default=(),
         description="Addresses or networks of the reverse proxies in front of the API (the "

@@ -53,6 +53,8 @@ def _models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], Json
         for models in operation.answers().values():
             for model in models if isinstance(models, tuple) else (models,):
                 wanted[(model, "serialization")] = None
+        for _name, model in operation.events:
+            wanted[(model, "serialization")] = None
         if operation.body is not None:
             wanted[(operation.body, "validation")] = None
         if operation.query is not None:
@@ -94,18 +96,49 @@ def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[di
     return parameters
 
 
+def event_schema(events: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One server-sent event as OpenAPI 3.1 describes an event stream's items: an object of
+    its fields (``event``, ``data``, ``id``, ``retry``), ``data`` holding JSON of the event's
+    schema (``contentMediaType``/``contentSchema``). Comment lines are not events."""
+    shapes = [
+        {
+            "type": "object",
+            "properties": {
+                "event": {"const": name},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": data,
+                },
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Resume after it with Last-Event-ID.",
+                },
+                "retry": {"type": "integer", "minimum": 0},
+            },
+            "required": ["event", "data"],
+            "additionalProperties": False,
+        }
+        for name, data in events
+    ]
+    return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
 def _response(
     operation: Operation,
     status: int,
     schemas: list[dict[str, Any]],
+    events: list[tuple[str, dict[str, Any]]],
 ) -> dict[str, Any]:
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     content: dict[str, Any] = {"application/json": {"schema": schema}}
-    if operation.streams and status == 200:
+    if events and status == 200:
+        names = ", ".join(f"`{name}`" for name, _data in events)
         content["text/event-stream"] = {
-            "schema": {"type": "string"},
-            "description": "With follow=true: one `log` event per entry (data: the entry as"
-            " JSON, id: its journal cursor) and `: keepalive` comments.",
+            "schema": event_schema(events),
+            "description": f"Server-sent events ({names}), each described by this schema;"
+            " `: keepalive` comment lines between them.",
         }
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": content}
     headers = dict(_HEADERS.get(status, {})) if not operation.public or status != 401 else {}
@@ -113,6 +146,9 @@ def _response(
         headers[name] = {"description": description, "required": True, "schema": {"type": "string"}}
     if headers:
         response["headers"] = headers
+    links = {link.name: link.document() for link in operation.links if link.status == status}
+    if links:
+        response["links"] = links
     return response
 
 
@@ -168,10 +204,11 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                 },
             }
         responses = {}
+        events = [(name, ref(model, "serialization")) for name, model in operation.events]
         for status, models in sorted(operation.answers().items()):
             listed = models if isinstance(models, tuple) else (models,)
             responses[str(status)] = _response(
-                operation, status, [ref(model, "serialization") for model in listed]
+                operation, status, [ref(model, "serialization") for model in listed], events
             )
         for status, media_type in operation.binary.items():
             responses[str(status)] = {
@@ -181,6 +218,8 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
         item["responses"] = dict(sorted(responses.items()))
         if operation.public:
             item["security"] = []
+        elif operation.sessions_only:
+            item["security"] = [{"sessionAuth": []}]
         paths.setdefault(operation.url, {})[operation.method.lower()] = item
 
     return {
@@ -200,7 +239,13 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API token (pks_...) or a dashboard session (pkss_...).",
-                }
+                },
+                "sessionAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A dashboard session (pkss_...) from POST /auth/login; an"
+                    " API token is refused there with 400 NOT_A_SESSION.",
+                },
             },
         },
         "security": [{"bearerAuth": []}],

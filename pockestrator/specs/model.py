@@ -33,6 +33,7 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
 from pockestrator.specs.values import (
+    EGRESS_LIST,
     FILE_ONLY,
     BodySize,
     CpuQuota,
@@ -47,6 +48,7 @@ from pockestrator.specs.values import (
     HoldSeconds,
     HooksPool,
     InApi,
+    InSchema,
     MemoryLimit,
     Origin,
     Port,
@@ -84,7 +86,9 @@ class PocketBaseFlags(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    origins: tuple[Origin, ...] | None = Field(
+    origins: (
+        Annotated[tuple[Origin, ...], InSchema({"minItems": 1, "maxItems": ORIGINS_MAX})] | None
+    ) = Field(
         default=None,
         description=f"--origins: CORS allowed origins (1 to {ORIGINS_MAX})",
         examples=[["https://app.example.com"]],
@@ -278,7 +282,7 @@ class ServiceSpec(BaseModel):
         max_length=ENV_ENTRIES_MAX,
         description="Environment that is secret, such as the --encryptionEnv key: written "
         "like env to the instance's root-only environment file, never shown by the API "
-        "(its view lists the names only).",
+        "(its view lists the names only). A name is given in env or here, not in both.",
         examples=[{"PB_ENCRYPTION_KEY": "32 random characters"}],
     )
     resources: Resources = Field(default_factory=Resources)
@@ -291,12 +295,14 @@ class ServiceSpec(BaseModel):
         description="When snapshots are taken and verified and which are kept; null: the "
         "agent's default policy (its configuration's backups).",
     )
-    egress: tuple[Egress, ...] = Field(
+    egress: Annotated[tuple[Egress, ...], EGRESS_LIST] = Field(
         default=(),
         max_length=EGRESS_ENTRIES_MAX,
         description="Where the instance may connect beyond loopback: IP addresses or"
         " networks (an SMTP relay, an S3 endpoint, the DNS resolver), or 'any'. None by"
-        " default: everything else is dropped.",
+        " default: everything else is dropped. Written as Python writes them, a network with"
+        " no host bits set; the schema states IPv4 exactly and IPv6 addresses, and IPv6"
+        " networks (2001:db8::/32) are taken too.",
         examples=[["192.0.2.25", "10.0.0.0/8"]],
     )
     # -- proxy and tls (how Caddy serves the service), and downgrades --------------------

@@ -13,11 +13,13 @@ would refuse with a generic code what the parser accepts; the unit tests hold th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
@@ -106,6 +108,32 @@ def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
     return _bounded_number(flag, low, high, unit)
 
 
+@dataclass(frozen=True, eq=False)
+class InSchema:
+    """JSON Schema keywords for what a type's parser enforces beyond pydantic's constraints
+    (``not``: a reserved name, a digits-only hostname). They are stated, not checked: the
+    parser checks them, with its own code. Put it before the parser in ``Annotated``.
+
+    ``answers`` replaces ``keywords`` where the value is sent rather than taken (the
+    serialization schema of a view), when what is stored is narrower than what is taken.
+    """
+
+    keywords: Mapping[str, Any]
+    answers: Mapping[str, Any] | None = None
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = self.keywords
+        if self.answers is not None and handler.mode == "serialization":
+            stated = self.answers
+        return {**handler(core_schema), **stated}
+
+
+def _none_of(*branches: Mapping[str, Any]) -> InSchema:
+    return InSchema({"not": {"anyOf": list(branches)}})
+
+
 @dataclass(frozen=True)
 class InApi:
     """Which of the REST API's shapes of a spec carry a field (spec files carry them all).
@@ -134,10 +162,24 @@ class Derived:
 ProjectName = Annotated[
     str,
     Field(min_length=1, max_length=grammar.NAME_MAX, pattern=grammar.PROJECT_NAME.json),
+    _none_of({"enum": sorted(grammar.RESERVED_NAMES)}, {"pattern": grammar.PROJECT_NAME_NOT.json}),
     BeforeValidator(_project_name),
 ]
 Port = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_port)]
-Domain = Annotated[str, BeforeValidator(grammar_validator(grammar.normalize_domain))]
+# Taken: the ASCII names (a Unicode one is taken too, checked by IDNA, which no pattern can
+# state). Sent: what is stored, lowercase ASCII, a Unicode name as its A-labels (xn--).
+Domain = Annotated[
+    str,
+    InSchema(
+        {
+            "pattern": grammar.HOSTNAME.json,
+            "maxLength": grammar.DOMAIN_MAX + 1,
+            "not": {"anyOf": [{"pattern": p.json} for p in grammar.HOSTNAME_NOT]},
+        },
+        answers={"pattern": grammar.STORED_HOSTNAME.json, "maxLength": grammar.DOMAIN_MAX},
+    ),
+    BeforeValidator(grammar_validator(grammar.normalize_domain)),
+]
 Version = Annotated[
     str,
     Field(max_length=grammar.VERSION_MAX, pattern=grammar.VERSION.json),
@@ -146,18 +188,38 @@ Version = Annotated[
 Email = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
     BeforeValidator(grammar_validator(grammar.check_email)),
 ]
 EnvName = Annotated[
     str,
     Field(max_length=grammar.ENV_NAME_MAX, pattern=grammar.ENV_NAME.json),
+    _none_of({"pattern": grammar.RESERVED_ENV_NAME.json}),
     BeforeValidator(grammar_validator(grammar.check_env_name)),
 ]
 Egress = Annotated[
     str,
     Field(max_length=43, pattern=grammar.EGRESS.json),
+    InSchema(
+        {
+            "anyOf": [
+                {"const": "any"},
+                {"pattern": grammar.IPV4_ADDRESS.json},
+                {"pattern": grammar.IPV4_NETWORK.json},
+                {"format": "ipv6"},
+            ]
+        }
+    ),
     BeforeValidator(grammar_validator(grammar.check_egress)),
 ]
+# The list's own rules ('any' alone, each entry once), stated as the model's validator
+# checks them.
+EGRESS_LIST = InSchema(
+    {
+        "uniqueItems": True,
+        "anyOf": [{"not": {"contains": {"const": "any"}}}, {"maxItems": 1}],
+    }
+)
 DesiredState = Literal["running", "stopped"]
 ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
 
@@ -191,6 +253,7 @@ EnvValue = Annotated[
 Origin = Annotated[
     str,
     Field(pattern=grammar.ORIGIN.json),
+    InSchema({"pattern": grammar.ORIGIN_STATED.json}),
     BeforeValidator(grammar_validator(grammar.check_origin)),
 ]
 
@@ -200,12 +263,17 @@ def _memory(value: str) -> str:
     return value
 
 
+# The pattern checked is the grammar's; the one stated also holds the bounds its check adds.
 MemoryLimit = Annotated[
-    str, Field(pattern=grammar.MEMORY_LIMIT.json), BeforeValidator(grammar_validator(_memory))
+    str,
+    Field(pattern=grammar.MEMORY_LIMIT.json),
+    InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
+    BeforeValidator(grammar_validator(_memory)),
 ]
 CpuQuota = Annotated[
     str,
     Field(pattern=grammar.CPU_QUOTA.json),
+    InSchema({"pattern": grammar.CPU_QUOTA_STATED.json}),
     BeforeValidator(grammar_validator(grammar.check_cpu_quota)),
 ]
 # The validators enforce the bounds with the flag's own code, before the Field's own check.

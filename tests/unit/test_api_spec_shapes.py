@@ -110,7 +110,9 @@ def test_a_section_added_to_the_spec_gets_a_body_a_patch_and_a_view_of_its_own()
     assert problems(CREATE, {**GOOD, "backups": {}}) == {"backups.keep": "FIELD_REQUIRED"}
     # A merge patch of a section merges into the current one: nothing in it is required.
     assert problems(PATCH, {"backups": {}}) == {}
-    assert problems(PATCH, {"backups": {"keep": None}}) == {}
+    # ... but a required field of it has no default for null to reset it to.
+    assert problems(PATCH, {"backups": {"keep": None}}) == {"backups.keep": "INVALID_TYPE"}
+    assert problems(PATCH, {"backups": None}) == {}
     assert problems(PATCH, {"backups": {"keep": "3"}}) == {"backups.keep": "INVALID_TYPE"}
     view = VIEW_MODEL.model_validate(
         {**GOOD, "domain": "a.example.com", "id": "x", **_defaults(), "backups": {"keep": 3}}
@@ -301,7 +303,10 @@ def test_the_create_body_takes_a_spec_written_in_plain_json() -> None:
     ("patch", "expected"),
     [
         ({}, {}),
-        ({"port": None, "domain": None, "description": None, "extra_dirs": None}, {}),
+        ({"domain": None, "description": None, "extra_dirs": None}, {}),
+        ({"domain": ""}, {}),
+        ({"port": None}, {"port": "INVALID_TYPE"}),
+        ({"pocketbase_version": None}, {"pocketbase_version": "INVALID_TYPE"}),
         ({"env": {"A": None, "B": "1"}}, {}),
         ({"env": {f"K{i}": "v" for i in range(150)}}, {}),
         ({"resources": None, "flags": {"origins": None}}, {}),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pockestrator.api.errors import Problem, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
@@ -31,18 +30,27 @@ from pockestrator.api.views import (
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 
 
+def stored_domain(text: str) -> str:
+    """``text`` as the store keeps domains (``Blog.Example.COM.`` is ``blog.example.com``).
+
+    Text that is no domain stays as it is: it then equals no stored domain (each is one,
+    normalised), so the filter matches nothing, as a filter by a value nobody has should.
+    """
+    try:
+        return normalize_domain(text)
+    except GrammarError:
+        return text
+
+
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
-    domain = None
-    if query.domain is not None:
-        try:
-            domain = normalize_domain(query.domain)
-        except GrammarError as exc:
-            raise validation_failed([Problem("domain", exc.message, exc.code)]) from None
     limit = min(query.limit, LIST_LIMIT_MAX)
     records, total = agent.store.list_services(
-        state=query.status, domain=domain, limit=limit, offset=query.offset
+        state=query.status,
+        domain=stored_domain(query.domain) if query.domain is not None else None,
+        limit=limit,
+        offset=query.offset,
     )
     statuses = agent.store.all_statuses()
     ports = agent.host.public_ports()

@@ -37,7 +37,7 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -210,8 +210,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     refuse_file_owned(record)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
-    renamed = body.get("project_name")
-    if renamed is not None and renamed != record.name:
+    if "project_name" in body and body["project_name"] != record.name:
         raise validation_failed(
             [Problem("project_name", "project_name cannot be changed", ErrorCode.INVALID_VALUE)]
         )
@@ -279,6 +278,20 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     )
 
 
+def service_links(status: int) -> tuple[Link, ...]:
+    """What a client can do with the service a write answers with, by its ``id``."""
+    follow = [
+        ("GetTheService", "getService"),
+        ("ChangeTheService", "updateService"),
+        ("ReadItsStatus", "getServiceStatus"),
+        ("ReadItsEvents", "listServiceEvents"),
+        ("ReadItsLogs", "getServiceLogs"),
+        ("ControlTheService", "controlService"),
+        ("DeleteTheService", "deleteService"),
+    ]
+    return tuple(Link(name, target, {"id": "id"}, status=status) for name, target in follow)
+
+
 OPERATIONS = [
     Operation(
         "POST",
@@ -294,6 +307,7 @@ OPERATIONS = [
         " generated password is in this answer only.",
         query=CreateQuery,
         body=ServiceCreateBody,
+        links=service_links(201),
     ),
     Operation(
         "PATCH",
@@ -309,6 +323,7 @@ OPERATIONS = [
         query=PatchQuery,
         body=ServicePatchBody,
         body_types=("application/json", "application/merge-patch+json"),
+        links=service_links(200),
     ),
     Operation(
         "DELETE",

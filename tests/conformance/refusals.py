@@ -1,0 +1,79 @@
+"""When a schema-valid request may still be refused: only for what the document cannot
+state as a schema, because it is the state of the world or a rule across fields.
+
+A request that matches the document can be refused because of what is on the host and in
+the store (the version does not exist, the port is taken, the name is used) or because of a
+rule JSON Schema cannot express and the document states in words (a variable in both
+``env`` and ``secret_env``; a patch that renames a service). Every other refusal of a
+schema-valid request means the document hides a constraint the server enforces: a defect
+of the document, or of the server.
+
+Pure: the answer's status and body in, the unexplained problems out, so the rules are table
+tested (tests/unit/test_conformance_refusals.py) and the same in every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pockestrator.specs.errors import ErrorCode
+
+# The world's answers: what exists, and what another service or process holds.
+WORLD = frozenset(
+    {
+        ErrorCode.VERSION_NOT_FOUND,
+        ErrorCode.PORT_IN_USE,
+        ErrorCode.PORT_RESERVED,
+        ErrorCode.DUPLICATE_PROJECT_NAME,
+        ErrorCode.PROJECT_NAME_EXISTS,
+        ErrorCode.DOMAIN_IN_USE,
+    }
+)
+# (operation, field, code) of each rule the document states in words; None: any operation.
+IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
+    {
+        # ServicePatchBody: "project_name may be given, but must not change".
+        ("updateService", "project_name", ErrorCode.INVALID_VALUE),
+        # secret_env: "A name is given in env or here, not in both".
+        (None, "<spec>", ErrorCode.INVALID_ENV_NAME),
+        # logout's security is sessionAuth: "an API token is refused there".
+        ("logout", "Authorization", ErrorCode.NOT_A_SESSION),
+    }
+)
+# 4xx answers that do not refuse a request's content: credentials, a missing or busy
+# resource, a throttle (what schemathesis' own check of valid data allows).
+NOT_REFUSALS = frozenset({401, 403, 404, 409, 429})
+
+
+def _problems(body: Any) -> list[tuple[str, str]]:
+    """(field, code) of every problem of an error body (or of a failed validation)."""
+    if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
+        return [("<body>", "no problem list in the answer")]
+    found = []
+    for problem in body["errors"]:
+        if isinstance(problem, dict):
+            found.append((str(problem.get("field")), str(problem.get("code"))))
+    return found or [("<body>", "an empty problem list")]
+
+
+def explained(operation_id: str, field: str, code: str) -> bool:
+    if code in WORLD:
+        return True
+    return any(
+        rule_field == field
+        and str(rule_code) == code
+        and (rule_operation is None or rule_operation == operation_id)
+        for rule_operation, rule_field, rule_code in IN_WORDS
+    )
+
+
+def unexplained_refusals(operation_id: str, status: int, body: Any) -> list[str]:
+    """The problems of a refused schema-valid request the document does not account for
+    (empty when it was not refused, or only for reasons the document gives)."""
+    if not 400 <= status < 500 or status in NOT_REFUSALS:
+        return []
+    return [
+        f"{field}: {code}"
+        for field, code in _problems(body)
+        if not explained(operation_id, field, code)
+    ]

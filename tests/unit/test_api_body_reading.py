@@ -407,6 +407,38 @@ def test_each_pydantic_error_kind_gets_its_stable_code(
     assert all(p.message for p in problems)
 
 
+class Flags(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z]+$")] = "a"
+    headers: dict[str, str] = {}
+    names: list[str] = []
+    timeout: int = 1
+
+
+class WithFlags(BaseModel):
+    """A section the spec gives its own code (``flags``: INVALID_FLAG_VALUE)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    flags: Flags = Flags()
+
+
+@pytest.mark.parametrize(
+    ("flags", "code"),
+    [
+        ({"headers": ["x"]}, "INVALID_TYPE"),
+        ({"names": "x"}, "INVALID_VALUE"),
+        ({"name": "A"}, "INVALID_VALUE"),
+        ({"timeout": "1"}, "INVALID_FLAG_VALUE"),
+    ],
+    ids=["not-a-dict", "not-a-list", "pattern", "other-kinds-keep-the-section-code"],
+)
+def test_the_api_codes_win_over_a_sections_code(flags: dict[str, Any], code: str) -> None:
+    problems = shape_problems(WithFlags, {"flags": flags})
+    assert [(p.field, str(p.code)) for p in problems] == [(f"flags.{next(iter(flags))}", code)]
+
+
 def test_problems_keep_pydantics_message_and_the_prefix() -> None:
     with pytest.raises(ValidationError) as caught:
         Shapes.model_validate({"note": "x"})
@@ -434,7 +466,13 @@ def test_a_model_is_validated_with_its_field_prefix() -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "field"),
-    [("", "body"), ("spec.", "spec"), ("spec.backups.", "spec.backups"), (".x.", ".x")],
+    [
+        ("", "body"),
+        ("spec.", "spec"),
+        ("spec.backups.", "spec.backups"),
+        ("env.MAX.", "env.MAX"),
+        (".x.", ".x"),
+    ],
 )
 def test_data_that_is_not_an_object_is_named_by_its_prefix(prefix: str, field: str) -> None:
     with pytest.raises(ApiError) as caught:

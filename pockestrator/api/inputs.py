@@ -1,4 +1,4 @@
-"""Reading what clients send: JSON bodies, query strings, and merge patches, all untrusted.
+"""Reading what clients send: JSON bodies and query strings, all untrusted.
 
 Every failure becomes a 4xx ``ApiError`` with ``field`` and ``code`` for each problem; none
 can escape as a 500. JSON is parsed strictly: duplicate keys, ``NaN``/``Infinity`` and
@@ -197,16 +197,3 @@ def parse_query(request: web.Request, model: type[Model]) -> Model:
         return model.model_validate(values)
     except ValidationError as exc:
         raise validation_failed(problems_of(exc)) from None
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge recursively, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, Mapping):
-        return patch
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

@@ -399,6 +399,8 @@ def test_commented_or_different_imports_do_not_count() -> None:
         "import /etc/caddy/pockestrator.d/my-app.caddy\n",
         "import /etc/caddy/other.d/*.caddy\n",
         "import pockestrator.d/*.caddy\n",
+        "import /etc/caddy/pockestrator.d/*.caddyX\n",
+        "import X/etc/caddy/pockestrator.d/*.caddy\n",
     ):
         assert not has_import(absent, SITES)
 

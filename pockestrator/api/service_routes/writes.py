@@ -22,7 +22,8 @@ from aiohttp import web
 
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
-from pockestrator.api.inputs import merge_patch, parse_query, read_json_object
+from pockestrator.api.inputs import parse_query, read_json_object
+from pockestrator.api.merge_patch import merge_patch
 from pockestrator.api.models.requests import (
     CreateQuery,
     DeleteQuery,

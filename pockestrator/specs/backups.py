@@ -20,14 +20,22 @@ KEEP_MAX = 1000
 
 TargetName = Annotated[
     str,
-    Field(max_length=32, examples=["offsite"]),
+    Field(max_length=32, pattern=grammar.TARGET_NAME.json, examples=["offsite"]),
     BeforeValidator(grammar_validator(grammar.check_target_name)),
 ]
 TARGETS_MAX = 8
 
+# The document states the shape (a macro, or five fields of cron's characters); which
+# field values are valid is croniter's to judge, which the description says in words.
 Schedule = Annotated[
     str,
-    Field(max_length=100, examples=["0 3 * * *"]),
+    Field(
+        max_length=100,
+        pattern=grammar.SCHEDULE_SHAPE.json,
+        examples=["0 3 * * *"],
+        description="Five cron fields (minute hour day month weekday, UTC) that croniter "
+        "accepts, or @hourly, @daily, @midnight, @weekly, @monthly, @yearly.",
+    ),
     BeforeValidator(grammar_validator(grammar.check_schedule)),
 ]
 

@@ -453,6 +453,20 @@ def memory_limit_bytes(value: str) -> int | None:
     return size
 
 
+def _body_size_stated() -> Pattern:
+    """BODY_SIZE within 1 KB and 1 GiB, per unit, as JSON Schema can state it."""
+    alternatives = []
+    for unit, factor in _BODY_SIZE_UNITS.items():
+        low = max(1, -(-BODY_SIZE_MIN_BYTES // factor))
+        high = BODY_SIZE_MAX_BYTES // factor
+        if low <= high:
+            alternatives.append(f"(?:{decimal_range(low, high)}){unit}")
+    return Pattern("|".join(alternatives))
+
+
+BODY_SIZE_STATED = _body_size_stated()
+
+
 def body_size_bytes(value: str) -> int:
     """Bytes of a request body limit (``10MB`` is 10,000,000, ``10MiB`` 10,485,760, as
     Caddy reads them), within 1 KB and 1 GiB."""
@@ -558,6 +572,12 @@ def check_archive_id(value: str) -> str:
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
 
 
+_CRON_FIELD = r"[0-9A-Za-z*,/?#-]+"
+SCHEDULE_SHAPE = Pattern(
+    rf"@(?:hourly|daily|midnight|weekly|monthly|yearly)|{_CRON_FIELD}(?: {_CRON_FIELD}){{4}}"
+)
+
+
 def check_schedule(value: str) -> str:
     """A five-field cron expression (minute hour day month weekday, UTC) or a macro.
 
@@ -565,7 +585,7 @@ def check_schedule(value: str) -> str:
     schedule. croniter (a maintained library, not a parser of ours) judges the fields.
     """
     fields = value.split()
-    valid = value == value.strip() and (
+    valid = SCHEDULE_SHAPE.fullmatch(value) is not None and (
         (len(fields) == 1 and value in SCHEDULE_MACROS)
         or (len(fields) == 5 and len(value) <= 100 and croniter.is_valid(value))
     )
@@ -639,11 +659,16 @@ PATH_MAX = 4096
 # (the agent reads the file) has effects or discloses host state.
 PSEUDO_FILE_SYSTEMS = ("proc", "sys", "dev")
 URL_HOST_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-HOSTNAME = Pattern(URL_HOST_TEXT)
+# A host of a setting (SMTP, S3, app URL): a lowercase host name or IPv4 address.
+SETTING_HOST = Pattern(URL_HOST_TEXT)
 HOSTNAME_MAX = 253
 # A base URL: scheme, host, optional port and path; no query, fragment, credentials,
 # quote, space or brace (PocketBase writes the app URL into the HTML of its e-mails).
 HTTP_URL = Pattern(rf"(https?)://({URL_HOST_TEXT})(?::([0-9]{{1,5}}))?(/[A-Za-z0-9._~%+/-]*)?")
+# The same with the port's range, as JSON Schema can state it (``check_http_url`` checks it).
+HTTP_URL_STATED = Pattern(
+    rf"https?://{URL_HOST_TEXT}(?::(?:{decimal_range(1, 65535)}))?(?:/[A-Za-z0-9._~%+/-]*)?"
+)
 URL_MAX = 2048
 # An HTTP header name as PocketBase looks it up (letters, digits, '-').
 HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,63}")
@@ -704,7 +729,7 @@ def check_http_url(value: str, code: ErrorCode, what: str) -> str:
 
 def check_hostname(value: str, code: ErrorCode, what: str) -> str:
     """A lowercase host name or IPv4 address (``smtp.example.com``, ``192.0.2.25``)."""
-    if len(value) > HOSTNAME_MAX or not HOSTNAME.fullmatch(value):
+    if len(value) > HOSTNAME_MAX or not SETTING_HOST.fullmatch(value):
         raise GrammarError(
             code, f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
         )

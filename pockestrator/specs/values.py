@@ -348,7 +348,7 @@ AppName = Annotated[
 ]
 AppUrl = Annotated[
     str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_APP_URL,
@@ -402,7 +402,7 @@ RateLimitSeconds = Annotated[
 ]
 SmtpHost = Annotated[
     str,
-    Field(max_length=grammar.HOSTNAME_MAX, pattern=grammar.HOSTNAME.json),
+    Field(max_length=grammar.HOSTNAME_MAX, pattern=grammar.SETTING_HOST.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_SMTP,
@@ -464,7 +464,7 @@ S3Region = Annotated[
 ]
 S3Endpoint = Annotated[
     str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_S3,
@@ -576,6 +576,7 @@ def _tls_mode(value: Any) -> Any:
 BodySize = Annotated[
     str,
     Field(max_length=16, pattern=grammar.BODY_SIZE.json),
+    InSchema({"pattern": grammar.BODY_SIZE_STATED.json}),
     BeforeValidator(_body_size),
 ]
 HoldSeconds = Annotated[

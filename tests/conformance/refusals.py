@@ -36,6 +36,19 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         ("updateService", "project_name", ErrorCode.INVALID_VALUE),
         # secret_env: "A name is given in env or here, not in both".
         (None, "<spec>", ErrorCode.INVALID_ENV_NAME),
+        # backups.schedule and verify: "five cron fields ... that croniter accepts".
+        (None, "backups.schedule", ErrorCode.INVALID_SCHEDULE),
+        (None, "backups.verify", ErrorCode.INVALID_SCHEDULE),
+        # settings: "an enabled smtp without host", "an enabled s3 without all of ...", "an
+        # enabled rate limiter with rules: []" and two rules PocketBase takes as the same.
+        (None, "settings.smtp", ErrorCode.INVALID_SMTP),
+        (None, "settings.s3", ErrorCode.INVALID_S3),
+        (None, "settings.rate_limits", ErrorCode.INVALID_RATE_LIMIT),
+        # proxy.aliases: no alias twice (in any case) and not the service's own domain.
+        (None, "proxy.aliases", ErrorCode.INVALID_ALIAS),
+        # a secret in settings: "exactly one of file, credential, value or stored".
+        (None, "settings.smtp.password", ErrorCode.INVALID_SECRET),
+        (None, "settings.s3.secret", ErrorCode.INVALID_SECRET),
         # logout's security is sessionAuth: "an API token is refused there".
         ("logout", "Authorization", ErrorCode.NOT_A_SESSION),
     }

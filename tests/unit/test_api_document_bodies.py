@@ -22,7 +22,8 @@ from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
 from pockestrator.api.errors import ApiError
-from pockestrator.api.inputs import merge_patch, parse_json
+from pockestrator.api.inputs import parse_json
+from pockestrator.api.merge_patch import merge_patch
 from pockestrator.api.models.requests import ServiceCreateBody, ServicePatchBody
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.server import all_operations

@@ -36,6 +36,7 @@ from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
+from pockestrator.controllers.apps import AppReleases
 from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
 from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
@@ -171,7 +172,14 @@ class Agent:
         self.snapshots = Snapshots(config, self.bus)
         pbsettings = InstanceSettings(config, PocketBaseApi(self.session, CALL_TIMEOUT), self.dirs)
         controllers = Controllers(
-            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots, pbsettings
+            self.bus,
+            self.units,
+            self.sites,
+            self.releases,
+            self.dirs,
+            self.snapshots,
+            pbsettings,
+            AppReleases(config),
         )
         self.host = AgentHostView(lambda: self.config, controllers)
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)

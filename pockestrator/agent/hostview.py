@@ -27,11 +27,13 @@ from pockestrator.api.context import (
     BackupFile,
     BackupInfo,
     HostFacts,
+    ReleaseInfo,
     ServiceRuntime,
     UnitState,
 )
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.apps import file_diff
 from pockestrator.controllers.caddy import caddyfile_tokens
 from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
@@ -64,6 +66,7 @@ class AgentHostView:
         self.sites = controllers.sites
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
+        self.apps = controllers.apps
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -192,6 +195,28 @@ class AgentHostView:
         except (SnapshotError, ManifestError):
             return None
         return backup_info(snapshot, with_files=True)
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        record = await asyncio.to_thread(self.apps.load, name)
+        infos = []
+        for index, release in enumerate(record.releases):
+            before = record.releases[index + 1] if index + 1 < len(record.releases) else None
+            diff = file_diff(release, before)
+            infos.append(
+                ReleaseInfo(
+                    release_id=release.release_id,
+                    created_at=release.created_at,
+                    created_by=release.created_by,
+                    source=release.source,
+                    size_bytes=release.size,
+                    file_count=len(release.files),
+                    live=release.release_id == record.live,
+                    added=tuple(diff["added"]),
+                    removed=tuple(diff["removed"]),
+                    changed=tuple(diff["changed"]),
+                )
+            )
+        return infos
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""

@@ -127,6 +127,23 @@ class BackupInfo:
     path: Path | None = None  # the snapshot's folder, for a download; never shown
 
 
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """One app release of a service, as the API shows it."""
+
+    release_id: str
+    created_at: datetime
+    created_by: str
+    source: str
+    size_bytes: int
+    file_count: int
+    live: bool
+    # File names against the release before it in the list (the one deployed before).
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -152,6 +169,10 @@ class HostView(Protocol):
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         """One snapshot with its files; None when ``name`` has no such snapshot."""
+        ...
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        """The app releases of ``name``, newest first."""
         ...
 
     async def journal_scope(self) -> UnitScope:

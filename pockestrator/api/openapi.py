@@ -44,6 +44,7 @@ _TAGS = [
     {"name": "validation", "description": "Pre-flight checks."},
     {"name": "access", "description": "API tokens and admin sessions."},
     {"name": "backups", "description": "Snapshots of a service: take, verify, restore."},
+    {"name": "releases", "description": "App releases of a service: deploy, list, roll back."},
 ]
 
 
@@ -157,6 +158,14 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                 "content": {
                     media_type: {"schema": ref(operation.body, "validation")}
                     for media_type in operation.body_types
+                },
+            }
+        if operation.upload:
+            item["requestBody"] = {
+                "required": True,
+                "content": {
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in operation.upload
                 },
             }
         responses = {}

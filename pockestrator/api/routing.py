@@ -65,6 +65,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     # Statuses whose body is not JSON but a file of this media type (a backup's tar).
     binary: dict[int, str] = field(default_factory=dict)
+    # Media types of a request body that is a file, not JSON (an app's tar.gz).
+    upload: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -82,7 +84,7 @@ class Operation:
         statuses = [400, 403, *self.errors]
         if not self.public:
             statuses.append(401)
-        if self.body is not None:
+        if self.body is not None or self.upload:
             statuses += [413, 415]
         return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
 

@@ -29,6 +29,7 @@ from pockestrator.api import (
     access_routes,
     backup_routes,
     log_routes,
+    release_routes,
     service_routes,
     system_routes,
 )
@@ -72,6 +73,7 @@ def all_operations() -> list[Operation]:
         *log_routes.OPERATIONS,
         *access_routes.OPERATIONS,
         *backup_routes.OPERATIONS,
+        *release_routes.OPERATIONS,
     ]
 
 

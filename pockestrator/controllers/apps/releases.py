@@ -163,6 +163,15 @@ class AppReleases:
         self._save(name, updated)
         return updated
 
+    def discard(self, name: str, release_id: str) -> None:
+        """Drop a release that never went live: its entry and its folder."""
+        record = self.load(name)
+        if record.live == release_id:
+            raise ReleaseError(f"release {release_id} of {name} is live")
+        kept = tuple(r for r in record.releases if r.release_id != release_id)
+        self._save(name, AppRecord(live=record.live, releases=kept))
+        self._remove_folders(name, [release_id])
+
     def forget(self, name: str) -> None:
         """The service is gone: its record goes too (its folder went to the archive)."""
         with contextlib.suppress(FileNotFoundError):
@@ -244,14 +253,18 @@ class AppReleases:
         if not dropped:
             return []
         self._save(name, AppRecord(live=record.live, releases=tuple(kept)))
-        with self.folders.open_service(name) as service_fd:
-            if service_fd is not None and lstat_at(service_fd, RELEASES_DIR) is not None:
-                with open_dir_at(service_fd, RELEASES_DIR, Path(RELEASES_DIR)) as releases_fd:
-                    for release_id in dropped:
-                        entry = lstat_at(releases_fd, release_id)
-                        if entry is not None and stat.S_ISDIR(entry.st_mode):
-                            shutil.rmtree(release_id, dir_fd=releases_fd)
+        self._remove_folders(name, dropped)
         return dropped
+
+    def _remove_folders(self, name: str, release_ids: list[str]) -> None:
+        with self.folders.open_service(name) as service_fd:
+            if service_fd is None or lstat_at(service_fd, RELEASES_DIR) is None:
+                return
+            with open_dir_at(service_fd, RELEASES_DIR, Path(RELEASES_DIR)) as releases_fd:
+                for release_id in release_ids:
+                    entry = lstat_at(releases_fd, release_id)
+                    if entry is not None and stat.S_ISDIR(entry.st_mode):
+                        shutil.rmtree(release_id, dir_fd=releases_fd)
 
     def check_present(self, name: str, release_id: str) -> None:
         """Raise unless the release's folder is in place (a real folder, root's)."""

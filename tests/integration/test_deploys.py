@@ -1,0 +1,265 @@
+"""App deploys on the test bed: real PocketBase, systemd, journald and Caddy.
+
+Every deploy goes through the agent's API as a tar.gz and is done by the service's
+reconcile, as in production; what it changed is read back through Caddy (the hook's route,
+the page) and PocketBase's own API (the collection a migration made).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pockestrator.agent.daemon import Agent
+from pockestrator.agent.sandbox import Sandbox
+from tests.testbed.api_client import Api, api_for, create, wait_running
+
+TODO_MIGRATION = """migrate((app) => {
+  const todos = new Collection({
+    type: "base",
+    name: "todos",
+    listRule: "",
+    viewRule: "",
+    fields: [{ name: "title", type: "text" }],
+  })
+  app.save(todos)
+}, (app) => {
+  app.delete(app.findCollectionByNameOrId("todos"))
+})
+"""
+
+
+def hook(text: str) -> str:
+    return f'routerAdd("GET", "/hello", (e) => e.string(200, "{text}"))\n'
+
+
+def app_archive(files: dict[str, bytes | str], extra: tuple[tarfile.TarInfo, ...] = ()) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, data in files.items():
+            payload = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        for info in extra:
+            tar.addfile(info)
+    return raw.getvalue()
+
+
+@pytest.fixture(scope="module")
+async def api(agent: Agent) -> AsyncIterator[Api]:
+    async with api_for(agent) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def version(pocketbase_versions: tuple[str, str]) -> str:
+    return pocketbase_versions[1]
+
+
+async def deploy(api: Api, name: str, archive: bytes) -> Any:
+    return await api.call(
+        "POST", f"/services/{name}/releases", raw=archive, content_type="application/gzip"
+    )
+
+
+async def through_caddy(sandbox: Sandbox, domain: str, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox.caddy_url}{path}", headers={"Host": domain}) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def service(api: Api, version: str, name: str) -> str:
+    created = await create(api, version, name)
+    await wait_running(api, name)
+    return str(created["service"]["domain"])
+
+
+async def test_a_deploy_serves_its_hook_and_page_through_caddy_and_migrates_a_collection(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "todo")
+    archive = app_archive(
+        {
+            "pb_hooks/hello.pb.js": hook("hello v1"),
+            "pb_migrations/1700000000_todos.js": TODO_MIGRATION,
+            "pb_public/index.html": "<h1>todo</h1>",
+        }
+    )
+
+    reply = await deploy(api, "todo", archive)
+
+    assert reply.status == 201, reply.body
+    result = reply.body["operation"]["result"]
+    assert reply.body["operation"]["kind"] == "deploy"
+    assert result["diff"]["added"] == [
+        "pb_hooks/hello.pb.js",
+        "pb_migrations/1700000000_todos.js",
+        "pb_public/index.html",
+    ]
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "hello v1")
+    assert await through_caddy(sandbox, domain, "/") == (200, "<h1>todo</h1>")
+    status, body = await through_caddy(sandbox, domain, "/api/collections/todos/records")
+    assert status == 200 and '"items":[]' in body.replace(" ", "")
+    listed = await api.call("GET", "/services/todo/releases")
+    assert listed.status == 200
+    assert listed.body["live"] == result["release"]
+    assert listed.body["releases"][0]["live"] is True
+    assert listed.body["releases"][0]["file_count"] == 3
+    assert listed.body["releases"][0]["created_by"] == "integration tests"
+
+
+async def test_a_hook_that_does_not_parse_is_refused_with_its_error_and_the_old_code_serves(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "broken")
+    assert (
+        await deploy(api, "broken", app_archive({"pb_hooks/a.pb.js": hook("old")}))
+    ).status == 201
+    before = await api.call("GET", "/services/broken/releases")
+
+    reply = await deploy(
+        api, "broken", app_archive({"pb_hooks/a.pb.js": 'routerAdd("GET", "/hello", (e) => {'})
+    )
+
+    assert reply.status == 502, reply.body
+    assert reply.body["code"] == "OPERATION_FAILED"
+    assert "step validate" in reply.body["message"]
+    assert "SyntaxError" in reply.body["message"]  # PocketBase's own text
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "old")
+    after = await api.call("GET", "/services/broken/releases")
+    assert after.body["releases"] == before.body["releases"]
+    events = await api.call("GET", "/services/broken/events")
+    assert any(
+        e["kind"] == "deploy_failed" and "SyntaxError" in e["message"]
+        for e in events.body["events"]
+    )
+
+
+async def test_a_migration_that_fails_midway_leaves_the_data_as_before(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "halfway")
+    failing = TODO_MIGRATION.replace(
+        "app.save(todos)", "app.save(todos)\n  throw new Error('stop here')"
+    )
+    archive = app_archive(
+        {
+            "pb_migrations/1700000000_first.js": TODO_MIGRATION.replace('"todos"', '"first"'),
+            "pb_migrations/1700000001_second.js": failing,
+        }
+    )
+
+    reply = await deploy(api, "halfway", archive)
+
+    assert reply.status == 502, reply.body
+    assert "stop here" in reply.body["message"]
+    for collection in ("first", "todos"):
+        status, _ = await through_caddy(sandbox, domain, f"/api/collections/{collection}/records")
+        assert status == 404, collection
+    listed = await api.call("GET", "/services/halfway/releases")
+    assert listed.body["live"] is None and listed.body["releases"] == []
+
+
+async def test_a_rollback_returns_the_previous_hooks(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "rewind")
+    first = await deploy(api, "rewind", app_archive({"pb_hooks/a.pb.js": hook("first")}))
+    second = await deploy(api, "rewind", app_archive({"pb_hooks/a.pb.js": hook("second")}))
+    assert (first.status, second.status) == (201, 201)
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "second")
+
+    reply = await api.call("POST", "/services/rewind/rollback")
+
+    assert reply.status == 200, reply.body
+    assert (
+        reply.body["operation"]["result"]["release"] == first.body["operation"]["result"]["release"]
+    )
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "first")
+    listed = await api.call("GET", "/services/rewind/releases")
+    assert listed.body["live"] == first.body["operation"]["result"]["release"]
+    assert listed.body["releases"][0]["diff"]["changed"] == ["pb_hooks/a.pb.js"]
+    assert [r["live"] for r in listed.body["releases"]] == [False, True]
+
+
+def _special(name: str, kind: bytes, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def _bomb() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pb_public/bomb.bin")
+        info.size = 300 * 1024 * 1024  # past the default 256 MiB unpacked
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    return raw.getvalue()
+
+
+HOSTILE = {
+    "traversal": (app_archive({"pb_hooks/../../../etc/cron.d/evil": "x"}), "'..'"),
+    "symlink": (
+        app_archive({}, (_special("pb_hooks/shadow.pb.js", tarfile.SYMTYPE, "/etc/shadow"),)),
+        "symbolic link",
+    ),
+    "device": (app_archive({}, (_special("pb_public/sda", tarfile.BLKTYPE),)), "a device"),
+    "many files": (
+        app_archive({f"pb_public/{n}.txt": "" for n in range(10_000)}),
+        "more than 5000 entries",
+    ),
+    "zip bomb": (_bomb(), "bytes unpacked"),
+}
+
+
+async def test_hostile_archives_are_refused_by_name_and_nothing_is_written(
+    api: Api, agent: Agent, version: str
+) -> None:
+    await service(api, version, "hostile")
+    folder = agent.config.base_dir / "hostile"
+    uploads = agent.config.apps_path / "uploads"
+
+    for kind, (archive, words) in HOSTILE.items():
+        reply = await deploy(api, "hostile", archive)
+        assert reply.status == 422, (kind, reply.body)
+        assert reply.body["code"] == "UNSAFE_ARCHIVE", kind
+        assert words in reply.body["message"], (kind, reply.body["message"])
+
+    assert not (folder / ".releases").exists() or list((folder / ".releases").iterdir()) == []
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    listed = await api.call("GET", "/services/hostile/releases")
+    assert listed.body["releases"] == []
+    assert not Path("/etc/cron.d/evil").exists()
+
+
+async def test_a_release_that_fails_only_on_the_live_instance_is_undone_and_the_old_code_serves(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "undone")
+    good = await deploy(api, "undone", app_archive({"pb_hooks/a.pb.js": hook("good")}))
+    assert good.status == 201, good.body
+    # Loads in the dry boot's scratch copy, throws in the instance's own folder.
+    live_only = (
+        'if (!__hooks.includes(".scratch-")) { throw new Error("fails on the live data") }\n'
+        + hook("bad")
+    )
+
+    reply = await deploy(api, "undone", app_archive({"pb_hooks/a.pb.js": live_only}))
+
+    assert reply.status == 502, reply.body
+    assert "step migrate" in reply.body["message"]
+    assert "fails on the live data" in reply.body["message"]
+    assert "is live again" in reply.body["message"]
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "good")
+    listed = await api.call("GET", "/services/undone/releases")
+    assert listed.body["live"] == good.body["operation"]["result"]["release"]

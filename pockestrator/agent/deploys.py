@@ -42,7 +42,7 @@ from pockestrator.agent.health import wait_healthy
 from pockestrator.apparchive import UnsafeAppArchive, is_release_id
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.apps import Release, ReleaseError, file_diff
+from pockestrator.controllers.apps import AppRecord, Release, ReleaseError, file_diff
 from pockestrator.controllers.apps.boot import BootFailed, dry_boot, migrate_live
 from pockestrator.controllers.snapshots import Snapshot
 from pockestrator.specs.model import unit_name
@@ -151,7 +151,7 @@ class DeployRunner:
                 record.spec, "safety", self.clock.now()
             )
         except Exception as exc:
-            await self._discard(name, release, before.live)
+            await self._discard(name, release, before)
             raise DeployFailed("snapshot", f"the pre-deploy snapshot failed: {exc}") from None
         details["snapshot"] = snapshot.snapshot_id
         try:
@@ -164,7 +164,7 @@ class DeployRunner:
                 self._healthy,
             )
         except BootFailed as exc:
-            await self._discard(name, release, before.live)
+            await self._discard(name, release, before)
             raise DeployFailed(exc.step, str(exc), details) from None
         await self._go_live(record, release.release_id, before.live, details, snapshot)
         if record.spec.flags.hooks_watch is True:
@@ -239,9 +239,10 @@ class DeployRunner:
             done.append(f"putting it back failed too: {exc}")
         return ", ".join(done)
 
-    async def _discard(self, name: str, release: Release, was_live: str | None) -> None:
-        """A release refused before it went live is not kept (its folder neither)."""
-        if release.release_id != was_live:
+    async def _discard(self, name: str, release: Release, before: AppRecord) -> None:
+        """A new release refused before it went live is not kept (its folder neither); one
+        that was there already (a rollback's target) stays."""
+        if before.get(release.release_id) is None:
             await asyncio.to_thread(self.apps.discard, name, release.release_id)
 
     # -- a rollback --------------------------------------------------------------------

@@ -19,17 +19,25 @@ descriptors, ``O_EXCL | O_NOFOLLOW``, never through a path. Either way the answe
 release's file list with sizes and SHA-256s and its content id, the hash of that list, so
 the same app always makes the same release.
 
-Standard library only: the API and the agent's controllers both use it.
+``pack_app`` makes such an archive of a folder (the CLI's ``deploy DIR``, a spec file's
+``app.path``): regular files and folders only, sorted, with fixed owners, modes and times,
+so the same folder always packs to the same bytes and makes the same release.
+
+Standard library only: the API, the CLI and the agent's controllers all use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import os
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 APP_DIRS = ("pb_hooks", "pb_migrations", "pb_public")
@@ -203,3 +211,53 @@ def _make_dirs(target: int, path: str) -> int:
             os.close(fd)
         fd = child
     return fd
+
+
+def pack_app(folder: Path) -> bytes:
+    """The app folders of ``folder`` as a reproducible tar.gz; ``UnsafeAppArchive`` when it
+    has none of them, or holds a link or anything else that is not a file or folder."""
+    if not folder.is_dir():
+        raise UnsafeAppArchive(f"{folder} is not a folder")
+    present = [name for name in APP_DIRS if (folder / name).is_dir()]
+    if not present:
+        raise UnsafeAppArchive(f"{folder} has none of {', '.join(d + '/' for d in APP_DIRS)}")
+    raw = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for top in present:
+            for path in _walk(folder / top):
+                info = os.lstat(path)
+                entry = tarfile.TarInfo(path.relative_to(folder).as_posix())
+                entry.mtime = 0
+                if stat.S_ISDIR(info.st_mode):
+                    entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(entry)
+                elif stat.S_ISREG(info.st_mode):
+                    entry.size, entry.mode = info.st_size, 0o644
+                    with path.open("rb") as source:
+                        tar.addfile(entry, source)
+                else:
+                    raise UnsafeAppArchive(f"{path} is not a regular file or folder", str(path))
+    return raw.getvalue()
+
+
+def _walk(root: Path) -> list[Path]:
+    """``root`` and everything under it, sorted, symlinks not followed."""
+    found = [root]
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.is_symlink():
+            found += _walk(path)
+        else:
+            found.append(path)
+    return found
+
+
+def app_folders(folder: Path) -> list[Path]:
+    """``folder`` and every folder of its app folders: what a watch must cover."""
+    found = [folder]
+    for top in APP_DIRS:
+        if (folder / top).is_dir() and not (folder / top).is_symlink():
+            found += [p for p in _walk(folder / top) if p.is_dir() and not p.is_symlink()]
+    return found

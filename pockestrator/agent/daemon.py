@@ -26,6 +26,7 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.hostview import AgentHostView
@@ -186,6 +187,8 @@ class Agent:
         self.reconciler = Reconciler(
             config, self.store, controllers, self.coordinator, self.session, self.clock
         )
+        self.app_watch = AppWatch(self.enqueue)
+        self.reconciler.deploys.watch = self.app_watch
         self.spec_directory = SpecDirectory(
             config.spec_dir,
             self.store,
@@ -268,6 +271,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "app_watch"):
+            await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
         if hasattr(self, "releases"):
             await self.releases.close()

@@ -22,6 +22,11 @@ A rollback points at an earlier release (the previous one by default) and goes t
 steps 5 and 6 with the same way back; the data stays as it is (migrations do not run
 backwards). The last ``app_releases_kept`` releases stay.
 
+A spec file's ``app.path`` (``follow_folder``) is watched (``appwatch``) and packed at each
+reconcile; content that is neither live nor the last one tried becomes a deploy operation
+like an upload, asked for by the spec file. A failed one is not tried again until the
+folder changes.
+
 Neighbours: the reconciler (which calls ``run`` and lends its apply), ``controllers.apps``,
 ``controllers.snapshots``.
 """
@@ -29,7 +34,10 @@ Neighbours: the reconciler (which calls ``run`` and lends its apply), ``controll
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,9 +45,10 @@ from typing import Any
 import aiohttp
 import structlog
 
+from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
-from pockestrator.apparchive import UnsafeAppArchive, is_release_id
+from pockestrator.apparchive import UnsafeAppArchive, is_release_id, pack_app, read_app_archive
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.apps import AppRecord, Release, ReleaseError, file_diff
@@ -61,6 +70,13 @@ class DeployFailed(Exception):
         super().__init__(message)
         self.step = step
         self.details = details or {}
+
+
+def _write_upload(folder: Path, upload: Path, data: bytes) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def uploads_dir(config: AgentConfig) -> Path:
@@ -85,6 +101,54 @@ class DeployRunner:
         self.session = session
         self.clock = clock
         self.apply = apply
+        # The app folders of spec files: the watch (the daemon sets it) and, per service,
+        # the release id (or packing error) last tried, so a failure is not retried.
+        self.watch: AppWatch | None = None
+        self._tried: dict[str, str] = {}
+
+    async def follow_folder(self, record: ServiceRecord) -> None:
+        """A spec file's ``app.path``: watched, and when its content is not the live release
+        (nor the one last tried), packed and asked for as a deploy (done by ``run``)."""
+        name = record.name
+        app = record.spec.app
+        if self.watch is not None:
+            self.watch.follow(name, Path(app.path) if app is not None else None)
+        if app is None:
+            self._tried.pop(name, None)
+            return
+        if any(op.kind in DEPLOY_KINDS for op in self.store.pending_operations(name)):
+            return
+        config = self._config()
+        try:
+            data = await asyncio.to_thread(pack_app, Path(app.path))
+            content = await asyncio.to_thread(
+                read_app_archive,
+                io.BytesIO(data),
+                max_files=config.app_max_files,
+                max_bytes=config.app_unpacked_max_bytes,
+            )
+        except (UnsafeAppArchive, OSError) as exc:
+            reason = f"{app.path}: {exc}"
+            if self._tried.get(name) != reason:
+                self._tried[name] = reason
+                self.store.add_event(
+                    name,
+                    "deploy_failed",
+                    f"deploy failed at step pack: {reason}",
+                    {"step": "pack", "error": reason, "folder": app.path},
+                )
+            return
+        release_id = content.release_id
+        if release_id == self._tried.get(name):
+            return  # tried already (deployed, or failed): only a change tries again
+        self._tried[name] = release_id
+        if release_id == await asyncio.to_thread(self.apps.live, name):
+            return
+        folder = uploads_dir(config)
+        upload = folder / f"{secrets.token_hex(12)}.tar.gz"
+        await asyncio.to_thread(_write_upload, folder, upload, data)
+        self.store.request_operation(name, "deploy", upload.name, record.owner)
+        log.info("app folder changed", service=name, folder=app.path, release=release_id)
 
     async def run(self, record: ServiceRecord) -> None:
         """Do the deploys and rollbacks asked of ``record``, oldest first, up to the first
@@ -131,7 +195,7 @@ class DeployRunner:
                 name,
                 upload,
                 by=operation.requested_by,
-                source="api",
+                source="file" if operation.requested_by.startswith("file:") else "api",
                 now=self.clock.now(),
             )
         except (UnsafeAppArchive, ReleaseError, OSError) as exc:

@@ -157,6 +157,7 @@ class Reconciler:
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
         result = await self._settle(desired, plan, observed, applied)
+        await self.deploys.follow_folder(record)
         await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)

@@ -1,69 +1,29 @@
 """``pockestrator deploy``, ``rollback`` and ``releases``: an app's releases from the CLI.
 
 ``deploy NAME DIR`` packs ``DIR``'s ``pb_hooks/``, ``pb_migrations/`` and ``pb_public/``
-into a tar.gz (``pack_app``: regular files and folders only, sorted, with fixed owners,
-modes and times, so the same folder always packs to the same bytes and the agent sees the
-same release); ``--from-archive FILE`` sends a tar.gz as it is. The agent checks either as
-hostile input, whatever this side did.
+into a tar.gz (``apparchive.pack_app``: the same folder always packs to the same release);
+``--from-archive FILE`` sends a tar.gz as it is. The agent checks either as hostile input,
+whatever this side did.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
-import stat
-import tarfile
 from pathlib import Path
 from typing import Any
 
+from pockestrator import apparchive
 from pockestrator.client.http import WAITING_TIMEOUT, ApiClient, ClientError, service_path
 from pockestrator.client.output import short_time, table
 
-APP_DIRS = ("pb_hooks", "pb_migrations", "pb_public")
 ARCHIVE_TYPE = "application/gzip"
 
 
 def pack_app(folder: Path) -> bytes:
-    """The app folders of ``folder`` as a reproducible tar.gz; ``ClientError`` when it
-    has none of them, or holds a link or anything else that is not a file or folder."""
-    if not folder.is_dir():
-        raise ClientError(f"{folder} is not a folder")
-    present = [name for name in APP_DIRS if (folder / name).is_dir()]
-    if not present:
-        raise ClientError(f"{folder} has none of {', '.join(d + '/' for d in APP_DIRS)}")
-    raw = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for top in present:
-            for path in _walk(folder / top):
-                relative = path.relative_to(folder).as_posix()
-                info = os.lstat(path)
-                entry = tarfile.TarInfo(relative)
-                entry.mtime = 0
-                if stat.S_ISDIR(info.st_mode):
-                    entry.type, entry.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(entry)
-                elif stat.S_ISREG(info.st_mode):
-                    entry.size, entry.mode = info.st_size, 0o644
-                    with path.open("rb") as source:
-                        tar.addfile(entry, source)
-                else:
-                    raise ClientError(f"{path} is not a regular file or folder; not sent")
-    return raw.getvalue()
-
-
-def _walk(root: Path) -> list[Path]:
-    """``root`` and everything under it, sorted, symlinks not followed."""
-    found = [root]
-    for path in sorted(root.iterdir()):
-        if path.is_dir() and not path.is_symlink():
-            found += _walk(path)
-        else:
-            found.append(path)
-    return found
+    """``apparchive.pack_app``, its refusal as the CLI's error."""
+    try:
+        return apparchive.pack_app(folder)
+    except apparchive.UnsafeAppArchive as exc:
+        raise ClientError(str(exc)) from None
 
 
 def deploy(

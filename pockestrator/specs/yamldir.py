@@ -18,6 +18,7 @@ applies. Removing a file removes its services (their data is archived, not lost)
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
                 )
             lines = _key_lines(node)
             try:
-                spec = parse_spec(data, default_domain)
+                spec = with_app_resolved(parse_spec(data, default_domain), path)
                 # A file says where a secret is, never what it is.
                 problems = spec_file_secret_issues(spec.settings, "settings.")
             except SpecInvalid as exc:
@@ -155,6 +156,14 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
     finally:
         loader.dispose()
     return parsed
+
+
+def with_app_resolved(spec: ServiceSpec, spec_file: str) -> ServiceSpec:
+    """``app.path`` made absolute against the spec file's folder (the store keeps that)."""
+    if spec.app is None:
+        return spec
+    resolved = os.path.normpath(Path(spec_file).parent / spec.app.path)
+    return spec.model_copy(update={"app": spec.app.model_copy(update={"path": resolved})})
 
 
 def read_spec_text(path: Path) -> str | FieldIssue:

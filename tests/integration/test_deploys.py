@@ -21,8 +21,9 @@ import aiohttp
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox
+from pockestrator.agent.sandbox import Sandbox, free_port
 from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.waiting import wait_until
 
 TODO_MIGRATION = """migrate((app) => {
   const todos = new Collection({
@@ -340,3 +341,35 @@ async def test_the_cli_deploys_a_folder_and_an_archive_lists_releases_and_rolls_
     code, out, err = await run_cli(agent, token, "deploy", "cli", "--from-archive", str(bad))
     assert code == 1
     assert "UNSAFE_ARCHIVE" in err or "outside" in err
+
+
+async def test_a_spec_files_app_folder_is_deployed_and_a_change_in_it_is_a_new_release(
+    api: Api, agent: Agent, sandbox: Sandbox, version: str
+) -> None:
+    spec_dir = agent.config.spec_dir
+    app = write_app(spec_dir / "gitops-app", "from git")
+    port = free_port()
+    (spec_dir / "gitops.yaml").write_text(
+        f"project_name: gitops\nport: {port}\npocketbase_version: '{version}'\n"
+        "app:\n  path: ./gitops-app\n"
+    )
+    domain = "gitops.localhost"
+
+    async def serves(text: str) -> bool:
+        try:
+            return await through_caddy(sandbox, domain, "/hello") == (200, text)
+        except aiohttp.ClientError:
+            return False  # Caddy starts with the first site it serves
+
+    try:
+        assert await wait_until(lambda: serves("from git"), 60, 0.2)
+        (app / "pb_hooks" / "hello.pb.js").write_text(hook("changed in git"))
+        assert await wait_until(lambda: serves("changed in git"), 60, 0.2)
+
+        listed = await api.call("GET", "/services/gitops/releases")
+        assert [r["source"] for r in listed.body["releases"]] == ["file", "file"]
+        assert listed.body["releases"][0]["diff"]["changed"] == ["pb_hooks/hello.pb.js"]
+        shown = await api.call("GET", "/services/gitops")
+        assert "app" not in shown.body  # a spec file's own field, like its password file
+    finally:
+        (spec_dir / "gitops.yaml").unlink()

@@ -27,3 +27,14 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
     assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024
+
+
+async def test_the_deploy_benchmark_measures_agent_and_floor(testbed_base: Path) -> None:
+    from tests.benchmarks.deploys import run as run_deploys
+
+    figures = (await run_deploys(deploys=2)).figures
+    for who in ("floor", "agent"):
+        assert figures[f"deploy: {who} median (s)"] > 0, who
+        assert figures[f"deploy: {who} requests answered"] > 0, who
+    ratio = figures["deploy: agent median (s)"] / figures["deploy: floor median (s)"]
+    assert abs(figures["deploy: ratio agent/floor"] - ratio) < 0.01

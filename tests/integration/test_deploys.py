@@ -22,6 +22,7 @@ import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.apparchive import pack_app
 from tests.testbed.api_client import Api, api_for, create, wait_running
 from tests.testbed.waiting import wait_until
 
@@ -373,3 +374,35 @@ async def test_a_spec_files_app_folder_is_deployed_and_a_change_in_it_is_a_new_r
         assert "app" not in shown.body  # a spec file's own field, like its password file
     finally:
         (spec_dir / "gitops.yaml").unlink()
+
+
+TODO_APP = Path(__file__).resolve().parents[2] / "docs" / "examples" / "todo-app"
+
+
+async def todo_stats(sandbox: Sandbox, domain: str) -> Any:
+    status, body = await through_caddy(sandbox, domain, "/api/todo/stats")
+    assert status == 200, body
+    return json.loads(body)
+
+
+async def test_the_todo_app_of_the_deploy_guide_works_as_the_guide_says(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "guide")
+
+    reply = await deploy(api, "guide", pack_app(TODO_APP))
+
+    assert reply.status == 201, reply.body
+    assert await todo_stats(sandbox, domain) == {"all": 0, "done": 0}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sandbox.caddy_url}/api/collections/todos/records",
+            json={"title": "write the guide"},
+            headers={"Host": domain},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    assert await todo_stats(sandbox, domain) == {"all": 1, "done": 0}
+    status, page = await through_caddy(sandbox, domain, "/")
+    assert status == 200 and "<h1>Todos</h1>" in page

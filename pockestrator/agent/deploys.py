@@ -151,11 +151,11 @@ class DeployRunner:
         log.info("app folder changed", service=name, folder=app.path, release=release_id)
 
     async def run(self, record: ServiceRecord) -> None:
-        """Do the deploys and rollbacks asked of ``record``, oldest first, up to the first
-        operation of another kind (that one is the backups' turn)."""
+        """Do the deploys and rollbacks asked of ``record``, oldest first (the backups'
+        operations are ``BackupRunner``'s, after these)."""
         for operation in self.store.pending_operations(record.name):
             if operation.kind not in DEPLOY_KINDS:
-                return
+                continue
             current = self.store.get_service(record.name) or record
             try:
                 if operation.kind == "deploy":

@@ -165,11 +165,12 @@ class Reconciler:
 
     async def apply_now(self, record: ServiceRecord) -> None:
         """Converge ``record`` on the host at once (a deploy's switch and its way back):
-        the same desired, observe, plan, apply and settle as a reconcile, nothing after."""
+        the same desired, observe, plan, apply and settle as a reconcile, nothing after.
+        The deploy stopped the unit itself, so its start is not reported as drift."""
         status = self.store.get_status(record.name)
         desired = self.desired(record, target_version(record.spec, status))
         observed = await self.observe(desired)
-        plan = plan_service(desired, status, observed, self.policy)
+        plan = plan_service(desired, status, observed, self.policy, rolling_back=True)
         applied = Applied()
         await self.steps.run(desired, plan, applied)
         await self._settle(desired, plan, observed, applied)

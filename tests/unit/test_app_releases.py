@@ -114,3 +114,17 @@ def test_the_diff_names_what_was_added_removed_and_changed(
         "changed": ["pb_hooks/a.pb.js"],
     }
     assert file_diff(old, None)["added"] == ["pb_hooks/a.pb.js", "pb_hooks/b.pb.js"]
+
+
+def test_a_symlink_planted_as_the_releases_folder_is_moved_aside_not_followed(
+    releases: AppReleases, tmp_path: Path
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    service = releases.folders.path_for("todo")
+    (service / ".releases").symlink_to(target)
+    release_id = _stage(releases, tmp_path, b"// one")
+    assert list(target.iterdir()) == []
+    assert not (service / ".releases").is_symlink()
+    assert (releases.release_dir("todo", release_id) / "pb_hooks/main.pb.js").exists()
+    assert [p.name for p in service.iterdir() if p.name.startswith(".releases-moved-")]

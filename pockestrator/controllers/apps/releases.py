@@ -197,17 +197,17 @@ class AppReleases:
         return release
 
     def _open_releases(self, service_fd: int) -> DirFd:
+        """``.releases``, root's: what the instance put at that name (a symlink, a file) is
+        moved aside, never followed; a folder systemd gave to the instance (a recursive
+        chown of its state directory when its dynamic user changed) is taken back."""
+        entry = lstat_at(service_fd, RELEASES_DIR)
+        if entry is not None and not stat.S_ISDIR(entry.st_mode):
+            aside = f".releases-moved-{secrets.token_hex(4)}"
+            os.rename(RELEASES_DIR, aside, src_dir_fd=service_fd, dst_dir_fd=service_fd)
         mkdir_at(service_fd, RELEASES_DIR, 0o755)
         folder = open_dir_at(service_fd, RELEASES_DIR, Path(RELEASES_DIR))
-        info = os.fstat(folder.fd)
-        if info.st_uid != 0:
-            # The instance made it (or swapped it): ours must be root's, so no release
-            # can be changed by the code it holds.
-            os.close(folder.fd)
-            stale = f".releases-moved-{secrets.token_hex(4)}"
-            os.rename(RELEASES_DIR, stale, src_dir_fd=service_fd, dst_dir_fd=service_fd)
-            os.mkdir(RELEASES_DIR, 0o755, dir_fd=service_fd)
-            folder = open_dir_at(service_fd, RELEASES_DIR, Path(RELEASES_DIR))
+        if os.fstat(folder.fd).st_uid != 0:
+            os.fchown(folder.fd, 0, 0)
         os.fchmod(folder.fd, 0o755)
         return folder
 

@@ -144,20 +144,24 @@ class AgentHostView:
         if not self.bus.connected:
             return None, "the D-Bus connection to systemd is closed"
         try:
-            reply = await asyncio.wait_for(
-                self.bus.call(
-                    "Get",
-                    "ss",
-                    [MANAGER_INTERFACE, "Version"],
-                    path=MANAGER_PATH,
-                    interface=PROPERTIES_INTERFACE,
-                ),
-                QUERY_TIMEOUT,
-            )
+            value = await self._manager_property("Version")
         except Exception as exc:  # any failure means "not reachable"; the text says why
             return None, f"systemd does not answer over D-Bus: {exc}"
-        value = getattr(reply[0], "value", reply[0]) if reply else None
         return str(value) if value is not None else "unknown", None
+
+    async def _manager_property(self, name: str) -> object:
+        """One property of systemd's manager object, bounded in time."""
+        reply = await asyncio.wait_for(
+            self.bus.call(
+                "Get",
+                "ss",
+                [MANAGER_INTERFACE, name],
+                path=MANAGER_PATH,
+                interface=PROPERTIES_INTERFACE,
+            ),
+            QUERY_TIMEOUT,
+        )
+        return getattr(reply[0], "value", reply[0]) if reply else None
 
     async def _caddy_running(self) -> bool:
         try:
@@ -223,17 +227,7 @@ class AgentHostView:
         manager = self.config.systemd_manager
         if self._manager_cgroup is None and self.bus.connected:
             try:
-                reply = await asyncio.wait_for(
-                    self.bus.call(
-                        "Get",
-                        "ss",
-                        [MANAGER_INTERFACE, "ControlGroup"],
-                        path=MANAGER_PATH,
-                        interface=PROPERTIES_INTERFACE,
-                    ),
-                    QUERY_TIMEOUT,
-                )
-                cgroup = str(getattr(reply[0], "value", reply[0]))
+                cgroup = str(await self._manager_property("ControlGroup"))
                 UnitScope(manager, cgroup)  # a path, or ValueError
                 self._manager_cgroup = cgroup
             except Exception as exc:  # unknown: logs are matched by the unit fields alone

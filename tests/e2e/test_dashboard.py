@@ -706,7 +706,7 @@ async def test_the_dashboard_works_on_a_phone_sized_screen(
     await phone.shot("services")
 
     await card.get_by_role("link", name="pocket", exact=True).tap()
-    await expect(page.get_by_role("heading", name="pocket")).to_be_visible()
+    await expect(page.get_by_role("heading", name="pocket", level=1)).to_be_visible()
     await expect(page.get_by_role("button", name="Restart")).to_be_visible()
     await assert_fits_the_screen(page)
     await phone.shot("detail")

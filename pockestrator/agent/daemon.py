@@ -67,6 +67,8 @@ RELOADABLE = frozenset(
         "release_index_ttl",
         "download_timeout",
         "allowed_hosts",
+        "app_releases_kept",
+        "app_archive_max_bytes",
     }
 )
 

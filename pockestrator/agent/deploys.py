@@ -11,7 +11,9 @@ operation and the event, with PocketBase's own text where it spoke):
 3. ``validate``: a dry boot of the release on a copy of that snapshot in a throwaway box
    (``apps.boot.dry_boot``): its hooks load, its migrations apply, it answers health;
 4. ``migrate``: the instance stopped, ``migrate up`` of the live data with the release's
-   migrations, as the instance's user in its box;
+   migrations, as the instance's user in its box; when its migrations are the live
+   release's (already applied), the same run only loads the hooks, before the stop, while
+   the old code still serves;
 5. ``switch``: the record points at the release (one atomic write), the unit is rendered
    at it and the instance started (the reconciler's own plan and apply);
 6. ``health``: ``/api/health`` within ``upgrade_health_deadline``.
@@ -70,6 +72,14 @@ class DeployFailed(Exception):
         super().__init__(message)
         self.step = step
         self.details = details or {}
+
+
+def _migrations(release: Release | None) -> set[tuple[str, str]]:
+    """A release's migration files by name and content: when the new release's are the
+    live one's, they have been applied, and ``migrate up`` changes no data."""
+    if release is None:
+        return set()
+    return {(f.path, f.sha256) for f in release.files if f.path.startswith("pb_migrations/")}
 
 
 def _write_upload(folder: Path, upload: Path, data: bytes) -> None:
@@ -230,7 +240,22 @@ class DeployRunner:
         except BootFailed as exc:
             await self._discard(name, release, before)
             raise DeployFailed(exc.step, str(exc), details) from None
-        await self._go_live(record, release.release_id, before.live, details, snapshot)
+        migrate = _migrations(release) != _migrations(previous)
+        details["migrated"] = migrate
+        if not migrate:
+            # Nothing to apply: ``migrate up`` can load the hooks in the instance's own box
+            # while the old code still serves, and the instance is down only to restart.
+            try:
+                await migrate_live(
+                    self.controllers.bus,
+                    self.controllers.units.settings,
+                    record.spec,
+                    self.apps.release_dir(name, release.release_id),
+                )
+            except BootFailed as exc:
+                await self._discard(name, release, before)
+                raise DeployFailed(exc.step, str(exc), details) from None
+        await self._go_live(record, release.release_id, before.live, details, snapshot, migrate)
         if record.spec.flags.hooks_watch is True:
             self.store.add_event(
                 name,
@@ -249,15 +274,20 @@ class DeployRunner:
         was_live: str | None,
         details: dict[str, Any],
         snapshot: Snapshot | None,
+        migrate: bool = False,
     ) -> None:
-        """Steps 4 to 6 (4 only with a snapshot to go back to); on failure, back."""
+        """Steps 4 to 6 (4 only when ``migrate``); on failure, back (with the snapshot's
+        data when there is one)."""
         name = record.name
         settings = self.controllers.units.settings
         unit = unit_name(name)
         step = "migrate"
         try:
             await self.controllers.bus.stop_unit(unit)
-            if snapshot is not None:
+            # Deploys in a row must not run into the unit's start rate limit
+            # (StartLimitBurst): the restart is the agent's own, not a crash loop.
+            await self.controllers.bus.reset_failed_unit(unit)
+            if migrate:
                 await migrate_live(
                     self.controllers.bus,
                     settings,
@@ -292,6 +322,7 @@ class DeployRunner:
         done: list[str] = []
         try:
             await self.controllers.bus.stop_unit(unit_name(name))
+            await self.controllers.bus.reset_failed_unit(unit_name(name))
             if snapshot is not None:
                 await self.controllers.snapshots.restore(name, snapshot)
                 done.append(f"the data of snapshot {snapshot.snapshot_id} is back")

@@ -41,6 +41,7 @@ from pockestrator.database import Database
 from pockestrator.specs.model import parse_spec
 from tests.benchmarks.bench import Report, in_sandbox, machine_description
 from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.journal import journal_text
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
 
@@ -176,12 +177,19 @@ async def run(deploys: int = 20) -> Report:
                 path = folder / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
-            await bus.restart_unit(spec.unit_name)
+            # What the agent's switch does to the unit: stop, clear the start limit, start.
+            await bus.stop_unit(spec.unit_name)
+            await bus.reset_failed_unit(spec.unit_name)
+            await bus.start_unit(spec.unit_name)
 
-        await deploy(0)
-        async with aiohttp.ClientSession() as session:
-            await wait_until(lambda: serving(session, sandbox.caddy_url, spec.domain, "v0"), 60)
-        results["floor"] = await measure(deploy, deploys, sandbox.caddy_url, spec.domain)
+        try:
+            await deploy(0)
+            async with aiohttp.ClientSession() as session:
+                await wait_until(lambda: serving(session, sandbox.caddy_url, spec.domain, "v0"), 60)
+            results["floor"] = await measure(deploy, deploys, sandbox.caddy_url, spec.domain)
+        except Exception:
+            print(journal_text(sandbox, "floor-pocketbase")[-4000:], flush=True)
+            raise
 
     async def agent(sandbox: Sandbox) -> None:
         config = sandbox.agent_config(listen_port=free_port(), health_interval=10.0)

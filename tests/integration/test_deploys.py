@@ -248,27 +248,56 @@ async def test_hostile_archives_are_refused_by_name_and_nothing_is_written(
     assert not Path("/etc/cron.d/evil").exists()
 
 
-async def test_a_release_that_fails_only_on_the_live_instance_is_undone_and_the_old_code_serves(
+LIVE_ONLY = (
+    # Loads in the dry boot's scratch copy, throws in the instance's own folder.
+    'if (!__hooks.includes(".scratch-")) { throw new Error("fails on the live data") }\n'
+    + hook("bad")
+)
+
+
+async def test_a_release_that_fails_after_the_stop_is_undone_data_and_code_alike(
     api: Api, sandbox: Sandbox, version: str
 ) -> None:
     domain = await service(api, version, "undone")
     good = await deploy(api, "undone", app_archive({"pb_hooks/a.pb.js": hook("good")}))
     assert good.status == 201, good.body
-    # Loads in the dry boot's scratch copy, throws in the instance's own folder.
-    live_only = (
-        'if (!__hooks.includes(".scratch-")) { throw new Error("fails on the live data") }\n'
-        + hook("bad")
+    # A new migration: the instance is stopped for it, and the hooks then fail to load.
+    archive = app_archive(
+        {
+            "pb_hooks/a.pb.js": LIVE_ONLY,
+            "pb_migrations/1700000000_todos.js": TODO_MIGRATION,
+        }
     )
 
-    reply = await deploy(api, "undone", app_archive({"pb_hooks/a.pb.js": live_only}))
+    reply = await deploy(api, "undone", archive)
+
+    assert reply.status == 502, reply.body
+    message = reply.body["message"]
+    assert "step migrate" in message and "fails on the live data" in message
+    assert "is back" in message and "is live again" in message
+    assert await through_caddy(sandbox, domain, "/hello") == (200, "good")
+    status, _ = await through_caddy(sandbox, domain, "/api/collections/todos/records")
+    assert status == 404
+    listed = await api.call("GET", "/services/undone/releases")
+    assert listed.body["live"] == good.body["operation"]["result"]["release"]
+
+
+async def test_hooks_that_fail_on_the_live_instance_are_refused_while_the_old_code_serves(
+    api: Api, sandbox: Sandbox, version: str
+) -> None:
+    domain = await service(api, version, "prechecked")
+    good = await deploy(api, "prechecked", app_archive({"pb_hooks/a.pb.js": hook("good")}))
+    assert good.status == 201, good.body
+    pid_before = (await api.call("GET", "/services/prechecked/status")).body["pid"]
+
+    reply = await deploy(api, "prechecked", app_archive({"pb_hooks/a.pb.js": LIVE_ONLY}))
 
     assert reply.status == 502, reply.body
     assert "step migrate" in reply.body["message"]
     assert "fails on the live data" in reply.body["message"]
-    assert "is live again" in reply.body["message"]
     assert await through_caddy(sandbox, domain, "/hello") == (200, "good")
-    listed = await api.call("GET", "/services/undone/releases")
-    assert listed.body["live"] == good.body["operation"]["result"]["release"]
+    # No migration to apply: checked before the stop, so the instance was never restarted.
+    assert (await api.call("GET", "/services/prechecked/status")).body["pid"] == pid_before
 
 
 async def run_cli(agent: Agent, token: str, *args: str) -> tuple[int, str, str]:

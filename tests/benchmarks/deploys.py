@@ -39,7 +39,7 @@ from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.database import Database
 from pockestrator.specs.model import parse_spec
-from tests.benchmarks.bench import Report, in_sandbox, machine_description
+from tests.benchmarks.bench import Report, healthy, in_sandbox, machine_description
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.journal import journal_text
 from tests.testbed.mirror import installed_version
@@ -160,6 +160,9 @@ async def run(deploys: int = 20) -> Report:
                 "port": free_port(),
                 "pocketbase_version": version,
                 "extra_dirs": ["pb_hooks", "pb_migrations", "pb_public"],
+                # As a deployed release runs; with watching on, PocketBase restarts
+                # itself when the files change, racing the floor's own restart.
+                "flags": {"hooks_watch": False},
             },
             "localhost",
         )
@@ -183,9 +186,16 @@ async def run(deploys: int = 20) -> Report:
             await bus.start_unit(spec.unit_name)
 
         try:
-            await deploy(0)
             async with aiohttp.ClientSession() as session:
-                await wait_until(lambda: serving(session, sandbox.caddy_url, spec.domain, "v0"), 60)
+                # systemd makes the state directory at the first start: write into it only
+                # once the instance is up, or the folder would be root's.
+                up = await wait_until(lambda: healthy(session, sandbox.caddy_url, spec.domain), 60)
+                assert up, "the floor's instance never came up"
+                await deploy(0)
+                served = await wait_until(
+                    lambda: serving(session, sandbox.caddy_url, spec.domain, "v0"), 60
+                )
+                assert served, "the floor's first app was never served"
             results["floor"] = await measure(deploy, deploys, sandbox.caddy_url, spec.domain)
         except Exception:
             print(journal_text(sandbox, "floor-pocketbase")[-4000:], flush=True)

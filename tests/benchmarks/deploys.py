@@ -90,10 +90,14 @@ class SteadyClient:
     answers: int = 0
     errors_5xx: int = 0
     failed: int = 0
+    # From each 5xx or failure to the next answer: how long the client saw no service.
+    down_seconds: float = 0.0
     seen: dict[int, int] = field(default_factory=dict)
 
     async def run(self, session: aiohttp.ClientSession) -> None:
+        down_since: float | None = None
         while True:
+            bad = True
             try:
                 async with session.get(
                     f"{self.caddy}/r0",
@@ -103,10 +107,14 @@ class SteadyClient:
                     await response.read()
                     self.answers += 1
                     self.seen[response.status] = self.seen.get(response.status, 0) + 1
-                    if response.status >= 500:
-                        self.errors_5xx += 1
+                    bad = response.status >= 500
+                    self.errors_5xx += bad
             except (aiohttp.ClientError, TimeoutError):
                 self.failed += 1
+            now = time.perf_counter()
+            if down_since is not None:
+                self.down_seconds += now - down_since
+            down_since = now if bad else None
             await asyncio.sleep(0.005)
 
 
@@ -247,6 +255,7 @@ async def run(deploys: int = 20) -> Report:
         report.add(f"deploy: {who} 5xx during {deploys} deploys [0]", client.errors_5xx)
         report.add(f"deploy: {who} failed connections", client.failed)
         report.add(f"deploy: {who} requests answered", client.answers)
+        report.add(f"deploy: {who} seconds of 5xx per deploy", client.down_seconds / deploys)
     report.add(
         "deploy: ratio agent/floor",
         statistics.median(results["agent"][0]) / statistics.median(results["floor"][0]),

@@ -149,24 +149,39 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     query = parse_query(request, RollbackQuery)
+    releases = list(await agent.host.app_releases(record.name))
     if query.release is not None:
         if not is_release_id(query.release):
             raise validation_failed(
                 [Problem("release", "a release id is 16 hex digits", ErrorCode.INVALID_VALUE)]
             )
-        known = [info.release_id for info in await agent.host.app_releases(record.name)]
-        if query.release not in known:
+        if query.release not in [info.release_id for info in releases]:
             raise ApiError(
                 404,
                 ErrorCode.RELEASE_NOT_FOUND,
                 f"{record.name} has no release {query.release}",
                 service_id=record.id,
             )
+    elif _previous(releases) is None:
+        raise ApiError(
+            404,
+            ErrorCode.RELEASE_NOT_FOUND,
+            f"{record.name} has no earlier release to roll back to",
+            service_id=record.id,
+        )
     operation = agent.store.request_operation(
         record.name, "rollback", query.release, principal_of(request).name
     )
     agent.enqueue(record.name)
     return await _answer(agent, record, operation, query.wait)
+
+
+def _previous(releases: list[ReleaseInfo]) -> ReleaseInfo | None:
+    """The release deployed before the live one (newest first), as the deploy picks it."""
+    live = next((i for i, info in enumerate(releases) if info.live), None)
+    if live is None:
+        return releases[0] if releases else None
+    return releases[live + 1] if live + 1 < len(releases) else None
 
 
 async def _answer(

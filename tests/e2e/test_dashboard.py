@@ -363,6 +363,9 @@ async def test_a_file_owned_service_shows_its_file_and_refuses_deletion_but_obey
         await page.get_by_role("button", name="Start", exact=True).click()
         await expect(page.locator("h1 .badge")).to_have_text("Active", timeout=DEPLOY_TIMEOUT_MS)
     finally:
+        # Removing the file deletes the service under the open page: its refresh may
+        # meet the 404s before the page is closed.
+        dashboard.watch.expect(404, "/services/")
         spec_file.unlink()
 
 

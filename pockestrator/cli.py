@@ -244,6 +244,29 @@ def _add_client_commands(
         control = commands.add_parser(action, parents=[client], help=text)
         control.add_argument("name", metavar="NAME")
 
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[client],
+        help="deploy an app (pb_hooks, pb_migrations, pb_public) to a service",
+        description="Pack DIR's pb_hooks/, pb_migrations/ and pb_public/ (or send a tar.gz as "
+        "it is) and deploy it: checked, booted on a copy, snapshot first, rolled back on failure.",
+    )
+    deploy.add_argument("name", metavar="NAME")
+    source = deploy.add_mutually_exclusive_group(required=True)
+    source.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="the app's folder")
+    source.add_argument(
+        "--from-archive", type=Path, metavar="FILE", help="a tar.gz of the app folders"
+    )
+    rollback = commands.add_parser(
+        "rollback", parents=[client], help="go back to an earlier app release"
+    )
+    rollback.add_argument("name", metavar="NAME")
+    rollback.add_argument(
+        "release", nargs="?", metavar="RELEASE", help="default: the one before the live one"
+    )
+    releases = commands.add_parser("releases", parents=[client], help="a service's app releases")
+    releases.add_argument("name", metavar="NAME")
+
     logs = commands.add_parser("logs", parents=[client], help="a service's logs")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument(
@@ -485,6 +508,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return commands.delete(client, console, args.name, args.purge, args.wait)
     if command in ("start", "stop", "restart"):
         return commands.control(client, console, command, args.name)
+    if command in ("deploy", "rollback", "releases"):
+        from pockestrator.client import deploys
+
+        if command == "deploy":
+            return deploys.deploy(client, console, args.name, args.dir, args.from_archive)
+        if command == "rollback":
+            return deploys.rollback(client, console, args.name, args.release)
+        return deploys.releases(client, console, args.name)
     if command == "logs":
         return commands.logs(client, console, args.name, args.lines, args.follow, args.since)
     if command == "system":

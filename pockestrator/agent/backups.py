@@ -45,7 +45,7 @@ from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.specs.grammar import LOCAL_TARGET, version_key
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import ServiceRecord, Store
+from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store
 
 log = structlog.get_logger("pockestrator.backups")
 
@@ -82,7 +82,7 @@ class BackupRunner:
         plan = plan_backups(
             record.spec.backups or self._config().backups,
             [summary(snapshot) for snapshot in found],
-            self.store.pending_operations(name),
+            [op for op in self.store.pending_operations(name) if op.kind in BACKUP_KINDS],
             has_data=has_data,
             since=record.created_at,
             now=now,

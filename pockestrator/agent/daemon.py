@@ -27,6 +27,7 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
@@ -38,6 +39,7 @@ from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
+from pockestrator.controllers.apps import AppReleases
 from pockestrator.controllers.caddy import CATCH_ALL, SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
 from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
@@ -70,6 +72,8 @@ RELOADABLE = frozenset(
         "allowed_hosts",
         "archive_keep_days",
         "import_max_bytes",
+        "app_releases_kept",
+        "app_archive_max_bytes",
     }
 )
 
@@ -185,7 +189,14 @@ class Agent:
         self.snapshots = Snapshots(config, self.bus)
         pbsettings = InstanceSettings(config, PocketBaseApi(self.session, CALL_TIMEOUT), self.dirs)
         controllers = Controllers(
-            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots, pbsettings
+            self.bus,
+            self.units,
+            self.sites,
+            self.releases,
+            self.dirs,
+            self.snapshots,
+            pbsettings,
+            AppReleases(config),
         )
         self.host = AgentHostView(
             lambda: self.config, controllers, database_full=lambda: self.database.full
@@ -197,6 +208,8 @@ class Agent:
         self.reconciler.wake = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
+        self.app_watch = AppWatch(self.enqueue)
+        self.reconciler.deploys.watch = self.app_watch
         self.spec_directory = SpecDirectory(
             config.spec_dir,
             self.store,
@@ -290,6 +303,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "app_watch"):
+            await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
         if hasattr(self, "releases"):
             await self.releases.close()

@@ -30,11 +30,13 @@ from pockestrator.api.context import (
     BackupFile,
     BackupInfo,
     HostFacts,
+    ReleaseInfo,
     ServiceRuntime,
     UnitState,
 )
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.apps import file_diff
 from pockestrator.controllers.caddy.caddyfile import (
     admin_address,
     admin_reachable_by_instances,
@@ -83,6 +85,7 @@ class AgentHostView:
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
         self.dirs = controllers.dirs
+        self.apps = controllers.apps
         self._manager_cgroup: str | None = None
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
@@ -250,6 +253,28 @@ class AgentHostView:
     async def data_backups(self, name: str) -> Mapping[str, datetime]:
         newest = newest_backups(await self.dirs.backups(name))
         return {version: backup.taken_at for version, backup in newest.items()}
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        record = await asyncio.to_thread(self.apps.load, name)
+        infos = []
+        for index, release in enumerate(record.releases):
+            before = record.releases[index + 1] if index + 1 < len(record.releases) else None
+            diff = file_diff(release, before)
+            infos.append(
+                ReleaseInfo(
+                    release_id=release.release_id,
+                    created_at=release.created_at,
+                    created_by=release.created_by,
+                    source=release.source,
+                    size_bytes=release.size,
+                    file_count=len(release.files),
+                    live=release.release_id == record.live,
+                    added=tuple(diff["added"]),
+                    removed=tuple(diff["removed"]),
+                    changed=tuple(diff["changed"]),
+                )
+            )
+        return infos
 
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""

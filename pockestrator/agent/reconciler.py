@@ -42,6 +42,7 @@ import structlog
 from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.plan import (
     Desired,
@@ -122,6 +123,9 @@ class Reconciler:
         self.session = session
         self.steps = StepRunner(config, store, controllers, coordinator)
         self.backups = BackupRunner(lambda: self.config, store, controllers, session, clock)
+        self.deploys = DeployRunner(
+            lambda: self.config, store, controllers, session, clock, self.apply_now
+        )
         self.seeder = Seeder(config, store, controllers)
         self.archived: Callable[[], None] | None = None  # told when a folder is archived
 
@@ -211,9 +215,23 @@ class Reconciler:
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
         result = await self._settle(desired, plan, observed, applied)
+        await self.deploys.follow_folder(record)
+        await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
         return Result(soonest(result.requeue_after, later))
+
+    async def apply_now(self, record: ServiceRecord) -> None:
+        """Converge ``record`` on the host at once (a deploy's switch and its way back):
+        the same desired, observe, plan, apply and settle as a reconcile, nothing after.
+        The deploy stopped the unit itself, so its start is not reported as drift."""
+        status = self.store.get_status(record.name)
+        desired = self.desired(record, target_version(record.spec, status))
+        observed = await self.observe(desired)
+        plan = plan_service(desired, status, observed, self.policy, rolling_back=True)
+        applied = Applied()
+        await self.steps.run(desired, plan, applied)
+        await self._settle(desired, plan, observed, applied)
 
     async def _seed(
         self, record: ServiceRecord, observed: Observed
@@ -250,7 +268,8 @@ class Reconciler:
         if version != spec.pocketbase_version:
             spec = spec.model_copy(update={"pocketbase_version": version})
         try:
-            unit_text = render_unit(spec, self.controllers.units.settings, record.owner)
+            release = self.controllers.apps.live(record.name)
+            unit_text = render_unit(spec, self.controllers.units.settings, record.owner, release)
             environment = render_environment(spec)
             site_text = render_site(
                 spec, self.site_settings(), running=record.desired_state == "running"
@@ -548,6 +567,7 @@ class Reconciler:
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:
             self.archived()
+        self.controllers.apps.forget(name)
         log.info("garbage-collected", service=name, actions=applied.actions)
         return Result()
 

@@ -45,8 +45,8 @@ from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.clock import utc_now
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, check_snapshot_id
+from pockestrator.specs.store import BACKUP_KINDS, OperationKind, ServiceRecord
 from pockestrator.specs.store import Operation as StoredOperation
-from pockestrator.specs.store import OperationKind, ServiceRecord
 
 _CHUNK = 256 * 1024
 
@@ -74,9 +74,8 @@ def operation_view(operation: StoredOperation) -> OperationView:
     return OperationView(
         id=operation.id,
         kind=operation.kind,
-        backup_id=operation.result.get("snapshot")
-        if operation.kind == "snapshot"
-        else operation.argument or operation.result.get("snapshot"),
+        backup_id=(operation.argument if operation.kind in BACKUP_KINDS else None)
+        or operation.result.get("snapshot"),
         state=state,
         requested_at=operation.requested_at,
         requested_by=operation.requested_by,

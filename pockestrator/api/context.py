@@ -141,6 +141,23 @@ class ArchiveInfo:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """One app release of a service, as the API shows it."""
+
+    release_id: str
+    created_at: datetime
+    created_by: str
+    source: str
+    size_bytes: int
+    file_count: int
+    live: bool
+    # File names against the release before it in the list (the one deployed before).
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -179,6 +196,10 @@ class HostView(Protocol):
     async def data_backups(self, name: str) -> Mapping[str, datetime]:
         """When the newest backup of each version's data of ``name`` was taken (the
         backups a downgrade can restore)."""
+        ...
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        """The app releases of ``name``, newest first."""
         ...
 
     async def journal_scope(self) -> UnitScope:

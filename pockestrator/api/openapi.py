@@ -44,6 +44,7 @@ _TAGS = [
     {"name": "validation", "description": "Pre-flight checks."},
     {"name": "access", "description": "API tokens and admin sessions."},
     {"name": "backups", "description": "Snapshots of a service: take, verify, restore."},
+    {"name": "releases", "description": "App releases of a service: deploy, list, roll back."},
 ]
 
 

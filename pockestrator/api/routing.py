@@ -107,7 +107,7 @@ class Operation:
         statuses = [400, 403, *self.errors]
         if not self.public:
             statuses.append(401)
-        if self.body is not None:
+        if self.body is not None or self.body_types != ("application/json",):
             statuses += [413, 415]
         return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
 

@@ -32,6 +32,7 @@ from pockestrator.api import (
     access_routes,
     backup_routes,
     log_routes,
+    release_routes,
     seed_routes,
     service_routes,
     system_routes,
@@ -81,6 +82,7 @@ def all_operations() -> list[Operation]:
         *access_routes.OPERATIONS,
         *backup_routes.OPERATIONS,
         *seed_routes.OPERATIONS,
+        *release_routes.OPERATIONS,
     ]
 
 

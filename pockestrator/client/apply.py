@@ -49,7 +49,7 @@ Action = Literal["create", "configure", "unchanged"]
 
 def create_body(doc: Document) -> dict[str, Any]:
     """The ``POST /services`` body of a spec (``domain`` already filled by the parser)."""
-    body = doc.spec.model_dump(mode="json", exclude={"superuser_password_file"})
+    body = doc.spec.model_dump(mode="json", exclude={"superuser_password_file", "app"})
     if not body.get("created_by"):
         body.pop("created_by", None)  # the agent fills in the caller
     if body.get("superuser_email") is None:

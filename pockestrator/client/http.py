@@ -208,7 +208,12 @@ class ApiClient:
         return url
 
     def _request(
-        self, method: str, url: str, body: Any, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        upload: tuple[bytes, str] | None = None,
     ) -> urllib.request.Request:
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.credentials.token is not None:
@@ -217,6 +222,8 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             sent["Content-Type"] = "application/json"
+        elif upload is not None:
+            data, sent["Content-Type"] = upload
         # The scheme is http or https: normalize_url refuses any other.
         return urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310
 
@@ -251,10 +258,12 @@ class ApiClient:
         body: Any = None,
         timeout: float | None = None,
         accept: Collection[int] = (),
+        upload: tuple[bytes, str] | None = None,
     ) -> Reply:
         """One request; a 2xx JSON answer comes back, and so does an error status listed in
-        ``accept`` (e.g. 503 of ``/system/health``, whose body is a report); the rest raise."""
-        request = self._request(method, self.url(path, query), body)
+        ``accept`` (e.g. 503 of ``/system/health``, whose body is a report); the rest raise.
+        ``upload`` is a body that is not JSON: its bytes and media type (an app's tar.gz)."""
+        request = self._request(method, self.url(path, query), body, upload=upload)
         try:
             with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 status, raw = response.status, response.read()

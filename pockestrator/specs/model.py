@@ -81,6 +81,34 @@ class Resources(BaseModel):
     )
 
 
+APP_PATH_MAX = 1024
+
+
+class AppSource(BaseModel):
+    """Where a spec file's app lives: a folder of pb_hooks/, pb_migrations/, pb_public/.
+
+    Relative to the spec file (the agent stores it resolved); a change in it is a deploy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(
+        min_length=1,
+        max_length=APP_PATH_MAX,
+        description="The app's folder, relative to the spec file (e.g. ./myapp).",
+        examples=["./myapp"],
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_PATH), "must not hold control characters"
+            )
+        return value
+
+
 class PocketBaseFlags(BaseModel):
     """The allow-list of extra ``pocketbase serve`` flags; anything else is refused."""
 
@@ -289,6 +317,11 @@ class ServiceSpec(BaseModel):
     flags: PocketBaseFlags = Field(default_factory=PocketBaseFlags)
     extra_dirs: tuple[ExtraDir, ...] = Field(
         default=(), description="Optional folders to create and pass to PocketBase."
+    )
+    app: Annotated[AppSource | None, FILE_ONLY] = Field(
+        default=None,
+        description="Deploy this folder's pb_hooks/, pb_migrations/ and pb_public/ as the"
+        " service's app, again whenever it changes (spec files only).",
     )
     backups: BackupPolicy | None = Field(
         default=None,

@@ -201,7 +201,7 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
                 )
             lines = _key_lines(node)
             try:
-                spec = parse_spec(data, default_domain)
+                spec = with_app_resolved(parse_spec(data, default_domain), path)
                 # A file says where a secret is, never what it is.
                 problems = spec_file_secret_issues(spec.settings, "settings.")
             except SpecInvalid as exc:
@@ -235,6 +235,14 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
     finally:
         loader.dispose()
     return parsed
+
+
+def with_app_resolved(spec: ServiceSpec, spec_file: str) -> ServiceSpec:
+    """``app.path`` made absolute against the spec file's folder (the store keeps that)."""
+    if spec.app is None:
+        return spec
+    resolved = os.path.normpath(Path(spec_file).parent / spec.app.path)
+    return spec.model_copy(update={"app": spec.app.model_copy(update={"path": resolved})})
 
 
 def read_spec_text(path: Path) -> str | FieldIssue:

@@ -52,3 +52,14 @@ async def test_the_backup_benchmark_measures_both_backups_and_a_restore(
     assert figures["writer errors"] == 0
     ratio = figures["ours: writer max ms"] / figures["pocketbase: writer max ms"]
     assert abs(figures["max stall ratio ours/pocketbase [<=0.1]"] - ratio) < 0.01
+
+
+async def test_the_deploy_benchmark_measures_agent_and_floor(testbed_base: Path) -> None:
+    from tests.benchmarks.deploys import run as run_deploys
+
+    figures = (await run_deploys(deploys=2)).figures
+    for who in ("floor", "agent"):
+        assert figures[f"deploy: {who} median (s)"] > 0, who
+        assert figures[f"deploy: {who} requests answered"] > 0, who
+    ratio = figures["deploy: agent median (s)"] / figures["deploy: floor median (s)"]
+    assert abs(figures["deploy: ratio agent/floor"] - ratio) < 0.01

@@ -7,9 +7,12 @@ over D-Bus, the files on disk, PocketBase answering through Caddy at the domain 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import tarfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -360,6 +363,9 @@ async def test_a_file_owned_service_shows_its_file_and_refuses_deletion_but_obey
         await page.get_by_role("button", name="Start", exact=True).click()
         await expect(page.locator("h1 .badge")).to_have_text("Active", timeout=DEPLOY_TIMEOUT_MS)
     finally:
+        # Removing the file deletes the service under the open page: its refresh may
+        # meet the 404s before the page is closed.
+        dashboard.watch.expect(404, "/services/")
         spec_file.unlink()
 
 
@@ -405,6 +411,62 @@ async def test_changing_the_version_upgrades_the_instance(
     await dashboard.shot("upgraded")
     unit = (agent.config.systemd_dir / "upgradable-pocketbase.service").read_text()
     assert f"X-Pockestrator-Version={newer}" in unit
+
+
+# -- app releases ----------------------------------------------------------------------------
+
+
+def _app_archive(path: Path, greeting: str) -> Path:
+    payload = f'routerAdd("GET", "/hello", (e) => e.string(200, "{greeting}"))\n'.encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("pb_hooks/hello.pb.js")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+async def _hello(sandbox: Sandbox, domain: str) -> str:
+    base = f"http://127.0.0.1:{sandbox.caddy_http_port}"
+    async with (
+        aiohttp.ClientSession(headers={"Host": domain}) as session,
+        session.get(f"{base}/hello") as response,
+    ):
+        return await response.text()
+
+
+async def test_an_app_is_deployed_by_upload_listed_and_rolled_back_on_the_service_page(
+    dashboard: Dashboard, api: Api, sandbox: Sandbox, newer: str, tmp_path: Path
+) -> None:
+    service = await api.create("shipped", newer)
+    page = dashboard.page
+    await dashboard.sign_in("/services/shipped")
+    releases = page.locator("section", has=page.get_by_role("heading", name="App releases"))
+    await expect(releases).to_contain_text("No app deployed")
+
+    for greeting in ("first", "second"):
+        await page.get_by_label("App archive (tar.gz)").set_input_files(
+            str(_app_archive(tmp_path / f"{greeting}.tar.gz", greeting))
+        )
+        await page.get_by_role("button", name="Deploy", exact=True).click()
+        await expect(page.get_by_test_id("release-message")).to_contain_text(
+            "is live", timeout=DEPLOY_TIMEOUT_MS
+        )
+        assert await _hello(sandbox, service["domain"]) == greeting
+    rows = releases.locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("Live")
+    await expect(rows.first).to_contain_text(dashboard.admin.email)
+    await expect(rows.first).to_contain_text("+0 ~1 -0")
+    await dashboard.shot("deployed")
+
+    first_id = await rows.nth(1).get_attribute("data-release")
+    await rows.nth(1).get_by_role("button", name=f"Roll back to release {first_id}").click()
+    await expect(page.get_by_test_id("release-message")).to_contain_text(
+        f"Release {first_id} is live", timeout=DEPLOY_TIMEOUT_MS
+    )
+    await expect(releases.locator("tr.live")).to_have_attribute("data-release", str(first_id))
+    assert await _hello(sandbox, service["domain"]) == "first"
+    await dashboard.shot("rolled-back")
 
 
 # -- PocketBase's own settings --------------------------------------------------------------

@@ -192,6 +192,14 @@ def test_a_password_file_cannot_go_through_the_api_and_the_line_is_named(tmp_pat
     assert api_issues(document(tmp_path, MINIMAL)) == []
 
 
+def test_an_app_folder_cannot_go_through_the_api_and_deploy_is_suggested(tmp_path: Path) -> None:
+    doc = document(tmp_path, MINIMAL + "app:\n  path: ./todo-app\n")
+    (issue,) = api_issues(doc)
+    assert (issue.field, issue.line, str(issue.code)) == ("app", 4, "UNKNOWN_FIELD")
+    assert "pockestrator deploy NAME DIR" in issue.message
+    assert "app" not in create_body(doc)
+
+
 def test_each_file_is_read_once_even_when_named_twice(tmp_path: Path) -> None:
     spec = tmp_path / "a.yaml"
     spec.write_text(MINIMAL)

@@ -55,7 +55,7 @@ class OperationView(ClosedModel):
     """Something asked of a service's reconciles, and how it ended."""
 
     id: int
-    kind: Literal["snapshot", "verify", "restore", "delete"]
+    kind: Literal["snapshot", "verify", "restore", "delete", "deploy", "rollback"]
     backup_id: str | None
     state: Literal["pending", "done", "failed"]
     requested_at: datetime

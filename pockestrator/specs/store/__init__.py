@@ -31,7 +31,13 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
-from pockestrator.specs.store.operations import Operation, OperationKind, Operations
+from pockestrator.specs.store.operations import (
+    BACKUP_KINDS,
+    DEPLOY_KINDS,
+    Operation,
+    OperationKind,
+    Operations,
+)
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -54,6 +60,8 @@ from pockestrator.specs.store.status import Statuses
 
 __all__ = [
     "API_OWNER",
+    "BACKUP_KINDS",
+    "DEPLOY_KINDS",
     "FILE_OWNER_PREFIX",
     "STATUS_FIELDS",
     "STATUS_STATES",

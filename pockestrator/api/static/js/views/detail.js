@@ -1,6 +1,7 @@
 // One service: runtime status, drift (config_match and the rendered hashes), events,
 // start/stop/restart, a version change (an upgrade through PATCH), PocketBase's own
-// settings (shown, and edited through PATCH; secrets write-only) and deletion.
+// settings (shown, and edited through PATCH; secrets write-only), its app releases
+// (deploy by upload, rollback: views/releases.js) and deletion.
 // A service owned by a spec file shows its file; what the API refuses for it (spec
 // changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
 
@@ -19,6 +20,7 @@ import {
 } from '../render.js';
 import { navigate, notify, systemInfo } from '../shell.js';
 import { deleteDialog } from './delete-dialog.js';
+import { releasesCard } from './releases.js';
 import { settingsEditor, settingsRows } from './settings.js';
 
 export const title = 'Service';
@@ -109,6 +111,7 @@ export async function show(root, view) {
   const owned = fileOwned ? { disabled: true, 'aria-describedby': 'owned-note' } : {};
   document.title = `${name} · Pockestrator`;
 
+  const releases = releasesCard(id, () => refresh());
   const rows = [];
   const list = (table) =>
     h(
@@ -229,6 +232,7 @@ export async function show(root, view) {
         list(DRIFT),
       ),
       card('Spec', {}, list(SPEC)),
+      releases.element,
       card(
         'Change version',
         {},
@@ -294,6 +298,7 @@ export async function show(root, view) {
         get(servicePath(id)),
         get(servicePath(id, '/status')),
         get(servicePath(id, '/events?limit=30')),
+        releases.refresh(),
       ]);
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 404) throw error;

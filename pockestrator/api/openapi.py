@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from pockestrator.api.routing import Operation
+from pockestrator.specs import grammar
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The contract's version, not the agent's: the document is public and reveals nothing.
@@ -27,6 +28,14 @@ _PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
 
 _PATH_DESCRIPTIONS = {
     "id": "A service's id or project name (services), or a token's id (tokens).",
+    "backup_id": "A backup's id: the UTC second it was taken (20261202T031500Z).",
+    "archive_id": "An archived folder's id: <project_name>-<UTC second it was deleted>.",
+    "operation_id": "An operation's number.",
+}
+# The grammar of a path parameter, where it has one (the handler checks the same).
+_PATH_SCHEMAS: dict[str, dict[str, object]] = {
+    "backup_id": {"type": "string", "pattern": grammar.SNAPSHOT_ID.json},
+    "archive_id": {"type": "string", "pattern": grammar.ARCHIVE_ID.json},
 }
 _HEADERS = {
     401: {
@@ -179,7 +188,7 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1},
+                "schema": _PATH_SCHEMAS.get(name, {"type": "string", "minLength": 1}),
                 "description": _PATH_DESCRIPTIONS.get(name, name),
             }
             for name in _PATH_PARAMETER.findall(operation.path)

@@ -27,6 +27,8 @@ WORLD = frozenset(
         ErrorCode.DUPLICATE_PROJECT_NAME,
         ErrorCode.PROJECT_NAME_EXISTS,
         ErrorCode.DOMAIN_IN_USE,
+        ErrorCode.UNKNOWN_TARGET,  # a target the agent's configuration does not name
+        ErrorCode.VERSION_DOWNGRADE,  # lower than the deployed one, with no backup of it
     }
 )
 # (operation, field, code) of each rule the document states in words; None: any operation.
@@ -44,6 +46,10 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         (None, "settings.smtp", ErrorCode.INVALID_SMTP),
         (None, "settings.s3", ErrorCode.INVALID_S3),
         (None, "settings.rate_limits", ErrorCode.INVALID_RATE_LIMIT),
+        # a backup at a point in time: "of a service that replicates", "not in the future".
+        (None, "at", ErrorCode.INVALID_VALUE),
+        # a patch that adds backups.replication: "target is required".
+        (None, "backups.replication.target", ErrorCode.FIELD_REQUIRED),
         # proxy.aliases: no alias twice (in any case) and not the service's own domain.
         (None, "proxy.aliases", ErrorCode.INVALID_ALIAS),
         # a secret in settings: "exactly one of file, credential, value or stored".

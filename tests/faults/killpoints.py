@@ -45,7 +45,8 @@ from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.plan import target_version
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_site
+from pockestrator.controllers.caddy.caddyfile import public_ports
 from pockestrator.controllers.releases.store import STAGING_PREFIX, TRASH_PREFIX
 from pockestrator.controllers.systemd import UnitSettings, render_environment, render_unit
 from pockestrator.database import Database
@@ -441,7 +442,9 @@ class KillRun:
             p.name.removesuffix("-pocketbase.service") for p in config.systemd_dir.glob(UNIT_GLOB)
         }
         sites = {
-            p.stem for p in config.caddy_sites_dir.glob("*.caddy") if not p.name.startswith(".")
+            p.stem
+            for p in config.caddy_sites_dir.glob("*.caddy")
+            if not p.name.startswith(".") and p.stem != CATCH_ALL
         }
         environments = {
             p.stem for p in config.environment_path.glob("*.env") if not p.name.startswith(".")
@@ -502,7 +505,14 @@ class KillRun:
                 config.systemd_dir / f"{name}-pocketbase.service",
                 render_unit(spec, self.settings, record.owner),
             ),
-            (config.caddy_sites_dir / f"{name}.caddy", render_site(spec, tls=config.caddy_tls)),
+            (
+                config.caddy_sites_dir / f"{name}.caddy",
+                render_site(
+                    spec,
+                    SiteSettings.of(config, public_ports(config.caddy_config.read_text())),
+                    running=record.desired_state == "running",
+                ),
+            ),
             (self.settings.environment_file(name), render_environment(spec)),
         )
         for path, wanted in checks:

@@ -22,6 +22,7 @@ from pockestrator.api.spec_shapes import STRICT, request_body
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import NO_ASCII_CONTROLS, Pattern
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.values import PORT_MAX, PORT_MIN
 
 LIST_LIMIT_MAX = 500
 LOG_LINES_MAX = 10_000
@@ -89,6 +90,8 @@ QueryInt = Annotated[int, Field(le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 # JSON schema states only those (a bound after it would be written out as an unknown key).
 QueryId = Annotated[int, Field(ge=1, le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+# A service's port in a query (an import's), bounded as a spec's port is.
+QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_query_int)]
 
 
 class ServiceListQuery(ClosedModel):

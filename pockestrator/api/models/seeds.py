@@ -7,8 +7,11 @@ from datetime import datetime
 from pydantic import Field
 
 from pockestrator.api.models import ClosedModel
-from pockestrator.api.models.requests import CreateQuery, QueryInt
+from pockestrator.api.models.requests import CreateQuery, QueryPort
 from pockestrator.api.spec_shapes import STRICT
+from pockestrator.specs import grammar
+from pockestrator.specs.model import DESCRIPTION_MAX
+from pockestrator.specs.values import Domain, Port, ProjectName, Version
 
 
 class CloneBody(ClosedModel):
@@ -16,14 +19,22 @@ class CloneBody(ClosedModel):
 
     model_config = STRICT
 
-    project_name: str = Field(description="The new service's name.", examples=["blog-staging"])
-    port: int = Field(description="The new service's loopback port.", examples=[8091])
-    domain: str | None = Field(
+    project_name: ProjectName = Field(
+        description="The new service's name.", examples=["blog-staging"]
+    )
+    port: Port = Field(description="The new service's loopback port.", examples=[8091])
+    domain: Domain | None = Field(
         default=None, description="The new service's hostname; default <project_name>.<default>."
     )
-    description: str | None = Field(default=None, description="A note for humans: one line.")
+    description: str | None = Field(
+        default=None,
+        max_length=DESCRIPTION_MAX,
+        pattern=grammar.ONE_LINE.json,
+        description="A note for humans: one line.",
+    )
     backup_id: str | None = Field(
         default=None,
+        pattern=grammar.SNAPSHOT_ID.json,
         description="The backup of the source to start from; null: a backup taken now (a "
         "live clone: the source keeps serving while it is taken).",
     )
@@ -32,13 +43,18 @@ class CloneBody(ClosedModel):
 class ImportQuery(CreateQuery):
     """The new service an uploaded archive becomes (the body is the archive itself)."""
 
-    project_name: str = Field(description="The new service's name.")
-    port: QueryInt = Field(description="The new service's loopback port.")
-    pocketbase_version: str = Field(
+    project_name: ProjectName = Field(description="The new service's name.")
+    port: QueryPort = Field(description="The new service's loopback port.")
+    pocketbase_version: Version = Field(
         description="The PocketBase release to run it with (the one that made the data, or later)."
     )
-    domain: str | None = Field(default=None, description="Default <project_name>.<default>.")
-    description: str | None = Field(default=None, description="A note for humans: one line.")
+    domain: Domain | None = Field(default=None, description="Default <project_name>.<default>.")
+    description: str | None = Field(
+        default=None,
+        max_length=DESCRIPTION_MAX,
+        pattern=grammar.ONE_LINE.json,
+        description="A note for humans: one line.",
+    )
 
 
 class ArchiveRestoreBody(ClosedModel):
@@ -46,10 +62,12 @@ class ArchiveRestoreBody(ClosedModel):
 
     model_config = STRICT
 
-    project_name: str | None = Field(default=None, description="Default: the name the service had.")
-    port: int = Field(description="Its loopback port.")
-    pocketbase_version: str = Field(description="The PocketBase release to run it with.")
-    domain: str | None = Field(default=None, description="Default <project_name>.<default>.")
+    project_name: ProjectName | None = Field(
+        default=None, description="Default: the name the service had."
+    )
+    port: Port = Field(description="Its loopback port.")
+    pocketbase_version: Version = Field(description="The PocketBase release to run it with.")
+    domain: Domain | None = Field(default=None, description="Default <project_name>.<default>.")
 
 
 class ArchiveView(ClosedModel):

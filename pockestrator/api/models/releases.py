@@ -8,6 +8,7 @@ from pydantic import Field
 
 from pockestrator.api.models import ClosedModel
 from pockestrator.api.models.requests import QueryBool
+from pockestrator.apparchive import RELEASE_ID_LENGTH
 
 
 class ReleaseDiff(ClosedModel):
@@ -49,6 +50,7 @@ class DeployQuery(ClosedModel):
 class RollbackQuery(ClosedModel):
     release: str | None = Field(
         default=None,
+        pattern=f"^[0-9a-f]{{{RELEASE_ID_LENGTH}}}$",
         description="The release to go back to; default: the one deployed before the live one.",
     )
     wait: QueryBool = Field(

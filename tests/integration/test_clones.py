@@ -299,7 +299,7 @@ async def test_a_deleted_service_is_listed_in_the_archive_and_restored_as_a_serv
     unknown = await api.call(
         "POST",
         "/archives/nobody-20200101T000000Z/restore",
-        {"port": 1, "pocketbase_version": version},
+        {"port": 18765, "pocketbase_version": version},
     )
     assert unknown.status == 404 and unknown.body["code"] == "ARCHIVE_NOT_FOUND"
 

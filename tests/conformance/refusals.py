@@ -50,6 +50,9 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         (None, "at", ErrorCode.INVALID_VALUE),
         # a patch that adds backups.replication: "target is required".
         (None, "backups.replication.target", ErrorCode.FIELD_REQUIRED),
+        # an uploaded app archive: what it holds is judged entry by entry ("no links, no
+        # devices, only pb_hooks, pb_migrations and pb_public, bounded"): 422 UNSAFE_ARCHIVE.
+        (None, "archive", ErrorCode.UNSAFE_ARCHIVE),
         # proxy.aliases: no alias twice (in any case) and not the service's own domain.
         (None, "proxy.aliases", ErrorCode.INVALID_ALIAS),
         # a secret in settings: "exactly one of file, credential, value or stored".

@@ -74,8 +74,11 @@ def operation_view(operation: StoredOperation) -> OperationView:
     return OperationView(
         id=operation.id,
         kind=operation.kind,
-        backup_id=(operation.argument if operation.kind in BACKUP_KINDS else None)
-        or operation.result.get("snapshot"),
+        # A snapshot's argument is its point in time (or none), a deploy's its release:
+        # their backup is the one they made. The others name the backup they act on.
+        backup_id=operation.result.get("snapshot")
+        if operation.kind == "snapshot" or operation.kind not in BACKUP_KINDS
+        else operation.argument or operation.result.get("snapshot"),
         state=state,
         requested_at=operation.requested_at,
         requested_by=operation.requested_by,

@@ -437,6 +437,7 @@ def _sender_address(value: Any) -> Any:
 SenderAddress = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
     BeforeValidator(_sender_address),
 ]
 S3Bucket = Annotated[

@@ -34,7 +34,7 @@ import aiohttp
 
 from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.database import Database
@@ -177,7 +177,8 @@ async def run(deploys: int = 20) -> Report:
         bus = sandbox.bus
         assert bus is not None
         (config.systemd_dir / spec.unit_name).write_text(render_unit(spec, settings))
-        (config.caddy_sites_dir / "floor.caddy").write_text(render_site(spec, tls=False))
+        site = render_site(spec, SiteSettings(tls="off"))
+        (config.caddy_sites_dir / "floor.caddy").write_text(site)
         await bus.daemon_reload()
         await bus.reload_unit("caddy.service")
         await bus.start_unit(spec.unit_name)

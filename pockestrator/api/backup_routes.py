@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ from pockestrator.api.models.backups import (
     OperationQuery,
     OperationView,
 )
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Handler, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.clock import utc_now
@@ -323,6 +324,25 @@ def _tar_chunks(folder: Path, top: str) -> Iterator[queue.Queue[bytes | None]]:
             thread.join(0.05)
 
 
+def _on_a_backup(
+    method: str, suffix: str, handler: Handler, operation_id: str, summary: str, **extra: Any
+) -> Operation:
+    """An operation one backup is asked for (delete, verify, restore): the reconcile that
+    does it answers, or 202 with the operation while it runs."""
+    return Operation(
+        method,
+        f"/services/{{id}}/backups/{{backup_id}}{suffix}",
+        handler,
+        operation_id,
+        summary,
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+        **extra,
+    )
+
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -355,38 +375,20 @@ OPERATIONS = [
         "backups",
         errors=(404,),
     ),
-    Operation(
-        "DELETE",
-        "/services/{id}/backups/{backup_id}",
-        delete_backup,
-        "deleteBackup",
-        "Delete a backup",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
-    ),
-    Operation(
+    _on_a_backup("DELETE", "", delete_backup, "deleteBackup", "Delete a backup"),
+    _on_a_backup(
         "POST",
-        "/services/{id}/backups/{backup_id}/verify",
+        "/verify",
         verify_backup,
         "verifyBackup",
         "Verify a backup: its files, SQLite's integrity_check and a boot of it",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
     ),
-    Operation(
+    _on_a_backup(
         "POST",
-        "/services/{id}/backups/{backup_id}/restore",
+        "/restore",
         restore_backup,
         "restoreBackup",
         "Restore a backup in place (a safety backup first; the data replaced is kept)",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
         description="Takes a safety backup, stops the instance, swaps the backup's data and"
         " app folders in, starts it and waits for its health; when it does not come up"
         " healthy the safety backup goes back and the answer is 502 with the reason.",

@@ -37,7 +37,7 @@ def snap(
 
 
 def operation(number: int, kind: str, argument: str | None = None) -> Operation:
-    return Operation(number, "app", kind, argument, NOW, "ops")  # type: ignore[arg-type]
+    return Operation(number, "app", kind, argument, requested_at=NOW, requested_by="ops")  # type: ignore[arg-type]
 
 
 def plan(

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
-import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from dbus_fast import Variant
@@ -37,19 +34,21 @@ from pockestrator.controllers.servicedirs.fds import DirFd
 from pockestrator.controllers.servicedirs.folders import make_private_tree
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.bus import SystemdError
+from pockestrator.controllers.systemd.scratch import (
+    Healthy,
+    ScratchFolder,
+    free_loopback_port,
+    serves,
+)
 from pockestrator.controllers.systemd.transient import (
     TransientRun,
     run_transient,
-    start_transient_service,
-    stop_transient_service,
 )
 from pockestrator.specs.model import ServiceSpec
 
 MIGRATE_TIMEOUT = 120.0
 BOOT_DEADLINE = 30.0
 ERROR_TEXT_MAX = 2000
-
-Healthy = Callable[[int, float], Awaitable[bool]]
 
 
 class BootFailed(Exception):
@@ -102,29 +101,24 @@ async def dry_boot(
     """Boot ``archive``'s release on a copy of ``data`` (a snapshot's ``pb_data``; None:
     an empty one) in a throwaway box; ``BootFailed`` says which step failed and why."""
     settings = UnitSettings.from_config(config)
-    token = secrets.token_hex(6)
-    relative, box = settings.scratch_box(token)
-    private = settings.state_root / "private" / relative
-    link = settings.state_root / relative
+    scratch = ScratchFolder.new(settings, _environment(settings, spec.project_name))
+    link = scratch.link
     unit = f"pockestrator-dryboot-{spec.project_name}.service"
-    properties = [
-        *(directive.as_property() for directive in box),
-        ("WorkingDirectory", Variant("s", str(link))),
-        *_environment(settings, spec.project_name),
-    ]
     binary = settings.binary(spec.pocketbase_version)
     try:
-        await asyncio.to_thread(_prepare_copy, settings.state_root, private, data, archive, config)
+        await asyncio.to_thread(
+            _prepare_copy, settings.state_root, scratch.private, data, archive, config
+        )
         run = await run_transient(
             bus,
             unit,
             _migrate_arguments(binary, f"{link}/{DATA_DIR}", f"{link}/app", spec),
-            properties,
+            scratch.properties,
             timeout=MIGRATE_TIMEOUT,
         )
         if not run.ok:
             raise BootFailed("validate", pocketbase_error(run))
-        port = _free_port()
+        port = free_loopback_port()
         arguments = [
             str(binary),
             "serve",
@@ -138,18 +132,17 @@ async def dry_boot(
         if spec.flags.encryption_env is not None:
             arguments.append(f"--encryptionEnv={spec.flags.encryption_env}")
         try:
-            await start_transient_service(bus, unit, arguments, properties, timeout=BOOT_DEADLINE)
-            booted = await healthy(port, BOOT_DEADLINE)
+            booted = await serves(
+                bus, unit, arguments, scratch.properties, port, healthy, BOOT_DEADLINE
+            )
         except SystemdError as exc:
             raise BootFailed("validate", f"the dry boot did not start: {exc}") from None
-        finally:
-            await stop_transient_service(bus, unit)
         if not booted:
             raise BootFailed(
                 "validate", f"the dry boot did not answer /api/health in {BOOT_DEADLINE:g}s"
             )
     finally:
-        await asyncio.to_thread(_remove, private, link)
+        await asyncio.to_thread(scratch.remove)
 
 
 def _prepare_copy(
@@ -169,18 +162,6 @@ def _prepare_copy(
 
 def _open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-def _remove(private: Path, link: Path) -> None:
-    shutil.rmtree(private, ignore_errors=True)
-    if link.is_symlink():
-        link.unlink()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def migrate_live(

@@ -40,8 +40,9 @@ from pockestrator.controllers.snapshots.restore import place_snapshot, seed, see
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
-from pockestrator.controllers.snapshots.verify import Healthy, verify_snapshot
+from pockestrator.controllers.snapshots.verify import verify_snapshot
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
+from pockestrator.controllers.systemd.scratch import Healthy
 from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
 from pockestrator.specs.model import ServiceSpec, unit_name
 

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 import shutil
-import socket
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
 import structlog
-from dbus_fast import Variant
 
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.folders import make_private_tree
@@ -33,18 +29,19 @@ from pockestrator.controllers.snapshots.folder import Snapshot, Verification
 from pockestrator.controllers.snapshots.take import APP_DIRS
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.bus import SystemdError
-from pockestrator.controllers.systemd.transient import (
-    run_transient,
-    start_transient_service,
-    stop_transient_service,
+from pockestrator.controllers.systemd.scratch import (
+    Healthy,
+    ScratchFolder,
+    free_loopback_port,
+    serves,
 )
+from pockestrator.controllers.systemd.transient import run_transient
 
 log = structlog.get_logger("pockestrator.snapshots")
 
 CHECK_TIMEOUT = 1800.0
 BOOT_DEADLINE = 60.0
 _CHUNK = 1024 * 1024
-Healthy = Callable[[int, float], Awaitable[bool]]
 
 # Runs as the throwaway user, in the copy: every database's integrity_check, or exit 1.
 INTEGRITY_CHECK = r"""
@@ -100,27 +97,21 @@ async def verify_snapshot(
     version = snapshot.manifest.pocketbase_version
     if version is None:
         return Verification(now, False, "the manifest names no PocketBase version to boot")
-    token = secrets.token_hex(6)
-    relative, box = settings.scratch_box(token)
-    private = settings.state_root / "private" / relative
-    link = settings.state_root / relative
+    scratch = ScratchFolder.new(settings)
+    link = scratch.link
     unit = f"pockestrator-verify-{snapshot.manifest.service}.service"
-    properties = [
-        *(directive.as_property() for directive in box),
-        ("WorkingDirectory", Variant("s", str(link))),
-    ]
     try:
-        await asyncio.to_thread(_copy_into, snapshot.path, settings.state_root, private)
+        await asyncio.to_thread(_copy_into, snapshot.path, settings.state_root, scratch.private)
         check = await run_transient(
             bus,
             unit,
             [str(python), "-I", "-S", "-c", INTEGRITY_CHECK],
-            properties,
+            scratch.properties,
             timeout=CHECK_TIMEOUT,
         )
         if not check.ok:
             return Verification(now, False, f"integrity_check: {check.output.strip()[-500:]}")
-        port = _free_port()
+        port = free_loopback_port()
         arguments = [
             str(settings.binary(version)),
             "serve",
@@ -136,18 +127,17 @@ async def verify_snapshot(
         if (snapshot.path / "pb_public").is_dir():
             arguments.append(f"--publicDir={link}/pb_public")
         try:
-            await start_transient_service(bus, unit, arguments, properties, timeout=boot_deadline)
-            booted = await healthy(port, boot_deadline)
+            booted = await serves(
+                bus, unit, arguments, scratch.properties, port, healthy, boot_deadline
+            )
         except SystemdError as exc:
             return Verification(now, False, f"PocketBase {version} did not start: {exc}")
-        finally:
-            await stop_transient_service(bus, unit)
         if not booted:
             return Verification(
                 now, False, f"PocketBase {version} did not answer /api/health in {boot_deadline:g}s"
             )
     finally:
-        await asyncio.to_thread(_remove, private, link)
+        await asyncio.to_thread(scratch.remove)
     log.info("snapshot verified", service=snapshot.manifest.service, snapshot=snapshot.snapshot_id)
     return Verification(now, True, f"files, integrity_check and a boot of PocketBase {version}")
 
@@ -160,15 +150,3 @@ def _copy_into(snapshot: Path, state_root: Path, private: Path) -> None:
     for folder in (DATA_DIR, *APP_DIRS):
         if (snapshot / folder).is_dir():
             shutil.copytree(snapshot / folder, private / folder, symlinks=True)
-
-
-def _remove(private: Path, link: Path) -> None:
-    shutil.rmtree(private, ignore_errors=True)
-    if link.is_symlink():
-        link.unlink()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

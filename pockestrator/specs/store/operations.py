@@ -11,35 +11,23 @@ still pending, and what had finished finished.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pockestrator.database import parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
 
 OperationKind = Literal["snapshot", "verify", "restore", "delete", "deploy", "rollback"]
 BACKUP_KINDS = frozenset({"snapshot", "verify", "restore", "delete"})
 DEPLOY_KINDS = frozenset({"deploy", "rollback"})
-Outcome = Literal["done", "failed"]
 
 
 @dataclass(frozen=True)
-class Operation:
+class Operation(Receipt):
     id: int
     service: str
     kind: OperationKind
     argument: str | None
-    requested_at: datetime
-    requested_by: str
-    finished_at: datetime | None = None
-    outcome: Outcome | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pending(self) -> bool:
-        return self.finished_at is None
 
 
 def _operation(row: Any) -> Operation:
@@ -48,11 +36,7 @@ def _operation(row: Any) -> Operation:
         service=row["service"],
         kind=row["kind"],
         argument=row["argument"],
-        requested_at=parse_stored_time(row["requested_at"]),
-        requested_by=row["requested_by"],
-        finished_at=parse_iso(row["finished_at"]),
-        outcome=row["outcome"],
-        result=json.loads(row["result"]),
+        **receipt_columns(row),
     )
 
 
@@ -92,12 +76,7 @@ class Operations(StorePart):
             db.execute(
                 "UPDATE operations SET finished_at = ?, outcome = ?, result = ?"
                 " WHERE id = ? AND finished_at IS NULL",
-                (
-                    self._now(),
-                    outcome,
-                    json.dumps(result, sort_keys=True, default=str),
-                    operation_id,
-                ),
+                (self._now(), outcome, stored_result(result), operation_id),
             )
         return self.get_operation(operation_id)
 

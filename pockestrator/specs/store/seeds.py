@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pockestrator.database import parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
 
 SeedKind = Literal["snapshot", "live", "import", "archive"]
-Outcome = Literal["done", "failed"]
 
 
 @dataclass(frozen=True)
@@ -58,29 +56,16 @@ class SeedSource:
 
 
 @dataclass(frozen=True)
-class Seed:
+class Seed(Receipt):
     service: str
     source: SeedSource
-    requested_at: datetime
-    requested_by: str
-    finished_at: datetime | None = None
-    outcome: Outcome | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pending(self) -> bool:
-        return self.finished_at is None
 
 
 def _seed(row: Any) -> Seed:
     return Seed(
         service=row["service"],
         source=SeedSource.from_json(row["source"]),
-        requested_at=parse_stored_time(row["requested_at"]),
-        requested_by=row["requested_by"],
-        finished_at=parse_iso(row["finished_at"]),
-        outcome=row["outcome"],
-        result=json.loads(row["result"]),
+        **receipt_columns(row),
     )
 
 
@@ -117,5 +102,5 @@ class Seeds(StorePart):
             db.execute(
                 "UPDATE seeds SET finished_at = ?, outcome = ?, result = ?"
                 " WHERE service = ? AND finished_at IS NULL",
-                (self._now(), outcome, json.dumps(result, sort_keys=True, default=str), service),
+                (self._now(), outcome, stored_result(result), service),
             )

@@ -141,27 +141,10 @@ DEFAULT_ADMIN_ADDRESS = "localhost:2019"
 
 def admin_address(text: str) -> str:
     """The ``admin`` address of a main Caddyfile's global options (``off``, ``unix//path``,
-    ``host:port``), or Caddy's default when it names none.
-
-    The global options block is the first block of the file when it has no address: ``{``
-    as the first token.
-    """
-    tokens = caddyfile_tokens(text)
-    if not tokens or tokens[0][0] != "{":
-        return DEFAULT_ADMIN_ADDRESS
-    depth = 0
-    for index, (word, line) in enumerate(tokens):
-        if word == "{":
-            depth += 1
-        elif word == "}":
-            depth -= 1
-            if depth == 0:
-                break
-        elif depth == 1 and word == "admin" and tokens[index - 1][1] != line:
-            following = tokens[index + 1] if index + 1 < len(tokens) else None
-            if following is None or following[1] != line or following[0] in "{}":
-                return DEFAULT_ADMIN_ADDRESS
-            return following[0].strip('"`')
+    ``host:port``), or Caddy's default when it names none."""
+    for option, value in _global_options(text):
+        if option == "admin":
+            return value.strip('"`')
     return DEFAULT_ADMIN_ADDRESS
 
 

@@ -291,30 +291,23 @@ class AgentHostView:
 
 def backup_info(snapshot: Snapshot, *, with_files: bool = False) -> BackupInfo:
     """A snapshot in the API's terms."""
-    manifest = snapshot.manifest
     verification = snapshot.verification
-    return BackupInfo(
-        backup_id=snapshot.snapshot_id,
-        kind=manifest.kind,
-        created_at=manifest.created_at,
-        size_bytes=manifest.size,
-        file_count=len(manifest.files),
-        pocketbase_version=manifest.pocketbase_version,
+    return replace(
+        remote_info(
+            snapshot.manifest, (LOCAL_TARGET, *sorted(snapshot.uploaded)), with_files=with_files
+        ),
         verified_at=verification.at if verification else None,
         verified_ok=verification.ok if verification else None,
         verification_detail=verification.detail if verification else None,
-        files=tuple(BackupFile(f.path, f.size, f.sha256) for f in manifest.files)
-        if with_files
-        else (),
         path=snapshot.path,
-        locations=(LOCAL_TARGET, *sorted(snapshot.uploaded)),
     )
 
 
 def remote_info(
     manifest: Manifest, targets: tuple[str, ...], *, with_files: bool = False
 ) -> BackupInfo:
-    """A snapshot only off-site targets hold (a restore brings it back first)."""
+    """A snapshot as its manifest describes it, held by ``targets`` (a snapshot only
+    off-site targets hold has no verification here: a restore brings it back first)."""
     return BackupInfo(
         backup_id=manifest.snapshot_id,
         kind=manifest.kind,

@@ -73,14 +73,32 @@ def follow_operation(client: ApiClient, console: Console, name: str, reply: Repl
     return reply
 
 
+def _post(
+    client: ApiClient,
+    console: Console,
+    what: str,
+    path: str,
+    *,
+    wait: bool = True,
+    body: dict[str, Any] | None = None,
+    timeout: float = WAITING_TIMEOUT,
+) -> Reply:
+    """POST ``path`` while stderr shows that ``what`` is under way (``None`` values of
+    ``body`` left out: the API's defaults hold)."""
+    sent = (
+        None if body is None else {key: value for key, value in body.items() if value is not None}
+    )
+    return with_progress(
+        console.err,
+        what,
+        lambda: client.call("POST", path, query={"wait": wait}, body=sent, timeout=timeout),
+    )
+
+
 def _operate(
     client: ApiClient, console: Console, name: str, what: str, path: str, wait: bool
 ) -> Reply:
-    reply = with_progress(
-        console.err,
-        f"{name}: {what}",
-        lambda: client.call("POST", path, query={"wait": wait}, timeout=WAITING_TIMEOUT),
-    )
+    reply = _post(client, console, f"{name}: {what}", path, wait=wait)
     return follow_operation(client, console, name, reply) if wait else reply
 
 
@@ -223,21 +241,14 @@ def clone(
     domain: str | None,
     backup_id: str | None,
 ) -> int:
-    body: dict[str, Any] = {"project_name": name, "port": port}
-    if domain is not None:
-        body["domain"] = domain
-    if backup_id is not None:
-        body["backup_id"] = backup_id
-    reply = with_progress(
-        console.err,
+    body = {"project_name": name, "port": port, "domain": domain, "backup_id": backup_id}
+    reply = _post(
+        client,
+        console,
         f"{name}: clone of {source}",
-        lambda: client.call(
-            "POST",
-            service_path(source, "clone"),
-            query={"wait": True},
-            body=body,
-            timeout=WAITING_TIMEOUT * 2,
-        ),
+        service_path(source, "clone"),
+        body=body,
+        timeout=WAITING_TIMEOUT * 2,
     )
     how = f"backup {backup_id}" if backup_id else "a backup taken now"
     return _written(console, reply.body, f"cloned {source} from {how}")
@@ -335,20 +346,8 @@ def archive_restore(
     name: str | None,
     domain: str | None,
 ) -> int:
-    body: dict[str, Any] = {"port": port, "pocketbase_version": version}
-    if name is not None:
-        body["project_name"] = name
-    if domain is not None:
-        body["domain"] = domain
-    reply = with_progress(
-        console.err,
-        f"{archive_id}: restore",
-        lambda: client.call(
-            "POST",
-            f"/archives/{archive_id}/restore",
-            query={"wait": True},
-            body=body,
-            timeout=WAITING_TIMEOUT,
-        ),
+    body = {"port": port, "pocketbase_version": version, "project_name": name, "domain": domain}
+    reply = _post(
+        client, console, f"{archive_id}: restore", f"/archives/{archive_id}/restore", body=body
     )
     return _written(console, reply.body, f"restored {archive_id}")

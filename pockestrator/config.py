@@ -84,6 +84,11 @@ class AgentConfig(BaseModel):
         description="Extra Host header names the API answers to besides loopback names.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    metrics_listen: str | None = Field(
+        default=None,
+        description="IP:PORT of a separate listener for GET /metrics without a token, for "
+        "a Prometheus on a private network; default none (the API's /metrics, with a token).",
+    )
     trusted_proxies: tuple[str, ...] = Field(
         default=(),
         description="Addresses or networks of the reverse proxies in front of the API (the "
@@ -188,6 +193,13 @@ class AgentConfig(BaseModel):
             ipaddress.ip_address(value)
         except ValueError as exc:
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
         return value
 
     @field_validator("caddy_admin_url")
@@ -387,3 +399,20 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             for err in exc.errors()
         ]
         raise ConfigError(source, problems) from exc
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``IP:PORT`` (``[v6]:PORT`` for IPv6) as (ip, port); ValueError says what is wrong."""
+    host, separator, port = value.rpartition(":")
+    if not separator or not port.isascii() or not port.isdigit() or len(port) > 5:
+        raise ValueError("must be IP:PORT, such as 127.0.0.1:9464")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError("must be IP:PORT with an IP address, such as 127.0.0.1:9464") from exc
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError("the port must be 1-65535")
+    return host, number

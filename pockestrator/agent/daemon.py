@@ -50,6 +50,7 @@ from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
+from pockestrator.telemetry import AgentMetrics, step_of
 
 log = structlog.get_logger("pockestrator.agent")
 
@@ -103,6 +104,7 @@ class Agent:
         self.clock = clock
         self.notifier = Notifier()
         self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
+        self.metrics = AgentMetrics()
         self.started_at = utc_now()
         self.api_factory = api_factory
         self._api_runner: Any = None
@@ -176,7 +178,13 @@ class Agent:
         self.host = AgentHostView(lambda: self.config, controllers)
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
-            config, self.store, controllers, self.coordinator, self.session, self.clock
+            config,
+            self.store,
+            controllers,
+            self.coordinator,
+            self.session,
+            self.clock,
+            self.metrics,
         )
         self.spec_directory = SpecDirectory(
             config.spec_dir,
@@ -192,6 +200,7 @@ class Agent:
             config.health_timeout,
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
+            metrics=self.metrics,
         )
         self.bus.watch_units(self._on_unit_signal)
         self._workers = [
@@ -305,13 +314,16 @@ class Agent:
             self._busy[index] = (name, loop.time())
             self._started_runs[name] += 1
             run = self._started_runs[name]
+            started = loop.time()
             try:
                 result = await self.reconciler.reconcile(name)
             except TerminalError as exc:
+                self._count_failure(exc)
                 self.queue.forget(name)
                 log.error("reconcile failed for good", service=name, error=str(exc))
                 self._record_failure(name, str(exc))
             except Exception as exc:
+                self._count_failure(exc)
                 delay = self.queue.add_rate_limited(name)
                 log.warning(
                     "reconcile failed; will retry",
@@ -326,10 +338,15 @@ class Agent:
                 if result.requeue_after is not None:
                     self.queue.add_after(name, result.requeue_after)
             finally:
+                self.metrics.reconcile_seconds.observe(loop.time() - started)
                 del self._busy[index]
                 self.queue.done(name)
                 self._finished(name, run)
                 self.coordinator.nudge()
+
+    def _count_failure(self, exc: BaseException) -> None:
+        """One failed reconcile, under the plan step that raised (``observe`` before any)."""
+        self.metrics.reconcile_errors.labels(step_of(exc) or "observe").inc()
 
     def _record_failure(self, name: str, message: str) -> None:
         if self.store.get_service(name) is not None:

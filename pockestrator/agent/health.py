@@ -22,6 +22,7 @@ import structlog
 
 from pockestrator.clock import utc_now
 from pockestrator.specs.store import ServiceStatus, Store
+from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.health")
 
@@ -141,7 +142,9 @@ class HealthProber:
         timeout: float,
         failures_before_restart: int,
         boot_grace: float = 15.0,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else AgentMetrics()
         self.store = store
         self.enqueue = enqueue
         self.interval = interval
@@ -194,8 +197,10 @@ class HealthProber:
     ) -> tuple[str, dict[str, object], bool]:
         """Probe one instance: the status changes to record, and whether to reconcile it."""
         await asyncio.sleep(delay)
-        healthy = await probe(session, port, self.timeout)
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        healthy = await probe(session, port, self.timeout)
+        self.metrics.probed(name, loop.time() - started)
         changes: dict[str, object] = {
             "last_health_check": utc_now(),
             "health_ok": healthy,

@@ -16,6 +16,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from pockestrator.api.context import (
     BackupFile,
     BackupInfo,
     HostFacts,
+    ServiceObservation,
     ServiceRuntime,
     UnitState,
 )
@@ -34,6 +36,7 @@ from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import caddyfile_tokens
 from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
+from pockestrator.controllers.servicedirs.usage import data_usage
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.manifest import ManifestError
 from pockestrator.controllers.systemd.bus import (
@@ -48,6 +51,11 @@ from pockestrator.specs.store import ServiceStatus
 log = structlog.get_logger("pockestrator.hostview")
 
 QUERY_TIMEOUT = 5.0
+# pb_data's size and the newest snapshot change slowly; a scrape every 15 s need not walk
+# every instance's files each time.
+DISK_FACTS_MAX_AGE = 60.0
+# (measured at, monotonic; pb_data bytes; newest snapshot's time; its verification)
+DiskFacts = tuple[float, int | None, datetime | None, bool | None]
 CADDYFILE_READ_MAX = 1024 * 1024
 
 
@@ -65,6 +73,7 @@ class AgentHostView:
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
         self._manager_cgroup: str | None = None
+        self._disk_cache: dict[str, DiskFacts] = {}
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
         unit: UnitState | None = None
@@ -197,6 +206,56 @@ class AgentHostView:
             return None
         return backup_info(snapshot, with_files=True)
 
+    async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
+        """Each unit asked now (concurrently, each bounded); disk facts from a cache that is
+        refreshed in a thread when older than ``DISK_FACTS_MAX_AGE``."""
+        units = await asyncio.gather(*(self._unit_now(name) for name in names))
+        disk = await asyncio.to_thread(self._disk_facts, list(names))
+        self._disk_cache = {name: disk[name] for name in names}  # forget removed services
+        return [
+            ServiceObservation(name, unit, *disk[name][1:])
+            for name, unit in zip(names, units, strict=True)
+        ]
+
+    async def _unit_now(self, name: str) -> UnitState | None:
+        try:
+            observed = await asyncio.wait_for(self.units.observe(name), QUERY_TIMEOUT)
+        except Exception:  # unknown for this scrape; the metric is left out
+            return None
+        return unit_state(observed.status) if observed.status is not None else None
+
+    def _disk_facts(self, names: list[str]) -> dict[str, DiskFacts]:
+        now = time.monotonic()
+        facts = {}
+        for name in names:
+            cached = self._disk_cache.get(name)
+            if cached is None or now - cached[0] > DISK_FACTS_MAX_AGE:
+                cached = (now, *self._measure_disk(name))
+            facts[name] = cached
+        return facts
+
+    def _measure_disk(self, name: str) -> tuple[int | None, datetime | None, bool | None]:
+        try:
+            usage = data_usage(self.snapshots.folders, name)
+        except (OSError, ValueError):  # unsafe or unreadable: unknown
+            usage = None
+        try:
+            newest = self.snapshots.folder.list(name)[:1]
+        except (OSError, SnapshotError, ManifestError):
+            newest = []
+        snapshot = newest[0] if newest else None
+        return (
+            usage.bytes if usage is not None else None,
+            snapshot.manifest.created_at if snapshot else None,
+            snapshot.verification.ok if snapshot and snapshot.verification else None,
+        )
+
+    async def caddy_metrics(self) -> str | None:
+        try:
+            return await asyncio.wait_for(self.sites.admin_metrics(), QUERY_TIMEOUT)
+        except Exception:  # Caddy's numbers are left out of this scrape
+            return None
+
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""
         manager = self.config.systemd_manager
@@ -243,6 +302,8 @@ def unit_state(status: UnitStatus) -> UnitState:
         restarts=status.n_restarts,
         active_since=datetime.fromtimestamp(since / 1_000_000, UTC) if since else None,
         need_daemon_reload=status.need_daemon_reload,
+        memory_max_bytes=status.memory_max,
+        cpu_seconds=status.cpu_usage_nsec / 1e9 if status.cpu_usage_nsec is not None else None,
     )
 
 

@@ -50,7 +50,8 @@ def find_tool(name: str) -> Path | None:
 
 
 def render_sandbox_caddyfile(admin_socket: Path, http_port: int, sites_dir: Path) -> str:
-    """The sandbox's main Caddyfile: HTTP only, admin on a 0600 socket, one import for all."""
+    """The sandbox's main Caddyfile: HTTP only, admin on a 0600 socket, one import for all,
+    and Caddy's request metrics per host (which ``/metrics`` reports per service)."""
     return (
         "# Written by `pockestrator up`: the sandbox's Caddy, HTTP only.\n"
         "{\n"
@@ -58,6 +59,9 @@ def render_sandbox_caddyfile(admin_socket: Path, http_port: int, sites_dir: Path
         "\tauto_https off\n"
         f"\thttp_port {http_port}\n"
         "\tpersist_config off\n"
+        "\tmetrics {\n"
+        "\t\tper_host\n"
+        "\t}\n"
         "}\n"
         "\n"
         f"import {sites_dir}/*.caddy\n"

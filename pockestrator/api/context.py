@@ -26,6 +26,7 @@ from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
 from pockestrator.journal import UnitScope
 from pockestrator.specs.store import ServiceStatus, Store
+from pockestrator.telemetry import AgentMetrics
 
 RUNNING_STATES = ("active", "reloading", "activating")
 
@@ -46,6 +47,8 @@ class UnitState:
     restarts: int | None
     active_since: datetime | None
     need_daemon_reload: bool
+    memory_max_bytes: int | None = None  # the cgroup's limit; None: unlimited
+    cpu_seconds: float | None = None
 
     @property
     def is_running(self) -> bool:
@@ -127,6 +130,19 @@ class BackupInfo:
     path: Path | None = None  # the snapshot's folder, for a download; never shown
 
 
+@dataclass(frozen=True)
+class ServiceObservation:
+    """What ``/metrics`` reports of one service besides its status: the unit now, and its
+    disk facts (``pb_data``'s size, the newest complete snapshot), which may be up to a
+    minute old (a walk of every ``pb_data`` per scrape would cost more than the scrape)."""
+
+    name: str
+    unit: UnitState | None
+    data_bytes: int | None = None
+    last_backup_at: datetime | None = None
+    last_backup_verified: bool | None = None
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -152,6 +168,14 @@ class HostView(Protocol):
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         """One snapshot with its files; None when ``name`` has no such snapshot."""
+        ...
+
+    async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
+        """Every service of ``names`` as ``/metrics`` shows it, observed now."""
+        ...
+
+    async def caddy_metrics(self) -> str | None:
+        """Caddy's own metrics text (per host when the Caddyfile turns that on), or None."""
         ...
 
     async def journal_scope(self) -> UnitScope:
@@ -190,4 +214,9 @@ class AgentContext(Protocol):
 
     def queue_depth(self) -> int:
         """Keys waiting to be reconciled now."""
+        ...
+
+    @property
+    def metrics(self) -> AgentMetrics:
+        """The agent's own instruments (reconciles, waves, API requests, probes)."""
         ...

@@ -18,8 +18,10 @@ finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -29,6 +31,7 @@ from pockestrator.api import (
     access_routes,
     backup_routes,
     log_routes,
+    metrics_routes,
     service_routes,
     system_routes,
 )
@@ -36,6 +39,7 @@ from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
+from pockestrator.api.metrics_routes import metrics_app
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
     AGENT,
@@ -48,6 +52,7 @@ from pockestrator.api.routing import (
     Operation,
 )
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
+from pockestrator.config import split_listen
 from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
 
@@ -72,10 +77,34 @@ def all_operations() -> list[Operation]:
         *log_routes.OPERATIONS,
         *access_routes.OPERATIONS,
         *backup_routes.OPERATIONS,
+        *metrics_routes.OPERATIONS,
     ]
 
 
 # -- middlewares -----------------------------------------------------------------------
+
+
+def route_label(request: web.Request) -> str:
+    """The route's template (``/api/pockestrator/services/{id}``), never the path asked
+    for: a label per path would let any client grow the metrics without bound."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each answer by route and code, and time it (outermost: the code sent)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics = request.app[AGENT].metrics
+        route = route_label(request)
+        metrics.api_requests.labels(request.method, route, str(status)).inc()
+        metrics.api_seconds.labels(request.method, route).observe(time.perf_counter() - started)
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:
@@ -225,7 +254,7 @@ def build_app(
 ) -> web.Application:
     config = agent.config
     app = web.Application(
-        middlewares=[error_middleware, guard_middleware, auth_middleware],
+        middlewares=[metrics_middleware, error_middleware, guard_middleware, auth_middleware],
         client_max_size=config.max_body_bytes,
     )
     operations = list(operations if operations is not None else all_operations())
@@ -266,7 +295,23 @@ async def start_api(agent: AgentContext) -> web.AppRunner:
         await runner.cleanup()
         raise
     log.info("api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}")
+    if config.metrics_listen is not None:
+        host, port = split_listen(config.metrics_listen)
+        runner.app.on_cleanup.append(await _start_metrics(agent, host, port))
     return runner
+
+
+async def _start_metrics(agent: AgentContext, host: str, port: int) -> Any:
+    """The token-free ``/metrics`` listener; what it returns stops it (on the API's cleanup)."""
+    metrics_runner = web.AppRunner(metrics_app(agent), access_log=None)
+    await metrics_runner.setup()
+    await web.TCPSite(metrics_runner, host, port).start()
+    log.info("metrics listening", url=f"http://{_url_host(host)}:{port}/metrics")
+
+    async def stop(_app: web.Application) -> None:
+        await metrics_runner.cleanup()
+
+    return stop
 
 
 def _url_host(host: str) -> str:

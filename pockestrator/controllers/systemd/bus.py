@@ -78,6 +78,8 @@ class UnitStatus:
     active_enter_timestamp_usec: int | None
     # A job of someone else's (an operator's restart, a start at boot) is queued or running.
     job_pending: bool = False
+    # The cgroup's memory limit (MemoryMax=); None when unlimited or unknown.
+    memory_max: int | None = None
 
     @property
     def exists(self) -> bool:
@@ -389,6 +391,7 @@ class SystemdBus:
                 props.get("ActiveEnterTimestamp"), zero_is_unset=True
             ),
             job_pending=_job_pending(props.get("Job")),
+            memory_max=_optional_uint(props.get("MemoryMax")),
         )
 
 

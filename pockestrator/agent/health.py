@@ -26,7 +26,7 @@ from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.health")
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
 HEALTH_BODY_MAX = 4096
 
@@ -97,7 +97,7 @@ def process_age(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - int(fields[19]) / _CLOCK_TICKS)
+        return max(0.0, uptime - int(fields[19]) / CLOCK_TICKS)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -128,7 +128,7 @@ class CpuMeter:
         self._last[name] = CpuSample(pid, ticks, now)
         if previous is None or previous.pid != pid or now <= previous.at:
             return None
-        return round(100.0 * (ticks - previous.ticks) / _CLOCK_TICKS / (now - previous.at), 1)
+        return round(100.0 * (ticks - previous.ticks) / CLOCK_TICKS / (now - previous.at), 1)
 
 
 class HealthProber:

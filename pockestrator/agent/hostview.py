@@ -13,6 +13,7 @@ reason) rather than failing the request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.health import CLOCK_TICKS, process_cpu_ticks
 from pockestrator.api.context import (
     BackupFile,
     BackupInfo,
@@ -222,7 +224,16 @@ class AgentHostView:
             observed = await asyncio.wait_for(self.units.observe(name), QUERY_TIMEOUT)
         except Exception:  # unknown for this scrape; the metric is left out
             return None
-        return unit_state(observed.status) if observed.status is not None else None
+        if observed.status is None:
+            return None
+        unit = unit_state(observed.status)
+        if unit.cpu_seconds is None and unit.main_pid is not None and unit.is_running:
+            # No CPU accounting on this manager (a user manager's default): the main
+            # process's own time from /proc, which starts again from 0 with each process.
+            ticks = process_cpu_ticks(unit.main_pid)
+            if ticks is not None:
+                unit = dataclasses.replace(unit, cpu_seconds=ticks / CLOCK_TICKS)
+        return unit
 
     def _disk_facts(self, names: list[str]) -> dict[str, DiskFacts]:
         now = time.monotonic()

@@ -21,7 +21,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -284,34 +283,35 @@ def build_app(
 
 
 async def start_api(agent: AgentContext) -> web.AppRunner:
-    """Serve the API on ``listen_host:listen_port``; the caller ``cleanup()``s the runner."""
+    """Serve the API on ``listen_host:listen_port``, and ``/metrics`` alone on
+    ``metrics_listen`` when set; the caller ``cleanup()``s the runner, which stops both."""
     config = agent.config
-    runner = web.AppRunner(build_app(agent), shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
+    app = build_app(agent)
+    extra: list[web.AppRunner] = []
+
+    async def stop_metrics(_app: web.Application) -> None:
+        for other in extra:
+            await other.cleanup()
+
+    app.on_cleanup.append(stop_metrics)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen_host, config.listen_port)
     try:
-        await site.start()
+        await web.TCPSite(runner, config.listen_host, config.listen_port).start()
+        log.info(
+            "api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}"
+        )
+        if config.metrics_listen is not None:
+            host, port = split_listen(config.metrics_listen)
+            metrics_runner = web.AppRunner(metrics_app(agent), access_log=None)
+            extra.append(metrics_runner)
+            await metrics_runner.setup()
+            await web.TCPSite(metrics_runner, host, port).start()
+            log.info("metrics listening", url=f"http://{_url_host(host)}:{port}/metrics")
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}")
-    if config.metrics_listen is not None:
-        host, port = split_listen(config.metrics_listen)
-        runner.app.on_cleanup.append(await _start_metrics(agent, host, port))
     return runner
-
-
-async def _start_metrics(agent: AgentContext, host: str, port: int) -> Any:
-    """The token-free ``/metrics`` listener; what it returns stops it (on the API's cleanup)."""
-    metrics_runner = web.AppRunner(metrics_app(agent), access_log=None)
-    await metrics_runner.setup()
-    await web.TCPSite(metrics_runner, host, port).start()
-    log.info("metrics listening", url=f"http://{_url_host(host)}:{port}/metrics")
-
-    async def stop(_app: web.Application) -> None:
-        await metrics_runner.cleanup()
-
-    return stop
 
 
 def _url_host(host: str) -> str:

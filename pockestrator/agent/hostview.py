@@ -56,8 +56,8 @@ QUERY_TIMEOUT = 5.0
 # pb_data's size and the newest snapshot change slowly; a scrape every 15 s need not walk
 # every instance's files each time.
 DISK_FACTS_MAX_AGE = 60.0
-# (measured at, monotonic; pb_data bytes; newest snapshot's time; its verification)
-DiskFacts = tuple[float, int | None, datetime | None, bool | None]
+# (measured at, monotonic; pb_data bytes; when the newest snapshot was taken)
+DiskFacts = tuple[float, int | None, datetime | None]
 CADDYFILE_READ_MAX = 1024 * 1024
 
 
@@ -245,7 +245,7 @@ class AgentHostView:
             facts[name] = cached
         return facts
 
-    def _measure_disk(self, name: str) -> tuple[int | None, datetime | None, bool | None]:
+    def _measure_disk(self, name: str) -> tuple[int | None, datetime | None]:
         try:
             usage = data_usage(self.snapshots.folders, name)
         except (OSError, ValueError):  # unsafe or unreadable: unknown
@@ -258,7 +258,6 @@ class AgentHostView:
         return (
             usage.bytes if usage is not None else None,
             snapshot.manifest.created_at if snapshot else None,
-            snapshot.verification.ok if snapshot and snapshot.verification else None,
         )
 
     async def caddy_metrics(self) -> str | None:

@@ -133,14 +133,14 @@ class BackupInfo:
 @dataclass(frozen=True)
 class ServiceObservation:
     """What ``/metrics`` reports of one service besides its status: the unit now, and its
-    disk facts (``pb_data``'s size, the newest complete snapshot), which may be up to a
-    minute old (a walk of every ``pb_data`` per scrape would cost more than the scrape)."""
+    disk facts (``pb_data``'s size, when the newest complete snapshot was taken), which may
+    be up to a minute old (a walk of every ``pb_data`` per scrape would cost more than the
+    scrape)."""
 
     name: str
     unit: UnitState | None
     data_bytes: int | None = None
     last_backup_at: datetime | None = None
-    last_backup_verified: bool | None = None
 
 
 class HostView(Protocol):

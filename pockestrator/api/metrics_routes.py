@@ -9,18 +9,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from pockestrator.api.context import AgentContext
-from pockestrator.api.metrics import CONTENT_TYPE, gather, render
+from pockestrator.api.metrics import CONTENT_TYPE, CaddyReader, gather, render
 from pockestrator.api.routing import Operation, agent_of
 
+# What the application remembers of Caddy's label texts between scrapes.
+CADDY_READER = web.AppKey("caddy_reader", CaddyReader)
 
-async def scrape_text(agent: AgentContext) -> web.Response:
-    text = render(await gather(agent), agent.metrics.registry)
+
+async def scrape_text(agent: AgentContext, caddy: CaddyReader) -> web.Response:
+    text = render(await gather(agent, caddy), agent.metrics.registry)
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     """Every service and the agent in Prometheus' text format, observed now."""
-    return await scrape_text(agent_of(request))
+    return await scrape_text(agent_of(request), request.app[CADDY_READER])
 
 
 OPERATIONS = [
@@ -45,8 +48,10 @@ def metrics_app(agent: AgentContext) -> web.Application:
     """``GET /metrics`` alone, without a token: for ``metrics_listen``, an address the
     operator keeps private (the numbers name services but hold no secret)."""
 
+    caddy = CaddyReader()
+
     async def handler(_request: web.Request) -> web.StreamResponse:
-        return await scrape_text(agent)
+        return await scrape_text(agent, caddy)
 
     app = web.Application()
     app.router.add_route("GET", "/metrics", handler)

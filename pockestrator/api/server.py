@@ -38,7 +38,8 @@ from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
-from pockestrator.api.metrics_routes import metrics_app
+from pockestrator.api.metrics import CaddyReader
+from pockestrator.api.metrics_routes import CADDY_READER, metrics_app
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
     AGENT,
@@ -261,6 +262,7 @@ def build_app(
     app[PASSWORDS] = PasswordChecks()
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = set()
+    app[CADDY_READER] = CaddyReader()
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     query_names: dict[web.AbstractRoute, frozenset[str]] = {}

@@ -14,12 +14,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
-    parser.add_argument("--quick", action="store_true", help="3 runs, burst 10, idle 5 s")
+    parser.add_argument("--scrape-services", type=int, default=500)
+    parser.add_argument(
+        "--quick", action="store_true", help="3 runs, burst 10, idle 5 s, a scrape of 50"
+    )
     parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.burst, args.idle = 3, 10, 5.0
-    report = asyncio.run(run(args.runs, args.burst, args.idle))
+        args.runs, args.burst, args.idle, args.scrape_services = 3, 10, 5.0, 50
+    report = asyncio.run(run(args.runs, args.burst, args.idle, args.scrape_services))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.as_json() + "\n")
     print(f"written to {args.output}")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.benchmarks.bench import run
+from tests.benchmarks.scrape import measure as measure_scrape
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
-    report = await run(runs=1, burst=3, idle_seconds=1.0)
+    report = await run(runs=1, burst=3, idle_seconds=1.0, scrape_services=3)
     figures = report.figures
     for key in (
         "single: floor median (s)",
@@ -27,3 +28,12 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
     assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024
+
+
+async def test_the_scrape_benchmark_reads_a_real_caddys_text_for_every_service() -> None:
+    figures = await measure_scrape(4, runs=2)
+    assert figures["services"] == 4
+    # Two requests per host, one 200 and one 404: two request samples per service.
+    assert figures["request_samples"] == 8
+    assert figures["samples"] > 4 * 15
+    assert figures["agent_cpu_ms"] > 0 and figures["floor_cpu_ms"] > 0

@@ -16,7 +16,6 @@ from pockestrator.api.metrics import Scrape, ServiceFacts, caddy_families, rende
 from pockestrator.config import AgentConfig, split_listen
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.servicedirs.usage import data_usage
-from pockestrator.specs.store import ServiceStatus
 from pockestrator.telemetry import AgentMetrics, BackupAttempt, mark_step, snake_case, step_of
 
 
@@ -31,6 +30,7 @@ CADDY_TEXT = "\n".join(
     [
         "# HELP caddy_http_request_duration_seconds Histogram of round-trip request durations.",
         "# TYPE caddy_http_request_duration_seconds histogram",
+        _caddy_line("bucket", "200", "a.test", 2, "0.025"),  # a bound not passed on
         _caddy_line("bucket", "200", "a.test", 3, "0.05"),
         _caddy_line("bucket", "200", "a.test", 4, "+Inf"),
         _caddy_line("sum", "200", "a.test", 0.5),
@@ -103,24 +103,23 @@ def test_a_scrape_renders_every_service_fact_and_parses_back() -> None:
     alpha = ServiceFacts(
         name="alpha",
         desired_running=True,
-        status=ServiceStatus(name="alpha", state="active", health_ok=True),
-        observed=ServiceObservation(
-            "alpha", _unit(), data_bytes=4096, last_backup_at=taken, last_backup_verified=False
-        ),
+        state="active",
+        healthy=True,
+        observed=ServiceObservation("alpha", _unit(), data_bytes=4096, last_backup_at=taken),
         health_probe_seconds=0.004,
         backup=BackupAttempt(taken.timestamp(), ok=True),
     )
     beta = ServiceFacts(
         name="beta",
         desired_running=False,
-        status=None,
+        state="deploying",
+        healthy=None,
         observed=ServiceObservation("beta", _unit(active_state="inactive", memory_max_bytes=None)),
     )
     scrape = Scrape(
         [alpha, beta],
         caddy_families(CADDY_TEXT, {"a.test": "alpha"}),
         queue_depth=3,
-        now=taken.timestamp() + 90,
     )
     agent = AgentMetrics()
     agent.reconcile_errors.labels("write_unit").inc()
@@ -143,8 +142,7 @@ def test_a_scrape_renders_every_service_fact_and_parses_back() -> None:
     assert _value(found, "pockestrator_service_cpu_seconds_total", service="alpha") == 1.25
     assert _value(found, "pockestrator_service_data_bytes", service="alpha") == 4096
     assert _value(found, "pockestrator_service_health_probe_duration_seconds") == 0.004
-    assert _value(found, "pockestrator_service_last_backup_age_seconds", service="alpha") == 90
-    assert _value(found, "pockestrator_service_last_backup_verified", service="alpha") == 0
+    assert _value(found, "pockestrator_service_last_backup_timestamp_seconds") == taken.timestamp()
     assert _value(found, "pockestrator_service_last_backup_success", service="alpha") == 1
     assert _value(found, "pockestrator_service_http_requests_total", code="502") == 1
     assert _value(found, "pockestrator_service_http_requests_total", code="200") == 4

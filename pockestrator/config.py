@@ -161,6 +161,12 @@ class AgentConfig(BaseModel):
     # systemd restarts a crashed instance at once; these probes catch a hung one. 30 s keeps
     # 50 idle services under 1% of a core (docs/benchmarks.md).
     health_interval: float = Field(default=30.0, gt=0)
+    history_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between two points of the short history the dashboard draws "
+        "(240 points are kept: four hours at the default).",
+    )
     health_timeout: float = Field(default=2.0, gt=0)
     health_failures_before_restart: int = Field(default=3, ge=1)
     upgrade_health_deadline: float = Field(default=30.0, gt=0)

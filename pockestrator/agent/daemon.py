@@ -28,6 +28,7 @@ from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
+from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
@@ -105,6 +106,7 @@ class Agent:
         self.notifier = Notifier()
         self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
         self.metrics = AgentMetrics()
+        self.history = History()
         self.started_at = utc_now()
         self.api_factory = api_factory
         self._api_runner: Any = None
@@ -214,6 +216,10 @@ class Agent:
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
+        self._spawn(
+            lambda: self.history.run(self.store, self.host, lambda: self.config.history_interval),
+            "history",
+        )
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)

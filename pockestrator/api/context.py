@@ -143,6 +143,31 @@ class ServiceObservation:
     last_backup_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One interval of a service (or of the host's totals) in the agent's short history.
+    None: not known for that interval (a first round, a restart, no requests)."""
+
+    at: datetime
+    memory_bytes: int | None
+    cpu_cores: float | None  # CPU seconds per second: 1.0 is one core busy
+    requests_per_second: float | None
+    errors_per_second: float | None  # answers 500-599
+    p95_seconds: float | None  # of the interval's requests, through Caddy
+
+
+class HistoryView(Protocol):
+    """The agent's short history, read-only (``agent.history``)."""
+
+    def series(self, name: str) -> list[HistoryPoint]: ...
+
+    def host(self) -> list[HistoryPoint]: ...
+
+    def memory_max(self, name: str) -> int | None:
+        """The service's MemoryMax at the last round; None: unlimited or unknown."""
+        ...
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -215,6 +240,9 @@ class AgentContext(Protocol):
     def queue_depth(self) -> int:
         """Keys waiting to be reconciled now."""
         ...
+
+    @property
+    def history(self) -> HistoryView: ...
 
     @property
     def metrics(self) -> AgentMetrics:

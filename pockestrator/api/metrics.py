@@ -92,7 +92,9 @@ class CaddyReader:
 
     MAX_REMEMBERED = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, bounds: frozenset[float] | None = LATENCY_BOUNDS) -> None:
+        """``bounds``: the latency buckets kept (None: all of Caddy's)."""
+        self.bounds = bounds
         # name and labels -> (host, what the sample is, its code or bucket bound)
         self._series: dict[str, tuple[str, str, str | float] | None] = {}
 
@@ -127,7 +129,7 @@ class CaddyReader:
         return traffic
 
     def _remember(self, series: str) -> tuple[str, str, str | float] | None:
-        meaning = _meaning(series)
+        meaning = _meaning(series, self.bounds)
         if len(self._series) >= self.MAX_REMEMBERED:
             self._series.clear()
         self._series[series] = meaning
@@ -137,7 +139,7 @@ class CaddyReader:
 _UNSEEN: Any = object()
 
 
-def _meaning(series: str) -> tuple[str, str, str | float] | None:
+def _meaning(series: str, bounds: frozenset[float] | None) -> tuple[str, str, str | float] | None:
     """(host, "bucket" | "count" | "sum", bound or code) of one series; None: not used."""
     brace = series.find("{")
     if brace < 0 or not series.endswith("}"):
@@ -153,7 +155,7 @@ def _meaning(series: str) -> tuple[str, str, str | float] | None:
             bound = float(labels["le"])
         except (KeyError, ValueError):
             return None
-        return (host, "bucket", bound) if bound in LATENCY_BOUNDS else None
+        return (host, "bucket", bound) if bounds is None or bound in bounds else None
     if kind == "_count":
         return host, "count", labels.get("code", "")
     if kind == "_sum":

@@ -29,6 +29,7 @@ from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import (
     access_routes,
     backup_routes,
+    history_routes,
     log_routes,
     metrics_routes,
     service_routes,
@@ -78,6 +79,7 @@ def all_operations() -> list[Operation]:
         *access_routes.OPERATIONS,
         *backup_routes.OPERATIONS,
         *metrics_routes.OPERATIONS,
+        *history_routes.OPERATIONS,
     ]
 
 

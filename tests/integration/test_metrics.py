@@ -27,8 +27,11 @@ DOMAIN = f"{SERVICE}.localhost"
 
 @pytest.fixture(scope="module")
 async def agent_config(agent_config: AgentConfig) -> AgentConfig:
-    """The module's agent also serves /metrics without a token on a listener of its own."""
-    return agent_config.model_copy(update={"metrics_listen": f"127.0.0.1:{free_port()}"})
+    """The module's agent also serves /metrics without a token on a listener of its own,
+    and keeps a history point every second (a minute in production)."""
+    return agent_config.model_copy(
+        update={"metrics_listen": f"127.0.0.1:{free_port()}", "history_interval": 1.0}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +197,35 @@ async def test_the_metrics_listener_answers_without_a_token(
         assert response.status == 200
         samples = parse(await response.text())
     assert value(samples, "pockestrator_service_up", service=SERVICE) == 1
+
+
+async def test_the_history_holds_memory_cpu_and_the_requests_sent_through_caddy(
+    api: Api, sandbox: Sandbox, gauged: dict[str, Any]
+) -> None:
+    sent = {"count": 0}
+
+    async def traffic_seen() -> bool:
+        for _ in range(5):
+            await http_get(f"{sandbox.caddy_url}/api/health", DOMAIN)
+            sent["count"] += 1
+        reply = await api.call("GET", f"/services/{SERVICE}/history")
+        assert reply.status == 200, reply.body
+        series = reply.body["series"]
+        rates = [rate for rate in series["requests_per_second"] if rate]
+        return bool(rates) and any(p95 is not None for p95 in series["p95_seconds"])
+
+    assert await wait_until(traffic_seen, 20, 0.3), sent
+    reply = await api.call("GET", f"/services/{SERVICE}/history", params={"points": "3"})
+    body = reply.body
+    assert body["service"] == SERVICE and body["interval_seconds"] == 1.0
+    assert body["memory_max_bytes"] == 256 << 20
+    series = body["series"]
+    assert len(series["at"]) == 3 and series["at"] == sorted(series["at"])
+    assert all(len(values) == 3 for values in series.values())
+    assert all(memory and 1 << 20 < memory < 256 << 20 for memory in series["memory_bytes"]), series
+    everything = await api.call("GET", "/history", params={"points": "2"})
+    assert everything.status == 200
+    assert set(everything.body["services"]) == {SERVICE}
+    assert len(everything.body["host"]["at"]) == 2
+    refused = await api.call("GET", "/history", params={"points": "241"})
+    assert refused.status == 400

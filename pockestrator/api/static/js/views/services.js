@@ -1,15 +1,20 @@
 // The services: one row each, refreshed every few seconds, filterable by status.
 // The list endpoint gives the specs and states; memory, restarts and the config match come
-// from each service's /status (systemd at this moment), fetched for the rows shown.
+// from each service's /status (systemd at this moment), fetched for the rows shown. The
+// sparklines (memory, requests per second over the last hour) come from the agent's short
+// history, which gains a point a minute, so it is fetched less often.
 
 import { get, servicePath } from '../api.js';
 import { badge, h, mount, setText, syncChildren, updateBadge } from '../render.js';
 import { bytes, instanceUrl } from '../format.js';
 import { systemInfo } from '../shell.js';
+import { sparkline } from '../charts.js';
 
 export const title = 'Services';
 const REFRESH_MS = 3000;
 const PAGE = 50;
+const HISTORY_MS = 15000;
+const SPARK_POINTS = 60;
 const STATUSES = [
   ['', 'All'],
   ['active', 'Active'],
@@ -57,7 +62,17 @@ export async function show(root, view) {
           h(
             'tr',
             {},
-            ['Name', 'Domain', 'Port', 'Version', 'Status', 'Memory', 'Restarts', 'Config'].map(
+            [
+              'Name',
+              'Domain',
+              'Port',
+              'Version',
+              'Status',
+              'Memory',
+              'Requests',
+              'Restarts',
+              'Config',
+            ].map(
               (name) => h('th', { scope: 'col' }, name),
             ),
           ),
@@ -80,6 +95,14 @@ export async function show(root, view) {
   }
 
   let latest = 0;
+  let history = null;
+  let historyAt = 0;
+
+  async function refreshHistory() {
+    if (Date.now() - historyAt < HISTORY_MS) return;
+    historyAt = Date.now();
+    history = await get(`/history?points=${SPARK_POINTS}`).catch(() => history);
+  }
 
   async function refresh() {
     const mine = ++latest; // a filter change while a refresh is under way outdates it
@@ -95,9 +118,12 @@ export async function show(root, view) {
       return;
     }
     if (!view.active || mine !== latest) return;
-    const statuses = await Promise.all(
-      list.services.map((service) => get(servicePath(service.id, '/status')).catch(() => null)),
-    );
+    const [statuses] = await Promise.all([
+      Promise.all(
+        list.services.map((service) => get(servicePath(service.id, '/status')).catch(() => null)),
+      ),
+      refreshHistory(),
+    ]);
     if (!view.active || mine !== latest) return;
     const items = list.services.map((service, index) => ({ service, runtime: statuses[index] }));
     syncChildren(
@@ -105,7 +131,7 @@ export async function show(root, view) {
       items,
       (item) => item.service.id,
       createRow,
-      (row, item) => updateRow(row, item, info),
+      (row, item) => updateRow(row, item, info, history?.services?.[item.service.project_name]),
     );
     const shown = list.services.length;
     const label = STATUSES.find(([value]) => value === status)?.[1].toLowerCase() ?? status;
@@ -172,13 +198,22 @@ function createRow(item) {
     cell('Port', h('span', { class: 'port' })),
     cell('Version', h('span', { class: 'version' })),
     cell('Status', badge(item.service.status)),
-    cell('Memory', h('span', { class: 'memory' })),
+    cell(
+      'Memory',
+      h('span', { class: 'memory' }),
+      h('div', { class: 'spark memory-spark', 'aria-hidden': 'true' }),
+    ),
+    cell(
+      'Requests',
+      h('span', { class: 'requests' }),
+      h('div', { class: 'spark requests-spark', 'aria-hidden': 'true' }),
+    ),
     cell('Restarts', h('span', { class: 'restarts' })),
     cell('Config', h('span', { class: 'config' })),
   );
 }
 
-function updateRow(row, { service, runtime }, info) {
+function updateRow(row, { service, runtime }, info, series) {
   const name = row.querySelector('a.name');
   name.href = `#/services/${encodeURIComponent(service.project_name)}`;
   setText(name, service.project_name);
@@ -197,10 +232,23 @@ function updateRow(row, { service, runtime }, info) {
   updateBadge(row.querySelector('.badge'), service.status);
   setText(row.querySelector('.memory'), runtime ? bytes(runtime.memory_bytes) : '—');
   setText(row.querySelector('.restarts'), runtime?.restarts ?? '—');
+  updateSparks(row, series);
   const config = row.querySelector('.config');
   const match = runtime?.config_match;
   setText(config, match === true ? 'Match' : match === false ? 'Drift' : '—');
   config.className = `config ${match === true ? 'ok' : match === false ? 'bad' : ''}`;
   config.title =
     match === false ? 'The unit file or Caddy site on disk differs from what was rendered' : '';
+}
+
+function updateSparks(row, series) {
+  const memory = row.querySelector('.memory-spark');
+  const requests = row.querySelector('.requests-spark');
+  const known = series && series.at.length > 1;
+  memory.hidden = requests.hidden = !known;
+  const latest = series?.requests_per_second.findLast((value) => value !== null);
+  setText(row.querySelector('.requests'), latest === undefined ? '—' : `${latest.toFixed(2)}/s`);
+  if (!known) return;
+  sparkline(memory, series.at, series.memory_bytes, 'memory');
+  sparkline(requests, series.at, series.requests_per_second, 'requests per second');
 }

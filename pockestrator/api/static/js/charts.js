@@ -56,6 +56,15 @@ const formats = {
     value === null || value === undefined ? '—' : `${(value * 1000).toFixed(value < 0.01 ? 1 : 0)} ms`,
 };
 
+// The y axis is as wide as its longest label ("268.4 MiB"), measured in the chart's font.
+function labelWidth(plot, labels) {
+  if (!labels?.length) return 40;
+  const context = plot.ctx;
+  context.font = plot.axes[1].font?.[0] ?? '12px system-ui';
+  const widest = Math.max(...labels.map((label) => context.measureText(label).width));
+  return Math.ceil(widest / devicePixelRatio) + 18;
+}
+
 /**
  * A chart of one or more lines over `times` in `container`:
  * chart(el, times, [{label, values, kind: 'limit' | 'error' | undefined}], 'bytes').
@@ -77,10 +86,8 @@ export function chart(container, times, lines, format) {
       height: 160,
       class: 'history-plot',
       scales: { y: { range: (_u, min, max) => [0, Math.max(max, min, 1e-9) * 1.1] } },
-      axes: [
-        {},
-        { size: 64, values: (_u, ticks) => ticks.map(show) },
-      ],
+      legend: { live: false },
+      axes: [{}, { size: labelWidth, values: (_u, ticks) => ticks.map(show) }],
       series: [
         {},
         ...lines.map((line) => ({

@@ -119,6 +119,7 @@ export async function show(root, view) {
       }),
     );
   const state = badge(detail.service.status);
+  const historyNote = h('p', { class: 'muted history-note' });
   const charts = Object.fromEntries(
     [
       ['memory', 'Memory'],
@@ -244,11 +245,7 @@ export async function show(root, view) {
       card(
         'Last hours',
         { class: 'card wide history' },
-        h(
-          'p',
-          { class: 'muted history-note' },
-          'One point a minute, kept by the agent since it started (four hours at most).',
-        ),
+        historyNote,
         h('div', { class: 'charts' }, ...Object.values(charts).map((item) => item.figure)),
       ),
       card('Events', { class: 'card wide' }, events),
@@ -301,8 +298,13 @@ export async function show(root, view) {
     if (recent) drawCharts(recent);
   }
 
-  function drawCharts({ series, memory_max_bytes: limit }) {
+  function drawCharts({ series, memory_max_bytes: limit, interval_seconds: interval }) {
     const at = series.at;
+    const every = interval >= 60 && interval % 60 === 0 ? `${interval / 60} min` : `${interval} s`;
+    setText(
+      historyNote,
+      `One point every ${every}, kept by the agent since it started (240 points at most).`,
+    );
     chart(
       charts.memory.plot,
       at,

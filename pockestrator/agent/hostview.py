@@ -240,7 +240,9 @@ class AgentHostView:
         facts = {}
         for name in names:
             cached = self._disk_cache.get(name)
-            if cached is None or now - cached[0] > DISK_FACTS_MAX_AGE:
+            # A service whose pb_data is not there yet (it is being deployed) is asked again
+            # next time rather than reported without data for a minute.
+            if cached is None or cached[1] is None or now - cached[0] > DISK_FACTS_MAX_AGE:
                 cached = (now, *self._measure_disk(name))
             facts[name] = cached
         return facts

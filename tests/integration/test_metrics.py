@@ -140,6 +140,38 @@ async def test_requests_sent_through_caddy_are_counted_for_their_service_by_code
     assert histogram_count == count(samples, "200") + count(samples, "404")
 
 
+async def test_the_history_holds_memory_cpu_and_the_requests_sent_through_caddy(
+    api: Api, sandbox: Sandbox, gauged: dict[str, Any]
+) -> None:
+    sent = {"count": 0}
+
+    async def traffic_seen() -> bool:
+        for _ in range(5):
+            await http_get(f"{sandbox.caddy_url}/api/health", DOMAIN)
+            sent["count"] += 1
+        reply = await api.call("GET", f"/services/{SERVICE}/history")
+        assert reply.status == 200, reply.body
+        series = reply.body["series"]
+        rates = [rate for rate in series["requests_per_second"] if rate]
+        return bool(rates) and any(p95 is not None for p95 in series["p95_seconds"])
+
+    assert await wait_until(traffic_seen, 20, 0.3), sent
+    reply = await api.call("GET", f"/services/{SERVICE}/history", params={"points": "3"})
+    body = reply.body
+    assert body["service"] == SERVICE and body["interval_seconds"] == 1.0
+    assert body["memory_max_bytes"] == 256 << 20
+    series = body["series"]
+    assert len(series["at"]) == 3 and series["at"] == sorted(series["at"])
+    assert all(len(values) == 3 for values in series.values())
+    assert all(memory and 1 << 20 < memory < 256 << 20 for memory in series["memory_bytes"]), series
+    everything = await api.call("GET", "/history", params={"points": "2"})
+    assert everything.status == 200
+    assert set(everything.body["services"]) == {SERVICE}
+    assert len(everything.body["host"]["at"]) == 2
+    refused = await api.call("GET", "/history", params={"points": "241"})
+    assert refused.status == 400
+
+
 async def test_a_killed_instance_restarted_by_systemd_increments_restarts(
     api: Api, agent: Agent, gauged: dict[str, Any]
 ) -> None:
@@ -160,6 +192,12 @@ async def test_a_killed_instance_restarted_by_systemd_increments_restarts(
     after = await scrape(api)
     assert value(after, "pockestrator_service_restarts_total", service=SERVICE) == restarts + 1
     await wait_running(api, SERVICE)
+
+    async def new_process_measured() -> bool:
+        memory = value(await scrape(api), "pockestrator_service_memory_bytes", service=SERVICE)
+        return memory is not None and memory > 1 << 20
+
+    assert await wait_until(new_process_measured, 10, 0.2)
 
 
 async def test_the_agent_counts_its_own_reconciles_and_api_requests(
@@ -197,35 +235,3 @@ async def test_the_metrics_listener_answers_without_a_token(
         assert response.status == 200
         samples = parse(await response.text())
     assert value(samples, "pockestrator_service_up", service=SERVICE) == 1
-
-
-async def test_the_history_holds_memory_cpu_and_the_requests_sent_through_caddy(
-    api: Api, sandbox: Sandbox, gauged: dict[str, Any]
-) -> None:
-    sent = {"count": 0}
-
-    async def traffic_seen() -> bool:
-        for _ in range(5):
-            await http_get(f"{sandbox.caddy_url}/api/health", DOMAIN)
-            sent["count"] += 1
-        reply = await api.call("GET", f"/services/{SERVICE}/history")
-        assert reply.status == 200, reply.body
-        series = reply.body["series"]
-        rates = [rate for rate in series["requests_per_second"] if rate]
-        return bool(rates) and any(p95 is not None for p95 in series["p95_seconds"])
-
-    assert await wait_until(traffic_seen, 20, 0.3), sent
-    reply = await api.call("GET", f"/services/{SERVICE}/history", params={"points": "3"})
-    body = reply.body
-    assert body["service"] == SERVICE and body["interval_seconds"] == 1.0
-    assert body["memory_max_bytes"] == 256 << 20
-    series = body["series"]
-    assert len(series["at"]) == 3 and series["at"] == sorted(series["at"])
-    assert all(len(values) == 3 for values in series.values())
-    assert all(memory and 1 << 20 < memory < 256 << 20 for memory in series["memory_bytes"]), series
-    everything = await api.call("GET", "/history", params={"points": "2"})
-    assert everything.status == 200
-    assert set(everything.body["services"]) == {SERVICE}
-    assert len(everything.body["host"]["at"]) == 2
-    refused = await api.call("GET", "/history", params={"points": "241"})
-    assert refused.status == 400

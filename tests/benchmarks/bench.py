@@ -40,6 +40,7 @@ from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.specs.model import parse_spec
 from tests.benchmarks.scrape import measure as measure_scrape
+from tests.benchmarks.scrape import measure_observation
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
@@ -313,4 +314,11 @@ async def run(
         scrape["agent_cpu_ms"] / scrape["floor_cpu_ms"],
     )
     report.add(f"scrape {scrape_services}: first scrape CPU (ms)", scrape["first_scrape_cpu_ms"])
+    observed_units = min(scrape_services, 100)
+    observation = await measure_observation(observed_units)
+    report.add(
+        f"scrape: D-Bus observation of {observed_units} units CPU (ms)",
+        observation["observe_cpu_ms"],
+    )
+    report.add("scrape: D-Bus observation per unit CPU (ms)", observation["per_unit_ms"])
     return report

@@ -6,7 +6,8 @@ reads them), Caddy's metrics text (a real Caddy with one site per service and
 fetched once), the agent's own instruments, and ``api.metrics``' gather, collector and
 rendering. What is simulated: each unit's answer (systemd's D-Bus round trips; the host
 view is handed fixed ``UnitState`` values), because 500 PocketBase instances do not fit on
-the machine the benchmark runs on.
+the machine the benchmark runs on; ``measure_observation`` measures those round trips
+for real on running units of a sandbox's systemd, and the report gives both.
 
 The floor is the least the library needs to emit the same number of samples: one
 collector yielding families already built, through ``generate_latest``. The figure is CPU
@@ -16,6 +17,7 @@ time of this process (``time.process_time``), median of ``runs`` scrapes.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
 import tempfile
@@ -30,15 +32,17 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from pockestrator.agent.sandbox import find_tool, free_port
+from pockestrator.agent.sandbox import Sandbox, find_tool, free_port
 from pockestrator.api.context import ServiceObservation, UnitState
 from pockestrator.api.metrics import CaddyReader, gather, render
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.store import Store
 from pockestrator.telemetry import AgentMetrics
 
 DOMAIN = "bench.test"
+BENCH_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))
 
 
 class SimulatedHost:
@@ -237,3 +241,42 @@ async def measure(count: int = 500, runs: int = 20) -> dict[str, float]:
         "first_scrape_cpu_ms": cold * 1000,
         "floor_cpu_ms": floor_cpu * 1000,
     }
+
+
+async def measure_observation(count: int = 100, runs: int = 5) -> dict[str, float]:
+    """The part the collector-level figure leaves out, measured for real: asking systemd
+    over D-Bus for ``count`` running units (as ``observe_services`` does each scrape), in a
+    sandbox of its own; the units run ``sleep``, not PocketBase, so that many fit here."""
+    root = Path(tempfile.mkdtemp(prefix="bench-observe-", dir=BENCH_BASE))
+    sandbox = Sandbox(root)
+    await sandbox.start()
+    try:
+        config = sandbox.agent_config()
+        assert sandbox.bus is not None
+        bus = sandbox.bus
+        config.systemd_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"o{index}" for index in range(count)]
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        for name in names:
+            (config.systemd_dir / f"{name}-pocketbase.service").write_text(
+                f"[Service]\nExecStart={sleep} infinity\n"
+            )
+        await bus.daemon_reload()
+        for name in names:
+            await bus.start_unit(f"{name}-pocketbase.service")
+        units = SystemdUnits(config, bus)
+
+        async def observe_all() -> float:
+            started = time.process_time()
+            await asyncio.gather(*(units.observe(name) for name in names))
+            return time.process_time() - started
+
+        await observe_all()
+        spent = [await observe_all() for _ in range(runs)]
+        for name in names:
+            await bus.stop_unit(f"{name}-pocketbase.service")
+    finally:
+        await sandbox.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    cpu_ms = statistics.median(spent) * 1000
+    return {"units": count, "observe_cpu_ms": cpu_ms, "per_unit_ms": cpu_ms / count}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.benchmarks.bench import run
 from tests.benchmarks.scrape import measure as measure_scrape
+from tests.benchmarks.scrape import measure_observation
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
@@ -37,3 +38,10 @@ async def test_the_scrape_benchmark_reads_a_real_caddys_text_for_every_service()
     assert figures["request_samples"] == 8
     assert figures["samples"] > 4 * 15
     assert figures["agent_cpu_ms"] > 0 and figures["floor_cpu_ms"] > 0
+
+
+async def test_the_observation_benchmark_asks_systemd_for_running_units(testbed_base: Path) -> None:
+    figures = await measure_observation(3, runs=1)
+    assert figures["units"] == 3
+    assert figures["observe_cpu_ms"] > 0
+    assert abs(figures["per_unit_ms"] * 3 - figures["observe_cpu_ms"]) < 1e-6

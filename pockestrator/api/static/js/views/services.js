@@ -95,13 +95,14 @@ export async function show(root, view) {
   }
 
   let latest = 0;
-  let history = null;
-  let historyAt = 0;
+  // Not `history`: that is the browser's, which go() uses to keep the address in step.
+  let recent = null;
+  let recentAt = 0;
 
   async function refreshHistory() {
-    if (Date.now() - historyAt < HISTORY_MS) return;
-    historyAt = Date.now();
-    history = await get(`/history?points=${SPARK_POINTS}`).catch(() => history);
+    if (Date.now() - recentAt < HISTORY_MS) return;
+    recentAt = Date.now();
+    recent = await get(`/history?points=${SPARK_POINTS}`).catch(() => recent);
   }
 
   async function refresh() {
@@ -131,7 +132,7 @@ export async function show(root, view) {
       items,
       (item) => item.service.id,
       createRow,
-      (row, item) => updateRow(row, item, info, history?.services?.[item.service.project_name]),
+      (row, item) => updateRow(row, item, info, recent?.services?.[item.service.project_name]),
     );
     const shown = list.services.length;
     const label = STATUSES.find(([value]) => value === status)?.[1].toLowerCase() ?? status;

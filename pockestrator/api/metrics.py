@@ -5,7 +5,9 @@ asked over the host view, Caddy's own metrics from its admin API, the queue) int
 ``Scrape``, and ``ScrapeCollector`` turns that into metric families; no loop runs in the
 background to fill it. The gathering is async (D-Bus, Caddy's admin API) and a collector
 is not, so each scrape builds its collector over the facts it gathered, and the text is
-that collector's families followed by the agent's own instruments (``telemetry``).
+that collector's families followed by the agent's own instruments (``telemetry``). The
+gathering is I/O on the event loop; ``render`` (Caddy's text read, the collector, the
+printing) is CPU only, and the API runs it in a thread.
 
 Requests, codes and latency per service come from Caddy's per-host metrics (the Caddyfile's
 ``metrics { per_host }``): Caddy labels them by host, and ``caddy_families`` maps each host
@@ -73,9 +75,13 @@ class HostTraffic:
 
 @dataclass(frozen=True)
 class Scrape:
+    """What one scrape read: the services, the queue, and Caddy's text with the service of
+    each host (read into requests by ``render``, off the event loop)."""
+
     services: Sequence[ServiceFacts]
-    traffic: Mapping[str, HostTraffic]
     queue_depth: int
+    caddy_text: str | None = None
+    service_of_host: Mapping[str, str] = field(default_factory=dict)
 
 
 class CaddyReader:
@@ -188,8 +194,9 @@ def _gauge(name: str, documentation: str, unit: str = "") -> GaugeMetricFamily:
 class ScrapeCollector(Collector):
     """The metric families of one ``Scrape``: per service, and the agent's queue."""
 
-    def __init__(self, scrape: Scrape) -> None:
+    def __init__(self, scrape: Scrape, traffic: Mapping[str, HostTraffic]) -> None:
         self.scrape = scrape
+        self.traffic = traffic
 
     def collect(self) -> Iterable[Metric]:
         scrape = self.scrape
@@ -283,7 +290,7 @@ class ScrapeCollector(Collector):
             "Time Caddy took to answer the service's requests",
             labels=["service"],
         )
-        for name, traffic in sorted(self.scrape.traffic.items()):
+        for name, traffic in sorted(self.traffic.items()):
             for code, count in sorted(traffic.by_code.items()):
                 requests.add_metric([name, code], count)
             buckets = [(_le(bound), count) for bound, count in sorted(traffic.buckets.items())]
@@ -297,14 +304,23 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-def render(scrape: Scrape, agent_registry: CollectorRegistry) -> bytes:
-    """The text of one scrape: its families, then the agent's own instruments."""
+def render(
+    scrape: Scrape, agent_registry: CollectorRegistry, caddy: CaddyReader | None = None
+) -> bytes:
+    """The text of one scrape: its families, then the agent's own instruments.
+
+    Only CPU, no I/O: the API runs it in a thread, so that a scrape of hundreds of
+    services (the first one parses every Caddy series) does not hold up the event loop.
+    """
+    reader = caddy if caddy is not None else CaddyReader()
+    text = scrape.caddy_text
+    traffic = reader.read(text, scrape.service_of_host) if text else {}
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeCollector(scrape))
+    registry.register(ScrapeCollector(scrape, traffic))
     return generate_latest(registry) + generate_latest(agent_registry)
 
 
-async def gather(agent: AgentContext, caddy: CaddyReader | None = None) -> Scrape:
+async def gather(agent: AgentContext) -> Scrape:
     """Everything a scrape reports, read now from the store, the host view and Caddy."""
     services_now = agent.store.service_summaries()
     states = agent.store.states()
@@ -326,6 +342,4 @@ async def gather(agent: AgentContext, caddy: CaddyReader | None = None) -> Scrap
         for service, observation in zip(services_now, observed, strict=True)
     ]
     host_of = {service.domain: service.name for service in services_now}
-    reader = caddy if caddy is not None else CaddyReader()
-    traffic = reader.read(caddy_text, host_of) if caddy_text else {}
-    return Scrape(services, traffic, agent.queue_depth())
+    return Scrape(services, agent.queue_depth(), caddy_text, host_of)

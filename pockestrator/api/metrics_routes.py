@@ -6,6 +6,8 @@ Neighbours: ``api.metrics`` (what a scrape reports), ``telemetry`` (the agent's 
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from pockestrator.api.context import AgentContext
@@ -17,7 +19,8 @@ CADDY_READER = web.AppKey("caddy_reader", CaddyReader)
 
 
 async def scrape_text(agent: AgentContext, caddy: CaddyReader) -> web.Response:
-    text = render(await gather(agent, caddy), agent.metrics.registry)
+    scrape = await gather(agent)
+    text = await asyncio.to_thread(render, scrape, agent.metrics.registry, caddy)
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -209,11 +209,11 @@ async def measure(count: int = 500, runs: int = 20) -> dict[str, float]:
         def scrape() -> bytes:
             # The coroutines never wait (the host view answers at once): run them here so
             # that only this scrape's CPU is measured, not the event loop's scheduling.
-            coroutine = gather(context, reader)  # type: ignore[arg-type]
+            coroutine = gather(context)  # type: ignore[arg-type]
             try:
                 coroutine.send(None)
             except StopIteration as done:
-                return render(done.value, metrics.registry)
+                return render(done.value, metrics.registry, reader)
             raise RuntimeError("the simulated host view waited")
 
         reader = CaddyReader()

@@ -117,9 +117,7 @@ def test_a_scrape_renders_every_service_fact_and_parses_back() -> None:
         observed=ServiceObservation("beta", _unit(active_state="inactive", memory_max_bytes=None)),
     )
     scrape = Scrape(
-        [alpha, beta],
-        caddy_families(CADDY_TEXT, {"a.test": "alpha"}),
-        queue_depth=3,
+        [alpha, beta], queue_depth=3, caddy_text=CADDY_TEXT, service_of_host={"a.test": "alpha"}
     )
     agent = AgentMetrics()
     agent.reconcile_errors.labels("write_unit").inc()

@@ -102,6 +102,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as exc:  # a redirect raised past the error middleware
+        status = exc.status
+        raise
     finally:
         metrics = request.app[AGENT].metrics
         route = route_label(request)

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration e2e bench mutants deb system-deps clean
+.PHONY: run test lint unit integration e2e bench faults load conformance mutants deb system-deps clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv "$(PYTHON)" "$(VENV)"
@@ -46,6 +46,20 @@ e2e: $(VENV)/.installed-test system-deps
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m tests.benchmarks
+
+## make faults: kill -9 of the agent at 100 random points of a mixed workload (not in
+## `make test`; many minutes); figures in test-artifacts/faults.json, see docs/reliability.md
+faults: $(VENV)/.installed-test system-deps
+	$(BIN)/python -m tests.faults --points 100
+
+## make load: the API under load (100 clients, 60 s) and 200 log followers, on the test bed
+load: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.load
+
+## make conformance: schemathesis at 200 examples per operation, every phase and check,
+## against a live agent on the test bed (reports in test-artifacts/conformance/)
+conformance: $(VENV)/.installed-test
+	$(BIN)/python -m tests.conformance
 
 ## make mutants: mutation testing of the pure modules (not in `make test`); survivors that
 ## cannot be killed are explained in tests/mutants.md

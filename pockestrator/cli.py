@@ -244,6 +244,29 @@ def _add_client_commands(
         control = commands.add_parser(action, parents=[client], help=text)
         control.add_argument("name", metavar="NAME")
 
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[client],
+        help="deploy an app (pb_hooks, pb_migrations, pb_public) to a service",
+        description="Pack DIR's pb_hooks/, pb_migrations/ and pb_public/ (or send a tar.gz as "
+        "it is) and deploy it: checked, booted on a copy, snapshot first, rolled back on failure.",
+    )
+    deploy.add_argument("name", metavar="NAME")
+    source = deploy.add_mutually_exclusive_group(required=True)
+    source.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="the app's folder")
+    source.add_argument(
+        "--from-archive", type=Path, metavar="FILE", help="a tar.gz of the app folders"
+    )
+    rollback = commands.add_parser(
+        "rollback", parents=[client], help="go back to an earlier app release"
+    )
+    rollback.add_argument("name", metavar="NAME")
+    rollback.add_argument(
+        "release", nargs="?", metavar="RELEASE", help="default: the one before the live one"
+    )
+    releases = commands.add_parser("releases", parents=[client], help="a service's app releases")
+    releases.add_argument("name", metavar="NAME")
+
     logs = commands.add_parser("logs", parents=[client], help="a service's logs")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument(
@@ -277,6 +300,7 @@ def _add_client_commands(
     )
 
     commands.add_parser("system", parents=[client], help="the agent's health (exit 1: unhealthy)")
+    _add_backup_commands(commands, client)
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -308,6 +332,116 @@ def _add_client_commands(
     admin_create.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if not 1024 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port from 1024 to 65535")
+    return value
+
+
+def _add_backup_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    client: argparse.ArgumentParser,
+) -> None:
+    """``backup create|list|verify|restore``, ``clone``, ``import``, ``archive list|restore``."""
+    backup = commands.add_parser(
+        "backup", help="a service's backups: create, list, verify, restore"
+    )
+    actions = backup.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
+    create = actions.add_parser("create", parents=[client], help="take a backup now (online)")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="answer at once, do not follow it"
+    )
+    listing = actions.add_parser("list", parents=[client], help="a service's backups, newest first")
+    listing.add_argument("name", metavar="NAME")
+    verify = actions.add_parser(
+        "verify", parents=[client], help="restore a backup into a scratch box, check it, boot it"
+    )
+    verify.add_argument("name", metavar="NAME")
+    verify.add_argument("backup_id", nargs="?", metavar="ID", help="default: the newest")
+    restore = actions.add_parser(
+        "restore",
+        parents=[client],
+        help="put a backup back in place (asks first: says what is lost)",
+    )
+    restore.add_argument("name", metavar="NAME")
+    restore.add_argument("backup_id", metavar="ID")
+    restore.add_argument("-y", "--yes", action="store_true", help="do not ask")
+
+    clone = commands.add_parser(
+        "clone",
+        parents=[client],
+        help="a new service from another one's data (a backup of it, or taken now)",
+    )
+    clone.add_argument("source", metavar="SOURCE")
+    clone.add_argument("name", metavar="NEW_NAME")
+    clone.add_argument("--port", type=_port, required=True)
+    clone.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
+    clone.add_argument(
+        "--from-backup", dest="backup_id", metavar="ID", help="default: a backup taken now"
+    )
+
+    imported = commands.add_parser(
+        "import",
+        parents=[client],
+        help="a new service from a PocketBase backup ZIP or a pb_data folder",
+    )
+    imported.add_argument("name", metavar="NEW_NAME")
+    imported.add_argument("source", type=Path, metavar="ZIP|PB_DATA")
+    imported.add_argument("--port", type=_port, required=True)
+    imported.add_argument(
+        "--version",
+        dest="pb_version",
+        required=True,
+        metavar="VERSION",
+        help="the PocketBase release to run it with",
+    )
+    imported.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
+
+    archive = commands.add_parser("archive", help="deleted services' data: list, restore")
+    archive_actions = archive.add_subparsers(
+        dest="archive_command", metavar="ACTION", required=True
+    )
+    archive_actions.add_parser("list", parents=[client], help="the archive, with disk use")
+    back = archive_actions.add_parser(
+        "restore", parents=[client], help="an archived folder back as a service"
+    )
+    back.add_argument("archive_id", metavar="ID")
+    back.add_argument("--port", type=_port, required=True)
+    back.add_argument("--version", dest="pb_version", required=True, metavar="VERSION")
+    back.add_argument("--name", help="default: the name it had")
+    back.add_argument("--domain")
+
+
+def _dispatch_backups(client: ApiClient, args: argparse.Namespace, console: Console) -> int:
+    from pockestrator.client import backups
+
+    command = args.command
+    if command == "clone":
+        return backups.clone(
+            client, console, args.source, args.name, args.port, args.domain, args.backup_id
+        )
+    if command == "import":
+        return backups.import_service(
+            client, console, args.name, args.source, args.port, args.pb_version, args.domain
+        )
+    if command == "archive":
+        if args.archive_command == "list":
+            return backups.archive_list(client, console)
+        return backups.archive_restore(
+            client, console, args.archive_id, args.port, args.pb_version, args.name, args.domain
+        )
+    action = args.backup_command
+    if action == "create":
+        return backups.backup_create(client, console, args.name, args.wait)
+    if action == "list":
+        return backups.backup_list(client, console, args.name)
+    if action == "verify":
+        return backups.backup_verify(client, console, args.name, args.backup_id)
+    return backups.backup_restore(client, console, args.name, args.backup_id, args.yes)
 
 
 def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -374,10 +508,20 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return commands.delete(client, console, args.name, args.purge, args.wait)
     if command in ("start", "stop", "restart"):
         return commands.control(client, console, command, args.name)
+    if command in ("deploy", "rollback", "releases"):
+        from pockestrator.client import deploys
+
+        if command == "deploy":
+            return deploys.deploy(client, console, args.name, args.dir, args.from_archive)
+        if command == "rollback":
+            return deploys.rollback(client, console, args.name, args.release)
+        return deploys.releases(client, console, args.name)
     if command == "logs":
         return commands.logs(client, console, args.name, args.lines, args.follow, args.since)
     if command == "system":
         return commands.system(client, console)
+    if command in ("backup", "clone", "import", "archive"):
+        return _dispatch_backups(client, args, console)
     action = args.token_command
     if action == "create":
         return commands.token_create(client, console, args.name, _save_token if args.save else None)

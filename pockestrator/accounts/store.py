@@ -13,6 +13,7 @@ counts e-mails no account has and client addresses, alike.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from pockestrator.accounts.throttle import LoginThrottle
 from pockestrator.clock import SYSTEM_CLOCK, Clock
-from pockestrator.database import Database, iso, parse_iso, parse_stored_time
+from pockestrator.database import Database, DatabaseFull, iso, parse_iso, parse_stored_time
 
 TOKEN_PREFIX = "pks_"  # noqa: S105 (a public prefix, not a secret)
 SESSION_PREFIX = "pkss_"
@@ -116,7 +117,9 @@ class AccountStore:
             return None
         if rows[0]["revoked_at"] is not None:
             return None
-        with self._database.write() as db:
+        # Bookkeeping only: a full disk must not lock every client out of the API, which
+        # is where it is reported (the system health's DATABASE_FULL).
+        with contextlib.suppress(DatabaseFull), self._database.write() as db:
             db.execute(
                 "UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
                 (self._now(), rows[0]["id"]),

@@ -16,6 +16,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
 from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
+from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
@@ -48,6 +50,7 @@ class Applied:
     actions: list[str] = field(default_factory=list)
     wave_size: int = 1
     caddy_error: str | None = None
+    site_written: bool = False
     backup: Path | None = None
     archived_to: Path | None = None
 
@@ -107,7 +110,10 @@ class StepRunner:
         name = plan.name
         for drift in plan.drift:
             self.metrics.drift_repairs.labels(drift.what.replace(" ", "_")).inc()
-            self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
+            # On a full disk the event is lost but the log line below says the same: the
+            # repair must not wait for space (the status write after it fails, and retries).
+            with contextlib.suppress(DatabaseFull):
+                self.store.add_event(name, "drift_repaired", drift.message(), drift.details())
             log.warning(
                 "drift repaired",
                 service=name,
@@ -193,6 +199,7 @@ class StepRunner:
             case steps.WriteSite(text=text):
                 outcome = await self.coordinator.park(self._caddy, name, text)
                 if outcome.ok:
+                    applied.site_written = True
                     applied.add(step.describe())
                 else:
                     applied.caddy_error = outcome.error or "Caddy refused the site"
@@ -204,9 +211,14 @@ class StepRunner:
             case steps.RemoveUnitFile():
                 if self.controllers.units.remove_file(name):
                     applied.add(step.describe())
-            case steps.BackupData():
-                applied.backup = await self.controllers.dirs.backup_data(name)
+            case steps.BackupData(version=version):
+                applied.backup = await self.controllers.dirs.backup_data(name, version)
                 applied.add(f"pb_data backed up to {applied.backup}")
+            case steps.RestoreData(backup=backup):
+                displaced = await self.controllers.dirs.restore_data(name, backup)
+                applied.add(
+                    f"pb_data restored from {backup}; the data it replaced is in {displaced}"
+                )
             case steps.RemoveData(purge=purge):
                 removed = await self.controllers.dirs.delete(name, purge=purge)
                 if removed.archived_to is not None:
@@ -277,4 +289,7 @@ class StepRunner:
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""
-        return self.config.database.parent / "superuser-passwords" / name
+        return self.generated_passwords_dir() / name
+
+    def generated_passwords_dir(self) -> Path:
+        return self.config.database.parent / "superuser-passwords"

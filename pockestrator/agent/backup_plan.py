@@ -6,6 +6,13 @@ the time. Operations someone asked for come first, oldest first, one per reconci
 next reconcile takes the next); then a scheduled snapshot when a fire time of the policy's
 ``schedule`` has passed since the last scheduled one, with the pruning the retention asks
 for; then a verification of the newest snapshot when the ``verify`` schedule says so. The
+policy's off-site ``targets`` get the newest snapshot each of them lacks, one a reconcile
+(a snapshot just taken, manual or scheduled, goes in the same turn; a target that was down
+catches up one snapshot per resync), and after a scheduled snapshot each target is pruned
+by the same retention. A policy with ``replication`` keeps Litestream running for a
+running service that has data (``Replicate``, every reconcile: it is idempotent), and a
+service that no longer should replicate is stopped (``StopReplicating``). A snapshot asked
+for with a point in time (the operation's argument) is a ``replica`` snapshot. The
 plan also says when to look again: the next fire time of either schedule, so the agent
 sleeps until then instead of polling.
 
@@ -21,7 +28,8 @@ from datetime import datetime
 
 from pockestrator.controllers.snapshots.manifest import Kind
 from pockestrator.controllers.snapshots.schedule import is_due, next_due
-from pockestrator.specs.backups import BackupPolicy, KeepPolicy
+from pockestrator.specs.backups import BackupPolicy, KeepPolicy, ReplicationPolicy
+from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.store import Operation
 
 
@@ -33,12 +41,14 @@ class SnapshotSummary:
     kind: Kind
     created_at: datetime
     verified_at: datetime | None = None
+    uploaded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class TakeSnapshot:
     kind: Kind
     operation: int | None = None
+    at: datetime | None = None  # kind "replica": data.db as the replica had it then
 
     def describe(self) -> str:
         return f"{self.kind} snapshot taken"
@@ -62,6 +72,38 @@ class VerifySnapshot:
 
 
 @dataclass(frozen=True)
+class UploadSnapshot:
+    snapshot_id: str | None  # None: the newest (the one just taken)
+    target: str
+
+    def describe(self) -> str:
+        return f"snapshot {self.snapshot_id or '(newest)'} uploaded to {self.target}"
+
+
+@dataclass(frozen=True)
+class PruneRemote:
+    target: str
+    keep: KeepPolicy
+
+    def describe(self) -> str:
+        return f"old snapshots pruned on {self.target}"
+
+
+@dataclass(frozen=True)
+class Replicate:
+    policy: ReplicationPolicy
+
+    def describe(self) -> str:
+        return f"data.db replicated to {self.policy.target}"
+
+
+@dataclass(frozen=True)
+class StopReplicating:
+    def describe(self) -> str:
+        return "replication stopped"
+
+
+@dataclass(frozen=True)
 class RestoreSnapshot:
     snapshot_id: str
     operation: int
@@ -79,7 +121,17 @@ class DeleteSnapshot:
         return f"snapshot {self.snapshot_id} deleted"
 
 
-BackupStep = TakeSnapshot | PruneSnapshots | VerifySnapshot | RestoreSnapshot | DeleteSnapshot
+BackupStep = (
+    TakeSnapshot
+    | PruneSnapshots
+    | VerifySnapshot
+    | RestoreSnapshot
+    | DeleteSnapshot
+    | UploadSnapshot
+    | PruneRemote
+    | Replicate
+    | StopReplicating
+)
 
 
 @dataclass(frozen=True)
@@ -96,32 +148,72 @@ def plan_backups(
     has_data: bool,
     since: datetime,
     now: datetime,
+    running: bool = True,
+    replicating: bool = False,
 ) -> BackupPlan:
     """The backup steps due now for one service, and when to look again (see the module)."""
+    plan = _plan(policy, snapshots, pending, has_data=has_data, since=since, now=now)
+    replication: list[BackupStep] = []
+    if policy.replication is not None and running and has_data:
+        replication = [Replicate(policy.replication)]
+    elif replicating:
+        replication = [StopReplicating()]
+    return BackupPlan((*replication, *plan.steps), plan.look_again_at)
+
+
+def _plan(
+    policy: BackupPolicy,
+    snapshots: Sequence[SnapshotSummary],
+    pending: Sequence[Operation],
+    *,
+    has_data: bool,
+    since: datetime,
+    now: datetime,
+) -> BackupPlan:
     if pending:
         first = pending[0]
-        step: BackupStep
+        steps: list[BackupStep]
         match first.kind:
+            case "snapshot" if first.argument:
+                at = datetime.fromisoformat(first.argument)
+                steps = [TakeSnapshot("replica", first.id, at), *_uploads_of_newest(policy)]
             case "snapshot":
-                step = TakeSnapshot("manual", first.id)
+                steps = [TakeSnapshot("manual", first.id), *_uploads_of_newest(policy)]
             case "verify":
-                step = VerifySnapshot(first.argument, first.id)
+                steps = [VerifySnapshot(first.argument, first.id)]
             case "restore":
-                step = RestoreSnapshot(first.argument or "", first.id)
+                steps = [RestoreSnapshot(first.argument or "", first.id)]
             case "delete":
-                step = DeleteSnapshot(first.argument or "", first.id)
-        return BackupPlan((step,), now if len(pending) > 1 else _next(policy, now))
-    steps: list[BackupStep] = []
+                steps = [DeleteSnapshot(first.argument or "", first.id)]
+        return BackupPlan(tuple(steps), now if len(pending) > 1 else _next(policy, now))
+    steps = []
     scheduled = [s for s in snapshots if s.kind == "scheduled"]
     last_scheduled = max((s.created_at for s in scheduled), default=None)
     if has_data and policy.schedule and is_due(policy.schedule, last_scheduled, since, now):
         steps += [TakeSnapshot("scheduled"), PruneSnapshots(policy.keep)]
-    elif snapshots and policy.verify:
+        steps += _uploads_of_newest(policy)
+        steps += [PruneRemote(target, policy.keep) for target in remote_targets(policy)]
+        return BackupPlan(tuple(steps), _next(policy, now))
+    for target in remote_targets(policy):
+        lacking = [s for s in snapshots if target not in s.uploaded]
+        if lacking:
+            latest = max(lacking, key=lambda s: (s.created_at, s.snapshot_id))
+            steps.append(UploadSnapshot(latest.snapshot_id, target))
+    if snapshots and policy.verify:
         last_verified = max((s.verified_at for s in snapshots if s.verified_at), default=None)
         newest = max(s.created_at for s in snapshots)
         if is_due(policy.verify, last_verified, newest, now):
             steps.append(VerifySnapshot(None))
     return BackupPlan(tuple(steps), _next(policy, now))
+
+
+def remote_targets(policy: BackupPolicy) -> tuple[str, ...]:
+    """The policy's off-site targets, each once, in its order ("local" is always there)."""
+    return tuple(dict.fromkeys(t for t in policy.targets if t != LOCAL_TARGET))
+
+
+def _uploads_of_newest(policy: BackupPolicy) -> list[BackupStep]:
+    return [UploadSnapshot(None, target) for target in remote_targets(policy)]
 
 
 def _next(policy: BackupPolicy, now: datetime) -> datetime | None:

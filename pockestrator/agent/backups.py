@@ -26,10 +26,14 @@ import structlog
 from pockestrator.agent.backup_plan import (
     BackupStep,
     DeleteSnapshot,
+    PruneRemote,
     PruneSnapshots,
+    Replicate,
     RestoreSnapshot,
     SnapshotSummary,
+    StopReplicating,
     TakeSnapshot,
+    UploadSnapshot,
     VerifySnapshot,
     plan_backups,
 )
@@ -37,11 +41,11 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.snapshots import Snapshot
+from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.systemd.bus import SystemdError
-from pockestrator.specs.grammar import version_key
+from pockestrator.specs.grammar import LOCAL_TARGET, version_key
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import ServiceRecord, Store
+from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store
 from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.backups")
@@ -68,6 +72,7 @@ class BackupRunner:
         self.snapshots = controllers.snapshots
         self.session = session
         self.clock = clock
+        self.wake: Callable[[str], None] | None = None
 
     async def run(self, record: ServiceRecord, *, has_data: bool) -> float | None:
         """Do what is due for ``record``; seconds until something else will be."""
@@ -80,10 +85,12 @@ class BackupRunner:
         plan = plan_backups(
             record.spec.backups or self._config().backups,
             [summary(snapshot) for snapshot in found],
-            self.store.pending_operations(name),
+            [op for op in self.store.pending_operations(name) if op.kind in BACKUP_KINDS],
             has_data=has_data,
             since=record.created_at,
             now=now,
+            running=record.desired_state == "running",
+            replicating=await self.snapshots.replication.running(name),
         )
         for step in plan.steps:
             await self._do(record, step)
@@ -94,9 +101,33 @@ class BackupRunner:
     async def _do(self, record: ServiceRecord, step: BackupStep) -> None:
         name = record.name
         match step:
-            case TakeSnapshot(kind=kind, operation=operation):
+            case Replicate(policy=policy):
                 try:
-                    snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
+                    started = await self.snapshots.replicate(record.spec, policy)
+                except Exception as exc:  # recorded; the next reconcile tries again
+                    self._failed(name, None, "replication_failed", "replication failed", exc)
+                    return
+                if started:
+                    self.store.add_event(
+                        name,
+                        "replication_started",
+                        f"data.db replicated to {policy.target}",
+                        {"target": policy.target, "sync_seconds": policy.sync_seconds},
+                    )
+            case StopReplicating():
+                await self.snapshots.stop_replicating(name)
+                self.store.add_event(name, "replication_stopped", "replication stopped", {})
+            case TakeSnapshot(kind=kind, operation=operation, at=at):
+                try:
+                    replication = (record.spec.backups or self._config().backups).replication
+                    if at is not None and replication is not None:
+                        snapshot = await self.snapshots.take_at(
+                            record.spec, replication, at, self.clock.now()
+                        )
+                    elif at is not None:
+                        raise SnapshotError(f"{name} does not replicate: no point in time")
+                    else:
+                        snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
                 except Exception as exc:  # any failure: recorded, the service goes on
                     self.metrics.backup_attempted(name, self.clock.now().timestamp(), ok=False)
                     self._failed(name, operation, "snapshot_failed", f"{kind} snapshot failed", exc)
@@ -122,24 +153,72 @@ class BackupRunner:
                 await self._restore(record, snapshot_id, operation)
             case DeleteSnapshot(snapshot_id=snapshot_id, operation=operation):
                 try:
-                    await self.snapshots.delete(name, snapshot_id)
+                    where = await self._delete_everywhere(name, snapshot_id)
                 except Exception as exc:  # recorded; nothing else changes
                     self._failed(name, operation, "snapshot_delete_failed", "delete failed", exc)
                     return
+                deleted = {"snapshot": snapshot_id, "locations": where}
                 self.store.add_event(
-                    name,
-                    "snapshot_deleted",
-                    f"snapshot {snapshot_id} deleted",
-                    {"snapshot": snapshot_id},
+                    name, "snapshot_deleted", f"snapshot {snapshot_id} deleted", deleted
                 )
-                self._finish(operation, "done", {"snapshot": snapshot_id})
+                self._finish(operation, "done", deleted)
+            case UploadSnapshot(snapshot_id=snapshot_id, target=target):
+                await self._upload(name, snapshot_id, target)
+            case PruneRemote(target=target, keep=keep):
+                try:
+                    pruned = await self.snapshots.prune_remote(name, target, keep)
+                except Exception as exc:  # recorded; the next scheduled snapshot tries again
+                    self._failed(name, None, "snapshots_prune_failed", f"pruning {target}", exc)
+                    return
+                if pruned:
+                    self.store.add_event(
+                        name,
+                        "snapshots_pruned",
+                        f"{len(pruned)} snapshot(s) past the retention deleted from {target}",
+                        {"snapshots": pruned, "target": target},
+                    )
+
+    async def _upload(self, name: str, snapshot_id: str | None, target: str) -> None:
+        try:
+            uploaded = await self.snapshots.upload(name, snapshot_id, target)
+        except Exception as exc:  # recorded; the next reconcile tries again
+            what = f"upload of snapshot {snapshot_id or '(newest)'} to {target} failed"
+            self._failed(name, None, "snapshot_upload_failed", what, exc)
+            return
+        self.store.add_event(
+            name,
+            "snapshot_uploaded",
+            f"snapshot {uploaded.snapshot_id} uploaded to {target} and verified",
+            {
+                "snapshot": uploaded.snapshot_id,
+                "target": target,
+                "files": uploaded.files,
+                "bytes_sent": uploaded.bytes_sent,
+                "resumed_files": uploaded.resumed_files,
+            },
+        )
+
+    async def _delete_everywhere(self, name: str, snapshot_id: str) -> list[str]:
+        """The local copy and every target's; where it was. None anywhere is an error."""
+        where = await self.snapshots.delete_remote(name, snapshot_id)
+        try:
+            await self.snapshots.delete(name, snapshot_id)
+        except SnapshotError:
+            if not where:
+                raise
+        else:
+            where.insert(0, LOCAL_TARGET)
+        return where
 
     async def _verify(
         self, record: ServiceRecord, snapshot_id: str | None, operation: int | None
     ) -> None:
         name = record.name
         try:
-            snapshot = await asyncio.to_thread(self.snapshots.get, name, snapshot_id)
+            if snapshot_id is None:
+                snapshot = await asyncio.to_thread(self.snapshots.get, name, None)
+            else:  # brought back from a target when it is only there
+                snapshot = await self.snapshots.fetch(name, snapshot_id)
             if snapshot.manifest.pocketbase_version:
                 await self.controllers.releases.ensure(snapshot.manifest.pocketbase_version)
             checked, verification = await self.snapshots.verify(
@@ -174,7 +253,7 @@ class BackupRunner:
     async def _restore(self, record: ServiceRecord, snapshot_id: str, operation: int) -> None:
         name = record.name
         try:
-            snapshot = await asyncio.to_thread(self.snapshots.get, name, snapshot_id)
+            snapshot = await self.snapshots.fetch(name, snapshot_id)  # from a target if need be
             wanted = snapshot.manifest.pocketbase_version
             running = record.spec.pocketbase_version
             if wanted and version_key(wanted) > version_key(running):
@@ -233,6 +312,9 @@ class BackupRunner:
     def _finish(self, operation: int | None, outcome: str, result: dict[str, Any]) -> None:
         if operation is not None:
             self.store.finish_operation(operation, outcome, result)  # type: ignore[arg-type]
+            if self.wake is not None:
+                for waiting in self.store.seeds_waiting_for(operation):
+                    self.wake(waiting)  # a live clone of this service
 
 
 def summary(snapshot: Snapshot) -> SnapshotSummary:
@@ -242,6 +324,7 @@ def summary(snapshot: Snapshot) -> SnapshotSummary:
         snapshot.manifest.kind,
         snapshot.manifest.created_at,
         verification.at if verification is not None and verification.ok else None,
+        snapshot.uploaded,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pockestrator.controllers.apps import AppReleases
 from pockestrator.controllers.caddy import CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings
 from pockestrator.controllers.releases import ReleaseCache
@@ -20,7 +21,7 @@ from pockestrator.controllers.systemd import SystemdBus, SystemdUnits
 @dataclass(frozen=True)
 class Controllers:
     """systemd (the bus and the unit files), Caddy's sites, the release cache, the folders,
-    and PocketBase's own settings in each instance."""
+    PocketBase's own settings in each instance, and the app releases."""
 
     bus: SystemdBus
     units: SystemdUnits
@@ -29,3 +30,4 @@ class Controllers:
     dirs: ServiceDirs
     snapshots: Snapshots
     pbsettings: InstanceSettings
+    apps: AppReleases

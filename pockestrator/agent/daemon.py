@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.appwatch import AppWatch
+from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
@@ -37,7 +40,8 @@ from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
-from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.apps import AppReleases
+from pockestrator.controllers.caddy import CATCH_ALL, SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
 from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
 from pockestrator.controllers.releases import ReleaseCache
@@ -45,8 +49,9 @@ from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
-from pockestrator.database import Database
+from pockestrator.database import Database, StoreUnusable
 from pockestrator.dirwatch import DirectoryWatcher
+from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
@@ -67,8 +72,20 @@ RELOADABLE = frozenset(
         "release_index_ttl",
         "download_timeout",
         "allowed_hosts",
+        "archive_keep_days",
+        "import_max_bytes",
+        "app_releases_kept",
+        "app_archive_max_bytes",
     }
 )
+
+
+def work_key_of(file_name: str) -> str | None:
+    """The work-queue key a file in the unit or site folder stands for: its service's
+    name, or ``CATCH_ALL`` for the catch-all site; None for anything else."""
+    if file_name == CATCH_ALL + SNIPPET_SUFFIX:
+        return CATCH_ALL
+    return service_name_of(file_name)
 
 
 def service_name_of(file_name: str) -> str | None:
@@ -138,6 +155,7 @@ class Agent:
     spec_directory: SpecDirectory
     health: HealthProber
     host: AgentHostView
+    archive_keeper: ArchiveKeeper
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -175,9 +193,18 @@ class Agent:
         self.snapshots = Snapshots(config, self.bus)
         pbsettings = InstanceSettings(config, PocketBaseApi(self.session, CALL_TIMEOUT), self.dirs)
         controllers = Controllers(
-            self.bus, self.units, self.sites, self.releases, self.dirs, self.snapshots, pbsettings
+            self.bus,
+            self.units,
+            self.sites,
+            self.releases,
+            self.dirs,
+            self.snapshots,
+            pbsettings,
+            AppReleases(config),
         )
-        self.host = AgentHostView(lambda: self.config, controllers)
+        self.host = AgentHostView(
+            lambda: self.config, controllers, database_full=lambda: self.database.full
+        )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
             config,
@@ -188,6 +215,11 @@ class Agent:
             self.clock,
             self.metrics,
         )
+        self.reconciler.wake = self.enqueue
+        self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
+        self.reconciler.archived = self.archive_keeper.wake
+        self.app_watch = AppWatch(self.enqueue)
+        self.reconciler.deploys.watch = self.app_watch
         self.spec_directory = SpecDirectory(
             config.spec_dir,
             self.store,
@@ -204,13 +236,23 @@ class Agent:
             boot_grace=self.reconciler.policy.health_deadline,
             metrics=self.metrics,
         )
+        # Before any worker runs a bootstrap or a backup of its own: what a killed agent
+        # left of its own is nobody's.
+        swept = await self.dirs.sweep_bootstrap_leftovers()
+        swept += await self.dirs.sweep_partial_backups()
+        swept += self._sweep_temporary_files()
+        if swept:
+            log.warning("removed what a stopped agent left unfinished", removed=swept)
         self.bus.watch_units(self._on_unit_signal)
+        # Signals sent while the bus was gone are lost: look at everything again.
+        self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
         self._workers = [
             asyncio.create_task(self._worker(index), name=f"worker-{index}")
             for index in range(config.workers)
         ]
         self._spawn(self.spec_directory.run, "spec-directory")
         await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
+        self._spawn(self._load_caddy_sites, "caddy-sites")
         self._spawn(self._watch_host_files, "host-files")
         self._spawn(self._resync_forever, "resync")
         self._spawn(lambda: self.health.run(self.session), "health")
@@ -220,6 +262,7 @@ class Agent:
             lambda: self.history.run(self.store, self.host, lambda: self.config.history_interval),
             "history",
         )
+        self._spawn(self.archive_keeper.run, "archive-retention")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)
@@ -275,6 +318,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "app_watch"):
+            await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
         if hasattr(self, "releases"):
             await self.releases.close()
@@ -297,11 +342,13 @@ class Agent:
             self.queue.add(name)
 
     def known_names(self) -> set[str]:
-        """Every name the host or the store knows: specs, our units and sites, deletions."""
+        """Every key to reconcile: every name the host or the store knows (specs, our units
+        and sites, deletions), and the catch-all site's."""
         names = set(self.store.service_names())
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
         names.update(deletion.name for deletion in self.store.pending_deletions())
+        names.add(CATCH_ALL)
         return names
 
     def queue_depth(self) -> int:
@@ -355,8 +402,13 @@ class Agent:
         self.metrics.reconcile_errors.labels(step_of(exc) or "observe").inc()
 
     def _record_failure(self, name: str, message: str) -> None:
-        if self.store.get_service(name) is not None:
-            self.store.update_status(name, state="error", last_error=message[:2000])
+        """Put a failed reconcile's reason in the status, if the store takes it: a store
+        that cannot be written (a full disk) must not end the worker with it."""
+        try:
+            if self.store.get_service(name) is not None:
+                self.store.update_status(name, state="error", last_error=message[:2000])
+        except sqlite3.Error as exc:
+            log.error("the failure cannot be recorded", service=name, error=str(exc))
 
     def _finished(self, name: str, run: int) -> None:
         self._finished_runs[name] = max(self._finished_runs[name], run)
@@ -422,6 +474,31 @@ class Agent:
         if name is not None and not self.queue.failures(name):
             self.queue.add(name)
 
+    def _sweep_temporary_files(self) -> list[str]:
+        """The temporary files of atomic writes a killed agent left, in every folder it
+        writes: of its own names only (the unit folder is shared)."""
+        config = self.config
+        places = (
+            (config.systemd_dir, f"*{UNIT_SUFFIX}"),
+            (config.environment_path, "*.env"),
+            (config.caddy_sites_dir, f"*{SNIPPET_SUFFIX}"),
+            (self.sites.main_file.parent, self.sites.main_file.name),
+            (self.reconciler.steps.generated_passwords_dir(), "*"),
+        )
+        return [
+            str(path) for folder, names in places for path in remove_temporary_files(folder, names)
+        ]
+
+    async def _load_caddy_sites(self) -> None:
+        """Once at start: the running Caddy may lack a site an earlier agent wrote (killed
+        before its reload); a failed reload is retried by ``_spawn``."""
+        error = await self.sites.load_what_is_on_disk()
+        if error is not None:
+            log.error(
+                "the Caddy sites on disk do not validate; Caddy keeps what it runs",
+                error=error[:2000],
+            )
+
     async def _watch_host_files(self) -> None:
         """Edits, deletions and new files in the unit and site directories are drift."""
         folders = [self.config.systemd_dir, self.config.caddy_sites_dir]
@@ -429,7 +506,7 @@ class Agent:
             folder.mkdir(parents=True, exist_ok=True)
         # Drift only needs repairing within a second; our own writes are batched too.
         watcher = DirectoryWatcher(
-            folders, lambda name: service_name_of(name) is not None, quiet=0.05, max_delay=0.3
+            folders, lambda name: work_key_of(name) is not None, quiet=0.05, max_delay=0.3
         )
         watcher.start()
         self._host_watcher = watcher
@@ -439,7 +516,7 @@ class Agent:
                     self.enqueue_many(self.known_names())
                     continue
                 for path in batch:
-                    if (name := service_name_of(path.name)) is not None:
+                    if (name := work_key_of(path.name)) is not None:
                         self.queue.add(name)
         finally:
             watcher.close()
@@ -485,6 +562,7 @@ class Agent:
             applied = {key: getattr(fresh, key) for key in changed & RELOADABLE}
             self.config = self.config.model_copy(update=applied)
             self.reconciler.reconfigure(self.config)
+            self.archive_keeper.wake()
             self.releases.reconfigure(self.config)
             self.health.interval = self.config.health_interval
             self.health.timeout = self.config.health_timeout
@@ -521,7 +599,7 @@ async def run_agent(config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
     try:
         await agent.start()
-    except (AgentStartError, SystemdError, OSError) as exc:
+    except (AgentStartError, StoreUnusable, SystemdError, OSError) as exc:
         log.error("the agent cannot start", error=str(exc))
         return 1
     try:

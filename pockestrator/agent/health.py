@@ -213,6 +213,10 @@ class HealthProber:
             )
         elif self._booting(status):
             again = False  # its boot is the reconciler's to wait for, not a failure
+        elif status.health_failures >= self.failures_before_restart:
+            # The restart is asked for and not done yet (a loaded host, a long reconcile):
+            # the count stays at what asked for it, so the restart says why it happened.
+            again = True
         else:
             failures = status.health_failures + 1
             changes["health_failures"] = failures

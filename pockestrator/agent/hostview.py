@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,21 +27,28 @@ import structlog
 
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import CLOCK_TICKS, process_cpu_ticks
+from pockestrator.agent.plan import newest_backups
 from pockestrator.api.context import (
+    ArchiveInfo,
     BackupFile,
     BackupInfo,
     HostFacts,
+    ReleaseInfo,
     ServiceObservation,
     ServiceRuntime,
     UnitState,
 )
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import caddyfile_tokens
-from pockestrator.controllers.caddy.caddyfile import admin_address, admin_reachable_by_instances
+from pockestrator.controllers.apps import file_diff
+from pockestrator.controllers.caddy.caddyfile import (
+    admin_address,
+    admin_reachable_by_instances,
+    public_ports,
+)
 from pockestrator.controllers.servicedirs.usage import data_usage
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
-from pockestrator.controllers.snapshots.manifest import ManifestError
+from pockestrator.controllers.snapshots.manifest import Manifest, ManifestError
 from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
@@ -48,6 +56,12 @@ from pockestrator.controllers.systemd.bus import (
     UnitStatus,
 )
 from pockestrator.journal import UnitScope
+from pockestrator.specs.grammar import LOCAL_TARGET
+from pockestrator.specs.public_url import (
+    HTTP_DEFAULT_PORT,
+    HTTPS_DEFAULT_PORT,
+    PublicPorts,
+)
 from pockestrator.specs.store import ServiceStatus
 
 log = structlog.get_logger("pockestrator.hostview")
@@ -67,13 +81,21 @@ class AgentHostView:
     ``config`` is asked each time: a SIGHUP replaces the agent's configuration.
     """
 
-    def __init__(self, config: Callable[[], AgentConfig], controllers: Controllers) -> None:
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        controllers: Controllers,
+        database_full: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._config = config
+        self._database_full = database_full
         self.bus = controllers.bus
         self.units = controllers.units
         self.sites = controllers.sites
         self.releases = controllers.releases
         self.snapshots = controllers.snapshots
+        self.dirs = controllers.dirs
+        self.apps = controllers.apps
         self._manager_cgroup: str | None = None
         self._disk_cache: dict[str, DiskFacts] = {}
 
@@ -128,6 +150,7 @@ class AgentHostView:
             systemd_problem=systemd_problem,
             directory_problems={key: problems[key] for key in problems if key != "caddyfile"},
             caddyfile_problem=problems["caddyfile"],
+            database_full=self._database_full() or no_space_left(config.database.parent),
             caddy_binary=caddy_binary,
             caddy_running=caddy_running,
             tools={
@@ -191,21 +214,45 @@ class AgentHostView:
         address = admin_address(text)
         return address if admin_reachable_by_instances(address) else None
 
-    def public_port(self) -> int | None:
+    def public_ports(self) -> PublicPorts:
         text = self._main_caddyfile()
-        return None if text is None else public_port(text, tls=self.config.caddy_tls)
+        return PublicPorts() if text is None else public_ports(text)
+
+    def public_port(self) -> int | None:
+        return public_port(self.public_ports(), https=self.config.caddy_tls != "off")
 
     async def versions(self) -> Sequence[str]:
         return await self.releases.versions()
 
     async def backups(self, name: str) -> Sequence[BackupInfo]:
-        return [backup_info(s) for s in await self.snapshots.observe(name)]
+        """The local snapshots and those only the off-site targets hold, newest first."""
+        local = [backup_info(s) for s in await self.snapshots.observe(name)]
+        remote: dict[str, tuple[Manifest, list[str]]] = {}
+        for found in await self.snapshots.remote(name):
+            held = remote.setdefault(found.manifest.snapshot_id, (found.manifest, []))
+            held[1].append(found.target)
+        merged = []
+        for info in local:
+            targets = remote.pop(info.backup_id, (None, []))[1]
+            extra = sorted(set(targets) - set(info.locations))
+            merged.append(replace(info, locations=(*info.locations, *extra)))
+        merged += [remote_info(m, tuple(sorted(t))) for m, t in remote.values()]
+        merged.sort(key=lambda info: (info.created_at, info.backup_id), reverse=True)
+        return merged
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         try:
             snapshot = await asyncio.to_thread(self.snapshots.get, name, backup_id)
         except (SnapshotError, ManifestError):
-            return None
+            held = [
+                found
+                for found in await self.snapshots.remote(name)
+                if found.manifest.snapshot_id == backup_id
+            ]
+            if not held:
+                return None
+            targets = tuple(sorted(found.target for found in held))
+            return remote_info(held[0].manifest, targets, with_files=True)
         return backup_info(snapshot, with_files=True)
 
     async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
@@ -268,6 +315,38 @@ class AgentHostView:
         except Exception:  # Caddy's numbers are left out of this scrape
             return None
 
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        return [
+            ArchiveInfo(a.archive_id, a.service, a.archived_at, a.size_bytes)
+            for a in await self.dirs.archives()
+        ]
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        newest = newest_backups(await self.dirs.backups(name))
+        return {version: backup.taken_at for version, backup in newest.items()}
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        record = await asyncio.to_thread(self.apps.load, name)
+        infos = []
+        for index, release in enumerate(record.releases):
+            before = record.releases[index + 1] if index + 1 < len(record.releases) else None
+            diff = file_diff(release, before)
+            infos.append(
+                ReleaseInfo(
+                    release_id=release.release_id,
+                    created_at=release.created_at,
+                    created_by=release.created_by,
+                    source=release.source,
+                    size_bytes=release.size,
+                    file_count=len(release.files),
+                    live=release.release_id == record.live,
+                    added=tuple(diff["added"]),
+                    removed=tuple(diff["removed"]),
+                    changed=tuple(diff["changed"]),
+                )
+            )
+        return infos
+
     async def journal_scope(self) -> UnitScope:
         """The manager's cgroup is asked once; until systemd answers, none is known."""
         manager = self.config.systemd_manager
@@ -299,6 +378,25 @@ def backup_info(snapshot: Snapshot, *, with_files: bool = False) -> BackupInfo:
         if with_files
         else (),
         path=snapshot.path,
+        locations=(LOCAL_TARGET, *sorted(snapshot.uploaded)),
+    )
+
+
+def remote_info(
+    manifest: Manifest, targets: tuple[str, ...], *, with_files: bool = False
+) -> BackupInfo:
+    """A snapshot only off-site targets hold (a restore brings it back first)."""
+    return BackupInfo(
+        backup_id=manifest.snapshot_id,
+        kind=manifest.kind,
+        created_at=manifest.created_at,
+        size_bytes=manifest.size,
+        file_count=len(manifest.files),
+        pocketbase_version=manifest.pocketbase_version,
+        files=tuple(BackupFile(f.path, f.size, f.sha256) for f in manifest.files)
+        if with_files
+        else (),
+        locations=targets,
     )
 
 
@@ -330,28 +428,11 @@ def caddy_status(status: ServiceStatus | None, on_disk: str | None) -> str:
     return "configured" if on_disk == status.caddy_config_hash else "drifted"
 
 
-def public_port(caddyfile: str, *, tls: bool) -> int | None:
-    """The port sites are served on, from the global options block (``http_port``, or
-    ``https_port`` with TLS); None when it is the scheme's default, so links need no port.
-    """
-    tokens = caddyfile_tokens(caddyfile)
-    if not tokens or tokens[0][0] != "{":
-        return None  # no global options block: Caddy's defaults
-    wanted, default = ("https_port", 443) if tls else ("http_port", 80)
-    depth = 0
-    for index, (word, line) in enumerate(tokens):
-        if word == "{":
-            depth += 1
-        elif word == "}":
-            depth -= 1
-            if depth == 0:
-                break
-        elif depth == 1 and word == wanted and index + 1 < len(tokens):
-            value, value_line = tokens[index + 1]
-            if value_line == line and value.isascii() and value.isdigit() and len(value) <= 5:
-                port = int(value)
-                return port if 0 < port < 65536 and port != default else None
-    return None
+def public_port(ports: PublicPorts, *, https: bool) -> int | None:
+    """The port the agent's scheme serves sites on (``https_port`` with TLS, else
+    ``http_port``); None when it is the scheme's default, so links need no port."""
+    port, default = (ports.https, HTTPS_DEFAULT_PORT) if https else (ports.http, HTTP_DEFAULT_PORT)
+    return None if port == default else port
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -377,6 +458,16 @@ def probe_directory(path: Path) -> str | None:
     os.close(handle)
     os.unlink(name)
     return None
+
+
+def no_space_left(path: Path) -> bool:
+    """The file system of ``path`` has not one block free (root's reserve included): an
+    empty probe file can still be made there, but SQLite cannot grow its files."""
+    try:
+        stats = os.statvfs(_existing_ancestor(path))
+    except OSError:
+        return False
+    return stats.f_blocks > 0 and stats.f_bfree == 0
 
 
 def probe_file(path: Path) -> str | None:

@@ -29,9 +29,10 @@ looking, at most every ``settings_interval``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pockestrator.agent.steps import (
@@ -49,6 +50,7 @@ from pockestrator.agent.steps import (
     RemoveSite,
     RemoveUnitFile,
     RestartUnit,
+    RestoreData,
     StartUnit,
     Step,
     StopUnit,
@@ -56,12 +58,16 @@ from pockestrator.agent.steps import (
     WriteSite,
     WriteUnit,
 )
+from pockestrator.controllers.caddy import CATCH_ALL
 from pockestrator.controllers.pbsettings import DesiredSettings, SettingsObservation, differing
-from pockestrator.controllers.servicedirs import ServiceDirState
-from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.servicedirs import DataBackup, ServiceDirState
+from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.files import sha256_text
+from pockestrator.specs.grammar import version_key
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus
+from pockestrator.specs.validation import downgrade_issue
 
 # Up to this many units in a daemon-reload wave, instances start before Caddy reloads.
 SMALL_WAVE = 4
@@ -71,6 +77,23 @@ ENABLED_STATES = ("enabled", "enabled-runtime", "linked")
 DEACTIVATING_REQUEUE = 0.5
 JOB_REQUEUE = 2.0
 DEPLOYING_REQUEUE = 1.0
+# systemd's verdict on a unit that failed to start too often (StartLimitBurst=): a crash
+# loop. The agent keeps that brake (it does not start the unit again by itself) and says so.
+START_LIMIT_HIT = "start-limit-hit"
+CRASH_LOOP = "crash loop"
+
+
+def gave_up(unit: UnitStatus) -> bool:
+    """Whether systemd stopped restarting the unit: a crash loop.
+
+    systemd says ``start-limit-hit`` only when the result was still a success; a process
+    that kept exiting keeps its ``exit-code`` and lands in ``failed`` once its restarts
+    reach the start limit (an instance's unit restarts always, so nothing else leaves it
+    failed after restarts).
+    """
+    if unit.active_state != "failed":
+        return False
+    return unit.result == START_LIMIT_HIT or (unit.n_restarts or 0) >= START_LIMIT_BURST
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,8 @@ class Desired:
     site_hash: str
     environment_text: str | None = None  # the environment file; None: the spec has none
     environment_hash: str | None = None
+    # Why the version the spec asks for is not the target (a refused downgrade).
+    version_note: str | None = None
     settings: DesiredSettings | None = None  # PocketBase's own; None: not managed
 
     @property
@@ -127,10 +152,21 @@ class Observed:
 
 @dataclass(frozen=True)
 class Upgrade:
-    """A plan that changes the running version: where it comes from and goes to."""
+    """A plan that changes the running version: where it comes from and goes to, and for a
+    downgrade the backup of ``new``'s data it restores."""
 
     old: str
     new: str
+    restore: Path | None = None
+
+    @property
+    def downgrade(self) -> bool:
+        return self.restore is not None
+
+
+class DowngradeWithoutBackup(Exception):
+    """A downgrade was planned, but the backup it would restore is gone; retried, the
+    target falls back to the deployed version and the status says why."""
 
 
 @dataclass(frozen=True)
@@ -175,17 +211,40 @@ def run_first(wave_size: int) -> bool:
 # -- deciding ----------------------------------------------------------------------------
 
 
-def target_version(spec: ServiceSpec, status: ServiceStatus | None) -> str:
-    """The version to run: the spec's, unless that one was rolled back (then the old one).
+def newest_backups(backups: Iterable[DataBackup]) -> dict[str, DataBackup]:
+    """The newest backup of each version's data."""
+    newest: dict[str, DataBackup] = {}
+    for backup in backups:
+        if backup.version not in newest or backup.taken_at > newest[backup.version].taken_at:
+            newest[backup.version] = backup
+    return newest
+
+
+def downgrade_refusal(
+    spec: ServiceSpec, status: ServiceStatus | None, backups: Iterable[DataBackup] = ()
+) -> str | None:
+    """Why the spec's version, lower than the deployed one, is not run (``VERSION_DOWNGRADE``:
+    no ``allow_downgrade``, or no backup of that version's data); None when it is no
+    downgrade or one that can be done."""
+    deployed = status.deployed_version if status is not None else None
+    taken = {version: backup.taken_at for version, backup in newest_backups(backups).items()}
+    issue = downgrade_issue(spec, deployed, taken)
+    return None if issue is None else f"{issue.message} [{issue.code}]"
+
+
+def target_version(
+    spec: ServiceSpec, status: ServiceStatus | None, backups: Iterable[DataBackup] = ()
+) -> str:
+    """The version to run: the spec's, unless that one was rolled back or is a downgrade
+    that may not be done (then the deployed one).
 
     A version that failed its upgrade is not tried again until the spec names another.
     """
-    if (
-        status is not None
-        and status.failed_version == spec.pocketbase_version
-        and status.deployed_version
-    ):
-        return status.deployed_version
+    deployed = status.deployed_version if status is not None else None
+    if deployed and status is not None and status.failed_version == spec.pocketbase_version:
+        return deployed
+    if deployed and downgrade_refusal(spec, status, backups) is not None:
+        return deployed
     return spec.pocketbase_version
 
 
@@ -232,16 +291,32 @@ def plan_service(
 def _upgrade(
     desired: Desired, status: ServiceStatus, observed: Observed, policy: Policy, old: str
 ) -> Plan:
+    """Stop, back the data up (named by ``old``), converge on the new version. A downgrade
+    also restores the backup taken before the upgrade from the version it goes back to."""
+    new = desired.spec.pocketbase_version
+    restore: Path | None = None
+    if version_key(new) < version_key(old):
+        backup = newest_backups(observed.dirs.backups if observed.dirs else ()).get(new)
+        if backup is None:
+            raise DowngradeWithoutBackup(f"no backup of PocketBase {new}'s data to restore")
+        restore = backup.path
     converge = _converge(desired, status, observed, policy, stopped_by_agent=True)
+    restored = (RestoreData(restore),) if restore is not None else ()
     return Plan(
         name=desired.name,
-        prepare=(EnsureRelease(old), StopUnit("upgrade"), BackupData(), *converge.prepare),
+        prepare=(
+            EnsureRelease(old),
+            StopUnit("upgrade"),
+            BackupData(old),
+            *restored,
+            *converge.prepare,
+        ),
         run=converge.run,
         route=converge.route,
         drift=converge.drift,
         status=converge.status,
         probe_deadline=policy.upgrade_health_deadline,
-        upgrade=Upgrade(old=old, new=desired.spec.pocketbase_version),
+        upgrade=Upgrade(old=old, new=new, restore=restore),
     )
 
 
@@ -381,6 +456,11 @@ def _run_steps(
         # Someone is stopping it; starting now would cancel their job. Look again once it
         # settles (its PropertiesChanged also brings us back).
         return (), DEACTIVATING_REQUEUE, []
+    if gave_up(unit) and not config_changed:
+        # A crash loop: systemd gave up after StartLimitBurst starts. Starting it again
+        # (reset-failed clears the limit) would defeat that brake; the status says why it
+        # is down until the spec changes or an operator starts or restarts it.
+        return (), None, []
     drift = []
     if status.state in ("active", "deploying") and status.deployed_version:
         drift.append(
@@ -447,6 +527,16 @@ def plan_removal(name: str, deletion: Deletion | None, observed: Observed) -> Pl
     )
 
 
+def plan_catch_all(text: str | None, on_disk: str | None) -> Plan:
+    """The catch-all site (``controllers.caddy.render_catch_all``): written when the file's
+    hash is not its render's, removed when it should not be there (``text`` None)."""
+    if text is None:
+        return Plan(name=CATCH_ALL, route=(RemoveSite(),) if on_disk is not None else ())
+    if on_disk == sha256_text(text):
+        return Plan(name=CATCH_ALL)
+    return Plan(name=CATCH_ALL, route=(WriteSite(text),))
+
+
 # -- after the steps ---------------------------------------------------------------------
 
 
@@ -491,10 +581,17 @@ def conclude(
     elif healthy:
         state, error = "active", None
     elif unit.active_state == "failed":
+        state, error = "error", failure_message(unit)
+    elif unit.sub_state == "auto-restart":
         state = "error"
-        error = f"unit failed: Result={unit.result}, ExecMainStatus={unit.exec_main_status}"
+        error = (
+            f"PocketBase exited (status {unit.exec_main_status}); systemd restarts it "
+            f"({unit.n_restarts or 0} restarts so far)"
+        )
     else:
         state, error = "deploying", None
+    if error is None and desired.version_note:
+        error = desired.version_note  # the service runs; the version asked for does not
     if (
         error is None
         and previous is not None
@@ -524,6 +621,52 @@ def conclude(
         changes["health_ok"] = settled.healthy
         changes["last_health_check"] = settled.checked_at
     return changes
+
+
+def certificate_check_due(
+    https: bool,
+    status: ServiceStatus | None,
+    *,
+    site_written: bool,
+    now: datetime,
+    interval: float,
+) -> bool:
+    """Whether to ask Caddy for the certificate it serves (``controllers.caddy.certificates``).
+
+    Right after the site was written (a new domain, a new alias, a new mode); otherwise at
+    most once per ``interval`` (the resync), and only while there is none yet (ACME takes a
+    while, or fails until DNS points here) or once the recorded one is due for renewal or
+    has expired. So a steady host with valid certificates makes no handshakes at all.
+    """
+    if not https:
+        return False
+    if site_written or status is None or status.certificate_checked_at is None:
+        return True
+    if (now - status.certificate_checked_at).total_seconds() < interval:
+        return False
+    before, after = status.certificate_not_before, status.certificate_not_after
+    if before is None or after is None:
+        return True
+    return now >= after - (after - before) / 3
+
+
+def failure_message(unit: UnitStatus) -> str:
+    """Why a failed unit is down, in the words the status shows; a crash loop says so."""
+    if gave_up(unit):
+        return (
+            f"{CRASH_LOOP}: PocketBase kept exiting (last exit status "
+            f"{unit.exec_main_status}) and systemd stopped restarting it after "
+            f"{unit.n_restarts or START_LIMIT_BURST} restarts (its start limit). "
+            "Fix the cause (see its logs), then start or restart the service"
+        )
+    return f"unit failed: Result={unit.result}, ExecMainStatus={unit.exec_main_status}"
+
+
+def crash_loop_began(previous: ServiceStatus | None, error: str | None) -> bool:
+    """Whether a status with ``error`` reports a crash loop the previous one did not."""
+    if error is None or not error.startswith(CRASH_LOOP):
+        return False
+    return previous is None or not (previous.last_error or "").startswith(CRASH_LOOP)
 
 
 def requeue_after(state: str, refusal: str | None, policy: Policy) -> float | None:

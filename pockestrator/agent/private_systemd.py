@@ -160,7 +160,7 @@ class PrivateSystemd:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def start(self, timeout: float = 15.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
         reason = unavailable_reason()
         if reason:
             raise PrivateSystemdError(reason)

@@ -14,6 +14,8 @@ One reconcile, in this file's order:
    was rolled back, rendered (unit file, Caddy site);
 2. the binary of that version in the release cache (``ReleaseCache.ensure``);
 3. observe: the unit file and systemd's view of the unit, the site snippet, the folder;
+   a new service whose desired state names its first data (a clone, an import, an
+   undelete: ``agent.seeding``) has it put in its folder now, before anything can start it;
 4. plan (``agent.plan``, pure): steps, drift and the status they lead to;
 5. apply (``agent.apply``): the steps, global ones batched in waves;
 6. settle: wait for ``/api/health`` when the plan says so, look at the unit again, and
@@ -22,15 +24,17 @@ One reconcile, in this file's order:
    own settings: observe them through its API, plan (``plan.plan_settings``), apply.
 An upgrade whose new version fails (a step raises after the data was backed up, or health
 does not come within the deadline) is rolled back: the data is restored and the old version
-planned and applied again. A name with no spec is planned for removal.
+planned and applied again. A name with no spec is planned for removal. The key
+``CATCH_ALL`` (no project name can be it) is the site for domains no service has.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
@@ -38,15 +42,19 @@ import structlog
 from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import wait_healthy
-from pockestrator.agent.hostview import CADDYFILE_READ_MAX, public_port
 from pockestrator.agent.plan import (
     Desired,
     Observed,
     Plan,
     Policy,
     Settled,
+    certificate_check_due,
     conclude,
+    crash_loop_began,
+    downgrade_refusal,
+    plan_catch_all,
     plan_removal,
     plan_service,
     plan_settings,
@@ -55,10 +63,11 @@ from pockestrator.agent.plan import (
     settings_error_text,
     target_version,
 )
+from pockestrator.agent.seeding import Seeder, SeedFailed
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_catch_all, render_site
 from pockestrator.controllers.pbsettings import SettingsError, desired_settings
 from pockestrator.controllers.servicedirs import ServiceDirError
 from pockestrator.controllers.systemd import (
@@ -71,10 +80,18 @@ from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec, unit_name
+from pockestrator.specs.public_url import service_url, uses_https
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
 from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.reconciler")
+
+CERTIFICATE_FIELDS = (
+    "certificate_not_before",
+    "certificate_not_after",
+    "certificate_issuer",
+    "certificate_checked_at",
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,20 @@ class Reconciler:
         self.backups = BackupRunner(
             lambda: self.config, store, controllers, session, clock, self.metrics
         )
+        self.deploys = DeployRunner(
+            lambda: self.config, store, controllers, session, clock, self.apply_now
+        )
+        self.seeder = Seeder(config, store, controllers)
+        self.archived: Callable[[], None] | None = None  # told when a folder is archived
+
+    @property
+    def wake(self) -> Callable[[str], None] | None:
+        """How another service is queued (a clone waiting on its source's snapshot)."""
+        return self.backups.wake
+
+    @wake.setter
+    def wake(self, wake: Callable[[str], None] | None) -> None:
+        self.backups.wake = wake
 
     @property
     def policy(self) -> Policy:
@@ -125,6 +156,7 @@ class Reconciler:
         """Take the settings a SIGHUP changed (the policy is read from them each time)."""
         self.config = config
         self.steps.config = config
+        self.seeder.config = config
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""
@@ -132,24 +164,54 @@ class Reconciler:
 
     async def reconcile(self, name: str) -> Result:
         async with self.coordinator.participant():
+            if name == CATCH_ALL:
+                return await self._converge_catch_all()
             record = self.store.get_service(name)
             if record is None:
                 return await self._remove(name)
             return await self._converge(record)
+
+    # -- the catch-all site ------------------------------------------------------------
+
+    async def _converge_catch_all(self) -> Result:
+        """The site that answers domains no service has: its own key in the work queue, so
+        it is written at start-up, repaired when edited and retried at each resync."""
+        wanted = render_catch_all(self.site_settings()) if self.config.caddy_catch_all else None
+        plan = plan_catch_all(wanted, self.controllers.sites.snippet_hash(CATCH_ALL))
+        if not plan:
+            return Result()
+        applied = Applied()
+        await self.steps.run(None, plan, applied)
+        if applied.caddy_error:
+            log.warning(
+                "Caddy refused the catch-all site; set caddy_catch_all: false if the main "
+                "Caddyfile has a catch-all of its own",
+                error=applied.caddy_error[:500],
+            )
+        else:
+            log.info("catch-all site", actions=applied.actions)
+        return Result()
 
     # -- a service that should exist ---------------------------------------------------
 
     async def _converge(self, record: ServiceRecord) -> Result:
         name = record.name
         status = self.store.get_status(name)
-        version = target_version(record.spec, status)
-        desired = self.desired(record, version)
+        backups = await self.controllers.dirs.backups(name)
+        version = target_version(record.spec, status, backups)
+        note = downgrade_refusal(record.spec, status, backups)
+        desired = self.desired(record, version, version_note=note)
         try:
             await self.controllers.releases.ensure(version)
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
         observed = await self.observe(desired)
+        seeding = await self._seed(record, observed)
+        if seeding == "waiting":
+            return Result()  # woken when what the seed waits for has happened
+        if seeding == "seeded":
+            observed = await self.observe(desired)
         plan = plan_service(desired, status, observed, self.policy)
         if plan.upgrade is not None:
             return await self._upgrade(record, desired, status, observed, plan)
@@ -158,19 +220,65 @@ class Reconciler:
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
         result = await self._settle(desired, plan, observed, applied)
+        await self.deploys.follow_folder(record)
+        await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
         return Result(soonest(result.requeue_after, later))
 
-    def desired(self, record: ServiceRecord, version: str) -> Desired:
-        """The stored spec at ``version``, rendered; a spec that cannot be is terminal."""
+    async def apply_now(self, record: ServiceRecord) -> None:
+        """Converge ``record`` on the host at once (a deploy's switch and its way back):
+        the same desired, observe, plan, apply and settle as a reconcile, nothing after.
+        The deploy stopped the unit itself, so its start is not reported as drift."""
+        status = self.store.get_status(record.name)
+        desired = self.desired(record, target_version(record.spec, status))
+        observed = await self.observe(desired)
+        plan = plan_service(desired, status, observed, self.policy, rolling_back=True)
+        applied = Applied()
+        await self.steps.run(desired, plan, applied)
+        await self._settle(desired, plan, observed, applied)
+
+    async def _seed(
+        self, record: ServiceRecord, observed: Observed
+    ) -> Literal["none", "seeded", "waiting"]:
+        """A new service's first data in place before anything starts it (``agent.seeding``):
+        nothing to seed, seeded now, or waiting for something first. A failed seed is
+        terminal: the service is not started on an empty folder instead."""
+        seed = self.store.get_seed(record.name)
+        if seed is None or seed.outcome == "done":
+            return "none"
+        has_folder = observed.dirs is not None and observed.dirs.exists
+        if has_folder:
+            if seed.pending:  # it landed before an interruption
+                self.store.finish_seed(record.name, "done", {"note": "the folder was there"})
+            return "none"
+        if not seed.pending:
+            error = seed.result.get("error", "no reason given")
+            raise TerminalError(f"seeding from {seed.source.describe()} failed: {error}")
+        try:
+            waiting = await self.seeder.seed(record, seed)
+        except SeedFailed as exc:
+            raise TerminalError(str(exc)) from exc
+        if waiting is not None:
+            self.store.update_status(record.name, state="deploying", last_error=None)
+            return "waiting"
+        return "seeded"
+
+    def desired(
+        self, record: ServiceRecord, version: str, *, version_note: str | None = None
+    ) -> Desired:
+        """The stored spec at ``version``, rendered; a spec that cannot be is terminal.
+        ``version_note`` says why the spec's own version is not run (a refused downgrade)."""
         spec = record.spec
         if version != spec.pocketbase_version:
             spec = spec.model_copy(update={"pocketbase_version": version})
         try:
-            unit_text = render_unit(spec, self.controllers.units.settings, record.owner)
+            release = self.controllers.apps.live(record.name)
+            unit_text = render_unit(spec, self.controllers.units.settings, record.owner, release)
             environment = render_environment(spec)
-            site_text = render_site(spec, tls=self.config.caddy_tls)
+            site_text = render_site(
+                spec, self.site_settings(), running=record.desired_state == "running"
+            )
         except (UnsafeValue, GrammarError) as exc:
             raise TerminalError(f"the spec cannot be rendered: {exc}") from exc
         return Desired(
@@ -185,19 +293,16 @@ class Reconciler:
             environment_text=environment,
             environment_hash=sha256_text(environment) if environment is not None else None,
             settings=desired_settings(spec.settings, self.service_url(spec)),
+            version_note=version_note,
         )
 
+    def site_settings(self) -> SiteSettings:
+        """The agent's TLS settings and Caddy's ports, as every site is rendered with them."""
+        return SiteSettings.of(self.config, self.controllers.sites.public_ports())
+
     def service_url(self, spec: ServiceSpec) -> str:
-        """The service's public URL: scheme, domain and Caddy's port when not the default
-        (PocketBase's default ``app_url``); the one place the agent computes it."""
-        try:
-            with self.config.caddy_config.open("rb") as file:
-                caddyfile = file.read(CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
-        except OSError:
-            caddyfile = ""
-        port = public_port(caddyfile, tls=self.config.caddy_tls)
-        scheme = "https" if self.config.caddy_tls else "http"
-        return f"{scheme}://{spec.domain}" + (f":{port}" if port is not None else "")
+        """The service's public URL (PocketBase's default ``app_url``), as the API shows it."""
+        return service_url(spec, self.config, self.controllers.sites.public_ports())
 
     async def observe(self, desired: Desired) -> Observed:
         """The unit (file and systemd), the site snippet and the folder of ``desired``."""
@@ -223,10 +328,48 @@ class Reconciler:
         previous = self.store.get_status(name)
         settled, settings_changes = await self._configure(desired, settled, previous, applied)
         changes = conclude(desired, plan, settled, previous)
+        changes.update(await self._certificate(desired, previous, applied))
         self.store.update_status(name, **changes, **settings_changes)
         self._record_actions(name, applied, changes["state"])
+        if crash_loop_began(previous, changes["last_error"]):
+            unit = settled.unit
+            self.store.add_event(
+                name,
+                "crash_loop",
+                changes["last_error"],
+                {"restarts": unit.n_restarts, "exit_status": unit.exec_main_status},
+            )
+            log.warning("crash loop", service=name, exit_status=unit.exec_main_status)
         refusal = settled.caddy_error or settled.settings_error
         return Result(requeue_after(changes["state"], refusal, self.policy))
+
+    async def _certificate(
+        self, desired: Desired, previous: ServiceStatus | None, applied: Applied
+    ) -> dict[str, object]:
+        """The status fields of the certificate Caddy serves for the domain, when it is
+        time to ask (``plan.certificate_check_due``); none when it is not."""
+        https = uses_https(desired.spec, self.config)
+        if not https:
+            if previous is not None and previous.certificate_checked_at is not None:
+                return dict.fromkeys(CERTIFICATE_FIELDS)
+            return {}
+        now = utc_now()
+        due = certificate_check_due(
+            https,
+            previous,
+            site_written=applied.site_written,
+            now=now,
+            interval=self.policy.resync_interval,
+        )
+        if not due:
+            return {}
+        served = await self.controllers.sites.served_certificate(desired.spec.domain)
+        return {
+            "certificate_not_before": served.not_before if served else None,
+            "certificate_not_after": served.not_after if served else None,
+            "certificate_issuer": served.issuer if served else None,
+            "certificate_checked_at": now,
+        }
 
     async def _look_after(
         self, desired: Desired, plan: Plan, observed: Observed, applied: Applied
@@ -325,12 +468,19 @@ class Reconciler:
     ) -> Result:
         assert plan.upgrade is not None
         name, old, new = record.name, plan.upgrade.old, plan.upgrade.new
+        kind = "downgrade" if plan.upgrade.downgrade else "upgrade"
+        doing = kind[:-1] + "ing"  # upgrading, downgrading
         self.store.update_status(name, state="deploying")
+        restoring = (
+            f", restoring the data backed up before the upgrade from {new} ({plan.upgrade.restore})"
+            if plan.upgrade.restore is not None
+            else ""
+        )
         self.store.add_event(
             name,
-            "upgrade_started",
-            f"upgrading PocketBase {old} -> {new}",
-            {"from": old, "to": new},
+            f"{kind}_started",
+            f"{doing} PocketBase {old} -> {new}{restoring}",
+            {"from": old, "to": new, "restores": str(plan.upgrade.restore or "")},
         )
         applied = Applied()
         # A step that raises after the backup (say the new binary's `superuser upsert`) is a
@@ -344,7 +494,7 @@ class Reconciler:
         except Exception as exc:
             if applied.backup is None:
                 raise
-            failure = f"upgrading to PocketBase {new} failed: {exc}"
+            failure = f"{doing} to PocketBase {new} failed: {exc}"
         else:
             changes = conclude(desired, plan, settled, status)
             if changes["state"] == "active":
@@ -354,7 +504,7 @@ class Reconciler:
                 self._record_actions(name, applied, changes["state"])
                 self.store.add_event(
                     name,
-                    "upgraded",
+                    f"{kind}d",
                     f"PocketBase {old} -> {new}",
                     {"from": old, "to": new, "backup": str(applied.backup)},
                 )
@@ -371,7 +521,7 @@ class Reconciler:
         self.store.update_status(name, failed_version=new, last_error=reason)
         self.store.add_event(
             name,
-            "upgrade_rolled_back",
+            f"{kind}_rolled_back",
             reason,
             {"from": old, "to": new, "backup": str(applied.backup), "failed_data": str(displaced)},
         )
@@ -420,6 +570,9 @@ class Reconciler:
         )
         self.store.finish_deletion(name)
         self.controllers.pbsettings.forget(name)
+        if applied.archived_to is not None and self.archived is not None:
+            self.archived()
+        self.controllers.apps.forget(name)
         log.info("garbage-collected", service=name, actions=applied.actions)
         return Result()
 

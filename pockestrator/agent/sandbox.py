@@ -1,8 +1,9 @@
 """The sandbox: a whole Pockestrator host inside one folder, for `pockestrator up` and tests.
 
 ``Sandbox`` boots a private systemd user manager and journald (``PrivateSystemd``), runs
-Caddy as a unit of it (HTTP only on loopback; its admin API on a root-only unix socket, which
-no instance can reach, see docs/security.md), and describes the
+Caddy as a unit of it (HTTP only on loopback by default, or with ``tls`` HTTPS from Caddy's
+own local CA as well; its admin API on a root-only unix socket, which no instance can
+reach, see docs/security.md), and describes the
 folder layout as an ``AgentConfig`` whose every path points inside the sandbox. The
 integration tests use exactly this code, so the product's "embedded default" is what CI
 exercises.
@@ -28,6 +29,7 @@ from pockestrator.agent.private_systemd import (
 )
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.specs.grammar import TlsMode
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)
@@ -49,22 +51,36 @@ def find_tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
-def render_sandbox_caddyfile(admin_socket: Path, http_port: int, sites_dir: Path) -> str:
-    """The sandbox's main Caddyfile: HTTP only, admin on a 0600 socket, one import for all,
-    and Caddy's request metrics per host (which ``/metrics`` reports per service)."""
-    return (
-        "# Written by `pockestrator up`: the sandbox's Caddy, HTTP only.\n"
-        "{\n"
-        f'\tadmin "unix/{admin_socket}|0600"\n'
-        "\tauto_https off\n"
-        f"\thttp_port {http_port}\n"
-        "\tpersist_config off\n"
-        "\tmetrics {\n"
-        "\t\tper_host\n"
-        "\t}\n"
-        "}\n"
-        "\n"
-        f"import {sites_dir}/*.caddy\n"
+def render_sandbox_caddyfile(
+    admin_socket: Path, http_port: int, sites_dir: Path, https_port: int | None = None
+) -> str:
+    """The sandbox's main Caddyfile: admin on a 0600 socket, one import for all, Caddy's
+    request metrics per host (which ``/metrics`` reports per service); HTTP only, or with
+    ``https_port`` HTTPS too (certificates from Caddy's local CA, whose root is never
+    installed into the host's trust store)."""
+    if https_port is None:
+        scheme = ["\tauto_https off\n", f"\thttp_port {http_port}\n"]
+    else:
+        scheme = [
+            f"\thttp_port {http_port}\n",
+            f"\thttps_port {https_port}\n",
+            "\tskip_install_trust\n",
+        ]
+    return "".join(
+        [
+            "# Written by `pockestrator up`: the sandbox's Caddy"
+            + (", HTTP only.\n" if https_port is None else ", with its own local CA.\n"),
+            "{\n",
+            f'\tadmin "unix/{admin_socket}|0600"\n',
+            *scheme,
+            "\tpersist_config off\n",
+            "\tmetrics {\n",
+            "\t\tper_host\n",
+            "\t}\n",
+            "}\n",
+            "\n",
+            f"import {sites_dir}/*.caddy\n",
+        ]
     )
 
 
@@ -162,7 +178,9 @@ def _check_traversable(root: Path) -> None:
 class Sandbox:
     """A private systemd manager with journald and Caddy, and the agent config that fits it."""
 
-    def __init__(self, root: Path, caddy_http_port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, caddy_http_port: int | None = None, *, tls: TlsMode = "off"
+    ) -> None:
         root = root.resolve()
         if any(root == hidden or hidden in root.parents for hidden in _HIDDEN_BY_PRIVATE_TMP):
             raise PrivateSystemdError(
@@ -172,6 +190,9 @@ class Sandbox:
         self.layout = SandboxLayout(root)
         self.systemd = PrivateSystemd(self.layout.systemd_root)
         self.caddy_http_port = caddy_http_port or free_port()
+        # With TLS, sites are served on a free HTTPS port too (their default mode, tls).
+        self.tls: TlsMode = tls
+        self.caddy_https_port = free_port() if tls != "off" else None
         self.caddy_admin_socket = self.layout.caddy_dir / "admin.sock"
         self.bus: SystemdBus | None = None
 
@@ -203,7 +224,10 @@ class Sandbox:
         try:
             layout.caddyfile.write_text(
                 render_sandbox_caddyfile(
-                    self.caddy_admin_socket, self.caddy_http_port, layout.caddy_sites_dir
+                    self.caddy_admin_socket,
+                    self.caddy_http_port,
+                    layout.caddy_sites_dir,
+                    self.caddy_https_port,
                 )
             )
             unit = self.systemd.paths.unit_dir / CADDY_UNIT
@@ -228,6 +252,20 @@ class Sandbox:
     def caddy_url(self) -> str:
         return f"http://127.0.0.1:{self.caddy_http_port}"
 
+    @property
+    def caddy_https_url(self) -> str | None:
+        """Caddy's HTTPS address on loopback, when the sandbox serves HTTPS at all."""
+        if self.caddy_https_port is None:
+            return None
+        return f"https://127.0.0.1:{self.caddy_https_port}"
+
+    @property
+    def caddy_root_certificate(self) -> Path:
+        """The root of Caddy's local CA (``tls internal``), made at its first certificate."""
+        return (
+            self.layout.caddy_dir / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        )
+
     def agent_config(self, **overrides: object) -> AgentConfig:
         """An ``AgentConfig`` whose every path and bus points into this sandbox."""
         layout = self.layout
@@ -239,7 +277,7 @@ class Sandbox:
             "caddy_unit": CADDY_UNIT,
             "caddy_binary": str(find_tool("caddy") or "caddy"),
             "caddy_admin_url": f"unix/{self.caddy_admin_socket}",
-            "caddy_tls": False,
+            "caddy_tls": self.tls,
             "default_domain": "localhost",
             "database": layout.database,
             "spec_dir": layout.root / "specs",

@@ -8,6 +8,7 @@ reconcile needs; ``agent.apply`` maps each one to a controller call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -136,10 +137,24 @@ class RemoveUnitFile(Step):
 
 @dataclass(frozen=True)
 class BackupData(Step):
-    """Copy ``pb_data`` aside (the unit is stopped) so that a failed upgrade can go back."""
+    """Copy ``pb_data`` aside (the unit is stopped) so that a failed upgrade can go back;
+    the backup is named by ``version``, the one that wrote the data."""
+
+    version: str | None = None
 
     def describe(self) -> str:
         return "pb_data backed up"
+
+
+@dataclass(frozen=True)
+class RestoreData(Step):
+    """A downgrade: put back the backup taken before the upgrade from the older version
+    (the unit is stopped; the data it replaces is kept beside the backups)."""
+
+    backup: Path
+
+    def describe(self) -> str:
+        return f"pb_data restored from {self.backup}"
 
 
 @dataclass(frozen=True)

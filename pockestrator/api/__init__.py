@@ -10,4 +10,5 @@ The agent is reached only through ``context.AgentContext``.
 What requests go through on the way in: ``guards`` (Host, Origin), ``auth`` (bearer tokens,
 password checks, the client address), ``inputs`` (strict JSON, queries, merge patches);
 on the way out: ``views`` (records to models), ``formatting``, ``errors`` (one error body).
+``streams`` counts the open log streams against their cap.
 """

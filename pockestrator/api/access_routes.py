@@ -31,7 +31,7 @@ from pockestrator.api.models.access import (
     TokenRevoked,
 )
 from pockestrator.api.models.requests import LoginBody, TokenCreateBody
-from pockestrator.api.routing import PASSWORDS, Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import PASSWORDS, Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
 
@@ -184,6 +184,7 @@ OPERATIONS = [
         {201: TokenCreated},
         "access",
         body=TokenCreateBody,
+        links=(Link("RevokeTheToken", "revokeToken", {"id": "id"}, status=201),),
     ),
     Operation(
         "DELETE",
@@ -219,5 +220,6 @@ OPERATIONS = [
         "End the dashboard session of the bearer token",
         {200: LogoutResponse},
         "access",
+        sessions_only=True,
     ),
 ]

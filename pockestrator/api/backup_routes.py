@@ -20,7 +20,9 @@ import queue
 import tarfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -32,18 +34,20 @@ from pockestrator.api.models.backups import (
     BackupFileView,
     BackupList,
     BackupView,
+    CreateBackupQuery,
     OperationAnswer,
+    OperationFollowQuery,
     OperationQuery,
     OperationView,
 )
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Handler, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.clock import utc_now
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, check_snapshot_id
+from pockestrator.specs.store import BACKUP_KINDS, OperationKind, ServiceRecord
 from pockestrator.specs.store import Operation as StoredOperation
-from pockestrator.specs.store import OperationKind, ServiceRecord
 
 _CHUNK = 256 * 1024
 
@@ -61,6 +65,7 @@ def backup_view(info: BackupInfo) -> BackupView:
         verified_at=info.verified_at,
         verified=info.verified_ok,
         verification_detail=info.verification_detail,
+        locations=list(info.locations),
     )
 
 
@@ -70,7 +75,11 @@ def operation_view(operation: StoredOperation) -> OperationView:
     return OperationView(
         id=operation.id,
         kind=operation.kind,
-        backup_id=operation.argument or operation.result.get("snapshot"),
+        # A snapshot's argument is its point in time (or none), a deploy's its release:
+        # their backup is the one they made. The others name the backup they act on.
+        backup_id=operation.result.get("snapshot")
+        if operation.kind == "snapshot" or operation.kind not in BACKUP_KINDS
+        else operation.argument or operation.result.get("snapshot"),
         state=state,
         requested_at=operation.requested_at,
         requested_by=operation.requested_by,
@@ -133,20 +142,51 @@ async def _operate(
 ) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
-    query = parse_query(request, OperationQuery)
+    query = parse_query(request, CreateBackupQuery if kind == "snapshot" else OperationQuery)
+    argument = backup_id
     if backup_id is not None:
         await _existing(agent, record, backup_id)
+    elif isinstance(query, CreateBackupQuery) and query.at is not None:
+        argument = _point_in_time(agent, record, query.at)
     operation = agent.store.request_operation(
-        record.name, kind, backup_id, principal_of(request).name
+        record.name, kind, argument, principal_of(request).name
     )
     agent.enqueue(record.name)
     if query.wait:
-        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-        while operation.pending and asyncio.get_running_loop().time() < deadline:
-            remaining = deadline - asyncio.get_running_loop().time()
-            await agent.wait_reconciled(record.name, remaining)
-            operation = agent.store.get_operation(operation.id) or operation
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation, created)
+
+
+def _point_in_time(agent: AgentContext, record: ServiceRecord, at: datetime) -> str:
+    """``at`` as the operation's argument (UTC, to the second), for a service that replicates."""
+    policy = record.spec.backups or agent.config.backups
+    if policy.replication is None:
+        raise validation_failed(
+            [
+                Problem(
+                    "at",
+                    f"{record.name} does not replicate (backups.replication)",
+                    ErrorCode.INVALID_VALUE,
+                )
+            ]
+        )
+    if at > utc_now():
+        raise validation_failed(
+            [Problem("at", "a point in time in the future", ErrorCode.INVALID_VALUE)]
+        )
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _until_finished(
+    agent: AgentContext, record: ServiceRecord, operation: StoredOperation
+) -> StoredOperation:
+    """The operation once finished, or as it is after ``WAIT_SECONDS``."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while operation.pending and asyncio.get_running_loop().time() < deadline:
+        remaining = deadline - asyncio.get_running_loop().time()
+        await agent.wait_reconciled(record.name, remaining)
+        operation = agent.store.get_operation(operation.id) or operation
+    return operation
 
 
 async def _operation_answer(
@@ -198,6 +238,8 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
             f"{record.name} has no operation {text[:40]}",
             service_id=record.id,
         )
+    if parse_query(request, OperationFollowQuery).wait:
+        operation = await _until_finished(agent, record, operation)
     return await _operation_answer(agent, record, operation)
 
 
@@ -206,7 +248,14 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     info = await _existing(agent, record, _backup_id(request))
-    assert info.path is not None
+    if info.path is None:
+        raise ApiError(
+            404,
+            ErrorCode.BACKUP_NOT_FOUND,
+            f"backup {info.backup_id} of {record.name} is only on {', '.join(info.locations)}: "
+            "verifying or restoring it brings it back here first",
+            service_id=record.id,
+        )
     top = f"{record.name}-{info.backup_id}"
     response = web.StreamResponse(
         headers={
@@ -275,6 +324,25 @@ def _tar_chunks(folder: Path, top: str) -> Iterator[queue.Queue[bytes | None]]:
             thread.join(0.05)
 
 
+def _on_a_backup(
+    method: str, suffix: str, handler: Handler, operation_id: str, summary: str, **extra: Any
+) -> Operation:
+    """An operation one backup is asked for (delete, verify, restore): the reconcile that
+    does it answers, or 202 with the operation while it runs."""
+    return Operation(
+        method,
+        f"/services/{{id}}/backups/{{backup_id}}{suffix}",
+        handler,
+        operation_id,
+        summary,
+        {200: OperationAnswer, 202: OperationAnswer},
+        "backups",
+        errors=(404, 502),
+        query=OperationQuery,
+        **extra,
+    )
+
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -294,8 +362,8 @@ OPERATIONS = [
         "Take a backup now (an online snapshot; writers are not held back)",
         {201: OperationAnswer, 202: OperationAnswer},
         "backups",
-        errors=(404, 502),
-        query=OperationQuery,
+        errors=(400, 404, 502),
+        query=CreateBackupQuery,
     ),
     Operation(
         "GET",
@@ -307,38 +375,20 @@ OPERATIONS = [
         "backups",
         errors=(404,),
     ),
-    Operation(
-        "DELETE",
-        "/services/{id}/backups/{backup_id}",
-        delete_backup,
-        "deleteBackup",
-        "Delete a backup",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
-    ),
-    Operation(
+    _on_a_backup("DELETE", "", delete_backup, "deleteBackup", "Delete a backup"),
+    _on_a_backup(
         "POST",
-        "/services/{id}/backups/{backup_id}/verify",
+        "/verify",
         verify_backup,
         "verifyBackup",
         "Verify a backup: its files, SQLite's integrity_check and a boot of it",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
     ),
-    Operation(
+    _on_a_backup(
         "POST",
-        "/services/{id}/backups/{backup_id}/restore",
+        "/restore",
         restore_backup,
         "restoreBackup",
         "Restore a backup in place (a safety backup first; the data replaced is kept)",
-        {200: OperationAnswer, 202: OperationAnswer},
-        "backups",
-        errors=(404, 502),
-        query=OperationQuery,
         description="Takes a safety backup, stops the instance, swaps the backup's data and"
         " app folders in, starts it and waits for its health; when it does not come up"
         " healthy the safety backup goes back and the answer is 502 with the reason.",
@@ -363,5 +413,6 @@ OPERATIONS = [
         {200: OperationAnswer, 202: OperationAnswer},
         "backups",
         errors=(404, 502),
+        query=OperationFollowQuery,
     ),
 ]

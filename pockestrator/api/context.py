@@ -16,7 +16,7 @@ Callers are authenticated against the account store (``accounts``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Protocol
 from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
 from pockestrator.journal import UnitScope
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceStatus, Store
 from pockestrator.telemetry import AgentMetrics
 
@@ -104,6 +105,8 @@ class HostFacts:
     tools: dict[str, bool] = field(default_factory=dict)
     # Caddy's admin address when on TCP, where every instance can reach it (else None).
     caddy_admin_exposed: str | None = None
+    # The database's folder has no space left (or its last write failed for want of it).
+    database_full: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,34 @@ class BackupInfo:
     verification_detail: str | None = None
     files: tuple[BackupFile, ...] = ()
     path: Path | None = None  # the snapshot's folder, for a download; never shown
+    locations: tuple[str, ...] = ("local",)  # "local" and the targets that hold it
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A deleted service's archived folder, as the API shows it."""
+
+    archive_id: str
+    service: str
+    archived_at: datetime
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """One app release of a service, as the API shows it."""
+
+    release_id: str
+    created_at: datetime
+    created_by: str
+    source: str
+    size_bytes: int
+    file_count: int
+    live: bool
+    # File names against the release before it in the list (the one deployed before).
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,10 @@ class HostView(Protocol):
         """The port Caddy serves the instances on, when not the scheme's default."""
         ...
 
+    def public_ports(self) -> PublicPorts:
+        """Caddy's HTTP and HTTPS ports, for the services' URLs (``specs.public_url``)."""
+        ...
+
     async def versions(self) -> Sequence[str]:
         """Deployable PocketBase versions, newest first (``specs.validation.ReleaseIndex``)."""
         ...
@@ -201,6 +236,19 @@ class HostView(Protocol):
 
     async def caddy_metrics(self) -> str | None:
         """Caddy's own metrics text (per host when the Caddyfile turns that on), or None."""
+        ...
+
+    async def archives(self) -> Sequence[ArchiveInfo]:
+        """The deleted services' archived folders, newest first, with disk use."""
+        ...
+
+    async def data_backups(self, name: str) -> Mapping[str, datetime]:
+        """When the newest backup of each version's data of ``name`` was taken (the
+        backups a downgrade can restore)."""
+        ...
+
+    async def app_releases(self, name: str) -> Sequence[ReleaseInfo]:
+        """The app releases of ``name``, newest first."""
         ...
 
     async def journal_scope(self) -> UnitScope:

@@ -80,6 +80,16 @@ def judge(facts: HostFacts, config: AgentConfig) -> HostReport:
         reason = files[key]
         if reason:
             report.errors.append(Problem("system", reason, code))
+    if facts.database_full:
+        report.database_writable = False
+        report.errors.append(
+            Problem(
+                "system",
+                f"{config.database.parent} is full: the agent cannot record specs, status or "
+                "events (API writes answer 507); free space there, nothing else is needed",
+                ErrorCode.DATABASE_FULL,
+            )
+        )
     if not report.caddy_binary:
         report.warnings.append(
             Problem(

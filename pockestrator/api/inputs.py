@@ -1,9 +1,10 @@
-"""Reading what clients send: JSON bodies, query strings, and merge patches, all untrusted.
+"""Reading what clients send: JSON bodies and query strings, all untrusted.
 
 Every failure becomes a 4xx ``ApiError`` with ``field`` and ``code`` for each problem; none
 can escape as a 500. JSON is parsed strictly: duplicate keys, ``NaN``/``Infinity`` and
 absurd nesting are refused, since a second ``"port"`` key silently winning is how two
-parsers come to disagree about one request.
+parsers come to disagree about one request. A number is what JSON Schema says it is:
+``8080.0`` is the integer 8080, as the document's ``"type": "integer"`` promises.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Integers up to here are exact as floats; beyond, a number written with a fraction or an
+# exponent stays a float (every integer of a body has a far smaller bound anyway).
+_EXACT_INTEGER = 2**53
+
+
+def _number(text: str) -> float | int:
+    """A JSON number with a fraction or exponent: an int when its value is whole."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= _EXACT_INTEGER:
+        return int(value)
+    return value
+
+
 def _depth(value: Any, limit: int) -> int:
     """Nesting depth, stopping as soon as it passes ``limit``."""
     deepest, stack = 0, [(value, 1)]
@@ -63,7 +77,12 @@ def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no duplicate keys, no NaN, bounded nesting."""
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_number,
+        )
     except _DuplicateKey as exc:
         raise ApiError(
             400,
@@ -178,16 +197,3 @@ def parse_query(request: web.Request, model: type[Model]) -> Model:
         return model.model_validate(values)
     except ValidationError as exc:
         raise validation_failed(problems_of(exc)) from None
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge recursively, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, Mapping):
-        return patch
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

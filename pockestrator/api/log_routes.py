@@ -20,10 +20,11 @@ from aiohttp import web
 
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models.logs import LogsResponse
-from pockestrator.api.models.requests import LOG_LINES_MAX, LogsQuery
+from pockestrator.api.models.logs import LogEntryView, LogsResponse
+from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.streams import StreamsFull
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -31,28 +32,38 @@ from pockestrator.journal import (
     JournalQuery,
     JournalUnavailable,
     LogEntry,
+    LogFollower,
     is_cursor,
 )
 from pockestrator.specs.errors import ErrorCode
 
 KEEPALIVE_SECONDS = 15.0
-MAX_STREAMS = 32
 RECONNECT_MILLISECONDS = 3000
+RETRY_AFTER_SECONDS = 5
 
 
 def parse_since(text: str) -> datetime:
-    """ISO 8601 (``Z`` or an offset; none means UTC); raises ``ValueError``."""
-    cleaned = text.strip()
-    if not cleaned or len(cleaned) > 64:
-        raise ValueError("empty or too long")
-    if cleaned[-1] in "zZ":
-        cleaned = cleaned[:-1] + "+00:00"
+    """``since`` as a UTC moment; raises ``ValueError`` for text outside its grammar.
+
+    The grammar is the one the document states (``SINCE``), so that a client is told
+    exactly what is taken. A moment past the end of the calendar once converted to UTC
+    (9999-12-31T23:00-05:00) is the latest one there is: it matches no entry.
+    """
+    match = SINCE.fullmatch(text)
+    if match is None:
+        raise ValueError("not a moment in the documented grammar")
+    cleaned = text[:-1] + "+00:00" if text[-1] in "zZ" else text
+    whole, dot, rest = cleaned.partition(".")
+    if dot:  # Python reads at most microseconds; the rest of a fraction changes nothing here
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        cleaned = f"{whole}.{rest[: min(digits, 6)]}{rest[digits:]}"
     moment = datetime.fromisoformat(cleaned)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if moment.year < 1971:
-        raise ValueError("before the journal's time")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def sse_event(entry: LogEntry) -> bytes:
@@ -85,7 +96,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
                 [
                     Problem(
                         "since",
-                        "must be an ISO 8601 date and time, e.g. 2025-07-31T19:30:00Z",
+                        "must be an ISO 8601 date (from 1971) and time, e.g. 2025-07-31T19:30:00Z",
                         ErrorCode.INVALID_VALUE,
                     )
                 ]
@@ -124,40 +135,42 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
 
 async def _stream(request: web.Request, query: JournalQuery) -> web.StreamResponse:
     streams = request.app[STREAMS]
-    if len(streams) >= MAX_STREAMS:
+    try:
+        with streams.slot() as slot:
+            async with request.app[JOURNAL].follow(query) as follower:
+                slot.attach(follower)
+                return await _send_events(request, follower)
+    except StreamsFull:
         raise ApiError(
             503,
             ErrorCode.TOO_MANY_STREAMS,
-            f"At most {MAX_STREAMS} log streams at once; try again later",
-            headers={"Retry-After": "5"},
-        )
-    try:
-        async with request.app[JOURNAL].follow(query) as follower:
-            streams.add(follower)
-            try:
-                response = web.StreamResponse(
-                    headers={
-                        "Content-Type": "text/event-stream",
-                        "Cache-Control": "no-cache, no-store",
-                        "X-Accel-Buffering": "no",
-                    }
-                )
-                await response.prepare(request)
-                # Past prepare() nothing can become a JSON error: the stream just ends. It
-                # ends when the client goes (a write fails) or journalctl does (shutdown).
-                with contextlib.suppress(ConnectionError, EOFError):
-                    await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
-                    while True:
-                        entry = await follower.next(KEEPALIVE_SECONDS)
-                        if entry is None:
-                            await response.write(b": keepalive\n\n")
-                        else:
-                            await response.write(sse_event(entry))
-                return response
-            finally:
-                streams.discard(follower)
+            f"At most {streams.limit} log streams at once; try again later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     except JournalError as exc:  # only journalctl's start can raise it
         raise _journal_failure(exc) from None
+
+
+async def _send_events(request: web.Request, follower: LogFollower) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
+    # the client goes (the handler is cancelled, or a write fails) or journalctl does.
+    with contextlib.suppress(ConnectionError, EOFError):
+        await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
+        while True:
+            entry = await follower.next(KEEPALIVE_SECONDS)
+            if entry is None:
+                await response.write(b": keepalive\n\n")
+            else:
+                await response.write(sse_event(entry))
+    return response
 
 
 OPERATIONS = [
@@ -171,6 +184,6 @@ OPERATIONS = [
         "services",
         errors=(404, 502, 503),
         query=LogsQuery,
-        streams=True,
+        events=(("log", LogEntryView),),
     ),
 ]

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from pockestrator.api.routing import Operation
+from pockestrator.specs import grammar
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The contract's version, not the agent's: the document is public and reveals nothing.
@@ -27,6 +28,14 @@ _PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
 
 _PATH_DESCRIPTIONS = {
     "id": "A service's id or project name (services), or a token's id (tokens).",
+    "backup_id": "A backup's id: the UTC second it was taken (20261202T031500Z).",
+    "archive_id": "An archived folder's id: <project_name>-<UTC second it was deleted>.",
+    "operation_id": "An operation's number.",
+}
+# The grammar of a path parameter, where it has one (the handler checks the same).
+_PATH_SCHEMAS: dict[str, dict[str, object]] = {
+    "backup_id": {"type": "string", "pattern": grammar.SNAPSHOT_ID.json},
+    "archive_id": {"type": "string", "pattern": grammar.ARCHIVE_ID.json},
 }
 _HEADERS = {
     401: {
@@ -44,6 +53,7 @@ _TAGS = [
     {"name": "validation", "description": "Pre-flight checks."},
     {"name": "access", "description": "API tokens and admin sessions."},
     {"name": "backups", "description": "Snapshots of a service: take, verify, restore."},
+    {"name": "releases", "description": "App releases of a service: deploy, list, roll back."},
 ]
 
 
@@ -53,6 +63,8 @@ def _models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], Json
         for models in operation.answers().values():
             for model in models if isinstance(models, tuple) else (models,):
                 wanted[(model, "serialization")] = None
+        for _name, model in operation.events:
+            wanted[(model, "serialization")] = None
         if operation.body is not None:
             wanted[(operation.body, "validation")] = None
         if operation.query is not None:
@@ -94,18 +106,49 @@ def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[di
     return parameters
 
 
+def event_schema(events: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One server-sent event as OpenAPI 3.1 describes an event stream's items: an object of
+    its fields (``event``, ``data``, ``id``, ``retry``), ``data`` holding JSON of the event's
+    schema (``contentMediaType``/``contentSchema``). Comment lines are not events."""
+    shapes = [
+        {
+            "type": "object",
+            "properties": {
+                "event": {"const": name},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": data,
+                },
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Resume after it with Last-Event-ID.",
+                },
+                "retry": {"type": "integer", "minimum": 0},
+            },
+            "required": ["event", "data"],
+            "additionalProperties": False,
+        }
+        for name, data in events
+    ]
+    return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
 def _response(
     operation: Operation,
     status: int,
     schemas: list[dict[str, Any]],
+    events: list[tuple[str, dict[str, Any]]],
 ) -> dict[str, Any]:
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     content: dict[str, Any] = {"application/json": {"schema": schema}}
-    if operation.streams and status == 200:
+    if events and status == 200:
+        names = ", ".join(f"`{name}`" for name, _data in events)
         content["text/event-stream"] = {
-            "schema": {"type": "string"},
-            "description": "With follow=true: one `log` event per entry (data: the entry as"
-            " JSON, id: its journal cursor) and `: keepalive` comments.",
+            "schema": event_schema(events),
+            "description": f"Server-sent events ({names}), each described by this schema;"
+            " `: keepalive` comment lines between them.",
         }
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": content}
     headers = dict(_HEADERS.get(status, {})) if not operation.public or status != 401 else {}
@@ -113,6 +156,9 @@ def _response(
         headers[name] = {"description": description, "required": True, "schema": {"type": "string"}}
     if headers:
         response["headers"] = headers
+    links = {link.name: link.document() for link in operation.links if link.status == status}
+    if links:
+        response["links"] = links
     return response
 
 
@@ -142,7 +188,7 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1},
+                "schema": _PATH_SCHEMAS.get(name, {"type": "string", "minLength": 1}),
                 "description": _PATH_DESCRIPTIONS.get(name, name),
             }
             for name in _PATH_PARAMETER.findall(operation.path)
@@ -159,11 +205,20 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                     for media_type in operation.body_types
                 },
             }
+        elif operation.body_types != ("application/json",):  # a file as the body
+            item["requestBody"] = {
+                "required": True,
+                "content": {
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in operation.body_types
+                },
+            }
         responses = {}
+        events = [(name, ref(model, "serialization")) for name, model in operation.events]
         for status, models in sorted(operation.answers().items()):
             listed = models if isinstance(models, tuple) else (models,)
             responses[str(status)] = _response(
-                operation, status, [ref(model, "serialization") for model in listed]
+                operation, status, [ref(model, "serialization") for model in listed], events
             )
         for status, media_type in operation.binary.items():
             responses[str(status)] = {
@@ -173,6 +228,8 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
         item["responses"] = dict(sorted(responses.items()))
         if operation.public:
             item["security"] = []
+        elif operation.sessions_only:
+            item["security"] = [{"sessionAuth": []}]
         paths.setdefault(operation.url, {})[operation.method.lower()] = item
 
     return {
@@ -192,7 +249,13 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API token (pks_...) or a dashboard session (pkss_...).",
-                }
+                },
+                "sessionAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A dashboard session (pkss_...) from POST /auth/login; an"
+                    " API token is refused there with 400 NOT_A_SESSION.",
+                },
             },
         },
         "security": [{"bearerAuth": []}],

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
 from pockestrator.api.models.problems import ErrorResponse
-from pockestrator.journal import JournalReader, LogFollower
+from pockestrator.api.streams import LogStreams
+from pockestrator.journal import JournalReader
 
 PREFIX = "/api/pockestrator"
 
@@ -28,7 +29,7 @@ ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...]
 AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)
 JOURNAL = web.AppKey("journal", JournalReader)
-STREAMS: web.AppKey[set[LogFollower]] = web.AppKey("streams")
+STREAMS = web.AppKey("streams", LogStreams)
 # Typed request storage where aiohttp has it (3.13+), a plain key before.
 PRINCIPAL: Any = (
     web.RequestKey("principal", Principal)
@@ -38,14 +39,36 @@ PRINCIPAL: Any = (
 
 
 @dataclass(frozen=True)
+class Link:
+    """From a 2xx answer to the operation ``operation_id``, whose path parameters come
+    from the answer's fields: ``{"id": "id"}`` puts the answer's ``id`` in ``{id}``."""
+
+    name: str
+    operation_id: str
+    parameters: dict[str, str]
+    status: int = 200
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "operationId": self.operation_id,
+            "parameters": {
+                name: f"$response.body#/{source}" for name, source in self.parameters.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
 class Operation:
     """One method on one path, with what it takes and what it answers per status code.
 
     ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
     the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
-    what the server answers around every handler. ``streams`` marks a 200 that may also be
-    ``text/event-stream``. ``public`` operations need no token. ``binary`` statuses answer
-    a file of the given media type instead of JSON.
+    what the server answers around every handler. ``events`` marks a 200 that may be a
+    ``text/event-stream`` instead: each event's name with the model of its JSON ``data``.
+    ``links`` say which operation a 2xx answer leads to, and with which of its fields
+    (OpenAPI links: a client, or a fuzzer, follows them). ``public`` operations need no
+    token; ``sessions_only`` ones take a dashboard session, not an API token. ``binary``
+    statuses answer a file of the given media type instead of JSON.
     """
 
     method: str
@@ -60,11 +83,13 @@ class Operation:
     body: type[BaseModel] | None = None
     body_types: tuple[str, ...] = ("application/json",)
     public: bool = False
-    streams: bool = False
+    sessions_only: bool = False
+    events: tuple[tuple[str, type[BaseModel]], ...] = ()
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     # Statuses whose body is not JSON but a file of this media type (a backup's tar).
     binary: dict[int, str] = field(default_factory=dict)
+    links: tuple[Link, ...] = ()
 
     @property
     def url(self) -> str:
@@ -82,7 +107,7 @@ class Operation:
         statuses = [400, 403, *self.errors]
         if not self.public:
             statuses.append(401)
-        if self.body is not None:
+        if self.body is not None or self.body_types != ("application/json",):
             statuses += [413, 415]
         return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
 

@@ -1,6 +1,11 @@
 """The aiohttp application: routes from the table, middlewares, start-up and shutdown.
 
 Every request passes, outermost first:
+0. disconnects: the server cancels a handler whose client has gone (``handler_cancellation``),
+   which ends a log stream at once (and its journalctl); every other handler is shielded
+   from that and finishes what it started, a spec written or a restart asked for;
+0b. metrics: each answer counted by route and code, and timed (a stream its client ended
+   is counted under 499, as proxies do, not as an error of ours);
 1. errors: ``ApiError`` and aiohttp's own 404/405/413 become the JSON error body; anything
    unexpected is logged here and answered 500 without a trace (no input should get there);
 2. guards: the Host check (DNS rebinding) and the Origin check (no CORS; see ``api.guards``);
@@ -32,6 +37,8 @@ from pockestrator.api import (
     history_routes,
     log_routes,
     metrics_routes,
+    release_routes,
+    seed_routes,
     service_routes,
     system_routes,
 )
@@ -52,8 +59,10 @@ from pockestrator.api.routing import (
     Handler,
     Operation,
 )
+from pockestrator.api.streams import LogStreams
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
 from pockestrator.config import split_listen
+from pockestrator.database import DatabaseFull
 from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
 
@@ -62,6 +71,8 @@ log = structlog.get_logger("pockestrator.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_TIMEOUT = 5.0
 PUBLIC_ROUTES = web.AppKey("public_routes", set[web.AbstractRoute])
+STREAMING_ROUTES = web.AppKey("streaming_routes", set[web.AbstractRoute])
+SHIELDED: web.AppKey[set[asyncio.Task[web.StreamResponse]]] = web.AppKey("shielded")
 QUERY_NAMES = web.AppKey("query_names", dict[web.AbstractRoute, frozenset[str]])
 
 _SECURITY_HEADERS = {
@@ -78,6 +89,8 @@ def all_operations() -> list[Operation]:
         *log_routes.OPERATIONS,
         *access_routes.OPERATIONS,
         *backup_routes.OPERATIONS,
+        *seed_routes.OPERATIONS,
+        *release_routes.OPERATIONS,
         *metrics_routes.OPERATIONS,
         *history_routes.OPERATIONS,
     ]
@@ -105,6 +118,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:  # a redirect raised past the error middleware
         status = exc.status
         raise
+    except asyncio.CancelledError:  # the client went away (a log stream it closed)
+        status = 499
+        raise
     finally:
         metrics = request.app[AGENT].metrics
         route = route_label(request)
@@ -130,6 +146,35 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     return ApiError(exc.status, code, message, headers=headers).response()
 
 
+def _retrieve(task: asyncio.Task[web.StreamResponse]) -> None:
+    if not task.cancelled():
+        task.exception()  # a shielded handler whose client went: nobody else will look
+
+
+@web.middleware
+async def disconnect_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A stream ends with its client; any other handler runs to its end regardless, as
+    though the server never cancelled handlers (it does, for the streams' sake)."""
+    if request.match_info.route in request.app[STREAMING_ROUTES]:
+        return await handler(request)
+    task = asyncio.ensure_future(handler(request))
+    running = request.app[SHIELDED]
+    running.add(task)
+    task.add_done_callback(running.discard)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+async def _end_shielded(app: web.Application) -> None:
+    """At cleanup, after the server's grace for requests in flight: cancel the handlers whose
+    clients went away and that still run (a wait for a reconcile), and let them end."""
+    shielded: set[asyncio.Task[web.StreamResponse]] = app[SHIELDED]
+    running = list(shielded)
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -142,6 +187,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _http_error(exc)
     except asyncio.CancelledError:
         raise
+    except DatabaseFull as exc:
+        log.error("request refused: the database is full", path=request.path, error=str(exc))
+        return ApiError(
+            507,
+            ErrorCode.DATABASE_FULL,
+            f"{exc}; nothing was changed. Free space there and try again",
+        ).response()
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
         return ApiError(
@@ -249,9 +301,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
 async def _end_streams(app: web.Application) -> None:
     """On shutdown: end every log stream now (its handler then returns) rather than wait."""
-    streams = app[STREAMS]
-    for follower in list(streams):
-        follower.stop()
+    app[STREAMS].stop_all()
 
 
 def build_app(
@@ -259,22 +309,31 @@ def build_app(
 ) -> web.Application:
     config = agent.config
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, guard_middleware, auth_middleware],
+        middlewares=[
+            disconnect_middleware,
+            metrics_middleware,
+            error_middleware,
+            guard_middleware,
+            auth_middleware,
+        ],
         client_max_size=config.max_body_bytes,
     )
     operations = list(operations if operations is not None else all_operations())
     app[AGENT] = agent
     app[PASSWORDS] = PasswordChecks()
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
-    app[STREAMS] = set()
+    app[STREAMS] = LogStreams(config.max_log_streams)
     app[CADDY_READER] = CaddyReader()
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
+    streaming: set[web.AbstractRoute] = set()
     query_names: dict[web.AbstractRoute, frozenset[str]] = {}
     for operation in operations:
         route = app.router.add_route(operation.method, operation.url, operation.handler)
         if operation.public:
             public.add(route)
+        if operation.events:
+            streaming.add(route)
         query = operation.query
         query_names[route] = frozenset(query.model_fields) if query is not None else frozenset()
     public.add(app.router.add_route("GET", PREFIX + "/openapi.json", openapi_document))
@@ -283,9 +342,12 @@ def build_app(
     if STATIC_DIR.is_dir():
         app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app[PUBLIC_ROUTES] = public
+    app[STREAMING_ROUTES] = streaming
+    app[SHIELDED] = set()
     app[QUERY_NAMES] = query_names
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_end_shielded)
     return app
 
 
@@ -301,7 +363,12 @@ async def start_api(agent: AgentContext) -> web.AppRunner:
             await other.cleanup()
 
     app.on_cleanup.append(stop_metrics)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        access_log=None,
+        handler_cancellation=True,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, config.listen_host, config.listen_port).start()

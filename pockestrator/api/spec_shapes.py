@@ -9,11 +9,12 @@ shape here is the spec's fields with the parsers dropped and the constraints kep
 with no edit here:
 
 - **create**: strict; the spec's defaults; a ``Derived`` field (``domain``) may be left
-  out or null, since ``parse_spec`` fills it in.
+  out, null or empty (``""``), since ``parse_spec`` fills it in (in a patch too).
 - **patch**: strict; every field optional and nullable (null resets it), recursively, as
-  RFC 7396 merges sections; a mapping's values may be null (null removes an entry), and a
-  mapping's size bound is not checked on the patch (nulls remove entries), only on the
-  merged spec.
+  RFC 7396 merges sections, but a required field with nothing to reset it to (``port``,
+  ``pocketbase_version``, ``project_name``) may only be left out, not null; a mapping's
+  values may be null (null removes an entry), and a mapping's size bound is not checked on
+  the patch (nulls remove entries), only on the merged spec.
 - **view**: what an answer shows; every field present. It is filled from the whole spec
   dump, so fields the API does not show are dropped on the way in; its schema is closed,
   since what is sent is exactly its fields.
@@ -104,6 +105,12 @@ def _keys_in_property_names(schema: dict[str, Any]) -> None:
             branch["additionalProperties"] = values
 
 
+def _left_out_not_null(schema: dict[str, Any]) -> None:
+    """A patch field that may be left out, but has no default to be reset to by null."""
+    _keys_in_property_names(schema)
+    schema.pop("default", None)
+
+
 def _field(name: str, field: FieldInfo, shape: Shape) -> tuple[Any, FieldInfo]:
     """One spec field as a field of ``shape``: its type, default and documentation."""
     if field.json_schema_extra is not None:
@@ -120,6 +127,10 @@ def _field(name: str, field: FieldInfo, shape: Shape) -> tuple[Any, FieldInfo]:
         "json_schema_extra": _keys_in_property_names,
     }
     derived = any(isinstance(mark, Derived) for mark in field.metadata)
+    if derived and shape != "view":
+        annotation = annotation | Literal[""]
+    if shape == "patch" and field.is_required() and not derived:
+        return annotation, Field(default=None, **{**docs, "json_schema_extra": _left_out_not_null})
     if shape == "patch" or (shape == "create" and derived):
         return annotation | None, Field(default=None, **docs)
     if shape == "view" or field.is_required():

@@ -13,11 +13,12 @@ from pockestrator.api.formatting import short_hash
 from pockestrator.api.models.access import TokenView
 from pockestrator.api.models.logs import LogEntryView
 from pockestrator.api.models.problems import Issue
-from pockestrator.api.models.services import EventView, RuntimeStatus, Service
+from pockestrator.api.models.services import CertificateView, EventView, RuntimeStatus, Service
 from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
+from pockestrator.specs.public_url import PublicPorts, service_url
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
 
 
@@ -31,12 +32,11 @@ def issue_view(problem: Problem | FieldIssue) -> Issue:
 
 
 def service_view(
-    record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig
+    record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig, ports: PublicPorts
 ) -> Service:
     """The spec's fields as they are (the view takes those the API shows), then the
-    record's and the status's."""
+    record's and the status's; ``ports`` are Caddy's, for the URL."""
     spec = record.spec
-    scheme = "https" if config.caddy_tls else "http"
     return Service.model_validate(
         {
             **spec.model_dump(mode="json"),
@@ -48,7 +48,7 @@ def service_view(
             "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),
             "caddy_config_hash": short_hash(status.caddy_config_hash if status else None),
             "last_health_check": status.last_health_check if status else None,
-            "url": f"{scheme}://{spec.domain}",
+            "url": service_url(spec, config, ports),
             "service_name": unit_name(spec.project_name),
             "source": "file" if record.source_file else "api",
             "source_file": record.source_file,
@@ -58,7 +58,22 @@ def service_view(
             "generation": record.generation,
             "observed_generation": status.observed_generation if status else None,
             "secret_env_names": sorted(spec.secret_env),
+            "certificate": certificate_view(status),
         }
+    )
+
+
+def certificate_view(status: ServiceStatus | None) -> CertificateView | None:
+    """The certificate the reconciler last saw Caddy serve; None before it first asked."""
+    if status is None or status.certificate_checked_at is None:
+        return None
+    before, after = status.certificate_not_before, status.certificate_not_after
+    return CertificateView(
+        not_before=before,
+        not_after=after,
+        renews_after=after - (after - before) / 3 if before and after else None,
+        issuer=status.certificate_issuer,
+        checked_at=status.certificate_checked_at,
     )
 
 

@@ -31,7 +31,14 @@ if TYPE_CHECKING:  # the spec parser is loaded only by the commands that read fi
     from pockestrator.client.specfiles import Document
 
 ONLY_WHEN_GIVEN = ("desired_state", "superuser_email")
-SCALARS = ("port", "pocketbase_version", "domain", "description", "superuser_email")
+SCALARS = (
+    "port",
+    "pocketbase_version",
+    "domain",
+    "description",
+    "superuser_email",
+    "allow_downgrade",
+)
 POLL_INTERVAL = 1.0
 TICK = 0.25
 WRITERS = 8
@@ -42,7 +49,7 @@ Action = Literal["create", "configure", "unchanged"]
 
 def create_body(doc: Document) -> dict[str, Any]:
     """The ``POST /services`` body of a spec (``domain`` already filled by the parser)."""
-    body = doc.spec.model_dump(mode="json", exclude={"superuser_password_file"})
+    body = doc.spec.model_dump(mode="json", exclude={"superuser_password_file", "app"})
     if not body.get("created_by"):
         body.pop("created_by", None)  # the agent fills in the caller
     if body.get("superuser_email") is None:
@@ -72,7 +79,7 @@ def patch_body(doc: Document, current: Mapping[str, Any]) -> dict[str, Any]:
     env = _env_patch(want["env"], current.get("env") or {})
     if env:
         patch["env"] = env
-    for section in ("resources", "flags"):
+    for section in ("resources", "flags", "proxy", "tls"):
         have = current.get(section) or {}
         if any(have.get(key) != value for key, value in want[section].items()):
             patch[section] = want[section]  # every key: null resets the ones left out

@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
@@ -207,7 +208,12 @@ class ApiClient:
         return url
 
     def _request(
-        self, method: str, url: str, body: Any, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        upload: tuple[bytes, str] | None = None,
     ) -> urllib.request.Request:
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.credentials.token is not None:
@@ -216,6 +222,8 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             sent["Content-Type"] = "application/json"
+        elif upload is not None:
+            data, sent["Content-Type"] = upload
         # The scheme is http or https: normalize_url refuses any other.
         return urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310
 
@@ -250,10 +258,12 @@ class ApiClient:
         body: Any = None,
         timeout: float | None = None,
         accept: Collection[int] = (),
+        upload: tuple[bytes, str] | None = None,
     ) -> Reply:
         """One request; a 2xx JSON answer comes back, and so does an error status listed in
-        ``accept`` (e.g. 503 of ``/system/health``, whose body is a report); the rest raise."""
-        request = self._request(method, self.url(path, query), body)
+        ``accept`` (e.g. 503 of ``/system/health``, whose body is a report); the rest raise.
+        ``upload`` is a body that is not JSON: its bytes and media type (an app's tar.gz)."""
+        request = self._request(method, self.url(path, query), body, upload=upload)
         try:
             with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 status, raw = response.status, response.read()
@@ -274,6 +284,37 @@ class ApiClient:
                 f"{self.endpoint.url} answered {status} with something that is not JSON; "
                 f"is it a Pockestrator agent? (the URL came from {self.endpoint.source})"
             )
+        return Reply(status, decoded)
+
+    def upload(
+        self,
+        path: str,
+        file: Path,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        content_type: str = "application/zip",
+        timeout: float | None = None,
+    ) -> Reply:
+        """A file as the body of a POST (streamed from disk); answers as ``call`` does."""
+        request = self._request("POST", self.url(path, query), None, {"Content-Type": content_type})
+        size = file.stat().st_size
+        request.add_header("Content-Length", str(size))
+        try:
+            with file.open("rb") as body:
+                request.data = body
+                with self._opener.open(request, timeout=timeout or self.timeout) as response:
+                    status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._error(exc.code, _error_body(exc)) from None
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason) from None
+        except TimeoutError:
+            raise self._unreachable(f"no answer within {timeout or self.timeout:g} s") from None
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+        decoded = _decode(raw)
+        if decoded is None:
+            raise BadAnswer(f"{self.endpoint.url} answered {status} with something not JSON")
         return Reply(status, decoded)
 
     def events(

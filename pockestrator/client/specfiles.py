@@ -176,16 +176,29 @@ def load_spec_set(paths: Sequence[Path], default_domain: str) -> SpecSet:
 
 def api_issues(doc: Document) -> list[FieldIssue]:
     """What the API cannot take although a spec file may hold it."""
-    if doc.spec.superuser_password_file is None:
-        return []
-    return [
-        FieldIssue(
-            "superuser_password_file",
-            "only spec files in the agent's spec folder may name a password file; through "
-            "the API the first superuser's password is generated and printed once (remove "
-            "this field, or put the file in the spec folder)",
-            ErrorCode.UNKNOWN_FIELD,
-            doc.path,
-            doc.line_of("superuser_password_file"),
+    issues = []
+    if doc.spec.superuser_password_file is not None:
+        issues.append(
+            FieldIssue(
+                "superuser_password_file",
+                "only spec files in the agent's spec folder may name a password file; "
+                "through the API the first superuser's password is generated and printed "
+                "once (remove this field, or put the file in the spec folder)",
+                ErrorCode.UNKNOWN_FIELD,
+                doc.path,
+                doc.line_of("superuser_password_file"),
+            )
         )
-    ]
+    if doc.spec.app is not None:
+        issues.append(
+            FieldIssue(
+                "app",
+                "only spec files in the agent's spec folder may name an app folder; from "
+                "here, deploy it with `pockestrator deploy NAME DIR` (remove this field, or "
+                "put the file in the spec folder)",
+                ErrorCode.UNKNOWN_FIELD,
+                doc.path,
+                doc.line_of("app"),
+            )
+        )
+    return issues

@@ -11,3 +11,5 @@ from __future__ import annotations
 
 BINARY_NAME = "pocketbase"
 DATA_DIR = "pb_data"
+# Where the app releases are, root-owned, in the service folder (controllers.apps).
+RELEASES_DIR = ".releases"

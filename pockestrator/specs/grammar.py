@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 import idna
 from croniter import croniter
 
 from pockestrator.specs.errors import ErrorCode
+
+# How Caddy serves a site: ACME certificates, its own local CA, or plain HTTP.
+TlsMode = Literal["auto", "internal", "off"]
+TLS_MODES: tuple[TlsMode, ...] = ("auto", "internal", "off")
 
 RESERVED_NAMES = frozenset(
     {"admin", "api", "www", "mail", "ftp", "root", "system", "caddy", "systemd", "pockestrator"}
@@ -36,6 +41,21 @@ MEMORY_MAX_BYTES = 2**63 - 1
 # The dynamic loader's variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, LD_DEBUG_OUTPUT,
 # ...) load code into the instance or write files as it; PocketBase needs none of them.
 RESERVED_ENV_PREFIX = "LD_"
+# Caddy's request body limit: below 1 KB not even a login form fits; above 1 GiB one HTTP
+# request is the wrong tool (PocketBase spools a multipart upload to its temporary folder
+# before its own per-field limit applies; large files go to S3 storage).
+BODY_SIZE_MIN_BYTES = 1000
+BODY_SIZE_MAX_BYTES = 1024**3
+_BODY_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
 
 
 class Pattern:
@@ -82,26 +102,147 @@ _BIDI_MESSAGE = (
 
 # The patterns JSON Schema states (see ``Pattern``), one for each check below that has one.
 # What a project name's rules 3 to 5 say (characters, first letter, last character); the
-# other rules (no "--" in third and fourth place, reserved names) need look-arounds, so
-# the pattern is looser than ``check_project_name``, never stricter.
+# other rules (no "--" in third and fourth place, reserved names) need look-arounds, so the
+# schema states them with ``not`` (``PROJECT_NAME_NOT``, ``RESERVED_NAMES``).
 PROJECT_NAME = Pattern(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
+# The rest of those rules, for JSON Schema's ``not``: "--" in third and fourth place.
+PROJECT_NAME_NOT = Pattern(r".{2}--.*")
 VERSION = Pattern(
     r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})"
     r"(?:-([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*))?"
 )
 ENV_NAME = Pattern(r"[A-Z_][A-Z0-9_]*")
+# An address PocketBase takes too (its validator refuses a top-level label that does not
+# start and end with a letter, 0@0.0, and dots at either end of the local part or two in
+# a row): a spec it refuses would never start. The local part's 64 characters are
+# ``EMAIL_LOCAL_TOO_LONG``, stated as JSON Schema's ``not``.
+_EMAIL_ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"
 EMAIL = Pattern(
-    r"[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+    rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z])?"
 )
+EMAIL_LOCAL_MAX = 64
+EMAIL_LOCAL_TOO_LONG = Pattern(f"[^@]{{{EMAIL_LOCAL_MAX + 1},}}@.*")
 # An IPv4 or IPv6 address or network, or "any"; ``check_egress`` holds the exact rules.
 EGRESS = Pattern(r"any|[0-9A-Fa-f:.]{2,39}(?:/[0-9]{1,3})?")
+# ``check_egress``'s exact rules where a pattern can hold them: an IPv4 address as Python
+# writes it (no leading zeros), and every IPv4 network with no host bits set, for each
+# prefix length its own octets (a /20's third octet is a multiple of 16). IPv6 is stated
+# as JSON Schema's "ipv6" format, which is looser than the canonical form checked.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+IPV4_ADDRESS = Pattern(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _ipv4_networks() -> str:
+    alternatives = []
+    for prefix in range(1, 33):
+        whole, rest = divmod(prefix, 8)
+        octets = [_OCTET] * whole
+        if rest:
+            octets.append("(?:" + "|".join(map(str, range(0, 256, 2 ** (8 - rest)))) + ")")
+        octets += ["0"] * (4 - len(octets))
+        alternatives.append(r"\.".join(octets) + f"/{prefix}")
+    return "|".join(alternatives)
+
+
+IPV4_NETWORK = Pattern(_ipv4_networks())
 MEMORY_LIMIT = Pattern(r"([0-9]{1,15})([KMGT]?)|([0-9]{1,3})%|infinity")
 CPU_QUOTA = Pattern(r"([1-9][0-9]{0,4})%")
-ORIGIN = Pattern(
+# A request body limit as Caddy reads it (go-humanize): bytes, or a number with an SI
+# (KB = 1000) or binary (KiB = 1024) unit.
+BODY_SIZE = Pattern(r"([1-9][0-9]{0,9})(B|KB|MB|GB|KiB|MiB|GiB)?")
+_ORIGIN_HOST = (
     r"\*|https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-    r"(?::([0-9]{1,5}))?"
 )
+ORIGIN = Pattern(_ORIGIN_HOST + r"(?::([0-9]{1,5}))?")
+# A hostname as ``normalize_domain`` takes it in ASCII: two or more labels of letters (either
+# case), digits and '-', 1 to 63 characters, neither starting nor ending with '-' and without
+# '--' in third and fourth place (IDNA reserves that for A-labels such as xn--), then an
+# optional final dot. What it cannot say (not all digits, at most 253 characters without
+# the final dot) is in ``HOSTNAME_NOT``; Unicode names (IDNA) are taken too, beyond it.
+_LD = "[A-Za-z0-9]"
+_LDH = "[A-Za-z0-9-]"
+_HOSTNAME_LABEL = (
+    f"{_LD}(?:{_LD}|{_LDH}{_LD}|{_LDH}{{2}}{_LD}|{_LDH}(?:{_LD}{_LDH}|-{_LD}){_LDH}{{0,58}}{_LD})?"
+)
+HOSTNAME = Pattern(rf"(?:{_HOSTNAME_LABEL}\.)+{_HOSTNAME_LABEL}\.?")
+# A hostname as ``normalize_domain`` returns it: lowercase ASCII labels, no final dot.
+STORED_HOSTNAME = Pattern(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+# What a HOSTNAME must not also be: digits and dots only (an IP address, or like one), or
+# longer than DOMAIN_MAX without its final dot.
+HOSTNAME_NOT = (
+    Pattern(r"[0-9.]*"),
+    Pattern(f".{{{DOMAIN_MAX}}}[^.].*"),
+)
+
+
+def _digit_class(low: int, high: int) -> str:
+    return str(low) if low == high else f"[{low}-{high}]"
+
+
+def _any_digits(count: int) -> str:
+    return "" if count == 0 else "[0-9]" if count == 1 else f"[0-9]{{{count}}}"
+
+
+def _same_length_range(low: str, high: str) -> str:
+    """A regex for the numbers from ``low`` to ``high``, both written with as many digits."""
+    if low == high:
+        return low
+    rest = len(low) - 1
+    if low[0] == high[0]:
+        return low[0] + _same_length_range(low[1:], high[1:])
+    first, last = int(low[0]), int(high[0])
+    parts = []
+    if low[1:] != "0" * rest:  # the first digit's numbers that are not all of them
+        parts.append(low[0] + _same_length_range(low[1:], "9" * rest))
+        first += 1
+    whole_last = high[1:] == "9" * rest
+    top = last if whole_last else last - 1
+    if first <= top:
+        parts.append(_digit_class(first, top) + _any_digits(rest))
+    if not whole_last:
+        parts.append(high[0] + _same_length_range("0" * rest, high[1:]))
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+
+
+def decimal_range(low: int, high: int, *, digits: int | None = None) -> str:
+    """A regex for the whole numbers from ``low`` (at least 1) to ``high``, in decimal.
+
+    With ``digits``, leading zeros are allowed up to that many digits in all (``0512`` in
+    four); without, none is. For JSON Schema, which cannot compare numbers inside text.
+    """
+    alternatives = []
+    for length in range(len(str(low)), len(str(high)) + 1):
+        if digits is not None and length > digits:
+            break
+        first, last = max(low, 10 ** (length - 1)), min(high, 10**length - 1)
+        padding = (digits or length) - length
+        zeros = f"0{{0,{padding}}}" if padding > 1 else "0?" if padding == 1 else ""
+        alternatives.append(zeros + _same_length_range(str(first), str(last)))
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+def _memory_limit_stated() -> Pattern:
+    """Every value ``memory_limit_bytes`` takes: 16M up to 2^63 - 1 bytes in each unit, 1%
+    to 100%, or infinity (numbers of at most 15 digits, leading zeros allowed)."""
+    sized = []
+    for power, unit in enumerate(("", "K", "M", "G", "T")):
+        least = max(1, -(-MEMORY_MIN_BYTES // 1024**power))  # rounded up
+        most = min(10**15 - 1, MEMORY_MAX_BYTES // 1024**power)
+        sized.append(decimal_range(least, most, digits=15) + unit)
+    return Pattern("|".join([*sized, decimal_range(1, 100, digits=3) + "%", "infinity"]))
+
+
+# What the schema states where a check goes beyond its pattern (numbers in ranges), so that
+# every value the document admits is taken: memory limits, CPU quotas (1% to 10000%).
+MEMORY_LIMIT_STATED = _memory_limit_stated()
+CPU_QUOTA_STATED = Pattern(decimal_range(1, 10000) + "%")
+ORIGIN_STATED = Pattern(_ORIGIN_HOST + f"(?::{decimal_range(1, 65535)})?")
+# An environment variable's name the dynamic loader would read (``RESERVED_ENV_PREFIX``).
+RESERVED_ENV_NAME = Pattern(f"{RESERVED_ENV_PREFIX}.*")
+
 # Text people read (descriptions, env values): no control character, line separator or
 # bidirectional override, which is what ``check_free_text`` and ``check_env_value`` refuse.
 ONE_LINE = Pattern(f"[^{_CONTROL_CLASS}{_BIDI_CLASS}]*")
@@ -312,6 +453,45 @@ def memory_limit_bytes(value: str) -> int | None:
     return size
 
 
+def _body_size_stated() -> Pattern:
+    """BODY_SIZE within 1 KB and 1 GiB, per unit, as JSON Schema can state it."""
+    alternatives = []
+    for unit, factor in _BODY_SIZE_UNITS.items():
+        low = max(1, -(-BODY_SIZE_MIN_BYTES // factor))
+        high = BODY_SIZE_MAX_BYTES // factor
+        if low <= high:
+            alternatives.append(f"(?:{decimal_range(low, high)}){unit}")
+    return Pattern("|".join(alternatives))
+
+
+BODY_SIZE_STATED = _body_size_stated()
+
+
+def body_size_bytes(value: str) -> int:
+    """Bytes of a request body limit (``10MB`` is 10,000,000, ``10MiB`` 10,485,760, as
+    Caddy reads them), within 1 KB and 1 GiB."""
+    match = BODY_SIZE.fullmatch(value)
+    if match is None:
+        raise GrammarError(
+            ErrorCode.INVALID_BODY_SIZE,
+            "max_body_size must be a number with an optional unit B, KB, MB, GB (powers of "
+            "1000) or KiB, MiB, GiB (powers of 1024), e.g. 10MB or 50MiB",
+        )
+    number, unit = match.groups()
+    size = int(number) * _BODY_SIZE_UNITS[unit or ""]
+    if not BODY_SIZE_MIN_BYTES <= size <= BODY_SIZE_MAX_BYTES:
+        raise GrammarError(
+            ErrorCode.INVALID_BODY_SIZE,
+            f"max_body_size must be from 1KB to 1GiB (this is {size} bytes)",
+        )
+    return size
+
+
+def check_body_size(value: str) -> str:
+    body_size_bytes(value)
+    return value
+
+
 def check_cpu_quota(value: str) -> str:
     match = CPU_QUOTA.fullmatch(value)
     if match is None or int(match.group(1)) > 10000:
@@ -359,7 +539,43 @@ def check_snapshot_id(value: str) -> str:
     return value
 
 
+# A backup target's name (the agent's ``backup_targets``); "local" is the snapshot folder.
+TARGET_NAME = Pattern(r"[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?")
+LOCAL_TARGET = "local"
+
+
+def check_target_name(value: str) -> str:
+    if not TARGET_NAME.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_TARGET_NAME,
+            f"{value[:40]!r} is not a backup target's name: lowercase letters, digits and "
+            "'-', starting with a letter, at most 32 characters",
+        )
+    return value
+
+
+ARCHIVE_ID = Pattern(
+    r"(?P<service>[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)(?:-[0-9]{1,4})?"
+)
+
+
+def check_archive_id(value: str) -> str:
+    """The name of a deleted service's archived folder: ``<name>-<UTC stamp>[-n]``."""
+    if not ARCHIVE_ID.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_VALUE,
+            f"{value[:80]!r} is not an archive id (<name>-<UTC second>: blog-20261202T031500Z)",
+        )
+    return value
+
+
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
+
+
+_CRON_FIELD = r"[0-9A-Za-z*,/?#-]+"
+SCHEDULE_SHAPE = Pattern(
+    rf"@(?:hourly|daily|midnight|weekly|monthly|yearly)|{_CRON_FIELD}(?: {_CRON_FIELD}){{4}}"
+)
 
 
 def check_schedule(value: str) -> str:
@@ -369,7 +585,7 @@ def check_schedule(value: str) -> str:
     schedule. croniter (a maintained library, not a parser of ours) judges the fields.
     """
     fields = value.split()
-    valid = value == value.strip() and (
+    valid = SCHEDULE_SHAPE.fullmatch(value) is not None and (
         (len(fields) == 1 and value in SCHEDULE_MACROS)
         or (len(fields) == 5 and len(value) <= 100 and croniter.is_valid(value))
     )
@@ -383,7 +599,11 @@ def check_schedule(value: str) -> str:
 
 
 def check_email(value: str) -> str:
-    if len(value) > EMAIL_MAX or not EMAIL.fullmatch(value):
+    if (
+        len(value) > EMAIL_MAX
+        or not EMAIL.fullmatch(value)
+        or len(value.partition("@")[0]) > EMAIL_LOCAL_MAX
+    ):
         raise GrammarError(ErrorCode.INVALID_EMAIL, "not a valid e-mail address")
     return value
 
@@ -439,11 +659,16 @@ PATH_MAX = 4096
 # (the agent reads the file) has effects or discloses host state.
 PSEUDO_FILE_SYSTEMS = ("proc", "sys", "dev")
 URL_HOST_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-HOSTNAME = Pattern(URL_HOST_TEXT)
+# A host of a setting (SMTP, S3, app URL): a lowercase host name or IPv4 address.
+SETTING_HOST = Pattern(URL_HOST_TEXT)
 HOSTNAME_MAX = 253
 # A base URL: scheme, host, optional port and path; no query, fragment, credentials,
 # quote, space or brace (PocketBase writes the app URL into the HTML of its e-mails).
 HTTP_URL = Pattern(rf"(https?)://({URL_HOST_TEXT})(?::([0-9]{{1,5}}))?(/[A-Za-z0-9._~%+/-]*)?")
+# The same with the port's range, as JSON Schema can state it (``check_http_url`` checks it).
+HTTP_URL_STATED = Pattern(
+    rf"https?://{URL_HOST_TEXT}(?::(?:{decimal_range(1, 65535)}))?(?:/[A-Za-z0-9._~%+/-]*)?"
+)
 URL_MAX = 2048
 # An HTTP header name as PocketBase looks it up (letters, digits, '-').
 HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,63}")
@@ -504,7 +729,7 @@ def check_http_url(value: str, code: ErrorCode, what: str) -> str:
 
 def check_hostname(value: str, code: ErrorCode, what: str) -> str:
     """A lowercase host name or IPv4 address (``smtp.example.com``, ``192.0.2.25``)."""
-    if len(value) > HOSTNAME_MAX or not HOSTNAME.fullmatch(value):
+    if len(value) > HOSTNAME_MAX or not SETTING_HOST.fullmatch(value):
         raise GrammarError(
             code, f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
         )

@@ -33,7 +33,9 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
 from pockestrator.specs.values import (
+    EGRESS_LIST,
     FILE_ONLY,
+    BodySize,
     CpuQuota,
     Derived,
     DesiredState,
@@ -43,13 +45,16 @@ from pockestrator.specs.values import (
     EnvName,
     EnvValue,
     ExtraDir,
+    HoldSeconds,
     HooksPool,
     InApi,
+    InSchema,
     MemoryLimit,
     Origin,
     Port,
     ProjectName,
     QueryTimeout,
+    SpecTlsMode,
     Version,
 )
 
@@ -76,12 +81,42 @@ class Resources(BaseModel):
     )
 
 
+APP_PATH_MAX = 1024
+
+
+class AppSource(BaseModel):
+    """Where a spec file's app lives: a folder of pb_hooks/, pb_migrations/, pb_public/.
+
+    Relative to the spec file (the agent stores it resolved); a change in it is a deploy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(
+        min_length=1,
+        max_length=APP_PATH_MAX,
+        description="The app's folder, relative to the spec file (e.g. ./myapp).",
+        examples=["./myapp"],
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_PATH), "must not hold control characters"
+            )
+        return value
+
+
 class PocketBaseFlags(BaseModel):
     """The allow-list of extra ``pocketbase serve`` flags; anything else is refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    origins: tuple[Origin, ...] | None = Field(
+    origins: (
+        Annotated[tuple[Origin, ...], InSchema({"minItems": 1, "maxItems": ORIGINS_MAX})] | None
+    ) = Field(
         default=None,
         description=f"--origins: CORS allowed origins (1 to {ORIGINS_MAX})",
         examples=[["https://app.example.com"]],
@@ -133,6 +168,83 @@ class PocketBaseFlags(BaseModel):
             else:
                 arguments.append(f"{flag}={value}")
         return arguments
+
+
+# -- proxy and tls: how Caddy serves the service ----------------------------------------
+
+ALIASES_MAX = 20
+DEFAULT_MAX_BODY_SIZE = "10MB"
+DEFAULT_HOLD_REQUESTS = 10
+
+
+class ProxyOptions(BaseModel):
+    """How Caddy serves the service: its other domains, the body limit, and holding
+    requests while the instance restarts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_size: BodySize = Field(
+        default=DEFAULT_MAX_BODY_SIZE,
+        description="Largest request body Caddy passes on (413 beyond it): B, KB, MB, GB "
+        "(powers of 1000) or KiB, MiB, GiB (powers of 1024), from 1KB to 1GiB. PocketBase's "
+        "own per-field file limits still apply.",
+        examples=["50MB"],
+    )
+    aliases: tuple[Domain, ...] = Field(
+        default=(),
+        max_length=ALIASES_MAX,
+        description=f"More domains for the same instance (at most {ALIASES_MAX}), each "
+        "unique across services, in the grammar of domain.",
+        examples=[["www.my-app.example.com"]],
+    )
+    redirect_aliases: bool = Field(
+        default=False,
+        description="Answer the aliases with a 301 redirect to the main domain instead of "
+        "serving the instance on them.",
+    )
+    hold_requests: HoldSeconds = Field(
+        default=DEFAULT_HOLD_REQUESTS,
+        description="Seconds Caddy holds and retries a request while the instance does not "
+        "accept connections (a restart, an upgrade), before it answers 502; 0 fails at once.",
+        examples=[10],
+    )
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _not_too_many_aliases(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) > ALIASES_MAX:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_ALIAS), f"aliases may list at most {ALIASES_MAX} domains"
+            )
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _each_alias_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({alias for alias in value if value.count(alias) > 1})
+        if twice:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_ALIAS), f"{', '.join(twice)} given more than once"
+            )
+        return value
+
+
+class TlsOptions(BaseModel):
+    """How the service's domains get certificates, and whether browsers must keep to HTTPS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: SpecTlsMode | None = Field(
+        default=None,
+        description="auto (ACME), internal (Caddy's local CA) or off (plain HTTP); null: the "
+        "agent's caddy_tls.",
+        examples=["internal"],
+    )
+    hsts: bool = Field(
+        default=True,
+        description="Send Strict-Transport-Security (one year) over HTTPS, so that browsers "
+        "never use plain HTTP for these domains again.",
+    )
 
 
 def flag_name(field: str) -> str:
@@ -198,7 +310,7 @@ class ServiceSpec(BaseModel):
         max_length=ENV_ENTRIES_MAX,
         description="Environment that is secret, such as the --encryptionEnv key: written "
         "like env to the instance's root-only environment file, never shown by the API "
-        "(its view lists the names only).",
+        "(its view lists the names only). A name is given in env or here, not in both.",
         examples=[{"PB_ENCRYPTION_KEY": "32 random characters"}],
     )
     resources: Resources = Field(default_factory=Resources)
@@ -206,18 +318,34 @@ class ServiceSpec(BaseModel):
     extra_dirs: tuple[ExtraDir, ...] = Field(
         default=(), description="Optional folders to create and pass to PocketBase."
     )
+    app: Annotated[AppSource | None, FILE_ONLY] = Field(
+        default=None,
+        description="Deploy this folder's pb_hooks/, pb_migrations/ and pb_public/ as the"
+        " service's app, again whenever it changes (spec files only).",
+    )
     backups: BackupPolicy | None = Field(
         default=None,
         description="When snapshots are taken and verified and which are kept; null: the "
         "agent's default policy (its configuration's backups).",
     )
-    egress: tuple[Egress, ...] = Field(
+    egress: Annotated[tuple[Egress, ...], EGRESS_LIST] = Field(
         default=(),
         max_length=EGRESS_ENTRIES_MAX,
         description="Where the instance may connect beyond loopback: IP addresses or"
         " networks (an SMTP relay, an S3 endpoint, the DNS resolver), or 'any'. None by"
-        " default: everything else is dropped.",
+        " default: everything else is dropped. Written as Python writes them, a network with"
+        " no host bits set; the schema states IPv4 exactly and IPv6 addresses, and IPv6"
+        " networks (2001:db8::/32) are taken too.",
         examples=[["192.0.2.25", "10.0.0.0/8"]],
+    )
+    # -- proxy and tls (how Caddy serves the service), and downgrades --------------------
+    proxy: ProxyOptions = Field(default_factory=ProxyOptions)
+    tls: TlsOptions = Field(default_factory=TlsOptions)
+    allow_downgrade: bool = Field(
+        default=False,
+        description="Allow a pocketbase_version lower than the deployed one: the data backed "
+        "up before the upgrade from that version is restored (what was written since is set "
+        "aside, not deleted) rather than running older code on newer data.",
     )
     # PocketBase's own settings (specs.pocketbase_settings), applied through its API.
     settings: PocketBaseSettings = Field(
@@ -269,6 +397,15 @@ class ServiceSpec(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _aliases_are_other_domains(self) -> ServiceSpec:
+        if self.domain in self.proxy.aliases:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_ALIAS),
+                f"{self.domain} is the service's domain; an alias is another domain",
+            )
+        return self
+
     @field_validator("extra_dirs")
     @classmethod
     def _unique_dirs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -310,6 +447,8 @@ _FIELD_CODES = {
     "flags": ErrorCode.INVALID_FLAG_VALUE,
     "resources": ErrorCode.INVALID_VALUE,
 }
+# Checks across fields run on the whole spec; their errors name the field they are about.
+_FIELD_OF_SPEC_CODES = {ErrorCode.INVALID_ALIAS: "proxy.aliases"}
 
 
 def issues_from_validation_error(exc: ValidationError, prefix: str = "") -> list[FieldIssue]:
@@ -321,6 +460,8 @@ def issues_from_validation_error(exc: ValidationError, prefix: str = "") -> list
         kind = error["type"]
         if kind in ErrorCode.__members__:
             code = ErrorCode(kind)
+            if not location:
+                field = _FIELD_OF_SPEC_CODES.get(code, field)
         elif kind == "extra_forbidden" and location[:1] == ["flags"]:
             code = ErrorCode.FLAG_NOT_ALLOWED
         elif kind in _GENERIC_CODES:

@@ -2,8 +2,9 @@
 
 ``parse_spec`` (in ``specs.model``) answers "is this a well-formed spec"; this module
 answers "can it be deployed here, now": the name, port and domain are not taken by another
-service, the port is not the agent's own and nothing on the host listens on it, and the
-version exists (with a warning when it is not the latest). Which claims other services
+service, the port is not the agent's own and nothing on the host listens on it, the
+version exists (with a warning when it is not the latest), and it is no downgrade that
+cannot be done (``downgrade_issue``). Which claims other services
 hold is the store's to say (``Store.claims_taken``, the one place uniqueness is decided);
 this module folds its answer into the report next to the host's and the index's. The
 release index is a protocol so that ``specs`` does not depend on ``controllers``.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from pockestrator.specs.errors import ErrorCode, FieldIssue
-from pockestrator.specs.grammar import is_prerelease, version_key
+from pockestrator.specs.grammar import LOCAL_TARGET, GrammarError, is_prerelease, version_key
 from pockestrator.specs.model import ServiceSpec
 
 
@@ -80,6 +82,45 @@ def validate_port_on_host(spec: ServiceSpec, agent_port: int | None) -> FieldIss
     return None
 
 
+def downgrade_issue(
+    spec: ServiceSpec, deployed: str | None, backups: Mapping[str, datetime]
+) -> FieldIssue | None:
+    """``VERSION_DOWNGRADE`` when ``spec`` asks for a version below the ``deployed`` one
+    and may not have it: without ``allow_downgrade``, or without a backup of that version's
+    data to restore (``backups``: version -> when its newest backup was taken).
+
+    PocketBase's migrations only go forward, so older code on data a newer version has
+    migrated can break it; a downgrade goes back to the data as it was before the upgrade.
+    The reconciler states the same refusal in the service's status.
+    """
+    wanted = spec.pocketbase_version
+    try:
+        lower = deployed is not None and version_key(wanted) < version_key(deployed)
+    except GrammarError:
+        return None
+    if not lower:
+        return None
+    taken = backups.get(wanted)
+    if taken is None:
+        return FieldIssue(
+            "pocketbase_version",
+            f"Version {wanted} is lower than the deployed {deployed}, and no backup of the "
+            f"data {wanted} ran on exists: running {wanted} on data {deployed} has migrated "
+            "could break it",
+            ErrorCode.VERSION_DOWNGRADE,
+        )
+    if not spec.allow_downgrade:
+        return FieldIssue(
+            "pocketbase_version",
+            f"Version {wanted} is lower than the deployed {deployed} (PocketBase's "
+            f"migrations only go forward); set allow_downgrade to restore the backup taken "
+            f"before the upgrade from {wanted} ({taken:%Y-%m-%d %H:%M:%S} UTC): the data "
+            "written since is set aside, not deleted",
+            ErrorCode.VERSION_DOWNGRADE,
+        )
+    return None
+
+
 async def validate_in_context(
     spec: ServiceSpec,
     *,
@@ -88,6 +129,7 @@ async def validate_in_context(
     release_index: ReleaseIndex | None,
     own_port: int | None = None,
     check_host_port: bool = True,
+    backup_targets: Collection[str] | None = None,
 ) -> ValidationReport:
     """Errors and warnings for deploying ``spec``, given the claims other services hold.
 
@@ -95,6 +137,7 @@ async def validate_in_context(
     they are, except that the agent's own port outranks another service's (one port
     problem, ``PORT_RESERVED``). ``own_port`` is the port of the service this spec
     replaces: its own instance listens there, so keeping it is not probed on the host.
+    ``backup_targets`` are the agent's off-site targets, which the policy may name.
     """
     report = ValidationReport()
     held = {issue.field: issue for issue in taken}
@@ -107,6 +150,7 @@ async def validate_in_context(
     for issue in (held.get("project_name"), port_issue, held.get("domain")):
         if issue is not None:
             report.errors.append(issue)
+    report.errors += [issue for issue in taken if issue.field.startswith("proxy.aliases.")]
 
     report.checks.update(
         project_name_available="project_name" not in held,
@@ -114,7 +158,38 @@ async def validate_in_context(
         domain_valid=True,
     )
     report.checks["version_exists"] = await _check_version(spec, release_index, report)
+    if backup_targets is not None:
+        report.errors += unknown_targets(spec, backup_targets)
     return report
+
+
+def unknown_targets(spec: ServiceSpec, known: Collection[str]) -> list[FieldIssue]:
+    """The policy's targets that are neither "local" nor one of the agent's."""
+    if spec.backups is None:
+        return []
+    offered = ", ".join(sorted([LOCAL_TARGET, *known]))
+    replication = spec.backups.replication
+    unknown_replica = (
+        [
+            FieldIssue(
+                "backups.replication.target",
+                f"No backup target {replication.target!r} on this agent to replicate to "
+                f"(its backup_targets: {', '.join(sorted(known)) or 'none'})",
+                ErrorCode.UNKNOWN_TARGET,
+            )
+        ]
+        if replication is not None and replication.target not in known
+        else []
+    )
+    return unknown_replica + [
+        FieldIssue(
+            f"backups.targets.{index}",
+            f"No backup target {name!r} on this agent (its backup_targets: {offered})",
+            ErrorCode.UNKNOWN_TARGET,
+        )
+        for index, name in enumerate(spec.backups.targets)
+        if name != LOCAL_TARGET and name not in known
+    ]
 
 
 async def _check_version(

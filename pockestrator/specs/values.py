@@ -13,15 +13,17 @@ would refuse with a generic code what the parser accepts; the unit tests hold th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
 
 PORT_MIN = 1024
 PORT_MAX = 65535
@@ -82,23 +84,54 @@ def _project_name(value: Any) -> Any:
     return grammar_validator(grammar.check_project_name)(value)
 
 
-def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+def _bounded_number(
+    field: str, low: int, high: int, unit: str = "", code: ErrorCode = ErrorCode.INVALID_FLAG_VALUE
+) -> Any:
+    """A whole number: every bad value, wrong kind or out of bounds, gets the field's code."""
 
     def validate(value: Any) -> Any:
         number = _whole_number(value)
         if number is None:
             raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE),
-                f"{flag} must be a whole number (not true/false, a fraction or a word)",
+                str(code),
+                f"{field} must be a whole number (not true/false, a fraction or a word)",
             )
         if not low <= number <= high:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_FLAG_VALUE), f"{flag} must be from {low} to {high}{unit}"
-            )
+            raise PydanticCustomError(str(code), f"{field} must be from {low} to {high}{unit}")
         return number
 
     return validate
+
+
+def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
+    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
+    return _bounded_number(flag, low, high, unit)
+
+
+@dataclass(frozen=True, eq=False)
+class InSchema:
+    """JSON Schema keywords for what a type's parser enforces beyond pydantic's constraints
+    (``not``: a reserved name, a digits-only hostname). They are stated, not checked: the
+    parser checks them, with its own code. Put it before the parser in ``Annotated``.
+
+    ``answers`` replaces ``keywords`` where the value is sent rather than taken (the
+    serialization schema of a view), when what is stored is narrower than what is taken.
+    """
+
+    keywords: Mapping[str, Any]
+    answers: Mapping[str, Any] | None = None
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = self.keywords
+        if self.answers is not None and handler.mode == "serialization":
+            stated = self.answers
+        return {**handler(core_schema), **stated}
+
+
+def _none_of(*branches: Mapping[str, Any]) -> InSchema:
+    return InSchema({"not": {"anyOf": list(branches)}})
 
 
 @dataclass(frozen=True)
@@ -129,10 +162,24 @@ class Derived:
 ProjectName = Annotated[
     str,
     Field(min_length=1, max_length=grammar.NAME_MAX, pattern=grammar.PROJECT_NAME.json),
+    _none_of({"enum": sorted(grammar.RESERVED_NAMES)}, {"pattern": grammar.PROJECT_NAME_NOT.json}),
     BeforeValidator(_project_name),
 ]
 Port = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_port)]
-Domain = Annotated[str, BeforeValidator(grammar_validator(grammar.normalize_domain))]
+# Taken: the ASCII names (a Unicode one is taken too, checked by IDNA, which no pattern can
+# state). Sent: what is stored, lowercase ASCII, a Unicode name as its A-labels (xn--).
+Domain = Annotated[
+    str,
+    InSchema(
+        {
+            "pattern": grammar.HOSTNAME.json,
+            "maxLength": grammar.DOMAIN_MAX + 1,
+            "not": {"anyOf": [{"pattern": p.json} for p in grammar.HOSTNAME_NOT]},
+        },
+        answers={"pattern": grammar.STORED_HOSTNAME.json, "maxLength": grammar.DOMAIN_MAX},
+    ),
+    BeforeValidator(grammar_validator(grammar.normalize_domain)),
+]
 Version = Annotated[
     str,
     Field(max_length=grammar.VERSION_MAX, pattern=grammar.VERSION.json),
@@ -141,18 +188,38 @@ Version = Annotated[
 Email = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
     BeforeValidator(grammar_validator(grammar.check_email)),
 ]
 EnvName = Annotated[
     str,
     Field(max_length=grammar.ENV_NAME_MAX, pattern=grammar.ENV_NAME.json),
+    _none_of({"pattern": grammar.RESERVED_ENV_NAME.json}),
     BeforeValidator(grammar_validator(grammar.check_env_name)),
 ]
 Egress = Annotated[
     str,
     Field(max_length=43, pattern=grammar.EGRESS.json),
+    InSchema(
+        {
+            "anyOf": [
+                {"const": "any"},
+                {"pattern": grammar.IPV4_ADDRESS.json},
+                {"pattern": grammar.IPV4_NETWORK.json},
+                {"format": "ipv6"},
+            ]
+        }
+    ),
     BeforeValidator(grammar_validator(grammar.check_egress)),
 ]
+# The list's own rules ('any' alone, each entry once), stated as the model's validator
+# checks them.
+EGRESS_LIST = InSchema(
+    {
+        "uniqueItems": True,
+        "anyOf": [{"not": {"contains": {"const": "any"}}}, {"maxItems": 1}],
+    }
+)
 DesiredState = Literal["running", "stopped"]
 ExtraDir = Literal["pb_hooks", "pb_migrations", "pb_public"]
 
@@ -186,6 +253,7 @@ EnvValue = Annotated[
 Origin = Annotated[
     str,
     Field(pattern=grammar.ORIGIN.json),
+    InSchema({"pattern": grammar.ORIGIN_STATED.json}),
     BeforeValidator(grammar_validator(grammar.check_origin)),
 ]
 
@@ -195,12 +263,17 @@ def _memory(value: str) -> str:
     return value
 
 
+# The pattern checked is the grammar's; the one stated also holds the bounds its check adds.
 MemoryLimit = Annotated[
-    str, Field(pattern=grammar.MEMORY_LIMIT.json), BeforeValidator(grammar_validator(_memory))
+    str,
+    Field(pattern=grammar.MEMORY_LIMIT.json),
+    InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
+    BeforeValidator(grammar_validator(_memory)),
 ]
 CpuQuota = Annotated[
     str,
     Field(pattern=grammar.CPU_QUOTA.json),
+    InSchema({"pattern": grammar.CPU_QUOTA_STATED.json}),
     BeforeValidator(grammar_validator(grammar.check_cpu_quota)),
 ]
 # The validators enforce the bounds with the flag's own code, before the Field's own check.
@@ -232,25 +305,9 @@ def _checked(code: ErrorCode, check: Any) -> Any:
     return validate
 
 
-def _bounded_number(code: ErrorCode, what: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole number from ``low`` to ``high``; every bad value is refused with ``code``."""
-
-    def validate(value: Any) -> Any:
-        number = _whole_number(value)
-        if number is None:
-            raise PydanticCustomError(
-                str(code), f"{what} must be a whole number (not true/false, a fraction or a word)"
-            )
-        if not low <= number <= high:
-            raise PydanticCustomError(str(code), f"{what} must be from {low} to {high}{unit}")
-        return number
-
-    return validate
-
-
 def _signed_number(code: ErrorCode, what: str, low: int, high: int) -> Any:
     """Like ``_bounded_number``, for a range that starts below zero (log levels)."""
-    positive = _bounded_number(code, what, 0, high)
+    positive = _bounded_number(what, 0, high, "", code)
 
     def validate(value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and low <= value < 0:
@@ -291,7 +348,7 @@ AppName = Annotated[
 ]
 AppUrl = Annotated[
     str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_APP_URL,
@@ -332,18 +389,20 @@ RateLimitAudience = Literal["", "@guest", "@auth"]
 RateLimitCount = Annotated[
     int,
     Field(ge=1, le=1_000_000),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_RATE_LIMIT, "max_requests", 1, 1_000_000)),
+    BeforeValidator(
+        _bounded_number("max_requests", 1, 1_000_000, "", ErrorCode.INVALID_RATE_LIMIT)
+    ),
 ]
 RateLimitSeconds = Annotated[
     int,
     Field(ge=1, le=86_400),
     BeforeValidator(
-        _bounded_number(ErrorCode.INVALID_RATE_LIMIT, "duration", 1, 86_400, " seconds")
+        _bounded_number("duration", 1, 86_400, " seconds", ErrorCode.INVALID_RATE_LIMIT)
     ),
 ]
 SmtpHost = Annotated[
     str,
-    Field(max_length=grammar.HOSTNAME_MAX, pattern=grammar.HOSTNAME.json),
+    Field(max_length=grammar.HOSTNAME_MAX, pattern=grammar.SETTING_HOST.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_SMTP,
@@ -354,7 +413,7 @@ SmtpHost = Annotated[
 SmtpPort = Annotated[
     int,
     Field(ge=1, le=65535),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_SMTP, "port", 1, 65535)),
+    BeforeValidator(_bounded_number("port", 1, 65535, "", ErrorCode.INVALID_SMTP)),
 ]
 SmtpText = Annotated[
     str,
@@ -378,6 +437,7 @@ def _sender_address(value: Any) -> Any:
 SenderAddress = Annotated[
     str,
     Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
+    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
     BeforeValidator(_sender_address),
 ]
 S3Bucket = Annotated[
@@ -405,7 +465,7 @@ S3Region = Annotated[
 ]
 S3Endpoint = Annotated[
     str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL.json),
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
     BeforeValidator(
         _checked(
             ErrorCode.INVALID_S3,
@@ -428,7 +488,7 @@ LOG_DAYS_MAX = 36_500
 LogDays = Annotated[
     int,
     Field(ge=0, le=LOG_DAYS_MAX),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_LOGS, "max_days", 0, LOG_DAYS_MAX, " days")),
+    BeforeValidator(_bounded_number("max_days", 0, LOG_DAYS_MAX, " days", ErrorCode.INVALID_LOGS)),
 ]
 # PocketBase's levels are slog's: -4 debug, 0 info, 4 warn, 8 error.
 LogLevel = Annotated[
@@ -439,12 +499,12 @@ LogLevel = Annotated[
 BatchRequests = Annotated[
     int,
     Field(ge=1, le=10_000),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "max_requests", 1, 10_000)),
+    BeforeValidator(_bounded_number("max_requests", 1, 10_000, "", ErrorCode.INVALID_BATCH)),
 ]
 BatchSeconds = Annotated[
     int,
     Field(ge=1, le=3600),
-    BeforeValidator(_bounded_number(ErrorCode.INVALID_BATCH, "timeout", 1, 3600, " seconds")),
+    BeforeValidator(_bounded_number("timeout", 1, 3600, " seconds", ErrorCode.INVALID_BATCH)),
 ]
 
 
@@ -486,3 +546,47 @@ StoredSecretId = Annotated[
         _setting_pattern(ErrorCode.INVALID_SECRET, STORED_TAG, "stored must be 16 hex digits")
     ),
 ]
+
+
+# -- proxy and tls: how Caddy serves a service ------------------------------------------
+
+HOLD_REQUESTS_MAX = 120
+
+
+def _body_size(value: Any) -> Any:
+    # YAML users may write a plain number of bytes.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value) if 0 < value < 10**10 else "0"
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_BODY_SIZE), "max_body_size must be a size such as 10MB"
+        )
+    return grammar_validator(grammar.check_body_size)(value)
+
+
+def _tls_mode(value: Any) -> Any:
+    if value not in TLS_MODES:
+        raise PydanticCustomError(
+            str(ErrorCode.INVALID_TLS_MODE),
+            "tls mode must be auto (ACME), internal (Caddy's local CA) or off (plain HTTP); "
+            "leave it out for the agent's caddy_tls",
+        )
+    return value
+
+
+BodySize = Annotated[
+    str,
+    Field(max_length=16, pattern=grammar.BODY_SIZE.json),
+    InSchema({"pattern": grammar.BODY_SIZE_STATED.json}),
+    BeforeValidator(_body_size),
+]
+HoldSeconds = Annotated[
+    int,
+    Field(ge=0, le=HOLD_REQUESTS_MAX),
+    BeforeValidator(
+        _bounded_number(
+            "hold_requests", 0, HOLD_REQUESTS_MAX, " seconds", ErrorCode.INVALID_HOLD_REQUESTS
+        )
+    ),
+]
+SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]

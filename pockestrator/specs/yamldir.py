@@ -18,6 +18,8 @@ applies. Removing a file removes its services (their data is archived, not lost)
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,18 @@ from pockestrator.specs.validation import validate_port_on_host
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
+# A document's bounds once YAML aliases are expanded: a spec has a few dozen values, three
+# levels deep. Past them (an alias bomb, a recursive alias, absurd nesting) the document
+# is refused before anything walks or constructs it, which would take exponential time.
+MAX_DOCUMENT_NODES = 10_000
+MAX_DOCUMENT_DEPTH = 32
+# PyYAML's constructors raise what their converters raise (``int('x')`` for ``!!int x``,
+# a date out of range for ``2001-02-30``), and its composer recurses once per level.
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, AttributeError, LookupError, RecursionError)
+_MESSAGE_MAX = 200
+# libyaml's parser where PyYAML was built with it (Debian's is): the pure-Python one takes
+# seconds of the event loop for a 1 MiB file of short lines.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A change is handled once the folder has been quiet for WATCH_QUIET seconds, and at most
 # WATCH_MAX_DELAY after it happened (the spec folder promises to react within 100 ms).
 WATCH_QUIET = 0.02
@@ -95,18 +109,88 @@ def _line_for(field_path: str, lines: dict[tuple[str, ...], int], document_line:
     return document_line
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def document_bounds(root: yaml.Node) -> str | None:
+    """Why a composed document is too large to read, or None.
+
+    Its size counts a node once per use (an alias expands), its depth likewise; both are
+    found in one iterative walk that visits each node once, so a bomb costs linear time.
+    """
+    finished: dict[int, tuple[int, int]] = {}  # id -> (expanded size, depth)
+    active = {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, pending = stack[-1]
+        child = next((c for c in pending if id(c) not in finished), None)
+        if child is not None:
+            if id(child) in active:
+                return "a YAML alias refers to a node that contains it"
+            if len(stack) >= MAX_DOCUMENT_DEPTH:
+                return f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels"
+            active.add(id(child))
+            stack.append((child, iter(_children(child))))
+            continue
+        stack.pop()
+        active.discard(id(node))
+        parts = [finished[id(c)] for c in _children(node)]
+        size = 1 + sum(part[0] for part in parts)
+        if size > MAX_DOCUMENT_NODES:
+            return (
+                f"the document has more than {MAX_DOCUMENT_NODES} values"
+                " (each use of a YAML alias counts)"
+            )
+        finished[id(node)] = (size, 1 + max((part[1] for part in parts), default=0))
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MESSAGE_MAX else text[: _MESSAGE_MAX - 3] + "..."
+
+
+def _syntax_issue(exc: yaml.YAMLError, path: str) -> FieldIssue:
+    mark = getattr(exc, "problem_mark", None)
+    line: int | None = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    message = _short(f"YAML syntax error: {problem}")
+    return FieldIssue("<file>", message, ErrorCode.YAML_SYNTAX, path, line)
+
+
 def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
     """Every document of one spec file, validated; issues carry file, line, field, code."""
     parsed = ParsedFile(path)
     names: dict[str, int] = {}
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _LOADER(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        parsed.issues.append(_syntax_issue(exc, path))
+        return parsed
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
             document_line = node.start_mark.line + 1
-            data: Any = loader.construct_document(node)
+            too_large = document_bounds(node)
+            if too_large is not None:
+                parsed.issues.append(
+                    FieldIssue("<file>", too_large, ErrorCode.FILE_UNREADABLE, path, document_line)
+                )
+                break
+            try:
+                data: Any = loader.construct_document(node)
+            except _CONSTRUCTION_ERRORS as exc:
+                message = _short(f"a value YAML cannot read: {exc}")
+                parsed.issues.append(
+                    FieldIssue("<file>", message, ErrorCode.YAML_SYNTAX, path, document_line)
+                )
+                break
             if data is None:
                 continue  # an empty document, e.g. a trailing `---`
             for key, line in _duplicate_keys(node):
@@ -117,7 +201,7 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
                 )
             lines = _key_lines(node)
             try:
-                spec = parse_spec(data, default_domain)
+                spec = with_app_resolved(parse_spec(data, default_domain), path)
                 # A file says where a secret is, never what it is.
                 problems = spec_file_secret_issues(spec.settings, "settings.")
             except SpecInvalid as exc:
@@ -144,36 +228,52 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
             names[spec.project_name] = lines.get(("project_name",), document_line)
             parsed.specs.append(spec)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        error_line: int | None = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        parsed.issues.append(
-            FieldIssue(
-                "<file>", f"YAML syntax error: {problem}", ErrorCode.YAML_SYNTAX, path, error_line
-            )
-        )
+        parsed.issues.append(_syntax_issue(exc, path))
+    except RecursionError:  # the composer recurses once per level of nesting
+        message = f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels"
+        parsed.issues.append(FieldIssue("<file>", message, ErrorCode.FILE_UNREADABLE, path))
     finally:
         loader.dispose()
     return parsed
 
 
+def with_app_resolved(spec: ServiceSpec, spec_file: str) -> ServiceSpec:
+    """``app.path`` made absolute against the spec file's folder (the store keeps that)."""
+    if spec.app is None:
+        return spec
+    resolved = os.path.normpath(Path(spec_file).parent / spec.app.path)
+    return spec.model_copy(update={"app": spec.app.model_copy(update={"path": resolved})})
+
+
 def read_spec_text(path: Path) -> str | FieldIssue:
-    """The text of a spec file, or the one issue that it is unreadable or oversized."""
+    """The text of a spec file, or the one issue that it is unreadable or oversized.
+
+    Opened without blocking and checked on the open descriptor: a FIFO (or a symlink to
+    one, or to a device) swapped in for the file is refused, never waited on, since this
+    runs on the agent's event loop. A symlink to a regular file is followed.
+    """
     name = str(path)
+    too_large = FieldIssue(
+        "<file>",
+        f"spec file is larger than {MAX_FILE_BYTES} bytes",
+        ErrorCode.FILE_UNREADABLE,
+        name,
+    )
     try:
-        if not path.is_file():
-            raise OSError("not a regular file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return FieldIssue(
-                "<file>",
-                f"spec file is larger than {MAX_FILE_BYTES} bytes",
-                ErrorCode.FILE_UNREADABLE,
-                name,
-            )
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError("not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                return too_large
+            raw = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since fstat
+        if len(raw) > MAX_FILE_BYTES:
+            return too_large
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return FieldIssue(
-            "<file>", f"cannot read spec file: {exc}", ErrorCode.FILE_UNREADABLE, name
+            "<file>", _short(f"cannot read spec file: {exc}"), ErrorCode.FILE_UNREADABLE, name
         )
 
 

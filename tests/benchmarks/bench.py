@@ -14,6 +14,8 @@ Figures (the issue's targets in brackets):
 - a hand-edited unit file / site snippet -> repaired: median [<= 1 s];
 - 50 services idle: the agent's CPU (percent of one core) and RSS over the window
   [<= 1 %, <= 80 MB];
+- a steady client through Caddy during 10 restarts and 3 upgrades: 5xx [0] and the
+  latency added over the same client's floor (``restarts``);
 - one ``/metrics`` scrape of 500 services: the agent's CPU, against the library's own
   cost of printing as many samples [<= 50 ms] (``scrape``: what is real and what is not).
 """
@@ -35,10 +37,13 @@ from pathlib import Path
 import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import render_site
+from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.specs.model import parse_spec
+from tests.benchmarks.restarts import RestartFigures
+from tests.benchmarks.restarts import describe as describe_restarts
+from tests.benchmarks.restarts import measure as restarts_and_upgrades
 from tests.benchmarks.scrape import measure as measure_scrape
 from tests.benchmarks.scrape import measure_observation
 from tests.testbed.agent_unit import AgentUnit
@@ -148,7 +153,7 @@ class Floor:
             shutil.chown(directory / "pb_data", "nobody", "nogroup")
             (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
             (self.config.caddy_sites_dir / f"{spec.project_name}.caddy").write_text(
-                render_site(spec, tls=False)
+                render_site(spec, SiteSettings(tls="off"))
             )
         await bus.daemon_reload()
         await bus.reload_unit("caddy.service")
@@ -213,11 +218,38 @@ async def in_sandbox(body: Callable[[Sandbox], Awaitable[None]]) -> None:
 
 
 async def run(
-    runs: int = 10, burst: int = 50, idle_seconds: float = 60.0, scrape_services: int = 500
+    runs: int = 10,
+    burst: int = 50,
+    idle_seconds: float = 60.0,
+    *,
+    restarts: int = 10,
+    upgrades: int = 3,
+    scrape_services: int = 500,
+    only: str = "all",
 ) -> Report:
-    version = installed_version()
+    """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
+    client through restarts and upgrades (``"restarts"``) or of a scrape (``"scrape"``)."""
     report = Report(machine=machine_description())
-    print(f"machine: {report.machine}; runs={runs} burst={burst} idle={idle_seconds}s", flush=True)
+    print(f"machine: {report.machine}", flush=True)
+    if only in ("all", "deploy"):
+        await run_deploys(report, runs, burst, idle_seconds)
+    if only in ("all", "restarts"):
+        print(f"steady client ({restarts} restarts, {upgrades} upgrades):", flush=True)
+        measured: list[RestartFigures] = []
+
+        async def client(sandbox: Sandbox) -> None:
+            measured.append(await restarts_and_upgrades(sandbox, restarts, upgrades))
+
+        await in_sandbox(client)
+        describe_restarts(measured[0], report.add)
+    if only in ("all", "scrape"):
+        await run_scrape(report, scrape_services)
+    return report
+
+
+async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float) -> None:
+    version = installed_version()
+    print(f"deploys: runs={runs} burst={burst} idle={idle_seconds}s", flush=True)
     floor_single: list[float] = []
     floor_burst: list[float] = []
 
@@ -304,6 +336,9 @@ async def run(
     report.add(f"idle {idle_seconds:g}s: services", idle["services"])
     report.add(f"idle {idle_seconds:g}s: agent CPU % of one core [<=1]", idle["cpu_percent"])
     report.add(f"idle {idle_seconds:g}s: agent RSS MB [<=80]", idle["rss_mb"])
+
+
+async def run_scrape(report: Report, scrape_services: int) -> None:
     print(f"metrics scrape of {scrape_services} services:", flush=True)
     scrape = await measure_scrape(scrape_services)
     report.add(f"scrape {scrape_services}: samples", scrape["samples"])
@@ -321,4 +356,3 @@ async def run(
         observation["observe_cpu_ms"],
     )
     report.add("scrape: D-Bus observation per unit CPU (ms)", observation["per_unit_ms"])
-    return report

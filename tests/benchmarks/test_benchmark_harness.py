@@ -14,7 +14,7 @@ from tests.benchmarks.scrape import measure_observation
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
-    report = await run(runs=1, burst=3, idle_seconds=1.0, scrape_services=3)
+    report = await run(runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1, scrape_services=3)
     figures = report.figures
     for key in (
         "single: floor median (s)",
@@ -29,6 +29,42 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert abs(figures["single: ratio agent/floor [<=1.5]"] - ratio) < 0.01
     assert figures["idle 1s: services"] == 3  # the burst's; the single one was deleted
     assert 0 < figures["idle 1s: agent RSS MB [<=80]"] < 1024
+    # The steady client: every request counted, the 5xx among them (no target here).
+    assert figures["1 restarts: requests"] > 0 and figures["1 upgrades: requests"] > 0
+    assert 0 <= figures["1 restarts: 5xx or no answer [0]"] <= figures["1 restarts: requests"]
+    assert figures["1 upgrades: max latency (ms)"] >= figures["1 upgrades: p99 latency (ms)"] > 0
+
+
+async def test_the_backup_benchmark_measures_both_backups_and_a_restore(
+    testbed_base: Path,
+) -> None:
+    from tests.benchmarks.backups import run as run_backups
+
+    report = await run_backups(megabytes=4, rate=100.0, window=1.0)
+    figures = report.figures
+    for key in (
+        "ours: backup seconds",
+        "pocketbase: backup seconds",
+        "ours: writes in window",
+        "pocketbase: writer max ms",
+        "restore seconds (safety snapshot + swap + start + health)",
+    ):
+        assert figures[key] > 0, key
+    assert figures["data.db MB"] >= 3
+    assert figures["writer errors"] == 0
+    ratio = figures["ours: writer max ms"] / figures["pocketbase: writer max ms"]
+    assert abs(figures["max stall ratio ours/pocketbase [<=0.1]"] - ratio) < 0.01
+
+
+async def test_the_deploy_benchmark_measures_agent_and_floor(testbed_base: Path) -> None:
+    from tests.benchmarks.deploys import run as run_deploys
+
+    figures = (await run_deploys(deploys=2)).figures
+    for who in ("floor", "agent"):
+        assert figures[f"deploy: {who} median (s)"] > 0, who
+        assert figures[f"deploy: {who} requests answered"] > 0, who
+    ratio = figures["deploy: agent median (s)"] / figures["deploy: floor median (s)"]
+    assert abs(figures["deploy: ratio agent/floor"] - ratio) < 0.01
 
 
 async def test_the_scrape_benchmark_reads_a_real_caddys_text_for_every_service() -> None:

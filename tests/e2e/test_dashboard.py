@@ -7,9 +7,12 @@ over D-Bus, the files on disk, PocketBase answering through Caddy at the domain 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import tarfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -360,6 +363,9 @@ async def test_a_file_owned_service_shows_its_file_and_refuses_deletion_but_obey
         await page.get_by_role("button", name="Start", exact=True).click()
         await expect(page.locator("h1 .badge")).to_have_text("Active", timeout=DEPLOY_TIMEOUT_MS)
     finally:
+        # Removing the file deletes the service under the open page: its refresh may
+        # meet the 404s before the page is closed.
+        dashboard.watch.expect(404, "/services/")
         spec_file.unlink()
 
 
@@ -405,6 +411,62 @@ async def test_changing_the_version_upgrades_the_instance(
     await dashboard.shot("upgraded")
     unit = (agent.config.systemd_dir / "upgradable-pocketbase.service").read_text()
     assert f"X-Pockestrator-Version={newer}" in unit
+
+
+# -- app releases ----------------------------------------------------------------------------
+
+
+def _app_archive(path: Path, greeting: str) -> Path:
+    payload = f'routerAdd("GET", "/hello", (e) => e.string(200, "{greeting}"))\n'.encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("pb_hooks/hello.pb.js")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+async def _hello(sandbox: Sandbox, domain: str) -> str:
+    base = f"http://127.0.0.1:{sandbox.caddy_http_port}"
+    async with (
+        aiohttp.ClientSession(headers={"Host": domain}) as session,
+        session.get(f"{base}/hello") as response,
+    ):
+        return await response.text()
+
+
+async def test_an_app_is_deployed_by_upload_listed_and_rolled_back_on_the_service_page(
+    dashboard: Dashboard, api: Api, sandbox: Sandbox, newer: str, tmp_path: Path
+) -> None:
+    service = await api.create("shipped", newer)
+    page = dashboard.page
+    await dashboard.sign_in("/services/shipped")
+    releases = page.locator("section", has=page.get_by_role("heading", name="App releases"))
+    await expect(releases).to_contain_text("No app deployed")
+
+    for greeting in ("first", "second"):
+        await page.get_by_label("App archive (tar.gz)").set_input_files(
+            str(_app_archive(tmp_path / f"{greeting}.tar.gz", greeting))
+        )
+        await page.get_by_role("button", name="Deploy", exact=True).click()
+        await expect(page.get_by_test_id("release-message")).to_contain_text(
+            "is live", timeout=DEPLOY_TIMEOUT_MS
+        )
+        assert await _hello(sandbox, service["domain"]) == greeting
+    rows = releases.locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("Live")
+    await expect(rows.first).to_contain_text(dashboard.admin.email)
+    await expect(rows.first).to_contain_text("+0 ~1 -0")
+    await dashboard.shot("deployed")
+
+    first_id = await rows.nth(1).get_attribute("data-release")
+    await rows.nth(1).get_by_role("button", name=f"Roll back to release {first_id}").click()
+    await expect(page.get_by_test_id("release-message")).to_contain_text(
+        f"Release {first_id} is live", timeout=DEPLOY_TIMEOUT_MS
+    )
+    await expect(releases.locator("tr.live")).to_have_attribute("data-release", str(first_id))
+    assert await _hello(sandbox, service["domain"]) == "first"
+    await dashboard.shot("rolled-back")
 
 
 # -- PocketBase's own settings --------------------------------------------------------------
@@ -479,6 +541,85 @@ async def test_settings_are_set_on_creation_and_edited_on_the_page_with_secrets_
     assert await wait_until(pocketbase_has_it, 30, 0.3)
     assert secret not in await page.content()
     await dashboard.shot("settings-saved")
+
+
+async def test_a_refused_downgrade_offers_to_restore_the_backup_and_then_does(
+    dashboard: Dashboard, agent: Agent, api: Api, older: str, newer: str
+) -> None:
+    await api.create("rewound", older)
+    status, answer = await api.call(
+        "PATCH", "/services/rewound?wait=true", {"pocketbase_version": newer}
+    )
+    assert status == 200, answer
+    page = dashboard.page
+    dashboard.watch.expect(400, "/services/")  # the refused downgrade, on purpose
+    await dashboard.sign_in("/services/rewound")
+    deployed = page.locator('dd[data-term="Deployed version"]')
+    await expect(deployed).to_have_text(newer, timeout=DEPLOY_TIMEOUT_MS)
+    allow = page.get_by_label("Allow the downgrade", exact=False)
+    await expect(allow).to_be_hidden()
+
+    await page.get_by_label("New PocketBase version").fill(older)
+    await page.get_by_role("button", name="Change version").click()
+    await expect(page.get_by_text("set allow_downgrade to restore the backup")).to_be_visible()
+    await allow.check()
+    await page.get_by_label("New PocketBase version").fill(older)
+    await page.get_by_role("button", name="Change version").click()
+
+    await expect(deployed).to_have_text(older, timeout=DEPLOY_TIMEOUT_MS)
+    await expect(page.locator(".events")).to_contain_text(
+        f"downgrading PocketBase {newer} -> {older}"
+    )
+    await dashboard.shot("downgraded")
+
+
+# -- proxy and HTTPS -------------------------------------------------------------------------
+
+
+async def test_proxy_options_are_chosen_at_creation_and_edited_on_the_detail_page(
+    dashboard: Dashboard, agent: Agent, api: Api, newer: str
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in("/services/new")
+    await page.get_by_label("Project name").fill("proxied")
+    await page.get_by_label("Port", exact=True).fill(str(free_port()))
+    await page.get_by_label("PocketBase version").fill(newer)
+    await page.get_by_label("More domains").fill("www-proxied.localhost")
+    await page.get_by_label("Largest request body").fill("3MB")
+    await page.get_by_role("button", name="Create service").click()
+    await expect(page.locator(".outcome")).to_contain_text(
+        "proxied is up and running", timeout=DEPLOY_TIMEOUT_MS
+    )
+    _status, detail = await api.call("GET", "/services/proxied")
+    proxy = detail["service"]["proxy"]
+    assert proxy["aliases"] == ["www-proxied.localhost"] and proxy["max_body_size"] == "3MB"
+
+    dashboard.watch.expect(400, "/services/")  # the refused hold, on purpose
+    await dashboard.go("/services/proxied")
+    row = page.locator('dd[data-term="Proxy"]')
+    await expect(row).to_contain_text("body up to 3MB")
+    await expect(row).to_contain_text("www-proxied.localhost (served)")
+    await expect(page.locator('dd[data-term="HTTPS"]')).to_contain_text("plain HTTP")
+    await expect(page.locator('dd[data-term="Certificate"]')).to_have_text("none (plain HTTP)")
+    hold = page.get_by_label("Hold requests while restarting (seconds)")
+    await expect(hold).to_have_value("10")
+    await hold.fill("5")
+    await page.get_by_label("Redirect them to the main domain (301)").check()
+    await page.get_by_role("button", name="Save").click()
+    await expect(row).to_contain_text("requests held 5 s", timeout=UI_TIMEOUT_MS)
+    await expect(row).to_contain_text("(redirected)")
+    site = agent.config.caddy_sites_dir / "proxied.caddy"
+
+    async def rewritten() -> bool:
+        return site.exists() and "lb_try_duration 5s" in site.read_text()
+
+    assert await wait_until(rewritten, 30)
+    assert "redir http://proxied.localhost" in site.read_text()
+
+    await hold.fill("900")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_text("hold_requests must be")).to_be_visible()
+    await dashboard.shot("proxy-options")
 
 
 # -- logs ----------------------------------------------------------------------------------
@@ -647,7 +788,7 @@ async def test_the_dashboard_works_on_a_phone_sized_screen(
     await phone.shot("services")
 
     await card.get_by_role("link", name="pocket", exact=True).tap()
-    await expect(page.get_by_role("heading", name="pocket")).to_be_visible()
+    await expect(page.get_by_role("heading", name="pocket", level=1)).to_be_visible()
     await expect(page.get_by_role("button", name="Restart")).to_be_visible()
     await assert_fits_the_screen(page)
     await phone.shot("detail")

@@ -327,7 +327,7 @@ async def test_an_upgrade_step_that_raises_is_rolled_back_once_not_retried_while
         assert await wait_for_pocketbase(f"http://127.0.0.1:{port}", timeout=20)
         assert await agent.wait_reconciled("stepper", timeout=30)
         backups = agent.config.base_dir / ".backups" / "stepper"
-        assert len(list(backups.glob("pb_data-2*"))) == 1  # one upgrade, one backup
+        assert len(list(backups.glob(f"pb_data-{older}-2*"))) == 1  # one upgrade, one backup
     finally:
         del release_mirror.releases["0.97.0"]  # the mirror is shared by the session
 

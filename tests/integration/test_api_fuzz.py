@@ -2,13 +2,16 @@
 
 Each operation is fuzzed with schema-valid (positive) and schema-invalid (negative) requests
 carrying a valid token, and every answer must be no 5xx, a documented status code and
-content type, and a body that matches the documented schema; invalid data must be refused.
+content type, and a body that matches the documented schema; invalid data must be refused,
+and valid data refused only for the world's reasons or a rule the document states in words
+(``tests.conformance.refusals``: a version that does not exist, a port that is taken).
 Operations on one service are also fuzzed against a real, running service (its logs without
 `follow`, which would never end; its spec on a second service, so that a fuzzed change,
 say a tiny memory limit, cannot make the control fuzzing fail for reasons of its own).
 
 Bounded: ``POCKESTRATOR_FUZZ_EXAMPLES`` examples per operation and mode (25 by default;
-about half a minute in all on two cores).
+about half a minute in all on two cores). The full run, 200 examples per operation with
+every phase and check, is ``python -m tests.conformance`` (``make conformance``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.server import all_operations
+from tests.conformance.checks import refused_only_for_reasons_the_document_gives
 
 EXAMPLES = int(os.environ.get("POCKESTRATOR_FUZZ_EXAMPLES", "25"))
 CHECKS = [
@@ -45,6 +49,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    refused_only_for_reasons_the_document_gives,
 ]
 OPERATIONS = [
     (method.upper(), path)

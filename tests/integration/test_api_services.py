@@ -23,6 +23,7 @@ from aiohttp import web
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.log_routes import KEEPALIVE_SECONDS
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
@@ -234,8 +235,12 @@ async def test_services_are_listed_filtered_and_paged_with_a_total(
     assert [s["project_name"] for s in second.body["services"]] == names[1:2]
     assert first.body["total"] == second.body["total"] == total
 
-    by_domain = await api.call("GET", "/services", params={"domain": "ALPHA.localhost"})
+    by_domain = await api.call("GET", "/services", params={"domain": "ALPHA.localhost."})
     assert [s["project_name"] for s in by_domain.body["services"]] == ["alpha"]
+    for nobodys in ("", "bad domain", "alpha", "\u0013x.localhost"):
+        none = await api.call("GET", "/services", params={"domain": nobodys})
+        assert none.status == 200, nobodys
+        assert (none.body["services"], none.body["total"]) == ([], 0), nobodys
     active = await api.call("GET", "/services", params={"status": "active"})
     assert active.body["services"] and all(s["status"] == "active" for s in active.body["services"])
     capped = await api.call("GET", "/services", params={"limit": "100000"})
@@ -246,7 +251,7 @@ async def test_services_are_listed_filtered_and_paged_with_a_total(
         ({"limit": "0"}, "limit", "INVALID_VALUE"),
         ({"limit": "ten"}, "limit", "INVALID_TYPE"),
         ({"offset": "-1"}, "offset", "INVALID_TYPE"),
-        ({"domain": "bad domain"}, "domain", "INVALID_DOMAIN"),
+        ({"offset": "12345678901"}, "offset", "INVALID_TYPE"),
     ]:
         reply = await api.call("GET", "/services", params=params)
         assert reply.status == 400, params
@@ -444,6 +449,8 @@ async def test_logs_come_from_the_journal_with_lines_and_since(
 
     for params, field in [
         ({"since": "yesterday"}, "since"),
+        ({"since": "2025-02-29T00:00:00Z"}, "since"),
+        ({"since": "1970-12-31"}, "since"),
         ({"lines": "0"}, "lines"),
         ({"lines": "-5"}, "lines"),
         ({"follow": "maybe"}, "follow"),
@@ -546,7 +553,7 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
             headers={"Authorization": f"Bearer {api.token}"},
         ) as stream:
             await asyncio.wait_for(read_events(stream, 2), 30)
-            assert len(app[STREAMS]) == 1
+            assert app[STREAMS].open == 1
             assert len(journalctl_followers(agent, 2)) == 1
             started = loop.time()
             await runner.cleanup()
@@ -554,8 +561,82 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
             assert loop.time() - started < 3
     finally:
         await runner.cleanup()
-    assert app[STREAMS] == set()
+    assert app[STREAMS].open == 0
     assert journalctl_followers(agent, 2) == []
+
+
+def open_streams(agent: Agent) -> int:
+    """Slots the agent's API has taken now (streams running or starting)."""
+    runner = agent._api_runner
+    assert runner is not None and runner.app is not None
+    return runner.app[STREAMS].open
+
+
+async def open_stream(api: Api, lines: int) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+    """One follow request (left open when it streams): status, error body, response."""
+    response = await api.session.get(
+        api.root + "/services/alpha/logs",
+        params={"follow": "true", "lines": str(lines)},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    if response.status != 200:
+        body = await response.json()
+        response.release()
+        return response.status, body, response
+    return 200, {}, response
+
+
+async def test_streams_arriving_together_never_pass_the_cap(
+    api: Api, alpha: dict[str, Any], agent: Agent
+) -> None:
+    """Every slot is claimed before its journalctl starts: a burst of requests past the cap
+    gets exactly the cap's streams, never more journalctl processes, and 503s for the rest.
+
+    (Fewer journalctl may be left: one that finds no inotify instance free on the host,
+    shared by every process of root, reverts to a plain read and ends its stream.)"""
+    cap = agent.config.max_log_streams
+
+    async def no_stream_left() -> bool:  # an earlier test's stream may still be ending
+        return open_streams(agent) == 0
+
+    assert await wait_until(no_stream_left, 10, interval=0.05)
+    opened = await asyncio.gather(*(open_stream(api, 3) for _ in range(cap + 8)))
+    try:
+        streaming = [response for status, _body, response in opened if status == 200]
+        refused = [(status, body, r) for status, body, r in opened if status != 200]
+        assert len(streaming) == cap, [(s, b.get("code"), b.get("message")) for s, b, _r in refused]
+        assert {status for status, _body, _r in refused} == {503}
+        assert {body["code"] for _status, body, _r in refused} == {"TOO_MANY_STREAMS"}
+        assert all(r.headers["Retry-After"] == "5" for _status, _body, r in refused)
+        assert len(journalctl_followers(agent, 3)) <= cap
+    finally:
+        for _status, _body, response in opened:
+            response.close()
+
+    async def all_ended() -> bool:  # each slot is free once its journalctl has ended
+        return journalctl_followers(agent, 3) == [] and open_streams(agent) == 0
+
+    assert await wait_until(all_ended, 10, interval=0.05)
+    status, _body, again = await open_stream(api, 3)
+    again.close()
+    assert status == 200
+
+
+async def test_a_stream_ends_with_its_client_not_at_its_next_keepalive(
+    api: Api, alpha: dict[str, Any], agent: Agent
+) -> None:
+    """The handler is cancelled when the client goes, so its journalctl ends and its slot
+    is free again long before a keepalive write would have found the client gone."""
+    status, _body, stream = await open_stream(api, 4)
+    assert status == 200
+    await asyncio.wait_for(read_events(stream, 1), 30)
+    assert len(journalctl_followers(agent, 4)) == 1
+    stream.close()
+
+    async def ended() -> bool:
+        return journalctl_followers(agent, 4) == []
+
+    assert await wait_until(ended, KEEPALIVE_SECONDS / 3, interval=0.05)
 
 
 async def test_events_tell_what_happened_newest_first_with_paging(

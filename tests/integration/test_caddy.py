@@ -20,9 +20,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import CaddySites, render_site, site_address
+from pockestrator.controllers.caddy import CaddySites, SiteSettings, render_site, site_address
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed.journal import journal_text
@@ -43,7 +44,7 @@ def make_spec(name: str, port: int, domain: str | None = None) -> ServiceSpec:
 
 
 def site(name: str, port: int) -> str:
-    return render_site(make_spec(name, port), tls=False)
+    return render_site(make_spec(name, port), SiteSettings(tls="off"))
 
 
 def controller(sandbox: Sandbox, **overrides: Any) -> CaddySites:
@@ -200,6 +201,51 @@ async def test_unchanged_wave_costs_no_validation_and_no_reload(
     assert (sites.validation_count, sites.reload_count) == (validations, reloads)
     assert await caddy_loads(sandbox) == loads
     await sites.apply({"steady": None})
+
+
+async def test_caddy_gives_the_upstream_the_clients_address_whatever_the_client_claims(
+    sandbox: Sandbox,
+) -> None:
+    """X-Forwarded-For and X-Real-IP as PocketBase behind one Caddy sees them: exactly the
+    TCP peer's address (here 127.0.0.2), never a value the client wrote itself."""
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="echo")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sites = controller(sandbox)
+    try:
+        await sites.apply({"echo": site("echo", port)})
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def answered() -> bool:
+                async with session.get(
+                    f"{sandbox.caddy_url}/x",
+                    headers={
+                        "Host": "echo.example.test",
+                        "X-Forwarded-For": "203.0.113.9",
+                        "X-Real-IP": "203.0.113.9",
+                    },
+                ) as response:
+                    return response.status == 200 and await response.text() == "echo"
+
+            assert await wait_until(answered, 15)
+    finally:
+        await sites.apply({"echo": None})
+        await runner.cleanup()
+    headers = seen[-1]
+    assert headers["X-Forwarded-For"] == "127.0.0.2"
+    assert headers["X-Real-IP"] == "127.0.0.2"
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert headers["X-Forwarded-Host"] == "echo.example.test"
 
 
 # -- observation and drift -------------------------------------------------------------
@@ -606,7 +652,8 @@ async def test_caddy_reads_any_accepted_domain_as_exactly_one_site(
 ) -> None:
     service = make_spec("edge", 8090, domain)
     caddyfile = tmp_path / "Caddyfile"
-    caddyfile.write_text("{\n\tadmin off\n}\n" + render_site(service, tls=tls))
+    text = render_site(service, SiteSettings(tls="auto" if tls else "off"))
+    caddyfile.write_text("{\n\tadmin off\n}\n" + text)
     binary = sandbox.agent_config().caddy_binary
 
     adapted = subprocess.run(

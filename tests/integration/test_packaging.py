@@ -44,6 +44,9 @@ WANTED_BY = "/etc/systemd/system/multi-user.target.wants/pockestrator.service"
 # Where each shipped file lands, and the file of this repository it must be.
 SHIPPED = {
     "usr/lib/systemd/system/pockestrator.service": UNIT_FILE,
+    "usr/lib/systemd/system/caddy.service.d/pockestrator.conf": (
+        REPO / "packaging/caddy-restart.conf"
+    ),
     "usr/share/polkit-1/rules.d/50-pockestrator.rules": REPO / "packaging/50-pockestrator.rules",
     "usr/lib/sysusers.d/pockestrator.conf": REPO / "packaging/sysusers.conf",
     "usr/lib/tmpfiles.d/pockestrator.conf": REPO / "packaging/tmpfiles.conf",

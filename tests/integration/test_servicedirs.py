@@ -396,7 +396,7 @@ async def test_a_generated_superuser_password_logs_in_to_the_running_instance(be
     uid = owner_mode(private)[0]
     assert uid in DYNAMIC_UIDS
     assert {owner_mode(p)[0] for p in (private / "pb_data").rglob("*")} == {uid}
-    assert list((bed.config.database.parent / "bootstrap").iterdir()) == []
+    assert list((bed.config.base_dir / ".bootstrap").iterdir()) == []
     assert not any(bed.dirs.settings.environment_dir.glob("*bootstrap*"))
     url = await run_service(bed, spec)
     try:

@@ -12,11 +12,13 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import Store
-from pockestrator.specs.yamldir import SpecDirectory, parse_spec_file
+from pockestrator.specs.yamldir import SpecDirectory, parse_spec_file, read_spec_file
 
 GOOD = """\
 project_name: {name}
@@ -33,6 +35,7 @@ class Watched:
         self.store = store
         self.notifications: asyncio.Queue[set[str]] = asyncio.Queue()
         self.source = SpecDirectory(directory, store, "example.test", self.notifications.put_nowait)
+        self.task: asyncio.Task[None] | None = None
 
     async def next_change(self, timeout: float = 5.0) -> set[str]:
         return await asyncio.wait_for(self.notifications.get(), timeout)
@@ -58,7 +61,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
     directory.mkdir()
     (directory / "before.yaml").write_text(GOOD.format(name="before", port=9100))
     state = Watched(directory, Store(tmp_path / "db.sqlite"))
-    task = asyncio.create_task(state.source.run())
+    task = state.task = asyncio.create_task(state.source.run())
     await asyncio.wait_for(state.source.wait_ready(), 5)
     assert await state.next_change() == {"before"}  # the startup scan's own notification
     yield state
@@ -226,3 +229,136 @@ async def test_the_agents_own_port_is_refused(tmp_path: Path) -> None:
     source.scan()
     assert [i.code for i in source.issues[str(directory / "a.yaml")]] == [ErrorCode.PORT_RESERVED]
     assert store.service_names() == []
+
+
+# -- hostile files: the watcher keeps running and reports each one ------------------------
+
+
+def watcher_alive(watched: Watched) -> None:
+    assert watched.task is not None and not watched.task.done(), watched.task
+
+
+async def settle(watched: Watched, round_: int) -> None:
+    """Until the watcher has handled everything written so far: a good file written last
+    (a new port each round) is applied only once the batch holding the rest is done."""
+    port = 9200 + round_ % 700
+    (watched.directory / "sentinel.yaml").write_text(GOOD.format(name="sentinel", port=port))
+    await watched.until(lambda: watched.specs().get("sentinel") == port, timeout=15)
+
+
+def file_issues(watched: Watched, name: str) -> list[tuple[str, ErrorCode]]:
+    path = str(watched.directory / name)
+    return [(issue.field, issue.code) for issue in watched.store.file_issues().get(path, [])]
+
+
+CONFLICTS = {
+    ErrorCode.DUPLICATE_PROJECT_NAME,
+    ErrorCode.PORT_IN_USE,
+    ErrorCode.PORT_RESERVED,
+    ErrorCode.DOMAIN_IN_USE,
+    ErrorCode.OWNED_BY_OTHER_SOURCE,
+}
+HOSTILE_BYTES = (
+    st.binary(max_size=400)
+    | st.text(max_size=300).map(str.encode)
+    | st.lists(
+        st.sampled_from(
+            ["project_name: x", "port: ", "9100", "\n", "- ", "[", "{", "&a ", "*a", "!!int ", ": "]
+        ),
+        max_size=40,
+    ).map(lambda parts: "".join(parts).encode())
+    | st.integers(min_value=20, max_value=40).map(
+        lambda levels: (
+            "l0: &l0 {a: 1, b: 2}\n"
+            + "".join(f"l{i}: &l{i} {{a: *l{i - 1}, b: *l{i - 1}}}\n" for i in range(1, levels))
+        ).encode()
+    )
+)
+
+
+async def test_the_watcher_survives_any_bytes_and_reports_each_bad_file(
+    watched: Watched,
+) -> None:
+    """Hypothesis writes a file again and again (in place or by rename); after each, the
+    watcher still runs, a good file written after it is applied, and the fuzzed file is
+    either services or issues that each name a field and a code."""
+    loop = asyncio.get_running_loop()
+    rounds = iter(range(1_000_000))
+
+    @hypothesis.settings(
+        max_examples=60,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(content=HOSTILE_BYTES, by_rename=st.booleans())
+    def write_and_check(content: bytes, by_rename: bool) -> None:
+        path = watched.directory / "fuzz.yaml"
+        if by_rename:
+            temporary = watched.directory / ".fuzz.tmp"
+            temporary.write_bytes(content)
+            os.replace(temporary, path)
+        else:
+            path.write_bytes(content)
+        asyncio.run_coroutine_threadsafe(settle(watched, next(rounds)), loop).result(30)
+        watcher_alive(watched)
+        issues = file_issues(watched, "fuzz.yaml")
+        assert all(field and isinstance(code, ErrorCode) for field, code in issues), issues
+        # What the watcher recorded is the file's own verdict, plus any conflict with the
+        # other files (a fuzzed spec may claim a port or a name they hold).
+        verdict = [(i.field, i.code) for i in read_spec_file(path, "example.test").issues]
+        assert issues[: len(verdict)] == verdict
+        assert {code for _field, code in issues[len(verdict) :]} <= CONFLICTS, issues
+
+    await asyncio.to_thread(write_and_check)
+    assert watched.specs()["before"] == 9100
+
+
+async def test_fifos_devices_directories_and_huge_files_are_refused_without_blocking(
+    watched: Watched, tmp_path: Path
+) -> None:
+    directory = watched.directory
+    os.mkfifo(directory / "pipe.yaml")
+    outside_fifo = tmp_path / "outside.fifo"
+    os.mkfifo(outside_fifo)
+    (directory / "to-fifo.yaml").symlink_to(outside_fifo)
+    (directory / "zero.yaml").symlink_to("/dev/zero")
+    (directory / "folder.yaml").mkdir()
+    with (directory / "huge.yaml").open("wb") as handle:
+        handle.truncate(2 * 1024 * 1024)  # sparse: costs no disk
+    (directory / "loop.yaml").symlink_to(directory / "loop.yaml")
+    (directory / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    linked = tmp_path / "linked-spec.yaml"
+    linked.write_text(GOOD.format(name="linked", port=9109))
+    (directory / "linked.yaml").symlink_to(linked)
+    await settle(watched, 0)
+
+    watcher_alive(watched)
+    for name in ("pipe.yaml", "to-fifo.yaml", "zero.yaml", "folder.yaml", "huge.yaml"):
+        assert file_issues(watched, name) == [("<file>", ErrorCode.FILE_UNREADABLE)], name
+    for name in ("loop.yaml", "dangling.yaml"):  # nothing to read: as if absent
+        assert file_issues(watched, name) == [], name
+    assert watched.specs() == {"before": 9100, "sentinel": 9200, "linked": 9109}
+
+
+async def test_rapid_renames_and_swaps_for_fifos_converge_on_the_last_file(
+    watched: Watched,
+) -> None:
+    directory = watched.directory
+    path = directory / "churn.yaml"
+    for index in range(301):  # the last one, 300, is a good spec
+        temporary = directory / f".churn-{index}.tmp"
+        if index % 3 == 1:
+            os.mkfifo(temporary)
+        elif index % 3 == 2:
+            temporary.write_text("project_name: [unclosed\n")
+        else:
+            temporary.write_text(GOOD.format(name="churn", port=9300 + index))
+        os.replace(temporary, path)
+        if index % 50 == 0:
+            await asyncio.sleep(0)  # now and then, let the watcher see a state mid-churn
+    await watched.until(lambda: watched.specs().get("churn") == 9300 + 300, timeout=15)
+    await settle(watched, 1)
+    watcher_alive(watched)
+    assert file_issues(watched, "churn.yaml") == []
+    assert watched.specs()["before"] == 9100

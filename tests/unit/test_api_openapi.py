@@ -3,20 +3,25 @@ than the server's grammar (the fuzzer holds the server to it, see test_api_fuzz.
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pockestrator.api.log_routes import sse_event
 from pockestrator.api.models.problems import ErrorResponse
 from pockestrator.api.models.requests import LoginBody
 from pockestrator.api.models.system import Liveness
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import PREFIX, Operation
 from pockestrator.api.server import all_operations
+from pockestrator.journal import LogEntry
 from pockestrator.specs import grammar
 from tests.examples import examples
 
@@ -138,6 +143,72 @@ def test_the_log_stream_is_documented_as_server_sent_events() -> None:
     assert names == {"id", "lines", "since", "follow"}
 
 
+def sse_fields(raw: bytes) -> dict[str, Any]:
+    """One server-sent event's fields as a client parses them (one line each here)."""
+    fields: dict[str, Any] = {}
+    for line in raw.decode().strip("\n").split("\n"):
+        name, _, value = line.partition(": ")
+        fields[name] = int(value) if name == "retry" else value
+    return fields
+
+
+def with_components(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "$defs": DOCUMENT["components"]["schemas"]}
+
+
+def local_refs(node: Any) -> Any:
+    """The document's ``#/components/schemas/X`` references as ``#/$defs/X``."""
+    if isinstance(node, dict):
+        return {
+            key: value.replace("#/components/schemas/", "#/$defs/")
+            if key == "$ref" and isinstance(value, str)
+            else local_refs(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [local_refs(value) for value in node]
+    return node
+
+
+@pytest.mark.parametrize("cursor", ["s=abc;i=1f", None])
+def test_each_log_event_the_stream_sends_is_one_the_document_describes(cursor: str | None) -> None:
+    logs = DOCUMENT["paths"][PREFIX + "/services/{id}/logs"]["get"]
+    event = local_refs(logs["responses"]["200"]["content"]["text/event-stream"]["schema"])
+    entry = LogEntry(datetime(2025, 7, 31, 19, 30, tzinfo=UTC), "INFO", "up", "app", cursor, 42)
+    fields = sse_fields(sse_event(entry))
+    assert jsonschema_rs.validator_for(with_components(event)).is_valid(fields)
+    data = with_components(event["properties"]["data"]["contentSchema"])
+    assert jsonschema_rs.validator_for(data).is_valid(json.loads(fields["data"]))
+    for wrong in ({**fields, "event": "other"}, {"event": "log"}, {**fields, "extra": "x"}):
+        assert not jsonschema_rs.validator_for(with_components(event)).is_valid(wrong)
+
+
+def test_a_created_service_links_to_what_can_be_done_with_it_by_its_id() -> None:
+    ids = {
+        operation["operationId"]
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+    }
+    create = DOCUMENT["paths"][PREFIX + "/services"]["post"]["responses"]["201"]
+    links = create["links"]
+    assert {link["operationId"] for link in links.values()} >= {
+        "getService",
+        "updateService",
+        "deleteService",
+    }
+    for link in links.values():
+        assert link["operationId"] in ids
+        assert link["parameters"] == {"id": "$response.body#/id"}
+    token = DOCUMENT["paths"][PREFIX + "/tokens"]["post"]["responses"]["201"]["links"]
+    assert [link["operationId"] for link in token.values()] == ["revokeToken"]
+
+
+def test_logout_states_that_it_takes_a_dashboard_session_only() -> None:
+    logout = DOCUMENT["paths"][PREFIX + "/auth/logout"]["post"]
+    assert logout["security"] == [{"sessionAuth": []}]
+    assert "sessionAuth" in DOCUMENT["components"]["securitySchemes"]
+
+
 def test_schemathesis_loads_every_operation() -> None:
     schema = schemathesis.openapi.from_dict(DOCUMENT)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -166,9 +237,9 @@ DOCUMENTED_PATTERNS = [
         (("description",), grammar.ONE_LINE),
         (("env", "propertyNames"), grammar.ENV_NAME),
         (("env", "additionalProperties"), grammar.ONE_LINE),
-        (("resources", "memory_max"), grammar.MEMORY_LIMIT),
-        (("resources", "cpu_quota"), grammar.CPU_QUOTA),
-        (("flags", "origins", "items"), grammar.ORIGIN),
+        (("resources", "memory_max"), grammar.MEMORY_LIMIT_STATED),
+        (("resources", "cpu_quota"), grammar.CPU_QUOTA_STATED),
+        (("flags", "origins", "items"), grammar.ORIGIN_STATED),
         (("flags", "encryption_env"), grammar.ENV_NAME),
     ]
 ] + [

@@ -21,6 +21,7 @@ from pockestrator.api.views import service_view
 from pockestrator.config import AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.model import PocketBaseFlags, Resources, ServiceSpec, parse_spec
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.values import InApi
 
@@ -109,7 +110,9 @@ def test_a_section_added_to_the_spec_gets_a_body_a_patch_and_a_view_of_its_own()
     assert problems(CREATE, {**GOOD, "backups": {}}) == {"backups.keep": "FIELD_REQUIRED"}
     # A merge patch of a section merges into the current one: nothing in it is required.
     assert problems(PATCH, {"backups": {}}) == {}
-    assert problems(PATCH, {"backups": {"keep": None}}) == {}
+    # ... but a required field of it has no default for null to reset it to.
+    assert problems(PATCH, {"backups": {"keep": None}}) == {"backups.keep": "INVALID_TYPE"}
+    assert problems(PATCH, {"backups": None}) == {}
     assert problems(PATCH, {"backups": {"keep": "3"}}) == {"backups.keep": "INVALID_TYPE"}
     view = VIEW_MODEL.model_validate(
         {**GOOD, "domain": "a.example.com", "id": "x", **_defaults(), "backups": {"keep": 3}}
@@ -217,8 +220,8 @@ def test_the_view_of_a_record_is_the_spec_as_stored_with_the_desired_state_it_en
     record = ServiceRecord("5e1f0c9a2b7d", spec, "file:/specs/a.yaml", "running", AT, AT, 2)
     status = ServiceStatus("my-app", "active", "a" * 64, "b" * 64, observed_generation=2)
     config = AgentConfig.model_validate({"caddy_tls": False})
-    shown = service_view(record, status, config).model_dump(mode="json")
-    stored = spec.model_dump(mode="json", exclude={"superuser_password_file", "secret_env"})
+    shown = service_view(record, status, config, PublicPorts(http=8080)).model_dump(mode="json")
+    stored = spec.model_dump(mode="json", exclude={"superuser_password_file", "secret_env", "app"})
     assert {key: shown[key] for key in stored} == {**stored, "desired_state": "running"}
     assert list(shown) == list(Service.model_fields)
     assert shown["flags"]["origins"] == ["*"] and shown["extra_dirs"] == ["pb_hooks", "pb_public"]
@@ -230,7 +233,7 @@ def test_the_view_of_a_record_is_the_spec_as_stored_with_the_desired_state_it_en
     )
     assert (shown["systemd_config_hash"], shown["url"]) == (
         "aaaaaaaaaaaa",
-        "http://my-app.example.com",
+        "http://my-app.example.com:8080",
     )
 
 
@@ -300,7 +303,10 @@ def test_the_create_body_takes_a_spec_written_in_plain_json() -> None:
     ("patch", "expected"),
     [
         ({}, {}),
-        ({"port": None, "domain": None, "description": None, "extra_dirs": None}, {}),
+        ({"domain": None, "description": None, "extra_dirs": None}, {}),
+        ({"domain": ""}, {}),
+        ({"port": None}, {"port": "INVALID_TYPE"}),
+        ({"pocketbase_version": None}, {"pocketbase_version": "INVALID_TYPE"}),
         ({"env": {"A": None, "B": "1"}}, {}),
         ({"env": {f"K{i}": "v" for i in range(150)}}, {}),
         ({"resources": None, "flags": {"origins": None}}, {}),

@@ -8,15 +8,21 @@ import pytest
 
 from pockestrator.agent.backup_plan import (
     BackupPlan,
+    BackupStep,
     DeleteSnapshot,
+    PruneRemote,
     PruneSnapshots,
+    Replicate,
     RestoreSnapshot,
     SnapshotSummary,
+    StopReplicating,
     TakeSnapshot,
+    UploadSnapshot,
     VerifySnapshot,
     plan_backups,
+    remote_targets,
 )
-from pockestrator.specs.backups import BackupPolicy, KeepPolicy
+from pockestrator.specs.backups import BackupPolicy, KeepPolicy, ReplicationPolicy
 from pockestrator.specs.store import Operation
 
 NOW = datetime(2026, 12, 2, 3, 15, tzinfo=UTC)
@@ -110,3 +116,97 @@ def test_the_next_look_is_the_sooner_of_the_two_schedules() -> None:
     assert plan([snap(TODAY_3AM, verified=TODAY_3AM)], policy=policy).look_again_at == (
         datetime(2026, 12, 2, 4, tzinfo=UTC)
     )
+
+
+OFFSITE = BackupPolicy(
+    schedule="0 3 * * *", keep=KeepPolicy(last=2), targets=("offsite", "local", "cold")
+)
+
+
+def uploaded(summary: SnapshotSummary, *targets: str) -> SnapshotSummary:
+    return SnapshotSummary(
+        summary.snapshot_id, summary.kind, summary.created_at, None, frozenset(targets)
+    )
+
+
+def test_a_scheduled_snapshot_goes_to_every_remote_target_and_each_is_pruned() -> None:
+    due = plan([uploaded(snap(YESTERDAY_3AM), "offsite", "cold")], policy=OFFSITE)
+    assert due.steps == (
+        TakeSnapshot("scheduled"),
+        PruneSnapshots(KeepPolicy(last=2)),
+        UploadSnapshot(None, "offsite"),
+        UploadSnapshot(None, "cold"),
+        PruneRemote("offsite", KeepPolicy(last=2)),
+        PruneRemote("cold", KeepPolicy(last=2)),
+    )
+
+
+def test_a_manual_snapshot_is_uploaded_in_the_same_turn() -> None:
+    due = plan([], [operation(7, "snapshot")], policy=OFFSITE)
+    assert due.steps == (
+        TakeSnapshot("manual", 7),
+        UploadSnapshot(None, "offsite"),
+        UploadSnapshot(None, "cold"),
+    )
+
+
+def test_a_target_that_missed_snapshots_gets_the_newest_it_lacks_one_per_turn() -> None:
+    older, newer = snap(TODAY_3AM - timedelta(hours=5)), snap(TODAY_3AM)
+    due = plan([uploaded(older, "cold"), uploaded(newer, "offsite")], policy=OFFSITE)
+    assert due.steps == (  # in the policy's order of targets
+        UploadSnapshot(older.snapshot_id, "offsite"),
+        UploadSnapshot(newer.snapshot_id, "cold"),
+    )
+
+
+def test_nothing_is_uploaded_when_every_target_holds_every_snapshot() -> None:
+    held = [uploaded(snap(TODAY_3AM), "offsite", "cold")]
+    assert plan(held, policy=OFFSITE).steps == ()
+
+
+def test_local_is_no_remote_target_and_each_target_counts_once() -> None:
+    policy = BackupPolicy(targets=("local", "offsite", "offsite"))
+    assert remote_targets(policy) == ("offsite",)
+    assert plan([snap(TODAY_3AM)], policy=policy).steps == (
+        UploadSnapshot(snap(TODAY_3AM).snapshot_id, "offsite"),
+    )
+
+
+REPLICATED = BackupPolicy(replication=ReplicationPolicy(target="offsite"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "running", "has_data", "replicating", "first"),
+    [
+        (REPLICATED, True, True, False, Replicate(ReplicationPolicy(target="offsite"))),
+        (REPLICATED, True, True, True, Replicate(ReplicationPolicy(target="offsite"))),
+        (REPLICATED, False, True, True, StopReplicating()),
+        (REPLICATED, True, False, False, None),
+        (BackupPolicy(), True, True, True, StopReplicating()),
+        (BackupPolicy(), True, True, False, None),
+    ],
+)
+def test_replication_runs_exactly_while_a_replicating_service_runs_with_data(
+    policy: BackupPolicy,
+    running: bool,
+    has_data: bool,
+    replicating: bool,
+    first: BackupStep | None,
+) -> None:
+    steps = plan_backups(
+        policy,
+        [],
+        [],
+        has_data=has_data,
+        since=CREATED,
+        now=NOW,
+        running=running,
+        replicating=replicating,
+    ).steps
+    assert (steps[0] if steps else None) == first
+
+
+def test_a_snapshot_asked_for_at_a_second_is_a_replica_snapshot_of_that_second() -> None:
+    asked = operation(9, "snapshot", "2026-12-02T03:10:14+00:00")
+    steps = plan([], [asked], policy=BackupPolicy()).steps
+    assert steps == (TakeSnapshot("replica", 9, datetime(2026, 12, 2, 3, 10, 14, tzinfo=UTC)),)

@@ -17,13 +17,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pockestrator.controllers.caddy import (
+    CATCH_ALL,
     MAX_REQUEST_BODY,
     PROXY_READ_TIMEOUT,
+    SiteSettings,
     brace_problem,
     caddy_error_text,
     caddyfile_tokens,
     has_import,
     import_line,
+    render_catch_all,
     render_site,
     site_address,
     site_addresses,
@@ -32,13 +35,20 @@ from pockestrator.controllers.caddy import (
 )
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.model import ProxyOptions, ServiceSpec
+from pockestrator.specs.public_url import PublicPorts
 from tests.examples import examples, health_checks
 from tests.unit.golden_files import GOLDEN as GOLDEN_ROOT
 from tests.unit.golden_files import check_golden
 
 GOLDEN = GOLDEN_ROOT / "caddy"
 SITES = Path("/etc/caddy/pockestrator.d")
+TLS = SiteSettings(tls="auto")
+HTTP = SiteSettings(tls="off")
+
+
+def site_settings(tls: bool) -> SiteSettings:
+    return TLS if tls else HTTP
 
 
 def spec(**fields: Any) -> ServiceSpec:
@@ -74,11 +84,16 @@ def top_level_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
-def expected_snippet(name: str, address: str, port: int) -> str:
-    """The one shape every snippet has; a spec can only fill in these three values."""
+def expected_snippet(name: str, address: str, port: int, *, tls: bool) -> str:
+    """The one shape every snippet of default proxy options has; a spec can only fill in
+    these three values (and TLS adds the HSTS header)."""
     template = (GOLDEN / "template.caddy.in").read_text()
+    hsts = '\theader Strict-Transport-Security "max-age=31536000"\n' if tls else ""
     return (
-        template.replace("@NAME@", name).replace("@ADDRESS@", address).replace("@PORT@", str(port))
+        template.replace("@NAME@", name)
+        .replace("@ADDRESS@", address)
+        .replace("@PORT@", str(port))
+        .replace("@HSTS@", hsts)
     )
 
 
@@ -94,19 +109,19 @@ GOLDEN_CASES = {
 @pytest.mark.parametrize("file_name", sorted(GOLDEN_CASES))
 def test_rendered_site_matches_its_golden_file(file_name: str) -> None:
     service, tls = GOLDEN_CASES[file_name]
-    check_golden(GOLDEN / file_name, render_site(service, tls=tls))
+    check_golden(GOLDEN / file_name, render_site(service, site_settings(tls)))
 
 
 def test_golden_template_describes_every_golden_file() -> None:
     for file_name, (service, tls) in GOLDEN_CASES.items():
         address = site_address(service.domain, tls=tls)
         assert (GOLDEN / file_name).read_text() == expected_snippet(
-            service.project_name, address, service.port
+            service.project_name, address, service.port, tls=tls
         )
 
 
 def test_site_follows_pocketbase_production_guidance() -> None:
-    text = render_site(spec(), tls=True)
+    text = render_site(spec(), TLS)
     assert f"max_size {MAX_REQUEST_BODY}" in text
     assert "reverse_proxy 127.0.0.1:8090 {" in text
     assert f"read_timeout {PROXY_READ_TIMEOUT}" in text
@@ -115,8 +130,8 @@ def test_site_follows_pocketbase_production_guidance() -> None:
 
 
 def test_address_is_plain_with_tls_and_http_scheme_without() -> None:
-    assert top_level_blocks(render_site(spec(), tls=True)) == [["my-app.example.com"]]
-    assert top_level_blocks(render_site(spec(), tls=False)) == [["http://my-app.example.com"]]
+    assert top_level_blocks(render_site(spec(), TLS)) == [["my-app.example.com"]]
+    assert top_level_blocks(render_site(spec(), HTTP)) == [["http://my-app.example.com"]]
 
 
 @pytest.mark.parametrize("domain", ["import", "intranet", "localhost", "import."])
@@ -125,13 +140,13 @@ def test_single_label_domain_cannot_turn_into_a_caddyfile_keyword(domain: str) -
     # needs a dot, in the model and again in the renderer.
     with pytest.raises(ValidationError):
         spec(domain=domain)
-    forged = ServiceSpec.model_construct(**{**spec().model_dump(), "domain": domain})
+    forged = ServiceSpec.model_construct(**{**dict(spec()), "domain": domain})
     with pytest.raises(GrammarError):
-        render_site(forged, tls=True)
+        render_site(forged, TLS)
 
 
 def test_a_localhost_subdomain_is_a_plain_site_address() -> None:
-    text = render_site(spec(domain="intranet.localhost"), tls=True)
+    text = render_site(spec(domain="intranet.localhost"), TLS)
     assert top_level_blocks(text) == [["intranet.localhost"]]
 
 
@@ -140,18 +155,17 @@ def test_a_localhost_subdomain_is_a_plain_site_address() -> None:
 
 def test_rendering_again_gives_the_same_golden_text() -> None:
     golden = (GOLDEN / "tls-my-app.caddy").read_text()
-    assert [render_site(spec(), tls=True) for _ in range(3)] == [golden] * 3
+    assert [render_site(spec(), TLS) for _ in range(3)] == [golden] * 3
 
 
 def test_fields_caddy_does_not_need_leave_the_snippet_unchanged() -> None:
     busy = spec(
         description="anything {at} all # here",
         created_by="someone@example.com",
-        desired_state="stopped",
         env={"GOMEMLIMIT": "100MiB"},
         superuser_email="admin@example.com",
     )
-    assert render_site(busy, tls=False) == (GOLDEN / "http-my-app.caddy").read_text()
+    assert render_site(busy, HTTP) == (GOLDEN / "http-my-app.caddy").read_text()
 
 
 # -- hostile specs ---------------------------------------------------------------------
@@ -229,7 +243,7 @@ def test_hostile_project_name_is_rejected_by_the_model(name: str) -> None:
 def test_lookalike_domains_reach_the_file_only_as_ascii(
     given_domain: str, rendered_domain: str
 ) -> None:
-    text = render_site(spec(domain=given_domain), tls=True)
+    text = render_site(spec(domain=given_domain), TLS)
     assert text.isascii()
     assert top_level_blocks(text) == [[rendered_domain]]
 
@@ -262,16 +276,16 @@ def test_lookalike_domains_reach_the_file_only_as_ascii(
 def test_spec_that_skipped_validation_is_refused_by_the_renderer(
     bad: dict[str, Any], code: ErrorCode, message: str
 ) -> None:
-    forged = ServiceSpec.model_construct(**{**spec().model_dump(), **bad})
+    forged = ServiceSpec.model_construct(**{**dict(spec()), **bad})
     with pytest.raises(GrammarError) as refused:
-        render_site(forged, tls=False)
+        render_site(forged, HTTP)
     assert (refused.value.code, refused.value.message) == (code, message)
 
 
 @pytest.mark.parametrize("port", [1024, 65535])
 def test_the_lowest_and_highest_ports_reach_the_site(port: int) -> None:
-    forged = ServiceSpec.model_construct(**{**spec().model_dump(), "port": port})
-    assert f"reverse_proxy 127.0.0.1:{port} {{" in render_site(forged, tls=False)
+    forged = ServiceSpec.model_construct(**{**dict(spec()), "port": port})
+    assert f"reverse_proxy 127.0.0.1:{port} {{" in render_site(forged, HTTP)
 
 
 def test_a_single_label_address_with_tls_is_written_with_its_scheme() -> None:
@@ -319,11 +333,11 @@ def test_whatever_the_model_accepts_renders_exactly_one_site_block(
         event("rejected by the model")
         return
     event("accepted by the model")
-    text = render_site(service, tls=tls)
+    text = render_site(service, site_settings(tls))
     address = site_address(service.domain, tls=tls)
     assert re.fullmatch(r"[a-z][a-z0-9-]*", service.project_name)
     assert re.fullmatch(r"(https?://)?[a-z0-9][a-z0-9.-]*", address)
-    assert text == expected_snippet(service.project_name, address, port)
+    assert text == expected_snippet(service.project_name, address, port, tls=tls)
     assert top_level_blocks(text) == [[address]]
     assert brace_problem(text) is None
 
@@ -385,6 +399,8 @@ def test_commented_or_different_imports_do_not_count() -> None:
         "import /etc/caddy/pockestrator.d/my-app.caddy\n",
         "import /etc/caddy/other.d/*.caddy\n",
         "import pockestrator.d/*.caddy\n",
+        "import /etc/caddy/pockestrator.d/*.caddyX\n",
+        "import X/etc/caddy/pockestrator.d/*.caddy\n",
     ):
         assert not has_import(absent, SITES)
 
@@ -405,7 +421,7 @@ def test_adding_the_import_twice_adds_it_once() -> None:
 
 
 def test_balanced_snippets_pass_the_brace_check() -> None:
-    assert brace_problem(render_site(spec(), tls=True)) is None
+    assert brace_problem(render_site(spec(), TLS)) is None
     assert brace_problem('a.com {\n\trespond "}" 200 # }\n\theader X {placeholder}\n}\n') is None
     assert brace_problem("a.com {\n\trespond <<EOF\n\t}}}\n\tEOF 200\n}\n") is None
     assert brace_problem("") is None
@@ -429,7 +445,7 @@ def test_site_addresses_are_read_from_top_level_blocks_only() -> None:
         "three.example\n{\n}\n"
     )
     assert site_addresses(text) == {"one.example", "two.example", "three.example"}
-    assert site_addresses(render_site(spec(), tls=False)) == {"my-app.example.com"}
+    assert site_addresses(render_site(spec(), HTTP)) == {"my-app.example.com"}
 
 
 def test_caddy_error_text_keeps_the_error_entries_of_its_json_log() -> None:
@@ -449,3 +465,201 @@ def test_caddy_error_text_falls_back_to_the_last_lines() -> None:
     assert caddy_error_text("out", "plain failure\n") == "plain failure; out"
     assert caddy_error_text("", "") == "caddy failed without a message"
     assert len(caddy_error_text("", "x" * 10_000)) <= 2000
+
+
+# -- proxy options, TLS modes, the stopped site and the catch-all ----------------------
+
+
+def test_aliases_are_served_by_the_same_block_unless_they_redirect() -> None:
+    served = spec(proxy={"aliases": ["www.my-app.example.com", "old.example.org"]})
+    assert top_level_blocks(render_site(served, TLS)) == [
+        ["my-app.example.com,", "www.my-app.example.com,", "old.example.org"]
+    ]
+    assert top_level_blocks(render_site(served, HTTP)) == [
+        ["http://my-app.example.com,", "http://www.my-app.example.com,", "http://old.example.org"]
+    ]
+
+
+def test_redirected_aliases_get_a_block_of_their_own_pointing_at_the_service_url() -> None:
+    moved = spec(proxy={"aliases": ["www.my-app.example.com"], "redirect_aliases": True})
+    on_8443 = SiteSettings(tls="auto", ports=PublicPorts(http=8080, https=8443))
+    text = render_site(moved, on_8443)
+    assert top_level_blocks(text)[:2] == [["my-app.example.com"], ["www.my-app.example.com"]]
+    assert "\tredir https://my-app.example.com:8443{uri} 301\n" in text
+    http_text = render_site(moved, SiteSettings(tls="off", ports=PublicPorts(http=8080)))
+    assert "\tredir http://my-app.example.com:8080{uri} 301\n" in http_text
+
+
+def test_plain_http_goes_to_https_on_caddys_own_https_port_when_it_is_not_443() -> None:
+    served = spec(proxy={"aliases": ["www.my-app.example.com"]})
+    on_8443 = SiteSettings(tls="internal", ports=PublicPorts(http=8080, https=8443))
+    text = render_site(served, on_8443)
+    assert top_level_blocks(text)[-1] == [
+        "http://my-app.example.com,",
+        "http://www.my-app.example.com",
+    ]
+    assert text.endswith("\tredir https://{host}:8443{uri} 308\n}\n")
+    # On 443 Caddy's automatic redirect is the same, and without TLS there is none.
+    assert "308" not in render_site(served, TLS)
+    assert "308" not in render_site(served, SiteSettings(tls="off", ports=on_8443.ports))
+
+
+def test_redirect_aliases_without_aliases_is_the_plain_site() -> None:
+    assert render_site(spec(proxy={"redirect_aliases": True}), TLS) == render_site(spec(), TLS)
+
+
+def test_the_body_limit_and_its_413_say_the_declared_size() -> None:
+    text = render_site(spec(proxy={"max_body_size": "50MiB"}), TLS)
+    assert "\t\tmax_size 50MiB\n" in text
+    assert 'accepts (50MiB)." 413' in text
+
+
+def test_hold_requests_sets_how_long_caddy_retries_and_zero_turns_it_off() -> None:
+    text = render_site(spec(proxy={"hold_requests": 30}), TLS)
+    assert "\t\tlb_try_duration 30s\n\t\tlb_try_interval 100ms\n" in text
+    assert "lb_try" not in render_site(spec(proxy={"hold_requests": 0}), TLS)
+
+
+def test_a_stopped_service_answers_503_at_once_instead_of_holding_requests() -> None:
+    text = render_site(spec(), TLS, running=False)
+    assert top_level_blocks(text) == [["my-app.example.com"]]
+    assert '\trespond "This service is stopped." 503\n' in text
+    assert "reverse_proxy" not in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "lines"),
+    [
+        (SiteSettings(tls="auto"), []),
+        (SiteSettings(tls="internal"), ["\ttls internal\n"]),
+        (SiteSettings(tls="auto", acme_email="ops@example.com"), ["\ttls ops@example.com\n"]),
+        (
+            SiteSettings(tls="auto", acme_ca="https://acme.example.com/directory"),
+            ["\ttls {\n\t\tca https://acme.example.com/directory\n\t}\n"],
+        ),
+        (
+            SiteSettings(
+                tls="auto", acme_email="ops@example.com", acme_ca="https://ca.example:14000/dir"
+            ),
+            ["\ttls ops@example.com {\n\t\tca https://ca.example:14000/dir\n\t}\n"],
+        ),
+        (SiteSettings(tls="internal", acme_email="ops@example.com"), ["\ttls internal\n"]),
+    ],
+    ids=["auto", "internal", "auto-email", "auto-ca", "auto-email-ca", "internal-ignores-acme"],
+)
+def test_each_tls_mode_writes_its_tls_directive(settings: SiteSettings, lines: list[str]) -> None:
+    text = render_site(spec(), settings)
+    assert text.count("\ttls") == len(lines)
+    for directive in lines:
+        assert f'{{\n{directive}\theader Strict-Transport-Security "' in text
+    assert top_level_blocks(text) == [["my-app.example.com"]]
+
+
+def test_the_services_own_tls_mode_wins_over_the_agents() -> None:
+    assert top_level_blocks(render_site(spec(tls={"mode": "off"}), TLS)) == [
+        ["http://my-app.example.com"]
+    ]
+    inside = render_site(spec(tls={"mode": "internal"}), HTTP)
+    assert top_level_blocks(inside) == [["my-app.example.com"]]
+    assert "\ttls internal\n" in inside
+
+
+def test_hsts_is_sent_over_https_only_and_can_be_turned_off() -> None:
+    header = 'header Strict-Transport-Security "max-age=31536000"'
+    assert header in render_site(spec(), TLS)
+    assert header not in render_site(spec(), HTTP)
+    assert header not in render_site(spec(tls={"hsts": False}), TLS)
+
+
+def test_caddy_answers_for_the_client_address_itself() -> None:
+    # X-Forwarded-For is Caddy's own (it replaces a client's unless trusted_proxies says
+    # otherwise); X-Real-IP is set from the TCP peer, so neither can be forged one hop in.
+    assert "\t\theader_up X-Real-IP {remote_host}\n" in render_site(spec(), TLS)
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        ({"max_body_size": "10MB\n}\nevil.com {"}, ErrorCode.INVALID_BODY_SIZE),
+        ({"max_body_size": "{$SIZE}"}, ErrorCode.INVALID_BODY_SIZE),
+        ({"max_body_size": "2GiB"}, ErrorCode.INVALID_BODY_SIZE),
+        ({"hold_requests": "5s {"}, ErrorCode.INVALID_HOLD_REQUESTS),
+        ({"hold_requests": True}, ErrorCode.INVALID_HOLD_REQUESTS),
+        ({"hold_requests": 10_000}, ErrorCode.INVALID_HOLD_REQUESTS),
+        ({"aliases": ("evil.com {\n}\nother.com",)}, ErrorCode.INVALID_DOMAIN),
+        ({"aliases": ("Upper.example.com",)}, ErrorCode.INVALID_DOMAIN),
+    ],
+)
+def test_proxy_options_that_skipped_validation_are_refused_by_the_renderer(
+    bad: dict[str, Any], code: ErrorCode
+) -> None:
+    proxy = ProxyOptions.model_construct(**{**dict(ProxyOptions()), **bad})
+    forged = ServiceSpec.model_construct(**{**dict(spec()), "proxy": proxy})
+    with pytest.raises(GrammarError) as refused:
+        render_site(forged, TLS)
+    assert refused.value.code is code
+
+
+def test_settings_that_skipped_validation_are_refused_by_the_renderer() -> None:
+    for forged in (
+        SiteSettings(tls="auto", acme_email="ops@example.com\n}"),
+        SiteSettings(tls="auto", acme_ca="https://ca.example/{$X}"),
+        SiteSettings(tls="sometimes"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(GrammarError):
+            render_site(spec(), forged)
+
+
+def test_the_catch_all_answers_404_on_http_and_on_https_when_tls_is_on() -> None:
+    http_only = render_catch_all(HTTP)
+    assert top_level_blocks(http_only) == [["http://"]]
+    assert '\trespond "No service has this domain." 404\n' in http_only
+    assert top_level_blocks(render_catch_all(TLS)) == [["http://"], ["https://"]]
+    assert render_catch_all(SiteSettings(tls="internal")) == render_catch_all(TLS)
+
+
+def test_the_catch_all_has_a_file_name_no_project_can_take() -> None:
+    assert snippet_file_name(CATCH_ALL) == "_catch-all.caddy"
+    with pytest.raises(GrammarError):
+        snippet_file_name("catch-all-")
+    with pytest.raises(ValidationError):
+        spec(project_name=CATCH_ALL)
+
+
+@settings(
+    max_examples=examples(400),
+    deadline=None,
+    suppress_health_check=health_checks(HealthCheck.too_slow),
+)
+@given(
+    aliases=st.lists(
+        hostile_text | st.from_regex(r"[a-z0-9-]{1,12}(\.[a-z0-9-]{1,12}){1,3}", fullmatch=True),
+        max_size=4,
+    ),
+    redirect=st.booleans(),
+    size=hostile_text | st.from_regex(r"[1-9][0-9]{0,4}(KB|MB|MiB)?", fullmatch=True),
+    mode=st.sampled_from(["auto", "internal", "off"]),
+)
+def test_whatever_proxy_options_the_model_accepts_render_one_block_or_two(
+    aliases: list[str], redirect: bool, size: str, mode: str
+) -> None:
+    try:
+        service = spec(
+            proxy={"aliases": aliases, "redirect_aliases": redirect, "max_body_size": size},
+            tls={"mode": mode},
+        )
+    except ValidationError:
+        event("rejected by the model")
+        return
+    event("accepted by the model")
+    text = render_site(service, TLS)
+    https = mode != "off"
+    main = site_address(service.domain, tls=https)
+    others = [site_address(alias, tls=https) for alias in service.proxy.aliases]
+    expected = [[main]] if redirect else [[main, *others]]
+    if redirect and others:
+        expected.append(others)
+    commas = [[word.rstrip(",") for word in block] for block in top_level_blocks(text)]
+    assert commas == expected
+    assert brace_problem(text) is None
+    assert text.isascii()

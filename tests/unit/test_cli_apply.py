@@ -88,6 +88,32 @@ def test_a_changed_section_is_sent_whole_so_that_keys_left_out_reset(tmp_path: P
     assert patch_body(doc, current) == {"resources": {"memory_max": None, "cpu_quota": "50%"}}
 
 
+def test_proxy_and_tls_changes_are_sent_as_whole_sections(tmp_path: Path) -> None:
+    doc = document(
+        tmp_path,
+        MINIMAL + "proxy:\n  aliases: [www.app.example.test]\ntls:\n  mode: internal\n"
+        "allow_downgrade: true\n",
+    )
+    current = view_of(
+        doc,
+        proxy={**create_body(doc)["proxy"], "aliases": []},
+        tls={"mode": None, "hsts": True},
+        allow_downgrade=False,
+    )
+    patch = patch_body(doc, current)
+    assert patch == {
+        "allow_downgrade": True,
+        "proxy": {
+            "max_body_size": "10MB",
+            "aliases": ["www.app.example.test"],
+            "redirect_aliases": False,
+            "hold_requests": 10,
+        },
+        "tls": {"mode": "internal", "hsts": True},
+    }
+    assert patch_body(doc, view_of(doc)) == {}
+
+
 def test_run_state_is_changed_only_when_the_file_writes_it_down(tmp_path: Path) -> None:
     silent = document(tmp_path, MINIMAL)
     # Stopped with `pockestrator stop`; a file that never mentions it does not restart it.
@@ -164,6 +190,14 @@ def test_a_password_file_cannot_go_through_the_api_and_the_line_is_named(tmp_pat
     )
     assert "generated and printed once" in issue.message
     assert api_issues(document(tmp_path, MINIMAL)) == []
+
+
+def test_an_app_folder_cannot_go_through_the_api_and_deploy_is_suggested(tmp_path: Path) -> None:
+    doc = document(tmp_path, MINIMAL + "app:\n  path: ./todo-app\n")
+    (issue,) = api_issues(doc)
+    assert (issue.field, issue.line, str(issue.code)) == ("app", 4, "UNKNOWN_FIELD")
+    assert "pockestrator deploy NAME DIR" in issue.message
+    assert "app" not in create_body(doc)
 
 
 def test_each_file_is_read_once_even_when_named_twice(tmp_path: Path) -> None:

@@ -89,3 +89,56 @@ def test_the_environment_files_default_to_a_folder_beside_the_database() -> None
     assert config.environment_path == Path("/var/lib/pockestrator/environment")
     other = AgentConfig(environment_dir=Path("/etc/pockestrator/environment"))
     assert other.environment_path == Path("/etc/pockestrator/environment")
+
+
+@pytest.mark.parametrize(
+    ("given", "mode"),
+    [
+        ("auto", "auto"),
+        ("internal", "internal"),
+        ("off", "off"),
+        (True, "auto"),
+        (False, "off"),
+        ("true", "auto"),
+        ("false", "off"),
+    ],
+)
+def test_tls_is_a_mode_and_the_booleans_of_earlier_versions_still_load(
+    given: object, mode: str
+) -> None:
+    assert AgentConfig.model_validate({"caddy_tls": given}).caddy_tls == mode
+
+
+def test_tls_defaults_to_acme_and_a_bad_mode_is_named() -> None:
+    assert AgentConfig().caddy_tls == "auto"
+    with pytest.raises(ConfigError, match="caddy_tls"):
+        load_config(None, {"POCKESTRATOR_CADDY_TLS": "sometimes"})
+    assert load_config(None, {"POCKESTRATOR_CADDY_TLS": "false"}).caddy_tls == "off"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("acme_email", "ops@example.com\n}"),
+        ("acme_email", "not an address"),
+        ("acme_ca", "http://acme.example.com/directory"),
+        ("acme_ca", "https://acme.example.com/{$DIR}"),
+        ("acme_ca", "https://acme.example.com/dir ory"),
+    ],
+)
+def test_acme_settings_that_would_bend_a_site_block_are_refused(key: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=key):
+        AgentConfig.model_validate({key: value})
+
+
+def test_acme_settings_of_a_real_ca_are_accepted() -> None:
+    config = AgentConfig.model_validate(
+        {
+            "acme_email": "ops@example.com",
+            "acme_ca": "https://acme-staging-v02.api.letsencrypt.org/directory",
+        }
+    )
+    assert (config.acme_email, config.acme_ca) == (
+        "ops@example.com",
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pockestrator.accounts.store import AccountStore
-from pockestrator.database import MIGRATIONS, Database, SchemaTooNew
+from pockestrator.database import MIGRATIONS, Database, DatabaseFull, SchemaTooNew, StoreUnusable
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.store import Store
@@ -205,7 +205,7 @@ def test_a_version_1_database_migrated_has_the_schema_of_a_new_one(tmp_path: Pat
     Database(tmp_path / "old.db").close()
     Database(tmp_path / "new.db").close()
     assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
-    assert len(MIGRATIONS) == 4
+    assert len(MIGRATIONS) == 7
 
 
 def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: Path) -> None:
@@ -231,12 +231,16 @@ def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: 
             "0.29.0",
         )
         assert status.superusers == ()  # version 2 knows none the old agent created
-        # Version 3: no PocketBase settings applied yet, so the next look applies them.
+        # No PocketBase settings applied yet, so the next look applies them.
         assert (status.settings_hash, status.settings_checked_at, status.settings_pid) == (
             None,
             None,
             None,
         )
+        assert status.certificate_not_after is None  # none seen yet
+        # The domain it held is a claim in the table of every service's domains.
+        newcomer = SPEC.model_copy(update={"project_name": "x", "port": 9999})
+        assert [issue.code for issue in store.claims_taken(newcomer)] == [ErrorCode.DOMAIN_IN_USE]
         [event] = store.list_events("blog")
         assert (event.kind, event.message, event.details) == (
             "created",
@@ -291,13 +295,16 @@ def test_reopening_migrates_nothing_more_and_loses_nothing(tmp_path: Path) -> No
 
 def test_a_newer_schema_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
+    Database(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("CREATE TABLE from_the_future (x)")
     db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     db.close()
+    before = schema_of(path)
     with pytest.raises(SchemaTooNew, match="newer than this agent"):
         Database(path)
-    assert [name for _type, name, _sql in schema_of(path)] == ["from_the_future"]
+    assert schema_of(path) == before
+    assert "from_the_future" in [name for _type, name, _sql in before]
 
 
 def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
@@ -350,3 +357,83 @@ def test_a_second_writer_waits_for_the_first_instead_of_failing(tmp_path: Path) 
         holder.join()
         first.close()
         second.close()
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64)
+
+
+def _foreign(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)")
+    db.execute("PRAGMA user_version=3")  # other programs number their schemas too
+    db.close()
+
+
+def _damaged(path: Path) -> None:
+    store = Store(path)
+    for index in range(40):  # enough rows for more than a few pages
+        store.add_event("blog", "reconciled", "x" * 500 + str(index))
+    store.close()
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page : 2 * page] = b"\xa5" * page
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (_garbage, "is not an SQLite database"),
+        (_foreign, "another program's SQLite database (tables: photos)"),
+        (_damaged, "is damaged"),
+    ],
+    ids=["garbage", "foreign", "damaged"],
+)
+def test_a_file_that_is_not_a_store_is_refused_with_how_to_recover_and_left_as_it_was(
+    tmp_path: Path, make: object, says: str
+) -> None:
+    path = tmp_path / "pockestrator.db"
+    assert callable(make)
+    make(path)
+    before = path.read_bytes()
+    mode = path.stat().st_mode
+    with pytest.raises(StoreUnusable) as refused:
+        Database(path)
+    message = str(refused.value)
+    assert says in message and str(path) in message and "Nothing was changed" in message
+    assert path.read_bytes() == before and path.stat().st_mode == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pockestrator.db"]
+
+
+def test_an_empty_file_is_a_new_store(tmp_path: Path) -> None:
+    path = tmp_path / "pockestrator.db"
+    path.touch()
+    database = Database(path)
+    try:
+        assert database.schema_version == len(MIGRATIONS)
+    finally:
+        database.close()
+
+
+def test_a_write_on_a_full_disk_says_so_keeps_the_store_and_the_next_write_works(
+    tmp_path: Path,
+) -> None:
+    database = Database(tmp_path / "pockestrator.db")
+    store = Store(database)
+    try:
+        store.add_event("blog", "reconciled", "before")
+        pages = int(database.read("PRAGMA page_count")[0][0])
+        # SQLite's own way to make a database full: it may not grow past this many pages.
+        database.read(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(DatabaseFull, match=f"{tmp_path} is full"):
+            store.add_event("blog", "reconciled", "y" * 100_000)
+        assert database.full
+        database.read("PRAGMA max_page_count=1073741823")
+        store.add_event("blog", "reconciled", "after")
+        assert not database.full
+        messages = [event.message for event in store.list_events("blog")]
+        assert "before" in messages and "after" in messages
+        assert database.read("PRAGMA integrity_check")[0][0] == "ok"
+    finally:
+        database.close()

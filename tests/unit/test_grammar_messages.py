@@ -22,6 +22,14 @@ DOMAIN_189 = "b" * 63 + "." + "c" * 63 + "." + "d" * 61  # 189 characters
 LONG_ENCODED = ("a" * 63 + ".") * 4 + "com"  # 259 characters, every label fine
 
 
+def shown(value: str) -> str:
+    """A test id for ``value``: its first 24 characters, each unprintable one (and the
+    backslash) as U+XXXX, since mutmut cannot select a test whose id has a backslash."""
+    return "".join(
+        char if char.isprintable() and char != "\\" else f"U+{ord(char):04X}" for char in value[:24]
+    )
+
+
 def free_text(value: str) -> str:
     return grammar.check_free_text(value, 10)
 
@@ -251,7 +259,7 @@ REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
 @pytest.mark.parametrize(
     ("check", "value", "code", "message"),
     REFUSALS,
-    ids=[f"{check.__name__}({value[:24]!r})" for check, value, _code, _message in REFUSALS],
+    ids=[f"{check.__name__}({shown(value)})" for check, value, _code, _message in REFUSALS],
 )
 def test_each_refusal_names_its_code_and_says_what_is_wrong(
     check: Callable[[str], Any], value: str, code: ErrorCode, message: str
@@ -287,7 +295,7 @@ ACCEPTED: list[tuple[Callable[[str], Any], str, Any]] = [
 @pytest.mark.parametrize(
     ("check", "value", "expected"),
     ACCEPTED,
-    ids=[f"{check.__name__}({value[:24]!r})" for check, value, _expected in ACCEPTED],
+    ids=[f"{check.__name__}({shown(value)})" for check, value, _expected in ACCEPTED],
 )
 def test_the_last_value_inside_each_bound_is_accepted(
     check: Callable[[str], Any], value: str, expected: Any

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,19 @@ from pockestrator.agent.plan import (
     DEPLOYING_REQUEUE,
     JOB_REQUEUE,
     Desired,
+    DowngradeWithoutBackup,
     Observed,
     Plan,
     Policy,
     Settled,
     Upgrade,
+    certificate_check_due,
     conclude,
+    crash_loop_began,
     deployed_version,
+    downgrade_refusal,
+    newest_backups,
+    plan_catch_all,
     plan_removal,
     plan_service,
     requeue_after,
@@ -48,15 +54,17 @@ from pockestrator.agent.steps import (
     RemoveSite,
     RemoveUnitFile,
     RestartUnit,
+    RestoreData,
     StartUnit,
     StopUnit,
     WriteEnvironment,
     WriteSite,
     WriteUnit,
 )
-from pockestrator.controllers.servicedirs import Place, ServiceDirState
-from pockestrator.controllers.systemd import UnitObservation
+from pockestrator.controllers.servicedirs import DataBackup, Place, ServiceDirState
+from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
 from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus
 
@@ -802,7 +810,8 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         WriteSite("x"),
         RemoveSite(),
         RemoveUnitFile(),
-        BackupData(),
+        BackupData(OLD),
+        RestoreData(Path("/b/pb_data-0.39.11-20260101T000000Z")),
         RemoveData(purge=False),
         RemoveData(purge=True),
     ]
@@ -826,6 +835,7 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         "caddy site removed",
         "unit file removed",
         "pb_data backed up",
+        "pb_data restored from /b/pb_data-0.39.11-20260101T000000Z",
         "data archived",
         "data purged",
     ]
@@ -854,7 +864,7 @@ def test_an_upgrade_stops_the_unit_itself_and_keeps_the_old_release_for_the_way_
     plan = plan_for(scenario)
     assert plan.prepare[0].describe() == f"PocketBase {OLD} cached"
     assert plan.prepare[1] == StopUnit("upgrade")
-    assert plan.prepare[2] == BackupData()
+    assert plan.prepare[2] == BackupData(OLD)
     assert plan.drift == ()
 
 
@@ -1018,11 +1028,12 @@ def settle(
     previous: ServiceStatus | None = None,
     environment: str | None = None,
     environment_file: str | None = None,
+    version_note: str | None = None,
 ) -> dict[str, Any]:
     scenario = converged()
     scenario.desired_state = desired_state
     scenario.environment = environment
-    desired = desired_of(scenario)
+    desired = replace(desired_of(scenario), version_note=version_note)
     plan = Plan(name="app", status={"deployed_version": NEW})
     settled = Settled(
         unit=unit or unit_status(),
@@ -1163,3 +1174,269 @@ def test_every_row_is_a_distinct_scenario() -> None:
     ids = [row.id for row in ROWS]
     assert len(ids) == len(set(ids)) >= 40
     assert dataclasses.is_dataclass(ROWS[0])
+
+
+# -- downgrades ---------------------------------------------------------------------------
+
+BACKUP_OF_OLD = DataBackup(
+    OLD, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), Path("/b/pb_data-0.39.11-20260102T030405Z")
+)
+OLDER_BACKUP_OF_OLD = DataBackup(
+    OLD, datetime(2025, 6, 1, tzinfo=UTC), Path("/b/pb_data-0.39.11-20250601T000000Z")
+)
+
+
+def downgrade_spec(allow: bool) -> ServiceSpec:
+    return ServiceSpec.model_validate(
+        {
+            "project_name": "app",
+            "port": 8100,
+            "pocketbase_version": OLD,
+            "domain": "app.test",
+            "allow_downgrade": allow,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("allow", "backups", "target", "refused"),
+    [
+        (False, [BACKUP_OF_OLD], NEW, "set allow_downgrade to restore the backup taken before"),
+        (True, [], NEW, "no backup of the data 0.39.11 ran on exists"),
+        (False, [], NEW, "no backup of the data 0.39.11 ran on exists"),
+        (True, [BACKUP_OF_OLD], OLD, None),
+    ],
+    ids=["not allowed", "allowed without a backup", "neither", "allowed with a backup"],
+)
+def test_a_lower_version_runs_only_when_allowed_and_its_data_can_come_back(
+    allow: bool, backups: list[DataBackup], target: str, refused: str | None
+) -> None:
+    spec = downgrade_spec(allow)
+    status = ServiceStatus("app", deployed_version=NEW)
+    assert target_version(spec, status, backups) == target
+    note = downgrade_refusal(spec, status, backups)
+    if refused is None:
+        assert note is None
+    else:
+        assert note is not None and refused in note and note.endswith("[VERSION_DOWNGRADE]")
+
+
+def test_a_refusal_names_the_backup_that_allow_downgrade_would_restore() -> None:
+    note = downgrade_refusal(
+        downgrade_spec(False), ServiceStatus("app", deployed_version=NEW), [BACKUP_OF_OLD]
+    )
+    assert note is not None and "(2026-01-02 03:04:05 UTC)" in note
+
+
+def test_a_version_not_below_the_deployed_one_is_never_a_downgrade() -> None:
+    spec = downgrade_spec(False)
+    assert downgrade_refusal(spec, ServiceStatus("app", deployed_version=OLD)) is None
+    assert downgrade_refusal(spec, ServiceStatus("app", deployed_version=None)) is None
+    assert downgrade_refusal(spec, None) is None
+    assert target_version(spec, ServiceStatus("app", deployed_version="0.29.0")) == OLD
+
+
+def test_the_newest_backup_of_each_version_is_the_one_restored() -> None:
+    other = DataBackup(NEW, datetime(2027, 1, 1, tzinfo=UTC), Path("/b/pb_data-0.40.6-x"))
+    assert newest_backups([OLDER_BACKUP_OF_OLD, other, BACKUP_OF_OLD]) == {
+        OLD: BACKUP_OF_OLD,
+        NEW: other,
+    }
+
+
+def downgrade_pending(s: Scenario) -> None:
+    """NEW runs; the spec asks for OLD with allow_downgrade, and OLD's data is backed up."""
+    s.spec = {"pocketbase_version": OLD, "allow_downgrade": True}
+    s.dirs = ServiceDirState(
+        Path("/srv/app"), Place.PRIVATE, backups=(OLDER_BACKUP_OF_OLD, BACKUP_OF_OLD)
+    )
+
+
+def test_an_allowed_downgrade_backs_up_the_newer_data_then_restores_the_older() -> None:
+    scenario = converged()
+    downgrade_pending(scenario)
+    plan = plan_for(scenario)
+    assert plan.upgrade == Upgrade(NEW, OLD, restore=BACKUP_OF_OLD.path)
+    assert plan.upgrade.downgrade
+    assert plan.prepare[:4] == (
+        EnsureRelease(NEW),
+        StopUnit("upgrade"),
+        BackupData(NEW),
+        RestoreData(BACKUP_OF_OLD.path),
+    )
+    assert kinds(plan.run) == ["StartUnit"]
+    assert plan.probe_deadline == POLICY.upgrade_health_deadline
+
+
+def test_a_downgrade_whose_backup_went_is_not_planned_at_all() -> None:
+    scenario = converged()
+    downgrade_pending(scenario)
+    scenario.dirs = ServiceDirState(Path("/srv/app"), Place.PRIVATE)
+    with pytest.raises(DowngradeWithoutBackup):
+        plan_for(scenario)
+
+
+def test_an_upgrade_restores_nothing() -> None:
+    scenario = converged()
+    upgrade_pending(scenario)
+    assert plan_for(scenario).upgrade == Upgrade(OLD, NEW)
+
+
+def test_a_refused_downgrade_is_the_error_of_a_service_that_keeps_running() -> None:
+    changes = settle(version_note="Version 0.39.11 is lower ... [VERSION_DOWNGRADE]")
+    assert changes["state"] == "active"
+    assert changes["last_error"] == "Version 0.39.11 is lower ... [VERSION_DOWNGRADE]"
+
+
+# -- crash loops --------------------------------------------------------------------------
+
+GAVE_UP = {"active_state": "failed", "sub_state": "failed", "result": "start-limit-hit"}
+# What systemd 252 shows for a process that kept exiting: its result stays exit-code
+# (start-limit-hit is only set over a success) and NRestarts reached StartLimitBurst.
+RESTARTED_OUT = {
+    "active_state": "failed",
+    "sub_state": "failed",
+    "result": "exit-code",
+    "n_restarts": START_LIMIT_BURST,
+}
+GAVE_UP_SHAPES = pytest.mark.parametrize(
+    "gave_up", [GAVE_UP, RESTARTED_OUT], ids=["start-limit-hit", "restarted out"]
+)
+
+
+@GAVE_UP_SHAPES
+def test_a_unit_systemd_gave_up_on_is_not_started_again_by_the_agent(
+    gave_up: dict[str, Any],
+) -> None:
+    scenario = converged()
+    on_unit(**gave_up, exec_main_status=1)(scenario)
+    plan = plan_for(scenario)
+    assert plan.run == () and plan.drift == ()
+
+
+def test_a_unit_that_failed_without_restarting_out_is_started_again() -> None:
+    scenario = converged()
+    on_unit(**{**RESTARTED_OUT, "n_restarts": START_LIMIT_BURST - 1})(scenario)
+    assert kinds(plan_for(scenario).run) == ["StartUnit"]
+
+
+@GAVE_UP_SHAPES
+def test_a_crash_looping_unit_is_started_again_when_its_configuration_changes(
+    gave_up: dict[str, Any],
+) -> None:
+    scenario = converged()
+    spec_changed(scenario)
+    on_unit(**gave_up)(scenario)
+    assert kinds(plan_for(scenario).run) == ["StartUnit"]
+
+
+@GAVE_UP_SHAPES
+def test_a_crash_loop_is_reported_as_such(gave_up: dict[str, Any]) -> None:
+    changes = settle(unit=unit_status(**gave_up, exec_main_status=2), healthy=False)
+    assert changes["state"] == "error"
+    assert changes["last_error"].startswith("crash loop: PocketBase kept exiting")
+    assert "last exit status 2" in changes["last_error"]
+    assert f"after {START_LIMIT_BURST} restarts" in changes["last_error"]
+    assert "start or restart the service" in changes["last_error"]
+
+
+def test_a_unit_failed_once_is_an_error_but_no_crash_loop() -> None:
+    once = unit_status(**{**RESTARTED_OUT, "n_restarts": 1}, exec_main_status=2)
+    changes = settle(unit=once, healthy=False)
+    assert changes["last_error"] == "unit failed: Result=exit-code, ExecMainStatus=2"
+
+
+def test_an_instance_systemd_is_about_to_restart_is_an_error_with_its_exit_status() -> None:
+    waiting = unit_status(
+        active_state="activating", sub_state="auto-restart", exec_main_status=1, n_restarts=3
+    )
+    changes = settle(unit=waiting, healthy=False)
+    assert changes["state"] == "error"
+    assert changes["last_error"] == (
+        "PocketBase exited (status 1); systemd restarts it (3 restarts so far)"
+    )
+
+
+def test_the_crash_loop_event_is_recorded_when_the_loop_begins_not_at_every_reconcile() -> None:
+    loop = "crash loop: PocketBase kept exiting"
+    assert crash_loop_began(None, loop)
+    assert crash_loop_began(ServiceStatus("app", last_error="unit failed: x"), loop)
+    assert not crash_loop_began(ServiceStatus("app", last_error=loop + " (earlier)"), loop)
+    assert not crash_loop_began(ServiceStatus("app"), "unit failed: Result=exit-code")
+    assert not crash_loop_began(ServiceStatus("app"), None)
+
+
+# -- the catch-all and certificates ---------------------------------------------------------
+
+
+def test_the_catch_all_is_written_when_its_file_differs_and_removed_when_unwanted() -> None:
+    text = "http:// {\n}\n"
+    assert plan_catch_all(text, None).route == (WriteSite(text),)
+    assert plan_catch_all(text, EDITED).route == (WriteSite(text),)
+    assert not plan_catch_all(text, sha256_text(text))
+    assert plan_catch_all(None, EDITED).route == (RemoveSite(),)
+    assert not plan_catch_all(None, None)
+
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+ISSUED = NOW - timedelta(days=10)
+
+
+def cert_status(**changes: Any) -> ServiceStatus:
+    base = ServiceStatus(
+        "app",
+        certificate_not_before=ISSUED,
+        certificate_not_after=ISSUED + timedelta(days=90),
+        certificate_checked_at=NOW - timedelta(seconds=61),
+    )
+    return replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("https", "status", "written", "due"),
+    [
+        (False, None, True, False),
+        (True, None, False, True),
+        (True, cert_status(certificate_checked_at=None), False, True),
+        (True, cert_status(), True, True),
+        (True, cert_status(), False, False),
+        (True, cert_status(certificate_not_after=ISSUED + timedelta(days=12)), False, True),
+        (True, cert_status(certificate_not_after=NOW - timedelta(days=1)), False, True),
+        (True, cert_status(certificate_not_before=None, certificate_not_after=None), False, True),
+        (
+            True,
+            cert_status(
+                certificate_not_before=None,
+                certificate_not_after=None,
+                certificate_checked_at=NOW - timedelta(seconds=5),
+            ),
+            False,
+            False,
+        ),
+        (
+            True,
+            cert_status(
+                certificate_not_after=ISSUED + timedelta(days=12),
+                certificate_checked_at=NOW - timedelta(seconds=5),
+            ),
+            False,
+            False,
+        ),
+    ],
+    ids=[
+        "no TLS, never",
+        "never asked",
+        "never asked for this status",
+        "the site was just written",
+        "a valid certificate, far from renewal",
+        "inside the renewal window",
+        "expired",
+        "none yet, a resync later",
+        "none yet, asked moments ago",
+        "due for renewal, asked moments ago",
+    ],
+)
+def test_caddy_is_asked_for_the_certificate_only_when_it_may_have_changed(
+    https: bool, status: ServiceStatus | None, written: bool, due: bool
+) -> None:
+    assert certificate_check_due(https, status, site_written=written, now=NOW, interval=60.0) is due

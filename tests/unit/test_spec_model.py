@@ -26,8 +26,10 @@ from pockestrator.config import AgentConfig
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import (
     PocketBaseFlags,
+    ProxyOptions,
     Resources,
     ServiceSpec,
+    TlsOptions,
     flag_name,
     parse_spec,
     unit_name,
@@ -969,6 +971,106 @@ class TestDesiredStateAndExtraDirs:
         assert only_issue(spec_with(extra_dirs=dirs)) == ("extra_dirs", ErrorCode.INVALID_TYPE)
 
 
+class TestProxyAndTlsFields:
+    def test_without_them_the_proxy_keeps_its_defaults_and_tls_is_the_agents(self) -> None:
+        spec = parsed(MINIMAL)
+        assert spec.proxy == ProxyOptions(
+            max_body_size="10MB", aliases=(), redirect_aliases=False, hold_requests=10
+        )
+        assert spec.tls == TlsOptions(mode=None, hsts=True)
+        assert spec.allow_downgrade is False
+
+    @pytest.mark.parametrize(
+        ("given", "kept"),
+        [("50MB", "50MB"), ("1GiB", "1GiB"), ("1KB", "1KB"), (12_000_000, "12000000")],
+    )
+    def test_a_body_size_is_kept_as_caddy_reads_it(self, given: Any, kept: str) -> None:
+        assert parsed(spec_with(proxy={"max_body_size": given})).proxy.max_body_size == kept
+
+    @pytest.mark.parametrize(
+        "size",
+        ["10 MB", "10mb", "10M", "0MB", "999B", "1025MiB", "2GB", "-1", "1.5MB", "", True, 0, 1.5],
+        ids=repr,
+    )
+    def test_a_bad_or_out_of_bounds_body_size_names_the_field(self, size: Any) -> None:
+        assert only_issue(spec_with(proxy={"max_body_size": size})) == (
+            "proxy.max_body_size",
+            ErrorCode.INVALID_BODY_SIZE,
+        )
+
+    def test_aliases_are_normalised_like_the_domain(self) -> None:
+        spec = parsed(spec_with(proxy={"aliases": ["WWW.App.Example.TEST.", "b\u00fccher.test"]}))
+        assert spec.proxy.aliases == ("www.app.example.test", "xn--bcher-kva.test")
+
+    @pytest.mark.parametrize(
+        ("aliases", "issue"),
+        [
+            (["ok.example.test", "bad..test"], ("proxy.aliases.1", ErrorCode.INVALID_DOMAIN)),
+            (["intranet"], ("proxy.aliases.0", ErrorCode.INVALID_DOMAIN)),
+            (["a.test", "A.test"], ("proxy.aliases", ErrorCode.INVALID_ALIAS)),
+            (["app.example.test"], ("proxy.aliases", ErrorCode.INVALID_ALIAS)),
+            ([f"a{n}.test" for n in range(21)], ("proxy.aliases", ErrorCode.INVALID_ALIAS)),
+            ("www.example.test", ("proxy.aliases", ErrorCode.INVALID_TYPE)),
+        ],
+        ids=["bad-label", "single-label", "twice", "own-domain", "too-many", "not-a-list"],
+    )
+    def test_a_bad_alias_names_its_position_or_the_list(
+        self, aliases: Any, issue: tuple[str, ErrorCode]
+    ) -> None:
+        assert only_issue(spec_with(proxy={"aliases": aliases})) == issue
+
+    def test_the_derived_domain_cannot_be_an_alias_either(self) -> None:
+        assert only_issue(spec_with(proxy={"aliases": ["app.example.test"]})) == (
+            "proxy.aliases",
+            ErrorCode.INVALID_ALIAS,
+        )
+
+    @pytest.mark.parametrize("seconds", [-1, 121, "ten", True, 2.5], ids=repr)
+    def test_hold_requests_is_whole_seconds_up_to_two_minutes(self, seconds: Any) -> None:
+        assert only_issue(spec_with(proxy={"hold_requests": seconds})) == (
+            "proxy.hold_requests",
+            ErrorCode.INVALID_HOLD_REQUESTS,
+        )
+
+    @pytest.mark.parametrize("mode", ["on", "AUTO", "", "acme", 1, True], ids=repr)
+    def test_a_tls_mode_outside_the_three_names_the_field(self, mode: Any) -> None:
+        assert only_issue(spec_with(tls={"mode": mode})) == ("tls.mode", ErrorCode.INVALID_TLS_MODE)
+
+    @pytest.mark.parametrize(
+        ("data", "issue"),
+        [
+            ({"proxy": {"max_size": "10MB"}}, ("proxy.max_size", ErrorCode.UNKNOWN_FIELD)),
+            ({"tls": {"email": "a@b.test"}}, ("tls.email", ErrorCode.UNKNOWN_FIELD)),
+            ({"proxy": "10MB"}, ("proxy", ErrorCode.INVALID_TYPE)),
+            ({"tls": "internal"}, ("tls", ErrorCode.INVALID_TYPE)),
+            (
+                {"proxy": {"redirect_aliases": "maybe"}},
+                ("proxy.redirect_aliases", ErrorCode.INVALID_TYPE),
+            ),
+            ({"allow_downgrade": "please"}, ("allow_downgrade", ErrorCode.INVALID_TYPE)),
+        ],
+        ids=["unknown-proxy-key", "unknown-tls-key", "proxy-text", "tls-text", "bool", "downgrade"],
+    )
+    def test_the_sections_are_strict_like_every_other(
+        self, data: dict[str, Any], issue: tuple[str, ErrorCode]
+    ) -> None:
+        assert only_issue(spec_with(**data)) == issue
+
+    def test_every_problem_of_both_sections_is_reported_at_once(self) -> None:
+        issues = issues_of(
+            spec_with(
+                proxy={"max_body_size": "huge", "hold_requests": -5, "aliases": ["x"]},
+                tls={"mode": "sometimes"},
+            )
+        )
+        assert sorted(issues) == [
+            ("proxy.aliases.0", ErrorCode.INVALID_DOMAIN),
+            ("proxy.hold_requests", ErrorCode.INVALID_HOLD_REQUESTS),
+            ("proxy.max_body_size", ErrorCode.INVALID_BODY_SIZE),
+            ("tls.mode", ErrorCode.INVALID_TLS_MODE),
+        ]
+
+
 # --- issues -----------------------------------------------------------------------------------
 
 
@@ -1157,6 +1259,11 @@ REFERENCE_CODES = [
     "INVALID_FLAG_VALUE",
     "INVALID_EMAIL",
     "INVALID_PATH",
+    "INVALID_BODY_SIZE",
+    "INVALID_ALIAS",
+    "INVALID_HOLD_REQUESTS",
+    "INVALID_TLS_MODE",
+    "VERSION_DOWNGRADE",
     "YAML_SYNTAX",
     "DUPLICATE_KEY",
     "NOT_A_MAPPING",
@@ -1193,7 +1300,14 @@ class TestTheSpecReference:
 
     def test_the_reference_names_every_field(self) -> None:
         text = REFERENCE.read_text(encoding="utf-8")
-        for model in (ServiceSpec, Resources, PocketBaseFlags, *SETTINGS_SECTIONS):
+        for model in (
+            ServiceSpec,
+            Resources,
+            PocketBaseFlags,
+            ProxyOptions,
+            TlsOptions,
+            *SETTINGS_SECTIONS,
+        ):
             for name in model.model_fields:
                 assert f"`{name}`" in text, f"{model.__name__}.{name} is not documented"
 

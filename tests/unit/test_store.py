@@ -285,6 +285,100 @@ class TestClaimsTaken:
         assert record is not None and (record.spec.port, record.generation) == (9001, 1)
 
 
+class TestAliasClaims:
+    """Aliases are domains like the main one: no domain answers for two services."""
+
+    @pytest.mark.parametrize(
+        ("holder", "candidate", "field"),
+        [
+            ({"domain": "a.example.test"}, {"proxy": {"aliases": ["a.example.test"]}}, "0"),
+            (
+                {"proxy": {"aliases": ["www.example.test"]}},
+                {"proxy": {"aliases": ["x.example.test", "www.example.test"]}},
+                "1",
+            ),
+            ({"proxy": {"aliases": ["shop.example.test"]}}, {"domain": "shop.example.test"}, ""),
+        ],
+        ids=["alias-on-a-domain", "alias-on-an-alias", "domain-on-an-alias"],
+    )
+    def test_a_domain_another_service_answers_to_is_taken_whichever_field_holds_it(
+        self, store: Store, holder: dict[str, object], candidate: dict[str, object], field: str
+    ) -> None:
+        store.create_service(spec("blog", 9001, **holder))
+        newcomer = spec("shop", 9002, **candidate)
+        [issue] = store.claims_taken(newcomer)
+        assert (issue.field, issue.code) == (
+            f"proxy.aliases.{field}" if field else "domain",
+            ErrorCode.DOMAIN_IN_USE,
+        )
+        assert "already used by service 'blog'" in issue.message
+        with pytest.raises(Conflict) as refused:
+            store.create_service(newcomer)
+        assert refused.value.issues == [issue]
+
+    def test_every_taken_alias_is_listed_after_the_domain(self, store: Store) -> None:
+        store.create_service(spec("blog", 9001, proxy={"aliases": ["b.example.test"]}))
+        store.create_service(spec("wiki", 9002, domain="w.example.test"))
+        taken = store.claims_taken(
+            spec(
+                "shop",
+                9003,
+                domain="b.example.test",
+                proxy={"aliases": ["free.example.test", "w.example.test", "blog.example.test"]},
+            )
+        )
+        assert [(issue.field, issue.message) for issue in taken] == [
+            ("domain", "Domain b.example.test is already used by service 'blog'"),
+            ("proxy.aliases.1", "Domain w.example.test is already used by service 'wiki'"),
+            ("proxy.aliases.2", "Domain blog.example.test is already used by service 'blog'"),
+        ]
+
+    def test_an_alias_let_go_by_a_change_or_a_deletion_is_free_again(self, store: Store) -> None:
+        store.create_service(spec("blog", 9001, proxy={"aliases": ["old.example.test"]}))
+        wanted = spec("shop", 9002, proxy={"aliases": ["old.example.test"]})
+        assert store.claims_taken(wanted) != []
+        store.replace_spec("blog", spec("blog", 9001), API_OWNER)
+        assert store.claims_taken(wanted) == []
+        store.replace_spec(
+            "blog", spec("blog", 9001, proxy={"aliases": ["old.example.test"]}), API_OWNER
+        )
+        store.delete_service("blog")
+        assert store.claims_taken(wanted) == []
+        store.create_service(wanted)
+
+    def test_a_service_keeps_its_own_aliases_when_it_is_replaced(self, store: Store) -> None:
+        mine = spec("blog", 9001, proxy={"aliases": ["www.example.test"]})
+        store.create_service(mine)
+        changed = spec("blog", 9001, proxy={"aliases": ["www.example.test"], "hold_requests": 0})
+        assert store.claims_taken(changed, replacing="blog") == []
+        assert store.replace_spec("blog", changed, API_OWNER).spec == changed
+
+    def test_a_spec_file_with_a_taken_alias_waits_and_the_holder_keeps_it(
+        self, store: Store
+    ) -> None:
+        store.create_service(spec("blog", 9001, proxy={"aliases": ["www.example.test"]}))
+        conflicts = store.sync_file(
+            "/specs/a.yaml", [spec("shop", 9002, proxy={"aliases": ["www.example.test"]})]
+        )
+        assert [(issue.field, issue.code) for issue in conflicts["shop"]] == [
+            ("proxy.aliases.0", ErrorCode.DOMAIN_IN_USE)
+        ]
+        assert store.service_names() == ["blog"]
+        store.sync_file(
+            "/specs/a.yaml", [spec("shop", 9002, proxy={"aliases": ["s.example.test"]})]
+        )
+        assert store.service_names() == ["blog", "shop"]
+
+    def test_the_database_itself_refuses_a_domain_held_twice(self, store: Store) -> None:
+        store.create_service(spec("blog", 9001, proxy={"aliases": ["www.example.test"]}))
+        store.create_service(spec("shop", 9002))
+        with pytest.raises(sqlite3.IntegrityError):
+            execute_elsewhere(
+                store.path,
+                "INSERT INTO service_domains (domain, name) VALUES ('www.example.test', 'shop')",
+            )
+
+
 class TestOwnership:
     def test_a_file_cannot_take_a_name_the_api_holds(self, store: Store) -> None:
         store.create_service(spec("app", 9001))

@@ -259,3 +259,41 @@ def test_the_source_is_shown_only_when_it_is_a_plain_file_name() -> None:
     assert describe_source("api") == "api"
     assert describe_source("file:/etc/specs/blog.yaml") == "file:blog.yaml"
     assert describe_source("file:/etc/specs/bad\nname.yaml") == "file"
+
+
+def _exec_start(text: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    return line[len("ExecStart=") :].split(" ")
+
+
+def test_a_live_release_gives_pocketbase_its_three_folders_and_no_hook_watching() -> None:
+    arguments = _exec_start(
+        render_unit(spec(extra_dirs=["pb_hooks"]), SETTINGS, release="0123456789abcdef")
+    )
+    folder = "/var/lib/pockestrator/services/my-app/.releases/0123456789abcdef"
+    assert f"--hooksDir={folder}/pb_hooks" in arguments
+    assert f"--migrationsDir={folder}/pb_migrations" in arguments
+    assert f"--publicDir={folder}/pb_public" in arguments
+    assert "--hooksDir=/var/lib/pockestrator/services/my-app/pb_hooks" not in arguments
+    assert "--hooksWatch=false" in arguments
+
+
+def test_another_release_is_another_unit_so_a_switch_restarts_the_instance() -> None:
+    first = render_unit(spec(), SETTINGS, release="0123456789abcdef")
+    second = render_unit(spec(), SETTINGS, release="fedcba9876543210")
+    assert unit_body_hash(first) != unit_body_hash(second)
+    assert render_unit(spec(), SETTINGS) != first
+
+
+def test_dev_mode_watches_the_hooks_of_a_live_release_only_when_the_spec_asks() -> None:
+    dev = _exec_start(render_unit(spec(flags={"hooks_watch": True}), SETTINGS, release="0" * 16))
+    assert "--hooksWatch=true" in dev
+    assert "--hooksWatch=false" not in dev
+    off = _exec_start(render_unit(spec(flags={"hooks_watch": False}), SETTINGS, release="0" * 16))
+    assert off.count("--hooksWatch=false") == 1
+
+
+@pytest.mark.parametrize("release", ["../../etc", "0123456789ABCDEF", "0123", "x" * 16, ""])
+def test_a_release_id_outside_its_grammar_never_reaches_a_unit(release: str) -> None:
+    with pytest.raises(UnsafeValue):
+        render_unit(spec(), SETTINGS, release=release)

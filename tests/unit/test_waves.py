@@ -341,3 +341,59 @@ async def test_a_parked_reconcile_that_is_cancelled_leaves_nothing_waiting() -> 
     await holder
     await asyncio.sleep(10.0)  # past any deadline: nobody is left to fire for
     assert reload.calls == []
+
+
+async def test_reconciles_released_by_one_wave_are_all_awaited_at_the_next_barrier() -> None:
+    # Once a wave releases its waiters none of them is parked any more: the next barrier
+    # fires only when all three have parked again, not when a stale count says so.
+    coordinator = WaveCoordinator()
+    reload, caddy = Recorder(), Recorder()
+    reload_barrier = coordinator.barrier("daemon-reload", reload)
+    caddy_barrier = coordinator.barrier("caddy", caddy)
+
+    async def reconcile(name: str, work: float) -> str:
+        async with coordinator.participant():
+            await coordinator.park(reload_barrier, name, "unit")
+            await asyncio.sleep(work)
+            return await coordinator.park(caddy_barrier, name, "site")
+
+    results = await within_never(
+        asyncio.gather(reconcile("p1", 0.1), reconcile("p2", 0.2), reconcile("p3", 0.3))
+    )
+    assert results == ["done:site"] * 3
+    assert reload.calls == [{"p1", "p2", "p3"}]
+    assert caddy.calls == [{"p1", "p2", "p3"}]
+
+
+async def test_a_wave_that_settles_before_its_deadline_arms_a_new_one_for_who_still_waits(
+    looptime: LoopTimeProxy,
+) -> None:
+    # `unit` and `site` park at once: the reload fires settled, long before the deadline,
+    # and `unit` then stays busy without parking. `site`, still parked at the Caddy barrier,
+    # must get a deadline of its own, 5 s after that wave.
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload, caddy = Recorder(takes=0.5), Recorder(takes=0.5)
+    reload_barrier = coordinator.barrier("daemon-reload", reload)
+    caddy_barrier = coordinator.barrier("caddy", caddy)
+    stuck = asyncio.Event()
+
+    async def unit() -> None:
+        async with coordinator.participant():
+            await coordinator.park(reload_barrier, "unit", "x")
+            await stuck.wait()
+
+    async def site() -> float:
+        async with coordinator.participant():
+            await coordinator.park(caddy_barrier, "site", "x")
+            return float(looptime)
+
+    site_task = asyncio.create_task(site())
+    unit_task = asyncio.create_task(unit())
+    try:
+        assert await within_never(site_task) == 6.0
+        assert reload.times == [0.0] and caddy.times == [5.5]
+        assert (reload.calls, caddy.calls) == ([{"unit"}], [{"site"}])
+    finally:
+        stuck.set()
+        site_task.cancel()
+        await asyncio.gather(unit_task, site_task, return_exceptions=True)

@@ -262,3 +262,19 @@ async def test_the_default_backoff_starts_at_50_ms_and_stops_at_60_s() -> None:
     delays = [queue.add_rate_limited("a") for _ in range(12)]
     assert delays[:3] == [0.05, 0.1, 0.2]
     assert delays[-1] == 60.0 and max(delays) == 60.0
+
+
+async def test_keys_due_at_the_same_moment_come_in_the_order_they_were_added(
+    looptime: LoopTimeProxy,
+) -> None:
+    # The heap breaks ties by the order of the adds, not by the keys' names.
+    queue = WorkQueue()
+    for key in ("zeta", "alpha", "mid"):
+        queue.add_after(key, 1.0)
+    assert queue.waiting_later() == {"zeta": 1.0, "alpha": 1.0, "mid": 1.0}
+    handed_out = []
+    for _ in range(3):
+        key = await next_key(queue)
+        handed_out.append((key, float(looptime)))
+        queue.done(key)
+    assert handed_out == [("zeta", 1.0), ("alpha", 1.0), ("mid", 1.0)]

@@ -5,6 +5,9 @@ Query parameters are strings on the wire and are parsed strictly here (``QueryIn
 (JSON types as documented, no unknown fields); the service bodies are derived from
 ``ServiceSpec`` (``api.spec_shapes.request_body``). ``api.inputs`` reads the request into
 these models and turns what they refuse into the API's 400.
+
+Every constraint a handler enforces on a parameter is stated in its schema (a fuzzer holds
+the server to the document, both ways): the bound of a number, the grammar of ``since``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,43 @@ from pydantic_core import PydanticCustomError
 from pockestrator.api.models import ClosedModel, ServiceState
 from pockestrator.api.spec_shapes import STRICT, request_body
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar import NO_ASCII_CONTROLS
+from pockestrator.specs.grammar import NO_ASCII_CONTROLS, Pattern
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.values import PORT_MAX, PORT_MIN
 
 LIST_LIMIT_MAX = 500
 LOG_LINES_MAX = 10_000
+# A query number has at most ten digits: enough for any count or id, and never past
+# SQLite's 64-bit integers (an OFFSET beyond them would be an error, not an empty page).
+QUERY_INT_DIGITS = 10
+QUERY_INT_MAX = 10**QUERY_INT_DIGITS - 1
+
+
+def _since_pattern() -> Pattern:
+    """ISO 8601 as ``since`` takes it: a real calendar date from 1971 (the journal's time),
+    then optionally a time to the minute, second or fraction, with ``Z`` or an offset.
+
+    Each month has its days, and 29 February its leap years, so that every text the
+    pattern admits is a moment (a fuzzer sends what the document admits).
+    """
+    year = r"(?:197[1-9]|19[89][0-9]|[2-9][0-9]{3})"
+    leap_year = (
+        r"(?:19(?:7[26]|8[048]|9[26])"  # 1972 to 1996
+        r"|[2-9][0-9](?:0[48]|[2468][048]|[13579][26])"  # a year divisible by 4 ...
+        r"|(?:[2468][048]|[3579][26])00)"  # ... or by 400 (2000, 2400, ...)
+    )
+    month_day = (
+        r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+        r"|(?:0[13-9]|1[0-2])-(?:29|30)"
+        r"|(?:0[13578]|1[02])-31)"
+    )
+    date = rf"(?:{year}-{month_day}|{leap_year}-02-29)"
+    time = r"[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?"
+    zone = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
+    return Pattern(rf"{date}(?:{time}{zone}?)?")
+
+
+SINCE = _since_pattern()
 
 
 # -- query parameters: strings on the wire, parsed strictly ------------------------------
@@ -30,9 +65,16 @@ LOG_LINES_MAX = 10_000
 def _query_int(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= QUERY_INT_DIGITS
+    ):
         return int(value)
-    raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be a whole number")
+    raise PydanticCustomError(
+        str(ErrorCode.INVALID_TYPE), f"must be a whole number of at most {QUERY_INT_DIGITS} digits"
+    )
 
 
 def _query_bool(value: Any) -> Any:
@@ -43,13 +85,22 @@ def _query_bool(value: Any) -> Any:
     raise PydanticCustomError(str(ErrorCode.INVALID_TYPE), "must be true or false")
 
 
-QueryInt = Annotated[int, BeforeValidator(_query_int)]
+QueryInt = Annotated[int, Field(le=QUERY_INT_MAX), BeforeValidator(_query_int)]
+# An id in a query (events have ids from 1); its bounds sit before the parser, as the
+# JSON schema states only those (a bound after it would be written out as an unknown key).
+QueryId = Annotated[int, Field(ge=1, le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+# A service's port in a query (an import's), bounded as a spec's port is.
+QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_query_int)]
 
 
 class ServiceListQuery(ClosedModel):
     status: ServiceState | None = Field(default=None, description="Only services in this state.")
-    domain: str | None = Field(default=None, description="Only the service with this domain.")
+    domain: str | None = Field(
+        default=None,
+        description="Only the service with this domain (compared as the agent stores it:"
+        " lowercase, ASCII); a value that is no domain matches no service.",
+    )
     limit: QueryInt = Field(
         default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
     )
@@ -84,9 +135,12 @@ class LogsQuery(ClosedModel):
     )
     since: str | None = Field(
         default=None,
-        description="Only entries at or after this moment (ISO 8601, e.g. 2025-07-31T19:30:00Z;"
-        " without a zone, UTC).",
+        description="Only entries at or after this moment: ISO 8601, a date from 1971 and"
+        " optionally a time (to the minute, second or fraction) with Z or an offset, e.g."
+        " 2025-07-31T19:30:00Z; without a zone, UTC.",
         examples=["2025-07-31T19:30:00Z"],
+        # Stated, not checked here: the handler checks it with its own message.
+        json_schema_extra={"pattern": SINCE.json},
     )
     follow: QueryBool = Field(
         default=False,
@@ -99,8 +153,8 @@ class EventsQuery(ClosedModel):
     limit: QueryInt = Field(
         default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
     )
-    before: QueryInt | None = Field(
-        default=None, ge=1, description="Only events older than this event id (paging back)."
+    before: QueryId | None = Field(
+        default=None, description="Only events older than this event id (paging back)."
     )
 
 
@@ -118,8 +172,9 @@ ServicePatchBody = request_body(
     "patch",
     "ServicePatchBody",
     "A JSON merge patch (RFC 7396) of a service: only the fields given change, ``null``"
-    " resets a field to its default (and removes an ``env`` entry). ``project_name`` may be"
-    " given, but must not change; ``created_by`` cannot be changed.",
+    " resets a field to its default (and removes an ``env`` entry); ``port`` and"
+    " ``pocketbase_version`` have none and cannot be null. ``project_name`` may be given,"
+    " but must not change; ``created_by`` cannot be changed.",
 )
 
 

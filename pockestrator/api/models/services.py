@@ -33,6 +33,18 @@ else:
     _ServiceSpecView = spec_view(ServiceSpec, _ServiceId, "ServiceSpecView")
 
 
+class CertificateView(ClosedModel):
+    """The certificate Caddy serves for the service's domain, as last asked of Caddy."""
+
+    not_before: datetime | None = Field(description="Valid from; null: Caddy serves none yet.")
+    not_after: datetime | None = Field(description="Expires at; Caddy renews it before.")
+    renews_after: datetime | None = Field(
+        description="When Caddy starts renewing it: a third of its lifetime before expiry."
+    )
+    issuer: str | None = Field(description="The issuer's name (its CA's certificate).")
+    checked_at: datetime = Field(description="When Caddy was last asked.")
+
+
 class Service(_ServiceSpecView):
     """A service: its id and its spec's fields (``desired_state`` with any start/stop
     override), then what this agent knows besides."""
@@ -59,6 +71,10 @@ class Service(_ServiceSpecView):
     )
     secret_env_names: list[str] = Field(
         description="The names of the secret_env variables; their values are never shown."
+    )
+    certificate: CertificateView | None = Field(
+        description="With TLS: the certificate Caddy serves for the domain; null without TLS "
+        "or before Caddy was first asked."
     )
 
 
@@ -178,6 +194,7 @@ class ServiceStatusResponse(ClosedModel):
     health_ok: bool | None
     last_health_check: datetime | None
     deployed_version: str | None
+    certificate: CertificateView | None
 
 
 class EventView(ClosedModel):

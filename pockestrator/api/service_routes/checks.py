@@ -4,8 +4,10 @@ and a spec that is valid alone and beside the other services and the host.
 A spec goes through ``parse_spec`` first, for the grammar's precise codes, then through the
 strict body the operation documents (``api.spec_shapes``: JSON types, no unknown fields);
 ``checked_spec`` reports both at once. ``context_problems`` asks the store which claims
-(name, port, domain) are taken and ``specs.validation`` what else is wrong or worth a
-warning. ``writes`` refuses the errors; ``validation`` reports them.
+(name, port, domains) are taken and ``specs.validation`` what else is wrong or worth a
+warning, and for a change of a deployed service whether a lower version may be run
+(``downgrade_issue``, with the backups the host view lists). ``writes`` refuses the
+errors; ``validation`` reports them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pockestrator.api.inputs import shape_problems
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import NameTakenCode, ServiceRecord
-from pockestrator.specs.validation import ReleaseIndexUnavailable, validate_in_context
+from pockestrator.specs.validation import (
+    ReleaseIndexUnavailable,
+    downgrade_issue,
+    validate_in_context,
+)
 
 
 def service_not_found(key: str) -> ApiError:
@@ -100,5 +106,13 @@ async def context_problems(
         agent_port=agent.config.listen_port,
         release_index=_ReleaseIndex(agent),
         own_port=replacing.spec.port if replacing else None,
+        backup_targets=agent.config.backup_targets.keys(),
     )
+    if replacing is not None:
+        status = agent.store.get_status(replacing.name)
+        deployed = status.deployed_version if status is not None else None
+        backups = await agent.host.data_backups(replacing.name) if deployed else {}
+        downgrade = downgrade_issue(spec, deployed, backups)
+        if downgrade is not None:
+            report.errors.append(downgrade)
     return report.errors, report.warnings, report.checks

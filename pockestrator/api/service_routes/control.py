@@ -4,7 +4,9 @@ Start and stop are intent: the desired run state is recorded (``store.set_desire
 then the answer waits for the reconcile that acts on it (``writes.WAIT_SECONDS`` at most;
 202 when it takes longer) and reports what systemd then shows, or 502 when the unit did not
 follow. Restart of a running service is the one-off restart the agent offers
-(``AgentContext.restart_service``); the desired state stays ``running``.
+(``AgentContext.restart_service``); the desired state stays ``running``. So is a start of a
+service that should run but is down: the agent does not restart a unit systemd gave up on
+(a crash loop), so the operator's start is what brings it back.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from pockestrator.api.context import ControlFailed
+from pockestrator.api.context import AgentContext, ControlFailed
 from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models.requests import ControlBody
@@ -23,7 +25,7 @@ from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.api.views import service_state
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import NotFound
+from pockestrator.specs.store import NotFound, ServiceRecord
 
 log = structlog.get_logger("pockestrator.api")
 
@@ -42,6 +44,10 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     name = record.name
     try:
         if action == "restart" and record.desired_state == "running":
+            await agent.restart_service(name)
+        elif action == "start" and await _down_though_wanted(agent, record):
+            # A unit systemd gave up on (a crash loop) stays down until someone acts: an
+            # operator's start is that act, a fresh start with systemd's start limit reset.
             await agent.restart_service(name)
         else:
             agent.store.set_desired_state(name, "stopped" if action == "stop" else "running")
@@ -89,6 +95,14 @@ async def control_service(request: web.Request) -> web.StreamResponse:
         ),
         200 if reconciled else 202,
     )
+
+
+async def _down_though_wanted(agent: AgentContext, record: ServiceRecord) -> bool:
+    """The service should run and its unit does not (failed, or stopped by hand)."""
+    if record.desired_state != "running":
+        return False
+    runtime = await agent.host.runtime(record.name, agent.store.get_status(record.name))
+    return runtime.unit is not None and runtime.unit.exists and not runtime.is_running
 
 
 OPERATIONS = [

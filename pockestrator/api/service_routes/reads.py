@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pockestrator.api.errors import Problem, validation_failed
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
@@ -21,25 +20,41 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.views import event_view, runtime_view, service_state, service_view
+from pockestrator.api.views import (
+    certificate_view,
+    event_view,
+    runtime_view,
+    service_state,
+    service_view,
+)
 from pockestrator.specs.grammar import GrammarError, normalize_domain
+
+
+def stored_domain(text: str) -> str:
+    """``text`` as the store keeps domains (``Blog.Example.COM.`` is ``blog.example.com``).
+
+    Text that is no domain stays as it is: it then equals no stored domain (each is one,
+    normalised), so the filter matches nothing, as a filter by a value nobody has should.
+    """
+    try:
+        return normalize_domain(text)
+    except GrammarError:
+        return text
 
 
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
-    domain = None
-    if query.domain is not None:
-        try:
-            domain = normalize_domain(query.domain)
-        except GrammarError as exc:
-            raise validation_failed([Problem("domain", exc.message, exc.code)]) from None
     limit = min(query.limit, LIST_LIMIT_MAX)
     records, total = agent.store.list_services(
-        state=query.status, domain=domain, limit=limit, offset=query.offset
+        state=query.status,
+        domain=stored_domain(query.domain) if query.domain is not None else None,
+        limit=limit,
+        offset=query.offset,
     )
     statuses = agent.store.all_statuses()
-    services = [service_view(r, statuses.get(r.name), agent.config) for r in records]
+    ports = agent.host.public_ports()
+    services = [service_view(r, statuses.get(r.name), agent.config, ports) for r in records]
     return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
 
 
@@ -47,7 +62,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    view = service_view(record, status, agent.config)
+    view = service_view(record, status, agent.config, agent.host.public_ports())
     runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(
@@ -86,6 +101,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,
             deployed_version=status.deployed_version if status else None,
+            certificate=certificate_view(status),
         )
     )
 

@@ -22,7 +22,8 @@ from aiohttp import web
 
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
-from pockestrator.api.inputs import merge_patch, parse_query, read_json_object
+from pockestrator.api.inputs import parse_query, read_json_object
+from pockestrator.api.merge_patch import merge_patch
 from pockestrator.api.models.requests import (
     CreateQuery,
     DeleteQuery,
@@ -37,7 +38,7 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -154,7 +155,7 @@ async def written_answer(
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS) if wait else False
     current = agent.store.get_service(name) or record
     service_status = agent.store.get_status(name)
-    view = service_view(current, service_status, agent.config)
+    view = service_view(current, service_status, agent.config, agent.host.public_ports())
     if reconciled:
         runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status
@@ -210,8 +211,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     refuse_file_owned(record)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
-    renamed = body.get("project_name")
-    if renamed is not None and renamed != record.name:
+    if "project_name" in body and body["project_name"] != record.name:
         raise validation_failed(
             [Problem("project_name", "project_name cannot be changed", ErrorCode.INVALID_VALUE)]
         )
@@ -279,6 +279,20 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     )
 
 
+def service_links(status: int) -> tuple[Link, ...]:
+    """What a client can do with the service a write answers with, by its ``id``."""
+    follow = [
+        ("GetTheService", "getService"),
+        ("ChangeTheService", "updateService"),
+        ("ReadItsStatus", "getServiceStatus"),
+        ("ReadItsEvents", "listServiceEvents"),
+        ("ReadItsLogs", "getServiceLogs"),
+        ("ControlTheService", "controlService"),
+        ("DeleteTheService", "deleteService"),
+    ]
+    return tuple(Link(name, target, {"id": "id"}, status=status) for name, target in follow)
+
+
 OPERATIONS = [
     Operation(
         "POST",
@@ -294,6 +308,7 @@ OPERATIONS = [
         " generated password is in this answer only.",
         query=CreateQuery,
         body=ServiceCreateBody,
+        links=service_links(201),
     ),
     Operation(
         "PATCH",
@@ -309,6 +324,7 @@ OPERATIONS = [
         query=PatchQuery,
         body=ServicePatchBody,
         body_types=("application/json", "application/merge-patch+json"),
+        links=service_links(200),
     ),
     Operation(
         "DELETE",

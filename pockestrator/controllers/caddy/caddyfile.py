@@ -4,7 +4,7 @@ Pure and dependency-free (only ``re``), so that anything that must understand a
 Caddyfile can use it: the wave checks each snippet's braces on its own
 (``brace_problem``) and finds which snippet declares an address Caddy calls ambiguous
 (``site_addresses``); the API reads the main Caddyfile's public port (``http_port``)
-with ``caddyfile_tokens``. It understands structure (quotes, comments, heredocs,
+(``public_ports``). It understands structure (quotes, comments, heredocs,
 blocks), not directives: validating a config is ``caddy validate``'s job.
 
 Neighbours: ``render`` writes the text this reads; ``sites`` and ``wave`` apply it.
@@ -13,6 +13,8 @@ Neighbours: ``render`` writes the text this reads; ``sites`` and ``wave`` apply 
 from __future__ import annotations
 
 import re
+
+from pockestrator.specs.public_url import PublicPorts
 
 
 def caddyfile_tokens(text: str) -> list[tuple[str, int]]:
@@ -168,3 +170,50 @@ def admin_reachable_by_instances(address: str) -> bool:
     connect and replace Caddy's whole configuration. A unix socket (``unix//path``, with
     Caddy's ``|0600``-style mode so only its owner may connect) or ``off`` is not."""
     return address != "off" and not address.startswith("unix/")
+
+
+def _global_options(text: str) -> list[tuple[str, str]]:
+    """``(option, value)`` of each option of the global options block written with one
+    value on its own line (``http_port 8080``); nested blocks are not read.
+
+    The global options block is the first block of the file when it has no address: ``{``
+    as the first token.
+    """
+    tokens = caddyfile_tokens(text)
+    if not tokens or tokens[0][0] != "{":
+        return []
+    options = []
+    depth = 0
+    for index, (word, line) in enumerate(tokens):
+        if word == "{":
+            depth += 1
+        elif word == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif depth == 1 and tokens[index - 1][1] != line and index + 1 < len(tokens):
+            value, value_line = tokens[index + 1]
+            if value_line == line and value not in ("{", "}"):
+                options.append((word, value))
+    return options
+
+
+def _port(value: str) -> int | None:
+    if value.isascii() and value.isdigit() and len(value) <= 5 and 0 < int(value) < 65536:
+        return int(value)
+    return None
+
+
+def public_ports(text: str) -> PublicPorts:
+    """The ``http_port`` and ``https_port`` a main Caddyfile's global options set; Caddy's
+    defaults (80, 443) for what they leave out or write as something else than a number
+    (a placeholder, a second line)."""
+    found: dict[str, int] = {}
+    for option, value in _global_options(text):
+        port = _port(value)
+        if option in ("http_port", "https_port") and port is not None:
+            found.setdefault(option, port)
+    defaults = PublicPorts()
+    return PublicPorts(
+        http=found.get("http_port", defaults.http), https=found.get("https_port", defaults.https)
+    )

@@ -1,10 +1,36 @@
-"""The text Pockestrator writes for Caddy: one site block per service, and the import line.
+"""The text Pockestrator writes for Caddy: one site per service, the catch-all, the import.
 
-``render_site`` turns a ``ServiceSpec`` into the text of one site block; it is pure and
-deterministic, so its SHA-256 (``caddy_config_hash``) identifies the desired state and a
-file on disk that hashes differently is drift. Every value it writes has passed a strict
-grammar (``specs.grammar``), and it checks them again, so no spec can add a second site,
-a directive, an import or an environment placeholder to the file.
+``render_site`` turns a ``ServiceSpec`` into the text of its site: one block serving the
+main domain (and the aliases, unless they redirect), a second block redirecting the
+aliases when ``redirect_aliases`` says so. It is pure and deterministic, so its SHA-256
+(``caddy_config_hash``) identifies the desired state and a file on disk that hashes
+differently is drift. What else the text depends on, the agent's TLS settings and Caddy's
+ports (for a redirect's target), comes in as ``SiteSettings``. Every value it writes has
+passed a strict grammar (``specs.grammar``), and it checks them again, so no spec can add
+a site, a directive, an import or an environment placeholder to the file.
+
+What a site does, from PocketBase's production guidance and issue 13:
+
+- the body limit (``request_body max_size``) with a 413 that says so, instead of an empty
+  answer;
+- ``reverse_proxy`` with a read timeout longer than PocketBase's realtime connections, and
+  ``lb_try_duration``: while the instance does not accept connections (a restart, an
+  upgrade) Caddy holds each request and retries, so a restart looks like latency, not a
+  502; when the hold runs out, the 502 says what happened;
+- a stopped service answers 503 at once, rather than holding every request in vain;
+- ``X-Real-IP`` and ``X-Forwarded-For`` set by Caddy to the client's address, replacing
+  whatever the client sent (Caddy trusts no incoming ``X-Forwarded-For`` unless the main
+  Caddyfile names ``trusted_proxies``), so PocketBase can trust either header one hop in;
+- with TLS: Caddy's own certificate management (ACME, or its local CA with ``internal``),
+  HSTS, and a redirect of plain HTTP to HTTPS (Caddy's automatic one on port 443; a block
+  of its own when Caddy's ``https_port`` is another, which Caddy's would leave out).
+
+The catch-all (``render_catch_all``, the file ``_catch-all.caddy``, which no project name
+can clash with) answers every domain no service has with 404 and a short text, where Caddy
+alone would answer an empty 200 that an uptime monitor takes for a live site. Over HTTPS
+a name with no certificate cannot be answered at all (the handshake fails, which clients
+report as an error, not as up); issuing certificates for any name asked would let anyone
+fill the disk with them.
 
 The main Caddyfile (the operator's) pulls every snippet in with one absolute
 ``import <dir>/*.caddy`` line: ``import_line`` is that line, ``has_import`` finds it and
@@ -15,21 +41,54 @@ Neighbours: ``caddyfile`` (reading Caddyfile text), ``sites`` (the folder of sni
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pockestrator.config import ACME_DIRECTORY, AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
+from pockestrator.specs.model import DEFAULT_MAX_BODY_SIZE, ServiceSpec
+from pockestrator.specs.public_url import (
+    HTTPS_DEFAULT_PORT,
+    PublicPorts,
+    public_url,
+    tls_mode,
+)
+from pockestrator.specs.values import HOLD_REQUESTS_MAX
 
-# PocketBase's production guidance puts a body limit in front of it. 10MB admits a
-# PocketBase file field at its default 5MB limit plus the rest of a multipart form; larger
-# uploads are a deliberate per-host change (PocketBase's own per-field limits still apply).
-MAX_REQUEST_BODY = "10MB"
+# The default body limit: PocketBase's production guidance puts one in front of it. 10MB
+# admits a file field at its default 5MB limit plus the rest of a multipart form.
+MAX_REQUEST_BODY = DEFAULT_MAX_BODY_SIZE
 # Realtime subscriptions are Server-Sent Events that stay open; PocketBase itself ends an
 # idle one after 5 minutes, so Caddy's read timeout must be longer than that.
 PROXY_READ_TIMEOUT = "360s"
+# How often a held request tries the instance again: a restart's port is back within a
+# few hundred milliseconds, and a held request waits at most this much longer than it.
+HOLD_RETRY_INTERVAL = "100ms"
+# One year: what HSTS preload lists ask for, and long enough to matter.
+HSTS_VALUE = "max-age=31536000"
 SNIPPET_SUFFIX = ".caddy"
+# The catch-all's key among the sites and its file stem: not a project name (those start
+# with a letter), so no service can ever own it.
+CATCH_ALL = "_catch-all"
+CATCH_ALL_TEXT = "No service has this domain."
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """What of the agent's settings and the host a site's text depends on."""
+
+    tls: TlsMode = "auto"
+    acme_email: str | None = None
+    acme_ca: str | None = None
+    ports: PublicPorts = field(default_factory=PublicPorts)
+
+    @classmethod
+    def of(cls, config: AgentConfig, ports: PublicPorts) -> SiteSettings:
+        return cls(
+            tls=config.caddy_tls, acme_email=config.acme_email, acme_ca=config.acme_ca, ports=ports
+        )
 
 
 def site_address(domain: str, *, tls: bool) -> str:
@@ -44,42 +103,127 @@ def site_address(domain: str, *, tls: bool) -> str:
     return domain if "." in domain else f"https://{domain}"
 
 
-def render_site(spec: ServiceSpec, *, tls: bool) -> str:
-    """The Caddy site block of one service; the same spec always gives the same bytes.
-
-    The values are checked against their grammars again (a spec built with
-    ``model_construct`` skips validation), so only a lowercase project name, an ASCII
-    hostname and an integer port can ever reach the file.
-    """
-    name = grammar.check_project_name(spec.project_name)
-    domain = spec.domain
+def _checked_domain(domain: str) -> str:
     if grammar.normalize_domain(domain) != domain:
         raise GrammarError(ErrorCode.INVALID_DOMAIN, "domain is not in its normalised ASCII form")
+    return domain
+
+
+def _checked_hold(seconds: object) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise GrammarError(ErrorCode.INVALID_HOLD_REQUESTS, "hold_requests must be whole seconds")
+    if not 0 <= seconds <= HOLD_REQUESTS_MAX:
+        raise GrammarError(
+            ErrorCode.INVALID_HOLD_REQUESTS, f"hold_requests must be 0 to {HOLD_REQUESTS_MAX}"
+        )
+    return seconds
+
+
+def _tls_lines(mode: TlsMode, settings: SiteSettings) -> list[str]:
+    """The ``tls`` directive of a site, if it needs one (the lines of its block body)."""
+    if mode not in TLS_MODES:
+        raise GrammarError(ErrorCode.INVALID_TLS_MODE, f"unknown TLS mode {mode!r}")
+    if mode == "internal":
+        return ["tls internal"]
+    if mode == "off":
+        return []
+    email = settings.acme_email
+    if email is not None:
+        email = grammar.check_email(email)
+    ca = settings.acme_ca
+    if ca is not None and not ACME_DIRECTORY.fullmatch(ca):
+        raise GrammarError(ErrorCode.INVALID_VALUE, "acme_ca is not an https URL")
+    head = "tls" if email is None else f"tls {email}"
+    if ca is None:
+        return [] if email is None else [head]
+    return [f"{head} {{", f"\tca {ca}", "}"]
+
+
+def _block(addresses: list[str], body: list[str]) -> list[str]:
+    return [", ".join(addresses) + " {", *(f"\t{line}" for line in body), "}"]
+
+
+def render_site(spec: ServiceSpec, settings: SiteSettings, *, running: bool = True) -> str:
+    """The Caddy site of one service; the same inputs always give the same bytes.
+
+    ``running``: the desired run state; a stopped service's site answers 503 at once. The
+    values are checked against their grammars again (a spec built with
+    ``model_construct`` skips validation), so only a lowercase project name, ASCII
+    hostnames, an integer port and a size of digits and a unit can ever reach the file.
+    """
+    name = grammar.check_project_name(spec.project_name)
+    domain = _checked_domain(spec.domain)
     port = spec.port
     if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
         raise GrammarError(ErrorCode.PORT_OUT_OF_RANGE, "port must be 1024-65535")
-    return (
-        f"# Generated by Pockestrator for service {name}. Do not edit: the agent detects\n"
-        "# changes to this file by its hash and writes it again.\n"
-        f"{site_address(domain, tls=tls)} {{\n"
-        "\trequest_body {\n"
-        f"\t\tmax_size {MAX_REQUEST_BODY}\n"
-        "\t}\n"
-        f"\treverse_proxy 127.0.0.1:{port} {{\n"
-        # Caddy sets X-Forwarded-For/-Proto/-Host itself and ignores what clients send
-        # unless trusted_proxies says otherwise; X-Real-IP is what PocketBase's
-        # "trusted proxy" setting is usually pointed at.
-        "\t\theader_up X-Real-IP {remote_host}\n"
-        "\t\ttransport http {\n"
-        f"\t\t\tread_timeout {PROXY_READ_TIMEOUT}\n"
-        "\t\t}\n"
-        "\t}\n"
-        "}\n"
-    )
+    proxy = spec.proxy
+    aliases = [_checked_domain(alias) for alias in proxy.aliases]
+    max_size = grammar.check_body_size(proxy.max_body_size)
+    hold = _checked_hold(proxy.hold_requests)
+    mode = tls_mode(spec, settings.tls)
+    https = mode != "off"
+    security = _tls_lines(mode, settings)
+    if https and spec.tls.hsts:
+        security.append(f'header Strict-Transport-Security "{HSTS_VALUE}"')
+
+    def addresses(domains: list[str]) -> list[str]:
+        return [site_address(each, tls=https) for each in domains]
+
+    served = [domain] if proxy.redirect_aliases else [domain, *aliases]
+    if running:
+        upstream = ["header_up X-Real-IP {remote_host}"]
+        if hold:
+            upstream += [f"lb_try_duration {hold}s", f"lb_try_interval {HOLD_RETRY_INTERVAL}"]
+        upstream += ["transport http {", f"\tread_timeout {PROXY_READ_TIMEOUT}", "}"]
+        handling = [
+            "request_body {",
+            f"\tmax_size {max_size}",
+            "}",
+            "handle_errors 413 {",
+            f'\trespond "The request body is larger than this service accepts ({max_size})." 413',
+            "}",
+            "handle_errors 502 {",
+            '\trespond "The service is not answering; it may be restarting. Try again." 502',
+            "}",
+            *_block([f"reverse_proxy 127.0.0.1:{port}"], upstream),
+        ]
+    else:
+        handling = ['respond "This service is stopped." 503']
+    lines = [
+        f"# Generated by Pockestrator for service {name}. Do not edit: the agent detects",
+        "# changes to this file by its hash and writes it again.",
+        *_block(addresses(served), [*security, *handling]),
+    ]
+    if proxy.redirect_aliases and aliases:
+        target = public_url(domain, https=https, ports=settings.ports)
+        lines += _block(addresses(aliases), [*security, f"redir {target}{{uri}} 301"])
+    if https and settings.ports.https != HTTPS_DEFAULT_PORT:
+        # Caddy's own redirect leaves out an https_port of its global options (it assumes
+        # 443 is forwarded there); the service URL has it, and so must the redirect.
+        to_https = f"redir https://{{host}}:{settings.ports.https}{{uri}} 308"
+        lines += _block([site_address(each, tls=False) for each in [domain, *aliases]], [to_https])
+    return "\n".join(lines) + "\n"
+
+
+def render_catch_all(settings: SiteSettings) -> str:
+    """The site for every domain no service has: 404 and a short text, on HTTP, and on
+    HTTPS for a name that shares a certificate with a service but is not one (the
+    handshake for a name with no certificate fails before any request)."""
+    schemes = ["http://"] if settings.tls == "off" else ["http://", "https://"]
+    lines = [
+        "# Generated by Pockestrator: the answer for every domain no service has. Do not edit:",
+        "# the agent detects changes to this file by its hash and writes it again.",
+    ]
+    for scheme in schemes:
+        lines += _block([scheme], [f'respond "{CATCH_ALL_TEXT}" 404'])
+    return "\n".join(lines) + "\n"
 
 
 def snippet_file_name(project_name: str) -> str:
-    """``<project_name>.caddy``, only for a valid project name (which cannot hold a path)."""
+    """``<project_name>.caddy``, only for a valid project name (which cannot hold a path),
+    or the catch-all's ``_catch-all.caddy``."""
+    if project_name == CATCH_ALL:
+        return CATCH_ALL + SNIPPET_SUFFIX
     return grammar.check_project_name(project_name) + SNIPPET_SUFFIX
 
 

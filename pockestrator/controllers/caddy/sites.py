@@ -25,6 +25,8 @@ from pathlib import Path
 import aiohttp
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
+from pockestrator.controllers.caddy.caddyfile import public_ports
+from pockestrator.controllers.caddy.certificates import Certificate, served_certificate
 from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
@@ -32,11 +34,16 @@ from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
 from pockestrator.files import sha256_file
 from pockestrator.specs import grammar
 from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.public_url import PublicPorts
 from pockestrator.subprocesses import ProcessTimedOut, run_bounded
 
 # ``caddy adapt`` prints the whole JSON config: 37 KB for 100 sites (measured), so this bound
 # is far past any host's, and a Caddy that prints more is stopped rather than believed.
 CADDY_OUTPUT_MAX_BYTES = 64 * 1024 * 1024
+# The main Caddyfile is the operator's; its global options are at its top.
+MAIN_CADDYFILE_READ_MAX = 1024 * 1024
+# A handshake with Caddy on loopback takes milliseconds; one that hangs says "none".
+CERTIFICATE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,22 @@ class CaddySites:
                     names.append(grammar.check_project_name(entry.name[: -len(SNIPPET_SUFFIX)]))
         return names
 
+    def public_ports(self) -> PublicPorts:
+        """Caddy's HTTP and HTTPS ports from the main Caddyfile's global options, for the
+        services' URLs (``specs.public_url.service_url``); Caddy's defaults if unreadable."""
+        try:
+            with self.main_file.open("rb") as file:
+                text = file.read(MAIN_CADDYFILE_READ_MAX).decode("utf-8", errors="replace")
+        except OSError:
+            return PublicPorts()
+        return public_ports(text)
+
+    async def served_certificate(self, domain: str) -> Certificate | None:
+        """The certificate Caddy serves for ``domain`` on its HTTPS port (on loopback)."""
+        return await served_certificate(
+            domain, self.public_ports().https, timeout=CERTIFICATE_TIMEOUT
+        )
+
     def import_present(self) -> bool:
         try:
             content = self.main_file.read_bytes()
@@ -154,6 +177,23 @@ class CaddySites:
             except BaseException:
                 wave_run.restore_everything()
                 raise
+
+    async def load_what_is_on_disk(self) -> str | None:
+        """Make the running Caddy load the snippets on disk (once, when the agent starts).
+
+        An agent killed between writing a snippet and reloading Caddy leaves a file that
+        already matches its spec, so no later plan touches it, while Caddy runs without
+        it. Which snippets the running Caddy has loaded cannot be asked, so a new agent
+        validates the files on disk and reloads once. Returns Caddy's text when they do
+        not validate (Caddy is then left running as it is), else None.
+        """
+        async with self._lock:
+            if not self.list_sites() or not await self.caddy_running():
+                return None  # nothing of ours, or Caddy reads the files when it starts
+            error = await self.validate()
+            if error is None:
+                await self.reload()
+            return error
 
     async def validate(self) -> str | None:
         """One ``caddy validate`` of the main Caddyfile; None when valid, else Caddy's text."""

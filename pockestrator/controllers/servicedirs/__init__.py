@@ -10,7 +10,8 @@ followed. Nothing outside the service folders, the backups and the archive is to
 - ``fds``: directory descriptors, ``copy_tree_at``;
 - ``dirs``: ``ServiceDirs``, the one object the agent holds (``observe``, legacy clean-up);
 - ``archive``: deleting (archived as ``<archive>/<name>-<UTC stamp>``, or purged);
-- ``backups``: ``pb_data`` backed up before an upgrade, restored on rollback;
+- ``backups``: ``pb_data`` backed up before an upgrade (named by its version), restored on
+  rollback or a downgrade;
 - ``superuser``: a superuser created by the instance's binary in the instance's own box;
 - ``errors``: ``ServiceDirError`` and ``UnsafePath``.
 
@@ -18,7 +19,12 @@ Neighbours: ``controllers.systemd`` (the box and the transient units). The names
 re-exported so that callers can import from the package.
 """
 
-from pockestrator.controllers.servicedirs.archive import DeleteResult
+from pockestrator.controllers.servicedirs.archive import (
+    ArchivedFolder,
+    DeleteResult,
+    expired_archives,
+)
+from pockestrator.controllers.servicedirs.backups import DataBackup
 from pockestrator.controllers.servicedirs.dirs import ServiceDirs, ServiceDirState
 from pockestrator.controllers.servicedirs.errors import ServiceDirError, UnsafePath
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
@@ -30,6 +36,8 @@ from pockestrator.controllers.servicedirs.superuser import (
 )
 
 __all__ = [
+    "ArchivedFolder",
+    "DataBackup",
     "DeleteResult",
     "Place",
     "ServiceDirError",
@@ -39,6 +47,7 @@ __all__ = [
     "SuperuserCreated",
     "SuperuserError",
     "UnsafePath",
+    "expired_archives",
     "read_password_file",
     "redact",
 ]

@@ -29,10 +29,27 @@ import structlog
 
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import BINARY_NAME
-from pockestrator.controllers.servicedirs.archive import DeleteResult, delete_folder
-from pockestrator.controllers.servicedirs.backups import backup_data, restore_data
+from pockestrator.controllers.servicedirs.archive import (
+    ArchivedFolder,
+    DeleteResult,
+    delete_folder,
+    list_archives,
+    remove_archive,
+    restore_archive,
+)
+from pockestrator.controllers.servicedirs.backups import (
+    DataBackup,
+    backup_data,
+    list_backups,
+    remove_partial_backups,
+    restore_data,
+)
 from pockestrator.controllers.servicedirs.folders import Place, ServiceFolders
-from pockestrator.controllers.servicedirs.superuser import SuperuserCreated, ensure_superuser
+from pockestrator.controllers.servicedirs.superuser import (
+    SuperuserCreated,
+    ensure_superuser,
+    sweep_bootstrap_leftovers,
+)
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.specs.model import ServiceSpec
 
@@ -51,6 +68,8 @@ class ServiceDirState:
     path: Path
     place: Place
     legacy_superusers: tuple[str, ...] = ()
+    # The versioned backups of pb_data, newest first (a downgrade restores one of them).
+    backups: tuple[DataBackup, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -85,7 +104,13 @@ class ServiceDirs:
             with self.folders.open_service(name) as service_fd:
                 if service_fd is not None:
                     legacy = _marker_emails(service_fd)
-        return ServiceDirState(self.path_for(name), place, legacy)
+        return ServiceDirState(
+            self.path_for(name), place, legacy, tuple(list_backups(self.folders, name))
+        )
+
+    async def backups(self, name: str) -> list[DataBackup]:
+        """The versioned backups of ``name``'s data, newest first."""
+        return await asyncio.to_thread(list_backups, self.folders, name)
 
     async def migrate_legacy(self, name: str) -> list[str]:
         """Take out what an earlier agent left in the folder; what was done, line by line."""
@@ -115,9 +140,21 @@ class ServiceDirs:
         """Archive the folder as ``<archive>/<name>-<UTC stamp>``; remove it only on purge."""
         return await asyncio.to_thread(delete_folder, self.folders, name, purge=purge)
 
-    async def backup_data(self, name: str) -> Path:
-        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup."""
-        return await asyncio.to_thread(backup_data, self.folders, name)
+    async def archives(self) -> list[ArchivedFolder]:
+        """The deleted services' archived folders, newest first, with disk use."""
+        return await asyncio.to_thread(list_archives, self.folders)
+
+    async def restore_archive(self, archive_id: str, name: str) -> Path:
+        """An archived folder back as the folder of ``name`` (which has none)."""
+        return await asyncio.to_thread(restore_archive, self.folders, archive_id, name)
+
+    async def remove_archive(self, archive_id: str) -> None:
+        await asyncio.to_thread(remove_archive, self.folders, archive_id)
+
+    async def backup_data(self, name: str, version: str | None = None) -> Path:
+        """Copy ``pb_data`` (the service must be stopped) to a timestamped, root-only backup
+        named by the ``version`` that wrote the data."""
+        return await asyncio.to_thread(backup_data, self.folders, name, version)
 
     async def restore_data(self, name: str, backup: Path) -> Path:
         """Put a backup of ``pb_data`` back; the data it replaces is kept beside the backups.
@@ -125,6 +162,19 @@ class ServiceDirs:
         Returns where the replaced ``pb_data`` went. The service must be stopped.
         """
         return await asyncio.to_thread(restore_data, self.folders, name, backup)
+
+    async def sweep_bootstrap_leftovers(self) -> list[str]:
+        """What a killed agent's superuser runs left (``superuser.sweep_bootstrap_leftovers``)."""
+        return await sweep_bootstrap_leftovers(self.bus, self.settings, self._bootstrap_dir)
+
+    async def sweep_partial_backups(self) -> list[str]:
+        """The unfinished backups killed upgrades left (``backups.remove_partial_backups``)."""
+        removed = await asyncio.to_thread(remove_partial_backups, self.folders)
+        return [str(path) for path in removed]
+
+    @property
+    def _bootstrap_dir(self) -> Path:
+        return self.config.base_dir / ".bootstrap"
 
     async def ensure_superuser(
         self, spec: ServiceSpec, email: str, password: str | None = None
@@ -141,7 +191,7 @@ class ServiceDirs:
             spec,
             email,
             password,
-            bootstrap_dir=self.config.database.parent / "bootstrap",
+            bootstrap_dir=self._bootstrap_dir,
         )
 
 

@@ -11,8 +11,9 @@ updates the superuser from two environment variables, which reach the process fr
 root-only environment file (``EnvironmentFile=``, read by systemd before it drops
 privileges): the password is never an argument, never in a unit's text, never in a file the
 instance can read after the run. Both the migration folder and the environment file are
-removed afterwards. Each run's migration has a name of its own, because PocketBase applies a
-migration of one name only once.
+removed afterwards, and an agent killed during a run leaves them to the next, which sweeps
+them (``sweep_bootstrap_leftovers``) when it starts. Each run's migration has a name of
+its own, because PocketBase applies a migration of one name only once.
 
 The password is the caller's (the API generates one to show at creation), or the first line
 of ``superuser_password_file`` (a root-owned regular file no one else can read), or
@@ -25,6 +26,7 @@ Neighbours: ``dirs`` (``ServiceDirs.ensure_superuser``), ``controllers.systemd``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -38,7 +40,7 @@ from dbus_fast import Variant
 
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.errors import ServiceDirError
-from pockestrator.controllers.systemd import SystemdBus, UnitSettings
+from pockestrator.controllers.systemd import SystemdBus, SystemdError, UnitSettings
 from pockestrator.controllers.systemd.render import quote_environment_value
 from pockestrator.controllers.systemd.transient import run_transient
 from pockestrator.files import write_atomic
@@ -90,8 +92,42 @@ def redact(text: str, secret: str) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
 
+BOOTSTRAP_UNITS = "pockestrator-bootstrap-*.service"
+SECRETS_FILES = ".*.bootstrap.env"
+
+
 def bootstrap_unit(name: str) -> str:
     return f"pockestrator-bootstrap-{name}.service"
+
+
+async def sweep_bootstrap_leftovers(
+    bus: SystemdBus, settings: UnitSettings, bootstrap_dir: Path
+) -> list[str]:
+    """Stop the superuser runs a killed agent left and remove their files; what went.
+
+    Called when the agent starts, before it runs any of its own. A killed agent's run is
+    nobody's any more (no one reads its result; the reconciler runs it again, since it was
+    never recorded as done), and its environment file holds a password.
+    """
+    swept = []
+    for unit in await bus.list_unit_names([BOOTSTRAP_UNITS]):
+        try:
+            await bus.stop_unit(unit)
+            await bus.reset_failed_unit(unit)
+        except SystemdError as exc:  # its files go anyway: the run then fails, unread
+            log.warning("a leftover superuser run could not be stopped", unit=unit, error=str(exc))
+        swept.append(unit)
+    leftovers = sorted(settings.environment_dir.glob(SECRETS_FILES))
+    if bootstrap_dir.is_dir():
+        leftovers += sorted(bootstrap_dir.iterdir())
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        swept.append(str(path))
+    return swept
 
 
 async def ensure_superuser(

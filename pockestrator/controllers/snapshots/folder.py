@@ -31,6 +31,7 @@ from pockestrator.files import fsync_directory, write_atomic
 from pockestrator.specs.grammar import check_project_name
 
 VERIFICATION_NAME = "verification.json"
+UPLOADS_NAME = "uploads.json"
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -52,6 +53,8 @@ class Snapshot:
     path: Path
     manifest: Manifest
     verification: Verification | None = None
+    # The off-site targets holding a verified copy (``uploads.json``), by name.
+    uploaded: frozenset[str] = frozenset()
 
     @property
     def snapshot_id(self) -> str:
@@ -99,6 +102,17 @@ class SnapshotFolder:
             snapshot_id = f"{stamp}-{counter}"
             counter += 1
         partial = folder / f".{snapshot_id}{PARTIAL_SUFFIX}"
+        partial.mkdir(mode=0o700)
+        return PartialSnapshot(name, snapshot_id, partial)
+
+    def begin_as(self, name: str, snapshot_id: str) -> PartialSnapshot:
+        """A partial folder for a snapshot brought back from a target, under its own id."""
+        folder = self._ensure(name)
+        check_snapshot_id(snapshot_id)
+        if os.path.lexists(folder / snapshot_id):
+            raise SnapshotError(f"{name} already has snapshot {snapshot_id} here")
+        partial = folder / f".{snapshot_id}{PARTIAL_SUFFIX}"
+        shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(mode=0o700)
         return PartialSnapshot(name, snapshot_id, partial)
 
@@ -164,7 +178,14 @@ class SnapshotFolder:
             "detail": verification.detail[:2000],
         }
         write_atomic(snapshot.path / VERIFICATION_NAME, json.dumps(body) + "\n", mode=0o600)
-        return Snapshot(snapshot.path, snapshot.manifest, verification)
+        return Snapshot(snapshot.path, snapshot.manifest, verification, snapshot.uploaded)
+
+    def record_upload(self, snapshot: Snapshot, target: str, at: datetime) -> Snapshot:
+        """Remember that ``target`` holds a verified copy (so it is not uploaded again)."""
+        uploads = _read_uploads(snapshot.path / UPLOADS_NAME)
+        uploads[target] = at.isoformat()
+        write_atomic(snapshot.path / UPLOADS_NAME, json.dumps(uploads) + "\n", mode=0o600)
+        return Snapshot(snapshot.path, snapshot.manifest, snapshot.verification, frozenset(uploads))
 
     def _read(self, path: Path) -> Snapshot | None:
         try:
@@ -173,7 +194,12 @@ class SnapshotFolder:
             return None
         if manifest.snapshot_id != path.name:
             return None
-        return Snapshot(path, manifest, _read_verification(path / VERIFICATION_NAME))
+        return Snapshot(
+            path,
+            manifest,
+            _read_verification(path / VERIFICATION_NAME),
+            frozenset(_read_uploads(path / UPLOADS_NAME)),
+        )
 
 
 def _read_verification(path: Path) -> Verification | None:
@@ -184,6 +210,16 @@ def _read_verification(path: Path) -> Verification | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _read_uploads(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _fsync_tree(root: Path) -> None:

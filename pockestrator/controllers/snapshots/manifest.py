@@ -27,8 +27,9 @@ from pockestrator.specs.grammar import GrammarError
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
 # What a snapshot is for: on a schedule, asked for, the one taken before a restore or an
-# upgrade (kept so that the way back exists), or brought in from elsewhere (an import).
-Kind = Literal["scheduled", "manual", "safety", "upgrade", "import"]
+# upgrade (kept so that the way back exists), brought in from elsewhere (an import), or
+# made with data.db as a replica had it at a chosen second (a point-in-time restore).
+Kind = Literal["scheduled", "manual", "safety", "upgrade", "import", "replica"]
 # Paths inside a snapshot: relative, no empty, "." or ".." part, no control character.
 _PATH_PART = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)

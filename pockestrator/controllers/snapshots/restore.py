@@ -106,22 +106,39 @@ def _move_out(service_fd: int, folder: str, replaced_fd: int) -> None:
 def seed(folders: ServiceFolders, snapshot: Snapshot, name: str) -> Path:
     """The first data of a service that has no folder yet: its private state directory,
     made here with the snapshot's folders in it (systemd gives it to the instance's user)."""
+    target = seed_from(folders, snapshot.path, name, f"snapshot {snapshot.snapshot_id}")
+    log.info("service seeded from a snapshot", service=name, snapshot=snapshot.snapshot_id)
+    return target
+
+
+def seed_from(folders: ServiceFolders, source: Path, name: str, label: str) -> Path:
+    """``seed`` from any root-only folder holding ``pb_data`` (and maybe the app folders):
+    a snapshot, or an unpacked import. Only files and folders are copied."""
     if folders.place(name) is not Place.NONE:
         raise SnapshotError(f"{name} already has a folder; restore into it instead")
-    held = [folder for folder in FOLDERS if (snapshot.path / folder).is_dir()]
+    held = [folder for folder in FOLDERS if (source / folder).is_dir()]
     if DATA_DIR not in held:
-        raise SnapshotError(f"snapshot {snapshot.snapshot_id} has no pb_data")
+        raise SnapshotError(f"{label} has no pb_data")
     target = folders.private_path(name)
     folders.prepare_private_tree()
     partial = target.with_name(f".{target.name}.seeding-{secrets.token_hex(4)}")
     partial.mkdir(mode=0o700)
     try:
         for folder in held:
-            shutil.copytree(snapshot.path / folder, partial / folder, symlinks=True)
+            shutil.copytree(source / folder, partial / folder, symlinks=True, ignore=_not_plain)
         os.rename(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     fsync_directory(target.parent)
-    log.info("service seeded from a snapshot", service=name, snapshot=snapshot.snapshot_id)
     return target
+
+
+def _not_plain(folder: str, names: list[str]) -> set[str]:
+    """What ``copytree`` leaves out: anything but a regular file or a folder."""
+    left = set()
+    for entry in names:
+        mode = os.lstat(os.path.join(folder, entry)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            left.add(entry)
+    return left

@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -94,14 +95,21 @@ async def take_snapshot(
     now: datetime,
     python: Path,
     timeout: float = SNAPSHOT_TIMEOUT,
+    data_from: Callable[[Path], Awaitable[None]] | None = None,
 ) -> Snapshot:
-    """A complete snapshot of ``spec``'s instance, or ``SnapshotError`` and nothing listed."""
+    """A complete snapshot of ``spec``'s instance, or ``SnapshotError`` and nothing listed.
+
+    ``data_from`` replaces the copied ``data.db`` in the snapshot's ``pb_data`` before it is
+    hashed (a point-in-time restore's database from the replica)."""
     name = spec.project_name
     partial = await asyncio.to_thread(snapshots.begin, name, now)
     stage = STAGE_PREFIX + secrets.token_hex(6)
     try:
         await _stage_databases(bus, settings, spec, stage, python, timeout)
-        files = await asyncio.to_thread(_collect, folders, name, stage, partial)
+        await asyncio.to_thread(_collect, folders, name, stage, partial)
+        if data_from is not None:  # data.db from elsewhere (a replica's point in time)
+            await data_from(partial.path / DATA_DIR)
+        files = await asyncio.to_thread(_hash_tree, partial.path)
         manifest = build_manifest(
             name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
         )
@@ -149,10 +157,8 @@ async def _stage_databases(
         )
 
 
-def _collect(
-    folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot
-) -> list[FileEntry]:
-    """Copy what the snapshot holds into ``partial``; every file's entry."""
+def _collect(folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot) -> None:
+    """Copy what the snapshot holds into ``partial``."""
     with folders.open_service(name) as service_fd:
         if service_fd is None:
             raise SnapshotError(f"{name} has no folder to snapshot")
@@ -171,7 +177,6 @@ def _collect(
                     copy_tree_at(service_fd, app_dir, target_fd, app_dir)
     if not (partial.path / DATA_DIR / DATABASES[0]).is_file():
         raise SnapshotError(f"{name} has no pb_data/data.db yet: nothing to snapshot")
-    return _hash_tree(partial.path)
 
 
 def _copy_if_there(source_dir: int, path: str, target_dir: int, target: str) -> None:

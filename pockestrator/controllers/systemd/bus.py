@@ -7,6 +7,12 @@ their ``JobRemoved`` signal, and a failed job is reported with the unit's own re
 (``Result``, ``ExecMainStatus``). ``watch_units`` turns ``PropertiesChanged`` signals into
 callbacks with unit names, so the agent learns about state changes without polling.
 
+The connection is kept: when it drops (the bus daemon restarted, the manager re-executed
+and the bus with it), the client connects again with backoff, subscribes again, fails the
+jobs it was waiting for (their signals may be lost) and tells ``on_reconnect`` listeners,
+who must assume they missed signals. A call made meanwhile waits for the new connection
+within its timeout.
+
 This module only speaks the protocol. Neighbours: ``render`` (the unit text), ``units``
 (unit files and ``observe``); deciding what to do is the reconciler's (``agent``).
 """
@@ -16,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
@@ -28,6 +35,8 @@ MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_INTERFACE = "org.freedesktop.systemd1.Manager"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+
+log = structlog.get_logger("pockestrator.systemd")
 
 # systemd reports "unknown" for 64-bit counters as the maximum value.
 UINT64_UNSET = 2**64 - 1
@@ -125,14 +134,25 @@ def _optional_uint(value: Any, *, zero_is_unset: bool = False) -> int | None:
 class SystemdBus:
     """One D-Bus connection to one systemd manager."""
 
-    def __init__(self, bus: MessageBus, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        timeout: float = 10.0,
+        reconnect: Callable[[], Awaitable[MessageBus]] | None = None,
+    ) -> None:
         self._bus = bus
         self.timeout = timeout
         self._job_waiters: dict[str, asyncio.Future[str]] = {}
         # JobRemoved can be dispatched before the StartUnit reply resumes our coroutine.
         self._finished_jobs: OrderedDict[str, str] = OrderedDict()
         self._unit_listeners: list[Callable[[str], None]] = []
+        self._reconnect_listeners: list[Callable[[], None]] = []
         self._subscribed = False
+        self._reconnect = reconnect
+        self._closing = False
+        self._back = asyncio.Event()
+        self._back.set()
+        self._keeper: asyncio.Task[None] | None = None
         bus.add_message_handler(self._on_message)
 
     @classmethod
@@ -140,31 +160,89 @@ class SystemdBus:
         cls, manager: ManagerKind = "system", address: str | None = None, timeout: float = 10.0
     ) -> SystemdBus:
         bus_type = BusType.SYSTEM if manager == "system" else BusType.SESSION
-        # File descriptors travel too: a transient unit's output is a pipe of ours.
-        bus = MessageBus(bus_address=address, bus_type=bus_type, negotiate_unix_fd=True)
-        try:
-            await asyncio.wait_for(bus.connect(), timeout)
-        except (OSError, TimeoutError) as exc:
-            raise SystemdError(f"cannot connect to the {manager} bus: {exc}") from exc
-        client = cls(bus, timeout)
+
+        async def open_bus() -> MessageBus:
+            # File descriptors travel too: a transient unit's output is a pipe of ours.
+            bus = MessageBus(bus_address=address, bus_type=bus_type, negotiate_unix_fd=True)
+            try:
+                await asyncio.wait_for(bus.connect(), timeout)
+            except (OSError, TimeoutError, EOFError) as exc:
+                bus.disconnect()
+                raise SystemdError(f"cannot connect to the {manager} bus: {exc}") from exc
+            return bus
+
+        bus = await open_bus()
+        client = cls(bus, timeout, reconnect=open_bus)
         try:
             await client._subscribe()
         except BaseException:
             bus.disconnect()  # not left open behind a failed connect
             raise
+        client._keeper = asyncio.create_task(client._keep_connected(), name="dbus-reconnect")
         return client
 
     @property
     def connected(self) -> bool:
         return bool(self._bus.connected)
 
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each reconnection (signals may have been missed)."""
+        self._reconnect_listeners.append(listener)
+
     async def close(self) -> None:
+        self._closing = True
         self._bus.disconnect()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._bus.wait_for_disconnect(), 2.0)  # type: ignore[no-untyped-call]
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        self._fail_waiters("D-Bus connection closed")
+
+    def _fail_waiters(self, reason: str) -> None:
         for waiter in self._job_waiters.values():
             if not waiter.done():
-                waiter.set_exception(SystemdError("D-Bus connection closed"))
+                waiter.set_exception(SystemdError(reason))
+
+    async def _keep_connected(self) -> None:
+        """Each time the connection drops: connect again (with backoff) and subscribe."""
+        assert self._reconnect is not None
+        while not self._closing:
+            with contextlib.suppress(Exception):
+                # Shielded: cancelling this task must not cancel the bus's own future,
+                # which ``close`` waits on too.
+                await asyncio.shield(self._bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
+            if self._closing:
+                return
+            self._back.clear()
+            self._subscribed = False
+            self._fail_waiters("D-Bus connection lost while waiting for the job")
+            log.warning("D-Bus connection lost; connecting again")
+            pause = 0.05
+            while True:
+                try:
+                    bus = await self._reconnect()
+                except SystemdError as exc:
+                    log.debug("D-Bus not back yet", error=str(exc), retry_in=pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                bus.add_message_handler(self._on_message)
+                self._bus = bus
+                try:
+                    await self._subscribe()
+                except SystemdError as exc:
+                    log.debug("D-Bus subscription failed", error=str(exc), retry_in=pause)
+                    bus.disconnect()
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                break
+            self._back.set()
+            log.info("D-Bus connection back; subscribed again")
+            for listener in list(self._reconnect_listeners):
+                listener()
 
     async def call(
         self,
@@ -190,6 +268,13 @@ class SystemdBus:
             unix_fds=list(unix_fds),
         )
         limit = self.timeout if timeout is None else timeout
+        if not self._bus.connected and self._keeper is not None and not self._closing:
+            try:
+                await asyncio.wait_for(self._back.wait(), limit)
+            except TimeoutError as exc:
+                raise SystemdError(
+                    f"{member}: D-Bus connection lost, not back in {limit}s"
+                ) from exc
         try:
             reply = await asyncio.wait_for(self._bus.call(message), limit)
         except TimeoutError as exc:

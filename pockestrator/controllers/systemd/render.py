@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pockestrator.apparchive import is_release_id
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
-from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR
+from pockestrator.controllers.service_layout import BINARY_NAME, DATA_DIR, RELEASES_DIR
 from pockestrator.controllers.systemd.sandbox import (
     Directive,
     sandbox,
@@ -49,6 +50,9 @@ from pockestrator.specs.model import ServiceSpec
 MARKER = "X-Pockestrator-Managed=yes"
 HASH_KEY = "X-Pockestrator-Hash="
 VERSION_KEY = "X-Pockestrator-Version="
+# systemd stops restarting an instance after this many starts in a minute: a crash loop
+# (agent.plan.gave_up reads it back from NRestarts).
+START_LIMIT_BURST = 5
 ENVIRONMENT_KEY = "X-Pockestrator-Environment="
 # What systemd's parser unescapes inside a double-quoted value of an environment file.
 _ENV_ESCAPED = frozenset('\\"`$')
@@ -162,8 +166,31 @@ def unit_body_hash(text: str) -> str:
     return sha256_text(body)
 
 
-def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -> str:
-    """The unit file text for ``spec``: deterministic, boxed, marked and self-hashed."""
+FLAG_FOR_DIR = {
+    "pb_hooks": "--hooksDir",
+    "pb_migrations": "--migrationsDir",
+    "pb_public": "--publicDir",
+}
+
+
+def app_arguments(folder: str, *, watch: bool = False) -> list[str]:
+    """PocketBase's three app flags at a release's ``folder``, its hooks not watched:
+    a deployed release changes only by a deploy, and with watching off a hook that does
+    not load stops PocketBase instead of being skipped with a line in the log. ``watch``
+    is the dev mode a spec asks for with ``flags.hooks_watch: true``."""
+    return [f"{flag}={folder}/{extra}" for extra, flag in FLAG_FOR_DIR.items()] + [
+        f"--hooksWatch={'true' if watch else 'false'}"
+    ]
+
+
+def render_unit(
+    spec: ServiceSpec, settings: UnitSettings, owner: str = "api", release: str | None = None
+) -> str:
+    """The unit file text for ``spec``: deterministic, boxed, marked and self-hashed.
+
+    With ``release`` (the live app release's id) PocketBase's app folders are that
+    release's (``<dir>/.releases/<id>``) instead of the spec's ``extra_dirs``.
+    """
     name = check_project_name(spec.project_name)
     directory = _safe_path(settings.service_dir(name))
     arguments = [
@@ -172,13 +199,16 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         f"--http=127.0.0.1:{_port(spec.port)}",
         f"--dir={directory}/{DATA_DIR}",
     ]
-    flag_for_dir = {
-        "pb_hooks": "--hooksDir",
-        "pb_migrations": "--migrationsDir",
-        "pb_public": "--publicDir",
-    }
-    arguments += [f"{flag_for_dir[extra]}={directory}/{extra}" for extra in spec.extra_dirs]
-    arguments += spec.flags.as_arguments()
+    flags = spec.flags.as_arguments()
+    if release is None:
+        arguments += [f"{FLAG_FOR_DIR[extra]}={directory}/{extra}" for extra in spec.extra_dirs]
+    else:
+        if not is_release_id(release):
+            raise UnsafeValue(f"release {release[:40]!r} cannot be written into a unit file")
+        watch = spec.flags.hooks_watch is True
+        arguments += app_arguments(f"{directory}/{RELEASES_DIR}/{release}", watch=watch)
+        flags = [flag for flag in flags if not flag.startswith("--hooksWatch=")]
+    arguments += flags
     for argument in arguments:
         if any(c.isspace() or c in "\"'\\%;" for c in argument):
             raise UnsafeValue(f"argument {argument!r} cannot be written into a unit file")
@@ -194,7 +224,7 @@ def render_unit(spec: ServiceSpec, settings: UnitSettings, owner: str = "api") -
         "After=network-online.target",
         "Wants=network-online.target",
         "StartLimitIntervalSec=60",
-        "StartLimitBurst=5",
+        f"StartLimitBurst={START_LIMIT_BURST}",
         MARKER,
         f"X-Pockestrator-Service={name}",
         f"{VERSION_KEY}{spec.pocketbase_version}",

@@ -11,7 +11,9 @@ own module with its own SQL:
 - ``events``: the append-only history of each service;
 - ``handoff``: one-time superuser passwords from the API to the reconciler;
 - ``secrets``: secret values given through the API, in root-only files beside the database;
-- ``file_issues``: the current problems of each spec file.
+- ``file_issues``: the current problems of each spec file;
+- ``operations``: snapshots, verifications, restores asked of a service;
+- ``seeds``: where a new service's first data comes from (a clone, an import).
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -29,7 +31,13 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
-from pockestrator.specs.store.operations import Operation, OperationKind, Operations
+from pockestrator.specs.store.operations import (
+    BACKUP_KINDS,
+    DEPLOY_KINDS,
+    Operation,
+    OperationKind,
+    Operations,
+)
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -47,11 +55,14 @@ from pockestrator.specs.store.records import (
     owner_file,
 )
 from pockestrator.specs.store.secrets import SecretFiles, SecretMissing
+from pockestrator.specs.store.seeds import Seed, Seeds, SeedSource
 from pockestrator.specs.store.services import Services
 from pockestrator.specs.store.status import Statuses
 
 __all__ = [
     "API_OWNER",
+    "BACKUP_KINDS",
+    "DEPLOY_KINDS",
     "FILE_OWNER_PREFIX",
     "STATUS_FIELDS",
     "STATUS_STATES",
@@ -63,6 +74,8 @@ __all__ = [
     "Operation",
     "OperationKind",
     "SecretMissing",
+    "Seed",
+    "SeedSource",
     "ServiceRecord",
     "ServiceStatus",
     "ServiceSummary",
@@ -78,7 +91,7 @@ __all__ = [
 SECRETS_FOLDER = "secrets"
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations):
+class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

@@ -1,20 +1,24 @@
-"""Uniqueness of name, port and domain: the one place that decides it and words it.
+"""Uniqueness of names, ports and domains: the one place that decides it and words it.
 
-Every service holds three claims, its project name, its port and its (normalised) domain,
-and no two services share one. The database guarantees it with UNIQUE constraints, however
-writers race. ``taken_claims`` is what reports it: every write that could collide (a
-create, a spec replaced through the API, a spec file synced) calls it inside its own
-``BEGIN IMMEDIATE`` transaction before writing, so it sees exactly what the constraints
-will see, and it lists every claim another service holds rather than the first one a
-constraint would trip on. The API's validation (``Store.claims_taken``) asks the same
-function without writing, so a request hears of every problem before anything is written,
-in the same words a racing write would get.
+Every service holds claims: its project name, its port, and every domain it answers to
+(its ``domain`` and its ``proxy.aliases``); no two services share one, and no domain is
+one service's main domain and another's alias. The database guarantees it with UNIQUE
+constraints (``services.name``, ``services.port``, and ``service_domains.domain``, which
+lists every domain of every service), however writers race. ``taken_claims`` is what
+reports it: every write that could collide (a create, a spec replaced through the API, a
+spec file synced) calls it inside its own ``BEGIN IMMEDIATE`` transaction before writing,
+so it sees exactly what the constraints will see, and it lists every claim another
+service holds rather than the first one a constraint would trip on. The API's validation
+(``Store.claims_taken``) asks the same function without writing, so a request hears of
+every problem before anything is written, in the same words a racing write would get.
+``claim_domains`` keeps ``service_domains`` in step with each written spec.
 
 One message per kind, with the reference's codes: a taken name is
 ``DUPLICATE_PROJECT_NAME`` (``PROJECT_NAME_EXISTS`` where the validate endpoint asks), a
-taken port ``PORT_IN_USE`` and a taken domain ``DOMAIN_IN_USE``, each naming the holder.
-Whether a port is free on the host, or is the agent's own, is not a claim between services:
-``specs.validation`` checks that.
+taken port ``PORT_IN_USE`` and a taken domain ``DOMAIN_IN_USE`` (on ``domain``, or on
+``proxy.aliases.<n>`` for an alias), each naming the holder. Whether a port is free on the
+host, or is the agent's own, is not a claim between services: ``specs.validation`` checks
+that.
 """
 
 from __future__ import annotations
@@ -33,12 +37,20 @@ NameTakenCode = Literal[ErrorCode.DUPLICATE_PROJECT_NAME, ErrorCode.PROJECT_NAME
 
 @dataclass(frozen=True)
 class Holder:
-    """A service that holds at least one of the claims asked about."""
+    """A service that holds at least one of the claims asked about: its name, port and
+    owner, and which of the domains asked about it answers to."""
 
     name: str
     port: int
-    domain: str
     owner: str
+    domains: frozenset[str] = frozenset()
+
+
+def domain_fields(spec: ServiceSpec) -> list[tuple[str, str]]:
+    """``(field, domain)`` of every domain ``spec`` answers to: ``domain``, then each alias
+    as ``proxy.aliases.<n>``."""
+    aliases = [(f"proxy.aliases.{index}", alias) for index, alias in enumerate(spec.proxy.aliases)]
+    return [("domain", spec.domain), *aliases]
 
 
 def claim_issues(
@@ -46,8 +58,9 @@ def claim_issues(
     holders: list[Holder],
     name_code: NameTakenCode = ErrorCode.DUPLICATE_PROJECT_NAME,
 ) -> list[FieldIssue]:
-    """The issue of each claim of ``spec`` that one of ``holders`` holds: name, port, domain
-    (in that order, each at most once since each claim has at most one holder)."""
+    """The issue of each claim of ``spec`` that one of ``holders`` holds: the name, the
+    port, then each domain in the order of ``domain_fields`` (each at most once, since
+    each claim has at most one holder)."""
     issues: list[FieldIssue] = []
     for holder in holders:
         if holder.name == spec.project_name:
@@ -59,10 +72,11 @@ def claim_issues(
         if holder.port == spec.port:
             message = f"Port {spec.port} is already in use by service '{holder.name}'"
             issues.append(FieldIssue("port", message, ErrorCode.PORT_IN_USE))
-    for holder in holders:
-        if holder.domain == spec.domain:
-            message = f"Domain {spec.domain} is already used by service '{holder.name}'"
-            issues.append(FieldIssue("domain", message, ErrorCode.DOMAIN_IN_USE))
+    for field, domain in domain_fields(spec):
+        for holder in holders:
+            if domain in holder.domains:
+                message = f"Domain {domain} is already used by service '{holder.name}'"
+                issues.append(FieldIssue(field, message, ErrorCode.DOMAIN_IN_USE))
     return issues
 
 
@@ -75,13 +89,39 @@ def taken_claims(
 ) -> list[FieldIssue]:
     """Every claim of ``spec`` another service holds; ``replacing`` names the service this
     spec is to replace, whose own claims are not in the way."""
+    domains = [domain for _field, domain in domain_fields(spec)]
+    marks = ", ".join("?" for _ in domains)
+    held: dict[str, set[str]] = {}
+    for row in db.execute(
+        f"SELECT domain, name FROM service_domains WHERE domain IN ({marks}) "  # noqa: S608
+        "AND name IS NOT ?",
+        (*domains, replacing),
+    ):
+        held.setdefault(row["name"], set()).add(row["domain"])
+    # Only "?" placeholders are formatted into the text; every value is a parameter.
+    holder_marks = ", ".join("?" for _ in held)
     rows = db.execute(
-        "SELECT name, port, domain, owner FROM services "
-        "WHERE (name = ? OR port = ? OR domain = ?) AND name IS NOT ? ORDER BY name",
-        (spec.project_name, spec.port, spec.domain, replacing),
+        "SELECT name, port, owner FROM services "  # noqa: S608
+        f"WHERE (name = ? OR port = ? OR name IN ({holder_marks})) "
+        "AND name IS NOT ? ORDER BY name",
+        (spec.project_name, spec.port, *held, replacing),
     ).fetchall()
-    holders = [Holder(row["name"], int(row["port"]), row["domain"], row["owner"]) for row in rows]
+    holders = [
+        Holder(row["name"], int(row["port"]), row["owner"], frozenset(held.get(row["name"], ())))
+        for row in rows
+    ]
     return claim_issues(spec, holders, name_code)
+
+
+def claim_domains(db: sqlite3.Connection, spec: ServiceSpec) -> None:
+    """Make ``service_domains`` hold exactly the domains of ``spec`` for its service (whose
+    row must exist); a domain another service holds fails on the table's UNIQUE key, which
+    ``taken_claims`` has reported before any write."""
+    db.execute("DELETE FROM service_domains WHERE name = ?", (spec.project_name,))
+    db.executemany(
+        "INSERT INTO service_domains (domain, name) VALUES (?, ?)",
+        [(domain, spec.project_name) for _field, domain in domain_fields(spec)],
+    )
 
 
 class Claims(StorePart):

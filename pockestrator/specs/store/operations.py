@@ -1,4 +1,5 @@
-"""Operations asked of a service: a snapshot, a verification, a restore, a deletion.
+"""Operations asked of a service: a snapshot, a verification, a restore, a deletion, an app
+deploy or rollback.
 
 An operation is a request the service's reconciles fulfil, in order, one at a time: the
 API records it (``request_operation``) and queues the service; the reconciler sees the
@@ -18,7 +19,9 @@ from typing import Any, Literal
 from pockestrator.database import parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
 
-OperationKind = Literal["snapshot", "verify", "restore", "delete"]
+OperationKind = Literal["snapshot", "verify", "restore", "delete", "deploy", "rollback"]
+BACKUP_KINDS = frozenset({"snapshot", "verify", "restore", "delete"})
+DEPLOY_KINDS = frozenset({"deploy", "rollback"})
 Outcome = Literal["done", "failed"]
 
 

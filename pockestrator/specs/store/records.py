@@ -119,6 +119,12 @@ class ServiceStatus:
     settings_hash: str | None = None
     settings_checked_at: datetime | None = None
     settings_pid: int | None = None
+    # The certificate Caddy serves for the domain (TLS services): its validity, its
+    # issuer's name, and when Caddy was last asked (controllers.caddy.certificates).
+    certificate_not_before: datetime | None = None
+    certificate_not_after: datetime | None = None
+    certificate_issuer: str | None = None
+    certificate_checked_at: datetime | None = None
     updated_at: datetime | None = None
 
 

@@ -3,7 +3,8 @@
 ``owner`` says where a service comes from (``api`` or ``file:<path>``) and only that source
 may change or delete it: the API gets ``OWNED_BY_FILE`` for a file's service, a file gets
 ``OWNED_BY_OTHER_SOURCE`` for a name the API holds. A name, port or domain held by another
-service is refused by ``claims.taken_claims``, called inside the same write transaction.
+service is refused by ``claims.taken_claims``, called inside the same write transaction
+(and ``claims.claim_domains`` records the domains a written spec answers to).
 
 A deleted service leaves a row in ``deletions`` until the reconciler has removed it from the
 host (``finish_deletion``); the row records whether its data is archived or purged, and
@@ -24,7 +25,7 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
-from pockestrator.specs.store.claims import taken_claims
+from pockestrator.specs.store.claims import claim_domains, taken_claims
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -36,6 +37,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
 
 
@@ -53,9 +55,16 @@ class Services(StorePart):
             raise
         self._secrets.prune(kept)
 
-    def create_service(self, spec: ServiceSpec, owner: str = API_OWNER) -> ServiceRecord:
-        """Insert a new service; a taken name, port or domain raises ``Conflict`` (all of
-        them at once)."""
+    def create_service(
+        self,
+        spec: ServiceSpec,
+        owner: str = API_OWNER,
+        *,
+        seed: SeedSource | None = None,
+        by: str = "",
+    ) -> ServiceRecord:
+        """Insert a new service, with where its first data comes from (``seed``); a taken
+        name, port or domain raises ``Conflict`` (all of them at once)."""
         with self._secrets_kept(spec) as spec, self._database.write() as db:
             if db.execute(
                 "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
@@ -72,7 +81,9 @@ class Services(StorePart):
             taken = taken_claims(db, spec)
             if taken:
                 raise Conflict(taken)
-            self._insert_service(db, spec, owner, self._now())
+            now = self._now()
+            self._insert_service(db, spec, owner, now)
+            write_seed(db, spec.project_name, seed, by or owner, now)
             return _record_by_name(db, spec.project_name)
 
     def replace_spec(self, name: str, spec: ServiceSpec, owner: str) -> ServiceRecord:
@@ -101,6 +112,7 @@ class Services(StorePart):
                 "generation = generation + 1 WHERE name = ?",
                 (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
             )
+            claim_domains(db, spec)
             return _record_by_name(db, name)
 
     def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, list[FieldIssue]]:
@@ -173,6 +185,7 @@ class Services(StorePart):
                 now,
             ),
         )
+        claim_domains(db, spec)
         insert_first_status(db, spec.project_name, now)
 
     def _update_file_spec(
@@ -192,6 +205,7 @@ class Services(StorePart):
             "updated_at = ?, generation = generation + 1 WHERE name = ?",
             (spec.port, spec.domain, encoded, override, now, row["name"]),
         )
+        claim_domains(db, spec)
 
     def delete_service(
         self, name: str, *, purge: bool = False, owner: str | None = None
@@ -238,6 +252,7 @@ class Services(StorePart):
             if gone:
                 db.execute("DELETE FROM status WHERE name = ?", (name,))
                 db.execute("DELETE FROM superuser_passwords WHERE name = ?", (name,))
+                db.execute("DELETE FROM seeds WHERE service = ?", (name,))
         if gone:
             self._secrets.forget(name)
 

@@ -123,5 +123,9 @@ def _status(row: sqlite3.Row) -> ServiceStatus:
         settings_hash=row["settings_hash"],
         settings_checked_at=parse_iso(row["settings_checked_at"]),
         settings_pid=row["settings_pid"],
+        certificate_not_before=parse_iso(row["certificate_not_before"]),
+        certificate_not_after=parse_iso(row["certificate_not_after"]),
+        certificate_issuer=row["certificate_issuer"],
+        certificate_checked_at=parse_iso(row["certificate_checked_at"]),
         updated_at=parse_iso(row["updated_at"]),
     )

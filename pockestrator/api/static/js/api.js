@@ -66,7 +66,17 @@ export async function call(method, path, body) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(API + path, init);
+  return answered(path, await fetch(API + path, init));
+}
+
+/** POST a file as the body (an app's tar.gz); the JSON answer as `call`'s. */
+export async function upload(path, file, type) {
+  const init = { method: 'POST', headers: headers({ 'Content-Type': type }), cache: 'no-store' };
+  init.body = file;
+  return answered(path, await fetch(API + path, init));
+}
+
+async function answered(path, response) {
   let data = null;
   try {
     data = await response.json();

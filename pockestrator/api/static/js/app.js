@@ -7,6 +7,7 @@
 import { clearSession, get, getSession, post, whenUnauthorized } from './api.js';
 import { h, mount, setText } from './render.js';
 import { forgetSystemInfo, navigate, notify, showHostHealth } from './shell.js';
+import * as backups from './views/backups.js';
 import * as create from './views/create.js';
 import * as detail from './views/detail.js';
 import * as login from './views/login.js';
@@ -19,6 +20,7 @@ const ROUTES = [
   [/^\/system$/, system, 'system'],
   [/^\/services\/new$/, create, 'new'],
   [/^\/services\/([^/]+)\/logs$/, logs, 'services'],
+  [/^\/services\/([^/]+)\/backups$/, backups, 'services'],
   [/^\/services\/([^/]+)$/, detail, 'services'],
   [/^\/(?:services)?$/, services, 'services'],
 ];

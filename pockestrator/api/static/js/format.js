@@ -47,11 +47,9 @@ export function bytes(value) {
   return `${unit === 0 ? size : size.toFixed(1)} ${units[unit]}`;
 }
 
-/** The address an instance answers at: its domain, on Caddy's port when not the default. */
-export function instanceUrl(service, publicPort) {
-  const url = new URL(service.url);
-  if (publicPort) url.port = String(publicPort);
-  return `${url.origin}/`;
+/** The address an instance answers at: the service's url (scheme, domain, Caddy's port). */
+export function instanceUrl(service) {
+  return `${new URL(service.url).origin}/`;
 }
 
 /** Newest first: '0.40.6' before '0.29.0' (pre-releases after their release). */

@@ -13,6 +13,78 @@ import { settingsEditor } from './settings.js';
 export const title = 'New service';
 const VALIDATE_AFTER_MS = 350;
 
+// -- proxy and tls: how Caddy serves the service (their own block; see proxyBody) --------
+const PROXY_GROUP = [
+  'Proxy and HTTPS (optional)',
+  [
+    [
+      'proxy.aliases',
+      'More domains',
+      'Served by the same instance, separated by spaces; each unique across services.',
+    ],
+    [
+      'proxy.redirect_aliases',
+      'Redirect them to the main domain',
+      'Answer the other domains with a 301 to the service URL instead of serving them.',
+    ],
+    [
+      'proxy.max_body_size',
+      'Largest request body',
+      'Default 10MB (KB, MB, GB or KiB, MiB, GiB; up to 1GiB). Larger uploads get a 413.',
+    ],
+    [
+      'proxy.hold_requests',
+      'Hold requests while restarting (seconds)',
+      'Default 10: a restart looks like latency instead of a 502; 0 answers 502 at once.',
+    ],
+    ['tls.mode', 'Certificates', "Default: the agent's setting (caddy_tls)."],
+    [
+      'tls.hsts',
+      'Send HSTS',
+      'Over HTTPS, tell browsers to use only HTTPS for these domains for a year.',
+    ],
+  ],
+];
+
+function proxyControls(input) {
+  const check = (checked) => h('input', { type: 'checkbox', checked });
+  return {
+    'proxy.aliases': input({ inputmode: 'url', placeholder: 'www.example.com' }),
+    'proxy.redirect_aliases': check(false),
+    'proxy.max_body_size': input({ placeholder: '10MB' }),
+    'proxy.hold_requests': input({ inputmode: 'numeric', placeholder: '10' }),
+    'tls.mode': h(
+      'select',
+      {},
+      h('option', { value: '' }, "The agent's setting"),
+      h('option', { value: 'auto' }, 'auto: ACME (Let’s Encrypt or the configured CA)'),
+      h('option', { value: 'internal' }, "internal: Caddy's local CA"),
+      h('option', { value: 'off' }, 'off: plain HTTP'),
+    ),
+    'tls.hsts': check(true),
+  };
+}
+
+/** The spec's proxy and tls sections from the form: only what differs from the defaults. */
+function proxyBody(controls) {
+  const text = (name) => controls[name].value.trim();
+  const proxy = {};
+  const aliases = text('proxy.aliases').split(/[\s,]+/).filter(Boolean);
+  if (aliases.length) proxy.aliases = aliases;
+  if (controls['proxy.redirect_aliases'].checked) proxy.redirect_aliases = true;
+  if (text('proxy.max_body_size')) proxy.max_body_size = text('proxy.max_body_size');
+  const hold = text('proxy.hold_requests');
+  if (hold) proxy.hold_requests = /^\d{1,4}$/.test(hold) ? Number(hold) : hold;
+  const tls = {};
+  if (controls['tls.mode'].value) tls.mode = controls['tls.mode'].value;
+  if (!controls['tls.hsts'].checked) tls.hsts = false;
+  return {
+    ...(Object.keys(proxy).length ? { proxy } : {}),
+    ...(Object.keys(tls).length ? { tls } : {}),
+  };
+}
+// -- end of proxy and tls ----------------------------------------------------------------
+
 /** The form, group by group: [spec field, label, hint]; 'env' is the variables editor. */
 const GROUPS = [
   [
@@ -58,6 +130,7 @@ const GROUPS = [
     ],
   ],
   ['PocketBase settings (optional)', 'settings'],
+  PROXY_GROUP,
 ];
 const TEXT_FIELDS = ['project_name', 'pocketbase_version', 'domain', 'superuser_email'];
 
@@ -91,6 +164,7 @@ export async function show(root, view) {
       h('option', { value: 'running' }, 'Running'),
       h('option', { value: 'stopped' }, 'Stopped'),
     ),
+    ...proxyControls(input),
   };
   const hints = {
     pocketbase_version: releases.latest
@@ -143,6 +217,7 @@ export async function show(root, view) {
   // Problems show for the fields the user has been at (prefilled ones count), all on submit.
   const touched = new Set(Object.keys(controls).filter((name) => controls[name].value));
   touched.delete('desired_state');
+  touched.delete('tls.mode');
   let submitted = false;
   let timer = null;
   let sequence = 0;
@@ -167,6 +242,7 @@ export async function show(root, view) {
     if (egress.length) spec.egress = egress;
     const declared = settings.value();
     if (Object.keys(declared).length) spec.settings = declared;
+    Object.assign(spec, proxyBody(controls));
     return spec;
   }
 
@@ -254,7 +330,7 @@ export async function show(root, view) {
       }
       return;
     }
-    await showDeployment(root, view, created, info);
+    await showDeployment(root, view, created);
   }
 }
 

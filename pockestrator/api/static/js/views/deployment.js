@@ -9,10 +9,10 @@ import { badge, h, mount, setText, updateBadge } from '../render.js';
 const PROGRESS_MS = 1000;
 
 /** After the 201: the password (once) and the deployment, until the instance is up. */
-export async function showDeployment(root, view, created, info) {
+export async function showDeployment(root, view, created) {
   const service = created.service;
   const name = service.project_name;
-  const url = instanceUrl(service, info?.public_port);
+  const url = instanceUrl(service);
   const state = badge(service.status);
   const steps = h('ol', { class: 'steps' });
   const events = h('ul', { class: 'events' });

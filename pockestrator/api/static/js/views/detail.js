@@ -1,6 +1,7 @@
 // One service: runtime status, drift (config_match and the rendered hashes), events,
 // start/stop/restart, a version change (an upgrade through PATCH), PocketBase's own
-// settings (shown, and edited through PATCH; secrets write-only) and deletion.
+// settings (shown, and edited through PATCH; secrets write-only), its app releases
+// (deploy by upload, rollback: views/releases.js) and deletion.
 // A service owned by a spec file shows its file; what the API refuses for it (spec
 // changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
 
@@ -20,6 +21,7 @@ import {
 import { navigate, notify, systemInfo } from '../shell.js';
 import { chart } from '../charts.js';
 import { deleteDialog } from './delete-dialog.js';
+import { releasesCard } from './releases.js';
 import { settingsEditor, settingsRows } from './settings.js';
 
 export const title = 'Service';
@@ -43,6 +45,7 @@ const RUNTIME = [
   ['Desired state', ({ status }) => status.desired_state],
   ['Deployed version', ({ status }) => status.deployed_version],
   ['Last error', ({ status }) => status.error_message ?? 'none'],
+  ['Certificate', ({ service, status }) => certificateText(service, status.certificate)],
 ];
 const DRIFT = [
   ['Config match', ({ runtime }) => driftText(runtime.config_match)],
@@ -58,6 +61,8 @@ const SPEC = [
       h('a', { href: link, target: '_blank', rel: 'noopener noreferrer' }, service.domain),
   ],
   ['Port', ({ service }) => service.port],
+  ['Proxy', ({ service }) => proxyText(service.proxy)],
+  ['HTTPS', ({ service }) => tlsText(service)],
   ['PocketBase version', ({ service }) => service.pocketbase_version],
   ['systemd unit', ({ service }) => service.service_name],
   ['Description', ({ service }) => service.description || null],
@@ -107,6 +112,7 @@ export async function show(root, view) {
   const owned = fileOwned ? { disabled: true, 'aria-describedby': 'owned-note' } : {};
   document.title = `${name} · Pockestrator`;
 
+  const releases = releasesCard(id, () => refresh());
   const rows = [];
   const list = (table) =>
     h(
@@ -170,6 +176,21 @@ export async function show(root, view) {
   );
   const settingsMessage = h('p', { class: 'message', role: 'status' });
   mount(settingsForm, settings.element, settingsMessage, settingsButton);
+  // Shown once the API refuses a lower version (VERSION_DOWNGRADE): allowing it restores
+  // the backup taken before the upgrade from that version.
+  const allowDowngrade = h('input', { type: 'checkbox', id: 'allow-downgrade', ...owned });
+  const downgradeRow = h(
+    'p',
+    { class: 'checkbox', hidden: true },
+    allowDowngrade,
+    ' ',
+    h(
+      'label',
+      { for: 'allow-downgrade' },
+      'Allow the downgrade: restore the data backed up before the upgrade from this version (what was written since is set aside, not deleted)',
+    ),
+  );
+  const proxyCard = proxyEditor(id, fileOwned, owned, () => refresh());
   const events = h('ol', { class: 'events', 'aria-label': 'Events, newest first' });
   const dialog = deleteDialog(name, info, remove);
   const deleteButton = button('Delete service…', () => dialog.showModal(), {
@@ -180,6 +201,11 @@ export async function show(root, view) {
     'a',
     { class: 'button secondary', href: `#/services/${encodeURIComponent(name)}/logs` },
     'Logs',
+  );
+  const backupsLink = h(
+    'a',
+    { class: 'button secondary', href: `#/services/${encodeURIComponent(name)}/backups` },
+    'Backups',
   );
 
   mount(
@@ -201,6 +227,7 @@ export async function show(root, view) {
       Object.values(controls),
       adminLink,
       logsLink,
+      backupsLink,
     ),
     message,
     h(
@@ -218,11 +245,18 @@ export async function show(root, view) {
         list(DRIFT),
       ),
       card('Spec', {}, list(SPEC)),
+      releases.element,
       card(
         'Change version',
         {},
         fileOwned ? h('p', { class: 'muted' }, 'Change the version in the spec file.') : null,
-        h('form', { novalidate: true, onsubmit: upgrade }, versionField, upgradeButton),
+        h(
+          'form',
+          { novalidate: true, onsubmit: upgrade },
+          versionField,
+          downgradeRow,
+          upgradeButton,
+        ),
       ),
       card(
         'PocketBase settings',
@@ -248,6 +282,7 @@ export async function show(root, view) {
         historyNote,
         h('div', { class: 'charts' }, ...Object.values(charts).map((item) => item.figure)),
       ),
+      proxyCard.element,
       card('Events', { class: 'card wide' }, events),
       card(
         'Delete',
@@ -283,6 +318,7 @@ export async function show(root, view) {
         get(servicePath(id, '/status')),
         get(servicePath(id, '/events?limit=30')),
         get(servicePath(id, '/history')).catch(() => null),
+        releases.refresh(),
       ]);
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 404) throw error;
@@ -292,7 +328,7 @@ export async function show(root, view) {
       return;
     }
     if (!view.active) return;
-    const link = instanceUrl(detail.service, info?.public_port);
+    const link = instanceUrl(detail.service);
     current = { service: detail.service, runtime: detail.runtime_status, status, link };
     render(history.events);
     if (recent) drawCharts(recent);
@@ -337,6 +373,7 @@ export async function show(root, view) {
     adminLink.href = `${current.link}_/`;
     versionInput.placeholder = service.pocketbase_version;
     renderSettings(service.settings);
+    proxyCard.show(service);
     renderEvents(eventList);
     updateControls();
   }
@@ -443,14 +480,22 @@ export async function show(root, view) {
     }
     upgradeButton.disabled = true;
     try {
-      const result = await patch(servicePath(id), { pocketbase_version: version });
+      const change = { pocketbase_version: version };
+      if (!downgradeRow.hidden && allowDowngrade.checked) change.allow_downgrade = true;
+      const result = await patch(servicePath(id), change);
       versionInput.value = '';
+      downgradeRow.hidden = true;
+      allowDowngrade.checked = false;
       fieldMessage(versionField, result.warnings?.[0] ?? null, 'warning');
       notify(`Changing ${name} to PocketBase ${version}; the events show the upgrade.`);
       await refresh();
     } catch (error) {
       const problem = error.errors?.find((p) => p.field === 'pocketbase_version');
       fieldMessage(versionField, problem ?? { message: error.message });
+      // A downgrade with a backup to restore can be allowed; one without cannot.
+      downgradeRow.hidden = !(
+        problem?.code === 'VERSION_DOWNGRADE' && problem.message.includes('allow_downgrade')
+      );
       versionInput.focus();
     } finally {
       upgradeButton.disabled = fileOwned;
@@ -503,4 +548,126 @@ function driftText(match) {
 function limitsText({ memory_max: memory, cpu_quota: cpu }) {
   const limits = [memory && `memory ${memory}`, cpu && `CPU ${cpu}`].filter(Boolean);
   return limits.join(', ') || 'none';
+}
+
+// -- proxy and tls: shown in the spec, edited in a card of their own -----------------------
+
+function proxyText(proxy) {
+  if (!proxy) return null;
+  const parts = [`body up to ${proxy.max_body_size}`, `requests held ${proxy.hold_requests} s`];
+  if (proxy.aliases.length) {
+    const verb = proxy.redirect_aliases ? 'redirected' : 'served';
+    parts.push(`${proxy.aliases.join(' ')} (${verb})`);
+  }
+  return parts.join('; ');
+}
+
+function tlsText(service) {
+  const scheme = new URL(service.url).protocol === 'https:' ? 'HTTPS' : 'plain HTTP';
+  const mode = service.tls?.mode ?? "the agent's setting";
+  const hsts = scheme === 'HTTPS' && service.tls?.hsts !== false ? ', HSTS' : '';
+  return `${scheme} (${mode})${hsts}`;
+}
+
+function certificateText(service, certificate) {
+  if (new URL(service.url).protocol !== 'https:') return 'none (plain HTTP)';
+  if (!certificate) return 'not asked yet';
+  if (!certificate.not_after) return `none served yet (asked ${since(certificate.checked_at)})`;
+  const issuer = certificate.issuer ? ` by ${certificate.issuer}` : '';
+  return `expires ${when(certificate.not_after)}${issuer}; Caddy renews it after ${when(certificate.renews_after)}`;
+}
+
+/** The "Proxy and HTTPS" card: a form that PATCHes proxy and tls (a merge patch). */
+function proxyEditor(id, fileOwned, owned, refreshed) {
+  const input = (props = {}) =>
+    h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', ...owned, ...props });
+  const controls = {
+    'proxy.aliases': input({ inputmode: 'url' }),
+    'proxy.redirect_aliases': h('input', { type: 'checkbox', ...owned }),
+    'proxy.max_body_size': input(),
+    'proxy.hold_requests': input({ inputmode: 'numeric' }),
+    'tls.mode': h(
+      'select',
+      owned,
+      h('option', { value: '' }, "The agent's setting"),
+      h('option', { value: 'auto' }, 'auto (ACME)'),
+      h('option', { value: 'internal' }, "internal (Caddy's local CA)"),
+      h('option', { value: 'off' }, 'off (plain HTTP)'),
+    ),
+    'tls.hsts': h('input', { type: 'checkbox', ...owned }),
+  };
+  const labels = {
+    'proxy.aliases': ['More domains', 'Separated by spaces; each unique across services.'],
+    'proxy.redirect_aliases': ['Redirect them to the main domain (301)'],
+    'proxy.max_body_size': ['Largest request body', 'e.g. 10MB, 50MiB; up to 1GiB.'],
+    'proxy.hold_requests': [
+      'Hold requests while restarting (seconds)',
+      '0 to 120: a restart looks like latency instead of a 502.',
+    ],
+    'tls.mode': ['Certificates'],
+    'tls.hsts': ['Send HSTS over HTTPS'],
+  };
+  const fields = {};
+  for (const [name, [label, hint]] of Object.entries(labels)) {
+    fields[name] = field({ name, label, control: controls[name], hint });
+  }
+  const save = h('button', { type: 'submit', class: 'secondary', ...owned }, 'Save');
+  const note = h('p', { class: 'muted', role: 'status' });
+  let shown = null;
+  const element = card(
+    'Proxy and HTTPS',
+    {},
+    fileOwned ? h('p', { class: 'muted' }, 'Change these in the spec file.') : null,
+    h('form', { novalidate: true, onsubmit: submit }, Object.values(fields), save, note),
+  );
+
+  /** Fill the form from the service, unless the user is editing it. */
+  function show(service) {
+    const key = JSON.stringify([service.proxy, service.tls]);
+    if (key === shown || element.contains(document.activeElement)) return;
+    shown = key;
+    controls['proxy.aliases'].value = service.proxy.aliases.join(' ');
+    controls['proxy.redirect_aliases'].checked = service.proxy.redirect_aliases;
+    controls['proxy.max_body_size'].value = service.proxy.max_body_size;
+    controls['proxy.hold_requests'].value = String(service.proxy.hold_requests);
+    controls['tls.mode'].value = service.tls.mode ?? '';
+    controls['tls.hsts'].checked = service.tls.hsts;
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    const text = (name) => controls[name].value.trim();
+    const hold = text('proxy.hold_requests');
+    const change = {
+      proxy: {
+        aliases: text('proxy.aliases').split(/[\s,]+/).filter(Boolean),
+        redirect_aliases: controls['proxy.redirect_aliases'].checked,
+        max_body_size: text('proxy.max_body_size'),
+        hold_requests: /^\d{1,4}$/.test(hold) ? Number(hold) : hold,
+      },
+      tls: { mode: controls['tls.mode'].value || null, hsts: controls['tls.hsts'].checked },
+    };
+    save.disabled = true;
+    for (const wrapper of Object.values(fields)) fieldMessage(wrapper, null);
+    try {
+      await patch(servicePath(id), change);
+      setText(note, 'Saved; the agent rewrites the Caddy site.');
+      shown = null;
+      await refreshed();
+    } catch (error) {
+      setText(note, '');
+      const problems = error.errors ?? [{ field: '', message: error.message }];
+      for (const problem of problems) {
+        const name = Object.keys(fields).find(
+          (each) => problem.field === each || problem.field.startsWith(`${each}.`),
+        );
+        if (name) fieldMessage(fields[name], problem);
+        else setText(note, `${problem.field}: ${problem.message}`);
+      }
+    } finally {
+      save.disabled = fileOwned;
+    }
+  }
+
+  return { element, show };
 }

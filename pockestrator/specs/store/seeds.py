@@ -1,0 +1,121 @@
+"""Seeds: where a new service's first data comes from, and how seeding it ended.
+
+A clone, an import and an archive restored as a service are services like any other,
+whose desired state also names the data to start from: a snapshot of another service, a
+live copy of one (a snapshot of it that is being taken: the operation on the source), an
+uploaded archive staged by the API, or an archived folder. The row is written in the same
+transaction as the service (``Services.create_service``), so no service is seen without
+its seed; the first reconcile puts the data in place before the first start and records
+the outcome (``finish_seed``). A seed that failed stays failed, and the service is not
+started on an empty folder instead.
+
+Neighbours: ``agent.seeding`` does the work; ``services`` writes the row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pockestrator.database import parse_iso, parse_stored_time
+from pockestrator.specs.store.base import StorePart
+
+SeedKind = Literal["snapshot", "live", "import", "archive"]
+Outcome = Literal["done", "failed"]
+
+
+@dataclass(frozen=True)
+class SeedSource:
+    """What to seed from: ``kind`` says which of the other fields count."""
+
+    kind: SeedKind
+    service: str | None = None  # snapshot, live: the service the data comes from
+    snapshot: str | None = None  # snapshot: its id
+    operation: int | None = None  # live: the snapshot operation asked of ``service``
+    path: str | None = None  # import: the staged archive (root-only, the agent's own)
+    archive: str | None = None  # archive: the archived folder's name
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, text: str) -> SeedSource:
+        return cls(**json.loads(text))
+
+    def describe(self) -> str:
+        match self.kind:
+            case "snapshot":
+                return f"snapshot {self.snapshot} of {self.service}"
+            case "live":
+                return f"a live copy of {self.service}"
+            case "import":
+                return "an imported archive"
+            case "archive":
+                return f"archived folder {self.archive}"
+
+
+@dataclass(frozen=True)
+class Seed:
+    service: str
+    source: SeedSource
+    requested_at: datetime
+    requested_by: str
+    finished_at: datetime | None = None
+    outcome: Outcome | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        return self.finished_at is None
+
+
+def _seed(row: Any) -> Seed:
+    return Seed(
+        service=row["service"],
+        source=SeedSource.from_json(row["source"]),
+        requested_at=parse_stored_time(row["requested_at"]),
+        requested_by=row["requested_by"],
+        finished_at=parse_iso(row["finished_at"]),
+        outcome=row["outcome"],
+        result=json.loads(row["result"]),
+    )
+
+
+def write_seed(
+    db: sqlite3.Connection, service: str, source: SeedSource | None, by: str, now: str
+) -> None:
+    """Inside a service's creation: its seed, replacing any a former service of the name
+    left (none: no seed)."""
+    db.execute("DELETE FROM seeds WHERE service = ?", (service,))
+    if source is not None:
+        db.execute(
+            "INSERT INTO seeds (service, source, requested_at, requested_by) VALUES (?, ?, ?, ?)",
+            (service, source.to_json(), now, by),
+        )
+
+
+class Seeds(StorePart):
+    def get_seed(self, service: str) -> Seed | None:
+        rows = self._database.read("SELECT * FROM seeds WHERE service = ?", (service,))
+        return _seed(rows[0]) if rows else None
+
+    def seeds_waiting_for(self, operation: int) -> list[str]:
+        """The services whose pending live seed waits for ``operation`` (a snapshot)."""
+        rows = self._database.read("SELECT * FROM seeds WHERE finished_at IS NULL")
+        return [
+            seed.service
+            for seed in map(_seed, rows)
+            if seed.source.kind == "live" and seed.source.operation == operation
+        ]
+
+    def finish_seed(self, service: str, outcome: Outcome, result: dict[str, Any]) -> None:
+        """Record how seeding ended (once)."""
+        with self._database.write() as db:
+            db.execute(
+                "UPDATE seeds SET finished_at = ?, outcome = ?, result = ?"
+                " WHERE service = ? AND finished_at IS NULL",
+                (self._now(), outcome, json.dumps(result, sort_keys=True, default=str), service),
+            )

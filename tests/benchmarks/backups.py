@@ -1,0 +1,304 @@
+"""Backups under load: our online snapshot against PocketBase's own backup, same data, same run.
+
+``python -m tests.benchmarks.backups [--megabytes 500] [--rate 200]``
+
+One service, run by the agent as deployed (its own process, a unit of the sandbox's
+manager), with a ``notes`` collection filled to the size asked for (rows of 4 KiB written
+straight into ``data.db`` while the instance is stopped, so the fill takes seconds, not
+hours). Then writers insert records through PocketBase's API at a fixed rate for the
+whole run, open loop: each request has its scheduled time, and its latency is counted
+from then, so a stall shows as the latency of every request it held back (no coordinated
+omission). Windows, in order:
+
+- baseline: writers alone;
+- ours: ``POST /services/{id}/backups`` (an online snapshot), its time and the writers'
+  latency while it runs;
+- PocketBase: ``POST /api/backups`` (its ZIP), the same;
+- restore: the writers stopped, ``POST .../restore`` of our snapshot, its time (it takes
+  a safety snapshot first, stops, swaps, starts and waits for health).
+
+The floor of the comparison is PocketBase's own backup on the same data in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.controllers.releases import seed_from_installed
+from pockestrator.controllers.servicedirs import ServiceFolders
+from tests.benchmarks.bench import Report, in_sandbox, machine_description
+from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.mirror import installed_version
+from tests.testbed.waiting import wait_until
+
+ROW_BYTES = 4096
+SETTLE_SECONDS = 3.0
+
+
+@dataclass
+class Writers:
+    """Inserts at ``rate`` per second, open loop; every request's (scheduled, latency)."""
+
+    session: aiohttp.ClientSession
+    url: str
+    rate: float
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+    _task: asyncio.Task[None] | None = None
+    _pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _run(self) -> None:
+        started = time.perf_counter()
+        count = 0
+        while True:
+            scheduled = started + count / self.rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(self._one(scheduled, count))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            count += 1
+
+    async def _one(self, scheduled: float, number: int) -> None:
+        body = {"title": f"w{number}", "body": "x" * 200}
+        try:
+            async with self.session.post(self.url, json=body) as response:
+                await response.read()
+                ok = response.status == 200
+        except aiohttp.ClientError:
+            ok = False
+        if not ok:
+            self.errors += 1
+        self.samples.append((scheduled, time.perf_counter() - scheduled))
+
+    def window(self, start: float, end: float) -> list[float]:
+        return [latency for at, latency in self.samples if start <= at <= end]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def fill(database: Path, megabytes: int) -> int:
+    """Rows of ``ROW_BYTES`` into ``notes`` until ``data.db`` holds about ``megabytes``."""
+    rows = megabytes * 1024 * 1024 // (ROW_BYTES + 64)
+    owner = database.stat()
+    with sqlite3.connect(database) as db:
+        db.executemany(
+            "INSERT INTO notes (id, title, body) VALUES (?, ?, ?)",
+            (
+                (secrets.token_hex(8)[:15], f"fill {n}", os.urandom(ROW_BYTES // 2).hex())
+                for n in range(rows)
+            ),
+        )
+    db.close()
+    for path in database.parent.iterdir():
+        os.chown(path, owner.st_uid, owner.st_gid)
+    return rows
+
+
+async def api_call(
+    session: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None
+) -> tuple[int, Any]:
+    async with session.request(
+        method,
+        url,
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=aiohttp.ClientTimeout(total=3600),
+    ) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def run(megabytes: int = 500, rate: float = 200.0, window: float = 5.0) -> Report:
+    report = Report(machine=machine_description())
+    version = installed_version()
+    print(f"machine: {report.machine}; {megabytes} MB, {rate:g} inserts/s", flush=True)
+
+    async def body(sandbox: Sandbox) -> None:
+        config = sandbox.agent_config(listen_port=free_port(), health_interval=10.0)
+        seed_from_installed(config.release_cache_dir)
+        unit = AgentUnit(sandbox, config, watchdog_seconds=60)
+        await unit.start()
+        accounts = AccountStore(config.database)
+        token, _record = accounts.create_token("backup benchmark")
+        accounts.close()
+        api = f"http://{config.listen_host}:{config.listen_port}/api/pockestrator"
+        connector = aiohttp.TCPConnector(limit=400)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            port = free_port()
+            status, created = await api_call(
+                session,
+                "POST",
+                f"{api}/services?wait=true",
+                token,
+                {
+                    "project_name": "heavy",
+                    "port": port,
+                    "pocketbase_version": version,
+                    "superuser_email": "admin@heavy.example",
+                },
+            )
+            assert status == 201, created
+            pocketbase = f"http://127.0.0.1:{port}"
+            status, signed = await api_call(
+                session,
+                "POST",
+                f"{pocketbase}/api/collections/_superusers/auth-with-password",
+                "",
+                {"identity": "admin@heavy.example", "password": created["superuser_password"]},
+            )
+            superuser = {"Authorization": signed["token"]}
+            async with session.post(
+                f"{pocketbase}/api/collections",
+                json={
+                    "name": "notes",
+                    "type": "base",
+                    "fields": [
+                        {"name": "title", "type": "text"},
+                        {"name": "body", "type": "text", "max": 100000},
+                    ],
+                    "createRule": "",
+                },
+                headers=superuser,
+            ) as response:
+                assert response.status == 200, await response.text()
+
+            await api_call(
+                session, "POST", f"{api}/services/heavy/control", token, {"action": "stop"}
+            )
+            database = ServiceFolders(config).private_path("heavy") / "pb_data" / "data.db"
+            started = time.perf_counter()
+            rows = await asyncio.to_thread(fill, database, megabytes)
+            report.add("fill: seconds (setup, not a figure)", time.perf_counter() - started)
+            report.add("data.db MB", database.stat().st_size / 1024 / 1024)
+            report.add("rows", rows)
+            await api_call(
+                session, "POST", f"{api}/services/heavy/control", token, {"action": "start"}
+            )
+
+            async def up() -> bool:
+                try:
+                    async with session.get(f"{pocketbase}/api/health") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            assert await wait_until(up, 60, interval=0.1)
+            status, signed = await api_call(
+                session,
+                "POST",
+                f"{pocketbase}/api/collections/_superusers/auth-with-password",
+                "",
+                {"identity": "admin@heavy.example", "password": created["superuser_password"]},
+            )
+            superuser = {"Authorization": signed["token"]}
+
+            writers = Writers(session, f"{pocketbase}/api/collections/notes/records", rate)
+            writers.start()
+            await asyncio.sleep(SETTLE_SECONDS)
+            base_start = time.perf_counter()
+            await asyncio.sleep(window)
+            base_end = time.perf_counter()
+
+            ours_start = time.perf_counter()
+            status, taken = await api_call(session, "POST", f"{api}/services/heavy/backups", token)
+            ours_end = time.perf_counter()
+            assert status == 201, taken
+            backup_id = taken["backup"]["id"]
+            await asyncio.sleep(SETTLE_SECONDS)
+
+            theirs_start = time.perf_counter()
+            async with session.post(
+                f"{pocketbase}/api/backups",
+                json={"name": "bench.zip"},
+                headers=superuser,
+                timeout=aiohttp.ClientTimeout(total=3600),
+            ) as response:
+                assert response.status == 204, await response.text()
+            theirs_end = time.perf_counter()
+            await asyncio.sleep(SETTLE_SECONDS)
+            await writers.stop()
+
+            for label, (start, end) in {
+                "baseline": (base_start, base_end),
+                "ours": (ours_start, ours_end),
+                "pocketbase": (theirs_start, theirs_end),
+            }.items():
+                latencies = writers.window(start, end)
+                if label != "baseline":
+                    report.add(f"{label}: backup seconds", end - start)
+                report.add(f"{label}: writes in window", len(latencies))
+                report.add(f"{label}: writer p50 ms", percentile(latencies, 0.5) * 1000)
+                report.add(f"{label}: writer p99 ms", percentile(latencies, 0.99) * 1000)
+                report.add(f"{label}: writer max ms", max(latencies, default=float("nan")) * 1000)
+            ours_max = report.figures["ours: writer max ms"]
+            theirs_max = report.figures["pocketbase: writer max ms"]
+            report.add("max stall ratio ours/pocketbase [<=0.1]", ours_max / theirs_max)
+            report.add("writer errors", writers.errors)
+            report.add("snapshot MB", taken["backup"]["size_bytes"] / 1024 / 1024)
+            zipped = database.parent / "backups" / "bench.zip"
+            if zipped.exists():
+                report.add("pocketbase zip MB", zipped.stat().st_size / 1024 / 1024)
+
+            restore_start = time.perf_counter()
+            status, restored = await api_call(
+                session, "POST", f"{api}/services/heavy/backups/{backup_id}/restore", token
+            )
+            assert status == 200, restored
+            report.add("restore seconds (safety snapshot + swap + start + health)",
+                       time.perf_counter() - restore_start)  # fmt: skip
+            report.notes.append(
+                "latencies are counted from each insert's scheduled time (open loop); "
+                f"windows: baseline {window:g} s, then each backup while it runs"
+            )
+        await unit.stop()
+
+    await in_sandbox(body)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument(
+        "--output", type=Path, default=Path("test-artifacts/benchmarks-backups.json")
+    )
+    args = parser.parse_args()
+    report = asyncio.run(run(args.megabytes, args.rate, args.window))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.as_json() + "\n")
+    print(json.dumps(report.figures, indent=2))
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,19 +4,22 @@ the shape a chart draws from and the smallest in JSON."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 from pockestrator.api.models import ClosedModel
-from pockestrator.api.models.requests import QueryInt
+from pockestrator.api.models.requests import _query_int
 
 HISTORY_POINTS_MAX = 240
+# The bounds sit in the type, before the parser, as QueryPort's do: a bound given beside a
+# QueryInt would lose to the type's own (QUERY_INT_MAX) and 241 would pass.
+QueryPoints = Annotated[int, Field(ge=1, le=HISTORY_POINTS_MAX), BeforeValidator(_query_int)]
 
 
 class HistoryQuery(ClosedModel):
-    points: QueryInt = Field(
+    points: QueryPoints = Field(
         default=HISTORY_POINTS_MAX,
-        ge=1,
-        le=HISTORY_POINTS_MAX,
         description="How many of the latest points (a sparkline needs fewer than a chart).",
     )
 

@@ -13,7 +13,6 @@ reason) rather than failing the request.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -26,8 +25,8 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent.controllers import Controllers
-from pockestrator.agent.health import CLOCK_TICKS, process_cpu_ticks
 from pockestrator.agent.plan import newest_backups
+from pockestrator.agent.unitfacts import UnitFacts
 from pockestrator.api.context import (
     ArchiveInfo,
     BackupFile,
@@ -98,6 +97,8 @@ class AgentHostView:
         self.apps = controllers.apps
         self._manager_cgroup: str | None = None
         self._disk_cache: dict[str, DiskFacts] = {}
+        self._disk_refresh: asyncio.Task[None] | None = None
+        self.unit_facts = UnitFacts(controllers.bus)
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
         unit: UnitState | None = None
@@ -256,43 +257,45 @@ class AgentHostView:
         return backup_info(snapshot, with_files=True)
 
     async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
-        """Each unit asked now (concurrently, each bounded); disk facts from a cache that is
-        refreshed in a thread when older than ``DISK_FACTS_MAX_AGE``."""
-        units = await asyncio.gather(*(self._unit_now(name) for name in names))
-        disk = await asyncio.to_thread(self._disk_facts, list(names))
-        self._disk_cache = {name: disk[name] for name in names}  # forget removed services
+        """Every unit now in one look (``agent.unitfacts``); disk facts from a cache: a
+        service not measured yet (new, or its pb_data not there yet) is measured now, and
+        the cache is refreshed off the scrape, in the background, when older than
+        ``DISK_FACTS_MAX_AGE`` (walking every pb_data is the dearest part of a look)."""
+        try:
+            units: Sequence[UnitState | None] = await asyncio.wait_for(
+                self.unit_facts.look(names), QUERY_TIMEOUT
+            )
+        except Exception as exc:  # unknown for this look; the unit metrics are left out
+            log.warning("systemd did not answer for the units", error=str(exc)[:200])
+            units = [None] * len(names)
+        cache = self._disk_cache
+        missing = [name for name in names if name not in cache or cache[name][1] is None]
+        if missing:
+            cache.update(await asyncio.to_thread(self._measure_disks, missing))
+        now = time.monotonic()
+        stale = [name for name in names if now - cache[name][0] > DISK_FACTS_MAX_AGE]
+        if stale and (self._disk_refresh is None or self._disk_refresh.done()):
+            self._disk_refresh = asyncio.create_task(self._refresh_disks(stale))
+        wanted = set(names)
+        for name in [name for name in cache if name not in wanted]:
+            del cache[name]  # a removed service
         return [
-            ServiceObservation(name, unit, *disk[name][1:])
+            ServiceObservation(name, unit, *cache[name][1:])
             for name, unit in zip(names, units, strict=True)
         ]
 
-    async def _unit_now(self, name: str) -> UnitState | None:
+    async def _refresh_disks(self, names: list[str]) -> None:
         try:
-            observed = await asyncio.wait_for(self.units.observe(name), QUERY_TIMEOUT)
-        except Exception:  # unknown for this scrape; the metric is left out
-            return None
-        if observed.status is None:
-            return None
-        unit = unit_state(observed.status)
-        if unit.cpu_seconds is None and unit.main_pid is not None and unit.is_running:
-            # No CPU accounting on this manager (a user manager's default): the main
-            # process's own time from /proc, which starts again from 0 with each process.
-            ticks = process_cpu_ticks(unit.main_pid)
-            if ticks is not None:
-                unit = dataclasses.replace(unit, cpu_seconds=ticks / CLOCK_TICKS)
-        return unit
+            measured = await asyncio.to_thread(self._measure_disks, names)
+        except Exception as exc:  # the old figures stay; the next look tries again
+            log.warning("pb_data sizes not measured", error=str(exc)[:200])
+            return
+        for name, facts in measured.items():
+            if name in self._disk_cache:  # not removed meanwhile
+                self._disk_cache[name] = facts
 
-    def _disk_facts(self, names: list[str]) -> dict[str, DiskFacts]:
-        now = time.monotonic()
-        facts = {}
-        for name in names:
-            cached = self._disk_cache.get(name)
-            # A service whose pb_data is not there yet (it is being deployed) is asked again
-            # next time rather than reported without data for a minute.
-            if cached is None or cached[1] is None or now - cached[0] > DISK_FACTS_MAX_AGE:
-                cached = (now, *self._measure_disk(name))
-            facts[name] = cached
-        return facts
+    def _measure_disks(self, names: list[str]) -> dict[str, DiskFacts]:
+        return {name: (time.monotonic(), *self._measure_disk(name)) for name in names}
 
     def _measure_disk(self, name: str) -> tuple[int | None, datetime | None]:
         try:

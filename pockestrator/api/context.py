@@ -50,6 +50,7 @@ class UnitState:
     need_daemon_reload: bool
     memory_max_bytes: int | None = None  # the cgroup's limit; None: unlimited
     cpu_seconds: float | None = None
+    memory_peak_bytes: int | None = None  # the cgroup's highest use (cgroup files only)
 
     @property
     def is_running(self) -> bool:

@@ -1,13 +1,13 @@
 """``/metrics``: the agent and every service in Prometheus' text format.
 
-A scrape gathers what is true now (``gather``: the store's services and statuses, each unit
-asked over the host view, Caddy's own metrics from its admin API, the queue) into a
-``Scrape``, and ``ScrapeCollector`` turns that into metric families; no loop runs in the
-background to fill it. The gathering is async (D-Bus, Caddy's admin API) and a collector
-is not, so each scrape builds its collector over the facts it gathered, and the text is
-that collector's families followed by the agent's own instruments (``telemetry``). The
-gathering is I/O on the event loop; ``render`` (Caddy's text read, the collector, the
-printing) is CPU only, and the API runs it in a thread.
+A scrape gathers what is true now (``gather``: the store's services and statuses, every
+unit in one look over the host view, Caddy's own metrics from its admin API, the queue)
+into a ``Scrape``, and ``scrape_families`` turns that into metric families; no loop runs
+in the background to fill it. The families are printed by ``api.exposition`` (each
+series' text kept from scrape to scrape, which the library's printer rebuilds every
+time), followed by the agent's own instruments printed by prometheus_client
+(``telemetry``). The gathering is I/O on the event loop; ``render`` (Caddy's text read,
+the families, the printing) is CPU only, and the API runs it in a thread.
 
 Requests, codes and latency per service come from Caddy's per-host metrics (the Caddyfile's
 ``metrics { per_host }``): Caddy labels them by host, and ``caddy_families`` maps each host
@@ -24,21 +24,15 @@ Names follow Prometheus' conventions, and the alert rules read the same values: 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
 from prometheus_client.parser import parse_labels
-from prometheus_client.registry import Collector
 
 from pockestrator.api.context import AgentContext, ServiceObservation
+from pockestrator.api.exposition import Family, SeriesText, write
 from pockestrator.telemetry import BackupAttempt
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -187,117 +181,137 @@ def caddy_families(text: str, service_of_host: Mapping[str, str]) -> dict[str, H
     return CaddyReader().read(text, service_of_host)
 
 
-def _gauge(name: str, documentation: str, unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, labels=["service"], unit=unit)
+class ScrapeMemory:
+    """What the API keeps from one scrape to the next: Caddy's parsed series and the text
+    of each of ours (both the same from scrape to scrape, only the values move)."""
+
+    def __init__(self) -> None:
+        self.caddy = CaddyReader()
+        self.series = SeriesText()
 
 
-class ScrapeCollector(Collector):
-    """The metric families of one ``Scrape``: per service, and the agent's queue."""
+def scrape_families(
+    scrape: Scrape, traffic: Mapping[str, HostTraffic], series: SeriesText
+) -> list[Family]:
+    """The families of one scrape: the agent's queue, then per service, then traffic."""
+    queue = Family(
+        series, "pockestrator_queue_depth", "Services waiting to be reconciled", "gauge", ()
+    )
+    queue.add((), float(scrape.queue_depth))
+    count = Family(series, "pockestrator_services", "Services in the desired state", "gauge", ())
+    count.add((), float(len(scrape.services)))
+    return [queue, count, *_per_service(scrape, series), *_traffic(traffic, series)]
 
-    def __init__(self, scrape: Scrape, traffic: Mapping[str, HostTraffic]) -> None:
-        self.scrape = scrape
-        self.traffic = traffic
 
-    def collect(self) -> Iterable[Metric]:
-        scrape = self.scrape
-        queue = GaugeMetricFamily(
-            "pockestrator_queue_depth",
-            "Services waiting to be reconciled",
-            value=scrape.queue_depth,
-        )
-        yield queue
-        yield GaugeMetricFamily(
-            "pockestrator_services", "Services in the desired state", value=len(scrape.services)
-        )
-        yield from self._per_service()
-        yield from self._traffic()
+def _per_service(scrape: Scrape, series: SeriesText) -> list[Family]:
+    def gauge(name: str, documentation: str) -> Family:
+        return Family(series, name, documentation, "gauge")
 
-    def _per_service(self) -> Iterator[Metric]:
-        desired = _gauge("pockestrator_service_desired_up", "1 when the service should run")
-        up = _gauge("pockestrator_service_up", "1 when systemd says the unit runs")
-        healthy = _gauge(
-            "pockestrator_service_healthy", "1 when the last health probe answered 200"
-        )
-        state = GaugeMetricFamily(
-            "pockestrator_service_state",
-            "The reconciler's state of the service (1 for the current one)",
-            labels=["service", "state"],
-        )
-        restarts = CounterMetricFamily(
-            "pockestrator_service_restarts",
-            "Restarts systemd made of the unit (NRestarts)",
-            labels=["service"],
-        )
-        memory = _gauge("pockestrator_service_memory_bytes", "Memory of the unit's cgroup now")
-        memory_max = _gauge(
-            "pockestrator_service_memory_max_bytes", "The unit's MemoryMax (absent: unlimited)"
-        )
-        cpu = CounterMetricFamily(
-            "pockestrator_service_cpu_seconds", "CPU time the unit used", labels=["service"]
-        )
-        data = _gauge("pockestrator_service_data_bytes", "Disk taken by pb_data")
-        probe = _gauge(
-            "pockestrator_service_health_probe_duration_seconds",
-            "How long the last health probe took",
-        )
-        backup_at = _gauge(
-            "pockestrator_service_last_backup_timestamp_seconds",
-            "When the newest complete snapshot was taken (Unix time)",
-        )
-        attempt = _gauge(
-            "pockestrator_service_last_backup_success",
-            "1 when the agent's last snapshot attempt since it started succeeded",
-        )
-        for facts in self.scrape.services:
-            name = facts.name
-            labels = [name]
-            unit = facts.observed.unit
-            desired.add_metric(labels, 1.0 if facts.desired_running else 0.0)
-            state.add_metric([name, facts.state], 1.0)
-            if facts.healthy is not None:
-                healthy.add_metric(labels, 1.0 if facts.healthy else 0.0)
-            if unit is not None:
-                up.add_metric(labels, 1.0 if unit.is_running else 0.0)
-                if unit.restarts is not None:
-                    restarts.add_metric(labels, float(unit.restarts))
-                if unit.memory_bytes is not None:
-                    memory.add_metric(labels, float(unit.memory_bytes))
-                if unit.memory_max_bytes is not None:
-                    memory_max.add_metric(labels, float(unit.memory_max_bytes))
-                if unit.cpu_seconds is not None:
-                    cpu.add_metric(labels, unit.cpu_seconds)
-            observed = facts.observed
-            if observed.data_bytes is not None:
-                data.add_metric(labels, float(observed.data_bytes))
-            if facts.health_probe_seconds is not None:
-                probe.add_metric(labels, facts.health_probe_seconds)
-            if observed.last_backup_at is not None:
-                taken = observed.last_backup_at.timestamp()
-                backup_at.add_metric(labels, taken)
-            if facts.backup is not None:
-                attempt.add_metric(labels, 1.0 if facts.backup.ok else 0.0)
-        yield from (desired, up, healthy, state, restarts, memory, memory_max, cpu, data)
-        yield from (probe, backup_at, attempt)
+    desired = gauge("pockestrator_service_desired_up", "1 when the service should run")
+    up = gauge("pockestrator_service_up", "1 when systemd says the unit runs")
+    healthy = gauge("pockestrator_service_healthy", "1 when the last health probe answered 200")
+    state = Family(
+        series,
+        "pockestrator_service_state",
+        "The reconciler's state of the service (1 for the current one)",
+        "gauge",
+        ("service", "state"),
+    )
+    restarts = Family(
+        series,
+        "pockestrator_service_restarts",
+        "Restarts systemd made of the unit (NRestarts)",
+        "counter",
+    )
+    memory = gauge("pockestrator_service_memory_bytes", "Memory of the unit's cgroup now")
+    peak = gauge(
+        "pockestrator_service_memory_peak_bytes",
+        "The highest memory use of the unit's cgroup since it started",
+    )
+    memory_max = gauge(
+        "pockestrator_service_memory_max_bytes", "The unit's MemoryMax (absent: unlimited)"
+    )
+    cpu = Family(series, "pockestrator_service_cpu_seconds", "CPU time the unit used", "counter")
+    data = gauge("pockestrator_service_data_bytes", "Disk taken by pb_data")
+    probe = gauge(
+        "pockestrator_service_health_probe_duration_seconds",
+        "How long the last health probe took",
+    )
+    backup_at = gauge(
+        "pockestrator_service_last_backup_timestamp_seconds",
+        "When the newest complete snapshot was taken (Unix time)",
+    )
+    attempt = gauge(
+        "pockestrator_service_last_backup_success",
+        "1 when the agent's last snapshot attempt since it started succeeded",
+    )
+    for facts in scrape.services:
+        name = facts.name
+        labels = (name,)
+        unit = facts.observed.unit
+        desired.add(labels, 1.0 if facts.desired_running else 0.0)
+        state.add((name, facts.state), 1.0)
+        if facts.healthy is not None:
+            healthy.add(labels, 1.0 if facts.healthy else 0.0)
+        if unit is not None:
+            up.add(labels, 1.0 if unit.is_running else 0.0)
+            if unit.restarts is not None:
+                restarts.add(labels, unit.restarts)
+            if unit.memory_bytes is not None:
+                memory.add(labels, unit.memory_bytes)
+            if unit.memory_peak_bytes is not None:
+                peak.add(labels, unit.memory_peak_bytes)
+            if unit.memory_max_bytes is not None:
+                memory_max.add(labels, unit.memory_max_bytes)
+            if unit.cpu_seconds is not None:
+                cpu.add(labels, unit.cpu_seconds)
+        observed = facts.observed
+        if observed.data_bytes is not None:
+            data.add(labels, observed.data_bytes)
+        if facts.health_probe_seconds is not None:
+            probe.add(labels, facts.health_probe_seconds)
+        if observed.last_backup_at is not None:
+            backup_at.add(labels, observed.last_backup_at.timestamp())
+        if facts.backup is not None:
+            attempt.add(labels, 1.0 if facts.backup.ok else 0.0)
+    return [
+        desired,
+        up,
+        healthy,
+        state,
+        restarts,
+        memory,
+        peak,
+        memory_max,
+        cpu,
+        data,
+        probe,
+        backup_at,
+        attempt,
+    ]
 
-    def _traffic(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "pockestrator_service_http_requests",
-            "Requests Caddy answered for the service, by status code",
-            labels=["service", "code"],
-        )
-        latency = HistogramMetricFamily(
-            "pockestrator_service_http_request_duration_seconds",
-            "Time Caddy took to answer the service's requests",
-            labels=["service"],
-        )
-        for name, traffic in sorted(self.traffic.items()):
-            for code, count in sorted(traffic.by_code.items()):
-                requests.add_metric([name, code], count)
-            buckets = [(_le(bound), count) for bound, count in sorted(traffic.buckets.items())]
-            if buckets:
-                latency.add_metric([name], buckets, traffic.seconds)
-        yield requests
-        yield latency
+
+def _traffic(traffic: Mapping[str, HostTraffic], series: SeriesText) -> list[Family]:
+    requests = Family(
+        series,
+        "pockestrator_service_http_requests",
+        "Requests Caddy answered for the service, by status code",
+        "counter",
+        ("service", "code"),
+    )
+    latency = Family(
+        series,
+        "pockestrator_service_http_request_duration_seconds",
+        "Time Caddy took to answer the service's requests",
+        "histogram",
+    )
+    for name, entry in sorted(traffic.items()):
+        for code, count in sorted(entry.by_code.items()):
+            requests.add((name, code), count)
+        buckets = [(_le(bound), count) for bound, count in sorted(entry.buckets.items())]
+        if buckets:
+            latency.add_histogram((name,), buckets, entry.seconds)
+    return [requests, latency]
 
 
 def _le(bound: float) -> str:
@@ -305,19 +319,17 @@ def _le(bound: float) -> str:
 
 
 def render(
-    scrape: Scrape, agent_registry: CollectorRegistry, caddy: CaddyReader | None = None
+    scrape: Scrape, agent_registry: CollectorRegistry, memory: ScrapeMemory | None = None
 ) -> bytes:
     """The text of one scrape: its families, then the agent's own instruments.
 
     Only CPU, no I/O: the API runs it in a thread, so that a scrape of hundreds of
     services (the first one parses every Caddy series) does not hold up the event loop.
     """
-    reader = caddy if caddy is not None else CaddyReader()
+    kept = memory if memory is not None else ScrapeMemory()
     text = scrape.caddy_text
-    traffic = reader.read(text, scrape.service_of_host) if text else {}
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeCollector(scrape, traffic))
-    return generate_latest(registry) + generate_latest(agent_registry)
+    traffic = kept.caddy.read(text, scrape.service_of_host) if text else {}
+    return write(scrape_families(scrape, traffic, kept.series)) + generate_latest(agent_registry)
 
 
 async def gather(agent: AgentContext) -> Scrape:

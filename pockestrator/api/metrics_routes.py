@@ -11,22 +11,22 @@ import asyncio
 from aiohttp import web
 
 from pockestrator.api.context import AgentContext
-from pockestrator.api.metrics import CONTENT_TYPE, CaddyReader, gather, render
+from pockestrator.api.metrics import CONTENT_TYPE, ScrapeMemory, gather, render
 from pockestrator.api.routing import Operation, agent_of
 
-# What the application remembers of Caddy's label texts between scrapes.
-CADDY_READER = web.AppKey("caddy_reader", CaddyReader)
+# What the application remembers between scrapes (Caddy's series, the text of ours).
+SCRAPE_MEMORY = web.AppKey("scrape_memory", ScrapeMemory)
 
 
-async def scrape_text(agent: AgentContext, caddy: CaddyReader) -> web.Response:
+async def scrape_text(agent: AgentContext, memory: ScrapeMemory) -> web.Response:
     scrape = await gather(agent)
-    text = await asyncio.to_thread(render, scrape, agent.metrics.registry, caddy)
+    text = await asyncio.to_thread(render, scrape, agent.metrics.registry, memory)
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     """Every service and the agent in Prometheus' text format, observed now."""
-    return await scrape_text(agent_of(request), request.app[CADDY_READER])
+    return await scrape_text(agent_of(request), request.app[SCRAPE_MEMORY])
 
 
 OPERATIONS = [
@@ -51,10 +51,10 @@ def metrics_app(agent: AgentContext) -> web.Application:
     """``GET /metrics`` alone, without a token: for ``metrics_listen``, an address the
     operator keeps private (the numbers name services but hold no secret)."""
 
-    caddy = CaddyReader()
+    memory = ScrapeMemory()
 
     async def handler(_request: web.Request) -> web.StreamResponse:
-        return await scrape_text(agent, caddy)
+        return await scrape_text(agent, memory)
 
     app = web.Application()
     app.router.add_route("GET", "/metrics", handler)

@@ -46,8 +46,8 @@ from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
-from pockestrator.api.metrics import CaddyReader
-from pockestrator.api.metrics_routes import CADDY_READER, metrics_app
+from pockestrator.api.metrics import ScrapeMemory
+from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
     AGENT,
@@ -323,7 +323,7 @@ def build_app(
     app[PASSWORDS] = PasswordChecks()
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = LogStreams(config.max_log_streams)
-    app[CADDY_READER] = CaddyReader()
+    app[SCRAPE_MEMORY] = ScrapeMemory()
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()

@@ -1,17 +1,21 @@
-"""The agent's CPU for one ``/metrics`` scrape of many services, against a floor.
+"""The agent's CPU for one ``/metrics`` scrape of many services, against floors.
 
-What is real: the store (SQLite with ``services`` specs, read and parsed as a scrape
-reads them), Caddy's metrics text (a real Caddy with one site per service and
-``metrics { per_host }``, every host asked twice, one 200 and one 404, its ``/metrics``
-fetched once), the agent's own instruments, and ``api.metrics``' gather, collector and
-rendering. What is simulated: each unit's answer (systemd's D-Bus round trips; the host
-view is handed fixed ``UnitState`` values), because 500 PocketBase instances do not fit on
-the machine the benchmark runs on; ``measure_observation`` measures those round trips
-for real on running units of a sandbox's systemd, and the report gives both.
+What is real: the store (SQLite, the services as a scrape reads them), systemd (a
+sandbox's manager with one running unit per service, ``sleep`` with ``MemoryMax=``, since
+500 PocketBase instances do not fit on the machine the benchmark runs on), the agent's
+``UnitFacts`` look (one ``ListUnitsByNames``, each unit's cgroup files), Caddy's metrics
+text (a real Caddy with one site per service and ``metrics { per_host }``, every host
+asked twice, one 200 and one 404, its ``/metrics`` fetched once), the agent's own
+instruments, and ``api.metrics``' gather, families and printing. What is not: the
+``pb_data`` sizes are the cached figures a scrape reads (their walk runs off the scrape,
+in the background, at most once a minute).
 
-The floor is the least the library needs to emit the same number of samples: one
-collector yielding families already built, through ``generate_latest``. The figure is CPU
-time of this process (``time.process_time``), median of ``runs`` scrapes.
+Two floors, measured in the same run: the library printing as many samples through
+``generate_latest`` (what any exporter built on it pays), and the least look at the units
+(one ``ListUnitsByNames``, each unit's memory and CPU files read, nothing made of them).
+"Before" is what a scrape asked of systemd until ``UnitFacts``: a ``GetAll`` per unit.
+The figures are CPU time of this process, every thread (``time.process_time``), median of
+``runs`` scrapes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,11 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from pockestrator.agent.sandbox import Sandbox, find_tool, free_port
-from pockestrator.api.context import ServiceObservation, UnitState
-from pockestrator.api.metrics import CaddyReader, gather, render
+from pockestrator.agent.unitfacts import UnitFacts
+from pockestrator.api.context import ServiceObservation
+from pockestrator.api.metrics import ScrapeMemory, gather, render
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.specs.model import parse_spec
+from pockestrator.controllers.systemd import SystemdBus
+from pockestrator.specs.model import parse_spec, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.telemetry import AgentMetrics
 
@@ -45,33 +50,21 @@ DOMAIN = "bench.test"
 BENCH_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))
 
 
-class SimulatedHost:
-    """The host view's two reads for a scrape: units simulated, Caddy's text real."""
+class BenchHost:
+    """The host view's two reads for a scrape: every unit in one real look
+    (``UnitFacts``, the agent's own), Caddy's text real; the disk facts are the cached
+    ones a scrape reads (their refresh runs off the scrape, measured apart)."""
 
-    def __init__(self, caddy_text: str) -> None:
+    def __init__(self, facts: UnitFacts, caddy_text: str) -> None:
+        self.facts = facts
         self.caddy_text = caddy_text
         self.taken = datetime.now(UTC)
 
     async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
+        units = await self.facts.look(names)
         return [
-            ServiceObservation(
-                name,
-                UnitState(
-                    exists=True,
-                    active_state="active",
-                    sub_state="running",
-                    main_pid=1000 + index,
-                    memory_bytes=40_000_000 + index,
-                    restarts=index % 3,
-                    active_since=None,
-                    need_daemon_reload=False,
-                    memory_max_bytes=256 << 20,
-                    cpu_seconds=12.5 + index,
-                ),
-                data_bytes=5_000_000 + index,
-                last_backup_at=self.taken,
-            )
-            for index, name in enumerate(names)
+            ServiceObservation(name, unit, data_bytes=5_000_000 + index, last_backup_at=self.taken)
+            for index, (name, unit) in enumerate(zip(names, units, strict=True))
         ]
 
     async def caddy_metrics(self) -> str | None:
@@ -81,7 +74,7 @@ class SimulatedHost:
 class ScrapeContext:
     """What ``api.metrics.gather`` reads of the agent."""
 
-    def __init__(self, store: Store, host: SimulatedHost, metrics: AgentMetrics) -> None:
+    def __init__(self, store: Store, host: BenchHost, metrics: AgentMetrics) -> None:
         self.store = store
         self.host = host
         self.metrics = metrics
@@ -179,104 +172,144 @@ def cpu_of(action: object, runs: int) -> float:
     return statistics.median(spent)
 
 
-async def measure(count: int = 500, runs: int = 20) -> dict[str, float]:
-    caddy_text = await real_caddy_text(count)
-    folder = Path(tempfile.mkdtemp(prefix="bench-scrape-store-"))
-    try:
-        store = Store(folder / "store.db")
-        for index in range(count):
-            store.create_service(
-                parse_spec(
-                    {
-                        "project_name": f"s{index}",
-                        "port": 20000 + index,
-                        "pocketbase_version": "0.29.0",
-                        "domain": f"s{index}.{DOMAIN}",
-                        "resources": {"memory_max": "256M"},
-                    },
-                    DOMAIN,
-                )
+async def async_cpu_of(action: Callable[[], Awaitable[object]], runs: int) -> float:
+    """Median CPU seconds of ``runs`` awaits of ``action()``: this process's, every thread's
+    (the D-Bus answers are read on this event loop, the cgroup files in a thread)."""
+    spent = []
+    for _ in range(runs):
+        started = time.process_time()
+        await action()
+        spent.append(time.process_time() - started)
+    return statistics.median(spent)
+
+
+async def running_units(sandbox: Sandbox, names: Sequence[str]) -> SystemdBus:
+    """A unit per name (``sleep``, with MemoryMax as a service has), all started."""
+    config = sandbox.agent_config()
+    assert sandbox.bus is not None
+    bus = sandbox.bus
+    config.systemd_dir.mkdir(parents=True, exist_ok=True)
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    for name in names:
+        (config.systemd_dir / unit_name(name)).write_text(
+            f"[Service]\nExecStart={sleep} infinity\nMemoryMax=256M\n"
+        )
+    await bus.daemon_reload()
+    for start in range(0, len(names), 50):
+        await asyncio.gather(*(bus.start_unit(unit_name(n)) for n in names[start : start + 50]))
+    return bus
+
+
+def filled_store(folder: Path, count: int) -> Store:
+    store = Store(folder / "store.db")
+    for index in range(count):
+        store.create_service(
+            parse_spec(
+                {
+                    "project_name": f"s{index}",
+                    "port": 20000 + index,
+                    "pocketbase_version": "0.29.0",
+                    "domain": f"s{index}.{DOMAIN}",
+                    "resources": {"memory_max": "256M"},
+                },
+                DOMAIN,
             )
-        metrics = AgentMetrics()
-        for index in range(count):  # as after a day of scheduled snapshots and probes
-            metrics.backup_attempted(f"s{index}", time.time(), ok=True)
-            metrics.probed(f"s{index}", 0.002)
-        for index in range(50):
-            metrics.reconcile_seconds.observe(0.01 * index)
-            metrics.api_requests.labels("GET", "/api/pockestrator/services", "200").inc()
-        context = ScrapeContext(store, SimulatedHost(caddy_text), metrics)
+        )
+    return store
 
-        def scrape() -> bytes:
-            # The coroutines never wait (the host view answers at once): run them here so
-            # that only this scrape's CPU is measured, not the event loop's scheduling.
-            coroutine = gather(context)  # type: ignore[arg-type]
-            try:
-                coroutine.send(None)
-            except StopIteration as done:
-                return render(done.value, metrics.registry, reader)
-            raise RuntimeError("the simulated host view waited")
 
-        reader = CaddyReader()
+def busy_metrics(count: int) -> AgentMetrics:
+    metrics = AgentMetrics()
+    for index in range(count):  # as after a day of scheduled snapshots and probes
+        metrics.backup_attempted(f"s{index}", time.time(), ok=True)
+        metrics.probed(f"s{index}", 0.002)
+    for index in range(50):
+        metrics.reconcile_seconds.observe(0.01 * index)
+        metrics.api_requests.labels("GET", "/api/pockestrator/services", "200").inc()
+    return metrics
+
+
+async def measure(count: int = 500, runs: int = 20) -> dict[str, float]:
+    """One scrape of ``count`` services, all real but the instances (``sleep`` units)."""
+    caddy_text = await real_caddy_text(count)
+    folder = Path(tempfile.mkdtemp(prefix="bench-scrape-", dir=BENCH_BASE))
+    folder.chmod(0o755)  # the sandbox inside it must be traversable
+    sandbox = Sandbox(folder / "sandbox")
+    await sandbox.start()
+    try:
+        names = [f"s{index}" for index in range(count)]
+        bus = await running_units(sandbox, names)
+        store = filled_store(folder, count)
+        metrics = busy_metrics(count)
+        facts = UnitFacts(bus)
+        context = ScrapeContext(store, BenchHost(facts, caddy_text), metrics)
+        memory = ScrapeMemory()
+
+        async def scrape() -> bytes:
+            done = await gather(context)  # type: ignore[arg-type]
+            return render(done, metrics.registry, memory)
+
         cold_started = time.process_time()
-        text = scrape()  # the first: every series of Caddy's is parsed
+        text = await scrape()  # the first: every unit's slow facts, every Caddy series
         cold = time.process_time() - cold_started
-        samples = sum(len(f.samples) for f in text_string_to_metric_families(text.decode()))
+        families = list(text_string_to_metric_families(text.decode()))
+        samples = sum(len(family.samples) for family in families)
         served = sum(
             1
-            for line in text.decode().splitlines()
-            if line.startswith("pockestrator_service_http_requests_total{")
+            for family in families
+            for sample in family.samples
+            if sample.name == "pockestrator_service_http_requests_total"
         )
-        agent_cpu = cpu_of(scrape, runs)
+        memory_samples = sum(
+            1
+            for family in families
+            for sample in family.samples
+            if sample.name == "pockestrator_service_memory_bytes" and sample.value > 0
+        )
+        refreshed_before = facts.refreshed
+        agent_cpu = await async_cpu_of(scrape, runs)
+        refreshed = facts.refreshed - refreshed_before
         floor = floor_registry(samples)
         floor_cpu = cpu_of(lambda: generate_latest(floor), runs)
+        units = [unit_name(name) for name in names]
+        groups = [status.control_group for status in facts._slow.values()]
+        files = [facts.layout.files(group) for group in groups if group]
+        paths = [path for where in files if where for path in (where.memory, where.cpu_stat)]
+
+        def read_raw() -> None:
+            for path in paths:
+                with open(path, "rb") as file:
+                    file.read()
+
+        async def least_look() -> None:
+            # The same questions, nothing made of the answers: one ListUnitsByNames, and
+            # the memory and CPU files of each unit read.
+            await bus.list_units_by_names(units)
+            await asyncio.to_thread(read_raw)
+
+        floor_look_cpu = await async_cpu_of(least_look, runs)
+
+        async def per_unit_look() -> None:
+            # What a scrape did before UnitFacts, 50 at a time: 500 at once (as it was)
+            # overflow the bus's write queue (EAGAIN, then the connection is lost).
+            for start in range(0, len(units), 50):
+                await asyncio.gather(*(bus.unit_status(u) for u in units[start : start + 50]))
+
+        before_cpu = await async_cpu_of(per_unit_look, max(3, runs // 4))
         store.close()
     finally:
+        await sandbox.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return {
         "services": count,
         "samples": samples,
         "caddy_lines": len(caddy_text.splitlines()),
         "request_samples": served,
+        "memory_samples": memory_samples,
+        "slow_facts_asked_in_steady_state": refreshed,
         "agent_cpu_ms": agent_cpu * 1000,
         "first_scrape_cpu_ms": cold * 1000,
         "floor_cpu_ms": floor_cpu * 1000,
+        "floor_look_cpu_ms": floor_look_cpu * 1000,
+        "per_unit_getall_cpu_ms": before_cpu * 1000,
     }
-
-
-async def measure_observation(count: int = 100, runs: int = 5) -> dict[str, float]:
-    """The part the collector-level figure leaves out, measured for real: asking systemd
-    over D-Bus for ``count`` running units (as ``observe_services`` does each scrape), in a
-    sandbox of its own; the units run ``sleep``, not PocketBase, so that many fit here."""
-    root = Path(tempfile.mkdtemp(prefix="bench-observe-", dir=BENCH_BASE))
-    sandbox = Sandbox(root)
-    await sandbox.start()
-    try:
-        config = sandbox.agent_config()
-        assert sandbox.bus is not None
-        bus = sandbox.bus
-        config.systemd_dir.mkdir(parents=True, exist_ok=True)
-        names = [f"o{index}" for index in range(count)]
-        sleep = shutil.which("sleep") or "/bin/sleep"
-        for name in names:
-            (config.systemd_dir / f"{name}-pocketbase.service").write_text(
-                f"[Service]\nExecStart={sleep} infinity\n"
-            )
-        await bus.daemon_reload()
-        for name in names:
-            await bus.start_unit(f"{name}-pocketbase.service")
-        units = SystemdUnits(config, bus)
-
-        async def observe_all() -> float:
-            started = time.process_time()
-            await asyncio.gather(*(units.observe(name) for name in names))
-            return time.process_time() - started
-
-        await observe_all()
-        spent = [await observe_all() for _ in range(runs)]
-        for name in names:
-            await bus.stop_unit(f"{name}-pocketbase.service")
-    finally:
-        await sandbox.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    cpu_ms = statistics.median(spent) * 1000
-    return {"units": count, "observe_cpu_ms": cpu_ms, "per_unit_ms": cpu_ms / count}

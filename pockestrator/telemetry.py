@@ -15,9 +15,10 @@ and the API can all reach it without crossing a layer.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Reconciles take milliseconds when nothing changes and seconds when a release is fetched.
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -112,6 +113,19 @@ class AgentMetrics:
             buckets=API_BUCKETS,
             registry=registry,
         )
+        self.alerts_firing = Gauge(
+            "pockestrator_alerts_firing",
+            "1 for each alert rule firing, by service (empty for a host alert such as disk_low)",
+            ["rule", "service"],
+            registry=registry,
+        )
+        self.alert_pass_seconds = Histogram(
+            "pockestrator_alert_evaluation_duration_seconds",
+            "Time one pass of the alert rules took over every service (the rules alone)",
+            buckets=GLOBAL_STEP_BUCKETS,
+            registry=registry,
+        )
+        self._firing: set[tuple[str, str]] = set()
         self.health_probe_seconds: dict[str, float] = {}
         self.backups: dict[str, BackupAttempt] = {}
 
@@ -120,6 +134,16 @@ class AgentMetrics:
 
     def backup_attempted(self, name: str, at: float, *, ok: bool) -> None:
         self.backups[name] = BackupAttempt(at, ok)
+
+    def alerts_evaluated(self, firing: Iterable[tuple[str, str]], seconds: float) -> None:
+        """The firing set after a pass: 1 for each, and the resolved ones' series gone."""
+        now = set(firing)
+        for rule, service in self._firing - now:
+            self.alerts_firing.remove(rule, service)
+        for rule, service in now - self._firing:
+            self.alerts_firing.labels(rule, service).set(1)
+        self._firing = now
+        self.alert_pass_seconds.observe(seconds)
 
     def forget(self, keep: set[str]) -> None:
         """Drop the per-service values of services that no longer exist."""

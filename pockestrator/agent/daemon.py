@@ -27,6 +27,7 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.alerts import AlertWatch
 from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
@@ -76,6 +77,8 @@ RELOADABLE = frozenset(
         "import_max_bytes",
         "app_releases_kept",
         "app_archive_max_bytes",
+        "history_interval",
+        "alerts",
     }
 )
 
@@ -243,6 +246,10 @@ class Agent:
         swept += self._sweep_temporary_files()
         if swept:
             log.warning("removed what a stopped agent left unfinished", removed=swept)
+        self.alerts = AlertWatch(
+            lambda: self.config, self.store, self.host, self.metrics, self.clock
+        )
+        self.health.verdict_changed = self.alerts.wake
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
@@ -263,6 +270,7 @@ class Agent:
             "history",
         )
         self._spawn(self.archive_keeper.run, "archive-retention")
+        self._spawn(self.alerts.run, "alerts")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)
@@ -469,6 +477,8 @@ class Agent:
 
     def _on_unit_signal(self, unit: str) -> None:
         name = service_name_of(unit) if unit.endswith(UNIT_SUFFIX) else None
+        if name is not None:
+            self.alerts.wake()
         # A service backing off after a failure waits for its retry: its own failed attempt
         # changes its unit, and an immediate re-add would defeat the backoff.
         if name is not None and not self.queue.failures(name):

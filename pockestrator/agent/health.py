@@ -152,6 +152,8 @@ class HealthProber:
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
         self.cpu = CpuMeter()
+        # Told when a probe's verdict differs from the last one recorded (the alert rules).
+        self.verdict_changed: Callable[[], None] | None = None
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         loop = asyncio.get_running_loop()
@@ -182,6 +184,10 @@ class HealthProber:
             )
         )
         self.store.update_statuses({name: changes for name, changes, _again in results})
+        if self.verdict_changed is not None and any(
+            changes["health_ok"] != statuses[name].health_ok for name, changes, _ in results
+        ):
+            self.verdict_changed()
         # Only now: the reconciler must see the failure count that asked for it.
         for name, _changes, again in results:
             if again:

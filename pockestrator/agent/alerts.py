@@ -1,0 +1,174 @@
+"""The alert pass: the rules (``agent.alert_rules``) over what the agent observes, one pass
+for every rule and service, recording ``alert_firing`` and ``alert_resolved`` events in the
+store (which the outbox delivers) and the firing ones as ``pockestrator_alerts_firing``.
+
+When a pass runs: every ``history_interval`` (the agent's existing cadence, a minute by
+default), and earlier when something happened: a unit changed (systemd's signal, the one
+the reconciler is woken by; ``wake``), or a condition already seen reaches its threshold
+(``Evaluation.next_due``: a service down since 12:00 under a 60 s rule is looked at again
+at 12:01, not at the next minute's pass). A burst of signals makes one pass
+(``SETTLE_SECONDS``). A pass is one look at the units (``observe_services``: one D-Bus
+call and the cgroup files), two column reads of the store and one ``statvfs``.
+
+The firing set lives in memory: after an agent restart an alert whose condition still
+holds fires again (a receiver sees a second ``alert_firing``; the events' ids differ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from pockestrator.agent.alert_rules import (
+    HOST,
+    Alert,
+    AlertState,
+    Evaluation,
+    ServiceInput,
+    evaluate,
+)
+from pockestrator.api.context import HostView
+from pockestrator.clock import Clock
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.snapshots.schedule import last_fire, next_due
+from pockestrator.database import DatabaseFull
+from pockestrator.specs.store import Store
+from pockestrator.telemetry import AgentMetrics
+
+log = structlog.get_logger("pockestrator.alerts")
+
+SETTLE_SECONDS = 1.0  # after a wake: the other signals of the same change arrive
+
+
+def disk_free_fraction(path: Path) -> float | None:
+    """Free space (for unprivileged users, as PocketBase runs) of the filesystem of
+    ``path`` or its nearest existing parent; None when it cannot be read."""
+    current = path
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    try:
+        stats = os.statvfs(current)
+    except OSError:
+        return None
+    return stats.f_bavail / stats.f_blocks if stats.f_blocks else None
+
+
+class ScheduleIntervals:
+    """Seconds between a cron schedule's fire times around now, kept per expression until
+    the next fire time (most services share the agent's default schedule)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[datetime, float]] = {}
+
+    def of(self, expression: str, now: datetime) -> float | None:
+        kept = self._kept.get(expression)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        try:
+            after = next_due(expression, now)
+            interval = (after - last_fire(expression, now)).total_seconds()
+        except (ValueError, KeyError):  # not a schedule croniter reads: no rule
+            return None
+        self._kept[expression] = (after, interval)
+        return interval
+
+
+class AlertWatch:
+    """The alert state and the loop that keeps it (``run``)."""
+
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        store: Store,
+        host: HostView,
+        metrics: AgentMetrics,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self.store = store
+        self.host = host
+        self.metrics = metrics
+        self.clock = clock
+        self.state = AlertState()
+        self._wake = asyncio.Event()
+        self._intervals = ScheduleIntervals()
+        self._next_due: float | None = None
+
+    def wake(self) -> None:
+        """Something changed (a unit's signal): a pass soon."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """A pass, then wait for a wake, a rule's due time or the cadence; for ever."""
+        while True:
+            try:
+                await self.evaluate_now()
+            except Exception as exc:  # one pass lost; the next one looks again
+                log.warning("alert pass failed", error=str(exc)[:200])
+            cadence = self._config().history_interval
+            wait = cadence
+            if self._next_due is not None:
+                wait = min(wait, max(0.0, self._next_due - self.clock.now().timestamp()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.sleep(SETTLE_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def evaluate_now(self) -> Evaluation:
+        """One pass over every rule: observe, evaluate, record what changed."""
+        config = self._config()
+        summaries = self.store.service_summaries()
+        states = self.store.states()
+        facts = self.store.alert_facts()
+        names = [summary.name for summary in summaries]
+        observed = await self.host.observe_services(names)
+        now = self.clock.now()
+        inputs = []
+        for summary, observation in zip(summaries, observed, strict=True):
+            name = summary.name
+            own_policy, own_schedule, certificate_ends = facts.get(name, (False, None, None))
+            schedule = own_schedule if own_policy else config.backups.schedule
+            unit = observation.unit
+            backup = observation.last_backup_at
+            inputs.append(
+                ServiceInput(
+                    name=name,
+                    desired_running=summary.desired_state == "running",
+                    running=unit.is_running if unit is not None else None,
+                    healthy=states.get(name, ("deploying", None))[1],
+                    restarts=unit.restarts if unit is not None else None,
+                    last_backup_at=backup.timestamp() if backup is not None else None,
+                    backup_interval=self._intervals.of(schedule, now) if schedule else None,
+                    certificate_not_after=(
+                        certificate_ends.timestamp() if certificate_ends is not None else None
+                    ),
+                )
+            )
+        free = await asyncio.to_thread(disk_free_fraction, config.base_dir)
+        started = time.perf_counter()
+        evaluation = evaluate(config.alerts, self.state, inputs, free, now.timestamp())
+        self.state = evaluation.state
+        self._next_due = evaluation.next_due
+        for alert in evaluation.fired:
+            self._record(alert, "alert_firing")
+        for alert in evaluation.resolved:
+            self._record(alert, "alert_resolved")
+        self.metrics.alerts_evaluated(evaluation.state.firing, time.perf_counter() - started)
+        return evaluation
+
+    def _record(self, alert: Alert, kind: str) -> None:
+        details = {"rule": alert.rule, "service": alert.service, **alert.details}
+        message = alert.message if kind == "alert_firing" else f"resolved: {alert.message}"
+        log.warning(kind.replace("_", " "), rule=alert.rule, service=alert.service or None)
+        try:
+            self.store.add_event(alert.service or HOST, kind, message, details)
+        except DatabaseFull:  # the log line above says the same; disk_low is likely firing
+            log.error("alert event not recorded: the store's disk is full", rule=alert.rule)

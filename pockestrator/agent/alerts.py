@@ -10,8 +10,11 @@ at 12:01, not at the next minute's pass). A burst of signals makes one pass
 (``SETTLE_SECONDS``). A pass is one look at the units (``observe_services``: one D-Bus
 call and the cgroup files), two column reads of the store and one ``statvfs``.
 
-The firing set lives in memory: after an agent restart an alert whose condition still
-holds fires again (a receiver sees a second ``alert_firing``; the events' ids differ).
+The firing set is read back from the store's events when the agent starts (``restore``:
+the last of ``alert_firing`` / ``alert_resolved`` of each rule and service), so a restart
+does not announce an alert again that was never resolved, and the first pass resolves one
+whose condition ended while the agent was away. What a rule was counting (since when a
+service is down, the recent restarts) starts again.
 """
 
 from __future__ import annotations
@@ -100,12 +103,33 @@ class AlertWatch:
         self._intervals = ScheduleIntervals()
         self._next_due: float | None = None
 
+    def restore(self) -> None:
+        """The alerts that fire, as the events in the store left them."""
+        firing: dict[tuple[str, str], Alert] = {}
+        for event in self.store.alert_events():
+            rule = event.details.get("rule")
+            if not isinstance(rule, str):
+                continue
+            service = "" if event.service == HOST else event.service
+            if event.kind == "alert_firing":
+                details = {k: v for k, v in event.details.items() if k not in ("rule", "service")}
+                firing[(rule, service)] = Alert(rule, service, event.message, details)
+            else:
+                firing.pop((rule, service), None)
+        self.state = AlertState(firing=firing)
+        self.metrics.alerts_evaluated(firing, 0.0)
+
     def wake(self) -> None:
         """Something changed (a unit's signal): a pass soon."""
         self._wake.set()
 
     async def run(self) -> None:
-        """A pass, then wait for a wake, a rule's due time or the cadence; for ever."""
+        """The firing alerts read back, then a pass, then wait for a wake, a rule's due time
+        or the cadence; for ever."""
+        try:
+            self.restore()
+        except Exception as exc:  # none known to fire: a still-true one is announced again
+            log.warning("firing alerts not read back", error=str(exc)[:200])
         while True:
             try:
                 await self.evaluate_now()

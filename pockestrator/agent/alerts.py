@@ -2,13 +2,15 @@
 for every rule and service, recording ``alert_firing`` and ``alert_resolved`` events in the
 store (which the outbox delivers) and the firing ones as ``pockestrator_alerts_firing``.
 
-When a pass runs: every ``history_interval`` (the agent's existing cadence, a minute by
-default), and earlier when something happened: a unit changed (systemd's signal, the one
-the reconciler is woken by; ``wake``), or a condition already seen reaches its threshold
-(``Evaluation.next_due``: a service down since 12:00 under a 60 s rule is looked at again
-at 12:01, not at the next minute's pass). A burst of signals makes one pass
-(``SETTLE_SECONDS``). A pass is one look at the units (``observe_services``: one D-Bus
-call and the cgroup files), two column reads of the store and one ``statvfs``.
+When a pass runs: after each round of the short history (``History.observed``: the
+agent's existing cadence, ``history_interval``, a minute by default), on that round's
+observation, the one ``/metrics`` makes; and between rounds when something happened: a
+unit changed (systemd's signal, the one the reconciler is woken by) or a health verdict
+did (``wake``), or a condition already seen reaches its threshold (``Evaluation.next_due``:
+a service down since 12:00 under a 60 s rule is looked at again at 12:01, not at the next
+round). Those passes make their own look (``observe_services``: one D-Bus call and the
+cgroup files); a burst of signals makes one pass (``SETTLE_SECONDS``). Every pass also
+reads two columns of the store and makes one ``statvfs``; passes never overlap.
 
 The firing set is read back from the store's events when the agent starts (``restore``:
 the last of ``alert_firing`` / ``alert_resolved`` of each rule and service), so a restart
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -36,12 +38,12 @@ from pockestrator.agent.alert_rules import (
     ServiceInput,
     evaluate,
 )
-from pockestrator.api.context import HostView
+from pockestrator.api.context import HostView, ServiceObservation
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots.schedule import last_fire, next_due
 from pockestrator.database import DatabaseFull
-from pockestrator.specs.store import Store
+from pockestrator.specs.store import ServiceSummary, Store
 from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.alerts")
@@ -102,6 +104,7 @@ class AlertWatch:
         self._wake = asyncio.Event()
         self._intervals = ScheduleIntervals()
         self._next_due: float | None = None
+        self._passing = asyncio.Lock()
 
     def restore(self) -> None:
         """The alerts that fire, as the events in the store left them."""
@@ -124,8 +127,8 @@ class AlertWatch:
         self._wake.set()
 
     async def run(self) -> None:
-        """The firing alerts read back, then a pass, then wait for a wake, a rule's due time
-        or the cadence; for ever."""
+        """The firing alerts read back and a first pass; then a pass at each wake or a
+        rule's due time (the history's rounds make the others), for ever."""
         try:
             self.restore()
         except Exception as exc:  # none known to fire: a still-true one is announced again
@@ -135,8 +138,8 @@ class AlertWatch:
                 await self.evaluate_now()
             except Exception as exc:  # one pass lost; the next one looks again
                 log.warning("alert pass failed", error=str(exc)[:200])
-            cadence = self._config().history_interval
-            wait = cadence
+            # Past a round missed (the history's loop failing), a pass of its own anyway.
+            wait = 2 * self._config().history_interval
             if self._next_due is not None:
                 wait = min(wait, max(0.0, self._next_due - self.clock.now().timestamp()))
             try:
@@ -146,14 +149,33 @@ class AlertWatch:
                 pass
             self._wake.clear()
 
-    async def evaluate_now(self) -> Evaluation:
-        """One pass over every rule: observe, evaluate, record what changed."""
+    async def after_round(
+        self, summaries: Sequence[ServiceSummary], observed: Sequence[ServiceObservation]
+    ) -> None:
+        """A pass on the history round's own observation (``History.observed``)."""
+        try:
+            await self.evaluate_now(summaries, observed)
+        except Exception as exc:  # the next pass looks again
+            log.warning("alert pass failed", error=str(exc)[:200])
+
+    async def evaluate_now(
+        self,
+        summaries: Sequence[ServiceSummary] | None = None,
+        observed: Sequence[ServiceObservation] | None = None,
+    ) -> Evaluation:
+        """One pass over every rule: observe (unless given), evaluate, record what changed."""
+        async with self._passing:
+            if summaries is None or observed is None:
+                summaries = self.store.service_summaries()
+                observed = await self.host.observe_services([s.name for s in summaries])
+            return await self._evaluate(summaries, observed)
+
+    async def _evaluate(
+        self, summaries: Sequence[ServiceSummary], observed: Sequence[ServiceObservation]
+    ) -> Evaluation:
         config = self._config()
-        summaries = self.store.service_summaries()
         states = self.store.states()
         facts = self.store.alert_facts()
-        names = [summary.name for summary in summaries]
-        observed = await self.host.observe_services(names)
         now = self.clock.now()
         inputs = []
         for summary, observation in zip(summaries, observed, strict=True):

@@ -250,6 +250,7 @@ class Agent:
             lambda: self.config, self.store, self.host, self.metrics, self.clock
         )
         self.health.verdict_changed = self.alerts.wake
+        self.history.observed = self.alerts.after_round
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))

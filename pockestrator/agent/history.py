@@ -20,7 +20,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,7 +28,7 @@ import structlog
 
 from pockestrator.api.context import HistoryPoint, HostView, ServiceObservation
 from pockestrator.api.metrics import CaddyReader, HostTraffic
-from pockestrator.specs.store import Store
+from pockestrator.specs.store import ServiceSummary, Store
 
 log = structlog.get_logger("pockestrator.history")
 
@@ -156,6 +156,11 @@ class History:
         self._memory_max: dict[str, int | None] = {}
         # Every Caddy bound: the percentile needs the fine ones.
         self._caddy = CaddyReader(bounds=None)
+        # Given each round's services and observations (the agent's alert pass).
+        self.observed: (
+            Callable[[Sequence[ServiceSummary], Sequence[ServiceObservation]], Awaitable[None]]
+            | None
+        ) = None
 
     def series(self, name: str) -> list[HistoryPoint]:
         return list(self._series.get(name, ()))
@@ -221,3 +226,5 @@ class History:
         # Off the event loop: the first read of a large Caddy text parses every series.
         traffic = await asyncio.to_thread(self._caddy.read, text, host_of) if text else {}
         self.record(datetime.now(UTC), time.monotonic(), observations, traffic)
+        if self.observed is not None:  # the alert pass, from this round's observation
+            await self.observed(summaries, observations)

@@ -3,7 +3,9 @@ restarts and resets that give no rate, the host's totals, and buffers that stay 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,36 @@ def test_the_buffers_are_bounded_and_a_removed_service_is_forgotten() -> None:
     assert history.series("b")[-1].memory_bytes is None
     history.record(START, 999.0, [ServiceObservation("a", unit(1, cpu=1))], {})
     assert history.series("b") == [] and history.memory_max("b") is None
+
+
+async def test_a_round_hands_its_own_observation_to_the_alert_pass(tmp_path: Path) -> None:
+    from pockestrator.specs.model import parse_spec
+    from pockestrator.specs.store import ServiceSummary, Store
+
+    store = Store(tmp_path / "store.db")
+    store.create_service(
+        parse_spec({"project_name": "a", "port": 20001, "pocketbase_version": "0.29.0"}, "x.test")
+    )
+    looks: list[list[str]] = []
+
+    class Host:
+        async def observe_services(self, names: Sequence[str]) -> list[ServiceObservation]:
+            looks.append(list(names))
+            return [ServiceObservation(name, None) for name in names]
+
+        async def caddy_metrics(self) -> str | None:
+            return None
+
+    handed: list[tuple[list[str], list[str]]] = []
+
+    async def observed(
+        summaries: Sequence[ServiceSummary], observations: Sequence[ServiceObservation]
+    ) -> None:
+        handed.append(([s.name for s in summaries], [o.name for o in observations]))
+
+    history = History()
+    history.observed = observed
+    await history.round(store, Host())  # type: ignore[arg-type]
+    assert looks == [["a"]]  # one look, shared
+    assert handed == [(["a"], ["a"])]
+    store.close()

@@ -104,6 +104,48 @@ class S3Target(BaseModel):
         return value
 
 
+class AlertRules(BaseModel):
+    """The thresholds of the alert rules; null turns a rule off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_down_seconds: float | None = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="A service meant to run that is not running or fails its health probe "
+        "for this long fires service_down.",
+    )
+    restart_loop_count: int | None = Field(
+        default=3,
+        ge=1,
+        le=10000,
+        description="Restarts by systemd within restart_loop_minutes that fire restart_loop.",
+    )
+    restart_loop_minutes: float = Field(
+        default=10.0, gt=0, le=1440, description="The window restart_loop_count is counted in."
+    )
+    backup_age_factor: float | None = Field(
+        default=2.0,
+        ge=1,
+        le=1000,
+        description="A newest snapshot older than this many schedule intervals fires "
+        "backup_stale (services with a backup schedule only).",
+    )
+    certificate_days: float | None = Field(
+        default=14.0,
+        gt=0,
+        le=365,
+        description="A served certificate ending in fewer days fires certificate_expiring.",
+    )
+    disk_free_percent: float | None = Field(
+        default=10.0,
+        gt=0,
+        lt=100,
+        description="Less free space on the data filesystem (base_dir's) fires disk_low.",
+    )
+
+
 class AgentConfig(BaseModel):
     """Everything the agent needs to know about the host it manages."""
 
@@ -146,6 +188,11 @@ class AgentConfig(BaseModel):
         le=1024,
         description="Log streams (logs?follow=true) open at once; each is one journalctl"
         " process. Past it the API answers 503 TOO_MANY_STREAMS (docs/reliability.md).",
+    )
+    metrics_listen: str | None = Field(
+        default=None,
+        description="IP:PORT of a separate listener for GET /metrics without a token, for "
+        "a Prometheus on a private network; default none (the API's /metrics, with a token).",
     )
     trusted_proxies: tuple[str, ...] = Field(
         default=(),
@@ -240,6 +287,18 @@ class AgentConfig(BaseModel):
     # systemd restarts a crashed instance at once; these probes catch a hung one. 30 s keeps
     # 50 idle services under 1% of a core (docs/benchmarks.md).
     health_interval: float = Field(default=30.0, gt=0)
+    history_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between two points of the short history the dashboard draws "
+        "(240 points are kept: four hours at the default).",
+    )
+    alerts: AlertRules = Field(
+        default_factory=AlertRules,
+        description="The alert rules' thresholds (docs/observability.md); each is evaluated "
+        "every history_interval and when a unit changes, and records alert_firing and "
+        "alert_resolved events.",
+    )
     health_timeout: float = Field(default=2.0, gt=0)
     health_failures_before_restart: int = Field(default=3, ge=1)
     upgrade_health_deadline: float = Field(default=30.0, gt=0)
@@ -371,6 +430,13 @@ class AgentConfig(BaseModel):
             ipaddress.ip_address(value)
         except ValueError as exc:
             raise ValueError("must be an IP address such as 127.0.0.1") from exc
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
         return value
 
     @field_validator("caddy_admin_url")
@@ -582,3 +648,20 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             for err in exc.errors()
         ]
         raise ConfigError(source, problems) from exc
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``IP:PORT`` (``[v6]:PORT`` for IPv6) as (ip, port); ValueError says what is wrong."""
+    host, separator, port = value.rpartition(":")
+    if not separator or not port.isascii() or not port.isdigit() or len(port) > 5:
+        raise ValueError("must be IP:PORT, such as 127.0.0.1:9464")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError("must be IP:PORT with an IP address, such as 127.0.0.1:9464") from exc
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError("the port must be 1-65535")
+    return host, number

@@ -38,6 +38,7 @@ from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
+from pockestrator.telemetry import AgentMetrics, mark_step, snake_case
 
 log = structlog.get_logger("pockestrator.reconciler")
 
@@ -66,7 +67,9 @@ class StepRunner:
         store: Store,
         controllers: Controllers,
         coordinator: WaveCoordinator,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else AgentMetrics()
         self.config = config
         self.store = store
         self.controllers = controllers
@@ -81,12 +84,16 @@ class StepRunner:
 
     async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
         """One daemon-reload for the wave; each reconcile learns how large the wave is."""
-        await self.controllers.bus.daemon_reload()
+        with self.metrics.daemon_reload_seconds.time():
+            await self.controllers.bus.daemon_reload()
+        self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
         log.info("daemon-reload", services=len(requests))
         return dict.fromkeys(requests, len(requests))
 
     async def _caddy_wave(self, requests: Mapping[str, str | None]) -> dict[str, SiteOutcome]:
-        result = await self.controllers.sites.apply(requests)
+        with self.metrics.caddy_apply_seconds.time():
+            result = await self.controllers.sites.apply(requests)
+        self.metrics.wave_size.labels("caddy").observe(len(requests))
         log.info(
             "caddy wave",
             services=len(requests),
@@ -102,6 +109,7 @@ class StepRunner:
         """Record the plan's drift, then do its steps in order; raises when a step fails."""
         name = plan.name
         for drift in plan.drift:
+            self.metrics.drift_repairs.labels(drift.what.replace(" ", "_")).inc()
             # On a full disk the event is lost but the log line below says the same: the
             # repair must not wait for space (the status write after it fails, and retries).
             with contextlib.suppress(DatabaseFull):
@@ -123,6 +131,15 @@ class StepRunner:
             await self._do(name, desired, step, applied)
 
     async def _do(
+        self, name: str, desired: Desired | None, step: steps.Step, applied: Applied
+    ) -> None:
+        try:
+            await self._do_step(name, desired, step, applied)
+        except Exception as exc:
+            mark_step(exc, snake_case(type(step).__name__))
+            raise
+
+    async def _do_step(
         self, name: str, desired: Desired | None, step: steps.Step, applied: Applied
     ) -> None:
         unit = unit_name(name)

@@ -46,6 +46,7 @@ from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.specs.grammar import LOCAL_TARGET, version_key
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store
+from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.backups")
 
@@ -62,7 +63,9 @@ class BackupRunner:
         controllers: Controllers,
         session: aiohttp.ClientSession,
         clock: Clock,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else AgentMetrics()
         self._config = config
         self.store = store
         self.controllers = controllers
@@ -126,8 +129,10 @@ class BackupRunner:
                     else:
                         snapshot = await self.snapshots.take(record.spec, kind, self.clock.now())
                 except Exception as exc:  # any failure: recorded, the service goes on
+                    self.metrics.backup_attempted(name, self.clock.now().timestamp(), ok=False)
                     self._failed(name, operation, "snapshot_failed", f"{kind} snapshot failed", exc)
                     return
+                self.metrics.backup_attempted(name, self.clock.now().timestamp(), ok=True)
                 details = snapshot_details(snapshot)
                 self.store.add_event(
                     name, "snapshot_taken", f"{kind} snapshot {snapshot.snapshot_id}", details

@@ -27,10 +27,12 @@ import structlog
 
 from pockestrator import __version__
 from pockestrator.accounts.store import AccountStore
+from pockestrator.agent.alerts import AlertWatch
 from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
+from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
@@ -55,6 +57,7 @@ from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
+from pockestrator.telemetry import AgentMetrics, step_of
 
 log = structlog.get_logger("pockestrator.agent")
 
@@ -74,6 +77,8 @@ RELOADABLE = frozenset(
         "import_max_bytes",
         "app_releases_kept",
         "app_archive_max_bytes",
+        "history_interval",
+        "alerts",
     }
 )
 
@@ -120,6 +125,8 @@ class Agent:
         self.clock = clock
         self.notifier = Notifier()
         self.queue = WorkQueue(base_delay=0.1, max_delay=60.0)
+        self.metrics = AgentMetrics()
+        self.history = History()
         self.started_at = utc_now()
         self.api_factory = api_factory
         self._api_runner: Any = None
@@ -203,7 +210,13 @@ class Agent:
         )
         self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
         self.reconciler = Reconciler(
-            config, self.store, controllers, self.coordinator, self.session, self.clock
+            config,
+            self.store,
+            controllers,
+            self.coordinator,
+            self.session,
+            self.clock,
+            self.metrics,
         )
         self.reconciler.wake = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
@@ -224,6 +237,7 @@ class Agent:
             config.health_timeout,
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
+            metrics=self.metrics,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent
         # left of its own is nobody's.
@@ -232,6 +246,11 @@ class Agent:
         swept += self._sweep_temporary_files()
         if swept:
             log.warning("removed what a stopped agent left unfinished", removed=swept)
+        self.alerts = AlertWatch(
+            lambda: self.config, self.store, self.host, self.metrics, self.clock
+        )
+        self.health.verdict_changed = self.alerts.wake
+        self.history.observed = self.alerts.after_round
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
@@ -247,7 +266,12 @@ class Agent:
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
+        self._spawn(
+            lambda: self.history.run(self.store, self.host, lambda: self.config.history_interval),
+            "history",
+        )
         self._spawn(self.archive_keeper.run, "archive-retention")
+        self._spawn(self.alerts.run, "alerts")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)
@@ -352,13 +376,16 @@ class Agent:
             self._busy[index] = (name, loop.time())
             self._started_runs[name] += 1
             run = self._started_runs[name]
+            started = loop.time()
             try:
                 result = await self.reconciler.reconcile(name)
             except TerminalError as exc:
+                self._count_failure(exc)
                 self.queue.forget(name)
                 log.error("reconcile failed for good", service=name, error=str(exc))
                 self._record_failure(name, str(exc))
             except Exception as exc:
+                self._count_failure(exc)
                 delay = self.queue.add_rate_limited(name)
                 log.warning(
                     "reconcile failed; will retry",
@@ -373,10 +400,15 @@ class Agent:
                 if result.requeue_after is not None:
                     self.queue.add_after(name, result.requeue_after)
             finally:
+                self.metrics.reconcile_seconds.observe(loop.time() - started)
                 del self._busy[index]
                 self.queue.done(name)
                 self._finished(name, run)
                 self.coordinator.nudge()
+
+    def _count_failure(self, exc: BaseException) -> None:
+        """One failed reconcile, under the plan step that raised (``observe`` before any)."""
+        self.metrics.reconcile_errors.labels(step_of(exc) or "observe").inc()
 
     def _record_failure(self, name: str, message: str) -> None:
         """Put a failed reconcile's reason in the status, if the store takes it: a store
@@ -446,6 +478,8 @@ class Agent:
 
     def _on_unit_signal(self, unit: str) -> None:
         name = service_name_of(unit) if unit.endswith(UNIT_SUFFIX) else None
+        if name is not None:
+            self.alerts.wake()
         # A service backing off after a failure waits for its retry: its own failed attempt
         # changes its unit, and an immediate re-add would defeat the backoff.
         if name is not None and not self.queue.failures(name):

@@ -22,10 +22,11 @@ import structlog
 
 from pockestrator.clock import utc_now
 from pockestrator.specs.store import ServiceStatus, Store
+from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.health")
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
 HEALTH_BODY_MAX = 4096
 
@@ -96,7 +97,7 @@ def process_age(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - int(fields[19]) / _CLOCK_TICKS)
+        return max(0.0, uptime - int(fields[19]) / CLOCK_TICKS)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -127,7 +128,7 @@ class CpuMeter:
         self._last[name] = CpuSample(pid, ticks, now)
         if previous is None or previous.pid != pid or now <= previous.at:
             return None
-        return round(100.0 * (ticks - previous.ticks) / _CLOCK_TICKS / (now - previous.at), 1)
+        return round(100.0 * (ticks - previous.ticks) / CLOCK_TICKS / (now - previous.at), 1)
 
 
 class HealthProber:
@@ -141,7 +142,9 @@ class HealthProber:
         timeout: float,
         failures_before_restart: int,
         boot_grace: float = 15.0,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else AgentMetrics()
         self.store = store
         self.enqueue = enqueue
         self.interval = interval
@@ -149,6 +152,8 @@ class HealthProber:
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
         self.cpu = CpuMeter()
+        # Told when a probe's verdict differs from the last one recorded (the alert rules).
+        self.verdict_changed: Callable[[], None] | None = None
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         loop = asyncio.get_running_loop()
@@ -179,6 +184,10 @@ class HealthProber:
             )
         )
         self.store.update_statuses({name: changes for name, changes, _again in results})
+        if self.verdict_changed is not None and any(
+            changes["health_ok"] != statuses[name].health_ok for name, changes, _ in results
+        ):
+            self.verdict_changed()
         # Only now: the reconciler must see the failure count that asked for it.
         for name, _changes, again in results:
             if again:
@@ -194,8 +203,10 @@ class HealthProber:
     ) -> tuple[str, dict[str, object], bool]:
         """Probe one instance: the status changes to record, and whether to reconcile it."""
         await asyncio.sleep(delay)
-        healthy = await probe(session, port, self.timeout)
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        healthy = await probe(session, port, self.timeout)
+        self.metrics.probed(name, loop.time() - started)
         changes: dict[str, object] = {
             "last_health_check": utc_now(),
             "health_ok": healthy,

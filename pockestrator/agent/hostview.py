@@ -16,6 +16,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,12 +26,14 @@ import structlog
 
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan import newest_backups
+from pockestrator.agent.unitfacts import UnitFacts
 from pockestrator.api.context import (
     ArchiveInfo,
     BackupFile,
     BackupInfo,
     HostFacts,
     ReleaseInfo,
+    ServiceObservation,
     ServiceRuntime,
     UnitState,
 )
@@ -42,6 +45,7 @@ from pockestrator.controllers.caddy.caddyfile import (
     admin_reachable_by_instances,
     public_ports,
 )
+from pockestrator.controllers.servicedirs.usage import data_usage
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.manifest import Manifest, ManifestError
 from pockestrator.controllers.systemd.bus import (
@@ -62,6 +66,11 @@ from pockestrator.specs.store import ServiceStatus
 log = structlog.get_logger("pockestrator.hostview")
 
 QUERY_TIMEOUT = 5.0
+# pb_data's size and the newest snapshot change slowly; a scrape every 15 s need not walk
+# every instance's files each time.
+DISK_FACTS_MAX_AGE = 60.0
+# (measured at, monotonic; pb_data bytes; when the newest snapshot was taken)
+DiskFacts = tuple[float, int | None, datetime | None]
 CADDYFILE_READ_MAX = 1024 * 1024
 
 
@@ -87,6 +96,9 @@ class AgentHostView:
         self.dirs = controllers.dirs
         self.apps = controllers.apps
         self._manager_cgroup: str | None = None
+        self._disk_cache: dict[str, DiskFacts] = {}
+        self._disk_refresh: asyncio.Task[None] | None = None
+        self.unit_facts = UnitFacts(controllers.bus)
 
     async def runtime(self, name: str, status: ServiceStatus | None) -> ServiceRuntime:
         unit: UnitState | None = None
@@ -244,6 +256,68 @@ class AgentHostView:
             return remote_info(held[0].manifest, targets, with_files=True)
         return backup_info(snapshot, with_files=True)
 
+    async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
+        """Every unit now in one look (``agent.unitfacts``); disk facts from a cache: a
+        service not measured yet (new, or its pb_data not there yet) is measured now, and
+        the cache is refreshed off the scrape, in the background, when older than
+        ``DISK_FACTS_MAX_AGE`` (walking every pb_data is the dearest part of a look)."""
+        try:
+            units: Sequence[UnitState | None] = await asyncio.wait_for(
+                self.unit_facts.look(names), QUERY_TIMEOUT
+            )
+        except Exception as exc:  # unknown for this look; the unit metrics are left out
+            log.warning("systemd did not answer for the units", error=str(exc)[:200])
+            units = [None] * len(names)
+        cache = self._disk_cache
+        missing = [name for name in names if name not in cache or cache[name][1] is None]
+        if missing:
+            cache.update(await asyncio.to_thread(self._measure_disks, missing))
+        now = time.monotonic()
+        stale = [name for name in names if now - cache[name][0] > DISK_FACTS_MAX_AGE]
+        if stale and (self._disk_refresh is None or self._disk_refresh.done()):
+            self._disk_refresh = asyncio.create_task(self._refresh_disks(stale))
+        wanted = set(names)
+        for name in [name for name in cache if name not in wanted]:
+            del cache[name]  # a removed service
+        return [
+            ServiceObservation(name, unit, *cache[name][1:])
+            for name, unit in zip(names, units, strict=True)
+        ]
+
+    async def _refresh_disks(self, names: list[str]) -> None:
+        try:
+            measured = await asyncio.to_thread(self._measure_disks, names)
+        except Exception as exc:  # the old figures stay; the next look tries again
+            log.warning("pb_data sizes not measured", error=str(exc)[:200])
+            return
+        for name, facts in measured.items():
+            if name in self._disk_cache:  # not removed meanwhile
+                self._disk_cache[name] = facts
+
+    def _measure_disks(self, names: list[str]) -> dict[str, DiskFacts]:
+        return {name: (time.monotonic(), *self._measure_disk(name)) for name in names}
+
+    def _measure_disk(self, name: str) -> tuple[int | None, datetime | None]:
+        try:
+            usage = data_usage(self.snapshots.folders, name)
+        except (OSError, ValueError):  # unsafe or unreadable: unknown
+            usage = None
+        try:
+            newest = self.snapshots.folder.list(name)[:1]
+        except (OSError, SnapshotError, ManifestError):
+            newest = []
+        snapshot = newest[0] if newest else None
+        return (
+            usage.bytes if usage is not None else None,
+            snapshot.manifest.created_at if snapshot else None,
+        )
+
+    async def caddy_metrics(self) -> str | None:
+        try:
+            return await asyncio.wait_for(self.sites.admin_metrics(), QUERY_TIMEOUT)
+        except Exception:  # Caddy's numbers are left out of this scrape
+            return None
+
     async def archives(self) -> Sequence[ArchiveInfo]:
         return [
             ArchiveInfo(a.archive_id, a.service, a.archived_at, a.size_bytes)
@@ -334,6 +408,8 @@ def unit_state(status: UnitStatus) -> UnitState:
         restarts=status.n_restarts,
         active_since=datetime.fromtimestamp(since / 1_000_000, UTC) if since else None,
         need_daemon_reload=status.need_daemon_reload,
+        memory_max_bytes=status.memory_max,
+        cpu_seconds=status.cpu_usage_nsec / 1e9 if status.cpu_usage_nsec is not None else None,
     )
 
 

@@ -82,6 +82,7 @@ from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec, unit_name
 from pockestrator.specs.public_url import service_url, uses_https
 from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
+from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.reconciler")
 
@@ -115,14 +116,18 @@ class Reconciler:
         coordinator: WaveCoordinator,
         session: aiohttp.ClientSession,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else AgentMetrics()
         self.config = config
         self.store = store
         self.controllers = controllers
         self.coordinator = coordinator
         self.session = session
-        self.steps = StepRunner(config, store, controllers, coordinator)
-        self.backups = BackupRunner(lambda: self.config, store, controllers, session, clock)
+        self.steps = StepRunner(config, store, controllers, coordinator, self.metrics)
+        self.backups = BackupRunner(
+            lambda: self.config, store, controllers, session, clock, self.metrics
+        )
         self.deploys = DeployRunner(
             lambda: self.config, store, controllers, session, clock, self.apply_now
         )

@@ -54,9 +54,10 @@ def find_tool(name: str) -> Path | None:
 def render_sandbox_caddyfile(
     admin_socket: Path, http_port: int, sites_dir: Path, https_port: int | None = None
 ) -> str:
-    """The sandbox's main Caddyfile: admin on a 0600 socket, one import for all; HTTP only,
-    or with ``https_port`` HTTPS too (certificates from Caddy's local CA, whose root is
-    never installed into the host's trust store)."""
+    """The sandbox's main Caddyfile: admin on a 0600 socket, one import for all, Caddy's
+    request metrics per host (which ``/metrics`` reports per service); HTTP only, or with
+    ``https_port`` HTTPS too (certificates from Caddy's local CA, whose root is never
+    installed into the host's trust store)."""
     if https_port is None:
         scheme = ["\tauto_https off\n", f"\thttp_port {http_port}\n"]
     else:
@@ -73,6 +74,9 @@ def render_sandbox_caddyfile(
             f'\tadmin "unix/{admin_socket}|0600"\n',
             *scheme,
             "\tpersist_config off\n",
+            "\tmetrics {\n",
+            "\t\tper_host\n",
+            "\t}\n",
             "}\n",
             "\n",
             f"import {sites_dir}/*.caddy\n",

@@ -27,6 +27,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.journal import UnitScope
 from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceStatus, Store
+from pockestrator.telemetry import AgentMetrics
 
 RUNNING_STATES = ("active", "reloading", "activating")
 
@@ -47,6 +48,9 @@ class UnitState:
     restarts: int | None
     active_since: datetime | None
     need_daemon_reload: bool
+    memory_max_bytes: int | None = None  # the cgroup's limit; None: unlimited
+    cpu_seconds: float | None = None
+    memory_peak_bytes: int | None = None  # the cgroup's highest use (cgroup files only)
 
     @property
     def is_running(self) -> bool:
@@ -158,6 +162,44 @@ class ReleaseInfo:
     changed: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ServiceObservation:
+    """What ``/metrics`` reports of one service besides its status: the unit now, and its
+    disk facts (``pb_data``'s size, when the newest complete snapshot was taken), which may
+    be up to a minute old (a walk of every ``pb_data`` per scrape would cost more than the
+    scrape)."""
+
+    name: str
+    unit: UnitState | None
+    data_bytes: int | None = None
+    last_backup_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One interval of a service (or of the host's totals) in the agent's short history.
+    None: not known for that interval (a first round, a restart, no requests)."""
+
+    at: datetime
+    memory_bytes: int | None
+    cpu_cores: float | None  # CPU seconds per second: 1.0 is one core busy
+    requests_per_second: float | None
+    errors_per_second: float | None  # answers 500-599
+    p95_seconds: float | None  # of the interval's requests, through Caddy
+
+
+class HistoryView(Protocol):
+    """The agent's short history, read-only (``agent.history``)."""
+
+    def series(self, name: str) -> list[HistoryPoint]: ...
+
+    def host(self) -> list[HistoryPoint]: ...
+
+    def memory_max(self, name: str) -> int | None:
+        """The service's MemoryMax at the last round; None: unlimited or unknown."""
+        ...
+
+
 class HostView(Protocol):
     """The host as the reconciler observes it, read-only."""
 
@@ -187,6 +229,14 @@ class HostView(Protocol):
 
     async def backup(self, name: str, backup_id: str) -> BackupInfo | None:
         """One snapshot with its files; None when ``name`` has no such snapshot."""
+        ...
+
+    async def observe_services(self, names: Sequence[str]) -> Sequence[ServiceObservation]:
+        """Every service of ``names`` as ``/metrics`` shows it, observed now."""
+        ...
+
+    async def caddy_metrics(self) -> str | None:
+        """Caddy's own metrics text (per host when the Caddyfile turns that on), or None."""
         ...
 
     async def archives(self) -> Sequence[ArchiveInfo]:
@@ -238,4 +288,12 @@ class AgentContext(Protocol):
 
     def queue_depth(self) -> int:
         """Keys waiting to be reconciled now."""
+        ...
+
+    @property
+    def history(self) -> HistoryView: ...
+
+    @property
+    def metrics(self) -> AgentMetrics:
+        """The agent's own instruments (reconciles, waves, API requests, probes)."""
         ...

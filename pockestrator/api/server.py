@@ -4,6 +4,8 @@ Every request passes, outermost first:
 0. disconnects: the server cancels a handler whose client has gone (``handler_cancellation``),
    which ends a log stream at once (and its journalctl); every other handler is shielded
    from that and finishes what it started, a spec written or a restart asked for;
+0b. metrics: each answer counted by route and code, and timed (a stream its client ended
+   is counted under 499, as proxies do, not as an error of ours);
 1. errors: ``ApiError`` and aiohttp's own 404/405/413 become the JSON error body; anything
    unexpected is logged here and answered 500 without a trace (no input should get there);
 2. guards: the Host check (DNS rebinding) and the Origin check (no CORS; see ``api.guards``);
@@ -21,6 +23,7 @@ finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +34,9 @@ from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import (
     access_routes,
     backup_routes,
+    history_routes,
     log_routes,
+    metrics_routes,
     release_routes,
     seed_routes,
     service_routes,
@@ -41,6 +46,8 @@ from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
+from pockestrator.api.metrics import ScrapeMemory
+from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
     AGENT,
@@ -54,6 +61,7 @@ from pockestrator.api.routing import (
 )
 from pockestrator.api.streams import LogStreams
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
+from pockestrator.config import split_listen
 from pockestrator.database import DatabaseFull
 from pockestrator.journal import JournalReader
 from pockestrator.specs.errors import ErrorCode
@@ -83,10 +91,41 @@ def all_operations() -> list[Operation]:
         *backup_routes.OPERATIONS,
         *seed_routes.OPERATIONS,
         *release_routes.OPERATIONS,
+        *metrics_routes.OPERATIONS,
+        *history_routes.OPERATIONS,
     ]
 
 
 # -- middlewares -----------------------------------------------------------------------
+
+
+def route_label(request: web.Request) -> str:
+    """The route's template (``/api/pockestrator/services/{id}``), never the path asked
+    for: a label per path would let any client grow the metrics without bound."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each answer by route and code, and time it (outermost: the code sent)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect raised past the error middleware
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # the client went away (a log stream it closed)
+        status = 499
+        raise
+    finally:
+        metrics = request.app[AGENT].metrics
+        route = route_label(request)
+        metrics.api_requests.labels(request.method, route, str(status)).inc()
+        metrics.api_seconds.labels(request.method, route).observe(time.perf_counter() - started)
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:
@@ -270,7 +309,13 @@ def build_app(
 ) -> web.Application:
     config = agent.config
     app = web.Application(
-        middlewares=[disconnect_middleware, error_middleware, guard_middleware, auth_middleware],
+        middlewares=[
+            disconnect_middleware,
+            metrics_middleware,
+            error_middleware,
+            guard_middleware,
+            auth_middleware,
+        ],
         client_max_size=config.max_body_bytes,
     )
     operations = list(operations if operations is not None else all_operations())
@@ -278,6 +323,7 @@ def build_app(
     app[PASSWORDS] = PasswordChecks()
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = LogStreams(config.max_log_streams)
+    app[SCRAPE_MEMORY] = ScrapeMemory()
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()
@@ -306,22 +352,39 @@ def build_app(
 
 
 async def start_api(agent: AgentContext) -> web.AppRunner:
-    """Serve the API on ``listen_host:listen_port``; the caller ``cleanup()``s the runner."""
+    """Serve the API on ``listen_host:listen_port``, and ``/metrics`` alone on
+    ``metrics_listen`` when set; the caller ``cleanup()``s the runner, which stops both."""
     config = agent.config
+    app = build_app(agent)
+    extra: list[web.AppRunner] = []
+
+    async def stop_metrics(_app: web.Application) -> None:
+        for other in extra:
+            await other.cleanup()
+
+    app.on_cleanup.append(stop_metrics)
     runner = web.AppRunner(
-        build_app(agent),
+        app,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         access_log=None,
         handler_cancellation=True,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.listen_host, config.listen_port)
     try:
-        await site.start()
+        await web.TCPSite(runner, config.listen_host, config.listen_port).start()
+        log.info(
+            "api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}"
+        )
+        if config.metrics_listen is not None:
+            host, port = split_listen(config.metrics_listen)
+            metrics_runner = web.AppRunner(metrics_app(agent), access_log=None)
+            extra.append(metrics_runner)
+            await metrics_runner.setup()
+            await web.TCPSite(metrics_runner, host, port).start()
+            log.info("metrics listening", url=f"http://{_url_host(host)}:{port}/metrics")
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}")
     return runner
 
 

@@ -16,14 +16,18 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--upgrades", type=int, default=3)
-    parser.add_argument("--only", choices=["all", "deploy", "restarts"], default="all")
+    parser.add_argument("--scrape-services", type=int, default=500)
+    parser.add_argument("--only", choices=["all", "deploy", "restarts", "scrape"], default="all")
     parser.add_argument(
-        "--quick", action="store_true", help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade"
+        "--quick",
+        action="store_true",
+        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, a scrape of 50",
     )
     parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
     args = parser.parse_args()
     if args.quick:
         args.runs, args.burst, args.idle, args.restarts, args.upgrades = 3, 10, 5.0, 3, 1
+        args.scrape_services = 50
     report = asyncio.run(
         run(
             args.runs,
@@ -31,6 +35,7 @@ def main() -> None:
             args.idle,
             restarts=args.restarts,
             upgrades=args.upgrades,
+            scrape_services=args.scrape_services,
             only=args.only,
         )
     )

@@ -15,7 +15,9 @@ Figures (the issue's targets in brackets):
 - 50 services idle: the agent's CPU (percent of one core) and RSS over the window
   [<= 1 %, <= 80 MB];
 - a steady client through Caddy during 10 restarts and 3 upgrades: 5xx [0] and the
-  latency added over the same client's floor (``restarts``).
+  latency added over the same client's floor (``restarts``);
+- one ``/metrics`` scrape of 500 services: the agent's CPU, against the library's own
+  cost of printing as many samples [<= 50 ms] (``scrape``: what is real and what is not).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pockestrator.specs.model import parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
+from tests.benchmarks.scrape import measure as measure_scrape
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
@@ -220,10 +223,11 @@ async def run(
     *,
     restarts: int = 10,
     upgrades: int = 3,
+    scrape_services: int = 500,
     only: str = "all",
 ) -> Report:
-    """Every figure (``only="all"``), or those of deploys (``"deploy"``) or of the steady
-    client through restarts and upgrades (``"restarts"``)."""
+    """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
+    client through restarts and upgrades (``"restarts"``) or of a scrape (``"scrape"``)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
@@ -237,6 +241,8 @@ async def run(
 
         await in_sandbox(client)
         describe_restarts(measured[0], report.add)
+    if only in ("all", "scrape"):
+        await run_scrape(report, scrape_services)
     return report
 
 
@@ -329,3 +335,24 @@ async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float
     report.add(f"idle {idle_seconds:g}s: services", idle["services"])
     report.add(f"idle {idle_seconds:g}s: agent CPU % of one core [<=1]", idle["cpu_percent"])
     report.add(f"idle {idle_seconds:g}s: agent RSS MB [<=80]", idle["rss_mb"])
+
+
+async def run_scrape(report: Report, scrape_services: int) -> None:
+    print(f"metrics scrape of {scrape_services} services:", flush=True)
+    scrape = await measure_scrape(scrape_services)
+    count = scrape_services
+    report.add(f"scrape {count}: samples", scrape["samples"])
+    report.add(f"scrape {count}: agent CPU (ms) [<=50]", scrape["agent_cpu_ms"])
+    report.add(
+        f"scrape {count}: floor, the library printing as many samples (ms)", scrape["floor_cpu_ms"]
+    )
+    report.add(
+        f"scrape {count}: floor, the least D-Bus call and file reads (ms)",
+        scrape["floor_look_cpu_ms"],
+    )
+    floors = scrape["floor_cpu_ms"] + scrape["floor_look_cpu_ms"]
+    report.add(f"scrape {count}: ratio agent/(both floors)", scrape["agent_cpu_ms"] / floors)
+    report.add(f"scrape {count}: first scrape CPU (ms)", scrape["first_scrape_cpu_ms"])
+    report.add(
+        f"scrape {count}: before, a GetAll per unit alone (ms)", scrape["per_unit_getall_cpu_ms"]
+    )

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.benchmarks.bench import run
+from tests.benchmarks.scrape import measure as measure_scrape
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
-    report = await run(runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1)
+    report = await run(runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1, scrape_services=3)
     figures = report.figures
     for key in (
         "single: floor median (s)",
@@ -63,3 +64,18 @@ async def test_the_deploy_benchmark_measures_agent_and_floor(testbed_base: Path)
         assert figures[f"deploy: {who} requests answered"] > 0, who
     ratio = figures["deploy: agent median (s)"] / figures["deploy: floor median (s)"]
     assert abs(figures["deploy: ratio agent/floor"] - ratio) < 0.01
+
+
+async def test_the_scrape_benchmark_reads_real_units_and_a_real_caddys_text(
+    testbed_base: Path,
+) -> None:
+    figures = await measure_scrape(4, runs=2)
+    assert figures["services"] == 4
+    # Two requests per host, one 200 and one 404: two request samples per service.
+    assert figures["request_samples"] == 8
+    # Every unit's memory read from its cgroup; nothing asked again in the steady state.
+    assert figures["memory_samples"] == 4
+    assert figures["slow_facts_asked_in_steady_state"] == 0
+    assert figures["samples"] > 4 * 15
+    for key in ("agent_cpu_ms", "floor_cpu_ms", "floor_look_cpu_ms", "per_unit_getall_cpu_ms"):
+        assert figures[key] > 0, key

@@ -146,6 +146,12 @@ class CaddySites:
         unit = await self.bus.unit_status(self.config.caddy_unit)
         return unit.active_state in ("active", "reloading")
 
+    async def admin_metrics(self) -> str | None:
+        """Caddy's own Prometheus text from its admin API (``GET /metrics``); None when
+        nothing answers there (Caddy down, or its admin API off)."""
+        status, body = await self._admin_request("GET", "/metrics")
+        return body if status == 200 else None
+
     async def observe(self, names: Iterable[str] | None = None) -> CaddyObservation:
         """Snippet hashes (every snippet on disk when ``names`` is None), import, Caddy."""
         chosen = self.list_sites() if names is None else list(names)

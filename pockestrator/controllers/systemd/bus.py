@@ -87,6 +87,10 @@ class UnitStatus:
     active_enter_timestamp_usec: int | None
     # A job of someone else's (an operator's restart, a start at boot) is queued or running.
     job_pending: bool = False
+    # The cgroup's memory limit (MemoryMax=); None when unlimited or unknown.
+    memory_max: int | None = None
+    # The unit's cgroup (``/system.slice/x.service``); None while it has none (stopped).
+    control_group: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -95,6 +99,21 @@ class UnitStatus:
     @property
     def is_running(self) -> bool:
         return self.active_state in ("active", "reloading", "activating")
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    """One unit's row of ``ListUnitsByNames``: its states, without its other properties."""
+
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    job_pending: bool = False
+
+    @property
+    def exists(self) -> bool:
+        return self.load_state not in ("not-found", "")
 
 
 def unescape_unit_path(path: str) -> str | None:
@@ -474,7 +493,26 @@ class SystemdBus:
                 props.get("ActiveEnterTimestamp"), zero_is_unset=True
             ),
             job_pending=_job_pending(props.get("Job")),
+            memory_max=_optional_uint(props.get("MemoryMax")),
+            control_group=str(props.get("ControlGroup") or "") or None,
         )
+
+    async def list_units_by_names(self, names: Sequence[str]) -> list[UnitRow]:
+        """The state of each unit of ``names`` in one call (``ListUnitsByNames`` loads the
+        ones not loaded yet; an unknown name answers ``not-found``), in the order asked."""
+        if not names:
+            return []
+        (rows,) = await self.call("ListUnitsByNames", "as", [list(names)])
+        return [
+            UnitRow(
+                name=str(row[0]),
+                load_state=str(row[2]),
+                active_state=str(row[3]),
+                sub_state=str(row[4]),
+                job_pending=isinstance(row[7], int) and row[7] != 0,
+            )
+            for row in rows
+        ]
 
 
 def _job_pending(job: Any) -> bool:

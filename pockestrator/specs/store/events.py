@@ -53,6 +53,24 @@ class Events(StorePart):
             for row in rows
         ]
 
+    def alert_events(self) -> list[Event]:
+        """Every ``alert_firing`` and ``alert_resolved`` event (any service), oldest first:
+        what the alert rules read back at start, to know which of their alerts still fire."""
+        rows = self._database.read(
+            "SELECT * FROM events WHERE kind IN ('alert_firing', 'alert_resolved') ORDER BY id"
+        )
+        return [
+            Event(
+                row["id"],
+                row["service"],
+                parse_stored_time(row["at"]),
+                row["kind"],
+                row["message"],
+                json.loads(row["details"]),
+            )
+            for row in rows
+        ]
+
     def count_events(self, service: str) -> int:
         rows = self._database.read("SELECT count(*) FROM events WHERE service = ?", (service,))
         return int(rows[0][0])

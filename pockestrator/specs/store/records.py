@@ -71,6 +71,15 @@ class ServiceRecord:
 
 
 @dataclass(frozen=True)
+class ServiceSummary:
+    """A service in a few words, read without its spec (``Store.service_summaries``)."""
+
+    name: str
+    domain: str
+    desired_state: str
+
+
+@dataclass(frozen=True)
 class Deletion:
     name: str
     service_id: str

@@ -38,6 +38,33 @@ class Statuses(StorePart):
     def all_statuses(self) -> dict[str, ServiceStatus]:
         return {row["name"]: _status(row) for row in self._database.read("SELECT * FROM status")}
 
+    def states(self) -> dict[str, tuple[str, bool | None]]:
+        """Each service's state and last health verdict: ``all_statuses`` in two columns,
+        for a metrics scrape of hundreds of services (a sixth of the cost)."""
+        rows = self._database.read("SELECT name, state, health_ok FROM status")
+        return {
+            str(name): (str(state), None if healthy is None else bool(healthy))
+            for name, state, healthy in rows
+        }
+
+    def alert_facts(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
+        """What the alert rules read of each service besides its state, from columns: its
+        own backup policy's presence and schedule (no policy: the agent's default applies)
+        and the end of the certificate last recorded for it."""
+        rows = self._database.read(
+            "SELECT s.name, json_type(s.spec, '$.backups'), json_extract(s.spec,"
+            " '$.backups.schedule'), st.certificate_not_after FROM services s"
+            " LEFT JOIN status st ON st.name = s.name"
+        )
+        return {
+            str(name): (
+                kind not in (None, "null"),
+                str(schedule) if schedule is not None else None,
+                parse_iso(ends),
+            )
+            for name, kind, schedule, ends in rows
+        }
+
     def update_status(self, name: str, **changes: Any) -> ServiceStatus:
         """Set some status fields of ``name`` (creating the row); returns the new status."""
         with self._database.write() as db:

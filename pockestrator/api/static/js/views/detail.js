@@ -19,6 +19,7 @@ import {
   updateBadge,
 } from '../render.js';
 import { navigate, notify, systemInfo } from '../shell.js';
+import { chart } from '../charts.js';
 import { deleteDialog } from './delete-dialog.js';
 import { releasesCard } from './releases.js';
 import { settingsEditor, settingsRows } from './settings.js';
@@ -124,6 +125,18 @@ export async function show(root, view) {
       }),
     );
   const state = badge(detail.service.status);
+  const historyNote = h('p', { class: 'muted history-note' });
+  const charts = Object.fromEntries(
+    [
+      ['memory', 'Memory'],
+      ['cpu', 'CPU'],
+      ['requests', 'Requests and 5xx'],
+      ['latency', 'Latency (p95)'],
+    ].map(([key, heading]) => {
+      const plot = h('div', { class: 'chart', 'data-chart': key });
+      return [key, { plot, figure: h('figure', {}, h('figcaption', {}, heading), plot) }];
+    }),
+  );
   const controls = {
     start: button('Start', () => control('start')),
     stop: button('Stop', () => control('stop'), { class: 'secondary' }),
@@ -263,6 +276,12 @@ export async function show(root, view) {
               settingsForm,
             ),
       ),
+      card(
+        'Last hours',
+        { class: 'card wide history' },
+        historyNote,
+        h('div', { class: 'charts' }, ...Object.values(charts).map((item) => item.figure)),
+      ),
       proxyCard.element,
       card('Events', { class: 'card wide' }, events),
       card(
@@ -292,12 +311,13 @@ export async function show(root, view) {
 
   async function refresh() {
     if (gone) return;
-    let status, history;
+    let status, history, recent;
     try {
-      [detail, status, history] = await Promise.all([
+      [detail, status, history, recent] = await Promise.all([
         get(servicePath(id)),
         get(servicePath(id, '/status')),
         get(servicePath(id, '/events?limit=30')),
+        get(servicePath(id, '/history')).catch(() => null),
         releases.refresh(),
       ]);
     } catch (error) {
@@ -311,6 +331,36 @@ export async function show(root, view) {
     const link = instanceUrl(detail.service);
     current = { service: detail.service, runtime: detail.runtime_status, status, link };
     render(history.events);
+    if (recent) drawCharts(recent);
+  }
+
+  function drawCharts({ series, memory_max_bytes: limit, interval_seconds: interval }) {
+    const at = series.at;
+    const every = interval >= 60 && interval % 60 === 0 ? `${interval / 60} min` : `${interval} s`;
+    setText(
+      historyNote,
+      `One point every ${every}, kept by the agent since it started (240 points at most).`,
+    );
+    chart(
+      charts.memory.plot,
+      at,
+      [
+        { label: 'memory', values: series.memory_bytes },
+        ...(limit ? [{ label: 'memory_max', values: at.map(() => limit), kind: 'limit' }] : []),
+      ],
+      'bytes',
+    );
+    chart(charts.cpu.plot, at, [{ label: 'CPU', values: series.cpu_cores }], 'cores');
+    chart(
+      charts.requests.plot,
+      at,
+      [
+        { label: 'requests', values: series.requests_per_second },
+        { label: '5xx', values: series.errors_per_second, kind: 'error' },
+      ],
+      'rate',
+    );
+    chart(charts.latency.plot, at, [{ label: 'p95', values: series.p95_seconds }], 'seconds');
   }
 
   function render(eventList) {

@@ -1,14 +1,19 @@
 // The services: one row each, refreshed every few seconds, filterable by status.
 // The list endpoint gives the specs and states; memory, restarts and the config match come
-// from each service's /status (systemd at this moment), fetched for the rows shown.
+// from each service's /status (systemd at this moment), fetched for the rows shown. The
+// sparklines (memory, requests per second over the last hour) come from the agent's short
+// history, which gains a point a minute, so it is fetched less often.
 
 import { get, servicePath } from '../api.js';
 import { badge, h, mount, setText, syncChildren, updateBadge } from '../render.js';
 import { bytes, instanceUrl } from '../format.js';
+import { sparkline } from '../charts.js';
 
 export const title = 'Services';
 const REFRESH_MS = 3000;
 const PAGE = 50;
+const HISTORY_MS = 15000;
+const SPARK_POINTS = 60;
 const STATUSES = [
   ['', 'All'],
   ['active', 'Active'],
@@ -55,7 +60,17 @@ export async function show(root, view) {
           h(
             'tr',
             {},
-            ['Name', 'Domain', 'Port', 'Version', 'Status', 'Memory', 'Restarts', 'Config'].map(
+            [
+              'Name',
+              'Domain',
+              'Port',
+              'Version',
+              'Status',
+              'Memory',
+              'Requests',
+              'Restarts',
+              'Config',
+            ].map(
               (name) => h('th', { scope: 'col' }, name),
             ),
           ),
@@ -78,6 +93,15 @@ export async function show(root, view) {
   }
 
   let latest = 0;
+  // Not `history`: that is the browser's, which go() uses to keep the address in step.
+  let recent = null;
+  let recentAt = 0;
+
+  async function refreshHistory() {
+    if (Date.now() - recentAt < HISTORY_MS) return;
+    recentAt = Date.now();
+    recent = await get(`/history?points=${SPARK_POINTS}`).catch(() => recent);
+  }
 
   async function refresh() {
     const mine = ++latest; // a filter change while a refresh is under way outdates it
@@ -93,12 +117,21 @@ export async function show(root, view) {
       return;
     }
     if (!view.active || mine !== latest) return;
-    const statuses = await Promise.all(
-      list.services.map((service) => get(servicePath(service.id, '/status')).catch(() => null)),
-    );
+    const [statuses] = await Promise.all([
+      Promise.all(
+        list.services.map((service) => get(servicePath(service.id, '/status')).catch(() => null)),
+      ),
+      refreshHistory(),
+    ]);
     if (!view.active || mine !== latest) return;
     const items = list.services.map((service, index) => ({ service, runtime: statuses[index] }));
-    syncChildren(rows, items, (item) => item.service.id, createRow, updateRow);
+    syncChildren(
+      rows,
+      items,
+      (item) => item.service.id,
+      createRow,
+      (row, item) => updateRow(row, item, recent?.services?.[item.service.project_name]),
+    );
     const shown = list.services.length;
     const label = STATUSES.find(([value]) => value === status)?.[1].toLowerCase() ?? status;
     const kind = `${status ? `${label} ` : ''}service${list.total === 1 ? '' : 's'}`;
@@ -164,13 +197,22 @@ function createRow(item) {
     cell('Port', h('span', { class: 'port' })),
     cell('Version', h('span', { class: 'version' })),
     cell('Status', badge(item.service.status)),
-    cell('Memory', h('span', { class: 'memory' })),
+    cell(
+      'Memory',
+      h('span', { class: 'memory' }),
+      h('div', { class: 'spark memory-spark', 'aria-hidden': 'true' }),
+    ),
+    cell(
+      'Requests',
+      h('span', { class: 'requests' }),
+      h('div', { class: 'spark requests-spark', 'aria-hidden': 'true' }),
+    ),
     cell('Restarts', h('span', { class: 'restarts' })),
     cell('Config', h('span', { class: 'config' })),
   );
 }
 
-function updateRow(row, { service, runtime }) {
+function updateRow(row, { service, runtime }, series) {
   const name = row.querySelector('a.name');
   name.href = `#/services/${encodeURIComponent(service.project_name)}`;
   setText(name, service.project_name);
@@ -189,10 +231,23 @@ function updateRow(row, { service, runtime }) {
   updateBadge(row.querySelector('.badge'), service.status);
   setText(row.querySelector('.memory'), runtime ? bytes(runtime.memory_bytes) : '—');
   setText(row.querySelector('.restarts'), runtime?.restarts ?? '—');
+  updateSparks(row, series);
   const config = row.querySelector('.config');
   const match = runtime?.config_match;
   setText(config, match === true ? 'Match' : match === false ? 'Drift' : '—');
   config.className = `config ${match === true ? 'ok' : match === false ? 'bad' : ''}`;
   config.title =
     match === false ? 'The unit file or Caddy site on disk differs from what was rendered' : '';
+}
+
+function updateSparks(row, series) {
+  const memory = row.querySelector('.memory-spark');
+  const requests = row.querySelector('.requests-spark');
+  const known = series && series.at.length > 1;
+  memory.hidden = requests.hidden = !known;
+  const latest = series?.requests_per_second.findLast((value) => value !== null);
+  setText(row.querySelector('.requests'), latest === undefined ? '—' : `${latest.toFixed(2)}/s`);
+  if (!known) return;
+  sparkline(memory, series.at, series.memory_bytes, 'memory');
+  sparkline(requests, series.at, series.requests_per_second, 'requests per second');
 }

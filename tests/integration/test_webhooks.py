@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.agent.signatures import verify
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
+from tests.integration.test_cli import Cli, clean_environment
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.api_client import Api, api_for, create, wait_running
 from tests.testbed.waiting import wait_until
@@ -268,3 +270,54 @@ async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_i
         )
         assert refused.status == 400 and refused.codes() == {"Last-Event-ID": "INVALID_VALUE"}
         await api.call("DELETE", f"/webhooks/{webhook_id}")
+
+
+async def test_the_cli_adds_tests_lists_and_deletes_a_webhook_and_follows_events(
+    agent: Agent, receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    hooks, url = receiver
+    token, _record = agent.accounts.create_token("cli webhooks")
+    api_url = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
+    cli = Cli(
+        clean_environment(
+            POCKESTRATOR_URL=api_url,
+            POCKESTRATOR_TOKEN=token,
+            XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        ),
+        tmp_path,
+    )
+    follow = await cli.start("events", "-f", "-o", "json")
+    try:
+        added = await cli("webhooks", "add", url, "--kind", "process_restarted")
+        assert added.code == 0, added
+        hooks.secret = added.out.strip()
+        assert len(hooks.secret) >= 40 and "shown only this once" in added.err
+        listed = await cli("webhooks", "list", "-o", "json")
+        (webhook,) = [h for h in listed.json() if h["url"] == url]
+        assert hooks.secret not in listed.out
+        assert webhook["kinds"] == ["process_restarted"]
+
+        tested = await cli("webhooks", "test", webhook["id"], "-o", "json")
+        assert tested.code == 0, tested
+        (delivery,) = tested.json()
+        assert (delivery["status_code"], delivery["outcome"]) == (200, "delivered")
+        assert [r.signed for r in hooks.requests] == [True]
+        shown = await cli("webhooks", "deliveries", webhook["id"])
+        assert shown.code == 0 and "delivered" in shown.out
+
+        assert follow.stdout is not None
+        streamed: list[dict[str, Any]] = []
+        while not any(e["id"] == delivery["event_id"] for e in streamed):
+            streamed.append(json.loads(await asyncio.wait_for(follow.stdout.readline(), 20)))
+        assert streamed[-1]["kind"] == "webhook_test"
+
+        deleted = await cli("webhooks", "delete", webhook["id"])
+        assert deleted.code == 0, deleted
+        gone = await cli("webhooks", "test", webhook["id"])
+        assert gone.code == 1 and "WEBHOOK_NOT_FOUND" in gone.err
+        refused = await cli("webhooks", "add", "http://user:pw@example.com/hook")
+        assert refused.code == 1 and "INVALID_WEBHOOK_URL" in refused.err
+    finally:
+        follow.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(follow.wait(), 20)
+    assert code == 0

@@ -321,3 +321,55 @@ async def test_the_cli_adds_tests_lists_and_deletes_a_webhook_and_follows_events
         follow.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(follow.wait(), 20)
     assert code == 0
+
+
+async def test_a_receiver_that_never_answers_holds_no_reconcile(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    """Deliveries run beside the reconciler: with every delivery slot held by a receiver
+    that does not answer, a service is still created, reconciled and running."""
+    held = asyncio.Event()
+    arrived = 0
+
+    async def hang(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        await held.wait()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/slow", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with api_for(agent) as api:
+            created = await api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{port}/slow"})
+            webhook_id = created.body["id"]
+            for _ in range(agent.config.webhook_concurrency):
+                await api.call("POST", f"/webhooks/{webhook_id}/test")
+            assert await wait_until(
+                lambda: _async_true(arrived >= agent.config.webhook_concurrency), 10, 0.05
+            )
+            await create(api, pocketbase_versions[1], "steady")
+            await wait_running(api, "steady")
+            counts = await _outbox_state(api, webhook_id)
+            assert counts["sending"] == agent.config.webhook_concurrency, counts
+            assert counts["pending"] >= 1, "the service's own events wait their turn"
+            held.set()
+            assert await wait_until(lambda: _drained(api, webhook_id), 20, 0.1)
+            await api.call("DELETE", f"/webhooks/{webhook_id}")
+            await api.call("DELETE", "/services/steady", params={"purge": "true"})
+    finally:
+        held.set()
+        await runner.cleanup()
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+async def _drained(api: Api, webhook_id: str) -> bool:
+    counts = await _outbox_state(api, webhook_id)
+    return counts["pending"] == counts["sending"] == 0

@@ -46,6 +46,9 @@ log = structlog.get_logger("pockestrator.webhooks")
 # What of a receiver's answer is kept in the delivery log (it is shown in the dashboard).
 ERROR_TEXT_MAX = 300
 MIN_SLEEP = 0.05
+# Finished deliveries and their attempts are kept this long, and pruned every so many.
+KEEP_DELIVERIES = timedelta(days=7)
+PRUNE_EVERY = 500
 
 
 def delivery_body(event: Event) -> bytes:
@@ -91,6 +94,7 @@ class WebhookDispatcher:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._finished = 0
 
     def wake(self, _event: Event | None = None, queued: int = 1) -> None:
         """New outbox rows (from any thread): look at the outbox again."""
@@ -106,6 +110,7 @@ class WebhookDispatcher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         stop_listening = self.store.listen_events(self.wake)
+        self.store.prune_deliveries(self.clock.now() - KEEP_DELIVERIES)
         released = self.store.release_claims()
         if released:
             log.warning("deliveries an earlier agent left unfinished are due again", rows=released)
@@ -192,6 +197,9 @@ class WebhookDispatcher:
             error=error,
             retry_at=retry_at,
         )
+        self._finished += 1
+        if self._finished % PRUNE_EVERY == 0:
+            self.store.prune_deliveries(self.clock.now() - KEEP_DELIVERIES)
         log.info(
             "webhook delivery",
             webhook_id=claimed.webhook.id,

@@ -212,3 +212,18 @@ def test_events_after_an_id_come_oldest_first(store: Store) -> None:
     assert [e.id for e in store.events_after(ids[0])] == ids[1:]
     assert [e.id for e in store.events_after(0, service="a")] == [ids[0], ids[2]]
     assert store.last_event_id() == ids[-1]
+
+
+def test_pruning_forgets_finished_rows_and_old_attempts_but_never_a_pending_one(
+    store: Store, clock: FakeClock
+) -> None:
+    hook = store.create_webhook("http://127.0.0.1:9/", created_by="t")
+    done = store.add_event("blog", "reconciled", "delivered long ago")
+    (claimed,) = store.claim_due(1)
+    assert _finish(store, claimed, "delivered")
+    waiting = store.add_event("blog", "reconciled", "still pending")
+    clock.advance(8 * 86400)
+    assert store.prune_deliveries(clock.now() - timedelta(days=7)) == 1
+    assert store.outbox_state(hook.id, done.id) is None
+    assert store.list_deliveries(hook.id) == []
+    assert store.outbox_state(hook.id, waiting.id) == ("pending", 0)

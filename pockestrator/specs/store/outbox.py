@@ -149,6 +149,18 @@ class Outbox(StorePart):
             )
             return cursor.rowcount
 
+    def prune_deliveries(self, before: datetime) -> int:
+        """Forget finished rows (delivered, failed) and attempts older than ``before``, so
+        that the outbox and the log stay as large as the recent past, not all of it."""
+        cutoff = iso(before)
+        with self._database.write() as db:
+            db.execute("DELETE FROM deliveries WHERE at < ?", (cutoff,))
+            cursor = db.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'failed') AND updated_at < ?",
+                (cutoff,),
+            )
+            return cursor.rowcount
+
     def next_due_at(self) -> datetime | None:
         """When the soonest pending row is due (None: nothing is pending)."""
         rows = self._database.read(

@@ -214,7 +214,7 @@ class Agent:
         )
         self.reconciler.wake = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
-        self.webhooks = WebhookDispatcher(self.store, self.session, lambda: self.config, self.clock)
+        self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)
         self.reconciler.deploys.watch = self.app_watch

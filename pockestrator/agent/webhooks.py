@@ -80,21 +80,15 @@ def delivery_headers(claimed: Claimed, body: bytes, timestamp: int) -> dict[str,
 
 
 class WebhookDispatcher:
-    def __init__(
-        self,
-        store: Store,
-        session: aiohttp.ClientSession,
-        config: Callable[[], AgentConfig],
-        clock: Clock,
-    ) -> None:
+    def __init__(self, store: Store, config: Callable[[], AgentConfig], clock: Clock) -> None:
         self.store = store
-        self.session = session
         self.config = config
         self.clock = clock
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._finished = 0
+        self.session: aiohttp.ClientSession | None = None
 
     def wake(self, _event: Event | None = None, queued: int = 1) -> None:
         """New outbox rows (from any thread): look at the outbox again."""
@@ -108,6 +102,13 @@ class WebhookDispatcher:
         )
 
     async def run(self) -> None:
+        # Its own session: no cookie jar (nothing a receiver sets is sent anywhere, nor
+        # what an instance's probe answer set), and its connections apart from the probes'.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+            self.session = session
+            await self._run()
+
+    async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         stop_listening = self.store.listen_events(self.wake)
         self.store.prune_deliveries(self.clock.now() - KEEP_DELIVERIES)
@@ -147,6 +148,7 @@ class WebhookDispatcher:
 
     async def _deliver(self, claimed: Claimed) -> None:
         config = self.config()
+        assert self.session is not None
         body = delivery_body(claimed.event)
         started = self.clock.now()
         began = time.monotonic()

@@ -169,7 +169,8 @@ export async function show(root, view) {
   async function test(hook) {
     const queued = await post(`/webhooks/${encodeURIComponent(hook.id)}/test`);
     notify(`Test event ${queued.event_id} queued for ${hook.url}.`);
-    await openDeliveries(hook);
+    shown = hook;
+    await refresh();
   }
 
   /** Two clicks: the first arms the button, the second deletes. */

@@ -373,3 +373,42 @@ async def _async_true(value: bool) -> bool:
 async def _drained(api: Api, webhook_id: str) -> bool:
     counts = await _outbox_state(api, webhook_id)
     return counts["pending"] == counts["sending"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"url": "http://user:pw@example.com/in"}, "url", "INVALID_WEBHOOK_URL"),
+        ({"url": "ftp://example.com/in"}, "url", "INVALID_WEBHOOK_URL"),
+        ({"url": "https://example.com/in?token=x"}, "url", "INVALID_WEBHOOK_URL"),
+        ({"url": "https://Example.com/in"}, "url", "INVALID_WEBHOOK_URL"),
+        ({"url": "https://example.com:0/in"}, "url", "INVALID_WEBHOOK_URL"),
+        ({"url": "https://example.com", "kinds": ["Crash Loop"]}, "kinds.0", "INVALID_EVENT_KIND"),
+        ({"url": "https://example.com", "services": ["-x"]}, "services.0", None),
+        ({"url": "https://example.com", "secret": "mine"}, "secret", None),
+        ({}, "url", "FIELD_REQUIRED"),
+    ],
+)
+async def test_a_webhook_that_cannot_be_is_refused_naming_the_field(
+    agent: Agent, body: dict[str, Any], field: str, code: str | None
+) -> None:
+    async with api_for(agent) as api:
+        before = (await api.call("GET", "/webhooks")).body["total"]
+        reply = await api.call("POST", "/webhooks", body)
+        assert reply.status == 400, reply.body
+        assert field in reply.codes(), reply.body
+        if code is not None:
+            assert reply.codes()[field] == code
+        assert (await api.call("GET", "/webhooks")).body["total"] == before, "nothing was made"
+
+
+async def test_an_unknown_webhook_is_a_404_naming_its_code(agent: Agent) -> None:
+    async with api_for(agent) as api:
+        for method, path in [
+            ("GET", "/webhooks/wh_0000000000000000"),
+            ("DELETE", "/webhooks/wh_0000000000000000"),
+            ("POST", "/webhooks/not-an-id/test"),
+            ("GET", "/webhooks/wh_0000000000000000/deliveries"),
+        ]:
+            reply = await api.call(method, path)
+            assert (reply.status, reply.body["code"]) == (404, "WEBHOOK_NOT_FOUND"), path

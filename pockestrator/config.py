@@ -302,6 +302,14 @@ class AgentConfig(BaseModel):
     health_timeout: float = Field(default=2.0, gt=0)
     health_failures_before_restart: int = Field(default=3, ge=1)
     upgrade_health_deadline: float = Field(default=30.0, gt=0)
+    # Webhooks (docs/events.md): at most this many deliveries in flight at once, each
+    # given ``webhook_timeout`` seconds; a failed one is tried again after 2, 4, 8, ...
+    # seconds (``webhook_retry_base``, jittered, capped) up to ``webhook_max_attempts``.
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    webhook_retry_base: float = Field(default=2.0, gt=0)
+    webhook_retry_cap: float = Field(default=600.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     # PocketBase's own settings: a change made in the admin UI is only seen when the agent
     # reads them, at a resync at least this long after it last did (and after every spec
     # change or new process at once). 300 s: one request per instance every five minutes.

@@ -197,6 +197,44 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE operations_new RENAME TO operations;
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
     """,
+    # 8: webhooks, and their outbox: one row per event and webhook, written in the event's
+    # own transaction (so no event is lost between the two), claimed before it is sent and
+    # marked after the answer; and the log of each attempt (code, time) per webhook.
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        kinds TEXT NOT NULL DEFAULT '[]',
+        services TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL REFERENCES events(id),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (webhook_id, event_id)
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'failed'))
+    );
+    CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);
+    """,
 )
 
 

@@ -37,6 +37,7 @@ from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
+from pockestrator.agent.webhooks import WebhookDispatcher
 from pockestrator.agent.workqueue import ShutDown, WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
@@ -79,6 +80,11 @@ RELOADABLE = frozenset(
         "app_archive_max_bytes",
         "history_interval",
         "alerts",
+        "webhook_concurrency",
+        "webhook_timeout",
+        "webhook_retry_base",
+        "webhook_retry_cap",
+        "webhook_max_attempts",
     }
 )
 
@@ -159,6 +165,7 @@ class Agent:
     health: HealthProber
     host: AgentHostView
     archive_keeper: ArchiveKeeper
+    webhooks: WebhookDispatcher
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -220,6 +227,7 @@ class Agent:
         )
         self.reconciler.wake = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
+        self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)
         self.reconciler.deploys.watch = self.app_watch
@@ -272,6 +280,7 @@ class Agent:
         )
         self._spawn(self.archive_keeper.run, "archive-retention")
         self._spawn(self.alerts.run, "alerts")
+        self._spawn(self.webhooks.run, "webhooks")
         self.enqueue_many(self.known_names())
         if self.api_factory is not None:
             self._api_runner = await self.api_factory(self)

@@ -662,6 +662,17 @@ def failure_message(unit: UnitStatus) -> str:
     return f"unit failed: Result={unit.result}, ExecMainStatus={unit.exec_main_status}"
 
 
+def restarted_by_systemd(previous: ServiceStatus | None, restarts: int | None) -> int:
+    """How many times systemd restarted the process on its own since the last look.
+
+    ``NRestarts`` counts only systemd's automatic restarts and starts again from 0 when
+    the unit is started or restarted on purpose, so only a rise is a crash seen.
+    """
+    if previous is None or previous.restarts is None or restarts is None:
+        return 0
+    return max(0, restarts - previous.restarts)
+
+
 def crash_loop_began(previous: ServiceStatus | None, error: str | None) -> bool:
     """Whether a status with ``error`` reports a crash loop the previous one did not."""
     if error is None or not error.startswith(CRASH_LOOP):

@@ -59,6 +59,7 @@ from pockestrator.agent.plan import (
     plan_service,
     plan_settings,
     requeue_after,
+    restarted_by_systemd,
     settings_due,
     settings_error_text,
     target_version,
@@ -331,6 +332,19 @@ class Reconciler:
         changes.update(await self._certificate(desired, previous, applied))
         self.store.update_status(name, **changes, **settings_changes)
         self._record_actions(name, applied, changes["state"])
+        if crashes := restarted_by_systemd(previous, settled.unit.n_restarts):
+            unit = settled.unit
+            self.store.add_event(
+                name,
+                "process_restarted",
+                f"PocketBase exited (status {unit.exec_main_status}) and systemd restarted it"
+                f" ({unit.n_restarts} restarts so far)",
+                {
+                    "restarts": unit.n_restarts,
+                    "new_restarts": crashes,
+                    "exit_status": unit.exec_main_status,
+                },
+            )
         if crash_loop_began(previous, changes["last_error"]):
             unit = settled.unit
             self.store.add_event(

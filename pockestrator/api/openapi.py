@@ -31,11 +31,13 @@ _PATH_DESCRIPTIONS = {
     "backup_id": "A backup's id: the UTC second it was taken (20261202T031500Z).",
     "archive_id": "An archived folder's id: <project_name>-<UTC second it was deleted>.",
     "operation_id": "An operation's number.",
+    "webhook_id": "A webhook's id (wh_ and 16 hex digits).",
 }
 # The grammar of a path parameter, where it has one (the handler checks the same).
 _PATH_SCHEMAS: dict[str, dict[str, object]] = {
     "backup_id": {"type": "string", "pattern": grammar.SNAPSHOT_ID.json},
     "archive_id": {"type": "string", "pattern": grammar.ARCHIVE_ID.json},
+    "webhook_id": {"type": "string", "pattern": grammar.WEBHOOK_ID.json},
 }
 _HEADERS = {
     401: {
@@ -54,6 +56,7 @@ _TAGS = [
     {"name": "access", "description": "API tokens and admin sessions."},
     {"name": "backups", "description": "Snapshots of a service: take, verify, restore."},
     {"name": "releases", "description": "App releases of a service: deploy, list, roll back."},
+    {"name": "events", "description": "Every service's events, live, and the webhooks."},
 ]
 
 

@@ -34,6 +34,7 @@ from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import (
     access_routes,
     backup_routes,
+    event_routes,
     history_routes,
     log_routes,
     metrics_routes,
@@ -45,6 +46,7 @@ from pockestrator.api import (
 from pockestrator.api.auth import PasswordChecks, Principal, bearer_token
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
+from pockestrator.api.event_feed import EventFeed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.metrics import ScrapeMemory
 from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
@@ -93,6 +95,7 @@ def all_operations() -> list[Operation]:
         *release_routes.OPERATIONS,
         *metrics_routes.OPERATIONS,
         *history_routes.OPERATIONS,
+        *event_routes.OPERATIONS,
     ]
 
 
@@ -302,6 +305,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 async def _end_streams(app: web.Application) -> None:
     """On shutdown: end every log stream now (its handler then returns) rather than wait."""
     app[STREAMS].stop_all()
+    app[event_routes.EVENT_FEED].close()
 
 
 def build_app(
@@ -324,6 +328,8 @@ def build_app(
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = LogStreams(config.max_log_streams)
     app[SCRAPE_MEMORY] = ScrapeMemory()
+    app[event_routes.EVENT_FEED] = EventFeed(config.max_log_streams)
+    app[event_routes.EVENT_FEED].attach(agent.store)
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()

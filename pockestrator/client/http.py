@@ -318,13 +318,18 @@ class ApiClient:
         return Reply(status, decoded)
 
     def events(
-        self, path: str, query: Mapping[str, str | int | bool] | None = None
+        self,
+        path: str,
+        query: Mapping[str, str | int | bool] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> Generator[SseEvent, None, None]:
         """Server-sent events of ``path`` until the agent ends the stream.
 
         The caller ends it early by closing the generator (or by Ctrl-C in the read).
         """
-        request = self._request("GET", self.url(path, query), None, {"Accept": "text/event-stream"})
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        request = self._request("GET", self.url(path, query), None, sent)
         try:
             response = self._opener.open(request, timeout=STREAM_READ_TIMEOUT)
         except urllib.error.HTTPError as exc:
@@ -341,11 +346,11 @@ class ApiClient:
                     raw_line = response.readline()
                 except TimeoutError:
                     raise ClientError(
-                        f"the log stream from {self.endpoint.url} went silent for "
+                        f"the stream from {self.endpoint.url} went silent for "
                         f"{STREAM_READ_TIMEOUT:g} s (no keep-alive); giving up"
                     ) from None
                 except OSError as exc:
-                    raise ClientError(f"the log stream broke: {exc}") from None
+                    raise ClientError(f"the stream broke: {exc}") from None
                 if not raw_line:
                     return
                 event = parser.feed(raw_line.decode("utf-8", "replace").rstrip("\r\n"))

@@ -670,6 +670,10 @@ HTTP_URL_STATED = Pattern(
     rf"https?://{URL_HOST_TEXT}(?::(?:{decimal_range(1, 65535)}))?(?:/[A-Za-z0-9._~%+/-]*)?"
 )
 URL_MAX = 2048
+# An event's kind as the agent names them (``reconciled``, ``process_restarted``, ...).
+EVENT_KIND = Pattern(r"[a-z][a-z0-9_]{0,63}")
+# A webhook's id as the store makes them (``wh_`` and 16 hex digits).
+WEBHOOK_ID = Pattern(r"wh_[0-9a-f]{16}")
 # An HTTP header name as PocketBase looks it up (letters, digits, '-').
 HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 # PocketBase's rate limit labels (its own rule, in ASCII): a tag, "collection:action",

@@ -356,6 +356,29 @@ AppUrl = Annotated[
         )
     ),
 ]
+# Where a webhook is delivered: http(s), a lowercase host, a port, a path; no credentials
+# (no '@'), query or fragment (docs/security.md says what such a URL can reach).
+WebhookUrl = Annotated[
+    str,
+    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
+    BeforeValidator(
+        _checked(
+            ErrorCode.INVALID_WEBHOOK_URL,
+            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_WEBHOOK_URL, "url"),
+        )
+    ),
+]
+EventKind = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=grammar.EVENT_KIND.json),
+    BeforeValidator(
+        _setting_pattern(
+            ErrorCode.INVALID_EVENT_KIND,
+            grammar.EVENT_KIND,
+            "must be an event kind: lowercase letters, digits and '_', e.g. process_restarted",
+        )
+    ),
+]
 HeaderName = Annotated[
     str,
     Field(pattern=grammar.HEADER_NAME.json),

@@ -84,10 +84,12 @@ def write_config(path: Path, args: argparse.Namespace) -> Path:
     path.write_text(
         "# Written by python -m tests.conformance.\n"
         f"request-timeout = {args.request_timeout}\n"
-        "\n"
-        "[[operations]]\n"
-        'include-operation-id = "getServiceLogs"\n'
-        f"request-timeout = {STREAM_SECONDS}\n"
+        + "".join(
+            "\n[[operations]]\n"
+            f'include-operation-id = "{operation_id}"\n'
+            f"request-timeout = {STREAM_SECONDS}\n"
+            for operation_id in ("getServiceLogs", "listEvents", "listServiceEvents")
+        )
     )
     return path
 

@@ -5,9 +5,10 @@ carrying a valid token, and every answer must be no 5xx, a documented status cod
 content type, and a body that matches the documented schema; invalid data must be refused,
 and valid data refused only for the world's reasons or a rule the document states in words
 (``tests.conformance.refusals``: a version that does not exist, a port that is taken).
-Operations on one service are also fuzzed against a real, running service (its logs without
-`follow`, which would never end; its spec on a second service, so that a fuzzed change,
-say a tiny memory limit, cannot make the control fuzzing fail for reasons of its own).
+Operations on one service are also fuzzed against a real, running service (its logs and
+events without `follow`, which would never end; its spec on a second service, so that a
+fuzzed change, say a tiny memory limit, cannot make the control fuzzing fail for reasons
+of its own).
 
 Bounded: ``POCKESTRATOR_FUZZ_EXAMPLES`` examples per operation and mode (25 by default;
 about half a minute in all on two cores). The full run, 200 examples per operation with
@@ -95,7 +96,7 @@ def variants(method: str, path: str) -> list[tuple[GenerationMode, dict[str, Any
     if "/services/{id}" in path and method != "DELETE":
         real = "patched" if method == "PATCH" else "fuzzed"
         chosen.append((GenerationMode.POSITIVE, {"path_parameters": {"id": real}}))
-    if path.endswith("/logs"):
+    if path.endswith(("/logs", "/events")):
         chosen = [(mode, {**extra, "query": {"follow": "false"}}) for mode, extra in chosen]
     return chosen
 

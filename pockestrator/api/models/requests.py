@@ -156,6 +156,12 @@ class EventsQuery(ClosedModel):
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )
+    follow: QueryBool = Field(
+        default=False,
+        description="Keep the response open and stream the service's new events as"
+        " server-sent events (text/event-stream) whose id is the event's; a reconnect's"
+        " Last-Event-ID resumes after that event.",
+    )
 
 
 # -- request bodies ----------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from pockestrator.api.event_routes import follow_events
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
+from pockestrator.api.models.events import FeedEvent
 from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
 from pockestrator.api.models.services import (
     EventList,
@@ -110,6 +112,8 @@ async def service_events(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     query = parse_query(request, EventsQuery)
+    if query.follow:
+        return await follow_events(request, record.name)
     limit = min(query.limit, LIST_LIMIT_MAX)
     events = agent.store.list_events(record.name, limit=limit, before=query.before)
     return answer(
@@ -162,7 +166,8 @@ OPERATIONS = [
         "The service's event log, newest first",
         {200: EventList},
         "services",
-        errors=(404,),
+        errors=(404, 503),
         query=EventsQuery,
+        events=(("event", FeedEvent),),
     ),
 ]

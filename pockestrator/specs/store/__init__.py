@@ -13,7 +13,9 @@ own module with its own SQL:
 - ``secrets``: secret values given through the API, in root-only files beside the database;
 - ``file_issues``: the current problems of each spec file;
 - ``operations``: snapshots, verifications, restores asked of a service;
-- ``seeds``: where a new service's first data comes from (a clone, an import).
+- ``seeds``: where a new service's first data comes from (a clone, an import);
+- ``webhooks`` and ``outbox``: where events are delivered, and each event waiting for each
+  webhook until it is acknowledged.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -28,7 +30,7 @@ from pathlib import Path
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.database import Database
 from pockestrator.specs.store.claims import Claims, NameTakenCode
-from pockestrator.specs.store.events import Events
+from pockestrator.specs.store.events import NO_SERVICE, TEST_KIND, EventListener, Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
 from pockestrator.specs.store.operations import (
@@ -38,6 +40,7 @@ from pockestrator.specs.store.operations import (
     OperationKind,
     Operations,
 )
+from pockestrator.specs.store.outbox import Claimed, Outbox
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -58,17 +61,23 @@ from pockestrator.specs.store.secrets import SecretFiles, SecretMissing
 from pockestrator.specs.store.seeds import Seed, Seeds, SeedSource
 from pockestrator.specs.store.services import Services
 from pockestrator.specs.store.status import Statuses
+from pockestrator.specs.store.webhooks import Delivery, Webhook, Webhooks
 
 __all__ = [
     "API_OWNER",
     "BACKUP_KINDS",
     "DEPLOY_KINDS",
     "FILE_OWNER_PREFIX",
+    "NO_SERVICE",
     "STATUS_FIELDS",
     "STATUS_STATES",
+    "TEST_KIND",
+    "Claimed",
     "Conflict",
     "Deletion",
+    "Delivery",
     "Event",
+    "EventListener",
     "NameTakenCode",
     "NotFound",
     "Operation",
@@ -81,6 +90,7 @@ __all__ = [
     "ServiceSummary",
     "Store",
     "StoreError",
+    "Webhook",
     "file_owner",
     "owner_file",
     "utc_now",  # from pockestrator.clock; agent/reconciler.py still imports it from here
@@ -91,7 +101,18 @@ __all__ = [
 SECRETS_FOLDER = "secrets"
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
+class Store(
+    Services,
+    Claims,
+    Statuses,
+    Events,
+    SuperuserPasswords,
+    FileIssues,
+    Operations,
+    Seeds,
+    Webhooks,
+    Outbox,
+):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open
@@ -103,6 +124,7 @@ class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, 
         self._owns_database = not isinstance(database, Database)
         self._database = database if isinstance(database, Database) else Database(database)
         self._clock = clock
+        self._event_listeners = []
         self.path = self._database.path
         self._secrets = SecretFiles(self.path.parent / SECRETS_FOLDER)
 

@@ -14,10 +14,12 @@ import * as login from './views/login.js';
 import * as logs from './views/logs.js';
 import * as services from './views/services.js';
 import * as system from './views/system.js';
+import * as webhooks from './views/webhooks.js';
 
 const ROUTES = [
   [/^\/login$/, login, null],
   [/^\/system$/, system, 'system'],
+  [/^\/webhooks$/, webhooks, 'webhooks'],
   [/^\/services\/new$/, create, 'new'],
   [/^\/services\/([^/]+)\/logs$/, logs, 'services'],
   [/^\/services\/([^/]+)\/backups$/, backups, 'services'],

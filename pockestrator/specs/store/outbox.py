@@ -1,0 +1,177 @@
+"""The outbox: each event waiting for each webhook that wants it, until it is acknowledged.
+
+A row is written in the event's own transaction (``fan_out``, called by ``add_event``), so
+an event the store has is an event the webhooks will get. Its life:
+
+    pending --claim--> sending --2xx--> delivered
+       ^                  |--error, 5xx, timeout--> pending (later) ... --> failed
+       '--agent restart---'
+
+``claim_due`` moves due rows to ``sending`` in one write transaction before anything is
+sent, so no two senders take the same row; ``finish`` records the answer and moves the
+row on, but only from ``sending``. A delivered row is never claimed again, so an event a
+receiver acknowledged (and the agent recorded) is not sent to it again. An agent killed
+between the receiver's 2xx and ``finish`` leaves the row ``sending``; the next agent puts
+it back to ``pending`` (``release_claims``) and sends it again, with the same idempotency
+key, so the receiver can drop it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from pockestrator.database import iso, parse_iso, parse_stored_time
+from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.records import Event
+from pockestrator.specs.store.webhooks import Webhook, webhook_of
+
+OUTCOMES = ("delivered", "retry", "failed")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One outbox row taken for sending: which attempt it is, to whom, and what."""
+
+    outbox_id: int
+    attempt: int
+    webhook: Webhook
+    event: Event
+
+
+def fan_out(db: sqlite3.Connection, event_id: int, service: str, kind: str, at: str) -> int:
+    """Inside the event's transaction: an outbox row for every webhook that wants it."""
+    written = 0
+    for row in db.execute("SELECT * FROM webhooks").fetchall():
+        if webhook_of(row).wants(service, kind):
+            db.execute(
+                "INSERT INTO outbox (webhook_id, event_id, state, next_attempt_at, updated_at)"
+                " VALUES (?, ?, 'pending', ?, ?)",
+                (row["id"], event_id, at, at),
+            )
+            written += 1
+    return written
+
+
+class Outbox(StorePart):
+    def claim_due(self, limit: int) -> list[Claimed]:
+        """Take up to ``limit`` due rows (oldest due first) for sending, all at once."""
+        now = self._now()
+        with self._database.write() as db:
+            rows = db.execute(
+                "SELECT outbox.id AS outbox_id, outbox.attempts, outbox.event_id,"
+                " webhooks.*, events.service AS e_service, events.at AS e_at,"
+                " events.kind AS e_kind, events.message AS e_message,"
+                " events.details AS e_details"
+                " FROM outbox JOIN webhooks ON webhooks.id = outbox.webhook_id"
+                " JOIN events ON events.id = outbox.event_id"
+                " WHERE outbox.state = 'pending' AND outbox.next_attempt_at <= ?"
+                " ORDER BY outbox.next_attempt_at, outbox.id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            for row in rows:
+                db.execute(
+                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
+                    " updated_at = ? WHERE id = ? AND state = 'pending'",
+                    (now, row["outbox_id"]),
+                )
+        return [
+            Claimed(
+                outbox_id=row["outbox_id"],
+                attempt=row["attempts"] + 1,
+                webhook=webhook_of(row),
+                event=Event(
+                    row["event_id"],
+                    row["e_service"],
+                    parse_stored_time(row["e_at"]),
+                    row["e_kind"],
+                    row["e_message"],
+                    json.loads(row["e_details"]),
+                ),
+            )
+            for row in rows
+        ]
+
+    def finish(
+        self,
+        claimed: Claimed,
+        outcome: str,
+        *,
+        started: datetime,
+        duration_ms: float,
+        status_code: int | None,
+        error: str | None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt and move its row on (delivered, pending again, or failed).
+
+        False when the row is no longer ``sending`` (its webhook was deleted meanwhile).
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        if (outcome == "retry") != (retry_at is not None):
+            raise ValueError("a retry, and only a retry, has a time")
+        now = self._now()
+        state = "pending" if outcome == "retry" else outcome
+        with self._database.write() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = ?, next_attempt_at = coalesce(?, next_attempt_at),"
+                " updated_at = ? WHERE id = ? AND state = 'sending'",
+                (state, iso(retry_at), now, claimed.outbox_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            db.execute(
+                "INSERT INTO deliveries (outbox_id, webhook_id, event_id, attempt, at,"
+                " duration_ms, status_code, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    claimed.outbox_id,
+                    claimed.webhook.id,
+                    claimed.event.id,
+                    claimed.attempt,
+                    iso(started),
+                    round(duration_ms, 3),
+                    status_code,
+                    error,
+                    outcome,
+                ),
+            )
+        return True
+
+    def release_claims(self) -> int:
+        """At start: rows a previous agent claimed and never finished are due again."""
+        with self._database.write() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = 'pending', updated_at = ? WHERE state = 'sending'",
+                (self._now(),),
+            )
+            return cursor.rowcount
+
+    def prune_deliveries(self, before: datetime) -> int:
+        """Forget finished rows (delivered, failed) and attempts older than ``before``, so
+        that the outbox and the log stay as large as the recent past, not all of it."""
+        cutoff = iso(before)
+        with self._database.write() as db:
+            db.execute("DELETE FROM deliveries WHERE at < ?", (cutoff,))
+            cursor = db.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'failed') AND updated_at < ?",
+                (cutoff,),
+            )
+            return cursor.rowcount
+
+    def next_due_at(self) -> datetime | None:
+        """When the soonest pending row is due (None: nothing is pending)."""
+        rows = self._database.read(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'"
+        )
+        return parse_iso(rows[0][0]) if rows else None
+
+    def outbox_state(self, webhook_id: str, event_id: int) -> tuple[str, int] | None:
+        """The state and attempts of one event's row for one webhook."""
+        rows = self._database.read(
+            "SELECT state, attempts FROM outbox WHERE webhook_id = ? AND event_id = ?",
+            (webhook_id, event_id),
+        )
+        return (rows[0]["state"], int(rows[0]["attempts"])) if rows else None

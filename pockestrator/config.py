@@ -302,7 +302,7 @@ class AgentConfig(BaseModel):
     health_timeout: float = Field(default=2.0, gt=0)
     health_failures_before_restart: int = Field(default=3, ge=1)
     upgrade_health_deadline: float = Field(default=30.0, gt=0)
-    # Webhooks (docs/events.md): at most this many deliveries in flight at once, each
+    # Webhooks (docs/observability.md): at most this many deliveries in flight at once, each
     # given ``webhook_timeout`` seconds; a failed one is tried again after 2, 4, 8, ...
     # seconds (``webhook_retry_base``, jittered, capped) up to ``webhook_max_attempts``.
     webhook_concurrency: int = Field(default=4, ge=1, le=64)

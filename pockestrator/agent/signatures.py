@@ -1,4 +1,4 @@
-"""How a webhook delivery is signed, and how a receiver checks it (docs/events.md).
+"""How a webhook delivery is signed, and how a receiver checks it (docs/observability.md).
 
 The signed text is ``<timestamp>.<body>``: the Unix time of the attempt in whole seconds,
 a dot, and the exact bytes of the JSON body. The signature is HMAC-SHA256 of it under the

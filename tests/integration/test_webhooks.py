@@ -3,7 +3,7 @@
 The agent runs as deployed (a unit of the test bed's manager, ``tests/testbed/agent_unit``)
 so that it can be killed with SIGKILL and started again by systemd. The receiver is an
 aiohttp server in the test that checks every signature with the secret the API showed
-once, and processes each idempotency key at most once, as docs/events.md tells receivers
+once, and processes each idempotency key at most once, as docs/observability.md tells receivers
 to: the test proves what it saw, request by request.
 """
 

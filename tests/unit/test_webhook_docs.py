@@ -1,4 +1,4 @@
-"""The signature checks docs/events.md gives receivers, in Python and in JavaScript, accept
+"""The signature checks docs/observability.md gives receivers, in Python and in JavaScript, accept
 what the agent sends and refuse a changed body or a stale timestamp."""
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class WebhookCreated(ClosedModel):
     id: str
     webhook: WebhookView
     secret: str = Field(
-        description="Signs every delivery (docs/events.md): shown in this answer only."
+        description="Signs every delivery (docs/observability.md): shown in this answer only."
     )
     message: str
 

@@ -60,7 +60,7 @@ export async function show(root, view) {
       'p',
       { class: 'muted' },
       'Every event the agent records is delivered as signed JSON to each webhook whose filter ' +
-        'it passes, retried until the receiver answers 2xx (docs/events.md).',
+        'it passes, retried until the receiver answers 2xx (docs/observability.md).',
     ),
     secretBox,
     h(

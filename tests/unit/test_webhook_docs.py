@@ -15,7 +15,7 @@ import pytest
 
 from pockestrator.agent.signatures import sign
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 SECRET = "doc-secret-0123456789"
 BODY = b'{"event":{"id":3,"kind":"webhook_test"},"idempotency_key":"3"}'
 

@@ -206,6 +206,7 @@ class Agent:
             config, self.store, controllers, self.coordinator, self.session, self.clock
         )
         self.reconciler.wake = self.enqueue
+        self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)
@@ -224,6 +225,7 @@ class Agent:
             config.health_timeout,
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
+            asleep=self.reconciler.sleep.is_asleep,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent
         # left of its own is nobody's.
@@ -303,6 +305,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "reconciler"):
+            self.reconciler.sleep.close()
         if hasattr(self, "app_watch"):
             await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
@@ -417,6 +421,7 @@ class Agent:
         """A one-off restart on request; a unit systemd does not know yet is left to the
         reconcile that creates it."""
         unit = unit_name(name)
+        self.reconciler.sleep.release(name, "started on request")
         try:
             # An operator's restart is not a crash: systemd's start limit (a crash loop's
             # brake) is reset first, or a few quick restarts would fail with
@@ -431,6 +436,10 @@ class Agent:
             self.enqueue(name)
         self.store.update_status(name, health_failures=0)
         self.store.add_event(name, "restarted", "restarted on request")
+
+    def sleeping(self, name: str) -> bool:
+        """Whether ``name`` sleeps now (agent.sleep): the API shows ``sleeping``."""
+        return self.reconciler.sleep.is_asleep(name)
 
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()

@@ -141,6 +141,7 @@ class HealthProber:
         timeout: float,
         failures_before_restart: int,
         boot_grace: float = 15.0,
+        asleep: Callable[[str], bool] = lambda _name: False,
     ) -> None:
         self.store = store
         self.enqueue = enqueue
@@ -148,6 +149,7 @@ class HealthProber:
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
+        self.asleep = asleep  # a probe of a sleeping instance would wake it (agent.sleep)
         self.cpu = CpuMeter()
 
     async def run(self, session: aiohttp.ClientSession) -> None:
@@ -166,6 +168,7 @@ class HealthProber:
             for name, port in sorted(ports.items())
             if (status := statuses.get(name)) is not None
             and status.state in ("active", "error")  # deploying or stopped: the reconciler's
+            and not self.asleep(name)
         ]
         if not running:
             return

@@ -239,3 +239,7 @@ class AgentContext(Protocol):
     def queue_depth(self) -> int:
         """Keys waiting to be reconciled now."""
         ...
+
+    def sleeping(self, name: str) -> bool:
+        """Whether the service sleeps now (``sleep_after``): its status shows ``sleeping``."""
+        ...

@@ -63,3 +63,18 @@ async def test_the_deploy_benchmark_measures_agent_and_floor(testbed_base: Path)
         assert figures[f"deploy: {who} requests answered"] > 0, who
     ratio = figures["deploy: agent median (s)"] / figures["deploy: floor median (s)"]
     assert abs(figures["deploy: ratio agent/floor"] - ratio) < 0.01
+
+
+async def test_the_sleep_benchmark_measures_wakes_floors_and_memory(testbed_base: Path) -> None:
+    from tests.benchmarks.sleep import run as run_sleep
+
+    figures = (await run_sleep(wakes=1, services=2)).figures
+    for key in (
+        "wake: first byte median (s) [<=0.3]",
+        "floor: awake request median (s)",
+        "floor: unit boot median (s)",
+        "RAM 2 services all awake (MB)",
+    ):
+        assert figures[key] > 0, key
+    assert figures["wake: failed requests of 6 [0]"] == 0
+    assert figures["RAM 2 services, 1 asleep (MB)"] < figures["RAM 2 services all awake (MB)"]

@@ -157,6 +157,8 @@ class SleepKeeper:
         if name in self._drowsy:
             self._drowsy.discard(name)
             self._mark(name)
+            # A probe that found it stopping is no failure to restart it for once it wakes.
+            self.store.update_status(name, health_failures=0)
             self.store.add_event(
                 name, "sleeping", f"put to sleep after {spec.sleep_after} without requests"
             )
@@ -216,6 +218,9 @@ class SleepKeeper:
     def _hold(self, spec: ServiceSpec) -> None:
         """Bind the sleeping service's port (once) and arm its scheduled wake."""
         name = spec.project_name
+        held = self._listeners.get(name)
+        if held is not None and held.getsockname()[1] != spec.port:
+            self._close_listener(name)  # the spec moved it to another port while it slept
         if name not in self._listeners:
             try:
                 listener = _listen(spec.port)
@@ -335,7 +340,7 @@ class SleepKeeper:
 
     def _forget(self, name: str) -> None:
         if name in self._asleep:
-            self._set_awake(name, "it no longer sleeps")
+            self._set_awake(name, "its spec no longer lets it sleep (or it is stopped)")
         self._close_listener(name)
         self._cancel_timer(name)
         self._drowsy.discard(name)

@@ -16,6 +16,7 @@ import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox
+from pockestrator.config import AgentConfig
 from pockestrator.specs.model import unit_name
 from tests.testbed.api_client import Api, api_for, create
 from tests.testbed.waiting import wait_until
@@ -140,3 +141,24 @@ async def test_a_control_start_wakes_a_sleeping_service(
     assert reply.status == 200, reply.body
     assert await unit_running(agent, name)
     assert reply.body["service"]["status"] == "active"
+
+
+async def test_a_service_asleep_across_an_agent_restart_stays_asleep_and_still_wakes(
+    agent: Agent, api: Api, sandbox: Sandbox, napper: dict[str, Any], agent_config: AgentConfig
+) -> None:
+    """Last in the module: it stops the module's agent and runs a second one."""
+    name, domain = napper["name"], napper["domain"]
+    await fall_asleep(agent, api, name)
+    await agent.stop()
+    second = Agent(agent_config)
+    await second.start()
+    try:
+        assert await second.wait_reconciled(name, 20)
+        assert second.sleeping(name)
+        assert not await unit_running(second, name)
+        status, body = await through_caddy(sandbox, domain)
+        assert (status, '"code":200' in body) == (200, True), body
+        assert await unit_running(second, name)
+        assert not second.sleeping(name)
+    finally:
+        await second.stop()

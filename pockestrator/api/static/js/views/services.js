@@ -12,6 +12,7 @@ const PAGE = 50;
 const STATUSES = [
   ['', 'All'],
   ['active', 'Active'],
+  ['sleeping', 'Sleeping'],
   ['inactive', 'Stopped'],
   ['deploying', 'Deploying'],
   ['error', 'Error'],

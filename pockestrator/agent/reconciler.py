@@ -133,6 +133,7 @@ class Reconciler:
         self.sleep = SleepKeeper(
             controllers.bus, store, config.database.parent / "sleeping", config.caddy_access_log_dir
         )
+        self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
     @property
     def wake(self) -> Callable[[str], None] | None:
@@ -366,7 +367,10 @@ class Reconciler:
             )
             log.warning("crash loop", service=name, exit_status=unit.exec_main_status)
         refusal = settled.caddy_error or settled.settings_error
-        self.sleep.settled(desired.spec, name, settled.unit.is_running)
+        # A service that should not run (stopped through the API) does not sleep either.
+        self.sleep.settled(
+            desired.spec if desired.should_run else None, name, settled.unit.is_running
+        )
         return Result(requeue_after(changes["state"], refusal, self.policy))
 
     async def _certificate(

@@ -137,11 +137,11 @@ class SleepKeeper:
         return True
 
     def settled(self, spec: ServiceSpec | None, name: str, running: bool | None) -> None:
-        """After a reconcile of ``name``: ``spec`` as stored (None: removed), and whether
-        its unit now runs (None: not known). Level-triggered, so any number of calls in
-        any order leave the right listener and timers."""
+        """After a reconcile of ``name``: ``spec`` as stored (None: removed, or it should
+        not run), and whether its unit now runs (None: not known). Level-triggered, so any
+        number of calls in any order leave the right listener and timers."""
         after = spec.sleep_seconds if spec is not None else None
-        if spec is None or after is None or spec.desired_state != "running":
+        if spec is None or after is None:
             self._forget(name)
             return
         if running is None:
@@ -202,7 +202,7 @@ class SleepKeeper:
         """The timer: idle for sleep_after now? Then drowsy and reconciled; else later."""
         self._timers.pop(name, None)
         record = self.store.get_service(name)
-        spec = record.spec if record is not None else None
+        spec = record.spec if record is not None and record.desired_state == "running" else None
         after = spec.sleep_seconds if spec is not None else None
         if after is None or name in self._asleep:
             return

@@ -143,6 +143,30 @@ async def test_a_control_start_wakes_a_sleeping_service(
     assert reply.body["service"]["status"] == "active"
 
 
+async def test_a_wake_schedule_wakes_a_sleeping_service_with_no_request(
+    agent: Agent, api: Api, version: str
+) -> None:
+    """Every minute: woken a minute before the next minute's time, so within about 60 s."""
+    await create(api, version, "cron", sleep_after=SLEEP_AFTER, wake_schedule="* * * * *")
+
+    def woken_on_schedule() -> list[str]:
+        events = agent.store.list_events("cron", limit=200)
+        return [e.message for e in events if e.kind == "woken" and "scheduled" in e.message]
+
+    async def slept_then_woken() -> bool:
+        # By the events, which stay: the sleep may last well under a second.
+        return "sleeping" in kinds(agent, "cron") and bool(woken_on_schedule())
+
+    assert await wait_until(slept_then_woken, 100, 0.5), kinds(agent, "cron")
+    assert woken_on_schedule() == ["woken: scheduled (* * * * *)"]
+
+    async def running() -> bool:
+        return await unit_running(agent, "cron")
+
+    assert await wait_until(running, 20, 0.1)  # the start follows the event
+    await api.call("DELETE", "/services/cron")
+
+
 async def test_a_service_asleep_across_an_agent_restart_stays_asleep_and_still_wakes(
     agent: Agent, api: Api, sandbox: Sandbox, napper: dict[str, Any], agent_config: AgentConfig
 ) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pockestrator.client.http import ApiClient
 
 EXIT_INTERRUPTED = 130
-SERVICE_STATES = ("active", "inactive", "error", "deploying")
+SERVICE_STATES = ("active", "inactive", "error", "deploying", "sleeping")
 
 
 def add_spec_paths(command: argparse.ArgumentParser) -> None:

@@ -237,6 +237,12 @@ class AgentConfig(BaseModel):
 
     # Caddy.
     caddy_sites_dir: Path = Field(default=Path("/etc/caddy/pockestrator.d"))
+    caddy_access_log_dir: Path = Field(
+        default=Path("/var/log/caddy/pockestrator"),
+        description="Where Caddy writes the access log of each service with sleep_after "
+        "(<name>.log, request details filtered out): the agent reads only its mtime, as "
+        "the time of the last request. Caddy creates it and must be able to write there.",
+    )
     caddy_unit: str = Field(default="caddy.service", pattern=r"^[A-Za-z0-9:_.@-]+\.service$")
     caddy_binary: str = "caddy"
     caddy_reload: Literal["systemd", "admin"] = "systemd"
@@ -523,6 +529,7 @@ class AgentConfig(BaseModel):
         "spec_dir",
         "database",
         "caddy_sites_dir",
+        "caddy_access_log_dir",
         "release_cache_dir",
         "journal_dir",
         "archive_dir",
@@ -543,6 +550,7 @@ class AgentConfig(BaseModel):
         "base_dir",
         "systemd_dir",
         "caddy_sites_dir",
+        "caddy_access_log_dir",
         "release_cache_dir",
         "state_directory_root",
         "environment_dir",

@@ -98,6 +98,7 @@ class AlertWatch:
         self._config = config
         self.store = store
         self.host = host
+        self.asleep: Callable[[str], bool] = lambda _name: False  # set by the agent (sleep)
         self.metrics = metrics
         self.clock = clock
         self.state = AlertState()
@@ -187,7 +188,8 @@ class AlertWatch:
             inputs.append(
                 ServiceInput(
                     name=name,
-                    desired_running=summary.desired_state == "running",
+                    # A sleeping service is stopped on purpose, not down.
+                    desired_running=summary.desired_state == "running" and not self.asleep(name),
                     running=unit.is_running if unit is not None else None,
                     healthy=states.get(name, ("deploying", None))[1],
                     restarts=unit.restarts if unit is not None else None,

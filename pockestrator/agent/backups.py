@@ -73,6 +73,8 @@ class BackupRunner:
         self.session = session
         self.clock = clock
         self.wake: Callable[[str], None] | None = None
+        # Told before a restore starts a service's unit: a sleeping one's port is given back.
+        self.starting: Callable[[str], object] = lambda _name: None
 
     async def run(self, record: ServiceRecord, *, has_data: bool) -> float | None:
         """Do what is due for ``record``; seconds until something else will be."""
@@ -273,6 +275,7 @@ class BackupRunner:
         name = record.name
         safety = await self.snapshots.take(record.spec, "safety", self.clock.now())
         unit = unit_name(name)
+        self.starting(name)
         await self.controllers.bus.stop_unit(unit)
         replaced = await self.snapshots.restore(name, snapshot)
         details: dict[str, Any] = {

@@ -226,6 +226,7 @@ class Agent:
             self.metrics,
         )
         self.reconciler.wake = self.enqueue
+        self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
         self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
@@ -246,6 +247,7 @@ class Agent:
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
             metrics=self.metrics,
+            asleep=self.reconciler.sleep.is_asleep,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent
         # left of its own is nobody's.
@@ -258,6 +260,7 @@ class Agent:
             lambda: self.config, self.store, self.host, self.metrics, self.clock
         )
         self.health.verdict_changed = self.alerts.wake
+        self.alerts.asleep = self.reconciler.sleep.is_asleep
         self.history.observed = self.alerts.after_round
         self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
@@ -336,6 +339,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "reconciler"):
+            self.reconciler.sleep.close()
         if hasattr(self, "app_watch"):
             await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
@@ -458,6 +463,7 @@ class Agent:
         """A one-off restart on request; a unit systemd does not know yet is left to the
         reconcile that creates it."""
         unit = unit_name(name)
+        self.reconciler.sleep.release(name, "started on request")
         try:
             # An operator's restart is not a crash: systemd's start limit (a crash loop's
             # brake) is reset first, or a few quick restarts would fail with
@@ -472,6 +478,10 @@ class Agent:
             self.enqueue(name)
         self.store.update_status(name, health_failures=0)
         self.store.add_event(name, "restarted", "restarted on request")
+
+    def sleeping(self, name: str) -> bool:
+        """Whether ``name`` sleeps now (agent.sleep): the API shows ``sleeping``."""
+        return self.reconciler.sleep.is_asleep(name)
 
     def _making_progress(self) -> bool:
         loop = asyncio.get_running_loop()

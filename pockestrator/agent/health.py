@@ -143,6 +143,7 @@ class HealthProber:
         failures_before_restart: int,
         boot_grace: float = 15.0,
         metrics: AgentMetrics | None = None,
+        asleep: Callable[[str], bool] = lambda _name: False,
     ) -> None:
         self.metrics = metrics if metrics is not None else AgentMetrics()
         self.store = store
@@ -151,6 +152,7 @@ class HealthProber:
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
+        self.asleep = asleep  # a probe of a sleeping instance would wake it (agent.sleep)
         self.cpu = CpuMeter()
         # Told when a probe's verdict differs from the last one recorded (the alert rules).
         self.verdict_changed: Callable[[], None] | None = None
@@ -171,6 +173,7 @@ class HealthProber:
             for name, port in sorted(ports.items())
             if (status := statuses.get(name)) is not None
             and status.state in ("active", "error")  # deploying or stopped: the reconciler's
+            and not self.asleep(name)
         ]
         if not running:
             return

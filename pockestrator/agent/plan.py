@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pockestrator.agent.steps import (
     ApplySettings,
@@ -124,6 +124,9 @@ class Desired:
     # Why the version the spec asks for is not the target (a refused downgrade).
     version_note: str | None = None
     settings: DesiredSettings | None = None  # PocketBase's own; None: not managed
+    # agent.sleep: awake, drowsy (idle: stop it now) or asleep (the agent holds its port
+    # and starts it on the first request; the reconciler never does).
+    sleep: Literal["awake", "drowsy", "asleep"] = "awake"
 
     @property
     def name(self) -> str:
@@ -420,7 +423,11 @@ def _converge(
             "deployed_version": desired.spec.pocketbase_version,
             "observed_generation": desired.generation,
         },
-        probe_deadline=policy.health_deadline if desired.should_run and not steady else None,
+        probe_deadline=(
+            policy.health_deadline
+            if desired.should_run and not steady and desired.sleep == "awake"
+            else None
+        ),
         defer=defer,
     )
 
@@ -446,6 +453,10 @@ def _run_steps(
     active = unit.active_state
     if not desired.should_run:
         return ((StopUnit(),) if active in RUNNING_STATES else ()), None, []
+    if desired.sleep != "awake":
+        # Idle: stop it (drowsy); asleep: a request wakes it, never a repair (agent.sleep).
+        drowsy = desired.sleep == "drowsy" and active in RUNNING_STATES
+        return ((StopUnit("sleep"),) if drowsy else ()), None, []
     if active in ("active", "reloading") and config_changed:
         return (RestartUnit("configuration changed"),), None, []
     if active in RUNNING_STATES:
@@ -576,6 +587,9 @@ def conclude(
     elif not desired.should_run:
         state = "inactive" if unit.active_state not in RUNNING_STATES else "deploying"
         error = None
+    elif desired.sleep != "awake" and unit.active_state not in RUNNING_STATES:
+        # Asleep counts as active (the reference's status=active); the API shows sleeping.
+        state, error = "active", None
     elif healthy and settled.settings_error:
         state, error = "error", settings_error_text(settled.settings_error)
     elif healthy:

@@ -65,6 +65,8 @@ from pockestrator.agent.plan import (
     target_version,
 )
 from pockestrator.agent.seeding import Seeder, SeedFailed
+from pockestrator.agent.sleep import SleepKeeper
+from pockestrator.agent.steps import RestartUnit, StartUnit
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig
@@ -134,6 +136,10 @@ class Reconciler:
         )
         self.seeder = Seeder(config, store, controllers)
         self.archived: Callable[[], None] | None = None  # told when a folder is archived
+        self.sleep = SleepKeeper(
+            controllers.bus, store, config.database.parent / "sleeping", config.caddy_access_log_dir
+        )
+        self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
     @property
     def wake(self) -> Callable[[str], None] | None:
@@ -213,7 +219,9 @@ class Reconciler:
             return Result()  # woken when what the seed waits for has happened
         if seeding == "seeded":
             observed = await self.observe(desired)
+        desired = self._with_sleep(desired, observed)
         plan = plan_service(desired, status, observed, self.policy)
+        self._wake_for(plan)
         if plan.upgrade is not None:
             return await self._upgrade(record, desired, status, observed, plan)
         applied = Applied()
@@ -235,6 +243,7 @@ class Reconciler:
         desired = self.desired(record, target_version(record.spec, status))
         observed = await self.observe(desired)
         plan = plan_service(desired, status, observed, self.policy, rolling_back=True)
+        self._wake_for(plan)
         applied = Applied()
         await self.steps.run(desired, plan, applied)
         await self._settle(desired, plan, observed, applied)
@@ -297,6 +306,28 @@ class Reconciler:
             version_note=version_note,
         )
 
+    def _with_sleep(self, desired: Desired, observed: Observed) -> Desired:
+        """``desired`` with the service's sleep (agent.sleep): a sleeping unit that runs
+        was started by someone else and is awake; a drowsy one with a request since the
+        timer is awake again."""
+        spec, unit = desired.spec, observed.systemd
+        if spec.sleep_seconds is None or not desired.should_run:
+            return desired
+        state = self.sleep.state(desired.name)
+        running = unit is not None and (unit.is_running or unit.sub_state == "auto-restart")
+        if state == "asleep" and running:
+            self.sleep.settled(spec, desired.name, running=True)
+            state = "awake"
+        elif state == "drowsy" and not self.sleep.still_idle(spec):
+            state = "awake"
+        return replace(desired, sleep=state)
+
+    def _wake_for(self, plan: Plan) -> None:
+        """A plan that starts a sleeping service (an upgrade, a deploy) wakes it first: the
+        agent's listener must give the port back."""
+        if any(isinstance(step, StartUnit | RestartUnit) for step in plan.steps):
+            self.sleep.release(plan.name, "started by the agent")
+
     def site_settings(self) -> SiteSettings:
         """The agent's TLS settings and Caddy's ports, as every site is rendered with them."""
         return SiteSettings.of(self.config, self.controllers.sites.public_ports())
@@ -355,6 +386,10 @@ class Reconciler:
             )
             log.warning("crash loop", service=name, exit_status=unit.exec_main_status)
         refusal = settled.caddy_error or settled.settings_error
+        # A service that should not run (stopped through the API) does not sleep either.
+        self.sleep.settled(
+            desired.spec if desired.should_run else None, name, settled.unit.is_running
+        )
         return Result(requeue_after(changes["state"], refusal, self.policy))
 
     async def _certificate(
@@ -442,6 +477,7 @@ class Reconciler:
         if (
             wanted is None
             or not desired.should_run
+            or desired.sleep != "awake"  # its API would wake it
             or not healthy
             or settled.caddy_error
             or settled.unit.active_state != "active"
@@ -565,6 +601,7 @@ class Reconciler:
     # -- removal -----------------------------------------------------------------------
 
     async def _remove(self, name: str) -> Result:
+        self.sleep.settled(None, name, None)
         deletion = self.store.pending_deletion(name)
         plan = plan_removal(name, deletion, await self._observe_removal(name))
         if not plan:

@@ -274,6 +274,7 @@ class Sandbox:
             "systemd_dir": self.systemd.paths.unit_dir,
             "caddy_config": layout.caddyfile,
             "caddy_sites_dir": layout.caddy_sites_dir,
+            "caddy_access_log_dir": layout.root / "caddy-access",
             "caddy_unit": CADDY_UNIT,
             "caddy_binary": str(find_tool("caddy") or "caddy"),
             "caddy_admin_url": f"unix/{self.caddy_admin_socket}",

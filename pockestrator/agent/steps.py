@@ -98,9 +98,11 @@ class StartUnit(Step):
 
 @dataclass(frozen=True)
 class StopUnit(Step):
-    reason: Literal["desired state", "upgrade", "removal"] = "desired state"
+    reason: Literal["desired state", "upgrade", "removal", "sleep"] = "desired state"
 
     def describe(self) -> str:
+        if self.reason == "sleep":
+            return "put to sleep (idle)"
         return "stopped" if self.reason != "upgrade" else "stopped for upgrade"
 
 

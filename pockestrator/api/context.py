@@ -297,3 +297,7 @@ class AgentContext(Protocol):
     def metrics(self) -> AgentMetrics:
         """The agent's own instruments (reconciles, waves, API requests, probes)."""
         ...
+
+    def sleeping(self, name: str) -> bool:
+        """Whether the service sleeps now (``sleep_after``): its status shows ``sleeping``."""
+        ...

@@ -55,6 +55,8 @@ class ServiceFacts:
     observed: ServiceObservation
     health_probe_seconds: float | None = None
     backup: BackupAttempt | None = None
+    sleeping: bool = False  # sleep_after: stopped until a request wakes it
+    certificate_not_after: float | None = None  # Unix seconds, as last recorded
 
 
 @dataclass
@@ -217,6 +219,11 @@ def _per_service(scrape: Scrape, series: SeriesText) -> list[Family]:
         "gauge",
         ("service", "state"),
     )
+    sleeping = gauge("pockestrator_service_sleeping", "1 while the service sleeps (sleep_after)")
+    certificate = gauge(
+        "pockestrator_service_certificate_expiry_timestamp_seconds",
+        "When the certificate Caddy serves for the domain ends (as last recorded)",
+    )
     restarts = Family(
         series,
         "pockestrator_service_restarts",
@@ -251,6 +258,9 @@ def _per_service(scrape: Scrape, series: SeriesText) -> list[Family]:
         unit = facts.observed.unit
         desired.add(labels, 1.0 if facts.desired_running else 0.0)
         state.add((name, facts.state), 1.0)
+        sleeping.add(labels, 1.0 if facts.sleeping else 0.0)
+        if facts.certificate_not_after is not None:
+            certificate.add(labels, facts.certificate_not_after)
         if facts.healthy is not None:
             healthy.add(labels, 1.0 if facts.healthy else 0.0)
         if unit is not None:
@@ -279,6 +289,8 @@ def _per_service(scrape: Scrape, series: SeriesText) -> list[Family]:
         up,
         healthy,
         state,
+        sleeping,
+        certificate,
         restarts,
         memory,
         peak,
@@ -340,18 +352,25 @@ async def gather(agent: AgentContext) -> Scrape:
     observed = await agent.host.observe_services(names)
     caddy_text = await agent.host.caddy_metrics()
     metrics = agent.metrics
+    certificates = {name: facts[2] for name, facts in agent.store.alert_facts().items()}
     metrics.forget(set(names))
-    services = [
-        ServiceFacts(
-            name=service.name,
-            desired_running=service.desired_state == "running",
-            state=states.get(service.name, ("deploying", None))[0],
-            healthy=states.get(service.name, ("deploying", None))[1],
-            observed=observation,
-            health_probe_seconds=metrics.health_probe_seconds.get(service.name),
-            backup=metrics.backups.get(service.name),
+    services = []
+    for service, observation in zip(services_now, observed, strict=True):
+        asleep = agent.sleeping(service.name)
+        stored_state, healthy = states.get(service.name, ("deploying", None))
+        ends = certificates.get(service.name)
+        services.append(
+            ServiceFacts(
+                name=service.name,
+                desired_running=service.desired_state == "running",
+                state="sleeping" if asleep else stored_state,
+                healthy=healthy,
+                observed=observation,
+                health_probe_seconds=metrics.health_probe_seconds.get(service.name),
+                backup=metrics.backups.get(service.name),
+                sleeping=asleep,
+                certificate_not_after=ends.timestamp() if ends is not None else None,
+            )
         )
-        for service, observation in zip(services_now, observed, strict=True)
-    ]
     host_of = {service.domain: service.name for service in services_now}
     return Scrape(services, agent.queue_depth(), caddy_text, host_of)

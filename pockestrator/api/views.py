@@ -22,9 +22,12 @@ from pockestrator.specs.public_url import PublicPorts, service_url
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
 
 
-def service_state(status: ServiceStatus | None) -> str:
-    """The state the service's status records; ``deploying`` until it has a status."""
-    return status.state if status is not None else "deploying"
+def service_state(status: ServiceStatus | None, asleep: bool = False) -> str:
+    """The state the service's status records; ``deploying`` until it has a status;
+    ``sleeping`` for an active one that sleeps (``agent.sleep``)."""
+    if status is None:
+        return "deploying"
+    return "sleeping" if asleep and status.state == "active" else status.state
 
 
 def issue_view(problem: Problem | FieldIssue) -> Issue:
@@ -32,7 +35,11 @@ def issue_view(problem: Problem | FieldIssue) -> Issue:
 
 
 def service_view(
-    record: ServiceRecord, status: ServiceStatus | None, config: AgentConfig, ports: PublicPorts
+    record: ServiceRecord,
+    status: ServiceStatus | None,
+    config: AgentConfig,
+    ports: PublicPorts,
+    asleep: bool = False,
 ) -> Service:
     """The spec's fields as they are (the view takes those the API shows), then the
     record's and the status's; ``ports`` are Caddy's, for the URL."""
@@ -42,7 +49,7 @@ def service_view(
             **spec.model_dump(mode="json"),
             "id": record.id,
             "desired_state": record.desired_state,
-            "status": service_state(status),
+            "status": service_state(status, asleep),
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),

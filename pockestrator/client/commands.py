@@ -89,7 +89,9 @@ def get(client: ApiClient, console: Console, name: str | None, status: str | Non
         return 0
     services = list_services(client)
     if status is not None:
-        services = [s for s in services if s.get("status") == status]
+        # As the API's filter: a sleeping service is active too (agent.sleep).
+        wanted = {status, "sleeping"} if status == "active" else {status}
+        services = [s for s in services if s.get("status") in wanted]
     if not services and console.fmt == "table":
         console.note("no services" + (f" with status {status}" if status else ""))
         return 0

@@ -81,6 +81,9 @@ class ErrorCode(StrEnum):
     INVALID_HOLD_REQUESTS = "INVALID_HOLD_REQUESTS"
     INVALID_TLS_MODE = "INVALID_TLS_MODE"
 
+    # Sleeping instances (scale to zero).
+    INVALID_SLEEP_AFTER = "INVALID_SLEEP_AFTER"
+
     # Spec files.
     YAML_SYNTAX = "YAML_SYNTAX"
     NOT_A_MAPPING = "NOT_A_MAPPING"

@@ -569,6 +569,45 @@ def check_archive_id(value: str) -> str:
     return value
 
 
+# How long an instance may go without a request through Caddy before it is put to sleep
+# (``sleep_after``): a whole number of seconds, minutes, hours or days, from 5s to 30d.
+SLEEP_AFTER = Pattern(r"([1-9][0-9]{0,6})(s|m|h|d)")
+SLEEP_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SLEEP_AFTER_MIN = 5
+SLEEP_AFTER_MAX = 30 * 86400
+
+
+def _sleep_after_stated() -> Pattern:
+    """Every value ``sleep_seconds`` takes, each unit's numbers within the bounds."""
+    return Pattern(
+        "|".join(
+            decimal_range(max(1, -(-SLEEP_AFTER_MIN // size)), SLEEP_AFTER_MAX // size) + unit
+            for unit, size in SLEEP_UNITS.items()
+        )
+    )
+
+
+SLEEP_AFTER_STATED = _sleep_after_stated()
+
+
+def sleep_seconds(value: str) -> int:
+    """``15m`` -> 900: the seconds of a ``sleep_after``, within 5s to 30d."""
+    match = SLEEP_AFTER.fullmatch(value)
+    seconds = int(match.group(1)) * SLEEP_UNITS[match.group(2)] if match else 0
+    if not SLEEP_AFTER_MIN <= seconds <= SLEEP_AFTER_MAX:
+        raise GrammarError(
+            ErrorCode.INVALID_SLEEP_AFTER,
+            f"{value[:40]!r} is not a sleep_after: a whole number and s, m, h or d "
+            "(such as 15m), from 5s to 30d",
+        )
+    return seconds
+
+
+def check_sleep_after(value: str) -> str:
+    sleep_seconds(value)
+    return value
+
+
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")
 
 

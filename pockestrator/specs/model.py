@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pockestrator.specs import grammar
-from pockestrator.specs.backups import BackupPolicy
+from pockestrator.specs.backups import BackupPolicy, Schedule
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
@@ -54,6 +54,7 @@ from pockestrator.specs.values import (
     Port,
     ProjectName,
     QueryTimeout,
+    SleepAfter,
     SpecTlsMode,
     Version,
 )
@@ -347,6 +348,22 @@ class ServiceSpec(BaseModel):
         "up before the upgrade from that version is restored (what was written since is set "
         "aside, not deleted) rather than running older code on newer data.",
     )
+    # -- sleeping (scale to zero): docs/spec-reference.md, "Sleeping instances" ---------
+    sleep_after: SleepAfter | None = Field(
+        default=None,
+        description="Stop the instance after this long without a request through Caddy "
+        "(5s to 30d: a whole number and s, m, h or d); the next request wakes it and is "
+        "answered. PocketBase's own cron jobs do not run while it sleeps (see "
+        "wake_schedule). null: never sleeps. Needs proxy.hold_requests of 1 or more.",
+        examples=["15m"],
+    )
+    wake_schedule: Schedule | None = Field(
+        default=None,
+        description="Wake a sleeping instance at these times (UTC cron), so that "
+        "PocketBase's cron jobs can run; it sleeps again after sleep_after without "
+        "requests. Ignored without sleep_after.",
+        examples=["0 3 * * *"],
+    )
     # PocketBase's own settings (specs.pocketbase_settings), applied through its API.
     settings: PocketBaseSettings = Field(
         default_factory=PocketBaseSettings,
@@ -406,6 +423,21 @@ class ServiceSpec(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _sleep_needs_held_requests(self) -> ServiceSpec:
+        if self.sleep_after is not None and self.proxy.hold_requests < 1:
+            raise PydanticCustomError(
+                str(ErrorCode.INVALID_SLEEP_AFTER),
+                "a sleeping instance is woken while Caddy holds the request: sleep_after "
+                "needs proxy.hold_requests of 1 or more",
+            )
+        return self
+
+    @property
+    def sleep_seconds(self) -> int | None:
+        """``sleep_after`` in seconds; None: the instance never sleeps."""
+        return None if self.sleep_after is None else grammar.sleep_seconds(self.sleep_after)
+
     @field_validator("extra_dirs")
     @classmethod
     def _unique_dirs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -448,7 +480,10 @@ _FIELD_CODES = {
     "resources": ErrorCode.INVALID_VALUE,
 }
 # Checks across fields run on the whole spec; their errors name the field they are about.
-_FIELD_OF_SPEC_CODES = {ErrorCode.INVALID_ALIAS: "proxy.aliases"}
+_FIELD_OF_SPEC_CODES = {
+    ErrorCode.INVALID_ALIAS: "proxy.aliases",
+    ErrorCode.INVALID_SLEEP_AFTER: "sleep_after",
+}
 
 
 def issues_from_validation_error(exc: ValidationError, prefix: str = "") -> list[FieldIssue]:

@@ -613,3 +613,10 @@ HoldSeconds = Annotated[
     ),
 ]
 SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]
+# The document states each unit's bounds (``SLEEP_AFTER_STATED``); the parser gives the code.
+SleepAfter = Annotated[
+    str,
+    Field(max_length=8, pattern=grammar.SLEEP_AFTER.json, examples=["15m"]),
+    InSchema({"pattern": grammar.SLEEP_AFTER_STATED.json}),
+    BeforeValidator(grammar_validator(grammar.check_sleep_after)),
+]

@@ -79,3 +79,18 @@ async def test_the_scrape_benchmark_reads_real_units_and_a_real_caddys_text(
     assert figures["samples"] > 4 * 15
     for key in ("agent_cpu_ms", "floor_cpu_ms", "floor_look_cpu_ms", "per_unit_getall_cpu_ms"):
         assert figures[key] > 0, key
+
+
+async def test_the_sleep_benchmark_measures_wakes_floors_and_memory(testbed_base: Path) -> None:
+    from tests.benchmarks.sleep import run as run_sleep
+
+    figures = (await run_sleep(wakes=1, services=2)).figures
+    for key in (
+        "wake: first byte median (s) [<=0.3]",
+        "floor: awake request median (s)",
+        "floor: unit boot median (s)",
+        "RAM 2 services all awake (MB)",
+    ):
+        assert figures[key] > 0, key
+    assert figures["wake: failed requests of 6 [0]"] == 0
+    assert figures["RAM 2 services, 1 asleep (MB)"] < figures["RAM 2 services all awake (MB)"]

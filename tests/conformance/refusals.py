@@ -41,6 +41,9 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         # backups.schedule and verify: "five cron fields ... that croniter accepts".
         (None, "backups.schedule", ErrorCode.INVALID_SCHEDULE),
         (None, "backups.verify", ErrorCode.INVALID_SCHEDULE),
+        (None, "wake_schedule", ErrorCode.INVALID_SCHEDULE),
+        # sleep_after: "Needs proxy.hold_requests of 1 or more".
+        (None, "sleep_after", ErrorCode.INVALID_SLEEP_AFTER),
         # settings: "an enabled smtp without host", "an enabled s3 without all of ...", "an
         # enabled rate limiter with rules: []" and two rules PocketBase takes as the same.
         (None, "settings.smtp", ErrorCode.INVALID_SMTP),

@@ -108,13 +108,15 @@ def test_a_scrape_renders_every_service_fact_and_parses_back() -> None:
         observed=ServiceObservation("alpha", _unit(), data_bytes=4096, last_backup_at=taken),
         health_probe_seconds=0.004,
         backup=BackupAttempt(taken.timestamp(), ok=True),
+        certificate_not_after=taken.timestamp() + 86_400,
     )
     beta = ServiceFacts(
         name="beta",
         desired_running=False,
-        state="deploying",
+        state="sleeping",
         healthy=None,
         observed=ServiceObservation("beta", _unit(active_state="inactive", memory_max_bytes=None)),
+        sleeping=True,
     )
     scrape = Scrape(
         [alpha, beta], queue_depth=3, caddy_text=CADDY_TEXT, service_of_host={"a.test": "alpha"}
@@ -130,7 +132,16 @@ def test_a_scrape_renders_every_service_fact_and_parses_back() -> None:
     assert _value(found, "pockestrator_service_desired_up", service="beta") == 0
     assert _value(found, "pockestrator_service_healthy", service="alpha") == 1
     assert _value(found, "pockestrator_service_state", service="alpha", state="active") == 1
-    assert _value(found, "pockestrator_service_state", service="beta", state="deploying") == 1
+    assert _value(found, "pockestrator_service_state", service="beta", state="sleeping") == 1
+    assert _value(found, "pockestrator_service_sleeping", service="beta") == 1
+    assert _value(found, "pockestrator_service_sleeping", service="alpha") == 0
+    assert _value(
+        found, "pockestrator_service_certificate_expiry_timestamp_seconds", service="alpha"
+    ) == (taken.timestamp() + 86_400)
+    assert "beta" not in {
+        labels["service"]
+        for _n, labels, _v in found["pockestrator_service_certificate_expiry_timestamp_seconds"]
+    }
     assert _value(found, "pockestrator_service_restarts_total", service="alpha") == 2
     assert _value(found, "pockestrator_service_memory_bytes", service="alpha") == 50_000_000
     assert _value(found, "pockestrator_service_memory_max_bytes", service="alpha") == 268_435_456

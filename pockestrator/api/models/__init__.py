@@ -29,8 +29,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-# A service's state as the store records it, in answers and in the list's filter.
-ServiceState = Literal["deploying", "active", "inactive", "error"]
+# A service's state as the store records it, in answers and in the list's filter; and
+# sleeping (beyond the reference's four): active, but asleep until a request wakes it
+# (sleep_after). The filter status=active includes the sleeping ones.
+ServiceState = Literal["deploying", "active", "inactive", "error", "sleeping"]
 
 
 class ClosedModel(BaseModel):

@@ -95,7 +95,10 @@ QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_que
 
 
 class ServiceListQuery(ClosedModel):
-    status: ServiceState | None = Field(default=None, description="Only services in this state.")
+    status: ServiceState | None = Field(
+        default=None,
+        description="Only services in this state; active includes the sleeping ones.",
+    )
     domain: str | None = Field(
         default=None,
         description="Only the service with this domain (compared as the agent stores it:"

@@ -83,7 +83,7 @@ async def control_service(request: web.Request) -> web.StreamResponse:
             service=ControlledService(
                 id=record.id,
                 project_name=name,
-                status=service_state(status),
+                status=service_state(status, agent.sleeping(name)),
             ),
             systemd=ControlSystemd(
                 status=runtime.systemd_status,

@@ -48,15 +48,22 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
     limit = min(query.limit, LIST_LIMIT_MAX)
-    records, total = agent.store.list_services(
-        state=query.status,
-        domain=stored_domain(query.domain) if query.domain is not None else None,
-        limit=limit,
-        offset=query.offset,
-    )
+    domain = stored_domain(query.domain) if query.domain is not None else None
+    if query.status == "sleeping":
+        # The store records a sleeping service as active; which of them sleep, the agent knows.
+        active, _ = agent.store.list_services(state="active", domain=domain)
+        asleep = [record for record in active if agent.sleeping(record.name)]
+        records, total = asleep[query.offset : query.offset + limit], len(asleep)
+    else:
+        records, total = agent.store.list_services(
+            state=query.status, domain=domain, limit=limit, offset=query.offset
+        )
     statuses = agent.store.all_statuses()
     ports = agent.host.public_ports()
-    services = [service_view(r, statuses.get(r.name), agent.config, ports) for r in records]
+    services = [
+        service_view(r, statuses.get(r.name), agent.config, ports, agent.sleeping(r.name))
+        for r in records
+    ]
     return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
 
 
@@ -64,7 +71,9 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     status = agent.store.get_status(record.name)
-    view = service_view(record, status, agent.config, agent.host.public_ports())
+    view = service_view(
+        record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
+    )
     runtime = await agent.host.runtime(record.name, status)
     return answer(
         ServiceDetail(
@@ -98,7 +107,7 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             cpu_percent=cpu,
             restarts=unit.restarts if unit else None,
             active_since=runtime.active_since,
-            state=service_state(status),
+            state=service_state(status, agent.sleeping(record.name)),
             desired_state=record.desired_state,
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,

@@ -155,7 +155,13 @@ async def written_answer(
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS) if wait else False
     current = agent.store.get_service(name) or record
     service_status = agent.store.get_status(name)
-    view = service_view(current, service_status, agent.config, agent.host.public_ports())
+    view = service_view(
+        current,
+        service_status,
+        agent.config,
+        agent.host.public_ports(),
+        agent.sleeping(current.name),
+    )
     if reconciled:
         runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status

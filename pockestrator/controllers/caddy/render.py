@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pockestrator.config import ACME_DIRECTORY, AgentConfig
+from pockestrator.config import ACME_DIRECTORY, RENDERABLE_PATH, AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
@@ -83,12 +83,49 @@ class SiteSettings:
     acme_email: str | None = None
     acme_ca: str | None = None
     ports: PublicPorts = field(default_factory=PublicPorts)
+    # Where a sleeping service's access log goes (``access_log_path``); None: nowhere, and
+    # no service is ever idle.
+    access_log_dir: Path | None = None
 
     @classmethod
     def of(cls, config: AgentConfig, ports: PublicPorts) -> SiteSettings:
         return cls(
-            tls=config.caddy_tls, acme_email=config.acme_email, acme_ca=config.acme_ca, ports=ports
+            tls=config.caddy_tls,
+            acme_email=config.acme_email,
+            acme_ca=config.acme_ca,
+            ports=ports,
+            access_log_dir=config.caddy_access_log_dir,
         )
+
+
+def access_log_path(log_dir: Path, project_name: str) -> Path:
+    """``<dir>/<name>.log``: a service's access log, whose mtime is its last request."""
+    return log_dir / f"{grammar.check_project_name(project_name)}.log"
+
+
+def _access_log_lines(spec: ServiceSpec, settings: SiteSettings) -> list[str]:
+    """The ``log`` of a service that may sleep: one line per request, its details deleted
+    (no address, URI, header or user: a query string may hold a token), rolled at 1MiB.
+    Its content is never read; that Caddy wrote it, its mtime, says when the last request
+    ended (agent.sleep)."""
+    if spec.sleep_after is None or settings.access_log_dir is None:
+        return []
+    path = str(access_log_path(settings.access_log_dir, spec.project_name))
+    if not RENDERABLE_PATH.fullmatch(path) or "/../" in path or "/./" in path:
+        raise GrammarError(ErrorCode.INVALID_PATH, "the access log path cannot be written here")
+    return [
+        "log {",
+        f"\toutput file {path} {{",
+        "\t\troll_size 1MiB",
+        "\t\troll_keep 1",
+        "\t}",
+        "\tformat filter {",
+        "\t\trequest delete",
+        "\t\tresp_headers delete",
+        "\t\tuser_id delete",
+        "\t}",
+        "}",
+    ]
 
 
 def site_address(domain: str, *, tls: bool) -> str:
@@ -165,6 +202,8 @@ def render_site(spec: ServiceSpec, settings: SiteSettings, *, running: bool = Tr
     security = _tls_lines(mode, settings)
     if https and spec.tls.hsts:
         security.append(f'header Strict-Transport-Security "{HSTS_VALUE}"')
+    if running:
+        security += _access_log_lines(spec, settings)
 
     def addresses(domains: list[str]) -> list[str]:
         return [site_address(each, tls=https) for each in domains]

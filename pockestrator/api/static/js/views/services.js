@@ -17,6 +17,7 @@ const SPARK_POINTS = 60;
 const STATUSES = [
   ['', 'All'],
   ['active', 'Active'],
+  ['sleeping', 'Sleeping'],
   ['inactive', 'Stopped'],
   ['deploying', 'Deploying'],
   ['error', 'Error'],

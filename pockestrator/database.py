@@ -197,6 +197,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE operations_new RENAME TO operations;
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
     """,
+    # 8: reserved this round for events/webhooks (another branch); a no-op here, replaced by
+    # that branch's migration when both are merged.
+    "",
+    # 9: the first answer of each creating write sent with an Idempotency-Key, sealed with a
+    # key derived from the caller's Idempotency-Key (api/idempotency.py): a retry gets it
+    # back, nobody reading the database does. ``lookup`` is a hash, never the key itself.
+    """
+    CREATE TABLE idempotency_keys (
+        lookup TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        status INTEGER,
+        sealed BLOB,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys(expires_at);
+    """,
 )
 
 

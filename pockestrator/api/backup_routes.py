@@ -364,6 +364,8 @@ OPERATIONS = [
         "backups",
         errors=(400, 404, 502),
         query=CreateBackupQuery,
+        idempotent=True,
+        location="/services/{service_id}/operations/{operation.id}",
     ),
     Operation(
         "GET",

@@ -233,6 +233,7 @@ OPERATIONS = [
         errors=(404, 422, 502),
         query=DeployQuery,
         body_types=ARCHIVE_TYPES,
+        location="/services/{service_id}/operations/{operation.id}",
         description="The archive is checked (no absolute path, '..', link, device, other"
         " folder; file count and size bounded; 422 UNSAFE_ARCHIVE names the entry), then a"
         " snapshot is taken, the release is booted on a copy of it, the instance is stopped,"

@@ -293,6 +293,8 @@ OPERATIONS = [
         errors=(404, 409),
         query=CreateQuery,
         body=CloneBody,
+        idempotent=True,
+        location="/services/{id}",
         description="From one of its backups (backup_id), or live: a backup is taken now,"
         " while the source keeps serving, and the clone starts from it. The clone's first"
         " start waits until its data is in place; if that fails it is not started, and its"
@@ -309,6 +311,7 @@ OPERATIONS = [
         errors=(409, 413, 415),
         query=ImportQuery,
         body_types=ZIP_TYPES,
+        location="/services/{id}",
         description="The body is the archive (PocketBase's own backup format: pb_data's"
         " contents at the top, or everything under pb_data/). It is checked before any"
         " service is made: a size bound (import_max_bytes), no path escapes, no links or"
@@ -335,5 +338,7 @@ OPERATIONS = [
         errors=(404, 409),
         query=CreateQuery,
         body=ArchiveRestoreBody,
+        idempotent=True,
+        location="/services/{id}",
     ),
 ]

@@ -94,6 +94,27 @@ QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_query_int)]
 
 
+CURSOR_PATTERN = "^[0-9]{1,10}$"
+Cursor = Annotated[
+    str,
+    Field(
+        pattern=CURSOR_PATTERN,
+        description="Where the page starts: the `next` of the page before (opaque; the"
+        " Link header's rel=next carries it too).",
+    ),
+]
+
+
+class PageQuery(ClosedModel):
+    """One pagination style for every list: ``limit`` and the ``cursor`` the page before
+    gave as ``next`` (also in its ``Link: <...>; rel="next"`` header)."""
+
+    limit: QueryInt = Field(
+        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
+    )
+    cursor: Cursor | None = None
+
+
 class ServiceListQuery(ClosedModel):
     status: ServiceState | None = Field(default=None, description="Only services in this state.")
     domain: str | None = Field(
@@ -102,9 +123,10 @@ class ServiceListQuery(ClosedModel):
         " lowercase, ASCII); a value that is no domain matches no service.",
     )
     limit: QueryInt = Field(
-        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
     )
     offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
+    cursor: Cursor | None = None
 
 
 class CreateQuery(ClosedModel):
@@ -151,11 +173,12 @@ class LogsQuery(ClosedModel):
 
 class EventsQuery(ClosedModel):
     limit: QueryInt = Field(
-        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
+        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
     )
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )
+    cursor: Cursor | None = None
 
 
 # -- request bodies ----------------------------------------------------------------------

@@ -11,14 +11,15 @@ from aiohttp import web
 
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
+from pockestrator.api.models.requests import EventsQuery, ServiceListQuery
 from pockestrator.api.models.services import (
     EventList,
     ServiceDetail,
     ServiceList,
     ServiceStatusResponse,
 )
-from pockestrator.api.routing import Operation, agent_of, answer
+from pockestrator.api.paging import with_next
+from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import (
     certificate_view,
@@ -45,17 +46,21 @@ def stored_domain(text: str) -> str:
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
-    limit = min(query.limit, LIST_LIMIT_MAX)
+    limit = query.limit
+    offset = int(query.cursor) if query.cursor is not None else query.offset
     records, total = agent.store.list_services(
         state=query.status,
         domain=stored_domain(query.domain) if query.domain is not None else None,
         limit=limit,
-        offset=query.offset,
+        offset=offset,
     )
     statuses = agent.store.all_statuses()
     ports = agent.host.public_ports()
     services = [service_view(r, statuses.get(r.name), agent.config, ports) for r in records]
-    return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
+    after = offset + len(records)
+    cursor = str(after) if records and after < total else None
+    body = ServiceList(services=services, total=total, limit=limit, offset=offset, next=cursor)
+    return with_next(answer(body), request, cursor)
 
 
 async def get_service(request: web.Request) -> web.StreamResponse:
@@ -64,7 +69,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     status = agent.store.get_status(record.name)
     view = service_view(record, status, agent.config, agent.host.public_ports())
     runtime = await agent.host.runtime(record.name, status)
-    return answer(
+    response = answer(
         ServiceDetail(
             id=record.id,
             message="Service retrieved successfully",
@@ -73,6 +78,8 @@ async def get_service(request: web.Request) -> web.StreamResponse:
             runtime_status=runtime_view(runtime, status),
         )
     )
+    response.headers["ETag"] = etag_of(record.generation)
+    return response
 
 
 async def service_status(request: web.Request) -> web.StreamResponse:
@@ -110,17 +117,20 @@ async def service_events(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     query = parse_query(request, EventsQuery)
-    limit = min(query.limit, LIST_LIMIT_MAX)
-    events = agent.store.list_events(record.name, limit=limit, before=query.before)
-    return answer(
-        EventList(
-            service_id=record.id,
-            project_name=record.name,
-            events=[event_view(event) for event in events],
-            total=agent.store.count_events(record.name),
-            next_before=events[-1].id if len(events) == limit else None,
-        )
+    limit = query.limit
+    before = int(query.cursor) if query.cursor is not None else query.before
+    events = agent.store.list_events(record.name, limit=limit, before=before)
+    older = events[-1].id if len(events) == limit else None
+    cursor = str(older) if older is not None else None
+    body = EventList(
+        service_id=record.id,
+        project_name=record.name,
+        events=[event_view(event) for event in events],
+        total=agent.store.count_events(record.name),
+        next_before=older,
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 OPERATIONS = [
@@ -143,6 +153,9 @@ OPERATIONS = [
         {200: ServiceDetail},
         "services",
         errors=(404,),
+        response_headers={
+            200: {"ETag": "The service's generation: send it as If-Match to PATCH or DELETE."}
+        },
     ),
     Operation(
         "GET",

@@ -38,7 +38,15 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import (
+    Link,
+    Operation,
+    agent_of,
+    answer,
+    etag_of,
+    if_match_holds,
+    principal_of,
+)
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -70,6 +78,19 @@ def refuse_file_owned(record: ServiceRecord) -> None:
             "project_name",
             f"Service '{record.name}' is defined in spec file {record.source_file}; "
             "change or delete it there",
+            service_id=record.id,
+        )
+
+
+def refuse_stale(request: web.Request, record: ServiceRecord) -> None:
+    """412 when If-Match names another generation than the stored one (absent: no check)."""
+    if not if_match_holds(request.headers.get("If-Match"), record.generation):
+        raise field_error(
+            412,
+            ErrorCode.PRECONDITION_FAILED,
+            "If-Match",
+            f"Service '{record.name}' changed: it is at generation {record.generation}"
+            f" (ETag {etag_of(record.generation)}); read it again and retry",
             service_id=record.id,
         )
 
@@ -172,7 +193,9 @@ async def written_answer(
         reconciled=reconciled,
         superuser_password=password,
     )
-    return answer(body, status, drop_none=("superuser_password",))
+    response = answer(body, status, drop_none=("superuser_password",))
+    response.headers["ETag"] = etag_of(current.generation)
+    return response
 
 
 async def create_service(request: web.Request) -> web.StreamResponse:
@@ -209,6 +232,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     refuse_file_owned(record)
+    refuse_stale(request, record)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
     if "project_name" in body and body["project_name"] != record.name:
@@ -243,6 +267,7 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     refuse_file_owned(record)
+    refuse_stale(request, record)
     query = parse_query(request, DeleteQuery)
     name = record.name
     with store_refusals(name):
@@ -309,6 +334,8 @@ OPERATIONS = [
         query=CreateQuery,
         body=ServiceCreateBody,
         links=service_links(201),
+        idempotent=True,
+        location="/services/{id}",
     ),
     Operation(
         "PATCH",
@@ -325,6 +352,8 @@ OPERATIONS = [
         body=ServicePatchBody,
         body_types=("application/json", "application/merge-patch+json"),
         links=service_links(200),
+        conditional=True,
+        response_headers={200: {"ETag": "The service's generation after the change."}},
     ),
     Operation(
         "DELETE",
@@ -336,5 +365,6 @@ OPERATIONS = [
         "services",
         errors=(404, 409),
         query=DeleteQuery,
+        conditional=True,
     ),
 ]

@@ -13,7 +13,8 @@ own module with its own SQL:
 - ``secrets``: secret values given through the API, in root-only files beside the database;
 - ``file_issues``: the current problems of each spec file;
 - ``operations``: snapshots, verifications, restores asked of a service;
-- ``seeds``: where a new service's first data comes from (a clone, an import).
+- ``seeds``: where a new service's first data comes from (a clone, an import);
+- ``idempotency``: the first answer of a creating write, for its retries (sealed).
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -31,6 +32,7 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
+from pockestrator.specs.store.idempotency import IdempotencyClaim, IdempotencyKeys
 from pockestrator.specs.store.operations import (
     BACKUP_KINDS,
     DEPLOY_KINDS,
@@ -68,6 +70,7 @@ __all__ = [
     "Conflict",
     "Deletion",
     "Event",
+    "IdempotencyClaim",
     "NameTakenCode",
     "NotFound",
     "Operation",
@@ -89,7 +92,17 @@ __all__ = [
 SECRETS_FOLDER = "secrets"
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
+class Store(
+    Services,
+    Claims,
+    Statuses,
+    Events,
+    SuperuserPasswords,
+    FileIssues,
+    Operations,
+    Seeds,
+    IdempotencyKeys,
+):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the database itself; given an open

@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from pockestrator import API_VERSION
 from pockestrator.api.routing import Operation
 from pockestrator.specs import grammar
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The contract's version, not the agent's: the document is public and reveals nothing.
-DOCUMENT_VERSION = "1.1.0"
+DOCUMENT_VERSION = API_VERSION
 _PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
 
 _PATH_DESCRIPTIONS = {

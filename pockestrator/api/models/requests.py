@@ -90,6 +90,9 @@ QueryInt = Annotated[int, Field(le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 # JSON schema states only those (a bound after it would be written out as an unknown key).
 QueryId = Annotated[int, Field(ge=1, le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+# A page size: its bounds sit before the parser too (a bound given beside ``QueryInt``
+# would lose to the one inside it). Over the maximum is a 400, not a smaller page.
+QueryLimit = Annotated[int, Field(ge=1, le=LIST_LIMIT_MAX), BeforeValidator(_query_int)]
 # A service's port in a query (an import's), bounded as a spec's port is.
 QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_query_int)]
 
@@ -109,9 +112,7 @@ class PageQuery(ClosedModel):
     """One pagination style for every list: ``limit`` and the ``cursor`` the page before
     gave as ``next`` (also in its ``Link: <...>; rel="next"`` header)."""
 
-    limit: QueryInt = Field(
-        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     cursor: Cursor | None = None
 
 
@@ -122,9 +123,7 @@ class ServiceListQuery(ClosedModel):
         description="Only the service with this domain (compared as the agent stores it:"
         " lowercase, ASCII); a value that is no domain matches no service.",
     )
-    limit: QueryInt = Field(
-        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
     cursor: Cursor | None = None
 
@@ -164,6 +163,12 @@ class LogsQuery(ClosedModel):
         # Stated, not checked here: the handler checks it with its own message.
         json_schema_extra={"pattern": SINCE.json},
     )
+    until: str | None = Field(
+        default=None,
+        description="Only entries before this moment; the same grammar as since.",
+        examples=["2025-07-31T20:30:00Z"],
+        json_schema_extra={"pattern": SINCE.json},
+    )
     follow: QueryBool = Field(
         default=False,
         description="Keep the response open and stream new entries as server-sent events"
@@ -172,9 +177,7 @@ class LogsQuery(ClosedModel):
 
 
 class EventsQuery(ClosedModel):
-    limit: QueryInt = Field(
-        default=50, ge=1, le=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX}."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )

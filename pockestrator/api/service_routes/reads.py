@@ -119,8 +119,10 @@ async def service_events(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, EventsQuery)
     limit = query.limit
     before = int(query.cursor) if query.cursor is not None else query.before
-    events = agent.store.list_events(record.name, limit=limit, before=before)
-    older = events[-1].id if len(events) == limit else None
+    # One more than asked for: a full last page then says there is nothing older.
+    events = agent.store.list_events(record.name, limit=limit + 1, before=before)
+    older = events[limit - 1].id if len(events) > limit else None
+    events = events[:limit]
     cursor = str(older) if older is not None else None
     body = EventList(
         service_id=record.id,

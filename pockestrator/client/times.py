@@ -59,9 +59,9 @@ def parse_moment(text: str, now: datetime, local: tzinfo) -> datetime:
         day = local_now.date() - timedelta(days=days_back)
         return datetime.combine(day, time(), local).astimezone(UTC)
     if _TIME_ONLY.match(value):
-        parts = [int(p) for p in value.split(":")]
+        hour, minute, second = [*(int(p) for p in value.split(":")), 0][:3]
         try:
-            clock = time(*parts)
+            clock = time(hour, minute, second)
         except ValueError:
             raise BadMoment(f"{text!r} is not a time of day") from None
         return datetime.combine(local_now.date(), clock, local).astimezone(UTC)

@@ -106,9 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with '-' (``--since -1h``, as journalctl takes it), which
+# argparse would otherwise read as another option.
+_DASHED_VALUES = frozenset({"-S", "--since", "-U", "--until"})
+
+
+def join_dashed_values(argv: Sequence[str]) -> list[str]:
+    """``--since -1h`` as ``--since=-1h`` (and ``-S -1h`` as ``-S-1h``), up to ``--``."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return [*joined, *argv[index:]]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if word in _DASHED_VALUES and following is not None and following.startswith("-"):
+            joined.append(f"{word}={following}" if word.startswith("--") else word + following)
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dashed_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return exits.USAGE

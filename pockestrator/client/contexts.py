@@ -161,12 +161,13 @@ def save_contexts(contexts: Contexts) -> None:
 
 def with_context(contexts: Contexts, context: Context, *, current: bool = False) -> Contexts:
     """``contexts`` with ``context`` added or replaced (and made current if asked)."""
-    kept = [c for c in contexts.contexts if c.name != context.name]
-    return Contexts(
-        contexts.path,
-        context.name if current else contexts.current,
-        (*kept, context),
-    )
+    names = [c.name for c in contexts.contexts]
+    listed = list(contexts.contexts)
+    if context.name in names:
+        listed[names.index(context.name)] = context  # in its place: the file keeps its order
+    else:
+        listed.append(context)
+    return Contexts(contexts.path, context.name if current else contexts.current, tuple(listed))
 
 
 def chosen(

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from pockestrator import __version__
 from pockestrator.client import exits
-from pockestrator.client.arguments import moment, output_format, positive_int, positive_seconds
+from pockestrator.client.arguments import (
+    add_database_options,
+    moment,
+    output_format,
+    positive_int,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
@@ -207,7 +213,6 @@ def _add_client_commands(
 ) -> None:
     from pockestrator.client import backup_arguments, config_commands
     from pockestrator.client.completion import SHELLS
-    from pockestrator.client.local import add_database_options
     from pockestrator.client.times import HELP as TIME_HELP
 
     _connection_options(parser, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pockestrator.client.times import BadMoment, api_time, parse_moment
 
@@ -60,3 +61,11 @@ def moment(text: str) -> str:
         return api_time(parse_moment(text, now, now.astimezone().tzinfo or UTC))
     except BadMoment as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` or ``--database FILE``: where a local command finds the agent's
+    database (``client.local``)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="the agent's configuration file")
+    where.add_argument("--database", type=Path, help="the agent's database file")

@@ -72,7 +72,8 @@ class Console:
             human = text()
         rendered = render(data, self.fmt, human, self.template)
         if rendered:
-            print(rendered, file=self.out, flush=True)
+            # A template that ends its own lines (``{"\n"}``) gets no blank line after.
+            print(rendered, file=self.out, flush=True, end="" if rendered.endswith("\n") else "\n")
 
     def note(self, message: str) -> None:
         print(message, file=self.err, flush=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 SHELLS = ("bash", "zsh", "fish")
 # Positional arguments named so take a service (complete them from the agent).
 _SERVICE_ARGUMENTS = frozenset({"name", "names", "source"})
+# Command groups whose NAME is not a service's (a token's, a context's).
+_NOT_SERVICES = ("token", "admin", "config")
 # What some options' values can be completed with.
 _VALUES = {
     "--output": "table wide json yaml name jsonpath=",
@@ -64,7 +66,7 @@ def command_tree(parser: argparse.ArgumentParser) -> Tree:
                 command.options += action.option_strings
                 if action.nargs != 0:
                     value_options.update(action.option_strings)
-            elif action.dest in _SERVICE_ARGUMENTS:
+            elif action.dest in _SERVICE_ARGUMENTS and not path.startswith(_NOT_SERVICES):
                 command.takes_service = True
         sub = _subparsers(current)
         if sub is not None:

@@ -12,19 +12,11 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pockestrator.client.connection import SettingError, normalize_url
-from pockestrator.client.contexts import (
-    Context,
-    Contexts,
-    load_contexts,
-    save_contexts,
-    with_context,
-)
-from pockestrator.client.exits import NotFoundHere
 from pockestrator.client.output import table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded when a config command runs, not when the parser is built
     from pockestrator.client.commands import Console
+    from pockestrator.client.contexts import Context, Contexts
 
 
 def add_parser(
@@ -56,6 +48,12 @@ def add_parser(
     drop.add_argument("context_name", metavar="NAME")
 
 
+def _with(contexts: Contexts, context: Context, *, current: bool) -> Contexts:
+    from pockestrator.client.contexts import with_context
+
+    return with_context(contexts, context, current=current)
+
+
 def _rows(contexts: Contexts) -> list[list[object]]:
     return [
         [
@@ -69,6 +67,9 @@ def _rows(contexts: Contexts) -> list[list[object]]:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    from pockestrator.client.connection import SettingError, normalize_url
+    from pockestrator.client.contexts import Context, Contexts, load_contexts, save_contexts
+
     contexts = load_contexts()
     action = args.config_command
     if action == "get-contexts":
@@ -88,13 +89,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 0
     if action == "current-context":
         if contexts.current is None:
+            from pockestrator.client.http import NotFoundHere
+
             raise NotFoundHere(f"no current context in {contexts.path}")
         console.show({"name": contexts.current}, lambda: str(contexts.current))
         return 0
     name = args.context_name
     if action == "use-context":
         context = _find(contexts, name)
-        save_contexts(with_context(contexts, context, current=True))
+        save_contexts(_with(contexts, context, current=True))
         console.show({"name": name}, lambda: f'Switched to context "{name}".')
         return 0
     if action == "delete-context":
@@ -114,11 +117,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         normalize_url(url, "--url"),
         token_file or (existing.token_file if existing else None),
     )
-    save_contexts(
-        with_context(
-            Contexts(contexts.path, contexts.current, contexts.contexts), context, current=args.use
-        )
-    )
+    save_contexts(_with(contexts, context, current=args.use))
     console.show(
         {"name": name, "url": context.url},
         lambda: f'Context "{name}" {"modified" if existing else "created"} in {contexts.path}.',
@@ -127,6 +126,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _find(contexts: Contexts, name: str) -> Context:
+    from pockestrator.client.connection import SettingError
+    from pockestrator.client.http import NotFoundHere
+
     try:
         return contexts.find(name)
     except SettingError as exc:

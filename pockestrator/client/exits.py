@@ -18,7 +18,10 @@ code  name         when
 
 from __future__ import annotations
 
-from pockestrator.client.http import AgentUnreachable, ApiError, BadAnswer, ClientError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the parser imports these codes; the HTTP client loads only for requests
+    from pockestrator.client.http import ClientError
 
 OK = 0
 FAILED = 1
@@ -43,6 +46,8 @@ _BY_STATUS = {
 
 def exit_code(error: ClientError) -> int:
     """The exit code of a command that ended with ``error``."""
+    from pockestrator.client.http import AgentUnreachable, ApiError, BadAnswer, NotFoundHere
+
     if isinstance(error, AgentUnreachable | BadAnswer):
         return UNREACHABLE
     if isinstance(error, ApiError):
@@ -50,7 +55,3 @@ def exit_code(error: ClientError) -> int:
     if isinstance(error, NotFoundHere):
         return NOT_FOUND
     return FAILED
-
-
-class NotFoundHere(ClientError):
-    """Something the CLI itself looked for and did not find (a token by name)."""

@@ -44,6 +44,10 @@ class ClientError(Exception):
     """A failure the CLI reports as one message (exit code 1)."""
 
 
+class NotFoundHere(ClientError):
+    """Something the CLI itself looked for and did not find (a context by name)."""
+
+
 class AgentUnreachable(ClientError):
     pass
 

@@ -46,12 +46,6 @@ def agent_database(config: Path | None, database: Path | None) -> Path:
     return found
 
 
-def add_database_options(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help="the agent's configuration file")
-    where.add_argument("--database", type=Path, help="the agent's database file")
-
-
 def read_password(email: str, from_stdin: bool) -> str:
     if from_stdin:
         text = sys.stdin.read(PASSWORD_READ_MAX + 1)

@@ -17,7 +17,13 @@ from pockestrator.client.completion import command_tree, render
 from pockestrator.client.connection import SettingError, resolve
 from pockestrator.client.contexts import load_contexts, parse_contexts
 from pockestrator.client.examples import EXAMPLES
-from pockestrator.client.http import AgentUnreachable, ApiError, BadAnswer, ClientError
+from pockestrator.client.http import (
+    AgentUnreachable,
+    ApiError,
+    BadAnswer,
+    ClientError,
+    NotFoundHere,
+)
 from pockestrator.client.output import fit, names, table, terminal_width
 
 
@@ -204,7 +210,7 @@ def test_each_failure_has_its_exit_code() -> None:
         (ApiError(422, "IDEMPOTENCY_KEY_REUSED", "x"), exits.INVALID),
         (ApiError(409, "OWNED_BY_FILE", "x"), exits.FAILED),
         (ApiError(502, "OPERATION_FAILED", "x"), exits.FAILED),
-        (exits.NotFoundHere("x"), exits.NOT_FOUND),
+        (NotFoundHere("x"), exits.NOT_FOUND),
         (ClientError("x"), exits.FAILED),
     ]
     for error, code in cases:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pockestrator.client.apply import (
+    LIST_PAGE,
     Outcome,
     dry_run_check,
     list_services,
@@ -363,8 +364,20 @@ def system(client: ApiClient, console: Console) -> int:
 # -- tokens ------------------------------------------------------------------------------
 
 
+def all_tokens(client: ApiClient) -> list[dict[str, Any]]:
+    """Every token, page by page along ``next`` (the API's one pagination style)."""
+    tokens: list[dict[str, Any]] = []
+    query: dict[str, str | int | bool] = {"limit": LIST_PAGE}
+    while True:
+        body = client.call("GET", "/tokens", query=query).body
+        tokens += list(body.get("tokens") or [])
+        if not body.get("next"):
+            return tokens
+        query["cursor"] = str(body["next"])
+
+
 def token_list(client: ApiClient, console: Console) -> int:
-    tokens = client.call("GET", "/tokens").body["tokens"]
+    tokens = all_tokens(client)
     rows = [
         [
             t.get("id"),
@@ -413,7 +426,7 @@ def resolve_token_id(tokens: Sequence[dict[str, Any]], key: str) -> str:
 
 
 def token_revoke(client: ApiClient, console: Console, key: str) -> int:
-    tokens = client.call("GET", "/tokens").body["tokens"]
+    tokens = all_tokens(client)
     token_id = resolve_token_id(tokens, key)
     answer = client.call("DELETE", f"/tokens/{token_id}").body
     console.show(answer, lambda: f"{answer.get('message')} (id {token_id})")

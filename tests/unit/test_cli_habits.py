@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,16 @@ def test_the_bash_script_is_valid_bash(tmp_path: Path) -> None:
     script = tmp_path / "pockestrator.bash"
     script.write_text(render("bash", build_parser()))
     subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+
+
+def test_the_parser_loads_neither_pydantic_nor_yaml() -> None:
+    """The .deb's build generates the completions with a bare interpreter, and every
+    command starts faster for it."""
+    code = (
+        "import sys; from pockestrator.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'yaml')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -107,6 +107,8 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
     lines = min(query.lines, LOG_LINES_MAX)
     since = _moment("since", query.since)
     until = _moment("until", query.until)
+    if since is not None and until is not None and until <= since:
+        raise validation_failed([Problem("until", "must be after since", ErrorCode.INVALID_VALUE)])
     cursor = request.headers.get("Last-Event-ID") if query.follow else None
     if cursor is not None and not is_cursor(cursor):
         raise validation_failed(

@@ -33,6 +33,8 @@ from pockestrator.api.models.releases import (
     ReleaseView,
     RollbackQuery,
 )
+from pockestrator.api.models.requests import WholePageQuery
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
@@ -64,17 +66,19 @@ def release_view(info: ReleaseInfo) -> ReleaseView:
 async def list_releases(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, WholePageQuery)
     releases = [release_view(info) for info in await agent.host.app_releases(record.name)]
     live = next((r.id for r in releases if r.live), None)
-    return answer(
-        ReleaseList(
-            service_id=record.id,
-            project_name=record.name,
-            live=live,
-            releases=releases,
-            total=len(releases),
-        )
+    shown, cursor = page_of(releases, query.limit, query.cursor)
+    body = ReleaseList(
+        service_id=record.id,
+        project_name=record.name,
+        live=live,
+        releases=shown,
+        total=len(releases),
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 async def deploy(request: web.Request) -> web.StreamResponse:
@@ -221,6 +225,7 @@ OPERATIONS = [
         {200: ReleaseList},
         "releases",
         errors=(404,),
+        query=WholePageQuery,
     ),
     Operation(
         "POST",

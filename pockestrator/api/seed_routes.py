@@ -32,7 +32,7 @@ from pockestrator.api.backup_routes import _existing
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.inputs import parse_query, read_json_object, too_large, validate_model
-from pockestrator.api.models.requests import CreateQuery
+from pockestrator.api.models.requests import CreateQuery, WholePageQuery
 from pockestrator.api.models.seeds import (
     ArchiveList,
     ArchiveRestoreBody,
@@ -41,6 +41,7 @@ from pockestrator.api.models.seeds import (
     ImportQuery,
 )
 from pockestrator.api.models.services import ServiceWritten
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import checked_spec, find_service
 from pockestrator.api.service_routes.writes import (
@@ -232,6 +233,7 @@ async def _stage_upload(request: web.Request, folder: Path, limit: int) -> Path:
 
 async def list_archives(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
+    query = parse_query(request, WholePageQuery)
     keep = agent.config.archive_keep_days
     now = utc_now()
     views = [
@@ -245,14 +247,15 @@ async def list_archives(request: web.Request) -> web.StreamResponse:
         )
         for info in await agent.host.archives()
     ]
-    return answer(
-        ArchiveList(
-            archives=views,
-            total=len(views),
-            total_bytes=sum(v.size_bytes for v in views),
-            keep_days=keep,
-        )
+    shown, cursor = page_of(views, query.limit, query.cursor)
+    body = ArchiveList(
+        archives=shown,
+        total=len(views),
+        total_bytes=sum(v.size_bytes for v in views),
+        keep_days=keep,
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 async def restore_archive(request: web.Request) -> web.StreamResponse:
@@ -326,6 +329,7 @@ OPERATIONS = [
         "Deleted services' archived folders, with their disk use and expiry",
         {200: ArchiveList},
         "backups",
+        query=WholePageQuery,
     ),
     Operation(
         "POST",

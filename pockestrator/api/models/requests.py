@@ -116,6 +116,15 @@ class PageQuery(ClosedModel):
     cursor: Cursor | None = None
 
 
+class WholePageQuery(PageQuery):
+    """``PageQuery`` for lists that had no pages before (backups, app releases, the
+    archive): by default the largest page, so a client that never pages sees what it saw."""
+
+    limit: QueryLimit = Field(
+        default=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX} (the default)."
+    )
+
+
 class ServiceListQuery(ClosedModel):
     status: ServiceState | None = Field(default=None, description="Only services in this state.")
     domain: str | None = Field(
@@ -165,7 +174,8 @@ class LogsQuery(ClosedModel):
     )
     until: str | None = Field(
         default=None,
-        description="Only entries before this moment; the same grammar as since.",
+        description="Only entries before this moment; the same grammar as since, and after"
+        " since when both are given.",
         examples=["2025-07-31T20:30:00Z"],
         json_schema_extra={"pattern": SINCE.json},
     )

@@ -25,11 +25,20 @@ PASSWORD_READ_MAX = 4096
 TOKEN_NAME_MAX = 100  # as the API's POST /tokens takes it
 
 
-def agent_database(config: Path | None, database: Path | None) -> Path:
-    """The agent's database file: ``--database``, else the configuration's (``--config``
-    or the default one); an error saying where it looked when there is none."""
+# The configuration the .deb installs (and its unit reads): used when none is named.
+HOST_CONFIG = Path("/etc/pockestrator/config.yaml")
+
+
+def agent_database(
+    config: Path | None, database: Path | None, host_config: Path = HOST_CONFIG
+) -> Path:
+    """The agent's database file: ``--database``, else the configuration's (``--config``,
+    else the host's ``/etc/pockestrator/config.yaml`` when there is one, else the
+    defaults); an error saying where it looked when there is none."""
     from pockestrator.config import ConfigError, load_config
 
+    if config is None and database is None and host_config.is_file():
+        config = host_config
     if database is not None:
         found, source = database.absolute(), "--database"
     else:

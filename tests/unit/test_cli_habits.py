@@ -336,3 +336,20 @@ def test_the_parser_loads_neither_pydantic_nor_yaml() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_local_commands_find_the_database_of_the_hosts_configuration(tmp_path: Path) -> None:
+    from pockestrator.client.local import agent_database
+
+    database = tmp_path / "state" / "agent.db"
+    database.parent.mkdir()
+    database.write_bytes(b"")
+    host_config = tmp_path / "config.yaml"
+    host_config.write_text(f"database: {database}\n")
+    assert agent_database(None, None, host_config) == database
+    other = tmp_path / "other.db"
+    other.write_bytes(b"")
+    assert agent_database(None, other, host_config) == other  # --database wins
+    if not Path("/var/lib/pockestrator/pockestrator.db").exists():  # the defaults' database
+        with pytest.raises(ClientError, match="no agent database"):
+            agent_database(None, None, tmp_path / "absent.yaml")

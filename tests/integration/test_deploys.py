@@ -369,7 +369,7 @@ async def test_the_cli_deploys_a_folder_and_an_archive_lists_releases_and_rolls_
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(app_archive({"secrets/x": "1"}))
     code, out, err = await run_cli(agent, token, "deploy", "cli", "--from-archive", str(bad))
-    assert code == 1
+    assert code == 3  # invalid: the agent refused the archive (422)
     assert "UNSAFE_ARCHIVE" in err or "outside" in err
 
 

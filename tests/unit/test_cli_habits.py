@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pockestrator import API_VERSION, __version__
 from pockestrator.cli import build_parser, join_dashed_values, main
 from pockestrator.client import exits
 from pockestrator.client.completion import command_tree, render
@@ -26,6 +27,7 @@ from pockestrator.client.http import (
     NotFoundHere,
 )
 from pockestrator.client.output import fit, names, table, terminal_width
+from pockestrator.client.version import version_warnings
 
 
 def write_contexts(
@@ -353,3 +355,20 @@ def test_local_commands_find_the_database_of_the_hosts_configuration(tmp_path: P
     if not Path("/var/lib/pockestrator/pockestrator.db").exists():  # the defaults' database
         with pytest.raises(ClientError, match="no agent database"):
             agent_database(None, None, tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("agent", "warned"),
+    [
+        ({"version": __version__, "api_version": API_VERSION}, []),
+        ({"version": __version__, "api_version": "1.0.0"}, []),  # one major: no warning
+        ({"version": __version__, "api_version": "2.0.0"}, ["API 2.0.0"]),
+        ({"version": "9.9.9", "api_version": API_VERSION}, ["version 9.9.9"]),
+        ({}, []),
+    ],
+)
+def test_a_mismatch_of_versions_is_warned_about(agent: dict[str, str], warned: list[str]) -> None:
+    warnings = version_warnings(agent)
+    assert len(warnings) == len(warned)
+    for warning, part in zip(warnings, warned, strict=True):
+        assert warning.startswith("warning: ") and part in warning

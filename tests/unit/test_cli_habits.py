@@ -5,6 +5,7 @@ the terminal width and -o name."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,68 @@ def test_a_mismatch_of_versions_is_warned_about(agent: dict[str, str], warned: l
     assert len(warnings) == len(warned)
     for warning, part in zip(warnings, warned, strict=True):
         assert warning.startswith("warning: ") and part in warning
+
+
+def zsh_complete(script: Path, words: list[str]) -> list[str]:
+    """What the zsh function offers for ``words`` (the last is the one being completed),
+    with compadd stubbed to print what it was given (zsh filters by prefix itself)."""
+    program = f"""
+source {script}
+compadd() {{ [[ $1 == -- ]] && shift; print -l -- "$@"; }}
+words=({" ".join(repr(w) for w in words)})
+CURRENT={len(words)}
+_pockestrator
+"""
+    done = subprocess.run(
+        ["zsh", "-c", program], capture_output=True, text=True, check=True, timeout=30
+    )
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="needs zsh")
+def test_zsh_offers_the_words_of_the_path_and_keeps_its_path(tmp_path: Path) -> None:
+    script = tmp_path / "_pockestrator"
+    script.write_text(render("zsh", build_parser()))
+    subprocess.run(["zsh", "-n", str(script)], check=True, timeout=30)
+    assert zsh_complete(script, ["pockestrator", "token", ""]) == ["create", "list", "revoke"]
+    assert "wide" in zsh_complete(script, ["pockestrator", "--context", "x", "get", "-o", ""])
+    # A service name is asked of `pockestrator get -o name`: $PATH must survive the function.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "pockestrator").write_text("#!/bin/sh\necho service/blog\n")
+    (fake / "pockestrator").chmod(0o755)
+    program = "; ".join(
+        [
+            f"PATH={fake}:$PATH",
+            f"source {script}",
+            'compadd() { shift; print -l -- "$@"; }',
+            "words=(pockestrator logs b)",
+            "CURRENT=3",
+            "_pockestrator",
+        ]
+    )
+    done = subprocess.run(
+        ["zsh", "-c", program], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert done.stdout.split() == ["blog"]
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="needs fish")
+def test_fish_completes_commands_and_options(tmp_path: Path) -> None:
+    script = tmp_path / "pockestrator.fish"
+    script.write_text(render("fish", build_parser()))
+    subprocess.run(["fish", "-n", str(script)], check=True, timeout=30)
+
+    def complete(line: str) -> list[str]:
+        done = subprocess.run(
+            ["fish", "-c", f"source {script}; complete -C '{line}'"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return [row.split("\t")[0] for row in done.stdout.splitlines()]
+
+    assert complete("pockestrator tok") == ["token"]
+    assert complete("pockestrator token ") == ["create", "list", "revoke"]
+    assert "--tail" in complete("pockestrator logs blog --ta")

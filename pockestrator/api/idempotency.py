@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from cryptography.exceptions import InvalidTag
@@ -35,6 +37,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pockestrator.api.errors import ApiError, field_error
 from pockestrator.specs.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from pockestrator.specs.store import Store
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -143,3 +148,54 @@ def in_use() -> ApiError:
         HEADER,
         f"A request with this {HEADER} is still running; retry when it has answered",
     )
+
+
+# Where an upload's handler finds its call (a streamed body is hashed as it is received).
+CALL = "pockestrator.idempotency"
+
+
+@dataclass
+class Call:
+    """One request sent with an Idempotency-Key: claims its key once the request's
+    fingerprint is known, and settles it with the answer (kept when 2xx, freed otherwise)."""
+
+    store: Store
+    window: float
+    key: str
+    caller: str
+    lookup: str = ""
+    claimed: bool = False
+
+    def claim(self, fingerprint: str) -> web.Response | None:
+        """None when this request runs; the first answer when it is a retry of it."""
+        found = self.store.claim_idempotency(self.lookup, fingerprint, self.window)
+        if found.state == "mismatch":
+            raise reused()
+        if found.state == "pending":
+            raise in_use()
+        if found.state == "replay":
+            answer = unseal(self.key, self.caller, found.sealed or b"")
+            if answer is None:  # cannot happen with the same key and caller; never guess
+                raise reused()
+            return replay(answer)
+        self.claimed = True
+        return None
+
+    def settle(self, response: web.StreamResponse | None) -> None:
+        if not self.claimed:
+            return
+        self.claimed = False
+        if isinstance(response, web.Response) and 200 <= response.status < 300:
+            sealed = seal(self.key, self.caller, answer_of(response))
+            self.store.finish_idempotency(self.lookup, response.status, sealed)
+        else:
+            self.store.release_idempotency(self.lookup)
+
+
+def claim_upload(request: web.Request, digest: str) -> web.Response | None:
+    """For an upload's handler, once the body is in: the first answer when the request is a
+    retry under its Idempotency-Key (None: go on). No key, no claim."""
+    call = request.get(CALL)
+    if not isinstance(call, Call):
+        return None
+    return call.claim(body_hash(request.query_string, request.content_type, digest.encode()))

@@ -272,35 +272,29 @@ async def _idempotent(
 ) -> web.StreamResponse:
     agent = request.app[AGENT]
     principal = principal_of(request)
-    caller = f"{principal.kind}:{principal.id}"
-    limit = agent.config.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return await handler(request)  # the handler answers 413
-    raw = await request.read() if request.can_read_body else b""
-    lookup = idempotency.lookup_of(caller, request.method, request.path, key)
-    fingerprint = idempotency.body_hash(request.query_string, request.content_type, raw)
-    claim = agent.store.claim_idempotency(lookup, fingerprint, agent.config.idempotency_window)
-    if claim.state == "mismatch":
-        raise idempotency.reused()
-    if claim.state == "pending":
-        raise idempotency.in_use()
-    if claim.state == "replay":
-        answer = idempotency.unseal(key, caller, claim.sealed or b"")
-        if answer is None:  # cannot happen with the same key and caller; never guess
-            raise idempotency.reused()
-        return idempotency.replay(answer)
+    call = idempotency.Call(
+        agent.store, agent.config.idempotency_window, key, f"{principal.kind}:{principal.id}"
+    )
+    call.lookup = idempotency.lookup_of(call.caller, request.method, request.path, key)
+    if operation.body_types == ("application/json",):
+        limit = agent.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return await handler(request)  # the handler answers 413
+        raw = await request.read() if request.can_read_body else b""
+        replayed = call.claim(
+            idempotency.body_hash(request.query_string, request.content_type, raw)
+        )
+        if replayed is not None:
+            return replayed
+    else:
+        # An upload is streamed, not held: its handler claims once it has the body's hash.
+        request[idempotency.CALL] = call
     try:
         response = _with_location(operation, await handler(request))
     except BaseException:
-        agent.store.release_idempotency(lookup)
+        call.settle(None)
         raise
-    if isinstance(response, web.Response) and 200 <= response.status < 300:
-        answer = idempotency.answer_of(response)
-        agent.store.finish_idempotency(
-            lookup, response.status, idempotency.seal(key, caller, answer)
-        )
-    else:
-        agent.store.release_idempotency(lookup)
+    call.settle(response)
     return response
 
 

@@ -190,3 +190,36 @@ def test_a_page_of_a_list_and_the_cursor_of_the_next(
     count: int, limit: int, cursor: str | None, page: list[int], after: str | None
 ) -> None:
     assert page_of(list(range(count)), limit, cursor) == (page, after)
+
+
+def test_a_call_keeps_a_2xx_answer_and_frees_its_key_after_a_failure(store: Store) -> None:
+    from aiohttp import web
+
+    def call() -> idempotency.Call:
+        return idempotency.Call(store, 60, "key", "token:a", lookup="L")
+
+    failed = call()
+    assert failed.claim("body") is None
+    failed.settle(None)  # the handler raised: the key is free again
+    first = call()
+    assert first.claim("body") is None
+    first.settle(
+        web.json_response({"password": "s3cret"}, status=201, headers={"Location": "/x/1"})
+    )
+    replayed = call().claim("body")
+    assert replayed is not None and replayed.status == 201
+    assert replayed.body == b'{"password": "s3cret"}'
+    assert replayed.headers["Location"] == "/x/1"
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    with pytest.raises(ApiError) as caught:
+        call().claim("another body")
+    assert caught.value.status == 422
+
+
+def test_a_refused_answer_is_not_kept(store: Store) -> None:
+    from aiohttp import web
+
+    refused = idempotency.Call(store, 60, "key", "token:a", lookup="L")
+    assert refused.claim("body") is None
+    refused.settle(web.json_response({"code": "PORT_IN_USE"}, status=400))
+    assert store.claim_idempotency("L", "body", 60).state == "new"

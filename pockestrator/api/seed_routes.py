@@ -18,6 +18,7 @@ archive is 400 ``IMPORT_INVALID`` naming the problem, and nothing is left behind
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from aiohttp import web
 from pockestrator.api.backup_routes import _existing
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
+from pockestrator.api.idempotency import CALL, claim_upload
 from pockestrator.api.inputs import parse_query, read_json_object, too_large, validate_model
 from pockestrator.api.models.requests import CreateQuery, WholePageQuery
 from pockestrator.api.models.seeds import (
@@ -167,7 +169,11 @@ async def import_service(request: web.Request) -> web.StreamResponse:
     fields = ("project_name", "port", "pocketbase_version", "domain", "description")
     data = {name: getattr(query, name) for name in fields}
     spec = _new_spec(request, data, ImportQuery, {**data, "wait": query.wait})
-    await writable_warnings(agent, spec, replacing=None)  # refuse before the upload
+    # With an Idempotency-Key, a retry must get the first answer, not "the name is taken":
+    # the archive is received (and hashed) first, then the key claimed, then the checks.
+    keyed = request.get(CALL) is not None
+    if not keyed:
+        await writable_warnings(agent, spec, replacing=None)  # refuse before the upload
     if request.content_type not in ZIP_TYPES:
         raise field_error(
             415,
@@ -178,8 +184,14 @@ async def import_service(request: web.Request) -> web.StreamResponse:
     limit = agent.config.import_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
-    staged = await _stage_upload(request, agent.config.imports_path, limit)
+    staged, digest = await _stage_upload(request, agent.config.imports_path, limit)
     try:
+        if keyed:
+            replayed = claim_upload(request, digest)
+            if replayed is not None:  # a retry of an import already made: its first answer
+                staged.unlink(missing_ok=True)
+                return replayed
+            await writable_warnings(agent, spec, replacing=None)
         try:
             members = await asyncio.to_thread(check_zip, staged, Limits(max_bytes=limit))
         except ArchiveRefused as exc:
@@ -208,24 +220,27 @@ async def import_service(request: web.Request) -> web.StreamResponse:
         raise
 
 
-async def _stage_upload(request: web.Request, folder: Path, limit: int) -> Path:
-    """The body in a new root-only file, at most ``limit`` bytes (413 past it: removed)."""
+async def _stage_upload(request: web.Request, folder: Path, limit: int) -> tuple[Path, str]:
+    """The body in a new root-only file, at most ``limit`` bytes (413 past it: removed), and
+    its SHA-256 (what tells a retried import from another, ``api.idempotency``)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     path = folder / f"{secrets.token_hex(8)}.zip"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     count = 0
+    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as handle:
             async for chunk in request.content.iter_chunked(_CHUNK):
                 count += len(chunk)
                 if count > limit:
                     raise too_large(limit)
+                digest.update(chunk)
                 await asyncio.to_thread(handle.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path
+    return path, digest.hexdigest()
 
 
 # -- archives ------------------------------------------------------------------------------
@@ -315,6 +330,7 @@ OPERATIONS = [
         query=ImportQuery,
         body_types=ZIP_TYPES,
         location="/services/{id}",
+        idempotent=True,
         description="The body is the archive (PocketBase's own backup format: pb_data's"
         " contents at the top, or everything under pb_data/). It is checked before any"
         " service is made: a size bound (import_max_bytes), no path escapes, no links or"

@@ -243,6 +243,9 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     merged["project_name"] = record.name
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     warnings = await writable_warnings(agent, spec, replacing=record)
+    # Again after the last await: another write may have come in meanwhile, and from here
+    # to the store's write nothing yields, so the check and the write are one step.
+    refuse_stale(request, find_service(agent, record.id))
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
     with spec_write(agent, record.name, wants_password=new_email) as password:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)

@@ -7,3 +7,7 @@ below all of them.
 """
 
 __version__ = "0.1.0"
+# The API contract's version (the OpenAPI document's info.version, /system/info's
+# api_version, every answer's Pockestrator-Api-Version header). A client and an agent of
+# one major number understand each other; the CLI warns when the majors differ.
+API_VERSION = "1.1.0"

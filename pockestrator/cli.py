@@ -1,33 +1,47 @@
 """The ``pockestrator`` command: the daemon, the sandbox, and clients of a running agent.
 
 ``agent`` and ``up`` run the product itself. Every other command is a client of a running
-agent's REST API (``pockestrator.client``), except two that must work without one:
-``validate`` (offline, the agent's own spec parser) and ``admin create`` (the bootstrap of
-the first admin, written straight into the agent's database through the store).
+agent's REST API (``pockestrator.client``), except those that must work without one:
+``validate`` (offline, the agent's own spec parser), ``admin create`` and ``token create
+--local`` (the bootstrap of the first admin and token, written straight into the agent's
+database through its store: ``client.local``), ``config`` (the contexts file) and
+``completion`` (generated from this parser).
 
-Exit codes scripts can rely on: 0 success, 1 failure, 2 usage error (argparse's own), 130
-when Ctrl-C interrupts a command (``logs -f`` is the exception: Ctrl-C is how a follow
-ends, so it exits 0).
+Which agent: ``--url``/``--token``, ``--context NAME`` (``client.contexts``), the
+environment, the current context, the defaults; each option is accepted anywhere on the
+line. Exit codes (``client.exits``): 0 ok, 1 failed, 2 usage, 3 invalid, 4 not found,
+5 unreachable, 6 refused, 130 interrupted (``logs -f`` ends with 0 on Ctrl-C: that is how a
+follow ends). Parsers of command groups live beside their commands
+(``client.backup_arguments``, ``client.config_commands``); every ``--help`` has examples
+(``client.examples``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pockestrator import __version__
+from pockestrator.client import exits
+from pockestrator.client.arguments import (
+    add_database_options,
+    moment,
+    output_format,
+    positive_int,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
     from pockestrator.client.http import ApiClient
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = exits.INTERRUPTED
 SERVICE_STATES = ("active", "inactive", "error", "deploying", "sleeping")
 
 
@@ -46,6 +60,8 @@ def add_spec_paths(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pockestrator.client.examples import add_examples
+
     parser = argparse.ArgumentParser(
         prog="pockestrator",
         description="Run many PocketBase instances on one host, kept right by a reconciling agent.",
@@ -92,15 +108,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML configuration file (POCKESTRATOR_* variables override it)",
     )
     _add_client_commands(parser, commands)
+    add_examples(parser)
     return parser
+
+
+# Options whose value may start with '-' (``--since -1h``, as journalctl takes it), which
+# argparse would otherwise read as another option.
+_DASHED_VALUES = frozenset({"-S", "--since", "-U", "--until"})
+
+
+def join_dashed_values(argv: Sequence[str]) -> list[str]:
+    """``--since -1h`` as ``--since=-1h`` (and ``-S -1h`` as ``-S-1h``), up to ``--``."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return [*joined, *argv[index:]]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if word in _DASHED_VALUES and following is not None and following.startswith("-"):
+            joined.append(f"{word}={following}" if word.startswith("--") else word + following)
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dashed_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
-        return 2
+        return exits.USAGE
     if args.command not in ("agent", "up"):
         return _run_client_command(parser, args)
     from pockestrator.agent.logs import configure_logging
@@ -126,39 +166,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- client commands ---------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < 1e7:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
-
-
 def _connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--url, --token and -o; accepted before or after the command name (the subcommand's
-    copies default to SUPPRESS so that they do not overwrite a value given before it)."""
+    """--url, --token, --context and -o; accepted before or after the command name (the
+    subcommand's copies default to SUPPRESS so that they do not overwrite a value given
+    before it)."""
     parser.add_argument(
         "--url",
         default=default,
-        help="the agent's URL (default: $POCKESTRATOR_URL, else http://127.0.0.1:8091)",
+        help="the agent's URL (default: the context's, $POCKESTRATOR_URL, else "
+        "http://127.0.0.1:8091)",
     )
     parser.add_argument(
         "--token",
         default=default,
-        help="API token (default: $POCKESTRATOR_TOKEN, else the token file of "
-        "`pockestrator up` / `token create --save`)",
+        help="API token (default: the context's token file, $POCKESTRATOR_TOKEN, else the "
+        "token file of `pockestrator up` / `token create --save`)",
+    )
+    parser.add_argument(
+        "--context",
+        default=default,
+        metavar="NAME",
+        help="talk to this context's agent (see `pockestrator config get-contexts`)",
     )
     _output_option(parser, default)
 
@@ -167,16 +195,26 @@ def _output_option(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        choices=["table", "json", "yaml"],
+        type=output_format,
         default=default,
-        help="output format (default: table)",
+        metavar="FORMAT",
+        help="table (default), wide, json, yaml, name, or jsonpath=TEMPLATE (a subset of "
+        "kubectl's: {.field}, {.items[*].name}, {range .items[*]}...{end})",
     )
+
+
+def _names(command: argparse.ArgumentParser, what: str = "a project name or id") -> None:
+    command.add_argument("names", nargs="+", metavar="NAME", help=f"{what} (several allowed)")
 
 
 def _add_client_commands(
     parser: argparse.ArgumentParser,
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
+    from pockestrator.client import backup_arguments, config_commands, event_arguments
+    from pockestrator.client.completion import SHELLS
+    from pockestrator.client.times import HELP as TIME_HELP
+
     _connection_options(parser, None)
     parser.set_defaults(output="table")
     client = argparse.ArgumentParser(add_help=False)
@@ -197,7 +235,7 @@ def _add_client_commands(
     )
     apply.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=120.0,
         metavar="SECONDS",
         help="how long --wait waits (default 120)",
@@ -210,22 +248,24 @@ def _add_client_commands(
 
     get = commands.add_parser("get", parents=[client], help="list services, or show one")
     get.add_argument("name", nargs="?", metavar="NAME", help="a project name or id")
-    get.add_argument("--status", choices=SERVICE_STATES, help="only services in this state")
+    get.add_argument(
+        "--status", choices=SERVICE_STATES, help="only services in this state (the agent filters)"
+    )
 
     describe = commands.add_parser(
         "describe",
         parents=[client],
-        help="one service in detail: status, hashes, runtime, recent events",
+        help="services in detail: status, hashes, runtime, recent events",
     )
-    describe.add_argument("name", metavar="NAME")
+    _names(describe)
     describe.add_argument(
-        "--events", type=_positive_int, default=10, metavar="N", help="recent events (default 10)"
+        "--events", type=positive_int, default=10, metavar="N", help="recent events (default 10)"
     )
 
     delete = commands.add_parser(
-        "delete", parents=[client], help="delete a service (its data is archived unless --purge)"
+        "delete", parents=[client], help="delete services (their data is archived unless --purge)"
     )
-    delete.add_argument("name", metavar="NAME")
+    _names(delete)
     delete.add_argument(
         "--purge", action="store_true", help="remove the data for good instead of archiving it"
     )
@@ -237,12 +277,11 @@ def _add_client_commands(
     )
 
     for action, text in (
-        ("start", "start a service and keep it running"),
-        ("stop", "stop a service and keep it stopped"),
-        ("restart", "restart a service once"),
+        ("start", "start services and keep them running"),
+        ("stop", "stop services and keep them stopped"),
+        ("restart", "restart services once"),
     ):
-        control = commands.add_parser(action, parents=[client], help=text)
-        control.add_argument("name", metavar="NAME")
+        _names(commands.add_parser(action, parents=[client], help=text))
 
     deploy = commands.add_parser(
         "deploy",
@@ -272,7 +311,9 @@ def _add_client_commands(
     logs.add_argument(
         "-n",
         "--lines",
-        type=_positive_int,
+        "--tail",
+        dest="lines",
+        type=positive_int,
         default=100,
         metavar="N",
         help="how many of the latest lines (default 100)",
@@ -280,7 +321,12 @@ def _add_client_commands(
     logs.add_argument(
         "-f", "--follow", action="store_true", help="keep streaming new lines (Ctrl-C ends it)"
     )
-    logs.add_argument("--since", metavar="TIME", help="only lines since, e.g. 2025-07-31T19:30:00Z")
+    logs.add_argument(
+        "-S", "--since", type=moment, metavar="TIME", help=f"only lines since TIME: {TIME_HELP}"
+    )
+    logs.add_argument(
+        "-U", "--until", type=moment, metavar="TIME", help="only lines before TIME (as --since)"
+    )
 
     validate = commands.add_parser(
         "validate",
@@ -300,18 +346,42 @@ def _add_client_commands(
     )
 
     commands.add_parser("system", parents=[client], help="the agent's health (exit 1: unhealthy)")
-    _add_backup_commands(commands, client)
-    _add_event_commands(commands, client)
+    commands.add_parser(
+        "version",
+        parents=[client],
+        help="the client's and the agent's versions (warns when they differ)",
+    )
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script (bash, zsh, fish)",
+        description="Generated from this command's own parser; the .deb installs all three.",
+    )
+    completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
+    config_commands.add_parser(commands, output_only)
+    backup_arguments.add_backup_commands(commands, client)
+    event_arguments.add_event_commands(commands, client)
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = token_commands.add_parser("create", parents=[client], help="create an API token")
+    create = token_commands.add_parser(
+        "create",
+        parents=[client],
+        help="create an API token",
+        description="Through the agent's API with a token, or with --local straight into the "
+        "agent's database on its host (as root; no agent or token needed: the first token).",
+    )
     create.add_argument("name", metavar="NAME")
     create.add_argument(
         "--save",
         action="store_true",
         help="also write it to the CLI's token file (mode 0600), for later commands",
     )
+    create.add_argument(
+        "--local",
+        action="store_true",
+        help="write it into this host's agent database (root), not through the API",
+    )
+    add_database_options(create)
     token_commands.add_parser("list", parents=[client], help="list API tokens")
     revoke = token_commands.add_parser("revoke", parents=[client], help="revoke an API token")
     revoke.add_argument("key", metavar="ID|NAME")
@@ -327,211 +397,40 @@ def _add_client_commands(
         "stdin with --password-stdin; it is never echoed.",
     )
     admin_create.add_argument("email", metavar="EMAIL")
-    where = admin_create.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help="the agent's configuration file")
-    where.add_argument("--database", type=Path, help="the agent's database file")
+    add_database_options(admin_create)
     admin_create.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
 
 
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if not 1024 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be a port from 1024 to 65535")
-    return value
+def _console(args: argparse.Namespace) -> Console:
+    from pockestrator.client import output
+    from pockestrator.client.arguments import JSONPATH_PREFIX
+    from pockestrator.client.commands import Console
 
-
-def _add_backup_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    client: argparse.ArgumentParser,
-) -> None:
-    """``backup create|list|verify|restore``, ``clone``, ``import``, ``archive list|restore``."""
-    backup = commands.add_parser(
-        "backup", help="a service's backups: create, list, verify, restore"
+    chosen = str(args.output)
+    output.TABLE_WIDTH[0] = output.terminal_width(
+        os.environ, sys.stdout.isatty(), shutil.get_terminal_size((0, 0)).columns
     )
-    actions = backup.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
-    create = actions.add_parser("create", parents=[client], help="take a backup now (online)")
-    create.add_argument("name", metavar="NAME")
-    create.add_argument(
-        "--no-wait", dest="wait", action="store_false", help="answer at once, do not follow it"
-    )
-    listing = actions.add_parser("list", parents=[client], help="a service's backups, newest first")
-    listing.add_argument("name", metavar="NAME")
-    verify = actions.add_parser(
-        "verify", parents=[client], help="restore a backup into a scratch box, check it, boot it"
-    )
-    verify.add_argument("name", metavar="NAME")
-    verify.add_argument("backup_id", nargs="?", metavar="ID", help="default: the newest")
-    restore = actions.add_parser(
-        "restore",
-        parents=[client],
-        help="put a backup back in place (asks first: says what is lost)",
-    )
-    restore.add_argument("name", metavar="NAME")
-    restore.add_argument("backup_id", metavar="ID")
-    restore.add_argument("-y", "--yes", action="store_true", help="do not ask")
-
-    clone = commands.add_parser(
-        "clone",
-        parents=[client],
-        help="a new service from another one's data (a backup of it, or taken now)",
-    )
-    clone.add_argument("source", metavar="SOURCE")
-    clone.add_argument("name", metavar="NEW_NAME")
-    clone.add_argument("--port", type=_port, required=True)
-    clone.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
-    clone.add_argument(
-        "--from-backup", dest="backup_id", metavar="ID", help="default: a backup taken now"
-    )
-
-    imported = commands.add_parser(
-        "import",
-        parents=[client],
-        help="a new service from a PocketBase backup ZIP or a pb_data folder",
-    )
-    imported.add_argument("name", metavar="NEW_NAME")
-    imported.add_argument("source", type=Path, metavar="ZIP|PB_DATA")
-    imported.add_argument("--port", type=_port, required=True)
-    imported.add_argument(
-        "--version",
-        dest="pb_version",
-        required=True,
-        metavar="VERSION",
-        help="the PocketBase release to run it with",
-    )
-    imported.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
-
-    archive = commands.add_parser("archive", help="deleted services' data: list, restore")
-    archive_actions = archive.add_subparsers(
-        dest="archive_command", metavar="ACTION", required=True
-    )
-    archive_actions.add_parser("list", parents=[client], help="the archive, with disk use")
-    back = archive_actions.add_parser(
-        "restore", parents=[client], help="an archived folder back as a service"
-    )
-    back.add_argument("archive_id", metavar="ID")
-    back.add_argument("--port", type=_port, required=True)
-    back.add_argument("--version", dest="pb_version", required=True, metavar="VERSION")
-    back.add_argument("--name", help="default: the name it had")
-    back.add_argument("--domain")
-
-
-def _add_event_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    client: argparse.ArgumentParser,
-) -> None:
-    events = commands.add_parser(
-        "events", parents=[client], help="every service's events (or one's), or follow them"
-    )
-    events.add_argument("name", nargs="?", metavar="NAME", help="only this service's")
-    events.add_argument(
-        "-n", "--limit", type=_positive_int, default=50, metavar="N", help="how many (default 50)"
-    )
-    events.add_argument(
-        "-f", "--follow", action="store_true", help="keep streaming new events (Ctrl-C ends it)"
-    )
-    webhooks = commands.add_parser("webhooks", help="webhooks: list, add, delete, test, deliveries")
-    actions = webhooks.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
-    actions.add_parser("list", parents=[client], help="list webhooks (never their secrets)")
-    add = actions.add_parser(
-        "add", parents=[client], help="add a webhook; prints its signing secret, once"
-    )
-    add.add_argument(
-        "webhook_url", metavar="URL", help="http(s)://host[:port][/path], no credentials"
-    )
-    add.add_argument(
-        "--kind",
-        dest="kinds",
-        action="append",
-        default=[],
-        metavar="KIND",
-        help="only events of this kind (repeatable; default: every kind)",
-    )
-    add.add_argument(
-        "--service",
-        dest="services",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only events of this service (repeatable; default: every service)",
-    )
-    delete = actions.add_parser("delete", parents=[client], help="delete a webhook")
-    delete.add_argument("webhook_id", metavar="ID")
-    test = actions.add_parser("test", parents=[client], help="send a test event")
-    test.add_argument("webhook_id", metavar="ID")
-    test.add_argument(
-        "--wait",
-        type=_positive_seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="wait this long for the delivery's outcome (default 30; exit 1 unless delivered)",
-    )
-    deliveries = actions.add_parser(
-        "deliveries", parents=[client], help="a webhook's last delivery attempts"
-    )
-    deliveries.add_argument("webhook_id", metavar="ID")
-    deliveries.add_argument(
-        "-n", "--limit", type=_positive_int, default=20, metavar="N", help="how many (default 20)"
-    )
-
-
-def _dispatch_events(client: ApiClient, args: argparse.Namespace, console: Console) -> int:
-    from pockestrator.client import events
-
-    if args.command == "events":
-        return events.events(client, console, args.name, args.limit, args.follow)
-    action = args.webhook_command
-    if action == "list":
-        return events.webhooks_list(client, console)
-    if action == "add":
-        return events.webhooks_add(client, console, args.webhook_url, args.kinds, args.services)
-    if action == "delete":
-        return events.webhooks_delete(client, console, args.webhook_id)
-    if action == "test":
-        return events.webhooks_test(client, console, args.webhook_id, args.wait)
-    return events.webhooks_deliveries(client, console, args.webhook_id, args.limit)
-
-
-def _dispatch_backups(client: ApiClient, args: argparse.Namespace, console: Console) -> int:
-    from pockestrator.client import backups
-
-    command = args.command
-    if command == "clone":
-        return backups.clone(
-            client, console, args.source, args.name, args.port, args.domain, args.backup_id
-        )
-    if command == "import":
-        return backups.import_service(
-            client, console, args.name, args.source, args.port, args.pb_version, args.domain
-        )
-    if command == "archive":
-        if args.archive_command == "list":
-            return backups.archive_list(client, console)
-        return backups.archive_restore(
-            client, console, args.archive_id, args.port, args.pb_version, args.name, args.domain
-        )
-    action = args.backup_command
-    if action == "create":
-        return backups.backup_create(client, console, args.name, args.wait)
-    if action == "list":
-        return backups.backup_list(client, console, args.name)
-    if action == "verify":
-        return backups.backup_verify(client, console, args.name, args.backup_id)
-    return backups.backup_restore(client, console, args.name, args.backup_id, args.yes)
+    if chosen.startswith(JSONPATH_PREFIX):
+        return Console(fmt="jsonpath", template=chosen[len(JSONPATH_PREFIX) :])
+    return Console(fmt=chosen)  # type: ignore[arg-type]  # output_format checked it
 
 
 def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Run one client command; a failure is one message on stderr and exit code 1."""
-    from pockestrator.client.commands import Console
+    """Run one client command; a failure is one message on stderr and its exit code."""
+    from pockestrator.client.connection import SettingError
     from pockestrator.client.http import ClientError
 
-    console = Console(fmt=args.output)
+    console = _console(args)
     try:
         return _dispatch(parser, args, console)
     except ClientError as exc:
         console.note(f"pockestrator {args.command}: {exc}")
-        return 1
+        return exits.exit_code(exc)
+    except SettingError as exc:
+        console.note(f"pockestrator {args.command}: {exc}")
+        return exits.USAGE
     except KeyboardInterrupt:
         console.note("interrupted")
         return EXIT_INTERRUPTED
@@ -543,30 +442,44 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 
 def _client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ApiClient:
-    from pockestrator.client.connection import (
-        SettingError,
-        resolve_token,
-        resolve_url,
-        token_file,
-    )
+    from pockestrator.client.connection import SettingError, resolve
     from pockestrator.client.http import ApiClient
+    from pockestrator.client.version import api_mismatch
 
     try:
-        endpoint = resolve_url(args.url, os.environ)
-        credentials = resolve_token(args.token, os.environ, token_file())
+        endpoint, credentials = resolve(args.url, args.token, args.context, os.environ)
     except SettingError as exc:
         parser.error(str(exc))
-    return ApiClient(endpoint, credentials)
+    client = ApiClient(endpoint, credentials)
+
+    def warn(agent_api: str) -> None:
+        warning = api_mismatch(agent_api)
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
+
+    client.on_api_version = warn
+    return client
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
-    from pockestrator.client import commands
+    from pockestrator.client import commands, local
 
     command = args.command
     if command == "validate":
         return commands.validate(console, args.paths, _default_domain(parser, args))
     if command == "admin":
-        return _admin_create(args, console)
+        return local.admin_create(args, console)
+    if command == "completion":
+        from pockestrator.client.completion import render
+
+        console.out.write(render(args.shell, parser))
+        return 0
+    if command == "config":
+        from pockestrator.client import config_commands
+
+        return config_commands.run(args, console)
+    if command == "token" and getattr(args, "local", False):  # only `token create` has it
+        return local.token_create(args, console, _save_token if args.save else None)
     client = _client(parser, args)
     if command == "apply":
         return commands.apply(
@@ -580,11 +493,19 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
     if command == "get":
         return commands.get(client, console, args.name, args.status)
     if command == "describe":
-        return commands.describe(client, console, args.name, args.events)
+        return commands.each(
+            console, args.names, lambda name: commands.describe(client, console, name, args.events)
+        )
     if command == "delete":
-        return commands.delete(client, console, args.name, args.purge, args.wait)
+        return commands.each(
+            console,
+            args.names,
+            lambda name: commands.delete(client, console, name, args.purge, args.wait),
+        )
     if command in ("start", "stop", "restart"):
-        return commands.control(client, console, command, args.name)
+        return commands.each(
+            console, args.names, lambda name: commands.control(client, console, command, name)
+        )
     if command in ("deploy", "rollback", "releases"):
         from pockestrator.client import deploys
 
@@ -594,13 +515,23 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
             return deploys.rollback(client, console, args.name, args.release)
         return deploys.releases(client, console, args.name)
     if command == "logs":
-        return commands.logs(client, console, args.name, args.lines, args.follow, args.since)
+        return commands.logs(
+            client, console, args.name, args.lines, args.follow, args.since, args.until
+        )
     if command == "system":
         return commands.system(client, console)
+    if command == "version":
+        from pockestrator.client.version import version
+
+        return version(client, console)
     if command in ("backup", "clone", "import", "archive"):
-        return _dispatch_backups(client, args, console)
+        from pockestrator.client.backup_arguments import dispatch_backups
+
+        return dispatch_backups(client, args, console)
     if command in ("events", "webhooks"):
-        return _dispatch_events(client, args, console)
+        from pockestrator.client.event_arguments import dispatch_events
+
+        return dispatch_events(client, args, console)
     action = args.token_command
     if action == "create":
         return commands.token_create(client, console, args.name, _save_token if args.save else None)
@@ -638,63 +569,3 @@ def _save_token(token: str) -> Path:
     path = token_file()
     write_atomic(path, token + "\n", mode=0o600)
     return path
-
-
-PASSWORD_READ_MAX = 4096
-
-
-def _read_password(args: argparse.Namespace) -> str:
-    from pockestrator.client.http import ClientError
-
-    if args.password_stdin:
-        text = sys.stdin.read(PASSWORD_READ_MAX + 1)
-        if len(text) > PASSWORD_READ_MAX:
-            raise ClientError("the password on stdin is too long")
-        password = text.removesuffix("\n").removesuffix("\r")
-        if "\n" in password or "\r" in password:
-            raise ClientError("the password on stdin must be one line")
-        return password
-    if not sys.stdin.isatty():
-        raise ClientError(
-            "no terminal to ask for the password on: pipe it in with --password-stdin"
-        )
-    first = getpass.getpass(f"Password for {args.email}: ")
-    second = getpass.getpass("Repeat the password: ")
-    if first != second:
-        raise ClientError("the two passwords differ; no admin was created")
-    return first
-
-
-def _admin_create(args: argparse.Namespace, console: Console) -> int:
-    """The first admin's bootstrap: straight into the agent's database, its account store."""
-    from pockestrator.accounts.passwords import create_admin
-    from pockestrator.accounts.store import AccountStore, AdminExists
-    from pockestrator.client.http import ClientError
-    from pockestrator.config import ConfigError, load_config
-
-    if args.database is not None:
-        database, source = args.database.absolute(), "--database"
-    else:
-        try:
-            database = load_config(args.config).database
-        except ConfigError as exc:
-            raise ClientError(str(exc)) from None
-        source = f"the configuration {args.config}" if args.config else "the default configuration"
-    if not database.is_file():
-        raise ClientError(
-            f"no agent database at {database} (from {source}); start the agent once so that "
-            "it creates it, or pass the agent's --config or --database"
-        )
-    password = _read_password(args)
-    accounts = AccountStore(database)
-    try:
-        admin = create_admin(accounts, args.email, password)
-    except AdminExists:
-        raise ClientError(f"an admin with the e-mail {args.email} already exists") from None
-    except ValueError as exc:
-        raise ClientError(f"{args.email}: {exc}") from None
-    finally:
-        accounts.close()
-    data = {"id": admin.id, "email": admin.email, "database": str(database)}
-    console.show(data, lambda: f"created admin {admin.email} (id {admin.id}) in {database}")
-    return 0

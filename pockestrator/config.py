@@ -182,6 +182,13 @@ class AgentConfig(BaseModel):
         description="Extra Host header names the API answers to besides loopback names.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    idempotency_window: float = Field(
+        default=24 * 3600.0,
+        ge=1.0,
+        le=30 * 24 * 3600.0,
+        description="Seconds a creating write sent with an Idempotency-Key keeps its first"
+        " answer for retries (docs/api.md); after it, the key is free and the answer gone.",
+    )
     max_log_streams: int = Field(
         default=32,
         ge=1,

@@ -235,6 +235,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);
     """,
+    # 9: the first answer of each creating write sent with an Idempotency-Key, sealed with a
+    # key derived from the caller's Idempotency-Key (api/idempotency.py): a retry gets it
+    # back, nobody reading the database does. ``lookup`` is a hash, never the key itself.
+    """
+    CREATE TABLE idempotency_keys (
+        lookup TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        status INTEGER,
+        sealed BLOB,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys(expires_at);
+    """,
 )
 
 

@@ -117,6 +117,7 @@ class JournalQuery:
     project_name: str
     lines: int = 100
     since: datetime | None = None
+    until: datetime | None = None
     after_cursor: str | None = None
     follow: bool = False
 
@@ -174,6 +175,9 @@ def journalctl_arguments(
         since = query.since if query.since.tzinfo else query.since.replace(tzinfo=UTC)
         # "@<seconds since the epoch>" is unambiguous whatever the host's time zone.
         arguments.append(f"--since=@{since.timestamp():.6f}")
+    if query.until is not None:
+        until = query.until if query.until.tzinfo else query.until.replace(tzinfo=UTC)
+        arguments.append(f"--until=@{until.timestamp():.6f}")
     if query.after_cursor is not None:
         if not is_cursor(query.after_cursor):
             raise ValueError("not a journal cursor")

@@ -21,7 +21,7 @@ from pockestrator.accounts.throttle import (
 )
 from pockestrator.api.auth import SESSION_TTL, client_address, retry_after_header
 from pockestrator.api.errors import ApiError, field_error, not_found
-from pockestrator.api.inputs import read_json, validate_model
+from pockestrator.api.inputs import parse_query, read_json, validate_model
 from pockestrator.api.models.access import (
     AdminView,
     LoginResponse,
@@ -30,7 +30,8 @@ from pockestrator.api.models.access import (
     TokenList,
     TokenRevoked,
 )
-from pockestrator.api.models.requests import LoginBody, TokenCreateBody
+from pockestrator.api.models.requests import LoginBody, PageQuery, TokenCreateBody
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import PASSWORDS, Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
@@ -39,8 +40,11 @@ log = structlog.get_logger("pockestrator.api")
 
 
 async def list_tokens(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, PageQuery)
     tokens = agent_of(request).accounts.list_tokens()
-    return answer(TokenList(tokens=[token_view(token) for token in tokens], total=len(tokens)))
+    shown, cursor = page_of(tokens, query.limit, query.cursor)
+    body = TokenList(tokens=[token_view(t) for t in shown], total=len(tokens), next=cursor)
+    return with_next(answer(body), request, cursor)
 
 
 async def create_token(request: web.Request) -> web.StreamResponse:
@@ -174,6 +178,7 @@ OPERATIONS = [
         "List API tokens (never their secrets)",
         {200: TokenList},
         "access",
+        query=PageQuery,
     ),
     Operation(
         "POST",
@@ -185,6 +190,8 @@ OPERATIONS = [
         "access",
         body=TokenCreateBody,
         links=(Link("RevokeTheToken", "revokeToken", {"id": "id"}, status=201),),
+        idempotent=True,
+        location="/tokens/{id}",
     ),
     Operation(
         "DELETE",

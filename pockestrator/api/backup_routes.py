@@ -40,6 +40,8 @@ from pockestrator.api.models.backups import (
     OperationQuery,
     OperationView,
 )
+from pockestrator.api.models.requests import WholePageQuery
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import Handler, Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
@@ -112,17 +114,19 @@ async def _existing(agent: AgentContext, record: ServiceRecord, backup_id: str) 
 async def list_backups(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, WholePageQuery)
     backups = [backup_view(info) for info in await agent.host.backups(record.name)]
-    return answer(
-        BackupList(
-            service_id=record.id,
-            project_name=record.name,
-            policy=record.spec.backups or agent.config.backups,
-            backups=backups,
-            total=len(backups),
-            total_bytes=sum(b.size_bytes for b in backups),
-        )
+    shown, cursor = page_of(backups, query.limit, query.cursor)
+    body = BackupList(
+        service_id=record.id,
+        project_name=record.name,
+        policy=record.spec.backups or agent.config.backups,
+        backups=shown,
+        total=len(backups),
+        total_bytes=sum(b.size_bytes for b in backups),
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 async def get_backup(request: web.Request) -> web.StreamResponse:
@@ -353,6 +357,7 @@ OPERATIONS = [
         {200: BackupList},
         "backups",
         errors=(404,),
+        query=WholePageQuery,
     ),
     Operation(
         "POST",
@@ -364,6 +369,8 @@ OPERATIONS = [
         "backups",
         errors=(400, 404, 502),
         query=CreateBackupQuery,
+        idempotent=True,
+        location="/services/{service_id}/operations/{operation.id}",
     ),
     Operation(
         "GET",

@@ -82,25 +82,33 @@ def _journal_failure(exc: JournalError) -> ApiError:
     return ApiError(502, ErrorCode.JOURNAL_UNAVAILABLE, f"Reading the journal failed: {exc}")
 
 
+def _moment(name: str, text: str | None) -> datetime | None:
+    """``since`` or ``until`` as a UTC moment; 400 naming the parameter otherwise."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError:
+        raise validation_failed(
+            [
+                Problem(
+                    name,
+                    "must be an ISO 8601 date (from 1971) and time, e.g. 2025-07-31T19:30:00Z",
+                    ErrorCode.INVALID_VALUE,
+                )
+            ]
+        ) from None
+
+
 async def service_logs(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     query = parse_query(request, LogsQuery)
     lines = min(query.lines, LOG_LINES_MAX)
-    since = None
-    if query.since is not None:
-        try:
-            since = parse_since(query.since)
-        except ValueError:
-            raise validation_failed(
-                [
-                    Problem(
-                        "since",
-                        "must be an ISO 8601 date (from 1971) and time, e.g. 2025-07-31T19:30:00Z",
-                        ErrorCode.INVALID_VALUE,
-                    )
-                ]
-            ) from None
+    since = _moment("since", query.since)
+    until = _moment("until", query.until)
+    if since is not None and until is not None and until <= since:
+        raise validation_failed([Problem("until", "must be after since", ErrorCode.INVALID_VALUE)])
     cursor = request.headers.get("Last-Event-ID") if query.follow else None
     if cursor is not None and not is_cursor(cursor):
         raise validation_failed(
@@ -109,7 +117,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
     if cursor is not None:
         lines = LOG_LINES_MAX  # resuming: everything after the cursor, not just the last few
     journal_query = JournalQuery(
-        project_name=record.name, lines=lines, since=since, after_cursor=cursor
+        project_name=record.name, lines=lines, since=since, until=until, after_cursor=cursor
     )
     if query.follow:
         return await _stream(request, journal_query)

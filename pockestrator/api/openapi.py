@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from pockestrator import API_VERSION
 from pockestrator.api.routing import Operation
 from pockestrator.specs import grammar
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # The contract's version, not the agent's: the document is public and reveals nothing.
-DOCUMENT_VERSION = "1.0.0"
+DOCUMENT_VERSION = API_VERSION
 _PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
 
 _PATH_DESCRIPTIONS = {
@@ -109,6 +110,36 @@ def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[di
     return parameters
 
 
+def _header_parameters(operation: Operation) -> list[dict[str, Any]]:
+    """Idempotency-Key on creating writes, If-Match on conditional ones (docs/api.md)."""
+    parameters: list[dict[str, Any]] = []
+    if operation.idempotent:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "A key of the client's making (a UUID): a retry with the same key"
+                " and request within the window gets the first answer again (with"
+                " Idempotent-Replayed: true); the same key with another request is 422"
+                " IDEMPOTENCY_KEY_REUSED.",
+                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+            }
+        )
+    if operation.conditional:
+        parameters.append(
+            {
+                "name": "If-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag of GET /services/{id} (its generation, quoted) or *;"
+                " when the service is at another generation: 412 PRECONDITION_FAILED.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 1000},
+            }
+        )
+    return parameters
+
+
 def event_schema(events: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One server-sent event as OpenAPI 3.1 describes an event stream's items: an object of
     its fields (``event``, ``data``, ``id``, ``retry``), ``data`` holding JSON of the event's
@@ -155,6 +186,12 @@ def _response(
         }
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": content}
     headers = dict(_HEADERS.get(status, {})) if not operation.public or status != 401 else {}
+    if operation.location is not None and status == 201:
+        headers["Location"] = {
+            "description": "Where the created resource (or the operation) can be read.",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+        }
     for name, description in operation.response_headers.get(status, {}).items():
         headers[name] = {"description": description, "required": True, "schema": {"type": "string"}}
     if headers:
@@ -198,6 +235,7 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
         ]
         if operation.query is not None:
             parameters += _query_parameters(operation.query, resolved(operation.query))
+        parameters += _header_parameters(operation)
         if parameters:
             item["parameters"] = parameters
         if operation.body is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -24,6 +25,7 @@ from aiohttp import web
 from pockestrator.api.backup_routes import operation_view
 from pockestrator.api.context import AgentContext, ReleaseInfo
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
+from pockestrator.api.idempotency import claim_upload
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.backups import OperationAnswer
 from pockestrator.api.models.releases import (
@@ -33,6 +35,8 @@ from pockestrator.api.models.releases import (
     ReleaseView,
     RollbackQuery,
 )
+from pockestrator.api.models.requests import WholePageQuery
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
@@ -64,17 +68,19 @@ def release_view(info: ReleaseInfo) -> ReleaseView:
 async def list_releases(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
+    query = parse_query(request, WholePageQuery)
     releases = [release_view(info) for info in await agent.host.app_releases(record.name)]
     live = next((r.id for r in releases if r.live), None)
-    return answer(
-        ReleaseList(
-            service_id=record.id,
-            project_name=record.name,
-            live=live,
-            releases=releases,
-            total=len(releases),
-        )
+    shown, cursor = page_of(releases, query.limit, query.cursor)
+    body = ReleaseList(
+        service_id=record.id,
+        project_name=record.name,
+        live=live,
+        releases=shown,
+        total=len(releases),
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 async def deploy(request: web.Request) -> web.StreamResponse:
@@ -94,7 +100,11 @@ async def deploy(request: web.Request) -> web.StreamResponse:
     folder = agent.config.apps_path / UPLOADS_DIR
     upload = folder / f"{secrets.token_hex(12)}.tar.gz"
     try:
-        await _receive(request, folder, upload, limit)
+        digest = await _receive(request, folder, upload, limit)
+        replayed = claim_upload(request, digest)
+        if replayed is not None:  # a retry of a deploy already made: its first answer
+            upload.unlink()
+            return replayed
         await asyncio.to_thread(_check, agent, upload)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -107,19 +117,23 @@ async def deploy(request: web.Request) -> web.StreamResponse:
     return await _answer(agent, record, operation, query.wait, created=201)
 
 
-async def _receive(request: web.Request, folder: Path, upload: Path, limit: int) -> None:
-    """The body into a new root-only file, at most ``limit`` bytes (413 past it)."""
+async def _receive(request: web.Request, folder: Path, upload: Path, limit: int) -> str:
+    """The body into a new root-only file, at most ``limit`` bytes (413 past it); its
+    SHA-256 (what tells a retried deploy from another, ``api.idempotency``)."""
     await asyncio.to_thread(folder.mkdir, mode=0o700, parents=True, exist_ok=True)
     fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     size = 0
+    digest = hashlib.sha256()
     with os.fdopen(fd, "wb") as out:
         async for chunk in request.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
+            digest.update(chunk)
             await asyncio.to_thread(out.write, chunk)
     if size == 0:
         raise field_error(422, ErrorCode.UNSAFE_ARCHIVE, "archive", "the body is empty")
+    return digest.hexdigest()
 
 
 def _check(agent: AgentContext, upload: Path) -> None:
@@ -221,6 +235,7 @@ OPERATIONS = [
         {200: ReleaseList},
         "releases",
         errors=(404,),
+        query=WholePageQuery,
     ),
     Operation(
         "POST",
@@ -233,6 +248,8 @@ OPERATIONS = [
         errors=(404, 422, 502),
         query=DeployQuery,
         body_types=ARCHIVE_TYPES,
+        location="/services/{service_id}/operations/{operation.id}",
+        idempotent=True,
         description="The archive is checked (no absolute path, '..', link, device, other"
         " folder; file count and size bounded; 422 UNSAFE_ARCHIVE names the entry), then a"
         " snapshot is taken, the release is booted on a copy of it, the instance is stopped,"

@@ -7,9 +7,11 @@ agent, the caller and to answer with a model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -90,6 +92,13 @@ class Operation:
     # Statuses whose body is not JSON but a file of this media type (a backup's tar).
     binary: dict[int, str] = field(default_factory=dict)
     links: tuple[Link, ...] = ()
+    # A creating write that honours Idempotency-Key (``api.idempotency``).
+    idempotent: bool = False
+    # Where a 201 answer's resource lives, from its body: "/services/{id}" takes the
+    # answer's ``id``, "{operation.id}" a nested field (``location_of``).
+    location: str | None = None
+    # Conditional on If-Match (a 412 when stale): the service's ETag is its generation.
+    conditional: bool = False
 
     @property
     def url(self) -> str:
@@ -105,11 +114,15 @@ class Operation:
         JSON). A status in ``responses`` keeps its own model (a 400 that is also a result).
         """
         statuses = [400, 403, *self.errors]
+        if self.idempotent:
+            statuses += [409, 422]
+        if self.conditional:
+            statuses.append(412)
         if not self.public:
             statuses.append(401)
         if self.body is not None or self.body_types != ("application/json",):
             statuses += [413, 415]
-        return {**dict.fromkeys(statuses, ErrorResponse), **self.responses}
+        return {**dict.fromkeys(sorted(set(statuses)), ErrorResponse), **self.responses}
 
 
 def agent_of(request: web.Request) -> AgentContext:
@@ -130,3 +143,39 @@ def answer(model: BaseModel, status: int = 200, *, drop_none: tuple[str, ...] = 
         if body.get(key) is None:
             body.pop(key, None)
     return web.json_response(body, status=status)
+
+
+_LOCATION_FIELD = re.compile(r"\{([a-z_.]+)\}")
+
+
+def location_of(template: str, body: Any) -> str | None:
+    """``template`` with each ``{field}`` (dotted for nested ones) taken from ``body``;
+    None when a field is missing (then no Location is sent rather than a wrong one)."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        found: Any = body
+        for part in match.group(1).split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if found is None or isinstance(found, dict | list):
+            missing = True
+            return ""
+        return quote(str(found), safe="")
+
+    path = _LOCATION_FIELD.sub(value, template)
+    return None if missing else PREFIX + path
+
+
+def etag_of(generation: int) -> str:
+    """A service's entity tag: its generation, which every spec change raises."""
+    return f'"{generation}"'
+
+
+def if_match_holds(header: str | None, generation: int) -> bool:
+    """RFC 9110 If-Match: absent or ``*`` holds; else one of the listed tags must be the
+    current one (weak tags never match: the comparison is strong)."""
+    if header is None:
+        return True
+    tags = [tag.strip() for tag in header.split(",")]
+    return "*" in tags or etag_of(generation) in tags

@@ -18,6 +18,7 @@ archive is 400 ``IMPORT_INVALID`` naming the problem, and nothing is left behind
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 from collections.abc import Awaitable, Callable
@@ -31,8 +32,9 @@ from aiohttp import web
 from pockestrator.api.backup_routes import _existing
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
+from pockestrator.api.idempotency import CALL, claim_upload
 from pockestrator.api.inputs import parse_query, read_json_object, too_large, validate_model
-from pockestrator.api.models.requests import CreateQuery
+from pockestrator.api.models.requests import CreateQuery, WholePageQuery
 from pockestrator.api.models.seeds import (
     ArchiveList,
     ArchiveRestoreBody,
@@ -41,6 +43,7 @@ from pockestrator.api.models.seeds import (
     ImportQuery,
 )
 from pockestrator.api.models.services import ServiceWritten
+from pockestrator.api.paging import page_of, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import checked_spec, find_service
 from pockestrator.api.service_routes.writes import (
@@ -166,7 +169,11 @@ async def import_service(request: web.Request) -> web.StreamResponse:
     fields = ("project_name", "port", "pocketbase_version", "domain", "description")
     data = {name: getattr(query, name) for name in fields}
     spec = _new_spec(request, data, ImportQuery, {**data, "wait": query.wait})
-    await writable_warnings(agent, spec, replacing=None)  # refuse before the upload
+    # With an Idempotency-Key, a retry must get the first answer, not "the name is taken":
+    # the archive is received (and hashed) first, then the key claimed, then the checks.
+    keyed = request.get(CALL) is not None
+    if not keyed:
+        await writable_warnings(agent, spec, replacing=None)  # refuse before the upload
     if request.content_type not in ZIP_TYPES:
         raise field_error(
             415,
@@ -177,8 +184,14 @@ async def import_service(request: web.Request) -> web.StreamResponse:
     limit = agent.config.import_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
-    staged = await _stage_upload(request, agent.config.imports_path, limit)
+    staged, digest = await _stage_upload(request, agent.config.imports_path, limit)
     try:
+        if keyed:
+            replayed = claim_upload(request, digest)
+            if replayed is not None:  # a retry of an import already made: its first answer
+                staged.unlink(missing_ok=True)
+                return replayed
+            await writable_warnings(agent, spec, replacing=None)
         try:
             members = await asyncio.to_thread(check_zip, staged, Limits(max_bytes=limit))
         except ArchiveRefused as exc:
@@ -207,24 +220,27 @@ async def import_service(request: web.Request) -> web.StreamResponse:
         raise
 
 
-async def _stage_upload(request: web.Request, folder: Path, limit: int) -> Path:
-    """The body in a new root-only file, at most ``limit`` bytes (413 past it: removed)."""
+async def _stage_upload(request: web.Request, folder: Path, limit: int) -> tuple[Path, str]:
+    """The body in a new root-only file, at most ``limit`` bytes (413 past it: removed), and
+    its SHA-256 (what tells a retried import from another, ``api.idempotency``)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     path = folder / f"{secrets.token_hex(8)}.zip"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     count = 0
+    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as handle:
             async for chunk in request.content.iter_chunked(_CHUNK):
                 count += len(chunk)
                 if count > limit:
                     raise too_large(limit)
+                digest.update(chunk)
                 await asyncio.to_thread(handle.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path
+    return path, digest.hexdigest()
 
 
 # -- archives ------------------------------------------------------------------------------
@@ -232,6 +248,7 @@ async def _stage_upload(request: web.Request, folder: Path, limit: int) -> Path:
 
 async def list_archives(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
+    query = parse_query(request, WholePageQuery)
     keep = agent.config.archive_keep_days
     now = utc_now()
     views = [
@@ -245,14 +262,15 @@ async def list_archives(request: web.Request) -> web.StreamResponse:
         )
         for info in await agent.host.archives()
     ]
-    return answer(
-        ArchiveList(
-            archives=views,
-            total=len(views),
-            total_bytes=sum(v.size_bytes for v in views),
-            keep_days=keep,
-        )
+    shown, cursor = page_of(views, query.limit, query.cursor)
+    body = ArchiveList(
+        archives=shown,
+        total=len(views),
+        total_bytes=sum(v.size_bytes for v in views),
+        keep_days=keep,
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 async def restore_archive(request: web.Request) -> web.StreamResponse:
@@ -293,6 +311,8 @@ OPERATIONS = [
         errors=(404, 409),
         query=CreateQuery,
         body=CloneBody,
+        idempotent=True,
+        location="/services/{id}",
         description="From one of its backups (backup_id), or live: a backup is taken now,"
         " while the source keeps serving, and the clone starts from it. The clone's first"
         " start waits until its data is in place; if that fails it is not started, and its"
@@ -309,6 +329,8 @@ OPERATIONS = [
         errors=(409, 413, 415),
         query=ImportQuery,
         body_types=ZIP_TYPES,
+        location="/services/{id}",
+        idempotent=True,
         description="The body is the archive (PocketBase's own backup format: pb_data's"
         " contents at the top, or everything under pb_data/). It is checked before any"
         " service is made: a size bound (import_max_bytes), no path escapes, no links or"
@@ -323,6 +345,7 @@ OPERATIONS = [
         "Deleted services' archived folders, with their disk use and expiry",
         {200: ArchiveList},
         "backups",
+        query=WholePageQuery,
     ),
     Operation(
         "POST",
@@ -335,5 +358,7 @@ OPERATIONS = [
         errors=(404, 409),
         query=CreateQuery,
         body=ArchiveRestoreBody,
+        idempotent=True,
+        location="/services/{id}",
     ),
 ]

@@ -13,6 +13,8 @@ Every request passes, outermost first:
    token (an API token or a dashboard session); 401 with a JSON body otherwise. Then a
    query parameter the operation does not know is refused (400 ``UNKNOWN_FIELD``), as an
    unknown body field is: a misspelt ``?limt=5`` should not silently mean the default.
+4. habits: an operation's 201 gets its ``Location``, and a creating write sent with
+   ``Idempotency-Key`` answers a retry with its first answer (``api.idempotency``).
 
 ``start_api`` is what the agent calls (``agent.daemon.api_factory``); it returns the runner,
 whose ``cleanup()`` stops listening, ends the log streams and lets requests in flight
@@ -23,6 +25,7 @@ finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +39,7 @@ from pockestrator.api import (
     backup_routes,
     event_routes,
     history_routes,
+    idempotency,
     log_routes,
     metrics_routes,
     release_routes,
@@ -50,7 +54,7 @@ from pockestrator.api.event_feed import EventFeed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.metrics import ScrapeMemory
 from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
-from pockestrator.api.openapi import build_openapi
+from pockestrator.api.openapi import DOCUMENT_VERSION, build_openapi
 from pockestrator.api.routing import (
     AGENT,
     JOURNAL,
@@ -60,6 +64,8 @@ from pockestrator.api.routing import (
     STREAMS,
     Handler,
     Operation,
+    location_of,
+    principal_of,
 )
 from pockestrator.api.streams import LogStreams
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
@@ -76,6 +82,9 @@ PUBLIC_ROUTES = web.AppKey("public_routes", set[web.AbstractRoute])
 STREAMING_ROUTES = web.AppKey("streaming_routes", set[web.AbstractRoute])
 SHIELDED: web.AppKey[set[asyncio.Task[web.StreamResponse]]] = web.AppKey("shielded")
 QUERY_NAMES = web.AppKey("query_names", dict[web.AbstractRoute, frozenset[str]])
+ROUTE_OPERATIONS = web.AppKey("route_operations", dict[web.AbstractRoute, Operation])
+# Every answer says which version of the API contract it keeps; the CLI compares majors.
+API_VERSION_HEADER = "Pockestrator-Api-Version"
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -281,11 +290,75 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def _with_location(operation: Operation, response: web.StreamResponse) -> web.StreamResponse:
+    if (
+        operation.location is None
+        or response.status != 201
+        or not isinstance(response, web.Response)
+        or "Location" in response.headers
+    ):
+        return response
+    body = response.body
+    try:
+        data = json.loads(body) if isinstance(body, bytes | bytearray) else None
+    except ValueError:
+        data = None
+    where = location_of(operation.location, data)
+    if where is not None:
+        response.headers["Location"] = where
+    return response
+
+
+async def _idempotent(
+    request: web.Request, operation: Operation, key: str, handler: Handler
+) -> web.StreamResponse:
+    agent = request.app[AGENT]
+    principal = principal_of(request)
+    call = idempotency.Call(
+        agent.store, agent.config.idempotency_window, key, f"{principal.kind}:{principal.id}"
+    )
+    call.lookup = idempotency.lookup_of(call.caller, request.method, request.path, key)
+    if operation.body_types == ("application/json",):
+        limit = agent.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return await handler(request)  # the handler answers 413
+        raw = await request.read() if request.can_read_body else b""
+        replayed = call.claim(
+            idempotency.body_hash(request.query_string, request.content_type, raw)
+        )
+        if replayed is not None:
+            return replayed
+    else:
+        # An upload is streamed, not held: its handler claims once it has the body's hash.
+        request[idempotency.CALL] = call
+    try:
+        response = _with_location(operation, await handler(request))
+    except BaseException:
+        call.settle(None)
+        raise
+    call.settle(response)
+    return response
+
+
+@web.middleware
+async def habits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``Location`` on 201, and ``Idempotency-Key`` on the operations declared idempotent."""
+    operation = request.app[ROUTE_OPERATIONS].get(request.match_info.route)
+    if operation is None:
+        return await handler(request)
+    if operation.idempotent:
+        key = idempotency.check_key(request.headers.get(idempotency.HEADER))
+        if key is not None:
+            return await _idempotent(request, operation, key, handler)
+    return _with_location(operation, await handler(request))
+
+
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.path.startswith(PREFIX):
         response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault(API_VERSION_HEADER, DOCUMENT_VERSION)
 
 
 # -- the dashboard hook ----------------------------------------------------------------
@@ -319,6 +392,7 @@ def build_app(
             error_middleware,
             guard_middleware,
             auth_middleware,
+            habits_middleware,
         ],
         client_max_size=config.max_body_bytes,
     )
@@ -334,8 +408,10 @@ def build_app(
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()
     query_names: dict[web.AbstractRoute, frozenset[str]] = {}
+    route_operations: dict[web.AbstractRoute, Operation] = {}
     for operation in operations:
         route = app.router.add_route(operation.method, operation.url, operation.handler)
+        route_operations[route] = operation
         if operation.public:
             public.add(route)
         if operation.events:
@@ -351,6 +427,7 @@ def build_app(
     app[STREAMING_ROUTES] = streaming
     app[SHIELDED] = set()
     app[QUERY_NAMES] = query_names
+    app[ROUTE_OPERATIONS] = route_operations
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_end_shielded)

@@ -25,6 +25,7 @@ from pockestrator.api.models.system import (
     SystemInfo,
     SystemValidation,
 )
+from pockestrator.api.openapi import DOCUMENT_VERSION
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.views import issue_view
 from pockestrator.clock import utc_now
@@ -40,6 +41,7 @@ async def system_info(request: web.Request) -> web.StreamResponse:
     return answer(
         SystemInfo(
             version=__version__,
+            api_version=DOCUMENT_VERSION,
             uptime=go_duration(uptime),
             uptime_seconds=round(uptime, 3),
             started_at=agent.started_at,

@@ -172,17 +172,20 @@ class Outcome:
         return data
 
 
-def list_services(client: ApiClient) -> list[dict[str, Any]]:
-    """Every service, page by page."""
+def list_services(client: ApiClient, status: str | None = None) -> list[dict[str, Any]]:
+    """Every service (in ``status``, filtered by the agent), page by page along ``next``."""
     services: list[dict[str, Any]] = []
+    query: dict[str, str | int | bool] = {"limit": LIST_PAGE}
+    if status is not None:
+        query["status"] = status
     while True:
-        body = client.call(
-            "GET", "/services", query={"limit": LIST_PAGE, "offset": len(services)}
-        ).body
+        body = client.call("GET", "/services", query=query).body
         page = list(body.get("services") or [])
         services += page
-        if not page or len(services) >= int(body.get("total", 0)):
+        cursor = body.get("next")
+        if not page or not cursor:
             return services
+        query["cursor"] = str(cursor)
 
 
 def plan(docs: Sequence[Document], existing: Mapping[str, Mapping[str, Any]]) -> list[Outcome]:

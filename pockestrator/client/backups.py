@@ -132,7 +132,7 @@ def backup_row(backup: dict[str, Any]) -> list[Any]:
 def backup_list(client: ApiClient, console: Console, name: str) -> int:
     answer = client.call("GET", service_path(name, "backups")).body
     backups = answer["backups"]
-    if not backups and console.fmt == "table":
+    if not backups and console.human:
         console.note(f"{name} has no backups yet")
         return 0
     console.show(answer, lambda: table(BACKUP_COLUMNS, [backup_row(b) for b in backups]))
@@ -319,7 +319,7 @@ ARCHIVE_COLUMNS = ("ID", "NAME", "ARCHIVED", "AGE", "SIZE", "EXPIRES")
 def archive_list(client: ApiClient, console: Console) -> int:
     answer = client.call("GET", "/archives").body
     archives = answer["archives"]
-    if not archives and console.fmt == "table":
+    if not archives and console.human:
         console.note("the archive is empty")
         return 0
     rows = [

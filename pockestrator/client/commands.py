@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pockestrator.client.apply import (
+    LIST_PAGE,
     Outcome,
     dry_run_check,
     list_services,
@@ -31,6 +32,7 @@ from pockestrator.client.http import (
     service_path,
 )
 from pockestrator.client.output import (
+    HUMAN_FORMATS,
     Format,
     fields,
     render,
@@ -53,12 +55,26 @@ class Console:
     fmt: Format = "table"
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    template: str = ""  # for -o jsonpath=TEMPLATE
 
-    def show(self, data: Any, text: Callable[[], str]) -> None:
-        """``data`` as JSON/YAML, or ``text()`` (the human form) for tables."""
-        rendered = render(data, self.fmt, text() if self.fmt == "table" else "")
+    @property
+    def human(self) -> bool:
+        return self.fmt in HUMAN_FORMATS
+
+    def show(
+        self, data: Any, text: Callable[[], str], wide: Callable[[], str] | None = None
+    ) -> None:
+        """``data`` as JSON/YAML/names/JSONPath, or ``text()`` (the human form) for tables;
+        ``wide()`` for ``-o wide`` where a command has more columns to show."""
+        human = ""
+        if self.fmt == "wide":
+            human = (wide or text)()
+        elif self.fmt == "table":
+            human = text()
+        rendered = render(data, self.fmt, human, self.template)
         if rendered:
-            print(rendered, file=self.out, flush=True)
+            # A template that ends its own lines (``{"\n"}``) gets no blank line after.
+            print(rendered, file=self.out, flush=True, end="" if rendered.endswith("\n") else "\n")
 
     def note(self, message: str) -> None:
         print(message, file=self.err, flush=True)
@@ -82,21 +98,61 @@ def service_row(service: dict[str, Any]) -> list[Any]:
     ]
 
 
+WIDE_COLUMNS = (*SERVICE_COLUMNS, "ID", "URL", "CREATED", "LAST ERROR")
+
+
+def wide_row(service: dict[str, Any]) -> list[Any]:
+    return [
+        *service_row(service),
+        service.get("id"),
+        service.get("url"),
+        short_time(service.get("created_at")),
+        service.get("last_error"),
+    ]
+
+
+def service_name(text: str) -> str:
+    """A NAME as given, or as ``-o name`` prints it (``service/NAME``, kubectl's way)."""
+    return text.removeprefix("service/")
+
+
 def get(client: ApiClient, console: Console, name: str | None, status: str | None) -> int:
     if name is not None:
-        service = client.call("GET", service_path(name)).body["service"]
-        console.show(service, lambda: table(SERVICE_COLUMNS, [service_row(service)]))
+        service = client.call("GET", service_path(service_name(name))).body["service"]
+        console.show(
+            service,
+            lambda: table(SERVICE_COLUMNS, [service_row(service)]),
+            lambda: table(WIDE_COLUMNS, [wide_row(service)]),
+        )
         return 0
-    services = list_services(client)
-    if status is not None:
-        # As the API's filter: a sleeping service is active too (agent.sleep).
-        wanted = {status, "sleeping"} if status == "active" else {status}
-        services = [s for s in services if s.get("status") in wanted]
-    if not services and console.fmt == "table":
+    services = list_services(client, status)
+    if not services and console.human:
         console.note("no services" + (f" with status {status}" if status else ""))
         return 0
-    console.show(services, lambda: table(SERVICE_COLUMNS, [service_row(s) for s in services]))
+    console.show(
+        services,
+        lambda: table(SERVICE_COLUMNS, [service_row(s) for s in services]),
+        lambda: table(WIDE_COLUMNS, [wide_row(s) for s in services]),
+    )
     return 0
+
+
+def each(console: Console, names: Sequence[str], run: Callable[[str], int]) -> int:
+    """``run`` for every name, as systemctl and docker take several: a failure is said and
+    the others still run; the exit code is the first failure's (0 when all worked)."""
+    from pockestrator.client.exits import exit_code
+
+    worst = 0
+    for name in names:
+        try:
+            code = run(service_name(name))
+        except ApiError as exc:
+            if len(names) == 1:
+                raise
+            console.note(f"{name}: {exc}")
+            code = exit_code(exc)
+        worst = worst or code
+    return worst
 
 
 def describe_text(detail: dict[str, Any]) -> str:
@@ -236,10 +292,15 @@ def logs(
     lines: int,
     follow: bool,
     since: str | None,
+    until: str | None = None,
 ) -> int:
+    """``since``/``until`` are already the API's UTC times (``client.times``)."""
+    name = service_name(name)
     query: dict[str, str | int | bool] = {"lines": lines}
     if since:
         query["since"] = since
+    if until:
+        query["until"] = until
     if not follow:
         entries = client.call("GET", service_path(name, "logs"), query=query).body["logs"]
         console.show(entries, lambda: "\n".join(_log_line(e) for e in entries))
@@ -303,8 +364,20 @@ def system(client: ApiClient, console: Console) -> int:
 # -- tokens ------------------------------------------------------------------------------
 
 
+def all_tokens(client: ApiClient) -> list[dict[str, Any]]:
+    """Every token, page by page along ``next`` (the API's one pagination style)."""
+    tokens: list[dict[str, Any]] = []
+    query: dict[str, str | int | bool] = {"limit": LIST_PAGE}
+    while True:
+        body = client.call("GET", "/tokens", query=query).body
+        tokens += list(body.get("tokens") or [])
+        if not body.get("next"):
+            return tokens
+        query["cursor"] = str(body["next"])
+
+
 def token_list(client: ApiClient, console: Console) -> int:
-    tokens = client.call("GET", "/tokens").body["tokens"]
+    tokens = all_tokens(client)
     rows = [
         [
             t.get("id"),
@@ -353,7 +426,7 @@ def resolve_token_id(tokens: Sequence[dict[str, Any]], key: str) -> str:
 
 
 def token_revoke(client: ApiClient, console: Console, key: str) -> int:
-    tokens = client.call("GET", "/tokens").body["tokens"]
+    tokens = all_tokens(client)
     token_id = resolve_token_id(tokens, key)
     answer = client.call("DELETE", f"/tokens/{token_id}").body
     console.show(answer, lambda: f"{answer.get('message')} (id {token_id})")
@@ -463,7 +536,7 @@ def apply(
     for outcome in outcomes:
         if outcome.error is not None:
             console.note(f"{outcome.name}: {outcome.error}")
-        if outcome.superuser_password is not None and console.fmt == "table":
+        if outcome.superuser_password is not None and console.human:
             email = outcome.body.get("superuser_email")
             print(
                 f"{outcome.name}: superuser {email} has the password "

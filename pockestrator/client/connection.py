@@ -120,3 +120,39 @@ def resolve_token(flag: str | None, environ: Mapping[str, str], file: Path) -> C
         return Credentials(None, f"{unset}, token file {file} is empty")
     source = f"the token file {file}"
     return Credentials(_checked_token(first_line[0], source), source)
+
+
+def resolve(
+    url_flag: str | None,
+    token_flag: str | None,
+    context_flag: str | None,
+    environ: Mapping[str, str],
+) -> tuple[Endpoint, Credentials]:
+    """The agent and token of a command, contexts included (``client.contexts``).
+
+    URL: ``--url``, then ``--context``'s, then ``POCKESTRATOR_URL``, then the current
+    context's, then the sandbox's file and the default. Token: ``--token``, then the token
+    file of the context whose URL is used (explicit before the environment, current after
+    it), then ``POCKESTRATOR_TOKEN`` and the token file. A context's token is only ever
+    sent to that context's URL: with ``--url`` or ``POCKESTRATOR_URL`` in force, it is not
+    used.
+    """
+    from pockestrator.client.contexts import chosen, load_contexts
+
+    contexts = load_contexts(environ)
+    context, explicit = chosen(context_flag, environ, contexts)
+    env_url = environ.get(URL_ENV, "").strip()
+    if context is None or url_flag or (env_url and not explicit):
+        return resolve_url(url_flag, environ), resolve_token(
+            token_flag, environ, token_file(environ)
+        )
+    endpoint = Endpoint(context.url, f"the context {context.name!r} ({contexts.path})")
+    if token_flag or (not explicit and environ.get(TOKEN_ENV, "").strip()):
+        return endpoint, resolve_token(token_flag, environ, token_file(environ))
+    if context.token_file is None:  # the CLI's own token file, never the environment's
+        return endpoint, resolve_token(None, {}, token_file(environ))
+    found = resolve_token(None, {}, context.token_file)
+    if found.token is None:
+        return endpoint, Credentials(None, f"{found.source} (context {context.name!r})")
+    source = f"the token file {context.token_file} of the context {context.name!r}"
+    return endpoint, Credentials(found.token, source)

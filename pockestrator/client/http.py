@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -37,10 +37,15 @@ WAITING_TIMEOUT = 90.0
 # A log stream sends a keep-alive comment every 15 s; three missed ones mean it is gone.
 STREAM_READ_TIMEOUT = 45.0
 USER_AGENT = "pockestrator-cli"
+API_VERSION_HEADER = "Pockestrator-Api-Version"
 
 
 class ClientError(Exception):
     """A failure the CLI reports as one message (exit code 1)."""
+
+
+class NotFoundHere(ClientError):
+    """Something the CLI itself looked for and did not find (a context by name)."""
 
 
 class AgentUnreachable(ClientError):
@@ -196,6 +201,18 @@ class ApiClient:
         self.credentials = credentials
         self.timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+        # Told once of the agent's API version (``Pockestrator-Api-Version``), e.g. to warn
+        # on a major version this client does not speak (``client.version``).
+        self.on_api_version: Callable[[str], None] | None = None
+        self.agent_api_version: str | None = None
+
+    def _note_version(self, headers: Message | None) -> None:
+        value = headers.get(API_VERSION_HEADER) if headers is not None else None
+        if value is None or self.agent_api_version is not None:
+            return
+        self.agent_api_version = str(value)[:40]
+        if self.on_api_version is not None:
+            self.on_api_version(self.agent_api_version)
 
     def url(self, path: str, query: Mapping[str, str | int | bool] | None = None) -> str:
         url = self.endpoint.api + path
@@ -267,7 +284,9 @@ class ApiClient:
         try:
             with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 status, raw = response.status, response.read()
+                self._note_version(response.headers)
         except urllib.error.HTTPError as exc:
+            self._note_version(exc.headers)
             raw = _error_body(exc)
             if exc.code not in accept:
                 raise self._error(exc.code, raw) from None

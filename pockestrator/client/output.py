@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-Format = Literal["table", "json", "yaml"]
+Format = Literal["table", "wide", "json", "yaml", "name", "jsonpath"]
+# The formats for people: tables (``wide`` adds columns); the rest are for programs.
+HUMAN_FORMATS = ("table", "wide")
 MISSING = "-"
 
 # C0 controls except tab, DEL, C1 controls, and the bidirectional overrides that can make
@@ -39,8 +41,32 @@ def cell(value: Any) -> str:
     return safe_text(str(value))
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell, two spaces apart; the last one is not padded."""
+# The terminal's width for tables (None: no limit, as when the output is piped). Set once by
+# the CLI from the terminal (``terminal_width``); the table functions stay pure given it.
+TABLE_WIDTH: list[int | None] = [None]
+ELLIPSIS = "\u2026"
+
+
+def terminal_width(environ: Mapping[str, str], is_tty: bool, measured: int) -> int | None:
+    """``COLUMNS`` when set (as ls and kubectl honour it), else the terminal's width when the
+    output is a terminal; None when it is piped (a program reads whole lines)."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return measured if is_tty and measured > 0 else None
+
+
+def fit(line: str, width: int | None) -> str:
+    """``line`` cut to ``width`` characters, the cut shown by an ellipsis."""
+    if width is None or len(line) <= width:
+        return line
+    return line[: max(width - 1, 0)] + ELLIPSIS
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], width: int | None = None) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last one is not padded.
+    Lines longer than ``width`` (default: the terminal's, ``TABLE_WIDTH``) are cut."""
+    limit = width if width is not None else TABLE_WIDTH[0]
     text_rows = [[cell(value) for value in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in text_rows:
@@ -49,7 +75,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = []
     for row in [list(headers), *text_rows]:
         padded = [value.ljust(widths[i]) for i, value in enumerate(row[:-1])]
-        lines.append("  ".join([*padded, row[-1]]).rstrip())
+        lines.append(fit("  ".join([*padded, row[-1]]).rstrip(), limit))
     return "\n".join(lines)
 
 
@@ -69,12 +95,36 @@ def to_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def render(data: Any, fmt: Format, text: str) -> str:
+def name_of(item: Any) -> str | None:
+    """What ``-o name`` prints for one item: ``service/NAME`` for a service (kubectl's
+    ``kind/name``, which every command taking NAME accepts), else its name or id."""
+    if not isinstance(item, Mapping):
+        return None
+    if item.get("project_name"):
+        return f"service/{item['project_name']}"
+    for key in ("name", "id"):
+        if item.get(key) not in (None, ""):
+            return safe_text(str(item[key]))
+    return None
+
+
+def names(data: Any) -> str:
+    items = data if isinstance(data, list) else [data]
+    return "\n".join(name for name in map(name_of, items) if name is not None)
+
+
+def render(data: Any, fmt: Format, text: str, template: str = "") -> str:
     """``data`` in the chosen format; ``text`` is the table form, already rendered."""
     if fmt == "json":
         return to_json(data)
     if fmt == "yaml":
         return to_yaml(data).rstrip("\n")
+    if fmt == "name":
+        return names(data)
+    if fmt == "jsonpath":
+        from pockestrator.client.jsonpath import render_template
+
+        return render_template(template, {"items": data} if isinstance(data, list) else data)
     return text
 
 

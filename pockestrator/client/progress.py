@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from pockestrator.client.output import duration, safe_text
+from pockestrator.client.output import TABLE_WIDTH, duration, safe_text
 
 SPINNER = "|/-\\"
 LINE_MAX = 160
@@ -67,8 +67,10 @@ class Progress:
             line += f"; waiting for {waiting}"
         line += f" [{duration(self.clock() - self.started)}]"
         line = safe_text(line)
-        if len(line) > LINE_MAX:
-            line = line[: LINE_MAX - 3] + "..."
+        # One terminal line at most: a wrapped line cannot be redrawn in place.
+        limit = min(LINE_MAX, (TABLE_WIDTH[0] or LINE_MAX + 1) - 1)
+        if len(line) > limit:
+            line = line[: max(limit - 3, 0)] + "..."
         self.stream.write("\r\x1b[K" + line)
         self.stream.flush()
         self._drawn = True

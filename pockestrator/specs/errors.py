@@ -124,6 +124,10 @@ class ErrorCode(StrEnum):
     UNSAFE_ARCHIVE = "UNSAFE_ARCHIVE"
     RELEASE_NOT_FOUND = "RELEASE_NOT_FOUND"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # HTTP habits: retried creates and conditional writes.
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
     HTTP_ERROR = "HTTP_ERROR"
 
     # The host checks (system health, validate system).

@@ -29,6 +29,8 @@ WORLD = frozenset(
         ErrorCode.DOMAIN_IN_USE,
         ErrorCode.UNKNOWN_TARGET,  # a target the agent's configuration does not name
         ErrorCode.VERSION_DOWNGRADE,  # lower than the deployed one, with no backup of it
+        ErrorCode.PRECONDITION_FAILED,  # If-Match names another generation than the stored one
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,  # the key was used before, for another request
     }
 )
 # (operation, field, code) of each rule the document states in words; None: any operation.
@@ -61,6 +63,8 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         # a secret in settings: "exactly one of file, credential, value or stored".
         (None, "settings.smtp.password", ErrorCode.INVALID_SECRET),
         (None, "settings.s3.secret", ErrorCode.INVALID_SECRET),
+        # logs: "until ... after since".
+        ("getServiceLogs", "until", ErrorCode.INVALID_VALUE),
         # logout's security is sessionAuth: "an API token is refused there".
         ("logout", "Authorization", ErrorCode.NOT_A_SESSION),
     }

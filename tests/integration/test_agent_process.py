@@ -9,8 +9,10 @@ systemd, the host and the store.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -105,6 +107,56 @@ async def test_a_broken_configuration_on_sighup_keeps_the_running_one(
     assert await unit.main_pid() == pid
     assert (await unit.bus.unit_status(AGENT_UNIT)).active_state == "active"
     unit.write_config()
+
+
+def journal_at_priority(unit: AgentUnit, priority: str) -> list[dict[str, str]]:
+    """The agent's entries that ``journalctl -p PRIORITY`` shows, as journald stored them."""
+    done = subprocess.run(
+        [
+            "journalctl",
+            "-D",
+            str(unit.sandbox.systemd.paths.journal_dir),
+            "--no-pager",
+            "-o",
+            "json",
+            "-p",
+            priority,
+            "SYSLOG_IDENTIFIER=pockestrator-agent",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+async def test_the_agents_errors_reach_journald_at_priority_err_with_their_json_fields(
+    agent_unit_running: AgentUnit,
+) -> None:
+    unit = agent_unit_running
+    unit.config_file.write_text("workers: [caused by the test]\n")
+    await unit.bus.reload_unit(AGENT_UNIT)
+
+    def refusals() -> list[dict[str, str]]:
+        return [
+            entry
+            for entry in journal_at_priority(unit, "err")
+            if "configuration reload refused" in entry.get("MESSAGE", "")
+        ]
+
+    async def refused() -> bool:
+        return bool(refusals())
+
+    assert await wait_until(refused, 10, interval=0.1)
+    unit.write_config()
+    entry = refusals()[-1]
+    assert entry["PRIORITY"] == "3"
+    fields = json.loads(entry["MESSAGE"])  # the prefix is gone; the JSON is whole
+    assert fields["level"] == "error" and "workers" in fields["error"]
+    # Info lines stay at 6: -p err does not show them, -p info does.
+    assert not [e for e in journal_at_priority(unit, "err") if '"level": "info"' in e["MESSAGE"]]
+    infos = [e for e in journal_at_priority(unit, "info") if '"level": "info"' in e["MESSAGE"]]
+    assert infos and {e["PRIORITY"] for e in infos} == {"6"}
 
 
 async def test_killed_mid_deployment_the_agent_converges_with_no_duplicate_or_orphan(

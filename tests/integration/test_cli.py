@@ -297,7 +297,7 @@ async def test_get_lists_services_as_a_table_json_and_yaml_and_shows_one(
     assert all(s["status"] == "active" for s in active) and active
 
     missing = await cli("get", "no-such-service")
-    assert missing.code == 1
+    assert missing.code == 4  # not found
     assert "Service 'no-such-service' not found (404 SERVICE_NOT_FOUND)" in missing.err
 
 
@@ -346,7 +346,7 @@ async def test_stop_start_and_restart_drive_the_unit_as_systemd_then_reports(
     assert state == "active" and pid_after != pid_before
 
     unknown = await cli("stop", "no-such-service")
-    assert unknown.code == 1 and "404 SERVICE_NOT_FOUND" in unknown.err
+    assert unknown.code == 4 and "404 SERVICE_NOT_FOUND" in unknown.err
 
 
 # -- logs ------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ async def test_delete_with_purge_removes_the_data_and_says_so(
     assert not any(p.name.startswith("to-purge") for p in archive.glob("*")), "not archived"
 
     text = await cli("delete", "to-purge")
-    assert text.code == 1 and "not found" in text.err
+    assert text.code == 4 and "not found" in text.err
 
 
 async def test_delete_of_a_file_owned_service_exits_1_and_names_the_file(
@@ -470,7 +470,7 @@ async def test_token_create_save_list_and_revoke_through_the_api(
     assert revoked.code == 0, revoked
     assert revoked.out.strip() == f"Token revoked (id {mine[0]['id']})"
     refused = await cli("get", env=env)
-    assert refused.code == 1
+    assert refused.code == 6  # refused
     assert f"the agent refused the token from the token file {saved}" in refused.err
 
 
@@ -479,7 +479,7 @@ async def test_a_missing_token_is_reported_with_where_it_was_looked_for(
 ) -> None:
     env = clean_environment(POCKESTRATOR_URL=api_url, XDG_CONFIG_HOME=str(tmp_path))
     run = await cli("get", env=env)
-    assert run.code == 1
+    assert run.code == 6  # refused
     assert "the agent wants an API token, and none was found" in run.err
     assert str(tmp_path / "pockestrator" / "token") in run.err
 
@@ -514,7 +514,7 @@ async def test_an_unreachable_agent_is_reported_with_its_url_and_how_to_start_on
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     run = await cli("system", env={**cli.env, "POCKESTRATOR_URL": url})
-    assert run.code == 1
+    assert run.code == 5  # unreachable
     assert f"cannot reach the agent at {url}" in run.err
     assert "the URL came from POCKESTRATOR_URL" in run.err and "pockestrator up" in run.err
 

@@ -355,3 +355,40 @@ async def test_a_clone_whose_data_cannot_be_had_is_never_started_empty(
     assert not ServiceFolders(agent.config).private_path("stillborn").exists()
     events = await api.call("GET", "/services/stillborn/events", params={"limit": "20"})
     assert "seed_failed" in [e["kind"] for e in events.body["events"]]
+
+
+async def test_a_retried_import_with_its_idempotency_key_gets_the_first_answer(
+    api: Api, version: str, agent: Agent
+) -> None:
+    source, _password = await notes_service(api, version, "giver")
+    async with source:
+        await source.add("given")
+        archive = await pocketbase_backup(source)
+    params = {
+        "project_name": "taken-once",
+        "port": str(free_port()),
+        "pocketbase_version": version,
+        "wait": "true",  # answered once seeded: the staged upload is gone by then
+    }
+    headers = {"Idempotency-Key": "import-7d1c0e2a"}
+
+    async def send(body: bytes) -> Any:
+        return await api.call(
+            "POST",
+            "/imports",
+            raw=body,
+            content_type="application/zip",
+            params=params,
+            headers=headers,
+        )
+
+    first = await send(archive)
+    assert first.status == 201, first.body
+    again = await send(archive)
+    assert again.status == 201 and again.body == first.body  # not "the name is taken"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.headers["Location"].endswith(f"/services/{first.body['id']}")
+    assert agent.store.service_names().count("taken-once") == 1
+    assert list(agent.config.imports_path.iterdir()) == []  # the retry's upload is gone too
+    other = await send(archive + b"\0")
+    assert other.status == 422 and other.body["code"] == "IDEMPOTENCY_KEY_REUSED"

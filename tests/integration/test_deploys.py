@@ -369,7 +369,7 @@ async def test_the_cli_deploys_a_folder_and_an_archive_lists_releases_and_rolls_
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(app_archive({"secrets/x": "1"}))
     code, out, err = await run_cli(agent, token, "deploy", "cli", "--from-archive", str(bad))
-    assert code == 1
+    assert code == 3  # invalid: the agent refused the archive (422)
     assert "UNSAFE_ARCHIVE" in err or "outside" in err
 
 
@@ -435,3 +435,30 @@ async def test_the_todo_app_of_the_deploy_guide_works_as_the_guide_says(
     assert await todo_stats(sandbox, domain) == {"all": 1, "done": 0}
     status, page = await through_caddy(sandbox, domain, "/")
     assert status == 200 and "<h1>Todos</h1>" in page
+
+
+async def test_a_retried_deploy_with_its_idempotency_key_gets_the_first_operation(
+    api: Api, version: str
+) -> None:
+    await service(api, version, "retried-deploy")
+    archive = app_archive({"pb_hooks/hello.pb.js": hook("once")})
+    headers = {"Idempotency-Key": "deploy-3f2c9a1e"}
+    path = "/services/retried-deploy/releases"
+
+    async def send(body: bytes) -> Any:
+        return await api.call(
+            "POST", path, raw=body, content_type="application/gzip", headers=headers
+        )
+
+    first = await send(archive)
+    assert first.status == 201, first.body
+    again = await send(archive)
+    assert again.status == 201
+    assert again.body == first.body and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    assert first.headers["Location"].endswith(f"/operations/{first.body['operation']['id']}")
+    listed = await api.call("GET", path)
+    assert listed.body["total"] == 1
+    other = await send(app_archive({"pb_hooks/hello.pb.js": hook("twice")}))
+    assert other.status == 422 and other.body["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert (await api.call("GET", path)).body["total"] == 1

@@ -324,6 +324,24 @@ def test_the_package_ships_the_unit_rule_entries_and_config_of_this_repository(
     assert os.readlink(package.data / "usr/bin/pockestrator") == EXEC_START
 
 
+COMPLETIONS = {
+    "bash": "usr/share/bash-completion/completions/pockestrator",
+    "zsh": "usr/share/zsh/vendor-completions/_pockestrator",
+    "fish": "usr/share/fish/vendor_completions.d/pockestrator.fish",
+}
+
+
+def test_the_package_ships_shell_completion_generated_from_the_cli(package: BuiltPackage) -> None:
+    from pockestrator.cli import build_parser
+    from pockestrator.client.completion import render
+
+    for shell, destination in COMPLETIONS.items():
+        shipped = package.data / destination
+        assert shipped.read_text() == render(shell, build_parser()), shell
+        assert stat.S_IMODE(shipped.stat().st_mode) == 0o644, shell
+    run("bash", "-n", package.data / COMPLETIONS["bash"])
+
+
 def test_the_config_is_the_only_conffile(package: BuiltPackage) -> None:
     assert (package.control / "conffiles").read_text().split() == ["/etc/pockestrator/config.yaml"]
 

@@ -262,8 +262,11 @@ def test_since_is_admitted_exactly_when_it_is_taken(text: str) -> None:
 @pytest.mark.parametrize(
     ("path", "name", "value", "admitted"),
     [
-        ("/services", "limit", 9_999_999_999, True),
-        ("/services", "limit", 10_000_000_000, False),
+        ("/services", "limit", 500, True),
+        ("/services", "limit", 501, False),
+        ("/services", "limit", 0, False),
+        ("/services", "offset", 9_999_999_999, True),
+        ("/services", "offset", 10_000_000_000, False),
         ("/services", "offset", 0, True),
         ("/services/{id}/events", "before", 0, False),
         ("/services/{id}/events", "before", 1, True),

@@ -140,7 +140,7 @@ def test_the_log_stream_is_documented_as_server_sent_events() -> None:
     logs = DOCUMENT["paths"][PREFIX + "/services/{id}/logs"]["get"]
     assert "text/event-stream" in logs["responses"]["200"]["content"]
     names = {parameter["name"] for parameter in logs["parameters"]}
-    assert names == {"id", "lines", "since", "follow"}
+    assert names == {"id", "lines", "since", "until", "follow"}
 
 
 def sse_fields(raw: bytes) -> dict[str, Any]:

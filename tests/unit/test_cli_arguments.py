@@ -177,11 +177,11 @@ def test_agent_and_up_keep_their_options() -> None:
     assert (agent.command, agent.config) == ("agent", Path("/etc/p.yaml"))
 
 
-def test_an_unreachable_agent_exits_1_naming_the_url_and_how_to_start_one(
+def test_an_unreachable_agent_exits_5_naming_the_url_and_how_to_start_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
-    assert main(["--url", url, "get"]) == 1
+    assert main(["--url", url, "get"]) == 5
     err = capsys.readouterr().err
     assert f"cannot reach the agent at {url}" in err
     assert "the URL came from --url" in err

@@ -23,6 +23,9 @@ class TokenView(ClosedModel):
 class TokenList(ClosedModel):
     tokens: list[TokenView]
     total: int
+    next: str | None = Field(
+        description="The cursor of the next page (pass as `cursor`); null on the last."
+    )
 
 
 class TokenCreated(ClosedModel):

@@ -49,6 +49,9 @@ class BackupList(ClosedModel):
     backups: list[BackupView]
     total: int
     total_bytes: int
+    next: str | None = Field(
+        description="The cursor of the next page (pass as `cursor`); null on the last."
+    )
 
 
 class OperationView(ClosedModel):

@@ -38,6 +38,9 @@ class ReleaseList(ClosedModel):
     live: str | None = Field(description="The live release (None: the spec's own folders).")
     releases: list[ReleaseView]
     total: int
+    next: str | None = Field(
+        description="The cursor of the next page (pass as `cursor`); null on the last."
+    )
 
 
 class DeployQuery(ClosedModel):

@@ -90,8 +90,39 @@ QueryInt = Annotated[int, Field(le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 # JSON schema states only those (a bound after it would be written out as an unknown key).
 QueryId = Annotated[int, Field(ge=1, le=QUERY_INT_MAX), BeforeValidator(_query_int)]
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+# A page size: its bounds sit before the parser too (a bound given beside ``QueryInt``
+# would lose to the one inside it). Over the maximum is a 400, not a smaller page.
+QueryLimit = Annotated[int, Field(ge=1, le=LIST_LIMIT_MAX), BeforeValidator(_query_int)]
 # A service's port in a query (an import's), bounded as a spec's port is.
 QueryPort = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_query_int)]
+
+
+CURSOR_PATTERN = "^[0-9]{1,10}$"
+Cursor = Annotated[
+    str,
+    Field(
+        pattern=CURSOR_PATTERN,
+        description="Where the page starts: the `next` of the page before (opaque; the"
+        " Link header's rel=next carries it too).",
+    ),
+]
+
+
+class PageQuery(ClosedModel):
+    """One pagination style for every list: ``limit`` and the ``cursor`` the page before
+    gave as ``next`` (also in its ``Link: <...>; rel="next"`` header)."""
+
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
+    cursor: Cursor | None = None
+
+
+class WholePageQuery(PageQuery):
+    """``PageQuery`` for lists that had no pages before (backups, app releases, the
+    archive): by default the largest page, so a client that never pages sees what it saw."""
+
+    limit: QueryLimit = Field(
+        default=LIST_LIMIT_MAX, description=f"Page size, 1 to {LIST_LIMIT_MAX} (the default)."
+    )
 
 
 class ServiceListQuery(ClosedModel):
@@ -104,10 +135,9 @@ class ServiceListQuery(ClosedModel):
         description="Only the service with this domain (compared as the agent stores it:"
         " lowercase, ASCII); a value that is no domain matches no service.",
     )
-    limit: QueryInt = Field(
-        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
+    cursor: Cursor | None = None
 
 
 class CreateQuery(ClosedModel):
@@ -145,6 +175,13 @@ class LogsQuery(ClosedModel):
         # Stated, not checked here: the handler checks it with its own message.
         json_schema_extra={"pattern": SINCE.json},
     )
+    until: str | None = Field(
+        default=None,
+        description="Only entries before this moment; the same grammar as since, and after"
+        " since when both are given.",
+        examples=["2025-07-31T20:30:00Z"],
+        json_schema_extra={"pattern": SINCE.json},
+    )
     follow: QueryBool = Field(
         default=False,
         description="Keep the response open and stream new entries as server-sent events"
@@ -153,9 +190,7 @@ class LogsQuery(ClosedModel):
 
 
 class EventsQuery(ClosedModel):
-    limit: QueryInt = Field(
-        default=50, ge=1, description=f"Page size; values above {LIST_LIMIT_MAX} count as that."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )
@@ -165,6 +200,7 @@ class EventsQuery(ClosedModel):
         " server-sent events (text/event-stream) whose id is the event's; a reconnect's"
         " Last-Event-ID resumes after that event.",
     )
+    cursor: Cursor | None = None
 
 
 # -- request bodies ----------------------------------------------------------------------

@@ -84,3 +84,6 @@ class ArchiveList(ClosedModel):
     total: int
     total_bytes: int
     keep_days: float = Field(description="How long archives are kept (0: for ever).")
+    next: str | None = Field(
+        description="The cursor of the next page (pass as `cursor`); null on the last."
+    )

@@ -135,6 +135,9 @@ class ServiceList(ClosedModel):
     total: int
     limit: int
     offset: int
+    next: str | None = Field(
+        description="The cursor of the next page (pass as `cursor`); null on the last."
+    )
 
 
 class DeletedService(ClosedModel):
@@ -211,6 +214,9 @@ class EventList(ClosedModel):
     events: list[EventView]
     total: int
     next_before: int | None = Field(description="Pass as `before` for the next, older page.")
+    next: str | None = Field(
+        description="The cursor of the next, older page (pass as `cursor`); null on the last."
+    )
 
 
 class ValidationChecks(ClosedModel):

@@ -38,6 +38,10 @@ class ReleaseList(ClosedModel):
 
 class SystemInfo(ClosedModel):
     version: str
+    api_version: str = Field(
+        description="The API contract this agent keeps (the OpenAPI document's info.version);"
+        " a client compares its major number."
+    )
     uptime: str = Field(examples=["2h30m15s"])
     uptime_seconds: float
     started_at: datetime

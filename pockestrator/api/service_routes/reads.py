@@ -13,14 +13,15 @@ from pockestrator.api.event_routes import follow_events
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.events import FeedEvent
-from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
+from pockestrator.api.models.requests import EventsQuery, ServiceListQuery
 from pockestrator.api.models.services import (
     EventList,
     ServiceDetail,
     ServiceList,
     ServiceStatusResponse,
 )
-from pockestrator.api.routing import Operation, agent_of, answer
+from pockestrator.api.paging import with_next
+from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.views import (
     certificate_view,
@@ -47,16 +48,17 @@ def stored_domain(text: str) -> str:
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
-    limit = min(query.limit, LIST_LIMIT_MAX)
+    limit = query.limit
+    offset = int(query.cursor) if query.cursor is not None else query.offset
     domain = stored_domain(query.domain) if query.domain is not None else None
     if query.status == "sleeping":
         # The store records a sleeping service as active; which of them sleep, the agent knows.
         active, _ = agent.store.list_services(state="active", domain=domain)
         asleep = [record for record in active if agent.sleeping(record.name)]
-        records, total = asleep[query.offset : query.offset + limit], len(asleep)
+        records, total = asleep[offset : offset + limit], len(asleep)
     else:
         records, total = agent.store.list_services(
-            state=query.status, domain=domain, limit=limit, offset=query.offset
+            state=query.status, domain=domain, limit=limit, offset=offset
         )
     statuses = agent.store.all_statuses()
     ports = agent.host.public_ports()
@@ -64,7 +66,10 @@ async def list_services(request: web.Request) -> web.StreamResponse:
         service_view(r, statuses.get(r.name), agent.config, ports, agent.sleeping(r.name))
         for r in records
     ]
-    return answer(ServiceList(services=services, total=total, limit=limit, offset=query.offset))
+    after = offset + len(records)
+    cursor = str(after) if records and after < total else None
+    body = ServiceList(services=services, total=total, limit=limit, offset=offset, next=cursor)
+    return with_next(answer(body), request, cursor)
 
 
 async def get_service(request: web.Request) -> web.StreamResponse:
@@ -75,7 +80,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
         record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
     )
     runtime = await agent.host.runtime(record.name, status)
-    return answer(
+    response = answer(
         ServiceDetail(
             id=record.id,
             message="Service retrieved successfully",
@@ -84,6 +89,8 @@ async def get_service(request: web.Request) -> web.StreamResponse:
             runtime_status=runtime_view(runtime, status),
         )
     )
+    response.headers["ETag"] = etag_of(record.generation)
+    return response
 
 
 async def service_status(request: web.Request) -> web.StreamResponse:
@@ -123,17 +130,22 @@ async def service_events(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, EventsQuery)
     if query.follow:
         return await follow_events(request, record.name)
-    limit = min(query.limit, LIST_LIMIT_MAX)
-    events = agent.store.list_events(record.name, limit=limit, before=query.before)
-    return answer(
-        EventList(
-            service_id=record.id,
-            project_name=record.name,
-            events=[event_view(event) for event in events],
-            total=agent.store.count_events(record.name),
-            next_before=events[-1].id if len(events) == limit else None,
-        )
+    limit = query.limit
+    before = int(query.cursor) if query.cursor is not None else query.before
+    # One more than asked for: a full last page then says there is nothing older.
+    events = agent.store.list_events(record.name, limit=limit + 1, before=before)
+    older = events[limit - 1].id if len(events) > limit else None
+    events = events[:limit]
+    cursor = str(older) if older is not None else None
+    body = EventList(
+        service_id=record.id,
+        project_name=record.name,
+        events=[event_view(event) for event in events],
+        total=agent.store.count_events(record.name),
+        next_before=older,
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 OPERATIONS = [
@@ -156,6 +168,9 @@ OPERATIONS = [
         {200: ServiceDetail},
         "services",
         errors=(404,),
+        response_headers={
+            200: {"ETag": "The service's generation: send it as If-Match to PATCH or DELETE."}
+        },
     ),
     Operation(
         "GET",

@@ -38,7 +38,15 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
-from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import (
+    Link,
+    Operation,
+    agent_of,
+    answer,
+    etag_of,
+    if_match_holds,
+    principal_of,
+)
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
@@ -70,6 +78,19 @@ def refuse_file_owned(record: ServiceRecord) -> None:
             "project_name",
             f"Service '{record.name}' is defined in spec file {record.source_file}; "
             "change or delete it there",
+            service_id=record.id,
+        )
+
+
+def refuse_stale(request: web.Request, record: ServiceRecord) -> None:
+    """412 when If-Match names another generation than the stored one (absent: no check)."""
+    if not if_match_holds(request.headers.get("If-Match"), record.generation):
+        raise field_error(
+            412,
+            ErrorCode.PRECONDITION_FAILED,
+            "If-Match",
+            f"Service '{record.name}' changed: it is at generation {record.generation}"
+            f" (ETag {etag_of(record.generation)}); read it again and retry",
             service_id=record.id,
         )
 
@@ -178,7 +199,9 @@ async def written_answer(
         reconciled=reconciled,
         superuser_password=password,
     )
-    return answer(body, status, drop_none=("superuser_password",))
+    response = answer(body, status, drop_none=("superuser_password",))
+    response.headers["ETag"] = etag_of(current.generation)
+    return response
 
 
 async def create_service(request: web.Request) -> web.StreamResponse:
@@ -215,6 +238,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     refuse_file_owned(record)
+    refuse_stale(request, record)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
     if "project_name" in body and body["project_name"] != record.name:
@@ -225,6 +249,9 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     merged["project_name"] = record.name
     spec = checked_spec(merged, agent.config.default_domain, ServicePatchBody, body)
     warnings = await writable_warnings(agent, spec, replacing=record)
+    # Again after the last await: another write may have come in meanwhile, and from here
+    # to the store's write nothing yields, so the check and the write are one step.
+    refuse_stale(request, find_service(agent, record.id))
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
     with spec_write(agent, record.name, wants_password=new_email) as password:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
@@ -249,6 +276,7 @@ async def delete_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     refuse_file_owned(record)
+    refuse_stale(request, record)
     query = parse_query(request, DeleteQuery)
     name = record.name
     with store_refusals(name):
@@ -315,6 +343,8 @@ OPERATIONS = [
         query=CreateQuery,
         body=ServiceCreateBody,
         links=service_links(201),
+        idempotent=True,
+        location="/services/{id}",
     ),
     Operation(
         "PATCH",
@@ -331,6 +361,8 @@ OPERATIONS = [
         body=ServicePatchBody,
         body_types=("application/json", "application/merge-patch+json"),
         links=service_links(200),
+        conditional=True,
+        response_headers={200: {"ETag": "The service's generation after the change."}},
     ),
     Operation(
         "DELETE",
@@ -342,5 +374,6 @@ OPERATIONS = [
         "services",
         errors=(404, 409),
         query=DeleteQuery,
+        conditional=True,
     ),
 ]

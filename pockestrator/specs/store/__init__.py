@@ -16,6 +16,7 @@ own module with its own SQL:
 - ``seeds``: where a new service's first data comes from (a clone, an import);
 - ``webhooks`` and ``outbox``: where events are delivered, and each event waiting for each
   webhook until it is acknowledged.
+- ``idempotency``: the first answer of a creating write, for its retries (sealed).
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -33,6 +34,7 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import NO_SERVICE, TEST_KIND, EventListener, Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
+from pockestrator.specs.store.idempotency import IdempotencyClaim, IdempotencyKeys
 from pockestrator.specs.store.operations import (
     BACKUP_KINDS,
     DEPLOY_KINDS,
@@ -78,6 +80,7 @@ __all__ = [
     "Delivery",
     "Event",
     "EventListener",
+    "IdempotencyClaim",
     "NameTakenCode",
     "NotFound",
     "Operation",
@@ -112,6 +115,7 @@ class Store(
     Seeds,
     Webhooks,
     Outbox,
+    IdempotencyKeys,
 ):
     """The specs store on one database; safe to share between threads.
 

@@ -1,0 +1,40 @@
+"""One pagination style for every list: ``limit``, a ``cursor``, ``next`` and ``Link``.
+
+Each list answers ``next`` (null on the last page) and, when there is a next page, a
+``Link: <...>; rel="next"`` header (RFC 8288) whose URL is this request's with ``cursor``
+set to it, so a client follows pages without knowing how a cursor is made. A cursor is
+opaque to clients; here it is where the next page starts (an offset, or for events the
+id the next, older page comes before). ``/services`` keeps the reference's ``limit``,
+``offset`` and ``total``; a ``cursor`` there wins over ``offset``. A ``limit`` above
+``LIST_LIMIT_MAX`` is a 400 like any other bad value, not a smaller page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from aiohttp import web
+
+Item = TypeVar("Item")
+
+
+def next_link(request: web.Request, cursor: str) -> str:
+    """The Link header of the page after this one: this URL, ``cursor`` replaced."""
+    query = {key: value for key, value in request.query.items() if key not in ("cursor", "offset")}
+    url = request.rel_url.with_query({**query, "cursor": cursor})
+    return f'<{url}>; rel="next"'
+
+
+def with_next(response: web.Response, request: web.Request, cursor: str | None) -> web.Response:
+    if cursor is not None:
+        response.headers["Link"] = next_link(request, cursor)
+    return response
+
+
+def page_of(items: Sequence[Item], limit: int, cursor: str | None) -> tuple[list[Item], str | None]:
+    """One page of an in-memory list, and the cursor of the next (None on the last)."""
+    start = int(cursor) if cursor is not None else 0
+    chosen = list(items[start : start + limit])
+    after = start + len(chosen)
+    return chosen, (str(after) if after < len(items) and chosen else None)

@@ -20,7 +20,6 @@ from pockestrator.api.errors import ApiError, Problem, not_found, validation_fai
 from pockestrator.api.event_feed import EventFeed
 from pockestrator.api.inputs import parse_query, read_json, validate_model
 from pockestrator.api.models.events import (
-    FEED_LIMIT_MAX,
     DeliveriesQuery,
     DeliveryCounts,
     DeliveryList,
@@ -35,6 +34,7 @@ from pockestrator.api.models.events import (
     WebhookTestQueued,
     WebhookView,
 )
+from pockestrator.api.paging import with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.streams import StreamsFull
 from pockestrator.specs.errors import ErrorCode
@@ -127,15 +127,19 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     if query.follow:
         return await follow_events(request, None)
     store = agent_of(request).store
-    limit = min(query.limit, FEED_LIMIT_MAX)
-    events = store.list_all_events(limit=limit, before=query.before)
-    return answer(
-        FeedList(
-            events=[feed_event(event) for event in events],
-            total=store.count_all_events(),
-            next_before=events[-1].id if len(events) == limit else None,
-        )
+    limit = query.limit
+    before = int(query.cursor) if query.cursor is not None else query.before
+    # One more than asked for: a full last page then says there is nothing older.
+    events = store.list_all_events(limit=limit + 1, before=before)
+    older = events[limit - 1].id if len(events) > limit else None
+    cursor = str(older) if older is not None else None
+    body = FeedList(
+        events=[feed_event(event) for event in events[:limit]],
+        total=store.count_all_events(),
+        next_before=older,
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 # -- webhooks ----------------------------------------------------------------------------
@@ -224,26 +228,29 @@ async def webhook_deliveries(request: web.Request) -> web.StreamResponse:
     webhook = _find_webhook(request)
     query = parse_query(request, DeliveriesQuery)
     store = agent_of(request).store
-    deliveries = store.list_deliveries(webhook.id, limit=min(query.limit, FEED_LIMIT_MAX))
-    return answer(
-        DeliveryList(
-            webhook_id=webhook.id,
-            deliveries=[
-                DeliveryView(
-                    id=d.id,
-                    event_id=d.event_id,
-                    attempt=d.attempt,
-                    at=d.at,
-                    duration_ms=d.duration_ms,
-                    status_code=d.status_code,
-                    error=d.error,
-                    outcome=d.outcome,
-                )
-                for d in deliveries
-            ],
-            total=len(deliveries),
-        )
+    before = int(query.cursor) if query.cursor is not None else None
+    found = store.list_deliveries(webhook.id, limit=query.limit + 1, before=before)
+    deliveries = found[: query.limit]
+    cursor = str(deliveries[-1].id) if len(found) > query.limit else None
+    body = DeliveryList(
+        webhook_id=webhook.id,
+        deliveries=[
+            DeliveryView(
+                id=d.id,
+                event_id=d.event_id,
+                attempt=d.attempt,
+                at=d.at,
+                duration_ms=d.duration_ms,
+                status_code=d.status_code,
+                error=d.error,
+                outcome=d.outcome,
+            )
+            for d in deliveries
+        ],
+        total=len(deliveries),
+        next=cursor,
     )
+    return with_next(answer(body), request, cursor)
 
 
 OPERATIONS = [

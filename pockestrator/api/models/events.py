@@ -12,18 +12,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pockestrator.api.models import ClosedModel
-from pockestrator.api.models.requests import QueryBool, QueryId, QueryInt
+from pockestrator.api.models.requests import (
+    LIST_LIMIT_MAX,
+    Cursor,
+    QueryBool,
+    QueryId,
+    QueryLimit,
+)
 from pockestrator.api.spec_shapes import STRICT
 from pockestrator.specs.values import EventKind, ProjectName, WebhookUrl
 
-FEED_LIMIT_MAX = 500
 FILTER_ITEMS_MAX = 50
 
 
 class FeedQuery(ClosedModel):
-    limit: QueryInt = Field(
-        default=50, ge=1, description=f"Page size; values above {FEED_LIMIT_MAX} count as that."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )
@@ -33,6 +36,7 @@ class FeedQuery(ClosedModel):
         " (text/event-stream) whose id is the event's; a reconnect's Last-Event-ID resumes"
         " after that event.",
     )
+    cursor: Cursor | None = None
 
 
 class FeedEvent(ClosedModel):
@@ -48,6 +52,9 @@ class FeedList(ClosedModel):
     events: list[FeedEvent]
     total: int
     next_before: int | None = Field(description="Pass as `before` for the next, older page.")
+    next: str | None = Field(
+        description="The cursor of the next, older page (pass as `cursor`); null on the last."
+    )
 
 
 class WebhookCreateBody(BaseModel):
@@ -125,9 +132,11 @@ class DeliveryList(ClosedModel):
     webhook_id: str
     deliveries: list[DeliveryView]
     total: int
+    next: str | None = Field(
+        description="The cursor of the next, older page (pass as `cursor`); null on the last."
+    )
 
 
 class DeliveriesQuery(ClosedModel):
-    limit: QueryInt = Field(
-        default=50, ge=1, description=f"How many; values above {FEED_LIMIT_MAX} count as that."
-    )
+    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
+    cursor: Cursor | None = None

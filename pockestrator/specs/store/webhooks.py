@@ -114,11 +114,13 @@ class Webhooks(StorePart):
             cursor = db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
             return cursor.rowcount == 1
 
-    def list_deliveries(self, webhook_id: str, *, limit: int = 50) -> list[Delivery]:
-        """The webhook's latest attempts, newest first."""
+    def list_deliveries(
+        self, webhook_id: str, *, limit: int = 50, before: int | None = None
+    ) -> list[Delivery]:
+        """The webhook's latest attempts, newest first; ``before`` pages back from an id."""
         rows = self._database.read(
-            "SELECT * FROM deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?",
-            (webhook_id, limit),
+            "SELECT * FROM deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (webhook_id, before if before is not None else 2**63 - 1, limit),
         )
         return [
             Delivery(

@@ -28,6 +28,7 @@ from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.agent.signatures import verify
+from pockestrator.client import exits
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
 from tests.integration.test_cli import Cli, clean_environment
@@ -314,9 +315,9 @@ async def test_the_cli_adds_tests_lists_and_deletes_a_webhook_and_follows_events
         deleted = await cli("webhooks", "delete", webhook["id"])
         assert deleted.code == 0, deleted
         gone = await cli("webhooks", "test", webhook["id"])
-        assert gone.code == 1 and "WEBHOOK_NOT_FOUND" in gone.err
+        assert gone.code == exits.NOT_FOUND and "WEBHOOK_NOT_FOUND" in gone.err
         refused = await cli("webhooks", "add", "http://user:pw@example.com/hook")
-        assert refused.code == 1 and "INVALID_WEBHOOK_URL" in refused.err
+        assert refused.code == exits.INVALID and "INVALID_WEBHOOK_URL" in refused.err
     finally:
         follow.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(follow.wait(), 20)

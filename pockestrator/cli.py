@@ -211,6 +211,12 @@ def _add_client_commands(
     get = commands.add_parser("get", parents=[client], help="list services, or show one")
     get.add_argument("name", nargs="?", metavar="NAME", help="a project name or id")
     get.add_argument("--status", choices=SERVICE_STATES, help="only services in this state")
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="then print a line per change, as it happens (until Ctrl-C)",
+    )
 
     describe = commands.add_parser(
         "describe",
@@ -467,13 +473,18 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 def _client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ApiClient:
     from pockestrator.client.connection import (
+        Credentials,
         SettingError,
+        local_socket,
         resolve_token,
         resolve_url,
         token_file,
     )
     from pockestrator.client.http import ApiClient
 
+    local = local_socket(args.url, args.token, os.environ)
+    if local is not None:
+        return ApiClient(local, Credentials(None, "the local socket (no token needed)"))
     try:
         endpoint = resolve_url(args.url, os.environ)
         credentials = resolve_token(args.token, os.environ, token_file())
@@ -500,6 +511,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
             timeout=args.timeout,
             dry_run=args.dry_run,
         )
+    if command == "get" and args.watch:
+        return commands.watch(client, console, args.name, args.status)
     if command == "get":
         return commands.get(client, console, args.name, args.status)
     if command == "describe":

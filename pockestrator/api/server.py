@@ -8,11 +8,15 @@ Every request passes, outermost first:
    unexpected is logged here and answered 500 without a trace (no input should get there);
 2. guards: the Host check (DNS rebinding) and the Origin check (no CORS; see ``api.guards``);
 3. auth: every operation under ``/api/pockestrator`` but the public ones needs a bearer
-   token (an API token or a dashboard session); 401 with a JSON body otherwise. Then a
+   token (an API token or a dashboard session); 401 with a JSON body otherwise. On the
+   local socket the kernel's word on the peer replaces the token: root and members of
+   ``api_socket_group`` are operators, anyone else is refused (403, ``api.peers``). Then a
    query parameter the operation does not know is refused (400 ``UNKNOWN_FIELD``), as an
    unknown body field is: a misspelt ``?limt=5`` should not silently mean the default.
 
-``start_api`` is what the agent calls (``agent.daemon.api_factory``); it returns the runner,
+``start_api`` is what the agent calls (``agent.daemon.api_factory``): it serves on TCP and,
+when ``api_socket`` is set, on that Unix socket too (mode 0660, group ``api_socket_group``),
+and returns the runner,
 whose ``cleanup()`` stops listening, ends the log streams and lets requests in flight
 finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are served at
 ``/`` from ``api/static/``.
@@ -21,6 +25,11 @@ finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
+import os
+import socket
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +51,7 @@ from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.openapi import build_openapi
+from pockestrator.api.peers import judge_peer, peer_credentials
 from pockestrator.api.routing import (
     AGENT,
     JOURNAL,
@@ -49,10 +59,11 @@ from pockestrator.api.routing import (
     PREFIX,
     PRINCIPAL,
     STREAMS,
+    WATCHES,
     Handler,
     Operation,
 )
-from pockestrator.api.streams import LogStreams
+from pockestrator.api.streams import LogStreams, WatchSlots
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
 from pockestrator.database import DatabaseFull
 from pockestrator.journal import JournalReader
@@ -216,15 +227,39 @@ def authenticate(agent: AgentContext, header: str | None) -> Principal:
     raise _unauthorized("The token is invalid, expired or revoked", offered=True)
 
 
+def local_operator(request: web.Request, group: str) -> Principal | None:
+    """The operator on the local socket behind ``request``; None when it came over TCP.
+    A peer that is not one is refused here (403), whatever it asked for."""
+    transport = request.transport
+    peer = peer_credentials(transport.get_extra_info("socket") if transport else None)
+    if peer is None:
+        return None
+    verdict = judge_peer(peer.uid, group)
+    if not verdict.allowed:
+        log.warning("local socket peer refused", uid=peer.uid, pid=peer.pid, why=verdict.reason)
+        raise field_error(
+            403,
+            ErrorCode.PEER_NOT_ALLOWED,
+            "peer",
+            f"Refused on the local socket: {verdict.reason}; use a token over TCP, or ask "
+            f"for membership of group {group!r}",
+            summary="Forbidden",
+        )
+    return Principal("local", f"uid:{peer.uid}", f"{verdict.name} (local socket)", "")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     match = request.match_info
+    local = local_operator(request, request.app[AGENT].config.api_socket_group)
     needs_token = (
         match.http_exception is None
         and request.path.startswith(PREFIX)
         and match.route not in request.app[PUBLIC_ROUTES]
     )
-    if needs_token:
+    if local is not None:
+        request[PRINCIPAL] = local
+    elif needs_token:
         request[PRINCIPAL] = authenticate(request.app[AGENT], request.headers.get("Authorization"))
     known = request.app[QUERY_NAMES].get(match.route)
     if known is not None:
@@ -261,8 +296,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
 
 async def _end_streams(app: web.Application) -> None:
-    """On shutdown: end every log stream now (its handler then returns) rather than wait."""
+    """On shutdown: end every log stream and watch now (its handler then returns) rather
+    than wait."""
     app[STREAMS].stop_all()
+    app[WATCHES].stop_all()
 
 
 def build_app(
@@ -278,6 +315,7 @@ def build_app(
     app[PASSWORDS] = PasswordChecks()
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = LogStreams(config.max_log_streams)
+    app[WATCHES] = WatchSlots(config.max_watches)
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()
@@ -318,11 +356,52 @@ async def start_api(agent: AgentContext) -> web.AppRunner:
     site = web.TCPSite(runner, config.listen_host, config.listen_port)
     try:
         await site.start()
+        if config.api_socket is not None:
+            await _start_socket(runner, config.api_socket, config.api_socket_group)
     except BaseException:
         await runner.cleanup()
         raise
     log.info("api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}")
     return runner
+
+
+class SocketInUse(OSError):
+    """Another process answers on the socket's path (a second agent)."""
+
+
+async def _start_socket(runner: web.AppRunner, path: Path, group: str) -> None:
+    """Listen on ``path``: a stale socket file of an earlier run is replaced, a live one is
+    an error. The socket is born with the umask's mode (no write bit for others, so none
+    can connect) and then opened to ``group`` (0660); without that group, root only."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise SocketInUse(f"{path} exists and is not a socket; move it away")
+        if await asyncio.to_thread(_answers, path):
+            raise SocketInUse(f"another process listens on {path}")
+        path.unlink()
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        gid = -1
+        log.warning("api socket group missing: root only", group=group, socket=str(path))
+    os.chown(path, -1, gid)
+    path.chmod(0o660 if gid != -1 else 0o600)
+    log.info("api listening", socket=str(path), group=group if gid != -1 else None)
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _url_host(host: str) -> str:

@@ -1,5 +1,6 @@
 """Reading services: the list (filtered, paged), one service with its runtime status, the
-status alone (systemd, memory, CPU, Caddy, health), and the service's event log.
+status alone (systemd, memory, CPU, Caddy, health), and the service's event log. The list
+and one service also stream with ``watch=true`` (``service_routes.watch``).
 
 The spec and status come from the store; what the host shows now comes from the agent's
 host view (``api.context.HostView``), the same observations the reconciler makes.
@@ -11,15 +12,24 @@ from aiohttp import web
 
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
-from pockestrator.api.models.requests import LIST_LIMIT_MAX, EventsQuery, ServiceListQuery
+from pockestrator.api.models.requests import (
+    LIST_LIMIT_MAX,
+    EventsQuery,
+    ServiceListQuery,
+    ServiceQuery,
+)
 from pockestrator.api.models.services import (
     EventList,
+    Service,
     ServiceDetail,
     ServiceList,
     ServiceStatusResponse,
+    WatchGone,
+    WatchSynced,
 )
 from pockestrator.api.routing import Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.watch import list_scope, one_scope, watch
 from pockestrator.api.views import (
     certificate_view,
     event_view,
@@ -45,6 +55,8 @@ def stored_domain(text: str) -> str:
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
+    if query.watch:
+        return await watch(request, list_scope(query))
     limit = min(query.limit, LIST_LIMIT_MAX)
     records, total = agent.store.list_services(
         state=query.status,
@@ -60,7 +72,10 @@ async def list_services(request: web.Request) -> web.StreamResponse:
 
 async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
+    query = parse_query(request, ServiceQuery)
     record = find_service(agent, request.match_info["id"])
+    if query.watch:
+        return await watch(request, one_scope(record), one=record)
     status = agent.store.get_status(record.name)
     view = service_view(record, status, agent.config, agent.host.public_ports())
     runtime = await agent.host.runtime(record.name, status)
@@ -133,6 +148,8 @@ OPERATIONS = [
         {200: ServiceList},
         "services",
         query=ServiceListQuery,
+        errors=(503,),
+        events=(("service", Service), ("synced", WatchSynced), ("deleted", WatchGone)),
     ),
     Operation(
         "GET",
@@ -142,7 +159,9 @@ OPERATIONS = [
         "A service, by id or project name, with its runtime status",
         {200: ServiceDetail},
         "services",
-        errors=(404,),
+        errors=(404, 503),
+        query=ServiceQuery,
+        events=(("service", ServiceDetail), ("deleted", WatchGone)),
     ),
     Operation(
         "GET",

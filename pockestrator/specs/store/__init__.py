@@ -13,7 +13,9 @@ own module with its own SQL:
 - ``secrets``: secret values given through the API, in root-only files beside the database;
 - ``file_issues``: the current problems of each spec file;
 - ``operations``: snapshots, verifications, restores asked of a service;
-- ``seeds``: where a new service's first data comes from (a clone, an import).
+- ``seeds``: where a new service's first data comes from (a clone, an import);
+- ``changes``: a version for every committed change to a service or its status, and the
+  wake-up of the API's watch streams.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.database import Database
+from pockestrator.specs.store.changes import ChangeFeed
 from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
@@ -103,6 +106,7 @@ class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, 
         self._clock = clock
         self.path = self._database.path
         self._secrets = SecretFiles(self.path.parent / SECRETS_FOLDER)
+        self.changes = ChangeFeed()
 
     @property
     def schema_version(self) -> int:

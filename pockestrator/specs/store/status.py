@@ -42,7 +42,9 @@ class Statuses(StorePart):
         """Set some status fields of ``name`` (creating the row); returns the new status."""
         with self._database.write() as db:
             self._upsert_status(db, name, changes)
-            return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+            status = _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+        self.changes.record([name])
+        return status
 
     def update_statuses(self, changes_by_name: Mapping[str, Mapping[str, Any]]) -> None:
         """``update_status`` for many services in one transaction (a round of probes).
@@ -50,10 +52,13 @@ class Statuses(StorePart):
         A service deleted while its probe ran is skipped: a status row written after
         ``finish_deletion`` would outlive it and greet a new service of the same name.
         """
+        written: list[str] = []
         with self._database.write() as db:
             for name, changes in changes_by_name.items():
                 if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
                     self._upsert_status(db, name, changes)
+                    written.append(name)
+        self.changes.record(written)
 
     def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - set(STATUS_FIELDS)

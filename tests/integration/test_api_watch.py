@@ -30,7 +30,7 @@ import aiohttp
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox
+from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.service_routes import watch as watch_module
 from pockestrator.client.http import SseEvent, SseParser
 from pockestrator.config import AgentConfig
@@ -491,3 +491,37 @@ async def test_get_w_of_one_service_prints_it_then_its_changes_as_json_lines(
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.communicate(), 30)
+
+
+async def test_apply_wait_follows_the_stream_instead_of_re_reading_the_list(
+    cli: Cli, agent: Agent, version: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = agent.store
+    paged: list[int | None] = []
+    listed = store.list_services
+
+    def counted(**kwargs: Any) -> Any:
+        if kwargs.get("limit") is not None:  # the list answer; a watch reads unpaged
+            paged.append(kwargs["limit"])
+        return listed(**kwargs)
+
+    monkeypatch.setattr(store, "list_services", counted)
+
+    async def answered_at_once(name: str, timeout: float) -> bool:
+        return False
+
+    # The write is answered before its reconcile, so the CLI has to wait for it itself.
+    monkeypatch.setattr(agent, "wait_reconciled", answered_at_once)
+    spec = tmp_path / "follow.yaml"
+    spec.write_text(
+        json.dumps({"project_name": "follow", "port": free_port(), "pocketbase_version": version})
+    )
+    started = time.monotonic()
+    process = await cli.start("apply", "-f", str(spec), "--wait", "--timeout", "120")
+    _out, err = await asyncio.wait_for(process.communicate(), 150)
+    took = time.monotonic() - started
+    assert process.returncode == 0, err.decode()
+    assert agent.store.get_status("follow").state == "active"  # type: ignore[union-attr]
+    # One read of the list to plan the apply; none while waiting, however long that was.
+    print(f"\napply --wait took {took:.2f} s, {len(paged)} paged list read(s)")
+    assert len(paged) == 1, (paged, took)

@@ -4,6 +4,8 @@
 // (deploy by upload, rollback: views/releases.js) and deletion.
 // A service owned by a spec file shows its file; what the API refuses for it (spec
 // changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
+// The page follows the service's watch stream (GET /services/{id}?watch=true) and reloads
+// its parts when the service or its status changes: no request while nothing does.
 
 import { ApiError, del, get, patch, post, servicePath } from '../api.js';
 import { bytes, instanceUrl, since, when } from '../format.js';
@@ -24,7 +26,6 @@ import { releasesCard } from './releases.js';
 import { settingsEditor, settingsRows } from './settings.js';
 
 export const title = 'Service';
-const REFRESH_MS = 3000;
 
 // Each row: [term, what to show from {service, runtime, status, link}] (null shows '—').
 const RUNTIME = [
@@ -472,7 +473,31 @@ export async function show(root, view) {
     }
   }
 
-  await view.every(REFRESH_MS, refresh);
+  // The stream's last word, without what moves on every health check.
+  let lastSeen = null;
+  const seen = (answer) =>
+    JSON.stringify({
+      service: { ...answer.service, last_health_check: null },
+      runtime: { ...answer.runtime_status, last_checked: null },
+    });
+
+  function onEvent(event) {
+    if (event.type === 'deleted') {
+      gone = true;
+      setText(message, 'This service no longer exists.');
+      for (const control of root.querySelectorAll('button')) control.disabled = true;
+      return;
+    }
+    if (event.type !== 'service') return;
+    const signature = seen(JSON.parse(event.data));
+    if (signature === lastSeen) return;
+    lastSeen = signature;
+    refresh().catch((error) => notify(`Could not refresh: ${error.message}`, 'error'));
+  }
+
+  await refresh();
+  if (detail) lastSeen = seen(detail);
+  view.follow(servicePath(id, '?watch=true'), onEvent);
 }
 
 /** Text, or an element (replaced only when it would look different). */

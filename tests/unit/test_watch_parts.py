@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from pockestrator.api.peers import DYNAMIC_UIDS, judge_peer
 from pockestrator.api.watch_frames import comment_frame, event_frame, retry_frame
 from pockestrator.client.http import SseParser
 from pockestrator.client.watch import Columns
+from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.store import API_OWNER, Conflict, Store
 from pockestrator.specs.store.changes import ChangeFeed
 
 # -- the change feed -----------------------------------------------------------------------
@@ -202,3 +206,45 @@ def test_watch_lines_keep_the_widths_of_the_first_table_and_widen_for_a_longer_c
     assert columns.lines([["a-longer-name", None, True]], header=False) == [
         "a-longer-name  -         yes"
     ]
+
+
+# -- the store's writes reach the feed -----------------------------------------------------
+
+
+def test_every_committed_write_to_a_service_or_its_status_is_a_change(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state" / "pockestrator.db")
+    feed = store.changes
+
+    def changed(step: Callable[[], object]) -> dict[str, int]:
+        before = feed.version
+        step()
+        found = feed.since(before)
+        assert found is not None
+        return found
+
+    try:
+        assert set(changed(lambda: store.create_service(spec("a", 18001)))) == {"a"}
+        assert set(changed(lambda: store.replace_spec("a", spec("a", 18002), API_OWNER))) == {"a"}
+        assert set(changed(lambda: store.set_desired_state("a", "stopped"))) == {"a"}
+        assert set(changed(lambda: store.update_status("a", health_ok=True))) == {"a"}
+        assert set(changed(lambda: store.update_statuses({"a": {"pid": 7}, "gone": {}}))) == {"a"}
+        synced = changed(lambda: store.sync_file("/specs/b.yaml", [spec("b", 18003)]))
+        assert set(synced) == {"b"}
+        # The same file again changes nothing, so nobody is told anything.
+        assert changed(lambda: store.sync_file("/specs/b.yaml", [spec("b", 18003)])) == {}
+        assert set(changed(lambda: store.sync_file("/specs/b.yaml", []))) == {"b"}
+        assert set(changed(lambda: store.delete_service("a"))) == {"a"}
+        # A refused write is no change.
+        store.create_service(spec("c", 18004))
+        before = feed.version
+        with pytest.raises(Conflict):
+            store.create_service(spec("d", 18004))
+        assert feed.version == before
+    finally:
+        store.close()
+
+
+def spec(name: str, port: int) -> ServiceSpec:
+    return parse_spec(
+        {"project_name": name, "port": port, "pocketbase_version": "0.29.0"}, "example.test"
+    )

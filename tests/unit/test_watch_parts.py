@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,12 @@ def test_every_committed_write_to_a_service_or_its_status_is_a_change(tmp_path: 
         assert set(changed(lambda: store.set_desired_state("a", "stopped"))) == {"a"}
         assert set(changed(lambda: store.update_status("a", health_ok=True))) == {"a"}
         assert set(changed(lambda: store.update_statuses({"a": {"pid": 7}, "gone": {}}))) == {"a"}
+        # A probe round that finds all as it was moves only times and counters: no change.
+        quiet = {"last_health_check": datetime.now(UTC), "health_ok": True, "cpu_percent": 1.5}
+        assert changed(lambda: store.update_statuses({"a": quiet})) == {}
+        assert changed(lambda: store.update_status("a", pid=7)) == {}
+        assert set(changed(lambda: store.update_status("a", health_ok=False))) == {"a"}
+        assert set(changed(lambda: store.add_event("a", "drift", "repaired"))) == {"a"}
         synced = changed(lambda: store.sync_file("/specs/b.yaml", [spec("b", 18003)]))
         assert set(synced) == {"b"}
         # The same file again changes nothing, so nobody is told anything.

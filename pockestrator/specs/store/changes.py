@@ -1,11 +1,13 @@
 """The store's change feed: a version number for every change to a service, and wake-ups.
 
-Every committed write to a service's row or to its status bumps one store-wide counter and
-notes which service it touched; watchers (the API's ``watch=true`` streams) are woken at once,
-from whichever thread wrote, so that nothing polls. The counter lives in memory with an
-``epoch`` drawn at start: a resource version is ``<epoch>-<counter>``, and one from another
-run of the agent (or older than the last ``KEPT`` changes) cannot say what was missed, so a
-watcher that presents it gets the whole current state again instead.
+Every committed write to a service's row, to its status or to its history of events bumps
+one store-wide counter and notes which service it touched (a status write that moves only
+``status.QUIET_FIELDS``, the probe round's times and counters, does not). Watchers (the
+API's ``watch=true`` streams) are woken at once, from whichever thread wrote, so that
+nothing polls. The counter lives in memory with an ``epoch`` drawn at start: a resource
+version is ``<epoch>-<counter>``, and one from another run of the agent (or older than the
+last ``KEPT`` changes) cannot say what was missed, so a watcher that presents it gets the
+whole current state again instead.
 
 The feed holds no service data, only names and numbers: a watcher reads the store for the
 current state of each name it is told about, so a message is never older than its version.

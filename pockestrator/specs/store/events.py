@@ -31,6 +31,7 @@ class Events(StorePart):
                 (service, iso(at), kind, message, payload),
             )
             event_id = int(cursor.lastrowid or 0)
+        self.changes.record([service])  # the service's history moved: its page shows it
         return Event(event_id, service, at, kind, message, json.loads(payload))
 
     def list_events(

@@ -473,13 +473,32 @@ export async function show(root, view) {
     }
   }
 
-  // The stream's last word, without what moves on every health check.
+  // Every message is a change of the service, its status or its history (the agent does
+  // not send a probe round that found all as it was): each reloads the page's parts, once
+  // for a burst. Only the stream's first message may repeat what the page just loaded.
   let lastSeen = null;
+  let reloading = null;
+  let again = false;
   const seen = (answer) =>
     JSON.stringify({
       service: { ...answer.service, last_health_check: null },
       runtime: { ...answer.runtime_status, last_checked: null },
     });
+
+  async function reload() {
+    if (reloading) {
+      again = true;
+      return;
+    }
+    do {
+      again = false;
+      reloading = refresh().catch((error) =>
+        notify(`Could not refresh: ${error.message}`, 'error'),
+      );
+      await reloading;
+      reloading = null;
+    } while (again && view.active);
+  }
 
   function onEvent(event) {
     if (event.type === 'deleted') {
@@ -490,9 +509,9 @@ export async function show(root, view) {
     }
     if (event.type !== 'service') return;
     const signature = seen(JSON.parse(event.data));
-    if (signature === lastSeen) return;
-    lastSeen = signature;
-    refresh().catch((error) => notify(`Could not refresh: ${error.message}`, 'error'));
+    const repeat = lastSeen !== null && signature === lastSeen;
+    lastSeen = null; // from the second message on, every one counts
+    if (!repeat) reload();
   }
 
   await refresh();

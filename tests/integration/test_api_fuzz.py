@@ -6,8 +6,9 @@ content type, and a body that matches the documented schema; invalid data must b
 and valid data refused only for the world's reasons or a rule the document states in words
 (``tests.conformance.refusals``: a version that does not exist, a port that is taken).
 Operations on one service are also fuzzed against a real, running service (its logs without
-`follow`, which would never end; its spec on a second service, so that a fuzzed change,
-say a tiny memory limit, cannot make the control fuzzing fail for reasons of its own).
+`follow` and the list and a service without `watch`, which would never end; its spec on a
+second service, so that a fuzzed change, say a tiny memory limit, cannot make the control
+fuzzing fail for reasons of its own).
 
 Bounded: ``POCKESTRATOR_FUZZ_EXAMPLES`` examples per operation and mode (25 by default;
 about half a minute in all on two cores). The full run, 200 examples per operation with
@@ -97,6 +98,9 @@ def variants(method: str, path: str) -> list[tuple[GenerationMode, dict[str, Any
         chosen.append((GenerationMode.POSITIVE, {"path_parameters": {"id": real}}))
     if path.endswith("/logs"):
         chosen = [(mode, {**extra, "query": {"follow": "false"}}) for mode, extra in chosen]
+    if method == "GET" and path in ("/services", "/services/{id}"):
+        # A watch stream never ends either (tests/integration/test_api_watch.py reads them).
+        chosen = [(mode, {**extra, "query": {"watch": "false"}}) for mode, extra in chosen]
     return chosen
 
 

@@ -16,14 +16,18 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--upgrades", type=int, default=3)
-    parser.add_argument("--only", choices=["all", "deploy", "restarts"], default="all")
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--only", choices=["all", "deploy", "restarts", "watch"], default="all")
     parser.add_argument(
-        "--quick", action="store_true", help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade"
+        "--quick",
+        action="store_true",
+        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, 10 changes",
     )
     parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
     args = parser.parse_args()
     if args.quick:
         args.runs, args.burst, args.idle, args.restarts, args.upgrades = 3, 10, 5.0, 3, 1
+        args.changes = 10
     report = asyncio.run(
         run(
             args.runs,
@@ -32,6 +36,7 @@ def main() -> None:
             restarts=args.restarts,
             upgrades=args.upgrades,
             only=args.only,
+            changes=args.changes,
         )
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ Figures (the issue's targets in brackets):
 - 50 services idle: the agent's CPU (percent of one core) and RSS over the window
   [<= 1 %, <= 80 MB];
 - a steady client through Caddy during 10 restarts and 3 upgrades: 5xx [0] and the
-  latency added over the same client's floor (``restarts``).
+  latency added over the same client's floor (``restarts``);
+- a change heard by the last of 1 and 32 open watches, against the write's own answer
+  [within 100 ms] (``watches``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from pockestrator.specs.model import parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
+from tests.benchmarks.watches import WatchFigures
+from tests.benchmarks.watches import describe as describe_watches
+from tests.benchmarks.watches import measure as watch_latency
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
@@ -221,9 +226,10 @@ async def run(
     restarts: int = 10,
     upgrades: int = 3,
     only: str = "all",
+    changes: int = 50,
 ) -> Report:
-    """Every figure (``only="all"``), or those of deploys (``"deploy"``) or of the steady
-    client through restarts and upgrades (``"restarts"``)."""
+    """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
+    client through restarts and upgrades (``"restarts"``) or of watches (``"watch"``)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
@@ -237,6 +243,16 @@ async def run(
 
         await in_sandbox(client)
         describe_restarts(measured[0], report.add)
+    if only in ("all", "watch"):
+        print(f"watches ({changes} changes):", flush=True)
+        heard: list[WatchFigures] = []
+        for watchers in (1, 32):
+
+            async def watching(sandbox: Sandbox, watchers: int = watchers) -> None:
+                heard.append(await watch_latency(sandbox, changes, watchers))
+
+            await in_sandbox(watching)
+            describe_watches(heard[-1], report.add)
     return report
 
 

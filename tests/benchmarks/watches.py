@@ -122,8 +122,8 @@ async def measure(sandbox: Sandbox, changes: int, watchers: int) -> WatchFigures
 def describe(figures: WatchFigures, add: Callable[[str, float], None]) -> None:
     floor = statistics.median(figures.floor)
     heard = statistics.median(figures.heard)
-    prefix = f"watch_{figures.watchers}w"
-    add(f"{prefix}_floor_patch_answer_median_s", floor)
-    add(f"{prefix}_last_watcher_median_s", heard)
-    add(f"{prefix}_last_watcher_max_s", max(figures.heard))
-    add(f"{prefix}_ratio_to_floor", heard / floor if floor else 0.0)
+    prefix = f"watch {figures.watchers}"
+    add(f"{prefix}: floor, PATCH answered median (s)", floor)
+    add(f"{prefix}: last watcher median (s) [<=0.1]", heard)
+    add(f"{prefix}: last watcher max (s)", max(figures.heard))
+    add(f"{prefix}: ratio last watcher/floor", heard / floor if floor else 0.0)

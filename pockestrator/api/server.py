@@ -77,6 +77,8 @@ PUBLIC_ROUTES = web.AppKey("public_routes", set[web.AbstractRoute])
 STREAMING_ROUTES = web.AppKey("streaming_routes", set[web.AbstractRoute])
 SHIELDED: web.AppKey[set[asyncio.Task[web.StreamResponse]]] = web.AppKey("shielded")
 QUERY_NAMES = web.AppKey("query_names", dict[web.AbstractRoute, frozenset[str]])
+# The Unix sockets served, with their (device, inode) when bound: removed at cleanup.
+SOCKETS = web.AppKey("sockets", list[tuple[Path, tuple[int, int]]])
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -339,7 +341,9 @@ def build_app(
     app[QUERY_NAMES] = query_names
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_end_streams)
+    app[SOCKETS] = []
     app.on_cleanup.append(_end_shielded)
+    app.on_cleanup.append(_remove_sockets)
     return app
 
 
@@ -389,7 +393,19 @@ async def _start_socket(runner: web.AppRunner, path: Path, group: str) -> None:
         log.warning("api socket group missing: root only", group=group, socket=str(path))
     os.chown(path, -1, gid)
     path.chmod(0o660 if gid != -1 else 0o600)
+    bound = path.stat()
+    runner.app[SOCKETS].append((path, (bound.st_dev, bound.st_ino)))
     log.info("api listening", socket=str(path), group=group if gid != -1 else None)
+
+
+async def _remove_sockets(app: web.Application) -> None:
+    """At cleanup: remove the socket files, unless another agent has made its own since
+    (a client then finds no socket rather than a dead one)."""
+    for path, identity in app[SOCKETS]:
+        with contextlib.suppress(FileNotFoundError):
+            now = path.lstat()
+            if (now.st_dev, now.st_ino) == identity:
+                path.unlink()
 
 
 def _answers(path: Path) -> bool:

@@ -18,6 +18,8 @@ import pwd
 import secrets
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.server import start_api
 from pockestrator.api.service_routes import watch as watch_module
 from pockestrator.client.http import SseEvent, SseParser
 from pockestrator.config import AgentConfig
@@ -527,3 +530,38 @@ async def test_apply_wait_follows_the_stream_instead_of_re_reading_the_list(
     # One read of the list to plan the apply; none while waiting, however long that was.
     print(f"\napply --wait took {took:.2f} s, {len(paged)} paged list read(s)")
     assert len(paged) == 1, (paged, took)
+
+
+class _OnAnotherSocket:
+    """The module's agent as the API sees it, but with another socket and port."""
+
+    def __init__(self, agent: Agent, config: AgentConfig) -> None:
+        self._agent = agent
+        self.config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._agent, name)
+
+
+async def test_the_socket_file_goes_with_the_api_and_a_stale_one_is_replaced(
+    agent: Agent, socket_dir: Path
+) -> None:
+    """Stale socket files of a killed run do not stop the API, and a clean stop removes
+    its socket (a CLI then finds none, not a dead one)."""
+    path = socket_dir / "second.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on, as a killed agent leaves it
+    config = agent.config.model_copy(update={"api_socket": path, "listen_port": free_port()})
+    runner = await start_api(_OnAnotherSocket(agent, config))  # type: ignore[arg-type]
+    try:
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        connector = aiohttp.UnixConnector(path=str(path))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get("http://localhost/api/pockestrator/services") as response,
+        ):
+            assert response.status == 200
+    finally:
+        await runner.cleanup()
+    assert not path.exists()

@@ -4,8 +4,9 @@ peer verdict and the CLI's watch columns. Table tests, no agent."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from pockestrator.api.peers import DYNAMIC_UIDS, judge_peer
 from pockestrator.api.watch_frames import comment_frame, event_frame, retry_frame
+from pockestrator.client.connection import SOCKET_ENV, TOKEN_ENV, URL_ENV, local_socket
 from pockestrator.client.http import SseParser
 from pockestrator.client.watch import Columns
 from pockestrator.specs.model import ServiceSpec, parse_spec
@@ -255,3 +257,42 @@ def spec(name: str, port: int) -> ServiceSpec:
     return parse_spec(
         {"project_name": name, "port": port, "pocketbase_version": "0.29.0"}, "example.test"
     )
+
+
+# -- the CLI finds the local socket --------------------------------------------------------
+
+
+@pytest.fixture
+def listening(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "api.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    yield path
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "environ"),
+    [
+        ("http://127.0.0.1:9", None, {}),
+        (None, "pks_x", {}),
+        (None, None, {URL_ENV: "http://127.0.0.1:9"}),
+        (None, None, {TOKEN_ENV: "pks_x"}),
+    ],
+)
+def test_a_url_or_a_token_given_anywhere_means_no_socket(
+    listening: Path, url: str | None, token: str | None, environ: dict[str, str]
+) -> None:
+    assert local_socket(url, token, {SOCKET_ENV: str(listening), **environ}) is None
+
+
+def test_the_socket_is_used_when_nothing_else_is_given_and_it_is_a_socket(
+    listening: Path, tmp_path: Path
+) -> None:
+    found = local_socket(None, None, {SOCKET_ENV: str(listening), URL_ENV: " "})
+    assert found is not None and found.socket == listening
+    assert found.where == f"the socket {listening}"
+    plain = tmp_path / "not-a-socket"
+    plain.write_text("")
+    assert local_socket(None, None, {SOCKET_ENV: str(plain)}) is None
+    assert local_socket(None, None, {SOCKET_ENV: str(tmp_path / "absent")}) is None

@@ -339,6 +339,27 @@ async def test_root_on_the_socket_is_an_operator_without_a_token(
     assert "alpha" in {s["project_name"] for s in body["services"]}
 
 
+async def test_a_write_on_the_socket_is_recorded_as_the_local_operators(
+    agent: Agent, version: str
+) -> None:
+    path = agent.config.api_socket
+    assert path is not None
+    body = {"project_name": "by-socket", "port": free_port(), "pocketbase_version": version}
+    connector = aiohttp.UnixConnector(path=str(path))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post("http://localhost/api/pockestrator/services", json=body) as response,
+    ):
+        answer = await response.json()
+    assert response.status == 201, answer
+    assert answer["service"]["created_by"] == "root (local socket)"
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session,
+        session.delete("http://localhost/api/pockestrator/services/by-socket") as response,
+    ):
+        assert response.status in (200, 202), await response.text()
+
+
 def _getent_gid(group: str) -> str:
     line = subprocess.run(
         ["getent", "group", group], capture_output=True, text=True, check=True

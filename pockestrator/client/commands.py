@@ -126,6 +126,8 @@ def watch(client: ApiClient, console: Console, name: str | None, status: str | N
         else:
             emit([data], header=not started)
             started = True
+        if kind == "deleted" and name is not None:
+            return 0  # the one service watched is gone: so is its stream
     return 0
 
 

@@ -251,6 +251,12 @@ def _add_client_commands(
     get.add_argument(
         "--status", choices=SERVICE_STATES, help="only services in this state (the agent filters)"
     )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="then print a line per change, as it happens (until Ctrl-C)",
+    )
 
     describe = commands.add_parser(
         "describe",
@@ -442,15 +448,23 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 
 def _client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ApiClient:
-    from pockestrator.client.connection import SettingError, resolve
+    from pockestrator.client.connection import Credentials, SettingError, local_socket, resolve
+    from pockestrator.client.contexts import load_contexts
     from pockestrator.client.http import ApiClient
     from pockestrator.client.version import api_mismatch
 
     try:
-        endpoint, credentials = resolve(args.url, args.token, args.context, os.environ)
+        # The host's socket, unless a URL, a token or a context (named, or current) says
+        # which agent: kubectl's current context wins over the local default too.
+        local = None
+        if args.context is None and load_contexts(os.environ).current is None:
+            local = local_socket(args.url, args.token, os.environ)
+        if local is not None:
+            client = ApiClient(local, Credentials(None, "the local socket (no token needed)"))
+        else:
+            client = ApiClient(*resolve(args.url, args.token, args.context, os.environ))
     except SettingError as exc:
         parser.error(str(exc))
-    client = ApiClient(endpoint, credentials)
 
     def warn(agent_api: str) -> None:
         warning = api_mismatch(agent_api)
@@ -490,6 +504,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
             timeout=args.timeout,
             dry_run=args.dry_run,
         )
+    if command == "get" and args.watch:
+        return commands.watch(client, console, args.name, args.status)
     if command == "get":
         return commands.get(client, console, args.name, args.status)
     if command == "describe":

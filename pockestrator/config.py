@@ -146,6 +146,10 @@ class AlertRules(BaseModel):
     )
 
 
+# sockaddr_un's sun_path holds 108 bytes with the final NUL.
+SOCKET_PATH_MAX = 107
+
+
 class AgentConfig(BaseModel):
     """Everything the agent needs to know about the host it manages."""
 
@@ -200,6 +204,24 @@ class AgentConfig(BaseModel):
         default=None,
         description="IP:PORT of a separate listener for GET /metrics without a token, for "
         "a Prometheus on a private network; default none (the API's /metrics, with a token).",
+    )
+    max_watches: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Watch streams (GET /services?watch=true and /services/{id}?watch=true) "
+        "open at once; past it the API answers 503 TOO_MANY_STREAMS.",
+    )
+    api_socket: Path | None = Field(
+        default=Path("/run/pockestrator/api.sock"),
+        description="The API also listens on this Unix socket (mode 0660, group "
+        "api_socket_group), where root and the group's members are operators without a "
+        "token (SO_PEERCRED); null: none. At most 107 bytes, an absolute path.",
+    )
+    api_socket_group: str = Field(
+        default="pockestrator",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="The group whose members may use api_socket (read afresh per connection).",
     )
     trusted_proxies: tuple[str, ...] = Field(
         default=(),
@@ -442,6 +464,17 @@ class AgentConfig(BaseModel):
                 "must be the https:// URL of an ACME directory (letters, digits and "
                 "._~/- in its path), e.g. https://acme-staging-v02.api.letsencrypt.org/directory"
             )
+        return value
+
+    @field_validator("api_socket")
+    @classmethod
+    def _socket_path_fits(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        if len(str(value).encode()) > SOCKET_PATH_MAX:
+            raise ValueError(f"must be at most {SOCKET_PATH_MAX} bytes (a Unix socket's limit)")
         return value
 
     @field_validator("listen_host")

@@ -285,6 +285,7 @@ class Sandbox:
             "systemd_manager": "user",
             "dbus_address": self.systemd.paths.bus_address,
             "journal_dir": self.systemd.paths.journal_dir,
+            "api_socket": self.systemd.paths.runtime_dir / "pockestrator-api.sock",
             "release_cache_dir": layout.release_cache_dir,
             "state_directory_root": layout.state_home,
             "hardening_disabled": SANDBOX_UNSUPPORTED_HARDENING,

@@ -38,9 +38,10 @@ _BEARER = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}", re.ASCII)
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller of one request: an API token or an admin's dashboard session."""
+    """The caller of one request: an API token, an admin's dashboard session, or an
+    operator on the local socket (``api.peers``; its ``bearer`` is empty)."""
 
-    kind: Literal["token", "session"]
+    kind: Literal["token", "session", "local"]
     id: str
     name: str
     bearer: str = field(repr=False)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
 from pockestrator.api.models.problems import ErrorResponse
-from pockestrator.api.streams import LogStreams
+from pockestrator.api.streams import LogStreams, WatchSlots
 from pockestrator.journal import JournalReader
 
 PREFIX = "/api/pockestrator"
@@ -32,6 +32,7 @@ AGENT = web.AppKey("agent", AgentContext)
 PASSWORDS = web.AppKey("passwords", PasswordChecks)
 JOURNAL = web.AppKey("journal", JournalReader)
 STREAMS = web.AppKey("streams", LogStreams)
+WATCHES = web.AppKey("watches", WatchSlots)
 # Typed request storage where aiohttp has it (3.13+), a plain key before.
 PRINCIPAL: Any = (
     web.RequestKey("principal", Principal)

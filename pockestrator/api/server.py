@@ -10,13 +10,17 @@ Every request passes, outermost first:
    unexpected is logged here and answered 500 without a trace (no input should get there);
 2. guards: the Host check (DNS rebinding) and the Origin check (no CORS; see ``api.guards``);
 3. auth: every operation under ``/api/pockestrator`` but the public ones needs a bearer
-   token (an API token or a dashboard session); 401 with a JSON body otherwise. Then a
+   token (an API token or a dashboard session); 401 with a JSON body otherwise. On the
+   local socket the kernel's word on the peer replaces the token: root and members of
+   ``api_socket_group`` are operators, anyone else is refused (403, ``api.peers``). Then a
    query parameter the operation does not know is refused (400 ``UNKNOWN_FIELD``), as an
    unknown body field is: a misspelt ``?limt=5`` should not silently mean the default.
 4. habits: an operation's 201 gets its ``Location``, and a creating write sent with
    ``Idempotency-Key`` answers a retry with its first answer (``api.idempotency``).
 
-``start_api`` is what the agent calls (``agent.daemon.api_factory``); it returns the runner,
+``start_api`` is what the agent calls (``agent.daemon.api_factory``): it serves on TCP and,
+when ``api_socket`` is set, on that Unix socket too (mode 0660, group ``api_socket_group``),
+and returns the runner,
 whose ``cleanup()`` stops listening, ends the log streams and lets requests in flight
 finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are served at
 ``/`` from ``api/static/``.
@@ -25,7 +29,12 @@ finish (``SHUTDOWN_TIMEOUT`` at most). The dashboard's files, when present, are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import json
+import os
+import socket
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +64,7 @@ from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.metrics import ScrapeMemory
 from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
 from pockestrator.api.openapi import DOCUMENT_VERSION, build_openapi
+from pockestrator.api.peers import judge_peer, peer_credentials
 from pockestrator.api.routing import (
     AGENT,
     JOURNAL,
@@ -62,12 +72,13 @@ from pockestrator.api.routing import (
     PREFIX,
     PRINCIPAL,
     STREAMS,
+    WATCHES,
     Handler,
     Operation,
     location_of,
     principal_of,
 )
-from pockestrator.api.streams import LogStreams
+from pockestrator.api.streams import LogStreams, WatchSlots
 from pockestrator.api.system_routes import OPENAPI, liveness, openapi_document
 from pockestrator.config import split_listen
 from pockestrator.database import DatabaseFull
@@ -85,6 +96,8 @@ QUERY_NAMES = web.AppKey("query_names", dict[web.AbstractRoute, frozenset[str]])
 ROUTE_OPERATIONS = web.AppKey("route_operations", dict[web.AbstractRoute, Operation])
 # Every answer says which version of the API contract it keeps; the CLI compares majors.
 API_VERSION_HEADER = "Pockestrator-Api-Version"
+# The Unix sockets served, with their (device, inode) when bound: removed at cleanup.
+SOCKETS = web.AppKey("sockets", list[tuple[Path, tuple[int, int]]])
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -267,15 +280,39 @@ def authenticate(agent: AgentContext, header: str | None) -> Principal:
     raise _unauthorized("The token is invalid, expired or revoked", offered=True)
 
 
+def local_operator(request: web.Request, group: str) -> Principal | None:
+    """The operator on the local socket behind ``request``; None when it came over TCP.
+    A peer that is not one is refused here (403), whatever it asked for."""
+    transport = request.transport
+    peer = peer_credentials(transport.get_extra_info("socket") if transport else None)
+    if peer is None:
+        return None
+    verdict = judge_peer(peer.uid, group)
+    if not verdict.allowed:
+        log.warning("local socket peer refused", uid=peer.uid, pid=peer.pid, why=verdict.reason)
+        raise field_error(
+            403,
+            ErrorCode.PEER_NOT_ALLOWED,
+            "peer",
+            f"Refused on the local socket: {verdict.reason}; use a token over TCP, or ask "
+            f"for membership of group {group!r}",
+            summary="Forbidden",
+        )
+    return Principal("local", f"uid:{peer.uid}", f"{verdict.name} (local socket)", "")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     match = request.match_info
+    local = local_operator(request, request.app[AGENT].config.api_socket_group)
     needs_token = (
         match.http_exception is None
         and request.path.startswith(PREFIX)
         and match.route not in request.app[PUBLIC_ROUTES]
     )
-    if needs_token:
+    if local is not None:
+        request[PRINCIPAL] = local
+    elif needs_token:
         request[PRINCIPAL] = authenticate(request.app[AGENT], request.headers.get("Authorization"))
     known = request.app[QUERY_NAMES].get(match.route)
     if known is not None:
@@ -376,9 +413,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
 
 async def _end_streams(app: web.Application) -> None:
-    """On shutdown: end every log stream now (its handler then returns) rather than wait."""
+    """On shutdown: end every log stream and watch now (its handler then returns) rather
+    than wait."""
     app[STREAMS].stop_all()
     app[event_routes.EVENT_FEED].close()
+    app[WATCHES].stop_all()
 
 
 def build_app(
@@ -404,6 +443,7 @@ def build_app(
     app[SCRAPE_MEMORY] = ScrapeMemory()
     app[event_routes.EVENT_FEED] = EventFeed(config.max_log_streams)
     app[event_routes.EVENT_FEED].attach(agent.store)
+    app[WATCHES] = WatchSlots(config.max_watches)
     app[OPENAPI] = build_openapi(operations)
     public: set[web.AbstractRoute] = set()
     streaming: set[web.AbstractRoute] = set()
@@ -430,7 +470,9 @@ def build_app(
     app[ROUTE_OPERATIONS] = route_operations
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_end_streams)
+    app[SOCKETS] = []
     app.on_cleanup.append(_end_shielded)
+    app.on_cleanup.append(_remove_sockets)
     return app
 
 
@@ -458,6 +500,8 @@ async def start_api(agent: AgentContext) -> web.AppRunner:
         log.info(
             "api listening", url=f"http://{_url_host(config.listen_host)}:{config.listen_port}"
         )
+        if config.api_socket is not None:
+            await _start_socket(runner, config.api_socket, config.api_socket_group)
         if config.metrics_listen is not None:
             host, port = split_listen(config.metrics_listen)
             metrics_runner = web.AppRunner(metrics_app(agent), access_log=None)
@@ -469,6 +513,57 @@ async def start_api(agent: AgentContext) -> web.AppRunner:
         await runner.cleanup()
         raise
     return runner
+
+
+class SocketInUse(OSError):
+    """Another process answers on the socket's path (a second agent)."""
+
+
+async def _start_socket(runner: web.AppRunner, path: Path, group: str) -> None:
+    """Listen on ``path``: a stale socket file of an earlier run is replaced, a live one is
+    an error. The socket is born with the umask's mode (no write bit for others, so none
+    can connect) and then opened to ``group`` (0660); without that group, root only."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise SocketInUse(f"{path} exists and is not a socket; move it away")
+        if await asyncio.to_thread(_answers, path):
+            raise SocketInUse(f"another process listens on {path}")
+        path.unlink()
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        gid = -1
+        log.warning("api socket group missing: root only", group=group, socket=str(path))
+    os.chown(path, -1, gid)
+    path.chmod(0o660 if gid != -1 else 0o600)
+    bound = path.stat()
+    runner.app[SOCKETS].append((path, (bound.st_dev, bound.st_ino)))
+    log.info("api listening", socket=str(path), group=group if gid != -1 else None)
+
+
+async def _remove_sockets(app: web.Application) -> None:
+    """At cleanup: remove the socket files, unless another agent has made its own since
+    (a client then finds no socket rather than a dead one)."""
+    for path, identity in app[SOCKETS]:
+        with contextlib.suppress(FileNotFoundError):
+            now = path.lstat()
+            if (now.st_dev, now.st_ino) == identity:
+                path.unlink()
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _url_host(host: str) -> str:

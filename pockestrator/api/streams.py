@@ -1,4 +1,6 @@
-"""The open log streams: counted against a cap, each slot taken before its journalctl starts.
+"""The open streams: log streams and watches, each kind counted against its own cap.
+
+Log streams: each slot is taken before its journalctl starts.
 
 Each stream is one ``journalctl --follow`` process reading the journal for as long as its
 client stays, so the agent caps them (``max_log_streams``). A slot is claimed at once, before
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pockestrator.journal import LogFollower
+from pockestrator.specs.store.changes import Waiter
 
 
 class StreamsFull(Exception):
@@ -68,3 +71,37 @@ class StreamSlot:
         if self._follower is not None:
             self._streams._followers.discard(self._follower)
             self._follower = None
+
+
+class WatchSlots:
+    """The open watch streams (``services?watch=true``): counted against ``max_watches``.
+
+    A watch costs no process, only a task and its socket, but each one renders every
+    change it is told of, so their number is bounded too. Shutdown wakes every watch
+    (``closing`` then says to end) rather than waiting for its client to go.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: set[Waiter] = set()
+        self.closing = False
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    @contextmanager
+    def slot(self, waiter: Waiter) -> Iterator[None]:
+        """One watch for as long as the block runs; ``StreamsFull`` when none is free."""
+        if self.closing or len(self._open) >= self.limit:
+            raise StreamsFull
+        self._open.add(waiter)
+        try:
+            yield
+        finally:
+            self._open.discard(waiter)
+
+    def stop_all(self) -> None:
+        self.closing = True
+        for waiter in list(self._open):
+            waiter.wake()

@@ -9,14 +9,20 @@ that never mentioned it) and ``superuser_email`` (a one-time action, not a lasti
 property). ``created_by`` cannot be changed through the API and is only sent on create.
 
 With ``--wait``, the writes go out together (a few threads, each request answered by the
-agent after the reconcile it triggers, so the agent batches them into one wave), then the
-services are watched until each is ``active`` (``inactive`` when it should be stopped) or
-the timeout passes. The agent has no change feed to subscribe to, so the watch re-reads
-the service list at a fixed, modest interval; it ends the moment everything is ready.
+agent after the reconcile it triggers, so the agent batches them into one wave), and the
+services are followed until each is ``active`` (``inactive`` when it should be stopped) or
+the timeout passes. Following is the agent's watch stream (``GET /services?watch=true``),
+opened before the first write, read in a thread of its own: each change arrives as it is
+committed, and the wait ends the moment everything is ready. A view older than what a
+write answered (a smaller ``generation``) is not taken. Only if the stream cannot be had
+(an agent from before it, a broken connection) does the wait fall back to re-reading the
+list every ``POLL_INTERVAL``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import queue
 import threading
 import time
@@ -45,6 +51,8 @@ WRITERS = 8
 LIST_PAGE = 500
 
 Action = Literal["create", "configure", "unchanged"]
+# What the threads tell the waiting loop: a write answered, a view streamed, the stream lost.
+News = tuple[Literal["written", "seen", "lost"], Any]
 
 
 def create_body(doc: Document) -> dict[str, Any]:
@@ -257,10 +265,9 @@ def write_all(client: ApiClient, outcomes: Sequence[Outcome]) -> None:
             write(client, outcome, wait=False)
 
 
-def _start_writers(client: ApiClient, outcomes: Sequence[Outcome]) -> queue.Queue[Outcome]:
+def _start_writers(client: ApiClient, outcomes: Sequence[Outcome], news: queue.Queue[News]) -> None:
     """Send the writes from daemon threads (so Ctrl-C is never held up by one)."""
     jobs: queue.Queue[Outcome] = queue.Queue()
-    finished: queue.Queue[Outcome] = queue.Queue()
     for outcome in outcomes:
         jobs.put(outcome)
 
@@ -271,11 +278,27 @@ def _start_writers(client: ApiClient, outcomes: Sequence[Outcome]) -> queue.Queu
             except queue.Empty:
                 return
             write(client, outcome, wait=True)
-            finished.put(outcome)
+            news.put(("written", outcome))
 
     for _ in range(min(WRITERS, len(outcomes))):
         threading.Thread(target=work, name="pockestrator-apply", daemon=True).start()
-    return finished
+
+
+def _start_follower(client: ApiClient, news: queue.Queue[News]) -> None:
+    """Read the watch stream in a daemon thread: each service view, then ``lost`` if it
+    ends (the thread ends with the command, blocked in its read or not)."""
+
+    def follow() -> None:
+        try:
+            for event in client.events("/services", {"watch": True}):
+                if event.event == "service":
+                    with contextlib.suppress(ValueError):
+                        news.put(("seen", json.loads(event.data)))
+        except ClientError:
+            pass
+        news.put(("lost", None))
+
+    threading.Thread(target=follow, name="pockestrator-watch", daemon=True).start()
 
 
 def _item(outcome: Outcome, writing: set[str]) -> Item:
@@ -293,18 +316,25 @@ def write_and_wait(
     progress: Progress,
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """Write, then watch until every applied service is ready; False at the timeout."""
+    """Write, then follow until every applied service is ready; False at the timeout."""
     deadline = clock() + timeout
     to_write = [o for o in outcomes if o.action != "unchanged"]
     writing = {o.name for o in to_write}
-    finished = _start_writers(client, to_write)
+    by_name = {o.name: o for o in outcomes}
+    latest: dict[str, dict[str, Any]] = {}  # views seen while the write was under way
+    news: queue.Queue[News] = queue.Queue()
+    _start_follower(client, news)
+    _start_writers(client, to_write, news)
     watched = [o for o in outcomes if not o.failed]
+    streaming = True
     last_poll = float("-inf")
     try:
         while True:
             watched = [o for o in watched if not o.failed]
-            if clock() - last_poll >= POLL_INTERVAL and any(
-                not o.ready and o.name not in writing for o in watched
+            if (
+                not streaming
+                and clock() - last_poll >= POLL_INTERVAL
+                and any(not o.ready and o.name not in writing for o in watched)
             ):
                 last_poll = clock()
                 _refresh(client, [o for o in watched if o.name not in writing])
@@ -313,14 +343,42 @@ def write_and_wait(
                 return True
             if clock() >= deadline:
                 return False
-            # Wakes as soon as a write is answered, else after a tick (the spinner, polls).
+            # Wakes at each write answered and each change streamed, else after a tick
+            # (the spinner).
             try:
-                done = finished.get(timeout=max(0.0, min(TICK, deadline - clock())))
-                writing.discard(done.name)
+                kind, item = news.get(timeout=max(0.0, min(TICK, deadline - clock())))
             except queue.Empty:
-                pass
+                continue
+            if kind == "written" and isinstance(item, Outcome):
+                writing.discard(item.name)
+                seen = latest.pop(item.name, None)
+                if seen is not None:
+                    _take(item, seen)
+            elif kind == "seen" and isinstance(item, dict):
+                name = item.get("project_name")
+                outcome = by_name.get(name) if isinstance(name, str) else None
+                if outcome is None:
+                    continue
+                if outcome.name in writing:
+                    latest[outcome.name] = item
+                else:
+                    _take(outcome, item)
+            elif kind == "lost":
+                streaming = False
     finally:
         progress.close()
+
+
+def _take(outcome: Outcome, service: dict[str, Any]) -> None:
+    """Observe ``service`` unless it is older than what the outcome knows already."""
+    generation = service.get("generation")
+    if (
+        outcome.generation is not None
+        and isinstance(generation, int)
+        and generation < outcome.generation
+    ):
+        return
+    outcome.observe(service)
 
 
 def _refresh(client: ApiClient, outcomes: Sequence[Outcome]) -> None:

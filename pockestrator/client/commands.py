@@ -155,6 +155,40 @@ def each(console: Console, names: Sequence[str], run: Callable[[str], int]) -> i
     return worst
 
 
+def watch(client: ApiClient, console: Console, name: str | None, status: str | None) -> int:
+    """``get -w``: the current services, then one line (or object) per change."""
+    from pockestrator.client.watch import Columns, follow
+
+    columns = Columns(SERVICE_COLUMNS)
+    first: list[dict[str, Any]] = []
+    started = False
+
+    def emit(services: list[dict[str, Any]], *, header: bool) -> None:
+        if console.fmt == "table":
+            for line in columns.lines([service_row(s) for s in services], header=header):
+                print(line, file=console.out, flush=True)
+            return
+        for service in services:
+            text = json.dumps(service) if console.fmt == "json" else "---\n" + to_yaml(service)
+            print(text, file=console.out, flush=True)
+
+    for kind, data in follow(client, name, status):
+        if kind == "deleted":
+            data = {"project_name": data.get("project_name"), "status": "deleted"}
+        if kind == "synced":
+            if not started:
+                emit(first, header=True)
+                started = True
+        elif not started and name is None:
+            first.append(data)
+        else:
+            emit([data], header=not started)
+            started = True
+        if kind == "deleted" and name is not None:
+            return 0  # the one service watched is gone: so is its stream
+    return 0
+
+
 def describe_text(detail: dict[str, Any]) -> str:
     service = detail["service"]
     runtime = detail["runtime_status"]

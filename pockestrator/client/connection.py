@@ -1,5 +1,11 @@
 """Which agent to talk to and with which token, in the documented order.
 
+Local socket first: when neither a URL nor a token was given (no ``--url``, ``--token``,
+``POCKESTRATOR_URL`` or ``POCKESTRATOR_TOKEN``) and the agent's Unix socket exists
+(``POCKESTRATOR_SOCKET``, else ``/run/pockestrator/api.sock``), the CLI talks there with no
+token: the agent knows the caller from the kernel (root, or its group's members), as
+``docker`` does with docker.sock. So ``sudo pockestrator get`` works right after install.
+
 URL: ``--url``, then ``POCKESTRATOR_URL``, then the local default the agent and
 ``pockestrator up`` listen on. Token: ``--token``, then ``POCKESTRATOR_TOKEN``, then the
 token file that ``pockestrator up`` and ``pockestrator token create --save`` write. Each
@@ -9,6 +15,7 @@ say which setting to fix.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +24,10 @@ from urllib.parse import urlsplit
 from pockestrator.config import client_file
 
 DEFAULT_URL = "http://127.0.0.1:8091"
+DEFAULT_SOCKET = Path("/run/pockestrator/api.sock")
+SOCKET_ENV = "POCKESTRATOR_SOCKET"
+# Requests on the socket name this host; the agent's Host guard takes loopback names.
+SOCKET_URL = "http://localhost"
 URL_ENV = "POCKESTRATOR_URL"
 TOKEN_ENV = "POCKESTRATOR_TOKEN"  # noqa: S105 - a variable's name, not a secret
 API_PREFIX = "/api/pockestrator"
@@ -33,10 +44,35 @@ class Endpoint:
 
     url: str
     source: str
+    socket: Path | None = None  # the agent's Unix socket, when the requests go there
 
     @property
     def api(self) -> str:
         return self.url + API_PREFIX
+
+    @property
+    def where(self) -> str:
+        """The agent's address as a person reads it: the URL, or the socket's path."""
+        return f"the socket {self.socket}" if self.socket is not None else self.url
+
+
+def local_socket(
+    url_flag: str | None, token_flag: str | None, environ: Mapping[str, str]
+) -> Endpoint | None:
+    """The agent's socket on this host, when nothing names another agent or a token."""
+    if url_flag or token_flag:
+        return None
+    if environ.get(URL_ENV, "").strip() or environ.get(TOKEN_ENV, "").strip():
+        return None
+    given = environ.get(SOCKET_ENV, "").strip()
+    path = Path(given) if given else DEFAULT_SOCKET
+    try:
+        if not stat.S_ISSOCK(path.stat().st_mode):
+            return None
+    except OSError:
+        return None
+    source = f"{SOCKET_ENV}" if given else "the default (no --url or --token, the socket exists)"
+    return Endpoint(SOCKET_URL, source, socket=path)
 
 
 @dataclass(frozen=True)

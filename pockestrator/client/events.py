@@ -48,8 +48,7 @@ def events(client: ApiClient, console: Any, service: str | None, limit: int, fol
         return 0
     last: str | None = None
     while True:
-        headers = {"Last-Event-ID": last} if last is not None else None
-        stream = client.events(path, {"follow": True}, headers=headers)
+        stream = client.events(path, {"follow": True}, last_event_id=last)
         try:
             for event in stream:
                 if event.event != "event":

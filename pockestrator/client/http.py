@@ -19,7 +19,9 @@ came from), ``ApiError`` (status, code, and every field problem on its own line)
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Generator, Mapping
@@ -162,6 +164,47 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # the 3xx then surfaces as an HTTPError
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the agent's Unix socket; the host names only the Host header."""
+
+    def __init__(self, host: str, path: str, timeout: float) -> None:
+        super().__init__(host, timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixHandler(urllib.request.HTTPHandler):
+    """Every ``http://`` request of this opener goes to one Unix socket."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = str(path)
+
+    def _connection(
+        self,
+        host: str,
+        /,
+        *,
+        port: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        blocksize: int = 8192,
+    ) -> http.client.HTTPConnection:
+        return _UnixConnection(host, self._path, timeout)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
 def _decode(raw: bytes) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
@@ -200,7 +243,13 @@ class ApiClient:
         self.endpoint = endpoint
         self.credentials = credentials
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.ProxyHandler({}),
+            _NoRedirects(),
+        ]
+        if endpoint.socket is not None:
+            handlers.append(_UnixHandler(endpoint.socket))
+        self._opener = urllib.request.build_opener(*handlers)
         # Told once of the agent's API version (``Pockestrator-Api-Version``), e.g. to warn
         # on a major version this client does not speak (``client.version``).
         self.on_api_version: Callable[[str], None] | None = None
@@ -246,7 +295,8 @@ class ApiClient:
 
     def _unreachable(self, reason: object) -> AgentUnreachable:
         return AgentUnreachable(
-            f"cannot reach the agent at {self.endpoint.url} ({reason}); the URL came from "
+            f"cannot reach the agent at {self.endpoint.where} ({reason}); the "
+            f"{'socket' if self.endpoint.socket else 'URL'} came from "
             f"{self.endpoint.source}. Start one with `pockestrator up` (a sandbox on this "
             "machine) or `pockestrator agent --config FILE`, or point --url or "
             "POCKESTRATOR_URL at a running agent"
@@ -341,14 +391,17 @@ class ApiClient:
         path: str,
         query: Mapping[str, str | int | bool] | None = None,
         *,
-        headers: Mapping[str, str] | None = None,
+        last_event_id: str | None = None,
     ) -> Generator[SseEvent, None, None]:
-        """Server-sent events of ``path`` until the agent ends the stream.
+        """Server-sent events of ``path`` until the agent ends the stream; a stream that
+        resumes sends ``last_event_id`` (Last-Event-ID).
 
         The caller ends it early by closing the generator (or by Ctrl-C in the read).
         """
-        sent = {"Accept": "text/event-stream", **(headers or {})}
-        request = self._request("GET", self.url(path, query), None, sent)
+        extra = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            extra["Last-Event-ID"] = last_event_id
+        request = self._request("GET", self.url(path, query), None, extra)
         try:
             response = self._opener.open(request, timeout=STREAM_READ_TIMEOUT)
         except urllib.error.HTTPError as exc:
@@ -365,7 +418,7 @@ class ApiClient:
                     raw_line = response.readline()
                 except TimeoutError:
                     raise ClientError(
-                        f"the stream from {self.endpoint.url} went silent for "
+                        f"the stream from {self.endpoint.where} went silent for "
                         f"{STREAM_READ_TIMEOUT:g} s (no keep-alive); giving up"
                     ) from None
                 except OSError as exc:

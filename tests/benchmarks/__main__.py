@@ -17,17 +17,21 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--upgrades", type=int, default=3)
     parser.add_argument("--scrape-services", type=int, default=500)
-    parser.add_argument("--only", choices=["all", "deploy", "restarts", "scrape"], default="all")
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument(
+        "--only", choices=["all", "deploy", "restarts", "scrape", "watch"], default="all"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, a scrape of 50",
+        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, a scrape of 50, 10 changes",
     )
     parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
     args = parser.parse_args()
     if args.quick:
         args.runs, args.burst, args.idle, args.restarts, args.upgrades = 3, 10, 5.0, 3, 1
         args.scrape_services = 50
+        args.changes = 10
     report = asyncio.run(
         run(
             args.runs,
@@ -37,6 +41,7 @@ def main() -> None:
             upgrades=args.upgrades,
             scrape_services=args.scrape_services,
             only=args.only,
+            changes=args.changes,
         )
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ Figures (the issue's targets in brackets):
   latency added over the same client's floor (``restarts``);
 - one ``/metrics`` scrape of 500 services: the agent's CPU, against the library's own
   cost of printing as many samples [<= 50 ms] (``scrape``: what is real and what is not).
+- a change heard by the last of 1 and 32 open watches, against the write's own answer
+  [within 100 ms] (``watches``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
 from tests.benchmarks.scrape import measure as measure_scrape
+from tests.benchmarks.watches import WatchFigures
+from tests.benchmarks.watches import describe as describe_watches
+from tests.benchmarks.watches import measure as watch_latency
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
@@ -225,9 +230,11 @@ async def run(
     upgrades: int = 3,
     scrape_services: int = 500,
     only: str = "all",
+    changes: int = 50,
 ) -> Report:
     """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
-    client through restarts and upgrades (``"restarts"``) or of a scrape (``"scrape"``)."""
+    client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``) or of
+    watches (``"watch"``)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
@@ -243,6 +250,16 @@ async def run(
         describe_restarts(measured[0], report.add)
     if only in ("all", "scrape"):
         await run_scrape(report, scrape_services)
+    if only in ("all", "watch"):
+        print(f"watches ({changes} changes):", flush=True)
+        heard: list[WatchFigures] = []
+        for watchers in (1, 32):
+
+            async def watching(sandbox: Sandbox, watchers: int = watchers) -> None:
+                heard.append(await watch_latency(sandbox, changes, watchers))
+
+            await in_sandbox(watching)
+            describe_watches(heard[-1], report.add)
     return report
 
 

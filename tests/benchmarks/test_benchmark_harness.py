@@ -13,7 +13,9 @@ from tests.benchmarks.scrape import measure as measure_scrape
 
 
 async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> None:
-    report = await run(runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1, scrape_services=3)
+    report = await run(
+        runs=1, burst=3, idle_seconds=1.0, restarts=1, upgrades=1, scrape_services=3, changes=2
+    )
     figures = report.figures
     for key in (
         "single: floor median (s)",
@@ -32,6 +34,11 @@ async def test_the_benchmarks_measure_agent_and_floor(testbed_base: Path) -> Non
     assert figures["1 restarts: requests"] > 0 and figures["1 upgrades: requests"] > 0
     assert 0 <= figures["1 restarts: 5xx or no answer [0]"] <= figures["1 restarts: requests"]
     assert figures["1 upgrades: max latency (ms)"] >= figures["1 upgrades: p99 latency (ms)"] > 0
+    # Watches: each change heard by the last watcher, after the write was sent.
+    for watchers in (1, 32):
+        heard = figures[f"watch {watchers}: last watcher median (s) [<=0.1]"]
+        assert figures[f"watch {watchers}: last watcher max (s)"] >= heard > 0
+        assert figures[f"watch {watchers}: floor, PATCH answered median (s)"] > 0
 
 
 async def test_the_backup_benchmark_measures_both_backups_and_a_restore(

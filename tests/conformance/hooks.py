@@ -10,7 +10,7 @@
   own (the generator reuses the document's examples, so nearly every create would collide
   with the first), so that services are created for the stateful phase to follow links to;
   the rest stay as generated and meet the world's refusals. The fuzzer never revokes its
-  own token.
+  own token, and never opens a watch (``watch=true`` becomes false: a stream never ends).
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
     operation = operation_id(case)
     if operation == "revokeToken" and (case.path_parameters or {}).get("id") == RUN["token_id"]:
         case.path_parameters = {**case.path_parameters, "id": "0fuzzers0own0"}
+    if isinstance(case.query, dict) and str(case.query.get("watch", "")).lower() == "true":
+        # A watch stream never ends (tests/integration/test_api_watch.py reads them); false
+        # is as valid a value.
+        case.query["watch"] = "false"
     meta = case.meta
     positive = meta is not None and meta.generation.mode.is_positive
     body = case.body

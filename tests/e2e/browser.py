@@ -77,9 +77,12 @@ class PageWatch:
 
     def _request_failed(self, request: Any) -> None:
         failure = request.failure or ""
-        # The page ends a live log stream itself when the user leaves it or stops following;
-        # a reload the test asks for cuts whatever was in flight.
-        if failure == "net::ERR_ABORTED" and ("follow=true" in request.url or self.reloading):
+        # The page ends a live log stream or a watch itself when the user leaves it or stops
+        # following; a reload the test asks for cuts whatever was in flight.
+        streams = ("follow=true", "watch=true")
+        if failure == "net::ERR_ABORTED" and (
+            any(s in request.url for s in streams) or self.reloading
+        ):
             return
         self.problems.append(f"request failed: {request.method} {request.url}: {failure}")
 

@@ -22,9 +22,12 @@ under /tmp.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
+import stat
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +127,12 @@ async def installed(sandbox: Sandbox, agent_config: AgentConfig) -> AsyncIterato
     state_dir = root / "state"
     runtime = install_runtime(root / "runtime", Path(agent_config.caddy_binary))
     config = packaged_layout(agent_config, state_dir).model_copy(
-        update={"caddy_binary": str(runtime.caddy)}
+        update={
+            "caddy_binary": str(runtime.caddy),
+            # Where RuntimeDirectory=pockestrator puts it for this (user) manager, as
+            # /run/pockestrator/api.sock on a host.
+            "api_socket": sandbox.systemd.paths.runtime_dir / "pockestrator" / "api.sock",
+        }
     )
     # What systemd-tmpfiles creates on a host: the agent cannot create it, /etc is read-only.
     config.spec_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +225,32 @@ async def test_the_agent_under_the_packaged_unit_serves_its_api(
     url = f"http://127.0.0.1:{installed.config.listen_port}/api/pockestrator/healthz"
     status, body = await http_get(url)
     assert status == 200, body
+
+
+async def test_root_runs_the_cli_on_the_units_socket_with_no_token_or_url(
+    installed: InstalledAgent, tmp_path: Path
+) -> None:
+    """``sudo pockestrator get`` right after install: the socket is in RuntimeDirectory=,
+    closed to others, and the CLI finds it with nothing configured (only its path is
+    given here: the test bed's manager keeps /run/pockestrator at its runtime folder)."""
+    socket_path = installed.config.api_socket
+    assert socket_path is not None and socket_path.parent.name == "pockestrator"
+    info = socket_path.stat()
+    assert stat.S_ISSOCK(info.st_mode)
+    assert info.st_mode & 0o007 == 0, oct(info.st_mode)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env["POCKESTRATOR_SOCKET"] = str(socket_path)
+    env["XDG_CONFIG_HOME"] = str(tmp_path)  # no token file either
+    done = subprocess.run(
+        [sys.executable, "-m", "pockestrator", "get", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
 
 
 SERVICE = "packaged"

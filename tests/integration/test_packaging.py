@@ -129,6 +129,16 @@ def test_sysusers_entries_create_both_users_without_a_login_shell(tmp_path: Path
     assert users["pocketbase"][5] == "/var/lib/pockestrator/services"
     assert int(users["pocketbase"][2]) < 1000 and int(users["pockestrator"][2]) < 1000
     assert users["pocketbase"][2] != users["pockestrator"][2]
+    groups = {
+        line.split(":")[0]: line.split(":")
+        for line in (tmp_path / "etc/group").read_text().splitlines()
+    }
+    # The local socket's group: no member but the agent's own user (its primary group);
+    # the instances' user is never in it (docs/security.md).
+    socket_group = groups["pockestrator"]
+    assert socket_group[3] == ""
+    assert users["pockestrator"][3] == socket_group[2]
+    assert users["pocketbase"][3] != socket_group[2]
 
 
 def test_tmpfiles_entries_create_the_folders_with_their_modes(tmp_path: Path) -> None:
@@ -491,6 +501,8 @@ def test_installing_creates_users_folders_and_a_venv_of_debians_python_and_enabl
     for user in ("pocketbase", "pockestrator"):
         entry = root.run("getent", "passwd", user).stdout.strip().split(":")
         assert entry[6] == "/usr/sbin/nologin", entry
+    # The local socket's group, made if missing (as docker's postinst makes docker's).
+    assert root.run("getent", "group", "pockestrator").stdout.startswith("pockestrator:")
     assert root.path("/var/lib/pockestrator/services") == "755 root root directory"
     assert root.path("/etc/caddy/pockestrator.d") == "755 root root directory"
     version = root.run(EXEC_START, "--version").stdout.strip()

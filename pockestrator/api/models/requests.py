@@ -138,6 +138,22 @@ class ServiceListQuery(ClosedModel):
     limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     offset: QueryInt = Field(default=0, ge=0, description="Services to skip (pagination).")
     cursor: Cursor | None = None
+    watch: QueryBool = Field(
+        default=False,
+        description="Stream the services as server-sent events instead (text/event-stream):"
+        " every matching service, a `synced` event, then each change as it is committed;"
+        " limit and offset do not apply. Each event's id is a resource version, honoured in"
+        " Last-Event-ID.",
+    )
+
+
+class ServiceQuery(ClosedModel):
+    watch: QueryBool = Field(
+        default=False,
+        description="Stream the service as server-sent events instead (text/event-stream):"
+        " its answer now, then again at each change of its spec or status. Each event's id"
+        " is a resource version, honoured in Last-Event-ID.",
+    )
 
 
 class CreateQuery(ClosedModel):

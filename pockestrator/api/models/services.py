@@ -140,6 +140,20 @@ class ServiceList(ClosedModel):
     )
 
 
+class WatchSynced(ClosedModel):
+    """The end of a watch's full state: every service it covers has been sent."""
+
+    resource_version: str = Field(description="The version the state was read at (the id).")
+    ids: list[str] = Field(description="The ids of every service covered now; drop others.")
+
+
+class WatchGone(ClosedModel):
+    """A watched service was deleted, or no longer matches the list's filter."""
+
+    id: str
+    project_name: str
+
+
 class DeletedService(ClosedModel):
     id: str
     project_name: str

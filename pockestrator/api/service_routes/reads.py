@@ -1,5 +1,6 @@
 """Reading services: the list (filtered, paged), one service with its runtime status, the
-status alone (systemd, memory, CPU, Caddy, health), and the service's event log.
+status alone (systemd, memory, CPU, Caddy, health), and the service's event log. The list
+and one service also stream with ``watch=true`` (``service_routes.watch``).
 
 The spec and status come from the store; what the host shows now comes from the agent's
 host view (``api.context.HostView``), the same observations the reconciler makes.
@@ -13,16 +14,20 @@ from pockestrator.api.event_routes import follow_events
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.events import FeedEvent
-from pockestrator.api.models.requests import EventsQuery, ServiceListQuery
+from pockestrator.api.models.requests import EventsQuery, ServiceListQuery, ServiceQuery
 from pockestrator.api.models.services import (
     EventList,
+    Service,
     ServiceDetail,
     ServiceList,
     ServiceStatusResponse,
+    WatchGone,
+    WatchSynced,
 )
 from pockestrator.api.paging import with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.watch import list_scope, one_scope, watch
 from pockestrator.api.views import (
     certificate_view,
     event_view,
@@ -48,6 +53,8 @@ def stored_domain(text: str) -> str:
 async def list_services(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, ServiceListQuery)
+    if query.watch:
+        return await watch(request, list_scope(query))
     limit = query.limit
     offset = int(query.cursor) if query.cursor is not None else query.offset
     domain = stored_domain(query.domain) if query.domain is not None else None
@@ -74,7 +81,10 @@ async def list_services(request: web.Request) -> web.StreamResponse:
 
 async def get_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
+    query = parse_query(request, ServiceQuery)
     record = find_service(agent, request.match_info["id"])
+    if query.watch:
+        return await watch(request, one_scope(record), one=record)
     status = agent.store.get_status(record.name)
     view = service_view(
         record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
@@ -158,6 +168,8 @@ OPERATIONS = [
         {200: ServiceList},
         "services",
         query=ServiceListQuery,
+        errors=(503,),
+        events=(("service", Service), ("synced", WatchSynced), ("deleted", WatchGone)),
     ),
     Operation(
         "GET",
@@ -167,7 +179,9 @@ OPERATIONS = [
         "A service, by id or project name, with its runtime status",
         {200: ServiceDetail},
         "services",
-        errors=(404,),
+        errors=(404, 503),
+        query=ServiceQuery,
+        events=(("service", ServiceDetail), ("deleted", WatchGone)),
         response_headers={
             200: {"ETag": "The service's generation: send it as If-Match to PATCH or DELETE."}
         },

@@ -17,6 +17,8 @@ own module with its own SQL:
 - ``webhooks`` and ``outbox``: where events are delivered, and each event waiting for each
   webhook until it is acknowledged.
 - ``idempotency``: the first answer of a creating write, for its retries (sealed).
+- ``changes``: a version for every committed change to a service or its status, and the
+  wake-up of the API's watch streams.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.database import Database
+from pockestrator.specs.store.changes import ChangeFeed
 from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import NO_SERVICE, TEST_KIND, EventListener, Events
 from pockestrator.specs.store.file_issues import FileIssues
@@ -131,6 +134,7 @@ class Store(
         self._event_listeners = []
         self.path = self._database.path
         self._secrets = SecretFiles(self.path.parent / SECRETS_FOLDER)
+        self.changes = ChangeFeed()
 
     @property
     def schema_version(self) -> int:

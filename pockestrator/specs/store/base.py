@@ -13,6 +13,7 @@ from pockestrator.clock import Clock
 from pockestrator.database import Database, iso
 
 if TYPE_CHECKING:
+    from pockestrator.specs.store.changes import ChangeFeed
     from pockestrator.specs.store.secrets import SecretFiles
 
 
@@ -22,6 +23,8 @@ class StorePart:
     _database: Database
     _clock: Clock
     _secrets: SecretFiles
+    # Woken after every committed change to a service or its status (``changes``).
+    changes: ChangeFeed
 
     def _now(self) -> str:
         """The clock's now as stored (never None, unlike ``iso`` of an optional)."""

@@ -81,6 +81,7 @@ class Events(StorePart):
                     (webhook_id, event_id, stamp, stamp),
                 )
                 queued = 1
+        self.changes.record([service])  # the service's history moved: its page shows it
         event = Event(event_id, service, at, kind, message, json.loads(payload))
         for listener in list(self._event_listeners):
             try:

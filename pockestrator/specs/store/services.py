@@ -84,7 +84,9 @@ class Services(StorePart):
             now = self._now()
             self._insert_service(db, spec, owner, now)
             write_seed(db, spec.project_name, seed, by or owner, now)
-            return _record_by_name(db, spec.project_name)
+            record = _record_by_name(db, spec.project_name)
+        self.changes.record([record.name])
+        return record
 
     def replace_spec(self, name: str, spec: ServiceSpec, owner: str) -> ServiceRecord:
         """Replace the spec of ``name`` (owned by ``owner``); the name itself cannot change."""
@@ -113,7 +115,9 @@ class Services(StorePart):
                 (spec.port, spec.domain, spec.model_dump_json(), self._now(), name),
             )
             claim_domains(db, spec)
-            return _record_by_name(db, name)
+            record = _record_by_name(db, name)
+        self.changes.record([name])
+        return record
 
     def sync_file(self, path: str, specs: Sequence[ServiceSpec]) -> dict[str, list[FieldIssue]]:
         """Make the services owned by spec file ``path`` exactly ``specs``.
@@ -126,6 +130,7 @@ class Services(StorePart):
         conflicts: dict[str, list[FieldIssue]] = {}
         wanted = {spec.project_name: spec for spec in specs}
         now = self._now()
+        touched: list[str] = []
         with self._database.write() as db:
             owned = {
                 row["name"]: row
@@ -133,6 +138,7 @@ class Services(StorePart):
             }
             for name in owned.keys() - wanted.keys():
                 self._delete_row(db, owned[name], purge=False, now=now)
+                touched.append(name)
             for name, spec in wanted.items():
                 holder = db.execute("SELECT owner FROM services WHERE name = ?", (name,)).fetchone()
                 ours = holder is not None and holder["owner"] == owner
@@ -161,9 +167,12 @@ class Services(StorePart):
                 if taken:
                     conflicts[name] = taken
                 elif ours:
-                    self._update_file_spec(db, owned[name], spec, now)
+                    if self._update_file_spec(db, owned[name], spec, now):
+                        touched.append(name)
                 else:
                     self._insert_service(db, spec, owner, now)
+                    touched.append(name)
+        self.changes.record(touched)
         return conflicts
 
     def _insert_service(
@@ -190,11 +199,12 @@ class Services(StorePart):
 
     def _update_file_spec(
         self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str
-    ) -> None:
+    ) -> bool:
+        """Write the file's new spec; False when it is the stored one (nothing changed)."""
         _no_secret_values(spec)
         encoded = spec.model_dump_json()
         if row["spec"] == encoded:
-            return
+            return False
         previous = ServiceSpec.model_validate_json(row["spec"])
         # A new desired_state in the file is newer intent than an API start/stop override.
         override = row["run_override"]
@@ -206,6 +216,7 @@ class Services(StorePart):
             (spec.port, spec.domain, encoded, override, now, row["name"]),
         )
         claim_domains(db, spec)
+        return True
 
     def delete_service(
         self, name: str, *, purge: bool = False, owner: str | None = None
@@ -219,7 +230,8 @@ class Services(StorePart):
                 raise Conflict([_ownership_issue(name, row["owner"])])
             record = _record(row)
             self._delete_row(db, row, purge=purge, now=self._now())
-            return record
+        self.changes.record([name])
+        return record
 
     def _delete_row(
         self, db: sqlite3.Connection, row: sqlite3.Row, *, purge: bool, now: str
@@ -281,7 +293,9 @@ class Services(StorePart):
                     "UPDATE services SET run_override = ?, updated_at = ? WHERE name = ?",
                     (override, now, name),
                 )
-            return _record_by_name(db, name)
+            record = _record_by_name(db, name)
+        self.changes.record([name])
+        return record
 
     def get_service(self, key: str) -> ServiceRecord | None:
         """By project name or by id; a name wins (a name may look like another's id)."""

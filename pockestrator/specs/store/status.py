@@ -20,6 +20,20 @@ from pockestrator.database import iso, parse_iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
 
+# Fields a steady service rewrites on every probe round: a write of only these (with the
+# values of the others unchanged) is no change to tell the watches about, or every open
+# watch would hear of every service every health interval.
+QUIET_FIELDS = frozenset(
+    {
+        "last_health_check",
+        "cpu_usage_nsec",
+        "cpu_percent",
+        "memory_bytes",
+        "settings_checked_at",
+        "certificate_checked_at",
+    }
+)
+
 
 def insert_first_status(db: sqlite3.Connection, name: str, now: str) -> None:
     """The ``deploying`` row of a new service (an existing row, kept by name, stays)."""
@@ -68,8 +82,11 @@ class Statuses(StorePart):
     def update_status(self, name: str, **changes: Any) -> ServiceStatus:
         """Set some status fields of ``name`` (creating the row); returns the new status."""
         with self._database.write() as db:
-            self._upsert_status(db, name, changes)
-            return _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+            noticed = self._upsert_status(db, name, changes)
+            status = _status(db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone())
+        if noticed:
+            self.changes.record([name])
+        return status
 
     def update_statuses(self, changes_by_name: Mapping[str, Mapping[str, Any]]) -> None:
         """``update_status`` for many services in one transaction (a round of probes).
@@ -77,18 +94,28 @@ class Statuses(StorePart):
         A service deleted while its probe ran is skipped: a status row written after
         ``finish_deletion`` would outlive it and greet a new service of the same name.
         """
+        written: list[str] = []
         with self._database.write() as db:
             for name, changes in changes_by_name.items():
-                if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
-                    self._upsert_status(db, name, changes)
+                if db.execute(
+                    "SELECT 1 FROM services WHERE name = ?", (name,)
+                ).fetchone() and self._upsert_status(db, name, changes):
+                    written.append(name)
+        self.changes.record(written)
 
-    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
+    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> bool:
+        """Write ``changes``; True when a field outside ``QUIET_FIELDS`` took a new value
+        (or the row is new): a change the watches hear of."""
         unknown = set(changes) - set(STATUS_FIELDS)
         if unknown:
             raise ValueError(f"unknown status fields: {sorted(unknown)}")
         if "state" in changes and changes["state"] not in STATUS_STATES:
             raise ValueError(f"invalid state {changes['state']!r}")
         encoded = {key: _encode(value) for key, value in changes.items()}
+        before = db.execute("SELECT * FROM status WHERE name = ?", (name,)).fetchone()
+        noticed = before is None or any(
+            before[key] != value for key, value in encoded.items() if key not in QUIET_FIELDS
+        )
         encoded["updated_at"] = self._now()
         updates = ", ".join(f"{column} = excluded.{column}" for column in encoded)
         encoded.setdefault("state", "deploying")  # only for a new row
@@ -100,6 +127,7 @@ class Statuses(StorePart):
             f"ON CONFLICT(name) DO UPDATE SET {updates}",
             (name, *encoded.values()),
         )
+        return noticed
 
 
 def _encode(value: Any) -> Any:

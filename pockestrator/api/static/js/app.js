@@ -1,10 +1,19 @@
 // The dashboard's entry: hash routes to views, the session guard, the header, the banner.
 //
 // Each view module exports `title` and `show(root, view)`; `view` carries the route's
-// params and query, and helpers whose work ends when the user leaves the view (polling
-// timers, log streams): `view.every(ms, fn)`, `view.onLeave(fn)`, `view.active`.
+// params and query, and helpers whose work ends when the user leaves the view (timers,
+// streams): `view.every(ms, fn)`, `view.follow(path, onEvent)`, `view.onLeave(fn)`,
+// `view.active`.
 
-import { clearSession, get, getSession, post, whenUnauthorized } from './api.js';
+import {
+  ApiError,
+  clearSession,
+  get,
+  getSession,
+  post,
+  readEvents,
+  whenUnauthorized,
+} from './api.js';
 import { h, mount, setText } from './render.js';
 import { forgetSystemInfo, navigate, notify, showHostHealth } from './shell.js';
 import * as backups from './views/backups.js';
@@ -86,6 +95,41 @@ function makeView(params, query) {
       };
       view.onLeave(() => clearTimeout(timer));
       return tick();
+    },
+    /**
+     * Follow the server-sent events of `path` (a watch stream) until the view is left:
+     * each event goes to `onEvent`; a stream that ends or breaks is opened again after the
+     * server's retry delay, resuming from the last event's id (Last-Event-ID). Nothing is
+     * asked in between: the agent pushes every change. Resolves when the view is left or
+     * the agent refuses the stream (then `onError` hears why).
+     */
+    async follow(path, onEvent, onError = () => {}) {
+      const controller = new AbortController();
+      view.onLeave(() => controller.abort());
+      let lastEventId = null;
+      let retryMs = 3000;
+      while (view.active) {
+        try {
+          const parser = await readEvents(path, {
+            signal: controller.signal,
+            lastEventId,
+            onEvent: (event) => {
+              lastEventId = event.id ?? lastEventId;
+              if (view.active) onEvent(event);
+            },
+          });
+          retryMs = parser.retry ?? retryMs;
+        } catch (error) {
+          if (!view.active) return;
+          if (error instanceof ApiError && error.status < 500) {
+            onError(error);
+            return;
+          }
+          if (view.active) notify(`Lost the agent's updates: ${error.message}`, 'error');
+        }
+        if (!view.active) return;
+        await new Promise((resolve) => setTimeout(resolve, retryMs));
+      }
     },
   };
   return view;

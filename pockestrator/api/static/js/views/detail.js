@@ -4,6 +4,8 @@
 // (deploy by upload, rollback: views/releases.js) and deletion.
 // A service owned by a spec file shows its file; what the API refuses for it (spec
 // changes and deletion: 409 OWNED_BY_FILE) is disabled here, with the reason next to it.
+// The page follows the service's watch stream (GET /services/{id}?watch=true) and reloads
+// its parts when the service or its status changes: no request while nothing does.
 
 import { ApiError, del, get, patch, post, servicePath } from '../api.js';
 import { bytes, instanceUrl, since, when } from '../format.js';
@@ -25,7 +27,6 @@ import { releasesCard } from './releases.js';
 import { settingsEditor, settingsRows } from './settings.js';
 
 export const title = 'Service';
-const REFRESH_MS = 3000;
 
 // Each row: [term, what to show from {service, runtime, status, link}] (null shows '—').
 const RUNTIME = [
@@ -522,7 +523,50 @@ export async function show(root, view) {
     }
   }
 
-  await view.every(REFRESH_MS, refresh);
+  // Every message is a change of the service, its status or its history (the agent does
+  // not send a probe round that found all as it was): each reloads the page's parts, once
+  // for a burst. Only the stream's first message may repeat what the page just loaded.
+  let lastSeen = null;
+  let reloading = null;
+  let again = false;
+  const seen = (answer) =>
+    JSON.stringify({
+      service: { ...answer.service, last_health_check: null },
+      runtime: { ...answer.runtime_status, last_checked: null },
+    });
+
+  async function reload() {
+    if (reloading) {
+      again = true;
+      return;
+    }
+    do {
+      again = false;
+      reloading = refresh().catch((error) =>
+        notify(`Could not refresh: ${error.message}`, 'error'),
+      );
+      await reloading;
+      reloading = null;
+    } while (again && view.active);
+  }
+
+  function onEvent(event) {
+    if (event.type === 'deleted') {
+      gone = true;
+      setText(message, 'This service no longer exists.');
+      for (const control of root.querySelectorAll('button')) control.disabled = true;
+      return;
+    }
+    if (event.type !== 'service') return;
+    const signature = seen(JSON.parse(event.data));
+    const repeat = lastSeen !== null && signature === lastSeen;
+    lastSeen = null; // from the second message on, every one counts
+    if (!repeat) reload();
+  }
+
+  await refresh();
+  if (detail) lastSeen = seen(detail);
+  view.follow(servicePath(id, '?watch=true'), onEvent);
 }
 
 /** Text, or an element (replaced only when it would look different). */

@@ -1,8 +1,12 @@
-// The services: one row each, refreshed every few seconds, filterable by status.
+// The services: one row each, filterable by status, kept current by the agent's watch
+// stream (GET /services?watch=true): no request while nothing changes.
 // The list endpoint gives the specs and states; memory, restarts and the config match come
-// from each service's /status (systemd at this moment), fetched for the rows shown. The
-// sparklines (memory, requests per second over the last hour) come from the agent's short
-// history, which gains a point a minute, so it is fetched less often.
+// from each service's /status (systemd at that moment), fetched for a row shown when it
+// first appears and when the stream says it changed (not for a health check that only
+// moved its time). A new, deleted or re-filtered service reloads the page of the list.
+// The sparklines (memory, requests per second over the last hour) come from the agent's
+// short history, read with the list (at most every HISTORY_MS): they are as of the page's
+// last load or change, since an idle page asks for nothing.
 
 import { get, servicePath } from '../api.js';
 import { badge, h, mount, setText, syncChildren, updateBadge } from '../render.js';
@@ -10,10 +14,11 @@ import { bytes, instanceUrl } from '../format.js';
 import { sparkline } from '../charts.js';
 
 export const title = 'Services';
-const REFRESH_MS = 3000;
 const PAGE = 50;
 const HISTORY_MS = 15000;
 const SPARK_POINTS = 60;
+// Changes that come together (a wave of deploys) reload the list once.
+const SETTLE_MS = 150;
 const STATUSES = [
   ['', 'All'],
   ['active', 'Active'],
@@ -126,6 +131,9 @@ export async function show(root, view) {
     ]);
     if (!view.active || mine !== latest) return;
     const items = list.services.map((service, index) => ({ service, runtime: statuses[index] }));
+    drawn.clear();
+    for (const item of items) drawn.set(item.service.id, { ...item, sig: signature(item.service) });
+    total = list.total;
     syncChildren(
       rows,
       items,
@@ -183,7 +191,73 @@ export async function show(root, view) {
     );
   }
 
-  await view.every(REFRESH_MS, refresh);
+  // What the stream says of every service (id -> its signature and status), and the rows
+  // drawn (id -> item, with the signature it was drawn from).
+  const known = new Map();
+  const drawn = new Map();
+  let total = 0;
+  let syncs = 0;
+  let settle = null;
+
+  function reloadSoon() {
+    clearTimeout(settle);
+    settle = setTimeout(() => view.active && refresh(), SETTLE_MS);
+  }
+  view.onLeave(() => clearTimeout(settle));
+
+  async function updateOne(service) {
+    const runtime = await get(servicePath(service.id, '/status')).catch(() => null);
+    const item = drawn.get(service.id);
+    if (!view.active || !item) return;
+    Object.assign(item, { service, runtime, sig: signature(service) });
+    const row = [...rows.children].find((tr) => tr.dataset.key === service.id);
+    if (row) updateRow(row, item, recent?.services?.[service.project_name]);
+  }
+
+  function changed(service) {
+    const before = known.get(service.id);
+    known.set(service.id, { sig: signature(service), status: service.status });
+    if (syncs === 0) return; // the first state: compared as a whole at `synced`
+    const item = drawn.get(service.id);
+    if (item) {
+      if (status && service.status !== status) reloadSoon();
+      else if (signature(service) !== item.sig) updateOne(service);
+    } else if (before === undefined || (status && service.status === status)) {
+      reloadSoon(); // new, or now matching the filter: it may belong on this page
+    }
+  }
+
+  /** Whether the stream's whole state is what the page shows (else it is reloaded). */
+  function agrees() {
+    const matching = [...known.values()].filter((k) => !status || k.status === status);
+    if (matching.length !== total) return false;
+    return [...drawn.values()].every((item) => known.get(item.service.id)?.sig === item.sig);
+  }
+
+  function onEvent(event) {
+    const data = JSON.parse(event.data);
+    if (event.type === 'service') changed(data);
+    else if (event.type === 'deleted') {
+      known.delete(data.id);
+      if (syncs > 0) reloadSoon();
+    } else if (event.type === 'synced') {
+      // The whole state: at the start, or after a reconnect that could not resume.
+      for (const id of [...known.keys()]) if (!data.ids.includes(id)) known.delete(id);
+      syncs += 1;
+      if (syncs > 1 || !agrees()) reloadSoon();
+    }
+  }
+
+  await refresh();
+  view.follow('/services?watch=true', onEvent, (error) => {
+    setText(problem, `Could not follow the services: ${error.message}`);
+    problem.hidden = false;
+  });
+}
+
+/** A service's view without what a health check moves on every round. */
+function signature(service) {
+  return JSON.stringify({ ...service, last_health_check: null });
 }
 
 function createRow(item) {

@@ -1,0 +1,139 @@
+"""The services list and a service's page follow the agent's watch stream, in Chromium.
+
+While nothing changes the page asks nothing: the requests it makes are counted over an
+idle stretch and the only one open is its stream, opened before. A change made elsewhere
+(through the API, or the agent's own status writes) shows without a reload, and costs a
+request only for what it changed. The host banner asks ``/system/health`` every 30 s on
+its own; the idle stretch is measured well inside that period after signing in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pockestrator.agent.daemon import Agent
+from pockestrator.agent.sandbox import free_port
+from tests.e2e.browser import Dashboard
+
+expect = pytest.importorskip("playwright.async_api").expect
+
+pytestmark = pytest.mark.e2e
+
+IDLE_SECONDS = 5.0
+UI_TIMEOUT_MS = 15_000
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, root: str, token: str) -> None:
+        self.session = session
+        self.root = root
+        self.token = token
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(
+            method,
+            self.root + path,
+            data=json.dumps(body) if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                **({"Content-Type": "application/json"} if body is not None else {}),
+            },
+            timeout=aiohttp.ClientTimeout(total=90),
+        ) as response:
+            return response.status, await response.json()
+
+
+@pytest.fixture(scope="module")
+async def api(agent: Agent, pocketbase_versions: tuple[str, str]) -> AsyncIterator[Api]:
+    token, _record = agent.accounts.create_token("e2e live pages")
+    root = f"http://127.0.0.1:{agent.config.listen_port}/api/pockestrator"
+    async with aiohttp.ClientSession() as session:
+        client = Api(session, root, token)
+        for name in ("live-one", "live-two"):
+            body = {
+                "project_name": name,
+                "port": free_port(),
+                "pocketbase_version": pocketbase_versions[1],
+            }
+            status, answer = await client.call("POST", "/services?wait=true", body)
+            assert status == 201, answer
+        yield client
+
+
+class Requests:
+    """Every request the page starts, by URL path and query."""
+
+    def __init__(self, page: Any) -> None:
+        self.seen: list[str] = []
+        page.on("request", lambda request: self.seen.append(request.url))
+
+    def mark(self) -> int:
+        return len(self.seen)
+
+    def since(self, mark: int) -> list[str]:
+        return [url.split("/api/pockestrator", 1)[-1] for url in self.seen[mark:]]
+
+
+def row(dashboard: Dashboard, name: str) -> Any:
+    link = dashboard.page.get_by_role("link", name=name, exact=True)
+    return dashboard.page.locator("tbody tr", has=link)
+
+
+async def test_the_services_list_asks_nothing_while_idle_and_shows_a_change_made_elsewhere(
+    dashboard: Dashboard, api: Api
+) -> None:
+    requests = Requests(dashboard.page)
+    await dashboard.sign_in("/services")
+    await expect(row(dashboard, "live-one")).to_have_count(1)
+    await expect(row(dashboard, "live-two")).to_have_count(1)
+    await asyncio.sleep(1.0)  # the first state settles (the stream's snapshot compared)
+    opened = requests.since(0)
+    assert any(url.startswith("/services?watch=true") for url in opened), opened
+
+    idle = requests.mark()
+    await asyncio.sleep(IDLE_SECONDS)
+    assert requests.since(idle) == []
+
+    _status, two = await api.call("GET", "/services/live-two")
+    changed = requests.mark()
+    status, answer = await api.call("POST", "/services/live-two/control", {"action": "stop"})
+    assert status == 200, answer
+    badge = row(dashboard, "live-two").locator(".badge")
+    await expect(badge).to_have_text("Stopped", timeout=UI_TIMEOUT_MS)
+    await expect(row(dashboard, "live-one").locator(".badge")).to_have_text("Active")
+    # The change cost the changed row's status, not a round of every row.
+    asked = requests.since(changed)
+    assert asked, "a row changed without asking for its status"
+    assert set(asked) == {f"/services/{two['id']}/status"}, asked
+    await dashboard.shot("stopped-live")
+    status, answer = await api.call("POST", "/services/live-two/control", {"action": "start"})
+    assert status == 200, answer
+    await expect(badge).to_have_text("Active", timeout=UI_TIMEOUT_MS)
+
+
+async def test_a_service_page_asks_nothing_while_idle_and_shows_a_stop_made_elsewhere(
+    dashboard: Dashboard, api: Api
+) -> None:
+    requests = Requests(dashboard.page)
+    await dashboard.sign_in("/services/live-one")
+    state = dashboard.page.locator("main .badge").first
+    await expect(state).to_have_text("Active")
+    await asyncio.sleep(1.0)
+    assert any("/services/" in url and "watch=true" in url for url in requests.since(0))
+
+    idle = requests.mark()
+    await asyncio.sleep(IDLE_SECONDS)
+    assert requests.since(idle) == []
+
+    status, answer = await api.call("POST", "/services/live-one/control", {"action": "stop"})
+    assert status == 200, answer
+    await expect(state).to_have_text("Stopped", timeout=UI_TIMEOUT_MS)
+    status, answer = await api.call("POST", "/services/live-one/control", {"action": "start"})
+    assert status == 200, answer
+    await expect(state).to_have_text("Active", timeout=UI_TIMEOUT_MS)

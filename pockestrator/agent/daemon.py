@@ -224,6 +224,7 @@ class Agent:
             config.health_timeout,
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
+            booting=self.reconciler.booting,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent
         # left of its own is nobody's.
@@ -303,6 +304,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         self._tasks, self._workers = [], []
+        if hasattr(self, "reconciler"):
+            await self.reconciler.close()
         if hasattr(self, "app_watch"):
             await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
@@ -389,6 +392,8 @@ class Agent:
 
     def _finished(self, name: str, run: int) -> None:
         self._finished_runs[name] = max(self._finished_runs[name], run)
+        if self.reconciler.booting(name):
+            return  # converged once the boot is over: the reconcile after it tells waiters
         waiters = self._run_waiters.get(name, [])
         remaining = []
         for threshold, future in waiters:

@@ -11,12 +11,19 @@ from tests.benchmarks.bench import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--upgrades", type=int, default=3)
     parser.add_argument("--only", choices=["all", "deploy", "restarts"], default="all")
+    parser.add_argument(
+        "--large",
+        type=int,
+        nargs="*",
+        default=[],
+        help="larger bursts to measure after the idle figure, e.g. --large 200 500",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade"
     )
@@ -32,6 +39,7 @@ def main() -> None:
             restarts=args.restarts,
             upgrades=args.upgrades,
             only=args.only,
+            large=tuple(args.large),
         )
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -249,16 +249,51 @@ class AgentUnderTest:
         return time.perf_counter() - started
 
 
-def wave_counts(journal: str) -> tuple[int, int]:
-    """(daemon-reloads, Caddy waves) the agent's log lines in ``journal`` report."""
-    events = []
+@dataclass(frozen=True)
+class Waves:
+    """The daemon-reloads and Caddy waves the agent's log lines report, and their time."""
+
+    reloads: int = 0
+    reload_seconds: float = 0.0
+    caddy: int = 0
+    caddy_seconds: float = 0.0
+
+    def since(self, before: Waves) -> Waves:
+        return Waves(
+            self.reloads - before.reloads,
+            self.reload_seconds - before.reload_seconds,
+            self.caddy - before.caddy,
+            self.caddy_seconds - before.caddy_seconds,
+        )
+
+
+def wave_counts(journal: str) -> Waves:
+    """What the agent's JSON log lines in ``journal`` say of its waves."""
+    found = Waves()
     for line in journal.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if isinstance(entry, dict) and "services" in entry:
-                    events.append(entry.get("event"))
-    return events.count("daemon-reload"), events.count("caddy wave")
+        if not line.startswith("{"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or "services" not in entry:
+                continue
+            if entry.get("event") == "daemon-reload":
+                found = Waves(
+                    found.reloads + 1,
+                    found.reload_seconds + float(entry.get("seconds", 0.0)),
+                    found.caddy,
+                    found.caddy_seconds,
+                )
+            elif entry.get("event") == "caddy wave":
+                seconds = float(entry.get("load_seconds", 0.0))
+                seconds += float(entry.get("check_seconds", 0.0))
+                found = Waves(
+                    found.reloads,
+                    found.reload_seconds,
+                    found.caddy + 1,
+                    found.caddy_seconds + seconds,
+                )
+    return found
 
 
 def process_usage(pid: int) -> tuple[int, int]:
@@ -347,7 +382,7 @@ async def run_deploys(
     agent_single: list[float] = []
     agent_bursts: dict[int, float] = {}
     burst_cpu: dict[int, float] = {}
-    burst_waves: dict[int, tuple[int, int]] = {}
+    burst_waves: dict[int, Waves] = {}
     unit_repairs: list[float] = []
     site_repairs: list[float] = []
     idle: dict[str, float] = {}
@@ -369,10 +404,7 @@ async def run_deploys(
                     burst_cpu[size] = 100.0 * cpu_seconds / agent_bursts[size]
                     await asyncio.sleep(1.0)  # the journal takes the last lines in
                     waves_after = wave_counts(measured.unit.journal())
-                    burst_waves[size] = (
-                        waves_after[0] - waves_before[0],
-                        waves_after[1] - waves_before[1],
-                    )
+                    burst_waves[size] = waves_after.since(waves_before)
 
                 for index in range(runs):
                     agent_single.append(await measured.deploy([f"single{index}"], session))
@@ -444,8 +476,11 @@ async def run_deploys(
         )
         report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / floor_bursts[size])
         report.add(f"burst {size}: agent CPU % of one core", burst_cpu[size])
-        report.add(f"burst {size}: daemon-reloads", burst_waves[size][0])
-        report.add(f"burst {size}: caddy waves", burst_waves[size][1])
+        waves = burst_waves[size]
+        report.add(f"burst {size}: daemon-reloads", waves.reloads)
+        report.add(f"burst {size}: daemon-reload seconds", waves.reload_seconds)
+        report.add(f"burst {size}: caddy waves", waves.caddy)
+        report.add(f"burst {size}: caddy seconds (load + trials)", waves.caddy_seconds)
     report.add("repair unit file: median (s) [<=1]", statistics.median(unit_repairs))
     report.add("repair site snippet: median (s) [<=1]", statistics.median(site_repairs))
     report.add(f"idle {idle_seconds:g}s: services", idle["services"])

@@ -44,6 +44,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
+from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.specs.model import parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
@@ -371,7 +372,7 @@ async def run_deploys(
                 names = [f"ub{size}x{index}" for index in range(size)]
                 try:
                     unit_bursts[size] = await measured.boot(names, session)
-                except TimeoutError as exc:
+                except (TimeoutError, SystemdError) as exc:
                     report.notes.append(f"unit floor, burst {size}: {exc}")
                     break
 
@@ -387,7 +388,7 @@ async def run_deploys(
                 names = [f"fb{size}x{index}" for index in range(size)]
                 try:
                     floor_bursts[size] = await measured.deploy(names, session)
-                except TimeoutError as exc:
+                except (TimeoutError, SystemdError) as exc:
                     report.notes.append(f"scripted floor, burst {size}: {exc}")
                     break
 
@@ -462,7 +463,7 @@ async def run_deploys(
                     await asyncio.sleep(2.0)
                     try:
                         await agent_burst(size, f"large{size}x")
-                    except TimeoutError as exc:
+                    except (TimeoutError, SystemdError) as exc:
                         report.notes.append(f"agent, burst {size}: {exc}")
                         break
         finally:

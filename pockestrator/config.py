@@ -277,8 +277,9 @@ class AgentConfig(BaseModel):
     caddy_reload: Literal["systemd", "admin"] = "systemd"
     caddy_admin_url: str = Field(
         default="http://127.0.0.1:2019",
-        description="Caddy's admin API for caddy_reload=admin: http://127.0.0.1:PORT, or "
-        "unix//PATH for a socket (which instances cannot reach; docs/security.md).",
+        description="Caddy's admin API, where site changes go (POST /load) whenever it "
+        "answers: http://127.0.0.1:PORT, or unix//PATH for a socket (which instances cannot "
+        "reach; docs/security.md).",
     )
     caddy_tls: TlsMode = Field(
         default="auto",

@@ -17,6 +17,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,10 +85,15 @@ class StepRunner:
 
     async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
         """One daemon-reload for the wave; each reconcile learns how large the wave is."""
+        started = time.monotonic()
         with self.metrics.daemon_reload_seconds.time():
             await self.controllers.bus.daemon_reload()
         self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
-        log.info("daemon-reload", services=len(requests))
+        log.info(
+            "daemon-reload",
+            services=len(requests),
+            seconds=round(time.monotonic() - started, 3),
+        )
         return dict.fromkeys(requests, len(requests))
 
     async def _caddy_wave(self, requests: Mapping[str, str | None]) -> dict[str, SiteOutcome]:
@@ -100,6 +106,8 @@ class StepRunner:
             validations=result.validations,
             reloaded=result.reloaded,
             refused=sorted(result.errors),
+            load_seconds=round(result.reload_seconds, 3),
+            check_seconds=round(result.validate_seconds, 3),
         )
         return result.sites
 

@@ -138,6 +138,9 @@ class Agent:
         self._api_runner: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
+        # Workers lent while reconciles wait at a wave's barrier (``_lend_a_worker``).
+        self._lent: set[asyncio.Task[None]] = set()
+        self._next_index = 0
         self._busy: dict[int, tuple[str, float]] = {}
         self._started_runs: defaultdict[str, int] = defaultdict(int)
         self._finished_runs: defaultdict[str, int] = defaultdict(int)
@@ -215,7 +218,9 @@ class Agent:
         self.host = AgentHostView(
             lambda: self.config, controllers, database_full=lambda: self.database.full
         )
-        self.coordinator = WaveCoordinator(ready_work=self._work_is_waiting)
+        self.coordinator = WaveCoordinator(
+            ready_work=self._work_is_waiting, parked=self._lend_a_worker
+        )
         self.reconciler = Reconciler(
             config,
             self.store,
@@ -248,6 +253,7 @@ class Agent:
             boot_grace=self.reconciler.policy.health_deadline,
             metrics=self.metrics,
             asleep=self.reconciler.sleep.is_asleep,
+            booting=self.reconciler.booting,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent
         # left of its own is nobody's.
@@ -269,6 +275,7 @@ class Agent:
             asyncio.create_task(self._worker(index), name=f"worker-{index}")
             for index in range(config.workers)
         ]
+        self._next_index = config.workers
         self._spawn(self.spec_directory.run, "spec-directory")
         await asyncio.wait_for(self.spec_directory.wait_ready(), 30)
         self._spawn(self._load_caddy_sites, "caddy-sites")
@@ -333,14 +340,17 @@ class Agent:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._workers:
-            _done, pending = await asyncio.wait(self._workers, timeout=grace)
+        workers = [*self._workers, *self._lent]
+        if workers:
+            _done, pending = await asyncio.wait(workers, timeout=grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*self._workers, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
+        self._lent.clear()
         self._tasks, self._workers = [], []
         if hasattr(self, "reconciler"):
             self.reconciler.sleep.close()
+            await self.reconciler.close()
         if hasattr(self, "app_watch"):
             await self.app_watch.close()
         # After a start that failed half-way, only what exists is closed.
@@ -378,11 +388,38 @@ class Agent:
         return len(self.queue)
 
     def _work_is_waiting(self) -> bool:
-        return len(self.queue) > 0 and len(self._busy) < len(self._workers)
+        """Keys are queued and an idle worker (lent now if the pool is all parked) will
+        take one: the wave waits for it to join."""
+        if len(self.queue) == 0:
+            return False
+        self._lend_a_worker()
+        return len(self._busy) < len(self._workers) + len(self._lent)
 
-    async def _worker(self, index: int) -> None:
+    def _lend_a_worker(self) -> None:
+        """A reconcile parked at a wave's barrier: lend a worker for the next queued key.
+
+        Parked reconciles hold their workers, so with only the pool a burst larger than
+        ``workers`` went through in waves of ``workers``. A lent worker takes keys while
+        any are queued and then ends, so a burst of any size reaches one wave; the pool
+        still bounds the reconciles that run (not park) at a time.
+        """
+        if not self._workers or len(self.queue) == 0:
+            return
+        if len(self._busy) - self.coordinator.parked >= len(self._workers):
+            return
+        if len(self._busy) < len(self._workers) + len(self._lent):
+            return  # an idle worker will take it
+        index = self._next_index
+        self._next_index += 1
+        task = asyncio.create_task(self._worker(index, lent=True), name=f"worker-{index}")
+        self._lent.add(task)
+        task.add_done_callback(self._lent.discard)
+
+    async def _worker(self, index: int, *, lent: bool = False) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if lent and len(self.queue) == 0:
+                return
             try:
                 name = await self.queue.get()
             except ShutDown:
@@ -435,6 +472,8 @@ class Agent:
 
     def _finished(self, name: str, run: int) -> None:
         self._finished_runs[name] = max(self._finished_runs[name], run)
+        if self.reconciler.booting(name):
+            return  # converged once the boot is over: the reconcile after it tells waiters
         waiters = self._run_waiters.get(name, [])
         remaining = []
         for threshold, future in waiters:

@@ -1,7 +1,8 @@
 """Health of PocketBase instances: ``GET /api/health`` on loopback, and CPU from /proc.
 
-Two users: the reconciler waits for a freshly started instance to answer (a bounded wait
-with growing intervals; PocketBase has no readiness notification), and the ``HealthProber``
+Two users: the ``BootWatch`` waits for a freshly started instance to answer (a bounded
+wait with growing intervals; PocketBase has no readiness notification) without holding
+the reconcile that started it, and the ``HealthProber``
 probes every instance that should run on an interval with jitter, records the result in
 its status and re-queues a service whose probes fail, so that the reconciler restarts it
 after ``health_failures_before_restart`` failures. Probes of many services are spread over
@@ -15,6 +16,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -85,6 +87,87 @@ async def wait_healthy(
         pause = min(pause * 2, 0.25)
 
 
+class BootWatch:
+    """Waits for freshly started instances to answer, off the workers.
+
+    A reconcile that started an instance used to hold its worker through the boot
+    (about 0.1 s alone, seconds for a burst booting together), so a burst larger than the
+    worker pool went through in waves of boots. Now the reconcile probes once and, when
+    the instance does not answer yet, hands it to a watch here and finishes (the status
+    says ``deploying``). The watch probes (``wait_healthy``) until the instance answers or
+    the deadline passes, keeps the verdict and queues the service (``wake``); the
+    reconcile that follows takes the verdict and records the status, ``active`` once
+    healthy, as before.
+    """
+
+    def __init__(
+        self, session: aiohttp.ClientSession, wake: Callable[[str], None], timeout: float = 2.0
+    ) -> None:
+        self.session = session
+        self.wake = wake
+        self.timeout = timeout
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._verdicts: dict[str, tuple[bool, datetime]] = {}
+
+    def watching(self, name: str) -> bool:
+        """True while a watch of ``name``'s boot runs (it queues the service at its end)."""
+        return name in self._tasks
+
+    async def look(
+        self, name: str, port: int, deadline: float, *, started: bool
+    ) -> tuple[bool, datetime]:
+        """Whether the instance answers, and when that was seen; when it does not yet, a
+        watch of up to ``deadline`` seconds is started (or left running). ``started``: the
+        reconcile just started or restarted it, so what was seen before is of another
+        process."""
+        if started:
+            self.forget(name)
+        else:
+            verdict = self._verdicts.pop(name, None)
+            if verdict is not None:
+                return verdict
+            if name in self._tasks:
+                return False, utc_now()
+        healthy = await probe(self.session, port, self.timeout)
+        if not healthy:
+            self._tasks[name] = asyncio.create_task(
+                self._watch(name, port, deadline), name=f"boot-{name}"
+            )
+        return healthy, utc_now()
+
+    async def _watch(self, name: str, port: int, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        healthy = False
+        try:
+            healthy = await wait_healthy(self.session, port, started + deadline)
+            log.info(
+                "boot watched",
+                service=name,
+                healthy=healthy,
+                seconds=round(loop.time() - started, 3),
+            )
+        finally:
+            if self._tasks.get(name) is asyncio.current_task():
+                del self._tasks[name]
+                self._verdicts[name] = (healthy, utc_now())
+                self.wake(name)
+
+    def forget(self, name: str) -> None:
+        """Drop ``name``'s watch and verdict (a new process, or the service is gone)."""
+        self._verdicts.pop(name, None)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass
 class CpuSample:
     pid: int
@@ -144,9 +227,12 @@ class HealthProber:
         boot_grace: float = 15.0,
         metrics: AgentMetrics | None = None,
         asleep: Callable[[str], bool] = lambda _name: False,
+        booting: Callable[[str], bool] = lambda name: False,
     ) -> None:
         self.metrics = metrics if metrics is not None else AgentMetrics()
         self.store = store
+        # A boot the reconciler watches (``BootWatch``) is its to judge, not a failure.
+        self.booting = booting
         self.enqueue = enqueue
         self.interval = interval
         self.timeout = timeout
@@ -174,6 +260,7 @@ class HealthProber:
             if (status := statuses.get(name)) is not None
             and status.state in ("active", "error")  # deploying or stopped: the reconciler's
             and not self.asleep(name)
+            and not self.booting(name)
         ]
         if not running:
             return

@@ -18,8 +18,13 @@ One reconcile, in this file's order:
    undelete: ``agent.seeding``) has it put in its folder now, before anything can start it;
 4. plan (``agent.plan``, pure): steps, drift and the status they lead to;
 5. apply (``agent.apply``): the steps, global ones batched in waves;
-6. settle: wait for ``/api/health`` when the plan says so, look at the unit again, and
-   record the status (``plan.conclude``);
+6. settle: probe ``/api/health`` when the plan says so, look at the unit again, and
+   record the status (``plan.conclude``). In a burst (a daemon-reload wave larger than
+   ``plan.SMALL_WAVE``) an instance that does not answer yet is left to a ``BootWatch``,
+   which queues the service again once it answers (or its deadline passes), so no worker
+   waits for a boot and the burst's reconciles reach the same daemon-reload, Caddy wave
+   and start; a small wave, upgrades, rollbacks and a deploy's switch wait for health in
+   the reconcile (what they do next depends on it);
 7. once the instance is healthy, and when it is due (``plan.settings_due``), PocketBase's
    own settings: observe them through its API, plan (``plan.plan_settings``), apply.
 An upgrade whose new version fails (a step raises after the data was backed up, or health
@@ -43,7 +48,7 @@ from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
-from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.health import BootWatch, wait_healthy
 from pockestrator.agent.plan import (
     Desired,
     Observed,
@@ -60,6 +65,7 @@ from pockestrator.agent.plan import (
     plan_settings,
     requeue_after,
     restarted_by_systemd,
+    run_first,
     settings_due,
     settings_error_text,
     target_version,
@@ -140,6 +146,19 @@ class Reconciler:
             controllers.bus, store, config.database.parent / "sleeping", config.caddy_access_log_dir
         )
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
+
+        self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
+
+    def _wake_after_boot(self, name: str) -> None:
+        if self.wake is not None:
+            self.wake(name)
+
+    def booting(self, name: str) -> bool:
+        """True while the boot of ``name``'s instance is watched (its reconcile follows)."""
+        return self.boots.watching(name)
+
+    async def close(self) -> None:
+        await self.boots.close()
 
     @property
     def wake(self) -> Callable[[str], None] | None:
@@ -228,7 +247,12 @@ class Reconciler:
         await self.steps.run(desired, plan, applied)
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
-        result = await self._settle(desired, plan, observed, applied)
+        # A burst's boots are watched off the workers; a small wave's are waited for here,
+        # as cheap as a watch (one boot) and settled at once: PocketBase's first-boot
+        # installer writes to a fresh database about 50 ms after it first answers, and
+        # the agent's superuser made before that never meets it.
+        watch = not run_first(applied.wave_size)
+        result = await self._settle(desired, plan, observed, applied, watch=watch)
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
@@ -352,11 +376,19 @@ class Reconciler:
         )
 
     async def _settle(
-        self, desired: Desired, plan: Plan, observed: Observed, applied: Applied
+        self,
+        desired: Desired,
+        plan: Plan,
+        observed: Observed,
+        applied: Applied,
+        *,
+        watch: bool = False,
     ) -> Result:
-        """Wait for health if the plan says so, look at the unit again, record the status."""
+        """Probe health if the plan says so (wait for it, unless ``watch``: then a boot
+        still under way is watched in the background), look at the unit again, record the
+        status."""
         name = desired.name
-        settled = await self._look_after(desired, plan, observed, applied)
+        settled = await self._look_after(desired, plan, observed, applied, watch=watch)
         previous = self.store.get_status(name)
         settled, settings_changes = await self._configure(desired, settled, previous, applied)
         changes = conclude(desired, plan, settled, previous)
@@ -390,7 +422,10 @@ class Reconciler:
         self.sleep.settled(
             desired.spec if desired.should_run else None, name, settled.unit.is_running
         )
-        return Result(requeue_after(changes["state"], refusal, self.policy))
+        later = requeue_after(changes["state"], refusal, self.policy)
+        if changes["state"] == "deploying" and self.boots.watching(name):
+            later = None  # the watch queues the service when the boot is over
+        return Result(later)
 
     async def _certificate(
         self, desired: Desired, previous: ServiceStatus | None, applied: Applied
@@ -421,12 +456,22 @@ class Reconciler:
         }
 
     async def _look_after(
-        self, desired: Desired, plan: Plan, observed: Observed, applied: Applied
+        self,
+        desired: Desired,
+        plan: Plan,
+        observed: Observed,
+        applied: Applied,
+        *,
+        watch: bool = False,
     ) -> Settled:
         """The host after ``plan``: the observation itself when nothing was done or waited."""
         healthy: bool | None = None
         checked_at = None
-        if plan.probe_deadline is not None:
+        if plan.probe_deadline is not None and watch:
+            healthy, checked_at = await self.boots.look(
+                desired.name, desired.spec.port, plan.probe_deadline, started=bool(plan.run)
+            )
+        elif plan.probe_deadline is not None:
             loop = asyncio.get_running_loop()
             healthy = await wait_healthy(
                 self.session, desired.spec.port, loop.time() + plan.probe_deadline
@@ -620,6 +665,7 @@ class Reconciler:
             },
         )
         self.store.finish_deletion(name)
+        self.boots.forget(name)
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:
             self.archived()

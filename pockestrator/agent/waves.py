@@ -49,11 +49,16 @@ class WaveCoordinator:
     """Counts active reconciles and fires barriers when the wave has settled."""
 
     def __init__(
-        self, ready_work: Callable[[], bool] = lambda: False, max_wait: float = 5.0
+        self,
+        ready_work: Callable[[], bool] = lambda: False,
+        max_wait: float = 5.0,
+        parked: Callable[[], None] = lambda: None,
     ) -> None:
-        # `ready_work` says whether more keys are ready for an idle worker: if so, wait for
-        # them to join rather than fire a half wave.
+        # `ready_work` says whether more keys are ready for a worker: if so, wait for
+        # them to join rather than fire a half wave. `parked` is told each time a
+        # reconcile parks (the daemon lends a worker for the next key).
         self._ready_work = ready_work
+        self._on_parked = parked
         self.max_wait = max_wait
         self._active = 0
         self._parked = 0
@@ -91,6 +96,7 @@ class WaveCoordinator:
             previous[1].cancel()
         barrier.waiting[key] = (request, future)
         self._parked += 1
+        self._on_parked()
         self._arm_deadline()
         try:
             self._maybe_fire()
@@ -104,6 +110,11 @@ class WaveCoordinator:
     def nudge(self) -> None:
         """Re-check the firing condition (e.g. after the queue ran dry)."""
         self._maybe_fire()
+
+    @property
+    def parked(self) -> int:
+        """How many reconciles wait at a barrier now."""
+        return self._parked
 
     def fired(self, name: str) -> int:
         """How many times the named barrier has fired (for tests and benchmarks)."""

@@ -11,7 +11,7 @@ from tests.benchmarks.bench import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=10)
@@ -20,6 +20,13 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument(
         "--only", choices=["all", "deploy", "restarts", "scrape", "watch"], default="all"
+    )
+    parser.add_argument(
+        "--large",
+        type=int,
+        nargs="*",
+        default=[],
+        help="larger bursts to measure after the idle figure, e.g. --large 200 500",
     )
     parser.add_argument(
         "--quick",
@@ -42,6 +49,7 @@ def main() -> None:
             scrape_services=args.scrape_services,
             only=args.only,
             changes=args.changes,
+            large=tuple(args.large),
         )
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,21 @@
-"""Benchmarks of the agent against a floor measured in the same run on the same machine.
+"""Benchmarks of the agent against floors measured in the same run on the same machine.
 
-The floor is the least work that reaches the same end with no agent: a script that writes
-the unit file and the Caddy snippet itself and drives systemd directly over D-Bus
-(daemon-reload, Caddy reload, StartUnit), then waits for ``/api/health`` through Caddy.
+Two floors, each in a sandbox of its own:
+- the **unit floor**, what the machine can do at all: PocketBase units (rendered as the
+  agent renders them) of a systemd manager like the agent's, loaded beforehand, started
+  over D-Bus until ``/api/health`` answers on loopback; no Caddy, no agent;
+- the **scripted floor**: a script that writes the unit file and the Caddy snippet itself
+  and drives systemd directly over D-Bus (daemon-reload, Caddy reload, StartUnit), then
+  waits for ``/api/health`` through Caddy.
 The agent runs as deployed: its own process, a ``Type=notify`` unit of the sandbox's
-manager. Both run in sandboxes of their own, one after the other, so neither disturbs the
-other's figures.
+manager. All three run one after the other, so none disturbs the others' figures.
 
 Figures (the issue's targets in brackets):
 - one spec file written -> 200 through Caddy, binary cached: median of N runs, and the
-  ratio to the floor's median [ratio <= 1.5, agent <= 0.5 s];
-- 50 spec files at once -> all 200 through Caddy [ratio <= 1.3];
+  ratios to both floors' medians [<= 1.5 x the unit floor, agent <= 0.5 s];
+- 50 spec files at once -> all 200 through Caddy [<= 1.3 x 50 unit boots together], and
+  larger bursts when asked (``large``): the agent's CPU share of the burst, and how many
+  daemon-reloads and Caddy waves it took;
 - a hand-edited unit file / site snippet -> repaired: median [<= 1 s];
 - 50 services idle: the agent's CPU (percent of one core) and RSS over the window
   [<= 1 %, <= 80 MB];
@@ -25,6 +30,7 @@ Figures (the issue's targets in brackets):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +48,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
+from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.specs.model import parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
@@ -100,19 +107,31 @@ async def healthy(session: aiohttp.ClientSession, caddy: str, host: str) -> bool
 
 
 async def until_all_healthy(
-    session: aiohttp.ClientSession, caddy: str, hosts: list[str], timeout: float = 120
+    session: aiohttp.ClientSession, caddy: str, hosts: list[str], timeout: float | None = None
 ) -> float:
-    """Seconds until every host answers 200 through Caddy.
+    """Seconds until every host answers 200 through Caddy (``until_all_answer``)."""
+    return await until_all_answer(session, [(caddy, host) for host in hosts], timeout)
 
-    Each round probes the hosts still pending, then pauses 2 ms per pending host: the
+
+async def until_all_answer(
+    session: aiohttp.ClientSession,
+    targets: list[tuple[str, str]],
+    timeout: float | None = None,
+) -> float:
+    """Seconds until every ``(base URL, Host)`` answers ``/api/health`` with 200.
+
+    Each round probes the targets still pending, then pauses 2 ms per pending one: the
     harness sends about 500 requests a second whatever the burst, so it does not starve
-    the system it measures (the same for the floor and the agent).
+    the system it measures (the same for the floors and the agent).
     """
+    if timeout is None:
+        timeout = max(120.0, 0.6 * len(targets))  # 500 boots on 2 cores take tens of s
     started = time.perf_counter()
-    pending = set(hosts)
+    pending = set(targets)
     while pending:
-        results = await asyncio.gather(*(healthy(session, caddy, host) for host in pending))
-        pending = {host for host, ok in zip(list(pending), results, strict=True) if not ok}
+        order = list(pending)
+        results = await asyncio.gather(*(healthy(session, base, host) for base, host in order))
+        pending = {target for target, ok in zip(order, results, strict=True) if not ok}
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"not healthy after {timeout}s: {sorted(pending)[:5]}")
         if pending:
@@ -124,7 +143,51 @@ def spec_text(name: str, port: int, version: str) -> str:
     return f'project_name: {name}\nport: {port}\npocketbase_version: "{version}"\n'
 
 
-# -- the floor: no agent ---------------------------------------------------------------
+# -- the unit floor: PocketBase units alone ----------------------------------------------
+
+
+class UnitFloor:
+    """PocketBase units started over D-Bus until ``/api/health`` answers on loopback.
+
+    The units are rendered as the agent renders them (the same box) and loaded by a
+    daemon-reload before the clock starts: what is timed is systemd starting the units
+    and PocketBase booting on a fresh ``pb_data``, nothing else.
+    """
+
+    def __init__(self, sandbox: Sandbox, version: str) -> None:
+        self.sandbox = sandbox
+        self.config = sandbox.agent_config()
+        self.settings = UnitSettings.from_config(self.config)
+        seed_from_installed(self.config.release_cache_dir)
+        self.binary = self.config.release_cache_dir / version / "pocketbase"
+        self.version = version
+
+    async def boot(self, names: list[str], session: aiohttp.ClientSession) -> float:
+        bus = self.sandbox.bus
+        assert bus is not None
+        specs = [
+            parse_spec(
+                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
+                "localhost",
+            )
+            for n in names
+        ]
+        for spec in specs:
+            directory = self.config.base_dir / spec.project_name
+            (directory / "pb_data").mkdir(parents=True)
+            os.link(self.binary, directory / "pocketbase")
+            shutil.chown(directory, "nobody", "nogroup")
+            shutil.chown(directory / "pb_data", "nobody", "nogroup")
+            (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+        await bus.daemon_reload()
+        started = time.perf_counter()
+        await asyncio.gather(*(bus.start_unit(spec.unit_name) for spec in specs))
+        targets = [(f"http://127.0.0.1:{spec.port}", "127.0.0.1") for spec in specs]
+        await until_all_answer(session, targets)
+        return time.perf_counter() - started
+
+
+# -- the scripted floor: the same steps as the agent, no agent ---------------------------
 
 
 class Floor:
@@ -199,6 +262,53 @@ class AgentUnderTest:
         return time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class Waves:
+    """The daemon-reloads and Caddy waves the agent's log lines report, and their time."""
+
+    reloads: int = 0
+    reload_seconds: float = 0.0
+    caddy: int = 0
+    caddy_seconds: float = 0.0
+
+    def since(self, before: Waves) -> Waves:
+        return Waves(
+            self.reloads - before.reloads,
+            self.reload_seconds - before.reload_seconds,
+            self.caddy - before.caddy,
+            self.caddy_seconds - before.caddy_seconds,
+        )
+
+
+def wave_counts(journal: str) -> Waves:
+    """What the agent's JSON log lines in ``journal`` say of its waves."""
+    found = Waves()
+    for line in journal.splitlines():
+        if not line.startswith("{"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or "services" not in entry:
+                continue
+            if entry.get("event") == "daemon-reload":
+                found = Waves(
+                    found.reloads + 1,
+                    found.reload_seconds + float(entry.get("seconds", 0.0)),
+                    found.caddy,
+                    found.caddy_seconds,
+                )
+            elif entry.get("event") == "caddy wave":
+                seconds = float(entry.get("load_seconds", 0.0))
+                seconds += float(entry.get("check_seconds", 0.0))
+                found = Waves(
+                    found.reloads,
+                    found.reload_seconds,
+                    found.caddy + 1,
+                    found.caddy_seconds + seconds,
+                )
+    return found
+
+
 def process_usage(pid: int) -> tuple[int, int]:
     """(utime + stime in clock ticks, RSS in bytes) of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -222,7 +332,7 @@ async def in_sandbox(body: Callable[[Sandbox], Awaitable[None]]) -> None:
 
 
 async def run(
-    runs: int = 10,
+    runs: int = 20,
     burst: int = 50,
     idle_seconds: float = 60.0,
     *,
@@ -231,6 +341,7 @@ async def run(
     scrape_services: int = 500,
     only: str = "all",
     changes: int = 50,
+    large: tuple[int, ...] = (),
 ) -> Report:
     """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
     client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``) or of
@@ -238,7 +349,7 @@ async def run(
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
-        await run_deploys(report, runs, burst, idle_seconds)
+        await run_deploys(report, runs, burst, idle_seconds, large)
     if only in ("all", "restarts"):
         print(f"steady client ({restarts} restarts, {upgrades} upgrades):", flush=True)
         measured: list[RestartFigures] = []
@@ -263,23 +374,51 @@ async def run(
     return report
 
 
-async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float) -> None:
+async def run_deploys(
+    report: Report, runs: int, burst: int, idle_seconds: float, large: tuple[int, ...] = ()
+) -> None:
     version = installed_version()
-    print(f"deploys: runs={runs} burst={burst} idle={idle_seconds}s", flush=True)
+    print(
+        f"deploys: runs={runs} burst={burst} idle={idle_seconds}s large={list(large)}",
+        flush=True,
+    )
+    sizes = (burst, *large)
+    unit_single: list[float] = []
+    unit_bursts: dict[int, float] = {}
+
+    async def unit_floor(sandbox: Sandbox) -> None:
+        measured = UnitFloor(sandbox, version)
+        async with aiohttp.ClientSession() as session:
+            for index in range(runs):
+                unit_single.append(await measured.boot([f"unit{index}"], session))
+            for size in sizes:
+                names = [f"ub{size}x{index}" for index in range(size)]
+                try:
+                    unit_bursts[size] = await measured.boot(names, session)
+                except (TimeoutError, SystemdError) as exc:
+                    report.notes.append(f"unit floor, burst {size}: {exc}")
+                    break
+
     floor_single: list[float] = []
-    floor_burst: list[float] = []
+    floor_bursts: dict[int, float] = {}
 
     async def floor(sandbox: Sandbox) -> None:
         measured = Floor(sandbox, version)
         async with aiohttp.ClientSession() as session:
             for index in range(runs):
                 floor_single.append(await measured.deploy([f"floor{index}"], session))
-            floor_burst.append(
-                await measured.deploy([f"fburst{index}" for index in range(burst)], session)
-            )
+            for size in sizes:
+                names = [f"fb{size}x{index}" for index in range(size)]
+                try:
+                    floor_bursts[size] = await measured.deploy(names, session)
+                except (TimeoutError, SystemdError) as exc:
+                    report.notes.append(f"scripted floor, burst {size}: {exc}")
+                    break
 
     agent_single: list[float] = []
-    agent_burst: list[float] = []
+    agent_bursts: dict[int, float] = {}
+    burst_cpu: dict[int, float] = {}
+    burst_waves: dict[int, Waves] = {}
     unit_repairs: list[float] = []
     site_repairs: list[float] = []
     idle: dict[str, float] = {}
@@ -289,11 +428,23 @@ async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float
         await measured.unit.start()
         try:
             async with aiohttp.ClientSession() as session:
+
+                async def agent_burst(size: int, prefix: str) -> None:
+                    pid = await measured.unit.main_pid()
+                    ticks_before, _ = process_usage(pid)
+                    waves_before = wave_counts(measured.unit.journal())
+                    names = [f"{prefix}{index}" for index in range(size)]
+                    agent_bursts[size] = await measured.deploy(names, session)
+                    ticks_after, _ = process_usage(pid)
+                    cpu_seconds = (ticks_after - ticks_before) / os.sysconf("SC_CLK_TCK")
+                    burst_cpu[size] = 100.0 * cpu_seconds / agent_bursts[size]
+                    await asyncio.sleep(1.0)  # the journal takes the last lines in
+                    waves_after = wave_counts(measured.unit.journal())
+                    burst_waves[size] = waves_after.since(waves_before)
+
                 for index in range(runs):
                     agent_single.append(await measured.deploy([f"single{index}"], session))
-                agent_burst.append(
-                    await measured.deploy([f"burst{index}" for index in range(burst)], session)
-                )
+                await agent_burst(burst, "burst")
                 await asyncio.sleep(1.0)  # let the post-burst resync settle
                 config = measured.config
                 for index in range(runs):
@@ -331,22 +482,48 @@ async def run_deploys(report: Report, runs: int, burst: int, idle_seconds: float
                 )
                 idle["rss_mb"] = rss / 1024 / 1024
                 idle["services"] = float(len(list(config.systemd_dir.glob("*-pocketbase.service"))))
+                for size in large:
+                    await asyncio.sleep(2.0)
+                    try:
+                        await agent_burst(size, f"large{size}x")
+                    except (TimeoutError, SystemdError) as exc:
+                        report.notes.append(f"agent, burst {size}: {exc}")
+                        break
         finally:
             await measured.unit.stop()
 
-    print("floor (no agent):", flush=True)
+    print("unit floor (PocketBase units alone):", flush=True)
+    await in_sandbox(unit_floor)
+    print("scripted floor (no agent):", flush=True)
     await in_sandbox(floor)
     print("agent:", flush=True)
     await in_sandbox(agent)
 
+    single_unit = statistics.median(unit_single)
     single_floor = statistics.median(floor_single)
     single_agent = statistics.median(agent_single)
+    report.add("single: unit floor median (s)", single_unit)
     report.add("single: floor median (s)", single_floor)
     report.add("single: agent median (s)", single_agent)
-    report.add("single: ratio agent/floor [<=1.5]", single_agent / single_floor)
-    report.add(f"burst {burst}: floor (s)", floor_burst[0])
-    report.add(f"burst {burst}: agent (s)", agent_burst[0])
-    report.add(f"burst {burst}: ratio agent/floor [<=1.3]", agent_burst[0] / floor_burst[0])
+    report.add("single: ratio agent/unit floor [<=1.5]", single_agent / single_unit)
+    report.add("single: ratio agent/floor", single_agent / single_floor)
+    for size in sizes:
+        if size not in unit_bursts or size not in floor_bursts or size not in agent_bursts:
+            print(f"  burst {size}: not measured (see notes)", flush=True)
+            continue
+        report.add(f"burst {size}: unit floor (s)", unit_bursts[size])
+        report.add(f"burst {size}: floor (s)", floor_bursts[size])
+        report.add(f"burst {size}: agent (s)", agent_bursts[size])
+        report.add(
+            f"burst {size}: ratio agent/unit floor [<=1.3]", agent_bursts[size] / unit_bursts[size]
+        )
+        report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / floor_bursts[size])
+        report.add(f"burst {size}: agent CPU % of one core", burst_cpu[size])
+        waves = burst_waves[size]
+        report.add(f"burst {size}: daemon-reloads", waves.reloads)
+        report.add(f"burst {size}: daemon-reload seconds", waves.reload_seconds)
+        report.add(f"burst {size}: caddy waves", waves.caddy)
+        report.add(f"burst {size}: caddy seconds (load + trials)", waves.caddy_seconds)
     report.add("repair unit file: median (s) [<=1]", statistics.median(unit_repairs))
     report.add("repair site snippet: median (s) [<=1]", statistics.median(site_repairs))
     report.add(f"idle {idle_seconds:g}s: services", idle["services"])

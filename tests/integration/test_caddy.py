@@ -1,4 +1,4 @@
-"""Caddy sites on the real test bed: snippets, one validation and one reload per wave.
+"""Caddy sites on the real test bed: snippets, one load through the admin API per wave.
 
 Caddy runs as ``caddy.service`` of the sandbox's private systemd manager (HTTP only); a
 real PocketBase runs as a unit beside it. Reloads are counted twice: by the controller's
@@ -383,9 +383,11 @@ async def test_offender_caddy_does_not_name_is_found_by_halving_the_wave(
     assert "opening log writer" in result.errors["half-4"]
     assert "half-4.caddy" not in result.errors["half-4"]
     assert set(result.errors) == {"half-4"}
-    assert result.reloaded and sites.reload_count == reloads + 1
-    # All six; without the wave (the old config is fine); 0-2 pass; 3-5 fail; 3 passes;
-    # 4-5 fail; 4 fails alone; 5 passes.
+    # Caddy has no dry run of provisioning, so the halves are loaded: each accepted one is
+    # live at once (only accepted changes ever run), 0-2, then 3, then 5.
+    assert result.reloaded and sites.reload_count == reloads + 3
+    # All six loaded (refused); without the wave, adapted (the old config is fine); 0-2
+    # load; 3-5 fail; 3 loads; 4-5 fail; 4 fails alone; 5 loads.
     assert result.validations == 8
     assert sites.snippet_hash("half-4") is None
     for name in names:

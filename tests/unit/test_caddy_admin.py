@@ -16,6 +16,7 @@ from pockestrator.controllers.caddy.caddyfile import (
     admin_address,
     admin_reachable_by_instances,
 )
+from pockestrator.controllers.caddy.errors import admin_error_text, refused_while_adapting
 
 
 @pytest.mark.parametrize(
@@ -93,3 +94,32 @@ def test_the_agent_reaches_the_admin_api_by_url_or_socket(url: str) -> None:
 def test_an_admin_url_that_is_neither_is_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="caddy_admin_url"):
         AgentConfig(caddy_admin_url=url)
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (
+            '{"error":"adapting config using caddyfile adapter: x"}\n',
+            "adapting config using caddyfile adapter: x",
+        ),
+        ("not json at all", "not json at all"),
+        ('{"other": 1}', '{"other": 1}'),
+        ("", "Caddy refused without a message"),
+        ('{"error": "' + "e" * 5000 + '"}', "e" * 1997 + "..."),
+    ],
+)
+def test_the_admin_apis_refusal_is_read_from_its_error_field(body: str, text: str) -> None:
+    assert admin_error_text(body) == text
+
+
+@pytest.mark.parametrize(
+    ("error", "adapting"),
+    [
+        ("Caddy refused to reload: adapting config using caddyfile adapter: a.caddy:2: x", True),
+        ("Caddy refused to reload: loading config: loading new config: opening log", False),
+        ("Caddy refused to reload: loading config: listen tcp :80: bind: in use", False),
+    ],
+)
+def test_a_refusal_says_whether_the_caddyfile_did_not_adapt(error: str, adapting: bool) -> None:
+    assert refused_while_adapting(error) is adapting

@@ -1,8 +1,12 @@
 """Caddy's failures: ``CaddyError``, and reading Caddy's error text.
 
-``caddy validate`` and ``caddy adapt`` report in JSON log lines (or a plain ``Error:``
-line); ``caddy_error_text`` keeps the useful part, bounded, because it is shown to users
-in a service's status. When a wave does not validate, the text often names the culprit:
+``caddy validate`` reports in JSON log lines (or a plain ``Error:`` line);
+``caddy_error_text`` keeps the useful part, bounded, because it is shown to users in a
+service's status. The admin API answers a refused ``/load`` or ``/adapt`` with
+``{"error": "..."}`` (``admin_error_text``); the text says whether the Caddyfile did not
+adapt or the adapted config failed to provision (``refused_while_adapting``).
+
+When a wave is refused, the text often names the culprit:
 a snippet file and line (``files_in_error``) or an ambiguous site address
 (``ambiguous_addresses``); the wave drops those services first and bisects only when
 nothing is named.
@@ -46,6 +50,28 @@ def caddy_error_text(stdout: str, stderr: str) -> str:
         messages = tail[-3:] or ["caddy failed without a message"]
     text = "; ".join(dict.fromkeys(messages))
     return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 3] + "..."
+
+
+# Caddy's prefix for a Caddyfile that did not adapt (answered before anything provisions).
+_ADAPT_FAILED = "adapting config using"
+
+
+def admin_error_text(body: str) -> str:
+    """The ``error`` of an admin API answer (the body's start when it is not Caddy's JSON)."""
+    text = body.strip()
+    with contextlib.suppress(ValueError):
+        answer = json.loads(text)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            text = answer["error"]
+    text = text or "Caddy refused without a message"
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 3] + "..."
+
+
+def refused_while_adapting(error: str) -> bool:
+    """True when Caddy refused a config because the Caddyfile did not adapt, which
+    ``/adapt`` sees too; False for a failure while provisioning, which only a load (or
+    ``caddy validate``) meets."""
+    return _ADAPT_FAILED in error
 
 
 def _error_suffix(entry: dict[str, object]) -> str:

@@ -4,10 +4,13 @@
 which the main Caddyfile pulls in with one absolute ``import <dir>/*.caddy`` line.
 ``observe`` reports the snippets' hashes, whether the import line is there and whether
 Caddy runs; ``apply`` takes a *wave* (every site change the reconciler has gathered) and
-makes it live with one validation and one reload (``wave``). Caddy itself runs through
-``pockestrator.subprocesses`` (an argument list with a deadline), and reloads go through
-systemd (``ReloadUnit`` over ``controllers.systemd.bus``) or Caddy's admin API, as
-``caddy_reload`` says.
+makes it live with one ``POST /load`` to Caddy's admin API (``wave``): Caddy adapts the
+main Caddyfile itself, provisions the new config and switches to it, or keeps the old one
+and says why. No subprocess runs while Caddy's admin API answers. Without it (Caddy
+stopped, or ``caddy_reload: systemd`` with an admin endpoint the agent cannot reach),
+waves fall back to ``caddy validate`` (run through ``pockestrator.subprocesses``: an
+argument list with a deadline) and, for a running Caddy, ``ReloadUnit`` over
+``controllers.systemd.bus``.
 
 Neighbours: ``render`` (what a snippet should say), ``wave`` (how a wave is settled),
 ``errors`` (Caddy's error text); deciding *what* each site should be is the reconciler's.
@@ -21,13 +24,18 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 
 from pockestrator.config import RENDERABLE_PATH, AgentConfig
 from pockestrator.controllers.caddy.caddyfile import public_ports
 from pockestrator.controllers.caddy.certificates import Certificate, served_certificate
-from pockestrator.controllers.caddy.errors import CaddyError, caddy_error_text
+from pockestrator.controllers.caddy.errors import (
+    CaddyError,
+    admin_error_text,
+    caddy_error_text,
+)
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
 from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
@@ -45,6 +53,10 @@ MAIN_CADDYFILE_READ_MAX = 1024 * 1024
 # A handshake with Caddy on loopback takes milliseconds; one that hangs says "none".
 CERTIFICATE_TIMEOUT = 5.0
 
+# How a wave reaches Caddy: its admin API; ``caddy validate`` and a systemd reload; or only
+# ``caddy validate`` while Caddy is not running (it reads the files when it starts).
+ApplyMode = Literal["admin", "reload", "offline"]
+
 
 @dataclass(frozen=True)
 class CaddyObservation:
@@ -58,8 +70,9 @@ class CaddyObservation:
 class CaddySites:
     """Observe and apply the snippet folder; one validation and one reload per wave.
 
-    ``validation_count`` and ``reload_count`` count real ``caddy validate`` runs and
-    reloads over the object's life, for status pages and tests.
+    ``validation_count`` counts every config Caddy judged (a ``/load``, an ``/adapt`` or
+    a ``caddy validate``) and ``reload_count`` every new config the running Caddy took,
+    over the object's life, for status pages and tests.
     """
 
     def __init__(
@@ -136,12 +149,7 @@ class CaddySites:
     async def caddy_running(self) -> bool:
         """systemd mode: the unit's ActiveState; admin mode: the admin API answers."""
         if self.config.caddy_reload == "admin":
-            status, body = await self._admin_request("GET", "/config/")
-            # Only the admin API answers with JSON; a site port answers 200 to anything.
-            try:
-                return status == 200 and isinstance(json.loads(body), dict | None)
-            except ValueError:
-                return False
+            return await self.admin_answers()
         assert self.bus is not None
         unit = await self.bus.unit_status(self.config.caddy_unit)
         return unit.active_state in ("active", "reloading")
@@ -151,6 +159,23 @@ class CaddySites:
         nothing answers there (Caddy down, or its admin API off)."""
         status, body = await self._admin_request("GET", "/metrics")
         return body if status == 200 else None
+
+    async def admin_answers(self) -> bool:
+        """True when Caddy's admin API at ``caddy_admin_url`` answers as the admin API."""
+        status, body = await self._admin_request("GET", "/config/")
+        # Only the admin API answers with JSON; a site port answers 200 to anything.
+        try:
+            return status == 200 and isinstance(json.loads(body), dict | None)
+        except ValueError:
+            return False
+
+    async def apply_mode(self) -> ApplyMode:
+        """How the next wave reaches Caddy (``ApplyMode``)."""
+        if self.config.caddy_reload == "admin":
+            return "admin" if await self.admin_answers() else "offline"
+        if not await self.caddy_running():
+            return "offline"
+        return "admin" if await self.admin_answers() else "reload"
 
     async def observe(self, names: Iterable[str] | None = None) -> CaddyObservation:
         """Snippet hashes (every snippet on disk when ``names`` is None), import, Caddy."""
@@ -166,9 +191,9 @@ class CaddySites:
     async def apply(self, wave: Mapping[str, str | None]) -> WaveResult:
         """Make the snippets of ``wave`` (name -> text, None = remove) live, all or per site.
 
-        Unchanged snippets cost nothing: no validation, no reload. Otherwise the changed
-        ones are written, the whole config is validated once and Caddy is reloaded once.
-        Snippets Caddy refuses are put back as they were and reported with Caddy's text.
+        Unchanged snippets cost nothing: nothing is sent to Caddy. Otherwise the changed
+        ones are written and Caddy is asked once to load the whole config. Snippets Caddy
+        refuses are put back as they were and reported with Caddy's text.
         """
         async with self._lock:
             wave_run = Wave(self, wave)
@@ -183,13 +208,19 @@ class CaddySites:
 
         An agent killed between writing a snippet and reloading Caddy leaves a file that
         already matches its spec, so no later plan touches it, while Caddy runs without
-        it. Which snippets the running Caddy has loaded cannot be asked, so a new agent
-        validates the files on disk and reloads once. Returns Caddy's text when they do
-        not validate (Caddy is then left running as it is), else None.
+        it. Which snippets the running Caddy has loaded is not worth working out from its
+        JSON, so a new agent has Caddy load the files on disk once (a no-op for Caddy when
+        nothing differs). Returns Caddy's text when they are refused (Caddy is then left
+        running as it is), else None.
         """
         async with self._lock:
-            if not self.list_sites() or not await self.caddy_running():
-                return None  # nothing of ours, or Caddy reads the files when it starts
+            if not self.list_sites():
+                return None  # nothing of ours
+            mode = await self.apply_mode()
+            if mode == "offline":
+                return None  # Caddy reads the files when it starts
+            if mode == "admin":
+                return await self.load()
             error = await self.validate()
             if error is None:
                 await self.reload()
@@ -201,19 +232,53 @@ class CaddySites:
         code, out, err = await self._caddy("validate", "--config", str(self.main_file))
         return None if code == 0 else caddy_error_text(out, err)
 
+    async def load(self) -> str | None:
+        """``POST /load`` of the main Caddyfile: Caddy adapts it (reading the snippets from
+        disk), provisions it and switches, or rolls back to the config it ran. None when
+        Caddy took it, else its reason; ``CaddyError`` when the admin API does not answer.
+        """
+        self.validation_count += 1
+        status, body = await self._admin_request(
+            "POST", "/load", self._caddyfile_body(), content_type="text/caddyfile"
+        )
+        if status == 200:
+            self.reload_count += 1
+            return None
+        if status == 400:
+            return f"Caddy refused to reload: {admin_error_text(body)}"
+        raise CaddyError(f"Caddy's admin API did not load the config (HTTP {status}): {body}")
+
+    async def adapt(self) -> str | None:
+        """``POST /adapt`` of the main Caddyfile: Caddy reads it as it would for a load and
+        loads nothing. None when it adapts, else Caddy's reason (a config that adapts can
+        still fail to provision: only ``load`` says that)."""
+        self.validation_count += 1
+        status, body = await self._admin_request(
+            "POST", "/adapt", self._caddyfile_body(), content_type="text/caddyfile"
+        )
+        if status == 200:
+            return None
+        if status == 400:
+            return f"Caddy refused the config: {admin_error_text(body)}"
+        raise CaddyError(f"Caddy's admin API did not adapt the config (HTTP {status}): {body}")
+
+    def _caddyfile_body(self) -> bytes:
+        """What ``load`` and ``adapt`` send: one import of the main Caddyfile, so that Caddy
+        reads it from disk under its own name (relative imports in it resolve from its
+        folder, and errors name its path), as ``caddy run --config`` does."""
+        path = str(self.main_file.resolve())
+        if RENDERABLE_PATH.fullmatch(path):
+            return f"import {path}\n".encode()
+        return self.main_file.read_bytes()  # relative imports then resolve from Caddy's cwd
+
     async def reload(self) -> None:
         """Make the running Caddy load the files on disk; raises ``CaddyError`` on refusal."""
-        self.reload_count += 1
         if self.config.caddy_reload == "admin":
-            code, out, err = await self._caddy("adapt", "--config", str(self.main_file))
-            if code != 0:
-                raise CaddyError(f"caddy adapt failed: {caddy_error_text(out, err)}")
-            status, body = await self._admin_request("POST", "/load", out.encode())
-            if status != 200:
-                raise CaddyError(
-                    f"Caddy refused the new config (HTTP {status}): {body.strip()[:1000]}"
-                )
+            error = await self.load()
+            if error is not None:
+                raise CaddyError(error)
             return
+        self.reload_count += 1
         assert self.bus is not None
         try:
             await self.bus.reload_unit(self.config.caddy_unit)
@@ -244,7 +309,12 @@ class CaddySites:
         return result.returncode, result.stdout_text, result.stderr_text
 
     async def _admin_request(
-        self, method: str, path: str, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        content_type: str = "application/json",
     ) -> tuple[int, str]:
         """One admin API call, over TCP or a unix socket; (0, reason) when nothing answers."""
         address = self.config.caddy_admin_url
@@ -254,7 +324,7 @@ class CaddySites:
             url = "http://localhost" + path  # Caddy takes any Host on its socket
         else:
             url = address.rstrip("/") + path
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Content-Type": content_type} if body is not None else {}
         timeout = aiohttp.ClientTimeout(total=self.command_timeout)
         try:
             async with (

@@ -48,6 +48,9 @@ from pockestrator.specs.grammar import check_email
 from pockestrator.specs.model import ServiceSpec
 
 SUPERUSER_TIMEOUT = 60.0
+# SQLite's words for a write that met another's (SQLITE_BUSY and its extended codes).
+DATABASE_LOCKED = "database is locked"
+BOOTSTRAP_ATTEMPTS = 3
 PASSWORD_FILE_MAX_BYTES = 4096
 EMAIL_VARIABLE = "PB_BOOTSTRAP_EMAIL"
 PASSWORD_VARIABLE = "PB_BOOTSTRAP_PASSWORD"  # noqa: S105 (the variable's name)
@@ -149,7 +152,17 @@ async def ensure_superuser(
     else:
         password = secrets.token_urlsafe(24)
         generated = True
-    await run_bootstrap(bus, settings, spec, email, password, bootstrap_dir=bootstrap_dir)
+    for attempt in range(1, BOOTSTRAP_ATTEMPTS + 1):
+        try:
+            await run_bootstrap(bus, settings, spec, email, password, bootstrap_dir=bootstrap_dir)
+            break
+        except SuperuserError as exc:
+            # A fresh instance's first moments write to its database too (PocketBase's
+            # installer makes a temporary superuser about 50 ms after it first answers);
+            # a `migrate up` whose transaction met that write fails, and runs again.
+            if attempt == BOOTSTRAP_ATTEMPTS or DATABASE_LOCKED not in str(exc):
+                raise
+            log.info("superuser bootstrap met a locked database; again", service=spec.project_name)
     log.info("superuser created", service=spec.project_name, email=email, generated=generated)
     return SuperuserCreated(email, password if generated else None)
 

@@ -35,6 +35,8 @@ MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_INTERFACE = "org.freedesktop.systemd1.Manager"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+# Method calls waiting for their replies at a time, per connection (see ``_in_flight``).
+MAX_CALLS_IN_FLIGHT = 16
 
 log = structlog.get_logger("pockestrator.systemd")
 
@@ -169,6 +171,10 @@ class SystemdBus:
         self._closing = False
         self._back = asyncio.Event()
         self._back.set()
+        # A burst of any size reaches one wave now (agent.daemon lends workers), so
+        # hundreds of StartUnit calls can be issued at once; the connection was lost
+        # with 50 sent together on a busy host. This many wait for replies at a time.
+        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         self._keeper: asyncio.Task[None] | None = None
         bus.add_message_handler(self._on_message)
 
@@ -293,7 +299,8 @@ class SystemdBus:
                     f"{member}: D-Bus connection lost, not back in {limit}s"
                 ) from exc
         try:
-            reply = await asyncio.wait_for(self._bus.call(message), limit)
+            async with self._in_flight:
+                reply = await asyncio.wait_for(self._bus.call(message), limit)
         except TimeoutError as exc:
             raise SystemdError(f"{member} timed out after {limit}s") from exc
         except (OSError, EOFError) as exc:

@@ -13,11 +13,11 @@ properly rather than being cut).
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from pockestrator.api import sse
 from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogEntryView, LogsResponse
@@ -68,12 +68,7 @@ def parse_since(text: str) -> datetime:
 
 def sse_event(entry: LogEntry) -> bytes:
     """One server-sent event: ``id`` (cursor), ``event: log`` and the entry as JSON."""
-    payload = json.dumps(log_entry_view(entry).model_dump(mode="json"), separators=(",", ":"))
-    lines = []
-    if entry.cursor:
-        lines.append(f"id: {entry.cursor}")
-    lines += ["event: log", f"data: {payload}", "", ""]
-    return "\n".join(lines).encode()
+    return sse.json_frame("log", log_entry_view(entry), entry.cursor or None)
 
 
 def _journal_failure(exc: JournalError) -> ApiError:
@@ -171,11 +166,11 @@ async def _send_events(request: web.Request, follower: LogFollower) -> web.Strea
     # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
     # the client goes (the handler is cancelled, or a write fails) or journalctl does.
     with contextlib.suppress(ConnectionError, EOFError):
-        await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
+        await response.write(sse.retry(RECONNECT_MILLISECONDS))
         while True:
             entry = await follower.next(KEEPALIVE_SECONDS)
             if entry is None:
-                await response.write(b": keepalive\n\n")
+                await response.write(sse.comment("keepalive"))
             else:
                 await response.write(sse_event(entry))
     return response

@@ -9,6 +9,11 @@ one that does is refused rather than written.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
 HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache, no-store",
@@ -33,8 +38,18 @@ def frame(data: str, *, event: str | None = None, event_id: str | None = None) -
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def comment(text: str) -> bytes:
-    return f": {_one_line(text, 'comment')}\n\n".encode()
+def json_frame(event: str, data: BaseModel | dict[str, Any], event_id: str | None = None) -> bytes:
+    """One event whose data is compact, ASCII JSON: one line, whatever the text holds."""
+    if not event:
+        raise ValueError("an SSE event name is one non-empty line")
+    body = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    payload = json.dumps(body, separators=(",", ":"))  # ASCII: no character a reader splits on
+    return frame(payload, event=event, event_id=event_id)
+
+
+def comment(text: str = "") -> bytes:
+    """A comment (a heartbeat): clients ignore it, proxies see traffic."""
+    return f": {_one_line(text, 'comment')}\n\n".encode() if text else b":\n\n"
 
 
 def retry(milliseconds: int) -> bytes:

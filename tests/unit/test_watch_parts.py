@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pockestrator.api import sse
 from pockestrator.api.peers import DYNAMIC_UIDS, judge_peer
-from pockestrator.api.watch_frames import comment_frame, event_frame, retry_frame
 from pockestrator.client.connection import SOCKET_ENV, TOKEN_ENV, URL_ENV, local_socket
 from pockestrator.client.http import SseParser
 from pockestrator.client.watch import Columns
@@ -116,14 +116,14 @@ def _parsed(frame: bytes) -> list[tuple[str, str, str | None]]:
 
 
 def test_an_event_frame_reads_back_as_its_name_json_and_id() -> None:
-    frame = event_frame("service", {"name": "a\nb", "n": 1}, "e-7")
+    frame = sse.json_frame("service", {"name": "a\nb", "n": 1}, "e-7")
     assert frame.endswith(b"\n\n")
     assert _parsed(frame) == [("service", '{"name":"a\\nb","n":1}', "e-7")]
 
 
 def test_an_event_frame_without_an_id_keeps_no_id_line() -> None:
-    assert b"id:" not in event_frame("synced", {})
-    assert _parsed(event_frame("synced", {})) == [("synced", "{}", None)]
+    assert b"id:" not in sse.json_frame("synced", {})
+    assert _parsed(sse.json_frame("synced", {})) == [("synced", "{}", None)]
 
 
 @pytest.mark.parametrize(
@@ -134,12 +134,12 @@ def test_names_and_ids_that_would_break_the_stream_are_refused(
     event: str, event_id: str | None
 ) -> None:
     with pytest.raises(ValueError):
-        event_frame(event, {}, event_id)
+        sse.json_frame(event, {}, event_id)
 
 
 def test_comments_and_retry_are_no_events() -> None:
-    assert _parsed(comment_frame("heartbeat") + retry_frame(3000) + comment_frame()) == []
-    assert retry_frame(3000) == b"retry: 3000\n\n"
+    assert _parsed(sse.comment("heartbeat") + sse.retry(3000) + sse.comment()) == []
+    assert sse.retry(3000) == b"retry: 3000\n\n"
 
 
 # -- the peer verdict ----------------------------------------------------------------------

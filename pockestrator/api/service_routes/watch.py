@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from pockestrator.api import sse
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError
 from pockestrator.api.models.requests import ServiceListQuery
@@ -34,7 +35,6 @@ from pockestrator.api.models.services import (
 from pockestrator.api.routing import WATCHES, agent_of
 from pockestrator.api.streams import StreamsFull
 from pockestrator.api.views import runtime_view, service_state, service_view
-from pockestrator.api.watch_frames import comment_frame, event_frame, retry_frame
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
@@ -92,13 +92,13 @@ class _Watch:
                 service=view,
                 runtime_status=runtime_view(runtime, status),
             )
-        await self.response.write(event_frame("service", data, event_id))
+        await self.response.write(sse.json_frame("service", data, event_id))
         self.sent[record.name] = record.id
 
     async def _send_gone(self, name: str, event_id: str | None) -> None:
         service_id = self.sent.pop(name)
         await self.response.write(
-            event_frame("deleted", WatchGone(id=service_id, project_name=name), event_id)
+            sse.json_frame("deleted", WatchGone(id=service_id, project_name=name), event_id)
         )
 
     async def snapshot(self) -> None:
@@ -120,7 +120,7 @@ class _Watch:
         for record in covered:
             await self._send_service(record, statuses.get(record.name), None)
         await self.response.write(
-            event_frame(
+            sse.json_frame(
                 "synced",
                 WatchSynced(resource_version=version, ids=[r.id for r in covered]),
                 version,
@@ -222,7 +222,7 @@ async def _serve(
     slots = request.app[WATCHES]
     # Past prepare() nothing can become a JSON error: the stream just ends.
     with contextlib.suppress(ConnectionError, EOFError):
-        await response.write(retry_frame(RECONNECT_MILLISECONDS))
+        await response.write(sse.retry(RECONNECT_MILLISECONDS))
         if resumed is None:
             seen = feed.version
             await stream.snapshot()
@@ -230,7 +230,7 @@ async def _serve(
             seen = await _send_since(stream, feed, resumed)
         while not slots.closing and (one is None or one.name in stream.sent):
             if not await waiter.wait(KEEPALIVE_SECONDS):
-                await response.write(comment_frame("heartbeat"))
+                await response.write(sse.comment("heartbeat"))
                 continue
             if not slots.closing:
                 seen = await _send_since(stream, feed, seen)

@@ -21,6 +21,7 @@ Figures (the issue's targets in brackets):
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
 from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.live_agent import SESSIONS_LOCK
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
 
@@ -202,15 +204,23 @@ def process_usage(pid: int) -> tuple[int, int]:
 
 
 async def in_sandbox(body: Callable[[Sandbox], Awaitable[None]]) -> None:
+    """Run ``body`` in a test bed of its own under BENCH_BASE.
+
+    The benchmark holds the pytest sessions' shared lock on the folder while it runs: a
+    pytest session that can take it exclusively ends every test bed there as a crashed
+    run's leftover, and did end running benchmarks' test beds before they held it.
+    """
     BENCH_BASE.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bench-", dir=BENCH_BASE))
-    sandbox = Sandbox(root)
-    await sandbox.start()
-    try:
-        await body(sandbox)
-    finally:
-        await sandbox.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with (BENCH_BASE / SESSIONS_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        root = Path(tempfile.mkdtemp(prefix="bench-", dir=BENCH_BASE))
+        sandbox = Sandbox(root)
+        await sandbox.start()
+        try:
+            await body(sandbox)
+        finally:
+            await sandbox.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def run(

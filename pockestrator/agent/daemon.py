@@ -216,6 +216,7 @@ class Agent:
             config.default_domain,
             self.enqueue_many,
             agent_port=config.listen_port,
+            backup_targets=config.backup_targets.keys(),
         )
         self.health = HealthProber(
             self.store,

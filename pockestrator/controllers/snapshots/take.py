@@ -19,10 +19,12 @@ every file, writes the manifest and makes the snapshot visible in one rename.
 
 What the instance's writers must not feel (measured by ``tests/benchmarks/backups.py``):
 the staged copy is scratch, written with no journal and no fsync, so it stays in memory;
-root copies it into the snapshot in one pass that hashes as it goes and starts the
-writeback every few megabytes, so the final fsync has little left to flush (one flush of
-the whole database, and the journal commit it forced, was the writers' longest stall);
-the box and the copying thread run at the lowest CPU priority.
+root copies it into the snapshot in one pass that hashes as it goes and writes it out a
+few megabytes at a time (``controllers.background_copy``), so the final fsync has little
+left to flush (one flush of the whole database, and the journal commit it forced, was the
+writers' longest stall). Both the box and that copy run as processes of their own at the
+lowest CPU priority, their session's scheduling group included (a thread's nice value
+does not yield to other processes where the scheduler groups tasks by session).
 
 Neighbours: ``folder`` (where snapshots go), ``manifest``; ``controllers.servicedirs``
 (the descriptors and the service folders), ``controllers.systemd`` (the box).
@@ -31,18 +33,17 @@ Neighbours: ``folder`` (where snapshots go), ``manifest``; ``controllers.service
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
 import stat
-import threading
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
 
 import structlog
 from dbus_fast import Variant
@@ -66,6 +67,7 @@ from pockestrator.controllers.snapshots.manifest import FileEntry, Kind, build_m
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.transient import run_transient
 from pockestrator.specs.model import ServiceSpec
+from pockestrator.subprocesses import run_bounded
 
 log = structlog.get_logger("pockestrator.snapshots")
 
@@ -75,8 +77,8 @@ STORAGE = "storage"
 STAGE_PREFIX = ".pockestrator-snapshot-"
 SNAPSHOT_TIMEOUT = 3600.0
 _HASH_CHUNK = 1024 * 1024
-WRITEBACK_CHUNK = 16 * 1024 * 1024
 BACKGROUND_NICE = 19
+COPIER = "pockestrator.controllers.background_copy"
 BACKGROUND_CPU_WEIGHT = 10  # systemd's default is 100
 
 # Runs as the instance, in its folder: argv[1] is the staging folder to create. Prints
@@ -84,6 +86,13 @@ BACKGROUND_CPU_WEIGHT = 10  # systemd's default is 100
 ONLINE_BACKUP = r"""
 import os, sqlite3, sys
 stage = sys.argv[1]
+try:
+    # Where the scheduler groups tasks by session (autogroup: no CPU cgroup), Nice= only
+    # ranks this box's own threads; the group's nice is what yields to the instance.
+    with open("/proc/self/autogroup", "w") as group:
+        group.write("19")
+except OSError:
+    pass
 os.mkdir(stage, 0o700)
 for name in ("data.db", "auxiliary.db"):
     source = os.path.join("pb_data", name)
@@ -126,7 +135,9 @@ async def take_snapshot(
     try:
         await _stage_databases(bus, settings, spec, stage, python, timeout)
         phases.mark("stage")
-        hashed = await asyncio.to_thread(_collect, folders, name, stage, partial)
+        hashed = await _copy_databases(folders, name, stage, partial, timeout)
+        phases.mark("copy")
+        await asyncio.to_thread(_collect, folders, name, partial)
         phases.mark("collect")
         if data_from is not None:  # data.db from elsewhere (a replica's point in time)
             await data_from(partial.path / DATA_DIR)
@@ -198,22 +209,89 @@ async def _stage_databases(
         )
 
 
-def _collect(
-    folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot
+async def _copy_databases(
+    folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot, timeout: float
 ) -> dict[str, FileEntry]:
-    """Copy what the snapshot holds into ``partial``; the databases' entries, hashed on the
-    way (the rest is hashed by ``_hash_tree``)."""
+    """The staged databases copied into ``partial``'s ``pb_data``, hashed on the way; their
+    entries. The copy is a process of its own at the lowest priority (``background_copy``),
+    given the two files open: it opens nothing by name."""
+    await asyncio.to_thread((partial.path / DATA_DIR).mkdir, 0o700)
     hashed: dict[str, FileEntry] = {}
+    for database in DATABASES:
+        opened = await asyncio.to_thread(_open_staged, folders, name, stage, partial, database)
+        if opened is None:
+            continue
+        reader, writer = opened
+        try:
+            result = await run_bounded(
+                [sys.executable, "-m", COPIER, str(reader), str(writer)],
+                timeout=timeout,
+                pass_fds=(reader, writer),
+                new_session=True,
+            )
+        finally:
+            os.close(reader)
+            os.close(writer)
+        copied = _copy_answer(result.stdout_text)
+        if result.returncode != 0 or "sha256" not in copied:
+            if isinstance(copied.get("errno"), int):  # e.g. ENOSPC: the caller says "full"
+                raise OSError(copied["errno"], f"copying {database}: {copied.get('error')}")
+            raise SnapshotError(
+                f"copying {name}'s {database} into the snapshot failed: "
+                f"{result.stderr_text.strip()[-500:]}"
+            )
+        hashed[f"{DATA_DIR}/{database}"] = FileEntry(
+            f"{DATA_DIR}/{database}", int(str(copied["size"])), str(copied["sha256"])
+        )
+    if f"{DATA_DIR}/{DATABASES[0]}" not in hashed:
+        raise SnapshotError(f"{name} has no pb_data/data.db yet: nothing to snapshot")
+    return hashed
+
+
+def _copy_answer(text: str) -> dict[str, object]:
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _open_staged(
+    folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot, database: str
+) -> tuple[int, int] | None:
+    """The staged ``database`` open for reading (no link followed, a regular file only)
+    and its new file in the snapshot open for writing; None when it was not staged."""
+    with folders.open_service(name) as service_fd:
+        if service_fd is None:
+            raise SnapshotError(f"{name} has no folder to snapshot")
+        with _dir_at(service_fd, stage) as stage_fd:
+            info = lstat_at(stage_fd, database)
+            if info is None:
+                return None
+            if not stat.S_ISREG(info.st_mode):
+                raise SnapshotError(f"the staged {database} is not a regular file")
+            reader = os.open(database, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=stage_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(reader).st_mode):
+            raise SnapshotError(f"the staged {database} is not a regular file")
+        with opened_dir(partial.path / DATA_DIR) as data_target:
+            writer = os.open(
+                database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=data_target
+            )
+    except BaseException:
+        os.close(reader)
+        raise
+    return reader, writer
+
+
+def _collect(folders: ServiceFolders, name: str, partial: PartialSnapshot) -> None:
+    """Copy the rest of what the snapshot holds into ``partial`` (hashed by ``_hash_tree``):
+    ``pb_data/storage`` and the app folders."""
     with folders.open_service(name) as service_fd:
         if service_fd is None:
             raise SnapshotError(f"{name} has no folder to snapshot")
         with opened_dir(partial.path) as target_fd:
-            os.mkdir(DATA_DIR, 0o700, dir_fd=target_fd)
             with opened_dir(partial.path / DATA_DIR) as data_target:
-                for database in DATABASES:
-                    entry = _copy_if_there(service_fd, f"{stage}/{database}", data_target, database)
-                    if entry is not None:
-                        hashed[f"{DATA_DIR}/{database}"] = entry
                 data_info = lstat_at(service_fd, DATA_DIR)
                 if data_info is not None and stat.S_ISDIR(data_info.st_mode):
                     with _dir_at(service_fd, DATA_DIR) as data_fd:
@@ -222,79 +300,6 @@ def _collect(
             for app_dir in APP_DIRS:
                 if _is_dir_at(service_fd, app_dir):
                     copy_tree_at(service_fd, app_dir, target_fd, app_dir)
-    if not (partial.path / DATA_DIR / DATABASES[0]).is_file():
-        raise SnapshotError(f"{name} has no pb_data/data.db yet: nothing to snapshot")
-    return hashed
-
-
-def _copy_if_there(source_dir: int, path: str, target_dir: int, target: str) -> FileEntry | None:
-    """Copy a staged database into the snapshot, hashing it on the way; None if not staged."""
-    parent, _, leaf = path.rpartition("/")
-    with _dir_at(source_dir, parent) as parent_fd:
-        info = lstat_at(parent_fd, leaf)
-        if info is None:
-            return None
-        if not stat.S_ISREG(info.st_mode):
-            raise SnapshotError(f"the staged {leaf} is not a regular file")
-        fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent_fd)
-        with (
-            os.fdopen(fd, "rb") as reader,
-            os.fdopen(
-                os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=target_dir),
-                "wb",
-            ) as writer,
-            _background_priority(),
-        ):
-            size, digest = copy_hashed(reader, writer)
-    return FileEntry(f"{DATA_DIR}/{target}", size, digest)
-
-
-def copy_hashed(reader: BinaryIO, writer: BinaryIO) -> tuple[int, str]:
-    """Copy ``reader`` to ``writer``; the size and SHA-256 of what was copied.
-
-    One pass: the bytes are hashed as they go by, not read again. Every ``WRITEBACK_CHUNK``
-    the kernel is asked to start writing the chunk out (``POSIX_FADV_DONTNEED`` starts
-    writeback without waiting for it and without a journal commit), so the snapshot never
-    piles up hundreds of megabytes of dirty pages for the final fsync to flush at once:
-    that one flush, and the file system journal commit it forces, is what held the
-    instance's own writes back (ext4 makes their WAL appends wait for the commit).
-    """
-    digest = hashlib.sha256()
-    size = flushed = 0
-    writer_fd = writer.fileno()
-    reader_fd = reader.fileno()
-    while chunk := reader.read(_HASH_CHUNK):
-        digest.update(chunk)
-        writer.write(chunk)
-        size += len(chunk)
-        if size - flushed >= WRITEBACK_CHUNK:
-            writer.flush()
-            os.posix_fadvise(writer_fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
-            # The staged copy is read once: its pages need not push the instance's out.
-            os.posix_fadvise(reader_fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
-            flushed = size
-    writer.flush()
-    return size, digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _background_priority() -> Iterator[None]:
-    """This thread at the lowest CPU priority while it copies (the instance comes first).
-
-    On Linux a thread's nice value is its own; root may set it back afterwards. Where
-    that is refused (not root), the copy runs at the priority it has."""
-    thread = threading.get_native_id()
-    try:
-        before = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, thread, before)
 
 
 def _dir_at(parent_fd: int, name: str) -> DirFd:

@@ -48,6 +48,7 @@ from pathlib import Path
 import structlog
 from dbus_fast import Variant
 
+from pockestrator.controllers.background_copy import BACKGROUND_NICE
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.fds import (
     DirFd,
@@ -77,7 +78,6 @@ STORAGE = "storage"
 STAGE_PREFIX = ".pockestrator-snapshot-"
 SNAPSHOT_TIMEOUT = 3600.0
 _HASH_CHUNK = 1024 * 1024
-BACKGROUND_NICE = 19
 COPIER = "pockestrator.controllers.background_copy"
 BACKGROUND_CPU_WEIGHT = 10  # systemd's default is 100
 

@@ -78,12 +78,16 @@ async def run_bounded(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     merge_stderr: bool = False,
+    pass_fds: Sequence[int] = (),
+    new_session: bool = False,
 ) -> ProcessResult:
     """Run ``arguments`` (an argument list: ``arguments[0]`` is the program) to completion.
 
     Raises ``OSError`` when the program cannot be started and ``ProcessTimedOut`` when it
     does not finish within ``timeout`` seconds. With ``merge_stderr`` both streams land in
-    ``stdout`` in the order they were written (``stderr`` is then empty). Errors name the
+    ``stdout`` in the order they were written (``stderr`` is then empty). ``pass_fds`` are
+    descriptors the program inherits (under the same numbers); ``new_session`` starts it
+    in a session of its own (``setsid``). Errors name the
     program, never its arguments: those may hold a password (``superuser upsert``).
     """
     if isinstance(arguments, str) or not arguments:
@@ -95,6 +99,8 @@ async def run_bounded(
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         cwd=cwd,
         env=None if env is None else dict(env),
+        pass_fds=tuple(pass_fds),
+        start_new_session=new_session,
     )
     stdout, stderr = bytearray(), bytearray()
     truncated = False

@@ -243,6 +243,7 @@ class Agent:
             config.default_domain,
             self.enqueue_many,
             agent_port=config.listen_port,
+            backup_targets=config.backup_targets.keys(),
         )
         self.health = HealthProber(
             self.store,
@@ -375,11 +376,12 @@ class Agent:
             self.queue.add(name)
 
     def known_names(self) -> set[str]:
-        """Every key to reconcile: every name the host or the store knows (specs, our units
-        and sites, deletions), and the catch-all site's."""
+        """Every key to reconcile: every name the host or the store knows (specs, our units,
+        sites and replication configurations, deletions), and the catch-all site's."""
         names = set(self.store.service_names())
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
+        names.update(self.snapshots.replication.configured_names())
         names.update(deletion.name for deletion in self.store.pending_deletions())
         names.add(CATCH_ALL)
         return names

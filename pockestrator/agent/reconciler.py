@@ -649,9 +649,14 @@ class Reconciler:
         self.sleep.settled(None, name, None)
         deletion = self.store.pending_deletion(name)
         plan = plan_removal(name, deletion, await self._observe_removal(name))
-        if not plan:
+        # Litestream's unit stops with the instance's (BindsTo=), but its configuration
+        # holds the target's secret: a service that is gone keeps none.
+        replica_removed = await self.controllers.snapshots.stop_replicating(name)
+        if not plan and not replica_removed:
             return Result()  # nothing of ours (a foreign unit of that name is left alone)
         applied = Applied()
+        if replica_removed:
+            applied.actions.append("removed its replication configuration")
         await self.steps.run(None, plan, applied)
         purge = bool(deletion and deletion.purge)
         self.store.add_event(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.pocketbase_settings import spec_file_secret_issues
 from pockestrator.specs.store import Store, file_owner
-from pockestrator.specs.validation import validate_port_on_host
+from pockestrator.specs.validation import unknown_targets, validate_port_on_host
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
@@ -162,8 +162,14 @@ def _syntax_issue(exc: yaml.YAMLError, path: str) -> FieldIssue:
     return FieldIssue("<file>", message, ErrorCode.YAML_SYNTAX, path, line)
 
 
-def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
-    """Every document of one spec file, validated; issues carry file, line, field, code."""
+def parse_spec_file(
+    path: str, text: str, default_domain: str, backup_targets: Collection[str] | None = None
+) -> ParsedFile:
+    """Every document of one spec file, validated; issues carry file, line, field, code.
+
+    With ``backup_targets`` (the agent's, when the agent reads its spec folder), a backup
+    policy naming a target the agent does not have is an issue of the file, found here
+    rather than at the first upload."""
     parsed = ParsedFile(path)
     names: dict[str, int] = {}
     try:
@@ -204,6 +210,8 @@ def parse_spec_file(path: str, text: str, default_domain: str) -> ParsedFile:
                 spec = with_app_resolved(parse_spec(data, default_domain), path)
                 # A file says where a secret is, never what it is.
                 problems = spec_file_secret_issues(spec.settings, "settings.")
+                if backup_targets is not None:
+                    problems += unknown_targets(spec, backup_targets)
             except SpecInvalid as exc:
                 problems = exc.issues
             if problems:
@@ -277,12 +285,14 @@ def read_spec_text(path: Path) -> str | FieldIssue:
         )
 
 
-def read_spec_file(path: Path, default_domain: str) -> ParsedFile:
+def read_spec_file(
+    path: Path, default_domain: str, backup_targets: Collection[str] | None = None
+) -> ParsedFile:
     """Parse ``path`` from disk; an unreadable or oversized file is one issue."""
     text = read_spec_text(path)
     if isinstance(text, FieldIssue):
         return ParsedFile(str(path), issues=[text])
-    return parse_spec_file(str(path), text, default_domain)
+    return parse_spec_file(str(path), text, default_domain, backup_targets)
 
 
 class SpecDirectory:
@@ -299,8 +309,10 @@ class SpecDirectory:
         default_domain: str,
         on_change: Callable[[set[str]], None] = lambda names: None,
         agent_port: int | None = None,
+        backup_targets: Collection[str] = (),
     ) -> None:
         self.directory = directory
+        self.backup_targets = frozenset(backup_targets)
         self.store = store
         self.default_domain = default_domain
         self.on_change = on_change
@@ -408,7 +420,7 @@ class SpecDirectory:
         cached = self._parsed.get(str(path))
         if reuse_parsed and cached is not None and cached[0] == key:
             return cached[1]
-        parsed = read_spec_file(path, self.default_domain)
+        parsed = read_spec_file(path, self.default_domain, self.backup_targets)
         self._parsed[str(path)] = (key, parsed)
         return parsed
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -58,6 +59,7 @@ from tests.benchmarks.watches import WatchFigures
 from tests.benchmarks.watches import describe as describe_watches
 from tests.benchmarks.watches import measure as watch_latency
 from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.live_agent import SESSIONS_LOCK
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
 
@@ -320,15 +322,23 @@ def process_usage(pid: int) -> tuple[int, int]:
 
 
 async def in_sandbox(body: Callable[[Sandbox], Awaitable[None]]) -> None:
+    """Run ``body`` in a test bed of its own under BENCH_BASE.
+
+    The benchmark holds the pytest sessions' shared lock on the folder while it runs: a
+    pytest session that can take it exclusively ends every test bed there as a crashed
+    run's leftover, and did end running benchmarks' test beds before they held it.
+    """
     BENCH_BASE.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bench-", dir=BENCH_BASE))
-    sandbox = Sandbox(root)
-    await sandbox.start()
-    try:
-        await body(sandbox)
-    finally:
-        await sandbox.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with (BENCH_BASE / SESSIONS_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        root = Path(tempfile.mkdtemp(prefix="bench-", dir=BENCH_BASE))
+        sandbox = Sandbox(root)
+        await sandbox.start()
+        try:
+            await body(sandbox)
+        finally:
+            await sandbox.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def run(

@@ -10,8 +10,8 @@ The floor, measured the same way in a sandbox of its own with no agent: the same
 files written into the folders the unit passes to PocketBase, then a restart over D-Bus
 and the wait for the new answer. What the agent adds over it is what makes a deploy safe:
 the archive's checks, the pre-deploy snapshot, the dry boot on a copy, ``migrate up`` and
-the health gate. Until Caddy holds requests during a restart (the ``proxy`` work), a
-restart is seen by the client as 502s in both.
+the health gate. Caddy holds requests during a restart (``proxy.hold_requests``, on by
+default), so a restart is a slower answer for the client, not a 502, in both.
 
 ``python -m tests.benchmarks.deploys [--deploys N]``; the figures go to
 ``test-artifacts/benchmarks-deploys.json``.

@@ -126,3 +126,48 @@ async def test_a_point_in_time_of_a_service_that_does_not_replicate_is_refused_o
     reply = await api.call("POST", "/services/plain/backups", params={"at": "2026-12-01T00:00:00Z"})
     assert reply.status == 400, reply.body
     assert reply.body["errors"][0]["field"] == "at"
+
+
+async def test_a_deleted_service_keeps_no_replication_configuration_or_unit(
+    api: Api, agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    await create(api, pocketbase_versions[1], "fleeting", backups=POLICY)
+    await wait_running(api, "fleeting")
+    agent.enqueue("fleeting")
+    config = agent.snapshots.replication.config_path("fleeting")
+
+    async def replicating() -> bool:
+        status = await agent.bus.unit_status(unit_name("fleeting"))
+        return status.active_state == "active"
+
+    assert await wait_until(replicating, timeout=60, interval=0.2)
+    assert "secret-access-key" in config.read_text()  # what must not outlive the service
+
+    deleted = await api.call("DELETE", "/services/fleeting")
+    assert deleted.status in (200, 202), deleted.body
+
+    async def config_gone() -> bool:
+        return not config.exists()
+
+    assert await wait_until(config_gone, timeout=60, interval=0.1)
+    assert not await replicating()
+    assert "fleeting" not in agent.snapshots.replication.configured_names()
+
+
+async def test_a_replication_configuration_left_by_a_deleted_service_is_removed(
+    agent: Agent,
+) -> None:
+    # What an agent before this fix left behind: the file of a service the store lost.
+    replication = agent.snapshots.replication
+    replication.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    leftover = replication.config_path("ghost")
+    leftover.write_text("secret-access-key: left behind\n")
+    leftover.chmod(0o600)
+    assert "ghost" in agent.known_names()
+
+    agent.enqueue_many(agent.known_names())
+
+    async def removed() -> bool:
+        return not leftover.exists()
+
+    assert await wait_until(removed, timeout=30, interval=0.1)

@@ -231,6 +231,34 @@ async def test_the_agents_own_port_is_refused(tmp_path: Path) -> None:
     assert store.service_names() == []
 
 
+async def test_a_backup_target_the_agent_does_not_have_is_refused_when_the_file_is_read(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "targets"
+    directory.mkdir()
+    path = directory / "a.yaml"
+    path.write_text(
+        GOOD.format(name="shipped", port=9140)
+        + "backups:\n  targets: [local, offsite, typo]\n"
+        + "  replication: {target: elsewhere}\n"
+    )
+    store = Store(tmp_path / "targets.db")
+    source = SpecDirectory(directory, store, "example.test", backup_targets=["offsite"])
+    source.scan()
+    issues = source.issues[str(path)]
+    assert [(i.field, i.code, i.line) for i in issues] == [
+        ("backups.replication.target", ErrorCode.UNKNOWN_TARGET, 6),
+        ("backups.targets.2", ErrorCode.UNKNOWN_TARGET, 5),
+    ]
+    assert "'elsewhere'" in issues[0].message and "'typo'" in issues[1].message
+    assert store.service_names() == []  # refused at validation, not at the first upload
+
+    path.write_text(GOOD.format(name="shipped", port=9140) + "backups: {targets: [offsite]}\n")
+    source.scan()
+    assert source.issues.get(str(path)) is None
+    assert store.service_names() == ["shipped"]
+
+
 # -- hostile files: the watcher keeps running and reports each one ------------------------
 
 

@@ -5,8 +5,10 @@ The agent owns both the configuration and the process: for a service whose polic
 it holds the target's secret) and runs ``litestream replicate`` as the transient unit
 ``pockestrator-replica-<service>.service``, bound to the instance's unit (``BindsTo=``:
 it stops when the instance stops, is removed or is purged; the next reconcile starts it
-again). WAL frames go to ``<prefix><service>/replica/data.db/`` on the target, beside the
-service's snapshots (whose listing skips that folder: it is no snapshot id).
+again). A deleted service's configuration is removed with it (the reconciler's removal,
+and at start for any file of a service the store no longer has). WAL frames go to
+``<prefix><service>/replica/data.db/`` on the target, beside the service's snapshots
+(whose listing skips that folder: it is no snapshot id).
 
 **Its box.** Litestream must read and write the instance's database (it holds a read
 transaction, writes its own checkpoints and a ``.data.db-litestream`` folder), and it
@@ -66,7 +68,7 @@ from pockestrator.controllers.systemd.transient import (
 )
 from pockestrator.files import write_atomic
 from pockestrator.specs.backups import ReplicationPolicy
-from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.grammar import GrammarError, check_project_name
 
 log = structlog.get_logger("pockestrator.replication")
 
@@ -292,10 +294,30 @@ class Replication:
         log.info("replication started", service=service, unit=unit)
         return True
 
-    async def stop(self, service: str) -> None:
+    async def stop(self, service: str) -> bool:
+        """Litestream stopped for ``service`` and its configuration (which holds the
+        target's secret) removed; True when there was a configuration to remove."""
         await stop_transient_service(self.bus, unit_name(service))
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(self.config_path(service))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def configured_names(self) -> set[str]:
+        """The services that have a configuration here (a deleted one's is a leftover)."""
+        try:
+            entries = os.listdir(self.config_dir)
+        except FileNotFoundError:
+            return set()
+        names = set()
+        for entry in entries:
+            stem, dot, suffix = entry.rpartition(".")
+            if not dot or suffix != "yml":
+                continue
+            with contextlib.suppress(GrammarError):
+                names.add(check_project_name(stem))
+        return names
 
     async def restore_to(
         self,

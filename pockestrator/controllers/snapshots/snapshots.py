@@ -261,8 +261,9 @@ class Snapshots:
             policy,
         )
 
-    async def stop_replicating(self, name: str) -> None:
-        await self.replication.stop(name)
+    async def stop_replicating(self, name: str) -> bool:
+        """Litestream stopped and its configuration gone; True when there was one."""
+        return await self.replication.stop(name)
 
     async def take_at(
         self, spec: ServiceSpec, policy: ReplicationPolicy, at: datetime, now: datetime

@@ -1,0 +1,120 @@
+"""Copying a snapshot's database in a process of its own, at the lowest CPU priority.
+
+``python -m pockestrator.controllers.background_copy READ_FD WRITE_FD`` copies from one
+inherited descriptor to the other and prints ``{"size": ..., "sha256": ...}``, or
+``{"errno": ..., "error": ...}`` with exit status 1 when a read or write fails. The agent
+(``snapshots.take``) opens both files itself, safely (through directory descriptors, no
+link followed), and hands them over: this process opens nothing by name.
+
+Why a process: the copy of a 500 MB database is CPU the instance's writers need on a
+small host, and a thread's nice value does not give it back to them. Where the scheduler
+groups tasks by session (autogroup, when no CPU cgroup applies), a thread only ranks
+against its own process's threads; a process in a session of its own can lower its whole
+group (``/proc/self/autogroup``) as well as itself (``nice``). With a CPU cgroup (systemd's
+``CPUWeight=``), the agent's own unit weight decides; lowering this process still helps
+inside it.
+
+This module imports nothing but the standard library, so the process starts in tens of
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import BinaryIO, cast
+
+CHUNK = 1024 * 1024
+WRITEBACK_CHUNK = 4 * 1024 * 1024
+BACKGROUND_NICE = 19
+
+
+def copy_hashed(reader: BinaryIO, writer: BinaryIO) -> tuple[int, str]:
+    """Copy ``reader`` to ``writer``; the size and SHA-256 of what was copied.
+
+    One pass: the bytes are hashed as they go by, not read again. The written file goes
+    out to the disk as it is copied, at most two ``WRITEBACK_CHUNK`` in flight: each chunk
+    is handed to writeback at once (``sync_file_range``, which commits no journal), and
+    the copy waits for the one before it. So the snapshot never piles up hundreds of
+    megabytes for the final fsync to flush at once (that flush, and the journal commit it
+    forced, held the instance's WAL writes back), and never fills the disk's queue ahead
+    of the instance's own writes either. Where ``sync_file_range`` is missing, advice
+    (``POSIX_FADV_DONTNEED``) starts the writeback without the wait.
+    """
+    digest = hashlib.sha256()
+    size = flushed = previous = 0
+    writer_fd = writer.fileno()
+    while chunk := reader.read(CHUNK):
+        digest.update(chunk)
+        writer.write(chunk)
+        size += len(chunk)
+        if size - flushed >= WRITEBACK_CHUNK:
+            writer.flush()
+            _write_back(writer_fd, flushed, size - flushed, wait=False)
+            if flushed > previous:
+                _write_back(writer_fd, previous, flushed - previous, wait=True)
+            previous, flushed = flushed, size
+    writer.flush()
+    return size, digest.hexdigest()
+
+
+def _write_back(fd: int, offset: int, length: int, *, wait: bool) -> None:
+    """Start (or, with ``wait``, finish) the writeback of a range of ``fd``."""
+    if _SYNC_FILE_RANGE is None:
+        if not wait:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        return
+    flags = _SYNC_WAIT_BEFORE | _SYNC_WRITE | _SYNC_WAIT_AFTER if wait else _SYNC_WRITE
+    if _SYNC_FILE_RANGE(fd, offset, length, flags) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), which Python's ``os`` does not offer."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if function is None:
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
+_SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4
+_SYNC_FILE_RANGE = _sync_file_range()
+
+
+def lower_priority() -> None:
+    """This process (and, under autogroup, its session's group) at the lowest priority."""
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICE)
+    try:
+        with open("/proc/self/autogroup", "w") as group:
+            group.write(str(BACKGROUND_NICE))
+    except OSError:
+        pass  # no autogroup here (or asked again too soon): the nice value is what applies
+
+
+def main(argv: list[str]) -> int:
+    reader_fd, writer_fd = (int(value) for value in argv)
+    lower_priority()
+    try:
+        with (
+            os.fdopen(reader_fd, "rb", closefd=False) as reader,
+            os.fdopen(writer_fd, "wb", closefd=False) as writer,
+        ):
+            size, digest = copy_hashed(reader, writer)
+    except OSError as exc:  # the caller maps errno (a full disk) to its own message
+        print(json.dumps({"errno": exc.errno, "error": exc.strerror or str(exc)}))
+        return 1
+    print(json.dumps({"size": size, "sha256": digest}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

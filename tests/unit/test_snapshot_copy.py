@@ -1,0 +1,89 @@
+"""The snapshot's one-pass copy (``controllers.background_copy``): the bytes arrive
+unchanged, the hash is theirs, and the process reports a failure with its errno."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pockestrator.controllers import background_copy
+from pockestrator.controllers.background_copy import WRITEBACK_CHUNK, copy_hashed
+from pockestrator.controllers.snapshots.take import COPIER
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 1024 * 1024, WRITEBACK_CHUNK - 1, WRITEBACK_CHUNK, 2 * WRITEBACK_CHUNK + 12345],
+)
+def test_copy_hashed_copies_every_byte_and_hashes_what_it_copied(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    source = tmp_path / "staged.db"
+    source.write_bytes(data)
+    target = tmp_path / "snapshot.db"
+    with source.open("rb") as reader, target.open("wb") as writer:
+        copied, digest = copy_hashed(reader, writer)
+    assert target.read_bytes() == data
+    assert (copied, digest) == (size, hashlib.sha256(data).hexdigest())
+
+
+def test_copy_hashed_without_sync_file_range_still_copies_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(background_copy, "_SYNC_FILE_RANGE", None)
+    data = os.urandom(3 * WRITEBACK_CHUNK + 7)
+    source, target = tmp_path / "staged.db", tmp_path / "snapshot.db"
+    source.write_bytes(data)
+    with source.open("rb") as reader, target.open("wb") as writer:
+        assert copy_hashed(reader, writer) == (len(data), hashlib.sha256(data).hexdigest())
+    assert target.read_bytes() == data
+
+
+def _run_copier(reader: int, writer: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", COPIER, str(reader), str(writer)],
+        pass_fds=(reader, writer),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_copier_process_copies_between_the_descriptors_it_is_given(tmp_path: Path) -> None:
+    data = os.urandom(WRITEBACK_CHUNK + 99)
+    source, target = tmp_path / "staged.db", tmp_path / "snapshot.db"
+    source.write_bytes(data)
+    reader = os.open(source, os.O_RDONLY)
+    writer = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        done = _run_copier(reader, writer)
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert target.read_bytes() == data
+
+
+def test_the_copier_process_reports_a_failed_write_with_its_errno(tmp_path: Path) -> None:
+    source = tmp_path / "staged.db"
+    source.write_bytes(b"x" * 100)
+    reader = os.open(source, os.O_RDONLY)
+    writer = os.open(source, os.O_RDONLY)  # not writable: the write fails with EBADF
+    try:
+        done = _run_copier(reader, writer)
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["errno"] == errno.EBADF

@@ -268,10 +268,14 @@ async def test_the_status_filter_shows_only_services_in_that_state(
     await expect(row(dashboard, "filter-running")).to_have_count(1)
     await expect(row(dashboard, "filter-stopped")).to_have_count(1)
 
-    # With the keyboard: All -> Active -> Stopped; each step filters, the focus stays.
+    # With the keyboard: All -> Active -> Sleeping -> Stopped; each step filters, the focus
+    # stays.
     status = page.get_by_label("Status")
     await status.focus()
     await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowDown")
+    await expect(status).to_have_value("sleeping")
+    await expect(row(dashboard, "filter-running")).to_have_count(0)
     await page.keyboard.press("ArrowDown")
     await expect(status).to_have_value("inactive")
     await expect(row(dashboard, "filter-running")).to_have_count(0)

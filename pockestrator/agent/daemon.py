@@ -48,7 +48,8 @@ from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
-from pockestrator.database import Database, StoreUnusable
+from pockestrator.database import StoreDatabase, StoreUnusable
+from pockestrator.database_postgres import open_store_database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -136,7 +137,7 @@ class Agent:
 
     # -- the parts, available after start ----------------------------------------------
 
-    database: Database
+    database: StoreDatabase
     store: Store
     accounts: AccountStore
     bus: SystemdBus
@@ -177,7 +178,7 @@ class Agent:
                 raise AgentStartError(
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
-        self.database = Database(config.database)
+        self.database = open_store_database(config)
         self.store = Store(self.database, clock=self.clock)
         self.accounts = AccountStore(self.database, clock=self.clock)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)

@@ -1,4 +1,4 @@
-"""The specs store: desired services and what the agent observed of them, in SQLite.
+"""The specs store: desired services and what the agent observed of them.
 
 Every desired service lives here whatever its source (the spec directory syncs files in,
 the API writes), next to its status and events. ``Store`` is the one interface the agent,
@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
-from pockestrator.database import Database
+from pockestrator.database import Database, StoreDatabase
 from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
@@ -92,14 +92,14 @@ SECRETS_FOLDER = "secrets"
 class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
     """The specs store on one database; safe to share between threads.
 
-    Given a path it opens (and on ``close`` closes) the database itself; given an open
-    ``Database`` it shares it (with the account store, in the agent) and leaves closing it
-    to whoever opened it.
+    Given a path it opens (and on ``close`` closes) the SQLite file itself; given an open
+    ``StoreDatabase`` (SQLite's or PostgreSQL's) it shares it (with the account store, in
+    the agent) and leaves closing it to whoever opened it.
     """
 
-    def __init__(self, database: Database | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._owns_database = not isinstance(database, Database)
-        self._database = database if isinstance(database, Database) else Database(database)
+    def __init__(self, database: StoreDatabase | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._owns_database = isinstance(database, Path)
+        self._database = Database(database) if isinstance(database, Path) else database
         self._clock = clock
         self.path = self._database.path
         self._secrets = SecretFiles(self.path.parent / SECRETS_FOLDER)

@@ -23,10 +23,10 @@ that.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
+from pockestrator.database import Connection
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
@@ -81,7 +81,7 @@ def claim_issues(
 
 
 def taken_claims(
-    db: sqlite3.Connection,
+    db: Connection,
     spec: ServiceSpec,
     *,
     replacing: str | None = None,
@@ -94,16 +94,17 @@ def taken_claims(
     held: dict[str, set[str]] = {}
     for row in db.execute(
         f"SELECT domain, name FROM service_domains WHERE domain IN ({marks}) "  # noqa: S608
-        "AND name IS NOT ?",
+        "AND name IS DISTINCT FROM ?",
         (*domains, replacing),
     ):
         held.setdefault(row["name"], set()).add(row["domain"])
     # Only "?" placeholders are formatted into the text; every value is a parameter.
-    holder_marks = ", ".join("?" for _ in held)
+    # (PostgreSQL refuses an empty IN list; SQLite takes one.)
+    holder_marks = "".join(" OR name = ?" for _ in held)
     rows = db.execute(
         "SELECT name, port, owner FROM services "  # noqa: S608
-        f"WHERE (name = ? OR port = ? OR name IN ({holder_marks})) "
-        "AND name IS NOT ? ORDER BY name",
+        f"WHERE (name = ? OR port = ?{holder_marks}) "
+        "AND name IS DISTINCT FROM ? ORDER BY name",
         (spec.project_name, spec.port, *held, replacing),
     ).fetchall()
     holders = [
@@ -113,7 +114,7 @@ def taken_claims(
     return claim_issues(spec, holders, name_code)
 
 
-def claim_domains(db: sqlite3.Connection, spec: ServiceSpec) -> None:
+def claim_domains(db: Connection, spec: ServiceSpec) -> None:
     """Make ``service_domains`` hold exactly the domains of ``spec`` for its service (whose
     row must exist); a domain another service holds fails on the table's UNIQUE key, which
     ``taken_claims`` has reported before any write."""

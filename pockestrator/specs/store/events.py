@@ -27,10 +27,11 @@ class Events(StorePart):
         payload = json.dumps(details or {}, sort_keys=True, default=str)
         with self._database.write() as db:
             cursor = db.execute(
-                "INSERT INTO events (service, at, kind, message, details) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (service, at, kind, message, details) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (service, iso(at), kind, message, payload),
             )
-            event_id = int(cursor.lastrowid or 0)
+            event_id = int(cursor.fetchone()[0])
         return Event(event_id, service, at, kind, message, json.loads(payload))
 
     def list_events(

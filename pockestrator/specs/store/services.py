@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sqlite3
 from collections.abc import Iterator, Sequence
 
-from pockestrator.database import parse_stored_time
+from pockestrator.database import Connection, Row, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
@@ -38,6 +37,8 @@ from pockestrator.specs.store.records import (
 )
 from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
+
+_NO_LIMIT = 2**63 - 1
 
 
 class Services(StorePart):
@@ -165,9 +166,7 @@ class Services(StorePart):
                     self._insert_service(db, spec, owner, now)
         return conflicts
 
-    def _insert_service(
-        self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str
-    ) -> None:
+    def _insert_service(self, db: Connection, spec: ServiceSpec, owner: str, now: str) -> None:
         """A new row with a fresh id, and its status row."""
         _no_secret_values(spec)
         db.execute(
@@ -187,9 +186,7 @@ class Services(StorePart):
         claim_domains(db, spec)
         insert_first_status(db, spec.project_name, now)
 
-    def _update_file_spec(
-        self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str
-    ) -> None:
+    def _update_file_spec(self, db: Connection, row: Row, spec: ServiceSpec, now: str) -> None:
         _no_secret_values(spec)
         encoded = spec.model_dump_json()
         if row["spec"] == encoded:
@@ -220,14 +217,13 @@ class Services(StorePart):
             self._delete_row(db, row, purge=purge, now=self._now())
             return record
 
-    def _delete_row(
-        self, db: sqlite3.Connection, row: sqlite3.Row, *, purge: bool, now: str
-    ) -> None:
+    def _delete_row(self, db: Connection, row: Row, *, purge: bool, now: str) -> None:
         db.execute("DELETE FROM services WHERE name = ?", (row["name"],))
         db.execute(
             "INSERT INTO deletions (name, service_id, owner, purge, requested_at) "
             "VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET purge = max(purge, excluded.purge)",
+            "ON CONFLICT(name) DO UPDATE SET purge = CASE WHEN excluded.purge = 1 THEN 1 "
+            "ELSE deletions.purge END",
             (row["name"], row["id"], row["owner"], int(purge), now),
         )
 
@@ -309,18 +305,21 @@ class Services(StorePart):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         base = f"FROM services LEFT JOIN status ON status.name = services.name {clause}"
         total = int(self._database.read(f"SELECT count(*) {base}", parameters)[0][0])
+        # No limit is the largest one (SQLite's -1 is an error in PostgreSQL).
         page = self._database.read(
             f"SELECT services.* {base} ORDER BY services.name LIMIT ? OFFSET ?",
-            [*parameters, -1 if limit is None else limit, offset],
+            [*parameters, _NO_LIMIT if limit is None else limit, offset],
         )
         return [_record(row) for row in page], total
 
     def running_ports(self) -> dict[str, int]:
         """Name -> port of every service whose desired state is running (for health probes;
         read straight from the columns, without parsing every spec)."""
+        desired = self._database.json_text("spec", "desired_state")
         rows = self._database.read(
-            "SELECT name, port FROM services WHERE COALESCE(run_override, "
-            "json_extract(spec, '$.desired_state')) = 'running'"
+            # The expression is the backend's own, for a constant key.
+            f"SELECT name, port FROM services WHERE COALESCE(run_override, {desired}) "  # noqa: S608
+            "= 'running'"
         )
         return {row["name"]: int(row["port"]) for row in rows}
 
@@ -350,7 +349,7 @@ def _no_secret_values(spec: ServiceSpec) -> None:
         raise ValueError(f"{spec.project_name}: a secret value must be kept before it is stored")
 
 
-def _moved_between_files(deletion: sqlite3.Row) -> bool:
+def _moved_between_files(deletion: Row) -> bool:
     """A file dropped the service without asking for a purge: another file may adopt it."""
     return str(deletion["owner"]).startswith(FILE_OWNER_PREFIX) and not deletion["purge"]
 
@@ -371,11 +370,11 @@ def _ownership_issue(name: str, holder: str, newcomer: str | None = None) -> Fie
     )
 
 
-def _record_by_name(db: sqlite3.Connection, name: str) -> ServiceRecord:
+def _record_by_name(db: Connection, name: str) -> ServiceRecord:
     return _record(db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone())
 
 
-def _record(row: sqlite3.Row) -> ServiceRecord:
+def _record(row: Row) -> ServiceRecord:
     return ServiceRecord(
         id=row["id"],
         spec=ServiceSpec.model_validate_json(row["spec"]),
@@ -387,7 +386,7 @@ def _record(row: sqlite3.Row) -> ServiceRecord:
     )
 
 
-def _deletion(row: sqlite3.Row) -> Deletion:
+def _deletion(row: Row) -> Deletion:
     return Deletion(
         row["name"], row["service_id"], bool(row["purge"]), parse_stored_time(row["requested_at"])
     )

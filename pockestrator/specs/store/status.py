@@ -11,17 +11,16 @@ stored.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pockestrator.database import iso, parse_iso
+from pockestrator.database import Connection, Row, iso, parse_iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
 
 
-def insert_first_status(db: sqlite3.Connection, name: str, now: str) -> None:
+def insert_first_status(db: Connection, name: str, now: str) -> None:
     """The ``deploying`` row of a new service (an existing row, kept by name, stays)."""
     db.execute(
         "INSERT INTO status (name, state, updated_at) VALUES (?, 'deploying', ?) "
@@ -55,7 +54,7 @@ class Statuses(StorePart):
                 if db.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
                     self._upsert_status(db, name, changes)
 
-    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> None:
+    def _upsert_status(self, db: Connection, name: str, changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - set(STATUS_FIELDS)
         if unknown:
             raise ValueError(f"unknown status fields: {sorted(unknown)}")
@@ -85,7 +84,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _status(row: sqlite3.Row) -> ServiceStatus:
+def _status(row: Row) -> ServiceStatus:
     def flag(value: Any) -> bool | None:
         return None if value is None else bool(value)
 

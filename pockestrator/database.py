@@ -248,6 +248,30 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     );
     """,
     ),
+    # 10 (the fleet; 8 and 9 are other helpers' this round, merged before it): the nodes
+    # of a fleet, each with the lease its agent renews, and the node each service runs on
+    # ('' until an agent adopts it). A port is unique per node: PostgreSQL's store holds
+    # many nodes; SQLite's is one host's, whose UNIQUE(port) is already that.
+    Migration(
+        sql="""
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        api_address TEXT NOT NULL,
+        public_address TEXT NOT NULL,
+        memory_bytes INTEGER NOT NULL,
+        cpus INTEGER NOT NULL,
+        registered_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL,
+        lease_expires_at TEXT NOT NULL
+    );
+    ALTER TABLE services ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE INDEX services_by_node ON services(node);
+    """,
+        postgresql="""
+    ALTER TABLE services DROP CONSTRAINT services_port_key;
+    ALTER TABLE services ADD CONSTRAINT services_node_port_key UNIQUE (node, port);
+    """,
+    ),
 )
 
 
@@ -327,6 +351,11 @@ class StoreDatabase(Protocol):
 
     def json_text(self, column: str, key: str) -> str:
         """SQL for the text of top-level ``key`` of the JSON document in ``column``."""
+        ...
+
+    def server_time(self, connection: Connection) -> datetime | None:
+        """The database server's clock, which every node of a fleet shares (leases are
+        judged by it, never by a host's own clock); None where there is no server."""
         ...
 
     def close(self) -> None: ...
@@ -451,6 +480,10 @@ class Database:
 
     def json_text(self, column: str, key: str) -> str:
         return f"json_extract({column}, '$.{key}')"
+
+    def server_time(self, connection: Connection) -> datetime | None:
+        """None: one host's store has no clock but the agent's (the store's ``Clock``)."""
+        return None
 
     def _migrate(self) -> None:
         with self.write() as db:

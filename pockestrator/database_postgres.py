@@ -32,6 +32,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.database import (
     MIGRATIONS,
     STORE_TABLES,
+    Connection,
     ConstraintViolated,
     Cursor,
     Database,
@@ -254,6 +256,9 @@ class PostgresDatabase:
 
     def json_text(self, column: str, key: str) -> str:
         return f"(({column})::json ->> '{key}')"
+
+    def server_time(self, connection: Connection) -> datetime:
+        return connection.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[no-any-return]
 
     def notify(self, channel: str, payload: str) -> None:
         """``NOTIFY`` outside a write (inside one, ``pg_notify`` is sent at its commit)."""

@@ -13,7 +13,8 @@ own module with its own SQL:
 - ``secrets``: secret values given through the API, in root-only files beside the database;
 - ``file_issues``: the current problems of each spec file;
 - ``operations``: snapshots, verifications, restores asked of a service;
-- ``seeds``: where a new service's first data comes from (a clone, an import).
+- ``seeds``: where a new service's first data comes from (a clone, an import);
+- ``nodes``: the nodes of a fleet, their leases, and which node each service runs on.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -31,6 +32,7 @@ from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
+from pockestrator.specs.store.nodes import NodeInfo, NodeRecord, Nodes, NodeState
 from pockestrator.specs.store.operations import (
     BACKUP_KINDS,
     DEPLOY_KINDS,
@@ -69,6 +71,9 @@ __all__ = [
     "Deletion",
     "Event",
     "NameTakenCode",
+    "NodeInfo",
+    "NodeRecord",
+    "NodeState",
     "NotFound",
     "Operation",
     "OperationKind",
@@ -89,7 +94,9 @@ __all__ = [
 SECRETS_FOLDER = "secrets"
 
 
-class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds):
+class Store(
+    Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, Operations, Seeds, Nodes
+):
     """The specs store on one database; safe to share between threads.
 
     Given a path it opens (and on ``close`` closes) the SQLite file itself; given an open
@@ -97,8 +104,13 @@ class Store(Services, Claims, Statuses, Events, SuperuserPasswords, FileIssues, 
     the agent) and leaves closing it to whoever opened it.
     """
 
-    def __init__(self, database: StoreDatabase | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, database: StoreDatabase | Path, *, clock: Clock = SYSTEM_CLOCK, node: str = ""
+    ) -> None:
         self._owns_database = isinstance(database, Path)
+        # The node this store's new services are placed on (the agent's own; '' for a
+        # store opened outside an agent, whose services the next agent adopts).
+        self.node = node
         self._database = Database(database) if isinstance(database, Path) else database
         self._clock = clock
         self.path = self._database.path

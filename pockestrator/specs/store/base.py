@@ -23,6 +23,7 @@ class StorePart:
     _database: StoreDatabase
     _clock: Clock
     _secrets: SecretFiles
+    node: str
 
     def _now(self) -> str:
         """The clock's now as stored (never None, unlike ``iso`` of an optional)."""

@@ -86,9 +86,11 @@ def taken_claims(
     *,
     replacing: str | None = None,
     name_code: NameTakenCode = ErrorCode.DUPLICATE_PROJECT_NAME,
+    node: str = "",
 ) -> list[FieldIssue]:
     """Every claim of ``spec`` another service holds; ``replacing`` names the service this
-    spec is to replace, whose own claims are not in the way."""
+    spec is to replace, whose own claims are not in the way. Names and domains are the
+    fleet's; a port is ``node``'s (the node the spec runs on)."""
     domains = [domain for _field, domain in domain_fields(spec)]
     marks = ", ".join("?" for _ in domains)
     held: dict[str, set[str]] = {}
@@ -101,11 +103,12 @@ def taken_claims(
     # Only "?" placeholders are formatted into the text; every value is a parameter.
     # (PostgreSQL refuses an empty IN list; SQLite takes one.)
     holder_marks = "".join(" OR name = ?" for _ in held)
+    # A holder on another node does not hold the port: it reads as no port (-1).
     rows = db.execute(
-        "SELECT name, port, owner FROM services "  # noqa: S608
-        f"WHERE (name = ? OR port = ?{holder_marks}) "
+        "SELECT name, CASE WHEN node = ? THEN port ELSE -1 END AS port, owner "  # noqa: S608
+        f"FROM services WHERE (name = ? OR (port = ? AND node = ?){holder_marks}) "
         "AND name IS DISTINCT FROM ? ORDER BY name",
-        (spec.project_name, spec.port, *held, replacing),
+        (node, spec.project_name, spec.port, node, *held, replacing),
     ).fetchall()
     holders = [
         Holder(row["name"], int(row["port"]), row["owner"], frozenset(held.get(row["name"], ())))
@@ -136,4 +139,9 @@ class Claims(StorePart):
         """``taken_claims`` now, without writing: what a write of ``spec`` would be refused
         for (the validate endpoint and the API's pre-flight checks)."""
         with self._database.reading() as db:
-            return taken_claims(db, spec, replacing=replacing, name_code=name_code)
+            node = self.node
+            if replacing is not None:
+                row = db.execute("SELECT node FROM services WHERE name = ?", (replacing,))
+                found = row.fetchone()
+                node = found[0] if found is not None else node
+            return taken_claims(db, spec, replacing=replacing, name_code=name_code, node=node)

@@ -78,7 +78,7 @@ class Services(StorePart):
                         )
                     ]
                 )
-            taken = taken_claims(db, spec)
+            taken = taken_claims(db, spec, node=self.node)
             if taken:
                 raise Conflict(taken)
             now = self._now()
@@ -97,14 +97,16 @@ class Services(StorePart):
                 ]
             )
         with self._secrets_kept(spec) as spec, self._database.write() as db:
-            row = db.execute("SELECT owner, spec FROM services WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT owner, spec, node FROM services WHERE name = ?", (name,)
+            ).fetchone()
             if row is None:
                 raise NotFound(name)
             if row["owner"] != owner:
                 raise Conflict([_ownership_issue(name, row["owner"])])
             if row["spec"] == spec.model_dump_json():
                 return _record_by_name(db, name)
-            taken = taken_claims(db, spec, replacing=name)
+            taken = taken_claims(db, spec, replacing=name, node=row["node"])
             if taken:
                 raise Conflict(taken)
             db.execute(
@@ -157,7 +159,8 @@ class Services(StorePart):
                         ]
                         continue
                 # Another file holding the name is a taken claim like a port or a domain.
-                taken = taken_claims(db, spec, replacing=name if ours else None)
+                node = owned[name]["node"] if ours else self.node
+                taken = taken_claims(db, spec, replacing=name if ours else None, node=node)
                 if taken:
                     conflicts[name] = taken
                 elif ours:
@@ -170,8 +173,8 @@ class Services(StorePart):
         """A new row with a fresh id, and its status row."""
         _no_secret_values(spec)
         db.execute(
-            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at, "
+            "node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 secrets.token_hex(6),
                 spec.project_name,
@@ -181,6 +184,7 @@ class Services(StorePart):
                 spec.model_dump_json(),
                 now,
                 now,
+                self.node,
             ),
         )
         claim_domains(db, spec)

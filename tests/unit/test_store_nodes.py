@@ -1,0 +1,164 @@
+"""The nodes of a fleet in the store, on both backends: registration, the lease and whose
+clock judges it, which node a service runs on, and what is unique where (a port per node;
+names and domains across the fleet)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pockestrator.clock import FakeClock
+from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.model import ServiceSpec, parse_spec
+from pockestrator.specs.store import Conflict, NodeInfo, Store
+from tests.testbed.store_backends import StoreBackend
+
+HOUR = timedelta(hours=1)
+
+
+def spec(name: str, port: int, **extra: object) -> ServiceSpec:
+    return parse_spec(
+        {"project_name": name, "port": port, "pocketbase_version": "0.29.0", **extra},
+        "example.test",
+    )
+
+
+def node(name: str, **changes: object) -> NodeInfo:
+    values: dict[str, object] = {
+        "name": name,
+        "api_address": f"http://{name}.internal:8091",
+        "public_address": f"{name}.example.test",
+        "memory_bytes": 8 * 1024**3,
+        "cpus": 4,
+    }
+    values.update(changes)
+    return NodeInfo(**values)  # type: ignore[arg-type]
+
+
+def test_a_registered_node_is_listed_ready_with_its_capacity(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="a")
+    record = store.register_node(node("a"), HOUR)
+    assert record.state == "ready" and record.services == 0
+    assert [n.name for n in store.list_nodes()] == ["a"]
+    listed = store.list_nodes()[0]
+    assert (listed.api_address, listed.public_address, listed.memory_bytes, listed.cpus) == (
+        "http://a.internal:8091",
+        "a.example.test",
+        8 * 1024**3,
+        4,
+    )
+
+
+def test_registering_again_updates_the_node_and_keeps_when_it_first_came(
+    store_backend: StoreBackend,
+) -> None:
+    clock = FakeClock()
+    store = Store(store_backend.open(), node="a", clock=clock)
+    first = store.register_node(node("a"), HOUR)
+    clock.advance(60)
+    again = store.register_node(node("a", api_address="http://10.0.0.9:8091", cpus=8), HOUR)
+    assert again.registered_at == first.registered_at
+    assert (again.api_address, again.cpus) == ("http://10.0.0.9:8091", 8)
+    assert len(store.list_nodes()) == 1
+
+
+def test_a_node_whose_lease_ended_is_lost_until_it_renews(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="a")
+    store.register_node(node("a"), timedelta(0))
+    assert store.list_nodes()[0].state == "lost"
+    assert store.renew_lease("a", HOUR) is not None
+    assert store.list_nodes()[0].state == "ready"
+
+
+def test_renewing_a_node_that_is_not_registered_says_so(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="a")
+    assert store.renew_lease("a", HOUR) is None
+    assert store.list_nodes() == []
+
+
+def test_one_hosts_lease_runs_on_the_stores_clock(store_backend: StoreBackend) -> None:
+    if store_backend.name != "sqlite":
+        pytest.skip("a fleet's leases run on the server's clock (the next test)")
+    clock = FakeClock()
+    store = Store(store_backend.open(), node="a", clock=clock)
+    store.register_node(node("a"), timedelta(seconds=30))
+    clock.advance(29)
+    assert store.list_nodes()[0].state == "ready"
+    clock.advance(2)
+    assert store.list_nodes()[0].state == "lost"
+
+
+@pytest.mark.parametrize("skew", [timedelta(days=-3650), timedelta(days=3650)])
+def test_a_fleets_lease_runs_on_the_servers_clock_whatever_a_hosts_says(
+    store_backend: StoreBackend, skew: timedelta
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store has no server clock")
+    # A host whose clock is ten years off neither ends a lease nor keeps one alive.
+    wrong = FakeClock(datetime.now(UTC) + skew)
+    store = Store(store_backend.open(), node="a", clock=wrong)
+    record = store.register_node(node("a"), HOUR)
+    assert abs(record.lease_expires_at - (datetime.now(UTC) + HOUR)) < timedelta(minutes=5)
+    assert store.list_nodes()[0].state == "ready"
+    store.register_node(node("a"), timedelta(0))
+    assert store.list_nodes()[0].state == "lost"
+
+
+def test_services_stored_before_there_were_nodes_are_adopted_by_the_first_agent(
+    store_backend: StoreBackend,
+) -> None:
+    database = store_backend.open()
+    Store(database).create_service(spec("old", 9001))
+    store = Store(database, node="a")
+    assert store.node_of("old") == ""
+    assert store.register_node(node("a"), HOUR).services == 1
+    assert store.node_of("old") == "a"
+    store.create_service(spec("new", 9002))
+    assert store.node_of("new") == "a"
+    assert store.node_of("missing") is None
+
+
+def test_a_port_is_unique_per_node(store_backend: StoreBackend) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node: its ports are unique on the host")
+    database = store_backend.open()
+    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+    on_a.create_service(spec("one", 9001))
+    on_b.create_service(spec("two", 9001))  # another node: free
+    with pytest.raises(Conflict) as caught:
+        on_a.create_service(spec("three", 9001))
+    assert [(i.field, i.code) for i in caught.value.issues] == [("port", ErrorCode.PORT_IN_USE)]
+    assert "service 'one'" in caught.value.issues[0].message
+    assert {s.name: on_a.node_of(s.name) for s in on_a.list_services()[0]} == {
+        "one": "a",
+        "two": "b",
+    }
+
+
+def test_names_and_domains_are_unique_across_the_fleet(store_backend: StoreBackend) -> None:
+    database = store_backend.open()
+    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+    on_a.create_service(spec("app", 9001, domain="app.example.test"))
+    with pytest.raises(Conflict) as caught:
+        on_b.create_service(spec("app", 9002, domain="other.example.test"))
+    assert [i.code for i in caught.value.issues] == [ErrorCode.DUPLICATE_PROJECT_NAME]
+    with pytest.raises(Conflict) as caught:
+        on_b.create_service(spec("shop", 9003, domain="app.example.test"))
+    assert [i.code for i in caught.value.issues] == [ErrorCode.DOMAIN_IN_USE]
+
+
+def test_a_service_replaced_keeps_its_node_and_its_port_is_judged_there(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+    on_a.create_service(spec("one", 9001))
+    on_b.create_service(spec("two", 9002))
+    # Through b's API, a's service moves to a port b uses: free on a.
+    on_b.replace_spec("one", spec("one", 9002), "api")
+    assert on_b.node_of("one") == "a"
+    assert on_b.claims_taken(spec("one", 9002), replacing="one") == []
+    assert [i.code for i in on_b.claims_taken(spec("three", 9002))] == [ErrorCode.PORT_IN_USE]

@@ -300,6 +300,9 @@ def _add_client_commands(
     )
 
     commands.add_parser("system", parents=[client], help="the agent's health (exit 1: unhealthy)")
+    commands.add_parser(
+        "nodes", parents=[client], help="the nodes of the fleet (exit 1: a node is lost)"
+    )
     _add_backup_commands(commands, client)
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
@@ -520,6 +523,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return commands.logs(client, console, args.name, args.lines, args.follow, args.since)
     if command == "system":
         return commands.system(client, console)
+    if command == "nodes":
+        return commands.nodes(client, console)
     if command in ("backup", "clone", "import", "archive"):
         return _dispatch_backups(client, args, console)
     action = args.token_command

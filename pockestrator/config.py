@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +111,18 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 _DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NODE_API_ADDRESS = re.compile(r"https?://[A-Za-z0-9.\[\]:-]{1,255}")
+_NODE_PUBLIC_ADDRESS = re.compile(r"[A-Za-z0-9.\[\]:-]{0,255}")
+
+
+def default_node_name() -> str:
+    """The host's name as a node name: its first label, lowercase ("node" if it has none
+    that fits)."""
+    label = socket.gethostname().split(".")[0].lower()
+    return label if NODE_NAME.fullmatch(label) else "node"
+
+
 class StoreConfig(BaseModel):
     """Where desired state lives: the SQLite file (``database``, one host) or a fleet's
     PostgreSQL (docs/fleet.md). The password is never in ``dsn``: it is read from
@@ -185,6 +198,26 @@ class AgentConfig(BaseModel):
     # The store's backend: the SQLite file above, or a fleet's PostgreSQL (whose hosts
     # keep secret values' files and the apps' records beside ``database`` still).
     store: StoreConfig = Field(default_factory=StoreConfig)
+    # This host as a node of the fleet (docs/fleet.md); one host is a fleet of one.
+    node_name: str = Field(
+        default_factory=default_node_name,
+        description="The node's name, unique in the fleet; default the host name.",
+    )
+    node_api_address: str | None = Field(
+        default=None,
+        description="http(s)://HOST:PORT other nodes reach this agent's API at; default "
+        "http://<listen_host>:<listen_port>.",
+    )
+    node_public_address: str = Field(
+        default="", description="HOST[:PORT] where this node's Caddy serves the instances."
+    )
+    node_lease_seconds: float = Field(
+        default=30.0,
+        ge=3.0,
+        le=3600.0,
+        description="How long the node counts as alive after its agent last renewed its "
+        "lease (renewed every third of it).",
+    )
 
     # The REST API.
     listen_host: str = "127.0.0.1"
@@ -495,6 +528,33 @@ class AgentConfig(BaseModel):
                 f"{exc.message}{extra}"
             ) from None
         return derived[len(longest) + 1 :]
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name_is_a_label(cls, value: str) -> str:
+        if not NODE_NAME.fullmatch(value):
+            raise ValueError(
+                "must be 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+            )
+        return value
+
+    @field_validator("node_api_address")
+    @classmethod
+    def _node_api_address_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_API_ADDRESS.fullmatch(value.rstrip("/")):
+            raise ValueError("must be http(s)://HOST:PORT")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("node_public_address")
+    @classmethod
+    def _node_public_address_is_a_host(cls, value: str) -> str:
+        if not _NODE_PUBLIC_ADDRESS.fullmatch(value):
+            raise ValueError("must be HOST or HOST:PORT")
+        return value
+
+    @property
+    def node_api_url(self) -> str:
+        return self.node_api_address or f"http://{self.listen_host}:{self.listen_port}"
 
     @field_validator(
         "base_dir",

@@ -266,10 +266,34 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     );
     ALTER TABLE services ADD COLUMN node TEXT NOT NULL DEFAULT '';
     CREATE INDEX services_by_node ON services(node);
+    ALTER TABLE deletions ADD COLUMN node TEXT NOT NULL DEFAULT '';
     """,
+        # A change to a service (or a deletion, or an operation asked of it) is told to
+        # the agents at commit: NOTIFY with "<node> <name>", so that the service's own
+        # node reconciles it at once, whichever node's API wrote it.
         postgresql="""
     ALTER TABLE services DROP CONSTRAINT services_port_key;
     ALTER TABLE services ADD CONSTRAINT services_node_port_key UNIQUE (node, port);
+    CREATE FUNCTION services_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'INSERT' THEN
+                PERFORM pg_notify('pockestrator_services', OLD.node || ' ' || OLD.name);
+            END IF;
+            IF TG_OP <> 'DELETE' THEN
+                PERFORM pg_notify('pockestrator_services', NEW.node || ' ' || NEW.name);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER services_notify AFTER INSERT OR UPDATE OR DELETE ON services
+        FOR EACH ROW EXECUTE FUNCTION services_changed();
+    CREATE FUNCTION operations_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('pockestrator_services', node || ' ' || NEW.service)
+                FROM services WHERE name = NEW.service;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER operations_notify AFTER INSERT ON operations
+        FOR EACH ROW EXECUTE FUNCTION operations_changed();
     """,
     ),
 )

@@ -30,7 +30,7 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +56,8 @@ from pockestrator.database import (
     postgresql_script,
 )
 
+# Where the triggers of migration 10 tell the agents of a change: "<node> <service>".
+SERVICES_CHANNEL = "pockestrator_services"
 # pg_advisory_xact_lock keys: one for every write, one for migrations ("pks" + 1, 2).
 WRITE_LOCK = 0x706B7301
 MIGRATION_LOCK = 0x706B7302
@@ -195,9 +197,10 @@ class PostgresDatabase:
         self.dsn = dsn
         self.full = False
         self._local = threading.local()
+        self._kwargs = connection_kwargs(password, sslmode)
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             dsn,
-            kwargs=connection_kwargs(password, sslmode),
+            kwargs=self._kwargs,
             min_size=1,
             max_size=max(1, pool_size),
             open=False,
@@ -260,10 +263,21 @@ class PostgresDatabase:
     def server_time(self, connection: Connection) -> datetime:
         return connection.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[no-any-return]
 
-    def notify(self, channel: str, payload: str) -> None:
-        """``NOTIFY`` outside a write (inside one, ``pg_notify`` is sent at its commit)."""
-        with self.reading() as connection:
-            connection.execute("SELECT pg_notify(?, ?)", (channel, payload))
+    async def notifications(self) -> AsyncIterator[str]:
+        """The payloads of ``SERVICES_CHANNEL`` as they come, on a connection of their own
+        (``LISTEN`` holds it); first ``""`` once listening, since whatever was told before
+        (or while a dropped connection was down) is not told again. It ends by raising
+        ``StoreUnavailable`` when the connection drops."""
+        kwargs = {k: v for k, v in self._kwargs.items() if k != "row_factory"}
+        with _errors_translated():
+            connection = await psycopg.AsyncConnection.connect(self.dsn, **kwargs)
+        async with connection:
+            with _errors_translated():
+                await connection.execute(f"LISTEN {SERVICES_CHANNEL}")
+            yield ""
+            with _errors_translated():
+                async for notice in connection.notifies():
+                    yield notice.payload
 
     def _migrate(self) -> None:
         with self._connection() as connection, connection.raw.transaction():

@@ -32,6 +32,7 @@ from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.hostview import AgentHostView
+from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
@@ -49,7 +50,7 @@ from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import StoreDatabase, StoreUnusable
-from pockestrator.database_postgres import open_store_database
+from pockestrator.database_postgres import PostgresDatabase, open_store_database
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -153,6 +154,7 @@ class Agent:
     health: HealthProber
     host: AgentHostView
     archive_keeper: ArchiveKeeper
+    node_lease: NodeLease
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -179,8 +181,11 @@ class Agent:
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
         self.database = open_store_database(config)
-        self.store = Store(self.database, clock=self.clock)
+        self.store = Store(self.database, clock=self.clock, node=config.node_name)
         self.accounts = AccountStore(self.database, clock=self.clock)
+        self.node_lease = NodeLease(self.store, lambda: self.config)
+        # Before any reconcile: services stored before there were nodes become this one's.
+        await asyncio.to_thread(self.node_lease.register)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
@@ -245,6 +250,9 @@ class Agent:
         self._spawn(self._load_caddy_sites, "caddy-sites")
         self._spawn(self._watch_host_files, "host-files")
         self._spawn(self._resync_forever, "resync")
+        self._spawn(self.node_lease.run, "node-lease")
+        if isinstance(self.database, PostgresDatabase):
+            self._spawn(self._listen_to_the_fleet, "fleet-notifications")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
@@ -330,10 +338,9 @@ class Agent:
     def known_names(self) -> set[str]:
         """Every key to reconcile: every name the host or the store knows (specs, our units
         and sites, deletions), and the catch-all site's."""
-        names = set(self.store.service_names())
+        names = set(self.store.local_service_names())
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
-        names.update(deletion.name for deletion in self.store.pending_deletions())
         names.add(CATCH_ALL)
         return names
 
@@ -498,6 +505,20 @@ class Agent:
                         self.queue.add(name)
         finally:
             watcher.close()
+
+    async def _listen_to_the_fleet(self) -> None:
+        """Reconcile a service of this node as soon as any node's API (or a file on any
+        node) changed it: the store's triggers NOTIFY "<node> <name>" at commit. Once
+        listening (again), every name is looked at: what was told before is not told
+        again. A dropped connection ends this loop, which ``_spawn`` starts again."""
+        assert isinstance(self.database, PostgresDatabase)
+        async for payload in self.database.notifications():
+            if not payload:
+                self.enqueue_many(self.known_names())
+                continue
+            node, _, name = payload.partition(" ")
+            if name and self.store.runs_here(node):
+                self.enqueue(name)
 
     async def _resync_forever(self) -> None:
         """Every resync_interval: re-read the spec files (a held-back spec may fit now)

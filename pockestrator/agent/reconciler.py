@@ -162,7 +162,14 @@ class Reconciler:
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
             record = self.store.get_service(name)
+            if record is not None and not self.store.runs_here(record.node):
+                # Another node's service: its agent runs it. A copy left here (it ran
+                # here before a move) is stopped and archived like a deleted one's.
+                return await self._remove(name)
             if record is None:
+                deletion = self.store.pending_deletion(name)
+                if deletion is not None and not self.store.runs_here(deletion.node):
+                    return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
             return await self._converge(record)
 

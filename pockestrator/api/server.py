@@ -31,6 +31,7 @@ from pockestrator.accounts.store import SESSION_PREFIX, TOKEN_PREFIX
 from pockestrator.api import (
     access_routes,
     backup_routes,
+    fleet_routes,
     log_routes,
     release_routes,
     seed_routes,
@@ -83,6 +84,7 @@ def all_operations() -> list[Operation]:
         *backup_routes.OPERATIONS,
         *seed_routes.OPERATIONS,
         *release_routes.OPERATIONS,
+        *fleet_routes.OPERATIONS,
     ]
 
 

@@ -224,11 +224,11 @@ class Services(StorePart):
     def _delete_row(self, db: Connection, row: Row, *, purge: bool, now: str) -> None:
         db.execute("DELETE FROM services WHERE name = ?", (row["name"],))
         db.execute(
-            "INSERT INTO deletions (name, service_id, owner, purge, requested_at) "
-            "VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO deletions (name, service_id, owner, purge, requested_at, node) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET purge = CASE WHEN excluded.purge = 1 THEN 1 "
             "ELSE deletions.purge END",
-            (row["name"], row["id"], row["owner"], int(purge), now),
+            (row["name"], row["id"], row["owner"], int(purge), now, row["node"]),
         )
 
     def pending_deletion(self, name: str) -> Deletion | None:
@@ -317,13 +317,15 @@ class Services(StorePart):
         return [_record(row) for row in page], total
 
     def running_ports(self) -> dict[str, int]:
-        """Name -> port of every service whose desired state is running (for health probes;
-        read straight from the columns, without parsing every spec)."""
+        """Name -> port of every service of this store's node whose desired state is
+        running (for health probes, which reach them on this host; read straight from
+        the columns, without parsing every spec)."""
         desired = self._database.json_text("spec", "desired_state")
         rows = self._database.read(
             # The expression is the backend's own, for a constant key.
             f"SELECT name, port FROM services WHERE COALESCE(run_override, {desired}) "  # noqa: S608
-            "= 'running'"
+            "= 'running' AND node = ?",
+            (self.node,),
         )
         return {row["name"]: int(row["port"]) for row in rows}
 
@@ -336,6 +338,19 @@ class Services(StorePart):
 
     def service_names(self) -> list[str]:
         return [row[0] for row in self._database.read("SELECT name FROM services ORDER BY name")]
+
+    def local_service_names(self) -> list[str]:
+        """The services of this store's node, and its deletions (what its agent reconciles)."""
+        rows = self._database.read(
+            "SELECT name FROM services WHERE node = ? UNION "
+            "SELECT name FROM deletions WHERE node = ? ORDER BY name",
+            (self.node, self.node),
+        )
+        return [row[0] for row in rows]
+
+    def runs_here(self, node: str) -> bool:
+        """Whether a service or deletion of ``node`` is this store's node's to act on."""
+        return node in ("", self.node)
 
     def source_files(self) -> set[str]:
         """Every spec file that owns at least one service."""
@@ -387,10 +402,15 @@ def _record(row: Row) -> ServiceRecord:
         created_at=parse_stored_time(row["created_at"]),
         updated_at=parse_stored_time(row["updated_at"]),
         generation=int(row["generation"]),
+        node=row["node"],
     )
 
 
 def _deletion(row: Row) -> Deletion:
     return Deletion(
-        row["name"], row["service_id"], bool(row["purge"]), parse_stored_time(row["requested_at"])
+        row["name"],
+        row["service_id"],
+        bool(row["purge"]),
+        parse_stored_time(row["requested_at"]),
+        row["node"],
     )

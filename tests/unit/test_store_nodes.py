@@ -12,6 +12,7 @@ from pockestrator.clock import FakeClock
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Conflict, NodeInfo, Store
+from pockestrator.specs.store.placement import Candidate, choose_node
 from tests.testbed.store_backends import StoreBackend
 
 HOUR = timedelta(hours=1)
@@ -162,3 +163,64 @@ def test_a_service_replaced_keeps_its_node_and_its_port_is_judged_there(
     assert on_b.node_of("one") == "a"
     assert on_b.claims_taken(spec("one", 9002), replacing="one") == []
     assert [i.code for i in on_b.claims_taken(spec("three", 9002))] == [ErrorCode.PORT_IN_USE]
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("nodes", "needed", "chosen"),
+    [
+        # name, memory, reserved, services, port free
+        ([("a", 8, 0, 0, True), ("b", 16, 0, 0, True)], None, "b"),
+        ([("a", 8, 0, 0, True), ("b", 16, 12, 3, True)], None, "a"),
+        ([("a", 8, 0, 0, True), ("b", 16, 0, 0, False)], None, "a"),
+        ([("a", 8, 0, 0, False), ("b", 16, 0, 0, False)], None, None),
+        ([("a", 8, 7, 1, True), ("b", 4, 3, 1, True)], 2, None),
+        ([("a", 8, 5, 1, True), ("b", 4, 3, 1, True)], 2, "a"),
+        ([("a", 8, 0, 2, True), ("b", 8, 0, 1, True)], None, "b"),  # fewer services
+        ([("b", 8, 0, 0, True), ("a", 8, 0, 0, True)], None, "a"),  # then the name
+    ],
+)
+def test_the_scheduler_takes_the_most_memory_left_where_the_port_is_free(
+    nodes: list[tuple[str, int, int, int, bool]], needed: int | None, chosen: str | None
+) -> None:
+    found = [
+        Candidate(name, memory * GIB, reserved * GIB, services, free)
+        for name, memory, reserved, services, free in nodes
+    ]
+    picked = choose_node(found, None if needed is None else needed * GIB)
+    assert (picked.name if picked else None) == chosen
+
+
+def test_a_service_of_the_api_goes_to_the_node_with_the_most_memory_left_and_says_why(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a = Store(database, node="a")
+    on_a.register_node(node("a", memory_bytes=8 * GIB), HOUR)
+    Store(database, node="b").register_node(node("b", memory_bytes=4 * GIB), HOUR)
+    first = on_a.create_service(spec("one", 9001, resources={"memory_max": "6G"}))
+    assert first.node == "a"
+    # a has 2 GiB left, b 4: the next goes to b although a's API received it.
+    second = on_a.create_service(spec("two", 9002, resources={"memory_max": "1G"}))
+    assert second.node == "b"
+    placed = [e for e in on_a.list_events("two") if e.kind == "placed"]
+    assert len(placed) == 1 and placed[0].details["node"] == "b"
+    assert placed[0].details["received_by"] == "a"
+    assert {c["node"]: c["free_bytes"] for c in placed[0].details["candidates"]} == {
+        "a": 2 * GIB,
+        "b": 4 * GIB,
+    }
+
+
+def test_a_lost_node_gets_no_new_service(store_backend: StoreBackend) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a = Store(database, node="a")
+    on_a.register_node(node("a", memory_bytes=1 * GIB), HOUR)
+    Store(database, node="b").register_node(node("b", memory_bytes=64 * GIB), timedelta(0))
+    assert on_a.create_service(spec("one", 9001)).node == "a"

@@ -16,6 +16,7 @@ increments ``generation``, which the reconciler's status echoes back when it has
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator, Sequence
 
@@ -25,6 +26,7 @@ from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import claim_domains, taken_claims
+from pockestrator.specs.store.placement import candidates, choose_node, needed_bytes
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -78,11 +80,18 @@ class Services(StorePart):
                         )
                     ]
                 )
-            taken = taken_claims(db, spec, node=self.node)
+            node, placed = self._place(db, spec)
+            taken = taken_claims(db, spec, node=node)
             if taken:
                 raise Conflict(taken)
             now = self._now()
-            self._insert_service(db, spec, owner, now)
+            self._insert_service(db, spec, owner, now, node=node)
+            if placed is not None:
+                db.execute(
+                    "INSERT INTO events (service, at, kind, message, details) "
+                    "VALUES (?, ?, 'placed', ?, ?)",
+                    (spec.project_name, now, placed[0], json.dumps(placed[1], sort_keys=True)),
+                )
             write_seed(db, spec.project_name, seed, by or owner, now)
             return _record_by_name(db, spec.project_name)
 
@@ -169,8 +178,42 @@ class Services(StorePart):
                     self._insert_service(db, spec, owner, now)
         return conflicts
 
-    def _insert_service(self, db: Connection, spec: ServiceSpec, owner: str, now: str) -> None:
-        """A new row with a fresh id, and its status row."""
+    def _place(
+        self, db: Connection, spec: ServiceSpec
+    ) -> tuple[str, tuple[str, dict[str, object]] | None]:
+        """The node a new service of the API runs on (``placement``), and the event that
+        says why (None when there was no choice: one host, or no node registered)."""
+        found = candidates(db, spec, self._database.server_time(db) or self._clock.now())
+        chosen = choose_node(found, needed_bytes(spec))
+        node = chosen.name if chosen is not None else self.node
+        if len(found) < 2:
+            return node, None
+        message = (
+            f"placed on node {node}: the most memory left of the nodes with port {spec.port} free"
+            if chosen is not None
+            else f"placed on node {node}, the receiving node: no live node has port "
+            f"{spec.port} free and room for memory_max"
+        )
+        details: dict[str, object] = {
+            "node": node,
+            "received_by": self.node,
+            "fits": chosen is not None,
+            "candidates": [
+                {
+                    "node": c.name,
+                    "free_bytes": c.free_bytes,
+                    "services": c.services,
+                    "port_free": c.port_free,
+                }
+                for c in found
+            ],
+        }
+        return node, (message, details)
+
+    def _insert_service(
+        self, db: Connection, spec: ServiceSpec, owner: str, now: str, *, node: str | None = None
+    ) -> None:
+        """A new row with a fresh id (on ``node``, else this store's), and its status row."""
         _no_secret_values(spec)
         db.execute(
             "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at, "
@@ -184,7 +227,7 @@ class Services(StorePart):
                 spec.model_dump_json(),
                 now,
                 now,
-                self.node,
+                self.node if node is None else node,
             ),
         )
         claim_domains(db, spec)

@@ -163,9 +163,9 @@ class Reconciler:
                 return await self._converge_catch_all()
             record = self.store.get_service(name)
             if record is not None and not self.store.runs_here(record.node):
-                # Another node's service: its agent runs it. A copy left here (it ran
-                # here before a move) is stopped and archived like a deleted one's.
-                return await self._remove(name)
+                # Another node's service: its agent runs it. Whatever this host has of it
+                # is left alone: only a move (a later round) may say a copy here is stale.
+                return Result()
             if record is None:
                 deletion = self.store.pending_deletion(name)
                 if deletion is not None and not self.store.runs_here(deletion.node):

@@ -224,3 +224,39 @@ def test_a_lost_node_gets_no_new_service(store_backend: StoreBackend) -> None:
     on_a.register_node(node("a", memory_bytes=1 * GIB), HOUR)
     Store(database, node="b").register_node(node("b", memory_bytes=64 * GIB), timedelta(0))
     assert on_a.create_service(spec("one", 9001)).node == "a"
+
+
+def test_one_hosts_store_is_one_node_even_when_the_host_is_renamed(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "sqlite":
+        pytest.skip("in a fleet a renamed host is a new node")
+    database = store_backend.open()
+    old = Store(database, node="old-name")
+    old.register_node(node("old-name"), HOUR)
+    old.create_service(spec("app", 9001))
+    old.delete_service("app")
+    old.create_service(spec("kept", 9002))
+    renamed = Store(database, node="new-name")
+    assert renamed.register_node(node("new-name"), HOUR).services == 1
+    assert [n.name for n in renamed.list_nodes()] == ["new-name"]
+    assert renamed.node_of("kept") == "new-name"
+    assert renamed.local_service_names() == ["app", "kept"]  # the deletion is its too
+
+
+def test_in_a_fleet_another_nodes_services_are_not_this_nodes_to_reconcile(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+    on_a.register_node(node("a"), HOUR)
+    on_a.create_service(spec("mine", 9001))
+    on_b.register_node(node("b"), HOUR)
+    assert on_b.local_service_names() == [] and on_a.local_service_names() == ["mine"]
+    on_a.delete_service("mine")
+    assert on_a.local_service_names() == ["mine"], "its deletion is a's to finish"
+    assert on_b.pending_deletion("mine") is not None
+    assert on_b.runs_here("a") is False and on_b.runs_here("") is True
+    assert on_b.running_ports() == {}

@@ -56,8 +56,15 @@ class Nodes(StorePart):
 
     def register_node(self, node: NodeInfo, lease: timedelta) -> NodeRecord:
         """Insert or refresh ``node`` with a new lease; services stored before there were
-        nodes (``''``) become this node's."""
+        nodes (``''``) become this node's. One host's SQLite store is one node's: there
+        the node takes every service and deletion, and is the only node, so a host whose
+        name changed carries on with its services instead of seeing them as another's."""
+        sole = self._database.backend == "sqlite"
         with self._database.write() as db:
+            if sole:
+                db.execute("DELETE FROM nodes WHERE name <> ?", (node.name,))
+                db.execute("UPDATE services SET node = ? WHERE node <> ?", (node.name, node.name))
+                db.execute("UPDATE deletions SET node = ? WHERE node <> ?", (node.name, node.name))
             now = self._server_now(db)
             db.execute(
                 "INSERT INTO nodes (name, api_address, public_address, memory_bytes, cpus, "
@@ -78,6 +85,7 @@ class Nodes(StorePart):
                 ),
             )
             db.execute("UPDATE services SET node = ? WHERE node = ''", (node.name,))
+            db.execute("UPDATE deletions SET node = ? WHERE node = ''", (node.name,))
             row = _node_row(db, node.name)
             assert row is not None
             return _node(row, now)

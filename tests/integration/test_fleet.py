@@ -152,3 +152,31 @@ async def test_a_service_created_through_alpha_runs_on_beta_and_stops_through_al
     assert through_alpha.body["state"] == "inactive", through_alpha.body
     unit = await beta.agent.units.observe("remote")
     assert unit.status is None or not unit.status.is_running
+
+
+async def test_after_postgresql_restarts_under_the_agents_a_change_still_reaches_its_node(
+    fleet: dict[str, Node], postgres_server: PostgresServer, pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    postgres_server.restart()
+    # Through beta's API, on the port beta's "remote" holds: only alpha has it free, so
+    # only alpha's agent, listening again after the restart, can run it (no resync soon).
+    taken_on_beta = beta.agent.store.get_service("remote")
+    assert taken_on_beta is not None
+
+    async def created() -> bool:
+        body = {
+            "project_name": "after-restart",
+            "port": taken_on_beta.spec.port,
+            "pocketbase_version": pocketbase_versions[1],
+        }
+        reply = await beta.api.call("POST", "/services", body)
+        assert reply.status in (201, 500, 503), reply.body  # 5xx: the pool's first try
+        return reply.status == 201
+
+    assert await wait_until(created, 30, 0.5)
+    assert beta.agent.store.node_of("after-restart") == "alpha"
+    await wait_running(alpha.api, "after-restart", timeout=60)
+    assert "after-restart" in alpha.agent.units.managed_names()
+    names = {s.name for s in alpha.agent.store.list_services()[0]}
+    assert {"anchor", "remote", "after-restart"} <= names, "nothing written before was lost"

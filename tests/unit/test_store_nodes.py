@@ -260,3 +260,20 @@ def test_in_a_fleet_another_nodes_services_are_not_this_nodes_to_reconcile(
     assert on_b.pending_deletion("mine") is not None
     assert on_b.runs_here("a") is False and on_b.runs_here("") is True
     assert on_b.running_ports() == {}
+
+
+def test_the_pre_flight_check_judges_the_port_where_placement_would_put_the_service(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+    on_a.register_node(node("a"), HOUR)
+    on_b.register_node(node("b"), HOUR)
+    on_b.create_service(spec("held", 9001))
+    assert on_b.node_of("held") == "a"  # a tie: the first name
+    # Through a's API, port 9001 is taken on a but free on b, where it will go.
+    assert on_a.claims_taken(spec("new", 9001)) == []
+    assert on_a.create_service(spec("new", 9001)).node == "b"
+    assert [i.code for i in on_a.claims_taken(spec("third", 9001))] == [ErrorCode.PORT_IN_USE]

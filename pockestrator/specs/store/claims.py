@@ -30,6 +30,7 @@ from pockestrator.database import Connection
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.placement import place
 from pockestrator.specs.store.records import owner_file
 
 NameTakenCode = Literal[ErrorCode.DUPLICATE_PROJECT_NAME, ErrorCode.PROJECT_NAME_EXISTS]
@@ -139,7 +140,9 @@ class Claims(StorePart):
         """``taken_claims`` now, without writing: what a write of ``spec`` would be refused
         for (the validate endpoint and the API's pre-flight checks)."""
         with self._database.reading() as db:
-            node = self.node
+            # A new service's port is judged on the node placement would choose for it.
+            now = self._database.server_time(db) or self._clock.now()
+            node = place(db, spec, now, self.node)[0]
             if replacing is not None:
                 row = db.execute("SELECT node FROM services WHERE name = ?", (replacing,))
                 found = row.fetchone()

@@ -83,3 +83,36 @@ def candidates(db: Connection, spec: ServiceSpec, now: datetime) -> list[Candida
         )
         for row in nodes
     ]
+
+
+def place(
+    db: Connection, spec: ServiceSpec, now: datetime, receiving: str
+) -> tuple[str, tuple[str, dict[str, object]] | None]:
+    """The node a new service of the API runs on, and the event (message, details) that
+    says why: None when there was no choice (one host, or no node registered)."""
+    found = candidates(db, spec, now)
+    chosen = choose_node(found, needed_bytes(spec))
+    node = chosen.name if chosen is not None else receiving
+    if len(found) < 2:
+        return node, None
+    message = (
+        f"placed on node {node}: the most memory left of the nodes with port {spec.port} free"
+        if chosen is not None
+        else f"placed on node {node}, the receiving node: no live node has port "
+        f"{spec.port} free and room for memory_max"
+    )
+    details: dict[str, object] = {
+        "node": node,
+        "received_by": receiving,
+        "fits": chosen is not None,
+        "candidates": [
+            {
+                "node": c.name,
+                "free_bytes": c.free_bytes,
+                "services": c.services,
+                "port_free": c.port_free,
+            }
+            for c in found
+        ],
+    }
+    return node, (message, details)

@@ -26,7 +26,7 @@ from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import claim_domains, taken_claims
-from pockestrator.specs.store.placement import candidates, choose_node, needed_bytes
+from pockestrator.specs.store.placement import place
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -181,34 +181,8 @@ class Services(StorePart):
     def _place(
         self, db: Connection, spec: ServiceSpec
     ) -> tuple[str, tuple[str, dict[str, object]] | None]:
-        """The node a new service of the API runs on (``placement``), and the event that
-        says why (None when there was no choice: one host, or no node registered)."""
-        found = candidates(db, spec, self._database.server_time(db) or self._clock.now())
-        chosen = choose_node(found, needed_bytes(spec))
-        node = chosen.name if chosen is not None else self.node
-        if len(found) < 2:
-            return node, None
-        message = (
-            f"placed on node {node}: the most memory left of the nodes with port {spec.port} free"
-            if chosen is not None
-            else f"placed on node {node}, the receiving node: no live node has port "
-            f"{spec.port} free and room for memory_max"
-        )
-        details: dict[str, object] = {
-            "node": node,
-            "received_by": self.node,
-            "fits": chosen is not None,
-            "candidates": [
-                {
-                    "node": c.name,
-                    "free_bytes": c.free_bytes,
-                    "services": c.services,
-                    "port_free": c.port_free,
-                }
-                for c in found
-            ],
-        }
-        return node, (message, details)
+        now = self._database.server_time(db) or self._clock.now()
+        return place(db, spec, now, self.node)
 
     def _insert_service(
         self, db: Connection, spec: ServiceSpec, owner: str, now: str, *, node: str | None = None

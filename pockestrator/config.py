@@ -200,8 +200,9 @@ class AgentConfig(BaseModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     # This host as a node of the fleet (docs/fleet.md); one host is a fleet of one.
     node_name: str = Field(
-        default_factory=default_node_name,
-        description="The node's name, unique in the fleet; default the host name.",
+        default="",
+        description="The node's name, unique in the fleet; '' means the host name's first "
+        "label (``node``).",
     )
     node_api_address: str | None = Field(
         default=None,
@@ -532,7 +533,7 @@ class AgentConfig(BaseModel):
     @field_validator("node_name")
     @classmethod
     def _node_name_is_a_label(cls, value: str) -> str:
-        if not NODE_NAME.fullmatch(value):
+        if value and not NODE_NAME.fullmatch(value):
             raise ValueError(
                 "must be 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
             )
@@ -551,6 +552,11 @@ class AgentConfig(BaseModel):
         if not _NODE_PUBLIC_ADDRESS.fullmatch(value):
             raise ValueError("must be HOST or HOST:PORT")
         return value
+
+    @property
+    def node(self) -> str:
+        """This host's node name: ``node_name``, else the host name's."""
+        return self.node_name or default_node_name()
 
     @property
     def node_api_url(self) -> str:

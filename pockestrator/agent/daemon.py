@@ -50,7 +50,11 @@ from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import StoreDatabase, StoreUnusable
-from pockestrator.database_postgres import PostgresDatabase, open_store_database
+from pockestrator.database_postgres import (
+    PostgresDatabase,
+    StoreUnavailable,
+    open_store_database,
+)
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -181,7 +185,7 @@ class Agent:
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
         self.database = open_store_database(config)
-        self.store = Store(self.database, clock=self.clock, node=config.node_name)
+        self.store = Store(self.database, clock=self.clock, node=config.node)
         self.accounts = AccountStore(self.database, clock=self.clock)
         self.node_lease = NodeLease(self.store, lambda: self.config)
         # Before any reconcile: services stored before there were nodes become this one's.
@@ -510,15 +514,23 @@ class Agent:
         """Reconcile a service of this node as soon as any node's API (or a file on any
         node) changed it: the store's triggers NOTIFY "<node> <name>" at commit. Once
         listening (again), every name is looked at: what was told before is not told
-        again. A dropped connection ends this loop, which ``_spawn`` starts again."""
+        again. A dropped connection (a server restart) is made again after a pause."""
         assert isinstance(self.database, PostgresDatabase)
-        async for payload in self.database.notifications():
-            if not payload:
-                self.enqueue_many(self.known_names())
-                continue
-            node, _, name = payload.partition(" ")
-            if name and self.store.runs_here(node):
-                self.enqueue(name)
+        pause = 1.0
+        while True:
+            try:
+                async for payload in self.database.notifications():
+                    pause = 1.0
+                    if not payload:
+                        self.enqueue_many(self.known_names())
+                        continue
+                    node, _, name = payload.partition(" ")
+                    if name and self.store.runs_here(node):
+                        self.enqueue(name)
+            except StoreUnavailable as exc:
+                log.warning("the fleet's notifications stopped; listening again", error=str(exc))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
     async def _resync_forever(self) -> None:
         """Every resync_interval: re-read the spec files (a held-back spec may fit now)
@@ -598,7 +610,7 @@ async def run_agent(config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
     try:
         await agent.start()
-    except (AgentStartError, StoreUnusable, SystemdError, OSError) as exc:
+    except (AgentStartError, StoreUnusable, StoreUnavailable, SystemdError, OSError) as exc:
         log.error("the agent cannot start", error=str(exc))
         return 1
     try:

@@ -37,7 +37,7 @@ def host_memory_bytes(meminfo: str = "/proc/meminfo") -> int:
 
 def node_info(config: AgentConfig) -> NodeInfo:
     return NodeInfo(
-        name=config.node_name,
+        name=config.node,
         api_address=config.node_api_url,
         public_address=config.node_public_address,
         memory_bytes=host_memory_bytes(),
@@ -64,7 +64,7 @@ class NodeLease:
             await asyncio.sleep(self.config().node_lease_seconds / 3)
             try:
                 renewed = await asyncio.to_thread(
-                    self.store.renew_lease, self.config().node_name, self.length
+                    self.store.renew_lease, self.config().node, self.length
                 )
                 if renewed is None:
                     await asyncio.to_thread(self.register)

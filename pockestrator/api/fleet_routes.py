@@ -22,7 +22,7 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
         NodeView(
             name=record.name,
             state=record.state,
-            this_node=record.name == agent.config.node_name,
+            this_node=record.name == agent.config.node,
             api_address=record.api_address,
             public_address=record.public_address,
             memory_bytes=record.memory_bytes,

@@ -10,9 +10,13 @@ view of either shows both.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +25,7 @@ import pytest
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import StoreConfig
+from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
@@ -75,7 +80,7 @@ async def fleet(
             agents.append(agent)
         async with api_for(agents[0]) as alpha_api, api_for(agents[1]) as beta_api:
             for agent, api, box in zip(agents, (alpha_api, beta_api), boxes, strict=True):
-                name = agent.config.node_name
+                name = agent.config.node
                 nodes[name] = Node(name, box, agent, api)
             yield nodes
     finally:
@@ -180,3 +185,45 @@ async def test_after_postgresql_restarts_under_the_agents_a_change_still_reaches
     assert "after-restart" in alpha.agent.units.managed_names()
     names = {s.name for s in alpha.agent.store.list_services()[0]}
     assert {"anchor", "remote", "after-restart"} <= names, "nothing written before was lost"
+
+
+async def cli_nodes(node: Node) -> tuple[int, str]:
+    """``pockestrator nodes`` against ``node``'s API, as an operator runs it."""
+    token, _record = node.agent.accounts.create_token("fleet cli")
+    config = node.agent.config
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env["POCKESTRATOR_URL"] = f"http://{config.listen_host}:{config.listen_port}"
+    env["POCKESTRATOR_TOKEN"] = token
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pockestrator",
+        "nodes",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None, err
+    return process.returncode, out.decode()
+
+
+async def test_the_cli_shows_the_fleet_and_fails_while_a_node_is_lost(
+    fleet: dict[str, Node],
+) -> None:
+    alpha = fleet["alpha"]
+    code, out = await cli_nodes(alpha)
+    assert code == 0, out
+    lines = {
+        line.split()[1] if line.startswith("*") else line.split()[0]: line
+        for line in out.splitlines()[1:]
+    }
+    assert lines["alpha"].startswith("* alpha") and " ready " in lines["alpha"]
+    assert " ready " in lines["beta"]
+    # A third host that registered once and went away: its lease has ended.
+    alpha.agent.store.register_node(
+        NodeInfo("gamma", "http://10.9.9.9:8091", "", 1024**3, 1), timedelta(0)
+    )
+    code, out = await cli_nodes(alpha)
+    assert code == 1
+    assert any(line.split()[:2] == ["gamma", "lost"] for line in out.splitlines())

@@ -227,3 +227,21 @@ async def test_the_cli_shows_the_fleet_and_fails_while_a_node_is_lost(
     code, out = await cli_nodes(alpha)
     assert code == 1
     assert any(line.split()[:2] == ["gamma", "lost"] for line in out.splitlines())
+
+
+async def test_an_idle_agent_holds_at_most_its_pool_and_one_listening_connection(
+    fleet: dict[str, Node], postgres_server: PostgresServer
+) -> None:
+    alpha = fleet["alpha"]
+    dsn = alpha.agent.config.store.dsn
+    assert dsn is not None
+    name = dsn.split("dbname=")[1].split()[0]
+    held = int(
+        postgres_server.psql(
+            "SELECT count(*) FROM pg_stat_activity "
+            f"WHERE application_name = 'pockestrator' AND datname = '{name}'"
+        )
+    )
+    pool = alpha.agent.config.store.pool_size
+    # Each of the two agents: one connection listening, a pool of 1 to pool_size.
+    assert 2 * 2 <= held <= 2 * (pool + 1), held

@@ -50,6 +50,7 @@ from pockestrator.specs.values import (
     InApi,
     InSchema,
     MemoryLimit,
+    NodeName,
     Origin,
     Port,
     ProjectName,
@@ -341,6 +342,11 @@ class ServiceSpec(BaseModel):
     # -- proxy and tls (how Caddy serves the service), and downgrades --------------------
     proxy: ProxyOptions = Field(default_factory=ProxyOptions)
     tls: TlsOptions = Field(default_factory=TlsOptions)
+    node: NodeName | None = Field(
+        default=None,
+        description="The node of the fleet the service runs on (docs/fleet.md); none: the "
+        "scheduler places a new one. It cannot change once the service exists.",
+    )
     allow_downgrade: bool = Field(
         default=False,
         description="Allow a pocketbase_version lower than the deployed one: the data backed "

@@ -159,6 +159,27 @@ async def test_a_service_created_through_alpha_runs_on_beta_and_stops_through_al
     assert unit.status is None or not unit.status.is_running
 
 
+async def test_a_spec_naming_its_node_runs_there_whichever_api_received_it(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    body = {
+        "project_name": "pinned",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "alpha",
+    }
+    reply = await beta.api.call("POST", "/services", body)
+    assert reply.status == 201, reply.body
+    assert beta.agent.store.node_of("pinned") == "alpha"
+    await wait_running(alpha.api, "pinned", timeout=60)
+    assert "pinned" not in beta.agent.units.managed_names()
+    unknown = {**body, "project_name": "nowhere", "port": free_port(), "node": "zeta"}
+    refused = await beta.api.call("POST", "/services", unknown)
+    assert refused.status in (400, 409), refused.body
+    assert refused.codes() == {"node": "INVALID_VALUE"}
+
+
 async def test_after_postgresql_restarts_under_the_agents_a_change_still_reaches_its_node(
     fleet: dict[str, Node], postgres_server: PostgresServer, pocketbase_versions: tuple[str, str]
 ) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pockestrator.clock import FakeClock
-from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.errors import ErrorCode, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Conflict, NodeInfo, Store
 from pockestrator.specs.store.placement import Candidate, choose_node
@@ -277,3 +277,52 @@ def test_the_pre_flight_check_judges_the_port_where_placement_would_put_the_serv
     assert on_a.claims_taken(spec("new", 9001)) == []
     assert on_a.create_service(spec("new", 9001)).node == "b"
     assert [i.code for i in on_a.claims_taken(spec("third", 9001))] == [ErrorCode.PORT_IN_USE]
+
+
+def test_a_spec_naming_its_node_runs_there_and_an_unknown_node_is_refused(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a = Store(database, node="a")
+    on_a.register_node(node("a", memory_bytes=64 * GIB), HOUR)
+    Store(database, node="b").register_node(node("b", memory_bytes=1 * GIB), HOUR)
+    # b has less memory left, but the spec says b.
+    assert on_a.create_service(spec("pinned", 9001, node="b")).node == "b"
+    placed = [e for e in on_a.list_events("pinned") if e.kind == "placed"]
+    assert placed[0].message == "placed on node b, as its spec says"
+    with pytest.raises(Conflict) as caught:
+        on_a.create_service(spec("lost", 9002, node="zeta"))
+    assert [(i.field, i.code) for i in caught.value.issues] == [("node", ErrorCode.INVALID_VALUE)]
+    assert "No node named 'zeta'" in caught.value.issues[0].message
+    assert on_a.get_service("lost") is None
+
+
+def test_a_services_node_cannot_change_once_it_exists(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="a")
+    store.register_node(node("a"), HOUR)
+    store.create_service(spec("app", 9001))
+    with pytest.raises(Conflict) as caught:
+        store.replace_spec("app", spec("app", 9001, node="b"), "api")
+    assert [(i.field, i.code) for i in caught.value.issues] == [("node", ErrorCode.INVALID_VALUE)]
+    kept = store.get_service("app")
+    assert kept is not None and kept.node == "a" and kept.spec.node is None
+    # Naming the node it runs on is no change of node.
+    assert store.replace_spec("app", spec("app", 9001, node="a"), "api").node == "a"
+
+
+def test_a_spec_file_cannot_send_its_service_to_another_node(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="a")
+    conflicts = store.sync_file("/specs/x.yaml", [spec("elsewhere", 9001, node="b")])
+    assert [(i.field, i.code) for i in conflicts["elsewhere"]] == [
+        ("node", ErrorCode.INVALID_VALUE)
+    ]
+    assert store.get_service("elsewhere") is None
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a-", "A", "a_b", "a" * 64, "a.b"])
+def test_a_node_name_outside_the_grammar_is_refused_naming_the_field(name: str) -> None:
+    with pytest.raises(SpecInvalid) as caught:
+        spec("app", 9001, node=name)
+    assert [(i.field, i.code) for i in caught.value.issues] == [("node", ErrorCode.INVALID_VALUE)]

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from pockestrator.database import Connection, iso
 from pockestrator.specs import grammar
+from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 
 
@@ -85,12 +86,35 @@ def candidates(db: Connection, spec: ServiceSpec, now: datetime) -> list[Candida
     ]
 
 
+def node_issue(db: Connection, spec: ServiceSpec, receiving: str) -> FieldIssue | None:
+    """Why ``spec``'s ``node`` cannot be: no registered node has that name (a store without
+    nodes, opened outside an agent, takes any)."""
+    if spec.node is None or spec.node == receiving:
+        return None
+    known = {row[0] for row in db.execute("SELECT name FROM nodes")}
+    if not known or spec.node in known:
+        return None
+    shown = ", ".join(sorted(known)[:10])
+    return FieldIssue(
+        "node",
+        f"No node named '{spec.node}' in the fleet (nodes: {shown})",
+        ErrorCode.INVALID_VALUE,
+    )
+
+
 def place(
     db: Connection, spec: ServiceSpec, now: datetime, receiving: str
 ) -> tuple[str, tuple[str, dict[str, object]] | None]:
     """The node a new service of the API runs on, and the event (message, details) that
     says why: None when there was no choice (one host, or no node registered)."""
     found = candidates(db, spec, now)
+    if spec.node is not None:
+        if len(found) < 2:
+            return spec.node, None
+        return spec.node, (
+            f"placed on node {spec.node}, as its spec says",
+            {"node": spec.node, "received_by": receiving, "fits": True, "candidates": []},
+        )
     chosen = choose_node(found, needed_bytes(spec))
     node = chosen.name if chosen is not None else receiving
     if len(found) < 2:

@@ -26,7 +26,7 @@ from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import claim_domains, taken_claims
-from pockestrator.specs.store.placement import place
+from pockestrator.specs.store.placement import node_issue, place
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -82,8 +82,9 @@ class Services(StorePart):
                 )
             node, placed = self._place(db, spec)
             taken = taken_claims(db, spec, node=node)
-            if taken:
-                raise Conflict(taken)
+            unknown = node_issue(db, spec, self.node)
+            if taken or unknown:
+                raise Conflict([*([unknown] if unknown else []), *taken])
             now = self._now()
             self._insert_service(db, spec, owner, now, node=node)
             if placed is not None:
@@ -115,6 +116,8 @@ class Services(StorePart):
                 raise Conflict([_ownership_issue(name, row["owner"])])
             if row["spec"] == spec.model_dump_json():
                 return _record_by_name(db, name)
+            if spec.node is not None and spec.node != row["node"]:
+                raise Conflict([_move_issue(name, row["node"])])
             taken = taken_claims(db, spec, replacing=name, node=row["node"])
             if taken:
                 raise Conflict(taken)
@@ -169,6 +172,10 @@ class Services(StorePart):
                         continue
                 # Another file holding the name is a taken claim like a port or a domain.
                 node = owned[name]["node"] if ours else self.node
+                if spec.node is not None and spec.node != node:
+                    # A spec file's service runs on the node whose spec folder holds it.
+                    conflicts[name] = [_move_issue(name, node)]
+                    continue
                 taken = taken_claims(db, spec, replacing=name if ours else None, node=node)
                 if taken:
                     conflicts[name] = taken
@@ -388,6 +395,15 @@ def _no_secret_values(spec: ServiceSpec) -> None:
 def _moved_between_files(deletion: Row) -> bool:
     """A file dropped the service without asking for a purge: another file may adopt it."""
     return str(deletion["owner"]).startswith(FILE_OWNER_PREFIX) and not deletion["purge"]
+
+
+def _move_issue(name: str, node: str) -> FieldIssue:
+    return FieldIssue(
+        "node",
+        f"Service '{name}' runs on node '{node}'; moving a service to another node is not "
+        "supported yet (docs/fleet.md)",
+        ErrorCode.INVALID_VALUE,
+    )
 
 
 def _ownership_issue(name: str, holder: str, newcomer: str | None = None) -> FieldIssue:

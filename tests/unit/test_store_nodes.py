@@ -326,3 +326,39 @@ def test_a_node_name_outside_the_grammar_is_refused_naming_the_field(name: str) 
     with pytest.raises(SpecInvalid) as caught:
         spec("app", 9001, node=name)
     assert [(i.field, i.code) for i in caught.value.issues] == [("node", ErrorCode.INVALID_VALUE)]
+
+
+@pytest.mark.parametrize(
+    ("spreads", "chosen"),
+    [
+        ((0, 0), "a"),  # a tie: the most memory left (a)
+        ((1, 0), "b"),  # a holds one with the key already: b, although it has less left
+        ((1, 1), "a"),
+    ],
+)
+def test_a_spread_key_sends_services_to_different_nodes_first(
+    spreads: tuple[int, int], chosen: str
+) -> None:
+    found = [
+        Candidate("a", 16 * GIB, 0, 1, True, spread=spreads[0]),
+        Candidate("b", 8 * GIB, 0, 1, True, spread=spreads[1]),
+    ]
+    picked = choose_node(found, None)
+    assert picked is not None and picked.name == chosen
+
+
+def test_services_with_one_spread_key_land_on_different_nodes(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a = Store(database, node="a")
+    on_a.register_node(node("a", memory_bytes=64 * GIB), HOUR)
+    Store(database, node="b").register_node(node("b", memory_bytes=8 * GIB), HOUR)
+    hint = {"spread": "shop"}
+    first = on_a.create_service(spec("shop-1", 9001, placement=hint))
+    second = on_a.create_service(spec("shop-2", 9002, placement=hint))
+    assert {first.node, second.node} == {"a", "b"}
+    # Without the hint, the most memory left wins: a.
+    assert on_a.create_service(spec("other", 9003)).node == "a"

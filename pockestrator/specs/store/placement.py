@@ -2,8 +2,9 @@
 
 A pure choice (``choose_node``) over what the store reads in the creating transaction
 (``candidates``): a node whose lease runs, whose port is free, and whose memory not yet
-reserved fits the service's ``memory_max``; of those, the one with the most memory left,
-then the fewest services, then the first name (so that the choice is the same on every
+reserved fits the service's ``memory_max``; of those, the one with the fewest services of
+the same ``placement.spread`` key, then the most memory left, then the fewest services,
+then the first name (so that the choice is the same on every
 node). A service without ``memory_max`` reserves nothing but still goes where the most is
 left. With no node registered (a store opened outside an agent) the store's own node is
 used; with nodes but none that fits, too (and the event says so), rather than refusing a
@@ -29,10 +30,16 @@ class Candidate:
     reserved_bytes: int
     services: int
     port_free: bool
+    # How many of the node's services have the new one's spread key.
+    spread: int = 0
 
     @property
     def free_bytes(self) -> int:
         return self.memory_bytes - self.reserved_bytes
+
+
+def spread_key(spec_json: str) -> str | None:
+    return (json.loads(spec_json).get("placement") or {}).get("spread")
 
 
 def reserved_bytes(spec_json: str) -> int:
@@ -56,7 +63,7 @@ def choose_node(candidates: list[Candidate], needed: int | None) -> Candidate | 
     fitting = [c for c in candidates if c.port_free and (needed is None or c.free_bytes >= needed)]
     if not fitting:
         return None
-    return min(fitting, key=lambda c: (-c.free_bytes, c.services, c.name))
+    return min(fitting, key=lambda c: (c.spread, -c.free_bytes, c.services, c.name))
 
 
 def candidates(db: Connection, spec: ServiceSpec, now: datetime) -> list[Candidate]:
@@ -66,12 +73,15 @@ def candidates(db: Connection, spec: ServiceSpec, now: datetime) -> list[Candida
         "SELECT name, memory_bytes FROM nodes WHERE lease_expires_at > ? ORDER BY name",
         (iso(now),),
     ).fetchall()
-    load: dict[str, list[int]] = {row["name"]: [0, 0] for row in nodes}
+    load: dict[str, list[int]] = {row["name"]: [0, 0, 0] for row in nodes}
     taken: set[str] = set()
+    spread = spec.placement.spread
     for row in db.execute("SELECT node, port, spec FROM services"):
         if row["node"] in load:
             load[row["node"]][0] += reserved_bytes(row["spec"])
             load[row["node"]][1] += 1
+            if spread is not None and spread_key(row["spec"]) == spread:
+                load[row["node"]][2] += 1
             if int(row["port"]) == spec.port:
                 taken.add(row["node"])
     return [
@@ -81,6 +91,7 @@ def candidates(db: Connection, spec: ServiceSpec, now: datetime) -> list[Candida
             reserved_bytes=load[row["name"]][0],
             services=load[row["name"]][1],
             port_free=row["name"] not in taken,
+            spread=load[row["name"]][2],
         )
         for row in nodes
     ]
@@ -135,6 +146,7 @@ def place(
                 "free_bytes": c.free_bytes,
                 "services": c.services,
                 "port_free": c.port_free,
+                "spread": c.spread,
             }
             for c in found
         ],

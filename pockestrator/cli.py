@@ -366,6 +366,9 @@ def _add_client_commands(
     config_commands.add_parser(commands, output_only)
     backup_arguments.add_backup_commands(commands, client)
     event_arguments.add_event_commands(commands, client)
+    commands.add_parser(
+        "nodes", parents=[client], help="the nodes of the fleet (exit 1: a node is lost)"
+    )
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -540,6 +543,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         from pockestrator.client.version import version
 
         return version(client, console)
+    if command == "nodes":
+        return commands.nodes(client, console)
     if command in ("backup", "clone", "import", "archive"):
         from pockestrator.client.backup_arguments import dispatch_backups
 

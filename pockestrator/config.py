@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -149,6 +150,68 @@ class AlertRules(BaseModel):
 # sockaddr_un's sun_path holds 108 bytes with the final NUL.
 SOCKET_PATH_MAX = 107
 
+# libpq's sslmode values; a fleet's default checks the server's certificate and name.
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+# A password in a DSN, as key=value ("password=...") or in a URI ("user:pw@host").
+_DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@]*:[^/@]*@", re.IGNORECASE)
+
+
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NODE_API_ADDRESS = re.compile(r"https?://[A-Za-z0-9.\[\]:-]{1,255}")
+_NODE_PUBLIC_ADDRESS = re.compile(r"[A-Za-z0-9.\[\]:-]{0,255}")
+
+
+def default_node_name() -> str:
+    """The host's name as a node name: its first label, lowercase ("node" if it has none
+    that fits)."""
+    label = socket.gethostname().split(".")[0].lower()
+    return label if NODE_NAME.fullmatch(label) else "node"
+
+
+class StoreConfig(BaseModel):
+    """Where desired state lives: the SQLite file (``database``, one host) or a fleet's
+    PostgreSQL (docs/fleet.md). The password is never in ``dsn``: it is read from
+    ``password_file`` (root's, mode 0600 or stricter), so a DSN shown or logged reveals
+    nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    dsn: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="libpq connection string or postgresql:// URI, without the password.",
+    )
+    password_file: Path | None = None
+    pool_size: int = Field(default=4, ge=1, le=64)
+    sslmode: SslMode = "verify-full"
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_password_in_the_dsn(cls, value: str | None) -> str | None:
+        if value is not None and _DSN_PASSWORD.search(value.strip()):
+            # The value itself is not repeated: it holds a password.
+            raise ValueError(
+                "must not hold the password (it would be shown and logged with the DSN); "
+                "put it in store.password_file"
+            )
+        if value is not None and any(ord(c) < 0x20 for c in value):
+            raise ValueError("must be one line of printable characters")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _file_is_absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _postgresql_needs_a_dsn(self) -> StoreConfig:
+        if self.backend == "postgresql" and not self.dsn:
+            raise ValueError("store.backend postgresql needs store.dsn")
+        return self
+
 
 class AgentConfig(BaseModel):
     """Everything the agent needs to know about the host it manages."""
@@ -177,6 +240,30 @@ class AgentConfig(BaseModel):
     # Desired-state sources.
     spec_dir: Path = Field(default=Path("/etc/pockestrator/specs"))
     database: Path = Field(default=Path("/var/lib/pockestrator/pockestrator.db"))
+    # The store's backend: the SQLite file above, or a fleet's PostgreSQL (whose hosts
+    # keep secret values' files and the apps' records beside ``database`` still).
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    # This host as a node of the fleet (docs/fleet.md); one host is a fleet of one.
+    node_name: str = Field(
+        default="",
+        description="The node's name, unique in the fleet; '' means the host name's first "
+        "label (``node``).",
+    )
+    node_api_address: str | None = Field(
+        default=None,
+        description="http(s)://HOST:PORT other nodes reach this agent's API at; default "
+        "http://<listen_host>:<listen_port>.",
+    )
+    node_public_address: str = Field(
+        default="", description="HOST[:PORT] where this node's Caddy serves the instances."
+    )
+    node_lease_seconds: float = Field(
+        default=30.0,
+        ge=3.0,
+        le=3600.0,
+        description="How long the node counts as alive after its agent last renewed its "
+        "lease (renewed every third of it).",
+    )
 
     # The REST API.
     listen_host: str = "127.0.0.1"
@@ -562,6 +649,38 @@ class AgentConfig(BaseModel):
                 f"{exc.message}{extra}"
             ) from None
         return derived[len(longest) + 1 :]
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name_is_a_label(cls, value: str) -> str:
+        if value and not NODE_NAME.fullmatch(value):
+            raise ValueError(
+                "must be 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+            )
+        return value
+
+    @field_validator("node_api_address")
+    @classmethod
+    def _node_api_address_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_API_ADDRESS.fullmatch(value.rstrip("/")):
+            raise ValueError("must be http(s)://HOST:PORT")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("node_public_address")
+    @classmethod
+    def _node_public_address_is_a_host(cls, value: str) -> str:
+        if not _NODE_PUBLIC_ADDRESS.fullmatch(value):
+            raise ValueError("must be HOST or HOST:PORT")
+        return value
+
+    @property
+    def node(self) -> str:
+        """This host's node name: ``node_name``, else the host name's."""
+        return self.node_name or default_node_name()
+
+    @property
+    def node_api_url(self) -> str:
+        return self.node_api_address or f"http://{self.listen_host}:{self.listen_port}"
 
     @field_validator(
         "base_dir",

@@ -15,25 +15,44 @@ create``) wait instead of failing. The schema version is ``PRAGMA user_version``
 newer than this agent is refused rather than damaged.
 
 Timestamps are stored as ISO 8601 text in UTC with a ``Z`` (``iso``), as the reference API
-shows them. The SQL of each store stays in its own modules; a PostgreSQL backend would bring
-its own connection and history behind the same store interfaces.
+shows them. The SQL of each store stays in its own modules, written once in a dialect both
+backends read (``?`` placeholders, upserts, ``RETURNING``); a fleet's PostgreSQL backend
+(``database_postgres``) is another ``StoreDatabase`` behind the same store interfaces, and
+runs the same ``MIGRATIONS`` (``Migration`` says how one step differs between them).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the initial schema.
-    """
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema where the backends' SQL differs: ``sql`` runs on both, then
+    the backend's own part (``sqlite`` or ``postgresql``). A plain string in ``MIGRATIONS``
+    is a step in the shared dialect alone (``postgresql_script`` says what that is)."""
+
+    sql: str = ""
+    sqlite: str = ""
+    postgresql: str = ""
+
+
+MIGRATIONS: tuple[str | Migration, ...] = (
+    # 1: the initial schema. What the backends say differently: an e-mail unique without
+    # case (SQLite's NOCASE, PostgreSQL's index on lower()), and so the sessions referring
+    # to it, and the trigger keeping events append-only.
+    Migration(
+        """
     CREATE TABLE services (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -86,8 +105,6 @@ MIGRATIONS: tuple[str, ...] = (
         details TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_by_service ON events(service, id);
-    CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
-        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     CREATE TABLE api_tokens (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -96,6 +113,20 @@ MIGRATIONS: tuple[str, ...] = (
         last_used_at TEXT,
         revoked_at TEXT
     );
+    CREATE TABLE superuser_passwords (
+        name TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE file_issues (
+        path TEXT PRIMARY KEY,
+        issues TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+        sqlite="""
+    CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     CREATE TABLE admins (
         id TEXT PRIMARY KEY,
         email TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -110,17 +141,29 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL
     );
-    CREATE TABLE superuser_passwords (
-        name TEXT PRIMARY KEY,
-        password TEXT NOT NULL,
-        created_at TEXT NOT NULL
+    """,
+        postgresql="""
+    CREATE FUNCTION events_are_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'events are append-only'; END $$;
+    CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
+        FOR EACH ROW EXECUTE FUNCTION events_are_append_only();
+    CREATE TABLE admins (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        failed_logins BIGINT NOT NULL DEFAULT 0,
+        last_failed_at TEXT
     );
-    CREATE TABLE file_issues (
-        path TEXT PRIMARY KEY,
-        issues TEXT NOT NULL,
-        updated_at TEXT NOT NULL
+    CREATE UNIQUE INDEX admins_by_email ON admins (lower(email));
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        admin_id TEXT NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
     );
     """,
+    ),
     # 2: the first superusers the agent has created, per service (JSON list of e-mails);
     # before, a marker file in the instance's own folder said so, which it could change.
     """
@@ -177,8 +220,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE status ADD COLUMN certificate_checked_at TEXT;
     """,
     # 7: app deploys and rollbacks are operations too (SQLite cannot change a CHECK in
-    # place: the table is copied into one that allows them).
-    """
+    # place: the table is copied into one that allows them; PostgreSQL replaces the CHECK).
+    Migration(
+        sqlite="""
     CREATE TABLE operations_new (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         service TEXT NOT NULL,
@@ -197,6 +241,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE operations_new RENAME TO operations;
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
     """,
+        postgresql="""
+    ALTER TABLE operations DROP CONSTRAINT operations_kind_check;
+    ALTER TABLE operations ADD CONSTRAINT operations_kind_check CHECK (
+        kind IN ('snapshot', 'verify', 'restore', 'delete', 'deploy', 'rollback')
+    );
+    """,
+    ),
     # 8: webhooks, and their outbox: one row per event and webhook, written in the event's
     # own transaction (so no event is lost between the two), claimed before it is sent and
     # marked after the answer; and the log of each attempt (code, time) per webhook.
@@ -249,12 +300,147 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys(expires_at);
     """,
+    # 10: the nodes
+    # of a fleet, each with the lease its agent renews, and the node each service runs on
+    # ('' until an agent adopts it). A port is unique per node: PostgreSQL's store holds
+    # many nodes; SQLite's is one host's, whose UNIQUE(port) is already that.
+    Migration(
+        sql="""
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        api_address TEXT NOT NULL,
+        public_address TEXT NOT NULL,
+        memory_bytes INTEGER NOT NULL,
+        cpus INTEGER NOT NULL,
+        registered_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL,
+        lease_expires_at TEXT NOT NULL
+    );
+    ALTER TABLE services ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE INDEX services_by_node ON services(node);
+    ALTER TABLE deletions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    """,
+        # A change to a service (or a deletion, or an operation asked of it) is told to
+        # the agents at commit: NOTIFY with "<node> <name>", so that the service's own
+        # node reconciles it at once, whichever node's API wrote it.
+        postgresql="""
+    ALTER TABLE services DROP CONSTRAINT services_port_key;
+    ALTER TABLE services ADD CONSTRAINT services_node_port_key UNIQUE (node, port);
+    CREATE FUNCTION services_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'INSERT' THEN
+                PERFORM pg_notify('pockestrator_services', OLD.node || ' ' || OLD.name);
+            END IF;
+            IF TG_OP <> 'DELETE' THEN
+                PERFORM pg_notify('pockestrator_services', NEW.node || ' ' || NEW.name);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER services_notify AFTER INSERT OR UPDATE OR DELETE ON services
+        FOR EACH ROW EXECUTE FUNCTION services_changed();
+    CREATE FUNCTION operations_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('pockestrator_services', node || ' ' || NEW.service)
+                FROM services WHERE name = NEW.service;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER operations_notify AFTER INSERT ON operations
+        FOR EACH ROW EXECUTE FUNCTION operations_changed();
+    """,
+    ),
 )
+
+
+def sqlite_script(step: str | Migration) -> str:
+    return step if isinstance(step, str) else step.sql + step.sqlite
+
+
+# The shared dialect is SQLite's SQL as PostgreSQL also reads it, but for column types:
+# SQLite's INTEGER holds 64 bits (PostgreSQL's INTEGER 32), its REAL is a double, and an
+# AUTOINCREMENT key is PostgreSQL's identity column; a BLOB is BYTEA.
+_POSTGRESQL_TYPES = (
+    (
+        re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    ),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)
+
+
+def postgresql_script(step: str | Migration) -> str:
+    """The step for PostgreSQL: the shared part with its types translated, then its own."""
+    shared, own = (step, "") if isinstance(step, str) else (step.sql, step.postgresql)
+    for pattern, replacement in _POSTGRESQL_TYPES:
+        shared = pattern.sub(replacement, shared)
+    return shared + own
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The tables every version of the schema has: a database without them is not a store.
 STORE_TABLES = frozenset({"services", "status", "events"})
+
+
+class Row(Protocol):
+    """A result row, by column name or position (``sqlite3.Row`` is one)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the stores' SQL runs on inside ``write`` and ``reading``."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+class StoreDatabase(Protocol):
+    """The one interface the stores write and read through, whichever the backend."""
+
+    backend: str
+    # The folder for what stays on this host beside the store (the secret values' files).
+    path: Path
+    full: bool
+
+    def write(self) -> AbstractContextManager[Connection]: ...
+
+    def reading(self) -> AbstractContextManager[Connection]: ...
+
+    def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]: ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text of top-level ``key`` of the JSON document in ``column``."""
+        ...
+
+    def server_time(self, connection: Connection) -> datetime | None:
+        """The database server's clock, which every node of a fleet shares (leases are
+        judged by it, never by a host's own clock); None where there is no server."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ConstraintViolated(sqlite3.IntegrityError):
+    """A write broke a constraint of the schema (as ``sqlite3.IntegrityError`` from SQLite;
+    the PostgreSQL backend raises this one)."""
 
 
 class StoreUnusable(Exception):
@@ -300,6 +486,8 @@ def parse_stored_time(text: str) -> datetime:
 
 class Database:
     """One connection to the file; safe to share between threads (calls are serialised)."""
+
+    backend = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -367,13 +555,20 @@ class Database:
     def schema_version(self) -> int:
         return int(self.read("PRAGMA user_version")[0][0])
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
+    def server_time(self, connection: Connection) -> datetime | None:
+        """None: one host's store has no clock but the agent's (the store's ``Clock``)."""
+        return None
+
     def _migrate(self) -> None:
         with self.write() as db:
             current = int(db.execute("PRAGMA user_version").fetchone()[0])
             if current > len(MIGRATIONS):  # _check_store refused it already; for safety
                 raise SchemaTooNew(f"{self.path} has schema version {current}")
             for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in _statements(script):
+                for statement in _statements(sqlite_script(script)):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={version}")
 

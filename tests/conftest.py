@@ -36,6 +36,9 @@ from tests.testbed.mirror import (
 )
 from tests.testbed.s3 import S3Server, rclone_binary
 
+# The store's backends (SQLite, a real PostgreSQL server): `store_backend`, `postgres_server`.
+pytest_plugins = ["tests.testbed.store_backends"]
+
 # `make mutants` runs the unit tests once per mutant in one process: the same property
 # tests are called again (hypothesis would object to the new executors), and each run must
 # draw the same examples, or a mutant's verdict would depend on luck.

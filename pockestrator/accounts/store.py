@@ -1,4 +1,4 @@
-"""The account store: API tokens, admin accounts and dashboard sessions, in SQLite.
+"""The account store: API tokens, admin accounts and dashboard sessions.
 
 Accounts say who may call the API; they are not desired state, so they live apart from the
 specs store, in the same database file (``pockestrator.database``: one connection
@@ -24,7 +24,15 @@ from pathlib import Path
 
 from pockestrator.accounts.throttle import LoginThrottle
 from pockestrator.clock import SYSTEM_CLOCK, Clock
-from pockestrator.database import Database, DatabaseFull, iso, parse_iso, parse_stored_time
+from pockestrator.database import (
+    Database,
+    DatabaseFull,
+    Row,
+    StoreDatabase,
+    iso,
+    parse_iso,
+    parse_stored_time,
+)
 
 TOKEN_PREFIX = "pks_"  # noqa: S105 (a public prefix, not a secret)
 SESSION_PREFIX = "pkss_"
@@ -67,9 +75,9 @@ class AccountStore:
     ``Database`` it shares it and leaves closing it to whoever opened it.
     """
 
-    def __init__(self, database: Database | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._owns_database = not isinstance(database, Database)
-        self._database = database if isinstance(database, Database) else Database(database)
+    def __init__(self, database: StoreDatabase | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._owns_database = isinstance(database, Path)
+        self._database = Database(database) if isinstance(database, Path) else database
         self._clock = clock
         self.path = self._database.path
         self.login_throttle = LoginThrottle(clock)
@@ -146,7 +154,7 @@ class AccountStore:
                     "INSERT INTO admins (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
                     (admin_id, email, password_hash, self._now()),
                 )
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError:  # PostgreSQL's ConstraintViolated is one
                 raise AdminExists(email) from None
         admin = self.get_admin(email)
         assert admin is not None
@@ -155,14 +163,15 @@ class AccountStore:
     def set_admin_password(self, email: str, password_hash: str) -> bool:
         with self._database.write() as db:
             cursor = db.execute(
-                "UPDATE admins SET password_hash = ?, failed_logins = 0 WHERE email = ?",
+                "UPDATE admins SET password_hash = ?, failed_logins = 0 "
+                "WHERE lower(email) = lower(?)",
                 (password_hash, email),
             )
             return cursor.rowcount == 1
 
     def get_admin(self, email: str) -> AdminRecord | None:
         """By e-mail, compared without case."""
-        rows = self._database.read("SELECT * FROM admins WHERE email = ?", (email,))
+        rows = self._database.read("SELECT * FROM admins WHERE lower(email) = lower(?)", (email,))
         return _admin(rows[0]) if rows else None
 
     # -- dashboard sessions ------------------------------------------------------------
@@ -199,7 +208,7 @@ class AccountStore:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (_hash_secret(plaintext),))
 
 
-def _token(row: sqlite3.Row) -> TokenRecord:
+def _token(row: Row) -> TokenRecord:
     return TokenRecord(
         id=row["id"],
         name=row["name"],
@@ -209,7 +218,7 @@ def _token(row: sqlite3.Row) -> TokenRecord:
     )
 
 
-def _admin(row: sqlite3.Row) -> AdminRecord:
+def _admin(row: Row) -> AdminRecord:
     return AdminRecord(
         id=row["id"],
         email=row["email"],

@@ -34,6 +34,7 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
+from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
@@ -51,7 +52,12 @@ from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
-from pockestrator.database import Database, StoreUnusable
+from pockestrator.database import StoreDatabase, StoreUnusable
+from pockestrator.database_postgres import (
+    PostgresDatabase,
+    StoreUnavailable,
+    open_store_database,
+)
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.files import remove_temporary_files
 from pockestrator.specs.grammar import GrammarError, check_project_name
@@ -152,7 +158,7 @@ class Agent:
 
     # -- the parts, available after start ----------------------------------------------
 
-    database: Database
+    database: StoreDatabase
     store: Store
     accounts: AccountStore
     bus: SystemdBus
@@ -169,6 +175,7 @@ class Agent:
     host: AgentHostView
     archive_keeper: ArchiveKeeper
     webhooks: WebhookDispatcher
+    node_lease: NodeLease
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -194,9 +201,12 @@ class Agent:
                 raise AgentStartError(
                     f"{key}: {folder} is missing and cannot be created ({exc.strerror})"
                 ) from exc
-        self.database = Database(config.database)
-        self.store = Store(self.database, clock=self.clock)
+        self.database = open_store_database(config)
+        self.store = Store(self.database, clock=self.clock, node=config.node)
         self.accounts = AccountStore(self.database, clock=self.clock)
+        self.node_lease = NodeLease(self.store, lambda: self.config)
+        # Before any reconcile: services stored before there were nodes become this one's.
+        await asyncio.to_thread(self.node_lease.register)
         self.bus = await SystemdBus.connect(config.systemd_manager, config.dbus_address)
         self.units = SystemdUnits(config, self.bus)
         self.sites = CaddySites(config, self.bus if config.caddy_reload == "systemd" else None)
@@ -282,6 +292,9 @@ class Agent:
         self._spawn(self._load_caddy_sites, "caddy-sites")
         self._spawn(self._watch_host_files, "host-files")
         self._spawn(self._resync_forever, "resync")
+        self._spawn(self.node_lease.run, "node-lease")
+        if isinstance(self.database, PostgresDatabase):
+            self._spawn(self._listen_to_the_fleet, "fleet-notifications")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
@@ -376,13 +389,13 @@ class Agent:
             self.queue.add(name)
 
     def known_names(self) -> set[str]:
-        """Every key to reconcile: every name the host or the store knows (specs, our units,
-        sites and replication configurations, deletions), and the catch-all site's."""
-        names = set(self.store.service_names())
+        """Every key to reconcile: every name the host or the store knows (specs of this
+        node, our units, sites and replication configurations, deletions), and the
+        catch-all site's."""
+        names = set(self.store.local_service_names())
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
         names.update(self.snapshots.replication.configured_names())
-        names.update(deletion.name for deletion in self.store.pending_deletions())
         names.add(CATCH_ALL)
         return names
 
@@ -592,6 +605,28 @@ class Agent:
         finally:
             watcher.close()
 
+    async def _listen_to_the_fleet(self) -> None:
+        """Reconcile a service of this node as soon as any node's API (or a file on any
+        node) changed it: the store's triggers NOTIFY "<node> <name>" at commit. Once
+        listening (again), every name is looked at: what was told before is not told
+        again. A dropped connection (a server restart) is made again after a pause."""
+        assert isinstance(self.database, PostgresDatabase)
+        pause = 1.0
+        while True:
+            try:
+                async for payload in self.database.notifications():
+                    pause = 1.0
+                    if not payload:
+                        self.enqueue_many(self.known_names())
+                        continue
+                    node, _, name = payload.partition(" ")
+                    if name and self.store.runs_here(node):
+                        self.enqueue(name)
+            except StoreUnavailable as exc:
+                log.warning("the fleet's notifications stopped; listening again", error=str(exc))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
     async def _resync_forever(self) -> None:
         """Every resync_interval: re-read the spec files (a held-back spec may fit now)
         and reconcile every name, catching what no event reported."""
@@ -670,7 +705,7 @@ async def run_agent(config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path, api_factory=api_factory())
     try:
         await agent.start()
-    except (AgentStartError, StoreUnusable, SystemdError, OSError) as exc:
+    except (AgentStartError, StoreUnusable, StoreUnavailable, SystemdError, OSError) as exc:
         log.error("the agent cannot start", error=str(exc))
         return 1
     try:

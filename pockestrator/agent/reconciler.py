@@ -193,7 +193,14 @@ class Reconciler:
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
             record = self.store.get_service(name)
+            if record is not None and not self.store.runs_here(record.node):
+                # Another node's service: its agent runs it. Whatever this host has of it
+                # is left alone: only a move (a later round) may say a copy here is stale.
+                return Result()
             if record is None:
+                deletion = self.store.pending_deletion(name)
+                if deletion is not None and not self.store.runs_here(deletion.node):
+                    return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
             return await self._converge(record)
 

@@ -47,6 +47,7 @@ from pockestrator.api import (
     access_routes,
     backup_routes,
     event_routes,
+    fleet_routes,
     history_routes,
     idempotency,
     log_routes,
@@ -118,6 +119,7 @@ def all_operations() -> list[Operation]:
         *metrics_routes.OPERATIONS,
         *history_routes.OPERATIONS,
         *event_routes.OPERATIONS,
+        *fleet_routes.OPERATIONS,
     ]
 
 

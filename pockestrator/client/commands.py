@@ -395,6 +395,31 @@ def system(client: ApiClient, console: Console) -> int:
     return 0 if health.get("healthy") is True else 1
 
 
+def nodes_text(nodes: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            ("* " if n.get("this_node") else "  ") + str(n.get("name")),
+            n.get("state"),
+            n.get("services"),
+            n.get("cpus"),
+            f"{int(n.get('memory_bytes') or 0) / 1024**3:.1f} GiB",
+            n.get("api_address"),
+            n.get("public_address") or "-",
+            short_time(n.get("lease_expires_at")),
+        ]
+        for n in nodes
+    ]
+    headers = ("NODE", "STATE", "SERVICES", "CPUS", "MEMORY", "API", "PUBLIC", "LEASE UNTIL")
+    return table(headers, rows)
+
+
+def nodes(client: ApiClient, console: Console) -> int:
+    """The fleet view (``*`` marks the node that answered); exit 1 when a node is lost."""
+    listed = client.call("GET", "/nodes").body["nodes"]
+    console.show({"nodes": listed}, lambda: nodes_text(listed))
+    return 1 if any(n.get("state") == "lost" for n in listed) else 0
+
+
 # -- tokens ------------------------------------------------------------------------------
 
 

@@ -392,6 +392,21 @@ def is_prerelease(value: str) -> bool:
     return "-" in value
 
 
+# A node of a fleet (docs/fleet.md): a host name's label, as the agents' node_name.
+NODE_NAME_MAX = 63
+NODE_NAME = Pattern(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_node_name(value: str) -> str:
+    if len(value) > NODE_NAME_MAX or not NODE_NAME.fullmatch(value):
+        raise GrammarError(
+            ErrorCode.INVALID_VALUE,
+            f"node {value[:70]!r} must be 1 to 63 lowercase letters, digits and '-', not "
+            "starting or ending with '-' (a node_name of the fleet)",
+        )
+    return value
+
+
 def check_env_name(value: str) -> str:
     if len(value) > ENV_NAME_MAX or not ENV_NAME.fullmatch(value):
         raise GrammarError(

@@ -50,6 +50,7 @@ from pockestrator.specs.values import (
     InApi,
     InSchema,
     MemoryLimit,
+    NodeName,
     Origin,
     Port,
     ProjectName,
@@ -248,6 +249,19 @@ class TlsOptions(BaseModel):
     )
 
 
+class PlacementOptions(BaseModel):
+    """Hints to the fleet's scheduler (docs/fleet.md) for a service without ``node``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spread: NodeName | None = Field(
+        default=None,
+        description="Services with the same spread key go to different nodes while they "
+        "can: of the nodes that fit, the one with the fewest of them is chosen first.",
+        examples=["shop-replicas"],
+    )
+
+
 def flag_name(field: str) -> str:
     """``query_timeout`` -> ``--queryTimeout``: the flag a field of PocketBaseFlags sets."""
     first, *rest = field.split("_")
@@ -342,6 +356,13 @@ class ServiceSpec(BaseModel):
     # -- proxy and tls (how Caddy serves the service), and downgrades --------------------
     proxy: ProxyOptions = Field(default_factory=ProxyOptions)
     tls: TlsOptions = Field(default_factory=TlsOptions)
+    placement: PlacementOptions = Field(default_factory=PlacementOptions)
+    node: NodeName | None = Field(
+        default=None,
+        description="The node of the fleet the service runs on (docs/fleet.md); none: the "
+        "scheduler places a new one. A name no node of the fleet has is refused, and it "
+        "cannot change once the service exists.",
+    )
     allow_downgrade: bool = Field(
         default=False,
         description="Allow a pocketbase_version lower than the deployed one: the data backed "

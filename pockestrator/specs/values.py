@@ -166,6 +166,11 @@ ProjectName = Annotated[
     BeforeValidator(_project_name),
 ]
 Port = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_port)]
+NodeName = Annotated[
+    str,
+    Field(max_length=grammar.NODE_NAME_MAX, pattern=grammar.NODE_NAME.json),
+    BeforeValidator(grammar_validator(grammar.check_node_name)),
+]
 # Taken: the ASCII names (a Unicode one is taken too, checked by IDNA, which no pattern can
 # state). Sent: what is stored, lowercase ASCII, a Unicode name as its A-labels (xn--).
 Domain = Annotated[

@@ -65,6 +65,9 @@ IN_WORDS: frozenset[tuple[str | None, str, ErrorCode]] = frozenset(
         (None, "settings.s3.secret", ErrorCode.INVALID_SECRET),
         # logs: "until ... after since".
         ("getServiceLogs", "until", ErrorCode.INVALID_VALUE),
+        # node: "a name no node of the fleet has is refused" and "it cannot change once the
+        # service exists" (which nodes there are, and where a service runs, is the world's).
+        (None, "node", ErrorCode.INVALID_VALUE),
         # logout's security is sessionAuth: "an API token is refused there".
         ("logout", "Authorization", ErrorCode.NOT_A_SESSION),
     }

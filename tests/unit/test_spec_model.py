@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from pockestrator.config import AgentConfig
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import (
+    PlacementOptions,
     PocketBaseFlags,
     ProxyOptions,
     Resources,
@@ -1306,6 +1307,7 @@ class TestTheSpecReference:
             PocketBaseFlags,
             ProxyOptions,
             TlsOptions,
+            PlacementOptions,
             *SETTINGS_SECTIONS,
         ):
             for name in model.model_fields:

@@ -1,10 +1,11 @@
-"""The specs store: uniqueness enforced by the database, ownership, status, events, secrets."""
+"""The specs store: uniqueness enforced by the database, ownership, status, events, secrets.
+
+Every test runs on both backends (``store_backend``: SQLite and a real PostgreSQL).
+"""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from pockestrator.specs.store import (
     Store,
     file_owner,
 )
+from tests.testbed.store_backends import DATABASE_ERRORS, StoreBackend
 
 
 def spec(name: str, port: int, **extra: object) -> ServiceSpec:
@@ -27,35 +29,30 @@ def spec(name: str, port: int, **extra: object) -> ServiceSpec:
     )
 
 
-def execute_elsewhere(path: Path, sql: str, *parameters: object) -> None:
-    """One statement on a connection of its own, as another process would write."""
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute(sql, parameters)
-    finally:
-        other.close()
-
-
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state" / "pockestrator.db")
+def store(store_backend: StoreBackend) -> Store:
+    return Store(store_backend.open())
 
 
 class TestSchema:
     def test_a_new_database_is_migrated_to_the_latest_version(self, store: Store) -> None:
         assert store.schema_version == len(MIGRATIONS)
 
-    def test_reopening_does_not_migrate_again(self, store: Store) -> None:
+    def test_reopening_does_not_migrate_again(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
         store.create_service(spec("keep", 9001))
         store.close()
-        again = Store(store.path)
+        again = Store(store_backend.open())
         assert again.schema_version == len(MIGRATIONS)
         assert again.get_service("keep") is not None
 
-    def test_events_cannot_be_rewritten(self, store: Store) -> None:
+    def test_events_cannot_be_rewritten(self, store: Store, store_backend: StoreBackend) -> None:
         event = store.add_event("a", "created", "made")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            execute_elsewhere(store.path, "UPDATE events SET message = 'x' WHERE id = ?", event.id)
+        with pytest.raises(DATABASE_ERRORS, match="append-only"):
+            store_backend.execute_elsewhere(
+                "UPDATE events SET message = 'x' WHERE id = ?", event.id
+            )
 
 
 class TestUniqueness:
@@ -101,10 +98,9 @@ class TestUniqueness:
         assert record is not None and record.spec.port == 9002
 
     def test_fifty_concurrent_creates_leave_exactly_one_winner_per_name_and_port(
-        self, tmp_path: Path
+        self, store_backend: StoreBackend
     ) -> None:
-        path = tmp_path / "race.db"
-        Store(path).close()
+        store_backend.open()
         # 50 writers on separate connections: 10 names, each claimed 5 times, and every
         # port claimed twice (by two different names).
         attempts = [(f"svc{i % 10}", 9000 + (i % 25)) for i in range(50)]
@@ -113,7 +109,7 @@ class TestUniqueness:
         lock = threading.Lock()
 
         def create(name: str, port: int) -> None:
-            store = Store(path)
+            store = Store(store_backend.open(pool_size=1))
             barrier.wait()
             try:
                 store.create_service(spec(name, port))
@@ -131,7 +127,7 @@ class TestUniqueness:
         for thread in threads:
             thread.join()
 
-        final = Store(path)
+        final = Store(store_backend.open())
         services = {s.name: s.spec.port for s in final.list_services()[0]}
         winners = [(n, p) for n, p, result in outcomes if result == "won"]
         assert len(winners) == len(services)
@@ -369,12 +365,13 @@ class TestAliasClaims:
         )
         assert store.service_names() == ["blog", "shop"]
 
-    def test_the_database_itself_refuses_a_domain_held_twice(self, store: Store) -> None:
+    def test_the_database_itself_refuses_a_domain_held_twice(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
         store.create_service(spec("blog", 9001, proxy={"aliases": ["www.example.test"]}))
         store.create_service(spec("shop", 9002))
-        with pytest.raises(sqlite3.IntegrityError):
-            execute_elsewhere(
-                store.path,
+        with pytest.raises(DATABASE_ERRORS, match=r"(?i)unique"):
+            store_backend.execute_elsewhere(
                 "INSERT INTO service_domains (domain, name) VALUES ('www.example.test', 'shop')",
             )
 
@@ -462,10 +459,14 @@ class TestOwnership:
         with pytest.raises(NotFound):
             store.delete_service("nope")
 
-    def test_a_name_that_is_another_services_id_finds_the_named_service(self, store: Store) -> None:
+    def test_a_name_that_is_another_services_id_finds_the_named_service(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
         store.create_service(spec("app", 9001))
         # An id is 12 hex digits, so a project name can spell one (made so here).
-        execute_elsewhere(store.path, "UPDATE services SET id = 'abcdef123456' WHERE name = 'app'")
+        store_backend.execute_elsewhere(
+            "UPDATE services SET id = 'abcdef123456' WHERE name = 'app'"
+        )
         named = store.create_service(spec("abcdef123456", 9002))
         found = store.get_service("abcdef123456")
         assert found is not None and found.id == named.id
@@ -544,8 +545,7 @@ def test_a_probe_round_does_not_bring_back_the_status_of_a_deleted_service(
     assert kept is not None and kept.health_ok is True
 
 
-def test_the_first_superusers_created_are_kept_in_the_status(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_the_first_superusers_created_are_kept_in_the_status(store: Store) -> None:
     try:
         store.update_status("blog", superusers=("a@example.test", "b@example.test"))
         status = store.get_status("blog")

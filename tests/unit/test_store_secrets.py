@@ -8,7 +8,6 @@ no spec names any more go, and a deleted service's secrets go with it.
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Conflict, SecretMissing, Store
+from tests.testbed.store_backends import StoreBackend
 
 PASSWORD = "smtp-password-that-must-not-be-in-a-row"
 
@@ -38,16 +38,8 @@ def spec(name: str = "shop", port: int = 9001, password: Any = None, **extra: An
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state" / "pockestrator.db")
-
-
-def every_row(store: Store) -> str:
-    db = sqlite3.connect(store.path)
-    try:
-        return "\n".join(db.iterdump())
-    finally:
-        db.close()
+def store(store_backend: StoreBackend) -> Store:
+    return Store(store_backend.open())
 
 
 def secrets_folder(store: Store, name: str = "shop") -> Path:
@@ -62,11 +54,14 @@ def stored_tag(store: Store, name: str = "shop") -> str:
     return secret.stored
 
 
-def test_a_value_is_kept_in_a_root_only_file_and_the_row_holds_a_tag(store: Store) -> None:
+def test_a_value_is_kept_in_a_root_only_file_and_the_row_holds_a_tag(
+    store: Store, store_backend: StoreBackend
+) -> None:
     store.create_service(spec(password={"value": PASSWORD}))
     tag = stored_tag(store)
-    assert PASSWORD not in every_row(store)
-    assert PASSWORD.encode() not in store.path.read_bytes()
+    assert PASSWORD not in store_backend.every_row()
+    if store_backend.name == "sqlite":  # nor in any page of the file
+        assert PASSWORD.encode() not in store.path.read_bytes()
     kept = secrets_folder(store) / f"smtp.password.{tag}"
     assert kept.read_text() == PASSWORD
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
@@ -123,7 +118,9 @@ def test_a_stored_value_removed_by_hand_is_reported_without_a_crash(store: Store
         store.read_secret("shop", "smtp.password", tag)
 
 
-def test_a_spec_file_can_never_bring_a_value_into_a_row(store: Store) -> None:
+def test_a_spec_file_can_never_bring_a_value_into_a_row(
+    store: Store, store_backend: StoreBackend
+) -> None:
     with pytest.raises(ValueError, match="must be kept"):
         store.sync_file("/specs/shop.yaml", [spec(password={"value": PASSWORD})])
-    assert PASSWORD not in every_row(store)
+    assert PASSWORD not in store_backend.every_row()

@@ -1,4 +1,4 @@
-"""The specs store: desired services and what the agent observed of them, in SQLite.
+"""The specs store: desired services and what the agent observed of them.
 
 Every desired service lives here whatever its source (the spec directory syncs files in,
 the API writes), next to its status and events. ``Store`` is the one interface the agent,
@@ -19,6 +19,7 @@ own module with its own SQL:
 - ``idempotency``: the first answer of a creating write, for its retries (sealed).
 - ``changes``: a version for every committed change to a service or its status, and the
   wake-up of the API's watch streams.
+- ``nodes``: the nodes of a fleet, their leases, and which node each service runs on.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -31,13 +32,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
-from pockestrator.database import Database
+from pockestrator.database import Database, StoreDatabase
 from pockestrator.specs.store.changes import ChangeFeed
 from pockestrator.specs.store.claims import Claims, NameTakenCode
 from pockestrator.specs.store.events import NO_SERVICE, TEST_KIND, EventListener, Events
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
 from pockestrator.specs.store.idempotency import IdempotencyClaim, IdempotencyKeys
+from pockestrator.specs.store.nodes import NodeInfo, NodeRecord, Nodes, NodeState
 from pockestrator.specs.store.operations import (
     BACKUP_KINDS,
     DEPLOY_KINDS,
@@ -85,6 +87,9 @@ __all__ = [
     "EventListener",
     "IdempotencyClaim",
     "NameTakenCode",
+    "NodeInfo",
+    "NodeRecord",
+    "NodeState",
     "NotFound",
     "Operation",
     "OperationKind",
@@ -119,17 +124,23 @@ class Store(
     Webhooks,
     Outbox,
     IdempotencyKeys,
+    Nodes,
 ):
     """The specs store on one database; safe to share between threads.
 
-    Given a path it opens (and on ``close`` closes) the database itself; given an open
-    ``Database`` it shares it (with the account store, in the agent) and leaves closing it
-    to whoever opened it.
+    Given a path it opens (and on ``close`` closes) the SQLite file itself; given an open
+    ``StoreDatabase`` (SQLite's or PostgreSQL's) it shares it (with the account store, in
+    the agent) and leaves closing it to whoever opened it.
     """
 
-    def __init__(self, database: Database | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._owns_database = not isinstance(database, Database)
-        self._database = database if isinstance(database, Database) else Database(database)
+    def __init__(
+        self, database: StoreDatabase | Path, *, clock: Clock = SYSTEM_CLOCK, node: str = ""
+    ) -> None:
+        self._owns_database = isinstance(database, Path)
+        # The node this store's new services are placed on (the agent's own; '' for a
+        # store opened outside an agent, whose services the next agent adopts).
+        self.node = node
+        self._database = Database(database) if isinstance(database, Path) else database
         self._clock = clock
         self._event_listeners = []
         self.path = self._database.path

@@ -1,8 +1,9 @@
 """What every part of the specs store shares: the database and the clock.
 
 ``Store`` is assembled from one class per job (services, status, events, ...); each of them
-derives from ``StorePart``, so that all of them write through the same ``Database`` (one
-connection, ``BEGIN IMMEDIATE``) and stamp rows with the same ``Clock``.
+derives from ``StorePart``, so that all of them write through the same ``StoreDatabase``
+(SQLite's file or the fleet's PostgreSQL, one writer at a time) and stamp rows with the
+same ``Clock``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pockestrator.clock import Clock
-from pockestrator.database import Database, iso
+from pockestrator.database import StoreDatabase, iso
 
 if TYPE_CHECKING:
     from pockestrator.specs.store.changes import ChangeFeed
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
 class StorePart:
     """The attributes the parts of ``Store`` rely on (set by ``Store.__init__``)."""
 
-    _database: Database
+    _database: StoreDatabase
     _clock: Clock
     _secrets: SecretFiles
     # Woken after every committed change to a service or its status (``changes``).
     changes: ChangeFeed
+    node: str
 
     def _now(self) -> str:
         """The clock's now as stored (never None, unlike ``iso`` of an optional)."""

@@ -23,13 +23,14 @@ that.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
+from pockestrator.database import Connection
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.placement import place
 from pockestrator.specs.store.records import owner_file
 
 NameTakenCode = Literal[ErrorCode.DUPLICATE_PROJECT_NAME, ErrorCode.PROJECT_NAME_EXISTS]
@@ -81,30 +82,34 @@ def claim_issues(
 
 
 def taken_claims(
-    db: sqlite3.Connection,
+    db: Connection,
     spec: ServiceSpec,
     *,
     replacing: str | None = None,
     name_code: NameTakenCode = ErrorCode.DUPLICATE_PROJECT_NAME,
+    node: str = "",
 ) -> list[FieldIssue]:
     """Every claim of ``spec`` another service holds; ``replacing`` names the service this
-    spec is to replace, whose own claims are not in the way."""
+    spec is to replace, whose own claims are not in the way. Names and domains are the
+    fleet's; a port is ``node``'s (the node the spec runs on)."""
     domains = [domain for _field, domain in domain_fields(spec)]
     marks = ", ".join("?" for _ in domains)
     held: dict[str, set[str]] = {}
     for row in db.execute(
         f"SELECT domain, name FROM service_domains WHERE domain IN ({marks}) "  # noqa: S608
-        "AND name IS NOT ?",
+        "AND name IS DISTINCT FROM ?",
         (*domains, replacing),
     ):
         held.setdefault(row["name"], set()).add(row["domain"])
     # Only "?" placeholders are formatted into the text; every value is a parameter.
-    holder_marks = ", ".join("?" for _ in held)
+    # (PostgreSQL refuses an empty IN list; SQLite takes one.)
+    holder_marks = "".join(" OR name = ?" for _ in held)
+    # A holder on another node does not hold the port: it reads as no port (-1).
     rows = db.execute(
-        "SELECT name, port, owner FROM services "  # noqa: S608
-        f"WHERE (name = ? OR port = ? OR name IN ({holder_marks})) "
-        "AND name IS NOT ? ORDER BY name",
-        (spec.project_name, spec.port, *held, replacing),
+        "SELECT name, CASE WHEN node = ? THEN port ELSE -1 END AS port, owner "  # noqa: S608
+        f"FROM services WHERE (name = ? OR (port = ? AND node = ?){holder_marks}) "
+        "AND name IS DISTINCT FROM ? ORDER BY name",
+        (node, spec.project_name, spec.port, node, *held, replacing),
     ).fetchall()
     holders = [
         Holder(row["name"], int(row["port"]), row["owner"], frozenset(held.get(row["name"], ())))
@@ -113,7 +118,7 @@ def taken_claims(
     return claim_issues(spec, holders, name_code)
 
 
-def claim_domains(db: sqlite3.Connection, spec: ServiceSpec) -> None:
+def claim_domains(db: Connection, spec: ServiceSpec) -> None:
     """Make ``service_domains`` hold exactly the domains of ``spec`` for its service (whose
     row must exist); a domain another service holds fails on the table's UNIQUE key, which
     ``taken_claims`` has reported before any write."""
@@ -135,4 +140,11 @@ class Claims(StorePart):
         """``taken_claims`` now, without writing: what a write of ``spec`` would be refused
         for (the validate endpoint and the API's pre-flight checks)."""
         with self._database.reading() as db:
-            return taken_claims(db, spec, replacing=replacing, name_code=name_code)
+            # A new service's port is judged on the node placement would choose for it.
+            now = self._database.server_time(db) or self._clock.now()
+            node = place(db, spec, now, self.node)[0]
+            if replacing is not None:
+                row = db.execute("SELECT node FROM services WHERE name = ?", (replacing,))
+                found = row.fetchone()
+                node = found[0] if found is not None else node
+            return taken_claims(db, spec, replacing=replacing, name_code=name_code, node=node)

@@ -68,10 +68,11 @@ class Events(StorePart):
         payload = json.dumps(details or {}, sort_keys=True, default=str)
         with self._database.write() as db:
             cursor = db.execute(
-                "INSERT INTO events (service, at, kind, message, details) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (service, at, kind, message, details) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (service, stamp, kind, message, payload),
             )
-            event_id = int(cursor.lastrowid or 0)
+            event_id = int(cursor.fetchone()[0])
             if webhook_id is None:
                 queued = fan_out(db, event_id, service, kind, stamp or "")
             else:

@@ -48,10 +48,10 @@ class Operations(StorePart):
         with self._database.write() as db:
             cursor = db.execute(
                 "INSERT INTO operations (service, kind, argument, requested_at, requested_by)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (service, kind, argument, now, by),
             )
-            operation_id = int(cursor.lastrowid or 0)
+            operation_id = int(cursor.fetchone()[0])
         found = self.get_operation(operation_id)
         assert found is not None
         return found

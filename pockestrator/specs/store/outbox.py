@@ -19,11 +19,10 @@ key, so the receiver can drop it.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from pockestrator.database import iso, parse_iso, parse_stored_time
+from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Event
 from pockestrator.specs.store.webhooks import Webhook, webhook_of
@@ -41,7 +40,7 @@ class Claimed:
     event: Event
 
 
-def fan_out(db: sqlite3.Connection, event_id: int, service: str, kind: str, at: str) -> int:
+def fan_out(db: Connection, event_id: int, service: str, kind: str, at: str) -> int:
     """Inside the event's transaction: an outbox row for every webhook that wants it."""
     written = 0
     for row in db.execute("SELECT * FROM webhooks").fetchall():

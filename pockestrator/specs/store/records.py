@@ -55,6 +55,8 @@ class ServiceRecord:
     created_at: datetime
     updated_at: datetime
     generation: int
+    # The node of the fleet it runs on ('' until an agent adopts it).
+    node: str = ""
 
     @property
     def name(self) -> str:
@@ -85,6 +87,8 @@ class Deletion:
     service_id: str
     purge: bool
     requested_at: datetime
+    # The node whose agent removes it from its host.
+    node: str = ""
 
 
 @dataclass(frozen=True)

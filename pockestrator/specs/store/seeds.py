@@ -15,10 +15,10 @@ Neighbours: ``agent.seeding`` does the work; ``services`` writes the row.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from pockestrator.database import Connection
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
 
@@ -69,9 +69,7 @@ def _seed(row: Any) -> Seed:
     )
 
 
-def write_seed(
-    db: sqlite3.Connection, service: str, source: SeedSource | None, by: str, now: str
-) -> None:
+def write_seed(db: Connection, service: str, source: SeedSource | None, by: str, now: str) -> None:
     """Inside a service's creation: its seed, replacing any a former service of the name
     left (none: no seed)."""
     db.execute("DELETE FROM seeds WHERE service = ?", (service,))

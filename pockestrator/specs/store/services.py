@@ -16,16 +16,17 @@ increments ``generation``, which the reconciler's status echoes back when it has
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
-import sqlite3
 from collections.abc import Iterator, Sequence
 
-from pockestrator.database import parse_stored_time
+from pockestrator.database import Connection, Row, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import claim_domains, taken_claims
+from pockestrator.specs.store.placement import node_issue, place
 from pockestrator.specs.store.records import (
     API_OWNER,
     FILE_OWNER_PREFIX,
@@ -39,6 +40,8 @@ from pockestrator.specs.store.records import (
 )
 from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
+
+_NO_LIMIT = 2**63 - 1
 
 
 class Services(StorePart):
@@ -78,11 +81,19 @@ class Services(StorePart):
                         )
                     ]
                 )
-            taken = taken_claims(db, spec)
-            if taken:
-                raise Conflict(taken)
+            node, placed = self._place(db, spec)
+            taken = taken_claims(db, spec, node=node)
+            unknown = node_issue(db, spec, self.node)
+            if taken or unknown:
+                raise Conflict([*([unknown] if unknown else []), *taken])
             now = self._now()
-            self._insert_service(db, spec, owner, now)
+            self._insert_service(db, spec, owner, now, node=node)
+            if placed is not None:
+                db.execute(
+                    "INSERT INTO events (service, at, kind, message, details) "
+                    "VALUES (?, ?, 'placed', ?, ?)",
+                    (spec.project_name, now, placed[0], json.dumps(placed[1], sort_keys=True)),
+                )
             write_seed(db, spec.project_name, seed, by or owner, now)
             record = _record_by_name(db, spec.project_name)
         self.changes.record([record.name])
@@ -99,14 +110,18 @@ class Services(StorePart):
                 ]
             )
         with self._secrets_kept(spec) as spec, self._database.write() as db:
-            row = db.execute("SELECT owner, spec FROM services WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT owner, spec, node FROM services WHERE name = ?", (name,)
+            ).fetchone()
             if row is None:
                 raise NotFound(name)
             if row["owner"] != owner:
                 raise Conflict([_ownership_issue(name, row["owner"])])
             if row["spec"] == spec.model_dump_json():
                 return _record_by_name(db, name)
-            taken = taken_claims(db, spec, replacing=name)
+            if spec.node is not None and spec.node != row["node"]:
+                raise Conflict([_move_issue(name, row["node"])])
+            taken = taken_claims(db, spec, replacing=name, node=row["node"])
             if taken:
                 raise Conflict(taken)
             db.execute(
@@ -163,7 +178,12 @@ class Services(StorePart):
                         ]
                         continue
                 # Another file holding the name is a taken claim like a port or a domain.
-                taken = taken_claims(db, spec, replacing=name if ours else None)
+                node = owned[name]["node"] if ours else self.node
+                if spec.node is not None and spec.node != node:
+                    # A spec file's service runs on the node whose spec folder holds it.
+                    conflicts[name] = [_move_issue(name, node)]
+                    continue
+                taken = taken_claims(db, spec, replacing=name if ours else None, node=node)
                 if taken:
                     conflicts[name] = taken
                 elif ours:
@@ -175,14 +195,20 @@ class Services(StorePart):
         self.changes.record(touched)
         return conflicts
 
+    def _place(
+        self, db: Connection, spec: ServiceSpec
+    ) -> tuple[str, tuple[str, dict[str, object]] | None]:
+        now = self._database.server_time(db) or self._clock.now()
+        return place(db, spec, now, self.node)
+
     def _insert_service(
-        self, db: sqlite3.Connection, spec: ServiceSpec, owner: str, now: str
+        self, db: Connection, spec: ServiceSpec, owner: str, now: str, *, node: str | None = None
     ) -> None:
-        """A new row with a fresh id, and its status row."""
+        """A new row with a fresh id (on ``node``, else this store's), and its status row."""
         _no_secret_values(spec)
         db.execute(
-            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO services (id, name, port, domain, owner, spec, created_at, updated_at, "
+            "node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 secrets.token_hex(6),
                 spec.project_name,
@@ -192,14 +218,13 @@ class Services(StorePart):
                 spec.model_dump_json(),
                 now,
                 now,
+                self.node if node is None else node,
             ),
         )
         claim_domains(db, spec)
         insert_first_status(db, spec.project_name, now)
 
-    def _update_file_spec(
-        self, db: sqlite3.Connection, row: sqlite3.Row, spec: ServiceSpec, now: str
-    ) -> bool:
+    def _update_file_spec(self, db: Connection, row: Row, spec: ServiceSpec, now: str) -> bool:
         """Write the file's new spec; False when it is the stored one (nothing changed)."""
         _no_secret_values(spec)
         encoded = spec.model_dump_json()
@@ -233,15 +258,14 @@ class Services(StorePart):
         self.changes.record([name])
         return record
 
-    def _delete_row(
-        self, db: sqlite3.Connection, row: sqlite3.Row, *, purge: bool, now: str
-    ) -> None:
+    def _delete_row(self, db: Connection, row: Row, *, purge: bool, now: str) -> None:
         db.execute("DELETE FROM services WHERE name = ?", (row["name"],))
         db.execute(
-            "INSERT INTO deletions (name, service_id, owner, purge, requested_at) "
-            "VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET purge = max(purge, excluded.purge)",
-            (row["name"], row["id"], row["owner"], int(purge), now),
+            "INSERT INTO deletions (name, service_id, owner, purge, requested_at, node) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET purge = CASE WHEN excluded.purge = 1 THEN 1 "
+            "ELSE deletions.purge END",
+            (row["name"], row["id"], row["owner"], int(purge), now, row["node"]),
         )
 
     def pending_deletion(self, name: str) -> Deletion | None:
@@ -324,18 +348,23 @@ class Services(StorePart):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         base = f"FROM services LEFT JOIN status ON status.name = services.name {clause}"
         total = int(self._database.read(f"SELECT count(*) {base}", parameters)[0][0])
+        # No limit is the largest one (SQLite's -1 is an error in PostgreSQL).
         page = self._database.read(
             f"SELECT services.* {base} ORDER BY services.name LIMIT ? OFFSET ?",
-            [*parameters, -1 if limit is None else limit, offset],
+            [*parameters, _NO_LIMIT if limit is None else limit, offset],
         )
         return [_record(row) for row in page], total
 
     def running_ports(self) -> dict[str, int]:
-        """Name -> port of every service whose desired state is running (for health probes;
-        read straight from the columns, without parsing every spec)."""
+        """Name -> port of every service of this store's node whose desired state is
+        running (for health probes, which reach them on this host; read straight from
+        the columns, without parsing every spec)."""
+        desired = self._database.json_text("spec", "desired_state")
         rows = self._database.read(
-            "SELECT name, port FROM services WHERE COALESCE(run_override, "
-            "json_extract(spec, '$.desired_state')) = 'running'"
+            # The expression is the backend's own, for a constant key.
+            f"SELECT name, port FROM services WHERE COALESCE(run_override, {desired}) "  # noqa: S608
+            "= 'running' AND node = ?",
+            (self.node,),
         )
         return {row["name"]: int(row["port"]) for row in rows}
 
@@ -358,6 +387,19 @@ class Services(StorePart):
     def service_names(self) -> list[str]:
         return [row[0] for row in self._database.read("SELECT name FROM services ORDER BY name")]
 
+    def local_service_names(self) -> list[str]:
+        """The services of this store's node, and its deletions (what its agent reconciles)."""
+        rows = self._database.read(
+            "SELECT name FROM services WHERE node = ? UNION "
+            "SELECT name FROM deletions WHERE node = ? ORDER BY name",
+            (self.node, self.node),
+        )
+        return [row[0] for row in rows]
+
+    def runs_here(self, node: str) -> bool:
+        """Whether a service or deletion of ``node`` is this store's node's to act on."""
+        return node in ("", self.node)
+
     def source_files(self) -> set[str]:
         """Every spec file that owns at least one service."""
         rows = self._database.read(
@@ -374,9 +416,18 @@ def _no_secret_values(spec: ServiceSpec) -> None:
         raise ValueError(f"{spec.project_name}: a secret value must be kept before it is stored")
 
 
-def _moved_between_files(deletion: sqlite3.Row) -> bool:
+def _moved_between_files(deletion: Row) -> bool:
     """A file dropped the service without asking for a purge: another file may adopt it."""
     return str(deletion["owner"]).startswith(FILE_OWNER_PREFIX) and not deletion["purge"]
+
+
+def _move_issue(name: str, node: str) -> FieldIssue:
+    return FieldIssue(
+        "node",
+        f"Service '{name}' runs on node '{node}'; moving a service to another node is not "
+        "supported yet (docs/fleet.md)",
+        ErrorCode.INVALID_VALUE,
+    )
 
 
 def _ownership_issue(name: str, holder: str, newcomer: str | None = None) -> FieldIssue:
@@ -395,11 +446,11 @@ def _ownership_issue(name: str, holder: str, newcomer: str | None = None) -> Fie
     )
 
 
-def _record_by_name(db: sqlite3.Connection, name: str) -> ServiceRecord:
+def _record_by_name(db: Connection, name: str) -> ServiceRecord:
     return _record(db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone())
 
 
-def _record(row: sqlite3.Row) -> ServiceRecord:
+def _record(row: Row) -> ServiceRecord:
     return ServiceRecord(
         id=row["id"],
         spec=ServiceSpec.model_validate_json(row["spec"]),
@@ -408,10 +459,15 @@ def _record(row: sqlite3.Row) -> ServiceRecord:
         created_at=parse_stored_time(row["created_at"]),
         updated_at=parse_stored_time(row["updated_at"]),
         generation=int(row["generation"]),
+        node=row["node"],
     )
 
 
-def _deletion(row: sqlite3.Row) -> Deletion:
+def _deletion(row: Row) -> Deletion:
     return Deletion(
-        row["name"], row["service_id"], bool(row["purge"]), parse_stored_time(row["requested_at"])
+        row["name"],
+        row["service_id"],
+        bool(row["purge"]),
+        parse_stored_time(row["requested_at"]),
+        row["node"],
     )

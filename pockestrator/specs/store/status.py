@@ -11,12 +11,11 @@ stored.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pockestrator.database import iso, parse_iso
+from pockestrator.database import Connection, Row, iso, parse_iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
 
@@ -35,7 +34,7 @@ QUIET_FIELDS = frozenset(
 )
 
 
-def insert_first_status(db: sqlite3.Connection, name: str, now: str) -> None:
+def insert_first_status(db: Connection, name: str, now: str) -> None:
     """The ``deploying`` row of a new service (an existing row, kept by name, stays)."""
     db.execute(
         "INSERT INTO status (name, state, updated_at) VALUES (?, 'deploying', ?) "
@@ -103,7 +102,7 @@ class Statuses(StorePart):
                     written.append(name)
         self.changes.record(written)
 
-    def _upsert_status(self, db: sqlite3.Connection, name: str, changes: Mapping[str, Any]) -> bool:
+    def _upsert_status(self, db: Connection, name: str, changes: Mapping[str, Any]) -> bool:
         """Write ``changes``; True when a field outside ``QUIET_FIELDS`` took a new value
         (or the row is new): a change the watches hear of."""
         unknown = set(changes) - set(STATUS_FIELDS)
@@ -140,7 +139,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _status(row: sqlite3.Row) -> ServiceStatus:
+def _status(row: Row) -> ServiceStatus:
     def flag(value: Any) -> bool | None:
         return None if value is None else bool(value)
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pockestrator.database import parse_iso, parse_stored_time
+from pockestrator.database import Row, parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
 
 # Longer than any brute force could guess, short enough to paste into a receiver's config.
@@ -58,7 +57,7 @@ class Delivery:
     outcome: str
 
 
-def webhook_of(row: sqlite3.Row) -> Webhook:
+def webhook_of(row: Row) -> Webhook:
     return Webhook(
         id=row["id"],
         url=row["url"],

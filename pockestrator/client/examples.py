@@ -103,6 +103,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "archive restore": (
         "pockestrator archive restore blog-20261202T031500Z --port 8097 --version 0.29.0",
     ),
+    "nodes": ("pockestrator nodes", "pockestrator nodes -o json"),
     "events": ("pockestrator events", "pockestrator events blog -n 20", "pockestrator events -f"),
     "webhooks": (
         "pockestrator webhooks list",

@@ -39,7 +39,7 @@ from pockestrator.controllers.snapshots.manifest import Kind, Manifest
 from pockestrator.controllers.snapshots.restore import place_snapshot, seed, seed_from
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
-from pockestrator.controllers.snapshots.take import STAGE_PREFIX, take_snapshot
+from pockestrator.controllers.snapshots.take import STAGE_PREFIX, TAKING, take_snapshot
 from pockestrator.controllers.snapshots.verify import verify_snapshot
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.scratch import Healthy
@@ -86,6 +86,8 @@ class Snapshots:
         return await asyncio.to_thread(self._clean, name)
 
     def _clean(self, name: str) -> list[str]:
+        if name in TAKING:  # not interrupted: under way in this process
+            return []
         removed = self.folder.clean_partials(name)
         with self.folders.open_service(name) as service_fd:
             if service_fd is not None:

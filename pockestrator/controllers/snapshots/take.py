@@ -41,6 +41,7 @@ import shutil
 import stat
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +119,11 @@ for name in ("data.db", "auxiliary.db"):
 """
 
 
+# The services this process is taking a snapshot of now: their partial and staging folders
+# are not an interrupted snapshot's, and ``Snapshots.clean`` leaves them alone.
+TAKING: Counter[str] = Counter()
+
+
 async def take_snapshot(
     bus: SystemdBus,
     settings: UnitSettings,
@@ -135,6 +141,30 @@ async def take_snapshot(
 
     ``data_from`` replaces the copied ``data.db`` in the snapshot's ``pb_data`` before it is
     hashed (a point-in-time restore's database from the replica)."""
+    name = spec.project_name
+    TAKING[name] += 1
+    try:
+        return await _take(
+            bus, settings, folders, snapshots, spec, kind, now, python, timeout, data_from
+        )
+    finally:
+        TAKING[name] -= 1
+        if TAKING[name] <= 0:
+            del TAKING[name]
+
+
+async def _take(
+    bus: SystemdBus,
+    settings: UnitSettings,
+    folders: ServiceFolders,
+    snapshots: SnapshotFolder,
+    spec: ServiceSpec,
+    kind: Kind,
+    now: datetime,
+    python: Path,
+    timeout: float,
+    data_from: Callable[[Path], Awaitable[None]] | None,
+) -> Snapshot:
     name = spec.project_name
     partial = await asyncio.to_thread(snapshots.begin, name, now)
     stage = STAGE_PREFIX + secrets.token_hex(6)

@@ -29,6 +29,12 @@ from pockestrator.telemetry import AgentMetrics
 log = structlog.get_logger("pockestrator.health")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HEALTH_LOST = "health_lost"
+HEALTH_RECOVERED = "health_recovered"
+_TURNS = {
+    HEALTH_LOST: "the instance stopped answering /api/health with 200",
+    HEALTH_RECOVERED: "the instance answers /api/health with 200 again",
+}
 # PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
 HEALTH_BODY_MAX = 4096
 
@@ -273,13 +279,18 @@ class HealthProber:
                 for index, (name, port, status) in enumerate(running)
             )
         )
-        self.store.update_statuses({name: changes for name, changes, _again in results})
+        self.store.update_statuses({name: changes for name, changes, _again, _turn in results})
+        # A verdict that turned is an event (webhooks and alerts hear of it); a boot's
+        # failing probes are not a loss, and a first verdict is not a turn.
+        for name, _changes, _again, turn in results:
+            if turn is not None:
+                self.store.add_event(name, turn, _TURNS[turn], {"port": ports[name]})
         if self.verdict_changed is not None and any(
-            changes["health_ok"] != statuses[name].health_ok for name, changes, _ in results
+            changes["health_ok"] != statuses[name].health_ok for name, changes, _, _ in results
         ):
             self.verdict_changed()
         # Only now: the reconciler must see the failure count that asked for it.
-        for name, _changes, again in results:
+        for name, _changes, again, _turn in results:
             if again:
                 self.enqueue(name)
 
@@ -290,8 +301,9 @@ class HealthProber:
         port: int,
         status: ServiceStatus,
         delay: float,
-    ) -> tuple[str, dict[str, object], bool]:
-        """Probe one instance: the status changes to record, and whether to reconcile it."""
+    ) -> tuple[str, dict[str, object], bool, str | None]:
+        """Probe one instance: the status changes to record, whether to reconcile it, and
+        the event its verdict turning is (``health_lost``, ``health_recovered``, or None)."""
         await asyncio.sleep(delay)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -302,11 +314,14 @@ class HealthProber:
             "health_ok": healthy,
             "cpu_percent": self.cpu.sample(name, status.pid, loop.time()),
         }
+        turn = None
         if healthy:
             changes["health_failures"] = 0
             again = bool(
                 status.state == "error" and status.last_error and "health" in status.last_error
             )
+            if status.health_ok is False:
+                turn = HEALTH_RECOVERED
         elif self._booting(status):
             again = False  # its boot is the reconciler's to wait for, not a failure
         elif status.health_failures >= self.failures_before_restart:
@@ -318,7 +333,9 @@ class HealthProber:
             changes["health_failures"] = failures
             log.warning("health probe failed", service=name, failures=failures)
             again = failures >= self.failures_before_restart
-        return name, changes, again
+            if status.health_ok is True:
+                turn = HEALTH_LOST
+        return name, changes, again, turn
 
     def _booting(self, status: ServiceStatus) -> bool:
         """Whether the instance probed is a process still in its first ``boot_grace``.

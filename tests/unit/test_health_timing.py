@@ -181,6 +181,33 @@ async def test_probes_of_many_services_are_spread_over_a_quarter_of_the_interval
     assert looptime == 0.225
 
 
+@pytest.mark.parametrize(
+    ("before", "answer", "kinds"),
+    [
+        (True, 503, ["health_lost"]),
+        (False, 200, ["health_recovered"]),
+        (None, 503, []),  # a first verdict is not a turn
+        (None, 200, []),
+        (True, 200, []),
+        (False, 503, []),
+    ],
+)
+async def test_a_verdict_that_turns_is_an_event_and_one_that_holds_is_not(
+    looptime: LoopTimeProxy, store: Store, before: bool | None, answer: int, kinds: list[str]
+) -> None:
+    async with HealthServers().running() as servers:
+        add_running_service(store, "turning", await servers.answering(answer))
+        if before is not None:
+            store.update_status("turning", health_ok=before)
+        prober = HealthProber(
+            store, enqueue=lambda name: None, interval=1.0, timeout=1.0, failures_before_restart=3
+        )
+        async with aiohttp.ClientSession() as session:
+            await prober.probe_all(session)
+    turns = [e.kind for e in store.list_events("turning") if e.kind.startswith("health_")]
+    assert turns == kinds
+
+
 # -- waiting for a fresh instance ----------------------------------------------------------
 
 GROWING_PAUSES = [0.0, 0.02, 0.06, 0.14, 0.30, 0.55, 0.80]  # 20 ms doubling, at most 250 ms

@@ -26,6 +26,7 @@ from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.claims import claim_domains, taken_claims
+from pockestrator.specs.store.outbox import fan_out
 from pockestrator.specs.store.placement import node_issue, place
 from pockestrator.specs.store.records import (
     API_OWNER,
@@ -89,11 +90,13 @@ class Services(StorePart):
             now = self._now()
             self._insert_service(db, spec, owner, now, node=node)
             if placed is not None:
-                db.execute(
+                # In the creating transaction, and to the webhooks' outbox as every event is.
+                event = db.execute(
                     "INSERT INTO events (service, at, kind, message, details) "
-                    "VALUES (?, ?, 'placed', ?, ?)",
+                    "VALUES (?, ?, 'placed', ?, ?) RETURNING id",
                     (spec.project_name, now, placed[0], json.dumps(placed[1], sort_keys=True)),
-                )
+                ).fetchone()
+                fan_out(db, int(event[0]), spec.project_name, "placed", now)
             write_seed(db, spec.project_name, seed, by or owner, now)
             record = _record_by_name(db, spec.project_name)
         self.changes.record([record.name])

@@ -35,12 +35,13 @@ const ROUTES = [
   [/^\/services\/([^/]+)$/, detail, 'services'],
   [/^\/(?:services)?$/, services, 'services'],
 ];
-const HEALTH_EVERY_MS = 30000;
+// Events that come together (a wave of deploys) ask about the host once.
+const HEALTH_SETTLE_MS = 1000;
 
 const main = document.getElementById('main');
 const header = document.querySelector('header.top');
 let current = null;
-let healthTimer = null;
+let hostWatch = null; // the event stream the banner follows while signed in
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/services';
@@ -193,18 +194,59 @@ function focusHeading(root) {
 function showChrome(session) {
   header.hidden = !session;
   setText(document.getElementById('who'), session?.email ?? '');
-  if (session && healthTimer === null) {
+  if (session && hostWatch === null) {
+    hostWatch = new AbortController();
     checkHost();
-    healthTimer = setInterval(checkHost, HEALTH_EVERY_MS);
+    followHost(hostWatch.signal);
   }
-  if (!session) {
-    clearInterval(healthTimer);
-    healthTimer = null;
+  if (!session && hostWatch !== null) {
+    hostWatch.abort();
+    hostWatch = null;
     showHostHealth(null);
   }
 }
 
-/** Ask the agent about its host now and then, so the banner tells when it is not ready. */
+/**
+ * The banner asks about the host when something happens, not on a timer: at sign-in, at
+ * each event the agent records (an alert such as disk_low is one), and when the tab is
+ * shown again. An idle tab sends nothing; its one open stream is the events'.
+ */
+async function followHost(signal) {
+  let settle = null;
+  const soon = () => {
+    clearTimeout(settle);
+    settle = setTimeout(checkHost, HEALTH_SETTLE_MS);
+  };
+  const shown = () => document.visibilityState === 'visible' && checkHost();
+  document.addEventListener('visibilitychange', shown);
+  signal.addEventListener('abort', () => {
+    clearTimeout(settle);
+    document.removeEventListener('visibilitychange', shown);
+  });
+  let lastEventId = null;
+  let retryMs = 3000;
+  while (!signal.aborted) {
+    try {
+      const parser = await readEvents('/events?follow=true', {
+        signal,
+        lastEventId,
+        onEvent: (event) => {
+          lastEventId = event.id ?? lastEventId;
+          soon();
+        },
+      });
+      retryMs = parser.retry ?? retryMs;
+    } catch (error) {
+      if (signal.aborted || error?.status === 401) return;
+    }
+    if (!signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      checkHost(); // what happened while the stream was down
+    }
+  }
+}
+
+/** Ask the agent about its host, so the banner tells when it is not ready. */
 async function checkHost() {
   let report = null;
   try {

@@ -83,6 +83,9 @@ class ScrapeContext:
     def queue_depth(self) -> int:
         return 0
 
+    def sleeping(self, name: str) -> bool:
+        return False
+
 
 def caddyfile(port: int, admin: int, count: int) -> str:
     sites = "".join(

@@ -34,7 +34,7 @@ from pockestrator.api.models.events import (
     WebhookTestQueued,
     WebhookView,
 )
-from pockestrator.api.paging import with_next
+from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.streams import StreamsFull
 from pockestrator.specs.errors import ErrorCode
@@ -129,12 +129,11 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     store = agent_of(request).store
     limit = query.limit
     before = int(query.cursor) if query.cursor is not None else query.before
-    # One more than asked for: a full last page then says there is nothing older.
-    events = store.list_all_events(limit=limit + 1, before=before)
-    older = events[limit - 1].id if len(events) > limit else None
+    fetched = store.list_all_events(limit=limit + 1, before=before)
+    events, older = older_page(fetched, limit, lambda event: event.id)
     cursor = str(older) if older is not None else None
     body = FeedList(
-        events=[feed_event(event) for event in events[:limit]],
+        events=[feed_event(event) for event in events],
         total=store.count_all_events(),
         next_before=older,
         next=cursor,
@@ -230,8 +229,8 @@ async def webhook_deliveries(request: web.Request) -> web.StreamResponse:
     store = agent_of(request).store
     before = int(query.cursor) if query.cursor is not None else None
     found = store.list_deliveries(webhook.id, limit=query.limit + 1, before=before)
-    deliveries = found[: query.limit]
-    cursor = str(deliveries[-1].id) if len(found) > query.limit else None
+    deliveries, older = older_page(found, query.limit, lambda delivery: delivery.id)
+    cursor = str(older) if older is not None else None
     body = DeliveryList(
         webhook_id=webhook.id,
         deliveries=[

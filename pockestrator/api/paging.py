@@ -11,7 +11,7 @@ id the next, older page comes before). ``/services`` keeps the reference's ``lim
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from aiohttp import web
@@ -38,3 +38,13 @@ def page_of(items: Sequence[Item], limit: int, cursor: str | None) -> tuple[list
     chosen = list(items[start : start + limit])
     after = start + len(chosen)
     return chosen, (str(after) if after < len(items) and chosen else None)
+
+
+def older_page(
+    fetched: Sequence[Item], limit: int, id_of: Callable[[Item], int]
+) -> tuple[list[Item], int | None]:
+    """A newest-first page fetched with one row more than ``limit`` (so a full last page
+    says there is nothing older): the page, and the id the next, older page comes before
+    (None on the last)."""
+    page = list(fetched[:limit])
+    return page, (id_of(page[-1]) if len(fetched) > limit else None)

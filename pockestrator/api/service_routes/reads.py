@@ -24,7 +24,7 @@ from pockestrator.api.models.services import (
     WatchGone,
     WatchSynced,
 )
-from pockestrator.api.paging import with_next
+from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.watch import list_scope, one_scope, watch
@@ -142,10 +142,8 @@ async def service_events(request: web.Request) -> web.StreamResponse:
         return await follow_events(request, record.name)
     limit = query.limit
     before = int(query.cursor) if query.cursor is not None else query.before
-    # One more than asked for: a full last page then says there is nothing older.
-    events = agent.store.list_events(record.name, limit=limit + 1, before=before)
-    older = events[limit - 1].id if len(events) > limit else None
-    events = events[:limit]
+    fetched = agent.store.list_events(record.name, limit=limit + 1, before=before)
+    events, older = older_page(fetched, limit, lambda event: event.id)
     cursor = str(older) if older is not None else None
     body = EventList(
         service_id=record.id,

@@ -91,8 +91,12 @@ class GrammarError(ValueError):
         self.message = message
 
 
-def check_pattern(value: str, pattern: Pattern, code: ErrorCode, message: str) -> str:
-    """``value`` when ``pattern`` matches it whole, else ``GrammarError(code, message)``."""
-    if not pattern.fullmatch(value):
+def check_pattern(
+    value: str, pattern: Pattern, code: ErrorCode, message: str, *, longest: int | None = None
+) -> str:
+    """``value`` when ``pattern`` matches it whole (and it has at most ``longest``
+    characters, checked first: no regex runs over an overlong value), else
+    ``GrammarError(code, message)``."""
+    if (longest is not None and len(value) > longest) or not pattern.fullmatch(value):
         raise GrammarError(code, message)
     return value

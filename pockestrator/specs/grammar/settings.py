@@ -7,7 +7,7 @@ connections (SMTP, S3), so they are held to grammars as narrow.
 from __future__ import annotations
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern, decimal_range
+from pockestrator.specs.grammar.pattern import GrammarError, Pattern, check_pattern, decimal_range
 from pockestrator.specs.grammar.text import (
     _BIDI_CONTROL,
     _CONTROL,
@@ -90,11 +90,8 @@ def check_http_url(value: str, code: ErrorCode, what: str) -> str:
 
 def check_hostname(value: str, code: ErrorCode, what: str) -> str:
     """A lowercase host name or IPv4 address (``smtp.example.com``, ``192.0.2.25``)."""
-    if len(value) > HOSTNAME_MAX or not SETTING_HOST.fullmatch(value):
-        raise GrammarError(
-            code, f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
-        )
-    return value
+    why = f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
+    return check_pattern(value, SETTING_HOST, code, why, longest=HOSTNAME_MAX)
 
 
 def check_secret_text(value: str) -> str:

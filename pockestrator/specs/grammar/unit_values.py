@@ -9,7 +9,12 @@ import ipaddress
 from typing import Literal
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern, decimal_range
+from pockestrator.specs.grammar.pattern import (
+    GrammarError,
+    Pattern,
+    check_pattern,
+    decimal_range,
+)
 from pockestrator.specs.grammar.text import _BIDI_CONTROL, _BIDI_MESSAGE, _CONTROL
 
 # How Caddy serves a site: ACME certificates, its own local CA, or plain HTTP.
@@ -96,11 +101,8 @@ RESERVED_ENV_NAME = Pattern(f"{RESERVED_ENV_PREFIX}.*")
 
 
 def check_env_name(value: str) -> str:
-    if len(value) > ENV_NAME_MAX or not ENV_NAME.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_NAME,
-            f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*",
-        )
+    why = f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*"
+    check_pattern(value, ENV_NAME, ErrorCode.INVALID_ENV_NAME, why, longest=ENV_NAME_MAX)
     if value.startswith(RESERVED_ENV_PREFIX):
         raise GrammarError(
             ErrorCode.RESERVED_ENV_NAME,

@@ -50,6 +50,7 @@ from pockestrator.specs.grammar.pattern import (
     Pattern,
     check_pattern,
     decimal_range,
+    value_once_parsed,
 )
 from pockestrator.specs.grammar.settings import (
     CREDENTIAL_NAME,
@@ -234,5 +235,6 @@ __all__ = [
     "normalize_domain",
     "secret_file_problem",
     "sleep_seconds",
+    "value_once_parsed",
     "version_key",
 ]

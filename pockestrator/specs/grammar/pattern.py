@@ -6,6 +6,7 @@ regexes, for the schema, which cannot compare numbers inside text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pockestrator.specs.errors import ErrorCode
 
@@ -89,6 +90,17 @@ class GrammarError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def value_once_parsed(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """The check of a value that ``parse`` reads (refusing it with ``GrammarError``): the
+    value itself, unchanged, once it parses."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return check
 
 
 def check_pattern(

@@ -14,6 +14,7 @@ from pockestrator.specs.grammar.pattern import (
     Pattern,
     check_pattern,
     decimal_range,
+    value_once_parsed,
 )
 from pockestrator.specs.grammar.text import _BIDI_CONTROL, _BIDI_MESSAGE, _CONTROL
 
@@ -192,9 +193,7 @@ def body_size_bytes(value: str) -> int:
     return size
 
 
-def check_body_size(value: str) -> str:
-    body_size_bytes(value)
-    return value
+check_body_size = value_once_parsed(body_size_bytes)
 
 
 def check_cpu_quota(value: str) -> str:
@@ -265,9 +264,7 @@ def sleep_seconds(value: str) -> int:
     return seconds
 
 
-def check_sleep_after(value: str) -> str:
-    sleep_seconds(value)
-    return value
+check_sleep_after = value_once_parsed(sleep_seconds)
 
 
 def check_origin(value: str) -> str:

@@ -77,6 +77,7 @@ from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.reconciler")
 
+
 @dataclass(frozen=True)
 class Result:
     """``requeue_after``: look at this service again after so many seconds."""

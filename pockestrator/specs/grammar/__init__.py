@@ -89,9 +89,11 @@ from pockestrator.specs.grammar.snapshots import (
 from pockestrator.specs.grammar.text import (
     NO_ASCII_CONTROLS,
     ONE_LINE,
+    OneLineRefusal,
     check_free_text,
     has_bidi_controls,
     has_control_characters,
+    one_line_refusal,
 )
 from pockestrator.specs.grammar.unit_values import (
     BODY_SIZE,
@@ -203,6 +205,7 @@ __all__ = [
     "VERSION_MAX",
     "WEBHOOK_ID",
     "GrammarError",
+    "OneLineRefusal",
     "Pattern",
     "PreReleasePart",
     "TlsMode",
@@ -233,6 +236,7 @@ __all__ = [
     "is_prerelease",
     "memory_limit_bytes",
     "normalize_domain",
+    "one_line_refusal",
     "secret_file_problem",
     "sleep_seconds",
     "value_once_parsed",

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar.pattern import GrammarError, Pattern, check_pattern, decimal_range
 from pockestrator.specs.grammar.text import (
-    _BIDI_CONTROL,
-    _CONTROL,
     has_bidi_controls,
     has_control_characters,
+    one_line_refusal,
 )
 
 PATH_MAX = 4096
@@ -98,11 +97,12 @@ def check_secret_text(value: str) -> str:
     """A secret given as a value: one line, printable, at most SECRET_MAX characters."""
     if not value:
         raise GrammarError(ErrorCode.INVALID_SECRET, "the secret is empty")
-    if len(value) > SECRET_MAX:
+    refusal = one_line_refusal(value, SECRET_MAX)
+    if refusal == "too long":
         raise GrammarError(
             ErrorCode.INVALID_SECRET, f"the secret must be at most {SECRET_MAX} characters"
         )
-    if _CONTROL.search(value) or _BIDI_CONTROL.search(value):
+    if refusal is not None:
         raise GrammarError(
             ErrorCode.INVALID_SECRET,
             "the secret must be one line without control or bidirectional characters",

@@ -16,7 +16,7 @@ from pockestrator.specs.grammar.pattern import (
     decimal_range,
     value_once_parsed,
 )
-from pockestrator.specs.grammar.text import _BIDI_CONTROL, _BIDI_MESSAGE, _CONTROL
+from pockestrator.specs.grammar.text import _BIDI_MESSAGE, OneLineRefusal, one_line_refusal
 
 # How Caddy serves a site: ACME certificates, its own local CA, or plain HTTP.
 TlsMode = Literal["auto", "internal", "off"]
@@ -113,18 +113,17 @@ def check_env_name(value: str) -> str:
     return value
 
 
+_ENV_VALUE_REFUSALS: dict[OneLineRefusal, str] = {
+    "too long": f"value must be at most {ENV_VALUE_MAX} characters",
+    "control": "value must not contain newlines, line separators or other control characters",
+    "bidirectional": _BIDI_MESSAGE,
+}
+
+
 def check_env_value(value: str) -> str:
-    if len(value) > ENV_VALUE_MAX:
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_VALUE, f"value must be at most {ENV_VALUE_MAX} characters"
-        )
-    if _CONTROL.search(value):
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_VALUE,
-            "value must not contain newlines, line separators or other control characters",
-        )
-    if _BIDI_CONTROL.search(value):
-        raise GrammarError(ErrorCode.INVALID_ENV_VALUE, _BIDI_MESSAGE)
+    refusal = one_line_refusal(value, ENV_VALUE_MAX)
+    if refusal is not None:
+        raise GrammarError(ErrorCode.INVALID_ENV_VALUE, _ENV_VALUE_REFUSALS[refusal])
     return value
 
 

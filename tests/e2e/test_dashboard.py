@@ -784,6 +784,7 @@ async def test_the_dashboard_works_on_a_phone_sized_screen(
 ) -> None:
     await api.create("pocket", newer, description="Seen on a phone")
     page = phone.page
+    await page.add_init_script(WIDTH_WATCH)
     await phone.sign_in("/services")
     card = row(phone, "pocket")
     await expect(card.locator(".badge")).to_have_text("Active")
@@ -814,5 +815,67 @@ async def test_the_dashboard_works_on_a_phone_sized_screen(
 
 
 async def assert_fits_the_screen(page: Any) -> None:
-    width = await page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page is {width}px wide on a {PHONE['width']}px screen"
+    """The page is no wider than the phone now, nor was it at any moment since the last
+    look (``WIDTH_WATCH``: a page wide for a few frames is what a user sees jump); if it
+    was, the failure names what stuck out."""
+    now = await page.evaluate(f"({WIDEST_ELEMENTS})()")
+    widest = await page.evaluate("window.__widest ?? null") or now
+    await page.evaluate("window.__widest = null")
+    for width, sticking_out in (now, widest):
+        assert width <= PHONE["width"], (
+            f"the page was {width}px wide on a {PHONE['width']}px screen; what stuck out "
+            "(selector: width, right edge, the start of its HTML):\n" + "\n".join(sticking_out)
+        )
+
+
+# The page's width and, in the same moment, the outermost elements whose right edge passes
+# the screen's (their parents fit, and no box clips them), widest first.
+WIDEST_ELEMENTS = """() => {
+  const screen = document.documentElement.clientWidth;
+  const path = (el) => {
+    const parts = [];
+    for (let node = el; node && node !== document.body; node = node.parentElement) {
+      const classes = [...node.classList].map((c) => `.${c}`).join('');
+      parts.unshift(node.tagName.toLowerCase() + (node.id ? `#${node.id}` : '') + classes);
+    }
+    return parts.join(' > ');
+  };
+  const out = (el) => el.getBoundingClientRect().right > screen + 0.5;
+  // Inside a box that clips or scrolls, an element cannot widen the page.
+  const clipped = (el) => {
+    for (let node = el.parentElement; node && node !== document.body; node = node.parentElement) {
+      if (getComputedStyle(node).overflowX !== 'visible') return true;
+    }
+    return false;
+  };
+  const widest = [...document.body.querySelectorAll('*')]
+    .filter((el) => out(el) && !(el.parentElement && out(el.parentElement)) && !clipped(el))
+    .map((el) => [el, el.getBoundingClientRect()])
+    .sort((a, b) => b[1].width - a[1].width)
+    .slice(0, 8)
+    .map(([el, box]) =>
+      `${path(el)}: ${Math.round(box.width)}px, right ${Math.round(box.right)}px: ` +
+      el.outerHTML.slice(0, 200));
+  return [document.documentElement.scrollWidth, widest];
+}"""
+
+# Run in the page from its first load: after every change to the DOM and every frame, the
+# widest the page has been since the test last looked (``window.__widest``), with what
+# stuck out then. A check that only looks now and then finds a short-lived widening only
+# by luck (the releases table did it for a few frames, caught once in many runs).
+WIDTH_WATCH = f"""(() => {{
+  const widestNow = {WIDEST_ELEMENTS};
+  const look = () => {{
+    const width = document.documentElement.scrollWidth;
+    if (width <= document.documentElement.clientWidth) return;
+    if (window.__widest && window.__widest[0] >= width) return;
+    window.__widest = widestNow();
+  }};
+  addEventListener('DOMContentLoaded', () => {{
+    new MutationObserver(look).observe(document.body, {{
+      subtree: true, childList: true, attributes: true, characterData: true,
+    }});
+    const frame = () => {{ look(); requestAnimationFrame(frame); }};
+    requestAnimationFrame(frame);
+  }});
+}})();"""

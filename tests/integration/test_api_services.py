@@ -27,24 +27,8 @@ from pockestrator.api.log_routes import KEEPALIVE_SECONDS
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
-from tests.testbed.api_client import JSON_TYPE, Api, api_for, create, wait_running
+from tests.testbed.api_client import JSON_TYPE, Api, create, wait_running
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
-@pytest.fixture(scope="module")
-def older(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,28 +9,15 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.controllers.servicedirs import ServiceFolders
 from pockestrator.controllers.snapshots import SnapshotFolder
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 async def notes_service(api: Api, version: str, name: str) -> PocketBaseClient:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
 from tests.integration.test_cli import Cli, clean_environment
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
 
 
@@ -32,17 +31,6 @@ def cli(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Cli:
         XDG_CONFIG_HOME=str(home / "xdg"),
     )
     return Cli(env, home)
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 async def notes(api: Api, version: str, name: str) -> tuple[PocketBaseClient, str]:

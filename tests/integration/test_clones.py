@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs import ServiceFolders
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.waiting import wait_until
@@ -39,17 +38,6 @@ async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> Agent
         upgrade_health_deadline=8.0,
         import_max_bytes=IMPORT_MAX,
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 async def notes_service(api: Api, version: str, name: str) -> tuple[PocketBaseClient, str]:

@@ -11,7 +11,6 @@ encryption as well.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +57,6 @@ async def agent_config(
     sandbox: Sandbox, release_mirror: ReleaseMirror, s3_server: S3Server
 ) -> AgentConfig:
     return agent_settings(sandbox, release_mirror, s3_server, sandbox.layout.root / "first")
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def records(client: PocketBaseClient) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots.litestream import unit_name
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.s3 import S3Server
@@ -43,12 +42,6 @@ async def agent_config(
         upgrade_health_deadline=8.0,
         backup_targets={"offsite": s3_server.target()},
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def records(client: PocketBaseClient) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,9 @@ from pockestrator.controllers.snapshots.take import take_snapshot
 from pockestrator.controllers.snapshots.verify import verify_snapshot
 from pockestrator.controllers.systemd import UnitSettings
 from tests.testbed import boxes
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
 from tests.testbed.api_client import Api, api_for
@@ -177,11 +177,8 @@ async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
 @pytest.fixture(scope="module")
 async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
     """An agent configuration for the module's sandbox, with releases from the mirror."""
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         health_failures_before_restart=2,
         upgrade_health_deadline=8.0,

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs import ServiceFolders
 from tests.testbed.api_client import Api, create, wait_running
-from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.waiting import wait_until
 
@@ -27,17 +26,8 @@ IMPORT_MAX = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
-        health_interval=1.0,
-        health_failures_before_restart=2,
-        upgrade_health_deadline=8.0,
-        import_max_bytes=IMPORT_MAX,
-    )
+async def agent_config(agent_config: AgentConfig) -> AgentConfig:
+    return agent_config.model_copy(update={"import_max_bytes": IMPORT_MAX})
 
 
 async def notes_service(api: Api, version: str, name: str) -> tuple[PocketBaseClient, str]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots.litestream import unit_name
 from tests.testbed.api_client import Api, create, wait_running
@@ -33,11 +33,8 @@ POLICY = {"schedule": None, "verify": None, "replication": {"target": "offsite"}
 async def agent_config(
     sandbox: Sandbox, release_mirror: ReleaseMirror, s3_server: S3Server
 ) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         upgrade_health_deadline=8.0,
         backup_targets={"offsite": s3_server.target()},

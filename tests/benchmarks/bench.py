@@ -384,6 +384,32 @@ async def run(
     return report
 
 
+async def singles_and_bursts(
+    bring_up: Callable[[list[str], aiohttp.ClientSession], Awaitable[float]],
+    prefixes: tuple[str, str],
+    runs: int,
+    sizes: tuple[int, ...],
+    single: list[float],
+    bursts: dict[int, float],
+    what: str,
+    report: Report,
+) -> None:
+    """A floor's figures: ``runs`` services brought up one at a time into ``single``, then
+    one burst of each size into ``bursts``; a burst the machine cannot take is noted and
+    ends the bursts (a larger one would not fare better)."""
+    one, many = prefixes
+    async with aiohttp.ClientSession() as session:
+        for index in range(runs):
+            single.append(await bring_up([f"{one}{index}"], session))
+        for size in sizes:
+            names = [f"{many}{size}x{index}" for index in range(size)]
+            try:
+                bursts[size] = await bring_up(names, session)
+            except (TimeoutError, SystemdError) as exc:
+                report.notes.append(f"{what}, burst {size}: {exc}")
+                break
+
+
 async def run_deploys(
     report: Report, runs: int, burst: int, idle_seconds: float, large: tuple[int, ...] = ()
 ) -> None:
@@ -397,33 +423,31 @@ async def run_deploys(
     unit_bursts: dict[int, float] = {}
 
     async def unit_floor(sandbox: Sandbox) -> None:
-        measured = UnitFloor(sandbox, version)
-        async with aiohttp.ClientSession() as session:
-            for index in range(runs):
-                unit_single.append(await measured.boot([f"unit{index}"], session))
-            for size in sizes:
-                names = [f"ub{size}x{index}" for index in range(size)]
-                try:
-                    unit_bursts[size] = await measured.boot(names, session)
-                except (TimeoutError, SystemdError) as exc:
-                    report.notes.append(f"unit floor, burst {size}: {exc}")
-                    break
+        await singles_and_bursts(
+            UnitFloor(sandbox, version).boot,
+            ("unit", "ub"),
+            runs,
+            sizes,
+            unit_single,
+            unit_bursts,
+            "unit floor",
+            report,
+        )
 
     floor_single: list[float] = []
     floor_bursts: dict[int, float] = {}
 
     async def floor(sandbox: Sandbox) -> None:
-        measured = Floor(sandbox, version)
-        async with aiohttp.ClientSession() as session:
-            for index in range(runs):
-                floor_single.append(await measured.deploy([f"floor{index}"], session))
-            for size in sizes:
-                names = [f"fb{size}x{index}" for index in range(size)]
-                try:
-                    floor_bursts[size] = await measured.deploy(names, session)
-                except (TimeoutError, SystemdError) as exc:
-                    report.notes.append(f"scripted floor, burst {size}: {exc}")
-                    break
+        await singles_and_bursts(
+            Floor(sandbox, version).deploy,
+            ("floor", "fb"),
+            runs,
+            sizes,
+            floor_single,
+            floor_bursts,
+            "scripted floor",
+            report,
+        )
 
     agent_single: list[float] = []
     agent_bursts: dict[int, float] = {}

@@ -50,7 +50,7 @@ from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.controllers.systemd.bus import SystemdError
-from pockestrator.specs.model import parse_spec
+from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
@@ -148,13 +148,9 @@ def spec_text(name: str, port: int, version: str) -> str:
 # -- the unit floor: PocketBase units alone ----------------------------------------------
 
 
-class UnitFloor:
-    """PocketBase units started over D-Bus until ``/api/health`` answers on loopback.
-
-    The units are rendered as the agent renders them (the same box) and loaded by a
-    daemon-reload before the clock starts: what is timed is systemd starting the units
-    and PocketBase booting on a fresh ``pb_data``, nothing else.
-    """
+class _FloorHost:
+    """What both floors lay out as the agent would: the sandbox's configuration, the cached
+    binary, and for each service its folder (owned by ``nobody``) and its unit file."""
 
     def __init__(self, sandbox: Sandbox, version: str) -> None:
         self.sandbox = sandbox
@@ -164,23 +160,38 @@ class UnitFloor:
         self.binary = self.config.release_cache_dir / version / "pocketbase"
         self.version = version
 
-    async def boot(self, names: list[str], session: aiohttp.ClientSession) -> float:
-        bus = self.sandbox.bus
-        assert bus is not None
-        specs = [
+    def specs(self, names: list[str]) -> list[ServiceSpec]:
+        return [
             parse_spec(
                 {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
                 "localhost",
             )
             for n in names
         ]
+
+    def lay_out(self, spec: ServiceSpec) -> None:
+        directory = self.config.base_dir / spec.project_name
+        (directory / "pb_data").mkdir(parents=True)
+        os.link(self.binary, directory / "pocketbase")
+        shutil.chown(directory, "nobody", "nogroup")
+        shutil.chown(directory / "pb_data", "nobody", "nogroup")
+        (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+
+
+class UnitFloor(_FloorHost):
+    """PocketBase units started over D-Bus until ``/api/health`` answers on loopback.
+
+    The units are rendered as the agent renders them (the same box) and loaded by a
+    daemon-reload before the clock starts: what is timed is systemd starting the units
+    and PocketBase booting on a fresh ``pb_data``, nothing else.
+    """
+
+    async def boot(self, names: list[str], session: aiohttp.ClientSession) -> float:
+        bus = self.sandbox.bus
+        assert bus is not None
+        specs = self.specs(names)
         for spec in specs:
-            directory = self.config.base_dir / spec.project_name
-            (directory / "pb_data").mkdir(parents=True)
-            os.link(self.binary, directory / "pocketbase")
-            shutil.chown(directory, "nobody", "nogroup")
-            shutil.chown(directory / "pb_data", "nobody", "nogroup")
-            (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+            self.lay_out(spec)
         await bus.daemon_reload()
         started = time.perf_counter()
         await asyncio.gather(*(bus.start_unit(spec.unit_name) for spec in specs))
@@ -192,35 +203,16 @@ class UnitFloor:
 # -- the scripted floor: the same steps as the agent, no agent ---------------------------
 
 
-class Floor:
+class Floor(_FloorHost):
     """The same systemd and Caddy steps, done directly, for ``names`` at once."""
-
-    def __init__(self, sandbox: Sandbox, version: str) -> None:
-        self.sandbox = sandbox
-        self.config = sandbox.agent_config()
-        self.settings = UnitSettings.from_config(self.config)
-        seed_from_installed(self.config.release_cache_dir)
-        self.binary = self.config.release_cache_dir / version / "pocketbase"
-        self.version = version
 
     async def deploy(self, names: list[str], session: aiohttp.ClientSession) -> float:
         bus = self.sandbox.bus
         assert bus is not None
-        specs = [
-            parse_spec(
-                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
-                "localhost",
-            )
-            for n in names
-        ]
+        specs = self.specs(names)
         started = time.perf_counter()
         for spec in specs:
-            directory = self.config.base_dir / spec.project_name
-            (directory / "pb_data").mkdir(parents=True)
-            os.link(self.binary, directory / "pocketbase")
-            shutil.chown(directory, "nobody", "nogroup")
-            shutil.chown(directory / "pb_data", "nobody", "nogroup")
-            (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+            self.lay_out(spec)
             (self.config.caddy_sites_dir / f"{spec.project_name}.caddy").write_text(
                 render_site(spec, SiteSettings(tls="off"))
             )

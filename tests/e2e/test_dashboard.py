@@ -754,6 +754,13 @@ async def test_the_dashboard_works_on_a_phone_sized_screen(
     await assert_fits_the_screen(page)
     await phone.shot("logs")
 
+    # A table that keeps its columns on a phone scrolls in its own box.
+    await phone.go("/services/pocket/backups")
+    await page.get_by_role("button", name="Take a backup now").tap()
+    await expect(page.locator("tr[data-backup]")).to_have_count(1, timeout=DEPLOY_TIMEOUT_MS)
+    await assert_fits_the_screen(page)
+    await phone.shot("backups")
+
     await page.get_by_role("link", name="System").tap()
     await expect(page.locator(".verdict")).to_be_visible()
     await assert_fits_the_screen(page)

@@ -376,30 +376,35 @@ async def run(
     return report
 
 
-async def singles_and_bursts(
-    bring_up: Callable[[list[str], aiohttp.ClientSession], Awaitable[float]],
-    prefixes: tuple[str, str],
-    runs: int,
-    sizes: tuple[int, ...],
-    single: list[float],
-    bursts: dict[int, float],
-    what: str,
-    report: Report,
-) -> None:
-    """A floor's figures: ``runs`` services brought up one at a time into ``single``, then
-    one burst of each size into ``bursts``; a burst the machine cannot take is noted and
-    ends the bursts (a larger one would not fare better)."""
-    one, many = prefixes
-    async with aiohttp.ClientSession() as session:
-        for index in range(runs):
-            single.append(await bring_up([f"{one}{index}"], session))
-        for size in sizes:
-            names = [f"{many}{size}x{index}" for index in range(size)]
-            try:
-                bursts[size] = await bring_up(names, session)
-            except (TimeoutError, SystemdError) as exc:
-                report.notes.append(f"{what}, burst {size}: {exc}")
-                break
+@dataclass
+class FloorRun:
+    """One floor's figures: services brought up one at a time, then one burst per size."""
+
+    what: str  # its name in the report's notes
+    prefixes: tuple[str, str]  # of the single services' names, of the bursts'
+    single: list[float] = field(default_factory=list)
+    bursts: dict[int, float] = field(default_factory=dict)
+
+    async def measure(
+        self,
+        bring_up: Callable[[list[str], aiohttp.ClientSession], Awaitable[float]],
+        runs: int,
+        sizes: tuple[int, ...],
+        report: Report,
+    ) -> None:
+        """``runs`` single services, then a burst of each size; a burst the machine cannot
+        take is noted and ends the bursts (a larger one would not fare better)."""
+        one, many = self.prefixes
+        async with aiohttp.ClientSession() as session:
+            for index in range(runs):
+                self.single.append(await bring_up([f"{one}{index}"], session))
+            for size in sizes:
+                names = [f"{many}{size}x{index}" for index in range(size)]
+                try:
+                    self.bursts[size] = await bring_up(names, session)
+                except (TimeoutError, SystemdError) as exc:
+                    report.notes.append(f"{self.what}, burst {size}: {exc}")
+                    break
 
 
 async def run_deploys(
@@ -411,35 +416,14 @@ async def run_deploys(
         flush=True,
     )
     sizes = (burst, *large)
-    unit_single: list[float] = []
-    unit_bursts: dict[int, float] = {}
+    unit = FloorRun("unit floor", ("unit", "ub"))
+    scripted = FloorRun("scripted floor", ("floor", "fb"))
 
     async def unit_floor(sandbox: Sandbox) -> None:
-        await singles_and_bursts(
-            UnitFloor(sandbox, version).boot,
-            ("unit", "ub"),
-            runs,
-            sizes,
-            unit_single,
-            unit_bursts,
-            "unit floor",
-            report,
-        )
-
-    floor_single: list[float] = []
-    floor_bursts: dict[int, float] = {}
+        await unit.measure(UnitFloor(sandbox, version).boot, runs, sizes, report)
 
     async def floor(sandbox: Sandbox) -> None:
-        await singles_and_bursts(
-            Floor(sandbox, version).deploy,
-            ("floor", "fb"),
-            runs,
-            sizes,
-            floor_single,
-            floor_bursts,
-            "scripted floor",
-            report,
-        )
+        await scripted.measure(Floor(sandbox, version).deploy, runs, sizes, report)
 
     agent_single: list[float] = []
     agent_bursts: dict[int, float] = {}
@@ -525,8 +509,8 @@ async def run_deploys(
     print("agent:", flush=True)
     await in_sandbox(agent)
 
-    single_unit = statistics.median(unit_single)
-    single_floor = statistics.median(floor_single)
+    single_unit = statistics.median(unit.single)
+    single_floor = statistics.median(scripted.single)
     single_agent = statistics.median(agent_single)
     report.add("single: unit floor median (s)", single_unit)
     report.add("single: floor median (s)", single_floor)
@@ -534,16 +518,16 @@ async def run_deploys(
     report.add("single: ratio agent/unit floor [<=1.5]", single_agent / single_unit)
     report.add("single: ratio agent/floor", single_agent / single_floor)
     for size in sizes:
-        if size not in unit_bursts or size not in floor_bursts or size not in agent_bursts:
+        if size not in unit.bursts or size not in scripted.bursts or size not in agent_bursts:
             print(f"  burst {size}: not measured (see notes)", flush=True)
             continue
-        report.add(f"burst {size}: unit floor (s)", unit_bursts[size])
-        report.add(f"burst {size}: floor (s)", floor_bursts[size])
+        report.add(f"burst {size}: unit floor (s)", unit.bursts[size])
+        report.add(f"burst {size}: floor (s)", scripted.bursts[size])
         report.add(f"burst {size}: agent (s)", agent_bursts[size])
         report.add(
-            f"burst {size}: ratio agent/unit floor [<=1.3]", agent_bursts[size] / unit_bursts[size]
+            f"burst {size}: ratio agent/unit floor [<=1.3]", agent_bursts[size] / unit.bursts[size]
         )
-        report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / floor_bursts[size])
+        report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / scripted.bursts[size])
         report.add(f"burst {size}: agent CPU % of one core", burst_cpu[size])
         waves = burst_waves[size]
         report.add(f"burst {size}: daemon-reloads", waves.reloads)

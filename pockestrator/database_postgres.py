@@ -42,7 +42,6 @@ from psycopg_pool import ConnectionPool
 
 from pockestrator.config import AgentConfig
 from pockestrator.database import (
-    MIGRATIONS,
     STORE_TABLES,
     Connection,
     ConstraintViolated,
@@ -52,9 +51,9 @@ from pockestrator.database import (
     SchemaTooNew,
     StoreDatabase,
     StoreUnusable,
-    postgresql_script,
 )
 from pockestrator.files import SecretNotPrivate, SecretUnreadable, read_private_file
+from pockestrator.migrations import MIGRATIONS, postgresql_script
 
 # Where the triggers of migration 10 tell the agents of a change: "<node> <service>".
 SERVICES_CHANNEL = "pockestrator_services"

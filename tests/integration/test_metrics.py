@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import http_get, wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -32,12 +31,6 @@ async def agent_config(agent_config: AgentConfig) -> AgentConfig:
     return agent_config.model_copy(
         update={"metrics_listen": f"127.0.0.1:{free_port()}", "history_interval": 1.0}
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ Neighbours: ``folder`` (where snapshots go), ``manifest``; ``controllers.service
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ import stat
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -142,65 +143,54 @@ async def take_snapshot(
     ``data_from`` replaces the copied ``data.db`` in the snapshot's ``pb_data`` before it is
     hashed (a point-in-time restore's database from the replica)."""
     name = spec.project_name
+    with _taking(name):
+        partial = await asyncio.to_thread(snapshots.begin, name, now)
+        stage = STAGE_PREFIX + secrets.token_hex(6)
+        phases = _Phases()
+        try:
+            await _stage_databases(bus, settings, spec, stage, python, timeout)
+            phases.mark("stage")
+            hashed = await _copy_databases(folders, name, stage, partial, timeout)
+            phases.mark("copy")
+            await asyncio.to_thread(_collect, folders, name, partial)
+            phases.mark("collect")
+            if data_from is not None:  # data.db from elsewhere (a replica's point in time)
+                await data_from(partial.path / DATA_DIR)
+                hashed.pop(f"{DATA_DIR}/{DATABASES[0]}", None)
+            files = await asyncio.to_thread(_hash_tree, partial.path, hashed)
+            phases.mark("hash")
+            manifest = build_manifest(
+                name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
+            )
+            snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
+            phases.mark("commit")
+        except BaseException:
+            await asyncio.to_thread(snapshots.abandon, partial)
+            raise
+        finally:
+            await asyncio.to_thread(_remove_stage, folders, name, stage)
+        log.info(
+            "snapshot taken",
+            service=name,
+            snapshot=snapshot.snapshot_id,
+            kind=kind,
+            files=len(files),
+            bytes=manifest.size,
+            **phases.seconds,
+        )
+        return snapshot
+
+
+@contextlib.contextmanager
+def _taking(name: str) -> Iterator[None]:
+    """``name`` in ``TAKING`` while one of its snapshots is under way in this process."""
     TAKING[name] += 1
     try:
-        return await _take(
-            bus, settings, folders, snapshots, spec, kind, now, python, timeout, data_from
-        )
+        yield
     finally:
         TAKING[name] -= 1
         if TAKING[name] <= 0:
             del TAKING[name]
-
-
-async def _take(
-    bus: SystemdBus,
-    settings: UnitSettings,
-    folders: ServiceFolders,
-    snapshots: SnapshotFolder,
-    spec: ServiceSpec,
-    kind: Kind,
-    now: datetime,
-    python: Path,
-    timeout: float,
-    data_from: Callable[[Path], Awaitable[None]] | None,
-) -> Snapshot:
-    name = spec.project_name
-    partial = await asyncio.to_thread(snapshots.begin, name, now)
-    stage = STAGE_PREFIX + secrets.token_hex(6)
-    phases = _Phases()
-    try:
-        await _stage_databases(bus, settings, spec, stage, python, timeout)
-        phases.mark("stage")
-        hashed = await _copy_databases(folders, name, stage, partial, timeout)
-        phases.mark("copy")
-        await asyncio.to_thread(_collect, folders, name, partial)
-        phases.mark("collect")
-        if data_from is not None:  # data.db from elsewhere (a replica's point in time)
-            await data_from(partial.path / DATA_DIR)
-            hashed.pop(f"{DATA_DIR}/{DATABASES[0]}", None)
-        files = await asyncio.to_thread(_hash_tree, partial.path, hashed)
-        phases.mark("hash")
-        manifest = build_manifest(
-            name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
-        )
-        snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
-        phases.mark("commit")
-    except BaseException:
-        await asyncio.to_thread(snapshots.abandon, partial)
-        raise
-    finally:
-        await asyncio.to_thread(_remove_stage, folders, name, stage)
-    log.info(
-        "snapshot taken",
-        service=name,
-        snapshot=snapshot.snapshot_id,
-        kind=kind,
-        files=len(files),
-        bytes=manifest.size,
-        **phases.seconds,
-    )
-    return snapshot
 
 
 class _Phases:

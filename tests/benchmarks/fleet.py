@@ -49,6 +49,8 @@ from tests.testbed.postgres import PostgresServer, start_server, stop_server
 
 NODES = ("alpha", "beta", "gamma")
 SINGLE = "single"  # the one host's agent, on its SQLite store
+# Every port given to a service in this run (free_port cannot know of those not started).
+TAKEN_PORTS: set[int] = set()
 PREFIX = "/api/pockestrator"
 # The single-host benchmark's cadence (bench.AgentUnderTest), so the idle figures compare.
 HEALTH_INTERVAL = 10.0
@@ -84,12 +86,16 @@ class Client:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def create(self, name: str, version: str, node: str | None) -> None:
-        """``POST /services`` for ``name`` (a free port; a port another service of that
-        node took meanwhile is tried again with another)."""
+        """``POST /services`` for ``name`` on a free port (one that a process took
+        meanwhile is refused and tried again with another)."""
         for _ in range(5):
+            port = free_port()
+            while port in TAKEN_PORTS:  # free now, but given to a service not yet started
+                port = free_port()
+            TAKEN_PORTS.add(port)
             body: dict[str, Any] = {
                 "project_name": name,
-                "port": free_port(),
+                "port": port,
                 "pocketbase_version": version,
             }
             if node is not None:
@@ -100,7 +106,7 @@ class Client:
                 answer = await response.json()
                 if response.status == 201:
                     return
-                if response.status != 409 or "port" not in str(answer):
+                if "PORT_IN_USE" not in str(answer):
                     raise RuntimeError(f"create {name} on {self.node.name}: {answer}")
         raise RuntimeError(f"create {name}: no free port in five tries")
 

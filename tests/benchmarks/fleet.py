@@ -22,6 +22,7 @@ the instances are real PocketBase, started from the release cache.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import statistics
@@ -44,6 +45,7 @@ from pockestrator.database import Database, StoreDatabase
 from pockestrator.database_postgres import PostgresDatabase
 from tests.benchmarks.bench import BENCH_BASE, healthy, process_usage, until_all_healthy
 from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.live_agent import SESSIONS_LOCK
 from tests.testbed.mirror import installed_version
 from tests.testbed.postgres import PostgresServer, start_server, stop_server
 
@@ -338,12 +340,16 @@ async def measure(
     version = installed_version()
     print(f"fleet: runs={runs} services per node={services} idle={idle_seconds}s", flush=True)
     BENCH_BASE.mkdir(parents=True, exist_ok=True)
-    single, single_idle = await single_host(runs, services, idle_seconds, version, add)
-    server = start_server()
-    try:
-        remote, local, idle = await fleet(server, runs, services, idle_seconds, version, add)
-    finally:
-        stop_server(server)
+    # Held shared as bench.in_sandbox holds it: a pytest session starting meanwhile does
+    # not take these test beds for a crashed run's leftovers.
+    with (BENCH_BASE / SESSIONS_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        single, single_idle = await single_host(runs, services, idle_seconds, version, add)
+        server = start_server()
+        try:
+            remote, local, idle = await fleet(server, runs, services, idle_seconds, version, add)
+        finally:
+            stop_server(server)
     floor = statistics.median(single)
     add("fleet: ratio remote / single host", statistics.median(remote) / floor)
     add("fleet: ratio local on PostgreSQL / single host", statistics.median(local) / floor)

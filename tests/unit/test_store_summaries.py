@@ -1,14 +1,15 @@
-"""The store's column reads for the metrics scrape, the alert pass and the webhook views,
-on both backends: they read JSON fields of a spec in SQL, which each backend spells its
-own way (``StoreDatabase.json_text``), so both are held to the same answers."""
+"""The store's column reads for the metrics scrape, the alert pass, the webhook views and a
+node's record, on both backends: some read JSON fields of a spec in SQL, which each
+backend spells its own way (``StoreDatabase.json_text``), so both are held to the same
+answers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pockestrator.clock import FakeClock
 from pockestrator.specs.model import ServiceSpec, parse_spec
-from pockestrator.specs.store import ServiceSummary, Store
+from pockestrator.specs.store import NodeInfo, ServiceSummary, Store
 from tests.testbed.store_backends import StoreBackend
 
 
@@ -96,3 +97,12 @@ def test_webhooks_are_listed_oldest_first_and_their_deliveries_page_newest_first
         "delivered": 3,
         "failed": 0,
     }
+
+
+def test_one_node_is_read_by_name_with_its_state(store_backend: StoreBackend) -> None:
+    store = Store(store_backend.open(), node="alpha")
+    info = NodeInfo("alpha", "http://10.0.0.1:8091", "alpha.example.test", 8 * 1024**3, 4)
+    store.register_node(info, timedelta(hours=1))
+    found = store.get_node("alpha")
+    assert found is not None and (found.state, found.cpus) == ("ready", 4)
+    assert store.get_node("beta") is None

@@ -257,7 +257,11 @@ class PostgresDatabase:
         return int(rows[0][0]) if rows else 0
 
     def json_text(self, column: str, key: str) -> str:
-        return f"(({column})::json ->> '{key}')"
+        path = ",".join(key.split("."))
+        return f"(({column})::json #>> '{{{path}}}')"
+
+    def lock_rows(self, table: str) -> str:
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
 
     def server_time(self, connection: Connection) -> datetime:
         return connection.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[no-any-return]

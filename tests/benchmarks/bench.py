@@ -24,7 +24,9 @@ Figures (the issue's targets in brackets):
 - one ``/metrics`` scrape of 500 services: the agent's CPU, against the library's own
   cost of printing as many samples [<= 50 ms] (``scrape``: what is real and what is not).
 - a change heard by the last of 1 and 32 open watches, against the write's own answer
-  [within 100 ms] (``watches``).
+  [within 100 ms] (``watches``);
+- a fleet on PostgreSQL: spec -> serving on a remote node against one host's, and 3 nodes
+  x N idle services, each agent's CPU and the server's connections (``fleet``).
 """
 
 from __future__ import annotations
@@ -344,10 +346,12 @@ async def run(
     only: str = "all",
     changes: int = 50,
     large: tuple[int, ...] = (),
+    fleet_services: int = 0,
 ) -> Report:
     """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
-    client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``) or of
-    watches (``"watch"``)."""
+    client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``), of
+    watches (``"watch"``) or of a fleet of ``fleet_services`` per node (``"fleet"``; none
+    when 0)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
@@ -373,6 +377,11 @@ async def run(
 
             await in_sandbox(watching)
             describe_watches(heard[-1], report.add)
+    if only in ("all", "fleet") and fleet_services:
+        # Here: the fleet's module builds on this one's helpers.
+        from tests.benchmarks.fleet import measure as measure_fleet
+
+        await measure_fleet(min(runs, 10), fleet_services, idle_seconds, report.add)
     return report
 
 

@@ -87,3 +87,23 @@ def test_the_copier_process_reports_a_failed_write_with_its_errno(tmp_path: Path
         os.close(writer)
     assert done.returncode == 1
     assert json.loads(done.stdout)["errno"] == errno.EBADF
+
+
+_IOPRIO_GET = {"x86_64": 252, "aarch64": 31, "riscv64": 31}
+
+
+@pytest.mark.skipif(os.uname().machine not in _IOPRIO_GET, reason="ioprio_get's number")
+def test_the_copier_puts_itself_in_the_idle_io_class() -> None:
+    # In a child, so the test process keeps its own class; the kernel's answer, not ours.
+    probe = (
+        "import ctypes, os\n"
+        "from pockestrator.controllers.background_copy import idle_io\n"
+        "assert idle_io()\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print(libc.syscall({_IOPRIO_GET.get(os.uname().machine, 0)}, 1, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == background_copy.IOPRIO_IDLE

@@ -14,7 +14,7 @@ LINES = [
     'time=2026-12-02T09:55:23.713Z level=ERROR msg="sync error" system=store db=data.db '
     'error="ensure wal exists: disk I/O error (522)" consecutive_errors=1 backoff=1s',
     'time=2026-12-02T09:55:30.809Z level=INFO msg="compaction complete" level=1',
-    "time=2026-12-02T09:55:31.000Z level=WARN msg=\"slow sync\"",
+    'time=2026-12-02T09:55:31.000Z level=WARN msg="slow sync"',
     'level=ERROR msg="cannot open database"',
     'msg="an instance wrote level=ERRORS into a record" level=INFO',
 ]

@@ -107,3 +107,29 @@ def test_the_copier_puts_itself_in_the_idle_io_class() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == background_copy.IOPRIO_IDLE
+
+
+def test_a_released_scratch_copy_is_copied_whole_and_left_a_hole(tmp_path: Path) -> None:
+    data = os.urandom(3 * background_copy.RELEASE_CHUNK + 4321)
+    source, target = tmp_path / "staged.db", tmp_path / "snapshot.db"
+    source.write_bytes(data)
+    with source.open("r+b") as reader, target.open("wb") as writer:
+        assert background_copy.releasable(reader.fileno())
+        copied = copy_hashed(reader, writer, release=True)
+    assert copied == (len(data), hashlib.sha256(data).hexdigest())
+    assert target.read_bytes() == data
+    # Its size kept, its blocks given back: no page of what was read is left to write out.
+    assert source.stat().st_size == len(data)
+    assert source.stat().st_blocks * 512 <= background_copy.RELEASE_CHUNK + 1024 * 1024
+
+
+def test_a_scratch_copy_with_a_second_name_or_opened_read_only_is_never_released(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "staged.db"
+    source.write_bytes(b"x" * 4096)
+    with source.open("rb") as reader:
+        assert not background_copy.releasable(reader.fileno())
+    os.link(source, tmp_path / "planted-link")
+    with source.open("r+b") as reader:
+        assert not background_copy.releasable(reader.fileno())

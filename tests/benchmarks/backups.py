@@ -126,6 +126,9 @@ class Round:
     alone: float
     ours: float
     theirs: float
+    # False when the writers' backlog was not answered within the round (the instance could
+    # not keep up with the rate at that load): no comparison, left out of the medians.
+    kept: bool = True
 
     @property
     def ratio(self) -> float:
@@ -142,17 +145,23 @@ class Round:
             f"round {number}: load {self.load:.1f}, writers alone max {self.alone:.1f} ms, "
             f"ours {self.ours:.1f} ms, PocketBase's {self.theirs:.1f} ms, ratio {self.ratio:.3f}"
             f" (over alone {self.over_alone:.3f})"
+            + ("" if self.kept else "; left out: the writers' backlog was not answered")
         )
 
 
 def round_ratios(rounds: list[Round]) -> dict[str, float]:
-    """The headline figures over the rounds: medians of each round's own ratios."""
+    """The headline figures over the rounds: medians of each kept round's own ratios (NaN
+    when no round was kept)."""
+    kept = [r for r in rounds if r.kept]
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
     return {
-        "max stall ratio ours/pocketbase [<=0.1]": statistics.median(r.ratio for r in rounds),
-        "max stall over baseline ratio ours/pocketbase": statistics.median(
-            r.over_alone for r in rounds
-        ),
-        "rounds at or under the target (0.1)": sum(r.ratio <= 0.1 for r in rounds),
+        "max stall ratio ours/pocketbase [<=0.1]": median([r.ratio for r in kept]),
+        "max stall over baseline ratio ours/pocketbase": median([r.over_alone for r in kept]),
+        "rounds at or under the target (0.1)": sum(r.ratio <= 0.1 for r in kept),
+        "rounds left out (backlog not answered)": len(rounds) - len(kept),
         "load average (1 min) at the rounds' start, median": statistics.median(
             r.load for r in rounds
         ),
@@ -319,8 +328,10 @@ async def run(
                 "pocketbase": [],
             }
             loads: list[float] = []
+            kept: list[bool] = []
             for round_number in range(rounds):
                 loads.append(os.getloadavg()[0])
+                kept.append(True)
                 base_start = time.perf_counter()
                 await asyncio.sleep(window)
                 windows["baseline"].append((base_start, time.perf_counter()))
@@ -328,6 +339,7 @@ async def run(
                 # our window opens, as after each backup: no window inherits a backlog.
                 if not await writers.drained():
                     report.notes.append(f"round {round_number + 1}: backlog not drained")
+                    kept[-1] = False
 
                 ours_start = time.perf_counter()
                 status, taken = await api_call(
@@ -338,6 +350,7 @@ async def run(
                 backup_id = taken["backup"]["id"]
                 if not await writers.drained():
                     report.notes.append(f"round {round_number + 1}: backlog not drained")
+                    kept[-1] = False
                 await asyncio.sleep(SETTLE_SECONDS)
 
                 theirs_start = time.perf_counter()
@@ -351,6 +364,7 @@ async def run(
                 windows["pocketbase"].append((theirs_start, time.perf_counter()))
                 if not await writers.drained():
                     report.notes.append(f"round {round_number + 1}: backlog not drained")
+                    kept[-1] = False
                 await asyncio.sleep(SETTLE_SECONDS)
             await writers.stop()
 
@@ -400,9 +414,15 @@ async def run(
                     alone=_window_max(writers, alone),
                     ours=_window_max(writers, ours),
                     theirs=_window_max(writers, theirs),
+                    kept=round_kept,
                 )
-                for load, alone, ours, theirs in zip(
-                    loads, windows["baseline"], windows["ours"], windows["pocketbase"], strict=True
+                for load, round_kept, alone, ours, theirs in zip(
+                    loads,
+                    kept,
+                    windows["baseline"],
+                    windows["ours"],
+                    windows["pocketbase"],
+                    strict=True,
                 )
             ]
             report.notes.extend(r.describe(n) for n, r in enumerate(per_round, 1))

@@ -41,3 +41,24 @@ def test_a_round_names_its_load_and_its_writers_alone_max() -> None:
     text = Round(load=7.25, alone=25.5, ours=44.8, theirs=129.2).describe(2)
     assert text.startswith("round 2: load 7.2")
     assert "writers alone max 25.5 ms" in text and "ratio 0.347" in text
+
+
+def test_a_round_whose_backlog_was_never_answered_is_left_out_of_the_medians() -> None:
+    overloaded = Round(load=38.0, alone=44685.0, ours=44118.0, theirs=1787.0, kept=False)
+    figures = round_ratios(
+        [
+            Round(load=31.0, alone=158.0, ours=260.0, theirs=4056.0),
+            Round(load=47.0, alone=813.0, ours=159.0, theirs=1036.0),
+            overloaded,
+        ]
+    )
+    assert figures["max stall ratio ours/pocketbase [<=0.1]"] == pytest.approx(
+        (260 / 4056 + 159 / 1036) / 2
+    )
+    assert figures["rounds left out (backlog not answered)"] == 1
+    assert "left out" in overloaded.describe(3)
+    none_kept = round_ratios([overloaded])
+    assert (
+        none_kept["max stall ratio ours/pocketbase [<=0.1]"]
+        != none_kept["max stall ratio ours/pocketbase [<=0.1]"]
+    )  # NaN: no comparison at all

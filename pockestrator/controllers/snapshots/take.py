@@ -19,8 +19,9 @@ every file, writes the manifest and makes the snapshot visible in one rename.
 
 What the instance's writers must not feel (measured by ``tests/benchmarks/backups.py``):
 the staged copy is scratch, written with no journal and no fsync, so it stays in memory;
-root copies it into the snapshot in one pass that hashes as it goes and writes it out a
-few megabytes at a time (``controllers.background_copy``), so the final fsync has little
+root copies it into the snapshot in one pass that hashes as it goes, frees the scratch as
+it reads it and writes the copy out a megabyte at a time in the idle IO class
+(``controllers.background_copy``), so the final fsync has little
 left to flush (one flush of the whole database, and the journal commit it forced, was the
 writers' longest stall). Both the box and that copy run as processes of their own at the
 lowest CPU priority, their session's scheduling group included (a thread's nice value
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -297,7 +299,7 @@ def _open_staged(
                 return None
             if not stat.S_ISREG(info.st_mode):
                 raise SnapshotError(f"the staged {database} is not a regular file")
-            reader = os.open(database, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=stage_fd)
+            reader = _open_scratch(database, stage_fd)
     try:
         if not stat.S_ISREG(os.fstat(reader).st_mode):
             raise SnapshotError(f"the staged {database} is not a regular file")
@@ -309,6 +311,19 @@ def _open_staged(
         os.close(reader)
         raise
     return reader, writer
+
+
+def _open_scratch(database: str, stage_fd: int) -> int:
+    """The staged ``database`` open (no link followed), for writing too where it may be:
+    the copier frees the scratch copy as it reads it (``background_copy.releasable``) and
+    writes no byte of it. Read only where writing is refused."""
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        return os.open(database, os.O_RDWR | flags, dir_fd=stage_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return os.open(database, os.O_RDONLY | flags, dir_fd=stage_fd)
 
 
 def _collect(folders: ServiceFolders, name: str, partial: PartialSnapshot) -> None:

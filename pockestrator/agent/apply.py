@@ -76,19 +76,25 @@ class StepRunner:
         self.controllers = controllers
         self.coordinator = coordinator
         # Registration order is firing order: daemon-reload before Caddy.
-        self._reload: Barrier[None, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
+        # The units wave: its reconciles learn its size; one Reload() for all of them when
+        # any needs it (a changed or removed unit file; a new one is loaded on first use).
+        self._reload: Barrier[bool, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
+        self.reloads = 0  # Reload() calls made (for tests and benchmarks)
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
 
     # -- wave operations ---------------------------------------------------------------
 
-    async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
-        """One daemon-reload for the wave; each reconcile learns how large the wave is."""
+    async def _daemon_reload(self, requests: Mapping[str, bool]) -> dict[str, int]:
+        """At most one daemon-reload for the wave; each reconcile learns its size."""
+        self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
+        if not any(requests.values()):
+            return dict.fromkeys(requests, len(requests))
         started = time.monotonic()
         with self.metrics.daemon_reload_seconds.time():
             await self.controllers.bus.daemon_reload()
-        self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
+        self.reloads += 1
         log.info(
             "daemon-reload",
             services=len(requests),
@@ -166,8 +172,10 @@ class StepRunner:
                 if self.controllers.units.write(name, text):
                     applied.add(step.describe())
             case steps.DaemonReload():
-                applied.wave_size = await self.coordinator.park(self._reload, name, None)
+                applied.wave_size = await self.coordinator.park(self._reload, name, True)
                 applied.add(step.describe())
+            case steps.LoadNewUnit():
+                applied.wave_size = await self.coordinator.park(self._reload, name, False)
             case steps.EnableUnit():
                 await self.controllers.bus.enable_unit_files([unit])
                 applied.add(step.describe())

@@ -49,6 +49,7 @@ from pockestrator.agent.steps import (
     Drift,
     EnableUnit,
     EnsureRelease,
+    LoadNewUnit,
     MigrateFolder,
     RemoveData,
     RemoveSite,
@@ -287,9 +288,10 @@ ROWS = [
         probe=15.0,
     ),
     Row(
-        "a brand-new service gets its folder, unit, reload, enablement, start and site",
+        "a brand-new service gets its unit (loaded at its start, no reload), enablement, "
+        "start and site",
         brand_new,
-        prepare=["WriteUnit", "DaemonReload", "EnableUnit"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -297,7 +299,7 @@ ROWS = [
     Row(
         "a brand-new stopped service is written but neither enabled nor started",
         both(brand_new, setting(desired_state="stopped")),
-        prepare=["WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "LoadNewUnit"],
         route=["WriteSite"],
     ),
     Row(
@@ -321,6 +323,14 @@ ROWS = [
         prepare=["WriteUnit", "DaemonReload"],
         run=["RestartUnit"],
         drift=[("unit file", "deleted")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit file written again for a unit systemd still holds (a failed one) is reloaded",
+        both(setting(file_hash=None), on_unit(active_state="failed", sub_state="failed")),
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["StartUnit"],
+        drift=[("unit file", "deleted"), ("run state", "unit was failed/failed")],
         probe=15.0,
     ),
     Row(
@@ -578,7 +588,7 @@ ROWS = [
     Row(
         "a new service's first superuser is created after its folder is made",
         both(brand_new, setting(spec={"superuser_email": "o@example.test"})),
-        prepare=["WriteUnit", "DaemonReload", "EnableUnit", "CreateSuperuser"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit", "CreateSuperuser"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -637,7 +647,7 @@ ROWS = [
             upgrade_pending,
             on_unit(load_state="not-found", active_state="inactive", sub_state="dead"),
         ),
-        prepare=["WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "LoadNewUnit"],
         run=["StartUnit"],
         drift=[("run state", "unit was inactive/dead")],
         probe=15.0,
@@ -798,6 +808,7 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         WriteEnvironment(None),
         WriteUnit("x"),
         DaemonReload(),
+        LoadNewUnit(),
         EnableUnit(),
         DisableUnit(),
         CreateSuperuser("o@example.test"),
@@ -822,6 +833,7 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         "environment file removed",
         "unit file written",
         "daemon-reload",
+        "unit file loaded by systemd at its start (no daemon-reload)",
         "enabled",
         "disabled",
         "first superuser created",

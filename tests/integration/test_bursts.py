@@ -67,3 +67,12 @@ async def test_a_burst_four_times_the_worker_pool_is_one_unit_wave_and_one_caddy
         *(pocketbase_health(sandbox.caddy_url, f"{name}.localhost") for name in names)
     )
     assert all(answers)
+
+    # Each instance's own settings, left while others of the burst booted, come after.
+    async def all_configured() -> bool:
+        statuses = [agent.store.get_status(name) for name in names]
+        return all(status is not None and status.settings_checked_at for status in statuses)
+
+    assert await wait_until(all_configured, 90, interval=0.1), [
+        agent.store.get_status(name) for name in names
+    ]

@@ -6,7 +6,8 @@ test bed of its own. Each step the single-spec path takes is wrapped with monoto
 stamps: the spec directory reading the inotify batch, the work queue, the reconcile, its
 observation, the release check, systemd's calls (``Reload``, ``EnableUnitFiles``,
 ``ResetFailedUnit``, ``StartUnit``), the Caddy change, the health wait, PocketBase's
-settings, the status write, and the harness's first 200 through Caddy. Each run's spec
+settings, the status write, and the harness's first 200 through Caddy (and, beside it,
+on the instance's own port: when PocketBase itself first answers). Each run's spec
 file is renamed into place once the previous service has settled; the figures are the
 median, over the runs, of when each step began and ended, in ms after the rename.
 
@@ -157,12 +158,21 @@ async def measure(sandbox: Sandbox, runs: int) -> list[tuple[float, Stamps]]:
             for index in range(runs):
                 name = f"tl{index}"
                 spec_dir = config.spec_dir
-                (spec_dir / f".{name}.tmp").write_text(spec_text(name, free_port(), version))
+                port = free_port()
+                (spec_dir / f".{name}.tmp").write_text(spec_text(name, port, version))
                 recorder.stamps = []
                 zero = time.monotonic()
                 os.replace(spec_dir / f".{name}.tmp", spec_dir / f"{name}.yaml")
-                await first_200(session, sandbox.caddy_url, f"{name}.localhost")
-                recorder.mark("200 through Caddy (harness)")
+
+                async def through_caddy(name: str = name) -> None:
+                    await first_200(session, sandbox.caddy_url, f"{name}.localhost")
+                    recorder.mark("200 through Caddy (harness)")
+
+                async def on_its_port(port: int = port) -> None:
+                    await first_200(session, f"http://127.0.0.1:{port}", "127.0.0.1")
+                    recorder.mark("200 on its own port (harness)")
+
+                await asyncio.gather(through_caddy(), on_its_port())
                 await settled(agent, name)
                 measured.append((zero, recorder.stamps))
                 await asyncio.sleep(0.3)  # the agent's own file events for it go by

@@ -16,6 +16,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan import (
     Desired,
     Plan,
-    run_first,
+    start_before_route,
 )
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
@@ -137,12 +138,29 @@ class StepRunner:
             )
         for step in plan.prepare:
             await self._do(name, desired, step, applied)
-        groups = (plan.run, plan.route) if run_first(applied.wave_size) else (plan.route, plan.run)
-        for group in groups:
-            for step in group:
+        if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
+            await self._start_while_routing(name, desired, plan, applied)
+        else:
+            for step in (*plan.route, *plan.run):
                 await self._do(name, desired, step, applied)
         for step in plan.finish:
             await self._do(name, desired, step, applied)
+
+    async def _start_while_routing(
+        self, name: str, desired: Desired | None, plan: Plan, applied: Applied
+    ) -> None:
+        """The run group and the route group at once: the instance boots while its site
+        waits at (and goes through) the Caddy wave. Both are carried out to their end;
+        the first failure, the run group's before the route's, is raised."""
+
+        async def group(group_steps: tuple[steps.Step, ...]) -> None:
+            for step in group_steps:
+                await self._do(name, desired, step, applied)
+
+        outcomes = await asyncio.gather(group(plan.run), group(plan.route), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _do(
         self, name: str, desired: Desired | None, step: steps.Step, applied: Applied

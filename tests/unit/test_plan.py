@@ -39,6 +39,7 @@ from pockestrator.agent.plan import (
     plan_service,
     requeue_after,
     run_first,
+    start_before_route,
     target_version,
 )
 from pockestrator.agent.steps import (
@@ -57,6 +58,7 @@ from pockestrator.agent.steps import (
     RestartUnit,
     RestoreData,
     StartUnit,
+    Step,
     StopUnit,
     WriteEnvironment,
     WriteSite,
@@ -1180,6 +1182,29 @@ def test_requeue_after(state: str, caddy_error: str | None, expected: float | No
 
 def test_small_waves_start_instances_before_caddy_and_large_ones_after() -> None:
     assert [run_first(size) for size in (1, 4, 5, 64)] == [True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("wave_size", "run", "expected"),
+    [
+        (1, (RestartUnit("configuration changed"),), True),
+        (64, (StartUnit(),), True),
+        (64, (RestartUnit("configuration changed"),), False),
+        (64, (StopUnit(),), False),
+        (64, (), True),
+    ],
+    ids=[
+        "a small wave restarts before Caddy loads",
+        "a large wave of new instances starts them while Caddy loads",
+        "a large wave's restart waits for Caddy to have the new site",
+        "a large wave's stop waits for Caddy too",
+        "nothing to run: the order does not matter",
+    ],
+)
+def test_instances_that_only_start_boot_while_caddy_loads(
+    wave_size: int, run: tuple[Step, ...], expected: bool
+) -> None:
+    assert start_before_route(wave_size, run) is expected
 
 
 def test_every_row_is_a_distinct_scenario() -> None:

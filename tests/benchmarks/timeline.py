@@ -101,8 +101,10 @@ def instrument(agent: Agent, recorder: Recorder) -> None:
     recorder.wrap_sync(agent.store, "update_status", "status written")
 
 
-async def first_200(session: aiohttp.ClientSession, caddy: str, host: str) -> None:
-    if not await wait_until(lambda: healthy(session, caddy, host), 30, interval=0.002):
+async def first_200(
+    session: aiohttp.ClientSession, caddy: str, host: str, timeout: float = 30
+) -> None:
+    if not await wait_until(lambda: healthy(session, caddy, host), timeout, interval=0.002):
         raise TimeoutError(f"{host} did not answer through Caddy")
 
 
@@ -181,10 +183,88 @@ async def measure(sandbox: Sandbox, runs: int) -> list[tuple[float, Stamps]]:
     return measured
 
 
+async def measure_burst(sandbox: Sandbox, size: int) -> tuple[float, Stamps]:
+    """``size`` spec files renamed into place at once; the steps of all of them."""
+    version = installed_version()
+    config = sandbox.agent_config(listen_port=free_port(), health_interval=10.0)
+    seed_from_installed(config.release_cache_dir)
+    agent = Agent(config)
+    await agent.start()
+    recorder = Recorder()
+    instrument(agent, recorder)
+    names = [f"tb{index}" for index in range(size)]
+    ports = {name: free_port() for name in names}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for name in names:
+                text = spec_text(name, ports[name], version)
+                (config.spec_dir / f".{name}.tmp").write_text(text)
+            await asyncio.sleep(1.0)
+            recorder.stamps = []
+            zero = time.monotonic()
+            for name in names:
+                os.replace(config.spec_dir / f".{name}.tmp", config.spec_dir / f"{name}.yaml")
+
+            async def through_caddy(name: str) -> None:
+                await first_200(session, sandbox.caddy_url, f"{name}.localhost", 300)
+                recorder.mark("200 through Caddy (harness)")
+
+            async def on_its_port(name: str) -> None:
+                await first_200(session, f"http://127.0.0.1:{ports[name]}", "127.0.0.1", 300)
+                recorder.mark("200 on its own port (harness)")
+
+            await asyncio.gather(
+                *(through_caddy(name) for name in names), *(on_its_port(name) for name in names)
+            )
+            recorder.mark("all 200 through Caddy")
+            for name in names:
+                await settled(agent, name, 300)
+            return zero, recorder.stamps
+    finally:
+        await agent.stop()
+
+
+def spread(zero: float, stamps: Stamps) -> list[tuple[str, int, float, float, float, float]]:
+    """Per step of a burst: how many, first began, median began, median ended, last ended
+    (ms after the renames)."""
+    began: defaultdict[str, list[float]] = defaultdict(list)
+    ended: defaultdict[str, list[float]] = defaultdict(list)
+    for label, start, stop in stamps:
+        began[label].append(1000 * (start - zero))
+        ended[label].append(1000 * (stop - zero))
+    rows = [
+        (
+            label,
+            len(began[label]),
+            min(began[label]),
+            statistics.median(began[label]),
+            statistics.median(ended[label]),
+            max(ended[label]),
+        )
+        for label in began
+    ]
+    return sorted(rows, key=lambda row: row[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=0, help="one burst of this many instead")
     args = parser.parse_args()
+    if args.burst:
+        burst: list[tuple[float, Stamps]] = []
+
+        async def in_burst(sandbox: Sandbox) -> None:
+            burst.append(await measure_burst(sandbox, args.burst))
+
+        asyncio.run(in_sandbox(in_burst))
+        print(f"load average: {os.getloadavg()}")
+        print(f"{'step':<46} {'n':>4} {'first':>8} {'med.beg':>8} {'med.end':>8} {'last':>8}")
+        for label, count, first, mid_start, mid_stop, last in spread(*burst[0]):
+            print(
+                f"{label:<46} {count:4d} {first:8.0f} {mid_start:8.0f} {mid_stop:8.0f} {last:8.0f}"
+            )
+        return
     measured: list[list[tuple[float, Stamps]]] = []
 
     async def body(sandbox: Sandbox) -> None:

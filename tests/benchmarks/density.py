@@ -190,9 +190,10 @@ async def agent_part(
                     spec_text(name, ports[name], version) + f"sleep_after: {SLEEP_AFTER}\n"
                 )
 
+            marks = config.database.parent / "sleeping"  # the agent's marks (agent.sleep)
+
             async def asleep() -> bool:
-                found = store.all_statuses()
-                return all(n in found and found[n].state == "sleeping" for n in sleepers)
+                return all((marks / name).exists() for name in sleepers)
 
             if not await wait_until(asleep, 600, interval=0.5):
                 raise TimeoutError("the sleepers did not all fall asleep")

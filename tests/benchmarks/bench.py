@@ -141,6 +141,17 @@ async def until_all_answer(
     return time.perf_counter() - started
 
 
+def distinct_ports(count: int) -> list[int]:
+    """``count`` different free ports: ``free_port`` alone may hand out one twice, and a
+    spec file whose port another one has is held back (so it never answers)."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
+
+
 def spec_text(name: str, port: int, version: str) -> str:
     return f'project_name: {name}\nport: {port}\npocketbase_version: "{version}"\n'
 
@@ -169,10 +180,10 @@ class UnitFloor:
         assert bus is not None
         specs = [
             parse_spec(
-                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
+                {"project_name": n, "port": port, "pocketbase_version": self.version},
                 "localhost",
             )
-            for n in names
+            for n, port in zip(names, distinct_ports(len(names)), strict=True)
         ]
         for spec in specs:
             directory = self.config.base_dir / spec.project_name
@@ -216,10 +227,10 @@ class Floor:
         assert bus is not None
         specs = [
             parse_spec(
-                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
+                {"project_name": n, "port": port, "pocketbase_version": self.version},
                 "localhost",
             )
-            for n in names
+            for n, port in zip(names, distinct_ports(len(names)), strict=True)
         ]
         started = time.perf_counter()
         for spec in specs:
@@ -253,8 +264,8 @@ class AgentUnderTest:
     async def deploy(self, names: list[str], session: aiohttp.ClientSession) -> float:
         """Spec files for ``names`` appear at once (renamed into place)."""
         spec_dir = self.config.spec_dir
-        for name in names:
-            (spec_dir / f".{name}.tmp").write_text(spec_text(name, free_port(), self.version))
+        for name, port in zip(names, distinct_ports(len(names)), strict=True):
+            (spec_dir / f".{name}.tmp").write_text(spec_text(name, port, self.version))
         started = time.perf_counter()
         for name in names:
             os.replace(spec_dir / f".{name}.tmp", spec_dir / f"{name}.yaml")

@@ -37,6 +37,7 @@ from pockestrator.specs.model import unit_name
 from tests.benchmarks.bench import (
     Report,
     UnitFloor,
+    distinct_ports,
     in_sandbox,
     machine_description,
     process_usage,
@@ -67,7 +68,7 @@ async def statuses(bus: SystemdBus, names: list[str]) -> dict[str, UnitStatus]:
     return dict(zip(names, found, strict=True))
 
 
-async def profile_idle(pid: int, output: Path, seconds: int = 60) -> None:
+async def profile_idle(pid: int, output: Path, seconds: int = 30) -> None:
     """A py-spy profile of the idle agent, after the idle figure (py-spy is not a
     dependency of the project: ``pip install py-spy`` into the virtual environment)."""
     spy = Path(sys.executable).parent / "py-spy"
@@ -93,7 +94,7 @@ async def agent_part(
     assert bus is not None
     await unit.start()
     names = [f"d{index}" for index in range(services)]
-    ports = {name: free_port() for name in names}
+    ports = dict(zip(names, distinct_ports(services), strict=True))
     try:
         async with aiohttp.ClientSession() as session:
             # 2. the burst

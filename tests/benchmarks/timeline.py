@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-import pockestrator.agent.reconciler as reconciler_module
+import pockestrator.agent.settle as settle_module
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.releases import seed_from_installed
@@ -96,8 +96,8 @@ def instrument(agent: Agent, recorder: Recorder) -> None:
     recorder.wrap(bus, "start_unit", "systemd StartUnit (job done)")
     recorder.wrap(reconciler.controllers.sites, "apply", "Caddy load (admin API)")
     recorder.wrap(reconciler.boots, "look", "health: boot watch")
-    recorder.wrap(reconciler_module, "wait_healthy", "health: wait in the reconcile")
-    recorder.wrap(reconciler, "_configure", "PocketBase settings (agent superuser)")
+    recorder.wrap(settle_module, "wait_healthy", "health: wait in the reconcile")
+    recorder.wrap(reconciler.settler, "configure", "PocketBase settings (agent superuser)")
     recorder.wrap_sync(agent.store, "update_status", "status written")
 
 

@@ -45,7 +45,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.encryption import read_root_only
 from pockestrator.controllers.snapshots.litestream import unit_name as replica_unit
-from pockestrator.controllers.systemd.bus import SystemdError
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.specs.grammar import LOCAL_TARGET, version_key
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store

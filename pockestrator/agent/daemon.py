@@ -53,7 +53,8 @@ from pockestrator.controllers.releases import ReleaseCache
 from pockestrator.controllers.servicedirs import ServiceDirs
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
-from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import NoSuchUnit, SystemdError
 from pockestrator.database import StoreDatabase, StoreUnusable
 from pockestrator.database_postgres import (
     PostgresDatabase,

@@ -52,8 +52,8 @@ from pockestrator.controllers.systemd.bus import (
     MANAGER_INTERFACE,
     MANAGER_PATH,
     PROPERTIES_INTERFACE,
-    UnitStatus,
 )
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.journal import UnitScope
 from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.public_url import (

@@ -34,7 +34,7 @@ from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.pbsettings import SettingsError
 from pockestrator.controllers.servicedirs import ServiceDirError
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.public_url import uses_https
 from pockestrator.specs.store import ServiceStatus, Store

@@ -50,7 +50,8 @@ import structlog
 
 from pockestrator.controllers.caddy import access_log_path
 from pockestrator.controllers.snapshots.schedule import next_due
-from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.files import write_atomic
 from pockestrator.specs import grammar
 from pockestrator.specs.model import ServiceSpec, unit_name

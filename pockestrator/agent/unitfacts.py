@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 
 from pockestrator.agent.health import CLOCK_TICKS, process_cpu_ticks
 from pockestrator.api.context import UnitState
-from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitRow, UnitStatus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.controllers.systemd.cgroups import CgroupFacts, CgroupFiles, CgroupLayout
+from pockestrator.controllers.systemd.unit_state import NoSuchUnit, UnitRow, UnitStatus
 from pockestrator.specs.model import unit_name
 
 # Slow facts asked at once, at most (a first look at 500 units, or after a reconnect).

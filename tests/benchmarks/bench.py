@@ -51,7 +51,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
-from pockestrator.controllers.systemd.bus import SystemdError
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts

@@ -32,7 +32,8 @@ import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.releases import seed_from_installed
-from pockestrator.controllers.systemd.bus import SystemdBus, UnitStatus
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import unit_name
 from tests.benchmarks.bench import (
     Report,

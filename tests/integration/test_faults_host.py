@@ -27,7 +27,8 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox, free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL
-from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from tests.testbed.api_client import api_for, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_until

@@ -15,7 +15,8 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import SystemdUnits, UnitSettings, UnsafeValue, render_unit
-from pockestrator.controllers.systemd.bus import JobFailed, SystemdBus
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import JobFailed
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_for_pocketbase, wait_until

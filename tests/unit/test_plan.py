@@ -68,7 +68,7 @@ from pockestrator.agent.steps import (
 )
 from pockestrator.controllers.servicedirs import DataBackup, Place, ServiceDirState
 from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus

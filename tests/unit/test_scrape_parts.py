@@ -12,7 +12,6 @@ from prometheus_client.registry import Collector
 
 from pockestrator.agent.unitfacts import unit_now
 from pockestrator.api.exposition import Family, SeriesText, escape_label_value, number, write
-from pockestrator.controllers.systemd.bus import UnitRow, UnitStatus
 from pockestrator.controllers.systemd.cgroups import (
     CgroupFacts,
     CgroupLayout,
@@ -20,6 +19,7 @@ from pockestrator.controllers.systemd.cgroups import (
     parse_bytes,
     parse_cpu_stat,
 )
+from pockestrator.controllers.systemd.unit_state import UnitRow, UnitStatus
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from pockestrator.agent.plan.model import Desired, Plan, Policy
 from pockestrator.agent.plan.settings import plan_settings, settings_due
 from pockestrator.agent.steps import ApplySettings, CreateAgentSuperuser, Drift
 from pockestrator.controllers.pbsettings import SettingsObservation, desired_settings
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
 from pockestrator.specs.store import ServiceStatus

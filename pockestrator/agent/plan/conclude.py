@@ -20,7 +20,7 @@ from pockestrator.agent.plan.model import (
 )
 from pockestrator.agent.plan.settings import settings_error_text
 from pockestrator.controllers.systemd import START_LIMIT_BURST
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.store import ServiceStatus
 
 

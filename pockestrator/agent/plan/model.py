@@ -18,7 +18,7 @@ from pockestrator.agent.steps import (
 from pockestrator.controllers.pbsettings import DesiredSettings
 from pockestrator.controllers.servicedirs import ServiceDirState
 from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 
 # Up to this many units in a daemon-reload wave, instances start before Caddy reloads.

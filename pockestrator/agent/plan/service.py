@@ -45,7 +45,7 @@ from pockestrator.agent.steps import (
     WriteUnit,
 )
 from pockestrator.controllers.caddy import CATCH_ALL
-from pockestrator.controllers.systemd.bus import UnitStatus
+from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import version_key
 from pockestrator.specs.store import Deletion, ServiceStatus

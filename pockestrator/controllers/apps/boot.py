@@ -33,7 +33,6 @@ from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.fds import DirFd
 from pockestrator.controllers.servicedirs.folders import make_private_tree
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
-from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.controllers.systemd.scratch import (
     Healthy,
     ScratchFolder,
@@ -44,6 +43,7 @@ from pockestrator.controllers.systemd.transient import (
     TransientRun,
     run_transient,
 )
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.specs.model import ServiceSpec
 
 MIGRATE_TIMEOUT = 120.0

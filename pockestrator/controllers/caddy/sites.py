@@ -38,7 +38,8 @@ from pockestrator.controllers.caddy.errors import (
 )
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX, has_import, snippet_file_name
 from pockestrator.controllers.caddy.wave import Wave, WaveResult
-from pockestrator.controllers.systemd.bus import SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.files import sha256_file
 from pockestrator.specs import grammar
 from pockestrator.specs.grammar import GrammarError

@@ -59,13 +59,13 @@ from pockestrator.config import S3Target
 from pockestrator.controllers.snapshots.encryption import read_root_only
 from pockestrator.controllers.snapshots.folder import SnapshotError
 from pockestrator.controllers.systemd import SystemdBus
-from pockestrator.controllers.systemd.bus import NoSuchUnit
 from pockestrator.controllers.systemd.sandbox import egress_allow
 from pockestrator.controllers.systemd.transient import (
     run_transient,
     start_transient_service,
     stop_transient_service,
 )
+from pockestrator.controllers.systemd.unit_state import NoSuchUnit
 from pockestrator.files import write_atomic
 from pockestrator.specs.backups import ReplicationPolicy
 from pockestrator.specs.grammar import GrammarError, check_project_name

@@ -28,7 +28,6 @@ from pockestrator.controllers.servicedirs.folders import make_private_tree
 from pockestrator.controllers.snapshots.folder import Snapshot, Verification
 from pockestrator.controllers.snapshots.take import APP_DIRS
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
-from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.controllers.systemd.scratch import (
     Healthy,
     ScratchFolder,
@@ -36,6 +35,7 @@ from pockestrator.controllers.systemd.scratch import (
     serves,
 )
 from pockestrator.controllers.systemd.transient import run_transient
+from pockestrator.controllers.systemd.unit_state import SystemdError
 
 log = structlog.get_logger("pockestrator.snapshots")
 

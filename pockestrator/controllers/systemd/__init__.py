@@ -13,14 +13,7 @@
 The names below are re-exported so that callers can import from the package.
 """
 
-from pockestrator.controllers.systemd.bus import (
-    JobFailed,
-    ManagerKind,
-    NoSuchUnit,
-    SystemdBus,
-    SystemdError,
-    UnitStatus,
-)
+from pockestrator.controllers.systemd.bus import ManagerKind, SystemdBus
 from pockestrator.controllers.systemd.render import (
     ENVIRONMENT_KEY,
     HASH_KEY,
@@ -38,6 +31,12 @@ from pockestrator.controllers.systemd.render import (
     unit_version,
 )
 from pockestrator.controllers.systemd.sandbox import HARDENING, HARDENING_NAMES, instance_user
+from pockestrator.controllers.systemd.unit_state import (
+    JobFailed,
+    NoSuchUnit,
+    SystemdError,
+    UnitStatus,
+)
 from pockestrator.controllers.systemd.units import SystemdUnits, UnitObservation
 
 __all__ = [

@@ -5,7 +5,8 @@ The agent never shells out to systemctl: everything goes through
 bus (the sandbox and the test bed). Jobs (start, stop, restart, reload) are awaited until
 their ``JobRemoved`` signal, and a failed job is reported with the unit's own reason
 (``Result``, ``ExecMainStatus``). ``watch_units`` turns ``PropertiesChanged`` signals into
-callbacks with unit names, so the agent learns about state changes without polling.
+callbacks with unit names, so the agent learns about state changes without polling. What
+it answers (statuses, rows, errors) are the values of ``unit_state``.
 
 The connection is kept: when it drops (the bus daemon restarted, the manager re-executed
 and the bus with it), the client connects again with backoff, subscribes again, fails the
@@ -23,131 +24,34 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from pockestrator.controllers.systemd.unit_state import (
+    UNIT_PATH_PREFIX,
+    JobFailed,
+    NoSuchUnit,
+    SystemdError,
+    UnitRow,
+    UnitStatus,
+    optional_uint,
+    plain,
+    unescape_unit_path,
+)
+
 DESTINATION = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_INTERFACE = "org.freedesktop.systemd1.Manager"
-UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 # Method calls waiting for their replies at a time, per connection (see ``_in_flight``).
 MAX_CALLS_IN_FLIGHT = 16
 
 log = structlog.get_logger("pockestrator.systemd")
 
-# systemd reports "unknown" for 64-bit counters as the maximum value.
-UINT64_UNSET = 2**64 - 1
-
 ManagerKind = Literal["system", "user"]
-
-
-class SystemdError(Exception):
-    """A D-Bus call to systemd failed; ``name`` is the D-Bus error name when there is one."""
-
-    def __init__(self, message: str, name: str | None = None) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-class NoSuchUnit(SystemdError):
-    """The unit is not loaded and has no unit file."""
-
-
-class JobFailed(SystemdError):
-    """A start/stop/restart/reload job ended with a result other than ``done``."""
-
-    def __init__(self, unit: str, action: str, result: str, detail: str) -> None:
-        super().__init__(f"{action} {unit} failed: job {result}; {detail}")
-        self.unit = unit
-        self.action = action
-        self.result = result
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class UnitStatus:
-    """What systemd says about one unit right now. ``None`` means unknown or not applicable."""
-
-    name: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    unit_file_state: str
-    main_pid: int | None
-    n_restarts: int | None
-    exec_main_status: int | None
-    result: str | None
-    memory_current: int | None
-    cpu_usage_nsec: int | None
-    need_daemon_reload: bool
-    fragment_path: str | None
-    active_enter_timestamp_usec: int | None
-    # A job of someone else's (an operator's restart, a start at boot) is queued or running.
-    job_pending: bool = False
-    # The cgroup's memory limit (MemoryMax=); None when unlimited or unknown.
-    memory_max: int | None = None
-    # The unit's cgroup (``/system.slice/x.service``); None while it has none (stopped).
-    control_group: str | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.load_state not in ("not-found", "")
-
-    @property
-    def is_running(self) -> bool:
-        return self.active_state in ("active", "reloading", "activating")
-
-
-@dataclass(frozen=True)
-class UnitRow:
-    """One unit's row of ``ListUnitsByNames``: its states, without its other properties."""
-
-    name: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    job_pending: bool = False
-
-    @property
-    def exists(self) -> bool:
-        return self.load_state not in ("not-found", "")
-
-
-def unescape_unit_path(path: str) -> str | None:
-    """The unit name of a unit object path, or None for other paths."""
-    if not path.startswith(UNIT_PATH_PREFIX):
-        return None
-    escaped = path[len(UNIT_PATH_PREFIX) :]
-    raw = bytearray()
-    index = 0
-    while index < len(escaped):
-        if escaped[index] == "_" and _is_hex(escaped[index + 1 : index + 3]):
-            raw.append(int(escaped[index + 1 : index + 3], 16))
-            index += 3
-        else:
-            raw.extend(escaped[index].encode())
-            index += 1
-    return raw.decode(errors="replace")
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Variant) else value
-
-
-def _optional_uint(value: Any, *, zero_is_unset: bool = False) -> int | None:
-    number = _plain(value)
-    if not isinstance(number, int) or number == UINT64_UNSET or (zero_is_unset and number == 0):
-        return None
-    return number
 
 
 class SystemdBus:
@@ -477,7 +381,7 @@ class SystemdBus:
         (properties,) = await self.call(
             "GetAll", "s", [""], path=path, interface=PROPERTIES_INTERFACE
         )
-        return {key: _plain(value) for key, value in properties.items()}
+        return {key: plain(value) for key, value in properties.items()}
 
     async def unit_status(self, name: str) -> UnitStatus:
         props = await self.unit_properties(name)
@@ -488,19 +392,19 @@ class SystemdBus:
             active_state=str(props.get("ActiveState", "")),
             sub_state=str(props.get("SubState", "")),
             unit_file_state=str(props.get("UnitFileState", "")),
-            main_pid=_optional_uint(props.get("MainPID"), zero_is_unset=True),
-            n_restarts=_optional_uint(props.get("NRestarts")),
-            exec_main_status=_optional_uint(props.get("ExecMainStatus")),
+            main_pid=optional_uint(props.get("MainPID"), zero_is_unset=True),
+            n_restarts=optional_uint(props.get("NRestarts")),
+            exec_main_status=optional_uint(props.get("ExecMainStatus")),
             result=props.get("Result") or None,
-            memory_current=_optional_uint(props.get("MemoryCurrent")),
-            cpu_usage_nsec=_optional_uint(props.get("CPUUsageNSec")),
+            memory_current=optional_uint(props.get("MemoryCurrent")),
+            cpu_usage_nsec=optional_uint(props.get("CPUUsageNSec")),
             need_daemon_reload=bool(props.get("NeedDaemonReload", False)),
             fragment_path=fragment,
-            active_enter_timestamp_usec=_optional_uint(
+            active_enter_timestamp_usec=optional_uint(
                 props.get("ActiveEnterTimestamp"), zero_is_unset=True
             ),
             job_pending=_job_pending(props.get("Job")),
-            memory_max=_optional_uint(props.get("MemoryMax")),
+            memory_max=optional_uint(props.get("MemoryMax")),
             control_group=str(props.get("ControlGroup") or "") or None,
         )
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from dbus_fast import Variant
 
-from pockestrator.controllers.systemd.bus import JobFailed, NoSuchUnit, SystemdBus, SystemdError
+from pockestrator.controllers.systemd.bus import SystemdBus
+from pockestrator.controllers.systemd.unit_state import JobFailed, NoSuchUnit, SystemdError
 
 OUTPUT_MAX = 64 * 1024
 EOF_WAIT = 5.0

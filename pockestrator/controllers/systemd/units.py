@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, UnitStatus
+from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.controllers.systemd.render import (
     UnitSettings,
     UnsafeValue,
@@ -29,6 +29,7 @@ from pockestrator.controllers.systemd.render import (
     unit_environment_hash,
     unit_version,
 )
+from pockestrator.controllers.systemd.unit_state import NoSuchUnit, UnitStatus
 from pockestrator.files import remove_file, sha256_file, sha256_text, write_atomic
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name

@@ -234,7 +234,9 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     text = request.match_info["operation_id"]
-    operation = agent.store.get_operation(int(text)) if text.isdigit() and len(text) < 19 else None
+    # isdigit() alone takes "²", which int() refuses: ASCII digits only, as the path says.
+    known = text.isascii() and text.isdigit() and len(text) < 19
+    operation = agent.store.get_operation(int(text)) if known else None
     if operation is None or operation.service != record.name:
         raise ApiError(
             404,

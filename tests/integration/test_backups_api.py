@@ -149,8 +149,9 @@ async def test_a_deleted_backup_is_gone_and_an_unknown_one_is_404(api: Api, newe
     assert missing.status == 404 and missing.body["code"] == "BACKUP_NOT_FOUND"
     bad = await api.call("POST", "/services/pruned/backups/yesterday/restore")
     assert bad.status == 400 and bad.body["errors"][0]["field"] == "backup_id"
-    unknown = await api.call("GET", "/services/pruned/operations/999999")
-    assert unknown.status == 404 and unknown.body["code"] == "OPERATION_NOT_FOUND"
+    for unknown_id in ("999999", "\u00b2"):  # "²" is a digit to str.isdigit, not to int
+        unknown = await api.call("GET", f"/services/pruned/operations/{unknown_id}")
+        assert unknown.status == 404 and unknown.body["code"] == "OPERATION_NOT_FOUND"
 
 
 async def test_a_backup_of_a_service_without_data_fails_with_the_reason(

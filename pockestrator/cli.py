@@ -211,7 +211,7 @@ def _add_client_commands(
     parser: argparse.ArgumentParser,
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    from pockestrator.client import backup_arguments, config_commands, event_arguments
+    from pockestrator.client import backup_arguments, config_commands, event_arguments, moves
     from pockestrator.client.completion import SHELLS
     from pockestrator.client.times import HELP as TIME_HELP
 
@@ -369,6 +369,7 @@ def _add_client_commands(
     commands.add_parser(
         "nodes", parents=[client], help="the nodes of the fleet (exit 1: a node is lost)"
     )
+    moves.add_move_command(commands, client)
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -545,6 +546,18 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return version(client, console)
     if command == "nodes":
         return commands.nodes(client, console)
+    if command == "move":
+        from pockestrator.client import moves
+
+        return moves.move(
+            client,
+            console,
+            args.name,
+            args.to,
+            from_backup=args.from_backup,
+            wait=args.wait,
+            timeout=args.timeout,
+        )
     if command in ("backup", "clone", "import", "archive"):
         from pockestrator.client.backup_arguments import dispatch_backups
 

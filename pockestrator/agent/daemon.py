@@ -35,6 +35,7 @@ from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.node_lease import NodeLease
+from pockestrator.agent.node_watch import NodeWatch
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler, TerminalError
 from pockestrator.agent.waves import WaveCoordinator
@@ -295,6 +296,7 @@ class Agent:
         self._spawn(self.node_lease.run, "node-lease")
         if isinstance(self.database, PostgresDatabase):
             self._spawn(self._listen_to_the_fleet, "fleet-notifications")
+            self._spawn(NodeWatch(self.store, lambda: self.config).run, "node-watch")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
@@ -396,6 +398,10 @@ class Agent:
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
         names.update(self.snapshots.replication.configured_names())
+        # A move to this node not finished when the agent stopped: its next step is here.
+        names.update(
+            m.service for m in self.store.unfinished_moves() if m.target == self.config.node
+        )
         names.add(CATCH_ALL)
         return names
 

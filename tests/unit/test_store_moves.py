@@ -58,6 +58,8 @@ def test_a_move_is_recorded_then_switched_with_the_final_snapshot_as_the_seed(
     switched = on_a.switch_move(verified, "verified", "b", "s2", "switched")
     assert switched is not None and switched.final_snapshot == "s2"
     assert on_a.node_of("app") == "b"
+    moved = on_b.get_service("app")
+    assert moved is not None and moved.spec.node == "b", "the spec names its new node"
     seed = on_b.get_seed("app")
     assert seed is not None and seed.pending
     assert (seed.source.kind, seed.source.service, seed.source.snapshot) == (

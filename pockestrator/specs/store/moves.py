@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pockestrator.database import parse_iso, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
+from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Conflict, NotFound
 from pockestrator.specs.store.seeds import SeedSource, write_seed
@@ -190,9 +191,14 @@ class Moves(StorePart):
                 return None
             source = SeedSource("snapshot", service=move.service, snapshot=snapshot)
             write_seed(db, move.service, source, f"move {move.id}", now)
+            # A spec that named its node names the new one (it cannot change otherwise).
+            row = db.execute("SELECT spec FROM services WHERE name = ?", (move.service,)).fetchone()
+            spec = ServiceSpec.model_validate_json(row["spec"])
+            if spec.node is not None:
+                spec = spec.model_copy(update={"node": to_node})
             db.execute(
-                "UPDATE services SET node = ?, updated_at = ? WHERE name = ?",
-                (to_node, now, move.service),
+                "UPDATE services SET node = ?, spec = ?, updated_at = ? WHERE name = ?",
+                (to_node, spec.model_dump_json(), now, move.service),
             )
             # What the old node observed is not the new one's: deploying until it reports.
             db.execute(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
@@ -53,8 +54,19 @@ from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
 log = structlog.get_logger("pockestrator.moves")
 
 
+# While a switched move's target boots: its reconcile looks again this soon (the status
+# the boot writes wakes no reconcile of its own).
+BOOT_LOOK_SECONDS = 1.0
+
+
 class MoveFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Stepped:
+    acted: bool
+    look_again: float | None = None
 
 
 def offsite_target(record: ServiceRecord, config: AgentConfig) -> str | None:
@@ -86,29 +98,30 @@ class Mover:
     def here(self) -> str:
         return self._config().node
 
-    async def step(self, name: str) -> float | None:
-        """Do this node's step of ``name``'s move, if it is this node's turn; seconds until
-        it should be looked at again (a target waiting for its boot), or None."""
+    async def step(self, name: str) -> Stepped:
+        """Do this node's step of ``name``'s move, if it is this node's turn: whether a
+        step was taken (the service's record may have changed: its node), and when to look
+        again (a target waiting for its boot)."""
         move = await asyncio.to_thread(self.store.current_move, name)
         if move is None:
-            return None
+            return Stepped(False)
         lost = await asyncio.to_thread(self.store.lost_nodes)
         serving = self._serving(move) if move.state == "switched" else None
         step = next_move_step(move, self.here, lost, serving)
         if step is None:
             booting = move.state == "switched" and move.target == self.here
-            return 1.0 if booting else None
+            return Stepped(False, BOOT_LOOK_SECONDS if booting else None)
         record = self.store.get_service(name)
         if record is None:
             self._finish(move, move.state, "failed", "the service was deleted during its move")
-            return None
+            return Stepped(True)
         try:
             await self._do(record, move, step)
         except Exception as exc:  # recorded in the move and its events
             reason = str(exc)[:2000] or type(exc).__name__
             log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
             self._finish(move, move.state, "failed", reason)
-        return None
+        return Stepped(True)
 
     def _serving(self, move: Move) -> bool | None:
         status = self.store.get_status(move.service)

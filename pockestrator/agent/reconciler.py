@@ -195,7 +195,7 @@ class Reconciler:
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
             record = self.store.get_service(name)
-            if record is not None and await self.mover.step(name) is not None:
+            if record is not None and (await self.mover.step(name)).acted:
                 record = self.store.get_service(name)  # a move's switch may have happened
             if record is not None and not self.store.runs_here(record.node):
                 # Another node's service: its agent runs it. A service's node changes only
@@ -208,7 +208,8 @@ class Reconciler:
                 return await self._remove(name)
             result = await self._converge(record)
             # The target of a move confirms it in the reconcile that made it serve.
-            return Result(soonest(result.requeue_after, await self.mover.step(name)))
+            moved = await self.mover.step(name)
+            return Result(soonest(result.requeue_after, moved.look_again))
 
     # -- the catch-all site ------------------------------------------------------------
 

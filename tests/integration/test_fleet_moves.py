@@ -68,6 +68,7 @@ def node_config(
         resync_interval=3600.0,  # only NOTIFY wakes an agent in time for these tests
         health_interval=1.0,
         upgrade_health_deadline=20.0,
+        failover_grace_seconds=2.0,
         backup_targets={"offsite": s3.target(encryption_key_file=key)},
     )
 
@@ -365,3 +366,65 @@ async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_back
     assert fleet.alpha.store.node_of("spare") == "alpha"
     status = await fleet.alpha_api.call("GET", "/services/spare/status")
     assert status.body["state"] == "active", status.body
+
+
+async def backed_up_on_beta(fleet: Fleet, name: str, version: str) -> tuple[int, list[Any]]:
+    """``name`` on beta with ``failover: auto``, five records, backed up off-site."""
+    created = await create(
+        fleet.beta_api,
+        version,
+        name,
+        node="beta",
+        superuser_email=f"admin@{name}.example",
+        backups=POLICY,
+        failover="auto",
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.beta_api, name, timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in(f"admin@{name}.example", created["superuser_password"])
+        await client.notes()
+        for number in range(5):
+            await client.add(f"{name} {number}")
+        kept = await records(client)
+    taken = await fleet.beta_api.call("POST", f"/services/{name}/backups")
+    assert taken.status == 201, taken.body
+
+    async def uploaded() -> bool:
+        listed = await fleet.beta_api.call("GET", f"/services/{name}/backups")
+        return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+    assert await wait_until(uploaded, 60, 0.2)
+    return port, kept
+
+
+async def test_failover_auto_brings_a_lost_nodes_service_up_on_a_live_node_after_the_grace(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    port, kept = await backed_up_on_beta(fleet, "standby", pocketbase_versions[1])
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)
+    await fleet.beta.bus.stop_unit(unit_name("standby"))
+
+    async def on_alpha() -> bool:
+        return fleet.alpha.store.node_of("standby") == "alpha"
+
+    # The lease ends (6 s), the grace (2 s), a look (every 2 s), then the move.
+    assert await wait_until(on_alpha, 60, 0.2), await event_kinds(fleet.alpha_api, "standby")
+    await wait_running(fleet.alpha_api, "standby", timeout=90)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == kept
+    kinds = await event_kinds(fleet.alpha_api, "standby")
+    assert kinds.count("failover_started") == 1, kinds
+    failover = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/standby/events")).body["events"]
+        if e["kind"] == "failover_started"
+    )
+    assert failover["details"]["from_backup"] is True
+    assert failover["details"]["source"] == "beta"
+    await start_killable(fleet.beta)  # back for the fixture's teardown, without the copy
+
+    async def beta_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "standby")
+
+    assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]

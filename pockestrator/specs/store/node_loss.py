@@ -12,6 +12,7 @@ write the news, and a node that renews clears it in the same transaction as its 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pockestrator.database import Connection, iso, parse_stored_time
@@ -73,6 +74,11 @@ class NodeLoss(StorePart):
             alert = {"rule": NODE_LOST, "service": service, **details}
             self.add_event(service, "alert_resolved", f"resolved: {message}", alert)
         return services
+
+    def server_now(self) -> datetime:
+        """Now by the clock that judges leases (the server's; one host's own)."""
+        with self._database.reading() as db:
+            return self._database.server_time(db) or self._clock.now()
 
     def lost_nodes(self) -> frozenset[str]:
         """The nodes whose lease has ended, by the server's clock now; none on one host's

@@ -428,3 +428,29 @@ async def test_failover_auto_brings_a_lost_nodes_service_up_on_a_live_node_after
         return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "standby")
 
     assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]
+
+
+async def test_a_move_whose_source_agent_is_killed_mid_way_resumes_and_keeps_its_data(
+    fleet: Fleet,
+) -> None:
+    # ledger runs on beta since the first test; beta is back since the failover test.
+    port = (await fleet.beta_api.call("GET", "/services/ledger")).body["service"]["port"]
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        before = await records(client)
+    asked = await fleet.alpha_api.call("POST", "/services/ledger/moves", {"to": "alpha"})
+    assert asked.status == 202, asked.body
+
+    async def past_requested() -> bool:
+        reply = await fleet.alpha_api.call("GET", f"/services/ledger/moves/{asked.body['id']}")
+        return reply.body["state"] != "requested"
+
+    assert await wait_until(past_requested, 120, 0.05)
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)  # the source, in the middle
+    await start_killable(fleet.beta)  # back within its lease: the move is not failed
+    move = await finished_move(fleet.alpha_api, "ledger", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    await wait_running(fleet.alpha_api, "ledger", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == before
+    kinds = await event_kinds(fleet.alpha_api, "ledger")
+    assert kinds.count("move_switched") == 2, "one switch for each of the two moves"

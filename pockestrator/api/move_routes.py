@@ -2,9 +2,10 @@
 
 The answer is the move's record (202): the steps are done by the two nodes' agents
 (``agent.mover``), whichever node's API received it, and the record says where it is.
-Refused with a stable code when the node is unknown (``NODE_NOT_FOUND``), the service is
-there already, is being moved, its port is taken there, or it has no off-site target to
-move through (``NO_OFFSITE_TARGET``): a move copies through the service's S3 backup target.
+Refused with a stable code when the node is unknown (``NODE_NOT_FOUND``) or lost
+(``NODE_LOST``), the service is there already, is being moved, its port is taken there,
+comes from a spec file, or has no off-site target to move through (``NO_OFFSITE_TARGET``):
+a move copies through the service's S3 backup target.
 """
 
 from __future__ import annotations

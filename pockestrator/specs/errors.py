@@ -128,6 +128,7 @@ class ErrorCode(StrEnum):
     # Moves between the nodes of a fleet (agent.move_plan).
     NODE_NOT_FOUND = "NODE_NOT_FOUND"
     ALREADY_ON_NODE = "ALREADY_ON_NODE"
+    NODE_LOST = "NODE_LOST"
     MOVE_IN_PROGRESS = "MOVE_IN_PROGRESS"
     NO_OFFSITE_TARGET = "NO_OFFSITE_TARGET"
     MOVE_NOT_FOUND = "MOVE_NOT_FOUND"

@@ -74,7 +74,7 @@ def test_a_move_is_recorded_then_switched_with_the_final_snapshot_as_the_seed(
     assert done is not None and not done.pending and on_b.current_move("app") is None
 
 
-def test_a_move_is_refused_to_its_own_node_an_unknown_node_a_taken_port_and_twice(
+def test_a_move_is_refused_to_its_own_node_an_unknown_or_lost_node_a_taken_port_and_twice(
     store_backend: StoreBackend,
 ) -> None:
     on_a, on_b = fleet(store_backend)
@@ -98,6 +98,11 @@ def test_a_move_is_refused_to_its_own_node_an_unknown_node_a_taken_port_and_twic
         ErrorCode.PORT_IN_USE,
     )
     on_b.delete_service("taker")
+    on_b.renew_lease("b", timedelta(0))
+    with pytest.raises(Conflict) as lost:
+        on_a.request_move("app", "b", from_backup=False, by="t")
+    assert (lost.value.issues[0].field, lost.value.issues[0].code) == ("to", ErrorCode.NODE_LOST)
+    on_b.renew_lease("b", HOUR)
     on_a.request_move("app", "b", from_backup=False, by="t")
     with pytest.raises(Conflict) as twice:
         on_b.request_move("app", "b", from_backup=True, by="t")

@@ -96,8 +96,8 @@ def _move(row: Any) -> Move:
 class Moves(StorePart):
     def request_move(self, service: str, target: str, *, from_backup: bool, by: str) -> Move:
         """Record a move of ``service`` to node ``target``. ``NotFound`` for an unknown
-        service or node; ``Conflict`` when it is there already, another move of it is
-        unfinished, or its port is taken on the target."""
+        service or node; ``Conflict`` when the target is lost, the service is there
+        already, another move of it is unfinished, or its port is taken on the target."""
         now = self._now()
         with self._database.write() as db:
             row = db.execute(
@@ -105,8 +105,16 @@ class Moves(StorePart):
             ).fetchone()
             if row is None:
                 raise NotFound(service)
-            if db.execute("SELECT 1 FROM nodes WHERE name = ?", (target,)).fetchone() is None:
+            lease = db.execute(
+                "SELECT lease_expires_at FROM nodes WHERE name = ?", (target,)
+            ).fetchone()
+            if lease is None:
                 raise NotFound(target)
+            server_now = self._database.server_time(db) or self._clock.now()
+            if parse_stored_time(lease["lease_expires_at"]) <= server_now:
+                raise _conflict(
+                    "to", f"node {target} is lost (its lease ended)", ErrorCode.NODE_LOST
+                )
             source = str(row["node"])
             if source == target:
                 raise _conflict(

@@ -50,27 +50,18 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch, wait_healthy
 from pockestrator.agent.mover import Mover
-from pockestrator.agent.plan import (
-    Desired,
-    Observed,
-    Plan,
-    Policy,
+from pockestrator.agent.plan.conclude import (
     Settled,
     certificate_check_due,
     conclude,
     crash_loop_began,
-    downgrade_refusal,
-    plan_catch_all,
-    plan_removal,
-    plan_service,
-    plan_settings,
     requeue_after,
     restarted_by_systemd,
-    run_first,
-    settings_due,
-    settings_error_text,
-    target_version,
 )
+from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
+from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
+from pockestrator.agent.plan.settings import plan_settings, settings_due, settings_error_text
+from pockestrator.agent.plan.versions import downgrade_refusal, target_version
 from pockestrator.agent.seeding import Seeder, SeedFailed
 from pockestrator.agent.sleep import SleepKeeper
 from pockestrator.agent.steps import RestartUnit, StartUnit

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from pockestrator.api.models import ClosedModel
 from pockestrator.api.spec_shapes import STRICT
-from pockestrator.specs.values import NodeName
+from pockestrator.specs.values.service import NodeName
 
 
 class MoveBody(BaseModel):

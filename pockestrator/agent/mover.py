@@ -124,6 +124,8 @@ class Mover:
         return Stepped(True)
 
     def _serving(self, move: Move) -> bool | None:
+        """The target's verdict after the switch: it runs as wanted (True; a stopped
+        service is there when it is inactive), it failed to (False), or not yet (None)."""
         status = self.store.get_status(move.service)
         seed = self.store.get_seed(move.service)
         if seed is not None and not seed.pending and seed.outcome == "failed":
@@ -132,7 +134,9 @@ class Mover:
             return None
         if status.state == "error":
             return False
-        return True if status.state == "active" else None
+        record = self.store.get_service(move.service)
+        settled = "active" if record is None or record.desired_state == "running" else "inactive"
+        return True if status.state == settled else None
 
     async def _do(self, record: ServiceRecord, move: Move, step: MoveStep) -> None:
         snapshots = self.controllers.snapshots

@@ -13,12 +13,11 @@ the old node's Caddy" is a check that fails if the site stayed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,9 @@ async def caddy_answers(box: Sandbox, host: str) -> bool:
 
 
 async def test_a_move_keeps_every_record_written_before_and_during_it(
-    fleet: Fleet, pocketbase_versions: tuple[str, str]
+    fleet: Fleet,
+    pocketbase_versions: tuple[str, str],
+    record_property: Callable[[str, object], None],
 ) -> None:
     version = pocketbase_versions[1]
     created = await create(
@@ -211,12 +212,17 @@ async def test_a_move_keeps_every_record_written_before_and_during_it(
         assert (asked.body["source"], asked.body["state"]) == ("alpha", "requested")
         done = asyncio.Event()
 
+        loop = asyncio.get_running_loop()
+        began, refused = loop.time(), []
+
         async def keep_writing() -> None:
             number = 0
             while not done.is_set():
                 # While the source is stopped a write fails: not acknowledged, not counted.
-                with contextlib.suppress(Exception):
+                try:
                     written.append(await client.add(f"during {number}"))
+                except Exception:  # any refusal: not acknowledged, not counted
+                    refused.append(loop.time())
                 number += 1
                 await asyncio.sleep(0.1)
 
@@ -227,6 +233,12 @@ async def test_a_move_keeps_every_record_written_before_and_during_it(
             done.set()
             await writer
     assert move["state"] == "done", move
+    # Not asserted (a timing): how long the move took, and the writes refused while the
+    # instance was stopped (one write every 0.1 s), for the report (--junitxml).
+    record_property("move_seconds", round(loop.time() - began, 2))
+    record_property("refused_writes", len(refused))
+    if refused:
+        record_property("refused_window_seconds", round(refused[-1] - refused[0], 2))
     assert move["final_snapshot"] and move["final_snapshot"] != move["snapshot"]
     assert len(written) > 20, "no write landed during the move"
     await wait_running(fleet.beta_api, "ledger", timeout=60)
@@ -454,3 +466,19 @@ async def test_a_move_whose_source_agent_is_killed_mid_way_resumes_and_keeps_its
         assert await records(client) == before
     kinds = await event_kinds(fleet.alpha_api, "ledger")
     assert kinds.count("move_switched") == 2, "one switch for each of the two moves"
+
+
+async def test_a_stopped_service_moves_and_stays_stopped_on_its_new_node(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    await create(fleet.alpha_api, pocketbase_versions[1], "parked", node="alpha", backups=POLICY)
+    await wait_running(fleet.alpha_api, "parked", timeout=60)  # it has data once it ran
+    stopped = await fleet.alpha_api.call("POST", "/services/parked/control", {"action": "stop"})
+    assert stopped.status == 200, stopped.body
+    asked = await fleet.alpha_api.call("POST", "/services/parked/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "parked", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    status = await fleet.beta_api.call("GET", "/services/parked/status")
+    assert (status.body["state"], status.body["is_running"]) == ("inactive", False), status.body
+    assert fleet.alpha.store.node_of("parked") == "beta"

@@ -87,7 +87,8 @@ async def get_move(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     text = request.match_info["move_id"]
-    move = agent.store.get_move(int(text)) if text.isdigit() and len(text) < 19 else None
+    number = text.isascii() and text.isdigit() and len(text) < 19  # "²" is a digit to str
+    move = agent.store.get_move(int(text)) if number else None
     if move is None or move.service != record.name:
         code = ErrorCode.MOVE_NOT_FOUND
         raise ApiError(404, code, f"{record.name} has no move {text[:40]}", service_id=record.id)

@@ -274,6 +274,9 @@ async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node
         "POST", "/services/ledger/moves", {"to": "beta", "from_backup": False}
     )
     assert there.status == 409 and there.codes() == {"node": "ALREADY_ON_NODE"}, there.body
+    for number in ("999", "%C2%B2", "x"):  # "²" is a digit to str.isdigit, not to int
+        none = await fleet.alpha_api.call("GET", f"/services/ledger/moves/{number}")
+        assert none.status == 404 and none.body["code"] == "MOVE_NOT_FOUND", none.body
 
 
 async def cli(fleet: Fleet, *argv: str) -> tuple[int, str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pockestrator.specs.store import Move
+from pockestrator.specs.store import Move, ServiceStatus
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,24 @@ def next_move_step(
                 return Fail(reason)
             return RollBack(reason)
     return None
+
+
+def serving_verdict(
+    status: ServiceStatus | None, *, seed_failed: bool, wants_running: bool
+) -> bool | None:
+    """The target's verdict after the switch (``serving`` above): it runs as wanted (True;
+    a stopped service is there when it is inactive), it failed to (False), not yet (None).
+
+    Once the instance has answered its health probe there it has served, and may have
+    taken writes the source never saw: the move is done, and an error after that (a
+    PocketBase setting not applied) is the service's to mend there, never a reason to go
+    back to the source's older data."""
+    if seed_failed:
+        return False
+    if status is None:
+        return None
+    if status.health_ok is True:
+        return True
+    if status.state == ("active" if wants_running else "inactive"):
+        return True
+    return False if status.state == "error" else None

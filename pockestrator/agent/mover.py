@@ -44,6 +44,7 @@ from pockestrator.agent.move_plan import (
     Stage,
     Verify,
     next_move_step,
+    serving_verdict,
 )
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
@@ -124,19 +125,13 @@ class Mover:
         return Stepped(True)
 
     def _serving(self, move: Move) -> bool | None:
-        """The target's verdict after the switch: it runs as wanted (True; a stopped
-        service is there when it is inactive), it failed to (False), or not yet (None)."""
-        status = self.store.get_status(move.service)
         seed = self.store.get_seed(move.service)
-        if seed is not None and not seed.pending and seed.outcome == "failed":
-            return False
-        if status is None:
-            return None
-        if status.state == "error":
-            return False
         record = self.store.get_service(move.service)
-        settled = "active" if record is None or record.desired_state == "running" else "inactive"
-        return True if status.state == settled else None
+        return serving_verdict(
+            self.store.get_status(move.service),
+            seed_failed=seed is not None and not seed.pending and seed.outcome == "failed",
+            wants_running=record is None or record.desired_state == "running",
+        )
 
     async def _do(self, record: ServiceRecord, move: Move, step: MoveStep) -> None:
         snapshots = self.controllers.snapshots

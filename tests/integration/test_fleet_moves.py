@@ -232,7 +232,7 @@ async def test_a_move_keeps_every_record_written_before_and_during_it(
         finally:
             done.set()
             await writer
-    assert move["state"] == "done", move
+    assert move["state"] == "done", f"{move['error']}\n{fleet.beta.journal()[-8000:]}"
     # Not asserted (a timing): how long the move took, and the writes refused while the
     # instance was stopped (one write every 0.1 s), for the report (--junitxml).
     record_property("move_seconds", round(loop.time() - began, 2))

@@ -18,8 +18,9 @@ from pockestrator.agent.move_plan import (
     Stage,
     Verify,
     next_move_step,
+    serving_verdict,
 )
-from pockestrator.specs.store import Move
+from pockestrator.specs.store import Move, ServiceStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MOVE = Move(1, "app", "a", "b", False, "requested", None, None, T0, "t", T0, None, None)
@@ -87,3 +88,28 @@ def test_each_state_is_one_nodes_step(
     move: Move | None, here: str, lost: frozenset[str], serving: bool | None, step: MoveStep | None
 ) -> None:
     assert next_move_step(move, here, lost, serving) == step
+
+
+DEPLOYING = ServiceStatus(name="app", state="deploying")
+
+
+@pytest.mark.parametrize(
+    ("status", "seed_failed", "wants_running", "verdict"),
+    [
+        (None, False, True, None),  # the target has not reported yet
+        (DEPLOYING, False, True, None),
+        (replace(DEPLOYING, state="active"), False, True, True),
+        (replace(DEPLOYING, state="inactive"), False, False, True),  # a stopped service
+        (replace(DEPLOYING, state="inactive"), False, True, None),
+        (replace(DEPLOYING, state="error"), False, True, False),  # it never served
+        # It answered its probe, then a setting failed (a locked database under writes):
+        # it has served and may hold new writes, so it stays.
+        (replace(DEPLOYING, state="error", health_ok=True), False, True, True),
+        (None, True, True, False),  # its seed failed
+        (replace(DEPLOYING, state="active"), True, True, False),
+    ],
+)
+def test_the_target_has_served_once_it_answered_and_failed_only_if_it_never_did(
+    status: ServiceStatus | None, seed_failed: bool, wants_running: bool, verdict: bool | None
+) -> None:
+    assert serving_verdict(status, seed_failed=seed_failed, wants_running=wants_running) is verdict

@@ -7,7 +7,8 @@ fsynced; a writer killed before the rename leaves the temporary file, which
 the identity used for drift detection (``systemd_config_hash``, ``caddy_config_hash``);
 the API shows a 12-hex prefix.
 
-A base module: the controllers, the agent and the CLI (its token file) write through it.
+A base module: the controllers, the agent and the CLI (its token file) write through it;
+``read_private_file`` reads the secrets an operator keeps in root-only files.
 Neighbours in ``controllers``: ``hashed_copy`` (copying a binary while hashing it),
 ``stamped_paths`` (unique timestamped names for archives and backups).
 """
@@ -109,3 +110,32 @@ def remove_file(path: Path) -> bool:
         return False
     fsync_directory(path.parent)
     return True
+
+
+SECRET_READ_MAX = 4096
+
+
+class SecretUnreadable(Exception):
+    """A secret's file cannot be opened; the message is the system's reason."""
+
+
+class SecretNotPrivate(Exception):
+    """A secret's file is not the agent's user's own with mode 0600 or stricter."""
+
+
+def read_private_file(path: Path) -> bytes:
+    """The first 4 KiB of a secret's file, which must be the agent's user's own and readable
+    or writable by nobody else (a link is not followed): another user who could read it
+    has the secret, one who could write it chooses it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SecretUnreadable(str(exc.strerror)) from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise SecretNotPrivate(str(path))
+        with os.fdopen(fd, "rb", closefd=False) as reader:
+            return reader.read(SECRET_READ_MAX)
+    finally:
+        os.close(fd)

@@ -9,8 +9,12 @@ those wake-ups alone. inotify's file descriptor can be handed to the event loop 
 The watcher is level-triggered by design: it only reports *which* names changed, and the
 caller reads their current state again. So partial writes, saves by rename and bursts all
 converge. Events are batched: a batch is delivered ``quiet`` seconds after the last event,
-and at most ``max_delay`` after the first. An overflow of the kernel's queue (or a watched
-directory going away) is reported as ``None``: "anything may have changed, rescan".
+and at most ``max_delay`` after the first. When every path of the batch was last seen
+complete (renamed into place, closed after writing, or removed), ``complete_quiet`` is
+enough: a lone save by rename is not held back for writes that are not coming, and the
+rest of a burst renamed in one go still joins its batch. An overflow of the kernel's
+queue (or a watched directory going away) is reported as ``None``: "anything may have
+changed, rescan".
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ WATCHED_EVENTS = (
     | IN_MOVE_SELF
     | IN_ONLYDIR
 )
+# The events after which a file is whole (or gone): nothing more is expected of it.
+_COMPLETE = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_DELETE
 _LOST = IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
 
@@ -82,11 +88,14 @@ class DirectoryWatcher:
         accept: Callable[[str], bool],
         quiet: float = 0.01,
         max_delay: float = 0.05,
+        complete_quiet: float | None = None,
     ) -> None:
         self.directories = list(directories)
         self.accept = accept
         self.quiet = quiet
         self.max_delay = max_delay
+        self.complete_quiet = quiet if complete_quiet is None else complete_quiet
+        self._unfinished: set[Path] = set()  # pending paths last seen mid-write
         self._fd = -1
         self._folders: dict[int, Path] = {}
         self._pending: set[Path] = set()
@@ -167,7 +176,12 @@ class DirectoryWatcher:
             if mask & _LOST:
                 self._lost = True
             elif name and self.accept(name) and wd in self._folders:
-                self._pending.add(self._folders[wd] / name)
+                path = self._folders[wd] / name
+                self._pending.add(path)
+                if mask & _COMPLETE:
+                    self._unfinished.discard(path)
+                else:
+                    self._unfinished.add(path)
         if self._pending or self._lost:
             self._schedule()
 
@@ -176,7 +190,8 @@ class DirectoryWatcher:
         now = loop.time()
         if self._first_at is None:
             self._first_at = now
-        when = min(now + self.quiet, self._first_at + self.max_delay)
+        quiet = self.quiet if self._unfinished or self._lost else self.complete_quiet
+        when = min(now + quiet, self._first_at + self.max_delay)
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_at(when, self._deliver)
@@ -184,6 +199,7 @@ class DirectoryWatcher:
     def _deliver(self) -> None:
         self._timer = None
         self._first_at = None
+        self._unfinished.clear()
         if self._lost:
             self._lost = False
             self._pending.clear()

@@ -16,6 +16,7 @@ anything, and never records status: the reconciler does, from a fresh observatio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ import structlog
 
 from pockestrator.agent import steps
 from pockestrator.agent.controllers import Controllers
-from pockestrator.agent.plan.model import Desired, Plan, run_first
+from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome
@@ -72,19 +73,25 @@ class StepRunner:
         self.controllers = controllers
         self.coordinator = coordinator
         # Registration order is firing order: daemon-reload before Caddy.
-        self._reload: Barrier[None, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
+        # The units wave: its reconciles learn its size; one Reload() for all of them when
+        # any needs it (a changed or removed unit file; a new one is loaded on first use).
+        self._reload: Barrier[bool, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
+        self.reloads = 0  # Reload() calls made (for tests and benchmarks)
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
 
     # -- wave operations ---------------------------------------------------------------
 
-    async def _daemon_reload(self, requests: Mapping[str, None]) -> dict[str, int]:
-        """One daemon-reload for the wave; each reconcile learns how large the wave is."""
+    async def _daemon_reload(self, requests: Mapping[str, bool]) -> dict[str, int]:
+        """At most one daemon-reload for the wave; each reconcile learns its size."""
+        self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
+        if not any(requests.values()):
+            return dict.fromkeys(requests, len(requests))
         started = time.monotonic()
         with self.metrics.daemon_reload_seconds.time():
             await self.controllers.bus.daemon_reload()
-        self.metrics.wave_size.labels("daemon-reload").observe(len(requests))
+        self.reloads += 1
         log.info(
             "daemon-reload",
             services=len(requests),
@@ -127,12 +134,29 @@ class StepRunner:
             )
         for step in plan.prepare:
             await self._do(name, desired, step, applied)
-        groups = (plan.run, plan.route) if run_first(applied.wave_size) else (plan.route, plan.run)
-        for group in groups:
-            for step in group:
+        if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
+            await self._start_while_routing(name, desired, plan, applied)
+        else:
+            for step in (*plan.route, *plan.run):
                 await self._do(name, desired, step, applied)
         for step in plan.finish:
             await self._do(name, desired, step, applied)
+
+    async def _start_while_routing(
+        self, name: str, desired: Desired | None, plan: Plan, applied: Applied
+    ) -> None:
+        """The run group and the route group at once: the instance boots while its site
+        waits at (and goes through) the Caddy wave. Both are carried out to their end;
+        the first failure, the run group's before the route's, is raised."""
+
+        async def group(group_steps: tuple[steps.Step, ...]) -> None:
+            for step in group_steps:
+                await self._do(name, desired, step, applied)
+
+        outcomes = await asyncio.gather(group(plan.run), group(plan.route), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _do(
         self, name: str, desired: Desired | None, step: steps.Step, applied: Applied
@@ -162,8 +186,10 @@ class StepRunner:
                 if self.controllers.units.write(name, text):
                     applied.add(step.describe())
             case steps.DaemonReload():
-                applied.wave_size = await self.coordinator.park(self._reload, name, None)
+                applied.wave_size = await self.coordinator.park(self._reload, name, True)
                 applied.add(step.describe())
+            case steps.LoadNewUnit():
+                applied.wave_size = await self.coordinator.park(self._reload, name, False)
             case steps.EnableUnit():
                 await self.controllers.bus.enable_unit_files([unit])
                 applied.add(step.describe())

@@ -104,6 +104,11 @@ class BootWatch:
     the deadline passes, keeps the verdict and queues the service (``wake``); the
     reconcile that follows takes the verdict and records the status, ``active`` once
     healthy, as before.
+
+    An instance that answers while others of its burst still boot leaves its own
+    settings (the agent's superuser, a PocketBase process of its own in a box, and the
+    settings calls) until the last boot is over (``after_boots``): on a small host they
+    took the CPU the remaining boots needed.
     """
 
     def __init__(
@@ -114,6 +119,22 @@ class BootWatch:
         self.timeout = timeout
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._verdicts: dict[str, tuple[bool, datetime]] = {}
+        self._after: set[str] = set()  # queued again once no boot is watched
+
+    def after_boots(self, name: str) -> bool:
+        """True when other instances' boots are watched now: ``name`` is queued again
+        once the last of them is over, and its caller leaves its work until then."""
+        if not any(other != name for other in self._tasks):
+            return False
+        self._after.add(name)
+        return True
+
+    def _boots_over(self) -> None:
+        if self._tasks or not self._after:
+            return
+        waiting, self._after = sorted(self._after), set()
+        for name in waiting:
+            self.wake(name)
 
     def watching(self, name: str) -> bool:
         """True while a watch of ``name``'s boot runs (it queues the service at its end)."""
@@ -158,13 +179,16 @@ class BootWatch:
                 del self._tasks[name]
                 self._verdicts[name] = (healthy, utc_now())
                 self.wake(name)
+                self._boots_over()
 
     def forget(self, name: str) -> None:
         """Drop ``name``'s watch and verdict (a new process, or the service is gone)."""
         self._verdicts.pop(name, None)
+        self._after.discard(name)
         task = self._tasks.pop(name, None)
         if task is not None:
             task.cancel()
+            self._boots_over()
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

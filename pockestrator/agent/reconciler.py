@@ -246,6 +246,7 @@ class Reconciler:
             return Result()
         applied = Applied()
         await self.steps.run(desired, plan, applied)
+        self.coordinator.step_aside()  # its health wait and settings hold no wave
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
         # A burst's boots are watched off the workers; a small wave's are waited for here,

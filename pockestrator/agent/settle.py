@@ -224,6 +224,8 @@ class Settler:
             fingerprint = control.fingerprint(wanted, secrets)
             if not settings_due(fingerprint, previous, pid, now, self.policy().settings_interval):
                 return settled, {}
+            if self.boots.after_boots(name):
+                return settled, {}  # queued again when its burst's boots are over
             for _attempt in range(2):
                 observed = await control.observe(desired.spec)
                 plan = plan_settings(name, wanted, fingerprint, observed, previous)

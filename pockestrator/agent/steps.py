@@ -69,6 +69,17 @@ class DaemonReload(Step):
 
 
 @dataclass(frozen=True)
+class LoadNewUnit(Step):
+    """A unit systemd holds no unit for (``not-found``): no daemon-reload, since systemd
+    loads a unit file that appeared after its last reload at the first reference to the
+    name (its unit cache is stale once the folder changed; systemd 252 retries the load).
+    It still joins the daemon-reload wave, whose size orders the run and route groups."""
+
+    def describe(self) -> str:
+        return "unit file loaded by systemd at its start (no daemon-reload)"
+
+
+@dataclass(frozen=True)
 class EnableUnit(Step):
     def describe(self) -> str:
         return "enabled"

@@ -12,6 +12,11 @@ counts, and each firing runs the first registered barrier that has waiters (daem
 before Caddy) and releases its waiters at once; the next barrier fires when everybody has
 parked again, so the reconciles released by the first can join it.
 
+A reconcile past its global steps (waiting for its instance's health, applying its
+settings) tells the coordinator so (``step_aside``): it no longer holds the next wave, so a
+lone change that arrives meanwhile is not kept waiting for it. Should it park again (a
+deploy's switch), it joins again for as long as it is active.
+
 It could stall, though: a reconcile that stays active without parking (a download, the
 health wait of an instance that never comes up) and re-queues itself (its own unit's
 signals) would hold every other service's wave for as long as that goes on. So a wave also
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -33,6 +39,17 @@ log = structlog.get_logger("pockestrator.waves")
 
 Request = TypeVar("Request")
 Outcome = TypeVar("Outcome")
+
+
+@dataclass
+class _Participant:
+    """One reconcile's membership: counted among the active ones while ``counted``."""
+
+    counted: bool = True
+
+
+# The participant of the reconcile running in this task (None outside one).
+_CURRENT: ContextVar[_Participant | None] = ContextVar("wave_participant", default=None)
 
 
 @dataclass
@@ -81,15 +98,35 @@ class WaveCoordinator:
     @asynccontextmanager
     async def participant(self) -> AsyncIterator[None]:
         """Wrap one reconcile: the coordinator waits for it before firing a wave."""
+        member = _Participant()
+        token = _CURRENT.set(member)
         self._active += 1
         try:
             yield
         finally:
+            _CURRENT.reset(token)
+            if member.counted:
+                self._active -= 1
+            self._maybe_fire()
+
+    def step_aside(self) -> None:
+        """The current reconcile will not park for a while (it waits for a boot, or works
+        on its instance alone): the next wave need not wait for it."""
+        member = _CURRENT.get()
+        if member is not None and member.counted:
+            member.counted = False
             self._active -= 1
             self._maybe_fire()
 
+    def _rejoin(self) -> None:
+        member = _CURRENT.get()
+        if member is not None and not member.counted:
+            member.counted = True
+            self._active += 1
+
     async def park(self, barrier: Barrier[Request, Outcome], key: str, request: Request) -> Outcome:
         """Contribute ``request`` for ``key`` and wait until the barrier fires."""
+        self._rejoin()
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         previous = barrier.waiting.get(key)
         if previous is not None and not previous[1].done():

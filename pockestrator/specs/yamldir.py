@@ -50,8 +50,10 @@ _MESSAGE_MAX = 200
 # seconds of the event loop for a 1 MiB file of short lines.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A change is handled once the folder has been quiet for WATCH_QUIET seconds, and at most
-# WATCH_MAX_DELAY after it happened (the spec folder promises to react within 100 ms).
+# WATCH_MAX_DELAY after it happened (the spec folder promises to react within 100 ms);
+# files that were renamed into place or closed after writing wait WATCH_COMPLETE_QUIET.
 WATCH_QUIET = 0.02
+WATCH_COMPLETE_QUIET = 0.002
 WATCH_MAX_DELAY = 0.08
 
 log = structlog.get_logger("pockestrator.specs")
@@ -456,7 +458,11 @@ class SpecDirectory:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         watcher = DirectoryWatcher(
-            [self.directory], is_spec_file_name, quiet=WATCH_QUIET, max_delay=WATCH_MAX_DELAY
+            [self.directory],
+            is_spec_file_name,
+            quiet=WATCH_QUIET,
+            max_delay=WATCH_MAX_DELAY,
+            complete_quiet=WATCH_COMPLETE_QUIET,
         )
         watcher.start()
         self._watcher = watcher

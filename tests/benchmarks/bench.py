@@ -143,6 +143,17 @@ async def until_all_answer(
     return time.perf_counter() - started
 
 
+def distinct_ports(count: int) -> list[int]:
+    """``count`` different free ports: ``free_port`` alone may hand out one twice, and a
+    spec file whose port another one has is held back (so it never answers)."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
+
+
 def spec_text(name: str, port: int, version: str) -> str:
     return f'project_name: {name}\nport: {port}\npocketbase_version: "{version}"\n'
 
@@ -165,10 +176,10 @@ class _FloorHost:
     def specs(self, names: list[str]) -> list[ServiceSpec]:
         return [
             parse_spec(
-                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
+                {"project_name": n, "port": port, "pocketbase_version": self.version},
                 "localhost",
             )
-            for n in names
+            for n, port in zip(names, distinct_ports(len(names)), strict=True)
         ]
 
     def lay_out(self, spec: ServiceSpec) -> None:
@@ -195,8 +206,16 @@ class UnitFloor(_FloorHost):
         for spec in specs:
             self.lay_out(spec)
         await bus.daemon_reload()
+        # At most 64 StartUnit calls in flight (the agent's worker count): 500 at once
+        # queue behind each other in the manager past a call's 10 s timeout.
+        gate = asyncio.Semaphore(64)
+
+        async def start(unit: str) -> None:
+            async with gate:
+                await bus.start_unit(unit)
+
         started = time.perf_counter()
-        await asyncio.gather(*(bus.start_unit(spec.unit_name) for spec in specs))
+        await asyncio.gather(*(start(spec.unit_name) for spec in specs))
         targets = [(f"http://127.0.0.1:{spec.port}", "127.0.0.1") for spec in specs]
         await until_all_answer(session, targets)
         return time.perf_counter() - started
@@ -239,8 +258,8 @@ class AgentUnderTest:
     async def deploy(self, names: list[str], session: aiohttp.ClientSession) -> float:
         """Spec files for ``names`` appear at once (renamed into place)."""
         spec_dir = self.config.spec_dir
-        for name in names:
-            (spec_dir / f".{name}.tmp").write_text(spec_text(name, free_port(), self.version))
+        for name, port in zip(names, distinct_ports(len(names)), strict=True):
+            (spec_dir / f".{name}.tmp").write_text(spec_text(name, port, self.version))
         started = time.perf_counter()
         for name in names:
             os.replace(spec_dir / f".{name}.tmp", spec_dir / f"{name}.yaml")

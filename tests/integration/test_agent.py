@@ -334,7 +334,7 @@ async def test_an_upgrade_step_that_raises_is_rolled_back_once_not_retried_while
 
 
 @pytest.mark.parametrize("count", [8])
-async def test_a_burst_of_specs_shares_one_daemon_reload_and_one_caddy_reload(
+async def test_a_burst_of_specs_shares_one_unit_wave_no_daemon_reload_and_one_caddy_reload(
     agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str], count: int
 ) -> None:
     # What the agent does at its start (the catch-all site, one load of the sites on disk)
@@ -343,6 +343,7 @@ async def test_a_burst_of_specs_shares_one_daemon_reload_and_one_caddy_reload(
     await asyncio.wait(start_up, timeout=30)
     assert await agent.wait_reconciled(CATCH_ALL, timeout=30)
     reloads = agent.coordinator.fired("daemon-reload")
+    reload_calls = agent.reconciler.steps.reloads
     caddy_reloads = agent.sites.reload_count
     names = [f"burst{index}" for index in range(count)]
     for name in names:
@@ -356,6 +357,7 @@ async def test_a_burst_of_specs_shares_one_daemon_reload_and_one_caddy_reload(
     for name in names:
         await status_becomes(agent, name, lambda s: s.state == "active", 60)
     assert agent.coordinator.fired("daemon-reload") - reloads == 1
+    assert agent.reconciler.steps.reloads == reload_calls  # new units need none
     assert agent.sites.reload_count - caddy_reloads == 1
     results = await asyncio.gather(
         *(pocketbase_health(sandbox.caddy_url, f"{name}.localhost") for name in names)

@@ -1,9 +1,10 @@
-"""A burst larger than the worker pool is still one wave: one daemon-reload, one Caddy load.
+"""A burst larger than the worker pool is still one wave: no daemon-reload, one Caddy load.
 
 The agent here has 2 workers and gets 8 spec files at once. Reconciles parked at a wave's
 barrier lend their worker to the next queued key (``Agent._lend_a_worker``), and no
 worker waits for an instance to boot (``health.BootWatch``), so all 8 reach the same
-daemon-reload, the same Caddy load and start together; each becomes ``active`` once
+unit wave (new units need no daemon-reload: systemd loads them at their start), the same
+Caddy load and start together; each becomes ``active`` once
 PocketBase answers through Caddy.
 """
 
@@ -30,13 +31,14 @@ async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> Agent
     )
 
 
-async def test_a_burst_four_times_the_worker_pool_is_one_daemon_reload_and_one_caddy_load(
+async def test_a_burst_four_times_the_worker_pool_is_one_unit_wave_and_one_caddy_load(
     agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
 ) -> None:
     start_up = [task for task in agent._tasks if task.get_name() == "caddy-sites"]
     await asyncio.wait(start_up, timeout=30)
     assert await agent.wait_reconciled(CATCH_ALL, timeout=30)
     reloads = agent.coordinator.fired("daemon-reload")
+    reload_calls = agent.reconciler.steps.reloads
     caddy_loads = agent.sites.reload_count
     names = [f"wide{index}" for index in range(8)]
     for name in names:
@@ -55,8 +57,19 @@ async def test_a_burst_four_times_the_worker_pool_is_one_daemon_reload_and_one_c
         agent.store.get_status(name) for name in names
     ]
     assert agent.coordinator.fired("daemon-reload") - reloads == 1
+    # New units are loaded by systemd at their start: no Reload() at all.
+    assert agent.reconciler.steps.reloads == reload_calls
     assert agent.sites.reload_count - caddy_loads == 1
     answers = await asyncio.gather(
         *(pocketbase_health(sandbox.caddy_url, f"{name}.localhost") for name in names)
     )
     assert all(answers)
+
+    # Each instance's own settings, left while others of the burst booted, come after.
+    async def all_configured() -> bool:
+        statuses = [agent.store.get_status(name) for name in names]
+        return all(status is not None and status.settings_checked_at for status in statuses)
+
+    assert await wait_until(all_configured, 90, interval=0.1), [
+        agent.store.get_status(name) for name in names
+    ]

@@ -104,3 +104,38 @@ async def test_a_new_start_drops_the_old_watch_and_its_verdict_is_never_delivere
         watch.forget("again")
         await asyncio.sleep(0.5)
         assert woken == [] and not watch.watching("again")
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_work_left_until_the_boots_are_over_is_queued_when_the_last_one_ends() -> None:
+    port = unused_port()
+    woken: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        watch = BootWatch(session, woken.append, timeout=1.0)
+        assert watch.after_boots("alone") is False  # nothing boots: no reason to wait
+        assert (await watch.look("booting", port, 10.0, started=True))[0] is False
+        assert watch.after_boots("booting") is False  # its own watch does not count
+        assert watch.after_boots("ready") is True
+        assert woken == []
+        runner = await serve_on(port)
+        try:
+            for _ in range(200):
+                if len(woken) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert woken == ["booting", "ready"]
+        finally:
+            await runner.cleanup()
+        await watch.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_work_left_for_a_boot_that_is_forgotten_is_queued_at_once() -> None:
+    woken: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        watch = BootWatch(session, woken.append, timeout=1.0)
+        assert (await watch.look("removed", unused_port(), 10.0, started=True))[0] is False
+        assert watch.after_boots("ready") is True
+        watch.forget("removed")  # the service was deleted while it booted
+        assert woken == ["ready"]
+        await watch.close()

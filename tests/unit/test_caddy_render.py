@@ -517,7 +517,7 @@ def test_the_body_limit_and_its_413_say_the_declared_size() -> None:
 
 def test_hold_requests_sets_how_long_caddy_retries_and_zero_turns_it_off() -> None:
     text = render_site(spec(proxy={"hold_requests": 30}), TLS)
-    assert "\t\tlb_try_duration 30s\n\t\tlb_try_interval 100ms\n" in text
+    assert "\t\tlb_try_duration 30s\n\t\tlb_try_interval 20ms\n" in text
     assert "lb_try" not in render_site(spec(proxy={"hold_requests": 0}), TLS)
 
 

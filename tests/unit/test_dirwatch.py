@@ -104,3 +104,29 @@ async def test_a_folder_that_comes_back_is_watched_again(tmp_path: Path) -> None
         assert watcher.ensure_watches() == []
         (watched / "back.yaml").write_text("x")
         assert await next_batch(watcher) == {watched / "back.yaml"}
+
+
+async def test_a_file_renamed_into_place_is_not_held_for_the_quiet_of_partial_writes(
+    tmp_path: Path,
+) -> None:
+    async with DirectoryWatcher(
+        [tmp_path], yaml_only, quiet=30.0, max_delay=60.0, complete_quiet=0.001
+    ) as watcher:
+        (tmp_path / ".a.tmp").write_text("x")
+        os.replace(tmp_path / ".a.tmp", tmp_path / "a.yaml")
+        assert await next_batch(watcher) == {tmp_path / "a.yaml"}
+        (tmp_path / "b.yaml").write_text("closed after writing")
+        assert await next_batch(watcher) == {tmp_path / "b.yaml"}
+
+
+async def test_a_file_still_open_for_writing_waits_for_the_quiet(tmp_path: Path) -> None:
+    async with DirectoryWatcher(
+        [tmp_path], yaml_only, quiet=30.0, max_delay=60.0, complete_quiet=0.001
+    ) as watcher:
+        with (tmp_path / "half.yaml").open("w") as half:
+            half.write("project_name: ha")
+            half.flush()
+            with pytest.raises(TimeoutError):
+                await next_batch(watcher, timeout=0.3)
+            half.write("lf\n")
+        assert await next_batch(watcher) == {tmp_path / "half.yaml"}  # closed: complete

@@ -35,6 +35,7 @@ from pockestrator.agent.plan.model import (
     Policy,
     Upgrade,
     run_first,
+    start_before_route,
 )
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import (
@@ -51,6 +52,7 @@ from pockestrator.agent.steps import (
     Drift,
     EnableUnit,
     EnsureRelease,
+    LoadNewUnit,
     MigrateFolder,
     RemoveData,
     RemoveSite,
@@ -58,6 +60,7 @@ from pockestrator.agent.steps import (
     RestartUnit,
     RestoreData,
     StartUnit,
+    Step,
     StopUnit,
     WriteEnvironment,
     WriteSite,
@@ -289,9 +292,10 @@ ROWS = [
         probe=15.0,
     ),
     Row(
-        "a brand-new service gets its folder, unit, reload, enablement, start and site",
+        "a brand-new service gets its unit (loaded at its start, no reload), enablement, "
+        "start and site",
         brand_new,
-        prepare=["WriteUnit", "DaemonReload", "EnableUnit"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -299,7 +303,7 @@ ROWS = [
     Row(
         "a brand-new stopped service is written but neither enabled nor started",
         both(brand_new, setting(desired_state="stopped")),
-        prepare=["WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "LoadNewUnit"],
         route=["WriteSite"],
     ),
     Row(
@@ -323,6 +327,14 @@ ROWS = [
         prepare=["WriteUnit", "DaemonReload"],
         run=["RestartUnit"],
         drift=[("unit file", "deleted")],
+        probe=15.0,
+    ),
+    Row(
+        "a unit file written again for a unit systemd still holds (a failed one) is reloaded",
+        both(setting(file_hash=None), on_unit(active_state="failed", sub_state="failed")),
+        prepare=["WriteUnit", "DaemonReload"],
+        run=["StartUnit"],
+        drift=[("unit file", "deleted"), ("run state", "unit was failed/failed")],
         probe=15.0,
     ),
     Row(
@@ -580,7 +592,7 @@ ROWS = [
     Row(
         "a new service's first superuser is created after its folder is made",
         both(brand_new, setting(spec={"superuser_email": "o@example.test"})),
-        prepare=["WriteUnit", "DaemonReload", "EnableUnit", "CreateSuperuser"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit", "CreateSuperuser"],
         run=["StartUnit"],
         route=["WriteSite"],
         probe=15.0,
@@ -639,7 +651,7 @@ ROWS = [
             upgrade_pending,
             on_unit(load_state="not-found", active_state="inactive", sub_state="dead"),
         ),
-        prepare=["WriteUnit", "DaemonReload"],
+        prepare=["WriteUnit", "LoadNewUnit"],
         run=["StartUnit"],
         drift=[("run state", "unit was inactive/dead")],
         probe=15.0,
@@ -800,6 +812,7 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         WriteEnvironment(None),
         WriteUnit("x"),
         DaemonReload(),
+        LoadNewUnit(),
         EnableUnit(),
         DisableUnit(),
         CreateSuperuser("o@example.test"),
@@ -824,6 +837,7 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
         "environment file removed",
         "unit file written",
         "daemon-reload",
+        "unit file loaded by systemd at its start (no daemon-reload)",
         "enabled",
         "disabled",
         "first superuser created",
@@ -1170,6 +1184,29 @@ def test_requeue_after(state: str, caddy_error: str | None, expected: float | No
 
 def test_small_waves_start_instances_before_caddy_and_large_ones_after() -> None:
     assert [run_first(size) for size in (1, 4, 5, 64)] == [True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("wave_size", "run", "expected"),
+    [
+        (1, (RestartUnit("configuration changed"),), True),
+        (64, (StartUnit(),), True),
+        (64, (RestartUnit("configuration changed"),), False),
+        (64, (StopUnit(),), False),
+        (64, (), True),
+    ],
+    ids=[
+        "a small wave restarts before Caddy loads",
+        "a large wave of new instances starts them while Caddy loads",
+        "a large wave's restart waits for Caddy to have the new site",
+        "a large wave's stop waits for Caddy too",
+        "nothing to run: the order does not matter",
+    ],
+)
+def test_instances_that_only_start_boot_while_caddy_loads(
+    wave_size: int, run: tuple[Step, ...], expected: bool
+) -> None:
+    assert start_before_route(wave_size, run) is expected
 
 
 def test_every_row_is_a_distinct_scenario() -> None:

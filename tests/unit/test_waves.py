@@ -397,3 +397,51 @@ async def test_a_wave_that_settles_before_its_deadline_arms_a_new_one_for_who_st
         stuck.set()
         site_task.cancel()
         await asyncio.gather(unit_task, site_task, return_exceptions=True)
+
+
+async def test_a_reconcile_that_stepped_aside_does_not_hold_the_next_wave(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+    settling = asyncio.Event()
+
+    async def waiting_for_its_boot() -> None:
+        async with coordinator.participant():
+            coordinator.step_aside()
+            settling.set()
+            await asyncio.sleep(100.0)
+
+    slow = asyncio.create_task(waiting_for_its_boot())
+    await settling.wait()
+    assert await within_never(reconcile_parking_once(coordinator, barrier, "lone")) == "done:unit"
+    assert reload.calls == [{"lone"}]
+    assert reload.times == [pytest.approx(0.0, abs=0.01)]  # not the 5 s deadline
+    slow.cancel()
+    await asyncio.gather(slow, return_exceptions=True)
+
+
+async def test_a_reconcile_that_parks_again_after_stepping_aside_is_waited_for(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+
+    async def aside_then_park() -> str:
+        async with coordinator.participant():
+            coordinator.step_aside()
+            return await coordinator.park(barrier, "deployer", "unit")
+
+    async def parks_after_a_second() -> str:
+        async with coordinator.participant():
+            await asyncio.sleep(1.0)
+            return await coordinator.park(barrier, "late", "unit")
+
+    late = asyncio.create_task(parks_after_a_second())
+    await asyncio.sleep(0)  # "late" is active before "deployer" parks
+    assert await within_never(aside_then_park()) == "done:unit"
+    assert await within_never(late) == "done:unit"
+    assert reload.calls == [{"deployer", "late"}]
+    assert reload.times == [pytest.approx(1.0, abs=0.01)]

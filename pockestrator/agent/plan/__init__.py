@@ -11,10 +11,10 @@ logged, compared and tested before anything changes (Terraform's plan and apply)
 
 A plan's steps come in four groups. ``prepare`` (folder, binary, unit file, daemon-reload,
 enablement, first superuser) always runs first; ``run`` (start, stop, restart) and ``route``
-(the Caddy site) follow in the order ``run_first`` gives for the size of the daemon-reload
-wave: in a small wave instances start while Caddy reloads, in a large one Caddy goes first
-so that the instances' boots do not starve its validation of CPU. ``finish`` (a removal's
-data) comes last.
+(the Caddy site) follow in the order the daemon-reload wave's size and the run steps give
+(``start_before_route``): instances that only start do so before Caddy loads, in a
+wave of any size, so they boot meanwhile; restarts do too in a small wave, and in a large
+one wait for Caddy to have the new site. ``finish`` (a removal's data) comes last.
 
 An upgrade is a plan too: it stops the service itself (no drift: the stop is its own),
 backs the data up, converges on the new version and gates on health with the longer

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pockestrator.agent.steps import (
     Drift,
+    StartUnit,
     Step,
 )
 from pockestrator.controllers.pbsettings import DesiredSettings
@@ -158,5 +159,13 @@ class Plan:
 
 
 def run_first(wave_size: int) -> bool:
-    """Whether the run group goes before the route group in a wave of ``wave_size``."""
+    """Whether a wave of ``wave_size`` is small: its instances start before Caddy loads,
+    and its reconciles wait for health themselves (a large one's are watched)."""
     return wave_size <= SMALL_WAVE
+
+
+def start_before_route(wave_size: int, run: tuple[Step, ...]) -> bool:
+    """Whether ``run`` goes before the route group. Starting instances that do not run
+    (nothing old answers behind the site) lets them boot while Caddy loads, in a wave of
+    any size: Caddy's admin API no longer forks a validation that boots starve."""
+    return run_first(wave_size) or all(isinstance(step, StartUnit) for step in run)

@@ -30,6 +30,7 @@ from pockestrator.agent.steps import (
     Drift,
     EnableUnit,
     EnsureRelease,
+    LoadNewUnit,
     MigrateFolder,
     RemoveData,
     RemoveSite,
@@ -170,7 +171,9 @@ def _converge(
                     desired.unit_hash,
                 )
             )
-        prepare.append(DaemonReload())
+        # A name systemd has no unit for needs no reload: it loads the file when asked.
+        never_loaded = unit is None or unit.load_state == "not-found"
+        prepare.append(LoadNewUnit() if never_loaded and not stale else DaemonReload())
 
     enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
     if desired.should_run and not enabled:

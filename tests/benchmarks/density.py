@@ -1,0 +1,256 @@
+"""Many services on one host: a burst, the idle agent, an agent restart, RAM asleep.
+
+``.venv/bin/python -m tests.benchmarks.density --services 500 --idle 300``; figures in
+``test-artifacts/benchmarks-density.json``. Each part, one after the other:
+
+1. the unit floor: ``services`` PocketBase units started together (``bench.UnitFloor``,
+   in a test bed of its own) until each ``/api/health`` answers;
+2. the agent as deployed (its own process, a unit of the test bed's manager) gets
+   ``services`` spec files at once: seconds until all answer 200 through Caddy, the
+   ratio to the floor, the agent's CPU share of the burst, its daemon-reloads and Caddy
+   loads (from its log lines);
+3. ``idle`` seconds with those services running and nothing changing: the agent's CPU
+   (percent of one core) and RSS at the end;
+4. the agent restarted (its unit stopped, then started) with every service running:
+   seconds from the start until every service's status was written by a reconcile of
+   the new agent, and how many instances were restarted meanwhile (main PID or
+   ``NRestarts`` changed; the target is none);
+5. nine in ten services given ``sleep_after: 5s`` (their spec files edited): the sum of
+   the instances' units' ``MemoryCurrent`` all awake, and once those sleep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.controllers.releases import seed_from_installed
+from pockestrator.controllers.systemd.bus import SystemdBus, UnitStatus
+from pockestrator.specs.model import unit_name
+from tests.benchmarks.bench import (
+    Report,
+    UnitFloor,
+    distinct_ports,
+    in_sandbox,
+    machine_description,
+    process_usage,
+    spec_text,
+    until_all_healthy,
+    wave_counts,
+)
+from tests.testbed.agent_unit import AgentUnit
+from tests.testbed.mirror import installed_version
+from tests.testbed.waiting import wait_until
+
+SLEEP_AFTER = "5s"
+
+
+def load_average() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+async def statuses(bus: SystemdBus, names: list[str]) -> dict[str, UnitStatus]:
+    """systemd's view of each instance's unit, 32 calls at a time."""
+    gate = asyncio.Semaphore(32)
+
+    async def one(name: str) -> UnitStatus:
+        async with gate:
+            return await bus.unit_status(unit_name(name))
+
+    found = await asyncio.gather(*(one(name) for name in names))
+    return dict(zip(names, found, strict=True))
+
+
+async def profile_idle(pid: int, output: Path, seconds: int = 30) -> None:
+    """A py-spy profile of the idle agent, after the idle figure (py-spy is not a
+    dependency of the project: ``pip install py-spy`` into the virtual environment)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    print(f"  py-spy of the idle agent for {seconds} s -> {output}", flush=True)
+    process = await asyncio.create_subprocess_exec(
+        str(spy), "record", "--nonblocking", "-r", "50", "-d", str(seconds),
+        "-f", "raw", "-o", str(output), "-p", str(pid),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await process.wait()
+
+
+async def agent_part(
+    sandbox: Sandbox, report: Report, services: int, idle: float, profile: Path | None = None
+) -> None:
+    version = installed_version()
+    # The agent's own defaults (a health probe of each instance every 30 s, a resync every
+    # 60 s), as installed: the idle figure is what those cost with this many services.
+    config = sandbox.agent_config(listen_port=free_port())
+    seed_from_installed(config.release_cache_dir)
+    unit = AgentUnit(sandbox, config, watchdog_seconds=60)
+    bus = sandbox.bus
+    assert bus is not None
+    await unit.start()
+    names = [f"d{index}" for index in range(services)]
+    ports = dict(zip(names, distinct_ports(services), strict=True))
+    try:
+        async with aiohttp.ClientSession() as session:
+            # 2. the burst
+            for name in names:
+                (config.spec_dir / f".{name}.tmp").write_text(spec_text(name, ports[name], version))
+            pid = await unit.main_pid()
+            ticks_before, _ = process_usage(pid)
+            waves_before = wave_counts(unit.journal())
+            print(f"  burst of {services}, load {load_average()}", flush=True)
+            started = time.perf_counter()
+            for name in names:
+                os.replace(config.spec_dir / f".{name}.tmp", config.spec_dir / f"{name}.yaml")
+            burst = await until_all_healthy(
+                session, sandbox.caddy_url, [f"{name}.localhost" for name in names]
+            )
+            ticks_after, _ = process_usage(pid)
+            report.add(f"burst {services}: agent (s)", burst)
+            report.add(
+                f"burst {services}: agent CPU % of one core",
+                100.0 * (ticks_after - ticks_before) / os.sysconf("SC_CLK_TCK") / burst,
+            )
+            report.notes.append(f"burst {services}: load average after it {load_average()}")
+            store = unit.store()
+
+            async def all_active() -> bool:
+                found = store.all_statuses()
+                return all(n in found and found[n].state == "active" for n in names)
+
+            if not await wait_until(all_active, 600, interval=0.5):
+                raise TimeoutError("the burst's services did not all become active")
+            await asyncio.sleep(2.0)  # the journal takes the last lines in
+            waves = wave_counts(unit.journal()).since(waves_before)
+            report.add(f"burst {services}: daemon-reloads", waves.reloads)
+            report.add(f"burst {services}: caddy loads", waves.caddy)
+            report.add(f"burst {services}: caddy seconds", waves.caddy_seconds)
+
+            # 3. idle
+            await asyncio.sleep(10.0)  # the settings phase and the first probes go by
+            print(f"  idle {idle:g} s, load {load_average()}", flush=True)
+            ticks_before, _ = process_usage(pid)
+            started = time.perf_counter()
+            await asyncio.sleep(idle)
+            ticks_after, rss = process_usage(pid)
+            elapsed = time.perf_counter() - started
+            report.add(
+                f"idle {idle:g}s, {services} services: agent CPU % of one core [<=1]",
+                100.0 * (ticks_after - ticks_before) / os.sysconf("SC_CLK_TCK") / elapsed,
+            )
+            report.add(f"idle {idle:g}s, {services} services: agent RSS MB [<=150]", rss / 2**20)
+            report.notes.append(f"idle: load average at its end {load_average()}")
+            if profile is not None:
+                await profile_idle(pid, profile)
+
+            # 4. an agent restart
+            before = await statuses(bus, names)
+            await unit.stop()
+            print(f"  agent restart, load {load_average()}", flush=True)
+            mark = time.time()
+            started = time.perf_counter()
+            await bus.start_unit("pockestrator-agent.service")
+            ready = time.perf_counter() - started
+
+            async def all_reconciled() -> bool:
+                found = store.all_statuses()
+                return all(
+                    n in found
+                    and found[n].updated_at is not None
+                    and found[n].updated_at.timestamp() >= mark
+                    for n in names
+                )
+
+            if not await wait_until(all_reconciled, 600, interval=0.2):
+                raise TimeoutError("not every service was reconciled after the restart")
+            converged = time.perf_counter() - started
+            after = await statuses(bus, names)
+            restarts = sum(
+                1
+                for n in names
+                if after[n].main_pid != before[n].main_pid
+                or after[n].n_restarts != before[n].n_restarts
+            )
+            report.add(f"restart with {services}: agent ready (READY=1) (s)", ready)
+            report.add(f"restart with {services}: every service reconciled (s)", converged)
+            report.add(f"restart with {services}: instances restarted [0]", restarts)
+            report.notes.append(f"restart: load average after it {load_average()}")
+
+            # 5. RAM asleep
+            awake = sum(s.memory_current or 0 for s in after.values() if s.is_running)
+            sleepers = names[: services * 9 // 10]
+            print(f"  {len(sleepers)} fall asleep, load {load_average()}", flush=True)
+            for name in sleepers:
+                path = config.spec_dir / f"{name}.yaml"
+                path.write_text(
+                    spec_text(name, ports[name], version) + f"sleep_after: {SLEEP_AFTER}\n"
+                )
+
+            marks = config.database.parent / "sleeping"  # the agent's marks (agent.sleep)
+
+            async def asleep() -> bool:
+                return all((marks / name).exists() for name in sleepers)
+
+            if not await wait_until(asleep, 600, interval=0.5):
+                raise TimeoutError("the sleepers did not all fall asleep")
+            slept = await statuses(bus, names)
+            asleep_ram = sum(s.memory_current or 0 for s in slept.values() if s.is_running)
+            report.add(f"RAM of {services} instances all awake (MB)", awake / 1e6)
+            report.add(
+                f"RAM of {services} instances, {len(sleepers)} asleep (MB)", asleep_ram / 1e6
+            )
+            report.add("RAM ratio asleep/awake", asleep_ram / awake if awake else 0.0)
+    finally:
+        await unit.stop()
+
+
+async def run(services: int, idle: float, profile: Path | None = None) -> Report:
+    report = Report(machine=machine_description())
+    print(f"machine: {report.machine}; services={services} idle={idle:g}s", flush=True)
+    floor: dict[str, float] = {}
+
+    async def unit_floor(sandbox: Sandbox) -> None:
+        measured = UnitFloor(sandbox, installed_version())
+        async with aiohttp.ClientSession() as session:
+            print(f"unit floor: {services} units, load {load_average()}", flush=True)
+            floor["burst"] = await measured.boot([f"u{i}" for i in range(services)], session)
+        report.notes.append(f"unit floor: load average after it {load_average()}")
+
+    async def agent(sandbox: Sandbox) -> None:
+        print("agent:", flush=True)
+        await agent_part(sandbox, report, services, idle, profile)
+
+    await in_sandbox(unit_floor)
+    report.add(f"burst {services}: unit floor (s)", floor["burst"])
+    await in_sandbox(agent)
+    report.add(
+        f"burst {services}: ratio agent/unit floor",
+        report.figures[f"burst {services}: agent (s)"] / floor["burst"],
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=500)
+    parser.add_argument("--idle", type=float, default=300.0)
+    parser.add_argument(
+        "--output", type=Path, default=Path("test-artifacts/benchmarks-density.json")
+    )
+    parser.add_argument("--profile-idle", type=Path, help="py-spy's raw stacks of the idle agent")
+    args = parser.parse_args()
+    report = asyncio.run(run(args.services, args.idle, args.profile_idle))
+    for note in report.notes:
+        print(f"  note: {note}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.as_json() + "\n")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -324,6 +324,42 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         FOR EACH ROW EXECUTE FUNCTION operations_changed();
     """,
     ),
+    # 11: moves of a service from one node to another (specs/store/moves.py), each step
+    # recorded so an interrupted move is never taken for a finished one; one unfinished
+    # move per service. ``lost_noted_at``: when a live node recorded that this node's
+    # lease had ended (its services' node_lost events and alerts, written once).
+    Migration(
+        sql="""
+    ALTER TABLE nodes ADD COLUMN lost_noted_at TEXT;
+    CREATE TABLE moves (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        from_backup INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        snapshot TEXT,
+        final_snapshot TEXT,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT
+    );
+    CREATE UNIQUE INDEX moves_one_unfinished ON moves(service) WHERE finished_at IS NULL;
+    """,
+        # A move's every step is told to both of its nodes, as a service's change is.
+        postgresql="""
+    CREATE FUNCTION moves_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('pockestrator_services', NEW.source || ' ' || NEW.service);
+            PERFORM pg_notify('pockestrator_services', NEW.target || ' ' || NEW.service);
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER moves_notify AFTER INSERT OR UPDATE ON moves
+        FOR EACH ROW EXECUTE FUNCTION moves_changed();
+    """,
+    ),
 )
 
 

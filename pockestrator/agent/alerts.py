@@ -43,7 +43,7 @@ from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots.schedule import last_fire, next_due
 from pockestrator.database import DatabaseFull
-from pockestrator.specs.store import ServiceSummary, Store
+from pockestrator.specs.store import NODE_LOST, ServiceSummary, Store
 from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.alerts")
@@ -112,8 +112,8 @@ class AlertWatch:
         firing: dict[tuple[str, str], Alert] = {}
         for event in self.store.alert_events():
             rule = event.details.get("rule")
-            if not isinstance(rule, str):
-                continue
+            if not isinstance(rule, str) or rule == NODE_LOST:
+                continue  # node_lost is the fleet's (specs.store.node_loss), not a pass's
             service = "" if event.service == HOST else event.service
             if event.kind == "alert_firing":
                 details = {k: v for k, v in event.details.items() if k not in ("rule", "service")}

@@ -36,6 +36,7 @@ from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.key_sources import KeySources
 from pockestrator.agent.node_lease import NodeLease
+from pockestrator.agent.node_watch import NodeWatch
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler
 from pockestrator.agent.replica_errors import ReplicaErrors
@@ -271,6 +272,7 @@ class Agent(KeySources):
         self._spawn(self.node_lease.run, "node-lease")
         if isinstance(self.database, PostgresDatabase):
             self._spawn(self._listen_to_the_fleet, "fleet-notifications")
+            self._spawn(NodeWatch(self.store, lambda: self.config).run, "node-watch")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")

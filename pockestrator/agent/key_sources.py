@@ -68,6 +68,9 @@ class KeySources(WorkerPool):
         names.update(self.units.managed_names())
         names.update(self.sites.list_sites())
         names.update(self.snapshots.replication.configured_names())
+        # A move to this node not finished when the agent stopped: its next step is here.
+        here = self.config.node
+        names.update(m.service for m in self.store.unfinished_moves() if m.target == here)
         names.add(CATCH_ALL)
         return names
 

@@ -57,7 +57,14 @@ class NodeLease:
     def register(self) -> NodeRecord:
         record = self.store.register_node(node_info(self.config()), self.length)
         log.info("node registered", node=record.name, services=record.services)
+        self._returned(record.name)
         return record
+
+    def _returned(self, name: str) -> None:
+        """Back after the fleet noted this node lost: its services hear of it (once)."""
+        services = self.store.note_return(name)
+        if services:
+            log.info("node back after it was noted lost", node=name, services=services)
 
     async def run(self) -> None:
         while True:
@@ -68,5 +75,7 @@ class NodeLease:
                 )
                 if renewed is None:
                     await asyncio.to_thread(self.register)
+                else:
+                    await asyncio.to_thread(self._returned, self.config().node)
             except sqlite3.Error as exc:  # PostgreSQL's errors arrive as these too
                 log.warning("the node's lease could not be renewed", error=str(exc))

@@ -49,6 +49,7 @@ from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
+from pockestrator.agent.mover import Mover
 from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
@@ -116,6 +117,7 @@ class Reconciler:
             lambda: self.config, store, controllers, session, clock, self.apply_now
         )
         self.seeder = Seeder(config, store, controllers)
+        self.mover = Mover(lambda: self.config, store, controllers, clock, session)
         self.archived: Callable[[], None] | None = None  # told when a folder is archived
         self.sleep = SleepKeeper(
             controllers.bus, store, config.database.parent / "sleeping", config.caddy_access_log_dir
@@ -179,16 +181,21 @@ class Reconciler:
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
             record = self.store.get_service(name)
+            if record is not None and (await self.mover.step(name)).acted:
+                record = self.store.get_service(name)  # a move's switch may have happened
             if record is not None and not self.store.runs_here(record.node):
-                # Another node's service: its agent runs it. Whatever this host has of it
-                # is left alone: only a move (a later round) may say a copy here is stale.
-                return Result()
+                # Another node's service: its agent runs it. A service's node changes only
+                # by a move, so what this host has of it is a stale copy: it goes.
+                return await self._remove(name, stale=record.node)
             if record is None:
                 deletion = self.store.pending_deletion(name)
                 if deletion is not None and not self.store.runs_here(deletion.node):
                     return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
-            return await self._converge(record)
+            result = await self._converge(record)
+            # The target of a move confirms it in the reconcile that made it serve.
+            moved = await self.mover.step(name)
+            return Result(soonest(result.requeue_after, moved.look_again))
 
     # -- the catch-all site ------------------------------------------------------------
 
@@ -372,9 +379,11 @@ class Reconciler:
 
     # -- removal -----------------------------------------------------------------------
 
-    async def _remove(self, name: str) -> Result:
+    async def _remove(self, name: str, stale: str | None = None) -> Result:
+        """Take ``name`` off this host: deleted, or a ``stale`` copy of a service that
+        now runs on that node (moved away: stopped, its site dropped, its data archived)."""
         self.sleep.settled(None, name, None)
-        deletion = self.store.pending_deletion(name)
+        deletion = None if stale else self.store.pending_deletion(name)
         plan = plan_removal(name, deletion, await self._observe_removal(name))
         # Litestream's unit stops with the instance's (BindsTo=), but its configuration
         # holds the target's secret: a service that is gone keeps none.
@@ -388,15 +397,17 @@ class Reconciler:
         purge = bool(deletion and deletion.purge)
         self.store.add_event(
             name,
-            "deleted",
-            "; ".join(applied.actions) or "nothing left on host",
+            "stale_copy_removed" if stale else "deleted",
+            (f"the copy on {self.config.node} (the service runs on {stale}): " if stale else "")
+            + ("; ".join(applied.actions) or "nothing left on host"),
             {
                 "actions": applied.actions,
                 "purge": purge,
                 "archived_to": str(applied.archived_to or ""),
             },
         )
-        self.store.finish_deletion(name)
+        if not stale:
+            self.store.finish_deletion(name)
         self.boots.forget(name)
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:

@@ -97,7 +97,10 @@ class Seeder:
                         error = operation.result.get("error", "no reason given")
                         raise SeedFailed(f"the snapshot of {source.service} failed: {error}")
                     snapshot_id = str(operation.result.get("snapshot"))
-                snapshot = await asyncio.to_thread(snapshots.get, source.service, snapshot_id)
+                if snapshot_id is None:
+                    raise SeedFailed(f"no snapshot of {source.service} was named")
+                # Here, or brought from an off-site target (a move to this node).
+                snapshot = await snapshots.fetch(source.service, snapshot_id)
                 wanted = snapshot.manifest.pocketbase_version
                 running = record.spec.pocketbase_version
                 if wanted and version_key(wanted) > version_key(running):

@@ -32,6 +32,7 @@ _PATH_DESCRIPTIONS = {
     "backup_id": "A backup's id: the UTC second it was taken (20261202T031500Z).",
     "archive_id": "An archived folder's id: <project_name>-<UTC second it was deleted>.",
     "operation_id": "An operation's number.",
+    "move_id": "A move's number.",
     "webhook_id": "A webhook's id (wh_ and 16 hex digits).",
 }
 # The grammar of a path parameter, where it has one (the handler checks the same).

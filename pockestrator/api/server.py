@@ -49,6 +49,7 @@ from pockestrator.api import (
     history_routes,
     log_routes,
     metrics_routes,
+    move_routes,
     release_routes,
     seed_routes,
     service_routes,
@@ -111,6 +112,7 @@ def all_operations() -> list[Operation]:
         *metrics_routes.OPERATIONS,
         *history_routes.OPERATIONS,
         *event_routes.OPERATIONS,
+        *move_routes.OPERATIONS,
         *fleet_routes.OPERATIONS,
     ]
 

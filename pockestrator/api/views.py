@@ -22,9 +22,14 @@ from pockestrator.specs.public_url import PublicPorts, service_url
 from pockestrator.specs.store import Event, ServiceRecord, ServiceStatus
 
 
-def service_state(status: ServiceStatus | None, asleep: bool = False) -> str:
+def service_state(
+    status: ServiceStatus | None, asleep: bool = False, node_lost: bool = False
+) -> str:
     """The state the service's status records; ``deploying`` until it has a status;
-    ``sleeping`` for an active one that sleeps (``agent.sleep``)."""
+    ``sleeping`` for an active one that sleeps (``agent.sleep``); ``node_lost`` whatever
+    it recorded when its node's lease has ended (what it recorded is no longer known)."""
+    if node_lost:
+        return "node_lost"
     if status is None:
         return "deploying"
     return "sleeping" if asleep and status.state == "active" else status.state
@@ -40,6 +45,7 @@ def service_view(
     config: AgentConfig,
     ports: PublicPorts,
     asleep: bool = False,
+    node_lost: bool = False,
 ) -> Service:
     """The spec's fields as they are (the view takes those the API shows), then the
     record's and the status's; ``ports`` are Caddy's, for the URL."""
@@ -49,7 +55,7 @@ def service_view(
             **spec.model_dump(mode="json"),
             "id": record.id,
             "desired_state": record.desired_state,
-            "status": service_state(status, asleep),
+            "status": service_state(status, asleep, node_lost),
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "systemd_config_hash": short_hash(status.systemd_config_hash if status else None),

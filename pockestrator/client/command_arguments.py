@@ -80,7 +80,7 @@ def add_client_commands(
     parser: argparse.ArgumentParser,
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    from pockestrator.client import backup_arguments, config_commands, event_arguments
+    from pockestrator.client import backup_arguments, config_commands, event_arguments, moves
     from pockestrator.client.completion import SHELLS
     from pockestrator.client.times import HELP as TIME_HELP
 
@@ -238,6 +238,7 @@ def add_client_commands(
     commands.add_parser(
         "nodes", parents=[client], help="the nodes of the fleet (exit 1: a node is lost)"
     )
+    moves.add_move_command(commands, client)
 
     token = commands.add_parser("token", help="API tokens: create, list, revoke")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)

@@ -155,6 +155,18 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return version(client, console)
     if command == "nodes":
         return commands.nodes(client, console)
+    if command == "move":
+        from pockestrator.client import moves
+
+        return moves.move(
+            client,
+            console,
+            args.name,
+            args.to,
+            from_backup=args.from_backup,
+            wait=args.wait,
+            timeout=args.timeout,
+        )
     if command in ("backup", "clone", "import", "archive"):
         from pockestrator.client.backup_arguments import dispatch_backups
 

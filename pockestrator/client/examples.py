@@ -104,6 +104,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "pockestrator archive restore blog-20261202T031500Z --port 8097 --version 0.29.0",
     ),
     "nodes": ("pockestrator nodes", "pockestrator nodes -o json"),
+    "move": (
+        "pockestrator move blog --to beta",
+        "pockestrator move blog --to alpha --from-backup",
+    ),
     "events": ("pockestrator events", "pockestrator events blog -n 20", "pockestrator events -f"),
     "webhooks": (
         "pockestrator webhooks list",

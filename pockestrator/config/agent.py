@@ -79,6 +79,13 @@ class AgentConfig(AgentCheckedValues):
         description="How long the node counts as alive after its agent last renewed its "
         "lease (renewed every third of it).",
     )
+    failover_grace_seconds: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86400.0,
+        description="How long after a node's lease ended a live node brings up its "
+        "services that have failover: auto elsewhere, from their newest off-site backup.",
+    )
 
     # The REST API.
     listen_host: str = "127.0.0.1"

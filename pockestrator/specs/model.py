@@ -17,7 +17,7 @@ The parts that are models of their own (resources, flags, proxy, tls, placement)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -159,7 +159,13 @@ class ServiceSpec(BaseModel):
         default=None,
         description="The node of the fleet the service runs on (docs/fleet.md); none: the "
         "scheduler places a new one. A name no node of the fleet has is refused, and it "
-        "cannot change once the service exists.",
+        "cannot change once the service exists but by a move (pockestrator move).",
+    )
+    failover: Literal["off", "auto"] = Field(
+        default="off",
+        description="auto: when the service's node is lost for the agents' "
+        "failover_grace_seconds, a live node brings it up from its newest off-site backup "
+        "(what was written since is lost: docs/fleet.md, RPO). Needs backups.targets.",
     )
     allow_downgrade: bool = Field(
         default=False,

@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict
 
 # A service's state as the store records it, in answers and in the list's filter; and
 # sleeping (beyond the reference's four): active, but asleep until a request wakes it
-# (sleep_after). The filter status=active includes the sleeping ones.
-ServiceState = Literal["deploying", "active", "inactive", "error", "sleeping"]
+# (sleep_after). The filter status=active includes the sleeping ones. node_lost: the
+# service's node has lost its lease (a fleet's: docs/fleet.md), whatever it last recorded.
+ServiceState = Literal["deploying", "active", "inactive", "error", "sleeping", "node_lost"]
 
 
 class ClosedModel(BaseModel):

@@ -30,6 +30,13 @@ from pockestrator.specs.validation import (
 )
 
 
+def lost_nodes(agent: AgentContext) -> frozenset[str]:
+    """The fleet's nodes whose lease has ended, judged by the store's clock at read time
+    (so a service's ``node_lost`` can neither lag its node's lease nor outlive it). The
+    answering node is alive whatever its lease says."""
+    return agent.store.lost_nodes() - {agent.config.node}
+
+
 def service_not_found(key: str) -> ApiError:
     """404 ``SERVICE_NOT_FOUND`` for the id or name ``key``."""
     return not_found("Service", key, ErrorCode.SERVICE_NOT_FOUND)

@@ -26,7 +26,7 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
-from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.checks import find_service, lost_nodes
 from pockestrator.api.service_routes.watch import list_scope, one_scope, watch
 from pockestrator.api.views import (
     certificate_view,
@@ -58,7 +58,12 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     limit = query.limit
     offset = int(query.cursor) if query.cursor is not None else query.offset
     domain = stored_domain(query.domain) if query.domain is not None else None
-    if query.status == "sleeping":
+    lost = lost_nodes(agent)
+    if query.status == "node_lost":
+        every, _ = agent.store.list_services(domain=domain)
+        stranded = [record for record in every if record.node in lost]
+        records, total = stranded[offset : offset + limit], len(stranded)
+    elif query.status == "sleeping":
         # The store records a sleeping service as active; which of them sleep, the agent knows.
         active, _ = agent.store.list_services(state="active", domain=domain)
         asleep = [record for record in active if agent.sleeping(record.name)]
@@ -70,7 +75,9 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     statuses = agent.store.all_statuses()
     ports = agent.host.public_ports()
     services = [
-        service_view(r, statuses.get(r.name), agent.config, ports, agent.sleeping(r.name))
+        service_view(
+            r, statuses.get(r.name), agent.config, ports, agent.sleeping(r.name), r.node in lost
+        )
         for r in records
     ]
     after = offset + len(records)
@@ -87,7 +94,12 @@ async def get_service(request: web.Request) -> web.StreamResponse:
         return await watch(request, one_scope(record), one=record)
     status = agent.store.get_status(record.name)
     view = service_view(
-        record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
+        record,
+        status,
+        agent.config,
+        agent.host.public_ports(),
+        agent.sleeping(record.name),
+        record.node in lost_nodes(agent),
     )
     runtime = await agent.host.runtime(record.name, status)
     response = answer(
@@ -124,7 +136,9 @@ async def service_status(request: web.Request) -> web.StreamResponse:
             cpu_percent=cpu,
             restarts=unit.restarts if unit else None,
             active_since=runtime.active_since,
-            state=service_state(status, agent.sleeping(record.name)),
+            state=service_state(
+                status, agent.sleeping(record.name), record.node in lost_nodes(agent)
+            ),
             desired_state=record.desired_state,
             health_ok=status.health_ok if status else None,
             last_health_check=status.last_health_check if status else None,

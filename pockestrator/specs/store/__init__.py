@@ -19,7 +19,9 @@ own module with its own SQL:
 - ``idempotency``: the first answer of a creating write, for its retries (sealed).
 - ``changes``: a version for every committed change to a service or its status, and the
   wake-up of the API's watch streams.
-- ``nodes``: the nodes of a fleet, their leases, and which node each service runs on.
+- ``nodes``: the nodes of a fleet, their leases, and which node each service runs on;
+  ``node_loss``: the news of a node's loss and return, written once;
+  ``moves``: a service's move to another node, step by recorded step.
 
 Records and errors are in ``records``. The file, its connection discipline (WAL,
 ``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
@@ -39,6 +41,8 @@ from pockestrator.specs.store.events import NO_SERVICE, TEST_KIND, EventListener
 from pockestrator.specs.store.file_issues import FileIssues
 from pockestrator.specs.store.handoff import SuperuserPasswords
 from pockestrator.specs.store.idempotency import IdempotencyClaim, IdempotencyKeys
+from pockestrator.specs.store.moves import FINISHED, Move, Moves, MoveState
+from pockestrator.specs.store.node_loss import NODE_LOST, NodeLoss
 from pockestrator.specs.store.nodes import NodeInfo, NodeRecord, Nodes, NodeState
 from pockestrator.specs.store.operations import (
     BACKUP_KINDS,
@@ -75,6 +79,8 @@ __all__ = [
     "BACKUP_KINDS",
     "DEPLOY_KINDS",
     "FILE_OWNER_PREFIX",
+    "FINISHED",
+    "NODE_LOST",
     "NO_SERVICE",
     "STATUS_FIELDS",
     "STATUS_STATES",
@@ -86,6 +92,8 @@ __all__ = [
     "Event",
     "EventListener",
     "IdempotencyClaim",
+    "Move",
+    "MoveState",
     "NameTakenCode",
     "NodeInfo",
     "NodeRecord",
@@ -125,6 +133,8 @@ class Store(
     Outbox,
     IdempotencyKeys,
     Nodes,
+    NodeLoss,
+    Moves,
 ):
     """The specs store on one database; safe to share between threads.
 

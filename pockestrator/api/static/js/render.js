@@ -100,6 +100,7 @@ const STATE_LABELS = {
   inactive: 'Stopped',
   error: 'Error',
   deploying: 'Deploying',
+  node_lost: 'Node lost',
 };
 
 /** A status badge: the word is always there, the colour only repeats it. */

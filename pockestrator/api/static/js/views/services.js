@@ -26,6 +26,7 @@ const STATUSES = [
   ['inactive', 'Stopped'],
   ['deploying', 'Deploying'],
   ['error', 'Error'],
+  ['node_lost', 'Node lost'],
 ];
 
 export async function show(root, view) {

@@ -1,0 +1,248 @@
+"""This node's steps of a service's move (``agent.move_plan`` decides which), done.
+
+The reconciler calls ``Mover.step`` at the start of each reconcile of a service with an
+unfinished move (the move's row NOTIFYs both of its nodes at every state), and again after
+converging it, so the target confirms the move in the reconcile that made it serve. Each
+step ends in a recorded state and an event; a step that an agent's restart interrupted
+runs again from its start (a snapshot taken twice, never a switch made twice: the store's
+conditional update says who got there first).
+
+- ``Stage`` (source): a snapshot, uploaded to the service's first off-site target.
+- ``Verify`` (target): fetched from that target and booted in a scratch box with a health
+  probe (``controllers.snapshots.verify``): the data and this node's PocketBase serve
+  before the source is touched.
+- ``Cutover`` (source): the instance stopped (Caddy holds new requests for the service's
+  ``proxy.hold_requests``), a final snapshot of the stopped data, uploaded, then the
+  switch: the service's node is the target, whose first reconcile seeds it from that final
+  snapshot. A failure before the switch starts the source again and fails the move.
+- ``Restore`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
+  the seed, and the node switches at once.
+- ``Confirm`` / ``RollBack`` / ``Fail`` (``move_plan``).
+
+The copy a node keeps of a service that now runs elsewhere is removed by the reconciler
+(``stale copy``: stopped, its site dropped, its folder archived).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.move_plan import (
+    Confirm,
+    Cutover,
+    Fail,
+    MoveStep,
+    Restore,
+    RollBack,
+    Stage,
+    Verify,
+    next_move_step,
+    serving_verdict,
+)
+from pockestrator.clock import Clock
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.snapshots import SnapshotError
+from pockestrator.specs.model import unit_name
+from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
+
+log = structlog.get_logger("pockestrator.moves")
+
+
+# While a switched move's target boots: its reconcile looks again this soon (the status
+# the boot writes wakes no reconcile of its own).
+BOOT_LOOK_SECONDS = 1.0
+
+
+class MoveFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Stepped:
+    acted: bool
+    look_again: float | None = None
+
+
+def offsite_target(record: ServiceRecord, config: AgentConfig) -> str | None:
+    """The off-site target a move of ``record`` goes through: its backup policy's first."""
+    policy = record.spec.backups or config.backups
+    return policy.targets[0] if policy.targets else None
+
+
+class Mover:
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        store: Store,
+        controllers: Controllers,
+        clock: Clock,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self._config = config
+        self.store = store
+        self.controllers = controllers
+        self.clock = clock
+        self.session = session
+
+    async def _healthy(self, port: int, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        return await wait_healthy(self.session, port, loop.time() + deadline)
+
+    @property
+    def here(self) -> str:
+        return self._config().node
+
+    async def step(self, name: str) -> Stepped:
+        """Do this node's step of ``name``'s move, if it is this node's turn: whether a
+        step was taken (the service's record may have changed: its node), and when to look
+        again (a target waiting for its boot)."""
+        move = await asyncio.to_thread(self.store.current_move, name)
+        if move is None:
+            return Stepped(False)
+        lost = await asyncio.to_thread(self.store.lost_nodes)
+        serving = self._serving(move) if move.state == "switched" else None
+        step = next_move_step(move, self.here, lost, serving)
+        if step is None:
+            booting = move.state == "switched" and move.target == self.here
+            return Stepped(False, BOOT_LOOK_SECONDS if booting else None)
+        record = self.store.get_service(name)
+        if record is None:
+            self._finish(move, move.state, "failed", "the service was deleted during its move")
+            return Stepped(True)
+        try:
+            await self._do(record, move, step)
+        except Exception as exc:  # recorded in the move and its events
+            reason = str(exc)[:2000] or type(exc).__name__
+            log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
+            self._finish(move, move.state, "failed", reason)
+        return Stepped(True)
+
+    def _serving(self, move: Move) -> bool | None:
+        seed = self.store.get_seed(move.service)
+        record = self.store.get_service(move.service)
+        return serving_verdict(
+            self.store.get_status(move.service),
+            seed_failed=seed is not None and not seed.pending and seed.outcome == "failed",
+            wants_running=record is None or record.desired_state == "running",
+        )
+
+    async def _do(self, record: ServiceRecord, move: Move, step: MoveStep) -> None:
+        snapshots = self.controllers.snapshots
+        name = record.name
+        match step:
+            case Stage():
+                target = self._target(record)
+                snapshot = await snapshots.take(record.spec, "manual", self.clock.now())
+                await snapshots.upload(name, snapshot.snapshot_id, target)
+                self._advance(
+                    move, "requested", "staged", snapshot.snapshot_id, snapshot=snapshot.snapshot_id
+                )
+            case Verify(snapshot=snapshot_id):
+                fetched = await snapshots.fetch(name, snapshot_id)
+                version = fetched.manifest.pocketbase_version or record.spec.pocketbase_version
+                await self.controllers.releases.ensure(version)
+                _checked, verification = await snapshots.verify(
+                    name, snapshot_id, self.clock.now(), self._healthy
+                )
+                if not verification.ok:
+                    raise MoveFailed(
+                        f"snapshot {snapshot_id} did not serve on {self.here}: "
+                        f"{verification.detail}"
+                    )
+                self._advance(move, "staged", "verified", snapshot_id)
+            case Cutover():
+                await self._cutover(record, move)
+            case Restore():
+                await self._restore(record, move)
+            case Confirm():
+                self._finish(move, "switched", "done", None)
+            case RollBack(reason=reason):
+                assert move.final_snapshot is not None
+                back = self.store.switch_move(
+                    move, "switched", move.source, move.final_snapshot, "rolled_back"
+                )
+                if back is not None:
+                    message = f"move to {move.target} rolled back: {reason}"
+                    self.store.add_event(name, "move_rolled_back", message, back.as_dict())
+            case Fail(reason=reason):
+                self._finish(move, move.state, "failed", reason)
+
+    async def _cutover(self, record: ServiceRecord, move: Move) -> None:
+        name, target = record.name, self._target(record)
+        bus = self.controllers.bus
+        snapshots = self.controllers.snapshots
+        unit = unit_name(name)
+        await bus.stop_unit(unit)
+        try:
+            final = await snapshots.take(record.spec, "manual", self.clock.now())
+            await snapshots.upload(name, final.snapshot_id, target)
+        except Exception:
+            if record.desired_state == "running":
+                await bus.start_unit(unit)  # the move failed: the source serves again
+            raise
+        switched = self.store.switch_move(
+            move, "verified", move.target, final.snapshot_id, "switched"
+        )
+        if switched is None:  # another step finished the move meanwhile
+            await bus.start_unit(unit)
+            return
+        self.store.add_event(
+            name,
+            "move_switched",
+            f"{name} stopped on {move.source}; {move.target} starts it from the final "
+            f"snapshot {final.snapshot_id}",
+            switched.as_dict(),
+        )
+
+    async def _restore(self, record: ServiceRecord, move: Move) -> None:
+        name = record.name
+        snapshots = self.controllers.snapshots
+        found = await snapshots.remote(name)
+        if not found:
+            raise MoveFailed(f"{name} has no snapshot on any off-site target to restore")
+        newest = max(found, key=lambda remote: remote.manifest.created_at).manifest
+        await snapshots.fetch(name, newest.snapshot_id)
+        switched = self.store.switch_move(
+            move, "requested", move.target, newest.snapshot_id, "switched"
+        )
+        if switched is not None:
+            self.store.add_event(
+                name,
+                "move_switched",
+                f"{name} restored on {move.target} from snapshot {newest.snapshot_id} "
+                f"of {newest.created_at.isoformat()} (node {move.source} lost)",
+                {**switched.as_dict(), "snapshot_taken_at": newest.created_at.isoformat()},
+            )
+
+    def _target(self, record: ServiceRecord) -> str:
+        target = offsite_target(record, self._config())
+        if target is None:
+            raise SnapshotError(f"{record.name} has no off-site backup target to move through")
+        return target
+
+    def _advance(
+        self, move: Move, was: MoveState, state: MoveState, snapshot_id: str, **columns: str
+    ) -> None:
+        advanced = self.store.advance_move(move.id, was, state, **columns)
+        if advanced is not None:
+            message = f"move to {move.target}: {state} (snapshot {snapshot_id})"
+            self.store.add_event(move.service, f"move_{state}", message, advanced.as_dict())
+
+    def _finish(self, move: Move, was: MoveState, state: MoveState, error: str | None) -> None:
+        columns = {"error": error} if error is not None else {}
+        finished = self.store.advance_move(move.id, was, state, **columns)
+        if finished is None:
+            return
+        message = (
+            f"moved to {move.target}"
+            if state == "done"
+            else f"move to {move.target} {state}: {error}"
+        )
+        self.store.add_event(move.service, f"move_{state}", message, finished.as_dict())

@@ -1,0 +1,487 @@
+"""Moves between the nodes of a fleet, a node lost and a service brought up elsewhere from
+its backup: two sandboxes (each its own systemd manager, journald and Caddy), one real
+PostgreSQL server they share, one real S3 server (``rclone serve s3``) as their off-site
+target.
+
+Node alpha's agent runs in this process; node beta's runs as systemd runs it (a unit of
+beta's manager), so that it can be killed with SIGKILL. Both nodes' instances listen on
+this machine's loopback, so a node's Caddy that still routed a service after it left would
+reach the other node's instance on the same port and answer: "does not answer 200 through
+the old node's Caddy" is a check that fails if the site stayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig, StoreConfig
+from pockestrator.specs.model import unit_name
+from tests.testbed.agent_unit import AGENT_UNIT, AgentUnit, agent_unit
+from tests.testbed.api_client import Api, create, wait_running
+from tests.testbed.mirror import ReleaseMirror
+from tests.testbed.pocketbase_client import PocketBaseClient
+from tests.testbed.postgres import PostgresServer
+from tests.testbed.s3 import S3Server
+from tests.testbed.waiting import wait_until
+
+POLICY = {"schedule": None, "verify": None, "targets": ["offsite"]}
+LEASE = 6.0
+
+
+@dataclass
+class Fleet:
+    alpha: Agent
+    alpha_box: Sandbox
+    alpha_api: Api
+    beta: AgentUnit
+    beta_box: Sandbox
+    beta_api: Api
+    token: str
+
+
+def node_config(
+    box: Sandbox, name: str, mirror: ReleaseMirror, store: StoreConfig, s3: S3Server, key: Path
+) -> AgentConfig:
+    return box.agent_config(
+        release_source="mirror",
+        release_base_url=mirror.base_url,
+        release_index_url=mirror.index_url,
+        listen_port=free_port(),
+        store=store,
+        node_name=name,
+        node_public_address=f"127.0.0.1:{box.caddy_http_port}",
+        node_lease_seconds=LEASE,
+        resync_interval=3600.0,  # only NOTIFY wakes an agent in time for these tests
+        health_interval=1.0,
+        upgrade_health_deadline=20.0,
+        failover_grace_seconds=2.0,
+        backup_targets={"offsite": s3.target(encryption_key_file=key)},
+    )
+
+
+async def start_killable(handle: AgentUnit) -> None:
+    """``AgentUnit.start`` without systemd's restart: a SIGKILL leaves the agent dead."""
+    handle.write_config()
+    unit_file = handle.sandbox.systemd.paths.unit_dir / AGENT_UNIT
+    text = agent_unit(handle.config_file, 30).replace("Restart=on-failure", "Restart=no")
+    unit_file.write_text(text)
+    await handle.bus.daemon_reload()
+    await handle.bus.reset_failed_unit(AGENT_UNIT)
+    await handle.bus.start_unit(AGENT_UNIT)
+
+
+@pytest.fixture(scope="module")
+async def fleet(
+    testbed_base: Path,
+    release_mirror: ReleaseMirror,
+    postgres_server: PostgresServer,
+    s3_server: S3Server,
+) -> AsyncIterator[Fleet]:
+    database = postgres_server.new_database()
+    store = StoreConfig(
+        backend="postgresql",
+        dsn=postgres_server.dsn(database),
+        password_file=postgres_server.password_file,
+        sslmode="disable",  # loopback; a fleet's default is verify-full
+    )
+    key = s3_server.root / "encryption.key"
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as writer:
+        writer.write(os.urandom(32))
+    boxes: list[Sandbox] = []
+    alpha: Agent | None = None
+    beta: AgentUnit | None = None
+    try:
+        for name in ("alpha", "beta"):
+            box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
+            boxes.append(box)
+            await box.start()
+        alpha_config = node_config(boxes[0], "alpha", release_mirror, store, s3_server, key)
+        alpha = Agent(alpha_config, api_factory=api_factory())
+        await alpha.start()
+        beta_config = node_config(boxes[1], "beta", release_mirror, store, s3_server, key)
+        beta = AgentUnit(boxes[1], beta_config, watchdog_seconds=30)
+        await start_killable(beta)
+        token, _record = alpha.accounts.create_token("fleet moves")  # the fleet's accounts
+        async with aiohttp.ClientSession() as session:
+            alpha_api = Api(
+                session, f"http://127.0.0.1:{alpha_config.listen_port}/api/pockestrator", token
+            )
+            beta_api = Api(
+                session, f"http://127.0.0.1:{beta_config.listen_port}/api/pockestrator", token
+            )
+
+            async def both_ready() -> bool:
+                reply = await alpha_api.call("GET", "/nodes")
+                return {n["name"]: n["state"] for n in reply.body.get("nodes", [])} == {
+                    "alpha": "ready",
+                    "beta": "ready",
+                }
+
+            assert await wait_until(both_ready, 60, 0.2), beta.journal()[-3000:]
+            yield Fleet(alpha, boxes[0], alpha_api, beta, boxes[1], beta_api, token)
+    finally:
+        if beta is not None:
+            await beta.bus.stop_unit(AGENT_UNIT)
+        if alpha is not None:
+            await alpha.stop()
+        for box in boxes:
+            await box.stop()
+            assert box.leftover_pids() == [], "a sandbox left processes behind"
+
+
+async def records(client: PocketBaseClient) -> list[dict[str, Any]]:
+    """Every record of ``notes`` exactly as PocketBase's API answers it, page by page."""
+    found: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        answer = await client.call(
+            "GET", f"/api/collections/notes/records?page={page}&perPage=500&sort=id"
+        )
+        found += answer["items"]
+        if page >= answer["totalPages"]:
+            return found
+        page += 1
+
+
+async def finished_move(api: Api, name: str, move_id: int, timeout: float) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        reply = await api.call("GET", f"/services/{name}/moves/{move_id}")
+        latest.clear()
+        latest.update(reply.body)
+        return bool(reply.body.get("finished"))
+
+    assert await wait_until(finished, timeout, 0.2), latest
+    return latest
+
+
+async def event_kinds(api: Api, name: str) -> list[str]:
+    reply = await api.call("GET", f"/services/{name}/events", params={"limit": "100"})
+    return [e["kind"] for e in reversed(reply.body["events"])]
+
+
+async def caddy_answers(box: Sandbox, host: str) -> bool:
+    async with (
+        aiohttp.ClientSession(headers={"Host": host}) as session,
+        session.get(f"{box.caddy_url}/api/health") as response,
+    ):
+        return response.status == 200
+
+
+async def test_a_move_keeps_every_record_written_before_and_during_it(
+    fleet: Fleet,
+    pocketbase_versions: tuple[str, str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    version = pocketbase_versions[1]
+    created = await create(
+        fleet.alpha_api,
+        version,
+        "ledger",
+        node="alpha",
+        superuser_email="admin@ledger.example",
+        backups=POLICY,
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.alpha_api, "ledger", timeout=60)
+    written: list[str] = []
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in("admin@ledger.example", created["superuser_password"])
+        await client.notes()
+        for number in range(20):
+            written.append(await client.add(f"before {number}"))
+
+        # Through beta's API: any node's API takes a move.
+        asked = await fleet.beta_api.call("POST", "/services/ledger/moves", {"to": "beta"})
+        assert asked.status == 202, asked.body
+        assert (asked.body["source"], asked.body["state"]) == ("alpha", "requested")
+        done = asyncio.Event()
+
+        loop = asyncio.get_running_loop()
+        began, refused = loop.time(), []
+
+        async def keep_writing() -> None:
+            number = 0
+            while not done.is_set():
+                # While the source is stopped a write fails: not acknowledged, not counted.
+                try:
+                    written.append(await client.add(f"during {number}"))
+                except Exception:  # any refusal: not acknowledged, not counted
+                    refused.append(loop.time())
+                number += 1
+                await asyncio.sleep(0.1)
+
+        writer = asyncio.create_task(keep_writing())
+        try:
+            move = await finished_move(fleet.alpha_api, "ledger", asked.body["id"], 300)
+        finally:
+            done.set()
+            await writer
+    assert move["state"] == "done", f"{move['error']}\n{fleet.beta.journal()[-8000:]}"
+    # Not asserted (a timing): how long the move took, and the writes refused while the
+    # instance was stopped (one write every 0.1 s), for the report (--junitxml).
+    record_property("move_seconds", round(loop.time() - began, 2))
+    record_property("refused_writes", len(refused))
+    if refused:
+        record_property("refused_window_seconds", round(refused[-1] - refused[0], 2))
+    assert move["final_snapshot"] and move["final_snapshot"] != move["snapshot"]
+    assert len(written) > 20, "no write landed during the move"
+    await wait_running(fleet.beta_api, "ledger", timeout=60)
+    assert fleet.alpha.store.node_of("ledger") == "beta"
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        kept = await records(client)
+        await client.sign_in("admin@ledger.example", created["superuser_password"])
+    assert {r["id"] for r in kept} >= set(written), "an acknowledged write was lost"
+
+    # alpha's copy is gone (stopped, unit and site removed, data archived); beta serves it.
+    async def alpha_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "ledger")
+
+    assert await wait_until(alpha_let_go, 60, 0.2), await event_kinds(fleet.alpha_api, "ledger")
+    assert "ledger" not in fleet.alpha.units.managed_names()
+    assert not await caddy_answers(fleet.alpha_box, "ledger.localhost")
+    assert await caddy_answers(fleet.beta_box, "ledger.localhost")
+    kinds = await event_kinds(fleet.alpha_api, "ledger")
+    steps = ["move_requested", "move_staged", "move_verified", "move_switched", "seeded"]
+    assert [k for k in kinds if k in {*steps, "move_done"}][:6] == [*steps, "move_done"], kinds
+
+
+async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    await create(fleet.alpha_api, pocketbase_versions[1], "local-only", node="alpha")
+    refused = await fleet.alpha_api.call("POST", "/services/local-only/moves", {"to": "beta"})
+    assert refused.status == 409, refused.body
+    assert refused.codes() == {"backups.targets": "NO_OFFSITE_TARGET"}
+    unknown = await fleet.alpha_api.call("POST", "/services/local-only/moves", {"to": "zeta"})
+    assert unknown.status == 404 and unknown.codes() == {"to": "NODE_NOT_FOUND"}, unknown.body
+    there = await fleet.alpha_api.call(
+        "POST", "/services/ledger/moves", {"to": "beta", "from_backup": False}
+    )
+    assert there.status == 409 and there.codes() == {"node": "ALREADY_ON_NODE"}, there.body
+    for number in ("999", "%C2%B2", "x"):  # "²" is a digit to str.isdigit, not to int
+        none = await fleet.alpha_api.call("GET", f"/services/ledger/moves/{number}")
+        assert none.status == 404 and none.body["code"] == "MOVE_NOT_FOUND", none.body
+
+
+async def cli(fleet: Fleet, *argv: str) -> tuple[int, str]:
+    """``pockestrator ARGV`` against alpha's API, as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env["POCKESTRATOR_URL"] = f"http://127.0.0.1:{fleet.alpha.config.listen_port}"
+    env["POCKESTRATOR_TOKEN"] = fleet.token
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pockestrator",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_backup_and_stay_gone(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    version = pocketbase_versions[1]
+    created = await create(
+        fleet.beta_api,
+        version,
+        "spare",
+        node="beta",
+        superuser_email="admin@spare.example",
+        backups=POLICY,
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.beta_api, "spare", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in("admin@spare.example", created["superuser_password"])
+        await client.notes()
+        for number in range(10):
+            await client.add(f"backed up {number}")
+        backed_up = await records(client)
+        taken = await fleet.beta_api.call("POST", "/services/spare/backups")
+        assert taken.status == 201, taken.body
+
+        async def uploaded() -> bool:
+            listed = await fleet.beta_api.call("GET", "/services/spare/backups")
+            return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+        assert await wait_until(uploaded, 60, 0.2)
+        for number in range(3):  # after the last backup: what a failover loses (the RPO)
+            await client.add(f"not backed up {number}")
+
+    # The host is lost: its agent killed with SIGKILL, then its instance (one machine's
+    # loopback is both hosts': the instance on beta would hold the port alpha needs).
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)
+    await fleet.beta.bus.stop_unit(unit_name("spare"))
+
+    async def lost() -> bool:
+        reply = await fleet.alpha_api.call("GET", "/services/spare")
+        return reply.body["service"]["status"] == "node_lost"
+
+    assert await wait_until(lost, 3 * LEASE, 0.2)
+    status = await fleet.alpha_api.call("GET", "/services/spare/status")
+    assert status.body["state"] == "node_lost", status.body
+    listed = await fleet.alpha_api.call("GET", "/services", params={"status": "node_lost"})
+    # ledger too: the first test moved it to beta.
+    assert [s["project_name"] for s in listed.body["services"]] == ["ledger", "spare"]
+
+    async def told() -> bool:
+        kinds = await event_kinds(fleet.alpha_api, "spare")
+        return "node_lost" in kinds and "alert_firing" in kinds
+
+    assert await wait_until(told, 3 * LEASE, 0.2), await event_kinds(fleet.alpha_api, "spare")
+    code, out = await cli(fleet, "get", "spare")
+    assert code == 0 and "node_lost" in out, out
+
+    # A plain move needs its source: it fails, saying so, and nothing changes.
+    plain = await fleet.alpha_api.call("POST", "/services/spare/moves", {"to": "alpha"})
+    assert plain.status == 202, plain.body
+    failed = await finished_move(fleet.alpha_api, "spare", plain.body["id"], 60)
+    assert failed["state"] == "failed" and "beta was lost" in failed["error"], failed
+    assert fleet.alpha.store.node_of("spare") == "beta"
+
+    code, out = await cli(fleet, "move", "spare", "--to", "alpha", "--from-backup")
+    assert code == 0, out
+    assert "moved beta -> alpha" in out, out
+    await wait_running(fleet.alpha_api, "spare", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == backed_up, "the newest backup, exactly"
+        await client.sign_in("admin@spare.example", created["superuser_password"])
+    assert await caddy_answers(fleet.alpha_box, "spare.localhost")
+
+    # beta comes back: its stale copy goes (unit, site, data archived); it never serves it.
+    await start_killable(fleet.beta)
+
+    async def beta_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "spare")
+
+    assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]
+    assert not (fleet.beta_box.systemd.paths.unit_dir / f"{unit_name('spare')}").exists()
+    assert not await caddy_answers(fleet.beta_box, "spare.localhost")
+    assert fleet.alpha.store.node_of("spare") == "alpha"
+    status = await fleet.alpha_api.call("GET", "/services/spare/status")
+    assert status.body["state"] == "active", status.body
+
+
+async def backed_up_on_beta(fleet: Fleet, name: str, version: str) -> tuple[int, list[Any]]:
+    """``name`` on beta with ``failover: auto``, five records, backed up off-site."""
+    created = await create(
+        fleet.beta_api,
+        version,
+        name,
+        node="beta",
+        superuser_email=f"admin@{name}.example",
+        backups=POLICY,
+        failover="auto",
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.beta_api, name, timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in(f"admin@{name}.example", created["superuser_password"])
+        await client.notes()
+        for number in range(5):
+            await client.add(f"{name} {number}")
+        kept = await records(client)
+    taken = await fleet.beta_api.call("POST", f"/services/{name}/backups")
+    assert taken.status == 201, taken.body
+
+    async def uploaded() -> bool:
+        listed = await fleet.beta_api.call("GET", f"/services/{name}/backups")
+        return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+    assert await wait_until(uploaded, 60, 0.2)
+    return port, kept
+
+
+async def test_failover_auto_brings_a_lost_nodes_service_up_on_a_live_node_after_the_grace(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    port, kept = await backed_up_on_beta(fleet, "standby", pocketbase_versions[1])
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)
+    await fleet.beta.bus.stop_unit(unit_name("standby"))
+
+    async def on_alpha() -> bool:
+        return fleet.alpha.store.node_of("standby") == "alpha"
+
+    # The lease ends (6 s), the grace (2 s), a look (every 2 s), then the move.
+    assert await wait_until(on_alpha, 60, 0.2), await event_kinds(fleet.alpha_api, "standby")
+    await wait_running(fleet.alpha_api, "standby", timeout=90)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == kept
+    kinds = await event_kinds(fleet.alpha_api, "standby")
+    assert kinds.count("failover_started") == 1, kinds
+    failover = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/standby/events")).body["events"]
+        if e["kind"] == "failover_started"
+    )
+    assert failover["details"]["from_backup"] is True
+    assert failover["details"]["source"] == "beta"
+    await start_killable(fleet.beta)  # back for the fixture's teardown, without the copy
+
+    async def beta_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "standby")
+
+    assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]
+
+
+async def test_a_move_whose_source_agent_is_killed_mid_way_resumes_and_keeps_its_data(
+    fleet: Fleet,
+) -> None:
+    # ledger runs on beta since the first test; beta is back since the failover test.
+    port = (await fleet.beta_api.call("GET", "/services/ledger")).body["service"]["port"]
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        before = await records(client)
+    asked = await fleet.alpha_api.call("POST", "/services/ledger/moves", {"to": "alpha"})
+    assert asked.status == 202, asked.body
+
+    async def past_requested() -> bool:
+        reply = await fleet.alpha_api.call("GET", f"/services/ledger/moves/{asked.body['id']}")
+        return reply.body["state"] != "requested"
+
+    assert await wait_until(past_requested, 120, 0.05)
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)  # the source, in the middle
+    await start_killable(fleet.beta)  # back within its lease: the move is not failed
+    move = await finished_move(fleet.alpha_api, "ledger", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    await wait_running(fleet.alpha_api, "ledger", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == before
+    kinds = await event_kinds(fleet.alpha_api, "ledger")
+    assert kinds.count("move_switched") == 2, "one switch for each of the two moves"
+
+
+async def test_a_stopped_service_moves_and_stays_stopped_on_its_new_node(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    await create(fleet.alpha_api, pocketbase_versions[1], "parked", node="alpha", backups=POLICY)
+    await wait_running(fleet.alpha_api, "parked", timeout=60)  # it has data once it ran
+    stopped = await fleet.alpha_api.call("POST", "/services/parked/control", {"action": "stop"})
+    assert stopped.status == 200, stopped.body
+    asked = await fleet.alpha_api.call("POST", "/services/parked/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "parked", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    status = await fleet.beta_api.call("GET", "/services/parked/status")
+    assert (status.body["state"], status.body["is_running"]) == ("inactive", False), status.body
+    assert fleet.alpha.store.node_of("parked") == "beta"

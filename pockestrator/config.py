@@ -264,6 +264,17 @@ class AgentConfig(BaseModel):
         description="How long the node counts as alive after its agent last renewed its "
         "lease (renewed every third of it).",
     )
+    fleet_secret_file: Path | None = Field(
+        default=None,
+        description="A root-only file (0600) holding the fleet's shared secret, the same on "
+        "every node (at least 32 bytes): nodes sign their calls to each other with it "
+        "(live status and logs of another node's service). None: no node-to-node calls.",
+    )
+    fleet_routing: bool = Field(
+        default=False,
+        description="Every node's Caddy also serves the domains of the services other nodes "
+        "run, proxying to the owning node's Caddy (Host kept), so DNS may point at any node.",
+    )
 
     # The REST API.
     listen_host: str = "127.0.0.1"
@@ -699,6 +710,7 @@ class AgentConfig(BaseModel):
         "instance_python",
         "litestream_binary",
         "apps_dir",
+        "fleet_secret_file",
     )
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:

@@ -19,6 +19,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -109,3 +110,27 @@ def remove_file(path: Path) -> bool:
         return False
     fsync_directory(path.parent)
     return True
+
+
+class PrivateFileError(OSError):
+    """A secret's file that cannot be read, or that someone besides its owner could."""
+
+
+def read_private_file(path: Path, limit: int = 4096) -> bytes:
+    """At most ``limit`` bytes of ``path``, a file of this process's user (root's) that
+    nobody else may read or write (mode 0600 or stricter); a link is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise PrivateFileError(f"{path} cannot be read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+            raise PrivateFileError(
+                f"{path} must be a file of the agent's own user (root's) with mode 0600 or "
+                "stricter: nobody else may read it"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as reader:
+            return reader.read(limit)
+    finally:
+        os.close(fd)

@@ -54,6 +54,7 @@ from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import StoreDatabase, StoreUnusable
 from pockestrator.database_postgres import (
+    STATUS_NOTICE,
     PostgresDatabase,
     StoreUnavailable,
     open_store_database,
@@ -620,7 +621,10 @@ class Agent:
                         self.enqueue_many(self.known_names())
                         continue
                     node, _, name = payload.partition(" ")
-                    if name and self.store.runs_here(node):
+                    if node == STATUS_NOTICE:
+                        # Another node's reconcile: this API's waits and watches see it.
+                        self.store.changes.record([name])
+                    elif name and self.store.runs_here(node):
                         self.enqueue(name)
             except StoreUnavailable as exc:
                 log.warning("the fleet's notifications stopped; listening again", error=str(exc))

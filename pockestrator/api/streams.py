@@ -13,9 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
-from pockestrator.journal import LogFollower
 from pockestrator.specs.store.changes import Waiter
+
+
+class Follower(Protocol):
+    """What holds a stream open: a journalctl follower, or a stream relayed from the
+    owning node (``api.owner_calls``); ``stop`` ends it."""
+
+    def stop(self) -> None: ...
 
 
 class StreamsFull(Exception):
@@ -26,7 +33,7 @@ class LogStreams:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._claimed = 0
-        self._followers: set[LogFollower] = set()
+        self._followers: set[Follower] = set()
         self._closing = False
 
     @property
@@ -59,9 +66,9 @@ class StreamSlot:
 
     def __init__(self, streams: LogStreams) -> None:
         self._streams = streams
-        self._follower: LogFollower | None = None
+        self._follower: Follower | None = None
 
-    def attach(self, follower: LogFollower) -> None:
+    def attach(self, follower: Follower) -> None:
         self._follower = follower
         self._streams._followers.add(follower)
         if self._streams._closing:

@@ -11,9 +11,11 @@ view of either shows both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,12 +26,16 @@ import pytest
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.node_signing import signed_headers
+from pockestrator.api.owner_calls import internal_path
 from pockestrator.config import StoreConfig
 from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
+
+FLEET_SECRET = b"a-test-fleet-secret-of-more-than-32-bytes-0123456789"
 
 
 @dataclass
@@ -57,6 +63,9 @@ async def fleet(
     boxes: list[Sandbox] = []
     agents: list[Agent] = []
     nodes: dict[str, Node] = {}
+    secret = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base)) / "fleet-secret"
+    secret.write_bytes(FLEET_SECRET + b"\n")
+    secret.chmod(0o600)
     try:
         for name in ("alpha", "beta"):
             box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
@@ -71,6 +80,9 @@ async def fleet(
                 node_name=name,
                 node_public_address=f"127.0.0.1:{box.caddy_http_port}",
                 node_lease_seconds=6.0,
+                fleet_secret_file=secret,
+                # beta's Caddy serves the whole fleet's domains; alpha's only its own.
+                fleet_routing=name == "beta",
                 # Far away: only NOTIFY can wake an agent in time for these tests.
                 resync_interval=3600.0,
                 health_interval=1.0,
@@ -121,13 +133,12 @@ async def test_a_service_created_through_alpha_runs_on_beta_and_stops_through_al
     reply = await alpha.api.call("POST", "/services", body)
     assert reply.status == 201, reply.body
     assert alpha.agent.store.node_of("remote") == "beta"
-    # beta runs it (its API reads beta's systemd live) and writes its status to the store,
-    # which alpha's API reads back. (alpha's API reads the live unit on alpha's own host:
-    # fetching it from the owning node is for a later round.)
+    # beta runs it and writes its status to the store; alpha's API asks beta for the live
+    # fields (a signed node-to-node call), so both answer the same running unit.
     status = await wait_running(beta.api, "remote", timeout=60)
     assert status["is_running"] is True
-    through_alpha = await alpha.api.call("GET", "/services/remote/status")
-    assert through_alpha.body["state"] == "active", through_alpha.body
+    through_alpha = await wait_running(alpha.api, "remote", timeout=10)
+    assert through_alpha["pid"] == status["pid"] is not None, through_alpha
     assert "remote" in beta.agent.units.managed_names()
     assert "remote" not in alpha.agent.units.managed_names()
     assert "anchor" not in beta.agent.units.managed_names()
@@ -248,6 +259,139 @@ async def test_the_cli_shows_the_fleet_and_fails_while_a_node_is_lost(
     code, out = await cli_nodes(alpha)
     assert code == 1
     assert any(line.split()[:2] == ["gamma", "lost"] for line in out.splitlines())
+
+
+async def test_wait_through_alpha_waits_for_betas_reconcile_and_every_view_names_the_node(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    body = {
+        "project_name": "waited",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "beta",
+    }
+    reply = await alpha.api.call("POST", "/services", body, params={"wait": "true"})
+    assert reply.status == 201, reply.body
+    assert reply.body["reconciled"] is True
+    # The answer came after beta's reconcile: the status beta wrote says so, and the unit
+    # state is beta's (alpha's host has no such unit).
+    stored = alpha.agent.store.get_status("waited")
+    assert stored is not None and stored.observed_generation == reply.body["service"]["generation"]
+    assert reply.body["systemd"]["status"] in ("active", "activating"), reply.body
+    assert "waited" not in alpha.agent.units.managed_names()
+    assert reply.body["service"]["node"] == "beta"
+    listed = await alpha.api.call("GET", "/services")
+    where = {s["project_name"]: s["node"] for s in listed.body["services"]}
+    assert where["waited"] == "beta" and where["anchor"] == "alpha", where
+    one = await beta.api.call("GET", "/services/anchor")
+    assert one.body["service"]["node"] == "alpha"
+
+
+async def test_logs_of_a_beta_service_are_read_and_followed_through_alpha(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    await wait_running(beta.api, "waited", timeout=60)
+    through_alpha = await alpha.api.call("GET", "/services/waited/logs", params={"lines": "20"})
+    assert through_alpha.status == 200, through_alpha.body
+    cursors = [entry["cursor"] for entry in through_alpha.body["logs"]]
+    assert cursors, "beta's journal has lines of the service"
+    on_beta = await beta.api.call("GET", "/services/waited/logs", params={"lines": "500"})
+    assert set(cursors) <= {entry["cursor"] for entry in on_beta.body["logs"]}
+    # The host that answered has no such lines: they are beta's.
+    assert "waited" not in alpha.agent.units.managed_names()
+
+    headers = {"Authorization": f"Bearer {alpha.api.token}"}
+    url = f"{alpha.api.root}/services/waited/logs"
+    seen: list[str] = []
+    async with alpha.api.session.get(
+        url, params={"follow": "true", "lines": "3"}, headers=headers
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+
+        async def first_event() -> None:
+            async for line in response.content:
+                if line.startswith(b"id: "):
+                    seen.append(line[4:].decode().strip())
+                    return
+
+        await asyncio.wait_for(first_event(), 30)
+    assert seen and seen[0] in {entry["cursor"] for entry in on_beta.body["logs"]}
+
+
+def signed_call(
+    target: str, caller: str, callee: str, secret: bytes = FLEET_SECRET
+) -> dict[str, str]:
+    return signed_headers(secret, "GET", target, caller, callee, time.time())
+
+
+async def test_a_node_call_needs_a_fresh_signature_for_its_node_and_a_token_opens_none(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    target = internal_path("waited", "status")
+    config = beta.agent.config
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
+    session = beta.api.session
+
+    async def get(headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+        async with session.get(url, headers=headers) as response:
+            return response.status, await response.json()
+
+    good = signed_call(target, "alpha", "beta")
+    code, body = await get(good)
+    assert code == 200 and body["project_name"] == "waited", body
+    refused = [
+        {},  # nothing
+        {"Authorization": f"Bearer {beta.api.token}"},  # an API token
+        good,  # the same call again: a replay
+        signed_call(target, "alpha", "gamma"),  # signed for another node
+        signed_call(target, "alpha", "beta", b"x" * 40),  # another secret
+        signed_call(internal_path("anchor", "status"), "alpha", "beta"),  # another path
+    ]
+    for headers in refused:
+        code, body = await get(headers)
+        assert code == 403 and body["code"] == "NODE_CALL_REFUSED", (headers, body)
+    # And a node's signature opens no route of the public API.
+    public = f"http://{config.listen_host}:{config.listen_port}/api/pockestrator/services"
+    async with session.get(
+        public, headers=signed_call("/api/pockestrator/services", "alpha", "beta")
+    ) as response:
+        assert response.status == 401
+    # The secret is in no answer, and in no file of either sandbox (journal, store, units).
+    read = 0
+    for node in (alpha, beta):
+        for path in node.sandbox.layout.root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    assert FLEET_SECRET not in path.read_bytes(), path
+                    read += 1
+    assert read > 20, "the search read the sandboxes' files"
+
+
+async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachable(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha = fleet["alpha"]
+    # A node that registered and went away: its API's port is closed.
+    alpha.agent.store.register_node(
+        NodeInfo("delta", f"http://127.0.0.1:{free_port()}", "", 1024**3, 1), timedelta(0)
+    )
+    body = {
+        "project_name": "stranded",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "delta",
+    }
+    reply = await alpha.api.call("POST", "/services", body)
+    assert reply.status == 201, reply.body
+    for path, params in (("status", None), ("logs", None), ("logs", {"follow": "true"})):
+        answer = await alpha.api.call("GET", f"/services/stranded/{path}", params=params)
+        assert answer.status == 502, (path, answer.body)
+        assert answer.body["code"] == "NODE_UNREACHABLE" and "delta" in answer.body["message"]
+    assert "stranded" not in alpha.agent.units.managed_names()
 
 
 async def test_an_idle_agent_holds_at_most_its_pool_and_one_listening_connection(

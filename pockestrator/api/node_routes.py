@@ -1,0 +1,78 @@
+"""The node-internal routes: what another node of the fleet asks this one about the
+services it runs (their live status and journal), answered from this host alone.
+
+They sit outside ``/api/pockestrator`` and outside the OpenAPI document: they are no
+client's. They take only a node's signed call (``api.node_signing``), never a token or a
+session, and no other route takes a node's signature. A refused call is answered ``403
+NODE_CALL_REFUSED`` and logged with the reason and the caller's address (never a header's
+value). The answers are those of the public routes, computed for this host.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from pockestrator.api.errors import ApiError
+from pockestrator.api.log_routes import logs_of
+from pockestrator.api.node_signing import CallRefused, ReplayGuard, verify
+from pockestrator.api.owner_calls import internal_path
+from pockestrator.api.routing import Handler, agent_of, answer
+from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.reads import status_here
+from pockestrator.specs.errors import ErrorCode
+
+log = structlog.get_logger("pockestrator.api.nodes")
+
+FLEET_SECRET = web.AppKey("fleet_secret", bytes)
+REPLAYS = web.AppKey("node_call_replays", ReplayGuard)
+
+
+def _verified(request: web.Request) -> str:
+    """The calling node, or a 403 once its credential fails."""
+    secret = request.app.get(FLEET_SECRET)
+    agent = agent_of(request)
+    try:
+        return verify(
+            secret,
+            agent.config.node,
+            request.method,
+            request.raw_path,
+            request.headers,
+            time.time(),
+            request.app[REPLAYS],
+        )
+    except CallRefused as exc:
+        log.warning("node call refused", path=request.path, peer=request.remote, why=str(exc))
+        raise ApiError(
+            403, ErrorCode.NODE_CALL_REFUSED, f"Not a valid call from a node of this fleet: {exc}"
+        ) from None
+
+
+async def node_status(request: web.Request) -> web.StreamResponse:
+    _verified(request)
+    agent = agent_of(request)
+    record = find_service(agent, request.match_info["name"])
+    return answer(await status_here(agent, record))
+
+
+async def node_logs(request: web.Request) -> web.StreamResponse:
+    _verified(request)
+    record = find_service(agent_of(request), request.match_info["name"])
+    return await logs_of(request, record, here=True)
+
+
+def add_node_routes(app: web.Application, secret: bytes | None) -> set[web.AbstractRoute]:
+    """Add the node-internal routes to ``app``; the streaming ones are returned."""
+    if secret is not None:
+        app[FLEET_SECRET] = secret
+    app[REPLAYS] = ReplayGuard()
+    routes: list[tuple[str, Handler]] = [("status", node_status), ("logs", node_logs)]
+    streaming: set[web.AbstractRoute] = set()
+    for what, handler in routes:
+        route = app.router.add_route("GET", internal_path("{name}", what), handler)
+        if what == "logs":
+            streaming.add(route)
+    return streaming

@@ -31,6 +31,7 @@ from pockestrator.agent.alerts import AlertWatch
 from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.fleet_routing import FleetRouting
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
@@ -244,6 +245,7 @@ class Agent:
         self.reconciler.wake = self.enqueue
         self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
+        self.fleet_routing = FleetRouting(config, self.store, self.sites)
         self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)
@@ -296,6 +298,7 @@ class Agent:
         self._spawn(self.node_lease.run, "node-lease")
         if isinstance(self.database, PostgresDatabase):
             self._spawn(self._listen_to_the_fleet, "fleet-notifications")
+            self._spawn(self.fleet_routing.run, "fleet-routing")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
@@ -619,6 +622,7 @@ class Agent:
                     pause = 1.0
                     if not payload:
                         self.enqueue_many(self.known_names())
+                        self.fleet_routing.poke()
                         continue
                     node, _, name = payload.partition(" ")
                     if node == STATUS_NOTICE:
@@ -626,6 +630,8 @@ class Agent:
                         self.store.changes.record([name])
                     elif name and self.store.runs_here(node):
                         self.enqueue(name)
+                    elif name:
+                        self.fleet_routing.poke()  # another node's service: its route here
             except StoreUnavailable as exc:
                 log.warning("the fleet's notifications stopped; listening again", error=str(exc))
             await asyncio.sleep(pause)
@@ -637,6 +643,7 @@ class Agent:
         while True:
             await asyncio.sleep(self.config.resync_interval)
             self.spec_directory.scan()
+            self.fleet_routing.poke()
             if self._host_watcher is not None:
                 self._host_watcher.ensure_watches()  # a unit or site folder re-created
             self.enqueue_many(self.known_names())

@@ -394,6 +394,51 @@ async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachab
     assert "stranded" not in alpha.agent.units.managed_names()
 
 
+async def test_with_routing_on_betas_caddy_serves_alphas_service_and_alphas_with_it_off_does_not(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    body = {
+        "project_name": "routed",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "alpha",
+    }
+    reply = await beta.api.call("POST", "/services", body, params={"wait": "true"})
+    assert reply.status == 201 and reply.body["reconciled"] is True, reply.body
+    # beta (routing on) passes routed.localhost on to alpha's Caddy, woken by the notice of
+    # the new service (the resync is an hour away); alpha's PocketBase answers.
+    assert await wait_for_pocketbase(beta.sandbox.caddy_url, "routed.localhost", timeout=30)
+    route = beta.agent.config.caddy_sites_dir / "_route-routed.caddy"
+    assert f"reverse_proxy http://{alpha.agent.config.node_public_address}" in route.read_text()
+    assert "routed" not in beta.agent.units.managed_names()
+    # alpha (routing off) keeps no route: a beta service does not answer through it.
+    assert not list(alpha.agent.config.caddy_sites_dir.glob("_route-*"))
+    async with (
+        aiohttp.ClientSession(headers={"Host": "waited.localhost"}) as session,
+        session.get(f"{alpha.sandbox.caddy_url}/api/health") as response,
+    ):
+        assert response.status == 404
+
+    # Deleted through alpha's API: beta's route goes with it.
+    deleted = await alpha.api.call("DELETE", "/services/routed", params={"purge": "true"})
+    assert deleted.status in (200, 202), deleted.body
+
+    async def route_gone() -> bool:
+        return not route.exists()
+
+    assert await wait_until(route_gone, 30, 0.1)
+
+    async def not_served() -> bool:
+        async with (
+            aiohttp.ClientSession(headers={"Host": "routed.localhost"}) as session,
+            session.get(f"{beta.sandbox.caddy_url}/api/health") as response,
+        ):
+            return response.status == 404
+
+    assert await wait_until(not_served, 30, 0.2)
+
+
 async def test_an_idle_agent_holds_at_most_its_pool_and_one_listening_connection(
     fleet: dict[str, Node], postgres_server: PostgresServer
 ) -> None:

@@ -1,5 +1,6 @@
 """The node-internal routes: what another node of the fleet asks this one about the
-services it runs (their live status and journal), answered from this host alone.
+services it runs (their live status and journal) or asks it to do to them (start, stop,
+restart: the unit is this host's), answered from this host alone.
 
 They sit outside ``/api/pockestrator`` and outside the OpenAPI document: they are no
 client's. They take only a node's signed call (``api.node_signing``), never a token or a
@@ -10,17 +11,21 @@ value). The answers are those of the public routes, computed for this host.
 
 from __future__ import annotations
 
+import json
 import time
 
 import structlog
 from aiohttp import web
 
 from pockestrator.api.errors import ApiError
+from pockestrator.api.inputs import validate_model
 from pockestrator.api.log_routes import logs_of
+from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.node_signing import CallRefused, ReplayGuard, verify
 from pockestrator.api.owner_calls import internal_path
 from pockestrator.api.routing import Handler, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
+from pockestrator.api.service_routes.control import control_here
 from pockestrator.api.service_routes.reads import status_here
 from pockestrator.specs.errors import ErrorCode
 
@@ -30,8 +35,8 @@ FLEET_SECRET = web.AppKey("fleet_secret", bytes)
 REPLAYS = web.AppKey("node_call_replays", ReplayGuard)
 
 
-def _verified(request: web.Request) -> str:
-    """The calling node, or a 403 once its credential fails."""
+def _verified(request: web.Request, body: bytes = b"") -> str:
+    """The calling node, or a 403 once its credential fails (``body``: what it sent)."""
     secret = request.app.get(FLEET_SECRET)
     agent = agent_of(request)
     try:
@@ -43,6 +48,7 @@ def _verified(request: web.Request) -> str:
             request.headers,
             time.time(),
             request.app[REPLAYS],
+            body,
         )
     except CallRefused as exc:
         log.warning("node call refused", path=request.path, peer=request.remote, why=str(exc))
@@ -64,15 +70,32 @@ async def node_logs(request: web.Request) -> web.StreamResponse:
     return await logs_of(request, record, here=True)
 
 
+async def node_control(request: web.Request) -> web.StreamResponse:
+    # Read before the check: the signature covers the body (bounded by client_max_size).
+    raw = await request.read()
+    caller = _verified(request, raw)
+    record = find_service(agent_of(request), request.match_info["name"])
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    action = validate_model(ControlBody, body).action
+    return await control_here(request, record, action, f"node {caller}")
+
+
 def add_node_routes(app: web.Application, secret: bytes | None) -> set[web.AbstractRoute]:
     """Add the node-internal routes to ``app``; the streaming ones are returned."""
     if secret is not None:
         app[FLEET_SECRET] = secret
     app[REPLAYS] = ReplayGuard()
-    routes: list[tuple[str, Handler]] = [("status", node_status), ("logs", node_logs)]
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "status", node_status),
+        ("GET", "logs", node_logs),
+        ("POST", "control", node_control),
+    ]
     streaming: set[web.AbstractRoute] = set()
-    for what, handler in routes:
-        route = app.router.add_route("GET", internal_path("{name}", what), handler)
+    for method, what, handler in routes:
+        route = app.router.add_route(method, internal_path("{name}", what), handler)
         if what == "logs":
             streaming.add(route)
     return streaming

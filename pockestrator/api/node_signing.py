@@ -1,12 +1,13 @@
 """The node credential: node-to-node calls signed with the fleet's shared secret (HMAC).
 
 A node asks another for what only the owning host has (a service's live systemd fields,
-its journal). The call carries the caller's node name, the moment it was made and an
-HMAC-SHA256, under the fleet's secret, of the method, the exact path and query, both node
-names and that moment. Why a shared secret rather than a token per node kept hashed in
-the store: the store is the shared PostgreSQL, and nothing read from it (a leaked dump,
-a reader's role) may let anyone call a node; the secret lives only in a root-only file on
-each host (``fleet_secret_file``), is never sent, and a signature proves one call only:
+its journal) or can do (start, stop, restart its unit). The call carries the caller's
+node name, the moment it was made, a nonce and an HMAC-SHA256, under the fleet's secret,
+of the method, the exact path and query, the body's hash, both node names, the moment and
+the nonce. Why a shared secret rather than a token per node kept hashed in the store: the
+store is the shared PostgreSQL, and nothing read from it (a leaked dump, a reader's role)
+may let anyone call a node; the secret lives only in a root-only file on each host
+(``fleet_secret_file``), is never sent, and a signature proves one call only:
 
 - it names the node it is for (a call to beta cannot be replayed at gamma),
 - it is taken within ``SKEW_SECONDS`` of its moment by the receiver's clock, and
@@ -64,16 +65,32 @@ def read_fleet_secret(path: Path) -> bytes:
 
 
 def signature(
-    secret: bytes, method: str, target: str, caller: str, callee: str, at: int, nonce: str
+    secret: bytes,
+    method: str,
+    target: str,
+    caller: str,
+    callee: str,
+    at: int,
+    nonce: str,
+    body: bytes = b"",
 ) -> str:
-    """The HMAC of one call: ``target`` is the path and query exactly as sent; ``nonce``
-    makes two calls alike in all else (the same second) two signatures."""
+    """The HMAC of one call: ``target`` is the path and query exactly as sent, ``body``
+    the bytes sent (by their SHA-256); ``nonce`` makes two calls alike in all else (the
+    same second) two signatures."""
+    digest = hashlib.sha256(body).hexdigest()
     parts = ("pockestrator-node-call-v1", method.upper(), target, caller, callee, str(at), nonce)
-    return hmac.new(secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+    message = "\n".join((*parts, digest))
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
 def signed_headers(
-    secret: bytes, method: str, target: str, caller: str, callee: str, now: float
+    secret: bytes,
+    method: str,
+    target: str,
+    caller: str,
+    callee: str,
+    now: float,
+    body: bytes = b"",
 ) -> dict[str, str]:
     """The headers that make a call from node ``caller`` to node ``callee``."""
     at, nonce = int(now), secrets.token_hex(16)
@@ -81,7 +98,7 @@ def signed_headers(
         NODE_HEADER: caller,
         TIME_HEADER: str(at),
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: signature(secret, method, target, caller, callee, at, nonce),
+        SIGNATURE_HEADER: signature(secret, method, target, caller, callee, at, nonce, body),
     }
 
 
@@ -109,6 +126,7 @@ def verify(
     headers: Mapping[str, str],
     now: float,
     replays: ReplayGuard,
+    body: bytes = b"",
 ) -> str:
     """The calling node's name, or ``CallRefused`` saying why (never with the secret)."""
     if secret is None:
@@ -129,7 +147,7 @@ def verify(
         raise CallRefused(
             f"signed {int(now - at)} s from this node's clock (at most {SKEW_SECONDS})"
         )
-    expected = signature(secret, method, target, caller, this_node, at, nonce)
+    expected = signature(secret, method, target, caller, this_node, at, nonce, body)
     if not hmac.compare_digest(expected, signed):
         raise CallRefused("the signature does not hold for this call to this node")
     if not replays.first_time(signed, now):

@@ -1,19 +1,20 @@
 """Asking the owning node: a service's live status and journal come from the host that runs
-it, over a signed node-to-node call (``api.node_signing``) to its agent's node-internal
-routes (``api.node_routes``).
+it, and its unit is acted on there, over a signed node-to-node call
+(``api.node_signing``) to its agent's node-internal routes (``api.node_routes``).
 
-Any node's API answers ``/services/{id}/status`` and ``/logs`` (``follow`` too); for a
-service of another node it relays that node's answer. When the owner cannot be asked (no
-fleet secret here, the node is unknown or does not answer, or it refuses the call) the
-answer is ``502 NODE_UNREACHABLE`` naming the node: never this host's absent unit. A log
-stream relayed takes a slot of this node's ``max_log_streams`` as a local one does, and
-this agent's shutdown ends it.
+Any node's API answers ``/services/{id}/status``, ``/logs`` (``follow`` too) and
+``/control``; for a service of another node it relays that node's answer. When the owner
+cannot be asked (no fleet secret here, the node is unknown or does not answer, or it
+refuses the call) the answer is ``502 NODE_UNREACHABLE`` naming the node: never this
+host's absent unit. A log stream relayed takes a slot of this node's ``max_log_streams``
+as a local one does, and this agent's shutdown ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from yarl import URL
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError
 from pockestrator.api.models.logs import LogsResponse
-from pockestrator.api.models.services import ServiceStatusResponse
+from pockestrator.api.models.services import ControlResult, ServiceStatusResponse
 from pockestrator.api.node_signing import signed_headers
 from pockestrator.api.routing import answer
 from pockestrator.api.streams import LogStreams, StreamsFull
@@ -37,6 +38,10 @@ INTERNAL_PREFIX = "/node-internal/v1"
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=45)
 ANSWER_LIMIT = 4 * 1024 * 1024
+# A control answers after the owner's reconcile (a minute at most), then a margin.
+CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=90, sock_connect=5)
+# The owner's own answers about the service, passed on rather than called unreachable.
+_OWNERS_REFUSALS = ("CONTROL_FAILED", "SERVICE_NOT_FOUND")
 # What of the owner's log stream answer is passed on.
 _STREAM_HEADERS = ("Content-Type", "Cache-Control", "X-Accel-Buffering")
 
@@ -84,6 +89,7 @@ class OwnerCalls:
         query: dict[str, str],
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout,
+        body: bytes | None = None,
     ) -> aiohttp.ClientResponse:
         node = record.node
         if self._secret is None:
@@ -95,22 +101,37 @@ class OwnerCalls:
         if query:
             target += "?" + urlencode(query)
         this_node = self._agent.config.node
-        signed = signed_headers(self._secret, "GET", target, this_node, node, time.time())
+        method = "GET" if body is None else "POST"
+        signed = signed_headers(
+            self._secret, method, target, this_node, node, time.time(), body or b""
+        )
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         url = URL(owner.api_address + target, encoded=True)
         try:
-            return await self._session.get(
-                url, headers={**headers, **signed}, timeout=timeout, allow_redirects=False
+            return await self._session.request(
+                method,
+                url,
+                data=body,
+                headers={**headers, **signed},
+                timeout=timeout,
+                allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             lost = " (its lease has ended)" if owner.state == "lost" else ""
             raise unreachable(node, f"{type(exc).__name__} at {owner.api_address}{lost}") from None
 
     async def _json(
-        self, record: ServiceRecord, what: str, query: dict[str, str]
+        self,
+        record: ServiceRecord,
+        what: str,
+        query: dict[str, str],
+        body: bytes | None = None,
+        timeout: aiohttp.ClientTimeout = CALL_TIMEOUT,
     ) -> tuple[int, bytes]:
-        response = await self._open(record, what, query, {}, CALL_TIMEOUT)
+        response = await self._open(record, what, query, {}, timeout, body)
         async with response:
             try:
                 body = await response.content.read(ANSWER_LIMIT)
@@ -153,6 +174,21 @@ class OwnerCalls:
             return answer(LogsResponse.model_validate_json(body))
         except ValidationError:
             raise unreachable(record.node, "its answer is not a log page") from None
+
+    async def control(self, record: ServiceRecord, action: str) -> web.Response:
+        """The owner acts (start, stop, restart) and answers as its own API would: after
+        its reconcile, with its unit's state. Its refusals (404, 502 ``CONTROL_FAILED``)
+        are passed on as they are."""
+        body = json.dumps({"action": action}).encode()
+        code, answered = await self._json(record, "control", {}, body, CONTROL_TIMEOUT)
+        if code in (404, 502) and any(c.encode() in answered for c in _OWNERS_REFUSALS):
+            return web.Response(body=answered, status=code, content_type="application/json")
+        if code not in (200, 202):
+            raise unreachable(record.node, f"it answered {code}")
+        try:
+            return answer(ControlResult.model_validate_json(answered), code)
+        except ValidationError:
+            raise unreachable(record.node, "its answer is not a control result") from None
 
     async def follow(
         self,

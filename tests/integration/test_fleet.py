@@ -439,6 +439,59 @@ async def test_with_routing_on_betas_caddy_serves_alphas_service_and_alphas_with
     assert await wait_until(not_served, 30, 0.2)
 
 
+async def test_a_secret_value_for_a_service_placed_on_another_node_is_refused_on_its_field(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    value = "a-smtp-password-that-must-stay-nowhere"
+    body = {
+        "project_name": "mailer",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "beta",
+        "settings": {"smtp": {"host": "smtp.example.com", "password": {"value": value}}},
+    }
+    refused = await alpha.api.call("POST", "/services", body)
+    assert refused.status == 400, refused.body
+    assert refused.codes() == {"settings.smtp.password": "SECRET_ON_ANOTHER_NODE"}
+    assert value not in str(refused.body)
+    assert alpha.agent.store.get_service("mailer") is None
+    # Sent to the owning node's API, it is taken (and stays on the host that uses it).
+    taken = await beta.api.call("POST", "/services", body)
+    assert taken.status == 201, taken.body
+    assert (await beta.api.call("DELETE", "/services/mailer", params={"purge": "true"})).status in (
+        200,
+        202,
+    )
+
+
+async def test_start_and_restart_through_alpha_act_on_betas_unit(fleet: dict[str, Node]) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    # "remote" was stopped through alpha; beta's unit starts again, and the answer (after
+    # beta's reconcile) says what beta's systemd shows.
+    started = await alpha.api.call("POST", "/services/remote/control", {"action": "start"})
+    assert started.status == 200, started.body
+    assert started.body["reconciled"] is True
+    assert started.body["systemd"]["status"] in ("active", "activating"), started.body
+
+    async def live_pid(api: Api) -> int:
+        seen: dict[str, object] = {}
+
+        async def active() -> bool:
+            seen.update((await api.call("GET", "/services/remote/status")).body)
+            return seen.get("systemd_status") == "active" and seen.get("pid") is not None
+
+        assert await wait_until(active, 60, 0.1), seen
+        return int(str(seen["pid"]))
+
+    before = await live_pid(beta.api)
+    restarted = await alpha.api.call("POST", "/services/remote/control", {"action": "restart"})
+    assert restarted.status == 200, restarted.body
+    after = await live_pid(alpha.api)
+    assert after != before, "beta's unit was restarted: a new process"
+    assert "remote" not in alpha.agent.units.managed_names()
+
+
 async def test_an_idle_agent_holds_at_most_its_pool_and_one_listening_connection(
     fleet: dict[str, Node], postgres_server: PostgresServer
 ) -> None:

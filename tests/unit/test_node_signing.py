@@ -126,3 +126,12 @@ def test_the_secret_is_read_from_a_private_file_of_enough_bytes(tmp_path: Path) 
         read_fleet_secret(link)
     with pytest.raises(FleetSecretUnusable, match="cannot be read"):
         read_fleet_secret(tmp_path / "absent")
+
+
+def test_a_body_other_than_the_signed_one_breaks_the_signature() -> None:
+    sent = b'{"action": "stop"}'
+    headers = signed_headers(SECRET, "POST", TARGET, "alpha", "beta", NOW, sent)
+    replays = ReplayGuard()
+    with pytest.raises(CallRefused, match="does not hold"):
+        verify(SECRET, "beta", "POST", TARGET, headers, NOW, replays, b'{"action": "restart"}')
+    assert verify(SECRET, "beta", "POST", TARGET, headers, NOW, replays, sent) == "alpha"

@@ -6,6 +6,11 @@ most memory left), is run by beta's agent (woken by NOTIFY: the resync is an hou
 answers through beta's Caddy, and is stopped through alpha's API; alpha's host never runs
 it, and alpha's API reads the state beta wrote. Both nodes hold their leases; the fleet
 view of either shows both.
+
+The nodes share a fleet secret: alpha's API answers a beta service's live status, logs
+(followed too) and controls by signed calls to beta's agent, and waits for beta's
+reconcile; a node that does not answer is NODE_UNREACHABLE. beta routes the fleet's
+domains (fleet_routing), alpha does not.
 """
 
 from __future__ import annotations

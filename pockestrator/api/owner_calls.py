@@ -26,10 +26,11 @@ from yarl import URL
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError
 from pockestrator.api.models.logs import LogsResponse
-from pockestrator.api.models.services import ControlResult, ServiceStatusResponse
+from pockestrator.api.models.services import ControlResult, RuntimeStatus, ServiceStatusResponse
 from pockestrator.api.node_signing import signed_headers
 from pockestrator.api.routing import answer
 from pockestrator.api.streams import LogStreams, StreamsFull
+from pockestrator.clock import utc_now
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import ServiceRecord
 
@@ -153,6 +154,25 @@ class OwnerCalls:
 
     async def status(self, record: ServiceRecord) -> web.Response:
         return answer(await self.status_of(record))
+
+    async def runtime_of(self, record: ServiceRecord) -> RuntimeStatus:
+        """The owner's runtime status of ``record`` (a service's answer carries it); when
+        the owner cannot be asked, ``unknown`` with the reason, never this host's."""
+        try:
+            live = await self.status_of(record)
+        except ApiError as exc:
+            return RuntimeStatus(
+                is_running=False,
+                systemd_status="unknown",
+                sub_state=None,
+                caddy_status="unknown",
+                config_match=None,
+                last_checked=utc_now(),
+                error_message=str(exc),
+            )
+        return RuntimeStatus.model_validate(
+            live.model_dump(include=set(RuntimeStatus.model_fields))
+        )
 
     async def unit_and_site(self, record: ServiceRecord) -> tuple[str, str]:
         """The owner's unit and site states of ``record``; ``unknown`` when it cannot say."""

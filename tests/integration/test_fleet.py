@@ -397,6 +397,14 @@ async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachab
         assert answer.status == 502, (path, answer.body)
         assert answer.body["code"] == "NODE_UNREACHABLE" and "delta" in answer.body["message"]
     assert "stranded" not in alpha.agent.units.managed_names()
+    # The service itself still reads (from the store); its runtime is unknown, and why.
+    one = await alpha.api.call("GET", "/services/stranded")
+    assert one.status == 200 and one.body["service"]["node"] == "delta"
+    runtime = one.body["runtime_status"]
+    assert (runtime["systemd_status"], runtime["caddy_status"]) == ("unknown", "unknown")
+    assert (
+        "NODE_UNREACHABLE" not in runtime["error_message"] and "delta" in runtime["error_message"]
+    )
 
 
 async def test_with_routing_on_betas_caddy_serves_alphas_service_and_alphas_with_it_off_does_not(
@@ -494,6 +502,11 @@ async def test_start_and_restart_through_alpha_act_on_betas_unit(fleet: dict[str
     assert restarted.status == 200, restarted.body
     after = await live_pid(alpha.api)
     assert after != before, "beta's unit was restarted: a new process"
+    # A service's answer carries beta's runtime status too.
+    one = await alpha.api.call("GET", "/services/remote")
+    runtime = one.body["runtime_status"]
+    # (alpha's host has neither unit nor site: its own view would be missing and not running)
+    assert runtime["is_running"] is True and runtime["caddy_status"] == "configured", runtime
     assert "remote" not in alpha.agent.units.managed_names()
 
 

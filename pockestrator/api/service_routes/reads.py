@@ -92,14 +92,17 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     view = service_view(
         record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
     )
-    runtime = await agent.host.runtime(record.name, status)
+    if agent.store.runs_here(record.node):
+        runtime = runtime_view(await agent.host.runtime(record.name, status), status)
+    else:  # the owning node's, asked of it
+        runtime = await request.app[OWNER_CALLS].runtime_of(record)
     response = answer(
         ServiceDetail(
             id=record.id,
             message="Service retrieved successfully",
             data=view,
             service=view,
-            runtime_status=runtime_view(runtime, status),
+            runtime_status=runtime,
         )
     )
     response.headers["ETag"] = etag_of(record.generation)

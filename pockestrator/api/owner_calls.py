@@ -30,9 +30,10 @@ from pockestrator.api.models.services import ControlResult, RuntimeStatus, Servi
 from pockestrator.api.node_signing import signed_headers
 from pockestrator.api.routing import answer
 from pockestrator.api.streams import LogStreams, StreamsFull
+from pockestrator.api.views import runtime_view
 from pockestrator.clock import utc_now
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.store import ServiceRecord
+from pockestrator.specs.store import ServiceRecord, ServiceStatus
 
 INTERNAL_PREFIX = "/node-internal/v1"
 # A node answers status in well under a second; a stream sends a keepalive every 15 s.
@@ -154,6 +155,15 @@ class OwnerCalls:
 
     async def status(self, record: ServiceRecord) -> web.Response:
         return answer(await self.status_of(record))
+
+    async def runtime_status(
+        self, record: ServiceRecord, status: ServiceStatus | None
+    ) -> RuntimeStatus:
+        """A service's runtime status as its answers carry it: this host's view of its
+        unit and site when it runs here, else its owner's (``runtime_of``)."""
+        if self._agent.store.runs_here(record.node):
+            return runtime_view(await self._agent.host.runtime(record.name, status), status)
+        return await self.runtime_of(record)
 
     async def runtime_of(self, record: ServiceRecord) -> RuntimeStatus:
         """The owner's runtime status of ``record`` (a service's answer carries it); when

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -476,6 +477,44 @@ async def test_a_secret_value_for_a_service_placed_on_another_node_is_refused_on
         200,
         202,
     )
+
+
+async def test_a_watch_through_alpha_sees_betas_reconcile_as_it_happens(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    start = await beta.api.call("POST", "/services/remote/control", {"action": "start"})
+    assert start.status == 200, start.body
+    headers = {"Authorization": f"Bearer {alpha.api.token}"}
+    seen: list[str] = []
+    async with alpha.api.session.get(
+        f"{alpha.api.root}/services/remote", params={"watch": "true"}, headers=headers
+    ) as response:
+        assert response.status == 200
+
+        runtimes: list[dict[str, object]] = []
+
+        async def next_status() -> str:
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    data = json.loads(line[6:])
+                    runtimes.append(data["runtime_status"])
+                    return str(data["service"]["status"])
+            raise AssertionError("the watch ended")
+
+        seen.append(await asyncio.wait_for(next_status(), 30))
+        # The watch's runtime status is beta's (alpha's host has no such unit or site).
+        assert runtimes[0]["caddy_status"] == "configured", runtimes[0]
+        # Through beta's API: only the store's notice of beta's status can tell alpha.
+        stop = await beta.api.call("POST", "/services/remote/control", {"action": "stop"})
+        assert stop.status == 200, stop.body
+
+        async def until_inactive() -> None:
+            while seen[-1] != "inactive":
+                seen.append(await next_status())
+
+        await asyncio.wait_for(until_inactive(), 30)
+    assert seen[0] == "active" and seen[-1] == "inactive", seen
 
 
 async def test_start_and_restart_through_alpha_act_on_betas_unit(fleet: dict[str, Node]) -> None:

@@ -92,10 +92,8 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     view = service_view(
         record, status, agent.config, agent.host.public_ports(), agent.sleeping(record.name)
     )
-    if agent.store.runs_here(record.node):
-        runtime = runtime_view(await agent.host.runtime(record.name, status), status)
-    else:  # the owning node's, asked of it
-        runtime = await request.app[OWNER_CALLS].runtime_of(record)
+    # This host's view, or the owning node's, asked of it.
+    runtime = await request.app[OWNER_CALLS].runtime_status(record, status)
     response = answer(
         ServiceDetail(
             id=record.id,

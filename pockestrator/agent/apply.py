@@ -26,11 +26,7 @@ import structlog
 
 from pockestrator.agent import steps
 from pockestrator.agent.controllers import Controllers
-from pockestrator.agent.plan import (
-    Desired,
-    Plan,
-    run_first,
-)
+from pockestrator.agent.plan.model import Desired, Plan, run_first
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import SiteOutcome

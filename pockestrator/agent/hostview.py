@@ -25,7 +25,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent.controllers import Controllers
-from pockestrator.agent.plan import newest_backups
+from pockestrator.agent.plan.versions import newest_backups
 from pockestrator.agent.unitfacts import UnitFacts
 from pockestrator.api.context import (
     ArchiveInfo,

@@ -9,7 +9,7 @@ retrying cannot help until something changes (a spec that cannot be rendered, a 
 unit file in the way): the reason goes to the service's status and the periodic resync
 looks again.
 
-One reconcile, in this file's order:
+One reconcile, in this file's order (steps 6 and 7 are ``agent.settle``'s):
 1. desired: the stored spec, pinned to the version that ran before if the spec's version
    was rolled back, rendered (unit file, Caddy site);
 2. the binary of that version in the release cache (``ReleaseCache.ensure``);
@@ -27,19 +27,19 @@ One reconcile, in this file's order:
    the reconcile (what they do next depends on it);
 7. once the instance is healthy, and when it is due (``plan.settings_due``), PocketBase's
    own settings: observe them through its API, plan (``plan.plan_settings``), apply.
-An upgrade whose new version fails (a step raises after the data was backed up, or health
-does not come within the deadline) is rolled back: the data is restored and the old version
-planned and applied again. A name with no spec is planned for removal. The key
+An upgrade (``agent.upgrades``) whose new version fails (a step raises after the data was
+backed up, or health does not come within the deadline) is rolled back: the data is restored
+and the old version planned and applied again. A name with no spec is planned for removal.
+The key
 ``CATCH_ALL`` (no project name can be it) is the site for domains no service has.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 import structlog
@@ -48,49 +48,31 @@ from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
-from pockestrator.agent.health import BootWatch, wait_healthy
-from pockestrator.agent.plan import (
-    Desired,
-    Observed,
-    Plan,
-    Policy,
-    Settled,
-    certificate_check_due,
-    conclude,
-    crash_loop_began,
-    downgrade_refusal,
-    plan_catch_all,
-    plan_removal,
-    plan_service,
-    plan_settings,
-    requeue_after,
-    restarted_by_systemd,
-    run_first,
-    settings_due,
-    settings_error_text,
-    target_version,
-)
+from pockestrator.agent.health import BootWatch
+from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
+from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
+from pockestrator.agent.plan.versions import downgrade_refusal, target_version
 from pockestrator.agent.seeding import Seeder, SeedFailed
+from pockestrator.agent.settle import Settler, policy_of
 from pockestrator.agent.sleep import SleepKeeper
 from pockestrator.agent.steps import RestartUnit, StartUnit
+from pockestrator.agent.upgrades import Upgrades
 from pockestrator.agent.waves import WaveCoordinator
-from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
+from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_catch_all, render_site
-from pockestrator.controllers.pbsettings import SettingsError, desired_settings
-from pockestrator.controllers.servicedirs import ServiceDirError
+from pockestrator.controllers.pbsettings import desired_settings
 from pockestrator.controllers.systemd import (
     UnsafeValue,
     render_environment,
     render_unit,
     unit_body_hash,
 )
-from pockestrator.controllers.systemd.bus import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import ServiceSpec, unit_name
-from pockestrator.specs.public_url import service_url, uses_https
-from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.public_url import service_url
+from pockestrator.specs.store import ServiceRecord, Store
 from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.reconciler")
@@ -148,6 +130,18 @@ class Reconciler:
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
         self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
+        self.settler = Settler(
+            lambda: self.config, store, controllers, self.steps, session, self.boots, self.sleep
+        )
+        self.upgrades = Upgrades(
+            lambda: self.config,
+            store,
+            controllers,
+            self.steps,
+            self.settler,
+            self.desired,
+            self.observe,
+        )
 
     def _wake_after_boot(self, name: str) -> None:
         if self.wake is not None:
@@ -171,12 +165,7 @@ class Reconciler:
 
     @property
     def policy(self) -> Policy:
-        return Policy(
-            health_failures_before_restart=self.config.health_failures_before_restart,
-            upgrade_health_deadline=self.config.upgrade_health_deadline,
-            resync_interval=self.config.resync_interval,
-            settings_interval=self.config.settings_check_interval,
-        )
+        return policy_of(self.config)
 
     def reconfigure(self, config: AgentConfig) -> None:
         """Take the settings a SIGHUP changed (the policy is read from them each time)."""
@@ -249,7 +238,8 @@ class Reconciler:
         plan = plan_service(desired, status, observed, self.policy)
         self._wake_for(plan)
         if plan.upgrade is not None:
-            return await self._upgrade(record, desired, status, observed, plan)
+            await self.upgrades.run(record, desired, status, observed, plan)
+            return Result()
         applied = Applied()
         await self.steps.run(desired, plan, applied)
         if plan.defer is not None:
@@ -259,12 +249,12 @@ class Reconciler:
         # installer writes to a fresh database about 50 ms after it first answers, and
         # the agent's superuser made before that never meets it.
         watch = not run_first(applied.wave_size)
-        result = await self._settle(desired, plan, observed, applied, watch=watch)
+        settled_later = await self.settler.settle(desired, plan, observed, applied, watch=watch)
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
-        return Result(soonest(result.requeue_after, later))
+        return Result(soonest(settled_later, later))
 
     async def apply_now(self, record: ServiceRecord) -> None:
         """Converge ``record`` on the host at once (a deploy's switch and its way back):
@@ -277,7 +267,7 @@ class Reconciler:
         self._wake_for(plan)
         applied = Applied()
         await self.steps.run(desired, plan, applied)
-        await self._settle(desired, plan, observed, applied)
+        await self.settler.settle(desired, plan, observed, applied)
 
     async def _seed(
         self, record: ServiceRecord, observed: Observed
@@ -382,274 +372,6 @@ class Reconciler:
             dirs=await self.controllers.dirs.observe(desired.spec),
         )
 
-    async def _settle(
-        self,
-        desired: Desired,
-        plan: Plan,
-        observed: Observed,
-        applied: Applied,
-        *,
-        watch: bool = False,
-    ) -> Result:
-        """Probe health if the plan says so (wait for it, unless ``watch``: then a boot
-        still under way is watched in the background), look at the unit again, record the
-        status."""
-        name = desired.name
-        settled = await self._look_after(desired, plan, observed, applied, watch=watch)
-        previous = self.store.get_status(name)
-        settled, settings_changes = await self._configure(desired, settled, previous, applied)
-        changes = conclude(desired, plan, settled, previous)
-        changes.update(await self._certificate(desired, previous, applied))
-        self.store.update_status(name, **changes, **settings_changes)
-        self._record_actions(name, applied, changes["state"])
-        if crashes := restarted_by_systemd(previous, settled.unit.n_restarts):
-            unit = settled.unit
-            self.store.add_event(
-                name,
-                "process_restarted",
-                f"PocketBase exited (status {unit.exec_main_status}) and systemd restarted it"
-                f" ({unit.n_restarts} restarts so far)",
-                {
-                    "restarts": unit.n_restarts,
-                    "new_restarts": crashes,
-                    "exit_status": unit.exec_main_status,
-                },
-            )
-        if crash_loop_began(previous, changes["last_error"]):
-            unit = settled.unit
-            self.store.add_event(
-                name,
-                "crash_loop",
-                changes["last_error"],
-                {"restarts": unit.n_restarts, "exit_status": unit.exec_main_status},
-            )
-            log.warning("crash loop", service=name, exit_status=unit.exec_main_status)
-        refusal = settled.caddy_error or settled.settings_error
-        # A service that should not run (stopped through the API) does not sleep either.
-        self.sleep.settled(
-            desired.spec if desired.should_run else None, name, settled.unit.is_running
-        )
-        later = requeue_after(changes["state"], refusal, self.policy)
-        if changes["state"] == "deploying" and self.boots.watching(name):
-            later = None  # the watch queues the service when the boot is over
-        return Result(later)
-
-    async def _certificate(
-        self, desired: Desired, previous: ServiceStatus | None, applied: Applied
-    ) -> dict[str, object]:
-        """The status fields of the certificate Caddy serves for the domain, when it is
-        time to ask (``plan.certificate_check_due``); none when it is not."""
-        https = uses_https(desired.spec, self.config)
-        if not https:
-            if previous is not None and previous.certificate_checked_at is not None:
-                return dict.fromkeys(CERTIFICATE_FIELDS)
-            return {}
-        now = utc_now()
-        due = certificate_check_due(
-            https,
-            previous,
-            site_written=applied.site_written,
-            now=now,
-            interval=self.policy.resync_interval,
-        )
-        if not due:
-            return {}
-        served = await self.controllers.sites.served_certificate(desired.spec.domain)
-        return {
-            "certificate_not_before": served.not_before if served else None,
-            "certificate_not_after": served.not_after if served else None,
-            "certificate_issuer": served.issuer if served else None,
-            "certificate_checked_at": now,
-        }
-
-    async def _look_after(
-        self,
-        desired: Desired,
-        plan: Plan,
-        observed: Observed,
-        applied: Applied,
-        *,
-        watch: bool = False,
-    ) -> Settled:
-        """The host after ``plan``: the observation itself when nothing was done or waited."""
-        healthy: bool | None = None
-        checked_at = None
-        if plan.probe_deadline is not None and watch:
-            healthy, checked_at = await self.boots.look(
-                desired.name, desired.spec.port, plan.probe_deadline, started=bool(plan.run)
-            )
-        elif plan.probe_deadline is not None:
-            loop = asyncio.get_running_loop()
-            healthy = await wait_healthy(
-                self.session, desired.spec.port, loop.time() + plan.probe_deadline
-            )
-            checked_at = utc_now()
-        if not plan and healthy is None and observed.systemd is not None:
-            unit: UnitStatus = observed.systemd
-            unit_file_hash, site_hash = observed.unit.file_hash, observed.site_hash
-            environment_hash = observed.unit.environment_file_hash
-        else:
-            # Read again after the steps and a health wait: the unit may have moved on.
-            after = await self.controllers.units.observe(desired.name)
-            if after.status is None:
-                raise RuntimeError(f"systemd does not know {unit_name(desired.name)}")
-            unit, unit_file_hash = after.status, after.file_hash
-            environment_hash = after.environment_file_hash
-            site_hash = self.controllers.sites.snippet_hash(desired.name)
-        return Settled(
-            unit=unit,
-            unit_file_hash=unit_file_hash,
-            environment_file_hash=environment_hash,
-            site_hash=site_hash,
-            healthy=healthy,
-            checked_at=checked_at,
-            caddy_error=applied.caddy_error,
-        )
-
-    # -- PocketBase's own settings -----------------------------------------------------
-
-    async def _configure(
-        self,
-        desired: Desired,
-        settled: Settled,
-        previous: ServiceStatus | None,
-        applied: Applied,
-    ) -> tuple[Settled, dict[str, Any]]:
-        """Converge the instance's own settings, once it is up and healthy, when due.
-
-        Its own observe, plan and apply (``plan_settings``), through PocketBase's API; the
-        first plan may only make the agent's superuser, then it looks again. What fails is
-        ``settled.settings_error`` (the status says why, the next resync tries again); the
-        status changes it returns record what was applied, when and to which process.
-        """
-        wanted = desired.settings
-        healthy = settled.healthy
-        if healthy is None:
-            healthy = previous is not None and previous.health_ok is True
-        if (
-            wanted is None
-            or not desired.should_run
-            or desired.sleep != "awake"  # its API would wake it
-            or not healthy
-            or settled.caddy_error
-            or settled.unit.active_state != "active"
-        ):
-            return settled, {}
-        name, pid = desired.name, settled.unit.main_pid
-        control = self.controllers.pbsettings
-        now = utc_now()
-        try:
-            secrets = control.secret_values(name, wanted, self.store.read_secret)
-            fingerprint = control.fingerprint(wanted, secrets)
-            if not settings_due(fingerprint, previous, pid, now, self.policy.settings_interval):
-                return settled, {}
-            for _attempt in range(2):
-                observed = await control.observe(desired.spec)
-                plan = plan_settings(name, wanted, fingerprint, observed, previous)
-                await self.steps.run(desired, plan, applied)
-                if observed.signed_in:
-                    break
-            else:
-                raise SettingsError("PocketBase refused the superuser the agent just made")
-        except (SettingsError, ServiceDirError) as exc:
-            log.warning("pocketbase settings not applied", service=name, error=str(exc))
-            if previous is None or previous.last_error != settings_error_text(str(exc)):
-                self.store.add_event(name, "settings_failed", str(exc))  # once per reason
-            return replace(settled, settings_error=str(exc)), {"settings_hash": None}
-        return settled, {**plan.status, "settings_checked_at": now, "settings_pid": pid}
-
-    # -- upgrades ----------------------------------------------------------------------
-
-    async def _upgrade(
-        self,
-        record: ServiceRecord,
-        desired: Desired,
-        status: ServiceStatus | None,
-        observed: Observed,
-        plan: Plan,
-    ) -> Result:
-        assert plan.upgrade is not None
-        name, old, new = record.name, plan.upgrade.old, plan.upgrade.new
-        kind = "downgrade" if plan.upgrade.downgrade else "upgrade"
-        doing = kind[:-1] + "ing"  # upgrading, downgrading
-        self.store.update_status(name, state="deploying")
-        restoring = (
-            f", restoring the data backed up before the upgrade from {new} ({plan.upgrade.restore})"
-            if plan.upgrade.restore is not None
-            else ""
-        )
-        self.store.add_event(
-            name,
-            f"{kind}_started",
-            f"{doing} PocketBase {old} -> {new}{restoring}",
-            {"from": old, "to": new, "restores": str(plan.upgrade.restore or "")},
-        )
-        applied = Applied()
-        # A step that raises after the backup (say the new binary's `superuser upsert`) is a
-        # failed upgrade too: retried as it is, each attempt would stop the service and back
-        # it up again. One that raises before (the old binary cannot be fetched, the stop or
-        # the backup failed) is retried.
-        failure: str | None = None
-        try:
-            await self.steps.run(desired, plan, applied)
-            settled = await self._look_after(desired, plan, observed, applied)
-        except Exception as exc:
-            if applied.backup is None:
-                raise
-            failure = f"{doing} to PocketBase {new} failed: {exc}"
-        else:
-            changes = conclude(desired, plan, settled, status)
-            if changes["state"] == "active":
-                settled, settings_changes = await self._configure(desired, settled, status, applied)
-                changes = conclude(desired, plan, settled, status)
-                self.store.update_status(name, **changes, **settings_changes, failed_version=None)
-                self._record_actions(name, applied, changes["state"])
-                self.store.add_event(
-                    name,
-                    f"{kind}d",
-                    f"PocketBase {old} -> {new}",
-                    {"from": old, "to": new, "backup": str(applied.backup)},
-                )
-                return Result()
-        assert applied.backup is not None
-        reason = (
-            f"{failure}; rolled back to {old}"
-            if failure is not None
-            else f"PocketBase {new} did not pass its health check within "
-            f"{self.config.upgrade_health_deadline:g}s; rolled back to {old}"
-        )
-        log.warning("upgrade failed, rolling back", service=name, to=old)
-        displaced = await self._roll_back(record, old, applied.backup)
-        self.store.update_status(name, failed_version=new, last_error=reason)
-        self.store.add_event(
-            name,
-            f"{kind}_rolled_back",
-            reason,
-            {"from": old, "to": new, "backup": str(applied.backup), "failed_data": str(displaced)},
-        )
-        return Result()
-
-    async def _roll_back(self, record: ServiceRecord, old: str, backup: Path) -> Path:
-        """Stop the new version, put the backed-up data back and converge on ``old``.
-
-        Returns where the new version's data went (kept beside the backups).
-        """
-        name = record.name
-        await self.controllers.bus.stop_unit(unit_name(name))
-        displaced = await self.controllers.dirs.restore_data(name, backup)
-        desired = self.desired(record, old)
-        observed = await self.observe(desired)
-        plan = plan_service(
-            desired, self.store.get_status(name), observed, self.policy, rolling_back=True
-        )
-        applied = Applied([f"rolled back to {old}, pb_data restored from {backup}"])
-        await self.steps.run(desired, plan, applied)
-        settled = await self._look_after(desired, plan, observed, applied)
-        changes = conclude(desired, plan, settled, self.store.get_status(name))
-        self.store.update_status(name, **changes)
-        self._record_actions(name, applied, changes["state"])
-        return displaced
-
     # -- removal -----------------------------------------------------------------------
 
     async def _remove(self, name: str) -> Result:
@@ -691,18 +413,6 @@ class Reconciler:
         if unit.managed:
             unit = await self.controllers.units.observe(name)
         return Observed(unit=unit, site_hash=self.controllers.sites.snippet_hash(name))
-
-    # -- records -----------------------------------------------------------------------
-
-    def _record_actions(self, name: str, applied: Applied, state: str) -> None:
-        if applied.actions:
-            self.store.add_event(
-                name,
-                "reconciled",
-                "; ".join(applied.actions),
-                {"actions": applied.actions, "state": state},
-            )
-            log.info("reconciled", service=name, actions=applied.actions, state=state)
 
     def _record_error(self, name: str, message: str) -> None:
         self.store.update_status(name, state="error", last_error=message)

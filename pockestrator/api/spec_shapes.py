@@ -44,7 +44,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from pockestrator.specs.values import Derived, InApi
+from pockestrator.specs.values.parsers import Derived, InApi
 
 Shape = Literal["create", "patch", "view"]
 

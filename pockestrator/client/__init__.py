@@ -1,8 +1,9 @@
 """The command-line client of a running agent: its REST API over HTTP, and what it prints.
 
-The CLI (``pockestrator.cli``) parses arguments and hands each client command to
-``client.commands``; everything here talks to the agent only through its API
-(``client.http``), finds the agent and the token the documented way
+The CLI (``pockestrator.cli``) parses arguments (``client.command_arguments``) and hands
+each client command to ``client.commands`` (``client.dispatch``); everything here talks to
+the agent only through its API (``client.http``), finds the agent and the token the
+documented way
 (``client.connection``, with named agents in ``client.contexts``), reads spec files with
 the same parser the agent uses (``client.specfiles``), and prints tables, JSON, YAML,
 names or JSONPath (``client.output``, ``client.jsonpath``) with progress on stderr

@@ -1,6 +1,6 @@
 """The client commands: each takes its arguments, an ``ApiClient`` and a ``Console``, and
-returns the exit code (0 ok, 1 failure). Argument parsing and the two local commands
-(``admin create`` and saving a token) are in ``pockestrator.cli``.
+returns the exit code (0 ok, 1 failure). Argument parsing is in
+``client.command_arguments``, the choice of command in ``client.dispatch``.
 
 Results go to stdout in the chosen format; notes, progress and errors go to stderr, so
 ``-o json`` output can always be piped into another program.

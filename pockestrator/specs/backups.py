@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pockestrator.specs import grammar
-from pockestrator.specs.values import grammar_validator
+from pockestrator.specs.values.parsers import grammar_validator
 
 KEEP_MAX = 1000
 

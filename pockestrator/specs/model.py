@@ -32,12 +32,11 @@ from pockestrator.specs.backups import BackupPolicy, Schedule
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
-from pockestrator.specs.values import (
+from pockestrator.specs.values.parsers import FILE_ONLY, Derived, InApi, InSchema
+from pockestrator.specs.values.service import (
     EGRESS_LIST,
-    FILE_ONLY,
     BodySize,
     CpuQuota,
-    Derived,
     DesiredState,
     Domain,
     Egress,
@@ -47,8 +46,6 @@ from pockestrator.specs.values import (
     ExtraDir,
     HoldSeconds,
     HooksPool,
-    InApi,
-    InSchema,
     MemoryLimit,
     NodeName,
     Origin,

@@ -23,15 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from pockestrator.specs.errors import ErrorCode, FieldIssue
-from pockestrator.specs.values import (
-    FILE_ONLY,
+from pockestrator.specs.values.parsers import FILE_ONLY, InApi
+from pockestrator.specs.values.settings import (
     AppName,
     AppUrl,
     BatchRequests,
     BatchSeconds,
     CredentialName,
     HeaderName,
-    InApi,
     LogDays,
     LogLevel,
     RateLimitAudience,

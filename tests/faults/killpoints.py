@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 
 from pockestrator.accounts.store import AccountStore
-from pockestrator.agent.plan import target_version
+from pockestrator.agent.plan.versions import target_version
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_site

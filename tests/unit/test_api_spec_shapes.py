@@ -23,7 +23,7 @@ from pockestrator.specs import grammar
 from pockestrator.specs.model import PocketBaseFlags, Resources, ServiceSpec, parse_spec
 from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
-from pockestrator.specs.values import InApi
+from pockestrator.specs.values.parsers import InApi
 
 GOOD: dict[str, Any] = {"project_name": "my-app", "port": 8080, "pocketbase_version": "0.29.0"}
 AT = datetime(2025, 7, 31, 19, 30, tzinfo=UTC)

@@ -394,10 +394,10 @@ def test_an_invalid_default_domain_is_a_usage_error(
 def test_a_saved_token_file_is_readable_by_its_owner_only(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pockestrator.cli import _save_token
+    from pockestrator.client.dispatch import save_token
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
-    path = _save_token("pks_secret")
+    path = save_token("pks_secret")
     assert path == tmp_path / "cfg" / "pockestrator" / "token"
     assert path.read_text() == "pks_secret\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

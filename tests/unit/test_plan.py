@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from pockestrator.agent.plan import (
+from pockestrator.agent.plan.conclude import (
+    Settled,
+    certificate_check_due,
+    conclude,
+    crash_loop_began,
+    requeue_after,
+)
+from pockestrator.agent.plan.model import (
     DEACTIVATING_REQUEUE,
     DEPLOYING_REQUEUE,
     JOB_REQUEUE,
@@ -26,19 +33,14 @@ from pockestrator.agent.plan import (
     Observed,
     Plan,
     Policy,
-    Settled,
     Upgrade,
-    certificate_check_due,
-    conclude,
-    crash_loop_began,
+    run_first,
+)
+from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
+from pockestrator.agent.plan.versions import (
     deployed_version,
     downgrade_refusal,
     newest_backups,
-    plan_catch_all,
-    plan_removal,
-    plan_service,
-    requeue_after,
-    run_first,
     target_version,
 )
 from pockestrator.agent.steps import (

@@ -14,16 +14,9 @@ from typing import Any
 
 import pytest
 
-from pockestrator.agent.plan import (
-    Desired,
-    Plan,
-    Policy,
-    Settled,
-    conclude,
-    plan_settings,
-    requeue_after,
-    settings_due,
-)
+from pockestrator.agent.plan.conclude import Settled, conclude, requeue_after
+from pockestrator.agent.plan.model import Desired, Plan, Policy
+from pockestrator.agent.plan.settings import plan_settings, settings_due
 from pockestrator.agent.steps import ApplySettings, CreateAgentSuperuser, Drift
 from pockestrator.controllers.pbsettings import SettingsObservation, desired_settings
 from pockestrator.controllers.systemd.bus import UnitStatus

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pockestrator.agent.plan import Plan, Settled, conclude, plan_service
+from pockestrator.agent.plan.conclude import Settled, conclude
+from pockestrator.agent.plan.model import Plan
+from pockestrator.agent.plan.service import plan_service
 from pockestrator.agent.sleep import idle_wait, scheduled_wake
 from pockestrator.agent.steps import StopUnit
 from pockestrator.api.views import service_state

@@ -20,7 +20,8 @@ from pockestrator.api.models.requests import (
     QueryLimit,
 )
 from pockestrator.api.spec_shapes import STRICT
-from pockestrator.specs.values import EventKind, ProjectName, WebhookUrl
+from pockestrator.specs.values.service import ProjectName
+from pockestrator.specs.values.settings import EventKind, WebhookUrl
 
 FILTER_ITEMS_MAX = 50
 

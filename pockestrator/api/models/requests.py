@@ -22,7 +22,7 @@ from pockestrator.api.spec_shapes import STRICT, request_body
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import NO_ASCII_CONTROLS, Pattern
 from pockestrator.specs.model import ServiceSpec
-from pockestrator.specs.values import PORT_MAX, PORT_MIN
+from pockestrator.specs.values.service import PORT_MAX, PORT_MIN
 
 LIST_LIMIT_MAX = 500
 LOG_LINES_MAX = 10_000

@@ -17,7 +17,7 @@ from pockestrator.api.models import ClosedModel, ServiceState
 from pockestrator.api.models.problems import Issue
 from pockestrator.api.spec_shapes import VIEW, spec_view
 from pockestrator.specs.model import ServiceSpec
-from pockestrator.specs.values import DesiredState
+from pockestrator.specs.values.service import DesiredState
 
 
 class _ServiceId(BaseModel):

@@ -55,7 +55,7 @@ from pockestrator.specs.public_url import (
     public_url,
     tls_mode,
 )
-from pockestrator.specs.values import HOLD_REQUESTS_MAX
+from pockestrator.specs.values.service import HOLD_REQUESTS_MAX
 
 # The default body limit: PocketBase's production guidance puts one in front of it. 10MB
 # admits a file field at its default 5MB limit plus the rest of a multipart form.

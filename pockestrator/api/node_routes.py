@@ -17,13 +17,14 @@ import time
 import structlog
 from aiohttp import web
 
+from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import validate_model
 from pockestrator.api.log_routes import logs_of
 from pockestrator.api.models.requests import ControlBody
-from pockestrator.api.node_signing import CallRefused, ReplayGuard, verify
-from pockestrator.api.owner_calls import internal_path
-from pockestrator.api.routing import Handler, agent_of, answer
+from pockestrator.api.node_signing import CallRefused, ReplayGuard, read_fleet_secret, verify
+from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls, internal_path
+from pockestrator.api.routing import STREAMS, Handler, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.control import control_here
 from pockestrator.api.service_routes.reads import status_here
@@ -83,8 +84,18 @@ async def node_control(request: web.Request) -> web.StreamResponse:
     return await control_here(request, record, action, f"node {caller}")
 
 
-def add_node_routes(app: web.Application, secret: bytes | None) -> set[web.AbstractRoute]:
-    """Add the node-internal routes to ``app``; the streaming ones are returned."""
+def add_fleet_calls(app: web.Application, agent: AgentContext) -> set[web.AbstractRoute]:
+    """Give ``app`` the calls to owning nodes (``OWNER_CALLS``, closed at cleanup) and the
+    node-internal routes that answer them; the streaming routes are returned. An unusable
+    ``fleet_secret_file`` raises ``FleetSecretUnusable``: the API does not start."""
+    path = agent.config.fleet_secret_file
+    secret = read_fleet_secret(path) if path is not None else None
+    app[OWNER_CALLS] = OwnerCalls(agent, secret, app[STREAMS])
+
+    async def close(app: web.Application) -> None:
+        await app[OWNER_CALLS].close()
+
+    app.on_cleanup.append(close)
     if secret is not None:
         app[FLEET_SECRET] = secret
     app[REPLAYS] = ReplayGuard()

@@ -64,10 +64,8 @@ from pockestrator.api.event_feed import EventFeed
 from pockestrator.api.guards import host_allowed, origin_allowed
 from pockestrator.api.metrics import ScrapeMemory
 from pockestrator.api.metrics_routes import SCRAPE_MEMORY, metrics_app
-from pockestrator.api.node_routes import add_node_routes
-from pockestrator.api.node_signing import read_fleet_secret
+from pockestrator.api.node_routes import add_fleet_calls
 from pockestrator.api.openapi import DOCUMENT_VERSION, build_openapi
-from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.peers import judge_peer, peer_credentials
 from pockestrator.api.routing import (
     AGENT,
@@ -425,10 +423,6 @@ async def _end_streams(app: web.Application) -> None:
     app[WATCHES].stop_all()
 
 
-async def _close_owner_calls(app: web.Application) -> None:
-    await app[OWNER_CALLS].close()
-
-
 def build_app(
     agent: AgentContext, operations: Sequence[Operation] | None = None
 ) -> web.Application:
@@ -469,10 +463,7 @@ def build_app(
         query_names[route] = frozenset(query.model_fields) if query is not None else frozenset()
     public.add(app.router.add_route("GET", PREFIX + "/openapi.json", openapi_document))
     app.router.add_route("GET", "/healthz", liveness)
-    # The fleet: node-to-node calls, made (owner_calls) and answered (node_routes).
-    secret = read_fleet_secret(config.fleet_secret_file) if config.fleet_secret_file else None
-    app[OWNER_CALLS] = OwnerCalls(agent, secret, app[STREAMS])
-    streaming |= add_node_routes(app, secret)
+    streaming |= add_fleet_calls(app, agent)  # node-to-node calls, made and answered
     app.router.add_route("GET", "/", dashboard)
     if STATIC_DIR.is_dir():
         app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
@@ -485,7 +476,6 @@ def build_app(
     app.on_shutdown.append(_end_streams)
     app[SOCKETS] = []
     app.on_cleanup.append(_end_shielded)
-    app.on_cleanup.append(_close_owner_calls)
     app.on_cleanup.append(_remove_sockets)
     return app
 

@@ -4,8 +4,9 @@ Start-up is a sequence of explicit steps and shutdown runs them backwards (as ai
 runner does): the database (its specs and account stores), D-Bus, controllers, queue and
 workers, the sources of keys (spec directory, D-Bus unit signals, file events in the unit
 and Caddy site directories, the periodic resync, health probes), the API; then
-``READY=1``. Every source only adds names to the work queue; the workers call
-``reconcile(name)``.
+``READY=1``. Every source only adds names to the work queue (``agent.key_sources``); the
+workers call ``reconcile(name)`` (``agent.workers``). ``Agent`` is both, and this module
+its wiring and lifecycle.
 
 Graceful shutdown (SIGTERM, SIGINT): no new keys are handed out, the reconciles in flight
 finish (bounded by ``stop``'s ``grace``), then everything closes in reverse order.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,17 +35,18 @@ from pockestrator.agent.fleet_routing import FleetRouting
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
+from pockestrator.agent.key_sources import KeySources
 from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.notify import Notifier
-from pockestrator.agent.reconciler import Reconciler, TerminalError
+from pockestrator.agent.reconciler import Reconciler
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.webhooks import WebhookDispatcher
-from pockestrator.agent.workqueue import ShutDown, WorkQueue
+from pockestrator.agent.workqueue import WorkQueue
 from pockestrator.api.context import ControlFailed
 from pockestrator.clock import SYSTEM_CLOCK, Clock, utc_now
 from pockestrator.config import AgentConfig, ConfigError, load_config
 from pockestrator.controllers.apps import AppReleases
-from pockestrator.controllers.caddy import CATCH_ALL, SNIPPET_SUFFIX, CaddySites
+from pockestrator.controllers.caddy import SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.pbsettings import InstanceSettings, PocketBaseApi
 from pockestrator.controllers.pbsettings.controller import CALL_TIMEOUT
 from pockestrator.controllers.releases import ReleaseCache
@@ -55,18 +56,15 @@ from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.controllers.systemd.bus import NoSuchUnit, SystemdBus, SystemdError
 from pockestrator.database import StoreDatabase, StoreUnusable
 from pockestrator.database_postgres import (
-    STATUS_NOTICE,
     PostgresDatabase,
     StoreUnavailable,
     open_store_database,
 )
-from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.files import remove_temporary_files
-from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
-from pockestrator.telemetry import AgentMetrics, step_of
+from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.agent")
 
@@ -97,30 +95,11 @@ RELOADABLE = frozenset(
 )
 
 
-def work_key_of(file_name: str) -> str | None:
-    """The work-queue key a file in the unit or site folder stands for: its service's
-    name, or ``CATCH_ALL`` for the catch-all site; None for anything else."""
-    if file_name == CATCH_ALL + SNIPPET_SUFFIX:
-        return CATCH_ALL
-    return service_name_of(file_name)
-
-
-def service_name_of(file_name: str) -> str | None:
-    """The service a unit file or site snippet belongs to, if the name is one of ours."""
-    for suffix in (UNIT_SUFFIX, SNIPPET_SUFFIX):
-        if file_name.endswith(suffix) and not file_name.startswith("."):
-            try:
-                return check_project_name(file_name[: -len(suffix)])
-            except GrammarError:
-                return None
-    return None
-
-
 class AgentStartError(Exception):
     """The agent cannot start here; the message says what to fix."""
 
 
-class Agent:
+class Agent(KeySources):
     """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal.
 
     ``clock`` is the stores' time: their timestamps, login lock-outs, session expiry.
@@ -145,18 +124,8 @@ class Agent:
         self.api_factory = api_factory
         self._api_runner: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._workers: list[asyncio.Task[None]] = []
-        # Workers lent while reconciles wait at a wave's barrier (``_lend_a_worker``).
-        self._lent: set[asyncio.Task[None]] = set()
-        self._next_index = 0
-        self._busy: dict[int, tuple[str, float]] = {}
-        self._started_runs: defaultdict[str, int] = defaultdict(int)
-        self._finished_runs: defaultdict[str, int] = defaultdict(int)
-        self._run_waiters: defaultdict[str, list[tuple[int, asyncio.Future[None]]]] = defaultdict(
-            list
-        )
         self._stopped = asyncio.Event()
-        self._host_watcher: DirectoryWatcher | None = None
+        super().__init__()  # the workers' and the sources' own state
 
     # -- the parts, available after start ----------------------------------------------
 
@@ -383,140 +352,6 @@ class Agent:
         self._stopped.set()
         log.info("agent stopped")
 
-    # -- work --------------------------------------------------------------------------
-
-    def enqueue(self, name: str) -> None:
-        self.queue.add(name)
-
-    def enqueue_many(self, names: set[str] | list[str]) -> None:
-        for name in sorted(names):
-            self.queue.add(name)
-
-    def known_names(self) -> set[str]:
-        """Every key to reconcile: every name the host or the store knows (specs of this
-        node, our units, sites and replication configurations, deletions), and the
-        catch-all site's."""
-        names = set(self.store.local_service_names())
-        names.update(self.units.managed_names())
-        names.update(self.sites.list_sites())
-        names.update(self.snapshots.replication.configured_names())
-        names.add(CATCH_ALL)
-        return names
-
-    def queue_depth(self) -> int:
-        return len(self.queue)
-
-    def _work_is_waiting(self) -> bool:
-        """Keys are queued and an idle worker (lent now if the pool is all parked) will
-        take one: the wave waits for it to join."""
-        if len(self.queue) == 0:
-            return False
-        self._lend_a_worker()
-        return len(self._busy) < len(self._workers) + len(self._lent)
-
-    def _lend_a_worker(self) -> None:
-        """A reconcile parked at a wave's barrier: lend a worker for the next queued key.
-
-        Parked reconciles hold their workers, so with only the pool a burst larger than
-        ``workers`` went through in waves of ``workers``. A lent worker takes keys while
-        any are queued and then ends, so a burst of any size reaches one wave; the pool
-        still bounds the reconciles that run (not park) at a time.
-        """
-        if not self._workers or len(self.queue) == 0:
-            return
-        if len(self._busy) - self.coordinator.parked >= len(self._workers):
-            return
-        if len(self._busy) < len(self._workers) + len(self._lent):
-            return  # an idle worker will take it
-        index = self._next_index
-        self._next_index += 1
-        task = asyncio.create_task(self._worker(index, lent=True), name=f"worker-{index}")
-        self._lent.add(task)
-        task.add_done_callback(self._lent.discard)
-
-    async def _worker(self, index: int, *, lent: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if lent and len(self.queue) == 0:
-                return
-            try:
-                name = await self.queue.get()
-            except ShutDown:
-                return
-            self._busy[index] = (name, loop.time())
-            self._started_runs[name] += 1
-            run = self._started_runs[name]
-            started = loop.time()
-            try:
-                result = await self.reconciler.reconcile(name)
-            except TerminalError as exc:
-                self._count_failure(exc)
-                self.queue.forget(name)
-                log.error("reconcile failed for good", service=name, error=str(exc))
-                self._record_failure(name, str(exc))
-            except Exception as exc:
-                self._count_failure(exc)
-                delay = self.queue.add_rate_limited(name)
-                log.warning(
-                    "reconcile failed; will retry",
-                    service=name,
-                    error=str(exc),
-                    retry_in=round(delay, 2),
-                    exc_info=not isinstance(exc, OSError),
-                )
-                self._record_failure(name, str(exc))
-            else:
-                self.queue.forget(name)
-                if result.requeue_after is not None:
-                    self.queue.add_after(name, result.requeue_after)
-            finally:
-                self.metrics.reconcile_seconds.observe(loop.time() - started)
-                del self._busy[index]
-                self.queue.done(name)
-                self._finished(name, run)
-                self.coordinator.nudge()
-
-    def _count_failure(self, exc: BaseException) -> None:
-        """One failed reconcile, under the plan step that raised (``observe`` before any)."""
-        self.metrics.reconcile_errors.labels(step_of(exc) or "observe").inc()
-
-    def _record_failure(self, name: str, message: str) -> None:
-        """Put a failed reconcile's reason in the status, if the store takes it: a store
-        that cannot be written (a full disk) must not end the worker with it."""
-        try:
-            if self.store.get_service(name) is not None:
-                self.store.update_status(name, state="error", last_error=message[:2000])
-        except sqlite3.Error as exc:
-            log.error("the failure cannot be recorded", service=name, error=str(exc))
-
-    def _finished(self, name: str, run: int) -> None:
-        self._finished_runs[name] = max(self._finished_runs[name], run)
-        if self.reconciler.booting(name):
-            return  # converged once the boot is over: the reconcile after it tells waiters
-        waiters = self._run_waiters.get(name, [])
-        remaining = []
-        for threshold, future in waiters:
-            if run > threshold:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                remaining.append((threshold, future))
-        if remaining:
-            self._run_waiters[name] = remaining
-        else:
-            self._run_waiters.pop(name, None)
-
-    async def wait_reconciled(self, name: str, timeout: float) -> bool:
-        """Enqueue ``name`` and wait until a reconcile that started after now has finished."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._run_waiters[name].append((self._started_runs[name], future))
-        self.enqueue(name)
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return False
-        return True
-
     async def restart_service(self, name: str) -> None:
         """A one-off restart on request; a unit systemd does not know yet is left to the
         reconcile that creates it."""
@@ -540,27 +375,6 @@ class Agent:
     def sleeping(self, name: str) -> bool:
         """Whether ``name`` sleeps now (agent.sleep): the API shows ``sleeping``."""
         return self.reconciler.sleep.is_asleep(name)
-
-    def _making_progress(self) -> bool:
-        loop = asyncio.get_running_loop()
-        stuck_after = self.config.download_timeout + self.config.upgrade_health_deadline + 120.0
-        stuck = sorted(
-            name for name, since in self._busy.values() if loop.time() - since > stuck_after
-        )
-        if stuck:
-            log.error("a reconcile is stuck; withholding the watchdog ping", services=stuck)
-        return not stuck
-
-    # -- sources of keys ---------------------------------------------------------------
-
-    def _on_unit_signal(self, unit: str) -> None:
-        name = service_name_of(unit) if unit.endswith(UNIT_SUFFIX) else None
-        if name is not None:
-            self.alerts.wake()
-        # A service backing off after a failure waits for its retry: its own failed attempt
-        # changes its unit, and an immediate re-add would defeat the backoff.
-        if name is not None and not self.queue.failures(name):
-            self.queue.add(name)
 
     def _sweep_temporary_files(self) -> list[str]:
         """The temporary files of atomic writes a killed agent left, in every folder it
@@ -586,67 +400,6 @@ class Agent:
                 "the Caddy sites on disk do not validate; Caddy keeps what it runs",
                 error=error[:2000],
             )
-
-    async def _watch_host_files(self) -> None:
-        """Edits, deletions and new files in the unit and site directories are drift."""
-        folders = [self.config.systemd_dir, self.config.caddy_sites_dir]
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-        # Drift only needs repairing within a second; our own writes are batched too.
-        watcher = DirectoryWatcher(
-            folders, lambda name: work_key_of(name) is not None, quiet=0.05, max_delay=0.3
-        )
-        watcher.start()
-        self._host_watcher = watcher
-        try:
-            async for batch in watcher.batches():
-                if batch is None:  # overflow: look at everything
-                    self.enqueue_many(self.known_names())
-                    continue
-                for path in batch:
-                    if (name := work_key_of(path.name)) is not None:
-                        self.queue.add(name)
-        finally:
-            watcher.close()
-
-    async def _listen_to_the_fleet(self) -> None:
-        """Reconcile a service of this node as soon as any node's API (or a file on any
-        node) changed it: the store's triggers NOTIFY "<node> <name>" at commit. Once
-        listening (again), every name is looked at: what was told before is not told
-        again. A dropped connection (a server restart) is made again after a pause."""
-        assert isinstance(self.database, PostgresDatabase)
-        pause = 1.0
-        while True:
-            try:
-                async for payload in self.database.notifications():
-                    pause = 1.0
-                    if not payload:
-                        self.enqueue_many(self.known_names())
-                        self.fleet_routing.poke()
-                        continue
-                    node, _, name = payload.partition(" ")
-                    if node == STATUS_NOTICE:
-                        # Another node's reconcile: this API's waits and watches see it.
-                        self.store.changes.record([name])
-                    elif name and self.store.runs_here(node):
-                        self.enqueue(name)
-                    elif name:
-                        self.fleet_routing.poke()  # another node's service: its route here
-            except StoreUnavailable as exc:
-                log.warning("the fleet's notifications stopped; listening again", error=str(exc))
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
-
-    async def _resync_forever(self) -> None:
-        """Every resync_interval: re-read the spec files (a held-back spec may fit now)
-        and reconcile every name, catching what no event reported."""
-        while True:
-            await asyncio.sleep(self.config.resync_interval)
-            self.spec_directory.scan()
-            self.fleet_routing.poke()
-            if self._host_watcher is not None:
-                self._host_watcher.ensure_watches()  # a unit or site folder re-created
-            self.enqueue_many(self.known_names())
 
     async def _status_forever(self) -> None:
         """Keep systemd's STATUS= line current (every few seconds, cheap)."""

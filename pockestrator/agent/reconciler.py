@@ -77,13 +77,6 @@ from pockestrator.telemetry import AgentMetrics
 
 log = structlog.get_logger("pockestrator.reconciler")
 
-CERTIFICATE_FIELDS = (
-    "certificate_not_before",
-    "certificate_not_after",
-    "certificate_issuer",
-    "certificate_checked_at",
-)
-
 
 @dataclass(frozen=True)
 class Result:

@@ -82,7 +82,13 @@ class Cli:
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    """The test's environment without the agent's settings or a terminal width (``COLUMNS``
+    cuts tables; pytest-xdist's workers and some shells export it)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("POCKESTRATOR_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(extra)
     return env
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import stat
@@ -28,6 +27,7 @@ import yaml
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.specs.model import unit_name
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
 
 RUN_TIMEOUT = 150.0
@@ -79,18 +79,6 @@ class Cli:
         out, err = await asyncio.wait_for(process.communicate(data), RUN_TIMEOUT)
         assert process.returncode is not None
         return Run(process.returncode, out.decode(), err.decode())
-
-
-def clean_environment(**extra: str) -> dict[str, str]:
-    """The test's environment without the agent's settings or a terminal width (``COLUMNS``
-    cuts tables; pytest-xdist's workers and some shells export it)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("POCKESTRATOR_") and k not in ("COLUMNS", "LINES")
-    }
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ import pytest
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
-from tests.integration.test_cli import Cli, clean_environment
+from tests.integration.test_cli import Cli
 from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.pocketbase_client import PocketBaseClient
 
 

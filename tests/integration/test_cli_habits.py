@@ -20,7 +20,8 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.cli import build_parser
 from pockestrator.client.completion import render
-from tests.integration.test_cli import Cli, clean_environment
+from tests.integration.test_cli import Cli
+from tests.testbed.cli_env import clean_environment
 
 TOKYO = "Asia/Tokyo"  # far from UTC: a time read in the wrong zone is nine hours off
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import sys
 import tarfile
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.apparchive import pack_app
 from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.waiting import wait_until
 
 TODO_MIGRATION = """migrate((app) => {
@@ -302,7 +302,7 @@ async def test_hooks_that_fail_on_the_live_instance_are_refused_while_the_old_co
 
 async def run_cli(agent: Agent, token: str, *args: str) -> tuple[int, str, str]:
     """``python -m pockestrator ARGS`` as its own process, against the module's agent."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env = clean_environment()
     env["POCKESTRATOR_URL"] = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
     env["POCKESTRATOR_TOKEN"] = token
     process = await asyncio.create_subprocess_exec(

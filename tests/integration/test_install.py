@@ -42,6 +42,7 @@ from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Store
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.journal import journal_text
 from tests.testbed.runtime_copy import install_runtime
 from tests.testbed.waiting import http_get, wait_for_pocketbase, wait_until
@@ -238,7 +239,7 @@ async def test_root_runs_the_cli_on_the_units_socket_with_no_token_or_url(
     info = socket_path.stat()
     assert stat.S_ISSOCK(info.st_mode)
     assert info.st_mode & 0o007 == 0, oct(info.st_mode)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env = clean_environment()
     env["POCKESTRATOR_SOCKET"] = str(socket_path)
     env["XDG_CONFIG_HOME"] = str(tmp_path)  # no token file either
     done = subprocess.run(

@@ -31,9 +31,10 @@ from pockestrator.agent.signatures import verify
 from pockestrator.client import exits
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
-from tests.integration.test_cli import Cli, clean_environment
+from tests.integration.test_cli import Cli
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.waiting import wait_until
 
 

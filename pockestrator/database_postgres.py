@@ -43,7 +43,6 @@ from psycopg_pool import ConnectionPool
 
 from pockestrator.config import AgentConfig
 from pockestrator.database import (
-    MIGRATIONS,
     STORE_TABLES,
     Connection,
     ConstraintViolated,
@@ -53,8 +52,8 @@ from pockestrator.database import (
     SchemaTooNew,
     StoreDatabase,
     StoreUnusable,
-    postgresql_script,
 )
+from pockestrator.migrations import MIGRATIONS, postgresql_script
 
 # Where the triggers of migration 10 tell the agents of a change: "<node> <service>".
 SERVICES_CHANNEL = "pockestrator_services"

@@ -53,7 +53,7 @@ from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_f
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
 from pockestrator.agent.seeding import Seeder, SeedFailed
-from pockestrator.agent.settle import Settler, policy_of
+from pockestrator.agent.settle import Settler
 from pockestrator.agent.sleep import SleepKeeper
 from pockestrator.agent.steps import RestartUnit, StartUnit
 from pockestrator.agent.upgrades import Upgrades
@@ -124,17 +124,16 @@ class Reconciler:
 
         self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
         self.settler = Settler(
-            lambda: self.config, store, controllers, self.steps, session, self.boots, self.sleep
-        )
-        self.upgrades = Upgrades(
             lambda: self.config,
+            lambda: self.policy,
             store,
             controllers,
             self.steps,
-            self.settler,
-            self.desired,
-            self.observe,
+            session,
+            self.boots,
+            self.sleep,
         )
+        self.upgrades = Upgrades(self.settler, self.desired, self.observe)
 
     def _wake_after_boot(self, name: str) -> None:
         if self.wake is not None:
@@ -158,7 +157,12 @@ class Reconciler:
 
     @property
     def policy(self) -> Policy:
-        return policy_of(self.config)
+        return Policy(
+            health_failures_before_restart=self.config.health_failures_before_restart,
+            upgrade_health_deadline=self.config.upgrade_health_deadline,
+            resync_interval=self.config.resync_interval,
+            settings_interval=self.config.settings_check_interval,
+        )
 
     def reconfigure(self, config: AgentConfig) -> None:
         """Take the settings a SIGHUP changed (the policy is read from them each time)."""

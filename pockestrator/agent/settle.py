@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -49,40 +49,21 @@ CERTIFICATE_FIELDS = (
 )
 
 
-def policy_of(config: AgentConfig) -> Policy:
-    """The agent's settings that shape decisions, read afresh (a SIGHUP may change them)."""
-    return Policy(
-        health_failures_before_restart=config.health_failures_before_restart,
-        upgrade_health_deadline=config.upgrade_health_deadline,
-        resync_interval=config.resync_interval,
-        settings_interval=config.settings_check_interval,
-    )
-
-
+@dataclass(eq=False)
 class Settler:
-    """Settles one service after its plan's steps; the reconciler and its upgrades share it."""
+    """Settles one service after its plan's steps; the reconciler and its upgrades share it.
 
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        steps: StepRunner,
-        session: aiohttp.ClientSession,
-        boots: BootWatch,
-        sleep: SleepKeeper,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.controllers = controllers
-        self.steps = steps
-        self.session = session
-        self.boots = boots
-        self.sleep = sleep
+    ``config`` and ``policy`` are read at each use: a SIGHUP may change them.
+    """
 
-    @property
-    def policy(self) -> Policy:
-        return policy_of(self.config())
+    config: Callable[[], AgentConfig]
+    policy: Callable[[], Policy]
+    store: Store
+    controllers: Controllers
+    steps: StepRunner
+    session: aiohttp.ClientSession
+    boots: BootWatch
+    sleep: SleepKeeper
 
     async def settle(
         self,
@@ -131,7 +112,7 @@ class Settler:
         self.sleep.settled(
             desired.spec if desired.should_run else None, name, settled.unit.is_running
         )
-        later = requeue_after(changes["state"], refusal, self.policy)
+        later = requeue_after(changes["state"], refusal, self.policy())
         if changes["state"] == "deploying" and self.boots.watching(name):
             later = None  # the watch queues the service when the boot is over
         return later
@@ -152,7 +133,7 @@ class Settler:
             previous,
             site_written=applied.site_written,
             now=now,
-            interval=self.policy.resync_interval,
+            interval=self.policy().resync_interval,
         )
         if not due:
             return {}
@@ -241,7 +222,7 @@ class Settler:
         try:
             secrets = control.secret_values(name, wanted, self.store.read_secret)
             fingerprint = control.fingerprint(wanted, secrets)
-            if not settings_due(fingerprint, previous, pid, now, self.policy.settings_interval):
+            if not settings_due(fingerprint, previous, pid, now, self.policy().settings_interval):
                 return settled, {}
             for _attempt in range(2):
                 observed = await control.observe(desired.spec)

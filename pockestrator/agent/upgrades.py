@@ -11,47 +11,34 @@ the spec names another. Each phase is an event (``upgrade_started``, ``upgraded`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from pockestrator.agent.apply import Applied, StepRunner
-from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.apply import Applied
 from pockestrator.agent.plan.conclude import conclude
 from pockestrator.agent.plan.model import Desired, Observed, Plan
 from pockestrator.agent.plan.service import plan_service
-from pockestrator.agent.settle import Settler, policy_of
-from pockestrator.config import AgentConfig
+from pockestrator.agent.settle import Settler
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import ServiceRecord, ServiceStatus, Store
+from pockestrator.specs.store import ServiceRecord, ServiceStatus
 
 log = structlog.get_logger("pockestrator.reconciler")
 
 
+@dataclass(eq=False)
 class Upgrades:
     """Carries out a plan that changes the running version, rolling it back if it fails.
 
     ``desired`` and ``observe`` are the reconciler's (a record at a version, rendered; what
-    the host holds for it), so a rollback converges exactly as a reconcile would.
+    the host holds for it), so a rollback converges exactly as a reconcile would; the
+    store, the controllers and the steps are the settler's.
     """
 
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        steps: StepRunner,
-        settler: Settler,
-        desired: Callable[[ServiceRecord, str], Desired],
-        observe: Callable[[Desired], Awaitable[Observed]],
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.controllers = controllers
-        self.steps = steps
-        self.settler = settler
-        self.desired = desired
-        self.observe = observe
+    settler: Settler
+    desired: Callable[[ServiceRecord, str], Desired]
+    observe: Callable[[Desired], Awaitable[Observed]]
 
     async def run(
         self,
@@ -65,13 +52,13 @@ class Upgrades:
         name, old, new = record.name, plan.upgrade.old, plan.upgrade.new
         kind = "downgrade" if plan.upgrade.downgrade else "upgrade"
         doing = kind[:-1] + "ing"  # upgrading, downgrading
-        self.store.update_status(name, state="deploying")
+        self.settler.store.update_status(name, state="deploying")
         restoring = (
             f", restoring the data backed up before the upgrade from {new} ({plan.upgrade.restore})"
             if plan.upgrade.restore is not None
             else ""
         )
-        self.store.add_event(
+        self.settler.store.add_event(
             name,
             f"{kind}_started",
             f"{doing} PocketBase {old} -> {new}{restoring}",
@@ -84,7 +71,7 @@ class Upgrades:
         # the backup failed) is retried.
         failure: str | None = None
         try:
-            await self.steps.run(desired, plan, applied)
+            await self.settler.steps.run(desired, plan, applied)
             settled = await self.settler.look_after(desired, plan, observed, applied)
         except Exception as exc:
             if applied.backup is None:
@@ -97,9 +84,11 @@ class Upgrades:
                     desired, settled, status, applied
                 )
                 changes = conclude(desired, plan, settled, status)
-                self.store.update_status(name, **changes, **settings_changes, failed_version=None)
+                self.settler.store.update_status(
+                    name, **changes, **settings_changes, failed_version=None
+                )
                 self.settler.record_actions(name, applied, changes["state"])
-                self.store.add_event(
+                self.settler.store.add_event(
                     name,
                     f"{kind}d",
                     f"PocketBase {old} -> {new}",
@@ -111,12 +100,12 @@ class Upgrades:
             f"{failure}; rolled back to {old}"
             if failure is not None
             else f"PocketBase {new} did not pass its health check within "
-            f"{self.config().upgrade_health_deadline:g}s; rolled back to {old}"
+            f"{self.settler.config().upgrade_health_deadline:g}s; rolled back to {old}"
         )
         log.warning("upgrade failed, rolling back", service=name, to=old)
         displaced = await self._roll_back(record, old, applied.backup)
-        self.store.update_status(name, failed_version=new, last_error=reason)
-        self.store.add_event(
+        self.settler.store.update_status(name, failed_version=new, last_error=reason)
+        self.settler.store.add_event(
             name,
             f"{kind}_rolled_back",
             reason,
@@ -129,21 +118,21 @@ class Upgrades:
         Returns where the new version's data went (kept beside the backups).
         """
         name = record.name
-        await self.controllers.bus.stop_unit(unit_name(name))
-        displaced = await self.controllers.dirs.restore_data(name, backup)
+        await self.settler.controllers.bus.stop_unit(unit_name(name))
+        displaced = await self.settler.controllers.dirs.restore_data(name, backup)
         desired = self.desired(record, old)
         observed = await self.observe(desired)
         plan = plan_service(
             desired,
-            self.store.get_status(name),
+            self.settler.store.get_status(name),
             observed,
-            policy_of(self.config()),
+            self.settler.policy(),
             rolling_back=True,
         )
         applied = Applied([f"rolled back to {old}, pb_data restored from {backup}"])
-        await self.steps.run(desired, plan, applied)
+        await self.settler.steps.run(desired, plan, applied)
         settled = await self.settler.look_after(desired, plan, observed, applied)
-        changes = conclude(desired, plan, settled, self.store.get_status(name))
-        self.store.update_status(name, **changes)
+        changes = conclude(desired, plan, settled, self.settler.store.get_status(name))
+        self.settler.store.update_status(name, **changes)
         self.settler.record_actions(name, applied, changes["state"])
         return displaced

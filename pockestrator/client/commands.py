@@ -1,6 +1,8 @@
-"""The client commands: each takes its arguments, an ``ApiClient`` and a ``Console``, and
-returns the exit code (0 ok, 1 failure). Argument parsing is in
-``client.command_arguments``, the choice of command in ``client.dispatch``.
+"""The client commands on services, the host and the fleet: each takes its arguments, an
+``ApiClient`` and a ``Console``, and returns the exit code (0 ok, 1 failure). Argument
+parsing is in ``client.command_arguments``, the choice of command in ``client.dispatch``;
+the token commands are in ``client.token_commands``, validate and apply in
+``client.spec_commands``.
 
 Results go to stdout in the chosen format; notes, progress and errors go to stderr, so
 ``-o json`` output can always be piped into another program.
@@ -12,23 +14,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from pockestrator.client.apply import (
-    LIST_PAGE,
-    Outcome,
-    dry_run_check,
-    list_services,
-    plan,
-    write_all,
-    write_and_wait,
-)
+from pockestrator.client.apply import list_services
 from pockestrator.client.http import (
     WAITING_TIMEOUT,
     ApiClient,
     ApiError,
-    ClientError,
     service_path,
 )
 from pockestrator.client.output import (
@@ -41,11 +33,6 @@ from pockestrator.client.output import (
     table,
     to_yaml,
 )
-from pockestrator.client.progress import Progress
-
-if TYPE_CHECKING:  # the spec parser (pydantic, PyYAML) loads only for validate and apply
-    from pockestrator.client.specfiles import SpecSet
-    from pockestrator.specs.errors import FieldIssue
 
 
 @dataclass
@@ -429,195 +416,3 @@ def nodes(client: ApiClient, console: Console) -> int:
     listed = client.call("GET", "/nodes").body["nodes"]
     console.show({"nodes": listed}, lambda: nodes_text(listed))
     return 1 if any(n.get("state") == "lost" for n in listed) else 0
-
-
-# -- tokens ------------------------------------------------------------------------------
-
-
-def all_tokens(client: ApiClient) -> list[dict[str, Any]]:
-    """Every token, page by page along ``next`` (the API's one pagination style)."""
-    tokens: list[dict[str, Any]] = []
-    query: dict[str, str | int | bool] = {"limit": LIST_PAGE}
-    while True:
-        body = client.call("GET", "/tokens", query=query).body
-        tokens += list(body.get("tokens") or [])
-        if not body.get("next"):
-            return tokens
-        query["cursor"] = str(body["next"])
-
-
-def token_list(client: ApiClient, console: Console) -> int:
-    tokens = all_tokens(client)
-    rows = [
-        [
-            t.get("id"),
-            t.get("name"),
-            short_time(t.get("created_at")),
-            short_time(t.get("last_used_at")),
-            short_time(t.get("revoked_at")) if t.get("revoked") else "no",
-        ]
-        for t in tokens
-    ]
-    console.show(tokens, lambda: table(("ID", "NAME", "CREATED", "LAST USED", "REVOKED"), rows))
-    return 0
-
-
-def token_create(
-    client: ApiClient,
-    console: Console,
-    name: str,
-    save: Callable[[str], Path] | None,
-) -> int:
-    """The token goes to stdout alone (``TOKEN=$(pockestrator token create ci)`` works);
-    the notes go to stderr."""
-    answer = client.call("POST", "/tokens", body={"name": name}).body
-    token = str(answer["token"])
-    console.show(answer, lambda: token)
-    console.note(f"created token {name!r} (id {answer.get('id')}); it is shown only this once")
-    if save is not None:
-        path = save(token)
-        console.note(f"saved to {path} (mode 0600); the CLI uses it when no token is given")
-    return 0
-
-
-def resolve_token_id(tokens: Sequence[dict[str, Any]], key: str) -> str:
-    """A token's id from its id or its name (a name must match one live token)."""
-    if any(t.get("id") == key for t in tokens):
-        return key
-    live = [t for t in tokens if t.get("name") == key and not t.get("revoked")]
-    if len(live) == 1:
-        return str(live[0]["id"])
-    if not live:
-        raise ClientError(
-            f"no live token has the id or name {key!r} (see `pockestrator token list`)"
-        )
-    ids = ", ".join(str(t.get("id")) for t in live)
-    raise ClientError(f"{len(live)} live tokens are named {key!r} ({ids}); revoke one by its id")
-
-
-def token_revoke(client: ApiClient, console: Console, key: str) -> int:
-    tokens = all_tokens(client)
-    token_id = resolve_token_id(tokens, key)
-    answer = client.call("DELETE", f"/tokens/{token_id}").body
-    console.show(answer, lambda: f"{answer.get('message')} (id {token_id})")
-    return 0
-
-
-# -- spec files --------------------------------------------------------------------------
-
-
-def issue_line(issue: FieldIssue) -> str:
-    return safe_text(str(issue))
-
-
-def validate_data(spec_set: SpecSet) -> dict[str, Any]:
-    return {
-        "valid": spec_set.ok,
-        "files": [
-            {
-                "path": report.path,
-                "services": [doc.spec.project_name for doc in report.documents],
-                "issues": [issue.as_dict() for issue in report.issues],
-            }
-            for report in spec_set.files
-        ],
-    }
-
-
-def validate_text(spec_set: SpecSet) -> str:
-    lines = []
-    for report in spec_set.files:
-        if report.issues:
-            lines += [issue_line(issue) for issue in report.issues]
-        else:
-            names = ", ".join(doc.spec.project_name for doc in report.documents)
-            count = len(report.documents)
-            lines.append(
-                safe_text(
-                    f"{report.path}: ok ({count} service{'s' * (count != 1)}: {names or '-'})"
-                )
-            )
-    return "\n".join(lines)
-
-
-def validate(console: Console, paths: Sequence[Path], default_domain: str) -> int:
-    """Offline: the same parser as the agent, no agent needed; 1 on any issue."""
-    from pockestrator.client.specfiles import load_spec_set
-
-    spec_set = load_spec_set(paths, default_domain)
-    console.show(validate_data(spec_set), lambda: validate_text(spec_set))
-    if not spec_set.ok:
-        count = len(spec_set.issues)
-        console.note(f"{count} problem{'s' * (count != 1)} found")
-        return 1
-    return 0
-
-
-APPLY_COLUMNS = ("NAME", "ACTION", "STATUS", "DETAIL")
-
-
-def apply_row(outcome: Outcome) -> list[Any]:
-    if isinstance(outcome.error, ApiError):
-        detail = f"{outcome.error.code}: {outcome.error.message}"
-    elif outcome.error is not None:
-        detail = str(outcome.error).splitlines()[0]
-    elif outcome.status == "error" and outcome.last_error:
-        detail = outcome.last_error
-    else:
-        detail = ",".join(outcome.changed)
-    return [outcome.name, outcome.verb, outcome.status, detail]
-
-
-def apply(
-    client: ApiClient,
-    console: Console,
-    paths: Sequence[Path],
-    *,
-    wait: bool,
-    timeout: float,
-    dry_run: bool,
-) -> int:
-    from pockestrator.client.specfiles import api_issues, load_spec_set
-
-    info = client.call("GET", "/system/info").body
-    default_domain = str((info.get("config") or {}).get("default_domain") or "localhost")
-    spec_set = load_spec_set(paths, default_domain)
-    problems = spec_set.issues + [i for doc in spec_set.documents for i in api_issues(doc)]
-    if problems or not spec_set.documents:
-        for issue in problems:
-            console.note(issue_line(issue))
-        console.note("nothing was applied: fix the problems above (`pockestrator validate`)")
-        return 1
-    existing = {str(s.get("project_name")): s for s in list_services(client)}
-    outcomes = plan(spec_set.documents, existing)
-    ready = True
-    if dry_run:
-        for outcome in outcomes:
-            outcome.dry_run = True
-            dry_run_check(client, outcome)
-    elif wait:
-        ready = write_and_wait(client, outcomes, timeout, Progress(console.err))
-    else:
-        write_all(client, outcomes)
-    console.show(
-        [o.as_dict() for o in outcomes],
-        lambda: table(APPLY_COLUMNS, [apply_row(o) for o in outcomes]),
-    )
-    for outcome in outcomes:
-        if outcome.error is not None:
-            console.note(f"{outcome.name}: {outcome.error}")
-        if outcome.superuser_password is not None and console.human:
-            email = outcome.body.get("superuser_email")
-            print(
-                f"{outcome.name}: superuser {email} has the password "
-                f"{outcome.superuser_password} (shown only this once)",
-                file=console.out,
-                flush=True,
-            )
-    if wait and not dry_run and not ready:
-        late = ", ".join(
-            f"{o.name} ({o.status or 'unknown'})" for o in outcomes if not o.failed and not o.ready
-        )
-        console.note(f"timed out after {timeout:g}s; not ready: {late}")
-    failed = any(o.failed for o in outcomes)
-    return 1 if failed or not ready else 0

@@ -89,11 +89,11 @@ def _client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ApiCli
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
-    from pockestrator.client import commands, local
+    from pockestrator.client import commands, local, spec_commands, token_commands
 
     command = args.command
     if command == "validate":
-        return commands.validate(console, args.paths, _default_domain(parser, args))
+        return spec_commands.validate(console, args.paths, _default_domain(parser, args))
     if command == "admin":
         return local.admin_create(args, console)
     if command == "completion":
@@ -109,7 +109,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return local.token_create(args, console, save_token if args.save else None)
     client = _client(parser, args)
     if command == "apply":
-        return commands.apply(
+        return spec_commands.apply(
             client,
             console,
             args.paths,
@@ -165,10 +165,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
         return dispatch_events(client, args, console)
     action = args.token_command
     if action == "create":
-        return commands.token_create(client, console, args.name, save_token if args.save else None)
+        return token_commands.token_create(
+            client, console, args.name, save_token if args.save else None
+        )
     if action == "list":
-        return commands.token_list(client, console)
-    return commands.token_revoke(client, console, args.key)
+        return token_commands.token_list(client, console)
+    return token_commands.token_revoke(client, console, args.key)
 
 
 def _default_domain(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from pockestrator.config.node import _NODE_API_ADDRESS, _NODE_PUBLIC_ADDRESS, NODE_NAME
 from pockestrator.config.shapes import (
@@ -22,6 +22,28 @@ from pockestrator.config.shapes import (
     split_listen,
 )
 from pockestrator.config.targets import S3Target
+
+# Every path key (absolute, all of them); True: it also reaches unit files and the Caddy
+# import line unquoted, so it must fit ``RENDERABLE_PATH``.
+PATH_KEYS: dict[str, bool] = {
+    "base_dir": True,
+    "systemd_dir": True,
+    "caddy_config": False,
+    "spec_dir": False,
+    "database": True,
+    "caddy_sites_dir": True,
+    "caddy_access_log_dir": True,
+    "release_cache_dir": True,
+    "journal_dir": False,
+    "archive_dir": False,
+    "state_directory_root": True,
+    "environment_dir": True,
+    "snapshots_dir": False,
+    "instance_python": True,
+    "litestream_binary": False,
+    "apps_dir": False,
+    "fleet_secret_file": False,
+}
 
 
 class AgentCheckedValues(BaseModel):
@@ -207,48 +229,16 @@ class AgentCheckedValues(BaseModel):
             raise ValueError("must be HOST or HOST:PORT")
         return value
 
-    @field_validator(
-        "base_dir",
-        "systemd_dir",
-        "caddy_config",
-        "spec_dir",
-        "database",
-        "caddy_sites_dir",
-        "caddy_access_log_dir",
-        "release_cache_dir",
-        "journal_dir",
-        "archive_dir",
-        "state_directory_root",
-        "environment_dir",
-        "snapshots_dir",
-        "instance_python",
-        "litestream_binary",
-        "apps_dir",
-        "fleet_secret_file",
-        check_fields=False,
-    )
+    @field_validator(*PATH_KEYS, check_fields=False)
     @classmethod
-    def _paths_are_absolute(cls, value: Path | None) -> Path | None:
+    def _paths_are_absolute_and_fit(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None and not value.is_absolute():
             raise ValueError("must be an absolute path")
-        return value
-
-    @field_validator(
-        "base_dir",
-        "systemd_dir",
-        "caddy_sites_dir",
-        "caddy_access_log_dir",
-        "release_cache_dir",
-        "state_directory_root",
-        "environment_dir",
-        "database",
-        "instance_python",
-        check_fields=False,
-    )
-    @classmethod
-    def _paths_fit_in_rendered_files(cls, value: Path | None) -> Path | None:
-        # These reach unit files and the Caddy import line unquoted.
-        if value is not None and not RENDERABLE_PATH.fullmatch(str(value)):
+        if (
+            PATH_KEYS[info.field_name or ""]
+            and value is not None
+            and not RENDERABLE_PATH.fullmatch(str(value))
+        ):
             raise ValueError(
                 "must use only letters, digits and . _ / + @ - (it is written into unit "
                 "files and the Caddyfile)"

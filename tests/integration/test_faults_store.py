@@ -30,7 +30,7 @@ import yaml
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
-from pockestrator.database import MIGRATIONS
+from pockestrator.migrations import MIGRATIONS
 from tests.testbed.api_client import Api, api_for, create, wait_running
 from tests.testbed.waiting import pocketbase_health, wait_until
 

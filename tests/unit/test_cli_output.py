@@ -18,7 +18,6 @@ from pockestrator.client.commands import (
     Console,
     delete_message,
     describe_text,
-    resolve_token_id,
     system_text,
 )
 from pockestrator.client.connection import Credentials, Endpoint
@@ -33,6 +32,7 @@ from pockestrator.client.http import (
 )
 from pockestrator.client.output import cell, duration, render, safe_text, short_time, table
 from pockestrator.client.progress import Item, Progress
+from pockestrator.client.token_commands import resolve_token_id
 
 # -- tables and formats ------------------------------------------------------------------
 

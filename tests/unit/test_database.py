@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pockestrator.accounts.store import AccountStore
-from pockestrator.database import MIGRATIONS, Database, DatabaseFull, SchemaTooNew, StoreUnusable
+from pockestrator.database import Database, DatabaseFull, SchemaTooNew, StoreUnusable
+from pockestrator.migrations import MIGRATIONS
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.store import Store

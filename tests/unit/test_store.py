@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pockestrator.database import MIGRATIONS
+from pockestrator.migrations import MIGRATIONS
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import (

@@ -15,20 +15,14 @@ import pytest
 import yaml
 
 from pockestrator.config import AgentConfig, ConfigError, StoreConfig, load_config
-from pockestrator.database import (
-    MIGRATIONS,
-    Migration,
-    SchemaTooNew,
-    StoreUnusable,
-    postgresql_script,
-    sqlite_script,
-)
+from pockestrator.database import SchemaTooNew, StoreUnusable
 from pockestrator.database_postgres import (
     PostgresDatabase,
     StoreUnavailable,
     open_store_database,
     read_password_file,
 )
+from pockestrator.migrations import MIGRATIONS, Migration, postgresql_script, sqlite_script
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import Store
 from tests.testbed.postgres import PostgresServer

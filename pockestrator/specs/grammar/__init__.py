@@ -50,6 +50,7 @@ from pockestrator.specs.grammar.pattern import (
     Pattern,
     check_pattern,
     decimal_range,
+    value_once_parsed,
 )
 from pockestrator.specs.grammar.settings import (
     CREDENTIAL_NAME,
@@ -88,9 +89,11 @@ from pockestrator.specs.grammar.snapshots import (
 from pockestrator.specs.grammar.text import (
     NO_ASCII_CONTROLS,
     ONE_LINE,
+    OneLineRefusal,
     check_free_text,
     has_bidi_controls,
     has_control_characters,
+    one_line_refusal,
 )
 from pockestrator.specs.grammar.unit_values import (
     BODY_SIZE,
@@ -202,6 +205,7 @@ __all__ = [
     "VERSION_MAX",
     "WEBHOOK_ID",
     "GrammarError",
+    "OneLineRefusal",
     "Pattern",
     "PreReleasePart",
     "TlsMode",
@@ -232,7 +236,9 @@ __all__ = [
     "is_prerelease",
     "memory_limit_bytes",
     "normalize_domain",
+    "one_line_refusal",
     "secret_file_problem",
     "sleep_seconds",
+    "value_once_parsed",
     "version_key",
 ]

@@ -9,7 +9,7 @@ import re
 import idna
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern
+from pockestrator.specs.grammar.pattern import GrammarError, Pattern, check_pattern
 from pockestrator.specs.grammar.text import _CONTROL
 
 RESERVED_NAMES = frozenset(
@@ -156,12 +156,8 @@ def normalize_domain(value: str) -> str:
 
 def check_version(value: str) -> str:
     """``X.Y.Z`` with an optional pre-release (``0.23.0-rc12``); no leading ``v``."""
-    if len(value) > VERSION_MAX or not VERSION.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_VERSION,
-            "version must look like 0.29.0 (optionally with a pre-release, e.g. 0.23.0-rc1)",
-        )
-    return value
+    why = "version must look like 0.29.0 (optionally with a pre-release, e.g. 0.23.0-rc1)"
+    return check_pattern(value, VERSION, ErrorCode.INVALID_VERSION, why, longest=VERSION_MAX)
 
 
 _LETTERS_NUMBER = re.compile(r"([A-Za-z]+)([0-9]+)", re.ASCII)
@@ -203,13 +199,11 @@ NODE_NAME = Pattern(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def check_node_name(value: str) -> str:
-    if len(value) > NODE_NAME_MAX or not NODE_NAME.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_VALUE,
-            f"node {value[:70]!r} must be 1 to 63 lowercase letters, digits and '-', not "
-            "starting or ending with '-' (a node_name of the fleet)",
-        )
-    return value
+    why = (
+        f"node {value[:70]!r} must be 1 to 63 lowercase letters, digits and '-', not "
+        "starting or ending with '-' (a node_name of the fleet)"
+    )
+    return check_pattern(value, NODE_NAME, ErrorCode.INVALID_VALUE, why, longest=NODE_NAME_MAX)
 
 
 def check_email(value: str) -> str:

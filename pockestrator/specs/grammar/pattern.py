@@ -6,6 +6,7 @@ regexes, for the schema, which cannot compare numbers inside text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pockestrator.specs.errors import ErrorCode
 
@@ -91,8 +92,23 @@ class GrammarError(ValueError):
         self.message = message
 
 
-def check_pattern(value: str, pattern: Pattern, code: ErrorCode, message: str) -> str:
-    """``value`` when ``pattern`` matches it whole, else ``GrammarError(code, message)``."""
-    if not pattern.fullmatch(value):
+def value_once_parsed(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """The check of a value that ``parse`` reads (refusing it with ``GrammarError``): the
+    value itself, unchanged, once it parses."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return check
+
+
+def check_pattern(
+    value: str, pattern: Pattern, code: ErrorCode, message: str, *, longest: int | None = None
+) -> str:
+    """``value`` when ``pattern`` matches it whole (and it has at most ``longest``
+    characters, checked first: no regex runs over an overlong value), else
+    ``GrammarError(code, message)``."""
+    if (longest is not None and len(value) > longest) or not pattern.fullmatch(value):
         raise GrammarError(code, message)
     return value

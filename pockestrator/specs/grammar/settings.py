@@ -7,12 +7,11 @@ connections (SMTP, S3), so they are held to grammars as narrow.
 from __future__ import annotations
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern, decimal_range
+from pockestrator.specs.grammar.pattern import GrammarError, Pattern, check_pattern, decimal_range
 from pockestrator.specs.grammar.text import (
-    _BIDI_CONTROL,
-    _CONTROL,
     has_bidi_controls,
     has_control_characters,
+    one_line_refusal,
 )
 
 PATH_MAX = 4096
@@ -90,22 +89,20 @@ def check_http_url(value: str, code: ErrorCode, what: str) -> str:
 
 def check_hostname(value: str, code: ErrorCode, what: str) -> str:
     """A lowercase host name or IPv4 address (``smtp.example.com``, ``192.0.2.25``)."""
-    if len(value) > HOSTNAME_MAX or not SETTING_HOST.fullmatch(value):
-        raise GrammarError(
-            code, f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
-        )
-    return value
+    why = f"{what} must be a lowercase host name or IPv4 address, e.g. smtp.example.com"
+    return check_pattern(value, SETTING_HOST, code, why, longest=HOSTNAME_MAX)
 
 
 def check_secret_text(value: str) -> str:
     """A secret given as a value: one line, printable, at most SECRET_MAX characters."""
     if not value:
         raise GrammarError(ErrorCode.INVALID_SECRET, "the secret is empty")
-    if len(value) > SECRET_MAX:
+    refusal = one_line_refusal(value, SECRET_MAX)
+    if refusal == "too long":
         raise GrammarError(
             ErrorCode.INVALID_SECRET, f"the secret must be at most {SECRET_MAX} characters"
         )
-    if _CONTROL.search(value) or _BIDI_CONTROL.search(value):
+    if refusal is not None:
         raise GrammarError(
             ErrorCode.INVALID_SECRET,
             "the secret must be one line without control or bidirectional characters",

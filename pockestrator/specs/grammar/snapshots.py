@@ -7,19 +7,15 @@ from __future__ import annotations
 from croniter import croniter
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern
+from pockestrator.specs.grammar.pattern import GrammarError, Pattern, check_pattern
 
 # A snapshot's id: the UTC second it was taken, with -1, -2 ... for two in one second.
 SNAPSHOT_ID = Pattern(r"[0-9]{8}T[0-9]{6}Z(?:-[0-9]{1,4})?")
 
 
 def check_snapshot_id(value: str) -> str:
-    if not SNAPSHOT_ID.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_VALUE,
-            f"{value[:40]!r} is not a backup id (the UTC second it was taken: 20261202T031500Z)",
-        )
-    return value
+    why = f"{value[:40]!r} is not a backup id (the UTC second it was taken: 20261202T031500Z)"
+    return check_pattern(value, SNAPSHOT_ID, ErrorCode.INVALID_VALUE, why)
 
 
 # A backup target's name (the agent's ``backup_targets``); "local" is the snapshot folder.
@@ -28,13 +24,11 @@ LOCAL_TARGET = "local"
 
 
 def check_target_name(value: str) -> str:
-    if not TARGET_NAME.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_TARGET_NAME,
-            f"{value[:40]!r} is not a backup target's name: lowercase letters, digits and "
-            "'-', starting with a letter, at most 32 characters",
-        )
-    return value
+    why = (
+        f"{value[:40]!r} is not a backup target's name: lowercase letters, digits and "
+        "'-', starting with a letter, at most 32 characters"
+    )
+    return check_pattern(value, TARGET_NAME, ErrorCode.INVALID_TARGET_NAME, why)
 
 
 ARCHIVE_ID = Pattern(
@@ -44,12 +38,8 @@ ARCHIVE_ID = Pattern(
 
 def check_archive_id(value: str) -> str:
     """The name of a deleted service's archived folder: ``<name>-<UTC stamp>[-n]``."""
-    if not ARCHIVE_ID.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_VALUE,
-            f"{value[:80]!r} is not an archive id (<name>-<UTC second>: blog-20261202T031500Z)",
-        )
-    return value
+    why = f"{value[:80]!r} is not an archive id (<name>-<UTC second>: blog-20261202T031500Z)"
+    return check_pattern(value, ARCHIVE_ID, ErrorCode.INVALID_VALUE, why)
 
 
 SCHEDULE_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly")

@@ -5,6 +5,7 @@ override ("Trojan Source"), so that what a human sees is what the machine stores
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar.pattern import GrammarError, Pattern
@@ -43,15 +44,32 @@ def has_bidi_controls(value: str) -> bool:
     return _BIDI_CONTROL.search(value) is not None
 
 
+OneLineRefusal = Literal["too long", "control", "bidirectional"]
+
+
+def one_line_refusal(value: str, maximum: int) -> OneLineRefusal | None:
+    """What keeps ``value`` from being one bounded line that reads as it is, in the order
+    the checks report it: longer than ``maximum``, a control character or line separator,
+    a bidirectional override; None when nothing does. Each check words its own refusal."""
+    if len(value) > maximum:
+        return "too long"
+    if _CONTROL.search(value):
+        return "control"
+    if _BIDI_CONTROL.search(value):
+        return "bidirectional"
+    return None
+
+
 def check_free_text(value: str, maximum: int) -> str:
     """Text shown to humans only (descriptions): one line, printable, bounded, not disguised."""
-    if len(value) > maximum:
+    refusal = one_line_refusal(value, maximum)
+    if refusal == "too long":
         raise GrammarError(ErrorCode.VALUE_TOO_LONG, f"must be at most {maximum} characters")
-    if _CONTROL.search(value):
+    if refusal == "control":
         raise GrammarError(
             ErrorCode.INVALID_CHARACTERS,
             "must be one line: no newlines, line separators or other control characters",
         )
-    if _BIDI_CONTROL.search(value):
+    if refusal == "bidirectional":
         raise GrammarError(ErrorCode.INVALID_CHARACTERS, _BIDI_MESSAGE)
     return value

@@ -9,8 +9,14 @@ import ipaddress
 from typing import Literal
 
 from pockestrator.specs.errors import ErrorCode
-from pockestrator.specs.grammar.pattern import GrammarError, Pattern, decimal_range
-from pockestrator.specs.grammar.text import _BIDI_CONTROL, _BIDI_MESSAGE, _CONTROL
+from pockestrator.specs.grammar.pattern import (
+    GrammarError,
+    Pattern,
+    check_pattern,
+    decimal_range,
+    value_once_parsed,
+)
+from pockestrator.specs.grammar.text import _BIDI_MESSAGE, OneLineRefusal, one_line_refusal
 
 # How Caddy serves a site: ACME certificates, its own local CA, or plain HTTP.
 TlsMode = Literal["auto", "internal", "off"]
@@ -96,11 +102,8 @@ RESERVED_ENV_NAME = Pattern(f"{RESERVED_ENV_PREFIX}.*")
 
 
 def check_env_name(value: str) -> str:
-    if len(value) > ENV_NAME_MAX or not ENV_NAME.fullmatch(value):
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_NAME,
-            f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*",
-        )
+    why = f"environment variable name {value[:40]!r} must match [A-Z_][A-Z0-9_]*"
+    check_pattern(value, ENV_NAME, ErrorCode.INVALID_ENV_NAME, why, longest=ENV_NAME_MAX)
     if value.startswith(RESERVED_ENV_PREFIX):
         raise GrammarError(
             ErrorCode.RESERVED_ENV_NAME,
@@ -110,18 +113,17 @@ def check_env_name(value: str) -> str:
     return value
 
 
+_ENV_VALUE_REFUSALS: dict[OneLineRefusal, str] = {
+    "too long": f"value must be at most {ENV_VALUE_MAX} characters",
+    "control": "value must not contain newlines, line separators or other control characters",
+    "bidirectional": _BIDI_MESSAGE,
+}
+
+
 def check_env_value(value: str) -> str:
-    if len(value) > ENV_VALUE_MAX:
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_VALUE, f"value must be at most {ENV_VALUE_MAX} characters"
-        )
-    if _CONTROL.search(value):
-        raise GrammarError(
-            ErrorCode.INVALID_ENV_VALUE,
-            "value must not contain newlines, line separators or other control characters",
-        )
-    if _BIDI_CONTROL.search(value):
-        raise GrammarError(ErrorCode.INVALID_ENV_VALUE, _BIDI_MESSAGE)
+    refusal = one_line_refusal(value, ENV_VALUE_MAX)
+    if refusal is not None:
+        raise GrammarError(ErrorCode.INVALID_ENV_VALUE, _ENV_VALUE_REFUSALS[refusal])
     return value
 
 
@@ -190,9 +192,7 @@ def body_size_bytes(value: str) -> int:
     return size
 
 
-def check_body_size(value: str) -> str:
-    body_size_bytes(value)
-    return value
+check_body_size = value_once_parsed(body_size_bytes)
 
 
 def check_cpu_quota(value: str) -> str:
@@ -263,9 +263,7 @@ def sleep_seconds(value: str) -> int:
     return seconds
 
 
-def check_sleep_after(value: str) -> str:
-    sleep_seconds(value)
-    return value
+check_sleep_after = value_once_parsed(sleep_seconds)
 
 
 def check_origin(value: str) -> str:

@@ -150,9 +150,7 @@ Origin = Annotated[
 ]
 
 
-def _memory(value: str) -> str:
-    grammar.memory_limit_bytes(value)
-    return value
+_memory = grammar.value_once_parsed(grammar.memory_limit_bytes)
 
 
 # The pattern checked is the grammar's; the one stated also holds the bounds its check adds.

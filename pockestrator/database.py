@@ -86,7 +86,13 @@ class StoreDatabase(Protocol):
     def schema_version(self) -> int: ...
 
     def json_text(self, column: str, key: str) -> str:
-        """SQL for the text of top-level ``key`` of the JSON document in ``column``."""
+        """SQL for the text of ``key`` (dotted for a nested one: ``backups.schedule``) of
+        the JSON document in ``column``; NULL where it is absent or JSON ``null``."""
+        ...
+
+    def lock_rows(self, table: str) -> str:
+        """SQL ending a ``SELECT`` that locks its rows of ``table`` for this write and
+        skips those another writer holds (nothing in SQLite's file: one writer at all)."""
         ...
 
     def server_time(self, connection: Connection) -> datetime | None:
@@ -216,6 +222,9 @@ class Database:
 
     def json_text(self, column: str, key: str) -> str:
         return f"json_extract({column}, '$.{key}')"
+
+    def lock_rows(self, table: str) -> str:
+        return ""
 
     def server_time(self, connection: Connection) -> datetime | None:
         """None: one host's store has no clock but the agent's (the store's ``Clock``)."""

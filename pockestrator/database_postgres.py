@@ -27,7 +27,6 @@ from a root-only file and given to libpq apart, so a DSN shown or logged reveals
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -53,6 +52,7 @@ from pockestrator.database import (
     StoreDatabase,
     StoreUnusable,
 )
+from pockestrator.files import SecretNotPrivate, SecretUnreadable, read_private_file
 from pockestrator.migrations import MIGRATIONS, postgresql_script
 
 # Where the triggers of migration 10 tell the agents of a change: "<node> <service>".
@@ -260,7 +260,11 @@ class PostgresDatabase:
         return int(rows[0][0]) if rows else 0
 
     def json_text(self, column: str, key: str) -> str:
-        return f"(({column})::json ->> '{key}')"
+        path = ",".join(key.split("."))
+        return f"(({column})::json #>> '{{{path}}}')"
+
+    def lock_rows(self, table: str) -> str:
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
 
     def server_time(self, connection: Connection) -> datetime:
         return connection.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[no-any-return]
@@ -319,20 +323,15 @@ class PostgresDatabase:
 def read_password_file(path: Path) -> str:
     """The store's password from a file only its owner, the agent's user, can read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise StoreUnusable(f"store.password_file: {path} cannot be read: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            raise StoreUnusable(
-                f"store.password_file: {path} must be the agent's own (root's) with mode 0600 "
-                "or stricter; nobody else may read the store's password"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as reader:
-            return reader.read(4096).decode("utf-8", "replace").strip()
-    finally:
-        os.close(fd)
+        raw = read_private_file(path)
+    except SecretUnreadable as exc:
+        raise StoreUnusable(f"store.password_file: {path} cannot be read: {exc}") from None
+    except SecretNotPrivate:
+        raise StoreUnusable(
+            f"store.password_file: {path} must be the agent's own (root's) with mode 0600 "
+            "or stricter; nobody else may read the store's password"
+        ) from None
+    return raw.decode("utf-8", "replace").strip()
 
 
 def open_store_database(config: AgentConfig) -> StoreDatabase:

@@ -7,7 +7,8 @@ fsynced; a writer killed before the rename leaves the temporary file, which
 the identity used for drift detection (``systemd_config_hash``, ``caddy_config_hash``);
 the API shows a 12-hex prefix.
 
-A base module: the controllers, the agent and the CLI (its token file) write through it.
+A base module: the controllers, the agent and the CLI (its token file) write through it;
+``read_private_file`` reads the secrets an operator keeps in root-only files.
 Neighbours in ``controllers``: ``hashed_copy`` (copying a binary while hashing it),
 ``stamped_paths`` (unique timestamped names for archives and backups).
 """
@@ -19,7 +20,6 @@ import fnmatch
 import hashlib
 import os
 import re
-import stat
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -112,25 +112,30 @@ def remove_file(path: Path) -> bool:
     return True
 
 
-class PrivateFileError(OSError):
-    """A secret's file that cannot be read, or that someone besides its owner could."""
+SECRET_READ_MAX = 4096
 
 
-def read_private_file(path: Path, limit: int = 4096) -> bytes:
-    """At most ``limit`` bytes of ``path``, a file of this process's user (root's) that
-    nobody else may read or write (mode 0600 or stricter); a link is not followed."""
+class SecretUnreadable(Exception):
+    """A secret's file cannot be opened; the message is the system's reason."""
+
+
+class SecretNotPrivate(Exception):
+    """A secret's file is not the agent's user's own with mode 0600 or stricter."""
+
+
+def read_private_file(path: Path) -> bytes:
+    """The first 4 KiB of a secret's file, which must be the agent's user's own and readable
+    or writable by nobody else (a link is not followed): another user who could read it
+    has the secret, one who could write it chooses it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise PrivateFileError(f"{path} cannot be read: {exc.strerror}") from None
+        raise SecretUnreadable(str(exc.strerror)) from None
     try:
         info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
-            raise PrivateFileError(
-                f"{path} must be a file of the agent's own user (root's) with mode 0600 or "
-                "stricter: nobody else may read it"
-            )
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise SecretNotPrivate(str(path))
         with os.fdopen(fd, "rb", closefd=False) as reader:
-            return reader.read(limit)
+            return reader.read(SECRET_READ_MAX)
     finally:
         os.close(fd)

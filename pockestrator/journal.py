@@ -51,6 +51,7 @@ _CURSOR = re.compile(r"[A-Za-z0-9=;_-]{1,512}", re.ASCII)
 # A cgroup path as systemd names them (it becomes one argument, never more).
 _CGROUP = re.compile(r"(/[A-Za-z0-9_.@:-]+)*", re.ASCII)
 CGROUP_MAX = 1024
+_AGENT_UNIT = re.compile(r"pockestrator-[a-z0-9-]{1,120}\.service", re.ASCII)
 # Where a manager puts services that name no Slice= (rendered units name none).
 DEFAULT_SLICE = {"system": "system.slice", "user": "app.slice"}
 
@@ -120,19 +121,25 @@ class JournalQuery:
     until: datetime | None = None
     after_cursor: str | None = None
     follow: bool = False
+    # Another of the agent's units of this service (its replica's) instead of the instance's.
+    unit: str | None = None
 
 
 def syslog_identifier(project_name: str) -> str:
     return f"{project_name}-pocketbase"
 
 
-def journal_matches(project_name: str, scope: UnitScope) -> list[str]:
+def journal_matches(project_name: str, scope: UnitScope, unit: str | None = None) -> list[str]:
     """The match terms for one service, joined with ``+`` (OR) as journalctl expects.
 
     Only trusted fields (set by journald, never by the writer) are matched; see the module.
+    ``unit`` is one of the agent's own units of the service (a name the agent made).
     """
     name = check_project_name(project_name)
-    unit = unit_name(name)
+    if unit is None:
+        unit = unit_name(name)
+    elif not _AGENT_UNIT.fullmatch(unit) or name not in unit:
+        raise ValueError(f"{unit[:80]!r} is not a unit of {name}")
     terms: list[list[str]] = []
     if scope.manager == "system":
         terms.append([f"_SYSTEMD_UNIT={unit}"])
@@ -184,7 +191,7 @@ def journalctl_arguments(
         arguments.append(f"--after-cursor={query.after_cursor}")
     if query.follow:
         arguments.append("--follow")
-    arguments.extend(journal_matches(query.project_name, scope))
+    arguments.extend(journal_matches(query.project_name, scope, query.unit))
     return arguments
 
 

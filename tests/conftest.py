@@ -1,4 +1,5 @@
-"""Fixtures shared by every suite: the test bed (real systemd, journald, Caddy, PocketBase).
+"""Fixtures shared by every suite: the test bed (real systemd, journald, Caddy, PocketBase),
+and a client of its agent's API (``api``).
 
 Tests that use the test bed (the ``sandbox`` or ``testbed_base`` fixtures; they get the
 ``testbed`` mark) need root and ``unshare``; where the machine cannot host a test bed
@@ -25,9 +26,10 @@ from hypothesis import HealthCheck, settings
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
+from tests.testbed.api_client import Api, api_for
 from tests.testbed.mirror import (
     OLDER_VERSION,
     ReleaseMirror,
@@ -131,6 +133,22 @@ def pocketbase_versions() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def newer(pocketbase_versions: tuple[str, str]) -> str:
+    return pocketbase_versions[1]
+
+
+@pytest.fixture(scope="session")
+def older(pocketbase_versions: tuple[str, str]) -> str:
+    return pocketbase_versions[0]
+
+
+@pytest.fixture(scope="session")
+def version(newer: str) -> str:
+    """The version a test runs when which one does not matter: the newer."""
+    return newer
+
+
+@pytest.fixture(scope="session")
 async def release_mirror(pocketbase_versions: tuple[str, str]) -> AsyncIterator[ReleaseMirror]:
     mirror = ReleaseMirror()
     for version in pocketbase_versions:
@@ -159,11 +177,8 @@ async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
 @pytest.fixture(scope="module")
 async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
     """An agent configuration for the module's sandbox, with releases from the mirror."""
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         health_failures_before_restart=2,
         upgrade_health_deadline=8.0,
@@ -179,6 +194,13 @@ async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def api(agent: Agent) -> AsyncIterator[Api]:
+    """A client of the module's agent's API, with a token of its own."""
+    async with api_for(agent) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

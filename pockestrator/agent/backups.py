@@ -39,9 +39,12 @@ from pockestrator.agent.backup_plan import (
 )
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.replica_errors import CHECK_SECONDS, ReplicaErrors, error_report
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
+from pockestrator.controllers.snapshots.encryption import read_root_only
+from pockestrator.controllers.snapshots.litestream import unit_name as replica_unit
 from pockestrator.controllers.systemd.bus import SystemdError
 from pockestrator.specs.grammar import LOCAL_TARGET, version_key
 from pockestrator.specs.model import unit_name
@@ -75,6 +78,8 @@ class BackupRunner:
         self.wake: Callable[[str], None] | None = None
         # Told before a restore starts a service's unit: a sleeping one's port is given back.
         self.starting: Callable[[str], object] = lambda _name: None
+        # Litestream's errors from its journal (the agent sets it; None: not watched).
+        self.replica_errors: ReplicaErrors | None = None
 
     async def run(self, record: ServiceRecord, *, has_data: bool) -> float | None:
         """Do what is due for ``record``; seconds until something else will be."""
@@ -96,9 +101,36 @@ class BackupRunner:
         )
         for step in plan.steps:
             await self._do(record, step)
-        if plan.look_again_at is None:
-            return None
-        return max(0.0, (plan.look_again_at - self.clock.now()).total_seconds())
+        later = (
+            None
+            if plan.look_again_at is None
+            else max(0.0, (plan.look_again_at - self.clock.now()).total_seconds())
+        )
+        replicating = [step for step in plan.steps if isinstance(step, Replicate)]
+        if not replicating or self.replica_errors is None:
+            if self.replica_errors is not None:
+                self.replica_errors.forget(name)
+            return later
+        await self._report_replica_errors(name, replicating[0].policy.target)
+        return CHECK_SECONDS if later is None else min(later, CHECK_SECONDS)
+
+    async def _report_replica_errors(self, name: str, target: str) -> None:
+        """Litestream's errors since the last look, as one ``replication_failed`` event."""
+        assert self.replica_errors is not None
+        errors = await self.replica_errors.new_errors(name, replica_unit(name), self.clock.now())
+        if not errors:
+            return
+        secret = None
+        settings = self._config().backup_targets.get(target)
+        if settings is not None:
+            try:
+                key = read_root_only(settings.secret_access_key_file, "secret access key")
+                secret = key.decode("utf-8", "replace").strip()
+            except Exception:  # unreadable now: Litestream's text goes out cut short only
+                secret = None
+        message, details = error_report(errors, secret)
+        log.warning("replication failing", service=name, errors=len(errors))
+        self.store.add_event(name, "replication_failed", message, {**details, "target": target})
 
     async def _do(self, record: ServiceRecord, step: BackupStep) -> None:
         name = record.name

@@ -39,6 +39,7 @@ from pockestrator.agent.key_sources import KeySources
 from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.notify import Notifier
 from pockestrator.agent.reconciler import Reconciler
+from pockestrator.agent.replica_errors import ReplicaErrors
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.agent.webhooks import WebhookDispatcher
 from pockestrator.agent.workqueue import WorkQueue
@@ -61,6 +62,7 @@ from pockestrator.database_postgres import (
     open_store_database,
 )
 from pockestrator.files import remove_temporary_files
+from pockestrator.journal import JournalReader
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
@@ -212,6 +214,9 @@ class Agent(KeySources):
             self.metrics,
         )
         self.reconciler.wake = self.enqueue
+        self.reconciler.backups.replica_errors = ReplicaErrors(
+            JournalReader(self.config.journal_dir, self.host.journal_scope)
+        )
         self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
         self.fleet_routing = FleetRouting(config, self.store, self.sites)

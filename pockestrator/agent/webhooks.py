@@ -8,9 +8,11 @@ timeout, so a slow receiver holds a slot, never a reconcile (the reconciler only
 the event).
 
 Each row is claimed in the store before it is sent (``Outbox.claim_due``) and marked after
-the answer (``Outbox.finish``); at start the rows a killed agent left claimed are released.
-So an event is sent again only when no answer was recorded for it: a receiver that answered
-2xx to an agent killed before the mark gets it once more, with the same ``Idempotency-Key``.
+the answer (``Outbox.finish``); at start on one host the rows a killed agent left claimed
+are released; in a fleet, where the agents share the outbox and another may be sending a
+row, a claim older than a request may take lapses instead (``claim_lapse``). So an event is
+sent again only when no answer was recorded for it: a receiver that answered 2xx to an
+agent killed before the mark gets it once more, with the same ``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ ERROR_TEXT_MAX = 300
 MIN_SLEEP = 0.05
 # Finished deliveries and their attempts are kept this long, and pruned every so many.
 KEEP_DELIVERIES = timedelta(days=7)
+# A claim lapses this long after a sender's request would have timed out: by then its
+# sender has recorded the answer, or it is gone (killed, or its host lost).
+CLAIM_MARGIN = timedelta(seconds=30)
 PRUNE_EVERY = 500
 
 
@@ -101,6 +106,10 @@ class WebhookDispatcher:
             config.webhook_retry_base, config.webhook_retry_cap, config.webhook_max_attempts
         )
 
+    def claim_lapse(self) -> timedelta:
+        """How long a claimed row is left to its sender before it is due again."""
+        return timedelta(seconds=self.config().webhook_timeout) + CLAIM_MARGIN
+
     async def run(self) -> None:
         # Its own session: no cookie jar (nothing a receiver sets is sent anywhere, nor
         # what an instance's probe answer set), and its connections apart from the probes'.
@@ -112,7 +121,7 @@ class WebhookDispatcher:
         self._loop = asyncio.get_running_loop()
         stop_listening = self.store.listen_events(self.wake)
         self.store.prune_deliveries(self.clock.now() - KEEP_DELIVERIES)
-        released = self.store.release_claims()
+        released = 0 if self.store.shared else self.store.release_claims()
         if released:
             log.warning("deliveries an earlier agent left unfinished are due again", rows=released)
         try:
@@ -120,7 +129,8 @@ class WebhookDispatcher:
                 self._wakeup.clear()
                 free = self.config().webhook_concurrency - len(self._inflight)
                 if free > 0:
-                    for claimed in self.store.claim_due(free):
+                    lapsed_before = self.clock.now() - self.claim_lapse()
+                    for claimed in self.store.claim_due(free, lapsed_before):
                         task = asyncio.create_task(self._deliver(claimed))
                         self._inflight.add(task)
                         task.add_done_callback(self._done)
@@ -139,7 +149,7 @@ class WebhookDispatcher:
         """Until woken, or (with a free slot) until the soonest pending row is due."""
         timeout = None
         if may_claim:
-            due = self.store.next_due_at()
+            due = self.store.next_due_at(self.claim_lapse())
             if due is not None:
                 # A floor, so that a row due but not claimable can never make this spin.
                 timeout = max(MIN_SLEEP, (due - self.clock.now()).total_seconds())

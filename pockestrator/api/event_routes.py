@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from pockestrator.api import sse
-from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
+from pockestrator.api.errors import Problem, not_found, validation_failed
 from pockestrator.api.event_feed import EventFeed
 from pockestrator.api.inputs import parse_query, read_json, validate_model
 from pockestrator.api.models.events import (
@@ -36,7 +36,7 @@ from pockestrator.api.models.events import (
 )
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
-from pockestrator.api.streams import StreamsFull
+from pockestrator.api.streams import StreamsFull, too_many_streams
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import WEBHOOK_ID
 from pockestrator.specs.store import NO_SERVICE, Event, Store, Webhook
@@ -46,7 +46,6 @@ log = structlog.get_logger("pockestrator.api")
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
 KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 3000
-RETRY_AFTER_SECONDS = 5
 # Events read from the store per round of a stream (a resume far back takes several).
 STREAM_BATCH = 200
 LAST_EVENT_ID_DIGITS = 18
@@ -84,12 +83,7 @@ async def follow_events(request: web.Request, service: str | None) -> web.Stream
         with feed.subscription() as wakeup:
             return await _send_events(request, feed, wakeup, service, after)
     except StreamsFull:
-        raise ApiError(
-            503,
-            ErrorCode.TOO_MANY_STREAMS,
-            f"At most {feed.limit} event streams at once; try again later",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise too_many_streams(feed.limit, "event streams") from None
 
 
 async def _send_events(

@@ -25,7 +25,7 @@ from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.owner_calls import OWNER_CALLS
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.streams import StreamsFull
+from pockestrator.api.streams import StreamsFull, too_many_streams
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -41,7 +41,6 @@ from pockestrator.specs.store import ServiceRecord
 
 KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 3000
-RETRY_AFTER_SECONDS = 5
 
 
 def parse_since(text: str) -> datetime:
@@ -168,24 +167,13 @@ async def _stream(request: web.Request, query: JournalQuery) -> web.StreamRespon
                 slot.attach(follower)
                 return await _send_events(request, follower)
     except StreamsFull:
-        raise ApiError(
-            503,
-            ErrorCode.TOO_MANY_STREAMS,
-            f"At most {streams.limit} log streams at once; try again later",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise too_many_streams(streams.limit, "log streams") from None
     except JournalError as exc:  # only journalctl's start can raise it
         raise _journal_failure(exc) from None
 
 
 async def _send_events(request: web.Request, follower: LogFollower) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache, no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
+    response = web.StreamResponse(headers=sse.HEADERS)
     await response.prepare(request)
     # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
     # the client goes (the handler is cancelled, or a write fails) or journalctl does.

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pockestrator.files import PrivateFileError, read_private_file
+from pockestrator.files import SecretNotPrivate, SecretUnreadable, read_private_file
 
 NODE_HEADER = "X-Pockestrator-Node"
 TIME_HEADER = "X-Pockestrator-Node-Time"
@@ -54,8 +54,13 @@ def read_fleet_secret(path: Path) -> bytes:
     """The secret of ``path`` (root's, 0600), surrounding white space dropped."""
     try:
         secret = read_private_file(path).strip()
-    except PrivateFileError as exc:
-        raise FleetSecretUnusable(f"fleet_secret_file: {exc}") from None
+    except SecretUnreadable as exc:
+        raise FleetSecretUnusable(f"fleet_secret_file: {path} cannot be read: {exc}") from None
+    except SecretNotPrivate:
+        raise FleetSecretUnusable(
+            f"fleet_secret_file: {path} must be the agent's own (root's) with mode 0600 or "
+            "stricter: nobody else may read it"
+        ) from None
     if len(secret) < SECRET_MIN_BYTES:
         raise FleetSecretUnusable(
             f"fleet_secret_file: {path} holds {len(secret)} bytes; at least "

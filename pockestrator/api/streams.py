@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from pockestrator.api.errors import ApiError
+from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store.changes import Waiter
+
+# How long a client refused for want of a slot is asked to wait (Retry-After).
+RETRY_AFTER_SECONDS = 5
 
 
 class Follower(Protocol):
@@ -27,6 +32,16 @@ class Follower(Protocol):
 
 class StreamsFull(Exception):
     """Every slot is taken (or the API is shutting down)."""
+
+
+def too_many_streams(limit: int, what: str) -> ApiError:
+    """The 503 of a stream refused for want of a slot: ``what`` names its kind (plural)."""
+    return ApiError(
+        503,
+        ErrorCode.TOO_MANY_STREAMS,
+        f"At most {limit} {what} at once; try again later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 class LogStreams:

@@ -19,12 +19,13 @@ came from), ``ApiError`` (status, code, and every field problem on its own line)
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -302,6 +303,24 @@ class ApiClient:
             "POCKESTRATOR_URL at a running agent"
         )
 
+    @contextlib.contextmanager
+    def _reaching(self, timeout: float | None) -> Iterator[None]:
+        """A request that cannot reach the agent (no route, refused, silent for ``timeout``
+        seconds when given) raises ``AgentUnreachable`` saying where the address came
+        from; an HTTP error status is the caller's to handle inside."""
+        try:
+            yield
+        except urllib.error.HTTPError:
+            raise
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason) from None
+        except TimeoutError as exc:
+            if timeout is None:
+                raise self._unreachable(exc) from None
+            raise self._unreachable(f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+
     def _error(self, status: int, raw: bytes) -> ClientError:
         body = _decode(raw)
         if not isinstance(body, Mapping) or "code" not in body:
@@ -331,22 +350,17 @@ class ApiClient:
         ``accept`` (e.g. 503 of ``/system/health``, whose body is a report); the rest raise.
         ``upload`` is a body that is not JSON: its bytes and media type (an app's tar.gz)."""
         request = self._request(method, self.url(path, query), body, upload=upload)
-        try:
-            with self._opener.open(request, timeout=timeout or self.timeout) as response:
-                status, raw = response.status, response.read()
-                self._note_version(response.headers)
-        except urllib.error.HTTPError as exc:
-            self._note_version(exc.headers)
-            raw = _error_body(exc)
-            if exc.code not in accept:
-                raise self._error(exc.code, raw) from None
-            status = exc.code
-        except urllib.error.URLError as exc:
-            raise self._unreachable(exc.reason) from None
-        except TimeoutError:
-            raise self._unreachable(f"no answer within {timeout or self.timeout:g} s") from None
-        except OSError as exc:
-            raise self._unreachable(exc) from None
+        with self._reaching(timeout or self.timeout):
+            try:
+                with self._opener.open(request, timeout=timeout or self.timeout) as response:
+                    status, raw = response.status, response.read()
+                    self._note_version(response.headers)
+            except urllib.error.HTTPError as exc:
+                self._note_version(exc.headers)
+                raw = _error_body(exc)
+                if exc.code not in accept:
+                    raise self._error(exc.code, raw) from None
+                status = exc.code
         decoded = _decode(raw)
         if decoded is None:
             raise BadAnswer(
@@ -368,19 +382,14 @@ class ApiClient:
         request = self._request("POST", self.url(path, query), None, {"Content-Type": content_type})
         size = file.stat().st_size
         request.add_header("Content-Length", str(size))
-        try:
-            with file.open("rb") as body:
-                request.data = body
-                with self._opener.open(request, timeout=timeout or self.timeout) as response:
-                    status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            raise self._error(exc.code, _error_body(exc)) from None
-        except urllib.error.URLError as exc:
-            raise self._unreachable(exc.reason) from None
-        except TimeoutError:
-            raise self._unreachable(f"no answer within {timeout or self.timeout:g} s") from None
-        except OSError as exc:
-            raise self._unreachable(exc) from None
+        with self._reaching(timeout or self.timeout):
+            try:
+                with file.open("rb") as body:
+                    request.data = body
+                    with self._opener.open(request, timeout=timeout or self.timeout) as response:
+                        status, raw = response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                raise self._error(exc.code, _error_body(exc)) from None
         decoded = _decode(raw)
         if decoded is None:
             raise BadAnswer(f"{self.endpoint.url} answered {status} with something not JSON")
@@ -402,15 +411,11 @@ class ApiClient:
         if last_event_id is not None:
             extra["Last-Event-ID"] = last_event_id
         request = self._request("GET", self.url(path, query), None, extra)
-        try:
-            response = self._opener.open(request, timeout=STREAM_READ_TIMEOUT)
-        except urllib.error.HTTPError as exc:
-            raw = _error_body(exc)
-            raise self._error(exc.code, raw) from None
-        except urllib.error.URLError as exc:
-            raise self._unreachable(exc.reason) from None
-        except (TimeoutError, OSError) as exc:
-            raise self._unreachable(exc) from None
+        with self._reaching(None):
+            try:
+                response = self._opener.open(request, timeout=STREAM_READ_TIMEOUT)
+            except urllib.error.HTTPError as exc:
+                raise self._error(exc.code, _error_body(exc)) from None
         parser = SseParser()
         with response:
             while True:

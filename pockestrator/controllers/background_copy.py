@@ -22,45 +22,90 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import BinaryIO, cast
 
 CHUNK = 1024 * 1024
-WRITEBACK_CHUNK = 4 * 1024 * 1024
+WRITEBACK_CHUNK = 1024 * 1024
+RELEASE_CHUNK = 8 * 1024 * 1024
 BACKGROUND_NICE = 19
+# ioprio_set(2) by architecture (Python's os has no wrapper); the idle class, level 0.
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i686": 289, "armv7l": 314, "riscv64": 30}
+_IOPRIO_WHO_PROCESS = 1
+IOPRIO_IDLE = 3 << 13
 
 
-def copy_hashed(reader: BinaryIO, writer: BinaryIO) -> tuple[int, str]:
+def copy_hashed(reader: BinaryIO, writer: BinaryIO, *, release: bool = False) -> tuple[int, str]:
     """Copy ``reader`` to ``writer``; the size and SHA-256 of what was copied.
 
+    With ``release``, what was read of ``reader`` (a scratch file) is freed as the copy
+    goes (``_release``), ``RELEASE_CHUNK`` at a time.
+
     One pass: the bytes are hashed as they go by, not read again. The written file goes
-    out to the disk as it is copied, at most two ``WRITEBACK_CHUNK`` in flight: each chunk
-    is handed to writeback at once (``sync_file_range``, which commits no journal), and
-    the copy waits for the one before it. So the snapshot never piles up hundreds of
-    megabytes for the final fsync to flush at once (that flush, and the journal commit it
-    forced, held the instance's WAL writes back), and never fills the disk's queue ahead
-    of the instance's own writes either. Where ``sync_file_range`` is missing, advice
-    (``POSIX_FADV_DONTNEED``) starts the writeback without the wait.
+    out to the disk as it is copied, at most two ``WRITEBACK_CHUNK`` (1 MiB) in flight:
+    each chunk is handed to writeback at once (``sync_file_range``, which commits no
+    journal), and the copy waits for the one before it. So the snapshot never piles up
+    hundreds of megabytes for the final fsync to flush at once (that flush, and the
+    journal commit it forced, held the instance's WAL writes back), and never puts more
+    than a couple of megabytes in the disk's queue ahead of an instance's checkpoint
+    fsync. What is on the disk is then dropped from the page cache (``DONTNEED`` on a
+    clean range costs no IO), so a 500 MB snapshot does not push the instance's own
+    pages out. The reader's pages are left alone: the staged copy is scratch that was
+    never written back, and advice on dirty pages would write it all to the disk.
+    Where ``sync_file_range`` is missing, advice starts the writeback without the wait.
     """
     digest = hashlib.sha256()
-    size = flushed = previous = 0
+    size = flushed = previous = released = 0
     writer_fd = writer.fileno()
     while chunk := reader.read(CHUNK):
         digest.update(chunk)
         writer.write(chunk)
         size += len(chunk)
+        if release and size - released >= RELEASE_CHUNK:
+            _release(reader.fileno(), released, size - released)
+            released = size
         if size - flushed >= WRITEBACK_CHUNK:
             writer.flush()
             _write_back(writer_fd, flushed, size - flushed, wait=False)
             if flushed > previous:
                 _write_back(writer_fd, previous, flushed - previous, wait=True)
+                _drop_cached(writer_fd, previous, flushed - previous)
             previous, flushed = flushed, size
     writer.flush()
     return size, digest.hexdigest()
+
+
+def _release(fd: int, offset: int, length: int) -> None:
+    """Punch a hole where the scratch copy was read (errors ignored: it is only memory).
+
+    The staged copy is written with no fsync and never meant to reach the disk: its pages
+    stay dirty, hundreds of megabytes of them until the stage is removed after the commit.
+    Dirty pages are what the kernel's writeback thresholds count, across the host; past
+    them the flusher writes the scratch out and writers (the instance's WAL appends among
+    them) are throttled. A hole drops those pages at once, with no IO."""
+    if _FALLOCATE is None:
+        return
+    _FALLOCATE(fd, _FALLOC_FL_KEEP_SIZE | _FALLOC_FL_PUNCH_HOLE, offset, length)
+
+
+def releasable(fd: int) -> bool:
+    """True when holes may be punched in ``fd``: open for writing, a regular file with one
+    name (a hard link planted in the stage would make the hole another file's too)."""
+    info = os.fstat(fd)
+    mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and mode == os.O_RDWR
+
+
+def _drop_cached(fd: int, offset: int, length: int) -> None:
+    """Drop a range already on the disk from the page cache (advice: errors ignored)."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _write_back(fd: int, offset: int, length: int, *, wait: bool) -> None:
@@ -85,19 +130,47 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return cast(Callable[[int, int, int, int], int], function)
 
 
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``fallocate`` (Linux), for its hole punching, which ``os`` does not offer."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "fallocate64", None)
+    if function is None:
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
 _SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4
 _SYNC_FILE_RANGE = _sync_file_range()
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
+_FALLOCATE = _fallocate()
 
 
 def lower_priority() -> None:
-    """This process (and, under autogroup, its session's group) at the lowest priority."""
+    """This process (and, under autogroup, its session's group) at the lowest priority,
+    for the CPU and for the disk (the idle IO class: where the scheduler honours it, an
+    instance's checkpoint fsync is served before any of the copy's writeback)."""
     with contextlib.suppress(OSError):
         os.nice(BACKGROUND_NICE)
+    idle_io()
     try:
         with open("/proc/self/autogroup", "w") as group:
             group.write(str(BACKGROUND_NICE))
     except OSError:
         pass  # no autogroup here (or asked again too soon): the nice value is what applies
+
+
+def idle_io() -> bool:
+    """This process in the idle IO class; False where the kernel or architecture says no.
+
+    Idle is safe here and only here: the copy holds no read transaction on the instance's
+    database (the box's online backup is over), so a copy slowed by the disk being busy
+    delays the snapshot, never a checkpoint of the instance."""
+    number = _IOPRIO_SET.get(os.uname().machine)
+    if number is None:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.syscall(number, _IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE) == 0)
 
 
 def main(argv: list[str]) -> int:
@@ -108,7 +181,7 @@ def main(argv: list[str]) -> int:
             os.fdopen(reader_fd, "rb", closefd=False) as reader,
             os.fdopen(writer_fd, "wb", closefd=False) as writer,
         ):
-            size, digest = copy_hashed(reader, writer)
+            size, digest = copy_hashed(reader, writer, release=releasable(reader_fd))
     except OSError as exc:  # the caller maps errno (a full disk) to its own message
         print(json.dumps({"errno": exc.errno, "error": exc.strerror or str(exc)}))
         return 1

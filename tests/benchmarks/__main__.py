@@ -19,7 +19,13 @@ def main() -> None:
     parser.add_argument("--scrape-services", type=int, default=500)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument(
-        "--only", choices=["all", "deploy", "restarts", "scrape", "watch"], default="all"
+        "--only", choices=["all", "deploy", "restarts", "scrape", "watch", "fleet"], default="all"
+    )
+    parser.add_argument(
+        "--fleet-services",
+        type=int,
+        default=100,
+        help="idle services per node of the three-node fleet (0: no fleet figures)",
     )
     parser.add_argument(
         "--large",
@@ -31,7 +37,8 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, a scrape of 50, 10 changes",
+        help="3 runs, burst 10, idle 5 s, 3 restarts, 1 upgrade, a scrape of 50, 10 changes, "
+        "a fleet of 3 x 5",
     )
     parser.add_argument("--output", type=Path, default=Path("test-artifacts/benchmarks.json"))
     args = parser.parse_args()
@@ -39,6 +46,7 @@ def main() -> None:
         args.runs, args.burst, args.idle, args.restarts, args.upgrades = 3, 10, 5.0, 3, 1
         args.scrape_services = 50
         args.changes = 10
+        args.fleet_services = 5
     report = asyncio.run(
         run(
             args.runs,
@@ -50,6 +58,7 @@ def main() -> None:
             only=args.only,
             changes=args.changes,
             large=tuple(args.large),
+            fleet_services=args.fleet_services,
         )
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

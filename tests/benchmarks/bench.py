@@ -24,7 +24,9 @@ Figures (the issue's targets in brackets):
 - one ``/metrics`` scrape of 500 services: the agent's CPU, against the library's own
   cost of printing as many samples [<= 50 ms] (``scrape``: what is real and what is not).
 - a change heard by the last of 1 and 32 open watches, against the write's own answer
-  [within 100 ms] (``watches``).
+  [within 100 ms] (``watches``);
+- a fleet on PostgreSQL: spec -> serving on a remote node against one host's, and 3 nodes
+  x N idle services, each agent's CPU and the server's connections (``fleet``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from pockestrator.controllers.caddy import SiteSettings, render_site
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import UnitSettings, render_unit
 from pockestrator.controllers.systemd.bus import SystemdError
-from pockestrator.specs.model import parse_spec
+from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.benchmarks.restarts import RestartFigures
 from tests.benchmarks.restarts import describe as describe_restarts
 from tests.benchmarks.restarts import measure as restarts_and_upgrades
@@ -148,13 +150,9 @@ def spec_text(name: str, port: int, version: str) -> str:
 # -- the unit floor: PocketBase units alone ----------------------------------------------
 
 
-class UnitFloor:
-    """PocketBase units started over D-Bus until ``/api/health`` answers on loopback.
-
-    The units are rendered as the agent renders them (the same box) and loaded by a
-    daemon-reload before the clock starts: what is timed is systemd starting the units
-    and PocketBase booting on a fresh ``pb_data``, nothing else.
-    """
+class _FloorHost:
+    """What both floors lay out as the agent would: the sandbox's configuration, the cached
+    binary, and for each service its folder (owned by ``nobody``) and its unit file."""
 
     def __init__(self, sandbox: Sandbox, version: str) -> None:
         self.sandbox = sandbox
@@ -164,23 +162,38 @@ class UnitFloor:
         self.binary = self.config.release_cache_dir / version / "pocketbase"
         self.version = version
 
-    async def boot(self, names: list[str], session: aiohttp.ClientSession) -> float:
-        bus = self.sandbox.bus
-        assert bus is not None
-        specs = [
+    def specs(self, names: list[str]) -> list[ServiceSpec]:
+        return [
             parse_spec(
                 {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
                 "localhost",
             )
             for n in names
         ]
+
+    def lay_out(self, spec: ServiceSpec) -> None:
+        directory = self.config.base_dir / spec.project_name
+        (directory / "pb_data").mkdir(parents=True)
+        os.link(self.binary, directory / "pocketbase")
+        shutil.chown(directory, "nobody", "nogroup")
+        shutil.chown(directory / "pb_data", "nobody", "nogroup")
+        (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+
+
+class UnitFloor(_FloorHost):
+    """PocketBase units started over D-Bus until ``/api/health`` answers on loopback.
+
+    The units are rendered as the agent renders them (the same box) and loaded by a
+    daemon-reload before the clock starts: what is timed is systemd starting the units
+    and PocketBase booting on a fresh ``pb_data``, nothing else.
+    """
+
+    async def boot(self, names: list[str], session: aiohttp.ClientSession) -> float:
+        bus = self.sandbox.bus
+        assert bus is not None
+        specs = self.specs(names)
         for spec in specs:
-            directory = self.config.base_dir / spec.project_name
-            (directory / "pb_data").mkdir(parents=True)
-            os.link(self.binary, directory / "pocketbase")
-            shutil.chown(directory, "nobody", "nogroup")
-            shutil.chown(directory / "pb_data", "nobody", "nogroup")
-            (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+            self.lay_out(spec)
         await bus.daemon_reload()
         started = time.perf_counter()
         await asyncio.gather(*(bus.start_unit(spec.unit_name) for spec in specs))
@@ -192,35 +205,16 @@ class UnitFloor:
 # -- the scripted floor: the same steps as the agent, no agent ---------------------------
 
 
-class Floor:
+class Floor(_FloorHost):
     """The same systemd and Caddy steps, done directly, for ``names`` at once."""
-
-    def __init__(self, sandbox: Sandbox, version: str) -> None:
-        self.sandbox = sandbox
-        self.config = sandbox.agent_config()
-        self.settings = UnitSettings.from_config(self.config)
-        seed_from_installed(self.config.release_cache_dir)
-        self.binary = self.config.release_cache_dir / version / "pocketbase"
-        self.version = version
 
     async def deploy(self, names: list[str], session: aiohttp.ClientSession) -> float:
         bus = self.sandbox.bus
         assert bus is not None
-        specs = [
-            parse_spec(
-                {"project_name": n, "port": free_port(), "pocketbase_version": self.version},
-                "localhost",
-            )
-            for n in names
-        ]
+        specs = self.specs(names)
         started = time.perf_counter()
         for spec in specs:
-            directory = self.config.base_dir / spec.project_name
-            (directory / "pb_data").mkdir(parents=True)
-            os.link(self.binary, directory / "pocketbase")
-            shutil.chown(directory, "nobody", "nogroup")
-            shutil.chown(directory / "pb_data", "nobody", "nogroup")
-            (self.config.systemd_dir / spec.unit_name).write_text(render_unit(spec, self.settings))
+            self.lay_out(spec)
             (self.config.caddy_sites_dir / f"{spec.project_name}.caddy").write_text(
                 render_site(spec, SiteSettings(tls="off"))
             )
@@ -352,10 +346,12 @@ async def run(
     only: str = "all",
     changes: int = 50,
     large: tuple[int, ...] = (),
+    fleet_services: int = 0,
 ) -> Report:
     """Every figure (``only="all"``), or those of deploys (``"deploy"``), of the steady
-    client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``) or of
-    watches (``"watch"``)."""
+    client through restarts and upgrades (``"restarts"``), of a scrape (``"scrape"``), of
+    watches (``"watch"``) or of a fleet of ``fleet_services`` per node (``"fleet"``; none
+    when 0)."""
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}", flush=True)
     if only in ("all", "deploy"):
@@ -381,7 +377,43 @@ async def run(
 
             await in_sandbox(watching)
             describe_watches(heard[-1], report.add)
+    if only in ("all", "fleet") and fleet_services:
+        # Here: the fleet's module builds on this one's helpers.
+        from tests.benchmarks.fleet import measure as measure_fleet
+
+        await measure_fleet(min(runs, 10), fleet_services, idle_seconds, report.add)
     return report
+
+
+@dataclass
+class FloorRun:
+    """One floor's figures: services brought up one at a time, then one burst per size."""
+
+    what: str  # its name in the report's notes
+    prefixes: tuple[str, str]  # of the single services' names, of the bursts'
+    single: list[float] = field(default_factory=list)
+    bursts: dict[int, float] = field(default_factory=dict)
+
+    async def measure(
+        self,
+        bring_up: Callable[[list[str], aiohttp.ClientSession], Awaitable[float]],
+        runs: int,
+        sizes: tuple[int, ...],
+        report: Report,
+    ) -> None:
+        """``runs`` single services, then a burst of each size; a burst the machine cannot
+        take is noted and ends the bursts (a larger one would not fare better)."""
+        one, many = self.prefixes
+        async with aiohttp.ClientSession() as session:
+            for index in range(runs):
+                self.single.append(await bring_up([f"{one}{index}"], session))
+            for size in sizes:
+                names = [f"{many}{size}x{index}" for index in range(size)]
+                try:
+                    self.bursts[size] = await bring_up(names, session)
+                except (TimeoutError, SystemdError) as exc:
+                    report.notes.append(f"{self.what}, burst {size}: {exc}")
+                    break
 
 
 async def run_deploys(
@@ -393,37 +425,14 @@ async def run_deploys(
         flush=True,
     )
     sizes = (burst, *large)
-    unit_single: list[float] = []
-    unit_bursts: dict[int, float] = {}
+    unit = FloorRun("unit floor", ("unit", "ub"))
+    scripted = FloorRun("scripted floor", ("floor", "fb"))
 
     async def unit_floor(sandbox: Sandbox) -> None:
-        measured = UnitFloor(sandbox, version)
-        async with aiohttp.ClientSession() as session:
-            for index in range(runs):
-                unit_single.append(await measured.boot([f"unit{index}"], session))
-            for size in sizes:
-                names = [f"ub{size}x{index}" for index in range(size)]
-                try:
-                    unit_bursts[size] = await measured.boot(names, session)
-                except (TimeoutError, SystemdError) as exc:
-                    report.notes.append(f"unit floor, burst {size}: {exc}")
-                    break
-
-    floor_single: list[float] = []
-    floor_bursts: dict[int, float] = {}
+        await unit.measure(UnitFloor(sandbox, version).boot, runs, sizes, report)
 
     async def floor(sandbox: Sandbox) -> None:
-        measured = Floor(sandbox, version)
-        async with aiohttp.ClientSession() as session:
-            for index in range(runs):
-                floor_single.append(await measured.deploy([f"floor{index}"], session))
-            for size in sizes:
-                names = [f"fb{size}x{index}" for index in range(size)]
-                try:
-                    floor_bursts[size] = await measured.deploy(names, session)
-                except (TimeoutError, SystemdError) as exc:
-                    report.notes.append(f"scripted floor, burst {size}: {exc}")
-                    break
+        await scripted.measure(Floor(sandbox, version).deploy, runs, sizes, report)
 
     agent_single: list[float] = []
     agent_bursts: dict[int, float] = {}
@@ -509,8 +518,8 @@ async def run_deploys(
     print("agent:", flush=True)
     await in_sandbox(agent)
 
-    single_unit = statistics.median(unit_single)
-    single_floor = statistics.median(floor_single)
+    single_unit = statistics.median(unit.single)
+    single_floor = statistics.median(scripted.single)
     single_agent = statistics.median(agent_single)
     report.add("single: unit floor median (s)", single_unit)
     report.add("single: floor median (s)", single_floor)
@@ -518,16 +527,16 @@ async def run_deploys(
     report.add("single: ratio agent/unit floor [<=1.5]", single_agent / single_unit)
     report.add("single: ratio agent/floor", single_agent / single_floor)
     for size in sizes:
-        if size not in unit_bursts or size not in floor_bursts or size not in agent_bursts:
+        if size not in unit.bursts or size not in scripted.bursts or size not in agent_bursts:
             print(f"  burst {size}: not measured (see notes)", flush=True)
             continue
-        report.add(f"burst {size}: unit floor (s)", unit_bursts[size])
-        report.add(f"burst {size}: floor (s)", floor_bursts[size])
+        report.add(f"burst {size}: unit floor (s)", unit.bursts[size])
+        report.add(f"burst {size}: floor (s)", scripted.bursts[size])
         report.add(f"burst {size}: agent (s)", agent_bursts[size])
         report.add(
-            f"burst {size}: ratio agent/unit floor [<=1.3]", agent_bursts[size] / unit_bursts[size]
+            f"burst {size}: ratio agent/unit floor [<=1.3]", agent_bursts[size] / unit.bursts[size]
         )
-        report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / floor_bursts[size])
+        report.add(f"burst {size}: ratio agent/floor", agent_bursts[size] / scripted.bursts[size])
         report.add(f"burst {size}: agent CPU % of one core", burst_cpu[size])
         waves = burst_waves[size]
         report.add(f"burst {size}: daemon-reloads", waves.reloads)

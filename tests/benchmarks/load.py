@@ -39,6 +39,7 @@ import aiohttp
 
 from pockestrator.agent.sandbox import free_port
 from tests.benchmarks.bench import Report, machine_description
+from tests.testbed.journal import journalctl_followers
 from tests.testbed.live_agent import LiveAgent, live_agent
 
 READS = ("list", "get", "status", "events", "logs", "healthz")
@@ -267,22 +268,6 @@ async def open_follower(client: Client, followers: Followers) -> None:
     followers.tasks.append(asyncio.create_task(follow()))
 
 
-def journalctl_followers(live: LiveAgent) -> list[int]:
-    """PIDs of the ``journalctl --follow`` processes reading this agent's journal."""
-    wanted = {"--follow", f"--directory={live.config.journal_dir}"}
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith("journalctl") and wanted <= set(argv):
-            found.append(int(proc.name))
-    return found
-
-
 def proportional_kib(pid: int) -> int:
     """A process's proportional set size (shared pages divided among their users)."""
     try:
@@ -343,13 +328,16 @@ async def follower_run(live: LiveAgent, report: Report, followers_wanted: int) -
         report.add(f"{prefix}: all answered (s)", time.perf_counter() - started)
         try:
             await asyncio.sleep(1.0)
-            pids = journalctl_followers(live)
+            pids = journalctl_followers(live.config.journal_dir)
             ticks_before = cpu_ticks([agent_pid, *pids])
             window = time.perf_counter()
             during_status = await sampled(SAMPLES, status_latency)
             during_converge = await sampled(max(3, SAMPLES // 8), converge)
             window = time.perf_counter() - window
-            ticks = cpu_ticks([agent_pid, *journalctl_followers(live)]) - ticks_before
+            ticks = (
+                cpu_ticks([agent_pid, *journalctl_followers(live.config.journal_dir)])
+                - ticks_before
+            )
             report.add(f"{prefix}: streams opened", followers.opened)
             report.add(f"{prefix}: streams refused", sum(followers.refused.values()))
             report.add(f"{prefix}: journalctl processes", len(pids))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pockestrator.agent.daemon import Agent, api_factory
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import S3Target
 from pockestrator.controllers.snapshots.litestream import AWS_ENVIRONMENT, render_config
 from pockestrator.controllers.snapshots.litestream import unit_name as replica_unit
@@ -201,11 +201,8 @@ async def service(
     await mirror.start()
     target: S3Target = s3.target()
     agent = Agent(
-        sandbox.agent_config(
-            release_source="mirror",
-            release_base_url=mirror.base_url,
-            release_index_url=mirror.index_url,
-            listen_port=free_port(),
+        mirror.agent_config(
+            sandbox,
             backup_targets={"offsite": target},
         ),
         api_factory=api_factory(),

@@ -141,12 +141,7 @@ async def measure(sandbox: Sandbox, restarts: int, upgrades: int) -> RestartFigu
     for version in (older, newer):
         mirror.add_release(version, pocketbase_binary(version))
     await mirror.start()
-    config = sandbox.agent_config(
-        listen_port=free_port(),
-        release_source="mirror",
-        release_base_url=mirror.base_url,
-        release_index_url=mirror.index_url,
-    )
+    config = mirror.agent_config(sandbox)
     unit = AgentUnit(sandbox, config, watchdog_seconds=30)
     await unit.start()
     accounts = AccountStore(config.database)

@@ -139,6 +139,12 @@ class Dashboard:
         return path
 
 
+def row(dashboard: Dashboard, name: str) -> Any:
+    """The services list's row of the service ``name`` (the row with its link)."""
+    link = dashboard.page.get_by_role("link", name=name, exact=True)
+    return dashboard.page.locator("tbody tr", has=link)
+
+
 async def assert_controls_are_labelled(page: Any) -> None:
     """Every visible input, select, textarea, button and link has an accessible name."""
     unnamed = await page.evaluate(

@@ -8,26 +8,18 @@ records are checked through PocketBase's own API.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from pockestrator.agent.daemon import Agent
 from tests.e2e.browser import Dashboard
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
 
 expect = pytest.importorskip("playwright.async_api").expect
 pytestmark = pytest.mark.e2e
 
 OPERATION_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def test_a_backup_is_taken_listed_downloaded_and_restored_after_a_plain_warning(

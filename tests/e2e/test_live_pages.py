@@ -11,16 +11,12 @@ idle page sends nothing at all.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
-from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import free_port
-from tests.e2e.browser import Dashboard
+from tests.e2e.browser import Dashboard, row
+from tests.testbed.api_client import Api, create
 
 expect = pytest.importorskip("playwright.async_api").expect
 
@@ -30,41 +26,12 @@ IDLE_SECONDS = 5.0
 UI_TIMEOUT_MS = 15_000
 
 
-class Api:
-    def __init__(self, session: aiohttp.ClientSession, root: str, token: str) -> None:
-        self.session = session
-        self.root = root
-        self.token = token
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.session.request(
-            method,
-            self.root + path,
-            data=json.dumps(body) if body is not None else None,
-            headers={
-                "Authorization": f"Bearer {self.token}",
-                **({"Content-Type": "application/json"} if body is not None else {}),
-            },
-            timeout=aiohttp.ClientTimeout(total=90),
-        ) as response:
-            return response.status, await response.json()
-
-
 @pytest.fixture(scope="module")
-async def api(agent: Agent, pocketbase_versions: tuple[str, str]) -> AsyncIterator[Api]:
-    token, _record = agent.accounts.create_token("e2e live pages")
-    root = f"http://127.0.0.1:{agent.config.listen_port}/api/pockestrator"
-    async with aiohttp.ClientSession() as session:
-        client = Api(session, root, token)
-        for name in ("live-one", "live-two"):
-            body = {
-                "project_name": name,
-                "port": free_port(),
-                "pocketbase_version": pocketbase_versions[1],
-            }
-            status, answer = await client.call("POST", "/services?wait=true", body)
-            assert status == 201, answer
-        yield client
+async def api(api: Api, newer: str) -> Api:
+    """conftest's client, once the two services every test here watches run."""
+    for name in ("live-one", "live-two"):
+        await create(api, newer, name)
+    return api
 
 
 class Requests:
@@ -79,11 +46,6 @@ class Requests:
 
     def since(self, mark: int) -> list[str]:
         return [url.split("/api/pockestrator", 1)[-1] for url in self.seen[mark:]]
-
-
-def row(dashboard: Dashboard, name: str) -> Any:
-    link = dashboard.page.get_by_role("link", name=name, exact=True)
-    return dashboard.page.locator("tbody tr", has=link)
 
 
 async def test_the_services_list_asks_nothing_while_idle_and_shows_a_change_made_elsewhere(
@@ -102,10 +64,10 @@ async def test_the_services_list_asks_nothing_while_idle_and_shows_a_change_made
     await asyncio.sleep(IDLE_SECONDS)
     assert requests.since(idle) == []
 
-    _status, two = await api.call("GET", "/services/live-two")
+    two = (await api.call("GET", "/services/live-two")).body
     changed = requests.mark()
-    status, answer = await api.call("POST", "/services/live-two/control", {"action": "stop"})
-    assert status == 200, answer
+    reply = await api.call("POST", "/services/live-two/control", {"action": "stop"})
+    assert reply.status == 200, reply.body
     badge = row(dashboard, "live-two").locator(".badge")
     await expect(badge).to_have_text("Stopped", timeout=UI_TIMEOUT_MS)
     await expect(row(dashboard, "live-one").locator(".badge")).to_have_text("Active")
@@ -115,8 +77,8 @@ async def test_the_services_list_asks_nothing_while_idle_and_shows_a_change_made
     # (and the banner's one look at the host, for the events the stop recorded)
     assert set(asked) - {"/system/health"} == {f"/services/{two['id']}/status"}, asked
     await dashboard.shot("stopped-live")
-    status, answer = await api.call("POST", "/services/live-two/control", {"action": "start"})
-    assert status == 200, answer
+    reply = await api.call("POST", "/services/live-two/control", {"action": "start"})
+    assert reply.status == 200, reply.body
     await expect(badge).to_have_text("Active", timeout=UI_TIMEOUT_MS)
 
 
@@ -134,9 +96,9 @@ async def test_a_service_page_asks_nothing_while_idle_and_shows_a_stop_made_else
     await asyncio.sleep(IDLE_SECONDS)
     assert requests.since(idle) == []
 
-    status, answer = await api.call("POST", "/services/live-one/control", {"action": "stop"})
-    assert status == 200, answer
+    reply = await api.call("POST", "/services/live-one/control", {"action": "stop"})
+    assert reply.status == 200, reply.body
     await expect(state).to_have_text("Stopped", timeout=UI_TIMEOUT_MS)
-    status, answer = await api.call("POST", "/services/live-one/control", {"action": "start"})
-    assert status == 200, answer
+    reply = await api.call("POST", "/services/live-one/control", {"action": "start"})
+    assert reply.status == 200, reply.body
     await expect(state).to_have_text("Active", timeout=UI_TIMEOUT_MS)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from tests.benchmarks.bench import BENCH_BASE, machine_description
 from tests.faults.killpoints import run_kill_points
 from tests.testbed.mirror import OLDER_VERSION, ReleaseMirror, installed_version, pocketbase_binary
@@ -45,11 +45,8 @@ async def _run(points: int, seed: int) -> dict[str, Any]:
     sandbox = Sandbox(root)
     await sandbox.start()
     try:
-        config = sandbox.agent_config(
-            release_source="mirror",
-            release_base_url=mirror.base_url,
-            release_index_url=mirror.index_url,
-            listen_port=free_port(),
+        config = mirror.agent_config(
+            sandbox,
             health_interval=1.0,
             health_failures_before_restart=2,
             upgrade_health_deadline=8.0,

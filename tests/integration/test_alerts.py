@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pockestrator.agent.daemon import Agent
 from pockestrator.config import AgentConfig, AlertRules
 from pockestrator.specs.store import Event
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import wait_until
 
 SERVICE = "alerted"
@@ -29,12 +28,6 @@ async def agent_config(agent_config: AgentConfig) -> AgentConfig:
     """Short thresholds; the cadence stays a minute, so a quick alert proves the wake."""
     rules = AlertRules(service_down_seconds=2.0, restart_loop_count=2, restart_loop_minutes=1)
     return agent_config.model_copy(update={"alerts": rules, "history_interval": 60.0})
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 def alert_events(agent: Agent, kind: str) -> list[Event]:

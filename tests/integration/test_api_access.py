@@ -42,11 +42,8 @@ ADMIN_PASSWORD = "a long and careful password"
 @pytest.fixture(scope="module")
 async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
     """The shared configuration, plus one extra Host name the API must answer to."""
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         allowed_hosts=(EXTRA_HOST,),
     )
 

@@ -5,25 +5,11 @@ every 201 says where the resource is, and lists page with a cursor and a Link he
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
-from tests.testbed.api_client import Api, api_for, create
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
+from tests.testbed.api_client import Api, create
 
 
 async def test_a_retried_create_gets_the_first_answer_with_its_password_and_one_service(

@@ -27,24 +27,9 @@ from pockestrator.api.log_routes import KEEPALIVE_SECONDS
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
-from tests.testbed.api_client import JSON_TYPE, Api, api_for, create, wait_running
+from tests.testbed.api_client import JSON_TYPE, Api, create, wait_running
+from tests.testbed.journal import journalctl_followers
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
-@pytest.fixture(scope="module")
-def older(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[0]
 
 
 @pytest.fixture(scope="module")
@@ -521,22 +506,6 @@ async def test_follow_streams_new_lines_as_server_sent_events_and_resumes_after_
     assert bad.status == 400 and bad.codes() == {"Last-Event-ID": "INVALID_VALUE"}
 
 
-def journalctl_followers(agent: Agent, lines: int) -> list[int]:
-    """PIDs of `journalctl --follow` processes reading this agent's journal with ``lines``."""
-    found = []
-    wanted = {"--follow", f"--directory={agent.config.journal_dir}", f"--lines={lines}"}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith("journalctl") and wanted <= set(argv):
-            found.append(int(proc.name))
-    return found
-
-
 async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
     api: Api, alpha: dict[str, Any], agent: Agent
 ) -> None:
@@ -555,7 +524,7 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
         ) as stream:
             await asyncio.wait_for(read_events(stream, 2), 30)
             assert app[STREAMS].open == 1
-            assert len(journalctl_followers(agent, 2)) == 1
+            assert len(journalctl_followers(agent.config.journal_dir, "--lines=2")) == 1
             started = loop.time()
             await runner.cleanup()
             await asyncio.wait_for(stream.content.read(), 5)
@@ -563,7 +532,7 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
     finally:
         await runner.cleanup()
     assert app[STREAMS].open == 0
-    assert journalctl_followers(agent, 2) == []
+    assert journalctl_followers(agent.config.journal_dir, "--lines=2") == []
 
 
 def open_streams(agent: Agent) -> int:
@@ -609,13 +578,16 @@ async def test_streams_arriving_together_never_pass_the_cap(
         assert {status for status, _body, _r in refused} == {503}
         assert {body["code"] for _status, body, _r in refused} == {"TOO_MANY_STREAMS"}
         assert all(r.headers["Retry-After"] == "5" for _status, _body, r in refused)
-        assert len(journalctl_followers(agent, 3)) <= cap
+        assert len(journalctl_followers(agent.config.journal_dir, "--lines=3")) <= cap
     finally:
         for _status, _body, response in opened:
             response.close()
 
     async def all_ended() -> bool:  # each slot is free once its journalctl has ended
-        return journalctl_followers(agent, 3) == [] and open_streams(agent) == 0
+        return (
+            journalctl_followers(agent.config.journal_dir, "--lines=3") == []
+            and open_streams(agent) == 0
+        )
 
     assert await wait_until(all_ended, 10, interval=0.05)
     status, _body, again = await open_stream(api, 3)
@@ -631,11 +603,11 @@ async def test_a_stream_ends_with_its_client_not_at_its_next_keepalive(
     status, _body, stream = await open_stream(api, 4)
     assert status == 200
     await asyncio.wait_for(read_events(stream, 1), 30)
-    assert len(journalctl_followers(agent, 4)) == 1
+    assert len(journalctl_followers(agent.config.journal_dir, "--lines=4")) == 1
     stream.close()
 
     async def ended() -> bool:
-        return journalctl_followers(agent, 4) == []
+        return journalctl_followers(agent.config.journal_dir, "--lines=4") == []
 
     assert await wait_until(ended, KEEPALIVE_SECONDS / 3, interval=0.05)
 

@@ -36,7 +36,7 @@ from pockestrator.api.server import start_api
 from pockestrator.api.service_routes import watch as watch_module
 from pockestrator.client.http import SseEvent, SseParser
 from pockestrator.config import AgentConfig
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.cli_env import clean_environment
 
 MEMBER_GROUP = "nogroup"  # nobody's primary group: nobody is a member, daemon is not
@@ -63,17 +63,6 @@ async def agent_config(agent_config: AgentConfig, socket_dir: Path) -> AgentConf
             "max_watches": MAX_WATCHES,
         }
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.clock import FakeClock
 from pockestrator.config import AgentConfig
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import wait_until
 
 START = datetime(2026, 12, 1, 2, 58, tzinfo=UTC)
@@ -34,12 +34,6 @@ async def agent(agent_config: AgentConfig, clock: FakeClock) -> AsyncIterator[Ag
         yield running
     finally:
         await running.stop()
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def backups(api: Api, name: str) -> list[dict[str, object]]:

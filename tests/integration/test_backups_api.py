@@ -9,37 +9,14 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.controllers.servicedirs import ServiceFolders
 from pockestrator.controllers.snapshots import SnapshotFolder
-from tests.testbed.api_client import Api, api_for, create, wait_running
-from tests.testbed.pocketbase_client import PocketBaseClient
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
-async def notes_service(api: Api, version: str, name: str) -> PocketBaseClient:
-    created = await create(api, version, name, superuser_email=f"admin@{name}.example")
-    await wait_running(api, name)
-    client = PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}")
-    await client.sign_in(f"admin@{name}.example", created["superuser_password"])
-    await client.notes()
-    return client
+from tests.testbed.api_client import Api, create, notes_service, wait_running
 
 
 async def take(api: Api, name: str) -> dict[str, Any]:
@@ -50,7 +27,7 @@ async def take(api: Api, name: str) -> dict[str, Any]:
 
 
 async def test_a_backup_is_taken_listed_inspected_and_downloaded(api: Api, newer: str) -> None:
-    client = await notes_service(api, newer, "kept")
+    client, _, _ = await notes_service(api, newer, "kept")
     async with client:
         for number in range(10):
             await client.add(f"kept {number}")
@@ -92,7 +69,7 @@ async def test_a_backup_is_taken_listed_inspected_and_downloaded(api: Api, newer
 async def test_a_verification_through_the_api_is_recorded_on_the_backup(
     api: Api, newer: str
 ) -> None:
-    client = await notes_service(api, newer, "proven")
+    client, _, _ = await notes_service(api, newer, "proven")
     await client.session.close()
     backup = await take(api, "proven")
 
@@ -109,7 +86,7 @@ async def test_a_verification_through_the_api_is_recorded_on_the_backup(
 async def test_a_restore_brings_back_exactly_the_records_of_the_backup(
     api: Api, newer: str
 ) -> None:
-    client = await notes_service(api, newer, "rewind")
+    client, _, _ = await notes_service(api, newer, "rewind")
     async with client:
         for number in range(5):
             await client.add(f"before {number}")
@@ -139,7 +116,7 @@ async def test_a_restore_brings_back_exactly_the_records_of_the_backup(
 async def test_a_restore_that_does_not_come_up_puts_the_data_back_and_says_why(
     api: Api, newer: str, agent: Agent
 ) -> None:
-    client = await notes_service(api, newer, "fragile")
+    client, _, _ = await notes_service(api, newer, "fragile")
     async with client:
         await client.add("survives")
         backup = await take(api, "fragile")
@@ -160,7 +137,7 @@ async def test_a_restore_that_does_not_come_up_puts_the_data_back_and_says_why(
 
 
 async def test_a_deleted_backup_is_gone_and_an_unknown_one_is_404(api: Api, newer: str) -> None:
-    client = await notes_service(api, newer, "pruned")
+    client, _, _ = await notes_service(api, newer, "pruned")
     await client.session.close()
     backup = await take(api, "pruned")
 

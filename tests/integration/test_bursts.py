@@ -24,11 +24,8 @@ from tests.testbed.waiting import pocketbase_health, wait_until
 
 @pytest.fixture(scope="module")
 async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         workers=2,
     )
 

@@ -102,11 +102,6 @@ def cli(agent: Agent, api_url: str, home: Path) -> Cli:
     return Cli(env, home)
 
 
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
 def spec_text(name: str, version: str, **fields: Any) -> str:
     data = {"project_name": name, "port": free_port(), "pocketbase_version": version, **fields}
     return yaml.safe_dump(data, sort_keys=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
 from tests.integration.test_cli import Cli
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, notes_service, wait_running
 from tests.testbed.cli_env import clean_environment
 from tests.testbed.pocketbase_client import PocketBaseClient
 
@@ -35,26 +34,6 @@ def cli(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     return Cli(env, home)
 
 
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
-async def notes(api: Api, version: str, name: str) -> tuple[PocketBaseClient, str]:
-    created = await create(api, version, name, superuser_email=f"admin@{name}.example")
-    await wait_running(api, name)
-    client = PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}")
-    await client.sign_in(f"admin@{name}.example", created["superuser_password"])
-    await client.notes()
-    return client, str(created["superuser_password"])
-
-
 async def titles_of(api: Api, name: str, email: str, password: str) -> list[str]:
     status = await wait_running(api, name)
     assert status["state"] == "active", status
@@ -67,7 +46,7 @@ async def titles_of(api: Api, name: str, email: str, password: str) -> list[str]
 async def test_backup_create_list_verify_and_a_restore_that_asks_first(
     cli: Cli, api: Api, version: str
 ) -> None:
-    client, password = await notes(api, version, "ledger")
+    client, password, _ = await notes_service(api, version, "ledger")
     async with client:
         await client.add("first")
         taken = await cli("backup", "create", "ledger", "-o", "json")
@@ -90,7 +69,7 @@ async def test_backup_create_list_verify_and_a_restore_that_asks_first(
 async def test_clone_makes_a_service_with_the_sources_records(
     cli: Cli, api: Api, version: str
 ) -> None:
-    client, password = await notes(api, version, "parent")
+    client, password, _ = await notes_service(api, version, "parent")
     async with client:
         await client.add("inherited")
 
@@ -104,7 +83,7 @@ async def test_clone_makes_a_service_with_the_sources_records(
 async def test_import_of_a_pb_data_folder_adopts_it_and_a_hostile_zip_is_refused(
     cli: Cli, api: Api, version: str, agent: Agent, tmp_path: Path
 ) -> None:
-    client, password = await notes(api, version, "legacy")
+    client, password, _ = await notes_service(api, version, "legacy")
     async with client:
         await client.add("from the old install")
     taken = await api.call("POST", "/services/legacy/backups")
@@ -136,7 +115,7 @@ async def test_import_of_a_pb_data_folder_adopts_it_and_a_hostile_zip_is_refused
 async def test_archive_list_and_restore_bring_a_deleted_service_back(
     cli: Cli, api: Api, version: str
 ) -> None:
-    client, password = await notes(api, version, "phoenix")
+    client, password, _ = await notes_service(api, version, "phoenix")
     async with client:
         await client.add("rises again")
     port = (await api.call("GET", "/services/phoenix")).body["service"]["port"]

@@ -10,17 +10,15 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import free_port
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs import ServiceFolders
-from tests.testbed.api_client import Api, api_for, create, wait_running
-from tests.testbed.mirror import ReleaseMirror
+from tests.testbed.api_client import Api, create, notes_service, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.waiting import wait_until
 
@@ -28,38 +26,8 @@ IMPORT_MAX = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
-        health_interval=1.0,
-        health_failures_before_restart=2,
-        upgrade_health_deadline=8.0,
-        import_max_bytes=IMPORT_MAX,
-    )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
-
-
-async def notes_service(api: Api, version: str, name: str) -> tuple[PocketBaseClient, str]:
-    """A running service with a ``notes`` collection; its client signed in, its password."""
-    created = await create(api, version, name, superuser_email=f"admin@{name}.example")
-    await wait_running(api, name)
-    client = PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}")
-    await client.sign_in(f"admin@{name}.example", created["superuser_password"])
-    await client.notes()
-    return client, str(created["superuser_password"])
+async def agent_config(agent_config: AgentConfig) -> AgentConfig:
+    return agent_config.model_copy(update={"import_max_bytes": IMPORT_MAX})
 
 
 async def signed_in(api: Api, name: str, email: str, password: str) -> PocketBaseClient:
@@ -74,7 +42,7 @@ async def signed_in(api: Api, name: str, email: str, password: str) -> PocketBas
 async def test_a_clone_from_a_backup_serves_its_own_copy_while_the_source_keeps_serving(
     api: Api, version: str
 ) -> None:
-    source, password = await notes_service(api, version, "origin")
+    source, password, _ = await notes_service(api, version, "origin")
     async with source:
         for number in range(3):
             await source.add(f"shared {number}")
@@ -117,7 +85,7 @@ async def test_a_clone_from_a_backup_serves_its_own_copy_while_the_source_keeps_
 async def test_a_live_clone_takes_a_backup_of_the_running_source_first(
     api: Api, version: str
 ) -> None:
-    source, password = await notes_service(api, version, "alive")
+    source, password, _ = await notes_service(api, version, "alive")
     async with source:
         await source.add("before the clone")
 
@@ -195,7 +163,7 @@ async def upload(api: Api, name: str, version: str, archive: bytes) -> Any:
 async def test_a_pocketbase_backup_zip_is_imported_as_a_new_service(
     api: Api, version: str, agent: Agent
 ) -> None:
-    source, password = await notes_service(api, version, "donor")
+    source, password, _ = await notes_service(api, version, "donor")
     async with source:
         await source.add("carried over")
         archive = await pocketbase_backup(source)
@@ -273,7 +241,7 @@ async def test_a_member_unpacking_past_the_limit_is_refused_before_any_service(
 async def test_a_deleted_service_is_listed_in_the_archive_and_restored_as_a_service(
     api: Api, version: str
 ) -> None:
-    client, password = await notes_service(api, version, "undead")
+    client, password, _ = await notes_service(api, version, "undead")
     async with client:
         await client.add("kept in the archive")
     port = (await api.call("GET", "/services/undead")).body["service"]["port"]
@@ -360,7 +328,7 @@ async def test_a_clone_whose_data_cannot_be_had_is_never_started_empty(
 async def test_a_retried_import_with_its_idempotency_key_gets_the_first_answer(
     api: Api, version: str, agent: Agent
 ) -> None:
-    source, _password = await notes_service(api, version, "giver")
+    source, _password, _ = await notes_service(api, version, "giver")
     async with source:
         await source.add("given")
         archive = await pocketbase_backup(source)

@@ -12,17 +12,15 @@ import io
 import json
 import sys
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.apparchive import pack_app
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.cli_env import clean_environment
 from tests.testbed.waiting import wait_until
 
@@ -56,17 +54,6 @@ def app_archive(files: dict[str, bytes | str], extra: tuple[tarfile.TarInfo, ...
         for info in extra:
             tar.addfile(info)
     return raw.getvalue()
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 async def deploy(api: Api, name: str, archive: bytes) -> Any:

@@ -8,21 +8,12 @@ its port, restarted by systemd until its start limit is hit.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import http_get, wait_for_pocketbase, wait_until
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def status_of(api: Api, name: str) -> dict[str, Any]:

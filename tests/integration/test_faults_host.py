@@ -38,11 +38,8 @@ CADDY_DROP_IN = Path(__file__).resolve().parents[2] / "packaging" / "caddy-resta
 
 @pytest.fixture(scope="module")
 async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         resync_interval=SLOW,
         health_interval=SLOW,
     )

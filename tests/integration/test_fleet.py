@@ -77,11 +77,8 @@ async def fleet(
             box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
             boxes.append(box)
             await box.start()
-            config = box.agent_config(
-                release_source="mirror",
-                release_base_url=release_mirror.base_url,
-                release_index_url=release_mirror.index_url,
-                listen_port=free_port(),
+            config = release_mirror.agent_config(
+                box,
                 store=store,
                 node_name=name,
                 node_public_address=f"127.0.0.1:{box.caddy_http_port}",

@@ -40,7 +40,7 @@ from pockestrator.controllers.systemd.transient import run_transient
 from pockestrator.journal import syslog_identifier
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed import boxes
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import wait_until
 
 PYTHON = Path("/usr/bin/python3")
@@ -167,17 +167,6 @@ def listener(address: str) -> Iterator[int]:
         server.bind((address, 0))
         server.listen(8)
         yield int(server.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import wait_until
 
 MB = 1_000_000
@@ -44,17 +43,6 @@ async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
         shutil.rmtree(root, ignore_errors=True)
     if leftovers:
         pytest.fail(f"the test bed left processes behind: {leftovers}")
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 class Through:

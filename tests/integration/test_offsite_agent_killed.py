@@ -36,11 +36,8 @@ MIB = 1024 * 1024
 async def agent_config(
     sandbox: Sandbox, release_mirror: ReleaseMirror, s3_server: S3Server
 ) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         backup_targets={"offsite": s3_server.target(part_size=5 * MIB)},
     )

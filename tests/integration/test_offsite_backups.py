@@ -11,14 +11,13 @@ encryption as well.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pockestrator.agent.daemon import Agent, api_factory
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from tests.testbed.api_client import Api, api_for, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
@@ -39,11 +38,8 @@ def agent_settings(
         with os.fdopen(fd, "wb") as writer:
             writer.write(os.urandom(32))
     home.mkdir(mode=0o755, exist_ok=True)  # the bootstrap folder of instances is in it
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=mirror.base_url,
-        release_index_url=mirror.index_url,
-        listen_port=free_port(),
+    return mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         upgrade_health_deadline=8.0,
         database=home / "pockestrator.db",
@@ -58,12 +54,6 @@ async def agent_config(
     sandbox: Sandbox, release_mirror: ReleaseMirror, s3_server: S3Server
 ) -> AgentConfig:
     return agent_settings(sandbox, release_mirror, s3_server, sandbox.layout.root / "first")
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def records(client: PocketBaseClient) -> list[dict[str, Any]]:

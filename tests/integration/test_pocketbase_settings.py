@@ -32,7 +32,7 @@ import pytest
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.smtp import MailSink
 from tests.testbed.waiting import wait_until
 
@@ -54,17 +54,6 @@ async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
         yield running
     finally:
         await running.stop()
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 class Instance:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots.litestream import unit_name
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.s3 import S3Server
@@ -34,21 +33,12 @@ POLICY = {"schedule": None, "verify": None, "replication": {"target": "offsite"}
 async def agent_config(
     sandbox: Sandbox, release_mirror: ReleaseMirror, s3_server: S3Server
 ) -> AgentConfig:
-    return sandbox.agent_config(
-        release_source="mirror",
-        release_base_url=release_mirror.base_url,
-        release_index_url=release_mirror.index_url,
-        listen_port=free_port(),
+    return release_mirror.agent_config(
+        sandbox,
         health_interval=1.0,
         upgrade_health_deadline=8.0,
         backup_targets={"offsite": s3_server.target()},
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 async def records(client: PocketBaseClient) -> list[dict[str, Any]]:

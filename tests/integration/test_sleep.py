@@ -8,7 +8,6 @@ Caddy wake it and are all answered (none is a 502); a control ``start`` wakes it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig, AlertRules
 from pockestrator.specs.model import unit_name
-from tests.testbed.api_client import Api, api_for, create
+from tests.testbed.api_client import Api, create
 from tests.testbed.waiting import wait_until
 
 SLEEP_AFTER = "5s"
@@ -28,17 +27,6 @@ SLEEP_AFTER = "5s"
 async def agent_config(agent_config: AgentConfig) -> AgentConfig:
     """A one-second service_down rule: a sleeping service must not count as down."""
     return agent_config.model_copy(update={"alerts": AlertRules(service_down_seconds=1.0)})
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def version(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 async def through_caddy(

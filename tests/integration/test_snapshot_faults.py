@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.controllers.servicedirs import ServiceFolders
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.pocketbase_client import PocketBaseClient
 
 TMPFS_BYTES = 4 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 @pytest.fixture

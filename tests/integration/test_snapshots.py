@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,38 +28,13 @@ from pockestrator.controllers.snapshots.take import take_snapshot
 from pockestrator.controllers.snapshots.verify import verify_snapshot
 from pockestrator.controllers.systemd import UnitSettings
 from tests.testbed import boxes
-from tests.testbed.api_client import Api, api_for, create, wait_running
-from tests.testbed.pocketbase_client import PocketBaseClient
+from tests.testbed.api_client import Api, create, notes_service, wait_running
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def newer(pocketbase_versions: tuple[str, str]) -> str:
-    return pocketbase_versions[1]
 
 
 @pytest.fixture(scope="module")
 def snapshots(agent: Agent) -> SnapshotFolder:
     return SnapshotFolder(agent.config.snapshots_path)
-
-
-async def service_with_notes(
-    api: Api, version: str, name: str, count: int, **fields: Any
-) -> tuple[dict[str, Any], PocketBaseClient]:
-    created = await create(api, version, name, superuser_email=f"admin@{name}.example", **fields)
-    await wait_running(api, name)
-    client = PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}")
-    await client.sign_in(f"admin@{name}.example", created["superuser_password"])
-    await client.notes()
-    for number in range(count):
-        await client.add(f"note {number}")
-    return created, client
 
 
 async def snapshot_of(agent: Agent, snapshots: SnapshotFolder, name: str, kind: str = "manual"):  # type: ignore[no-untyped-def]
@@ -86,7 +60,7 @@ def titles_in(database: Path) -> list[str]:
 async def test_a_snapshot_of_a_running_instance_holds_its_records_and_app_folders(
     agent: Agent, api: Api, newer: str, snapshots: SnapshotFolder
 ) -> None:
-    _, client = await service_with_notes(api, newer, "shot", 25, extra_dirs=["pb_hooks"])
+    client, _, _ = await notes_service(api, newer, "shot", 25, extra_dirs=["pb_hooks"])
     hooks = ServiceFolders(agent.config).private_path("shot") / "pb_hooks"
     (hooks / "hello.pb.js").write_text("// the app's own code\n")
     # PocketBase restarts itself when its hooks change: let that happen before the test.
@@ -121,7 +95,7 @@ async def test_a_snapshot_of_a_running_instance_holds_its_records_and_app_folder
 async def test_an_interrupted_snapshot_is_never_listed_and_is_cleaned_up(
     agent: Agent, api: Api, newer: str, snapshots: SnapshotFolder
 ) -> None:
-    _, client = await service_with_notes(api, newer, "halted", 3)
+    client, _, _ = await notes_service(api, newer, "halted", 3)
     await client.session.close()
     before = [s.snapshot_id for s in snapshots.list("halted")]
     task = asyncio.create_task(snapshot_of(agent, snapshots, "halted"))
@@ -183,7 +157,7 @@ async def verify(agent: Agent, snapshot: Any) -> Any:
 async def test_a_good_snapshot_is_verified_by_a_restore_a_check_and_a_boot(
     agent: Agent, api: Api, newer: str, snapshots: SnapshotFolder
 ) -> None:
-    _, client = await service_with_notes(api, newer, "checked", 5, extra_dirs=["pb_migrations"])
+    client, _, _ = await notes_service(api, newer, "checked", 5, extra_dirs=["pb_migrations"])
     await client.session.close()
     snapshot = await snapshot_of(agent, snapshots, "checked")
 
@@ -200,7 +174,7 @@ async def test_a_good_snapshot_is_verified_by_a_restore_a_check_and_a_boot(
 async def test_a_snapshot_with_one_byte_flipped_fails_verification_and_says_where(
     agent: Agent, api: Api, newer: str, snapshots: SnapshotFolder
 ) -> None:
-    _, client = await service_with_notes(api, newer, "flipped", 5)
+    client, _, _ = await notes_service(api, newer, "flipped", 5)
     await client.session.close()
     snapshot = await snapshot_of(agent, snapshots, "flipped")
     database = snapshot.path / "pb_data" / "data.db"
@@ -217,7 +191,7 @@ async def test_a_snapshot_with_one_byte_flipped_fails_verification_and_says_wher
 async def test_a_damaged_database_fails_its_integrity_check_even_with_matching_hashes(
     agent: Agent, api: Api, newer: str, snapshots: SnapshotFolder
 ) -> None:
-    _, client = await service_with_notes(api, newer, "damaged", 200)
+    client, _, _ = await notes_service(api, newer, "damaged", 200)
     await client.session.close()
     snapshot = await snapshot_of(agent, snapshots, "damaged")
     database = snapshot.path / "pb_data" / "data.db"

@@ -2,7 +2,8 @@
 
 ``Api.call`` sends JSON (or raw bytes) with the bearer token and decodes the answer;
 ``create`` makes a service and waits for its first reconcile; ``wait_running`` waits until
-its status says it runs; ``api_for`` makes a client of a running agent.
+its status says it runs; ``notes_service`` makes one that runs with a ``notes`` collection
+in its PocketBase; ``api_for`` makes a client of a running agent.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
+from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.waiting import wait_until
 
 JSON_TYPE = "application/json"
@@ -100,3 +102,26 @@ async def wait_running(api: Api, name: str, timeout: float = 30.0) -> dict[str, 
 
     assert await wait_until(running, timeout, 0.1), latest
     return latest
+
+
+class NotesService(NamedTuple):
+    client: PocketBaseClient  # signed in as the first superuser
+    password: str  # that superuser's password
+    created: dict[str, Any]  # the create's answer
+
+
+async def notes_service(
+    api: Api, version: str, name: str, notes: int = 0, **fields: Any
+) -> NotesService:
+    """A running service ``name`` whose first superuser is ``admin@{name}.example``, with a
+    ``notes`` collection holding ``notes`` records ("note 0", "note 1", ...)."""
+    email = f"admin@{name}.example"
+    created = await create(api, version, name, superuser_email=email, **fields)
+    await wait_running(api, name)
+    client = PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}")
+    password = str(created["superuser_password"])
+    await client.sign_in(email, password)
+    await client.notes()
+    for number in range(notes):
+        await client.add(f"note {number}")
+    return NotesService(client, password, created)

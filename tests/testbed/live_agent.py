@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.accounts.store import AccountStore
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.mirror import OLDER_VERSION, ReleaseMirror, installed_version, pocketbase_binary
@@ -72,14 +72,7 @@ async def _live_agent(prefix: str, **config: object) -> AsyncIterator[LiveAgent]
     try:
         await sandbox.start()
         try:
-            settings: dict[str, object] = {
-                "release_source": "mirror",
-                "release_base_url": mirror.base_url,
-                "release_index_url": mirror.index_url,
-                "listen_port": free_port(),
-                **config,
-            }
-            agent_config = sandbox.agent_config(**settings)
+            agent_config = mirror.agent_config(sandbox, **config)
             accounts = AccountStore(agent_config.database)
             try:
                 token, record = accounts.create_token(prefix)

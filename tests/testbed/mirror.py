@@ -29,6 +29,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WHEEL_CACHE = PROJECT_ROOT / ".cache" / "pocketbase-wheels"
 
@@ -149,6 +152,17 @@ class ReleaseMirror:
     @property
     def index_url(self) -> str:
         return f"{self.url}/repos/pocketbase/pocketbase/releases"
+
+    def agent_config(self, sandbox: Sandbox, **settings: object) -> AgentConfig:
+        """``sandbox``'s agent configuration with its releases from this mirror and its API
+        on a free port; ``settings`` add to it or override it."""
+        return sandbox.agent_config(
+            release_source="mirror",
+            release_base_url=self.base_url,
+            release_index_url=self.index_url,
+            listen_port=free_port(),
+            **settings,
+        )
 
     async def start(self) -> None:
         app = web.Application()

@@ -1,4 +1,5 @@
-"""The alert pass's memory across an agent restart: read back from the store's events."""
+"""The alert pass's memory across an agent restart: read back from the store's events
+(on both backends: a fleet's agent reads it back from PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pockestrator.clock import SYSTEM_CLOCK
 from pockestrator.config import AgentConfig
 from pockestrator.specs.store import Store
 from pockestrator.telemetry import AgentMetrics
+from tests.testbed.store_backends import StoreBackend
 
 
 def _watch(store: Store, metrics: AgentMetrics) -> AlertWatch:
@@ -17,9 +19,9 @@ def _watch(store: Store, metrics: AgentMetrics) -> AlertWatch:
 
 
 def test_the_alerts_still_firing_are_read_back_and_the_resolved_ones_are_not(
-    tmp_path: Path,
+    store_backend: StoreBackend,
 ) -> None:
-    store = Store(tmp_path / "store.db")
+    store = Store(store_backend.open())
     down = {"rule": SERVICE_DOWN, "service": "shop", "down_since": 1.0}
     store.add_event("shop", "alert_firing", "shop is down", down)
     store.add_event("shop", "alert_resolved", "resolved: shop is down", down)

@@ -20,8 +20,9 @@ from pockestrator.api.spec_shapes import VIEW, in_shape, request_body, spec_view
 from pockestrator.api.views import service_view
 from pockestrator.config import AgentConfig
 from pockestrator.specs import grammar
-from pockestrator.specs.model import PocketBaseFlags, Resources, ServiceSpec, parse_spec
+from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.public_url import PublicPorts
+from pockestrator.specs.service_parts import PocketBaseFlags, Resources
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.values.parsers import InApi
 

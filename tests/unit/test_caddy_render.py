@@ -35,8 +35,9 @@ from pockestrator.controllers.caddy import (
 )
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import ProxyOptions, ServiceSpec
+from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.public_url import PublicPorts
+from pockestrator.specs.service_parts import ProxyOptions
 from tests.examples import examples, health_checks
 from tests.unit.golden_files import GOLDEN as GOLDEN_ROOT
 from tests.unit.golden_files import check_golden

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from pockestrator.api.errors import ApiError
 from pockestrator.api.paging import page_of
 from pockestrator.api.routing import PREFIX, etag_of, if_match_holds, location_of
 from pockestrator.specs.store import Store
+from tests.testbed.store_backends import StoreBackend
 
 
 class SteppedClock:
@@ -33,8 +33,8 @@ def clock() -> SteppedClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: SteppedClock) -> Iterator[Store]:
-    opened = Store(tmp_path / "pockestrator.db", clock=clock)
+def store(store_backend: StoreBackend, clock: SteppedClock) -> Iterator[Store]:
+    opened = Store(store_backend.open(), clock=clock)
     yield opened
     opened.close()
 

@@ -1,20 +1,22 @@
 """The outbox: written with the event or not at all, claimed once, acknowledged for good.
 
 The claim logic is what makes delivery at-least-once and never-after-acknowledgement:
-these tests pin each transition of ``specs.store.outbox`` on a real SQLite store.
+these tests pin each transition of ``specs.store.outbox`` on both backends (SQLite and a
+real PostgreSQL server).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from pockestrator.clock import FakeClock
 from pockestrator.specs.store import Claimed, Event, Store
 from pockestrator.specs.store import events as events_module
+from tests.testbed.store_backends import StoreBackend
 
 
 @pytest.fixture
@@ -23,8 +25,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    store = Store(tmp_path / "pockestrator.db", clock=clock)
+def store(store_backend: StoreBackend, clock: FakeClock) -> Iterator[Store]:
+    store = Store(store_backend.open(), clock=clock)
     yield store
     store.close()
 
@@ -146,14 +148,14 @@ def test_an_acknowledged_row_is_never_claimed_again_not_even_after_a_restart(
 
 
 def test_a_claim_a_killed_agent_left_is_sent_again_by_the_next(
-    tmp_path: Path, clock: FakeClock
+    store_backend: StoreBackend, clock: FakeClock
 ) -> None:
-    first = Store(tmp_path / "pockestrator.db", clock=clock)
+    first = Store(store_backend.open(), clock=clock)
     hook = first.create_webhook("http://127.0.0.1:9/", created_by="t")
     event = first.add_event("blog", "reconciled", "x")
     assert len(first.claim_due(1)) == 1
     first.close()  # killed between the send and the mark: the row stays "sending"
-    second = Store(tmp_path / "pockestrator.db", clock=clock)
+    second = Store(store_backend.open(), clock=clock)
     try:
         assert second.outbox_state(hook.id, event.id) == ("sending", 1)
         assert second.release_claims() == 1
@@ -227,3 +229,51 @@ def test_pruning_forgets_finished_rows_and_old_attempts_but_never_a_pending_one(
     assert store.outbox_state(hook.id, done.id) is None
     assert store.list_deliveries(hook.id) == []
     assert store.outbox_state(hook.id, waiting.id) == ("pending", 0)
+
+
+def test_a_claim_left_unfinished_is_due_again_once_it_lapses_and_its_late_answer_is_refused(
+    store: Store, clock: FakeClock
+) -> None:
+    hook = store.create_webhook("http://127.0.0.1:9/", created_by="t")
+    event = store.add_event("blog", "reconciled", "x")
+    lapse = timedelta(seconds=40)
+    (first,) = store.claim_due(1, clock.now() - lapse)
+    assert store.next_due_at(lapse) == clock.now() + lapse
+    assert store.next_due_at() is None, "without a lapse a claimed row is not due"
+    clock.advance(39)
+    assert store.claim_due(1, clock.now() - lapse) == [], "its sender may still be sending"
+    clock.advance(2)
+    (again,) = store.claim_due(1, clock.now() - lapse)
+    assert (again.event.id, again.attempt) == (event.id, 2)
+    assert not _finish(store, first, "delivered"), "the lapsed sender's answer is not recorded"
+    assert store.outbox_state(hook.id, event.id) == ("sending", 2)
+    assert _finish(store, again, "delivered")
+    assert store.outbox_state(hook.id, event.id) == ("delivered", 2)
+    assert [d.attempt for d in store.list_deliveries(hook.id)] == [2]
+
+
+def test_two_agents_claiming_one_outbox_at_once_never_take_one_row_twice(
+    store_backend: StoreBackend, clock: FakeClock
+) -> None:
+    writer = Store(store_backend.open(), clock=clock)
+    for index in range(3):
+        writer.create_webhook(f"http://127.0.0.1:9/{index}", created_by="t")
+    for index in range(40):
+        writer.add_event("blog", "reconciled", str(index))
+    # Two agents, each with its own connections, each claiming from two threads at once.
+    agents = [Store(store_backend.open(pool_size=2), clock=clock) for _ in range(2)]
+    start = threading.Barrier(4)
+    taken: list[list[int]] = [[] for _ in range(4)]
+
+    def claim(slot: int) -> None:
+        start.wait()
+        while batch := agents[slot % 2].claim_due(3):
+            taken[slot].extend(claimed.outbox_id for claimed in batch)
+
+    threads = [threading.Thread(target=claim, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    every = [outbox_id for slot in taken for outbox_id in slot]
+    assert len(every) == 120 and len(set(every)) == 120, "each row claimed once, by one"

@@ -87,3 +87,49 @@ def test_the_copier_process_reports_a_failed_write_with_its_errno(tmp_path: Path
         os.close(writer)
     assert done.returncode == 1
     assert json.loads(done.stdout)["errno"] == errno.EBADF
+
+
+_IOPRIO_GET = {"x86_64": 252, "aarch64": 31, "riscv64": 31}
+
+
+@pytest.mark.skipif(os.uname().machine not in _IOPRIO_GET, reason="ioprio_get's number")
+def test_the_copier_puts_itself_in_the_idle_io_class() -> None:
+    # In a child, so the test process keeps its own class; the kernel's answer, not ours.
+    probe = (
+        "import ctypes, os\n"
+        "from pockestrator.controllers.background_copy import idle_io\n"
+        "assert idle_io()\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print(libc.syscall({_IOPRIO_GET.get(os.uname().machine, 0)}, 1, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == background_copy.IOPRIO_IDLE
+
+
+def test_a_released_scratch_copy_is_copied_whole_and_left_a_hole(tmp_path: Path) -> None:
+    data = os.urandom(3 * background_copy.RELEASE_CHUNK + 4321)
+    source, target = tmp_path / "staged.db", tmp_path / "snapshot.db"
+    source.write_bytes(data)
+    with source.open("r+b") as reader, target.open("wb") as writer:
+        assert background_copy.releasable(reader.fileno())
+        copied = copy_hashed(reader, writer, release=True)
+    assert copied == (len(data), hashlib.sha256(data).hexdigest())
+    assert target.read_bytes() == data
+    # Its size kept, its blocks given back: no page of what was read is left to write out.
+    assert source.stat().st_size == len(data)
+    assert source.stat().st_blocks * 512 <= background_copy.RELEASE_CHUNK + 1024 * 1024
+
+
+def test_a_scratch_copy_with_a_second_name_or_opened_read_only_is_never_released(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "staged.db"
+    source.write_bytes(b"x" * 4096)
+    with source.open("rb") as reader:
+        assert not background_copy.releasable(reader.fileno())
+    os.link(source, tmp_path / "planted-link")
+    with source.open("r+b") as reader:
+        assert not background_copy.releasable(reader.fileno())

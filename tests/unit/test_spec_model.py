@@ -24,17 +24,7 @@ from pydantic import ValidationError
 
 from pockestrator.config import AgentConfig
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
-from pockestrator.specs.model import (
-    PlacementOptions,
-    PocketBaseFlags,
-    ProxyOptions,
-    Resources,
-    ServiceSpec,
-    TlsOptions,
-    flag_name,
-    parse_spec,
-    unit_name,
-)
+from pockestrator.specs.model import ServiceSpec, parse_spec, unit_name
 from pockestrator.specs.pocketbase_settings import (
     S3,
     Batch,
@@ -45,6 +35,14 @@ from pockestrator.specs.pocketbase_settings import (
     Secret,
     Smtp,
     TrustedProxy,
+)
+from pockestrator.specs.service_parts import (
+    PlacementOptions,
+    PocketBaseFlags,
+    ProxyOptions,
+    Resources,
+    TlsOptions,
+    flag_name,
 )
 from tests.examples import examples, health_checks
 

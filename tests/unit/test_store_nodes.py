@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pockestrator.clock import FakeClock
+from pockestrator.database import StoreDatabase
 from pockestrator.specs.errors import ErrorCode, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.store import SECRETS_FOLDER, Conflict, NodeInfo, Store
@@ -16,6 +17,7 @@ from pockestrator.specs.store.placement import Candidate, choose_node
 from tests.testbed.store_backends import StoreBackend
 
 HOUR = timedelta(hours=1)
+GIB = 1024**3
 
 
 def spec(name: str, port: int, **extra: object) -> ServiceSpec:
@@ -35,6 +37,31 @@ def node(name: str, **changes: object) -> NodeInfo:
     }
     values.update(changes)
     return NodeInfo(**values)  # type: ignore[arg-type]
+
+
+class Fleet:
+    """Agents of one fleet: each node's view of one shared store."""
+
+    def __init__(self, database: StoreDatabase) -> None:
+        self.database = database
+
+    def store(self, name: str) -> Store:
+        """Node ``name``'s store, the node not registered."""
+        return Store(self.database, node=name)
+
+    def joined(self, name: str, lease: timedelta = HOUR, **changes: object) -> Store:
+        """Node ``name``'s store, the node registered (``changes`` to its info) for ``lease``."""
+        store = self.store(name)
+        store.register_node(node(name, **changes), lease)
+        return store
+
+
+@pytest.fixture
+def fleet(store_backend: StoreBackend) -> Fleet:
+    """A fleet's shared store; only PostgreSQL holds one (one host's store is one node)."""
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    return Fleet(store_backend.open())
 
 
 def test_a_registered_node_is_listed_ready_with_its_capacity(store_backend: StoreBackend) -> None:
@@ -120,11 +147,8 @@ def test_services_stored_before_there_were_nodes_are_adopted_by_the_first_agent(
     assert store.node_of("missing") is None
 
 
-def test_a_port_is_unique_per_node(store_backend: StoreBackend) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node: its ports are unique on the host")
-    database = store_backend.open()
-    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+def test_a_port_is_unique_per_node(fleet: Fleet) -> None:
+    on_a, on_b = fleet.store("a"), fleet.store("b")
     on_a.create_service(spec("one", 9001))
     on_b.create_service(spec("two", 9001))  # another node: free
     with pytest.raises(Conflict) as caught:
@@ -149,13 +173,8 @@ def test_names_and_domains_are_unique_across_the_fleet(store_backend: StoreBacke
     assert [i.code for i in caught.value.issues] == [ErrorCode.DOMAIN_IN_USE]
 
 
-def test_a_service_replaced_keeps_its_node_and_its_port_is_judged_there(
-    store_backend: StoreBackend,
-) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a, on_b = Store(database, node="a"), Store(database, node="b")
+def test_a_service_replaced_keeps_its_node_and_its_port_is_judged_there(fleet: Fleet) -> None:
+    on_a, on_b = fleet.store("a"), fleet.store("b")
     on_a.create_service(spec("one", 9001))
     on_b.create_service(spec("two", 9002))
     # Through b's API, a's service moves to a port b uses: free on a.
@@ -163,9 +182,6 @@ def test_a_service_replaced_keeps_its_node_and_its_port_is_judged_there(
     assert on_b.node_of("one") == "a"
     assert on_b.claims_taken(spec("one", 9002), replacing="one") == []
     assert [i.code for i in on_b.claims_taken(spec("three", 9002))] == [ErrorCode.PORT_IN_USE]
-
-
-GIB = 1024**3
 
 
 @pytest.mark.parametrize(
@@ -194,14 +210,10 @@ def test_the_scheduler_takes_the_most_memory_left_where_the_port_is_free(
 
 
 def test_a_service_of_the_api_goes_to_the_node_with_the_most_memory_left_and_says_why(
-    store_backend: StoreBackend,
+    fleet: Fleet,
 ) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a = Store(database, node="a")
-    on_a.register_node(node("a", memory_bytes=8 * GIB), HOUR)
-    Store(database, node="b").register_node(node("b", memory_bytes=4 * GIB), HOUR)
+    on_a = fleet.joined("a", memory_bytes=8 * GIB)
+    fleet.joined("b", memory_bytes=4 * GIB)
     first = on_a.create_service(spec("one", 9001, resources={"memory_max": "6G"}))
     assert first.node == "a"
     # a has 2 GiB left, b 4: the next goes to b although a's API received it.
@@ -216,13 +228,9 @@ def test_a_service_of_the_api_goes_to_the_node_with_the_most_memory_left_and_say
     }
 
 
-def test_a_lost_node_gets_no_new_service(store_backend: StoreBackend) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a = Store(database, node="a")
-    on_a.register_node(node("a", memory_bytes=1 * GIB), HOUR)
-    Store(database, node="b").register_node(node("b", memory_bytes=64 * GIB), timedelta(0))
+def test_a_lost_node_gets_no_new_service(fleet: Fleet) -> None:
+    on_a = fleet.joined("a", memory_bytes=1 * GIB)
+    fleet.joined("b", timedelta(0), memory_bytes=64 * GIB)
     assert on_a.create_service(spec("one", 9001)).node == "a"
 
 
@@ -245,15 +253,11 @@ def test_one_hosts_store_is_one_node_even_when_the_host_is_renamed(
 
 
 def test_in_a_fleet_another_nodes_services_are_not_this_nodes_to_reconcile(
-    store_backend: StoreBackend,
+    fleet: Fleet,
 ) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a, on_b = Store(database, node="a"), Store(database, node="b")
-    on_a.register_node(node("a"), HOUR)
+    on_a = fleet.joined("a")
     on_a.create_service(spec("mine", 9001))
-    on_b.register_node(node("b"), HOUR)
+    on_b = fleet.joined("b")
     assert on_b.local_service_names() == [] and on_a.local_service_names() == ["mine"]
     on_a.delete_service("mine")
     assert on_a.local_service_names() == ["mine"], "its deletion is a's to finish"
@@ -263,14 +267,9 @@ def test_in_a_fleet_another_nodes_services_are_not_this_nodes_to_reconcile(
 
 
 def test_the_pre_flight_check_judges_the_port_where_placement_would_put_the_service(
-    store_backend: StoreBackend,
+    fleet: Fleet,
 ) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a, on_b = Store(database, node="a"), Store(database, node="b")
-    on_a.register_node(node("a"), HOUR)
-    on_b.register_node(node("b"), HOUR)
+    on_a, on_b = fleet.joined("a"), fleet.joined("b")
     on_b.create_service(spec("held", 9001))
     assert on_b.node_of("held") == "a"  # a tie: the first name
     # Through a's API, port 9001 is taken on a but free on b, where it will go.
@@ -279,15 +278,9 @@ def test_the_pre_flight_check_judges_the_port_where_placement_would_put_the_serv
     assert [i.code for i in on_a.claims_taken(spec("third", 9001))] == [ErrorCode.PORT_IN_USE]
 
 
-def test_a_spec_naming_its_node_runs_there_and_an_unknown_node_is_refused(
-    store_backend: StoreBackend,
-) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a = Store(database, node="a")
-    on_a.register_node(node("a", memory_bytes=64 * GIB), HOUR)
-    Store(database, node="b").register_node(node("b", memory_bytes=1 * GIB), HOUR)
+def test_a_spec_naming_its_node_runs_there_and_an_unknown_node_is_refused(fleet: Fleet) -> None:
+    on_a = fleet.joined("a", memory_bytes=64 * GIB)
+    fleet.joined("b", memory_bytes=1 * GIB)
     # b has less memory left, but the spec says b.
     assert on_a.create_service(spec("pinned", 9001, node="b")).node == "b"
     placed = [e for e in on_a.list_events("pinned") if e.kind == "placed"]
@@ -375,15 +368,9 @@ def test_a_spread_key_sends_services_to_different_nodes_first(
     assert picked is not None and picked.name == chosen
 
 
-def test_services_with_one_spread_key_land_on_different_nodes(
-    store_backend: StoreBackend,
-) -> None:
-    if store_backend.name != "postgresql":
-        pytest.skip("one host's store is one node")
-    database = store_backend.open()
-    on_a = Store(database, node="a")
-    on_a.register_node(node("a", memory_bytes=64 * GIB), HOUR)
-    Store(database, node="b").register_node(node("b", memory_bytes=8 * GIB), HOUR)
+def test_services_with_one_spread_key_land_on_different_nodes(fleet: Fleet) -> None:
+    on_a = fleet.joined("a", memory_bytes=64 * GIB)
+    fleet.joined("b", memory_bytes=8 * GIB)
     hint = {"spread": "shop"}
     first = on_a.create_service(spec("shop-1", 9001, placement=hint))
     second = on_a.create_service(spec("shop-2", 9002, placement=hint))

@@ -10,7 +10,7 @@ from pockestrator.api.models import ClosedModel
 from pockestrator.api.models.requests import CreateQuery, QueryPort
 from pockestrator.api.spec_shapes import STRICT
 from pockestrator.specs import grammar
-from pockestrator.specs.model import DESCRIPTION_MAX
+from pockestrator.specs.service_parts import DESCRIPTION_MAX
 from pockestrator.specs.values.service import Domain, Port, ProjectName, Version
 
 

@@ -24,7 +24,6 @@ from aiohttp import web
 
 from pockestrator.api import sse
 from pockestrator.api.context import AgentContext
-from pockestrator.api.errors import ApiError
 from pockestrator.api.models.requests import ServiceListQuery
 from pockestrator.api.models.services import (
     Service,
@@ -34,16 +33,14 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
-from pockestrator.api.streams import StreamsFull
+from pockestrator.api.streams import StreamsFull, too_many_streams
 from pockestrator.api.views import service_state, service_view
-from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.store.changes import ChangeFeed, Waiter
 
 KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 3000
-RETRY_AFTER_SECONDS = 5
 # Past this many changed services in one wake-up, the whole list is read once instead.
 READ_ALL_PAST = 16
 
@@ -190,12 +187,7 @@ async def watch(
             with slots.slot(waiter):
                 return await _serve(request, agent, scope, waiter, one)
         except StreamsFull:
-            raise ApiError(
-                503,
-                ErrorCode.TOO_MANY_STREAMS,
-                f"At most {slots.limit} watches at once; try again later",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
+            raise too_many_streams(slots.limit, "watches") from None
 
 
 async def _serve(
@@ -210,13 +202,7 @@ async def _serve(
     resumed = feed.parse(request.headers.get("Last-Event-ID"))
     if resumed is not None and feed.since(resumed) is None:
         resumed = None
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache, no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
+    response = web.StreamResponse(headers=sse.HEADERS)
     await response.prepare(request)
     stream = _Watch(agent, response, scope, detail=one is not None, owner=request.app[OWNER_CALLS])
     if one is not None:

@@ -48,13 +48,14 @@ from pockestrator.config import ACME_DIRECTORY, RENDERABLE_PATH, AgentConfig
 from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import TLS_MODES, GrammarError, TlsMode
-from pockestrator.specs.model import DEFAULT_MAX_BODY_SIZE, ServiceSpec
+from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.public_url import (
     HTTPS_DEFAULT_PORT,
     PublicPorts,
     public_url,
     tls_mode,
 )
+from pockestrator.specs.service_parts import DEFAULT_MAX_BODY_SIZE
 from pockestrator.specs.values.service import HOLD_REQUESTS_MAX
 
 # The default body limit: PocketBase's production guidance puts one in front of it. 10MB

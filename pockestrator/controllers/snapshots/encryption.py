@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from pockestrator.files import SecretNotPrivate, SecretUnreadable, read_private_file
+
 MAGIC = b"PKSE\x01"
 KEY_ID_BYTES = 8
 SALT_BYTES = 32
@@ -68,20 +70,14 @@ def read_key(path: Path) -> bytes:
 def read_root_only(path: Path, what: str) -> bytes:
     """A secret from a file that only its owner, the agent's user, can read or change."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise EncryptionError(f"{path}: the {what} file cannot be read: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            raise EncryptionError(
-                f"{path}: the {what} file must be the agent's own (root's) with mode 0600 or "
-                "stricter; nobody else may read a secret"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as reader:
-            return reader.read(4096)
-    finally:
-        os.close(fd)
+        return read_private_file(path)
+    except SecretUnreadable as exc:
+        raise EncryptionError(f"{path}: the {what} file cannot be read: {exc}") from None
+    except SecretNotPrivate:
+        raise EncryptionError(
+            f"{path}: the {what} file must be the agent's own (root's) with mode 0600 or "
+            "stricter; nobody else may read a secret"
+        ) from None
 
 
 def key_id(key: bytes) -> bytes:

@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -97,18 +98,28 @@ class Snapshots:
                         removed.append(entry)
         return removed
 
+    async def _take(
+        self,
+        spec: ServiceSpec,
+        kind: Kind,
+        now: datetime,
+        data_from: Callable[[Path], Awaitable[None]] | None = None,
+    ) -> Snapshot:
+        return await take_snapshot(
+            self.bus,
+            self.settings,
+            self.folders,
+            self.folder,
+            spec,
+            kind=kind,
+            now=now,
+            python=self.python,
+            data_from=data_from,
+        )
+
     async def take(self, spec: ServiceSpec, kind: Kind, now: datetime) -> Snapshot:
         try:
-            return await take_snapshot(
-                self.bus,
-                self.settings,
-                self.folders,
-                self.folder,
-                spec,
-                kind=kind,
-                now=now,
-                python=self.python,
-            )
+            return await self._take(spec, kind, now)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -283,17 +294,7 @@ class Snapshots:
             finally:
                 await asyncio.to_thread(shutil.rmtree, out, True)
 
-        return await take_snapshot(
-            self.bus,
-            self.settings,
-            self.folders,
-            self.folder,
-            spec,
-            kind="replica",
-            now=now,
-            python=self.python,
-            data_from=from_replica,
-        )
+        return await self._take(spec, "replica", now, from_replica)
 
 
 def _beside_python(name: str) -> Path | None:

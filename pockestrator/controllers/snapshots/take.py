@@ -19,8 +19,9 @@ every file, writes the manifest and makes the snapshot visible in one rename.
 
 What the instance's writers must not feel (measured by ``tests/benchmarks/backups.py``):
 the staged copy is scratch, written with no journal and no fsync, so it stays in memory;
-root copies it into the snapshot in one pass that hashes as it goes and writes it out a
-few megabytes at a time (``controllers.background_copy``), so the final fsync has little
+root copies it into the snapshot in one pass that hashes as it goes, frees the scratch as
+it reads it and writes the copy out a megabyte at a time in the idle IO class
+(``controllers.background_copy``), so the final fsync has little
 left to flush (one flush of the whole database, and the journal commit it forced, was the
 writers' longest stall). Both the box and that copy run as processes of their own at the
 lowest CPU priority, their session's scheduling group included (a thread's nice value
@@ -33,6 +34,8 @@ Neighbours: ``folder`` (where snapshots go), ``manifest``; ``controllers.service
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -42,7 +45,7 @@ import stat
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -142,65 +145,54 @@ async def take_snapshot(
     ``data_from`` replaces the copied ``data.db`` in the snapshot's ``pb_data`` before it is
     hashed (a point-in-time restore's database from the replica)."""
     name = spec.project_name
+    with _taking(name):
+        partial = await asyncio.to_thread(snapshots.begin, name, now)
+        stage = STAGE_PREFIX + secrets.token_hex(6)
+        phases = _Phases()
+        try:
+            await _stage_databases(bus, settings, spec, stage, python, timeout)
+            phases.mark("stage")
+            hashed = await _copy_databases(folders, name, stage, partial, timeout)
+            phases.mark("copy")
+            await asyncio.to_thread(_collect, folders, name, partial)
+            phases.mark("collect")
+            if data_from is not None:  # data.db from elsewhere (a replica's point in time)
+                await data_from(partial.path / DATA_DIR)
+                hashed.pop(f"{DATA_DIR}/{DATABASES[0]}", None)
+            files = await asyncio.to_thread(_hash_tree, partial.path, hashed)
+            phases.mark("hash")
+            manifest = build_manifest(
+                name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
+            )
+            snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
+            phases.mark("commit")
+        except BaseException:
+            await asyncio.to_thread(snapshots.abandon, partial)
+            raise
+        finally:
+            await asyncio.to_thread(_remove_stage, folders, name, stage)
+        log.info(
+            "snapshot taken",
+            service=name,
+            snapshot=snapshot.snapshot_id,
+            kind=kind,
+            files=len(files),
+            bytes=manifest.size,
+            **phases.seconds,
+        )
+        return snapshot
+
+
+@contextlib.contextmanager
+def _taking(name: str) -> Iterator[None]:
+    """``name`` in ``TAKING`` while one of its snapshots is under way in this process."""
     TAKING[name] += 1
     try:
-        return await _take(
-            bus, settings, folders, snapshots, spec, kind, now, python, timeout, data_from
-        )
+        yield
     finally:
         TAKING[name] -= 1
         if TAKING[name] <= 0:
             del TAKING[name]
-
-
-async def _take(
-    bus: SystemdBus,
-    settings: UnitSettings,
-    folders: ServiceFolders,
-    snapshots: SnapshotFolder,
-    spec: ServiceSpec,
-    kind: Kind,
-    now: datetime,
-    python: Path,
-    timeout: float,
-    data_from: Callable[[Path], Awaitable[None]] | None,
-) -> Snapshot:
-    name = spec.project_name
-    partial = await asyncio.to_thread(snapshots.begin, name, now)
-    stage = STAGE_PREFIX + secrets.token_hex(6)
-    phases = _Phases()
-    try:
-        await _stage_databases(bus, settings, spec, stage, python, timeout)
-        phases.mark("stage")
-        hashed = await _copy_databases(folders, name, stage, partial, timeout)
-        phases.mark("copy")
-        await asyncio.to_thread(_collect, folders, name, partial)
-        phases.mark("collect")
-        if data_from is not None:  # data.db from elsewhere (a replica's point in time)
-            await data_from(partial.path / DATA_DIR)
-            hashed.pop(f"{DATA_DIR}/{DATABASES[0]}", None)
-        files = await asyncio.to_thread(_hash_tree, partial.path, hashed)
-        phases.mark("hash")
-        manifest = build_manifest(
-            name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
-        )
-        snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
-        phases.mark("commit")
-    except BaseException:
-        await asyncio.to_thread(snapshots.abandon, partial)
-        raise
-    finally:
-        await asyncio.to_thread(_remove_stage, folders, name, stage)
-    log.info(
-        "snapshot taken",
-        service=name,
-        snapshot=snapshot.snapshot_id,
-        kind=kind,
-        files=len(files),
-        bytes=manifest.size,
-        **phases.seconds,
-    )
-    return snapshot
 
 
 class _Phases:
@@ -307,7 +299,7 @@ def _open_staged(
                 return None
             if not stat.S_ISREG(info.st_mode):
                 raise SnapshotError(f"the staged {database} is not a regular file")
-            reader = os.open(database, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=stage_fd)
+            reader = _open_scratch(database, stage_fd)
     try:
         if not stat.S_ISREG(os.fstat(reader).st_mode):
             raise SnapshotError(f"the staged {database} is not a regular file")
@@ -319,6 +311,19 @@ def _open_staged(
         os.close(reader)
         raise
     return reader, writer
+
+
+def _open_scratch(database: str, stage_fd: int) -> int:
+    """The staged ``database`` open (no link followed), for writing too where it may be:
+    the copier frees the scratch copy as it reads it (``background_copy.releasable``) and
+    writes no byte of it. Read only where writing is refused."""
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        return os.open(database, os.O_RDWR | flags, dir_fd=stage_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return os.open(database, os.O_RDONLY | flags, dir_fd=stage_fd)
 
 
 def _collect(folders: ServiceFolders, name: str, partial: PartialSnapshot) -> None:

@@ -148,6 +148,11 @@ class Store(
         self.changes = ChangeFeed()
 
     @property
+    def shared(self) -> bool:
+        """Whether the agents of other hosts write this store too (a fleet's PostgreSQL)."""
+        return self._database.backend != "sqlite"
+
+    @property
     def schema_version(self) -> int:
         return self._database.schema_version
 

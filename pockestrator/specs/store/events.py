@@ -147,17 +147,7 @@ class Events(StorePart):
         rows = self._database.read(
             "SELECT * FROM events WHERE kind IN ('alert_firing', 'alert_resolved') ORDER BY id"
         )
-        return [
-            Event(
-                row["id"],
-                row["service"],
-                parse_stored_time(row["at"]),
-                row["kind"],
-                row["message"],
-                json.loads(row["details"]),
-            )
-            for row in rows
-        ]
+        return [_event_of(row) for row in rows]
 
     def count_events(self, service: str) -> int:
         rows = self._database.read("SELECT count(*) FROM events WHERE service = ?", (service,))

@@ -8,19 +8,26 @@ an event the store has is an event the webhooks will get. Its life:
        '--agent restart---'
 
 ``claim_due`` moves due rows to ``sending`` in one write transaction before anything is
-sent, so no two senders take the same row; ``finish`` records the answer and moves the
-row on, but only from ``sending``. A delivered row is never claimed again, so an event a
-receiver acknowledged (and the agent recorded) is not sent to it again. An agent killed
-between the receiver's 2xx and ``finish`` leaves the row ``sending``; the next agent puts
-it back to ``pending`` (``release_claims``) and sends it again, with the same idempotency
-key, so the receiver can drop it.
+sent, so no two senders take the same row, even the agents of a fleet sharing one
+PostgreSQL outbox: the write is serialised, the rows are locked (``FOR UPDATE SKIP
+LOCKED``), and a row is handed out only when this claim's own update moved it. ``finish``
+records the answer and moves the row on, but only from ``sending`` and only for the
+attempt that was claimed. A delivered row is never claimed again, so an event a receiver
+acknowledged (and the agent recorded) is not sent to it again.
+
+An agent killed between the receiver's 2xx and ``finish`` leaves the row ``sending``. On
+one host the next agent puts it back to ``pending`` at start (``release_claims``: no one
+else can be sending it). In a fleet another agent may be sending it that very moment, so
+a claim instead lapses: a row ``sending`` since before ``lapsed_before`` (longer than a
+sender's request may take) is due again. Either way it is sent again with the same
+idempotency key, so the receiver can drop it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
@@ -55,27 +62,36 @@ def fan_out(db: Connection, event_id: int, service: str, kind: str, at: str) -> 
 
 
 class Outbox(StorePart):
-    def claim_due(self, limit: int) -> list[Claimed]:
-        """Take up to ``limit`` due rows (oldest due first) for sending, all at once."""
+    def claim_due(self, limit: int, lapsed_before: datetime | None = None) -> list[Claimed]:
+        """Take up to ``limit`` due rows (oldest due first) for sending, all at once; with
+        ``lapsed_before``, rows claimed before then and never finished are due too."""
         now = self._now()
+        lapsed = iso(lapsed_before) or ""  # "" is before every stored time: none lapsed
+        locking = self._database.lock_rows("outbox")
         with self._database.write() as db:
             rows = db.execute(
-                "SELECT outbox.id AS outbox_id, outbox.attempts, outbox.event_id,"
-                " webhooks.*, events.service AS e_service, events.at AS e_at,"
-                " events.kind AS e_kind, events.message AS e_message,"
+                # The locking clause is the backend's own, for a constant table.
+                "SELECT outbox.id AS outbox_id, outbox.attempts, outbox.event_id,"  # noqa: S608
+                " outbox.state AS o_state, webhooks.*, events.service AS e_service,"
+                " events.at AS e_at, events.kind AS e_kind, events.message AS e_message,"
                 " events.details AS e_details"
                 " FROM outbox JOIN webhooks ON webhooks.id = outbox.webhook_id"
                 " JOIN events ON events.id = outbox.event_id"
-                " WHERE outbox.state = 'pending' AND outbox.next_attempt_at <= ?"
-                " ORDER BY outbox.next_attempt_at, outbox.id LIMIT ?",
-                (now, limit),
+                " WHERE (outbox.state = 'pending' AND outbox.next_attempt_at <= ?)"
+                " OR (outbox.state = 'sending' AND outbox.updated_at < ?)"
+                f" ORDER BY outbox.next_attempt_at, outbox.id LIMIT ?{locking}",
+                (now, lapsed, limit),
             ).fetchall()
-            for row in rows:
-                db.execute(
+            rows = [
+                row
+                for row in rows
+                if db.execute(
                     "UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
-                    " updated_at = ? WHERE id = ? AND state = 'pending'",
-                    (now, row["outbox_id"]),
-                )
+                    " updated_at = ? WHERE id = ? AND state = ? AND attempts = ?",
+                    (now, row["outbox_id"], row["o_state"], row["attempts"]),
+                ).rowcount
+                == 1
+            ]
         return [
             Claimed(
                 outbox_id=row["outbox_id"],
@@ -106,7 +122,8 @@ class Outbox(StorePart):
     ) -> bool:
         """Record one attempt and move its row on (delivered, pending again, or failed).
 
-        False when the row is no longer ``sending`` (its webhook was deleted meanwhile).
+        False when the row is no longer ``sending`` this attempt (its webhook was deleted
+        meanwhile, or the claim lapsed and another sender took it).
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
@@ -117,8 +134,8 @@ class Outbox(StorePart):
         with self._database.write() as db:
             cursor = db.execute(
                 "UPDATE outbox SET state = ?, next_attempt_at = coalesce(?, next_attempt_at),"
-                " updated_at = ? WHERE id = ? AND state = 'sending'",
-                (state, iso(retry_at), now, claimed.outbox_id),
+                " updated_at = ? WHERE id = ? AND state = 'sending' AND attempts = ?",
+                (state, iso(retry_at), now, claimed.outbox_id, claimed.attempt),
             )
             if cursor.rowcount != 1:
                 return False
@@ -140,7 +157,8 @@ class Outbox(StorePart):
         return True
 
     def release_claims(self) -> int:
-        """At start: rows a previous agent claimed and never finished are due again."""
+        """At start on one host: rows a previous agent claimed and never finished are due
+        again (never in a fleet, where another agent may be sending them: they lapse)."""
         with self._database.write() as db:
             cursor = db.execute(
                 "UPDATE outbox SET state = 'pending', updated_at = ? WHERE state = 'sending'",
@@ -160,12 +178,19 @@ class Outbox(StorePart):
             )
             return cursor.rowcount
 
-    def next_due_at(self) -> datetime | None:
-        """When the soonest pending row is due (None: nothing is pending)."""
+    def next_due_at(self, lapse: timedelta | None = None) -> datetime | None:
+        """When the soonest pending row is due, or (given how long a claim lasts) the
+        soonest claim lapses; None: nothing is pending or claimed."""
         rows = self._database.read(
-            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            "SELECT min(CASE WHEN state = 'pending' THEN next_attempt_at END),"
+            " min(CASE WHEN state = 'sending' THEN updated_at END)"
+            " FROM outbox WHERE state IN ('pending', 'sending')"
         )
-        return parse_iso(rows[0][0]) if rows else None
+        due = parse_iso(rows[0][0]) if rows else None
+        claimed = parse_iso(rows[0][1]) if rows and lapse is not None else None
+        if claimed is None or lapse is None:
+            return due
+        return min(claimed + lapse, due) if due is not None else claimed + lapse
 
     def outbox_state(self, webhook_id: str, event_id: int) -> tuple[str, int] | None:
         """The state and attempts of one event's row for one webhook."""

@@ -10,9 +10,10 @@ import { button, card, h, mount, setText } from '../render.js';
 /** The card, and refresh() to call with the page's other refreshes. */
 export function releasesCard(id, onChange) {
   const body = h('tbody');
+  // Neither the table nor "no app deployed" shows until the first answer says which.
   const table = h(
     'table',
-    { class: 'releases' },
+    { class: 'releases', hidden: true },
     h(
       'thead',
       {},
@@ -26,7 +27,11 @@ export function releasesCard(id, onChange) {
     ),
     body,
   );
-  const empty = h('p', { class: 'muted' }, 'No app deployed: PocketBase runs the spec’s folders.');
+  const empty = h(
+    'p',
+    { class: 'muted', hidden: true },
+    'No app deployed: PocketBase runs the spec’s folders.',
+  );
   const file = h('input', {
     type: 'file',
     id: 'release-archive',

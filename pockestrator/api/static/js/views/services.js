@@ -55,7 +55,7 @@ export async function show(root, view) {
     problem,
     h(
       'div',
-      { class: 'table-wrap' },
+      { class: 'table-wrap cards' },
       h(
         'table',
         { class: 'services' },

@@ -57,6 +57,9 @@ from pockestrator.migrations import MIGRATIONS, postgresql_script
 
 # Where the triggers of migration 10 tell the agents of a change: "<node> <service>".
 SERVICES_CHANNEL = "pockestrator_services"
+# The node part of a notice that a service's status changed (migration 12); no node's name
+# can begin with '@'.
+STATUS_NOTICE = "@status"
 # pg_advisory_xact_lock keys: one for every write, one for migrations ("pks" + 1, 2).
 WRITE_LOCK = 0x706B7301
 MIGRATION_LOCK = 0x706B7302

@@ -360,6 +360,26 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         FOR EACH ROW EXECUTE FUNCTION moves_changed();
     """,
     ),
+    # 12: a status that changes what a reader sees (state, the generation reconciled,
+    # health, the error) is told to every agent at commit, "@status <name>" ('@' is in no
+    # node's name), so that any node's API waits for, and watches, a service another node
+    # runs, without polling.
+    Migration(
+        postgresql="""
+    CREATE FUNCTION status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('pockestrator_services', '@status ' || NEW.name);
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER status_notify AFTER UPDATE ON status FOR EACH ROW
+        WHEN (OLD.state IS DISTINCT FROM NEW.state
+            OR OLD.observed_generation IS DISTINCT FROM NEW.observed_generation
+            OR OLD.health_ok IS DISTINCT FROM NEW.health_ok
+            OR OLD.last_error IS DISTINCT FROM NEW.last_error
+            OR OLD.deployed_version IS DISTINCT FROM NEW.deployed_version)
+        EXECUTE FUNCTION status_changed();
+    """,
+    ),
 )
 
 

@@ -31,6 +31,7 @@ from pockestrator.agent.alerts import AlertWatch
 from pockestrator.agent.appwatch import AppWatch
 from pockestrator.agent.archive_keeper import ArchiveKeeper
 from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.fleet_routing import FleetRouting
 from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
@@ -220,6 +221,7 @@ class Agent(KeySources):
         )
         self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
+        self.fleet_routing = FleetRouting(config, self.store, self.sites)
         self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)
@@ -273,6 +275,7 @@ class Agent(KeySources):
         if isinstance(self.database, PostgresDatabase):
             self._spawn(self._listen_to_the_fleet, "fleet-notifications")
             self._spawn(NodeWatch(self.store, lambda: self.config).run, "node-watch")
+            self._spawn(self.fleet_routing.run, "fleet-routing")
         self._spawn(lambda: self.health.run(self.session), "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")

@@ -1,9 +1,10 @@
 """Where the agent's work comes from: every source only adds names to the work queue.
 
 D-Bus unit signals, edits in the unit and Caddy site folders (drift), a fleet's
-notifications (another node's API changed one of this node's services) and the periodic
-resync, which looks at every name the host or the store knows. The spec directory and the
-health probes, parts of their own, add names through ``enqueue`` too.
+notifications (another node's API changed one of this node's services; another node's
+service changed, for the fleet's routes and this API's watches) and the periodic resync,
+which looks at every name the host or the store knows. The spec directory and the health
+probes, parts of their own, add names through ``enqueue`` too.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import asyncio
 import structlog
 
 from pockestrator.agent.alerts import AlertWatch
+from pockestrator.agent.fleet_routing import FleetRouting
 from pockestrator.agent.workers import WorkerPool
 from pockestrator.controllers.caddy import CATCH_ALL, SNIPPET_SUFFIX, CaddySites
 from pockestrator.controllers.snapshots import Snapshots
 from pockestrator.controllers.systemd import SystemdUnits
 from pockestrator.database import StoreDatabase
-from pockestrator.database_postgres import PostgresDatabase, StoreUnavailable
+from pockestrator.database_postgres import STATUS_NOTICE, PostgresDatabase, StoreUnavailable
 from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.grammar import GrammarError, check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX
@@ -55,6 +57,7 @@ class KeySources(WorkerPool):
     snapshots: Snapshots
     spec_directory: SpecDirectory
     alerts: AlertWatch
+    fleet_routing: FleetRouting
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,10 +121,16 @@ class KeySources(WorkerPool):
                     pause = 1.0
                     if not payload:
                         self.enqueue_many(self.known_names())
+                        self.fleet_routing.poke()
                         continue
                     node, _, name = payload.partition(" ")
-                    if name and self.store.runs_here(node):
+                    if node == STATUS_NOTICE:
+                        # Another node's reconcile: this API's waits and watches see it.
+                        self.store.changes.record([name])
+                    elif name and self.store.runs_here(node):
                         self.enqueue(name)
+                    elif name:
+                        self.fleet_routing.poke()  # another node's service: its route here
             except StoreUnavailable as exc:
                 log.warning("the fleet's notifications stopped; listening again", error=str(exc))
             await asyncio.sleep(pause)
@@ -133,6 +142,7 @@ class KeySources(WorkerPool):
         while True:
             await asyncio.sleep(self.config.resync_interval)
             self.spec_directory.scan()
+            self.fleet_routing.poke()
             if self._host_watcher is not None:
                 self._host_watcher.ensure_watches()  # a unit or site folder re-created
             self.enqueue_many(self.known_names())

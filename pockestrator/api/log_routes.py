@@ -22,6 +22,7 @@ from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogEntryView, LogsResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
+from pockestrator.api.owner_calls import OWNER_CALLS
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.streams import StreamsFull, too_many_streams
@@ -36,6 +37,7 @@ from pockestrator.journal import (
     is_cursor,
 )
 from pockestrator.specs.errors import ErrorCode
+from pockestrator.specs.store import ServiceRecord
 
 KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 3000
@@ -97,6 +99,23 @@ def _moment(name: str, text: str | None) -> datetime | None:
 async def service_logs(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
+    return await logs_of(request, record, here=agent.store.runs_here(record.node))
+
+
+def _forwarded(query: LogsQuery) -> dict[str, str]:
+    """The query as the owning node is asked it (the same values, checked here first)."""
+    forwarded = {"lines": str(query.lines)}
+    for name, value in (("since", query.since), ("until", query.until)):
+        if value is not None:
+            forwarded[name] = value
+    if query.follow:
+        forwarded["follow"] = "true"
+    return forwarded
+
+
+async def logs_of(request: web.Request, record: ServiceRecord, *, here: bool) -> web.StreamResponse:
+    """The logs of ``record``: from this host's journal when ``here``, else from the
+    owning node's (``api.owner_calls``), after the same checks of the query."""
     query = parse_query(request, LogsQuery)
     lines = min(query.lines, LOG_LINES_MAX)
     since = _moment("since", query.since)
@@ -108,6 +127,11 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
         raise validation_failed(
             [Problem("Last-Event-ID", "not a journal cursor", ErrorCode.INVALID_VALUE)]
         )
+    if not here:
+        calls = request.app[OWNER_CALLS]
+        if query.follow:
+            return await calls.follow(request, record, _forwarded(query), cursor)
+        return await calls.logs(record, _forwarded(query))
     if cursor is not None:
         lines = LOG_LINES_MAX  # resuming: everything after the cursor, not just the last few
     journal_query = JournalQuery(
@@ -174,6 +198,8 @@ OPERATIONS = [
         {200: LogsResponse},
         "services",
         errors=(404, 502, 503),
+        description="For a service of another node of the fleet, that node's journal, "
+        "asked over a signed node-to-node call; 502 NODE_UNREACHABLE when it cannot be.",
         query=LogsQuery,
         events=(("log", LogEntryView),),
     ),

@@ -76,6 +76,7 @@ from pockestrator.api.middlewares import (
     metrics_middleware,
     security_headers,
 )
+from pockestrator.api.node_routes import add_fleet_calls
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import (
     AGENT,
@@ -179,6 +180,7 @@ def build_app(
         query_names[route] = frozenset(query.model_fields) if query is not None else frozenset()
     public.add(app.router.add_route("GET", PREFIX + "/openapi.json", openapi_document))
     app.router.add_route("GET", "/healthz", liveness)
+    streaming |= add_fleet_calls(app, agent)  # node-to-node calls, made and answered
     app.router.add_route("GET", "/", dashboard)
     if STATIC_DIR.is_dir():
         app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

@@ -13,14 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from pockestrator.api.errors import ApiError
-from pockestrator.journal import LogFollower
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store.changes import Waiter
 
 # How long a client refused for want of a slot is asked to wait (Retry-After).
 RETRY_AFTER_SECONDS = 5
+
+
+class Follower(Protocol):
+    """What holds a stream open: a journalctl follower, or a stream relayed from the
+    owning node (``api.owner_calls``); ``stop`` ends it."""
+
+    def stop(self) -> None: ...
 
 
 class StreamsFull(Exception):
@@ -41,7 +48,7 @@ class LogStreams:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._claimed = 0
-        self._followers: set[LogFollower] = set()
+        self._followers: set[Follower] = set()
         self._closing = False
 
     @property
@@ -74,9 +81,9 @@ class StreamSlot:
 
     def __init__(self, streams: LogStreams) -> None:
         self._streams = streams
-        self._follower: LogFollower | None = None
+        self._follower: Follower | None = None
 
-    def attach(self, follower: LogFollower) -> None:
+    def attach(self, follower: Follower) -> None:
         self._follower = follower
         self._streams._followers.add(follower)
         if self._streams._closing:

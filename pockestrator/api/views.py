@@ -54,6 +54,9 @@ def service_view(
         {
             **spec.model_dump(mode="json"),
             "id": record.id,
+            # Where it runs: the scheduler's choice when the spec named none; on a single
+            # host, the host's node name.
+            "node": record.node or config.node,
             "desired_state": record.desired_state,
             "status": service_state(status, asleep, node_lost),
             "created_at": record.created_at,

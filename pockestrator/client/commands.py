@@ -69,7 +69,17 @@ class Console:
 
 # -- services ----------------------------------------------------------------------------
 
-SERVICE_COLUMNS = ("NAME", "STATUS", "DESIRED", "VERSION", "PORT", "DOMAIN", "SOURCE", "HEALTHY")
+SERVICE_COLUMNS = (
+    "NAME",
+    "STATUS",
+    "DESIRED",
+    "VERSION",
+    "PORT",
+    "DOMAIN",
+    "SOURCE",
+    "HEALTHY",
+    "NODE",
+)
 
 
 def service_row(service: dict[str, Any]) -> list[Any]:
@@ -82,6 +92,7 @@ def service_row(service: dict[str, Any]) -> list[Any]:
         service.get("domain"),
         service.get("source"),
         service.get("health_ok"),
+        service.get("node"),  # where it runs: the host's own name on one host
     ]
 
 

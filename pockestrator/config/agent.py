@@ -86,6 +86,18 @@ class AgentConfig(AgentCheckedValues):
         description="How long after a node's lease ended a live node brings up its "
         "services that have failover: auto elsewhere, from their newest off-site backup.",
     )
+    fleet_secret_file: Path | None = Field(
+        default=None,
+        description="A root-only file (0600) holding the fleet's shared secret, the same on "
+        "every node (at least 32 bytes): nodes sign their calls to each other with it "
+        "(live status, logs and control of another node's service). None: no node-to-node "
+        "calls.",
+    )
+    fleet_routing: bool = Field(
+        default=False,
+        description="Every node's Caddy also serves the domains of the services other nodes "
+        "run, proxying to the owning node's Caddy (Host kept), so DNS may point at any node.",
+    )
 
     # The REST API.
     listen_host: str = "127.0.0.1"

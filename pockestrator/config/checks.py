@@ -42,6 +42,7 @@ PATH_KEYS: dict[str, bool] = {
     "instance_python": True,
     "litestream_binary": False,
     "apps_dir": False,
+    "fleet_secret_file": False,
 }
 
 

@@ -162,6 +162,8 @@ async def test_a_first_time_user_creates_a_service_opens_it_watches_logs_control
         "href", f"http://{name}.localhost:{sandbox.caddy_http_port}/"
     )
     await expect(listed.locator(".config")).to_have_text("Match")
+    # One host: the node column names the host's own node.
+    await expect(listed.locator(".node")).to_have_text(agent.config.node)
     await expect(listed.locator(".memory")).to_have_text(re.compile(r"^[\d.]+ [KMG]iB$"))
     await expect(listed.locator(".restarts")).to_have_text("0")
     await dashboard.shot("listed")
@@ -338,6 +340,8 @@ async def test_the_detail_page_shows_the_rendered_hashes_and_the_repair_of_a_han
         detail["service"]["caddy_config_hash"]
     )
     await expect(page.locator(".events")).to_contain_text("reconciled")
+    await expect(page.locator('dd[data-term="Node"]')).to_have_text(detail["service"]["node"])
+    assert detail["service"]["node"] == agent.config.node
 
     # A hand edit of the unit file: the agent repairs it and the page shows the event.
     unit = agent.config.systemd_dir / "drifty-pocketbase.service"

@@ -267,14 +267,20 @@ async def test_apply_with_too_short_a_wait_exits_1_and_says_what_is_not_ready(
 
 
 async def test_get_lists_services_as_a_table_json_and_yaml_and_shows_one(
-    applied: Applied, cli: Cli
+    applied: Applied, cli: Cli, agent: Agent
 ) -> None:
     table = await cli("get")
     assert table.code == 0, table
     header = table.out.splitlines()[0].split()
-    assert header == ["NAME", "STATUS", "DESIRED", "VERSION", "PORT", "DOMAIN", "SOURCE", "HEALTHY"]
+    assert header == [
+        *("NAME", "STATUS", "DESIRED", "VERSION", "PORT", "DOMAIN", "SOURCE", "HEALTHY", "NODE")
+    ]
     rows = {line.split()[0]: line.split() for line in table.out.splitlines()[1:]}
     assert rows["blog"][1:3] == ["active", "running"] and rows["blog"][5] == "blog.localhost"
+    # One host: every service runs on the host's own node.
+    assert {row[8] for row in rows.values()} == {agent.config.node}
+    wide = await cli("get", "-o", "wide")
+    assert "NODE" in wide.out.splitlines()[0].split()
 
     listed = (await cli("get", "-o", "json")).json()
     assert {"blog", "shop", "shop-admin"} <= {s["project_name"] for s in listed}

@@ -6,14 +6,22 @@ most memory left), is run by beta's agent (woken by NOTIFY: the resync is an hou
 answers through beta's Caddy, and is stopped through alpha's API; alpha's host never runs
 it, and alpha's API reads the state beta wrote. Both nodes hold their leases; the fleet
 view of either shows both.
+
+The nodes share a fleet secret: alpha's API answers a beta service's live status, logs
+(followed too) and controls by signed calls to beta's agent, and waits for beta's
+reconcile; a node that does not answer is NODE_UNREACHABLE. beta routes the fleet's
+domains (fleet_routing), alpha does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,12 +32,16 @@ import pytest
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api.node_signing import signed_headers
+from pockestrator.api.owner_calls import internal_path
 from pockestrator.config import StoreConfig
 from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
+
+FLEET_SECRET = b"a-test-fleet-secret-of-more-than-32-bytes-0123456789"
 
 
 @dataclass
@@ -57,6 +69,9 @@ async def fleet(
     boxes: list[Sandbox] = []
     agents: list[Agent] = []
     nodes: dict[str, Node] = {}
+    secret = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base)) / "fleet-secret"
+    secret.write_bytes(FLEET_SECRET + b"\n")
+    secret.chmod(0o600)
     try:
         for name in ("alpha", "beta"):
             box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
@@ -68,6 +83,9 @@ async def fleet(
                 node_name=name,
                 node_public_address=f"127.0.0.1:{box.caddy_http_port}",
                 node_lease_seconds=6.0,
+                fleet_secret_file=secret,
+                # beta's Caddy serves the whole fleet's domains; alpha's only its own.
+                fleet_routing=name == "beta",
                 # Far away: only NOTIFY can wake an agent in time for these tests.
                 resync_interval=3600.0,
                 health_interval=1.0,
@@ -118,13 +136,12 @@ async def test_a_service_created_through_alpha_runs_on_beta_and_stops_through_al
     reply = await alpha.api.call("POST", "/services", body)
     assert reply.status == 201, reply.body
     assert alpha.agent.store.node_of("remote") == "beta"
-    # beta runs it (its API reads beta's systemd live) and writes its status to the store,
-    # which alpha's API reads back. (alpha's API reads the live unit on alpha's own host:
-    # fetching it from the owning node is for a later round.)
+    # beta runs it and writes its status to the store; alpha's API asks beta for the live
+    # fields (a signed node-to-node call), so both answer the same running unit.
     status = await wait_running(beta.api, "remote", timeout=60)
     assert status["is_running"] is True
-    through_alpha = await alpha.api.call("GET", "/services/remote/status")
-    assert through_alpha.body["state"] == "active", through_alpha.body
+    through_alpha = await wait_running(alpha.api, "remote", timeout=10)
+    assert through_alpha["pid"] == status["pid"] is not None, through_alpha
     assert "remote" in beta.agent.units.managed_names()
     assert "remote" not in alpha.agent.units.managed_names()
     assert "anchor" not in beta.agent.units.managed_names()
@@ -245,6 +262,289 @@ async def test_the_cli_shows_the_fleet_and_fails_while_a_node_is_lost(
     code, out = await cli_nodes(alpha)
     assert code == 1
     assert any(line.split()[:2] == ["gamma", "lost"] for line in out.splitlines())
+
+
+async def test_wait_through_alpha_waits_for_betas_reconcile_and_every_view_names_the_node(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    body = {
+        "project_name": "waited",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "beta",
+    }
+    reply = await alpha.api.call("POST", "/services", body, params={"wait": "true"})
+    assert reply.status == 201, reply.body
+    assert reply.body["reconciled"] is True
+    # The answer came after beta's reconcile: the status beta wrote says so, and the unit
+    # state is beta's (alpha's host has no such unit).
+    stored = alpha.agent.store.get_status("waited")
+    assert stored is not None and stored.observed_generation == reply.body["service"]["generation"]
+    assert reply.body["systemd"]["status"] in ("active", "activating"), reply.body
+    assert "waited" not in alpha.agent.units.managed_names()
+    assert reply.body["service"]["node"] == "beta"
+    listed = await alpha.api.call("GET", "/services")
+    where = {s["project_name"]: s["node"] for s in listed.body["services"]}
+    assert where["waited"] == "beta" and where["anchor"] == "alpha", where
+    one = await beta.api.call("GET", "/services/anchor")
+    assert one.body["service"]["node"] == "alpha"
+
+
+async def test_logs_of_a_beta_service_are_read_and_followed_through_alpha(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    await wait_running(beta.api, "waited", timeout=60)
+    through_alpha = await alpha.api.call("GET", "/services/waited/logs", params={"lines": "20"})
+    assert through_alpha.status == 200, through_alpha.body
+    cursors = [entry["cursor"] for entry in through_alpha.body["logs"]]
+    assert cursors, "beta's journal has lines of the service"
+    on_beta = await beta.api.call("GET", "/services/waited/logs", params={"lines": "500"})
+    assert set(cursors) <= {entry["cursor"] for entry in on_beta.body["logs"]}
+    # The host that answered has no such lines: they are beta's.
+    assert "waited" not in alpha.agent.units.managed_names()
+
+    headers = {"Authorization": f"Bearer {alpha.api.token}"}
+    url = f"{alpha.api.root}/services/waited/logs"
+    seen: list[str] = []
+    async with alpha.api.session.get(
+        url, params={"follow": "true", "lines": "3"}, headers=headers
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+
+        async def first_event() -> None:
+            async for line in response.content:
+                if line.startswith(b"id: "):
+                    seen.append(line[4:].decode().strip())
+                    return
+
+        await asyncio.wait_for(first_event(), 30)
+    assert seen and seen[0] in {entry["cursor"] for entry in on_beta.body["logs"]}
+
+
+def signed_call(
+    target: str, caller: str, callee: str, secret: bytes = FLEET_SECRET
+) -> dict[str, str]:
+    return signed_headers(secret, "GET", target, caller, callee, time.time())
+
+
+async def test_a_node_call_needs_a_fresh_signature_for_its_node_and_a_token_opens_none(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    target = internal_path("waited", "status")
+    config = beta.agent.config
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
+    session = beta.api.session
+
+    async def get(headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+        async with session.get(url, headers=headers) as response:
+            return response.status, await response.json()
+
+    good = signed_call(target, "alpha", "beta")
+    code, body = await get(good)
+    assert code == 200 and body["project_name"] == "waited", body
+    refused = [
+        {},  # nothing
+        {"Authorization": f"Bearer {beta.api.token}"},  # an API token
+        good,  # the same call again: a replay
+        signed_call(target, "alpha", "gamma"),  # signed for another node
+        signed_call(target, "alpha", "beta", b"x" * 40),  # another secret
+        signed_call(internal_path("anchor", "status"), "alpha", "beta"),  # another path
+    ]
+    for headers in refused:
+        code, body = await get(headers)
+        assert code == 403 and body["code"] == "NODE_CALL_REFUSED", (headers, body)
+    # And a node's signature opens no route of the public API.
+    public = f"http://{config.listen_host}:{config.listen_port}/api/pockestrator/services"
+    async with session.get(
+        public, headers=signed_call("/api/pockestrator/services", "alpha", "beta")
+    ) as response:
+        assert response.status == 401
+    # The secret is in no answer, and in no file of either sandbox (journal, store, units).
+    read = 0
+    for node in (alpha, beta):
+        for path in node.sandbox.layout.root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    assert FLEET_SECRET not in path.read_bytes(), path
+                    read += 1
+    assert read > 20, "the search read the sandboxes' files"
+
+
+async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachable(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha = fleet["alpha"]
+    # A node that registered and went away: its API's port is closed.
+    alpha.agent.store.register_node(
+        NodeInfo("delta", f"http://127.0.0.1:{free_port()}", "", 1024**3, 1), timedelta(0)
+    )
+    body = {
+        "project_name": "stranded",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "delta",
+    }
+    reply = await alpha.api.call("POST", "/services", body)
+    assert reply.status == 201, reply.body
+    for path, params in (("status", None), ("logs", None), ("logs", {"follow": "true"})):
+        answer = await alpha.api.call("GET", f"/services/stranded/{path}", params=params)
+        assert answer.status == 502, (path, answer.body)
+        assert answer.body["code"] == "NODE_UNREACHABLE" and "delta" in answer.body["message"]
+    assert "stranded" not in alpha.agent.units.managed_names()
+    # The service itself still reads (from the store); its runtime is unknown, and why.
+    one = await alpha.api.call("GET", "/services/stranded")
+    assert one.status == 200 and one.body["service"]["node"] == "delta"
+    runtime = one.body["runtime_status"]
+    assert (runtime["systemd_status"], runtime["caddy_status"]) == ("unknown", "unknown")
+    assert (
+        "NODE_UNREACHABLE" not in runtime["error_message"] and "delta" in runtime["error_message"]
+    )
+
+
+async def test_with_routing_on_betas_caddy_serves_alphas_service_and_alphas_with_it_off_does_not(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    body = {
+        "project_name": "routed",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "alpha",
+    }
+    reply = await beta.api.call("POST", "/services", body, params={"wait": "true"})
+    assert reply.status == 201 and reply.body["reconciled"] is True, reply.body
+    # beta (routing on) passes routed.localhost on to alpha's Caddy, woken by the notice of
+    # the new service (the resync is an hour away); alpha's PocketBase answers.
+    assert await wait_for_pocketbase(beta.sandbox.caddy_url, "routed.localhost", timeout=30)
+    route = beta.agent.config.caddy_sites_dir / "_route-routed.caddy"
+    assert f"reverse_proxy http://{alpha.agent.config.node_public_address}" in route.read_text()
+    assert "routed" not in beta.agent.units.managed_names()
+    # alpha (routing off) keeps no route: a beta service does not answer through it.
+    assert not list(alpha.agent.config.caddy_sites_dir.glob("_route-*"))
+    async with (
+        aiohttp.ClientSession(headers={"Host": "waited.localhost"}) as session,
+        session.get(f"{alpha.sandbox.caddy_url}/api/health") as response,
+    ):
+        assert response.status == 404
+
+    # Deleted through alpha's API: beta's route goes with it.
+    deleted = await alpha.api.call("DELETE", "/services/routed", params={"purge": "true"})
+    assert deleted.status in (200, 202), deleted.body
+
+    async def route_gone() -> bool:
+        return not route.exists()
+
+    assert await wait_until(route_gone, 30, 0.1)
+
+    async def not_served() -> bool:
+        async with (
+            aiohttp.ClientSession(headers={"Host": "routed.localhost"}) as session,
+            session.get(f"{beta.sandbox.caddy_url}/api/health") as response,
+        ):
+            return response.status == 404
+
+    assert await wait_until(not_served, 30, 0.2)
+
+
+async def test_a_secret_value_for_a_service_placed_on_another_node_is_refused_on_its_field(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    value = "a-smtp-password-that-must-stay-nowhere"
+    body = {
+        "project_name": "mailer",
+        "port": free_port(),
+        "pocketbase_version": pocketbase_versions[1],
+        "node": "beta",
+        "settings": {"smtp": {"host": "smtp.example.com", "password": {"value": value}}},
+    }
+    refused = await alpha.api.call("POST", "/services", body)
+    assert refused.status == 400, refused.body
+    assert refused.codes() == {"settings.smtp.password": "SECRET_ON_ANOTHER_NODE"}
+    assert value not in str(refused.body)
+    assert alpha.agent.store.get_service("mailer") is None
+    # Sent to the owning node's API, it is taken (and stays on the host that uses it).
+    taken = await beta.api.call("POST", "/services", body)
+    assert taken.status == 201, taken.body
+    assert (await beta.api.call("DELETE", "/services/mailer", params={"purge": "true"})).status in (
+        200,
+        202,
+    )
+
+
+async def test_a_watch_through_alpha_sees_betas_reconcile_as_it_happens(
+    fleet: dict[str, Node],
+) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    start = await beta.api.call("POST", "/services/remote/control", {"action": "start"})
+    assert start.status == 200, start.body
+    headers = {"Authorization": f"Bearer {alpha.api.token}"}
+    seen: list[str] = []
+    async with alpha.api.session.get(
+        f"{alpha.api.root}/services/remote", params={"watch": "true"}, headers=headers
+    ) as response:
+        assert response.status == 200
+
+        runtimes: list[dict[str, object]] = []
+
+        async def next_status() -> str:
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    data = json.loads(line[6:])
+                    runtimes.append(data["runtime_status"])
+                    return str(data["service"]["status"])
+            raise AssertionError("the watch ended")
+
+        async def until(state: str) -> None:
+            while not seen or seen[-1] != state:
+                seen.append(await next_status())
+
+        # Active (a moment of "error" first is beta's settle signing in before the new
+        # process is ready, which the next health probe ends).
+        await asyncio.wait_for(until("active"), 60)
+        # The watch's runtime status is beta's (alpha's host has no such unit or site).
+        assert runtimes[0]["caddy_status"] == "configured", runtimes[0]
+        # Through beta's API: only the store's notice of beta's status can tell alpha.
+        stop = await beta.api.call("POST", "/services/remote/control", {"action": "stop"})
+        assert stop.status == 200, stop.body
+        await asyncio.wait_for(until("inactive"), 30)
+    assert seen[-1] == "inactive", seen
+
+
+async def test_start_and_restart_through_alpha_act_on_betas_unit(fleet: dict[str, Node]) -> None:
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    # "remote" was stopped through alpha; beta's unit starts again, and the answer (after
+    # beta's reconcile) says what beta's systemd shows.
+    started = await alpha.api.call("POST", "/services/remote/control", {"action": "start"})
+    assert started.status == 200, started.body
+    assert started.body["reconciled"] is True
+    assert started.body["systemd"]["status"] in ("active", "activating"), started.body
+
+    async def live_pid(api: Api) -> int:
+        seen: dict[str, object] = {}
+
+        async def active() -> bool:
+            seen.update((await api.call("GET", "/services/remote/status")).body)
+            return seen.get("systemd_status") == "active" and seen.get("pid") is not None
+
+        assert await wait_until(active, 60, 0.1), seen
+        return int(str(seen["pid"]))
+
+    before = await live_pid(beta.api)
+    restarted = await alpha.api.call("POST", "/services/remote/control", {"action": "restart"})
+    assert restarted.status == 200, restarted.body
+    after = await live_pid(alpha.api)
+    assert after != before, "beta's unit was restarted: a new process"
+    # A service's answer carries beta's runtime status too.
+    one = await alpha.api.call("GET", "/services/remote")
+    runtime = one.body["runtime_status"]
+    # (alpha's host has neither unit nor site: its own view would be missing and not running)
+    assert runtime["is_running"] is True and runtime["caddy_status"] == "configured", runtime
+    assert "remote" not in alpha.agent.units.managed_names()
 
 
 async def test_an_idle_agent_holds_at_most_its_pool_and_one_listening_connection(

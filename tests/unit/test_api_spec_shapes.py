@@ -223,7 +223,12 @@ def test_the_view_of_a_record_is_the_spec_as_stored_with_the_desired_state_it_en
     config = AgentConfig.model_validate({"caddy_tls": False})
     shown = service_view(record, status, config, PublicPorts(http=8080)).model_dump(mode="json")
     stored = spec.model_dump(mode="json", exclude={"superuser_password_file", "secret_env", "app"})
-    assert {key: shown[key] for key in stored} == {**stored, "desired_state": "running"}
+    # The node is where it runs (a record of no node yet: this host's), not null.
+    assert {key: shown[key] for key in stored} == {
+        **stored,
+        "desired_state": "running",
+        "node": config.node,
+    }
     assert list(shown) == list(Service.model_fields)
     assert shown["flags"]["origins"] == ["*"] and shown["extra_dirs"] == ["pb_hooks", "pb_public"]
     assert (shown["id"], shown["status"], shown["source"], shown["source_file"]) == (

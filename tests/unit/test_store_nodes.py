@@ -12,7 +12,7 @@ from pockestrator.clock import FakeClock
 from pockestrator.database import StoreDatabase
 from pockestrator.specs.errors import ErrorCode, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
-from pockestrator.specs.store import Conflict, NodeInfo, Store
+from pockestrator.specs.store import SECRETS_FOLDER, Conflict, NodeInfo, Store
 from pockestrator.specs.store.placement import Candidate, choose_node
 from tests.testbed.store_backends import StoreBackend
 
@@ -290,6 +290,34 @@ def test_a_spec_naming_its_node_runs_there_and_an_unknown_node_is_refused(fleet:
     assert [(i.field, i.code) for i in caught.value.issues] == [("node", ErrorCode.INVALID_VALUE)]
     assert "No node named 'zeta'" in caught.value.issues[0].message
     assert on_a.get_service("lost") is None
+
+
+def test_a_secret_value_for_a_service_of_another_node_is_refused_and_nothing_kept(
+    store_backend: StoreBackend,
+) -> None:
+    if store_backend.name != "postgresql":
+        pytest.skip("one host's store is one node")
+    database = store_backend.open()
+    on_a = Store(database, node="a")
+    on_a.register_node(node("a"), HOUR)
+    Store(database, node="b").register_node(node("b"), HOUR)
+    secret = {"smtp": {"host": "smtp.example.com", "password": {"value": "hunter2-secret"}}}
+    with pytest.raises(Conflict) as caught:
+        on_a.create_service(spec("mailer", 9001, node="b", settings=secret))
+    assert [(i.field, i.code) for i in caught.value.issues] == [
+        ("settings.smtp.password", ErrorCode.SECRET_ON_ANOTHER_NODE)
+    ]
+    assert "Send this request to 'b's API" in caught.value.issues[0].message
+    assert on_a.get_service("mailer") is None
+    folder = on_a.path.parent / SECRETS_FOLDER
+    assert not folder.exists() or not any(folder.rglob("*.*")), "no value was kept"
+    # The same spec sent to the owning node's store is taken; so is one on the receiver.
+    assert Store(database, node="b").create_service(spec("mailer", 9001, node="b", settings=secret))
+    assert on_a.create_service(spec("local", 9002, node="a", settings=secret)).node == "a"
+    # A change bringing a new value to another node's service is refused too.
+    with pytest.raises(Conflict) as caught:
+        on_a.replace_spec("mailer", spec("mailer", 9001, node="b", settings=secret), "api")
+    assert caught.value.issues[0].code == ErrorCode.SECRET_ON_ANOTHER_NODE
 
 
 def test_a_services_node_cannot_change_once_it_exists(store_backend: StoreBackend) -> None:

@@ -82,7 +82,10 @@ class RuntimeStatus(ClosedModel):
     is_running: bool
     systemd_status: str = Field(description="systemd's ActiveState, or 'unknown'.")
     sub_state: str | None
-    caddy_status: str = Field(description="configured, missing, drifted or error.")
+    caddy_status: str = Field(
+        description="configured, missing, drifted or error; unknown when the node that runs "
+        "the service could not be asked (error_message says why)."
+    )
     config_match: bool | None = Field(description="Unit and site on disk are what was rendered.")
     last_checked: datetime
     error_message: str | None

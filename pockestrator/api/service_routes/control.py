@@ -11,6 +11,8 @@ service that should run but is down: the agent does not restart a unit systemd g
 
 from __future__ import annotations
 
+from typing import Literal
+
 import structlog
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.models.services import ControlledService, ControlResult, ControlSystemd
+from pockestrator.api.owner_calls import OWNER_CALLS
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service, service_not_found
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
@@ -28,6 +31,7 @@ from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import NotFound, ServiceRecord
 
 log = structlog.get_logger("pockestrator.api")
+Action = Literal["start", "stop", "restart"]
 
 _DONE_MESSAGES = {
     "start": "Service started successfully",
@@ -41,6 +45,19 @@ async def control_service(request: web.Request) -> web.StreamResponse:
     record = find_service(agent, request.match_info["id"])
     body = await read_json(request, limit=agent.config.max_body_bytes)
     action = validate_model(ControlBody, body).action
+    by = principal_of(request).name
+    if not agent.store.runs_here(record.node):
+        # Its unit is the owner's: the owner acts and answers (``api.owner_calls``).
+        log.info("service control", service=record.name, action=action, by=by, node=record.node)
+        return await request.app[OWNER_CALLS].control(record, action)
+    return await control_here(request, record, action, by)
+
+
+async def control_here(
+    request: web.Request, record: ServiceRecord, action: Action, by: str
+) -> web.Response:
+    """``action`` on the service this host runs, answered after the reconcile."""
+    agent = agent_of(request)
     name = record.name
     try:
         if action == "restart" and record.desired_state == "running":
@@ -60,7 +77,7 @@ async def control_service(request: web.Request) -> web.StreamResponse:
             f"systemd could not {action} {unit_name(name)}: {exc}",
             service_id=record.id,
         ) from None
-    log.info("service control", service=name, action=action, by=principal_of(request).name)
+    log.info("service control", service=name, action=action, by=by)
     reconciled = await agent.wait_reconciled(name, WAIT_SECONDS)
     current = agent.store.get_service(name) or record
     status = agent.store.get_status(name)
@@ -117,7 +134,8 @@ OPERATIONS = [
         errors=(404, 502),
         description="start and stop record the desired run state and answer after the"
         " reconcile that applies it (202 if it takes longer than a minute); restart is a"
-        " one-off restart. Works for file-owned services too.",
+        " one-off restart. Works for file-owned services too. In a fleet the owning node"
+        " acts and answers (502 NODE_UNREACHABLE when it cannot be asked).",
         body=ControlBody,
     ),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from pockestrator.api.context import AgentContext
 from pockestrator.api.event_routes import follow_events
 from pockestrator.api.formatting import human_bytes, human_percent
 from pockestrator.api.inputs import parse_query
@@ -24,6 +25,7 @@ from pockestrator.api.models.services import (
     WatchGone,
     WatchSynced,
 )
+from pockestrator.api.owner_calls import OWNER_CALLS
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service, lost_nodes
@@ -36,6 +38,7 @@ from pockestrator.api.views import (
     service_view,
 )
 from pockestrator.specs.grammar import GrammarError, normalize_domain
+from pockestrator.specs.store import ServiceRecord
 
 
 def stored_domain(text: str) -> str:
@@ -101,14 +104,15 @@ async def get_service(request: web.Request) -> web.StreamResponse:
         agent.sleeping(record.name),
         record.node in lost_nodes(agent),
     )
-    runtime = await agent.host.runtime(record.name, status)
+    # This host's view, or the owning node's, asked of it.
+    runtime = await request.app[OWNER_CALLS].runtime_status(record, status)
     response = answer(
         ServiceDetail(
             id=record.id,
             message="Service retrieved successfully",
             data=view,
             service=view,
-            runtime_status=runtime_view(runtime, status),
+            runtime_status=runtime,
         )
     )
     response.headers["ETag"] = etag_of(record.generation)
@@ -118,33 +122,38 @@ async def get_service(request: web.Request) -> web.StreamResponse:
 async def service_status(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
+    if not agent.store.runs_here(record.node):
+        # Live fields are the owning host's: asked of its agent, never this host's (absent)
+        # unit (``api.owner_calls``).
+        return await request.app[OWNER_CALLS].status(record)
+    return answer(await status_here(agent, record))
+
+
+async def status_here(agent: AgentContext, record: ServiceRecord) -> ServiceStatusResponse:
+    """The status of a service this host runs: its live unit and the stored status."""
     status = agent.store.get_status(record.name)
     runtime = await agent.host.runtime(record.name, status)
     unit = runtime.unit
     memory = unit.memory_bytes if unit is not None and unit.is_running else None
     cpu = status.cpu_percent if status is not None and runtime.is_running else None
-    return answer(
-        ServiceStatusResponse(
-            service_id=record.id,
-            project_name=record.name,
-            # The runtime status a service's answer carries, here flattened.
-            **runtime_view(runtime, status).model_dump(),
-            pid=unit.main_pid if unit is not None and unit.is_running else None,
-            memory_usage=human_bytes(memory),
-            memory_bytes=memory,
-            cpu_usage=human_percent(cpu),
-            cpu_percent=cpu,
-            restarts=unit.restarts if unit else None,
-            active_since=runtime.active_since,
-            state=service_state(
-                status, agent.sleeping(record.name), record.node in lost_nodes(agent)
-            ),
-            desired_state=record.desired_state,
-            health_ok=status.health_ok if status else None,
-            last_health_check=status.last_health_check if status else None,
-            deployed_version=status.deployed_version if status else None,
-            certificate=certificate_view(status),
-        )
+    return ServiceStatusResponse(
+        service_id=record.id,
+        project_name=record.name,
+        # The runtime status a service's answer carries, here flattened.
+        **runtime_view(runtime, status).model_dump(),
+        pid=unit.main_pid if unit is not None and unit.is_running else None,
+        memory_usage=human_bytes(memory),
+        memory_bytes=memory,
+        cpu_usage=human_percent(cpu),
+        cpu_percent=cpu,
+        restarts=unit.restarts if unit else None,
+        active_since=runtime.active_since,
+        state=service_state(status, agent.sleeping(record.name), record.node in lost_nodes(agent)),
+        desired_state=record.desired_state,
+        health_ok=status.health_ok if status else None,
+        last_health_check=status.last_health_check if status else None,
+        deployed_version=status.deployed_version if status else None,
+        certificate=certificate_view(status),
     )
 
 
@@ -206,7 +215,10 @@ OPERATIONS = [
         "Real-time status: systemd state, PID, memory, CPU, config match, Caddy",
         {200: ServiceStatusResponse},
         "services",
-        errors=(404,),
+        errors=(404, 502),
+        description="The live fields are the owning node's: for a service of another node "
+        "of the fleet, asked of it over a signed node-to-node call; 502 NODE_UNREACHABLE "
+        "when it cannot be.",
     ),
     Operation(
         "GET",

@@ -31,9 +31,10 @@ from pockestrator.api.models.services import (
     WatchGone,
     WatchSynced,
 )
+from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
 from pockestrator.api.streams import StreamsFull, too_many_streams
-from pockestrator.api.views import runtime_view, service_state, service_view
+from pockestrator.api.views import service_state, service_view
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.store.changes import ChangeFeed, Waiter
@@ -68,6 +69,7 @@ class _Watch:
     response: web.StreamResponse
     scope: _Filter
     detail: bool = False  # a single watch sends the get answer (with the runtime status)
+    owner: OwnerCalls | None = None  # for the runtime status of another node's service
     sent: dict[str, str] = field(default_factory=dict)  # name -> id of what was sent
 
     @property
@@ -81,13 +83,13 @@ class _Watch:
         view = service_view(record, status, agent.config, agent.host.public_ports())
         data: Service | ServiceDetail = view
         if self.detail:
-            runtime = await agent.host.runtime(record.name, status)
+            assert self.owner is not None  # a single watch is given it
             data = ServiceDetail(
                 id=record.id,
                 message="Service retrieved successfully",
                 data=view,
                 service=view,
-                runtime_status=runtime_view(runtime, status),
+                runtime_status=await self.owner.runtime_status(record, status),
             )
         await self.response.write(sse.json_frame("service", data, event_id))
         self.sent[record.name] = record.id
@@ -202,7 +204,7 @@ async def _serve(
         resumed = None
     response = web.StreamResponse(headers=sse.HEADERS)
     await response.prepare(request)
-    stream = _Watch(agent, response, scope, detail=one is not None)
+    stream = _Watch(agent, response, scope, detail=one is not None, owner=request.app[OWNER_CALLS])
     if one is not None:
         stream.sent[one.name] = one.id
     slots = request.app[WATCHES]

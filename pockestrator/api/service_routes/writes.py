@@ -38,6 +38,8 @@ from pockestrator.api.models.services import (
     SiteRef,
     UnitRef,
 )
+from pockestrator.api.owner_calls import OWNER_CALLS
+from pockestrator.api.owner_wait import owner_reconciled
 from pockestrator.api.routing import (
     Link,
     Operation,
@@ -173,7 +175,13 @@ async def written_answer(
 ) -> web.Response:
     agent = agent_of(request)
     name = record.name
-    reconciled = await agent.wait_reconciled(name, WAIT_SECONDS) if wait else False
+    here = agent.store.runs_here(record.node)
+    if not wait:
+        reconciled = False
+    elif here:
+        reconciled = await agent.wait_reconciled(name, WAIT_SECONDS)
+    else:  # another node runs it: its reconcile, as its status in the store tells
+        reconciled = await owner_reconciled(agent.store, record, WAIT_SECONDS)
     current = agent.store.get_service(name) or record
     service_status = agent.store.get_status(name)
     view = service_view(
@@ -183,9 +191,11 @@ async def written_answer(
         agent.host.public_ports(),
         agent.sleeping(current.name),
     )
-    if reconciled:
+    if reconciled and here:
         runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status
+    elif reconciled:
+        unit_state, site_state = await request.app[OWNER_CALLS].unit_and_site(current)
     else:
         unit_state, site_state = "pending", "pending"
     body = ServiceWritten(

@@ -76,6 +76,8 @@ SNIPPET_SUFFIX = ".caddy"
 # with a letter), so no service can ever own it.
 CATCH_ALL = "_catch-all"
 CATCH_ALL_TEXT = "No service has this domain."
+# Fleet routing's sites (``routes``): ``_route-<project name>``, which no project name is.
+ROUTE_PREFIX = "_route-"
 
 
 @dataclass(frozen=True)
@@ -263,9 +265,12 @@ def render_catch_all(settings: SiteSettings) -> str:
 
 def snippet_file_name(project_name: str) -> str:
     """``<project_name>.caddy``, only for a valid project name (which cannot hold a path),
-    or the catch-all's ``_catch-all.caddy``."""
+    the catch-all's ``_catch-all.caddy``, or a fleet route's ``_route-<name>.caddy``."""
     if project_name == CATCH_ALL:
         return CATCH_ALL + SNIPPET_SUFFIX
+    if project_name.startswith(ROUTE_PREFIX):
+        served = grammar.check_project_name(project_name.removeprefix(ROUTE_PREFIX))
+        return ROUTE_PREFIX + served + SNIPPET_SUFFIX
     return grammar.check_project_name(project_name) + SNIPPET_SUFFIX
 
 

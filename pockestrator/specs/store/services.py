@@ -39,6 +39,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.secret_placement import secret_values, secrets_elsewhere
 from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
 
@@ -69,6 +70,7 @@ class Services(StorePart):
     ) -> ServiceRecord:
         """Insert a new service, with where its first data comes from (``seed``); a taken
         name, port or domain raises ``Conflict`` (all of them at once)."""
+        valued = secret_values(spec)
         with self._secrets_kept(spec) as spec, self._database.write() as db:
             if db.execute(
                 "SELECT 1 FROM deletions WHERE name = ?", (spec.project_name,)
@@ -85,8 +87,9 @@ class Services(StorePart):
             node, placed = self._place(db, spec)
             taken = taken_claims(db, spec, node=node)
             unknown = node_issue(db, spec, self.node)
-            if taken or unknown:
-                raise Conflict([*([unknown] if unknown else []), *taken])
+            elsewhere = secrets_elsewhere(valued, node, self.node)
+            if taken or unknown or elsewhere:
+                raise Conflict([*([unknown] if unknown else []), *taken, *elsewhere])
             now = self._now()
             self._insert_service(db, spec, owner, now, node=node)
             if placed is not None:
@@ -112,6 +115,7 @@ class Services(StorePart):
                     )
                 ]
             )
+        valued = secret_values(spec)
         with self._secrets_kept(spec) as spec, self._database.write() as db:
             row = db.execute(
                 "SELECT owner, spec, node FROM services WHERE name = ?", (name,)
@@ -125,6 +129,7 @@ class Services(StorePart):
             if spec.node is not None and spec.node != row["node"]:
                 raise Conflict([_move_issue(name, row["node"])])
             taken = taken_claims(db, spec, replacing=name, node=row["node"])
+            taken += secrets_elsewhere(valued, row["node"], self.node)
             if taken:
                 raise Conflict(taken)
             db.execute(

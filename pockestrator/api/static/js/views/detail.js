@@ -62,6 +62,7 @@ const SPEC = [
       h('a', { href: link, target: '_blank', rel: 'noopener noreferrer' }, service.domain),
   ],
   ['Port', ({ service }) => service.port],
+  ['Node', ({ service }) => service.node],
   ['Proxy', ({ service }) => proxyText(service.proxy)],
   ['HTTPS', ({ service }) => tlsText(service)],
   ['PocketBase version', ({ service }) => service.pocketbase_version],

@@ -71,6 +71,7 @@ export async function show(root, view) {
               'Name',
               'Domain',
               'Port',
+              'Node',
               'Version',
               'Status',
               'Memory',
@@ -271,6 +272,7 @@ function createRow(item) {
     h('th', { scope: 'row', 'data-label': 'Name' }, name, h('span', { class: 'source muted' })),
     cell('Domain', domain),
     cell('Port', h('span', { class: 'port' })),
+    cell('Node', h('span', { class: 'node' })),
     cell('Version', h('span', { class: 'version' })),
     cell('Status', badge(item.service.status)),
     cell(
@@ -297,6 +299,7 @@ function updateRow(row, { service, runtime }, series) {
   domain.href = instanceUrl(service);
   setText(domain, service.domain);
   setText(row.querySelector('.port'), service.port);
+  setText(row.querySelector('.node'), service.node);
   const deployed = service.deployed_version;
   setText(
     row.querySelector('.version'),

@@ -1,0 +1,109 @@
+"""Fleet routing: keeping this node's Caddy serving the services other nodes run.
+
+With ``fleet_routing`` on, every service of another node gets a route site here
+(``controllers.caddy.routes``) proxying to its node's Caddy; with it off (the default),
+none, and any left from when it was on are removed. Event-driven: the store's notices
+of a change to another node's service (LISTEN/NOTIFY: a service created, changed, deleted
+or moved) wake one sync, and so does (re-)listening and the periodic resync, the safety
+net for what no notice tells (a node that registered a new public address). Changes that
+arrive while a sync runs are gathered into the next one.
+
+Each sync computes every route from the store (``wanted_routes``, pure) and hands them,
+with the removals, to the sites' ``Wave``: unchanged routes cost nothing, and a route
+Caddy refuses is put back and logged without holding up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from pockestrator.config import AgentConfig
+from pockestrator.controllers.caddy import CaddySites, SiteSettings
+from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX
+from pockestrator.controllers.caddy.routes import is_route_key, render_route, route_key
+from pockestrator.specs.grammar import GrammarError
+from pockestrator.specs.store import NodeRecord, ServiceRecord, Store
+
+log = structlog.get_logger("pockestrator.fleet.routing")
+
+
+def wanted_routes(
+    services: Iterable[ServiceRecord],
+    nodes: Mapping[str, NodeRecord],
+    this_node: str,
+    settings: SiteSettings,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The route sites this node should serve (key -> text), and why a service has none
+    (name -> reason) when its node cannot be routed to."""
+    routes: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for record in services:
+        if record.node in ("", this_node):
+            continue
+        owner = nodes.get(record.node)
+        if owner is None or not owner.public_address:
+            skipped[record.name] = f"node {record.node!r} registered no public address"
+            continue
+        try:
+            routes[route_key(record.name)] = render_route(
+                record.spec, record.node, owner.public_address, settings
+            )
+        except GrammarError as exc:
+            skipped[record.name] = f"node {record.node!r}: {exc.message}"
+    return routes, skipped
+
+
+class FleetRouting:
+    """One sync at a time of this node's route sites with the store."""
+
+    def __init__(self, config: AgentConfig, store: Store, sites: CaddySites) -> None:
+        self._config = config
+        self._store = store
+        self._sites = sites
+        self._wanted = asyncio.Event()
+        self.syncs = 0  # finished syncs (the tests wait on a change of it)
+
+    def poke(self) -> None:
+        """Ask for a sync soon (from the loop: a notice, a resync)."""
+        self._wanted.set()
+
+    async def run(self) -> None:
+        self.poke()  # at start: what the store says now, or clean up when switched off
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self.sync()
+            except Exception as exc:  # the store away (PostgreSQL restarting): next notice
+                log.warning("fleet routing sync failed", error=str(exc))
+            self.syncs += 1
+
+    def _routes_on_disk(self) -> set[str]:
+        try:
+            entries = list(self._sites.sites_dir.iterdir())
+        except FileNotFoundError:
+            return set()
+        stems = {e.name[: -len(SNIPPET_SUFFIX)] for e in entries if e.name.endswith(SNIPPET_SUFFIX)}
+        return {stem for stem in stems if is_route_key(stem)}
+
+    async def sync(self) -> None:
+        routes: dict[str, str] = {}
+        if self._config.fleet_routing:
+            services, _total = await asyncio.to_thread(self._store.list_services)
+            nodes = {n.name: n for n in await asyncio.to_thread(self._store.list_nodes)}
+            settings = SiteSettings.of(self._config, self._sites.public_ports())
+            routes, skipped = wanted_routes(services, nodes, self._config.node, settings)
+            for name, why in skipped.items():
+                log.warning("no fleet route", service=name, why=why)
+        wave: dict[str, str | None] = {
+            **dict.fromkeys(self._routes_on_disk() - routes.keys()),
+            **routes,
+        }
+        if not wave:
+            return
+        result = await self._sites.apply(wave)
+        for key, error in result.errors.items():
+            log.warning("fleet route refused by caddy", route=key, error=error[:300])

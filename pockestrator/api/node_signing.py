@@ -1,0 +1,160 @@
+"""The node credential: node-to-node calls signed with the fleet's shared secret (HMAC).
+
+A node asks another for what only the owning host has (a service's live systemd fields,
+its journal) or can do (start, stop, restart its unit). The call carries the caller's
+node name, the moment it was made, a nonce and an HMAC-SHA256, under the fleet's secret,
+of the method, the exact path and query, the body's hash, both node names, the moment and
+the nonce. Why a shared secret rather than a token per node kept hashed in the store: the
+store is the shared PostgreSQL, and nothing read from it (a leaked dump, a reader's role)
+may let anyone call a node; the secret lives only in a root-only file on each host
+(``fleet_secret_file``), is never sent, and a signature proves one call only:
+
+- it names the node it is for (a call to beta cannot be replayed at gamma),
+- it is taken within ``SKEW_SECONDS`` of its moment by the receiver's clock, and
+- a receiver takes each signature once (``ReplayGuard``), so a copied call is refused
+  within that window too.
+
+A node's API accepts a signature only on the node-internal routes (``api.node_routes``),
+and those take nothing else: a token opens none of them, a signature no other route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pockestrator.files import SecretNotPrivate, SecretUnreadable, read_private_file
+
+NODE_HEADER = "X-Pockestrator-Node"
+TIME_HEADER = "X-Pockestrator-Node-Time"
+NONCE_HEADER = "X-Pockestrator-Node-Nonce"
+SIGNATURE_HEADER = "X-Pockestrator-Node-Signature"
+SKEW_SECONDS = 60
+SECRET_MIN_BYTES = 32
+_SIGNATURE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_MOMENT = re.compile(r"[0-9]{1,12}", re.ASCII)
+_NONCE = re.compile(r"[0-9a-f]{32}", re.ASCII)
+_NODE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+
+
+class FleetSecretUnusable(Exception):
+    """``fleet_secret_file`` cannot be read, is readable by others, or is too short."""
+
+
+class CallRefused(Exception):
+    """A node-internal call whose credential does not hold; the reason is for the log."""
+
+
+def read_fleet_secret(path: Path) -> bytes:
+    """The secret of ``path`` (root's, 0600), surrounding white space dropped."""
+    try:
+        secret = read_private_file(path).strip()
+    except SecretUnreadable as exc:
+        raise FleetSecretUnusable(f"fleet_secret_file: {path} cannot be read: {exc}") from None
+    except SecretNotPrivate:
+        raise FleetSecretUnusable(
+            f"fleet_secret_file: {path} must be the agent's own (root's) with mode 0600 or "
+            "stricter: nobody else may read it"
+        ) from None
+    if len(secret) < SECRET_MIN_BYTES:
+        raise FleetSecretUnusable(
+            f"fleet_secret_file: {path} holds {len(secret)} bytes; at least "
+            f"{SECRET_MIN_BYTES} are needed (e.g. head -c 48 /dev/urandom | base64)"
+        )
+    return secret
+
+
+def signature(
+    secret: bytes,
+    method: str,
+    target: str,
+    caller: str,
+    callee: str,
+    at: int,
+    nonce: str,
+    body: bytes = b"",
+) -> str:
+    """The HMAC of one call: ``target`` is the path and query exactly as sent, ``body``
+    the bytes sent (by their SHA-256); ``nonce`` makes two calls alike in all else (the
+    same second) two signatures."""
+    digest = hashlib.sha256(body).hexdigest()
+    parts = ("pockestrator-node-call-v1", method.upper(), target, caller, callee, str(at), nonce)
+    message = "\n".join((*parts, digest))
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    secret: bytes,
+    method: str,
+    target: str,
+    caller: str,
+    callee: str,
+    now: float,
+    body: bytes = b"",
+) -> dict[str, str]:
+    """The headers that make a call from node ``caller`` to node ``callee``."""
+    at, nonce = int(now), secrets.token_hex(16)
+    return {
+        NODE_HEADER: caller,
+        TIME_HEADER: str(at),
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(secret, method, target, caller, callee, at, nonce, body),
+    }
+
+
+@dataclass
+class ReplayGuard:
+    """The signatures taken in the last ``2 * SKEW_SECONDS``: each is taken once."""
+
+    seen: dict[str, float] = field(default_factory=dict)
+
+    def first_time(self, signed: str, now: float) -> bool:
+        for old, until in list(self.seen.items()):
+            if until < now:
+                del self.seen[old]
+        if signed in self.seen:
+            return False
+        self.seen[signed] = now + 2 * SKEW_SECONDS
+        return True
+
+
+def verify(
+    secret: bytes | None,
+    this_node: str,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    now: float,
+    replays: ReplayGuard,
+    body: bytes = b"",
+) -> str:
+    """The calling node's name, or ``CallRefused`` saying why (never with the secret)."""
+    if secret is None:
+        raise CallRefused("this node has no fleet_secret_file")
+    caller = headers.get(NODE_HEADER, "")
+    moment = headers.get(TIME_HEADER, "")
+    nonce = headers.get(NONCE_HEADER, "")
+    signed = headers.get(SIGNATURE_HEADER, "")
+    if not (
+        _NODE.fullmatch(caller)
+        and _MOMENT.fullmatch(moment)
+        and _NONCE.fullmatch(nonce)
+        and _SIGNATURE.fullmatch(signed)
+    ):
+        raise CallRefused("no node credential, or a malformed one")
+    at = int(moment)
+    if abs(now - at) > SKEW_SECONDS:
+        raise CallRefused(
+            f"signed {int(now - at)} s from this node's clock (at most {SKEW_SECONDS})"
+        )
+    expected = signature(secret, method, target, caller, this_node, at, nonce, body)
+    if not hmac.compare_digest(expected, signed):
+        raise CallRefused("the signature does not hold for this call to this node")
+    if not replays.first_time(signed, now):
+        raise CallRefused("this signed call was already taken once")
+    return caller

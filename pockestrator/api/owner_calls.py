@@ -71,6 +71,19 @@ class _Relay:
         self._response.close()
 
 
+def unknown_runtime(reason: str) -> RuntimeStatus:
+    """The runtime status of a service whose owner cannot say: ``unknown``, and why."""
+    return RuntimeStatus(
+        is_running=False,
+        systemd_status="unknown",
+        sub_state=None,
+        caddy_status="unknown",
+        config_match=None,
+        last_checked=utc_now(),
+        error_message=reason,
+    )
+
+
 class OwnerCalls:
     """Signed calls from this node's API to the agents of the nodes that own services."""
 
@@ -171,15 +184,7 @@ class OwnerCalls:
         try:
             live = await self.status_of(record)
         except ApiError as exc:
-            return RuntimeStatus(
-                is_running=False,
-                systemd_status="unknown",
-                sub_state=None,
-                caddy_status="unknown",
-                config_match=None,
-                last_checked=utc_now(),
-                error_message=str(exc),
-            )
+            return unknown_runtime(str(exc))
         return RuntimeStatus.model_validate(
             live.model_dump(include=set(RuntimeStatus.model_fields))
         )

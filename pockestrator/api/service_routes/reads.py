@@ -25,7 +25,7 @@ from pockestrator.api.models.services import (
     WatchGone,
     WatchSynced,
 )
-from pockestrator.api.owner_calls import OWNER_CALLS
+from pockestrator.api.owner_calls import OWNER_CALLS, unknown_runtime
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
 from pockestrator.api.service_routes.checks import find_service, lost_nodes
@@ -123,10 +123,37 @@ async def service_status(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     record = find_service(agent, request.match_info["id"])
     if not agent.store.runs_here(record.node):
+        if record.node in lost_nodes(agent):
+            return answer(lost_node_status(agent, record))
         # Live fields are the owning host's: asked of its agent, never this host's (absent)
         # unit (``api.owner_calls``).
         return await request.app[OWNER_CALLS].status(record)
     return answer(await status_here(agent, record))
+
+
+def lost_node_status(agent: AgentContext, record: ServiceRecord) -> ServiceStatusResponse:
+    """A service of a node whose lease has ended: ``node_lost`` and what the store last
+    knew; nobody to ask for the live fields, so they are unknown (docs/fleet.md)."""
+    status = agent.store.get_status(record.name)
+    runtime = unknown_runtime(f"node {record.node} is lost: its lease has ended")
+    return ServiceStatusResponse(
+        service_id=record.id,
+        project_name=record.name,
+        **runtime.model_dump(),
+        pid=None,
+        memory_usage=None,
+        memory_bytes=None,
+        cpu_usage=None,
+        cpu_percent=None,
+        restarts=None,
+        active_since=None,
+        state=service_state(status, node_lost=True),
+        desired_state=record.desired_state,
+        health_ok=status.health_ok if status else None,
+        last_health_check=status.last_health_check if status else None,
+        deployed_version=status.deployed_version if status else None,
+        certificate=certificate_view(status),
+    )
 
 
 async def status_here(agent: AgentContext, record: ServiceRecord) -> ServiceStatusResponse:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pockestrator.api.owner_calls import internal_path
 from pockestrator.config import StoreConfig
 from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
@@ -226,7 +226,7 @@ async def cli_nodes(node: Node) -> tuple[int, str]:
     """``pockestrator nodes`` against ``node``'s API, as an operator runs it."""
     token, _record = node.agent.accounts.create_token("fleet cli")
     config = node.agent.config
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env = clean_environment()
     env["POCKESTRATOR_URL"] = f"http://{config.listen_host}:{config.listen_port}"
     env["POCKESTRATOR_TOKEN"] = token
     process = await asyncio.create_subprocess_exec(

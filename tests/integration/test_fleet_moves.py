@@ -31,6 +31,7 @@ from pockestrator.config import AgentConfig, StoreConfig
 from pockestrator.specs.model import unit_name
 from tests.testbed.agent_unit import AGENT_UNIT, AgentUnit, agent_unit
 from tests.testbed.api_client import Api, create, wait_running
+from tests.testbed.cli_env import clean_environment
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.postgres import PostgresServer
@@ -281,7 +282,7 @@ async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node
 
 async def cli(fleet: Fleet, *argv: str) -> tuple[int, str]:
     """``pockestrator ARGV`` against alpha's API, as an operator runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKESTRATOR_")}
+    env = clean_environment()
     env["POCKESTRATOR_URL"] = f"http://127.0.0.1:{fleet.alpha.config.listen_port}"
     env["POCKESTRATOR_TOKEN"] = fleet.token
     process = await asyncio.create_subprocess_exec(

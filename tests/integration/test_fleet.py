@@ -374,11 +374,12 @@ async def test_a_node_call_needs_a_fresh_signature_for_its_node_and_a_token_open
     assert read > 20, "the search read the sandboxes' files"
 
 
-async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachable(
+async def test_a_lost_nodes_status_reads_node_lost_and_its_logs_are_node_unreachable(
     fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
 ) -> None:
     alpha = fleet["alpha"]
-    # A node that registered and went away: its API's port is closed.
+    # A node that registered and went away: its API's port is closed, its lease over (so
+    # that no other test's service is placed there).
     alpha.agent.store.register_node(
         NodeInfo("delta", f"http://127.0.0.1:{free_port()}", "", 1024**3, 1), timedelta(0)
     )
@@ -390,10 +391,16 @@ async def test_status_and_logs_of_a_node_that_does_not_answer_are_node_unreachab
     }
     reply = await alpha.api.call("POST", "/services", body)
     assert reply.status == 201, reply.body
-    for path, params in (("status", None), ("logs", None), ("logs", {"follow": "true"})):
-        answer = await alpha.api.call("GET", f"/services/stranded/{path}", params=params)
-        assert answer.status == 502, (path, answer.body)
+    for params in (None, {"follow": "true"}):
+        answer = await alpha.api.call("GET", "/services/stranded/logs", params=params)
+        assert answer.status == 502, (params, answer.body)
         assert answer.body["code"] == "NODE_UNREACHABLE" and "delta" in answer.body["message"]
+    # Nobody to ask for the live fields: the stored status, node_lost, unknown and why.
+    status = await alpha.api.call("GET", "/services/stranded/status")
+    assert status.status == 200, status.body
+    assert status.body["state"] == "node_lost"
+    assert (status.body["systemd_status"], status.body["pid"]) == ("unknown", None)
+    assert "delta" in status.body["error_message"]
     assert "stranded" not in alpha.agent.units.managed_names()
     # The service itself still reads (from the store); its runtime is unknown, and why.
     one = await alpha.api.call("GET", "/services/stranded")

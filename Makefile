@@ -25,9 +25,11 @@ system-deps:
 run: $(VENV)/.installed-run
 	$(BIN)/pockestrator up
 
-## make test: lint, type-check, then every suite (unit, integration, e2e, benchmarks' smoke)
+## make test: lint, type-check, then every suite (unit, integration, e2e, benchmarks' smoke),
+## TEST_WORKERS modules at a time (each module's test beds stay in one process; 0: all in one)
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pockestrator tests

@@ -103,6 +103,19 @@ def _end_stale_testbeds() -> None:
 SESSIONS_LOCK = ".sessions.lock"
 
 
+def command_line(pid: int) -> str:
+    """What a process runs (its argv), to name a leftover; empty once it is gone."""
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode(errors="replace")[:200]
+        )
+    except OSError:
+        return ""
+
+
 @pytest.fixture(scope="session")
 def testbed_base() -> Iterator[Path]:
     """The folder of every test bed; stale ones are ended when no other session is running.
@@ -168,7 +181,7 @@ async def sandbox(testbed_base: Path) -> AsyncIterator[Sandbox]:
         yield box
     finally:
         await box.stop()
-        leftovers = box.leftover_pids()
+        leftovers = [f"{pid} {command_line(pid)}" for pid in box.leftover_pids()]
         shutil.rmtree(root, ignore_errors=True)
     if leftovers:
         pytest.fail(f"the test bed left processes behind: {leftovers}")

@@ -238,8 +238,13 @@ class PrivateSystemd:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._request_exit(), 5.0)
             await _wait_gone(self.manager_pid, timeout)
-        # Whatever survived (a unit that ignored SIGTERM and the manager's own SIGKILL).
+        # Whatever survived (a unit that ignored SIGTERM and the manager's own SIGKILL) is
+        # killed and waited for: a process in the middle of a disk write dies a moment
+        # after its SIGKILL, not at once.
+        survivors = [pid for pid in self.leftover_pids() if pid != self.journald_pid]
         self.kill_leftovers(spare={self.journald_pid})
+        for pid in survivors:
+            await _wait_gone(pid, 5.0)
         if self.journald_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.journald_pid, signal.SIGTERM)

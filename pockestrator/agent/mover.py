@@ -183,6 +183,11 @@ class Mover:
         try:
             final = await snapshots.take(record.spec, "manual", self.clock.now())
             await snapshots.upload(name, final.snapshot_id, target)
+            # Started again meanwhile (a control start or restart, a wake): it may have
+            # taken writes the final snapshot lacks, so the move must not switch. No await
+            # comes between this look and the switch.
+            if (await bus.unit_status(unit)).is_running:
+                raise MoveFailed(f"{name} was started on {move.source} during the cutover")
         except Exception:
             if record.desired_state == "running":
                 await bus.start_unit(unit)  # the move failed: the source serves again

@@ -241,10 +241,19 @@ class PrivateSystemd:
         # Whatever survived (a unit that ignored SIGTERM and the manager's own SIGKILL) is
         # killed and waited for: a process in the middle of a disk write dies a moment
         # after its SIGKILL, not at once.
-        survivors = [pid for pid in self.leftover_pids() if pid != self.journald_pid]
+        # Each survivor's pidfd is opened before the kill, so a pid reused meanwhile is
+        # never waited for (nor signalled) in its place.
+        survivors = []
+        for pid in self.leftover_pids():
+            if pid != self.journald_pid:
+                with contextlib.suppress(ProcessLookupError):
+                    survivors.append(os.pidfd_open(pid))
         self.kill_leftovers(spare={self.journald_pid})
-        for pid in survivors:
-            await _wait_gone(pid, 5.0)
+        for pidfd in survivors:
+            try:
+                await _exited(pidfd, 5.0)
+            finally:
+                os.close(pidfd)
         if self.journald_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.journald_pid, signal.SIGTERM)
@@ -339,12 +348,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def _wait_gone(pid: int, timeout: float) -> None:
-    """Wait for ``pid`` to exit (a pidfd becomes readable), SIGKILL it after ``timeout``."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
+async def _exited(pidfd: int, timeout: float) -> bool:
+    """Whether the process of ``pidfd`` exits within ``timeout`` (the pidfd turns
+    readable when it does)."""
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
 
@@ -354,13 +360,26 @@ async def _wait_gone(pid: int, timeout: float) -> None:
 
     loop.add_reader(pidfd, on_exit)
     try:
-        if _alive(pid):
-            await asyncio.wait_for(exited, timeout)
+        await asyncio.wait_for(exited, timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        return False
     finally:
         loop.remove_reader(pidfd)
+    return True
+
+
+async def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait for ``pid`` to exit, SIGKILL it after ``timeout``."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if _alive(pid) and not await _exited(pidfd, timeout):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
         os.close(pidfd)
 
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -177,12 +178,7 @@ async def test_a_spec_naming_its_node_runs_there_whichever_api_received_it(
     fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
 ) -> None:
     alpha, beta = fleet["alpha"], fleet["beta"]
-    body = {
-        "project_name": "pinned",
-        "port": free_port(),
-        "pocketbase_version": pocketbase_versions[1],
-        "node": "alpha",
-    }
+    body = placed("pinned", "alpha", pocketbase_versions[1])
     reply = await beta.api.call("POST", "/services", body)
     assert reply.status == 201, reply.body
     assert beta.agent.store.node_of("pinned") == "alpha"
@@ -220,6 +216,11 @@ async def test_after_postgresql_restarts_under_the_agents_a_change_still_reaches
     assert "after-restart" in alpha.agent.units.managed_names()
     names = {s.name for s in alpha.agent.store.list_services()[0]}
     assert {"anchor", "remote", "after-restart"} <= names, "nothing written before was lost"
+
+
+def placed(name: str, node: str, version: str) -> dict[str, Any]:
+    """A create body for ``name`` on ``node``, on a free port."""
+    return {"project_name": name, "port": free_port(), "pocketbase_version": version, "node": node}
 
 
 async def cli_nodes(node: Node) -> tuple[int, str]:
@@ -268,12 +269,7 @@ async def test_wait_through_alpha_waits_for_betas_reconcile_and_every_view_names
     fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
 ) -> None:
     alpha, beta = fleet["alpha"], fleet["beta"]
-    body = {
-        "project_name": "waited",
-        "port": free_port(),
-        "pocketbase_version": pocketbase_versions[1],
-        "node": "beta",
-    }
+    body = placed("waited", "beta", pocketbase_versions[1])
     reply = await alpha.api.call("POST", "/services", body, params={"wait": "true"})
     assert reply.status == 201, reply.body
     assert reply.body["reconciled"] is True
@@ -383,12 +379,7 @@ async def test_a_lost_nodes_status_reads_node_lost_and_its_logs_are_node_unreach
     alpha.agent.store.register_node(
         NodeInfo("delta", f"http://127.0.0.1:{free_port()}", "", 1024**3, 1), timedelta(0)
     )
-    body = {
-        "project_name": "stranded",
-        "port": free_port(),
-        "pocketbase_version": pocketbase_versions[1],
-        "node": "delta",
-    }
+    body = placed("stranded", "delta", pocketbase_versions[1])
     reply = await alpha.api.call("POST", "/services", body)
     assert reply.status == 201, reply.body
     for params in (None, {"follow": "true"}):
@@ -416,12 +407,7 @@ async def test_with_routing_on_betas_caddy_serves_alphas_service_and_alphas_with
     fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
 ) -> None:
     alpha, beta = fleet["alpha"], fleet["beta"]
-    body = {
-        "project_name": "routed",
-        "port": free_port(),
-        "pocketbase_version": pocketbase_versions[1],
-        "node": "alpha",
-    }
+    body = placed("routed", "alpha", pocketbase_versions[1])
     reply = await beta.api.call("POST", "/services", body, params={"wait": "true"})
     assert reply.status == 201 and reply.body["reconciled"] is True, reply.body
     # beta (routing on) passes routed.localhost on to alpha's Caddy, woken by the notice of
@@ -463,10 +449,7 @@ async def test_a_secret_value_for_a_service_placed_on_another_node_is_refused_on
     alpha, beta = fleet["alpha"], fleet["beta"]
     value = "a-smtp-password-that-must-stay-nowhere"
     body = {
-        "project_name": "mailer",
-        "port": free_port(),
-        "pocketbase_version": pocketbase_versions[1],
-        "node": "beta",
+        **placed("mailer", "beta", pocketbase_versions[1]),
         "settings": {"smtp": {"host": "smtp.example.com", "password": {"value": value}}},
     }
     refused = await alpha.api.call("POST", "/services", body)

@@ -7,10 +7,8 @@ the page) and PocketBase's own API (the collection a migration made).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.apparchive import pack_app
 from tests.testbed.api_client import Api, create, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import run_cli
 from tests.testbed.waiting import wait_until
 
 TODO_MIGRATION = """migrate((app) => {
@@ -287,26 +285,6 @@ async def test_hooks_that_fail_on_the_live_instance_are_refused_while_the_old_co
     assert (await api.call("GET", "/services/prechecked/status")).body["pid"] == pid_before
 
 
-async def run_cli(agent: Agent, token: str, *args: str) -> tuple[int, str, str]:
-    """``python -m pockestrator ARGS`` as its own process, against the module's agent."""
-    env = clean_environment()
-    env["POCKESTRATOR_URL"] = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
-    env["POCKESTRATOR_TOKEN"] = token
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pockestrator",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 150)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 def write_app(folder: Path, greeting: str) -> Path:
     (folder / "pb_hooks").mkdir(parents=True, exist_ok=True)
     (folder / "pb_public").mkdir(exist_ok=True)
@@ -320,42 +298,43 @@ async def test_the_cli_deploys_a_folder_and_an_archive_lists_releases_and_rolls_
 ) -> None:
     domain = await service(api, version, "cli")
     token, _record = agent.accounts.create_token("cli-deployer")
+    url = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
     app = write_app(tmp_path / "app", "from a folder")
 
-    code, out, err = await run_cli(agent, token, "deploy", "cli", str(app))
+    code, out, err = await run_cli(url, token, "deploy", "cli", str(app))
     assert code == 0, err
     assert "is live" in out
     assert await through_caddy(sandbox, domain, "/hello") == (200, "from a folder")
 
     archive = tmp_path / "app.tar.gz"
     archive.write_bytes(app_archive({"pb_hooks/hello.pb.js": hook("from an archive")}))
-    code, out, err = await run_cli(agent, token, "deploy", "cli", "--from-archive", str(archive))
+    code, out, err = await run_cli(url, token, "deploy", "cli", "--from-archive", str(archive))
     assert code == 0, err
     assert await through_caddy(sandbox, domain, "/hello") == (200, "from an archive")
 
-    code, out, err = await run_cli(agent, token, "releases", "cli", "-o", "json")
+    code, out, err = await run_cli(url, token, "releases", "cli", "-o", "json")
     assert code == 0, err
     listed = json.loads(out)
     assert [r["created_by"] for r in listed["releases"]] == ["cli-deployer", "cli-deployer"]
     assert listed["releases"][0]["diff"]["removed"] == ["pb_public/index.html"]
     first = listed["releases"][1]["id"]
 
-    code, out, err = await run_cli(agent, token, "rollback", "cli", first)
+    code, out, err = await run_cli(url, token, "rollback", "cli", first)
     assert code == 0, err
     assert f"release {first} is live again" in out
     assert await through_caddy(sandbox, domain, "/hello") == (200, "from a folder")
 
-    code, out, err = await run_cli(agent, token, "releases", "cli")
+    code, out, err = await run_cli(url, token, "releases", "cli")
     assert code == 0 and first in out and "*" in out
 
     # The same folder again is the same release: nothing to switch.
-    code, out, err = await run_cli(agent, token, "deploy", "cli", str(app))
+    code, out, err = await run_cli(url, token, "deploy", "cli", str(app))
     assert code == 0, err
     assert "already live" in out
 
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(app_archive({"secrets/x": "1"}))
-    code, out, err = await run_cli(agent, token, "deploy", "cli", "--from-archive", str(bad))
+    code, out, err = await run_cli(url, token, "deploy", "cli", "--from-archive", str(bad))
     assert code == 3  # invalid: the agent refused the archive (422)
     assert "UNSAFE_ARCHIVE" in err or "outside" in err
 

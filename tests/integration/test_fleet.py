@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +36,7 @@ from pockestrator.api.owner_calls import internal_path
 from pockestrator.config import StoreConfig
 from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import run_cli
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
@@ -227,21 +226,9 @@ async def cli_nodes(node: Node) -> tuple[int, str]:
     """``pockestrator nodes`` against ``node``'s API, as an operator runs it."""
     token, _record = node.agent.accounts.create_token("fleet cli")
     config = node.agent.config
-    env = clean_environment()
-    env["POCKESTRATOR_URL"] = f"http://{config.listen_host}:{config.listen_port}"
-    env["POCKESTRATOR_TOKEN"] = token
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pockestrator",
-        "nodes",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None, err
-    return process.returncode, out.decode()
+    url = f"http://{config.listen_host}:{config.listen_port}"
+    code, out, _err = await run_cli(url, token, "nodes", timeout=60)
+    return code, out
 
 
 async def test_the_cli_shows_the_fleet_and_fails_while_a_node_is_lost(

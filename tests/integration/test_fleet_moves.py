@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pockestrator.config import AgentConfig, StoreConfig
 from pockestrator.specs.model import unit_name
 from tests.testbed.agent_unit import AGENT_UNIT, AgentUnit, agent_unit
 from tests.testbed.api_client import Api, create, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import run_cli
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.postgres import PostgresServer
@@ -281,22 +280,11 @@ async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node
 
 
 async def cli(fleet: Fleet, *argv: str) -> tuple[int, str]:
-    """``pockestrator ARGV`` against alpha's API, as an operator runs it."""
-    env = clean_environment()
-    env["POCKESTRATOR_URL"] = f"http://127.0.0.1:{fleet.alpha.config.listen_port}"
-    env["POCKESTRATOR_TOKEN"] = fleet.token
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pockestrator",
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+    """``pockestrator ARGV`` against alpha's API, as an operator runs it: the exit code and
+    everything it printed."""
+    url = f"http://127.0.0.1:{fleet.alpha.config.listen_port}"
+    code, out, err = await run_cli(url, fleet.token, *argv, timeout=300)
+    return code, out + err
 
 
 async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_backup_and_stay_gone(

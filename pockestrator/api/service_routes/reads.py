@@ -8,6 +8,8 @@ host view (``api.context.HostView``), the same observations the reconciler makes
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from pockestrator.api.context import AgentContext
@@ -38,7 +40,7 @@ from pockestrator.api.views import (
     service_view,
 )
 from pockestrator.specs.grammar import GrammarError, normalize_domain
-from pockestrator.specs.store import ServiceRecord
+from pockestrator.specs.store import ServiceRecord, ServiceStatus
 
 
 def stored_domain(text: str) -> str:
@@ -131,14 +133,26 @@ async def service_status(request: web.Request) -> web.StreamResponse:
     return answer(await status_here(agent, record))
 
 
+def recorded_fields(record: ServiceRecord, status: ServiceStatus | None) -> dict[str, Any]:
+    """The fields of a service's ``/status`` that the store holds, wherever it runs."""
+    return {
+        "service_id": record.id,
+        "project_name": record.name,
+        "desired_state": record.desired_state,
+        "health_ok": status.health_ok if status else None,
+        "last_health_check": status.last_health_check if status else None,
+        "deployed_version": status.deployed_version if status else None,
+        "certificate": certificate_view(status),
+    }
+
+
 def lost_node_status(agent: AgentContext, record: ServiceRecord) -> ServiceStatusResponse:
     """A service of a node whose lease has ended: ``node_lost`` and what the store last
     knew; nobody to ask for the live fields, so they are unknown (docs/fleet.md)."""
     status = agent.store.get_status(record.name)
     runtime = unknown_runtime(f"node {record.node} is lost: its lease has ended")
     return ServiceStatusResponse(
-        service_id=record.id,
-        project_name=record.name,
+        **recorded_fields(record, status),
         **runtime.model_dump(),
         pid=None,
         memory_usage=None,
@@ -148,11 +162,6 @@ def lost_node_status(agent: AgentContext, record: ServiceRecord) -> ServiceStatu
         restarts=None,
         active_since=None,
         state=service_state(status, node_lost=True),
-        desired_state=record.desired_state,
-        health_ok=status.health_ok if status else None,
-        last_health_check=status.last_health_check if status else None,
-        deployed_version=status.deployed_version if status else None,
-        certificate=certificate_view(status),
     )
 
 
@@ -164,8 +173,7 @@ async def status_here(agent: AgentContext, record: ServiceRecord) -> ServiceStat
     memory = unit.memory_bytes if unit is not None and unit.is_running else None
     cpu = status.cpu_percent if status is not None and runtime.is_running else None
     return ServiceStatusResponse(
-        service_id=record.id,
-        project_name=record.name,
+        **recorded_fields(record, status),
         # The runtime status a service's answer carries, here flattened.
         **runtime_view(runtime, status).model_dump(),
         pid=unit.main_pid if unit is not None and unit.is_running else None,
@@ -176,11 +184,6 @@ async def status_here(agent: AgentContext, record: ServiceRecord) -> ServiceStat
         restarts=unit.restarts if unit else None,
         active_since=runtime.active_since,
         state=service_state(status, agent.sleeping(record.name), record.node in lost_nodes(agent)),
-        desired_state=record.desired_state,
-        health_ok=status.health_ok if status else None,
-        last_health_check=status.last_health_check if status else None,
-        deployed_version=status.deployed_version if status else None,
-        certificate=certificate_view(status),
     )
 
 

@@ -49,6 +49,7 @@ from tests.testbed.cli_env import run_cli
 from tests.testbed.impostor import Answering, Impostor
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
+from tests.testbed.tls_front import make_certificates, tls_front
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
 
 FLEET_SECRET = b"a-test-fleet-secret-of-more-than-32-bytes-0123456789"
@@ -79,14 +80,31 @@ async def fleet(
     boxes: list[Sandbox] = []
     agents: list[Agent] = []
     nodes: dict[str, Node] = {}
-    secret = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base)) / "fleet-secret"
+    shared = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base))
+    secret = shared / "fleet-secret"
     secret.write_bytes(FLEET_SECRET + b"\n")
     secret.chmod(0o600)
+    # beta's API is published over TLS (a Caddy in front, docs/fleet.md): alpha calls it
+    # at https:// and trusts the fleet's CA; alpha's own stays on plain loopback.
+    certificates = make_certificates(shared / "ca")
+    beta_api_port, beta_front_port = free_port(), free_port()
+    fronts = contextlib.AsyncExitStack()
     try:
+        await fronts.enter_async_context(
+            tls_front(shared / "front", certificates, beta_front_port, beta_api_port)
+        )
         for name in ("alpha", "beta"):
             box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
             boxes.append(box)
             await box.start()
+            tls: dict[str, object] = (
+                {
+                    "listen_port": beta_api_port,
+                    "node_api_address": f"https://127.0.0.1:{beta_front_port}",
+                }
+                if name == "beta"
+                else {"fleet_ca_file": certificates.ca}
+            )
             config = release_mirror.agent_config(
                 box,
                 store=store,
@@ -99,6 +117,7 @@ async def fleet(
                 # Far away: only NOTIFY can wake an agent in time for these tests.
                 resync_interval=3600.0,
                 health_interval=1.0,
+                **tls,
             )
             agent = Agent(config, api_factory=api_factory())
             await agent.start()
@@ -111,6 +130,7 @@ async def fleet(
     finally:
         for agent in agents:
             await agent.stop()
+        await fronts.aclose()
         for box in boxes:
             await box.stop()
             assert box.leftover_pids() == [], "a sandbox left processes behind"
@@ -418,7 +438,8 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
     alpha, beta = fleet["alpha"], fleet["beta"]
     # One of beta's real answers, signed, to a call the test made as alpha.
     target = internal_path("waited", "status")
-    url = f"{beta.agent.config.node_api_url}{target}"
+    config = beta.agent.config
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
     async with beta.api.session.get(url, headers=signed_call(target, "alpha", "beta")) as real:
         assert real.status == 200, await real.text()
         real_body = await real.read()
@@ -484,6 +505,33 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
             assert taken.status == 200, taken.body
         finally:
             alpha.agent.store.register_node(NodeInfo("epsilon", address, "", 1, 1), timedelta(0))
+
+
+async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(
+    fleet: dict[str, Node], testbed_base: Path, pocketbase_versions: tuple[str, str]
+) -> None:
+    """beta registered only its https:// front (the fixture's Caddy, with a certificate of
+    the fleet's CA, which alpha trusts by ``fleet_ca_file``): each answer alpha relays from
+    beta came through it. A front whose certificate another CA signed is not taken."""
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    registered = alpha.agent.store.get_node("beta")
+    assert registered is not None and registered.api_address.startswith("https://127.0.0.1:")
+    status = await alpha.api.call("GET", "/services/waited/status")
+    assert status.status == 200 and status.body["systemd_status"] == "active", status.body
+
+    folder = Path(tempfile.mkdtemp(prefix="tb-other-ca-", dir=testbed_base))
+    port = free_port()
+    front = tls_front(folder, make_certificates(folder / "ca"), port, beta.agent.config.listen_port)
+    async with front as address:
+        alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(minutes=10))
+        try:
+            body = placed("untrusted", "kappa", pocketbase_versions[1])
+            assert (await alpha.api.call("POST", "/services", body)).status == 201
+            reply = await alpha.api.call("GET", "/services/untrusted/status")
+            assert reply.status == 502 and reply.body["code"] == "NODE_UNREACHABLE", reply.body
+            assert "Certificate" in reply.body["message"], reply.body
+        finally:
+            alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(0))
 
 
 async def test_a_node_at_a_plain_http_address_on_the_network_is_not_called(

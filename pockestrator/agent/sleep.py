@@ -143,6 +143,11 @@ class SleepKeeper:
     def is_asleep(self, name: str) -> bool:
         return name in self._asleep
 
+    def resting(self, name: str) -> bool:
+        """Asleep, or drowsy (its stop is planned): a connection to its port now would wake
+        it, or race the stop and wake it the moment its port is held."""
+        return name in self._asleep or name in self._drowsy
+
     def still_idle(self, spec: ServiceSpec) -> bool:
         """Whether a drowsy service is still idle now (a request may have come since the
         timer decided); if not, it is awake again and its timer re-armed."""
@@ -238,9 +243,15 @@ class SleepKeeper:
     async def _unless_busy(self, name: str, port: int, after: int) -> None:
         """Idle by the access log: drowsy and reconciled, unless Caddy is proxying a
         request to it now (its line is written when it ends); then looked at again."""
+        since = self._awake_since.get(name)
         counts = await self.in_flight()
-        if name in self._asleep or name in self._timers or name in self._drowsy:
-            return  # woken, re-armed or decided while Caddy was asked
+        if (
+            name in self._asleep
+            or name in self._timers
+            or name in self._drowsy
+            or self._awake_since.get(name) != since
+        ):
+            return  # asleep, woken, re-armed or decided while Caddy was asked
         if counts and counts.get(f"127.0.0.1:{port}", 0) > 0:
             self._arm_idle(name, min(float(after), BUSY_RECHECK))
             return

@@ -59,7 +59,8 @@ async def tls_front(
     folder.mkdir(parents=True, exist_ok=True)
     caddyfile = folder / "Caddyfile"
     caddyfile.write_text(
-        "{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n}\n\n"
+        # A stop waits 2 s for open connections, not forever (Caddy's default).
+        "{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n\tgrace_period 2s\n}\n\n"
         f"https://127.0.0.1:{port} {{\n"
         f"\ttls {certificates.certificate} {certificates.key}\n"
         f"\treverse_proxy 127.0.0.1:{upstream_port}\n"
@@ -92,5 +93,9 @@ async def tls_front(
     finally:
         if caddy.returncode is None:
             caddy.terminate()
+            try:
+                await asyncio.wait_for(caddy.wait(), 30)
+            except TimeoutError:
+                caddy.kill()  # a front that does not stop must not hold the fixture up
         await caddy.wait()
         log.close()

@@ -14,9 +14,6 @@ same rows: no receiver gets an event twice.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -35,6 +32,7 @@ from pockestrator.database_postgres import PostgresDatabase
 from pockestrator.specs.store import Claimed, Store
 from tests.integration.test_webhooks import Receiver
 from tests.testbed.api_client import Api, api_for, wait_running
+from tests.testbed.held_port import killed_and_held
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.waiting import wait_until
 
@@ -222,12 +220,7 @@ async def _fire_service_down(api: Api, agent: Agent, version: str) -> None:
     await wait_running(api, "alerted", timeout=60)
     unit = await agent.bus.unit_status("alerted-pocketbase.service")
     assert unit.main_pid is not None
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        os.kill(unit.main_pid, signal.SIGKILL)
-        assert await wait_until(lambda: _take(holder, body["port"]), 1.5, 0.01)
-        holder.listen()
+    async with killed_and_held(unit.main_pid, body["port"]):
 
         async def fired() -> bool:
             events = agent.store.list_events("alerted", limit=100)
@@ -236,16 +229,6 @@ async def _fire_service_down(api: Api, agent: Agent, version: str) -> None:
             )
 
         assert await wait_until(fired, 20, 0.2), agent.store.list_events("alerted", limit=20)
-    finally:
-        holder.close()
-
-
-async def _take(holder: socket.socket, port: int) -> bool:
-    try:
-        holder.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
 
 
 async def _deliveries(api: Api, webhook_id: str) -> Any:

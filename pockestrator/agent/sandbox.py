@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from pockestrator.agent.private_systemd import (
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.grammar import TlsMode
+from pockestrator.subprocesses import find_tool
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)
@@ -40,15 +39,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
-
-
-def find_tool(name: str) -> Path | None:
-    """A tool installed next to this Python (the virtual environment) or on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 def render_sandbox_caddyfile(

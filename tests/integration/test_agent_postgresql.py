@@ -34,6 +34,7 @@ from tests.integration.test_webhooks import Receiver
 from tests.testbed.api_client import Api, api_for, wait_running
 from tests.testbed.held_port import killed_and_held
 from tests.testbed.postgres import PostgresServer
+from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
 
 # Each answer takes this long, so that a burst fills one worker's slots and the other
@@ -77,16 +78,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         await asyncio.sleep(ANSWER_SECONDS)
         return await hooks.handle(request)
 
-    app = web.Application()
-    app.router.add_post("/hook", slowly)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hooks, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+    async with receiving("/hook", slowly) as url:
+        yield hooks, url
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.agent.signatures import verify
 from pockestrator.client import exits
 from pockestrator.config import AgentConfig
@@ -35,6 +35,7 @@ from tests.integration.test_cli import Cli
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.api_client import Api, api_for, create, wait_running
 from tests.testbed.cli_env import clean_environment
+from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
 
 
@@ -101,17 +102,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hooks = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hooks.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield hooks, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+    async with receiving("/hook", hooks.handle) as url:
+        yield hooks, url
 
 
 async def _answers(api: Api) -> bool:
@@ -339,33 +331,27 @@ async def test_a_receiver_that_never_answers_holds_no_reconcile(
         await held.wait()
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/slow", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with api_for(agent) as api:
-            created = await api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{port}/slow"})
-            webhook_id = created.body["id"]
-            for _ in range(agent.config.webhook_concurrency):
-                await api.call("POST", f"/webhooks/{webhook_id}/test")
-            assert await wait_until(
-                lambda: _async_true(arrived >= agent.config.webhook_concurrency), 10, 0.05
-            )
-            await create(api, pocketbase_versions[1], "steady")
-            await wait_running(api, "steady")
-            counts = await _outbox_state(api, webhook_id)
-            assert counts["sending"] == agent.config.webhook_concurrency, counts
-            assert counts["pending"] >= 1, "the service's own events wait their turn"
+    async with receiving("/slow", hang) as url:
+        try:
+            async with api_for(agent) as api:
+                created = await api.call("POST", "/webhooks", {"url": url})
+                webhook_id = created.body["id"]
+                for _ in range(agent.config.webhook_concurrency):
+                    await api.call("POST", f"/webhooks/{webhook_id}/test")
+                assert await wait_until(
+                    lambda: _async_true(arrived >= agent.config.webhook_concurrency), 10, 0.05
+                )
+                await create(api, pocketbase_versions[1], "steady")
+                await wait_running(api, "steady")
+                counts = await _outbox_state(api, webhook_id)
+                assert counts["sending"] == agent.config.webhook_concurrency, counts
+                assert counts["pending"] >= 1, "the service's own events wait their turn"
+                held.set()
+                assert await wait_until(lambda: _drained(api, webhook_id), 20, 0.1)
+                await api.call("DELETE", f"/webhooks/{webhook_id}")
+                await api.call("DELETE", "/services/steady", params={"purge": "true"})
+        finally:
             held.set()
-            assert await wait_until(lambda: _drained(api, webhook_id), 20, 0.1)
-            await api.call("DELETE", f"/webhooks/{webhook_id}")
-            await api.call("DELETE", "/services/steady", params={"purge": "true"})
-    finally:
-        held.set()
-        await runner.cleanup()
 
 
 async def _async_true(value: bool) -> bool:

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from pockestrator.accounts import THROTTLE_CAP_SECONDS, create_admin
-from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import Operation
@@ -54,14 +54,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(scope="module")
-async def agent(agent_config: AgentConfig, clock: FakeClock) -> AsyncIterator[Agent]:
-    """The shared running agent, on the module's fake clock."""
-    running = Agent(agent_config, api_factory=api_factory(), clock=clock)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+def agent_clock(clock: FakeClock) -> FakeClock:
+    """The shared running agent runs on the module's fake clock."""
+    return clock
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -32,6 +31,7 @@ from pockestrator.api.routing import Operation
 from pockestrator.api.server import STATIC_DIR, all_operations, build_app
 from pockestrator.clock import FakeClock
 from pockestrator.config import AgentConfig
+from tests.testbed.api_client import Reply, reply_of
 from tests.testbed.mirror import ReleaseMirror
 
 EXTRA_HOST = "pockestrator.example.test"
@@ -57,13 +57,6 @@ def clock() -> FakeClock:
 def agent_clock(clock: FakeClock) -> FakeClock:
     """The shared running agent runs on the module's fake clock."""
     return clock
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: Any
 
 
 class Client:
@@ -94,12 +87,7 @@ class Client:
             sent.setdefault("Content-Type", "application/json")
         url = (self.origin if absolute else self.root) + path
         async with self.session.request(method, url, data=data, headers=sent) as response:
-            text = await response.text()
-            try:
-                decoded: Any = json.loads(text)
-            except ValueError:
-                decoded = text
-            return Reply(response.status, decoded, response.headers)
+            return await reply_of(response)
 
 
 @pytest.fixture(scope="module")

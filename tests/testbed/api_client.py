@@ -65,12 +65,17 @@ class Api:
             headers=sent,
             timeout=aiohttp.ClientTimeout(total=120),
         ) as response:
-            text = await response.text()
-            try:
-                decoded: Any = json.loads(text)
-            except ValueError:
-                decoded = text
-            return Reply(response.status, decoded, response.headers)
+            return await reply_of(response)
+
+
+async def reply_of(response: aiohttp.ClientResponse) -> Reply:
+    """An answer's status, its body (decoded when it is JSON, else its text) and headers."""
+    text = await response.text()
+    try:
+        decoded: Any = json.loads(text)
+    except ValueError:
+        decoded = text
+    return Reply(response.status, decoded, response.headers)
 
 
 @contextlib.asynccontextmanager

@@ -31,10 +31,9 @@ from pockestrator.agent.signatures import verify
 from pockestrator.client import exits
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
-from tests.integration.test_cli import Cli
 from tests.testbed.agent_unit import AgentUnit
 from tests.testbed.api_client import Api, api_for, create, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import Cli
 from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
 
@@ -270,16 +269,7 @@ async def test_the_cli_adds_tests_lists_and_deletes_a_webhook_and_follows_events
     agent: Agent, receiver: tuple[Receiver, str], tmp_path: Path
 ) -> None:
     hooks, url = receiver
-    token, _record = agent.accounts.create_token("cli webhooks")
-    api_url = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
-    cli = Cli(
-        clean_environment(
-            POCKESTRATOR_URL=api_url,
-            POCKESTRATOR_TOKEN=token,
-            XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-        ),
-        tmp_path,
-    )
+    cli = Cli.for_agent(agent, tmp_path, "cli webhooks")
     follow = await cli.start("events", "-f", "-o", "json")
     try:
         added = await cli("webhooks", "add", url, "--kind", "process_restarted")

@@ -32,7 +32,7 @@ from pockestrator.client import exits
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
 from tests.testbed.agent_unit import AgentUnit
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, api_for, create, read_sse, wait_running
 from tests.testbed.cli_env import Cli
 from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
@@ -206,25 +206,6 @@ async def _delivered(api: Api, webhook_id: str, count: int) -> bool:
         return False
 
 
-async def _read_events(
-    response: aiohttp.ClientResponse, wanted: int, timeout: float = 15.0
-) -> list[dict[str, Any]]:
-    """The next ``wanted`` events of an SSE stream, each with its ``id`` field."""
-    found: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    async with asyncio.timeout(timeout):
-        while len(found) < wanted:
-            line = (await response.content.readline()).decode().rstrip("\n")
-            if line.startswith("id: "):
-                current["id"] = line[4:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-            elif line == "" and "data" in current:
-                found.append(current)
-                current = {}
-    return found
-
-
 async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_id(
     agent: Agent,
 ) -> None:
@@ -240,7 +221,7 @@ async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_i
             assert response.headers["Content-Type"].startswith("text/event-stream")
             first = await api.call("POST", f"/webhooks/{webhook_id}/test")
             second = await api.call("POST", f"/webhooks/{webhook_id}/test")
-            events = await _read_events(response, 2)
+            events = await read_sse(response, 2, 15.0)
         ids = [str(first.body["event_id"]), str(second.body["event_id"])]
         assert [event["id"] for event in events] == ids
         assert [event["data"]["kind"] for event in events] == ["webhook_test"] * 2
@@ -252,7 +233,7 @@ async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_i
             params={"follow": "true"},
             headers={**headers, "Last-Event-ID": ids[0]},
         ) as response:
-            (resumed,) = await _read_events(response, 1)
+            (resumed,) = await read_sse(response, 1, 15.0)
         assert resumed["id"] == ids[1]
 
         # Without follow, the answer is a page of the log, newest first.

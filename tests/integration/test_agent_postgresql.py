@@ -31,7 +31,7 @@ from pockestrator.config import AgentConfig, AlertRules, StoreConfig
 from pockestrator.database_postgres import PostgresDatabase
 from pockestrator.specs.store import Claimed, Store
 from tests.integration.test_webhooks import Receiver
-from tests.testbed.api_client import Api, api_for, wait_running
+from tests.testbed.api_client import Api, wait_running
 from tests.testbed.held_port import killed_and_held
 from tests.testbed.postgres import PostgresServer
 from tests.testbed.receivers import receiving
@@ -80,12 +80,6 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
     async with receiving("/hook", slowly) as url:
         yield hooks, url
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 def _rows(server: PostgresServer, dsn: str, sql: str) -> list[tuple[Any, ...]]:

@@ -13,6 +13,8 @@ Neighbours: ``manifest`` (what is written), ``take`` (filling a partial one), ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -240,3 +242,21 @@ def _fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         fsync_directory(Path(folder))
+
+
+async def commit_in_thread(
+    folder: SnapshotFolder, partial: PartialSnapshot, manifest: Manifest
+) -> Snapshot:
+    """``folder.commit`` in a worker thread, which a cancel cannot stop half-way: a
+    cancelled caller waits for the thread, takes back a snapshot it made visible (the
+    caller is told it was not taken, so none may be listed) and is cancelled then. Without
+    the wait, the caller's ``abandon`` would remove files under a commit still renaming
+    the folder into place, and a listed snapshot could miss files."""
+    committing = asyncio.ensure_future(asyncio.to_thread(folder.commit, partial, manifest))
+    try:
+        return await asyncio.shield(committing)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            made = await committing
+            await asyncio.to_thread(folder.delete, partial.service, made.snapshot_id)
+        raise

@@ -33,6 +33,7 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotError,
     SnapshotFolder,
     Verification,
+    commit_in_thread,
 )
 from pockestrator.controllers.snapshots.litestream import Replication
 from pockestrator.controllers.snapshots.manifest import Kind, Manifest
@@ -223,7 +224,7 @@ class Snapshots:
             partial = await asyncio.to_thread(self.folder.begin_as, name, snapshot_id)
             try:
                 await asyncio.to_thread(store.fetch, manifest, partial)
-                snapshot = await asyncio.to_thread(self.folder.commit, partial, manifest)
+                snapshot = await commit_in_thread(self.folder, partial, manifest)
             except BaseException:
                 await asyncio.to_thread(self.folder.abandon, partial)
                 raise

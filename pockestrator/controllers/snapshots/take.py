@@ -66,6 +66,7 @@ from pockestrator.controllers.snapshots.folder import (
     Snapshot,
     SnapshotError,
     SnapshotFolder,
+    commit_in_thread,
 )
 from pockestrator.controllers.snapshots.manifest import FileEntry, Kind, build_manifest
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
@@ -163,7 +164,7 @@ async def take_snapshot(
             manifest = build_manifest(
                 name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
             )
-            snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
+            snapshot = await commit_in_thread(snapshots, partial, manifest)
             phases.mark("commit")
         except BaseException:
             await asyncio.to_thread(snapshots.abandon, partial)

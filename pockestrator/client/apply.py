@@ -277,7 +277,8 @@ def _start_writers(client: ApiClient, outcomes: Sequence[Outcome], news: queue.Q
                 outcome = jobs.get_nowait()
             except queue.Empty:
                 return
-            write(client, outcome, wait=True)
+            # Answered once stored: readiness comes from the watch stream (or the polls).
+            write(client, outcome, wait=False)
             news.put(("written", outcome))
 
     for _ in range(min(WRITERS, len(outcomes))):
@@ -341,12 +342,15 @@ def write_and_wait(
             progress.update([_item(o, writing) for o in watched])
             if not writing and all(o.ready for o in watched):
                 return True
-            if clock() >= deadline:
+            if clock() >= deadline and not writing:
+                # A write under way when the wait runs out is waited for (it is answered
+                # once stored, and bounded by the client's timeout): the command never
+                # ends with a write it sent left to chance.
                 return False
             # Wakes at each write answered and each change streamed, else after a tick
             # (the spinner).
             try:
-                kind, item = news.get(timeout=max(0.0, min(TICK, deadline - clock())))
+                kind, item = news.get(timeout=max(0.0, min(TICK, deadline - clock())) or TICK)
             except queue.Empty:
                 continue
             if kind == "written" and isinstance(item, Outcome):

@@ -258,7 +258,8 @@ class Agent(KeySources):
         self.health.verdict_changed = self.alerts.wake
         self.alerts.asleep = self.reconciler.sleep.is_asleep
         self.history.observed = self.alerts.after_round
-        self.bus.watch_units(self._on_unit_signal)
+        # Kept so that a test can make the agent miss the signals (the resync's rounds).
+        self.unwatch_units = self.bus.watch_units(self._on_unit_signal)
         # Signals sent while the bus was gone are lost: look at everything again.
         self.bus.on_reconnect(lambda: self.enqueue_many(self.known_names()))
         self._workers = [

@@ -50,6 +50,7 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
 from pockestrator.agent.mover import Mover
+from pockestrator.agent.observe_round import ResyncLooks
 from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
@@ -136,6 +137,13 @@ class Reconciler:
             self.sleep,
         )
         self.upgrades = Upgrades(self.settler, self.desired, self.observe)
+        # What quiet reconciles saw, for the periodic resync's rounds (agent.observe_round).
+        self.looks = ResyncLooks(
+            controllers,
+            store,
+            lambda: (self.config.settings_check_interval, self.config.resync_interval),
+            self.sleep.is_asleep,
+        )
 
     def _wake_after_boot(self, name: str) -> None:
         if self.wake is not None:
@@ -177,6 +185,7 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
+        self.looks.forget(name)  # recorded again only if this one finds nothing to do
         async with self.coordinator.participant():
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
@@ -195,6 +204,8 @@ class Reconciler:
             result = await self._converge(record)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
+            if moved.acted:
+                self.looks.forget(name)
             return Result(soonest(result.requeue_after, moved.look_again))
 
     # -- the catch-all site ------------------------------------------------------------
@@ -203,8 +214,10 @@ class Reconciler:
         """The site that answers domains no service has: its own key in the work queue, so
         it is written at start-up, repaired when edited and retried at each resync."""
         wanted = render_catch_all(self.site_settings()) if self.config.caddy_catch_all else None
+        stamps = self.looks.stamps(CATCH_ALL)
         plan = plan_catch_all(wanted, self.controllers.sites.snippet_hash(CATCH_ALL))
         if not plan:
+            self.looks.record(CATCH_ALL, stamps, None)
             return Result()
         applied = Applied()
         await self.steps.run(None, plan, applied)
@@ -232,6 +245,7 @@ class Reconciler:
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
+        stamps = self.looks.stamps(name)  # before the observation: see agent.observe_round
         observed = await self.observe(desired)
         seeding = await self._seed(record, observed)
         if seeding == "waiting":
@@ -259,6 +273,8 @@ class Reconciler:
         await self.deploys.run(record)
         folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
+        if seeding == "none" and not plan and plan.probe_deadline is None and not applied.actions:
+            self.looks.record(name, stamps, observed.systemd)
         return Result(soonest(settled_later, later))
 
     async def apply_now(self, record: ServiceRecord) -> None:

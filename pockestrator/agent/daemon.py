@@ -277,7 +277,7 @@ class Agent(KeySources):
             self._spawn(self._listen_to_the_fleet, "fleet-notifications")
             self._spawn(NodeWatch(self.store, lambda: self.config).run, "node-watch")
             self._spawn(self.fleet_routing.run, "fleet-routing")
-        self._spawn(lambda: self.health.run(self.session), "health")
+        self._spawn(self.health.run, "health")
         self._spawn(lambda: self.notifier.watchdog(self._making_progress), "watchdog")
         self._spawn(self._status_forever, "status")
         self._spawn(

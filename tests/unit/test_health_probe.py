@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from pockestrator.agent.health import HEALTH_BODY_MAX, HealthProber, probe, process_age
+from pockestrator.agent.health import HealthProber, process_age
+from pockestrator.agent.health_probe import HEALTH_BODY_MAX, answer_verdict, probe
 from pockestrator.specs.store import ServiceStatus, Store
 
 
@@ -53,10 +53,9 @@ async def serve(handler: Handler) -> tuple[web.AppRunner, int]:
 async def test_an_endless_answer_is_unhealthy_at_once_not_read_for_the_whole_timeout() -> None:
     runner, port = await serve(endless)
     try:
-        async with aiohttp.ClientSession() as session:
-            started = time.monotonic()
-            healthy = await probe(session, port, timeout=10.0)
-            took = time.monotonic() - started
+        started = time.monotonic()
+        healthy = await probe(port, timeout=10.0)
+        took = time.monotonic() - started
     finally:
         await runner.cleanup()
     assert healthy is False
@@ -70,9 +69,8 @@ async def test_an_endless_answer_is_unhealthy_at_once_not_read_for_the_whole_tim
 async def test_an_answer_longer_than_the_bound_is_not_healthy(size: int, healthy: bool) -> None:
     runner, port = await serve(sized(size))
     try:
-        async with aiohttp.ClientSession() as session:
-            assert await probe(session, port, timeout=5.0) is healthy
-            assert await probe(session, port, timeout=5.0) is healthy  # the pool still works
+        assert await probe(port, timeout=5.0) is healthy
+        assert await probe(port, timeout=5.0) is healthy  # and again, on a new connection
     finally:
         await runner.cleanup()
 
@@ -105,3 +103,55 @@ def test_failures_of_a_process_in_its_boot_window_do_not_count(tmp_path: Path) -
         store.close()
     # The recorded PID is gone: the probe reached its successor, just started.
     assert patient._booting(ServiceStatus("app", state="active", pid=child.pid))
+
+
+OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+BODY = b'{"message":"API is healthy.","code":200,"data":{}}'
+
+
+@pytest.mark.parametrize(
+    ("answer", "ended", "verdict"),
+    [
+        # PocketBase's own answer, whole: healthy before the connection even closes.
+        (OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY, False, True),
+        # Half of its body: wait for the rest; cut off there, unhealthy.
+        (OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10], False, None),
+        (OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10], True, False),
+        # Headers not finished: wait; closed there, unhealthy.
+        (OK_HEAD, False, None),
+        (OK_HEAD, True, False),
+        (b"", True, False),
+        # Any other status, whatever follows.
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", False, False),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", False, False),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, False),
+        # A length announced beyond the bound is refused before any of it is read.
+        (OK_HEAD + b"Content-Length: %d\r\n\r\n" % (HEALTH_BODY_MAX + 1), False, False),
+        (OK_HEAD + b"Content-Length: -1\r\n\r\n", False, False),
+        # Chunked: healthy at the last chunk, within the bound only.
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", False, True),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", False, None),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", True, False),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n1001\r\n", False, False),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", False, False),
+        # No length: the body ends with the connection, within the bound.
+        (OK_HEAD + b"\r\n" + BODY, False, None),
+        (OK_HEAD + b"\r\n" + BODY, True, True),
+        (OK_HEAD + b"\r\n" + b"x" * (HEALTH_BODY_MAX + 1), False, False),
+        # Headers without end.
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 2000, False, False),
+    ],
+)
+def test_an_answer_is_healthy_only_when_it_is_a_whole_200_within_the_bounds(
+    answer: bytes, ended: bool, verdict: bool | None
+) -> None:
+    assert answer_verdict(answer, ended=ended) is verdict
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_port_nobody_listens_on_is_unhealthy_at_once() -> None:
+    runner, port = await serve(sized(60))
+    await runner.cleanup()
+    started = time.monotonic()
+    assert await probe(port, timeout=5.0) is False
+    assert time.monotonic() - started < 2.0

@@ -185,9 +185,15 @@ def process_age(pid: int) -> float | None:
 
 
 def process_cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks, or None when it is gone."""
+    """utime + stime of ``pid`` in clock ticks, or None when it is gone (read with one
+    ``os.read``: it is asked at every probe, and pathlib's open cost three times more)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        descriptor = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(descriptor, 4096)
+        finally:
+            os.close(descriptor)
+        fields = data.rsplit(b")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
     except (OSError, IndexError, ValueError):
         return None

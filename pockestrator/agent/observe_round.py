@@ -46,9 +46,11 @@ from pockestrator.specs.store import ServiceStatus, Store
 
 log = structlog.get_logger("pockestrator.resync")
 
-# Every name is reconciled in full at least once in so many rounds (10 minutes at the
-# default resync_interval of 60 s), spread evenly over the rounds.
-FULL_EVERY = 10
+# Every name is reconciled in full at least once in so many rounds (20 minutes at the
+# default resync_interval of 60 s), spread evenly over the rounds: what a look covers is
+# found at the next round, this is for what none covers. A quiet reconcile took about
+# 4.7 ms of CPU on the test bed: 500 of them every 10 minutes were 0.4 % of a core.
+FULL_EVERY = 20
 
 FileStamp = tuple[int, ...]
 UnitStates = tuple[str, str, str, bool]

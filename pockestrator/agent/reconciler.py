@@ -271,9 +271,14 @@ class Reconciler:
         settled_later = await self.settler.settle(desired, plan, observed, applied, watch=watch)
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
-        folder = await self.controllers.dirs.observe(desired.spec)
+        quiet = seeding == "none" and not plan and plan.probe_deadline is None
+        quiet = quiet and not applied.actions
+        # Nothing was done: the folder is the one observed (one thread hop less).
+        folder = observed.dirs if quiet and observed.dirs is not None else None
+        if folder is None:
+            folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
-        if seeding == "none" and not plan and plan.probe_deadline is None and not applied.actions:
+        if quiet:
             self.looks.record(name, stamps, observed.systemd)
         return Result(soonest(settled_later, later))
 

@@ -176,9 +176,9 @@ def _converge(
         prepare.append(LoadNewUnit() if never_loaded and not stale else DaemonReload())
 
     enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
-    if desired.should_run and not enabled:
-        prepare.append(EnableUnit())
-    elif not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
+    # Where enablement goes is known with the run group (below).
+    enable_at = len(prepare) if desired.should_run and not enabled else None
+    if not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
         prepare.append(DisableUnit())
 
     email = desired.spec.superuser_email
@@ -197,8 +197,17 @@ def _converge(
     drift += run_drift
     route, route_drift = _route_steps(desired, status, observed.site_hash)
     drift += route_drift
+    finish: tuple[Step, ...] = ()
+    if enable_at is not None:
+        # Enablement only matters at the next boot: a unit that starts now is enabled
+        # after its start (one D-Bus call less before it); one that does not start is
+        # enabled first. A reconcile killed in between finds it disabled and enables it.
+        if any(isinstance(step, StartUnit) for step in run):
+            finish = (EnableUnit(),)
+        else:
+            prepare.insert(enable_at, EnableUnit())
 
-    steps_planned = bool(prepare or run or route)
+    steps_planned = bool(prepare or run or route or finish)
     steady = (
         not steps_planned
         and status.state == "active"
@@ -211,6 +220,7 @@ def _converge(
         prepare=tuple(prepare),
         run=run,
         route=route,
+        finish=finish,
         drift=tuple(drift),
         status={
             "systemd_config_hash": desired.unit_hash,
@@ -240,7 +250,8 @@ def _run_steps(
         # The plan itself stops the unit first (an upgrade) or the reconciler just did (a
         # rollback): starting it again repairs nothing. A unit systemd does not know at
         # all has never run here.
-        return ((StartUnit(),) if desired.should_run else ()), None, []
+        start = StartUnit(reset_failed=unit is not None and unit.exists)
+        return ((start,) if desired.should_run else ()), None, []
     if unit.job_pending:
         # Someone's job (an operator's restart, in its stop half) is under way: what the
         # unit shows now is not where it is going. Its end signals us back.
@@ -278,7 +289,7 @@ def _run_steps(
                 "active",
             )
         )
-    return (StartUnit(),), None, drift
+    return (StartUnit(reset_failed=unit.exists),), None, drift
 
 
 def _route_steps(

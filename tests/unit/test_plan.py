@@ -293,13 +293,12 @@ ROWS = [
         probe=15.0,
     ),
     Row(
-        "a brand-new service gets its unit (loaded at its start, no reload), start and "
-        "site, and its enablement after the start",
+        "a brand-new service gets its unit (loaded at its start, no reload), enablement, "
+        "start and site",
         brand_new,
-        prepare=["WriteUnit", "LoadNewUnit"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit"],
         run=["StartUnit"],
         route=["WriteSite"],
-        finish=["EnableUnit"],
         probe=15.0,
     ),
     Row(
@@ -594,10 +593,9 @@ ROWS = [
     Row(
         "a new service's first superuser is created after its folder is made",
         both(brand_new, setting(spec={"superuser_email": "o@example.test"})),
-        prepare=["WriteUnit", "LoadNewUnit", "CreateSuperuser"],
+        prepare=["WriteUnit", "LoadNewUnit", "EnableUnit", "CreateSuperuser"],
         run=["StartUnit"],
         route=["WriteSite"],
-        finish=["EnableUnit"],
         probe=15.0,
     ),
     Row(
@@ -660,10 +658,10 @@ ROWS = [
         probe=15.0,
     ),
     Row(
-        "a unit systemd does not know at all is started and enabled",
+        "a unit systemd does not know at all is enabled and started",
         setting(unit=None),
+        prepare=["EnableUnit"],
         run=["StartUnit"],
-        finish=["EnableUnit"],
         probe=15.0,
     ),
     Row(

@@ -10,13 +10,11 @@ makes has a row in ``tests/unit/test_plan.py`` that runs in milliseconds, and a 
 logged, compared and tested before anything changes (Terraform's plan and apply).
 
 A plan's steps come in four groups. ``prepare`` (folder, binary, unit file, daemon-reload,
-enablement of a unit that does not start now, first superuser) always runs first; ``run``
-(start, stop, restart) and ``route`` (the Caddy site) follow in the order the
-daemon-reload wave's size and the run steps give (``start_before_route``): instances
-that only start do so before Caddy loads, in a wave of any size, so they boot meanwhile;
-restarts do too in a small wave, and in a large one wait for Caddy to have the new site.
-``finish`` (a removal's data, the enablement of a unit just started: it only matters at
-boot) comes last.
+enablement, first superuser) always runs first; ``run`` (start, stop, restart) and ``route``
+(the Caddy site) follow in the order the daemon-reload wave's size and the run steps give
+(``start_before_route``): instances that only start do so before Caddy loads, in a
+wave of any size, so they boot meanwhile; restarts do too in a small wave, and in a large
+one wait for Caddy to have the new site. ``finish`` (a removal's data) comes last.
 
 An upgrade is a plan too: it stops the service itself (no drift: the stop is its own),
 backs the data up, converges on the new version and gates on health with the longer

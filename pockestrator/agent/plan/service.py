@@ -176,9 +176,12 @@ def _converge(
         prepare.append(LoadNewUnit() if never_loaded and not stale else DaemonReload())
 
     enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
-    # Where enablement goes is known with the run group (below).
-    enable_at = len(prepare) if desired.should_run and not enabled else None
-    if not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
+    # Before the start, not after it: a unit enabled after its start still read
+    # UnitFileState=disabled to the next reconcile on the test bed (systemd keeps what it
+    # read when it loaded the unit), which then neither saw it enabled nor disabled it.
+    if desired.should_run and not enabled:
+        prepare.append(EnableUnit())
+    elif not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
         prepare.append(DisableUnit())
 
     email = desired.spec.superuser_email
@@ -197,17 +200,8 @@ def _converge(
     drift += run_drift
     route, route_drift = _route_steps(desired, status, observed.site_hash)
     drift += route_drift
-    finish: tuple[Step, ...] = ()
-    if enable_at is not None:
-        # Enablement only matters at the next boot: a unit that starts now is enabled
-        # after its start (one D-Bus call less before it); one that does not start is
-        # enabled first. A reconcile killed in between finds it disabled and enables it.
-        if any(isinstance(step, StartUnit) for step in run):
-            finish = (EnableUnit(),)
-        else:
-            prepare.insert(enable_at, EnableUnit())
 
-    steps_planned = bool(prepare or run or route or finish)
+    steps_planned = bool(prepare or run or route)
     steady = (
         not steps_planned
         and status.state == "active"
@@ -220,7 +214,6 @@ def _converge(
         prepare=tuple(prepare),
         run=run,
         route=route,
-        finish=finish,
         drift=tuple(drift),
         status={
             "systemd_config_hash": desired.unit_hash,

@@ -2,9 +2,9 @@
 
 The resync used to reconcile every name in full each ``resync_interval``: with 500 idle
 services that was 60 % of the agent's CPU (docs/benchmarks.md), all of it finding nothing.
-Now a reconcile that found nothing to do records what it saw (``record``): the ``stat`` of
-the service's unit file, environment file, site snippet and folders, taken before its own
-observation, and systemd's states of the unit from that observation. A round
+Now a reconcile that found nothing to do on the host records what it saw (``record``):
+the ``stat`` of the service's unit file, environment file, site snippet and folders,
+taken before its own observation, and systemd's states of the unit from that observation. A round
 (``choose``) looks at every name at once (one ``ListUnitsByNames`` for all units, the
 same ``stat`` calls) and queues only the names
 
@@ -20,9 +20,10 @@ same ``stat`` calls) and queues only the names
   every ``FULL_EVERY`` rounds, for what no look covers (a release binary taken from the
   cache, a spec changed in the store with no event).
 
-A look is recorded only by a reconcile that planned nothing and did nothing: a drift
-between its ``stat`` calls and its observation is seen by the observation (and acted on,
-so nothing is recorded), a drift after it differs from what was recorded.
+A look is recorded only by a reconcile whose plan for the host was empty (it may still
+have waited for health or applied the instance's own settings, which are no part of the
+look): a drift between its ``stat`` calls and its observation is seen by the observation
+(and acted on, so nothing is recorded), a drift after it differs from what was recorded.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class ResyncLooks:
     def record(
         self, name: str, stamps: tuple[FileStamp | None, ...], unit: UnitStatus | None
     ) -> None:
-        """A reconcile of ``name`` planned and did nothing on what it saw."""
+        """A reconcile of ``name`` planned nothing for the host on what it saw."""
         self.recorded[name] = Look(stamps, unit_states(unit) if name != CATCH_ALL else None)
 
     def forget(self, name: str) -> None:

@@ -271,9 +271,10 @@ class Reconciler:
         settled_later = await self.settler.settle(desired, plan, observed, applied, watch=watch)
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
-        quiet = seeding == "none" and not plan and plan.probe_deadline is None
-        quiet = quiet and not applied.actions
-        # Nothing was done: the folder is the one observed (one thread hop less).
+        # The host needed nothing: what was observed is what a round compares with (the
+        # instance's own settings, applied or not, are no part of that look; their next
+        # check is due by the status). The folder is the one observed, too.
+        quiet = seeding == "none" and not plan
         folder = observed.dirs if quiet and observed.dirs is not None else None
         if folder is None:
             folder = await self.controllers.dirs.observe(desired.spec)

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from pockestrator.agent.health_probe import probe
+from pockestrator.agent.health_probe import ProbeConnections, probe
 from pockestrator.clock import utc_now
 from pockestrator.specs.store import ServiceStatus, Store
 from pockestrator.telemetry import AgentMetrics
@@ -245,16 +245,20 @@ class HealthProber:
         self.boot_grace = boot_grace
         self.asleep = asleep  # a probe of a sleeping instance would wake it (agent.sleep)
         self.cpu = CpuMeter()
+        self.connections = ProbeConnections()  # one kept alive per instance (health_probe)
         # Told when a probe's verdict differs from the last one recorded (the alert rules).
         self.verdict_changed: Callable[[], None] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await self.probe_all()
-            jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
-            await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
+        try:
+            while True:
+                started = loop.time()
+                await self.probe_all()
+                jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
+                await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
+        finally:
+            self.connections.close()
 
     async def probe_all(self) -> None:
         ports = self.store.running_ports()
@@ -267,6 +271,8 @@ class HealthProber:
             and not self.asleep(name)
             and not self.booting(name)
         ]
+        # An instance not probed now (stopped, asleep, booting, gone) keeps no connection.
+        self.connections.retain({port for _name, port, _status in running})
         if not running:
             return
         # Spread the probes over a fraction of the interval instead of a burst, and record
@@ -305,7 +311,7 @@ class HealthProber:
         await asyncio.sleep(delay)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        healthy = await probe(port, self.timeout)
+        healthy = await self.connections.probe(port, self.timeout)
         self.metrics.probed(name, loop.time() - started)
         changes: dict[str, object] = {
             "last_health_check": utc_now(),

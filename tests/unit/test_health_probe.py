@@ -7,6 +7,7 @@ whole timeout. Real servers on 127.0.0.1, real time.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -17,7 +18,12 @@ import pytest
 from aiohttp import web
 
 from pockestrator.agent.health import HealthProber, process_age
-from pockestrator.agent.health_probe import HEALTH_BODY_MAX, answer_verdict, probe
+from pockestrator.agent.health_probe import (
+    HEALTH_BODY_MAX,
+    ProbeConnections,
+    answer_verdict,
+    probe,
+)
 from pockestrator.specs.store import ServiceStatus, Store
 
 
@@ -155,3 +161,100 @@ async def test_a_port_nobody_listens_on_is_unhealthy_at_once() -> None:
     started = time.monotonic()
     assert await probe(port, timeout=5.0) is False
     assert time.monotonic() - started < 2.0
+
+
+class RawServer:
+    """An HTTP server on 127.0.0.1 that counts its connections and answers each request
+    as ``mode`` says: ``keep`` (sized 200s on one connection), ``drop`` (a sized 200, then
+    the connection closed without a word, as an instance's idle timeout does), ``close``
+    (a 200 with ``Connection: close``), ``hang_after_first`` (one 200, then silence)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.connections = 0
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+        self.handlers: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for handler in self.handlers:
+            handler.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.append(task)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                if self.mode == "hang_after_first" and self.requests > 1:
+                    await asyncio.sleep(30)
+                extra = b"Connection: close\r\n" if self.mode == "close" else b""
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%b\r\n%b" % (len(BODY), extra, BODY)
+                )
+                await writer.drain()
+                if self.mode in ("drop", "close"):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_prober_asks_again_on_the_connection_it_kept() -> None:
+    async with RawServer("keep") as server_port:
+        connections = ProbeConnections()
+        results = [await connections.probe(server_port, timeout=5.0) for _ in range(3)]
+        assert results == [True, True, True]
+        assert len(connections) == 1
+        connections.close()
+        assert len(connections) == 0
+
+
+@pytest.mark.parametrize("mode", ["drop", "close"])
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_connection_the_instance_closed_or_would_close_is_not_a_failure(
+    mode: str,
+) -> None:
+    server = RawServer(mode)
+    async with server as server_port:
+        connections = ProbeConnections()
+        first = await connections.probe(server_port, timeout=5.0)
+        await asyncio.sleep(0.1)  # the instance's close arrives while the prober waits
+        second = await connections.probe(server_port, timeout=5.0)
+        connections.close()
+    assert (first, second) == (True, True)
+    assert server.connections == 2  # a new connection for the second, no failure
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_an_instance_that_hangs_on_a_kept_connection_fails_within_the_timeout() -> None:
+    async with RawServer("hang_after_first") as server_port:
+        connections = ProbeConnections()
+        assert await connections.probe(server_port, timeout=5.0) is True
+        started = time.monotonic()
+        assert await connections.probe(server_port, timeout=0.5) is False
+        assert time.monotonic() - started < 2.0
+        assert len(connections) == 0  # the hung connection is not kept
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_connections_of_instances_not_probed_any_more_are_closed_and_bounded() -> None:
+    async with RawServer("keep") as first, RawServer("keep") as second:
+        connections = ProbeConnections(most=1)
+        assert await connections.probe(first, timeout=5.0)
+        assert await connections.probe(second, timeout=5.0)  # answered, but not kept
+        assert len(connections) == 1
+        connections.retain({second})
+        assert len(connections) == 0

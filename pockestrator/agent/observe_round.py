@@ -59,10 +59,15 @@ UnitStates = tuple[str, str, str, bool]
 
 @dataclass(frozen=True)
 class Look:
-    """What a round compares: the ``stat`` of a name's files and its unit's states."""
+    """What a round compares: the ``stat`` of a name's files and its unit's states.
+
+    ``also``: more files the reconcile read (the instance's secret settings' files, whose
+    new value reaches PocketBase at the next round); their stamps end ``files``.
+    """
 
     files: tuple[FileStamp | None, ...]
     unit: UnitStates | None
+    also: tuple[Path, ...] = ()
 
 
 def file_stamp(path: Path) -> FileStamp | None:
@@ -148,9 +153,11 @@ class ResyncLooks:
         self.asleep = asleep
         self.recorded: dict[str, Look] = {}
         self.rounds = 0
+        self.every = FULL_EVERY  # a name's full turn comes once in so many rounds
 
-    def stamps(self, name: str) -> tuple[FileStamp | None, ...]:
-        """The ``stat`` of every file and folder of ``name`` a reconcile observes."""
+    def stamps(self, name: str, also: tuple[Path, ...] = ()) -> tuple[FileStamp | None, ...]:
+        """The ``stat`` of every file and folder of ``name`` a reconcile observes, and of
+        ``also``."""
         sites = self.controllers.sites
         if name == CATCH_ALL:
             return (file_stamp(sites.snippet_path(CATCH_ALL)),)
@@ -161,13 +168,20 @@ class ResyncLooks:
             file_stamp(sites.snippet_path(name)),
             folder_stamp(folders.private_path(name)),
             folder_stamp(folders.path_for(name)),
+            *(file_stamp(path) for path in also),
         )
 
     def record(
-        self, name: str, stamps: tuple[FileStamp | None, ...], unit: UnitStatus | None
+        self,
+        name: str,
+        stamps: tuple[FileStamp | None, ...],
+        unit: UnitStatus | None,
+        also: tuple[Path, ...] = (),
     ) -> None:
-        """A reconcile of ``name`` planned nothing for the host on what it saw."""
-        self.recorded[name] = Look(stamps, unit_states(unit) if name != CATCH_ALL else None)
+        """A reconcile of ``name`` planned nothing for the host on what it saw (``stamps``
+        taken with ``also`` before it looked)."""
+        states = unit_states(unit) if name != CATCH_ALL else None
+        self.recorded[name] = Look(stamps, states, also)
 
     def forget(self, name: str) -> None:
         """A reconcile of ``name`` starts (or acted): the next round looks again."""
@@ -192,10 +206,12 @@ class ResyncLooks:
         now = utc_now()
         chosen = set()
         for name in sorted(names):
-            look = Look(self.stamps(name), states.get(name))
+            recorded = self.recorded.get(name)
+            also = recorded.also if recorded is not None else ()
+            look = Look(self.stamps(name, also), states.get(name), also)
             if (
-                self.recorded.get(name) != look
-                or full_turn(name, self.rounds)
+                recorded != look
+                or full_turn(name, self.rounds, self.every)
                 or name in replicated
                 or (
                     name != CATCH_ALL

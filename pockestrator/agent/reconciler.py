@@ -245,7 +245,9 @@ class Reconciler:
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
-        stamps = self.looks.stamps(name)  # before the observation: see agent.observe_round
+        # Before the observation (agent.observe_round), with the secret files it reads.
+        secret_files = secret_files_of(desired)
+        stamps = self.looks.stamps(name, secret_files)
         observed = await self.observe(desired)
         seeding = await self._seed(record, observed)
         if seeding == "waiting":
@@ -280,7 +282,7 @@ class Reconciler:
             folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
         if quiet:
-            self.looks.record(name, stamps, observed.systemd)
+            self.looks.record(name, stamps, observed.systemd, secret_files)
         return Result(soonest(settled_later, later))
 
     async def apply_now(self, record: ServiceRecord) -> None:
@@ -448,6 +450,12 @@ class Reconciler:
     def _record_error(self, name: str, message: str) -> None:
         self.store.update_status(name, state="error", last_error=message)
         self.store.add_event(name, "error", message)
+
+
+def secret_files_of(desired: Desired) -> tuple[Path, ...]:
+    """The files the instance's secret settings are read from."""
+    secrets = desired.settings.secrets if desired.settings is not None else ()
+    return tuple(Path(s.source.file) for s in secrets if s.source.file is not None)
 
 
 def soonest(*delays: float | None) -> float | None:

@@ -126,3 +126,42 @@ async def test_a_unit_stopped_while_its_signals_are_missed_is_started_by_the_nex
         )
     finally:
         agent.unwatch_units = agent.bus.watch_units(agent._on_unit_signal)
+
+
+async def test_a_new_value_in_a_secret_file_reaches_pocketbase_at_the_next_round(
+    agent: Agent, pocketbase_versions: tuple[str, str], tmp_path: Path
+) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("first-password\n")
+    secret.chmod(0o600)
+    write_spec(
+        agent,
+        "secretive",
+        pocketbase_versions[1],
+        "settings:",
+        "  smtp:",
+        "    host: 127.0.0.1",
+        f"    port: {free_port()}",
+        "    username: secretive",
+        f"    password: {{file: {secret}}}",
+    )
+    await quiet(agent, "secretive")
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the file's look counts
+    try:
+        before = agent.store.get_status("secretive")
+        assert before is not None and before.settings_hash
+        aside = tmp_path / ".smtp-password.edit"
+        aside.write_text("second-password\n")
+        aside.chmod(0o600)
+        os.replace(aside, secret)
+
+        async def sent_again() -> bool:
+            status = agent.store.get_status("secretive")
+            return status is not None and status.settings_hash not in (None, before.settings_hash)
+
+        assert await wait_until(sent_again, 30, interval=0.1), (
+            f"the new secret was not sent: {agent.store.get_status('secretive')}"
+        )
+    finally:
+        looks.every = every

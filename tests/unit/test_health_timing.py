@@ -197,11 +197,11 @@ async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
             failures_before_restart=2,
             asleep=lambda name: name in resting,
         )
-        async with aiohttp.ClientSession() as session:
-            round_done = asyncio.create_task(prober.probe_all(session))
-            await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
-            resting.add("s2")
-            await round_done
+        round_done = asyncio.create_task(prober.probe_all())
+        await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
+        resting.add("s2")
+        await round_done
+        prober.connections.close()
     assert [servers.arrivals_at(port) for port in ports] == [
         exactly([0.0]),
         exactly([0.05]),

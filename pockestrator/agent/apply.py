@@ -208,8 +208,9 @@ class StepRunner:
                 assert desired is not None
                 await self._apply_settings(desired, fields)
                 applied.add(step.describe())
-            case steps.StartUnit():
-                await self.controllers.bus.reset_failed_unit(unit)
+            case steps.StartUnit(reset_failed=reset_failed):
+                if reset_failed:
+                    await self.controllers.bus.reset_failed_unit(unit)
                 await self.controllers.bus.start_unit(unit)
                 applied.add(step.describe())
             case steps.StopUnit():

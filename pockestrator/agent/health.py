@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from pockestrator.agent.health_probe import ProbeConnections, probe
 from pockestrator.clock import utc_now
 from pockestrator.specs.store import ServiceStatus, Store
 from pockestrator.telemetry import AgentMetrics
@@ -35,39 +36,6 @@ _TURNS = {
     HEALTH_LOST: "the instance stopped answering /api/health with 200",
     HEALTH_RECOVERED: "the instance answers /api/health with 200 again",
 }
-# PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
-HEALTH_BODY_MAX = 4096
-
-
-async def probe(session: aiohttp.ClientSession, port: int, timeout: float) -> bool:
-    """True when PocketBase on ``port`` answers its health endpoint with 200.
-
-    At most ``HEALTH_BODY_MAX`` bytes of the answer are read; a longer one is not healthy,
-    and the connection is dropped rather than drained.
-    """
-    try:
-        async with session.get(
-            f"http://127.0.0.1:{port}/api/health",
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,
-        ) as response:
-            whole = await _read_at_most(response.content, HEALTH_BODY_MAX)
-            if not whole:
-                response.close()
-            return response.status == 200 and whole
-    except (aiohttp.ClientError, TimeoutError, OSError):
-        return False
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bool:
-    """Read the body up to ``limit`` bytes; True when it ended within them."""
-    received = 0
-    while received <= limit:
-        chunk = await stream.read(limit + 1 - received)
-        if not chunk:
-            return True
-        received += len(chunk)
-    return False
 
 
 async def wait_healthy(
@@ -78,14 +46,15 @@ async def wait_healthy(
 ) -> bool:
     """Probe until healthy or ``deadline`` (loop time): 20 ms, doubling to 250 ms between
     probes (PocketBase needs about 100 ms to boot; a burst of instances needs CPU more than
-    questions)."""
+    questions). ``session`` is no longer used (``health_probe`` speaks HTTP itself); the
+    callers still pass theirs."""
     loop = asyncio.get_running_loop()
     pause = 0.02
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return False
-        if await probe(session, port, min(2.0, max(0.05, remaining))):
+        if await probe(port, min(2.0, max(0.05, remaining))):
             return True
         if gave_up():
             return False
@@ -155,7 +124,7 @@ class BootWatch:
                 return verdict
             if name in self._tasks:
                 return False, utc_now()
-        healthy = await probe(self.session, port, self.timeout)
+        healthy = await probe(port, self.timeout)
         if not healthy:
             self._tasks[name] = asyncio.create_task(
                 self._watch(name, port, deadline), name=f"boot-{name}"
@@ -216,9 +185,15 @@ def process_age(pid: int) -> float | None:
 
 
 def process_cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks, or None when it is gone."""
+    """utime + stime of ``pid`` in clock ticks, or None when it is gone (read with one
+    ``os.read``: it is asked at every probe, and pathlib's open cost three times more)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        descriptor = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(descriptor, 4096)
+        finally:
+            os.close(descriptor)
+        fields = data.rsplit(b")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
     except (OSError, IndexError, ValueError):
         return None
@@ -271,18 +246,22 @@ class HealthProber:
         # Asleep or about to be (agent.sleep): a probe would wake it, or race its stop.
         self.asleep = asleep
         self.cpu = CpuMeter()
+        self.connections = ProbeConnections()  # one kept alive per instance (health_probe)
         # Told when a probe's verdict differs from the last one recorded (the alert rules).
         self.verdict_changed: Callable[[], None] | None = None
 
-    async def run(self, session: aiohttp.ClientSession) -> None:
+    async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await self.probe_all(session)
-            jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
-            await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
+        try:
+            while True:
+                started = loop.time()
+                await self.probe_all()
+                jitter = random.uniform(-0.1, 0.1) * self.interval  # noqa: S311 (not security)
+                await asyncio.sleep(max(0.0, self.interval + jitter - (loop.time() - started)))
+        finally:
+            self.connections.close()
 
-    async def probe_all(self, session: aiohttp.ClientSession) -> None:
+    async def probe_all(self) -> None:
         ports = self.store.running_ports()
         statuses = self.store.all_statuses()
         running = [
@@ -293,6 +272,8 @@ class HealthProber:
             and not self.asleep(name)
             and not self.booting(name)
         ]
+        # An instance not probed now (stopped, asleep, booting, gone) keeps no connection.
+        self.connections.retain({port for _name, port, _status in running})
         if not running:
             return
         # Spread the probes over a fraction of the interval instead of a burst, and record
@@ -300,7 +281,7 @@ class HealthProber:
         spacing = min(0.05, self.interval / 4 / len(running))
         found = await asyncio.gather(
             *(
-                self._probe_one(session, name, port, status, index * spacing)
+                self._probe_one(name, port, status, index * spacing)
                 for index, (name, port, status) in enumerate(running)
             )
         )
@@ -323,7 +304,6 @@ class HealthProber:
 
     async def _probe_one(
         self,
-        session: aiohttp.ClientSession,
         name: str,
         port: int,
         status: ServiceStatus,
@@ -337,7 +317,7 @@ class HealthProber:
             return None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        healthy = await probe(session, port, self.timeout)
+        healthy = await self.connections.probe(port, self.timeout)
         self.metrics.probed(name, loop.time() - started)
         changes: dict[str, object] = {
             "last_health_check": utc_now(),

@@ -138,11 +138,12 @@ class KeySources(WorkerPool):
 
     async def _resync_forever(self) -> None:
         """Every resync_interval: re-read the spec files (a held-back spec may fit now)
-        and reconcile every name, catching what no event reported."""
+        and reconcile every name whose host differs from what its last quiet reconcile
+        saw, catching what no event reported (``agent.observe_round``)."""
         while True:
             await asyncio.sleep(self.config.resync_interval)
             self.spec_directory.scan()
             self.fleet_routing.poke()
             if self._host_watcher is not None:
                 self._host_watcher.ensure_watches()  # a unit or site folder re-created
-            self.enqueue_many(self.known_names())
+            self.enqueue_many(await self.reconciler.looks.choose(self.known_names()))

@@ -50,6 +50,7 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
 from pockestrator.agent.mover import Mover
+from pockestrator.agent.observe_round import ResyncLooks
 from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
@@ -140,6 +141,13 @@ class Reconciler:
             self.sleep,
         )
         self.upgrades = Upgrades(self.settler, self.desired, self.observe)
+        # What quiet reconciles saw, for the periodic resync's rounds (agent.observe_round).
+        self.looks = ResyncLooks(
+            controllers,
+            store,
+            lambda: (self.config.settings_check_interval, self.config.resync_interval),
+            self.sleep.is_asleep,
+        )
 
     def _wake_after_boot(self, name: str) -> None:
         if self.wake is not None:
@@ -181,6 +189,7 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
+        self.looks.forget(name)  # recorded again only if this one finds nothing to do
         async with self.coordinator.participant():
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
@@ -199,6 +208,8 @@ class Reconciler:
             result = await self._converge(record)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
+            if moved.acted:
+                self.looks.forget(name)
             return Result(soonest(result.requeue_after, moved.look_again))
 
     # -- the catch-all site ------------------------------------------------------------
@@ -207,8 +218,10 @@ class Reconciler:
         """The site that answers domains no service has: its own key in the work queue, so
         it is written at start-up, repaired when edited and retried at each resync."""
         wanted = render_catch_all(self.site_settings()) if self.config.caddy_catch_all else None
+        stamps = self.looks.stamps(CATCH_ALL)
         plan = plan_catch_all(wanted, self.controllers.sites.snippet_hash(CATCH_ALL))
         if not plan:
+            self.looks.record(CATCH_ALL, stamps, None)
             return Result()
         applied = Applied()
         await self.steps.run(None, plan, applied)
@@ -236,6 +249,9 @@ class Reconciler:
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
+        # Before the observation (agent.observe_round), with the secret files it reads.
+        secret_files = secret_files_of(desired)
+        stamps = self.looks.stamps(name, secret_files)
         observed = await self.observe(desired)
         seeding = await self._seed(record, observed)
         if seeding == "waiting":
@@ -261,8 +277,16 @@ class Reconciler:
         settled_later = await self.settler.settle(desired, plan, observed, applied, watch=watch)
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
-        folder = await self.controllers.dirs.observe(desired.spec)
+        # The host needed nothing: what was observed is what a round compares with (the
+        # instance's own settings, applied or not, are no part of that look; their next
+        # check is due by the status). The folder is the one observed, too.
+        quiet = seeding == "none" and not plan
+        folder = observed.dirs if quiet and observed.dirs is not None else None
+        if folder is None:
+            folder = await self.controllers.dirs.observe(desired.spec)
         later = await self.backups.run(record, has_data=folder.exists)
+        if quiet:
+            self.looks.record(name, stamps, observed.systemd, secret_files)
         return Result(soonest(settled_later, later))
 
     async def apply_now(self, record: ServiceRecord) -> None:
@@ -430,6 +454,12 @@ class Reconciler:
     def _record_error(self, name: str, message: str) -> None:
         self.store.update_status(name, state="error", last_error=message)
         self.store.add_event(name, "error", message)
+
+
+def secret_files_of(desired: Desired) -> tuple[Path, ...]:
+    """The files the instance's secret settings are read from."""
+    secrets = desired.settings.secrets if desired.settings is not None else ()
+    return tuple(Path(s.source.file) for s in secrets if s.source.file is not None)
 
 
 def soonest(*delays: float | None) -> float | None:

@@ -101,7 +101,13 @@ class CreateSuperuser(Step):
 
 @dataclass(frozen=True)
 class StartUnit(Step):
-    """Clear a failed state and start the unit."""
+    """Clear a failed state (and the start limit's count) and start the unit.
+
+    ``reset_failed`` is False for a unit systemd had never loaded: it has no failure or
+    count to clear, and the call was one round trip before a new instance's start.
+    """
+
+    reset_failed: bool = True
 
     def describe(self) -> str:
         return "started"

@@ -136,12 +136,11 @@ async def test_the_prober_probes_every_interval_with_jitter_and_restarts_after_f
         for _ in range(3):
             round_starts.append(round_starts[-1] + 10.0 * (1 + replay.uniform(-0.1, 0.1)))
 
-        async with aiohttp.ClientSession() as session:
-            probing = asyncio.create_task(prober.run(session))
-            await asyncio.sleep(round_starts[3] + 5.0)  # in the fourth round's pause
-            probing.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await probing
+        probing = asyncio.create_task(prober.run())
+        await asyncio.sleep(round_starts[3] + 5.0)  # in the fourth round's pause
+        probing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probing
 
     # Three services share a round: 50 ms apart (a quarter of the interval would allow more).
     assert servers.arrivals_at(healthy) == exactly(round_starts)
@@ -172,8 +171,7 @@ async def test_probes_of_many_services_are_spread_over_a_quarter_of_the_interval
         prober = HealthProber(
             store, enqueue=lambda name: None, interval=1.0, timeout=1.0, failures_before_restart=2
         )
-        async with aiohttp.ClientSession() as session:
-            await prober.probe_all(session)
+        await prober.probe_all()
     # 1 s / 4 / 10 services = 25 ms apart, in the order of the names.
     assert [servers.arrivals_at(port) for port in ports] == [
         exactly([index * 0.025]) for index in range(10)
@@ -199,11 +197,11 @@ async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
             failures_before_restart=2,
             asleep=lambda name: name in resting,
         )
-        async with aiohttp.ClientSession() as session:
-            round_done = asyncio.create_task(prober.probe_all(session))
-            await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
-            resting.add("s2")
-            await round_done
+        round_done = asyncio.create_task(prober.probe_all())
+        await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
+        resting.add("s2")
+        await round_done
+        prober.connections.close()
     assert [servers.arrivals_at(port) for port in ports] == [
         exactly([0.0]),
         exactly([0.05]),
@@ -234,8 +232,7 @@ async def test_a_verdict_that_turns_is_an_event_and_one_that_holds_is_not(
         prober = HealthProber(
             store, enqueue=lambda name: None, interval=1.0, timeout=1.0, failures_before_restart=3
         )
-        async with aiohttp.ClientSession() as session:
-            await prober.probe_all(session)
+        await prober.probe_all()
     turns = [e.kind for e in store.list_events("turning") if e.kind.startswith("health_")]
     assert turns == kinds
 

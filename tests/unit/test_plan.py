@@ -268,6 +268,7 @@ class Row:
     prepare: list[str] = field(default_factory=list)
     run: list[str] = field(default_factory=list)
     route: list[str] = field(default_factory=list)
+    finish: list[str] = field(default_factory=list)
     drift: list[tuple[str, str]] = field(default_factory=list)  # (what, found)
     probe: float | None = None
     defer: float | None = None
@@ -710,12 +711,12 @@ def test_plan_table(row: Row) -> None:
     assert kinds(plan.prepare) == row.prepare
     assert kinds(plan.run) == row.run
     assert kinds(plan.route) == row.route
-    assert plan.finish == ()
+    assert kinds(plan.finish) == row.finish
     assert [(d.what, d.found) for d in plan.drift] == row.drift
     assert plan.probe_deadline == row.probe
     assert plan.defer == row.defer
     assert plan.upgrade == row.upgrade
-    assert bool(plan) == bool(row.prepare or row.run or row.route)
+    assert bool(plan) == bool(row.prepare or row.run or row.route or row.finish)
     assert plan.name == "app" and not plan.removal
     desired = desired_of(scenario)
     for step in plan.steps:
@@ -1479,3 +1480,21 @@ def test_caddy_is_asked_for_the_certificate_only_when_it_may_have_changed(
     https: bool, status: ServiceStatus | None, written: bool, due: bool
 ) -> None:
     assert certificate_check_due(https, status, site_written=written, now=NOW, interval=60.0) is due
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reset_failed"),
+    [
+        (brand_new, False),  # never loaded: nothing to clear, one call less before start
+        (setting(unit=None), False),
+        (on_unit(active_state="failed", sub_state="failed"), True),
+        (on_unit(active_state="inactive", sub_state="dead"), True),
+    ],
+)
+def test_a_start_clears_a_failed_state_only_for_a_unit_systemd_has_loaded(
+    mutate: Callable[[Scenario], None], reset_failed: bool
+) -> None:
+    scenario = converged()
+    mutate(scenario)
+    starts = [step for step in plan_for(scenario).run if isinstance(step, StartUnit)]
+    assert [step.reset_failed for step in starts] == [reset_failed]

@@ -176,6 +176,9 @@ def _converge(
         prepare.append(LoadNewUnit() if never_loaded and not stale else DaemonReload())
 
     enabled = unit is not None and unit.unit_file_state in ENABLED_STATES
+    # Before the start, not after it: a unit enabled after its start still read
+    # UnitFileState=disabled to the next reconcile on the test bed (systemd keeps what it
+    # read when it loaded the unit), which then neither saw it enabled nor disabled it.
     if desired.should_run and not enabled:
         prepare.append(EnableUnit())
     elif not desired.should_run and unit is not None and unit.unit_file_state == "enabled":
@@ -240,7 +243,8 @@ def _run_steps(
         # The plan itself stops the unit first (an upgrade) or the reconciler just did (a
         # rollback): starting it again repairs nothing. A unit systemd does not know at
         # all has never run here.
-        return ((StartUnit(),) if desired.should_run else ()), None, []
+        start = StartUnit(reset_failed=unit is not None and unit.exists)
+        return ((start,) if desired.should_run else ()), None, []
     if unit.job_pending:
         # Someone's job (an operator's restart, in its stop half) is under way: what the
         # unit shows now is not where it is going. Its end signals us back.
@@ -278,7 +282,7 @@ def _run_steps(
                 "active",
             )
         )
-    return (StartUnit(),), None, drift
+    return (StartUnit(reset_failed=unit.exists),), None, drift
 
 
 def _route_steps(

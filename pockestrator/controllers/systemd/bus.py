@@ -40,6 +40,7 @@ from pockestrator.controllers.systemd.unit_state import (
     optional_uint,
     plain,
     unescape_unit_path,
+    unit_path,
 )
 
 DESTINATION = "org.freedesktop.systemd1"
@@ -204,7 +205,8 @@ class SystemdBus:
                 ) from exc
         try:
             async with self._in_flight:
-                reply = await asyncio.wait_for(self._bus.call(message), limit)
+                async with asyncio.timeout(limit):  # not wait_for: no task per call
+                    reply = await self._bus.call(message)
         except TimeoutError as exc:
             raise SystemdError(f"{member} timed out after {limit}s") from exc
         except (OSError, EOFError) as exc:
@@ -376,10 +378,11 @@ class SystemdBus:
     # -- observation -------------------------------------------------------------------
 
     async def unit_properties(self, name: str) -> dict[str, Any]:
-        """All properties of the unit (every interface), loading it if needed."""
-        (path,) = await self.call("LoadUnit", "s", [name])
+        """All properties of the unit (every interface), loading it if needed: one call on
+        the unit's own path, which loads it as ``LoadUnit`` did (one round trip less on
+        every observation)."""
         (properties,) = await self.call(
-            "GetAll", "s", [""], path=path, interface=PROPERTIES_INTERFACE
+            "GetAll", "s", [""], path=unit_path(name), interface=PROPERTIES_INTERFACE
         )
         return {key: plain(value) for key, value in properties.items()}
 

@@ -88,6 +88,19 @@ class UnitRow:
         return self.load_state not in ("not-found", "")
 
 
+def unit_path(name: str) -> str:
+    """The object path of a unit, escaped as systemd's ``bus_label_escape`` does (every
+    byte but ``[A-Za-z0-9]`` as ``_xx``, a leading digit too); systemd loads the unit on
+    first access through it, as ``LoadUnit`` would."""
+    escaped = "".join(
+        chr(byte)
+        if (65 <= byte <= 90 or 97 <= byte <= 122 or (48 <= byte <= 57 and index > 0))
+        else f"_{byte:02x}"
+        for index, byte in enumerate(name.encode())
+    )
+    return UNIT_PATH_PREFIX + (escaped or "_")
+
+
 def unescape_unit_path(path: str) -> str | None:
     """The unit name of a unit object path, or None for other paths."""
     if not path.startswith(UNIT_PATH_PREFIX):

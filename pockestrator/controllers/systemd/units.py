@@ -82,6 +82,8 @@ class SystemdUnits:
         self.directory = config.systemd_dir
         self.bus = bus
         self.settings = UnitSettings.from_config(config)
+        # managed_names' memory: file name -> (its stat when read, whether it is ours).
+        self._managed: dict[str, tuple[tuple[int, ...], bool]] = {}
 
     def path(self, name: str) -> Path:
         return self.directory / unit_name(check_project_name(name))
@@ -127,15 +129,31 @@ class SystemdUnits:
         return remove_file(path)
 
     def managed_names(self) -> list[str]:
-        """Service names of every unit file here that carries our marker."""
+        """Service names of every unit file here that carries our marker.
+
+        A file is read again only when its ``stat`` changed since it was last read: every
+        resync round asks, and with 500 units reading each one was most of the question.
+        """
         names = []
+        seen: dict[str, tuple[tuple[int, ...], bool]] = {}
         for path in sorted(self.directory.glob(f"*{UNIT_SUFFIX}")):
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                info = path.stat()
+            except OSError:
                 continue
-            if is_managed(text):
+            stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            known = self._managed.get(path.name)
+            if known is not None and known[0] == stamp:
+                managed = known[1]
+            else:
+                try:
+                    managed = is_managed(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError):
+                    continue
+            seen[path.name] = (stamp, managed)
+            if managed:
                 names.append(path.name[: -len(UNIT_SUFFIX)])
+        self._managed = seen
         return names
 
     def observe_files(self, name: str, status: UnitStatus | None = None) -> UnitObservation:

@@ -1,0 +1,167 @@
+"""The periodic resync reconciles what changed, and still repairs what no event reported.
+
+One agent (in this process) with a round every second and no health probes in the
+window, so that only a round can repair what a test breaks: an environment file is in no
+watched folder, and a unit stopped while the agent does not hear systemd's signals sends
+it nothing. A quiet service costs the rounds no reconcile beyond its full turns.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pockestrator.agent.daemon import Agent
+from pockestrator.agent.observe_round import full_turn
+from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.config import AgentConfig
+from pockestrator.specs.model import unit_name
+from tests.testbed.mirror import ReleaseMirror
+from tests.testbed.waiting import wait_until
+
+ROUND = 1.0  # resync_interval
+SLOW = 600.0  # no health probe within a test
+
+
+@pytest.fixture(scope="module")
+async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> AgentConfig:
+    return release_mirror.agent_config(sandbox, resync_interval=ROUND, health_interval=SLOW)
+
+
+def write_spec(agent: Agent, name: str, version: str, *extra: str) -> None:
+    lines = [f"project_name: {name}", f"port: {free_port()}", f'pocketbase_version: "{version}"']
+    (agent.config.spec_dir / f"{name}.yaml").write_text("\n".join([*lines, *extra]) + "\n")
+
+
+async def quiet(agent: Agent, name: str) -> None:
+    """Wait until ``name`` is active and a reconcile of it found nothing to do."""
+
+    async def recorded() -> bool:
+        status = agent.store.get_status(name)
+        return (
+            status is not None
+            and status.state == "active"
+            and name in agent.reconciler.looks.recorded
+        )
+
+    assert await wait_until(recorded, 60, interval=0.05), (
+        f"{name} never had a quiet reconcile: {agent.store.get_status(name)}"
+    )
+
+
+async def rounds_pass(agent: Agent, count: int) -> None:
+    looks = agent.reconciler.looks
+    until = looks.rounds + count
+
+    async def passed() -> bool:
+        return looks.rounds >= until
+
+    assert await wait_until(passed, 60, interval=0.05), f"{count} resync rounds did not pass"
+
+
+def repair_events(agent: Agent, name: str) -> list[str]:
+    return [
+        e.message for e in agent.store.list_events(name, limit=100) if e.kind == "drift_repaired"
+    ]
+
+
+async def test_a_quiet_service_is_reconciled_only_at_its_full_turns(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "calm", pocketbase_versions[1])
+    await quiet(agent, "calm")
+    await rounds_pass(agent, 1)
+    first = agent.reconciler.looks.rounds
+    runs = agent._started_runs["calm"]
+    await rounds_pass(agent, 5)
+    # A round's chosen names are reconciled after it: the last one may still be coming.
+    turns = sum(full_turn("calm", number) for number in range(first + 1, first + 7))
+    assert agent._started_runs["calm"] - runs <= turns, (
+        f"{agent._started_runs['calm'] - runs} reconciles in 5 rounds, {turns} full turns"
+    )
+
+
+async def test_an_environment_file_edited_by_hand_is_repaired_by_the_next_round(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "envy", pocketbase_versions[1], "env:", "  GREETING: hello")
+    await quiet(agent, "envy")
+    path: Path = agent.config.environment_path / "envy.env"
+    wanted = path.read_text()
+    assert 'GREETING="hello"' in wanted
+    # The folder of environment files is watched by nothing: only a round can see this.
+    aside = path.with_name(".envy.env.edit")
+    aside.write_text(wanted.replace("hello", "tampered"))
+    os.replace(aside, path)
+
+    async def repaired() -> bool:
+        return path.read_text() == wanted and bool(repair_events(agent, "envy"))
+
+    assert await wait_until(repaired, 30, interval=0.05), (
+        f"the edited environment file was not repaired: {path.read_text()!r}"
+    )
+
+
+async def test_a_unit_stopped_while_its_signals_are_missed_is_started_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "deaf", pocketbase_versions[1])
+    await quiet(agent, "deaf")
+    bus = sandbox.bus
+    assert bus is not None
+    unit = unit_name("deaf")
+    before = (await bus.unit_status(unit)).main_pid
+    agent.unwatch_units()  # systemd's signals are lost, as over a bus reconnect
+    try:
+        await bus.stop_unit(unit)
+
+        async def started_again() -> bool:
+            status = await bus.unit_status(unit)
+            return status.sub_state == "running" and status.main_pid not in (None, before)
+
+        assert await wait_until(started_again, 30, interval=0.1), (
+            f"the stopped unit was not started again: {await bus.unit_status(unit)}"
+        )
+    finally:
+        agent.unwatch_units = agent.bus.watch_units(agent._on_unit_signal)
+
+
+async def test_a_new_value_in_a_secret_file_reaches_pocketbase_at_the_next_round(
+    agent: Agent, pocketbase_versions: tuple[str, str], tmp_path: Path
+) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("first-password\n")
+    secret.chmod(0o600)
+    write_spec(
+        agent,
+        "secretive",
+        pocketbase_versions[1],
+        "settings:",
+        "  smtp:",
+        "    host: 127.0.0.1",
+        f"    port: {free_port()}",
+        "    username: secretive",
+        f"    password: {{file: {secret}}}",
+    )
+    await quiet(agent, "secretive")
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the file's look counts
+    try:
+        before = agent.store.get_status("secretive")
+        assert before is not None and before.settings_hash
+        aside = tmp_path / ".smtp-password.edit"
+        aside.write_text("second-password\n")
+        aside.chmod(0o600)
+        os.replace(aside, secret)
+
+        async def sent_again() -> bool:
+            status = agent.store.get_status("secretive")
+            return status is not None and status.settings_hash not in (None, before.settings_hash)
+
+        assert await wait_until(sent_again, 30, interval=0.1), (
+            f"the new secret was not sent: {agent.store.get_status('secretive')}"
+        )
+    finally:
+        looks.every = every

@@ -11,15 +11,23 @@ arrive while a sync runs are gathered into the next one.
 Each sync computes every route from the store (``wanted_routes``, pure) and hands them,
 with the removals, to the sites' ``Wave``: unchanged routes cost nothing, and a route
 Caddy refuses is put back and logged without holding up the others.
+
+Moves decide some routes whether routing is on or off (``agent.mover_routes``): a source
+forwards a service it moved away for a while after the move (a timed sync drops the
+forward when it lapses), and the sites a move in progress holds are left to the mover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 
 import structlog
 
+from pockestrator.agent.mover_routes import MOVED_FORWARD_SECONDS, move_sites
+from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites, SiteSettings
 from pockestrator.controllers.caddy.render import SNIPPET_SUFFIX
@@ -59,11 +67,15 @@ def wanted_routes(
 class FleetRouting:
     """One sync at a time of this node's route sites with the store."""
 
-    def __init__(self, config: AgentConfig, store: Store, sites: CaddySites) -> None:
+    def __init__(
+        self, config: AgentConfig, store: Store, sites: CaddySites, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._config = config
         self._store = store
         self._sites = sites
+        self._clock = clock
         self._wanted = asyncio.Event()
+        self._next_lapse: float | None = None  # a moved service's forward lapses then
         self.syncs = 0  # finished syncs (the tests wait on a change of it)
 
     def poke(self) -> None:
@@ -73,7 +85,8 @@ class FleetRouting:
     async def run(self) -> None:
         self.poke()  # at start: what the store says now, or clean up when switched off
         while True:
-            await self._wanted.wait()
+            with contextlib.suppress(TimeoutError):  # a forward lapsed: the sync drops it
+                await asyncio.wait_for(self._wanted.wait(), self._next_lapse)
             self._wanted.clear()
             try:
                 await self.sync()
@@ -90,16 +103,27 @@ class FleetRouting:
         return {stem for stem in stems if is_route_key(stem)}
 
     async def sync(self) -> None:
-        routes: dict[str, str] = {}
-        if self._config.fleet_routing:
+        here, now = self._config.node, self._clock.now()
+        since = now - timedelta(seconds=MOVED_FORWARD_SECONDS)
+        moves = await asyncio.to_thread(self._store.moves_of_node, here, since)
+        decided = move_sites(moves, here, now)
+        self._next_lapse = decided.next_lapse
+        services: list[ServiceRecord] = []
+        if self._config.fleet_routing or decided.forwarded:
             services, _total = await asyncio.to_thread(self._store.list_services)
+        if not self._config.fleet_routing:
+            services = [s for s in services if s.name in decided.forwarded]
+        routes: dict[str, str] = {}
+        if services:
             nodes = {n.name: n for n in await asyncio.to_thread(self._store.list_nodes)}
             settings = SiteSettings.of(self._config, self._sites.public_ports())
-            routes, skipped = wanted_routes(services, nodes, self._config.node, settings)
+            routes, skipped = wanted_routes(services, nodes, here, settings)
             for name, why in skipped.items():
                 log.warning("no fleet route", service=name, why=why)
+        held = {route_key(name) for name in decided.held}
+        routes = {key: text for key, text in routes.items() if key not in held}
         wave: dict[str, str | None] = {
-            **dict.fromkeys(self._routes_on_disk() - routes.keys()),
+            **dict.fromkeys(self._routes_on_disk() - routes.keys() - held),
             **routes,
         }
         if not wave:

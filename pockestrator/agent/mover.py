@@ -10,11 +10,14 @@ conditional update says who got there first).
 - ``Stage`` (source): a snapshot, uploaded to the service's first off-site target.
 - ``Verify`` (target): fetched from that target and booted in a scratch box with a health
   probe (``controllers.snapshots.verify``): the data and this node's PocketBase serve
-  before the source is touched.
-- ``Cutover`` (source): the instance stopped (Caddy holds new requests for the service's
+  before the source is touched. Then this node's Caddy gets the service's site, holding
+  its requests until the instance listens here (``agent.mover_sites``).
+- ``Cutover`` (source): the site gives way to a forward to the target's Caddy, the
+  instance stops (the target's Caddy holds what is forwarded for the service's
   ``proxy.hold_requests``), a final snapshot of the stopped data, uploaded, then the
   switch: the service's node is the target, whose first reconcile seeds it from that final
-  snapshot. A failure before the switch starts the source again and fails the move.
+  snapshot and starts it, answering the held requests. A failure before the switch puts
+  the site back, starts the source again and fails the move.
 - ``Restore`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
   the seed, and the node switches at once.
 - ``Confirm`` / ``RollBack`` / ``Fail`` (``move_plan``).
@@ -46,6 +49,7 @@ from pockestrator.agent.move_plan import (
     next_move_step,
     serving_verdict,
 )
+from pockestrator.agent.mover_sites import MoveFailed, MoveSites
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import SnapshotError
@@ -58,10 +62,6 @@ log = structlog.get_logger("pockestrator.moves")
 # While a switched move's target boots: its reconcile looks again this soon (the status
 # the boot writes wakes no reconcile of its own).
 BOOT_LOOK_SECONDS = 1.0
-
-
-class MoveFailed(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class Mover:
         self.controllers = controllers
         self.clock = clock
         self.session = session
+        self.sites = MoveSites(config, store, controllers.sites)
 
     async def _healthy(self, port: int, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -124,6 +125,12 @@ class Mover:
             self._finish(move, move.state, "failed", reason)
         return Stepped(True)
 
+    def incoming(self, name: str) -> bool:
+        """Whether an unfinished move brings ``name`` to this node (what this node has of
+        it is the move's, not a stale copy)."""
+        move = self.store.current_move(name)
+        return move is not None and move.target == self.here
+
     def _serving(self, move: Move) -> bool | None:
         seed = self.store.get_seed(move.service)
         record = self.store.get_service(move.service)
@@ -156,6 +163,7 @@ class Mover:
                         f"snapshot {snapshot_id} did not serve on {self.here}: "
                         f"{verification.detail}"
                     )
+                await self.sites.hold_here(record)
                 self._advance(move, "staged", "verified", snapshot_id)
             case Cutover():
                 await self._cutover(record, move)
@@ -179,8 +187,9 @@ class Mover:
         bus = self.controllers.bus
         snapshots = self.controllers.snapshots
         unit = unit_name(name)
-        await bus.stop_unit(unit)
         try:
+            await self.sites.forward(record, move.target)
+            await bus.stop_unit(unit)
             final = await snapshots.take(record.spec, "manual", self.clock.now())
             await snapshots.upload(name, final.snapshot_id, target)
             # Started again meanwhile (a control start or restart, a wake): it may have
@@ -189,14 +198,13 @@ class Mover:
             if (await bus.unit_status(unit)).is_running:
                 raise MoveFailed(f"{name} was started on {move.source} during the cutover")
         except Exception:
-            if record.desired_state == "running":
-                await bus.start_unit(unit)  # the move failed: the source serves again
+            await self._serve_again(record)  # the move failed: the source serves again
             raise
         switched = self.store.switch_move(
             move, "verified", move.target, final.snapshot_id, "switched"
         )
         if switched is None:  # another step finished the move meanwhile
-            await bus.start_unit(unit)
+            await self._serve_again(record)
             return
         self.store.add_event(
             name,
@@ -205,6 +213,12 @@ class Mover:
             f"snapshot {final.snapshot_id}",
             switched.as_dict(),
         )
+
+    async def _serve_again(self, record: ServiceRecord) -> None:
+        """The source's own site back and its instance started (as it was wanted)."""
+        await self.sites.serve_here(record)
+        if record.desired_state == "running":
+            await self.controllers.bus.start_unit(unit_name(record.name))
 
     async def _restore(self, record: ServiceRecord, move: Move) -> None:
         name = record.name

@@ -5,9 +5,10 @@ target.
 
 Node alpha's agent runs in this process; node beta's runs as systemd runs it (a unit of
 beta's manager), so that it can be killed with SIGKILL. Both nodes' instances listen on
-this machine's loopback, so a node's Caddy that still routed a service after it left would
-reach the other node's instance on the same port and answer: "does not answer 200 through
-the old node's Caddy" is a check that fails if the site stayed.
+this machine's loopback, so a node's Caddy that still proxied to a service's port after it
+left would reach the other node's instance on the same port and answer: the checks that a
+source forwards a moved service look at its site files (its own gone, the forward to the
+target's Caddy there) as well as at the answers.
 """
 
 from __future__ import annotations
@@ -254,11 +255,94 @@ async def test_a_move_keeps_every_record_written_before_and_during_it(
 
     assert await wait_until(alpha_let_go, 60, 0.2), await event_kinds(fleet.alpha_api, "ledger")
     assert "ledger" not in fleet.alpha.units.managed_names()
-    assert not await caddy_answers(fleet.alpha_box, "ledger.localhost")
+    assert not (fleet.alpha_box.layout.caddy_sites_dir / "ledger.caddy").exists()
     assert await caddy_answers(fleet.beta_box, "ledger.localhost")
+    # alpha's Caddy forwards to beta's (until DNS has moved): its answer is beta's.
+    assert await caddy_answers(fleet.alpha_box, "ledger.localhost")
     kinds = await event_kinds(fleet.alpha_api, "ledger")
     steps = ["move_requested", "move_staged", "move_verified", "move_switched", "seeded"]
     assert [k for k in kinds if k in {*steps, "move_done"}][:6] == [*steps, "move_done"], kinds
+
+
+async def test_requests_through_the_sources_caddy_during_a_move_are_all_answered_by_the_target(
+    fleet: Fleet,
+    pocketbase_versions: tuple[str, str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    # Fleet routing is off on both nodes: what carries the requests is the move's own
+    # forward on alpha and the site beta holds them in while its instance starts.
+    assert not fleet.alpha.config.fleet_routing
+    created = await create(
+        fleet.alpha_api,
+        pocketbase_versions[1],
+        "relay",
+        node="alpha",
+        superuser_email="admin@relay.example",
+        backups=POLICY,
+        proxy={"hold_requests": 90},
+    )
+    domain, port = created["service"]["domain"], created["service"]["port"]
+    await wait_running(fleet.alpha_api, "relay", timeout=60)
+    async with PocketBaseClient(fleet.alpha_box.caddy_url, host=domain) as client:
+        await client.sign_in("admin@relay.example", created["superuser_password"])
+        await client.notes()
+        headers = dict(client.headers)
+    acknowledged: list[str] = []
+    answers: list[tuple[int, str]] = []  # every answer that was not a 2xx, and why
+    moved = asyncio.Event()
+    after_done = 0
+
+    async def steady_client(session: aiohttp.ClientSession, which: int) -> None:
+        # One write at a time through alpha's Caddy, as a client whose DNS still says
+        # alpha; no error is forgiven: a held request must come back answered.
+        nonlocal after_done
+        number, mine_after = 0, 0
+        while mine_after < 3:
+            url = f"{fleet.alpha_box.caddy_url}/api/collections/notes/records"
+            title = f"client {which} write {number}"
+            try:
+                async with session.post(url, json={"title": title}, headers=headers) as reply:
+                    body = await reply.text()
+                    if reply.status >= 300:
+                        answers.append((reply.status, body[:200]))
+                    else:
+                        acknowledged.append((await reply.json())["id"])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                answers.append((0, repr(exc)))
+            if moved.is_set():
+                after_done, mine_after = after_done + 1, mine_after + 1
+            number += 1
+            await asyncio.sleep(0.05)
+
+    timeout = aiohttp.ClientTimeout(total=150)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        clients = [asyncio.create_task(steady_client(session, n)) for n in range(3)]
+        asked = await fleet.alpha_api.call("POST", "/services/relay/moves", {"to": "beta"})
+        assert asked.status == 202, asked.body
+        try:
+            move = await finished_move(fleet.alpha_api, "relay", asked.body["id"], 300)
+        finally:
+            moved.set()
+            await asyncio.gather(*clients)
+    assert move["state"] == "done", f"{move['error']}\n{fleet.beta.journal()[-8000:]}"
+    record_property("relay_acknowledged_writes", len(acknowledged))
+    assert answers == [], f"{len(answers)} requests through alpha were not answered 2xx"
+    assert after_done >= 9, "the clients did not write through alpha after the move"
+    # alpha's own site gave way to the forward to beta's Caddy; beta runs the instance.
+    sites = fleet.alpha_box.layout.caddy_sites_dir
+    assert not (sites / "relay.caddy").exists()
+    forward = (sites / "_route-relay.caddy").read_text()
+    assert f"reverse_proxy http://127.0.0.1:{fleet.beta_box.caddy_http_port}" in forward
+    assert fleet.alpha.store.node_of("relay") == "beta"
+
+    async def alpha_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "relay")
+
+    assert await wait_until(alpha_let_go, 60, 0.2), await event_kinds(fleet.alpha_api, "relay")
+    # Only beta's instance listens on the port now: what it holds is the target's.
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as direct:
+        kept = {r["id"] for r in await records(direct)}
+    assert kept >= set(acknowledged), "an acknowledged write is not on the target"
 
 
 async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node(

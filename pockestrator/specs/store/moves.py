@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pockestrator.database import parse_iso, parse_stored_time
+from pockestrator.database import iso, parse_iso, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
@@ -157,6 +157,17 @@ class Moves(StorePart):
     def unfinished_moves(self) -> list[Move]:
         """Every unfinished move, oldest first (an agent's start looks at its own)."""
         rows = self._database.read("SELECT * FROM moves WHERE finished_at IS NULL ORDER BY id")
+        return [_move(row) for row in rows]
+
+    def moves_of_node(self, node: str, finished_since: datetime) -> list[Move]:
+        """The moves from or to ``node`` that are unfinished or finished since
+        ``finished_since``, oldest first: what decides the node's forwards
+        (``agent.mover_routes``)."""
+        rows = self._database.read(
+            "SELECT * FROM moves WHERE (source = ? OR target = ?) "
+            "AND (finished_at IS NULL OR finished_at >= ?) ORDER BY id",
+            (node, node, iso(finished_since)),
+        )
         return [_move(row) for row in rows]
 
     def advance_move(

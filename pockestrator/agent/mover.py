@@ -62,6 +62,8 @@ log = structlog.get_logger("pockestrator.moves")
 # While a switched move's target boots: its reconcile looks again this soon (the status
 # the boot writes wakes no reconcile of its own).
 BOOT_LOOK_SECONDS = 1.0
+# A step that raised after the switch (the store away, say) runs again this soon.
+SWITCHED_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,17 @@ class Mover:
         except Exception as exc:  # recorded in the move and its events
             reason = str(exc)[:2000] or type(exc).__name__
             log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
+            if move.state == "switched":
+                # The service lives on the target from the switch on: the move is never
+                # "failed" (which says nothing changed); it stays switched, tried again.
+                self.store.add_event(
+                    name,
+                    "move_step_failed",
+                    f"move to {move.target}: {type(step).__name__} failed, tried again in "
+                    f"{SWITCHED_RETRY_SECONDS:g} s: {reason}",
+                    {**move.as_dict(), "error": reason},
+                )
+                return Stepped(True, SWITCHED_RETRY_SECONDS)
             self._finish(move, move.state, "failed", reason)
         return Stepped(True)
 
@@ -138,6 +151,7 @@ class Mover:
             self.store.get_status(move.service),
             seed_failed=seed is not None and not seed.pending and seed.outcome == "failed",
             wants_running=record is None or record.desired_state == "running",
+            served=move.served_at is not None,
         )
 
     async def _do(self, record: ServiceRecord, move: Move, step: MoveStep) -> None:
@@ -179,8 +193,10 @@ class Mover:
                 if back is not None:
                     message = f"move to {move.target} rolled back: {reason}"
                     self.store.add_event(name, "move_rolled_back", message, back.as_dict())
-            case Fail(reason=reason):
-                self._finish(move, move.state, "failed", reason)
+            case Fail(reason=reason, state=state):
+                if move.state == "verified" and move.source == self.here:
+                    await self.sites.serve_here(record)  # a cutover's forward undone
+                self._finish(move, move.state, state, reason)
 
     async def _cutover(self, record: ServiceRecord, move: Move) -> None:
         name, target = record.name, self._target(record)
@@ -200,9 +216,12 @@ class Mover:
         except Exception:
             await self._serve_again(record)  # the move failed: the source serves again
             raise
-        switched = self.store.switch_move(
-            move, "verified", move.target, final.snapshot_id, "switched"
-        )
+        try:
+            switched = self.store.switch_move(
+                move, "verified", move.target, final.snapshot_id, "switched"
+            )
+        except Exception as exc:
+            switched = await self._after_failed_switch(record, move, exc)
         if switched is None:  # another step finished the move meanwhile
             await self._serve_again(record)
             return
@@ -213,6 +232,20 @@ class Mover:
             f"snapshot {final.snapshot_id}",
             switched.as_dict(),
         )
+
+    async def _after_failed_switch(
+        self, record: ServiceRecord, move: Move, error: Exception
+    ) -> Move:
+        """The switch's transaction raised: whether it committed is read back. Switched:
+        the move goes on. Not: the source serves again at once (not at a later reconcile)
+        and the move fails saying so. Unknown (the store away): raised, and the next
+        reconcile's cutover, from the recorded state, decides."""
+        now = self.store.get_move(move.id)  # raises while the store is away
+        if now is not None and now.state == "switched" and now.target == move.target:
+            return now
+        await self._serve_again(record)
+        reason = f"the switch failed ({error}); {record.name} serves on {move.source} again"
+        raise MoveFailed(reason[:2000]) from error
 
     async def _serve_again(self, record: ServiceRecord) -> None:
         """The source's own site back and its instance started (as it was wanted)."""

@@ -558,3 +558,113 @@ async def test_a_stopped_service_moves_and_stays_stopped_on_its_new_node(
     status = await fleet.beta_api.call("GET", "/services/parked/status")
     assert (status.body["state"], status.body["is_running"]) == ("inactive", False), status.body
     assert fleet.alpha.store.node_of("parked") == "beta"
+
+
+async def moving_from_alpha(fleet: Fleet, name: str, version: str) -> None:
+    """``name`` running on alpha with a few records, ready to be moved."""
+    created = await create(
+        fleet.alpha_api,
+        version,
+        name,
+        node="alpha",
+        superuser_email=f"admin@{name}.example",
+        backups=POLICY,
+    )
+    await wait_running(fleet.alpha_api, name, timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}") as client:
+        await client.sign_in(f"admin@{name}.example", created["superuser_password"])
+        await client.notes()
+        await client.add("kept where it is")
+
+
+async def serves_on_alpha_again(fleet: Fleet, name: str) -> None:
+    """The failed cutover undone: alpha's unit runs, its own site is back (no forward),
+    and alpha's Caddy answers for the service."""
+    status = await fleet.alpha.bus.unit_status(unit_name(name))
+    assert status.is_running, f"{name} is not running on alpha right after the move failed"
+    sites = fleet.alpha_box.layout.caddy_sites_dir
+    assert (sites / f"{name}.caddy").exists() and not (sites / f"_route-{name}.caddy").exists()
+    assert fleet.alpha.store.node_of(name) == "alpha"
+    assert await caddy_answers(fleet.alpha_box, f"{name}.localhost")
+
+
+async def test_a_start_of_the_source_during_the_cutover_fails_the_move_before_the_switch(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await moving_from_alpha(fleet, "restarted", pocketbase_versions[1])
+    snapshots = fleet.alpha.reconciler.controllers.snapshots
+    upload = snapshots.upload
+    uploads = 0
+
+    async def start_during_the_final_upload(name: str, snapshot_id: str, target: str) -> Any:
+        # The seam: the cutover's upload of its final snapshot (the second upload) is
+        # when a control start, a restart or a wake could start the source again.
+        nonlocal uploads
+        uploads += 1
+        if name == "restarted" and uploads == 2:
+            await fleet.alpha.bus.start_unit(unit_name(name))
+        return await upload(name, snapshot_id, target)
+
+    monkeypatch.setattr(snapshots, "upload", start_during_the_final_upload)
+    asked = await fleet.alpha_api.call("POST", "/services/restarted/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "restarted", asked.body["id"], 300)
+    assert uploads == 2, "the seam was not reached"
+    assert move["state"] == "failed", move
+    assert "was started on alpha during the cutover" in move["error"], move
+    await serves_on_alpha_again(fleet, "restarted")
+
+
+async def test_a_switch_that_raises_starts_the_source_at_once_and_says_so(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await moving_from_alpha(fleet, "unswitched", pocketbase_versions[1])
+
+    def store_away(*_args: object) -> None:
+        # The switch's transaction fails (the store away at that moment) and commits nothing.
+        raise ConnectionError("the store went away during the switch")
+
+    monkeypatch.setattr(fleet.alpha.store, "switch_move", store_away)
+    asked = await fleet.alpha_api.call("POST", "/services/unswitched/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "unswitched", asked.body["id"], 300)
+    assert move["state"] == "failed", move
+    assert "serves on alpha again" in move["error"] and "store went away" in move["error"]
+    await serves_on_alpha_again(fleet, "unswitched")
+    failed = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/unswitched/events")).body["events"]
+        if e["kind"] == "move_failed"
+    )
+    assert "serves on alpha again" in failed["message"], failed
+
+
+async def test_a_step_that_raises_after_the_switch_keeps_the_move_switched_until_it_is_done(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # beta -> alpha, so that the target's steps run in this process.
+    created = await create(
+        fleet.beta_api, pocketbase_versions[1], "homebound", node="beta", backups=POLICY
+    )
+    await wait_running(fleet.beta_api, "homebound", timeout=60)
+    mover = fleet.alpha.reconciler.mover
+    finish = mover._finish
+    raised: list[str] = []
+
+    def store_away_once(move: Any, was: str, state: str, error: str | None) -> None:
+        if state == "done" and not raised:
+            raised.append(state)
+            raise ConnectionError("the store went away as the move was confirmed")
+        finish(move, was, state, error)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mover, "_finish", store_away_once)
+    asked = await fleet.alpha_api.call("POST", "/services/homebound/moves", {"to": "alpha"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "homebound", asked.body["id"], 300)
+    assert raised == ["done"], "the seam was not reached"
+    assert move["state"] == "done", move
+    kinds = await event_kinds(fleet.alpha_api, "homebound")
+    assert "move_step_failed" in kinds and "move_failed" not in kinds, kinds
+    assert kinds.index("move_step_failed") > kinds.index("move_switched"), kinds
+    await wait_running(fleet.alpha_api, "homebound", timeout=60)
+    assert created["service"]["port"] and fleet.alpha.store.node_of("homebound") == "alpha"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pockestrator.database import iso, parse_iso, parse_stored_time
+from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
@@ -33,8 +33,9 @@ MoveState = Literal[
     "done",
     "failed",  # before the switch: nothing changed on the source but a snapshot
     "rolled_back",  # after the switch: the service went back to its source
+    "failed_on_target",  # after the switch, none to go back to: it lives on the target
 ]
-FINISHED: frozenset[str] = frozenset({"done", "failed", "rolled_back"})
+FINISHED: frozenset[str] = frozenset({"done", "failed", "rolled_back", "failed_on_target"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Move:
     updated_at: datetime
     finished_at: datetime | None
     error: str | None
+    # When the target first answered its health probe after the switch (sticky: set with
+    # that status, never cleared), so a later error is never a reason to roll back.
+    served_at: datetime | None = None
 
     @property
     def pending(self) -> bool:
@@ -68,6 +72,7 @@ class Move:
             "snapshot": self.snapshot,
             "final_snapshot": self.final_snapshot,
             "error": self.error,
+            "served": self.served_at is not None,
         }
 
 
@@ -90,6 +95,17 @@ def _move(row: Any) -> Move:
         updated_at=parse_stored_time(row["updated_at"]),
         finished_at=parse_iso(row["finished_at"]),
         error=row["error"],
+        served_at=parse_iso(row["served_at"]),
+    )
+
+
+def note_served(db: Connection, service: str, node: str, now: str) -> None:
+    """In the transaction that writes ``service``'s first healthy status on ``node``: if
+    that is the target of its switched move, the move has served there (for good)."""
+    db.execute(
+        "UPDATE moves SET served_at = ?, updated_at = ? WHERE service = ? AND target = ? "
+        "AND state = 'switched' AND finished_at IS NULL AND served_at IS NULL",
+        (now, now, service, node),
     )
 
 

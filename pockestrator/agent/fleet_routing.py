@@ -64,6 +64,23 @@ def wanted_routes(
     return routes, skipped
 
 
+def routing_wave(
+    routes: Mapping[str, str], on_disk: set[str], held: Iterable[str], own_sites: set[str]
+) -> dict[str, str | None]:
+    """The sites' wave of one sync: the wanted ``routes`` (key -> text), the routes
+    ``on_disk`` no longer wanted removed, and what a move ``held`` left alone. A service
+    whose own site is still here (``own_sites``: a move to this node that failed, before
+    the reconciler took the stale copy away) gives its site up in the wave that writes its
+    route: both serve its domain, and Caddy would refuse the route beside it."""
+    kept = {route_key(name) for name in held}
+    wanted = {key: text for key, text in routes.items() if key not in kept}
+    wave: dict[str, str | None] = {**dict.fromkeys(on_disk - wanted.keys() - kept), **wanted}
+    for name in own_sites:
+        if route_key(name) in wanted:
+            wave[name] = None
+    return wave
+
+
 class FleetRouting:
     """One sync at a time of this node's route sites with the store."""
 
@@ -120,12 +137,8 @@ class FleetRouting:
             routes, skipped = wanted_routes(services, nodes, here, settings)
             for name, why in skipped.items():
                 log.warning("no fleet route", service=name, why=why)
-        held = {route_key(name) for name in decided.held}
-        routes = {key: text for key, text in routes.items() if key not in held}
-        wave: dict[str, str | None] = {
-            **dict.fromkeys(self._routes_on_disk() - routes.keys() - held),
-            **routes,
-        }
+        own = {s.name for s in services if self._sites.snippet_path(s.name).exists()}
+        wave = routing_wave(routes, self._routes_on_disk(), decided.held, own)
         if not wave:
             return
         result = await self._sites.apply(wave)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pockestrator.agent.fleet_routing import routing_wave
 from pockestrator.agent.mover_routes import MOVED_FORWARD_SECONDS, MoveSites, move_sites
 from pockestrator.specs.store import Move
 
@@ -99,3 +100,27 @@ def test_the_soonest_lapse_is_when_the_next_sync_drops_a_forward() -> None:
     decided = move_sites(moves, "alpha", NOW)
     assert decided.forwarded == {"old", "new"}
     assert decided.next_lapse == timedelta(hours=4).total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("routes", "on_disk", "held", "own", "wave"),
+    [
+        # Wanted routes written; one no longer wanted removed.
+        ({"_route-a": "A"}, {"_route-old"}, set(), set(), {"_route-a": "A", "_route-old": None}),
+        # A move's sites are the mover's: neither written nor removed here.
+        ({"_route-a": "A"}, {"_route-b"}, {"a", "b"}, set(), {}),
+        # A failed move's holding site gives way to the route, in the same wave.
+        ({"_route-a": "A"}, set(), set(), {"a"}, {"_route-a": "A", "a": None}),
+        # ... but a site with no route wanted (this node's own service) stays.
+        ({}, set(), set(), {"a"}, {}),
+        ({"_route-a": "A"}, set(), {"a"}, {"a"}, {}),
+    ],
+)
+def test_a_routing_sync_writes_wanted_routes_and_leaves_a_moves_sites_alone(
+    routes: dict[str, str],
+    on_disk: set[str],
+    held: set[str],
+    own: set[str],
+    wave: dict[str, str | None],
+) -> None:
+    assert routing_wave(routes, on_disk, held, own) == wave

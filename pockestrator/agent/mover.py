@@ -49,6 +49,7 @@ from pockestrator.agent.move_plan import (
     next_move_step,
     serving_verdict,
 )
+from pockestrator.agent.mover_routes import HELD_STATES
 from pockestrator.agent.mover_sites import MoveFailed, MoveSites
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
@@ -139,10 +140,10 @@ class Mover:
         return Stepped(True)
 
     def incoming(self, name: str) -> bool:
-        """Whether an unfinished move brings ``name`` to this node (what this node has of
-        it is the move's, not a stale copy)."""
+        """Whether a move bringing ``name`` to this node holds its site here (its health
+        gate or the cutover: that site is the move's, not a stale copy)."""
         move = self.store.current_move(name)
-        return move is not None and move.target == self.here
+        return move is not None and move.target == self.here and move.state in HELD_STATES
 
     def _serving(self, move: Move) -> bool | None:
         seed = self.store.get_seed(move.service)

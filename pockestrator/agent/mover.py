@@ -250,9 +250,11 @@ class Mover:
 
     async def _serve_again(self, record: ServiceRecord) -> None:
         """The source's own site back and its instance started (as it was wanted)."""
-        await self.sites.serve_here(record)
-        if record.desired_state == "running":
-            await self.controllers.bus.start_unit(unit_name(record.name))
+        try:
+            await self.sites.serve_here(record)  # first: it holds requests until the start
+        finally:  # a site Caddy refused must not keep the source stopped
+            if record.desired_state == "running":
+                await self.controllers.bus.start_unit(unit_name(record.name))
 
     async def _restore(self, record: ServiceRecord, move: Move) -> None:
         name = record.name

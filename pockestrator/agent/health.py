@@ -268,7 +268,8 @@ class HealthProber:
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
-        self.asleep = asleep  # a probe of a sleeping instance would wake it (agent.sleep)
+        # Asleep or about to be (agent.sleep): a probe would wake it, or race its stop.
+        self.asleep = asleep
         self.cpu = CpuMeter()
         # Told when a probe's verdict differs from the last one recorded (the alert rules).
         self.verdict_changed: Callable[[], None] | None = None
@@ -297,12 +298,14 @@ class HealthProber:
         # Spread the probes over a fraction of the interval instead of a burst, and record
         # the whole round in one transaction.
         spacing = min(0.05, self.interval / 4 / len(running))
-        results = await asyncio.gather(
+        found = await asyncio.gather(
             *(
                 self._probe_one(session, name, port, status, index * spacing)
                 for index, (name, port, status) in enumerate(running)
             )
         )
+        # A service that went to rest while its probe waited was not probed (None).
+        results = [result for result in found if result is not None]
         self.store.update_statuses({name: changes for name, changes, _again, _turn in results})
         # A verdict that turned is an event (webhooks and alerts hear of it); a boot's
         # failing probes are not a loss, and a first verdict is not a turn.
@@ -325,10 +328,13 @@ class HealthProber:
         port: int,
         status: ServiceStatus,
         delay: float,
-    ) -> tuple[str, dict[str, object], bool, str | None]:
+    ) -> tuple[str, dict[str, object], bool, str | None] | None:
         """Probe one instance: the status changes to record, whether to reconcile it, and
-        the event its verdict turning is (``health_lost``, ``health_recovered``, or None)."""
+        the event its verdict turning is (``health_lost``, ``health_recovered``, or None);
+        None when it went to rest during the delay (the probe would wake it)."""
         await asyncio.sleep(delay)
+        if self.asleep(name):
+            return None
         loop = asyncio.get_running_loop()
         started = loop.time()
         healthy = await probe(session, port, self.timeout)

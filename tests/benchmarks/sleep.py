@@ -163,6 +163,7 @@ async def run(wakes: int = 10, services: int = 20) -> Report:
     report.add("wake: first byte median (s) [<=0.3]", statistics.median(wake))
     report.add("wake: first byte max (s)", max(wake))
     report.add(f"wake: failed requests of {results['requests']} [0]", results["failed"])
+    report.notes.extend(results["failures"])
     report.add("floor: awake request median (s)", statistics.median(awake))
     report.add("floor: unit boot median (s)", statistics.median(boot))
     report.add("wake: ratio to unit boot", statistics.median(wake) / statistics.median(boot))
@@ -191,15 +192,22 @@ async def measure_wakes(
     awake = [(await first_byte(session, url, host))[0] for _ in range(wakes)]
     times: list[float] = []
     requests = failed = 0
-    for _ in range(wakes):
+    failures: list[str] = []
+    for round_number in range(wakes):
         await api.until("waker", "sleeping")
         answers = await asyncio.gather(
             first_byte(session, url, host), *(first_byte(session, url, host) for _ in range(BURST))
         )
         times.append(answers[0][0])
         requests += len(answers)
-        failed += sum(1 for _elapsed, code in answers if code != 200)
-    results.update(wake=times, awake=awake, requests=requests, failed=failed)
+        lost = [(elapsed, code) for elapsed, code in answers if code != 200]
+        failed += len(lost)
+        if lost:
+            _status, events = await api.call("GET", "/services/waker/events")
+            answered = ", ".join(f"{code or 'none'} after {took:.2f} s" for took, code in lost)
+            recent = [(e["kind"], e["message"]) for e in events.get("events", [])[:8]]
+            failures.append(f"wake {round_number}: {answered}; events: {recent}")
+    results.update(wake=times, awake=awake, requests=requests, failed=failed, failures=failures)
 
 
 async def measure_memory(

@@ -181,6 +181,38 @@ async def test_probes_of_many_services_are_spread_over_a_quarter_of_the_interval
     assert looptime == 0.225
 
 
+async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
+    looptime: LoopTimeProxy, store: Store
+) -> None:
+    """Its connection would wake it (or reach the port the moment the agent holds it for
+    a sleep): a service found resting after the probe's spread delay is left alone."""
+    async with HealthServers().running() as servers:
+        ports = [await servers.answering(200) for _ in range(3)]
+        for index, port in enumerate(ports):
+            add_running_service(store, f"s{index}", port)
+        resting: set[str] = set()
+        prober = HealthProber(
+            store,
+            enqueue=lambda name: None,
+            interval=1.0,
+            timeout=1.0,
+            failures_before_restart=2,
+            asleep=lambda name: name in resting,
+        )
+        async with aiohttp.ClientSession() as session:
+            round_done = asyncio.create_task(prober.probe_all(session))
+            await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
+            resting.add("s2")
+            await round_done
+    assert [servers.arrivals_at(port) for port in ports] == [
+        exactly([0.0]),
+        exactly([0.05]),
+        [],
+    ]
+    statuses = store.all_statuses()
+    assert [statuses[name].health_ok for name in ("s0", "s1", "s2")] == [True, True, None]
+
+
 @pytest.mark.parametrize(
     ("before", "answer", "kinds"),
     [

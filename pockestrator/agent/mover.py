@@ -56,6 +56,7 @@ from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import SnapshotError
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
+from pockestrator.specs.store.seeds import SeedKind
 
 log = structlog.get_logger("pockestrator.moves")
 
@@ -264,16 +265,25 @@ class Mover:
             raise MoveFailed(f"{name} has no snapshot on any off-site target to restore")
         newest = max(found, key=lambda remote: remote.manifest.created_at).manifest
         await snapshots.fetch(name, newest.snapshot_id)
+        # A service that replicates starts from its replica's newest data.db (the seed
+        # restores it), newer than any snapshot: the snapshot gives the rest.
+        replication = (record.spec.backups or self._config().backups).replication
+        seed: SeedKind = "replica" if replication is not None else "snapshot"
         switched = self.store.switch_move(
-            move, "requested", move.target, newest.snapshot_id, "switched"
+            move, "requested", move.target, newest.snapshot_id, "switched", seed=seed
         )
         if switched is not None:
+            replica = f" and its newest replica on {replication.target}" if replication else ""
             self.store.add_event(
                 name,
                 "move_switched",
                 f"{name} restored on {move.target} from snapshot {newest.snapshot_id} "
-                f"of {newest.created_at.isoformat()} (node {move.source} lost)",
-                {**switched.as_dict(), "snapshot_taken_at": newest.created_at.isoformat()},
+                f"of {newest.created_at.isoformat()}{replica} (node {move.source} lost)",
+                {
+                    **switched.as_dict(),
+                    "snapshot_taken_at": newest.created_at.isoformat(),
+                    "seed": seed,
+                },
             )
 
     def _target(self, record: ServiceRecord) -> str:

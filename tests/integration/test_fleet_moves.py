@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -672,3 +673,78 @@ async def test_a_step_that_raises_after_the_switch_keeps_the_move_switched_until
     assert kinds.index("move_step_failed") > kinds.index("move_switched"), kinds
     await wait_running(fleet.alpha_api, "homebound", timeout=60)
     assert created["service"]["port"] and fleet.alpha.store.node_of("homebound") == "alpha"
+
+
+async def test_a_move_from_backup_of_a_replicating_service_keeps_what_only_its_replica_had(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], s3_server: S3Server
+) -> None:
+    created = await create(
+        fleet.beta_api,
+        pocketbase_versions[1],
+        "journal",
+        node="beta",
+        superuser_email="admin@journal.example",
+        backups={**POLICY, "replication": {"target": "offsite", "sync_seconds": 1}},
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.beta_api, "journal", timeout=60)
+
+    async def replicating() -> bool:
+        return "replication_started" in await event_kinds(fleet.beta_api, "journal")
+
+    assert await wait_until(replicating, 60, 0.2), await event_kinds(fleet.beta_api, "journal")
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in("admin@journal.example", created["superuser_password"])
+        await client.notes()
+        for number in range(5):
+            await client.add(f"backed up {number}")
+        taken = await fleet.beta_api.call("POST", "/services/journal/backups")
+        assert taken.status == 201, taken.body
+
+        async def uploaded() -> bool:
+            listed = await fleet.beta_api.call("GET", "/services/journal/backups")
+            return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+        assert await wait_until(uploaded, 60, 0.2)
+        for number in range(3):  # in no snapshot: only the replica has them
+            await client.add(f"replicated only {number}")
+        everything = await records(client)
+    written = time.time()
+    level0 = s3_server.data / s3_server.bucket / "pockestrator/journal/replica/data.db"
+
+    def shipped() -> bool:  # an LTX file uploaded after the last write
+        return any(path.stat().st_mtime > written for path in level0.rglob("*.ltx"))
+
+    async def shipped_yet() -> bool:
+        return await asyncio.to_thread(shipped)
+
+    assert await wait_until(shipped_yet, 60, 0.1), "litestream shipped nothing after the writes"
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)  # the host is lost, as above
+    await fleet.beta.bus.stop_unit(unit_name("journal"))
+
+    async def lost() -> bool:
+        reply = await fleet.alpha_api.call("GET", "/services/journal")
+        return reply.body["service"]["status"] == "node_lost"
+
+    assert await wait_until(lost, 3 * LEASE, 0.2)
+    asked = await fleet.alpha_api.call(
+        "POST", "/services/journal/moves", {"to": "alpha", "from_backup": True}
+    )
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "journal", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    await wait_running(fleet.alpha_api, "journal", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == everything, "the replica's newest point, exactly"
+    seeded = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/journal/events")).body["events"]
+        if e["kind"] == "seeded"
+    )
+    assert seeded["details"]["replica"] == "offsite", seeded
+    await start_killable(fleet.beta)  # back for the fixture's teardown, without the copy
+
+    async def beta_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "journal")
+
+    assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]

@@ -20,7 +20,8 @@ class MoveBody(BaseModel):
         default=False,
         description="The source node is lost: restore the newest snapshot on the service's "
         "off-site targets on the target node instead of copying from the source (data "
-        "written since that snapshot is lost: docs/fleet.md, RPO).",
+        "written since that snapshot is lost, or, for a service that replicates, since "
+        "the replica's newest point, which replaces its data.db: docs/fleet.md, RPO).",
     )
 
 

@@ -23,7 +23,7 @@ from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Conflict, NotFound
-from pockestrator.specs.store.seeds import SeedSource, write_seed
+from pockestrator.specs.store.seeds import SeedKind, SeedSource, write_seed
 
 MoveState = Literal[
     "requested",  # the source takes a snapshot to the off-site target
@@ -208,12 +208,19 @@ class Moves(StorePart):
         return self.get_move(move_id)
 
     def switch_move(
-        self, move: Move, was: MoveState, to_node: str, snapshot: str, state: MoveState
+        self,
+        move: Move,
+        was: MoveState,
+        to_node: str,
+        snapshot: str,
+        state: MoveState,
+        seed: SeedKind = "snapshot",
     ) -> Move | None:
         """In one transaction: the service now runs on ``to_node``, whose first reconcile
-        seeds it from ``snapshot`` (fetched from the off-site target), and the move is in
-        ``state`` (``switched``, or ``rolled_back`` the other way). None when the move was
-        not in ``was`` any more."""
+        seeds it from ``snapshot`` (fetched from the off-site target; with ``seed``
+        ``replica``, its data.db from the service's replica), and the move is in ``state``
+        (``switched``, or ``rolled_back`` the other way). None when the move was not in
+        ``was`` any more."""
         now = self._now()
         finished = now if state in FINISHED else None
         with self._database.write() as db:
@@ -224,7 +231,7 @@ class Moves(StorePart):
             )
             if cursor.rowcount != 1:
                 return None
-            source = SeedSource("snapshot", service=move.service, snapshot=snapshot)
+            source = SeedSource(seed, service=move.service, snapshot=snapshot)
             write_seed(db, move.service, source, f"move {move.id}", now)
             # A spec that named its node names the new one (it cannot change otherwise).
             row = db.execute("SELECT spec FROM services WHERE name = ?", (move.service,)).fetchone()

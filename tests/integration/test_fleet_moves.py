@@ -177,6 +177,18 @@ async def event_kinds(api: Api, name: str) -> list[str]:
     return [e["kind"] for e in reversed(reply.body["events"])]
 
 
+async def backed_up_offsite(api: Api, name: str) -> None:
+    """A backup of ``name`` taken now, once it is on the off-site target."""
+    taken = await api.call("POST", f"/services/{name}/backups")
+    assert taken.status == 201, taken.body
+
+    async def uploaded() -> bool:
+        listed = await api.call("GET", f"/services/{name}/backups")
+        return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+    assert await wait_until(uploaded, 60, 0.2), f"no backup of {name} reached offsite"
+
+
 async def caddy_answers(box: Sandbox, host: str) -> bool:
     async with (
         aiohttp.ClientSession(headers={"Host": host}) as session,
@@ -396,14 +408,7 @@ async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_back
         for number in range(10):
             await client.add(f"backed up {number}")
         backed_up = await records(client)
-        taken = await fleet.beta_api.call("POST", "/services/spare/backups")
-        assert taken.status == 201, taken.body
-
-        async def uploaded() -> bool:
-            listed = await fleet.beta_api.call("GET", "/services/spare/backups")
-            return any("offsite" in b["locations"] for b in listed.body["backups"])
-
-        assert await wait_until(uploaded, 60, 0.2)
+        await backed_up_offsite(fleet.beta_api, "spare")
         for number in range(3):  # after the last backup: what a failover loses (the RPO)
             await client.add(f"not backed up {number}")
 
@@ -480,14 +485,7 @@ async def backed_up_on_beta(fleet: Fleet, name: str, version: str) -> tuple[int,
         for number in range(5):
             await client.add(f"{name} {number}")
         kept = await records(client)
-    taken = await fleet.beta_api.call("POST", f"/services/{name}/backups")
-    assert taken.status == 201, taken.body
-
-    async def uploaded() -> bool:
-        listed = await fleet.beta_api.call("GET", f"/services/{name}/backups")
-        return any("offsite" in b["locations"] for b in listed.body["backups"])
-
-    assert await wait_until(uploaded, 60, 0.2)
+    await backed_up_offsite(fleet.beta_api, name)
     return port, kept
 
 
@@ -698,14 +696,7 @@ async def test_a_move_from_backup_of_a_replicating_service_keeps_what_only_its_r
         await client.notes()
         for number in range(5):
             await client.add(f"backed up {number}")
-        taken = await fleet.beta_api.call("POST", "/services/journal/backups")
-        assert taken.status == 201, taken.body
-
-        async def uploaded() -> bool:
-            listed = await fleet.beta_api.call("GET", "/services/journal/backups")
-            return any("offsite" in b["locations"] for b in listed.body["backups"])
-
-        assert await wait_until(uploaded, 60, 0.2)
+        await backed_up_offsite(fleet.beta_api, "journal")
         for number in range(3):  # in no snapshot: only the replica has them
             await client.add(f"replicated only {number}")
         everything = await records(client)

@@ -28,7 +28,7 @@ from pockestrator.controllers.snapshots.manifest import (
 )
 from pockestrator.controllers.stamped_paths import utc_stamp
 from pockestrator.files import fsync_directory, write_atomic
-from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.grammar import check_project_name, version_key
 
 VERIFICATION_NAME = "verification.json"
 UPLOADS_NAME = "uploads.json"
@@ -63,6 +63,12 @@ class Snapshot:
     @property
     def verified(self) -> bool:
         return self.verification is not None and self.verification.ok
+
+    def newer_than(self, version: str) -> str | None:
+        """The PocketBase version the snapshot was taken with when it is newer than
+        ``version``: its data may carry migrations ``version`` does not know."""
+        taken = self.manifest.pocketbase_version
+        return taken if taken and version_key(taken) > version_key(version) else None
 
 
 @dataclass(frozen=True)

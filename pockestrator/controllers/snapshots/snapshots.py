@@ -18,7 +18,6 @@ import errno
 import os
 import secrets
 import shutil
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +52,7 @@ from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.scratch import Healthy
 from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
 from pockestrator.specs.model import ServiceSpec, unit_name
+from pockestrator.subprocesses import find_tool
 
 log = structlog.get_logger("pockestrator.snapshots")
 # A listing (an API answer) does not wait longer than this for a target that is down.
@@ -77,7 +77,7 @@ class Snapshots:
         self.replication = Replication(
             bus,
             config.database.parent / "replication",
-            config.litestream_binary or _beside_python("litestream"),
+            config.litestream_binary or find_tool("litestream"),
             frozenset(config.hardening_disabled),
         )
         self.folders = ServiceFolders(config)
@@ -326,11 +326,3 @@ class Snapshots:
                 await asyncio.to_thread(shutil.rmtree, out, True)
 
         return await self._take(spec, "replica", now, from_replica)
-
-
-def _beside_python(name: str) -> Path | None:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None

@@ -380,6 +380,11 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         EXECUTE FUNCTION status_changed();
     """,
     ),
+    # 13: when a move's target first served the service after the switch (its health
+    # probe answered, or it ran as wanted), written with that status: from then on the
+    # target may hold writes the source never saw, and the move is never rolled back, even
+    # if the status reads an error before the mover looks.
+    "ALTER TABLE moves ADD COLUMN served_at TEXT;",
 )
 
 

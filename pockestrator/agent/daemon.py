@@ -221,7 +221,7 @@ class Agent(KeySources):
         )
         self.reconciler.sleep.enqueue = self.enqueue
         self.archive_keeper = ArchiveKeeper(lambda: self.config, self.dirs, self.clock)
-        self.fleet_routing = FleetRouting(config, self.store, self.sites)
+        self.fleet_routing = FleetRouting(config, self.store, self.sites, self.clock)
         self.webhooks = WebhookDispatcher(self.store, lambda: self.config, self.clock)
         self.reconciler.archived = self.archive_keeper.wake
         self.app_watch = AppWatch(self.enqueue)

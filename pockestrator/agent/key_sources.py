@@ -129,6 +129,7 @@ class KeySources(WorkerPool):
                         self.store.changes.record([name])
                     elif name and self.store.runs_here(node):
                         self.enqueue(name)
+                        self.fleet_routing.poke()  # a move's step: its forward here
                     elif name:
                         self.fleet_routing.poke()  # another node's service: its route here
             except StoreUnavailable as exc:

@@ -15,8 +15,9 @@ switched    target ``Confirm`` once it serves (done), ``RollBack`` if it failed
 
 From a backup (``--from-backup``, the source lost): ``requested`` is the target's
 ``Restore`` (the newest snapshot on the off-site target becomes its seed, and the node
-switches at once); ``switched`` as above, but a failure there is ``Fail``: there is no
-source to go back to.
+switches at once); ``switched`` as above, but a failure there is ``Fail`` into
+``failed_on_target``: there is no source to go back to, and the service lives on the
+target (never ``failed``, which says nothing changed).
 
 A move whose other node is lost before the switch fails (``Fail``), said by the node that
 is left; nothing changed but a snapshot. After the switch the target alone decides.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pockestrator.specs.store import Move, ServiceStatus
+from pockestrator.specs.store import Move, MoveState, ServiceStatus
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class RollBack:
 @dataclass(frozen=True)
 class Fail:
     reason: str
+    # ``failed``: before the switch, nothing changed. ``failed_on_target``: after it, with
+    # no source to go back to, the service lives on the target, which did not run it.
+    state: MoveState = "failed"
 
 
 MoveStep = Stage | Verify | Cutover | Restore | Confirm | RollBack | Fail
@@ -97,13 +101,13 @@ def next_move_step(
                 return Confirm()
             reason = f"the service did not come up on {move.target}"
             if move.from_backup or move.source in lost:
-                return Fail(reason)
+                return Fail(reason, "failed_on_target")
             return RollBack(reason)
     return None
 
 
 def serving_verdict(
-    status: ServiceStatus | None, *, seed_failed: bool, wants_running: bool
+    status: ServiceStatus | None, *, seed_failed: bool, wants_running: bool, served: bool = False
 ) -> bool | None:
     """The target's verdict after the switch (``serving`` above): it runs as wanted (True;
     a stopped service is there when it is inactive), it failed to (False), not yet (None).
@@ -111,7 +115,11 @@ def serving_verdict(
     Once the instance has answered its health probe there it has served, and may have
     taken writes the source never saw: the move is done, and an error after that (a
     PocketBase setting not applied) is the service's to mend there, never a reason to go
-    back to the source's older data."""
+    back to the source's older data. ``served`` is the move's sticky record of that
+    (``Move.served_at``, written with the healthy status), which holds even when the
+    status has since turned to an error."""
+    if served:
+        return True
     if seed_failed:
         return False
     if status is None:

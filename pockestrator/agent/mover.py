@@ -10,11 +10,14 @@ conditional update says who got there first).
 - ``Stage`` (source): a snapshot, uploaded to the service's first off-site target.
 - ``Verify`` (target): fetched from that target and booted in a scratch box with a health
   probe (``controllers.snapshots.verify``): the data and this node's PocketBase serve
-  before the source is touched.
-- ``Cutover`` (source): the instance stopped (Caddy holds new requests for the service's
+  before the source is touched. Then this node's Caddy gets the service's site, holding
+  its requests until the instance listens here (``agent.mover_sites``).
+- ``Cutover`` (source): the site gives way to a forward to the target's Caddy, the
+  instance stops (the target's Caddy holds what is forwarded for the service's
   ``proxy.hold_requests``), a final snapshot of the stopped data, uploaded, then the
   switch: the service's node is the target, whose first reconcile seeds it from that final
-  snapshot. A failure before the switch starts the source again and fails the move.
+  snapshot and starts it, answering the held requests. A failure before the switch puts
+  the site back, starts the source again and fails the move.
 - ``Restore`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
   the seed, and the node switches at once.
 - ``Confirm`` / ``RollBack`` / ``Fail`` (``move_plan``).
@@ -46,11 +49,14 @@ from pockestrator.agent.move_plan import (
     next_move_step,
     serving_verdict,
 )
+from pockestrator.agent.mover_routes import HELD_STATES
+from pockestrator.agent.mover_sites import MoveFailed, MoveSites
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import SnapshotError
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
+from pockestrator.specs.store.seeds import SeedKind
 
 log = structlog.get_logger("pockestrator.moves")
 
@@ -58,10 +64,8 @@ log = structlog.get_logger("pockestrator.moves")
 # While a switched move's target boots: its reconcile looks again this soon (the status
 # the boot writes wakes no reconcile of its own).
 BOOT_LOOK_SECONDS = 1.0
-
-
-class MoveFailed(Exception):
-    pass
+# A step that raised after the switch (the store away, say) runs again this soon.
+SWITCHED_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Mover:
         self.controllers = controllers
         self.clock = clock
         self.session = session
+        self.sites = MoveSites(config, store, controllers.sites)
 
     async def _healthy(self, port: int, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -121,8 +126,25 @@ class Mover:
         except Exception as exc:  # recorded in the move and its events
             reason = str(exc)[:2000] or type(exc).__name__
             log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
+            if move.state == "switched":
+                # The service lives on the target from the switch on: the move is never
+                # "failed" (which says nothing changed); it stays switched, tried again.
+                self.store.add_event(
+                    name,
+                    "move_step_failed",
+                    f"move to {move.target}: {type(step).__name__} failed, tried again in "
+                    f"{SWITCHED_RETRY_SECONDS:g} s: {reason}",
+                    {**move.as_dict(), "error": reason},
+                )
+                return Stepped(True, SWITCHED_RETRY_SECONDS)
             self._finish(move, move.state, "failed", reason)
         return Stepped(True)
+
+    def incoming(self, name: str) -> bool:
+        """Whether a move bringing ``name`` to this node holds its site here (its health
+        gate or the cutover: that site is the move's, not a stale copy)."""
+        move = self.store.current_move(name)
+        return move is not None and move.target == self.here and move.state in HELD_STATES
 
     def _serving(self, move: Move) -> bool | None:
         seed = self.store.get_seed(move.service)
@@ -131,6 +153,7 @@ class Mover:
             self.store.get_status(move.service),
             seed_failed=seed is not None and not seed.pending and seed.outcome == "failed",
             wants_running=record is None or record.desired_state == "running",
+            served=move.served_at is not None,
         )
 
     async def _do(self, record: ServiceRecord, move: Move, step: MoveStep) -> None:
@@ -156,6 +179,7 @@ class Mover:
                         f"snapshot {snapshot_id} did not serve on {self.here}: "
                         f"{verification.detail}"
                     )
+                await self.sites.hold_here(record)
                 self._advance(move, "staged", "verified", snapshot_id)
             case Cutover():
                 await self._cutover(record, move)
@@ -171,16 +195,19 @@ class Mover:
                 if back is not None:
                     message = f"move to {move.target} rolled back: {reason}"
                     self.store.add_event(name, "move_rolled_back", message, back.as_dict())
-            case Fail(reason=reason):
-                self._finish(move, move.state, "failed", reason)
+            case Fail(reason=reason, state=state):
+                if move.state == "verified" and move.source == self.here:
+                    await self.sites.serve_here(record)  # a cutover's forward undone
+                self._finish(move, move.state, state, reason)
 
     async def _cutover(self, record: ServiceRecord, move: Move) -> None:
         name, target = record.name, self._target(record)
         bus = self.controllers.bus
         snapshots = self.controllers.snapshots
         unit = unit_name(name)
-        await bus.stop_unit(unit)
         try:
+            await self.sites.forward(record, move.target)
+            await bus.stop_unit(unit)
             final = await snapshots.take(record.spec, "manual", self.clock.now())
             await snapshots.upload(name, final.snapshot_id, target)
             # Started again meanwhile (a control start or restart, a wake): it may have
@@ -189,14 +216,16 @@ class Mover:
             if (await bus.unit_status(unit)).is_running:
                 raise MoveFailed(f"{name} was started on {move.source} during the cutover")
         except Exception:
-            if record.desired_state == "running":
-                await bus.start_unit(unit)  # the move failed: the source serves again
+            await self._serve_again(record)  # the move failed: the source serves again
             raise
-        switched = self.store.switch_move(
-            move, "verified", move.target, final.snapshot_id, "switched"
-        )
+        try:
+            switched = self.store.switch_move(
+                move, "verified", move.target, final.snapshot_id, "switched"
+            )
+        except Exception as exc:
+            switched = await self._after_failed_switch(record, move, exc)
         if switched is None:  # another step finished the move meanwhile
-            await bus.start_unit(unit)
+            await self._serve_again(record)
             return
         self.store.add_event(
             name,
@@ -206,6 +235,28 @@ class Mover:
             switched.as_dict(),
         )
 
+    async def _after_failed_switch(
+        self, record: ServiceRecord, move: Move, error: Exception
+    ) -> Move:
+        """The switch's transaction raised: whether it committed is read back. Switched:
+        the move goes on. Not: the source serves again at once (not at a later reconcile)
+        and the move fails saying so. Unknown (the store away): raised, and the next
+        reconcile's cutover, from the recorded state, decides."""
+        now = self.store.get_move(move.id)  # raises while the store is away
+        if now is not None and now.state == "switched" and now.target == move.target:
+            return now
+        await self._serve_again(record)
+        reason = f"the switch failed ({error}); {record.name} serves on {move.source} again"
+        raise MoveFailed(reason[:2000]) from error
+
+    async def _serve_again(self, record: ServiceRecord) -> None:
+        """The source's own site back and its instance started (as it was wanted)."""
+        try:
+            await self.sites.serve_here(record)  # first: it holds requests until the start
+        finally:  # a site Caddy refused must not keep the source stopped
+            if record.desired_state == "running":
+                await self.controllers.bus.start_unit(unit_name(record.name))
+
     async def _restore(self, record: ServiceRecord, move: Move) -> None:
         name = record.name
         snapshots = self.controllers.snapshots
@@ -214,16 +265,25 @@ class Mover:
             raise MoveFailed(f"{name} has no snapshot on any off-site target to restore")
         newest = max(found, key=lambda remote: remote.manifest.created_at).manifest
         await snapshots.fetch(name, newest.snapshot_id)
+        # A service that replicates starts from its replica's newest data.db (the seed
+        # restores it), newer than any snapshot: the snapshot gives the rest.
+        replication = (record.spec.backups or self._config().backups).replication
+        seed: SeedKind = "replica" if replication is not None else "snapshot"
         switched = self.store.switch_move(
-            move, "requested", move.target, newest.snapshot_id, "switched"
+            move, "requested", move.target, newest.snapshot_id, "switched", seed=seed
         )
         if switched is not None:
+            replica = f" and its newest replica on {replication.target}" if replication else ""
             self.store.add_event(
                 name,
                 "move_switched",
                 f"{name} restored on {move.target} from snapshot {newest.snapshot_id} "
-                f"of {newest.created_at.isoformat()} (node {move.source} lost)",
-                {**switched.as_dict(), "snapshot_taken_at": newest.created_at.isoformat()},
+                f"of {newest.created_at.isoformat()}{replica} (node {move.source} lost)",
+                {
+                    **switched.as_dict(),
+                    "snapshot_taken_at": newest.created_at.isoformat(),
+                    "seed": seed,
+                },
             )
 
     def _target(self, record: ServiceRecord) -> str:

@@ -198,7 +198,10 @@ class Reconciler:
                 record = self.store.get_service(name)  # a move's switch may have happened
             if record is not None and not self.store.runs_here(record.node):
                 # Another node's service: its agent runs it. A service's node changes only
-                # by a move, so what this host has of it is a stale copy: it goes.
+                # by a move, so what this host has of it is a stale copy: it goes,
+                # unless it is the site a move to this node holds its requests in.
+                if self.mover.incoming(name):
+                    return Result()
                 return await self._remove(name, stale=record.node)
             if record is None:
                 deletion = self.store.pending_deletion(name)

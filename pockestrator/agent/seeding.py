@@ -33,6 +33,7 @@ import structlog
 
 from pockestrator.agent.controllers import Controllers
 from pockestrator.archives import Limits, unpack_zip
+from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.specs.store import Seed, ServiceRecord, Store
@@ -83,7 +84,7 @@ class Seeder:
         name = record.name
         snapshots = self.controllers.snapshots
         match source.kind:
-            case "snapshot" | "live":
+            case "snapshot" | "live" | "replica":
                 assert source.service is not None
                 snapshot_id = source.snapshot
                 if source.kind == "live":
@@ -106,12 +107,22 @@ class Seeder:
                         f"snapshot {snapshot.snapshot_id} was taken with PocketBase {wanted}, "
                         f"newer than {running}; give the new service {wanted} or later"
                     )
-                await snapshots.seed(name, snapshot)
-                return {
+                placed = {
                     "source_service": source.service,
                     "snapshot": snapshot.snapshot_id,
                     "bytes": snapshot.manifest.size,
                 }
+                if source.kind != "replica":
+                    await snapshots.seed(name, snapshot)
+                    return placed
+                # A move from a lost node: data.db as the replica has it now, newer than
+                # the snapshot (which gives the rest: the app folders, the storage).
+                policy = (record.spec.backups or self.config.backups).replication
+                if policy is None:
+                    raise SeedFailed(f"{name} does not replicate: there is no replica to seed")
+                at = utc_now()
+                await snapshots.seed_with_replica(name, snapshot, policy, at)
+                return {**placed, "replica": policy.target, "replica_at": at.isoformat()}
             case "import":
                 assert source.path is not None
                 staged = Path(source.path)

@@ -37,7 +37,8 @@ def add_move_command(
     move.add_argument(
         "--from-backup",
         action="store_true",
-        help="the source is lost: restore the newest off-site snapshot (data since is lost)",
+        help="the source is lost: restore the newest off-site snapshot, with the replica's "
+        "newest data.db when it replicates (data since is lost)",
     )
     move.add_argument(
         "--no-wait", dest="wait", action="store_false", help="answer once the move is recorded"

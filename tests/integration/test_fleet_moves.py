@@ -5,9 +5,10 @@ target.
 
 Node alpha's agent runs in this process; node beta's runs as systemd runs it (a unit of
 beta's manager), so that it can be killed with SIGKILL. Both nodes' instances listen on
-this machine's loopback, so a node's Caddy that still routed a service after it left would
-reach the other node's instance on the same port and answer: "does not answer 200 through
-the old node's Caddy" is a check that fails if the site stayed.
+this machine's loopback, so a node's Caddy that still proxied to a service's port after it
+left would reach the other node's instance on the same port and answer: the checks that a
+source forwards a moved service look at its site files (its own gone, the forward to the
+target's Caddy there) as well as at the answers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +177,18 @@ async def event_kinds(api: Api, name: str) -> list[str]:
     return [e["kind"] for e in reversed(reply.body["events"])]
 
 
+async def backed_up_offsite(api: Api, name: str) -> None:
+    """A backup of ``name`` taken now, once it is on the off-site target."""
+    taken = await api.call("POST", f"/services/{name}/backups")
+    assert taken.status == 201, taken.body
+
+    async def uploaded() -> bool:
+        listed = await api.call("GET", f"/services/{name}/backups")
+        return any("offsite" in b["locations"] for b in listed.body["backups"])
+
+    assert await wait_until(uploaded, 60, 0.2), f"no backup of {name} reached offsite"
+
+
 async def caddy_answers(box: Sandbox, host: str) -> bool:
     async with (
         aiohttp.ClientSession(headers={"Host": host}) as session,
@@ -254,11 +268,98 @@ async def test_a_move_keeps_every_record_written_before_and_during_it(
 
     assert await wait_until(alpha_let_go, 60, 0.2), await event_kinds(fleet.alpha_api, "ledger")
     assert "ledger" not in fleet.alpha.units.managed_names()
-    assert not await caddy_answers(fleet.alpha_box, "ledger.localhost")
+    assert not (fleet.alpha_box.layout.caddy_sites_dir / "ledger.caddy").exists()
     assert await caddy_answers(fleet.beta_box, "ledger.localhost")
+    # alpha's Caddy forwards to beta's (until DNS has moved): its answer is beta's.
+    assert await caddy_answers(fleet.alpha_box, "ledger.localhost")
     kinds = await event_kinds(fleet.alpha_api, "ledger")
     steps = ["move_requested", "move_staged", "move_verified", "move_switched", "seeded"]
     assert [k for k in kinds if k in {*steps, "move_done"}][:6] == [*steps, "move_done"], kinds
+
+
+async def test_requests_through_the_sources_caddy_during_a_move_are_all_answered_by_the_target(
+    fleet: Fleet,
+    pocketbase_versions: tuple[str, str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    # Fleet routing is off on both nodes: what carries the requests is the move's own
+    # forward on alpha and the site beta holds them in while its instance starts.
+    assert not fleet.alpha.config.fleet_routing
+    created = await create(
+        fleet.alpha_api,
+        pocketbase_versions[1],
+        "relay",
+        node="alpha",
+        superuser_email="admin@relay.example",
+        backups=POLICY,
+        proxy={"hold_requests": 90},
+    )
+    domain, port = created["service"]["domain"], created["service"]["port"]
+    await wait_running(fleet.alpha_api, "relay", timeout=60)
+    async with PocketBaseClient(fleet.alpha_box.caddy_url, host=domain) as client:
+        await client.sign_in("admin@relay.example", created["superuser_password"])
+        await client.notes()
+        headers = dict(client.headers)
+    acknowledged: list[str] = []
+    answers: list[tuple[int, str]] = []  # every answer that was not a 2xx, and why
+    moved = asyncio.Event()
+    after_done = 0
+
+    async def steady_client(session: aiohttp.ClientSession, which: int) -> None:
+        # One write at a time through alpha's Caddy, as a client whose DNS still says
+        # alpha; no error is forgiven: a held request must come back answered.
+        nonlocal after_done
+        number, mine_after = 0, 0
+        while mine_after < 3:
+            url = f"{fleet.alpha_box.caddy_url}/api/collections/notes/records"
+            title = f"client {which} write {number}"
+            try:
+                async with session.post(url, json={"title": title}, headers=headers) as reply:
+                    body = await reply.text()
+                    if reply.status >= 300:
+                        answers.append((reply.status, body[:200]))
+                    else:
+                        acknowledged.append((await reply.json())["id"])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                answers.append((0, repr(exc)))
+            if moved.is_set():
+                after_done, mine_after = after_done + 1, mine_after + 1
+            number += 1
+            await asyncio.sleep(0.05)
+
+    timeout = aiohttp.ClientTimeout(total=150)
+    # A connection per request: Caddy closes its idle keep-alive connections at every
+    # config load (any site's change, move or not), and a POST sent on one just as it
+    # closes is lost to the client, which is no held request's fate.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        clients = [asyncio.create_task(steady_client(session, n)) for n in range(3)]
+        asked = await fleet.alpha_api.call("POST", "/services/relay/moves", {"to": "beta"})
+        assert asked.status == 202, asked.body
+        try:
+            move = await finished_move(fleet.alpha_api, "relay", asked.body["id"], 300)
+        finally:
+            moved.set()
+            await asyncio.gather(*clients)
+    assert move["state"] == "done", f"{move['error']}\n{fleet.beta.journal()[-8000:]}"
+    record_property("relay_acknowledged_writes", len(acknowledged))
+    assert answers == [], f"{len(answers)} requests through alpha not answered 2xx: {answers[:5]}"
+    assert after_done >= 9, "the clients did not write through alpha after the move"
+    # alpha's own site gave way to the forward to beta's Caddy; beta runs the instance.
+    sites = fleet.alpha_box.layout.caddy_sites_dir
+    assert not (sites / "relay.caddy").exists()
+    forward = (sites / "_route-relay.caddy").read_text()
+    assert f"reverse_proxy http://127.0.0.1:{fleet.beta_box.caddy_http_port}" in forward
+    assert fleet.alpha.store.node_of("relay") == "beta"
+
+    async def alpha_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "relay")
+
+    assert await wait_until(alpha_let_go, 60, 0.2), await event_kinds(fleet.alpha_api, "relay")
+    # Only beta's instance listens on the port now: what it holds is the target's.
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as direct:
+        kept = {r["id"] for r in await records(direct)}
+    assert kept >= set(acknowledged), "an acknowledged write is not on the target"
 
 
 async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node(
@@ -307,14 +408,7 @@ async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_back
         for number in range(10):
             await client.add(f"backed up {number}")
         backed_up = await records(client)
-        taken = await fleet.beta_api.call("POST", "/services/spare/backups")
-        assert taken.status == 201, taken.body
-
-        async def uploaded() -> bool:
-            listed = await fleet.beta_api.call("GET", "/services/spare/backups")
-            return any("offsite" in b["locations"] for b in listed.body["backups"])
-
-        assert await wait_until(uploaded, 60, 0.2)
+        await backed_up_offsite(fleet.beta_api, "spare")
         for number in range(3):  # after the last backup: what a failover loses (the RPO)
             await client.add(f"not backed up {number}")
 
@@ -331,8 +425,8 @@ async def test_a_killed_nodes_services_are_node_lost_come_up_elsewhere_from_back
     status = await fleet.alpha_api.call("GET", "/services/spare/status")
     assert status.body["state"] == "node_lost", status.body
     listed = await fleet.alpha_api.call("GET", "/services", params={"status": "node_lost"})
-    # ledger too: the first test moved it to beta.
-    assert [s["project_name"] for s in listed.body["services"]] == ["ledger", "spare"]
+    # ledger and relay too: the first two tests moved them to beta.
+    assert [s["project_name"] for s in listed.body["services"]] == ["ledger", "relay", "spare"]
 
     async def told() -> bool:
         kinds = await event_kinds(fleet.alpha_api, "spare")
@@ -391,14 +485,7 @@ async def backed_up_on_beta(fleet: Fleet, name: str, version: str) -> tuple[int,
         for number in range(5):
             await client.add(f"{name} {number}")
         kept = await records(client)
-    taken = await fleet.beta_api.call("POST", f"/services/{name}/backups")
-    assert taken.status == 201, taken.body
-
-    async def uploaded() -> bool:
-        listed = await fleet.beta_api.call("GET", f"/services/{name}/backups")
-        return any("offsite" in b["locations"] for b in listed.body["backups"])
-
-    assert await wait_until(uploaded, 60, 0.2)
+    await backed_up_offsite(fleet.beta_api, name)
     return port, kept
 
 
@@ -474,3 +561,181 @@ async def test_a_stopped_service_moves_and_stays_stopped_on_its_new_node(
     status = await fleet.beta_api.call("GET", "/services/parked/status")
     assert (status.body["state"], status.body["is_running"]) == ("inactive", False), status.body
     assert fleet.alpha.store.node_of("parked") == "beta"
+
+
+async def moving_from_alpha(fleet: Fleet, name: str, version: str) -> None:
+    """``name`` running on alpha with a few records, ready to be moved."""
+    created = await create(
+        fleet.alpha_api,
+        version,
+        name,
+        node="alpha",
+        superuser_email=f"admin@{name}.example",
+        backups=POLICY,
+    )
+    await wait_running(fleet.alpha_api, name, timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{created['service']['port']}") as client:
+        await client.sign_in(f"admin@{name}.example", created["superuser_password"])
+        await client.notes()
+        await client.add("kept where it is")
+
+
+async def serves_on_alpha_again(fleet: Fleet, name: str) -> None:
+    """The failed cutover undone: alpha's unit runs, its own site is back (no forward),
+    and alpha's Caddy answers for the service."""
+    status = await fleet.alpha.bus.unit_status(unit_name(name))
+    assert status.is_running, f"{name} is not running on alpha right after the move failed"
+    sites = fleet.alpha_box.layout.caddy_sites_dir
+    assert (sites / f"{name}.caddy").exists() and not (sites / f"_route-{name}.caddy").exists()
+    assert fleet.alpha.store.node_of(name) == "alpha"
+    assert await caddy_answers(fleet.alpha_box, f"{name}.localhost")
+
+
+async def test_a_start_of_the_source_during_the_cutover_fails_the_move_before_the_switch(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await moving_from_alpha(fleet, "restarted", pocketbase_versions[1])
+    snapshots = fleet.alpha.reconciler.controllers.snapshots
+    upload = snapshots.upload
+    uploads = 0
+
+    async def start_during_the_final_upload(name: str, snapshot_id: str, target: str) -> Any:
+        # The seam: the cutover's upload of its final snapshot (the second upload) is
+        # when a control start, a restart or a wake could start the source again.
+        nonlocal uploads
+        uploads += 1
+        if name == "restarted" and uploads == 2:
+            await fleet.alpha.bus.start_unit(unit_name(name))
+        return await upload(name, snapshot_id, target)
+
+    monkeypatch.setattr(snapshots, "upload", start_during_the_final_upload)
+    asked = await fleet.alpha_api.call("POST", "/services/restarted/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "restarted", asked.body["id"], 300)
+    assert uploads == 2, "the seam was not reached"
+    assert move["state"] == "failed", move
+    assert "was started on alpha during the cutover" in move["error"], move
+    await serves_on_alpha_again(fleet, "restarted")
+
+
+async def test_a_switch_that_raises_starts_the_source_at_once_and_says_so(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await moving_from_alpha(fleet, "unswitched", pocketbase_versions[1])
+
+    def store_away(*_args: object) -> None:
+        # The switch's transaction fails (the store away at that moment) and commits nothing.
+        raise ConnectionError("the store went away during the switch")
+
+    monkeypatch.setattr(fleet.alpha.store, "switch_move", store_away)
+    asked = await fleet.alpha_api.call("POST", "/services/unswitched/moves", {"to": "beta"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "unswitched", asked.body["id"], 300)
+    assert move["state"] == "failed", move
+    assert "serves on alpha again" in move["error"] and "store went away" in move["error"]
+    await serves_on_alpha_again(fleet, "unswitched")
+    failed = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/unswitched/events")).body["events"]
+        if e["kind"] == "move_failed"
+    )
+    assert "serves on alpha again" in failed["message"], failed
+
+
+async def test_a_step_that_raises_after_the_switch_keeps_the_move_switched_until_it_is_done(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # beta -> alpha, so that the target's steps run in this process.
+    created = await create(
+        fleet.beta_api, pocketbase_versions[1], "homebound", node="beta", backups=POLICY
+    )
+    await wait_running(fleet.beta_api, "homebound", timeout=60)
+    mover = fleet.alpha.reconciler.mover
+    finish = mover._finish
+    raised: list[str] = []
+
+    def store_away_once(move: Any, was: str, state: str, error: str | None) -> None:
+        if state == "done" and not raised:
+            raised.append(state)
+            raise ConnectionError("the store went away as the move was confirmed")
+        finish(move, was, state, error)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mover, "_finish", store_away_once)
+    asked = await fleet.alpha_api.call("POST", "/services/homebound/moves", {"to": "alpha"})
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "homebound", asked.body["id"], 300)
+    assert raised == ["done"], "the seam was not reached"
+    assert move["state"] == "done", move
+    kinds = await event_kinds(fleet.alpha_api, "homebound")
+    assert "move_step_failed" in kinds and "move_failed" not in kinds, kinds
+    assert kinds.index("move_step_failed") > kinds.index("move_switched"), kinds
+    await wait_running(fleet.alpha_api, "homebound", timeout=60)
+    assert created["service"]["port"] and fleet.alpha.store.node_of("homebound") == "alpha"
+
+
+async def test_a_move_from_backup_of_a_replicating_service_keeps_what_only_its_replica_had(
+    fleet: Fleet, pocketbase_versions: tuple[str, str], s3_server: S3Server
+) -> None:
+    created = await create(
+        fleet.beta_api,
+        pocketbase_versions[1],
+        "journal",
+        node="beta",
+        superuser_email="admin@journal.example",
+        backups={**POLICY, "replication": {"target": "offsite", "sync_seconds": 1}},
+    )
+    port = created["service"]["port"]
+    await wait_running(fleet.beta_api, "journal", timeout=60)
+
+    async def replicating() -> bool:
+        return "replication_started" in await event_kinds(fleet.beta_api, "journal")
+
+    assert await wait_until(replicating, 60, 0.2), await event_kinds(fleet.beta_api, "journal")
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        await client.sign_in("admin@journal.example", created["superuser_password"])
+        await client.notes()
+        for number in range(5):
+            await client.add(f"backed up {number}")
+        await backed_up_offsite(fleet.beta_api, "journal")
+        for number in range(3):  # in no snapshot: only the replica has them
+            await client.add(f"replicated only {number}")
+        everything = await records(client)
+    written = time.time()
+    level0 = s3_server.data / s3_server.bucket / "pockestrator/journal/replica/data.db"
+
+    def shipped() -> bool:  # an LTX file uploaded after the last write
+        return any(path.stat().st_mtime > written for path in level0.rglob("*.ltx"))
+
+    async def shipped_yet() -> bool:
+        return await asyncio.to_thread(shipped)
+
+    assert await wait_until(shipped_yet, 60, 0.1), "litestream shipped nothing after the writes"
+    os.kill(await fleet.beta.main_pid(), signal.SIGKILL)  # the host is lost, as above
+    await fleet.beta.bus.stop_unit(unit_name("journal"))
+
+    async def lost() -> bool:
+        reply = await fleet.alpha_api.call("GET", "/services/journal")
+        return reply.body["service"]["status"] == "node_lost"
+
+    assert await wait_until(lost, 3 * LEASE, 0.2)
+    asked = await fleet.alpha_api.call(
+        "POST", "/services/journal/moves", {"to": "alpha", "from_backup": True}
+    )
+    assert asked.status == 202, asked.body
+    move = await finished_move(fleet.alpha_api, "journal", asked.body["id"], 300)
+    assert move["state"] == "done", move
+    await wait_running(fleet.alpha_api, "journal", timeout=60)
+    async with PocketBaseClient(f"http://127.0.0.1:{port}") as client:
+        assert await records(client) == everything, "the replica's newest point, exactly"
+    seeded = next(
+        e
+        for e in (await fleet.alpha_api.call("GET", "/services/journal/events")).body["events"]
+        if e["kind"] == "seeded"
+    )
+    assert seeded["details"]["replica"] == "offsite", seeded
+    await start_killable(fleet.beta)  # back for the fixture's teardown, without the copy
+
+    async def beta_let_go() -> bool:
+        return "stale_copy_removed" in await event_kinds(fleet.alpha_api, "journal")
+
+    assert await wait_until(beta_let_go, 60, 0.2), fleet.beta.journal()[-3000:]

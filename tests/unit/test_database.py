@@ -206,7 +206,7 @@ def test_a_version_1_database_migrated_has_the_schema_of_a_new_one(tmp_path: Pat
     Database(tmp_path / "old.db").close()
     Database(tmp_path / "new.db").close()
     assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
-    assert len(MIGRATIONS) == 12
+    assert len(MIGRATIONS) == 13
 
 
 def test_a_version_1_database_opens_in_the_specs_store_with_every_row(tmp_path: Path) -> None:

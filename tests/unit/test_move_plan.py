@@ -64,7 +64,7 @@ def at(state: str, **changes: object) -> Move:
             "b",
             frozenset({"a"}),
             False,
-            Fail("the service did not come up on b"),
+            Fail("the service did not come up on b", "failed_on_target"),
         ),
         # From a backup: the target restores; the lost source is what the move is for.
         (at("requested", from_backup=True), "b", frozenset({"a"}), None, Restore()),
@@ -74,7 +74,7 @@ def at(state: str, **changes: object) -> Move:
             "b",
             frozenset({"a"}),
             False,
-            Fail("the service did not come up on b"),
+            Fail("the service did not come up on b", "failed_on_target"),
         ),
         # Finished moves, and none at all, ask nothing of anyone.
         (at("done", finished_at=T0), "b", NONE, True, None),
@@ -113,3 +113,20 @@ def test_the_target_has_served_once_it_answered_and_failed_only_if_it_never_did(
     status: ServiceStatus | None, seed_failed: bool, wants_running: bool, verdict: bool | None
 ) -> None:
     assert serving_verdict(status, seed_failed=seed_failed, wants_running=wants_running) is verdict
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        # It answered, then its probe failed and the status reads an error (health_ok
+        # False) before the mover looked: the move's record says it served.
+        replace(DEPLOYING, state="error", health_ok=False),
+        replace(DEPLOYING, state="deploying", health_ok=None),
+        None,
+    ],
+)
+def test_a_target_that_served_once_is_never_rolled_back_whatever_its_status_says_now(
+    status: ServiceStatus | None,
+) -> None:
+    assert serving_verdict(status, seed_failed=False, wants_running=True, served=True) is True
+    assert serving_verdict(status, seed_failed=False, wants_running=True) is not True

@@ -152,3 +152,45 @@ def test_one_hosts_store_has_no_lost_node_whatever_its_clock_says(
     store.register_node(node("solo"), HOUR)
     clock.advance(10 * 3600)
     assert store.lost_nodes() == frozenset()
+
+
+def test_a_nodes_moves_are_its_unfinished_ones_and_those_finished_since_a_moment(
+    store_backend: StoreBackend,
+) -> None:
+    on_a, on_b = fleet(store_backend)
+    on_a.register_node(node("c"), HOUR)
+    for name, port in (("done", 9001), ("open", 9002), ("other", 9003)):
+        on_a.create_service(spec(name, port))
+    finished = on_a.request_move("done", "b", from_backup=False, by="t")
+    on_a.advance_move(finished.id, "requested", "failed", error="no target")
+    unfinished = on_b.request_move("open", "b", from_backup=False, by="t")
+    elsewhere = on_a.request_move("other", "c", from_backup=False, by="t")
+    now = on_a.get_move(finished.id).updated_at  # type: ignore[union-attr]
+    ids = [m.id for m in on_b.moves_of_node("b", now - HOUR)]
+    assert ids == [finished.id, unfinished.id]
+    assert [m.id for m in on_b.moves_of_node("b", now + HOUR)] == [unfinished.id]
+    assert [m.id for m in on_a.moves_of_node("a", now + HOUR)] == [unfinished.id, elsewhere.id]
+    assert [m.id for m in on_a.moves_of_node("c", now - HOUR)] == [elsewhere.id]
+
+
+def test_a_targets_first_healthy_status_marks_its_switched_move_served_for_good(
+    store_backend: StoreBackend,
+) -> None:
+    on_a, on_b = fleet(store_backend)
+    on_a.create_service(spec("app", 9001))
+    move = on_a.request_move("app", "b", from_backup=False, by="t")
+    on_a.update_status("app", state="active", health_ok=True)  # the source, before: no mark
+    on_a.advance_move(move.id, "requested", "staged", snapshot="s1")
+    verified = on_b.advance_move(move.id, "staged", "verified")
+    assert verified is not None
+    switched = on_a.switch_move(verified, "verified", "b", "s2", "switched")
+    assert switched is not None and switched.served_at is None
+    on_a.update_status("app", state="active", health_ok=True)  # a late probe of the source
+    assert on_b.get_move(move.id).served_at is None  # type: ignore[union-attr]
+    on_b.update_status("app", state="active", health_ok=True)
+    served = on_b.get_move(move.id)
+    assert served is not None and served.served_at is not None and served.state == "switched"
+    on_b.update_status("app", state="error", health_ok=False, last_error="settings")
+    on_b.update_status("app", state="active", health_ok=True)
+    again = on_b.get_move(move.id)
+    assert again is not None and again.served_at == served.served_at, "sticky, set once"

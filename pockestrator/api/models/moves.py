@@ -20,7 +20,8 @@ class MoveBody(BaseModel):
         default=False,
         description="The source node is lost: restore the newest snapshot on the service's "
         "off-site targets on the target node instead of copying from the source (data "
-        "written since that snapshot is lost: docs/fleet.md, RPO).",
+        "written since that snapshot is lost, or, for a service that replicates, since "
+        "the replica's newest point, which replaces its data.db: docs/fleet.md, RPO).",
     )
 
 
@@ -32,11 +33,19 @@ class MoveView(ClosedModel):
     target: str = Field(description="The node it moves to.")
     from_backup: bool
     state: Literal[
-        "requested", "staged", "verified", "switched", "done", "failed", "rolled_back"
+        "requested",
+        "staged",
+        "verified",
+        "switched",
+        "done",
+        "failed",
+        "rolled_back",
+        "failed_on_target",
     ] = Field(
         description="requested, staged (snapshot off-site), verified (booted on the target), "
         "switched (the target runs it); then done, failed (before the switch: nothing "
-        "changed) or rolled_back (back on the source)."
+        "changed), rolled_back (back on the source) or failed_on_target (after the switch "
+        "from a lost source: the service lives on the target, which did not run it)."
     )
     finished: bool
     snapshot: str | None = Field(description="The snapshot copied ahead of the switch.")

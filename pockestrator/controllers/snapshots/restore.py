@@ -111,6 +111,14 @@ def seed(folders: ServiceFolders, snapshot: Snapshot, name: str) -> Path:
     return target
 
 
+def copy_snapshot_folders(snapshot: Snapshot, into: Path) -> None:
+    """The snapshot's folders (``pb_data`` and the app folders) copied into ``into``, a
+    root-only folder, files and folders only (what ``seed_from`` takes)."""
+    for folder in FOLDERS:
+        if (snapshot.path / folder).is_dir():
+            shutil.copytree(snapshot.path / folder, into / folder, symlinks=True, ignore=_not_plain)
+
+
 def seed_from(folders: ServiceFolders, source: Path, name: str, label: str) -> Path:
     """``seed`` from any root-only folder holding ``pb_data`` (and maybe the app folders):
     a snapshot, or an unpacked import. Only files and folders are copied."""

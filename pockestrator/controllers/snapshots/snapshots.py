@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import structlog
 
 from pockestrator.clock import utc_now
 from pockestrator.config import AgentConfig, S3Target
+from pockestrator.controllers.service_layout import DATA_DIR
 from pockestrator.controllers.servicedirs.fds import lstat_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.controllers.snapshots.folder import (
@@ -37,7 +39,12 @@ from pockestrator.controllers.snapshots.folder import (
 )
 from pockestrator.controllers.snapshots.litestream import Replication
 from pockestrator.controllers.snapshots.manifest import Kind, Manifest
-from pockestrator.controllers.snapshots.restore import place_snapshot, seed, seed_from
+from pockestrator.controllers.snapshots.restore import (
+    copy_snapshot_folders,
+    place_snapshot,
+    seed,
+    seed_from,
+)
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.s3 import S3Store, TargetError, Uploaded
 from pockestrator.controllers.snapshots.take import STAGE_PREFIX, TAKING, take_snapshot
@@ -171,6 +178,30 @@ class Snapshots:
 
     async def seed(self, name: str, snapshot: Snapshot) -> Path:
         return await asyncio.to_thread(seed, self.folders, snapshot, name)
+
+    async def seed_with_replica(
+        self, name: str, snapshot: Snapshot, policy: ReplicationPolicy, at: datetime
+    ) -> Path:
+        """Seed ``name`` from ``snapshot`` with its data.db replaced by the replica's as of
+        ``at`` (a move from a lost node: the replica is newer than any snapshot). Staged
+        in a root-only folder beside the snapshots, gone afterwards either way."""
+        target = self._replica_target(policy)
+        staging = self.folder.root / f".replica-seed-{secrets.token_hex(4)}"
+        await asyncio.to_thread(staging.mkdir, 0o700, True)
+        try:
+            await asyncio.to_thread(copy_snapshot_folders, snapshot, staging)
+            out = staging / ".replica"
+            out.mkdir(mode=0o700)
+            await self.replication.restore_to(name, target, policy, at, out)
+            data = staging / DATA_DIR
+            for stale in ("data.db-wal", "data.db-shm"):  # the snapshot's, not the replica's
+                (data / stale).unlink(missing_ok=True)
+            os.replace(out / "data.db", data / "data.db")
+            out.rmdir()
+            label = f"snapshot {snapshot.snapshot_id} with the replica's data.db"
+            return await asyncio.to_thread(seed_from, self.folders, staging, name, label)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
 
     async def seed_from(self, name: str, source: Path, label: str) -> Path:
         """Seed ``name`` from a folder holding ``pb_data`` (an unpacked import)."""

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pockestrator.database import parse_iso, parse_stored_time
+from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Conflict, NotFound
-from pockestrator.specs.store.seeds import SeedSource, write_seed
+from pockestrator.specs.store.seeds import SeedKind, SeedSource, write_seed
 
 MoveState = Literal[
     "requested",  # the source takes a snapshot to the off-site target
@@ -33,8 +33,9 @@ MoveState = Literal[
     "done",
     "failed",  # before the switch: nothing changed on the source but a snapshot
     "rolled_back",  # after the switch: the service went back to its source
+    "failed_on_target",  # after the switch, none to go back to: it lives on the target
 ]
-FINISHED: frozenset[str] = frozenset({"done", "failed", "rolled_back"})
+FINISHED: frozenset[str] = frozenset({"done", "failed", "rolled_back", "failed_on_target"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Move:
     updated_at: datetime
     finished_at: datetime | None
     error: str | None
+    # When the target first answered its health probe after the switch (sticky: set with
+    # that status, never cleared), so a later error is never a reason to roll back.
+    served_at: datetime | None = None
 
     @property
     def pending(self) -> bool:
@@ -68,6 +72,7 @@ class Move:
             "snapshot": self.snapshot,
             "final_snapshot": self.final_snapshot,
             "error": self.error,
+            "served": self.served_at is not None,
         }
 
 
@@ -90,6 +95,17 @@ def _move(row: Any) -> Move:
         updated_at=parse_stored_time(row["updated_at"]),
         finished_at=parse_iso(row["finished_at"]),
         error=row["error"],
+        served_at=parse_iso(row["served_at"]),
+    )
+
+
+def note_served(db: Connection, service: str, node: str, now: str) -> None:
+    """In the transaction that writes ``service``'s first healthy status on ``node``: if
+    that is the target of its switched move, the move has served there (for good)."""
+    db.execute(
+        "UPDATE moves SET served_at = ?, updated_at = ? WHERE service = ? AND target = ? "
+        "AND state = 'switched' AND finished_at IS NULL AND served_at IS NULL",
+        (now, now, service, node),
     )
 
 
@@ -159,6 +175,17 @@ class Moves(StorePart):
         rows = self._database.read("SELECT * FROM moves WHERE finished_at IS NULL ORDER BY id")
         return [_move(row) for row in rows]
 
+    def moves_of_node(self, node: str, finished_since: datetime) -> list[Move]:
+        """The moves from or to ``node`` that are unfinished or finished since
+        ``finished_since``, oldest first: what decides the node's forwards
+        (``agent.mover_routes``)."""
+        rows = self._database.read(
+            "SELECT * FROM moves WHERE (source = ? OR target = ?) "
+            "AND (finished_at IS NULL OR finished_at >= ?) ORDER BY id",
+            (node, node, iso(finished_since)),
+        )
+        return [_move(row) for row in rows]
+
     def advance_move(
         self, move_id: int, was: MoveState, now_state: MoveState, **columns: str | None
     ) -> Move | None:
@@ -181,12 +208,19 @@ class Moves(StorePart):
         return self.get_move(move_id)
 
     def switch_move(
-        self, move: Move, was: MoveState, to_node: str, snapshot: str, state: MoveState
+        self,
+        move: Move,
+        was: MoveState,
+        to_node: str,
+        snapshot: str,
+        state: MoveState,
+        seed: SeedKind = "snapshot",
     ) -> Move | None:
         """In one transaction: the service now runs on ``to_node``, whose first reconcile
-        seeds it from ``snapshot`` (fetched from the off-site target), and the move is in
-        ``state`` (``switched``, or ``rolled_back`` the other way). None when the move was
-        not in ``was`` any more."""
+        seeds it from ``snapshot`` (fetched from the off-site target; with ``seed``
+        ``replica``, its data.db from the service's replica), and the move is in ``state``
+        (``switched``, or ``rolled_back`` the other way). None when the move was not in
+        ``was`` any more."""
         now = self._now()
         finished = now if state in FINISHED else None
         with self._database.write() as db:
@@ -197,7 +231,7 @@ class Moves(StorePart):
             )
             if cursor.rowcount != 1:
                 return None
-            source = SeedSource("snapshot", service=move.service, snapshot=snapshot)
+            source = SeedSource(seed, service=move.service, snapshot=snapshot)
             write_seed(db, move.service, source, f"move {move.id}", now)
             # A spec that named its node names the new one (it cannot change otherwise).
             row = db.execute("SELECT spec FROM services WHERE name = ?", (move.service,)).fetchone()

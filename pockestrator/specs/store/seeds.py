@@ -22,7 +22,7 @@ from pockestrator.database import Connection
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
 
-SeedKind = Literal["snapshot", "live", "import", "archive"]
+SeedKind = Literal["snapshot", "live", "import", "archive", "replica"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class SeedSource:
     """What to seed from: ``kind`` says which of the other fields count."""
 
     kind: SeedKind
-    service: str | None = None  # snapshot, live: the service the data comes from
-    snapshot: str | None = None  # snapshot: its id
+    service: str | None = None  # snapshot, live, replica: the service the data comes from
+    snapshot: str | None = None  # snapshot, replica (for all but data.db): its id
     operation: int | None = None  # live: the snapshot operation asked of ``service``
     path: str | None = None  # import: the staged archive (root-only, the agent's own)
     archive: str | None = None  # archive: the archived folder's name
@@ -53,6 +53,8 @@ class SeedSource:
                 return "an imported archive"
             case "archive":
                 return f"archived folder {self.archive}"
+            case "replica":
+                return f"snapshot {self.snapshot} of {self.service} and its newest replica"
 
 
 @dataclass(frozen=True)

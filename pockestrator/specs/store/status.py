@@ -17,6 +17,7 @@ from typing import Any
 
 from pockestrator.database import Connection, Row, iso, parse_iso
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.moves import note_served
 from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
 
 # Fields a steady service rewrites on every probe round: a write of only these (with the
@@ -128,6 +129,8 @@ class Statuses(StorePart):
             f"ON CONFLICT(name) DO UPDATE SET {updates}",
             (name, *encoded.values()),
         )
+        if changes.get("health_ok") is True:  # a move's target served (an indexed no-op else)
+            note_served(db, name, self.node, encoded["updated_at"])
         return noticed
 
 

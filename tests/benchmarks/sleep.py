@@ -150,6 +150,11 @@ async def run(wakes: int = 10, services: int = 20) -> Report:
             ):
                 api = Api(api_session, root)
                 await measure_wakes(api, session, caddy, results, wakes)
+                if results["failed"]:
+                    # What the agent said about the wakes: the failure's cause, for the report.
+                    results["journal"] = [
+                        line for line in unit.journal().splitlines() if "waker" in line
+                    ][-40:]
                 await measure_memory(api, session, sandbox, caddy, results, services)
         finally:
             await unit.stop()
@@ -163,6 +168,9 @@ async def run(wakes: int = 10, services: int = 20) -> Report:
     report.add("wake: first byte median (s) [<=0.3]", statistics.median(wake))
     report.add("wake: first byte max (s)", max(wake))
     report.add(f"wake: failed requests of {results['requests']} [0]", results["failed"])
+    if results["failed"]:
+        report.notes.append(f"failed wakes (seconds, status; 0: no answer): {results['failures']}")
+        report.notes.extend(results.get("journal", []))
     report.add("floor: awake request median (s)", statistics.median(awake))
     report.add("floor: unit boot median (s)", statistics.median(boot))
     report.add("wake: ratio to unit boot", statistics.median(wake) / statistics.median(boot))
@@ -190,7 +198,8 @@ async def measure_wakes(
     await api.until("waker", "active")
     awake = [(await first_byte(session, url, host))[0] for _ in range(wakes)]
     times: list[float] = []
-    requests = failed = 0
+    failures: list[tuple[float, int]] = []
+    requests = 0
     for _ in range(wakes):
         await api.until("waker", "sleeping")
         answers = await asyncio.gather(
@@ -198,8 +207,10 @@ async def measure_wakes(
         )
         times.append(answers[0][0])
         requests += len(answers)
-        failed += sum(1 for _elapsed, code in answers if code != 200)
-    results.update(wake=times, awake=awake, requests=requests, failed=failed)
+        failures += [(round(elapsed, 3), code) for elapsed, code in answers if code != 200]
+    results.update(
+        wake=times, awake=awake, requests=requests, failed=len(failures), failures=failures
+    )
 
 
 async def measure_memory(

@@ -37,6 +37,7 @@ from tests.testbed.mirror import (
     pocketbase_binary,
 )
 from tests.testbed.s3 import S3Server, rclone_binary
+from tests.testbed.stuck import naming_what_it_waits_on
 
 # The store's backends (SQLite, a real PostgreSQL server): `store_backend`, `postgres_server`.
 pytest_plugins = ["tests.testbed.store_backends"]
@@ -211,7 +212,7 @@ async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
     try:
         yield running
     finally:
-        await running.stop()
+        await naming_what_it_waits_on(running.stop(), "the module's agent stopping")
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox
+from pockestrator.agent.sandbox_ports import DEFAULT_PORTS, PORTS_VARIABLE
 from pockestrator.config import AgentConfig
 from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
 from tests.testbed.api_client import Api, api_for
@@ -61,6 +62,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "untimed"))
 
 # As the product configures it: plain tracebacks (rich's would show locals, maybe secrets).
 configure_logging("info", json=False)
+
+
+def _worker_port_share() -> None:
+    """pytest-xdist runs modules side by side: each worker hands out ports from a share of
+    the sandbox range of its own (``agent.sandbox_ports``), so that no two modules ever
+    give one port to two servers."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not worker.startswith("gw") or not worker[2:].isdigit() or count < 1:
+        return
+    low, high = DEFAULT_PORTS
+    size = (high - low) // count
+    start = low + int(worker[2:]) * size
+    os.environ[PORTS_VARIABLE] = f"{start}-{start + size - 1}"
+
+
+_worker_port_share()
 
 # Not under /tmp or /var/tmp: PrivateTmp= in the instances' units would hide it.
 TESTBED_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockestrator-testbed"))

@@ -242,7 +242,7 @@ class Agent(KeySources):
             config.health_failures_before_restart,
             boot_grace=self.reconciler.policy.health_deadline,
             metrics=self.metrics,
-            asleep=lambda name: self.reconciler.sleep.state(name) != "awake",
+            asleep=self.reconciler.sleep.resting,
             booting=self.reconciler.booting,
         )
         # Before any worker runs a bootstrap or a backup of its own: what a killed agent

@@ -268,7 +268,7 @@ class HealthProber:
         self.timeout = timeout
         self.failures_before_restart = failures_before_restart
         self.boot_grace = boot_grace
-        # Asleep or drowsy (agent.sleep): a probe would wake it, or race its stop.
+        # Asleep or about to be (agent.sleep): a probe would wake it, or race its stop.
         self.asleep = asleep
         self.cpu = CpuMeter()
         # Told when a probe's verdict differs from the last one recorded (the alert rules).
@@ -298,15 +298,14 @@ class HealthProber:
         # Spread the probes over a fraction of the interval instead of a burst, and record
         # the whole round in one transaction.
         spacing = min(0.05, self.interval / 4 / len(running))
-        probed = await asyncio.gather(
+        found = await asyncio.gather(
             *(
                 self._probe_one(session, name, port, status, index * spacing)
                 for index, (name, port, status) in enumerate(running)
             )
         )
-        results = [result for result in probed if result is not None]
-        if not results:
-            return
+        # A service that went to rest while its probe waited was not probed (None).
+        results = [result for result in found if result is not None]
         self.store.update_statuses({name: changes for name, changes, _again, _turn in results})
         # A verdict that turned is an event (webhooks and alerts hear of it); a boot's
         # failing probes are not a loss, and a first verdict is not a turn.
@@ -331,21 +330,14 @@ class HealthProber:
         delay: float,
     ) -> tuple[str, dict[str, object], bool, str | None] | None:
         """Probe one instance: the status changes to record, whether to reconcile it, and
-        the event its verdict turning is (``health_lost``, ``health_recovered``, or None).
-
-        None: not probed, or the probe says nothing. A service that fell asleep (or turned
-        drowsy) since the round began is not probed: its port is the agent's, and the probe
-        would wake it (CI saw a probe wake one 50 ms after it slept). One that did while
-        its probe ran was probed as it stopped.
-        """
+        the event its verdict turning is (``health_lost``, ``health_recovered``, or None);
+        None when it went to rest during the delay (the probe would wake it)."""
         await asyncio.sleep(delay)
         if self.asleep(name):
             return None
         loop = asyncio.get_running_loop()
         started = loop.time()
         healthy = await probe(session, port, self.timeout)
-        if self.asleep(name):
-            return None
         self.metrics.probed(name, loop.time() - started)
         changes: dict[str, object] = {
             "last_health_check": utc_now(),

@@ -120,7 +120,11 @@ class Reconciler:
         self.mover = Mover(lambda: self.config, store, controllers, clock, session)
         self.archived: Callable[[], None] | None = None  # told when a folder is archived
         self.sleep = SleepKeeper(
-            controllers.bus, store, config.database.parent / "sleeping", config.caddy_access_log_dir
+            controllers.bus,
+            store,
+            config.database.parent / "sleeping",
+            config.caddy_access_log_dir,
+            in_flight=controllers.sites.requests_in_flight,
         )
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +26,13 @@ from pockestrator.agent.private_systemd import (
     PrivateSystemdError,
     PrivateSystemdPaths,
 )
+from pockestrator.agent.sandbox_ports import free_port as free_port  # re-exported
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.grammar import TlsMode
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def find_tool(name: str) -> Path | None:

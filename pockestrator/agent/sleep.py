@@ -7,8 +7,13 @@ through Caddy. The agent never reads the content, never polls: one timer per ser
 when the service would have been idle for ``sleep_after`` and looks at the mtime once (a
 ``stat``); a later request re-arms the timer for the rest. That is cheaper than Caddy's
 per-host metrics, which need a global option in the operator's Caddyfile and a scrape and
-parse of every service's counters on each look. The agent's own health probes go to
-PocketBase directly, not through Caddy, so they keep nothing awake.
+parse of every service's counters on each look. A request writes its line when it ends,
+so a service idle by the mtime is asked about once more: Caddy's admin API counts the
+requests it is proxying now (``GET /reverse_proxy/upstreams``), and one in flight (a
+realtime subscription, a long upload, a wake's requests still waiting on a slow boot)
+keeps the service awake; the timer looks again after ``BUSY_RECHECK`` at most. The
+agent's own health probes go to PocketBase directly, not through Caddy, so they keep
+nothing awake.
 
 Asleep: the reconcile that sees the service ``drowsy`` stops its unit (the data and the
 Caddy site stay), then ``settled`` binds the service's own port on loopback
@@ -41,7 +46,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +77,16 @@ WAKE_CONNECTIONS_MAX = 256
 # database; the tries end after the service's hold_requests.
 CONNECT_RETRY = 0.005
 PIPE_CHUNK = 65536
+# How soon a service found idle by its access log but with a request in flight through
+# Caddy is looked at again (its sleep_after, if shorter).
+BUSY_RECHECK = 30.0
+
+# Requests Caddy proxies now, per upstream address; None: not known (its admin API is off).
+InFlight = Callable[[], Awaitable[Mapping[str, int] | None]]
+
+
+async def _none_known() -> Mapping[str, int] | None:
+    return None
 
 
 def idle_wait(now: float, last_request: float | None, awake_since: float, after: int) -> float:
@@ -97,10 +112,16 @@ class SleepKeeper:
     sleep; one per agent. ``enqueue`` (set by the agent) queues a reconcile."""
 
     def __init__(
-        self, bus: SystemdBus, store: Store, marks_dir: Path, access_log_dir: Path
+        self,
+        bus: SystemdBus,
+        store: Store,
+        marks_dir: Path,
+        access_log_dir: Path,
+        in_flight: InFlight = _none_known,
     ) -> None:
         self.bus = bus
         self.store = store
+        self.in_flight = in_flight
         self.marks_dir = marks_dir
         self.access_log_dir = access_log_dir
         self.enqueue: Callable[[str], None] = lambda _name: None
@@ -121,6 +142,11 @@ class SleepKeeper:
 
     def is_asleep(self, name: str) -> bool:
         return name in self._asleep
+
+    def resting(self, name: str) -> bool:
+        """Asleep, or drowsy (its stop is planned): a connection to its port now would wake
+        it, or race the stop and wake it the moment its port is held."""
+        return name in self._asleep or name in self._drowsy
 
     def still_idle(self, spec: ServiceSpec) -> bool:
         """Whether a drowsy service is still idle now (a request may have come since the
@@ -210,6 +236,24 @@ class SleepKeeper:
         wait = idle_wait(time.time(), self._last_request(name), self._since(name), after)
         if wait > 0:
             self._arm_idle(name, wait)
+            return
+        assert spec is not None
+        self._spawn(self._unless_busy(name, spec.port, after))
+
+    async def _unless_busy(self, name: str, port: int, after: int) -> None:
+        """Idle by the access log: drowsy and reconciled, unless Caddy is proxying a
+        request to it now (its line is written when it ends); then looked at again."""
+        since = self._awake_since.get(name)
+        counts = await self.in_flight()
+        if (
+            name in self._asleep
+            or name in self._timers
+            or name in self._drowsy
+            or self._awake_since.get(name) != since
+        ):
+            return  # asleep, woken, re-armed or decided while Caddy was asked
+        if counts and counts.get(f"127.0.0.1:{port}", 0) > 0:
+            self._arm_idle(name, min(float(after), BUSY_RECHECK))
             return
         self._drowsy.add(name)
         self.enqueue(name)

@@ -150,11 +150,6 @@ async def run(wakes: int = 10, services: int = 20) -> Report:
             ):
                 api = Api(api_session, root)
                 await measure_wakes(api, session, caddy, results, wakes)
-                if results["failed"]:
-                    # What the agent said about the wakes: the failure's cause, for the report.
-                    results["journal"] = [
-                        line for line in unit.journal().splitlines() if "waker" in line
-                    ][-40:]
                 await measure_memory(api, session, sandbox, caddy, results, services)
         finally:
             await unit.stop()
@@ -168,9 +163,7 @@ async def run(wakes: int = 10, services: int = 20) -> Report:
     report.add("wake: first byte median (s) [<=0.3]", statistics.median(wake))
     report.add("wake: first byte max (s)", max(wake))
     report.add(f"wake: failed requests of {results['requests']} [0]", results["failed"])
-    if results["failed"]:
-        report.notes.append(f"failed wakes (seconds, status; 0: no answer): {results['failures']}")
-        report.notes.extend(results.get("journal", []))
+    report.notes.extend(results["failures"])
     report.add("floor: awake request median (s)", statistics.median(awake))
     report.add("floor: unit boot median (s)", statistics.median(boot))
     report.add("wake: ratio to unit boot", statistics.median(wake) / statistics.median(boot))
@@ -198,19 +191,23 @@ async def measure_wakes(
     await api.until("waker", "active")
     awake = [(await first_byte(session, url, host))[0] for _ in range(wakes)]
     times: list[float] = []
-    failures: list[tuple[float, int]] = []
-    requests = 0
-    for _ in range(wakes):
+    requests = failed = 0
+    failures: list[str] = []
+    for round_number in range(wakes):
         await api.until("waker", "sleeping")
         answers = await asyncio.gather(
             first_byte(session, url, host), *(first_byte(session, url, host) for _ in range(BURST))
         )
         times.append(answers[0][0])
         requests += len(answers)
-        failures += [(round(elapsed, 3), code) for elapsed, code in answers if code != 200]
-    results.update(
-        wake=times, awake=awake, requests=requests, failed=len(failures), failures=failures
-    )
+        lost = [(elapsed, code) for elapsed, code in answers if code != 200]
+        failed += len(lost)
+        if lost:
+            _status, events = await api.call("GET", "/services/waker/events")
+            answered = ", ".join(f"{code or 'none'} after {took:.2f} s" for took, code in lost)
+            recent = [(e["kind"], e["message"]) for e in events.get("events", [])[:8]]
+            failures.append(f"wake {round_number}: {answered}; events: {recent}")
+    results.update(wake=times, awake=awake, requests=requests, failed=failed, failures=failures)
 
 
 async def measure_memory(

@@ -139,6 +139,34 @@ async def test_a_control_start_wakes_a_sleeping_service(
     assert reply.body["service"]["status"] == "active"
 
 
+async def test_a_request_in_flight_through_caddy_keeps_a_service_awake_past_sleep_after(
+    agent: Agent, api: Api, sandbox: Sandbox, napper: dict[str, Any]
+) -> None:
+    """A realtime subscription writes its access-log line only when it ends: Caddy's count
+    of the requests it proxies keeps the instance awake while one is open."""
+    name, domain = napper["name"], napper["domain"]
+    status, _body = await through_caddy(sandbox, domain)  # awake now, whatever it was
+    assert status == 200
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            sandbox.caddy_url + "/api/realtime",
+            headers={"Host": domain, "Accept": "text/event-stream"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+        ) as stream,
+    ):
+        assert stream.status == 200
+        first = await stream.content.readline()
+        assert first.startswith(b"id:"), first  # PocketBase's PB_CONNECT event
+        sleeps_before = kinds(agent, name).count("sleeping")
+        await asyncio.sleep(2.5 * int(SLEEP_AFTER.rstrip("s")))  # past sleep_after twice
+        assert await unit_running(agent, name)
+        assert await state_of(api, name) == "active"
+        assert kinds(agent, name).count("sleeping") == sleeps_before
+        assert not stream.content.at_eof()
+    await fall_asleep(agent, api, name)  # and once it has ended, it sleeps
+
+
 async def test_a_wake_schedule_wakes_a_sleeping_service_with_no_request(
     agent: Agent, api: Api, version: str
 ) -> None:

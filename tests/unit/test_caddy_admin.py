@@ -17,6 +17,7 @@ from pockestrator.controllers.caddy.caddyfile import (
     admin_reachable_by_instances,
 )
 from pockestrator.controllers.caddy.errors import admin_error_text, refused_while_adapting
+from pockestrator.controllers.caddy.sites import upstream_requests
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,27 @@ def test_the_admin_apis_refusal_is_read_from_its_error_field(body: str, text: st
 )
 def test_a_refusal_says_whether_the_caddyfile_did_not_adapt(error: str, adapting: bool) -> None:
     assert refused_while_adapting(error) is adapting
+
+
+@pytest.mark.parametrize(
+    ("body", "counts"),
+    [
+        ('[{"address":"127.0.0.1:8090","num_requests":2,"fails":0}]', {"127.0.0.1:8090": 2}),
+        ("[]", {}),
+        (
+            '[{"address":"127.0.0.1:1","num_requests":1},{"address":"127.0.0.1:1",'
+            '"num_requests":3},{"address":"127.0.0.1:2","num_requests":0}]',
+            {"127.0.0.1:1": 4, "127.0.0.1:2": 0},
+        ),
+        ('[{"address":"a:1","num_requests":true},{"address":7,"num_requests":1}]', {}),
+        ('[{"address":"a:1","num_requests":-3}, "x", null]', {"a:1": 0}),
+        ('[{"address":"a:1"}]', {}),
+        ('{"address":"a:1","num_requests":1}', None),
+        ("not json", None),
+        ("", None),
+    ],
+)
+def test_the_requests_caddy_proxies_now_are_read_per_upstream_and_nothing_else_is_guessed(
+    body: str, counts: dict[str, int] | None
+) -> None:
+    assert upstream_requests(body) == counts

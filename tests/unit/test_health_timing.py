@@ -181,32 +181,36 @@ async def test_probes_of_many_services_are_spread_over_a_quarter_of_the_interval
     assert looptime == 0.225
 
 
-async def test_a_service_that_falls_asleep_after_its_round_began_is_not_probed(
+async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
     looptime: LoopTimeProxy, store: Store
 ) -> None:
-    """Its port is then the agent's sleep listener: a probe would wake it (agent.sleep)."""
+    """Its connection would wake it (or reach the port the moment the agent holds it for
+    a sleep): a service found resting after the probe's spread delay is left alone."""
     async with HealthServers().running() as servers:
         ports = [await servers.answering(200) for _ in range(3)]
-        for name, port in zip(("a-awake", "b-dozes", "c-awake"), ports, strict=True):
-            add_running_service(store, name, port)
-        asleep: set[str] = set()
+        for index, port in enumerate(ports):
+            add_running_service(store, f"s{index}", port)
+        resting: set[str] = set()
         prober = HealthProber(
             store,
             enqueue=lambda name: None,
             interval=1.0,
             timeout=1.0,
             failures_before_restart=2,
-            asleep=lambda name: name in asleep,
+            asleep=lambda name: name in resting,
         )
         async with aiohttp.ClientSession() as session:
-            probing = asyncio.create_task(prober.probe_all(session))
-            await asyncio.sleep(0.01)  # a-awake is probed at once, b-dozes 50 ms on
-            asleep.add("b-dozes")
-            await probing
-    assert [len(servers.arrivals_at(port)) for port in ports] == [1, 0, 1]
+            round_done = asyncio.create_task(prober.probe_all(session))
+            await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
+            resting.add("s2")
+            await round_done
+    assert [servers.arrivals_at(port) for port in ports] == [
+        exactly([0.0]),
+        exactly([0.05]),
+        [],
+    ]
     statuses = store.all_statuses()
-    assert statuses["b-dozes"].last_health_check is None
-    assert statuses["a-awake"].health_ok is statuses["c-awake"].health_ok is True
+    assert [statuses[name].health_ok for name in ("s0", "s1", "s2")] == [True, True, None]
 
 
 @pytest.mark.parametrize(

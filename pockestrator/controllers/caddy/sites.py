@@ -161,6 +161,12 @@ class CaddySites:
         status, body = await self._admin_request("GET", "/metrics")
         return body if status == 200 else None
 
+    async def requests_in_flight(self) -> dict[str, int] | None:
+        """The requests Caddy is proxying right now, per upstream address (its admin API's
+        ``GET /reverse_proxy/upstreams``); None when that does not answer."""
+        status, body = await self._admin_request("GET", "/reverse_proxy/upstreams")
+        return upstream_requests(body) if status == 200 else None
+
     async def admin_answers(self) -> bool:
         """True when Caddy's admin API at ``caddy_admin_url`` answers as the admin API."""
         status, body = await self._admin_request("GET", "/config/")
@@ -335,3 +341,22 @@ class CaddySites:
                 return response.status, await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, f"admin API at {address} unreachable: {exc}"
+
+
+def upstream_requests(body: str) -> dict[str, int] | None:
+    """``address -> num_requests`` of Caddy's upstreams answer; None when it is not that
+    answer (rows of another shape are left out, never guessed at)."""
+    try:
+        rows = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(rows, list):
+        return None
+    counts: dict[str, int] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        address, number = row.get("address"), row.get("num_requests")
+        if isinstance(address, str) and isinstance(number, int) and not isinstance(number, bool):
+            counts[address] = counts.get(address, 0) + max(0, number)
+    return counts

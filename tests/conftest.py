@@ -222,6 +222,21 @@ async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> Agent
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def agent_stops_name_what_they_wait_on() -> Iterator[None]:
+    """Every agent's stop in the tests (fixtures' and the tests' own) prints the pending
+    tasks' stacks when it takes over 120 s: loaded, a stop once outlasted pytest-timeout's
+    300 s in three modules, and the timeout's dump shows only threads."""
+    stop = Agent.stop
+
+    async def named(self: Agent, grace: float = 30.0) -> None:
+        await naming_what_it_waits_on(stop(self, grace), "an agent stopping")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Agent, "stop", named)
+        yield
+
+
 @pytest.fixture(scope="module")
 async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
     """A running agent (with its API) on the module's sandbox."""
@@ -230,7 +245,7 @@ async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
     try:
         yield running
     finally:
-        await naming_what_it_waits_on(running.stop(), "the module's agent stopping")
+        await running.stop()
 
 
 @pytest.fixture(scope="module")

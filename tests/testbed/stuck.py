@@ -13,14 +13,29 @@ import sys
 from collections.abc import Awaitable
 
 
+def awaiting(task: asyncio.Task[object]) -> list[str]:
+    """Where ``task`` waits, coroutine by coroutine down its chain of awaits, and what the
+    last one awaits (``Task.print_stack`` shows only the outermost coroutine's line)."""
+    lines = []
+    awaited: object = task.get_coro()
+    while hasattr(awaited, "cr_frame") or hasattr(awaited, "gi_frame"):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    lines.append(f"  awaiting {awaited!r}")
+    return lines
+
+
 def task_stacks() -> str:
-    """The stack of every task of the running loop but the caller's."""
+    """Where every task of the running loop but the caller's waits."""
     out = io.StringIO()
     current = asyncio.current_task()
     for task in asyncio.all_tasks():
         if task is not current and not task.done():
-            print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
-            task.print_stack(file=out)
+            print(f"--- {task!r}", file=out)
+            print("\n".join(awaiting(task)), file=out)
     return out.getvalue()
 
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -44,10 +45,24 @@ def sha256_file(path: Path) -> str | None:
 
 def sha256_stream(reader: IO[bytes]) -> str:
     """The SHA-256 of everything left in ``reader``, read in chunks (binaries are ~35 MB)."""
-    hasher = hashlib.sha256()
+    return sized_sha256(read_chunks(reader))[1]
+
+
+def read_chunks(reader: IO[bytes]) -> Iterator[bytes]:
+    """Everything left in ``reader``, a chunk at a time (never the whole file in memory)."""
     while chunk := reader.read(HASH_CHUNK):
+        yield chunk
+
+
+def sized_sha256(chunks: Iterable[bytes]) -> tuple[int, str]:
+    """The byte count and SHA-256 of ``chunks``, in one pass: what a manifest's entry
+    records of a file and what a copy read back must match."""
+    hasher = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
         hasher.update(chunk)
-    return hasher.hexdigest()
+        size += len(chunk)
+    return size, hasher.hexdigest()
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:

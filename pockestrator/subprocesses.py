@@ -13,6 +13,9 @@ Every short-lived program the agent runs (``caddy validate``, ``pip download``,
 - when the caller is cancelled (or anything else goes wrong), the child is killed and
   reaped before the exception leaves, so cancelling a reconcile never orphans a process.
 
+``find_tool`` finds a program installed beside this Python (the virtual environment that
+the package's tools such as Caddy and Litestream come in) before one on ``PATH``.
+
 ``end_process`` is the one way to end a child that still runs: optionally ``SIGTERM``
 with a grace period (the journal follower, a long-lived ``journalctl -f``), then
 ``SIGKILL``, then wait for its exit status.
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,3 +172,12 @@ def _close_pipes(process: asyncio.subprocess.Process) -> None:
         pipe = transport.get_pipe_transport(fd)
         if pipe is not None:
             pipe.close()
+
+
+def find_tool(name: str) -> Path | None:
+    """A program installed next to this Python (the virtual environment) or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None

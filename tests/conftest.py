@@ -28,6 +28,7 @@ from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox
 from pockestrator.agent.sandbox_ports import DEFAULT_PORTS, PORTS_VARIABLE
+from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
 from tests.testbed.api_client import Api, api_for
@@ -238,9 +239,16 @@ def agent_stops_name_what_they_wait_on() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-async def agent(agent_config: AgentConfig) -> AsyncIterator[Agent]:
+def agent_clock() -> Clock:
+    """The clock the module's agent runs on: the system's, unless the module gives its own
+    (a ``FakeClock`` it moves on)."""
+    return SYSTEM_CLOCK
+
+
+@pytest.fixture(scope="module")
+async def agent(agent_config: AgentConfig, agent_clock: Clock) -> AsyncIterator[Agent]:
     """A running agent (with its API) on the module's sandbox."""
-    running = Agent(agent_config, api_factory=api_factory())
+    running = Agent(agent_config, api_factory=api_factory(), clock=agent_clock)
     await running.start()
     try:
         yield running

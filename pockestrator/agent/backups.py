@@ -46,7 +46,7 @@ from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.encryption import read_root_only
 from pockestrator.controllers.snapshots.litestream import unit_name as replica_unit
 from pockestrator.controllers.systemd.unit_state import SystemdError
-from pockestrator.specs.grammar import LOCAL_TARGET, version_key
+from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store
 from pockestrator.telemetry import AgentMetrics
@@ -288,9 +288,8 @@ class BackupRunner:
         name = record.name
         try:
             snapshot = await self.snapshots.fetch(name, snapshot_id)  # from a target if need be
-            wanted = snapshot.manifest.pocketbase_version
             running = record.spec.pocketbase_version
-            if wanted and version_key(wanted) > version_key(running):
+            if wanted := snapshot.newer_than(running):
                 raise RestoreFailed(
                     f"snapshot {snapshot_id} was taken with PocketBase {wanted}, newer than "
                     f"{running}: its data may carry migrations {running} does not know; "

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +28,10 @@ from pockestrator.agent.sandbox_ports import free_port as free_port  # re-export
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.specs.grammar import TlsMode
+from pockestrator.subprocesses import find_tool
 
 CADDY_UNIT = "caddy.service"
 _HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (a check, not a use)
-
-
-def find_tool(name: str) -> Path | None:
-    """A tool installed next to this Python (the virtual environment) or on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 def render_sandbox_caddyfile(

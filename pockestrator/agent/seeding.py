@@ -35,7 +35,6 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.archives import Limits, unpack_zip
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import DATA_DIR
-from pockestrator.specs.grammar import version_key
 from pockestrator.specs.store import Seed, ServiceRecord, Store
 
 log = structlog.get_logger("pockestrator.seeding")
@@ -101,9 +100,8 @@ class Seeder:
                     raise SeedFailed(f"no snapshot of {source.service} was named")
                 # Here, or brought from an off-site target (a move to this node).
                 snapshot = await snapshots.fetch(source.service, snapshot_id)
-                wanted = snapshot.manifest.pocketbase_version
                 running = record.spec.pocketbase_version
-                if wanted and version_key(wanted) > version_key(running):
+                if wanted := snapshot.newer_than(running):
                     raise SeedFailed(
                         f"snapshot {snapshot.snapshot_id} was taken with PocketBase {wanted}, "
                         f"newer than {running}; give the new service {wanted} or later"

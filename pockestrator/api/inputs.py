@@ -9,8 +9,12 @@ parsers come to disagree about one request. A number is what JSON Schema says it
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -24,6 +28,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_DEPTH = 32
+UPLOAD_CHUNK = 256 * 1024
 
 
 class _DuplicateKey(ValueError):
@@ -134,6 +139,32 @@ def too_large(limit: int) -> ApiError:
     return field_error(
         413, ErrorCode.PAYLOAD_TOO_LARGE, "body", f"The body is larger than {limit} bytes"
     )
+
+
+async def receive_upload(
+    request: web.Request,
+    path: Path,
+    limit: int,
+    refusal: Callable[[int], ApiError] = too_large,
+) -> tuple[int, str]:
+    """The body streamed into ``path``, a new root-only file, and its size and SHA-256 (what
+    tells a retried upload from another, ``api.idempotency``). Past ``limit`` bytes it is
+    ``refusal(limit)`` (a 413); on any failure the file is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    size = 0
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise refusal(limit)
+                digest.update(chunk)
+                await asyncio.to_thread(out.write, chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
 
 
 def problems_of(exc: ValidationError, prefix: str = "") -> list[Problem]:

@@ -6,13 +6,18 @@ They sit outside ``/api/pockestrator`` and outside the OpenAPI document: they ar
 client's. They take only a node's signed call (``api.node_signing``), never a token or a
 session, and no other route takes a node's signature. A refused call is answered ``403
 NODE_CALL_REFUSED`` and logged with the reason and the caller's address (never a header's
-value). The answers are those of the public routes, computed for this host.
+value). A call's headers are checked (well-formed, fresh, from a registered node) before
+its body is read, and the body only up to ``BODY_LIMIT``. The answers are those of the
+public routes, computed for this host, and signed for the call that asked
+(``sign_answer``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -22,8 +27,19 @@ from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import validate_model
 from pockestrator.api.log_routes import logs_of
 from pockestrator.api.models.requests import ControlBody
-from pockestrator.api.node_signing import CallRefused, ReplayGuard, read_fleet_secret, verify
-from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls, internal_path
+from pockestrator.api.node_signing import (
+    STREAM,
+    CallRefused,
+    Credential,
+    ReplayGuard,
+    answer_headers,
+    body_digest,
+    check_signature,
+    credential_of,
+    read_fleet_secret,
+    secret_to_check,
+)
+from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls, internal_path, read_bounded
 from pockestrator.api.routing import STREAMS, Handler, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.control import control_here
@@ -36,45 +52,106 @@ FLEET_SECRET = web.AppKey("fleet_secret", bytes)
 REPLAYS = web.AppKey("node_call_replays", ReplayGuard)
 
 
-def _verified(request: web.Request, body: bytes = b"") -> str:
-    """The calling node, or a 403 once its credential fails (``body``: what it sent)."""
-    secret = request.app.get(FLEET_SECRET)
+# A control's body is {"action": ...}: a few dozen bytes.
+BODY_LIMIT = 4096
+# The verified call a request carries, for its answer's signature (typed storage where
+# aiohttp has it, as ``routing.PRINCIPAL``).
+_CALL: Any = (
+    web.RequestKey("node_call", Credential) if hasattr(web, "RequestKey") else "pockestrator.call"
+)
+
+
+def _refused(request: web.Request, exc: CallRefused) -> ApiError:
+    log.warning("node call refused", path=request.path, peer=request.remote, why=str(exc))
+    return ApiError(
+        403, ErrorCode.NODE_CALL_REFUSED, f"Not a valid call from a node of this fleet: {exc}"
+    )
+
+
+async def _verified(request: web.Request) -> tuple[str, bytes]:
+    """The calling node and the body it sent, or a 403 once its credential fails. The
+    headers are judged first (nothing of the body is read for a call they refuse), then
+    the body, at most ``BODY_LIMIT`` bytes (413 past it), against the signature."""
     agent = agent_of(request)
+    now = time.time()
     try:
-        return verify(
+        secret = secret_to_check(request.app.get(FLEET_SECRET))
+        credential = credential_of(request.headers, now)
+        if await asyncio.to_thread(agent.store.get_node, credential.caller) is None:
+            raise CallRefused(f"no node {credential.caller!r} is registered in this fleet")
+    except CallRefused as exc:
+        raise _refused(request, exc) from None
+    body = b""
+    if request.can_read_body:
+        too_long = (request.content_length or 0) > BODY_LIMIT
+        read = None if too_long else await read_bounded(request.content, BODY_LIMIT)
+        if read is None:
+            raise ApiError(
+                413,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"A node call's body is at most {BODY_LIMIT} bytes",
+            )
+        body = read
+    try:
+        check_signature(
             secret,
             agent.config.node,
             request.method,
             request.raw_path,
-            request.headers,
-            time.time(),
+            credential,
+            now,
             request.app[REPLAYS],
             body,
         )
     except CallRefused as exc:
-        log.warning("node call refused", path=request.path, peer=request.remote, why=str(exc))
-        raise ApiError(
-            403, ErrorCode.NODE_CALL_REFUSED, f"Not a valid call from a node of this fleet: {exc}"
-        ) from None
+        raise _refused(request, exc) from None
+    request[_CALL] = credential
+    return credential.caller, body
+
+
+async def sign_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """Sign the answer to a verified node call, as its headers leave: a body's hash, or
+    ``STREAM`` for a stream (whose body is not known yet)."""
+    credential: Credential | None = request.get(_CALL)
+    secret = request.app.get(FLEET_SECRET)
+    if credential is None or secret is None:
+        return
+    if isinstance(response, web.Response):
+        body = response.body
+        if not isinstance(body, bytes | bytearray):
+            return  # not an answer of these routes: left unsigned, which the caller refuses
+        digest = body_digest(bytes(body))
+    else:
+        digest = STREAM
+    this_node = agent_of(request).config.node
+    response.headers.update(
+        answer_headers(
+            secret,
+            response.status,
+            credential.nonce,
+            this_node,
+            credential.caller,
+            time.time(),
+            digest,
+        )
+    )
 
 
 async def node_status(request: web.Request) -> web.StreamResponse:
-    _verified(request)
+    await _verified(request)
     agent = agent_of(request)
     record = find_service(agent, request.match_info["name"])
     return answer(await status_here(agent, record))
 
 
 async def node_logs(request: web.Request) -> web.StreamResponse:
-    _verified(request)
+    await _verified(request)
     record = find_service(agent_of(request), request.match_info["name"])
     return await logs_of(request, record, here=True)
 
 
 async def node_control(request: web.Request) -> web.StreamResponse:
-    # Read before the check: the signature covers the body (bounded by client_max_size).
-    raw = await request.read()
-    caller = _verified(request, raw)
+    caller, raw = await _verified(request)
     record = find_service(agent_of(request), request.match_info["name"])
     try:
         body = json.loads(raw)
@@ -99,6 +176,7 @@ def add_fleet_calls(app: web.Application, agent: AgentContext) -> set[web.Abstra
     if secret is not None:
         app[FLEET_SECRET] = secret
     app[REPLAYS] = ReplayGuard()
+    app.on_response_prepare.append(sign_answer)
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "status", node_status),
         ("GET", "logs", node_logs),

@@ -16,6 +16,11 @@ may let anyone call a node; the secret lives only in a root-only file on each ho
 
 A node's API accepts a signature only on the node-internal routes (``api.node_routes``),
 and those take nothing else: a token opens none of them, a signature no other route.
+
+The answer is signed too (``answer_signature``): its status, its body's hash, the call's
+nonce, both node names and the moment, so the caller knows it came from the node it
+called and for this call (not from a tenant that took that node's port, nor a copy of an
+earlier answer). A stream is signed at its head (status and nonce): its events are not.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ NODE_HEADER = "X-Pockestrator-Node"
 TIME_HEADER = "X-Pockestrator-Node-Time"
 NONCE_HEADER = "X-Pockestrator-Node-Nonce"
 SIGNATURE_HEADER = "X-Pockestrator-Node-Signature"
+ANSWER_TIME_HEADER = "X-Pockestrator-Node-Answer-Time"
+ANSWER_SIGNATURE_HEADER = "X-Pockestrator-Node-Answer-Signature"
+# In place of a body's hash: a stream's answer is signed at its head alone.
+STREAM = "stream"
 SKEW_SECONDS = 60
 SECRET_MIN_BYTES = 32
 _SIGNATURE = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -82,7 +91,7 @@ def signature(
     """The HMAC of one call: ``target`` is the path and query exactly as sent, ``body``
     the bytes sent (by their SHA-256); ``nonce`` makes two calls alike in all else (the
     same second) two signatures."""
-    digest = hashlib.sha256(body).hexdigest()
+    digest = body_digest(body)
     parts = ("pockestrator-node-call-v1", method.upper(), target, caller, callee, str(at), nonce)
     message = "\n".join((*parts, digest))
     return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
@@ -107,6 +116,101 @@ def signed_headers(
     }
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A call's credential as its headers carry it, well-formed and within the window."""
+
+    caller: str
+    at: int
+    nonce: str
+    signed: str
+
+
+def secret_to_check(secret: bytes | None) -> bytes:
+    """The secret calls are checked with; a node without one takes no call."""
+    if secret is None:
+        raise CallRefused("this node has no fleet_secret_file")
+    return secret
+
+
+def credential_of(headers: Mapping[str, str], now: float) -> Credential:
+    """What a call claims, checked before anything of it is read: every header present
+    and well-formed, the moment within ``SKEW_SECONDS`` of ``now``."""
+    caller = headers.get(NODE_HEADER, "")
+    moment = headers.get(TIME_HEADER, "")
+    nonce = headers.get(NONCE_HEADER, "")
+    signed = headers.get(SIGNATURE_HEADER, "")
+    if not (
+        _NODE.fullmatch(caller)
+        and _MOMENT.fullmatch(moment)
+        and _NONCE.fullmatch(nonce)
+        and _SIGNATURE.fullmatch(signed)
+    ):
+        raise CallRefused("no node credential, or a malformed one")
+    at = int(moment)
+    _within_window(now, at)
+    return Credential(caller, at, nonce, signed)
+
+
+def _within_window(now: float, at: int) -> None:
+    if abs(now - at) > SKEW_SECONDS:
+        raise CallRefused(
+            f"signed {int(now - at)} s from this node's clock (at most {SKEW_SECONDS})"
+        )
+
+
+def answer_signature(
+    secret: bytes,
+    status: int,
+    nonce: str,
+    answering: str,
+    asking: str,
+    at: int,
+    digest: str,
+) -> str:
+    """The HMAC of one answer by node ``answering`` to the call of ``asking`` that carried
+    ``nonce``; ``digest`` is the body's SHA-256 (hex), or ``STREAM`` for a stream's head."""
+    parts = ("pockestrator-node-answer-v1", str(status), nonce, answering, asking, str(at))
+    message = "\n".join((*parts, digest))
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def answer_headers(
+    secret: bytes, status: int, nonce: str, answering: str, asking: str, now: float, digest: str
+) -> dict[str, str]:
+    """The headers that sign an answer (``answer_signature``)."""
+    at = int(now)
+    signed = answer_signature(secret, status, nonce, answering, asking, at, digest)
+    return {ANSWER_TIME_HEADER: str(at), ANSWER_SIGNATURE_HEADER: signed}
+
+
+def check_answer(
+    secret: bytes,
+    headers: Mapping[str, str],
+    status: int,
+    nonce: str,
+    answering: str,
+    asking: str,
+    now: float,
+    digest: str,
+) -> None:
+    """``CallRefused`` saying why unless the answer is signed by a holder of the secret,
+    as ``answering``'s answer to this call (``nonce``), of this status and body, lately."""
+    moment = headers.get(ANSWER_TIME_HEADER, "")
+    signed = headers.get(ANSWER_SIGNATURE_HEADER, "")
+    if not (_MOMENT.fullmatch(moment) and _SIGNATURE.fullmatch(signed)):
+        raise CallRefused(f"its answer ({status}) is not signed")
+    at = int(moment)
+    _within_window(now, at)
+    expected = answer_signature(secret, status, nonce, answering, asking, at, digest)
+    if not hmac.compare_digest(expected, signed):
+        raise CallRefused(f"the signature of its answer ({status}) does not hold")
+
+
 @dataclass
 class ReplayGuard:
     """The signatures taken in the last ``2 * SKEW_SECONDS``: each is taken once."""
@@ -123,6 +227,26 @@ class ReplayGuard:
         return True
 
 
+def check_signature(
+    secret: bytes,
+    this_node: str,
+    method: str,
+    target: str,
+    credential: Credential,
+    now: float,
+    replays: ReplayGuard,
+    body: bytes = b"",
+) -> None:
+    """``CallRefused`` unless ``credential`` signs this call, to this node, for the first
+    time (``body``: what the call sent)."""
+    c = credential
+    expected = signature(secret, method, target, c.caller, this_node, c.at, c.nonce, body)
+    if not hmac.compare_digest(expected, c.signed):
+        raise CallRefused("the signature does not hold for this call to this node")
+    if not replays.first_time(c.signed, now):
+        raise CallRefused("this signed call was already taken once")
+
+
 def verify(
     secret: bytes | None,
     this_node: str,
@@ -134,27 +258,7 @@ def verify(
     body: bytes = b"",
 ) -> str:
     """The calling node's name, or ``CallRefused`` saying why (never with the secret)."""
-    if secret is None:
-        raise CallRefused("this node has no fleet_secret_file")
-    caller = headers.get(NODE_HEADER, "")
-    moment = headers.get(TIME_HEADER, "")
-    nonce = headers.get(NONCE_HEADER, "")
-    signed = headers.get(SIGNATURE_HEADER, "")
-    if not (
-        _NODE.fullmatch(caller)
-        and _MOMENT.fullmatch(moment)
-        and _NONCE.fullmatch(nonce)
-        and _SIGNATURE.fullmatch(signed)
-    ):
-        raise CallRefused("no node credential, or a malformed one")
-    at = int(moment)
-    if abs(now - at) > SKEW_SECONDS:
-        raise CallRefused(
-            f"signed {int(now - at)} s from this node's clock (at most {SKEW_SECONDS})"
-        )
-    expected = signature(secret, method, target, caller, this_node, at, nonce, body)
-    if not hmac.compare_digest(expected, signed):
-        raise CallRefused("the signature does not hold for this call to this node")
-    if not replays.first_time(signed, now):
-        raise CallRefused("this signed call was already taken once")
-    return caller
+    checked = secret_to_check(secret)
+    credential = credential_of(headers, now)
+    check_signature(checked, this_node, method, target, credential, now, replays, body)
+    return credential.caller

@@ -5,8 +5,11 @@ it, and its unit is acted on there, over a signed node-to-node call
 Any node's API answers ``/services/{id}/status``, ``/logs`` (``follow`` too) and
 ``/control``; for a service of another node it relays that node's answer. When the owner
 cannot be asked (no fleet secret here, the node is unknown or does not answer, or it
-refuses the call) the answer is ``502 NODE_UNREACHABLE`` naming the node: never this
-host's absent unit. A log stream relayed takes a slot of this node's ``max_log_streams``
+refuses the call, or its answer is not signed for this call: ``check_answer``) the answer
+is ``502 NODE_UNREACHABLE`` naming the node and why: never this host's absent unit. A
+node whose address is plain http:// to another host is not called unless
+``fleet_plain_http`` says so; https:// is verified against ``fleet_ca_file`` or the system's
+trust store. A log stream relayed takes a slot of this node's ``max_log_streams``
 as a local one does, and this agent's shutdown ends it.
 """
 
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp
@@ -27,11 +32,19 @@ from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError
 from pockestrator.api.models.logs import LogsResponse
 from pockestrator.api.models.services import ControlResult, RuntimeStatus, ServiceStatusResponse
-from pockestrator.api.node_signing import signed_headers
+from pockestrator.api.node_signing import (
+    NONCE_HEADER,
+    STREAM,
+    CallRefused,
+    body_digest,
+    check_answer,
+    signed_headers,
+)
 from pockestrator.api.routing import answer
 from pockestrator.api.streams import LogStreams, StreamsFull
 from pockestrator.api.views import runtime_view
 from pockestrator.clock import utc_now
+from pockestrator.config.node import is_plain_remote
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 
@@ -59,6 +72,39 @@ def unreachable(node: str, why: str) -> ApiError:
         ErrorCode.NODE_UNREACHABLE,
         f"The service runs on node {node!r}, which could not be asked: {why}",
     )
+
+
+class FleetCaUnusable(Exception):
+    """``fleet_ca_file`` cannot be read as PEM certificates: the API does not start."""
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """All of ``content``, or None once it passes ``limit`` bytes (the rest left unread)."""
+    read = bytearray()
+    while chunk := await content.read(limit + 1 - len(read)):
+        read += chunk
+        if len(read) > limit:
+            return None
+    return bytes(read)
+
+
+def _trust(agent: AgentContext) -> ssl.SSLContext:
+    """What an owner's https:// certificate is verified against."""
+    path = agent.config.fleet_ca_file
+    try:
+        return ssl.create_default_context(cafile=str(path) if path is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise FleetCaUnusable(f"fleet_ca_file: {path} holds no usable CA: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A call made: the owner's answer, and what its signature must name."""
+
+    response: aiohttp.ClientResponse
+    node: str
+    nonce: str
+    secret: bytes
 
 
 class _Relay:
@@ -91,6 +137,7 @@ class OwnerCalls:
         self._agent = agent
         self._secret = secret
         self._streams = streams
+        self._trust = _trust(agent)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -105,28 +152,34 @@ class OwnerCalls:
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout,
         body: bytes | None = None,
-    ) -> aiohttp.ClientResponse:
-        node = record.node
-        if self._secret is None:
+    ) -> _Call:
+        node, secret = record.node, self._secret
+        if secret is None:
             raise unreachable(node, "this node has no fleet_secret_file to sign the call with")
         owner = await asyncio.to_thread(self._agent.store.get_node, node)
         if owner is None:
             raise unreachable(node, "no such node is registered")
+        if is_plain_remote(owner.api_address) and not self._agent.config.fleet_plain_http:
+            raise unreachable(
+                node,
+                f"its address {owner.api_address} is plain http:// to another host "
+                "(fleet_plain_http is off here)",
+            )
         target = internal_path(record.name, what)
         if query:
             target += "?" + urlencode(query)
         this_node = self._agent.config.node
         method = "GET" if body is None else "POST"
-        signed = signed_headers(
-            self._secret, method, target, this_node, node, time.time(), body or b""
-        )
+        signed = signed_headers(secret, method, target, this_node, node, time.time(), body or b"")
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
         if self._session is None:
-            self._session = aiohttp.ClientSession(auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._trust), auto_decompress=False
+            )
         url = URL(owner.api_address + target, encoded=True)
         try:
-            return await self._session.request(
+            response = await self._session.request(
                 method,
                 url,
                 data=body,
@@ -137,6 +190,24 @@ class OwnerCalls:
         except (aiohttp.ClientError, TimeoutError) as exc:
             lost = " (its lease has ended)" if owner.state == "lost" else ""
             raise unreachable(node, f"{type(exc).__name__} at {owner.api_address}{lost}") from None
+        return _Call(response, node, signed[NONCE_HEADER], secret)
+
+    def _check(self, call: _Call, digest: str) -> None:
+        """502 unless the answer is the owner's, to this call (``check_answer``)."""
+        response = call.response
+        try:
+            check_answer(
+                call.secret,
+                response.headers,
+                response.status,
+                call.nonce,
+                call.node,
+                self._agent.config.node,
+                time.time(),
+                digest,
+            )
+        except CallRefused as exc:
+            raise unreachable(call.node, str(exc)) from None
 
     async def _json(
         self,
@@ -146,15 +217,18 @@ class OwnerCalls:
         body: bytes | None = None,
         timeout: aiohttp.ClientTimeout = CALL_TIMEOUT,
     ) -> tuple[int, bytes]:
-        response = await self._open(record, what, query, {}, timeout, body)
-        async with response:
+        call = await self._open(record, what, query, {}, timeout, body)
+        async with call.response as response:
             try:
-                body = await response.content.read(ANSWER_LIMIT)
+                answered = await read_bounded(response.content, ANSWER_LIMIT)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise unreachable(
                     record.node, f"its answer broke off ({type(exc).__name__})"
                 ) from None
-            return response.status, body
+            if answered is None:
+                raise unreachable(record.node, f"its answer is over {ANSWER_LIMIT} bytes")
+            self._check(call, body_digest(answered))
+            return response.status, answered
 
     async def status_of(self, record: ServiceRecord) -> ServiceStatusResponse:
         """The owner's ``/status`` of ``record``, checked against the model."""
@@ -236,10 +310,11 @@ class OwnerCalls:
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         try:
             with self._streams.slot() as slot:
-                upstream = await self._open(record, "logs", query, headers, STREAM_TIMEOUT)
-                async with upstream:
+                call = await self._open(record, "logs", query, headers, STREAM_TIMEOUT)
+                async with call.response as upstream:
                     if upstream.status != 200:
                         raise unreachable(record.node, f"it answered {upstream.status}")
+                    self._check(call, STREAM)
                     slot.attach(_Relay(upstream))
                     return await _pass_on(request, upstream)
         except StreamsFull:

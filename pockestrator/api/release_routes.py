@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import os
 import secrets
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from pockestrator.api.backup_routes import operation_view
 from pockestrator.api.context import AgentContext, ReleaseInfo
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.idempotency import claim_upload
-from pockestrator.api.inputs import parse_query
+from pockestrator.api.inputs import parse_query, receive_upload
 from pockestrator.api.models.backups import OperationAnswer
 from pockestrator.api.models.releases import (
     DeployQuery,
@@ -47,7 +45,6 @@ from pockestrator.specs.store import ServiceRecord
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 UPLOADS_DIR = "uploads"  # agent.deploys.UPLOADS_DIR: where the deploy takes it from
-_CHUNK = 256 * 1024
 
 
 def release_view(info: ReleaseInfo) -> ReleaseView:
@@ -118,22 +115,13 @@ async def deploy(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive(request: web.Request, folder: Path, upload: Path, limit: int) -> str:
-    """The body into a new root-only file, at most ``limit`` bytes (413 past it); its
-    SHA-256 (what tells a retried deploy from another, ``api.idempotency``)."""
+    """The deploy's archive in ``upload`` and its SHA-256 (``receive_upload``); an empty
+    body is refused."""
     await asyncio.to_thread(folder.mkdir, mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    size = 0
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "wb") as out:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            digest.update(chunk)
-            await asyncio.to_thread(out.write, chunk)
+    size, digest = await receive_upload(request, upload, limit, _too_large)
     if size == 0:
         raise field_error(422, ErrorCode.UNSAFE_ARCHIVE, "archive", "the body is empty")
-    return digest.hexdigest()
+    return digest
 
 
 def _check(agent: AgentContext, upload: Path) -> None:

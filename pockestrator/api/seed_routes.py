@@ -18,8 +18,6 @@ archive is 400 ``IMPORT_INVALID`` naming the problem, and nothing is left behind
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -33,7 +31,13 @@ from pockestrator.api.backup_routes import _existing
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, field_error, validation_failed
 from pockestrator.api.idempotency import CALL, claim_upload
-from pockestrator.api.inputs import parse_query, read_json_object, too_large, validate_model
+from pockestrator.api.inputs import (
+    parse_query,
+    read_json_object,
+    receive_upload,
+    too_large,
+    validate_model,
+)
 from pockestrator.api.models.requests import CreateQuery, WholePageQuery
 from pockestrator.api.models.seeds import (
     ArchiveList,
@@ -62,7 +66,6 @@ from pockestrator.specs.store import API_OWNER, SeedSource
 
 log = structlog.get_logger("pockestrator.api")
 
-_CHUNK = 1024 * 1024
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 # What a clone does not take from its source: its identity and its first-superuser set-up
 # (the data already holds the source's superusers).
@@ -221,26 +224,13 @@ async def import_service(request: web.Request) -> web.StreamResponse:
 
 
 async def _stage_upload(request: web.Request, folder: Path, limit: int) -> tuple[Path, str]:
-    """The body in a new root-only file, at most ``limit`` bytes (413 past it: removed), and
-    its SHA-256 (what tells a retried import from another, ``api.idempotency``)."""
+    """The import's archive in a new file of the root-only ``folder``, and its SHA-256
+    (``receive_upload``)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     path = folder / f"{secrets.token_hex(8)}.zip"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    count = 0
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            async for chunk in request.content.iter_chunked(_CHUNK):
-                count += len(chunk)
-                if count > limit:
-                    raise too_large(limit)
-                digest.update(chunk)
-                await asyncio.to_thread(handle.write, chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path, digest.hexdigest()
+    _size, digest = await receive_upload(request, path, limit)
+    return path, digest
 
 
 # -- archives ------------------------------------------------------------------------------

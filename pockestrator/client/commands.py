@@ -21,6 +21,7 @@ from pockestrator.client.http import (
     WAITING_TIMEOUT,
     ApiClient,
     ApiError,
+    decoded_events,
     service_path,
 )
 from pockestrator.client.output import (
@@ -65,6 +66,17 @@ class Console:
 
     def note(self, message: str) -> None:
         print(message, file=self.err, flush=True)
+
+    def streamed(self, item: Any, line: Callable[[Any], str]) -> None:
+        """One item of a followed stream, printed at once: a JSON line, a YAML document, or
+        ``line(item)`` for the human formats."""
+        if self.fmt == "json":
+            text = json.dumps(item, ensure_ascii=False)
+        elif self.fmt == "yaml":
+            text = "---\n" + to_yaml(item).rstrip("\n")
+        else:
+            text = line(item)
+        print(text, file=self.out, flush=True)
 
 
 # -- services ----------------------------------------------------------------------------
@@ -340,20 +352,8 @@ def logs(
     query["follow"] = True
     stream = client.events(service_path(name, "logs"), query)
     try:
-        for event in stream:
-            if event.event != "log":
-                continue
-            try:
-                entry = json.loads(event.data)
-            except ValueError:
-                continue
-            if console.fmt == "json":
-                text = json.dumps(entry, ensure_ascii=False)
-            elif console.fmt == "yaml":
-                text = "---\n" + to_yaml(entry).rstrip("\n")
-            else:
-                text = _log_line(entry)
-            print(text, file=console.out, flush=True)
+        for _event, entry in decoded_events(stream, "log"):
+            console.streamed(entry, _log_line)
     except KeyboardInterrupt:
         stream.close()
         return 0  # Ctrl-C is how a follow is meant to end

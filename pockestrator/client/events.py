@@ -8,13 +8,18 @@ A webhook's secret is printed once, by ``webhooks add``, alone on stdout (so tha
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from pockestrator.client.http import AgentUnreachable, ApiClient, ClientError, service_path
-from pockestrator.client.output import safe_text, short_time, table, to_yaml
+from pockestrator.client.http import (
+    AgentUnreachable,
+    ApiClient,
+    ClientError,
+    decoded_events,
+    service_path,
+)
+from pockestrator.client.output import safe_text, short_time, table
 
 RECONNECT_SECONDS = 3.0
 
@@ -25,16 +30,6 @@ def _event_line(event: dict[str, Any]) -> str:
         f"{short_time(event.get('at'))}  {event.get('id')}  {service}  {event.get('kind')}"
         f"  {event.get('message')}"
     )
-
-
-def _print_event(console: Any, event: dict[str, Any]) -> None:
-    if console.fmt == "json":
-        text = json.dumps(event, ensure_ascii=False)
-    elif console.fmt == "yaml":
-        text = "---\n" + to_yaml(event).rstrip("\n")
-    else:
-        text = _event_line(event)
-    print(text, file=console.out, flush=True)
 
 
 def events(client: ApiClient, console: Any, service: str | None, limit: int, follow: bool) -> int:
@@ -50,16 +45,10 @@ def events(client: ApiClient, console: Any, service: str | None, limit: int, fol
     while True:
         stream = client.events(path, {"follow": True}, last_event_id=last)
         try:
-            for event in stream:
-                if event.event != "event":
-                    continue
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    continue
+            for event, data in decoded_events(stream, "event"):
                 if service:
                     data.setdefault("service", service)
-                _print_event(console, data)
+                console.streamed(data, _event_line)
                 last = event.id or last
         except KeyboardInterrupt:
             stream.close()

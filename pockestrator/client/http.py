@@ -25,7 +25,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -438,3 +438,16 @@ class ApiClient:
 def service_path(name: str, *rest: str) -> str:
     """``/services/<name>[/rest...]`` with the name escaped (it is user input)."""
     return "/".join(["/services", quote(name, safe=""), *rest])
+
+
+def decoded_events(stream: Iterable[SseEvent], kind: str) -> Iterator[tuple[SseEvent, Any]]:
+    """The events of ``stream`` named ``kind``, each with its JSON data; any other event,
+    and one whose data is not JSON, is passed over (a keep-alive, a newer agent's kind)."""
+    for event in stream:
+        if event.event != kind:
+            continue
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        yield event, data

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from pockestrator.config.alerts import AlertRules
 from pockestrator.config.checks import AgentCheckedValues
-from pockestrator.config.node import default_node_name
+from pockestrator.config.node import default_node_name, is_plain_remote
 from pockestrator.config.store import StoreConfig
 from pockestrator.config.targets import S3Target
 from pockestrator.specs.backups import BackupPolicy
@@ -92,6 +92,17 @@ class AgentConfig(AgentCheckedValues):
         "every node (at least 32 bytes): nodes sign their calls to each other with it "
         "(live status, logs and control of another node's service). None: no node-to-node "
         "calls.",
+    )
+    fleet_plain_http: bool = Field(
+        default=False,
+        description="Let node-to-node calls go over plain http:// to a non-loopback address "
+        "(this node's node_api_address, and other nodes'): signed, but a service's logs and "
+        "status cross the network unencrypted. Off: such an address is refused.",
+    )
+    fleet_ca_file: Path | None = Field(
+        default=None,
+        description="A PEM file of the CA(s) that sign the other nodes' API certificates "
+        "(https:// node_api_address); None: the system's trust store.",
     )
     fleet_routing: bool = Field(
         default=False,
@@ -336,6 +347,23 @@ class AgentConfig(AgentCheckedValues):
     @property
     def node_api_url(self) -> str:
         return self.node_api_address or f"http://{self.listen_host}:{self.listen_port}"
+
+    @model_validator(mode="after")
+    def _node_api_is_loopback_or_tls(self) -> AgentConfig:
+        """Node calls carry a service's logs and status: never over plain HTTP across a
+        network unless the operator said so (``fleet_plain_http``)."""
+        if (
+            self.fleet_secret_file is not None
+            and not self.fleet_plain_http
+            and is_plain_remote(self.node_api_url)
+        ):
+            raise ValueError(
+                f"node_api_address: {self.node_api_url} is plain http:// to a host other "
+                "than this one, and other nodes' calls would carry a service's logs and "
+                "status unencrypted: publish the API over TLS and give its https:// "
+                "address, or set fleet_plain_http: true on a private network you trust"
+            )
+        return self
 
     @model_validator(mode="after")
     def _services_are_state_directories(self) -> AgentConfig:

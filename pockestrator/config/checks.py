@@ -43,6 +43,7 @@ PATH_KEYS: dict[str, bool] = {
     "litestream_binary": False,
     "apps_dir": False,
     "fleet_secret_file": False,
+    "fleet_ca_file": False,
 }
 
 

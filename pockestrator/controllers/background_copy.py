@@ -39,6 +39,7 @@ BACKGROUND_NICE = 19
 _IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i686": 289, "armv7l": 314, "riscv64": 30}
 _IOPRIO_WHO_PROCESS = 1
 IOPRIO_IDLE = 3 << 13
+_FourInts = Callable[[int, int, int, int], int]  # a libc call's (see _libc)
 
 
 def copy_hashed(reader: BinaryIO, writer: BinaryIO, *, release: bool = False) -> tuple[int, str]:
@@ -120,30 +121,24 @@ def _write_back(fd: int, offset: int, length: int, *, wait: bool) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``sync_file_range`` (Linux), which Python's ``os`` does not offer."""
-    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+def _libc(name: str, *argtypes: type[ctypes._SimpleCData[int]]) -> _FourInts | None:
+    """A libc call of four integers that Python's ``os`` does not offer (Linux), or None
+    where this libc has none by that name."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), name, None)
     if function is None:
         return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.argtypes = argtypes
     function.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], function)
-
-
-def _fallocate() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``fallocate`` (Linux), for its hole punching, which ``os`` does not offer."""
-    function = getattr(ctypes.CDLL(None, use_errno=True), "fallocate64", None)
-    if function is None:
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    function.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], function)
+    return cast(_FourInts, function)
 
 
 _SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4
-_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE = _libc(
+    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+)
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
-_FALLOCATE = _fallocate()
+# fallocate, for its hole punching.
+_FALLOCATE = _libc("fallocate64", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 
 
 def lower_priority() -> None:

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from pockestrator.agent.sandbox import free_port
 from tests.e2e.browser import Dashboard
+from tests.testbed.receivers import receiving
 
 expect = pytest.importorskip("playwright.async_api").expect
 pytestmark = pytest.mark.e2e
@@ -37,16 +37,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hooks = Receiver()
-    app = web.Application()
-    app.router.add_post("/in", hooks.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hooks, f"http://127.0.0.1:{port}/in"
-    finally:
-        await runner.cleanup()
+    async with receiving("/in", hooks.handle) as url:
+        yield hooks, url
 
 
 async def test_a_webhook_is_added_tested_and_deleted_and_its_secret_shown_once(

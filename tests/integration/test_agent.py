@@ -18,11 +18,11 @@ import yaml
 
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.controllers.caddy import CATCH_ALL
 from pockestrator.controllers.systemd import unit_body_hash
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceStatus
+from tests.testbed.bursts import drop_at_once, start_up_done
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_for_pocketbase, wait_until
 
@@ -337,23 +337,12 @@ async def test_an_upgrade_step_that_raises_is_rolled_back_once_not_retried_while
 async def test_a_burst_of_specs_shares_one_unit_wave_no_daemon_reload_and_one_caddy_reload(
     agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str], count: int
 ) -> None:
-    # What the agent does at its start (the catch-all site, one load of the sites on disk)
-    # is not the burst's, when this test runs first.
-    start_up = [task for task in agent._tasks if task.get_name() == "caddy-sites"]
-    await asyncio.wait(start_up, timeout=30)
-    assert await agent.wait_reconciled(CATCH_ALL, timeout=30)
+    await start_up_done(agent)  # when this test runs first
     reloads = agent.coordinator.fired("daemon-reload")
     reload_calls = agent.reconciler.steps.reloads
     caddy_reloads = agent.sites.reload_count
     names = [f"burst{index}" for index in range(count)]
-    for name in names:
-        target = agent.config.spec_dir / f".{name}.tmp"
-        target.write_text(
-            f"project_name: {name}\nport: {free_port()}\n"
-            f'pocketbase_version: "{pocketbase_versions[1]}"\n'
-        )
-    for name in names:  # all appear in one directory event batch
-        os.replace(agent.config.spec_dir / f".{name}.tmp", agent.config.spec_dir / f"{name}.yaml")
+    drop_at_once(agent, names, pocketbase_versions[1])
     for name in names:
         await status_becomes(agent, name, lambda s: s.state == "active", 60)
     assert agent.coordinator.fired("daemon-reload") - reloads == 1

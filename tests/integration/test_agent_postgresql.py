@@ -14,9 +14,6 @@ same rows: no receiver gets an event twice.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -34,8 +31,10 @@ from pockestrator.config import AgentConfig, AlertRules, StoreConfig
 from pockestrator.database_postgres import PostgresDatabase
 from pockestrator.specs.store import Claimed, Store
 from tests.integration.test_webhooks import Receiver
-from tests.testbed.api_client import Api, api_for, wait_running
+from tests.testbed.api_client import Api, wait_running
+from tests.testbed.held_port import killed_and_held
 from tests.testbed.postgres import PostgresServer
+from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
 
 # Each answer takes this long, so that a burst fills one worker's slots and the other
@@ -79,22 +78,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         await asyncio.sleep(ANSWER_SECONDS)
         return await hooks.handle(request)
 
-    app = web.Application()
-    app.router.add_post("/hook", slowly)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hooks, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
+    async with receiving("/hook", slowly) as url:
+        yield hooks, url
 
 
 def _rows(server: PostgresServer, dsn: str, sql: str) -> list[tuple[Any, ...]]:
@@ -222,12 +207,7 @@ async def _fire_service_down(api: Api, agent: Agent, version: str) -> None:
     await wait_running(api, "alerted", timeout=60)
     unit = await agent.bus.unit_status("alerted-pocketbase.service")
     assert unit.main_pid is not None
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        os.kill(unit.main_pid, signal.SIGKILL)
-        assert await wait_until(lambda: _take(holder, body["port"]), 1.5, 0.01)
-        holder.listen()
+    async with killed_and_held(unit.main_pid, body["port"]):
 
         async def fired() -> bool:
             events = agent.store.list_events("alerted", limit=100)
@@ -236,16 +216,6 @@ async def _fire_service_down(api: Api, agent: Agent, version: str) -> None:
             )
 
         assert await wait_until(fired, 20, 0.2), agent.store.list_events("alerted", limit=20)
-    finally:
-        holder.close()
-
-
-async def _take(holder: socket.socket, port: int) -> bool:
-    try:
-        holder.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
 
 
 async def _deliveries(api: Api, webhook_id: str) -> Any:

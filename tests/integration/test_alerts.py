@@ -6,9 +6,6 @@ it comes back and ``service_down`` resolves."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.config import AgentConfig, AlertRules
 from pockestrator.specs.store import Event
 from tests.testbed.api_client import Api, create, wait_running
+from tests.testbed.held_port import killed_and_held
 from tests.testbed.waiting import wait_until
 
 SERVICE = "alerted"
@@ -60,14 +58,8 @@ async def test_a_killed_service_held_down_fires_then_resolves(
     assert await wait_until(lambda: _no_alerts(agent), 3, 0.2)
     unit = await agent.bus.unit_status(f"{SERVICE}-pocketbase.service")
     assert unit.main_pid is not None
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        os.kill(unit.main_pid, signal.SIGKILL)
-        # Taken as soon as the killed process has let go of it (systemd waits 2 s before
-        # its restart): each restart now fails to listen.
-        assert await wait_until(lambda: _take(holder, port), 1.5, 0.01)
-        holder.listen()
+    # Each restart now fails to listen.
+    async with killed_and_held(unit.main_pid, port):
 
         async def both_fired() -> bool:
             return {"service_down", "restart_loop"} <= rules_of(alert_events(agent, "alert_firing"))
@@ -79,22 +71,12 @@ async def test_a_killed_service_held_down_fires_then_resolves(
         assert len([e for e in firing if e.details["rule"] == "service_down"]) == 1
         metrics = await firing_in_metrics(api)
         assert metrics.get("service_down") == 1 and metrics.get("restart_loop") == 1
-    finally:
-        holder.close()
 
     async def back_and_resolved() -> bool:
         return "service_down" in rules_of(alert_events(agent, "alert_resolved"))
 
     assert await wait_until(back_and_resolved, 30, 0.2), agent.store.list_events(SERVICE, limit=20)
     assert "service_down" not in await firing_in_metrics(api)
-
-
-async def _take(holder: socket.socket, port: int) -> bool:
-    try:
-        holder.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
 
 
 async def _no_alerts(agent: Agent) -> bool:

@@ -17,7 +17,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,13 +24,14 @@ import pytest
 from aiohttp import web
 
 from pockestrator.accounts import THROTTLE_CAP_SECONDS, create_admin
-from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.api.openapi import build_openapi
 from pockestrator.api.routing import Operation
 from pockestrator.api.server import STATIC_DIR, all_operations, build_app
 from pockestrator.clock import FakeClock
 from pockestrator.config import AgentConfig
+from tests.testbed.api_client import Reply, reply_of
 from tests.testbed.mirror import ReleaseMirror
 
 EXTRA_HOST = "pockestrator.example.test"
@@ -54,21 +54,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(scope="module")
-async def agent(agent_config: AgentConfig, clock: FakeClock) -> AsyncIterator[Agent]:
-    """The shared running agent, on the module's fake clock."""
-    running = Agent(agent_config, api_factory=api_factory(), clock=clock)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: Any
+def agent_clock(clock: FakeClock) -> FakeClock:
+    """The shared running agent runs on the module's fake clock."""
+    return clock
 
 
 class Client:
@@ -99,12 +87,7 @@ class Client:
             sent.setdefault("Content-Type", "application/json")
         url = (self.origin if absolute else self.root) + path
         async with self.session.request(method, url, data=data, headers=sent) as response:
-            text = await response.text()
-            try:
-                decoded: Any = json.loads(text)
-            except ValueError:
-                decoded = text
-            return Reply(response.status, decoded, response.headers)
+            return await reply_of(response)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from pockestrator.api.log_routes import KEEPALIVE_SECONDS
 from pockestrator.api.models.services import RuntimeStatus
 from pockestrator.api.routing import STREAMS
 from pockestrator.api.server import build_app
-from tests.testbed.api_client import JSON_TYPE, Api, create, wait_running
+from tests.testbed.api_client import JSON_TYPE, Api, create, read_sse, wait_running
 from tests.testbed.journal import journalctl_followers
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
 
@@ -445,24 +445,6 @@ async def test_logs_come_from_the_journal_with_lines_and_since(
         assert bad.status == 400 and field in bad.codes(), params
 
 
-async def read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` SSE ``log`` events (id and data), skipping comments."""
-    events: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    while len(events) < count:
-        line = (await response.content.readline()).decode().rstrip("\n")
-        if line.startswith("id: "):
-            current["id"] = line[4:]
-        elif line.startswith("event: "):
-            current["event"] = line[7:]
-        elif line.startswith("data: "):
-            current["data"] = json.loads(line[6:])
-        elif line == "" and "data" in current:
-            events.append(current)
-            current = {}
-    return events
-
-
 async def test_follow_streams_new_lines_as_server_sent_events_and_resumes_after_a_cursor(
     api: Api, alpha: dict[str, Any]
 ) -> None:
@@ -474,7 +456,7 @@ async def test_follow_streams_new_lines_as_server_sent_events_and_resumes_after_
     ) as stream:
         assert stream.status == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
-        (backlog,) = await read_events(stream, 1)
+        (backlog,) = await read_sse(stream, 1)
         assert backlog["event"] == "log" and backlog["id"] == backlog["data"]["cursor"]
 
         restart = asyncio.create_task(
@@ -483,7 +465,7 @@ async def test_follow_streams_new_lines_as_server_sent_events_and_resumes_after_
         seen: list[dict[str, Any]] = []
         started = f"Server started at http://127.0.0.1:{alpha['port']}"
         while not any(started in event["data"]["message"] for event in seen):
-            seen += await asyncio.wait_for(read_events(stream, 1), 30)
+            seen += await read_sse(stream, 1)
         assert (await restart).status == 200
     new_pid = (await wait_running(api, "alpha"))["pid"]
     assert any(
@@ -497,7 +479,7 @@ async def test_follow_streams_new_lines_as_server_sent_events_and_resumes_after_
         headers={**headers, "Last-Event-ID": backlog["id"]},
         timeout=timeout,
     ) as resumed:
-        following = await asyncio.wait_for(read_events(resumed, len(seen)), 30)
+        following = await read_sse(resumed, len(seen))
     assert [event["id"] for event in following] == [event["id"] for event in seen]
 
     bad = await api.call(
@@ -522,7 +504,7 @@ async def test_shutting_the_api_down_ends_log_streams_and_their_journalctl(
             params={"follow": "true", "lines": "2"},
             headers={"Authorization": f"Bearer {api.token}"},
         ) as stream:
-            await asyncio.wait_for(read_events(stream, 2), 30)
+            await read_sse(stream, 2)
             assert app[STREAMS].open == 1
             assert len(journalctl_followers(agent.config.journal_dir, "--lines=2")) == 1
             started = loop.time()
@@ -602,7 +584,7 @@ async def test_a_stream_ends_with_its_client_not_at_its_next_keepalive(
     is free again long before a keepalive write would have found the client gone."""
     status, _body, stream = await open_stream(api, 4)
     assert status == 200
-    await asyncio.wait_for(read_events(stream, 1), 30)
+    await read_sse(stream, 1)
     assert len(journalctl_followers(agent.config.journal_dir, "--lines=4")) == 1
     stream.close()
 

@@ -7,14 +7,12 @@ for 03:00. Everything else is real: systemd, PocketBase, the snapshots on disk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
-from pockestrator.agent.daemon import Agent, api_factory
+from pockestrator.agent.daemon import Agent
 from pockestrator.clock import FakeClock
-from pockestrator.config import AgentConfig
 from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.waiting import wait_until
 
@@ -27,13 +25,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(scope="module")
-async def agent(agent_config: AgentConfig, clock: FakeClock) -> AsyncIterator[Agent]:
-    running = Agent(agent_config, api_factory=api_factory(), clock=clock)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+def agent_clock(clock: FakeClock) -> FakeClock:
+    return clock
 
 
 async def backups(api: Api, name: str) -> list[dict[str, object]]:

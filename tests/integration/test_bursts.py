@@ -11,14 +11,13 @@ PocketBase answers through Caddy.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import CATCH_ALL
+from tests.testbed.bursts import drop_at_once, start_up_done
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import pocketbase_health, wait_until
 
@@ -34,20 +33,12 @@ async def agent_config(sandbox: Sandbox, release_mirror: ReleaseMirror) -> Agent
 async def test_a_burst_four_times_the_worker_pool_is_one_unit_wave_and_one_caddy_load(
     agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
 ) -> None:
-    start_up = [task for task in agent._tasks if task.get_name() == "caddy-sites"]
-    await asyncio.wait(start_up, timeout=30)
-    assert await agent.wait_reconciled(CATCH_ALL, timeout=30)
+    await start_up_done(agent)
     reloads = agent.coordinator.fired("daemon-reload")
     reload_calls = agent.reconciler.steps.reloads
     caddy_loads = agent.sites.reload_count
     names = [f"wide{index}" for index in range(8)]
-    for name in names:
-        (agent.config.spec_dir / f".{name}.tmp").write_text(
-            f"project_name: {name}\nport: {free_port()}\n"
-            f'pocketbase_version: "{pocketbase_versions[1]}"\n'
-        )
-    for name in names:  # all appear in one directory event batch
-        os.replace(agent.config.spec_dir / f".{name}.tmp", agent.config.spec_dir / f"{name}.yaml")
+    drop_at_once(agent, names, pocketbase_versions[1])
 
     async def all_active() -> bool:
         statuses = [agent.store.get_status(name) for name in names]

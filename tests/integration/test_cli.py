@@ -11,11 +11,9 @@ service folders on disk, the agent's database.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,63 +25,13 @@ import yaml
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.specs.model import unit_name
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import Cli, Run, agent_url, clean_environment
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
-
-RUN_TIMEOUT = 150.0
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-class Cli:
-    """Runs ``python -m pockestrator`` with a chosen environment."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
-        self.cwd = cwd
-
-    async def start(
-        self, *args: str, env: dict[str, str] | None = None, stdin: bool = False
-    ) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pockestrator",
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env or self.env,
-            cwd=self.cwd,
-            # As in a terminal's foreground job: Ctrl-C (SIGINT) is not ignored, even when
-            # the test run itself was started in the background.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-
-    async def __call__(
-        self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-    ) -> Run:
-        process = await self.start(*args, env=env, stdin=stdin is not None)
-        data = stdin.encode() if stdin is not None else None
-        out, err = await asyncio.wait_for(process.communicate(data), RUN_TIMEOUT)
-        assert process.returncode is not None
-        return Run(process.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture(scope="module")
 def api_url(agent: Agent) -> str:
-    return f"http://{agent.config.listen_host}:{agent.config.listen_port}"
+    return agent_url(agent)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +40,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli(agent: Agent, api_url: str, home: Path) -> Cli:
-    token, _record = agent.accounts.create_token("cli-test")
-    env = clean_environment(
-        POCKESTRATOR_URL=api_url,
-        POCKESTRATOR_TOKEN=token,
-        XDG_CONFIG_HOME=str(home / "xdg"),
-    )
-    return Cli(env, home)
+def cli(agent: Agent, home: Path) -> Cli:
+    return Cli.for_agent(agent, home, "cli-test")
 
 
 def spec_text(name: str, version: str, **fields: Any) -> str:

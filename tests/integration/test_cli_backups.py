@@ -16,22 +16,14 @@ import pytest
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
-from tests.integration.test_cli import Cli
 from tests.testbed.api_client import Api, notes_service, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import Cli
 from tests.testbed.pocketbase_client import PocketBaseClient
 
 
 @pytest.fixture(scope="module")
 def cli(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    home = tmp_path_factory.mktemp("cli-backups")
-    token, _record = agent.accounts.create_token("cli-backups")
-    env = clean_environment(
-        POCKESTRATOR_URL=f"http://{agent.config.listen_host}:{agent.config.listen_port}",
-        POCKESTRATOR_TOKEN=token,
-        XDG_CONFIG_HOME=str(home / "xdg"),
-    )
-    return Cli(env, home)
+    return Cli.for_agent(agent, tmp_path_factory.mktemp("cli-backups"), "cli-backups")
 
 
 async def titles_of(api: Api, name: str, email: str, password: str) -> list[str]:

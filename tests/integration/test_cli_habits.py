@@ -20,15 +20,14 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import free_port
 from pockestrator.cli import build_parser
 from pockestrator.client.completion import render
-from tests.integration.test_cli import Cli
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.cli_env import Cli, agent_url, clean_environment
 
 TOKYO = "Asia/Tokyo"  # far from UTC: a time read in the wrong zone is nine hours off
 
 
 @pytest.fixture(scope="module")
 def api_url(agent: Agent) -> str:
-    return f"http://{agent.config.listen_host}:{agent.config.listen_port}"
+    return agent_url(agent)
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +36,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli(agent: Agent, api_url: str, home: Path) -> Cli:
-    token, _record = agent.accounts.create_token("cli-habits")
-    env = clean_environment(
-        POCKESTRATOR_URL=api_url, POCKESTRATOR_TOKEN=token, XDG_CONFIG_HOME=str(home / "xdg")
-    )
-    return Cli(env, home)
+def cli(agent: Agent, home: Path) -> Cli:
+    return Cli.for_agent(agent, home, "cli-habits")
 
 
 @pytest.fixture(scope="module")

@@ -29,17 +29,28 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
-from pockestrator.api.node_signing import signed_headers
+from pockestrator.api.node_signing import (
+    ANSWER_SIGNATURE_HEADER,
+    ANSWER_TIME_HEADER,
+    NODE_HEADER,
+    NONCE_HEADER,
+    answer_headers,
+    body_digest,
+    signed_headers,
+)
 from pockestrator.api.owner_calls import internal_path
 from pockestrator.config import StoreConfig
 from pockestrator.specs.store import NodeInfo
 from tests.testbed.api_client import Api, api_for, wait_running
 from tests.testbed.cli_env import run_cli
+from tests.testbed.impostor import Answering, Impostor
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.postgres import PostgresServer
+from tests.testbed.tls_front import make_certificates, tls_front
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
 
 FLEET_SECRET = b"a-test-fleet-secret-of-more-than-32-bytes-0123456789"
@@ -70,14 +81,31 @@ async def fleet(
     boxes: list[Sandbox] = []
     agents: list[Agent] = []
     nodes: dict[str, Node] = {}
-    secret = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base)) / "fleet-secret"
+    shared = Path(tempfile.mkdtemp(prefix="tb-fleet-", dir=testbed_base))
+    secret = shared / "fleet-secret"
     secret.write_bytes(FLEET_SECRET + b"\n")
     secret.chmod(0o600)
+    # beta's API is published over TLS (a Caddy in front, docs/fleet.md): alpha calls it
+    # at https:// and trusts the fleet's CA; alpha's own stays on plain loopback.
+    certificates = make_certificates(shared / "ca")
+    beta_api_port, beta_front_port = free_port(), free_port()
+    fronts = contextlib.AsyncExitStack()
     try:
+        await fronts.enter_async_context(
+            tls_front(shared / "front", certificates, beta_front_port, beta_api_port)
+        )
         for name in ("alpha", "beta"):
             box = Sandbox(Path(tempfile.mkdtemp(prefix=f"tb-{name}-", dir=testbed_base)))
             boxes.append(box)
             await box.start()
+            tls: dict[str, object] = (
+                {
+                    "listen_port": beta_api_port,
+                    "node_api_address": f"https://127.0.0.1:{beta_front_port}",
+                }
+                if name == "beta"
+                else {"fleet_ca_file": certificates.ca}
+            )
             config = release_mirror.agent_config(
                 box,
                 store=store,
@@ -91,6 +119,7 @@ async def fleet(
                 # Far away: only NOTIFY can wake an agent in time for these tests.
                 resync_interval=3600.0,
                 health_interval=1.0,
+                **tls,
             )
             agent = Agent(config, api_factory=api_factory())
             await agent.start()
@@ -103,6 +132,7 @@ async def fleet(
     finally:
         for agent in agents:
             await agent.stop()
+        await fronts.aclose()
         for box in boxes:
             await box.stop()
             assert box.leftover_pids() == [], "a sandbox left processes behind"
@@ -374,6 +404,175 @@ async def test_a_node_call_needs_a_fresh_signature_for_its_node_and_a_token_open
                     assert FLEET_SECRET not in path.read_bytes(), path
                     read += 1
     assert read > 20, "the search read the sandboxes' files"
+
+
+async def test_a_control_call_is_refused_on_its_headers_before_its_body_is_read(
+    fleet: dict[str, Node],
+) -> None:
+    """beta answers a control call whose body never comes: a refusal is made on the
+    headers (missing, stale, from a node not in the fleet), and a credential that holds so
+    far still does not make it wait for more than its bound."""
+    beta = fleet["beta"]
+    config = beta.agent.config
+    target = internal_path("waited", "control")
+
+    async def answer_before_the_body(headers: dict[str, str]) -> str:
+        reader, writer = await asyncio.open_connection(config.listen_host, config.listen_port)
+        head = [
+            f"POST {target} HTTP/1.1",
+            f"Host: {config.listen_host}:{config.listen_port}",
+            "Content-Type: application/json",
+            "Content-Length: 100000",  # and not a byte of it is sent
+            *(f"{key}: {value}" for key, value in headers.items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        await writer.drain()
+        try:
+            line = await asyncio.wait_for(reader.readline(), 30)
+        except TimeoutError:
+            raise AssertionError(f"beta waited for the body of a call with {headers}") from None
+        finally:
+            writer.close()
+        return line.decode()
+
+    def signed(caller: str, at: float) -> dict[str, str]:
+        return signed_headers(FLEET_SECRET, "POST", target, caller, "beta", at, b"{}")
+
+    refused = {
+        "no credential": {},
+        "a stale one": signed("alpha", time.time() - 600),
+        "a node the fleet has not": signed("omega", time.time()),
+    }
+    for why, headers in refused.items():
+        assert " 403 " in await answer_before_the_body(headers), why
+    # A fresh credential of a fleet node: judged on a body of at most BODY_LIMIT bytes.
+    assert " 413 " in await answer_before_the_body(signed("alpha", time.time()))
+
+
+async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachable(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    """An impostor holds the address of node epsilon (a tenant on its port, a host on the
+    path): alpha relays none of its answers unless signed for the call that asked."""
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    # One of beta's real answers, signed, to a call the test made as alpha.
+    target = internal_path("waited", "status")
+    config = beta.agent.config
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
+    async with beta.api.session.get(url, headers=signed_call(target, "alpha", "beta")) as real:
+        assert real.status == 200, await real.text()
+        real_body = await real.read()
+        real_signature = {k: real.headers[k] for k in (ANSWER_TIME_HEADER, ANSWER_SIGNATURE_HEADER)}
+
+    def signed_by(secret: bytes, digest: str | None = None) -> Answering:
+        def answering(request: web.Request) -> web.StreamResponse:
+            headers = answer_headers(
+                secret,
+                200,
+                request.headers[NONCE_HEADER],
+                "epsilon",
+                request.headers[NODE_HEADER],
+                time.time(),
+                digest or body_digest(real_body),
+            )
+            return web.Response(body=real_body, headers=headers, content_type="application/json")
+
+        return answering
+
+    def as_is(headers: dict[str, str]) -> Answering:
+        return lambda _request: web.Response(
+            body=real_body, headers=headers, content_type="application/json"
+        )
+
+    impostor = Impostor()
+    async with impostor.serving() as address:
+        alpha.agent.store.register_node(
+            # 1 byte of memory: the scheduler places nothing else there.
+            NodeInfo("epsilon", address, "", 1, 1),
+            timedelta(minutes=10),
+        )
+        try:
+            created = await alpha.api.call(
+                "POST", "/services", placed("impersonated", "epsilon", pocketbase_versions[1])
+            )
+            assert created.status == 201, created.body
+            forged = {
+                "unsigned": (as_is({}), "is not signed"),
+                "beta's answer to another call": (as_is(real_signature), "does not hold"),
+                "signed without the fleet's secret": (signed_by(b"x" * 40), "does not hold"),
+            }
+            calls = [
+                ("GET", "/services/impersonated/status", None, None),
+                ("GET", "/services/impersonated/logs", None, None),
+                ("GET", "/services/impersonated/logs", None, {"follow": "true"}),
+                ("POST", "/services/impersonated/control", {"action": "stop"}, None),
+            ]
+            for case, (answering, why) in forged.items():
+                impostor.answering = answering
+                for method, path, body, params in calls:
+                    taken = impostor.calls
+                    reply = await alpha.api.call(method, path, body, params=params)
+                    assert impostor.calls == taken + 1, (case, path, "the impostor was asked")
+                    assert reply.status == 502, (case, path, params, reply.body)
+                    assert reply.body["code"] == "NODE_UNREACHABLE", (case, path, reply.body)
+                    message = reply.body["message"]
+                    assert "epsilon" in message and why in message, (case, path, message)
+            # What only a holder of the fleet's secret can make, alpha takes: the check
+            # above refused the forgeries, not the way to them.
+            impostor.answering = signed_by(FLEET_SECRET)
+            taken = await alpha.api.call("GET", "/services/impersonated/status")
+            assert taken.status == 200, taken.body
+        finally:
+            alpha.agent.store.register_node(NodeInfo("epsilon", address, "", 1, 1), timedelta(0))
+
+
+async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(
+    fleet: dict[str, Node], testbed_base: Path, pocketbase_versions: tuple[str, str]
+) -> None:
+    """beta registered only its https:// front (the fixture's Caddy, with a certificate of
+    the fleet's CA, which alpha trusts by ``fleet_ca_file``): each answer alpha relays from
+    beta came through it. A front whose certificate another CA signed is not taken."""
+    alpha, beta = fleet["alpha"], fleet["beta"]
+    registered = alpha.agent.store.get_node("beta")
+    assert registered is not None and registered.api_address.startswith("https://127.0.0.1:")
+    status = await alpha.api.call("GET", "/services/waited/status")
+    assert status.status == 200 and status.body["systemd_status"] == "active", status.body
+
+    folder = Path(tempfile.mkdtemp(prefix="tb-other-ca-", dir=testbed_base))
+    port = free_port()
+    front = tls_front(folder, make_certificates(folder / "ca"), port, beta.agent.config.listen_port)
+    async with front as address:
+        alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(minutes=10))
+        try:
+            body = placed("untrusted", "kappa", pocketbase_versions[1])
+            assert (await alpha.api.call("POST", "/services", body)).status == 201
+            reply = await alpha.api.call("GET", "/services/untrusted/status")
+            assert reply.status == 502 and reply.body["code"] == "NODE_UNREACHABLE", reply.body
+            assert "Certificate" in reply.body["message"], reply.body
+        finally:
+            alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(0))
+
+
+async def test_a_node_at_a_plain_http_address_on_the_network_is_not_called(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    """A registered http:// address of another host (here TEST-NET-1, which nobody
+    answers) is refused before any call is made: its answers would cross in the clear."""
+    alpha = fleet["alpha"]
+    alpha.agent.store.register_node(
+        NodeInfo("zeta", "http://192.0.2.10:8091", "", 1, 1), timedelta(minutes=10)
+    )
+    try:
+        body = placed("in-the-clear", "zeta", pocketbase_versions[1])
+        assert (await alpha.api.call("POST", "/services", body)).status == 201
+        reply = await alpha.api.call("GET", "/services/in-the-clear/status")
+        assert reply.status == 502 and reply.body["code"] == "NODE_UNREACHABLE", reply.body
+        assert "plain http://" in reply.body["message"], reply.body
+        assert "fleet_plain_http" in reply.body["message"], reply.body
+    finally:
+        alpha.agent.store.register_node(
+            NodeInfo("zeta", "http://192.0.2.10:8091", "", 1, 1), timedelta(0)
+        )
 
 
 async def test_a_lost_nodes_status_reads_node_lost_and_its_logs_are_node_unreachable(

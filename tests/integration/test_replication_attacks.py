@@ -36,7 +36,7 @@ from pockestrator.controllers.systemd import UnitSettings
 from pockestrator.journal import JournalQuery, JournalReader
 from pockestrator.specs.model import ServiceSpec
 from tests.testbed import boxes
-from tests.testbed.api_client import Api, api_for, create, wait_running
+from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.pocketbase_client import PocketBaseClient
 from tests.testbed.s3 import S3Server
@@ -83,12 +83,6 @@ async def agent_config(
         upgrade_health_deadline=8.0,
         backup_targets={"offsite": s3_server.target()},
     )
-
-
-@pytest.fixture(scope="module")
-async def api(agent: Agent) -> AsyncIterator[Api]:
-    async with api_for(agent) as client:
-        yield client
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox
 from pockestrator.config import AgentConfig, AlertRules
 from pockestrator.specs.model import unit_name
-from tests.testbed.api_client import Api, create
+from tests.testbed.api_client import Api, create, read_sse
 from tests.testbed.waiting import wait_until
 
 SLEEP_AFTER = "5s"
@@ -95,6 +95,34 @@ async def test_an_idle_service_sleeps_and_a_resync_leaves_it_asleep(
     assert "woken" not in kinds(agent, name)
     await agent.alerts.evaluate_now()  # asleep for longer than service_down's second
     assert "alert_firing" not in kinds(agent, name)
+
+
+async def watched(api: Api, query: str) -> dict[str, str]:
+    """What a fresh list watch sends before ``synced``: each name with its status."""
+    headers = {"Authorization": f"Bearer {api.token}", "Accept": "text/event-stream"}
+    seen: dict[str, str] = {}
+    async with api.session.get(
+        f"{api.root}/services?watch=true{query}",
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=None),
+    ) as response:
+        assert response.status == 200, await response.text()
+        while True:
+            (event,) = await read_sse(response, 1)
+            if event.get("event") == "synced":
+                return seen
+            seen[event["data"]["project_name"]] = event["data"]["status"]
+
+
+async def test_a_watch_shows_a_sleeping_service_as_the_list_does(
+    agent: Agent, api: Api, napper: dict[str, Any]
+) -> None:
+    name = napper["name"]
+    await fall_asleep(agent, api, name)
+    assert (await watched(api, ""))[name] == "sleeping"
+    assert await watched(api, "&status=sleeping") == {name: "sleeping"}
+    assert (await watched(api, "&status=active")).get(name) == "sleeping"
+    assert name not in await watched(api, "&status=error")
 
 
 async def test_requests_through_caddy_wake_a_sleeping_service_and_none_fails(

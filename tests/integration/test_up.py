@@ -43,6 +43,23 @@ class Output:
         return self.text
 
 
+async def start_up(state: Path, *options: str) -> asyncio.subprocess.Process:
+    """``pockestrator up OPTIONS`` as a user starts it, its test bed in ``state``/sandbox and
+    its CLI settings in ``state``/config; stdout and stderr as one stream."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pockestrator",
+        "up",
+        "--state-dir",
+        str(state / "sandbox"),
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "XDG_CONFIG_HOME": str(state / "config")},
+    )
+
+
 async def test_up_serves_a_dropped_spec_and_ctrl_c_leaves_nothing_behind(
     testbed_base: Path,
 ) -> None:
@@ -51,22 +68,8 @@ async def test_up_serves_a_dropped_spec_and_ctrl_c_leaves_nothing_behind(
     specs = state / "my-specs"
     specs.mkdir()
     caddy_port, api_port = free_port(), free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pockestrator",
-        "up",
-        "--state-dir",
-        str(state / "sandbox"),
-        "--specs",
-        str(specs),
-        "--port",
-        str(api_port),
-        "--caddy-port",
-        str(caddy_port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "XDG_CONFIG_HOME": str(state / "config")},
+    process = await start_up(
+        state, "--specs", str(specs), "--port", str(api_port), "--caddy-port", str(caddy_port)
     )
     assert process.stdout is not None
     output = Output(process.stdout)
@@ -103,21 +106,7 @@ async def test_up_serves_a_dropped_spec_and_ctrl_c_leaves_nothing_behind(
 
 async def test_up_refuses_a_state_folder_the_instances_cannot_reach(testbed_base: Path) -> None:
     hidden = Path(tempfile.mkdtemp(prefix="up-hidden-", dir=testbed_base))  # mode 0700
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pockestrator",
-        "up",
-        "--state-dir",
-        str(hidden / "sandbox"),
-        "--specs",
-        str(hidden / "specs"),
-        "--port",
-        str(free_port()),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "XDG_CONFIG_HOME": str(hidden / "config")},
-    )
+    process = await start_up(hidden, "--specs", str(hidden / "specs"), "--port", str(free_port()))
     output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
     assert process.returncode == 1
     assert f"{hidden} is mode 0700" in output

@@ -26,15 +26,15 @@ from aiohttp import web
 
 from pockestrator.accounts.store import AccountStore
 from pockestrator.agent.daemon import Agent
-from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.agent.sandbox import Sandbox
 from pockestrator.agent.signatures import verify
 from pockestrator.client import exits
 from pockestrator.config import AgentConfig
 from pockestrator.database import Database
-from tests.integration.test_cli import Cli
 from tests.testbed.agent_unit import AgentUnit
-from tests.testbed.api_client import Api, api_for, create, wait_running
-from tests.testbed.cli_env import clean_environment
+from tests.testbed.api_client import Api, api_for, create, read_sse, wait_running
+from tests.testbed.cli_env import Cli
+from tests.testbed.receivers import receiving
 from tests.testbed.waiting import wait_until
 
 
@@ -101,17 +101,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hooks = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hooks.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield hooks, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+    async with receiving("/hook", hooks.handle) as url:
+        yield hooks, url
 
 
 async def _answers(api: Api) -> bool:
@@ -215,25 +206,6 @@ async def _delivered(api: Api, webhook_id: str, count: int) -> bool:
         return False
 
 
-async def _read_events(
-    response: aiohttp.ClientResponse, wanted: int, timeout: float = 15.0
-) -> list[dict[str, Any]]:
-    """The next ``wanted`` events of an SSE stream, each with its ``id`` field."""
-    found: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    async with asyncio.timeout(timeout):
-        while len(found) < wanted:
-            line = (await response.content.readline()).decode().rstrip("\n")
-            if line.startswith("id: "):
-                current["id"] = line[4:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-            elif line == "" and "data" in current:
-                found.append(current)
-                current = {}
-    return found
-
-
 async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_id(
     agent: Agent,
 ) -> None:
@@ -249,7 +221,7 @@ async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_i
             assert response.headers["Content-Type"].startswith("text/event-stream")
             first = await api.call("POST", f"/webhooks/{webhook_id}/test")
             second = await api.call("POST", f"/webhooks/{webhook_id}/test")
-            events = await _read_events(response, 2)
+            events = await read_sse(response, 2, 15.0)
         ids = [str(first.body["event_id"]), str(second.body["event_id"])]
         assert [event["id"] for event in events] == ids
         assert [event["data"]["kind"] for event in events] == ["webhook_test"] * 2
@@ -261,7 +233,7 @@ async def test_the_follow_stream_sees_a_new_event_and_resumes_after_last_event_i
             params={"follow": "true"},
             headers={**headers, "Last-Event-ID": ids[0]},
         ) as response:
-            (resumed,) = await _read_events(response, 1)
+            (resumed,) = await read_sse(response, 1, 15.0)
         assert resumed["id"] == ids[1]
 
         # Without follow, the answer is a page of the log, newest first.
@@ -278,16 +250,7 @@ async def test_the_cli_adds_tests_lists_and_deletes_a_webhook_and_follows_events
     agent: Agent, receiver: tuple[Receiver, str], tmp_path: Path
 ) -> None:
     hooks, url = receiver
-    token, _record = agent.accounts.create_token("cli webhooks")
-    api_url = f"http://{agent.config.listen_host}:{agent.config.listen_port}"
-    cli = Cli(
-        clean_environment(
-            POCKESTRATOR_URL=api_url,
-            POCKESTRATOR_TOKEN=token,
-            XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-        ),
-        tmp_path,
-    )
+    cli = Cli.for_agent(agent, tmp_path, "cli webhooks")
     follow = await cli.start("events", "-f", "-o", "json")
     try:
         added = await cli("webhooks", "add", url, "--kind", "process_restarted")
@@ -339,33 +302,27 @@ async def test_a_receiver_that_never_answers_holds_no_reconcile(
         await held.wait()
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/slow", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with api_for(agent) as api:
-            created = await api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{port}/slow"})
-            webhook_id = created.body["id"]
-            for _ in range(agent.config.webhook_concurrency):
-                await api.call("POST", f"/webhooks/{webhook_id}/test")
-            assert await wait_until(
-                lambda: _async_true(arrived >= agent.config.webhook_concurrency), 10, 0.05
-            )
-            await create(api, pocketbase_versions[1], "steady")
-            await wait_running(api, "steady")
-            counts = await _outbox_state(api, webhook_id)
-            assert counts["sending"] == agent.config.webhook_concurrency, counts
-            assert counts["pending"] >= 1, "the service's own events wait their turn"
+    async with receiving("/slow", hang) as url:
+        try:
+            async with api_for(agent) as api:
+                created = await api.call("POST", "/webhooks", {"url": url})
+                webhook_id = created.body["id"]
+                for _ in range(agent.config.webhook_concurrency):
+                    await api.call("POST", f"/webhooks/{webhook_id}/test")
+                assert await wait_until(
+                    lambda: _async_true(arrived >= agent.config.webhook_concurrency), 10, 0.05
+                )
+                await create(api, pocketbase_versions[1], "steady")
+                await wait_running(api, "steady")
+                counts = await _outbox_state(api, webhook_id)
+                assert counts["sending"] == agent.config.webhook_concurrency, counts
+                assert counts["pending"] >= 1, "the service's own events wait their turn"
+                held.set()
+                assert await wait_until(lambda: _drained(api, webhook_id), 20, 0.1)
+                await api.call("DELETE", f"/webhooks/{webhook_id}")
+                await api.call("DELETE", "/services/steady", params={"purge": "true"})
+        finally:
             held.set()
-            assert await wait_until(lambda: _drained(api, webhook_id), 20, 0.1)
-            await api.call("DELETE", f"/webhooks/{webhook_id}")
-            await api.call("DELETE", "/services/steady", params={"purge": "true"})
-    finally:
-        held.set()
-        await runner.cleanup()
 
 
 async def _async_true(value: bool) -> bool:

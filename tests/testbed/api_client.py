@@ -8,6 +8,7 @@ in its PocketBase; ``api_for`` makes a client of a running agent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -65,12 +66,17 @@ class Api:
             headers=sent,
             timeout=aiohttp.ClientTimeout(total=120),
         ) as response:
-            text = await response.text()
-            try:
-                decoded: Any = json.loads(text)
-            except ValueError:
-                decoded = text
-            return Reply(response.status, decoded, response.headers)
+            return await reply_of(response)
+
+
+async def reply_of(response: aiohttp.ClientResponse) -> Reply:
+    """An answer's status, its body (decoded when it is JSON, else its text) and headers."""
+    text = await response.text()
+    try:
+        decoded: Any = json.loads(text)
+    except ValueError:
+        decoded = text
+    return Reply(response.status, decoded, response.headers)
 
 
 @contextlib.asynccontextmanager
@@ -125,3 +131,31 @@ async def notes_service(
     for number in range(notes):
         await client.add(f"note {number}")
     return NotesService(client, password, created)
+
+
+async def read_sse(
+    response: aiohttp.ClientResponse, count: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """The next ``count`` server-sent events of ``response`` (``id``, ``event`` and JSON
+    ``data``, as far as each has them), comments and keep-alives passed over; read here
+    line by line, not by the CLI's parser, so a framing fault of the API is seen."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while len(events) < count:
+                line = (await response.content.readline()).decode().rstrip("\n")
+                if line.startswith("id: "):
+                    current["id"] = line[4:]
+                elif line.startswith("event: "):
+                    current["event"] = line[7:]
+                elif line.startswith("data: "):
+                    current["data"] = json.loads(line[6:])
+                elif line == "" and "data" in current:
+                    events.append(current)
+                    current = {}
+    except TimeoutError:
+        raise AssertionError(
+            f"{len(events)} of {count} server-sent events arrived within {timeout:g} s: {events}"
+        ) from None
+    return events

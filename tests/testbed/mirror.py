@@ -155,13 +155,13 @@ class ReleaseMirror:
 
     def agent_config(self, sandbox: Sandbox, **settings: object) -> AgentConfig:
         """``sandbox``'s agent configuration with its releases from this mirror and its API
-        on a free port; ``settings`` add to it or override it."""
+        on a free port (unless ``settings`` name one); ``settings`` add to it or override
+        it."""
         return sandbox.agent_config(
             release_source="mirror",
             release_base_url=self.base_url,
             release_index_url=self.index_url,
-            listen_port=free_port(),
-            **settings,
+            **{"listen_port": free_port(), **settings},
         )
 
     async def start(self) -> None:

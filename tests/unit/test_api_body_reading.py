@@ -6,7 +6,10 @@ same ``client_max_size`` guard the agent's server sets), the pure parts directly
 
 from __future__ import annotations
 
+import hashlib
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -24,6 +27,7 @@ from pockestrator.api.inputs import (
     problems_of,
     read_json,
     read_json_object,
+    receive_upload,
     shape_problems,
     too_large,
     validate_model,
@@ -481,3 +485,63 @@ def test_data_that_is_not_an_object_is_named_by_its_prefix(prefix: str, field: s
         400,
         validation_body([(field, "must be a JSON object", "NOT_A_MAPPING")]),
     )
+
+
+async def _chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_an_upload_is_streamed_into_a_new_root_only_file_with_its_size_and_sha256(
+    serve: Any, tmp_path: Path
+) -> None:
+    target = tmp_path / "upload.zip"
+    client = await serve(lambda request: receive_upload(request, target, LIMIT * 4))
+    data = b"PK" + b"z" * (LIMIT * 4 - 2)  # past the JSON reader's limit, at the upload's
+    status, body = await body_of(client, data=_chunks_of(data[:100], data[100:]))
+    assert (status, body) == (200, {"value": [len(data), hashlib.sha256(data).hexdigest()]})
+    assert target.read_bytes() == data
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+async def test_an_upload_past_its_limit_is_refused_and_its_file_removed(
+    serve: Any, tmp_path: Path
+) -> None:
+    target = tmp_path / "upload.zip"
+    client = await serve(lambda request: receive_upload(request, target, LIMIT))
+    status, body = await body_of(client, data=_chunks_of(b"x" * LIMIT, b"y"))
+    assert (status, body) == (413, {"raised": LARGE})
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_upload_past_its_limit_answers_the_callers_own_refusal(
+    serve: Any, tmp_path: Path
+) -> None:
+    def refusal(limit: int) -> ApiError:
+        return too_large(limit * 1000)
+
+    target = tmp_path / "upload.tar.gz"
+    client = await serve(lambda request: receive_upload(request, target, 3, refusal))
+    status, body = await body_of(client, data=_chunks_of(b"abcd"))
+    assert (status, body["raised"]["message"]) == (413, "The body is larger than 3000 bytes")
+    assert not target.exists()
+
+
+async def test_an_upload_never_writes_through_a_name_that_is_there_already(
+    serve: Any, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"kept")
+    target = tmp_path / "upload.zip"
+    target.symlink_to(elsewhere)
+
+    async def reader(request: web.Request) -> str:
+        try:
+            await receive_upload(request, target, LIMIT)
+        except FileExistsError:
+            return "refused"
+        return "written"
+
+    client = await serve(reader)
+    assert await body_of(client, data=b"new") == (200, {"value": "refused"})
+    assert elsewhere.read_bytes() == b"kept"

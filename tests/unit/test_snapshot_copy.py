@@ -133,3 +133,20 @@ def test_a_scratch_copy_with_a_second_name_or_opened_read_only_is_never_released
     os.link(source, tmp_path / "planted-link")
     with source.open("r+b") as reader:
         assert not background_copy.releasable(reader.fileno())
+
+
+def test_a_libc_call_this_libc_lacks_is_none_and_the_copier_falls_back() -> None:
+    assert background_copy._libc("pockestrator_no_such_call", background_copy.ctypes.c_int) is None
+
+
+def test_the_copiers_libc_calls_are_found_with_their_argument_types() -> None:
+    ctypes = background_copy.ctypes
+    found = {
+        "sync_file_range": background_copy._SYNC_FILE_RANGE,
+        "fallocate64": background_copy._FALLOCATE,
+    }
+    assert {name: getattr(call, "argtypes", None) for name, call in found.items()} == {
+        "sync_file_range": (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint),
+        "fallocate64": (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64),
+    }
+    assert all(getattr(call, "restype", None) is ctypes.c_int for call in found.values())

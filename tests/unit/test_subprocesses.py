@@ -15,6 +15,7 @@ from pockestrator.subprocesses import (
     ProcessResult,
     ProcessTimedOut,
     end_process,
+    find_tool,
     run_bounded,
 )
 
@@ -161,3 +162,35 @@ async def test_end_process_returns_the_status_of_a_program_that_already_exited()
     process = await asyncio.create_subprocess_exec("sh", "-c", "exit 7")
     await process.wait()
     assert await end_process(process) == 7
+
+
+def _tool(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_find_tool_takes_the_one_beside_this_python_before_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beside = _tool(tmp_path / "venv" / "bin", "caddy")
+    on_path = _tool(tmp_path / "usr" / "bin", "caddy")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert find_tool("caddy") == beside
+    beside.unlink()
+    assert find_tool("caddy") == on_path
+    on_path.unlink()
+    assert find_tool("caddy") is None
+
+
+def test_find_tool_passes_over_a_folder_beside_this_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "venv" / "bin" / "litestream").mkdir(parents=True)
+    on_path = _tool(tmp_path / "usr" / "bin", "litestream")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert find_tool("litestream") == on_path

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from pockestrator.agent.sandbox import free_port
 from pockestrator.agent.webhooks import WebhookDispatcher
 from pockestrator.clock import FakeClock
 from pockestrator.config import AgentConfig
 from pockestrator.specs.store import Store
+from tests.testbed.receivers import receiving
 from tests.testbed.store_backends import StoreBackend
 from tests.testbed.waiting import wait_until
 
@@ -33,16 +33,8 @@ async def receiver() -> AsyncIterator[tuple[list[tuple[str, int]], str]]:
         seen.append((document["idempotency_key"], int(request.headers["X-Pockestrator-Attempt"])))
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield seen, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+    async with receiving("/hook", handle) as url:
+        yield seen, url
 
 
 @pytest.mark.parametrize("store_backend", ["postgresql"], indirect=True)

@@ -25,15 +25,25 @@ string "8080"), no unknown fields.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # A service's state as the store records it, in answers and in the list's filter; and
 # sleeping (beyond the reference's four): active, but asleep until a request wakes it
 # (sleep_after). The filter status=active includes the sleeping ones. node_lost: the
 # service's node has lost its lease (a fleet's: docs/fleet.md), whatever it last recorded.
 ServiceState = Literal["deploying", "active", "inactive", "error", "sleeping", "node_lost"]
+
+# The cursor a paged list answers (``api.paging``): newest-first lists page to older items.
+NextCursor = Annotated[
+    str | None,
+    Field(description="The cursor of the next page (pass as `cursor`); null on the last."),
+]
+OlderCursor = Annotated[
+    str | None,
+    Field(description="The cursor of the next, older page (pass as `cursor`); null on the last."),
+]
 
 
 class ClosedModel(BaseModel):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pockestrator.api.models import ClosedModel
+from pockestrator.api.models import ClosedModel, NextCursor
 
 
 class TokenView(ClosedModel):
@@ -23,9 +23,7 @@ class TokenView(ClosedModel):
 class TokenList(ClosedModel):
     tokens: list[TokenView]
     total: int
-    next: str | None = Field(
-        description="The cursor of the next page (pass as `cursor`); null on the last."
-    )
+    next: NextCursor
 
 
 class TokenCreated(ClosedModel):

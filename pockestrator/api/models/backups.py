@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from pockestrator.api.models import ClosedModel
+from pockestrator.api.models import ClosedModel, NextCursor
 from pockestrator.api.models.requests import QueryBool
 from pockestrator.specs.backups import BackupPolicy
 
@@ -49,9 +49,7 @@ class BackupList(ClosedModel):
     backups: list[BackupView]
     total: int
     total_bytes: int
-    next: str | None = Field(
-        description="The cursor of the next page (pass as `cursor`); null on the last."
-    )
+    next: NextCursor
 
 
 class OperationView(ClosedModel):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pockestrator.api.models import ClosedModel
+from pockestrator.api.models import ClosedModel, OlderCursor
 from pockestrator.api.models.requests import (
     LIST_LIMIT_MAX,
     Cursor,
@@ -53,9 +53,7 @@ class FeedList(ClosedModel):
     events: list[FeedEvent]
     total: int
     next_before: int | None = Field(description="Pass as `before` for the next, older page.")
-    next: str | None = Field(
-        description="The cursor of the next, older page (pass as `cursor`); null on the last."
-    )
+    next: OlderCursor
 
 
 class WebhookCreateBody(BaseModel):
@@ -133,9 +131,7 @@ class DeliveryList(ClosedModel):
     webhook_id: str
     deliveries: list[DeliveryView]
     total: int
-    next: str | None = Field(
-        description="The cursor of the next, older page (pass as `cursor`); null on the last."
-    )
+    next: OlderCursor
 
 
 class DeliveriesQuery(ClosedModel):

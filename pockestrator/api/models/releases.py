@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from pockestrator.api.models import ClosedModel
+from pockestrator.api.models import ClosedModel, NextCursor
 from pockestrator.api.models.requests import QueryBool
 from pockestrator.apparchive import RELEASE_ID_LENGTH
 
@@ -38,9 +38,7 @@ class ReleaseList(ClosedModel):
     live: str | None = Field(description="The live release (None: the spec's own folders).")
     releases: list[ReleaseView]
     total: int
-    next: str | None = Field(
-        description="The cursor of the next page (pass as `cursor`); null on the last."
-    )
+    next: NextCursor
 
 
 class DeployQuery(ClosedModel):

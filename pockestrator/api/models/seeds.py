@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from pockestrator.api.models import ClosedModel
+from pockestrator.api.models import ClosedModel, NextCursor
 from pockestrator.api.models.requests import CreateQuery, QueryPort
 from pockestrator.api.spec_shapes import STRICT
 from pockestrator.specs import grammar
@@ -84,6 +84,4 @@ class ArchiveList(ClosedModel):
     total: int
     total_bytes: int
     keep_days: float = Field(description="How long archives are kept (0: for ever).")
-    next: str | None = Field(
-        description="The cursor of the next page (pass as `cursor`); null on the last."
-    )
+    next: NextCursor

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pockestrator.api.models import ClosedModel, ServiceState
+from pockestrator.api.models import ClosedModel, NextCursor, OlderCursor, ServiceState
 from pockestrator.api.models.problems import Issue
 from pockestrator.api.spec_shapes import VIEW, spec_view
 from pockestrator.specs.model import ServiceSpec
@@ -138,9 +138,7 @@ class ServiceList(ClosedModel):
     total: int
     limit: int
     offset: int
-    next: str | None = Field(
-        description="The cursor of the next page (pass as `cursor`); null on the last."
-    )
+    next: NextCursor
 
 
 class WatchSynced(ClosedModel):
@@ -231,9 +229,7 @@ class EventList(ClosedModel):
     events: list[EventView]
     total: int
     next_before: int | None = Field(description="Pass as `before` for the next, older page.")
-    next: str | None = Field(
-        description="The cursor of the next, older page (pass as `cursor`); null on the last."
-    )
+    next: OlderCursor
 
 
 class ValidationChecks(ClosedModel):

@@ -33,6 +33,7 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
+from pockestrator.api.service_routes.checks import lost_nodes
 from pockestrator.api.streams import StreamsFull, too_many_streams
 from pockestrator.api.views import service_state, service_view
 from pockestrator.specs.grammar import GrammarError, normalize_domain
@@ -53,10 +54,26 @@ class _Filter:
     domain: str | None = None
     name: str | None = None
 
-    def covers(self, record: ServiceRecord, status: ServiceStatus | None) -> bool:
+    def covers(
+        self,
+        record: ServiceRecord,
+        status: ServiceStatus | None,
+        *,
+        asleep: bool = False,
+        lost: bool = False,
+    ) -> bool:
+        """As the list filters: ``status=active`` takes sleeping services too (their
+        stored state), ``sleeping`` only those, ``node_lost`` those of a lost node."""
         if self.name is not None and record.name != self.name:
             return False
-        if self.status is not None and service_state(status) != self.status:
+        stored = service_state(status)
+        if self.status == "sleeping":
+            if not (asleep and stored == "active"):
+                return False
+        elif self.status == "node_lost":
+            if not lost:
+                return False
+        elif self.status is not None and stored != self.status:
             return False
         return self.domain is None or record.spec.domain == self.domain
 
@@ -71,6 +88,8 @@ class _Watch:
     detail: bool = False  # a single watch sends the get answer (with the runtime status)
     owner: OwnerCalls | None = None  # for the runtime status of another node's service
     sent: dict[str, str] = field(default_factory=dict)  # name -> id of what was sent
+    # The fleet's lost nodes, read once per batch of events (a query of the store).
+    lost: frozenset[str] = frozenset()
 
     @property
     def feed(self) -> ChangeFeed:
@@ -80,7 +99,14 @@ class _Watch:
         self, record: ServiceRecord, status: ServiceStatus | None, event_id: str | None
     ) -> None:
         agent = self.agent
-        view = service_view(record, status, agent.config, agent.host.public_ports())
+        view = service_view(
+            record,
+            status,
+            agent.config,
+            agent.host.public_ports(),
+            agent.sleeping(record.name),
+            record.node in self.lost,
+        )
         data: Service | ServiceDetail = view
         if self.detail:
             assert self.owner is not None  # a single watch is given it
@@ -100,10 +126,20 @@ class _Watch:
             sse.json_frame("deleted", WatchGone(id=service_id, project_name=name), event_id)
         )
 
+    def _covers(self, record: ServiceRecord, status: ServiceStatus | None) -> bool:
+        agent = self.agent
+        return self.scope.covers(
+            record,
+            status,
+            asleep=agent.sleeping(record.name),
+            lost=record.node in self.lost,
+        )
+
     async def snapshot(self) -> None:
         """Everything covered now; for a list, ended by ``synced`` (the only id sent)."""
         version = self.feed.resource_version(self.feed.version)
         store = self.agent.store
+        self.lost = lost_nodes(self.agent)
         if self.scope.name is not None:
             record = store.get_service(self.scope.name)
             if record is None:
@@ -114,7 +150,7 @@ class _Watch:
             return
         records, _total = store.list_services()
         statuses = store.all_statuses()
-        covered = [r for r in records if self.scope.covers(r, statuses.get(r.name))]
+        covered = [r for r in records if self._covers(r, statuses.get(r.name))]
         self.sent.clear()
         for record in covered:
             await self._send_service(record, statuses.get(record.name), None)
@@ -133,6 +169,7 @@ class _Watch:
             changed = {n: v for n, v in changed.items() if n == self.scope.name}
         if not changed:
             return
+        self.lost = lost_nodes(self.agent)
         records: dict[str, ServiceRecord | None]
         if len(changed) > READ_ALL_PAST:
             listed, _total = store.list_services()
@@ -151,7 +188,7 @@ class _Watch:
             if record is not None and record.name != name:
                 record = None  # get_service matched an id: not this name
             status = statuses.get(name)
-            if record is not None and self.scope.covers(record, status):
+            if record is not None and self._covers(record, status):
                 await self._send_service(record, status, event_id)
             elif name in self.sent:
                 await self._send_gone(name, event_id)

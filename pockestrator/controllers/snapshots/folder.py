@@ -13,6 +13,8 @@ Neighbours: ``manifest`` (what is written), ``take`` (filling a partial one), ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ from pockestrator.controllers.snapshots.manifest import (
 )
 from pockestrator.controllers.stamped_paths import utc_stamp
 from pockestrator.files import fsync_directory, write_atomic
-from pockestrator.specs.grammar import check_project_name
+from pockestrator.specs.grammar import check_project_name, version_key
 
 VERIFICATION_NAME = "verification.json"
 UPLOADS_NAME = "uploads.json"
@@ -63,6 +65,12 @@ class Snapshot:
     @property
     def verified(self) -> bool:
         return self.verification is not None and self.verification.ok
+
+    def newer_than(self, version: str) -> str | None:
+        """The PocketBase version the snapshot was taken with when it is newer than
+        ``version``: its data may carry migrations ``version`` does not know."""
+        taken = self.manifest.pocketbase_version
+        return taken if taken and version_key(taken) > version_key(version) else None
 
 
 @dataclass(frozen=True)
@@ -234,3 +242,21 @@ def _fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         fsync_directory(Path(folder))
+
+
+async def commit_in_thread(
+    folder: SnapshotFolder, partial: PartialSnapshot, manifest: Manifest
+) -> Snapshot:
+    """``folder.commit`` in a worker thread, which a cancel cannot stop half-way: a
+    cancelled caller waits for the thread, takes back a snapshot it made visible (the
+    caller is told it was not taken, so none may be listed) and is cancelled then. Without
+    the wait, the caller's ``abandon`` would remove files under a commit still renaming
+    the folder into place, and a listed snapshot could miss files."""
+    committing = asyncio.ensure_future(asyncio.to_thread(folder.commit, partial, manifest))
+    try:
+        return await asyncio.shield(committing)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            made = await committing
+            await asyncio.to_thread(folder.delete, partial.service, made.snapshot_id)
+        raise

@@ -51,6 +51,7 @@ from pockestrator.controllers.snapshots.manifest import (
     ManifestError,
     check_snapshot_id,
 )
+from pockestrator.files import sized_sha256
 from pockestrator.specs.grammar import check_project_name
 
 if TYPE_CHECKING:
@@ -265,12 +266,8 @@ class S3Store:
 
     def _check(self, name: str, entry: FileEntry) -> None:
         """Read ``name`` back; it must be the manifest's file (decrypted, when encrypted)."""
-        digest = hashlib.sha256()
-        size = 0
-        for chunk in self._get(name):
-            digest.update(chunk)
-            size += len(chunk)
-        if size != entry.size or digest.hexdigest() != entry.sha256:
+        size, sha256 = sized_sha256(self._get(name))
+        if size != entry.size or sha256 != entry.sha256:
             raise TargetError(
                 f"{entry.path} read back from {self.name} is not the file the manifest "
                 "describes (size or SHA-256)"

@@ -17,7 +17,6 @@ import asyncio
 import errno
 import os
 import shutil
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotError,
     SnapshotFolder,
     Verification,
+    commit_in_thread,
 )
 from pockestrator.controllers.snapshots.litestream import Replication
 from pockestrator.controllers.snapshots.manifest import Kind, Manifest
@@ -46,6 +46,7 @@ from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.scratch import Healthy
 from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
 from pockestrator.specs.model import ServiceSpec, unit_name
+from pockestrator.subprocesses import find_tool
 
 log = structlog.get_logger("pockestrator.snapshots")
 # A listing (an API answer) does not wait longer than this for a target that is down.
@@ -70,7 +71,7 @@ class Snapshots:
         self.replication = Replication(
             bus,
             config.database.parent / "replication",
-            config.litestream_binary or _beside_python("litestream"),
+            config.litestream_binary or find_tool("litestream"),
             frozenset(config.hardening_disabled),
         )
         self.folders = ServiceFolders(config)
@@ -223,7 +224,7 @@ class Snapshots:
             partial = await asyncio.to_thread(self.folder.begin_as, name, snapshot_id)
             try:
                 await asyncio.to_thread(store.fetch, manifest, partial)
-                snapshot = await asyncio.to_thread(self.folder.commit, partial, manifest)
+                snapshot = await commit_in_thread(self.folder, partial, manifest)
             except BaseException:
                 await asyncio.to_thread(self.folder.abandon, partial)
                 raise
@@ -295,11 +296,3 @@ class Snapshots:
                 await asyncio.to_thread(shutil.rmtree, out, True)
 
         return await self._take(spec, "replica", now, from_replica)
-
-
-def _beside_python(name: str) -> Path | None:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
@@ -67,10 +66,12 @@ from pockestrator.controllers.snapshots.folder import (
     Snapshot,
     SnapshotError,
     SnapshotFolder,
+    commit_in_thread,
 )
 from pockestrator.controllers.snapshots.manifest import FileEntry, Kind, build_manifest
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.transient import run_transient
+from pockestrator.files import read_chunks, sized_sha256
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.subprocesses import run_bounded
 
@@ -81,7 +82,6 @@ APP_DIRS = ("pb_hooks", "pb_migrations", "pb_public")
 STORAGE = "storage"
 STAGE_PREFIX = ".pockestrator-snapshot-"
 SNAPSHOT_TIMEOUT = 3600.0
-_HASH_CHUNK = 1024 * 1024
 COPIER = "pockestrator.controllers.background_copy"
 BACKGROUND_CPU_WEIGHT = 10  # systemd's default is 100
 
@@ -164,7 +164,7 @@ async def take_snapshot(
             manifest = build_manifest(
                 name, partial.snapshot_id, kind, now, spec.pocketbase_version, files
             )
-            snapshot = await asyncio.to_thread(snapshots.commit, partial, manifest)
+            snapshot = await commit_in_thread(snapshots, partial, manifest)
             phases.mark("commit")
         except BaseException:
             await asyncio.to_thread(snapshots.abandon, partial)
@@ -371,13 +371,9 @@ def _hash_tree(root: Path, hashed: dict[str, FileEntry]) -> list[FileEntry]:
                 log.warning("left out of a snapshot", path=repr(str(path.relative_to(root))))
                 path.unlink()
                 continue
-            digest = hashlib.sha256()
-            size = 0
             with path.open("rb") as reader:
-                while chunk := reader.read(_HASH_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-            entries.append(FileEntry(path.relative_to(root).as_posix(), size, digest.hexdigest()))
+                size, sha256 = sized_sha256(read_chunks(reader))
+            entries.append(FileEntry(path.relative_to(root).as_posix(), size, sha256))
     return entries
 
 

@@ -16,7 +16,6 @@ snapshot; ``controllers.systemd.transient`` runs the checks and the boot.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +35,12 @@ from pockestrator.controllers.systemd.scratch import (
 )
 from pockestrator.controllers.systemd.transient import run_transient
 from pockestrator.controllers.systemd.unit_state import SystemdError
+from pockestrator.files import read_chunks, sized_sha256
 
 log = structlog.get_logger("pockestrator.snapshots")
 
 CHECK_TIMEOUT = 1800.0
 BOOT_DEADLINE = 60.0
-_CHUNK = 1024 * 1024
 
 # Runs as the throwaway user, in the copy: every database's integrity_check, or exit 1.
 INTEGRITY_CHECK = r"""
@@ -67,15 +66,11 @@ def check_files(snapshot: Snapshot) -> str | None:
     for entry in snapshot.manifest.files:
         path = snapshot.path / entry.path
         try:
-            digest = hashlib.sha256()
-            size = 0
             with path.open("rb") as reader:
-                while chunk := reader.read(_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
+                size, sha256 = sized_sha256(read_chunks(reader))
         except OSError as exc:
             return f"{entry.path}: {exc.strerror}"
-        if size != entry.size or digest.hexdigest() != entry.sha256:
+        if size != entry.size or sha256 != entry.sha256:
             return f"{entry.path} is not the file the manifest describes"
     return None
 

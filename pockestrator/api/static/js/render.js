@@ -124,6 +124,15 @@ export function card(heading, props, ...children) {
   );
 }
 
+/** The trail above a service's page: Services / name, or with `page` (a page below the
+ * service's own) Services / name / page, the name then a link to the service. */
+export function serviceCrumbs(name, page) {
+  const services = h('a', { href: '#/services' }, 'Services');
+  if (page === undefined) return h('p', { class: 'crumbs' }, services, ' / ', name);
+  const service = h('a', { href: `#/services/${encodeURIComponent(name)}` }, name);
+  return h('p', { class: 'crumbs' }, services, ' / ', service, ' / ', page);
+}
+
 /** A plain button: button('Stop', () => stop(), {class: 'secondary'}). */
 export function button(label, onclick, props = {}) {
   return h('button', { type: 'button', onclick, ...props }, label);

@@ -5,7 +5,7 @@
 
 import { API, ApiError, call, get, getSession, servicePath } from '../api.js';
 import { bytes, duration, since, when } from '../format.js';
-import { button, card, h, mount, setText } from '../render.js';
+import { button, card, h, mount, serviceCrumbs, setText } from '../render.js';
 import { notify } from '../shell.js';
 
 export const title = 'Backups';
@@ -134,14 +134,7 @@ export async function show(root, view) {
 
   mount(
     root,
-    h(
-      'p',
-      { class: 'crumbs' },
-      h('a', { href: '#/services' }, 'Services'),
-      ' / ',
-      h('a', { href: `#/services/${encodeURIComponent(name)}` }, name),
-      ' / backups',
-    ),
+    serviceCrumbs(name, 'backups'),
     h('h1', {}, `Backups of ${name}`),
     h(
       'div',

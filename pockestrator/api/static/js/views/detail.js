@@ -17,6 +17,7 @@ import {
   fieldMessage,
   h,
   mount,
+  serviceCrumbs,
   setText,
   updateBadge,
 } from '../render.js';
@@ -212,7 +213,7 @@ export async function show(root, view) {
 
   mount(
     root,
-    h('p', { class: 'crumbs' }, h('a', { href: '#/services' }, 'Services'), ' / ', name),
+    serviceCrumbs(name),
     h('div', { class: 'title-row' }, h('h1', {}, name, ' ', state)),
     fileOwned
       ? h(

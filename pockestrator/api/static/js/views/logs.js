@@ -6,7 +6,7 @@
 
 import { ApiError, get, readEvents, servicePath } from '../api.js';
 import { clock } from '../format.js';
-import { button, h, mount, setText } from '../render.js';
+import { button, h, mount, serviceCrumbs, setText } from '../render.js';
 
 export const title = 'Logs';
 const LINE_CHOICES = [50, 100, 500, 1000, 5000];
@@ -40,14 +40,7 @@ export async function show(root, view) {
   const service = `#/services/${encodeURIComponent(key)}`;
   mount(
     root,
-    h(
-      'p',
-      { class: 'crumbs' },
-      h('a', { href: '#/services' }, 'Services'),
-      ' / ',
-      h('a', { href: service }, key),
-      ' / Logs',
-    ),
+    serviceCrumbs(key, 'Logs'),
     h('h1', {}, `Logs of ${key}`),
     h(
       'div',

@@ -11,6 +11,8 @@ other cancellation through, so ``woken`` is built on it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 
 async def woken(event: asyncio.Event, timeout: float | None) -> bool:
@@ -22,3 +24,17 @@ async def woken(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancelled(tasks: Sequence[asyncio.Task[Any]], again_after: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait until each has ended, cancelling again every
+    ``again_after`` seconds the ones still running: a ``wait_for`` anywhere in a loop's body
+    can swallow one cancellation (above), and a stop must not wait on such a loop for ever."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=again_after)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # looked at: an error of a task that was stopping is not news

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from pockestrator.waits import woken
+from pockestrator.waits import cancelled, woken
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -39,3 +39,19 @@ async def test_woken_is_true_when_set_in_time_and_false_when_the_time_runs_out()
     asyncio.get_running_loop().call_later(0.01, event.set)
     assert await woken(event, 5.0) is True
     assert await woken(event, None) is True  # already set, no limit
+
+
+async def test_cancelled_sends_the_cancel_again_to_a_task_that_swallowed_the_first() -> None:
+    swallowed = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.append(1)  # as 3.11's wait_for did, in the turn its future completed
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancelled([task], again_after=0.05), 5)
+    assert swallowed == [1] and task.cancelled()

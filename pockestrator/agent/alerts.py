@@ -45,6 +45,7 @@ from pockestrator.controllers.snapshots.schedule import last_fire, next_due
 from pockestrator.database import DatabaseFull
 from pockestrator.specs.store import NODE_LOST, ServiceSummary, Store
 from pockestrator.telemetry import AgentMetrics
+from pockestrator.waits import woken
 
 log = structlog.get_logger("pockestrator.alerts")
 
@@ -143,11 +144,8 @@ class AlertWatch:
             wait = 2 * self._config().history_interval
             if self._next_due is not None:
                 wait = min(wait, max(0.0, self._next_due - self.clock.now().timestamp()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+            if await woken(self._wake, wait):
                 await asyncio.sleep(SETTLE_SECONDS)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def after_round(

@@ -12,7 +12,6 @@ Neighbours: ``controllers.servicedirs`` (the archive itself), ``agent.daemon`` (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -20,6 +19,7 @@ import structlog
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.servicedirs import ServiceDirs, expired_archives
+from pockestrator.waits import woken
 
 log = structlog.get_logger("pockestrator.archive")
 
@@ -39,8 +39,7 @@ class ArchiveKeeper:
         while True:
             self._woken.clear()
             delay = await self.expire()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), delay)
+            await woken(self._woken, delay)
 
     async def expire(self) -> float | None:
         """Remove what is past the retention; seconds until the next one is (None: never)."""

@@ -15,7 +15,6 @@ finish (bounded by ``stop``'s ``grace``), then everything closes in reverse orde
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -69,6 +68,7 @@ from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 from pockestrator.specs.store import Store
 from pockestrator.specs.yamldir import SpecDirectory
 from pockestrator.telemetry import AgentMetrics
+from pockestrator.waits import cancelled
 
 log = structlog.get_logger("pockestrator.agent")
 
@@ -332,10 +332,7 @@ class Agent(KeySources):
         if self._api_runner is not None:
             await self._api_runner.cleanup()
             self._api_runner = None
-        for task in self._tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancelled(self._tasks)  # again and again if need be (pockestrator.waits)
         workers = [*self._workers, *self._lent]
         if workers:
             _done, pending = await asyncio.wait(workers, timeout=grace)

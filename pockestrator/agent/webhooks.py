@@ -18,7 +18,6 @@ agent killed before the mark gets it once more, with the same ``Idempotency-Key`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.database import iso
 from pockestrator.specs.store import NO_SERVICE, Claimed, Event, Store
+from pockestrator.waits import woken
 
 log = structlog.get_logger("pockestrator.webhooks")
 
@@ -153,8 +153,7 @@ class WebhookDispatcher:
             if due is not None:
                 # A floor, so that a row due but not claimable can never make this spin.
                 timeout = max(MIN_SLEEP, (due - self.clock.now()).total_seconds())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        await woken(self._wakeup, timeout)
 
     async def _deliver(self, claimed: Claimed) -> None:
         config = self.config()

@@ -40,6 +40,7 @@ from pockestrator.api.streams import StreamsFull, too_many_streams
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import WEBHOOK_ID
 from pockestrator.specs.store import NO_SERVICE, Event, Store, Webhook
+from pockestrator.waits import woken
 
 log = structlog.get_logger("pockestrator.api")
 
@@ -109,9 +110,7 @@ async def _send_events(
                 after = event.id
             if len(events) == STREAM_BATCH:
                 continue
-            try:
-                await asyncio.wait_for(wakeup.wait(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+            if not await woken(wakeup, KEEPALIVE_SECONDS):
                 await response.write(sse.comment("keepalive"))
     return response
 

@@ -118,6 +118,16 @@ class SteadyClient:
             await asyncio.sleep(0.005)
 
 
+async def until_answered(client: SteadyClient, seen: int) -> None:
+    """Until the steady client has finished a request beyond the first ``seen``."""
+
+    async def answered() -> bool:
+        return client.answers + client.failed > seen
+
+    if not await wait_until(answered, 60, 0.005):
+        raise TimeoutError(f"the steady client finished no request beyond {seen} in 60 s")
+
+
 async def serving(session: aiohttp.ClientSession, caddy: str, domain: str, text: str) -> bool:
     try:
         async with session.get(f"{caddy}/r{HOOKS - 1}", headers={"Host": domain}) as response:
@@ -136,6 +146,10 @@ async def measure(
     async with aiohttp.ClientSession() as session:
         steady = asyncio.create_task(client.run(session))
         try:
+            # The client is answered before the first deploy and once more after the last,
+            # so it covers every deploy: a fast floor's deploys were once all over before
+            # its first request came back on a loaded machine (none counted, none judged).
+            await until_answered(client, 0)
             for generation in range(1, count + 1):
                 started = time.perf_counter()
                 await deploy(generation)
@@ -145,6 +159,7 @@ async def measure(
                 if not ok:
                     raise TimeoutError(f"generation {generation} never served")
                 times.append(time.perf_counter() - started)
+            await until_answered(client, client.answers + client.failed)
         finally:
             steady.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -422,9 +422,10 @@ async def test_an_instance_that_never_comes_up_does_not_hold_back_other_services
         async def waiting_for_health() -> bool:
             return agent.sites.snippet_path("hopeless").exists()
 
-        assert await wait_until(waiting_for_health, 20)
+        # 60 s: at load 44 the release's download and the first wave took over 20 s.
+        assert await wait_until(waiting_for_health, 60), "hopeless's Caddy site never written"
         write_spec(agent, "bystander", free_port(), pocketbase_versions[1])
-        status = await status_becomes(agent, "bystander", lambda s: s.state == "active", 40)
+        status = await status_becomes(agent, "bystander", lambda s: s.state == "active", 60)
         assert status.config_match is True
     finally:
         hopeless.unlink()

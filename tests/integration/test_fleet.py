@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -110,7 +111,8 @@ async def fleet(
                 store=store,
                 node_name=name,
                 node_public_address=f"127.0.0.1:{box.caddy_http_port}",
-                node_lease_seconds=6.0,
+                # The default lease (30 s, renewed every 10 s). A 6 s one lapsed for both
+                # nodes while the first test read /nodes, with the machine loaded.
                 fleet_secret_file=secret,
                 # beta's Caddy serves the whole fleet's domains; alpha's only its own.
                 fleet_routing=name == "beta",
@@ -245,6 +247,23 @@ async def test_after_postgresql_restarts_under_the_agents_a_change_still_reaches
     assert "after-restart" in alpha.agent.units.managed_names()
     names = {s.name for s in alpha.agent.store.list_services()[0]}
     assert {"anchor", "remote", "after-restart"} <= names, "nothing written before was lost"
+    # Both nodes share this machine's ports: "remote" (started again by the tests below)
+    # would find its port held by alpha's PocketBase and crash-loop, so it is given back.
+    deleted = await alpha.api.call("DELETE", "/services/after-restart", params={"purge": "true"})
+    assert deleted.status in (200, 202), deleted.body
+
+    async def port_free() -> bool:
+        return "after-restart" not in alpha.agent.units.managed_names() and not port_taken(
+            taken_on_beta.spec.port
+        )
+
+    assert await wait_until(port_free, 60, 0.2), "alpha's after-restart still holds the port"
+
+
+def port_taken(port: int) -> bool:
+    """Whether something listens on ``127.0.0.1:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def placed(name: str, node: str, version: str) -> dict[str, Any]:

@@ -1119,6 +1119,27 @@ def test_an_unhealthy_running_unit_is_still_deploying() -> None:
     assert settle(healthy=False)["state"] == "deploying"
 
 
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [
+        (ServiceStatus("app", state="active", pid=4242), "error"),
+        (ServiceStatus("app", state="error", pid=4242), "error"),
+        (ServiceStatus("app", state="active", pid=1111), "deploying"),  # a new process
+        (ServiceStatus("app", state="deploying", pid=4242), "deploying"),  # its boot
+    ],
+    ids=["was active", "was failing its probes", "another process", "still booting"],
+)
+def test_a_process_that_was_up_and_stops_answering_is_an_error_not_a_boot(
+    previous: ServiceStatus, expected: str
+) -> None:
+    """As ``deploying`` the health prober skipped it and no restart came (a SIGSTOPped
+    instance stayed 'deploying' for over a minute on a loaded machine)."""
+    changes = settle(unit=unit_status(main_pid=4242), healthy=False, previous=previous)
+    assert changes["state"] == expected
+    if expected == "error":
+        assert changes["last_error"] == "PocketBase (pid 4242) stopped answering its health check"
+
+
 def test_a_rolled_back_version_keeps_its_reason_in_the_status() -> None:
     previous = ServiceStatus("app", failed_version=NEW, last_error="PocketBase 0.40.6 ...")
     assert settle(previous=previous)["last_error"] == "PocketBase 0.40.6 ..."

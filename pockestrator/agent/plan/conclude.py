@@ -75,6 +75,9 @@ def conclude(
             f"PocketBase exited (status {unit.exec_main_status}); systemd restarts it "
             f"({unit.n_restarts or 0} restarts so far)"
         )
+    elif stopped_answering(plan, unit, previous):
+        state = "error"
+        error = f"PocketBase (pid {unit.main_pid}) stopped answering its health check"
     else:
         state, error = "deploying", None
     if error is None and desired.version_note:
@@ -158,6 +161,20 @@ def restarted_by_systemd(previous: ServiceStatus | None, restarts: int | None) -
     if previous is None or previous.restarts is None or restarts is None:
         return 0
     return max(0, restarts - previous.restarts)
+
+
+def stopped_answering(plan: Plan, unit: UnitStatus, previous: ServiceStatus | None) -> bool:
+    """Whether an unhealthy running unit is the very process this service last reported
+    up: nothing was started, so it is no boot. As ``deploying`` the health prober would
+    leave it alone and each reconcile's probe start another boot watch, so a hung instance
+    was never restarted; as an error the prober counts its failures and asks for that."""
+    return (
+        not plan.run
+        and previous is not None
+        and previous.state in ("active", "error")
+        and unit.main_pid is not None
+        and previous.pid == unit.main_pid
+    )
 
 
 def crash_loop_began(previous: ServiceStatus | None, error: str | None) -> bool:

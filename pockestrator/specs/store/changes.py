@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from pockestrator.waits import woken
+
 KEPT = 4096
 
 
@@ -44,9 +46,7 @@ class Waiter:
 
     async def wait(self, timeout: float) -> bool:
         """True when woken within ``timeout`` seconds (and ready for the next wake-up)."""
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
+        if not await woken(self._event, timeout):
             return False
         self._event.clear()
         return True

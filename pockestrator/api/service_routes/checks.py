@@ -20,9 +20,11 @@ from pydantic import BaseModel
 from pockestrator.api.context import AgentContext
 from pockestrator.api.errors import ApiError, Problem, not_found, validation_failed
 from pockestrator.api.inputs import shape_problems
+from pockestrator.api.models.services import Service
+from pockestrator.api.views import service_view
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
-from pockestrator.specs.store import NameTakenCode, ServiceRecord
+from pockestrator.specs.store import NameTakenCode, ServiceRecord, ServiceStatus
 from pockestrator.specs.validation import (
     ReleaseIndexUnavailable,
     downgrade_issue,
@@ -35,6 +37,25 @@ def lost_nodes(agent: AgentContext) -> frozenset[str]:
     (so a service's ``node_lost`` can neither lag its node's lease nor outlive it). The
     answering node is alive whatever its lease says."""
     return agent.store.lost_nodes() - {agent.config.node}
+
+
+def current_view(
+    agent: AgentContext,
+    record: ServiceRecord,
+    status: ServiceStatus | None,
+    lost: frozenset[str] | None = None,
+) -> Service:
+    """A service as every answer shows it, asleep and node_lost as the agent knows them
+    now (``lost``: the lost nodes, when the caller has read them already)."""
+    lost = lost_nodes(agent) if lost is None else lost
+    return service_view(
+        record,
+        status,
+        agent.config,
+        agent.host.public_ports(),
+        agent.sleeping(record.name),
+        record.node in lost,
+    )
 
 
 def service_not_found(key: str) -> ApiError:

@@ -30,7 +30,7 @@ from pockestrator.api.models.services import (
 from pockestrator.api.owner_calls import OWNER_CALLS, unknown_runtime
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Operation, agent_of, answer, etag_of
-from pockestrator.api.service_routes.checks import find_service, lost_nodes
+from pockestrator.api.service_routes.checks import current_view, find_service, lost_nodes
 from pockestrator.api.service_routes.watch import list_scope, one_scope, watch
 from pockestrator.api.views import (
     certificate_view,
@@ -98,14 +98,7 @@ async def get_service(request: web.Request) -> web.StreamResponse:
     if query.watch:
         return await watch(request, one_scope(record), one=record)
     status = agent.store.get_status(record.name)
-    view = service_view(
-        record,
-        status,
-        agent.config,
-        agent.host.public_ports(),
-        agent.sleeping(record.name),
-        record.node in lost_nodes(agent),
-    )
+    view = current_view(agent, record, status)
     # This host's view, or the owning node's, asked of it.
     runtime = await request.app[OWNER_CALLS].runtime_status(record, status)
     response = answer(

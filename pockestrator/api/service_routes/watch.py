@@ -33,9 +33,9 @@ from pockestrator.api.models.services import (
 )
 from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
-from pockestrator.api.service_routes.checks import lost_nodes
+from pockestrator.api.service_routes.checks import current_view, lost_nodes
 from pockestrator.api.streams import StreamsFull, too_many_streams
-from pockestrator.api.views import service_state, service_view
+from pockestrator.api.views import service_state
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.store.changes import ChangeFeed, Waiter
@@ -99,14 +99,7 @@ class _Watch:
         self, record: ServiceRecord, status: ServiceStatus | None, event_id: str | None
     ) -> None:
         agent = self.agent
-        view = service_view(
-            record,
-            status,
-            agent.config,
-            agent.host.public_ports(),
-            agent.sleeping(record.name),
-            record.node in self.lost,
-        )
+        view = current_view(agent, record, status, self.lost)
         data: Service | ServiceDetail = view
         if self.detail:
             assert self.owner is not None  # a single watch is given it

@@ -52,10 +52,11 @@ from pockestrator.api.routing import (
 from pockestrator.api.service_routes.checks import (
     checked_spec,
     context_problems,
+    current_view,
     find_service,
     service_not_found,
 )
-from pockestrator.api.views import issue_view, service_view
+from pockestrator.api.views import issue_view
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.grammar import has_control_characters
 from pockestrator.specs.model import ServiceSpec, unit_name
@@ -184,13 +185,7 @@ async def written_answer(
         reconciled = await owner_reconciled(agent.store, record, WAIT_SECONDS)
     current = agent.store.get_service(name) or record
     service_status = agent.store.get_status(name)
-    view = service_view(
-        current,
-        service_status,
-        agent.config,
-        agent.host.public_ports(),
-        agent.sleeping(current.name),
-    )
+    view = current_view(agent, current, service_status)
     if reconciled and here:
         runtime = await agent.host.runtime(name, service_status)
         unit_state, site_state = runtime.systemd_status, runtime.caddy_status

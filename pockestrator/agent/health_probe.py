@@ -24,11 +24,19 @@ kept. At most half the open-file limit is kept.
 from __future__ import annotations
 
 import asyncio
+import re
 import resource
 
 # PocketBase's answer is about 60 bytes; an instance is hostile and may send without end.
 HEALTH_BODY_MAX = 4096
 HEADERS_MAX = 8192
+# An answer is read again from its start at each arrival, so both its size and the number
+# of arrivals are bounded: a hostile instance sending a byte at a time costs at most this
+# many reads of at most ANSWER_MAX bytes (PocketBase's answer comes in one or two).
+ANSWER_MAX = HEADERS_MAX + 2 * HEALTH_BODY_MAX
+READS_MAX = 64
+# A chunk's size: hexadecimal digits only (``int(_, 16)`` would take a sign, spaces, 0x).
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
 
 
 class _Answer(asyncio.Protocol):
@@ -46,6 +54,7 @@ class _Answer(asyncio.Protocol):
         self.done: asyncio.Future[bool | None] | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.reads = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -54,6 +63,7 @@ class _Answer(asyncio.Protocol):
     async def ask(self, request: bytes) -> bool | None:
         assert self.transport is not None
         self.data.clear()
+        self.reads = 0
         self.done = asyncio.get_running_loop().create_future()
         if self.closed:
             return None
@@ -62,6 +72,10 @@ class _Answer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.data += data
+        self.reads += 1
+        if len(self.data) > ANSWER_MAX or self.reads > READS_MAX:
+            self._decide(False, reusable=False)
+            return
         verdict = answer_verdict(bytes(self.data), ended=False)
         if verdict is not None:
             self._decide(verdict, reusable=verdict and self.keep and _reusable(self.data))
@@ -142,10 +156,10 @@ def _chunked_verdict(body: bytes, ended: bool) -> bool | None:
         size_line, found, _rest = body[at:].partition(b"\r\n")
         if not found:
             return False if ended or len(size_line) > 32 else None
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            return False
+        digits = size_line.split(b";")[0].strip()
+        if not CHUNK_SIZE.fullmatch(digits):
+            return False  # not a size: a sign would walk the parse backwards for ever
+        size = int(digits, 16)
         received += size
         if received > HEALTH_BODY_MAX:
             return False
@@ -209,12 +223,14 @@ class ProbeConnections:
                 healthy = bool(verdict)
         except (TimeoutError, OSError):
             healthy = False
-        if answer is not None:
-            # Kept only after a whole sized 200 (anything else has closed it already).
-            if healthy and not answer.closed and len(self._kept) < self.most:
-                self._kept[port] = answer
-            else:
-                answer.close()
+        finally:
+            # Kept only after a whole sized 200 (anything else has closed it already); a
+            # probe cancelled half-way (the agent stopping) closes its connection too.
+            if answer is not None:
+                if healthy and not answer.closed and len(self._kept) < self.most:
+                    self._kept[port] = answer
+                else:
+                    answer.close()
         return healthy
 
     def retain(self, ports: set[int]) -> None:

@@ -18,7 +18,9 @@ same ``stat`` calls) and queues only the names
 - that replicate (Litestream's unit is looked at by the reconcile only);
 - whose turn it is (``full_turn``): every name is still reconciled in full at least
   every ``FULL_EVERY`` rounds, for what no look covers (a release binary taken from the
-  cache, a spec changed in the store with no event).
+  cache, a spec changed in the store with no event, and an operator's ``systemctl
+  enable``/``disable`` or a drop-in added without a reload: neither changes a stat or a
+  state the round compares, so each waits for the name's full turn).
 
 A look is recorded only by a reconcile whose plan for the host was empty (it may still
 have waited for health or applied the instance's own settings, which are no part of the

@@ -278,8 +278,12 @@ def _start_writers(client: ApiClient, outcomes: Sequence[Outcome], news: queue.Q
             except queue.Empty:
                 return
             # Answered once stored: readiness comes from the watch stream (or the polls).
-            write(client, outcome, wait=False)
-            news.put(("written", outcome))
+            try:
+                write(client, outcome, wait=False)
+            except Exception as exc:  # an answer of another shape: a failure, never a hang
+                outcome.error = ClientError(f"{outcome.name}: unexpected answer ({exc})")
+            finally:
+                news.put(("written", outcome))
 
     for _ in range(min(WRITERS, len(outcomes))):
         threading.Thread(target=work, name="pockestrator-apply", daemon=True).start()

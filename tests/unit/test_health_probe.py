@@ -8,6 +8,7 @@ whole timeout. Real servers on 127.0.0.1, real time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -140,6 +141,12 @@ BODY = b'{"message":"API is healthy.","code":200,"data":{}}'
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", True, False),
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n1001\r\n", False, False),
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", False, False),
+        # A size is hexadecimal digits only: a negative one walked the parse backwards
+        # without end, inside the event loop (found by review).
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n-10\r\n", False, False),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n", False, False),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n", False, False),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\n\r\n", False, True),
         # No length: the body ends with the connection, within the bound.
         (OK_HEAD + b"\r\n" + BODY, False, None),
         (OK_HEAD + b"\r\n" + BODY, True, True),
@@ -258,3 +265,41 @@ async def test_connections_of_instances_not_probed_any_more_are_closed_and_bound
         assert len(connections) == 1
         connections.retain({second})
         assert len(connections) == 0
+
+
+def trickle(
+    ended: asyncio.Event,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A hostile instance: a 200 head, then a chunked body one byte at a time until the
+    probe drops the connection (``ended`` is set then)."""
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    for byte in b"1\r\nx\r\n":
+                        writer.write(bytes([byte]))
+                        await writer.drain()
+                        await asyncio.sleep(0.001)
+        finally:
+            writer.close()
+            ended.set()
+
+    return serve_one
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_an_answer_trickled_a_byte_at_a_time_is_unhealthy_after_bounded_reads() -> None:
+    ended = asyncio.Event()
+    server = await asyncio.start_server(trickle(ended), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        assert await probe(port, timeout=10.0) is False
+        assert time.monotonic() - started < 5.0  # decided by the bound, not the timeout
+        await asyncio.wait_for(ended.wait(), 10)  # the probe dropped the connection
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -256,7 +256,18 @@ async def commit_in_thread(
     try:
         return await asyncio.shield(committing)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            made = await committing
-            await asyncio.to_thread(folder.delete, partial.service, made.snapshot_id)
+        # However many cancels come meanwhile, the thread is waited for and its snapshot
+        # taken back before the caller's clean-up may run.
+        taking_back = asyncio.ensure_future(_take_back(folder, partial, committing))
+        while not taking_back.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(taking_back)
         raise
+
+
+async def _take_back(
+    folder: SnapshotFolder, partial: PartialSnapshot, committing: asyncio.Future[Snapshot]
+) -> None:
+    with contextlib.suppress(Exception):
+        made = await committing
+        await asyncio.to_thread(folder.delete, partial.service, made.snapshot_id)

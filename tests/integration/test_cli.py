@@ -203,7 +203,7 @@ async def test_apply_with_too_short_a_wait_exits_1_and_says_what_is_not_ready(
     assert run.code == 1, run
     assert "timed out after 0.05s; not ready: slowpoke" in run.err
     # The wait ran out, not the write: it was answered (and so stored) before the exit.
-    assert stored(agent, "slowpoke")
+    assert await stored(agent, "slowpoke")
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ the one root-only file the agent keeps each in.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -34,7 +33,7 @@ from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
 from tests.testbed.api_client import Api, create, wait_running
 from tests.testbed.smtp import MailSink
-from tests.testbed.waiting import wait_until
+from tests.testbed.waiting import port_listens, wait_until
 
 SMTP_SECRET = "smtp-secret-" + secrets.token_hex(10)
 S3_SECRET = "s3-secret-" + secrets.token_hex(10)
@@ -228,15 +227,6 @@ def s3_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         process.wait(10)
 
 
-async def _listening(port: int) -> bool:
-    try:
-        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    return True
-
-
 def _files_holding(root: Path, secret: bytes) -> list[Path]:
     """Every regular file under ``root`` whose bytes contain ``secret``."""
     found = []
@@ -258,7 +248,7 @@ async def test_smtp_and_s3_secrets_reach_pocketbase_and_appear_nowhere_else(
     s3_port: int,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    assert await wait_until(lambda: _listening(s3_port), 15, 0.1), "rclone never listened"
+    assert await wait_until(lambda: port_listens(s3_port), 15, 0.1), "rclone never listened"
     answers: list[Any] = []
     created = await create(
         api,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pockestrator.agent.sandbox import find_tool
-from tests.testbed.waiting import wait_until
+from tests.testbed.waiting import port_listens, wait_until
 
 _SERVER_EXTENSIONS = (
     "subjectAltName=IP:127.0.0.1\n"
@@ -81,12 +81,7 @@ async def tls_front(
         async def listening() -> bool:
             if caddy.returncode is not None:
                 raise AssertionError(f"the TLS front's Caddy ended: {folder / 'caddy.log'}")
-            try:
-                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                return False
-            writer.close()
-            return True
+            return await port_listens(port)
 
         assert await wait_until(listening, 60, 0.05), f"the TLS front on port {port} listens"
         yield f"https://127.0.0.1:{port}"

@@ -54,3 +54,13 @@ async def wait_for_pocketbase(
 ) -> bool:
     """Wait until a PocketBase answers ``/api/health`` at ``base_url`` (through ``host``)."""
     return await wait_until(lambda: pocketbase_health(base_url, host), timeout)
+
+
+async def port_listens(port: int) -> bool:
+    """Whether something accepts connections on ``127.0.0.1:port`` now."""
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True

@@ -29,7 +29,7 @@ run: $(VENV)/.installed-run
 ## TEST_WORKERS modules at a time (each module's test beds stay in one process; 0: all in one)
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test system-deps lint
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pockestrator tests

@@ -26,10 +26,15 @@ run: $(VENV)/.installed-run
 	$(BIN)/pockestrator up
 
 ## make test: lint, type-check, then every suite (unit, integration, e2e, benchmarks' smoke),
-## TEST_WORKERS modules at a time (each module's test beds stay in one process; 0: all in one)
-TEST_WORKERS ?= 3
+## TEST_WORKERS modules at a time (each module's test beds stay in one process; 0: all in one),
+## the longest modules first (tests/testbed/schedule.py). Five on two cores: a module spends
+## most of its time waiting on systemd, PocketBase and timers, not on a CPU.
+## Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: otherwise every worker
+## compiles and assertion-rewrites every module again (12 CPU-seconds each, 5 cached).
+TEST_WORKERS ?= 5
 test: $(VENV)/.installed-test system-deps lint
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --numprocesses $(TEST_WORKERS) \
+		--dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pockestrator tests

@@ -39,6 +39,7 @@ from tests.testbed.mirror import (
     pocketbase_binary,
 )
 from tests.testbed.s3 import S3Server, rclone_binary
+from tests.testbed.schedule import MODULE_SECONDS, longest_modules_first
 from tests.testbed.stuck import naming_what_it_waits_on
 
 # The store's backends (SQLite, a real PostgreSQL server): `store_backend`, `postgres_server`.
@@ -86,13 +87,17 @@ TESTBED_BASE = Path(os.environ.get("POCKESTRATOR_TESTBED_DIR", "/var/lib/pockest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that uses the test bed, and skip them (with why) where there is none."""
+    """Mark every test that uses the test bed, and skip them (with why) where there is none;
+    in an xdist worker, put the longest modules first."""
     reason = unavailable_reason()
     for item in items:
         if "testbed_base" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.testbed)
         if reason and item.get_closest_marker("testbed"):
             item.add_marker(pytest.mark.skip(reason=f"no test bed on this machine: {reason}"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # xdist hands out whole modules in this order (tests/testbed/schedule.py).
+        items[:] = longest_modules_first(items, MODULE_SECONDS)
 
 
 @pytest.fixture(autouse=True)

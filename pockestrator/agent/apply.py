@@ -132,15 +132,19 @@ class StepRunner:
                 found=drift.found,
                 action=drift.action,
             )
-        for step in plan.prepare:
-            await self._do(name, desired, step, applied)
-        if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
-            await self._start_while_routing(name, desired, plan, applied)
-        else:
-            for step in (*plan.route, *plan.run):
+        try:
+            for step in plan.prepare:
                 await self._do(name, desired, step, applied)
-        for step in plan.finish:
-            await self._do(name, desired, step, applied)
+            if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
+                await self._start_while_routing(name, desired, plan, applied)
+            else:
+                for step in (*plan.route, *plan.run):
+                    await self._do(name, desired, step, applied)
+            for step in plan.finish:
+                await self._do(name, desired, step, applied)
+        finally:
+            # A new unit file's rename, made durable once its instance has started.
+            await self.controllers.units.sync_new(name)
 
     async def _start_while_routing(
         self, name: str, desired: Desired | None, plan: Plan, applied: Applied

@@ -51,6 +51,8 @@ class Applied:
     site_written: bool = False
     backup: Path | None = None
     archived_to: Path | None = None
+    # The plan's EnableUnit is sent with its StartUnit's first call (``_start``).
+    enable_with_start: bool = False
 
     def add(self, action: str) -> None:
         self.actions.append(action)
@@ -132,6 +134,7 @@ class StepRunner:
                 found=drift.found,
                 action=drift.action,
             )
+        applied.enable_with_start = enables_then_starts(plan)
         try:
             for step in plan.prepare:
                 await self._do(name, desired, step, applied)
@@ -195,8 +198,9 @@ class StepRunner:
             case steps.LoadNewUnit():
                 applied.wave_size = await self.coordinator.park(self._reload, name, False)
             case steps.EnableUnit():
-                await self.controllers.bus.enable_unit_files([unit])
-                applied.add(step.describe())
+                if not applied.enable_with_start:
+                    await self.controllers.bus.enable_unit_files([unit])
+                    applied.add(step.describe())
             case steps.DisableUnit():
                 await self.controllers.bus.disable_unit_files([unit])
                 applied.add(step.describe())
@@ -213,9 +217,7 @@ class StepRunner:
                 await self._apply_settings(desired, fields)
                 applied.add(step.describe())
             case steps.StartUnit(reset_failed=reset_failed):
-                if reset_failed:
-                    await self.controllers.bus.reset_failed_unit(unit)
-                await self.controllers.bus.start_unit(unit)
+                await self._start(unit, reset_failed, applied)
                 applied.add(step.describe())
             case steps.StopUnit():
                 await self.controllers.bus.stop_unit(unit)
@@ -263,6 +265,28 @@ class StepRunner:
                     applied.add("data purged")
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
+
+    async def _start(self, unit: str, reset_failed: bool, applied: Applied) -> None:
+        """Start ``unit`` (clearing a failed state first), and enable it in the same
+        round trip when the plan asked for both: the enable's call goes out first on the
+        one connection and systemd handles its calls in order, so the unit is loaded,
+        and its ``UnitFileState`` read, after the enable as before; the start no longer
+        waits for the enable's answer to be sent."""
+        bus = self.controllers.bus
+        first = bus.reset_failed_unit(unit) if reset_failed else bus.start_unit(unit)
+        if applied.enable_with_start:
+            applied.enable_with_start = False
+            outcomes = await asyncio.gather(
+                bus.enable_unit_files([unit]), first, return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            applied.add(steps.EnableUnit().describe())
+        else:
+            await first
+        if reset_failed:
+            await bus.start_unit(unit)
 
     # -- PocketBase's own settings -----------------------------------------------------
 
@@ -328,3 +352,9 @@ class StepRunner:
 
     def generated_passwords_dir(self) -> Path:
         return self.config.database.parent / "superuser-passwords"
+
+
+def enables_then_starts(plan: Plan) -> bool:
+    """Whether the plan enables its unit and its run group begins with the start."""
+    enables = any(isinstance(step, steps.EnableUnit) for step in plan.prepare)
+    return enables and bool(plan.run) and isinstance(plan.run[0], steps.StartUnit)

@@ -26,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent import steps
+from pockestrator.agent.boot_gate import BootGate
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
@@ -79,6 +80,8 @@ class StepRunner:
         # any needs it (a changed or removed unit file; a new one is loaded on first use).
         self._reload: Barrier[bool, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
         self.reloads = 0  # Reload() calls made (for tests and benchmarks)
+        # Instances started and not yet answering: other settings wait for them.
+        self.gate = BootGate()
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
@@ -217,12 +220,14 @@ class StepRunner:
                 await self._apply_settings(desired, fields)
                 applied.add(step.describe())
             case steps.StartUnit(reset_failed=reset_failed):
+                self.gate.begin(name)
                 await self._start(unit, reset_failed, applied)
                 applied.add(step.describe())
             case steps.StopUnit():
                 await self.controllers.bus.stop_unit(unit)
                 applied.add(step.describe())
             case steps.RestartUnit(reason=reason, failures=failures):
+                self.gate.begin(name)
                 await self.controllers.bus.restart_unit(unit)
                 if reason == "health":
                     self.store.update_status(name, health_failures=0)

@@ -189,6 +189,12 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
+        try:
+            return await self._reconcile(name)
+        finally:
+            self.steps.gate.end(name)  # its boot, if it started one, is no longer awaited
+
+    async def _reconcile(self, name: str) -> Result:
         self.looks.forget(name)  # recorded again only if this one finds nothing to do
         async with self.coordinator.participant():
             if name == CATCH_ALL:

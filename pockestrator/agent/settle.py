@@ -79,6 +79,7 @@ class Settler:
         status."""
         name = desired.name
         settled = await self.look_after(desired, plan, observed, applied, watch=watch)
+        self.steps.gate.end(name)  # its boot has a verdict (agent.boot_gate)
         previous = self.store.get_status(name)
         settled, settings_changes = await self.configure(desired, settled, previous, applied)
         changes = conclude(desired, plan, settled, previous)
@@ -226,6 +227,9 @@ class Settler:
                 return settled, {}
             if self.boots.after_boots(name):
                 return settled, {}  # queued again when its burst's boots are over
+            waited = await self.steps.gate.quiet(name)  # other boots first
+            if waited:
+                log.info("settings waited for other boots", service=name, seconds=round(waited, 3))
             for _attempt in range(2):
                 observed = await control.observe(desired.spec)
                 plan = plan_settings(name, wanted, fingerprint, observed, previous)

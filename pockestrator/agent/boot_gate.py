@@ -61,13 +61,14 @@ class BootGate:
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + self.bound
+        waited = False
         while (now := loop.time()) < deadline:
             if self.others(name):
                 self._changed.clear()
                 await woken(self._changed, deadline - now)
-                continue
-            calm_at = self._last_end + self.calm
-            if calm_at <= now:
+            elif (calm_at := self._last_end + self.calm) > now:
+                await asyncio.sleep(min(calm_at, deadline) - now)
+            else:
                 break
-            await asyncio.sleep(min(calm_at, deadline) - now)
-        return loop.time() - began
+            waited = True
+        return loop.time() - began if waited else 0.0

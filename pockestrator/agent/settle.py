@@ -79,7 +79,6 @@ class Settler:
         status."""
         name = desired.name
         settled = await self.look_after(desired, plan, observed, applied, watch=watch)
-        self.steps.gate.end(name)  # its boot has a verdict (agent.boot_gate)
         previous = self.store.get_status(name)
         settled, settings_changes = await self.configure(desired, settled, previous, applied)
         changes = conclude(desired, plan, settled, previous)
@@ -168,6 +167,7 @@ class Settler:
                 self.session, desired.spec.port, loop.time() + plan.probe_deadline
             )
             checked_at = utc_now()
+        self.steps.gate.end(desired.name)  # its boot has a verdict (agent.boot_gate)
         if not plan and healthy is None and observed.systemd is not None:
             unit: UnitStatus = observed.systemd
             unit_file_hash, site_hash = observed.unit.file_hash, observed.site_hash

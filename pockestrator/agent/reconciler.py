@@ -36,6 +36,7 @@ The key
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -400,8 +401,12 @@ class Reconciler:
         return service_url(spec, self.config, self.controllers.sites.public_ports())
 
     async def observe(self, desired: Desired) -> Observed:
-        """The unit (file and systemd), the site snippet and the folder of ``desired``."""
-        unit = await self.controllers.units.observe(desired.name)
+        """The unit (file and systemd), the site snippet and the folder of ``desired``.
+        The D-Bus call and the folder's look (a thread) are made at once: both only read."""
+        unit, dirs = await asyncio.gather(
+            self.controllers.units.observe(desired.name),
+            self.controllers.dirs.observe(desired.spec),
+        )
         if unit.file_exists and not unit.managed:
             path = self.controllers.units.path(desired.name)
             raise TerminalError(
@@ -409,9 +414,7 @@ class Reconciler:
                 "remove it or choose another project name"
             )
         return Observed(
-            unit=unit,
-            site_hash=self.controllers.sites.snippet_hash(desired.name),
-            dirs=await self.controllers.dirs.observe(desired.spec),
+            unit=unit, site_hash=self.controllers.sites.snippet_hash(desired.name), dirs=dirs
         )
 
     # -- removal -----------------------------------------------------------------------

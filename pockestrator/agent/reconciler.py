@@ -131,6 +131,7 @@ class Reconciler:
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
         self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
+        self.steps.gate.wake = self._wake_after_boot  # settings left for a calm host
         self.settler = Settler(
             lambda: self.config,
             lambda: self.policy,
@@ -449,6 +450,7 @@ class Reconciler:
         if not stale:
             self.store.finish_deletion(name)
         self.boots.forget(name)
+        self.steps.gate.forget(name)
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:
             self.archived()

@@ -227,9 +227,8 @@ class Settler:
                 return settled, {}
             if self.boots.after_boots(name):
                 return settled, {}  # queued again when its burst's boots are over
-            waited = await self.steps.gate.quiet(name)  # other boots first
-            if waited:
-                log.info("settings waited for other boots", service=name, seconds=round(waited, 3))
+            if self.steps.gate.defer(name):
+                return settled, {}  # queued again once no instance boots (agent.boot_gate)
             for _attempt in range(2):
                 observed = await control.observe(desired.spec)
                 plan = plan_settings(name, wanted, fingerprint, observed, previous)

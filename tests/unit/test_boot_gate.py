@@ -7,54 +7,88 @@ import asyncio
 from pockestrator.agent.boot_gate import BootGate
 
 
-async def turns(count: int = 5) -> None:
-    for _ in range(count):
-        await asyncio.sleep(0)
+class Woken:
+    """The names the gate queued again, in order, and an event for the next one."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, name: str) -> None:
+        self.names.append(name)
+        self.event.set()
+
+    async def next(self) -> list[str]:
+        async with asyncio.timeout(30):  # generous: only the order is asserted
+            await self.event.wait()
+        self.event.clear()
+        return self.names
 
 
 async def test_a_host_that_never_booted_anything_is_calm_at_once() -> None:
-    assert await BootGate(calm=60.0).quiet("a") == 0.0
+    woken = Woken()
+    gate = BootGate(woken, calm=60.0)
+    assert not gate.defer("a")
+    gate.end("never")  # every reconcile ends its name, started or not: no verdict
+    assert not gate.defer("a")
+    assert woken.names == []
 
 
-async def test_settings_wait_for_another_instances_boot_then_for_the_calm_after_it() -> None:
-    gate = BootGate(calm=0.05, bound=60.0)
+async def test_settings_wait_for_another_instances_boot_and_are_queued_at_its_end() -> None:
+    woken = Woken()
+    gate = BootGate(woken, calm=0.0)
     gate.begin("b")
-    waiting = asyncio.create_task(gate.quiet("a"))
-    await turns()
-    assert not waiting.done()  # b still boots
+    assert gate.defer("a")
+    assert woken.names == []  # b still boots
     gate.end("b")
-    assert await waiting >= 0.05  # and then the calm after b's verdict
-    assert not gate.booting("b")
+    assert woken.names == ["a"]
+    assert not gate.booting("b") and not gate.defer("a")
+
+
+async def test_the_calm_after_a_verdict_is_waited_for_its_own_included() -> None:
+    woken = Woken()
+    gate = BootGate(woken, calm=0.05)
+    gate.begin("a")
+    gate.end("a")  # its own verdict: the next spec of a stream may follow
+    assert gate.defer("a")
+    assert woken.names == []
+    assert await woken.next() == ["a"]
 
 
 async def test_a_boot_that_begins_during_the_calm_is_waited_for_too() -> None:
-    gate = BootGate(calm=0.05, bound=60.0)
+    woken = Woken()
+    gate = BootGate(woken, calm=0.05)
     gate.begin("a")
-    gate.end("a")  # its own verdict: the next spec of a stream may follow
-    waiting = asyncio.create_task(gate.quiet("a"))
-    await turns()
+    gate.end("a")
+    assert gate.defer("a")
     gate.begin("c")
     await asyncio.sleep(0.1)  # past the calm of a's verdict: c holds it now
-    assert not waiting.done()
+    assert woken.names == []
     gate.end("c")
-    await waiting
+    assert await woken.next() == ["a"]
 
 
 async def test_its_own_boot_does_not_hold_its_settings() -> None:
-    gate = BootGate(calm=0.0, bound=60.0)
+    gate = BootGate(Woken(), calm=0.0)
     gate.begin("a")
-    assert gate.booting("a") and not gate.others("a")
-    await gate.quiet("a")
+    assert gate.booting("a")
+    assert not gate.defer("a")
 
 
-async def test_a_stream_of_boots_holds_settings_at_most_the_bound() -> None:
-    gate = BootGate(calm=0.0, bound=0.05)
+async def test_a_boot_that_never_answers_holds_settings_only_for_its_hold() -> None:
+    woken = Woken()
+    gate = BootGate(woken, calm=0.0, hold=0.05)
     gate.begin("b")  # never ends
-    assert await gate.quiet("a") >= 0.05
-    assert gate.booting("b")
+    assert gate.defer("a")
+    assert await woken.next() == ["a"]
+    assert gate.booting("b") and not gate.defer("a")
 
 
-async def test_the_end_of_a_name_that_never_booted_changes_nothing() -> None:
-    gate = BootGate(calm=60.0, bound=60.0)
-    gate.end("never")  # every reconcile ends its name, started or not
-    assert await gate.quiet("a") == 0.0
+async def test_a_forgotten_name_is_not_queued_again() -> None:
+    woken = Woken()
+    gate = BootGate(woken, calm=0.0)
+    gate.begin("b")
+    assert gate.defer("a") and gate.defer("gone")
+    gate.forget("gone")
+    gate.end("b")
+    assert woken.names == ["a"]

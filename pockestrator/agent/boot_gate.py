@@ -62,10 +62,15 @@ class BootGate:
         """True when the host is not calm: ``name`` is queued again once it is, and its
         caller leaves its settings until then."""
         if self._until_calm(name) <= 0:
+            self._after.discard(name)  # applied now: no later wake for them
             return False
         self._after.add(name)
         self._check()
         return True
+
+    def waiting(self, name: str) -> bool:
+        """Whether ``name``'s settings wait for a calm host."""
+        return name in self._after
 
     def forget(self, name: str) -> None:
         """``name`` is gone: neither booting nor waiting."""

@@ -289,9 +289,10 @@ class Reconciler:
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
         # The host needed nothing: what was observed is what a round compares with (the
-        # instance's own settings, applied or not, are no part of that look; their next
-        # check is due by the status). The folder is the one observed, too.
-        quiet = seeding == "none" and not plan
+        # instance's own settings are no part of that look; their next check is due by the
+        # status). The folder is the one observed, too. Settings left for a calm host
+        # (agent.boot_gate) are still to do: not quiet yet.
+        quiet = seeding == "none" and not plan and not self.steps.gate.waiting(name)
         folder = observed.dirs if quiet and observed.dirs is not None else None
         if folder is None:
             folder = await self.controllers.dirs.observe(desired.spec)

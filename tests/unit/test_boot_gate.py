@@ -92,3 +92,15 @@ async def test_a_forgotten_name_is_not_queued_again() -> None:
     gate.forget("gone")
     gate.end("b")
     assert woken.names == ["a"]
+
+
+async def test_settings_applied_after_all_are_not_queued_again_later() -> None:
+    woken = Woken()
+    gate = BootGate(woken, calm=0.0)
+    gate.begin("b")
+    assert gate.defer("a") and gate.waiting("a")
+    gate.forget("b")  # b is gone: the host is calm, and a's next reconcile applies them
+    assert not gate.defer("a") and not gate.waiting("a")
+    gate.begin("c")
+    gate.end("c")
+    assert woken.names == []

@@ -65,8 +65,14 @@ def sized_sha256(chunks: Iterable[bytes]) -> tuple[int, str]:
     return size, hasher.hexdigest()
 
 
-def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
+def write_atomic(
+    path: Path, data: str | bytes, mode: int = 0o644, *, sync_directory: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    ``sync_directory=False`` leaves the rename's durability to the caller (a later
+    ``fsync_directory``): the data is on disk before the rename either way, so a crash
+    shows the old file or the new one, both complete."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -81,7 +87,8 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def remove_temporary_files(folder: Path, targets: str) -> list[Path]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent import steps
+from pockestrator.agent.boot_gate import BootGate
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
@@ -51,6 +52,8 @@ class Applied:
     site_written: bool = False
     backup: Path | None = None
     archived_to: Path | None = None
+    # The plan's EnableUnit is sent with its StartUnit's first call (``_start``).
+    enable_with_start: bool = False
 
     def add(self, action: str) -> None:
         self.actions.append(action)
@@ -77,6 +80,8 @@ class StepRunner:
         # any needs it (a changed or removed unit file; a new one is loaded on first use).
         self._reload: Barrier[bool, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
         self.reloads = 0  # Reload() calls made (for tests and benchmarks)
+        # Instances started and not yet answering: other settings wait for them.
+        self.gate = BootGate()
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
@@ -132,15 +137,20 @@ class StepRunner:
                 found=drift.found,
                 action=drift.action,
             )
-        for step in plan.prepare:
-            await self._do(name, desired, step, applied)
-        if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
-            await self._start_while_routing(name, desired, plan, applied)
-        else:
-            for step in (*plan.route, *plan.run):
+        applied.enable_with_start = enables_then_starts(plan)
+        try:
+            for step in plan.prepare:
                 await self._do(name, desired, step, applied)
-        for step in plan.finish:
-            await self._do(name, desired, step, applied)
+            if plan.run and plan.route and start_before_route(applied.wave_size, plan.run):
+                await self._start_while_routing(name, desired, plan, applied)
+            else:
+                for step in (*plan.route, *plan.run):
+                    await self._do(name, desired, step, applied)
+            for step in plan.finish:
+                await self._do(name, desired, step, applied)
+        finally:
+            # A new unit file's rename, made durable once its instance has started.
+            await self.controllers.units.sync_new(name)
 
     async def _start_while_routing(
         self, name: str, desired: Desired | None, plan: Plan, applied: Applied
@@ -191,8 +201,9 @@ class StepRunner:
             case steps.LoadNewUnit():
                 applied.wave_size = await self.coordinator.park(self._reload, name, False)
             case steps.EnableUnit():
-                await self.controllers.bus.enable_unit_files([unit])
-                applied.add(step.describe())
+                if not applied.enable_with_start:
+                    await self.controllers.bus.enable_unit_files([unit])
+                    applied.add(step.describe())
             case steps.DisableUnit():
                 await self.controllers.bus.disable_unit_files([unit])
                 applied.add(step.describe())
@@ -209,14 +220,14 @@ class StepRunner:
                 await self._apply_settings(desired, fields)
                 applied.add(step.describe())
             case steps.StartUnit(reset_failed=reset_failed):
-                if reset_failed:
-                    await self.controllers.bus.reset_failed_unit(unit)
-                await self.controllers.bus.start_unit(unit)
+                self.gate.begin(name)
+                await self._start(unit, reset_failed, applied)
                 applied.add(step.describe())
             case steps.StopUnit():
                 await self.controllers.bus.stop_unit(unit)
                 applied.add(step.describe())
             case steps.RestartUnit(reason=reason, failures=failures):
+                self.gate.begin(name)
                 await self.controllers.bus.restart_unit(unit)
                 if reason == "health":
                     self.store.update_status(name, health_failures=0)
@@ -259,6 +270,28 @@ class StepRunner:
                     applied.add("data purged")
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
+
+    async def _start(self, unit: str, reset_failed: bool, applied: Applied) -> None:
+        """Start ``unit`` (clearing a failed state first), and enable it in the same
+        round trip when the plan asked for both: the enable's call goes out first on the
+        one connection and systemd handles its calls in order, so the unit is loaded,
+        and its ``UnitFileState`` read, after the enable as before; the start no longer
+        waits for the enable's answer to be sent."""
+        bus = self.controllers.bus
+        first = bus.reset_failed_unit(unit) if reset_failed else bus.start_unit(unit)
+        if applied.enable_with_start:
+            applied.enable_with_start = False
+            outcomes = await asyncio.gather(
+                bus.enable_unit_files([unit]), first, return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            applied.add(steps.EnableUnit().describe())
+        else:
+            await first
+        if reset_failed:
+            await bus.start_unit(unit)
 
     # -- PocketBase's own settings -----------------------------------------------------
 
@@ -324,3 +357,9 @@ class StepRunner:
 
     def generated_passwords_dir(self) -> Path:
         return self.config.database.parent / "superuser-passwords"
+
+
+def enables_then_starts(plan: Plan) -> bool:
+    """Whether the plan enables its unit and its run group begins with the start."""
+    enables = any(isinstance(step, steps.EnableUnit) for step in plan.prepare)
+    return enables and bool(plan.run) and isinstance(plan.run[0], steps.StartUnit)

@@ -36,6 +36,7 @@ The key
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -130,6 +131,7 @@ class Reconciler:
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
         self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
+        self.steps.gate.wake = self._wake_after_boot  # settings left for a calm host
         self.settler = Settler(
             lambda: self.config,
             lambda: self.policy,
@@ -189,6 +191,12 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
+        try:
+            return await self._reconcile(name)
+        finally:
+            self.steps.gate.end(name)  # its boot, if it started one, is no longer awaited
+
+    async def _reconcile(self, name: str) -> Result:
         self.looks.forget(name)  # recorded again only if this one finds nothing to do
         async with self.coordinator.participant():
             if name == CATCH_ALL:
@@ -284,9 +292,10 @@ class Reconciler:
         await self.deploys.follow_folder(record)
         await self.deploys.run(record)
         # The host needed nothing: what was observed is what a round compares with (the
-        # instance's own settings, applied or not, are no part of that look; their next
-        # check is due by the status). The folder is the one observed, too.
-        quiet = seeding == "none" and not plan
+        # instance's own settings are no part of that look; their next check is due by the
+        # status). The folder is the one observed, too. Settings left for a calm host
+        # (agent.boot_gate) are still to do: not quiet yet.
+        quiet = seeding == "none" and not plan and not self.steps.gate.waiting(name)
         folder = observed.dirs if quiet and observed.dirs is not None else None
         if folder is None:
             folder = await self.controllers.dirs.observe(desired.spec)
@@ -397,8 +406,12 @@ class Reconciler:
         return service_url(spec, self.config, self.controllers.sites.public_ports())
 
     async def observe(self, desired: Desired) -> Observed:
-        """The unit (file and systemd), the site snippet and the folder of ``desired``."""
-        unit = await self.controllers.units.observe(desired.name)
+        """The unit (file and systemd), the site snippet and the folder of ``desired``.
+        The D-Bus call and the folder's look (a thread) are made at once: both only read."""
+        unit, dirs = await asyncio.gather(
+            self.controllers.units.observe(desired.name),
+            self.controllers.dirs.observe(desired.spec),
+        )
         if unit.file_exists and not unit.managed:
             path = self.controllers.units.path(desired.name)
             raise TerminalError(
@@ -406,9 +419,7 @@ class Reconciler:
                 "remove it or choose another project name"
             )
         return Observed(
-            unit=unit,
-            site_hash=self.controllers.sites.snippet_hash(desired.name),
-            dirs=await self.controllers.dirs.observe(desired.spec),
+            unit=unit, site_hash=self.controllers.sites.snippet_hash(desired.name), dirs=dirs
         )
 
     # -- removal -----------------------------------------------------------------------
@@ -443,6 +454,7 @@ class Reconciler:
         if not stale:
             self.store.finish_deletion(name)
         self.boots.forget(name)
+        self.steps.gate.forget(name)
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:
             self.archived()

@@ -11,6 +11,13 @@ on the instance's own port: when PocketBase itself first answers). Each run's sp
 file is renamed into place once the previous service has settled; the figures are the
 median, over the runs, of when each step began and ended, in ms after the rename.
 
+``--back-to-back`` renames the next file as soon as the previous one answers through
+Caddy, as the deploy benchmark does (the previous service's superuser and settings are then
+still under way beside the next boot). Before the agent starts, the same sandbox boots
+``--floor`` PocketBase units alone (``bench.UnitFloor``: StartUnit until ``/api/health``
+answers on loopback), so the agent's median to 200 is printed as a ratio to a floor
+measured in the same run.
+
 A timeline, not a sampling profile: it says which step the wall-clock time is spent in,
 including waiting for a CPU on a loaded host.
 """
@@ -33,11 +40,12 @@ import pockestrator.agent.settle as settle_module
 from pockestrator.agent.daemon import Agent
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.controllers.releases import seed_from_installed
-from tests.benchmarks.bench import healthy, in_sandbox, spec_text
+from tests.benchmarks.bench import UnitFloor, healthy, in_sandbox, spec_text
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_until
 
 Stamps = list[tuple[str, float, float]]  # (step, began, ended), monotonic seconds
+CADDY_200 = "200 through Caddy (harness)"
 
 
 class Recorder:
@@ -133,7 +141,9 @@ def summarise(runs: list[tuple[float, Stamps]]) -> list[tuple[str, float, float,
     ended: defaultdict[str, list[float]] = defaultdict(list)
     for zero, stamps in runs:
         seen: set[str] = set()
-        for label, start, stop in stamps:
+        for step, start, stop in stamps:
+            # Back to back, the previous service's steps still under way at the rename.
+            label = step if start >= zero else f"(previous) {step}"
             if label in seen:
                 continue  # each step's first occurrence in the run
             seen.add(label)
@@ -146,7 +156,16 @@ def summarise(runs: list[tuple[float, Stamps]]) -> list[tuple[str, float, float,
     return sorted(rows, key=lambda row: (row[1], row[2]))
 
 
-async def measure(sandbox: Sandbox, runs: int) -> list[tuple[float, Stamps]]:
+async def unit_floor(sandbox: Sandbox, runs: int) -> list[float]:
+    """``runs`` PocketBase units booted one after the other, no agent (``bench.UnitFloor``)."""
+    floor = UnitFloor(sandbox, installed_version())
+    async with aiohttp.ClientSession() as session:
+        return [await floor.boot([f"uf{index}"], session) for index in range(runs)]
+
+
+async def measure(
+    sandbox: Sandbox, runs: int, back_to_back: bool = False
+) -> list[tuple[float, Stamps]]:
     version = installed_version()
     config = sandbox.agent_config(listen_port=free_port(), health_interval=10.0)
     seed_from_installed(config.release_cache_dir)
@@ -168,15 +187,17 @@ async def measure(sandbox: Sandbox, runs: int) -> list[tuple[float, Stamps]]:
 
                 async def through_caddy(name: str = name) -> None:
                     await first_200(session, sandbox.caddy_url, f"{name}.localhost")
-                    recorder.mark("200 through Caddy (harness)")
+                    recorder.mark(CADDY_200)
 
                 async def on_its_port(port: int = port) -> None:
                     await first_200(session, f"http://127.0.0.1:{port}", "127.0.0.1")
                     recorder.mark("200 on its own port (harness)")
 
                 await asyncio.gather(through_caddy(), on_its_port())
-                await settled(agent, name)
                 measured.append((zero, recorder.stamps))
+                if back_to_back:
+                    continue  # the next file at once, as the deploy benchmark does
+                await settled(agent, name)
                 await asyncio.sleep(0.3)  # the agent's own file events for it go by
     finally:
         await agent.stop()
@@ -207,7 +228,7 @@ async def measure_burst(sandbox: Sandbox, size: int) -> tuple[float, Stamps]:
 
             async def through_caddy(name: str) -> None:
                 await first_200(session, sandbox.caddy_url, f"{name}.localhost", 300)
-                recorder.mark("200 through Caddy (harness)")
+                recorder.mark(CADDY_200)
 
             async def on_its_port(name: str) -> None:
                 await first_200(session, f"http://127.0.0.1:{ports[name]}", "127.0.0.1", 300)
@@ -250,6 +271,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--burst", type=int, default=0, help="one burst of this many instead")
+    parser.add_argument("--floor", type=int, default=10, help="unit-floor boots first (0: none)")
+    parser.add_argument(
+        "--back-to-back", action="store_true", help="the next file once the last answers"
+    )
     args = parser.parse_args()
     if args.burst:
         burst: list[tuple[float, Stamps]] = []
@@ -266,15 +291,25 @@ def main() -> None:
             )
         return
     measured: list[list[tuple[float, Stamps]]] = []
+    floor: list[float] = []
 
     async def body(sandbox: Sandbox) -> None:
-        measured.append(await measure(sandbox, args.runs))
+        if args.floor:
+            floor.extend(await unit_floor(sandbox, args.floor))
+        measured.append(await measure(sandbox, args.runs, args.back_to_back))
 
     asyncio.run(in_sandbox(body))
     print(f"load average: {os.getloadavg()}")
     print(f"{'step':<46} {'began':>8} {'ended':>8} {'runs':>5}  (ms after the rename, median)")
-    for label, start, stop, count in summarise(measured[0]):
+    rows = summarise(measured[0])
+    for label, start, stop, count in rows:
         print(f"{label:<46} {start:8.1f} {stop:8.1f} {count:5d}")
+    if floor:
+        through = [stop for label, _start, stop, _count in rows if label == CADDY_200]
+        unit_ms = 1000 * statistics.median(floor)
+        print(f"unit floor (median of {len(floor)}): {unit_ms:.1f} ms")
+        if through:
+            print(f"200 through Caddy / unit floor: {through[0] / unit_ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -240,6 +240,9 @@ async def test_a_stopped_desired_state_stops_the_unit(
     port = free_port()
     write_spec(agent, "sleepy", port, pocketbase_versions[1])
     await status_becomes(agent, "sleepy", lambda s: s.state == "active")
+    # Enabled with its start (agent.apply): systemd read its file state after the enable.
+    running = await agent.bus.unit_status(unit_name("sleepy"))
+    assert running.unit_file_state == "enabled"
     write_spec(agent, "sleepy", port, pocketbase_versions[1], desired_state="stopped")
     await status_becomes(agent, "sleepy", lambda s: s.state == "inactive")
     assert not await pocketbase_health(f"http://127.0.0.1:{port}")

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+import pockestrator.controllers.systemd.units as units_module
+import pockestrator.files as files_module
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import SANDBOX_UNSUPPORTED_HARDENING, AgentConfig
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd import SystemdUnits, UnitSettings, UnsafeValue, render_unit
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.controllers.systemd.unit_state import JobFailed
+from pockestrator.files import fsync_directory as real_fsync_directory
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from tests.testbed.mirror import installed_version
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
@@ -141,6 +144,32 @@ async def test_overlapping_daemon_reloads_leave_the_client_timeout_as_it_was(
     ordinary = bus.timeout
     await asyncio.gather(bus.daemon_reload(), bus.daemon_reload())
     assert bus.timeout == ordinary
+
+
+async def test_a_new_unit_files_rename_is_made_durable_after_a_replaced_ones_before(
+    units: SystemdUnits, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+
+    def fsync_directory(directory: Path) -> None:
+        synced.append(directory)
+        real_fsync_directory(directory)
+
+    monkeypatch.setattr(files_module, "fsync_directory", fsync_directory)
+    monkeypatch.setattr(units_module, "fsync_directory", fsync_directory)
+    spec = prepare(sandbox.agent_config(), "durable")
+    text = render_unit(spec, units.settings)
+    assert units.write("durable", text)
+    assert units.read("durable") == text  # whole, before any folder sync
+    assert synced == []
+    await units.sync_new("durable")
+    await units.sync_new("durable")  # once is enough
+    assert synced == [units.directory]
+    assert units.write("durable", text.replace("Restart=always", "Restart=on-failure"))
+    assert synced == [units.directory, units.directory]  # before the write returned
+    await units.sync_new("durable")
+    assert synced == [units.directory, units.directory]
+    assert units.remove_file("durable")
 
 
 async def test_two_callers_of_one_merged_start_job_both_hear_that_it_ended(

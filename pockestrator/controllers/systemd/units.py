@@ -16,6 +16,7 @@ Neighbours: ``render`` (the text and the marker), ``bus`` (the protocol).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,13 @@ from pockestrator.controllers.systemd.render import (
     unit_version,
 )
 from pockestrator.controllers.systemd.unit_state import NoSuchUnit, UnitStatus
-from pockestrator.files import remove_file, sha256_file, sha256_text, write_atomic
+from pockestrator.files import (
+    fsync_directory,
+    remove_file,
+    sha256_file,
+    sha256_text,
+    write_atomic,
+)
 from pockestrator.specs.grammar import check_project_name
 from pockestrator.specs.model import UNIT_SUFFIX, unit_name
 
@@ -84,6 +91,7 @@ class SystemdUnits:
         self.settings = UnitSettings.from_config(config)
         # managed_names' memory: file name -> (its stat when read, whether it is ours).
         self._managed: dict[str, tuple[tuple[int, ...], bool]] = {}
+        self._unsynced: set[str] = set()  # new unit files whose rename is not durable yet
 
     def path(self, name: str) -> Path:
         return self.directory / unit_name(check_project_name(name))
@@ -95,15 +103,32 @@ class SystemdUnits:
             return None
 
     def write(self, name: str, text: str) -> bool:
-        """Write the unit file if it differs; True when it changed. Refuses foreign files."""
+        """Write the unit file if it differs; True when it changed. Refuses foreign files.
+
+        A new file's rename is made durable later (``sync_new``, after the start): its
+        data is synced before the rename, so a crash before that leaves no unit file or
+        the whole one, and with none there is nothing older for systemd to boot. A file
+        that replaces another (an upgrade, a new setting) is durable before it returns:
+        the old one, booted after a crash, might run the old version on migrated data.
+        """
         path = self.path(name)
         current = self.read(name)
         if current == text:
             return False
-        if path.exists() and not is_managed(current or ""):
+        exists = path.exists()
+        if exists and not is_managed(current or ""):
             raise UnsafeValue(f"{path} exists and is not managed by Pockestrator; not touching it")
-        write_atomic(path, text, mode=0o644)
+        write_atomic(path, text, mode=0o644, sync_directory=exists)
+        if not exists:
+            self._unsynced.add(name)
         return True
+
+    async def sync_new(self, name: str) -> None:
+        """Make the rename of ``name``'s new unit file durable (see ``write``), off the
+        event loop; nothing when it is durable already."""
+        if name in self._unsynced:
+            self._unsynced.discard(name)
+            await asyncio.to_thread(fsync_directory, self.directory)
 
     def environment_path(self, name: str) -> Path:
         return self.settings.environment_file(name)

@@ -51,6 +51,10 @@ _NONCE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _NODE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 
 
+# A forged signature's refusal, and a registered-name check's: the same words.
+NOT_THIS_CALL = "the signature does not hold for this call to this node"
+
+
 class FleetSecretUnusable(Exception):
     """``fleet_secret_file`` cannot be read, is readable by others, or is too short."""
 
@@ -242,7 +246,7 @@ def check_signature(
     c = credential
     expected = signature(secret, method, target, c.caller, this_node, c.at, c.nonce, body)
     if not hmac.compare_digest(expected, c.signed):
-        raise CallRefused("the signature does not hold for this call to this node")
+        raise CallRefused(NOT_THIS_CALL)
     if not replays.first_time(c.signed, now):
         raise CallRefused("this signed call was already taken once")
 

@@ -410,8 +410,8 @@ async def test_a_control_call_is_refused_on_its_headers_before_its_body_is_read(
     fleet: dict[str, Node],
 ) -> None:
     """beta answers a control call whose body never comes: a refusal is made on the
-    headers (missing, stale, from a node not in the fleet), and a credential that holds so
-    far still does not make it wait for more than its bound."""
+    headers (missing, stale), and a credential that holds so far, whichever node it
+    names, still does not make it wait for more than its bound."""
     beta = fleet["beta"]
     config = beta.agent.config
     target = internal_path("waited", "control")
@@ -441,12 +441,55 @@ async def test_a_control_call_is_refused_on_its_headers_before_its_body_is_read(
     refused = {
         "no credential": {},
         "a stale one": signed("alpha", time.time() - 600),
-        "a node the fleet has not": signed("omega", time.time()),
     }
     for why, headers in refused.items():
         assert " 403 " in await answer_before_the_body(headers), why
-    # A fresh credential of a fleet node: judged on a body of at most BODY_LIMIT bytes.
-    assert " 413 " in await answer_before_the_body(signed("alpha", time.time()))
+    # A fresh credential: judged on a body of at most BODY_LIMIT bytes, whether the node it
+    # names is the fleet's or not (the answer must not say which names are).
+    for caller in ("alpha", "omega"):
+        assert " 413 " in await answer_before_the_body(signed(caller, time.time())), caller
+
+
+async def test_an_unknown_node_and_a_forged_signature_are_refused_alike_before_any_lookup(
+    fleet: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the secret nobody learns which node names the fleet has: a call naming a
+    registered node with a forged signature, one naming an unknown node, and one signed
+    with the secret by a name the fleet has not are answered the same (status, code,
+    text), and none of the forged ones costs a store query (the same work for any name)."""
+    beta = fleet["beta"]
+    config = beta.agent.config
+    target = internal_path("waited", "status")
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
+    looked_up: list[str] = []
+    real_get_node = beta.agent.store.get_node
+
+    def counting(name: str) -> Any:
+        looked_up.append(name)
+        return real_get_node(name)
+
+    monkeypatch.setattr(beta.agent.store, "get_node", counting)
+
+    async def get(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        async with beta.api.session.get(url, headers=headers) as response:
+            return response.status, await response.json()
+
+    forged = {
+        "a registered node, forged": signed_call(target, "alpha", "beta", b"y" * 40),
+        "an unknown node, forged": signed_call(target, "omega", "beta", b"y" * 40),
+    }
+    answers = {why: await get(headers) for why, headers in forged.items()}
+    assert looked_up == [], f"a forged call made beta look a node up: {looked_up}"
+    answers["an unknown node, signed"] = await get(signed_call(target, "omega", "beta"))
+    assert looked_up == ["omega"], looked_up  # looked up once its signature held
+    first = answers["a registered node, forged"]
+    assert first[0] == 403 and first[1]["code"] == "NODE_CALL_REFUSED", first
+    for why, answer in answers.items():
+        assert answer == first, f"{why} is told apart: {answer} != {first}"
+    told = json.dumps(list(answers.values()))
+    assert "omega" not in told and "registered" not in told, told
+    # The fleet's own node still gets its answer.
+    assert (await get(signed_call(target, "alpha", "beta")))[0] == 200
 
 
 async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachable(

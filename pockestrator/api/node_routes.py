@@ -29,10 +29,12 @@ from pockestrator.api.inputs import validate_model
 from pockestrator.api.log_routes import logs_of
 from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.node_signing import (
+    ANSWER_SIGNATURE_HEADER,
     NOT_THIS_CALL,
     STREAM,
     CallRefused,
     Credential,
+    FrameChain,
     ReplayGuard,
     answer_headers,
     body_digest,
@@ -41,7 +43,13 @@ from pockestrator.api.node_signing import (
     read_fleet_secret,
     secret_to_check,
 )
-from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls, internal_path, read_bounded
+from pockestrator.api.owner_calls import (
+    FRAME_CHAIN,
+    OWNER_CALLS,
+    OwnerCalls,
+    internal_path,
+    read_bounded,
+)
 from pockestrator.api.routing import STREAMS, Handler, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.control import control_here
@@ -133,17 +141,14 @@ async def sign_answer(request: web.Request, response: web.StreamResponse) -> Non
     else:
         digest = STREAM
     this_node = agent_of(request).config.node
-    response.headers.update(
-        answer_headers(
-            secret,
-            response.status,
-            credential.nonce,
-            this_node,
-            credential.caller,
-            time.time(),
-            digest,
-        )
+    headers = answer_headers(
+        secret, response.status, credential.nonce, this_node, credential.caller, time.time(), digest
     )
+    response.headers.update(headers)
+    if digest == STREAM:  # each frame signed, chained from the head (``log_routes``)
+        request[FRAME_CHAIN] = FrameChain(
+            secret, credential.nonce, this_node, credential.caller, headers[ANSWER_SIGNATURE_HEADER]
+        )
 
 
 async def node_status(request: web.Request) -> web.StreamResponse:

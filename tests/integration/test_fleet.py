@@ -21,7 +21,7 @@ import json
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,11 +33,14 @@ from aiohttp import web
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api import sse
 from pockestrator.api.node_signing import (
     ANSWER_SIGNATURE_HEADER,
     ANSWER_TIME_HEADER,
     NODE_HEADER,
     NONCE_HEADER,
+    STREAM,
+    FrameChain,
     answer_headers,
     body_digest,
     signed_headers,
@@ -567,6 +570,66 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
             assert taken.status == 200, taken.body
         finally:
             alpha.agent.store.register_node(NodeInfo("epsilon", address, "", 1, 1), timedelta(0))
+
+
+async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    """Node theta's log stream comes through a host on the path that holds no secret: it
+    keeps theta's signed head and signatures but changes a line, drops one or adds one.
+    alpha passes on the lines before the change, without their signatures, and ends the
+    stream there; an unchanged stream comes through whole."""
+    alpha = fleet["alpha"]
+    lines = [sse.frame(f"line {n}", event="log", event_id=f"c{n}") for n in range(4)]
+
+    def stream_of(change: Callable[[list[bytes]], list[bytes]]) -> Answering:
+        def answering(request: web.Request) -> web.StreamResponse:
+            # theta's own answer to this call, signed with the secret theta holds...
+            nonce, caller = request.headers[NONCE_HEADER], request.headers[NODE_HEADER]
+            head = answer_headers(FLEET_SECRET, 200, nonce, "theta", caller, time.time(), STREAM)
+            chain = FrameChain(FLEET_SECRET, nonce, "theta", caller, head[ANSWER_SIGNATURE_HEADER])
+            signed = [chain.sign(frame) for frame in [sse.retry(3000), *lines]]
+            # ...and what the host on the path made of its frames.
+            return web.Response(body=b"".join(change(signed)), headers={**head, **sse.HEADERS})
+
+        return answering
+
+    def tampered(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], signed[3].replace(b"line 2", b"line 9"), *signed[4:]]
+
+    def dropped(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], *signed[4:]]
+
+    def added(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], sse.frame("line 9", event="log", event_id="c9"), *signed[3:]]
+
+    impostor = Impostor()
+    async with impostor.serving() as address:
+        alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(minutes=10))
+        try:
+            created = await alpha.api.call(
+                "POST", "/services", placed("relayed", "theta", pocketbase_versions[1])
+            )
+            assert created.status == 201, created.body
+            url = f"{alpha.api.root}/services/relayed/logs"
+            auth = {"Authorization": f"Bearer {alpha.api.token}"}
+
+            async def followed() -> bytes:
+                async with alpha.api.session.get(
+                    url, params={"follow": "true"}, headers=auth
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    return await asyncio.wait_for(response.read(), 30)
+
+            impostor.answering = stream_of(lambda signed: signed)
+            whole = await followed()
+            assert whole == sse.retry(3000) + b"".join(lines), whole
+            for change in (tampered, dropped, added):
+                impostor.answering = stream_of(change)
+                relayed = await followed()
+                assert relayed == sse.retry(3000) + b"".join(lines[:2]), (change, relayed)
+        finally:
+            alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(0))
 
 
 async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(

@@ -29,7 +29,11 @@ import pytest
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig, StoreConfig
-from pockestrator.controllers.caddy.upstreams import UPSTREAMS_FOLDER, read_upstream
+from pockestrator.controllers.caddy.upstreams import (
+    UPSTREAMS_FOLDER,
+    read_upstream,
+    write_upstream,
+)
 from pockestrator.specs.model import unit_name
 from tests.testbed.agent_unit import AGENT_UNIT, AgentUnit, agent_unit
 from tests.testbed.api_client import Api, create, wait_running
@@ -362,6 +366,28 @@ async def test_requests_through_the_sources_caddy_during_a_move_are_all_answered
     async with PocketBaseClient(f"http://127.0.0.1:{port}") as direct:
         kept = {r["id"] for r in await records(direct)}
     assert kept >= set(acknowledged), "an acknowledged write is not on the target"
+
+
+async def test_a_service_that_runs_here_has_its_upstream_file_name_its_own_port_again(
+    fleet: Fleet, pocketbase_versions: tuple[str, str]
+) -> None:
+    """A fleet node's site reads its upstream from a file; one left naming another node's
+    Caddy (a move rolled back after its forward) is pointed back at the instance here by
+    the next reconcile, and alpha's Caddy answers from alpha's instance again."""
+    created = await create(fleet.alpha_api, pocketbase_versions[1], "homing", node="alpha")
+    await wait_running(fleet.alpha_api, "homing", timeout=60)
+    folder = fleet.alpha_box.layout.caddy_sites_dir / UPSTREAMS_FOLDER
+    here = f"127.0.0.1:{created['service']['port']}"
+    assert read_upstream(folder, "homing") == here
+    assert await caddy_answers(fleet.alpha_box, "homing.localhost")
+    write_upstream(folder, "homing", "127.0.0.1:9")  # the discard port: nothing answers
+    fleet.alpha.enqueue("homing")
+
+    async def pointed_back() -> bool:
+        return read_upstream(folder, "homing") == here
+
+    assert await wait_until(pointed_back, 60, 0.1), read_upstream(folder, "homing")
+    assert await caddy_answers(fleet.alpha_box, "homing.localhost")
 
 
 async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node(

@@ -392,6 +392,7 @@ class Agent(KeySources):
             (config.caddy_sites_dir, f"*{SNIPPET_SUFFIX}"),
             (self.sites.main_file.parent, self.sites.main_file.name),
             (self.reconciler.steps.generated_passwords_dir(), "*"),
+            (self.reconciler.controllers.pbsettings.logins.folder, "*"),  # the agent's own
         )
         return [
             str(path) for folder, names in places for path in remove_temporary_files(folder, names)

@@ -15,6 +15,7 @@ from dbus_fast import Variant
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import CADDY_UNIT, Sandbox
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.pbsettings.controller import LOGINS_FOLDER
 from pockestrator.controllers.servicedirs.superuser import bootstrap_unit
 from tests.faults.killpoints import run_kill_points
 from tests.testbed.api_client import api_for, create, wait_running
@@ -110,6 +111,7 @@ async def test_temporary_files_of_killed_atomic_writes_are_removed_at_start_othe
         agent_config.environment_path / ".gone.env.a1b2c3d4.tmp",
         agent_config.caddy_sites_dir / ".gone.caddy.a1b2c3d4.tmp",
         agent_config.caddy_config.parent / f".{agent_config.caddy_config.name}.a1b2c3d4.tmp",
+        agent_config.database.parent / LOGINS_FOLDER / ".kp004.json.a1b2c3d4.tmp",
     ]
     foreign = agent_config.systemd_dir / ".nginx.service.a1b2c3d4.tmp"
     for path in [*ours, foreign]:

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 import structlog
 
-from pockestrator.agent.mover_routes import MOVED_FORWARD_SECONDS, move_sites
+from pockestrator.agent.mover_routes import MOVED_FORWARD_SECONDS, in_place_forward, move_sites
 from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites, SiteSettings
@@ -138,7 +138,15 @@ class FleetRouting:
             for name, why in skipped.items():
                 log.warning("no fleet route", service=name, why=why)
         own = {s.name for s in services if self._sites.snippet_path(s.name).exists()}
-        wave = routing_wave(routes, self._routes_on_disk(), decided.held, own)
+        # A forward kept in the own site (its upstream file names the owner: a move over
+        # plain HTTP, ``agent.mover_sites``) is left alone until it lapses: writing the
+        # route instead would be a config load, which drops what arrives meanwhile.
+        in_place = {
+            s.name
+            for s in services
+            if s.name in decided.forwarded and in_place_forward(self._config, s, own)
+        }
+        wave = routing_wave(routes, self._routes_on_disk(), decided.held | in_place, own)
         if not wave:
             return
         result = await self._sites.apply(wave)

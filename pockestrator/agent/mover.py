@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 import structlog
@@ -49,7 +50,7 @@ from pockestrator.agent.move_plan import (
     next_move_step,
     serving_verdict,
 )
-from pockestrator.agent.mover_routes import HELD_STATES
+from pockestrator.agent.mover_routes import HELD_STATES, MOVED_FORWARD_SECONDS, move_sites
 from pockestrator.agent.mover_sites import MoveFailed, MoveSites
 from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
@@ -145,6 +146,20 @@ class Mover:
         gate or the cutover: that site is the move's, not a stale copy)."""
         move = self.store.current_move(name)
         return move is not None and move.target == self.here and move.state in HELD_STATES
+
+    def forwarding(self, name: str) -> bool:
+        """Whether this node's own site of ``name``, which moved away, is the move's
+        forward (its upstream file names the target's Caddy, ``agent.mover_sites``): the
+        stale copy goes, the site stays until the forward lapses."""
+        now = self.clock.now()
+        since = now - timedelta(seconds=MOVED_FORWARD_SECONDS)
+        moves = [m for m in self.store.moves_of_node(self.here, since) if m.service == name]
+        record = self.store.get_service(name)
+        return (
+            record is not None
+            and name in move_sites(moves, self.here, now).forwarded
+            and self.sites.forwards_in_place(record)
+        )
 
     def _serving(self, move: Move) -> bool | None:
         seed = self.store.get_seed(move.service)

@@ -64,6 +64,7 @@ from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_catch_all, render_site
+from pockestrator.controllers.caddy.upstreams import resolving
 from pockestrator.controllers.pbsettings import desired_settings
 from pockestrator.controllers.systemd import (
     UnsafeValue,
@@ -126,7 +127,7 @@ class Reconciler:
             store,
             config.database.parent / "sleeping",
             config.caddy_access_log_dir,
-            in_flight=controllers.sites.requests_in_flight,
+            in_flight=resolving(controllers.sites.requests_in_flight),
         )
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
@@ -210,12 +211,14 @@ class Reconciler:
                 # unless it is the site a move to this node holds its requests in.
                 if self.mover.incoming(name):
                     return Result()
-                return await self._remove(name, stale=record.node)
+                keep = self.mover.forwarding(name)  # the site is the move's forward
+                return await self._remove(name, stale=record.node, keep_site=keep)
             if record is None:
                 deletion = self.store.pending_deletion(name)
                 if deletion is not None and not self.store.runs_here(deletion.node):
                     return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
+            self.mover.sites.point_here(record)  # a rolled-back move's forward undone
             result = await self._converge(record)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
@@ -424,12 +427,16 @@ class Reconciler:
 
     # -- removal -----------------------------------------------------------------------
 
-    async def _remove(self, name: str, stale: str | None = None) -> Result:
+    async def _remove(self, name: str, stale: str | None = None, keep_site: bool = False) -> Result:
         """Take ``name`` off this host: deleted, or a ``stale`` copy of a service that
-        now runs on that node (moved away: stopped, its site dropped, its data archived)."""
+        now runs on that node (moved away: stopped, its site dropped, its data archived;
+        ``keep_site``: the site stays, a move's forward until it lapses)."""
         self.sleep.settled(None, name, None)
         deletion = None if stale else self.store.pending_deletion(name)
-        plan = plan_removal(name, deletion, await self._observe_removal(name))
+        observed = await self._observe_removal(name)
+        if keep_site:
+            observed = replace(observed, site_hash=None)
+        plan = plan_removal(name, deletion, observed)
         # Litestream's unit stops with the instance's (BindsTo=), but its configuration
         # holds the target's secret: a service that is gone keeps none.
         replica_removed = await self.controllers.snapshots.stop_replicating(name)

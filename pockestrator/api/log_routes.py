@@ -22,7 +22,7 @@ from pockestrator.api.errors import ApiError, Problem, validation_failed
 from pockestrator.api.inputs import parse_query
 from pockestrator.api.models.logs import LogEntryView, LogsResponse
 from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
-from pockestrator.api.owner_calls import OWNER_CALLS
+from pockestrator.api.owner_calls import FRAME_CHAIN, OWNER_CALLS
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.streams import StreamsFull, too_many_streams
@@ -177,14 +177,16 @@ async def _send_events(request: web.Request, follower: LogFollower) -> web.Strea
     await response.prepare(request)
     # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
     # the client goes (the handler is cancelled, or a write fails) or journalctl does.
+    chain = request.get(FRAME_CHAIN)  # a node call's stream: each frame signed, chained
+
+    async def write(frame: bytes) -> None:
+        await response.write(frame if chain is None else chain.sign(frame))
+
     with contextlib.suppress(ConnectionError, EOFError):
-        await response.write(sse.retry(RECONNECT_MILLISECONDS))
+        await write(sse.retry(RECONNECT_MILLISECONDS))
         while True:
             entry = await follower.next(KEEPALIVE_SECONDS)
-            if entry is None:
-                await response.write(sse.comment("keepalive"))
-            else:
-                await response.write(sse_event(entry))
+            await write(sse.comment("keepalive") if entry is None else sse_event(entry))
     return response
 
 

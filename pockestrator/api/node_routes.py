@@ -6,8 +6,9 @@ They sit outside ``/api/pockestrator`` and outside the OpenAPI document: they ar
 client's. They take only a node's signed call (``api.node_signing``), never a token or a
 session, and no other route takes a node's signature. A refused call is answered ``403
 NODE_CALL_REFUSED`` and logged with the reason and the caller's address (never a header's
-value). A call's headers are checked (well-formed, fresh, from a registered node) before
-its body is read, and the body only up to ``BODY_LIMIT``. The answers are those of the
+value). A call's headers are checked (well-formed, fresh) before its body is read, the
+body only up to ``BODY_LIMIT``, and the caller's registration only once the signature
+holds (an unknown name and a forgery get the same answer). The answers are those of the
 public routes, computed for this host, and signed for the call that asked
 (``sign_answer``).
 """
@@ -28,9 +29,12 @@ from pockestrator.api.inputs import validate_model
 from pockestrator.api.log_routes import logs_of
 from pockestrator.api.models.requests import ControlBody
 from pockestrator.api.node_signing import (
+    ANSWER_SIGNATURE_HEADER,
+    NOT_THIS_CALL,
     STREAM,
     CallRefused,
     Credential,
+    FrameChain,
     ReplayGuard,
     answer_headers,
     body_digest,
@@ -39,7 +43,13 @@ from pockestrator.api.node_signing import (
     read_fleet_secret,
     secret_to_check,
 )
-from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls, internal_path, read_bounded
+from pockestrator.api.owner_calls import (
+    FRAME_CHAIN,
+    OWNER_CALLS,
+    OwnerCalls,
+    internal_path,
+    read_bounded,
+)
 from pockestrator.api.routing import STREAMS, Handler, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.control import control_here
@@ -71,14 +81,16 @@ def _refused(request: web.Request, exc: CallRefused) -> ApiError:
 async def _verified(request: web.Request) -> tuple[str, bytes]:
     """The calling node and the body it sent, or a 403 once its credential fails. The
     headers are judged first (nothing of the body is read for a call they refuse), then
-    the body, at most ``BODY_LIMIT`` bytes (413 past it), against the signature."""
+    the body, at most ``BODY_LIMIT`` bytes (413 past it), against the signature, and only
+    a call whose signature holds is looked up in the store: a node name that is not
+    registered is refused exactly as a forged signature is (same status, code and text;
+    no store query for either), so that nobody without the secret learns which names
+    are the fleet's."""
     agent = agent_of(request)
     now = time.time()
     try:
         secret = secret_to_check(request.app.get(FLEET_SECRET))
         credential = credential_of(request.headers, now)
-        if await asyncio.to_thread(agent.store.get_node, credential.caller) is None:
-            raise CallRefused(f"no node {credential.caller!r} is registered in this fleet")
     except CallRefused as exc:
         raise _refused(request, exc) from None
     body = b""
@@ -103,6 +115,11 @@ async def _verified(request: web.Request) -> tuple[str, bytes]:
             request.app[REPLAYS],
             body,
         )
+        if await asyncio.to_thread(agent.store.get_node, credential.caller) is None:
+            # Signed with the fleet's secret by a name the fleet has not (a node deleted
+            # from it): the log says so; the answer says what a forgery's says.
+            log.warning("node call from an unregistered node", caller=credential.caller)
+            raise CallRefused(NOT_THIS_CALL)
     except CallRefused as exc:
         raise _refused(request, exc) from None
     request[_CALL] = credential
@@ -124,17 +141,14 @@ async def sign_answer(request: web.Request, response: web.StreamResponse) -> Non
     else:
         digest = STREAM
     this_node = agent_of(request).config.node
-    response.headers.update(
-        answer_headers(
-            secret,
-            response.status,
-            credential.nonce,
-            this_node,
-            credential.caller,
-            time.time(),
-            digest,
-        )
+    headers = answer_headers(
+        secret, response.status, credential.nonce, this_node, credential.caller, time.time(), digest
     )
+    response.headers.update(headers)
+    if digest == STREAM:  # each frame signed, chained from the head (``log_routes``)
+        request[FRAME_CHAIN] = FrameChain(
+            secret, credential.nonce, this_node, credential.caller, headers[ANSWER_SIGNATURE_HEADER]
+        )
 
 
 async def node_status(request: web.Request) -> web.StreamResponse:

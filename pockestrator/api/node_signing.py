@@ -20,7 +20,10 @@ and those take nothing else: a token opens none of them, a signature no other ro
 The answer is signed too (``answer_signature``): its status, its body's hash, the call's
 nonce, both node names and the moment, so the caller knows it came from the node it
 called and for this call (not from a tenant that took that node's port, nor a copy of an
-earlier answer). A stream is signed at its head (status and nonce): its events are not.
+earlier answer). A stream is signed at its head (status and nonce), and each of its
+frames (an event, a keepalive) is followed by a comment signing it, chained to the one
+before (``FrameChain``): the asking node passes on only what holds, and ends the stream
+at the first frame changed, dropped or added on the way.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ _SIGNATURE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _MOMENT = re.compile(r"[0-9]{1,12}", re.ASCII)
 _NONCE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _NODE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+
+
+# A forged signature's refusal, and a registered-name check's: the same words.
+NOT_THIS_CALL = "the signature does not hold for this call to this node"
 
 
 class FleetSecretUnusable(Exception):
@@ -242,7 +249,7 @@ def check_signature(
     c = credential
     expected = signature(secret, method, target, c.caller, this_node, c.at, c.nonce, body)
     if not hmac.compare_digest(expected, c.signed):
-        raise CallRefused("the signature does not hold for this call to this node")
+        raise CallRefused(NOT_THIS_CALL)
     if not replays.first_time(c.signed, now):
         raise CallRefused("this signed call was already taken once")
 
@@ -262,3 +269,88 @@ def verify(
     credential = credential_of(headers, now)
     check_signature(checked, this_node, method, target, credential, now, replays, body)
     return credential.caller
+
+
+# A stream's frames are chained: each is followed by a comment carrying the HMAC of its
+# bytes, its place, and the signature before it (the answer's head for the first), so a
+# frame changed, dropped, added or moved breaks the chain from there on.
+FRAME_SIGNATURE_PREFIX = b": sig "
+
+
+def frame_signature(
+    secret: bytes,
+    nonce: str,
+    answering: str,
+    asking: str,
+    index: int,
+    previous: str,
+    frame: bytes,
+) -> str:
+    """The HMAC of frame ``index`` (from 0) of the stream answering the call ``nonce``."""
+    parts = ("pockestrator-node-frame-v1", nonce, answering, asking, str(index), previous)
+    message = "\n".join((*parts, body_digest(frame)))
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class FrameChain:
+    """One stream's chain, on either side: ``sign`` (the answering node) gives a frame
+    with its signature comment after it; ``check`` (the asking node) takes what arrived
+    and gives back the frames whose signatures hold, without their comments, or raises
+    ``CallRefused`` at the first that does not (what came after it is never given)."""
+
+    secret: bytes
+    nonce: str
+    answering: str
+    asking: str
+    previous: str  # the answer's head signature, then each frame's in turn
+    index: int = 0
+    broken: str | None = None  # why the chain broke (the asking side), once it has
+    _pending: bytes | None = None
+    _buffer: bytes = b""
+
+    def _next(self, frame: bytes) -> str:
+        signed = frame_signature(
+            self.secret, self.nonce, self.answering, self.asking, self.index, self.previous, frame
+        )
+        self.index, self.previous = self.index + 1, signed
+        return signed
+
+    def sign(self, frame: bytes) -> bytes:
+        return frame + FRAME_SIGNATURE_PREFIX + self._next(frame).encode() + b"\n\n"
+
+    def check(self, chunk: bytes, limit: int) -> bytes:
+        """The frames of ``chunk`` (and what was left of earlier ones) that hold, up to
+        the first that does not: from then on ``broken`` says why, and nothing passes (a
+        frame longer than ``limit`` bytes is refused too)."""
+        passed: list[bytes] = []
+        if self.broken is None:
+            try:
+                self._check(chunk, limit, passed)
+            except CallRefused as exc:
+                self.broken = str(exc)
+        return b"".join(passed)
+
+    def _check(self, chunk: bytes, limit: int, passed: list[bytes]) -> None:
+        self._buffer += chunk
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            block, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            if len(block) > limit:
+                raise CallRefused(f"its stream sent a frame past {limit} bytes")
+            is_signature = block.startswith(FRAME_SIGNATURE_PREFIX)
+            if self._pending is None:
+                if is_signature:
+                    raise CallRefused(f"its stream's frame {self.index} has no frame")
+                self._pending = block
+                continue
+            if not is_signature:
+                raise CallRefused(f"its stream's frame {self.index} is not signed")
+            given = block[len(FRAME_SIGNATURE_PREFIX) : -2]
+            frame, self._pending = self._pending, None
+            if not hmac.compare_digest(self._next(frame).encode(), given):
+                raise CallRefused(
+                    f"the signature of its stream's frame {self.index - 1} does not hold"
+                )
+            passed.append(frame)
+        if len(self._buffer) > limit:
+            raise CallRefused(f"its stream sent a frame past {limit} bytes")

@@ -21,9 +21,11 @@ import json
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import structlog
 from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
@@ -33,9 +35,11 @@ from pockestrator.api.errors import ApiError
 from pockestrator.api.models.logs import LogsResponse
 from pockestrator.api.models.services import ControlResult, RuntimeStatus, ServiceStatusResponse
 from pockestrator.api.node_signing import (
+    ANSWER_SIGNATURE_HEADER,
     NONCE_HEADER,
     STREAM,
     CallRefused,
+    FrameChain,
     body_digest,
     check_answer,
     signed_headers,
@@ -48,11 +52,15 @@ from pockestrator.config.node import is_plain_remote
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 
+log = structlog.get_logger("pockestrator.api.owners")
+
 INTERNAL_PREFIX = "/node-internal/v1"
 # A node answers status in well under a second; a stream sends a keepalive every 15 s.
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=45)
 ANSWER_LIMIT = 4 * 1024 * 1024
+# One frame of a relayed log stream: a journal entry as an SSE event is far smaller.
+FRAME_LIMIT = 1024 * 1024
 # A control answers after the owner's reconcile (a minute at most), then a margin.
 CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=90, sock_connect=5)
 # The owner's own answers about the service, passed on rather than called unreachable.
@@ -315,8 +323,15 @@ class OwnerCalls:
                     if upstream.status != 200:
                         raise unreachable(record.node, f"it answered {upstream.status}")
                     self._check(call, STREAM)
+                    chain = FrameChain(
+                        call.secret,
+                        call.nonce,
+                        call.node,
+                        self._agent.config.node,
+                        upstream.headers[ANSWER_SIGNATURE_HEADER],
+                    )
                     slot.attach(_Relay(upstream))
-                    return await _pass_on(request, upstream)
+                    return await _pass_on(request, upstream, chain, record.node)
         except StreamsFull:
             raise ApiError(
                 503,
@@ -329,14 +344,32 @@ class OwnerCalls:
 OWNER_CALLS = web.AppKey("owner_calls", OwnerCalls)
 
 
-async def _pass_on(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _pass_on(
+    request: web.Request, upstream: aiohttp.ClientResponse, chain: FrameChain, node: str
+) -> web.StreamResponse:
+    """The owner's stream, each frame passed on once its signature holds (``FrameChain``),
+    without its signature; the stream ends at the first frame that does not hold."""
     response = web.StreamResponse(
         headers={k: upstream.headers[k] for k in _STREAM_HEADERS if k in upstream.headers}
     )
     await response.prepare(request)
     # Past prepare() the stream just ends: when the client goes, the owner's stream ends,
-    # or this agent stops (the relay is closed).
+    # a frame fails its signature, or this agent stops (the relay is closed).
     with contextlib.suppress(aiohttp.ClientError, ConnectionError, EOFError, TimeoutError):
         async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+            passed = chain.check(chunk, FRAME_LIMIT)
+            if passed:
+                await response.write(passed)
+            if chain.broken is not None:
+                log.warning("relayed log stream ended", node=node, why=chain.broken)
+                break
     return response
+
+
+# A request key: the answering node's chain of a node call's stream (``api.node_routes``
+# makes it when the answer's head is signed; ``api.log_routes`` signs each frame with it).
+FRAME_CHAIN: Any = (
+    web.RequestKey("node_frame_chain", FrameChain)
+    if hasattr(web, "RequestKey")
+    else "pockestrator.frame_chain"
+)

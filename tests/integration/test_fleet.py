@@ -21,7 +21,7 @@ import json
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,11 +33,14 @@ from aiohttp import web
 
 from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.api import sse
 from pockestrator.api.node_signing import (
     ANSWER_SIGNATURE_HEADER,
     ANSWER_TIME_HEADER,
     NODE_HEADER,
     NONCE_HEADER,
+    STREAM,
+    FrameChain,
     answer_headers,
     body_digest,
     signed_headers,
@@ -410,8 +413,8 @@ async def test_a_control_call_is_refused_on_its_headers_before_its_body_is_read(
     fleet: dict[str, Node],
 ) -> None:
     """beta answers a control call whose body never comes: a refusal is made on the
-    headers (missing, stale, from a node not in the fleet), and a credential that holds so
-    far still does not make it wait for more than its bound."""
+    headers (missing, stale), and a credential that holds so far, whichever node it
+    names, still does not make it wait for more than its bound."""
     beta = fleet["beta"]
     config = beta.agent.config
     target = internal_path("waited", "control")
@@ -441,12 +444,55 @@ async def test_a_control_call_is_refused_on_its_headers_before_its_body_is_read(
     refused = {
         "no credential": {},
         "a stale one": signed("alpha", time.time() - 600),
-        "a node the fleet has not": signed("omega", time.time()),
     }
     for why, headers in refused.items():
         assert " 403 " in await answer_before_the_body(headers), why
-    # A fresh credential of a fleet node: judged on a body of at most BODY_LIMIT bytes.
-    assert " 413 " in await answer_before_the_body(signed("alpha", time.time()))
+    # A fresh credential: judged on a body of at most BODY_LIMIT bytes, whether the node it
+    # names is the fleet's or not (the answer must not say which names are).
+    for caller in ("alpha", "omega"):
+        assert " 413 " in await answer_before_the_body(signed(caller, time.time())), caller
+
+
+async def test_an_unknown_node_and_a_forged_signature_are_refused_alike_before_any_lookup(
+    fleet: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the secret nobody learns which node names the fleet has: a call naming a
+    registered node with a forged signature, one naming an unknown node, and one signed
+    with the secret by a name the fleet has not are answered the same (status, code,
+    text), and none of the forged ones costs a store query (the same work for any name)."""
+    beta = fleet["beta"]
+    config = beta.agent.config
+    target = internal_path("waited", "status")
+    url = f"http://{config.listen_host}:{config.listen_port}{target}"
+    looked_up: list[str] = []
+    real_get_node = beta.agent.store.get_node
+
+    def counting(name: str) -> Any:
+        looked_up.append(name)
+        return real_get_node(name)
+
+    monkeypatch.setattr(beta.agent.store, "get_node", counting)
+
+    async def get(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        async with beta.api.session.get(url, headers=headers) as response:
+            return response.status, await response.json()
+
+    forged = {
+        "a registered node, forged": signed_call(target, "alpha", "beta", b"y" * 40),
+        "an unknown node, forged": signed_call(target, "omega", "beta", b"y" * 40),
+    }
+    answers = {why: await get(headers) for why, headers in forged.items()}
+    assert looked_up == [], f"a forged call made beta look a node up: {looked_up}"
+    answers["an unknown node, signed"] = await get(signed_call(target, "omega", "beta"))
+    assert looked_up == ["omega"], looked_up  # looked up once its signature held
+    first = answers["a registered node, forged"]
+    assert first[0] == 403 and first[1]["code"] == "NODE_CALL_REFUSED", first
+    for why, answer in answers.items():
+        assert answer == first, f"{why} is told apart: {answer} != {first}"
+    told = json.dumps(list(answers.values()))
+    assert "omega" not in told and "registered" not in told, told
+    # The fleet's own node still gets its answer.
+    assert (await get(signed_call(target, "alpha", "beta")))[0] == 200
 
 
 async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachable(
@@ -524,6 +570,66 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
             assert taken.status == 200, taken.body
         finally:
             alpha.agent.store.register_node(NodeInfo("epsilon", address, "", 1, 1), timedelta(0))
+
+
+async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
+    fleet: dict[str, Node], pocketbase_versions: tuple[str, str]
+) -> None:
+    """Node theta's log stream comes through a host on the path that holds no secret: it
+    keeps theta's signed head and signatures but changes a line, drops one or adds one.
+    alpha passes on the lines before the change, without their signatures, and ends the
+    stream there; an unchanged stream comes through whole."""
+    alpha = fleet["alpha"]
+    lines = [sse.frame(f"line {n}", event="log", event_id=f"c{n}") for n in range(4)]
+
+    def stream_of(change: Callable[[list[bytes]], list[bytes]]) -> Answering:
+        def answering(request: web.Request) -> web.StreamResponse:
+            # theta's own answer to this call, signed with the secret theta holds...
+            nonce, caller = request.headers[NONCE_HEADER], request.headers[NODE_HEADER]
+            head = answer_headers(FLEET_SECRET, 200, nonce, "theta", caller, time.time(), STREAM)
+            chain = FrameChain(FLEET_SECRET, nonce, "theta", caller, head[ANSWER_SIGNATURE_HEADER])
+            signed = [chain.sign(frame) for frame in [sse.retry(3000), *lines]]
+            # ...and what the host on the path made of its frames.
+            return web.Response(body=b"".join(change(signed)), headers={**head, **sse.HEADERS})
+
+        return answering
+
+    def tampered(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], signed[3].replace(b"line 2", b"line 9"), *signed[4:]]
+
+    def dropped(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], *signed[4:]]
+
+    def added(signed: list[bytes]) -> list[bytes]:
+        return [*signed[:3], sse.frame("line 9", event="log", event_id="c9"), *signed[3:]]
+
+    impostor = Impostor()
+    async with impostor.serving() as address:
+        alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(minutes=10))
+        try:
+            created = await alpha.api.call(
+                "POST", "/services", placed("relayed", "theta", pocketbase_versions[1])
+            )
+            assert created.status == 201, created.body
+            url = f"{alpha.api.root}/services/relayed/logs"
+            auth = {"Authorization": f"Bearer {alpha.api.token}"}
+
+            async def followed() -> bytes:
+                async with alpha.api.session.get(
+                    url, params={"follow": "true"}, headers=auth
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    return await asyncio.wait_for(response.read(), 30)
+
+            impostor.answering = stream_of(lambda signed: signed)
+            whole = await followed()
+            assert whole == sse.retry(3000) + b"".join(lines), whole
+            for change in (tampered, dropped, added):
+                impostor.answering = stream_of(change)
+                relayed = await followed()
+                assert relayed == sse.retry(3000) + b"".join(lines[:2]), (change, relayed)
+        finally:
+            alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(0))
 
 
 async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(

@@ -4,9 +4,9 @@ The resync used to reconcile every name in full each ``resync_interval``: with 5
 services that was 60 % of the agent's CPU (docs/benchmarks.md), all of it finding nothing.
 Now a reconcile that found nothing to do on the host records what it saw (``record``):
 the ``stat`` of the service's unit file, environment file, site snippet and folders,
-taken before its own observation, and systemd's states of the unit from that observation. A round
-(``choose``) looks at every name at once (one ``ListUnitsByNames`` for all units, the
-same ``stat`` calls) and queues only the names
+taken before its own observation, and systemd's states of the unit from that
+observation. A round (``choose``) looks at every name at once (one ``ListUnitsByNames``
+for all units, the same ``stat`` calls) and queues only the names
 
 - whose look differs from the one recorded, or that have none (never quiet, acted since,
   failed, new): a drift no event reported is one of these, since any write to a file
@@ -18,9 +18,14 @@ same ``stat`` calls) and queues only the names
 - that replicate (Litestream's unit is looked at by the reconcile only);
 - whose turn it is (``full_turn``): every name is still reconciled in full at least
   every ``FULL_EVERY`` rounds, for what no look covers (a release binary taken from the
-  cache, a spec changed in the store with no event, and an operator's ``systemctl
-  enable``/``disable`` or a drop-in added without a reload: neither changes a stat or a
-  state the round compares, so each waits for the name's full turn).
+  cache, a spec changed in the store with no event).
+
+An operator's ``systemctl enable``/``disable`` makes or removes the unit's ``.wants``
+link, which is in the look: the next round sees it, and the reconcile asks systemd for
+the unit file's state afresh (the unit's own ``UnitFileState`` is the one systemd found
+at its last load). A drop-in added without a daemon-reload is seen by nobody: systemd
+252 answered ``NeedDaemonReload=no`` right after one was written into a new ``.d``
+folder, so no reconcile, full turn or not, finds anything to do about it.
 
 A look is recorded only by a reconcile whose plan for the host was empty (it may still
 have waited for health or applied the instance's own settings, which are no part of the
@@ -167,6 +172,7 @@ class ResyncLooks:
         return (
             file_stamp(units.path(name)),
             file_stamp(units.environment_path(name)),
+            file_stamp(units.wants_link(name)),  # made or removed by enable/disable
             file_stamp(sites.snippet_path(name)),
             folder_stamp(folders.private_path(name)),
             folder_stamp(folders.path_for(name)),

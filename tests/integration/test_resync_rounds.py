@@ -165,3 +165,34 @@ async def test_a_new_value_in_a_secret_file_reaches_pocketbase_at_the_next_round
         )
     finally:
         looks.every = every
+
+
+async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "loose", pocketbase_versions[1])
+    await quiet(agent, "loose")
+    bus = sandbox.bus
+    assert bus is not None
+    unit = unit_name("loose")
+    link = (
+        agent.config.systemd_dir
+        / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
+        / unit
+    )
+    assert link.is_symlink(), f"{link} is not there after the service started"
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
+    try:
+        await bus.disable_unit_files([unit])  # as `systemctl disable --no-reload` does
+        assert not link.is_symlink()
+
+        async def enabled_again() -> bool:
+            return link.is_symlink() and await bus.unit_file_state(unit) == "enabled"
+
+        assert await wait_until(enabled_again, 30, interval=0.1), (
+            f"the disabled unit was not enabled again: link there {link.is_symlink()}, "
+            f"systemd says {await bus.unit_file_state(unit)!r}"
+        )
+    finally:
+        looks.every = every

@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -75,6 +75,8 @@ class Look:
     files: tuple[FileStamp | None, ...]
     unit: UnitStates | None
     also: tuple[Path, ...] = ()
+    # systemd's whole answer of that reconcile, for a settings check (no part of a look)
+    status: UnitStatus | None = field(default=None, compare=False)
 
 
 def file_stamp(path: Path) -> FileStamp | None:
@@ -125,23 +127,28 @@ def status_asks(
     settings_interval: float,
     certificate_interval: float,
     asleep: bool,
-) -> bool:
-    """Whether a service's status calls for a reconcile, whatever the host looks like."""
+) -> str | None:
+    """Why a service's status calls for a reconcile, whatever the host looks like: None
+    (it does not), ``settings`` (only the instance's settings check is due) or
+    ``status``."""
     if status is None or status.state not in ("active", "inactive"):
-        return True  # deploying, an error, or never recorded
+        return "status"  # deploying, an error, or never recorded
     if status.last_error or status.health_ok is False:
-        return True  # a refusal, a failed check: tried again at every resync
-    if status.state == "active" and not asleep:
-        checked = status.settings_checked_at
-        if checked is None or (now - checked).total_seconds() >= settings_interval:
-            return True  # the admin UI's changes send no signal (plan.settings_due)
-    return certificate_check_due(
+        return "status"  # a refusal, a failed check: tried again at every resync
+    certificate = certificate_check_due(
         status.certificate_checked_at is not None,
         status,
         site_written=False,
         now=now,
         interval=certificate_interval,
     )
+    if certificate:
+        return "status"
+    if status.state == "active" and not asleep:
+        checked = status.settings_checked_at
+        if checked is None or (now - checked).total_seconds() >= settings_interval:
+            return "settings"  # the admin UI's changes send no signal (plan.settings_due)
+    return None
 
 
 class ResyncLooks:
@@ -159,6 +166,8 @@ class ResyncLooks:
         self.intervals = intervals  # (settings_interval, resync_interval), read each round
         self.asleep = asleep
         self.recorded: dict[str, Look] = {}
+        # Names the last round queued for their settings check alone, their look unchanged.
+        self.settings_only: set[str] = set()
         self.rounds = 0
         self.every = FULL_EVERY  # a name's full turn comes once in so many rounds
 
@@ -189,11 +198,24 @@ class ResyncLooks:
         """A reconcile of ``name`` planned nothing for the host on what it saw (``stamps``
         taken with ``also`` before it looked)."""
         states = unit_states(unit) if name != CATCH_ALL else None
-        self.recorded[name] = Look(stamps, states, also)
+        self.recorded[name] = Look(stamps, states, also, unit if name != CATCH_ALL else None)
 
-    def forget(self, name: str) -> None:
-        """A reconcile of ``name`` starts (or acted): the next round looks again."""
-        self.recorded.pop(name, None)
+    def forget(self, name: str) -> Look | None:
+        """A reconcile of ``name`` starts (or acted): the next round looks again. The look
+        it had, if the last round queued it for its settings check alone."""
+        look = self.recorded.pop(name, None)
+        if name in self.settings_only:
+            self.settings_only.discard(name)
+            return look
+        return None
+
+    def settings_checked(self, name: str, look: Look) -> bool:
+        """A settings check of ``name`` acted on nothing of the host: ``look`` stands, if
+        the files still show it (False: they do not, and a full reconcile is due)."""
+        if self.stamps(name, look.also) != look.files:
+            return False
+        self.recorded[name] = look
+        return True
 
     async def choose(self, names: Iterable[str]) -> set[str]:
         """One round: the names of ``names`` to reconcile now."""
@@ -213,26 +235,29 @@ class ResyncLooks:
         settings_interval, resync_interval = self.intervals()
         now = utc_now()
         chosen = set()
+        self.settings_only.clear()
         for name in sorted(names):
             recorded = self.recorded.get(name)
             also = recorded.also if recorded is not None else ()
             look = Look(self.stamps(name, also), states.get(name), also)
-            if (
-                recorded != look
-                or full_turn(name, self.rounds, self.every)
-                or name in replicated
-                or (
-                    name != CATCH_ALL
-                    and status_asks(
-                        statuses.get(name),
-                        now,
-                        settings_interval=settings_interval,
-                        certificate_interval=resync_interval,
-                        asleep=self.asleep(name),
-                    )
+            asks = (
+                None
+                if name == CATCH_ALL
+                else status_asks(
+                    statuses.get(name),
+                    now,
+                    settings_interval=settings_interval,
+                    certificate_interval=resync_interval,
+                    asleep=self.asleep(name),
                 )
-            ):
+            )
+            full = (
+                recorded != look or full_turn(name, self.rounds, self.every) or name in replicated
+            )
+            if full or asks is not None:
                 chosen.add(name)
+            if not full and asks == "settings":
+                self.settings_only.add(name)
         for gone in self.recorded.keys() - names:
             del self.recorded[gone]
         log.debug("resync round", round=self.rounds, names=len(names), chosen=len(chosen))

@@ -50,11 +50,12 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
 from pockestrator.agent.mover import Mover
-from pockestrator.agent.observe_round import ResyncLooks
+from pockestrator.agent.observe_round import Look, ResyncLooks
 from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
 from pockestrator.agent.seeding import Seeder, SeedFailed
+from pockestrator.agent.settings_check import check_settings
 from pockestrator.agent.settle import Settler
 from pockestrator.agent.sleep import SleepKeeper
 from pockestrator.agent.steps import RestartUnit, StartUnit
@@ -189,7 +190,9 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
-        self.looks.forget(name)  # recorded again only if this one finds nothing to do
+        # Recorded again only if this one finds nothing to do; a look is given back when
+        # the round queued the name for its settings check alone (agent.settings_check).
+        look = self.looks.forget(name)
         async with self.coordinator.participant():
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
@@ -208,7 +211,7 @@ class Reconciler:
                 if deletion is not None and not self.store.runs_here(deletion.node):
                     return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
-            result = await self._converge(record)
+            result = await self._converge(record, look)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
             if moved.acted:
@@ -240,7 +243,7 @@ class Reconciler:
 
     # -- a service that should exist ---------------------------------------------------
 
-    async def _converge(self, record: ServiceRecord) -> Result:
+    async def _converge(self, record: ServiceRecord, look: Look | None = None) -> Result:
         name = record.name
         status = self.store.get_status(name)
         backups = await self.controllers.dirs.backups(name)
@@ -252,6 +255,14 @@ class Reconciler:
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
+        if look is not None:
+            self.coordinator.step_aside()  # it takes no part in a wave
+            checked = await check_settings(self.settler, self.looks, self.store, desired, look)
+            if checked is not None:
+                await self.deploys.follow_folder(record)
+                await self.deploys.run(record)
+                later = await self.backups.run(record, has_data=True)
+                return Result(soonest(checked.later, later))
         # Before the observation (agent.observe_round), with the secret files it reads.
         secret_files = secret_files_of(desired)
         stamps = self.looks.stamps(name, secret_files)

@@ -17,6 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.observe_round import full_turn
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.systemd.units import UnitObservation
 from pockestrator.specs.model import unit_name
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import wait_until
@@ -196,3 +197,43 @@ async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
         )
     finally:
         looks.every = every
+
+
+async def test_a_setting_changed_in_the_admin_ui_is_restored_without_a_look_at_the_host(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "tidy", pocketbase_versions[1])
+    await quiet(agent, "tidy")
+    reconciler = agent.reconciler
+    record = agent.store.get_service("tidy")
+    assert record is not None
+    control = reconciler.controllers.pbsettings
+    tampered = "http://tampered.invalid"
+    await control.apply(record.spec, {"meta": {"appURL": tampered}})  # as the admin UI does
+    units = reconciler.controllers.units
+    observed: list[str] = []
+    observe = units.observe
+
+    async def counted(name: str) -> UnitObservation:
+        observed.append(name)
+        return await observe(name)
+
+    looks = reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: the settings check alone
+    config = reconciler.config
+    units.observe = counted  # type: ignore[method-assign]
+    reconciler.config = config.model_copy(update={"settings_check_interval": 1.0})
+    try:
+
+        async def restored() -> bool:
+            values = (await control.observe(record.spec)).values
+            return values["meta"]["appURL"] != tampered and bool(repair_events(agent, "tidy"))
+
+        assert await wait_until(restored, 30, interval=0.2), (
+            f"the admin UI's change was not undone: {agent.store.get_status('tidy')}"
+        )
+    finally:
+        reconciler.config = config
+        units.observe = observe  # type: ignore[method-assign]
+        looks.every = every
+    assert "tidy" not in observed, "the settings check observed the unit in full"

@@ -115,6 +115,7 @@ def converged() -> Scenario:
             deployed_version=NEW,
             health_ok=True,
             observed_generation=1,
+            pid=4242,
         ),
         unit=unit_status(),
         dirs=ServiceDirState(Path("/srv/app"), Place.PRIVATE),
@@ -280,6 +281,17 @@ ROWS = [
     Row(
         "a converged service whose last probe failed is probed again",
         on_status(health_ok=False),
+        probe=15.0,
+    ),
+    Row(
+        "a healthy service whose process is not the one last recorded (woken, restarted "
+        "outside a plan) is probed, not trusted",
+        on_unit(main_pid=5151),
+        probe=15.0,
+    ),
+    Row(
+        "a healthy service recorded without a process is probed",
+        on_status(pid=None),
         probe=15.0,
     ),
     Row(

@@ -202,12 +202,17 @@ def _converge(
     drift += route_drift
 
     steps_planned = bool(prepare or run or route)
+    # The last health verdict is of the process it was recorded with: one started since
+    # (a wake, a control restart, systemd's own restart) may still be booting, so it is
+    # probed before anything (its settings) talks to it.
     steady = (
         not steps_planned
         and status.state == "active"
         and status.health_ok is True
         and unit is not None
         and unit.active_state == "active"
+        and unit.main_pid is not None
+        and status.pid == unit.main_pid
     )
     return Plan(
         name=desired.name,

@@ -16,6 +16,7 @@ through the full reconcile, as before.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pockestrator.agent.apply import Applied
@@ -35,6 +36,18 @@ class Checked:
     later: float | None
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists: a restart since the look (its states may be
+    back to running) leaves the recorded one gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def steady(desired: Desired, status: ServiceStatus | None, look: Look) -> bool:
     """Whether the host's part of a reconcile of ``desired`` may be taken from ``look``:
     the last reconcile found it running, healthy and settled on this very spec."""
@@ -46,6 +59,10 @@ def steady(desired: Desired, status: ServiceStatus | None, look: Look) -> bool:
         and status.state == "active"
         and not status.last_error
         and status.health_ok is True
+        # The verdict is of the process it was recorded with (plan.service's steady).
+        and unit.main_pid is not None
+        and status.pid == unit.main_pid
+        and alive(unit.main_pid)
         and status.observed_generation == desired.generation
         and desired.should_run
         and desired.spec.sleep_seconds is None

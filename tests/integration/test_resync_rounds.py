@@ -36,15 +36,13 @@ def write_spec(agent: Agent, name: str, version: str, *extra: str) -> None:
     (agent.config.spec_dir / f"{name}.yaml").write_text("\n".join([*lines, *extra]) + "\n")
 
 
-async def quiet(agent: Agent, name: str) -> None:
-    """Wait until ``name`` is active and a reconcile of it found nothing to do."""
+async def quiet(agent: Agent, name: str, state: str = "active") -> None:
+    """Wait until ``name`` is in ``state`` and a reconcile of it found nothing to do."""
 
     async def recorded() -> bool:
         status = agent.store.get_status(name)
         return (
-            status is not None
-            and status.state == "active"
-            and name in agent.reconciler.looks.recorded
+            status is not None and status.state == state and name in agent.reconciler.looks.recorded
         )
 
     assert await wait_until(recorded, 60, interval=0.05), (
@@ -193,6 +191,37 @@ async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
 
         assert await wait_until(enabled_again, 30, interval=0.1), (
             f"the disabled unit was not enabled again: link there {link.is_symlink()}, "
+            f"systemd says {await bus.unit_file_state(unit)!r}"
+        )
+    finally:
+        looks.every = every
+
+
+async def test_a_stopped_unit_enabled_by_hand_is_disabled_again_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "idle", pocketbase_versions[1], "desired_state: stopped")
+    await quiet(agent, "idle", "inactive")
+    bus = sandbox.bus
+    assert bus is not None
+    unit = unit_name("idle")
+    link = (
+        agent.config.systemd_dir
+        / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
+        / unit
+    )
+    assert not link.is_symlink(), f"{link} is there for a stopped service"
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
+    try:
+        await bus.enable_unit_files([unit])  # as `systemctl enable --no-reload` does
+        assert link.is_symlink()
+
+        async def disabled_again() -> bool:
+            return not link.is_symlink() and await bus.unit_file_state(unit) == "disabled"
+
+        assert await wait_until(disabled_again, 30, interval=0.1), (
+            f"the enabled unit was not disabled again: link there {link.is_symlink()}, "
             f"systemd says {await bus.unit_file_state(unit)!r}"
         )
     finally:

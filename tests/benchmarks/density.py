@@ -10,7 +10,10 @@
    ratio to the floor, the agent's CPU share of the burst, its daemon-reloads and Caddy
    loads (from its log lines);
 3. ``idle`` seconds with those services running and nothing changing: the agent's CPU
-   (percent of one core) and RSS at the end;
+   (percent of one core) and RSS at the end, and how many instance settings checks the
+   window held (``--idle-aligned`` starts it just before the first is due, so that an
+   ``--idle`` of ``settings_check_interval`` holds one per instance, as steady running
+   does; ``--profile-idle`` samples the agent with py-spy over the window);
 4. the agent restarted (its unit stopped, then started) with every service running:
    seconds from the start until every service's status was written by a reconcile of
    the new agent, and how many instances were restarted meanwhile (main PID or
@@ -32,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.clock import utc_now
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.controllers.systemd.unit_state import UnitStatus
@@ -79,7 +83,7 @@ async def profile_idle(pid: int, output: Path, seconds: float) -> asyncio.subpro
     spy = Path(sys.executable).parent / "py-spy"
     print(f"  py-spy of the idle agent for {seconds:g} s -> {output}", flush=True)
     return await asyncio.create_subprocess_exec(
-        str(spy), "record", "--nonblocking", "-r", "100", "-d", str(int(seconds)),
+        str(spy), "record", "--nonblocking", "-r", "200", "-d", str(int(seconds)),
         "-f", "raw", "-o", str(output), "-p", str(pid),
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -90,13 +94,34 @@ def settings_checks(store_statuses: dict[str, Any], names: list[str]) -> dict[st
     return {n: store_statuses[n].settings_checked_at for n in names if n in store_statuses}
 
 
+async def until_settings_due(
+    found: dict[str, Any], names: list[str], interval: float, margin: float = 5.0
+) -> None:
+    """Sleep until ``margin`` seconds before the first instance's settings check is due:
+    a window of ``interval`` from then holds exactly one check of every instance, as
+    steady running does (the burst read them all within less than ``interval``, and
+    the second check of each comes at least ``interval`` after its first)."""
+    checked = [at for at in settings_checks(found, names).values() if at is not None]
+    if not checked:
+        return
+    wait = (min(checked) - utc_now()).total_seconds() + interval - margin
+    print(f"  waiting {wait:.0f} s for the first settings check to fall due", flush=True)
+    await asyncio.sleep(max(0.0, wait))
+
+
 async def agent_part(
-    sandbox: Sandbox, report: Report, services: int, idle: float, profile: Path | None = None
+    sandbox: Sandbox,
+    report: Report,
+    services: int,
+    idle: float,
+    profile: Path | None = None,
+    aligned: bool = False,
 ) -> None:
     version = installed_version()
     # The agent's own defaults (a health probe of each instance every 30 s, a resync every
     # 60 s), as installed: the idle figure is what those cost with this many services.
     config = sandbox.agent_config(listen_port=free_port())
+    settings_interval = config.settings_check_interval
     seed_from_installed(config.release_cache_dir)
     unit = AgentUnit(sandbox, config, watchdog_seconds=60)
     bus = sandbox.bus
@@ -142,6 +167,8 @@ async def agent_part(
 
             # 3. idle
             await asyncio.sleep(10.0)  # the settings phase and the first probes go by
+            if aligned:
+                await until_settings_due(store.all_statuses(), names, settings_interval)
             print(f"  idle {idle:g} s, load {load_average()}", flush=True)
             report.notes.append(f"idle: load average at its start {load_average()}")
             checked_before = settings_checks(store.all_statuses(), names)
@@ -228,7 +255,9 @@ async def agent_part(
         await unit.stop()
 
 
-async def run(services: int, idle: float, profile: Path | None = None) -> Report:
+async def run(
+    services: int, idle: float, profile: Path | None = None, aligned: bool = False
+) -> Report:
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}; services={services} idle={idle:g}s", flush=True)
     floor: dict[str, float] = {}
@@ -242,7 +271,7 @@ async def run(services: int, idle: float, profile: Path | None = None) -> Report
 
     async def agent(sandbox: Sandbox) -> None:
         print("agent:", flush=True)
-        await agent_part(sandbox, report, services, idle, profile)
+        await agent_part(sandbox, report, services, idle, profile, aligned)
 
     await in_sandbox(unit_floor)
     report.add(f"burst {services}: unit floor (s)", floor["burst"])
@@ -264,8 +293,14 @@ def main() -> None:
     parser.add_argument(
         "--profile-idle", type=Path, help="py-spy's raw stacks of the agent over the idle window"
     )
+    parser.add_argument(
+        "--idle-aligned",
+        action="store_true",
+        help="start the idle window just before the first settings check is due, so that a "
+        "window of settings_check_interval holds one check per instance",
+    )
     args = parser.parse_args()
-    report = asyncio.run(run(args.services, args.idle, args.profile_idle))
+    report = asyncio.run(run(args.services, args.idle, args.profile_idle, args.idle_aligned))
     for note in report.notes:
         print(f"  note: {note}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ for all units, the same ``stat`` calls) and queues only the names
   with the ones a quiet reconcile saw, not with the last round's;
 - whose status asks for a look (``status_asks``): an error, a deploy not finished, a
   failed health verdict, or a time-driven check that is due (the instance's settings,
-  the certificate Caddy serves);
+  the certificate Caddy serves); a name queued for its settings check alone, its look
+  unchanged, is in ``settings_only`` (``agent.settings_check`` then skips the host);
 - that replicate (Litestream's unit is looked at by the reconcile only);
 - whose turn it is (``full_turn``): every name is still reconciled in full at least
   every ``FULL_EVERY`` rounds, for what no look covers (a release binary taken from the

@@ -27,7 +27,7 @@ from pockestrator.agent.daemon import Agent, api_factory
 from pockestrator.agent.logs import configure_logging
 from pockestrator.agent.private_systemd import PrivateSystemd, unavailable_reason
 from pockestrator.agent.sandbox import Sandbox
-from pockestrator.agent.sandbox_ports import DEFAULT_PORTS, PORTS_VARIABLE
+from pockestrator.agent.sandbox_ports import PORTS_VARIABLE, default_ports
 from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from tests.asyncio_tasks import owned_by, pending_tasks_of, record_task_owners
@@ -73,7 +73,7 @@ def _worker_port_share() -> None:
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if not worker.startswith("gw") or not worker[2:].isdigit() or count < 1:
         return
-    low, high = DEFAULT_PORTS
+    low, high = default_ports()
     size = (high - low) // count
     start = low + int(worker[2:]) * size
     os.environ[PORTS_VARIABLE] = f"{start}-{start + size - 1}"

@@ -266,12 +266,15 @@ class Reconciler:
         # Before the observation (agent.observe_round), with the secret files it reads.
         secret_files = secret_files_of(desired)
         stamps = self.looks.stamps(name, secret_files)
+        wakes = self.sleep.wakes(name)
         observed = await self.observe(desired)
         seeding = await self._seed(record, observed)
         if seeding == "waiting":
             return Result()  # woken when what the seed waits for has happened
         if seeding == "seeded":
             observed = await self.observe(desired)
+        if self.sleep.waking(name) or self.sleep.wakes(name) != wakes:
+            return Result()  # a wake started it since the look; the wake queues it again
         desired = self._with_sleep(desired, observed)
         plan = plan_service(desired, status, observed, self.policy)
         self._wake_for(plan)

@@ -127,6 +127,8 @@ class SleepKeeper:
         self.enqueue: Callable[[str], None] = lambda _name: None
         self._asleep: set[str] = set()
         self._drowsy: set[str] = set()
+        self._waking: set[str] = set()  # their wake's StartUnit is under way
+        self._wakes: dict[str, int] = {}  # wakes begun, per name
         self._listeners: dict[str, socket.socket] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._awake_since: dict[str, float] = {}
@@ -142,6 +144,17 @@ class SleepKeeper:
 
     def is_asleep(self, name: str) -> bool:
         return name in self._asleep
+
+    def wakes(self, name: str) -> int:
+        """How many wakes of ``name`` have begun: a reconcile that saw this number change
+        (or ``waking``) between its look at the unit and its plan drops what it saw."""
+        return self._wakes.get(name, 0)
+
+    def waking(self, name: str) -> bool:
+        """Whether a wake's own start of ``name`` is under way: a reconcile now would take
+        the unit, not yet started, for one that stopped, and start it as drift. The wake
+        queues a reconcile once its start has ended."""
+        return name in self._waking
 
     def resting(self, name: str) -> bool:
         """Asleep, or drowsy (its stop is planned): a connection to its port now would wake
@@ -303,6 +316,7 @@ class SleepKeeper:
             accepted.append(connection)
         self._close_listener(name)
         self._set_awake(name, "a request came", clear_listener=False)
+        self._begin_wake(name)
         self._spawn(self._wake(spec, accepted, "request"))
 
     def _scheduled(self, spec: ServiceSpec, until: float) -> None:
@@ -312,23 +326,33 @@ class SleepKeeper:
             return
         self._set_awake(name, f"scheduled ({spec.wake_schedule})")
         self._awake_since[name] = until
+        self._begin_wake(name)
         self._spawn(self._wake(spec, [], "schedule"))
 
     async def _wake(self, spec: ServiceSpec, accepted: list[socket.socket], reason: str) -> None:
-        name = spec.project_name
-        began = time.monotonic()
+        """Start the unit and, beside that (not after its job's end), hand each accepted
+        connection to PocketBase as soon as it listens."""
+        deadline = time.monotonic() + max(1, spec.proxy.hold_requests)
+        await asyncio.gather(
+            self._start(spec.project_name, reason, len(accepted)),
+            *(self._hand_over(connection, spec.port, deadline) for connection in accepted),
+        )
+
+    def _begin_wake(self, name: str) -> None:
+        self._waking.add(name)
+        self._wakes[name] = self._wakes.get(name, 0) + 1
+
+    async def _start(self, name: str, reason: str, connections: int) -> None:
         try:
             await self.bus.reset_failed_unit(unit_name(name))
             await self.bus.start_unit(unit_name(name))
         except SystemdError as exc:
             log.warning("waking a service failed", service=name, error=str(exc))
+        else:
+            log.info("service woken", service=name, reason=reason, connections=connections)
         finally:
+            self._waking.discard(name)
             self.enqueue(name)
-        deadline = began + max(1, spec.proxy.hold_requests)
-        await asyncio.gather(
-            *(self._hand_over(connection, spec.port, deadline) for connection in accepted)
-        )
-        log.info("service woken", service=name, reason=reason, connections=len(accepted))
 
     async def _hand_over(self, connection: socket.socket, port: int, deadline: float) -> None:
         """Pipe one accepted connection to PocketBase, once it listens, both ways."""

@@ -143,6 +143,30 @@ async def test_overlapping_daemon_reloads_leave_the_client_timeout_as_it_was(
     assert bus.timeout == ordinary
 
 
+async def test_two_callers_of_one_merged_start_job_both_hear_that_it_ended(
+    units: SystemdUnits, sandbox: Sandbox
+) -> None:
+    """A wake's StartUnit and a reconcile's, sent while one start is under way, are one job
+    to systemd (both get its path): each caller hears its end, and so does one that asks
+    after it ended. Before, the second waiter replaced the first, which waited 90 s."""
+    unit = "merged-start.service"
+    (sandbox.systemd.paths.unit_dir / unit).write_text(
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 0.5\n"
+    )
+    bus = units.bus
+    await bus.daemon_reload()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(bus.start_unit(unit) for _ in range(3))), 20)
+        assert (await bus.unit_status(unit)).active_state == "active"
+        await asyncio.wait_for(bus.stop_unit(unit), 20)
+        first = asyncio.create_task(bus.start_unit(unit))
+        await asyncio.sleep(0.1)  # its job runs now: the next one merges into it
+        await asyncio.wait_for(asyncio.gather(first, bus.start_unit(unit)), 20)
+        assert (await bus.unit_status(unit)).active_state == "active"
+    finally:
+        await bus.stop_unit(unit)
+
+
 async def test_foreign_unit_files_are_never_touched(units: SystemdUnits, sandbox: Sandbox) -> None:
     foreign = units.path("foreign")
     foreign.write_text("[Service]\nExecStart=/bin/true\n")

@@ -9,10 +9,12 @@ import socket
 import pytest
 
 from pockestrator.agent.sandbox_ports import (
-    DEFAULT_PORTS,
+    PREFERRED_PORTS,
     PortCursor,
     PortRangeError,
+    default_ports,
     port_share,
+    ports_outside,
 )
 
 
@@ -22,16 +24,36 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
-def test_the_default_range_lies_below_the_kernels_ephemeral_ports() -> None:
-    low, _high = ephemeral_range()
-    assert DEFAULT_PORTS[1] <= low
+def test_the_default_range_lies_outside_this_machines_ephemeral_ports() -> None:
+    first, last = ephemeral_range()
+    low, high = default_ports()
+    assert high <= first or low > last
+
+
+@pytest.mark.parametrize(
+    ("ephemeral", "ports"),
+    [
+        ((32768, 60999), PREFERRED_PORTS),  # Linux's default: the range lies below it
+        ((40000, 65535), PREFERRED_PORTS),
+        ((10000, 19999), PREFERRED_PORTS),  # entirely below the preferred range
+        ((15000, 65535), (2232, 15000)),  # only below it is free: as wide as it may be
+        ((30000, 60999), (17232, 30000)),  # below is wider than above
+        ((1024, 50000), (50001, 62769)),  # only above it is free
+        ((1024, 64000), PREFERRED_PORTS),  # no span of 4096 anywhere: shared, as before
+        ((4000, 62000), PREFERRED_PORTS),
+    ],
+)
+def test_the_sandbox_ports_avoid_the_kernels_ephemeral_range_where_they_can(
+    ephemeral: tuple[int, int], ports: tuple[int, int]
+) -> None:
+    assert ports_outside(ephemeral) == ports
 
 
 @pytest.mark.parametrize(
     ("text", "share"),
     [
-        (None, DEFAULT_PORTS),
-        ("", DEFAULT_PORTS),
+        (None, default_ports()),
+        ("", default_ports()),
         ("20000-24255", (20000, 24256)),
         (" 30000-30000 ", (30000, 30001)),
         ("1024-65535", (1024, 65536)),

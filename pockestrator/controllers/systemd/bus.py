@@ -49,6 +49,8 @@ MANAGER_INTERFACE = "org.freedesktop.systemd1.Manager"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 # Method calls waiting for their replies at a time, per connection (see ``_in_flight``).
 MAX_CALLS_IN_FLIGHT = 16
+# The finished jobs whose result a late caller can still read.
+FINISHED_JOBS_KEPT = 512
 
 log = structlog.get_logger("pockestrator.systemd")
 
@@ -66,8 +68,12 @@ class SystemdBus:
     ) -> None:
         self._bus = bus
         self.timeout = timeout
-        self._job_waiters: dict[str, asyncio.Future[str]] = {}
-        # JobRemoved can be dispatched before the StartUnit reply resumes our coroutine.
+        # systemd merges a job into one of the same kind already queued for the unit and
+        # answers both callers with its path (a wake's StartUnit and a reconcile's), so
+        # one job may have several waiters.
+        self._job_waiters: dict[str, list[asyncio.Future[str]]] = {}
+        # JobRemoved can be dispatched before the StartUnit reply resumes our coroutine;
+        # a result stays readable (job paths are not reused) for a merged job's late caller.
         self._finished_jobs: OrderedDict[str, str] = OrderedDict()
         self._unit_listeners: list[Callable[[str], None]] = []
         self._reconnect_listeners: list[Callable[[], None]] = []
@@ -129,9 +135,10 @@ class SystemdBus:
         self._fail_waiters("D-Bus connection closed")
 
     def _fail_waiters(self, reason: str) -> None:
-        for waiter in self._job_waiters.values():
-            if not waiter.done():
-                waiter.set_exception(SystemdError(reason))
+        for waiters in self._job_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(SystemdError(reason))
 
     async def _keep_connected(self) -> None:
         """Each time the connection drops: connect again (with backoff) and subscribe."""
@@ -146,6 +153,7 @@ class SystemdBus:
             self._back.clear()
             self._subscribed = False
             self._fail_waiters("D-Bus connection lost while waiting for the job")
+            self._finished_jobs.clear()  # a new manager numbers its jobs anew
             log.warning("D-Bus connection lost; connecting again")
             pause = 0.05
             while True:
@@ -251,14 +259,12 @@ class SystemdBus:
             return None
         if message.member == "JobRemoved" and message.interface == MANAGER_INTERFACE:
             _job_id, job_path, _unit, result = message.body
-            waiter = self._job_waiters.pop(job_path, None)
-            if waiter is not None:
+            for waiter in self._job_waiters.pop(job_path, ()):
                 if not waiter.done():
                     waiter.set_result(result)
-            else:
-                self._finished_jobs[job_path] = result
-                while len(self._finished_jobs) > 512:
-                    self._finished_jobs.popitem(last=False)
+            self._finished_jobs[job_path] = result
+            while len(self._finished_jobs) > FINISHED_JOBS_KEPT:
+                self._finished_jobs.popitem(last=False)
         elif message.member == "PropertiesChanged" and message.path:
             unit = unescape_unit_path(message.path)
             if unit is not None:
@@ -360,17 +366,21 @@ class SystemdBus:
 
     async def _job_result(self, job_path: str, what: str, timeout: float | None) -> str:
         """Wait for ``JobRemoved`` of ``job_path`` (it may have come already)."""
-        result = self._finished_jobs.pop(job_path, None)
+        result = self._finished_jobs.get(job_path)
         if result is not None:
             return result
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._job_waiters[job_path] = waiter
+        waiters = self._job_waiters.setdefault(job_path, [])
+        waiters.append(waiter)
         try:
             return await asyncio.wait_for(waiter, timeout or max(self.timeout, 90.0))
         except TimeoutError as exc:
             raise SystemdError(f"{what}: job {job_path} did not finish") from exc
         finally:
-            self._job_waiters.pop(job_path, None)
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters and self._job_waiters.get(job_path) is waiters:
+                del self._job_waiters[job_path]
 
     async def _failure_detail(self, name: str) -> str:
         try:

@@ -89,15 +89,20 @@ class BackupRunner:
             log.info("interrupted snapshot removed", service=name, removed=left)
         found = await self.snapshots.observe(name)
         now = self.clock.now()
+        policy = record.spec.backups or self._config().backups
+        running = record.desired_state == "running"
         plan = plan_backups(
-            record.spec.backups or self._config().backups,
+            policy,
             [summary(snapshot) for snapshot in found],
             [op for op in self.store.pending_operations(name) if op.kind in BACKUP_KINDS],
             has_data=has_data,
             since=record.created_at,
             now=now,
-            running=record.desired_state == "running",
-            replicating=await self.snapshots.replication.running(name),
+            running=running,
+            # Only a leftover matters (the plan stops it), and only one with a
+            # configuration can run: no D-Bus call for each service that does not replicate.
+            replicating=(policy.replication is None or not running or not has_data)
+            and await self.snapshots.replication.leftover(name),
         )
         for step in plan.steps:
             await self._do(record, step)

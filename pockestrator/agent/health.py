@@ -12,6 +12,7 @@ the interval rather than fired all at once.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 from collections.abc import Callable
@@ -30,6 +31,10 @@ from pockestrator.telemetry import AgentMetrics
 log = structlog.get_logger("pockestrator.health")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A round's probes start in groups at least this far apart. Each wake-up of the event loop
+# costs the agent about 0.1 ms of CPU on a VM like CI's: a probe alone every 15 ms (500
+# services, a 30 s interval) cost 354 us of CPU each, in groups of 20 60 us.
+PROBE_GAP = 0.25
 HEALTH_LOST = "health_lost"
 HEALTH_RECOVERED = "health_recovered"
 _TURNS = {
@@ -219,6 +224,17 @@ class CpuMeter:
         return round(100.0 * (ticks - previous.ticks) / CLOCK_TICKS / (now - previous.at), 1)
 
 
+def probe_delays(count: int, interval: float) -> list[float]:
+    """When each of a round's ``count`` probes starts: spread over 50 ms a probe, at most a
+    quarter of the ``interval``, in as few groups ``PROBE_GAP`` apart as that allows."""
+    if count == 0:
+        return []
+    spread = min(0.05 * count, interval / 4)
+    groups = max(1, math.ceil(spread / PROBE_GAP - 1e-9))
+    size = math.ceil(count / groups)
+    return [(index // size) * spread / groups for index in range(count)]
+
+
 class HealthProber:
     """Probes running instances on an interval; failures re-queue the service."""
 
@@ -276,13 +292,13 @@ class HealthProber:
         self.connections.retain({port for _name, port, _status in running})
         if not running:
             return
-        # Spread the probes over a fraction of the interval instead of a burst, and record
-        # the whole round in one transaction.
-        spacing = min(0.05, self.interval / 4 / len(running))
+        # Spread the probes over a fraction of the interval instead of a burst, in groups
+        # (``probe_delays``), and record the whole round in one transaction.
+        delays = probe_delays(len(running), self.interval)
         found = await asyncio.gather(
             *(
-                self._probe_one(name, port, status, index * spacing)
-                for index, (name, port, status) in enumerate(running)
+                self._probe_one(name, port, status, delay)
+                for delay, (name, port, status) in zip(delays, running, strict=True)
             )
         )
         # A service that went to rest while its probe waited was not probed (None).

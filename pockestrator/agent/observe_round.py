@@ -4,9 +4,9 @@ The resync used to reconcile every name in full each ``resync_interval``: with 5
 services that was 60 % of the agent's CPU (docs/benchmarks.md), all of it finding nothing.
 Now a reconcile that found nothing to do on the host records what it saw (``record``):
 the ``stat`` of the service's unit file, environment file, site snippet and folders,
-taken before its own observation, and systemd's states of the unit from that observation. A round
-(``choose``) looks at every name at once (one ``ListUnitsByNames`` for all units, the
-same ``stat`` calls) and queues only the names
+taken before its own observation, and systemd's states of the unit from that
+observation. A round (``choose``) looks at every name at once (one ``ListUnitsByNames``
+for all units, the same ``stat`` calls) and queues only the names
 
 - whose look differs from the one recorded, or that have none (never quiet, acted since,
   failed, new): a drift no event reported is one of these, since any write to a file
@@ -14,13 +14,19 @@ same ``stat`` calls) and queues only the names
   with the ones a quiet reconcile saw, not with the last round's;
 - whose status asks for a look (``status_asks``): an error, a deploy not finished, a
   failed health verdict, or a time-driven check that is due (the instance's settings,
-  the certificate Caddy serves);
+  the certificate Caddy serves); a name queued for its settings check alone, its look
+  unchanged, is in ``settings_only`` (``agent.settings_check`` then skips the host);
 - that replicate (Litestream's unit is looked at by the reconcile only);
 - whose turn it is (``full_turn``): every name is still reconciled in full at least
   every ``FULL_EVERY`` rounds, for what no look covers (a release binary taken from the
-  cache, a spec changed in the store with no event, and an operator's ``systemctl
-  enable``/``disable`` or a drop-in added without a reload: neither changes a stat or a
-  state the round compares, so each waits for the name's full turn).
+  cache, a spec changed in the store with no event).
+
+An operator's ``systemctl enable``/``disable`` makes or removes the unit's ``.wants``
+link, which is in the look: the next round sees it, and the reconcile asks systemd for
+the unit file's state afresh (the unit's own ``UnitFileState`` is the one systemd found
+at its last load). A drop-in added without a daemon-reload is seen by nobody: systemd
+252 answered ``NeedDaemonReload=no`` right after one was written into a new ``.d``
+folder, so no reconcile, full turn or not, finds anything to do about it.
 
 A look is recorded only by a reconcile whose plan for the host was empty (it may still
 have waited for health or applied the instance's own settings, which are no part of the
@@ -33,7 +39,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -70,6 +76,8 @@ class Look:
     files: tuple[FileStamp | None, ...]
     unit: UnitStates | None
     also: tuple[Path, ...] = ()
+    # systemd's whole answer of that reconcile, for a settings check (no part of a look)
+    status: UnitStatus | None = field(default=None, compare=False)
 
 
 def file_stamp(path: Path) -> FileStamp | None:
@@ -120,23 +128,28 @@ def status_asks(
     settings_interval: float,
     certificate_interval: float,
     asleep: bool,
-) -> bool:
-    """Whether a service's status calls for a reconcile, whatever the host looks like."""
+) -> str | None:
+    """Why a service's status calls for a reconcile, whatever the host looks like: None
+    (it does not), ``settings`` (only the instance's settings check is due) or
+    ``status``."""
     if status is None or status.state not in ("active", "inactive"):
-        return True  # deploying, an error, or never recorded
+        return "status"  # deploying, an error, or never recorded
     if status.last_error or status.health_ok is False:
-        return True  # a refusal, a failed check: tried again at every resync
-    if status.state == "active" and not asleep:
-        checked = status.settings_checked_at
-        if checked is None or (now - checked).total_seconds() >= settings_interval:
-            return True  # the admin UI's changes send no signal (plan.settings_due)
-    return certificate_check_due(
+        return "status"  # a refusal, a failed check: tried again at every resync
+    certificate = certificate_check_due(
         status.certificate_checked_at is not None,
         status,
         site_written=False,
         now=now,
         interval=certificate_interval,
     )
+    if certificate:
+        return "status"
+    if status.state == "active" and not asleep:
+        checked = status.settings_checked_at
+        if checked is None or (now - checked).total_seconds() >= settings_interval:
+            return "settings"  # the admin UI's changes send no signal (plan.settings_due)
+    return None
 
 
 class ResyncLooks:
@@ -154,6 +167,8 @@ class ResyncLooks:
         self.intervals = intervals  # (settings_interval, resync_interval), read each round
         self.asleep = asleep
         self.recorded: dict[str, Look] = {}
+        # Names the last round queued for their settings check alone, their look unchanged.
+        self.settings_only: set[str] = set()
         self.rounds = 0
         self.every = FULL_EVERY  # a name's full turn comes once in so many rounds
 
@@ -167,6 +182,7 @@ class ResyncLooks:
         return (
             file_stamp(units.path(name)),
             file_stamp(units.environment_path(name)),
+            file_stamp(units.wants_link(name)),  # made or removed by enable/disable
             file_stamp(sites.snippet_path(name)),
             folder_stamp(folders.private_path(name)),
             folder_stamp(folders.path_for(name)),
@@ -183,11 +199,24 @@ class ResyncLooks:
         """A reconcile of ``name`` planned nothing for the host on what it saw (``stamps``
         taken with ``also`` before it looked)."""
         states = unit_states(unit) if name != CATCH_ALL else None
-        self.recorded[name] = Look(stamps, states, also)
+        self.recorded[name] = Look(stamps, states, also, unit if name != CATCH_ALL else None)
 
-    def forget(self, name: str) -> None:
-        """A reconcile of ``name`` starts (or acted): the next round looks again."""
-        self.recorded.pop(name, None)
+    def forget(self, name: str) -> Look | None:
+        """A reconcile of ``name`` starts (or acted): the next round looks again. The look
+        it had, if the last round queued it for its settings check alone."""
+        look = self.recorded.pop(name, None)
+        if name in self.settings_only:
+            self.settings_only.discard(name)
+            return look
+        return None
+
+    def settings_checked(self, name: str, look: Look) -> bool:
+        """A settings check of ``name`` acted on nothing of the host: ``look`` stands, if
+        the files still show it (False: they do not, and a full reconcile is due)."""
+        if self.stamps(name, look.also) != look.files:
+            return False
+        self.recorded[name] = look
+        return True
 
     async def choose(self, names: Iterable[str]) -> set[str]:
         """One round: the names of ``names`` to reconcile now."""
@@ -207,26 +236,29 @@ class ResyncLooks:
         settings_interval, resync_interval = self.intervals()
         now = utc_now()
         chosen = set()
+        self.settings_only.clear()
         for name in sorted(names):
             recorded = self.recorded.get(name)
             also = recorded.also if recorded is not None else ()
             look = Look(self.stamps(name, also), states.get(name), also)
-            if (
-                recorded != look
-                or full_turn(name, self.rounds, self.every)
-                or name in replicated
-                or (
-                    name != CATCH_ALL
-                    and status_asks(
-                        statuses.get(name),
-                        now,
-                        settings_interval=settings_interval,
-                        certificate_interval=resync_interval,
-                        asleep=self.asleep(name),
-                    )
+            asks = (
+                None
+                if name == CATCH_ALL
+                else status_asks(
+                    statuses.get(name),
+                    now,
+                    settings_interval=settings_interval,
+                    certificate_interval=resync_interval,
+                    asleep=self.asleep(name),
                 )
-            ):
+            )
+            full = (
+                recorded != look or full_turn(name, self.rounds, self.every) or name in replicated
+            )
+            if full or asks is not None:
                 chosen.add(name)
+            if not full and asks == "settings":
+                self.settings_only.add(name)
         for gone in self.recorded.keys() - names:
             del self.recorded[gone]
         log.debug("resync round", round=self.rounds, names=len(names), chosen=len(chosen))

@@ -51,14 +51,15 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
 from pockestrator.agent.mover import Mover
-from pockestrator.agent.observe_round import ResyncLooks
-from pockestrator.agent.plan.model import Desired, Observed, Plan, Policy, run_first
+from pockestrator.agent.observe_round import Look, ResyncLooks
+from pockestrator.agent.plan.model import Desired, Observed, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
 from pockestrator.agent.seeding import Seeder, SeedFailed
+from pockestrator.agent.settings_check import check_settings
 from pockestrator.agent.settle import Settler
 from pockestrator.agent.sleep import SleepKeeper
-from pockestrator.agent.steps import RestartUnit, StartUnit
+from pockestrator.agent.sleep_reconcile import wake_for, with_sleep
 from pockestrator.agent.upgrades import Upgrades
 from pockestrator.agent.waves import WaveCoordinator
 from pockestrator.clock import SYSTEM_CLOCK, Clock
@@ -198,7 +199,9 @@ class Reconciler:
             self.steps.gate.end(name)  # its boot, if it started one, is no longer awaited
 
     async def _reconcile(self, name: str) -> Result:
-        self.looks.forget(name)  # recorded again only if this one finds nothing to do
+        # Recorded again only if this one finds nothing to do; a look is given back when
+        # the round queued the name for its settings check alone (agent.settings_check).
+        look = self.looks.forget(name)
         async with self.coordinator.participant():
             if name == CATCH_ALL:
                 return await self._converge_catch_all()
@@ -219,7 +222,7 @@ class Reconciler:
                     return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
             self.mover.sites.point_here(record)  # a rolled-back move's forward undone
-            result = await self._converge(record)
+            result = await self._converge(record, look)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
             if moved.acted:
@@ -251,7 +254,7 @@ class Reconciler:
 
     # -- a service that should exist ---------------------------------------------------
 
-    async def _converge(self, record: ServiceRecord) -> Result:
+    async def _converge(self, record: ServiceRecord, look: Look | None = None) -> Result:
         name = record.name
         status = self.store.get_status(name)
         backups = await self.controllers.dirs.backups(name)
@@ -263,6 +266,14 @@ class Reconciler:
         except Exception as exc:
             self._record_error(name, f"PocketBase {version} is not available: {exc}")
             raise
+        if look is not None:
+            self.coordinator.step_aside()  # it takes no part in a wave
+            checked = await check_settings(self.settler, self.looks, self.store, desired, look)
+            if checked is not None:
+                await self.deploys.follow_folder(record)
+                await self.deploys.run(record)
+                later = await self.backups.run(record, has_data=True)
+                return Result(soonest(checked.later, later))
         # Before the observation (agent.observe_round), with the secret files it reads.
         secret_files = secret_files_of(desired)
         stamps = self.looks.stamps(name, secret_files)
@@ -275,9 +286,9 @@ class Reconciler:
             observed = await self.observe(desired)
         if self.sleep.waking(name) or self.sleep.wakes(name) != wakes:
             return Result()  # a wake started it since the look; the wake queues it again
-        desired = self._with_sleep(desired, observed)
+        desired = with_sleep(self.sleep, desired, observed)
         plan = plan_service(desired, status, observed, self.policy)
-        self._wake_for(plan)
+        wake_for(self.sleep, plan)
         if plan.upgrade is not None:
             await self.upgrades.run(record, desired, status, observed, plan)
             return Result()
@@ -315,7 +326,7 @@ class Reconciler:
         desired = self.desired(record, target_version(record.spec, status))
         observed = await self.observe(desired)
         plan = plan_service(desired, status, observed, self.policy, rolling_back=True)
-        self._wake_for(plan)
+        wake_for(self.sleep, plan)
         applied = Applied()
         await self.steps.run(desired, plan, applied)
         await self.settler.settle(desired, plan, observed, applied)
@@ -377,28 +388,6 @@ class Reconciler:
             settings=desired_settings(spec.settings, self.service_url(spec)),
             version_note=version_note,
         )
-
-    def _with_sleep(self, desired: Desired, observed: Observed) -> Desired:
-        """``desired`` with the service's sleep (agent.sleep): a sleeping unit that runs
-        was started by someone else and is awake; a drowsy one with a request since the
-        timer is awake again."""
-        spec, unit = desired.spec, observed.systemd
-        if spec.sleep_seconds is None or not desired.should_run:
-            return desired
-        state = self.sleep.state(desired.name)
-        running = unit is not None and (unit.is_running or unit.sub_state == "auto-restart")
-        if state == "asleep" and running:
-            self.sleep.settled(spec, desired.name, running=True)
-            state = "awake"
-        elif state == "drowsy" and not self.sleep.still_idle(spec):
-            state = "awake"
-        return replace(desired, sleep=state)
-
-    def _wake_for(self, plan: Plan) -> None:
-        """A plan that starts a sleeping service (an upgrade, a deploy) wakes it first: the
-        agent's listener must give the port back."""
-        if any(isinstance(step, StartUnit | RestartUnit) for step in plan.steps):
-            self.sleep.release(plan.name, "started by the agent")
 
     def site_settings(self) -> SiteSettings:
         """The agent's TLS settings and Caddy's ports, as every site is rendered with them."""

@@ -32,6 +32,7 @@ from pockestrator.dirwatch import DirectoryWatcher
 from pockestrator.specs.errors import ErrorCode, FieldIssue, SpecInvalid
 from pockestrator.specs.model import ServiceSpec, parse_spec
 from pockestrator.specs.pocketbase_settings import spec_file_secret_issues
+from pockestrator.specs.rescan_memo import CleanFiles, stat_key
 from pockestrator.specs.store import Store, file_owner
 from pockestrator.specs.validation import unknown_targets, validate_port_on_host
 
@@ -321,8 +322,10 @@ class SpecDirectory:
         self.agent_port = agent_port
         self.issues: dict[str, list[FieldIssue]] = {}
         self._ready = asyncio.Event()
-        # Parsed files by (inode, size, mtime): the periodic rescan re-reads only edits.
+        # Parsed files by (inode, size, mtime): the periodic rescan re-reads only edits,
+        # and syncs again only files with problems or changed on either side.
         self._parsed: dict[str, tuple[tuple[int, int, int], ParsedFile]] = {}
+        self._clean = CleanFiles()
         self._watcher: DirectoryWatcher | None = None
 
     def spec_files(self) -> list[Path]:
@@ -350,7 +353,12 @@ class SpecDirectory:
                 directory=str(self.directory),
             )
         paths = {str(path) for path in self.spec_files()} | self._known_files()
-        return self.sync_paths(sorted(paths), reuse_parsed=True)
+        stale = self._clean.stale(paths, self.store.file_owned_rows())
+        changed = self.sync_paths(stale, reuse_parsed=True)
+        parsed = self._parsed
+        keys = {p: parsed[p][0] if p in parsed and p not in self.issues else None for p in stale}
+        self._clean.synced(keys, self.store.file_owned_rows())
+        return changed
 
     def sync_paths(self, paths: Iterable[str], *, reuse_parsed: bool = False) -> set[str]:
         """Re-read ``paths`` (level-triggered), then retry files that lost a name conflict.
@@ -380,6 +388,8 @@ class SpecDirectory:
     def _sync_file(self, path: str, reuse_parsed: bool = False) -> set[str]:
         """Apply one file; the names whose desired state changed (created, edited, gone)."""
         before = self.store.owned_generations(file_owner(path))
+        if not reuse_parsed:
+            self._clean.forget(path)  # an event: the next rescan syncs it again
         parsed = self._parse(Path(path), reuse_parsed)
         issues = list(parsed.issues)
         if parsed.ok:
@@ -411,14 +421,10 @@ class SpecDirectory:
         """The file's specs and issues; with ``reuse_parsed`` (the periodic rescan) parsed
         again only when its inode, size or mtime changed. An inotify event always re-reads:
         two same-size writes within the file system's mtime granularity look unchanged."""
-        try:
-            info = path.stat()
-        except OSError:
-            info = None
-        if info is None or not is_spec_file_name(path.name):
+        key = stat_key(path)
+        if key is None or not is_spec_file_name(path.name):
             self._parsed.pop(str(path), None)
             return ParsedFile(str(path))  # removed: its services go (data archived)
-        key = (info.st_ino, info.st_size, info.st_mtime_ns)
         cached = self._parsed.get(str(path))
         if reuse_parsed and cached is not None and cached[0] == key:
             return cached[1]

@@ -10,7 +10,10 @@
    ratio to the floor, the agent's CPU share of the burst, its daemon-reloads and Caddy
    loads (from its log lines);
 3. ``idle`` seconds with those services running and nothing changing: the agent's CPU
-   (percent of one core) and RSS at the end;
+   (percent of one core) and RSS at the end, and how many instance settings checks the
+   window held (``--idle-aligned`` starts it just before the first is due, so that an
+   ``--idle`` of ``settings_check_interval`` holds one per instance, as steady running
+   does; ``--profile-idle`` samples the agent with py-spy over the window);
 4. the agent restarted (its unit stopped, then started) with every service running:
    seconds from the start until every service's status was written by a reconcile of
    the new agent, and how many instances were restarted meanwhile (main PID or
@@ -27,10 +30,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from pockestrator.agent.sandbox import Sandbox, free_port
+from pockestrator.clock import utc_now
 from pockestrator.controllers.releases import seed_from_installed
 from pockestrator.controllers.systemd.bus import SystemdBus
 from pockestrator.controllers.systemd.unit_state import UnitStatus
@@ -69,26 +74,54 @@ async def statuses(bus: SystemdBus, names: list[str]) -> dict[str, UnitStatus]:
     return dict(zip(names, found, strict=True))
 
 
-async def profile_idle(pid: int, output: Path, seconds: int = 30) -> None:
-    """A py-spy profile of the idle agent, after the idle figure (py-spy is not a
-    dependency of the project: ``pip install py-spy`` into the virtual environment)."""
+async def profile_idle(pid: int, output: Path, seconds: float) -> asyncio.subprocess.Process:
+    """py-spy sampling the idle agent for ``seconds``, started now (py-spy is not a
+    dependency of the project: ``pip install py-spy`` into the virtual environment). It
+    reads the agent's memory without stopping it (``--nonblocking``) and records only
+    samples where a thread runs, so the stacks share out the agent's CPU; py-spy's own
+    CPU is its process's, not the agent's."""
     spy = Path(sys.executable).parent / "py-spy"
-    print(f"  py-spy of the idle agent for {seconds} s -> {output}", flush=True)
-    process = await asyncio.create_subprocess_exec(
-        str(spy), "record", "--nonblocking", "-r", "50", "-d", str(seconds),
+    print(f"  py-spy of the idle agent for {seconds:g} s -> {output}", flush=True)
+    return await asyncio.create_subprocess_exec(
+        str(spy), "record", "--nonblocking", "-r", "200", "-d", str(int(seconds)),
         "-f", "raw", "-o", str(output), "-p", str(pid),
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    await process.wait()
+
+
+def settings_checks(store_statuses: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """When each service's instance settings were last read (``settings_checked_at``)."""
+    return {n: store_statuses[n].settings_checked_at for n in names if n in store_statuses}
+
+
+async def until_settings_due(
+    found: dict[str, Any], names: list[str], interval: float, margin: float = 5.0
+) -> None:
+    """Sleep until ``margin`` seconds before the first instance's settings check is due:
+    a window of ``interval`` from then holds exactly one check of every instance, as
+    steady running does (the burst read them all within less than ``interval``, and
+    the second check of each comes at least ``interval`` after its first)."""
+    checked = [at for at in settings_checks(found, names).values() if at is not None]
+    if not checked:
+        return
+    wait = (min(checked) - utc_now()).total_seconds() + interval - margin
+    print(f"  waiting {wait:.0f} s for the first settings check to fall due", flush=True)
+    await asyncio.sleep(max(0.0, wait))
 
 
 async def agent_part(
-    sandbox: Sandbox, report: Report, services: int, idle: float, profile: Path | None = None
+    sandbox: Sandbox,
+    report: Report,
+    services: int,
+    idle: float,
+    profile: Path | None = None,
+    aligned: bool = False,
 ) -> None:
     version = installed_version()
     # The agent's own defaults (a health probe of each instance every 30 s, a resync every
     # 60 s), as installed: the idle figure is what those cost with this many services.
     config = sandbox.agent_config(listen_port=free_port())
+    settings_interval = config.settings_check_interval
     seed_from_installed(config.release_cache_dir)
     unit = AgentUnit(sandbox, config, watchdog_seconds=60)
     bus = sandbox.bus
@@ -134,20 +167,32 @@ async def agent_part(
 
             # 3. idle
             await asyncio.sleep(10.0)  # the settings phase and the first probes go by
+            if aligned:
+                await until_settings_due(store.all_statuses(), names, settings_interval)
             print(f"  idle {idle:g} s, load {load_average()}", flush=True)
+            report.notes.append(f"idle: load average at its start {load_average()}")
+            checked_before = settings_checks(store.all_statuses(), names)
+            spy = await profile_idle(pid, profile, idle) if profile is not None else None
             ticks_before, _ = process_usage(pid)
             started = time.perf_counter()
             await asyncio.sleep(idle)
             ticks_after, rss = process_usage(pid)
             elapsed = time.perf_counter() - started
+            checked_after = settings_checks(store.all_statuses(), names)
+            # The instances' settings are read every settings_check_interval (300 s): a
+            # window that holds none of those reads leaves out their share of the CPU.
+            report.add(
+                f"idle {idle:g}s: instance settings checks in the window",
+                sum(1 for n, at in checked_after.items() if at != checked_before.get(n)),
+            )
             report.add(
                 f"idle {idle:g}s, {services} services: agent CPU % of one core [<=1]",
                 100.0 * (ticks_after - ticks_before) / os.sysconf("SC_CLK_TCK") / elapsed,
             )
             report.add(f"idle {idle:g}s, {services} services: agent RSS MB [<=150]", rss / 2**20)
             report.notes.append(f"idle: load average at its end {load_average()}")
-            if profile is not None:
-                await profile_idle(pid, profile)
+            if spy is not None:
+                await spy.wait()
 
             # 4. an agent restart
             before = await statuses(bus, names)
@@ -210,7 +255,9 @@ async def agent_part(
         await unit.stop()
 
 
-async def run(services: int, idle: float, profile: Path | None = None) -> Report:
+async def run(
+    services: int, idle: float, profile: Path | None = None, aligned: bool = False
+) -> Report:
     report = Report(machine=machine_description())
     print(f"machine: {report.machine}; services={services} idle={idle:g}s", flush=True)
     floor: dict[str, float] = {}
@@ -224,7 +271,7 @@ async def run(services: int, idle: float, profile: Path | None = None) -> Report
 
     async def agent(sandbox: Sandbox) -> None:
         print("agent:", flush=True)
-        await agent_part(sandbox, report, services, idle, profile)
+        await agent_part(sandbox, report, services, idle, profile, aligned)
 
     await in_sandbox(unit_floor)
     report.add(f"burst {services}: unit floor (s)", floor["burst"])
@@ -243,9 +290,17 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("test-artifacts/benchmarks-density.json")
     )
-    parser.add_argument("--profile-idle", type=Path, help="py-spy's raw stacks of the idle agent")
+    parser.add_argument(
+        "--profile-idle", type=Path, help="py-spy's raw stacks of the agent over the idle window"
+    )
+    parser.add_argument(
+        "--idle-aligned",
+        action="store_true",
+        help="start the idle window just before the first settings check is due, so that a "
+        "window of settings_check_interval holds one check per instance",
+    )
     args = parser.parse_args()
-    report = asyncio.run(run(args.services, args.idle, args.profile_idle))
+    report = asyncio.run(run(args.services, args.idle, args.profile_idle, args.idle_aligned))
     for note in report.notes:
         print(f"  note: {note}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

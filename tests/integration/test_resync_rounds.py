@@ -17,6 +17,7 @@ from pockestrator.agent.daemon import Agent
 from pockestrator.agent.observe_round import full_turn
 from pockestrator.agent.sandbox import Sandbox, free_port
 from pockestrator.config import AgentConfig
+from pockestrator.controllers.systemd.units import UnitObservation
 from pockestrator.specs.model import unit_name
 from tests.testbed.mirror import ReleaseMirror
 from tests.testbed.waiting import wait_until
@@ -35,15 +36,13 @@ def write_spec(agent: Agent, name: str, version: str, *extra: str) -> None:
     (agent.config.spec_dir / f"{name}.yaml").write_text("\n".join([*lines, *extra]) + "\n")
 
 
-async def quiet(agent: Agent, name: str) -> None:
-    """Wait until ``name`` is active and a reconcile of it found nothing to do."""
+async def quiet(agent: Agent, name: str, state: str = "active") -> None:
+    """Wait until ``name`` is in ``state`` and a reconcile of it found nothing to do."""
 
     async def recorded() -> bool:
         status = agent.store.get_status(name)
         return (
-            status is not None
-            and status.state == "active"
-            and name in agent.reconciler.looks.recorded
+            status is not None and status.state == state and name in agent.reconciler.looks.recorded
         )
 
     assert await wait_until(recorded, 60, interval=0.05), (
@@ -165,3 +164,105 @@ async def test_a_new_value_in_a_secret_file_reaches_pocketbase_at_the_next_round
         )
     finally:
         looks.every = every
+
+
+async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "loose", pocketbase_versions[1])
+    await quiet(agent, "loose")
+    bus = sandbox.bus
+    assert bus is not None
+    unit = unit_name("loose")
+    link = (
+        agent.config.systemd_dir
+        / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
+        / unit
+    )
+    assert link.is_symlink(), f"{link} is not there after the service started"
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
+    try:
+        await bus.disable_unit_files([unit])  # as `systemctl disable --no-reload` does
+        assert not link.is_symlink()
+
+        async def enabled_again() -> bool:
+            return link.is_symlink() and await bus.unit_file_state(unit) == "enabled"
+
+        assert await wait_until(enabled_again, 30, interval=0.1), (
+            f"the disabled unit was not enabled again: link there {link.is_symlink()}, "
+            f"systemd says {await bus.unit_file_state(unit)!r}"
+        )
+    finally:
+        looks.every = every
+
+
+async def test_a_stopped_unit_enabled_by_hand_is_disabled_again_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "idle", pocketbase_versions[1], "desired_state: stopped")
+    await quiet(agent, "idle", "inactive")
+    bus = sandbox.bus
+    assert bus is not None
+    unit = unit_name("idle")
+    link = (
+        agent.config.systemd_dir
+        / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
+        / unit
+    )
+    assert not link.is_symlink(), f"{link} is there for a stopped service"
+    looks = agent.reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
+    try:
+        await bus.enable_unit_files([unit])  # as `systemctl enable --no-reload` does
+        assert link.is_symlink()
+
+        async def disabled_again() -> bool:
+            return not link.is_symlink() and await bus.unit_file_state(unit) == "disabled"
+
+        assert await wait_until(disabled_again, 30, interval=0.1), (
+            f"the enabled unit was not disabled again: link there {link.is_symlink()}, "
+            f"systemd says {await bus.unit_file_state(unit)!r}"
+        )
+    finally:
+        looks.every = every
+
+
+async def test_a_setting_changed_in_the_admin_ui_is_restored_without_a_look_at_the_host(
+    agent: Agent, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "tidy", pocketbase_versions[1])
+    await quiet(agent, "tidy")
+    reconciler = agent.reconciler
+    record = agent.store.get_service("tidy")
+    assert record is not None
+    control = reconciler.controllers.pbsettings
+    tampered = "http://tampered.invalid"
+    await control.apply(record.spec, {"meta": {"appURL": tampered}})  # as the admin UI does
+    units = reconciler.controllers.units
+    observed: list[str] = []
+    observe = units.observe
+
+    async def counted(name: str) -> UnitObservation:
+        observed.append(name)
+        return await observe(name)
+
+    looks = reconciler.looks
+    every, looks.every = looks.every, 10**6  # no full turn: the settings check alone
+    config = reconciler.config
+    units.observe = counted  # type: ignore[method-assign]
+    reconciler.config = config.model_copy(update={"settings_check_interval": 1.0})
+    try:
+
+        async def restored() -> bool:
+            values = (await control.observe(record.spec)).values
+            return values["meta"]["appURL"] != tampered and bool(repair_events(agent, "tidy"))
+
+        assert await wait_until(restored, 30, interval=0.2), (
+            f"the admin UI's change was not undone: {agent.store.get_status('tidy')}"
+        )
+    finally:
+        reconciler.config = config
+        units.observe = observe  # type: ignore[method-assign]
+        looks.every = every
+    assert "tidy" not in observed, "the settings check observed the unit in full"

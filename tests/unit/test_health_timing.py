@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from looptime import LoopTimeProxy
 
-from pockestrator.agent.health import HealthProber, wait_healthy
+from pockestrator.agent.health import HealthProber, probe_delays, wait_healthy
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.store import Store
 
@@ -142,15 +142,15 @@ async def test_the_prober_probes_every_interval_with_jitter_and_restarts_after_f
         with pytest.raises(asyncio.CancelledError):
             await probing
 
-    # Three services share a round: 50 ms apart (a quarter of the interval would allow more).
+    # Three services share a round, probed together (3 x 50 ms is less than a PROBE_GAP).
     assert servers.arrivals_at(healthy) == exactly(round_starts)
-    assert servers.arrivals_at(erroring) == exactly(start + 0.05 for start in round_starts)
+    assert servers.arrivals_at(erroring) == exactly(round_starts)
     # A round is recorded once its slowest probe (the hung one's 1 s timeout) is over; only
     # then are the services that reached the threshold of failures re-queued.
     names = [name for name, _at in enqueued]
     assert names == ["b-503", "c-hung"] * 3
     times = [at for _name, at in enqueued]
-    assert times == exactly(start + 0.1 + 1.0 for start in round_starts[1:] for _ in range(2))
+    assert times == exactly(start + 1.0 for start in round_starts[1:] for _ in range(2))
     # With nobody restarting them (no reconciler here) the count stops at the threshold
     # that asked for the restart, and every round asks again.
     statuses = store.all_statuses()
@@ -165,18 +165,40 @@ async def test_probes_of_many_services_are_spread_over_a_quarter_of_the_interval
     looptime: LoopTimeProxy, store: Store
 ) -> None:
     async with HealthServers().running() as servers:
-        ports = [await servers.answering(200) for _ in range(10)]
+        ports = [await servers.answering(200) for _ in range(12)]
         for index, port in enumerate(ports):
             add_running_service(store, f"s{index:02d}", port)
         prober = HealthProber(
-            store, enqueue=lambda name: None, interval=1.0, timeout=1.0, failures_before_restart=2
+            store, enqueue=lambda name: None, interval=4.0, timeout=1.0, failures_before_restart=2
         )
         await prober.probe_all()
-    # 1 s / 4 / 10 services = 25 ms apart, in the order of the names.
+    # 12 x 50 ms = 0.6 s (under a quarter of 4 s), in 3 groups of 4 at least 0.25 s apart,
+    # in the order of the names.
     assert [servers.arrivals_at(port) for port in ports] == [
-        exactly([index * 0.025]) for index in range(10)
+        exactly([index // 4 * 0.2]) for index in range(12)
     ]
-    assert looptime == 0.225
+    assert looptime == 0.4
+
+
+@pytest.mark.parametrize(
+    ("count", "interval", "starts"),
+    [
+        (0, 30.0, []),
+        (1, 30.0, [0.0]),
+        # few services: all at once (50 ms a probe is less than one gap)
+        (4, 30.0, [0.0] * 4),
+        (5, 30.0, [0.0] * 5),
+        (6, 30.0, [0.0] * 3 + [0.15] * 3),
+        # a short interval bounds the spread to a quarter of it
+        (10, 1.0, [0.0] * 10),
+        # 500 services, 30 s: 7.5 s in 30 groups of 17 (the last one of 7)
+        (500, 30.0, [i // 17 * 0.25 for i in range(500)]),
+    ],
+)
+def test_probes_start_in_groups_a_gap_apart_over_their_spread(
+    count: int, interval: float, starts: list[float]
+) -> None:
+    assert probe_delays(count, interval) == pytest.approx(starts)
 
 
 async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
@@ -185,30 +207,31 @@ async def test_a_service_that_goes_to_rest_while_its_probe_waits_is_not_probed(
     """Its connection would wake it (or reach the port the moment the agent holds it for
     a sleep): a service found resting after the probe's spread delay is left alone."""
     async with HealthServers().running() as servers:
-        ports = [await servers.answering(200) for _ in range(3)]
+        ports = [await servers.answering(200) for _ in range(6)]
         for index, port in enumerate(ports):
             add_running_service(store, f"s{index}", port)
         resting: set[str] = set()
         prober = HealthProber(
             store,
             enqueue=lambda name: None,
-            interval=1.0,
+            interval=4.0,
             timeout=1.0,
             failures_before_restart=2,
             asleep=lambda name: name in resting,
         )
         round_done = asyncio.create_task(prober.probe_all())
-        await asyncio.sleep(0.01)  # s0 probed at 0; s1 waits until 0.05, s2 until 0.1
-        resting.add("s2")
+        await asyncio.sleep(0.01)  # s0-s2 probed at 0; s3-s5 wait until 0.15
+        resting.add("s5")
         await round_done
         prober.connections.close()
     assert [servers.arrivals_at(port) for port in ports] == [
-        exactly([0.0]),
-        exactly([0.05]),
+        *[exactly([0.0])] * 3,
+        *[exactly([0.15])] * 2,
         [],
     ]
     statuses = store.all_statuses()
-    assert [statuses[name].health_ok for name in ("s0", "s1", "s2")] == [True, True, None]
+    names = [f"s{index}" for index in range(6)]
+    assert [statuses[name].health_ok for name in names] == [True] * 5 + [None]
 
 
 @pytest.mark.parametrize(

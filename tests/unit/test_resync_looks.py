@@ -38,18 +38,30 @@ def settled(**fields: object) -> ServiceStatus:
 @pytest.mark.parametrize(
     ("status", "asleep", "asks"),
     [
-        (settled(), False, False),
-        (settled(state="inactive", settings_checked_at=None), False, False),
-        (None, False, True),
-        (settled(state="deploying"), False, True),
-        (settled(state="error"), False, True),
-        (settled(last_error="Caddy refused the site"), False, True),
-        (settled(health_ok=False), False, True),
+        (settled(), False, None),
+        (settled(state="inactive", settings_checked_at=None), False, None),
+        (None, False, "status"),
+        (settled(state="deploying"), False, "status"),
+        (settled(state="error"), False, "status"),
+        (settled(last_error="Caddy refused the site"), False, "status"),
+        (settled(health_ok=False), False, "status"),
         # The instance's settings are read again once settings_interval (300 s) passed...
-        (settled(settings_checked_at=NOW - timedelta(seconds=300)), False, True),
-        (settled(settings_checked_at=None), False, True),
-        # ...but not while it sleeps (its API would wake it).
-        (settled(settings_checked_at=None), True, False),
+        (settled(settings_checked_at=NOW - timedelta(seconds=300)), False, "settings"),
+        (settled(settings_checked_at=None), False, "settings"),
+        # ...but not while it sleeps (its API would wake it)...
+        (settled(settings_checked_at=None), True, None),
+        # ...and a settings check is a full reconcile when something else is due too.
+        (settled(settings_checked_at=None, health_ok=False), False, "status"),
+        (
+            settled(
+                settings_checked_at=None,
+                certificate_checked_at=NOW - timedelta(seconds=61),
+                certificate_not_before=NOW - timedelta(days=80),
+                certificate_not_after=NOW + timedelta(days=10),
+            ),
+            False,
+            "status",
+        ),
         # A served certificate is asked for again after a resync, when due for renewal.
         (
             settled(
@@ -58,7 +70,7 @@ def settled(**fields: object) -> ServiceStatus:
                 certificate_not_after=NOW + timedelta(days=10),
             ),
             False,
-            True,
+            "status",
         ),
         (
             settled(
@@ -67,17 +79,17 @@ def settled(**fields: object) -> ServiceStatus:
                 certificate_not_after=NOW + timedelta(days=80),
             ),
             False,
-            False,
+            None,
         ),
-        (settled(certificate_checked_at=NOW - timedelta(seconds=5)), False, False),
+        (settled(certificate_checked_at=NOW - timedelta(seconds=5)), False, None),
     ],
 )
 def test_a_status_asks_for_a_reconcile_only_when_something_is_unsettled_or_due(
-    status: ServiceStatus | None, asleep: bool, asks: bool
+    status: ServiceStatus | None, asleep: bool, asks: str | None
 ) -> None:
     assert (
         status_asks(status, NOW, settings_interval=300.0, certificate_interval=60.0, asleep=asleep)
-        is asks
+        == asks
     )
 
 

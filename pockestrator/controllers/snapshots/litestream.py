@@ -263,6 +263,11 @@ class Replication:
             return False
         return status.active_state in ("active", "activating", "reloading")
 
+    async def leftover(self, service: str) -> bool:
+        """Whether Litestream runs for ``service``, asked of systemd only when it has a
+        configuration (``ensure`` writes it before the start, ``stop`` removes it after)."""
+        return self.config_path(service).exists() and await self.running(service)
+
     async def ensure(
         self,
         service: str,

@@ -300,6 +300,13 @@ class SystemdBus:
         if names:
             await self.call("DisableUnitFiles", "asb", [names, False])
 
+    async def unit_file_state(self, name: str) -> str:
+        """Whether the unit file is enabled, read from the disk now: the unit's own
+        ``UnitFileState`` is what systemd found when it loaded the unit, kept until a
+        daemon-reload, so an enable or a disable since does not show in it."""
+        (state,) = await self.call("GetUnitFileState", "s", [name])
+        return str(state)
+
     async def list_unit_names(self, patterns: Sequence[str]) -> list[str]:
         """Names of loaded units and of unit files matching ``patterns`` (globs)."""
         loaded = await self.call("ListUnitsByPatterns", "asas", [[], list(patterns)])

@@ -17,7 +17,8 @@ Neighbours: ``render`` (the text and the marker), ``bus`` (the protocol).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pockestrator.config import AgentConfig
@@ -30,7 +31,7 @@ from pockestrator.controllers.systemd.render import (
     unit_environment_hash,
     unit_version,
 )
-from pockestrator.controllers.systemd.unit_state import NoSuchUnit, UnitStatus
+from pockestrator.controllers.systemd.unit_state import NoSuchUnit, SystemdError, UnitStatus
 from pockestrator.files import (
     fsync_directory,
     remove_file,
@@ -95,6 +96,11 @@ class SystemdUnits:
 
     def path(self, name: str) -> Path:
         return self.directory / unit_name(check_project_name(name))
+
+    def wants_link(self, name: str) -> Path:
+        """The link ``systemctl enable`` makes for the unit (its ``WantedBy=`` target's)."""
+        unit = unit_name(check_project_name(name))
+        return self.directory / f"{self.settings.wanted_by}.wants" / unit
 
     def read(self, name: str) -> str | None:
         try:
@@ -192,4 +198,16 @@ class SystemdUnits:
             status: UnitStatus | None = await self.bus.unit_status(unit_name(name))
         except NoSuchUnit:
             status = None
+        # systemd keeps the UnitFileState it found when it loaded the unit until the next
+        # daemon-reload: after an enable or a disable without one (an operator's
+        # `systemctl disable --no-reload`, the agent's own enable) it is stale. The link
+        # says which; the manager reads the disk again only when the two disagree.
+        if (
+            status is not None
+            and status.exists
+            and self.wants_link(name).is_symlink() != (status.unit_file_state == "enabled")
+        ):
+            with suppress(SystemdError):  # no unit file left: systemd's view stands
+                fresh = await self.bus.unit_file_state(unit_name(name))
+                status = replace(status, unit_file_state=fresh)
         return self.observe_files(name, status)

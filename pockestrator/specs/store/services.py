@@ -383,6 +383,20 @@ class Services(StorePart):
         )
         return {row["name"]: int(row["generation"]) for row in rows}
 
+    def file_owned_rows(self) -> dict[str, frozenset[tuple[str, int, str, str]]]:
+        """Owner -> (name, generation, node, updated_at) of each file-owned service: every
+        change to a row moves one of them (the spec folder's rescan compares them)."""
+        rows = self._database.read(
+            "SELECT owner, name, generation, node, updated_at FROM services"
+            " WHERE substr(owner, 1, ?) = ?",
+            (len(FILE_OWNER_PREFIX), FILE_OWNER_PREFIX),
+        )
+        found: dict[str, set[tuple[str, int, str, str]]] = {}
+        for row in rows:
+            entry = (row["name"], int(row["generation"]), row["node"], str(row["updated_at"]))
+            found.setdefault(row["owner"], set()).add(entry)
+        return {owner: frozenset(entries) for owner, entries in found.items()}
+
     def service_summaries(self) -> list[ServiceSummary]:
         """Every service's name, domain and enforced run state, in name order, read without
         parsing a spec: what a metrics scrape of hundreds of services needs, cheaply."""

@@ -1,0 +1,116 @@
+"""When a settings check may take the host's part from the last quiet reconcile's look:
+only for a steady, healthy service running the process its verdict was recorded with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from pockestrator.agent.observe_round import Look
+from pockestrator.agent.plan.model import Desired
+from pockestrator.agent.settings_check import alive, steady
+from pockestrator.controllers.systemd.unit_state import UnitStatus
+from pockestrator.specs.model import ServiceSpec
+from pockestrator.specs.store import ServiceStatus
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+PID = os.getpid()  # this very process: alive while the test runs
+
+
+def unit(**changes: Any) -> UnitStatus:
+    base = UnitStatus(
+        name="app-pocketbase.service",
+        load_state="loaded",
+        active_state="active",
+        sub_state="running",
+        unit_file_state="enabled",
+        main_pid=PID,
+        n_restarts=0,
+        exec_main_status=0,
+        result="success",
+        memory_current=None,
+        cpu_usage_nsec=None,
+        need_daemon_reload=False,
+        fragment_path=None,
+        active_enter_timestamp_usec=1,
+    )
+    return replace(base, **changes)
+
+
+def desired(**spec: Any) -> Desired:
+    values = {"project_name": "app", "port": 8100, "pocketbase_version": "0.40.6"}
+    values |= {"domain": "app.test", **spec}
+    model = ServiceSpec.model_validate(values)
+    return Desired(
+        spec=model,
+        requested_version=model.pocketbase_version,
+        desired_state="running",
+        generation=3,
+        unit_text="[Unit]\n",
+        unit_hash="u" * 64,
+        site_text="site {}\n",
+        site_hash="s" * 64,
+        environment_text=None,
+        environment_hash=None,
+    )
+
+
+def status(**changes: Any) -> ServiceStatus:
+    values: dict[str, Any] = {
+        "state": "active",
+        "health_ok": True,
+        "pid": PID,
+        "observed_generation": 3,
+        **changes,
+    }
+    return ServiceStatus("app", **values)
+
+
+def look(status: UnitStatus | None) -> Look:
+    return Look((), ("loaded", "active", "running", False), (), status)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "found", "seen", "expected"),
+    [
+        (desired(), status(), unit(), True),
+        (desired(), None, unit(), False),
+        (desired(), status(state="error"), unit(), False),
+        (desired(), status(last_error="PocketBase settings not applied: x"), unit(), False),
+        (desired(), status(health_ok=None), unit(), False),
+        (desired(), status(health_ok=False), unit(), False),
+        # a verdict of another process (a restart since the verdict was recorded)
+        (desired(), status(pid=PID + 1), unit(), False),
+        (desired(), status(pid=None), unit(main_pid=None), False),
+        # a spec the last reconcile did not act on yet
+        (desired(), status(observed_generation=2), unit(), False),
+        (desired(), status(), unit(active_state="inactive", sub_state="dead"), False),
+        (desired(), status(), None, False),
+        # a service that sleeps, or runs another version than asked: the full way
+        (desired(sleep_after="15m"), status(), unit(), False),
+        (replace(desired(), version_note="a downgrade was refused"), status(), unit(), False),
+        (replace(desired(), desired_state="stopped"), status(), unit(), False),
+    ],
+)
+def test_a_settings_check_reuses_the_look_only_for_a_steady_service(
+    wanted: Desired, found: ServiceStatus | None, seen: UnitStatus | None, expected: bool
+) -> None:
+    assert steady(wanted, found, look(seen)) is expected
+
+
+def test_a_process_that_exited_since_the_look_is_not_steady() -> None:
+    dead = gone_pid()
+    assert not alive(dead)
+    assert alive(PID)
+    assert not steady(desired(), status(pid=dead), look(unit(main_pid=dead)))

@@ -26,7 +26,6 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent import steps
-from pockestrator.agent.boot_gate import BootGate
 from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
@@ -80,8 +79,6 @@ class StepRunner:
         # any needs it (a changed or removed unit file; a new one is loaded on first use).
         self._reload: Barrier[bool, int] = coordinator.barrier("daemon-reload", self._daemon_reload)
         self.reloads = 0  # Reload() calls made (for tests and benchmarks)
-        # Instances started and not yet answering: other settings wait for them.
-        self.gate = BootGate()
         self._caddy: Barrier[str | None, SiteOutcome] = coordinator.barrier(
             "caddy", self._caddy_wave
         )
@@ -149,8 +146,12 @@ class StepRunner:
             for step in plan.finish:
                 await self._do(name, desired, step, applied)
         finally:
-            # A new unit file's rename, made durable once its instance has started.
-            await self.controllers.units.sync_new(name)
+            # A new unit file's rename, made durable once its instance has started; a
+            # failure to sync does not hide the step's own error (tried again next time).
+            try:
+                await self.controllers.units.sync_new(name)
+            except OSError as exc:
+                log.warning("unit folder not synced", service=name, error=str(exc))
 
     async def _start_while_routing(
         self, name: str, desired: Desired | None, plan: Plan, applied: Applied
@@ -220,14 +221,12 @@ class StepRunner:
                 await self._apply_settings(desired, fields)
                 applied.add(step.describe())
             case steps.StartUnit(reset_failed=reset_failed):
-                self.gate.begin(name)
                 await self._start(unit, reset_failed, applied)
                 applied.add(step.describe())
             case steps.StopUnit():
                 await self.controllers.bus.stop_unit(unit)
                 applied.add(step.describe())
             case steps.RestartUnit(reason=reason, failures=failures):
-                self.gate.begin(name)
                 await self.controllers.bus.restart_unit(unit)
                 if reason == "health":
                     self.store.update_status(name, health_failures=0)

@@ -29,7 +29,11 @@ from pockestrator.agent.mover_routes import in_place_forward
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CaddySites, SiteSettings, render_site
 from pockestrator.controllers.caddy.routes import checked_upstream, render_route, route_key
-from pockestrator.controllers.caddy.upstreams import local_upstream, write_upstream
+from pockestrator.controllers.caddy.upstreams import (
+    local_upstream,
+    read_upstream,
+    write_upstream,
+)
 from pockestrator.specs.store import ServiceRecord, Store
 
 
@@ -63,6 +67,19 @@ class MoveSites:
         if directory is None:
             return False
         return write_upstream(directory, record.name, local_upstream(record.spec.port))
+
+    def undo_forward(self, record: ServiceRecord) -> bool:
+        """At a reconcile's start: a file that names no instance here (a rolled-back move's
+        forward, or no file yet) is pointed here. A new port is left to ``point_here``
+        after the plan's start, so Caddy never dials it before the instance listens there
+        (or while another one still does)."""
+        directory = self._settings().upstream_dir
+        if directory is None:
+            return False
+        current = read_upstream(directory, record.name)
+        if current is not None and current.startswith("127.0.0.1:"):
+            return False
+        return self.point_here(record)
 
     async def hold_here(self, record: ServiceRecord) -> None:
         self.point_here(record)  # before the site that reads it

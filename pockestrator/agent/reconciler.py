@@ -133,7 +133,6 @@ class Reconciler:
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
         self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
-        self.steps.gate.wake = self._wake_after_boot  # settings left for a calm host
         self.settler = Settler(
             lambda: self.config,
             lambda: self.policy,
@@ -193,12 +192,6 @@ class Reconciler:
         return self.steps.generated_password_path(name)
 
     async def reconcile(self, name: str) -> Result:
-        try:
-            return await self._reconcile(name)
-        finally:
-            self.steps.gate.end(name)  # its boot, if it started one, is no longer awaited
-
-    async def _reconcile(self, name: str) -> Result:
         # Recorded again only if this one finds nothing to do; a look is given back when
         # the round queued the name for its settings check alone (agent.settings_check).
         look = self.looks.forget(name)
@@ -221,7 +214,7 @@ class Reconciler:
                 if deletion is not None and not self.store.runs_here(deletion.node):
                     return Result()  # its own node's agent removes it from that host
                 return await self._remove(name)
-            self.mover.sites.point_here(record)  # a rolled-back move's forward undone
+            self.mover.sites.undo_forward(record)  # a rolled-back move's forward undone
             result = await self._converge(record, look)
             # The target of a move confirms it in the reconcile that made it serve.
             moved = await self.mover.step(name)
@@ -294,6 +287,7 @@ class Reconciler:
             return Result()
         applied = Applied()
         await self.steps.run(desired, plan, applied)
+        self.mover.sites.point_here(record)  # a new port, once the instance was started
         self.coordinator.step_aside()  # its health wait and settings hold no wave
         if plan.defer is not None:
             return Result(requeue_after=plan.defer)
@@ -307,9 +301,8 @@ class Reconciler:
         await self.deploys.run(record)
         # The host needed nothing: what was observed is what a round compares with (the
         # instance's own settings are no part of that look; their next check is due by the
-        # status). The folder is the one observed, too. Settings left for a calm host
-        # (agent.boot_gate) are still to do: not quiet yet.
-        quiet = seeding == "none" and not plan and not self.steps.gate.waiting(name)
+        # status). The folder is the one observed, too.
+        quiet = seeding == "none" and not plan
         folder = observed.dirs if quiet and observed.dirs is not None else None
         if folder is None:
             folder = await self.controllers.dirs.observe(desired.spec)
@@ -450,7 +443,6 @@ class Reconciler:
         if not stale:
             self.store.finish_deletion(name)
         self.boots.forget(name)
-        self.steps.gate.forget(name)
         self.controllers.pbsettings.forget(name)
         if applied.archived_to is not None and self.archived is not None:
             self.archived()

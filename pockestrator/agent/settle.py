@@ -167,7 +167,6 @@ class Settler:
                 self.session, desired.spec.port, loop.time() + plan.probe_deadline
             )
             checked_at = utc_now()
-        self.steps.gate.end(desired.name)  # its boot has a verdict (agent.boot_gate)
         if not plan and healthy is None and observed.systemd is not None:
             unit: UnitStatus = observed.systemd
             unit_file_hash, site_hash = observed.unit.file_hash, observed.site_hash
@@ -227,8 +226,6 @@ class Settler:
                 return settled, {}
             if self.boots.after_boots(name):
                 return settled, {}  # queued again when its burst's boots are over
-            if self.steps.gate.defer(name):
-                return settled, {}  # queued again once no instance boots (agent.boot_gate)
             for _attempt in range(2):
                 observed = await control.observe(desired.spec)
                 plan = plan_settings(name, wanted, fingerprint, observed, previous)

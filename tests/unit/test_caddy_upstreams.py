@@ -116,6 +116,17 @@ def test_requests_in_flight_are_counted_under_the_address_the_file_names(
     assert resolve_placeholders(counts) == {"127.0.0.1:8090": 3, missing: 4, "127.0.0.1:9000": 3}
 
 
+def test_a_file_upstream_that_is_not_ours_is_counted_under_its_own_key(tmp_path: Path) -> None:
+    """An operator's own site may read its upstream from any file: its count stays as
+    Caddy keys it, and the look does not fail (it would stop every service's sleep)."""
+    foreign = f"tcp/{{file.{tmp_path}/Not_A_Name.upstream}}"
+    folder = tmp_path / "folder.upstream"
+    folder.mkdir()
+    as_folder = f"tcp/{{file.{tmp_path}/folder.upstream}}"
+    counts = {foreign: 1, as_folder: 2}
+    assert resolve_placeholders(counts) == counts
+
+
 def record(**fields: Any) -> ServiceRecord:
     at = datetime(2026, 12, 2, tzinfo=UTC)
     return ServiceRecord("id1", spec(**fields), "owner", None, at, at, 1, node="beta")

@@ -98,7 +98,10 @@ def resolve_placeholders(counts: Mapping[str, int]) -> dict[str, int]:
         match = _PLACEHOLDER.fullmatch(address)
         if match is not None:
             path = Path(match.group(1))
-            named = read_upstream(path.parent, path.name.removesuffix(UPSTREAM_SUFFIX))
+            try:
+                named = read_upstream(path.parent, path.name.removesuffix(UPSTREAM_SUFFIX))
+            except (GrammarError, OSError):
+                named = None  # not one of ours (an operator's own site): its key as it is
             address = named or address
         resolved[address] = resolved.get(address, 0) + number
     return resolved

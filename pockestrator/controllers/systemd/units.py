@@ -133,8 +133,8 @@ class SystemdUnits:
         """Make the rename of ``name``'s new unit file durable (see ``write``), off the
         event loop; nothing when it is durable already."""
         if name in self._unsynced:
-            self._unsynced.discard(name)
             await asyncio.to_thread(fsync_directory, self.directory)
+            self._unsynced.discard(name)  # only once durable: a failed sync is tried again
 
     def environment_path(self, name: str) -> Path:
         return self.settings.environment_file(name)

@@ -166,35 +166,48 @@ async def test_a_new_value_in_a_secret_file_reaches_pocketbase_at_the_next_round
         looks.every = every
 
 
-async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
-    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+async def flipped_by_hand_is_flipped_back_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, name: str, *, enabled: bool
 ) -> None:
-    write_spec(agent, "loose", pocketbase_versions[1])
-    await quiet(agent, "loose")
+    """Turn ``name``'s unit the other way with ``systemctl enable/disable --no-reload``'s
+    call, with no full turn in the rounds, and wait for a round to set it ``enabled``
+    (or not) again: only the ``.wants`` link's look can have seen it."""
     bus = sandbox.bus
     assert bus is not None
-    unit = unit_name("loose")
+    unit = unit_name(name)
     link = (
         agent.config.systemd_dir
         / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
         / unit
     )
-    assert link.is_symlink(), f"{link} is not there after the service started"
+    assert link.is_symlink() == enabled, f"{link}: there {link.is_symlink()}, not {enabled}"
+    state = "enabled" if enabled else "disabled"
     looks = agent.reconciler.looks
     every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
     try:
-        await bus.disable_unit_files([unit])  # as `systemctl disable --no-reload` does
-        assert not link.is_symlink()
+        if enabled:
+            await bus.disable_unit_files([unit])
+        else:
+            await bus.enable_unit_files([unit])
+        assert link.is_symlink() != enabled
 
-        async def enabled_again() -> bool:
-            return link.is_symlink() and await bus.unit_file_state(unit) == "enabled"
+        async def flipped_back() -> bool:
+            return link.is_symlink() == enabled and await bus.unit_file_state(unit) == state
 
-        assert await wait_until(enabled_again, 30, interval=0.1), (
-            f"the disabled unit was not enabled again: link there {link.is_symlink()}, "
+        assert await wait_until(flipped_back, 30, interval=0.1), (
+            f"the unit was not {state} again: link there {link.is_symlink()}, "
             f"systemd says {await bus.unit_file_state(unit)!r}"
         )
     finally:
         looks.every = every
+
+
+async def test_a_unit_disabled_by_hand_is_enabled_again_by_the_next_round(
+    agent: Agent, sandbox: Sandbox, pocketbase_versions: tuple[str, str]
+) -> None:
+    write_spec(agent, "loose", pocketbase_versions[1])
+    await quiet(agent, "loose")
+    await flipped_by_hand_is_flipped_back_by_the_next_round(agent, sandbox, "loose", enabled=True)
 
 
 async def test_a_stopped_unit_enabled_by_hand_is_disabled_again_by_the_next_round(
@@ -202,30 +215,7 @@ async def test_a_stopped_unit_enabled_by_hand_is_disabled_again_by_the_next_roun
 ) -> None:
     write_spec(agent, "idle", pocketbase_versions[1], "desired_state: stopped")
     await quiet(agent, "idle", "inactive")
-    bus = sandbox.bus
-    assert bus is not None
-    unit = unit_name("idle")
-    link = (
-        agent.config.systemd_dir
-        / f"{agent.reconciler.controllers.units.settings.wanted_by}.wants"
-        / unit
-    )
-    assert not link.is_symlink(), f"{link} is there for a stopped service"
-    looks = agent.reconciler.looks
-    every, looks.every = looks.every, 10**6  # no full turn: only the link's look counts
-    try:
-        await bus.enable_unit_files([unit])  # as `systemctl enable --no-reload` does
-        assert link.is_symlink()
-
-        async def disabled_again() -> bool:
-            return not link.is_symlink() and await bus.unit_file_state(unit) == "disabled"
-
-        assert await wait_until(disabled_again, 30, interval=0.1), (
-            f"the enabled unit was not disabled again: link there {link.is_symlink()}, "
-            f"systemd says {await bus.unit_file_state(unit)!r}"
-        )
-    finally:
-        looks.every = every
+    await flipped_by_hand_is_flipped_back_by_the_next_round(agent, sandbox, "idle", enabled=False)
 
 
 async def test_a_setting_changed_in_the_admin_ui_is_restored_without_a_look_at_the_host(

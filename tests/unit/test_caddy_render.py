@@ -39,6 +39,7 @@ from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.service_parts import ProxyOptions
 from tests.examples import examples, health_checks
+from tests.testbed.builders import my_app_spec as spec
 from tests.unit.golden_files import GOLDEN as GOLDEN_ROOT
 from tests.unit.golden_files import check_golden
 
@@ -50,17 +51,6 @@ HTTP = SiteSettings(tls="off")
 
 def site_settings(tls: bool) -> SiteSettings:
     return TLS if tls else HTTP
-
-
-def spec(**fields: Any) -> ServiceSpec:
-    values: dict[str, Any] = {
-        "project_name": "my-app",
-        "port": 8090,
-        "pocketbase_version": "0.29.0",
-        "domain": "my-app.example.com",
-    }
-    values.update(fields)
-    return ServiceSpec.model_validate(values)
 
 
 def top_level_blocks(text: str) -> list[list[str]]:

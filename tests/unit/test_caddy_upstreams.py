@@ -23,21 +23,10 @@ from pockestrator.controllers.caddy.upstreams import (
 )
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
-from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import ServiceRecord
+from tests.testbed.builders import my_app_spec as spec
 
 FOLDER = Path("/etc/caddy/pockestrator.d/upstreams")
-
-
-def spec(**fields: Any) -> ServiceSpec:
-    values: dict[str, Any] = {
-        "project_name": "my-app",
-        "port": 8090,
-        "pocketbase_version": "0.29.0",
-        "domain": "my-app.example.com",
-    }
-    values.update(fields)
-    return ServiceSpec.model_validate(values)
 
 
 def config(tmp_path: Path, backend: str, **fields: Any) -> AgentConfig:

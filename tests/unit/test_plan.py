@@ -72,6 +72,7 @@ from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.files import sha256_text
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import Deletion, ServiceStatus
+from tests.testbed.builders import running_unit as unit_status
 
 OLD, NEW = "0.39.11", "0.40.6"
 POLICY = Policy(
@@ -120,26 +121,6 @@ def converged() -> Scenario:
         unit=unit_status(),
         dirs=ServiceDirState(Path("/srv/app"), Place.PRIVATE),
     )
-
-
-def unit_status(**changes: Any) -> UnitStatus:
-    base = UnitStatus(
-        name="app-pocketbase.service",
-        load_state="loaded",
-        active_state="active",
-        sub_state="running",
-        unit_file_state="enabled",
-        main_pid=4242,
-        n_restarts=0,
-        exec_main_status=0,
-        result="success",
-        memory_current=30_000_000,
-        cpu_usage_nsec=None,
-        need_daemon_reload=False,
-        fragment_path="/etc/systemd/system/app-pocketbase.service",
-        active_enter_timestamp_usec=1,
-    )
-    return replace(base, **changes)
 
 
 def desired_of(scenario: Scenario) -> Desired:

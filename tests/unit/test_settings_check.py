@@ -16,6 +16,7 @@ from pockestrator.agent.settings_check import alive, steady
 from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import ServiceStatus
+from tests.testbed.builders import running_unit
 
 
 def gone_pid() -> int:
@@ -29,23 +30,7 @@ PID = os.getpid()  # this very process: alive while the test runs
 
 
 def unit(**changes: Any) -> UnitStatus:
-    base = UnitStatus(
-        name="app-pocketbase.service",
-        load_state="loaded",
-        active_state="active",
-        sub_state="running",
-        unit_file_state="enabled",
-        main_pid=PID,
-        n_restarts=0,
-        exec_main_status=0,
-        result="success",
-        memory_current=None,
-        cpu_usage_nsec=None,
-        need_daemon_reload=False,
-        fragment_path=None,
-        active_enter_timestamp_usec=1,
-    )
-    return replace(base, **changes)
+    return running_unit(**{"main_pid": PID, **changes})
 
 
 def desired(**spec: Any) -> Desired:

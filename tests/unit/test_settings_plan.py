@@ -19,10 +19,10 @@ from pockestrator.agent.plan.model import Desired, Plan, Policy
 from pockestrator.agent.plan.settings import plan_settings, settings_due
 from pockestrator.agent.steps import ApplySettings, CreateAgentSuperuser, Drift
 from pockestrator.controllers.pbsettings import SettingsObservation, desired_settings
-from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
 from pockestrator.specs.store import ServiceStatus
+from tests.testbed.builders import running_unit
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 FINGERPRINT, OTHER = "f" * 64, "0" * 64
@@ -204,22 +204,7 @@ def test_an_undeclared_setting_changed_by_hand_is_left_alone() -> None:
 
 
 def settled(**changes: Any) -> Settled:
-    unit = UnitStatus(
-        name="app-pocketbase.service",
-        load_state="loaded",
-        active_state="active",
-        sub_state="running",
-        unit_file_state="enabled",
-        main_pid=4242,
-        n_restarts=0,
-        exec_main_status=0,
-        result="success",
-        memory_current=None,
-        cpu_usage_nsec=None,
-        need_daemon_reload=False,
-        fragment_path="",
-        active_enter_timestamp_usec=None,
-    )
+    unit = running_unit()
     return Settled(
         unit=unit,
         unit_file_hash="u",

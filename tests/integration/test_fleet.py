@@ -21,7 +21,7 @@ import json
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -272,6 +272,19 @@ def port_taken(port: int) -> bool:
 def placed(name: str, node: str, version: str) -> dict[str, Any]:
     """A create body for ``name`` on ``node``, on a free port."""
     return {"project_name": name, "port": free_port(), "pocketbase_version": version, "node": node}
+
+
+@contextlib.contextmanager
+def node_for_the_test(alpha: Node, name: str, address: str) -> Iterator[None]:
+    """``name`` registered at ``address`` in the fleet's store (1 byte of memory: the
+    scheduler places nothing else there) for the block, its lease ended after it, so that
+    no later test's service is placed on it."""
+    store = alpha.agent.store
+    store.register_node(NodeInfo(name, address, "", 1, 1), timedelta(minutes=10))
+    try:
+        yield
+    finally:
+        store.register_node(NodeInfo(name, address, "", 1, 1), timedelta(0))
 
 
 async def cli_nodes(node: Node) -> tuple[int, str]:
@@ -532,12 +545,7 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
 
     impostor = Impostor()
     async with impostor.serving() as address:
-        alpha.agent.store.register_node(
-            # 1 byte of memory: the scheduler places nothing else there.
-            NodeInfo("epsilon", address, "", 1, 1),
-            timedelta(minutes=10),
-        )
-        try:
+        with node_for_the_test(alpha, "epsilon", address):
             created = await alpha.api.call(
                 "POST", "/services", placed("impersonated", "epsilon", pocketbase_versions[1])
             )
@@ -568,8 +576,6 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
             impostor.answering = signed_by(FLEET_SECRET)
             taken = await alpha.api.call("GET", "/services/impersonated/status")
             assert taken.status == 200, taken.body
-        finally:
-            alpha.agent.store.register_node(NodeInfo("epsilon", address, "", 1, 1), timedelta(0))
 
 
 async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
@@ -605,8 +611,7 @@ async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
 
     impostor = Impostor()
     async with impostor.serving() as address:
-        alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(minutes=10))
-        try:
+        with node_for_the_test(alpha, "theta", address):
             created = await alpha.api.call(
                 "POST", "/services", placed("relayed", "theta", pocketbase_versions[1])
             )
@@ -628,8 +633,6 @@ async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
                 impostor.answering = stream_of(change)
                 relayed = await followed()
                 assert relayed == sse.retry(3000) + b"".join(lines[:2]), (change, relayed)
-        finally:
-            alpha.agent.store.register_node(NodeInfo("theta", address, "", 1, 1), timedelta(0))
 
 
 async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(
@@ -648,15 +651,12 @@ async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_o
     port = free_port()
     front = tls_front(folder, make_certificates(folder / "ca"), port, beta.agent.config.listen_port)
     async with front as address:
-        alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(minutes=10))
-        try:
+        with node_for_the_test(alpha, "kappa", address):
             body = placed("untrusted", "kappa", pocketbase_versions[1])
             assert (await alpha.api.call("POST", "/services", body)).status == 201
             reply = await alpha.api.call("GET", "/services/untrusted/status")
             assert reply.status == 502 and reply.body["code"] == "NODE_UNREACHABLE", reply.body
             assert "Certificate" in reply.body["message"], reply.body
-        finally:
-            alpha.agent.store.register_node(NodeInfo("kappa", address, "", 1, 1), timedelta(0))
 
 
 async def test_a_node_at_a_plain_http_address_on_the_network_is_not_called(
@@ -665,20 +665,13 @@ async def test_a_node_at_a_plain_http_address_on_the_network_is_not_called(
     """A registered http:// address of another host (here TEST-NET-1, which nobody
     answers) is refused before any call is made: its answers would cross in the clear."""
     alpha = fleet["alpha"]
-    alpha.agent.store.register_node(
-        NodeInfo("zeta", "http://192.0.2.10:8091", "", 1, 1), timedelta(minutes=10)
-    )
-    try:
+    with node_for_the_test(alpha, "zeta", "http://192.0.2.10:8091"):
         body = placed("in-the-clear", "zeta", pocketbase_versions[1])
         assert (await alpha.api.call("POST", "/services", body)).status == 201
         reply = await alpha.api.call("GET", "/services/in-the-clear/status")
         assert reply.status == 502 and reply.body["code"] == "NODE_UNREACHABLE", reply.body
         assert "plain http://" in reply.body["message"], reply.body
         assert "fleet_plain_http" in reply.body["message"], reply.body
-    finally:
-        alpha.agent.store.register_node(
-            NodeInfo("zeta", "http://192.0.2.10:8091", "", 1, 1), timedelta(0)
-        )
 
 
 async def test_a_lost_nodes_status_reads_node_lost_and_its_logs_are_node_unreachable(

@@ -32,6 +32,7 @@ from pockestrator.controllers.caddy.routes import checked_upstream, render_route
 from pockestrator.controllers.caddy.upstreams import (
     local_upstream,
     read_upstream,
+    upstream_dir,
     write_upstream,
 )
 from pockestrator.specs.store import ServiceRecord, Store
@@ -63,7 +64,7 @@ class MoveSites:
     def point_here(self, record: ServiceRecord) -> bool:
         """The service's upstream file (a fleet node's) names its port here; whether it
         had to be rewritten."""
-        directory = self._settings().upstream_dir
+        directory = upstream_dir(self._config())
         if directory is None:
             return False
         return write_upstream(directory, record.name, local_upstream(record.spec.port))
@@ -73,7 +74,7 @@ class MoveSites:
         forward, or no file yet) is pointed here. A new port is left to ``point_here``
         after the plan's start, so Caddy never dials it before the instance listens there
         (or while another one still does)."""
-        directory = self._settings().upstream_dir
+        directory = upstream_dir(self._config())
         if directory is None:
             return False
         current = read_upstream(directory, record.name)

@@ -55,6 +55,7 @@ from pockestrator.controllers.systemd.bus import (
 )
 from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.journal import UnitScope
+from pockestrator.specs.copying import copied
 from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.public_url import (
     HTTP_DEFAULT_PORT,
@@ -335,17 +336,13 @@ class AgentHostView:
             before = record.releases[index + 1] if index + 1 < len(record.releases) else None
             diff = file_diff(release, before)
             infos.append(
-                ReleaseInfo(
-                    release_id=release.release_id,
-                    created_at=release.created_at,
-                    created_by=release.created_by,
-                    source=release.source,
+                copied(
+                    ReleaseInfo,
+                    release,
                     size_bytes=release.size,
                     file_count=len(release.files),
                     live=release.release_id == record.live,
-                    added=tuple(diff["added"]),
-                    removed=tuple(diff["removed"]),
-                    changed=tuple(diff["changed"]),
+                    **{key: tuple(paths) for key, paths in diff.items()},
                 )
             )
         return infos
@@ -399,17 +396,15 @@ def remote_info(
 def unit_state(status: UnitStatus) -> UnitState:
     """systemd's answer in the API's terms."""
     since = status.active_enter_timestamp_usec
-    return UnitState(
-        exists=status.exists,
-        active_state=status.active_state,
-        sub_state=status.sub_state,
-        main_pid=status.main_pid,
+    return copied(
+        UnitState,
+        status,
         memory_bytes=status.memory_current,
         restarts=status.n_restarts,
         active_since=datetime.fromtimestamp(since / 1_000_000, UTC) if since else None,
-        need_daemon_reload=status.need_daemon_reload,
         memory_max_bytes=status.memory_max,
         cpu_seconds=status.cpu_usage_nsec / 1e9 if status.cpu_usage_nsec is not None else None,
+        memory_peak_bytes=None,  # the cgroup's files say it (agent.unitfacts), systemd not
     )
 
 

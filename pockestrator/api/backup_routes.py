@@ -46,6 +46,7 @@ from pockestrator.api.routing import Handler, Operation, agent_of, answer, princ
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.clock import utc_now
+from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, check_snapshot_id
 from pockestrator.specs.store import BACKUP_KINDS, OperationKind, ServiceRecord
@@ -56,17 +57,12 @@ _CHUNK = 256 * 1024
 
 def backup_view(info: BackupInfo) -> BackupView:
     age = max(0, int((utc_now() - info.created_at).total_seconds()))
-    return BackupView(
+    return copied(
+        BackupView,
+        info,
         id=info.backup_id,
-        kind=info.kind,
-        created_at=info.created_at,
         age_seconds=age,
-        size_bytes=info.size_bytes,
-        file_count=info.file_count,
-        pocketbase_version=info.pocketbase_version,
-        verified_at=info.verified_at,
         verified=info.verified_ok,
-        verification_detail=info.verification_detail,
         locations=list(info.locations),
     )
 

@@ -37,6 +37,7 @@ from pockestrator.api.models.events import (
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
 from pockestrator.api.streams import StreamsFull, too_many_streams
+from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import WEBHOOK_ID
 from pockestrator.specs.store import NO_SERVICE, Event, Store, Webhook
@@ -226,19 +227,7 @@ async def webhook_deliveries(request: web.Request) -> web.StreamResponse:
     cursor = str(older) if older is not None else None
     body = DeliveryList(
         webhook_id=webhook.id,
-        deliveries=[
-            DeliveryView(
-                id=d.id,
-                event_id=d.event_id,
-                attempt=d.attempt,
-                at=d.at,
-                duration_ms=d.duration_ms,
-                status_code=d.status_code,
-                error=d.error,
-                outcome=d.outcome,
-            )
-            for d in deliveries
-        ],
+        deliveries=[copied(DeliveryView, delivery) for delivery in deliveries],
         total=len(deliveries),
         next=cursor,
     )

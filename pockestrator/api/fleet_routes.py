@@ -12,6 +12,7 @@ from aiohttp import web
 
 from pockestrator.api.models.nodes import NodeList, NodeView
 from pockestrator.api.routing import Operation, agent_of, answer
+from pockestrator.specs.copying import copied
 
 
 async def list_nodes(request: web.Request) -> web.StreamResponse:
@@ -19,20 +20,7 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
     # In a thread: the fleet's store is a PostgreSQL server away.
     records = await asyncio.to_thread(agent.store.list_nodes)
     views = [
-        NodeView(
-            name=record.name,
-            state=record.state,
-            this_node=record.name == agent.config.node,
-            api_address=record.api_address,
-            public_address=record.public_address,
-            memory_bytes=record.memory_bytes,
-            cpus=record.cpus,
-            services=record.services,
-            registered_at=record.registered_at,
-            renewed_at=record.renewed_at,
-            lease_expires_at=record.lease_expires_at,
-        )
-        for record in records
+        copied(NodeView, record, this_node=record.name == agent.config.node) for record in records
     ]
     return answer(NodeList(nodes=views, total=len(views)))
 

@@ -19,27 +19,14 @@ from pockestrator.api.inputs import read_json, validate_model
 from pockestrator.api.models.moves import MoveBody, MoveView
 from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service, service_not_found
+from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import Conflict, Move, NotFound, ServiceRecord
 
 
 def move_view(record: ServiceRecord, move: Move) -> MoveView:
-    return MoveView(
-        id=move.id,
-        service_id=record.id,
-        project_name=record.name,
-        source=move.source,
-        target=move.target,
-        from_backup=move.from_backup,
-        state=move.state,
-        finished=not move.pending,
-        snapshot=move.snapshot,
-        final_snapshot=move.final_snapshot,
-        error=move.error,
-        requested_at=move.requested_at,
-        requested_by=move.requested_by,
-        updated_at=move.updated_at,
-        finished_at=move.finished_at,
+    return copied(
+        MoveView, move, service_id=record.id, project_name=record.name, finished=not move.pending
     )
 
 

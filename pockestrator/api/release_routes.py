@@ -39,6 +39,7 @@ from pockestrator.api.routing import Operation, agent_of, answer, principal_of
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.apparchive import UnsafeAppArchive, is_release_id, read_app_archive
+from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import Operation as StoredOperation
 from pockestrator.specs.store import ServiceRecord
@@ -48,18 +49,7 @@ UPLOADS_DIR = "uploads"  # agent.deploys.UPLOADS_DIR: where the deploy takes it 
 
 
 def release_view(info: ReleaseInfo) -> ReleaseView:
-    return ReleaseView(
-        id=info.release_id,
-        created_at=info.created_at,
-        created_by=info.created_by,
-        source=info.source,
-        size_bytes=info.size_bytes,
-        file_count=info.file_count,
-        live=info.live,
-        diff=ReleaseDiff(
-            added=list(info.added), removed=list(info.removed), changed=list(info.changed)
-        ),
-    )
+    return copied(ReleaseView, info, id=info.release_id, diff=copied(ReleaseDiff, info))
 
 
 async def list_releases(request: web.Request) -> web.StreamResponse:

@@ -16,6 +16,7 @@ from pockestrator.api.models.problems import Issue
 from pockestrator.api.models.services import CertificateView, EventView, RuntimeStatus, Service
 from pockestrator.config import AgentConfig
 from pockestrator.journal import LogEntry
+from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import FieldIssue
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.public_url import PublicPorts, service_url
@@ -94,41 +95,21 @@ def certificate_view(status: ServiceStatus | None) -> CertificateView | None:
 
 
 def runtime_view(runtime: ServiceRuntime, status: ServiceStatus | None) -> RuntimeStatus:
-    return RuntimeStatus(
-        is_running=runtime.is_running,
-        systemd_status=runtime.systemd_status,
-        sub_state=runtime.sub_state,
-        caddy_status=runtime.caddy_status,
-        config_match=runtime.config_match,
+    return copied(
+        RuntimeStatus,
+        runtime,
         last_checked=runtime.checked_at,
         error_message=runtime.error_message(status),
     )
 
 
 def event_view(event: Event) -> EventView:
-    return EventView(
-        id=event.id, at=event.at, kind=event.kind, message=event.message, details=event.details
-    )
+    return copied(EventView, event)
 
 
 def token_view(token: TokenRecord) -> TokenView:
-    return TokenView(
-        id=token.id,
-        name=token.name,
-        created_at=token.created_at,
-        last_used_at=token.last_used_at,
-        revoked_at=token.revoked_at,
-        revoked=token.revoked_at is not None,
-    )
+    return copied(TokenView, token, revoked=token.revoked_at is not None)
 
 
 def log_entry_view(entry: LogEntry) -> LogEntryView:
-    return LogEntryView(
-        timestamp=entry.timestamp,
-        level=entry.level,
-        message=entry.message,
-        source=entry.source,
-        line=entry.as_line(),
-        cursor=entry.cursor,
-        pid=entry.pid,
-    )
+    return copied(LogEntryView, entry, line=entry.as_line())

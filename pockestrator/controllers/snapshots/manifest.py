@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pockestrator.specs import grammar
+from pockestrator.specs.copying import copied
 from pockestrator.specs.grammar import GrammarError
 
 MANIFEST_NAME = "manifest.json"
@@ -150,14 +151,7 @@ class Manifest:
             raise ManifestError("files must be sorted by path, each once")
         if model.created_at.tzinfo is None:
             raise ManifestError("created_at must say its time zone")
-        return cls(
-            service=model.service,
-            snapshot_id=model.snapshot_id,
-            kind=model.kind,
-            created_at=model.created_at,
-            pocketbase_version=model.pocketbase_version,
-            files=files,
-        )
+        return copied(cls, model, files=files)
 
 
 def build_manifest(

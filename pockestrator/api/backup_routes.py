@@ -42,7 +42,15 @@ from pockestrator.api.models.backups import (
 )
 from pockestrator.api.models.requests import WholePageQuery
 from pockestrator.api.paging import page_of, with_next
-from pockestrator.api.routing import Handler, Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import (
+    Handler,
+    Operation,
+    agent_of,
+    answer,
+    operation_answers,
+    principal_of,
+    starting_an_operation,
+)
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.clock import utc_now
@@ -337,7 +345,7 @@ def _on_a_backup(
         handler,
         operation_id,
         summary,
-        {200: OperationAnswer, 202: OperationAnswer},
+        operation_answers(200),
         "backups",
         errors=(404, 502),
         query=OperationQuery,
@@ -357,18 +365,14 @@ OPERATIONS = [
         errors=(404,),
         query=WholePageQuery,
     ),
-    Operation(
-        "POST",
+    starting_an_operation(
         "/services/{id}/backups",
         create_backup,
         "createBackup",
         "Take a backup now (an online snapshot; writers are not held back)",
-        {201: OperationAnswer, 202: OperationAnswer},
         "backups",
         errors=(400, 404, 502),
         query=CreateBackupQuery,
-        idempotent=True,
-        location="/services/{service_id}/operations/{operation.id}",
     ),
     Operation(
         "GET",
@@ -415,7 +419,7 @@ OPERATIONS = [
         get_operation,
         "getOperation",
         "An operation asked of a service, and how it ended",
-        {200: OperationAnswer, 202: OperationAnswer},
+        operation_answers(200),
         "backups",
         errors=(404, 502),
         query=OperationFollowQuery,

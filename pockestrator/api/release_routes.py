@@ -35,7 +35,14 @@ from pockestrator.api.models.releases import (
 )
 from pockestrator.api.models.requests import WholePageQuery
 from pockestrator.api.paging import page_of, with_next
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import (
+    Operation,
+    agent_of,
+    answer,
+    operation_answers,
+    principal_of,
+    starting_an_operation,
+)
 from pockestrator.api.service_routes.checks import find_service
 from pockestrator.api.service_routes.writes import WAIT_SECONDS
 from pockestrator.apparchive import UnsafeAppArchive, is_release_id, read_app_archive
@@ -215,19 +222,15 @@ OPERATIONS = [
         errors=(404,),
         query=WholePageQuery,
     ),
-    Operation(
-        "POST",
+    starting_an_operation(
         "/services/{id}/releases",
         deploy,
         "deployRelease",
         "Deploy an app: a tar.gz of pb_hooks/, pb_migrations/ and pb_public/",
-        {201: OperationAnswer, 202: OperationAnswer},
         "releases",
         errors=(404, 422, 502),
         query=DeployQuery,
         body_types=ARCHIVE_TYPES,
-        location="/services/{service_id}/operations/{operation.id}",
-        idempotent=True,
         description="The archive is checked (no absolute path, '..', link, device, other"
         " folder; file count and size bounded; 422 UNSAFE_ARCHIVE names the entry), then a"
         " snapshot is taken, the release is booted on a copy of it, the instance is stopped,"
@@ -241,7 +244,7 @@ OPERATIONS = [
         rollback,
         "rollbackRelease",
         "Go back to an earlier app release (the one before the live one by default)",
-        {200: OperationAnswer, 202: OperationAnswer},
+        operation_answers(200),
         "releases",
         errors=(404, 422, 502),
         query=RollbackQuery,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +19,9 @@ from pydantic import BaseModel
 
 from pockestrator.api.auth import PasswordChecks, Principal
 from pockestrator.api.context import AgentContext
+from pockestrator.api.models.backups import OperationAnswer
 from pockestrator.api.models.problems import ErrorResponse
+from pockestrator.api.models.services import ServiceWritten
 from pockestrator.api.streams import LogStreams, WatchSlots
 from pockestrator.journal import JournalReader
 
@@ -124,6 +127,46 @@ class Operation:
         if self.body is not None or self.body_types != ("application/json",):
             statuses += [413, 415]
         return {**dict.fromkeys(sorted(set(statuses)), ErrorResponse), **self.responses}
+
+
+def operation_answers(done: int) -> dict[int, ResponseModels]:
+    """What asking a service for an operation answers: ``done`` (200 or 201) with how it
+    ended when it ends within the wait, else 202 while it runs."""
+    return {done: OperationAnswer, 202: OperationAnswer}
+
+
+def creating(
+    responses: dict[int, ResponseModels],
+    location: str,
+    path: str,
+    handler: Handler,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    **more: Any,
+) -> Operation:
+    """A POST that makes what its answer's fields locate (``location_of``), safe to retry
+    with an Idempotency-Key."""
+    return Operation(
+        "POST",
+        path,
+        handler,
+        operation_id,
+        summary,
+        responses,
+        tag,
+        idempotent=True,
+        location=location,
+        **more,
+    )
+
+
+# A new service (create, clone, import, an archive restored): 201 with it as written.
+creating_a_service = partial(creating, {201: ServiceWritten}, "/services/{id}")
+# An operation started on a service (a backup, a deploy), found at its own URL.
+starting_an_operation = partial(
+    creating, operation_answers(201), "/services/{service_id}/operations/{operation.id}"
+)
 
 
 def agent_of(request: web.Request) -> AgentContext:

@@ -46,9 +46,8 @@ from pockestrator.api.models.seeds import (
     CloneBody,
     ImportQuery,
 )
-from pockestrator.api.models.services import ServiceWritten
 from pockestrator.api.paging import page_of, with_next
-from pockestrator.api.routing import Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import Operation, agent_of, answer, creating_a_service, principal_of
 from pockestrator.api.service_routes.checks import checked_spec, find_service
 from pockestrator.api.service_routes.writes import (
     WAIT_SECONDS,
@@ -290,37 +289,29 @@ async def restore_archive(request: web.Request) -> web.StreamResponse:
 
 
 OPERATIONS = [
-    Operation(
-        "POST",
+    creating_a_service(
         "/services/{id}/clone",
         clone_service,
         "cloneService",
         "A new service (its own name, port and domain) from this one's data",
-        {201: ServiceWritten},
         "backups",
         errors=(404, 409),
         query=CreateQuery,
         body=CloneBody,
-        idempotent=True,
-        location="/services/{id}",
         description="From one of its backups (backup_id), or live: a backup is taken now,"
         " while the source keeps serving, and the clone starts from it. The clone's first"
         " start waits until its data is in place; if that fails it is not started, and its"
         " status says why.",
     ),
-    Operation(
-        "POST",
+    creating_a_service(
         "/imports",
         import_service,
         "importService",
         "A new service from a PocketBase backup ZIP or a zipped pb_data folder",
-        {201: ServiceWritten},
         "backups",
         errors=(409, 413, 415),
         query=ImportQuery,
         body_types=ZIP_TYPES,
-        location="/services/{id}",
-        idempotent=True,
         description="The body is the archive (PocketBase's own backup format: pb_data's"
         " contents at the top, or everything under pb_data/). It is checked before any"
         " service is made: a size bound (import_max_bytes), no path escapes, no links or"
@@ -337,18 +328,14 @@ OPERATIONS = [
         "backups",
         query=WholePageQuery,
     ),
-    Operation(
-        "POST",
+    creating_a_service(
         "/archives/{archive_id}/restore",
         restore_archive,
         "restoreArchive",
         "A deleted service's archived folder back as a service",
-        {201: ServiceWritten},
         "backups",
         errors=(404, 409),
         query=CreateQuery,
         body=ArchiveRestoreBody,
-        idempotent=True,
-        location="/services/{id}",
     ),
 ]

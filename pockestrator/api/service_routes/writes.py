@@ -45,6 +45,7 @@ from pockestrator.api.routing import (
     Operation,
     agent_of,
     answer,
+    creating_a_service,
     etag_of,
     if_match_holds,
     principal_of,
@@ -333,13 +334,11 @@ def service_links(status: int) -> tuple[Link, ...]:
 
 
 OPERATIONS = [
-    Operation(
-        "POST",
+    creating_a_service(
         "/services",
         create_service,
         "createService",
         "Create and deploy a PocketBase service",
-        {201: ServiceWritten},
         "services",
         errors=(409,),
         description="Validates the spec against the other services and the host (400 with"
@@ -348,8 +347,6 @@ OPERATIONS = [
         query=CreateQuery,
         body=ServiceCreateBody,
         links=service_links(201),
-        idempotent=True,
-        location="/services/{id}",
     ),
     Operation(
         "PATCH",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import structlog
 from aiohttp import web
@@ -210,6 +211,26 @@ async def written_answer(
     return response
 
 
+async def spec_written(
+    request: web.Request,
+    record: ServiceRecord,
+    done: Literal["created", "updated"],
+    warnings: Sequence[FieldIssue],
+    wait: bool,
+    password: str | None,
+) -> web.Response:
+    """A create's answer (201) or an update's (200): "Service <done> successfully"."""
+    return await written_answer(
+        request,
+        record,
+        message=f"Service {done} successfully",
+        status=201 if done == "created" else 200,
+        warnings=warnings,
+        wait=wait,
+        password=password,
+    )
+
+
 async def create_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     query = parse_query(request, CreateQuery)
@@ -229,15 +250,7 @@ async def create_service(request: web.Request) -> web.StreamResponse:
         version=spec.pocketbase_version,
         port=spec.port,
     )
-    return await written_answer(
-        request,
-        record,
-        message="Service created successfully",
-        status=201,
-        warnings=warnings,
-        wait=query.wait,
-        password=password,
-    )
+    return await spec_written(request, record, "created", warnings, query.wait, password)
 
 
 async def update_service(request: web.Request) -> web.StreamResponse:
@@ -267,15 +280,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         by=principal_of(request).name,
         fields=sorted(str(key) for key in body),
     )
-    return await written_answer(
-        request,
-        updated,
-        message="Service updated successfully",
-        status=200,
-        warnings=warnings,
-        wait=query.wait,
-        password=password,
-    )
+    return await spec_written(request, updated, "updated", warnings, query.wait, password)
 
 
 async def delete_service(request: web.Request) -> web.StreamResponse:

@@ -15,9 +15,10 @@ from pockestrator.api.models import ClosedModel, OlderCursor
 from pockestrator.api.models.requests import (
     LIST_LIMIT_MAX,
     Cursor,
+    EventPageQuery,
     QueryBool,
-    QueryId,
     QueryLimit,
+    follow_field,
 )
 from pockestrator.api.spec_shapes import STRICT
 from pockestrator.specs.values.service import ProjectName
@@ -26,17 +27,8 @@ from pockestrator.specs.values.settings import EventKind, WebhookUrl
 FILTER_ITEMS_MAX = 50
 
 
-class FeedQuery(ClosedModel):
-    limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
-    before: QueryId | None = Field(
-        default=None, description="Only events older than this event id (paging back)."
-    )
-    follow: QueryBool = Field(
-        default=False,
-        description="Keep the response open and stream each new event as a server-sent event"
-        " (text/event-stream) whose id is the event's; a reconnect's Last-Event-ID resumes"
-        " after that event.",
-    )
+class FeedQuery(EventPageQuery):
+    follow: QueryBool = follow_field("each new event as a server-sent event")
     cursor: Cursor | None = None
 
 

@@ -205,17 +205,26 @@ class LogsQuery(ClosedModel):
     )
 
 
-class EventsQuery(ClosedModel):
+class EventPageQuery(ClosedModel):
+    """A page of events back from ``before``: the service's and the feed's alike."""
+
     limit: QueryLimit = Field(default=50, description=f"Page size, 1 to {LIST_LIMIT_MAX}.")
     before: QueryId | None = Field(
         default=None, description="Only events older than this event id (paging back)."
     )
-    follow: QueryBool = Field(
+
+
+def follow_field(stream: str) -> Any:
+    """The ``follow`` parameter of an event list: ``stream`` says what it streams."""
+    return Field(
         default=False,
-        description="Keep the response open and stream the service's new events as"
-        " server-sent events (text/event-stream) whose id is the event's; a reconnect's"
-        " Last-Event-ID resumes after that event.",
+        description=f"Keep the response open and stream {stream} (text/event-stream) whose"
+        " id is the event's; a reconnect's Last-Event-ID resumes after that event.",
     )
+
+
+class EventsQuery(EventPageQuery):
+    follow: QueryBool = follow_field("the service's new events as server-sent events")
     cursor: Cursor | None = None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import structlog
@@ -166,6 +166,15 @@ def spec_write(agent: AgentContext, name: str, *, wants_password: bool) -> Itera
     agent.enqueue(name)
 
 
+def changeable_service(request: web.Request) -> ServiceRecord:
+    """The service the path names, if the API may change it now: 404 when there is none,
+    409 when a spec file owns it, 412 when If-Match names another generation."""
+    record = find_service(agent_of(request), request.match_info["id"])
+    refuse_file_owned(record)
+    refuse_stale(request, record)
+    return record
+
+
 async def written_answer(
     request: web.Request,
     record: ServiceRecord,
@@ -218,8 +227,11 @@ async def spec_written(
     warnings: Sequence[FieldIssue],
     wait: bool,
     password: str | None,
+    facts: Mapping[str, object],
 ) -> web.Response:
-    """A create's answer (201) or an update's (200): "Service <done> successfully"."""
+    """A create's end (201) or an update's (200): logged with who asked and ``facts``,
+    answered "Service <done> successfully"."""
+    log.info(f"service {done}", service=record.name, by=principal_of(request).name, **facts)
     return await written_answer(
         request,
         record,
@@ -243,21 +255,13 @@ async def create_service(request: web.Request) -> web.StreamResponse:
     name = spec.project_name
     with spec_write(agent, name, wants_password=bool(spec.superuser_email)) as password:
         record = agent.store.create_service(spec, owner=API_OWNER)
-    log.info(
-        "service created",
-        service=name,
-        by=principal_of(request).name,
-        version=spec.pocketbase_version,
-        port=spec.port,
-    )
-    return await spec_written(request, record, "created", warnings, query.wait, password)
+    facts = {"version": spec.pocketbase_version, "port": spec.port}
+    return await spec_written(request, record, "created", warnings, query.wait, password, facts)
 
 
 async def update_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
-    record = find_service(agent, request.match_info["id"])
-    refuse_file_owned(record)
-    refuse_stale(request, record)
+    record = changeable_service(request)
     query = parse_query(request, PatchQuery)
     body = await read_json_object(request, limit=agent.config.max_body_bytes)
     if "project_name" in body and body["project_name"] != record.name:
@@ -274,20 +278,13 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     new_email = spec.superuser_email not in (None, record.spec.superuser_email)
     with spec_write(agent, record.name, wants_password=new_email) as password:
         updated = agent.store.replace_spec(record.name, spec, owner=API_OWNER)
-    log.info(
-        "service updated",
-        service=record.name,
-        by=principal_of(request).name,
-        fields=sorted(str(key) for key in body),
-    )
-    return await spec_written(request, updated, "updated", warnings, query.wait, password)
+    facts = {"fields": sorted(str(key) for key in body)}
+    return await spec_written(request, updated, "updated", warnings, query.wait, password, facts)
 
 
 async def delete_service(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
-    record = find_service(agent, request.match_info["id"])
-    refuse_file_owned(record)
-    refuse_stale(request, record)
+    record = changeable_service(request)
     query = parse_query(request, DeleteQuery)
     name = record.name
     with store_refusals(name):

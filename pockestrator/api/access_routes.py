@@ -201,7 +201,6 @@ OPERATIONS = [
         "Revoke an API token",
         {200: TokenRevoked},
         "access",
-        errors=(404,),
     ),
     Operation(
         "POST",

@@ -347,7 +347,7 @@ def _on_a_backup(
         summary,
         operation_answers(200),
         "backups",
-        errors=(404, 502),
+        errors=(502,),
         query=OperationQuery,
         **extra,
     )
@@ -362,7 +362,6 @@ OPERATIONS = [
         "A service's backups, newest first, and the policy in force",
         {200: BackupList},
         "backups",
-        errors=(404,),
         query=WholePageQuery,
     ),
     starting_an_operation(
@@ -371,7 +370,7 @@ OPERATIONS = [
         "createBackup",
         "Take a backup now (an online snapshot; writers are not held back)",
         "backups",
-        errors=(400, 404, 502),
+        errors=(400, 502),
         query=CreateBackupQuery,
     ),
     Operation(
@@ -382,7 +381,6 @@ OPERATIONS = [
         "One backup with every file's size and SHA-256",
         {200: BackupDetail},
         "backups",
-        errors=(404,),
     ),
     _on_a_backup("DELETE", "", delete_backup, "deleteBackup", "Delete a backup"),
     _on_a_backup(
@@ -410,7 +408,6 @@ OPERATIONS = [
         "A backup as a tar archive (its manifest and every file)",
         {},
         "backups",
-        errors=(404,),
         binary={200: "application/x-tar"},
     ),
     Operation(
@@ -421,7 +418,7 @@ OPERATIONS = [
         "An operation asked of a service, and how it ended",
         operation_answers(200),
         "backups",
-        errors=(404, 502),
+        errors=(502,),
         query=OperationFollowQuery,
     ),
 ]

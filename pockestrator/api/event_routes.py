@@ -275,7 +275,6 @@ OPERATIONS = [
         "A webhook, with its deliveries by state",
         {200: WebhookView},
         "events",
-        errors=(404,),
     ),
     Operation(
         "DELETE",
@@ -285,7 +284,6 @@ OPERATIONS = [
         "Delete a webhook and the deliveries it has not made",
         {200: WebhookDeleted},
         "events",
-        errors=(404,),
     ),
     Operation(
         "POST",
@@ -295,7 +293,6 @@ OPERATIONS = [
         "Queue a test event for this webhook only",
         {202: WebhookTestQueued},
         "events",
-        errors=(404,),
     ),
     Operation(
         "GET",
@@ -305,7 +302,6 @@ OPERATIONS = [
         "The webhook's last delivery attempts, newest first, with the answers",
         {200: DeliveryList},
         "events",
-        errors=(404,),
         query=DeliveriesQuery,
     ),
 ]

@@ -89,6 +89,5 @@ OPERATIONS = [
         {200: ServiceHistory},
         "services",
         query=HistoryQuery,
-        errors=(404,),
     ),
 ]

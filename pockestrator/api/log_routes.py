@@ -199,7 +199,7 @@ OPERATIONS = [
         "The service's logs from the journal (or a live stream with follow=true)",
         {200: LogsResponse},
         "services",
-        errors=(404, 502, 503),
+        errors=(502, 503),
         description="For a service of another node of the fleet, that node's journal, "
         "asked over a signed node-to-node call; 502 NODE_UNREACHABLE when it cannot be.",
         query=LogsQuery,

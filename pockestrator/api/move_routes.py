@@ -91,7 +91,7 @@ OPERATIONS = [
         "Move a service to another node of the fleet",
         {202: MoveView},
         "system",
-        errors=(400, 404, 409),
+        errors=(400, 409),
         description="Snapshot to the service's off-site target, restore and health-check on "
         "the target node, stop on the source, final snapshot, switch, archive the source's "
         "copy. from_backup: the source is lost; the newest off-site snapshot is restored.",
@@ -105,6 +105,5 @@ OPERATIONS = [
         "One move of a service: its state and how it ended",
         {200: MoveView},
         "system",
-        errors=(404,),
     ),
 ]

@@ -219,7 +219,6 @@ OPERATIONS = [
         "A service's app releases, newest first, which is live and each one's file diff",
         {200: ReleaseList},
         "releases",
-        errors=(404,),
         query=WholePageQuery,
     ),
     starting_an_operation(
@@ -228,7 +227,7 @@ OPERATIONS = [
         "deployRelease",
         "Deploy an app: a tar.gz of pb_hooks/, pb_migrations/ and pb_public/",
         "releases",
-        errors=(404, 422, 502),
+        errors=(422, 502),
         query=DeployQuery,
         body_types=ARCHIVE_TYPES,
         description="The archive is checked (no absolute path, '..', link, device, other"
@@ -246,7 +245,7 @@ OPERATIONS = [
         "Go back to an earlier app release (the one before the live one by default)",
         operation_answers(200),
         "releases",
-        errors=(404, 422, 502),
+        errors=(422, 502),
         query=RollbackQuery,
     ),
 ]

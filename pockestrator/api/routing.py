@@ -68,13 +68,13 @@ class Operation:
     """One method on one path, with what it takes and what it answers per status code.
 
     ``responses`` maps a status code to the model of its JSON body, and ``errors`` lists
-    the statuses the handler answers with the error body (404, 409, ...); ``answers`` adds
-    what the server answers around every handler. ``events`` marks a 200 that may be a
-    ``text/event-stream`` instead: each event's name with the model of its JSON ``data``.
-    ``links`` say which operation a 2xx answer leads to, and with which of its fields
-    (OpenAPI links: a client, or a fuzzer, follows them). ``public`` operations need no
-    token; ``sessions_only`` ones take a dashboard session, not an API token. ``binary``
-    statuses answer a file of the given media type instead of JSON.
+    the statuses the handler answers with the error body (409, 502, ...); ``answers`` adds
+    what the server answers around every handler, and the 404 of a path with parameters.
+    ``events`` marks a 200 that may be a ``text/event-stream`` instead: each event's name
+    with the model of its JSON ``data``. ``links`` say which operation a 2xx answer leads
+    to, and with which of its fields (OpenAPI links: a client, or a fuzzer, follows them).
+    ``public`` operations need no token; ``sessions_only`` ones take a dashboard session,
+    not an API token. ``binary`` statuses answer a file of the given media type, not JSON.
     """
 
     method: str
@@ -115,9 +115,12 @@ class Operation:
         handler, from the same facts the server acts on: 400 and 403 for any request (the
         Host and Origin guards, a query parameter the operation does not know), 401 unless
         ``public`` (no valid token), 413 and 415 when it reads a ``body`` (too large, not
-        JSON). A status in ``responses`` keeps its own model (a 400 that is also a result).
+        JSON), 404 when its path has parameters (what they name may not be there). A status
+        in ``responses`` keeps its own model (a 400 that is also a result).
         """
         statuses = [400, 403, *self.errors]
+        if "{" in self.path:
+            statuses.append(404)
         if self.idempotent:
             statuses += [409, 422]
         if self.conditional:

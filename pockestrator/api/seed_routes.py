@@ -295,7 +295,7 @@ OPERATIONS = [
         "cloneService",
         "A new service (its own name, port and domain) from this one's data",
         "backups",
-        errors=(404, 409),
+        errors=(409,),
         query=CreateQuery,
         body=CloneBody,
         description="From one of its backups (backup_id), or live: a backup is taken now,"
@@ -334,7 +334,7 @@ OPERATIONS = [
         "restoreArchive",
         "A deleted service's archived folder back as a service",
         "backups",
-        errors=(404, 409),
+        errors=(409,),
         query=CreateQuery,
         body=ArchiveRestoreBody,
     ),

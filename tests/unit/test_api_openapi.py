@@ -100,6 +100,19 @@ def test_the_errors_the_server_adds_around_a_handler_follow_from_the_operation()
     assert public_without_body.answers() == {200: Liveness, 400: ErrorResponse, 403: ErrorResponse}
 
 
+def test_a_path_with_parameters_answers_404_and_one_without_does_not() -> None:
+    one = Operation("GET", "/things/{thing_id}", _never, "one", "s", {200: Liveness}, "t")
+    every = Operation("GET", "/things", _never, "every", "s", {200: Liveness}, "t")
+    assert one.answers()[404] is ErrorResponse
+    assert 404 not in every.answers()
+
+
+def test_every_route_with_a_path_parameter_documents_404() -> None:
+    for path, item in DOCUMENT["paths"].items():
+        for operation in item.values():
+            assert ("404" in operation["responses"]) == ("{" in path), (path, operation)
+
+
 def test_a_status_the_operation_documents_itself_keeps_its_own_model() -> None:
     both = (Liveness, ErrorResponse)
     operation = Operation("GET", "/z", _never, "z", "s", {200: Liveness, 400: both}, "t")

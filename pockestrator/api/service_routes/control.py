@@ -131,7 +131,7 @@ OPERATIONS = [
         "Start, stop or restart a service",
         {200: ControlResult, 202: ControlResult},
         "services",
-        errors=(404, 502),
+        errors=(502,),
         description="start and stop record the desired run state and answer after the"
         " reconcile that applies it (202 if it takes longer than a minute); restart is a"
         " one-off restart. Works for file-owned services too. In a fleet the owning node"

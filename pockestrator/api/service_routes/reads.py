@@ -223,7 +223,7 @@ OPERATIONS = [
         "A service, by id or project name, with its runtime status",
         {200: ServiceDetail},
         "services",
-        errors=(404, 503),
+        errors=(503,),
         query=ServiceQuery,
         events=(("service", ServiceDetail), ("deleted", WatchGone)),
         response_headers={
@@ -238,7 +238,7 @@ OPERATIONS = [
         "Real-time status: systemd state, PID, memory, CPU, config match, Caddy",
         {200: ServiceStatusResponse},
         "services",
-        errors=(404, 502),
+        errors=(502,),
         description="The live fields are the owning node's: for a service of another node "
         "of the fleet, asked of it over a signed node-to-node call; 502 NODE_UNREACHABLE "
         "when it cannot be.",
@@ -251,7 +251,7 @@ OPERATIONS = [
         "The service's event log, newest first",
         {200: EventList},
         "services",
-        errors=(404, 503),
+        errors=(503,),
         query=EventsQuery,
         events=(("event", FeedEvent),),
     ),

@@ -358,7 +358,7 @@ OPERATIONS = [
         "Change a service's spec (JSON merge patch)",
         {200: ServiceWritten},
         "services",
-        errors=(404, 409),
+        errors=(409,),
         description="Version upgrades, domain, env, limits, flags, desired state. Services"
         " owned by a spec file answer 409 OWNED_BY_FILE.",
         query=PatchQuery,
@@ -376,7 +376,7 @@ OPERATIONS = [
         "Delete a service (data archived unless purge=true)",
         {200: ServiceDeleted},
         "services",
-        errors=(404, 409),
+        errors=(409,),
         query=DeleteQuery,
         conditional=True,
     ),

@@ -38,7 +38,7 @@ class EventFeed:
     def subscription(self) -> Iterator[asyncio.Event]:
         """An event set after each new event (and at shutdown) for as long as the block runs."""
         if self.closing or len(self._waiting) >= self.limit:
-            raise StreamsFull
+            raise StreamsFull(self.limit, "event streams")
         wakeup = asyncio.Event()
         self._waiting[wakeup] = asyncio.get_running_loop()
         try:

@@ -36,7 +36,10 @@ from pockestrator.api.models.events import (
 )
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
-from pockestrator.api.streams import StreamsFull, too_many_streams
+from pockestrator.api.streams import (
+    RECONNECT_MILLISECONDS,
+    opened_stream,
+)
 from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import WEBHOOK_ID
@@ -47,7 +50,6 @@ log = structlog.get_logger("pockestrator.api")
 
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
 KEEPALIVE_SECONDS = 15.0
-RECONNECT_MILLISECONDS = 3000
 # Events read from the store per round of a stream (a resume far back takes several).
 STREAM_BATCH = 200
 LAST_EVENT_ID_DIGITS = 18
@@ -81,11 +83,8 @@ async def follow_events(request: web.Request, service: str | None) -> web.Stream
     store = agent_of(request).store
     after = _last_event_id(request, store)
     feed = request.app[EVENT_FEED]
-    try:
-        with feed.subscription() as wakeup:
-            return await _send_events(request, feed, wakeup, service, after)
-    except StreamsFull:
-        raise too_many_streams(feed.limit, "event streams") from None
+    with feed.subscription() as wakeup:
+        return await _send_events(request, feed, wakeup, service, after)
 
 
 async def _send_events(
@@ -96,10 +95,7 @@ async def _send_events(
     after: int,
 ) -> web.StreamResponse:
     store = agent_of(request).store
-    response = web.StreamResponse(headers=sse.HEADERS)
-    await response.prepare(request)
-    # Past prepare() nothing can become a JSON error: the stream just ends, when the client
-    # goes (a write fails) or the agent shuts down.
+    response = await opened_stream(request)
     with contextlib.suppress(ConnectionError, EOFError):
         await response.write(sse.retry(RECONNECT_MILLISECONDS))
         while not feed.closing:

@@ -25,7 +25,10 @@ from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.owner_calls import FRAME_CHAIN, OWNER_CALLS
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.streams import StreamsFull, too_many_streams
+from pockestrator.api.streams import (
+    RECONNECT_MILLISECONDS,
+    opened_stream,
+)
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (
@@ -40,7 +43,6 @@ from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store import ServiceRecord
 
 KEEPALIVE_SECONDS = 15.0
-RECONNECT_MILLISECONDS = 3000
 
 
 def parse_since(text: str) -> datetime:
@@ -166,17 +168,14 @@ async def _stream(request: web.Request, query: JournalQuery) -> web.StreamRespon
             async with request.app[JOURNAL].follow(query) as follower:
                 slot.attach(follower)
                 return await _send_events(request, follower)
-    except StreamsFull:
-        raise too_many_streams(streams.limit, "log streams") from None
     except JournalError as exc:  # only journalctl's start can raise it
         raise _journal_failure(exc) from None
 
 
 async def _send_events(request: web.Request, follower: LogFollower) -> web.StreamResponse:
-    response = web.StreamResponse(headers=sse.HEADERS)
-    await response.prepare(request)
-    # Past prepare() nothing can become a JSON error: the stream just ends. It ends when
-    # the client goes (the handler is cancelled, or a write fails) or journalctl does.
+    response = await opened_stream(request)
+    # It ends when the client goes (the handler is cancelled, or a write fails) or
+    # journalctl does.
     chain = request.get(FRAME_CHAIN)  # a node call's stream: each frame signed, chained
 
     async def write(frame: bytes) -> None:

@@ -45,7 +45,7 @@ from pockestrator.api.node_signing import (
     signed_headers,
 )
 from pockestrator.api.routing import answer
-from pockestrator.api.streams import LogStreams, StreamsFull
+from pockestrator.api.streams import LogStreams
 from pockestrator.api.views import runtime_view
 from pockestrator.clock import utc_now
 from pockestrator.config.node import is_plain_remote
@@ -316,29 +316,21 @@ class OwnerCalls:
     ) -> web.StreamResponse:
         """The owner's log stream of ``record``, passed on byte for byte."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        try:
-            with self._streams.slot() as slot:
-                call = await self._open(record, "logs", query, headers, STREAM_TIMEOUT)
-                async with call.response as upstream:
-                    if upstream.status != 200:
-                        raise unreachable(record.node, f"it answered {upstream.status}")
-                    self._check(call, STREAM)
-                    chain = FrameChain(
-                        call.secret,
-                        call.nonce,
-                        call.node,
-                        self._agent.config.node,
-                        upstream.headers[ANSWER_SIGNATURE_HEADER],
-                    )
-                    slot.attach(_Relay(upstream))
-                    return await _pass_on(request, upstream, chain, record.node)
-        except StreamsFull:
-            raise ApiError(
-                503,
-                ErrorCode.TOO_MANY_STREAMS,
-                f"At most {self._streams.limit} log streams at once; try again later",
-                headers={"Retry-After": "5"},
-            ) from None
+        with self._streams.slot() as slot:
+            call = await self._open(record, "logs", query, headers, STREAM_TIMEOUT)
+            async with call.response as upstream:
+                if upstream.status != 200:
+                    raise unreachable(record.node, f"it answered {upstream.status}")
+                self._check(call, STREAM)
+                chain = FrameChain(
+                    call.secret,
+                    call.nonce,
+                    call.node,
+                    self._agent.config.node,
+                    upstream.headers[ANSWER_SIGNATURE_HEADER],
+                )
+                slot.attach(_Relay(upstream))
+                return await _pass_on(request, upstream, chain, record.node)
 
 
 OWNER_CALLS = web.AppKey("owner_calls", OwnerCalls)

@@ -15,12 +15,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from aiohttp import web
+
+from pockestrator.api import sse
 from pockestrator.api.errors import ApiError
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.store.changes import Waiter
 
 # How long a client refused for want of a slot is asked to wait (Retry-After).
 RETRY_AFTER_SECONDS = 5
+# How long a client whose stream ended waits before it reconnects (SSE ``retry:``).
+RECONNECT_MILLISECONDS = 3000
+
+
+async def opened_stream(request: web.Request) -> web.StreamResponse:
+    """A ``text/event-stream`` answer with its headers sent: past this nothing can become
+    a JSON error, the stream just ends (the client goes, or the agent shuts down)."""
+    response = web.StreamResponse(headers=sse.HEADERS)
+    await response.prepare(request)
+    return response
 
 
 class Follower(Protocol):
@@ -30,18 +43,17 @@ class Follower(Protocol):
     def stop(self) -> None: ...
 
 
-class StreamsFull(Exception):
-    """Every slot is taken (or the API is shutting down)."""
+class StreamsFull(ApiError):
+    """Every slot of a kind of stream is taken (or the API is shutting down): the 503 that
+    refuses one more, so no route has to translate it; ``what`` names the kind (plural)."""
 
-
-def too_many_streams(limit: int, what: str) -> ApiError:
-    """The 503 of a stream refused for want of a slot: ``what`` names its kind (plural)."""
-    return ApiError(
-        503,
-        ErrorCode.TOO_MANY_STREAMS,
-        f"At most {limit} {what} at once; try again later",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    def __init__(self, limit: int, what: str) -> None:
+        super().__init__(
+            503,
+            ErrorCode.TOO_MANY_STREAMS,
+            f"At most {limit} {what} at once; try again later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 class LogStreams:
@@ -60,7 +72,7 @@ class LogStreams:
     def slot(self) -> Iterator[StreamSlot]:
         """One stream's slot for as long as the block runs; ``StreamsFull`` when none is free."""
         if self._closing or self._claimed >= self.limit:
-            raise StreamsFull
+            raise StreamsFull(self.limit, "log streams")
         self._claimed += 1
         taken = StreamSlot(self)
         try:
@@ -116,7 +128,7 @@ class WatchSlots:
     def slot(self, waiter: Waiter) -> Iterator[None]:
         """One watch for as long as the block runs; ``StreamsFull`` when none is free."""
         if self.closing or len(self._open) >= self.limit:
-            raise StreamsFull
+            raise StreamsFull(self.limit, "watches")
         self._open.add(waiter)
         try:
             yield

@@ -11,8 +11,9 @@ from typing import cast
 
 import pytest
 
-from pockestrator.api.streams import LogStreams, StreamsFull
+from pockestrator.api.streams import RETRY_AFTER_SECONDS, LogStreams, StreamsFull
 from pockestrator.journal import LogFollower
+from pockestrator.specs.errors import ErrorCode
 
 
 class Follower:
@@ -76,3 +77,12 @@ def test_a_released_slot_forgets_its_follower() -> None:
         slot.attach(gone_as_follower)
     streams.stop_all()
     assert not gone.stopped
+
+
+def test_a_refused_slot_is_the_503_that_names_the_cap_and_when_to_retry() -> None:
+    streams = LogStreams(limit=2)
+    with streams.slot(), streams.slot(), pytest.raises(StreamsFull) as refused, streams.slot():
+        pass
+    assert (refused.value.status, refused.value.code) == (503, ErrorCode.TOO_MANY_STREAMS)
+    assert refused.value.message == "At most 2 log streams at once; try again later"
+    assert refused.value.headers == {"Retry-After": str(RETRY_AFTER_SECONDS)}

@@ -34,14 +34,16 @@ from pockestrator.api.models.services import (
 from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
 from pockestrator.api.service_routes.checks import current_view, lost_nodes
-from pockestrator.api.streams import StreamsFull, too_many_streams
+from pockestrator.api.streams import (
+    RECONNECT_MILLISECONDS,
+    opened_stream,
+)
 from pockestrator.api.views import service_state
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus
 from pockestrator.specs.store.changes import ChangeFeed, Waiter
 
 KEEPALIVE_SECONDS = 15.0
-RECONNECT_MILLISECONDS = 3000
 # Past this many changed services in one wake-up, the whole list is read once instead.
 READ_ALL_PAST = 16
 
@@ -212,12 +214,8 @@ async def watch(
     agent = agent_of(request)
     feed = agent.store.changes
     slots = request.app[WATCHES]
-    with feed.subscribe() as waiter:
-        try:
-            with slots.slot(waiter):
-                return await _serve(request, agent, scope, waiter, one)
-        except StreamsFull:
-            raise too_many_streams(slots.limit, "watches") from None
+    with feed.subscribe() as waiter, slots.slot(waiter):
+        return await _serve(request, agent, scope, waiter, one)
 
 
 async def _serve(
@@ -232,13 +230,11 @@ async def _serve(
     resumed = feed.parse(request.headers.get("Last-Event-ID"))
     if resumed is not None and feed.since(resumed) is None:
         resumed = None
-    response = web.StreamResponse(headers=sse.HEADERS)
-    await response.prepare(request)
+    response = await opened_stream(request)
     stream = _Watch(agent, response, scope, detail=one is not None, owner=request.app[OWNER_CALLS])
     if one is not None:
         stream.sent[one.name] = one.id
     slots = request.app[WATCHES]
-    # Past prepare() nothing can become a JSON error: the stream just ends.
     with contextlib.suppress(ConnectionError, EOFError):
         await response.write(sse.retry(RECONNECT_MILLISECONDS))
         if resumed is None:

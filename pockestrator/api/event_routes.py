@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -117,18 +118,14 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     if query.follow:
         return await follow_events(request, None)
     store = agent_of(request).store
-    limit = query.limit
-    before = int(query.cursor) if query.cursor is not None else query.before
-    fetched = store.list_all_events(limit=limit + 1, before=before)
-    events, older = older_page(fetched, limit, lambda event: event.id)
-    cursor = str(older) if older is not None else None
+    page = older_page(store.list_all_events, query.limit, query.cursor, query.before)
     body = FeedList(
-        events=[feed_event(event) for event in events],
+        events=[feed_event(event) for event in page.rows],
         total=store.count_all_events(),
-        next_before=older,
-        next=cursor,
+        next_before=page.older,
+        next=page.cursor,
     )
-    return with_next(answer(body), request, cursor)
+    return with_next(answer(body), request, page.cursor)
 
 
 # -- webhooks ----------------------------------------------------------------------------
@@ -216,18 +213,15 @@ async def test_webhook(request: web.Request) -> web.StreamResponse:
 async def webhook_deliveries(request: web.Request) -> web.StreamResponse:
     webhook = _find_webhook(request)
     query = parse_query(request, DeliveriesQuery)
-    store = agent_of(request).store
-    before = int(query.cursor) if query.cursor is not None else None
-    found = store.list_deliveries(webhook.id, limit=query.limit + 1, before=before)
-    deliveries, older = older_page(found, query.limit, lambda delivery: delivery.id)
-    cursor = str(older) if older is not None else None
+    fetch = partial(agent_of(request).store.list_deliveries, webhook.id)
+    page = older_page(fetch, query.limit, query.cursor)
     body = DeliveryList(
         webhook_id=webhook.id,
-        deliveries=[copied(DeliveryView, delivery) for delivery in deliveries],
-        total=len(deliveries),
-        next=cursor,
+        deliveries=[copied(DeliveryView, delivery) for delivery in page.rows],
+        total=len(page.rows),
+        next=page.cursor,
     )
-    return with_next(answer(body), request, cursor)
+    return with_next(answer(body), request, page.cursor)
 
 
 OPERATIONS = [

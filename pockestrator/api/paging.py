@@ -11,8 +11,9 @@ id the next, older page comes before). ``/services`` keeps the reference's ``lim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -40,11 +41,44 @@ def page_of(items: Sequence[Item], limit: int, cursor: str | None) -> tuple[list
     return chosen, (str(after) if after < len(items) and chosen else None)
 
 
+class HasId(Protocol):
+    """A row with an id that grows with time (events, deliveries)."""
+
+    @property
+    def id(self) -> int: ...
+
+
+Row = TypeVar("Row", bound=HasId)
+Fetched = TypeVar("Fetched", bound=HasId, covariant=True)
+
+
+class FetchOlder(Protocol[Fetched]):
+    """The store's newest-first read: at most ``limit`` rows, all older than ``before``."""
+
+    def __call__(self, *, limit: int, before: int | None) -> Sequence[Fetched]: ...
+
+
+@dataclass(frozen=True)
+class OlderPage(Generic[Row]):
+    """A newest-first page: its rows, and the id the next, older page comes before (None
+    on the last), which as text is the ``cursor`` that asks for that page."""
+
+    rows: list[Row]
+    older: int | None
+
+    @property
+    def cursor(self) -> str | None:
+        return str(self.older) if self.older is not None else None
+
+
 def older_page(
-    fetched: Sequence[Item], limit: int, id_of: Callable[[Item], int]
-) -> tuple[list[Item], int | None]:
-    """A newest-first page fetched with one row more than ``limit`` (so a full last page
-    says there is nothing older): the page, and the id the next, older page comes before
-    (None on the last)."""
-    page = list(fetched[:limit])
-    return page, (id_of(page[-1]) if len(fetched) > limit else None)
+    fetch: FetchOlder[Row],
+    limit: int,
+    cursor: str | None,
+    before: int | None = None,
+) -> OlderPage[Row]:
+    """The page before ``cursor`` (else before ``before``; neither: the newest), fetched
+    with one row more than ``limit`` so that a full last page says there is nothing older."""
+    fetched = fetch(limit=limit + 1, before=int(cursor) if cursor is not None else before)
+    rows = list(fetched[:limit])
+    return OlderPage(rows, rows[-1].id if len(fetched) > limit else None)

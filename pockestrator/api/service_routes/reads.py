@@ -8,6 +8,7 @@ host view (``api.context.HostView``), the same observations the reconciler makes
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -186,20 +187,17 @@ async def service_events(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, EventsQuery)
     if query.follow:
         return await follow_events(request, record.name)
-    limit = query.limit
-    before = int(query.cursor) if query.cursor is not None else query.before
-    fetched = agent.store.list_events(record.name, limit=limit + 1, before=before)
-    events, older = older_page(fetched, limit, lambda event: event.id)
-    cursor = str(older) if older is not None else None
+    fetch = partial(agent.store.list_events, record.name)
+    page = older_page(fetch, query.limit, query.cursor, query.before)
     body = EventList(
         service_id=record.id,
         project_name=record.name,
-        events=[event_view(event) for event in events],
+        events=[event_view(event) for event in page.rows],
         total=agent.store.count_events(record.name),
-        next_before=older,
-        next=cursor,
+        next_before=page.older,
+        next=page.cursor,
     )
-    return with_next(answer(body), request, cursor)
+    return with_next(answer(body), request, page.cursor)
 
 
 OPERATIONS = [

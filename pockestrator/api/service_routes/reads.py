@@ -140,6 +140,18 @@ def recorded_fields(record: ServiceRecord, status: ServiceStatus | None) -> dict
     }
 
 
+# What only the unit's own host can say (the rest is the store's): unknown of a lost node.
+LIVE_FIELDS = (
+    "pid",
+    "memory_usage",
+    "memory_bytes",
+    "cpu_usage",
+    "cpu_percent",
+    "restarts",
+    "active_since",
+)
+
+
 def lost_node_status(agent: AgentContext, record: ServiceRecord) -> ServiceStatusResponse:
     """A service of a node whose lease has ended: ``node_lost`` and what the store last
     knew; nobody to ask for the live fields, so they are unknown (docs/fleet.md)."""
@@ -148,13 +160,7 @@ def lost_node_status(agent: AgentContext, record: ServiceRecord) -> ServiceStatu
     return ServiceStatusResponse(
         **recorded_fields(record, status),
         **runtime.model_dump(),
-        pid=None,
-        memory_usage=None,
-        memory_bytes=None,
-        cpu_usage=None,
-        cpu_percent=None,
-        restarts=None,
-        active_since=None,
+        **dict.fromkeys(LIVE_FIELDS),
         state=service_state(status, node_lost=True),
     )
 

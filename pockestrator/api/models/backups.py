@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field
 
 from pockestrator.api.models import ClosedModel, NextCursor
-from pockestrator.api.models.requests import QueryBool
+from pockestrator.api.models.requests import QueryBool, wait_field
 from pockestrator.specs.backups import BackupPolicy
 
 
@@ -76,10 +76,7 @@ class OperationAnswer(ClosedModel):
 
 
 class OperationQuery(ClosedModel):
-    wait: QueryBool = Field(
-        default=True,
-        description="Answer when the operation has finished (bounded; 202 while it runs).",
-    )
+    wait: QueryBool = wait_field("operation")
 
 
 class CreateBackupQuery(OperationQuery):

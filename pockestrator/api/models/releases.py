@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from pockestrator.api.models import ClosedModel, NextCursor
-from pockestrator.api.models.requests import QueryBool
+from pockestrator.api.models.requests import QueryBool, wait_field
 from pockestrator.apparchive import RELEASE_ID_LENGTH
 
 
@@ -42,10 +42,7 @@ class ReleaseList(ClosedModel):
 
 
 class DeployQuery(ClosedModel):
-    wait: QueryBool = Field(
-        default=True,
-        description="Answer when the deploy has finished (bounded; 202 while it runs).",
-    )
+    wait: QueryBool = wait_field("deploy")
 
 
 class RollbackQuery(ClosedModel):
@@ -54,7 +51,4 @@ class RollbackQuery(ClosedModel):
         pattern=f"^[0-9a-f]{{{RELEASE_ID_LENGTH}}}$",
         description="The release to go back to; default: the one deployed before the live one.",
     )
-    wait: QueryBool = Field(
-        default=True,
-        description="Answer when the rollback has finished (bounded; 202 while it runs).",
-    )
+    wait: QueryBool = wait_field("rollback")

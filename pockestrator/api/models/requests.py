@@ -223,6 +223,14 @@ def follow_field(stream: str) -> Any:
     )
 
 
+def wait_field(what: str) -> Any:
+    """The ``wait`` parameter of an operation asked of a service (``what`` names it)."""
+    return Field(
+        default=True,
+        description=f"Answer when the {what} has finished (bounded; 202 while it runs).",
+    )
+
+
 class EventsQuery(EventPageQuery):
     follow: QueryBool = follow_field("the service's new events as server-sent events")
     cursor: Cursor | None = None

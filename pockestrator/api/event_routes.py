@@ -37,10 +37,7 @@ from pockestrator.api.models.events import (
 )
 from pockestrator.api.paging import older_page, with_next
 from pockestrator.api.routing import Link, Operation, agent_of, answer, principal_of
-from pockestrator.api.streams import (
-    RECONNECT_MILLISECONDS,
-    opened_stream,
-)
+from pockestrator.api.streams import RECONNECT_MILLISECONDS, opened_stream
 from pockestrator.specs.copying import copied
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import WEBHOOK_ID

@@ -25,10 +25,7 @@ from pockestrator.api.models.requests import LOG_LINES_MAX, SINCE, LogsQuery
 from pockestrator.api.owner_calls import FRAME_CHAIN, OWNER_CALLS
 from pockestrator.api.routing import JOURNAL, STREAMS, Operation, agent_of, answer
 from pockestrator.api.service_routes.checks import find_service
-from pockestrator.api.streams import (
-    RECONNECT_MILLISECONDS,
-    opened_stream,
-)
+from pockestrator.api.streams import RECONNECT_MILLISECONDS, opened_stream
 from pockestrator.api.views import log_entry_view
 from pockestrator.clock import utc_now
 from pockestrator.journal import (

@@ -34,10 +34,7 @@ from pockestrator.api.models.services import (
 from pockestrator.api.owner_calls import OWNER_CALLS, OwnerCalls
 from pockestrator.api.routing import WATCHES, agent_of
 from pockestrator.api.service_routes.checks import current_view, lost_nodes
-from pockestrator.api.streams import (
-    RECONNECT_MILLISECONDS,
-    opened_stream,
-)
+from pockestrator.api.streams import RECONNECT_MILLISECONDS, opened_stream
 from pockestrator.api.views import service_state
 from pockestrator.specs.grammar import GrammarError, normalize_domain
 from pockestrator.specs.store import ServiceRecord, ServiceStatus

@@ -32,7 +32,15 @@ from pockestrator.api.models.access import (
 )
 from pockestrator.api.models.requests import LoginBody, PageQuery, TokenCreateBody
 from pockestrator.api.paging import page_of, with_next
-from pockestrator.api.routing import PASSWORDS, Link, Operation, agent_of, answer, principal_of
+from pockestrator.api.routing import (
+    PASSWORDS,
+    Link,
+    Operation,
+    agent_of,
+    answer,
+    creating,
+    principal_of,
+)
 from pockestrator.api.views import token_view
 from pockestrator.specs.errors import ErrorCode
 
@@ -180,18 +188,16 @@ OPERATIONS = [
         "access",
         query=PageQuery,
     ),
-    Operation(
-        "POST",
+    creating(
+        {201: TokenCreated},
+        "/tokens/{id}",
         "/tokens",
         create_token,
         "createToken",
         "Create an API token; the token is in this answer only",
-        {201: TokenCreated},
         "access",
         body=TokenCreateBody,
         links=(Link("RevokeTheToken", "revokeToken", {"id": "id"}, status=201),),
-        idempotent=True,
-        location="/tokens/{id}",
     ),
     Operation(
         "DELETE",

@@ -139,13 +139,14 @@ def operation_answers(done: int) -> dict[int, ResponseModels]:
 
 
 def creating(
-    responses: dict[int, ResponseModels],
-    location: str,
     path: str,
     handler: Handler,
     operation_id: str,
     summary: str,
     tag: str,
+    *,
+    responses: dict[int, ResponseModels],
+    location: str,
     **more: Any,
 ) -> Operation:
     """A POST that makes what its answer's fields locate (``location_of``), safe to retry
@@ -165,10 +166,12 @@ def creating(
 
 
 # A new service (create, clone, import, an archive restored): 201 with it as written.
-creating_a_service = partial(creating, {201: ServiceWritten}, "/services/{id}")
+creating_a_service = partial(creating, responses={201: ServiceWritten}, location="/services/{id}")
 # An operation started on a service (a backup, a deploy), found at its own URL.
 starting_an_operation = partial(
-    creating, operation_answers(201), "/services/{service_id}/operations/{operation.id}"
+    creating,
+    responses=operation_answers(201),
+    location="/services/{service_id}/operations/{operation.id}",
 )
 
 

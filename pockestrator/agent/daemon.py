@@ -38,6 +38,7 @@ from pockestrator.agent.key_sources import KeySources
 from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.node_watch import NodeWatch
 from pockestrator.agent.notify import Notifier
+from pockestrator.agent.parts import Parts
 from pockestrator.agent.reconciler import Reconciler
 from pockestrator.agent.replica_errors import ReplicaErrors
 from pockestrator.agent.waves import WaveCoordinator
@@ -206,15 +207,8 @@ class Agent(KeySources):
         self.coordinator = WaveCoordinator(
             ready_work=self._work_is_waiting, parked=self._lend_a_worker
         )
-        self.reconciler = Reconciler(
-            config,
-            self.store,
-            controllers,
-            self.coordinator,
-            self.session,
-            self.clock,
-            self.metrics,
-        )
+        parts = Parts(config, self.store, controllers, self.session, self.clock, self.metrics)
+        self.reconciler = Reconciler(parts, self.coordinator)
         self.reconciler.wake = self.enqueue
         self.reconciler.backups.replica_errors = ReplicaErrors(
             JournalReader(self.config.journal_dir, self.host.journal_scope)

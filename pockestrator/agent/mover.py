@@ -29,14 +29,11 @@ The copy a node keeps of a service that now runs elsewhere is removed by the rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aiohttp
 import structlog
 
-from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.move_plan import (
     Confirm,
@@ -52,11 +49,11 @@ from pockestrator.agent.move_plan import (
 )
 from pockestrator.agent.mover_routes import HELD_STATES, MOVED_FORWARD_SECONDS, move_sites
 from pockestrator.agent.mover_sites import MoveFailed, MoveSites
-from pockestrator.clock import Clock
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import SnapshotError
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
+from pockestrator.specs.store import Move, MoveState, ServiceRecord
 from pockestrator.specs.store.seeds import SeedKind
 
 log = structlog.get_logger("pockestrator.moves")
@@ -81,21 +78,10 @@ def offsite_target(record: ServiceRecord, config: AgentConfig) -> str | None:
     return policy.targets[0] if policy.targets else None
 
 
-class Mover:
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        clock: Clock,
-        session: aiohttp.ClientSession,
-    ) -> None:
-        self._config = config
-        self.store = store
-        self.controllers = controllers
-        self.clock = clock
-        self.session = session
-        self.sites = MoveSites(config, store, controllers.sites)
+class Mover(Part):
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts)
+        self.sites = MoveSites(lambda: self.config, parts.store, parts.controllers.sites)
 
     async def _healthy(self, port: int, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -103,7 +89,7 @@ class Mover:
 
     @property
     def here(self) -> str:
-        return self._config().node
+        return self.config.node
 
     async def step(self, name: str) -> Stepped:
         """Do this node's step of ``name``'s move, if it is this node's turn: whether a
@@ -282,7 +268,7 @@ class Mover:
         await snapshots.fetch(name, newest.snapshot_id)
         # A service that replicates starts from its replica's newest data.db (the seed
         # restores it), newer than any snapshot: the snapshot gives the rest.
-        replication = (record.spec.backups or self._config().backups).replication
+        replication = (record.spec.backups or self.config.backups).replication
         seed: SeedKind = "replica" if replication is not None else "snapshot"
         switched = self.store.switch_move(
             move, "requested", move.target, newest.snapshot_id, "switched", seed=seed
@@ -302,7 +288,7 @@ class Mover:
             )
 
     def _target(self, record: ServiceRecord) -> str:
-        target = offsite_target(record, self._config())
+        target = offsite_target(record, self.config)
         if target is None:
             raise SnapshotError(f"{record.name} has no off-site backup target to move through")
         return target

@@ -29,6 +29,8 @@ from pathlib import Path
 from dbus_fast import BusType, Message
 from dbus_fast.aio import MessageBus
 
+from pockestrator.agent.lifespan import StartStop
+
 SYSTEMD_BINARY = Path("/usr/lib/systemd/systemd")
 JOURNALD_BINARY = Path("/lib/systemd/systemd-journald")
 
@@ -136,7 +138,7 @@ class PrivateSystemdPaths:
         }
 
 
-class PrivateSystemd:
+class PrivateSystemd(StartStop):
     """Start and stop one private user manager plus journald under ``root``.
 
     The namespace shell stays the parent of both daemons, so nothing becomes a zombie of
@@ -152,13 +154,6 @@ class PrivateSystemd:
         self.journald_pid: int | None = None
         digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
         self.cgroup_name = f"pockestrator-{digest}"
-
-    async def __aenter__(self) -> PrivateSystemd:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def start(self, timeout: float = 60.0) -> None:
         reason = unavailable_reason()

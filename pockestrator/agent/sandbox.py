@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pockestrator.agent.lifespan import StartStop
 from pockestrator.agent.private_systemd import (
     PrivateSystemd,
     PrivateSystemdError,
@@ -158,7 +159,7 @@ def _check_traversable(root: Path) -> None:
             )
 
 
-class Sandbox:
+class Sandbox(StartStop):
     """A private systemd manager with journald and Caddy, and the agent config that fits it."""
 
     def __init__(
@@ -178,13 +179,6 @@ class Sandbox:
         self.caddy_https_port = free_port() if tls != "off" else None
         self.caddy_admin_socket = self.layout.caddy_dir / "admin.sock"
         self.bus: SystemdBus | None = None
-
-    async def __aenter__(self) -> Sandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         caddy = find_tool("caddy")

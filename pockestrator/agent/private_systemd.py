@@ -29,6 +29,7 @@ from pathlib import Path
 from dbus_fast import BusType, Message
 from dbus_fast.aio import MessageBus
 
+from pockestrator.agent.below import Below
 from pockestrator.agent.lifespan import StartStop
 
 SYSTEMD_BINARY = Path("/usr/lib/systemd/systemd")
@@ -100,29 +101,14 @@ class PrivateSystemdPaths:
     """Where one private manager keeps its runtime, configuration and journal."""
 
     root: Path
-
-    @property
-    def runtime_dir(self) -> Path:
-        return self.root / "xdg"
-
-    @property
-    def config_home(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def unit_dir(self) -> Path:
-        """Unit files written here are seen by the manager after a daemon-reload."""
-        return self.config_home / "systemd" / "user"
-
-    @property
-    def state_home(self) -> Path:
-        """What units' ``StateDirectory=`` is relative to: a user manager of systemd 252
-        takes ``$XDG_CONFIG_HOME``, later ones ``$XDG_STATE_HOME``, so both point here."""
-        return self.config_home
-
-    @property
-    def journal_dir(self) -> Path:
-        return self.root / "journal"
+    runtime_dir = Below("root", "xdg")
+    config_home = Below("root", "config")
+    # Unit files written here are seen by the manager after a daemon-reload.
+    unit_dir = Below("config_home", "systemd", "user")
+    # What units' ``StateDirectory=`` is relative to: a user manager of systemd 252 takes
+    # ``$XDG_CONFIG_HOME``, later ones ``$XDG_STATE_HOME``, so both point here.
+    state_home = Below("config_home")
+    journal_dir = Below("root", "journal")
 
     @property
     def bus_address(self) -> str:

@@ -7,20 +7,20 @@ step ends in a recorded state and an event; a step that an agent's restart inter
 runs again from its start (a snapshot taken twice, never a switch made twice: the store's
 conditional update says who got there first).
 
-- ``Stage`` (source): a snapshot, uploaded to the service's first off-site target.
+- ``Act.STAGE`` (source): a snapshot, uploaded to the service's first off-site target.
 - ``Verify`` (target): fetched from that target and booted in a scratch box with a health
   probe (``controllers.snapshots.verify``): the data and this node's PocketBase serve
   before the source is touched. Then this node's Caddy gets the service's site, holding
   its requests until the instance listens here (``agent.mover_sites``).
-- ``Cutover`` (source): the site gives way to a forward to the target's Caddy, the
+- ``Act.CUTOVER`` (source): the site gives way to a forward to the target's Caddy, the
   instance stops (the target's Caddy holds what is forwarded for the service's
   ``proxy.hold_requests``), a final snapshot of the stopped data, uploaded, then the
   switch: the service's node is the target, whose first reconcile seeds it from that final
   snapshot and starts it, answering the held requests. A failure before the switch puts
   the site back, starts the source again and fails the move.
-- ``Restore`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
+- ``Act.RESTORE`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
   the seed, and the node switches at once.
-- ``Confirm`` / ``RollBack`` / ``Fail`` (``move_plan``).
+- ``Act.CONFIRM`` / ``RollBack`` / ``Fail`` (``move_plan``).
 
 The copy a node keeps of a service that now runs elsewhere is removed by the reconciler
 (``stale copy``: stopped, its site dropped, its folder archived).
@@ -36,16 +36,14 @@ import structlog
 
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.move_plan import (
-    Confirm,
-    Cutover,
+    Act,
     Fail,
     MoveStep,
-    Restore,
     RollBack,
-    Stage,
     Verify,
     next_move_step,
     serving_verdict,
+    step_name,
 )
 from pockestrator.agent.mover_routes import HELD_STATES, MOVED_FORWARD_SECONDS, move_sites
 from pockestrator.agent.mover_sites import MoveFailed, MoveSites
@@ -112,14 +110,14 @@ class Mover(Part):
             await self._do(record, move, step)
         except Exception as exc:  # recorded in the move and its events
             reason = str(exc)[:2000] or type(exc).__name__
-            log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
+            log.warning("move step failed", service=name, step=step_name(step), error=reason)
             if move.state == "switched":
                 # The service lives on the target from the switch on: the move is never
                 # "failed" (which says nothing changed); it stays switched, tried again.
                 self.store.add_event(
                     name,
                     "move_step_failed",
-                    f"move to {move.target}: {type(step).__name__} failed, tried again in "
+                    f"move to {move.target}: {step_name(step)} failed, tried again in "
                     f"{SWITCHED_RETRY_SECONDS:g} s: {reason}",
                     {**move.as_dict(), "error": reason},
                 )
@@ -161,7 +159,7 @@ class Mover(Part):
         snapshots = self.controllers.snapshots
         name = record.name
         match step:
-            case Stage():
+            case Act.STAGE:
                 target = self._target(record)
                 snapshot = await snapshots.take(record.spec, "manual", self.clock.now())
                 await snapshots.upload(name, snapshot.snapshot_id, target)
@@ -182,11 +180,11 @@ class Mover(Part):
                     )
                 await self.sites.hold_here(record)
                 self._advance(move, "staged", "verified", snapshot_id)
-            case Cutover():
+            case Act.CUTOVER:
                 await self._cutover(record, move)
-            case Restore():
+            case Act.RESTORE:
                 await self._restore(record, move)
-            case Confirm():
+            case Act.CONFIRM:
                 self._finish(move, "switched", "done", None)
             case RollBack(reason=reason):
                 assert move.final_snapshot is not None

@@ -7,7 +7,7 @@ reconcile needs; ``agent.apply`` maps each one to a controller call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -221,10 +221,5 @@ class Drift:
         return f"{self.what}: {self.found}; {self.action}"
 
     def details(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "found": self.found,
-            "action": self.action,
-            "before_hash": self.before_hash,
-            "after_hash": self.after_hash,
-        }
+        """Every field by its name, for the drift event's details."""
+        return asdict(self)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from pockestrator.controllers.snapshots.manifest import Kind
 from pockestrator.controllers.snapshots.schedule import is_due, next_due
@@ -104,21 +105,23 @@ class StopReplicating:
 
 
 @dataclass(frozen=True)
-class RestoreSnapshot:
+class _AskedOfSnapshot:
+    """An operation someone asked for on one named snapshot; ``done`` ends its line."""
+
     snapshot_id: str
     operation: int
+    done: ClassVar[str]
 
     def describe(self) -> str:
-        return f"snapshot {self.snapshot_id} restored"
+        return f"snapshot {self.snapshot_id} {self.done}"
 
 
-@dataclass(frozen=True)
-class DeleteSnapshot:
-    snapshot_id: str
-    operation: int
+class RestoreSnapshot(_AskedOfSnapshot):
+    done = "restored"
 
-    def describe(self) -> str:
-        return f"snapshot {self.snapshot_id} deleted"
+
+class DeleteSnapshot(_AskedOfSnapshot):
+    done = "deleted"
 
 
 BackupStep = (

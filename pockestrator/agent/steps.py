@@ -14,9 +14,10 @@ from typing import Any, ClassVar, Literal, dataclass_transform
 
 @dataclass_transform(frozen_default=True)
 class Step:
-    """One thing to do to the host, each subclass made a frozen dataclass here (declared
-    once, not decorated each time); ``describe`` is the line the event log gets, given as
-    ``said=`` on the class line when it never changes."""
+    """One thing to do to the host (a plan's, or a backup plan's: ``agent.backup_plan``),
+    each subclass made a frozen dataclass here, not decorated each time. ``describe`` is
+    the line the event log gets: ``said=`` on the class line, formatted with the step's
+    fields (``"pruned on {target}"``), unless the step has a describe of its own."""
 
     said: ClassVar[str]
 
@@ -24,12 +25,12 @@ class Step:
         super().__init_subclass__(**kwargs)
         if said:
             cls.said = said
-        elif "describe" not in vars(cls):
+        elif cls.describe is Step.describe:
             raise TypeError(f"step {cls.__name__} needs said= or a describe of its own")
         dataclass(frozen=True)(cls)
 
     def describe(self) -> str:
-        return self.said
+        return self.said.format_map(vars(self))
 
 
 class EnsureRelease(Step):

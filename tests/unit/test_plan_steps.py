@@ -8,6 +8,19 @@ from pathlib import Path
 import pytest
 
 from pockestrator.agent import steps
+from pockestrator.agent.backup_plan import (
+    DeleteSnapshot,
+    PruneRemote,
+    Replicate,
+    RestoreSnapshot,
+    StopReplicating,
+    TakeSnapshot,
+    UploadSnapshot,
+    VerifySnapshot,
+)
+from pockestrator.specs.backups import KeepPolicy, ReplicationPolicy
+
+REPLICATION = ReplicationPolicy(target="s3")
 
 
 @pytest.mark.parametrize(
@@ -20,6 +33,15 @@ from pockestrator.agent import steps
         (steps.RestartUnit("health", 3), "restarted (health)"),
         (steps.RestoreData(Path("/b/1")), "pb_data restored from /b/1"),
         (steps.ApplySettings(("smtp",), repair=True), "PocketBase settings restored: smtp"),
+        # The backup steps (agent.backup_plan): said= is formatted with the step's fields.
+        (TakeSnapshot("manual", 3), "manual snapshot taken"),
+        (PruneRemote("s3", KeepPolicy()), "old snapshots pruned on s3"),
+        (Replicate(REPLICATION), "data.db replicated to s3"),
+        (RestoreSnapshot("20260101T000000Z", 4), "snapshot 20260101T000000Z restored"),
+        (DeleteSnapshot("20260101T000000Z", 5), "snapshot 20260101T000000Z deleted"),
+        (VerifySnapshot(None), "snapshot (newest) verified"),
+        (UploadSnapshot("s1", "s3"), "snapshot s1 uploaded to s3"),
+        (StopReplicating(), "replication stopped"),
     ],
 )
 def test_each_step_leaves_its_line_in_the_event_log(step: steps.Step, line: str) -> None:

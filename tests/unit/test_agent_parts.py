@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 from pockestrator.agent.parts import Part, Parts
@@ -32,3 +33,8 @@ def test_new_settings_given_to_one_holder_are_what_every_holder_reads() -> None:
     reconciler.config = replaced
     assert runner.config is replaced
     assert parts.config is replaced
+
+
+def test_every_shared_part_but_the_settings_is_declared_on_the_holder() -> None:
+    shared = {part.name for part in dataclasses.fields(Parts)} - {"config"}
+    assert set(Part.__annotations__) == shared

@@ -29,7 +29,7 @@ import json
 import re
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -247,21 +247,15 @@ def parse_entry(line: str | bytes, project_name: str) -> LogEntry | None:
     )
 
 
+@dataclass(eq=False)
 class JournalReader:
     """Runs journalctl for services' logs; every run has a timeout and ends its process."""
 
-    def __init__(
-        self,
-        journal_dir: Path | None,
-        scope: Callable[[], Awaitable[UnitScope]],
-        *,
-        binary: str = "journalctl",
-        timeout: float = 15.0,
-    ) -> None:
-        self.journal_dir = journal_dir
-        self.scope = scope
-        self.binary = binary
-        self.timeout = timeout
+    journal_dir: Path | None
+    scope: Callable[[], Awaitable[UnitScope]]
+    _: KW_ONLY
+    binary: str = "journalctl"
+    timeout: float = 15.0
 
     def available(self) -> bool:
         return shutil.which(self.binary) is not None

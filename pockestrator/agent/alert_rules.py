@@ -96,18 +96,11 @@ def evaluate(
 ) -> Evaluation:
     """Every rule over every service and the host, once."""
     active: dict[tuple[str, str], Alert] = {}
-    down_since: dict[str, float] = {}
-    restarts: dict[str, tuple[tuple[float, int], ...]] = {}
     first_seen = {s.name: state.first_seen.get(s.name, now) for s in services}
-    due: list[float] = []
+    round_ = _Round(rules, state, now, first_seen)
     for service in services:
-        name = service.name
-        for alert in (
-            _down(rules, state, service, now, down_since, due),
-            _restart_loop(rules, state, service, now, restarts, due),
-            _backup_stale(rules, state, service, first_seen[name], now, due),
-            _certificate(rules, state, service, now, due),
-        ):
+        for rule in _SERVICE_RULES:
+            alert = rule(round_, service)
             if alert is not None:
                 active[alert.key] = alert
     disk = _disk(rules, state, disk_free_fraction)
@@ -118,111 +111,105 @@ def evaluate(
     # A firing alert keeps the details it fired with (its message says what it was).
     firing = {key: state.firing.get(key, alert) for key, alert in active.items()}
     return Evaluation(
-        AlertState(firing, down_since, restarts, first_seen),
+        AlertState(firing, round_.down_since, round_.restarts, first_seen),
         sorted(fired, key=lambda alert: alert.key),
         sorted(resolved, key=lambda alert: alert.key),
-        min((moment for moment in due if moment > now), default=None),
+        min((moment for moment in round_.due if moment > now), default=None),
     )
 
 
-def _down(
-    rules: AlertRules,
-    state: AlertState,
-    service: ServiceInput,
-    now: float,
-    down_since: dict[str, float],
-    due: list[float],
-) -> Alert | None:
+@dataclass(frozen=True)
+class _Round:
+    """One evaluation's inputs, and what its service rules gather, handed to each rule."""
+
+    rules: AlertRules
+    state: AlertState
+    now: float
+    first_seen: Mapping[str, float]
+    down_since: dict[str, float] = field(default_factory=dict)
+    restarts: dict[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+    due: list[float] = field(default_factory=list)  # when a threshold may be crossed
+
+
+def _down(round_: _Round, service: ServiceInput) -> Alert | None:
     name = service.name
-    limit = rules.service_down_seconds
+    limit = round_.rules.service_down_seconds
     if limit is None or not service.desired_running:
         return None
     if service.running is None:  # unknown: as it was
-        if name in state.down_since:
-            down_since[name] = state.down_since[name]
-        return state.firing.get((SERVICE_DOWN, name))
+        if name in round_.state.down_since:
+            round_.down_since[name] = round_.state.down_since[name]
+        return round_.state.firing.get((SERVICE_DOWN, name))
     if service.running and service.healthy is not False:
         return None
-    since = down_since[name] = state.down_since.get(name, now)
-    if now - since < limit:
-        due.append(since + limit)
+    since = round_.down_since[name] = round_.state.down_since.get(name, round_.now)
+    if round_.now - since < limit:
+        round_.due.append(since + limit)
         return None
     why = "its health probe fails" if service.running else "its unit is not running"
     return Alert(
         SERVICE_DOWN,
         name,
-        f"{name} is down: {why}, for {now - since:.0f} s",
+        f"{name} is down: {why}, for {round_.now - since:.0f} s",
         {"down_since": since, "threshold_seconds": limit, "unit_running": service.running},
     )
 
 
-def _restart_loop(
-    rules: AlertRules,
-    state: AlertState,
-    service: ServiceInput,
-    now: float,
-    kept: dict[str, tuple[tuple[float, int], ...]],
-    due: list[float],
-) -> Alert | None:
+def _restart_loop(round_: _Round, service: ServiceInput) -> Alert | None:
     name = service.name
     count = service.restarts
-    seen = list(state.restarts.get(name, ()))
+    seen = list(round_.state.restarts.get(name, ()))
     if count is None:
         if seen:
-            kept[name] = tuple(seen)
-        return state.firing.get((RESTART_LOOP, name))
+            round_.restarts[name] = tuple(seen)
+        return round_.state.firing.get((RESTART_LOOP, name))
     if seen and count < seen[-1][1]:
         seen = []  # the counter started again (a reset unit)
     if not seen or seen[-1][1] != count:
-        seen.append((now, count))
-    window = rules.restart_loop_minutes * 60
+        seen.append((round_.now, count))
+    window = round_.rules.restart_loop_minutes * 60
     # The baseline is the newest sample at or before the window's start (the count then);
     # the ones before it are of no more use.
-    start = now - window
+    start = round_.now - window
     while len(seen) > 1 and seen[1][0] <= start:
         seen.pop(0)
-    kept[name] = tuple(seen)
-    limit = rules.restart_loop_count
+    round_.restarts[name] = tuple(seen)
+    limit = round_.rules.restart_loop_count
     if limit is None:
         return None
     baseline = seen[0][1]
     recent = count - baseline
     # The figure falls when the baseline moves on: at the next sample's age past the window.
     if len(seen) > 1:
-        due.append(seen[1][0] + window)
+        round_.due.append(seen[1][0] + window)
     if recent < limit:
         return None
     return Alert(
         RESTART_LOOP,
         name,
-        f"{name} restarted {recent} times in {rules.restart_loop_minutes:g} minutes",
-        {"restarts": recent, "threshold": limit, "minutes": rules.restart_loop_minutes},
+        f"{name} restarted {recent} times in {round_.rules.restart_loop_minutes:g} minutes",
+        {"restarts": recent, "threshold": limit, "minutes": round_.rules.restart_loop_minutes},
     )
 
 
-def _backup_stale(
-    rules: AlertRules,
-    state: AlertState,
-    service: ServiceInput,
-    first_seen: float,
-    now: float,
-    due: list[float],
-) -> Alert | None:
-    factor = rules.backup_age_factor
+def _backup_stale(round_: _Round, service: ServiceInput) -> Alert | None:
+    factor = round_.rules.backup_age_factor
     interval = service.backup_interval
     if factor is None or interval is None:
         return None
-    since = service.last_backup_at if service.last_backup_at is not None else first_seen
+    since = service.last_backup_at
+    if since is None:  # never backed up: counted from when the agent first saw it
+        since = round_.first_seen[service.name]
     limit = factor * interval
-    if now - since <= limit:
-        due.append(since + limit + 1)
+    if round_.now - since <= limit:
+        round_.due.append(since + limit + 1)
         return None
     name = service.name
     newest = "no snapshot yet" if service.last_backup_at is None else "its newest snapshot"
     return Alert(
         BACKUP_STALE,
         name,
-        f"{name}: {newest} is {(now - since) / 3600:.1f} h old, past {limit / 3600:.1f} h",
+        f"{name}: {newest} is {(round_.now - since) / 3600:.1f} h old, past {limit / 3600:.1f} h",
         {
             "last_backup_at": service.last_backup_at,
             "schedule_interval_seconds": interval,
@@ -231,18 +218,16 @@ def _backup_stale(
     )
 
 
-def _certificate(
-    rules: AlertRules, state: AlertState, service: ServiceInput, now: float, due: list[float]
-) -> Alert | None:
-    days = rules.certificate_days
+def _certificate(round_: _Round, service: ServiceInput) -> Alert | None:
+    days = round_.rules.certificate_days
     ends = service.certificate_not_after
     if days is None or ends is None:
         return None
-    if ends - now >= days * DAY:
-        due.append(ends - days * DAY)
+    if ends - round_.now >= days * DAY:
+        round_.due.append(ends - days * DAY)
         return None
     name = service.name
-    left = (ends - now) / DAY
+    left = (ends - round_.now) / DAY
     said = f"ended {-left:.1f} days ago" if left < 0 else f"ends in {left:.1f} days"
     return Alert(
         CERTIFICATE_EXPIRING,
@@ -250,6 +235,9 @@ def _certificate(
         f"{name}: the certificate Caddy serves {said}",
         {"not_after": ends, "threshold_days": days},
     )
+
+
+_SERVICE_RULES = (_down, _restart_loop, _backup_stale, _certificate)
 
 
 def _disk(rules: AlertRules, state: AlertState, free: float | None) -> Alert | None:

@@ -26,18 +26,16 @@ from pathlib import Path
 import structlog
 
 from pockestrator.agent import steps
-from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
-from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL, SiteOutcome
 from pockestrator.controllers.caddy.upstreams import remove_upstream, upstream_dir
 from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
 from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import Store
-from pockestrator.telemetry import AgentMetrics, mark_step, snake_case
+from pockestrator.telemetry import mark_step, snake_case
 
 log = structlog.get_logger("pockestrator.reconciler")
 
@@ -59,21 +57,11 @@ class Applied:
         self.actions.append(action)
 
 
-class StepRunner:
+class StepRunner(Part):
     """Does a plan's steps through the controllers; global steps go through the waves."""
 
-    def __init__(
-        self,
-        config: AgentConfig,
-        store: Store,
-        controllers: Controllers,
-        coordinator: WaveCoordinator,
-        metrics: AgentMetrics | None = None,
-    ) -> None:
-        self.metrics = metrics if metrics is not None else AgentMetrics()
-        self.config = config
-        self.store = store
-        self.controllers = controllers
+    def __init__(self, parts: Parts, coordinator: WaveCoordinator) -> None:
+        super().__init__(parts)
         self.coordinator = coordinator
         # Registration order is firing order: daemon-reload before Caddy.
         # The units wave: its reconciles learn its size; one Reload() for all of them when

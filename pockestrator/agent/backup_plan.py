@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pockestrator.agent.steps import Step
 from pockestrator.controllers.snapshots.manifest import Kind
 from pockestrator.controllers.snapshots.schedule import is_due, next_due
 from pockestrator.specs.backups import BackupPolicy, KeepPolicy, ReplicationPolicy
@@ -44,26 +45,17 @@ class SnapshotSummary:
     uploaded: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class TakeSnapshot:
+class TakeSnapshot(Step, said="{kind} snapshot taken"):
     kind: Kind
     operation: int | None = None
     at: datetime | None = None  # kind "replica": data.db as the replica had it then
 
-    def describe(self) -> str:
-        return f"{self.kind} snapshot taken"
 
-
-@dataclass(frozen=True)
-class PruneSnapshots:
+class PruneSnapshots(Step, said="old snapshots pruned"):
     keep: KeepPolicy
 
-    def describe(self) -> str:
-        return "old snapshots pruned"
 
-
-@dataclass(frozen=True)
-class VerifySnapshot:
+class VerifySnapshot(Step):
     snapshot_id: str | None  # None: the newest
     operation: int | None = None
 
@@ -71,8 +63,7 @@ class VerifySnapshot:
         return f"snapshot {self.snapshot_id or '(newest)'} verified"
 
 
-@dataclass(frozen=True)
-class UploadSnapshot:
+class UploadSnapshot(Step):
     snapshot_id: str | None  # None: the newest (the one just taken)
     target: str
 
@@ -80,45 +71,27 @@ class UploadSnapshot:
         return f"snapshot {self.snapshot_id or '(newest)'} uploaded to {self.target}"
 
 
-@dataclass(frozen=True)
-class PruneRemote:
+class PruneRemote(Step, said="old snapshots pruned on {target}"):
     target: str
     keep: KeepPolicy
 
-    def describe(self) -> str:
-        return f"old snapshots pruned on {self.target}"
 
-
-@dataclass(frozen=True)
-class Replicate:
+class Replicate(Step, said="data.db replicated to {policy.target}"):
     policy: ReplicationPolicy
 
-    def describe(self) -> str:
-        return f"data.db replicated to {self.policy.target}"
+
+class StopReplicating(Step, said="replication stopped"):
+    """Stop the service's Litestream unit: its policy no longer replicates."""
 
 
-@dataclass(frozen=True)
-class StopReplicating:
-    def describe(self) -> str:
-        return "replication stopped"
-
-
-@dataclass(frozen=True)
-class RestoreSnapshot:
+class RestoreSnapshot(Step, said="snapshot {snapshot_id} restored"):
     snapshot_id: str
     operation: int
 
-    def describe(self) -> str:
-        return f"snapshot {self.snapshot_id} restored"
 
-
-@dataclass(frozen=True)
-class DeleteSnapshot:
+class DeleteSnapshot(Step, said="snapshot {snapshot_id} deleted"):
     snapshot_id: str
     operation: int
-
-    def describe(self) -> str:
-        return f"snapshot {self.snapshot_id} deleted"
 
 
 BackupStep = (
@@ -152,48 +125,53 @@ def plan_backups(
     replicating: bool = False,
 ) -> BackupPlan:
     """The backup steps due now for one service, and when to look again (see the module)."""
-    plan = _plan(policy, snapshots, pending, has_data=has_data, since=since, now=now)
     replication: list[BackupStep] = []
     if policy.replication is not None and running and has_data:
         replication = [Replicate(policy.replication)]
     elif replicating:
         replication = [StopReplicating()]
-    return BackupPlan((*replication, *plan.steps), plan.look_again_at)
+    if pending:
+        look_again_at = now if len(pending) > 1 else _next(policy, now)
+        return BackupPlan((*replication, *_asked(policy, pending[0])), look_again_at)
+    due = _due(policy, snapshots, has_data=has_data, since=since, now=now)
+    return BackupPlan((*replication, *due), _next(policy, now))
 
 
-def _plan(
+def _asked(policy: BackupPolicy, first: Operation) -> list[BackupStep]:
+    """The steps of the oldest operation someone asked for (one a reconcile)."""
+    match first.kind:
+        case "snapshot" if first.argument:
+            at = datetime.fromisoformat(first.argument)
+            return [TakeSnapshot("replica", first.id, at), *_uploads_of_newest(policy)]
+        case "snapshot":
+            return [TakeSnapshot("manual", first.id), *_uploads_of_newest(policy)]
+        case "verify":
+            return [VerifySnapshot(first.argument, first.id)]
+        case "restore":
+            return [RestoreSnapshot(first.argument or "", first.id)]
+        case "delete":
+            return [DeleteSnapshot(first.argument or "", first.id)]
+    raise AssertionError(f"no backup operation {first.kind!r}")
+
+
+def _due(
     policy: BackupPolicy,
     snapshots: Sequence[SnapshotSummary],
-    pending: Sequence[Operation],
     *,
     has_data: bool,
     since: datetime,
     now: datetime,
-) -> BackupPlan:
-    if pending:
-        first = pending[0]
-        steps: list[BackupStep]
-        match first.kind:
-            case "snapshot" if first.argument:
-                at = datetime.fromisoformat(first.argument)
-                steps = [TakeSnapshot("replica", first.id, at), *_uploads_of_newest(policy)]
-            case "snapshot":
-                steps = [TakeSnapshot("manual", first.id), *_uploads_of_newest(policy)]
-            case "verify":
-                steps = [VerifySnapshot(first.argument, first.id)]
-            case "restore":
-                steps = [RestoreSnapshot(first.argument or "", first.id)]
-            case "delete":
-                steps = [DeleteSnapshot(first.argument or "", first.id)]
-        return BackupPlan(tuple(steps), now if len(pending) > 1 else _next(policy, now))
-    steps = []
+) -> list[BackupStep]:
+    """With nothing asked for: a scheduled snapshot and its pruning, or the uploads the
+    targets lack and a verification, when each is due."""
+    steps: list[BackupStep] = []
     scheduled = [s for s in snapshots if s.kind == "scheduled"]
     last_scheduled = max((s.created_at for s in scheduled), default=None)
     if has_data and policy.schedule and is_due(policy.schedule, last_scheduled, since, now):
         steps += [TakeSnapshot("scheduled"), PruneSnapshots(policy.keep)]
         steps += _uploads_of_newest(policy)
         steps += [PruneRemote(target, policy.keep) for target in remote_targets(policy)]
-        return BackupPlan(tuple(steps), _next(policy, now))
+        return steps
     for target in remote_targets(policy):
         lacking = [s for s in snapshots if target not in s.uploaded]
         if lacking:
@@ -204,7 +182,7 @@ def _plan(
         newest = max(s.created_at for s in snapshots)
         if is_due(policy.verify, last_verified, newest, now):
             steps.append(VerifySnapshot(None))
-    return BackupPlan(tuple(steps), _next(policy, now))
+    return steps
 
 
 def remote_targets(policy: BackupPolicy) -> tuple[str, ...]:

@@ -20,7 +20,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import structlog
 
 from pockestrator.agent.backup_plan import (
@@ -37,19 +36,16 @@ from pockestrator.agent.backup_plan import (
     VerifySnapshot,
     plan_backups,
 )
-from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.agent.replica_errors import CHECK_SECONDS, ReplicaErrors, error_report
-from pockestrator.clock import Clock
-from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import Snapshot, SnapshotError
 from pockestrator.controllers.snapshots.encryption import read_root_only
 from pockestrator.controllers.snapshots.litestream import unit_name as replica_unit
 from pockestrator.controllers.systemd.unit_state import SystemdError
 from pockestrator.specs.grammar import LOCAL_TARGET
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord, Store
-from pockestrator.telemetry import AgentMetrics
+from pockestrator.specs.store import BACKUP_KINDS, ServiceRecord
 
 log = structlog.get_logger("pockestrator.backups")
 
@@ -58,23 +54,10 @@ class RestoreFailed(Exception):
     pass
 
 
-class BackupRunner:
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        session: aiohttp.ClientSession,
-        clock: Clock,
-        metrics: AgentMetrics | None = None,
-    ) -> None:
-        self.metrics = metrics if metrics is not None else AgentMetrics()
-        self._config = config
-        self.store = store
-        self.controllers = controllers
-        self.snapshots = controllers.snapshots
-        self.session = session
-        self.clock = clock
+class BackupRunner(Part):
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts)
+        self.snapshots = parts.controllers.snapshots
         self.wake: Callable[[str], None] | None = None
         # Told before a restore starts a service's unit: a sleeping one's port is given back.
         self.starting: Callable[[str], object] = lambda _name: None
@@ -89,7 +72,7 @@ class BackupRunner:
             log.info("interrupted snapshot removed", service=name, removed=left)
         found = await self.snapshots.observe(name)
         now = self.clock.now()
-        policy = record.spec.backups or self._config().backups
+        policy = record.spec.backups or self.config.backups
         running = record.desired_state == "running"
         plan = plan_backups(
             policy,
@@ -126,7 +109,7 @@ class BackupRunner:
         if not errors:
             return
         secret = None
-        settings = self._config().backup_targets.get(target)
+        settings = self.config.backup_targets.get(target)
         if settings is not None:
             try:
                 key = read_root_only(settings.secret_access_key_file, "secret access key")
@@ -158,7 +141,7 @@ class BackupRunner:
                 self.store.add_event(name, "replication_stopped", "replication stopped", {})
             case TakeSnapshot(kind=kind, operation=operation, at=at):
                 try:
-                    replication = (record.spec.backups or self._config().backups).replication
+                    replication = (record.spec.backups or self.config.backups).replication
                     if at is not None and replication is not None:
                         snapshot = await self.snapshots.take_at(
                             record.spec, replication, at, self.clock.now()
@@ -338,7 +321,7 @@ class BackupRunner:
             await self.controllers.bus.start_unit(unit)
         except SystemdError:
             return False
-        return await self._healthy(port, self._config().upgrade_health_deadline)
+        return await self._healthy(port, self.config.upgrade_health_deadline)
 
     def _failed(
         self, name: str, operation: int | None, kind: str, what: str, exc: Exception

@@ -35,9 +35,11 @@ from pockestrator.agent.health import HealthProber
 from pockestrator.agent.history import History
 from pockestrator.agent.hostview import AgentHostView
 from pockestrator.agent.key_sources import KeySources
+from pockestrator.agent.lifespan import StartStop
 from pockestrator.agent.node_lease import NodeLease
 from pockestrator.agent.node_watch import NodeWatch
 from pockestrator.agent.notify import Notifier
+from pockestrator.agent.parts import Parts
 from pockestrator.agent.reconciler import Reconciler
 from pockestrator.agent.replica_errors import ReplicaErrors
 from pockestrator.agent.waves import WaveCoordinator
@@ -103,7 +105,7 @@ class AgentStartError(Exception):
     """The agent cannot start here; the message says what to fix."""
 
 
-class Agent(KeySources):
+class Agent(KeySources, StartStop):
     """One running agent. ``start``/``stop`` (or ``async with``); ``run`` until a signal.
 
     ``clock`` is the stores' time: their timestamps, login lock-outs, session expiry.
@@ -136,12 +138,7 @@ class Agent(KeySources):
     database: StoreDatabase
     store: Store
     accounts: AccountStore
-    bus: SystemdBus
-    units: SystemdUnits
-    sites: CaddySites
-    releases: ReleaseCache
-    dirs: ServiceDirs
-    snapshots: Snapshots
+    # and each of the controllers (``agent.controllers``) under its field's name
     session: aiohttp.ClientSession
     coordinator: WaveCoordinator
     reconciler: Reconciler
@@ -151,13 +148,6 @@ class Agent(KeySources):
     archive_keeper: ArchiveKeeper
     webhooks: WebhookDispatcher
     node_lease: NodeLease
-
-    async def __aenter__(self) -> Agent:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start every part in order; if one fails, whatever started is stopped again."""
@@ -206,15 +196,8 @@ class Agent(KeySources):
         self.coordinator = WaveCoordinator(
             ready_work=self._work_is_waiting, parked=self._lend_a_worker
         )
-        self.reconciler = Reconciler(
-            config,
-            self.store,
-            controllers,
-            self.coordinator,
-            self.session,
-            self.clock,
-            self.metrics,
-        )
+        parts = Parts(config, self.store, controllers, self.session, self.clock, self.metrics)
+        self.reconciler = Reconciler(parts, self.coordinator)
         self.reconciler.wake = self.enqueue
         self.reconciler.backups.replica_errors = ReplicaErrors(
             JournalReader(self.config.journal_dir, self.host.journal_scope)

@@ -44,20 +44,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 from pockestrator.agent.appwatch import AppWatch
-from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.apparchive import UnsafeAppArchive, is_release_id, pack_app, read_app_archive
-from pockestrator.clock import Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.apps import AppRecord, Release, ReleaseError, file_diff
 from pockestrator.controllers.apps.boot import BootFailed, dry_boot, migrate_live
 from pockestrator.controllers.snapshots import Snapshot
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import DEPLOY_KINDS, Operation, ServiceRecord, Store
+from pockestrator.specs.store import DEPLOY_KINDS, Operation, ServiceRecord
 
 log = structlog.get_logger("pockestrator.deploys")
 
@@ -94,22 +92,10 @@ def uploads_dir(config: AgentConfig) -> Path:
     return config.apps_path / UPLOADS_DIR
 
 
-class DeployRunner:
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        session: aiohttp.ClientSession,
-        clock: Clock,
-        apply: Apply,
-    ) -> None:
-        self._config = config
-        self.store = store
-        self.controllers = controllers
-        self.apps = controllers.apps
-        self.session = session
-        self.clock = clock
+class DeployRunner(Part):
+    def __init__(self, parts: Parts, apply: Apply) -> None:
+        super().__init__(parts)
+        self.apps = parts.controllers.apps
         self.apply = apply
         # The app folders of spec files: the watch (the daemon sets it) and, per service,
         # the release id (or packing error) last tried, so a failure is not retried.
@@ -128,7 +114,7 @@ class DeployRunner:
             return
         if any(op.kind in DEPLOY_KINDS for op in self.store.pending_operations(name)):
             return
-        config = self._config()
+        config = self.config
         try:
             data = await asyncio.to_thread(pack_app, Path(app.path))
             content = await asyncio.to_thread(
@@ -183,7 +169,7 @@ class DeployRunner:
     # -- a deploy ----------------------------------------------------------------------
 
     async def _deploy(self, record: ServiceRecord, operation: Operation) -> dict[str, Any]:
-        config = self._config()
+        config = self.config
         argument = operation.argument or ""
         if not UPLOAD_NAME.fullmatch(argument):
             raise DeployFailed("unpack", f"{argument[:40]!r} is not an upload of the API")
@@ -197,7 +183,7 @@ class DeployRunner:
         self, record: ServiceRecord, operation: Operation, upload: Path
     ) -> dict[str, Any]:
         name = record.name
-        config = self._config()
+        config = self.config
         before = await asyncio.to_thread(self.apps.load, name)
         try:
             release = await asyncio.to_thread(
@@ -299,12 +285,12 @@ class DeployRunner:
             await self.apply(record)
             step = "health"
             if record.desired_state == "running" and not await self._healthy(
-                record.spec.port, self._config().upgrade_health_deadline
+                record.spec.port, self.config.upgrade_health_deadline
             ):
                 raise BootFailed(
                     "health",
                     f"release {release_id} did not answer /api/health within "
-                    f"{self._config().upgrade_health_deadline:g}s",
+                    f"{self.config.upgrade_health_deadline:g}s",
                 )
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
@@ -379,7 +365,7 @@ class DeployRunner:
     # -- helpers -----------------------------------------------------------------------
 
     async def _prune(self, name: str) -> None:
-        dropped = await asyncio.to_thread(self.apps.prune, name, self._config().app_releases_kept)
+        dropped = await asyncio.to_thread(self.apps.prune, name, self.config.app_releases_kept)
         if dropped:
             self.store.add_event(
                 name,

@@ -7,14 +7,14 @@ A move with its source alive (``pockestrator move NAME --to NODE``):
 =========== ====== ==========================================================
 state       whose  step
 =========== ====== ==========================================================
-requested   source ``Stage``: a snapshot, uploaded to the off-site target
+requested   source ``Act.STAGE``: a snapshot, uploaded to the off-site target
 staged      target ``Verify``: fetch it, boot it in a scratch box, probe its health
-verified    source ``Cutover``: stop, final snapshot, upload, switch the node
-switched    target ``Confirm`` once it serves (done), ``RollBack`` if it failed
+verified    source ``Act.CUTOVER``: stop, final snapshot, upload, switch the node
+switched    target ``Act.CONFIRM`` once it serves (done), ``RollBack`` if it failed
 =========== ====== ==========================================================
 
 From a backup (``--from-backup``, the source lost): ``requested`` is the target's
-``Restore`` (the newest snapshot on the off-site target becomes its seed, and the node
+``Act.RESTORE`` (the newest snapshot on the off-site target becomes its seed, and the node
 switches at once); ``switched`` as above, but a failure there is ``Fail`` into
 ``failed_on_target``: there is no source to go back to, and the service lives on the
 target (never ``failed``, which says nothing changed).
@@ -26,33 +26,23 @@ is left; nothing changed but a snapshot. After the switch the target alone decid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from pockestrator.specs.store import Move, MoveState, ServiceStatus
 
 
-@dataclass(frozen=True)
-class Stage:
-    pass
+class Act(Enum):
+    """The steps that carry nothing but what they are (the table above says each)."""
+
+    STAGE = "Stage"
+    CUTOVER = "Cutover"
+    RESTORE = "Restore"
+    CONFIRM = "Confirm"
 
 
 @dataclass(frozen=True)
 class Verify:
     snapshot: str
-
-
-@dataclass(frozen=True)
-class Cutover:
-    pass
-
-
-@dataclass(frozen=True)
-class Restore:
-    pass
-
-
-@dataclass(frozen=True)
-class Confirm:
-    pass
 
 
 @dataclass(frozen=True)
@@ -68,7 +58,12 @@ class Fail:
     state: MoveState = "failed"
 
 
-MoveStep = Stage | Verify | Cutover | Restore | Confirm | RollBack | Fail
+MoveStep = Act | Verify | RollBack | Fail
+
+
+def step_name(step: MoveStep) -> str:
+    """What the events and the log call a step: ``Stage``, ``Verify``, ``RollBack``..."""
+    return step.value if isinstance(step, Act) else type(step).__name__
 
 
 def next_move_step(
@@ -85,20 +80,20 @@ def next_move_step(
         return Fail(f"node {other} was lost before the switch")
     match move.state:
         case "requested" if move.from_backup:
-            return Restore() if here == move.target else None
+            return Act.RESTORE if here == move.target else None
         case "requested":
-            return Stage() if here == move.source else None
+            return Act.STAGE if here == move.source else None
         case "staged" if move.snapshot is not None:
             return Verify(move.snapshot) if here == move.target else None
         case "staged":
             return Fail("the move was staged without a snapshot")
         case "verified":
-            return Cutover() if here == move.source else None
+            return Act.CUTOVER if here == move.source else None
         case "switched" if here == move.target:
             if serving is None:
                 return None
             if serving:
-                return Confirm()
+                return Act.CONFIRM
             reason = f"the service did not come up on {move.target}"
             if move.from_backup or move.source in lost:
                 return Fail(reason, "failed_on_target")

@@ -7,20 +7,20 @@ step ends in a recorded state and an event; a step that an agent's restart inter
 runs again from its start (a snapshot taken twice, never a switch made twice: the store's
 conditional update says who got there first).
 
-- ``Stage`` (source): a snapshot, uploaded to the service's first off-site target.
+- ``Act.STAGE`` (source): a snapshot, uploaded to the service's first off-site target.
 - ``Verify`` (target): fetched from that target and booted in a scratch box with a health
   probe (``controllers.snapshots.verify``): the data and this node's PocketBase serve
   before the source is touched. Then this node's Caddy gets the service's site, holding
   its requests until the instance listens here (``agent.mover_sites``).
-- ``Cutover`` (source): the site gives way to a forward to the target's Caddy, the
+- ``Act.CUTOVER`` (source): the site gives way to a forward to the target's Caddy, the
   instance stops (the target's Caddy holds what is forwarded for the service's
   ``proxy.hold_requests``), a final snapshot of the stopped data, uploaded, then the
   switch: the service's node is the target, whose first reconcile seeds it from that final
   snapshot and starts it, answering the held requests. A failure before the switch puts
   the site back, starts the source again and fails the move.
-- ``Restore`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
+- ``Act.RESTORE`` (target, ``--from-backup``): the newest snapshot on the off-site targets is
   the seed, and the node switches at once.
-- ``Confirm`` / ``RollBack`` / ``Fail`` (``move_plan``).
+- ``Act.CONFIRM`` / ``RollBack`` / ``Fail`` (``move_plan``).
 
 The copy a node keeps of a service that now runs elsewhere is removed by the reconciler
 (``stale copy``: stopped, its site dropped, its folder archived).
@@ -29,34 +29,29 @@ The copy a node keeps of a service that now runs elsewhere is removed by the rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aiohttp
 import structlog
 
-from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.health import wait_healthy
 from pockestrator.agent.move_plan import (
-    Confirm,
-    Cutover,
+    Act,
     Fail,
     MoveStep,
-    Restore,
     RollBack,
-    Stage,
     Verify,
     next_move_step,
     serving_verdict,
+    step_name,
 )
 from pockestrator.agent.mover_routes import HELD_STATES, MOVED_FORWARD_SECONDS, move_sites
 from pockestrator.agent.mover_sites import MoveFailed, MoveSites
-from pockestrator.clock import Clock
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.snapshots import SnapshotError
 from pockestrator.specs.model import unit_name
-from pockestrator.specs.store import Move, MoveState, ServiceRecord, Store
+from pockestrator.specs.store import Move, MoveState, ServiceRecord
 from pockestrator.specs.store.seeds import SeedKind
 
 log = structlog.get_logger("pockestrator.moves")
@@ -81,21 +76,10 @@ def offsite_target(record: ServiceRecord, config: AgentConfig) -> str | None:
     return policy.targets[0] if policy.targets else None
 
 
-class Mover:
-    def __init__(
-        self,
-        config: Callable[[], AgentConfig],
-        store: Store,
-        controllers: Controllers,
-        clock: Clock,
-        session: aiohttp.ClientSession,
-    ) -> None:
-        self._config = config
-        self.store = store
-        self.controllers = controllers
-        self.clock = clock
-        self.session = session
-        self.sites = MoveSites(config, store, controllers.sites)
+class Mover(Part):
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts)
+        self.sites = MoveSites(lambda: self.config, parts.store, parts.controllers.sites)
 
     async def _healthy(self, port: int, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -103,7 +87,7 @@ class Mover:
 
     @property
     def here(self) -> str:
-        return self._config().node
+        return self.config.node
 
     async def step(self, name: str) -> Stepped:
         """Do this node's step of ``name``'s move, if it is this node's turn: whether a
@@ -126,14 +110,14 @@ class Mover:
             await self._do(record, move, step)
         except Exception as exc:  # recorded in the move and its events
             reason = str(exc)[:2000] or type(exc).__name__
-            log.warning("move step failed", service=name, step=type(step).__name__, error=reason)
+            log.warning("move step failed", service=name, step=step_name(step), error=reason)
             if move.state == "switched":
                 # The service lives on the target from the switch on: the move is never
                 # "failed" (which says nothing changed); it stays switched, tried again.
                 self.store.add_event(
                     name,
                     "move_step_failed",
-                    f"move to {move.target}: {type(step).__name__} failed, tried again in "
+                    f"move to {move.target}: {step_name(step)} failed, tried again in "
                     f"{SWITCHED_RETRY_SECONDS:g} s: {reason}",
                     {**move.as_dict(), "error": reason},
                 )
@@ -175,7 +159,7 @@ class Mover:
         snapshots = self.controllers.snapshots
         name = record.name
         match step:
-            case Stage():
+            case Act.STAGE:
                 target = self._target(record)
                 snapshot = await snapshots.take(record.spec, "manual", self.clock.now())
                 await snapshots.upload(name, snapshot.snapshot_id, target)
@@ -196,11 +180,11 @@ class Mover:
                     )
                 await self.sites.hold_here(record)
                 self._advance(move, "staged", "verified", snapshot_id)
-            case Cutover():
+            case Act.CUTOVER:
                 await self._cutover(record, move)
-            case Restore():
+            case Act.RESTORE:
                 await self._restore(record, move)
-            case Confirm():
+            case Act.CONFIRM:
                 self._finish(move, "switched", "done", None)
             case RollBack(reason=reason):
                 assert move.final_snapshot is not None
@@ -282,7 +266,7 @@ class Mover:
         await snapshots.fetch(name, newest.snapshot_id)
         # A service that replicates starts from its replica's newest data.db (the seed
         # restores it), newer than any snapshot: the snapshot gives the rest.
-        replication = (record.spec.backups or self._config().backups).replication
+        replication = (record.spec.backups or self.config.backups).replication
         seed: SeedKind = "replica" if replication is not None else "snapshot"
         switched = self.store.switch_move(
             move, "requested", move.target, newest.snapshot_id, "switched", seed=seed
@@ -302,7 +286,7 @@ class Mover:
             )
 
     def _target(self, record: ServiceRecord) -> str:
-        target = offsite_target(record, self._config())
+        target = offsite_target(record, self.config)
         if target is None:
             raise SnapshotError(f"{record.name} has no off-site backup target to move through")
         return target

@@ -29,6 +29,9 @@ from pathlib import Path
 from dbus_fast import BusType, Message
 from dbus_fast.aio import MessageBus
 
+from pockestrator.agent.below import Below
+from pockestrator.agent.lifespan import StartStop
+
 SYSTEMD_BINARY = Path("/usr/lib/systemd/systemd")
 JOURNALD_BINARY = Path("/lib/systemd/systemd-journald")
 
@@ -98,29 +101,14 @@ class PrivateSystemdPaths:
     """Where one private manager keeps its runtime, configuration and journal."""
 
     root: Path
-
-    @property
-    def runtime_dir(self) -> Path:
-        return self.root / "xdg"
-
-    @property
-    def config_home(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def unit_dir(self) -> Path:
-        """Unit files written here are seen by the manager after a daemon-reload."""
-        return self.config_home / "systemd" / "user"
-
-    @property
-    def state_home(self) -> Path:
-        """What units' ``StateDirectory=`` is relative to: a user manager of systemd 252
-        takes ``$XDG_CONFIG_HOME``, later ones ``$XDG_STATE_HOME``, so both point here."""
-        return self.config_home
-
-    @property
-    def journal_dir(self) -> Path:
-        return self.root / "journal"
+    runtime_dir = Below("root", "xdg")
+    config_home = Below("root", "config")
+    # Unit files written here are seen by the manager after a daemon-reload.
+    unit_dir = Below("config_home", "systemd", "user")
+    # What units' ``StateDirectory=`` is relative to: a user manager of systemd 252 takes
+    # ``$XDG_CONFIG_HOME``, later ones ``$XDG_STATE_HOME``, so both point here.
+    state_home = Below("config_home")
+    journal_dir = Below("root", "journal")
 
     @property
     def bus_address(self) -> str:
@@ -136,7 +124,7 @@ class PrivateSystemdPaths:
         }
 
 
-class PrivateSystemd:
+class PrivateSystemd(StartStop):
     """Start and stop one private user manager plus journald under ``root``.
 
     The namespace shell stays the parent of both daemons, so nothing becomes a zombie of
@@ -152,13 +140,6 @@ class PrivateSystemd:
         self.journald_pid: int | None = None
         digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
         self.cgroup_name = f"pockestrator-{digest}"
-
-    async def __aenter__(self) -> PrivateSystemd:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def start(self, timeout: float = 60.0) -> None:
         reason = unavailable_reason()

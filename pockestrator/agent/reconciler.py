@@ -42,16 +42,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import aiohttp
 import structlog
 
 from pockestrator.agent.apply import Applied, StepRunner
 from pockestrator.agent.backups import BackupRunner
-from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.deploys import DeployRunner
 from pockestrator.agent.health import BootWatch
 from pockestrator.agent.mover import Mover
 from pockestrator.agent.observe_round import Look, ResyncLooks
+from pockestrator.agent.parts import Part, Parts
 from pockestrator.agent.plan.model import Desired, Observed, Policy, run_first
 from pockestrator.agent.plan.service import plan_catch_all, plan_removal, plan_service
 from pockestrator.agent.plan.versions import downgrade_refusal, target_version
@@ -62,7 +61,6 @@ from pockestrator.agent.sleep import SleepKeeper
 from pockestrator.agent.sleep_reconcile import wake_for, with_sleep
 from pockestrator.agent.upgrades import Upgrades
 from pockestrator.agent.waves import WaveCoordinator
-from pockestrator.clock import SYSTEM_CLOCK, Clock
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.caddy import CATCH_ALL, SiteSettings, render_catch_all, render_site
 from pockestrator.controllers.caddy.upstreams import resolving
@@ -77,8 +75,7 @@ from pockestrator.files import sha256_text
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.public_url import service_url
-from pockestrator.specs.store import ServiceRecord, Store
-from pockestrator.telemetry import AgentMetrics
+from pockestrator.specs.store import ServiceRecord
 
 log = structlog.get_logger("pockestrator.reconciler")
 
@@ -94,60 +91,45 @@ class TerminalError(Exception):
     """Retrying will not help until something changes; recorded in status, not retried."""
 
 
-class Reconciler:
+class Reconciler(Part):
     """Converges services one name at a time; global steps go through the wave coordinator."""
 
-    def __init__(
-        self,
-        config: AgentConfig,
-        store: Store,
-        controllers: Controllers,
-        coordinator: WaveCoordinator,
-        session: aiohttp.ClientSession,
-        clock: Clock = SYSTEM_CLOCK,
-        metrics: AgentMetrics | None = None,
-    ) -> None:
-        self.metrics = metrics if metrics is not None else AgentMetrics()
-        self.config = config
-        self.store = store
-        self.controllers = controllers
+    def __init__(self, parts: Parts, coordinator: WaveCoordinator) -> None:
+        super().__init__(parts)
         self.coordinator = coordinator
-        self.session = session
-        self.steps = StepRunner(config, store, controllers, coordinator, self.metrics)
-        self.backups = BackupRunner(
-            lambda: self.config, store, controllers, session, clock, self.metrics
-        )
-        self.deploys = DeployRunner(
-            lambda: self.config, store, controllers, session, clock, self.apply_now
-        )
-        self.seeder = Seeder(config, store, controllers)
-        self.mover = Mover(lambda: self.config, store, controllers, clock, session)
+        self.steps = StepRunner(parts, coordinator)
+        self.backups = BackupRunner(parts)
+        self.deploys = DeployRunner(parts, self.apply_now)
+        self.seeder = Seeder(parts)
+        self.mover = Mover(parts)
         self.archived: Callable[[], None] | None = None  # told when a folder is archived
         self.sleep = SleepKeeper(
-            controllers.bus,
-            store,
-            config.database.parent / "sleeping",
-            config.caddy_access_log_dir,
-            in_flight=resolving(controllers.sites.requests_in_flight),
+            parts.controllers.bus,
+            parts.store,
+            parts.config.database.parent / "sleeping",
+            parts.config.caddy_access_log_dir,
+            in_flight=resolving(parts.controllers.sites.requests_in_flight),
         )
         self.backups.starting = lambda name: self.sleep.release(name, "a restore starts it")
 
-        self.boots = BootWatch(session, self._wake_after_boot, timeout=config.health_timeout)
+        self.boots = BootWatch(
+            parts.session, self._wake_after_boot, timeout=parts.config.health_timeout
+        )
         self.settler = Settler(
             lambda: self.config,
             lambda: self.policy,
-            store,
-            controllers,
+            parts.store,
+            parts.controllers,
             self.steps,
-            session,
+            parts.session,
             self.boots,
             self.sleep,
         )
         self.upgrades = Upgrades(self.settler, self.desired, self.observe)
         # What quiet reconciles saw, for the periodic resync's rounds (agent.observe_round).
         self.looks = ResyncLooks(
-            controllers,
-            store,
+            parts.controllers,
+            parts.store,
             lambda: (self.config.settings_check_interval, self.config.resync_interval),
             self.sleep.is_asleep,
         )
@@ -183,9 +165,7 @@ class Reconciler:
 
     def reconfigure(self, config: AgentConfig) -> None:
         """Take the settings a SIGHUP changed (the policy is read from them each time)."""
-        self.config = config
-        self.steps.config = config
-        self.seeder.config = config
+        self.config = config  # the parts the runners share: they all see it
 
     def generated_password_path(self, name: str) -> Path:
         """Where a superuser password generated for a spec file is left (root only)."""

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pockestrator.agent.below import Below
+from pockestrator.agent.lifespan import StartStop
 from pockestrator.agent.private_systemd import (
     PrivateSystemd,
     PrivateSystemdError,
@@ -93,44 +95,20 @@ class SandboxLayout:
     """Where everything of one sandbox lives, relative to its root folder."""
 
     root: Path
+    services_dir = Below("state_home", "services")
+    # Where sandboxes kept service folders before each instance had a user of its own.
+    legacy_services_dir = Below("root", "services")
+    caddy_dir = Below("root", "caddy")
+    caddyfile = Below("caddy_dir", "Caddyfile")
+    caddy_sites_dir = Below("caddy_dir", "sites")
+    release_cache_dir = Below("root", "cache", "releases")
+    database = Below("root", "state", "pockestrator.db")
+    systemd_root = Below("root", "systemd")
 
     @property
     def state_home(self) -> Path:
         """The private manager's state root: instances' state directories live below it."""
         return PrivateSystemdPaths(self.systemd_root).state_home
-
-    @property
-    def services_dir(self) -> Path:
-        return self.state_home / "services"
-
-    @property
-    def legacy_services_dir(self) -> Path:
-        """Where sandboxes kept service folders before each instance had a user of its own."""
-        return self.root / "services"
-
-    @property
-    def caddy_dir(self) -> Path:
-        return self.root / "caddy"
-
-    @property
-    def caddyfile(self) -> Path:
-        return self.caddy_dir / "Caddyfile"
-
-    @property
-    def caddy_sites_dir(self) -> Path:
-        return self.caddy_dir / "sites"
-
-    @property
-    def release_cache_dir(self) -> Path:
-        return self.root / "cache" / "releases"
-
-    @property
-    def database(self) -> Path:
-        return self.root / "state" / "pockestrator.db"
-
-    @property
-    def systemd_root(self) -> Path:
-        return self.root / "systemd"
 
 
 def _adopt_legacy_services(layout: SandboxLayout) -> None:
@@ -158,7 +136,7 @@ def _check_traversable(root: Path) -> None:
             )
 
 
-class Sandbox:
+class Sandbox(StartStop):
     """A private systemd manager with journald and Caddy, and the agent config that fits it."""
 
     def __init__(
@@ -178,13 +156,6 @@ class Sandbox:
         self.caddy_https_port = free_port() if tls != "off" else None
         self.caddy_admin_socket = self.layout.caddy_dir / "admin.sock"
         self.bus: SystemdBus | None = None
-
-    async def __aenter__(self) -> Sandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         caddy = find_tool("caddy")

@@ -31,12 +31,11 @@ from typing import Any
 
 import structlog
 
-from pockestrator.agent.controllers import Controllers
+from pockestrator.agent.parts import Part
 from pockestrator.archives import Limits, unpack_zip
 from pockestrator.clock import utc_now
-from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import DATA_DIR
-from pockestrator.specs.store import Seed, ServiceRecord, Store
+from pockestrator.specs.store import Seed, ServiceRecord
 
 log = structlog.get_logger("pockestrator.seeding")
 
@@ -52,12 +51,7 @@ class Waiting:
     reason: str
 
 
-class Seeder:
-    def __init__(self, config: AgentConfig, store: Store, controllers: Controllers) -> None:
-        self.config = config
-        self.store = store
-        self.controllers = controllers
-
+class Seeder(Part):
     async def seed(self, record: ServiceRecord, seed: Seed) -> Waiting | None:
         """Put the seed in place (None), or say what it waits for; ``SeedFailed`` (after
         recording it) when it cannot be."""

@@ -7,20 +7,32 @@ reconcile needs; ``agent.apply`` maps each one to a controller call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, dataclass_transform
 
 
-@dataclass(frozen=True)
+@dataclass_transform(frozen_default=True)
 class Step:
-    """One thing to do to the host; ``describe`` is the line the event log gets."""
+    """One thing to do to the host (a plan's, or a backup plan's: ``agent.backup_plan``),
+    each subclass made a frozen dataclass here, not decorated each time. ``describe`` is
+    the line the event log gets: ``said=`` on the class line, formatted with the step's
+    fields (``"pruned on {target}"``), unless the step has a describe of its own."""
+
+    said: ClassVar[str]
+
+    def __init_subclass__(cls, said: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if said:
+            cls.said = said
+        elif cls.describe is Step.describe:
+            raise TypeError(f"step {cls.__name__} needs said= or a describe of its own")
+        dataclass(frozen=True)(cls)
 
     def describe(self) -> str:
-        raise NotImplementedError
+        return self.said.format_map(vars(self))
 
 
-@dataclass(frozen=True)
 class EnsureRelease(Step):
     """Have another version's binary cached (an upgrade's way back) before anything stops."""
 
@@ -30,19 +42,14 @@ class EnsureRelease(Step):
         return f"PocketBase {self.version} cached"
 
 
-@dataclass(frozen=True)
-class MigrateFolder(Step):
+class MigrateFolder(Step, said="service folder from an earlier agent cleaned up"):
     """Clean up a folder an earlier agent made (its binary, its marker file), keeping the
     superusers that marker names; systemd moves the folder to the instance's own dynamic
     user at the next start."""
 
     superusers: tuple[str, ...] = ()
 
-    def describe(self) -> str:
-        return "service folder from an earlier agent cleaned up"
 
-
-@dataclass(frozen=True)
 class WriteEnvironment(Step):
     """Write the instance's root-only environment file (None: remove it)."""
 
@@ -52,55 +59,34 @@ class WriteEnvironment(Step):
         return "environment file written" if self.text is not None else "environment file removed"
 
 
-@dataclass(frozen=True)
-class WriteUnit(Step):
+class WriteUnit(Step, said="unit file written"):
     text: str
 
-    def describe(self) -> str:
-        return "unit file written"
 
-
-@dataclass(frozen=True)
-class DaemonReload(Step):
+class DaemonReload(Step, said="daemon-reload"):
     """One daemon-reload for the whole wave; its size orders the run and route groups."""
 
-    def describe(self) -> str:
-        return "daemon-reload"
 
-
-@dataclass(frozen=True)
-class LoadNewUnit(Step):
+class LoadNewUnit(Step, said="unit file loaded by systemd at its start (no daemon-reload)"):
     """A unit systemd holds no unit for (``not-found``): no daemon-reload, since systemd
     loads a unit file that appeared after its last reload at the first reference to the
     name (its unit cache is stale once the folder changed; systemd 252 retries the load).
     It still joins the daemon-reload wave, whose size orders the run and route groups."""
 
-    def describe(self) -> str:
-        return "unit file loaded by systemd at its start (no daemon-reload)"
+
+class EnableUnit(Step, said="enabled"):
+    """Have systemd start the unit at boot."""
 
 
-@dataclass(frozen=True)
-class EnableUnit(Step):
-    def describe(self) -> str:
-        return "enabled"
+class DisableUnit(Step, said="disabled"):
+    """No start at boot any more."""
 
 
-@dataclass(frozen=True)
-class DisableUnit(Step):
-    def describe(self) -> str:
-        return "disabled"
-
-
-@dataclass(frozen=True)
-class CreateSuperuser(Step):
+class CreateSuperuser(Step, said="first superuser created"):
     email: str
 
-    def describe(self) -> str:
-        return "first superuser created"
 
-
-@dataclass(frozen=True)
-class StartUnit(Step):
+class StartUnit(Step, said="started"):
     """Clear a failed state (and the start limit's count) and start the unit.
 
     ``reset_failed`` is False for a unit systemd had never loaded: it has no failure or
@@ -109,11 +95,7 @@ class StartUnit(Step):
 
     reset_failed: bool = True
 
-    def describe(self) -> str:
-        return "started"
 
-
-@dataclass(frozen=True)
 class StopUnit(Step):
     reason: Literal["desired state", "upgrade", "removal", "sleep"] = "desired state"
 
@@ -123,7 +105,6 @@ class StopUnit(Step):
         return "stopped" if self.reason != "upgrade" else "stopped for upgrade"
 
 
-@dataclass(frozen=True)
 class RestartUnit(Step):
     """``configuration changed``: a new unit file; ``health``: the probes kept failing."""
 
@@ -134,38 +115,25 @@ class RestartUnit(Step):
         return f"restarted ({self.reason})"
 
 
-@dataclass(frozen=True)
-class WriteSite(Step):
+class WriteSite(Step, said="caddy site applied"):
     text: str
 
-    def describe(self) -> str:
-        return "caddy site applied"
+
+class RemoveSite(Step, said="caddy site removed"):
+    """Take the service's Caddy site away."""
 
 
-@dataclass(frozen=True)
-class RemoveSite(Step):
-    def describe(self) -> str:
-        return "caddy site removed"
+class RemoveUnitFile(Step, said="unit file removed"):
+    """Delete the service's unit file (a removal)."""
 
 
-@dataclass(frozen=True)
-class RemoveUnitFile(Step):
-    def describe(self) -> str:
-        return "unit file removed"
-
-
-@dataclass(frozen=True)
-class BackupData(Step):
+class BackupData(Step, said="pb_data backed up"):
     """Copy ``pb_data`` aside (the unit is stopped) so that a failed upgrade can go back;
     the backup is named by ``version``, the one that wrote the data."""
 
     version: str | None = None
 
-    def describe(self) -> str:
-        return "pb_data backed up"
 
-
-@dataclass(frozen=True)
 class RestoreData(Step):
     """A downgrade: put back the backup taken before the upgrade from the older version
     (the unit is stopped; the data it replaces is kept beside the backups)."""
@@ -176,7 +144,6 @@ class RestoreData(Step):
         return f"pb_data restored from {self.backup}"
 
 
-@dataclass(frozen=True)
 class RemoveData(Step):
     """Archive the service folder, or delete it when the deletion asked for a purge."""
 
@@ -186,16 +153,11 @@ class RemoveData(Step):
         return "data purged" if self.purge else "data archived"
 
 
-@dataclass(frozen=True)
-class CreateAgentSuperuser(Step):
+class CreateAgentSuperuser(Step, said="the agent's superuser created in PocketBase"):
     """Make the agent's own superuser in the instance (a new password), to reach its
     settings through its API."""
 
-    def describe(self) -> str:
-        return "the agent's superuser created in PocketBase"
 
-
-@dataclass(frozen=True)
 class ApplySettings(Step):
     """Send these declared settings (a repair: those found changed) and read them back."""
 
@@ -221,10 +183,5 @@ class Drift:
         return f"{self.what}: {self.found}; {self.action}"
 
     def details(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "found": self.found,
-            "action": self.action,
-            "before_hash": self.before_hash,
-            "after_hash": self.after_hash,
-        }
+        """Every field by its name, for the drift event's details."""
+        return asdict(self)

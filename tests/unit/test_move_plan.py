@@ -9,16 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from pockestrator.agent.move_plan import (
-    Confirm,
-    Cutover,
+    Act,
     Fail,
     MoveStep,
-    Restore,
     RollBack,
-    Stage,
     Verify,
     next_move_step,
     serving_verdict,
+    step_name,
 )
 from pockestrator.specs.store import Move, ServiceStatus
 
@@ -35,15 +33,15 @@ def at(state: str, **changes: object) -> Move:
     ("move", "here", "lost", "serving", "step"),
     [
         # The source's turn, then the target's, then the source's, then the target's.
-        (at("requested"), "a", NONE, None, Stage()),
+        (at("requested"), "a", NONE, None, Act.STAGE),
         (at("requested"), "b", NONE, None, None),
         (at("staged", snapshot="s1"), "b", NONE, None, Verify("s1")),
         (at("staged", snapshot="s1"), "a", NONE, None, None),
-        (at("verified", snapshot="s1"), "a", NONE, None, Cutover()),
+        (at("verified", snapshot="s1"), "a", NONE, None, Act.CUTOVER),
         (at("verified", snapshot="s1"), "b", NONE, None, None),
         # After the switch the target waits for its boot, then confirms or rolls back.
         (at("switched", final_snapshot="s2"), "b", NONE, None, None),
-        (at("switched", final_snapshot="s2"), "b", NONE, True, Confirm()),
+        (at("switched", final_snapshot="s2"), "b", NONE, True, Act.CONFIRM),
         (
             at("switched", final_snapshot="s2"),
             "b",
@@ -67,7 +65,7 @@ def at(state: str, **changes: object) -> Move:
             Fail("the service did not come up on b", "failed_on_target"),
         ),
         # From a backup: the target restores; the lost source is what the move is for.
-        (at("requested", from_backup=True), "b", frozenset({"a"}), None, Restore()),
+        (at("requested", from_backup=True), "b", frozenset({"a"}), None, Act.RESTORE),
         (at("requested", from_backup=True), "a", NONE, None, None),
         (
             at("switched", from_backup=True, final_snapshot="s0"),
@@ -130,3 +128,19 @@ def test_a_target_that_served_once_is_never_rolled_back_whatever_its_status_says
 ) -> None:
     assert serving_verdict(status, seed_failed=False, wants_running=True, served=True) is True
     assert serving_verdict(status, seed_failed=False, wants_running=True) is not True
+
+
+@pytest.mark.parametrize(
+    ("step", "name"),
+    [
+        (Act.STAGE, "Stage"),
+        (Act.CUTOVER, "Cutover"),
+        (Act.RESTORE, "Restore"),
+        (Act.CONFIRM, "Confirm"),
+        (Verify("s1"), "Verify"),
+        (RollBack("down"), "RollBack"),
+        (Fail("lost"), "Fail"),
+    ],
+)
+def test_a_step_is_named_in_events_by_what_it_does(step: MoveStep, name: str) -> None:
+    assert step_name(step) == name

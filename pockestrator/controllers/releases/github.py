@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,26 +50,18 @@ def _status_reason(status: int) -> str:
     return f"unexpected answer HTTP {status}"
 
 
+@dataclass(eq=False)
 class GitHubLayoutSource:
     """Releases in GitHub's layout (GitHub itself or a mirror); index in the REST API's shape."""
 
-    def __init__(
-        self,
-        kind: str,
-        base_url: str,
-        index_url: str,
-        arch: str,
-        *,
-        timeout: float,
-        max_bytes: int,
-    ) -> None:
-        self.kind = kind
-        self.base_url = base_url
-        self.index_url = index_url
-        self.arch = arch
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self._session: aiohttp.ClientSession | None = None
+    kind: str
+    base_url: str
+    index_url: str
+    arch: str
+    _: KW_ONLY
+    timeout: float
+    max_bytes: int
+    _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -23,6 +23,13 @@ class Migration:
     postgresql: str = ""
 
 
+# What a request's receipt keeps (``specs.store.receipts``): operations' and seeds' columns.
+_RECEIPT_COLUMNS = """requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT CHECK (outcome IN ('done', 'failed')),
+        result TEXT NOT NULL DEFAULT '{}'"""
+
 MIGRATIONS: tuple[str | Migration, ...] = (
     # 1: the initial schema. What the backends say differently: an e-mail unique without
     # case (SQLite's NOCASE, PostgreSQL's index on lower()), and so the sessions referring
@@ -147,17 +154,13 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     """,
     # 3: operations asked of a service's reconciles (a snapshot, a verification, a
     # restore, a snapshot's deletion), in order, with their outcome.
-    """
+    f"""
     CREATE TABLE operations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         service TEXT NOT NULL,
         kind TEXT NOT NULL CHECK (kind IN ('snapshot', 'verify', 'restore', 'delete')),
         argument TEXT,
-        requested_at TEXT NOT NULL,
-        requested_by TEXT NOT NULL,
-        finished_at TEXT,
-        outcome TEXT CHECK (outcome IN ('done', 'failed')),
-        result TEXT NOT NULL DEFAULT '{}'
+        {_RECEIPT_COLUMNS}
     );
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
     """,
@@ -170,15 +173,11 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     """,
     # 5: where a new service's first data comes from (a snapshot, a live copy of another
     # service, an imported archive, an archived folder), and how seeding it ended.
-    """
+    f"""
     CREATE TABLE seeds (
         service TEXT PRIMARY KEY,
         source TEXT NOT NULL,
-        requested_at TEXT NOT NULL,
-        requested_by TEXT NOT NULL,
-        finished_at TEXT,
-        outcome TEXT CHECK (outcome IN ('done', 'failed')),
-        result TEXT NOT NULL DEFAULT '{}'
+        {_RECEIPT_COLUMNS}
     );
     """,
     # 6: every domain a service answers to (its domain and its proxy aliases), unique
@@ -198,7 +197,7 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     # 7: app deploys and rollbacks are operations too (SQLite cannot change a CHECK in
     # place: the table is copied into one that allows them; PostgreSQL replaces the CHECK).
     Migration(
-        sqlite="""
+        sqlite=f"""
     CREATE TABLE operations_new (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         service TEXT NOT NULL,
@@ -206,17 +205,13 @@ MIGRATIONS: tuple[str | Migration, ...] = (
             kind IN ('snapshot', 'verify', 'restore', 'delete', 'deploy', 'rollback')
         ),
         argument TEXT,
-        requested_at TEXT NOT NULL,
-        requested_by TEXT NOT NULL,
-        finished_at TEXT,
-        outcome TEXT CHECK (outcome IN ('done', 'failed')),
-        result TEXT NOT NULL DEFAULT '{}'
+        {_RECEIPT_COLUMNS}
     );
     INSERT INTO operations_new SELECT * FROM operations;
     DROP TABLE operations;
     ALTER TABLE operations_new RENAME TO operations;
     CREATE INDEX operations_pending ON operations(service, id) WHERE finished_at IS NULL;
-    """,
+    """,  # noqa: S608 (only this module's constant is put in)
         postgresql="""
     ALTER TABLE operations DROP CONSTRAINT operations_kind_check;
     ALTER TABLE operations ADD CONSTRAINT operations_kind_check CHECK (

@@ -30,9 +30,9 @@ from pockestrator.database import (
     Row,
     StoreDatabase,
     iso,
-    parse_iso,
     parse_stored_time,
 )
+from pockestrator.specs.store.rows import record_of
 
 TOKEN_PREFIX = "pks_"  # noqa: S105 (a public prefix, not a secret)
 SESSION_PREFIX = "pkss_"
@@ -98,13 +98,12 @@ class AccountStore:
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(6)
         with self._database.write() as db:
-            db.execute(
-                "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            row = db.execute(
+                "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)"
+                " RETURNING *",
                 (token_id, name, _hash_secret(plaintext), self._now()),
-            )
-        record = self.get_token(token_id)
-        assert record is not None
-        return plaintext, record
+            ).fetchone()
+        return plaintext, _token(row)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         rows = self._database.read("SELECT * FROM api_tokens WHERE id = ?", (token_id,))
@@ -150,15 +149,14 @@ class AccountStore:
         admin_id = secrets.token_hex(6)
         with self._database.write() as db:
             try:
-                db.execute(
-                    "INSERT INTO admins (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                row = db.execute(
+                    "INSERT INTO admins (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)"
+                    " RETURNING *",
                     (admin_id, email, password_hash, self._now()),
-                )
+                ).fetchone()
             except sqlite3.IntegrityError:  # PostgreSQL's ConstraintViolated is one
                 raise AdminExists(email) from None
-        admin = self.get_admin(email)
-        assert admin is not None
-        return admin
+        return _admin(row)
 
     def set_admin_password(self, email: str, password_hash: str) -> bool:
         with self._database.write() as db:
@@ -209,21 +207,8 @@ class AccountStore:
 
 
 def _token(row: Row) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        created_at=parse_stored_time(row["created_at"]),
-        last_used_at=parse_iso(row["last_used_at"]),
-        revoked_at=parse_iso(row["revoked_at"]),
-    )
+    return record_of(TokenRecord, row)
 
 
 def _admin(row: Row) -> AdminRecord:
-    return AdminRecord(
-        id=row["id"],
-        email=row["email"],
-        password_hash=row["password_hash"],
-        created_at=parse_stored_time(row["created_at"]),
-        failed_logins=int(row["failed_logins"]),
-        last_failed_at=parse_iso(row["last_failed_at"]),
-    )
+    return record_of(AdminRecord, row)

@@ -26,6 +26,8 @@ from pockestrator.specs.grammar import TlsMode
 # Directives that fail with 226/NAMESPACE inside a private user manager without its own
 # user namespace (the sandbox and the testbed), but work on ordinary hosts.
 SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs")
+# A user's or group's name as useradd takes it by default (the socket's group, the users).
+UNIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
 class AgentConfig(AgentCheckedValues):
@@ -152,7 +154,7 @@ class AgentConfig(AgentCheckedValues):
     )
     api_socket_group: str = Field(
         default="pockestrator",
-        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        pattern=UNIX_NAME,
         description="The group whose members may use api_socket (read afresh per connection).",
     )
     trusted_proxies: tuple[str, ...] = Field(
@@ -183,13 +185,13 @@ class AgentConfig(AgentCheckedValues):
     )
     instance_user: str = Field(
         default="pocketbase",
-        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        pattern=UNIX_NAME,
         description="Not used any more: every instance runs as a dynamic user of its own. "
         "Accepted so that configuration files written for earlier versions still load.",
     )
     instance_group: str | None = Field(
         default=None,
-        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        pattern=UNIX_NAME,
         description="Not used any more (see instance_user).",
     )
     hardening_disabled: tuple[str, ...] = Field(

@@ -230,32 +230,30 @@ class ServiceSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _each_variable_once(self) -> ServiceSpec:
+    def _fields_agree(self) -> ServiceSpec:
+        """The rules between fields, in order: the first one broken refuses the spec."""
         both = sorted(set(self.env) & set(self.secret_env))
-        if both:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_ENV_NAME),
+        rules = (
+            (
+                bool(both),
+                ErrorCode.INVALID_ENV_NAME,
                 f"{', '.join(both)} given in both env and secret_env; give each variable once",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _aliases_are_other_domains(self) -> ServiceSpec:
-        if self.domain in self.proxy.aliases:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_ALIAS),
+            ),
+            (
+                self.domain in self.proxy.aliases,
+                ErrorCode.INVALID_ALIAS,
                 f"{self.domain} is the service's domain; an alias is another domain",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _sleep_needs_held_requests(self) -> ServiceSpec:
-        if self.sleep_after is not None and self.proxy.hold_requests < 1:
-            raise PydanticCustomError(
-                str(ErrorCode.INVALID_SLEEP_AFTER),
+            ),
+            (
+                self.sleep_after is not None and self.proxy.hold_requests < 1,
+                ErrorCode.INVALID_SLEEP_AFTER,
                 "a sleeping instance is woken while Caddy holds the request: sleep_after "
                 "needs proxy.hold_requests of 1 or more",
-            )
+            ),
+        )
+        for broken, code, message in rules:
+            if broken:
+                raise PydanticCustomError(str(code), message)
         return self
 
     @property

@@ -108,6 +108,15 @@ class Secret(BaseModel):
         return self
 
 
+def _secret_field(what: str) -> Any:
+    """A section's optional secret, documented alike wherever a section has one."""
+    return Field(
+        default=None,
+        description=f"{what}: a root-only file or a credential (or a value through the API);"
+        " never shown.",
+    )
+
+
 class TrustedProxy(BaseModel):
     """Which request header holds the client's address (PocketBase's "trusted proxy")."""
 
@@ -196,11 +205,7 @@ class Smtp(BaseModel):
     host: SmtpHost | None = Field(default=None, examples=["smtp.example.com"])
     port: SmtpPort | None = Field(default=None, examples=[587])
     username: SmtpText | None = Field(default=None)
-    password: Secret | None = Field(
-        default=None,
-        description="The password: a root-only file or a credential (or a value"
-        " through the API); never shown.",
-    )
+    password: Secret | None = _secret_field("The password")
     tls: bool | None = Field(
         default=None, description="Connect with TLS at once (port 465) instead of STARTTLS."
     )
@@ -230,11 +235,7 @@ class S3(BaseModel):
     region: S3Region | None = Field(default=None, examples=["us-east-1"])
     endpoint: S3Endpoint | None = Field(default=None, examples=["https://s3.example.com"])
     access_key: S3AccessKey | None = Field(default=None)
-    secret: Secret | None = Field(
-        default=None,
-        description="The secret key: a root-only file or a credential (or a"
-        " value through the API); never shown.",
-    )
+    secret: Secret | None = _secret_field("The secret key")
     force_path_style: bool | None = Field(
         default=None, description="Address the bucket in the path, not the host name."
     )

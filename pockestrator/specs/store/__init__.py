@@ -23,10 +23,10 @@ own module with its own SQL:
   ``node_loss``: the news of a node's loss and return, written once;
   ``moves``: a service's move to another node, step by recorded step.
 
-Records and errors are in ``records``. The file, its connection discipline (WAL,
-``BEGIN IMMEDIATE``, busy timeout) and the migration history are ``pockestrator.database``,
-shared with the account store (``pockestrator.accounts``), which is not desired state and
-lives apart. Timestamps come from the ``Clock`` the store is given.
+Records and errors are in ``records``; ``rows`` reads a row into its record. The file,
+its connection discipline (WAL, ``BEGIN IMMEDIATE``, busy timeout) and the migration
+history are ``pockestrator.database``, shared with the account store
+(``pockestrator.accounts``), which is not desired state and lives apart. Timestamps come from the ``Clock`` the store is given.
 """
 
 from __future__ import annotations

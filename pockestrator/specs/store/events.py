@@ -19,10 +19,11 @@ from typing import Any
 
 import structlog
 
-from pockestrator.database import iso, parse_stored_time
+from pockestrator.database import iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.outbox import fan_out
 from pockestrator.specs.store.records import Event
+from pockestrator.specs.store.rows import record_of
 
 log = structlog.get_logger("pockestrator.store")
 
@@ -155,11 +156,4 @@ class Events(StorePart):
 
 
 def _event_of(row: Any) -> Event:
-    return Event(
-        row["id"],
-        row["service"],
-        parse_stored_time(row["at"]),
-        row["kind"],
-        row["message"],
-        json.loads(row["details"]),
-    )
+    return record_of(Event, row)

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
+from pockestrator.database import Connection, iso, parse_stored_time
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Conflict, NotFound
+from pockestrator.specs.store.rows import record_of
 from pockestrator.specs.store.seeds import SeedKind, SeedSource, write_seed
 
 MoveState = Literal[
@@ -81,22 +82,7 @@ def _conflict(field: str, message: str, code: ErrorCode) -> Conflict:
 
 
 def _move(row: Any) -> Move:
-    return Move(
-        id=int(row["id"]),
-        service=row["service"],
-        source=row["source"],
-        target=row["target"],
-        from_backup=bool(row["from_backup"]),
-        state=row["state"],
-        snapshot=row["snapshot"],
-        final_snapshot=row["final_snapshot"],
-        requested_at=parse_stored_time(row["requested_at"]),
-        requested_by=row["requested_by"],
-        updated_at=parse_stored_time(row["updated_at"]),
-        finished_at=parse_iso(row["finished_at"]),
-        error=row["error"],
-        served_at=parse_iso(row["served_at"]),
-    )
+    return record_of(Move, row)
 
 
 def note_served(db: Connection, service: str, node: str, now: str) -> None:
@@ -148,16 +134,13 @@ class Moves(StorePart):
             ).fetchone():
                 taken = f"port {row['port']} is taken on {target}"
                 raise _conflict("port", taken, ErrorCode.PORT_IN_USE)
-            cursor = db.execute(
+            inserted = db.execute(
                 "INSERT INTO moves (service, source, target, from_backup, state, "
                 "requested_at, requested_by, updated_at) "
-                "VALUES (?, ?, ?, ?, 'requested', ?, ?, ?) RETURNING id",
+                "VALUES (?, ?, ?, ?, 'requested', ?, ?, ?) RETURNING *",
                 (service, source, target, 1 if from_backup else 0, now, by, now),
-            )
-            move_id = int(cursor.fetchone()[0])
-        found = self.get_move(move_id)
-        assert found is not None
-        return found
+            ).fetchone()
+        return _move(inserted)
 
     def get_move(self, move_id: int) -> Move | None:
         rows = self._database.read("SELECT * FROM moves WHERE id = ?", (move_id,))

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pockestrator.database import Connection, Row, iso, parse_stored_time
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.rows import record_of
 
 NodeState = Literal["ready", "lost"]
 
@@ -134,15 +135,9 @@ def _node_row(db: Connection, name: str) -> Row | None:
 
 def _node(row: Row, now: datetime) -> NodeRecord:
     expires = parse_stored_time(row["lease_expires_at"])
-    return NodeRecord(
-        name=row["name"],
-        api_address=row["api_address"],
-        public_address=row["public_address"],
-        memory_bytes=int(row["memory_bytes"]),
-        cpus=int(row["cpus"]),
-        registered_at=parse_stored_time(row["registered_at"]),
-        renewed_at=parse_stored_time(row["renewed_at"]),
-        lease_expires_at=expires,
+    return record_of(
+        NodeRecord,
+        row,
         state="ready" if expires > now else "lost",
         services=int(row["service_count"]),
     )

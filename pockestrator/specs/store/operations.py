@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pockestrator.specs.store.base import StorePart
-from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
+from pockestrator.specs.store.receipts import Outcome, Receipt, stored_result
+from pockestrator.specs.store.rows import record_of
 
 OperationKind = Literal["snapshot", "verify", "restore", "delete", "deploy", "rollback"]
 BACKUP_KINDS = frozenset({"snapshot", "verify", "restore", "delete"})
@@ -31,13 +32,7 @@ class Operation(Receipt):
 
 
 def _operation(row: Any) -> Operation:
-    return Operation(
-        id=row["id"],
-        service=row["service"],
-        kind=row["kind"],
-        argument=row["argument"],
-        **receipt_columns(row),
-    )
+    return record_of(Operation, row)
 
 
 class Operations(StorePart):
@@ -46,15 +41,12 @@ class Operations(StorePart):
     ) -> Operation:
         now = self._now()
         with self._database.write() as db:
-            cursor = db.execute(
+            row = db.execute(
                 "INSERT INTO operations (service, kind, argument, requested_at, requested_by)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                " VALUES (?, ?, ?, ?, ?) RETURNING *",
                 (service, kind, argument, now, by),
-            )
-            operation_id = int(cursor.fetchone()[0])
-        found = self.get_operation(operation_id)
-        assert found is not None
-        return found
+            ).fetchone()
+        return _operation(row)
 
     def get_operation(self, operation_id: int) -> Operation | None:
         rows = self._database.read("SELECT * FROM operations WHERE id = ?", (operation_id,))

@@ -25,13 +25,13 @@ idempotency key, so the receiver can drop it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pockestrator.database import Connection, iso, parse_iso, parse_stored_time
+from pockestrator.database import Connection, iso, parse_iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.records import Event
+from pockestrator.specs.store.rows import record_of
 from pockestrator.specs.store.webhooks import Webhook, webhook_of
 
 OUTCOMES = ("delivered", "retry", "failed")
@@ -97,14 +97,7 @@ class Outbox(StorePart):
                 outbox_id=row["outbox_id"],
                 attempt=row["attempts"] + 1,
                 webhook=webhook_of(row),
-                event=Event(
-                    row["event_id"],
-                    row["e_service"],
-                    parse_stored_time(row["e_at"]),
-                    row["e_kind"],
-                    row["e_message"],
-                    json.loads(row["e_details"]),
-                ),
+                event=record_of(Event, row, "e_", id=row["event_id"]),
             )
             for row in rows
         ]

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pockestrator.database import parse_iso, parse_stored_time
-
 Outcome = Literal["done", "failed"]
 
 
@@ -27,17 +25,6 @@ class Receipt:
     @property
     def pending(self) -> bool:
         return self.finished_at is None
-
-
-def receipt_columns(row: Any) -> dict[str, Any]:
-    """The receipt's fields of a stored row, as keyword arguments."""
-    return {
-        "requested_at": parse_stored_time(row["requested_at"]),
-        "requested_by": row["requested_by"],
-        "finished_at": parse_iso(row["finished_at"]),
-        "outcome": row["outcome"],
-        "result": json.loads(row["result"]),
-    }
 
 
 def stored_result(result: dict[str, Any]) -> str:

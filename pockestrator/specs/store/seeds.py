@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from pockestrator.database import Connection
 from pockestrator.specs.store.base import StorePart
-from pockestrator.specs.store.receipts import Outcome, Receipt, receipt_columns, stored_result
+from pockestrator.specs.store.receipts import Outcome, Receipt, stored_result
+from pockestrator.specs.store.rows import record_of
 
 SeedKind = Literal["snapshot", "live", "import", "archive", "replica"]
 
@@ -64,11 +65,7 @@ class Seed(Receipt):
 
 
 def _seed(row: Any) -> Seed:
-    return Seed(
-        service=row["service"],
-        source=SeedSource.from_json(row["source"]),
-        **receipt_columns(row),
-    )
+    return record_of(Seed, row, source=SeedSource.from_json(row["source"]))
 
 
 def write_seed(db: Connection, service: str, source: SeedSource | None, by: str, now: str) -> None:

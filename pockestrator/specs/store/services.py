@@ -20,7 +20,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 
-from pockestrator.database import Connection, Row, parse_stored_time
+from pockestrator.database import Connection, Row
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.pocketbase_settings import secret_sources
@@ -39,6 +39,7 @@ from pockestrator.specs.store.records import (
     file_owner,
     owner_file,
 )
+from pockestrator.specs.store.rows import record_of
 from pockestrator.specs.store.secret_placement import secret_values, secrets_elsewhere
 from pockestrator.specs.store.seeds import SeedSource, write_seed
 from pockestrator.specs.store.status import insert_first_status
@@ -475,23 +476,8 @@ def _record_by_name(db: Connection, name: str) -> ServiceRecord:
 
 
 def _record(row: Row) -> ServiceRecord:
-    return ServiceRecord(
-        id=row["id"],
-        spec=ServiceSpec.model_validate_json(row["spec"]),
-        owner=row["owner"],
-        run_override=row["run_override"],
-        created_at=parse_stored_time(row["created_at"]),
-        updated_at=parse_stored_time(row["updated_at"]),
-        generation=int(row["generation"]),
-        node=row["node"],
-    )
+    return record_of(ServiceRecord, row, spec=ServiceSpec.model_validate_json(row["spec"]))
 
 
 def _deletion(row: Row) -> Deletion:
-    return Deletion(
-        row["name"],
-        row["service_id"],
-        bool(row["purge"]),
-        parse_stored_time(row["requested_at"]),
-        row["node"],
-    )
+    return record_of(Deletion, row)

@@ -19,6 +19,7 @@ from pockestrator.database import Connection, Row, iso, parse_iso
 from pockestrator.specs.store.base import StorePart
 from pockestrator.specs.store.moves import note_served
 from pockestrator.specs.store.records import STATUS_FIELDS, STATUS_STATES, ServiceStatus
+from pockestrator.specs.store.rows import record_of
 
 # Fields a steady service rewrites on every probe round: a write of only these (with the
 # values of the others unchanged) is no change to tell the watches about, or every open
@@ -145,37 +146,4 @@ def _encode(value: Any) -> Any:
 
 
 def _status(row: Row) -> ServiceStatus:
-    def flag(value: Any) -> bool | None:
-        return None if value is None else bool(value)
-
-    return ServiceStatus(
-        name=row["name"],
-        state=row["state"],
-        systemd_config_hash=row["systemd_config_hash"],
-        caddy_config_hash=row["caddy_config_hash"],
-        config_match=flag(row["config_match"]),
-        caddy_status=row["caddy_status"],
-        active_state=row["active_state"],
-        sub_state=row["sub_state"],
-        pid=row["pid"],
-        memory_bytes=row["memory_bytes"],
-        cpu_usage_nsec=row["cpu_usage_nsec"],
-        restarts=row["restarts"],
-        deployed_version=row["deployed_version"],
-        failed_version=row["failed_version"],
-        cpu_percent=row["cpu_percent"],
-        observed_generation=row["observed_generation"],
-        last_health_check=parse_iso(row["last_health_check"]),
-        health_ok=flag(row["health_ok"]),
-        health_failures=int(row["health_failures"] or 0),
-        last_error=row["last_error"],
-        superusers=tuple(json.loads(row["superusers"])),
-        settings_hash=row["settings_hash"],
-        settings_checked_at=parse_iso(row["settings_checked_at"]),
-        settings_pid=row["settings_pid"],
-        certificate_not_before=parse_iso(row["certificate_not_before"]),
-        certificate_not_after=parse_iso(row["certificate_not_after"]),
-        certificate_issuer=row["certificate_issuer"],
-        certificate_checked_at=parse_iso(row["certificate_checked_at"]),
-        updated_at=parse_iso(row["updated_at"]),
-    )
+    return record_of(ServiceStatus, row, health_failures=int(row["health_failures"] or 0))

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pockestrator.database import Row, parse_iso, parse_stored_time
+from pockestrator.database import Row, parse_iso
 from pockestrator.specs.store.base import StorePart
+from pockestrator.specs.store.rows import record_of
 
 # Longer than any brute force could guess, short enough to paste into a receiver's config.
 SECRET_BYTES = 32
@@ -58,15 +59,7 @@ class Delivery:
 
 
 def webhook_of(row: Row) -> Webhook:
-    return Webhook(
-        id=row["id"],
-        url=row["url"],
-        secret=row["secret"],
-        kinds=tuple(json.loads(row["kinds"])),
-        services=tuple(json.loads(row["services"])),
-        created_at=parse_stored_time(row["created_at"]),
-        created_by=row["created_by"],
-    )
+    return record_of(Webhook, row)
 
 
 class Webhooks(StorePart):
@@ -82,9 +75,9 @@ class Webhooks(StorePart):
         secret = secrets.token_urlsafe(SECRET_BYTES)
         now = self._now()
         with self._database.write() as db:
-            db.execute(
+            row = db.execute(
                 "INSERT INTO webhooks (id, url, secret, kinds, services, created_at, created_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
                     webhook_id,
                     url,
@@ -94,10 +87,8 @@ class Webhooks(StorePart):
                     now,
                     created_by,
                 ),
-            )
-        found = self.get_webhook(webhook_id)
-        assert found is not None
-        return found
+            ).fetchone()
+        return webhook_of(row)
 
     def get_webhook(self, webhook_id: str) -> Webhook | None:
         rows = self._database.read("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
@@ -121,20 +112,7 @@ class Webhooks(StorePart):
             "SELECT * FROM deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (webhook_id, before if before is not None else 2**63 - 1, limit),
         )
-        return [
-            Delivery(
-                id=row["id"],
-                webhook_id=row["webhook_id"],
-                event_id=row["event_id"],
-                attempt=row["attempt"],
-                at=parse_stored_time(row["at"]),
-                duration_ms=row["duration_ms"],
-                status_code=row["status_code"],
-                error=row["error"],
-                outcome=row["outcome"],
-            )
-            for row in rows
-        ]
+        return [record_of(Delivery, row) for row in rows]
 
     def delivery_counts(self, webhook_id: str) -> dict[str, int]:
         """Outbox rows of the webhook by state (pending, sending, delivered, failed)."""

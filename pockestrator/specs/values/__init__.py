@@ -1,6 +1,8 @@
 """The value types of a spec: each a lenient parser on top of what JSON Schema can state.
 
-A type is ``Annotated[<python type>, Field(<constraints>), BeforeValidator(<parser>)]``.
+A type is ``Annotated[<python type>, Field(<constraints>), BeforeValidator(<parser>)]``,
+most of them made by one of the parsers' part makers (``whole_number``, ``grammar_checked``,
+``matching`` ...), which write each bound and pattern once for both.
 The parser runs first: it gives the grammar's precise code (``specs.grammar``) and takes
 what YAML writes (a port in quotes, a number as an env value). The ``Field`` constraints
 (``pattern`` from ``grammar``, ``max_length``, ``ge`` ...) then hold for every parsed value,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import GetJsonSchemaHandler
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
@@ -76,9 +76,18 @@ def _bounded_number(
     return validate
 
 
-def _flag_number(flag: str, low: int, high: int, unit: str = "") -> Any:
-    """A whole-number flag: every bad value, wrong kind or out of bounds, is the flag's."""
-    return _bounded_number(flag, low, high, unit)
+def whole_number(
+    field: str, low: int, high: int, unit: str = "", code: ErrorCode = ErrorCode.INVALID_FLAG_VALUE
+) -> tuple[Any, Any]:
+    """A bounded whole number's ``Annotated`` parts: its bounds written once, for the schema
+    and for the parser (which refuses with ``code``)."""
+    return Field(ge=low, le=high), BeforeValidator(_bounded_number(field, low, high, unit, code))
+
+
+def grammar_checked(check: Any, *stated: InSchema, **constraints: Any) -> tuple[Any, ...]:
+    """A grammar-checked text's ``Annotated`` parts: the ``Field`` constraints, what
+    ``stated`` adds to the schema, and ``check`` as the parser (last: pydantic runs it first)."""
+    return (Field(**constraints), *stated, BeforeValidator(grammar_validator(check)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,3 +190,30 @@ def _text(code: ErrorCode, what: str, maximum: int) -> Any:
 
 def _setting_pattern(code: ErrorCode, pattern: grammar.Pattern, message: str) -> Any:
     return _checked(code, lambda value: grammar.check_pattern(value, pattern, code, message))
+
+
+def matching(
+    code: ErrorCode, pattern: grammar.Pattern, message: str, **constraints: Any
+) -> tuple[Any, Any]:
+    """A setting's text of ``pattern``: stated for the schema, refused with ``code`` and
+    ``message``."""
+    return (
+        Field(pattern=pattern.json, **constraints),
+        BeforeValidator(_setting_pattern(code, pattern, message)),
+    )
+
+
+def http_url(code: ErrorCode, field: str) -> tuple[Any, Any]:
+    """An http(s) URL of a setting (``field`` names it in messages), refused with ``code``."""
+    return (
+        Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
+        BeforeValidator(_checked(code, lambda value: grammar.check_http_url(value, code, field))),
+    )
+
+
+def one_line(code: ErrorCode, what: str, maximum: int) -> tuple[Any, Any]:
+    """A setting's free text: one line of 1 to ``maximum`` characters, refused with ``code``."""
+    return (
+        Field(min_length=1, max_length=maximum, pattern=grammar.ONE_LINE.json),
+        BeforeValidator(_text(code, what, maximum)),
+    )

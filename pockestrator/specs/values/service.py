@@ -15,11 +15,11 @@ from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import TLS_MODES, TlsMode
 from pockestrator.specs.values.parsers import (
     InSchema,
-    _bounded_number,
-    _flag_number,
     _none_of,
     _whole_number,
+    grammar_checked,
     grammar_validator,
+    whole_number,
 )
 
 PORT_MIN = 1024
@@ -55,8 +55,9 @@ ProjectName = Annotated[
 Port = Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX), BeforeValidator(_port)]
 NodeName = Annotated[
     str,
-    Field(max_length=grammar.NODE_NAME_MAX, pattern=grammar.NODE_NAME.json),
-    BeforeValidator(grammar_validator(grammar.check_node_name)),
+    *grammar_checked(
+        grammar.check_node_name, max_length=grammar.NODE_NAME_MAX, pattern=grammar.NODE_NAME.json
+    ),
 ]
 # Taken: the ASCII names (a Unicode one is taken too, checked by IDNA, which no pattern can
 # state). Sent: what is stored, lowercase ASCII, a Unicode name as its A-labels (xn--).
@@ -74,35 +75,43 @@ Domain = Annotated[
 ]
 Version = Annotated[
     str,
-    Field(max_length=grammar.VERSION_MAX, pattern=grammar.VERSION.json),
-    BeforeValidator(grammar_validator(grammar.check_version)),
+    *grammar_checked(
+        grammar.check_version, max_length=grammar.VERSION_MAX, pattern=grammar.VERSION.json
+    ),
 ]
 Email = Annotated[
     str,
-    Field(max_length=grammar.EMAIL_MAX, pattern=grammar.EMAIL.json),
-    _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
-    BeforeValidator(grammar_validator(grammar.check_email)),
+    *grammar_checked(
+        grammar.check_email,
+        _none_of({"pattern": grammar.EMAIL_LOCAL_TOO_LONG.json}),
+        max_length=grammar.EMAIL_MAX,
+        pattern=grammar.EMAIL.json,
+    ),
 ]
 EnvName = Annotated[
     str,
-    Field(max_length=grammar.ENV_NAME_MAX, pattern=grammar.ENV_NAME.json),
-    _none_of({"pattern": grammar.RESERVED_ENV_NAME.json}),
-    BeforeValidator(grammar_validator(grammar.check_env_name)),
+    *grammar_checked(
+        grammar.check_env_name,
+        _none_of({"pattern": grammar.RESERVED_ENV_NAME.json}),
+        max_length=grammar.ENV_NAME_MAX,
+        pattern=grammar.ENV_NAME.json,
+    ),
 ]
+_ANY_OR_ADDRESS = InSchema(
+    {
+        "anyOf": [
+            {"const": "any"},
+            {"pattern": grammar.IPV4_ADDRESS.json},
+            {"pattern": grammar.IPV4_NETWORK.json},
+            {"format": "ipv6"},
+        ]
+    }
+)
 Egress = Annotated[
     str,
-    Field(max_length=43, pattern=grammar.EGRESS.json),
-    InSchema(
-        {
-            "anyOf": [
-                {"const": "any"},
-                {"pattern": grammar.IPV4_ADDRESS.json},
-                {"pattern": grammar.IPV4_NETWORK.json},
-                {"format": "ipv6"},
-            ]
-        }
+    *grammar_checked(
+        grammar.check_egress, _ANY_OR_ADDRESS, max_length=43, pattern=grammar.EGRESS.json
     ),
-    BeforeValidator(grammar_validator(grammar.check_egress)),
 ]
 # The list's own rules ('any' alone, each entry once), stated as the model's validator
 # checks them.
@@ -144,9 +153,11 @@ EnvValue = Annotated[
 ]
 Origin = Annotated[
     str,
-    Field(pattern=grammar.ORIGIN.json),
-    InSchema({"pattern": grammar.ORIGIN_STATED.json}),
-    BeforeValidator(grammar_validator(grammar.check_origin)),
+    *grammar_checked(
+        grammar.check_origin,
+        InSchema({"pattern": grammar.ORIGIN_STATED.json}),
+        pattern=grammar.ORIGIN.json,
+    ),
 ]
 
 
@@ -156,23 +167,23 @@ _memory = grammar.value_once_parsed(grammar.memory_limit_bytes)
 # The pattern checked is the grammar's; the one stated also holds the bounds its check adds.
 MemoryLimit = Annotated[
     str,
-    Field(pattern=grammar.MEMORY_LIMIT.json),
-    InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
-    BeforeValidator(grammar_validator(_memory)),
+    *grammar_checked(
+        _memory,
+        InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
+        pattern=grammar.MEMORY_LIMIT.json,
+    ),
 ]
 CpuQuota = Annotated[
     str,
-    Field(pattern=grammar.CPU_QUOTA.json),
-    InSchema({"pattern": grammar.CPU_QUOTA_STATED.json}),
-    BeforeValidator(grammar_validator(grammar.check_cpu_quota)),
+    *grammar_checked(
+        grammar.check_cpu_quota,
+        InSchema({"pattern": grammar.CPU_QUOTA_STATED.json}),
+        pattern=grammar.CPU_QUOTA.json,
+    ),
 ]
 # The validators enforce the bounds with the flag's own code, before the Field's own check.
-QueryTimeout = Annotated[
-    int, Field(ge=1, le=3600), BeforeValidator(_flag_number("query_timeout", 1, 3600, " seconds"))
-]
-HooksPool = Annotated[
-    int, Field(ge=1, le=1000), BeforeValidator(_flag_number("hooks_pool", 1, 1000))
-]
+QueryTimeout = Annotated[int, *whole_number("query_timeout", 1, 3600, " seconds")]
+HooksPool = Annotated[int, *whole_number("hooks_pool", 1, 1000)]
 
 
 # -- proxy and tls: how Caddy serves a service ------------------------------------------
@@ -209,18 +220,19 @@ BodySize = Annotated[
 ]
 HoldSeconds = Annotated[
     int,
-    Field(ge=0, le=HOLD_REQUESTS_MAX),
-    BeforeValidator(
-        _bounded_number(
-            "hold_requests", 0, HOLD_REQUESTS_MAX, " seconds", ErrorCode.INVALID_HOLD_REQUESTS
-        )
+    *whole_number(
+        "hold_requests", 0, HOLD_REQUESTS_MAX, " seconds", ErrorCode.INVALID_HOLD_REQUESTS
     ),
 ]
 SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]
 # The document states each unit's bounds (``SLEEP_AFTER_STATED``); the parser gives the code.
 SleepAfter = Annotated[
     str,
-    Field(max_length=8, pattern=grammar.SLEEP_AFTER.json, examples=["15m"]),
-    InSchema({"pattern": grammar.SLEEP_AFTER_STATED.json}),
-    BeforeValidator(grammar_validator(grammar.check_sleep_after)),
+    *grammar_checked(
+        grammar.check_sleep_after,
+        InSchema({"pattern": grammar.SLEEP_AFTER_STATED.json}),
+        max_length=8,
+        pattern=grammar.SLEEP_AFTER.json,
+        examples=["15m"],
+    ),
 ]

@@ -15,63 +15,38 @@ from pockestrator.specs import grammar
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.values.parsers import (
-    _bounded_number,
     _checked,
     _none_of,
-    _setting_pattern,
     _signed_number,
-    _text,
+    http_url,
+    matching,
+    one_line,
+    whole_number,
 )
 
 SETTING_TEXT_MAX = 255
-AppName = Annotated[
-    str,
-    Field(min_length=1, max_length=SETTING_TEXT_MAX, pattern=grammar.ONE_LINE.json),
-    BeforeValidator(_text(ErrorCode.INVALID_APP_NAME, "app_name", SETTING_TEXT_MAX)),
-]
-AppUrl = Annotated[
-    str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
-    BeforeValidator(
-        _checked(
-            ErrorCode.INVALID_APP_URL,
-            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_APP_URL, "app_url"),
-        )
-    ),
-]
+AppName = Annotated[str, *one_line(ErrorCode.INVALID_APP_NAME, "app_name", SETTING_TEXT_MAX)]
+AppUrl = Annotated[str, *http_url(ErrorCode.INVALID_APP_URL, "app_url")]
 # Where a webhook is delivered: http(s), a lowercase host, a port, a path; no credentials
 # (no '@'), query or fragment (docs/security.md says what such a URL can reach).
-WebhookUrl = Annotated[
-    str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
-    BeforeValidator(
-        _checked(
-            ErrorCode.INVALID_WEBHOOK_URL,
-            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_WEBHOOK_URL, "url"),
-        )
-    ),
-]
+WebhookUrl = Annotated[str, *http_url(ErrorCode.INVALID_WEBHOOK_URL, "url")]
 EventKind = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=grammar.EVENT_KIND.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_EVENT_KIND,
-            grammar.EVENT_KIND,
-            "must be an event kind: lowercase letters, digits and '_', e.g. process_restarted",
-        )
+    *matching(
+        ErrorCode.INVALID_EVENT_KIND,
+        grammar.EVENT_KIND,
+        "must be an event kind: lowercase letters, digits and '_', e.g. process_restarted",
+        min_length=1,
+        max_length=64,
     ),
 ]
 HeaderName = Annotated[
     str,
-    Field(pattern=grammar.HEADER_NAME.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_TRUSTED_PROXY,
-            grammar.HEADER_NAME,
-            "a header name is 1 to 64 letters, digits and '-', starting with a letter "
-            "(e.g. X-Forwarded-For)",
-        )
+    *matching(
+        ErrorCode.INVALID_TRUSTED_PROXY,
+        grammar.HEADER_NAME,
+        "a header name is 1 to 64 letters, digits and '-', starting with a letter "
+        "(e.g. X-Forwarded-For)",
     ),
 ]
 RateLimitLabel = Annotated[
@@ -93,18 +68,10 @@ RateLimitLabel = Annotated[
 ]
 RateLimitAudience = Literal["", "@guest", "@auth"]
 RateLimitCount = Annotated[
-    int,
-    Field(ge=1, le=1_000_000),
-    BeforeValidator(
-        _bounded_number("max_requests", 1, 1_000_000, "", ErrorCode.INVALID_RATE_LIMIT)
-    ),
+    int, *whole_number("max_requests", 1, 1_000_000, "", ErrorCode.INVALID_RATE_LIMIT)
 ]
 RateLimitSeconds = Annotated[
-    int,
-    Field(ge=1, le=86_400),
-    BeforeValidator(
-        _bounded_number("duration", 1, 86_400, " seconds", ErrorCode.INVALID_RATE_LIMIT)
-    ),
+    int, *whole_number("duration", 1, 86_400, " seconds", ErrorCode.INVALID_RATE_LIMIT)
 ]
 SmtpHost = Annotated[
     str,
@@ -116,16 +83,8 @@ SmtpHost = Annotated[
         )
     ),
 ]
-SmtpPort = Annotated[
-    int,
-    Field(ge=1, le=65535),
-    BeforeValidator(_bounded_number("port", 1, 65535, "", ErrorCode.INVALID_SMTP)),
-]
-SmtpText = Annotated[
-    str,
-    Field(min_length=1, max_length=SETTING_TEXT_MAX, pattern=grammar.ONE_LINE.json),
-    BeforeValidator(_text(ErrorCode.INVALID_SMTP, "the value", SETTING_TEXT_MAX)),
-]
+SmtpPort = Annotated[int, *whole_number("port", 1, 65535, "", ErrorCode.INVALID_SMTP)]
+SmtpText = Annotated[str, *one_line(ErrorCode.INVALID_SMTP, "the value", SETTING_TEXT_MAX)]
 SmtpAuthMethod = Literal["PLAIN", "LOGIN"]
 
 
@@ -148,53 +107,33 @@ SenderAddress = Annotated[
 ]
 S3Bucket = Annotated[
     str,
-    Field(pattern=grammar.S3_BUCKET.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_S3,
-            grammar.S3_BUCKET,
-            "bucket must be 3 to 63 lowercase letters, digits, '.' and '-', starting and "
-            "ending with a letter or digit",
-        )
+    *matching(
+        ErrorCode.INVALID_S3,
+        grammar.S3_BUCKET,
+        "bucket must be 3 to 63 lowercase letters, digits, '.' and '-', starting and "
+        "ending with a letter or digit",
     ),
 ]
 S3Region = Annotated[
     str,
-    Field(pattern=grammar.S3_REGION.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_S3,
-            grammar.S3_REGION,
-            "region must be 1 to 64 letters, digits, '_' and '-' (e.g. us-east-1)",
-        )
+    *matching(
+        ErrorCode.INVALID_S3,
+        grammar.S3_REGION,
+        "region must be 1 to 64 letters, digits, '_' and '-' (e.g. us-east-1)",
     ),
 ]
-S3Endpoint = Annotated[
-    str,
-    Field(max_length=grammar.URL_MAX, pattern=grammar.HTTP_URL_STATED.json),
-    BeforeValidator(
-        _checked(
-            ErrorCode.INVALID_S3,
-            lambda value: grammar.check_http_url(value, ErrorCode.INVALID_S3, "endpoint"),
-        )
-    ),
-]
+S3Endpoint = Annotated[str, *http_url(ErrorCode.INVALID_S3, "endpoint")]
 S3AccessKey = Annotated[
     str,
-    Field(pattern=grammar.S3_ACCESS_KEY.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_S3,
-            grammar.S3_ACCESS_KEY,
-            "access_key must be 1 to 256 letters, digits and + / = . _ ~ -",
-        )
+    *matching(
+        ErrorCode.INVALID_S3,
+        grammar.S3_ACCESS_KEY,
+        "access_key must be 1 to 256 letters, digits and + / = . _ ~ -",
     ),
 ]
 LOG_DAYS_MAX = 36_500
 LogDays = Annotated[
-    int,
-    Field(ge=0, le=LOG_DAYS_MAX),
-    BeforeValidator(_bounded_number("max_days", 0, LOG_DAYS_MAX, " days", ErrorCode.INVALID_LOGS)),
+    int, *whole_number("max_days", 0, LOG_DAYS_MAX, " days", ErrorCode.INVALID_LOGS)
 ]
 # PocketBase's levels are slog's: -4 debug, 0 info, 4 warn, 8 error.
 LogLevel = Annotated[
@@ -203,14 +142,10 @@ LogLevel = Annotated[
     BeforeValidator(_signed_number(ErrorCode.INVALID_LOGS, "min_level", -4, 8)),
 ]
 BatchRequests = Annotated[
-    int,
-    Field(ge=1, le=10_000),
-    BeforeValidator(_bounded_number("max_requests", 1, 10_000, "", ErrorCode.INVALID_BATCH)),
+    int, *whole_number("max_requests", 1, 10_000, "", ErrorCode.INVALID_BATCH)
 ]
 BatchSeconds = Annotated[
-    int,
-    Field(ge=1, le=3600),
-    BeforeValidator(_bounded_number("timeout", 1, 3600, " seconds", ErrorCode.INVALID_BATCH)),
+    int, *whole_number("timeout", 1, 3600, " seconds", ErrorCode.INVALID_BATCH)
 ]
 
 
@@ -228,14 +163,11 @@ def _secret_file(value: Any) -> Any:
 SecretFile = Annotated[str, Field(max_length=grammar.PATH_MAX), BeforeValidator(_secret_file)]
 CredentialName = Annotated[
     str,
-    Field(pattern=grammar.CREDENTIAL_NAME.json),
-    BeforeValidator(
-        _setting_pattern(
-            ErrorCode.INVALID_SECRET,
-            grammar.CREDENTIAL_NAME,
-            "credential must be a credential's name: 1 to 128 letters, digits, '_', '.' and "
-            "'-', not starting with '.' or '-'",
-        )
+    *matching(
+        ErrorCode.INVALID_SECRET,
+        grammar.CREDENTIAL_NAME,
+        "credential must be a credential's name: 1 to 128 letters, digits, '_', '.' and "
+        "'-', not starting with '.' or '-'",
     ),
 ]
 SecretText = Annotated[
@@ -246,9 +178,5 @@ SecretText = Annotated[
 # A version tag of a secret the store keeps for the API (``specs.store.secrets``).
 STORED_TAG = grammar.Pattern(r"[0-9a-f]{16}")
 StoredSecretId = Annotated[
-    str,
-    Field(pattern=STORED_TAG.json),
-    BeforeValidator(
-        _setting_pattern(ErrorCode.INVALID_SECRET, STORED_TAG, "stored must be 16 hex digits")
-    ),
+    str, *matching(ErrorCode.INVALID_SECRET, STORED_TAG, "stored must be 16 hex digits")
 ]

@@ -23,7 +23,7 @@ the same app always makes the same release.
 ``app.path``): regular files and folders only, sorted, with fixed owners, modes and times,
 so the same folder always packs to the same bytes and makes the same release.
 
-Standard library only: the API, the CLI and the agent's controllers all use it.
+Standard library (and ``files``) only: the API, the CLI and the agent's controllers all use it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from pockestrator.files import HashedFile
 
 APP_DIRS = ("pb_hooks", "pb_migrations", "pb_public")
 DEFAULT_MAX_FILES = 5000
@@ -60,17 +62,10 @@ class UnsafeAppArchive(ValueError):
 
 
 @dataclass(frozen=True)
-class AppFile:
-    path: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class AppContent:
     """What an archive holds: its files, sorted by path, and the release id they make."""
 
-    files: tuple[AppFile, ...]
+    files: tuple[HashedFile, ...]
 
     @property
     def size(self) -> int:
@@ -81,7 +76,7 @@ class AppContent:
         return release_id(self.files)
 
 
-def release_id(files: tuple[AppFile, ...]) -> str:
+def release_id(files: tuple[HashedFile, ...]) -> str:
     """The content id: SHA-256 of the sorted ``path size sha256`` lines, shortened."""
     digest = hashlib.sha256()
     for file in sorted(files, key=lambda f: f.path):
@@ -137,7 +132,7 @@ def read_app_archive(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> AppContent:
     """Check (and with ``target``, a folder's descriptor, unpack) an app archive."""
-    files: list[AppFile] = []
+    files: list[HashedFile] = []
     seen: set[str] = set()
     total = 0
     count = 0
@@ -166,7 +161,7 @@ def read_app_archive(
                 assert reader is not None
                 size, digest = _take(reader, target, path, max_bytes - total)
                 total += size
-                files.append(AppFile(path, size, digest))
+                files.append(HashedFile(path, size, digest))
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
         if isinstance(exc, FileExistsError):
             raise UnsafeAppArchive("the archive names one path twice") from None

@@ -22,12 +22,23 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 HASH_CHUNK = 1024 * 1024
 # write_atomic's temporary names: mkstemp's eight random characters between the two.
 TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+@dataclass(frozen=True)
+class HashedFile:
+    """A file by its path, size and SHA-256: one record for an app release's, a snapshot's
+    and the API's list of either."""
+
+    path: str
+    size: int
+    sha256: str
 
 
 def sha256_text(text: str) -> str:

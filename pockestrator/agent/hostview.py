@@ -29,7 +29,6 @@ from pockestrator.agent.plan.versions import newest_backups
 from pockestrator.agent.unitfacts import UnitFacts
 from pockestrator.api.context import (
     ArchiveInfo,
-    BackupFile,
     BackupInfo,
     HostFacts,
     ReleaseInfo,
@@ -386,9 +385,7 @@ def remote_info(
         size_bytes=manifest.size,
         file_count=len(manifest.files),
         pocketbase_version=manifest.pocketbase_version,
-        files=tuple(BackupFile(f.path, f.size, f.sha256) for f in manifest.files)
-        if with_files
-        else (),
+        files=manifest.files if with_files else (),
         locations=targets,
     )
 

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from pockestrator.accounts.store import AccountStore
 from pockestrator.config import AgentConfig
+from pockestrator.files import HashedFile
 from pockestrator.journal import UnitScope
 from pockestrator.specs.public_url import PublicPorts
 from pockestrator.specs.store import ServiceStatus, Store
@@ -111,13 +112,6 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
-class BackupFile:
-    path: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class BackupInfo:
     """One snapshot of a service, as the API shows it (``files`` only when asked)."""
 
@@ -130,7 +124,7 @@ class BackupInfo:
     verified_at: datetime | None = None
     verified_ok: bool | None = None
     verification_detail: str | None = None
-    files: tuple[BackupFile, ...] = ()
+    files: tuple[HashedFile, ...] = ()
     path: Path | None = None  # the snapshot's folder, for a download; never shown
     locations: tuple[str, ...] = ("local",)  # "local" and the targets that hold it
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeAlias
 
 from pockestrator.client.times import BadMoment, api_time, parse_moment
 
@@ -69,3 +70,34 @@ def add_database_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config", type=Path, help="the agent's configuration file")
     where.add_argument("--database", type=Path, help="the agent's database file")
+
+
+# What add_subparsers gives (a string: argparse's class is not subscriptable at run time).
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_command(
+    commands: Commands,
+    command: str,
+    parent: argparse.ArgumentParser | None,
+    help_text: str,
+    /,
+    *,
+    description: str | None = None,
+    **positionals: str,
+) -> argparse.ArgumentParser:
+    """A command taking ``parent``'s options and its plain positionals, ``dest=METAVAR``
+    in order: how nearly every command's parser starts."""
+    parser = commands.add_parser(
+        command, parents=[parent] if parent else [], help=help_text, description=description
+    )
+    for dest, metavar in positionals.items():
+        parser.add_argument(dest, metavar=metavar)
+    return parser
+
+
+def add_group(commands: Commands, command: str, help_text: str, dest: str) -> Commands:
+    """A command made of actions (``backup create``, ``token list``): the action's name is
+    required and lands in ``dest``."""
+    group = commands.add_parser(command, help=help_text)
+    return group.add_subparsers(dest=dest, metavar="ACTION", required=True)

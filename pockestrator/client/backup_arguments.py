@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pockestrator.client.arguments import positive_int
+from pockestrator.client.arguments import Commands, add_command, add_group, positive_int
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
@@ -23,55 +23,55 @@ def port(text: str) -> int:
     return value
 
 
-def add_backup_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    client: argparse.ArgumentParser,
-) -> None:
+def add_backup_commands(commands: Commands, client: argparse.ArgumentParser) -> None:
     """``backup create|list|verify|restore``, ``clone``, ``import``, ``archive list|restore``."""
-    backup = commands.add_parser(
-        "backup", help="a service's backups: create, list, verify, restore"
+    actions = add_group(
+        commands, "backup", "a service's backups: create, list, verify, restore", "backup_command"
     )
-    actions = backup.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
-    create = actions.add_parser("create", parents=[client], help="take a backup now (online)")
-    create.add_argument("name", metavar="NAME")
+    create = add_command(actions, "create", client, "take a backup now (online)", name="NAME")
     create.add_argument(
         "--no-wait", dest="wait", action="store_false", help="answer at once, do not follow it"
     )
-    listing = actions.add_parser("list", parents=[client], help="a service's backups, newest first")
-    listing.add_argument("name", metavar="NAME")
-    verify = actions.add_parser(
-        "verify", parents=[client], help="restore a backup into a scratch box, check it, boot it"
+    add_command(actions, "list", client, "a service's backups, newest first", name="NAME")
+    verify = add_command(
+        actions,
+        "verify",
+        client,
+        "restore a backup into a scratch box, check it, boot it",
+        name="NAME",
     )
-    verify.add_argument("name", metavar="NAME")
     verify.add_argument("backup_id", nargs="?", metavar="ID", help="default: the newest")
-    restore = actions.add_parser(
+    restore = add_command(
+        actions,
         "restore",
-        parents=[client],
-        help="put a backup back in place (asks first: says what is lost)",
+        client,
+        "put a backup back in place (asks first: says what is lost)",
+        name="NAME",
+        backup_id="ID",
     )
-    restore.add_argument("name", metavar="NAME")
-    restore.add_argument("backup_id", metavar="ID")
     restore.add_argument("-y", "--yes", action="store_true", help="do not ask")
 
-    clone = commands.add_parser(
+    clone = add_command(
+        commands,
         "clone",
-        parents=[client],
-        help="a new service from another one's data (a backup of it, or taken now)",
+        client,
+        "a new service from another one's data (a backup of it, or taken now)",
+        source="SOURCE",
+        name="NEW_NAME",
     )
-    clone.add_argument("source", metavar="SOURCE")
-    clone.add_argument("name", metavar="NEW_NAME")
     clone.add_argument("--port", type=port, required=True)
     clone.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
     clone.add_argument(
         "--from-backup", dest="backup_id", metavar="ID", help="default: a backup taken now"
     )
 
-    imported = commands.add_parser(
+    imported = add_command(
+        commands,
         "import",
-        parents=[client],
-        help="a new service from a PocketBase backup ZIP or a pb_data folder",
+        client,
+        "a new service from a PocketBase backup ZIP or a pb_data folder",
+        name="NEW_NAME",
     )
-    imported.add_argument("name", metavar="NEW_NAME")
     imported.add_argument("source", type=Path, metavar="ZIP|PB_DATA")
     imported.add_argument("--port", type=port, required=True)
     imported.add_argument(
@@ -83,15 +83,13 @@ def add_backup_commands(
     )
     imported.add_argument("--domain", help="default: <NEW_NAME>.<the agent's default domain>")
 
-    archive = commands.add_parser("archive", help="deleted services' data: list, restore")
-    archive_actions = archive.add_subparsers(
-        dest="archive_command", metavar="ACTION", required=True
+    archive_actions = add_group(
+        commands, "archive", "deleted services' data: list, restore", "archive_command"
     )
-    archive_actions.add_parser("list", parents=[client], help="the archive, with disk use")
-    back = archive_actions.add_parser(
-        "restore", parents=[client], help="an archived folder back as a service"
+    add_command(archive_actions, "list", client, "the archive, with disk use")
+    back = add_command(
+        archive_actions, "restore", client, "an archived folder back as a service", archive_id="ID"
     )
-    back.add_argument("archive_id", metavar="ID")
     back.add_argument("--port", type=port, required=True)
     back.add_argument("--version", dest="pb_version", required=True, metavar="VERSION")
     back.add_argument("--name", help="default: the name it had")

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from pockestrator.client.arguments import (
+    Commands,
+    add_command,
     add_database_options,
+    add_group,
     moment,
     output_format,
     positive_int,
@@ -76,10 +79,7 @@ def _names(command: argparse.ArgumentParser, what: str = "a project name or id")
     command.add_argument("names", nargs="+", metavar="NAME", help=f"{what} (several allowed)")
 
 
-def add_client_commands(
-    parser: argparse.ArgumentParser,
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
+def add_client_commands(parser: argparse.ArgumentParser, commands: Commands) -> None:
     from pockestrator.client import backup_arguments, config_commands, event_arguments, moves
     from pockestrator.client.completion import SHELLS
     from pockestrator.client.times import HELP as TIME_HELP
@@ -91,10 +91,11 @@ def add_client_commands(
     output_only = argparse.ArgumentParser(add_help=False)
     _output_option(output_only, argparse.SUPPRESS)
 
-    apply = commands.add_parser(
+    apply = add_command(
+        commands,
         "apply",
-        parents=[client],
-        help="create or update services from spec files (like kubectl apply)",
+        client,
+        "create or update services from spec files (like kubectl apply)",
         description="Create the services the agent does not know, patch the ones that differ, "
         "leave the rest. Every file is checked first; if any has a problem, nothing is applied.",
     )
@@ -115,7 +116,7 @@ def add_client_commands(
         help="say what would change (new services are checked by the agent); change nothing",
     )
 
-    get = commands.add_parser("get", parents=[client], help="list services, or show one")
+    get = add_command(commands, "get", client, "list services, or show one")
     get.add_argument("name", nargs="?", metavar="NAME", help="a project name or id")
     get.add_argument(
         "--status", choices=SERVICE_STATES, help="only services in this state (the agent filters)"
@@ -127,18 +128,16 @@ def add_client_commands(
         help="then print a line per change, as it happens (until Ctrl-C)",
     )
 
-    describe = commands.add_parser(
-        "describe",
-        parents=[client],
-        help="services in detail: status, hashes, runtime, recent events",
+    describe = add_command(
+        commands, "describe", client, "services in detail: status, hashes, runtime, recent events"
     )
     _names(describe)
     describe.add_argument(
         "--events", type=positive_int, default=10, metavar="N", help="recent events (default 10)"
     )
 
-    delete = commands.add_parser(
-        "delete", parents=[client], help="delete services (their data is archived unless --purge)"
+    delete = add_command(
+        commands, "delete", client, "delete services (their data is archived unless --purge)"
     )
     _names(delete)
     delete.add_argument(
@@ -156,33 +155,31 @@ def add_client_commands(
         ("stop", "stop services and keep them stopped"),
         ("restart", "restart services once"),
     ):
-        _names(commands.add_parser(action, parents=[client], help=text))
+        _names(add_command(commands, action, client, text))
 
-    deploy = commands.add_parser(
+    deploy = add_command(
+        commands,
         "deploy",
-        parents=[client],
-        help="deploy an app (pb_hooks, pb_migrations, pb_public) to a service",
+        client,
+        "deploy an app (pb_hooks, pb_migrations, pb_public) to a service",
         description="Pack DIR's pb_hooks/, pb_migrations/ and pb_public/ (or send a tar.gz as "
         "it is) and deploy it: checked, booted on a copy, snapshot first, rolled back on failure.",
+        name="NAME",
     )
-    deploy.add_argument("name", metavar="NAME")
     source = deploy.add_mutually_exclusive_group(required=True)
     source.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="the app's folder")
     source.add_argument(
         "--from-archive", type=Path, metavar="FILE", help="a tar.gz of the app folders"
     )
-    rollback = commands.add_parser(
-        "rollback", parents=[client], help="go back to an earlier app release"
+    rollback = add_command(
+        commands, "rollback", client, "go back to an earlier app release", name="NAME"
     )
-    rollback.add_argument("name", metavar="NAME")
     rollback.add_argument(
         "release", nargs="?", metavar="RELEASE", help="default: the one before the live one"
     )
-    releases = commands.add_parser("releases", parents=[client], help="a service's app releases")
-    releases.add_argument("name", metavar="NAME")
+    add_command(commands, "releases", client, "a service's app releases", name="NAME")
 
-    logs = commands.add_parser("logs", parents=[client], help="a service's logs")
-    logs.add_argument("name", metavar="NAME")
+    logs = add_command(commands, "logs", client, "a service's logs", name="NAME")
     logs.add_argument(
         "-n",
         "--lines",
@@ -203,10 +200,11 @@ def add_client_commands(
         "-U", "--until", type=moment, metavar="TIME", help="only lines before TIME (as --since)"
     )
 
-    validate = commands.add_parser(
+    validate = add_command(
+        commands,
         "validate",
-        parents=[output_only],
-        help="check spec files offline (no agent needed)",
+        output_only,
+        "check spec files offline (no agent needed)",
         description="Parse spec files exactly as the agent does and print every problem with "
         "file:line, field and code. Exit code 1 when there is any.",
     )
@@ -220,36 +218,39 @@ def add_client_commands(
         "configuration's, else localhost)",
     )
 
-    commands.add_parser("system", parents=[client], help="the agent's health (exit 1: unhealthy)")
-    commands.add_parser(
+    add_command(commands, "system", client, "the agent's health (exit 1: unhealthy)")
+    add_command(
+        commands,
         "version",
-        parents=[client],
-        help="the client's and the agent's versions (warns when they differ)",
+        client,
+        "the client's and the agent's versions (warns when they differ)",
     )
-    completion = commands.add_parser(
+    completion = add_command(
+        commands,
         "completion",
-        help="print the shell completion script (bash, zsh, fish)",
+        None,
+        "print the shell completion script (bash, zsh, fish)",
         description="Generated from this command's own parser; the .deb installs all three.",
     )
     completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
     config_commands.add_parser(commands, output_only)
     backup_arguments.add_backup_commands(commands, client)
     event_arguments.add_event_commands(commands, client)
-    commands.add_parser(
-        "nodes", parents=[client], help="the nodes of the fleet (exit 1: a node is lost)"
-    )
+    add_command(commands, "nodes", client, "the nodes of the fleet (exit 1: a node is lost)")
     moves.add_move_command(commands, client)
 
-    token = commands.add_parser("token", help="API tokens: create, list, revoke")
-    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = token_commands.add_parser(
+    token_commands = add_group(
+        commands, "token", "API tokens: create, list, revoke", "token_command"
+    )
+    create = add_command(
+        token_commands,
         "create",
-        parents=[client],
-        help="create an API token",
+        client,
+        "create an API token",
         description="Through the agent's API with a token, or with --local straight into the "
         "agent's database on its host (as root; no agent or token needed: the first token).",
+        name="NAME",
     )
-    create.add_argument("name", metavar="NAME")
     create.add_argument(
         "--save",
         action="store_true",
@@ -261,21 +262,22 @@ def add_client_commands(
         help="write it into this host's agent database (root), not through the API",
     )
     add_database_options(create)
-    token_commands.add_parser("list", parents=[client], help="list API tokens")
-    revoke = token_commands.add_parser("revoke", parents=[client], help="revoke an API token")
-    revoke.add_argument("key", metavar="ID|NAME")
+    add_command(token_commands, "list", client, "list API tokens")
+    add_command(token_commands, "revoke", client, "revoke an API token", key="ID|NAME")
 
-    admin = commands.add_parser("admin", help="dashboard admins (local: the agent's database)")
-    admin_commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
-    admin_create = admin_commands.add_parser(
+    admin_commands = add_group(
+        commands, "admin", "dashboard admins (local: the agent's database)", "admin_command"
+    )
+    admin_create = add_command(
+        admin_commands,
         "create",
-        parents=[output_only],
-        help="create a dashboard admin in the agent's database (no running agent needed)",
+        output_only,
+        "create a dashboard admin in the agent's database (no running agent needed)",
         description="Writes to the agent's SQLite database directly: this is how the first "
         "admin is made. The password is asked for twice on the terminal, or read from "
         "stdin with --password-stdin; it is never echoed.",
+        email="EMAIL",
     )
-    admin_create.add_argument("email", metavar="EMAIL")
     add_database_options(admin_create)
     admin_create.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"

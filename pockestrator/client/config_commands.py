@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pockestrator.client.arguments import Commands, add_command, add_group
 from pockestrator.client.output import table
 
 if TYPE_CHECKING:  # loaded when a config command runs, not when the parser is built
@@ -19,33 +20,25 @@ if TYPE_CHECKING:  # loaded when a config command runs, not when the parser is b
     from pockestrator.client.contexts import Context, Contexts
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    output_only: argparse.ArgumentParser,
-) -> None:
-    config = commands.add_parser(
-        "config", help="the CLI's contexts: named agents with their URL and token file"
+def add_parser(commands: Commands, output_only: argparse.ArgumentParser) -> None:
+    actions = add_group(
+        commands,
+        "config",
+        "the CLI's contexts: named agents with their URL and token file",
+        "config_command",
     )
-    actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    actions.add_parser(
-        "get-contexts", parents=[output_only], help="list the contexts (* marks the current)"
+    add_command(actions, "get-contexts", output_only, "list the contexts (* marks the current)")
+    add_command(actions, "use-context", output_only, "make NAME current", context_name="NAME")
+    add_command(actions, "current-context", output_only, "print the current context's name")
+    put = add_command(
+        actions, "set-context", output_only, "add a context, or change one", context_name="NAME"
     )
-    use = actions.add_parser("use-context", parents=[output_only], help="make NAME current")
-    use.add_argument("context_name", metavar="NAME")
-    actions.add_parser(
-        "current-context", parents=[output_only], help="print the current context's name"
-    )
-    put = actions.add_parser(
-        "set-context", parents=[output_only], help="add a context, or change one"
-    )
-    put.add_argument("context_name", metavar="NAME")
     put.add_argument("--url", dest="context_url", help="the agent's URL (required for a new one)")
     put.add_argument(
         "--token-file", type=Path, help="a file holding the agent's API token (mode 0600)"
     )
     put.add_argument("--use", action="store_true", help="also make it the current context")
-    drop = actions.add_parser("delete-context", parents=[output_only], help="remove a context")
-    drop.add_argument("context_name", metavar="NAME")
+    add_command(actions, "delete-context", output_only, "remove a context", context_name="NAME")
 
 
 def _with(contexts: Contexts, context: Context, *, current: bool) -> Contexts:

@@ -7,7 +7,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pockestrator.client.arguments import positive_int, positive_seconds
+from pockestrator.client.arguments import (
+    Commands,
+    add_command,
+    add_group,
+    positive_int,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
@@ -16,12 +22,9 @@ if TYPE_CHECKING:
 COMMANDS = ("events", "webhooks")
 
 
-def add_event_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    client: argparse.ArgumentParser,
-) -> None:
-    events = commands.add_parser(
-        "events", parents=[client], help="every service's events (or one's), or follow them"
+def add_event_commands(commands: Commands, client: argparse.ArgumentParser) -> None:
+    events = add_command(
+        commands, "events", client, "every service's events (or one's), or follow them"
     )
     events.add_argument("name", nargs="?", metavar="NAME", help="only this service's")
     events.add_argument(
@@ -30,35 +33,25 @@ def add_event_commands(
     events.add_argument(
         "-f", "--follow", action="store_true", help="keep streaming new events (Ctrl-C ends it)"
     )
-    webhooks = commands.add_parser("webhooks", help="webhooks: list, add, delete, test, deliveries")
-    actions = webhooks.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
-    actions.add_parser("list", parents=[client], help="list webhooks (never their secrets)")
-    add = actions.add_parser(
-        "add", parents=[client], help="add a webhook; prints its signing secret, once"
+    actions = add_group(
+        commands, "webhooks", "webhooks: list, add, delete, test, deliveries", "webhook_command"
     )
+    add_command(actions, "list", client, "list webhooks (never their secrets)")
+    add = add_command(actions, "add", client, "add a webhook; prints its signing secret, once")
     add.add_argument(
         "webhook_url", metavar="URL", help="http(s)://host[:port][/path], no credentials"
     )
-    add.add_argument(
-        "--kind",
-        dest="kinds",
-        action="append",
-        default=[],
-        metavar="KIND",
-        help="only events of this kind (repeatable; default: every kind)",
-    )
-    add.add_argument(
-        "--service",
-        dest="services",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only events of this service (repeatable; default: every service)",
-    )
-    delete = actions.add_parser("delete", parents=[client], help="delete a webhook")
-    delete.add_argument("webhook_id", metavar="ID")
-    test = actions.add_parser("test", parents=[client], help="send a test event")
-    test.add_argument("webhook_id", metavar="ID")
+    for what, metavar in (("kind", "KIND"), ("service", "NAME")):
+        add.add_argument(
+            f"--{what}",
+            dest=f"{what}s",
+            action="append",
+            default=[],
+            metavar=metavar,
+            help=f"only events of this {what} (repeatable; default: every {what})",
+        )
+    add_command(actions, "delete", client, "delete a webhook", webhook_id="ID")
+    test = add_command(actions, "test", client, "send a test event", webhook_id="ID")
     test.add_argument(
         "--wait",
         type=positive_seconds,
@@ -66,10 +59,9 @@ def add_event_commands(
         metavar="SECONDS",
         help="wait this long for the delivery's outcome (default 30; exit 1 unless delivered)",
     )
-    deliveries = actions.add_parser(
-        "deliveries", parents=[client], help="a webhook's last delivery attempts"
+    deliveries = add_command(
+        actions, "deliveries", client, "a webhook's last delivery attempts", webhook_id="ID"
     )
-    deliveries.add_argument("webhook_id", metavar="ID")
     deliveries.add_argument(
         "-n", "--limit", type=positive_int, default=20, metavar="N", help="how many (default 20)"
     )

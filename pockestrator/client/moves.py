@@ -13,6 +13,8 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
+from pockestrator.client.arguments import Commands, add_command
+
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
     from pockestrator.client.http import ApiClient
@@ -20,19 +22,17 @@ if TYPE_CHECKING:
 FOLLOW_SECONDS = 1.0
 
 
-def add_move_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    client: argparse.ArgumentParser,
-) -> None:
-    move = commands.add_parser(
+def add_move_command(commands: Commands, client: argparse.ArgumentParser) -> None:
+    move = add_command(
+        commands,
         "move",
-        parents=[client],
-        help="move a service to another node of the fleet",
+        client,
+        "move a service to another node of the fleet",
         description="Through the service's off-site backup target: a snapshot, restored and "
         "health-checked on the target node, then the source stops, a final snapshot, the "
         "switch, and the source's copy archived. --from-backup when the source node is lost.",
+        name="NAME",
     )
-    move.add_argument("name", metavar="NAME")
     move.add_argument("--to", required=True, metavar="NODE", help="the node it moves to")
     move.add_argument(
         "--from-backup",

@@ -18,7 +18,12 @@ import yaml
 
 from pockestrator.specs.errors import ErrorCode, FieldIssue
 from pockestrator.specs.model import ServiceSpec
-from pockestrator.specs.yamldir import is_spec_file_name, parse_spec_file, read_spec_text
+from pockestrator.specs.yamldir import (
+    ParsedFile,
+    is_spec_file_name,
+    parse_spec_file,
+    read_spec_text,
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,11 @@ class Document:
 
 
 @dataclass
-class FileReport:
-    path: str
+class FileReport(ParsedFile):
+    """What ``parse_spec_file`` found in one file, and its good documents with the line of
+    each key they wrote (only when the file has no issue at all)."""
+
     documents: list[Document] = field(default_factory=list)
-    issues: list[FieldIssue] = field(default_factory=list)
 
 
 @dataclass
@@ -115,7 +121,7 @@ def read_file(path: Path, default_domain: str) -> FileReport:
     if isinstance(text, FieldIssue):
         return FileReport(str(path), issues=[text])
     parsed = parse_spec_file(str(path), text, default_domain)
-    report = FileReport(parsed.path, issues=list(parsed.issues))
+    report = FileReport(parsed.path, parsed.specs, list(parsed.issues))
     if parsed.ok:
         key_lines = _top_level_lines(text)
         if len(key_lines) != len(parsed.specs):  # cannot happen for a file that parsed

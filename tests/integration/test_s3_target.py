@@ -19,8 +19,9 @@ import pytest
 from pockestrator.agent.sandbox import free_port
 from pockestrator.controllers.snapshots import SnapshotFolder
 from pockestrator.controllers.snapshots.folder import Snapshot
-from pockestrator.controllers.snapshots.manifest import FileEntry, build_manifest
+from pockestrator.controllers.snapshots.manifest import build_manifest
 from pockestrator.controllers.snapshots.s3 import S3Store, TargetError
+from pockestrator.files import HashedFile
 from tests.testbed.s3 import S3Server
 from tests.testbed.waiting import wait_until
 
@@ -42,7 +43,7 @@ def make_snapshot(root: Path, service: str, snapshot_id: str, big: int = 13 * MI
         target = partial.path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
-        entries.append(FileEntry(path, len(body), hashlib.sha256(body).hexdigest()))
+        entries.append(HashedFile(path, len(body), hashlib.sha256(body).hexdigest()))
     manifest = build_manifest(service, snapshot_id, "manual", NOW, "0.40.6", entries)
     return folder.commit(partial, manifest)
 

@@ -23,10 +23,10 @@ from pockestrator.agent.health import wait_healthy
 from pockestrator.clock import utc_now
 from pockestrator.controllers.servicedirs import ServiceFolders
 from pockestrator.controllers.snapshots.folder import SnapshotError, SnapshotFolder
-from pockestrator.controllers.snapshots.manifest import FileEntry
 from pockestrator.controllers.snapshots.take import take_snapshot
 from pockestrator.controllers.snapshots.verify import verify_snapshot
 from pockestrator.controllers.systemd import UnitSettings
+from pockestrator.files import HashedFile
 from tests.testbed import boxes
 from tests.testbed.api_client import Api, create, notes_service, wait_running
 from tests.testbed.waiting import wait_for_pocketbase, wait_until
@@ -205,7 +205,7 @@ async def test_a_damaged_database_fails_its_integrity_check_even_with_matching_h
     entry = snapshot.manifest.file("pb_data/data.db")
     assert entry is not None
     files = [
-        FileEntry(e.path, len(data), hashlib.sha256(data).hexdigest()) if e is entry else e
+        HashedFile(e.path, len(data), hashlib.sha256(data).hexdigest()) if e is entry else e
         for e in snapshot.manifest.files
     ]
     rewritten = replace(snapshot, manifest=replace(snapshot.manifest, files=tuple(files)))

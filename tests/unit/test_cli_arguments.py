@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pockestrator.cli import build_parser, main
+from pockestrator.client.arguments import add_command, add_group
 from pockestrator.client.connection import (
     DEFAULT_URL,
     SettingError,
@@ -167,6 +169,32 @@ def test_delete_archives_and_waits_unless_told_otherwise() -> None:
     purge = parser.parse_args(["delete", "app", "--purge", "--no-wait"])
     assert (plain.purge, plain.wait) == (False, True)
     assert (purge.purge, purge.wait) == (True, False)
+
+
+def test_a_command_takes_its_parents_options_and_its_positionals_in_order() -> None:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--url")
+    top = argparse.ArgumentParser()
+    commands = top.add_subparsers(dest="command")
+    restore = add_command(commands, "restore", parent, "put it back", name="NAME", backup_id="ID")
+    add_command(commands, "bare", None, "no options of a parent")
+    args = top.parse_args(["restore", "blog", "2026", "--url", "http://a:1"])
+    assert (args.name, args.backup_id, args.url) == ("blog", "2026", "http://a:1")
+    assert "NAME ID" in restore.format_usage()
+    with pytest.raises(SystemExit):
+        top.parse_args(["bare", "--url", "http://a:1"])
+
+
+def test_a_group_requires_one_of_its_actions_and_names_it_in_dest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    top = argparse.ArgumentParser()
+    actions = add_group(top.add_subparsers(dest="command"), "token", "tokens", "token_command")
+    add_command(actions, "list", None, "list them")
+    assert top.parse_args(["token", "list"]).token_command == "list"
+    with pytest.raises(SystemExit):
+        top.parse_args(["token"])
+    assert "ACTION" in capsys.readouterr().err
 
 
 def test_agent_and_up_keep_their_options() -> None:

@@ -19,6 +19,7 @@ from pockestrator.controllers.pbsettings.render import (
     field_of,
     fingerprint,
     patch_for,
+    pocketbase_name,
     refusal,
 )
 from pockestrator.specs.pocketbase_settings import PocketBaseSettings
@@ -238,6 +239,24 @@ FIELDS = [
 @pytest.mark.parametrize(("key", "field"), FIELDS)
 def test_pocketbase_keys_are_named_as_the_spec_names_them(key: tuple[str, ...], field: str) -> None:
     assert field_of(key) == field
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [
+        ("host", "host"),
+        ("auth_method", "authMethod"),
+        ("force_path_style", "forcePathStyle"),
+        ("use_leftmost_ip", "useLeftmostIP"),
+        ("log_ip", "logIP"),
+        ("app_url", "appURL"),
+        ("trusted_proxy", "trustedProxy"),
+    ],
+)
+def test_a_spec_name_becomes_pocketbases_camel_case_with_its_acronyms_in_capitals(
+    field: str, name: str
+) -> None:
+    assert pocketbase_name(field) == name
 
 
 def test_a_refusal_names_each_field_pocketbase_refused() -> None:

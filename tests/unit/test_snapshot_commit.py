@@ -18,7 +18,8 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotFolder,
     commit_in_thread,
 )
-from pockestrator.controllers.snapshots.manifest import FileEntry, Manifest, build_manifest
+from pockestrator.controllers.snapshots.manifest import Manifest, build_manifest
+from pockestrator.files import HashedFile
 
 AT = datetime(2026, 12, 2, 3, 15, tzinfo=UTC)
 
@@ -47,7 +48,7 @@ def started(folder: SnapshotFolder) -> tuple[PartialSnapshot, Manifest]:
         "manual",
         AT,
         "0.40.6",
-        [FileEntry("pb_data/data.db", 10, "0" * 64)],
+        [HashedFile("pb_data/data.db", 10, "0" * 64)],
     )
     return partial, manifest
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pockestrator.controllers.snapshots.manifest import (
-    FileEntry,
     Manifest,
     ManifestError,
     build_manifest,
 )
 from pockestrator.controllers.snapshots.retention import Candidate, to_prune
 from pockestrator.controllers.snapshots.schedule import is_due, last_fire, next_due
+from pockestrator.files import HashedFile
 from pockestrator.specs.backups import KeepPolicy as Keep
 from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, check_schedule
@@ -29,7 +29,7 @@ def manifest(**changes: object) -> Manifest:
         "kind": "scheduled",
         "created_at": AT,
         "pocketbase_version": "0.40.6",
-        "files": [FileEntry("pb_data/data.db", 4096, SHA), FileEntry("pb_hooks/a.pb.js", 3, SHA)],
+        "files": [HashedFile("pb_data/data.db", 4096, SHA), HashedFile("pb_hooks/a.pb.js", 3, SHA)],
     }
     fields.update(changes)
     return build_manifest(**fields)  # type: ignore[arg-type]
@@ -39,11 +39,11 @@ def test_a_manifest_reads_back_exactly_what_was_written() -> None:
     written = manifest()
     assert Manifest.from_json(written.to_json()) == written
     assert written.size == 4099
-    assert written.file("pb_data/data.db") == FileEntry("pb_data/data.db", 4096, SHA)
+    assert written.file("pb_data/data.db") == HashedFile("pb_data/data.db", 4096, SHA)
 
 
 def test_files_are_listed_in_path_order_whatever_order_they_came_in() -> None:
-    built = manifest(files=[FileEntry("z", 1, SHA), FileEntry("a/b", 2, SHA)])
+    built = manifest(files=[HashedFile("z", 1, SHA), HashedFile("a/b", 2, SHA)])
     assert [entry.path for entry in built.files] == ["a/b", "z"]
 
 
@@ -52,18 +52,18 @@ def test_files_are_listed_in_path_order_whatever_order_they_came_in() -> None:
 )
 def test_a_path_that_could_leave_the_snapshot_is_refused(path: str) -> None:
     with pytest.raises(ManifestError, match="not a path inside a snapshot"):
-        manifest(files=[FileEntry(path, 1, SHA)])
+        manifest(files=[HashedFile(path, 1, SHA)])
 
 
 def test_any_name_without_control_characters_is_a_path() -> None:
-    assert manifest(files=[FileEntry("pb_hooks/my hook é.pb.js", 1, SHA)]).files[0].path == (
+    assert manifest(files=[HashedFile("pb_hooks/my hook é.pb.js", 1, SHA)]).files[0].path == (
         "pb_hooks/my hook é.pb.js"
     )
 
 
 def test_a_file_listed_twice_is_refused() -> None:
     with pytest.raises(ManifestError, match="twice"):
-        manifest(files=[FileEntry("a", 1, SHA), FileEntry("a", 1, SHA)])
+        manifest(files=[HashedFile("a", 1, SHA), HashedFile("a", 1, SHA)])
 
 
 @pytest.mark.parametrize(

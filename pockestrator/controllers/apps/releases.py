@@ -31,13 +31,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pockestrator.apparchive import AppContent, AppFile, is_release_id, read_app_archive
+from pockestrator.apparchive import AppContent, is_release_id, read_app_archive
 from pockestrator.config import AgentConfig
 from pockestrator.controllers.service_layout import RELEASES_DIR
 from pockestrator.controllers.servicedirs.fds import DirFd, lstat_at, mkdir_at, open_dir_at
 from pockestrator.controllers.servicedirs.folders import ServiceFolders
 from pockestrator.database import parse_iso
-from pockestrator.files import write_atomic
+from pockestrator.files import HashedFile, write_atomic
 from pockestrator.specs.grammar import check_project_name
 
 PARTIAL_PREFIX = ".partial-"
@@ -56,7 +56,7 @@ class Release:
     created_at: datetime
     created_by: str
     source: str
-    files: tuple[AppFile, ...]
+    files: tuple[HashedFile, ...]
 
     @property
     def size(self) -> int:
@@ -80,7 +80,7 @@ class Release:
             created_at=created,
             created_by=str(data["created_by"]),
             source=str(data.get("source", "api")),
-            files=tuple(AppFile(str(p), int(s), str(h)) for p, s, h in data["files"]),
+            files=tuple(HashedFile(str(p), int(s), str(h)) for p, s, h in data["files"]),
         )
 
 

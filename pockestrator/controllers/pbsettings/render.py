@@ -34,62 +34,50 @@ from pockestrator.specs.pocketbase_settings import PocketBaseSettings, Secret
 
 REFUSAL_MAX = 400
 
-# (spec field under ``settings``, PocketBase's key) for every plain value, section by
-# section; rate limit rules are written out by ``_rules``.
-_SECTIONS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "trusted_proxy": (
-        ("headers", ("trustedProxy", "headers")),
-        ("use_leftmost_ip", ("trustedProxy", "useLeftmostIP")),
-    ),
-    "rate_limits": (
-        ("enabled", ("rateLimits", "enabled")),
-        ("rules", ("rateLimits", "rules")),
-    ),
-    "smtp": (
-        ("enabled", ("smtp", "enabled")),
-        ("host", ("smtp", "host")),
-        ("port", ("smtp", "port")),
-        ("username", ("smtp", "username")),
-        ("tls", ("smtp", "tls")),
-        ("auth_method", ("smtp", "authMethod")),
-        ("local_name", ("smtp", "localName")),
-        ("sender_name", ("meta", "senderName")),
-        ("sender_address", ("meta", "senderAddress")),
-    ),
-    "s3": (
-        ("enabled", ("s3", "enabled")),
-        ("bucket", ("s3", "bucket")),
-        ("region", ("s3", "region")),
-        ("endpoint", ("s3", "endpoint")),
-        ("access_key", ("s3", "accessKey")),
-        ("force_path_style", ("s3", "forcePathStyle")),
-    ),
-    "logs": (
-        ("max_days", ("logs", "maxDays")),
-        ("min_level", ("logs", "minLevel")),
-        ("log_ip", ("logs", "logIP")),
-    ),
-    "batch": (
-        ("enabled", ("batch", "enabled")),
-        ("max_requests", ("batch", "maxRequests")),
-        ("timeout", ("batch", "timeout")),
-    ),
+# The smtp fields PocketBase keeps in its ``meta`` section.
+_SENDER = ("sender_name", "sender_address")
+# The spec's plain fields under ``settings``, section by section (rate limit rules are
+# written out by ``_rules``); PocketBase's key for each is ``_key``'s.
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "trusted_proxy": ("headers", "use_leftmost_ip"),
+    "rate_limits": ("enabled", "rules"),
+    "smtp": ("enabled", "host", "port", "username", "tls", "auth_method", "local_name", *_SENDER),
+    "s3": ("enabled", "bucket", "region", "endpoint", "access_key", "force_path_style"),
+    "logs": ("max_days", "min_level", "log_ip"),
+    "batch": ("enabled", "max_requests", "timeout"),
 }
-_SECRETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "smtp": ("password", ("smtp", "password")),
-    "s3": ("secret", ("s3", "secret")),
-}
-_RULE_KEYS = ("label", "audience", "duration", "maxRequests")
+_SECRETS: dict[str, str] = {"smtp": "password", "s3": "secret"}
+# The fields PocketBase keeps in another section than the spec's.
+_ELSEWHERE = {f"smtp.{field}": "meta" for field in _SENDER}
+# The words PocketBase writes in capitals inside its camelCase names.
+_ACRONYMS = frozenset({"ip", "url"})
+_RULE_FIELDS = ("label", "audience", "duration", "max_requests")
+
+
+def pocketbase_name(field: str) -> str:
+    """PocketBase's camelCase for a spec's snake_case name: ``use_leftmost_ip`` ->
+    ``useLeftmostIP``."""
+    first, *rest = field.split("_")
+    return first + "".join(word.upper() if word in _ACRONYMS else word.title() for word in rest)
+
+
+def _key(section: str, field: str) -> tuple[str, str]:
+    """PocketBase's key for ``settings.<section>.<field>``: ``smtp.auth_method`` ->
+    ``smtp.authMethod``, ``smtp.sender_name`` -> ``meta.senderName``."""
+    where = _ELSEWHERE.get(f"{section}.{field}") or pocketbase_name(section)
+    return (where, pocketbase_name(field))
+
+
+_RULE_KEYS = tuple(pocketbase_name(field) for field in _RULE_FIELDS)
 _MISSING = object()
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One declared setting: the spec's field, PocketBase's key, the value (JSON)."""
+class _Declared:
+    """What a setting and a secret both are: the spec's field and PocketBase's key."""
 
     field: str
     key: tuple[str, ...]
-    value: Any
 
     @property
     def section(self) -> str:
@@ -97,16 +85,17 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class SecretSetting:
+class Setting(_Declared):
+    """One declared setting: the spec's field, PocketBase's key, the value (JSON)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class SecretSetting(_Declared):
     """A declared secret: where it goes and where its value comes from."""
 
-    field: str
-    key: tuple[str, ...]
     source: Secret
-
-    @property
-    def section(self) -> str:
-        return self.field.split(".")[1]
 
 
 @dataclass(frozen=True)
@@ -125,12 +114,7 @@ class DesiredSettings:
 
 def _rules(rules: Sequence[Any]) -> list[dict[str, Any]]:
     return [
-        {
-            "label": rule.label,
-            "audience": rule.audience,
-            "duration": rule.duration,
-            "maxRequests": rule.max_requests,
-        }
+        {key: getattr(rule, field) for field, key in zip(_RULE_FIELDS, _RULE_KEYS, strict=True)}
         for rule in rules
     ]
 
@@ -153,16 +137,17 @@ def desired_settings(settings: PocketBaseSettings, app_url: str) -> DesiredSetti
         model = getattr(settings, section)
         if model is None:
             continue
-        for field, key in fields:
+        for field in fields:
             value = getattr(model, field)
             if value is None:
                 continue
             value = _rules(value) if field == "rules" else _json(value)
-            values.append(Setting(f"settings.{section}.{field}", key, value))
+            values.append(Setting(f"settings.{section}.{field}", _key(section, field), value))
         if section in _SECRETS:
-            field, key = _SECRETS[section]
+            field = _SECRETS[section]
             source = getattr(model, field)
             if source is not None:
+                key = _key(section, field)
                 secrets.append(SecretSetting(f"settings.{section}.{field}", key, source))
     return DesiredSettings(tuple(values), tuple(secrets))
 
@@ -244,7 +229,8 @@ def field_of(key: Sequence[str]) -> str:
     if key[:2] == ("meta", "appName"):
         return "settings.app_name"
     for section, fields in (*_SECTIONS.items(), *((s, (f,)) for s, f in _SECRETS.items())):
-        for field, pb_key in fields:
+        for field in fields:
+            pb_key = _key(section, field)
             if key[: len(pb_key)] == pb_key:
                 rest = ".".join(key[len(pb_key) :])
                 return f"settings.{section}.{field}" + (f".{rest}" if rest else "")

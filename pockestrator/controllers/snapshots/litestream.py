@@ -59,7 +59,7 @@ from pockestrator.config import S3Target
 from pockestrator.controllers.snapshots.encryption import read_root_only
 from pockestrator.controllers.snapshots.folder import SnapshotError
 from pockestrator.controllers.systemd import SystemdBus
-from pockestrator.controllers.systemd.sandbox import egress_allow
+from pockestrator.controllers.systemd.sandbox import HARDENING, egress_allow
 from pockestrator.controllers.systemd.transient import (
     run_transient,
     start_transient_service,
@@ -82,6 +82,9 @@ START_TIMEOUT = 30.0
 # CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER.
 CAPABILITIES = (1 << 0) | (1 << 1) | (1 << 3)
 MS_REC = 0x4000
+# Of the instances' ``key=yes`` hardening, what a box run as root does not take: a user
+# namespace of its own (root in it could not use the instance's files) and RemoveIPC.
+ROOT_LEAVES_OUT = frozenset({"PrivateUsers", "RemoveIPC"})
 AWS_ENVIRONMENT = (
     "AWS_CA_BUNDLE",
     "AWS_PROFILE",
@@ -160,25 +163,11 @@ def box_properties(
     read_only += [(path, path, True, MS_REC) for path in HOST_FILES]
     writable = [(str(source), mount, False, MS_REC) for source, mount in binds]
     allow = egress_allow(endpoint_egress(endpoint))
-    flags = (
-        "NoNewPrivileges",
-        "PrivateTmp",
-        "PrivateDevices",
-        "PrivateMounts",
-        "PrivateIPC",
-        "ProtectKernelTunables",
-        "ProtectKernelModules",
-        "ProtectKernelLogs",
-        "ProtectControlGroups",
-        "ProtectClock",
-        "ProtectHostname",
-        "RestrictRealtime",
-        "RestrictSUIDSGID",
-        "LockPersonality",
-        "MemoryDenyWriteExecute",
-    )
-    properties: list[tuple[str, Variant]] = [
-        (flag, Variant("b", True)) for flag in flags if flag not in hardening_disabled
+    left_out = ROOT_LEAVES_OUT | hardening_disabled
+    properties = [
+        directive.as_property()
+        for directive in HARDENING
+        if directive.signature == "b" and directive.key not in left_out
     ]
     properties += [
         ("TemporaryFileSystem", Variant("a(ss)", [("/", "")])),
@@ -239,6 +228,20 @@ class Replication:
     def config_path(self, service: str) -> Path:
         return self.config_dir / f"{check_project_name(service)}.yml"
 
+    def _box(
+        self, config: Path, target: S3Target, bind: tuple[Path, str], bound_to: str | None
+    ) -> list[tuple[str, Variant]]:
+        """Litestream's box with this host's binary and hardening, ``bind`` its one
+        writable folder: replicating and restoring differ in nothing else."""
+        return box_properties(
+            binary=self._binary(),
+            config=config,
+            binds=[bind],
+            endpoint=target.endpoint,
+            hardening_disabled=self.hardening_disabled,
+            bound_to=bound_to,
+        )
+
     def _write_config(
         self, service: str, target: S3Target, policy: ReplicationPolicy
     ) -> tuple[Path, bool]:
@@ -282,14 +285,7 @@ class Replication:
         if not changed and await self.running(service):
             return False
         await stop_transient_service(self.bus, unit)
-        properties = box_properties(
-            binary=self._binary(),
-            config=config,
-            binds=[(service_dir, SERVICE_MOUNT)],
-            endpoint=target.endpoint,
-            hardening_disabled=self.hardening_disabled,
-            bound_to=instance_unit,
-        )
+        properties = self._box(config, target, (service_dir, SERVICE_MOUNT), instance_unit)
         properties += [
             ("Restart", Variant("s", "on-failure")),
             ("RestartUSec", Variant("t", 5_000_000)),
@@ -334,14 +330,7 @@ class Replication:
     ) -> None:
         """data.db as it was at ``at`` (to the second), into ``out_dir``/data.db."""
         config, _changed = self._write_config(service, target, policy)
-        properties = box_properties(
-            binary=self._binary(),
-            config=config,
-            binds=[(out_dir, OUT_MOUNT)],
-            endpoint=target.endpoint,
-            hardening_disabled=self.hardening_disabled,
-            bound_to=None,
-        )
+        properties = self._box(config, target, (out_dir, OUT_MOUNT), None)
         argv = [
             BINARY_MOUNT,
             "restore",

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pockestrator.files import HashedFile
 from pockestrator.specs import grammar
 from pockestrator.specs.copying import copied
 from pockestrator.specs.grammar import GrammarError
@@ -56,13 +57,6 @@ def check_member_path(value: str) -> str:
     ):
         raise ManifestError(f"{value[:80]!r} is not a path inside a snapshot")
     return value
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    size: int
-    sha256: str
 
 
 class _FileModel(BaseModel):
@@ -111,13 +105,13 @@ class Manifest:
     kind: Kind
     created_at: datetime
     pocketbase_version: str | None
-    files: tuple[FileEntry, ...]
+    files: tuple[HashedFile, ...]
 
     @property
     def size(self) -> int:
         return sum(entry.size for entry in self.files)
 
-    def file(self, path: str) -> FileEntry | None:
+    def file(self, path: str) -> HashedFile | None:
         return next((entry for entry in self.files if entry.path == path), None)
 
     def to_json(self) -> str:
@@ -145,7 +139,7 @@ class Manifest:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "manifest"
             raise ManifestError(f"{where}: {first['msg']}") from None
-        files = tuple(FileEntry(f.path, f.size, f.sha256) for f in model.files)
+        files = tuple(HashedFile(f.path, f.size, f.sha256) for f in model.files)
         paths = [entry.path for entry in files]
         if paths != sorted(set(paths)):
             raise ManifestError("files must be sorted by path, each once")
@@ -160,7 +154,7 @@ def build_manifest(
     kind: Kind,
     created_at: datetime,
     pocketbase_version: str | None,
-    files: list[FileEntry],
+    files: list[HashedFile],
 ) -> Manifest:
     """A manifest with its files in the one order every reader expects."""
     ordered = tuple(sorted(files, key=lambda entry: entry.path))

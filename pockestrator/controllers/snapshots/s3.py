@@ -46,12 +46,11 @@ from pockestrator.controllers.snapshots.folder import PartialSnapshot, SnapshotE
 from pockestrator.controllers.snapshots.manifest import (
     MANIFEST_MAX_BYTES,
     MANIFEST_NAME,
-    FileEntry,
     Manifest,
     ManifestError,
     check_snapshot_id,
 )
-from pockestrator.files import sized_sha256
+from pockestrator.files import HashedFile, sized_sha256
 from pockestrator.specs.grammar import check_project_name
 
 if TYPE_CHECKING:
@@ -164,7 +163,7 @@ class S3Store:
         )
         return Uploaded(self.name, manifest.snapshot_id, len(manifest.files), sent, resumed, now)
 
-    def _stream(self, path: Path, name: str, entry: FileEntry) -> Iterator[bytes]:
+    def _stream(self, path: Path, name: str, entry: HashedFile) -> Iterator[bytes]:
         """What is sent for a file: its bytes, or their encryption (the same every time)."""
         plain = _read_file(path)
         key = self.key()
@@ -172,10 +171,10 @@ class S3Store:
             return plain
         return encryption.encrypt(key, name, encryption.file_salt(key, name, entry.sha256), plain)
 
-    def _sent_size(self, entry: FileEntry) -> int:
+    def _sent_size(self, entry: HashedFile) -> int:
         return encryption.encrypted_size(entry.size) if self.encrypted else entry.size
 
-    def _upload_file(self, path: Path, name: str, entry: FileEntry) -> tuple[int, bool]:
+    def _upload_file(self, path: Path, name: str, entry: HashedFile) -> tuple[int, bool]:
         """Bytes sent and whether an earlier upload was resumed (or was already whole)."""
         client, bucket = self.client(), self.target.bucket
         size = self._sent_size(entry)
@@ -223,7 +222,7 @@ class S3Store:
         return sent, bool(parts_there)
 
     def _open_multipart(
-        self, name: str, entry: FileEntry
+        self, name: str, entry: HashedFile
     ) -> tuple[str, dict[int, tuple[str, int]]]:
         """An upload of ``name`` left by an interrupted run (with its parts), or a new one."""
         client, bucket = self.client(), self.target.bucket
@@ -264,7 +263,7 @@ class S3Store:
         metadata = {k.lower(): v for k, v in reply.get("Metadata", {}).items()}
         return {"size": reply["ContentLength"], "sha256": metadata.get("sha256")}
 
-    def _check(self, name: str, entry: FileEntry) -> None:
+    def _check(self, name: str, entry: HashedFile) -> None:
         """Read ``name`` back; it must be the manifest's file (decrypted, when encrypted)."""
         size, sha256 = sized_sha256(self._get(name))
         if size != entry.size or sha256 != entry.sha256:

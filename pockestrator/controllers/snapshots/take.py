@@ -68,10 +68,10 @@ from pockestrator.controllers.snapshots.folder import (
     SnapshotFolder,
     commit_in_thread,
 )
-from pockestrator.controllers.snapshots.manifest import FileEntry, Kind, build_manifest
+from pockestrator.controllers.snapshots.manifest import Kind, build_manifest
 from pockestrator.controllers.systemd import SystemdBus, UnitSettings
 from pockestrator.controllers.systemd.transient import run_transient
-from pockestrator.files import read_chunks, sized_sha256
+from pockestrator.files import HashedFile, read_chunks, sized_sha256
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.subprocesses import run_bounded
 
@@ -240,12 +240,12 @@ async def _stage_databases(
 
 async def _copy_databases(
     folders: ServiceFolders, name: str, stage: str, partial: PartialSnapshot, timeout: float
-) -> dict[str, FileEntry]:
+) -> dict[str, HashedFile]:
     """The staged databases copied into ``partial``'s ``pb_data``, hashed on the way; their
     entries. The copy is a process of its own at the lowest priority (``background_copy``),
     given the two files open: it opens nothing by name."""
     await asyncio.to_thread((partial.path / DATA_DIR).mkdir, 0o700)
-    hashed: dict[str, FileEntry] = {}
+    hashed: dict[str, HashedFile] = {}
     for database in DATABASES:
         opened = await asyncio.to_thread(_open_staged, folders, name, stage, partial, database)
         if opened is None:
@@ -269,7 +269,7 @@ async def _copy_databases(
                 f"copying {name}'s {database} into the snapshot failed: "
                 f"{result.stderr_text.strip()[-500:]}"
             )
-        hashed[f"{DATA_DIR}/{database}"] = FileEntry(
+        hashed[f"{DATA_DIR}/{database}"] = HashedFile(
             f"{DATA_DIR}/{database}", int(str(copied["size"])), str(copied["sha256"])
         )
     if f"{DATA_DIR}/{DATABASES[0]}" not in hashed:
@@ -353,7 +353,7 @@ def _is_dir_at(parent_fd: int, name: str) -> bool:
     return info is not None and stat.S_ISDIR(info.st_mode)
 
 
-def _hash_tree(root: Path, hashed: dict[str, FileEntry]) -> list[FileEntry]:
+def _hash_tree(root: Path, hashed: dict[str, HashedFile]) -> list[HashedFile]:
     """Every regular file under ``root`` with its size and SHA-256; anything else removed.
 
     ``hashed`` are entries taken while copying (the databases), not read again."""
@@ -373,7 +373,7 @@ def _hash_tree(root: Path, hashed: dict[str, FileEntry]) -> list[FileEntry]:
                 continue
             with path.open("rb") as reader:
                 size, sha256 = sized_sha256(read_chunks(reader))
-            entries.append(FileEntry(path.relative_to(root).as_posix(), size, sha256))
+            entries.append(HashedFile(path.relative_to(root).as_posix(), size, sha256))
     return entries
 
 

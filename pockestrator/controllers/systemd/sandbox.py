@@ -61,6 +61,16 @@ def _flag(key: str) -> Directive:
     return Directive(key, "yes", "b", True)
 
 
+def _flags(*keys: str) -> tuple[Directive, ...]:
+    """A run of ``key=yes`` directives, in the order given."""
+    return tuple(_flag(key) for key in keys)
+
+
+def _word(key: str, word: str) -> Directive:
+    """A directive whose value is one word, the same in the unit file and on D-Bus."""
+    return Directive(key, word, "s", word)
+
+
 def _networks(networks: Iterable[str]) -> list[tuple[int, bytes, int]]:
     """Networks as D-Bus's ``a(iayu)``: (address family, address bytes, prefix length)."""
     value = []
@@ -73,22 +83,26 @@ def _networks(networks: Iterable[str]) -> list[tuple[int, bytes, int]]:
 
 # In the order they appear in a unit file.
 HARDENING: tuple[Directive, ...] = (
-    _flag("NoNewPrivileges"),
-    _flag("PrivateTmp"),
-    _flag("PrivateDevices"),
-    _flag("PrivateMounts"),
-    _flag("PrivateIPC"),
-    _flag("PrivateUsers"),
-    Directive("ProtectSystem", "strict", "s", "strict"),
-    Directive("ProtectHome", "yes", "s", "yes"),
-    _flag("ProtectKernelTunables"),
-    _flag("ProtectKernelModules"),
-    _flag("ProtectKernelLogs"),
-    _flag("ProtectControlGroups"),
-    _flag("ProtectClock"),
-    _flag("ProtectHostname"),
-    Directive("ProtectProc", "invisible", "s", "invisible"),
-    Directive("ProcSubset", "pid", "s", "pid"),
+    *_flags(
+        "NoNewPrivileges",
+        "PrivateTmp",
+        "PrivateDevices",
+        "PrivateMounts",
+        "PrivateIPC",
+        "PrivateUsers",
+    ),
+    _word("ProtectSystem", "strict"),
+    _word("ProtectHome", "yes"),
+    *_flags(
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectClock",
+        "ProtectHostname",
+    ),
+    _word("ProtectProc", "invisible"),
+    _word("ProcSubset", "pid"),
     # IP only: no unix socket of the host (the system bus, Caddy's admin socket, journald)
     # can even be opened. systemd connects the output to the journal before the exec.
     Directive(
@@ -96,11 +110,13 @@ HARDENING: tuple[Directive, ...] = (
     ),
     # The bitmask of namespace types it may create: none.
     Directive("RestrictNamespaces", "yes", "t", 0),
-    _flag("RestrictRealtime"),
-    _flag("RestrictSUIDSGID"),
-    _flag("RemoveIPC"),
-    _flag("LockPersonality"),
-    _flag("MemoryDenyWriteExecute"),
+    *_flags(
+        "RestrictRealtime",
+        "RestrictSUIDSGID",
+        "RemoveIPC",
+        "LockPersonality",
+        "MemoryDenyWriteExecute",
+    ),
     Directive("SystemCallFilter", "@system-service", "(bas)", (True, ["@system-service"])),
     # Of those, nothing only root needs (chown, setuid, ...) and no scheduling or resource
     # changes; Go raises its open-file limit at start and takes EPERM quietly.
@@ -114,8 +130,8 @@ HARDENING: tuple[Directive, ...] = (
     Directive("SystemCallArchitectures", "native", "as", ["native"]),
     Directive("CapabilityBoundingSet", "", "t", 0),
     Directive("AmbientCapabilities", "", "t", 0),
-    Directive("KeyringMode", "private", "s", "private"),
-    Directive("DevicePolicy", "closed", "s", "closed"),
+    _word("KeyringMode", "private"),
+    _word("DevicePolicy", "closed"),
     Directive("UMask", "0077", "u", 0o077),
     Directive(
         "IPAddressDeny",
@@ -171,7 +187,7 @@ def identity(user: str, state_directories: Sequence[str]) -> tuple[Directive, ..
     paths = list(state_directories)
     return (
         _flag("DynamicUser"),
-        Directive("User", user, "s", user),
+        _word("User", user),
         Directive("StateDirectory", " ".join(paths), "as", paths),
         Directive("StateDirectoryMode", f"{STATE_MODE:04o}", "u", STATE_MODE),
     )

@@ -45,14 +45,42 @@ def cgroup_cpu_seconds(name: str, root: Path = CGROUP_ROOT) -> float | None:
     except (OSError, ValueError):
         pass
     for hierarchy in (root / "unified", root):
-        try:
-            text = (hierarchy / name / "cpu.stat").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                return int(value) / 1e6
+        used = _cpu_stat_seconds(hierarchy / name)
+        if used is not None:
+            return used
+    return None
+
+
+def unit_cpu_seconds(name: str, root: Path = CGROUP_ROOT) -> dict[str, float]:
+    """The CPU of each ``*.service`` cgroup under ``name`` so far: the private manager
+    makes its units' cgroups in the unified hierarchy only."""
+    found: dict[str, float] = {}
+    for unit in sorted((root / "unified" / name).glob("**/*.service")):
+        used = _cpu_stat_seconds(unit)
+        if used is not None:
+            found[unit.name] = used
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """A live process's own CPU so far (``/proc/<pid>/stat`` utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_stat_seconds(cgroup: Path) -> float | None:
+    """``usage_usec`` of a cgroup v2 folder's ``cpu.stat``, in seconds."""
+    try:
+        text = (cgroup / "cpu.stat").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
     return None
 
 
@@ -99,11 +127,22 @@ class Ledger:
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         yield from self._phase(item, "teardown")
 
-    def note_bed(self, cgroup: str) -> None:
-        """Record a private systemd's cgroup total, just before it is stopped."""
-        used = cgroup_cpu_seconds(cgroup)
-        if used is not None:
-            self.write({"test": self.current, "phase": "bed", "cgroup": round(used, 3)})
+    def note_bed(self, manager: PrivateSystemd) -> None:
+        """Record a private systemd's cgroup total, just before it is stopped; that of each
+        unit still running in it (a unit's share leaves with its cgroup when it stops), and
+        the manager's and journald's own."""
+        used = cgroup_cpu_seconds(manager.cgroup_name)
+        if used is None:
+            return
+        units = {
+            name: round(seconds, 3)
+            for name, seconds in unit_cpu_seconds(manager.cgroup_name).items()
+            if seconds >= 0.05
+        }
+        for name, pid in (("systemd", manager.manager_pid), ("journald", manager.journald_pid)):
+            if pid is not None and (seconds := process_cpu_seconds(pid)) is not None:
+                units[name] = round(seconds, 3)
+        self.write({"test": self.current, "phase": "bed", "cgroup": round(used, 3), "units": units})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,7 +154,7 @@ def pytest_configure(config: pytest.Config) -> None:
     stop: Callable[..., Coroutine[Any, Any, None]] = PrivateSystemd.stop
 
     async def noted(self: PrivateSystemd, timeout: float = 20.0) -> None:
-        ledger.note_bed(self.cgroup_name)
+        ledger.note_bed(self)
         await stop(self, timeout)
 
     # Only measured runs: the stop itself is the product's, unchanged.
@@ -130,10 +169,14 @@ def summarize(records: Iterable[dict[str, Any]], top: int = 30) -> str:
     """Modules by CPU (own + children), then the dearest tests, as a plain table."""
     modules: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     tests: dict[str, float] = defaultdict(float)
+    kinds: dict[str, float] = defaultdict(float)
     for record in records:
         module = modules[module_of(record["test"])]
         if record["phase"] == "bed":
             module[2] += record["cgroup"]
+            kinds["all beds"] += record["cgroup"]
+            for unit, used in record.get("units", {}).items():
+                kinds[unit_kind(unit)] += used
             continue
         module[0] += record["self"]
         module[1] += record["children"]
@@ -147,7 +190,16 @@ def summarize(records: Iterable[dict[str, Any]], top: int = 30) -> str:
     lines.append(f"{'cpu-s':>8}  test [phase]")
     for name, used in sorted(tests.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{used:8.1f}  {name}")
+    if kinds:
+        lines.append(f"\n{'cpu-s':>8}  in the beds (units still running at the bed's stop)")
+        for name, used in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            lines.append(f"{used:8.1f}  {name}")
     return "\n".join(lines)
+
+
+def unit_kind(unit: str) -> str:
+    """``pocketbase`` for any service's ``<name>-pocketbase.service``; other units as named."""
+    return unit.rsplit("-", 1)[1] if unit.endswith("-pocketbase.service") else unit
 
 
 def main(argv: list[str]) -> None:

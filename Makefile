@@ -31,6 +31,8 @@ run: $(VENV)/.installed-run
 ## most of its time waiting on systemd, PocketBase and timers, not on a CPU.
 ## Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: otherwise every worker
 ## compiles and assertion-rewrites every module again (12 CPU-seconds each, 5 cached).
+## Where the CPU goes: POCKESTRATOR_CPU_LEDGER=test-artifacts/cpu make test, then
+## .venv/bin/python -m tests.testbed.cpu_ledger test-artifacts/cpu (tests/testbed/cpu_ledger.py).
 TEST_WORKERS ?= 5
 test: $(VENV)/.installed-test system-deps lint
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --numprocesses $(TEST_WORKERS) \

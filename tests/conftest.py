@@ -43,7 +43,7 @@ from tests.testbed.schedule import MODULE_SECONDS, longest_modules_first
 from tests.testbed.stuck import naming_what_it_waits_on
 
 # The store's backends (SQLite, a real PostgreSQL server): `store_backend`, `postgres_server`.
-pytest_plugins = ["tests.testbed.store_backends"]
+pytest_plugins = ["tests.testbed.store_backends", "tests.testbed.cpu_ledger"]
 
 # `make mutants` runs the unit tests once per mutant in one process: the same property
 # tests are called again (hypothesis would object to the new executors), and each run must

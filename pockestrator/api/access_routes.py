@@ -13,7 +13,6 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from pockestrator.accounts.passwords import needs_rehash
 from pockestrator.accounts.throttle import (
     ADDRESS_BURST,
     ADDRESS_REFILL_SECONDS,
@@ -138,7 +137,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         raise _bad_credentials()
     throttle.succeeded(credentials.email, address)
-    if needs_rehash(admin.password_hash):
+    if passwords.needs_rehash(admin.password_hash):
         accounts.set_admin_password(admin.email, await passwords.hash(credentials.password))
     token, expires = accounts.create_session(admin.id, SESSION_TTL)
     log.info("admin logged in", admin_id=admin.id, address=address)

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from pockestrator.accounts.passwords import hash_password, verify_password
+from pockestrator.accounts.passwords import (
+    DEFAULT_HASHING,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from pockestrator.config.agent import PasswordHashing
 
 SESSION_TTL = timedelta(hours=12)
 HASH_CONCURRENCY = 2
@@ -48,12 +54,16 @@ class Principal:
 
 
 class PasswordChecks:
-    """Hashing and verifying in worker threads, at most ``concurrency`` at a time."""
+    """Hashing (with the configured parameters) and verifying in worker threads, at most
+    ``concurrency`` at a time."""
 
-    def __init__(self, concurrency: int = HASH_CONCURRENCY) -> None:
+    def __init__(
+        self, concurrency: int = HASH_CONCURRENCY, hashing: PasswordHashing = DEFAULT_HASHING
+    ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
+        self.hashing: PasswordHashing = hashing
         # Made now, once, so that no unknown account, not even the first, pays for it.
-        self._dummy_hash = hash_password("no such account")
+        self._dummy_hash = hash_password("no such account", hashing)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """``verify_password`` off the loop; an unknown account (None) costs the same
@@ -66,7 +76,11 @@ class PasswordChecks:
 
     async def hash(self, password: str) -> str:
         async with self._slots:
-            return await asyncio.to_thread(hash_password, password)
+            return await asyncio.to_thread(hash_password, password, self.hashing)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a stored hash was made otherwise than this API hashes now."""
+        return needs_rehash(password_hash, self.hashing)
 
 
 def retry_after_header(seconds: float) -> str:

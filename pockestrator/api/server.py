@@ -157,7 +157,7 @@ def build_app(
     )
     operations = list(operations if operations is not None else all_operations())
     app[AGENT] = agent
-    app[PASSWORDS] = PasswordChecks()
+    app[PASSWORDS] = PasswordChecks(hashing=config.password_hashing)
     app[JOURNAL] = JournalReader(config.journal_dir, agent.host.journal_scope)
     app[STREAMS] = LogStreams(config.max_log_streams)
     app[SCRAPE_MEMORY] = ScrapeMemory()

@@ -23,6 +23,9 @@ from pockestrator.config.targets import S3Target
 from pockestrator.specs.backups import BackupPolicy
 from pockestrator.specs.grammar import TlsMode
 
+# How admin passwords are hashed (``accounts.passwords`` holds each one's parameters).
+PasswordHashing = Literal["rfc9106-low-memory", "owasp-minimum"]
+
 # Directives that fail with 226/NAMESPACE inside a private user manager without its own
 # user namespace (the sandbox and the testbed), but work on ordinary hosts.
 SANDBOX_UNSUPPORTED_HARDENING = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelLogs")
@@ -162,6 +165,12 @@ class AgentConfig(AgentCheckedValues):
         description="Addresses or networks of the reverse proxies in front of the API (the "
         "Caddy that publishes it): from these, the client is read from X-Forwarded-For. The "
         "login throttle counts failures by client address; empty means the TCP peer is it.",
+    )
+    password_hashing: PasswordHashing = Field(
+        default="rfc9106-low-memory",
+        description="Argon2id parameters of admin passwords: rfc9106-low-memory (64 MiB, 3 "
+        "passes, 4 lanes) or owasp-minimum (19 MiB, 2 passes, 1 lane: an eighth of the CPU "
+        "per login). A password hashed otherwise is hashed again at its next login.",
     )
 
     # systemd.

@@ -57,7 +57,7 @@ async def browser() -> AsyncIterator[Any]:
 def admin(agent: Agent) -> Admin:
     """A dashboard admin in the agent's store, as `pockestrator up` creates one."""
     account = Admin("admin@e2e.example", secrets.token_urlsafe(16))
-    create_admin(agent.accounts, account.email, account.password)
+    create_admin(agent.accounts, account.email, account.password, agent.config.password_hashing)
     return account
 
 

@@ -136,7 +136,7 @@ def token(agent: Agent) -> str:
 
 @pytest.fixture(scope="module")
 def admin(agent: Agent) -> str:
-    create_admin(agent.accounts, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_admin(agent.accounts, ADMIN_EMAIL, ADMIN_PASSWORD, agent.config.password_hashing)
     return ADMIN_EMAIL
 
 
@@ -220,6 +220,23 @@ async def test_tokens_are_created_listed_and_revoked(client: Client, token: str)
         assert reply.status == 400 and reply.body["errors"][0]["code"] == code, body
 
 
+async def test_a_password_hashed_otherwise_is_hashed_again_as_configured_at_its_login(
+    agent: Agent,
+) -> None:
+    """The CLI hashes with the default; this agent is configured for OWASP's minimum."""
+    email = "rehashed@example.test"
+    create_admin(agent.accounts, email, ADMIN_PASSWORD, "rfc9106-low-memory")
+    before = agent.accounts.get_admin(email)
+    assert before is not None and "$m=65536,t=3,p=4$" in before.password_hash
+    async with client_at(agent, fresh_address()) as client:
+        assert (await log_in(client, email, ADMIN_PASSWORD)).status == 200
+        after = agent.accounts.get_admin(email)
+        assert after is not None and "$m=19456,t=2,p=1$" in after.password_hash
+        assert (await log_in(client, email, ADMIN_PASSWORD)).status == 200
+        again = agent.accounts.get_admin(email)
+        assert again is not None and again.password_hash == after.password_hash
+
+
 async def test_an_admin_logs_in_for_an_expiring_session_and_logs_out(
     client: Client, admin: str, token: str
 ) -> None:
@@ -274,7 +291,7 @@ async def test_guesses_sent_together_meet_the_lock_instead_of_all_being_checked(
     agent: Agent, clock: FakeClock
 ) -> None:
     email = "racer@example.test"
-    create_admin(agent.accounts, email, ADMIN_PASSWORD)
+    create_admin(agent.accounts, email, ADMIN_PASSWORD, agent.config.password_hashing)
     wrong = {"email": email, "password": "wrong password"}
     async with client_at(agent, fresh_address()) as client:
         replies = await asyncio.gather(

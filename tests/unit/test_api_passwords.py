@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pockestrator.accounts import (
     THROTTLE_CAP_SECONDS,
@@ -19,6 +20,7 @@ from pockestrator.accounts import (
 from pockestrator.accounts.throttle import bucket_locked_for, locked_for
 from pockestrator.api import auth
 from pockestrator.api.auth import PasswordChecks, bearer_token, retry_after_header
+from pockestrator.config import AgentConfig
 from pockestrator.specs.grammar import GrammarError
 
 
@@ -68,6 +70,44 @@ async def test_an_unknown_account_costs_one_check_of_the_same_parameters_from_th
     assert hashed == []  # nothing more than the one check, not even the first time
     parameters = [password_hash.split("$")[1:4] for password_hash in checked]
     assert parameters == [["argon2id", "v=19", "m=65536,t=3,p=4"]] * 2
+
+
+def test_owasp_minimum_hashes_carry_its_parameters_and_each_kind_wants_the_other_redone() -> None:
+    cheap = hash_password("correct horse battery", "owasp-minimum")
+    default = hash_password("correct horse battery")
+    assert cheap.split("$")[1:4] == ["argon2id", "v=19", "m=19456,t=2,p=1"]
+    assert default.split("$")[1:4] == ["argon2id", "v=19", "m=65536,t=3,p=4"]
+    assert verify_password(cheap, "correct horse battery")
+    assert not verify_password(cheap, "correct horse battery!")
+    assert not needs_rehash(cheap, "owasp-minimum") and needs_rehash(cheap)
+    assert not needs_rehash(default) and needs_rehash(default, "owasp-minimum")
+
+
+async def test_checks_configured_for_owasp_minimum_hash_and_fake_unknown_accounts_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = PasswordChecks(hashing="owasp-minimum")
+    known = await checks.hash("a long enough password")
+    assert known.split("$")[3] == "m=19456,t=2,p=1"
+    assert not checks.needs_rehash(known)
+    assert checks.needs_rehash(hash_password("a long enough password"))
+    checked: list[str] = []
+
+    def counting_verify(password_hash: str, password: str) -> bool:
+        checked.append(password_hash)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    assert not await checks.verify(None, "a guess")
+    assert await checks.verify(known, "a long enough password")
+    assert [password_hash.split("$")[3] for password_hash in checked] == ["m=19456,t=2,p=1"] * 2
+
+
+def test_the_config_names_one_of_two_hashings_and_defaults_to_rfc_9106() -> None:
+    assert AgentConfig().password_hashing == "rfc9106-low-memory"
+    assert AgentConfig(password_hashing="owasp-minimum").password_hashing == "owasp-minimum"
+    with pytest.raises(ValidationError, match="password_hashing"):
+        AgentConfig(password_hashing="md5")  # type: ignore[arg-type]
 
 
 def test_admins_are_created_with_a_checked_email_and_a_hashed_password(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ Egress = Annotated[
             "anyOf": [
                 {"const": "any"},
                 {"pattern": grammar.IPV4_ADDRESS.json},
-                {"pattern": grammar.IPV4_NETWORK.json},
+                {"pattern": grammar.ipv4_network().json},
                 {"format": "ipv6"},
             ]
         }
@@ -157,7 +157,7 @@ _memory = grammar.value_once_parsed(grammar.memory_limit_bytes)
 MemoryLimit = Annotated[
     str,
     Field(pattern=grammar.MEMORY_LIMIT.json),
-    InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
+    InSchema({"pattern": grammar.memory_limit_stated().json}),
     BeforeValidator(grammar_validator(_memory)),
 ]
 CpuQuota = Annotated[
@@ -204,7 +204,7 @@ def _tls_mode(value: Any) -> Any:
 BodySize = Annotated[
     str,
     Field(max_length=16, pattern=grammar.BODY_SIZE.json),
-    InSchema({"pattern": grammar.BODY_SIZE_STATED.json}),
+    InSchema({"pattern": grammar.body_size_stated().json}),
     BeforeValidator(_body_size),
 ]
 HoldSeconds = Annotated[
@@ -217,10 +217,10 @@ HoldSeconds = Annotated[
     ),
 ]
 SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]
-# The document states each unit's bounds (``SLEEP_AFTER_STATED``); the parser gives the code.
+# The document states each unit's bounds (``sleep_after_stated``); the parser gives the code.
 SleepAfter = Annotated[
     str,
     Field(max_length=8, pattern=grammar.SLEEP_AFTER.json, examples=["15m"]),
-    InSchema({"pattern": grammar.SLEEP_AFTER_STATED.json}),
+    InSchema({"pattern": grammar.sleep_after_stated().json}),
     BeforeValidator(grammar_validator(grammar.check_sleep_after)),
 ]

@@ -34,6 +34,23 @@ def free_text(value: str) -> str:
     return grammar.check_free_text(value, 10)
 
 
+def app_url(value: str) -> str:
+    return grammar.check_http_url(value, ErrorCode.INVALID_VALUE, "app_url")
+
+
+def smtp_host(value: str) -> str:
+    return grammar.check_hostname(value, ErrorCode.INVALID_VALUE, "smtp.host")
+
+
+HOST_253 = ("a" * 63 + ".") * 3 + "b" * 61  # 253 characters, every label fine
+URL_2048 = "https://a.com/" + "p" * (2048 - 14)
+NODE_RULE = "must be 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+URL_RULE = (
+    "app_url must be http(s)://host[:port][/path] with a lowercase host name or IPv4 "
+    "address, and no query, fragment, space or quote"
+)
+
+
 REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
     (grammar.check_project_name, "", ErrorCode.FIELD_REQUIRED, "project name is required"),
     (
@@ -239,6 +256,58 @@ REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
         f"origin 'http://{'a' * 50}.co' has port 0080; a port is 1 to 65535, "
         "without leading zeros (browsers send it that way)",
     ),
+    (
+        grammar.check_node_name,
+        "-a",
+        ErrorCode.INVALID_VALUE,
+        f"node '-a' {NODE_RULE} (a node_name of the fleet)",
+    ),
+    (
+        grammar.check_node_name,
+        "N" * 80,
+        ErrorCode.INVALID_VALUE,
+        f"node '{'N' * 70}' {NODE_RULE} (a node_name of the fleet)",
+    ),
+    (
+        grammar.check_target_name,
+        "T" * 50,
+        ErrorCode.INVALID_TARGET_NAME,
+        f"'{'T' * 40}' is not a backup target's name: lowercase letters, digits and '-', "
+        "starting with a letter, at most 32 characters",
+    ),
+    (app_url, "ftp://a.com", ErrorCode.INVALID_VALUE, URL_RULE),
+    (app_url, URL_2048 + "p", ErrorCode.INVALID_VALUE, URL_RULE),
+    (
+        app_url,
+        f"https://{HOST_253}b/",
+        ErrorCode.INVALID_VALUE,
+        "app_url's host must be at most 253 characters",
+    ),
+    (
+        app_url,
+        "https://a.com:65536",
+        ErrorCode.INVALID_VALUE,
+        "app_url's port must be 1 to 65535, without leading zeros",
+    ),
+    (
+        smtp_host,
+        HOST_253 + "b",
+        ErrorCode.INVALID_VALUE,
+        "smtp.host must be a lowercase host name or IPv4 address, e.g. smtp.example.com",
+    ),
+    (grammar.check_secret_text, "", ErrorCode.INVALID_SECRET, "the secret is empty"),
+    (
+        grammar.check_secret_text,
+        "s" * 4097,
+        ErrorCode.INVALID_SECRET,
+        "the secret must be at most 4096 characters",
+    ),
+    (
+        grammar.check_secret_text,
+        "a\nb",
+        ErrorCode.INVALID_SECRET,
+        "the secret must be one line without control or bidirectional characters",
+    ),
     (free_text, "x" * 11, ErrorCode.VALUE_TOO_LONG, "must be at most 10 characters"),
     (
         free_text,
@@ -289,6 +358,12 @@ ACCEPTED: list[tuple[Callable[[str], Any], str, Any]] = [
     (grammar.check_origin, "http://a.com:65535", "http://a.com:65535"),
     (grammar.check_origin, "*", "*"),
     (free_text, "x" * 10, "x" * 10),
+    (app_url, URL_2048, URL_2048),
+    (app_url, f"https://{HOST_253}/", f"https://{HOST_253}/"),
+    (app_url, "https://a.com:65535", "https://a.com:65535"),
+    (smtp_host, HOST_253, HOST_253),
+    (grammar.check_secret_text, "s" * 4096, "s" * 4096),
+    (grammar.check_node_name, "n" * 63, "n" * 63),
 ]
 
 

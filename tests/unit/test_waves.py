@@ -445,3 +445,32 @@ async def test_a_reconcile_that_parks_again_after_stepping_aside_is_waited_for(
     assert await within_never(late) == "done:unit"
     assert reload.calls == [{"deployer", "late"}]
     assert reload.times == [pytest.approx(1.0, abs=0.01)]
+
+
+async def test_a_reconcile_that_rejoined_a_wave_holds_no_later_wave_once_it_is_done(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+
+    async def aside_then_park() -> str:
+        async with coordinator.participant():
+            coordinator.step_aside()
+            return await coordinator.park(barrier, "deployer", "unit")
+
+    assert await within_never(aside_then_park()) == "done:unit"
+    assert await within_never(reconcile_parking_once(coordinator, barrier, "next")) == "done:unit"
+    assert reload.calls == [{"deployer"}, {"next"}]
+    assert reload.times == [pytest.approx(0.0, abs=0.01)] * 2  # neither waited for 5 s
+
+
+async def test_stepping_aside_outside_a_reconcile_changes_nothing(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator = WaveCoordinator(max_wait=5.0)
+    reload = Recorder()
+    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator.step_aside()
+    assert await within_never(reconcile_parking_once(coordinator, barrier, "one")) == "done:unit"
+    assert reload.times == [pytest.approx(0.0, abs=0.01)]

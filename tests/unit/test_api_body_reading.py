@@ -73,6 +73,19 @@ def validation_body(problems: list[tuple[str, str, str]]) -> dict:
 # ---- parse_json: exact answers -------------------------------------------------------------
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_int_while_a_float_holds_it_exactly() -> None:
+    numbers = parse_json(
+        b"[8080.0, 1e2, 9007199254740992.0, -9007199254740992.0, 9007199254740994.0]"
+    )
+    assert [(type(n), n) for n in numbers] == [
+        (int, 8080),
+        (int, 100),
+        (int, 2**53),
+        (int, -(2**53)),
+        (float, 2.0**53 + 2),
+    ]
+
+
 def test_a_duplicate_key_is_named_in_the_message_and_the_problem() -> None:
     with pytest.raises(ApiError) as caught:
         parse_json(b'{"port": 1, "port": 2}')

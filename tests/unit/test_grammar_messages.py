@@ -308,6 +308,20 @@ REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
         ErrorCode.INVALID_SECRET,
         "the secret must be one line without control or bidirectional characters",
     ),
+    (
+        grammar.body_size_bytes,
+        "10 MB",
+        ErrorCode.INVALID_BODY_SIZE,
+        "max_body_size must be a number with an optional unit B, KB, MB, GB (powers of "
+        "1000) or KiB, MiB, GiB (powers of 1024), e.g. 10MB or 50MiB",
+    ),
+    (
+        grammar.sleep_seconds,
+        "x" * 50,
+        ErrorCode.INVALID_SLEEP_AFTER,
+        f"'{'x' * 40}' is not a sleep_after: a whole number and s, m, h or d "
+        "(such as 15m), from 5s to 30d",
+    ),
     (free_text, "x" * 11, ErrorCode.VALUE_TOO_LONG, "must be at most 10 characters"),
     (
         free_text,
@@ -365,6 +379,25 @@ ACCEPTED: list[tuple[Callable[[str], Any], str, Any]] = [
     (grammar.check_secret_text, "s" * 4096, "s" * 4096),
     (grammar.check_node_name, "n" * 63, "n" * 63),
 ]
+
+
+CONTROLS = "must not contain control, line-separator or bidirectional formatting characters"
+SECRET_FILE_PROBLEMS = [
+    ("etc/pw", "must be an absolute path (starting with '/')"),
+    ("/" + "a" * 4096, "must be at most 4096 characters"),
+    ("/run/a\u2028b", CONTROLS),
+    ("/run/./pw", "must not have '.' or '..' components"),
+    ("/run/pw/", "must name a file: it must not end with '/'"),
+    ("/" + "a" * 4095, None),
+    ("/run/pw", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"), SECRET_FILE_PROBLEMS, ids=[shown(p) for p, _ in SECRET_FILE_PROBLEMS]
+)
+def test_a_secret_files_path_is_refused_saying_why(path: str, problem: str | None) -> None:
+    assert grammar.secret_file_problem(path) == problem
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,8 @@ from pockestrator.agent.controllers import Controllers
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
 from pockestrator.config import AgentConfig
-from pockestrator.controllers.caddy import SiteOutcome
+from pockestrator.controllers.caddy import CATCH_ALL, SiteOutcome
+from pockestrator.controllers.caddy.upstreams import remove_upstream, upstream_dir
 from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
 from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
@@ -248,6 +249,7 @@ class StepRunner:
                 outcome = await self.coordinator.park(self._caddy, name, None)
                 if not outcome.ok:
                     raise RuntimeError(f"removing the Caddy site failed: {outcome.error}")
+                self._remove_upstream_file(name)
                 applied.add(step.describe())
             case steps.RemoveUnitFile():
                 if self.controllers.units.remove_file(name):
@@ -269,6 +271,12 @@ class StepRunner:
                     applied.add("data purged")
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
+
+    def _remove_upstream_file(self, name: str) -> None:
+        """A fleet node's upstream file of a site that is gone: nothing reads it now."""
+        directory = upstream_dir(self.config)
+        if directory is not None and name != CATCH_ALL:
+            remove_upstream(directory, name)
 
     async def _start(self, unit: str, reset_failed: bool, applied: Applied) -> None:
         """Start ``unit`` (clearing a failed state first), and enable it in the same

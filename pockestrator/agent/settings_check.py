@@ -16,7 +16,6 @@ through the full reconcile, as before.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from pockestrator.agent.apply import Applied
@@ -36,16 +35,30 @@ class Checked:
     later: float | None
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` still exists: a restart since the look (its states may be
-    back to running) leaves the recorded one gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def runs_in(pid: int, control_group: str | None) -> bool:
+    """Whether process ``pid`` exists and is in the unit's cgroup. A restart since the
+    look leaves the recorded pid gone, or, if the number was handed out again, in
+    another cgroup: either way the look is stale."""
+    if not control_group:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroups:
+            return cgroup_lines_hold(cgroups.read(), control_group)
+    except OSError:
+        return False
+
+
+def cgroup_lines_hold(text: str, control_group: str) -> bool:
+    """Whether a ``/proc/<pid>/cgroup`` text puts the process in ``control_group``. The path
+    is systemd's, relative to its own root: under a nested manager (the test bed) the
+    kernel's path has the manager's cgroup before it, so the line ends with it."""
+    if not control_group.startswith("/"):
+        return False
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        if path == control_group or (control_group != "/" and path.endswith(control_group)):
+            return True
+    return False
 
 
 def steady(desired: Desired, status: ServiceStatus | None, look: Look) -> bool:
@@ -62,7 +75,7 @@ def steady(desired: Desired, status: ServiceStatus | None, look: Look) -> bool:
         # The verdict is of the process it was recorded with (plan.service's steady).
         and unit.main_pid is not None
         and status.pid == unit.main_pid
-        and alive(unit.main_pid)
+        and runs_in(unit.main_pid, unit.control_group)
         and status.observed_generation == desired.generation
         and desired.should_run
         and desired.spec.sleep_seconds is None

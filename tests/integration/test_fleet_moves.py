@@ -368,12 +368,13 @@ async def test_requests_through_the_sources_caddy_during_a_move_are_all_answered
     assert kept >= set(acknowledged), "an acknowledged write is not on the target"
 
 
-async def test_a_service_that_runs_here_has_its_upstream_file_name_its_own_port_again(
+async def test_a_services_upstream_file_names_its_own_port_again_and_goes_with_the_service(
     fleet: Fleet, pocketbase_versions: tuple[str, str]
 ) -> None:
     """A fleet node's site reads its upstream from a file; one left naming another node's
     Caddy (a move rolled back after its forward) is pointed back at the instance here by
-    the next reconcile, and alpha's Caddy answers from alpha's instance again."""
+    the next reconcile, and alpha's Caddy answers from alpha's instance again. Deleting
+    the service removes its file with its site."""
     created = await create(fleet.alpha_api, pocketbase_versions[1], "homing", node="alpha")
     await wait_running(fleet.alpha_api, "homing", timeout=60)
     folder = fleet.alpha_box.layout.caddy_sites_dir / UPSTREAMS_FOLDER
@@ -388,6 +389,14 @@ async def test_a_service_that_runs_here_has_its_upstream_file_name_its_own_port_
 
     assert await wait_until(pointed_back, 60, 0.1), read_upstream(folder, "homing")
     assert await caddy_answers(fleet.alpha_box, "homing.localhost")
+
+    deleted = await fleet.alpha_api.call("DELETE", "/services/homing", params={"purge": "true"})
+    assert deleted.status in (200, 202), deleted.body
+
+    async def file_gone() -> bool:
+        return read_upstream(folder, "homing") is None
+
+    assert await wait_until(file_gone, 60, 0.1), "a deleted service's upstream file stayed"
 
 
 async def test_a_move_is_refused_without_an_offsite_target_or_to_an_unknown_node(

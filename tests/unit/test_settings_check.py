@@ -12,7 +12,7 @@ import pytest
 
 from pockestrator.agent.observe_round import Look
 from pockestrator.agent.plan.model import Desired
-from pockestrator.agent.settings_check import alive, steady
+from pockestrator.agent.settings_check import cgroup_lines_hold, runs_in, steady
 from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import ServiceStatus
@@ -29,8 +29,19 @@ def gone_pid() -> int:
 PID = os.getpid()  # this very process: alive while the test runs
 
 
+def own_cgroup() -> str:
+    """This process's cgroup as a unit's ``ControlGroup`` would name it."""
+    with open("/proc/self/cgroup", encoding="utf-8") as cgroups:
+        lines = cgroups.read().splitlines()
+    unified = [line for line in lines if line.startswith("0::")]
+    return (unified or lines)[0].split(":", 2)[-1]
+
+
+CGROUP = own_cgroup()
+
+
 def unit(**changes: Any) -> UnitStatus:
-    return running_unit(**{"main_pid": PID, **changes})
+    return running_unit(**{"main_pid": PID, "control_group": CGROUP, **changes})
 
 
 def desired(**spec: Any) -> Desired:
@@ -78,6 +89,9 @@ def look(status: UnitStatus | None) -> Look:
         # a verdict of another process (a restart since the verdict was recorded)
         (desired(), status(pid=PID + 1), unit(), False),
         (desired(), status(pid=None), unit(main_pid=None), False),
+        # the recorded pid, handed out again to a process of another cgroup
+        (desired(), status(), unit(control_group="/system.slice/other.service"), False),
+        (desired(), status(), unit(control_group=None), False),
         # a spec the last reconcile did not act on yet
         (desired(), status(observed_generation=2), unit(), False),
         (desired(), status(), unit(active_state="inactive", sub_state="dead"), False),
@@ -96,6 +110,45 @@ def test_a_settings_check_reuses_the_look_only_for_a_steady_service(
 
 def test_a_process_that_exited_since_the_look_is_not_steady() -> None:
     dead = gone_pid()
-    assert not alive(dead)
-    assert alive(PID)
+    assert not runs_in(dead, CGROUP)
+    assert runs_in(PID, CGROUP)
     assert not steady(desired(), status(pid=dead), look(unit(main_pid=dead)))
+
+
+@pytest.mark.parametrize(
+    ("text", "control_group", "expected"),
+    [
+        ("0::/system.slice/app-pocketbase.service\n", "/system.slice/app-pocketbase.service", True),
+        # a nested manager (the test bed): its own cgroup comes first in the kernel's path
+        (
+            "0::/bed.scope/system.slice/app-pocketbase.service\n",
+            "/system.slice/app-pocketbase.service",
+            True,
+        ),
+        # the hybrid layout: v1 lines, the named systemd hierarchy, the v2 line
+        (
+            "4:memory:/system.slice/app-pocketbase.service\n1:name=systemd:/system.slice/app-pocketbase.service\n0::/\n",
+            "/system.slice/app-pocketbase.service",
+            True,
+        ),
+        (
+            "0::/system.slice/other-pocketbase.service\n",
+            "/system.slice/app-pocketbase.service",
+            False,
+        ),
+        # a name that only ends like the unit's is another unit
+        (
+            "0::/system.slice/myapp-pocketbase.service\n",
+            "/system.slice/app-pocketbase.service",
+            False,
+        ),
+        ("0::/system.slice/x.service\n", "/", False),
+        ("0::/\n", "/", True),
+        ("0::/system.slice/x.service\n", "system.slice/x.service", False),
+        ("", "/system.slice/x.service", False),
+    ],
+)
+def test_a_process_counts_as_the_units_only_inside_its_cgroup(
+    text: str, control_group: str, expected: bool
+) -> None:
+    assert cgroup_lines_hold(text, control_group) is expected

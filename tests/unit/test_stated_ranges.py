@@ -1,6 +1,6 @@
 """The patterns the schema states for numbers in ranges admit exactly what their checks
-take, at every bound of every unit: memory limits, request body sizes, IPv4 networks; and
-the decimal ranges they are built of, at every edge.
+take, at every bound of every unit: memory limits, request body sizes, sleeps, IPv4
+networks; and the decimal ranges they are built of, at every edge.
 
 Each pattern is built by the call (``grammar.memory_limit_stated()``, ...), here, in the
 test: what is judged is the code that builds it. The document's side (jsonschema_rs
@@ -76,6 +76,19 @@ def test_a_stated_body_size_is_one_the_grammar_takes_at_every_bound_of_every_uni
     admitted = grammar.body_size_stated().fullmatch
     assert all(admitted(v) for v in ("1000", "1000B", "1KB", "1073741824", "1073741824B"))
     assert all(admitted(v) for v in ("1073741KB", "1073MB", "1GB", "1048576KiB", "1GiB"))
+
+
+def test_a_stated_sleep_after_is_one_the_grammar_takes_at_every_bound_of_every_unit() -> None:
+    values = []
+    for unit, seconds in grammar.SLEEP_UNITS.items():
+        least = -(-grammar.SLEEP_AFTER_MIN // seconds)
+        most = grammar.SLEEP_AFTER_MAX // seconds
+        for number in around(0, 1, 2, 9, 10, least, most, 10**6, 10**7):
+            values += [f"{number}{unit}", f"0{number}{unit}"]
+    values += ["15", "15 m", "1.5h", "-5m", "15M", "1w", "", "m"]
+    assert disagreements(grammar.sleep_after_stated(), grammar.sleep_seconds, values) == []
+    admitted = grammar.sleep_after_stated().fullmatch
+    assert all(admitted(v) for v in ("5s", "2592000s", "1m", "43200m", "1h", "720h", "1d", "30d"))
 
 
 def test_a_stated_ipv4_network_is_one_egress_takes_for_every_prefix() -> None:

@@ -1528,6 +1528,15 @@ def cert_status(**changes: Any) -> ServiceStatus:
     return replace(base, **changes)
 
 
+def none_yet(checked_ago: float) -> ServiceStatus:
+    """No certificate seen yet, the last question ``checked_ago`` seconds ago."""
+    return cert_status(
+        certificate_not_before=None,
+        certificate_not_after=None,
+        certificate_checked_at=NOW - timedelta(seconds=checked_ago),
+    )
+
+
 @pytest.mark.parametrize(
     ("https", "status", "written", "due"),
     [
@@ -1538,17 +1547,8 @@ def cert_status(**changes: Any) -> ServiceStatus:
         (True, cert_status(), False, False),
         (True, cert_status(certificate_not_after=ISSUED + timedelta(days=12)), False, True),
         (True, cert_status(certificate_not_after=NOW - timedelta(days=1)), False, True),
-        (True, cert_status(certificate_not_before=None, certificate_not_after=None), False, True),
-        (
-            True,
-            cert_status(
-                certificate_not_before=None,
-                certificate_not_after=None,
-                certificate_checked_at=NOW - timedelta(seconds=5),
-            ),
-            False,
-            False,
-        ),
+        (True, none_yet(61), False, True),
+        (True, none_yet(5), False, False),
         (
             True,
             cert_status(
@@ -1558,16 +1558,7 @@ def cert_status(**changes: Any) -> ServiceStatus:
             False,
             False,
         ),
-        (
-            True,
-            cert_status(
-                certificate_not_before=None,
-                certificate_not_after=None,
-                certificate_checked_at=NOW - timedelta(seconds=60),
-            ),
-            False,
-            True,
-        ),
+        (True, none_yet(60), False, True),
         (True, cert_status(certificate_not_before=None), False, True),
         (
             True,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pockestrator.api.errors import ApiError
 from pockestrator.api.inputs import (
     MAX_DEPTH,
+    UPLOAD_CHUNK,
     _depth,
     not_an_object,
     parse_json,
@@ -70,6 +71,19 @@ def validation_body(problems: list[tuple[str, str, str]]) -> dict:
 
 
 # ---- parse_json: exact answers -------------------------------------------------------------
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_int_while_a_float_holds_it_exactly() -> None:
+    numbers = parse_json(
+        b"[8080.0, 1e2, 9007199254740992.0, -9007199254740992.0, 9007199254740994.0]"
+    )
+    assert [(type(n), n) for n in numbers] == [
+        (int, 8080),
+        (int, 100),
+        (int, 2**53),
+        (int, -(2**53)),
+        (float, 2.0**53 + 2),
+    ]
 
 
 def test_a_duplicate_key_is_named_in_the_message_and_the_problem() -> None:
@@ -502,6 +516,53 @@ async def test_an_upload_is_streamed_into_a_new_root_only_file_with_its_size_and
     assert (status, body) == (200, {"value": [len(data), hashlib.sha256(data).hexdigest()]})
     assert target.read_bytes() == data
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+async def test_an_upload_of_many_reads_is_counted_whole_against_its_limit(
+    serve: Any, tmp_path: Path
+) -> None:
+    data = b"z" * (UPLOAD_CHUNK * 2 + 10)  # more than one read: no chunk alone is past it
+    fits = tmp_path / "fits.zip"
+    client = await serve(lambda request: receive_upload(request, fits, len(data)))
+    status, body = await body_of(client, data=data)
+    assert (status, body) == (200, {"value": [len(data), hashlib.sha256(data).hexdigest()]})
+    assert fits.read_bytes() == data
+    fits.unlink()
+    over = tmp_path / "over.zip"
+    client = await serve(lambda request: receive_upload(request, over, len(data) - 1))
+    status, _ = await body_of(client, data=data)
+    assert status == 413
+    assert list(tmp_path.iterdir()) == []
+
+
+class BodyWhoseFileGoes:
+    """A request's body whose upload file someone removes after the first chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self.content = self
+        self.path = path
+        self.parts = [b"PK", b"x" * LIMIT]
+
+    def iter_chunked(self, size: int) -> BodyWhoseFileGoes:
+        return self
+
+    def __aiter__(self) -> BodyWhoseFileGoes:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if len(self.parts) == 1:
+            self.path.unlink()
+        return self.parts.pop(0)
+
+
+async def test_an_upload_whose_file_went_meanwhile_still_answers_its_own_refusal(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "upload.zip"
+    request: Any = BodyWhoseFileGoes(target)
+    with pytest.raises(ApiError) as refused:
+        await receive_upload(request, target, LIMIT)
+    assert answer(refused.value) == (413, LARGE)
 
 
 async def test_an_upload_past_its_limit_is_refused_and_its_file_removed(

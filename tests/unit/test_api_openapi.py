@@ -250,7 +250,7 @@ DOCUMENTED_PATTERNS = [
         (("description",), grammar.ONE_LINE),
         (("env", "propertyNames"), grammar.ENV_NAME),
         (("env", "additionalProperties"), grammar.ONE_LINE),
-        (("resources", "memory_max"), grammar.MEMORY_LIMIT_STATED),
+        (("resources", "memory_max"), grammar.memory_limit_stated()),
         (("resources", "cpu_quota"), grammar.CPU_QUOTA_STATED),
         (("flags", "origins", "items"), grammar.ORIGIN_STATED),
         (("flags", "encryption_env"), grammar.ENV_NAME),

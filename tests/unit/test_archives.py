@@ -13,6 +13,7 @@ import pytest
 
 from pockestrator.archives import ArchiveRefused, Limits, check_zip, unpack_zip
 from pockestrator.controllers.servicedirs import expired_archives
+from pockestrator.specs.errors import ErrorCode
 from pockestrator.specs.grammar import GrammarError, check_archive_id
 
 DB = b"SQLite format 3\x00" + bytes(200)
@@ -171,5 +172,15 @@ def test_archive_ids_of_the_archive_are_accepted(value: str) -> None:
     "value", ["../blog-20261202T031500Z", "blog", "Blog-20261202T031500Z", "blog-2026", ""]
 )
 def test_anything_else_is_not_an_archive_id(value: str) -> None:
-    with pytest.raises(GrammarError):
+    with pytest.raises(GrammarError) as refused:
         check_archive_id(value)
+    assert refused.value.code is ErrorCode.INVALID_VALUE
+    assert refused.value.message == (
+        f"{value!r} is not an archive id (<name>-<UTC second>: blog-20261202T031500Z)"
+    )
+
+
+def test_a_refused_archive_id_is_echoed_at_most_80_characters_long() -> None:
+    with pytest.raises(GrammarError) as refused:
+        check_archive_id("b" * 200)
+    assert refused.value.message.startswith(f"'{'b' * 80}' is not an archive id")

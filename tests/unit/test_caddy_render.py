@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pockestrator.config import AgentConfig, StoreConfig
 from pockestrator.controllers.caddy import (
     CATCH_ALL,
     MAX_REQUEST_BODY,
@@ -518,6 +519,33 @@ def test_a_stopped_service_answers_503_at_once_instead_of_holding_requests() -> 
     assert "reverse_proxy" not in text
 
 
+def test_site_settings_are_the_agents_tls_choices_the_hosts_ports_and_its_folders(
+    tmp_path: Path,
+) -> None:
+    config = AgentConfig(
+        caddy_tls="internal",
+        acme_email="ops@example.com",
+        acme_ca="https://acme.example.com/directory",
+        caddy_sites_dir=tmp_path / "sites",
+        caddy_access_log_dir=tmp_path / "access",
+        store=StoreConfig(backend="postgresql", dsn="host=db"),
+    )
+    ports = PublicPorts(http=8080, https=8443)
+    assert SiteSettings.of(config, ports) == SiteSettings(
+        tls="internal",
+        acme_email="ops@example.com",
+        acme_ca="https://acme.example.com/directory",
+        ports=ports,
+        access_log_dir=tmp_path / "access",
+        upstream_dir=tmp_path / "sites" / "upstreams",
+    )
+    # A host of its own (SQLite) names no upstream folder: its sites name the port.
+    alone = AgentConfig(caddy_tls="off", caddy_access_log_dir=tmp_path / "access")
+    assert SiteSettings.of(alone, PublicPorts()) == SiteSettings(
+        tls="off", access_log_dir=tmp_path / "access"
+    )
+
+
 @pytest.mark.parametrize(
     ("settings", "lines"),
     [
@@ -568,37 +596,85 @@ def test_caddy_answers_for_the_client_address_itself() -> None:
     assert "\t\theader_up X-Real-IP {remote_host}\n" in render_site(spec(), TLS)
 
 
+SECONDS, RANGE = "hold_requests must be whole seconds", "hold_requests must be 0 to 120"
+
+
 @pytest.mark.parametrize(
-    ("bad", "code"),
+    ("bad", "code", "message"),
     [
-        ({"max_body_size": "10MB\n}\nevil.com {"}, ErrorCode.INVALID_BODY_SIZE),
-        ({"max_body_size": "{$SIZE}"}, ErrorCode.INVALID_BODY_SIZE),
-        ({"max_body_size": "2GiB"}, ErrorCode.INVALID_BODY_SIZE),
-        ({"hold_requests": "5s {"}, ErrorCode.INVALID_HOLD_REQUESTS),
-        ({"hold_requests": True}, ErrorCode.INVALID_HOLD_REQUESTS),
-        ({"hold_requests": 10_000}, ErrorCode.INVALID_HOLD_REQUESTS),
-        ({"aliases": ("evil.com {\n}\nother.com",)}, ErrorCode.INVALID_DOMAIN),
-        ({"aliases": ("Upper.example.com",)}, ErrorCode.INVALID_DOMAIN),
+        ({"max_body_size": "10MB\n}\nevil.com {"}, ErrorCode.INVALID_BODY_SIZE, None),
+        ({"max_body_size": "{$SIZE}"}, ErrorCode.INVALID_BODY_SIZE, None),
+        ({"max_body_size": "2GiB"}, ErrorCode.INVALID_BODY_SIZE, None),
+        ({"hold_requests": "5s {"}, ErrorCode.INVALID_HOLD_REQUESTS, SECONDS),
+        ({"hold_requests": True}, ErrorCode.INVALID_HOLD_REQUESTS, SECONDS),
+        ({"hold_requests": 10_000}, ErrorCode.INVALID_HOLD_REQUESTS, RANGE),
+        ({"hold_requests": -1}, ErrorCode.INVALID_HOLD_REQUESTS, RANGE),
+        ({"aliases": ("evil.com {\n}\nother.com",)}, ErrorCode.INVALID_DOMAIN, None),
+        ({"aliases": ("Upper.example.com",)}, ErrorCode.INVALID_DOMAIN, None),
     ],
-)
+)  # fmt: skip
 def test_proxy_options_that_skipped_validation_are_refused_by_the_renderer(
-    bad: dict[str, Any], code: ErrorCode
+    bad: dict[str, Any], code: ErrorCode, message: str | None
 ) -> None:
     proxy = ProxyOptions.model_construct(**{**dict(ProxyOptions()), **bad})
     forged = ServiceSpec.model_construct(**{**dict(spec()), "proxy": proxy})
     with pytest.raises(GrammarError) as refused:
         render_site(forged, TLS)
     assert refused.value.code is code
+    if message is not None:  # the others are the grammar's own messages
+        assert refused.value.message == message
 
 
-def test_settings_that_skipped_validation_are_refused_by_the_renderer() -> None:
-    for forged in (
-        SiteSettings(tls="auto", acme_email="ops@example.com\n}"),
-        SiteSettings(tls="auto", acme_ca="https://ca.example/{$X}"),
-        SiteSettings(tls="sometimes"),  # type: ignore[arg-type]
-    ):
-        with pytest.raises(GrammarError):
-            render_site(spec(), forged)
+def test_the_longest_hold_is_taken_by_the_renderer() -> None:
+    text = render_site(spec(proxy={"hold_requests": 120}), TLS)
+    assert "\t\tlb_try_duration 120s\n" in text
+
+
+@pytest.mark.parametrize("port", [1023, 65536, True])
+def test_a_port_that_skipped_validation_is_refused_by_the_renderer(port: object) -> None:
+    forged = ServiceSpec.model_construct(**{**dict(spec()), "port": port})
+    with pytest.raises(GrammarError) as refused:
+        render_site(forged, TLS)
+    assert (refused.value.code, refused.value.message) == (
+        ErrorCode.PORT_OUT_OF_RANGE,
+        "port must be 1024-65535",
+    )
+
+
+@pytest.mark.parametrize(
+    ("forged", "code", "message"),
+    [
+        (
+            SiteSettings(tls="auto", acme_email="ops@example.com\n}"),
+            ErrorCode.INVALID_EMAIL,
+            "not a valid e-mail address",
+        ),
+        (
+            SiteSettings(tls="auto", acme_ca="https://ca.example/{$X}"),
+            ErrorCode.INVALID_VALUE,
+            "acme_ca is not an https URL",
+        ),
+        (
+            SiteSettings(tls="sometimes"),  # type: ignore[arg-type]
+            ErrorCode.INVALID_TLS_MODE,
+            "unknown TLS mode 'sometimes'",
+        ),
+    ],
+    ids=["acme_email", "acme_ca", "tls mode"],
+)
+def test_settings_that_skipped_validation_are_refused_by_the_renderer(
+    forged: SiteSettings, code: ErrorCode, message: str
+) -> None:
+    with pytest.raises(GrammarError) as refused:
+        render_site(spec(), forged)
+    assert (refused.value.code, refused.value.message) == (code, message)
+
+
+def test_a_plain_http_site_has_no_tls_directive_whatever_acme_is_configured() -> None:
+    plain = SiteSettings(
+        tls="off", acme_email="ops@example.com", acme_ca="https://acme.example.com/directory"
+    )
+    assert render_site(spec(), plain) == render_site(spec(), HTTP)
 
 
 def test_the_catch_all_answers_404_on_http_and_on_https_when_tls_is_on() -> None:
@@ -607,6 +683,13 @@ def test_the_catch_all_answers_404_on_http_and_on_https_when_tls_is_on() -> None
     assert '\trespond "No service has this domain." 404\n' in http_only
     assert top_level_blocks(render_catch_all(TLS)) == [["http://"], ["https://"]]
     assert render_catch_all(SiteSettings(tls="internal")) == render_catch_all(TLS)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "settings"), [("catch-all-http.caddy", HTTP), ("catch-all-tls.caddy", TLS)]
+)
+def test_the_catch_all_matches_its_golden_file(file_name: str, settings: SiteSettings) -> None:
+    check_golden(GOLDEN / file_name, render_catch_all(settings))
 
 
 def test_the_catch_all_has_a_file_name_no_project_can_take() -> None:

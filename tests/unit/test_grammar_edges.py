@@ -28,6 +28,22 @@ def test_a_pattern_keeps_its_text_anchors_it_for_json_schema_and_matches_whole_v
     assert pattern.fullmatch("xabc-12") is None
 
 
+def test_a_check_made_of_a_parser_answers_the_value_itself_once_it_parses() -> None:
+    seen: list[str] = []
+
+    def parse(value: str) -> int:
+        seen.append(value)
+        if not value.isdigit():
+            raise GrammarError(ErrorCode.INVALID_VALUE, "digits only")
+        return int(value)
+
+    check = grammar.value_once_parsed(parse)
+    assert check("042") == "042"
+    with pytest.raises(GrammarError):
+        check("4x")
+    assert seen == ["042", "4x"]
+
+
 def test_a_pattern_reads_its_classes_as_ascii_only() -> None:
     # \w and \d mean ASCII letters and digits here, as in JSON Schema's ECMA-262 reading.
     words = Pattern(r"\w+")

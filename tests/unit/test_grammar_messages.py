@@ -34,6 +34,23 @@ def free_text(value: str) -> str:
     return grammar.check_free_text(value, 10)
 
 
+def app_url(value: str) -> str:
+    return grammar.check_http_url(value, ErrorCode.INVALID_VALUE, "app_url")
+
+
+def smtp_host(value: str) -> str:
+    return grammar.check_hostname(value, ErrorCode.INVALID_VALUE, "smtp.host")
+
+
+HOST_253 = ("a" * 63 + ".") * 3 + "b" * 61  # 253 characters, every label fine
+URL_2048 = "https://a.com/" + "p" * (2048 - 14)
+NODE_RULE = "must be 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+URL_RULE = (
+    "app_url must be http(s)://host[:port][/path] with a lowercase host name or IPv4 "
+    "address, and no query, fragment, space or quote"
+)
+
+
 REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
     (grammar.check_project_name, "", ErrorCode.FIELD_REQUIRED, "project name is required"),
     (
@@ -239,6 +256,72 @@ REFUSALS: list[tuple[Callable[[str], Any], str, ErrorCode, str]] = [
         f"origin 'http://{'a' * 50}.co' has port 0080; a port is 1 to 65535, "
         "without leading zeros (browsers send it that way)",
     ),
+    (
+        grammar.check_node_name,
+        "-a",
+        ErrorCode.INVALID_VALUE,
+        f"node '-a' {NODE_RULE} (a node_name of the fleet)",
+    ),
+    (
+        grammar.check_node_name,
+        "N" * 80,
+        ErrorCode.INVALID_VALUE,
+        f"node '{'N' * 70}' {NODE_RULE} (a node_name of the fleet)",
+    ),
+    (
+        grammar.check_target_name,
+        "T" * 50,
+        ErrorCode.INVALID_TARGET_NAME,
+        f"'{'T' * 40}' is not a backup target's name: lowercase letters, digits and '-', "
+        "starting with a letter, at most 32 characters",
+    ),
+    (app_url, "ftp://a.com", ErrorCode.INVALID_VALUE, URL_RULE),
+    (app_url, URL_2048 + "p", ErrorCode.INVALID_VALUE, URL_RULE),
+    (
+        app_url,
+        f"https://{HOST_253}b/",
+        ErrorCode.INVALID_VALUE,
+        "app_url's host must be at most 253 characters",
+    ),
+    (
+        app_url,
+        "https://a.com:65536",
+        ErrorCode.INVALID_VALUE,
+        "app_url's port must be 1 to 65535, without leading zeros",
+    ),
+    (
+        smtp_host,
+        HOST_253 + "b",
+        ErrorCode.INVALID_VALUE,
+        "smtp.host must be a lowercase host name or IPv4 address, e.g. smtp.example.com",
+    ),
+    (grammar.check_secret_text, "", ErrorCode.INVALID_SECRET, "the secret is empty"),
+    (
+        grammar.check_secret_text,
+        "s" * 4097,
+        ErrorCode.INVALID_SECRET,
+        "the secret must be at most 4096 characters",
+    ),
+    (
+        grammar.check_secret_text,
+        "a\nb",
+        ErrorCode.INVALID_SECRET,
+        "the secret must be one line without control or bidirectional characters",
+    ),
+    (
+        grammar.body_size_bytes,
+        "10 MB",
+        ErrorCode.INVALID_BODY_SIZE,
+        "max_body_size must be a number with an optional unit B, KB, MB, GB (powers of "
+        "1000) or KiB, MiB, GiB (powers of 1024), e.g. 10MB or 50MiB",
+    ),
+    (
+        grammar.sleep_seconds,
+        "x" * 50,
+        ErrorCode.INVALID_SLEEP_AFTER,
+        f"'{'x' * 40}' is not a sleep_after: a whole number and s, m, h or d "
+        "(such as 15m), from 5s to 30d",
+    ),
     (free_text, "x" * 11, ErrorCode.VALUE_TOO_LONG, "must be at most 10 characters"),
     (
         free_text,
@@ -289,7 +372,32 @@ ACCEPTED: list[tuple[Callable[[str], Any], str, Any]] = [
     (grammar.check_origin, "http://a.com:65535", "http://a.com:65535"),
     (grammar.check_origin, "*", "*"),
     (free_text, "x" * 10, "x" * 10),
+    (app_url, URL_2048, URL_2048),
+    (app_url, f"https://{HOST_253}/", f"https://{HOST_253}/"),
+    (app_url, "https://a.com:65535", "https://a.com:65535"),
+    (smtp_host, HOST_253, HOST_253),
+    (grammar.check_secret_text, "s" * 4096, "s" * 4096),
+    (grammar.check_node_name, "n" * 63, "n" * 63),
 ]
+
+
+CONTROLS = "must not contain control, line-separator or bidirectional formatting characters"
+SECRET_FILE_PROBLEMS = [
+    ("etc/pw", "must be an absolute path (starting with '/')"),
+    ("/" + "a" * 4096, "must be at most 4096 characters"),
+    ("/run/a\u2028b", CONTROLS),
+    ("/run/./pw", "must not have '.' or '..' components"),
+    ("/run/pw/", "must name a file: it must not end with '/'"),
+    ("/" + "a" * 4095, None),
+    ("/run/pw", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"), SECRET_FILE_PROBLEMS, ids=[shown(p) for p, _ in SECRET_FILE_PROBLEMS]
+)
+def test_a_secret_files_path_is_refused_saying_why(path: str, problem: str | None) -> None:
+    assert grammar.secret_file_problem(path) == problem
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from pockestrator.agent.plan.conclude import (
     conclude,
     crash_loop_began,
     requeue_after,
+    restarted_by_systemd,
 )
 from pockestrator.agent.plan.model import (
     DEACTIVATING_REQUEUE,
@@ -45,7 +46,9 @@ from pockestrator.agent.plan.versions import (
     target_version,
 )
 from pockestrator.agent.steps import (
+    ApplySettings,
     BackupData,
+    CreateAgentSuperuser,
     CreateSuperuser,
     DaemonReload,
     DisableUnit,
@@ -66,6 +69,7 @@ from pockestrator.agent.steps import (
     WriteSite,
     WriteUnit,
 )
+from pockestrator.controllers.caddy import CATCH_ALL
 from pockestrator.controllers.servicedirs import DataBackup, Place, ServiceDirState
 from pockestrator.controllers.systemd import START_LIMIT_BURST, UnitObservation
 from pockestrator.controllers.systemd.unit_state import UnitStatus
@@ -855,6 +859,21 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
     ]
 
 
+def test_the_sleep_and_settings_steps_say_what_they_did_in_the_event_log() -> None:
+    steps = [
+        StopUnit("sleep"),
+        CreateAgentSuperuser(),
+        ApplySettings(("settings.app_name", "settings.app_url")),
+        ApplySettings(("settings.app_name",), repair=True),
+    ]
+    assert [step.describe() for step in steps] == [
+        "put to sleep (idle)",
+        "the agent's superuser created in PocketBase",
+        "PocketBase settings applied: settings.app_name, settings.app_url",
+        "PocketBase settings restored: settings.app_name",
+    ]
+
+
 def test_a_spec_change_restarts_for_the_configuration_not_for_health() -> None:
     scenario = converged()
     spec_changed(scenario)
@@ -1298,6 +1317,12 @@ def test_the_newest_backup_of_each_version_is_the_one_restored() -> None:
     }
 
 
+def test_of_two_backups_of_one_second_the_first_listed_is_restored() -> None:
+    # list_backups lists newest first, a later copy of the same second (its -2) before it.
+    later = DataBackup(OLD, BACKUP_OF_OLD.taken_at, Path(f"{BACKUP_OF_OLD.path}-2"))
+    assert newest_backups([later, BACKUP_OF_OLD]) == {OLD: later}
+
+
 def downgrade_pending(s: Scenario) -> None:
     """NEW runs; the spec asks for OLD with allow_downgrade, and OLD's data is backed up."""
     s.spec = {"pocketbase_version": OLD, "allow_downgrade": True}
@@ -1328,6 +1353,27 @@ def test_a_downgrade_whose_backup_went_is_not_planned_at_all() -> None:
     scenario.dirs = ServiceDirState(Path("/srv/app"), Place.PRIVATE)
     with pytest.raises(DowngradeWithoutBackup):
         plan_for(scenario)
+
+
+def test_a_downgrade_with_no_service_folder_seen_is_refused_naming_the_version() -> None:
+    scenario = converged()
+    downgrade_pending(scenario)
+    scenario.dirs = None
+    with pytest.raises(DowngradeWithoutBackup) as refused:
+        plan_for(scenario)
+    assert str(refused.value) == f"no backup of PocketBase {OLD}'s data to restore"
+
+
+def test_a_change_between_two_spellings_of_one_version_restores_nothing() -> None:
+    scenario = converged()
+    upgrade_pending(scenario)
+    assert scenario.status is not None
+    scenario.status = replace(scenario.status, deployed_version="0.40.6-01")
+    scenario.file_version = "0.40.6-01"
+    scenario.spec = {"pocketbase_version": "0.40.6-1"}
+    plan = plan_for(scenario)
+    assert plan.upgrade == Upgrade("0.40.6-01", "0.40.6-1")
+    assert not plan.upgrade.downgrade
 
 
 def test_an_upgrade_restores_nothing() -> None:
@@ -1391,12 +1437,21 @@ def test_a_crash_loop_is_reported_as_such(gave_up: dict[str, Any]) -> None:
     assert changes["last_error"].startswith("crash loop: PocketBase kept exiting")
     assert "last exit status 2" in changes["last_error"]
     assert f"after {START_LIMIT_BURST} restarts" in changes["last_error"]
-    assert "start or restart the service" in changes["last_error"]
+    assert changes["last_error"].endswith(
+        " restarts (its start limit). Fix the cause (see its logs), then start or restart the"
+        " service"
+    )
 
 
 def test_a_unit_failed_once_is_an_error_but_no_crash_loop() -> None:
     once = unit_status(**{**RESTARTED_OUT, "n_restarts": 1}, exec_main_status=2)
     changes = settle(unit=once, healthy=False)
+    assert changes["last_error"] == "unit failed: Result=exit-code, ExecMainStatus=2"
+
+
+def test_a_failure_is_the_error_shown_even_when_the_version_asked_for_has_a_note() -> None:
+    once = unit_status(**{**RESTARTED_OUT, "n_restarts": 1}, exec_main_status=2)
+    changes = settle(unit=once, healthy=False, version_note="0.40.7 is not released yet")
     assert changes["last_error"] == "unit failed: Result=exit-code, ExecMainStatus=2"
 
 
@@ -1409,6 +1464,33 @@ def test_an_instance_systemd_is_about_to_restart_is_an_error_with_its_exit_statu
     assert changes["last_error"] == (
         "PocketBase exited (status 1); systemd restarts it (3 restarts so far)"
     )
+
+
+def test_an_instance_restarting_with_no_count_from_systemd_says_none_so_far() -> None:
+    waiting = unit_status(
+        active_state="activating", sub_state="auto-restart", exec_main_status=1, n_restarts=None
+    )
+    assert settle(unit=waiting, healthy=False)["last_error"] == (
+        "PocketBase exited (status 1); systemd restarts it (0 restarts so far)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("previous", "restarts", "crashes"),
+    [
+        (None, 3, 0),
+        (ServiceStatus("app", restarts=None), 3, 0),
+        (ServiceStatus("app", restarts=2), None, 0),
+        (ServiceStatus("app", restarts=2), 2, 0),
+        (ServiceStatus("app", restarts=2), 5, 3),
+        (ServiceStatus("app", restarts=5), 0, 0),
+    ],
+    ids=["first look", "no count before", "no count now", "no rise", "a rise", "reset by a start"],
+)
+def test_only_a_rise_of_systemds_restart_count_is_counted_as_crashes(
+    previous: ServiceStatus | None, restarts: int | None, crashes: int
+) -> None:
+    assert restarted_by_systemd(previous, restarts) == crashes
 
 
 def test_the_crash_loop_event_is_recorded_when_the_loop_begins_not_at_every_reconcile() -> None:
@@ -1425,11 +1507,11 @@ def test_the_crash_loop_event_is_recorded_when_the_loop_begins_not_at_every_reco
 
 def test_the_catch_all_is_written_when_its_file_differs_and_removed_when_unwanted() -> None:
     text = "http:// {\n}\n"
-    assert plan_catch_all(text, None).route == (WriteSite(text),)
-    assert plan_catch_all(text, EDITED).route == (WriteSite(text),)
-    assert not plan_catch_all(text, sha256_text(text))
-    assert plan_catch_all(None, EDITED).route == (RemoveSite(),)
-    assert not plan_catch_all(None, None)
+    assert plan_catch_all(text, None) == Plan(CATCH_ALL, route=(WriteSite(text),))
+    assert plan_catch_all(text, EDITED) == Plan(CATCH_ALL, route=(WriteSite(text),))
+    assert plan_catch_all(text, sha256_text(text)) == Plan(CATCH_ALL)
+    assert plan_catch_all(None, EDITED) == Plan(CATCH_ALL, route=(RemoveSite(),))
+    assert plan_catch_all(None, None) == Plan(CATCH_ALL)
 
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -1446,6 +1528,15 @@ def cert_status(**changes: Any) -> ServiceStatus:
     return replace(base, **changes)
 
 
+def none_yet(checked_ago: float) -> ServiceStatus:
+    """No certificate seen yet, the last question ``checked_ago`` seconds ago."""
+    return cert_status(
+        certificate_not_before=None,
+        certificate_not_after=None,
+        certificate_checked_at=NOW - timedelta(seconds=checked_ago),
+    )
+
+
 @pytest.mark.parametrize(
     ("https", "status", "written", "due"),
     [
@@ -1456,22 +1547,33 @@ def cert_status(**changes: Any) -> ServiceStatus:
         (True, cert_status(), False, False),
         (True, cert_status(certificate_not_after=ISSUED + timedelta(days=12)), False, True),
         (True, cert_status(certificate_not_after=NOW - timedelta(days=1)), False, True),
-        (True, cert_status(certificate_not_before=None, certificate_not_after=None), False, True),
-        (
-            True,
-            cert_status(
-                certificate_not_before=None,
-                certificate_not_after=None,
-                certificate_checked_at=NOW - timedelta(seconds=5),
-            ),
-            False,
-            False,
-        ),
+        (True, none_yet(61), False, True),
+        (True, none_yet(5), False, False),
         (
             True,
             cert_status(
                 certificate_not_after=ISSUED + timedelta(days=12),
                 certificate_checked_at=NOW - timedelta(seconds=5),
+            ),
+            False,
+            False,
+        ),
+        (True, none_yet(60), False, True),
+        (True, cert_status(certificate_not_before=None), False, True),
+        (
+            True,
+            cert_status(
+                certificate_not_before=NOW - timedelta(days=60),
+                certificate_not_after=NOW + timedelta(days=30),
+            ),
+            False,
+            True,
+        ),
+        (
+            True,
+            cert_status(
+                certificate_not_before=NOW - timedelta(days=60),
+                certificate_not_after=NOW + timedelta(days=30, seconds=1),
             ),
             False,
             False,
@@ -1488,6 +1590,10 @@ def cert_status(**changes: Any) -> ServiceStatus:
         "none yet, a resync later",
         "none yet, asked moments ago",
         "due for renewal, asked moments ago",
+        "none yet, asked exactly one resync ago",
+        "only its end known",
+        "exactly at the start of its last third",
+        "just before its last third",
     ],
 )
 def test_caddy_is_asked_for_the_certificate_only_when_it_may_have_changed(

@@ -124,37 +124,34 @@ def signed_in(values: dict[str, Any]) -> SettingsObservation:
 
 def test_without_a_login_the_agent_makes_its_superuser_first() -> None:
     result = plan(SettingsObservation(signed_in=False))
-    assert result.prepare == (CreateAgentSuperuser(),)
-    assert result.drift == () and "settings_hash" not in result.status
+    assert result == Plan("app", prepare=(CreateAgentSuperuser(),))
+    assert "settings_hash" not in result.status
 
 
 def test_converged_settings_need_nothing_and_keep_the_fingerprint() -> None:
     result = plan(signed_in(pocketbase()))
-    assert not result and result.drift == ()
-    assert result.status == {"settings_hash": FINGERPRINT}
+    assert result == Plan("app", status={"settings_hash": FINGERPRINT})
+    assert not result
 
 
 def test_new_desired_settings_are_all_sent_and_are_no_drift() -> None:
     result = plan(
         signed_in(pocketbase(meta={"appName": "Acme"})), recorded=status(settings_hash=OTHER)
     )
-    assert result.prepare == (
-        ApplySettings(
-            (
-                "settings.app_name",
-                "settings.app_url",
-                "settings.trusted_proxy.headers",
-                "settings.trusted_proxy.use_leftmost_ip",
-            )
-        ),
+    sent = (
+        "settings.app_name",
+        "settings.app_url",
+        "settings.trusted_proxy.headers",
+        "settings.trusted_proxy.use_leftmost_ip",
     )
-    assert result.drift == ()
-    assert result.status == {"settings_hash": FINGERPRINT}
+    assert result == Plan(
+        "app", prepare=(ApplySettings(sent),), status={"settings_hash": FINGERPRINT}
+    )
 
 
 def test_new_desired_settings_that_pocketbase_already_has_send_nothing() -> None:
     result = plan(signed_in(pocketbase()), recorded=status(settings_hash=None))
-    assert not result and result.status == {"settings_hash": FINGERPRINT}
+    assert result == Plan("app", status={"settings_hash": FINGERPRINT})
 
 
 def test_new_desired_secrets_are_sent_even_when_every_visible_value_matches() -> None:
@@ -170,17 +167,19 @@ def test_new_desired_secrets_are_sent_even_when_every_visible_value_matches() ->
 
 def test_a_declared_value_changed_by_hand_is_drift_and_only_it_is_sent_again() -> None:
     result = plan(signed_in(pocketbase(meta={"appName": "Renamed"})))
-    assert result.prepare == (ApplySettings(("settings.app_name",), repair=True),)
-    assert result.drift == (
-        Drift(
-            "pocketbase settings",
-            "settings.app_name changed outside the agent",
-            "restored through PocketBase's API",
-            None,
-            None,
-        ),
+    drift = Drift(
+        "pocketbase settings",
+        "settings.app_name changed outside the agent",
+        "restored through PocketBase's API",
+        None,
+        None,
     )
-    assert result.status == {"settings_hash": FINGERPRINT}
+    assert result == Plan(
+        "app",
+        prepare=(ApplySettings(("settings.app_name",), repair=True),),
+        drift=(drift,),
+        status={"settings_hash": FINGERPRINT},
+    )
 
 
 def test_several_fields_changed_by_hand_are_named_in_one_drift() -> None:

@@ -22,6 +22,7 @@ from pockestrator.specs.errors import ErrorCode, SpecInvalid
 from pockestrator.specs.grammar import GrammarError
 from pockestrator.specs.model import parse_spec
 from pockestrator.specs.store import ServiceStatus
+from tests.unit.golden_files import GOLDEN, check_golden
 from tests.unit.test_plan import POLICY, converged, desired_of, observed_of, on_unit
 
 BASE = {"project_name": "app", "port": 8100, "pocketbase_version": "0.40.6"}
@@ -29,21 +30,27 @@ BASE = {"project_name": "app", "port": 8100, "pocketbase_version": "0.40.6"}
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("5s", 5), ("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2_592_000), ("43200m", 2_592_000)],
-)
+    [
+        ("5s", 5), ("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2_592_000),
+        ("43200m", 2_592_000), ("2592000s", 2_592_000), ("1m", 60), ("1h", 3600),
+        ("720h", 2_592_000), ("1d", 86400),
+    ],
+)  # fmt: skip
 def test_sleep_after_reads_whole_units_into_seconds(text: str, seconds: int) -> None:
     assert grammar.sleep_seconds(text) == seconds
-    assert grammar.SLEEP_AFTER_STATED.fullmatch(text)
+    assert grammar.sleep_after_stated().fullmatch(text)
 
 
 @pytest.mark.parametrize(
-    "text", ["4s", "0m", "31d", "721h", "15", "15 m", "1.5h", "-5m", "15M", "1w", "05m", ""]
-)
+    "text",
+    ["4s", "0m", "31d", "721h", "15", "15 m", "1.5h", "-5m", "15M", "1w", "05m", "",
+     "2592001s", "43201m", "0h", "0d", "0s"],
+)  # fmt: skip
 def test_sleep_after_outside_its_grammar_or_bounds_is_refused_and_not_stated(text: str) -> None:
     with pytest.raises(GrammarError) as refused:
         grammar.sleep_seconds(text)
     assert refused.value.code is ErrorCode.INVALID_SLEEP_AFTER
-    assert not grammar.SLEEP_AFTER_STATED.fullmatch(text)
+    assert not grammar.sleep_after_stated().fullmatch(text)
 
 
 def test_a_spec_that_sleeps_needs_caddy_to_hold_requests() -> None:
@@ -129,6 +136,29 @@ def test_a_sleeping_service_concludes_active_and_keeps_its_health() -> None:
     assert "health_ok" not in changes
 
 
+def test_a_sleeping_service_is_active_whatever_its_last_probe_said() -> None:
+    scenario = converged()
+    scenario.spec = {"sleep_after": "5m"}
+    desired = replace(desired_of(scenario), sleep="asleep")
+    assert scenario.unit is not None and scenario.status is not None
+    unit = replace(scenario.unit, active_state="inactive", sub_state="dead", main_pid=None)
+    settled = Settled(unit, "u" * 64, "s" * 64, None, healthy=None)
+    unhealthy = replace(scenario.status, health_ok=False)
+    changes = conclude(desired, Plan("app"), settled, unhealthy)
+    assert (changes["state"], changes["last_error"]) == ("active", None)
+
+
+def test_a_drowsy_service_still_running_is_judged_by_its_health() -> None:
+    scenario = converged()
+    scenario.spec = {"sleep_after": "5m"}
+    desired = replace(desired_of(scenario), sleep="drowsy")
+    assert scenario.unit is not None
+    settled = Settled(scenario.unit, "u" * 64, "s" * 64, None, healthy=False)
+    changes = conclude(desired, Plan("app"), settled, scenario.status)
+    assert changes["state"] == "error"
+    assert changes["last_error"] == "PocketBase (pid 4242) stopped answering its health check"
+
+
 def test_the_api_shows_sleeping_only_for_an_active_service_that_sleeps() -> None:
     active = ServiceStatus("app", state="active")
     assert service_state(active, asleep=True) == "sleeping"
@@ -150,7 +180,18 @@ def test_only_a_service_that_sleeps_has_caddy_write_its_access_log_without_detai
     assert "log {" not in render_site(sleeper, settings, running=False)
 
 
-def test_an_access_log_directory_that_could_change_the_site_is_refused() -> None:
+def test_a_sleeping_services_site_matches_its_golden_file() -> None:
+    settings = SiteSettings(tls="off", access_log_dir=Path("/var/log/caddy/pockestrator"))
     sleeper = parse_spec({**BASE, "sleep_after": "15m"}, "test")
-    with pytest.raises(GrammarError):
-        render_site(sleeper, SiteSettings(tls="off", access_log_dir=Path("/var/log/a b{")))
+    check_golden(GOLDEN / "caddy" / "http-sleeping-app.caddy", render_site(sleeper, settings))
+
+
+@pytest.mark.parametrize("folder", ["/var/log/a b{", "/var/log/../etc"])
+def test_an_access_log_directory_that_could_change_the_site_is_refused(folder: str) -> None:
+    sleeper = parse_spec({**BASE, "sleep_after": "15m"}, "test")
+    with pytest.raises(GrammarError) as refused:
+        render_site(sleeper, SiteSettings(tls="off", access_log_dir=Path(folder)))
+    assert (refused.value.code, refused.value.message) == (
+        ErrorCode.INVALID_PATH,
+        "the access log path cannot be written here",
+    )

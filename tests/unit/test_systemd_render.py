@@ -19,6 +19,7 @@ from pockestrator.controllers.systemd import (
     render_unit,
     unit_body_hash,
 )
+from pockestrator.controllers.systemd.render import app_arguments
 from pockestrator.files import sha256_text
 from pockestrator.specs.errors import SpecInvalid
 from pockestrator.specs.grammar import GrammarError
@@ -271,11 +272,27 @@ def test_a_live_release_gives_pocketbase_its_three_folders_and_no_hook_watching(
         render_unit(spec(extra_dirs=["pb_hooks"]), SETTINGS, release="0123456789abcdef")
     )
     folder = "/var/lib/pockestrator/services/my-app/.releases/0123456789abcdef"
+    assert arguments[:4] == [
+        "/var/lib/pockestrator/releases/0.29.0/pocketbase",
+        "serve",
+        "--http=127.0.0.1:8080",
+        "--dir=/var/lib/pockestrator/services/my-app/pb_data",
+    ]
     assert f"--hooksDir={folder}/pb_hooks" in arguments
     assert f"--migrationsDir={folder}/pb_migrations" in arguments
     assert f"--publicDir={folder}/pb_public" in arguments
     assert "--hooksDir=/var/lib/pockestrator/services/my-app/pb_hooks" not in arguments
     assert "--hooksWatch=false" in arguments
+
+
+def test_pocketbases_app_flags_name_a_folders_three_parts_and_watch_no_hooks_unless_asked() -> None:
+    assert app_arguments("/srv/r") == [
+        "--hooksDir=/srv/r/pb_hooks",
+        "--migrationsDir=/srv/r/pb_migrations",
+        "--publicDir=/srv/r/pb_public",
+        "--hooksWatch=false",
+    ]
+    assert app_arguments("/srv/r", watch=True)[3:] == ["--hooksWatch=true"]
 
 
 def test_another_release_is_another_unit_so_a_switch_restarts_the_instance() -> None:
@@ -293,7 +310,10 @@ def test_dev_mode_watches_the_hooks_of_a_live_release_only_when_the_spec_asks() 
     assert off.count("--hooksWatch=false") == 1
 
 
-@pytest.mark.parametrize("release", ["../../etc", "0123456789ABCDEF", "0123", "x" * 16, ""])
+@pytest.mark.parametrize(
+    "release", ["../../etc", "0123456789ABCDEF", "0123", "x" * 16, "", "f" * 56]
+)
 def test_a_release_id_outside_its_grammar_never_reaches_a_unit(release: str) -> None:
-    with pytest.raises(UnsafeValue):
+    with pytest.raises(UnsafeValue) as refused:
         render_unit(spec(), SETTINGS, release=release)
+    assert str(refused.value) == f"release {release[:40]!r} cannot be written into a unit file"

@@ -47,6 +47,15 @@ class Recorder:
         return {key: f"done:{value}" for key, value in requests.items()}
 
 
+def reload_wave(
+    max_wait: float | None = None,
+) -> tuple[WaveCoordinator, Recorder, Barrier[str, str]]:
+    """A coordinator with one barrier, daemon-reload, and the recorder its firings run."""
+    coordinator = WaveCoordinator() if max_wait is None else WaveCoordinator(max_wait=max_wait)
+    reload = Recorder()
+    return coordinator, reload, coordinator.barrier("daemon-reload", reload)
+
+
 async def reconcile_parking_once(
     coordinator: WaveCoordinator, barrier: Barrier[str, str], name: str
 ) -> str:
@@ -80,9 +89,7 @@ async def test_fifty_reconciles_share_one_reload_and_one_caddy_wave() -> None:
 async def test_a_reconcile_that_needs_nothing_global_does_not_hold_the_wave(
     looptime: LoopTimeProxy,
 ) -> None:
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
 
     async def quiet() -> None:
         async with coordinator.participant():
@@ -130,9 +137,7 @@ async def test_a_failed_operation_fails_every_waiter() -> None:
 
 
 async def test_later_waves_fire_again() -> None:
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
 
     await within_never(reconcile_parking_once(coordinator, barrier, "first"))
     await within_never(
@@ -148,9 +153,7 @@ async def test_later_waves_fire_again() -> None:
 async def test_a_reconcile_that_never_parks_holds_a_wave_only_until_its_deadline(
     looptime: LoopTimeProxy,
 ) -> None:
-    coordinator = WaveCoordinator(max_wait=0.2)
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave(0.2)
     stuck = asyncio.Event()
 
     async def busy_elsewhere() -> None:
@@ -174,9 +177,7 @@ async def test_reconciles_woken_in_the_same_loop_turn_share_one_wave() -> None:
     # `early` parks while `late` has started but not parked yet: for a moment every active
     # reconcile but one is parked. The coordinator fires a loop turn later, after checking
     # again, so `late`, parking in the next turn, is in the same wave.
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
 
     async def late() -> str:
         async with coordinator.participant():
@@ -191,9 +192,7 @@ async def test_reconciles_woken_in_the_same_loop_turn_share_one_wave() -> None:
 
 
 async def test_a_second_park_of_the_same_key_cancels_the_first_waiter() -> None:
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
 
     async def park_unit(request: str) -> str:
         async with coordinator.participant():
@@ -246,9 +245,7 @@ async def test_a_waiter_at_a_later_barrier_still_fires_after_the_deadline_of_the
 
 
 async def test_the_default_deadline_is_five_seconds(looptime: LoopTimeProxy) -> None:
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
     stuck = asyncio.Event()
 
     async def busy_elsewhere() -> None:
@@ -319,9 +316,7 @@ async def test_a_deadline_that_passes_while_a_wave_runs_starts_no_second_run(
 
 
 async def test_a_parked_reconcile_that_is_cancelled_leaves_nothing_waiting() -> None:
-    coordinator = WaveCoordinator()
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave()
     stuck = asyncio.Event()
 
     async def busy_elsewhere() -> None:
@@ -402,9 +397,7 @@ async def test_a_wave_that_settles_before_its_deadline_arms_a_new_one_for_who_st
 async def test_a_reconcile_that_stepped_aside_does_not_hold_the_next_wave(
     looptime: LoopTimeProxy,
 ) -> None:
-    coordinator = WaveCoordinator(max_wait=5.0)
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave(5.0)
     settling = asyncio.Event()
 
     async def waiting_for_its_boot() -> None:
@@ -422,12 +415,10 @@ async def test_a_reconcile_that_stepped_aside_does_not_hold_the_next_wave(
     await asyncio.gather(slow, return_exceptions=True)
 
 
-async def test_a_reconcile_that_parks_again_after_stepping_aside_is_waited_for(
+async def test_a_reconcile_that_parks_again_after_stepping_aside_is_waited_for_then_let_go(
     looptime: LoopTimeProxy,
 ) -> None:
-    coordinator = WaveCoordinator(max_wait=5.0)
-    reload = Recorder()
-    barrier = coordinator.barrier("daemon-reload", reload)
+    coordinator, reload, barrier = reload_wave(5.0)
 
     async def aside_then_park() -> str:
         async with coordinator.participant():
@@ -445,3 +436,15 @@ async def test_a_reconcile_that_parks_again_after_stepping_aside_is_waited_for(
     assert await within_never(late) == "done:unit"
     assert reload.calls == [{"deployer", "late"}]
     assert reload.times == [pytest.approx(1.0, abs=0.01)]
+    # Done, the deployer no longer counts: the next wave does not wait 5 s for it.
+    assert await within_never(reconcile_parking_once(coordinator, barrier, "next")) == "done:unit"
+    assert reload.times[1:] == [pytest.approx(1.0, abs=0.01)]
+
+
+async def test_stepping_aside_outside_a_reconcile_changes_nothing(
+    looptime: LoopTimeProxy,
+) -> None:
+    coordinator, reload, barrier = reload_wave(5.0)
+    coordinator.step_aside()
+    assert await within_never(reconcile_parking_once(coordinator, barrier, "one")) == "done:unit"
+    assert reload.times == [pytest.approx(0.0, abs=0.01)]

@@ -102,7 +102,7 @@ _ANY_OR_ADDRESS = InSchema(
         "anyOf": [
             {"const": "any"},
             {"pattern": grammar.IPV4_ADDRESS.json},
-            {"pattern": grammar.IPV4_NETWORK.json},
+            {"pattern": grammar.ipv4_network().json},
             {"format": "ipv6"},
         ]
     }
@@ -169,7 +169,7 @@ MemoryLimit = Annotated[
     str,
     *grammar_checked(
         _memory,
-        InSchema({"pattern": grammar.MEMORY_LIMIT_STATED.json}),
+        InSchema({"pattern": grammar.memory_limit_stated().json}),
         pattern=grammar.MEMORY_LIMIT.json,
     ),
 ]
@@ -215,7 +215,7 @@ def _tls_mode(value: Any) -> Any:
 BodySize = Annotated[
     str,
     Field(max_length=16, pattern=grammar.BODY_SIZE.json),
-    InSchema({"pattern": grammar.BODY_SIZE_STATED.json}),
+    InSchema({"pattern": grammar.body_size_stated().json}),
     BeforeValidator(_body_size),
 ]
 HoldSeconds = Annotated[
@@ -225,12 +225,12 @@ HoldSeconds = Annotated[
     ),
 ]
 SpecTlsMode = Annotated[TlsMode, BeforeValidator(_tls_mode)]
-# The document states each unit's bounds (``SLEEP_AFTER_STATED``); the parser gives the code.
+# The document states each unit's bounds (``sleep_after_stated``); the parser gives the code.
 SleepAfter = Annotated[
     str,
     *grammar_checked(
         grammar.check_sleep_after,
-        InSchema({"pattern": grammar.SLEEP_AFTER_STATED.json}),
+        InSchema({"pattern": grammar.sleep_after_stated().json}),
         max_length=8,
         pattern=grammar.SLEEP_AFTER.json,
         examples=["15m"],

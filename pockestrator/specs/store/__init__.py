@@ -26,7 +26,8 @@ own module with its own SQL:
 Records and errors are in ``records``; ``rows`` reads a row into its record. The file,
 its connection discipline (WAL, ``BEGIN IMMEDIATE``, busy timeout) and the migration
 history are ``pockestrator.database``, shared with the account store
-(``pockestrator.accounts``), which is not desired state and lives apart. Timestamps come from the ``Clock`` the store is given.
+(``pockestrator.accounts``), which is not desired state and lives apart. Timestamps come
+from the ``Clock`` the store is given.
 """
 
 from __future__ import annotations

@@ -859,6 +859,20 @@ def test_every_step_says_what_it_did_in_the_event_log() -> None:
     ]
 
 
+def test_a_step_class_says_its_line_from_said_and_is_a_frozen_dataclass() -> None:
+    class Probed(Step, said="probed {what}"):
+        what: str
+
+    step = Probed("the unit")
+    assert step.describe() == "probed the unit"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.what = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="step Silent needs said= or a describe of its own"):
+
+        class Silent(Step):
+            pass
+
+
 def test_the_sleep_and_settings_steps_say_what_they_did_in_the_event_log() -> None:
     steps = [
         StopUnit("sleep"),

@@ -62,7 +62,7 @@ def _credentials(config: AgentConfig, state_dir: Path) -> tuple[str, str, bool]:
         created = False
         if accounts.get_admin(ADMIN_EMAIL) is None:
             password = secrets.token_urlsafe(12)
-            create_admin(accounts, ADMIN_EMAIL, password)
+            create_admin(accounts, ADMIN_EMAIL, password, config.password_hashing)
             write_atomic(password_file, password + "\n", mode=0o600)
             created = True
         else:

@@ -20,6 +20,7 @@ from pockestrator.client.http import ClientError
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
+    from pockestrator.config.agent import PasswordHashing
 
 PASSWORD_READ_MAX = 4096
 TOKEN_NAME_MAX = 100  # as the API's POST /tokens takes it
@@ -55,6 +56,21 @@ def agent_database(
     return found
 
 
+def configured_hashing(config: Path | None, host_config: Path = HOST_CONFIG) -> PasswordHashing:
+    """The agent's ``password_hashing``, from the configuration ``agent_database`` reads. An
+    admin made here is hashed as the agent's logins check: were it dearer than the check
+    an unknown e-mail gets, a login's time would tell the account exists."""
+    from pockestrator.accounts.passwords import DEFAULT_HASHING
+    from pockestrator.config import ConfigError, load_config
+
+    if config is None and not host_config.is_file():
+        return DEFAULT_HASHING
+    try:
+        return load_config(config or host_config).password_hashing
+    except ConfigError as exc:
+        raise ClientError(str(exc)) from None
+
+
 def read_password(email: str, from_stdin: bool) -> str:
     if from_stdin:
         text = sys.stdin.read(PASSWORD_READ_MAX + 1)
@@ -84,7 +100,7 @@ def admin_create(args: argparse.Namespace, console: Console) -> int:
     password = read_password(args.email, args.password_stdin)
     accounts = AccountStore(database)
     try:
-        admin = create_admin(accounts, args.email, password)
+        admin = create_admin(accounts, args.email, password, configured_hashing(args.config))
     except AdminExists:
         raise ClientError(f"an admin with the e-mail {args.email} already exists") from None
     except ValueError as exc:

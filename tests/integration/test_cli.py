@@ -496,7 +496,9 @@ async def test_admin_create_writes_an_admin_who_can_then_log_in(
     assert password not in run.out + run.err
 
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"database": str(agent.config.database)}))
+    # An admin is hashed as the agent's logins check (the agent's configuration says how).
+    settings = {"database": str(agent.config.database), "password_hashing": "owasp-minimum"}
+    config.write_text(yaml.safe_dump(settings))
     second = await cli(
         "admin",
         "create",
@@ -510,6 +512,8 @@ async def test_admin_create_writes_an_admin_who_can_then_log_in(
     )
     assert second.code == 0, second
     assert second.json()["database"] == str(agent.config.database)
+    night = agent.accounts.get_admin("night@example.test")
+    assert night is not None and "$m=19456,t=2,p=1$" in night.password_hash
 
     async with aiohttp.ClientSession() as session:
         for email in ("ops@example.test", "night@example.test"):

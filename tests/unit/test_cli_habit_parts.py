@@ -358,6 +358,21 @@ def test_local_commands_find_the_database_of_the_hosts_configuration(tmp_path: P
             agent_database(None, None, tmp_path / "absent.yaml")
 
 
+def test_local_admins_are_hashed_as_the_hosts_configuration_says(tmp_path: Path) -> None:
+    from pockestrator.client.local import configured_hashing
+
+    host_config = tmp_path / "config.yaml"
+    assert configured_hashing(None, host_config) == "rfc9106-low-memory"  # no configuration
+    host_config.write_text("password_hashing: owasp-minimum\n")
+    assert configured_hashing(None, host_config) == "owasp-minimum"
+    named = tmp_path / "named.yaml"
+    named.write_text("password_hashing: rfc9106-low-memory\n")
+    assert configured_hashing(named, host_config) == "rfc9106-low-memory"  # --config wins
+    named.write_text("password_hashing: md5\n")
+    with pytest.raises(ClientError, match="password_hashing"):
+        configured_hashing(named, host_config)
+
+
 @pytest.mark.parametrize(
     ("agent", "warned"),
     [

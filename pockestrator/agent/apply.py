@@ -237,7 +237,6 @@ class StepRunner(Part):
                 outcome = await self.coordinator.park(self._caddy, name, None)
                 if not outcome.ok:
                     raise RuntimeError(f"removing the Caddy site failed: {outcome.error}")
-                self._remove_upstream_file(name)
                 applied.add(step.describe())
             case steps.RemoveUnitFile():
                 if self.controllers.units.remove_file(name):
@@ -260,8 +259,9 @@ class StepRunner(Part):
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
 
-    def _remove_upstream_file(self, name: str) -> None:
-        """A fleet node's upstream file of a site that is gone: nothing reads it now."""
+    def remove_upstream_file(self, name: str) -> None:
+        """A fleet node's upstream file of a service whose site is gone (or never was):
+        nothing reads it now."""
         directory = upstream_dir(self.config)
         if directory is not None and name != CATCH_ALL:
             remove_upstream(directory, name)

@@ -49,14 +49,15 @@ def runs_in(pid: int, control_group: str | None) -> bool:
 
 
 def cgroup_lines_hold(text: str, control_group: str) -> bool:
-    """Whether a ``/proc/<pid>/cgroup`` text puts the process in ``control_group``. The path
-    is systemd's, relative to its own root: under a nested manager (the test bed) the
-    kernel's path has the manager's cgroup before it, so the line ends with it."""
+    """Whether a ``/proc/<pid>/cgroup`` text puts the process in ``control_group``: one
+    line (v2's, or a v1 hierarchy's) names exactly that path. systemd's ``ControlGroup``
+    is the kernel's path, a nested manager's root included (the test bed's), so a path
+    that merely ends the same (a user manager's ``system.slice/…``) is another cgroup."""
     if not control_group.startswith("/"):
         return False
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
-        if path == control_group or (control_group != "/" and path.endswith(control_group)):
+        if path == control_group:
             return True
     return False
 

@@ -119,10 +119,16 @@ def test_a_process_that_exited_since_the_look_is_not_steady() -> None:
     ("text", "control_group", "expected"),
     [
         ("0::/system.slice/app-pocketbase.service\n", "/system.slice/app-pocketbase.service", True),
-        # a nested manager (the test bed): its own cgroup comes first in the kernel's path
+        # a path that only ends as the unit's does (a user manager's own system.slice)
+        (
+            "0::/user.slice/user@1000.service/system.slice/app-pocketbase.service\n",
+            "/system.slice/app-pocketbase.service",
+            False,
+        ),
+        # a nested manager names its units by the kernel's path, its own root included
         (
             "0::/bed.scope/system.slice/app-pocketbase.service\n",
-            "/system.slice/app-pocketbase.service",
+            "/bed.scope/system.slice/app-pocketbase.service",
             True,
         ),
         # the hybrid layout: v1 lines, the named systemd hierarchy, the v2 line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -86,3 +87,21 @@ def test_a_missing_column_is_an_error_not_a_default() -> None:
     row = {key: value for key, value in ROW.items() if key != "name"}
     with pytest.raises(KeyError):
         record_of(Sample, row)
+
+
+@dataclass(frozen=True)
+class WithParts:
+    name: str
+    path: Path
+    kind: Literal["a", "b"] | None
+    extra: tuple[int, ...] | None
+
+
+def test_a_field_of_a_type_no_column_holds_must_be_given() -> None:
+    row = {"name": "shop", "path": "/srv/shop", "kind": "a", "extra": "[1]"}
+    with pytest.raises(TypeError, match=r"WithParts\.path .* is not read from a row"):
+        record_of(WithParts, row)
+    with pytest.raises(TypeError, match=r"WithParts\.extra"):
+        record_of(WithParts, row, path=Path("/srv/shop"))
+    record = record_of(WithParts, row, path=Path("/srv/shop"), extra=(1,))
+    assert record == WithParts("shop", Path("/srv/shop"), "a", (1,))

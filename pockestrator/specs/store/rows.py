@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from collections.abc import Callable
 from datetime import datetime
@@ -29,7 +30,31 @@ def _raw(value: Any) -> Any:
     return value
 
 
-# The readers by the field's type; any other type is the column's value as it comes.
+# The types whose column value is the field's value as it comes (None where NULL).
+_PLAIN = (str, int, float)
+
+
+def _plain(hint: Any) -> bool:
+    """Text, a number or one of a Literal's words, or None beside one of them."""
+    if typing.get_origin(hint) is typing.Literal:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return len(kinds) == 1 and _plain(kinds[0])
+    return hint in _PLAIN
+
+
+def _given_only(cls: type[Any], name: str, hint: Any) -> Callable[[Any], Any]:
+    """A field no column holds as its type (a spec, a part's own class): the caller gives
+    it, and reading it from a row is a mistake caught at once, not a string passed on."""
+
+    def refuse(_value: Any) -> Any:
+        raise TypeError(f"{cls.__name__}.{name} ({hint}) is not read from a row: give it")
+
+    return refuse
+
+
+# The readers by the field's type; other plain types are the column's value as it comes.
 _READERS: dict[Any, Callable[[Any], Any]] = {
     datetime: parse_stored_time,
     datetime | None: parse_iso,
@@ -49,7 +74,11 @@ def _readers(cls: type[Any]) -> dict[str, Callable[[Any], Any]]:
     if cls not in _BY_RECORD:
         hints = typing.get_type_hints(cls)
         _BY_RECORD[cls] = {
-            field.name: _READERS.get(hints[field.name], _raw) for field in dataclasses.fields(cls)
+            field.name: _READERS.get(
+                hint := hints[field.name],
+                _raw if _plain(hint) else _given_only(cls, field.name, hint),
+            )
+            for field in dataclasses.fields(cls)
         }
     return _BY_RECORD[cls]
 

@@ -154,8 +154,10 @@ def pytest_configure(config: pytest.Config) -> None:
     stop: Callable[..., Coroutine[Any, Any, None]] = PrivateSystemd.stop
 
     async def noted(self: PrivateSystemd, timeout: float = 20.0) -> None:
-        ledger.note_bed(self)
-        await stop(self, timeout)
+        try:
+            ledger.note_bed(self)
+        finally:  # a ledger that cannot read the bed never leaves it running
+            await stop(self, timeout)
 
     # Only measured runs: the stop itself is the product's, unchanged.
     PrivateSystemd.stop = noted  # type: ignore[method-assign]

@@ -36,6 +36,9 @@ from pockestrator.config import AgentConfig
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WHEEL_CACHE = PROJECT_ROOT / ".cache" / "pocketbase-wheels"
 ZIP_CACHE = PROJECT_ROOT / ".cache" / "pocketbase-zips"
+# In the cached zips' names: a change to how ``_deflated_release`` builds one changes this,
+# so that a zip of the old layout is never served again.
+ZIP_LAYOUT = 1
 # Smaller binaries (the tests' stand-ins) are zipped in a moment: not worth a cached file.
 CACHED_FROM = 1 << 20
 
@@ -104,7 +107,7 @@ def build_release_zip(binary: bytes, version: str) -> bytes:
     if len(binary) < CACHED_FROM:
         return _deflated_release(binary, version)
     digest = hashlib.sha256(binary).hexdigest()[:24]
-    cached = ZIP_CACHE / f"pocketbase_{version}_{digest}.zip"
+    cached = ZIP_CACHE / f"pocketbase_{version}_{digest}_layout{ZIP_LAYOUT}.zip"
     ZIP_CACHE.mkdir(parents=True, exist_ok=True)
     # Workers start together on a fresh clone: one builds, the others wait and read it.
     with (ZIP_CACHE / ".lock").open("a") as lock:

@@ -31,6 +31,7 @@ from dbus_fast.aio import MessageBus
 
 from pockestrator.agent.below import Below
 from pockestrator.agent.lifespan import StartStop
+from pockestrator.controllers.systemd.cgroups import process_cgroup
 
 SYSTEMD_BINARY = Path("/usr/lib/systemd/systemd")
 JOURNALD_BINARY = Path("/lib/systemd/systemd-journald")
@@ -280,7 +281,7 @@ class PrivateSystemd(StartStop):
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or not _alive(pid := int(entry.name)):
                 continue
-            group = _cgroup_of(pid)
+            group = process_cgroup(pid)
             in_subtree = group is not None and (group == prefix or group.startswith(prefix + "/"))
             if pid in own or in_subtree:
                 found.append(pid)
@@ -303,22 +304,6 @@ def _remove_cgroup_subtree(name: str) -> None:
     if top.is_dir():
         with contextlib.suppress(OSError):
             top.rmdir()
-
-
-def _cgroup_of(pid: int) -> str | None:
-    """The process's path in the unified (or name=systemd) hierarchy."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return None
-    named = None
-    for line in text.splitlines():
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        is_unified = hierarchy == "0" and controllers == ""
-        if controllers == "name=systemd" or (is_unified and named is None):
-            named = path
-    return named
 
 
 def _alive(pid: int) -> bool:

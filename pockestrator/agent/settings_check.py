@@ -24,6 +24,7 @@ from pockestrator.agent.plan.conclude import Settled, requeue_after
 from pockestrator.agent.plan.model import Desired
 from pockestrator.agent.plan.settings import settings_error_text
 from pockestrator.agent.settle import Settler
+from pockestrator.controllers.systemd.cgroups import process_cgroup
 from pockestrator.specs.model import unit_name
 from pockestrator.specs.store import ServiceStatus, Store
 
@@ -38,28 +39,9 @@ class Checked:
 def runs_in(pid: int, control_group: str | None) -> bool:
     """Whether process ``pid`` exists and is in the unit's cgroup. A restart since the
     look leaves the recorded pid gone, or, if the number was handed out again, in
-    another cgroup: either way the look is stale."""
-    if not control_group:
-        return False
-    try:
-        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroups:
-            return cgroup_lines_hold(cgroups.read(), control_group)
-    except OSError:
-        return False
-
-
-def cgroup_lines_hold(text: str, control_group: str) -> bool:
-    """Whether a ``/proc/<pid>/cgroup`` text puts the process in ``control_group``: one
-    line (v2's, or a v1 hierarchy's) names exactly that path. systemd's ``ControlGroup``
-    is the kernel's path, a nested manager's root included (the test bed's), so a path
-    that merely ends the same (a user manager's ``system.slice/…``) is another cgroup."""
-    if not control_group.startswith("/"):
-        return False
-    for line in text.splitlines():
-        path = line.split(":", 2)[-1]
-        if path == control_group:
-            return True
-    return False
+    another cgroup (a path that merely ends the same, a user manager's
+    ``system.slice/…``, is another one): either way the look is stale."""
+    return control_group is not None and process_cgroup(pid) == control_group
 
 
 def steady(desired: Desired, status: ServiceStatus | None, look: Look) -> bool:

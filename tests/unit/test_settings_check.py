@@ -12,7 +12,8 @@ import pytest
 
 from pockestrator.agent.observe_round import Look
 from pockestrator.agent.plan.model import Desired
-from pockestrator.agent.settings_check import cgroup_lines_hold, runs_in, steady
+from pockestrator.agent.settings_check import runs_in, steady
+from pockestrator.controllers.systemd.cgroups import process_cgroup, systemd_cgroup
 from pockestrator.controllers.systemd.unit_state import UnitStatus
 from pockestrator.specs.model import ServiceSpec
 from pockestrator.specs.store import ServiceStatus
@@ -29,15 +30,9 @@ def gone_pid() -> int:
 PID = os.getpid()  # this very process: alive while the test runs
 
 
-def own_cgroup() -> str:
-    """This process's cgroup as a unit's ``ControlGroup`` would name it."""
-    with open("/proc/self/cgroup", encoding="utf-8") as cgroups:
-        lines = cgroups.read().splitlines()
-    unified = [line for line in lines if line.startswith("0::")]
-    return (unified or lines)[0].split(":", 2)[-1]
-
-
-CGROUP = own_cgroup()
+# This process's cgroup as a unit's ``ControlGroup`` would name it (the parser is pinned
+# by the table at the end).
+CGROUP = process_cgroup(PID)
 
 
 def unit(**changes: Any) -> UnitStatus:
@@ -115,46 +110,35 @@ def test_a_process_that_exited_since_the_look_is_not_steady() -> None:
     assert not steady(desired(), status(pid=dead), look(unit(main_pid=dead)))
 
 
+APP = "/system.slice/app-pocketbase.service"
+
+
 @pytest.mark.parametrize(
-    ("text", "control_group", "expected"),
+    ("text", "path"),
     [
-        ("0::/system.slice/app-pocketbase.service\n", "/system.slice/app-pocketbase.service", True),
-        # a path that only ends as the unit's does (a user manager's own system.slice)
+        (f"0::{APP}\n", APP),
+        # a user manager's own system.slice: the whole path, which is not the unit's
         (
-            "0::/user.slice/user@1000.service/system.slice/app-pocketbase.service\n",
-            "/system.slice/app-pocketbase.service",
-            False,
+            f"0::/user.slice/user@1000.service{APP}\n",
+            f"/user.slice/user@1000.service{APP}",
         ),
-        # a nested manager names its units by the kernel's path, its own root included
-        (
-            "0::/bed.scope/system.slice/app-pocketbase.service\n",
-            "/bed.scope/system.slice/app-pocketbase.service",
-            True,
-        ),
-        # the hybrid layout: v1 lines, the named systemd hierarchy, the v2 line
-        (
-            "4:memory:/system.slice/app-pocketbase.service\n1:name=systemd:/system.slice/app-pocketbase.service\n0::/\n",
-            "/system.slice/app-pocketbase.service",
-            True,
-        ),
-        (
-            "0::/system.slice/other-pocketbase.service\n",
-            "/system.slice/app-pocketbase.service",
-            False,
-        ),
-        # a name that only ends like the unit's is another unit
-        (
-            "0::/system.slice/myapp-pocketbase.service\n",
-            "/system.slice/app-pocketbase.service",
-            False,
-        ),
-        ("0::/system.slice/x.service\n", "/", False),
-        ("0::/\n", "/", True),
-        ("0::/system.slice/x.service\n", "system.slice/x.service", False),
-        ("", "/system.slice/x.service", False),
+        # a nested manager's units: the kernel's path, the manager's root included
+        (f"0::/bed.scope{APP}\n", f"/bed.scope{APP}"),
+        # the hybrid layout: v1 controllers' lines, the named systemd hierarchy, v2's
+        (f"4:memory:/other\n1:name=systemd:{APP}\n0::/\n", APP),
+        (f"0::/\n1:name=systemd:{APP}\n", APP),
+        ("0::/\n", "/"),
+        ("4:memory:/other\n", None),
+        ("", None),
     ],
 )
-def test_a_process_counts_as_the_units_only_inside_its_cgroup(
-    text: str, control_group: str, expected: bool
-) -> None:
-    assert cgroup_lines_hold(text, control_group) is expected
+def test_a_processs_cgroup_is_read_from_systemds_hierarchy(text: str, path: str | None) -> None:
+    assert systemd_cgroup(text) == path
+
+
+def test_a_process_counts_as_the_units_only_in_exactly_its_cgroup() -> None:
+    assert CGROUP is not None and runs_in(PID, CGROUP)
+    assert not runs_in(PID, None)
+    assert not runs_in(PID, CGROUP.rstrip("/") + "/system.slice/app-pocketbase.service")
+    if CGROUP != "/":
+        assert not runs_in(PID, CGROUP.rsplit("/", 1)[0] or "/")  # its parent

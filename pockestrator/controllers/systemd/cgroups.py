@@ -90,6 +90,30 @@ class CgroupFiles:
         )
 
 
+def process_cgroup(pid: int) -> str | None:
+    """The cgroup process ``pid`` is in, as systemd names it (its ``ControlGroup``); None
+    when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroups:
+            return systemd_cgroup(cgroups.read())
+    except OSError:
+        return None
+
+
+def systemd_cgroup(text: str) -> str | None:
+    """The path of a ``/proc/<pid>/cgroup`` text in systemd's hierarchy: the named
+    ``name=systemd`` one of the hybrid layout, else the unified one."""
+    unified = None
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers == "name=systemd":
+            return path
+        if hierarchy == "0" and controllers == "":
+            unified = path
+    return unified
+
+
 def cgroup_dir(control_group: str) -> str | None:
     """``/system.slice/x.service`` as ``system.slice/x.service``; None for anything that is
     not an absolute path of plain parts (empty, ``..``, NUL, the root itself)."""

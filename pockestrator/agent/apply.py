@@ -29,8 +29,7 @@ from pockestrator.agent import steps
 from pockestrator.agent.parts import Part, Parts
 from pockestrator.agent.plan.model import Desired, Plan, start_before_route
 from pockestrator.agent.waves import Barrier, WaveCoordinator
-from pockestrator.controllers.caddy import CATCH_ALL, SiteOutcome
-from pockestrator.controllers.caddy.upstreams import remove_upstream, upstream_dir
+from pockestrator.controllers.caddy import SiteOutcome
 from pockestrator.controllers.pbsettings import SettingsError, differing, patch_for
 from pockestrator.database import DatabaseFull
 from pockestrator.files import write_atomic
@@ -258,13 +257,6 @@ class StepRunner(Part):
                     applied.add("data purged")
             case _:
                 raise TypeError(f"no way to carry out {step!r}")
-
-    def remove_upstream_file(self, name: str) -> None:
-        """A fleet node's upstream file of a service whose site is gone (or never was):
-        nothing reads it now."""
-        directory = upstream_dir(self.config)
-        if directory is not None and name != CATCH_ALL:
-            remove_upstream(directory, name)
 
     async def _start(self, unit: str, reset_failed: bool, applied: Applied) -> None:
         """Start ``unit`` (clearing a failed state first), and enable it in the same

@@ -16,6 +16,7 @@ switch is answered by the target (``agent.mover_routes`` says why and for how lo
   its upstream this node's instance again.
 - ``point_here``: a service that runs here has its upstream file name its own port
   (every reconcile: a rolled-back move leaves the source's file naming the target).
+- ``let_go``: a service removed from this node takes its upstream file with it.
 
 A wave Caddy refuses raises ``MoveFailed``, so a move never switches with the source's
 requests going nowhere.
@@ -32,6 +33,7 @@ from pockestrator.controllers.caddy.routes import checked_upstream, render_route
 from pockestrator.controllers.caddy.upstreams import (
     local_upstream,
     read_upstream,
+    remove_upstream,
     upstream_dir,
     write_upstream,
 )
@@ -81,6 +83,13 @@ class MoveSites:
         if current is not None and current.startswith("127.0.0.1:"):
             return False
         return self.point_here(record)
+
+    def let_go(self, name: str) -> None:
+        """A fleet node's upstream file of a service whose site is gone (removed here, or
+        replaced by a route): nothing reads it now."""
+        directory = upstream_dir(self._config())
+        if directory is not None:
+            remove_upstream(directory, name)
 
     async def hold_here(self, record: ServiceRecord) -> None:
         self.point_here(record)  # before the site that reads it

@@ -404,14 +404,14 @@ class Reconciler(Part):
         replica_removed = await self.controllers.snapshots.stop_replicating(name)
         if not plan and not replica_removed:
             if not keep_site:  # what a crash after the site's removal left, or a route's
-                self.steps.remove_upstream_file(name)
+                self.mover.sites.let_go(name)
             return Result()  # nothing of ours (a foreign unit of that name is left alone)
         applied = Applied()
         if replica_removed:
             applied.actions.append("removed its replication configuration")
         await self.steps.run(None, plan, applied)
         if not keep_site:  # the site that read it is gone (a move's forward keeps both)
-            self.steps.remove_upstream_file(name)
+            self.mover.sites.let_go(name)
         purge = bool(deletion and deletion.purge)
         self.store.add_event(
             name,

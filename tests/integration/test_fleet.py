@@ -287,6 +287,20 @@ def node_for_the_test(alpha: Node, name: str, address: str) -> Iterator[None]:
         store.register_node(NodeInfo(name, address, "", 1, 1), timedelta(0))
 
 
+@contextlib.asynccontextmanager
+async def service_on_an_impostor(
+    alpha: Node, node: str, name: str, version: str
+) -> AsyncIterator[Impostor]:
+    """``name`` created through alpha on ``node``, a registered node whose API is an
+    impostor the test tells how to answer."""
+    impostor = Impostor()
+    async with impostor.serving() as address:
+        with node_for_the_test(alpha, node, address):
+            created = await alpha.api.call("POST", "/services", placed(name, node, version))
+            assert created.status == 201, created.body
+            yield impostor
+
+
 async def cli_nodes(node: Node) -> tuple[int, str]:
     """``pockestrator nodes`` against ``node``'s API, as an operator runs it."""
     token, _record = node.agent.accounts.create_token("fleet cli")
@@ -543,39 +557,34 @@ async def test_an_answer_not_signed_by_the_owner_for_this_call_is_node_unreachab
             body=real_body, headers=headers, content_type="application/json"
         )
 
-    impostor = Impostor()
-    async with impostor.serving() as address:
-        with node_for_the_test(alpha, "epsilon", address):
-            created = await alpha.api.call(
-                "POST", "/services", placed("impersonated", "epsilon", pocketbase_versions[1])
-            )
-            assert created.status == 201, created.body
-            forged = {
-                "unsigned": (as_is({}), "is not signed"),
-                "beta's answer to another call": (as_is(real_signature), "does not hold"),
-                "signed without the fleet's secret": (signed_by(b"x" * 40), "does not hold"),
-            }
-            calls = [
-                ("GET", "/services/impersonated/status", None, None),
-                ("GET", "/services/impersonated/logs", None, None),
-                ("GET", "/services/impersonated/logs", None, {"follow": "true"}),
-                ("POST", "/services/impersonated/control", {"action": "stop"}, None),
-            ]
-            for case, (answering, why) in forged.items():
-                impostor.answering = answering
-                for method, path, body, params in calls:
-                    taken = impostor.calls
-                    reply = await alpha.api.call(method, path, body, params=params)
-                    assert impostor.calls == taken + 1, (case, path, "the impostor was asked")
-                    assert reply.status == 502, (case, path, params, reply.body)
-                    assert reply.body["code"] == "NODE_UNREACHABLE", (case, path, reply.body)
-                    message = reply.body["message"]
-                    assert "epsilon" in message and why in message, (case, path, message)
-            # What only a holder of the fleet's secret can make, alpha takes: the check
-            # above refused the forgeries, not the way to them.
-            impostor.answering = signed_by(FLEET_SECRET)
-            taken = await alpha.api.call("GET", "/services/impersonated/status")
-            assert taken.status == 200, taken.body
+    version = pocketbase_versions[1]
+    async with service_on_an_impostor(alpha, "epsilon", "impersonated", version) as impostor:
+        forged = {
+            "unsigned": (as_is({}), "is not signed"),
+            "beta's answer to another call": (as_is(real_signature), "does not hold"),
+            "signed without the fleet's secret": (signed_by(b"x" * 40), "does not hold"),
+        }
+        calls = [
+            ("GET", "/services/impersonated/status", None, None),
+            ("GET", "/services/impersonated/logs", None, None),
+            ("GET", "/services/impersonated/logs", None, {"follow": "true"}),
+            ("POST", "/services/impersonated/control", {"action": "stop"}, None),
+        ]
+        for case, (answering, why) in forged.items():
+            impostor.answering = answering
+            for method, path, body, params in calls:
+                taken = impostor.calls
+                reply = await alpha.api.call(method, path, body, params=params)
+                assert impostor.calls == taken + 1, (case, path, "the impostor was asked")
+                assert reply.status == 502, (case, path, params, reply.body)
+                assert reply.body["code"] == "NODE_UNREACHABLE", (case, path, reply.body)
+                message = reply.body["message"]
+                assert "epsilon" in message and why in message, (case, path, message)
+        # What only a holder of the fleet's secret can make, alpha takes: the check
+        # above refused the forgeries, not the way to them.
+        impostor.answering = signed_by(FLEET_SECRET)
+        taken = await alpha.api.call("GET", "/services/impersonated/status")
+        assert taken.status == 200, taken.body
 
 
 async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
@@ -609,30 +618,25 @@ async def test_a_followed_log_is_relayed_only_up_to_a_frame_changed_on_the_way(
     def added(signed: list[bytes]) -> list[bytes]:
         return [*signed[:3], sse.frame("line 9", event="log", event_id="c9"), *signed[3:]]
 
-    impostor = Impostor()
-    async with impostor.serving() as address:
-        with node_for_the_test(alpha, "theta", address):
-            created = await alpha.api.call(
-                "POST", "/services", placed("relayed", "theta", pocketbase_versions[1])
-            )
-            assert created.status == 201, created.body
-            url = f"{alpha.api.root}/services/relayed/logs"
-            auth = {"Authorization": f"Bearer {alpha.api.token}"}
+    version = pocketbase_versions[1]
+    async with service_on_an_impostor(alpha, "theta", "relayed", version) as impostor:
+        url = f"{alpha.api.root}/services/relayed/logs"
+        auth = {"Authorization": f"Bearer {alpha.api.token}"}
 
-            async def followed() -> bytes:
-                async with alpha.api.session.get(
-                    url, params={"follow": "true"}, headers=auth
-                ) as response:
-                    assert response.status == 200, await response.text()
-                    return await asyncio.wait_for(response.read(), 30)
+        async def followed() -> bytes:
+            async with alpha.api.session.get(
+                url, params={"follow": "true"}, headers=auth
+            ) as response:
+                assert response.status == 200, await response.text()
+                return await asyncio.wait_for(response.read(), 30)
 
-            impostor.answering = stream_of(lambda signed: signed)
-            whole = await followed()
-            assert whole == sse.retry(3000) + b"".join(lines), whole
-            for change in (tampered, dropped, added):
-                impostor.answering = stream_of(change)
-                relayed = await followed()
-                assert relayed == sse.retry(3000) + b"".join(lines[:2]), (change, relayed)
+        impostor.answering = stream_of(lambda signed: signed)
+        whole = await followed()
+        assert whole == sse.retry(3000) + b"".join(lines), whole
+        for change in (tampered, dropped, added):
+            impostor.answering = stream_of(change)
+            relayed = await followed()
+            assert relayed == sse.retry(3000) + b"".join(lines[:2]), (change, relayed)
 
 
 async def test_alpha_calls_beta_over_tls_it_verifies_and_refuses_a_certificate_of_another_ca(

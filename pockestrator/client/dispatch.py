@@ -190,7 +190,7 @@ def _default_domain(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     reads them), else the agent's default."""
     from pydantic import ValidationError
 
-    from pockestrator.config import AgentConfig, ConfigError, load_config
+    from pockestrator.config import AgentConfig
 
     if args.default_domain is not None:
         try:
@@ -198,12 +198,9 @@ def _default_domain(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         except ValidationError as exc:
             message = exc.errors()[0]["msg"]
             parser.error(f"--default-domain: {message}")
-    try:
-        return load_config(args.config).default_domain
-    except ConfigError as exc:
-        from pockestrator.client.http import ClientError
+    from pockestrator.client.local import agent_config
 
-        raise ClientError(str(exc)) from None
+    return agent_config(args.config).default_domain
 
 
 def save_token(token: str) -> Path:

@@ -20,7 +20,7 @@ from pockestrator.client.http import ClientError
 
 if TYPE_CHECKING:
     from pockestrator.client.commands import Console
-    from pockestrator.config.agent import PasswordHashing
+    from pockestrator.config.agent import AgentConfig, PasswordHashing
 
 PASSWORD_READ_MAX = 4096
 TOKEN_NAME_MAX = 100  # as the API's POST /tokens takes it
@@ -30,23 +30,32 @@ TOKEN_NAME_MAX = 100  # as the API's POST /tokens takes it
 HOST_CONFIG = Path("/etc/pockestrator/config.yaml")
 
 
+def named_config(config: Path | None, host_config: Path = HOST_CONFIG) -> Path | None:
+    """The agent's configuration file: ``--config``, else the host's when there is one
+    (None: the defaults)."""
+    return host_config if config is None and host_config.is_file() else config
+
+
+def agent_config(config: Path | None) -> AgentConfig:
+    """The configuration in ``config`` (None: the defaults); its errors as the CLI's."""
+    from pockestrator.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise ClientError(str(exc)) from None
+
+
 def agent_database(
     config: Path | None, database: Path | None, host_config: Path = HOST_CONFIG
 ) -> Path:
-    """The agent's database file: ``--database``, else the configuration's (``--config``,
-    else the host's ``/etc/pockestrator/config.yaml`` when there is one, else the
-    defaults); an error saying where it looked when there is none."""
-    from pockestrator.config import ConfigError, load_config
-
-    if config is None and database is None and host_config.is_file():
-        config = host_config
+    """The agent's database file: ``--database``, else the configuration's
+    (``named_config``); an error saying where it looked when there is none."""
     if database is not None:
         found, source = database.absolute(), "--database"
     else:
-        try:
-            found = load_config(config).database
-        except ConfigError as exc:
-            raise ClientError(str(exc)) from None
+        config = named_config(config, host_config)
+        found = agent_config(config).database
         source = f"the configuration {config}" if config else "the default configuration"
     if not found.is_file():
         raise ClientError(
@@ -57,18 +66,13 @@ def agent_database(
 
 
 def configured_hashing(config: Path | None, host_config: Path = HOST_CONFIG) -> PasswordHashing:
-    """The agent's ``password_hashing``, from the configuration ``agent_database`` reads. An
-    admin made here is hashed as the agent's logins check: were it dearer than the check
-    an unknown e-mail gets, a login's time would tell the account exists."""
+    """The agent's ``password_hashing`` (``named_config``'s, even beside ``--database``).
+    An admin made here is hashed as the agent's logins check: were it dearer than the
+    check an unknown e-mail gets, a login's time would tell the account exists."""
     from pockestrator.accounts.passwords import DEFAULT_HASHING
-    from pockestrator.config import ConfigError, load_config
 
-    if config is None and not host_config.is_file():
-        return DEFAULT_HASHING
-    try:
-        return load_config(config or host_config).password_hashing
-    except ConfigError as exc:
-        raise ClientError(str(exc)) from None
+    named = named_config(config, host_config)
+    return DEFAULT_HASHING if named is None else agent_config(named).password_hashing
 
 
 def read_password(email: str, from_stdin: bool) -> str:
